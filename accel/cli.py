@@ -1,0 +1,248 @@
+"""The ``accel`` command line: wires every package together (nothing imports this module).
+
+Bad input prints one line ``accel: error: ...`` on stderr and exits 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from accel import config
+from accel.errors import AccelError
+from accel.hardware import Accelerator
+
+__all__ = ["main"]
+
+_EPILOG = "Presets: {presets}. Models: {models}."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="accel: %(levelname)s: %(message)s")
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except AccelError as exc:
+        print(f"accel: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("accel: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    from workloads import zoo
+
+    epilog = _EPILOG.format(presets=", ".join(config.preset_names()), models=", ".join(zoo.names()))
+    parser = argparse.ArgumentParser(
+        prog="accel",
+        description="Design DNN accelerators: describe the hardware, map a DNN onto it, simulate it.",
+        epilog=epilog,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each step does")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    info = sub.add_parser("info", help="print a hardware description",
+                          description="Print an accelerator: a preset name or a TOML file.", epilog=epilog)
+    info.add_argument("arch", nargs="?", help="preset name or path to a TOML file (omit to list the presets)")
+    info.add_argument("--toml", action="store_true", help="print it as TOML (a file you can edit and load)")
+    info.add_argument("--json", action="store_true", help="print it as JSON")
+    info.set_defaults(handler=_info)
+
+    work = sub.add_parser("workload", help="print a workload's layer table",
+                          description="Print the layers of a DNN: a zoo model name, an ONNX file or a "
+                                      "SCALE-Sim topology CSV, with MACs, weight and activation sizes.",
+                          epilog=epilog)
+    work.add_argument("workload", help="zoo model name, FILE.onnx or FILE.csv")
+    work.add_argument("--batch", type=_positive_int, default=None, help="batch size (default: the model's, 1)")
+    work.add_argument("--json", action="store_true", help="print JSON (exact integer total_macs) instead")
+    work.set_defaults(handler=_workload)
+
+    run = sub.add_parser("run", help="map a workload onto a design and simulate it",
+                         description="Map a workload onto an accelerator, simulate it with the event "
+                                     "simulator, print a summary and write CSV reports and a plot.",
+                         epilog=epilog)
+    run.add_argument("--arch", default="gemmini", help="preset name or TOML file (default: gemmini)")
+    run.add_argument("--workload", default="resnet18", help="zoo name, FILE.onnx or FILE.csv (default: resnet18)")
+    run.add_argument("--dataflow", choices=["ws", "os", "is"], help="dataflow (default: the array's first)")
+    run.add_argument("--batch", type=_positive_int, default=None, help="batch size (default: 1)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="write summary.csv, layers.csv, units.csv and layer_cycles.png here")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    run.set_defaults(handler=_run)
+
+    rtl = sub.add_parser("rtl", help="generate Verilog for the RTL units",
+                         description="Generate Verilog and a JSON manifest for an Amaranth unit.")
+    rtl_sub = rtl.add_subparsers(title="rtl commands", metavar="RTL_COMMAND")
+    gen = rtl_sub.add_parser("generate", help="write UNIT.v and UNIT.json",
+                             description="Write the Verilog of a unit and a JSON manifest (ports, "
+                                         "parameters, latency).")
+    gen.add_argument("unit", choices=["pe"], help="which unit")
+    gen.add_argument("--arch", default=None,
+                     help="take number formats from this preset or TOML file (default: int8 x int8 -> int32)")
+    gen.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build/)")
+    gen.set_defaults(handler=_rtl_generate)
+    rtl.set_defaults(handler=lambda args: rtl.print_help() or 2)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+def _info(args: argparse.Namespace) -> int:
+    if args.arch is None:
+        for name in config.preset_names():
+            print(f"{name:12s} {config.load(name).description}")
+        return 0
+    arch = config.load(args.arch)
+    if args.toml:
+        print(config.dumps(arch), end="")
+    elif args.json:
+        print(json.dumps(config.to_dict(arch), indent=2))
+    else:
+        print(_describe(arch))
+    return 0
+
+
+def _describe(arch: Accelerator) -> str:
+    a = arch.array
+    lines = [
+        f"{arch.name}: {arch.description}" if arch.description else arch.name,
+        f"  clock          {arch.clock_hz / 1e6:g} MHz",
+        f"  array          {a.rows} x {a.cols} PEs, dataflows {', '.join(d.value for d in a.dataflows)}",
+        f"  formats        inputs {a.input_format}, weights {a.weight_format}, accumulators "
+        f"{a.accumulator_format} ({a.accumulator_format.overflow.value})",
+        f"  sparsity       {', '.join(map(str, a.sparsity)) or 'dense only'}",
+        f"  peak           {arch.peak_macs_per_s / 1e9:g} GMAC/s ({arch.peak_macs_per_cycle} MAC/cycle)",
+        f"  vector unit    {arch.vector.lanes} lanes, {arch.vector.latency_cycles} cycles latency",
+    ]
+    for name in ("scratchpad", "accumulator"):
+        mem = getattr(arch, name)
+        lines.append(f"  {name:14s} {_bytes(mem.size_bytes)}, {mem.banks} banks x {mem.ports} ports x "
+                     f"{mem.word_bytes} B words")
+    lines += [
+        f"  dma            {arch.dma.channels} channel(s) x {arch.dma.bandwidth_bytes_per_cycle:g} B/cycle, "
+        f"{arch.dma.latency_cycles} cycles setup, {arch.dma.burst_bytes} B bursts",
+        f"  dram           {arch.dram.bandwidth_bytes_per_cycle:g} B/cycle "
+        f"({arch.dram.bandwidth_bytes_per_cycle * arch.clock_hz / 1e9:g} GB/s), "
+        f"{arch.dram.latency_cycles} cycles latency, {arch.dram.energy_pj_per_byte:g} pJ/B",
+    ]
+    return "\n".join(lines)
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:g} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def _workload(args: argparse.Namespace) -> int:
+    import workloads
+
+    graph = workloads.load(args.workload, batch=args.batch)
+    rows = workloads.layer_table(graph)
+    if args.json:
+        print(json.dumps({"name": graph.name, "layers": rows, "total_macs": graph.total_macs,
+                          "weight_bytes": graph.weight_bytes}, indent=2))
+        return 0
+    columns = ["name", "op", "m", "k", "n", "batch", "macs", "weight_bytes", "output_bytes", "vector_ops"]
+    columns = [c for c in columns if any(c in r for r in rows)]
+    print(_table(rows, columns))
+    print(f"\n{graph.name}: {len(graph.layers)} layers, {graph.total_macs:,} MACs, "
+          f"{graph.weight_bytes:,} weight bytes")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import mapper
+    import sim
+    import workloads
+    from accel.hardware import Dataflow
+
+    arch = config.load(args.arch)
+    graph = workloads.load(args.workload, batch=args.batch)
+    plan = mapper.lower(graph, arch, dataflow=Dataflow(args.dataflow) if args.dataflow else None)
+    result = sim.simulate(plan)
+    summary = result.summary()
+    if args.out is not None:
+        from reports import write_run_report
+
+        written = write_run_report(result, args.out)
+        summary["files"] = {k: str(v) for k, v in written.items()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    layers = result.layers()
+    print(_table(layers.to_dict("records"),
+                 ["layer", "op", "dataflow", "macs", "cycles", "utilization", "dram_read_bytes", "dram_write_bytes"]))
+    print()
+    for key, value in summary.items():
+        if key == "files":
+            for name, path in value.items():
+                print(f"  wrote {name:14s} {path}")
+        else:
+            print(f"  {key:18s} {value:,.6g}" if isinstance(value, float) else f"  {key:18s} {value:,}"
+                  if isinstance(value, int) else f"  {key:18s} {value}")
+    return 0
+
+
+def _rtl_generate(args: argparse.Namespace) -> int:
+    from rtl.pe import MacPE
+    from rtl.verilog import write
+
+    if args.arch:
+        a = config.load(args.arch).array
+        unit = MacPE(input_format=a.input_format, weight_format=a.weight_format,
+                     accumulator_format=a.accumulator_format)
+    else:
+        unit = MacPE()
+    paths = write(unit, args.unit, args.out)
+    for path in paths if isinstance(paths, list | tuple) else [paths]:
+        print(f"wrote {path}")
+    return 0
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    def cell(value: object) -> str:
+        if value is None or value == "":
+            return ""
+        if isinstance(value, float):
+            return f"{value:.3f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    numeric = [all(_is_numberish(row[i]) for row in cells) for i in range(len(columns))]
+    def fmt(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True))
+    return "\n".join([fmt(columns), fmt(["-" * w for w in widths]), *(fmt(row) for row in cells)])
+
+
+def _is_numberish(text: str) -> bool:
+    return text == "" or text.replace(",", "").replace(".", "").replace("-", "").isdigit()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The command set: what the mapper emits, the simulator executes, and an RTL top level could decode.
+
+Four commands, like a small ISA. Each has a program-unique ``id``, the ``layer`` it belongs to, and
+``deps``: ids of earlier commands that must finish before it may start (data dependencies and
+buffer reuse). Units execute their own commands in program order.
+
+``Load``     DRAM -> on-chip buffer (DMA)
+``Store``    on-chip buffer -> DRAM (DMA)
+``Compute``  ``batch`` GEMM tiles ``m x k @ k x n`` on the systolic array, reading inputs and weights from
+             the scratchpad and accumulating into the accumulator memory
+``Vector``   ``elements`` element operations on the vector unit
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from accel.hardware import Dataflow
+
+__all__ = ["Unit", "Buffer", "Command", "Load", "Store", "Compute", "Vector"]
+
+
+class Unit(Enum):
+    DMA = "dma"
+    ARRAY = "array"
+    VECTOR = "vector"
+
+
+class Buffer(Enum):
+    SCRATCHPAD = "scratchpad"
+    ACCUMULATOR = "accumulator"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    id: int
+    layer: str
+    deps: tuple[int, ...] = ()
+
+    unit = Unit.DMA  # overridden per kind; a class attribute, not a field
+
+
+@dataclass(frozen=True, kw_only=True)
+class Load(Command):
+    tensor: str
+    size_bytes: int
+    buffer: Buffer = Buffer.SCRATCHPAD
+    addr: int = 0  # byte offset in the on-chip buffer
+    dram_addr: int = 0
+
+    unit = Unit.DMA
+
+
+@dataclass(frozen=True, kw_only=True)
+class Store(Command):
+    tensor: str
+    size_bytes: int
+    buffer: Buffer = Buffer.ACCUMULATOR
+    addr: int = 0
+    dram_addr: int = 0
+
+    unit = Unit.DMA
+
+
+@dataclass(frozen=True, kw_only=True)
+class Compute(Command):
+    m: int
+    k: int
+    n: int
+    dataflow: Dataflow
+    batch: int = 1  # independent products run back to back (convolution groups, attention heads)
+    input_addr: int = 0
+    weight_addr: int = 0
+    output_addr: int = 0
+    accumulate: bool = False  # add to what the accumulator holds (a later k-tile)
+
+    unit = Unit.ARRAY
+
+    @property
+    def macs(self) -> int:
+        return self.batch * self.m * self.k * self.n
+
+
+@dataclass(frozen=True, kw_only=True)
+class Vector(Command):
+    op: str
+    elements: int
+    input_addr: int = 0
+    output_addr: int = 0
+
+    unit = Unit.VECTOR

@@ -1,0 +1,253 @@
+"""Read and write hardware descriptions as TOML, and find the shipped presets.
+
+``load(spec)`` takes a preset name (``tpu-v1``, ``gemmini``, ``eyeriss``, ``fpga-small``, ...) or a
+path to a TOML file and returns an :class:`~accel.hardware.Accelerator`. Every problem in a file is
+collected and reported in one :class:`~accel.errors.ConfigError` whose lines name the file and the
+field (``presets/x.toml: array.rows must be a positive integer, not -4``). ``dumps`` writes TOML that
+``loads`` reads back to an equal value.
+
+File layout (every section but ``[array]``, ``[scratchpad]``, ``[accumulator]`` and ``[dram]`` may be
+left out and takes its defaults)::
+
+    name = "gemmini"
+    clock_hz = 1.0e9
+    [array]        rows, cols, dataflows = ["ws", "os"], input_format = "int8", weight_format,
+                   accumulator_format (a format name, or {format = "q1.6", rounding = "half_even",
+                   overflow = "saturate"}), sparsity = ["2:4"]
+    [vector]       lanes, latency_cycles
+    [scratchpad]   size_bytes (an integer, or a string such as "256 KiB"), banks, ports, word_bytes
+    [accumulator]  the same fields
+    [dma]          channels, bandwidth_bytes_per_cycle, latency_cycles, burst_bytes
+    [dram]         bandwidth_bytes_per_cycle, latency_cycles, energy_pj_per_byte
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from accel.errors import ConfigError
+from accel.formats import NumberFormat, Overflow, Rounding
+from accel.hardware import DMA, DRAM, Accelerator, Dataflow, Memory, Sparsity, SystolicArray, VectorUnit
+
+__all__ = ["load", "loads", "dumps", "save", "preset_names", "parse_size"]
+
+_SECTIONS: dict[str, type] = {
+    "array": SystolicArray,
+    "vector": VectorUnit,
+    "scratchpad": Memory,
+    "accumulator": Memory,
+    "dma": DMA,
+    "dram": DRAM,
+}
+_REQUIRED_SECTIONS = ("array", "scratchpad", "accumulator", "dram")
+_TOP_FIELDS = ("name", "clock_hz", "description")
+_FORMAT_FIELDS = ("input_format", "weight_format", "accumulator_format")
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 1000, "mb": 1000**2,
+               "gb": 1000**3, "k": 1 << 10, "m": 1 << 20}
+
+
+def preset_names() -> tuple[str, ...]:
+    """Names of the presets shipped in ``accel/presets`` (file stem, ``_`` written as ``-``)."""
+    folder = resources.files("accel") / "presets"
+    return tuple(sorted(p.name[:-5].replace("_", "-") for p in folder.iterdir() if p.name.endswith(".toml")))
+
+
+def load(spec: str | Path) -> Accelerator:
+    """Load a preset by name, or a TOML file by path."""
+    text_spec = str(spec)
+    preset_file = resources.files("accel") / "presets" / (text_spec.replace("-", "_") + ".toml")
+    if not text_spec.endswith(".toml") and "/" not in text_spec and preset_file.is_file():
+        return loads(preset_file.read_text(), source=f"preset {text_spec}")
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(
+            f"{text_spec}: not a preset ({', '.join(preset_names())}) and no such TOML file"
+        )
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as text ({exc})") from None
+    return loads(text, source=str(path))
+
+
+def loads(text: str, *, source: str = "<string>") -> Accelerator:
+    """Parse TOML text; ``source`` names the file in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    return from_dict(data, source=source)
+
+
+def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Accelerator:
+    """Build an accelerator from the dictionary form of the TOML file, collecting every problem."""
+    problems: list[str] = []
+    known = set(_TOP_FIELDS) | set(_SECTIONS)
+    for key in data:
+        if key not in known:
+            problems.append(f"unknown field {key} (expected one of {', '.join(sorted(known))})")
+    for key in ("name", "clock_hz"):
+        if key not in data:
+            problems.append(f"{key} is missing")
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        if section not in data:
+            if section in _REQUIRED_SECTIONS:
+                problems.append(f"section [{section}] is missing")
+            continue
+        if not isinstance(data[section], dict):
+            problems.append(f"{section} must be a table [{section}], not {data[section]!r}")
+            continue
+        built = _build_section(section, cls, data[section], problems)
+        if built is not None:
+            sections[section] = built
+    if not problems:
+        try:
+            return Accelerator(
+                name=data["name"], clock_hz=data["clock_hz"], description=data.get("description", ""), **sections
+            )
+        except ConfigError as exc:
+            problems.extend(str(exc).split("; "))
+    raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+
+
+def _build_section(section: str, cls: type, table: dict[str, Any], problems: list[str]) -> Any:
+    names = [f.name for f in dataclasses.fields(cls)]
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    values: dict[str, Any] = {}
+    before = len(problems)
+    for key, value in table.items():
+        if key not in names:
+            problems.append(f"unknown field {section}.{key} (expected one of {', '.join(names)})")
+            continue
+        try:
+            values[key] = _convert(key, value)
+        except ConfigError as exc:
+            problems.append(f"{section}.{key}: {exc}")
+    for key in required:
+        if key not in table:
+            problems.append(f"{section}.{key} is missing")
+    if len(problems) > before:
+        return None
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        problems.extend(f"{section}.{p}" for p in str(exc).split("; "))
+        return None
+    except TypeError as exc:  # a value of a type the dataclass cannot even compare
+        problems.append(f"{section}: {exc}")
+        return None
+
+
+def _convert(key: str, value: Any) -> Any:
+    """Turn the TOML form of one field into the dataclass form."""
+    if key == "dataflows":
+        if not isinstance(value, list):
+            raise ConfigError(f"must be a list such as ['ws', 'os'], not {value!r}")
+        return tuple(Dataflow.parse(v) for v in value)
+    if key == "sparsity":
+        if not isinstance(value, list):
+            raise ConfigError(f"must be a list such as ['2:4', '1:4'], not {value!r}")
+        return tuple(Sparsity.parse(v) for v in value)
+    if key in _FORMAT_FIELDS:
+        return _parse_format(value)
+    if key == "size_bytes" and isinstance(value, str):
+        return parse_size(value)
+    return value
+
+
+def _parse_format(value: Any) -> NumberFormat:
+    if isinstance(value, str):
+        return NumberFormat.parse(value)
+    if isinstance(value, dict):
+        extra = set(value) - {"format", "rounding", "overflow"}
+        if extra or "format" not in value:
+            raise ConfigError(f"must be a table with 'format' and optional 'rounding', 'overflow', not {value!r}")
+        try:
+            rounding = Rounding(value.get("rounding", Rounding.HALF_EVEN.value))
+        except ValueError:
+            raise ConfigError(
+                f"rounding must be one of {', '.join(r.value for r in Rounding)}, not {value['rounding']!r}"
+            ) from None
+        try:
+            overflow = Overflow(value.get("overflow", Overflow.SATURATE.value))
+        except ValueError:
+            raise ConfigError(
+                f"overflow must be one of {', '.join(o.value for o in Overflow)}, not {value['overflow']!r}"
+            ) from None
+        return NumberFormat.parse(value["format"], rounding=rounding, overflow=overflow)
+    raise ConfigError(f"must be a number format such as 'int8', not {value!r}")
+
+
+def parse_size(text: str | int) -> int:
+    """Read a byte count: ``65536``, ``"64KiB"``, ``"256 KiB"``, ``"24MiB"``, ``"1.5 MiB"``."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match[2].lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise ConfigError(f"size must be a byte count such as 262144 or '256 KiB', not {text!r}")
+    value = float(match[1]) * _SIZE_UNITS[unit]
+    if value != int(value):
+        raise ConfigError(f"size must be a whole number of bytes, not {text!r}")
+    return int(value)
+
+
+def to_dict(acc: Accelerator) -> dict[str, Any]:
+    """The dictionary (TOML) form of an accelerator; :func:`from_dict` reads it back."""
+    out: dict[str, Any] = {"name": acc.name, "clock_hz": acc.clock_hz}
+    if acc.description:
+        out["description"] = acc.description
+    for section in _SECTIONS:
+        obj = getattr(acc, section)
+        table: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if isinstance(value, NumberFormat):
+                default = NumberFormat(value.bits, value.signed, value.frac_bits)
+                value = value.name if value == default else {
+                    "format": value.name, "rounding": value.rounding.value, "overflow": value.overflow.value}
+            elif isinstance(value, tuple):
+                value = [v.value if isinstance(v, Dataflow) else str(v) for v in value]
+            table[f.name] = value
+        out[section] = table
+    return out
+
+
+def dumps(acc: Accelerator) -> str:
+    """TOML text for ``acc``."""
+    lines = []
+    sections = []
+    for key, value in to_dict(acc).items():
+        if isinstance(value, dict):
+            sections.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in sections:
+        lines.append(f"\n[{name}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+    return "\n".join(lines) + "\n"
+
+
+def save(acc: Accelerator, path: str | Path) -> None:
+    Path(path).write_text(dumps(acc))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")

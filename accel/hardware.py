@@ -1,0 +1,242 @@
+"""The hardware description: one frozen dataclass tree per design point.
+
+An :class:`Accelerator` is a clock, a systolic array, a vector unit, an on-chip scratchpad and
+accumulator memory, a DMA engine and DRAM. Every class validates itself at construction and raises
+:class:`~accel.errors.ConfigError` listing every field that is wrong, e.g.
+``rows must be a positive integer, not -4``; the TOML loader (:mod:`accel.config`) prefixes those
+messages with the file and section.
+
+Units are in the names: ``clock_hz``, ``size_bytes``, ``bandwidth_bytes_per_cycle`` (at the
+accelerator clock), ``latency_cycles``, ``energy_pj_per_byte``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from enum import Enum
+
+from accel.errors import ConfigError
+from accel.formats import INT8, INT32, NumberFormat
+
+__all__ = [
+    "Dataflow",
+    "Sparsity",
+    "SystolicArray",
+    "VectorUnit",
+    "Memory",
+    "DMA",
+    "DRAM",
+    "Accelerator",
+]
+
+
+class Dataflow(Enum):
+    """Which operand stays in the processing elements while the others stream through."""
+
+    WS = "ws"  # weight-stationary: weights preloaded, inputs stream, partial sums flow down
+    OS = "os"  # output-stationary: each PE accumulates one output, inputs and weights stream
+    IS = "is"  # input-stationary: inputs preloaded, weights stream
+
+    @classmethod
+    def parse(cls, text: str) -> Dataflow:
+        try:
+            return cls(str(text).strip().lower())
+        except ValueError:
+            raise ConfigError(f"Dataflow must be one of 'ws', 'os', 'is', not {text!r}") from None
+
+
+@dataclass(frozen=True, order=True)
+class Sparsity:
+    """An N:M structured-sparsity pattern: at most ``n`` non-zeros in every group of ``m``."""
+
+    n: int
+    m: int
+
+    def __post_init__(self) -> None:
+        if not (_is_int(self.n) and _is_int(self.m) and 1 <= self.n < self.m):
+            raise ConfigError(f"N:M sparsity needs integers 1 <= N < M, not {self.n}:{self.m}")
+
+    @classmethod
+    def parse(cls, text: str) -> Sparsity:
+        parts = str(text).strip().split(":")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ConfigError(f"N:M sparsity must look like '2:4', not {text!r}")
+        return cls(int(parts[0]), int(parts[1]))
+
+    @property
+    def density(self) -> float:
+        return self.n / self.m
+
+    def __str__(self) -> str:
+        return f"{self.n}:{self.m}"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _raise_problems(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _positive_ints(obj: object, *names: str, zero_ok: tuple[str, ...] = ()) -> list[str]:
+    problems = []
+    for name in names:
+        value = getattr(obj, name)
+        lowest = 0 if name in zero_ok else 1
+        if not _is_int(value) or value < lowest:
+            kind = "a non-negative" if lowest == 0 else "a positive"
+            problems.append(f"{name} must be {kind} integer, not {value!r}")
+    return problems
+
+
+def _positive_numbers(obj: object, *names: str, zero_ok: tuple[str, ...] = ()) -> list[str]:
+    problems = []
+    for name in names:
+        value = getattr(obj, name)
+        ok = _is_number(value) and (value >= 0 if name in zero_ok else value > 0)
+        if not ok:
+            kind = "a non-negative" if name in zero_ok else "a positive"
+            problems.append(f"{name} must be {kind} number, not {value!r}")
+    return problems
+
+
+@dataclass(frozen=True)
+class SystolicArray:
+    """A ``rows`` x ``cols`` grid of multiply-accumulate processing elements."""
+
+    rows: int
+    cols: int
+    dataflows: tuple[Dataflow, ...] = (Dataflow.WS,)
+    input_format: NumberFormat = INT8
+    weight_format: NumberFormat = INT8
+    accumulator_format: NumberFormat = INT32
+    sparsity: tuple[Sparsity, ...] = ()  # N:M patterns the array runs natively, besides dense
+
+    def __post_init__(self) -> None:
+        problems = _positive_ints(self, "rows", "cols")
+        if not self.dataflows or not all(isinstance(d, Dataflow) for d in self.dataflows):
+            problems.append(f"dataflows must be a non-empty list of 'ws', 'os', 'is', not {self.dataflows!r}")
+        elif len(set(self.dataflows)) != len(self.dataflows):
+            problems.append(f"dataflows must not repeat, not {[d.value for d in self.dataflows]!r}")
+        for name in ("input_format", "weight_format", "accumulator_format"):
+            if not isinstance(getattr(self, name), NumberFormat):
+                problems.append(f"{name} must be a number format, not {getattr(self, name)!r}")
+        if not all(isinstance(s, Sparsity) for s in self.sparsity):
+            problems.append(f"sparsity must be a list of N:M patterns, not {self.sparsity!r}")
+        _raise_problems(problems)
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class VectorUnit:
+    """A SIMD unit for element-wise work: ``lanes`` operations per cycle after a pipeline latency."""
+
+    lanes: int = 16
+    latency_cycles: int = 4
+
+    def __post_init__(self) -> None:
+        _raise_problems(_positive_ints(self, "lanes", "latency_cycles", zero_ok=("latency_cycles",)))
+
+
+@dataclass(frozen=True)
+class Memory:
+    """An on-chip SRAM: ``banks`` banks of ``word_bytes``-wide words, ``ports`` ports per bank."""
+
+    size_bytes: int
+    banks: int = 1
+    ports: int = 2
+    word_bytes: int = 16
+
+    def __post_init__(self) -> None:
+        problems = _positive_ints(self, "size_bytes", "banks", "ports", "word_bytes")
+        if not problems and self.size_bytes % (self.banks * self.word_bytes):
+            problems.append(
+                f"size_bytes must be a multiple of banks * word_bytes = {self.banks * self.word_bytes}, "
+                f"not {self.size_bytes}"
+            )
+        _raise_problems(problems)
+
+    @property
+    def bandwidth_bytes_per_cycle(self) -> int:
+        """Peak bytes moved per cycle over all banks and ports."""
+        return self.banks * self.ports * self.word_bytes
+
+
+@dataclass(frozen=True)
+class DMA:
+    """Engines that move data between DRAM and the scratchpad."""
+
+    channels: int = 1
+    bandwidth_bytes_per_cycle: float = 16.0  # per channel
+    latency_cycles: int = 0  # setup cost per transfer, on top of DRAM latency
+    burst_bytes: int = 64  # transfers move whole bursts
+
+    def __post_init__(self) -> None:
+        problems = _positive_ints(self, "channels", "latency_cycles", "burst_bytes", zero_ok=("latency_cycles",))
+        problems += _positive_numbers(self, "bandwidth_bytes_per_cycle")
+        _raise_problems(problems)
+
+
+@dataclass(frozen=True)
+class DRAM:
+    """Off-chip memory: a bandwidth-limited channel with a fixed access latency."""
+
+    bandwidth_bytes_per_cycle: float
+    latency_cycles: int = 100
+    energy_pj_per_byte: float = 20.0
+
+    def __post_init__(self) -> None:
+        problems = _positive_numbers(self, "bandwidth_bytes_per_cycle", "energy_pj_per_byte",
+                                     zero_ok=("energy_pj_per_byte",))
+        problems += _positive_ints(self, "latency_cycles", zero_ok=("latency_cycles",))
+        _raise_problems(problems)
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """One design point: everything the mapper, the simulator and the RTL need to know."""
+
+    name: str
+    clock_hz: float
+    array: SystolicArray
+    scratchpad: Memory
+    accumulator: Memory
+    dram: DRAM
+    dma: DMA = field(default_factory=DMA)
+    vector: VectorUnit = field(default_factory=VectorUnit)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.name, str) or not self.name.strip():
+            problems.append(f"name must be a non-empty string, not {self.name!r}")
+        problems += _positive_numbers(self, "clock_hz")
+        for f in fields(self):
+            expected = {"array": SystolicArray, "scratchpad": Memory, "accumulator": Memory,
+                        "dram": DRAM, "dma": DMA, "vector": VectorUnit}.get(f.name)
+            if expected is not None and not isinstance(getattr(self, f.name), expected):
+                problems.append(f"{f.name} must be a {expected.__name__}, not {getattr(self, f.name)!r}")
+        _raise_problems(problems)
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        return self.array.pes
+
+    @property
+    def peak_macs_per_s(self) -> float:
+        return self.array.pes * self.clock_hz
+
+    @property
+    def dram_bandwidth_bytes_per_cycle(self) -> float:
+        """What DMA can really move per cycle: the narrower of DRAM and all DMA channels together."""
+        return min(self.dram.bandwidth_bytes_per_cycle, self.dma.channels * self.dma.bandwidth_bytes_per_cycle)

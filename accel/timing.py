@@ -1,0 +1,62 @@
+"""The timing datasheet: cycles of one command on one unit, as pure functions of the hardware.
+
+The mapper uses these as its cost model and the simulator charges exactly these cycles per command,
+adding only what a single command cannot know (contention, dependencies, overlap). So the two never
+disagree about one command.
+
+Systolic GEMM tile ``m x k @ k x n`` on an ``R x C`` array. The stationary operand is folded onto the
+array in ``R x C`` pieces; each fold costs a preload / fill / drain overhead plus the streaming
+length, and folds run back to back:
+
+==========  =====================  ===================  ==========================
+dataflow    array rows x cols      streams              folds
+==========  =====================  ===================  ==========================
+WS          k x n (weights)        m input rows         ceil(k/R) * ceil(n/C)
+OS          m x n (outputs)        k reduction steps    ceil(m/R) * ceil(n/C)
+IS          k x m (inputs)         n weight columns     ceil(k/R) * ceil(m/C)
+==========  =====================  ===================  ==========================
+
+One fold takes ``2R + C + S - 2`` cycles for a streaming length ``S``: ``R`` cycles to preload the
+stationary operand (or to drain the outputs, for OS), ``R - 1`` cycles of input skew, ``C - 1``
+cycles for the last partial sum to cross the array, and ``S`` streaming cycles (SCALE-Sim's
+analytical model, Samajdar et al., ISPASS 2020).
+"""
+
+from __future__ import annotations
+
+from accel.hardware import Accelerator, Dataflow, SystolicArray
+
+__all__ = ["fold_count", "gemm_tile_cycles", "dma_cycles", "vector_cycles", "ceil_div"]
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def fold_count(array: SystolicArray, dataflow: Dataflow, m: int, k: int, n: int) -> tuple[int, int]:
+    """``(folds, streaming length per fold)`` for a GEMM tile."""
+    r, c = array.rows, array.cols
+    if dataflow is Dataflow.WS:
+        return ceil_div(k, r) * ceil_div(n, c), m
+    if dataflow is Dataflow.OS:
+        return ceil_div(m, r) * ceil_div(n, c), k
+    return ceil_div(k, r) * ceil_div(m, c), n
+
+
+def gemm_tile_cycles(array: SystolicArray, dataflow: Dataflow, m: int, k: int, n: int) -> int:
+    """Cycles from the first operand entering the array to the last result leaving it."""
+    folds, stream = fold_count(array, dataflow, m, k, n)
+    return folds * (2 * array.rows + array.cols + stream - 2)
+
+
+def dma_cycles(acc: Accelerator, size_bytes: int) -> int:
+    """One DMA transfer: setup and DRAM latency, then whole bursts at the DMA/DRAM bandwidth."""
+    burst = acc.dma.burst_bytes
+    moved = ceil_div(size_bytes, burst) * burst
+    bandwidth = min(acc.dma.bandwidth_bytes_per_cycle, acc.dram.bandwidth_bytes_per_cycle)
+    return acc.dma.latency_cycles + acc.dram.latency_cycles + ceil_div(moved * 1000, round(bandwidth * 1000))
+
+
+def vector_cycles(acc: Accelerator, elements: int) -> int:
+    """``elements`` operations on the vector unit: pipeline latency plus one cycle per lane-full."""
+    return acc.vector.latency_cycles + ceil_div(elements, acc.vector.lanes)

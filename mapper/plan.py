@@ -1,0 +1,65 @@
+"""The plan: how a graph runs on an accelerator (the seam between the mapper and the simulator).
+
+A :class:`Plan` holds, for each layer, its :class:`LayerMapping` (dataflow, tile sizes, loop
+order, tile count) and the whole command program in issue order. Derived figures (DRAM traffic,
+MACs) are properties computed from the commands, so they cannot drift from what runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accel.commands import Command, Compute, Load, Store, Vector
+from accel.hardware import Accelerator, Dataflow
+from workloads.graph import OpKind
+
+__all__ = ["Tile", "LayerMapping", "Plan"]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Tile sizes of a GEMM layer: ``b`` groups x ``m`` rows x ``k`` reduction x ``n`` columns."""
+
+    m: int
+    k: int
+    n: int
+    b: int = 1
+
+
+@dataclass(frozen=True)
+class LayerMapping:
+    layer: str
+    op: OpKind
+    macs: int
+    dataflow: Dataflow | None = None  # None for layers that do not use the array
+    tile: Tile | None = None
+    loop_order: str = ""  # outermost first, e.g. "bnmk"
+    tiles: int = 0  # number of tiles (GEMM) or chunks (vector) the layer runs as
+
+
+@dataclass(frozen=True)
+class Plan:
+    arch: Accelerator
+    graph_name: str
+    layers: tuple[LayerMapping, ...]
+    commands: tuple[Command, ...]
+
+    @property
+    def dram_read_bytes(self) -> int:
+        return sum(c.size_bytes for c in self.commands if isinstance(c, Load))
+
+    @property
+    def dram_write_bytes(self) -> int:
+        return sum(c.size_bytes for c in self.commands if isinstance(c, Store))
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.dram_read_bytes + self.dram_write_bytes
+
+    @property
+    def macs(self) -> int:
+        return sum(c.macs for c in self.commands if isinstance(c, Compute))
+
+    @property
+    def vector_ops(self) -> int:
+        return sum(c.elements for c in self.commands if isinstance(c, Vector))

@@ -1,0 +1,142 @@
+"""The thin end-to-end path: baseline lowering to commands, and the SimPy simulation of them."""
+
+from __future__ import annotations
+
+import pytest
+
+from accel import config
+from accel.commands import Compute, Load, Store, Vector
+from accel.errors import MappingError
+from accel.hardware import Dataflow
+from accel.timing import dma_cycles, gemm_tile_cycles
+from mapper import lower
+from sim import command_cycles, simulate
+from workloads.graph import GemmShape, Graph, Layer, OpKind, Tensor, TensorKind
+
+
+def conv_relu_fc() -> Graph:
+    """A 3x3 conv (64 -> 64 channels at 28x28), a ReLU and a 1000-way classifier."""
+    tensors = {
+        "x": Tensor("x", (1, 64, 28, 28), kind=TensorKind.INPUT),
+        "w1": Tensor("w1", (64, 64, 3, 3), kind=TensorKind.CONSTANT),
+        "y": Tensor("y", (1, 64, 28, 28)),
+        "r": Tensor("r", (1, 64, 28, 28)),
+        "flat": Tensor("flat", (1, 64 * 28 * 28)),
+        "w2": Tensor("w2", (64 * 28 * 28, 1000), kind=TensorKind.CONSTANT),
+        "z": Tensor("z", (1, 1000)),
+    }
+    layers = (
+        Layer("conv", OpKind.CONV, ("x", "w1"), ("y",), gemm=GemmShape(784, 576, 64)),
+        Layer("relu", OpKind.ACTIVATION, ("y",), ("r",), vector_ops=64 * 784),
+        Layer("flatten", OpKind.RESHAPE, ("r",), ("flat",)),
+        Layer("fc", OpKind.GEMM, ("flat", "w2"), ("z",), gemm=GemmShape(1, 64 * 784, 1000)),
+    )
+    return Graph("conv_relu_fc", tensors, layers)
+
+
+def single_gemm(m: int, k: int, n: int) -> Graph:
+    tensors = {
+        "a": Tensor("a", (m, k), kind=TensorKind.INPUT),
+        "b": Tensor("b", (k, n), kind=TensorKind.CONSTANT),
+        "c": Tensor("c", (m, n)),
+    }
+    return Graph("gemm", tensors, (Layer("mm", OpKind.GEMM, ("a", "b"), ("c",), gemm=GemmShape(m, k, n)),))
+
+
+@pytest.mark.parametrize("preset", ["eyeriss", "fpga-small", "gemmini", "tpu-v1"])
+def test_every_mac_is_computed_once_and_every_dependency_points_back(preset):
+    arch = config.load(preset)
+    graph = conv_relu_fc()
+    plan = lower(graph, arch)
+    assert plan.macs == graph.total_macs
+    assert plan.vector_ops == 64 * 784
+    for command in plan.commands:
+        assert all(d < command.id for d in command.deps), command
+
+
+@pytest.mark.parametrize("preset", ["eyeriss", "fpga-small", "gemmini", "tpu-v1"])
+def test_tiles_fit_half_of_each_memory(preset):
+    arch = config.load(preset)
+    plan = lower(conv_relu_fc(), arch)
+    a = arch.array
+    for c in plan.commands:
+        if isinstance(c, Compute):
+            operands = c.batch * (c.m * c.k * a.input_format.size_bytes + c.k * c.n * a.weight_format.size_bytes)
+            assert operands <= arch.scratchpad.size_bytes // 2
+            assert c.batch * c.m * c.n * a.accumulator_format.size_bytes <= arch.accumulator.size_bytes // 2
+
+
+def test_a_gemm_that_fits_moves_each_byte_once():
+    arch = config.load("gemmini")
+    plan = lower(single_gemm(64, 64, 64), arch)
+    assert plan.dram_read_bytes == 64 * 64 + 64 * 64
+    assert plan.dram_write_bytes == 64 * 64
+    kinds = [type(c).__name__ for c in plan.commands]
+    assert kinds == ["Load", "Load", "Compute", "Store"]
+
+
+def test_simulated_cycles_of_a_lone_tile_are_the_datasheet_sum():
+    arch = config.load("gemmini")
+    result = simulate(lower(single_gemm(64, 64, 64), arch))
+    expected = (dma_cycles(arch, 4096) * 2 + gemm_tile_cycles(arch.array, Dataflow.WS, 64, 64, 64)
+                + dma_cycles(arch, 4096))
+    assert result.total_cycles == expected
+    assert [(e.kind, e.start, e.end) for e in result.trace] == [
+        ("Load", 0, dma_cycles(arch, 4096)),
+        ("Load", dma_cycles(arch, 4096), 2 * dma_cycles(arch, 4096)),
+        ("Compute", 2 * dma_cycles(arch, 4096), expected - dma_cycles(arch, 4096)),
+        ("Store", expected - dma_cycles(arch, 4096), expected),
+    ]
+
+
+def test_double_buffering_overlaps_loads_with_compute():
+    arch = config.load("gemmini")
+    plan = lower(conv_relu_fc(), arch)
+    result = simulate(plan)
+    busy = {row.unit: row.busy_cycles for row in result.units().itertuples()}
+    assert busy["array"] == sum(command_cycles(arch, c) for c in plan.commands if isinstance(c, Compute))
+    assert busy["dma"] == sum(command_cycles(arch, c) for c in plan.commands if isinstance(c, Load | Store))
+    # Overlap: the run takes less than the units one after another, and no less than the busiest unit.
+    assert max(busy.values()) <= result.total_cycles < sum(busy.values())
+
+
+def test_per_layer_table_accounts_for_every_byte_and_mac():
+    arch = config.load("gemmini")
+    result = simulate(lower(conv_relu_fc(), arch))
+    layers = result.layers()
+    assert list(layers["layer"]) == ["conv", "relu", "flatten", "fc"]
+    assert layers["macs"].sum() == result.macs
+    assert layers["dram_read_bytes"].sum() + layers["dram_write_bytes"].sum() == result.dram_bytes
+    assert (layers["end_cycle"] <= result.total_cycles).all()
+    assert layers.set_index("layer").loc["flatten", "cycles"] == 0
+    summary = result.summary()
+    assert summary["total_cycles"] == result.total_cycles
+    assert summary["latency_s"] == pytest.approx(result.total_cycles / 1e9)
+
+
+def test_layers_run_in_dependency_order():
+    result = simulate(lower(conv_relu_fc(), config.load("gemmini")))
+    # relu reads what conv stored through DRAM.
+    first_relu_load = min(e.start for e in result.trace if e.layer == "relu" and e.kind == "Load")
+    last_conv_store = max(e.end for e in result.trace if e.layer == "conv" and e.kind == "Store")
+    assert first_relu_load >= last_conv_store
+
+
+def test_vector_layers_run_on_the_vector_unit():
+    plan = lower(conv_relu_fc(), config.load("gemmini"))
+    relu = [c for c in plan.commands if c.layer == "relu"]
+    assert {type(c) for c in relu} == {Load, Vector, Store}
+
+
+def test_dataflow_choice_is_checked():
+    with pytest.raises(MappingError, match=r"^tpu-v1 supports dataflows ws, not os$"):
+        lower(conv_relu_fc(), config.load("tpu-v1"), dataflow=Dataflow.OS)
+    plan = lower(conv_relu_fc(), config.load("gemmini"), dataflow=Dataflow.OS)
+    assert {c.dataflow for c in plan.commands if isinstance(c, Compute)} == {Dataflow.OS}
+
+
+def test_simulation_is_deterministic():
+    arch = config.load("eyeriss")
+    a = simulate(lower(conv_relu_fc(), arch))
+    b = simulate(lower(conv_relu_fc(), arch))
+    assert a.trace == b.trace

@@ -1,0 +1,223 @@
+"""The DNN graph IR that every importer produces and every consumer reads.
+
+A :class:`Graph` is a set of :class:`Tensor` values and a topologically ordered tuple of
+:class:`Layer` values. Tensors are NCHW (or [batch, ..., features] for sequence models); a tensor is
+a graph input, a constant (weights, biases) or an activation produced by exactly one layer.
+
+Each layer knows the work it represents:
+
+* array layers (conv, GEMM/linear, matmul) carry a :class:`GemmShape`: ``batch`` independent
+  ``m x k @ k x n`` products (``batch`` counts convolution groups or attention heads);
+* vector layers (pooling, element-wise, activation, softmax, norm) carry ``vector_ops``, the
+  number of element operations the vector unit performs;
+* data-movement layers (concat, reshape, flatten, transpose) and unknown pass-through ops carry
+  neither.
+
+Build graphs with :class:`workloads.builder.GraphBuilder`; :meth:`Graph.__post_init__` checks that
+the result is consistent (every input defined before use, one producer per tensor, no cycles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+from accel.errors import WorkloadError
+
+__all__ = ["OpKind", "TensorKind", "GemmShape", "Tensor", "Layer", "Graph", "DTYPE_BYTES"]
+
+
+class OpKind(Enum):
+    """The closed set of layer kinds the mapper and simulator understand."""
+
+    CONV = "conv"  # 2-D convolution, incl. grouped and depthwise
+    GEMM = "gemm"  # fully connected / linear: activation x constant weight
+    MATMUL = "matmul"  # activation x activation (attention scores, context)
+    POOL = "pool"  # max / average / global pooling
+    ELEMENTWISE = "elementwise"  # add, mul, ... of two or more tensors
+    ACTIVATION = "activation"  # relu, gelu, sigmoid, clip, ...
+    SOFTMAX = "softmax"
+    NORM = "norm"  # batch / layer normalisation
+    CONCAT = "concat"  # data movement
+    RESHAPE = "reshape"  # data movement: reshape, flatten, transpose, squeeze, ...
+    PASSTHROUGH = "passthrough"  # an op this IR does not model: output aliases input, no work
+
+    @property
+    def uses_array(self) -> bool:
+        return self in (OpKind.CONV, OpKind.GEMM, OpKind.MATMUL)
+
+    @property
+    def uses_vector_unit(self) -> bool:
+        return self in (OpKind.POOL, OpKind.ELEMENTWISE, OpKind.ACTIVATION, OpKind.SOFTMAX, OpKind.NORM)
+
+
+class TensorKind(Enum):
+    INPUT = "input"  # fed to the graph from outside
+    CONSTANT = "constant"  # weights and biases
+    ACTIVATION = "activation"  # produced by a layer
+
+
+DTYPE_BYTES: Mapping[str, int] = MappingProxyType({
+    "int4": 1, "uint4": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2,
+    "bfloat16": 2, "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "float64": 8, "bool": 1,
+})
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """``batch`` independent products of an ``m x k`` and a ``k x n`` matrix.
+
+    For a convolution: ``m`` output pixels (batch x height x width), ``k`` = input channels per
+    group x kernel height x kernel width, ``n`` output channels per group, ``batch`` groups. This is
+    SCALE-Sim's view: ``m`` = Sr (ofmap pixels), ``k`` = T (window size), ``n`` = Sc (filters).
+    """
+
+    m: int
+    k: int
+    n: int
+    batch: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("m", "k", "n", "batch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise WorkloadError(f"GEMM dimension {name} must be a positive integer, not {value!r}")
+
+    @property
+    def macs(self) -> int:
+        return self.batch * self.m * self.k * self.n
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A named n-dimensional value. ``producer`` and ``consumers`` are filled in by :class:`Graph`."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "int8"
+    kind: TensorKind = TensorKind.ACTIVATION
+    producer: str | None = None
+    consumers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise WorkloadError(f"Tensor name must be a non-empty string, not {self.name!r}")
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in self.shape):
+            raise WorkloadError(
+                f"Tensor {self.name!r}: shape must be non-negative integers, not {self.shape!r}"
+            )
+        if self.dtype not in DTYPE_BYTES:
+            raise WorkloadError(
+                f"Tensor {self.name!r}: dtype must be one of {', '.join(DTYPE_BYTES)}, not {self.dtype!r}"
+            )
+
+    @property
+    def elements(self) -> int:
+        count = 1
+        for d in self.shape:
+            count *= d
+        return count
+
+    @property
+    def size_bytes(self) -> int:
+        return self.elements * DTYPE_BYTES[self.dtype]
+
+    @property
+    def is_constant(self) -> bool:
+        return self.kind is TensorKind.CONSTANT
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One operation: op kind, named inputs (activations first, then constants) and outputs."""
+
+    name: str
+    op: OpKind
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    gemm: GemmShape | None = None  # set for array layers (conv, gemm, matmul)
+    vector_ops: int = 0  # element operations on the vector unit
+    source_op: str = ""  # the importer's op name (e.g. ONNX 'Conv'), for reports and warnings
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
+        if not isinstance(self.name, str) or not self.name:
+            raise WorkloadError(f"Layer name must be a non-empty string, not {self.name!r}")
+        if self.op.uses_array and self.gemm is None:
+            raise WorkloadError(f"Layer {self.name!r}: a {self.op.value} layer needs its GEMM shape")
+        if not self.outputs:
+            raise WorkloadError(f"Layer {self.name!r}: needs at least one output")
+
+    @property
+    def macs(self) -> int:
+        return self.gemm.macs if self.gemm is not None else 0
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A DNN: tensors by name and layers in a valid execution (topological) order."""
+
+    name: str
+    tensors: Mapping[str, Tensor]
+    layers: tuple[Layer, ...]
+
+    def __post_init__(self) -> None:
+        tensors = dict(self.tensors)
+        producer: dict[str, str] = {}
+        consumers: dict[str, list[str]] = {name: [] for name in tensors}
+        seen_layers: set[str] = set()
+        for layer in self.layers:
+            if layer.name in seen_layers:
+                raise WorkloadError(f"Graph {self.name!r}: layer name {layer.name!r} is used twice")
+            seen_layers.add(layer.name)
+            for name in layer.inputs:
+                if name not in tensors:
+                    raise WorkloadError(f"Layer {layer.name!r}: input tensor {name!r} is not defined")
+                t = tensors[name]
+                if t.kind is TensorKind.ACTIVATION and name not in producer:
+                    raise WorkloadError(
+                        f"Layer {layer.name!r}: input tensor {name!r} is used before a layer produces it"
+                    )
+                consumers[name].append(layer.name)
+            for name in layer.outputs:
+                if name not in tensors:
+                    raise WorkloadError(f"Layer {layer.name!r}: output tensor {name!r} is not defined")
+                if name in producer or tensors[name].kind is not TensorKind.ACTIVATION:
+                    raise WorkloadError(f"Layer {layer.name!r}: tensor {name!r} is written more than once")
+                producer[name] = layer.name
+        for name, t in tensors.items():
+            if t.kind is TensorKind.ACTIVATION and name not in producer:
+                raise WorkloadError(f"Graph {self.name!r}: activation tensor {name!r} has no producer")
+        filled = {
+            name: Tensor(t.name, tuple(t.shape), t.dtype, t.kind, producer.get(name), tuple(consumers[name]))
+            for name, t in tensors.items()
+        }
+        object.__setattr__(self, "tensors", MappingProxyType(filled))
+        object.__setattr__(self, "layers", tuple(self.layers))
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise WorkloadError(f"Graph {self.name!r} has no layer {name!r}")
+
+    @property
+    def inputs(self) -> tuple[Tensor, ...]:
+        return tuple(t for t in self.tensors.values() if t.kind is TensorKind.INPUT)
+
+    @property
+    def outputs(self) -> tuple[Tensor, ...]:
+        """Activations nobody consumes: what the graph returns."""
+        return tuple(t for t in self.tensors.values() if t.kind is TensorKind.ACTIVATION and not t.consumers)
+
+    @property
+    def total_macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(t.size_bytes for t in self.tensors.values() if t.is_constant)
