@@ -1,0 +1,192 @@
+"""ONNX import: exact MAC totals on reference models, weightless files, unknown ops, bad files."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from accel.errors import WorkloadError
+from workloads.graph import GemmShape, OpKind, TensorKind
+from workloads.onnx_import import UnsupportedOpWarning, load_onnx
+
+# Conv + Gemm/MatMul MACs of the three ZigZag reference models (weights stripped) at batch 1.
+#   resnet18 and mobilenetv2 are torchvision exports: their totals equal the zoo's torchvision models.
+#   alexnet is the ONNX model zoo's (BVLC Caffe) AlexNet: 96/256 filters, grouped conv2/4/5, no padding
+#   on conv1 (54x54 output), hence fewer MACs than torchvision's.
+REFERENCE_MACS = {
+    "resnet18": 1_814_073_344,
+    "mobilenetv2": 300_774_272,
+    "alexnet": 654_560_384,
+}
+
+
+def _onnx_file(shared_data: Path, name: str) -> Path:
+    return shared_data / "onnx" / f"{name}.onnx"
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_MACS))
+def test_reference_models_give_exact_macs(shared_data: Path, name: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)
+        graph = load_onnx(_onnx_file(shared_data, name))
+    assert graph.total_macs == REFERENCE_MACS[name]
+    assert graph.total_macs == sum(lay.macs for lay in graph.layers if lay.op in (OpKind.CONV, OpKind.GEMM))
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_MACS))
+def test_batch_override(shared_data: Path, name: str) -> None:
+    graph = load_onnx(_onnx_file(shared_data, name), batch=3)
+    assert graph.total_macs == 3 * REFERENCE_MACS[name]
+    assert graph.inputs[0].shape[0] == 3
+    assert all(t.shape[0] == 3 for t in graph.outputs)
+
+
+def test_resnet18_structure(shared_data: Path) -> None:
+    graph = load_onnx(_onnx_file(shared_data, "resnet18"))
+    ops = [lay.op for lay in graph.layers]
+    assert ops.count(OpKind.CONV) == 20 and ops.count(OpKind.GEMM) == 1
+    assert ops.count(OpKind.ELEMENTWISE) == 8 and ops.count(OpKind.POOL) == 2
+    conv1 = graph.layer("/conv1/Conv")
+    assert conv1.gemm == GemmShape(m=112 * 112, k=3 * 49, n=64)
+    assert graph.tensors[conv1.inputs[1]].kind is TensorKind.CONSTANT
+    # The export folds each batch norm (2 parameters per channel in torchvision's 11,689,512) into its
+    # conv's bias (1 per channel).
+    bn_channels = sum(graph.tensors[lay.outputs[0]].shape[1] for lay in graph.layers if lay.op is OpKind.CONV)
+    assert graph.weight_bytes == 11_689_512 - bn_channels
+
+
+def test_mobilenetv2_depthwise_and_relu6(shared_data: Path) -> None:
+    graph = load_onnx(_onnx_file(shared_data, "mobilenetv2"))
+    depthwise = [lay for lay in graph.layers if lay.op is OpKind.CONV and lay.attrs["depthwise"]]
+    assert len(depthwise) == 17
+    assert all(lay.gemm.n == 1 and lay.gemm.k == 9 for lay in depthwise)
+    clips = [lay for lay in graph.layers if lay.source_op == "Clip"]
+    assert len(clips) == 35 and all(lay.attrs["fn"] == "relu6" for lay in clips)
+
+
+def test_dtype_none_keeps_file_types(shared_data: Path) -> None:
+    graph = load_onnx(_onnx_file(shared_data, "resnet18"), dtype=None)
+    assert graph.inputs[0].dtype == "float32"
+    assert graph.tensors["fc.weight"].dtype == "float32"
+
+
+def test_truncated_file_is_an_error(shared_data: Path, tmp_path: Path) -> None:
+    data = _onnx_file(shared_data, "resnet18").read_bytes()
+    bad = tmp_path / "cut.onnx"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WorkloadError, match=r"^ONNX file '.*cut\.onnx' cannot be parsed as an ONNX model"):
+        load_onnx(bad)
+
+
+def test_garbage_file_is_an_error(tmp_path: Path) -> None:
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(b"this is not a protobuf, just some text\n" * 3)
+    with pytest.raises(WorkloadError, match=r"^ONNX file '.*garbage\.onnx' (cannot be parsed|is not an ONNX)"):
+        load_onnx(bad)
+    rnd = tmp_path / "random.onnx"
+    rnd.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(WorkloadError, match=r"^ONNX file '.*random\.onnx'"):
+        load_onnx(rnd)
+    with pytest.raises(WorkloadError, match=r"^ONNX file '.*missing\.onnx' does not exist"):
+        load_onnx(tmp_path / "missing.onnx")
+
+
+def _save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path
+
+
+def test_unknown_op_becomes_passthrough_with_warning(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    w = numpy_helper.from_array(np.zeros((8, 4), np.float32), "w")
+    nodes = [
+        helper.make_node("FancyActivation", ["x"], ["h"], name="fancy", domain="com.example"),
+        helper.make_node("MatMul", ["h", "w"], ["y"], name="mm"),
+    ]
+    graph = helper.make_graph(nodes, "g", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.example", 1)])
+    path = _save(model, tmp_path / "custom.onnx")
+    with pytest.warns(UnsupportedOpWarning, match=r"op 'FancyActivation' \(node 'fancy'\) is not modelled"):
+        result = load_onnx(path)
+    fancy = result.layer("fancy")
+    assert fancy.op is OpKind.PASSTHROUGH and fancy.macs == 0
+    assert result.tensors["h"].shape == (1, 8)  # unknown output shape: the input's
+    assert result.layer("mm").op is OpKind.GEMM
+    assert result.layer("mm").gemm == GemmShape(m=1, k=8, n=4)
+
+
+def test_constant_of_shape_and_missing_external_weights(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    # An initializer whose data lives in an external file that does not exist.
+    bias = TensorProto(name="b", data_type=TensorProto.FLOAT, dims=[4])
+    bias.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "nowhere.bin"), ("offset", "0"), ("length", "16")):
+        entry = bias.external_data.add()
+        entry.key, entry.value = key, value
+    nodes = [
+        helper.make_node("Constant", [], ["wshape"], value=numpy_helper.from_array(
+            np.array([4, 3, 3, 3], np.int64))),
+        helper.make_node("ConstantOfShape", ["wshape"], ["w"],
+                         value=numpy_helper.from_array(np.array([0.5], np.float32))),
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Shape", ["r"], ["rs"]),
+        helper.make_node("Gather", ["rs", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "zero1d"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["r", "target"], ["y"], name="flatten"),
+    ]
+    inits = [bias, numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero1d"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    graph = helper.make_graph(nodes, "g", [x], [y], inits)
+    path = _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "cos.onnx")
+    result = load_onnx(path, batch=2)
+    assert [lay.name for lay in result.layers] == ["conv", "relu", "flatten"]  # shape maths folded away
+    assert result.tensors["w"].kind is TensorKind.CONSTANT and result.tensors["w"].shape == (4, 3, 3, 3)
+    assert result.layer("conv").gemm == GemmShape(m=2 * 64, k=27, n=4)
+    assert result.tensors["y"].shape == (2, 256)
+
+
+def test_undefined_tensor_is_an_error(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "ghost"], ["y"], name="add")], "g", [x], [y])
+    path = _save(helper.make_model(graph), tmp_path / "ghost.onnx")
+    with pytest.raises(WorkloadError, match=r"^ONNX file '.*ghost\.onnx': node 'add' \(Add\) reads tensor"
+                                            r" 'ghost', which no earlier node, input or initializer defines$"):
+        load_onnx(path)
+
+
+def test_transformer_ops(tmp_path: Path) -> None:
+    s, d = 16, 32
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, s, d])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, s, d])
+    inits = [numpy_helper.from_array(np.zeros(shape, np.float32), name)
+             for name, shape in (("wq", (d, d)), ("wk", (d, d)), ("g", (d,)), ("beta", (d,)))]
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "g", "beta"], ["n"], name="ln", axis=-1),
+        helper.make_node("MatMul", ["n", "wq"], ["q"], name="q"),
+        helper.make_node("MatMul", ["n", "wk"], ["k"], name="k"),
+        helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["sc"], name="scores"),
+        helper.make_node("Softmax", ["sc"], ["p"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["p", "q"], ["ctx"], name="context"),
+        helper.make_node("Gelu", ["ctx"], ["y"], name="gelu"),
+    ]
+    graph = helper.make_graph(nodes, "g", [x], [y], inits)
+    path = _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), tmp_path / "t.onnx")
+    result = load_onnx(path)
+    assert result.layer("q").op is OpKind.GEMM
+    assert result.layer("scores").op is OpKind.MATMUL
+    assert result.layer("scores").gemm == GemmShape(m=s, k=d, n=s)
+    assert result.layer("ln").op is OpKind.NORM and result.layer("gelu").attrs["fn"] == "gelu"
+    assert result.total_macs == 2 * s * d * d + 2 * s * s * d

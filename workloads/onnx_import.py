@@ -1,0 +1,622 @@
+"""Import an ONNX model as a :class:`~workloads.graph.Graph` (structure and shapes; weights not needed).
+
+Contract of :func:`load_onnx`:
+
+* The file is read with ``onnx.load(path, load_external_data=False)``: weight data may be absent
+  (initializers may point at external files that do not exist); only the shapes of initializers,
+  ``Constant`` and ``ConstantOfShape`` outputs are used. ``onnx.shape_inference`` (with data
+  propagation) fills in shapes the builder cannot compute itself.
+* Nodes whose inputs are all constants (``Constant``, ``ConstantOfShape``, casts or reshapes of
+  weights, shape arithmetic on ``Shape`` of a known tensor, ...) are folded into constant tensors, not
+  layers. Small constant values are evaluated with ``onnx.reference`` so that ``Reshape`` targets,
+  ``Clip`` bounds, etc. are known.
+* Compute ops go through :class:`~workloads.builder.GraphBuilder`, so output shapes, GEMM shapes and
+  vector-op counts follow the same rules as the model zoo: ``Conv`` (2-D; other ranks through the same
+  formula on ONNX's shapes), ``Gemm`` and ``MatMul`` with a constant 2-D right operand become GEMM
+  (linear) layers, ``MatMul`` of two activations a MATMUL layer; pooling, element-wise, activation,
+  softmax, normalisation, concat and reshape-like ops map to their kinds (see ``_HANDLERS``).
+* Ops the IR does not model become PASSTHROUGH layers with ONNX's inferred output shapes. Inference
+  no-ops (``Dropout``, ``Identity``, ``Cast``, ...) do so silently; any other op also emits a
+  ``warnings.warn`` (:class:`UnsupportedOpWarning`) naming it. An unknown op never stops an import.
+* ``batch`` (optional) replaces the first dimension of every graph input before shape inference;
+  a ``Reshape`` whose constant target starts with the file's own batch size is rescaled to match.
+* ``dtype`` (default ``"int8"``, the accelerator's quantised type) is given to every tensor;
+  ``dtype=None`` keeps the ONNX element types instead.
+* A missing, truncated or non-ONNX file, or a graph whose nodes use undefined tensors, raises
+  :class:`~accel.errors.WorkloadError` naming the file and what was wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from accel.errors import WorkloadError
+from workloads.builder import GraphBuilder
+from workloads.graph import GemmShape, Graph, OpKind
+
+__all__ = ["load_onnx", "UnsupportedOpWarning"]
+
+_log = logging.getLogger(__name__)
+
+#: Constants at most this large are evaluated (for reshape targets, clip bounds, ...).
+_MAX_EVAL_ELEMENTS = 4096
+
+_ONNX_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT16: "int16",
+    onnx.TensorProto.UINT16: "uint16", onnx.TensorProto.INT32: "int32", onnx.TensorProto.UINT32: "uint32",
+    onnx.TensorProto.INT64: "int64", onnx.TensorProto.BOOL: "bool", onnx.TensorProto.INT4: "int4",
+    onnx.TensorProto.UINT4: "uint4",
+}
+
+
+class UnsupportedOpWarning(UserWarning):
+    """An ONNX op the IR does not model was imported as a PASSTHROUGH layer."""
+
+
+@dataclass
+class _Context:
+    """Import state: the builder plus what is known about every ONNX value."""
+
+    path: Path
+    builder: GraphBuilder
+    inferred: dict[str, tuple[int | None, ...]]
+    onnx_dtypes: dict[str, str]
+    keep_dtypes: bool
+    file_batch: int | None
+    batch: int | None
+    opset: int
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # known values of small constants
+    layer_names: set[str] = field(default_factory=set)
+
+    def dtype(self, name: str) -> str | None:
+        return self.onnx_dtypes.get(name) if self.keep_dtypes else None
+
+    def known_shape(self, name: str) -> tuple[int, ...] | None:
+        shape = self.inferred.get(name)
+        if shape is None or any(d is None for d in shape):
+            return None
+        return tuple(int(d) for d in shape)  # type: ignore[arg-type]
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+def load_onnx(path: str | Path, *, batch: int | None = None, dtype: str | None = "int8") -> Graph:
+    """Read the ONNX model at ``path`` as a :class:`Graph` (see the module docstring for the rules)."""
+    path = Path(path)
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        raise WorkloadError(f"ONNX file {str(path)!r}: batch must be a positive integer, not {batch!r}")
+    model = _read(path)
+    graph = model.graph
+    initializer_names = {t.name for t in graph.initializer}
+    real_inputs = [i for i in graph.input if i.name not in initializer_names]
+    file_batch = _first_dim(real_inputs)
+    if batch is not None:
+        for vi in real_inputs:
+            dims = vi.type.tensor_type.shape.dim
+            if len(dims):
+                dims[0].Clear()
+                dims[0].dim_value = batch
+        del graph.value_info[:]
+        for vi in graph.output:
+            vi.type.tensor_type.ClearField("shape")
+    try:
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:  # inference is best-effort: shapes the builder computes still work
+        _log.warning("ONNX file %s: shape inference failed (%s); using the shapes in the file", path, exc)
+    graph = model.graph
+
+    inferred: dict[str, tuple[int | None, ...]] = {}
+    onnx_dtypes: dict[str, str] = {}
+    for vi in (*graph.input, *graph.value_info, *graph.output):
+        tt = vi.type.tensor_type
+        if tt.elem_type:
+            onnx_dtypes[vi.name] = _ONNX_DTYPES.get(tt.elem_type, "float32")
+        if tt.HasField("shape"):
+            inferred[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+
+    keep = dtype is None
+    main_dtype = "int8" if dtype is None else dtype
+    if keep and real_inputs:
+        main_dtype = onnx_dtypes.get(real_inputs[0].name, "float32")
+    name = graph.name or path.stem
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 21)
+    ctx = _Context(path, GraphBuilder(name, main_dtype), inferred, onnx_dtypes, keep, file_batch, batch, opset)
+    b = ctx.builder
+
+    for init in graph.initializer:
+        b.constant(init.name, tuple(init.dims), dtype=_ONNX_DTYPES.get(init.data_type) if keep else None)
+        value = _initializer_value(init)
+        if value is not None:
+            ctx.values[init.name] = value
+    for vi in real_inputs:
+        b.input(vi.name, _input_shape(ctx, vi), dtype=ctx.dtype(vi.name))
+
+    for index, node in enumerate(graph.node):
+        _import_node(ctx, node, index)
+    result = b.build()
+    _log.info("ONNX file %s: %d layers, %d MACs", path, len(result.layers), result.total_macs)
+    return result
+
+
+def _read(path: Path) -> onnx.ModelProto:
+    where = f"ONNX file {str(path)!r}"
+    if not path.is_file():
+        raise WorkloadError(f"{where} does not exist or is not a file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise WorkloadError(f"{where} cannot be parsed as an ONNX model (truncated or corrupt?): {exc}") from None
+    if model.ir_version < 1 or not model.graph.node:
+        raise WorkloadError(
+            f"{where} is not an ONNX model: expected a graph with nodes and an IR version, found "
+            f"{len(model.graph.node)} nodes and IR version {model.ir_version}"
+        )
+    if not model.graph.output:
+        raise WorkloadError(f"{where} is truncated or corrupt: its graph declares no outputs")
+    return model
+
+
+def _first_dim(inputs: Sequence[onnx.ValueInfoProto]) -> int | None:
+    for vi in inputs:
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) and dims[0].HasField("dim_value"):
+            return dims[0].dim_value
+    return None
+
+
+def _input_shape(ctx: _Context, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
+    dims = []
+    for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        else:
+            size = ctx.batch if axis == 0 and ctx.batch is not None else 1
+            _log.warning("ONNX file %s: input %r dimension %d (%r) is symbolic; using %d",
+                         ctx.path, vi.name, axis, d.dim_param, size)
+            dims.append(size)
+    return tuple(dims)
+
+
+def _initializer_value(init: onnx.TensorProto) -> np.ndarray | None:
+    if math.prod(init.dims) > _MAX_EVAL_ELEMENTS or init.data_location == onnx.TensorProto.EXTERNAL:
+        return None
+    try:
+        return numpy_helper.to_array(init)
+    except Exception:  # missing or malformed data: shape is all we need
+        return None
+
+
+# -- nodes ----------------------------------------------------------------------------------------
+
+def _import_node(ctx: _Context, node: onnx.NodeProto, index: int) -> None:
+    b = ctx.builder
+    layer_name = _unique_layer_name(ctx, node, index)
+    inputs = [t for t in node.input if t]
+    for t in inputs:
+        if not b.has_tensor(t):
+            raise WorkloadError(
+                f"ONNX file {str(ctx.path)!r}: node {layer_name!r} ({node.op_type}) reads tensor {t!r},"
+                " which no earlier node, input or initializer defines"
+            )
+    if node.op_type == "Constant" or (node.domain in ("", "ai.onnx") and all(b.is_constant(t) for t in inputs)
+                                      and node.op_type not in ("RandomNormal", "RandomUniform")):
+        _fold_constant(ctx, node, layer_name)
+        return
+    if node.op_type == "Shape" and node.domain in ("", "ai.onnx"):
+        # The shape of an activation is known statically: a constant, not a layer.
+        shape = np.array(b.shape(node.input[0]), dtype=np.int64)
+        attrs = _attrs(node)
+        shape = shape[attrs.get("start", 0): attrs.get("end", len(shape))]
+        b.constant(node.output[0], shape.shape, dtype="int64" if ctx.keep_dtypes else None)
+        ctx.values[node.output[0]] = shape
+        return
+    handler = _HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+    if handler is None:
+        _passthrough(ctx, node, layer_name, warn=node.op_type not in _NO_OPS)
+        return
+    out = handler(ctx, node, layer_name, _attrs(node))
+    _check_shape(ctx, out)
+
+
+def _unique_layer_name(ctx: _Context, node: onnx.NodeProto, index: int) -> str:
+    base = node.name or f"{node.op_type}_{index}"
+    name, n = base, 1
+    while name in ctx.layer_names:
+        n += 1
+        name = f"{base}_{n}"
+    ctx.layer_names.add(name)
+    return name
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _check_shape(ctx: _Context, out: str) -> None:
+    expected = ctx.known_shape(out)
+    got = ctx.builder.shape(out)
+    if expected is not None and expected != got:
+        # With a new batch size, inference may have kept shapes baked into the file: not a problem.
+        log = _log.debug if ctx.batch is not None else _log.warning
+        log("ONNX file %s: tensor %r has shape %s by the builder's rules but %s by ONNX inference",
+                     ctx.path, out, got, expected)
+
+
+def _fold_constant(ctx: _Context, node: onnx.NodeProto, layer_name: str) -> None:
+    """A node of constants only produces constants: evaluate small ones, else take inferred shapes."""
+    b = ctx.builder
+    values: list[np.ndarray] | None = None
+    if node.op_type == "Constant":
+        values = [_constant_attr_value(node)]
+    elif node.op_type == "ConstantOfShape" and node.input[0] in ctx.values:
+        shape = tuple(int(d) for d in ctx.values[node.input[0]].reshape(-1))
+        fill = _attrs(node).get("value")
+        fill_value = numpy_helper.to_array(fill).reshape(-1)[0] if fill is not None else np.float32(0)
+        if math.prod(shape) <= _MAX_EVAL_ELEMENTS:
+            values = [np.full(shape, fill_value)]
+        else:
+            b.constant(node.output[0], shape, dtype=ctx.dtype(node.output[0]))
+            return
+    elif all(t in ctx.values for t in node.input if t):
+        values = _evaluate(node, ctx)
+    for i, out in enumerate(node.output):
+        if not out:
+            continue
+        if values is not None and i < len(values) and values[i] is not None:
+            value = np.asarray(values[i])
+            b.constant(out, value.shape, dtype=ctx.dtype(out))
+            if value.size <= _MAX_EVAL_ELEMENTS:
+                ctx.values[out] = value
+            continue
+        shape = ctx.known_shape(out)
+        if shape is None:
+            raise WorkloadError(
+                f"ONNX file {str(ctx.path)!r}: cannot tell the shape of constant {out!r} computed by node"
+                f" {layer_name!r} ({node.op_type})"
+            )
+        b.constant(out, shape, dtype=ctx.dtype(out))
+
+
+def _constant_attr_value(node: onnx.NodeProto) -> np.ndarray:
+    attrs = _attrs(node)
+    if "value" in attrs:
+        tensor = attrs["value"]
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            return np.zeros(tuple(tensor.dims), dtype=np.float32)
+        return numpy_helper.to_array(tensor)
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
+                       ("value_ints", np.int64)):
+        if key in attrs:
+            return np.asarray(attrs[key], dtype=dtype)
+    raise WorkloadError(f"Constant node {node.name!r} has no value attribute this importer can read")
+
+
+def _evaluate(node: onnx.NodeProto, ctx: _Context) -> list[np.ndarray] | None:
+    """Run one node on known small constants with ``onnx.reference``; ``None`` if that fails."""
+    try:
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {t: ctx.values[t] for t in node.input if t}
+        graph = helper.make_graph(
+            [node], "fold",
+            [helper.make_tensor_value_info(t, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+             for t, v in feeds.items()],
+            [helper.make_empty_tensor_value_info(o) for o in node.output if o],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ctx.opset)])
+        results = ReferenceEvaluator(model).run(None, feeds)
+        return [np.asarray(r) for r in results]
+    except Exception as exc:
+        _log.debug("could not evaluate constant node %s (%s): %s", node.name, node.op_type, exc)
+        return None
+
+
+def _passthrough(ctx: _Context, node: onnx.NodeProto, layer_name: str, *, warn: bool) -> None:
+    b = ctx.builder
+    inputs = [t for t in node.input if t]
+    outs = [o for o in node.output if o]
+    shapes = []
+    for out in outs:
+        shape = None if node.op_type in _ALIAS_OPS else ctx.known_shape(out)
+        if shape is None:
+            shape = b.shape(inputs[0]) if inputs else ()
+        shapes.append(shape)
+    if warn:
+        message = (f"ONNX file {str(ctx.path)!r}: op {node.op_type!r} (node {layer_name!r}) is not modelled;"
+                   " imported as a pass-through layer with no work")
+        warnings.warn(message, UnsupportedOpWarning, stacklevel=4)
+        _log.warning(message)
+    b.layer(OpKind.PASSTHROUGH, _activations_first(b, inputs), shapes, name=layer_name, outs=outs,
+            attrs={"op": node.op_type, "domain": node.domain}, source_op=node.op_type,
+            dtype=ctx.dtype(outs[0]) if outs else None)
+
+
+def _activations_first(b: GraphBuilder, names: Sequence[str]) -> list[str]:
+    return sorted(names, key=b.is_constant)
+
+
+# -- handlers: (ctx, node, layer name, attributes) -> first output tensor --------------------------
+
+_Handler = Callable[[_Context, onnx.NodeProto, str, dict[str, Any]], str]
+
+
+def _spatial_padding(ctx: _Context, node: onnx.NodeProto, attrs: dict[str, Any], spatial: Sequence[int],
+                     kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]) -> list[int]:
+    """ONNX ``pads`` (begins then ends) for ``auto_pad`` NOTSET / VALID / SAME_UPPER / SAME_LOWER."""
+    rank = len(spatial)
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("NOTSET", ""):
+        return list(attrs.get("pads", [0] * (2 * rank)))
+    if auto_pad == "VALID":
+        return [0] * (2 * rank)
+    begins, ends = [], []
+    for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
+        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        begins.append(small if auto_pad == "SAME_UPPER" else large)
+        ends.append(large if auto_pad == "SAME_UPPER" else small)
+    return begins + ends
+
+
+def _conv(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    b = ctx.builder
+    x, w = node.input[0], node.input[1]
+    bias = node.input[2] if len(node.input) > 2 and node.input[2] else False
+    xs, ws = b.shape(x), b.shape(w)
+    rank = len(xs) - 2
+    kernel = list(attrs.get("kernel_shape", ws[2:]))
+    strides = list(attrs.get("strides", [1] * rank))
+    dilations = list(attrs.get("dilations", [1] * rank))
+    group = attrs.get("group", 1)
+    pads = _spatial_padding(ctx, node, attrs, xs[2:], kernel, strides, dilations)
+    out = node.output[0]
+    if rank == 2:
+        return b.conv(x, ws[0], kernel, strides, (pads[0], pads[1], pads[2], pads[3]), dilations, group,
+                      bias, name, weight=w, out=out)
+    # 1-D / 3-D convolution: same GEMM view, spatial sizes from the same formula.
+    spatial = [
+        (size + pads[i] + pads[i + rank] - dilations[i] * (kernel[i] - 1) - 1) // strides[i] + 1
+        for i, size in enumerate(xs[2:])
+    ]
+    if xs[1] % group or ws[0] % group:
+        raise WorkloadError(f"Layer {name!r}: group ({group}) must divide input ({xs[1]}) and output"
+                            f" ({ws[0]}) channels")
+    gemm = GemmShape(m=xs[0] * math.prod(spatial), k=(xs[1] // group) * math.prod(kernel), n=ws[0] // group,
+                     batch=group)
+    consts = [w] + ([bias] if bias else [])
+    return b.layer(OpKind.CONV, [x, *consts], [(xs[0], ws[0], *spatial)], name=name, outs=[out], gemm=gemm,
+                   attrs={"kernel": tuple(kernel), "stride": tuple(strides), "groups": group},
+                   source_op="Conv")[0]
+
+
+def _gemm(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    b = ctx.builder
+    a, w = node.input[0], node.input[1]
+    c = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    trans_a, trans_b = attrs.get("transA", 0), attrs.get("transB", 0)
+    sa, sw = b.shape(a), b.shape(w)
+    m, k = (sa[1], sa[0]) if trans_a else (sa[0], sa[1])
+    kb, n = (sw[1], sw[0]) if trans_b else (sw[0], sw[1])
+    if k != kb:
+        raise WorkloadError(f"Layer {name!r}: Gemm inner dimensions differ: A gives {k}, B gives {kb}")
+    bias_ok = c is None or math.prod(b.shape(c)) == n
+    if not trans_a and b.is_constant(w) and bias_ok:
+        return b.linear(a, n, c or False, name, weight=w, out=node.output[0], source_op="Gemm")
+    op = OpKind.GEMM if b.is_constant(w) else OpKind.MATMUL
+    inputs = [a, w] + ([c] if c else [])
+    return b.layer(op, inputs, [(m, n)], name=name, outs=[node.output[0]], gemm=GemmShape(m=m, k=k, n=n),
+                   attrs={"transA": trans_a, "transB": trans_b}, source_op="Gemm")[0]
+
+
+def _matmul(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    b = ctx.builder
+    a, w = node.input[0], node.input[1]
+    if b.is_constant(w) and len(b.shape(w)) == 2 and not b.is_constant(a):
+        return b.linear(a, b.shape(w)[1], False, name, weight=w, out=node.output[0], source_op="MatMul")
+    return b.matmul(a, w, name, out=node.output[0])
+
+
+def _pool(kind: str) -> _Handler:
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        b = ctx.builder
+        x = node.input[0]
+        xs = b.shape(x)
+        kernel = list(attrs["kernel_shape"])
+        rank = len(kernel)
+        strides = list(attrs.get("strides", [1] * rank))  # ONNX default stride is 1, not the kernel
+        dilations = list(attrs.get("dilations", [1] * rank))
+        pads = _spatial_padding(ctx, node, attrs, xs[2:], kernel, strides, dilations)
+        out = node.output[0]
+        if rank == 2:
+            return b.pool(x, kind, kernel, strides, (pads[0], pads[1], pads[2], pads[3]),
+                          bool(attrs.get("ceil_mode", 0)), name, dilation=dilations, out=out,
+                          source_op=node.op_type)
+        shape = ctx.known_shape(out) or xs
+        return b.layer(OpKind.POOL, [x], [shape], name=name, outs=[out],
+                       vector_ops=math.prod(shape) * math.prod(kernel), attrs={"kind": kind},
+                       source_op=node.op_type)[0]
+    return handler
+
+
+def _global_pool(kind: str) -> _Handler:
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        return ctx.builder.global_pool(node.input[0], kind, name, out=node.output[0], source_op=node.op_type)
+    return handler
+
+
+def _unary(fn: str) -> _Handler:
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        b = ctx.builder
+        params = [t for t in node.input[1:] if t]
+        return b.activation(node.input[0], fn, name, out=node.output[0], params=params,
+                            attrs={k: v for k, v in attrs.items() if isinstance(v, int | float)},
+                            source_op=node.op_type)
+    return handler
+
+
+def _clip(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    b = ctx.builder
+    params = [t for t in node.input[1:] if t]
+    bounds = [attrs.get("min"), attrs.get("max")]
+    for i, t in enumerate(node.input[1:3]):
+        if t and t in ctx.values and ctx.values[t].size == 1:
+            bounds[i] = float(ctx.values[t].reshape(-1)[0])
+    fn = "relu6" if bounds == [0.0, 6.0] else ("relu" if bounds == [0.0, None] else "clip")
+    extra = {k: v for k, v in zip(("min", "max"), bounds, strict=True) if v is not None}
+    return b.activation(node.input[0], fn, name, out=node.output[0], params=params, attrs=extra,
+                        source_op="Clip")
+
+
+def _elementwise(fn: str) -> _Handler:
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        return ctx.builder.elementwise(fn, [t for t in node.input if t], name, out=node.output[0],
+                                       source_op=node.op_type)
+    return handler
+
+
+def _reduce(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    b = ctx.builder
+    x = node.input[0]
+    xs = b.shape(x)
+    out = node.output[0]
+    shape = ctx.known_shape(out)
+    if shape is None:
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in ctx.values:
+            axes = [int(a) for a in ctx.values[node.input[1]].reshape(-1)]
+        axes = [a % len(xs) for a in (axes if axes is not None else range(len(xs)))]
+        keep = attrs.get("keepdims", 1)
+        shape = tuple((1 if i in axes else d) for i, d in enumerate(xs) if keep or i not in axes)
+    return b.layer(OpKind.ELEMENTWISE, [t for t in node.input if t], [shape], name=name, outs=[out],
+                   vector_ops=math.prod(xs), attrs={"fn": node.op_type.lower()}, source_op=node.op_type)[0]
+
+
+def _norm(kind: str) -> _Handler:
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        return ctx.builder.norm(node.input[0], kind, name, params=[t for t in node.input[1:] if t],
+                                out=node.output[0], source_op=node.op_type)
+    return handler
+
+
+def _softmax(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return ctx.builder.softmax(node.input[0], attrs.get("axis", -1), name, out=node.output[0],
+                               source_op=node.op_type)
+
+
+def _concat(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return ctx.builder.concat([t for t in node.input if t], attrs.get("axis", 1), name, out=node.output[0])
+
+
+def _reshape(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    b = ctx.builder
+    x, target_name = node.input[0], node.input[1]
+    xs = b.shape(x)
+    out = node.output[0]
+    if target_name in ctx.values:
+        target = [int(d) for d in ctx.values[target_name].reshape(-1)]
+        if not attrs.get("allowzero", 0):
+            target = [xs[i] if d == 0 and i < len(xs) else d for i, d in enumerate(target)]
+        if (ctx.batch is not None and ctx.file_batch is not None and target and target[0] == ctx.file_batch
+                and -1 not in target[1:] and math.prod(target) != math.prod(xs)):
+            target[0] = ctx.batch  # a batch size baked into the file, rescaled to the requested one
+    else:
+        shape = ctx.known_shape(out)
+        if shape is None:
+            raise WorkloadError(
+                f"ONNX file {str(ctx.path)!r}: Reshape node {name!r} has a target shape that is neither"
+                " constant nor inferable"
+            )
+        target = list(shape)
+    return b.reshape(x, target, name, out=out)
+
+
+def _flatten(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return ctx.builder.flatten(node.input[0], attrs.get("axis", 1), name, out=node.output[0])
+
+
+def _transpose(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return ctx.builder.transpose(node.input[0], attrs.get("perm"), name, out=node.output[0])
+
+
+def _shape_only(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """Squeeze / Unsqueeze: a reshape to ONNX's inferred (or computed) shape."""
+    b = ctx.builder
+    x = node.input[0]
+    xs = list(b.shape(x))
+    shape = ctx.known_shape(node.output[0])
+    if shape is None:
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in ctx.values:
+            axes = [int(a) for a in ctx.values[node.input[1]].reshape(-1)]
+        if node.op_type == "Squeeze":
+            drop = {a % len(xs) for a in axes} if axes is not None else {i for i, d in enumerate(xs) if d == 1}
+            shape = tuple(d for i, d in enumerate(xs) if i not in drop)
+        else:
+            rank = len(xs) + len(axes or [])
+            for a in sorted(a % rank for a in axes or []):
+                xs.insert(a, 1)
+            shape = tuple(xs)
+    return b.reshape(x, shape, name, out=node.output[0], source_op=node.op_type)
+
+
+_ACTIVATION_OPS = {
+    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish",
+    "HardSigmoid": "hardsigmoid", "LeakyRelu": "leaky_relu", "Elu": "elu", "Selu": "selu", "Gelu": "gelu",
+    "Erf": "erf", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Reciprocal": "reciprocal", "Neg": "neg",
+    "Abs": "abs", "Softplus": "softplus", "Mish": "mish", "PRelu": "prelu", "Floor": "floor",
+    "Ceil": "ceil", "Round": "round", "Sign": "sign", "Not": "not", "Sin": "sin", "Cos": "cos",
+    "QuantizeLinear": "quantize", "DequantizeLinear": "dequantize",
+}
+_ELEMENTWISE_OPS = {
+    "Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow", "Max": "max", "Min": "min",
+    "Sum": "sum", "Mean": "mean", "And": "and", "Or": "or", "Xor": "xor", "Equal": "equal",
+    "Greater": "greater", "Less": "less", "Where": "where", "Mod": "mod",
+}
+#: Ops whose outputs have their input's shape whatever (possibly stale) inference says.
+_ALIAS_OPS = frozenset({"Dropout", "Identity", "Cast", "CastLike"})
+#: Ops that do nothing at inference (or nothing the IR models): pass-through without a warning.
+_NO_OPS = frozenset({"Dropout", "Identity", "Cast", "CastLike", "Expand", "Slice", "Gather", "Split",
+                     "Pad", "Tile", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth"})
+
+_HANDLERS: dict[str, _Handler] = {
+    "Conv": _conv,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+    "MaxPool": _pool("max"),
+    "AveragePool": _pool("avg"),
+    "GlobalAveragePool": _global_pool("avg"),
+    "GlobalMaxPool": _global_pool("max"),
+    "Clip": _clip,
+    "BatchNormalization": _norm("batch"),
+    "LayerNormalization": _norm("layer"),
+    "InstanceNormalization": _norm("instance"),
+    "GroupNormalization": _norm("group"),
+    "LRN": _norm("lrn"),
+    "Softmax": _softmax,
+    "LogSoftmax": _softmax,
+    "Concat": _concat,
+    "Reshape": _reshape,
+    "Flatten": _flatten,
+    "Transpose": _transpose,
+    "Squeeze": _shape_only,
+    "Unsqueeze": _shape_only,
+    "ReduceMean": _reduce,
+    "ReduceSum": _reduce,
+    "ReduceMax": _reduce,
+    "ReduceMin": _reduce,
+    **{op: _unary(fn) for op, fn in _ACTIVATION_OPS.items()},
+    **{op: _elementwise(fn) for op, fn in _ELEMENTWISE_OPS.items()},
+}
