@@ -1,0 +1,100 @@
+"""The `accel` command line: every subcommand answers --help, bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from accel.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("argv", [[], ["info"], ["workload"], ["run"], ["rtl"], ["rtl", "generate"]])
+def test_every_subcommand_has_help(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: accel" in capsys.readouterr().out
+
+
+def test_info_lists_presets_and_prints_one(capsys):
+    code, out, _ = run(capsys, "info")
+    listed = {line.split()[0] for line in out.splitlines()}
+    assert code == 0 and {"tpu-v1", "gemmini", "eyeriss", "fpga-small"} <= listed
+    code, out, _ = run(capsys, "info", "tpu-v1")
+    assert code == 0 and "256 x 256 PEs" in out and "700 MHz" in out
+
+
+def test_info_toml_loads_back(capsys, tmp_path):
+    from accel import config
+
+    code, out, _ = run(capsys, "info", "eyeriss", "--toml")
+    path = tmp_path / "e.toml"
+    path.write_text(out)
+    assert code == 0 and config.load(path) == config.load("eyeriss")
+
+
+def test_workload_json_has_exact_total(capsys):
+    code, out, _ = run(capsys, "workload", "resnet18", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["total_macs"] == 1_814_073_344
+    assert sum(layer["macs"] for layer in data["layers"]) == data["total_macs"]
+
+
+def test_run_writes_reports(capsys, tmp_path):
+    code, out, _ = run(capsys, "run", "--arch", "gemmini", "--workload", "resnet18", "--out", str(tmp_path), "--json")
+    summary = json.loads(out)
+    assert code == 0
+    assert summary["macs"] == 1_814_073_344 and summary["total_cycles"] > 0
+    for name in ("summary.csv", "layers.csv", "units.csv", "layer_cycles.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["info", "tpu-v9"], r"^accel: error: tpu-v9: not a preset \(.*\) and no such TOML file\n$"),
+        (["workload", "resnet19"], r"^accel: error: .*resnet19.*\n$"),
+        (["run", "--arch", "tpu-v1", "--workload", "alexnet", "--dataflow", "os"],
+         r"^accel: error: tpu-v1 supports dataflows ws, not os\n$"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1
+    import re
+
+    assert re.match(message, err), err
+
+
+def test_bad_toml_file_names_the_file(capsys, tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("name = 'x'\nclock_hz = 1e9\n[array]\nrows = -1\ncols = 4\n")
+    code, _, err = run(capsys, "info", str(path))
+    assert code == 2
+    assert f"{path}: array.rows must be a positive integer, not -1" in err
+    assert f"{path}: section [dram] is missing" in err
+    assert "Traceback" not in err
+
+
+def test_the_installed_command_exits_2_without_traceback(tmp_path):
+    exe = shutil.which("accel") or str(__import__("pathlib").Path(sys.executable).with_name("accel"))
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00\x01 this is not a protobuf \xff" * 10)
+    proc = subprocess.run([exe, "workload", str(garbage)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("accel: error: ") and "garbage.onnx" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run([exe, "run", "--batch", "0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "must be a positive integer" in proc.stderr
