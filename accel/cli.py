@@ -76,7 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dataflow", choices=["ws", "os", "is"], help="dataflow (default: the array's first)")
     run.add_argument("--batch", type=_positive_int, default=None, help="batch size (default: 1)")
     run.add_argument("--out", type=Path, default=None,
-                     help="write summary.csv, layers.csv, units.csv and layer_cycles.png here")
+                     help="write CSVs (summary, layers, units, energy, power), plots (layer_cycles.png, "
+                          "power.png) and trace.json (Perfetto) here")
+    run.add_argument("--power-window", type=_positive_int, default=None, metavar="CYCLES",
+                     help="window of the power-over-time series (default: the run in about 200 windows)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     run.set_defaults(handler=_run)
 
@@ -187,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.out is not None:
         from reports import write_run_report
 
-        written = write_run_report(result, args.out)
+        written = write_run_report(result, args.out, power_window_cycles=args.power_window)
         summary["files"] = {k: str(v) for k, v in written.items()}
     if args.json:
         print(json.dumps(summary, indent=2))

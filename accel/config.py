@@ -19,6 +19,12 @@ left out and takes its defaults)::
     [accumulator]  the same fields
     [dma]          channels, bandwidth_bytes_per_cycle, latency_cycles, burst_bytes
     [dram]         bandwidth_bytes_per_cycle, latency_cycles, energy_pj_per_byte
+    [energy]       any fields of accel.energy.EnergyTable, each overriding that field of the default
+                   table (accel/tech/default_45nm.toml), e.g. vector_op_pj = 0.5 or
+                   multiply_pj_by_bits = { 8 = 0.25, 32 = 3.5 }
+
+``dumps`` writes an ``[energy]`` section only when the table differs from the default, and then only
+the fields that differ.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from accel.energy import EnergyTable, default_table, table_from_dict, table_to_dict
 from accel.errors import ConfigError
 from accel.formats import NumberFormat, Overflow, Rounding
 from accel.hardware import DMA, DRAM, Accelerator, Dataflow, Memory, Sparsity, SystolicArray, VectorUnit
@@ -87,7 +94,7 @@ def loads(text: str, *, source: str = "<string>") -> Accelerator:
 def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Accelerator:
     """Build an accelerator from the dictionary form of the TOML file, collecting every problem."""
     problems: list[str] = []
-    known = set(_TOP_FIELDS) | set(_SECTIONS)
+    known = set(_TOP_FIELDS) | set(_SECTIONS) | {"energy"}
     for key in data:
         if key not in known:
             problems.append(f"unknown field {key} (expected one of {', '.join(sorted(known))})")
@@ -106,6 +113,10 @@ def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Accelerator:
         built = _build_section(section, cls, data[section], problems)
         if built is not None:
             sections[section] = built
+    if "energy" in data:
+        energy = _build_energy(data["energy"], problems)
+        if energy is not None:
+            sections["energy"] = energy
     if not problems:
         try:
             return Accelerator(
@@ -142,6 +153,22 @@ def _build_section(section: str, cls: type, table: dict[str, Any], problems: lis
         return None
     except TypeError as exc:  # a value of a type the dataclass cannot even compare
         problems.append(f"{section}: {exc}")
+        return None
+
+
+def _build_energy(table: Any, problems: list[str]) -> EnergyTable | None:
+    """The default energy table with the fields of the ``[energy]`` section replaced."""
+    if not isinstance(table, dict):
+        problems.append(f"energy must be a table [energy], not {table!r}")
+        return None
+    try:
+        return table_from_dict(table)
+    except ConfigError as exc:
+        for problem in str(exc).split("; "):
+            if problem.startswith("unknown field "):
+                problems.append("unknown field energy." + problem.removeprefix("unknown field "))
+            else:
+                problems.append(f"energy.{problem}")
         return None
 
 
@@ -217,6 +244,9 @@ def to_dict(acc: Accelerator) -> dict[str, Any]:
                 value = [v.value if isinstance(v, Dataflow) else str(v) for v in value]
             table[f.name] = value
         out[section] = table
+    energy = table_to_dict(acc.energy, only_diff_from=default_table())
+    if energy:
+        out["energy"] = energy
     return out
 
 

@@ -8,6 +8,9 @@ messages with the file and section.
 
 Units are in the names: ``clock_hz``, ``size_bytes``, ``bandwidth_bytes_per_cycle`` (at the
 accelerator clock), ``latency_cycles``, ``energy_pj_per_byte``.
+
+An accelerator also carries its technology numbers for the energy model, ``energy``: an
+:class:`~accel.energy.EnergyTable`, by default the shipped 45 nm table (read once per process).
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from accel.errors import ConfigError
 from accel.formats import INT8, INT32, NumberFormat
+
+if TYPE_CHECKING:  # accel.energy imports this module, so this one imports it lazily
+    from accel.energy import EnergyTable
 
 __all__ = [
     "Dataflow",
@@ -202,6 +209,12 @@ class DRAM:
         _raise_problems(problems)
 
 
+def _default_energy_table() -> EnergyTable:
+    from accel.energy import default_table  # not at the top: accel.energy imports this module
+
+    return default_table()
+
+
 @dataclass(frozen=True)
 class Accelerator:
     """One design point: everything the mapper, the simulator and the RTL need to know."""
@@ -215,17 +228,21 @@ class Accelerator:
     dma: DMA = field(default_factory=DMA)
     vector: VectorUnit = field(default_factory=VectorUnit)
     description: str = ""
+    energy: EnergyTable = field(default_factory=_default_energy_table)
 
     def __post_init__(self) -> None:
+        from accel.energy import EnergyTable
+
         problems = []
         if not isinstance(self.name, str) or not self.name.strip():
             problems.append(f"name must be a non-empty string, not {self.name!r}")
         problems += _positive_numbers(self, "clock_hz")
         for f in fields(self):
             expected = {"array": SystolicArray, "scratchpad": Memory, "accumulator": Memory,
-                        "dram": DRAM, "dma": DMA, "vector": VectorUnit}.get(f.name)
+                        "dram": DRAM, "dma": DMA, "vector": VectorUnit, "energy": EnergyTable}.get(f.name)
             if expected is not None and not isinstance(getattr(self, f.name), expected):
-                problems.append(f"{f.name} must be a {expected.__name__}, not {getattr(self, f.name)!r}")
+                article = "an" if expected.__name__[0] in "AEIOU" else "a"
+                problems.append(f"{f.name} must be {article} {expected.__name__}, not {getattr(self, f.name)!r}")
         _raise_problems(problems)
 
     @property

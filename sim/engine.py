@@ -6,13 +6,15 @@ gives. DMA channels share one in-order queue and contend for DRAM bandwidth (a r
 slot per DMA channel that DRAM can feed at full rate). Time is in accelerator cycles.
 
 The result is a :class:`Result`: total cycles, per-layer and per-unit figures as pandas DataFrames,
-and the executed command trace.
+the executed command trace (exportable as Perfetto JSON) and its energy and power over time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
 import pandas as pd
 import simpy
@@ -21,6 +23,9 @@ from accel.commands import Command, Compute, Load, Store, Unit, Vector
 from accel.hardware import Accelerator
 from accel.timing import dma_cycles, gemm_tile_cycles, vector_cycles
 from mapper.plan import Plan
+from sim.power import EnergyReport
+from sim.power import energy as _energy
+from sim.trace import write_perfetto
 
 __all__ = ["simulate", "Result", "TraceEvent", "command_cycles"]
 
@@ -68,6 +73,15 @@ class Result:
     @property
     def dram_bytes(self) -> int:
         return self.plan.dram_bytes
+
+    @cached_property
+    def energy(self) -> EnergyReport:
+        """Energy by component, by layer and over time (:func:`sim.power.energy`)."""
+        return _energy(self)
+
+    def write_trace(self, path: str | Path, *, power_window_cycles: int | None = None) -> Path:
+        """A Chrome/Perfetto trace-event JSON: one track per unit, one slice per command."""
+        return write_perfetto(self, path, power_window_cycles=power_window_cycles)
 
     def layers(self) -> pd.DataFrame:
         """One row per layer in program order: start/end cycle, span, busy cycles per unit, MACs, bytes."""
@@ -121,6 +135,8 @@ class Result:
             "dram_read_bytes": self.plan.dram_read_bytes,
             "dram_write_bytes": self.plan.dram_write_bytes,
             "array_utilization": self.macs / (max(self.total_cycles, 1) * self.arch.peak_macs_per_cycle),
+            "energy_pj": self.energy.total_pj,
+            "average_power_w": self.energy.average_power_w,
             "commands": len(self.plan.commands),
         }
 

@@ -55,7 +55,9 @@ def test_run_writes_reports(capsys, tmp_path):
     summary = json.loads(out)
     assert code == 0
     assert summary["macs"] == 1_814_073_344 and summary["total_cycles"] > 0
-    for name in ("summary.csv", "layers.csv", "units.csv", "layer_cycles.png"):
+    assert summary["energy_pj"] > 0 and summary["average_power_w"] > 0
+    for name in ("summary.csv", "layers.csv", "units.csv", "energy.csv", "power.csv", "layer_cycles.png",
+                 "power.png", "trace.json"):
         assert (tmp_path / name).stat().st_size > 0
     assert not list(tmp_path.glob("*.tmp*"))
 

@@ -1,0 +1,343 @@
+"""The energy datasheet: energy of one command on one unit, and static power, from a technology table.
+
+An :class:`EnergyTable` holds the technology numbers: energy per multiply and per add by operand
+width, per byte moved one PE hop in the array, per SRAM read by macro size, per vector element
+operation, per byte on the DMA bus, and leakage power per PE, per KiB of SRAM, per vector lane and
+per DMA channel. The shipped default (``accel/tech/default_45nm.toml``, loaded once by
+:func:`default_table`) cites its sources; every :class:`~accel.hardware.Accelerator` carries one as
+``arch.energy`` and a preset's ``[energy]`` section overrides single fields of it. DRAM energy per
+byte is ``arch.dram.energy_pj_per_byte``, not part of the table.
+
+:func:`command_energy_pj` gives the dynamic energy of one command, by component, as a pure function
+of the hardware and the command (like :mod:`accel.timing` gives its cycles), so the mapper can use
+it as a cost model and the simulator charges exactly this per executed command. Components:
+
+``array``        multiplies and adds at the array's widths, and operands moving one PE hop per MAC
+``scratchpad``   SRAM reads and writes of the scratchpad
+``accumulator``  SRAM reads and writes of the accumulator memory
+``dram``         bytes moved to or from DRAM, in whole DMA bursts (as :func:`accel.timing.dma_cycles`)
+``dma``          the on-chip bus between DRAM and the buffers
+``vector``       element operations on the vector unit
+
+The model, per command:
+
+* ``Load``/``Store``: ``dram`` and ``dma`` for the burst-rounded bytes; the on-chip buffer is written
+  (``Load``) or read (``Store``) for the bytes rounded up to whole words of that buffer.
+* ``Compute`` (``batch`` tiles ``m x k @ k x n`` on an ``R x C`` array), by dataflow, with the folds
+  of :mod:`accel.timing`: the stationary operand is read from the scratchpad once, the streaming
+  operand once per fold along the other array dimension, and partial sums are read-modify-written
+  in the accumulator once per fold along the reduction (WS, IS) or once at the end (OS):
+
+  ==========  =====================  =====================  ==========================  ===========
+  dataflow    inputs read (elems)    weights read (elems)   accumulator updates         hops / MAC
+  ==========  =====================  =====================  ==========================  ===========
+  WS          m*k * ceil(n/C)        k*n                    m*n * ceil(k/R)             input, psum
+  OS          m*k * ceil(n/C)        k*n * ceil(m/R)        m*n                         input, weight
+  IS          m*k                    k*n * ceil(m/C)        m*n * ceil(k/R)             weight, psum
+  ==========  =====================  =====================  ==========================  ===========
+
+  An update writes a partial sum and, unless it is the first of a tile that does not
+  ``accumulate``, reads the old one first. Preloading the stationary operand through the array is
+  not charged as hops.
+* ``Vector``: ``elements`` operations, each reading and writing one input-format value in the
+  scratchpad.
+
+SRAM: one read of a 64-bit word (``sram_reference_word_bits``) costs the power-law interpolation of
+``sram_read_pj_by_size_bytes`` at the size of one bank; energy per byte is that divided by the
+reference word's bytes, for reads and writes alike. Multiplier and adder energies are power-law
+interpolations of their tables by width; an ``a x w``-bit multiplier costs as a square one of
+``sqrt(a * w)`` bits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from accel.commands import Buffer, Command, Compute, Load, Store, Vector
+from accel.errors import ConfigError
+from accel.hardware import Accelerator, Dataflow, Memory
+from accel.timing import ceil_div
+
+__all__ = [
+    "COMPONENTS",
+    "STATIC_COMPONENTS",
+    "EnergyTable",
+    "default_table",
+    "load_table",
+    "table_from_dict",
+    "table_to_dict",
+    "multiply_pj",
+    "add_pj",
+    "mac_pj",
+    "sram_pj_per_byte",
+    "command_energy_pj",
+    "static_power_mw",
+]
+
+COMPONENTS: tuple[str, ...] = ("array", "scratchpad", "accumulator", "dram", "dma", "vector")
+"""Every component :func:`command_energy_pj` may charge, in report order."""
+
+STATIC_COMPONENTS: tuple[str, ...] = ("array", "scratchpad", "accumulator", "dma", "vector")
+"""Components with static power (DRAM background and refresh power are not modelled)."""
+
+_DEFAULT_TABLE = "default_45nm.toml"
+_CURVES = ("multiply_pj_by_bits", "add_pj_by_bits", "sram_read_pj_by_size_bytes")
+
+Curve = tuple[tuple[int, float], ...]
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    """Technology numbers for the energy model: dynamic pJ per event and static mW per unit.
+
+    The three curve fields map a width in bits (or an SRAM size in bytes) to pJ; they may be given
+    as a mapping or as ``(key, pJ)`` pairs and are stored as pairs sorted by key.
+    """
+
+    multiply_pj_by_bits: Curve
+    add_pj_by_bits: Curve
+    array_hop_pj_per_byte: float
+    sram_read_pj_by_size_bytes: Curve
+    sram_reference_word_bits: int
+    vector_op_pj: float
+    dma_pj_per_byte: float
+    array_static_mw_per_pe: float
+    sram_static_mw_per_kib: float
+    vector_static_mw_per_lane: float
+    dma_static_mw_per_channel: float
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for name in _CURVES:
+            value = getattr(self, name)
+            curve = _as_curve(value)
+            if curve is None:
+                problems.append(
+                    f"{name} must map positive integers to positive numbers, such as {{ 8 = 0.2, 32 = 3.1 }}, "
+                    f"not {value!r}"
+                )
+            else:
+                object.__setattr__(self, name, curve)
+        bits = self.sram_reference_word_bits
+        if not _is_int(bits) or bits < 8 or bits % 8:
+            problems.append(f"sram_reference_word_bits must be a positive multiple of 8, not {bits!r}")
+        for f in dataclasses.fields(self):
+            if f.name in _CURVES or f.name == "sram_reference_word_bits":
+                continue
+            value = getattr(self, f.name)
+            if not (_is_number(value) and value >= 0):
+                problems.append(f"{f.name} must be a non-negative number, not {value!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _as_curve(value: object) -> Curve | None:
+    """Sorted ``(key, pJ)`` pairs from a mapping or pairs, or ``None`` if the value is not a curve."""
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, tuple | list):
+        items = list(value)
+    else:
+        return None
+    pairs = []
+    for item in items:
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            return None
+        key, energy = item
+        if isinstance(key, str) and key.strip().isdigit():  # TOML table keys are strings
+            key = int(key)
+        if not (_is_int(key) and key > 0 and _is_number(energy) and energy > 0):
+            return None
+        pairs.append((key, float(energy)))
+    if not pairs or len({k for k, _ in pairs}) != len(pairs):
+        return None
+    return tuple(sorted(pairs))
+
+
+@functools.cache
+def default_table() -> EnergyTable:
+    """The shipped 45 nm table (``accel/tech/default_45nm.toml``), read once per process."""
+    text = (resources.files("accel") / "tech" / _DEFAULT_TABLE).read_text()
+    return _table_from_text(text, source=f"accel/tech/{_DEFAULT_TABLE}")
+
+
+def load_table(path: str | Path) -> EnergyTable:
+    """A whole table from a TOML file with every field of :class:`EnergyTable` at the top level."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as text ({exc})") from None
+    return _table_from_text(text, source=str(path))
+
+
+def _table_from_text(text: str, *, source: str) -> EnergyTable:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    names = [f.name for f in dataclasses.fields(EnergyTable)]
+    problems = [f"{name} is missing" for name in names if name not in data]
+    problems += [f"unknown field {key} (expected one of {', '.join(names)})" for key in data if key not in names]
+    if not problems:
+        try:
+            return EnergyTable(**data)
+        except ConfigError as exc:
+            problems = str(exc).split("; ")
+    raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+
+
+def table_from_dict(overrides: Mapping[str, Any], *, base: EnergyTable | None = None) -> EnergyTable:
+    """``base`` (the default table if ``None``) with the fields in ``overrides`` replaced.
+
+    Raises :class:`~accel.errors.ConfigError` whose ``"; "``-separated problems each start with the
+    field name (``vector_op_pj must be a non-negative number, not -1``).
+    """
+    base = default_table() if base is None else base
+    names = [f.name for f in dataclasses.fields(EnergyTable)]
+    problems = [f"unknown field {key} (expected one of {', '.join(names)})" for key in overrides if key not in names]
+    try:
+        table = dataclasses.replace(base, **{key: value for key, value in overrides.items() if key in names})
+    except ConfigError as exc:
+        problems += str(exc).split("; ")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return table
+
+
+def table_to_dict(table: EnergyTable, *, only_diff_from: EnergyTable | None = None) -> dict[str, Any]:
+    """The TOML form of ``table`` (curves as ``{key = pJ}`` tables); with ``only_diff_from``, only the
+    fields that differ from that table, so :func:`table_from_dict` on it rebuilds ``table``."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(table):
+        value = getattr(table, f.name)
+        if only_diff_from is not None and getattr(only_diff_from, f.name) == value:
+            continue
+        out[f.name] = dict(value) if f.name in _CURVES else value
+    return out
+
+
+# -- the model ---------------------------------------------------------------------------------------
+
+def _interpolate(curve: Curve, x: float) -> float:
+    """Power-law (straight line in log-log) interpolation through the two nearest points; a single
+    point is a constant; beyond the ends the nearest segment is extended."""
+    if len(curve) == 1:
+        return curve[0][1]
+    i = 1
+    while i < len(curve) - 1 and x > curve[i][0]:
+        i += 1
+    (x0, y0), (x1, y1) = curve[i - 1], curve[i]
+    exponent = math.log(y1 / y0) / math.log(x1 / x0)
+    return y0 * (x / x0) ** exponent
+
+
+def multiply_pj(table: EnergyTable, a_bits: int, b_bits: int) -> float:
+    """One ``a_bits x b_bits`` multiplication: a square multiplier of ``sqrt(a_bits * b_bits)`` bits."""
+    return _interpolate(table.multiply_pj_by_bits, math.sqrt(a_bits * b_bits))
+
+
+def add_pj(table: EnergyTable, bits: int) -> float:
+    """One ``bits``-wide addition."""
+    return _interpolate(table.add_pj_by_bits, bits)
+
+
+def mac_pj(arch: Accelerator) -> float:
+    """One MAC of the array: a multiply at the input x weight widths and an add at the accumulator width."""
+    a = arch.array
+    return multiply_pj(arch.energy, a.input_format.bits, a.weight_format.bits) + add_pj(
+        arch.energy, a.accumulator_format.bits
+    )
+
+
+def sram_pj_per_byte(table: EnergyTable, memory: Memory) -> float:
+    """Energy per byte read or written in ``memory``: one bank's reference-word read over its bytes."""
+    bank_bytes = memory.size_bytes / memory.banks
+    return _interpolate(table.sram_read_pj_by_size_bytes, bank_bytes) / (table.sram_reference_word_bits // 8)
+
+
+def _sram_pj(table: EnergyTable, memory: Memory, size_bytes: int) -> float:
+    """``size_bytes`` read or written in ``memory``, rounded up to whole words."""
+    words = ceil_div(size_bytes, memory.word_bytes)
+    return words * memory.word_bytes * sram_pj_per_byte(table, memory)
+
+
+def _buffer(arch: Accelerator, buffer: Buffer) -> Memory:
+    return arch.scratchpad if buffer is Buffer.SCRATCHPAD else arch.accumulator
+
+
+def command_energy_pj(arch: Accelerator, command: Command) -> dict[str, float]:
+    """Dynamic energy of one command in pJ, by component (only the components it touches)."""
+    table = arch.energy
+    if isinstance(command, Load | Store):
+        burst = arch.dma.burst_bytes
+        moved = ceil_div(command.size_bytes, burst) * burst
+        return {
+            "dram": moved * arch.dram.energy_pj_per_byte,
+            "dma": moved * table.dma_pj_per_byte,
+            command.buffer.value: _sram_pj(table, _buffer(arch, command.buffer), command.size_bytes),
+        }
+    if isinstance(command, Compute):
+        return _compute_energy_pj(arch, command)
+    if isinstance(command, Vector):
+        value_bytes = arch.array.input_format.size_bytes
+        return {
+            "vector": command.elements * table.vector_op_pj,
+            "scratchpad": 2 * _sram_pj(table, arch.scratchpad, command.elements * value_bytes),
+        }
+    raise TypeError(f"unknown command {command!r}")
+
+
+def _compute_energy_pj(arch: Accelerator, c: Compute) -> dict[str, float]:
+    table, a = arch.energy, arch.array
+    rows, cols = a.rows, a.cols
+    in_b, w_b, acc_b = a.input_format.size_bytes, a.weight_format.size_bytes, a.accumulator_format.size_bytes
+    m, k, n = c.m, c.k, c.n
+    if c.dataflow is Dataflow.WS:
+        inputs, weights, updates = m * k * ceil_div(n, cols), k * n, ceil_div(k, rows)
+        hop_bytes = in_b + acc_b
+    elif c.dataflow is Dataflow.OS:
+        inputs, weights, updates = m * k * ceil_div(n, cols), k * n * ceil_div(m, rows), 1
+        hop_bytes = in_b + w_b
+    else:
+        inputs, weights, updates = m * k, k * n * ceil_div(m, cols), ceil_div(k, rows)
+        hop_bytes = w_b + acc_b
+    outputs = m * n
+    psum_writes = outputs * updates
+    psum_reads = outputs * (updates - 1) + (outputs if c.accumulate else 0)
+    macs = m * k * n
+    per_tile = {
+        "array": macs * (mac_pj(arch) + hop_bytes * table.array_hop_pj_per_byte),
+        "scratchpad": _sram_pj(table, arch.scratchpad, inputs * in_b) + _sram_pj(table, arch.scratchpad, weights * w_b),
+        "accumulator": _sram_pj(table, arch.accumulator, psum_writes * acc_b)
+        + (_sram_pj(table, arch.accumulator, psum_reads * acc_b) if psum_reads else 0.0),
+    }
+    return {name: c.batch * value for name, value in per_tile.items()}
+
+
+def static_power_mw(arch: Accelerator) -> dict[str, float]:
+    """Leakage power of each unit in mW (the keys of :data:`STATIC_COMPONENTS`)."""
+    table = arch.energy
+    return {
+        "array": arch.array.pes * table.array_static_mw_per_pe,
+        "scratchpad": arch.scratchpad.size_bytes / 1024 * table.sram_static_mw_per_kib,
+        "accumulator": arch.accumulator.size_bytes / 1024 * table.sram_static_mw_per_kib,
+        "dma": arch.dma.channels * table.dma_static_mw_per_channel,
+        "vector": arch.vector.lanes * table.vector_static_mw_per_lane,
+    }
