@@ -15,6 +15,7 @@ from pathlib import Path
 from accel import config
 from accel.errors import AccelError
 from accel.hardware import Accelerator
+from mapper.lower import LoopOrder
 
 __all__ = ["main"]
 
@@ -73,7 +74,14 @@ def _parser() -> argparse.ArgumentParser:
                          epilog=epilog)
     run.add_argument("--arch", default="gemmini", help="preset name or TOML file (default: gemmini)")
     run.add_argument("--workload", default="resnet18", help="zoo name, FILE.onnx or FILE.csv (default: resnet18)")
+    run.add_argument("--topology", dest="workload", help="a SCALE-Sim topology CSV (same as --workload FILE.csv)")
+    run.add_argument("--scalesim-config", type=Path, metavar="FILE.cfg",
+                     help="take the hardware from a SCALE-Sim v3 config instead of --arch, run layers in "
+                          "SCALE-Sim's fold-outer order, and also write COMPUTE_REPORT.csv in its layout")
     run.add_argument("--dataflow", choices=["ws", "os", "is"], help="dataflow (default: the array's first)")
+    run.add_argument("--loop-order", choices=[o.value for o in LoopOrder], default=None,
+                     help="tile-outer, fold-outer (SCALE-Sim's) or auto: per layer the faster estimate "
+                          "(default: auto; fold-outer with --scalesim-config)")
     run.add_argument("--batch", type=_positive_int, default=None, help="batch size (default: 1)")
     run.add_argument("--out", type=Path, default=None,
                      help="write CSVs (summary, layers, units, energy, power), plots (layer_cycles.png, "
@@ -182,15 +190,26 @@ def _run(args: argparse.Namespace) -> int:
     import workloads
     from accel.hardware import Dataflow
 
-    arch = config.load(args.arch)
+    if args.scalesim_config is not None:
+        from accel.scalesim import load_scalesim_config
+
+        arch = load_scalesim_config(args.scalesim_config)
+        default_order = LoopOrder.FOLD_OUTER
+    else:
+        arch = config.load(args.arch)
+        default_order = LoopOrder.AUTO
     graph = workloads.load(args.workload, batch=args.batch)
-    plan = mapper.lower(graph, arch, dataflow=Dataflow(args.dataflow) if args.dataflow else None)
+    plan = mapper.lower(graph, arch, dataflow=Dataflow(args.dataflow) if args.dataflow else None,
+                        loop_order=LoopOrder(args.loop_order) if args.loop_order else default_order)
     result = sim.simulate(plan)
     summary = result.summary()
     if args.out is not None:
         from reports import write_run_report
+        from reports.scalesim import write_compute_report
 
         written = write_run_report(result, args.out, power_window_cycles=args.power_window)
+        if args.scalesim_config is not None:
+            written["compute_report"] = write_compute_report(result, args.out / "COMPUTE_REPORT.csv")
         summary["files"] = {k: str(v) for k, v in written.items()}
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -74,6 +74,8 @@ class Compute(Command):
     weight_addr: int = 0
     output_addr: int = 0
     accumulate: bool = False  # add to what the accumulator holds (a later k-tile)
+    fill: bool = True  # starts its folds: pays preload and skew (False: continues the previous command's fold)
+    drain: bool = True  # ends its folds: pays the drain (False: the next command continues the fold)
 
     unit = Unit.ARRAY
 

@@ -31,9 +31,12 @@ one less than the count given here.
 
 from __future__ import annotations
 
+from accel.commands import Command, Compute, Load, Store, Vector
 from accel.hardware import Accelerator, Dataflow, SystolicArray
 
-__all__ = ["fold_count", "fold_overhead", "gemm_tile_cycles", "dma_cycles", "vector_cycles", "ceil_div"]
+__all__ = [
+    "fold_count", "fold_overhead", "gemm_tile_cycles", "dma_cycles", "vector_cycles", "command_cycles", "ceil_div",
+]
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -56,11 +59,16 @@ def fold_overhead(array: SystolicArray, dataflow: Dataflow) -> tuple[int, int]:
     return fill, array.cols - 1
 
 
-def gemm_tile_cycles(array: SystolicArray, dataflow: Dataflow, m: int, k: int, n: int) -> int:
-    """Cycles from the first operand entering the array to the last result leaving it."""
+def gemm_tile_cycles(array: SystolicArray, dataflow: Dataflow, m: int, k: int, n: int, *,
+                     fill: bool = True, drain: bool = True) -> int:
+    """Cycles from the first operand entering the array to the last result leaving it.
+
+    A fold whose streaming is split over several commands pays its fill in the first (``fill``) and
+    its drain in the last (``drain``); the commands in between only stream.
+    """
     folds, stream = fold_count(array, dataflow, m, k, n)
-    fill, drain = fold_overhead(array, dataflow)
-    return folds * (fill + stream + drain)
+    fill_cycles, drain_cycles = fold_overhead(array, dataflow)
+    return folds * (stream + fill_cycles * fill + drain_cycles * drain)
 
 
 def dma_cycles(acc: Accelerator, size_bytes: int) -> int:
@@ -74,3 +82,15 @@ def dma_cycles(acc: Accelerator, size_bytes: int) -> int:
 def vector_cycles(acc: Accelerator, elements: int) -> int:
     """``elements`` operations on the vector unit: pipeline latency plus one cycle per lane-full."""
     return acc.vector.latency_cycles + ceil_div(elements, acc.vector.lanes)
+
+
+def command_cycles(arch: Accelerator, command: Command) -> int:
+    """The cycles one command holds its unit: the figure above for its kind, nothing else."""
+    if isinstance(command, Compute):
+        return command.batch * gemm_tile_cycles(arch.array, command.dataflow, command.m, command.k, command.n,
+                                                fill=command.fill, drain=command.drain)
+    if isinstance(command, Load | Store):
+        return dma_cycles(arch, command.size_bytes)
+    if isinstance(command, Vector):
+        return vector_cycles(arch, command.elements)
+    raise TypeError(f"unknown command {command!r}")

@@ -2,41 +2,63 @@
 
 This is the simple, always-valid lowering (no ILP): every layer reads its inputs from DRAM and
 writes its outputs back (SCALE-Sim style), with double buffering so the loads of tile ``i + 1``
-overlap the compute of tile ``i``.
+overlap the compute of tile ``i``. Half of the scratchpad holds one tile's operands while the other
+half is being filled; the accumulator is split the same way for outputs.
 
-Array layers (conv, GEMM, matmul) run as ``b x m x k @ k x n`` tiles with loop order ``b, n, m, k``
-(k innermost, accumulating in the accumulator memory). Half of the scratchpad holds one tile's
-inputs and weights, the other half the next tile's; the accumulator is split the same way for
-outputs. Among the tile sizes that fit, the lowering takes the one with the least DRAM traffic.
+Array layers (conv, GEMM, matmul) run in one of two loop orders (:class:`LoopOrder`):
+
+``tile-outer``
+    output tiles ``b x m x n`` outermost, the reduction ``k`` innermost, accumulating in the
+    accumulator memory. Every tile pays its folds' full fill and drain. Among the tile sizes that
+    fit, the one with the least DRAM traffic is taken.
+``fold-outer``
+    SCALE-Sim's order: the stationary operand is folded onto the array one ``R x C`` fold at a time
+    and the streamed operand flows through in chunks that fit the scratchpad; a fold pays its fill
+    once (first chunk) and its drain once (last chunk), so a layer's compute cycles are exactly
+    ``folds x (fill + stream + drain)`` however its stream is chunked. When a weight- or
+    input-stationary layer's partial sums do not fit the accumulator, they are stored to DRAM after
+    one fold and loaded back for the next (32-bit partial-sum traffic).
+``auto``
+    per layer, the order whose estimate ``max(array cycles, DMA cycles)`` is lower (ties: less
+    DRAM traffic).
 
 Bytes moved for an input tile are its share of the input tensor (``tm/m * tk/k`` of it): exact for
-GEMMs and 1x1 convolutions, and for larger kernels it counts the unique input footprint rather than
-the im2col copy (halos between tiles are not counted twice). Outputs are written once in the input
+GEMMs and 1x1 convolutions; for larger kernels it counts the unique input footprint rather than the
+im2col copy (halos between tiles are not counted twice). Outputs are written once in the input
 number format (the accumulator's read path requantizes). Vector layers run in chunks that fit half
 of the scratchpad. Data-movement layers (reshape, concat, pass-through) cost nothing.
 
 Dependencies: a load waits for the store of the tensor it reads (through DRAM) and for the compute
-that last used its buffer half; a compute waits for its loads and, when accumulating, for its
-previous k-tile; a store waits for the compute that finished its tile.
+that last used its buffer half; a compute waits for its loads and for the previous compute; a store
+waits for the compute that finished its tile; a tile that starts a new accumulator block waits for
+the stores that emptied that half.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 
 from accel.commands import Buffer, Command, Compute, Load, Store, Vector
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
-from accel.timing import ceil_div
+from accel.timing import ceil_div, dma_cycles, gemm_tile_cycles
 from mapper.plan import LayerMapping, Plan, Tile
-from workloads.graph import Graph, Layer
+from workloads.graph import GemmShape, Graph, Layer
 
-__all__ = ["lower"]
+__all__ = ["LoopOrder", "lower"]
 
 
-def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None) -> Plan:
+class LoopOrder(Enum):
+    AUTO = "auto"
+    TILE_OUTER = "tile-outer"
+    FOLD_OUTER = "fold-outer"
+
+
+def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None,
+          loop_order: LoopOrder = LoopOrder.AUTO) -> Plan:
     """Lower every layer of ``graph`` onto ``arch``; ``dataflow`` defaults to the array's first."""
     if dataflow is not None and dataflow not in arch.array.dataflows:
         supported = ", ".join(d.value for d in arch.array.dataflows)
@@ -45,7 +67,7 @@ def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None) 
     mappings = []
     for layer in graph.layers:
         if layer.gemm is not None:
-            mappings.append(builder.gemm_layer(layer, dataflow or arch.array.dataflows[0]))
+            mappings.append(builder.gemm_layer(layer, dataflow or arch.array.dataflows[0], loop_order))
         elif layer.op.uses_vector_unit:
             mappings.append(builder.vector_layer(layer))
         else:
@@ -54,12 +76,138 @@ def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None) 
     return Plan(arch=arch, graph_name=graph.name, layers=tuple(mappings), commands=tuple(builder.commands))
 
 
+# -- the abstract schedule of one array layer ----------------------------------------------------
+
+@dataclass(frozen=True)
+class _Transfer:
+    tensor: str
+    size_bytes: int
+    buffer: Buffer
+    key: tuple[int, ...] | None = None  # partial sums: a reload waits for the store with the same key
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One compute with the transfers around it.
+
+    ``loads`` go to the next scratchpad half (operands) or to the current accumulator half (partial
+    sums); ``new_block`` switches to the other accumulator half first; ``stores`` leave after it.
+    """
+
+    compute: dict[str, object]
+    loads: tuple[_Transfer, ...] = ()
+    stores: tuple[_Transfer, ...] = ()
+    new_block: bool = False
+
+
+@dataclass
+class _Operands:
+    """Names and sizes the schedules of one array layer need."""
+
+    x: str
+    w: str | None
+    out: str
+    gemm: GemmShape
+    x_bytes: int  # the whole input tensor in DRAM
+    in_bytes: int
+    w_bytes: int
+    acc_bytes: int
+
+    def x_share(self, tb: int, tm: int, tk: int) -> int:
+        return max(1, round(self.x_bytes * tb * tm * tk / (self.gemm.batch * self.gemm.m * self.gemm.k)))
+
+
 @dataclass
 class _Slot:
-    """One half of a double-buffered memory: its base address and the command that last used it."""
+    """One half of a double-buffered memory: its base address and the commands that last used it."""
 
     addr: int
-    last_user: int | None = None
+    last_users: list[int] = field(default_factory=list)
+
+
+def _tile_outer(ops: _Operands, tile: Tile, dataflow: Dataflow) -> Iterator[_Step]:
+    g = ops.gemm
+    for b0, n0, m0 in itertools.product(range(0, g.batch, tile.b), range(0, g.n, tile.n), range(0, g.m, tile.m)):
+        tb, tn, tm = min(tile.b, g.batch - b0), min(tile.n, g.n - n0), min(tile.m, g.m - m0)
+        k_starts = range(0, g.k, tile.k)
+        for k0 in k_starts:
+            tk = min(tile.k, g.k - k0)
+            loads = [_Transfer(ops.x, ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD)]
+            if ops.w is not None:
+                loads.append(_Transfer(ops.w, tb * tk * tn * ops.w_bytes, Buffer.SCRATCHPAD))
+            last = k0 == k_starts[-1]
+            yield _Step(
+                compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0),
+                loads=tuple(loads),
+                stores=(_Transfer(ops.out, tb * tm * tn * ops.in_bytes, Buffer.ACCUMULATOR),) if last else (),
+                new_block=k0 == 0,
+            )
+
+
+@dataclass(frozen=True)
+class _FoldPlan:
+    """Fold-outer sizes: groups per compute, the stream chunk, and whether partial sums stay on chip.
+
+    When a fold's whole stream fits in one chunk, one compute may cover a block of ``s1_block x
+    s2_block`` (multiples of the array) folds, each paying its full fill and drain.
+    """
+
+    tb: int
+    chunk: int
+    resident: bool
+    s1_block: int
+    s2_block: int
+
+
+def _fold_outer(ops: _Operands, plan: _FoldPlan, dataflow: Dataflow, rows: int, cols: int) -> Iterator[_Step]:
+    """SCALE-Sim's order, for any dataflow: (groups, S2 folds, S1 folds) outer, stream chunks inner."""
+    g = ops.gemm
+    # (rows dim, cols dim, stream dim) of the array, as names of the GEMM dimensions
+    s1, s2, t = {Dataflow.WS: ("k", "n", "m"), Dataflow.OS: ("m", "n", "k"), Dataflow.IS: ("k", "m", "n")}[dataflow]
+    extent = {"m": g.m, "k": g.k, "n": g.n}
+    partial_sums = dataflow is not Dataflow.OS  # k is folded onto the rows: accumulate across folds
+    for b0 in range(0, g.batch, plan.tb):
+        tb = min(plan.tb, g.batch - b0)
+        for a0 in range(0, extent[s2], plan.s2_block):
+            s1_starts = range(0, extent[s1], plan.s1_block)
+            for f0 in s1_starts:
+                chunks = range(0, extent[t], plan.chunk)
+                for c0 in chunks:
+                    size = {s2: min(plan.s2_block, extent[s2] - a0), s1: min(plan.s1_block, extent[s1] - f0),
+                            t: min(plan.chunk, extent[t] - c0)}
+                    tm, tk, tn = size["m"], size["k"], size["n"]
+                    first_chunk, last_chunk = c0 == 0, c0 == chunks[-1]
+                    first_fold, last_fold = f0 == 0, f0 == s1_starts[-1]
+                    # the streamed operand every chunk; the stationary one with the fold's first chunk
+                    x_needed = dataflow is not Dataflow.IS or first_chunk
+                    w_needed = ops.w is not None and (dataflow is not Dataflow.WS or first_chunk)
+                    loads = []
+                    if x_needed:
+                        loads.append(_Transfer(ops.x, ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD))
+                    if w_needed:
+                        loads.append(_Transfer(ops.w, tb * tk * tn * ops.w_bytes, Buffer.SCRATCHPAD))  # type: ignore[arg-type]
+                    stores = []
+                    outputs = tb * tm * tn
+                    if not partial_sums:
+                        new_block, accumulate = first_chunk, not first_chunk
+                        if last_chunk:
+                            stores.append(_Transfer(ops.out, outputs * ops.in_bytes, Buffer.ACCUMULATOR))
+                    elif plan.resident:
+                        new_block, accumulate = first_fold and first_chunk, not first_fold
+                        if last_fold:
+                            stores.append(_Transfer(ops.out, outputs * ops.in_bytes, Buffer.ACCUMULATOR))
+                    else:
+                        new_block, accumulate = True, not first_fold
+                        key = (b0, a0, c0)
+                        if not first_fold:
+                            loads.append(_Transfer(ops.out, outputs * ops.acc_bytes, Buffer.ACCUMULATOR, key))
+                        size_bytes = outputs * (ops.in_bytes if last_fold else ops.acc_bytes)
+                        stores.append(_Transfer(ops.out, size_bytes, Buffer.ACCUMULATOR, None if last_fold else key))
+                    yield _Step(
+                        compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
+                                     fill=first_chunk, drain=last_chunk),
+                        loads=tuple(loads), stores=tuple(stores), new_block=new_block,
+                    )
 
 
 class _ProgramBuilder:
@@ -75,27 +223,78 @@ class _ProgramBuilder:
         next_addr = 0
         for name, tensor in graph.tensors.items():
             self.dram_addr[name] = next_addr
-            next_addr += ceil_div(tensor.elements * self.in_bytes, 64) * 64
+            next_addr += ceil_div(tensor.elements * max(self.in_bytes, self.acc_bytes), 64) * 64
             self.ready[name] = None
-        half_spad = arch.scratchpad.size_bytes // 2
-        half_acc = arch.accumulator.size_bytes // 2
-        self.spad_slots = [_Slot(0), _Slot(half_spad)]
-        self.acc_slots = [_Slot(0), _Slot(half_acc)]
-        self.half_spad, self.half_acc = half_spad, half_acc
+        self.half_spad = arch.scratchpad.size_bytes // 2
+        self.half_acc = arch.accumulator.size_bytes // 2
+        self.spad_slots = [_Slot(0), _Slot(self.half_spad)]
+        self.acc_slots = [_Slot(0), _Slot(self.half_acc)]
         self.spad_turn = itertools.cycle((0, 1))
         self.acc_turn = itertools.cycle((0, 1))
 
     # -- command emission ------------------------------------------------------------------------
-    def _emit(self, cls: type[Command], **fields: object) -> int:
+    def _emit(self, cls: type[Command], deps: object = (), **fields: object) -> int:
         ident = len(self.commands)
-        deps = tuple(sorted({d for d in fields.pop("deps", ()) if d is not None}))  # type: ignore[union-attr]
-        self.commands.append(cls(id=ident, deps=deps, **fields))
+        self.commands.append(cls(id=ident, deps=tuple(sorted({d for d in deps if d is not None})), **fields))
         return ident
 
-    def _load(self, layer: Layer, tensor: str, size_bytes: int, addr: int, slot: _Slot) -> int:
-        return self._emit(Load, layer=layer.name, tensor=tensor, size_bytes=size_bytes, addr=addr,
-                          buffer=Buffer.SCRATCHPAD, dram_addr=self.dram_addr[tensor],
-                          deps=(self.ready[tensor], slot.last_user))
+    def _transfer(self, cls: type[Load] | type[Store], layer: Layer, t: _Transfer, addr: int,
+                  deps: list[int | None]) -> int:
+        return self._emit(cls, layer=layer.name, tensor=t.tensor, size_bytes=t.size_bytes, buffer=t.buffer,
+                          addr=addr, dram_addr=self.dram_addr[t.tensor], deps=deps)
+
+    def _emit_steps(self, layer: Layer, steps: Iterator[_Step]) -> int:
+        """Turn the abstract schedule into commands with addresses and dependencies; count computes."""
+        previous: int | None = None
+        acc_slot = self.acc_slots[0]
+        stored: dict[tuple[int, ...], int] = {}  # partial-sum stores by key
+        count = 0
+        for step in steps:
+            if step.new_block:
+                acc_slot = self.acc_slots[next(self.acc_turn)]
+            block_free = list(acc_slot.last_users) if step.new_block else []
+            spad_slot = self.spad_slots[next(self.spad_turn)] if any(
+                t.buffer is Buffer.SCRATCHPAD for t in step.loads) else None
+            loads, offset = [], 0
+            for t in step.loads:
+                if t.buffer is Buffer.SCRATCHPAD:
+                    assert spad_slot is not None
+                    deps = [self.ready[t.tensor], *spad_slot.last_users]
+                    loads.append(self._transfer(Load, layer, t, spad_slot.addr + offset, deps))
+                    offset += t.size_bytes
+                else:
+                    written = stored[t.key] if t.key is not None else self.ready[t.tensor]
+                    loads.append(self._transfer(Load, layer, t, acc_slot.addr, [written, *block_free]))
+            addr = spad_slot.addr if spad_slot is not None else 0
+            compute = self._emit(Compute, layer=layer.name, input_addr=addr, weight_addr=addr,
+                                 output_addr=acc_slot.addr, deps=[*loads, previous, *block_free], **step.compute)
+            if spad_slot is not None:
+                spad_slot.last_users = [compute]
+            stores = [self._transfer(Store, layer, t, acc_slot.addr, [compute]) for t in step.stores]
+            if step.new_block:
+                acc_slot.last_users = []
+            acc_slot.last_users.extend(stores)
+            for t, ident in zip(step.stores, stores, strict=True):
+                if t.key is not None:
+                    stored[t.key] = ident
+                else:
+                    self.ready[t.tensor] = ident
+            previous = compute
+            count += 1
+        return count
+
+    def _estimate(self, steps: Iterator[_Step]) -> tuple[int, int]:
+        """``(max(array cycles, DMA cycles), DRAM bytes)`` of a schedule, from the datasheet alone."""
+        array = dma = moved = 0
+        for step in steps:
+            c = step.compute
+            array += int(c["batch"]) * gemm_tile_cycles(  # type: ignore[call-overload]
+                self.arch.array, c["dataflow"], c["m"], c["k"], c["n"],
+                fill=c.get("fill", True), drain=c.get("drain", True))
+            for t in (*step.loads, *step.stores):
+                dma += dma_cycles(self.arch, t.size_bytes)
+                moved += t.size_bytes
+        return max(array, dma), moved
 
     # -- layers ----------------------------------------------------------------------------------
     def alias(self, layer: Layer) -> None:
@@ -104,52 +303,47 @@ class _ProgramBuilder:
         for out in layer.outputs:
             self.ready[out] = latest
 
-    def gemm_layer(self, layer: Layer, dataflow: Dataflow) -> LayerMapping:
+    def gemm_layer(self, layer: Layer, dataflow: Dataflow, loop_order: LoopOrder) -> LayerMapping:
+        ops = self._operands(layer)
+        rows, cols = self.arch.array.rows, self.arch.array.cols
+        options = []
+        if loop_order is not LoopOrder.FOLD_OUTER:
+            tile = self._choose_tile(layer, ops)
+            options.append(("tile-outer", tile, lambda t=tile: _tile_outer(ops, t, dataflow)))
+        if loop_order is not LoopOrder.TILE_OUTER:
+            fold = self._fold_plan(layer, ops, dataflow)
+            r, c = fold.s1_block, fold.s2_block
+            dims = {Dataflow.WS: dict(m=fold.chunk, k=r, n=c), Dataflow.OS: dict(m=r, k=fold.chunk, n=c),
+                    Dataflow.IS: dict(m=c, k=r, n=fold.chunk)}[dataflow]
+            tile = Tile(b=fold.tb, **{d: min(v, getattr(ops.gemm, d)) for d, v in dims.items()})
+            options.append(("fold-outer", tile, lambda f=fold: _fold_outer(ops, f, dataflow, rows, cols)))
+        if len(options) > 1:
+            options.sort(key=lambda option: self._estimate(option[2]()))
+        order, tile, schedule = options[0]
+        tiles = self._emit_steps(layer, schedule())
+        return LayerMapping(layer.name, layer.op, layer.macs, dataflow, tile, order, tiles, layer.gemm)
+
+    def _operands(self, layer: Layer) -> _Operands:
         gemm = layer.gemm
         assert gemm is not None
         activations = [t for t in layer.inputs if not self.graph.tensors[t].is_constant]
         weights = [t for t in layer.inputs if self.graph.tensors[t].is_constant]
         if not activations:
             raise MappingError(f"Layer {layer.name!r}: a {layer.op.value} layer needs an activation input")
-        x = activations[0]
         w = activations[1] if len(activations) > 1 else (weights[0] if weights else None)
-        tile = self._choose_tile(layer, x)
-        x_bytes = self.graph.tensors[x].elements * self.in_bytes
-        out = layer.outputs[0]
-        groups = [min(tile.b, gemm.batch - b0) for b0 in range(0, gemm.batch, tile.b)]
-        tiles = 0
-        for tb, n0 in itertools.product(groups, range(0, gemm.n, tile.n)):
-            tn = min(tile.n, gemm.n - n0)
-            for m0 in range(0, gemm.m, tile.m):
-                tm = min(tile.m, gemm.m - m0)
-                acc_slot = self.acc_slots[next(self.acc_turn)]
-                previous = acc_slot.last_user
-                for k0 in range(0, gemm.k, tile.k):
-                    tk = min(tile.k, gemm.k - k0)
-                    slot = self.spad_slots[next(self.spad_turn)]
-                    share = tb * tm * tk / (gemm.batch * gemm.m * gemm.k)
-                    loads = [self._load(layer, x, max(1, round(x_bytes * share)), slot.addr, slot)]
-                    if w is not None:
-                        loads.append(self._load(layer, w, tb * tk * tn * self.w_bytes,
-                                                slot.addr + tb * tm * tk * self.in_bytes, slot))
-                    compute = self._emit(
-                        Compute, layer=layer.name, m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow,
-                        input_addr=slot.addr, weight_addr=slot.addr + tb * tm * tk * self.in_bytes,
-                        output_addr=acc_slot.addr, accumulate=k0 > 0, deps=(*loads, previous),
-                    )
-                    slot.last_user = previous = compute
-                    tiles += 1
-                store = self._emit(Store, layer=layer.name, tensor=out, size_bytes=tb * tm * tn * self.in_bytes,
-                                   buffer=Buffer.ACCUMULATOR, addr=acc_slot.addr, dram_addr=self.dram_addr[out],
-                                   deps=(previous,))
-                acc_slot.last_user = store
-        self.ready[out] = len(self.commands) - 1
-        return LayerMapping(layer.name, layer.op, layer.macs, dataflow, tile, "bnmk", tiles)
+        return _Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm,
+                         x_bytes=self.graph.tensors[activations[0]].elements * self.in_bytes,
+                         in_bytes=self.in_bytes, w_bytes=self.w_bytes, acc_bytes=self.acc_bytes)
 
-    def _choose_tile(self, layer: Layer, x: str) -> Tile:
-        """The fitting tile with the least DRAM traffic (ties: fewer tiles)."""
-        gemm = layer.gemm
-        assert gemm is not None
+    def _no_fit(self, layer: Layer) -> MappingError:
+        return MappingError(
+            f"Layer {layer.name!r}: not even a 1x1x1 tile fits half of the scratchpad "
+            f"({self.half_spad} B) and of the accumulator ({self.half_acc} B)"
+        )
+
+    def _choose_tile(self, layer: Layer, ops: _Operands) -> Tile:
+        """The tile-outer tile that fits with the least DRAM traffic (ties: fewer tiles)."""
+        gemm = ops.gemm
         rows, cols = self.arch.array.rows, self.arch.array.cols
         best: tuple[tuple[int, int], Tile] | None = None
         for tb, tk, tn in itertools.product(
@@ -158,18 +352,14 @@ class _ProgramBuilder:
             tm = self._max_tm(tb, tk, tn, gemm.m)
             if tm < 1:
                 continue
-            tile = Tile(tm, tk, tn, tb)
             n_tiles = ceil_div(gemm.batch, tb) * ceil_div(gemm.n, tn) * ceil_div(gemm.m, tm)
-            x_traffic = self.graph.tensors[x].elements * ceil_div(gemm.n, tn)
-            w_traffic = gemm.batch * gemm.k * gemm.n * ceil_div(gemm.m, tm)
-            key = (x_traffic * self.in_bytes + w_traffic * self.w_bytes, n_tiles * ceil_div(gemm.k, tk))
+            w_traffic = gemm.batch * gemm.k * gemm.n * ceil_div(gemm.m, tm) * ops.w_bytes
+            traffic = ops.x_bytes * ceil_div(gemm.n, tn) + w_traffic
+            key = (traffic, n_tiles * ceil_div(gemm.k, tk))
             if best is None or key < best[0]:
-                best = (key, tile)
+                best = (key, Tile(tm, tk, tn, tb))
         if best is None:
-            raise MappingError(
-                f"Layer {layer.name!r}: not even a 1x1x1 tile fits half of the scratchpad "
-                f"({self.half_spad} B) and of the accumulator ({self.half_acc} B)"
-            )
+            raise self._no_fit(layer)
         return best[1]
 
     def _max_tm(self, tb: int, tk: int, tn: int, m: int) -> int:
@@ -178,6 +368,40 @@ class _ProgramBuilder:
         by_spad = spad_room // (tb * tk * self.in_bytes) if spad_room > 0 else 0
         by_acc = self.half_acc // (tb * tn * self.acc_bytes)
         return min(m, by_spad, by_acc)
+
+    def _fold_plan(self, layer: Layer, ops: _Operands, dataflow: Dataflow) -> _FoldPlan:
+        """The longest stream chunk of one fold; when a whole stream fits, the biggest block of folds
+        and groups per compute."""
+        g = ops.gemm
+        rows, cols = self.arch.array.rows, self.arch.array.cols
+        s1 = g.m if dataflow is Dataflow.OS else g.k
+        s2 = g.m if dataflow is Dataflow.IS else g.n
+        stream = {Dataflow.WS: g.m, Dataflow.OS: g.k, Dataflow.IS: g.n}[dataflow]
+
+        def fits(tb: int, chunk: int, resident: bool, r: int = min(rows, s1), c: int = min(cols, s2)) -> bool:
+            if dataflow is Dataflow.WS:  # inputs chunk x r, weights r x c
+                spad = chunk * r * self.in_bytes + r * c * self.w_bytes
+                acc = (g.m if resident else chunk) * c
+            elif dataflow is Dataflow.OS:  # inputs r x chunk, weights chunk x c
+                spad = r * chunk * self.in_bytes + chunk * c * self.w_bytes
+                acc = r * c
+            else:  # inputs r x c (k x m), weights r x chunk
+                spad = r * c * self.in_bytes + r * chunk * self.w_bytes
+                acc = c * (g.n if resident else chunk)
+            return tb * spad <= self.half_spad and tb * acc * self.acc_bytes <= self.half_acc
+
+        resident = dataflow is not Dataflow.OS and fits(1, 1, True)
+        chunk = _largest(lambda size: fits(1, size, resident), stream)
+        if chunk < 1:
+            raise self._no_fit(layer)
+        if chunk < stream:
+            return _FoldPlan(tb=1, chunk=chunk, resident=resident, s1_block=rows, s2_block=cols)
+        c_folds = _largest(lambda i: fits(1, chunk, resident, c=min(i * cols, s2)), ceil_div(s2, cols))
+        c = min(c_folds * cols, s2)
+        r_folds = _largest(lambda j: fits(1, chunk, resident, r=min(j * rows, s1), c=c), ceil_div(s1, rows))
+        r = min(r_folds * rows, s1)
+        tb = _largest(lambda size: fits(size, chunk, resident, r=r, c=c), g.batch)
+        return _FoldPlan(tb=tb, chunk=chunk, resident=resident, s1_block=r_folds * rows, s2_block=c_folds * cols)
 
     def vector_layer(self, layer: Layer) -> LayerMapping:
         inputs = [t for t in layer.inputs if not self.graph.tensors[t].is_constant]
@@ -188,23 +412,38 @@ class _ProgramBuilder:
         for i in range(chunks):
             slot = self.spad_slots[next(self.spad_turn)]
             loads = [
-                self._load(layer, t, _share(self.graph.tensors[t].elements * self.in_bytes, i, chunks),
-                           slot.addr, slot)
+                self._emit(Load, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD, addr=slot.addr,
+                           size_bytes=_share(self.graph.tensors[t].elements * self.in_bytes, i, chunks),
+                           dram_addr=self.dram_addr[t], deps=[self.ready[t], *slot.last_users])
                 for t in inputs
             ]
             vec = self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
                              elements=_share(ops, i, chunks), input_addr=slot.addr,
-                             output_addr=slot.addr + _share(in_bytes, i, chunks), deps=loads)
+                             output_addr=slot.addr + _share(in_bytes, i, chunks), deps=[*loads, *slot.last_users])
             stores = [
                 self._emit(Store, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD,
                            size_bytes=_share(self.graph.tensors[t].elements * self.in_bytes, i, chunks),
-                           addr=slot.addr, dram_addr=self.dram_addr[t], deps=(vec,))
+                           addr=slot.addr, dram_addr=self.dram_addr[t], deps=[vec])
                 for t in layer.outputs
             ]
-            slot.last_user = stores[-1]
+            slot.last_users = stores or [vec]
         for t in layer.outputs:
             self.ready[t] = len(self.commands) - 1
         return LayerMapping(layer.name, layer.op, 0, tiles=chunks)
+
+
+def _largest(ok: object, limit: int) -> int:
+    """The largest ``size`` in ``1..limit`` with ``ok(size)`` (``ok`` monotone), or 0."""
+    if not ok(1):  # type: ignore[operator]
+        return 0
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):  # type: ignore[operator]
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _candidates(extent: int, unit: int) -> Iterator[int]:

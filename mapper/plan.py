@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from accel.commands import Command, Compute, Load, Store, Vector
 from accel.hardware import Accelerator, Dataflow
-from workloads.graph import OpKind
+from workloads.graph import GemmShape, OpKind
 
 __all__ = ["Tile", "LayerMapping", "Plan"]
 
@@ -33,8 +33,9 @@ class LayerMapping:
     macs: int
     dataflow: Dataflow | None = None  # None for layers that do not use the array
     tile: Tile | None = None
-    loop_order: str = ""  # outermost first, e.g. "bnmk"
-    tiles: int = 0  # number of tiles (GEMM) or chunks (vector) the layer runs as
+    loop_order: str = ""  # "tile-outer" or "fold-outer" (see mapper.lower)
+    tiles: int = 0  # number of compute commands (GEMM) or chunks (vector) the layer runs as
+    gemm: GemmShape | None = None  # the layer's whole GEMM, for array layers
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Each hardware unit is a SimPy process that takes its own commands in program order, waits for the
 commands they depend on, then holds the unit for the cycles the datasheet (:mod:`accel.timing`)
 gives. DMA channels share one in-order queue and contend for DRAM bandwidth (a resource with one
-slot per DMA channel that DRAM can feed at full rate). Time is in accelerator cycles.
+slot per DMA channel that DRAM can feed at full rate, when there are more channels than that). Time is
+in accelerator cycles. Events are per command (tile granularity), never per cycle.
 
 The result is a :class:`Result`: total cycles, per-layer and per-unit figures as pandas DataFrames,
 the executed command trace (exportable as Perfetto JSON) and its energy and power over time.
@@ -11,7 +12,7 @@ the executed command trace (exportable as Perfetto JSON) and its energy and powe
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import simpy
 
-from accel.commands import Command, Compute, Load, Store, Unit, Vector
+from accel.commands import Command, Load, Store, Unit
 from accel.hardware import Accelerator
-from accel.timing import dma_cycles, gemm_tile_cycles, vector_cycles
+from accel.timing import command_cycles
 from mapper.plan import Plan
 from sim.power import EnergyReport
 from sim.power import energy as _energy
@@ -40,17 +41,6 @@ class TraceEvent:
     kind: str
     start: int
     end: int
-
-
-def command_cycles(arch: Accelerator, command: Command) -> int:
-    """The cycles one command holds its unit: the datasheet figure, nothing else."""
-    if isinstance(command, Compute):
-        return command.batch * gemm_tile_cycles(arch.array, command.dataflow, command.m, command.k, command.n)
-    if isinstance(command, Load | Store):
-        return dma_cycles(arch, command.size_bytes)
-    if isinstance(command, Vector):
-        return vector_cycles(arch, command.elements)
-    raise TypeError(f"unknown command {command!r}")
 
 
 @dataclass(frozen=True)
@@ -153,16 +143,16 @@ class _Machine:
         self.env = simpy.Environment()
         self.done = [self.env.event() for _ in plan.commands]
         self.trace: list[TraceEvent] = []
-        channels = self.arch.dma.channels
-        feedable = int(self.arch.dram.bandwidth_bytes_per_cycle // self.arch.dma.bandwidth_bytes_per_cycle)
-        self.dram = simpy.Resource(self.env, capacity=max(1, min(channels, feedable)))
-        self.dma_queue = simpy.Store(self.env)
         queues: dict[Unit, list[Command]] = {u: [] for u in Unit}
         for cmd in plan.commands:
             queues[cmd.unit].append(cmd)
-        self.dma_queue.items.extend(queues[Unit.DMA])
+        channels = self.arch.dma.channels
+        feedable = int(self.arch.dram.bandwidth_bytes_per_cycle // self.arch.dma.bandwidth_bytes_per_cycle)
+        # DRAM is a contended resource only when more channels run than it can feed at full rate.
+        self.dram = simpy.Resource(self.env, capacity=max(1, feedable)) if channels > max(1, feedable) else None
+        dma_queue = iter(queues[Unit.DMA])  # shared by the channels: each takes the next command in order
         for _ in range(channels):
-            self.env.process(self._dma_channel())
+            self.env.process(self._dma_channel(dma_queue))
         self.env.process(self._unit(Unit.ARRAY, queues[Unit.ARRAY]))
         self.env.process(self._unit(Unit.VECTOR, queues[Unit.VECTOR]))
 
@@ -176,8 +166,11 @@ class _Machine:
         return Result(self.arch, self.plan, int(total), tuple(self.trace))
 
     def _wait_for_deps(self, cmd: Command) -> Generator[simpy.Event, object, None]:
-        if cmd.deps:
-            yield self.env.all_of([self.done[d] for d in cmd.deps])
+        pending = [self.done[d] for d in cmd.deps if not self.done[d].processed]
+        if len(pending) == 1:
+            yield pending[0]
+        elif pending:
+            yield self.env.all_of(pending)
 
     def _execute(self, cmd: Command, unit: Unit) -> Generator[simpy.Event, object, None]:
         start = self.env.now
@@ -190,10 +183,12 @@ class _Machine:
             yield from self._wait_for_deps(cmd)
             yield from self._execute(cmd, unit)
 
-    def _dma_channel(self) -> Generator[simpy.Event, object, None]:
-        while self.dma_queue.items:
-            cmd = yield self.dma_queue.get()
+    def _dma_channel(self, queue: Iterator[Command]) -> Generator[simpy.Event, object, None]:
+        for cmd in queue:
             yield from self._wait_for_deps(cmd)
+            if self.dram is None:
+                yield from self._execute(cmd, Unit.DMA)
+                continue
             with self.dram.request() as slot:
                 yield slot
                 yield from self._execute(cmd, Unit.DMA)
