@@ -8,9 +8,9 @@ from accel import config
 from accel.commands import Compute, Load, Store, Vector
 from accel.errors import MappingError
 from accel.hardware import Dataflow
-from accel.timing import dma_cycles, gemm_tile_cycles
+from accel.timing import command_cycles, dma_cycles, gemm_tile_cycles
 from mapper import lower
-from sim import command_cycles, simulate
+from sim import simulate
 from workloads.graph import GemmShape, Graph, Layer, OpKind, Tensor, TensorKind
 
 
