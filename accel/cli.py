@@ -234,13 +234,12 @@ def _rtl_generate(args: argparse.Namespace) -> int:
 
     if args.arch:
         a = config.load(args.arch).array
-        unit = MacPE(input_format=a.input_format, weight_format=a.weight_format,
-                     accumulator_format=a.accumulator_format)
+        unit = MacPE(a_format=a.input_format, b_format=a.weight_format, acc_format=a.accumulator_format)
     else:
         unit = MacPE()
-    paths = write(unit, args.unit, args.out)
-    for path in paths if isinstance(paths, list | tuple) else [paths]:
-        print(f"wrote {path}")
+    verilog = write(unit, args.unit, args.out)
+    print(f"wrote {verilog}")
+    print(f"wrote {verilog.with_suffix('.json')}")
     return 0
 
 

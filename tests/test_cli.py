@@ -100,3 +100,16 @@ def test_the_installed_command_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = subprocess.run([exe, "run", "--batch", "0"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "must be a positive integer" in proc.stderr
+
+
+def test_rtl_generate_writes_verilog_that_icarus_parses(capsys, tmp_path):
+    code, out, _ = run(capsys, "rtl", "generate", "pe", "--arch", "fpga-small", "--out", str(tmp_path))
+    assert code == 0 and "pe.v" in out and "pe.json" in out
+    manifest = json.loads((tmp_path / "pe.json").read_text())
+    assert {p["name"] for p in manifest["ports"]} >= {"clk", "rst", "a", "b", "acc"}
+    iverilog = shutil.which("iverilog")
+    if iverilog is None:
+        pytest.skip("iverilog not installed (apt-get install iverilog)")
+    proc = subprocess.run([iverilog, "-o", str(tmp_path / "pe.vvp"), str(tmp_path / "pe.v")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
