@@ -13,9 +13,11 @@ SCALE-Sim                      accel
 ``MemoryBanks``                ``scratchpad.banks``
 =============================  =================================================================
 
-SCALE-Sim has no clock, no DRAM latency and no vector unit: the clock is 1 GHz (so latencies in
-seconds equal cycles in ns), DRAM and DMA latencies are 0, and the vector unit has one lane per array
-column. Number formats are int8 with int32 accumulators (SCALE-Sim counts words, not bits).
+SCALE-Sim's SRAMs feed the array whatever it asks for, so the scratchpad's word is as wide as the
+array's edge (no bank conflicts). SCALE-Sim has no clock, no DRAM latency and no vector unit: the
+clock is 1 GHz (so latencies in seconds equal cycles in ns), DRAM and DMA latencies are 0, and the
+vector unit has one lane per array column. Number formats are int8 with int32 accumulators
+(SCALE-Sim counts words, not bits).
 Keys are read case-insensitively; ``key : value`` and ``key = value`` both work.
 """
 
@@ -82,12 +84,18 @@ def load_scalesim_config(path: str | Path) -> Accelerator:
             description=f"from SCALE-Sim config {path.name}",
             clock_hz=1e9,
             array=SystolicArray(rows=rows, cols=cols, dataflows=(Dataflow(dataflow_text),)),
-            scratchpad=Memory(size_bytes=spad_bytes, banks=banks if spad_bytes % banks == 0 else 1, ports=2,
-                              word_bytes=1),
-            accumulator=Memory(size_bytes=ofmap_kib * 1024, banks=1, ports=2, word_bytes=1),
+            scratchpad=_sram(spad_bytes, banks, word_bytes=rows + cols),
+            accumulator=_sram(ofmap_kib * 1024, 1, word_bytes=4 * cols),
             dma=DMA(channels=1, bandwidth_bytes_per_cycle=float(bandwidth), latency_cycles=0, burst_bytes=1),
             dram=DRAM(bandwidth_bytes_per_cycle=float(bandwidth), latency_cycles=0),
             vector=VectorUnit(lanes=cols, latency_cycles=1),
         )
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _sram(size_bytes: int, banks: int, *, word_bytes: int) -> Memory:
+    """A memory of ``size_bytes`` whose words are at least ``word_bytes`` wide (rounded so they tile it)."""
+    banks = banks if size_bytes % banks == 0 else 1
+    word = next(w for w in range(word_bytes, size_bytes + 1) if (size_bytes // banks) % w == 0)
+    return Memory(size_bytes=size_bytes, banks=banks, ports=2, word_bytes=word)

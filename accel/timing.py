@@ -24,9 +24,11 @@ One fold costs a fill overhead, the streaming length ``S`` and a drain overhead:
 * OS: nothing to preload: ``R - 1`` cycles of skew, ``S`` reduction steps, ``C - 1`` to drain:
   ``R + C + S - 2`` per fold.
 
-These are SCALE-Sim v3's compute cycles exactly (checked layer by layer against its reports in
-``tests/fixtures/scalesim``), except that SCALE-Sim reports the 0-based index of the last cycle,
-one less than the count given here.
+When the array's operand streams need more scratchpad bytes per cycle than its banks and ports give
+(:func:`scratchpad_stretch`), every streaming cycle stretches to ``ceil(demand / supply)`` cycles: a
+bank conflict. Without conflicts these are SCALE-Sim v3's compute cycles exactly (checked layer by
+layer against its reports in ``tests/fixtures/scalesim``), except that SCALE-Sim reports the
+0-based index of the last cycle, one less than the count given here.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from accel.commands import Command, Compute, Load, Store, Vector
 from accel.hardware import Accelerator, Dataflow, SystolicArray
 
 __all__ = [
-    "fold_count", "fold_overhead", "gemm_tile_cycles", "dma_cycles", "vector_cycles", "command_cycles", "ceil_div",
+    "fold_count", "fold_overhead", "gemm_tile_cycles", "scratchpad_stretch", "bank_conflict_cycles",
+    "dma_cycles", "vector_cycles", "command_cycles", "ceil_div",
 ]
 
 
@@ -84,11 +87,35 @@ def vector_cycles(acc: Accelerator, elements: int) -> int:
     return acc.vector.latency_cycles + ceil_div(elements, acc.vector.lanes)
 
 
+def scratchpad_stretch(arch: Accelerator, dataflow: Dataflow) -> int:
+    """How many cycles one streaming cycle takes, given the scratchpad bytes the array reads per cycle.
+
+    The streamed operands enter along the array's edge every cycle: WS streams ``R`` inputs, IS ``R``
+    weights, OS ``R`` inputs and ``C`` weights. The scratchpad supplies ``banks x ports x word_bytes``
+    bytes per cycle; a shortfall stretches the stream (1 when there is none).
+    """
+    a = arch.array
+    if dataflow is Dataflow.WS:
+        demand = a.rows * a.input_format.size_bytes
+    elif dataflow is Dataflow.IS:
+        demand = a.rows * a.weight_format.size_bytes
+    else:
+        demand = a.rows * a.input_format.size_bytes + a.cols * a.weight_format.size_bytes
+    return max(1, ceil_div(demand, arch.scratchpad.bandwidth_bytes_per_cycle))
+
+
+def bank_conflict_cycles(arch: Accelerator, command: Compute) -> int:
+    """The part of a compute command's cycles spent waiting on scratchpad banks."""
+    folds, stream = fold_count(arch.array, command.dataflow, command.m, command.k, command.n)
+    return command.batch * folds * stream * (scratchpad_stretch(arch, command.dataflow) - 1)
+
+
 def command_cycles(arch: Accelerator, command: Command) -> int:
     """The cycles one command holds its unit: the figure above for its kind, nothing else."""
     if isinstance(command, Compute):
-        return command.batch * gemm_tile_cycles(arch.array, command.dataflow, command.m, command.k, command.n,
-                                                fill=command.fill, drain=command.drain)
+        cycles = gemm_tile_cycles(arch.array, command.dataflow, command.m, command.k, command.n,
+                                  fill=command.fill, drain=command.drain)
+        return command.batch * cycles + bank_conflict_cycles(arch, command)
     if isinstance(command, Load | Store):
         return dma_cycles(arch, command.size_bytes)
     if isinstance(command, Vector):

@@ -2,9 +2,9 @@
 
 Each hardware unit is a SimPy process that takes its own commands in program order, waits for the
 commands they depend on, then holds the unit for the cycles the datasheet (:mod:`accel.timing`)
-gives. DMA channels share one in-order queue and contend for DRAM bandwidth (a resource with one
-slot per DMA channel that DRAM can feed at full rate, when there are more channels than that). Time is
-in accelerator cycles. Events are per command (tile granularity), never per cycle.
+gives. DMA loads and stores have separate in-order queues and share DRAM: a resource with one slot
+per DMA channel that DRAM can feed at full rate, so transfers never move more bytes per cycle than
+the hardware can. Time is in accelerator cycles. Events are per command (tile granularity), never per cycle.
 
 The result is a :class:`Result`: total cycles, per-layer and per-unit figures as pandas DataFrames,
 the executed command trace (exportable as Perfetto JSON) and its energy and power over time.
@@ -22,7 +22,7 @@ import simpy
 
 from accel.commands import Command, Load, Store, Unit
 from accel.hardware import Accelerator
-from accel.timing import command_cycles
+from accel.timing import bank_conflict_cycles, command_cycles
 from mapper.plan import Plan
 from sim.power import EnergyReport
 from sim.power import energy as _energy
@@ -33,7 +33,12 @@ __all__ = ["simulate", "Result", "TraceEvent", "command_cycles"]
 
 @dataclass(frozen=True)
 class TraceEvent:
-    """One executed command: which unit ran it and when (cycles, end exclusive)."""
+    """One executed command: which unit ran it and when (cycles, end exclusive).
+
+    ``stall`` is how long its unit sat waiting before ``start`` (from the end of the unit's previous
+    command), and ``stall_on`` why: the kind of the dependency that finished last (``Load``,
+    ``Store``, ``Compute``, ``Vector``) or ``dram`` when DMA waited for DRAM bandwidth.
+    """
 
     command: int
     unit: str
@@ -41,6 +46,8 @@ class TraceEvent:
     kind: str
     start: int
     end: int
+    stall: int = 0
+    stall_on: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,15 +110,34 @@ class Result:
         return frame
 
     def units(self) -> pd.DataFrame:
-        """One row per unit: busy cycles and utilisation over the whole run."""
-        busy = {u.value: 0 for u in Unit}
+        """One row per unit (``dma.load`` and ``dma.store`` being the DMA's two queues): busy, stalled
+        (by cause) and idle cycles over the whole run, per channel of the unit.
+
+        ``busy + stall + idle = total cycles x channels``: ``stall`` is time the unit had its next
+        command in hand but waited, ``idle`` the rest (before its first and after its last command).
+        Stall causes: ``stall_on_dma`` (waiting for a load or store), ``stall_on_array``,
+        ``stall_on_vector`` (waiting for a compute to free a buffer or produce data), ``stall_on_dram``
+        (a transfer waiting for DRAM bandwidth). ``bank_conflict_cycles`` is the part of the array's
+        busy cycles lost to scratchpad bank conflicts.
+        """
+        causes = {"Load": "stall_on_dma", "Store": "stall_on_dma", "Compute": "stall_on_array",
+                  "Vector": "stall_on_vector", "dram": "stall_on_dram"}
+        channels = {"dma.load": self.arch.dma.channels, "dma.store": self.arch.dma.channels, "array": 1, "vector": 1}
+        rows = {u: {"unit": u, "busy_cycles": 0, "stall_cycles": 0, **{c: 0 for c in dict.fromkeys(causes.values())},
+                    "bank_conflict_cycles": 0} for u in channels}
         for ev in self.trace:
-            busy[ev.unit] += ev.end - ev.start
+            row = rows[{"Load": "dma.load", "Store": "dma.store"}.get(ev.kind, ev.unit)]
+            row["busy_cycles"] += ev.end - ev.start
+            row["stall_cycles"] += ev.stall
+            if ev.stall:
+                row[causes[ev.stall_on]] += ev.stall
+            if ev.kind == "Compute":
+                row["bank_conflict_cycles"] += bank_conflict_cycles(self.arch, self.plan.commands[ev.command])
         total = max(self.total_cycles, 1)
-        return pd.DataFrame(
-            [{"unit": u, "busy_cycles": b, "idle_cycles": max(total - b, 0), "busy_fraction": b / total}
-             for u, b in busy.items()]
-        )
+        for name, row in rows.items():
+            row["idle_cycles"] = max(total * channels[name] - row["busy_cycles"] - row["stall_cycles"], 0)
+            row["busy_fraction"] = row["busy_cycles"] / (total * channels[name])
+        return pd.DataFrame(list(rows.values()))
 
     def summary(self) -> dict[str, object]:
         """The headline numbers, JSON-ready."""
@@ -142,17 +168,23 @@ class _Machine:
         self.arch = plan.arch
         self.env = simpy.Environment()
         self.done = [self.env.event() for _ in plan.commands]
+        self.finished = [0.0] * len(plan.commands)  # end cycle of each command, once it has run
         self.trace: list[TraceEvent] = []
         queues: dict[Unit, list[Command]] = {u: [] for u in Unit}
         for cmd in plan.commands:
             queues[cmd.unit].append(cmd)
         channels = self.arch.dma.channels
         feedable = int(self.arch.dram.bandwidth_bytes_per_cycle // self.arch.dma.bandwidth_bytes_per_cycle)
-        # DRAM is a contended resource only when more channels run than it can feed at full rate.
-        self.dram = simpy.Resource(self.env, capacity=max(1, feedable)) if channels > max(1, feedable) else None
-        dma_queue = iter(queues[Unit.DMA])  # shared by the channels: each takes the next command in order
+        # Transfers at full rate at once: the DMA channels, or fewer when DRAM cannot feed them all.
+        self.dram = simpy.Resource(self.env, capacity=max(1, min(channels, feedable)))
+        # Loads and stores have queues of their own (like Gemmini's load and store controllers), so a
+        # store waiting for its compute never holds up the prefetch of the next tile; the channels of a
+        # queue take its commands in program order.
+        loads = iter([c for c in queues[Unit.DMA] if isinstance(c, Load)])
+        stores = iter([c for c in queues[Unit.DMA] if not isinstance(c, Load)])
         for _ in range(channels):
-            self.env.process(self._dma_channel(dma_queue))
+            self.env.process(self._dma_channel(loads))
+            self.env.process(self._dma_channel(stores))
         self.env.process(self._unit(Unit.ARRAY, queues[Unit.ARRAY]))
         self.env.process(self._unit(Unit.VECTOR, queues[Unit.VECTOR]))
 
@@ -172,23 +204,38 @@ class _Machine:
         elif pending:
             yield self.env.all_of(pending)
 
-    def _execute(self, cmd: Command, unit: Unit) -> Generator[simpy.Event, object, None]:
+    def _last_dependency(self, cmd: Command) -> str:
+        if not cmd.deps:
+            return ""
+        last = max(cmd.deps, key=lambda d: self.finished[d])
+        return type(self.plan.commands[last]).__name__
+
+    def _execute(self, cmd: Command, unit: Unit, free_at: float,
+                 stall_on: str) -> Generator[simpy.Event, object, float]:
         start = self.env.now
         yield self.env.timeout(command_cycles(self.arch, cmd))
-        self.trace.append(TraceEvent(cmd.id, unit.value, cmd.layer, type(cmd).__name__, int(start), int(self.env.now)))
+        self.finished[cmd.id] = self.env.now
+        self.trace.append(TraceEvent(cmd.id, unit.value, cmd.layer, type(cmd).__name__, int(start),
+                                     int(self.env.now), int(start - free_at), stall_on if start > free_at else ""))
         self.done[cmd.id].succeed()
+        return self.env.now
 
     def _unit(self, unit: Unit, queue: list[Command]) -> Generator[simpy.Event, object, None]:
+        free_at: float | None = None
         for cmd in queue:
             yield from self._wait_for_deps(cmd)
-            yield from self._execute(cmd, unit)
+            free_at = yield from self._execute(cmd, unit, self.env.now if free_at is None else free_at,
+                                               self._last_dependency(cmd))
 
     def _dma_channel(self, queue: Iterator[Command]) -> Generator[simpy.Event, object, None]:
+        free_at: float | None = None
         for cmd in queue:
             yield from self._wait_for_deps(cmd)
-            if self.dram is None:
-                yield from self._execute(cmd, Unit.DMA)
-                continue
+            began = self.env.now if free_at is None else free_at
+            cause = self._last_dependency(cmd)
+            ready = self.env.now
             with self.dram.request() as slot:
                 yield slot
-                yield from self._execute(cmd, Unit.DMA)
+                if self.env.now > ready:
+                    cause = "dram"
+                free_at = yield from self._execute(cmd, Unit.DMA, began, cause)

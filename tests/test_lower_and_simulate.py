@@ -95,9 +95,10 @@ def test_double_buffering_overlaps_loads_with_compute():
     result = simulate(plan)
     busy = {row.unit: row.busy_cycles for row in result.units().itertuples()}
     assert busy["array"] == sum(command_cycles(arch, c) for c in plan.commands if isinstance(c, Compute))
-    assert busy["dma"] == sum(command_cycles(arch, c) for c in plan.commands if isinstance(c, Load | Store))
+    dma = busy["dma.load"] + busy["dma.store"]
+    assert dma == sum(command_cycles(arch, c) for c in plan.commands if isinstance(c, Load | Store))
     # Overlap: the run takes less than the units one after another, and no less than the busiest unit.
-    assert max(busy.values()) <= result.total_cycles < sum(busy.values())
+    assert max(dma, busy["array"], busy["vector"]) <= result.total_cycles < dma + busy["array"] + busy["vector"]
 
 
 def test_per_layer_table_accounts_for_every_byte_and_mac():
@@ -140,3 +141,54 @@ def test_simulation_is_deterministic():
     a = simulate(lower(conv_relu_fc(), arch))
     b = simulate(lower(conv_relu_fc(), arch))
     assert a.trace == b.trace
+
+
+def slow_dram(arch, bytes_per_cycle: float):
+    from dataclasses import replace
+
+    return replace(arch, dram=replace(arch.dram, bandwidth_bytes_per_cycle=bytes_per_cycle),
+                   dma=replace(arch.dma, bandwidth_bytes_per_cycle=bytes_per_cycle))
+
+
+@pytest.mark.parametrize(("shape", "dram_bytes_per_cycle", "bound"),
+                         [((2048, 1024, 1024), 16.0, "array"), ((16, 8192, 4096), 2.0, "dma")],
+                         ids=["compute-bound", "dram-bound"])
+def test_time_is_the_roofline_max_not_the_sum(shape, dram_bytes_per_cycle, bound):
+    arch = slow_dram(config.load("gemmini"), dram_bytes_per_cycle)
+    result = simulate(lower(single_gemm(*shape), arch, dataflow=Dataflow.OS))
+    units = result.units().set_index("unit")["busy_cycles"]
+    busy = {"array": units["array"], "dma": units["dma.load"] + units["dma.store"]}
+    assert max(busy, key=busy.get) == bound
+    slowest, other = max(busy.values()), min(busy.values())
+    assert slowest <= result.total_cycles
+    assert result.total_cycles - slowest <= 0.1 * other  # at least 90% of the other unit's time is hidden
+
+
+def test_stalls_are_attributed_to_their_cause():
+    arch = slow_dram(config.load("gemmini"), 2.0)
+    result = simulate(lower(single_gemm(16, 8192, 4096), arch, dataflow=Dataflow.OS))  # the array waits for loads
+    units = result.units().set_index("unit")
+    assert units.loc["array", "stall_on_dma"] > 0.5 * result.total_cycles
+    for unit in units.index:
+        row = units.loc[unit]
+        causes = row["stall_on_dma"] + row["stall_on_array"] + row["stall_on_vector"] + row["stall_on_dram"]
+        assert causes == row["stall_cycles"]
+        assert row["busy_cycles"] + row["stall_cycles"] + row["idle_cycles"] == result.total_cycles  # 1 channel
+
+
+def test_scratchpad_bank_conflicts_stretch_the_stream():
+    from dataclasses import replace
+
+    from accel.hardware import Memory
+    from accel.timing import bank_conflict_cycles, scratchpad_stretch
+
+    arch = config.load("gemmini")  # 4 banks x 1 port x 16 B = 64 B/cycle: WS (16 B) and OS (32 B) fit
+    assert scratchpad_stretch(arch, Dataflow.WS) == scratchpad_stretch(arch, Dataflow.OS) == 1
+    narrow = replace(arch, scratchpad=Memory(size_bytes=256 * 1024, banks=1, ports=1, word_bytes=8))
+    assert scratchpad_stretch(narrow, Dataflow.WS) == 2 and scratchpad_stretch(narrow, Dataflow.OS) == 4
+    plan = lower(single_gemm(64, 64, 64), narrow, dataflow=Dataflow.OS)
+    compute = next(c for c in plan.commands if isinstance(c, Compute))
+    plain = gemm_tile_cycles(arch.array, Dataflow.OS, 64, 64, 64)
+    assert bank_conflict_cycles(narrow, compute) == 16 * 64 * 3  # 16 folds, 64 streaming cycles, 3 lost each
+    assert command_cycles(narrow, compute) == plain + 16 * 64 * 3
+    assert simulate(plan).units().set_index("unit").loc["array", "bank_conflict_cycles"] == 16 * 64 * 3
