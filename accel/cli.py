@@ -15,7 +15,7 @@ from pathlib import Path
 from accel import config
 from accel.errors import AccelError
 from accel.hardware import Accelerator
-from mapper.lower import LoopOrder
+from mapper.lower import Depthwise, LoopOrder
 
 __all__ = ["main"]
 
@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--loop-order", choices=[o.value for o in LoopOrder], default=None,
                      help="tile-outer, fold-outer (SCALE-Sim's) or auto: per layer the faster estimate "
                           "(default: auto; fold-outer with --scalesim-config)")
+    run.add_argument("--depthwise", choices=[d.value for d in Depthwise], default=None,
+                     help="where depthwise convolutions run: array, vector unit, or auto: the faster "
+                          "estimate (default: auto; array with --scalesim-config)")
     run.add_argument("--batch", type=_positive_int, default=None, help="batch size (default: 1)")
     run.add_argument("--out", type=Path, default=None,
                      help="write CSVs (summary, layers, units, energy, power), plots (layer_cycles.png, "
@@ -194,13 +197,14 @@ def _run(args: argparse.Namespace) -> int:
         from accel.scalesim import load_scalesim_config
 
         arch = load_scalesim_config(args.scalesim_config)
-        default_order = LoopOrder.FOLD_OUTER
+        default_order, default_depthwise = LoopOrder.FOLD_OUTER, Depthwise.ARRAY
     else:
         arch = config.load(args.arch)
-        default_order = LoopOrder.AUTO
+        default_order, default_depthwise = LoopOrder.AUTO, Depthwise.AUTO
     graph = workloads.load(args.workload, batch=args.batch)
     plan = mapper.lower(graph, arch, dataflow=Dataflow(args.dataflow) if args.dataflow else None,
-                        loop_order=LoopOrder(args.loop_order) if args.loop_order else default_order)
+                        loop_order=LoopOrder(args.loop_order) if args.loop_order else default_order,
+                        depthwise=Depthwise(args.depthwise) if args.depthwise else default_depthwise)
     result = sim.simulate(plan)
     summary = result.summary()
     if args.out is not None:

@@ -88,6 +88,7 @@ class Compute(Command):
 class Vector(Command):
     op: str
     elements: int
+    macs: int = 0  # multiply-accumulates among the elements (a depthwise convolution on the vector unit)
     input_addr: int = 0
     output_addr: int = 0
 

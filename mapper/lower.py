@@ -26,7 +26,8 @@ Bytes moved for an input tile are its share of the input tensor (``tm/m * tk/k``
 GEMMs and 1x1 convolutions; for larger kernels it counts the unique input footprint rather than the
 im2col copy (halos between tiles are not counted twice). Outputs are written once in the input
 number format (the accumulator's read path requantizes). Vector layers run in chunks that fit half
-of the scratchpad. Data-movement layers (reshape, concat, pass-through) cost nothing.
+of the scratchpad. Depthwise convolutions run on the array or on the vector unit (:class:`Depthwise`;
+``auto`` picks the lower estimate). Data-movement layers (reshape, concat, pass-through) cost nothing.
 
 Dependencies: a load waits for the store of the tensor it reads (through DRAM) and for the compute
 that last used its buffer half; a compute waits for its loads and for the previous compute; a store
@@ -37,18 +38,18 @@ the stores that emptied that half.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
 from accel.commands import Buffer, Command, Compute, Load, Store, Vector
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
-from accel.timing import ceil_div, dma_cycles, gemm_tile_cycles
+from accel.timing import ceil_div, dma_cycles, gemm_tile_cycles, vector_cycles
 from mapper.plan import LayerMapping, Plan, Tile
-from workloads.graph import GemmShape, Graph, Layer
+from workloads.graph import GemmShape, Graph, Layer, OpKind
 
-__all__ = ["LoopOrder", "lower"]
+__all__ = ["Depthwise", "LoopOrder", "lower"]
 
 
 class LoopOrder(Enum):
@@ -57,8 +58,16 @@ class LoopOrder(Enum):
     FOLD_OUTER = "fold-outer"
 
 
+class Depthwise(Enum):
+    """Where depthwise convolutions (one output channel per group) run."""
+
+    AUTO = "auto"  # whichever estimate is lower
+    ARRAY = "array"  # as ``groups`` tiny GEMMs on the systolic array
+    VECTOR = "vector"  # as multiply-accumulates on the vector unit, one per lane per cycle
+
+
 def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None,
-          loop_order: LoopOrder = LoopOrder.AUTO) -> Plan:
+          loop_order: LoopOrder = LoopOrder.AUTO, depthwise: Depthwise = Depthwise.AUTO) -> Plan:
     """Lower every layer of ``graph`` onto ``arch``; ``dataflow`` defaults to the array's first."""
     if dataflow is not None and dataflow not in arch.array.dataflows:
         supported = ", ".join(d.value for d in arch.array.dataflows)
@@ -66,7 +75,10 @@ def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None,
     builder = _ProgramBuilder(graph, arch)
     mappings = []
     for layer in graph.layers:
-        if layer.gemm is not None:
+        if layer.gemm is not None and _is_depthwise(layer) and depthwise is not Depthwise.ARRAY and (
+                depthwise is Depthwise.VECTOR or builder.vector_is_faster(layer, dataflow, loop_order)):
+            mappings.append(builder.vector_layer(layer, macs=layer.macs))
+        elif layer.gemm is not None:
             mappings.append(builder.gemm_layer(layer, dataflow or arch.array.dataflows[0], loop_order))
         elif layer.op.uses_vector_unit:
             mappings.append(builder.vector_layer(layer))
@@ -304,6 +316,21 @@ class _ProgramBuilder:
             self.ready[out] = latest
 
     def gemm_layer(self, layer: Layer, dataflow: Dataflow, loop_order: LoopOrder) -> LayerMapping:
+        order, tile, schedule = self._gemm_options(layer, dataflow, loop_order)[0]
+        tiles = self._emit_steps(layer, schedule())
+        return LayerMapping(layer.name, layer.op, layer.macs, dataflow, tile, order, tiles, layer.gemm)
+
+    def vector_is_faster(self, layer: Layer, dataflow: Dataflow | None, loop_order: LoopOrder) -> bool:
+        """Whether a depthwise layer's vector-unit estimate beats its best array estimate."""
+        dataflows = [dataflow] if dataflow is not None else list(self.arch.array.dataflows)
+        array = min(self._estimate(self._gemm_options(layer, d, loop_order)[0][2]())[0] for d in dataflows)
+        moved = sum(self.graph.tensors[t].elements for t in (*layer.inputs, *layer.outputs)) * self.in_bytes
+        vector = max(vector_cycles(self.arch, layer.macs), dma_cycles(self.arch, moved))
+        return vector < array
+
+    def _gemm_options(self, layer: Layer, dataflow: Dataflow,
+                      loop_order: LoopOrder) -> list[tuple[str, Tile, Callable[[], Iterator[_Step]]]]:
+        """The candidate schedules of an array layer, the best estimate first."""
         ops = self._operands(layer)
         rows, cols = self.arch.array.rows, self.arch.array.cols
         options = []
@@ -319,9 +346,7 @@ class _ProgramBuilder:
             options.append(("fold-outer", tile, lambda f=fold: _fold_outer(ops, f, dataflow, rows, cols)))
         if len(options) > 1:
             options.sort(key=lambda option: self._estimate(option[2]()))
-        order, tile, schedule = options[0]
-        tiles = self._emit_steps(layer, schedule())
-        return LayerMapping(layer.name, layer.op, layer.macs, dataflow, tile, order, tiles, layer.gemm)
+        return options
 
     def _operands(self, layer: Layer) -> _Operands:
         gemm = layer.gemm
@@ -403,12 +428,14 @@ class _ProgramBuilder:
         tb = _largest(lambda size: fits(size, chunk, resident, r=r, c=c), g.batch)
         return _FoldPlan(tb=tb, chunk=chunk, resident=resident, s1_block=r_folds * rows, s2_block=c_folds * cols)
 
-    def vector_layer(self, layer: Layer) -> LayerMapping:
-        inputs = [t for t in layer.inputs if not self.graph.tensors[t].is_constant]
+    def vector_layer(self, layer: Layer, *, macs: int = 0) -> LayerMapping:
+        """Element-wise work on the vector unit in chunks; ``macs`` > 0 runs a depthwise convolution
+        there (one multiply-accumulate per lane per cycle, reading its weights too)."""
+        inputs = [t for t in layer.inputs if macs or not self.graph.tensors[t].is_constant]
         in_bytes = sum(self.graph.tensors[t].elements for t in inputs) * self.in_bytes
         out_bytes = sum(self.graph.tensors[t].elements for t in layer.outputs) * self.in_bytes
         chunks = max(1, ceil_div(in_bytes + out_bytes, self.half_spad))
-        ops = max(layer.vector_ops, 1)
+        ops = max(macs or layer.vector_ops, 1)
         for i in range(chunks):
             slot = self.spad_slots[next(self.spad_turn)]
             loads = [
@@ -418,7 +445,7 @@ class _ProgramBuilder:
                 for t in inputs
             ]
             vec = self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
-                             elements=_share(ops, i, chunks), input_addr=slot.addr,
+                             elements=_share(ops, i, chunks), macs=_share(macs, i, chunks), input_addr=slot.addr,
                              output_addr=slot.addr + _share(in_bytes, i, chunks), deps=[*loads, *slot.last_users])
             stores = [
                 self._emit(Store, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD,
@@ -429,7 +456,12 @@ class _ProgramBuilder:
             slot.last_users = stores or [vec]
         for t in layer.outputs:
             self.ready[t] = len(self.commands) - 1
-        return LayerMapping(layer.name, layer.op, 0, tiles=chunks)
+        return LayerMapping(layer.name, layer.op, macs, tiles=chunks, loop_order="vector" if macs else "",
+                            gemm=layer.gemm)
+
+
+def _is_depthwise(layer: Layer) -> bool:
+    return layer.gemm is not None and layer.gemm.batch > 1 and layer.gemm.n == 1 and layer.op is OpKind.CONV
 
 
 def _largest(ok: object, limit: int) -> int:

@@ -59,7 +59,7 @@ class Plan:
 
     @property
     def macs(self) -> int:
-        return sum(c.macs for c in self.commands if isinstance(c, Compute))
+        return sum(c.macs for c in self.commands if isinstance(c, Compute | Vector))
 
     @property
     def vector_ops(self) -> int:

@@ -192,3 +192,32 @@ def test_scratchpad_bank_conflicts_stretch_the_stream():
     assert bank_conflict_cycles(narrow, compute) == 16 * 64 * 3  # 16 folds, 64 streaming cycles, 3 lost each
     assert command_cycles(narrow, compute) == plain + 16 * 64 * 3
     assert simulate(plan).units().set_index("unit").loc["array", "bank_conflict_cycles"] == 16 * 64 * 3
+
+
+def depthwise_graph() -> Graph:
+    """A 3x3 depthwise convolution over 64 channels at 56x56 (MobileNet's shape)."""
+    tensors = {
+        "x": Tensor("x", (1, 64, 56, 56), kind=TensorKind.INPUT),
+        "w": Tensor("w", (64, 1, 3, 3), kind=TensorKind.CONSTANT),
+        "y": Tensor("y", (1, 64, 56, 56)),
+    }
+    layer = Layer("dw", OpKind.CONV, ("x", "w"), ("y",), gemm=GemmShape(3136, 9, 1, batch=64))
+    return Graph("dw", tensors, (layer,))
+
+
+def test_depthwise_runs_on_the_array_or_the_vector_unit():
+    from mapper import Depthwise
+
+    arch = config.load("gemmini")
+    graph = depthwise_graph()
+    on_array = lower(graph, arch, depthwise=Depthwise.ARRAY)
+    on_vector = lower(graph, arch, depthwise=Depthwise.VECTOR)
+    assert {type(c) for c in on_array.commands} == {Load, Compute, Store}
+    assert {type(c) for c in on_vector.commands} == {Load, Vector, Store}
+    assert on_array.macs == on_vector.macs == graph.total_macs
+    # The vector unit reads the weights as well as the activations.
+    assert on_vector.dram_read_bytes == 64 * 56 * 56 + 64 * 9
+    # 16 lanes beat 64 groups of one-column folds on a 16x16 array; auto picks the faster.
+    array_cycles, vector_cycles = simulate(on_array).total_cycles, simulate(on_vector).total_cycles
+    assert vector_cycles < array_cycles
+    assert simulate(lower(graph, arch)).total_cycles == vector_cycles
