@@ -295,8 +295,11 @@ class _ProgramBuilder:
             count += 1
         return count
 
-    def _estimate(self, steps: Iterator[_Step]) -> tuple[int, int]:
-        """``(max(array cycles, DMA cycles), DRAM bytes)`` of a schedule, from the datasheet alone."""
+    def _estimate(self, steps: Iterator[_Step], bound: float = float("inf")) -> tuple[float, int]:
+        """``(max(array cycles, DMA cycles), DRAM bytes)`` of a schedule, from the datasheet alone.
+
+        Stops early (returning infinity) once the estimate exceeds ``bound``: it only grows.
+        """
         array = dma = moved = 0
         for step in steps:
             c = step.compute
@@ -306,6 +309,8 @@ class _ProgramBuilder:
             for t in (*step.loads, *step.stores):
                 dma += dma_cycles(self.arch, t.size_bytes)
                 moved += t.size_bytes
+            if max(array, dma) > bound:
+                return float("inf"), moved
         return max(array, dma), moved
 
     # -- layers ----------------------------------------------------------------------------------
@@ -345,7 +350,10 @@ class _ProgramBuilder:
             tile = Tile(b=fold.tb, **{d: min(v, getattr(ops.gemm, d)) for d, v in dims.items()})
             options.append(("fold-outer", tile, lambda f=fold: _fold_outer(ops, f, dataflow, rows, cols)))
         if len(options) > 1:
-            options.sort(key=lambda option: self._estimate(option[2]()))
+            best = self._estimate(options[0][2]())
+            second = self._estimate(options[1][2](), bound=best[0])
+            if second < best:
+                options.reverse()
         return options
 
     def _operands(self, layer: Layer) -> _Operands:
