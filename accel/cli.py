@@ -99,10 +99,20 @@ def _parser() -> argparse.ArgumentParser:
     rtl_sub = rtl.add_subparsers(title="rtl commands", metavar="RTL_COMMAND")
     gen = rtl_sub.add_parser("generate", help="write UNIT.v and UNIT.json",
                              description="Write the Verilog of a unit and a JSON manifest (ports, "
-                                         "parameters, latency).")
-    gen.add_argument("unit", choices=["pe"], help="which unit")
-    gen.add_argument("--arch", default=None,
-                     help="take number formats from this preset or TOML file (default: int8 x int8 -> int32)")
+                                         "parameters, latency). Number formats come from --arch's array, "
+                                         "or default to int8 x int8 -> int32.",
+                             epilog="e.g. accel rtl generate systolic --rows 8 --cols 8 --dataflow ws --out build/")
+    gen.add_argument("unit", choices=["pe", "systolic", "requant"],
+                     help="pe: one MAC processing element; systolic: a rows x cols tile; requant: the "
+                          "requantizer (int32 -> int8, gemmlowp semantics)")
+    gen.add_argument("--arch", default=None, help="take number formats (and rows/cols) from this preset or TOML")
+    gen.add_argument("--rows", type=_positive_int, default=None, help="systolic: array rows (default 4)")
+    gen.add_argument("--cols", type=_positive_int, default=None, help="systolic: array columns (default 4)")
+    gen.add_argument("--dataflow", choices=["ws", "os"], default=None, help="systolic: dataflow (default ws)")
+    gen.add_argument("--mode", choices=["double", "single"], default=None,
+                     help="requant: TFLite's double rounding (default) or single rounding")
+    gen.add_argument("--lanes", type=_positive_int, default=None, help="requant: values per cycle (default 1)")
+    gen.add_argument("--name", default=None, help="Verilog module and file name (default: from the unit)")
     gen.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build/)")
     gen.set_defaults(handler=_rtl_generate)
     rtl.set_defaults(handler=lambda args: rtl.print_help() or 2)
@@ -233,15 +243,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rtl_generate(args: argparse.Namespace) -> int:
-    from rtl.pe import MacPE
-    from rtl.verilog import write
+    from rtl.units import generate_unit
 
+    options: dict[str, object] = {}
     if args.arch:
-        a = config.load(args.arch).array
-        unit = MacPE(a_format=a.input_format, b_format=a.weight_format, acc_format=a.accumulator_format)
-    else:
-        unit = MacPE()
-    verilog = write(unit, args.unit, args.out)
+        array = config.load(args.arch).array
+        formats = {"pe": {"a_format": array.input_format, "b_format": array.weight_format,
+                          "acc_format": array.accumulator_format},
+                   "systolic": {"a_format": array.input_format, "b_format": array.weight_format,
+                                "acc_format": array.accumulator_format, "rows": array.rows, "cols": array.cols},
+                   "requant": {"out_format": array.input_format}}
+        options.update(formats[args.unit])
+    given = {"rows": args.rows, "cols": args.cols, "dataflow": args.dataflow, "mode": args.mode, "lanes": args.lanes}
+    for key, value in given.items():
+        if value is not None:
+            options[key] = value
+    verilog = generate_unit(args.unit, args.out, module=args.name, **options)
     print(f"wrote {verilog}")
     print(f"wrote {verilog.with_suffix('.json')}")
     return 0

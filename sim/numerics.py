@@ -30,17 +30,61 @@ The contract, stated once:
 Arrays come back as ``numpy.int64`` when every code of the accumulator format fits in it, else as an
 ``object`` array of Python integers (e.g. ``uint64``), so the answer is exact in every case.
 
-Names left free for the issues that follow: ``round_shift`` / ``requantize`` (rounding with
-:class:`~accel.formats.Rounding`), ``nm_compress`` / ``nm_decompress`` (N:M sparsity) and
-``systolic_tile`` (a tile's outputs and cycle count).
+Rounding and requantization (all on Python integers, exactly as the C++ they transcribe):
+
+:func:`round_shift` ``(value, shift, mode)``
+    ``value / 2**shift`` rounded to an integer by a :class:`~accel.formats.Rounding` mode:
+    ``TRUNCATE`` (toward minus infinity, an arithmetic shift right), ``HALF_UP`` (halves toward plus
+    infinity), ``HALF_EVEN`` (halves to the even neighbour), ``HALF_AWAY`` (halves away from zero).
+:func:`saturating_rounding_doubling_high_mul` ``(a, b)``
+    gemmlowp's ``SaturatingRoundingDoublingHighMul`` on int32: ``a * b / 2**31`` rounded to
+    nearest; ties of a positive product go up, ties of a negative one toward zero (its nudge
+    ``1 - 2**30`` is one short of a half); the one overflowing case ``INT32_MIN * INT32_MIN``
+    gives ``INT32_MAX``.
+:func:`rounding_divide_by_pot` ``(x, exponent)``
+    gemmlowp's ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero (mask,
+    remainder and threshold, as written there), ``0 <= exponent <= 31``.
+:func:`multiply_by_quantized_multiplier` ``(x, multiplier, shift, *, mode)``
+    TFLite's ``MultiplyByQuantizedMultiplier``. ``mode="double"`` (the default, gemmlowp's
+    double rounding): ``RDBP(SRDHM(x * 2**left_shift, multiplier), right_shift)`` where a positive
+    ``shift`` is the left shift and a negative one the right shift; ``x * 2**left_shift`` wraps to
+    int32 as C++ does on every two's-complement target. ``mode="single"``
+    (``TFLITE_SINGLE_ROUNDING``): ``(x * multiplier + 2**(30 - shift)) >> (31 - shift)`` in 64 bits,
+    then cast (wrapped) to int32. The two agree except on about 2 % of inputs, by one.
+:func:`requantize` ``(acc, multiplier, shift, zero_point, *, out_format, mode, relu, clamp_min, clamp_max)``
+    TFLite's int8 output stage: ``clamp(MBQM(acc) + zero_point)`` where the clamp bounds are those of
+    ``out_format`` narrowed by ``relu`` (lower bound ``zero_point``) and ``clamp_min``/``clamp_max``.
+    The zero-point addition is exact (TFLite's int32 addition cannot overflow for real scales).
+:func:`dyadic_requantize` ``(acc, m, e, *, zero_point, out_format)``
+    HAWQ-V3's dyadic form: ``clamp(round_half_even(acc * m / 2**e) + zero_point)``.
+:func:`quantize_multiplier` ``(real, *, mode)``
+    TFLite's ``QuantizeMultiplier``: ``(multiplier, shift)`` with ``real ~= multiplier * 2**(shift - 31)``
+    and ``multiplier`` in ``[2**30, 2**31)`` (or 0).
+
+A systolic tile:
+
+:func:`systolic_tile` ``(x, w, *, dataflow, ...)``
+    the ``m x n`` outputs of the GEMM tile ``x (m x k) @ w (k x n)`` as one fold of an array computes
+    them: every dataflow reduces ``k`` in ascending order (WS down the rows, OS in time in each PE,
+    IS across the columns), each step a :func:`mac`, so wrap and saturation act exactly as in
+    :func:`dot`.
+:func:`systolic_tile_cycles` ``(array, dataflow, m, k, n)``
+    the tile's cycle count, straight from :func:`accel.timing.gemm_tile_cycles` (never a formula of
+    its own), so the RTL tests and the simulator compare against the same number.
+
+Names left free for the issues that follow: ``nm_compress`` / ``nm_decompress`` (N:M sparsity).
 """
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import numpy as np
 import numpy.typing as npt
 
-from accel.formats import INT8, INT32, NumberFormat, Overflow
+from accel.formats import INT8, INT32, NumberFormat, Overflow, Rounding
+from accel.hardware import Dataflow, SystolicArray
 
 __all__ = [
     "wrap",
@@ -50,7 +94,28 @@ __all__ = [
     "mac",
     "mac_array",
     "dot",
+    "INT32_MIN",
+    "INT32_MAX",
+    "RequantMode",
+    "round_shift",
+    "saturating_rounding_doubling_high_mul",
+    "rounding_divide_by_pot",
+    "multiply_by_quantized_multiplier",
+    "quantize_multiplier",
+    "clamp",
+    "relu",
+    "requantize",
+    "requant_bounds",
+    "dyadic_requantize",
+    "systolic_tile",
+    "systolic_tile_cycles",
 ]
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+RequantMode = Literal["double", "single"]
+"""How :func:`multiply_by_quantized_multiplier` rounds: gemmlowp's two roundings or TFLite's one."""
 
 
 def wrap(value: int, fmt: NumberFormat) -> int:
@@ -165,7 +230,238 @@ def dot(
     return _finish(total, acc_format)
 
 
+# -- rounding and requantization -----------------------------------------------------------------
+
+def round_shift(value: int, shift: int, mode: Rounding | str = Rounding.HALF_EVEN) -> int:
+    """``value / 2**shift`` rounded to an integer by ``mode`` (``shift >= 0``; 0 returns ``value``)."""
+    value, shift, mode = int(value), _shift(shift), _rounding(mode)
+    if shift == 0:
+        return value
+    floor = value >> shift  # Python's >> is floor division by 2**shift
+    remainder = value - (floor << shift)  # in [0, 2**shift)
+    half = 1 << (shift - 1)
+    if mode is Rounding.TRUNCATE or remainder < half:
+        return floor
+    if remainder > half or mode is Rounding.HALF_UP:
+        return floor + 1
+    if mode is Rounding.HALF_EVEN:
+        return floor + (floor & 1)
+    return floor + 1 if value > 0 else floor  # HALF_AWAY: a negative half rounds down (away from zero)
+
+
+def saturating_rounding_doubling_high_mul(a: int, b: int) -> int:
+    """gemmlowp's ``SaturatingRoundingDoublingHighMul`` for int32 ``a`` and ``b``.
+
+    ``(a * b + nudge) / 2**31`` with C++'s division toward zero and ``nudge = 2**30`` for a
+    non-negative product, ``1 - 2**30`` for a negative one; ``INT32_MIN * INT32_MIN`` saturates to
+    ``INT32_MAX``.
+    """
+    a, b = _int32("a", a), _int32("b", b)
+    if a == b == INT32_MIN:
+        return INT32_MAX
+    product = a * b
+    nudge = (1 << 30) if product >= 0 else 1 - (1 << 30)
+    return _divide_toward_zero(product + nudge, 1 << 31)
+
+
+def rounding_divide_by_pot(x: int, exponent: int) -> int:
+    """gemmlowp's ``RoundingDivideByPOT``: ``x / 2**exponent``, halves away from zero (``0..31``)."""
+    x = _int32("x", x)
+    if not isinstance(exponent, int | np.integer) or not 0 <= exponent <= 31:
+        raise ValueError(f"exponent must be an integer from 0 to 31, not {exponent!r}")
+    mask = (1 << int(exponent)) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> int(exponent)) + (1 if remainder > threshold else 0)
+
+
+def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int, *,
+                                     mode: RequantMode = "double") -> int:
+    """TFLite's ``MultiplyByQuantizedMultiplier(x, multiplier, shift)`` on int32, by ``mode``.
+
+    ``multiplier`` is a non-negative int32 and ``-31 <= shift <= 30``. ``"double"`` is gemmlowp's
+    form (``SRDHM`` then ``RDBP``), ``"single"`` TFLite's ``TFLITE_SINGLE_ROUNDING`` form (one
+    64-bit product, one rounding right shift by ``31 - shift``, halves toward plus infinity, the
+    result cast to int32).
+    """
+    x, multiplier = _int32("x", x), _int32("multiplier", multiplier)
+    shift = _requant_shift(shift)
+    if multiplier < 0:
+        raise ValueError(f"multiplier must be a non-negative int32, not {multiplier}")
+    if _requant_mode(mode) == "single":
+        total_shift = 31 - shift
+        result = (x * multiplier + (1 << (total_shift - 1))) >> total_shift
+        return wrap(result, INT32)
+    left_shift, right_shift = max(shift, 0), max(-shift, 0)
+    shifted = wrap(x << left_shift, INT32)  # C++'s int32 multiply by 2**left_shift
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right_shift)
+
+
+def quantize_multiplier(real: float, *, mode: RequantMode = "double") -> tuple[int, int]:
+    """TFLite's ``QuantizeMultiplier``: ``(multiplier, shift)`` with ``real ~ multiplier * 2**(shift - 31)``.
+
+    ``real`` must be finite and non-negative. ``frexp`` splits it into ``q * 2**shift`` with
+    ``q`` in ``[0.5, 1)``; ``multiplier = round_half_away(q * 2**31)`` (``2**31`` becomes ``2**30``
+    with ``shift + 1``); a ``shift`` below -31 gives ``(0, 0)``; in ``"single"`` mode a ``shift``
+    above 30 is clamped to ``(2**31 - 1, 30)`` as TFLite does under ``TFLITE_SINGLE_ROUNDING``.
+    """
+    _requant_mode(mode)
+    if not isinstance(real, int | float | np.floating | np.integer) or not math.isfinite(real) or real < 0:
+        raise ValueError(f"real multiplier must be a finite non-negative number, not {real!r}")
+    if real == 0:
+        return 0, 0
+    q, shift = math.frexp(float(real))
+    scaled = q * (1 << 31)  # exact: q has 53 significant bits
+    q_fixed = int(math.floor(scaled + 0.5))  # std::round: halves away from zero (scaled > 0)
+    if q_fixed == 1 << 31:
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if mode == "single" and shift > 30:
+        return (1 << 31) - 1, 30
+    return q_fixed, shift
+
+
+def clamp(value: int, low: int, high: int) -> int:
+    """``value`` limited to ``[low, high]``."""
+    if low > high:
+        raise ValueError(f"clamp bounds must satisfy low <= high, not [{low}, {high}]")
+    return max(int(low), min(int(high), int(value)))
+
+
+def relu(value: int, zero_point: int = 0) -> int:
+    """ReLU on a quantized value: ``max(value, zero_point)`` (the real zero is ``zero_point``)."""
+    return max(int(value), int(zero_point))
+
+
+def requantize(acc: int, multiplier: int, shift: int, zero_point: int = 0, *,
+               out_format: NumberFormat = INT8, mode: RequantMode = "double", relu: bool = False,
+               clamp_min: int | None = None, clamp_max: int | None = None) -> int:
+    """TFLite's output stage of an int32 accumulator: ``clamp(MBQM(acc, multiplier, shift) + zero_point)``.
+
+    The bounds are ``out_format``'s range, raised to ``zero_point`` by ``relu`` and narrowed by
+    ``clamp_min``/``clamp_max`` (TFLite's ``output_activation_min/max``); ``zero_point`` must be a
+    code of ``out_format``.
+    """
+    _check_code("zero_point", zero_point, out_format)
+    low, high = requant_bounds(out_format, zero_point, relu=relu, clamp_min=clamp_min, clamp_max=clamp_max)
+    scaled = multiply_by_quantized_multiplier(acc, multiplier, shift, mode=mode)
+    return clamp(scaled + int(zero_point), low, high)
+
+
+def requant_bounds(out_format: NumberFormat, zero_point: int = 0, *, relu: bool = False,
+                   clamp_min: int | None = None, clamp_max: int | None = None) -> tuple[int, int]:
+    """The ``[low, high]`` an output is clamped to: ``out_format``'s range, ``relu`` and explicit bounds."""
+    low, high = out_format.min_int, out_format.max_int
+    if relu:
+        low = max(low, int(zero_point))
+    if clamp_min is not None:
+        low = max(low, int(clamp_min))
+    if clamp_max is not None:
+        high = min(high, int(clamp_max))
+    if low > high:
+        raise ValueError(f"requantize bounds must satisfy low <= high, not [{low}, {high}]")
+    return low, high
+
+
+def dyadic_requantize(acc: int, m: int, e: int, *, zero_point: int = 0,
+                      out_format: NumberFormat = INT8) -> int:
+    """HAWQ-V3's dyadic requantization: ``clamp(round_half_even(acc * m / 2**e) + zero_point)``.
+
+    ``m`` is a non-negative integer and ``e >= 0``; the product is exact.
+    """
+    _check_code("zero_point", zero_point, out_format)
+    if not isinstance(m, int | np.integer) or m < 0:
+        raise ValueError(f"dyadic multiplier m must be a non-negative integer, not {m!r}")
+    scaled = round_shift(int(acc) * int(m), e, Rounding.HALF_EVEN)
+    return clamp(scaled + int(zero_point), out_format.min_int, out_format.max_int)
+
+
+# -- a systolic tile ------------------------------------------------------------------------------
+
+def systolic_tile(
+    x: npt.ArrayLike,
+    w: npt.ArrayLike,
+    *,
+    dataflow: Dataflow | str,
+    a_format: NumberFormat = INT8,
+    b_format: NumberFormat = INT8,
+    acc_format: NumberFormat = INT32,
+    overflow: Overflow | None = None,
+) -> np.ndarray:
+    """The ``m x n`` outputs of the GEMM tile ``x (m x k) @ w (k x n)`` as one fold on the array.
+
+    Output ``[i, j]`` is :func:`dot` of ``x[i, :]`` and ``w[:, j]``: ``k`` is reduced in ascending
+    order with one :func:`mac` per step, for every dataflow (the order in which a WS column, an OS
+    PE or an IS row accumulates), so saturation acts after every step as the hardware does.
+    """
+    Dataflow.parse(dataflow.value if isinstance(dataflow, Dataflow) else dataflow)
+    x_v, w_v = np.asarray(x), np.asarray(w)
+    if x_v.ndim != 2 or w_v.ndim != 2 or x_v.shape[1] != w_v.shape[0]:
+        raise ValueError(f"systolic_tile needs x (m x k) and w (k x n), not shapes {x_v.shape} and {w_v.shape}")
+    return dot(x_v[:, None, :], w_v.T[None, :, :], a_format=a_format, b_format=b_format,
+               acc_format=acc_format, overflow=overflow)
+
+
+def systolic_tile_cycles(array: SystolicArray, dataflow: Dataflow | str, m: int, k: int, n: int, *,
+                         fill: bool = True, drain: bool = True) -> int:
+    """Cycles of the GEMM tile ``m x k @ k x n``: :func:`accel.timing.gemm_tile_cycles`, nothing else.
+
+    Measured on the RTL, this is the number of clock edges from the one that accepts the first
+    operand to the one that emits the last result (see :mod:`rtl.systolic`).
+    """
+    from accel.timing import gemm_tile_cycles  # accel.timing imports accel.commands: only when asked
+
+    if not isinstance(dataflow, Dataflow):
+        dataflow = Dataflow.parse(dataflow)
+    return gemm_tile_cycles(array, dataflow, m, k, n, fill=fill, drain=drain)
+
+
 # -- helpers -------------------------------------------------------------------------------------
+
+def _divide_toward_zero(numerator: int, denominator: int) -> int:
+    """C++'s integer division (truncates toward zero) for a positive ``denominator``."""
+    quotient = abs(numerator) // denominator
+    return quotient if numerator >= 0 else -quotient
+
+
+def _int32(name: str, value: int) -> int:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an int32, not {value!r}")
+    if not INT32_MIN <= value <= INT32_MAX:
+        raise ValueError(f"{name} must be an int32 in [{INT32_MIN}, {INT32_MAX}], not {value}")
+    return int(value)
+
+
+def _shift(shift: int) -> int:
+    if isinstance(shift, bool | np.bool_) or not isinstance(shift, int | np.integer) or shift < 0:
+        raise ValueError(f"shift must be a non-negative integer, not {shift!r}")
+    return int(shift)
+
+
+def _requant_shift(shift: int) -> int:
+    if isinstance(shift, bool | np.bool_) or not isinstance(shift, int | np.integer) or not -31 <= shift <= 30:
+        raise ValueError(f"shift must be an integer from -31 to 30, not {shift!r}")
+    return int(shift)
+
+
+def _rounding(mode: Rounding | str) -> Rounding:
+    if isinstance(mode, Rounding):
+        return mode
+    try:
+        return Rounding(str(mode).strip().lower())
+    except ValueError:
+        raise ValueError(
+            f"Rounding mode must be one of {', '.join(r.value for r in Rounding)}, not {mode!r}"
+        ) from None
+
+
+def _requant_mode(mode: str) -> RequantMode:
+    if mode not in ("double", "single"):
+        raise ValueError(f"requantize mode must be 'double' or 'single', not {mode!r}")
+    return mode  # type: ignore[return-value]
+
 
 def _mode(fmt: NumberFormat, mode: Overflow | None) -> Overflow:
     mode = fmt.overflow if mode is None else mode

@@ -102,14 +102,26 @@ def test_the_installed_command_exits_2_without_traceback(tmp_path):
     assert proc.returncode == 2 and "must be a positive integer" in proc.stderr
 
 
-def test_rtl_generate_writes_verilog_that_icarus_parses(capsys, tmp_path):
-    code, out, _ = run(capsys, "rtl", "generate", "pe", "--arch", "fpga-small", "--out", str(tmp_path))
-    assert code == 0 and "pe.v" in out and "pe.json" in out
-    manifest = json.loads((tmp_path / "pe.json").read_text())
-    assert {p["name"] for p in manifest["ports"]} >= {"clk", "rst", "a", "b", "acc"}
+@pytest.mark.parametrize(("argv", "module"), [
+    (["pe", "--arch", "fpga-small"], "mac_pe"),
+    (["systolic", "--rows", "8", "--cols", "8", "--dataflow", "ws"], "systolic_ws_8x8"),
+    (["systolic", "--arch", "fpga-small", "--dataflow", "os"], "systolic_os_4x4"),
+    (["requant", "--mode", "single", "--lanes", "2"], "requant_single"),
+])
+def test_rtl_generate_writes_verilog_that_icarus_parses(capsys, tmp_path, argv, module):
+    code, out, _ = run(capsys, "rtl", "generate", *argv, "--out", str(tmp_path))
+    assert code == 0 and f"{module}.v" in out and f"{module}.json" in out
+    manifest = json.loads((tmp_path / f"{module}.json").read_text())
+    assert {p["name"] for p in manifest["ports"]} >= {"clk", "rst"}
+    assert manifest["latency"] >= 1
     iverilog = shutil.which("iverilog")
     if iverilog is None:
         pytest.skip("iverilog not installed (apt-get install iverilog)")
-    proc = subprocess.run([iverilog, "-o", str(tmp_path / "pe.vvp"), str(tmp_path / "pe.v")],
+    proc = subprocess.run([iverilog, "-o", str(tmp_path / "unit.vvp"), str(tmp_path / f"{module}.v")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_rtl_generate_rejects_options_a_unit_does_not_take(capsys, tmp_path):
+    code, _, err = run(capsys, "rtl", "generate", "pe", "--lanes", "2", "--out", str(tmp_path))
+    assert code == 2 and err.startswith("accel: error: RTL unit 'pe' takes options")

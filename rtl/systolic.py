@@ -1,0 +1,330 @@
+"""A parametric systolic tile whose cycle count is the simulator's, exactly.
+
+:class:`SystolicArray` builds a ``rows x cols`` grid of single-cycle MAC PEs
+(:mod:`rtl.systolic_pe`) for one dataflow, with input skewing, output de-skewing, weight preload
+(WS) and ``amaranth.lib.stream`` valid/ready ports. Its results are :func:`sim.numerics.systolic_tile`
+bit for bit, and its schedule is the one :func:`accel.timing.gemm_tile_cycles` charges.
+
+Ports
+-----
+Weight-stationary (``R = rows`` is the reduction depth ``k``, ``C = cols`` the outputs ``n``):
+
+``weights``  In(stream of ``C`` weights): a fold starts with ``R`` beats, beat ``i`` = weight row ``i``;
+``inputs``   In(stream of ``{data: R inputs, last}``): then the ``S`` input rows ``x[t, :]``, ``last``
+             on the final one;
+``outputs``  Out(stream of ``{data: C accumulators, last}``): row ``t`` of ``x @ W``, in order.
+
+Output-stationary (``R`` outputs rows ``m``, ``C`` output columns ``n``):
+
+``operands`` In(stream of ``{a: R values, b: C values, last}``): reduction step ``s`` carries column
+             ``s`` of ``A`` and row ``s`` of ``B``; ``last`` on step ``S - 1``;
+``outputs``  Out(stream of ``R x C`` accumulators): the whole ``A @ B`` of the fold, one beat.
+
+Handshake: ``ready`` never depends on the same stream's ``valid``; the whole array advances as one
+(a global enable) on every clock edge unless the output holds a result the consumer is not ready
+for, or an operand is due mid-fold and its ``valid`` is low. Operands are accepted while
+``ready`` is high; a fold's first beat may wait indefinitely (the array keeps draining meanwhile).
+
+Cycle accounting
+----------------
+Counted in clock edges: the cycle count of a fold is ``E_last - E_first``, the number of rising
+edges after the one that accepts the fold's first operand up to and including the one that emits
+its last result (a pipeline of ``L`` registers has latency ``L`` in this count). With the
+producer always valid and the consumer always ready:
+
+* WS: weight rows are accepted on edges ``0 .. R-1`` (preload, ``R``); input row ``t`` on edge
+  ``R + t``; it reaches PE ``(i, j)`` on edge ``R + t + i + j`` (row ``i`` is skewed by ``i``
+  registers, then one register per PE) and its psum leaves the bottom of column ``j`` registered on
+  edge ``2R - 1 + t + j``; column ``j`` is de-skewed by ``C - 1 - j`` registers, so the whole output
+  row ``t`` is in the output register after edge ``2R + C - 2 + t`` and emitted on the next.
+  The last row (``t = S - 1``) is emitted on edge ``2R + C + S - 2``: **fill ``2R - 1`` + stream
+  ``S`` + drain ``C - 1``**, :func:`accel.timing.fold_overhead` for WS.
+* OS: operand step ``s`` is accepted on edge ``s`` and reaches PE ``(i, j)`` on edge ``s + i + j``
+  (``a`` skewed by ``i`` and ``b`` by ``j`` registers); the last PE finishes on edge
+  ``S - 1 + R - 1 + C - 1`` and the whole ``R x C`` result (every accumulator, read at once, which
+  is the de-skew) is emitted on the next: ``R + C + S - 2``, **fill ``R - 1`` + stream ``S`` +
+  drain ``C - 1``**.
+* Folds run back to back exactly as the datasheet adds them: the first beat of the next fold is
+  accepted on the same edge that emits the last result of the previous one (after a fold's last
+  operand the array refuses operands for ``R + C - 2`` cycles: the weights are single-buffered
+  and SCALE-Sim does not overlap folds). So ``F`` folds take ``F`` times the fold's cycles, and the
+  array needs no extra cycles beyond :func:`accel.timing.gemm_tile_cycles`: its
+  :attr:`~SystolicArray.extra_cycles` is 0.
+
+A result leaves ``latency = R + C - 1`` edges after the operand that completes it was accepted (WS:
+an input row; OS: the fold's last step).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from accel.errors import ConfigError
+from accel.formats import INT8, INT32, NumberFormat
+from accel.hardware import Dataflow
+from accel.hardware import SystolicArray as ArrayDescription
+from rtl.fixed import shape_of
+from rtl.systolic_pe import OutputStationaryPE, WeightStationaryPE, check_mac_formats
+
+__all__ = ["SystolicArray", "SUPPORTED_DATAFLOWS"]
+
+SUPPORTED_DATAFLOWS = (Dataflow.WS, Dataflow.OS)
+"""Dataflows :class:`SystolicArray` builds."""
+
+
+class _Phase(enum.Enum, shape=2):
+    IDLE = 0  # waiting for a fold's first beat (the array keeps draining)
+    PRELOAD = 1  # WS: weight rows 1 .. R-1
+    STREAM = 2  # the fold's streaming beats, until ``last``
+    DRAIN = 3  # R + C - 2 cycles in which no operand is accepted
+
+
+class SystolicArray(wiring.Component):
+    """A ``rows x cols`` systolic tile for one ``dataflow`` (``"ws"`` or ``"os"``).
+
+    Parameters
+    ----------
+    rows, cols:
+        The array's size (positive integers).
+    dataflow:
+        :class:`~accel.hardware.Dataflow` or its name; the ports depend on it (module docstring).
+    a_format, b_format, acc_format:
+        Formats of the streamed input / the weight (WS) or of ``a`` / ``b`` (OS), and of the
+        accumulator, whose ``overflow`` (wrap or saturate) acts after every MAC step.
+
+    The results are :func:`sim.numerics.systolic_tile` of each fold and a fold takes exactly
+    :meth:`fold_cycles` (:func:`accel.timing.gemm_tile_cycles` of :attr:`description`) cycles.
+    """
+
+    extra_cycles: int = 0
+    """Cycles this RTL needs beyond :func:`accel.timing.gemm_tile_cycles` per fold (none)."""
+
+    def __init__(self, rows: int, cols: int, dataflow: Dataflow | str, *, a_format: NumberFormat = INT8,
+                 b_format: NumberFormat = INT8, acc_format: NumberFormat = INT32) -> None:
+        try:
+            self._check(rows, cols, dataflow)
+            check_mac_formats(a_format, b_format, acc_format)
+        except ConfigError:
+            self._MustUse__silence = True  # never built, so do not also warn "created but never used"
+            raise
+        self.rows, self.cols = rows, cols
+        self.dataflow = dataflow if isinstance(dataflow, Dataflow) else Dataflow.parse(dataflow)
+        self.a_format, self.b_format, self.acc_format = a_format, b_format, acc_format
+        a, b, acc = shape_of(a_format), shape_of(b_format), shape_of(acc_format)
+        if self.dataflow is Dataflow.WS:
+            members = {
+                "weights": In(stream.Signature(data.ArrayLayout(b, cols))),
+                "inputs": In(stream.Signature(data.StructLayout({"data": data.ArrayLayout(a, rows), "last": 1}))),
+                "outputs": Out(stream.Signature(data.StructLayout({"data": data.ArrayLayout(acc, cols),
+                                                                   "last": 1}))),
+            }
+        else:
+            members = {
+                "operands": In(stream.Signature(data.StructLayout({
+                    "a": data.ArrayLayout(a, rows), "b": data.ArrayLayout(b, cols), "last": 1}))),
+                "outputs": Out(stream.Signature(data.ArrayLayout(data.ArrayLayout(acc, cols), rows))),
+            }
+        super().__init__(members)
+
+    @staticmethod
+    def _check(rows: object, cols: object, dataflow: object) -> None:
+        for name, value in (("rows", rows), ("cols", cols)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"Systolic array {name} must be a positive integer, not {value!r}")
+        parsed = dataflow if isinstance(dataflow, Dataflow) else Dataflow.parse(dataflow)
+        if parsed not in SUPPORTED_DATAFLOWS:
+            raise ConfigError(f"Systolic array dataflow must be one of 'ws', 'os', not {parsed.value!r}")
+
+    # -- what the datasheet and the manifest read ------------------------------------------------
+
+    @property
+    def description(self) -> ArrayDescription:
+        """This tile as the :class:`accel.hardware.SystolicArray` the simulator times."""
+        return ArrayDescription(self.rows, self.cols, dataflows=(self.dataflow,), input_format=self.a_format,
+                                weight_format=self.b_format, accumulator_format=self.acc_format)
+
+    @property
+    def latency(self) -> int:
+        """Edges from accepting the operand that completes a result to emitting it: ``R + C - 1``."""
+        return self.rows + self.cols - 1
+
+    @property
+    def drain_cycles(self) -> int:
+        """Cycles after a fold's last operand in which the array accepts nothing: ``R + C - 2``."""
+        return self.rows + self.cols - 2
+
+    def fold_cycles(self, stream_length: int) -> int:
+        """Cycles of one fold streaming ``stream_length`` beats, from :func:`accel.timing.gemm_tile_cycles`."""
+        from accel.timing import gemm_tile_cycles
+
+        r, c, s = self.rows, self.cols, stream_length
+        m, k, n = (s, r, c) if self.dataflow is Dataflow.WS else (r, s, c)
+        return gemm_tile_cycles(self.description, self.dataflow, m, k, n) + self.extra_cycles
+
+    @property
+    def parameters(self) -> dict[str, object]:
+        """The construction parameters as JSON-able values (for manifests and testbenches)."""
+        return {"rows": self.rows, "cols": self.cols, "dataflow": self.dataflow.value,
+                "a_format": self.a_format.name, "b_format": self.b_format.name,
+                "acc_format": self.acc_format.name, "overflow": self.acc_format.overflow.value}
+
+    # -- the hardware ----------------------------------------------------------------------------
+
+    def elaborate(self, platform: object) -> Module:
+        if self.dataflow is Dataflow.WS:
+            return self._elaborate_ws()
+        return self._elaborate_os()
+
+    def _control(self, m: Module, operand: stream.Interface, *,
+                 preload: stream.Interface | None = None) -> tuple[Signal, Signal, Signal]:
+        """The fold sequencer shared by both dataflows.
+
+        A fold starts with a beat of ``preload`` (WS's weights) or, without one, of ``operand``.
+        Returns ``(advance, fire, first)``: the global enable, "an ``operand`` beat is accepted on
+        this edge" and "the fold has not started yet" (so an accepted OS beat is its first step).
+        """
+        rows, drain = self.rows, self.drain_cycles
+        phase = Signal(_Phase)
+        count = Signal(range(max(rows, drain, 1) + 1))
+        blocked = Signal()  # a result waits for a consumer that is not ready
+        missing = Signal()  # an operand is due mid-fold but not valid
+        advance = Signal()
+        first_beat = Signal()
+        m.d.comb += blocked.eq(self.outputs.valid & ~self.outputs.ready)
+
+        starts_fold = preload if preload is not None else operand
+        m.d.comb += first_beat.eq(phase == _Phase.IDLE)
+        if preload is not None:
+            m.d.comb += [
+                preload.ready.eq(((phase == _Phase.IDLE) | (phase == _Phase.PRELOAD)) & ~blocked),
+                operand.ready.eq((phase == _Phase.STREAM) & ~blocked),
+                missing.eq(((phase == _Phase.PRELOAD) & ~preload.valid) | ((phase == _Phase.STREAM) & ~operand.valid)),
+            ]
+        else:
+            m.d.comb += [
+                operand.ready.eq(((phase == _Phase.IDLE) | (phase == _Phase.STREAM)) & ~blocked),
+                missing.eq((phase == _Phase.STREAM) & ~operand.valid),
+            ]
+        m.d.comb += advance.eq(~blocked & ~missing)
+        fire = Signal()
+        m.d.comb += fire.eq(operand.valid & operand.ready)
+        start = starts_fold.valid & starts_fold.ready
+
+        def end_of_stream() -> None:
+            if drain:
+                m.d.sync += [phase.eq(_Phase.DRAIN), count.eq(0)]
+            else:
+                m.d.sync += phase.eq(_Phase.IDLE)
+
+        with m.If(advance), m.Switch(phase):
+            with m.Case(_Phase.IDLE), m.If(start):
+                if preload is not None:
+                    m.d.sync += [phase.eq(_Phase.PRELOAD if rows > 1 else _Phase.STREAM), count.eq(1)]
+                else:
+                    with m.If(operand.payload.last):
+                        end_of_stream()
+                    with m.Else():
+                        m.d.sync += phase.eq(_Phase.STREAM)
+            with m.Case(_Phase.PRELOAD):
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == rows - 1):
+                    m.d.sync += phase.eq(_Phase.STREAM)
+            with m.Case(_Phase.STREAM), m.If(operand.payload.last):
+                end_of_stream()
+            with m.Case(_Phase.DRAIN):
+                m.d.sync += count.eq(count + 1)
+                with m.If(count == drain - 1):
+                    m.d.sync += phase.eq(_Phase.IDLE)
+        self._phase, self._count = phase, count
+        return advance, fire, first_beat
+
+    def _result_valid(self, m: Module, advance: Signal, completes: object, last: object) -> None:
+        """``outputs.valid`` (and WS's ``last``): tags that leave :attr:`latency` edges after the beat
+        that ``completes`` a result (WS: every input row; OS: a fold's last step) is accepted."""
+        valid, tag_last = completes, completes & last
+        for stage in range(self.latency):
+            next_valid = Signal(name=f"result_valid_{stage}")
+            next_last = Signal(name=f"result_last_{stage}")
+            with m.If(advance):
+                m.d.sync += [next_valid.eq(valid), next_last.eq(tag_last)]
+            valid, tag_last = next_valid, next_last
+        m.d.comb += self.outputs.valid.eq(valid)
+        if self.dataflow is Dataflow.WS:
+            m.d.comb += self.outputs.payload.last.eq(tag_last)
+
+    def _elaborate_ws(self) -> Module:
+        m = Module()
+        rows, cols = self.rows, self.cols
+        advance, fire, _ = self._control(m, self.inputs, preload=self.weights)
+
+        # Preload: weight beat i goes to row i (row 0 on the fold's first beat).
+        row = Signal(range(rows + 1))
+        m.d.comb += row.eq(0)
+        with m.If(self._phase == _Phase.PRELOAD):
+            m.d.comb += row.eq(self._count)
+        weight_fire = self.weights.valid & self.weights.ready
+
+        pes = [[WeightStationaryPE(a_format=self.a_format, b_format=self.b_format, acc_format=self.acc_format)
+                for _ in range(cols)] for _ in range(rows)]
+        for i in range(rows):
+            # Input skew: row i is delayed by i registers before it enters column 0.
+            x = self._skew(m, self.inputs.payload.data[i], i, advance, f"x_skew_{i}")
+            for j in range(cols):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                m.d.comb += [
+                    pe.enable.eq(advance),
+                    pe.load.eq(weight_fire & (row == i)),
+                    pe.weight_in.eq(self.weights.payload[j]),
+                    pe.x_in.eq(x if j == 0 else pes[i][j - 1].x_out),
+                    pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
+                ]
+
+        # Output de-skew: column j waits C - 1 - j registers so that a row leaves at once.
+        for j in range(cols):
+            column = self._skew(m, pes[rows - 1][j].psum_out, cols - 1 - j, advance, f"deskew_{j}")
+            m.d.comb += self.outputs.payload.data[j].eq(column)
+        self._result_valid(m, advance, fire, self.inputs.payload.last)
+        return m
+
+    def _elaborate_os(self) -> Module:
+        m = Module()
+        rows, cols = self.rows, self.cols
+        advance, fire, first = self._control(m, self.operands)
+        payload = self.operands.payload
+
+        pes = [[OutputStationaryPE(a_format=self.a_format, b_format=self.b_format, acc_format=self.acc_format)
+                for _ in range(cols)] for _ in range(rows)]
+        # Skew: a row i and its tags by i registers, b column j by j registers.
+        a_in = [self._skew(m, payload.a[i], i, advance, f"a_skew_{i}") for i in range(rows)]
+        valid_in = [self._skew(m, fire, i, advance, f"valid_skew_{i}") for i in range(rows)]
+        first_in = [self._skew(m, first, i, advance, f"first_skew_{i}") for i in range(rows)]
+        b_in = [self._skew(m, payload.b[j], j, advance, f"b_skew_{j}") for j in range(cols)]
+        for i in range(rows):
+            for j in range(cols):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                left = pes[i][j - 1] if j else None
+                m.d.comb += [
+                    pe.enable.eq(advance),
+                    pe.a_in.eq(left.a_out if left else a_in[i]),
+                    pe.valid_in.eq(left.valid_out if left else valid_in[i]),
+                    pe.first_in.eq(left.first_out if left else first_in[i]),
+                    pe.b_in.eq(pes[i - 1][j].b_out if i else b_in[j]),
+                    # De-skew: every accumulator is read at once, when the last one has finished.
+                    self.outputs.payload[i][j].eq(pe.acc),
+                ]
+        self._result_valid(m, advance, fire & payload.last, Const(1))
+        return m
+
+    @staticmethod
+    def _skew(m: Module, value: object, depth: int, advance: Signal, name: str) -> object:
+        """``value`` delayed by ``depth`` registers that shift only when ``advance`` is high."""
+        for stage in range(depth):
+            register = Signal(value.shape(), name=f"{name}_{stage}")
+            with m.If(advance):
+                m.d.sync += register.eq(value)
+            value = register
+        return value

@@ -1,0 +1,100 @@
+"""The RTL units the command line can generate, by name.
+
+``UNITS[name](**options)`` builds a :class:`Unit`: the Amaranth component, the parameters for its
+manifest and its latency in cycles. :func:`build_unit` checks the name and the options, and
+:func:`generate_unit` writes ``<out>/<module>.v`` plus its JSON manifest (:func:`rtl.verilog.write`)::
+
+    generate_unit("systolic", "build/", rows=8, cols=8, dataflow="ws")   # build/systolic_ws_8x8.v
+
+Options (all keyword, formats as text such as ``"int8"``; ``overflow`` is ``"wrap"`` or
+``"saturate"`` and applies to the accumulator):
+
+=========  =========================================================================
+``pe``        ``a_format``, ``b_format``, ``acc_format``, ``overflow``
+``systolic``  ``rows``, ``cols``, ``dataflow`` (``ws``/``os``), ``a_format``, ``b_format``,
+              ``acc_format``, ``overflow``
+``requant``   ``out_format``, ``mode`` (``double``/``single``), ``lanes``
+=========  =========================================================================
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amaranth.lib import wiring
+
+from accel.errors import ConfigError
+from accel.formats import INT8, INT32, NumberFormat, Overflow
+from rtl.pe import MacPE
+from rtl.requant import Requantizer
+from rtl.systolic import SystolicArray
+from rtl.verilog import write
+
+__all__ = ["Unit", "UNITS", "build_unit", "generate_unit"]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A built RTL unit: the component, its manifest parameters, its default module name, its latency."""
+
+    component: wiring.Component
+    parameters: Mapping[str, Any] = field(hash=False)
+    module: str
+    latency: int
+
+
+def _format(name: str, text: str | NumberFormat, overflow: str | None = None) -> NumberFormat:
+    if isinstance(text, NumberFormat) and overflow is None:
+        return text
+    try:
+        mode = Overflow(overflow) if overflow is not None else Overflow.WRAP
+    except ValueError:
+        raise ConfigError(f"overflow must be 'wrap' or 'saturate', not {overflow!r}") from None
+    base = text if isinstance(text, NumberFormat) else NumberFormat.parse(str(text))
+    return NumberFormat(base.bits, base.signed, base.frac_bits, base.rounding, mode) if name == "acc" else base
+
+
+def _pe(*, a_format: str | NumberFormat = INT8, b_format: str | NumberFormat = INT8,
+        acc_format: str | NumberFormat = INT32, overflow: str | None = None) -> Unit:
+    pe = MacPE(a_format=_format("a", a_format), b_format=_format("b", b_format),
+               acc_format=_format("acc", acc_format, overflow))
+    return Unit(pe, pe.parameters, "mac_pe", pe.latency)
+
+
+def _systolic(*, rows: int = 4, cols: int = 4, dataflow: str = "ws", a_format: str | NumberFormat = INT8,
+              b_format: str | NumberFormat = INT8, acc_format: str | NumberFormat = INT32,
+              overflow: str | None = None) -> Unit:
+    array = SystolicArray(rows, cols, dataflow, a_format=_format("a", a_format), b_format=_format("b", b_format),
+                          acc_format=_format("acc", acc_format, overflow))
+    return Unit(array, array.parameters, f"systolic_{array.dataflow.value}_{rows}x{cols}", array.latency)
+
+
+def _requant(*, out_format: str | NumberFormat = INT8, mode: str = "double", lanes: int = 1) -> Unit:
+    unit = Requantizer(out_format=_format("out", out_format), mode=mode, lanes=lanes)
+    return Unit(unit, unit.parameters, f"requant_{mode}", unit.latency)
+
+
+UNITS: dict[str, Callable[..., Unit]] = {"pe": _pe, "systolic": _systolic, "requant": _requant}
+"""Builders by unit name; each takes keyword options only and returns a :class:`Unit`."""
+
+
+def build_unit(name: str, **options: Any) -> Unit:
+    """``UNITS[name](**options)`` with :class:`ConfigError` for an unknown unit or option."""
+    if name not in UNITS:
+        raise ConfigError(f"RTL unit must be one of {', '.join(sorted(UNITS))}, not {name!r}")
+    builder = UNITS[name]
+    known = [p for p in inspect.signature(builder).parameters]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"RTL unit {name!r} takes options {', '.join(known)}, not {', '.join(unknown)}")
+    return builder(**options)
+
+
+def generate_unit(name: str, out_dir: Path | str, *, module: str | None = None, **options: Any) -> Path:
+    """Build unit ``name`` with ``options`` and write its Verilog and manifest; return the ``.v`` path."""
+    unit = build_unit(name, **options)
+    return write(unit.component, module or unit.module, out_dir, parameters=unit.parameters, latency=unit.latency)

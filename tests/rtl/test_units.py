@@ -1,0 +1,76 @@
+"""The RTL unit registry (what ``accel rtl generate`` builds) and its Verilog on Icarus and yosys."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from accel.errors import ConfigError
+from rtl.synth import find_yosys
+from rtl.units import UNITS, build_unit, generate_unit
+from rtl.verilog import read_manifest
+
+# Every unit, with the options of one build each (the CLI passes the same keywords).
+BUILDS: dict[str, tuple[str, dict[str, object]]] = {
+    "pe": ("pe", {}),
+    "systolic_ws": ("systolic", {"rows": 4, "cols": 8, "dataflow": "ws"}),
+    "systolic_os": ("systolic", {"rows": 4, "cols": 4, "dataflow": "os", "acc_format": "int20",
+                                 "overflow": "saturate"}),
+    "requant_double": ("requant", {"lanes": 4}),
+    "requant_single": ("requant", {"mode": "single"}),
+}
+
+
+@pytest.fixture(scope="module")
+def verilog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("units")
+    return {key: generate_unit(unit, out, **options) for key, (unit, options) in BUILDS.items()}
+
+
+def test_registry_names_every_unit() -> None:
+    assert set(UNITS) == {"pe", "systolic", "requant"}
+
+
+def test_generate_writes_verilog_and_manifest(verilog: dict[str, Path]) -> None:
+    assert verilog["systolic_ws"].name == "systolic_ws_4x8.v"
+    manifest = read_manifest(verilog["systolic_ws"])
+    assert manifest.component == "rtl.systolic.SystolicArray" and manifest.latency == 4 + 8 - 1
+    assert manifest.parameters["dataflow"] == "ws" and manifest.parameters["cols"] == 8
+    assert manifest.port("inputs__payload").width == 4 * 8 + 1
+    assert read_manifest(verilog["systolic_os"]).parameters["overflow"] == "saturate"
+    assert read_manifest(verilog["requant_double"]).latency == 5
+    assert read_manifest(verilog["pe"]).latency == 2
+
+
+def test_build_unit_refuses_unknown_names_and_options() -> None:
+    with pytest.raises(ConfigError, match=r"^RTL unit must be one of pe, requant, systolic, not 'fifo'$"):
+        build_unit("fifo")
+    with pytest.raises(ConfigError, match=r"^RTL unit 'systolic' takes options rows, cols, dataflow, a_format, "
+                                          r"b_format, acc_format, overflow, not depth$"):
+        build_unit("systolic", depth=3)
+    with pytest.raises(ConfigError, match=r"^overflow must be 'wrap' or 'saturate', not 'clip'$"):
+        build_unit("pe", overflow="clip")
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("key", BUILDS)
+def test_verilog_compiles_with_icarus(key: str, verilog: dict[str, Path], tmp_path: Path) -> None:
+    if shutil.which("iverilog") is None:
+        pytest.skip("iverilog is not installed")
+    path = verilog[key]
+    done = subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "a.out"), "-s", path.stem, str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("key", BUILDS)
+def test_verilog_reads_into_yosys(key: str, verilog: dict[str, Path]) -> None:
+    path = verilog[key]
+    # Relative paths: YoWASP's yosys sees only its working directory.
+    done = subprocess.run([*find_yosys(), "-q", "-p", f"read_verilog {path.name}; hierarchy -check -top {path.stem}"],
+                          cwd=path.parent, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
