@@ -63,8 +63,9 @@ from typing import Any
 
 from accel.commands import Buffer, Command, Compute, Load, Store, Vector
 from accel.errors import ConfigError
-from accel.hardware import Accelerator, Dataflow, Memory
+from accel.hardware import Accelerator, Memory
 from accel.timing import ceil_div
+from accel.traffic import compute_traffic
 
 __all__ = [
     "COMPONENTS",
@@ -306,29 +307,17 @@ def command_energy_pj(arch: Accelerator, command: Command) -> dict[str, float]:
 
 def _compute_energy_pj(arch: Accelerator, c: Compute) -> dict[str, float]:
     table, a = arch.energy, arch.array
-    rows, cols = a.rows, a.cols
+    t = compute_traffic(arch, c)
     in_b, w_b, acc_b = a.input_format.size_bytes, a.weight_format.size_bytes, a.accumulator_format.size_bytes
-    m, k, n = c.m, c.k, c.n
-    if c.dataflow is Dataflow.WS:
-        inputs, weights, updates = m * k * ceil_div(n, cols), k * n, ceil_div(k, rows)
-        hop_bytes = in_b + acc_b
-    elif c.dataflow is Dataflow.OS:
-        inputs, weights, updates = m * k * ceil_div(n, cols), k * n * ceil_div(m, rows), 1
-        hop_bytes = in_b + w_b
-    else:
-        inputs, weights, updates = m * k, k * n * ceil_div(m, cols), ceil_div(k, rows)
-        hop_bytes = w_b + acc_b
-    outputs = m * n
-    psum_writes = outputs * updates
-    psum_reads = outputs * (updates - 1) + (outputs if c.accumulate else 0)
-    macs = m * k * n
-    per_tile = {
-        "array": macs * (mac_pj(arch) + hop_bytes * table.array_hop_pj_per_byte),
-        "scratchpad": _sram_pj(table, arch.scratchpad, inputs * in_b) + _sram_pj(table, arch.scratchpad, weights * w_b),
-        "accumulator": _sram_pj(table, arch.accumulator, psum_writes * acc_b)
-        + (_sram_pj(table, arch.accumulator, psum_reads * acc_b) if psum_reads else 0.0),
+    per_product = c.batch  # SRAM accesses round to whole words per product, as one tile each
+    return {
+        "array": t.macs * (mac_pj(arch) + t.hop_bytes_per_mac * table.array_hop_pj_per_byte),
+        "scratchpad": per_product * (_sram_pj(table, arch.scratchpad, t.inputs // per_product * in_b)
+                                     + _sram_pj(table, arch.scratchpad, t.weights // per_product * w_b)),
+        "accumulator": per_product * (_sram_pj(table, arch.accumulator, t.psum_writes // per_product * acc_b)
+                                      + (_sram_pj(table, arch.accumulator, t.psum_reads // per_product * acc_b)
+                                         if t.psum_reads else 0.0)),
     }
-    return {name: c.batch * value for name, value in per_tile.items()}
 
 
 def static_power_mw(arch: Accelerator) -> dict[str, float]:

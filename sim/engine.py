@@ -23,6 +23,7 @@ import simpy
 from accel.commands import Command, Load, Store, Unit
 from accel.hardware import Accelerator
 from accel.timing import bank_conflict_cycles, command_cycles
+from accel.traffic import command_bytes
 from mapper.plan import Plan
 from sim.power import EnergyReport
 from sim.power import energy as _energy
@@ -81,14 +82,17 @@ class Result:
         return write_perfetto(self, path, power_window_cycles=power_window_cycles)
 
     def layers(self) -> pd.DataFrame:
-        """One row per layer in program order: start/end cycle, span, busy cycles per unit, MACs, bytes."""
+        """One row per layer in program order: start/end cycle, span, busy cycles per unit, MACs, and
+        bytes moved per level (DRAM reads and writes, scratchpad, accumulator, array; see
+        :mod:`accel.traffic`)."""
         by_id = self.plan.commands
         rows: dict[str, dict[str, object]] = {}
         for m in self.plan.layers:
             rows[m.layer] = {
                 "layer": m.layer, "op": m.op.value, "dataflow": m.dataflow.value if m.dataflow else "",
                 "start_cycle": None, "end_cycle": None, "macs": m.macs, "dram_read_bytes": 0,
-                "dram_write_bytes": 0, "array_cycles": 0, "vector_cycles": 0, "dma_cycles": 0,
+                "dram_write_bytes": 0, "scratchpad_bytes": 0, "accumulator_bytes": 0, "array_bytes": 0,
+                "array_cycles": 0, "vector_cycles": 0, "dma_cycles": 0,
             }
         for ev in self.trace:
             row = rows[ev.layer]
@@ -96,6 +100,9 @@ class Result:
             row["end_cycle"] = ev.end if row["end_cycle"] is None else max(row["end_cycle"], ev.end)
             row[f"{ev.unit}_cycles"] += ev.end - ev.start
             cmd = by_id[ev.command]
+            for level, size in command_bytes(self.arch, cmd).items():
+                if level != "dram":
+                    row[f"{level}_bytes"] += size
             if isinstance(cmd, Load):
                 row["dram_read_bytes"] += cmd.size_bytes
             elif isinstance(cmd, Store):
@@ -139,6 +146,14 @@ class Result:
             row["busy_fraction"] = row["busy_cycles"] / (total * channels[name])
         return pd.DataFrame(list(rows.values()))
 
+    def _level_totals(self) -> dict[str, int]:
+        totals = {"scratchpad": 0, "accumulator": 0, "array": 0}
+        for cmd in self.plan.commands:
+            for level, size in command_bytes(self.arch, cmd).items():
+                if level in totals:
+                    totals[level] += size
+        return totals
+
     def summary(self) -> dict[str, object]:
         """The headline numbers, JSON-ready."""
         return {
@@ -150,6 +165,7 @@ class Result:
             "dram_bytes": self.dram_bytes,
             "dram_read_bytes": self.plan.dram_read_bytes,
             "dram_write_bytes": self.plan.dram_write_bytes,
+            **{f"{level}_bytes": int(total) for level, total in self._level_totals().items()},
             "array_utilization": self.macs / (max(self.total_cycles, 1) * self.arch.peak_macs_per_cycle),
             "energy_pj": self.energy.total_pj,
             "average_power_w": self.energy.average_power_w,

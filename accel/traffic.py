@@ -1,0 +1,77 @@
+"""Bytes one command moves at each level of the memory hierarchy: a pure function of the hardware.
+
+Levels: ``dram`` (off-chip), ``scratchpad`` and ``accumulator`` (on-chip SRAM, reads plus writes) and
+``array`` (operand bytes passed between neighbouring PEs). The energy model charges these same
+counts (:mod:`accel.energy`), and the simulator sums them per layer, so traffic and energy agree.
+
+A compute tile ``m x k @ k x n`` on an ``R x C`` array reads, per dataflow:
+
+=====  ==========================  ============================  ===========================
+       inputs read (elements)      weights read                  partial-sum updates per output
+=====  ==========================  ============================  ===========================
+WS     ``m k ceil(n/C)``           ``k n`` (preloaded once)      ``ceil(k/R)``
+OS     ``m k ceil(n/C)``           ``k n ceil(m/R)``             1 (accumulated in the PEs)
+IS     ``m k`` (preloaded once)    ``k n ceil(m/C)``             ``ceil(k/R)``
+=====  ==========================  ============================  ===========================
+
+Each output is written once per update and read back for every update after the first (and once
+more when the command accumulates onto what the accumulator already holds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accel.commands import Command, Compute, Load, Store, Vector
+from accel.hardware import Accelerator, Dataflow
+from accel.timing import ceil_div
+
+__all__ = ["ComputeTraffic", "compute_traffic", "command_bytes", "LEVELS"]
+
+LEVELS = ("dram", "scratchpad", "accumulator", "array")
+
+
+@dataclass(frozen=True)
+class ComputeTraffic:
+    """Element counts of one compute command (all ``batch`` products)."""
+
+    inputs: int
+    weights: int
+    psum_writes: int
+    psum_reads: int
+    macs: int
+    hop_bytes_per_mac: int  # bytes passed on to the next PE per MAC (the two moving operands)
+
+
+def compute_traffic(arch: Accelerator, c: Compute) -> ComputeTraffic:
+    a = arch.array
+    in_b, w_b, acc_b = a.input_format.size_bytes, a.weight_format.size_bytes, a.accumulator_format.size_bytes
+    m, k, n = c.m, c.k, c.n
+    if c.dataflow is Dataflow.WS:
+        inputs, weights, updates, hop = m * k * ceil_div(n, a.cols), k * n, ceil_div(k, a.rows), in_b + acc_b
+    elif c.dataflow is Dataflow.OS:
+        inputs, weights, updates, hop = m * k * ceil_div(n, a.cols), k * n * ceil_div(m, a.rows), 1, in_b + w_b
+    else:
+        inputs, weights, updates, hop = m * k, k * n * ceil_div(m, a.cols), ceil_div(k, a.rows), w_b + acc_b
+    outputs = m * n
+    psum_reads = outputs * (updates - 1) + (outputs if c.accumulate else 0)
+    return ComputeTraffic(c.batch * inputs, c.batch * weights, c.batch * outputs * updates, c.batch * psum_reads,
+                          c.batch * m * k * n, hop)
+
+
+def command_bytes(arch: Accelerator, command: Command) -> dict[str, int]:
+    """Bytes ``command`` moves at each level it touches (keys from :data:`LEVELS`)."""
+    if isinstance(command, Load | Store):
+        return {"dram": command.size_bytes, command.buffer.value: command.size_bytes}
+    if isinstance(command, Vector):
+        return {"scratchpad": 2 * command.elements * arch.array.input_format.size_bytes}
+    if isinstance(command, Compute):
+        t = compute_traffic(arch, command)
+        a = arch.array
+        acc_b = a.accumulator_format.size_bytes
+        return {
+            "scratchpad": t.inputs * a.input_format.size_bytes + t.weights * a.weight_format.size_bytes,
+            "accumulator": (t.psum_writes + t.psum_reads) * acc_b,
+            "array": t.macs * t.hop_bytes_per_mac,
+        }
+    raise TypeError(f"unknown command {command!r}")
