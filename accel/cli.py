@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--depthwise", choices=[d.value for d in Depthwise], default=None,
                      help="where depthwise convolutions run: array, vector unit, or auto: the faster "
                           "estimate (default: auto; array with --scalesim-config)")
+    run.add_argument("--nm", default=None, metavar="N:M",
+                     help="mark every weight-bearing layer N:M structured-sparse (e.g. 2:4); the array runs it "
+                          "natively when the design lists that pattern, dense otherwise")
     run.add_argument("--batch", type=_positive_int, default=None, help="batch size (default: 1)")
     run.add_argument("--out", type=Path, default=None,
                      help="write CSVs (summary, layers, units, energy, power), plots (layer_cycles.png, "
@@ -212,6 +215,8 @@ def _run(args: argparse.Namespace) -> int:
         arch = config.load(args.arch)
         default_order, default_depthwise = LoopOrder.AUTO, Depthwise.AUTO
     graph = workloads.load(args.workload, batch=args.batch)
+    if args.nm:
+        graph = workloads.sparsify(graph, args.nm)
     plan = mapper.lower(graph, arch, dataflow=Dataflow(args.dataflow) if args.dataflow else None,
                         loop_order=LoopOrder(args.loop_order) if args.loop_order else default_order,
                         depthwise=Depthwise(args.depthwise) if args.depthwise else default_depthwise)

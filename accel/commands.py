@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from accel.hardware import Dataflow
+from accel.hardware import Dataflow, Sparsity
 
 __all__ = ["Unit", "Buffer", "Command", "Load", "Store", "Compute", "Vector"]
 
@@ -76,11 +76,13 @@ class Compute(Command):
     accumulate: bool = False  # add to what the accumulator holds (a later k-tile)
     fill: bool = True  # starts its folds: pays preload and skew (False: continues the previous command's fold)
     drain: bool = True  # ends its folds: pays the drain (False: the next command continues the fold)
+    sparsity: Sparsity | None = None  # N:M weights: ``k`` is the compressed reduction (n kept per group of m)
 
     unit = Unit.ARRAY
 
     @property
     def macs(self) -> int:
+        """Multiply-accumulates the array performs (for N:M, ``n/m`` of the dense layer's)."""
         return self.batch * self.m * self.k * self.n
 
 

@@ -75,6 +75,15 @@ class Sparsity:
     def density(self) -> float:
         return self.n / self.m
 
+    @property
+    def index_bits(self) -> int:
+        """Bits of the index that places each kept value within its group of ``m``."""
+        return max(1, (self.m - 1).bit_length())
+
+    def compressed_k(self, k: int) -> int:
+        """Kept values along a reduction of ``k``: ``n`` per group of ``m`` (the last group padded)."""
+        return -(-k // self.m) * self.n
+
     def __str__(self) -> str:
         return f"{self.n}:{self.m}"
 

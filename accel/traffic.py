@@ -14,6 +14,7 @@ OS     ``m k ceil(n/C)``           ``k n ceil(m/R)``             1 (accumulated 
 IS     ``m k`` (preloaded once)    ``k n ceil(m/C)``             ``ceil(k/R)``
 =====  ==========================  ============================  ===========================
 
+For an N:M compute (``k`` compressed), the inputs read are the dense ones: ``m/n`` times as many.
 Each output is written once per update and read back for every update after the first (and once
 more when the command accumulates onto what the accumulator already holds).
 """
@@ -53,6 +54,8 @@ def compute_traffic(arch: Accelerator, c: Compute) -> ComputeTraffic:
         inputs, weights, updates, hop = m * k * ceil_div(n, a.cols), k * n * ceil_div(m, a.rows), 1, in_b + w_b
     else:
         inputs, weights, updates, hop = m * k, k * n * ceil_div(m, a.cols), ceil_div(k, a.rows), w_b + acc_b
+    if c.sparsity is not None:  # the PEs select among all m activations of each group
+        inputs = inputs * c.sparsity.m // c.sparsity.n
     outputs = m * n
     psum_reads = outputs * (updates - 1) + (outputs if c.accumulate else 0)
     return ComputeTraffic(c.batch * inputs, c.batch * weights, c.batch * outputs * updates, c.batch * psum_reads,

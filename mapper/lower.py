@@ -38,13 +38,15 @@ the stores that emptied that half.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from fractions import Fraction
 
 from accel.commands import Buffer, Command, Compute, Load, Store, Vector
 from accel.errors import MappingError
-from accel.hardware import Accelerator, Dataflow
+from accel.hardware import Accelerator, Dataflow, Sparsity
 from accel.timing import ceil_div, dma_cycles, gemm_tile_cycles, vector_cycles
 from mapper.plan import LayerMapping, Plan, Tile
 from workloads.graph import GemmShape, Graph, Layer, OpKind
@@ -114,19 +116,29 @@ class _Step:
 
 @dataclass
 class _Operands:
-    """Names and sizes the schedules of one array layer need."""
+    """Names and sizes the schedules of one array layer need.
+
+    ``gemm`` is what the array computes: for an N:M layer on an array that runs N:M, its reduction is
+    the compressed one (``ceil(k/M) x N``), each element of it standing for ``M/N`` input bytes per
+    input byte (``in_bytes``) and carrying a ``log2(M)``-bit index with its weight (``w_bytes``).
+    """
 
     x: str
     w: str | None
     out: str
     gemm: GemmShape
     x_bytes: int  # the whole input tensor in DRAM
-    in_bytes: int
-    w_bytes: int
+    in_bytes: Fraction  # input bytes per element of (m, k)
+    w_bytes: Fraction  # weight bytes per element of (k, n)
+    out_bytes: int  # bytes of one output (the input number format)
     acc_bytes: int
+    sparsity: Sparsity | None = None
 
     def x_share(self, tb: int, tm: int, tk: int) -> int:
         return max(1, round(self.x_bytes * tb * tm * tk / (self.gemm.batch * self.gemm.m * self.gemm.k)))
+
+    def w_size(self, tb: int, tk: int, tn: int) -> int:
+        return math.ceil(tb * tk * tn * self.w_bytes)
 
 
 @dataclass
@@ -146,12 +158,12 @@ def _tile_outer(ops: _Operands, tile: Tile, dataflow: Dataflow) -> Iterator[_Ste
             tk = min(tile.k, g.k - k0)
             loads = [_Transfer(ops.x, ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD)]
             if ops.w is not None:
-                loads.append(_Transfer(ops.w, tb * tk * tn * ops.w_bytes, Buffer.SCRATCHPAD))
+                loads.append(_Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
             last = k0 == k_starts[-1]
             yield _Step(
-                compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0),
+                compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0, sparsity=ops.sparsity),
                 loads=tuple(loads),
-                stores=(_Transfer(ops.out, tb * tm * tn * ops.in_bytes, Buffer.ACCUMULATOR),) if last else (),
+                stores=(_Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR),) if last else (),
                 new_block=k0 == 0,
             )
 
@@ -197,27 +209,27 @@ def _fold_outer(ops: _Operands, plan: _FoldPlan, dataflow: Dataflow, rows: int, 
                     if x_needed:
                         loads.append(_Transfer(ops.x, ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD))
                     if w_needed:
-                        loads.append(_Transfer(ops.w, tb * tk * tn * ops.w_bytes, Buffer.SCRATCHPAD))  # type: ignore[arg-type]
+                        loads.append(_Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
                     stores = []
                     outputs = tb * tm * tn
                     if not partial_sums:
                         new_block, accumulate = first_chunk, not first_chunk
                         if last_chunk:
-                            stores.append(_Transfer(ops.out, outputs * ops.in_bytes, Buffer.ACCUMULATOR))
+                            stores.append(_Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR))
                     elif plan.resident:
                         new_block, accumulate = first_fold and first_chunk, not first_fold
                         if last_fold:
-                            stores.append(_Transfer(ops.out, outputs * ops.in_bytes, Buffer.ACCUMULATOR))
+                            stores.append(_Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR))
                     else:
                         new_block, accumulate = True, not first_fold
                         key = (b0, a0, c0)
                         if not first_fold:
                             loads.append(_Transfer(ops.out, outputs * ops.acc_bytes, Buffer.ACCUMULATOR, key))
-                        size_bytes = outputs * (ops.in_bytes if last_fold else ops.acc_bytes)
+                        size_bytes = outputs * (ops.out_bytes if last_fold else ops.acc_bytes)
                         stores.append(_Transfer(ops.out, size_bytes, Buffer.ACCUMULATOR, None if last_fold else key))
                     yield _Step(
                         compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
-                                     fill=first_chunk, drain=last_chunk),
+                                     fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity),
                         loads=tuple(loads), stores=tuple(stores), new_block=new_block,
                     )
 
@@ -323,7 +335,8 @@ class _ProgramBuilder:
     def gemm_layer(self, layer: Layer, dataflow: Dataflow, loop_order: LoopOrder) -> LayerMapping:
         order, tile, schedule = self._gemm_options(layer, dataflow, loop_order)[0]
         tiles = self._emit_steps(layer, schedule())
-        return LayerMapping(layer.name, layer.op, layer.macs, dataflow, tile, order, tiles, layer.gemm)
+        return LayerMapping(layer.name, layer.op, layer.macs, dataflow, tile, order, tiles, layer.gemm,
+                            sparsity=self._operands(layer).sparsity)
 
     def vector_is_faster(self, layer: Layer, dataflow: Dataflow | None, loop_order: LoopOrder) -> bool:
         """Whether a depthwise layer's vector-unit estimate beats its best array estimate."""
@@ -364,9 +377,17 @@ class _ProgramBuilder:
         if not activations:
             raise MappingError(f"Layer {layer.name!r}: a {layer.op.value} layer needs an activation input")
         w = activations[1] if len(activations) > 1 else (weights[0] if weights else None)
-        return _Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm,
-                         x_bytes=self.graph.tensors[activations[0]].elements * self.in_bytes,
-                         in_bytes=self.in_bytes, w_bytes=self.w_bytes, acc_bytes=self.acc_bytes)
+        x_bytes = self.graph.tensors[activations[0]].elements * self.in_bytes
+        nm = layer.sparsity
+        if nm is None or nm not in self.arch.array.sparsity or w not in weights:
+            return _Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm, x_bytes=x_bytes,
+                             in_bytes=Fraction(self.in_bytes), w_bytes=Fraction(self.w_bytes),
+                             out_bytes=self.in_bytes, acc_bytes=self.acc_bytes)
+        compressed = GemmShape(gemm.m, ceil_div(gemm.k, nm.m) * nm.n, gemm.n, gemm.batch)
+        return _Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=compressed, x_bytes=x_bytes,
+                         in_bytes=Fraction(self.in_bytes * nm.m, nm.n),
+                         w_bytes=self.w_bytes + Fraction(nm.index_bits, 8), out_bytes=self.in_bytes,
+                         acc_bytes=self.acc_bytes, sparsity=nm)
 
     def _no_fit(self, layer: Layer) -> MappingError:
         return MappingError(
@@ -382,11 +403,11 @@ class _ProgramBuilder:
         for tb, tk, tn in itertools.product(
             _candidates(gemm.batch, 1), _candidates(gemm.k, rows), _candidates(gemm.n, cols)
         ):
-            tm = self._max_tm(tb, tk, tn, gemm.m)
+            tm = self._max_tm(ops, tb, tk, tn)
             if tm < 1:
                 continue
             n_tiles = ceil_div(gemm.batch, tb) * ceil_div(gemm.n, tn) * ceil_div(gemm.m, tm)
-            w_traffic = gemm.batch * gemm.k * gemm.n * ceil_div(gemm.m, tm) * ops.w_bytes
+            w_traffic = ops.w_size(gemm.batch, gemm.k, gemm.n) * ceil_div(gemm.m, tm)
             traffic = ops.x_bytes * ceil_div(gemm.n, tn) + w_traffic
             key = (traffic, n_tiles * ceil_div(gemm.k, tk))
             if best is None or key < best[0]:
@@ -395,12 +416,12 @@ class _ProgramBuilder:
             raise self._no_fit(layer)
         return best[1]
 
-    def _max_tm(self, tb: int, tk: int, tn: int, m: int) -> int:
+    def _max_tm(self, ops: _Operands, tb: int, tk: int, tn: int) -> int:
         """The most rows whose inputs + weights fit half the scratchpad and outputs half the accumulator."""
-        spad_room = self.half_spad - tb * tk * tn * self.w_bytes
-        by_spad = spad_room // (tb * tk * self.in_bytes) if spad_room > 0 else 0
+        spad_room = self.half_spad - ops.w_size(tb, tk, tn)
+        by_spad = math.floor(spad_room / (tb * tk * ops.in_bytes)) if spad_room > 0 else 0
         by_acc = self.half_acc // (tb * tn * self.acc_bytes)
-        return min(m, by_spad, by_acc)
+        return min(ops.gemm.m, by_spad, by_acc)
 
     def _fold_plan(self, layer: Layer, ops: _Operands, dataflow: Dataflow) -> _FoldPlan:
         """The longest stream chunk of one fold; when a whole stream fits, the biggest block of folds
@@ -413,13 +434,13 @@ class _ProgramBuilder:
 
         def fits(tb: int, chunk: int, resident: bool, r: int = min(rows, s1), c: int = min(cols, s2)) -> bool:
             if dataflow is Dataflow.WS:  # inputs chunk x r, weights r x c
-                spad = chunk * r * self.in_bytes + r * c * self.w_bytes
+                spad = chunk * r * ops.in_bytes + ops.w_size(1, r, c)
                 acc = (g.m if resident else chunk) * c
             elif dataflow is Dataflow.OS:  # inputs r x chunk, weights chunk x c
-                spad = r * chunk * self.in_bytes + chunk * c * self.w_bytes
+                spad = r * chunk * ops.in_bytes + ops.w_size(1, chunk, c)
                 acc = r * c
             else:  # inputs r x c (k x m), weights r x chunk
-                spad = r * c * self.in_bytes + r * chunk * self.w_bytes
+                spad = r * c * ops.in_bytes + ops.w_size(1, r, chunk)
                 acc = c * (g.n if resident else chunk)
             return tb * spad <= self.half_spad and tb * acc * self.acc_bytes <= self.half_acc
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from accel.commands import Command, Compute, Load, Store, Vector
-from accel.hardware import Accelerator, Dataflow
+from accel.hardware import Accelerator, Dataflow, Sparsity
 from workloads.graph import GemmShape, OpKind
 
 __all__ = ["Tile", "LayerMapping", "Plan"]
@@ -36,6 +36,7 @@ class LayerMapping:
     loop_order: str = ""  # "tile-outer" or "fold-outer" (see mapper.lower)
     tiles: int = 0  # number of compute commands (GEMM) or chunks (vector) the layer runs as
     gemm: GemmShape | None = None  # the layer's whole GEMM, for array layers
+    sparsity: Sparsity | None = None  # the N:M pattern the array runs this layer with (None: dense)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ class Plan:
 
     @property
     def macs(self) -> int:
+        """The workload's MACs (dense-equivalent)."""
+        return sum(m.macs for m in self.layers)
+
+    @property
+    def performed_macs(self) -> int:
+        """The multiply-accumulates the hardware performs: fewer than :attr:`macs` for N:M layers."""
         return sum(c.macs for c in self.commands if isinstance(c, Compute | Vector))
 
     @property

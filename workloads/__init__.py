@@ -16,10 +16,11 @@ from workloads.builder import GraphBuilder
 from workloads.graph import DTYPE_BYTES, GemmShape, Graph, Layer, OpKind, Tensor, TensorKind
 from workloads.onnx_import import load_onnx
 from workloads.scalesim_import import load_scalesim_topology
+from workloads.sparsity import sparsify
 
 __all__ = [
     "DTYPE_BYTES", "GemmShape", "Graph", "Layer", "OpKind", "Tensor", "TensorKind",
-    "GraphBuilder", "load", "layer_table", "load_onnx", "load_scalesim_topology", "zoo",
+    "GraphBuilder", "load", "layer_table", "load_onnx", "load_scalesim_topology", "sparsify", "zoo",
 ]
 
 

@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 from accel.errors import WorkloadError
+from accel.hardware import Sparsity
 
 __all__ = ["OpKind", "TensorKind", "GemmShape", "Tensor", "Layer", "Graph", "DTYPE_BYTES"]
 
@@ -142,6 +143,7 @@ class Layer:
     gemm: GemmShape | None = None  # set for array layers (conv, gemm, matmul)
     vector_ops: int = 0  # element operations on the vector unit
     source_op: str = ""  # the importer's op name (e.g. ONNX 'Conv'), for reports and warnings
+    sparsity: Sparsity | None = None  # N:M structured sparsity of the weights along the reduction
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
@@ -151,6 +153,9 @@ class Layer:
             raise WorkloadError(f"Layer {self.name!r}: a {self.op.value} layer needs its GEMM shape")
         if not self.outputs:
             raise WorkloadError(f"Layer {self.name!r}: needs at least one output")
+        if self.sparsity is not None and self.gemm is None:
+            raise WorkloadError(f"Layer {self.name!r}: only conv, GEMM and matmul layers can be N:M sparse, "
+                                f"not a {self.op.value} layer")
 
     @property
     def macs(self) -> int:

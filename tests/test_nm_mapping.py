@@ -1,0 +1,84 @@
+"""N:M structured sparsity in the graph, the mapper and the simulator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from accel import config
+from accel.cli import main
+from accel.commands import Compute, Load
+from accel.errors import WorkloadError
+from accel.hardware import Sparsity
+from mapper import lower
+from sim import simulate
+from workloads import sparsify, zoo
+
+SPARSE = config.load("sparse-nm")
+
+
+def test_the_sparse_preset_runs_dense_and_three_patterns():
+    assert set(SPARSE.array.sparsity) == {Sparsity(2, 4), Sparsity(1, 4), Sparsity(2, 8)}
+    assert SPARSE.array.rows == SPARSE.array.cols == 16
+
+
+def test_sparsify_marks_weight_bearing_layers_only():
+    bert = sparsify(zoo.build("bert_base_layer"), "2:4")
+    marked = {layer.op.value for layer in bert.layers if layer.sparsity is not None}
+    assert marked == {"gemm"}  # the attention matmuls multiply two activations: never marked
+    assert all(layer.sparsity is None for layer in bert.layers if layer.op.value == "matmul")
+    assert bert.total_macs == zoo.build("bert_base_layer").total_macs
+
+
+def test_sparsify_names_a_missing_or_unfit_layer():
+    graph = zoo.build("resnet18")
+    with pytest.raises(WorkloadError, match=r"^Graph 'resnet18' has no layer 'conv9' to make N:M$"):
+        sparsify(graph, Sparsity(2, 4), layers=["conv9"])
+    with pytest.raises(WorkloadError, match=r"^Layer 'maxpool' has no constant weights to make 2:4 sparse$"):
+        sparsify(graph, Sparsity(2, 4), layers=["maxpool"])
+
+
+@pytest.mark.parametrize("pattern", [Sparsity(2, 4), Sparsity(1, 4), Sparsity(2, 8)])
+def test_array_does_n_of_m_multiplies_and_loads_compressed_weights(pattern):
+    dense = zoo.build("bert_base_layer")
+    graph = sparsify(dense, pattern)
+    plan = lower(graph, SPARSE)
+    computes = [c for c in plan.commands if isinstance(c, Compute) and c.sparsity is not None]
+    assert computes and all(c.sparsity == pattern for c in computes)
+    assert plan.macs == dense.total_macs
+    sparse_layers = {layer.name for layer in graph.layers if layer.sparsity is not None}
+    dense_macs = sum(layer.macs for layer in graph.layers if layer.name in sparse_layers)
+    performed = sum(c.macs for c in computes)
+    assert performed == dense_macs * pattern.n // pattern.m  # BERT's reductions are multiples of 8
+    # Weights travel compressed: n values and n log2(m)-bit indices per group of m.
+    layer = graph.layer("attention.q")
+    weight = next(t for t in layer.inputs if graph.tensors[t].is_constant)
+    k, n = 768, 768
+    loaded = sum(c.size_bytes for c in plan.commands if isinstance(c, Load) and c.tensor == weight)
+    values = k // pattern.m * pattern.n * n
+    assert loaded >= values + values * pattern.index_bits // 8
+    assert loaded < k * n  # less than the dense int8 weights
+
+
+def test_an_array_without_the_pattern_runs_the_layer_dense():
+    graph = sparsify(zoo.build("resnet18"), "2:4")
+    gemmini = config.load("gemmini")
+    assert simulate(lower(graph, gemmini)).total_cycles == simulate(lower(zoo.build("resnet18"), gemmini)).total_cycles
+    assert all(c.sparsity is None for c in lower(graph, gemmini).commands if isinstance(c, Compute))
+
+
+def test_sparse_runs_are_faster_and_move_less(capsys):
+    figures = {}
+    for nm in (None, "2:4", "1:4"):
+        argv = ["run", "--arch", "sparse-nm", "--workload", "resnet18", "--json"] + (["--nm", nm] if nm else [])
+        assert main(argv) == 0
+        figures[nm] = json.loads(capsys.readouterr().out)
+    assert figures[None]["total_cycles"] > figures["2:4"]["total_cycles"] > figures["1:4"]["total_cycles"]
+    assert figures[None]["dram_bytes"] > figures["2:4"]["dram_bytes"] > figures["1:4"]["dram_bytes"]
+    assert figures[None]["macs"] == figures["2:4"]["macs"]  # the workload's MACs, dense-equivalent
+
+
+def test_a_bad_pattern_on_the_command_line_exits_2(capsys):
+    assert main(["run", "--arch", "sparse-nm", "--workload", "resnet18", "--nm", "4:2"]) == 2
+    assert capsys.readouterr().err == "accel: error: N:M sparsity needs integers 1 <= N < M, not 4:2\n"
