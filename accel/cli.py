@@ -14,7 +14,7 @@ from pathlib import Path
 
 from accel import config
 from accel.errors import AccelError
-from accel.hardware import Accelerator
+from accel.hardware import Accelerator, Sparsity
 from mapper.lower import Depthwise, LoopOrder
 
 __all__ = ["main"]
@@ -105,16 +105,20 @@ def _parser() -> argparse.ArgumentParser:
                                          "parameters, latency). Number formats come from --arch's array, "
                                          "or default to int8 x int8 -> int32.",
                              epilog="e.g. accel rtl generate systolic --rows 8 --cols 8 --dataflow ws --out build/")
-    gen.add_argument("unit", choices=["pe", "systolic", "requant"],
+    gen.add_argument("unit", choices=["pe", "systolic", "requant", "nm_compressor", "sparse_systolic"],
                      help="pe: one MAC processing element; systolic: a rows x cols tile; requant: the "
-                          "requantizer (int32 -> int8, gemmlowp semantics)")
+                          "requantizer (int32 -> int8, gemmlowp semantics); nm_compressor: dense weights to "
+                          "N:M compressed groups; sparse_systolic: an N:M weight-stationary tile with a dense mode")
     gen.add_argument("--arch", default=None, help="take number formats (and rows/cols) from this preset or TOML")
     gen.add_argument("--rows", type=_positive_int, default=None, help="systolic: array rows (default 4)")
     gen.add_argument("--cols", type=_positive_int, default=None, help="systolic: array columns (default 4)")
     gen.add_argument("--dataflow", choices=["ws", "os"], default=None, help="systolic: dataflow (default ws)")
     gen.add_argument("--mode", choices=["double", "single"], default=None,
                      help="requant: TFLite's double rounding (default) or single rounding")
-    gen.add_argument("--lanes", type=_positive_int, default=None, help="requant: values per cycle (default 1)")
+    gen.add_argument("--lanes", type=_positive_int, default=None,
+                     help="requant, nm_compressor: values (groups) per cycle (default 1)")
+    gen.add_argument("--nm", default=None, metavar="N:M",
+                     help="nm_compressor, sparse_systolic: the sparsity pattern (default 2:4)")
     gen.add_argument("--name", default=None, help="Verilog module and file name (default: from the unit)")
     gen.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build/)")
     gen.set_defaults(handler=_rtl_generate)
@@ -257,8 +261,13 @@ def _rtl_generate(args: argparse.Namespace) -> int:
                           "acc_format": array.accumulator_format},
                    "systolic": {"a_format": array.input_format, "b_format": array.weight_format,
                                 "acc_format": array.accumulator_format, "rows": array.rows, "cols": array.cols},
-                   "requant": {"out_format": array.input_format}}
+                   "requant": {"out_format": array.input_format},
+                   "nm_compressor": {"value_format": array.weight_format}}
+        formats["sparse_systolic"] = formats["systolic"]
         options.update(formats[args.unit])
+    if args.nm:
+        nm = Sparsity.parse(args.nm)
+        options.update(n=nm.n, m=nm.m)
     given = {"rows": args.rows, "cols": args.cols, "dataflow": args.dataflow, "mode": args.mode, "lanes": args.lanes}
     for key, value in given.items():
         if value is not None:

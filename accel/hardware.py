@@ -80,6 +80,11 @@ class Sparsity:
         """Bits of the index that places each kept value within its group of ``m``."""
         return max(1, (self.m - 1).bit_length())
 
+    def compressed_bytes(self, kept_values: int, value_bits: int) -> int:
+        """Bytes of ``kept_values`` stored values and their indices: a value region and an index
+        region, each a bit stream padded to a whole byte (``sim.numerics.nm_to_bytes``' layout)."""
+        return -(-kept_values * value_bits // 8) + -(-kept_values * self.index_bits // 8)
+
     def compressed_k(self, k: int) -> int:
         """Kept values along a reduction of ``k``: ``n`` per group of ``m`` (the last group padded)."""
         return -(-k // self.m) * self.n

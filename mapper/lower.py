@@ -133,11 +133,14 @@ class _Operands:
     out_bytes: int  # bytes of one output (the input number format)
     acc_bytes: int
     sparsity: Sparsity | None = None
+    w_value_bytes: int = 1  # bytes of one weight value (without its index)
 
     def x_share(self, tb: int, tm: int, tk: int) -> int:
         return max(1, round(self.x_bytes * tb * tm * tk / (self.gemm.batch * self.gemm.m * self.gemm.k)))
 
     def w_size(self, tb: int, tk: int, tn: int) -> int:
+        if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
+            return self.sparsity.compressed_bytes(tb * tk * tn, 8 * self.w_value_bytes)
         return math.ceil(tb * tk * tn * self.w_bytes)
 
 
@@ -387,7 +390,7 @@ class _ProgramBuilder:
         return _Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=compressed, x_bytes=x_bytes,
                          in_bytes=Fraction(self.in_bytes * nm.m, nm.n),
                          w_bytes=self.w_bytes + Fraction(nm.index_bits, 8), out_bytes=self.in_bytes,
-                         acc_bytes=self.acc_bytes, sparsity=nm)
+                         acc_bytes=self.acc_bytes, sparsity=nm, w_value_bytes=self.w_bytes)
 
     def _no_fit(self, layer: Layer) -> MappingError:
         return MappingError(

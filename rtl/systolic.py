@@ -242,13 +242,19 @@ class SystolicArray(wiring.Component):
 
     def _result_valid(self, m: Module, advance: Signal, completes: object, last: object) -> None:
         """``outputs.valid`` (and WS's ``last``): tags that leave :attr:`latency` edges after the beat
-        that ``completes`` a result (WS: every input row; OS: a fold's last step) is accepted."""
+        that ``completes`` a result (WS: every input row; OS: a fold's last step) is accepted.
+
+        A result the consumer takes on an edge on which the array does not advance (an input beat is
+        due but not valid) clears its tag, so it is emitted once."""
         valid, tag_last = completes, completes & last
         for stage in range(self.latency):
             next_valid = Signal(name=f"result_valid_{stage}")
             next_last = Signal(name=f"result_last_{stage}")
             with m.If(advance):
                 m.d.sync += [next_valid.eq(valid), next_last.eq(tag_last)]
+            if stage == self.latency - 1:
+                with m.Elif(self.outputs.ready):
+                    m.d.sync += next_valid.eq(0)
             valid, tag_last = next_valid, next_last
         m.d.comb += self.outputs.valid.eq(valid)
         if self.dataflow is Dataflow.WS:

@@ -14,6 +14,9 @@ Options (all keyword, formats as text such as ``"int8"``; ``overflow`` is ``"wra
 ``systolic``  ``rows``, ``cols``, ``dataflow`` (``ws``/``os``), ``a_format``, ``b_format``,
               ``acc_format``, ``overflow``
 ``requant``   ``out_format``, ``mode`` (``double``/``single``), ``lanes``
+``nm_compressor``    ``n``, ``m``, ``value_format``, ``lanes``
+``sparse_systolic``  ``rows``, ``cols``, ``n``, ``m``, ``a_format``, ``b_format``, ``acc_format``,
+                     ``overflow`` (an N:M weight-stationary tile with a runtime dense mode)
 =========  =========================================================================
 """
 
@@ -29,8 +32,10 @@ from amaranth.lib import wiring
 
 from accel.errors import ConfigError
 from accel.formats import INT8, INT32, NumberFormat, Overflow
+from rtl.nm_compressor import NMCompressor
 from rtl.pe import MacPE
 from rtl.requant import Requantizer
+from rtl.sparse_systolic import SparseSystolicArray
 from rtl.systolic import SystolicArray
 from rtl.verilog import write
 
@@ -78,7 +83,21 @@ def _requant(*, out_format: str | NumberFormat = INT8, mode: str = "double", lan
     return Unit(unit, unit.parameters, f"requant_{mode}", unit.latency)
 
 
-UNITS: dict[str, Callable[..., Unit]] = {"pe": _pe, "systolic": _systolic, "requant": _requant}
+def _nm_compressor(*, n: int = 2, m: int = 4, value_format: str | NumberFormat = INT8, lanes: int = 1) -> Unit:
+    unit = NMCompressor(n, m, value_format=_format("value", value_format), lanes=lanes)
+    return Unit(unit, unit.parameters, f"nm_compressor_{n}_{m}", unit.latency)
+
+
+def _sparse_systolic(*, rows: int = 4, cols: int = 4, n: int = 2, m: int = 4, a_format: str | NumberFormat = INT8,
+                     b_format: str | NumberFormat = INT8, acc_format: str | NumberFormat = INT32,
+                     overflow: str | None = None) -> Unit:
+    array = SparseSystolicArray(rows, cols, n, m, a_format=_format("a", a_format), b_format=_format("b", b_format),
+                                acc_format=_format("acc", acc_format, overflow))
+    return Unit(array, array.parameters, f"sparse_systolic_{n}_{m}_{rows}x{cols}", array.latency)
+
+
+UNITS: dict[str, Callable[..., Unit]] = {"pe": _pe, "systolic": _systolic, "requant": _requant,
+                                         "nm_compressor": _nm_compressor, "sparse_systolic": _sparse_systolic}
 """Builders by unit name; each takes keyword options only and returns a :class:`Unit`."""
 
 

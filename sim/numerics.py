@@ -72,7 +72,14 @@ A systolic tile:
     the tile's cycle count, straight from :func:`accel.timing.gemm_tile_cycles` (never a formula of
     its own), so the RTL tests and the simulator compare against the same number.
 
-Names left free for the issues that follow: ``nm_compress`` / ``nm_decompress`` (N:M sparsity).
+N:M structured sparsity (defined in :mod:`sim.sparsity`, re-exported here; its docstring states
+the pruning rule, the compressed bit layout and the sparse tile's cycles):
+
+:func:`nm_prune`, :func:`nm_check`, :func:`nm_compress` / :func:`nm_decompress` (an
+:class:`NMCompressed`), :func:`nm_pack_group` / :func:`nm_unpack_group` (one group word),
+:func:`nm_gemm` (``x @ w`` on the compressed operand, bit-identical to :func:`systolic_tile` on the
+decompressed weights), :func:`nm_compressed_bytes` / :func:`nm_to_bytes` / :func:`nm_from_bytes`
+(the stored form), :func:`nm_reduction_length` and :func:`nm_tile_cycles` (the sparse WS tile).
 """
 
 from __future__ import annotations
@@ -85,6 +92,22 @@ import numpy.typing as npt
 
 from accel.formats import INT8, INT32, NumberFormat, Overflow, Rounding
 from accel.hardware import Dataflow, SystolicArray
+from sim.sparsity import (
+    NMCompressed,
+    nm_check,
+    nm_compress,
+    nm_compressed_bytes,
+    nm_decompress,
+    nm_from_bytes,
+    nm_gemm,
+    nm_index_bits,
+    nm_pack_group,
+    nm_prune,
+    nm_reduction_length,
+    nm_tile_cycles,
+    nm_to_bytes,
+    nm_unpack_group,
+)
 
 __all__ = [
     "wrap",
@@ -109,6 +132,20 @@ __all__ = [
     "dyadic_requantize",
     "systolic_tile",
     "systolic_tile_cycles",
+    "NMCompressed",
+    "nm_index_bits",
+    "nm_prune",
+    "nm_check",
+    "nm_compress",
+    "nm_decompress",
+    "nm_pack_group",
+    "nm_unpack_group",
+    "nm_gemm",
+    "nm_compressed_bytes",
+    "nm_to_bytes",
+    "nm_from_bytes",
+    "nm_reduction_length",
+    "nm_tile_cycles",
 ]
 
 INT32_MIN = -(1 << 31)

@@ -107,6 +107,8 @@ def test_the_installed_command_exits_2_without_traceback(tmp_path):
     (["systolic", "--rows", "8", "--cols", "8", "--dataflow", "ws"], "systolic_ws_8x8"),
     (["systolic", "--arch", "fpga-small", "--dataflow", "os"], "systolic_os_4x4"),
     (["requant", "--mode", "single", "--lanes", "2"], "requant_single"),
+    (["nm_compressor", "--nm", "2:8"], "nm_compressor_2_8"),
+    (["sparse_systolic", "--nm", "1:4", "--rows", "4", "--cols", "2"], "sparse_systolic_1_4_4x2"),
 ])
 def test_rtl_generate_writes_verilog_that_icarus_parses(capsys, tmp_path, argv, module):
     code, out, _ = run(capsys, "rtl", "generate", *argv, "--out", str(tmp_path))

@@ -82,3 +82,11 @@ def test_sparse_runs_are_faster_and_move_less(capsys):
 def test_a_bad_pattern_on_the_command_line_exits_2(capsys):
     assert main(["run", "--arch", "sparse-nm", "--workload", "resnet18", "--nm", "4:2"]) == 2
     assert capsys.readouterr().err == "accel: error: N:M sparsity needs integers 1 <= N < M, not 4:2\n"
+
+
+@pytest.mark.parametrize(("k", "cols", "pattern"), [(768, 768, "2:4"), (147, 64, "1:4"), (100, 3, "2:8")])
+def test_the_mapper_and_the_reference_agree_on_compressed_sizes(k, cols, pattern):
+    from sim.numerics import nm_compressed_bytes
+
+    nm = Sparsity.parse(pattern)
+    assert nm.compressed_bytes(nm.compressed_k(k) * cols, 8) == nm_compressed_bytes(k, cols, nm.n, nm.m, 8)

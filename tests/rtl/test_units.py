@@ -31,7 +31,7 @@ def verilog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_registry_names_every_unit() -> None:
-    assert set(UNITS) == {"pe", "systolic", "requant"}
+    assert set(UNITS) == {"pe", "systolic", "requant", "nm_compressor", "sparse_systolic"}
 
 
 def test_generate_writes_verilog_and_manifest(verilog: dict[str, Path]) -> None:
@@ -46,7 +46,8 @@ def test_generate_writes_verilog_and_manifest(verilog: dict[str, Path]) -> None:
 
 
 def test_build_unit_refuses_unknown_names_and_options() -> None:
-    with pytest.raises(ConfigError, match=r"^RTL unit must be one of pe, requant, systolic, not 'fifo'$"):
+    with pytest.raises(ConfigError, match=r"^RTL unit must be one of nm_compressor, pe, requant, sparse_systolic, "
+                                          r"systolic, not 'fifo'$"):
         build_unit("fifo")
     with pytest.raises(ConfigError, match=r"^RTL unit 'systolic' takes options rows, cols, dataflow, a_format, "
                                           r"b_format, acc_format, overflow, not depth$"):
