@@ -148,3 +148,9 @@ def test_dataclasses_validate_on_construction():
     with pytest.raises(ConfigError, match=r"^size_bytes must be a positive integer, not True$"):
         Memory(size_bytes=True)
     assert Sparsity.parse("2:4") == Sparsity(2, 4) and str(Sparsity(1, 4)) == "1:4"
+
+
+def test_an_n_m_array_needs_rows_in_multiples_of_n():
+    with pytest.raises(ConfigError, match=r"^rows must be a multiple of N to run 2:4 sparsity, not 3$"):
+        SystolicArray(rows=3, cols=4, sparsity=(Sparsity(2, 4),))
+    assert SystolicArray(rows=3, cols=4, sparsity=(Sparsity(1, 4),)).rows == 3
