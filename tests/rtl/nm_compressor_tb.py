@@ -19,6 +19,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
+from tb_common import check_start_refuses_twice
 
 from accel.formats import NumberFormat
 from rtl.cocotb_runner import testbench_manifest, testbench_parameters
@@ -219,11 +220,4 @@ async def stalls_on_both_sides(dut: object) -> None:
 
 @cocotb.test()
 async def start_refuses_to_run_twice(dut: object) -> None:
-    tb = CompressorTestbench(dut)
-    await tb.start()
-    try:
-        await tb.start()
-    except RuntimeError as error:
-        assert "only once" in str(error), f"unexpected message: {error}"
-    else:
-        raise AssertionError("a second start() must raise RuntimeError")
+    await check_start_refuses_twice(CompressorTestbench(dut))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from tb_common import check_start_refuses_twice
 
 from accel.formats import NumberFormat, Overflow
 from rtl.cocotb_runner import testbench_manifest, testbench_parameters
@@ -261,12 +262,4 @@ async def clear_restarts(dut: object) -> None:
 
 @cocotb.test()
 async def start_refuses_to_run_twice(dut: object) -> None:
-    """The testbench owns the clock: a second start() is a bug in the test, and says so."""
-    tb = MacPETestbench(dut)
-    await tb.start()
-    try:
-        await tb.start()
-    except RuntimeError as error:
-        assert "only once" in str(error), f"unexpected message: {error}"
-    else:
-        raise AssertionError("a second start() must raise RuntimeError")
+    await check_start_refuses_twice(MacPETestbench(dut))

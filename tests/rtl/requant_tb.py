@@ -15,6 +15,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
+from tb_common import check_start_refuses_twice
 
 from accel.config import load
 from accel.formats import NumberFormat
@@ -247,11 +248,4 @@ async def backpressure(dut: object) -> None:
 
 @cocotb.test()
 async def start_refuses_to_run_twice(dut: object) -> None:
-    tb = RequantTestbench(dut)
-    await tb.start()
-    try:
-        await tb.start()
-    except RuntimeError as error:
-        assert "only once" in str(error), f"unexpected message: {error}"
-    else:
-        raise AssertionError("a second start() must raise RuntimeError")
+    await check_start_refuses_twice(RequantTestbench(dut))

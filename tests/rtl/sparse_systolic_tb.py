@@ -16,6 +16,7 @@ import itertools
 import cocotb
 import numpy as np
 from systolic_tb import Beat, Fold, SystolicTestbench
+from tb_common import check_start_refuses_twice
 
 from accel.hardware import Dataflow, Sparsity
 from accel.hardware import SystolicArray as ArrayDescription
@@ -180,11 +181,4 @@ async def stalls_on_both_sides(dut: object) -> None:
 
 @cocotb.test()
 async def start_refuses_to_run_twice(dut: object) -> None:
-    tb = SparseTestbench(dut)
-    await tb.start()
-    try:
-        await tb.start()
-    except RuntimeError as error:
-        assert "only once" in str(error), f"unexpected message: {error}"
-    else:
-        raise AssertionError("a second start() must raise RuntimeError")
+    await check_start_refuses_twice(SparseTestbench(dut))

@@ -22,6 +22,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
+from tb_common import check_start_refuses_twice
 
 from accel.formats import NumberFormat, Overflow
 from accel.hardware import Dataflow, SystolicArray
@@ -308,11 +309,4 @@ async def stalls_on_both_sides(dut: object) -> None:
 
 @cocotb.test()
 async def start_refuses_to_run_twice(dut: object) -> None:
-    tb = SystolicTestbench(dut)
-    await tb.start()
-    try:
-        await tb.start()
-    except RuntimeError as error:
-        assert "only once" in str(error), f"unexpected message: {error}"
-    else:
-        raise AssertionError("a second start() must raise RuntimeError")
+    await check_start_refuses_twice(SystolicTestbench(dut))
