@@ -97,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     run.set_defaults(handler=_run)
 
+    from accel.cli_fpga import register as register_fpga
+
+    register_fpga(sub)
+
     rtl = sub.add_parser("rtl", help="generate Verilog for the RTL units",
                          description="Generate Verilog and a JSON manifest for an Amaranth unit.")
     rtl_sub = rtl.add_subparsers(title="rtl commands", metavar="RTL_COMMAND")

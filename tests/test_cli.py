@@ -18,7 +18,8 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("argv", [[], ["info"], ["workload"], ["run"], ["rtl"], ["rtl", "generate"]])
+@pytest.mark.parametrize("argv", [[], ["info"], ["workload"], ["run"], ["rtl"], ["rtl", "generate"], ["fpga"],
+                                  ["fpga", "synth"], ["fpga", "build"], ["fpga", "run"]])
 def test_every_subcommand_has_help(capsys, argv):
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--help"])

