@@ -97,6 +97,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     run.set_defaults(handler=_run)
 
+    mapping = sub.add_parser(
+        "map", help="map a workload: per-layer tiling and scratchpad allocation",
+        description="Map a workload onto an accelerator: print each layer's dataflow, loop order and tile, "
+                    "then place tensors in the scratchpad with an allocator (ilp: HiGHS; greedy: "
+                    "greedy-by-size with LRU eviction; firstfit; none: every tensor through DRAM) and print "
+                    "the DRAM traffic of every allocator next to the chosen one.", epilog=epilog)
+    mapping.add_argument("--arch", default="gemmini", help="preset name or TOML file (default: gemmini)")
+    mapping.add_argument("--workload", default="resnet18", help="zoo name, FILE.onnx or FILE.csv")
+    mapping.add_argument("--scratchpad", default=None, metavar="SIZE",
+                         help="scratchpad bytes for resident tensors, e.g. 512KiB (default: the design's)")
+    mapping.add_argument("--allocator", choices=["ilp", "greedy", "firstfit", "none"], default="ilp")
+    mapping.add_argument("--time-limit", type=float, default=10.0, metavar="S", help="ILP time limit (default 10)")
+    mapping.add_argument("--mip-gap", type=float, default=0.01, help="ILP relative gap (default 0.01)")
+    mapping.add_argument("--out", type=Path, default=None, help="write the plan as JSON here")
+    mapping.add_argument("--plot", type=Path, default=None, help="write the memory-map plot (PNG or SVG) here")
+    mapping.add_argument("--json", action="store_true", help="print the plan summary as JSON instead")
+    mapping.set_defaults(handler=_map)
+
     from accel.cli_fpga import register as register_fpga
 
     register_fpga(sub)
@@ -253,6 +271,64 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {key:18s} {value:,.6g}" if isinstance(value, float) else f"  {key:18s} {value:,}"
                   if isinstance(value, int) else f"  {key:18s} {value}")
     return 0
+
+
+def _map(args: argparse.Namespace) -> int:
+    import mapper
+    import workloads
+    from mapper.memory import allocate, check_allocation, problem_from_graph
+
+    arch = config.load(args.arch)
+    graph = workloads.load(args.workload)
+    plan = mapper.lower(graph, arch)
+    capacity = config.parse_size(args.scratchpad) if args.scratchpad else None
+    problem = problem_from_graph(graph, arch, capacity_bytes=capacity)
+    results = {}
+    for method in ("none", "firstfit", "greedy", args.allocator):
+        if method not in results:
+            results[method] = allocate(problem, method=method, time_limit_s=args.time_limit, mip_gap=args.mip_gap)
+            check_allocation(problem, results[method])
+    chosen = results[args.allocator]
+    document = {
+        "arch": arch.name, "workload": graph.name, "allocator": args.allocator,
+        "scratchpad_bytes": problem.capacity_bytes,
+        **{k: chosen.to_dict()[k] for k in ("dram_bytes", "compulsory_dram_bytes", "non_compulsory_bytes",
+                                            "status", "objective", "bound", "gap", "solve_time_s")},
+        "baselines": {m: {"dram_bytes": a.dram_bytes, "non_compulsory_bytes": a.non_compulsory_bytes}
+                      for m, a in results.items()},
+        "layers": [{"layer": m.layer, "op": m.op.value, "dataflow": m.dataflow.value if m.dataflow else None,
+                    "loop_order": m.loop_order, "tile": None if m.tile is None else vars(m.tile),
+                    "tiles": m.tiles, "macs": m.macs} for m in plan.layers],
+        "tensors": chosen.to_dict().get("tensors", {}),
+    }
+    if args.out is not None:
+        _write_json(args.out, document)
+    if args.plot is not None:
+        from reports.memory_map import plot_memory_map
+
+        figure = plot_memory_map(problem, chosen, title=f"{graph.name} on {arch.name}: {args.allocator}")
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(args.plot, dpi=120)
+    if args.json:
+        print(json.dumps({k: v for k, v in document.items() if k not in ("layers", "tensors")}, indent=2))
+        return 0
+    rows = [{**row, "tile": "" if row["tile"] is None else "x".join(str(row["tile"][d]) for d in "bmkn")}
+            for row in document["layers"] if row["dataflow"] or row["loop_order"]]
+    print(_table(rows, ["layer", "op", "dataflow", "loop_order", "tile", "tiles", "macs"]))
+    print(f"\nscratchpad for resident tensors: {problem.capacity_bytes:,} B; compulsory DRAM traffic "
+          f"{chosen.compulsory_dram_bytes:,} B")
+    print(_table([{"allocator": m, "dram_bytes": a.dram_bytes, "non_compulsory_bytes": a.non_compulsory_bytes,
+                   "solve_time_s": a.solve_time_s, "gap": a.gap} for m, a in results.items()],
+                 ["allocator", "dram_bytes", "non_compulsory_bytes", "solve_time_s", "gap"]))
+    return 0
+
+
+def _write_json(path: Path, document: dict) -> None:
+    """Write JSON through a temporary file, so an interrupted run leaves nothing half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2))
+    tmp.replace(path)
 
 
 def _rtl_generate(args: argparse.Namespace) -> int:

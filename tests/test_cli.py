@@ -18,7 +18,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("argv", [[], ["info"], ["workload"], ["run"], ["rtl"], ["rtl", "generate"], ["fpga"],
+@pytest.mark.parametrize("argv", [[], ["info"], ["workload"], ["run"], ["map"], ["rtl"], ["rtl", "generate"], ["fpga"],
                                   ["fpga", "synth"], ["fpga", "build"], ["fpga", "run"]])
 def test_every_subcommand_has_help(capsys, argv):
     with pytest.raises(SystemExit) as exit_info:
@@ -128,3 +128,25 @@ def test_rtl_generate_writes_verilog_that_icarus_parses(capsys, tmp_path, argv, 
 def test_rtl_generate_rejects_options_a_unit_does_not_take(capsys, tmp_path):
     code, _, err = run(capsys, "rtl", "generate", "pe", "--lanes", "2", "--out", str(tmp_path))
     assert code == 2 and err.startswith("accel: error: RTL unit 'pe' takes options")
+
+
+def test_map_writes_the_plan_and_the_memory_map(capsys, tmp_path):
+    plan_path, plot_path = tmp_path / "plan.json", tmp_path / "map.png"
+    code, out, _ = run(capsys, "map", "--workload", "mobilenet_v2", "--scratchpad", "256KiB", "--allocator", "ilp",
+                       "--out", str(plan_path), "--plot", str(plot_path), "--json")
+    assert code == 0
+    summary, plan = json.loads(out), json.loads(plan_path.read_text())
+    for key in ("dram_bytes", "compulsory_dram_bytes", "solve_time_s", "objective", "bound", "gap"):
+        assert key in plan and key in summary
+    assert plan["scratchpad_bytes"] == 256 * 1024
+    assert plan["compulsory_dram_bytes"] <= plan["dram_bytes"]
+    assert all(plan["dram_bytes"] <= b["dram_bytes"] for b in plan["baselines"].values())  # never worse
+    assert len(plan["layers"]) == len(__import__("workloads").load("mobilenet_v2").layers)
+    assert plot_path.stat().st_size > 0
+
+
+def test_map_with_a_baseline_has_no_solver_figures(capsys, tmp_path):
+    code, out, _ = run(capsys, "map", "--workload", "resnet18", "--allocator", "greedy", "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["status"] == "heuristic"
+    assert summary["objective"] is None and summary["bound"] is None and summary["gap"] is None
