@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests run on a shared 2-core CI machine next to simulators and synthesis: no per-example
+# deadline (timing noise is not a bug), and a health check that tolerates slow data generation.
+settings.register_profile("accel", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("accel")
 
 #: Third-party reference data (ONNX models, SCALE-Sim topologies): ``<repo>/../shared/data``.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
