@@ -324,8 +324,7 @@ def nm_from_bytes(data: bytes, *, k: int, cols: int, n: int, m: int,
 
 def nm_reduction_length(k: int, n: int, m: int) -> int:
     """The reduction length an N:M tile streams for ``k``: ``n * ceil(k / m)`` stored entries."""
-    Sparsity(n, m)
-    return n * -(-int(k) // m)
+    return Sparsity(n, m).compressed_k(int(k))
 
 
 def nm_tile_cycles(array: SystolicArray, m: int, k: int, n: int, *, sparsity: Sparsity | None,
