@@ -70,7 +70,11 @@ class Depthwise(Enum):
 
 def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None,
           loop_order: LoopOrder = LoopOrder.AUTO, depthwise: Depthwise = Depthwise.AUTO) -> Plan:
-    """Lower every layer of ``graph`` onto ``arch``; ``dataflow`` defaults to the array's first."""
+    """Lower every layer of ``graph`` onto ``arch``.
+
+    ``dataflow=None`` picks, per layer, the supported dataflow with the lowest estimate; a given
+    dataflow is used for every array layer.
+    """
     if dataflow is not None and dataflow not in arch.array.dataflows:
         supported = ", ".join(d.value for d in arch.array.dataflows)
         raise MappingError(f"{arch.name} supports dataflows {supported}, not {dataflow.value}")
@@ -81,7 +85,7 @@ def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None,
                 depthwise is Depthwise.VECTOR or builder.vector_is_faster(layer, dataflow, loop_order)):
             mappings.append(builder.vector_layer(layer, macs=layer.macs))
         elif layer.gemm is not None:
-            mappings.append(builder.gemm_layer(layer, dataflow or arch.array.dataflows[0], loop_order))
+            mappings.append(builder.gemm_layer(layer, dataflow, loop_order))
         elif layer.op.uses_vector_unit:
             mappings.append(builder.vector_layer(layer))
         else:
@@ -335,11 +339,19 @@ class _ProgramBuilder:
         for out in layer.outputs:
             self.ready[out] = latest
 
-    def gemm_layer(self, layer: Layer, dataflow: Dataflow, loop_order: LoopOrder) -> LayerMapping:
+    def gemm_layer(self, layer: Layer, dataflow: Dataflow | None, loop_order: LoopOrder) -> LayerMapping:
+        """Emit an array layer in ``dataflow``, or (``None``) in the supported dataflow whose best
+        schedule has the lowest estimate (ties: the array's order)."""
+        if dataflow is None:
+            candidates = []
+            for df in self.arch.array.dataflows:
+                best = self._gemm_options(layer, df, loop_order)[0]
+                candidates.append((self._estimate(best[2]()), df))
+            dataflow = min(candidates, key=lambda c: c[0])[1]
         order, tile, schedule = self._gemm_options(layer, dataflow, loop_order)[0]
         tiles = self._emit_steps(layer, schedule())
         return LayerMapping(layer.name, layer.op, layer.macs, dataflow, tile, order, tiles, layer.gemm,
-                            sparsity=self._operands(layer).sparsity)
+                            sparsity=self._operands(layer, dataflow).sparsity)
 
     def vector_is_faster(self, layer: Layer, dataflow: Dataflow | None, loop_order: LoopOrder) -> bool:
         """Whether a depthwise layer's vector-unit estimate beats its best array estimate."""
@@ -352,7 +364,7 @@ class _ProgramBuilder:
     def _gemm_options(self, layer: Layer, dataflow: Dataflow,
                       loop_order: LoopOrder) -> list[tuple[str, Tile, Callable[[], Iterator[_Step]]]]:
         """The candidate schedules of an array layer, the best estimate first."""
-        ops = self._operands(layer)
+        ops = self._operands(layer, dataflow)
         rows, cols = self.arch.array.rows, self.arch.array.cols
         options = []
         if loop_order is not LoopOrder.FOLD_OUTER:
@@ -372,7 +384,7 @@ class _ProgramBuilder:
                 options.reverse()
         return options
 
-    def _operands(self, layer: Layer) -> _Operands:
+    def _operands(self, layer: Layer, dataflow: Dataflow) -> _Operands:
         gemm = layer.gemm
         assert gemm is not None
         activations = [t for t in layer.inputs if not self.graph.tensors[t].is_constant]
@@ -382,7 +394,9 @@ class _ProgramBuilder:
         w = activations[1] if len(activations) > 1 else (weights[0] if weights else None)
         x_bytes = self.graph.tensors[activations[0]].elements * self.in_bytes
         nm = layer.sparsity
-        if nm is None or nm not in self.arch.array.sparsity or w not in weights:
+        # N:M runs natively on a weight-stationary array that lists the pattern (the sparse PEs hold
+        # each group's kept weights and indices); anything else runs the layer dense.
+        if nm is None or nm not in self.arch.array.sparsity or w not in weights or dataflow is not Dataflow.WS:
             return _Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm, x_bytes=x_bytes,
                              in_bytes=Fraction(self.in_bytes), w_bytes=Fraction(self.w_bytes),
                              out_bytes=self.in_bytes, acc_bytes=self.acc_bytes)

@@ -77,7 +77,7 @@ def test_a_gemm_that_fits_moves_each_byte_once():
 
 def test_simulated_cycles_of_a_lone_tile_are_the_datasheet_sum():
     arch = config.load("gemmini")
-    result = simulate(lower(single_gemm(64, 64, 64), arch))
+    result = simulate(lower(single_gemm(64, 64, 64), arch, dataflow=Dataflow.WS))
     expected = (dma_cycles(arch, 4096) * 2 + gemm_tile_cycles(arch.array, Dataflow.WS, 64, 64, 64)
                 + dma_cycles(arch, 4096))
     assert result.total_cycles == expected
@@ -221,3 +221,15 @@ def test_depthwise_runs_on_the_array_or_the_vector_unit():
     array_cycles, vector_cycles = simulate(on_array).total_cycles, simulate(on_vector).total_cycles
     assert vector_cycles < array_cycles
     assert simulate(lower(graph, arch)).total_cycles == vector_cycles
+
+
+def test_each_layer_gets_the_dataflow_with_the_lower_estimate():
+    arch = config.load("gemmini")  # WS and OS
+    free = lower(conv_relu_fc(), arch)
+    for layer in ("conv", "fc"):
+        chosen = next(m.dataflow for m in free.layers if m.layer == layer)
+        assert chosen in arch.array.dataflows
+    # Never slower than forcing either dataflow on every layer.
+    free_cycles = simulate(free).total_cycles
+    for dataflow in arch.array.dataflows:
+        assert free_cycles <= simulate(lower(conv_relu_fc(), arch, dataflow=dataflow)).total_cycles * 1.02

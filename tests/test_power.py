@@ -133,9 +133,9 @@ def test_an_empty_run_has_no_energy():
 def test_dram_heavy_and_compute_heavy_graphs_put_their_energy_where_expected():
     arch = config.load("gemmini")
     # A matrix-vector product reads every weight once and reuses none: DRAM energy dominates.
-    streaming = energy(simulate(lower(single_gemm(1, 4096, 1024), arch)))
+    streaming = energy(simulate(lower(single_gemm(1, 4096, 1024), arch, dataflow=Dataflow.WS)))
     # A 1024^3 GEMM reuses every operand hundreds of times: the array and its memories matter.
-    dense = energy(simulate(lower(single_gemm(1024, 1024, 1024), arch)))
+    dense = energy(simulate(lower(single_gemm(1024, 1024, 1024), arch, dataflow=Dataflow.WS)))
 
     def share(report, *components):
         return sum(report.by_component[c] for c in components) / report.total_pj
