@@ -19,10 +19,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
-from tb_common import check_start_refuses_twice
+from tb_common import check_start_refuses_twice, checked_parameters
 
 from accel.formats import NumberFormat
-from rtl.cocotb_runner import testbench_manifest, testbench_parameters
+from rtl.cocotb_runner import testbench_manifest
 from sim.numerics import nm_compress, nm_index_bits, nm_pack_group
 
 _log = logging.getLogger("cocotb.nm_compressor_tb")
@@ -41,16 +41,11 @@ class CompressorTestbench:
 
     def __init__(self, dut: object) -> None:
         self.dut = dut
-        self.parameters = testbench_parameters()
-        manifest = testbench_manifest()
-        built = {key: self.parameters[key] for key in manifest.parameters}
-        if dict(manifest.parameters) != built:
-            raise RuntimeError(f"Verilog was built with {manifest.parameters}, but the testbench was given "
-                               f"{self.parameters}")
+        self.parameters = checked_parameters()
         self.n, self.m = int(self.parameters["n"]), int(self.parameters["m"])
         self.lanes = int(self.parameters["lanes"])
         self.value_format = NumberFormat.parse(self.parameters["value_format"])
-        self.latency = int(manifest.latency)
+        self.latency = int(testbench_manifest().latency)
         self.word_bits = self.n * (self.value_format.bits + nm_index_bits(self.m))
         self.reference_offset = int(self.parameters.get("reference_offset", 0))
         self.rng = random.Random(self.parameters.get("seed", 0))

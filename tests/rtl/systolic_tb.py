@@ -22,11 +22,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
-from tb_common import check_start_refuses_twice
+from tb_common import check_start_refuses_twice, checked_parameters
 
 from accel.formats import NumberFormat, Overflow
 from accel.hardware import Dataflow, SystolicArray
-from rtl.cocotb_runner import testbench_manifest, testbench_parameters
 from sim.numerics import systolic_tile, systolic_tile_cycles
 
 _log = logging.getLogger("cocotb.systolic_tb")
@@ -90,12 +89,7 @@ class SystolicTestbench:
 
     def __init__(self, dut: object) -> None:
         self.dut = dut
-        self.parameters = testbench_parameters()
-        manifest = testbench_manifest()
-        built = {key: self.parameters[key] for key in manifest.parameters}
-        if dict(manifest.parameters) != built:
-            raise RuntimeError(f"Verilog was built with {manifest.parameters}, but the testbench was given "
-                               f"{self.parameters}")
+        self.parameters = checked_parameters()
         self.rows, self.cols = int(self.parameters["rows"]), int(self.parameters["cols"])
         self.dataflow = Dataflow.parse(self.parameters["dataflow"])
         self.a_format = NumberFormat.parse(self.parameters["a_format"])

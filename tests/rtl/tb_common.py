@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["check_start_refuses_twice"]
+__all__ = ["check_start_refuses_twice", "checked_parameters"]
+
+
+def checked_parameters() -> dict:
+    """The bench's parameters (one dict shared by build and test), after checking that the Verilog
+    under test was built with the same ones (its manifest)."""
+    from rtl.cocotb_runner import testbench_manifest, testbench_parameters
+
+    parameters = testbench_parameters()
+    manifest = testbench_manifest()
+    built = {key: parameters[key] for key in manifest.parameters}
+    if dict(manifest.parameters) != built:
+        raise RuntimeError(f"Verilog was built with {manifest.parameters}, but the testbench was given {parameters}")
+    return parameters
 
 
 async def check_start_refuses_twice(tb: object) -> None:
