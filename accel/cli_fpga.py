@@ -2,8 +2,9 @@
 
 Registered by :mod:`accel.cli` through :func:`register`. Handlers print their results and raise
 :class:`~accel.errors.AccelError` subclasses for bad input or missing tools (the CLI prints those as
-one line). ``run`` (the UART host driver) is declared but not implemented yet: it raises a
-:class:`~accel.errors.ToolError` saying so.
+one line). ``run`` talks to a board running :class:`rtl.fpga.host_link.HostLink` over a serial port
+with :class:`rtl.fpga.driver.HostLinkDriver` (the same driver the cocotb bench drives through the
+UART pins) and checks the tile against ``sim.numerics`` and ``accel.timing``.
 """
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ def register(subparsers: Any) -> None:
     build.add_argument("--program", action="store_true", help="program the attached board afterwards")
     build.set_defaults(handler=_build)
 
-    run = sub.add_parser("run", help="(not implemented yet) run a tile on a board over UART",
-                         description="Send a layer tile to a board over UART and check it (not implemented yet).")
-    run.add_argument("--port", required=True)
+    run = sub.add_parser("run", help="run a tile on a board over UART and check it",
+                         description="Send random int8 weights and activations to a board running the HostLink "
+                                     "top level, read back the results and the cycle counter, and check them "
+                                     "against sim.numerics and the timing datasheet (needs pyserial).")
+    run.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    run.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    run.add_argument("--stream", type=int, default=4, help="activation rows S to send (default 4)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the random operands (default 0)")
     run.set_defaults(handler=_run)
     fpga.set_defaults(handler=lambda args: fpga.print_help() or 2)
 
@@ -82,5 +88,22 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    raise ToolError("'accel fpga run' (the UART board link and host driver) is not implemented yet; "
-                    "use 'accel fpga build' for a bitstream")
+    import numpy as np
+
+    from rtl.fpga.driver import HostLinkDriver, SerialTransport
+
+    transport = SerialTransport(args.port, args.baud)
+    try:
+        driver = HostLinkDriver(transport)
+        info = driver.info()
+        if not 1 <= args.stream <= info.max_stream:
+            raise ToolError(f"--stream must be from 1 to the board's {info.max_stream}, not {args.stream}")
+        rng = np.random.default_rng(args.seed)
+        x = rng.integers(-128, 128, (args.stream, info.rows))
+        w = rng.integers(-128, 128, (info.rows, info.cols))
+        run = driver.run_tile(x, w)
+    finally:
+        transport.close()
+    print(f"{info.rows}x{info.cols} tile on {args.port}: {args.stream} rows, results equal sim.numerics, "
+          f"{run.cycles} cycles (accel.timing: {run.expected_cycles})")
+    return 0
