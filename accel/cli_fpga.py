@@ -57,7 +57,9 @@ def register(subparsers: Any) -> None:
 
 
 def _design_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--design", default="systolic", help="RTL unit: systolic, pe, requant")
+    parser.add_argument("--design", default="systolic",
+                        help="RTL unit: systolic, pe, requant, nm_compressor, sparse_systolic; for build also "
+                             "host_link (the UART command protocol around a WS tile, for 'accel fpga run')")
     parser.add_argument("--rows", type=int, help="systolic rows")
     parser.add_argument("--cols", type=int, help="systolic columns")
     parser.add_argument("--dataflow", choices=("ws", "os"), help="systolic dataflow")

@@ -4,8 +4,9 @@
 on a board: the harness's serial input is the board's UART ``rx`` pin, its serial output drives UART
 ``tx``, ``load`` is the first button and ``shift`` the second button where there is one (else it is
 tied high). This is a bring-up top level that proves the tile places, routes and packs on the board
-at the board's clock; it is not the UART command protocol (load weights, stream activations, read
-results), which this module does not implement.
+at the board's clock. The unit ``host_link`` instead puts :class:`rtl.fpga.host_link.HostLink` (the
+UART command protocol around a WS tile: load weights, stream activations, read results and the cycle
+counter) on the board's UART pins at ``baud`` (default 115200), for ``accel fpga run``.
 
 The platform's tools are pointed at the YoWASP commands through the environment variables
 amaranth reads (``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``) unless they
@@ -81,6 +82,37 @@ class _BoardTop(Elaboratable):
         return m
 
 
+class _HostLinkTop(Elaboratable):
+    """:class:`HostLink` on the board's UART pins, its divisor from the board's clock and ``baud``."""
+
+    def __init__(self, rows: int, cols: int, baud: int, max_stream: int) -> None:
+        self.rows, self.cols, self.baud, self.max_stream = rows, cols, baud, max_stream
+
+    def elaborate(self, platform: Any) -> Module:
+        from rtl.fpga.host_link import HostLink
+
+        m = Module()
+        divisor = round(platform.default_clk_frequency / self.baud)
+        m.submodules.link = link = HostLink(self.rows, self.cols, divisor, max_stream=self.max_stream)
+        uart = platform.request("uart", 0)
+        m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
+        return m
+
+
+def _top(unit: str, options: Mapping[str, Any]) -> tuple[Elaboratable, str]:
+    """The board top level of ``unit`` and its module name."""
+    if unit == "host_link":
+        known = {"rows", "cols", "baud", "max_stream"}
+        if set(options) - known:
+            raise ConfigError(f"unit 'host_link' takes options {', '.join(sorted(known))}, "
+                              f"not {', '.join(sorted(set(options) - known))}")
+        rows, cols = int(options.get("rows", 2)), int(options.get("cols", 2))
+        top = _HostLinkTop(rows, cols, int(options.get("baud", 115200)), int(options.get("max_stream", 16)))
+        return top, f"host_link_{rows}x{cols}"
+    built = build_unit(unit, **dict(options))
+    return _BoardTop(SerialHarness(built.component)), built.module
+
+
 def build_bitstream(board: str, unit: str, *, options: Mapping[str, Any] | None = None,
                     build_dir: Path | str, program: bool = False) -> BoardBuild:
     """Build a bitstream of registry ``unit`` with ``options`` for ``board`` in ``build_dir``.
@@ -94,17 +126,16 @@ def build_bitstream(board: str, unit: str, *, options: Mapping[str, Any] | None 
     import importlib
 
     platform = getattr(importlib.import_module(module_name), class_name)()
-    built = build_unit(unit, **dict(options or {}))
+    top, name = _top(unit, dict(options or {}))
     with _toolchain_env(family):
         for tool in platform.required_tools:
             if tool in _PROGRAMMERS and not _have(tool):
                 raise ToolError(f"board {board!r} (amaranth-boards {class_name}) requires {tool!r} even to build, "
                                 f"and it was not found: {_PROGRAMMERS[tool]}, or set {tool.upper().replace('-', '_')}")
         out = Path(build_dir)
-        name = built.module
         _log.info("building %s for %s in %s", name, board, out)
         try:
-            platform.build(_BoardTop(SerialHarness(built.component)), name=name, build_dir=str(out),
+            platform.build(top, name=name, build_dir=str(out),
                            do_program=program)
         except Exception as exc:  # amaranth raises its own BuildError / CalledProcessError
             raise ToolError(f"building {name} for {board} failed: {exc}") from None

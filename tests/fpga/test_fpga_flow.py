@@ -144,3 +144,12 @@ def test_cli_run_names_a_port_it_cannot_open(tmp_path) -> None:
     args = _cli(["fpga", "run", "--port", str(missing)])
     with pytest.raises(AccelError, match=rf"^(cannot open serial port '{missing}': .*|.*pip install pyserial)$"):
         args.handler(args)
+
+
+@pytest.mark.fpga
+def test_the_host_link_builds_for_a_board_with_a_uart(tmp_path) -> None:
+    from rtl.fpga.board import build_bitstream
+
+    done = build_bitstream("icebreaker", "host_link", options={"rows": 2, "cols": 2}, build_dir=tmp_path)
+    assert done.module == "host_link_2x2" and done.bitstream.suffix == ".bin"
+    assert done.bitstream.stat().st_size > 100_000  # a whole iCE40 UP5K image
