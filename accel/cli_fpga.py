@@ -38,10 +38,14 @@ def register(subparsers: Any) -> None:
 
     build = sub.add_parser("build", help="build a board bitstream through amaranth-boards",
                            description="Build a bitstream of a unit behind the serial harness for a board.")
-    build.add_argument("--board", required=True, choices=("icebreaker", "ulx3s", "orangecrab", "versa-ecp5"))
+    build.add_argument("--board", required=True,
+                       choices=("icebreaker", "ulx3s", "orangecrab", "versa-ecp5", "arty-a7", "nexys4ddr"),
+                       help="iCE40/ECP5 boards build here with YoWASP; Xilinx boards (arty-a7, nexys4ddr) need Vivado")
     _design_arguments(build)
     build.add_argument("--out", type=Path, default=Path("build/fpga"), help="build directory")
     build.add_argument("--program", action="store_true", help="program the attached board afterwards")
+    build.add_argument("--script-only", action="store_true",
+                       help="Xilinx boards: write the Vivado project and build script without running them")
     build.set_defaults(handler=_build)
 
     run = sub.add_parser("run", help="run a tile on a board over UART and check it",
@@ -81,7 +85,12 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from rtl.fpga.board import build_bitstream
+    from rtl.fpga.board import build_bitstream, write_vivado_project
+
+    if args.script_only:
+        for path in write_vivado_project(args.board, args.design, options=_options(args), build_dir=args.out):
+            print(f"wrote {path}")
+        return 0
 
     done = build_bitstream(args.board, args.design, options=_options(args), build_dir=args.out,
                            program=args.program)

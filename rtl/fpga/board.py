@@ -8,6 +8,11 @@ at the board's clock. The unit ``host_link`` instead puts :class:`rtl.fpga.host_
 UART command protocol around a WS tile: load weights, stream activations, read results and the cycle
 counter) on the board's UART pins at ``baud`` (default 115200), for ``accel fpga run``.
 
+Xilinx boards (``arty-a7``, ``nexys4ddr``) build with Vivado, which cannot run here:
+:func:`write_vivado_project` writes amaranth-boards' Vivado project (Verilog, XDC constraints, the
+Tcl build script that also writes utilisation and timing reports, and ``build_<name>.sh``) without
+running it, and :func:`build_bitstream` runs that script only when ``vivado`` is on the ``PATH``.
+
 The platform's tools are pointed at the YoWASP commands through the environment variables
 amaranth reads (``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``) unless they
 are set already. Boards whose amaranth-boards platform requires a programming tool even to build
@@ -33,7 +38,7 @@ from rtl.fpga.harness import SerialHarness
 from rtl.fpga.nextpnr import find_tool
 from rtl.units import build_unit
 
-__all__ = ["BOARDS", "BoardBuild", "build_bitstream"]
+__all__ = ["BOARDS", "BoardBuild", "build_bitstream", "write_vivado_project"]
 
 _log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ BOARDS: dict[str, tuple[str, str, str]] = {
     "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5"),
     "orangecrab": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_85FPlatform", "ecp5"),
     "versa-ecp5": ("amaranth_boards.versa_ecp5", "VersaECP5Platform", "ecp5"),
+    "arty-a7": ("amaranth_boards.arty_a7", "ArtyA7_35Platform", "xilinx"),
+    "nexys4ddr": ("amaranth_boards.nexys4ddr", "Nexys4DDRPlatform", "xilinx"),
 }
 """Boards :func:`build_bitstream` knows: module, platform class and family."""
 
@@ -113,6 +120,31 @@ def _top(unit: str, options: Mapping[str, Any]) -> tuple[Elaboratable, str]:
     return _BoardTop(SerialHarness(built.component)), built.module
 
 
+def _platform(board: str) -> tuple[Any, str, str]:
+    if board not in BOARDS:
+        raise ConfigError(f"Board must be one of {', '.join(BOARDS)}, not {board!r}")
+    module_name, class_name, family = BOARDS[board]
+    import importlib
+
+    return getattr(importlib.import_module(module_name), class_name)(), class_name, family
+
+
+def write_vivado_project(board: str, unit: str, *, options: Mapping[str, Any] | None = None,
+                         build_dir: Path | str) -> list[Path]:
+    """Write the Vivado project of ``unit`` on Xilinx ``board`` into ``build_dir`` without running it;
+    return the files written (``<name>.tcl`` is the build script, ``build_<name>.sh`` runs it)."""
+    platform, _, family = _platform(board)
+    if family != "xilinx":
+        raise ConfigError(f"Board {board!r} is not a Xilinx board; Vivado projects are for "
+                          f"{', '.join(b for b, v in BOARDS.items() if v[2] == 'xilinx')}")
+    top, name = _top(unit, dict(options or {}))
+    out = Path(build_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = platform.build(top, name=name, do_build=False)
+    plan.extract(str(out))
+    return sorted(p for p in out.iterdir() if p.is_file())
+
+
 def build_bitstream(board: str, unit: str, *, options: Mapping[str, Any] | None = None,
                     build_dir: Path | str, program: bool = False) -> BoardBuild:
     """Build a bitstream of registry ``unit`` with ``options`` for ``board`` in ``build_dir``.
@@ -120,12 +152,12 @@ def build_bitstream(board: str, unit: str, *, options: Mapping[str, Any] | None 
     Raises :class:`ConfigError` for an unknown board or unit option and
     :class:`~accel.errors.ToolError` for a missing or failing tool.
     """
-    if board not in BOARDS:
-        raise ConfigError(f"Board must be one of {', '.join(BOARDS)}, not {board!r}")
-    module_name, class_name, family = BOARDS[board]
-    import importlib
-
-    platform = getattr(importlib.import_module(module_name), class_name)()
+    platform, class_name, family = _platform(board)
+    if family == "xilinx" and not _have("vivado"):
+        written = write_vivado_project(board, unit, options=options, build_dir=build_dir)
+        raise ToolError(f"board {board!r} builds with Vivado, which is not on the PATH; its project was written "
+                        f"to {Path(build_dir)} ({', '.join(p.name for p in written)}): run the build_*.sh "
+                        f"there where Vivado is installed, or use --script-only")
     top, name = _top(unit, dict(options or {}))
     with _toolchain_env(family):
         for tool in platform.required_tools:
@@ -139,7 +171,7 @@ def build_bitstream(board: str, unit: str, *, options: Mapping[str, Any] | None 
                            do_program=program)
         except Exception as exc:  # amaranth raises its own BuildError / CalledProcessError
             raise ToolError(f"building {name} for {board} failed: {exc}") from None
-    suffix = ".bin" if family == "ice40" else ".bit"
+    suffix = ".bin" if family == "ice40" else ".bit"  # ECP5 (ecppack) and Xilinx (Vivado) both write .bit
     bitstream = out / f"{name}{suffix}"
     if not bitstream.is_file():
         raise ToolError(f"building {name} for {board} finished without a bitstream at {bitstream}")

@@ -153,3 +153,25 @@ def test_the_host_link_builds_for_a_board_with_a_uart(tmp_path) -> None:
     done = build_bitstream("icebreaker", "host_link", options={"rows": 2, "cols": 2}, build_dir=tmp_path)
     assert done.module == "host_link_2x2" and done.bitstream.suffix == ".bin"
     assert done.bitstream.stat().st_size > 100_000  # a whole iCE40 UP5K image
+
+
+def test_a_xilinx_board_gets_its_vivado_project_without_vivado(tmp_path, capsys) -> None:
+    args = _cli(["fpga", "build", "--board", "arty-a7", "--design", "host_link", "--rows", "2", "--cols", "2",
+                 "--script-only", "--out", str(tmp_path)])
+    assert args.handler(args) == 0
+    script = (tmp_path / "host_link_2x2.tcl").read_text()
+    for step in ("synth_design -top host_link_2x2", "place_design", "route_design", "report_utilization",
+                 "report_timing_summary", "write_bitstream"):
+        assert step in script, step
+    assert (tmp_path / "host_link_2x2.xdc").is_file() and (tmp_path / "build_host_link_2x2.sh").is_file()
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_building_a_xilinx_board_without_vivado_says_so(tmp_path, monkeypatch) -> None:
+    from rtl.fpga import board
+
+    monkeypatch.setattr(board, "_have", lambda tool: False)
+    args = _cli(["fpga", "build", "--board", "nexys4ddr", "--design", "host_link", "--out", str(tmp_path)])
+    with pytest.raises(AccelError, match=r"^board 'nexys4ddr' builds with Vivado, which is not on the PATH; "):
+        args.handler(args)
+    assert (tmp_path / "host_link_2x2.tcl").is_file()
