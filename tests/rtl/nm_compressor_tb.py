@@ -16,10 +16,9 @@ from collections import deque
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
-from tb_common import check_start_refuses_twice, checked_parameters
+from tb_common import check_start_refuses_twice, checked_parameters, start_clock_and_reset
 
 from accel.formats import NumberFormat
 from rtl.cocotb_runner import testbench_manifest
@@ -65,15 +64,9 @@ class CompressorTestbench:
         if self._started:
             raise RuntimeError("CompressorTestbench.start() may be called only once")
         self._started = True
-        Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
-        self.dut.dense__valid.value = 0
-        self.dut.dense__payload.value = 0
-        self.dut.compressed__ready.value = 1
-        self.dut.rst.value = 1
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        await FallingEdge(self.dut.clk)
-        self.dut.rst.value = 0
+        await start_clock_and_reset(
+            self.dut, period_ns=CLOCK_PERIOD_NS, idle={"dense__valid": 0, "dense__payload": 0, "compressed__ready": 1}
+        )
         cocotb.start_soon(self._drive())
         cocotb.start_soon(self._monitor())
 

@@ -12,10 +12,9 @@ import random
 from collections import deque
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
-from tb_common import check_start_refuses_twice
+from tb_common import check_start_refuses_twice, start_clock_and_reset
 
 from accel.config import load
 from accel.formats import NumberFormat
@@ -59,15 +58,9 @@ class RequantTestbench:
         if self._started:
             raise RuntimeError("RequantTestbench.start() may be called only once")
         self._started = True
-        Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
-        self.dut.i__valid.value = 0
-        self.dut.i__payload.value = 0
-        self.dut.o__ready.value = 1
-        self.dut.rst.value = 1
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        await FallingEdge(self.dut.clk)
-        self.dut.rst.value = 0
+        await start_clock_and_reset(
+            self.dut, period_ns=CLOCK_PERIOD_NS, idle={"i__valid": 0, "i__payload": 0, "o__ready": 1}
+        )
         cocotb.start_soon(self._drive())
         cocotb.start_soon(self._monitor())
 

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-__all__ = ["check_start_refuses_twice", "checked_parameters"]
+__all__ = ["check_start_refuses_twice", "checked_parameters", "start_clock_and_reset"]
+
+
+async def start_clock_and_reset(dut: object, *, period_ns: float, idle: dict[str, int], cycles: int = 2) -> None:
+    """Start ``dut.clk``, drive the ``idle`` input values, hold ``rst`` for ``cycles`` rising edges and
+    release it on the following falling edge."""
+    from cocotb.clock import Clock
+    from cocotb.triggers import FallingEdge, RisingEdge
+
+    Clock(dut.clk, period_ns, unit="ns").start()  # type: ignore[attr-defined]
+    for name, value in idle.items():
+        getattr(dut, name).value = value
+    dut.rst.value = 1  # type: ignore[attr-defined]
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)  # type: ignore[attr-defined]
+    await FallingEdge(dut.clk)  # type: ignore[attr-defined]
+    dut.rst.value = 0  # type: ignore[attr-defined]
 
 
 def checked_parameters() -> dict:
