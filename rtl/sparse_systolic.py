@@ -166,10 +166,7 @@ class SparseSystolicArray(SystolicArray):
                     pe.psum_in.eq(0 if g == 0 else pes[g - 1][j].psum_out),
                 ]
 
-        # Output de-skew: column j waits C - 1 - j registers so that a row leaves at once.
-        for j in range(cols):
-            column = self._skew(m, pes[groups - 1][j].psum_out, cols - 1 - j, advance, f"deskew_{j}")
-            m.d.comb += self.outputs.payload.data[j].eq(column)
+        self._deskew(m, [pe.psum_out for pe in pes[groups - 1]], advance)
         self._result_valid(m, advance, fire, self.inputs.payload.last)
         return m
 

@@ -288,12 +288,15 @@ class SystolicArray(wiring.Component):
                     pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
                 ]
 
-        # Output de-skew: column j waits C - 1 - j registers so that a row leaves at once.
-        for j in range(cols):
-            column = self._skew(m, pes[rows - 1][j].psum_out, cols - 1 - j, advance, f"deskew_{j}")
-            m.d.comb += self.outputs.payload.data[j].eq(column)
+        self._deskew(m, [pe.psum_out for pe in pes[rows - 1]], advance)
         self._result_valid(m, advance, fire, self.inputs.payload.last)
         return m
+
+    def _deskew(self, m: Module, bottom: list[Signal], advance: Signal) -> None:
+        """Output de-skew: column j waits C - 1 - j registers so that a row leaves at once."""
+        for j, psum in enumerate(bottom):
+            column = self._skew(m, psum, self.cols - 1 - j, advance, f"deskew_{j}")
+            m.d.comb += self.outputs.payload.data[j].eq(column)
 
     def _elaborate_os(self) -> Module:
         m = Module()
