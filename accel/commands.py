@@ -6,6 +6,8 @@ buffer reuse). Units execute their own commands in program order.
 
 ``Load``     DRAM -> on-chip buffer (DMA)
 ``Store``    on-chip buffer -> DRAM (DMA)
+``Move``     accumulator -> scratchpad on chip (the store path's requantizing read, no DRAM): results
+             that stay resident for a later layer
 ``Compute``  ``batch`` GEMM tiles ``m x k @ k x n`` on the systolic array, reading inputs and weights from
              the scratchpad and accumulating into the accumulator memory
 ``Vector``   ``elements`` element operations on the vector unit
@@ -18,7 +20,7 @@ from enum import Enum
 
 from accel.hardware import Dataflow, Sparsity
 
-__all__ = ["Unit", "Buffer", "Command", "Load", "Store", "Compute", "Vector"]
+__all__ = ["Unit", "Buffer", "Command", "Load", "Store", "Move", "Compute", "Vector"]
 
 
 class Unit(Enum):
@@ -59,6 +61,19 @@ class Store(Command):
     buffer: Buffer = Buffer.ACCUMULATOR
     addr: int = 0
     dram_addr: int = 0
+
+    unit = Unit.DMA
+
+
+@dataclass(frozen=True, kw_only=True)
+class Move(Command):
+    """``size_bytes`` of results (in the input format) from the accumulator at ``src_addr`` to the
+    scratchpad at ``addr``; ``tensor`` names what is moved. Runs on the DMA's store queue."""
+
+    tensor: str
+    size_bytes: int
+    src_addr: int = 0
+    addr: int = 0
 
     unit = Unit.DMA
 

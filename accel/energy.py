@@ -61,7 +61,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from accel.commands import Buffer, Command, Compute, Load, Store, Vector
+from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import ConfigError
 from accel.hardware import Accelerator, Memory
 from accel.timing import ceil_div
@@ -296,6 +296,13 @@ def command_energy_pj(arch: Accelerator, command: Command) -> dict[str, float]:
         }
     if isinstance(command, Compute):
         return _compute_energy_pj(arch, command)
+    if isinstance(command, Move):
+        a = arch.array
+        values = ceil_div(command.size_bytes, a.input_format.size_bytes)
+        return {
+            "accumulator": _sram_pj(table, arch.accumulator, values * a.accumulator_format.size_bytes),
+            "scratchpad": _sram_pj(table, arch.scratchpad, command.size_bytes),
+        }
     if isinstance(command, Vector):
         value_bytes = arch.array.input_format.size_bytes
         return {

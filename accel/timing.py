@@ -33,7 +33,7 @@ layer against its reports in ``tests/fixtures/scalesim``), except that SCALE-Sim
 
 from __future__ import annotations
 
-from accel.commands import Command, Compute, Load, Store, Vector
+from accel.commands import Command, Compute, Load, Move, Store, Vector
 from accel.hardware import Accelerator, Dataflow, SystolicArray
 
 __all__ = [
@@ -82,6 +82,12 @@ def dma_cycles(acc: Accelerator, size_bytes: int) -> int:
     return acc.dma.latency_cycles + acc.dram.latency_cycles + ceil_div(moved * 1000, round(bandwidth * 1000))
 
 
+def move_cycles(acc: Accelerator, size_bytes: int) -> int:
+    """An on-chip move of ``size_bytes`` results: one scratchpad word per cycle through the
+    accumulator's read path (its word holds as many results as the scratchpad word takes)."""
+    return ceil_div(size_bytes, acc.scratchpad.word_bytes * acc.scratchpad.ports)
+
+
 def vector_cycles(acc: Accelerator, elements: int) -> int:
     """``elements`` operations on the vector unit: pipeline latency plus one cycle per lane-full."""
     return acc.vector.latency_cycles + ceil_div(elements, acc.vector.lanes)
@@ -120,4 +126,6 @@ def command_cycles(arch: Accelerator, command: Command) -> int:
         return dma_cycles(arch, command.size_bytes)
     if isinstance(command, Vector):
         return vector_cycles(arch, command.elements)
+    if isinstance(command, Move):
+        return move_cycles(arch, command.size_bytes)
     raise TypeError(f"unknown command {command!r}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accel.commands import Command, Compute, Load, Store, Vector
+from accel.commands import Command, Compute, Load, Move, Store, Vector
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div
 
@@ -66,6 +66,10 @@ def command_bytes(arch: Accelerator, command: Command) -> dict[str, int]:
     """Bytes ``command`` moves at each level it touches (keys from :data:`LEVELS`)."""
     if isinstance(command, Load | Store):
         return {"dram": command.size_bytes, command.buffer.value: command.size_bytes}
+    if isinstance(command, Move):  # read in the accumulator format, written in the input format
+        a = arch.array
+        values = ceil_div(command.size_bytes, a.input_format.size_bytes)
+        return {"accumulator": values * a.accumulator_format.size_bytes, "scratchpad": command.size_bytes}
     if isinstance(command, Vector):
         return {"scratchpad": 2 * command.elements * arch.array.input_format.size_bytes}
     if isinstance(command, Compute):

@@ -42,7 +42,7 @@ from accel.errors import MappingError
 from accel.hardware import Accelerator
 from workloads.graph import Graph, Layer, OpKind, TensorKind
 
-__all__ = ["Gap", "MemoryTensor", "MemoryProblem", "problem_from_graph", "default_reserved_bytes"]
+__all__ = ["Gap", "MemoryTensor", "MemoryProblem", "problem_from_graph", "default_reserved_bytes", "view_roots"]
 
 _VIEW_OPS = (OpKind.RESHAPE, OpKind.PASSTHROUGH)
 
@@ -240,6 +240,18 @@ def _schedule(graph: Graph, order: Sequence[str] | None) -> tuple[Layer, ...]:
     return tuple(by_name[name] for name in order)
 
 
+def view_roots(graph: Graph, layers: Sequence[Layer] | None = None) -> dict[str, str]:
+    """The buffer each view tensor shares: ``{view: root}`` (tensors that are no view are absent)."""
+    root: dict[str, str] = {}
+    for layer in graph.layers if layers is None else layers:
+        if layer.op in _VIEW_OPS:
+            acts = [t for t in layer.inputs if not graph.tensors[t].is_constant] or list(layer.inputs)
+            if acts:
+                for out in layer.outputs:
+                    root[out] = root.get(acts[0], acts[0])
+    return root
+
+
 def problem_from_graph(
     graph: Graph,
     arch: Accelerator,
@@ -289,14 +301,7 @@ def problem_from_graph(
                                f"{capacity} B (the capacity), not {value!r}")
         reserved_bytes.append(value)
 
-    # views share their root's buffer
-    root: dict[str, str] = {}
-    for layer in layers:
-        if layer.op in _VIEW_OPS:
-            acts = [t for t in layer.inputs if not graph.tensors[t].is_constant] or list(layer.inputs)
-            if acts:
-                for out in layer.outputs:
-                    root[out] = root.get(acts[0], acts[0])
+    root = view_roots(graph, layers)
 
     def find(name: str) -> str:
         return root.get(name, name)

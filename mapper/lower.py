@@ -27,7 +27,17 @@ GEMMs and 1x1 convolutions; for larger kernels it counts the unique input footpr
 im2col copy (halos between tiles are not counted twice). Outputs are written once in the input
 number format (the accumulator's read path requantizes). Vector layers run in chunks that fit half
 of the scratchpad. Depthwise convolutions run on the array or on the vector unit (:class:`Depthwise`;
-``auto`` picks the lower estimate). Data-movement layers (reshape, concat, pass-through) cost nothing.
+``auto`` picks the lower estimate). Concatenations are copies through the vector unit (one element
+operation per output element); views (reshape, flatten, transpose, pass-through) cost nothing.
+
+**Resident tensors.** Given a :class:`~mapper.residency.Residency` (a scratchpad allocation over the
+schedule ``order``), layer ``i`` tiles inside its working region, the top ``working_bytes[i]`` bytes
+of the scratchpad (the allocation keeps residents below it), and: reads an operand that is on chip
+from its resident place (no load); writes an output that stays on chip with on-chip
+:class:`~accel.commands.Move` commands from the accumulator (array layers) or directly (vector
+layers) instead of stores; loads a buffer whose on-chip interval starts here with a read (a reload)
+whole into its place before the layer; and stores a buffer written back here whole after the layer.
+Any command that writes a scratchpad range waits for every earlier command that used part of it.
 
 Dependencies: a load waits for the store of the tensor it reads (through DRAM) and for the compute
 that last used its buffer half; a compute waits for its loads and for the previous compute; a store
@@ -39,16 +49,18 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
 
-from accel.commands import Buffer, Command, Compute, Load, Store, Vector
+from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import MappingError
-from accel.hardware import Accelerator, Dataflow, Sparsity
+from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div, dma_cycles, gemm_tile_cycles, vector_cycles
 from mapper.plan import LayerMapping, Plan, Tile
+from mapper.residency import AddressBook, Residency
+from mapper.schedules import FoldPlan, Operands, Step, Transfer, fold_outer, largest, share, tile_outer, tile_sizes
 from workloads.graph import GemmShape, Graph, Layer, OpKind
 
 __all__ = ["Depthwise", "LoopOrder", "lower"]
@@ -69,83 +81,81 @@ class Depthwise(Enum):
 
 
 def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None,
-          loop_order: LoopOrder = LoopOrder.AUTO, depthwise: Depthwise = Depthwise.AUTO) -> Plan:
+          loop_order: LoopOrder = LoopOrder.AUTO, depthwise: Depthwise = Depthwise.AUTO,
+          order: Sequence[str] | None = None, working_bytes: Mapping[str, int] | None = None,
+          residency: Residency | None = None) -> Plan:
     """Lower every layer of ``graph`` onto ``arch``.
 
     ``dataflow=None`` picks, per layer, the supported dataflow with the lowest estimate; a given
-    dataflow is used for every array layer.
+    dataflow is used for every array layer. ``order`` is the schedule (default: the graph's order);
+    ``working_bytes`` the scratchpad bytes each layer may tile in (default: all of it);
+    ``residency`` the tensors kept on chip between layers (default: none; see the module docstring).
     """
     if dataflow is not None and dataflow not in arch.array.dataflows:
         supported = ", ".join(d.value for d in arch.array.dataflows)
         raise MappingError(f"{arch.name} supports dataflows {supported}, not {dataflow.value}")
-    builder = _ProgramBuilder(graph, arch)
+    layers = graph.layers if order is None else _ordered(graph, order)
+    if residency is not None and tuple(residency.problem.steps) != tuple(layer.name for layer in layers):
+        raise MappingError(f"The allocation of {graph.name!r} was made for another schedule than the one lowered")
+    builder = _ProgramBuilder(graph, arch, residency)
     mappings = []
-    for layer in graph.layers:
+    for step, layer in enumerate(layers):
+        budget = None if layer.op in _VIEWS else arch.scratchpad.size_bytes if working_bytes is None else \
+            working_bytes.get(layer.name, arch.scratchpad.size_bytes)
+        builder.begin_layer(step, budget)
         if layer.gemm is not None and _is_depthwise(layer) and depthwise is not Depthwise.ARRAY and (
                 depthwise is Depthwise.VECTOR or builder.vector_is_faster(layer, dataflow, loop_order)):
             mappings.append(builder.vector_layer(layer, macs=layer.macs))
         elif layer.gemm is not None:
             mappings.append(builder.gemm_layer(layer, dataflow, loop_order))
-        elif layer.op.uses_vector_unit:
+        elif layer.op.uses_vector_unit or layer.op is OpKind.CONCAT:
             mappings.append(builder.vector_layer(layer))
         else:
             builder.alias(layer)
             mappings.append(LayerMapping(layer.name, layer.op, 0))
-    return Plan(arch=arch, graph_name=graph.name, layers=tuple(mappings), commands=tuple(builder.commands))
+        builder.end_layer()
+    return Plan(arch=arch, graph_name=graph.name, layers=tuple(mappings), commands=tuple(builder.commands),
+                graph=graph)
 
 
-# -- the abstract schedule of one array layer ----------------------------------------------------
+def working_space(graph: Graph, arch: Accelerator, *, knee: float, dataflow: Dataflow | None = None,
+                  loop_order: LoopOrder = LoopOrder.AUTO) -> dict[str, int]:
+    """Per non-view layer, the scratchpad bytes it tiles in when it shares the scratchpad.
 
-@dataclass(frozen=True)
-class _Transfer:
-    tensor: str
-    size_bytes: int
-    buffer: Buffer
-    key: tuple[int, ...] | None = None  # partial sums: a reload waits for the store with the same key
-
-
-@dataclass(frozen=True)
-class _Step:
-    """One compute with the transfers around it.
-
-    ``loads`` go to the next scratchpad half (operands) or to the current accumulator half (partial
-    sums); ``new_block`` switches to the other accumulator half first; ``stores`` leave after it.
+    The smallest of ``size, size/2, size/4, ...`` (and not below the layer's minimal working set,
+    :func:`mapper.lifetimes.default_reserved_bytes`) whose datasheet estimate (cycles) and DRAM
+    traffic are both within ``knee`` (a fraction) of the layer's with the whole scratchpad.
     """
+    from mapper.lifetimes import default_reserved_bytes
 
-    compute: dict[str, object]
-    loads: tuple[_Transfer, ...] = ()
-    stores: tuple[_Transfer, ...] = ()
-    new_block: bool = False
+    builder = _ProgramBuilder(graph, arch)
+    size = arch.scratchpad.size_bytes
+    working = {}
+    for layer in graph.layers:
+        if layer.op in _VIEWS:
+            continue
+        floor = sum(default_reserved_bytes(layer, graph, arch).values())
+        best_cycles, best_bytes = builder.layer_estimate(layer, size, dataflow, loop_order)
+        budget, candidate = size, size // 2
+        while candidate >= max(floor, 2):
+            cycles, moved = builder.layer_estimate(layer, candidate, dataflow, loop_order)
+            if cycles > best_cycles * (1 + knee) or moved > best_bytes * (1 + knee):
+                break
+            budget, candidate = candidate, candidate // 2
+        working[layer.name] = max(budget, min(floor, size))
+    return working
 
 
-@dataclass
-class _Operands:
-    """Names and sizes the schedules of one array layer need.
+_VIEWS = (OpKind.RESHAPE, OpKind.PASSTHROUGH)
 
-    ``gemm`` is what the array computes: for an N:M layer on an array that runs N:M, its reduction is
-    the compressed one (``ceil(k/M) x N``), each element of it standing for ``M/N`` input bytes per
-    input byte (``in_bytes``) and carrying a ``log2(M)``-bit index with its weight (``w_bytes``).
-    """
 
-    x: str
-    w: str | None
-    out: str
-    gemm: GemmShape
-    x_bytes: int  # the whole input tensor in DRAM
-    in_bytes: Fraction  # input bytes per element of (m, k)
-    w_bytes: Fraction  # weight bytes per element of (k, n)
-    out_bytes: int  # bytes of one output (the input number format)
-    acc_bytes: int
-    sparsity: Sparsity | None = None
-    w_value_bytes: int = 1  # bytes of one weight value (without its index)
-
-    def x_share(self, tb: int, tm: int, tk: int) -> int:
-        return max(1, round(self.x_bytes * tb * tm * tk / (self.gemm.batch * self.gemm.m * self.gemm.k)))
-
-    def w_size(self, tb: int, tk: int, tn: int) -> int:
-        if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
-            return self.sparsity.compressed_bytes(tb * tk * tn, 8 * self.w_value_bytes)
-        return math.ceil(tb * tk * tn * self.w_bytes)
+def _ordered(graph: Graph, order: Sequence[str]) -> tuple[Layer, ...]:
+    by_name = {layer.name: layer for layer in graph.layers}
+    unknown = [name for name in order if name not in by_name]
+    if unknown or len(order) != len(by_name) or len(set(order)) != len(order):
+        raise MappingError(f"A schedule of {graph.name!r} must list each of its {len(by_name)} layers once "
+                           f"(unknown: {unknown[:3]})")
+    return tuple(by_name[name] for name in order)
 
 
 @dataclass
@@ -156,95 +166,11 @@ class _Slot:
     last_users: list[int] = field(default_factory=list)
 
 
-def _tile_outer(ops: _Operands, tile: Tile, dataflow: Dataflow) -> Iterator[_Step]:
-    g = ops.gemm
-    for b0, n0, m0 in itertools.product(range(0, g.batch, tile.b), range(0, g.n, tile.n), range(0, g.m, tile.m)):
-        tb, tn, tm = min(tile.b, g.batch - b0), min(tile.n, g.n - n0), min(tile.m, g.m - m0)
-        k_starts = range(0, g.k, tile.k)
-        for k0 in k_starts:
-            tk = min(tile.k, g.k - k0)
-            loads = [_Transfer(ops.x, ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD)]
-            if ops.w is not None:
-                loads.append(_Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
-            last = k0 == k_starts[-1]
-            yield _Step(
-                compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0, sparsity=ops.sparsity),
-                loads=tuple(loads),
-                stores=(_Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR),) if last else (),
-                new_block=k0 == 0,
-            )
-
-
-@dataclass(frozen=True)
-class _FoldPlan:
-    """Fold-outer sizes: groups per compute, the stream chunk, and whether partial sums stay on chip.
-
-    When a fold's whole stream fits in one chunk, one compute may cover a block of ``s1_block x
-    s2_block`` (multiples of the array) folds, each paying its full fill and drain.
-    """
-
-    tb: int
-    chunk: int
-    resident: bool
-    s1_block: int
-    s2_block: int
-
-
-def _fold_outer(ops: _Operands, plan: _FoldPlan, dataflow: Dataflow, rows: int, cols: int) -> Iterator[_Step]:
-    """SCALE-Sim's order, for any dataflow: (groups, S2 folds, S1 folds) outer, stream chunks inner."""
-    g = ops.gemm
-    # (rows dim, cols dim, stream dim) of the array, as names of the GEMM dimensions
-    s1, s2, t = {Dataflow.WS: ("k", "n", "m"), Dataflow.OS: ("m", "n", "k"), Dataflow.IS: ("k", "m", "n")}[dataflow]
-    extent = {"m": g.m, "k": g.k, "n": g.n}
-    partial_sums = dataflow is not Dataflow.OS  # k is folded onto the rows: accumulate across folds
-    for b0 in range(0, g.batch, plan.tb):
-        tb = min(plan.tb, g.batch - b0)
-        for a0 in range(0, extent[s2], plan.s2_block):
-            s1_starts = range(0, extent[s1], plan.s1_block)
-            for f0 in s1_starts:
-                chunks = range(0, extent[t], plan.chunk)
-                for c0 in chunks:
-                    size = {s2: min(plan.s2_block, extent[s2] - a0), s1: min(plan.s1_block, extent[s1] - f0),
-                            t: min(plan.chunk, extent[t] - c0)}
-                    tm, tk, tn = size["m"], size["k"], size["n"]
-                    first_chunk, last_chunk = c0 == 0, c0 == chunks[-1]
-                    first_fold, last_fold = f0 == 0, f0 == s1_starts[-1]
-                    # the streamed operand every chunk; the stationary one with the fold's first chunk
-                    x_needed = dataflow is not Dataflow.IS or first_chunk
-                    w_needed = ops.w is not None and (dataflow is not Dataflow.WS or first_chunk)
-                    loads = []
-                    if x_needed:
-                        loads.append(_Transfer(ops.x, ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD))
-                    if w_needed:
-                        loads.append(_Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
-                    stores = []
-                    outputs = tb * tm * tn
-                    if not partial_sums:
-                        new_block, accumulate = first_chunk, not first_chunk
-                        if last_chunk:
-                            stores.append(_Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR))
-                    elif plan.resident:
-                        new_block, accumulate = first_fold and first_chunk, not first_fold
-                        if last_fold:
-                            stores.append(_Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR))
-                    else:
-                        new_block, accumulate = True, not first_fold
-                        key = (b0, a0, c0)
-                        if not first_fold:
-                            loads.append(_Transfer(ops.out, outputs * ops.acc_bytes, Buffer.ACCUMULATOR, key))
-                        size_bytes = outputs * (ops.out_bytes if last_fold else ops.acc_bytes)
-                        stores.append(_Transfer(ops.out, size_bytes, Buffer.ACCUMULATOR, None if last_fold else key))
-                    yield _Step(
-                        compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
-                                     fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity),
-                        loads=tuple(loads), stores=tuple(stores), new_block=new_block,
-                    )
-
-
 class _ProgramBuilder:
-    def __init__(self, graph: Graph, arch: Accelerator) -> None:
+    def __init__(self, graph: Graph, arch: Accelerator, residency: Residency | None = None) -> None:
         self.graph = graph
         self.arch = arch
+        self.residency = residency
         self.commands: list[Command] = []
         self.in_bytes = arch.array.input_format.size_bytes
         self.w_bytes = arch.array.weight_format.size_bytes
@@ -262,6 +188,83 @@ class _ProgramBuilder:
         self.acc_slots = [_Slot(0), _Slot(self.half_acc)]
         self.spad_turn = itertools.cycle((0, 1))
         self.acc_turn = itertools.cycle((0, 1))
+        self.book = AddressBook()  # scratchpad ranges and the commands that last used them
+        self.step = 0
+        self.onchip: dict[str, list[int]] = {}  # resident buffer -> the commands that wrote its on-chip copy
+        self.claims: dict[str, list[int]] = {}  # buffer placed this step -> commands its first writer waits for
+        self.users: dict[str, list[int]] = {}  # resident buffer -> commands of this layer that used it
+        self.moved: dict[str, int] = {}  # resident buffer -> bytes of it moved on chip so far
+
+    # -- layers in the schedule ------------------------------------------------------------------
+    def begin_layer(self, step: int, budget: int | None) -> None:
+        """Set up layer ``step``: its working region (the top ``budget`` bytes of the scratchpad;
+        ``None``: as the layer before), and the residents placed here (claimed; reloads loaded whole)."""
+        size = self.arch.scratchpad.size_bytes
+        budget = 2 * self.half_spad if budget is None else budget
+        if not 0 < budget <= size:
+            raise MappingError(f"Working space of step {step} must be 1..{size} B (the scratchpad), not {budget}")
+        self.step = step
+        half = budget // 2
+        base = size - 2 * half
+        if half != self.half_spad or self.spad_slots[0].addr != base:
+            self.half_spad = half
+            self.spad_slots = [_Slot(lo, self.book.claim(lo, lo + half)) for lo in (base, base + half)]
+        self.users = {}
+        if self.residency is None:
+            return
+        for name in self.residency.starting(step):
+            offset, nbytes = self.residency.place(name, step)  # type: ignore[misc]
+            self.claims[name] = self.book.claim(offset, offset + nbytes)
+            self.onchip[name] = []
+        for name in self.residency.reloads(step):
+            offset, nbytes = self.residency.place(name, step)  # type: ignore[misc]
+            load = self._emit(Load, layer=self.graph_layer_name(step), tensor=name, size_bytes=nbytes,
+                              buffer=Buffer.SCRATCHPAD, addr=offset, dram_addr=self.dram_addr[name],
+                              deps=[self.ready[name], *self.claims.pop(name, [])])
+            self.onchip[name] = [load]
+            self.users.setdefault(name, []).append(load)
+
+    def end_layer(self) -> None:
+        """Store the buffers written back after this step and record who used which addresses."""
+        if self.residency is not None:
+            for name in self.residency.written_back(self.step):
+                offset, nbytes = self.residency.place(name, self.step)  # type: ignore[misc]
+                store = self._emit(Store, layer=self.graph_layer_name(self.step), tensor=name, size_bytes=nbytes,
+                                   buffer=Buffer.SCRATCHPAD, addr=offset, dram_addr=self.dram_addr[name],
+                                   deps=[*self.onchip.get(name, []), *self.users.get(name, [])])
+                self.users.setdefault(name, []).append(store)
+                self.ready[name] = store
+                for alias in self._aliases(name):
+                    self.ready[alias] = store
+            for name, used in self.users.items():
+                offset, nbytes = self.residency.place(name, self.step)  # type: ignore[misc]
+                self.book.touch(offset, offset + nbytes, used)
+        for slot in self.spad_slots:
+            self.book.claim(slot.addr, slot.addr + self.half_spad)
+            self.book.touch(slot.addr, slot.addr + self.half_spad, slot.last_users)
+
+    def graph_layer_name(self, step: int) -> str:
+        assert self.residency is not None
+        return self.residency.problem.steps[step]
+
+    def _aliases(self, root: str) -> tuple[str, ...]:
+        assert self.residency is not None
+        for t in self.residency.problem.tensors:
+            if t.name == root:
+                return t.aliases
+        return ()
+
+    def _place(self, tensor: str) -> tuple[str, int] | None:
+        """``(buffer, offset)`` if ``tensor`` is on chip at the current step."""
+        if self.residency is None:
+            return None
+        place = self.residency.place(tensor, self.step)
+        return None if place is None else (self.residency.root(tensor), place[0])
+
+    def _produce_onchip(self, name: str, ident: int) -> None:
+        """Record ``ident`` as a writer of resident buffer ``name``'s on-chip copy at this step."""
+        self.onchip.setdefault(name, []).append(ident)
+        self.users.setdefault(name, []).append(ident)
 
     # -- command emission ------------------------------------------------------------------------
     def _emit(self, cls: type[Command], deps: object = (), **fields: object) -> int:
@@ -269,12 +272,12 @@ class _ProgramBuilder:
         self.commands.append(cls(id=ident, deps=tuple(sorted({d for d in deps if d is not None})), **fields))
         return ident
 
-    def _transfer(self, cls: type[Load] | type[Store], layer: Layer, t: _Transfer, addr: int,
+    def _transfer(self, cls: type[Load] | type[Store], layer: Layer, t: Transfer, addr: int,
                   deps: list[int | None]) -> int:
         return self._emit(cls, layer=layer.name, tensor=t.tensor, size_bytes=t.size_bytes, buffer=t.buffer,
                           addr=addr, dram_addr=self.dram_addr[t.tensor], deps=deps)
 
-    def _emit_steps(self, layer: Layer, steps: Iterator[_Step]) -> int:
+    def _emit_steps(self, layer: Layer, steps: Iterator[Step]) -> int:
         """Turn the abstract schedule into commands with addresses and dependencies; count computes."""
         previous: int | None = None
         acc_slot = self.acc_slots[0]
@@ -284,37 +287,62 @@ class _ProgramBuilder:
             if step.new_block:
                 acc_slot = self.acc_slots[next(self.acc_turn)]
             block_free = list(acc_slot.last_users) if step.new_block else []
-            spad_slot = self.spad_slots[next(self.spad_turn)] if any(
-                t.buffer is Buffer.SCRATCHPAD for t in step.loads) else None
-            loads, offset = [], 0
+            streamed = [t for t in step.loads if t.buffer is Buffer.SCRATCHPAD and self._place(t.tensor) is None]
+            spad_slot = self.spad_slots[next(self.spad_turn)] if streamed else None
+            loads, offset, operand_addr, onchip = [], 0, [], []
             for t in step.loads:
                 if t.buffer is Buffer.SCRATCHPAD:
+                    place = self._place(t.tensor)
+                    if place is not None:  # resident: read in place
+                        operand_addr.append(place[1])
+                        onchip.append(place[0])
+                        continue
                     assert spad_slot is not None
                     deps = [self.ready[t.tensor], *spad_slot.last_users]
                     loads.append(self._transfer(Load, layer, t, spad_slot.addr + offset, deps))
+                    operand_addr.append(spad_slot.addr + offset)
                     offset += t.size_bytes
                 else:
                     written = stored[t.key] if t.key is not None else self.ready[t.tensor]
                     loads.append(self._transfer(Load, layer, t, acc_slot.addr, [written, *block_free]))
             addr = spad_slot.addr if spad_slot is not None else 0
-            compute = self._emit(Compute, layer=layer.name, input_addr=addr, weight_addr=addr,
-                                 output_addr=acc_slot.addr, deps=[*loads, previous, *block_free], **step.compute)
+            in_addr, w_addr = (operand_addr + [addr, addr])[:2]
+            resident_deps = [d for name in onchip for d in self.onchip.get(name, [])]
+            compute = self._emit(Compute, layer=layer.name, input_addr=in_addr, weight_addr=w_addr,
+                                 output_addr=acc_slot.addr, deps=[*loads, previous, *block_free, *resident_deps],
+                                 **step.compute)
+            for name in onchip:
+                self.users.setdefault(name, []).append(compute)
             if spad_slot is not None:
                 spad_slot.last_users = [compute]
-            stores = [self._transfer(Store, layer, t, acc_slot.addr, [compute]) for t in step.stores]
+            stores = []
+            for t in step.stores:
+                place = self._place(t.tensor) if t.key is None else None
+                if place is None:
+                    stores.append(self._transfer(Store, layer, t, acc_slot.addr, [compute]))
+                    continue
+                name, base = place
+                nbytes = self.residency.place(name, self.step)[1]  # type: ignore[union-attr,index]
+                written = self.moved.get(name, 0)
+                at = written if written + t.size_bytes <= nbytes else max(nbytes - t.size_bytes, 0)
+                self.moved[name] = written + t.size_bytes
+                move = self._emit(Move, layer=layer.name, tensor=name, size_bytes=t.size_bytes,
+                                  src_addr=acc_slot.addr, addr=base + at, deps=[compute, *self.claims.pop(name, [])])
+                self._produce_onchip(name, move)
+                stores.append(move)
             if step.new_block:
                 acc_slot.last_users = []
             acc_slot.last_users.extend(stores)
             for t, ident in zip(step.stores, stores, strict=True):
                 if t.key is not None:
                     stored[t.key] = ident
-                else:
+                elif not isinstance(self.commands[ident], Move):
                     self.ready[t.tensor] = ident
             previous = compute
             count += 1
         return count
 
-    def _estimate(self, steps: Iterator[_Step], bound: float = float("inf")) -> tuple[float, int]:
+    def _estimate(self, steps: Iterator[Step], bound: float = float("inf")) -> tuple[float, int]:
         """``(max(array cycles, DMA cycles), DRAM bytes)`` of a schedule, from the datasheet alone.
 
         Stops early (returning infinity) once the estimate exceeds ``bound``: it only grows.
@@ -332,9 +360,38 @@ class _ProgramBuilder:
                 return float("inf"), moved
         return max(array, dma), moved
 
+    def layer_estimate(self, layer: Layer, budget: int, dataflow: Dataflow | None,
+                       loop_order: LoopOrder) -> tuple[float, float]:
+        """The datasheet estimate ``(max(compute, DMA) cycles, DRAM bytes)`` of ``layer`` tiled in
+        ``budget`` bytes (infinite when it does not fit)."""
+        saved, self.half_spad = self.half_spad, budget // 2
+        try:
+            if layer.gemm is not None:
+                dataflows = [dataflow] if dataflow is not None else list(self.arch.array.dataflows)
+                estimates = [self._estimate(self._gemm_options(layer, d, loop_order)[0][2]()) for d in dataflows]
+                if _is_depthwise(layer):
+                    estimates.append(self._vector_estimate(layer, layer.macs))
+                return min(estimates)
+            if layer.op.uses_vector_unit or layer.op is OpKind.CONCAT:
+                return self._vector_estimate(layer, 0)
+            return 0.0, 0.0
+        except MappingError:
+            return float("inf"), float("inf")
+        finally:
+            self.half_spad = saved
+
+    def _vector_estimate(self, layer: Layer, macs: int) -> tuple[float, float]:
+        inputs = [t for t in layer.inputs if macs or layer.op is OpKind.CONCAT or not self.graph.tensors[t].is_constant]
+        sizes = [self.graph.tensors[t].elements * self.in_bytes for t in (*inputs, *layer.outputs)]
+        chunks = max(1, ceil_div(sum(sizes), self.half_spad))
+        ops = max(macs or layer.vector_ops or self.graph.tensors[layer.outputs[0]].elements, 1)
+        dma = sum(dma_cycles(self.arch, share(size, i, chunks)) for size in sizes for i in range(chunks))
+        vector = sum(vector_cycles(self.arch, share(ops, i, chunks)) for i in range(chunks))
+        return float(max(vector, dma)), float(sum(sizes))
+
     # -- layers ----------------------------------------------------------------------------------
     def alias(self, layer: Layer) -> None:
-        """A data-movement layer: its outputs are ready when its inputs are."""
+        """A view: its outputs are ready when its inputs are."""
         latest = max((self.ready[t] for t in layer.inputs if self.ready[t] is not None), default=None)
         for out in layer.outputs:
             self.ready[out] = latest
@@ -362,21 +419,21 @@ class _ProgramBuilder:
         return vector < array
 
     def _gemm_options(self, layer: Layer, dataflow: Dataflow,
-                      loop_order: LoopOrder) -> list[tuple[str, Tile, Callable[[], Iterator[_Step]]]]:
+                      loop_order: LoopOrder) -> list[tuple[str, Tile, Callable[[], Iterator[Step]]]]:
         """The candidate schedules of an array layer, the best estimate first."""
         ops = self._operands(layer, dataflow)
         rows, cols = self.arch.array.rows, self.arch.array.cols
         options = []
         if loop_order is not LoopOrder.FOLD_OUTER:
             tile = self._choose_tile(layer, ops)
-            options.append(("tile-outer", tile, lambda t=tile: _tile_outer(ops, t, dataflow)))
+            options.append(("tile-outer", tile, lambda t=tile: tile_outer(ops, t, dataflow)))
         if loop_order is not LoopOrder.TILE_OUTER:
             fold = self._fold_plan(layer, ops, dataflow)
             r, c = fold.s1_block, fold.s2_block
             dims = {Dataflow.WS: dict(m=fold.chunk, k=r, n=c), Dataflow.OS: dict(m=r, k=fold.chunk, n=c),
                     Dataflow.IS: dict(m=c, k=r, n=fold.chunk)}[dataflow]
             tile = Tile(b=fold.tb, **{d: min(v, getattr(ops.gemm, d)) for d, v in dims.items()})
-            options.append(("fold-outer", tile, lambda f=fold: _fold_outer(ops, f, dataflow, rows, cols)))
+            options.append(("fold-outer", tile, lambda f=fold: fold_outer(ops, f, dataflow, rows, cols)))
         if len(options) > 1:
             best = self._estimate(options[0][2]())
             second = self._estimate(options[1][2](), bound=best[0])
@@ -384,7 +441,7 @@ class _ProgramBuilder:
                 options.reverse()
         return options
 
-    def _operands(self, layer: Layer, dataflow: Dataflow) -> _Operands:
+    def _operands(self, layer: Layer, dataflow: Dataflow) -> Operands:
         gemm = layer.gemm
         assert gemm is not None
         activations = [t for t in layer.inputs if not self.graph.tensors[t].is_constant]
@@ -393,16 +450,19 @@ class _ProgramBuilder:
             raise MappingError(f"Layer {layer.name!r}: a {layer.op.value} layer needs an activation input")
         w = activations[1] if len(activations) > 1 else (weights[0] if weights else None)
         x_bytes = self.graph.tensors[activations[0]].elements * self.in_bytes
+        # a strided convolution's input is bigger than its GEMM's m x k: tiles carry their share of it
+        x_rate = Fraction(x_bytes, gemm.batch * gemm.m * gemm.k)
         nm = layer.sparsity
         # N:M runs natively on a weight-stationary array that lists the pattern (the sparse PEs hold
         # each group's kept weights and indices); anything else runs the layer dense.
         if nm is None or nm not in self.arch.array.sparsity or w not in weights or dataflow is not Dataflow.WS:
-            return _Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm, x_bytes=x_bytes,
-                             in_bytes=Fraction(self.in_bytes), w_bytes=Fraction(self.w_bytes),
+            return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm, x_bytes=x_bytes,
+                             in_bytes=max(Fraction(self.in_bytes), x_rate), w_bytes=Fraction(self.w_bytes),
                              out_bytes=self.in_bytes, acc_bytes=self.acc_bytes)
         compressed = GemmShape(gemm.m, ceil_div(gemm.k, nm.m) * nm.n, gemm.n, gemm.batch)
-        return _Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=compressed, x_bytes=x_bytes,
-                         in_bytes=Fraction(self.in_bytes * nm.m, nm.n),
+        return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=compressed, x_bytes=x_bytes,
+                         in_bytes=max(Fraction(self.in_bytes * nm.m, nm.n),
+                                      Fraction(x_bytes, gemm.batch * gemm.m * compressed.k)),
                          w_bytes=self.w_bytes + Fraction(nm.index_bits, 8), out_bytes=self.in_bytes,
                          acc_bytes=self.acc_bytes, sparsity=nm, w_value_bytes=self.w_bytes)
 
@@ -412,13 +472,13 @@ class _ProgramBuilder:
             f"({self.half_spad} B) and of the accumulator ({self.half_acc} B)"
         )
 
-    def _choose_tile(self, layer: Layer, ops: _Operands) -> Tile:
+    def _choose_tile(self, layer: Layer, ops: Operands) -> Tile:
         """The tile-outer tile that fits with the least DRAM traffic (ties: fewer tiles)."""
         gemm = ops.gemm
         rows, cols = self.arch.array.rows, self.arch.array.cols
         best: tuple[tuple[int, int], Tile] | None = None
         for tb, tk, tn in itertools.product(
-            _candidates(gemm.batch, 1), _candidates(gemm.k, rows), _candidates(gemm.n, cols)
+            tile_sizes(gemm.batch, 1), tile_sizes(gemm.k, rows), tile_sizes(gemm.n, cols)
         ):
             tm = self._max_tm(ops, tb, tk, tn)
             if tm < 1:
@@ -433,14 +493,14 @@ class _ProgramBuilder:
             raise self._no_fit(layer)
         return best[1]
 
-    def _max_tm(self, ops: _Operands, tb: int, tk: int, tn: int) -> int:
+    def _max_tm(self, ops: Operands, tb: int, tk: int, tn: int) -> int:
         """The most rows whose inputs + weights fit half the scratchpad and outputs half the accumulator."""
         spad_room = self.half_spad - ops.w_size(tb, tk, tn)
         by_spad = math.floor(spad_room / (tb * tk * ops.in_bytes)) if spad_room > 0 else 0
         by_acc = self.half_acc // (tb * tn * self.acc_bytes)
         return min(ops.gemm.m, by_spad, by_acc)
 
-    def _fold_plan(self, layer: Layer, ops: _Operands, dataflow: Dataflow) -> _FoldPlan:
+    def _fold_plan(self, layer: Layer, ops: Operands, dataflow: Dataflow) -> FoldPlan:
         """The longest stream chunk of one fold; when a whole stream fits, the biggest block of folds
         and groups per compute."""
         g = ops.gemm
@@ -462,77 +522,65 @@ class _ProgramBuilder:
             return tb * spad <= self.half_spad and tb * acc * self.acc_bytes <= self.half_acc
 
         resident = dataflow is not Dataflow.OS and fits(1, 1, True)
-        chunk = _largest(lambda size: fits(1, size, resident), stream)
+        chunk = largest(lambda size: fits(1, size, resident), stream)
         if chunk < 1:
             raise self._no_fit(layer)
         if chunk < stream:
-            return _FoldPlan(tb=1, chunk=chunk, resident=resident, s1_block=rows, s2_block=cols)
-        c_folds = _largest(lambda i: fits(1, chunk, resident, c=min(i * cols, s2)), ceil_div(s2, cols))
+            return FoldPlan(tb=1, chunk=chunk, resident=resident, s1_block=rows, s2_block=cols)
+        c_folds = largest(lambda i: fits(1, chunk, resident, c=min(i * cols, s2)), ceil_div(s2, cols))
         c = min(c_folds * cols, s2)
-        r_folds = _largest(lambda j: fits(1, chunk, resident, r=min(j * rows, s1), c=c), ceil_div(s1, rows))
+        r_folds = largest(lambda j: fits(1, chunk, resident, r=min(j * rows, s1), c=c), ceil_div(s1, rows))
         r = min(r_folds * rows, s1)
-        tb = _largest(lambda size: fits(size, chunk, resident, r=r, c=c), g.batch)
-        return _FoldPlan(tb=tb, chunk=chunk, resident=resident, s1_block=r_folds * rows, s2_block=c_folds * cols)
+        tb = largest(lambda size: fits(size, chunk, resident, r=r, c=c), g.batch)
+        return FoldPlan(tb=tb, chunk=chunk, resident=resident, s1_block=r_folds * rows, s2_block=c_folds * cols)
 
     def vector_layer(self, layer: Layer, *, macs: int = 0) -> LayerMapping:
         """Element-wise work on the vector unit in chunks; ``macs`` > 0 runs a depthwise convolution
-        there (one multiply-accumulate per lane per cycle, reading its weights too)."""
-        inputs = [t for t in layer.inputs if macs or not self.graph.tensors[t].is_constant]
-        in_bytes = sum(self.graph.tensors[t].elements for t in inputs) * self.in_bytes
-        out_bytes = sum(self.graph.tensors[t].elements for t in layer.outputs) * self.in_bytes
-        chunks = max(1, ceil_div(in_bytes + out_bytes, self.half_spad))
-        ops = max(macs or layer.vector_ops, 1)
+        there (one multiply-accumulate per lane per cycle, reading its weights too). A concatenation
+        copies its inputs (one operation per output element). Resident operands are read and written
+        in place; the rest streams through the working region."""
+        inputs = [t for t in layer.inputs if macs or layer.op is OpKind.CONCAT or not self.graph.tensors[t].is_constant]
+        size = {t: self.graph.tensors[t].elements * self.in_bytes for t in (*inputs, *layer.outputs)}
+        place = {t: self._place(t) for t in size}
+        streamed_in = [t for t in inputs if place[t] is None]
+        streamed_out = [t for t in layer.outputs if place[t] is None]
+        in_bytes = sum(size[t] for t in streamed_in)
+        moved = in_bytes + sum(size[t] for t in streamed_out)
+        chunks = max(1, ceil_div(moved, self.half_spad))
+        ops = max(macs or layer.vector_ops or (size[layer.outputs[0]] // self.in_bytes), 1)
+        onchip_in = [d for t in inputs if place[t] is not None for d in self.onchip.get(place[t][0], [])]
+        out_claims = [d for t in layer.outputs if place[t] is not None for d in self.claims.pop(place[t][0], [])]
+        outputs_onchip = [place[t][0] for t in layer.outputs if place[t] is not None]
+        out_addr = next((place[t][1] for t in layer.outputs if place[t] is not None), None)
         for i in range(chunks):
             slot = self.spad_slots[next(self.spad_turn)]
             loads = [
                 self._emit(Load, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD, addr=slot.addr,
-                           size_bytes=_share(self.graph.tensors[t].elements * self.in_bytes, i, chunks),
-                           dram_addr=self.dram_addr[t], deps=[self.ready[t], *slot.last_users])
-                for t in inputs
+                           size_bytes=share(size[t], i, chunks), dram_addr=self.dram_addr[t],
+                           deps=[self.ready[t], *slot.last_users])
+                for t in streamed_in
             ]
             vec = self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
-                             elements=_share(ops, i, chunks), macs=_share(macs, i, chunks), input_addr=slot.addr,
-                             output_addr=slot.addr + _share(in_bytes, i, chunks), deps=[*loads, *slot.last_users])
+                             elements=share(ops, i, chunks), macs=share(macs, i, chunks), input_addr=slot.addr,
+                             output_addr=out_addr if out_addr is not None else slot.addr + share(in_bytes, i, chunks),
+                             deps=[*loads, *slot.last_users, *onchip_in, *out_claims])
+            for t in inputs:
+                if place[t] is not None:
+                    self.users.setdefault(place[t][0], []).append(vec)
+            for name in outputs_onchip:
+                self._produce_onchip(name, vec)
             stores = [
                 self._emit(Store, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD,
-                           size_bytes=_share(self.graph.tensors[t].elements * self.in_bytes, i, chunks),
-                           addr=slot.addr, dram_addr=self.dram_addr[t], deps=[vec])
-                for t in layer.outputs
+                           size_bytes=share(size[t], i, chunks), addr=slot.addr, dram_addr=self.dram_addr[t],
+                           deps=[vec])
+                for t in streamed_out
             ]
             slot.last_users = stores or [vec]
-        for t in layer.outputs:
-            self.ready[t] = len(self.commands) - 1
+            for t in streamed_out:
+                self.ready[t] = stores[-1]
         return LayerMapping(layer.name, layer.op, macs, tiles=chunks, loop_order="vector" if macs else "",
                             gemm=layer.gemm)
 
 
 def _is_depthwise(layer: Layer) -> bool:
     return layer.gemm is not None and layer.gemm.batch > 1 and layer.gemm.n == 1 and layer.op is OpKind.CONV
-
-
-def _largest(ok: object, limit: int) -> int:
-    """The largest ``size`` in ``1..limit`` with ``ok(size)`` (``ok`` monotone), or 0."""
-    if not ok(1):  # type: ignore[operator]
-        return 0
-    lo, hi = 1, limit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):  # type: ignore[operator]
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _candidates(extent: int, unit: int) -> Iterator[int]:
-    """Tile sizes worth trying along one dimension: multiples of ``unit`` in powers of two, and all."""
-    size = unit
-    while size < extent:
-        yield size
-        size *= 2
-    yield extent
-
-
-def _share(total: int, i: int, parts: int) -> int:
-    """The ``i``-th of ``parts`` nearly equal integer shares of ``total`` (they sum to ``total``)."""
-    return total * (i + 1) // parts - total * i // parts

@@ -1,16 +1,57 @@
-"""The whole mapper as one call: per-layer mapping search, scratchpad allocation, command program."""
+"""The whole mapper as one call: schedule, per-layer working space, scratchpad allocation, program.
+
+:func:`map_graph` runs the steps in order and returns a :class:`~mapper.plan.Plan` that
+:func:`mapper.check.check_plan` has proven valid:
+
+1. **Schedule**: the graph's operator order, or for branchy graphs the better of it and a
+   memory-aware order (:mod:`mapper.order`).
+2. **Working space** per layer (``allocator != "none"``): the fewest scratchpad bytes the layer can
+   tile in while its datasheet estimate stays within :data:`KNEE` of its estimate with the whole
+   scratchpad; the rest is offered to resident tensors. With ``none`` every layer tiles in all of it.
+3. **Allocation**: :func:`mapper.memory.allocate` with the chosen allocator on the problem of that
+   schedule, capacity and working space.
+4. **Lowering**: :func:`mapper.lower.lower` emits the command program with the residents in place.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 from accel.hardware import Accelerator
-from mapper.lower import lower
+from mapper.lower import lower, working_space
+from mapper.memory import allocate, check_allocation, problem_from_graph
 from mapper.options import MapOptions
 from mapper.plan import Plan
+from mapper.residency import Residency
 from workloads.graph import Graph
 
-__all__ = ["map_graph"]
+__all__ = ["map_graph", "KNEE"]
+
+_log = logging.getLogger(__name__)
+
+#: How much slower (estimated) a layer may get for the scratchpad bytes it gives to residents.
+KNEE = 0.05
 
 
 def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
     """Map ``graph`` onto ``arch`` as ``options`` say and return the checked plan."""
-    return lower(graph, arch)
+    from mapper.check import check_plan
+
+    if options.scratchpad_bytes is not None and options.scratchpad_bytes != arch.scratchpad.size_bytes:
+        arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad,
+                                                                        size_bytes=options.scratchpad_bytes))
+    if options.allocator == "none":
+        plan = lower(graph, arch)
+        check_plan(plan)
+        return plan
+    order = tuple(layer.name for layer in graph.layers)
+    working = working_space(graph, arch, knee=KNEE)
+    problem = problem_from_graph(graph, arch, order=order, reserved=working)
+    allocation = allocate(problem, method=options.allocator, time_limit_s=options.time_limit_s,
+                          mip_gap=options.mip_gap)
+    check_allocation(problem, allocation)
+    plan = lower(graph, arch, order=order, working_bytes=working, residency=Residency(problem, allocation))
+    plan = dataclasses.replace(plan, allocation=allocation, problem=problem, working_bytes=working)
+    check_plan(plan)
+    return plan

@@ -1,17 +1,20 @@
 """The plan: how a graph runs on an accelerator (the seam between the mapper and the simulator).
 
-A :class:`Plan` holds, for each layer, its :class:`LayerMapping` (dataflow, tile sizes, loop
+A :class:`Plan` holds, for each layer in schedule order, its :class:`LayerMapping` (dataflow, tile sizes, loop
 order, tile count) and the whole command program in issue order. Derived figures (DRAM traffic,
 MACs) are properties computed from the commands, so they cannot drift from what runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from accel.commands import Command, Compute, Load, Store, Vector
 from accel.hardware import Accelerator, Dataflow, Sparsity
-from workloads.graph import GemmShape, OpKind
+from mapper.allocate import Allocation
+from mapper.lifetimes import MemoryProblem
+from workloads.graph import GemmShape, Graph, OpKind
 
 __all__ = ["Tile", "LayerMapping", "Plan"]
 
@@ -45,6 +48,12 @@ class Plan:
     graph_name: str
     layers: tuple[LayerMapping, ...]
     commands: tuple[Command, ...]
+    graph: Graph | None = field(default=None, compare=False, repr=False)  # what was lowered
+    # with a scratchpad allocator: the allocation problem (its ``steps`` are the schedule), the
+    # allocator's answer, and each layer's working space in bytes
+    problem: MemoryProblem | None = field(default=None, compare=False)
+    allocation: Allocation | None = field(default=None, compare=False)
+    working_bytes: Mapping[str, int] | None = field(default=None, compare=False)
 
     @property
     def dram_read_bytes(self) -> int:

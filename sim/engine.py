@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import simpy
 
-from accel.commands import Command, Load, Store, Unit
+from accel.commands import Command, Load, Move, Store, Unit
 from accel.hardware import Accelerator
 from accel.timing import bank_conflict_cycles, command_cycles
 from accel.traffic import command_bytes
@@ -127,13 +127,13 @@ class Result:
         (a transfer waiting for DRAM bandwidth). ``bank_conflict_cycles`` is the part of the array's
         busy cycles lost to scratchpad bank conflicts.
         """
-        causes = {"Load": "stall_on_dma", "Store": "stall_on_dma", "Compute": "stall_on_array",
+        causes = {"Load": "stall_on_dma", "Store": "stall_on_dma", "Move": "stall_on_dma", "Compute": "stall_on_array",
                   "Vector": "stall_on_vector", "dram": "stall_on_dram"}
         channels = {"dma.load": self.arch.dma.channels, "dma.store": self.arch.dma.channels, "array": 1, "vector": 1}
         rows = {u: {"unit": u, "busy_cycles": 0, "stall_cycles": 0, **{c: 0 for c in dict.fromkeys(causes.values())},
                     "bank_conflict_cycles": 0} for u in channels}
         for ev in self.trace:
-            row = rows[{"Load": "dma.load", "Store": "dma.store"}.get(ev.kind, ev.unit)]
+            row = rows[{"Load": "dma.load", "Store": "dma.store", "Move": "dma.store"}.get(ev.kind, ev.unit)]
             row["busy_cycles"] += ev.end - ev.start
             row["stall_cycles"] += ev.stall
             if ev.stall:
@@ -249,6 +249,9 @@ class _Machine:
             yield from self._wait_for_deps(cmd)
             began = self.env.now if free_at is None else free_at
             cause = self._last_dependency(cmd)
+            if isinstance(cmd, Move):  # on chip: no DRAM slot
+                free_at = yield from self._execute(cmd, Unit.DMA, began, cause)
+                continue
             ready = self.env.now
             with self.dram.request() as slot:
                 yield slot

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accel.commands import Command, Compute, Load, Store, Unit, Vector
+from accel.commands import Command, Compute, Load, Move, Store, Unit, Vector
 from accel.energy import command_energy_pj
 from sim.power import energy
 
@@ -146,4 +146,6 @@ def _details(command: Command) -> dict[str, Any]:
                 "dataflow": command.dataflow.value}
     if isinstance(command, Vector):
         return {"op": command.op, "elements": command.elements}
+    if isinstance(command, Move):
+        return {"tensor": command.tensor, "size_bytes": command.size_bytes, "buffer": "accumulator->scratchpad"}
     return {}

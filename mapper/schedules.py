@@ -1,0 +1,189 @@
+"""The abstract schedules of one array layer: which computes run, and what moves around each.
+
+A schedule is an iterator of :class:`Step` (one compute command with its loads and stores, in
+operand terms: tensor names and bytes). :func:`tile_outer` and :func:`fold_outer` are the two loop
+orders described in :mod:`mapper.lower`; :mod:`mapper.search` prices them and
+:mod:`mapper.lower` turns the chosen one into commands with addresses and dependencies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+from accel.commands import Buffer
+from accel.hardware import Dataflow, Sparsity
+from accel.timing import ceil_div
+from mapper.plan import Tile
+from workloads.graph import GemmShape
+
+__all__ = ["Transfer", "Step", "Operands", "FoldPlan", "tile_outer", "fold_outer", "largest", "tile_sizes", "share"]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    tensor: str
+    size_bytes: int
+    buffer: Buffer
+    key: tuple[int, ...] | None = None  # partial sums: a reload waits for the store with the same key
+
+
+@dataclass(frozen=True)
+class Step:
+    """One compute with the transfers around it.
+
+    ``loads`` go to the next scratchpad half (operands) or to the current accumulator half (partial
+    sums); ``new_block`` switches to the other accumulator half first; ``stores`` leave after it.
+    """
+
+    compute: dict[str, object]
+    loads: tuple[Transfer, ...] = ()
+    stores: tuple[Transfer, ...] = ()
+    new_block: bool = False
+
+
+@dataclass(frozen=True)
+class Operands:
+    """Names and sizes the schedules of one array layer need.
+
+    ``gemm`` is what the array computes: for an N:M layer on an array that runs N:M, its reduction is
+    the compressed one (``ceil(k/M) x N``), each element of it standing for ``M/N`` input bytes per
+    input byte (``in_bytes``) and carrying a ``log2(M)``-bit index with its weight (``w_bytes``).
+    """
+
+    x: str
+    w: str | None
+    out: str
+    gemm: GemmShape
+    x_bytes: int  # the whole input tensor in DRAM
+    in_bytes: Fraction  # input bytes per element of (m, k), at least the tensor's bytes over m x k
+    w_bytes: Fraction  # weight bytes per element of (k, n)
+    out_bytes: int  # bytes of one output (the input number format)
+    acc_bytes: int
+    sparsity: Sparsity | None = None
+    w_value_bytes: int = 1  # bytes of one weight value (without its index)
+
+    def xshare(self, tb: int, tm: int, tk: int) -> int:
+        return max(1, ceil_div(self.x_bytes * tb * tm * tk, self.gemm.batch * self.gemm.m * self.gemm.k))
+
+    def w_size(self, tb: int, tk: int, tn: int) -> int:
+        if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
+            return self.sparsity.compressed_bytes(tb * tk * tn, 8 * self.w_value_bytes)
+        return math.ceil(tb * tk * tn * self.w_bytes)
+
+
+def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
+    g = ops.gemm
+    for b0, n0, m0 in itertools.product(range(0, g.batch, tile.b), range(0, g.n, tile.n), range(0, g.m, tile.m)):
+        tb, tn, tm = min(tile.b, g.batch - b0), min(tile.n, g.n - n0), min(tile.m, g.m - m0)
+        k_starts = range(0, g.k, tile.k)
+        for k0 in k_starts:
+            tk = min(tile.k, g.k - k0)
+            loads = [Transfer(ops.x, ops.xshare(tb, tm, tk), Buffer.SCRATCHPAD)]
+            if ops.w is not None:
+                loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
+            last = k0 == k_starts[-1]
+            yield Step(
+                compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0, sparsity=ops.sparsity),
+                loads=tuple(loads),
+                stores=(Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR),) if last else (),
+                new_block=k0 == 0,
+            )
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """Fold-outer sizes: groups per compute, the stream chunk, and whether partial sums stay on chip.
+
+    When a fold's whole stream fits in one chunk, one compute may cover a block of ``s1_block x
+    s2_block`` (multiples of the array) folds, each paying its full fill and drain.
+    """
+
+    tb: int
+    chunk: int
+    resident: bool
+    s1_block: int
+    s2_block: int
+
+
+def fold_outer(ops: Operands, plan: FoldPlan, dataflow: Dataflow, rows: int, cols: int) -> Iterator[Step]:
+    """SCALE-Sim's order, for any dataflow: (groups, S2 folds, S1 folds) outer, stream chunks inner."""
+    g = ops.gemm
+    # (rows dim, cols dim, stream dim) of the array, as names of the GEMM dimensions
+    s1, s2, t = {Dataflow.WS: ("k", "n", "m"), Dataflow.OS: ("m", "n", "k"), Dataflow.IS: ("k", "m", "n")}[dataflow]
+    extent = {"m": g.m, "k": g.k, "n": g.n}
+    partial_sums = dataflow is not Dataflow.OS  # k is folded onto the rows: accumulate across folds
+    for b0 in range(0, g.batch, plan.tb):
+        tb = min(plan.tb, g.batch - b0)
+        for a0 in range(0, extent[s2], plan.s2_block):
+            s1_starts = range(0, extent[s1], plan.s1_block)
+            for f0 in s1_starts:
+                chunks = range(0, extent[t], plan.chunk)
+                for c0 in chunks:
+                    size = {s2: min(plan.s2_block, extent[s2] - a0), s1: min(plan.s1_block, extent[s1] - f0),
+                            t: min(plan.chunk, extent[t] - c0)}
+                    tm, tk, tn = size["m"], size["k"], size["n"]
+                    first_chunk, last_chunk = c0 == 0, c0 == chunks[-1]
+                    first_fold, last_fold = f0 == 0, f0 == s1_starts[-1]
+                    # the streamed operand every chunk; the stationary one with the fold's first chunk
+                    x_needed = dataflow is not Dataflow.IS or first_chunk
+                    w_needed = ops.w is not None and (dataflow is not Dataflow.WS or first_chunk)
+                    loads = []
+                    if x_needed:
+                        loads.append(Transfer(ops.x, ops.xshare(tb, tm, tk), Buffer.SCRATCHPAD))
+                    if w_needed:
+                        loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
+                    stores = []
+                    outputs = tb * tm * tn
+                    if not partial_sums:
+                        new_block, accumulate = first_chunk, not first_chunk
+                        if last_chunk:
+                            stores.append(Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR))
+                    elif plan.resident:
+                        new_block, accumulate = first_fold and first_chunk, not first_fold
+                        if last_fold:
+                            stores.append(Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR))
+                    else:
+                        new_block, accumulate = True, not first_fold
+                        key = (b0, a0, c0)
+                        if not first_fold:
+                            loads.append(Transfer(ops.out, outputs * ops.acc_bytes, Buffer.ACCUMULATOR, key))
+                        size_bytes = outputs * (ops.out_bytes if last_fold else ops.acc_bytes)
+                        stores.append(Transfer(ops.out, size_bytes, Buffer.ACCUMULATOR, None if last_fold else key))
+                    yield Step(
+                        compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
+                                     fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity),
+                        loads=tuple(loads), stores=tuple(stores), new_block=new_block,
+                    )
+
+
+
+def largest(ok: object, limit: int) -> int:
+    """The largest ``size`` in ``1..limit`` with ``ok(size)`` (``ok`` monotone), or 0."""
+    if not ok(1):  # type: ignore[operator]
+        return 0
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):  # type: ignore[operator]
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def tile_sizes(extent: int, unit: int) -> Iterator[int]:
+    """Tile sizes worth trying along one dimension: multiples of ``unit`` in powers of two, and all."""
+    size = unit
+    while size < extent:
+        yield size
+        size *= 2
+    yield extent
+
+
+def share(total: int, i: int, parts: int) -> int:
+    """The ``i``-th of ``parts`` nearly equal integer shares of ``total`` (they sum to ``total``)."""
+    return total * (i + 1) // parts - total * i // parts
