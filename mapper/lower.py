@@ -48,8 +48,7 @@ the stores that emptied that half.
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
@@ -57,10 +56,11 @@ from fractions import Fraction
 from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
-from accel.timing import ceil_div, dma_cycles, gemm_tile_cycles, vector_cycles
-from mapper.plan import LayerMapping, Plan, Tile
+from accel.timing import ceil_div
+from mapper.plan import LayerMapping, Plan
 from mapper.residency import AddressBook, Residency
-from mapper.schedules import FoldPlan, Operands, Step, Transfer, fold_outer, largest, share, tile_outer, tile_sizes
+from mapper.schedules import Operands, Step, Transfer, share
+from mapper.search import Choice, Cost, roofline_cycles, search_gemm, vector_cost
 from workloads.graph import GemmShape, Graph, Layer, OpKind
 
 __all__ = ["Depthwise", "LoopOrder", "lower"]
@@ -83,13 +83,14 @@ class Depthwise(Enum):
 def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None,
           loop_order: LoopOrder = LoopOrder.AUTO, depthwise: Depthwise = Depthwise.AUTO,
           order: Sequence[str] | None = None, working_bytes: Mapping[str, int] | None = None,
-          residency: Residency | None = None) -> Plan:
+          residency: Residency | None = None, objective: str = "latency") -> Plan:
     """Lower every layer of ``graph`` onto ``arch``.
 
     ``dataflow=None`` picks, per layer, the supported dataflow with the lowest estimate; a given
     dataflow is used for every array layer. ``order`` is the schedule (default: the graph's order);
     ``working_bytes`` the scratchpad bytes each layer may tile in (default: all of it);
-    ``residency`` the tensors kept on chip between layers (default: none; see the module docstring).
+    ``residency`` the tensors kept on chip between layers (default: none; see the module docstring);
+    ``objective`` what the per-layer mapping search minimises (``latency``, ``energy``, ``edp``).
     """
     if dataflow is not None and dataflow not in arch.array.dataflows:
         supported = ", ".join(d.value for d in arch.array.dataflows)
@@ -97,7 +98,7 @@ def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None,
     layers = graph.layers if order is None else _ordered(graph, order)
     if residency is not None and tuple(residency.problem.steps) != tuple(layer.name for layer in layers):
         raise MappingError(f"The allocation of {graph.name!r} was made for another schedule than the one lowered")
-    builder = _ProgramBuilder(graph, arch, residency)
+    builder = _ProgramBuilder(graph, arch, residency, objective)
     mappings = []
     for step, layer in enumerate(layers):
         budget = None if layer.op in _VIEWS else arch.scratchpad.size_bytes if working_bytes is None else \
@@ -119,7 +120,7 @@ def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None,
 
 
 def working_space(graph: Graph, arch: Accelerator, *, knee: float, dataflow: Dataflow | None = None,
-                  loop_order: LoopOrder = LoopOrder.AUTO) -> dict[str, int]:
+                  loop_order: LoopOrder = LoopOrder.AUTO, objective: str = "latency") -> dict[str, int]:
     """Per non-view layer, the scratchpad bytes it tiles in when it shares the scratchpad.
 
     The smallest of ``size, size/2, size/4, ...`` (and not below the layer's minimal working set,
@@ -128,7 +129,7 @@ def working_space(graph: Graph, arch: Accelerator, *, knee: float, dataflow: Dat
     """
     from mapper.lifetimes import default_reserved_bytes
 
-    builder = _ProgramBuilder(graph, arch)
+    builder = _ProgramBuilder(graph, arch, objective=objective)
     size = arch.scratchpad.size_bytes
     working = {}
     for layer in graph.layers:
@@ -167,9 +168,11 @@ class _Slot:
 
 
 class _ProgramBuilder:
-    def __init__(self, graph: Graph, arch: Accelerator, residency: Residency | None = None) -> None:
+    def __init__(self, graph: Graph, arch: Accelerator, residency: Residency | None = None,
+                 objective: str = "latency") -> None:
         self.graph = graph
         self.arch = arch
+        self.objective = objective
         self.residency = residency
         self.commands: list[Command] = []
         self.in_bytes = arch.array.input_format.size_bytes
@@ -342,52 +345,42 @@ class _ProgramBuilder:
             count += 1
         return count
 
-    def _estimate(self, steps: Iterator[Step], bound: float = float("inf")) -> tuple[float, int]:
-        """``(max(array cycles, DMA cycles), DRAM bytes)`` of a schedule, from the datasheet alone.
-
-        Stops early (returning infinity) once the estimate exceeds ``bound``: it only grows.
-        """
-        array = dma = moved = 0
-        for step in steps:
-            c = step.compute
-            array += int(c["batch"]) * gemm_tile_cycles(  # type: ignore[call-overload]
-                self.arch.array, c["dataflow"], c["m"], c["k"], c["n"],
-                fill=c.get("fill", True), drain=c.get("drain", True))
-            for t in (*step.loads, *step.stores):
-                dma += dma_cycles(self.arch, t.size_bytes)
-                moved += t.size_bytes
-            if max(array, dma) > bound:
-                return float("inf"), moved
-        return max(array, dma), moved
-
     def layer_estimate(self, layer: Layer, budget: int, dataflow: Dataflow | None,
                        loop_order: LoopOrder) -> tuple[float, float]:
-        """The datasheet estimate ``(max(compute, DMA) cycles, DRAM bytes)`` of ``layer`` tiled in
-        ``budget`` bytes (infinite when it does not fit)."""
+        """The datasheet estimate ``(cycles, DRAM bytes)`` of ``layer`` tiled in ``budget`` bytes
+        (infinite when it does not fit)."""
         saved, self.half_spad = self.half_spad, budget // 2
         try:
             if layer.gemm is not None:
-                dataflows = [dataflow] if dataflow is not None else list(self.arch.array.dataflows)
-                estimates = [self._estimate(self._gemm_options(layer, d, loop_order)[0][2]()) for d in dataflows]
+                cost = self._choice(layer, dataflow, loop_order).cost
                 if _is_depthwise(layer):
-                    estimates.append(self._vector_estimate(layer, layer.macs))
-                return min(estimates)
-            if layer.op.uses_vector_unit or layer.op is OpKind.CONCAT:
-                return self._vector_estimate(layer, 0)
-            return 0.0, 0.0
+                    cost = min(cost, self._vector_cost(layer, layer.macs), key=lambda c: c.key(self.objective))
+            elif layer.op.uses_vector_unit or layer.op is OpKind.CONCAT:
+                cost = self._vector_cost(layer, 0)
+            else:
+                return 0.0, 0.0
+            return cost.cycles, cost.dram_bytes
         except MappingError:
             return float("inf"), float("inf")
         finally:
             self.half_spad = saved
 
-    def _vector_estimate(self, layer: Layer, macs: int) -> tuple[float, float]:
+    def _vector_cost(self, layer: Layer, macs: int) -> Cost:
         inputs = [t for t in layer.inputs if macs or layer.op is OpKind.CONCAT or not self.graph.tensors[t].is_constant]
         sizes = [self.graph.tensors[t].elements * self.in_bytes for t in (*inputs, *layer.outputs)]
-        chunks = max(1, ceil_div(sum(sizes), self.half_spad))
         ops = max(macs or layer.vector_ops or self.graph.tensors[layer.outputs[0]].elements, 1)
-        dma = sum(dma_cycles(self.arch, share(size, i, chunks)) for size in sizes for i in range(chunks))
-        vector = sum(vector_cycles(self.arch, share(ops, i, chunks)) for i in range(chunks))
-        return float(max(vector, dma)), float(sum(sizes))
+        return vector_cost(self.arch, ops, sizes, self.half_spad)
+
+    def _choice(self, layer: Layer, dataflow: Dataflow | None, loop_order: LoopOrder) -> Choice:
+        dataflows = [dataflow] if dataflow is not None else list(self.arch.array.dataflows)
+        orders = {LoopOrder.AUTO: ("tile-outer", "fold-outer"), LoopOrder.TILE_OUTER: ("tile-outer",),
+                  LoopOrder.FOLD_OUTER: ("fold-outer",)}[loop_order]
+        try:
+            return search_gemm(self.arch, tuple((d, self._operands(layer, d)) for d in dataflows),
+                               loop_orders=orders, half_spad=self.half_spad, half_acc=self.half_acc,
+                               objective=self.objective)
+        except MappingError as e:
+            raise MappingError(f"Layer {layer.name!r}: {e}") from None
 
     # -- layers ----------------------------------------------------------------------------------
     def alias(self, layer: Layer) -> None:
@@ -397,49 +390,24 @@ class _ProgramBuilder:
             self.ready[out] = latest
 
     def gemm_layer(self, layer: Layer, dataflow: Dataflow | None, loop_order: LoopOrder) -> LayerMapping:
-        """Emit an array layer in ``dataflow``, or (``None``) in the supported dataflow whose best
-        schedule has the lowest estimate (ties: the array's order)."""
-        if dataflow is None:
-            candidates = []
-            for df in self.arch.array.dataflows:
-                best = self._gemm_options(layer, df, loop_order)[0]
-                candidates.append((self._estimate(best[2]()), df))
-            dataflow = min(candidates, key=lambda c: c[0])[1]
-        order, tile, schedule = self._gemm_options(layer, dataflow, loop_order)[0]
-        tiles = self._emit_steps(layer, schedule())
-        return LayerMapping(layer.name, layer.op, layer.macs, dataflow, tile, order, tiles, layer.gemm,
-                            sparsity=self._operands(layer, dataflow).sparsity)
+        """Emit an array layer with the mapping :func:`mapper.search.search_gemm` picks, in
+        ``dataflow`` or (``None``) in any the array supports."""
+        choice = self._choice(layer, dataflow, loop_order)
+        ops = self._operands(layer, choice.dataflow)
+        tiles = self._emit_steps(layer, choice.steps(ops, self.arch))
+        g = ops.gemm
+        compulsory = ops.x_bytes + (ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0) \
+            + g.batch * g.m * g.n * ops.out_bytes
+        return LayerMapping(layer.name, layer.op, layer.macs, choice.dataflow, choice.tile, choice.order, tiles,
+                            layer.gemm, sparsity=ops.sparsity, estimate_cycles=choice.cost.cycles,
+                            estimate_energy_pj=choice.cost.energy_pj,
+                            roofline_cycles=roofline_cycles(self.arch, layer.macs, compulsory),
+                            candidates=choice.evaluated, pareto=choice.pareto)
 
     def vector_is_faster(self, layer: Layer, dataflow: Dataflow | None, loop_order: LoopOrder) -> bool:
-        """Whether a depthwise layer's vector-unit estimate beats its best array estimate."""
-        dataflows = [dataflow] if dataflow is not None else list(self.arch.array.dataflows)
-        array = min(self._estimate(self._gemm_options(layer, d, loop_order)[0][2]())[0] for d in dataflows)
-        moved = sum(self.graph.tensors[t].elements for t in (*layer.inputs, *layer.outputs)) * self.in_bytes
-        vector = max(vector_cycles(self.arch, layer.macs), dma_cycles(self.arch, moved))
-        return vector < array
-
-    def _gemm_options(self, layer: Layer, dataflow: Dataflow,
-                      loop_order: LoopOrder) -> list[tuple[str, Tile, Callable[[], Iterator[Step]]]]:
-        """The candidate schedules of an array layer, the best estimate first."""
-        ops = self._operands(layer, dataflow)
-        rows, cols = self.arch.array.rows, self.arch.array.cols
-        options = []
-        if loop_order is not LoopOrder.FOLD_OUTER:
-            tile = self._choose_tile(layer, ops)
-            options.append(("tile-outer", tile, lambda t=tile: tile_outer(ops, t, dataflow)))
-        if loop_order is not LoopOrder.TILE_OUTER:
-            fold = self._fold_plan(layer, ops, dataflow)
-            r, c = fold.s1_block, fold.s2_block
-            dims = {Dataflow.WS: dict(m=fold.chunk, k=r, n=c), Dataflow.OS: dict(m=r, k=fold.chunk, n=c),
-                    Dataflow.IS: dict(m=c, k=r, n=fold.chunk)}[dataflow]
-            tile = Tile(b=fold.tb, **{d: min(v, getattr(ops.gemm, d)) for d, v in dims.items()})
-            options.append(("fold-outer", tile, lambda f=fold: fold_outer(ops, f, dataflow, rows, cols)))
-        if len(options) > 1:
-            best = self._estimate(options[0][2]())
-            second = self._estimate(options[1][2](), bound=best[0])
-            if second < best:
-                options.reverse()
-        return options
+        """Whether a depthwise layer on the vector unit beats its best array mapping (by the objective)."""
+        array = self._choice(layer, dataflow, loop_order).cost
+        return self._vector_cost(layer, layer.macs).key(self.objective) < array.key(self.objective)
 
     def _operands(self, layer: Layer, dataflow: Dataflow) -> Operands:
         gemm = layer.gemm
@@ -465,74 +433,6 @@ class _ProgramBuilder:
                                       Fraction(x_bytes, gemm.batch * gemm.m * compressed.k)),
                          w_bytes=self.w_bytes + Fraction(nm.index_bits, 8), out_bytes=self.in_bytes,
                          acc_bytes=self.acc_bytes, sparsity=nm, w_value_bytes=self.w_bytes)
-
-    def _no_fit(self, layer: Layer) -> MappingError:
-        return MappingError(
-            f"Layer {layer.name!r}: not even a 1x1x1 tile fits half of the scratchpad "
-            f"({self.half_spad} B) and of the accumulator ({self.half_acc} B)"
-        )
-
-    def _choose_tile(self, layer: Layer, ops: Operands) -> Tile:
-        """The tile-outer tile that fits with the least DRAM traffic (ties: fewer tiles)."""
-        gemm = ops.gemm
-        rows, cols = self.arch.array.rows, self.arch.array.cols
-        best: tuple[tuple[int, int], Tile] | None = None
-        for tb, tk, tn in itertools.product(
-            tile_sizes(gemm.batch, 1), tile_sizes(gemm.k, rows), tile_sizes(gemm.n, cols)
-        ):
-            tm = self._max_tm(ops, tb, tk, tn)
-            if tm < 1:
-                continue
-            n_tiles = ceil_div(gemm.batch, tb) * ceil_div(gemm.n, tn) * ceil_div(gemm.m, tm)
-            w_traffic = ops.w_size(gemm.batch, gemm.k, gemm.n) * ceil_div(gemm.m, tm)
-            traffic = ops.x_bytes * ceil_div(gemm.n, tn) + w_traffic
-            key = (traffic, n_tiles * ceil_div(gemm.k, tk))
-            if best is None or key < best[0]:
-                best = (key, Tile(tm, tk, tn, tb))
-        if best is None:
-            raise self._no_fit(layer)
-        return best[1]
-
-    def _max_tm(self, ops: Operands, tb: int, tk: int, tn: int) -> int:
-        """The most rows whose inputs + weights fit half the scratchpad and outputs half the accumulator."""
-        spad_room = self.half_spad - ops.w_size(tb, tk, tn)
-        by_spad = math.floor(spad_room / (tb * tk * ops.in_bytes)) if spad_room > 0 else 0
-        by_acc = self.half_acc // (tb * tn * self.acc_bytes)
-        return min(ops.gemm.m, by_spad, by_acc)
-
-    def _fold_plan(self, layer: Layer, ops: Operands, dataflow: Dataflow) -> FoldPlan:
-        """The longest stream chunk of one fold; when a whole stream fits, the biggest block of folds
-        and groups per compute."""
-        g = ops.gemm
-        rows, cols = self.arch.array.rows, self.arch.array.cols
-        s1 = g.m if dataflow is Dataflow.OS else g.k
-        s2 = g.m if dataflow is Dataflow.IS else g.n
-        stream = {Dataflow.WS: g.m, Dataflow.OS: g.k, Dataflow.IS: g.n}[dataflow]
-
-        def fits(tb: int, chunk: int, resident: bool, r: int = min(rows, s1), c: int = min(cols, s2)) -> bool:
-            if dataflow is Dataflow.WS:  # inputs chunk x r, weights r x c
-                spad = chunk * r * ops.in_bytes + ops.w_size(1, r, c)
-                acc = (g.m if resident else chunk) * c
-            elif dataflow is Dataflow.OS:  # inputs r x chunk, weights chunk x c
-                spad = r * chunk * ops.in_bytes + ops.w_size(1, chunk, c)
-                acc = r * c
-            else:  # inputs r x c (k x m), weights r x chunk
-                spad = r * c * ops.in_bytes + ops.w_size(1, r, chunk)
-                acc = c * (g.n if resident else chunk)
-            return tb * spad <= self.half_spad and tb * acc * self.acc_bytes <= self.half_acc
-
-        resident = dataflow is not Dataflow.OS and fits(1, 1, True)
-        chunk = largest(lambda size: fits(1, size, resident), stream)
-        if chunk < 1:
-            raise self._no_fit(layer)
-        if chunk < stream:
-            return FoldPlan(tb=1, chunk=chunk, resident=resident, s1_block=rows, s2_block=cols)
-        c_folds = largest(lambda i: fits(1, chunk, resident, c=min(i * cols, s2)), ceil_div(s2, cols))
-        c = min(c_folds * cols, s2)
-        r_folds = largest(lambda j: fits(1, chunk, resident, r=min(j * rows, s1), c=c), ceil_div(s1, rows))
-        r = min(r_folds * rows, s1)
-        tb = largest(lambda size: fits(size, chunk, resident, r=r, c=c), g.batch)
-        return FoldPlan(tb=tb, chunk=chunk, resident=resident, s1_block=r_folds * rows, s2_block=c_folds * cols)
 
     def vector_layer(self, layer: Layer, *, macs: int = 0) -> LayerMapping:
         """Element-wise work on the vector unit in chunks; ``macs`` > 0 runs a depthwise convolution

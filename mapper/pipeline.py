@@ -42,16 +42,17 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
         arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad,
                                                                         size_bytes=options.scratchpad_bytes))
     if options.allocator == "none":
-        plan = lower(graph, arch)
+        plan = lower(graph, arch, objective=options.objective)
         check_plan(plan)
         return plan
     order = tuple(layer.name for layer in graph.layers)
-    working = working_space(graph, arch, knee=KNEE)
+    working = working_space(graph, arch, knee=KNEE, objective=options.objective)
     problem = problem_from_graph(graph, arch, order=order, reserved=working)
     allocation = allocate(problem, method=options.allocator, time_limit_s=options.time_limit_s,
                           mip_gap=options.mip_gap)
     check_allocation(problem, allocation)
-    plan = lower(graph, arch, order=order, working_bytes=working, residency=Residency(problem, allocation))
+    plan = lower(graph, arch, order=order, working_bytes=working, residency=Residency(problem, allocation),
+                 objective=options.objective)
     plan = dataclasses.replace(plan, allocation=allocation, problem=problem, working_bytes=working)
     check_plan(plan)
     return plan

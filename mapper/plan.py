@@ -40,6 +40,18 @@ class LayerMapping:
     tiles: int = 0  # number of compute commands (GEMM) or chunks (vector) the layer runs as
     gemm: GemmShape | None = None  # the layer's whole GEMM, for array layers
     sparsity: Sparsity | None = None  # the N:M pattern the array runs this layer with (None: dense)
+    # the mapping search's datasheet estimate of the chosen mapping, and the layer's roofline bound
+    # max(MACs / peak, compulsory DRAM bytes / bandwidth), in cycles (0 where not estimated)
+    estimate_cycles: float = 0.0
+    estimate_energy_pj: float = 0.0
+    roofline_cycles: float = 0.0
+    candidates: int = 0  # mappings priced
+    pareto: int = 0  # of which not dominated
+
+    @property
+    def roofline_fraction(self) -> float | None:
+        """How close the estimate is to the roofline bound (1.0: on it), or ``None``."""
+        return self.roofline_cycles / self.estimate_cycles if self.estimate_cycles else None
 
 
 @dataclass(frozen=True)

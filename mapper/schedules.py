@@ -66,7 +66,7 @@ class Operands:
     sparsity: Sparsity | None = None
     w_value_bytes: int = 1  # bytes of one weight value (without its index)
 
-    def xshare(self, tb: int, tm: int, tk: int) -> int:
+    def x_share(self, tb: int, tm: int, tk: int) -> int:
         return max(1, ceil_div(self.x_bytes * tb * tm * tk, self.gemm.batch * self.gemm.m * self.gemm.k))
 
     def w_size(self, tb: int, tk: int, tn: int) -> int:
@@ -82,7 +82,7 @@ def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
         k_starts = range(0, g.k, tile.k)
         for k0 in k_starts:
             tk = min(tile.k, g.k - k0)
-            loads = [Transfer(ops.x, ops.xshare(tb, tm, tk), Buffer.SCRATCHPAD)]
+            loads = [Transfer(ops.x, ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD)]
             if ops.w is not None:
                 loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
             last = k0 == k_starts[-1]
@@ -133,7 +133,7 @@ def fold_outer(ops: Operands, plan: FoldPlan, dataflow: Dataflow, rows: int, col
                     w_needed = ops.w is not None and (dataflow is not Dataflow.WS or first_chunk)
                     loads = []
                     if x_needed:
-                        loads.append(Transfer(ops.x, ops.xshare(tb, tm, tk), Buffer.SCRATCHPAD))
+                        loads.append(Transfer(ops.x, ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD))
                     if w_needed:
                         loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
                     stores = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from accel import config
@@ -77,7 +79,14 @@ def test_a_gemm_that_fits_moves_each_byte_once():
 
 def test_simulated_cycles_of_a_lone_tile_are_the_datasheet_sum():
     arch = config.load("gemmini")
-    result = simulate(lower(single_gemm(64, 64, 64), arch, dataflow=Dataflow.WS))
+    lone = (  # one tile: load both operands, compute, store (the mapper would split it to pipeline)
+        Load(id=0, layer="mm", tensor="x", size_bytes=4096),
+        Load(id=1, layer="mm", tensor="w", size_bytes=4096),
+        Compute(id=2, layer="mm", deps=(0, 1), m=64, k=64, n=64, dataflow=Dataflow.WS),
+        Store(id=3, layer="mm", deps=(2,), tensor="y", size_bytes=4096),
+    )
+    plan = lower(single_gemm(64, 64, 64), arch, dataflow=Dataflow.WS)
+    result = simulate(dataclasses.replace(plan, commands=lone))
     expected = (dma_cycles(arch, 4096) * 2 + gemm_tile_cycles(arch.array, Dataflow.WS, 64, 64, 64)
                 + dma_cycles(arch, 4096))
     assert result.total_cycles == expected

@@ -1,0 +1,348 @@
+"""Per-layer mapping search: dataflow, loop order and tile sizes, priced by the datasheet.
+
+:func:`search_gemm` enumerates the mappings of one array layer that fit a working space (half of it
+for one tile's operands, double-buffered, and half of the accumulator for its outputs), prices each
+with :class:`Cost` (cycles, energy, DRAM bytes) from the same functions the
+simulator charges (:func:`accel.timing.command_cycles`, :func:`accel.timing.dma_cycles`,
+:func:`accel.energy.command_energy_pj`), drops dominated mappings, and returns the best for the
+objective (``latency``: cycles, then energy; ``energy``: energy, then cycles; ``edp``: their product).
+
+The space, per supported dataflow:
+
+``tile-outer``
+    tiles ``b x m x k x n``: along ``b``, ``k`` and ``n`` every power-of-two multiple of the array
+    dimension, the whole extent, and the balanced non-divisor sizes ``ceil(extent / j)`` (rounded up
+    to the array dimension, ``j = 2..8``; the last tile takes the remainder); along ``m`` the most
+    rows that fit and the balanced size with the same tile count. Priced in closed form over the (at
+    most 24) distinct tile shapes, not tile by tile.
+``fold-outer``
+    SCALE-Sim's order with the longest stream chunk that fits (:mod:`mapper.schedules`), priced step
+    by step.
+
+Energy counts dynamic energy plus the static power of the whole design over the estimated cycles,
+so a slower mapping is charged for its leakage. Results are cached per (hardware, layer shape,
+working space, objective): layers of the same shape (ResNet's repeated blocks) are searched once.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from accel.commands import Buffer, Compute, Load, Store, Vector
+from accel.energy import command_energy_pj, static_power_mw
+from accel.errors import MappingError
+from accel.hardware import Accelerator, Dataflow
+from accel.timing import ceil_div, command_cycles, dma_cycles, vector_cycles
+from mapper.plan import Tile
+from mapper.schedules import FoldPlan, Operands, Step, fold_outer, largest, share, tile_outer, tile_sizes
+
+__all__ = ["Cost", "Choice", "search_gemm", "vector_cost", "roofline_cycles", "pareto"]
+
+
+@dataclass(frozen=True, order=True)
+class Cost:
+    """A mapping's datasheet estimate. ``cycles`` sums, step by step (one compute and the transfers
+    that overlap it under double buffering), the longer of the array's and the DMA's busy cycles."""
+
+    cycles: float
+    energy_pj: float
+    dram_bytes: float
+
+    def key(self, objective: str) -> tuple[float, ...]:
+        if objective == "latency":
+            return (self.cycles, self.energy_pj, self.dram_bytes)
+        if objective == "energy":
+            return (self.energy_pj, self.cycles, self.dram_bytes)
+        return (self.energy_pj * self.cycles, self.cycles, self.dram_bytes)
+
+    def dominates(self, other: Cost) -> bool:
+        mine, theirs = (self.cycles, self.energy_pj, self.dram_bytes), (other.cycles, other.energy_pj, other.dram_bytes)
+        return all(a <= b for a, b in zip(mine, theirs, strict=True)) and mine != theirs
+
+
+INFEASIBLE = Cost(float("inf"), float("inf"), float("inf"))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One mapping of an array layer: its loop order, dataflow, tile (for reports), how to generate
+    its schedule, its cost, and how many mappings were priced / not dominated."""
+
+    order: str
+    dataflow: Dataflow
+    tile: Tile
+    plan: Tile | FoldPlan
+    cost: Cost
+    evaluated: int = 1
+    pareto: int = 1
+
+    def steps(self, ops: Operands, arch: Accelerator) -> Iterator[Step]:
+        if isinstance(self.plan, FoldPlan):
+            return fold_outer(ops, self.plan, self.dataflow, arch.array.rows, arch.array.cols)
+        return tile_outer(ops, self.plan, self.dataflow)
+
+
+def pareto(choices: Iterable[Choice]) -> list[Choice]:
+    """The choices no other choice dominates (on cycles, energy and DRAM bytes)."""
+    ranked = sorted(choices, key=lambda c: (c.cost.cycles, c.cost.energy_pj, c.cost.dram_bytes))
+    front: list[Choice] = []
+    for c in ranked:
+        if not any(f.cost.dominates(c.cost) or f.cost == c.cost for f in front):
+            front.append(c)
+    return front
+
+
+def search_gemm(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], *, loop_orders: tuple[str, ...],
+                half_spad: int, half_acc: int, objective: str) -> Choice:
+    """The best mapping of one array layer (see the module docstring); ``operands`` gives, per
+    dataflow to consider, the layer's operands as that dataflow runs them (N:M runs WS only).
+
+    Raises :class:`MappingError` (without a layer name; the caller adds it) when nothing fits.
+    """
+    return _search(arch, operands, loop_orders, half_spad, half_acc, objective)
+
+
+@functools.lru_cache(maxsize=8192)
+def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], loop_orders: tuple[str, ...],
+            half_spad: int, half_acc: int, objective: str) -> Choice:
+    choices: list[Choice] = []
+    for dataflow, ops in operands:
+        if "tile-outer" in loop_orders:
+            choices.extend(_tile_outer_choices(arch, ops, dataflow, half_spad, half_acc))
+        if "fold-outer" in loop_orders:
+            fold = _fold_plan(arch, ops, dataflow, half_spad, half_acc)
+            if fold is not None:
+                choices.append(_fold_choice(arch, ops, dataflow, fold))
+    if not choices:
+        raise MappingError(f"not even a 1x1x1 tile fits half of the scratchpad ({half_spad} B) and of the "
+                           f"accumulator ({half_acc} B)")
+    front = pareto(choices)
+    best = min(front, key=lambda c: (c.cost.key(objective), loop_orders.index(c.order),
+                                     [d for d, _ in operands].index(c.dataflow)))
+    return Choice(best.order, best.dataflow, best.tile, best.plan, best.cost, evaluated=len(choices), pareto=len(front))
+
+
+# -- pricing ---------------------------------------------------------------------------------------
+
+class _Pricer:
+    """Datasheet cycles and energy of commands on one design, memoised (keys are plain tuples:
+    hashing the whole design per lookup would cost more than the lookup saves)."""
+
+    def __init__(self, arch: Accelerator) -> None:
+        self.arch = arch
+        self.static_pj_per_cycle = sum(static_power_mw(arch).values()) * 1e-3 / arch.clock_hz * 1e12
+        self._computes: dict[tuple[object, ...], tuple[int, float]] = {}
+        self._transfers: dict[tuple[int, Buffer, bool], tuple[int, float]] = {}
+
+    def compute(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, accumulate: bool, fill: bool,
+                drain: bool, sparsity: object) -> tuple[int, float]:
+        key = (dataflow, m, k, n, batch, accumulate, fill, drain, sparsity)
+        price = self._computes.get(key)
+        if price is None:
+            c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
+                        fill=fill, drain=drain, sparsity=sparsity)  # type: ignore[arg-type]
+            price = self._computes[key] = (command_cycles(self.arch, c), sum(command_energy_pj(self.arch, c).values()))
+        return price
+
+    def transfer(self, size_bytes: int, buffer: Buffer, store: bool) -> tuple[int, float]:
+        key = (size_bytes, buffer, store)
+        price = self._transfers.get(key)
+        if price is None:
+            t = (Store if store else Load)(id=0, layer="", tensor="", size_bytes=size_bytes, buffer=buffer)
+            price = self._transfers[key] = (dma_cycles(self.arch, size_bytes),
+                                            sum(command_energy_pj(self.arch, t).values()))
+        return price
+
+    def total(self, cycles: float, energy: float, moved: float) -> Cost:
+        return Cost(cycles, energy + cycles * self.static_pj_per_cycle, moved)
+
+
+_pricer = functools.lru_cache(maxsize=16)(_Pricer)
+
+
+def _price_steps(arch: Accelerator, steps: Iterable[Step]) -> Cost:
+    """Step by step: the loads of step ``i + 1`` and the stores of step ``i`` overlap compute ``i``
+    (double buffering), so a step costs the longer of the two; the first loads stand alone."""
+    pricer = _pricer(arch)
+    cycles = energy = moved = 0.0
+    pending: tuple[float, float] | None = None  # (array cycles, store cycles) of the previous step
+    for step in steps:
+        c = step.compute
+        array, pj = pricer.compute(c["dataflow"], c["m"], c["k"], c["n"], c["batch"],  # type: ignore[arg-type]
+                                   bool(c.get("accumulate", False)), bool(c.get("fill", True)),
+                                   bool(c.get("drain", True)), c.get("sparsity"))
+        energy += pj
+        loads = stores = 0
+        for t, store in itertools.chain(((t, False) for t in step.loads), ((t, True) for t in step.stores)):
+            busy, pj = pricer.transfer(t.size_bytes, t.buffer, store)
+            energy += pj
+            moved += t.size_bytes
+            if store:
+                stores += busy
+            else:
+                loads += busy
+        cycles += loads if pending is None else max(pending[0], pending[1] + loads)
+        pending = (array, stores)
+    if pending is not None:
+        cycles += pending[0] + pending[1]
+    return pricer.total(cycles, energy, moved)
+
+
+def _splits(extent: int, size: int) -> list[tuple[int, int]]:
+    """``(tile size, count)`` of the tiles along one dimension: the full ones and the remainder."""
+    full, rest = divmod(extent, size)
+    return [(size, full)] * bool(full) + [(rest, 1)] * bool(rest)
+
+
+def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dataflow) -> Cost:
+    """:func:`_price_steps` of :func:`tile_outer`, in closed form over the distinct tile shapes."""
+    g = ops.gemm
+    pricer = _pricer(arch)
+    cycles = energy = moved = 0.0
+    k_tiles = _splits(g.k, tile.k)
+    for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
+                                                          _splits(g.m, tile.m)):
+        count = cb * cn * cm
+        out = tb * tm * tn * ops.out_bytes
+        store_busy, store_pj = pricer.transfer(out, Buffer.ACCUMULATOR, True)
+        energy += count * store_pj
+        moved += count * out
+        sizes_by_k = []
+        for tk, ck in k_tiles:
+            sizes = [ops.x_share(tb, tm, tk)] + ([ops.w_size(tb, tk, tn)] if ops.w is not None else [])
+            sizes_by_k.append((tk, ck, sizes))
+        steps = []  # (k size, times, accumulate, last)
+        for j, (_, ck, _) in enumerate(sizes_by_k):
+            first, last = j == 0, j == len(sizes_by_k) - 1
+            head = 1 if first else 0
+            tail = 1 if last and ck - head > 0 else 0
+            if head:
+                steps.append((j, 1, False, last and ck == 1))
+            if ck - head - tail > 0:
+                steps.append((j, ck - head - tail, True, False))
+            if tail:
+                steps.append((j, 1, True, True))
+        priced = []  # per run of equal steps: (times, array cycles, load cycles, store cycles)
+        for j, times, accumulate, last in steps:
+            tk, _, sizes = sizes_by_k[j]
+            array, pj = pricer.compute(dataflow, tm, tk, tn, tb, accumulate, True, True, ops.sparsity)
+            energy += count * times * pj
+            loads = 0
+            for size in sizes:
+                busy, pj = pricer.transfer(size, Buffer.SCRATCHPAD, False)
+                loads += busy
+                energy += count * times * pj
+                moved += count * times * size
+            priced.append((times, array, loads, store_busy if last else 0))
+        # compute i overlaps the loads of step i + 1 (the next output tile's first, after the last)
+        for i, (times, array, loads, store) in enumerate(priced):
+            next_loads = priced[(i + 1) % len(priced)][2]
+            cycles += count * ((times - 1) * max(array, loads) + max(array, store + next_loads))
+    return pricer.total(cycles, energy, moved)
+
+
+def _balanced(extent: int, unit: int) -> Iterator[int]:
+    """Non-divisor tile sizes: ``ceil(extent / j)`` rounded up to a multiple of ``unit``."""
+    for j in range(2, 9):
+        size = ceil_div(ceil_div(extent, j), unit) * unit
+        if 0 < size < extent:
+            yield size
+
+
+def _sizes(extent: int, unit: int) -> list[int]:
+    return sorted(set(tile_sizes(extent, unit)) | set(_balanced(extent, unit)))
+
+
+def _max_tm(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> int:
+    """The most rows whose inputs + weights fit half the scratchpad and outputs half the accumulator."""
+    spad_room = half_spad - ops.w_size(tb, tk, tn)
+    by_spad = int(spad_room // (tb * tk * ops.in_bytes)) if spad_room > 0 else 0
+    by_acc = half_acc // (tb * tn * ops.acc_bytes)
+    return min(ops.gemm.m, by_spad, by_acc)
+
+
+def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int,
+                        half_acc: int) -> list[Choice]:
+    g = ops.gemm
+    rows, cols = arch.array.rows, arch.array.cols
+    out = []
+    for tb, tk, tn in itertools.product(_sizes(g.batch, 1), _sizes(g.k, rows), _sizes(g.n, cols)):
+        most = _max_tm(ops, tb, tk, tn, half_spad, half_acc)
+        if most < 1:
+            continue
+        for tm in sorted({most, ceil_div(g.m, ceil_div(g.m, most))}):
+            tile = Tile(tm, tk, tn, tb)
+            out.append(Choice("tile-outer", dataflow, tile, tile, _tile_outer_cost(arch, ops, tile, dataflow)))
+    return out
+
+
+def _fold_plan(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int, half_acc: int) -> FoldPlan | None:
+    """The longest stream chunk of one fold; when a whole stream fits, the biggest block of folds
+    and groups per compute (``None`` when not even one row fits)."""
+    g = ops.gemm
+    rows, cols = arch.array.rows, arch.array.cols
+    s1 = g.m if dataflow is Dataflow.OS else g.k
+    s2 = g.m if dataflow is Dataflow.IS else g.n
+    stream = {Dataflow.WS: g.m, Dataflow.OS: g.k, Dataflow.IS: g.n}[dataflow]
+
+    def fits(tb: int, chunk: int, resident: bool, r: int = min(rows, s1), c: int = min(cols, s2)) -> bool:
+        if dataflow is Dataflow.WS:  # inputs chunk x r, weights r x c
+            spad = chunk * r * ops.in_bytes + ops.w_size(1, r, c)
+            acc = (g.m if resident else chunk) * c
+        elif dataflow is Dataflow.OS:  # inputs r x chunk, weights chunk x c
+            spad = r * chunk * ops.in_bytes + ops.w_size(1, chunk, c)
+            acc = r * c
+        else:  # inputs r x c (k x m), weights r x chunk
+            spad = r * c * ops.in_bytes + ops.w_size(1, r, chunk)
+            acc = c * (g.n if resident else chunk)
+        return tb * spad <= half_spad and tb * acc * ops.acc_bytes <= half_acc
+
+    resident = dataflow is not Dataflow.OS and fits(1, 1, True)
+    chunk = largest(lambda size: fits(1, size, resident), stream)
+    if chunk < 1:
+        return None
+    if chunk < stream:
+        return FoldPlan(tb=1, chunk=chunk, resident=resident, s1_block=rows, s2_block=cols)
+    c_folds = largest(lambda i: fits(1, chunk, resident, c=min(i * cols, s2)), ceil_div(s2, cols))
+    c = min(c_folds * cols, s2)
+    r_folds = largest(lambda j: fits(1, chunk, resident, r=min(j * rows, s1), c=c), ceil_div(s1, rows))
+    r = min(r_folds * rows, s1)
+    tb = largest(lambda size: fits(size, chunk, resident, r=r, c=c), g.batch)
+    return FoldPlan(tb=tb, chunk=chunk, resident=resident, s1_block=r_folds * rows, s2_block=c_folds * cols)
+
+
+def _fold_choice(arch: Accelerator, ops: Operands, dataflow: Dataflow, fold: FoldPlan) -> Choice:
+    r, c = fold.s1_block, fold.s2_block
+    dims = {Dataflow.WS: dict(m=fold.chunk, k=r, n=c), Dataflow.OS: dict(m=r, k=fold.chunk, n=c),
+            Dataflow.IS: dict(m=c, k=r, n=fold.chunk)}[dataflow]
+    tile = Tile(b=fold.tb, **{d: min(v, getattr(ops.gemm, d)) for d, v in dims.items()})
+    cost = _price_steps(arch, fold_outer(ops, fold, dataflow, arch.array.rows, arch.array.cols))
+    return Choice("fold-outer", dataflow, tile, fold, cost)
+
+
+def vector_cost(arch: Accelerator, ops: int, sizes: list[int], half_spad: int) -> Cost:
+    """A vector layer streamed in chunks that fit ``half_spad``: ``ops`` element operations, the
+    tensors of ``sizes`` bytes loaded (inputs) or stored (outputs) once."""
+    chunks = max(1, ceil_div(sum(sizes), half_spad)) if half_spad > 0 else 0
+    if not chunks:
+        return INFEASIBLE
+    pricer = _pricer(arch)
+    vector = sum(vector_cycles(arch, share(ops, i, chunks)) for i in range(chunks))
+    dma = energy = 0.0
+    for size in sizes:
+        for i in range(chunks):
+            cycles, pj = pricer.transfer(share(size, i, chunks), Buffer.SCRATCHPAD, False)
+            dma += cycles
+            energy += pj
+    for i in range(chunks):
+        energy += sum(command_energy_pj(arch, Vector(id=0, layer="", op="", elements=share(ops, i, chunks))).values())
+    return pricer.total(max(vector, dma), energy, sum(sizes))
+
+
+def roofline_cycles(arch: Accelerator, macs: int, compulsory_bytes: int) -> float:
+    """The layer's roofline bound: ``max(MACs / peak MACs per cycle, compulsory bytes / DRAM bytes per cycle)``."""
+    bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
+    return max(macs / arch.peak_macs_per_cycle, compulsory_bytes / bandwidth)
