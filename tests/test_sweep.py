@@ -105,7 +105,7 @@ def test_invalid_points_are_kept_with_their_reason():
     assert pareto_mask(frame).tolist() == [False, False, False, True]
 
 
-SMALL = Space(base="gemmini", params={"array.size": [8, 16], "array.dataflows": [["ws"], ["os"], ["is"]],
+SMALL = Space(base="gemmini", params={"array.size": [8, 16], "array.dataflows": [["ws"], ["os"]],
                                       "scratchpad.size_bytes": ["64 KiB", 100]})  # 100: not whole words
 
 
