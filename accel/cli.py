@@ -116,8 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     mapping.set_defaults(handler=_map)
 
     from accel.cli_fpga import register as register_fpga
+    from accel.cli_sweep import register as register_sweep
 
     register_fpga(sub)
+    register_sweep(sub)
 
     rtl = sub.add_parser("rtl", help="generate Verilog for the RTL units",
                          description="Generate Verilog and a JSON manifest for an Amaranth unit.")

@@ -23,3 +23,49 @@ def test_nm_study_reports_every_pattern_relative_to_dense(tmp_path):
     assert (dense["speedup"] == 1).all()
     sparse = table[table["pattern"] != "dense"]
     assert (sparse["speedup"] > 1).all() and (sparse["dram_vs_dense"] < 1).all()
+
+
+def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_quick_sweep_spec_is_the_first_example_spec_and_runs(tmp_path):
+    assert sorted(p.name for p in EXAMPLES.glob("*.toml"))[0] == "quick_sweep.toml"
+    out = tmp_path / "quick.csv"
+    proc = _run("-m", "accel.cli", "sweep", str(EXAMPLES / "quick_sweep.toml"), "--out", str(out), "--no-progress")
+    assert proc.stdout.startswith("computed 24 of 24 rows (0 reused); 24 ok; wrote ")
+    table = pd.read_csv(out)
+    assert set(table["workload"]) == {"resnet18", "bert_base_layer"} and set(table["array.size"]) == {8, 16, 32}
+
+
+def test_array_size_sweep_marks_a_pareto_front_per_workload(tmp_path):
+    out = tmp_path / "sizes.csv"
+    proc = _run(str(EXAMPLES / "array_size_sweep.py"), "--out", str(out))
+    table = pd.read_csv(out)
+    assert len(table) == 5 * 2 * 2 and (table["status"] == "ok").all()
+    assert "pareto" in proc.stdout
+    for _, rows in table.groupby("workload"):  # a bigger array is never slower at the same dataflow
+        for _, flow in rows.groupby("array.dataflows"):
+            assert flow.sort_values("array.size")["latency_s"].is_monotonic_decreasing
+
+
+def test_scratchpad_ilp_study_compares_allocators_at_each_size(tmp_path):
+    out = tmp_path / "study.csv"
+    _run(str(EXAMPLES / "scratchpad_ilp_study.py"), "--out", str(out))
+    table = pd.read_csv(out)
+    assert list(table["mapper.allocator"][:3]) == ["none", "greedy", "ilp"]
+    assert (table["status"] == "ok").all()
+    assert (table.loc[table["mapper.allocator"] == "none", "dram_vs_none"] == 1).all()
+    assert (table["dram_vs_none"] <= 1).all()  # keeping tensors on chip never adds DRAM traffic
+
+
+def test_fpga_design_points_trade_resources_for_latency(tmp_path):
+    out = tmp_path / "fpga.csv"
+    _run(str(EXAMPLES / "fpga_design_points.py"), "--out", str(out))
+    table = pd.read_csv(out)
+    assert list(table["array.size"]) == [2, 3, 4, 6, 8]
+    assert table["dsp"].tolist() == [n * n for n in (2, 3, 4, 6, 8)]
+    assert table["fmax_mhz"].is_monotonic_decreasing and table["flip_flops"].is_monotonic_increasing
+    assert table["latency_s"].iloc[-1] < table["latency_s"].iloc[0]

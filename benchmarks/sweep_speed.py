@@ -1,0 +1,105 @@
+"""Sweep speed: design points per second for ResNet-18 on the Gemmini-like preset, caches warm.
+
+Sweeps 24 design points (DRAM bandwidth x scratchpad size x dataflow around ``gemmini``) of ResNet-18
+with :func:`sim.sweep.sweep` on: this process (``max_workers=1``), a local pool of 1 and of 2 processes,
+and a 2-worker Dask ``LocalCluster``. Each executor first runs a warm-up sweep of other points (imports,
+the energy table, the workload graph cached in every worker), then the timed one. Prints a table and
+writes JSON (``--json``, default ``benchmarks/results/sweep_speed.json``). The target is 5 points per
+second per core.
+
+It also profiles one point in this process and reports the share of mapping (``mapper.map_graph``),
+simulation (``sim.simulate``) and the summary/energy accounting, which is where the time goes.
+
+    python benchmarks/sweep_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import mapper
+import sim
+from accel import config
+from sim.sweep import sweep
+from sim.sweep_space import Space
+
+WORKLOAD = "resnet18"
+TIMED = Space(base="gemmini", params={"dram.bandwidth_bytes_per_cycle": [8.0, 12.0, 16.0, 24.0, 32.0, 48.0],
+                                      "scratchpad.size_bytes": ["128 KiB", "256 KiB"],
+                                      "array.dataflows": [["ws"], ["os"]]})
+WARMUP = Space(base="gemmini", params={"dram.bandwidth_bytes_per_cycle": [10.0, 20.0, 40.0, 64.0]})
+
+
+def _timed(executor: object, max_workers: int | None) -> dict[str, float]:
+    sweep(WARMUP, [WORKLOAD], executor=executor, max_workers=max_workers)
+    t0 = time.perf_counter()
+    frame = sweep(TIMED, [WORKLOAD], executor=executor, max_workers=max_workers)
+    wall = time.perf_counter() - t0
+    assert (frame["status"] == "ok").all(), frame["reason"].unique()
+    return {"points": len(frame), "wall_s": wall, "points_per_s": len(frame) / wall}
+
+
+def profile_point() -> dict[str, float]:
+    """Wall time of mapping, simulating and summarising one ResNet-18 point (warm, best of 3)."""
+    arch = config.load("gemmini")
+    graph = __import__("workloads").load(WORKLOAD)
+    best: dict[str, float] = {}
+    for _ in range(4):
+        t0 = time.perf_counter()
+        plan = mapper.map_graph(graph, arch)
+        t1 = time.perf_counter()
+        result = sim.simulate(plan)
+        t2 = time.perf_counter()
+        result.summary()
+        t3 = time.perf_counter()
+        for name, value in (("map_s", t1 - t0), ("simulate_s", t2 - t1), ("summary_s", t3 - t2)):
+            best[name] = min(best.get(name, value), value)
+    best["commands"] = len(plan.commands)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=Path(__file__).with_name("results") / "sweep_speed.json")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster")
+    args = parser.parse_args()
+
+    rows = [{"executor": "in-process (max_workers=1)", "cores": 1, **_timed(None, 1)}]
+    for workers in (1, 2):
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+            rows.append({"executor": f"local processes ({workers})", "cores": workers, **_timed(pool, workers)})
+    if not args.no_dask:
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            rows.append({"executor": "dask LocalCluster (2 workers)", "cores": 2, **_timed(client, None)})
+    for row in rows:
+        row["points_per_s_per_core"] = row["points_per_s"] / row["cores"]
+    point = profile_point()
+
+    print(f"ResNet-18 on gemmini, {rows[0]['points']} design points per run, {os.cpu_count()} cores")
+    print(f"{'executor':32} {'cores':>5} {'wall s':>8} {'points/s':>9} {'per core':>9}")
+    for row in rows:
+        print(f"{row['executor']:32} {row['cores']:>5} {row['wall_s']:>8.2f} {row['points_per_s']:>9.2f} "
+              f"{row['points_per_s_per_core']:>9.2f}")
+    total = point["map_s"] + point["simulate_s"] + point["summary_s"]
+    print(f"one point ({point['commands']:.0f} commands): map {point['map_s'] * 1e3:.0f} ms "
+          f"({point['map_s'] / total:.0%}), simulate {point['simulate_s'] * 1e3:.0f} ms "
+          f"({point['simulate_s'] / total:.0%}), summary+energy {point['summary_s'] * 1e3:.0f} ms "
+          f"({point['summary_s'] / total:.0%}); target 5 points/s/core = 200 ms per point")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"workload": WORKLOAD, "arch": "gemmini", "cpu_count": os.cpu_count(),
+                                     "python": platform.python_version(), "runs": rows, "one_point": point},
+                                    indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
