@@ -99,15 +99,20 @@ def _parser() -> argparse.ArgumentParser:
 
     mapping = sub.add_parser(
         "map", help="map a workload: per-layer tiling and scratchpad allocation",
-        description="Map a workload onto an accelerator: print each layer's dataflow, loop order and tile, "
-                    "then place tensors in the scratchpad with an allocator (ilp: HiGHS; greedy: "
-                    "greedy-by-size with LRU eviction; firstfit; none: every tensor through DRAM) and print "
-                    "the DRAM traffic of every allocator next to the chosen one.", epilog=epilog)
+        description="Map a workload onto an accelerator: search each layer's dataflow, loop order and tile "
+                    "for the objective, place tensors in the scratchpad with an allocator (ilp: HiGHS; "
+                    "greedy: greedy-by-size with LRU eviction; firstfit; none: every tensor through DRAM), "
+                    "emit and check the command program, and print each layer's mapping with its estimate "
+                    "and roofline bound, the plan's DRAM traffic, and every allocator's tensor traffic.",
+        epilog=epilog)
     mapping.add_argument("--arch", default="gemmini", help="preset name or TOML file (default: gemmini)")
     mapping.add_argument("--workload", default="resnet18", help="zoo name, FILE.onnx or FILE.csv")
     mapping.add_argument("--scratchpad", default=None, metavar="SIZE",
                          help="scratchpad bytes for resident tensors, e.g. 512KiB (default: the design's)")
-    mapping.add_argument("--allocator", choices=["ilp", "greedy", "firstfit", "none"], default="ilp")
+    mapping.add_argument("--allocator", choices=["ilp", "greedy", "firstfit", "none"], default="ilp",
+                         help="how tensors stay in the scratchpad between layers (default: ilp)")
+    mapping.add_argument("--objective", choices=["latency", "energy", "edp"], default="latency",
+                         help="what each layer's mapping search minimises (default: latency)")
     mapping.add_argument("--time-limit", type=float, default=10.0, metavar="S", help="ILP time limit (default 10)")
     mapping.add_argument("--mip-gap", type=float, default=0.01, help="ILP relative gap (default 0.01)")
     mapping.add_argument("--out", type=Path, default=None, help="write the plan as JSON here")
@@ -278,29 +283,35 @@ def _run(args: argparse.Namespace) -> int:
 def _map(args: argparse.Namespace) -> int:
     import mapper
     import workloads
-    from mapper.memory import allocate, check_allocation, problem_from_graph
+    from mapper.memory import allocate, problem_from_graph
 
     arch = config.load(args.arch)
     graph = workloads.load(args.workload)
-    plan = mapper.lower(graph, arch)
     capacity = config.parse_size(args.scratchpad) if args.scratchpad else None
-    problem = problem_from_graph(graph, arch, capacity_bytes=capacity)
-    results = {}
-    for method in ("none", "firstfit", "greedy", args.allocator):
-        if method not in results:
-            results[method] = allocate(problem, method=method, time_limit_s=args.time_limit, mip_gap=args.mip_gap)
-            check_allocation(problem, results[method])
-    chosen = results[args.allocator]
+    options = mapper.MapOptions(allocator=args.allocator, objective=args.objective, scratchpad_bytes=capacity,
+                                time_limit_s=args.time_limit, mip_gap=args.mip_gap)
+    plan = mapper.map_graph(graph, arch, options)
+    problem = plan.problem or problem_from_graph(graph, plan.arch)
+    chosen = plan.allocation or allocate(problem, method="none")
+    results = {m: allocate(problem, method=m) for m in ("none", "firstfit", "greedy") if m != args.allocator}
+    results[args.allocator] = chosen
     document = {
-        "arch": arch.name, "workload": graph.name, "allocator": args.allocator,
-        "scratchpad_bytes": problem.capacity_bytes,
-        **{k: chosen.to_dict()[k] for k in ("dram_bytes", "compulsory_dram_bytes", "non_compulsory_bytes",
-                                            "status", "objective", "bound", "gap", "solve_time_s")},
-        "baselines": {m: {"dram_bytes": a.dram_bytes, "non_compulsory_bytes": a.non_compulsory_bytes}
+        "arch": arch.name, "workload": graph.name, "allocator": args.allocator, "objective_function": args.objective,
+        "scratchpad_bytes": plan.arch.scratchpad.size_bytes,
+        "dram_bytes": plan.dram_bytes, "dram_read_bytes": plan.dram_read_bytes,
+        "dram_write_bytes": plan.dram_write_bytes,
+        "compulsory_dram_bytes": problem.compulsory_dram_bytes,
+        "tensor_dram_bytes": chosen.dram_bytes, "non_compulsory_bytes": chosen.non_compulsory_bytes,
+        **{k: chosen.to_dict()[k] for k in ("status", "objective", "bound", "gap", "solve_time_s")},
+        "estimate_cycles": sum(m.estimate_cycles for m in plan.layers),
+        "roofline_cycles": sum(m.roofline_cycles for m in plan.layers),
+        "baselines": {m: {"tensor_dram_bytes": a.dram_bytes, "non_compulsory_bytes": a.non_compulsory_bytes}
                       for m, a in results.items()},
         "layers": [{"layer": m.layer, "op": m.op.value, "dataflow": m.dataflow.value if m.dataflow else None,
                     "loop_order": m.loop_order, "tile": None if m.tile is None else vars(m.tile),
-                    "tiles": m.tiles, "macs": m.macs} for m in plan.layers],
+                    "tiles": m.tiles, "macs": m.macs, "estimate_cycles": m.estimate_cycles,
+                    "roofline_cycles": m.roofline_cycles, "roofline_fraction": m.roofline_fraction,
+                    "working_bytes": (plan.working_bytes or {}).get(m.layer)} for m in plan.layers],
         "tensors": chosen.to_dict().get("tensors", {}),
     }
     if args.out is not None:
@@ -314,14 +325,18 @@ def _map(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in document.items() if k not in ("layers", "tensors")}, indent=2))
         return 0
-    rows = [{**row, "tile": "" if row["tile"] is None else "x".join(str(row["tile"][d]) for d in "bmkn")}
+    rows = [{**row, "tile": "" if row["tile"] is None else "x".join(str(row["tile"][d]) for d in "bmkn"),
+             "estimate": f"{row['estimate_cycles']:,.0f}",
+             "roofline": "" if row["roofline_fraction"] is None else f"{row['roofline_fraction']:.0%}"}
             for row in document["layers"] if row["dataflow"] or row["loop_order"]]
-    print(_table(rows, ["layer", "op", "dataflow", "loop_order", "tile", "tiles", "macs"]))
-    print(f"\nscratchpad for resident tensors: {problem.capacity_bytes:,} B; compulsory DRAM traffic "
-          f"{chosen.compulsory_dram_bytes:,} B")
-    print(_table([{"allocator": m, "dram_bytes": a.dram_bytes, "non_compulsory_bytes": a.non_compulsory_bytes,
+    print(_table(rows, ["layer", "op", "dataflow", "loop_order", "tile", "tiles", "macs", "estimate", "roofline"]))
+    print(f"\n{plan.dram_bytes:,} B of DRAM traffic ({plan.dram_read_bytes:,} read, {plan.dram_write_bytes:,} "
+          f"written) on a {plan.arch.scratchpad.size_bytes:,} B scratchpad; tensors alone need "
+          f"{problem.compulsory_dram_bytes:,} B (compulsory). Estimated {document['estimate_cycles']:,.0f} cycles, "
+          f"roofline bound {document['roofline_cycles']:,.0f}.")
+    print(_table([{"allocator": m, "tensor_dram_bytes": a.dram_bytes, "non_compulsory_bytes": a.non_compulsory_bytes,
                    "solve_time_s": a.solve_time_s, "gap": a.gap} for m, a in results.items()],
-                 ["allocator", "dram_bytes", "non_compulsory_bytes", "solve_time_s", "gap"]))
+                 ["allocator", "tensor_dram_bytes", "non_compulsory_bytes", "solve_time_s", "gap"]))
     return 0
 
 

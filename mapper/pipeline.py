@@ -46,6 +46,7 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
         check_plan(plan)
         return plan
     order = tuple(layer.name for layer in graph.layers)
+    problem_from_graph(graph, arch, order=order)  # names a tensor whose smallest tile cannot fit
     working = working_space(graph, arch, knee=KNEE, objective=options.objective)
     problem = problem_from_graph(graph, arch, order=order, reserved=working)
     allocation = allocate(problem, method=options.allocator, time_limit_s=options.time_limit_s,
