@@ -251,6 +251,7 @@ def parse_timing(text: str, *, source: str) -> VivadoTiming:
     if intra is None:
         problems.append("no 'Intra Clock Table' table found")
     defined: list[tuple[str, float, float, tuple[float, ...]]] = []
+    named: set[str] = set()  # every clock the Clock Summary lists, even one with an unreadable number
     if clocks_at is not None:
         for line in _rows_after_dashes(lines, clocks_at, "Period(ns)"):
             match = _CLOCK_ROW.match(line)
@@ -258,6 +259,7 @@ def parse_timing(text: str, *, source: str) -> VivadoTiming:
                 problems.append(f"Clock Summary row {line.strip()!r} is not 'clock {{waveform}} period frequency'")
                 continue
             name = match.group(2)
+            named.add(name)
             period = _number(match.group(4), f"clock {name} period", problems)
             freq = _number(match.group(5), f"clock {name} frequency", problems)
             wave = tuple(_number(v, f"clock {name} waveform", problems) or 0.0 for v in match.group(3).split())
@@ -271,7 +273,7 @@ def parse_timing(text: str, *, source: str) -> VivadoTiming:
             name = row["Clock"]
             slacks[name] = (_number(row.get("WNS(ns)", ""), f"clock {name} WNS", problems),
                             _number(row.get("WHS(ns)", ""), f"clock {name} WHS", problems))
-        unknown = sorted(set(slacks) - {d[0] for d in defined})
+        unknown = sorted(set(slacks) - named)
         if unknown and clocks_at is not None:
             problems.append(f"Intra Clock Table clock(s) {', '.join(unknown)} missing from the Clock Summary")
     if problems:
