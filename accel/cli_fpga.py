@@ -1,4 +1,5 @@
-"""The ``accel fpga`` commands: ``synth`` (resources and Fmax report), ``build`` (a board bitstream).
+"""The ``accel fpga`` commands: ``synth`` (resources and Fmax report), ``build`` (a board bitstream),
+``report`` (the same report.json from a user's Vivado reports) and ``run`` (a tile on a board).
 
 Registered by :mod:`accel.cli` through :func:`register`. Handlers print their results and raise
 :class:`~accel.errors.AccelError` subclasses for bad input or missing tools (the CLI prints those as
@@ -10,6 +11,7 @@ UART pins) and checks the tile against ``sim.numerics`` and ``accel.timing``.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``fpga`` command with ``synth``, ``build`` and ``run`` to ``subparsers``."""
+    """Add the ``fpga`` command with ``synth``, ``build``, ``report`` and ``run`` to ``subparsers``."""
     fpga = subparsers.add_parser("fpga", help="FPGA synthesis reports and board bitstreams",
                                  description="Synthesize, place and route RTL units; build board bitstreams.")
     sub = fpga.add_subparsers(title="fpga commands", metavar="FPGA_COMMAND")
@@ -47,6 +49,17 @@ def register(subparsers: Any) -> None:
     build.add_argument("--script-only", action="store_true",
                        help="Xilinx boards: write the Vivado project and build script without running them")
     build.set_defaults(handler=_build)
+
+    report = sub.add_parser("report", help="summarise Vivado utilisation/timing reports; write report.json",
+                            description="Read the text of Vivado's report_utilization (and report_timing_summary) "
+                                        "for a design, print a summary and write OUT/report.json in the shape "
+                                        "'accel fpga synth' writes (Fmax per clock = 1000 / (period - WNS)).")
+    report.add_argument("--utilization", type=Path, required=True, metavar="FILE.rpt",
+                        help="report_utilization output, e.g. <name>_utilization_place.rpt")
+    report.add_argument("--timing", type=Path, metavar="FILE.rpt",
+                        help="report_timing_summary output, e.g. <name>_timing.rpt")
+    report.add_argument("--out", type=Path, help="directory for report.json (default: print only)")
+    report.set_defaults(handler=_report)
 
     run = sub.add_parser("run", help="run a tile on a board over UART and check it",
                          description="Send random int8 weights and activations to a board running the HostLink "
@@ -88,13 +101,39 @@ def _build(args: argparse.Namespace) -> int:
     from rtl.fpga.board import build_bitstream, write_vivado_project
 
     if args.script_only:
-        for path in write_vivado_project(args.board, args.design, options=_options(args), build_dir=args.out):
+        written = write_vivado_project(args.board, args.design, options=_options(args), build_dir=args.out)
+        for path in written:
             print(f"wrote {path}")
+        scripts = [p for p in written if p.name.startswith("build_") and p.suffix == ".sh"]
+        if scripts:
+            name, out = scripts[0].stem.removeprefix("build_"), args.out
+            print(f"next: run {scripts[0].name} in {out} where Vivado is installed; it writes "
+                  f"{name}_utilization_place.rpt and {name}_timing.rpt, which\n"
+                  f"  accel fpga report --utilization {out / f'{name}_utilization_place.rpt'} "
+                  f"--timing {out / f'{name}_timing.rpt'} --out {out}\n"
+                  "turns into report.json")
         return 0
 
     done = build_bitstream(args.board, args.design, options=_options(args), build_dir=args.out,
                            program=args.program)
     print(f"{done.module} for {done.board}: {done.bitstream}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rtl.fpga.vivado import read_timing, read_utilization, report_json, summary
+
+    # Both reports are read before anything is written: a bad file leaves no report.json behind.
+    utilization = read_utilization(args.utilization)
+    timing = read_timing(args.timing) if args.timing is not None else None
+    print(summary(utilization, timing), end="")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        target = args.out / "report.json"
+        partial = target.with_suffix(".json.tmp")
+        partial.write_text(json.dumps(report_json(utilization, timing), indent=2) + "\n")
+        partial.replace(target)
+        print(f"report: {target}")
     return 0
 
 
