@@ -19,9 +19,11 @@ import dataclasses
 import logging
 
 from accel.hardware import Accelerator
+from mapper.lifetimes import MemoryProblem
 from mapper.lower import lower, working_space
 from mapper.memory import allocate, check_allocation, problem_from_graph
 from mapper.options import MapOptions
+from mapper.order import candidate_orders
 from mapper.plan import Plan
 from mapper.residency import Residency
 from workloads.graph import Graph
@@ -45,10 +47,9 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
         plan = lower(graph, arch, objective=options.objective)
         check_plan(plan)
         return plan
-    order = tuple(layer.name for layer in graph.layers)
-    problem_from_graph(graph, arch, order=order)  # names a tensor whose smallest tile cannot fit
+    problem_from_graph(graph, arch)  # names a tensor whose smallest tile cannot fit
     working = working_space(graph, arch, knee=KNEE, objective=options.objective)
-    problem = problem_from_graph(graph, arch, order=order, reserved=working)
+    order, problem = _schedule(graph, arch, working)
     allocation = allocate(problem, method=options.allocator, time_limit_s=options.time_limit_s,
                           mip_gap=options.mip_gap)
     check_allocation(problem, allocation)
@@ -57,3 +58,17 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
     plan = dataclasses.replace(plan, allocation=allocation, problem=problem, working_bytes=working)
     check_plan(plan)
     return plan
+
+
+def _schedule(graph: Graph, arch: Accelerator, working: dict[str, int]) -> tuple[tuple[str, ...], MemoryProblem]:
+    """The candidate order (:mod:`mapper.order`) whose greedy allocation leaves the least
+    non-compulsory traffic (ties: the earlier candidate, the graph's own order first)."""
+    orders = candidate_orders(graph)
+    problems = [problem_from_graph(graph, arch, order=order, reserved=working) for order in orders]
+    if len(orders) == 1:
+        return orders[0], problems[0]
+    scores = [allocate(problem, method="greedy").non_compulsory_bytes for problem in problems]
+    best = min(range(len(orders)), key=lambda i: (scores[i], i))
+    _log.info("%s: %d candidate orders leave %s B non-compulsory (greedy); taking #%d", graph.name, len(orders),
+              scores, best)
+    return orders[best], problems[best]

@@ -11,10 +11,11 @@ The space, per supported dataflow:
 
 ``tile-outer``
     tiles ``b x m x k x n``: along ``b``, ``k`` and ``n`` every power-of-two multiple of the array
-    dimension, the whole extent, and the balanced non-divisor sizes ``ceil(extent / j)`` (rounded up
-    to the array dimension, ``j = 2..8``; the last tile takes the remainder); along ``m`` the most
-    rows that fit and the balanced size with the same tile count. Priced in closed form over the (at
-    most 24) distinct tile shapes, not tile by tile.
+    dimension and the whole extent; then, within a factor of two of the best of those along each
+    dimension, the balanced non-divisor sizes ``ceil(extent / j)`` (rounded up to the array
+    dimension, ``j = 2..8``; the last tile takes the remainder); along ``m`` the most rows that fit
+    and the balanced size with the same tile count. Priced in closed form over the distinct tile
+    shapes, not tile by tile.
 ``fold-outer``
     SCALE-Sim's order with the longest stream chunk that fits (:mod:`mapper.schedules`), priced step
     by step.
@@ -111,7 +112,7 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
     choices: list[Choice] = []
     for dataflow, ops in operands:
         if "tile-outer" in loop_orders:
-            choices.extend(_tile_outer_choices(arch, ops, dataflow, half_spad, half_acc))
+            choices.extend(_tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective))
         if "fold-outer" in loop_orders:
             fold = _fold_plan(arch, ops, dataflow, half_spad, half_acc)
             if fold is not None:
@@ -265,18 +266,35 @@ def _max_tm(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: 
 
 
 def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int,
-                        half_acc: int) -> list[Choice]:
+                        half_acc: int, objective: str) -> list[Choice]:
+    """Tile-outer mappings in two rounds: power-of-two multiples of the array (and whole extents)
+    along ``b``, ``k`` and ``n``; then the balanced non-divisor sizes within a factor of two of the
+    best tile of the first round along each dimension."""
     g = ops.gemm
     rows, cols = arch.array.rows, arch.array.cols
-    out = []
-    for tb, tk, tn in itertools.product(_sizes(g.batch, 1), _sizes(g.k, rows), _sizes(g.n, cols)):
-        most = _max_tm(ops, tb, tk, tn, half_spad, half_acc)
-        if most < 1:
-            continue
-        for tm in sorted({most, ceil_div(g.m, ceil_div(g.m, most))}):
-            tile = Tile(tm, tk, tn, tb)
-            out.append(Choice("tile-outer", dataflow, tile, tile, _tile_outer_cost(arch, ops, tile, dataflow)))
-    return out
+    priced: dict[Tile, Choice] = {}
+
+    def price(sizes: Iterable[tuple[int, int, int]]) -> None:
+        for tb, tk, tn in sizes:
+            most = _max_tm(ops, tb, tk, tn, half_spad, half_acc)
+            if most < 1:
+                continue
+            for tm in {most, ceil_div(g.m, ceil_div(g.m, most))}:
+                tile = Tile(tm, tk, tn, tb)
+                if tile not in priced:
+                    cost = _tile_outer_cost(arch, ops, tile, dataflow)
+                    priced[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
+
+    price(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)))
+    if not priced:
+        return []
+    best = min(priced.values(), key=lambda c: c.cost.key(objective)).tile
+
+    def near(extent: int, unit: int, size: int) -> list[int]:
+        return [x for x in _sizes(extent, unit) if size // 2 <= x <= 2 * size]
+
+    price(itertools.product(near(g.batch, 1, best.b), near(g.k, rows, best.k), near(g.n, cols, best.n)))
+    return list(priced.values())
 
 
 def _fold_plan(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int, half_acc: int) -> FoldPlan | None:
