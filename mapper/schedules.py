@@ -65,9 +65,18 @@ class Operands:
     acc_bytes: int
     sparsity: Sparsity | None = None
     w_value_bytes: int = 1  # bytes of one weight value (without its index)
+    x_rate: Fraction | None = None  # input tensor bytes per element of (b, m, k); None: x_bytes over gemm's
+
+    def __post_init__(self) -> None:
+        if self.x_rate is None:
+            g = self.gemm
+            object.__setattr__(self, "x_rate", Fraction(self.x_bytes, g.batch * g.m * g.k))
 
     def x_share(self, tb: int, tm: int, tk: int) -> int:
-        return max(1, ceil_div(self.x_bytes * tb * tm * tk, self.gemm.batch * self.gemm.m * self.gemm.k))
+        """Bytes of the input tensor a ``tb x tm x tk`` tile covers (its share, rounded up)."""
+        rate = self.x_rate
+        assert rate is not None
+        return max(1, ceil_div(rate.numerator * tb * tm * tk, rate.denominator))
 
     def w_size(self, tb: int, tk: int, tn: int) -> int:
         if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them

@@ -17,8 +17,8 @@ The space, per supported dataflow:
     and the balanced size with the same tile count. Priced in closed form over the distinct tile
     shapes, not tile by tile.
 ``fold-outer``
-    SCALE-Sim's order with the longest stream chunk that fits (:mod:`mapper.schedules`), priced step
-    by step.
+    SCALE-Sim's order with the longest stream chunk that fits (:mod:`mapper.schedules`), priced in
+    closed form over first / middle / last folds and chunks.
 
 Energy counts dynamic energy plus the static power of the whole design over the estimated cycles,
 so a slower mapping is charged for its leakage. Results are cached per (hardware, layer shape,
@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from accel.commands import Buffer, Compute, Load, Store, Vector
 from accel.energy import command_energy_pj, static_power_mw
@@ -51,6 +51,7 @@ class Cost:
     cycles: float
     energy_pj: float
     dram_bytes: float
+    steps: int = field(default=0, compare=False)  # compute commands (or vector chunks) it runs as
 
     def key(self, objective: str) -> tuple[float, ...]:
         if objective == "latency":
@@ -157,39 +158,101 @@ class _Pricer:
                                             sum(command_energy_pj(self.arch, t).values()))
         return price
 
-    def total(self, cycles: float, energy: float, moved: float) -> Cost:
-        return Cost(cycles, energy + cycles * self.static_pj_per_cycle, moved)
+    def total(self, cycles: float, energy: float, moved: float, steps: int) -> Cost:
+        return Cost(cycles, energy + cycles * self.static_pj_per_cycle, moved, steps)
 
 
 _pricer = functools.lru_cache(maxsize=16)(_Pricer)
 
 
-def _price_steps(arch: Accelerator, steps: Iterable[Step]) -> Cost:
-    """Step by step: the loads of step ``i + 1`` and the stores of step ``i`` overlap compute ``i``
-    (double buffering), so a step costs the longer of the two; the first loads stand alone."""
-    pricer = _pricer(arch)
-    cycles = energy = moved = 0.0
-    pending: tuple[float, float] | None = None  # (array cycles, store cycles) of the previous step
-    for step in steps:
+def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]]) -> tuple[float, float, float, int, list]:
+    """``(cycles, energy, bytes, steps)`` of a repeating sequence of steps, each ``(step, times)``
+    (``times`` identical steps in a row). Double buffering overlaps compute ``i`` with the stores of
+    step ``i`` and the loads of step ``i + 1``; after the last step comes the first again (the next
+    repetition), so a step costs ``max(array, stores + next loads)``."""
+    priced = []
+    energy = moved = 0.0
+    count = 0
+    for step, times in steps:
         c = step.compute
         array, pj = pricer.compute(c["dataflow"], c["m"], c["k"], c["n"], c["batch"],  # type: ignore[arg-type]
                                    bool(c.get("accumulate", False)), bool(c.get("fill", True)),
                                    bool(c.get("drain", True)), c.get("sparsity"))
-        energy += pj
+        energy += times * pj
         loads = stores = 0
         for t, store in itertools.chain(((t, False) for t in step.loads), ((t, True) for t in step.stores)):
             busy, pj = pricer.transfer(t.size_bytes, t.buffer, store)
-            energy += pj
-            moved += t.size_bytes
+            energy += times * pj
+            moved += times * t.size_bytes
             if store:
                 stores += busy
             else:
                 loads += busy
-        cycles += loads if pending is None else max(pending[0], pending[1] + loads)
-        pending = (array, stores)
-    if pending is not None:
-        cycles += pending[0] + pending[1]
-    return pricer.total(cycles, energy, moved)
+        priced.append((times, array, loads, stores))
+        count += times
+    cycles = 0.0
+    for i, (times, array, loads, stores) in enumerate(priced):
+        following = priced[(i + 1) % len(priced)][2]
+        cycles += (times - 1) * max(array, stores + loads) + max(array, stores + following)
+    return cycles, energy, moved, count, priced
+
+
+def _edges(first_loads: float, last: tuple[int, float, float, float], wrap_loads: float) -> float:
+    """What a cyclic price misses at the ends of a run: the first loads overlap nothing, and the
+    last compute and stores overlap no next loads (the cyclic price overlapped them with ``wrap_loads``)."""
+    _, array, _, stores = last
+    return first_loads + array + stores - max(array, stores + wrap_loads)
+
+
+def _reduced(extent: int, block: int) -> tuple[int, list[int]]:
+    """An extent of at most three blocks standing for ``extent``: first, one middle (weighted by
+    the number of middle blocks) and last (the remainder); and the weight of each block."""
+    n = ceil_div(extent, block)
+    if n <= 3:
+        return extent, [1] * n
+    return 2 * block + (extent - (n - 1) * block), [1, n - 2, 1]
+
+
+def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow: Dataflow) -> Cost:
+    """:func:`fold_outer` priced in closed form: per distinct block of groups x S2 folds, the steps of
+    a block with its S1 folds and stream chunks reduced to first / middle / last, weighted."""
+    g = ops.gemm
+    pricer = _pricer(arch)
+    s1, s2, t = {Dataflow.WS: ("k", "n", "m"), Dataflow.OS: ("m", "n", "k"), Dataflow.IS: ("k", "m", "n")}[dataflow]
+    extent = {"m": g.m, "k": g.k, "n": g.n}
+    e1, fold_weights = _reduced(extent[s1], fold.s1_block)
+    et, chunk_weights = _reduced(extent[t], fold.chunk)
+    cycles = energy = moved = 0.0
+    count = 0
+    first_loads: float | None = None
+    last, wrap = (1, 0, 0.0, 0.0), 0.0
+    for (tb, cb), (size2, c2) in itertools.product(_splits(g.batch, fold.tb), _splits(extent[s2], fold.s2_block)):
+        shape = {s1: e1, s2: size2, t: et}
+        block = replace(ops, gemm=replace(g, batch=tb, **shape))
+        steps = list(fold_outer(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols))
+        # the steps come fold by fold, each fold's chunks in order; a middle fold stands for
+        # ``weight`` folds: its chunk sequence is priced once more, scaled by the others
+        sequence: list[tuple[Step, int]] = []
+        per_fold = len(chunk_weights)
+        for f, weight in enumerate(fold_weights):
+            chunk_run = list(zip(steps[f * per_fold:(f + 1) * per_fold], chunk_weights, strict=True))
+            if weight > 1:  # the middle folds: price its runs once and scale
+                c, e, m, n, _ = _price_sequence(pricer, chunk_run)
+                cycles += cb * c2 * (weight - 1) * c
+                energy += cb * c2 * (weight - 1) * e
+                moved += cb * c2 * (weight - 1) * m
+                count += cb * c2 * (weight - 1) * n
+            sequence.extend(chunk_run)
+        c, e, m, n, priced = _price_sequence(pricer, sequence)
+        cycles += cb * c2 * c
+        energy += cb * c2 * e
+        moved += cb * c2 * m
+        count += cb * c2 * n
+        first_loads = priced[0][2] if first_loads is None else first_loads
+        last, wrap = priced[-1], priced[0][2]
+    if first_loads is None:
+        return pricer.total(0.0, 0.0, 0.0, 0)
+    return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, count)
 
 
 def _splits(extent: int, size: int) -> list[tuple[int, int]]:
@@ -203,6 +266,9 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     g = ops.gemm
     pricer = _pricer(arch)
     cycles = energy = moved = 0.0
+    steps_run = 0
+    first_loads: float | None = None
+    last, wrap = (1, 0, 0.0, 0.0), 0.0
     k_tiles = _splits(g.k, tile.k)
     for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
                                                           _splits(g.m, tile.m)):
@@ -242,7 +308,11 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
         for i, (times, array, loads, store) in enumerate(priced):
             next_loads = priced[(i + 1) % len(priced)][2]
             cycles += count * ((times - 1) * max(array, loads) + max(array, store + next_loads))
-    return pricer.total(cycles, energy, moved)
+            steps_run += count * times
+        first_loads = priced[0][2] if first_loads is None else first_loads
+        last, wrap = priced[-1], priced[0][2]
+    assert first_loads is not None
+    return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, steps_run)
 
 
 def _balanced(extent: int, unit: int) -> Iterator[int]:
@@ -337,8 +407,7 @@ def _fold_choice(arch: Accelerator, ops: Operands, dataflow: Dataflow, fold: Fol
     dims = {Dataflow.WS: dict(m=fold.chunk, k=r, n=c), Dataflow.OS: dict(m=r, k=fold.chunk, n=c),
             Dataflow.IS: dict(m=c, k=r, n=fold.chunk)}[dataflow]
     tile = Tile(b=fold.tb, **{d: min(v, getattr(ops.gemm, d)) for d, v in dims.items()})
-    cost = _price_steps(arch, fold_outer(ops, fold, dataflow, arch.array.rows, arch.array.cols))
-    return Choice("fold-outer", dataflow, tile, fold, cost)
+    return Choice("fold-outer", dataflow, tile, fold, _fold_outer_cost(arch, ops, fold, dataflow))
 
 
 def vector_cost(arch: Accelerator, ops: int, sizes: list[int], half_spad: int) -> Cost:
@@ -357,7 +426,7 @@ def vector_cost(arch: Accelerator, ops: int, sizes: list[int], half_spad: int) -
             energy += pj
     for i in range(chunks):
         energy += sum(command_energy_pj(arch, Vector(id=0, layer="", op="", elements=share(ops, i, chunks))).values())
-    return pricer.total(max(vector, dma), energy, sum(sizes))
+    return pricer.total(max(vector, dma), energy, sum(sizes), chunks)
 
 
 def roofline_cycles(arch: Accelerator, macs: int, compulsory_bytes: int) -> float:
