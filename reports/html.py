@@ -220,7 +220,10 @@ def _memory_map(graph: Graph, arch: Accelerator, options: MapOptions) -> str:
     allocation = allocate(problem, method=options.allocator, time_limit_s=options.time_limit_s,
                           mip_gap=options.mip_gap)
     title = f"memory map: {options.allocator}, {allocation.dram_bytes:,} DRAM bytes"
-    return _image(plot_memory_map(problem, allocation, title=title), "memory map")
+    note = ("<p class=caption>The scratchpad allocation mapper.allocator asks for, computed with mapper.memory as "
+            "<code>accel map</code> does: the plan carries no allocation yet, so its DRAM bytes may differ from the "
+            "re-run's above.</p>")
+    return _image(plot_memory_map(problem, allocation, title=title), "memory map") + note
 
 
 def _layer_table(result: Any) -> str:
@@ -378,6 +381,7 @@ details { margin: 0.6rem 0; }
 summary { cursor: pointer; font-weight: 600; }
 pre { background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem; }
 p.note { color: #9a3412; }
+p.caption { color: #4c566a; font-size: 0.85rem; margin-top: -0.4rem; }
 """
 
 
