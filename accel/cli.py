@@ -126,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     register_fpga(sub)
     register_sweep(sub)
 
+    from accel.cli_report import register as register_report
+
+    register_report(sub)
+
     rtl = sub.add_parser("rtl", help="generate Verilog for the RTL units",
                          description="Generate Verilog and a JSON manifest for an Amaranth unit.")
     rtl_sub = rtl.add_subparsers(title="rtl commands", metavar="RTL_COMMAND")

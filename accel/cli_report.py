@@ -1,0 +1,86 @@
+"""The ``accel report`` command: the HTML report of a sweep's results file (Parquet or CSV).
+
+Registered by :mod:`accel.cli` through :func:`register`. A missing, unreadable or unusable file (no
+rows, no ``ok`` row, an objective that is not a column) raises :class:`reports.pareto.ReportError`
+naming the file, which the CLI prints as one line ``accel: error: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``report`` command to ``subparsers``."""
+    report = subparsers.add_parser(
+        "report", help="write the HTML report of a sweep's results",
+        description="Write one self-contained OUT/index.html for a sweep's results (Parquet or CSV): the "
+                    "setup, the Pareto front of the objectives, the sensitivity to each swept parameter, the "
+                    "best points, and a drill-down into the best and knee points (mapped and simulated again: "
+                    "roofline, per-layer cycles and energy, unit utilisation, memory map, power).",
+        epilog="e.g. accel report sweep.parquet --out reports/sweep --objectives latency_s,energy_j")
+    report.add_argument("results", type=Path, metavar="RESULTS", help="the sweep's results, .parquet or .csv")
+    report.add_argument("--out", type=Path, required=True, help="folder to write index.html into")
+    report.add_argument("--objectives", default="latency_s,energy_j", metavar="A,B[,C]",
+                        help="two or three metric columns, comma-separated (default: latency_s,energy_j)")
+    report.add_argument("--drill-down", type=_count, default=3, metavar="N",
+                        help="how many points to map and simulate again in detail (default 3; 0: none)")
+    report.add_argument("--title", default=None, help="the page title (default: from the designs and workloads)")
+    report.set_defaults(handler=_report)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
+    return value
+
+
+def _report(args: argparse.Namespace) -> int:
+    from reports.html import check_results, write_html_report
+    from reports.pareto import ReportError
+
+    path: Path = args.results
+    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    frame = read_results(path)
+    try:
+        check_results(frame, objectives)
+    except ReportError as exc:
+        raise ReportError(f"{path}: {exc}") from None
+    index = write_html_report(frame, args.out, objectives=objectives, title=args.title, drill_down=args.drill_down)
+    print(index)
+    return 0
+
+
+def read_results(path: Path) -> Any:
+    """A sweep's results as a DataFrame, from ``.parquet`` or ``.csv``; errors name the file."""
+    import pandas as pd
+
+    from reports.pareto import ReportError
+
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ReportError(f"{path}: results must be a .parquet or .csv file, not {suffix or 'a file without suffix'}")
+    if not path.is_file():
+        raise ReportError(f"{path}: no such file")
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except ImportError as exc:
+        raise ReportError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - pandas and pyarrow raise many types for a garbled file
+        kind = "Parquet" if suffix == ".parquet" else "CSV"
+        raise ReportError(f"{path}: cannot be read as {kind}: {_line(exc)}") from None
+
+
+def _line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
