@@ -60,7 +60,7 @@ from accel.timing import ceil_div
 from mapper.plan import LayerMapping, Plan
 from mapper.residency import AddressBook, Residency
 from mapper.schedules import Operands, Step, Transfer, share
-from mapper.search import Choice, Cost, roofline_cycles, search_gemm, vector_cost
+from mapper.search import INFEASIBLE, Choice, Cost, roofline_cycles, search_gemm, vector_cost
 from workloads.graph import GemmShape, Graph, Layer, OpKind
 
 __all__ = ["Depthwise", "LoopOrder", "lower"]
@@ -125,7 +125,8 @@ def working_space(graph: Graph, arch: Accelerator, *, knee: float, dataflow: Dat
 
     The smallest of ``size, size/2, size/4, ...`` (and not below the layer's minimal working set,
     :func:`mapper.lifetimes.default_reserved_bytes`) whose datasheet estimate (cycles) and DRAM
-    traffic are both within ``knee`` (a fraction) of the layer's with the whole scratchpad.
+    traffic are both within ``knee`` (a fraction) of the layer's with the whole scratchpad, in at
+    most twice as many tiles (commands cost simulation time and issue slots too).
     """
     from mapper.lifetimes import default_reserved_bytes
 
@@ -136,11 +137,12 @@ def working_space(graph: Graph, arch: Accelerator, *, knee: float, dataflow: Dat
         if layer.op in _VIEWS:
             continue
         floor = sum(default_reserved_bytes(layer, graph, arch).values())
-        best_cycles, best_bytes = builder.layer_estimate(layer, size, dataflow, loop_order)
+        best = builder.layer_estimate(layer, size, dataflow, loop_order)
         budget, candidate = size, size // 2
         while candidate >= max(floor, 2):
-            cycles, moved = builder.layer_estimate(layer, candidate, dataflow, loop_order)
-            if cycles > best_cycles * (1 + knee) or moved > best_bytes * (1 + knee):
+            cost = builder.layer_estimate(layer, candidate, dataflow, loop_order)
+            if cost.cycles > best.cycles * (1 + knee) or cost.dram_bytes > best.dram_bytes * (1 + knee) \
+                    or cost.steps > 2 * max(best.steps, 1):
                 break
             budget, candidate = candidate, candidate // 2
         working[layer.name] = max(budget, min(floor, size))
@@ -345,23 +347,20 @@ class _ProgramBuilder:
             count += 1
         return count
 
-    def layer_estimate(self, layer: Layer, budget: int, dataflow: Dataflow | None,
-                       loop_order: LoopOrder) -> tuple[float, float]:
-        """The datasheet estimate ``(cycles, DRAM bytes)`` of ``layer`` tiled in ``budget`` bytes
-        (infinite when it does not fit)."""
+    def layer_estimate(self, layer: Layer, budget: int, dataflow: Dataflow | None, loop_order: LoopOrder) -> Cost:
+        """The datasheet estimate of ``layer`` tiled in ``budget`` bytes (infinite when it does not fit)."""
         saved, self.half_spad = self.half_spad, budget // 2
         try:
             if layer.gemm is not None:
                 cost = self._choice(layer, dataflow, loop_order).cost
                 if _is_depthwise(layer):
                     cost = min(cost, self._vector_cost(layer, layer.macs), key=lambda c: c.key(self.objective))
-            elif layer.op.uses_vector_unit or layer.op is OpKind.CONCAT:
-                cost = self._vector_cost(layer, 0)
-            else:
-                return 0.0, 0.0
-            return cost.cycles, cost.dram_bytes
+                return cost
+            if layer.op.uses_vector_unit or layer.op is OpKind.CONCAT:
+                return self._vector_cost(layer, 0)
+            return Cost(0.0, 0.0, 0.0)
         except MappingError:
-            return float("inf"), float("inf")
+            return INFEASIBLE
         finally:
             self.half_spad = saved
 

@@ -40,7 +40,7 @@ from accel.timing import ceil_div, command_cycles, dma_cycles, vector_cycles
 from mapper.plan import Tile
 from mapper.schedules import FoldPlan, Operands, Step, fold_outer, largest, share, tile_outer, tile_sizes
 
-__all__ = ["Cost", "Choice", "search_gemm", "vector_cost", "roofline_cycles", "pareto"]
+__all__ = ["Cost", "Choice", "INFEASIBLE", "search_gemm", "vector_cost", "roofline_cycles", "pareto"]
 
 
 @dataclass(frozen=True, order=True)
@@ -65,7 +65,7 @@ class Cost:
         return all(a <= b for a, b in zip(mine, theirs, strict=True)) and mine != theirs
 
 
-INFEASIBLE = Cost(float("inf"), float("inf"), float("inf"))
+INFEASIBLE = Cost(float("inf"), float("inf"), float("inf"), 1 << 62)
 
 
 @dataclass(frozen=True)

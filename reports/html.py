@@ -204,26 +204,22 @@ def _drill_down(row: pd.Series, letter: str, why: str, params: list[str], rebuil
     parts.append(_image(plot_layer_latency(result), "cycles per layer"))
     parts.append(_image(plot_layer_energy(result), "energy per layer"))
     parts.append(_image(plot_unit_utilization(result), "unit utilisation"))
-    if options.allocator != "none":
-        parts.append(_memory_map(graph, arch, options))
+    if plan.allocation is not None and plan.problem is not None:
+        parts.append(_memory_map(plan))
     parts.append(_image(plot_power_timeline(result), "power over time"))
     parts.append(_details("Per-layer table", _layer_table(result)))
     return _section(heading, parts, level=2)
 
 
-def _memory_map(graph: Graph, arch: Accelerator, options: MapOptions) -> str:
-    """The allocation ``options`` ask for, as ``accel map`` draws it (the plan carries none yet)."""
-    from mapper.memory import allocate, problem_from_graph
+def _memory_map(plan: Any) -> str:
+    """The plan's scratchpad allocation: address against schedule step, one rectangle per tensor."""
     from reports.sweep_plots import plot_memory_map
 
-    problem = problem_from_graph(graph, arch, capacity_bytes=options.scratchpad_bytes)
-    allocation = allocate(problem, method=options.allocator, time_limit_s=options.time_limit_s,
-                          mip_gap=options.mip_gap)
-    title = f"memory map: {options.allocator}, {allocation.dram_bytes:,} DRAM bytes"
-    note = ("<p class=caption>The scratchpad allocation mapper.allocator asks for, computed with mapper.memory as "
-            "<code>accel map</code> does: the plan carries no allocation yet, so its DRAM bytes may differ from the "
-            "re-run's above.</p>")
-    return _image(plot_memory_map(problem, allocation, title=title), "memory map") + note
+    allocation = plan.allocation
+    title = (f"memory map: {allocation.method}, {allocation.non_compulsory_bytes:,} B non-compulsory tensor traffic")
+    note = ("<p class=caption>Tensors the allocator keeps on chip between layers (spills marked); each layer tiles "
+            "in the scratchpad above them. The plan's DRAM bytes above also count the tiles' re-reads.</p>")
+    return _image(plot_memory_map(plan.problem, allocation, title=title), "memory map") + note
 
 
 def _layer_table(result: Any) -> str:

@@ -171,8 +171,8 @@ def test_checker_catches_a_tile_load_over_a_resident_tensor(resident_plan):
 def test_checker_catches_overlapping_residents(resident_plan):
     allocation = resident_plan.allocation
     live = [(name, ta) for name, ta in allocation.tensors.items() if ta.intervals]
-    (a, ta), (b, tb) = next(((x, y) for x in live for y in live if x[0] != y[0] and any(
-        i[0] <= j[1] and j[0] <= i[1] for i in x[1].intervals for j in y[1].intervals)))
+    (a, ta), (b, tb) = next((x, y) for x in live for y in live if x[0] != y[0] and any(
+        i[0] <= j[1] and j[0] <= i[1] for i in x[1].intervals for j in y[1].intervals))
     moved = dataclasses.replace(tb, intervals=tuple((f, la, ta.intervals[0][2]) for f, la, _ in tb.intervals))
     tensors = dict(allocation.tensors)
     tensors[b] = moved
