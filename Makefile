@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (Python 3.11+, root or sudo for one system package):
-#   make demo   sets up .venv and runs the main job, writing its report under reports/out/
+#   make demo   sets up .venv and runs the main job (the default sweep), writing reports/out/index.html
 #   make test   sets up .venv and runs the whole test suite (pytest)
 # Setup creates .venv, installs the project with its dev and FPGA extras, and installs
 # Icarus Verilog with apt-get when `iverilog` is missing.
@@ -12,7 +12,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: demo test setup icarus lint clean
 
 demo: setup
-	$(BIN)/accel run --arch gemmini --workload resnet18 --out reports/out
+	rm -rf reports/out
+	$(BIN)/accel sweep --out reports/out/sweep.parquet
+	$(BIN)/accel report reports/out/sweep.parquet --out reports/out
 
 test: setup
 	$(BIN)/pytest

@@ -341,6 +341,7 @@ class _Journal:
         return rows
 
     def append(self, rows: list[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write("".join(json.dumps(r) + "\n" for r in rows))
             handle.flush()

@@ -140,8 +140,11 @@ def test_map_writes_the_plan_and_the_memory_map(capsys, tmp_path):
         assert key in plan and key in summary
     assert plan["scratchpad_bytes"] == 256 * 1024
     assert plan["compulsory_dram_bytes"] <= plan["dram_bytes"]
-    assert all(plan["dram_bytes"] <= b["dram_bytes"] for b in plan["baselines"].values())  # never worse
+    # the ILP's tensor traffic is never worse than a baseline's on the same problem
+    assert all(plan["tensor_dram_bytes"] <= b["tensor_dram_bytes"] for b in plan["baselines"].values())
+    assert plan["dram_bytes"] >= plan["tensor_dram_bytes"]  # the plan's commands also re-read tiles
     assert len(plan["layers"]) == len(__import__("workloads").load("mobilenet_v2").layers)
+    assert all(0 < layer["roofline_fraction"] <= 1 for layer in plan["layers"] if layer["dataflow"])
     assert plot_path.stat().st_size > 0
 
 
