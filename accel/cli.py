@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from accel import config
+from accel.cli_types import positive_int
 from accel.errors import AccelError
 from accel.hardware import Accelerator, Sparsity
 from mapper.lower import Depthwise, LoopOrder
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                                       "SCALE-Sim topology CSV, with MACs, weight and activation sizes.",
                           epilog=epilog)
     work.add_argument("workload", help="zoo model name, FILE.onnx or FILE.csv")
-    work.add_argument("--batch", type=_positive_int, default=None, help="batch size (default: the model's, 1)")
+    work.add_argument("--batch", type=positive_int, default=None, help="batch size (default: the model's, 1)")
     work.add_argument("--json", action="store_true", help="print JSON (exact integer total_macs) instead")
     work.set_defaults(handler=_workload)
 
@@ -88,11 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--nm", default=None, metavar="N:M",
                      help="mark every weight-bearing layer N:M structured-sparse (e.g. 2:4); the array runs it "
                           "natively when the design lists that pattern, dense otherwise")
-    run.add_argument("--batch", type=_positive_int, default=None, help="batch size (default: 1)")
+    run.add_argument("--batch", type=positive_int, default=None, help="batch size (default: 1)")
     run.add_argument("--out", type=Path, default=None,
                      help="write CSVs (summary, layers, units, energy, power), plots (layer_cycles.png, "
                           "power.png) and trace.json (Perfetto) here")
-    run.add_argument("--power-window", type=_positive_int, default=None, metavar="CYCLES",
+    run.add_argument("--power-window", type=positive_int, default=None, metavar="CYCLES",
                      help="window of the power-over-time series (default: the run in about 200 windows)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     run.set_defaults(handler=_run)
@@ -143,12 +144,12 @@ def _parser() -> argparse.ArgumentParser:
                           "requantizer (int32 -> int8, gemmlowp semantics); nm_compressor: dense weights to "
                           "N:M compressed groups; sparse_systolic: an N:M weight-stationary tile with a dense mode")
     gen.add_argument("--arch", default=None, help="take number formats (and rows/cols) from this preset or TOML")
-    gen.add_argument("--rows", type=_positive_int, default=None, help="systolic: array rows (default 4)")
-    gen.add_argument("--cols", type=_positive_int, default=None, help="systolic: array columns (default 4)")
+    gen.add_argument("--rows", type=positive_int, default=None, help="systolic: array rows (default 4)")
+    gen.add_argument("--cols", type=positive_int, default=None, help="systolic: array columns (default 4)")
     gen.add_argument("--dataflow", choices=["ws", "os"], default=None, help="systolic: dataflow (default ws)")
     gen.add_argument("--mode", choices=["double", "single"], default=None,
                      help="requant: TFLite's double rounding (default) or single rounding")
-    gen.add_argument("--lanes", type=_positive_int, default=None,
+    gen.add_argument("--lanes", type=positive_int, default=None,
                      help="requant, nm_compressor: values (groups) per cycle (default 1)")
     gen.add_argument("--nm", default=None, metavar="N:M",
                      help="nm_compressor, sparse_systolic: the sparsity pattern (default 2:4)")
@@ -157,16 +158,6 @@ def _parser() -> argparse.ArgumentParser:
     gen.set_defaults(handler=_rtl_generate)
     rtl.set_defaults(handler=lambda args: rtl.print_help() or 2)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
 
 
 # -- handlers ------------------------------------------------------------------------------------

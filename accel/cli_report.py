@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from accel.cli_types import non_negative_int
+
 __all__ = ["register"]
 
 
@@ -27,20 +29,10 @@ def register(subparsers: Any) -> None:
     report.add_argument("--out", type=Path, required=True, help="folder to write index.html into")
     report.add_argument("--objectives", default="latency_s,energy_j", metavar="A,B[,C]",
                         help="two or three metric columns, comma-separated (default: latency_s,energy_j)")
-    report.add_argument("--drill-down", type=_count, default=3, metavar="N",
+    report.add_argument("--drill-down", type=non_negative_int, default=3, metavar="N",
                         help="how many points to map and simulate again in detail (default 3; 0: none)")
     report.add_argument("--title", default=None, help="the page title (default: from the designs and workloads)")
     report.set_defaults(handler=_report)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
-    return value
 
 
 def _report(args: argparse.Namespace) -> int:

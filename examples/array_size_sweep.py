@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from sim.sweep import Space, pareto_mask, sweep, write_results
+from reports.pareto import directions, pareto_front
+from sim.sweep import Space, sweep, write_results
 
 SIZES = [4, 8, 16, 32, 64]
 WORKLOADS = ["bert_base_layer", "mobilenet_v2"]
@@ -25,7 +26,9 @@ def main() -> None:
     args = parser.parse_args()
     space = Space(base=args.base, params={"array.size": SIZES, "array.dataflows": [["ws"], ["os"]]})
     frame = sweep(space, WORKLOADS)
-    frame["pareto"] = pareto_mask(frame, ["latency_s", "energy_j"])
+    objectives = ["latency_s", "energy_j"]
+    front = pareto_front(frame, objectives, maximize=directions(objectives), by=["workload"])
+    frame["pareto"] = frame.index.isin(front.index)
     columns = ["workload", "array.size", "array.dataflows", "latency_s", "energy_j", "array_utilization",
                "dram_bytes", "pareto"]
     print(frame[columns].sort_values(["workload", "array.size", "array.dataflows"])

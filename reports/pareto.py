@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 
 from accel.errors import AccelError
+from sim.sweep import MAXIMIZED
 
 __all__ = ["HIGHER_IS_BETTER", "ReportError", "best_points", "directions", "knee_point", "ok_rows",
            "pareto_front", "sensitivity", "swept_params"]
 
 #: Sweep metrics where more is better; every other metric is minimised.
-HIGHER_IS_BETTER = frozenset({"throughput_per_s", "array_utilization", "peak_macs_per_cycle", "clock_hz",
-                              "fmax_mhz"})
+HIGHER_IS_BETTER = MAXIMIZED
 
 _IDENTITY = ("point", "key", "workload", "arch", "params", "status", "reason")
 

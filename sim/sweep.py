@@ -53,7 +53,7 @@ from sim.engine import simulate
 from sim.sweep_space import Space, param_column_value
 from workloads import Graph
 
-__all__ = ["COLUMNS", "METRICS", "MAXIMIZED", "Space", "SweepError", "materialize", "pareto_mask", "read_results",
+__all__ = ["COLUMNS", "METRICS", "MAXIMIZED", "Space", "SweepError", "materialize", "read_results",
            "sweep", "write_results"]
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ METRICS = ("total_cycles", "latency_s", "throughput_per_s", "macs", "energy_j", 
 """Metric columns, all float64 (NaN unless the row's status is ``ok``)."""
 
 MAXIMIZED = frozenset({"throughput_per_s", "array_utilization", "peak_macs_per_cycle", "clock_hz", "fmax_mhz"})
-"""Metrics where more is better (every other metric is minimised by :func:`pareto_mask`)."""
+"""Metrics where more is better (every other metric is better smaller)."""
 
 COLUMNS = ("point", "key", "workload", "arch", "params", "status", "reason", *METRICS)
 """The fixed columns; the swept paths come between ``arch`` and ``params``."""
@@ -230,7 +230,7 @@ def sweep(space: Space, workloads: Sequence[str], *, objectives: Sequence[str] =
     """Map and simulate every point of ``space`` on every workload; one row per (point, workload).
 
     ``objectives`` are the metric columns a report should trade off (checked here, stored in
-    ``frame.attrs["objectives"]``; :func:`pareto_mask` uses them). ``executor``: ``None`` (local
+    ``frame.attrs["objectives"]``; :mod:`reports.pareto` uses them). ``executor``: ``None`` (local
     processes, ``max_workers`` of them, all cores by default; ``max_workers=1`` runs in this process),
     a :class:`concurrent.futures.Executor`, a ``distributed.Client`` or a Dask scheduler address.
     ``out``, ``resume``: see the module docstring. ``progress(done, total)`` is called once before
@@ -417,26 +417,6 @@ def materialize(row_or_params: Mapping[str, Any] | pd.Series, base: Any = None, 
     normalized = Space(base=base, params={p: [v] for p, v in params.items()}).points()[0]
     design, options, nm = _split(config.to_dict(_load_base(base)), normalized)
     return config.from_dict(design, source="design"), _graph(workload, nm), MapOptions(**options)
-
-
-def pareto_mask(frame: pd.DataFrame, objectives: Sequence[str] | None = None) -> pd.Series:
-    """True for the ``ok`` rows no other ``ok`` row of the same workload beats on every objective.
-
-    Metrics in :data:`MAXIMIZED` are maximised, the rest minimised; ``objectives`` default to
-    ``frame.attrs["objectives"]`` or latency and energy.
-    """
-    objectives = list(objectives or frame.attrs.get("objectives") or ("latency_s", "energy_j"))
-    mask = pd.Series(False, index=frame.index)
-    ok = frame[frame["status"] == "ok"]
-    for _, group in ok.groupby("workload"):
-        values = group[objectives].to_numpy(dtype=float)
-        for j, name in enumerate(objectives):
-            if name in MAXIMIZED:
-                values[:, j] = -values[:, j]
-        for i, index in enumerate(group.index):
-            dominated = ((values <= values[i]).all(axis=1) & (values < values[i]).any(axis=1)).any()
-            mask[index] = not dominated
-    return mask
 
 
 class _CallableModule(types.ModuleType):

@@ -105,8 +105,8 @@ def test_sensitivity_of_a_real_sweep(sweep):
     df, _ = sweep
     table = sensitivity(df, "total_cycles", list(PARAMS))
     spread = table.groupby("param")["spread"].first()
-    # The mapper does not act on the allocator yet (map_graph lowers every point alike): no effect.
-    assert spread["mapper.allocator"] == 1.0
+    # keeping tensors on chip (greedy) against none changes the run; so does the array's shape
+    assert spread["mapper.allocator"] > 1.0
     assert spread["array.rows"] > 1.0 and spread["array.cols"] > 1.0
 
 
