@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
     report.add_argument("--drill-down", type=non_negative_int, default=3, metavar="N",
                         help="how many points to map and simulate again in detail (default 3; 0: none)")
     report.add_argument("--title", default=None, help="the page title (default: from the designs and workloads)")
+    report.add_argument("--base", default=None, metavar="DESIGN",
+                        help="the sweep's base design (preset or TOML file) for the drill-down; needed when it "
+                             "was a TOML file (default: the preset named in the results' arch column)")
     report.set_defaults(handler=_report)
 
 
@@ -46,7 +49,18 @@ def _report(args: argparse.Namespace) -> int:
         check_results(frame, objectives)
     except ReportError as exc:
         raise ReportError(f"{path}: {exc}") from None
-    index = write_html_report(frame, args.out, objectives=objectives, title=args.title, drill_down=args.drill_down)
+    rebuild = None
+    if args.base is not None:
+        from accel import config
+        from sim.sweep import materialize
+
+        base = config.load(args.base)  # a bad design fails here, naming it, before anything is written
+
+        def rebuild(row: Any) -> Any:
+            return materialize(row, base)
+
+    index = write_html_report(frame, args.out, objectives=objectives, title=args.title, drill_down=args.drill_down,
+                              rebuild=rebuild)
     print(index)
     return 0
 

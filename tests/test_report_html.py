@@ -343,3 +343,18 @@ def test_cli_errors_name_the_file_or_column(sweep, tmp_path, capsys):
     assert cli_error(capsys, str(not_a_sweep), "--out", out) == \
         f"accel: error: {not_a_sweep}: is not a sweep result: no column 'status'"
     assert not (tmp_path / "out").exists()
+
+
+def test_report_drills_into_a_sweep_whose_base_was_a_toml_file(tmp_path, shared_data):
+    from sim.sweep import Space, sweep, write_results
+
+    design = tmp_path / "mine.toml"
+    design.write_text(config.dumps(config.load("fpga-small")).replace('name = "fpga-small"', 'name = "mine"'))
+    frame = sweep(Space(base=str(design), params={"array.size": [2, 4]}),
+                  [str(shared_data / "scalesim" / "alexnet.csv")], max_workers=1)
+    results = tmp_path / "r.csv"
+    write_results(frame, results)
+    out = tmp_path / "report"
+    assert main(["report", str(results), "--out", str(out), "--base", str(design), "--drill-down", "1"]) == 0
+    page = (out / "index.html").read_text()
+    assert "Could not map and simulate" not in page and "matches the sweep" in page
