@@ -9,7 +9,6 @@ orders described in :mod:`mapper.lower`; :mod:`mapper.search` prices them and
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -81,7 +80,7 @@ class Operands:
     def w_size(self, tb: int, tk: int, tn: int) -> int:
         if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
             return self.sparsity.compressed_bytes(tb * tk * tn, 8 * self.w_value_bytes)
-        return math.ceil(tb * tk * tn * self.w_bytes)
+        return ceil_div(tb * tk * tn * self.w_bytes.numerator, self.w_bytes.denominator)
 
 
 def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:

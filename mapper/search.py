@@ -129,6 +129,10 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
 
 # -- pricing ---------------------------------------------------------------------------------------
 
+_COMPUTE_PRICES: dict[tuple[object, ...], dict[tuple[object, ...], tuple[int, float]]] = {}
+_TRANSFER_PRICES: dict[tuple[object, ...], dict[tuple[int, Buffer, bool], tuple[int, float]]] = {}
+
+
 class _Pricer:
     """Datasheet cycles and energy of commands on one design, memoised (keys are plain tuples:
     hashing the whole design per lookup would cost more than the lookup saves)."""
@@ -136,8 +140,11 @@ class _Pricer:
     def __init__(self, arch: Accelerator) -> None:
         self.arch = arch
         self.static_pj_per_cycle = sum(static_power_mw(arch).values()) * 1e-3 / arch.clock_hz * 1e12
-        self._computes: dict[tuple[object, ...], tuple[int, float]] = {}
-        self._transfers: dict[tuple[int, Buffer, bool], tuple[int, float]] = {}
+        # prices depend on part of the design only: designs that differ elsewhere (a sweep over DRAM
+        # bandwidth, say) share them
+        self._computes = _COMPUTE_PRICES.setdefault((arch.array, arch.scratchpad, arch.accumulator, arch.energy), {})
+        self._transfers = _TRANSFER_PRICES.setdefault(
+            (arch.dma, arch.dram, arch.scratchpad, arch.accumulator, arch.energy), {})
 
     def compute(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, accumulate: bool, fill: bool,
                 drain: bool, sparsity: object) -> tuple[int, float]:
