@@ -140,9 +140,11 @@ def test_every_allocator_gives_a_checked_plan_the_simulator_agrees_with(model, g
         check_plan(plan)  # map_graph checked it too; this says so in the test
         assert simulate(plan).dram_bytes == plan.dram_bytes, method
     ilp = plans["ilp"].allocation
-    for method in ("greedy", "firstfit"):
-        assert ilp.non_compulsory_bytes <= plans[method].allocation.non_compulsory_bytes, method
-    assert ilp.dram_bytes <= plans["ilp"].problem.unreused_dram_bytes
+    for method in ("none", "greedy", "firstfit"):
+        assert plans["ilp"].dram_bytes <= plans[method].dram_bytes, method  # the program: never worse
+    for method in ("greedy", "firstfit"):  # the ILP's optimum of the tensor-level model
+        assert ilp.objective <= plans[method].allocation.non_compulsory_bytes, method
+    assert ilp.bound <= ilp.objective
 
 
 # -- the checker catches corrupted plans -----------------------------------------------------------
