@@ -117,8 +117,8 @@ def main() -> None:
         out = OUT.with_name("mapper_plans.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"arch": arch.name, "plans": plans}, indent=2) + "\n")
-        never_worse = all(r["ilp_plan_dram_bytes"] <= min(r[f"{m}_plan_dram_bytes"] for m in ("none", "greedy", "firstfit"))
-                          for r in plans)
+        baselines = ("none", "greedy", "firstfit")
+        never_worse = all(r["ilp_plan_dram_bytes"] <= min(r[f"{m}_plan_dram_bytes"] for m in baselines) for r in plans)
         print(f"simulator agrees: {all(r['simulator_agrees'] for r in plans)}; "
               f"ilp plan never worse than a baseline's: {never_worse}")
         return
