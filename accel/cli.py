@@ -14,7 +14,7 @@ from pathlib import Path
 
 from accel import config
 from accel.cli_types import positive_int
-from accel.errors import AccelError
+from accel.errors import AccelError, MappingError
 from accel.hardware import Accelerator, Sparsity
 from mapper.lower import Depthwise, LoopOrder
 
@@ -90,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="mark every weight-bearing layer N:M structured-sparse (e.g. 2:4); the array runs it "
                           "natively when the design lists that pattern, dense otherwise")
     run.add_argument("--batch", type=positive_int, default=None, help="batch size (default: 1)")
+    run.add_argument("--allocator", choices=["none", "greedy", "firstfit", "ilp"], default="none",
+                     help="keep tensors in the scratchpad between layers (default: none, SCALE-Sim style; "
+                          "ilp: the HiGHS allocation; the report then has memory_map.png)")
+    run.add_argument("--objective", choices=["latency", "energy", "edp"], default="latency",
+                     help="what each layer's mapping search minimises (default: latency)")
     run.add_argument("--out", type=Path, default=None,
                      help="write CSVs (summary, layers, units, energy, power), plots (layer_cycles.png, "
                           "power.png) and trace.json (Perfetto) here")
@@ -245,9 +250,19 @@ def _run(args: argparse.Namespace) -> int:
     graph = workloads.load(args.workload, batch=args.batch)
     if args.nm:
         graph = workloads.sparsify(graph, args.nm)
-    plan = mapper.lower(graph, arch, dataflow=Dataflow(args.dataflow) if args.dataflow else None,
-                        loop_order=LoopOrder(args.loop_order) if args.loop_order else default_order,
-                        depthwise=Depthwise(args.depthwise) if args.depthwise else default_depthwise)
+    if args.allocator != "none":
+        fixed = [flag for flag, value in (("--dataflow", args.dataflow), ("--loop-order", args.loop_order),
+                                          ("--depthwise", args.depthwise), ("--scalesim-config", args.scalesim_config))
+                 if value]
+        if fixed:
+            raise MappingError(f"--allocator {args.allocator} searches every layer's mapping; it cannot be combined "
+                               f"with {', '.join(fixed)}")
+        plan = mapper.map_graph(graph, arch, mapper.MapOptions(allocator=args.allocator, objective=args.objective))
+    else:
+        plan = mapper.lower(graph, arch, dataflow=Dataflow(args.dataflow) if args.dataflow else None,
+                            loop_order=LoopOrder(args.loop_order) if args.loop_order else default_order,
+                            depthwise=Depthwise(args.depthwise) if args.depthwise else default_depthwise,
+                            objective=args.objective)
     result = sim.simulate(plan)
     summary = result.summary()
     if args.out is not None:
@@ -255,6 +270,12 @@ def _run(args: argparse.Namespace) -> int:
         from reports.scalesim import write_compute_report
 
         written = write_run_report(result, args.out, power_window_cycles=args.power_window)
+        if plan.allocation is not None and plan.problem is not None:
+            from reports.memory_map import plot_memory_map
+
+            figure = plot_memory_map(plan.problem, plan.allocation, title=f"{graph.name} on {arch.name}")
+            written["memory_map"] = args.out / "memory_map.png"
+            figure.savefig(written["memory_map"], dpi=120)
         if args.scalesim_config is not None:
             written["compute_report"] = write_compute_report(result, args.out / "COMPUTE_REPORT.csv")
         summary["files"] = {k: str(v) for k, v in written.items()}

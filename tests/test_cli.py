@@ -153,3 +153,21 @@ def test_map_with_a_baseline_has_no_solver_figures(capsys, tmp_path):
     summary = json.loads(out)
     assert code == 0 and summary["status"] == "heuristic"
     assert summary["objective"] is None and summary["bound"] is None and summary["gap"] is None
+
+
+def test_run_with_an_allocator_keeps_tensors_on_chip_and_draws_the_memory_map(capsys, tmp_path):
+    code, out, _ = run(capsys, "run", "--workload", "resnet18", "--allocator", "greedy", "--json")
+    assert code == 0
+    kept = json.loads(out)
+    code, out, _ = run(capsys, "run", "--workload", "resnet18", "--json")
+    plain = json.loads(out)
+    assert kept["dram_bytes"] < plain["dram_bytes"]
+    code, _, _ = run(capsys, "run", "--workload", "bert_base_layer", "--allocator", "ilp", "--out", str(tmp_path))
+    assert code == 0 and (tmp_path / "memory_map.png").stat().st_size > 0
+
+
+def test_run_refuses_an_allocator_with_a_fixed_mapping(capsys):
+    code, _, err = run(capsys, "run", "--allocator", "ilp", "--dataflow", "ws")
+    assert code == 2
+    assert err.strip() == ("accel: error: --allocator ilp searches every layer's mapping; it cannot be combined "
+                           "with --dataflow")
