@@ -346,10 +346,24 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                         half_acc: int, objective: str) -> list[Choice]:
     """Tile-outer mappings in two rounds: power-of-two multiples of the array (and whole extents)
     along ``b``, ``k`` and ``n``; then the balanced non-divisor sizes within a factor of two of the
-    best tile of the first round along each dimension."""
+    best tile of the first round along each dimension.
+
+    A tile is not priced when a lower bound of the objective's first term already exceeds the best
+    so far: its DRAM bytes (every ``n`` column of tiles reads all of the input, every ``m`` row all
+    of the weights) over the bandwidth bound the cycles, and times DRAM energy per byte the energy.
+    """
     g = ops.gemm
     rows, cols = arch.array.rows, arch.array.cols
+    bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
+    weights = ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0
+    outputs = g.batch * g.m * g.n * ops.out_bytes
     priced: dict[Tile, Choice] = {}
+    best: list[Choice] = []
+
+    def bound(tile: Tile) -> float:
+        moved = ops.x_bytes * ceil_div(g.n, tile.n) + weights * ceil_div(g.m, tile.m) + outputs
+        cycles, energy = moved / bandwidth, moved * arch.dram.energy_pj_per_byte
+        return {"latency": cycles, "energy": energy}.get(objective, cycles * energy)
 
     def price(sizes: Iterable[tuple[int, int, int]]) -> None:
         for tb, tk, tn in sizes:
@@ -358,19 +372,24 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                 continue
             for tm in {most, ceil_div(g.m, ceil_div(g.m, most))}:
                 tile = Tile(tm, tk, tn, tb)
-                if tile not in priced:
-                    cost = _tile_outer_cost(arch, ops, tile, dataflow)
-                    priced[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
+                if tile in priced or (best and bound(tile) > best[0].cost.key(objective)[0]):
+                    continue
+                choice = Choice("tile-outer", dataflow, tile, tile, _tile_outer_cost(arch, ops, tile, dataflow))
+                priced[tile] = choice
+                if not best or choice.cost.key(objective) < best[0].cost.key(objective):
+                    best[:] = [choice]
 
-    price(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)))
-    if not priced:
+    first = sorted(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)),
+                   key=lambda size: (-size[2], -size[0], -size[1]))  # big n first: fewest input re-reads
+    price(first)
+    if not best:
         return []
-    best = min(priced.values(), key=lambda c: c.cost.key(objective)).tile
+    tile = best[0].tile
 
     def near(extent: int, unit: int, size: int) -> list[int]:
         return [x for x in _sizes(extent, unit) if size // 2 <= x <= 2 * size]
 
-    price(itertools.product(near(g.batch, 1, best.b), near(g.k, rows, best.k), near(g.n, cols, best.n)))
+    price(itertools.product(near(g.batch, 1, tile.b), near(g.k, rows, tile.k), near(g.n, cols, tile.n)))
     return list(priced.values())
 
 
