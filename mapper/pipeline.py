@@ -3,11 +3,12 @@
 :func:`map_graph` runs the steps in order and returns a :class:`~mapper.plan.Plan` that
 :func:`mapper.check.check_plan` has proven valid:
 
-1. **Schedule**: the graph's operator order, or for branchy graphs the better of it and a
-   memory-aware order (:mod:`mapper.order`).
-2. **Working space** per layer (``allocator != "none"``): the fewest scratchpad bytes the layer can
+1. **Working space** per layer (``allocator != "none"``): the fewest scratchpad bytes the layer can
    tile in while its datasheet estimate stays within :data:`KNEE` of its estimate with the whole
-   scratchpad; the rest is offered to resident tensors. With ``none`` every layer tiles in all of it.
+   scratchpad (:func:`mapper.lower.working_space`); the rest is offered to resident tensors. With
+   ``none`` every layer tiles in all of it, in the graph's order, and nothing is allocated.
+2. **Schedule**: the graph's operator order, or for branchy graphs the best of a few candidate
+   orders by their greedy allocation (:mod:`mapper.order`).
 3. **Allocation**: :func:`mapper.memory.allocate` with the chosen allocator on the problem of that
    schedule, capacity and working space (for ``ilp``, the program with the least DRAM traffic among
    the ILP's allocation and its warm starts', see :func:`_least_plan_traffic`).
@@ -64,7 +65,7 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
 
     plan = program(allocation)
     if options.allocator == "ilp":
-        plain = lower(graph, arch, objective=options.objective)
+        plain = lower(graph, arch, order=order, objective=options.objective)  # the whole scratchpad, nothing kept
         plain = dataclasses.replace(plain, allocation=allocate(problem, method="none"), problem=problem)
         plan = _least_plan_traffic(plan, problem, program, plain)
     check_plan(plan)
