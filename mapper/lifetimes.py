@@ -44,7 +44,6 @@ from workloads.graph import Graph, Layer, OpKind, TensorKind
 
 __all__ = ["Gap", "MemoryTensor", "MemoryProblem", "problem_from_graph", "default_reserved_bytes", "view_roots"]
 
-_VIEW_OPS = (OpKind.RESHAPE, OpKind.PASSTHROUGH)
 
 
 @dataclass(frozen=True)
@@ -196,7 +195,7 @@ def default_reserved_bytes(layer: Layer, graph: Graph, arch: Accelerator) -> dic
     other vector layers and concat: ``lanes`` elements of each; views: nothing. Everything doubled
     for double buffering.
     """
-    if layer.op in _VIEW_OPS:
+    if layer.op.is_view:
         return {}
     in_b, w_b = arch.array.input_format.size_bytes, arch.array.weight_format.size_bytes
     work: dict[str, int] = {}
@@ -244,7 +243,7 @@ def view_roots(graph: Graph, layers: Sequence[Layer] | None = None) -> dict[str,
     """The buffer each view tensor shares: ``{view: root}`` (tensors that are no view are absent)."""
     root: dict[str, str] = {}
     for layer in graph.layers if layers is None else layers:
-        if layer.op in _VIEW_OPS:
+        if layer.op.is_view:
             acts = [t for t in layer.inputs if not graph.tensors[t].is_constant] or list(layer.inputs)
             if acts:
                 for out in layer.outputs:
@@ -276,7 +275,7 @@ def problem_from_graph(
 
     reserved_bytes = []
     for i, layer in enumerate(layers):
-        if layer.op in _VIEW_OPS:
+        if layer.op.is_view:
             reserved_bytes.append(0)
             continue
         if reserved is None or (isinstance(reserved, Mapping) and layer.name not in reserved):
@@ -315,7 +314,7 @@ def problem_from_graph(
         if r != name:
             aliases[r].append(name)
     for i, layer in enumerate(layers):
-        if layer.op in _VIEW_OPS:
+        if layer.op.is_view:
             continue
         for t in layer.inputs:
             uses.setdefault(find(t), set()).add(i)

@@ -101,7 +101,7 @@ def lower(graph: Graph, arch: Accelerator, *, dataflow: Dataflow | None = None,
     builder = _ProgramBuilder(graph, arch, residency, objective)
     mappings = []
     for step, layer in enumerate(layers):
-        budget = None if layer.op in _VIEWS else arch.scratchpad.size_bytes if working_bytes is None else \
+        budget = None if layer.op.is_view else arch.scratchpad.size_bytes if working_bytes is None else \
             working_bytes.get(layer.name, arch.scratchpad.size_bytes)
         builder.begin_layer(step, budget)
         if layer.gemm is not None and _is_depthwise(layer) and depthwise is not Depthwise.ARRAY and (
@@ -134,7 +134,7 @@ def working_space(graph: Graph, arch: Accelerator, *, knee: float, dataflow: Dat
     size = arch.scratchpad.size_bytes
     working = {}
     for layer in graph.layers:
-        if layer.op in _VIEWS:
+        if layer.op.is_view:
             continue
         floor = sum(default_reserved_bytes(layer, graph, arch).values())
         best = builder.layer_estimate(layer, size, dataflow, loop_order)
@@ -149,7 +149,6 @@ def working_space(graph: Graph, arch: Accelerator, *, knee: float, dataflow: Dat
     return working
 
 
-_VIEWS = (OpKind.RESHAPE, OpKind.PASSTHROUGH)
 
 
 def _ordered(graph: Graph, order: Sequence[str]) -> tuple[Layer, ...]:

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from workloads.graph import Graph, Layer, OpKind
+from workloads.graph import Graph, Layer
 
 __all__ = ["candidate_orders", "is_branchy", "graph_order", "min_live_order", "depth_first_order"]
 
-_VIEWS = (OpKind.RESHAPE, OpKind.PASSTHROUGH)
 
 
 def is_branchy(graph: Graph) -> bool:
@@ -88,7 +87,7 @@ def min_live_order(graph: Graph) -> tuple[str, ...]:
         return 0 if tensor.is_constant else tensor.elements
 
     def growth(layer: Layer) -> int:
-        made = 0 if layer.op in _VIEWS else sum(size(t) for t in layer.outputs)
+        made = 0 if layer.op.is_view else sum(size(t) for t in layer.outputs)
         freed = sum(size(t) for t in set(layer.inputs) if left[t] == 1)
         return made - freed
 

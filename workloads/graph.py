@@ -54,6 +54,11 @@ class OpKind(Enum):
     def uses_vector_unit(self) -> bool:
         return self in (OpKind.POOL, OpKind.ELEMENTWISE, OpKind.ACTIVATION, OpKind.SOFTMAX, OpKind.NORM)
 
+    @property
+    def is_view(self) -> bool:
+        """Moves no data: its output shares its input's buffer (reshape, flatten, pass-through)."""
+        return self in (OpKind.RESHAPE, OpKind.PASSTHROUGH)
+
 
 class TensorKind(Enum):
     INPUT = "input"  # fed to the graph from outside
