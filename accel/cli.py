@@ -312,7 +312,7 @@ def _map(args: argparse.Namespace) -> int:
     results = {m: allocate(problem, method=m) for m in ("none", "firstfit", "greedy") if m != args.allocator}
     results[args.allocator] = chosen
     document = {
-        "arch": arch.name, "workload": graph.name, "allocator": args.allocator, "objective_function": args.objective,
+        "arch": arch.name, "workload": graph.name, "allocator": args.allocator, "mapping_objective": args.objective,
         "scratchpad_bytes": plan.arch.scratchpad.size_bytes,
         "dram_bytes": plan.dram_bytes, "dram_read_bytes": plan.dram_read_bytes,
         "dram_write_bytes": plan.dram_write_bytes,
