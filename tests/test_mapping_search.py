@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from accel import config
@@ -37,8 +37,12 @@ def _ops(b: int, m: int, k: int, n: int) -> Operands:
                     w_bytes=Fraction(1), out_bytes=1, acc_bytes=4)
 
 
-def _every_step(steps: list[Step]) -> tuple[float, float, float, int]:
-    """The reference: price every step; compute i overlaps the stores of i and the loads of i + 1."""
+def _every_step(steps: list[Step]) -> tuple[float, float, float, int, float]:
+    """The reference: price every step; compute i overlaps the stores of i and the loads of i + 1.
+
+    Also returns the closed forms' allowance: they pair each output tile's last step with the next
+    tile of the same shape, so each hand-over between output tiles of different shapes may be off by
+    up to one step's transfers."""
     pricer = _pricer(GEMMINI)
     rows = []
     energy = moved = 0.0
@@ -57,7 +61,10 @@ def _every_step(steps: list[Step]) -> tuple[float, float, float, int]:
         rows.append((array, loads, stores))
     cycles = rows[0][1] + sum(max(a, s + rows[i + 1][1]) for i, (a, _, s) in enumerate(rows[:-1]))
     cycles += rows[-1][0] + rows[-1][2]
-    return cycles, energy + cycles * pricer.static_pj_per_cycle, moved, len(rows)
+    shape = [(st.compute["batch"], st.compute["m"], st.compute["n"]) for st in steps]
+    handovers = sum(a != b for a, b in zip(shape, shape[1:], strict=False))
+    allowance = (handovers + 1) * max(loads + stores for _, loads, stores in rows)
+    return cycles, energy + cycles * pricer.static_pj_per_cycle, moved, len(rows), allowance
 
 
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 300), st.integers(1, 300), st.integers(1, 200))
@@ -69,11 +76,12 @@ def test_tile_outer_closed_form_equals_pricing_every_step(shape, tile):
     ops = _ops(*shape)
     t = Tile(m=tile[1], k=tile[2], n=tile[3], b=tile[0])
     cost = _tile_outer_cost(GEMMINI, ops, t, Dataflow.WS)
-    cycles, energy, moved, steps = _every_step(list(tile_outer(ops, t, Dataflow.WS)))
+    assume(cost.steps <= 3000)  # keeps the step-by-step reference quick
+    cycles, energy, moved, steps, allowance = _every_step(list(tile_outer(ops, t, Dataflow.WS)))
     assert cost.dram_bytes == moved and cost.steps == steps
-    # cycles: exact but for where one tile shape hands over to the next (a transfer or two each)
-    assert cost.cycles == pytest.approx(cycles, rel=0.02, abs=300)
-    assert cost.energy_pj == pytest.approx(energy, rel=0.02, abs=300 * _pricer(GEMMINI).static_pj_per_cycle)
+    # cycles: exact but where one output tile shape hands over to another
+    assert cost.cycles == pytest.approx(cycles, rel=0.02, abs=allowance)
+    assert cost.energy_pj == pytest.approx(energy, rel=0.02, abs=allowance * _pricer(GEMMINI).static_pj_per_cycle)
 
 
 @settings(max_examples=40)
@@ -84,10 +92,11 @@ def test_fold_outer_closed_form_equals_pricing_every_step(shape, dataflow, spad)
     if fold is None:
         return
     cost = _fold_outer_cost(GEMMINI, ops, fold, dataflow)
-    cycles, energy, moved, steps = _every_step(list(fold_outer(ops, fold, dataflow, 16, 16)))
+    assume(cost.steps <= 3000)
+    cycles, energy, moved, steps, allowance = _every_step(list(fold_outer(ops, fold, dataflow, 16, 16)))
     assert cost.dram_bytes == moved and cost.steps == steps
-    assert cost.cycles == pytest.approx(cycles, rel=0.05, abs=300)
-    assert cost.energy_pj == pytest.approx(energy, rel=0.05, abs=300 * _pricer(GEMMINI).static_pj_per_cycle)
+    assert cost.cycles == pytest.approx(cycles, rel=0.05, abs=allowance)
+    assert cost.energy_pj == pytest.approx(energy, rel=0.05, abs=allowance * _pricer(GEMMINI).static_pj_per_cycle)
 
 
 def test_dominated_mappings_are_pruned():
