@@ -27,6 +27,7 @@ from accel.errors import MappingError
 from mapper.lifetimes import view_roots
 from mapper.memory import check_allocation
 from mapper.plan import Plan
+from mapper.residency import Residency
 from workloads.graph import Layer
 
 __all__ = ["check_plan"]
@@ -53,41 +54,25 @@ def check_plan(plan: Plan) -> None:
     _check_schedule(graph, order, layers)
     roots = view_roots(graph)
     step_of = {name: i for i, name in enumerate(order)}
-    resident = _Residents(plan, roots)
+    resident: Residency | _NoResidents = _NoResidents()
     if plan.problem is not None and plan.allocation is not None:
         if tuple(plan.problem.steps) != tuple(order):
             raise MappingError("The plan's allocation was made for another schedule than its layers'")
         check_allocation(plan.problem, plan.allocation)
+        resident = Residency(plan.problem, plan.allocation)
     _check_transfers(plan, step_of, roots, resident)
     _check_operands(plan, layers, step_of, roots, resident)
     _check_dram_order(plan, graph, roots)
 
 
-class _Residents:
-    """Where the plan's allocation keeps each buffer at each step."""
+class _NoResidents:
+    """A plan without an allocation: nothing is ever on chip between layers."""
 
-    def __init__(self, plan: Plan, roots: dict[str, str]) -> None:
-        self.roots = roots
-        self.allocation = plan.allocation
-
-    def place(self, tensor: str, step: int) -> tuple[int, int] | None:
-        if self.allocation is None:
-            return None
-        ta = self.allocation.tensors.get(self.roots.get(tensor, tensor))
-        if ta is None:
-            return None
-        offset = ta.offset_at(step)
-        return None if offset is None else (offset, ta.size_bytes)
+    def place(self, tensor: str, step: int) -> None:
+        return None
 
     def at(self, step: int) -> list[tuple[str, int, int]]:
-        if self.allocation is None:
-            return []
-        out = []
-        for name, ta in self.allocation.tensors.items():
-            offset = ta.offset_at(step)
-            if offset is not None:
-                out.append((name, offset, offset + ta.size_bytes))
-        return out
+        return []
 
 
 def _check_buffers(plan: Plan) -> None:
@@ -117,7 +102,8 @@ def _check_schedule(graph: object, order: list[str], layers: dict[str, Layer]) -
         done.add(name)
 
 
-def _check_transfers(plan: Plan, step_of: dict[str, int], roots: dict[str, str], resident: _Residents) -> None:
+def _check_transfers(plan: Plan, step_of: dict[str, int], roots: dict[str, str],
+                     resident: Residency | _NoResidents) -> None:
     if plan.allocation is None:
         return
     size = plan.arch.scratchpad.size_bytes
@@ -159,7 +145,7 @@ def _operands(layer: Layer, tensors: object) -> list[str]:
 
 
 def _check_operands(plan: Plan, layers: dict[str, Layer], step_of: dict[str, int], roots: dict[str, str],
-                    resident: _Residents) -> None:
+                    resident: Residency | _NoResidents) -> None:
     graph = plan.graph
     assert graph is not None
     by_layer: dict[str, list[int]] = defaultdict(list)

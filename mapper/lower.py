@@ -363,10 +363,15 @@ class _ProgramBuilder:
         finally:
             self.half_spad = saved
 
-    def _vector_cost(self, layer: Layer, macs: int) -> Cost:
+    def _vector_work(self, layer: Layer, macs: int) -> tuple[list[str], int]:
+        """The tensors a vector layer reads (weights too for a depthwise convolution or a concat of
+        constants) and its element operations (one per output element for a concat)."""
         inputs = [t for t in layer.inputs if macs or layer.op is OpKind.CONCAT or not self.graph.tensors[t].is_constant]
+        return inputs, max(macs or layer.vector_ops or self.graph.tensors[layer.outputs[0]].elements, 1)
+
+    def _vector_cost(self, layer: Layer, macs: int) -> Cost:
+        inputs, ops = self._vector_work(layer, macs)
         sizes = [self.graph.tensors[t].elements * self.in_bytes for t in (*inputs, *layer.outputs)]
-        ops = max(macs or layer.vector_ops or self.graph.tensors[layer.outputs[0]].elements, 1)
         return vector_cost(self.arch, ops, sizes, self.half_spad)
 
     def _choice(self, layer: Layer, dataflow: Dataflow | None, loop_order: LoopOrder) -> Choice:
@@ -437,7 +442,7 @@ class _ProgramBuilder:
         there (one multiply-accumulate per lane per cycle, reading its weights too). A concatenation
         copies its inputs (one operation per output element). Resident operands are read and written
         in place; the rest streams through the working region."""
-        inputs = [t for t in layer.inputs if macs or layer.op is OpKind.CONCAT or not self.graph.tensors[t].is_constant]
+        inputs, ops = self._vector_work(layer, macs)
         size = {t: self.graph.tensors[t].elements * self.in_bytes for t in (*inputs, *layer.outputs)}
         place = {t: self._place(t) for t in size}
         streamed_in = [t for t in inputs if place[t] is None]
@@ -445,7 +450,6 @@ class _ProgramBuilder:
         in_bytes = sum(size[t] for t in streamed_in)
         moved = in_bytes + sum(size[t] for t in streamed_out)
         chunks = max(1, ceil_div(moved, self.half_spad))
-        ops = max(macs or layer.vector_ops or (size[layer.outputs[0]] // self.in_bytes), 1)
         onchip_in = [d for t in inputs if place[t] is not None for d in self.onchip.get(place[t][0], [])]
         out_claims = [d for t in layer.outputs if place[t] is not None for d in self.claims.pop(place[t][0], [])]
         outputs_onchip = [place[t][0] for t in layer.outputs if place[t] is not None]

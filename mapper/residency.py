@@ -34,7 +34,21 @@ class Residency:
             root[t.name] = t.name
             for alias in t.aliases:
                 root[alias] = t.name
+        starting: dict[int, list[str]] = {}
+        reloads: dict[int, list[str]] = {}
+        written_back: dict[int, list[str]] = {}
+        on_chip: dict[int, list[str]] = {}
+        for name, ta in self.allocation.tensors.items():
+            for first, last, _ in ta.intervals:
+                starting.setdefault(first, []).append(name)
+                if first in ta.read_steps:
+                    reloads.setdefault(first, []).append(name)
+                for step in range(first, last + 1):
+                    on_chip.setdefault(step, []).append(name)
+                    if step in ta.write_steps:
+                        written_back.setdefault(step, []).append(name)
         object.__setattr__(self, "_root", root)
+        object.__setattr__(self, "_steps", (starting, reloads, written_back, on_chip))
 
     def root(self, tensor: str) -> str:
         """The buffer ``tensor`` lives in (views share their root's)."""
@@ -50,17 +64,23 @@ class Residency:
 
     def starting(self, step: int) -> list[str]:
         """Buffers whose on-chip interval begins at ``step``."""
-        return [name for name, ta in self.allocation.tensors.items() if any(i[0] == step for i in ta.intervals)]
+        return self._steps[0].get(step, [])  # type: ignore[attr-defined]
 
     def reloads(self, step: int) -> list[str]:
         """Buffers read from DRAM into their on-chip place at ``step`` (an interval starts with a read)."""
-        return [name for name, ta in self.allocation.tensors.items()
-                if step in ta.read_steps and any(i[0] == step for i in ta.intervals)]
+        return self._steps[1].get(step, [])  # type: ignore[attr-defined]
 
     def written_back(self, step: int) -> list[str]:
         """Buffers stored from their on-chip place to DRAM after ``step``."""
-        return [name for name, ta in self.allocation.tensors.items()
-                if step in ta.write_steps and ta.offset_at(step) is not None]
+        return self._steps[2].get(step, [])  # type: ignore[attr-defined]
+
+    def at(self, step: int) -> list[tuple[str, int, int]]:
+        """``(buffer, first byte, end byte)`` of every buffer on chip at ``step``."""
+        out = []
+        for name in self._steps[3].get(step, []):  # type: ignore[attr-defined]
+            offset, size = self.place(name, step)  # type: ignore[misc]
+            out.append((name, offset, offset + size))
+        return out
 
 
 class AddressBook:
