@@ -28,8 +28,13 @@ solution feasible.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,12 +45,45 @@ import numpy as np
 from mapper.allocate import Allocation, allocation_from_gaps, kept_gaps, pack_runs
 from mapper.lifetimes import MemoryProblem
 
-__all__ = ["solve_ilp", "WINDOW_GAPS"]
+__all__ = ["solve_ilp", "quiet_highs", "WINDOW_GAPS"]
 
 _log = logging.getLogger(__name__)
 
 #: Above this many allowed gaps the ILP is solved in windows of about this many gaps each.
 WINDOW_GAPS = 300
+
+
+_QUIET = threading.Lock()
+
+
+def quiet_highs() -> highspy.Highs:
+    """A HiGHS instance that prints nothing.
+
+    HiGHS's C++ constructor writes its banner ("Running HiGHS ...") to the process's standard output
+    before any option can be set, so ``output_flag`` alone does not silence it. The constructor runs
+    with file descriptors 1 and 2 pointed at a temporary file, whose text goes to this module's log
+    at debug level; then ``output_flag`` is switched off for everything the solver would print later.
+    """
+    with _QUIET, tempfile.TemporaryFile(mode="w+b") as sink:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            h = highspy.Highs()
+            h.setOptionValue("output_flag", False)
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+        sink.seek(0)
+        text = sink.read().decode(errors="replace").strip()
+    if text:
+        _log.debug("HiGHS: %s", text)
+    return h
 
 
 @dataclass
@@ -74,8 +112,7 @@ class _Model:
         self.row_upper.append(upper)
 
     def solve(self, time_limit_s: float, mip_gap: float, start: Sequence[float] | None) -> _Solved:
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
+        h = quiet_highs()
         h.setOptionValue("time_limit", max(0.05, float(time_limit_s)))
         h.setOptionValue("mip_rel_gap", float(mip_gap))
         h.setOptionValue("random_seed", 0)
