@@ -47,7 +47,7 @@ from reports.pareto import (
 )
 
 if TYPE_CHECKING:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from accel.hardware import Accelerator
     from mapper.options import MapOptions
@@ -290,14 +290,9 @@ def _details(summary: str, inner: str) -> str:
     return f"<details><summary>{_esc(summary)}</summary>{inner}</details>"
 
 
-def _image(fig: plt.Figure, alt: str) -> str:
-    import matplotlib.pyplot as plt
-
+def _image(fig: Figure, alt: str) -> str:
     buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=100)
-    finally:
-        plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=100)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"<figure><img alt='{_esc(alt)}' src='data:image/png;base64,{data}'></figure>"
 

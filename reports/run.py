@@ -5,7 +5,8 @@
 * ``summary.csv``: one row of headline numbers (``Result.summary()``);
 * ``layers.csv``: one row per layer (``Result.layers()``);
 * ``units.csv``: busy/idle cycles per hardware unit (``Result.units()``);
-* ``layer_cycles.png``: cycles per layer as a bar chart, coloured by where the layer ran;
+* ``layer_cycles.png``: cycles per layer as horizontal bars, longest first (the 30 longest and the
+  rest summed, for big models), coloured by the unit the layer ran on;
 * ``energy.csv``: energy by component (dynamic, static, total);
 * ``power.csv`` and ``power.png``: power over time in windows of ``power_window_cycles`` cycles
   (default: the run in about 200 windows);
@@ -22,11 +23,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from reports.units import new_figure, si_formatter, si_text, top_rows
 
 __all__ = ["write_run_report", "plot_layer_cycles", "plot_power"]
 
@@ -72,35 +74,78 @@ def write_run_report(result: _RunResult, out_dir: str | Path, *,
         "energy": _write_csv(energy_frame, out / "energy.csv"),
         "power": _write_csv(timeline, out / "power.csv"),
         "layer_cycles": _save_figure(plot_layer_cycles(layers, title=title), out / "layer_cycles.png"),
-        "power_plot": _save_figure(plot_power(timeline, title=title), out / "power.png"),
+        "power_plot": _save_figure(plot_power(timeline, title=title, clock_hz=_clock_hz(result)), out / "power.png"),
         "trace": result.write_trace(out / "trace.json", power_window_cycles=window),
     }
 
 
-def plot_power(timeline: pd.DataFrame, *, title: str = "") -> plt.Figure:
-    """Power over time (W) from an energy timeline with ``start_cycle``, ``end_cycle``, ``power_w``."""
-    fig, ax = plt.subplots(figsize=(8.0, 3.5), layout="constrained")
-    edges = list(timeline["start_cycle"]) + [int(timeline["end_cycle"].iloc[-1])] if len(timeline) else [0, 1]
-    values = list(timeline["power_w"]) if len(timeline) else [0.0]
-    ax.stairs(values, edges, fill=True, alpha=0.6)
-    ax.set_xlabel("cycle")
-    ax.set_ylabel("power (W)")
-    ax.set_title(f"power over time: {title}" if title else "power over time")
+def plot_power(timeline: pd.DataFrame, *, title: str = "", clock_hz: float | None = None) -> Figure:
+    """Power over time from an energy timeline with ``start_cycle``, ``end_cycle``, ``power_w``: one
+    filled step per window, the average drawn across. With ``clock_hz`` the time axis is in seconds
+    (ms, us), else in cycles; power is in W or mW as it fits."""
+    fig = new_figure(8.0, 3.5)
+    ax = fig.add_subplot()
+    if len(timeline):
+        edges = np.append(timeline["start_cycle"].to_numpy(float), float(timeline["end_cycle"].iloc[-1]))
+        values = timeline["power_w"].to_numpy(float)
+    else:
+        edges, values = np.array([0.0, 1.0]), np.array([0.0])
+    scale = 1.0 / clock_hz if clock_hz else 1.0
+    # one polygon, no edge: adjacent windows meet without the hairline gaps of separate bars
+    ax.stairs(values, edges * scale, fill=True, color="tab:blue", alpha=0.55, linewidth=0, antialiased=False)
+    ax.stairs(values, edges * scale, color="tab:blue", linewidth=0.8)
+    lengths = np.diff(edges)
+    if lengths.sum() > 0:
+        mean = float((values * lengths).sum() / lengths.sum())
+        ax.axhline(mean, color="black", linestyle="--", linewidth=0.8, label=f"average {si_text(mean, 'W', places=3)}")
+        ax.legend(fontsize=8, loc="upper right")
+    ax.set_xlim(edges[0] * scale, edges[-1] * scale)
+    ax.set_ylim(0, max(float(values.max()) * 1.15, 1e-12))
+    ax.xaxis.set_major_formatter(si_formatter("s") if clock_hz else si_formatter(""))
+    ax.yaxis.set_major_formatter(si_formatter("W"))
+    ax.set_xlabel("time" if clock_hz else "cycle")
+    ax.set_ylabel("power")
+    ax.set_title(f"power over time: {title}" if title else "power over time", fontsize=10)
     return fig
 
 
-def plot_layer_cycles(layers: pd.DataFrame, *, title: str = "") -> plt.Figure:
-    """Bar chart of each layer's cycles (its span from first to last command)."""
-    shown = layers[layers["cycles"] > 0]
-    colours = {"conv": "tab:blue", "gemm": "tab:orange", "matmul": "tab:purple"}
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.18 * len(shown) + 2), 4.0), layout="constrained")
-    ax.bar(range(len(shown)), shown["cycles"], color=[colours.get(op, "tab:green") for op in shown["op"]])
-    ax.set_xticks(range(len(shown)), shown["layer"], rotation=90, fontsize=6 if len(shown) > 30 else 8)
-    ax.set_ylabel("cycles")
-    ax.set_title(title or "cycles per layer")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in (*colours.values(), "tab:green")]
-    ax.legend(handles, [*colours, "vector"], fontsize=8)
+#: How many layers a per-layer bar chart shows by name; the rest are summed into one bar.
+TOP_LAYERS = 30
+
+_WHERE_COLOURS = {"array": "tab:blue", "vector": "tab:green", "DMA only": "tab:orange"}
+
+
+def plot_layer_cycles(layers: pd.DataFrame, *, title: str = "", top: int = TOP_LAYERS) -> Figure:
+    """Horizontal bars of the layers' spans (first to last command), longest first: every layer when
+    there are at most ``top + 1``, else the ``top`` longest and one bar summing the rest. A bar is
+    coloured by the unit the layer ran on (array, vector unit, or only DMA: a pure data movement)."""
+    shown = layers[layers["cycles"] > 0].copy()
+    shown["where"] = np.where(shown["array_cycles"] > 0, "array",
+                              np.where(shown["vector_cycles"] > 0, "vector", "DMA only"))
+    rows = top_rows(shown[["layer", "cycles", "where"]], "cycles", top)
+    height = 0.24 * len(rows) + 1.4
+    fig = new_figure(8.0, max(3.0, height))
+    ax = fig.add_subplot()
+    positions = np.arange(len(rows))
+    colours = [_WHERE_COLOURS.get(w, "0.6") for w in rows["where"]]
+    ax.barh(positions, rows["cycles"].to_numpy(float), color=colours, height=0.75)
+    ax.set_yticks(positions, rows["layer"], fontsize=8)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(si_formatter(""))
+    ax.set_xlabel("cycles (layer span)")
+    present = [w for w in _WHERE_COLOURS if (rows["where"] == w).any()]
+    handles = [Patch(color=_WHERE_COLOURS[w]) for w in present]
+    if len(rows) < len(shown):
+        handles.append(Patch(color="0.6"))
+        present.append("other layers (sum)")
+    ax.legend(handles, present, fontsize=8, loc="upper right")
+    ax.set_title(title or "cycles per layer", fontsize=10)
     return fig
+
+
+def _clock_hz(result: _RunResult) -> float | None:
+    arch = getattr(result, "arch", None)
+    return getattr(arch, "clock_hz", None)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -110,11 +155,8 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def _save_figure(fig: plt.Figure, path: Path) -> Path:
+def _save_figure(fig: Figure, path: Path) -> Path:
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    try:
-        fig.savefig(tmp, dpi=120)
-    finally:
-        plt.close(fig)
+    fig.savefig(tmp, dpi=120)
     os.replace(tmp, path)
     return path

@@ -29,18 +29,17 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
-
-from reports.memory_map import plot_memory_map  # noqa: E402
-from reports.pareto import ok_rows, pareto_front  # noqa: E402
-from reports.run import plot_power  # noqa: E402
+from reports.memory_map import plot_memory_map
+from reports.pareto import ok_rows, pareto_front
+from reports.run import TOP_LAYERS, plot_power
+from reports.units import bytes_formatter, new_figure, si_formatter, top_rows, value_text
 
 if TYPE_CHECKING:
     from sim.engine import Result
@@ -49,12 +48,17 @@ __all__ = ["label", "layer_time_breakdown", "plot_layer_energy", "plot_layer_lat
            "plot_power_timeline", "plot_roofline", "plot_sensitivity", "plot_unit_utilization"]
 
 _LABELS = {
-    "total_cycles": "cycles", "latency_s": "latency (s)", "throughput_per_s": "throughput (inferences/s)",
-    "macs": "MACs", "energy_j": "energy (J)", "average_power_w": "average power (W)",
-    "edp_js": "energy-delay product (J·s)", "dram_bytes": "DRAM traffic (bytes)",
-    "array_utilization": "array utilisation", "peak_macs_per_cycle": "peak MAC/cycle", "clock_hz": "clock (Hz)",
+    "total_cycles": "cycles", "latency_s": "latency", "throughput_per_s": "throughput (inferences/s)",
+    "macs": "MACs", "energy_j": "energy", "average_power_w": "average power",
+    "edp_js": "energy-delay product", "dram_bytes": "DRAM traffic",
+    "array_utilization": "array utilisation", "peak_macs_per_cycle": "peak MAC/cycle", "clock_hz": "clock",
     "luts": "LUTs", "flip_flops": "flip-flops", "dsp": "DSP blocks", "bram": "BRAM blocks", "fmax_mhz": "Fmax (MHz)",
+    "area_mm2": "area (mm²)",
 }
+
+#: The unit of a metric column, for SI-prefixed ticks (``None``: plain numbers; ``"bytes"``: KiB/MiB).
+_UNITS = {"latency_s": "s", "energy_j": "J", "average_power_w": "W", "edp_js": "J·s", "clock_hz": "Hz",
+          "dram_bytes": "bytes", "total_cycles": "", "macs": ""}
 
 #: Colours of the units and energy components, the same in every plot.
 _COMPONENT_COLOURS = {"array": "tab:blue", "scratchpad": "tab:cyan", "accumulator": "tab:purple",
@@ -69,25 +73,32 @@ def label(column: str) -> str:
     return _LABELS.get(column, column)
 
 
+def _format_axis(axis: object, column: str) -> None:
+    """Engineering units on one axis for a metric column (linear axes; log axes keep plain decades)."""
+    unit = _UNITS.get(column)
+    if unit is None or axis.get_scale() == "log":  # type: ignore[attr-defined]
+        return
+    axis.set_major_formatter(bytes_formatter() if unit == "bytes" else si_formatter(unit))  # type: ignore[attr-defined]
+
+
 def _wide(values: np.ndarray) -> bool:
     """Whether ``values`` are all positive and span more than a factor 100 (then a log axis reads better)."""
     values = values[np.isfinite(values)]
     return len(values) > 0 and bool((values > 0).all()) and values.max() > 100 * values.min()
 
 
-def _panels(count: int, *, width: float = 5.2, height: float = 4.2) -> tuple[plt.Figure, list[plt.Axes]]:
+def _panels(count: int, *, width: float = 5.2, height: float = 4.2) -> tuple[Figure, list[Axes]]:
     columns = min(count, 3)
     rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), layout="constrained",
-                             squeeze=False)
-    flat = list(axes.ravel())
+    fig = new_figure(width * columns, height * rows)
+    flat = list(fig.subplots(rows, columns, squeeze=False).ravel())
     for ax in flat[count:]:
         ax.set_visible(False)
     return fig, flat[:count]
 
 
 def plot_pareto(df: pd.DataFrame, objectives: Sequence[str], *, maximize: Sequence[str] = (),
-                highlight: Mapping[object, str] | None = None, title: str = "") -> plt.Figure:
+                highlight: Mapping[object, str] | None = None, title: str = "") -> Figure:
     """Every ``ok`` row on ``objectives`` (two or three), the Pareto front highlighted, one panel per
     workload. ``highlight`` maps index labels of rows to short labels written next to them."""
     objectives = list(objectives)
@@ -123,6 +134,8 @@ def plot_pareto(df: pd.DataFrame, objectives: Sequence[str], *, maximize: Sequen
             ax.set_yscale("log")
         ax.set_xlabel(label(x_name))
         ax.set_ylabel(label(y_name))
+        _format_axis(ax.xaxis, x_name)
+        _format_axis(ax.yaxis, y_name)
         ax.grid(True, which="major", alpha=0.3)
         ax.set_title(str(workload) if workload is not None else "design points", fontsize=10)
         ax.legend(fontsize=8)
@@ -131,7 +144,7 @@ def plot_pareto(df: pd.DataFrame, objectives: Sequence[str], *, maximize: Sequen
     return fig
 
 
-def plot_sensitivity(table: pd.DataFrame, *, objective: str, title: str = "") -> plt.Figure:
+def plot_sensitivity(table: pd.DataFrame, *, objective: str, title: str = "") -> Figure:
     """One panel per parameter of a :func:`reports.pareto.sensitivity` table: per value, the median
     ratio of ``objective`` to the best value with the other parameters fixed (bars), and the range over
     those contexts (whiskers). 1 is the best; the panel title gives the parameter's spread."""
@@ -148,44 +161,51 @@ def plot_sensitivity(table: pd.DataFrame, *, objective: str, title: str = "") ->
         colours = ["tab:green" if m == median.min() else "tab:blue" for m in median]
         ax.bar(positions, median, color=colours, yerr=errors, capsize=3, error_kw={"linewidth": 0.8})
         ax.axhline(1.0, color="black", linewidth=0.8)
-        ax.set_xticks(positions, [str(v) for v in rows["value"]], rotation=30 if len(rows) > 4 else 0, fontsize=8)
+        ax.set_xticks(positions, [value_text(param, v) for v in rows["value"]], rotation=30 if len(rows) > 4 else 0,
+                      fontsize=8)
         ax.set_xlabel(param)
-        ax.set_ylabel(f"{label(objective)} / best")
+        ax.set_ylabel(f"{label(objective)}, relative to best (x)")
         ax.set_ylim(0, max(1.05, float(rows["max_ratio"].max()) * 1.08))
         ax.set_title(f"{param}: spread x{rows['spread'].iloc[0]:.3g}", fontsize=10)
-    fig.suptitle(title or f"sensitivity of {label(objective)} (1 = best value, others fixed)", fontsize=11)
+    fig.suptitle(title or f"sensitivity of {label(objective)}: ratio to the best value of each parameter, "
+                          "the others fixed (1 = best)", fontsize=11)
     return fig
 
 
-def plot_roofline(result: Result, *, title: str = "") -> plt.Figure:
+def plot_roofline(result: Result, *, title: str = "") -> Figure:
     """Per layer with MACs: MACs per DRAM byte (x) against MACs per cycle of its span (y), log-log, under
-    the compute roof and the DRAM bandwidth roof. Layers moving no DRAM byte sit at the right edge
-    (hollow markers)."""
+    the compute roof and the DRAM bandwidth roof. MACs are the dense layer's; a layer the array runs
+    N:M sparse does ``N/M`` of them, so its roof is ``M/N`` times higher (drawn dashed per pattern).
+    Layers moving no DRAM byte sit at the right edge (hollow markers)."""
     arch = result.arch
     layers = result.layers()
     layers = layers[(layers["macs"] > 0) & (layers["cycles"] > 0)]
+    sparsity = {m.layer: m.sparsity for m in result.plan.layers}
     dram = (layers["dram_read_bytes"] + layers["dram_write_bytes"]).to_numpy(float)
     macs = layers["macs"].to_numpy(float)
     attained = macs / layers["cycles"].to_numpy(float)
     peak = float(arch.peak_macs_per_cycle)
     bandwidth = float(arch.dram_bandwidth_bytes_per_cycle)
+    patterns = sorted({p for p in (sparsity.get(name) for name in layers["layer"]) if p is not None},
+                      key=lambda p: p.m / p.n)
+    roofs = [peak * p.m / p.n for p in patterns]
     ridge = peak / bandwidth
     with np.errstate(divide="ignore"):
         intensity = np.where(dram > 0, macs / np.maximum(dram, 1), np.inf)
     finite = intensity[np.isfinite(intensity)]
     low = min([ridge, *finite]) / 4
-    high = max([ridge, *finite]) * 4
+    high = max([ridge * max([1.0, *[r / peak for r in roofs]]), *finite]) * 4
     intensity = np.where(np.isfinite(intensity), intensity, high / 1.5)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    fig = new_figure(7.5, 4.8)
+    ax = fig.add_subplot()
     xs = np.geomspace(low, high, 200)
-    ax.plot(xs, np.minimum(peak, bandwidth * xs), color="black", linewidth=1.5, label="roofline")
-    ax.axhline(peak, color="black", linestyle=":", linewidth=0.8)
-    ax.annotate(f"compute roof {peak:g} MAC/cycle", (low, peak), xytext=(4, 4), textcoords="offset points",
-                fontsize=8)
-    ax.annotate(f"DRAM {bandwidth:g} B/cycle", (low * 1.3, bandwidth * low * 1.3), xytext=(4, -12),
-                textcoords="offset points", fontsize=8, rotation=0)
+    ax.plot(xs, np.minimum(peak, bandwidth * xs), color="black", linewidth=1.5,
+            label=f"roofline: {peak:g} MAC/cycle, DRAM {bandwidth:g} B/cycle")
+    for pattern, roof in zip(patterns, roofs, strict=True):
+        ax.plot(xs, np.minimum(roof, bandwidth * xs), color="tab:red", linestyle="--", linewidth=1.0,
+                label=f"{pattern.n}:{pattern.m} sparse roof: {roof:g} dense MAC/cycle")
     if arch.dram.bandwidth_bytes_per_cycle > bandwidth:
-        ax.plot(xs, np.minimum(peak, arch.dram.bandwidth_bytes_per_cycle * xs), color="0.5", linestyle="--",
+        ax.plot(xs, np.minimum(peak, arch.dram.bandwidth_bytes_per_cycle * xs), color="0.5", linestyle=":",
                 linewidth=0.8, label=f"DRAM alone {arch.dram.bandwidth_bytes_per_cycle:g} B/cycle (DMA limits)")
     colours = {"conv": "tab:blue", "gemm": "tab:orange", "matmul": "tab:purple"}
     for op in dict.fromkeys(layers["op"]):
@@ -193,8 +213,9 @@ def plot_roofline(result: Result, *, title: str = "") -> plt.Figure:
         solid = mask & (dram > 0)
         hollow = mask & (dram == 0)
         colour = colours.get(op, "tab:green")
-        ax.scatter(intensity[solid], attained[solid], s=30, color=colour, edgecolor="black", linewidth=0.4,
-                   label=op, zorder=3)
+        if solid.any():
+            ax.scatter(intensity[solid], attained[solid], s=30, color=colour, edgecolor="black", linewidth=0.4,
+                       label=op, zorder=3)
         if hollow.any():
             ax.scatter(intensity[hollow], attained[hollow], s=30, facecolor="none", edgecolor=colour, zorder=3,
                        label=f"{op} (no DRAM traffic)")
@@ -203,22 +224,25 @@ def plot_roofline(result: Result, *, title: str = "") -> plt.Figure:
             ax.annotate(str(name), (x, y), xytext=(4, -10), textcoords="offset points", fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    bottom, top = max(min([peak, *attained]) / 4, 1e-3), max([peak, *roofs]) * 2
     plain = FuncFormatter(lambda value, _: f"{value:g}")
-    for axis in (ax.xaxis, ax.yaxis):
+    for axis, (lo, hi) in ((ax.xaxis, (low, high)), (ax.yaxis, (bottom, top))):
+        # 1-3-10 ticks on short spans (one tick per decade alone leaves an axis with one label)
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0) if math.log10(hi / lo) <= 4 else (1.0,)))
         axis.set_major_formatter(plain)
         axis.set_minor_formatter(NullFormatter())
     ax.set_xlim(low, high)
-    ax.set_ylim(max(min([peak, *attained]) / 4, 1e-3), peak * 2)
+    ax.set_ylim(bottom, top)
     ax.set_xlabel("operational intensity (MAC per DRAM byte)")
     ax.set_ylabel("attained MAC/cycle (layer span)")
     ax.grid(True, which="both", alpha=0.2)
     ax.set_title(title or f"roofline: {result.plan.graph_name} on {arch.name}", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right")
     return fig
 
 
-def _bar_width(count: int) -> float:
-    return max(6.0, min(0.22 * count + 2.5, 24.0))
+def _bar_height(count: int) -> float:
+    return max(3.0, 0.24 * count + 1.6)
 
 
 def layer_time_breakdown(result: Result) -> pd.DataFrame:
@@ -253,57 +277,63 @@ def layer_time_breakdown(result: Result) -> pd.DataFrame:
     return frame
 
 
-def plot_layer_latency(result: Result, *, title: str = "") -> plt.Figure:
+def plot_layer_latency(result: Result, *, title: str = "", top: int = TOP_LAYERS) -> Figure:
     """Per layer (those that ran commands), its span split as :func:`layer_time_breakdown` does:
-    array busy, vector busy, DMA only (memory-bound time) and waiting, stacked to the span."""
+    array busy, vector busy, DMA only (memory-bound time) and waiting, as horizontal stacked bars,
+    longest first: the ``top`` longest layers by name and the rest summed into one bar."""
     breakdown = layer_time_breakdown(result)
-    breakdown = breakdown[breakdown["cycles"] > 0]
-    fig, ax = plt.subplots(figsize=(_bar_width(len(breakdown)), 4.2), layout="constrained")
-    positions = np.arange(len(breakdown))
-    bottom = np.zeros(len(breakdown))
+    breakdown = top_rows(breakdown[breakdown["cycles"] > 0], "cycles", top)
     names = {"array": "array busy", "vector": "vector busy", "dma_only": "DMA only (memory-bound)",
              "waiting": "waiting"}
     colours = {"array": "tab:blue", "vector": "tab:green", "dma_only": "tab:orange", "waiting": "0.8"}
-    for part, text in names.items():
-        values = breakdown[part].to_numpy(float)
-        ax.bar(positions, values, bottom=bottom, color=colours[part], label=text, width=0.8)
-        bottom += values
-    ax.set_xticks(positions, breakdown["layer"], rotation=90, fontsize=6 if len(breakdown) > 30 else 8)
-    ax.set_ylabel("cycles (layer span)")
-    ax.set_ylim(0, max(1.0, float(bottom.max())) * 1.3)
+    fig = _stacked_bars(breakdown, {names[p]: (breakdown[p].to_numpy(float), colours[p]) for p in names})
+    ax = fig.axes[0]
+    ax.xaxis.set_major_formatter(si_formatter(""))
+    ax.set_xlabel("cycles (layer span)")
     ax.set_title(title or f"where each layer's cycles went: {result.plan.graph_name} on {result.arch.name}",
                  fontsize=10)
-    ax.legend(fontsize=8, ncol=4, loc="upper center")
     return fig
 
 
-def plot_layer_energy(result: Result, *, title: str = "") -> plt.Figure:
-    """Per layer: dynamic energy by component (pJ), stacked. Static energy belongs to the whole run and
-    is not split over layers (see :mod:`sim.power`)."""
+def plot_layer_energy(result: Result, *, title: str = "", top: int = TOP_LAYERS) -> Figure:
+    """Per layer: dynamic energy by component, as horizontal stacked bars, largest first (the ``top``
+    largest by name, the rest summed). Static energy belongs to the whole run and is not split over
+    layers (see :mod:`sim.power`)."""
     by_layer = result.energy.by_layer
-    by_layer = by_layer[by_layer["dynamic_pj"] > 0]
-    fig, ax = plt.subplots(figsize=(_bar_width(len(by_layer)), 4.2), layout="constrained")
-    positions = np.arange(len(by_layer))
-    bottom = np.zeros(len(by_layer))
+    by_layer = top_rows(by_layer[by_layer["dynamic_pj"] > 0], "dynamic_pj", top)
     components = [c.removesuffix("_pj") for c in by_layer.columns if c.endswith("_pj") and c != "dynamic_pj"]
-    for component in components:
-        values = by_layer[f"{component}_pj"].to_numpy(float)
-        if not values.any():
-            continue
-        ax.bar(positions, values, bottom=bottom, color=_COMPONENT_COLOURS.get(component), label=component,
-               width=0.8)
-        bottom += values
-    ax.set_xticks(positions, by_layer["layer"], rotation=90, fontsize=6 if len(by_layer) > 30 else 8)
-    ax.set_ylabel("dynamic energy (pJ)")
-    ax.set_ylim(0, max(1.0, float(bottom.max())) * 1.3)
+    parts = {c: (by_layer[f"{c}_pj"].to_numpy(float) * 1e-12, _COMPONENT_COLOURS.get(c, "0.5"))
+             for c in components if by_layer[f"{c}_pj"].to_numpy(float).any()}
+    fig = _stacked_bars(by_layer, parts)
+    ax = fig.axes[0]
+    ax.xaxis.set_major_formatter(si_formatter("J"))
+    ax.set_xlabel("dynamic energy")
     static_share = result.energy.static_pj / result.energy.total_pj if result.energy.total_pj else 0.0
     ax.set_title(title or f"dynamic energy per layer: {result.plan.graph_name} on {result.arch.name}\n"
                           f"(static energy, {static_share:.0%} of the run's, is not split over layers)", fontsize=10)
-    ax.legend(fontsize=8, ncol=3, loc="upper center")
     return fig
 
 
-def plot_unit_utilization(result: Result, *, title: str = "") -> plt.Figure:
+def _stacked_bars(rows: pd.DataFrame, parts: Mapping[str, tuple[np.ndarray, str]]) -> Figure:
+    """Horizontal bars, one per row of ``rows`` (its ``layer`` names top to bottom), stacked from
+    ``parts`` (legend label -> (values, colour)); only parts with a non-zero value are listed."""
+    fig = new_figure(8.5, _bar_height(len(rows)))
+    ax = fig.add_subplot()
+    positions = np.arange(len(rows))
+    left = np.zeros(len(rows))
+    for text, (values, colour) in parts.items():
+        if not values.any():
+            continue
+        ax.barh(positions, values, left=left, color=colour, label=text, height=0.75)
+        left += values
+    ax.set_yticks(positions, rows["layer"], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(float(left.max()) if len(left) else 0.0, 1e-30) * 1.05)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_unit_utilization(result: Result, *, title: str = "") -> Figure:
     """Per unit (DMA load and store queues apart): busy, stalled by cause, and idle, as shares of the
     run's cycles times the unit's channels."""
     units = result.units()
@@ -315,7 +345,8 @@ def plot_unit_utilization(result: Result, *, title: str = "") -> plt.Figure:
     other = np.maximum(units["stall_cycles"].to_numpy(float) - units[causes].sum(axis=1).to_numpy(float), 0.0)
     parts = {"busy": busy, **{c: units[c].to_numpy(float) for c in causes}, "stall (other)": other,
              "idle": units["idle_cycles"].to_numpy(float)}
-    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(units) + 1.8), layout="constrained")
+    fig = new_figure(7.5, 0.5 * len(units) + 1.8)
+    ax = fig.add_subplot()
     left = np.zeros(len(units))
     positions = np.arange(len(units))
     for name, values in parts.items():
@@ -329,14 +360,15 @@ def plot_unit_utilization(result: Result, *, title: str = "") -> plt.Figure:
     ax.set_yticks(positions, units["unit"])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.0%}"))
     ax.set_xlabel("share of the run (cycles x channels)")
     ax.set_title(title or f"unit utilisation: {result.plan.graph_name} on {result.arch.name}", fontsize=10)
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(units) < 6 else -0.15))
     return fig
 
 
-def plot_power_timeline(result: Result, *, windows: int = 200, title: str = "") -> plt.Figure:
+def plot_power_timeline(result: Result, *, windows: int = 200, title: str = "") -> Figure:
     """Power over time in about ``windows`` windows (:func:`reports.run.plot_power`, as ``accel run`` draws it)."""
     window = max(1, result.total_cycles // windows)
-    return plot_power(result.energy.timeline(window),
+    return plot_power(result.energy.timeline(window), clock_hz=result.arch.clock_hz,
                       title=title or f"{result.plan.graph_name} on {result.arch.name}")
