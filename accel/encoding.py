@@ -1,0 +1,232 @@
+"""The binary encoding of a command program: what an accelerator's command fetch reads.
+
+:func:`encode_program` turns a program (the commands of a plan, in issue order) into bytes and
+:func:`decode_program` turns those bytes back into the same commands. The image is little-endian
+and made of four parts, each starting on a 64-byte boundary:
+
+``header`` (64 bytes)
+    ======  ======  ==========================================================================
+    offset  type    field
+    ======  ======  ==========================================================================
+    0       8 B     magic ``b"ACCLPROG"``
+    8       u16     format version (:data:`VERSION`)
+    10      u16     bytes per command record (:data:`RECORD_BYTES`)
+    12      u32     number of commands ``N``
+    16      u32     number of dependency entries ``D``
+    20      u32     number of strings ``S``
+    24      u64     byte offset of the dependency table
+    32      u64     byte offset of the string table
+    40      u64     byte size of the string table
+    48      16 B    zero
+    ======  ======  ==========================================================================
+
+``records`` (``N x 64`` bytes, at offset 64)
+    One record per command; command ``i`` is record ``i`` (ids are the record index, so a program
+    must number its commands ``0..N-1`` in issue order). Every record starts with 16 common bytes:
+
+    ======  ======  ==========================================================================
+    0       u8      opcode: 1 ``Load``, 2 ``Store``, 3 ``Move``, 4 ``Compute``, 5 ``Vector``
+    1       u8      flags (per opcode, below)
+    2       u16     zero
+    4       u32     layer: index into the string table
+    8       u32     first entry of this command's dependencies in the dependency table
+    12      u32     number of dependencies
+    ======  ======  ==========================================================================
+
+    then 48 bytes of operands (unused bytes are zero):
+
+    * ``Load`` / ``Store``: flags bit 0 = buffer (0 scratchpad, 1 accumulator); at 16 u32 tensor
+      (string index), 20 u32 on-chip byte address, 24 u64 size in bytes, 32 u64 DRAM byte address.
+    * ``Move``: at 16 u32 tensor, 20 u32 accumulator (source) address, 24 u32 scratchpad
+      (destination) address, 32 u64 size in bytes.
+    * ``Compute``: flags bits 0-1 dataflow (0 WS, 1 OS, 2 IS), bit 2 accumulate, bit 3 fill, bit 4
+      drain; at 16 u32 ``m``, 20 u32 ``k``, 24 u32 ``n``, 28 u32 ``batch``, 32 u32 input address, 36
+      u32 weight address, 40 u32 output (accumulator) address, 44 u8 ``N`` and 45 u8 ``M`` of the
+      N:M sparsity (both 0: dense).
+    * ``Vector``: at 16 u32 operation (string index), 20 u32 input address, 24 u32 output address,
+      32 u64 elements, 40 u64 multiply-accumulates.
+
+``dependencies`` (``D`` x u32)
+    The ids each command waits for, command after command (a command's entries are ascending).
+
+``strings`` (UTF-8, each string followed by one zero byte)
+    Layer, tensor and operation names, in order of first use; index 0 is the first string.
+
+Encoding refuses what it cannot represent (a field too wide for its slot, ids out of order, a
+dependency on a later command, a command field this format has no slot for) with an
+:class:`EncodingError` naming the command and field; decoding refuses a truncated or foreign image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Sequence
+
+from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
+from accel.errors import AccelError
+from accel.hardware import Dataflow, Sparsity
+
+__all__ = ["EncodingError", "MAGIC", "RECORD_BYTES", "VERSION", "decode_program", "encode_program"]
+
+MAGIC = b"ACCLPROG"
+VERSION = 1
+RECORD_BYTES = 64
+_HEADER = struct.Struct("<8sHHIIIQQQ16x")
+_COMMON = struct.Struct("<BBxxIII")
+_OPCODES: dict[type[Command], int] = {Load: 1, Store: 2, Move: 3, Compute: 4, Vector: 5}
+_KINDS = {code: kind for kind, code in _OPCODES.items()}
+_DATAFLOWS = (Dataflow.WS, Dataflow.OS, Dataflow.IS)
+_PAYLOAD = {
+    Load: struct.Struct("<IIQQ"),
+    Store: struct.Struct("<IIQQ"),
+    Move: struct.Struct("<III4xQ"),
+    Compute: struct.Struct("<IIIIIIIBB"),
+    Vector: struct.Struct("<III4xQQ"),
+}
+#: The fields each record carries (beyond ``id``, ``layer`` and ``deps``); anything else is refused.
+_FIELDS = {
+    Load: ("tensor", "buffer", "addr", "size_bytes", "dram_addr"),
+    Store: ("tensor", "buffer", "addr", "size_bytes", "dram_addr"),
+    Move: ("tensor", "src_addr", "addr", "size_bytes"),
+    Compute: ("dataflow", "accumulate", "fill", "drain", "m", "k", "n", "batch", "input_addr", "weight_addr",
+              "output_addr", "sparsity"),
+    Vector: ("op", "input_addr", "output_addr", "elements", "macs"),
+}
+_U8, _U32, _U64 = 2**8 - 1, 2**32 - 1, 2**64 - 1
+
+
+class EncodingError(AccelError):
+    """A program cannot be encoded in (or decoded from) the binary format."""
+
+
+def encode_program(commands: Sequence[Command]) -> bytes:
+    """The binary image of ``commands`` (a plan's ``commands``, in issue order)."""
+    strings: dict[str, int] = {}
+    deps: list[int] = []
+    records = bytearray()
+
+    def string(text: str) -> int:
+        return strings.setdefault(text, len(strings))
+
+    for index, cmd in enumerate(commands):
+        kind = type(cmd)
+        if kind not in _OPCODES:
+            raise EncodingError(f"Command {index} is a {kind.__name__}, which has no opcode")
+        if cmd.id != index:
+            raise EncodingError(f"Command ids must number the program 0..N-1 in order; command {index} has id {cmd.id}")
+        _check_fields(cmd)
+        later = [d for d in cmd.deps if not 0 <= d < index]
+        if later:
+            raise EncodingError(f"Command {index} depends on {later[0]}, which is not an earlier command")
+        layer = string(cmd.layer)
+        flags, payload = _operands(cmd, string)
+        records += _COMMON.pack(_OPCODES[kind], flags, layer, len(deps), len(cmd.deps))
+        records += payload.ljust(RECORD_BYTES - _COMMON.size, b"\0")
+        deps.extend(sorted(cmd.deps))
+    text = b"".join(s.encode() + b"\0" for s in strings)
+    deps_offset = _align(_HEADER.size + len(records))
+    strings_offset = _align(deps_offset + 4 * len(deps))
+    image = bytearray(_align(strings_offset + len(text)))
+    image[:_HEADER.size] = _HEADER.pack(MAGIC, VERSION, RECORD_BYTES, len(commands), len(deps), len(strings),
+                                        deps_offset, strings_offset, len(text))
+    image[_HEADER.size:_HEADER.size + len(records)] = records
+    image[deps_offset:deps_offset + 4 * len(deps)] = struct.pack(f"<{len(deps)}I", *deps)
+    image[strings_offset:strings_offset + len(text)] = text
+    return bytes(image)
+
+
+def decode_program(data: bytes) -> tuple[Command, ...]:
+    """The commands an image of :func:`encode_program` holds."""
+    if len(data) < _HEADER.size:
+        raise EncodingError(f"A program image needs at least {_HEADER.size} bytes of header, not {len(data)}")
+    magic, version, record_bytes, count, ndeps, nstrings, deps_offset, strings_offset, text_bytes = \
+        _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise EncodingError(f"Not a program image: magic {magic!r}, expected {MAGIC!r}")
+    if version != VERSION or record_bytes != RECORD_BYTES:
+        raise EncodingError(f"Program image version {version} with {record_bytes}-byte records; this tool reads "
+                            f"version {VERSION} with {RECORD_BYTES}-byte records")
+    end = max(_HEADER.size + count * RECORD_BYTES, deps_offset + 4 * ndeps, strings_offset + text_bytes)
+    if len(data) < end:
+        raise EncodingError(f"Program image truncated: {len(data)} bytes, its header needs {end}")
+    deps = struct.unpack_from(f"<{ndeps}I", data, deps_offset)
+    names = bytes(data[strings_offset:strings_offset + text_bytes]).split(b"\0")[:-1]
+    if len(names) != nstrings:
+        raise EncodingError(f"Program image string table holds {len(names)} strings, its header says {nstrings}")
+    strings = [n.decode() for n in names]
+    commands = []
+    for index in range(count):
+        at = _HEADER.size + index * RECORD_BYTES
+        opcode, flags, layer, first, ndep = _COMMON.unpack_from(data, at)
+        if opcode not in _KINDS:
+            raise EncodingError(f"Command {index} has opcode {opcode}, not one of {sorted(_KINDS)}")
+        kind = _KINDS[opcode]
+        values = _PAYLOAD[kind].unpack_from(data, at + _COMMON.size)
+        if kind is Compute and flags & 3 == 3:
+            raise EncodingError(f"Command {index}: Compute dataflow code 3 is not one of 0 (WS), 1 (OS), 2 (IS)")
+        fields = _fields(kind, flags, values, strings)
+        commands.append(kind(id=index, layer=strings[layer], deps=tuple(deps[first:first + ndep]), **fields))
+    return tuple(commands)
+
+
+def _operands(cmd: Command, string) -> tuple[int, bytes]:  # noqa: ANN001 - the string-table callback
+    """``(flags, payload)`` of one command, every value checked against its slot's width."""
+    kind = type(cmd)
+    if isinstance(cmd, Load | Store):
+        values = (string(cmd.tensor), _fit(cmd, "addr", _U32), _fit(cmd, "size_bytes", _U64),
+                  _fit(cmd, "dram_addr", _U64))
+        return int(cmd.buffer is Buffer.ACCUMULATOR), _PAYLOAD[kind].pack(*values)
+    if isinstance(cmd, Move):
+        values = (string(cmd.tensor), _fit(cmd, "src_addr", _U32), _fit(cmd, "addr", _U32),
+                  _fit(cmd, "size_bytes", _U64))
+        return 0, _PAYLOAD[kind].pack(*values)
+    if isinstance(cmd, Compute):
+        flags = _DATAFLOWS.index(cmd.dataflow) | cmd.accumulate << 2 | cmd.fill << 3 | cmd.drain << 4
+        nm = cmd.sparsity
+        values = (*(_fit(cmd, f, _U32) for f in ("m", "k", "n", "batch", "input_addr", "weight_addr", "output_addr")),
+                  0 if nm is None else _fit(nm, "n", _U8), 0 if nm is None else _fit(nm, "m", _U8))
+        return flags, _PAYLOAD[kind].pack(*values)
+    assert isinstance(cmd, Vector)
+    values = (string(cmd.op), _fit(cmd, "input_addr", _U32), _fit(cmd, "output_addr", _U32),
+              _fit(cmd, "elements", _U64), _fit(cmd, "macs", _U64))
+    return 0, _PAYLOAD[kind].pack(*values)
+
+
+def _fields(kind: type[Command], flags: int, values: tuple, strings: list[str]) -> dict[str, object]:
+    if kind in (Load, Store):
+        tensor, addr, size, dram = values
+        return dict(tensor=strings[tensor], addr=addr, size_bytes=size, dram_addr=dram,
+                    buffer=Buffer.ACCUMULATOR if flags & 1 else Buffer.SCRATCHPAD)
+    if kind is Move:
+        tensor, src, addr, size = values
+        return dict(tensor=strings[tensor], src_addr=src, addr=addr, size_bytes=size)
+    if kind is Compute:
+        m, k, n, batch, in_addr, w_addr, out_addr, nm_n, nm_m = values
+        return dict(m=m, k=k, n=n, batch=batch, input_addr=in_addr, weight_addr=w_addr, output_addr=out_addr,
+                    dataflow=_DATAFLOWS[flags & 3], accumulate=bool(flags & 4), fill=bool(flags & 8),
+                    drain=bool(flags & 16), sparsity=Sparsity(nm_n, nm_m) if nm_m else None)
+    op, in_addr, out_addr, elements, macs = values
+    return dict(op=strings[op], input_addr=in_addr, output_addr=out_addr, elements=elements, macs=macs)
+
+
+def _check_fields(cmd: Command) -> None:
+    """Refuse a command whose class has gained a field this format has no slot for (unless default)."""
+    known = {"id", "layer", "deps", *_FIELDS[type(cmd)]}
+    for f in dataclasses.fields(cmd):
+        if f.name not in known and getattr(cmd, f.name) != f.default:
+            raise EncodingError(f"Command {cmd.id}: {type(cmd).__name__} field {f.name!r} has no slot in "
+                                f"program format version {VERSION}")
+
+
+def _fit(obj: object, name: str, limit: int) -> int:
+    value = getattr(obj, name)
+    if not (isinstance(value, int) and 0 <= value <= limit):
+        ident = getattr(obj, "id", None)
+        where = f"Command {ident}: {type(obj).__name__}" if ident is not None else type(obj).__name__
+        raise EncodingError(f"{where} field {name!r} must be an integer in 0..{limit}, not {value!r}")
+    return value
+
+
+def _align(offset: int) -> int:
+    return -(-offset // 64) * 64

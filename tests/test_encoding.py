@@ -1,0 +1,92 @@
+"""The binary program format: every plan the mapper emits survives encode -> decode unchanged, the
+decoded program simulates to the same trace, and what the format cannot hold is refused by name."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+import mapper
+import sim
+import workloads
+from accel import config
+from accel.commands import Buffer, Compute, Load, Move, Store, Vector
+from accel.encoding import RECORD_BYTES, EncodingError, decode_program, encode_program
+from accel.hardware import Dataflow, Sparsity
+
+
+@pytest.mark.parametrize(("preset", "model", "nm", "allocator"), [
+    ("gemmini", "resnet18", None, "ilp"),
+    ("gemmini", "bert_base_layer", None, "greedy"),
+    ("fpga-small", "mobilenet_v2", None, "none"),
+    ("sparse-nm", "resnet18", "2:4", "firstfit"),
+])
+def test_every_command_of_a_mapped_network_round_trips(preset, model, nm, allocator):
+    graph = workloads.load(model)
+    if nm:
+        graph = workloads.sparsify(graph, nm)
+    plan = mapper.map_graph(graph, config.load(preset), mapper.MapOptions(allocator=allocator))
+    image = encode_program(plan.commands)
+    assert decode_program(image) == plan.commands
+    assert len(image) >= 64 + RECORD_BYTES * len(plan.commands)
+    assert len(image) % 64 == 0
+
+
+def test_a_decoded_program_simulates_to_the_same_trace():
+    import dataclasses
+
+    plan = mapper.map_graph(workloads.load("resnet18"), config.load("gemmini"), mapper.MapOptions(allocator="greedy"))
+    decoded = dataclasses.replace(plan, commands=decode_program(encode_program(plan.commands)))
+    assert sim.simulate(decoded).trace == sim.simulate(plan).trace
+
+
+def test_records_sit_where_the_format_says():
+    program = (
+        Load(id=0, layer="conv", tensor="x", size_bytes=4096, addr=128, dram_addr=1 << 33),
+        Compute(id=1, layer="conv", deps=(0,), m=16, k=32, n=8, batch=2, dataflow=Dataflow.OS, accumulate=True,
+                fill=False, input_addr=128, weight_addr=640, output_addr=64, sparsity=Sparsity(2, 4)),
+        Store(id=2, layer="conv", deps=(1,), tensor="y", size_bytes=256, buffer=Buffer.ACCUMULATOR, addr=64),
+        Move(id=3, layer="relu", deps=(1, 2), tensor="y", size_bytes=256, src_addr=64, addr=0),
+        Vector(id=4, layer="relu", deps=(3,), op="relu", elements=256, input_addr=0, output_addr=512),
+    )
+    image = encode_program(program)
+    magic, version, record, count, ndeps, nstrings = struct.unpack_from("<8sHHIII", image)
+    assert (magic, version, record, count, ndeps, nstrings) == (b"ACCLPROG", 1, 64, 5, 5, 4)
+    deps_at, strings_at, strings_size = struct.unpack_from("<QQQ", image, 24)
+    assert image[strings_at:strings_at + strings_size] == b"conv\0x\0y\0relu\0"  # each name once
+    compute = image[64 + 64:64 + 128]
+    assert compute[0] == 4 and compute[1] == 1 | 4 | 16  # OS, accumulate, drain (fill off)
+    assert struct.unpack_from("<IIII", compute, 16) == (16, 32, 8, 2)
+    assert compute[44:46] == bytes([2, 4])
+    move = image[64 + 3 * 64:64 + 4 * 64]
+    first, count = struct.unpack_from("<II", move, 8)
+    assert struct.unpack_from(f"<{count}I", image, deps_at + 4 * first) == (1, 2)
+    load = image[64:128]
+    assert struct.unpack_from("<Q", load, 32) == (1 << 33,)
+    assert decode_program(image) == program
+
+
+@pytest.mark.parametrize(("program", "message"), [
+    ((Load(id=1, layer="a", tensor="x", size_bytes=1),),
+     r"^Command ids must number the program 0\.\.N-1 in order; command 0 has id 1$"),
+    ((Load(id=0, layer="a", tensor="x", size_bytes=1, deps=(0,)),),
+     r"^Command 0 depends on 0, which is not an earlier command$"),
+    ((Load(id=0, layer="a", tensor="x", size_bytes=1, addr=2**32),),
+     r"^Command 0: Load field 'addr' must be an integer in 0\.\.4294967295, not 4294967296$"),
+    ((Compute(id=0, layer="a", m=-1, k=1, n=1, dataflow=Dataflow.WS),),
+     r"^Command 0: Compute field 'm' must be an integer in 0\.\.4294967295, not -1$"),
+])
+def test_what_the_format_cannot_hold_is_refused(program, message):
+    with pytest.raises(EncodingError, match=message):
+        encode_program(program)
+
+
+def test_foreign_or_truncated_images_are_refused():
+    image = encode_program((Load(id=0, layer="a", tensor="x", size_bytes=8),))
+    with pytest.raises(EncodingError, match=r"^Not a program image: magic b'GARBAGE!'"):
+        decode_program(b"GARBAGE!" + image[8:])
+    with pytest.raises(EncodingError, match=r"^Program image truncated: 100 bytes, its header needs"):
+        decode_program(image[:100])
+    with pytest.raises(EncodingError, match=r"^A program image needs at least 64 bytes of header, not 3$"):
+        decode_program(b"ACC")
