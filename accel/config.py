@@ -13,7 +13,8 @@ left out and takes its defaults)::
     clock_hz = 1.0e9
     [array]        rows, cols, dataflows = ["ws", "os"], input_format = "int8", weight_format,
                    accumulator_format (a format name, or {format = "q1.6", rounding = "half_even",
-                   overflow = "saturate"}), sparsity = ["2:4"]
+                   overflow = "saturate"}), sparsity = ["2:4"], requant = "tflite-double" (or
+                   "tflite-single", "dyadic", "float32-half-even": accel.formats.Requantization)
     [vector]       lanes, latency_cycles
     [scratchpad]   size_bytes (an integer, or a string such as "256 KiB"), banks, ports, word_bytes
     [accumulator]  the same fields
@@ -38,7 +39,7 @@ from typing import Any
 
 from accel.energy import EnergyTable, default_table, table_from_dict, table_to_dict
 from accel.errors import ConfigError
-from accel.formats import NumberFormat, Overflow, Rounding
+from accel.formats import NumberFormat, Overflow, Requantization, Rounding
 from accel.hardware import DMA, DRAM, Accelerator, Dataflow, Memory, Sparsity, SystolicArray, VectorUnit
 
 __all__ = ["load", "loads", "dumps", "save", "preset_names", "parse_size"]
@@ -184,6 +185,10 @@ def _convert(key: str, value: Any) -> Any:
         return tuple(Sparsity.parse(v) for v in value)
     if key in _FORMAT_FIELDS:
         return _parse_format(value)
+    if key == "requant":
+        if not isinstance(value, str):
+            raise ConfigError(f"must be one of {', '.join(repr(r.value) for r in Requantization)}, not {value!r}")
+        return Requantization.parse(value)
     if key == "size_bytes" and isinstance(value, str):
         return parse_size(value)
     return value
@@ -240,6 +245,8 @@ def to_dict(acc: Accelerator) -> dict[str, Any]:
                 default = NumberFormat(value.bits, value.signed, value.frac_bits)
                 value = value.name if value == default else {
                     "format": value.name, "rounding": value.rounding.value, "overflow": value.overflow.value}
+            elif isinstance(value, Requantization):
+                value = value.value
             elif isinstance(value, tuple):
                 value = [v.value if isinstance(v, Dataflow) else str(v) for v in value]
             table[f.name] = value

@@ -8,6 +8,9 @@ and what happens on rounding and overflow. Its text form is what TOML files and 
 ``q1.6``, ``uq4.4``
     fixed point Qm.n: ``m`` integer bits and ``n`` fractional bits; the sign bit is extra for the
     signed ``q`` form (``q1.6`` is 8 bits wide), none for the unsigned ``uq`` form.
+
+:class:`Requantization` names how the accumulator's read path scales an int32 accumulator back to
+the input format (``sim.numerics.requantize_array`` implements each).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from enum import Enum
 
 from accel.errors import ConfigError
 
-__all__ = ["Rounding", "Overflow", "NumberFormat", "INT8", "INT32"]
+__all__ = ["Rounding", "Overflow", "Requantization", "NumberFormat", "INT8", "INT32"]
 
 
 class Rounding(Enum):
@@ -35,6 +38,38 @@ class Overflow(Enum):
 
     WRAP = "wrap"
     SATURATE = "saturate"
+
+
+class Requantization(Enum):
+    """How the hardware requantizes an accumulator ``acc`` by a real scale ``s`` to an output code.
+
+    ``tflite-double``
+        TFLite/gemmlowp: ``s`` as an int32 multiplier and a shift, ``SaturatingRoundingDoublingHighMul``
+        then ``RoundingDivideByPOT`` (two roundings). The default.
+    ``tflite-single``
+        TFLite's ``TFLITE_SINGLE_ROUNDING``: one 64-bit product and one rounding shift.
+    ``dyadic``
+        HAWQ-V3: ``round_half_even(acc * m / 2**e)`` with an integer ``m`` below ``2**31``.
+    ``float32-half-even``
+        onnxruntime's CPU kernels (MLAS ``MlasRequantizeOutput``) and Gemmini's accumulator scaling:
+        ``float32(acc) * float32(s)``, clamped, rounded half to even in float32.
+    """
+
+    TFLITE_DOUBLE = "tflite-double"
+    TFLITE_SINGLE = "tflite-single"
+    DYADIC = "dyadic"
+    FLOAT32_HALF_EVEN = "float32-half-even"
+
+    @classmethod
+    def parse(cls, text: str) -> Requantization:
+        if isinstance(text, Requantization):
+            return text
+        try:
+            return cls(str(text).strip().lower())
+        except ValueError:
+            raise ConfigError(
+                f"Requantization must be one of {', '.join(repr(r.value) for r in cls)}, not {text!r}"
+            ) from None
 
 
 _PATTERN = re.compile(r"^(?:(?P<iu>u?)int(?P<ibits>\d+)|(?P<qu>u?)q(?P<m>\d+)\.(?P<n>\d+))$")

@@ -21,7 +21,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from accel.errors import ConfigError
-from accel.formats import INT8, INT32, NumberFormat
+from accel.formats import INT8, INT32, NumberFormat, Requantization
 
 if TYPE_CHECKING:  # accel.energy imports this module, so this one imports it lazily
     from accel.energy import EnergyTable
@@ -139,9 +139,13 @@ class SystolicArray:
     weight_format: NumberFormat = INT8
     accumulator_format: NumberFormat = INT32
     sparsity: tuple[Sparsity, ...] = ()  # N:M patterns the array runs natively, besides dense
+    requant: Requantization = Requantization.TFLITE_DOUBLE  # how the accumulator's read path scales
 
     def __post_init__(self) -> None:
         problems = _positive_ints(self, "rows", "cols")
+        if not isinstance(self.requant, Requantization):
+            problems.append(f"requant must be one of {', '.join(repr(r.value) for r in Requantization)}, "
+                            f"not {self.requant!r}")
         if not self.dataflows or not all(isinstance(d, Dataflow) for d in self.dataflows):
             problems.append(f"dataflows must be a non-empty list of 'ws', 'os', 'is', not {self.dataflows!r}")
         elif len(set(self.dataflows)) != len(self.dataflows):

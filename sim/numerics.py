@@ -60,6 +60,31 @@ Rounding and requantization (all on Python integers, exactly as the C++ they tra
 :func:`quantize_multiplier` ``(real, *, mode)``
     TFLite's ``QuantizeMultiplier``: ``(multiplier, shift)`` with ``real ~= multiplier * 2**(shift - 31)``
     and ``multiplier`` in ``[2**30, 2**31)`` (or 0).
+:func:`float32_requantize` ``(acc, scale, zero_point, *, out_format)``
+    onnxruntime's (MLAS ``MlasRequantizeOutput``) and Gemmini's form: ``float32(acc) * float32(scale)``
+    (one IEEE float32 product), clamped to ``[out.min - zp, out.max - zp]`` in float32, rounded half
+    to even, plus ``zero_point``.
+:func:`dyadic_multiplier` ``(real)``
+    the dyadic ``(m, e)`` of a real scale: ``m = round(real * 2**e)`` with ``2**30 <= m < 2**31``.
+
+Whole arrays (vectorised numpy, what layer-level references and executors use):
+
+:func:`requantize_array` ``(acc, scale, zero_point, *, mode, out_format, clamp_min, clamp_max)``
+    every element of an int32 accumulator array requantized by an
+    :class:`~accel.formats.Requantization` mode with a (broadcasting) array of real ``scale`` values:
+    ``tflite-double``/``tflite-single`` take ``quantize_multiplier(scale)`` per distinct scale,
+    ``dyadic`` takes :func:`dyadic_multiplier`, ``float32-half-even`` uses the float32 scale itself.
+    Element for element equal to :func:`requantize`, :func:`dyadic_requantize` and
+    :func:`float32_requantize`.
+:func:`gemm_array` ``(a, b, *, acc, a_format, b_format, acc_format, overflow)``
+    ``acc + a @ b`` (numpy ``matmul`` broadcasting) in exact integer arithmetic with the accumulator's
+    overflow rule, equal to :func:`dot` along ``k``; computed with float64 BLAS where every partial
+    sum is an integer below ``2**53`` (hence exact), else through :func:`dot`.
+:func:`fma_float32` ``(a, b, c)``
+    ``a * b + c`` rounded once to float32 (a fused multiply-add, as AVX2's ``vfmadd``).
+:func:`quantize_linear` ``(x, scale, zero_point, *, out_format)`` / :func:`dequantize_linear`
+    ONNX ``QuantizeLinear`` as onnxruntime computes it (float32 ``x / scale``, half to even,
+    saturated) and ``DequantizeLinear`` (``float32(q - zero_point) * scale``).
 
 A systolic tile:
 
@@ -90,7 +115,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from accel.formats import INT8, INT32, NumberFormat, Overflow, Rounding
+from accel.formats import INT8, INT32, NumberFormat, Overflow, Requantization, Rounding
 from accel.hardware import Dataflow, SystolicArray
 from sim.sparsity import (
     NMCompressed,
@@ -130,6 +155,13 @@ __all__ = [
     "requantize",
     "requant_bounds",
     "dyadic_requantize",
+    "dyadic_multiplier",
+    "float32_requantize",
+    "requantize_array",
+    "gemm_array",
+    "quantize_linear",
+    "dequantize_linear",
+    "fma_float32",
     "systolic_tile",
     "systolic_tile_cycles",
     "NMCompressed",
@@ -413,6 +445,198 @@ def dyadic_requantize(acc: int, m: int, e: int, *, zero_point: int = 0,
         raise ValueError(f"dyadic multiplier m must be a non-negative integer, not {m!r}")
     scaled = round_shift(int(acc) * int(m), e, Rounding.HALF_EVEN)
     return clamp(scaled + int(zero_point), out_format.min_int, out_format.max_int)
+
+
+def dyadic_multiplier(real: float, *, bits: int = 31) -> tuple[int, int]:
+    """HAWQ-V3's dyadic number for ``real``: ``(m, e)`` with ``real ~= m / 2**e`` and ``m < 2**bits``.
+
+    ``m = round_half_even(q * 2**bits)`` for ``real = q * 2**s`` (``q`` in ``[0.5, 1)``), ``e = bits - s``
+    (``m`` of ``2**bits`` becomes ``2**(bits - 1)`` with ``e - 1``); ``real`` must be finite, positive and
+    at most ``2**(bits - 1)`` (so that ``e >= 0``); ``real == 0`` gives ``(0, 0)``.
+    """
+    if not isinstance(real, int | float | np.floating | np.integer) or not math.isfinite(real) or real < 0:
+        raise ValueError(f"real multiplier must be a finite non-negative number, not {real!r}")
+    if real == 0:
+        return 0, 0
+    q, s = math.frexp(float(real))
+    m = round(q * (1 << bits))  # Python's round: half to even, exact on a double
+    e = bits - s
+    if m == 1 << bits:
+        m, e = m >> 1, e - 1
+    if e < 0:
+        raise ValueError(f"real multiplier {real!r} is too large for a dyadic number with {bits}-bit m")
+    return m, e
+
+
+def float32_requantize(acc: int, scale: float, zero_point: int = 0, *, out_format: NumberFormat = INT8) -> int:
+    """onnxruntime's ``MlasRequantizeOutput`` on one value (see :func:`requantize_array`)."""
+    return int(requantize_array(np.int64(acc), np.float32(scale), zero_point, out_format=out_format,
+                                mode=Requantization.FLOAT32_HALF_EVEN))
+
+
+def requantize_array(
+    acc: npt.ArrayLike,
+    scale: npt.ArrayLike,
+    zero_point: npt.ArrayLike = 0,
+    *,
+    mode: Requantization | str = Requantization.TFLITE_DOUBLE,
+    out_format: NumberFormat = INT8,
+    clamp_min: int | None = None,
+    clamp_max: int | None = None,
+) -> np.ndarray:
+    """Requantize an int32 accumulator array by ``mode`` (see the module docstring); ``int64`` codes.
+
+    ``scale`` (real, positive) and ``zero_point`` (codes of ``out_format``) broadcast against ``acc``,
+    e.g. one per output channel. The result is clamped to ``out_format``'s range narrowed by
+    ``clamp_min``/``clamp_max`` (a fused ReLU is ``clamp_min=zero_point``).
+
+    ``float32-half-even`` transcribes MLAS: ``v = float(acc) * scale`` (float32),
+    ``v = min(max(v, low - zp), high - zp)``, then round half to even, plus ``zp``; the float32 scale is
+    ``scale`` rounded to float32 once (pass onnxruntime's own float32 product of scales to match it).
+    """
+    mode = Requantization.parse(mode) if not isinstance(mode, Requantization) else mode
+    acc_v = _codes("acc", acc, INT32)
+    zp = np.asarray(zero_point)
+    if zp.dtype.kind not in "iu" or (zp.size and (zp.min() < out_format.min_int or zp.max() > out_format.max_int)):
+        raise ValueError(f"zero_point must hold codes of {out_format.name}, not {zero_point!r}")
+    zp = zp.astype(np.int64)
+    low, high = requant_bounds(out_format, 0, clamp_min=clamp_min, clamp_max=clamp_max)
+    scale_v = np.asarray(scale, dtype=np.float64)
+    if scale_v.size and (not np.all(np.isfinite(scale_v)) or scale_v.min() < 0):
+        raise ValueError(f"scale must be finite and non-negative, not {scale!r}")
+    if mode is Requantization.FLOAT32_HALF_EVEN:
+        s32 = np.asarray(scale, dtype=np.float32)
+        value = acc_v.astype(np.float32) * s32
+        value = np.minimum(np.maximum(value, (low - zp).astype(np.float32)), (high - zp).astype(np.float32))
+        return np.rint(value).astype(np.int64) + zp  # rint: half to even, as MLAS's magic-number add
+    distinct, inverse = np.unique(scale_v, return_inverse=True)
+    if mode is Requantization.DYADIC:
+        pairs = [dyadic_multiplier(float(r)) for r in distinct]
+        m = np.array([p[0] for p in pairs], dtype=np.int64)[inverse].reshape(scale_v.shape)
+        e = np.array([p[1] for p in pairs], dtype=np.int64)[inverse].reshape(scale_v.shape)
+        scaled = _round_half_even_shift(acc_v * m, e)
+    else:
+        single = mode is Requantization.TFLITE_SINGLE
+        pairs = [quantize_multiplier(float(r), mode="single" if single else "double") for r in distinct]
+        mult = np.array([p[0] for p in pairs], dtype=np.int64)[inverse].reshape(scale_v.shape)
+        shift = np.array([p[1] for p in pairs], dtype=np.int64)[inverse].reshape(scale_v.shape)
+        scaled = _mbqm_single(acc_v, mult, shift) if single else _mbqm_double(acc_v, mult, shift)
+    return np.clip(scaled + zp, low, high)
+
+
+def _wrap32(values: np.ndarray) -> np.ndarray:
+    return ((values + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _round_half_even_shift(values: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """:func:`round_shift` (``HALF_EVEN``) element-wise on int64 values and shifts (``0 <= shift < 63``)."""
+    values, shift = np.broadcast_arrays(values, shift)
+    floor = values >> shift
+    remainder = values - (floor << shift)
+    half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 1)
+    up = (shift > 0) & ((remainder > half) | ((remainder == half) & (floor & 1 == 1)))
+    return floor + up
+
+
+def _mbqm_double(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """:func:`multiply_by_quantized_multiplier` (``"double"``) element-wise on int64 arrays."""
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    shifted = _wrap32(x << left)
+    product = shifted * multiplier  # |product| < 2**62 (the multiplier is never INT32_MIN)
+    nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
+    total = product + nudge
+    high = np.where(total >= 0, total >> 31, -((-total) >> 31))  # C++ division toward zero
+    mask = (np.left_shift(1, right)) - 1
+    remainder = high & mask
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> right) + (remainder > threshold)
+
+
+def _mbqm_single(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """:func:`multiply_by_quantized_multiplier` (``"single"``) element-wise on int64 arrays."""
+    total = 31 - shift
+    return _wrap32((x * multiplier + np.left_shift(1, total - 1)) >> total)
+
+
+def gemm_array(
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    *,
+    acc: npt.ArrayLike | None = None,
+    a_format: NumberFormat = INT8,
+    b_format: NumberFormat = INT8,
+    acc_format: NumberFormat = INT32,
+    overflow: Overflow | None = None,
+) -> np.ndarray:
+    """``acc + a @ b`` with numpy ``matmul`` broadcasting, exact, with the accumulator's overflow rule.
+
+    Equal to :func:`dot` of each row of ``a`` and column of ``b`` (``k`` in ascending order, one
+    :func:`mac` per step). Where the largest partial sum ``|acc| + k * max|a| * max|b|`` stays below
+    ``2**53`` the products are summed by float64 BLAS (every partial sum is then an exact integer, so
+    the order does not matter); if it also stays inside ``acc_format`` saturation can never act, and
+    wrapping the exact sum once equals wrapping after every step. Otherwise, with saturation, the
+    steps run one by one through :func:`dot`.
+    """
+    mode = _mode(acc_format, overflow)
+    a_v, b_v = _codes("a", a, a_format), _codes("b", b, b_format)
+    if a_v.ndim < 2 or b_v.ndim < 2 or a_v.shape[-1] != b_v.shape[-2]:
+        raise ValueError(f"gemm_array needs a (... x m x k) and b (... x k x n), not shapes {a_v.shape} and "
+                         f"{b_v.shape}")
+    acc_v = None if acc is None else _codes("acc", acc, acc_format)
+    k = a_v.shape[-1]
+    big_a = int(np.abs(a_v).max(initial=0))
+    big_b = int(np.abs(b_v).max(initial=0))
+    big_acc = 0 if acc_v is None else int(np.abs(acc_v).max(initial=0))
+    bound = big_acc + k * big_a * big_b
+    if bound < 1 << 53 and _fits_int64(acc_format.bits, acc_format.signed) and (
+            mode is Overflow.WRAP or bound <= min(-acc_format.min_int, acc_format.max_int)):
+        total = np.matmul(a_v.astype(np.float64), b_v.astype(np.float64)).astype(np.int64)
+        if acc_v is not None:
+            total = total + acc_v
+        return _finish(_apply(total, acc_format, mode), acc_format)
+    rows = np.swapaxes(b_v, -1, -2)
+    return dot(a_v[..., :, None, :], rows[..., None, :, :], acc=0 if acc_v is None else acc_v,
+               a_format=a_format, b_format=b_format, acc_format=acc_format, overflow=mode)
+
+
+def fma_float32(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike) -> np.ndarray:
+    """``a * b + c`` of float32 values with one rounding to float32 (IEEE fused multiply-add).
+
+    The product of two float32 values is exact in float64; the sum is taken in float64 with its exact
+    error (TwoSum) and rounded to odd, so the final rounding to float32 is the correctly rounded one
+    (53 >= 24 + 2 bits: rounding to odd first never causes a double-rounding error).
+    """
+    product = np.asarray(a, dtype=np.float32).astype(np.float64) * np.asarray(b, dtype=np.float32).astype(np.float64)
+    addend = np.asarray(c, dtype=np.float32).astype(np.float64)
+    total = product + addend
+    virtual = total - product
+    error = (product - (total - virtual)) + (addend - virtual)  # TwoSum: exact, total + error == product + addend
+    bits = total.view(np.int64) if total.ndim else np.asarray(total).reshape(1).view(np.int64)
+    inexact_even = (error != 0) & ((bits.reshape(total.shape) & 1) == 0)
+    toward = np.where(error > 0, np.inf, -np.inf)
+    total = np.where(inexact_even, np.nextafter(total, toward), total)  # round to odd
+    return total.astype(np.float32)
+
+
+def quantize_linear(x: npt.ArrayLike, scale: npt.ArrayLike, zero_point: npt.ArrayLike = 0, *,
+                    out_format: NumberFormat = INT8) -> np.ndarray:
+    """ONNX ``QuantizeLinear`` as onnxruntime's MLAS computes it, as ``int64`` codes of ``out_format``.
+
+    ``float32(x) / float32(scale)`` (one float32 division), clamped to ``[low - zp, high - zp]``, rounded
+    half to even, plus ``zero_point``; ``scale`` and ``zero_point`` broadcast against ``x``.
+    """
+    x32 = np.asarray(x, dtype=np.float32)
+    zp = np.asarray(zero_point).astype(np.int64)
+    value = x32 / np.asarray(scale, dtype=np.float32)
+    value = np.minimum(np.maximum(value, (out_format.min_int - zp).astype(np.float32)),
+                       (out_format.max_int - zp).astype(np.float32))
+    return np.rint(value).astype(np.int64) + zp
+
+
+def dequantize_linear(q: npt.ArrayLike, scale: npt.ArrayLike, zero_point: npt.ArrayLike = 0) -> np.ndarray:
+    """ONNX ``DequantizeLinear``: ``float32(q - zero_point) * float32(scale)`` (float32)."""
+    diff = np.asarray(q).astype(np.int64) - np.asarray(zero_point).astype(np.int64)
+    return diff.astype(np.float32) * np.asarray(scale, dtype=np.float32)
 
 
 # -- a systolic tile ------------------------------------------------------------------------------
