@@ -13,13 +13,13 @@ from typing import Any
 from accel.errors import WorkloadError
 from workloads import zoo
 from workloads.builder import GraphBuilder
-from workloads.graph import DTYPE_BYTES, GemmShape, Graph, Layer, OpKind, Tensor, TensorKind
+from workloads.graph import DTYPE_BYTES, GemmShape, Graph, Layer, OpKind, QuantParams, Tensor, TensorKind
 from workloads.onnx_import import load_onnx
 from workloads.scalesim_import import load_scalesim_topology
 from workloads.sparsity import sparsify
 
 __all__ = [
-    "DTYPE_BYTES", "GemmShape", "Graph", "Layer", "OpKind", "Tensor", "TensorKind",
+    "DTYPE_BYTES", "GemmShape", "Graph", "Layer", "OpKind", "QuantParams", "Tensor", "TensorKind",
     "GraphBuilder", "load", "layer_table", "load_onnx", "load_scalesim_topology", "sparsify", "zoo",
 ]
 

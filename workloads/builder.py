@@ -31,10 +31,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from accel.errors import WorkloadError
-from workloads.graph import DTYPE_BYTES, GemmShape, Graph, Layer, OpKind, Tensor, TensorKind
+from workloads.graph import DTYPE_BYTES, GemmShape, Graph, Layer, OpKind, QuantParams, Tensor, TensorKind
 
 __all__ = [
     "GraphBuilder",
@@ -544,6 +545,36 @@ class GraphBuilder:
             shape = self.shape(xs[0])
         return self.layer(OpKind.PASSTHROUGH, list(xs), [tuple(shape)], name=lname, outs=self._outs(out),
                           attrs={"op": op_name}, source_op=op_name)[0]
+
+    # -- annotations (quantized imports) ------------------------------------------------------
+
+    def annotate(self, name: str, *, quant: QuantParams | None = None, value: Any = None,
+                 dtype: str | None = None) -> None:
+        """Attach quantization parameters, a constant's value or a new dtype to tensor ``name``."""
+        t = self.tensor(name)
+        changes: dict[str, Any] = {}
+        if quant is not None:
+            changes["quant"] = quant
+        if value is not None:
+            changes["value"] = value
+        if dtype is not None:
+            changes["dtype"] = dtype
+        self._tensors[name] = replace(t, **changes)
+
+    def layer_attrs(self, name: str) -> Mapping[str, Any]:
+        """The attributes of layer ``name``, added earlier."""
+        for i in range(len(self._layers) - 1, -1, -1):
+            if self._layers[i].name == name:
+                return self._layers[i].attrs
+        raise WorkloadError(f"Graph {self.name!r}: no layer {name!r}")
+
+    def annotate_layer(self, name: str, **attrs: Any) -> None:
+        """Add ``attrs`` to the attributes of layer ``name``."""
+        for i in range(len(self._layers) - 1, -1, -1):  # usually the layer just added
+            if self._layers[i].name == name:
+                self._layers[i] = replace(self._layers[i], attrs={**self._layers[i].attrs, **attrs})
+                return
+        raise WorkloadError(f"Graph {self.name!r}: no layer {name!r} to annotate")
 
     # -- result ------------------------------------------------------------------------------
 

@@ -13,22 +13,38 @@ Each layer knows the work it represents:
 * data-movement layers (concat, reshape, flatten, transpose) and unknown pass-through ops carry
   neither.
 
+Quantized graphs (from a quantized ONNX model) carry their integer semantics on the tensors: a
+:class:`QuantParams` (scales, zero points, the per-channel axis) on every quantized tensor, and the
+``value`` (a numpy array: int8 weights, int32 biases, ...) on constants whose data the file holds.
+``value`` takes no part in equality or hashing. Each layer of a quantized import states in
+``attrs["numerics"]`` how it computes: ``"integer"`` (integer operands and results only),
+``"quantize"`` / ``"dequantize"`` (the float <-> integer conversions at the graph's boundary) or
+``"float"`` (an op left in floating point, which integer-only hardware cannot run);
+:meth:`Graph.float_layers` lists the last.
+
 Build graphs with :class:`workloads.builder.GraphBuilder`; :meth:`Graph.__post_init__` checks that
 the result is consistent (every input defined before use, one producer per tensor, no cycles).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from accel.errors import WorkloadError
 from accel.hardware import Sparsity
 
-__all__ = ["OpKind", "TensorKind", "GemmShape", "Tensor", "Layer", "Graph", "DTYPE_BYTES"]
+__all__ = ["OpKind", "TensorKind", "GemmShape", "QuantParams", "Tensor", "Layer", "Graph", "DTYPE_BYTES",
+           "NUMERICS"]
+
+#: The values of ``Layer.attrs["numerics"]`` in a quantized graph.
+NUMERICS = ("integer", "quantize", "dequantize", "float")
 
 
 class OpKind(Enum):
@@ -98,6 +114,58 @@ class GemmShape:
 
 
 @dataclass(frozen=True)
+class QuantParams:
+    """Affine quantization of a tensor: ``real = scale * (code - zero_point)``.
+
+    ``scale`` and ``zero_point`` hold one value (per tensor) or one per index of ``axis``
+    (per channel, e.g. axis 0 of a conv weight); scales are float32 values, as ONNX stores them.
+    """
+
+    scale: tuple[float, ...]  # empty: zero points only (the integer ops ConvInteger, MatMulInteger)
+    zero_point: tuple[int, ...]
+    axis: int | None = None
+
+    def __post_init__(self) -> None:
+        scale = tuple(float(np.float32(s)) for s in np.asarray(self.scale, dtype=np.float64).reshape(-1))
+        zero_point = tuple(int(z) for z in np.asarray(self.zero_point).reshape(-1))
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "zero_point", zero_point)
+        if not all(math.isfinite(s) and s > 0 for s in scale):
+            raise WorkloadError(f"Quantization scales must be positive finite numbers, not {scale!r}")
+        if not zero_point or (scale and len(zero_point) not in (1, len(scale))):
+            raise WorkloadError(f"Quantization needs one zero point or one per scale ({len(scale)}), "
+                                f"not {len(zero_point)}")
+        if self.per_channel and self.axis is None:
+            raise WorkloadError(f"Per-channel quantization ({max(len(scale), len(zero_point))} values) needs an axis")
+
+    @property
+    def per_channel(self) -> bool:
+        return len(self.scale) > 1 or len(self.zero_point) > 1
+
+    @property
+    def has_scale(self) -> bool:
+        """False for zero points only (``ConvInteger``/``MatMulInteger`` operands: no real scale)."""
+        return bool(self.scale)
+
+    def scale_array(self, rank: int) -> np.ndarray:
+        """The scales as float32, shaped to broadcast against a tensor of ``rank`` dimensions."""
+        return self._shaped(np.asarray(self.scale, dtype=np.float32), rank)
+
+    def zero_point_array(self, rank: int) -> np.ndarray:
+        """The zero points as int64, shaped to broadcast against a tensor of ``rank`` dimensions."""
+        zp = np.asarray(self.zero_point, dtype=np.int64)
+        if zp.size == 1 and len(self.scale) > 1:
+            zp = np.repeat(zp, len(self.scale))
+        return self._shaped(zp, rank)
+
+    def _shaped(self, values: np.ndarray, rank: int) -> np.ndarray:
+        if values.size == 1:
+            return values.reshape(())
+        axis = self.axis % rank  # type: ignore[operator]
+        return values.reshape([-1 if i == axis else 1 for i in range(rank)])
+
+
+@dataclass(frozen=True)
 class Tensor:
     """A named n-dimensional value. ``producer`` and ``consumers`` are filled in by :class:`Graph`."""
 
@@ -107,8 +175,18 @@ class Tensor:
     kind: TensorKind = TensorKind.ACTIVATION
     producer: str | None = None
     consumers: tuple[str, ...] = ()
+    quant: QuantParams | None = None  # set on the tensors of a quantized graph
+    value: np.ndarray | None = field(default=None, compare=False, hash=False, repr=False)  # constant data
 
     def __post_init__(self) -> None:
+        if self.quant is not None and not isinstance(self.quant, QuantParams):
+            raise WorkloadError(f"Tensor {self.name!r}: quant must be QuantParams, not {self.quant!r}")
+        if self.value is not None:
+            value = np.asarray(self.value)
+            if tuple(value.shape) != tuple(self.shape):
+                raise WorkloadError(f"Tensor {self.name!r}: value has shape {value.shape}, not {tuple(self.shape)}")
+            value.flags.writeable = False
+            object.__setattr__(self, "value", value)
         if not isinstance(self.name, str) or not self.name:
             raise WorkloadError(f"Tensor name must be a non-empty string, not {self.name!r}")
         if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in self.shape):
@@ -203,7 +281,7 @@ class Graph:
             if t.kind is TensorKind.ACTIVATION and name not in producer:
                 raise WorkloadError(f"Graph {self.name!r}: activation tensor {name!r} has no producer")
         filled = {
-            name: Tensor(t.name, tuple(t.shape), t.dtype, t.kind, producer.get(name), tuple(consumers[name]))
+            name: replace(t, shape=tuple(t.shape), producer=producer.get(name), consumers=tuple(consumers[name]))
             for name, t in tensors.items()
         }
         object.__setattr__(self, "tensors", MappingProxyType(filled))
@@ -223,6 +301,15 @@ class Graph:
     def outputs(self) -> tuple[Tensor, ...]:
         """Activations nobody consumes: what the graph returns."""
         return tuple(t for t in self.tensors.values() if t.kind is TensorKind.ACTIVATION and not t.consumers)
+
+    @property
+    def quantized(self) -> bool:
+        """Whether any tensor carries quantization parameters (a quantized import)."""
+        return any(t.quant is not None for t in self.tensors.values())
+
+    def float_layers(self) -> tuple[Layer, ...]:
+        """Layers of a quantized graph that compute in floating point (``attrs["numerics"] == "float"``)."""
+        return tuple(layer for layer in self.layers if layer.attrs.get("numerics") == "float")
 
     @property
     def total_macs(self) -> int:

@@ -24,6 +24,29 @@ Contract of :func:`load_onnx`:
   ``dtype=None`` keeps the ONNX element types instead.
 * A missing, truncated or non-ONNX file, or a graph whose nodes use undefined tensors, raises
   :class:`~accel.errors.WorkloadError` naming the file and what was wrong.
+* ``path`` may also be an in-memory ``onnx.ModelProto``.
+
+Quantized models (any ``QuantizeLinear``, ``DequantizeLinear`` or ``QLinear*``/``*Integer`` node):
+
+* The QDQ form is first rewritten into the operator form by :func:`workloads.onnx_qdq.fold_qdq`
+  (as onnxruntime fuses it), so both forms import alike.
+* ``QLinearConv``, ``QLinearMatMul``, ``com.microsoft.QGemm``, ``ConvInteger`` and ``MatMulInteger``
+  become the same conv / GEMM / matmul layers (same shapes and MACs) as their float ops;
+  ``com.microsoft`` ``QLinearAdd``/``QLinearMul`` element-wise layers, ``QLinearGlobalAveragePool``/
+  ``QLinearAveragePool`` pooling layers and ``QLinearConcat`` a concat. Scale and zero-point inputs
+  are not layer inputs: they become the :class:`~workloads.graph.QuantParams` of the tensors they
+  describe (per channel along axis 0 of conv weights, along the output-feature axis of GEMM
+  weights), and every constant's data is the tensor's ``value``. Quantized tensors keep their
+  integer dtypes (``uint8``, ``int8``, ``int32`` biases) whatever ``dtype`` says. A tensor described
+  twice with different parameters is an error.
+* ``MaxPool``, ``Relu``, ``Flatten``, ``Reshape``, ``Transpose``, ``Squeeze``, ``Unsqueeze`` and
+  ``Identity`` on a quantized tensor keep its parameters.
+* Every layer gets ``attrs["numerics"]``: ``"integer"``, ``"quantize"`` (``QuantizeLinear``),
+  ``"dequantize"`` (``DequantizeLinear``) or ``"float"`` (anything else, e.g. ``LayerNormalization``,
+  ``Gelu``, ``QLinearSoftmax``); :meth:`Graph.float_layers` lists the float ones, which integer-only
+  hardware cannot run.
+* GEMM layers say how their weight is stored: ``attrs["weight_layout"]`` is ``"nk"`` (``Gemm`` with
+  ``transB``) or ``"kn"``.
 """
 
 from __future__ import annotations
@@ -42,7 +65,8 @@ from onnx import helper, numpy_helper
 
 from accel.errors import WorkloadError
 from workloads.builder import GraphBuilder
-from workloads.graph import GemmShape, Graph, OpKind
+from workloads.graph import GemmShape, Graph, OpKind, QuantParams
+from workloads.onnx_qdq import fold_qdq
 
 __all__ = ["load_onnx", "UnsupportedOpWarning"]
 
@@ -78,7 +102,9 @@ class _Context:
     batch: int | None
     opset: int
     values: dict[str, np.ndarray] = field(default_factory=dict)  # known values of small constants
+    data: dict[str, np.ndarray] = field(default_factory=dict)  # every constant whose data the file holds
     layer_names: set[str] = field(default_factory=set)
+    quantized: bool = False  # the model has quantization ops: label every layer's numerics
 
     def dtype(self, name: str) -> str | None:
         return self.onnx_dtypes.get(name) if self.keep_dtypes else None
@@ -92,12 +118,21 @@ class _Context:
 
 # -- entry point ----------------------------------------------------------------------------------
 
-def load_onnx(path: str | Path, *, batch: int | None = None, dtype: str | None = "int8") -> Graph:
+def load_onnx(path: str | Path | onnx.ModelProto, *, batch: int | None = None,
+              dtype: str | None = "int8") -> Graph:
     """Read the ONNX model at ``path`` as a :class:`Graph` (see the module docstring for the rules)."""
-    path = Path(path)
+    if isinstance(path, onnx.ModelProto):
+        model = onnx.ModelProto.FromString(path.SerializeToString())
+        path = Path(f"<model {model.graph.name or 'unnamed'}>")
+        _check_model(model, f"ONNX model {str(path)!r}")
+    else:
+        path = Path(path)
+        model = _read(path)
     if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
         raise WorkloadError(f"ONNX file {str(path)!r}: batch must be a positive integer, not {batch!r}")
-    model = _read(path)
+    quantized = any(n.op_type in _QUANT_OPS for n in model.graph.node)
+    if quantized:
+        model = fold_qdq(model)
     graph = model.graph
     initializer_names = {t.name for t in graph.initializer}
     real_inputs = [i for i in graph.input if i.name not in initializer_names]
@@ -132,14 +167,18 @@ def load_onnx(path: str | Path, *, batch: int | None = None, dtype: str | None =
         main_dtype = onnx_dtypes.get(real_inputs[0].name, "float32")
     name = graph.name or path.stem
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 21)
-    ctx = _Context(path, GraphBuilder(name, main_dtype), inferred, onnx_dtypes, keep, file_batch, batch, opset)
+    ctx = _Context(path, GraphBuilder(name, main_dtype), inferred, onnx_dtypes, keep, file_batch, batch, opset,
+                   quantized=quantized)
     b = ctx.builder
 
     for init in graph.initializer:
         b.constant(init.name, tuple(init.dims), dtype=_ONNX_DTYPES.get(init.data_type) if keep else None)
-        value = _initializer_value(init)
-        if value is not None:
-            ctx.values[init.name] = value
+        data = _initializer_data(init)
+        if data is not None:
+            ctx.data[init.name] = data
+            b.annotate(init.name, value=data)
+            if data.size <= _MAX_EVAL_ELEMENTS:
+                ctx.values[init.name] = data
     for vi in real_inputs:
         b.input(vi.name, _input_shape(ctx, vi), dtype=ctx.dtype(vi.name))
 
@@ -158,6 +197,11 @@ def _read(path: Path) -> onnx.ModelProto:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise WorkloadError(f"{where} cannot be parsed as an ONNX model (truncated or corrupt?): {exc}") from None
+    _check_model(model, where)
+    return model
+
+
+def _check_model(model: onnx.ModelProto, where: str) -> None:
     if model.ir_version < 1 or not model.graph.node:
         raise WorkloadError(
             f"{where} is not an ONNX model: expected a graph with nodes and an IR version, found "
@@ -165,7 +209,6 @@ def _read(path: Path) -> onnx.ModelProto:
         )
     if not model.graph.output:
         raise WorkloadError(f"{where} is truncated or corrupt: its graph declares no outputs")
-    return model
 
 
 def _first_dim(inputs: Sequence[onnx.ValueInfoProto]) -> int | None:
@@ -189,13 +232,15 @@ def _input_shape(ctx: _Context, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _initializer_value(init: onnx.TensorProto) -> np.ndarray | None:
-    if math.prod(init.dims) > _MAX_EVAL_ELEMENTS or init.data_location == onnx.TensorProto.EXTERNAL:
+def _initializer_data(init: onnx.TensorProto) -> np.ndarray | None:
+    """The initializer's data, or ``None`` when the file does not hold it (external or malformed)."""
+    if init.data_location == onnx.TensorProto.EXTERNAL:
         return None
     try:
-        return numpy_helper.to_array(init)
+        value = numpy_helper.to_array(init)
     except Exception:  # missing or malformed data: shape is all we need
         return None
+    return value if tuple(value.shape) == tuple(init.dims) else None
 
 
 # -- nodes ----------------------------------------------------------------------------------------
@@ -222,12 +267,18 @@ def _import_node(ctx: _Context, node: onnx.NodeProto, index: int) -> None:
         b.constant(node.output[0], shape.shape, dtype="int64" if ctx.keep_dtypes else None)
         ctx.values[node.output[0]] = shape
         return
-    handler = _HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+    if node.domain in ("", "ai.onnx"):
+        handler = _HANDLERS.get(node.op_type)
+    else:
+        handler = _MS_HANDLERS.get(node.op_type) if node.domain == "com.microsoft" else None
     if handler is None:
         _passthrough(ctx, node, layer_name, warn=node.op_type not in _NO_OPS)
+        _label(ctx, node, layer_name, "float")
         return
     out = handler(ctx, node, layer_name, _attrs(node))
     _check_shape(ctx, out)
+    if ctx.quantized and "numerics" not in b.layer_attrs(layer_name):
+        _label_by_operands(ctx, node, layer_name)
 
 
 def _unique_layer_name(ctx: _Context, node: onnx.NodeProto, index: int) -> str:
@@ -269,7 +320,7 @@ def _fold_constant(ctx: _Context, node: onnx.NodeProto, layer_name: str) -> None
         else:
             b.constant(node.output[0], shape, dtype=ctx.dtype(node.output[0]))
             return
-    elif all(t in ctx.values for t in node.input if t):
+    elif all(t in ctx.values or t in ctx.data for t in node.input if t):
         values = _evaluate(node, ctx)
     for i, out in enumerate(node.output):
         if not out:
@@ -277,6 +328,7 @@ def _fold_constant(ctx: _Context, node: onnx.NodeProto, layer_name: str) -> None
         if values is not None and i < len(values) and values[i] is not None:
             value = np.asarray(values[i])
             b.constant(out, value.shape, dtype=ctx.dtype(out))
+            _store_constant(ctx, out, value)
             if value.size <= _MAX_EVAL_ELEMENTS:
                 ctx.values[out] = value
             continue
@@ -287,6 +339,12 @@ def _fold_constant(ctx: _Context, node: onnx.NodeProto, layer_name: str) -> None
                 f" {layer_name!r} ({node.op_type})"
             )
         b.constant(out, shape, dtype=ctx.dtype(out))
+
+
+def _store_constant(ctx: _Context, name: str, value: np.ndarray) -> None:
+    """Remember a folded constant's value (kept as the tensor's ``value`` too)."""
+    ctx.data[name] = value
+    ctx.builder.annotate(name, value=value)
 
 
 def _constant_attr_value(node: onnx.NodeProto) -> np.ndarray:
@@ -308,7 +366,7 @@ def _evaluate(node: onnx.NodeProto, ctx: _Context) -> list[np.ndarray] | None:
     try:
         from onnx.reference import ReferenceEvaluator
 
-        feeds = {t: ctx.values[t] for t in node.input if t}
+        feeds = {t: ctx.values[t] if t in ctx.values else ctx.data[t] for t in node.input if t}
         graph = helper.make_graph(
             [node], "fold",
             [helper.make_tensor_value_info(t, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
@@ -414,7 +472,10 @@ def _gemm(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any])
         raise WorkloadError(f"Layer {name!r}: Gemm inner dimensions differ: A gives {k}, B gives {kb}")
     bias_ok = c is None or math.prod(b.shape(c)) == n
     if not trans_a and b.is_constant(w) and bias_ok:
-        return b.linear(a, n, c or False, name, weight=w, out=node.output[0], source_op="Gemm")
+        out = b.linear(a, n, c or False, name, weight=w, out=node.output[0], source_op="Gemm")
+        b.annotate_layer(name, weight_layout="nk" if trans_b else "kn", alpha=float(attrs.get("alpha", 1.0)),
+                         beta=float(attrs.get("beta", 1.0)))
+        return out
     op = OpKind.GEMM if b.is_constant(w) else OpKind.MATMUL
     inputs = [a, w] + ([c] if c else [])
     return b.layer(op, inputs, [(m, n)], name=name, outs=[node.output[0]], gemm=GemmShape(m=m, k=k, n=n),
@@ -425,7 +486,9 @@ def _matmul(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
     b = ctx.builder
     a, w = node.input[0], node.input[1]
     if b.is_constant(w) and len(b.shape(w)) == 2 and not b.is_constant(a):
-        return b.linear(a, b.shape(w)[1], False, name, weight=w, out=node.output[0], source_op="MatMul")
+        out = b.linear(a, b.shape(w)[1], False, name, weight=w, out=node.output[0], source_op="MatMul")
+        b.annotate_layer(name, weight_layout="kn")
+        return out
     return b.matmul(a, w, name, out=node.output[0])
 
 
@@ -572,13 +635,226 @@ def _shape_only(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str,
     return b.reshape(x, shape, name, out=node.output[0], source_op=node.op_type)
 
 
+# -- quantized ops ---------------------------------------------------------------------------------
+
+#: Ops that make a model quantized.
+_QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm",
+                        "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool", "QLinearAveragePool",
+                        "QLinearConcat", "ConvInteger", "MatMulInteger", "QLinearSoftmax", "QLinearSigmoid",
+                        "QLinearLeakyRelu", "DynamicQuantizeLinear"})
+#: Ops that move or select codes without changing them: a quantized input's parameters carry over.
+_SAME_SCALE_OPS = frozenset({"MaxPool", "Relu", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
+                             "Identity"})
+
+
+def _label(ctx: _Context, node: onnx.NodeProto, layer_name: str, numerics: str) -> None:
+    if ctx.quantized:
+        ctx.builder.annotate_layer(layer_name, numerics=numerics)
+
+
+def _label_by_operands(ctx: _Context, node: onnx.NodeProto, layer_name: str) -> None:
+    """A standard op in a quantized model: integer when it only moves quantized codes, else float."""
+    b = ctx.builder
+    x = node.input[0] if node.input else ""
+    source = b.tensor(x) if x and b.has_tensor(x) else None
+    if node.op_type in _SAME_SCALE_OPS and source is not None and source.quant is not None:
+        for out in node.output:
+            if out:
+                b.annotate(out, quant=source.quant, dtype=source.dtype)
+        _label(ctx, node, layer_name, "integer")
+        return
+    _label(ctx, node, layer_name, "float")
+
+
+def _qparams(ctx: _Context, layer: str, scale: str, zero_point: str, axis: int | None) -> tuple[QuantParams, str]:
+    """Quantization parameters from constant ``scale``/``zero_point`` inputs, and the codes' dtype."""
+    where = f"ONNX file {str(ctx.path)!r}: layer {layer!r}"
+    if scale and scale not in ctx.data:
+        raise WorkloadError(f"{where}: scale {scale!r} must be a constant the file holds")
+    if zero_point and zero_point not in ctx.data:
+        raise WorkloadError(f"{where}: zero point {zero_point!r} must be a constant the file holds")
+    zp = ctx.data[zero_point] if zero_point else np.zeros(1, dtype=np.uint8)
+    dtype = str(zp.dtype)
+    if dtype not in ("int8", "uint8", "int16", "uint16", "int32"):
+        raise WorkloadError(f"{where}: zero point {zero_point!r} must be an 8-, 16- or 32-bit integer, not {dtype}")
+    scales = ctx.data[scale].reshape(-1) if scale else np.zeros(0, dtype=np.float32)
+    per_channel = scales.size > 1 or zp.size > 1
+    return QuantParams(tuple(scales.tolist()), tuple(zp.reshape(-1).tolist()), axis if per_channel else None), dtype
+
+
+def _bind(ctx: _Context, layer: str, tensor: str, scale: str, zero_point: str, axis: int | None = None) -> None:
+    """Give ``tensor`` the parameters ``scale``/``zero_point`` (and its data, if constant); check a repeat."""
+    b = ctx.builder
+    quant, dtype = _qparams(ctx, layer, scale, zero_point, axis)
+    t = b.tensor(tensor)
+    if t.quant is not None and t.quant != quant:
+        raise WorkloadError(
+            f"ONNX file {str(ctx.path)!r}: layer {layer!r} reads {tensor!r} with scale/zero point "
+            f"{quant.scale[:4]}/{quant.zero_point[:4]}, but it was quantized with {t.quant.scale[:4]}/"
+            f"{t.quant.zero_point[:4]}"
+        )
+    value = ctx.data.get(tensor) if t.is_constant else None
+    if t.is_constant and value is None:
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: layer {layer!r}: quantized constant {tensor!r} has no"
+                            " data in the file")
+    b.annotate(tensor, quant=quant, dtype=dtype, value=value)
+
+
+def _constant_int(ctx: _Context, layer: str, tensor: str) -> None:
+    """An integer constant (an int32 bias): its data and dtype."""
+    t = ctx.builder.tensor(tensor)
+    value = ctx.data.get(tensor)
+    if value is None:
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: layer {layer!r}: constant {tensor!r} has no data in the"
+                            " file")
+    ctx.builder.annotate(tensor, value=value, dtype=str(value.dtype) if t.dtype != str(value.dtype) else None)
+
+
+def _as(node: onnx.NodeProto, op_type: str, inputs: Sequence[str],
+        attrs: dict[str, Any] | None = None) -> onnx.NodeProto:
+    """The float op a quantized node stands for, for the float handlers."""
+    proxy = helper.make_node(op_type, list(inputs), list(node.output), name=node.name)
+    if attrs is None:
+        proxy.attribute.extend(node.attribute)
+    else:
+        proxy.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+    return proxy
+
+
+def _opt(node: onnx.NodeProto, index: int) -> str:
+    return node.input[index] if len(node.input) > index else ""
+
+
+def _qlinear_conv(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    x, xs, xz, w, ws, wz, ys, yz = (_opt(node, i) for i in range(8))
+    bias = _opt(node, 8)
+    _bind(ctx, name, x, xs, xz)
+    _bind(ctx, name, w, ws, wz, axis=0)
+    if bias:
+        _constant_int(ctx, name, bias)
+    out = _conv(ctx, _as(node, "Conv", [x, w, bias] if bias else [x, w]), name, attrs)
+    _bind(ctx, name, out, ys, yz)
+    _label(ctx, node, name, "integer")
+    return out
+
+
+def _conv_integer(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    x, w, xz, wz = (_opt(node, i) for i in range(4))
+    _bind(ctx, name, x, "", xz)
+    _bind(ctx, name, w, "", wz, axis=0)
+    out = _conv(ctx, _as(node, "Conv", [x, w]), name, attrs)
+    ctx.builder.annotate(out, dtype="int32")
+    _label(ctx, node, name, "integer")
+    return out
+
+
+def _weight_axis(ctx: _Context, w: str, layout: str) -> int | None:
+    return (0 if layout == "nk" else 1) if ctx.builder.is_constant(w) else None
+
+
+def _qlinear_matmul(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    a, as_, az, w, ws, wz, ys, yz = (_opt(node, i) for i in range(8))
+    _bind(ctx, name, a, as_, az)
+    _bind(ctx, name, w, ws, wz, axis=-1 if ctx.builder.is_constant(w) else None)
+    out = _matmul(ctx, _as(node, "MatMul", [a, w], {}), name, {})
+    _bind(ctx, name, out, ys, yz)
+    _label(ctx, node, name, "integer")
+    return out
+
+
+def _matmul_integer(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    a, w, az, wz = (_opt(node, i) for i in range(4))
+    _bind(ctx, name, a, "", az)
+    _bind(ctx, name, w, "", wz, axis=-1 if ctx.builder.is_constant(w) else None)
+    out = _matmul(ctx, _as(node, "MatMul", [a, w], {}), name, {})
+    ctx.builder.annotate(out, dtype="int32")
+    _label(ctx, node, name, "integer")
+    return out
+
+
+def _qgemm(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    a, as_, az, w, ws, wz, c, ys, yz = (_opt(node, i) for i in range(9))
+    trans_b = int(attrs.get("transB", 0))
+    _bind(ctx, name, a, as_, az)
+    _bind(ctx, name, w, ws, wz, axis=0 if trans_b else 1)
+    if c:
+        _constant_int(ctx, name, c)
+    gemm_attrs = {k: v for k, v in attrs.items() if k in ("transA", "transB", "alpha")}
+    out = _gemm(ctx, _as(node, "Gemm", [a, w, c] if c else [a, w], gemm_attrs), name, gemm_attrs)
+    if ys:
+        _bind(ctx, name, out, ys, yz)
+        _label(ctx, node, name, "integer")
+    else:  # float output: the dequantization is fused into the GEMM
+        _label(ctx, node, name, "float")
+    return out
+
+
+def _qlinear_binary(op_type: str) -> _Handler:
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        a, as_, az, x, xs, xz, ys, yz = (_opt(node, i) for i in range(8))
+        _bind(ctx, name, a, as_, az)
+        _bind(ctx, name, x, xs, xz)
+        out = _HANDLERS[op_type](ctx, _as(node, op_type, [a, x], {}), name, {})
+        _bind(ctx, name, out, ys, yz)
+        _label(ctx, node, name, "integer")
+        return out
+    return handler
+
+
+def _qlinear_pool(op_type: str) -> _Handler:
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        x, xs, xz, ys, yz = (_opt(node, i) for i in range(5))
+        if attrs.get("channels_last", 0):
+            raise WorkloadError(f"ONNX file {str(ctx.path)!r}: layer {name!r}: {node.op_type} with channels_last"
+                                " is not supported (NCHW only)")
+        _bind(ctx, name, x, xs, xz)
+        pool_attrs = {k: v for k, v in attrs.items() if k != "channels_last"}
+        out = _HANDLERS[op_type](ctx, _as(node, op_type, [x], pool_attrs), name, pool_attrs)
+        _bind(ctx, name, out, ys, yz)
+        ctx.builder.annotate_layer(name, count_include_pad=int(attrs.get("count_include_pad", 0)))
+        _label(ctx, node, name, "integer")
+        return out
+    return handler
+
+
+def _qlinear_concat(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    ys, yz = node.input[0], node.input[1]
+    triples = list(node.input[2:])
+    if len(triples) % 3:
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: layer {name!r}: QLinearConcat needs (tensor, scale, zero"
+                            f" point) triples after the output's scale and zero point, not {len(triples)} inputs")
+    xs = triples[0::3]
+    for x, s, z in zip(xs, triples[1::3], triples[2::3], strict=True):
+        _bind(ctx, name, x, s, z)
+    out = _concat(ctx, _as(node, "Concat", xs), name, attrs)
+    _bind(ctx, name, out, ys, yz)
+    _label(ctx, node, name, "integer")
+    return out
+
+
+def _quantize_linear(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    x, s, z = (_opt(node, i) for i in range(3))
+    out = ctx.builder.activation(x, "quantize", name, out=node.output[0], source_op=node.op_type)
+    axis = attrs.get("axis", 1)
+    _bind(ctx, name, out, s, z, axis=axis)
+    _label(ctx, node, name, "quantize")
+    return out
+
+
+def _dequantize_linear(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    x, s, z = (_opt(node, i) for i in range(3))
+    _bind(ctx, name, x, s, z, axis=attrs.get("axis", 1))
+    out = ctx.builder.activation(x, "dequantize", name, out=node.output[0], source_op=node.op_type)
+    _label(ctx, node, name, "dequantize")
+    return out
+
+
 _ACTIVATION_OPS = {
     "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish",
     "HardSigmoid": "hardsigmoid", "LeakyRelu": "leaky_relu", "Elu": "elu", "Selu": "selu", "Gelu": "gelu",
     "Erf": "erf", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Reciprocal": "reciprocal", "Neg": "neg",
     "Abs": "abs", "Softplus": "softplus", "Mish": "mish", "PRelu": "prelu", "Floor": "floor",
     "Ceil": "ceil", "Round": "round", "Sign": "sign", "Not": "not", "Sin": "sin", "Cos": "cos",
-    "QuantizeLinear": "quantize", "DequantizeLinear": "dequantize",
 }
 _ELEMENTWISE_OPS = {
     "Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Pow": "pow", "Max": "max", "Min": "min",
@@ -619,4 +895,21 @@ _HANDLERS: dict[str, _Handler] = {
     "ReduceMin": _reduce,
     **{op: _unary(fn) for op, fn in _ACTIVATION_OPS.items()},
     **{op: _elementwise(fn) for op, fn in _ELEMENTWISE_OPS.items()},
+    "QuantizeLinear": _quantize_linear,
+    "DequantizeLinear": _dequantize_linear,
+    "QLinearConv": _qlinear_conv,
+    "QLinearMatMul": _qlinear_matmul,
+    "ConvInteger": _conv_integer,
+    "MatMulInteger": _matmul_integer,
+}
+
+#: onnxruntime's contrib ops (domain ``com.microsoft``) that quantize_static writes.
+_MS_HANDLERS: dict[str, _Handler] = {
+    "QLinearConv": _qlinear_conv,
+    "QGemm": _qgemm,
+    "QLinearAdd": _qlinear_binary("Add"),
+    "QLinearMul": _qlinear_binary("Mul"),
+    "QLinearGlobalAveragePool": _qlinear_pool("GlobalAveragePool"),
+    "QLinearAveragePool": _qlinear_pool("AveragePool"),
+    "QLinearConcat": _qlinear_concat,
 }

@@ -1,0 +1,175 @@
+"""Quantized ONNX test models without downloads: seeded weights, seeded calibration, onnxruntime's quantizer.
+
+* :func:`fill_random_weights` gives a model whose weights were stripped (the shared ONNX graphs'
+  initializers point at external files that do not exist) seeded random values of the right shapes:
+  He-normal for the weights of ``Conv``, ``Gemm`` and ``MatMul``, ``N(0, 0.01^2)`` for their biases,
+  ``N(0, 0.1^2)`` otherwise. Initializers whose data is in the file are kept.
+* :func:`calibration_inputs` draws ``count`` seeded ``N(0, 1)`` inputs for every graph input.
+* :func:`quantize_model` runs ``onnxruntime.quantization.quantize_static`` on a float model with those
+  inputs as calibration data (MinMax), in the ``"qdq"`` or ``"qoperator"`` format, per tensor or per
+  channel, with int8 weights and int8 or uint8 activations, and returns the quantized model.
+* :func:`with_input_shape` gives a model new graph-input shapes (e.g. a smaller image for a CNN whose
+  head is a global pool), dropping the stale inferred shapes.
+* :func:`zoo_model` and :func:`shared_model` put the steps together for a zoo graph
+  (:func:`workloads.onnx_export.export_onnx`) or a shared ONNX graph.
+
+onnxruntime is a test dependency (the ``dev`` extra): it is imported only when
+:func:`quantize_model` runs, and its absence raises :class:`~accel.errors.WorkloadError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from accel.errors import WorkloadError
+
+__all__ = ["fill_random_weights", "calibration_inputs", "quantize_model", "zoo_model", "shared_model",
+           "with_input_shape", "FORMATS"]
+
+_log = logging.getLogger(__name__)
+
+#: The two layouts onnxruntime's quantizer writes.
+FORMATS = ("qdq", "qoperator")
+
+
+def fill_random_weights(model: onnx.ModelProto, *, seed: int = 0) -> onnx.ModelProto:
+    """A copy of ``model`` whose float initializers without data hold seeded random values."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    rng = np.random.default_rng(seed)
+    roles: dict[str, tuple[str, int, dict[str, int]]] = {}
+    for node in model.graph.node:
+        attrs = {a.name: a.i for a in node.attribute if a.type == onnx.AttributeProto.INT}
+        for index, name in enumerate(node.input):
+            roles.setdefault(name, (node.op_type, index, attrs))
+    filled = []
+    for init in model.graph.initializer:
+        if init.data_location != TensorProto.EXTERNAL:
+            filled.append(init)
+            continue
+        if init.data_type != TensorProto.FLOAT:
+            raise WorkloadError(f"Initializer {init.name!r} has no data and is not float32 (type {init.data_type});"
+                                " cannot fill it with random values")
+        shape = tuple(int(d) for d in init.dims)
+        op, index, attrs = roles.get(init.name, ("", -1, {}))
+        if op in ("Conv", "Gemm", "MatMul") and index == 1 and len(shape) >= 2:
+            fan_in = shape[0] if op == "MatMul" or (op == "Gemm" and not attrs.get("transB", 0)) \
+                else int(np.prod(shape[1:]))
+            std = float(np.sqrt(2.0 / fan_in))
+        elif op in ("Conv", "Gemm") and index == 2:
+            std = 0.01
+        else:
+            std = 0.1
+        value = (std * rng.standard_normal(shape)).astype(np.float32)
+        filled.append(numpy_helper.from_array(value, init.name))
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(filled)
+    return model
+
+
+def with_input_shape(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs named in ``shapes`` have those shapes (value infos dropped)."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    names = {vi.name for vi in model.graph.input}
+    unknown = sorted(set(shapes) - names)
+    if unknown:
+        raise WorkloadError(f"Model {model.graph.name!r} has no graph input {unknown[0]!r}")
+    for vi in model.graph.input:
+        if vi.name in shapes:
+            dims = vi.type.tensor_type.shape.dim
+            del dims[:]
+            for d in shapes[vi.name]:
+                dims.add().dim_value = int(d)
+    del model.graph.value_info[:]
+    for vi in model.graph.output:
+        vi.type.tensor_type.ClearField("shape")
+    return model
+
+
+def calibration_inputs(model: onnx.ModelProto, *, count: int = 4, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """``count`` feeds of seeded ``N(0, 1)`` float32 values for every (non-initializer) graph input."""
+    rng = np.random.default_rng(seed)
+    initializers = {t.name for t in model.graph.initializer}
+    shapes = {}
+    for vi in model.graph.input:
+        if vi.name in initializers:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if not all(d.HasField("dim_value") for d in dims):
+            raise WorkloadError(f"Graph input {vi.name!r} has a symbolic shape; give the model a fixed one")
+        shapes[vi.name] = tuple(d.dim_value for d in dims)
+    return [{name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
+            for _ in range(count)]
+
+
+def quantize_model(model: onnx.ModelProto, calibration: list[Mapping[str, np.ndarray]], *, fmt: str = "qdq",
+                   per_channel: bool = False, activations: str = "uint8") -> onnx.ModelProto:
+    """``model`` quantized by ``onnxruntime.quantization.quantize_static`` (MinMax calibration).
+
+    ``fmt`` is ``"qdq"`` or ``"qoperator"``; weights are int8 (symmetric), ``activations`` ``"uint8"``
+    (onnxruntime's default) or ``"int8"``.
+    """
+    try:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    except ImportError:
+        raise WorkloadError("quantizing a model needs onnxruntime (pip install onnxruntime, or the 'dev'"
+                            " extra)") from None
+    if fmt not in FORMATS:
+        raise WorkloadError(f"Quantization format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if activations not in ("uint8", "int8"):
+        raise WorkloadError(f"Activations must be 'uint8' or 'int8', not {activations!r}")
+    if not calibration:
+        raise WorkloadError("Quantization needs at least one calibration input")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter([dict(f) for f in calibration])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    with tempfile.TemporaryDirectory(prefix="accel-quantize-") as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "quantized.onnx"
+        onnx.save(model, src)
+        quantize_static(
+            str(src), str(dst), _Reader(),
+            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+        )
+        quantized = onnx.load(str(dst))
+    _log.info("quantized %s (%s, %s, %s activations): %d nodes", model.graph.name, fmt,
+              "per channel" if per_channel else "per tensor", activations, len(quantized.graph.node))
+    return quantized
+
+
+def zoo_model(name: str, *, fmt: str = "qdq", per_channel: bool = False, activations: str = "uint8",
+              seed: int = 0, calibration: int = 4) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """``(float model, quantized model)`` of zoo graph ``name`` with seeded weights and calibration."""
+    from workloads import zoo
+    from workloads.onnx_export import export_onnx
+
+    model = export_onnx(zoo.build(name), seed=seed)
+    feeds = calibration_inputs(model, count=calibration, seed=seed + 1)
+    return model, quantize_model(model, feeds, fmt=fmt, per_channel=per_channel, activations=activations)
+
+
+def shared_model(path: str | Path, *, fmt: str = "qdq", per_channel: bool = False, activations: str = "uint8",
+                 seed: int = 0, calibration: int = 4,
+                 input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """``(float model, quantized model)`` of the weight-stripped ONNX file at ``path``.
+
+    ``input_shapes`` replaces graph-input shapes first (:func:`with_input_shape`).
+    """
+    model = fill_random_weights(onnx.load(str(path), load_external_data=False), seed=seed)
+    if input_shapes:
+        model = with_input_shape(model, input_shapes)
+    feeds = calibration_inputs(model, count=calibration, seed=seed + 1)
+    return model, quantize_model(model, feeds, fmt=fmt, per_channel=per_channel, activations=activations)
