@@ -1,0 +1,470 @@
+"""The layer-level integer reference: a quantized graph run on data, layer by layer, in integer arithmetic.
+
+:func:`run_quantized` ``(graph, inputs, *, requant, outputs, intermediates)`` runs a graph imported from a
+quantized ONNX model (:func:`workloads.load_onnx`; tensors carry :class:`~workloads.graph.QuantParams`,
+constants their values) and returns the requested tensors as numpy arrays: the graph outputs by
+default, every tensor with ``intermediates=True``. Graph inputs are float arrays where a
+``QuantizeLinear`` layer reads them, integer codes where the input itself is quantized. With
+``requant=Requantization.FLOAT32_HALF_EVEN`` every output equals onnxruntime's CPU result bit for bit
+(integer codes, and the final ``DequantizeLinear`` in float32).
+
+The arithmetic, per layer (``numerics`` ``"integer"`` unless said otherwise), all through
+:mod:`sim.numerics`, vectorised over whole tensors:
+
+* **conv** (incl. grouped and depthwise), **GEMM** (linear) and **matmul**: the int32 accumulator
+  ``acc = bias + sum_k (x - x_zp) (w - w_zp)`` (:func:`~sim.numerics.gemm_array`, exact, wrapping int32;
+  a convolution's padding holds ``x_zp``, i.e. contributes zero), then
+  :func:`~sim.numerics.requantize_array` by the real scale ``float32(float32(x_scale * w_scale) / y_scale)``
+  (per output channel for per-channel weights), the output zero point and the output format
+  (``int8``/``uint8`` from the output's dtype). ``ConvInteger``/``MatMulInteger`` stop at the int32
+  accumulator. :func:`gemm_operands` gives every parameter of one such layer, :func:`im2col` its
+  reduction-ordered input matrix: what a command-level executor needs to compute a tile.
+* **add** (``QLinearAdd``): onnxruntime's x86-64 AVX2 kernel (MLAS ``qladd_avx2.cpp``), in float32:
+  ``ra = a_scale / y_scale``, ``rb = b_scale / y_scale``, ``fixed = y_zp - fma(ra, a_zp, rb * b_zp)``,
+  ``y = saturate(round_half_even(fma(a, ra, fma(b, rb, fixed))))`` on the raw codes (float32-half-even
+  mode only; MLAS's SSE2 and NEON kernels associate or round differently).
+* **global average pool** (``QLinearGlobalAveragePool``): ``acc = sum(x) - x_zp * HW`` requantized by
+  ``x_scale / (y_scale * HW)``; **max pool**: the maximum of codes (padding never wins);
+  **relu**: ``max(x, zp)``; **concat**: each input requantized to the output's parameters when they
+  differ (``QuantizeLinear(DequantizeLinear(x))``, as onnxruntime's lookup table); **reshape,
+  flatten, transpose, squeeze, identity**: the codes rearranged.
+* ``"quantize"``: :func:`~sim.numerics.quantize_linear`; ``"dequantize"``:
+  :func:`~sim.numerics.dequantize_linear`.
+
+Layers whose numerics are ``"float"`` (``LayerNormalization``, ``Gelu``, ``QLinearSoftmax``, ...) and
+integer layers this reference has no kernel for are never run in float: asking for a tensor that
+depends on one raises :class:`ReferenceError` naming every such layer. Only the layers the requested
+tensors depend on are run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from accel.errors import AccelError
+from accel.formats import INT32, NumberFormat, Overflow, Requantization
+from sim.numerics import dequantize_linear, fma_float32, gemm_array, quantize_linear, requantize_array
+from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
+
+__all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
+           "supported", "code_format"]
+
+_log = logging.getLogger(__name__)
+
+#: Shifted operands ``code - zero_point`` of 8-bit codes span [-255, 255]: a 16-bit signed format holds them.
+_SHIFTED = NumberFormat(16, overflow=Overflow.WRAP)
+_WRAP32 = INT32
+
+
+class ReferenceError(AccelError):
+    """A graph, layer or input the integer reference cannot run (float layers, missing values, ...)."""
+
+
+def code_format(tensor: Tensor) -> NumberFormat:
+    """The integer format of a quantized tensor's codes, from its dtype (``int8``, ``uint8``, ``int32``, ...)."""
+    dtype = tensor.dtype
+    if dtype.startswith("uint") and dtype[4:].isdigit():
+        return NumberFormat(int(dtype[4:]), signed=False)
+    if dtype.startswith("int") and dtype[3:].isdigit():
+        return NumberFormat(int(dtype[3:]))
+    raise ReferenceError(f"Tensor {tensor.name!r}: dtype {dtype} is not an integer type of quantized codes")
+
+
+@dataclass(frozen=True)
+class GemmOperands:
+    """Everything one conv / GEMM / matmul layer of a quantized graph computes with.
+
+    The layer is ``groups`` products ``(x - x_zero_point) (m x k) @ (w - w_zero_point) (k x n)``, plus
+    ``bias``, requantized per output column. Arrays are indexed ``[group, ..., column]``:
+
+    ``weight``
+        ``groups x k x n`` int64 weight codes (``None`` for a matmul of two activations), ``k`` in
+        the order :func:`im2col` lays out the input (input channel, kernel row, kernel column);
+    ``w_zero_point``, ``bias``, ``scale``
+        ``groups x n``: the weight zero points, the int32 bias (zeros without one) and the float32
+        requantization scale ``float32(x_scale * w_scale) / y_scale`` (``None`` without an output
+        scale: ``ConvInteger``/``MatMulInteger`` stop at the accumulator);
+    ``x_zero_point``, ``y_zero_point``
+        the input's and output's zero points (the output's 0 without quantization);
+    ``out_format``
+        the codes' format of the output (``INT32`` for an accumulator output).
+    """
+
+    layer: str
+    groups: int
+    weight: np.ndarray | None
+    w_zero_point: np.ndarray
+    x_zero_point: int
+    bias: np.ndarray
+    scale: np.ndarray | None
+    y_zero_point: int
+    out_format: NumberFormat
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+def run_quantized(
+    graph: Graph,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN,
+    outputs: Iterable[str] | None = None,
+    intermediates: bool = False,
+) -> dict[str, np.ndarray]:
+    """Run ``graph`` on ``inputs``; the ``outputs`` tensors (default: the graph's), or every tensor.
+
+    ``requant`` is the hardware's :class:`~accel.formats.Requantization` (onnxruntime's is
+    ``float32-half-even``). Raises :class:`ReferenceError` naming the float or unsupported layers
+    the requested tensors depend on, a missing or misshapen input, or a constant without a value.
+    """
+    mode = Requantization.parse(requant)
+    wanted = [t.name for t in graph.outputs] if outputs is None else list(outputs)
+    for name in wanted:
+        if name not in graph.tensors:
+            raise ReferenceError(f"Graph {graph.name!r} has no tensor {name!r}")
+    needed = _needed_layers(graph, wanted)
+    blocked = [layer for layer in graph.layers if layer.name in needed and supported(graph, layer) is not None]
+    if blocked:
+        reasons = "; ".join(f"{layer.name} ({supported(graph, layer)})" for layer in blocked[:8])
+        more = f" and {len(blocked) - 8} more" if len(blocked) > 8 else ""
+        raise ReferenceError(f"Graph {graph.name!r}: {len(blocked)} layer(s) cannot run integer-only: {reasons}{more}")
+    values: dict[str, np.ndarray] = {}
+    for t in graph.inputs:
+        if any(c in needed for c in t.consumers):
+            values[t.name] = _graph_input(graph, t, inputs)
+    for layer in graph.layers:
+        if layer.name in needed:
+            values.update(run_layer(graph, layer, values, requant=mode))
+    if intermediates:
+        return values
+    return {name: values[name] if name in values else _constant(graph.tensors[name]) for name in wanted}
+
+
+def run_layer(graph: Graph, layer: Layer, values: Mapping[str, np.ndarray], *,
+              requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> dict[str, np.ndarray]:
+    """One layer on the values of its activation inputs (``values``, by tensor name): its outputs."""
+    mode = Requantization.parse(requant)
+    reason = supported(graph, layer)
+    if reason is not None:
+        raise ReferenceError(f"Layer {layer.name!r} cannot run integer-only: {reason}")
+
+    def get(name: str) -> np.ndarray:
+        t = graph.tensors[name]
+        if t.is_constant:
+            return _constant(t)
+        if name not in values:
+            raise ReferenceError(f"Layer {layer.name!r}: no value for its input {name!r}")
+        return np.asarray(values[name])
+
+    kernel = _KERNELS[_kernel_name(graph, layer)]
+    result = kernel(graph, layer, get, mode)
+    return dict(zip(layer.outputs, result, strict=True))
+
+
+def supported(graph: Graph, layer: Layer) -> str | None:
+    """``None`` if :func:`run_layer` can run ``layer``, else the reason it cannot."""
+    numerics = layer.attrs.get("numerics")
+    if numerics is None:
+        return "the graph is not quantized (import a quantized ONNX model)"
+    if numerics == "float":
+        return f"{layer.source_op or layer.op.value} computes in floating point"
+    name = _kernel_name(graph, layer)
+    if name not in _KERNELS:
+        return f"no integer kernel for {layer.source_op or layer.op.value} ({name})"
+    return None
+
+
+# -- graph plumbing ---------------------------------------------------------------------------------
+
+def _needed_layers(graph: Graph, wanted: Iterable[str]) -> set[str]:
+    needed: set[str] = set()
+    stack = [graph.tensors[name].producer for name in wanted]
+    while stack:
+        name = stack.pop()
+        if name is None or name in needed:
+            continue
+        needed.add(name)
+        stack.extend(graph.tensors[t].producer for t in graph.layer(name).inputs)
+    return needed
+
+
+def _graph_input(graph: Graph, t: Tensor, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+    if t.name not in inputs:
+        raise ReferenceError(f"Graph {graph.name!r}: no value given for input {t.name!r} (shape {t.shape})")
+    value = np.asarray(inputs[t.name])
+    if tuple(value.shape) != tuple(t.shape):
+        raise ReferenceError(f"Graph {graph.name!r}: input {t.name!r} must have shape {t.shape}, not {value.shape}")
+    if t.quant is not None:
+        fmt = code_format(t)
+        if value.dtype.kind not in "iu" or value.min(initial=fmt.min_int) < fmt.min_int or \
+                value.max(initial=fmt.max_int) > fmt.max_int:
+            raise ReferenceError(f"Graph {graph.name!r}: input {t.name!r} is quantized: give {fmt.name} codes")
+        return value.astype(np.int64)
+    return value.astype(np.float32)
+
+
+def _constant(t: Tensor) -> np.ndarray:
+    if t.value is None:
+        raise ReferenceError(f"Constant {t.name!r} has no value (a weight-stripped model?)")
+    return np.asarray(t.value)
+
+
+def _quant(graph: Graph, name: str, layer: Layer) -> QuantParams:
+    q = graph.tensors[name].quant
+    if q is None:
+        raise ReferenceError(f"Layer {layer.name!r}: tensor {name!r} is not quantized")
+    return q
+
+
+def _kernel_name(graph: Graph, layer: Layer) -> str:
+    numerics = layer.attrs.get("numerics")
+    if numerics in ("quantize", "dequantize"):
+        return numerics
+    if layer.op in (OpKind.CONV, OpKind.GEMM, OpKind.MATMUL):
+        return layer.op.value
+    if layer.op is OpKind.POOL:
+        if layer.attrs.get("global") and layer.attrs["kind"] == "avg":
+            return "global_avg"
+        return f"{layer.attrs['kind']}pool"
+    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION):
+        return str(layer.attrs.get("fn"))
+    if layer.op is OpKind.RESHAPE:
+        return str(layer.attrs.get("fn", "reshape"))
+    return layer.op.value
+
+
+# -- array layers -----------------------------------------------------------------------------------
+
+def gemm_operands(graph: Graph, layer: Layer) -> GemmOperands:
+    """The integer operands and requantization parameters of a quantized conv / GEMM / matmul layer."""
+    if layer.gemm is None:
+        raise ReferenceError(f"Layer {layer.name!r} is not a conv, GEMM or matmul layer")
+    x = layer.inputs[0]
+    xq = _quant(graph, x, layer)
+    out = graph.tensors[layer.outputs[0]]
+    groups = layer.gemm.batch if layer.op is OpKind.CONV else 1
+    n = layer.gemm.n
+    second = graph.tensors[layer.inputs[1]]
+    wq = _quant(graph, second.name, layer)
+    if layer.op is OpKind.MATMUL and not second.is_constant:
+        weight = None
+    elif layer.op is OpKind.CONV:
+        w = _constant(second).astype(np.int64)  # (OC, C/g, KH, KW)
+        weight = w.reshape(groups, n, -1).transpose(0, 2, 1)  # (g, k, n): k = (c, kh, kw)
+    else:
+        w = _constant(second).astype(np.int64)
+        layout = layer.attrs.get("weight_layout") or ("nk" if tuple(w.shape) == (n, layer.gemm.k) else "kn")
+        weight = (w.T if layout == "nk" else w)[None]  # (1, k, n)
+    if layer.op is not OpKind.MATMUL and float(layer.attrs.get("alpha", 1.0)) != 1.0:
+        raise ReferenceError(f"Layer {layer.name!r}: Gemm alpha {layer.attrs['alpha']} is not supported (only 1)")
+    w_zp = np.broadcast_to(np.asarray(wq.zero_point, dtype=np.int64), (groups * n,) if wq.per_channel else (1,))
+    w_zp = np.broadcast_to(w_zp, (groups * n,)).reshape(groups, n)
+    bias = np.zeros((groups, n), dtype=np.int64)
+    if len(layer.inputs) > 2 and graph.tensors[layer.inputs[2]].is_constant:
+        bias = _constant(graph.tensors[layer.inputs[2]]).astype(np.int64).reshape(groups, n)
+    if out.quant is None or not out.quant.has_scale:
+        scale, y_zp, fmt = None, 0, INT32
+    else:
+        if out.quant.per_channel:
+            raise ReferenceError(f"Layer {layer.name!r}: a per-channel output quantization is not supported")
+        x_scale = np.float32(xq.scale[0])
+        w_scale = np.broadcast_to(np.asarray(wq.scale, dtype=np.float32), (groups * n,)).reshape(groups, n)
+        scale = (x_scale * w_scale) / np.float32(out.quant.scale[0])  # float32 arithmetic, onnxruntime's order
+        y_zp, fmt = out.quant.zero_point[0], code_format(out)
+    return GemmOperands(layer.name, groups, weight, w_zp, xq.zero_point[0], bias, scale, y_zp, fmt)
+
+
+def im2col(graph: Graph, layer: Layer, x: np.ndarray, pad_value: int) -> np.ndarray:
+    """A conv layer's input ``x`` (N x C x H x W) as ``groups x (N*OH*OW) x (C/g*KH*KW)`` windows.
+
+    Rows are output pixels (batch, row, column); columns run over input channel, kernel row, kernel
+    column (the weight's order); padding holds ``pad_value``.
+    """
+    a = layer.attrs
+    n, c, h, w = x.shape
+    kh, kw = a["kernel"]
+    sh, sw = a["stride"]
+    dh, dw = a.get("dilation", (1, 1))
+    pt, pl, pb, pr = a.get("padding", (0, 0, 0, 0))
+    groups = int(a["groups"])
+    padded = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=pad_value)
+    out_shape = graph.tensors[layer.outputs[0]].shape
+    oh, ow = out_shape[2], out_shape[3]
+    cols = np.empty((n, oh, ow, c, kh, kw), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows = padded[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
+            cols[:, :, :, :, i, j] = rows.transpose(0, 2, 3, 1)
+    cols = cols.reshape(n * oh * ow, groups, (c // groups) * kh * kw)
+    return cols.transpose(1, 0, 2)
+
+
+def _accumulate(ops: GemmOperands, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``bias + (a - x_zp) @ (b - w_zp)`` per group: int32 accumulators (``groups x ... x n``)."""
+    shifted_a = a - ops.x_zero_point
+    shifted_b = b - ops.w_zero_point[:, None, :] if b.ndim == 3 else b
+    acc = gemm_array(shifted_a, shifted_b, a_format=_SHIFTED, b_format=_SHIFTED, acc_format=_WRAP32)
+    return _wrap32(acc + ops.bias.reshape(ops.bias.shape[0], *([1] * (acc.ndim - 2)), ops.bias.shape[1]))
+
+
+def _finish(ops: GemmOperands, acc: np.ndarray, mode: Requantization) -> np.ndarray:
+    if ops.scale is None:
+        return acc
+    scale = ops.scale.reshape(ops.scale.shape[0], *([1] * (acc.ndim - 2)), ops.scale.shape[1])
+    return requantize_array(acc, scale, ops.y_zero_point, mode=mode, out_format=ops.out_format)
+
+
+def _conv(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    ops = gemm_operands(graph, layer)
+    x = get(layer.inputs[0]).astype(np.int64)
+    cols = im2col(graph, layer, x, ops.x_zero_point)  # (g, M, K)
+    result = _finish(ops, _accumulate(ops, cols, ops.weight), mode)  # (g, M, n)
+    n, oc, oh, ow = graph.tensors[layer.outputs[0]].shape
+    result = result.reshape(ops.groups, n, oh, ow, -1).transpose(1, 0, 4, 2, 3).reshape(n, oc, oh, ow)
+    return [result]
+
+
+def _gemm(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    ops = gemm_operands(graph, layer)
+    x = get(layer.inputs[0]).astype(np.int64)
+    rows = x.reshape(1, -1, x.shape[-1])
+    result = _finish(ops, _accumulate(ops, rows, ops.weight), mode)[0]
+    return [result.reshape(graph.tensors[layer.outputs[0]].shape)]
+
+
+def _matmul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    ops = gemm_operands(graph, layer)
+    a = get(layer.inputs[0]).astype(np.int64)
+    b = get(layer.inputs[1]).astype(np.int64) - ops.w_zero_point[0, 0]
+    acc = _wrap32(gemm_array(a - ops.x_zero_point, b, a_format=_SHIFTED, b_format=_SHIFTED, acc_format=_WRAP32))
+    if ops.scale is None:
+        return [acc.reshape(graph.tensors[layer.outputs[0]].shape)]
+    out = requantize_array(acc, ops.scale[0, 0], ops.y_zero_point, mode=mode, out_format=ops.out_format)
+    return [out.reshape(graph.tensors[layer.outputs[0]].shape)]
+
+
+def _wrap32(values: np.ndarray) -> np.ndarray:
+    return ((values + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+# -- vector layers ------------------------------------------------------------------------------------
+
+def _add(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    if mode is not Requantization.FLOAT32_HALF_EVEN:
+        raise ReferenceError(f"Layer {layer.name!r}: a quantized add is modelled in float32-half-even mode only"
+                             f" (onnxruntime's), not {mode.value}")
+    a_name, b_name = layer.inputs[:2]
+    aq, bq = _quant(graph, a_name, layer), _quant(graph, b_name, layer)
+    out = graph.tensors[layer.outputs[0]]
+    yq = _quant(graph, out.name, layer)
+    if aq.per_channel or bq.per_channel or yq.per_channel:
+        raise ReferenceError(f"Layer {layer.name!r}: per-channel quantized add is not supported")
+    fmt = code_format(out)
+    y_scale = np.float32(yq.scale[0])
+    ratio_a = np.float32(aq.scale[0]) / y_scale
+    ratio_b = np.float32(bq.scale[0]) / y_scale
+    zp = yq.zero_point[0]
+    # MLAS's AVX2 kernel: fixed = zc - (ra * za + rb * zb), compiled with the first product fused into the sum
+    # (onnxruntime's x86-64 build contracts it to fma(ra, za, rb * zb)); c = fma(a, ra, fma(b, rb, fixed)).
+    fixed = np.float32(zp) - fma_float32(ratio_a, np.float32(aq.zero_point[0]),
+                                         ratio_b * np.float32(bq.zero_point[0]))
+    a = get(a_name).astype(np.float32)
+    b = get(b_name).astype(np.float32)
+    total = fma_float32(a, ratio_a, fma_float32(b, ratio_b, fixed))
+    codes = np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
+    return [np.broadcast_to(codes, out.shape).copy()]
+
+
+def _global_avg(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    x_name = layer.inputs[0]
+    xq = _quant(graph, x_name, layer)
+    out = graph.tensors[layer.outputs[0]]
+    yq = _quant(graph, out.name, layer)
+    x = get(x_name).astype(np.int64)
+    size = int(np.prod(x.shape[2:]))
+    acc = x.reshape(*x.shape[:2], -1).sum(axis=-1) - xq.zero_point[0] * size
+    scale = np.float32(xq.scale[0]) / (np.float32(yq.scale[0]) * np.float32(size))
+    result = requantize_array(acc, scale, yq.zero_point[0], mode=mode, out_format=code_format(out))
+    return [result.reshape(out.shape)]
+
+
+def _maxpool(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    x = get(layer.inputs[0]).astype(np.int64)
+    out = graph.tensors[layer.outputs[0]]
+    if layer.attrs.get("global"):
+        return [x.reshape(*x.shape[:2], -1).max(axis=-1).reshape(out.shape)]
+    kh, kw = layer.attrs["kernel"]
+    sh, sw = layer.attrs["stride"]
+    pt, pl, pb, pr = layer.attrs["padding"]
+    oh, ow = out.shape[2], out.shape[3]
+    low = np.iinfo(np.int64).min
+    extra_h = max(0, (oh - 1) * sh + kh - (x.shape[2] + pt + pb))  # ceil_mode windows past the end
+    extra_w = max(0, (ow - 1) * sw + kw - (x.shape[3] + pl + pr))
+    padded = np.pad(x, ((0, 0), (0, 0), (pt, pb + extra_h), (pl, pr + extra_w)), constant_values=low)
+    result = np.full(out.shape, low, dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            np.maximum(result, padded[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw], out=result)
+    return [result]
+
+
+def _relu(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    q = _quant(graph, layer.inputs[0], layer)
+    rank = len(graph.tensors[layer.inputs[0]].shape)
+    return [np.maximum(get(layer.inputs[0]).astype(np.int64), q.zero_point_array(rank))]
+
+
+def _concat(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    out = graph.tensors[layer.outputs[0]]
+    yq = _quant(graph, out.name, layer)
+    fmt = code_format(out)
+    parts = []
+    for name in layer.inputs:
+        q = _quant(graph, name, layer)
+        codes = get(name).astype(np.int64)
+        if q == yq:
+            parts.append(codes)
+        else:  # onnxruntime's lookup table: QuantizeLinear(DequantizeLinear(x)) per code
+            real = dequantize_linear(codes, q.scale[0], q.zero_point[0])
+            parts.append(quantize_linear(real, yq.scale[0], yq.zero_point[0], out_format=fmt))
+    return [np.concatenate(parts, axis=int(layer.attrs["axis"]))]
+
+
+def _rearrange(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    x = get(layer.inputs[0])
+    out = graph.tensors[layer.outputs[0]]
+    if layer.attrs.get("fn") == "transpose":
+        return [np.transpose(x, layer.attrs["perm"])]
+    return [x.reshape(out.shape)]
+
+
+def _identity(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    return [get(layer.inputs[0])]
+
+
+def _quantize(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    out = graph.tensors[layer.outputs[0]]
+    q = _quant(graph, out.name, layer)
+    rank = len(out.shape)
+    return [quantize_linear(get(layer.inputs[0]), q.scale_array(rank), q.zero_point_array(rank),
+                            out_format=code_format(out))]
+
+
+def _dequantize(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    x = layer.inputs[0]
+    q = _quant(graph, x, layer)
+    rank = len(graph.tensors[x].shape)
+    return [dequantize_linear(get(x), q.scale_array(rank), q.zero_point_array(rank))]
+
+
+_KERNELS = {
+    "conv": _conv, "gemm": _gemm, "matmul": _matmul, "add": _add, "global_avg": _global_avg,
+    "maxpool": _maxpool, "relu": _relu, "concat": _concat, "reshape": _rearrange, "flatten": _rearrange,
+    "transpose": _rearrange, "identity": _identity, "passthrough": _identity, "quantize": _quantize,
+    "dequantize": _dequantize,
+}
