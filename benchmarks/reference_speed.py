@@ -1,7 +1,7 @@
 """Integer-reference speed and agreement: sim.reference.run_quantized against onnxruntime at 224x224.
 
 For ResNet-18 and MobileNetV2 (the shared ONNX graphs with seeded weights) and the zoo's BERT layer
-(integer part: Q/K/V projections and attention scores), quantized by onnxruntime's quantize_static
+(integer part: Q/K/V projections, attention scores and their scaling), quantized by onnxruntime's quantize_static
 (operator form, per channel, uint8 activations), prints the reference's wall time, onnxruntime's,
 and the largest difference of every compared tensor (0 expected); writes JSON (``--json``, default
 ``benchmarks/results/reference_speed.json``).
@@ -68,7 +68,8 @@ def main() -> None:
         f, q = zoo_model("bert_base_layer", fmt="qoperator", per_channel=True, calibration=1)
         graph = load_onnx(q)
     bert = [graph.layer(n).outputs[0] for n in ("attention.q.bias_quant", "attention.k.bias_quant",
-                                               "attention.v.bias_quant", "attention.scores_quant")]
+                                               "attention.v.bias_quant", "attention.scores_quant",
+                                               "attention.scale_mul_quant")]
     rows.append(_case("bert_base_layer (integer part)", f, q, bert))
     print(f"{'model':32} {'MACs':>14} {'reference s':>12} {'onnxruntime s':>14} {'max |diff|':>11}")
     for r in rows:

@@ -23,6 +23,8 @@ The arithmetic, per layer (``numerics`` ``"integer"`` unless said otherwise), al
   ``ra = a_scale / y_scale``, ``rb = b_scale / y_scale``, ``fixed = y_zp - fma(ra, a_zp, rb * b_zp)``,
   ``y = saturate(round_half_even(fma(a, ra, fma(b, rb, fixed))))`` on the raw codes (float32-half-even
   mode only; MLAS's SSE2 and NEON kernels associate or round differently).
+* **mul** (``QLinearMul``): ``saturate(round_half_even(float32((a - a_zp) (b - b_zp)) * ((a_scale *
+  b_scale) / y_scale) + y_zp))`` as MLAS's SSE2 kernel (float32-half-even mode only).
 * **global average pool** (``QLinearGlobalAveragePool``): ``acc = sum(x) - x_zp * HW`` requantized by
   ``x_scale / (y_scale * HW)``; **max pool**: the maximum of codes (padding never wins);
   **relu**: ``max(x, zp)``; **concat**: each input requantized to the output's parameters when they
@@ -380,6 +382,26 @@ def _add(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.
     return [np.broadcast_to(codes, out.shape).copy()]
 
 
+def _mul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    if mode is not Requantization.FLOAT32_HALF_EVEN:
+        raise ReferenceError(f"Layer {layer.name!r}: a quantized multiply is modelled in float32-half-even mode only"
+                             f" (onnxruntime's), not {mode.value}")
+    a_name, b_name = layer.inputs[:2]
+    aq, bq = _quant(graph, a_name, layer), _quant(graph, b_name, layer)
+    out = graph.tensors[layer.outputs[0]]
+    yq = _quant(graph, out.name, layer)
+    if aq.per_channel or bq.per_channel or yq.per_channel:
+        raise ReferenceError(f"Layer {layer.name!r}: per-channel quantized multiply is not supported")
+    fmt = code_format(out)
+    # MLAS qlmul.cpp (SSE2): the exact int32 product of the shifted codes, float32 scaled by
+    # (a_scale * b_scale) / y_scale, plus y_zp, rounded half to even, saturated.
+    ratio = (np.float32(aq.scale[0]) * np.float32(bq.scale[0])) / np.float32(yq.scale[0])
+    product = (get(a_name).astype(np.int64) - aq.zero_point[0]) * (get(b_name).astype(np.int64) - bq.zero_point[0])
+    total = product.astype(np.float32) * ratio + np.float32(yq.zero_point[0])
+    codes = np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
+    return [np.broadcast_to(codes, out.shape).copy()]
+
+
 def _global_avg(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
     x_name = layer.inputs[0]
     xq = _quant(graph, x_name, layer)
@@ -463,7 +485,7 @@ def _dequantize(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> l
 
 
 _KERNELS = {
-    "conv": _conv, "gemm": _gemm, "matmul": _matmul, "add": _add, "global_avg": _global_avg,
+    "conv": _conv, "gemm": _gemm, "matmul": _matmul, "add": _add, "mul": _mul, "global_avg": _global_avg,
     "maxpool": _maxpool, "relu": _relu, "concat": _concat, "reshape": _rearrange, "flatten": _rearrange,
     "transpose": _rearrange, "identity": _identity, "passthrough": _identity, "quantize": _quantize,
     "dequantize": _dequantize,

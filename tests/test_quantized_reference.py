@@ -17,6 +17,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from accel.errors import WorkloadError
 from accel.formats import Requantization
 from sim.reference import ReferenceError, gemm_operands, run_quantized
 from workloads.graph import OpKind, QuantParams, Tensor, TensorKind
@@ -143,11 +144,12 @@ def test_bert_layer_float_ops_are_reported_never_run() -> None:
 
 
 def test_bert_layer_integer_part_bit_exact() -> None:
-    """Q, K, V projections (QLinearMatMul, QLinearAdd of the bias), head split (reshape, transpose) and the
-    attention scores (QLinearMatMul of two activations) equal onnxruntime."""
+    """Q, K, V projections (QLinearMatMul, QLinearAdd of the bias), head split (reshape, transpose), the
+    attention scores (QLinearMatMul of two activations) and their scaling (QLinearMul) equal onnxruntime."""
     float_model, quantized, graph = _bert()
     wanted = [graph.layer(name).outputs[0] for name in (  # quantize_static's node names
-        "attention.q.bias_quant", "attention.k.bias_quant", "attention.v.bias_quant", "attention.scores_quant")]
+        "attention.q.bias_quant", "attention.k.bias_quant", "attention.v.bias_quant", "attention.scores_quant",
+        "attention.scale_mul_quant")]
     feed = calibration_inputs(float_model, count=1, seed=3)[0]
     ours = run_quantized(graph, feed, outputs=wanted)
     theirs = _ort(quantized, feed, wanted)
@@ -231,6 +233,38 @@ def test_reference_errors_name_what_is_wrong() -> None:
         run_quantized(graph, {"x": np.zeros((1, 4, 8, 8), np.float32)})
     with pytest.raises(ReferenceError, match=r"^Graph 'tiny' has no tensor 'nope'$"):
         run_quantized(graph, {"x": np.zeros((1, 4, 9, 9), np.float32)}, outputs=["nope"])
+
+
+def test_qdq_around_a_float_op_keeps_it_float_and_reports_it() -> None:
+    scale = numpy_helper.from_array(np.array(0.05, np.float32), "s")
+    zero = numpy_helper.from_array(np.array(128, np.uint8), "z")
+    other = numpy_helper.from_array(np.array(0.004, np.float32), "s2")
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq_in"),
+             helper.make_node("Sigmoid", ["xd"], ["y"], name="sigmoid"),
+             helper.make_node("QuantizeLinear", ["y", "s2", "z"], ["yq"], name="q_out"),
+             helper.make_node("DequantizeLinear", ["yq", "s2", "z"], ["out"], name="dq_out")]
+    graph = helper.make_graph(nodes, "qdq_sigmoid", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 8))],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, (1, 8))], [scale, zero, other])
+    imported = load_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    assert [(lay.name, lay.attrs["numerics"]) for lay in imported.layers] == [
+        ("q_in", "quantize"), ("dq_in", "dequantize"), ("sigmoid", "float"), ("q_out", "quantize"),
+        ("dq_out", "dequantize")]
+    assert [lay.name for lay in imported.float_layers()] == ["sigmoid"]
+    assert imported.tensors["yq"].quant == QuantParams((0.004,), (128,)) and imported.tensors["yq"].dtype == "uint8"
+    with pytest.raises(ReferenceError, match=r"^Graph 'qdq_sigmoid': 1 layer\(s\) cannot run integer-only: sigmoid "
+                                             r"\(Sigmoid computes in floating point\)$"):
+        run_quantized(imported, {"x": np.zeros((1, 8), np.float32)})
+    assert run_quantized(imported, {"x": np.full((1, 8), 0.12, np.float32)}, outputs=["xq"])["xq"].tolist() == \
+        [[130] * 8]  # 0.12 / 0.05 = 2.4 -> 2, + 128
+
+
+def test_a_tensor_quantized_twice_differently_is_an_error() -> None:
+    model = _tiny_conv_model()
+    conv = model.graph.node[1]
+    conv.input[1] = "ys"  # the conv claims its input has the output's scale
+    with pytest.raises(WorkloadError, match=r"layer 'conv' reads 'x_q' with scale/zero point .* but it was quantized"):
+        load_onnx(model)
 
 
 def test_tensor_value_is_not_part_of_equality() -> None:
