@@ -17,8 +17,11 @@ The arithmetic, per layer (``numerics`` ``"integer"`` unless said otherwise), al
   :func:`~sim.numerics.requantize_array` by the real scale ``float32(float32(x_scale * w_scale) / y_scale)``
   (per output channel for per-channel weights), the output zero point and the output format
   (``int8``/``uint8`` from the output's dtype). ``ConvInteger``/``MatMulInteger`` stop at the int32
-  accumulator. :func:`gemm_operands` gives every parameter of one such layer, :func:`im2col` its
-  reduction-ordered input matrix: what a command-level executor needs to compute a tile.
+  accumulator. :func:`gemm_operands` gives every parameter of one such layer (and
+  ``folded_bias``, the bias with the input zero point folded in for arrays that multiply raw codes),
+  :func:`im2col` its reduction-ordered input matrix, :func:`accumulators` its complete int32
+  accumulators and :func:`requantize_accumulators` the store path: what a command-level executor
+  computes tile by tile and is checked against.
 * **add** (``QLinearAdd``): onnxruntime's x86-64 AVX2 kernel (MLAS ``qladd_avx2.cpp``), in float32:
   ``ra = a_scale / y_scale``, ``rb = b_scale / y_scale``, ``fixed = y_zp - fma(ra, a_zp, rb * b_zp)``,
   ``y = saturate(round_half_even(fma(a, ra, fma(b, rb, fixed))))`` on the raw codes (float32-half-even
@@ -54,7 +57,7 @@ from sim.numerics import dequantize_linear, fma_float32, gemm_array, quantize_li
 from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
-           "supported", "code_format"]
+           "accumulators", "requantize_accumulators", "supported", "code_format"]
 
 _log = logging.getLogger(__name__)
 
@@ -106,6 +109,15 @@ class GemmOperands:
     scale: np.ndarray | None
     y_zero_point: int
     out_format: NumberFormat
+
+    @property
+    def folded_bias(self) -> np.ndarray:
+        """``groups x n``: ``bias - x_zero_point * sum_k (w - w_zero_point)``, for an array that multiplies raw
+        input codes: ``acc = folded_bias + x @ (w - w_zero_point)`` exactly (padding holding ``x_zero_point``)."""
+        if self.weight is None:
+            raise ReferenceError(f"Layer {self.layer!r}: a matmul of two activations has no constant weight to fold")
+        shifted = self.weight - self.w_zero_point[:, None, :]
+        return self.bias - self.x_zero_point * shifted.sum(axis=1)
 
 
 # -- entry points ---------------------------------------------------------------------------------
@@ -304,6 +316,24 @@ def im2col(graph: Graph, layer: Layer, x: np.ndarray, pad_value: int) -> np.ndar
             cols[:, :, :, :, i, j] = rows.transpose(0, 2, 3, 1)
     cols = cols.reshape(n * oh * ow, groups, (c // groups) * kh * kw)
     return cols.transpose(1, 0, 2)
+
+
+def accumulators(graph: Graph, layer: Layer, x: np.ndarray) -> np.ndarray:
+    """The int32 accumulators (``groups x m x n``, before requantization) of a conv or GEMM layer on input
+    codes ``x``: what the array's accumulator memory holds when the layer's reduction is complete."""
+    ops = gemm_operands(graph, layer)
+    if ops.weight is None:
+        raise ReferenceError(f"Layer {layer.name!r}: accumulators() needs a constant weight (conv or GEMM)")
+    x = np.asarray(x).astype(np.int64)
+    rows = im2col(graph, layer, x, ops.x_zero_point) if layer.op is OpKind.CONV else x.reshape(1, -1, x.shape[-1])
+    return _accumulate(ops, rows, ops.weight)
+
+
+def requantize_accumulators(ops: GemmOperands, acc: np.ndarray, *,
+                            requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
+    """``groups x ... x n`` int32 accumulators to output codes: the store path of the layer (its per-column
+    scales, the output zero point and format); accumulators unchanged without an output scale."""
+    return _finish(ops, np.asarray(acc).astype(np.int64), Requantization.parse(requant))
 
 
 def _accumulate(ops: GemmOperands, a: np.ndarray, b: np.ndarray) -> np.ndarray:

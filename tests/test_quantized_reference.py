@@ -18,8 +18,16 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from accel.errors import WorkloadError
-from accel.formats import Requantization
-from sim.reference import ReferenceError, gemm_operands, run_quantized
+from accel.formats import NumberFormat, Requantization
+from sim.numerics import gemm_array
+from sim.reference import (
+    ReferenceError,
+    accumulators,
+    gemm_operands,
+    im2col,
+    requantize_accumulators,
+    run_quantized,
+)
 from workloads.graph import OpKind, QuantParams, Tensor, TensorKind
 from workloads.onnx_import import UnsupportedOpWarning, load_onnx
 from workloads.onnx_qdq import fold_qdq
@@ -113,6 +121,27 @@ def test_quantized_import_keeps_float_macs_and_shapes(name: str, fmt: str, per_c
     ops = gemm_operands(graph, conv)
     assert ops.weight.shape == (conv.gemm.batch, conv.gemm.k, conv.gemm.n)
     assert ops.scale.dtype == np.float32 and ops.scale.shape == (conv.gemm.batch, conv.gemm.n)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared ONNX graphs not found")
+def test_raw_codes_with_folded_bias_give_the_same_accumulators() -> None:
+    """The array's form: raw input codes (padding = x_zp) times shifted weights plus the folded bias."""
+    float_model, quantized, graph = _shared("mobilenetv2", "qoperator", True, "int8", True)
+    feed = calibration_inputs(float_model, count=1, seed=99)[0]
+    values = run_quantized(graph, feed, intermediates=True)
+    convs = [lay for lay in graph.layers if lay.op is OpKind.CONV]
+    for layer in (convs[0], next(lay for lay in convs if lay.attrs["depthwise"]), convs[-1]):
+        ops = gemm_operands(graph, layer)
+        x = values[layer.inputs[0]]
+        cols = im2col(graph, layer, x.astype(np.int64), ops.x_zero_point)
+        raw = gemm_array(cols, ops.weight - ops.w_zero_point[:, None, :], a_format=NumberFormat(16),
+                         b_format=NumberFormat(16)) + ops.folded_bias[:, None, :]
+        acc = accumulators(graph, layer, x)
+        assert np.array_equal(raw, acc), layer.name
+        n, oc, oh, ow = graph.tensors[layer.outputs[0]].shape
+        codes = requantize_accumulators(ops, acc)
+        nchw = codes.reshape(ops.groups, n, oh, ow, -1).transpose(1, 0, 4, 2, 3).reshape(n, oc, oh, ow)
+        assert np.array_equal(nchw, values[layer.outputs[0]]), layer.name
 
 
 def test_zoo_resnet18_export_quantizes_to_the_zoo_macs() -> None:
