@@ -80,6 +80,10 @@ Whole arrays (vectorised numpy, what layer-level references and executors use):
     ``acc + a @ b`` (numpy ``matmul`` broadcasting) in exact integer arithmetic with the accumulator's
     overflow rule, equal to :func:`dot` along ``k``; computed with float64 BLAS where every partial
     sum is an integer below ``2**53`` (hence exact), else through :func:`dot`.
+:func:`tflite_add` ``(a, b, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point, *, mode)``
+    TFLite's integer ``ADD`` of two quantized arrays: both inputs shifted left by 20 bits and scaled to
+    half the larger input scale, summed, then scaled to the output, each scaling a
+    :func:`multiply_by_quantized_multiplier` (``mode`` ``tflite-double`` or ``tflite-single``).
 :func:`fma_float32` ``(a, b, c)``
     ``a * b + c`` rounded once to float32 (a fused multiply-add, as AVX2's ``vfmadd``).
 :func:`quantize_linear` ``(x, scale, zero_point, *, out_format)`` / :func:`dequantize_linear`
@@ -162,6 +166,7 @@ __all__ = [
     "quantize_linear",
     "dequantize_linear",
     "fma_float32",
+    "tflite_add",
     "systolic_tile",
     "systolic_tile_cycles",
     "NMCompressed",
@@ -597,6 +602,39 @@ def gemm_array(
     rows = np.swapaxes(b_v, -1, -2)
     return dot(a_v[..., :, None, :], rows[..., None, :, :], acc=0 if acc_v is None else acc_v,
                a_format=a_format, b_format=b_format, acc_format=acc_format, overflow=mode)
+
+
+def tflite_add(a: npt.ArrayLike, b: npt.ArrayLike, a_scale: float, a_zero_point: int, b_scale: float,
+               b_zero_point: int, y_scale: float, y_zero_point: int, *,
+               mode: Requantization | str = Requantization.TFLITE_DOUBLE,
+               out_format: NumberFormat = INT8) -> np.ndarray:
+    """TFLite's quantized ``ADD`` (``reference_ops::Add`` with ``left_shift = 20``), element-wise with broadcasting.
+
+    ``twice_max = 2 * max(a_scale, b_scale)``; input multipliers ``a_scale / twice_max`` and
+    ``b_scale / twice_max``, output multiplier ``twice_max / (2**20 * y_scale)`` (TFLite's
+    ``QuantizeMultiplier`` of each, in double); ``y = clamp(MBQM(MBQM((a - a_zp) << 20, ma) +
+    MBQM((b - b_zp) << 20, mb), my) + y_zp)``.
+    """
+    mode = Requantization.parse(mode) if not isinstance(mode, Requantization) else mode
+    if mode not in (Requantization.TFLITE_DOUBLE, Requantization.TFLITE_SINGLE):
+        raise ValueError(f"tflite_add needs mode tflite-double or tflite-single, not {mode.value}")
+    rounding: RequantMode = "single" if mode is Requantization.TFLITE_SINGLE else "double"
+    kernel = _mbqm_single if rounding == "single" else _mbqm_double
+    scales = [float(np.float32(v)) for v in (a_scale, b_scale, y_scale)]
+    twice_max = 2 * max(scales[0], scales[1])
+    left_shift = 20
+    multipliers = [quantize_multiplier(scales[0] / twice_max, mode=rounding),
+                   quantize_multiplier(scales[1] / twice_max, mode=rounding),
+                   quantize_multiplier(twice_max / ((1 << left_shift) * scales[2]), mode=rounding)]
+
+    def scaled(values: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
+        return kernel(values, np.int64(pair[0]), np.int64(pair[1]))
+
+    a_v = np.asarray(a).astype(np.int64) - int(a_zero_point)
+    b_v = np.asarray(b).astype(np.int64) - int(b_zero_point)
+    total = scaled(_wrap32(a_v << left_shift), multipliers[0]) + scaled(_wrap32(b_v << left_shift), multipliers[1])
+    raw = scaled(_wrap32(total), multipliers[2]) + int(y_zero_point)
+    return np.clip(raw, out_format.min_int, out_format.max_int)
 
 
 def fma_float32(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike) -> np.ndarray:

@@ -53,7 +53,7 @@ import numpy as np
 
 from accel.errors import AccelError
 from accel.formats import INT32, NumberFormat, Overflow, Requantization
-from sim.numerics import dequantize_linear, fma_float32, gemm_array, quantize_linear, requantize_array
+from sim.numerics import dequantize_linear, fma_float32, gemm_array, quantize_linear, requantize_array, tflite_add
 from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
@@ -387,9 +387,9 @@ def _wrap32(values: np.ndarray) -> np.ndarray:
 # -- vector layers ------------------------------------------------------------------------------------
 
 def _add(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
-    if mode is not Requantization.FLOAT32_HALF_EVEN:
-        raise ReferenceError(f"Layer {layer.name!r}: a quantized add is modelled in float32-half-even mode only"
-                             f" (onnxruntime's), not {mode.value}")
+    if mode is Requantization.DYADIC:
+        raise ReferenceError(f"Layer {layer.name!r}: a quantized add is modelled in the float32-half-even"
+                             " (onnxruntime) and TFLite modes, not dyadic")
     a_name, b_name = layer.inputs[:2]
     aq, bq = _quant(graph, a_name, layer), _quant(graph, b_name, layer)
     out = graph.tensors[layer.outputs[0]]
@@ -397,6 +397,10 @@ def _add(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.
     if aq.per_channel or bq.per_channel or yq.per_channel:
         raise ReferenceError(f"Layer {layer.name!r}: per-channel quantized add is not supported")
     fmt = code_format(out)
+    if mode is not Requantization.FLOAT32_HALF_EVEN:
+        codes = tflite_add(get(a_name), get(b_name), aq.scale[0], aq.zero_point[0], bq.scale[0], bq.zero_point[0],
+                           yq.scale[0], yq.zero_point[0], mode=mode, out_format=fmt)
+        return [np.broadcast_to(codes, out.shape).copy()]
     y_scale = np.float32(yq.scale[0])
     ratio_a = np.float32(aq.scale[0]) / y_scale
     ratio_b = np.float32(bq.scale[0]) / y_scale

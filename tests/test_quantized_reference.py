@@ -26,6 +26,7 @@ from sim.reference import (
     gemm_operands,
     im2col,
     requantize_accumulators,
+    run_layer,
     run_quantized,
 )
 from workloads.graph import OpKind, QuantParams, Tensor, TensorKind
@@ -142,6 +143,21 @@ def test_raw_codes_with_folded_bias_give_the_same_accumulators() -> None:
         codes = requantize_accumulators(ops, acc)
         nchw = codes.reshape(ops.groups, n, oh, ow, -1).transpose(1, 0, 4, 2, 3).reshape(n, oc, oh, ow)
         assert np.array_equal(nchw, values[layer.outputs[0]]), layer.name
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared ONNX graphs not found")
+@pytest.mark.parametrize("mode", [Requantization.TFLITE_DOUBLE, Requantization.TFLITE_SINGLE])
+def test_resnet_adds_in_tflite_modes_within_one_code_of_onnxruntime(mode: Requantization) -> None:
+    float_model, quantized, graph = _shared("resnet18", "qdq", False, "uint8", True)
+    feed = calibration_inputs(float_model, count=1, seed=99)[0]
+    values = run_quantized(graph, feed, intermediates=True)  # onnxruntime's codes (float32 mode)
+    adds = [lay for lay in graph.layers if lay.op is OpKind.ELEMENTWISE]
+    assert len(adds) == 8
+    for layer in adds:
+        ours = run_layer(graph, layer, values, requant=mode)[layer.outputs[0]]
+        assert np.abs(ours - values[layer.outputs[0]]).max() <= 1, layer.name
+    if mode is Requantization.TFLITE_DOUBLE:  # the whole network runs integer-only in this mode
+        assert run_quantized(graph, feed, requant=mode)[graph.outputs[0].name].shape == (1, 1000)
 
 
 def test_zoo_resnet18_export_quantizes_to_the_zoo_macs() -> None:

@@ -25,10 +25,12 @@ from sim.numerics import (
     float32_requantize,
     fma_float32,
     gemm_array,
+    multiply_by_quantized_multiplier,
     quantize_linear,
     quantize_multiplier,
     requantize,
     requantize_array,
+    tflite_add,
 )
 
 UINT8 = NumberFormat(8, signed=False)
@@ -119,6 +121,27 @@ def test_bad_requantization_arguments() -> None:
     with pytest.raises(ConfigError, match="^Requantization must be one of 'tflite-double', 'tflite-single', 'dyadic', "
                                           "'float32-half-even', not 'float64'$"):
         requantize_array(np.array([1]), 0.5, 0, mode="float64")
+
+
+@pytest.mark.parametrize("mode", ["double", "single"])
+def test_tflite_add_equals_its_scalar_transcription(mode: str) -> None:
+    rng = np.random.default_rng(9)
+    a, b = rng.integers(-128, 128, 3000), rng.integers(-128, 128, 3000)
+    sa, sb, sy = 0.0213, 0.0078, 0.0305
+    za, zb, zy = 5, -12, 3
+    twice = 2 * max(float(np.float32(sa)), float(np.float32(sb)))
+    ma = quantize_multiplier(float(np.float32(sa)) / twice, mode=mode)  # type: ignore[arg-type]
+    mb = quantize_multiplier(float(np.float32(sb)) / twice, mode=mode)  # type: ignore[arg-type]
+    my = quantize_multiplier(twice / ((1 << 20) * float(np.float32(sy))), mode=mode)  # type: ignore[arg-type]
+    expected = []
+    for x, y in zip(a.tolist(), b.tolist(), strict=True):
+        total = multiply_by_quantized_multiplier((x - za) << 20, *ma, mode=mode)  # type: ignore[arg-type]
+        total += multiply_by_quantized_multiplier((y - zb) << 20, *mb, mode=mode)  # type: ignore[arg-type]
+        expected.append(max(-128, min(127, multiply_by_quantized_multiplier(total, *my, mode=mode) + zy)))  # type: ignore[arg-type]
+    got = tflite_add(a, b, sa, za, sb, zb, sy, zy, mode=f"tflite-{mode}")
+    assert got.tolist() == expected
+    exact = np.clip(np.round(((a - za) * sa + (b - zb) * sb) / sy) + zy, -128, 127)
+    assert np.abs(got - exact).max() <= 1
 
 
 @given(st.floats(-1e6, 1e6, width=32), st.floats(-1e3, 1e3, width=32), st.floats(-1e9, 1e9, width=32))
