@@ -160,6 +160,26 @@ def test_resnet_adds_in_tflite_modes_within_one_code_of_onnxruntime(mode: Requan
         assert run_quantized(graph, feed, requant=mode)[graph.outputs[0].name].shape == (2, 1000)
 
 
+@pytest.mark.skipif(not SHARED.is_dir(), reason="shared ONNX graphs not found")
+def test_weights_pruned_2_4_before_quantization_stay_2_4_and_bit_exact() -> None:
+    from sim.numerics import nm_check
+    from workloads import sparsify
+
+    float_model, quantized = shared_model(SHARED / "resnet18.onnx", fmt="qoperator", per_channel=True, calibration=1,
+                                          input_shapes={"input.1": (1, 3, 32, 32)}, nm="2:4")
+    graph = sparsify(load_onnx(quantized), "2:4")
+    array = [lay for lay in graph.layers if lay.gemm is not None]
+    assert len(array) == 21 and all(lay.sparsity is not None for lay in array)
+    for layer in array:
+        weight = gemm_operands(graph, layer).weight  # groups x k x n, k in the reduction order
+        assert all(nm_check(w, 2, 4, axis=0) for w in weight), layer.name
+        assert np.count_nonzero(weight) <= weight.size // 2 + weight.shape[0] * weight.shape[2], layer.name
+    feed = calibration_inputs(float_model, count=1, seed=4)[0]
+    ours = run_quantized(graph, feed)
+    theirs = _ort(quantized, feed)
+    assert all(np.array_equal(ours[t.name], theirs[t.name]) for t in graph.outputs)
+
+
 def test_zoo_resnet18_export_quantizes_to_the_zoo_macs() -> None:
     from workloads import zoo
 

@@ -8,6 +8,8 @@
 * :func:`quantize_model` runs ``onnxruntime.quantization.quantize_static`` on a float model with those
   inputs as calibration data (MinMax), in the ``"qdq"`` or ``"qoperator"`` format, per tensor or per
   channel, with int8 weights and int8 or uint8 activations, and returns the quantized model.
+* :func:`prune_nm` prunes the float weights of every ``Conv``, ``Gemm`` and ``MatMul`` to N:M along
+  their reduction (before quantization; onnxruntime's symmetric int8 weights keep the zeros).
 * :func:`with_input_shape` gives a model new graph-input shapes (e.g. a smaller image for a CNN whose
   head is a global pool), dropping the stale inferred shapes.
 * :func:`zoo_model` and :func:`shared_model` put the steps together for a zoo graph
@@ -31,7 +33,7 @@ from onnx import TensorProto, numpy_helper
 from accel.errors import WorkloadError
 
 __all__ = ["fill_random_weights", "calibration_inputs", "quantize_model", "zoo_model", "shared_model",
-           "with_input_shape", "FORMATS"]
+           "with_input_shape", "prune_nm", "FORMATS"]
 
 _log = logging.getLogger(__name__)
 
@@ -71,6 +73,49 @@ def fill_random_weights(model: onnx.ModelProto, *, seed: int = 0) -> onnx.ModelP
     del model.graph.initializer[:]
     model.graph.initializer.extend(filled)
     return model
+
+
+def prune_nm(model: onnx.ModelProto, pattern: str) -> onnx.ModelProto:
+    """A copy of ``model`` whose ``Conv``/``Gemm``/``MatMul`` weight initializers are N:M sparse along the reduction.
+
+    The reduction of a ``Conv`` weight ``(OC, C/g, KH, KW)`` is ``(c, kh, kw)`` per output channel; of a
+    ``Gemm`` weight ``K`` (axis 1 with ``transB``, else 0); of a ``MatMul`` weight its axis 0. In every
+    group of ``M`` consecutive reduction elements (the last one may be shorter) all but the ``N`` largest
+    magnitudes become zero; ties keep the lower index (as ``sim.numerics.nm_prune``).
+    """
+    parts = str(pattern).split(":")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 1 <= int(parts[0]) < int(parts[1]):
+        raise WorkloadError(f"N:M pattern must look like '2:4' with 1 <= N < M, not {pattern!r}")
+    n, m = int(parts[0]), int(parts[1])
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    inits = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        init = inits[node.input[1]]
+        w = numpy_helper.to_array(init)
+        if node.op_type == "Conv":
+            rows = w.reshape(w.shape[0], -1)  # (OC, k)
+        elif node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
+            rows = w
+        else:
+            rows = w.T
+        pruned = _prune_rows(rows, n, m)
+        value = pruned.reshape(w.shape) if node.op_type == "Conv" else (pruned if rows is w else pruned.T)
+        init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value).astype(w.dtype), init.name))
+    return model
+
+
+def _prune_rows(rows: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Keep the ``n`` largest magnitudes of every ``m`` consecutive values of each row (ties: lower index)."""
+    count, k = rows.shape
+    padded = np.zeros((count, -(-k // m) * m), dtype=rows.dtype)
+    padded[:, :k] = rows
+    groups = padded.reshape(count, -1, m)
+    order = np.argsort(-np.abs(groups), axis=-1, kind="stable")
+    keep = np.zeros(groups.shape, dtype=bool)
+    np.put_along_axis(keep, order[..., :n], True, axis=-1)
+    return np.where(keep, groups, 0).reshape(count, -1)[:, :k]
 
 
 def with_input_shape(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> onnx.ModelProto:
@@ -162,14 +207,18 @@ def zoo_model(name: str, *, fmt: str = "qdq", per_channel: bool = False, activat
 
 
 def shared_model(path: str | Path, *, fmt: str = "qdq", per_channel: bool = False, activations: str = "uint8",
-                 seed: int = 0, calibration: int = 4,
-                 input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+                 seed: int = 0, calibration: int = 4, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+                 nm: str | None = None) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     """``(float model, quantized model)`` of the weight-stripped ONNX file at ``path``.
 
-    ``input_shapes`` replaces graph-input shapes first (:func:`with_input_shape`).
+    ``input_shapes`` replaces graph-input shapes first (:func:`with_input_shape`); ``nm`` (e.g. ``"2:4"``)
+    prunes the float weights before quantization (:func:`prune_nm`), so the float model returned is the
+    pruned dense one.
     """
     model = fill_random_weights(onnx.load(str(path), load_external_data=False), seed=seed)
     if input_shapes:
         model = with_input_shape(model, input_shapes)
+    if nm:
+        model = prune_nm(model, nm)
     feeds = calibration_inputs(model, count=calibration, seed=seed + 1)
     return model, quantize_model(model, feeds, fmt=fmt, per_channel=per_channel, activations=activations)
