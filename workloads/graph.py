@@ -182,7 +182,7 @@ class Tensor:
         if self.quant is not None and not isinstance(self.quant, QuantParams):
             raise WorkloadError(f"Tensor {self.name!r}: quant must be QuantParams, not {self.quant!r}")
         if self.value is not None:
-            value = np.asarray(self.value)
+            value = np.asarray(self.value).view()  # a read-only view: the caller's array stays writeable
             if tuple(value.shape) != tuple(self.shape):
                 raise WorkloadError(f"Tensor {self.name!r}: value has shape {value.shape}, not {tuple(self.shape)}")
             value.flags.writeable = False
