@@ -2,9 +2,9 @@
 
 :func:`build_bitstream` wraps a registry unit in :class:`rtl.fpga.harness.SerialHarness` and puts it
 on a board: the harness's serial input is the board's UART ``rx`` pin, its serial output drives UART
-``tx``, ``load`` is the first button and ``shift`` the second button where there is one (else it is
-tied high). This is a bring-up top level that proves the tile places, routes and packs on the board
-at the board's clock. The unit ``host_link`` instead puts :class:`rtl.fpga.host_link.HostLink` (the
+``tx``, ``load`` and ``shift`` are the first two buttons (else switches, else a free-running counter:
+see :class:`_BoardTop`). This is a bring-up top level that proves the tile places, routes and packs
+on the board at the board's clock. The unit ``host_link`` instead puts :class:`rtl.fpga.host_link.HostLink` (the
 UART command protocol around a WS tile: load weights, stream activations, read results and the cycle
 counter) on the board's UART pins at ``baud`` (default 115200), for ``accel fpga run``.
 
@@ -12,6 +12,12 @@ Xilinx boards (``arty-a7``, ``nexys4ddr``) build with Vivado, which cannot run h
 :func:`write_vivado_project` writes amaranth-boards' Vivado project (Verilog, XDC constraints, the
 Tcl build script that also writes utilisation and timing reports, and ``build_<name>.sh``) without
 running it, and :func:`build_bitstream` runs that script only when ``vivado`` is on the ``PATH``.
+
+Boards synthesize with the synthesis flow's own command (:func:`rtl.fpga.synth.synth_command`:
+``synth_ice40 -dsp`` maps multipliers to the iCE40's DSPs), so the multipliers a unit asks for are
+checked against the board's device (:data:`BOARDS` names it in :data:`accel.resources.DEVICES`)
+before any tool runs, and nextpnr's ``--report`` gives the utilisation and Fmax of the build
+(:attr:`BoardBuild.pnr`).
 
 The platform's tools are pointed at the YoWASP commands through the environment variables
 amaranth reads (``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``) unless they
@@ -32,13 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from amaranth.back import rtlil
-from amaranth.hdl import Const, Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, Signal
 
 from accel.errors import ConfigError, ToolError
 from accel.resources import device
 from rtl.fpga.harness import SerialHarness
 from rtl.fpga.nextpnr import PnrReport, find_tool, parse_report
-from rtl.fpga.synth import dsp_demand
+from rtl.fpga.synth import dsp_demand, synth_command
 from rtl.units import build_unit
 
 __all__ = ["BOARDS", "BoardBuild", "build_bitstream", "write_vivado_project"]
@@ -91,7 +97,14 @@ class BoardBuild:
 
 
 class _BoardTop(Elaboratable):
-    """The harnessed unit on the board's UART pins and buttons."""
+    """The harnessed unit on the board's UART pins; ``load`` and ``shift`` on its first two buttons,
+    else switches (the Versa board has no user buttons).
+
+    Both controls must be live inputs: tied to a constant, ``load`` would never capture the unit's
+    outputs (or a constant-high ``shift`` would shadow it), and synthesis would rightly remove the
+    whole unit. A board with fewer than two such inputs drives them from a free-running counter:
+    ``load`` once every 2**16 cycles, ``shift`` otherwise.
+    """
 
     def __init__(self, harness: SerialHarness) -> None:
         self.harness = harness
@@ -101,9 +114,13 @@ class _BoardTop(Elaboratable):
         m.submodules.harness = harness = self.harness
         uart = platform.request("uart", 0)
         m.d.comb += [harness.sin.eq(uart.rx.i), uart.tx.o.eq(harness.sout)]
-        buttons = [r for r in platform.resources if r[0] == "button"]
-        load = platform.request("button", 0).i if buttons else Const(0)
-        shift = platform.request("button", 1).i if len(buttons) > 1 else Const(1)
+        controls = [r for kind in ("button", "switch") for r in sorted(platform.resources) if r[0] == kind][:2]
+        if len(controls) == 2:
+            load, shift = (platform.request(*r).i for r in controls)
+        else:
+            counter = Signal(16)
+            m.d.sync += counter.eq(counter + 1)
+            load, shift = counter == 0, counter != 0
         m.d.comb += [harness.load.eq(load), harness.shift.eq(shift)]
         return m
 
@@ -213,7 +230,10 @@ def build_bitstream(board: str, unit: str, *, options: Mapping[str, Any] | None 
         out = Path(build_dir)
         _log.info("building %s for %s in %s", name, board, out)
         try:
-            extra = {} if family == "xilinx" else {"nextpnr_opts": f"--report {name}_nextpnr.json"}
+            extra = {}
+            if family != "xilinx":  # the synthesis flow's own options (iCE40: -dsp), and nextpnr's report
+                extra = {"synth_opts": synth_command(family).partition(" ")[2],
+                         "nextpnr_opts": f"--report {name}_nextpnr.json"}
             platform.build(top, name=name, build_dir=str(out), do_program=program, **extra)
         except Exception as exc:  # amaranth raises its own BuildError / CalledProcessError
             raise ToolError(f"building {name} for {board} failed: {exc}") from None

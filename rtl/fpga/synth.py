@@ -70,7 +70,7 @@ from rtl.fpga.nextpnr import PnrReport, find_tool, parse_report, tool_version
 from rtl.units import build_unit
 
 __all__ = ["FpgaFamily", "Device", "DEVICES", "Resources", "FpgaReport", "synthesize", "synthesize_unit",
-           "dsp_demand", "default_cache_dir", "FLOW_VERSION"]
+           "dsp_demand", "synth_command", "default_cache_dir", "FLOW_VERSION"]
 
 _log = logging.getLogger(__name__)
 
@@ -167,6 +167,12 @@ class Resources:
         """Inverse of :meth:`to_json`."""
         return cls(data["luts"], data["lut_primitives"], data["flip_flops"], data["carry"], data["dsp"],
                    data["bram"], data["other"], data["cells"])
+
+
+def synth_command(family: FpgaFamily | str) -> str:
+    """The yosys synthesis command of ``family`` (``synth_ice40 -dsp``, ``synth_ecp5``, ...), which board
+    builds use too, so that a board maps multipliers to DSPs exactly as :func:`synthesize_unit` does."""
+    return _TECH[FpgaFamily.parse(family)].synth
 
 
 _MUL = re.compile(r"^\s*cell \$mul \S+\n((?:\s*parameter .*\n)+)", re.MULTILINE)

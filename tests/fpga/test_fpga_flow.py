@@ -132,6 +132,13 @@ def test_board_bitstream_of_a_2x2_tile(board: str, suffix: str, tmp_path: Path) 
 
     done = build_bitstream(board, "systolic", options=TILE, build_dir=tmp_path)
     assert done.bitstream.suffix == suffix and done.bitstream.stat().st_size > 10_000
+    # Utilisation of the board's device and Fmax, from nextpnr's report of this very build.
+    assert done.pnr is not None and done.pnr.fmax_mhz and all(mhz > 0 for mhz in done.pnr.fmax_mhz.values())
+    dsp = "ICESTORM_DSP" if board == "icebreaker" else "MULT18X18D"
+    assert done.pnr.utilization[dsp][0] == 4
+    summary = done.summary()
+    assert summary.startswith(f"{done.module} for {board}: {done.bitstream}\n") and "  Fmax " in summary
+    assert f"{dsp:<14}      4 / " in summary
 
 
 @pytest.mark.skipif(shutil.which("dfu-suffix") is not None, reason="dfu-suffix is installed")
