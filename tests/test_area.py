@@ -111,3 +111,19 @@ def test_accel_info_shows_the_area(capsys: pytest.CaptureFixture[str]) -> None:
     area = area_mm2(config.load("gemmini"))
     line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("area"))
     assert line.startswith(f"  area (45 nm)   {area.total_mm2:.3g} mm2: PE array {area.pe_array_mm2:.3g}, ")
+
+
+def test_tpu_v1_floor_plan_bounds_the_model() -> None:
+    """A published chip: N. P. Jouppi et al., "In-Datacenter Performance Analysis of a Tensor Processing
+    Unit", ISCA 2017 (arXiv:1704.04760): 28 nm, the die "<= half the Haswell die size" (662 mm2, so
+    <= 331 mm2); "The 24 MiB Unified Buffer is almost a third of the die and the Matrix Multiply Unit
+    is a quarter". The model counts cells without wiring, clock tree, ECC or test logic, so scaled to
+    28 nm by the square of the feature size it must stay below those blocks, and not absurdly far
+    (stated tolerance: between a fifth of them and all of them; today 0.38 of the Unified Buffer and
+    0.21 of the Matrix Multiply Unit: the PE model counts cells only, no wiring, clock tree or placement)."""
+    area = area_mm2(config.load("tpu-v1"))
+    scale = (28 / 45) ** 2
+    die_mm2 = 662 / 2
+    for model_45nm, published_28nm in ((area.scratchpad_mm2, die_mm2 / 3), (area.pe_array_mm2, die_mm2 / 4)):
+        ratio = model_45nm * scale / published_28nm
+        assert 0.2 <= ratio <= 1.0, (model_45nm, published_28nm, ratio)
