@@ -44,7 +44,7 @@ import numpy as np
 
 from accel.errors import ConfigError
 from accel.formats import INT8, INT32, NumberFormat
-from accel.hardware import Dataflow
+from accel.hardware import Accelerator, Dataflow
 from accel.hardware import SystolicArray as ArrayDescription
 
 __all__ = ["FpgaFamily", "Device", "DEVICES", "device", "dsp_blocks", "ResourceEstimate", "estimate",
@@ -298,14 +298,18 @@ def estimate_array(array: ArrayDescription, *, family: FpgaFamily | str = "ice40
                     acc_format=array.accumulator_format, data_path=data_path)
 
 
-def fits(array: ArrayDescription, dev: Device | str, *, family: FpgaFamily | str | None = None,
+def fits(design: Accelerator | ArrayDescription, dev: Device | str, *, family: FpgaFamily | str | None = None,
          data_path: Path | str | None = None) -> bool:
-    """Whether ``array``'s tile (every dataflow it lists) fits device ``dev``: the sweep constraint.
+    """Whether the systolic tile of ``design`` (an accelerator or its array) fits device ``dev``: the
+    sweep constraint.
 
     ``dev`` is a :class:`Device` or a device name (``"up5k"``, ``"25k"``, ...; then ``family``
     says whose, default the one family having that name). The tile's resources come from
-    :func:`estimate`; a design the model does not cover raises :class:`ConfigError`.
+    :func:`estimate`, for each dataflow the array lists (each is a tile of its own in ``rtl``, so
+    this is the fit of the largest of them); a design the model does not cover (an ``is`` dataflow,
+    formats never synthesized) raises :class:`ConfigError`.
     """
+    array = design.array if isinstance(design, Accelerator) else design
     if isinstance(dev, str):
         matches = [d for fam, devs in DEVICES.items() for d in devs
                    if d.name == dev and (family is None or fam is FpgaFamily.parse(family))]
@@ -314,4 +318,4 @@ def fits(array: ArrayDescription, dev: Device | str, *, family: FpgaFamily | str
                               f"{', '.join(repr(d.name) for devs in DEVICES.values() for d in devs)}, not {dev!r}")
         dev = matches[0]
     return all(estimate_array(array, family=dev.family, dataflow=flow, data_path=data_path).fits(dev)
-               for flow in array.dataflows if flow in (Dataflow.WS, Dataflow.OS))
+               for flow in array.dataflows)

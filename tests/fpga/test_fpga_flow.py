@@ -120,7 +120,9 @@ def test_resource_model_says_whether_a_tile_fits_a_device() -> None:
     # LUTs as the device counts them: ECP5 carry cells are two LUT4s each, iCE40 logic cells hold the registers.
     assert eight.luts > eight.lut_primitives and estimate(8, 8, family="ice40").luts >= estimate(8, 8).flip_flops
     small = config.load("fpga-small").array
-    assert fits(small, "25k") and not fits(small, "up5k") and not fits(config.load("gemmini").array, "85k")
+    assert fits(small, "25k") and not fits(small, "up5k") and not fits(config.load("gemmini"), "85k")
+    with pytest.raises(ConfigError, match=r"^FPGA resource model covers .* not ecp5/os/int16/int16/int32$"):
+        fits(config.load("eyeriss"), "85k")
     with pytest.raises(ConfigError, match=r"^FPGA device must be one of 'up5k', '25k', .*not 'xc9'$"):
         fits(small, "xc9")
 
