@@ -4,6 +4,10 @@
 
 * a **PE** is an ``a x b`` multiplier (area ~ ``a * b``), an accumulator-wide adder, and registers
   for both operands, the stationary operand and the accumulator;
+* an array that runs **N:M sparse** weights adds, as :class:`rtl.sparse_pe.SparsePE` does, per
+  group of ``N`` multipliers: ``N`` ``M:1`` activation selects, the ``M - N`` activation registers
+  the group passes on beyond the dense ``N``, and ``N`` stored indices (sized for the largest ``N``
+  and ``M`` the array lists);
 * an **SRAM** (scratchpad, accumulator) is its bits (a cell with its share of decoders and wiring)
   plus, per bank, a column periphery per word bit (sense amplifier, write driver, column mux), all
   grown by the share each extra port adds: constants fitted to CACTI 7 at 45 nm;
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +37,7 @@ from accel.errors import ConfigError
 from accel.hardware import Accelerator, Memory
 
 __all__ = ["AreaTable", "AreaBreakdown", "default_area_table", "area_table", "area_mm2", "pe_area_um2",
-           "sram_area_um2"]
+           "sparse_select_um2", "sram_area_um2"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class AreaTable:
     multiplier_um2_per_bit2: float
     adder_um2_per_bit: float
     register_um2_per_bit: float
+    mux2_um2: float
     sram_um2_per_bit: float
     sram_um2_per_bank_word_bit: float
     sram_extra_port_fraction: float
@@ -63,6 +69,7 @@ class AreaBreakdown:
     """Area in mm2 by component; ``total_mm2`` is their sum."""
 
     pe_array_mm2: float
+    sparse_select_mm2: float
     scratchpad_mm2: float
     accumulator_mm2: float
     vector_mm2: float
@@ -112,6 +119,13 @@ def pe_area_um2(a_bits: int, b_bits: int, acc_bits: int, table: AreaTable) -> fl
             + table.register_um2_per_bit * registers)
 
 
+def sparse_select_um2(n: int, m: int, a_bits: int, table: AreaTable) -> float:
+    """The select logic one N:M sparse PE (``n`` multipliers over a group of ``m`` activations) adds."""
+    index_bits = max(1, math.ceil(math.log2(m)))
+    return (table.mux2_um2 * n * (m - 1) * a_bits
+            + table.register_um2_per_bit * ((m - n) * a_bits + n * index_bits))
+
+
 def sram_area_um2(memory: Memory, table: AreaTable) -> float:
     """Bits (cells with their share of decoders and wiring) plus, per bank, each word bit's column
     periphery, both grown by the share each port beyond the first adds (the model CACTI 7 was fitted to)."""
@@ -129,9 +143,14 @@ def area_mm2(arch: Accelerator, *, overrides: Mapping[str, object] | None = None
         + table.register_um2_per_bit * 3 * acc
     dma = arch.dma.channels * (table.dma_channel_register_bits * table.register_um2_per_bit
                                + table.dma_channel_adder_bits * table.adder_um2_per_bit)
+    sparse = 0.0
+    if array.sparsity:
+        n, m = max(s.n for s in array.sparsity), max(s.m for s in array.sparsity)
+        sparse = array.rows // n * array.cols * sparse_select_um2(n, m, a, table)
     um2 = 1e-6
     return AreaBreakdown(
         pe_array_mm2=array.rows * array.cols * pe_area_um2(a, b, acc, table) * um2,
+        sparse_select_mm2=sparse * um2,
         scratchpad_mm2=sram_area_um2(arch.scratchpad, table) * um2,
         accumulator_mm2=sram_area_um2(arch.accumulator, table) * um2,
         vector_mm2=arch.vector.lanes * lane * um2,

@@ -208,7 +208,8 @@ def _describe(arch: Accelerator) -> str:
     from accel.area import area_mm2
 
     area = area_mm2(arch)
-    lines.append(f"  area (45 nm)   {area.total_mm2:.3g} mm2: PE array {area.pe_array_mm2:.3g}, scratchpad "
+    select = f" + N:M select {area.sparse_select_mm2:.3g}" if area.sparse_select_mm2 else ""
+    lines.append(f"  area (45 nm)   {area.total_mm2:.3g} mm2: PE array {area.pe_array_mm2:.3g}{select}, scratchpad "
                  f"{area.scratchpad_mm2:.3g}, accumulator {area.accumulator_mm2:.3g}, vector {area.vector_mm2:.3g}, "
                  f"DMA and control {area.dma_mm2 + area.control_mm2:.3g}")
     return "\n".join(lines)

@@ -33,9 +33,22 @@ def test_the_shipped_table_has_every_field_and_cites_its_sources() -> None:
 def test_the_breakdown_sums_to_the_total(preset: str) -> None:
     breakdown = area_mm2(config.load(preset))
     parts = breakdown.to_dict()
-    assert set(parts) == {"pe_array_mm2", "scratchpad_mm2", "accumulator_mm2", "vector_mm2", "dma_mm2",
-                          "control_mm2"}
-    assert all(v > 0 for v in parts.values()) and breakdown.total_mm2 == pytest.approx(sum(parts.values()))
+    assert set(parts) == {"pe_array_mm2", "sparse_select_mm2", "scratchpad_mm2", "accumulator_mm2", "vector_mm2",
+                          "dma_mm2", "control_mm2"}
+    assert all(v > 0 for k, v in parts.items() if k != "sparse_select_mm2")
+    assert (parts["sparse_select_mm2"] > 0) == bool(config.load(preset).array.sparsity)
+    assert breakdown.total_mm2 == pytest.approx(sum(parts.values()))
+
+
+def test_sparsity_support_costs_its_select_logic() -> None:
+    sparse, dense = config.load("sparse-nm"), config.load("gemmini")
+    assert sparse.array.rows == dense.array.rows and sparse.array.input_format == dense.array.input_format
+    extra = area_mm2(sparse).sparse_select_mm2
+    # 2:4, 1:4 and 2:8 listed: sized for N = 2, M = 8; 8 groups of 2 multipliers per column, 16 columns.
+    t = default_area_table()
+    per_group = t.mux2_um2 * 2 * 7 * 8 + t.register_um2_per_bit * (6 * 8 + 2 * 3)
+    assert extra == pytest.approx(8 * 16 * per_group * 1e-6)
+    assert area_mm2(sparse).pe_array_mm2 == area_mm2(dense).pe_array_mm2 and extra > 0
 
 
 def test_area_grows_with_every_size_and_width() -> None:
