@@ -205,6 +205,13 @@ def _describe(arch: Accelerator) -> str:
         f"({arch.dram.bandwidth_bytes_per_cycle * arch.clock_hz / 1e9:g} GB/s), "
         f"{arch.dram.latency_cycles} cycles latency, {arch.dram.energy_pj_per_byte:g} pJ/B",
     ]
+    from accel.area import area_mm2
+
+    area = area_mm2(arch)
+    select = f" + N:M select {area.sparse_select_mm2:.3g}" if area.sparse_select_mm2 else ""
+    lines.append(f"  area (45 nm)   {area.total_mm2:.3g} mm2: PE array {area.pe_array_mm2:.3g}{select}, scratchpad "
+                 f"{area.scratchpad_mm2:.3g}, accumulator {area.accumulator_mm2:.3g}, vector {area.vector_mm2:.3g}, "
+                 f"DMA and control {area.dma_mm2 + area.control_mm2:.3g}")
     return "\n".join(lines)
 
 

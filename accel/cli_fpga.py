@@ -116,7 +116,7 @@ def _build(args: argparse.Namespace) -> int:
 
     done = build_bitstream(args.board, args.design, options=_options(args), build_dir=args.out,
                            program=args.program)
-    print(f"{done.module} for {done.board}: {done.bitstream}")
+    print(done.summary(), end="")
     return 0
 
 
@@ -131,7 +131,7 @@ def _report(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         target = args.out / "report.json"
         partial = target.with_suffix(".json.tmp")
-        partial.write_text(json.dumps(report_json(utilization, timing), indent=2) + "\n")
+        partial.write_text(json.dumps(report_json(utilization, timing), indent=2, allow_nan=False) + "\n")
         partial.replace(target)
         print(f"report: {target}")
     return 0

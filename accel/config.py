@@ -23,9 +23,11 @@ left out and takes its defaults)::
     [energy]       any fields of accel.energy.EnergyTable, each overriding that field of the default
                    table (accel/tech/default_45nm.toml), e.g. vector_op_pj = 0.5 or
                    multiply_pj_by_bits = { 8 = 0.25, 32 = 3.5 }
+    [area]         any fields of accel.area.AreaTable, each overriding that field of the default
+                   table (accel/tech/area_45nm.toml), e.g. sram_um2_per_bit = 0.3
 
-``dumps`` writes an ``[energy]`` section only when the table differs from the default, and then only
-the fields that differ.
+``dumps`` writes an ``[energy]`` (``[area]``) section only when the table differs from the default,
+and then only the fields that differ.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from accel.area import AreaTable, area_table, default_area_table
 from accel.energy import EnergyTable, default_table, table_from_dict, table_to_dict
 from accel.errors import ConfigError
 from accel.formats import NumberFormat, Overflow, Requantization, Rounding
@@ -95,7 +98,7 @@ def loads(text: str, *, source: str = "<string>") -> Accelerator:
 def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Accelerator:
     """Build an accelerator from the dictionary form of the TOML file, collecting every problem."""
     problems: list[str] = []
-    known = set(_TOP_FIELDS) | set(_SECTIONS) | {"energy"}
+    known = set(_TOP_FIELDS) | set(_SECTIONS) | {"energy", "area"}
     for key in data:
         if key not in known:
             problems.append(f"unknown field {key} (expected one of {', '.join(sorted(known))})")
@@ -118,6 +121,10 @@ def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Accelerator:
         energy = _build_energy(data["energy"], problems)
         if energy is not None:
             sections["energy"] = energy
+    if "area" in data:
+        area = _build_area(data["area"], problems)
+        if area is not None:
+            sections["area"] = area
     if not problems:
         try:
             return Accelerator(
@@ -170,6 +177,18 @@ def _build_energy(table: Any, problems: list[str]) -> EnergyTable | None:
                 problems.append("unknown field energy." + problem.removeprefix("unknown field "))
             else:
                 problems.append(f"energy.{problem}")
+        return None
+
+
+def _build_area(table: Any, problems: list[str]) -> AreaTable | None:
+    """The default area table with the fields of the ``[area]`` section replaced."""
+    if not isinstance(table, dict):
+        problems.append(f"area must be a table [area], not {table!r}")
+        return None
+    try:
+        return area_table(table, base=default_area_table())
+    except ConfigError as exc:
+        problems.extend(str(exc).split("; "))
         return None
 
 
@@ -254,6 +273,11 @@ def to_dict(acc: Accelerator) -> dict[str, Any]:
     energy = table_to_dict(acc.energy, only_diff_from=default_table())
     if energy:
         out["energy"] = energy
+    base_area = default_area_table()
+    area = {f.name: getattr(acc.area, f.name) for f in dataclasses.fields(acc.area)
+            if getattr(acc.area, f.name) != getattr(base_area, f.name)}
+    if area:
+        out["area"] = area
     return out
 
 

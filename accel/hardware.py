@@ -10,7 +10,8 @@ Units are in the names: ``clock_hz``, ``size_bytes``, ``bandwidth_bytes_per_cycl
 accelerator clock), ``latency_cycles``, ``energy_pj_per_byte``.
 
 An accelerator also carries its technology numbers for the energy model, ``energy``: an
-:class:`~accel.energy.EnergyTable`, by default the shipped 45 nm table (read once per process).
+:class:`~accel.energy.EnergyTable`, by default the shipped 45 nm table (read once per process), and
+for the area model, ``area``: an :class:`~accel.area.AreaTable` (``accel/tech/area_45nm.toml``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING
 from accel.errors import ConfigError
 from accel.formats import INT8, INT32, NumberFormat, Requantization
 
-if TYPE_CHECKING:  # accel.energy imports this module, so this one imports it lazily
+if TYPE_CHECKING:  # accel.energy and accel.area import this module, so this one imports them lazily
+    from accel.area import AreaTable
     from accel.energy import EnergyTable
 
 __all__ = [
@@ -237,6 +239,12 @@ def _default_energy_table() -> EnergyTable:
     return default_table()
 
 
+def _default_area_table() -> AreaTable:
+    from accel.area import default_area_table  # not at the top: accel.area imports this module
+
+    return default_area_table()
+
+
 @dataclass(frozen=True)
 class Accelerator:
     """One design point: everything the mapper, the simulator and the RTL need to know."""
@@ -251,8 +259,10 @@ class Accelerator:
     vector: VectorUnit = field(default_factory=VectorUnit)
     description: str = ""
     energy: EnergyTable = field(default_factory=_default_energy_table)
+    area: AreaTable = field(default_factory=_default_area_table)
 
     def __post_init__(self) -> None:
+        from accel.area import AreaTable
         from accel.energy import EnergyTable
 
         problems = []
@@ -261,7 +271,8 @@ class Accelerator:
         problems += _positive_numbers(self, "clock_hz")
         for f in fields(self):
             expected = {"array": SystolicArray, "scratchpad": Memory, "accumulator": Memory,
-                        "dram": DRAM, "dma": DMA, "vector": VectorUnit, "energy": EnergyTable}.get(f.name)
+                        "dram": DRAM, "dma": DMA, "vector": VectorUnit, "energy": EnergyTable,
+                        "area": AreaTable}.get(f.name)
             if expected is not None and not isinstance(getattr(self, f.name), expected):
                 article = "an" if expected.__name__[0] in "AEIOU" else "a"
                 problems.append(f"{f.name} must be {article} {expected.__name__}, not {getattr(self, f.name)!r}")

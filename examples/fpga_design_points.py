@@ -5,7 +5,9 @@ For square arrays from 2x2 to 8x8 around the ``fpga-small`` preset, the resource
 Fmax on the chosen family; each design point is then simulated *at its predicted Fmax* (a zip group
 ties ``array.size`` to ``clock_hz``), so a bigger array's lower clock counts against its extra PEs.
 The workload is a small keyword-spotting-sized MLP (a SCALE-Sim GEMM topology written to a temporary
-file), the scale of model such a board runs. Prints one line per design point.
+file), the scale of model such a board runs. Prints one line per design point, with the smallest
+device of the family the tile fits (``none`` when it fits none: an 8x8 needs 64 DSPs, more than the
+28 of an ECP5 25k).
 
     python examples/fpga_design_points.py                 # ECP5
     python examples/fpga_design_points.py --family ice40  # iCE40 (no Fmax where the DSPs do not fit)
@@ -17,7 +19,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from accel.resources import estimate
+from accel.resources import DEVICES, FpgaFamily, estimate
 from sim.sweep import Space, sweep
 
 SIZES = [2, 3, 4, 6, 8]
@@ -44,6 +46,9 @@ def main() -> None:
     table = frame[["array.size", "luts", "flip_flops", "dsp", "fmax_mhz", "total_cycles", "latency_s",
                    "energy_j"]].copy()
     table["inferences_per_s"] = 1 / table["latency_s"]
+    devices = DEVICES[FpgaFamily.parse(args.family)]
+    table["fits"] = [next((d.name for d in devices if estimate(int(n), int(n), family=args.family).fits(d)), "none")
+                     for n in table["array.size"]]
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.out:
         table.to_csv(args.out, index=False)

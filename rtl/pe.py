@@ -1,20 +1,22 @@
-"""One multiply-accumulate processing element, the cell of the systolic array.
+"""The stand-alone multiply-accumulate PE: the array's output-stationary cell behind an input register.
 
-:class:`MacPE` computes exactly :func:`sim.numerics.mac` once per valid input, in a two-stage
-pipeline (register the product, then accumulate), which lets synthesis put the multiplier in a DSP
-block with its output register.
+:class:`MacPE` computes exactly :func:`sim.numerics.mac` once per valid input. It is not a second
+implementation of the MAC: its arithmetic, format checks and overflow rule are those of
+:class:`rtl.systolic_pe.OutputStationaryPE` (the cell every output-stationary tile is built of), with
+one register stage in front of it (the operands and their tags, where synthesis puts a DSP block's
+input registers). What is synthesized or simulated as ``pe`` is therefore the array's own cell.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from accel.errors import ConfigError
-from accel.formats import INT8, INT32, NumberFormat, Overflow
+from accel.formats import INT8, INT32, NumberFormat
 from rtl.fixed import check_format, shape_of
-from sim.numerics import product_format
+from rtl.systolic_pe import OutputStationaryPE, check_mac_formats
 
 __all__ = ["MacPE"]
 
@@ -30,7 +32,8 @@ class MacPE(wiring.Component):
         Format of the accumulator (default ``int32``). Its ``overflow`` field chooses what happens
         when a sum leaves its range: ``WRAP`` (two's complement, the default ``INT32``) or
         ``SATURATE`` (clamp). It must be at least as wide as the product, carry the product's
-        fractional bits, and be signed if either operand is.
+        fractional bits, and be signed if either operand is
+        (:func:`rtl.systolic_pe.check_mac_formats`).
 
     Members
     -------
@@ -58,11 +61,10 @@ class MacPE(wiring.Component):
     def __init__(self, *, a_format: NumberFormat = INT8, b_format: NumberFormat = INT8,
                  acc_format: NumberFormat = INT32) -> None:
         try:
+            check_mac_formats(a_format, b_format, acc_format)
             self._a_format = check_format("Operand a format", a_format)
             self._b_format = check_format("Operand b format", b_format)
             self._acc_format = check_format("Accumulator format", acc_format)
-            self._product_format = product_format(a_format, b_format)
-            self._check_accumulator()
         except ConfigError:
             self._MustUse__silence = True  # never built, so do not also warn "created but never used"
             raise
@@ -73,24 +75,6 @@ class MacPE(wiring.Component):
             "clear": In(1),
             "acc": Out(shape_of(acc_format)),
         })
-
-    def _check_accumulator(self) -> None:
-        acc_format, product = self._acc_format, self._product_format
-        operands = f"a {self._a_format.name} x {self._b_format.name} product"
-        if product.signed and not acc_format.signed:
-            raise ConfigError(
-                f"Accumulator format must be signed when an operand is signed, not {acc_format.name}"
-            )
-        if acc_format.bits < product.bits:
-            raise ConfigError(
-                f"Accumulator format must be at least {product.bits} bits wide to hold {operands}, "
-                f"not {acc_format.bits}"
-            )
-        if acc_format.frac_bits != product.frac_bits:
-            raise ConfigError(
-                f"Accumulator format must have {product.frac_bits} fractional bits (those of {operands}), "
-                f"not {acc_format.frac_bits}"
-            )
 
     @property
     def a_format(self) -> NumberFormat:
@@ -116,34 +100,21 @@ class MacPE(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        acc_format = self._acc_format
+        m.submodules.cell = cell = OutputStationaryPE(a_format=self._a_format, b_format=self._b_format,
+                                                      acc_format=self._acc_format)
 
-        # Stage 1: register the exact product and the control bits that travel with it.
-        product = Signal(shape_of(self._product_format))
-        product_valid = Signal()
-        product_clear = Signal()
-        m.d.sync += [
-            product.eq(self.a * self.b),
-            product_valid.eq(self.valid),
-            product_clear.eq(self.clear),
+        # Stage 1: register the operands and their tags.
+        a, b = Signal(shape_of(self._a_format)), Signal(shape_of(self._b_format))
+        valid, clear = Signal(), Signal()
+        m.d.sync += [a.eq(self.a), b.eq(self.b), valid.eq(self.valid), clear.eq(self.clear)]
+
+        # Stage 2: the output-stationary cell. A clear without a pair is a first beat of 0 * b.
+        m.d.comb += [
+            cell.a_in.eq(Mux(valid, a, 0)),
+            cell.b_in.eq(b),
+            cell.valid_in.eq(valid | clear),
+            cell.first_in.eq(clear),
+            cell.enable.eq(1),
+            self.acc.eq(cell.acc),
         ]
-
-        # Stage 2: add it to the accumulator (or to zero on clear), exactly, one bit wider.
-        sum_bits = max(acc_format.bits, self._product_format.bits) + 1
-        total = Signal(signed(sum_bits) if acc_format.signed else unsigned(sum_bits))
-        m.d.comb += total.eq(Mux(product_clear, 0, self.acc) + product)
-
-        with m.If(product_valid):
-            if acc_format.overflow is Overflow.SATURATE:
-                with m.If(total > acc_format.max_int):
-                    m.d.sync += self.acc.eq(acc_format.max_int)
-                with m.Elif(total < acc_format.min_int):
-                    m.d.sync += self.acc.eq(acc_format.min_int)
-                with m.Else():
-                    m.d.sync += self.acc.eq(total)
-            else:
-                m.d.sync += self.acc.eq(total)  # keeps the low bits: two's-complement wrap
-        with m.Elif(product_clear):
-            m.d.sync += self.acc.eq(0)
-
         return m

@@ -39,7 +39,19 @@ from rtl.sparse_systolic import SparseSystolicArray
 from rtl.systolic import SystolicArray
 from rtl.verilog import write
 
-__all__ = ["Unit", "UNITS", "build_unit", "generate_unit"]
+__all__ = ["Unit", "UNITS", "MAX_PES", "build_unit", "generate_unit"]
+
+MAX_PES = 4096
+"""The most processing elements a tile request may imply (64 x 64). Elaboration and Verilog
+generation take time and memory in proportion to the PEs (a 16 x 16 tile's RTLIL is about 1 MB and
+4 s to elaborate); beyond this bound a request is refused before anything is built, instead of
+running for hours (a 4096 x 4096 tile is 16.7 million PEs)."""
+
+
+def _check_pes(unit: str, rows: object, cols: object) -> None:
+    if isinstance(rows, int) and isinstance(cols, int) and rows > 0 and cols > 0 and rows * cols > MAX_PES:
+        raise ConfigError(f"RTL unit {unit!r} of {rows}x{cols} = {rows * cols} PEs is more than the {MAX_PES} "
+                          f"(64x64) a tile may have here; generate a smaller tile")
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,7 @@ def _pe(*, a_format: str | NumberFormat = INT8, b_format: str | NumberFormat = I
 def _systolic(*, rows: int = 4, cols: int = 4, dataflow: str = "ws", a_format: str | NumberFormat = INT8,
               b_format: str | NumberFormat = INT8, acc_format: str | NumberFormat = INT32,
               overflow: str | None = None) -> Unit:
+    _check_pes("systolic", rows, cols)
     array = SystolicArray(rows, cols, dataflow, a_format=_format("a", a_format), b_format=_format("b", b_format),
                           acc_format=_format("acc", acc_format, overflow))
     return Unit(array, array.parameters, f"systolic_{array.dataflow.value}_{rows}x{cols}", array.latency)
@@ -91,6 +104,7 @@ def _nm_compressor(*, n: int = 2, m: int = 4, value_format: str | NumberFormat =
 def _sparse_systolic(*, rows: int = 4, cols: int = 4, n: int = 2, m: int = 4, a_format: str | NumberFormat = INT8,
                      b_format: str | NumberFormat = INT8, acc_format: str | NumberFormat = INT32,
                      overflow: str | None = None) -> Unit:
+    _check_pes("sparse_systolic", rows, cols)
     array = SparseSystolicArray(rows, cols, n, m, a_format=_format("a", a_format), b_format=_format("b", b_format),
                                 acc_format=_format("acc", acc_format, overflow))
     return Unit(array, array.parameters, f"sparse_systolic_{n}_{m}_{rows}x{cols}", array.latency)

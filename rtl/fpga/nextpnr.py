@@ -7,8 +7,8 @@ pair, a list of clk-to-q / routing / logic / setup segments, delays in ns) and, 
 the global net (``clk$SB_IO_IN_$glb_clk`` on iCE40, ``$glbnet$clk$TRELLIS_IO_IN`` on ECP5), so
 :func:`parse_report` never assumes them: every clock in ``fmax`` is reported under its own name.
 
-Tools are found like yosys in :mod:`rtl.synth`: an environment variable (``NEXTPNR_ICE40``,
-``NEXTPNR_ECP5``, ``ICEPACK``, ``ECPPACK``), then the YoWASP command next to this Python, then
+Tools (yosys too) are found by :func:`find_tool`: an environment variable (``NEXTPNR_ICE40``,
+``NEXTPNR_ECP5``, ``ICEPACK``, ``ECPPACK``, ``YOSYS``), then the YoWASP command next to this Python, then
 ``PATH``.
 """
 
@@ -172,5 +172,7 @@ def tool_version(command: tuple[str, ...]) -> str:
         done = subprocess.run([*command, flag], capture_output=True, text=True, check=False, timeout=300)
     except OSError as exc:
         raise ToolError(f"{command[0]} cannot be run: {exc}") from None
-    lines = (done.stdout + done.stderr).strip().splitlines()
-    return lines[0].strip() if lines else "unknown"
+    # YoWASP announces its first run ("Preparing to run yowasp-... This might take a while..."): skip that.
+    lines = [line.strip() for line in (done.stdout + done.stderr).splitlines()
+             if line.strip() and not line.startswith("Preparing to run")]
+    return lines[0] if lines else "unknown"

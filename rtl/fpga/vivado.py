@@ -130,7 +130,8 @@ class VivadoTiming:
 
     ``summary`` is the "Design Timing Summary" row by column name (``WNS(ns)`` in ns, ``TNS Failing
     Endpoints`` as an int, ...; ``None`` for a blank, ``NA`` or ``inf`` cell); ``clocks`` come in the order of the Clock
-    Summary; ``constraints_met`` is Vivado's own verdict line (``None`` if absent).
+    Summary; ``constraints_met`` is Vivado's own verdict line (``None`` if absent, or if the design's
+    WNS is blank or NaN: a "met" line over no timed path proves nothing).
     """
 
     source: str
@@ -282,6 +283,10 @@ def parse_timing(text: str, *, source: str) -> VivadoTiming:
                    for name, period, freq, wave in defined)
     met = (True if "All user specified timing constraints are met." in text
            else False if "Timing constraints are not met." in text else None)
+    if met and summary.get("WNS(ns)") is None and "WNS(ns)" in summary:
+        # Vivado prints its "met" line even when it timed no setup path (WNS NaN or blank): that
+        # proves nothing, so there is no verdict.
+        met = None
     return VivadoTiming(source, header.get("Device"), header.get("Design"), header.get("Tool Version"), summary,
                         clocks, met)
 
@@ -299,7 +304,8 @@ def read_timing(path: Path | str) -> VivadoTiming:
 def report_json(utilization: VivadoUtilization, timing: VivadoTiming | None = None) -> dict[str, Any]:
     """One design's Vivado reports in the shape of :meth:`rtl.fpga.synth.FpgaReport.to_json`.
 
-    The same keys: ``resources`` (``luts``, ``flip_flops``, ``carry``, ``dsp``, ``bram`` in
+    The same keys: ``resources`` (``luts`` and ``lut_primitives``, both Vivado's LUT count,
+    ``flip_flops``, ``carry``, ``dsp``, ``bram`` in
     36 Kb tiles, ``other`` primitives, ``cells`` from the Primitives table), ``fmax_mhz`` per clock
     (empty without ``timing``), ``pnr`` in :class:`rtl.fpga.nextpnr.PnrReport`'s JSON shape
     (achieved and constraint MHz per clock, "Available" per resource row; no critical paths), and
@@ -324,10 +330,12 @@ def report_json(utilization: VivadoUtilization, timing: VivadoTiming | None = No
     return {
         "unit": u.design, "options": {}, "module": u.design, "family": "xilinx", "device": u.device or "",
         "package": "", "freq_mhz": None,
-        "resources": {"luts": u.luts, "flip_flops": u.flip_flops, "carry": u.carry, "dsp": u.dsp,
+        "resources": {"luts": u.luts, "lut_primitives": u.luts, "flip_flops": u.flip_flops, "carry": u.carry,
+                      "dsp": u.dsp,
                       "bram": int(bram) if bram.is_integer() else bram, "other": u.other_cells,
                       "cells": dict(u.cells)},
         "fmax_mhz": fmax, "pnr": pnr, "pnr_skipped": None if timing else "no Vivado timing report given",
+        "fits": None, "fit_problems": [],  # Vivado's own placement decides; nothing is checked here
         "harness_bits": None, "tools": tools, "key": digest, "flow_version": None,
         "synth_command": u.command or "",
         "vivado": {"utilization": u.to_json(), "timing": timing.to_json() if timing else None},
@@ -343,6 +351,8 @@ def summary(utilization: VivadoUtilization, timing: VivadoTiming | None = None) 
              f"  BRAM tiles  {u.bram_tiles:>8g}  (RAMB36 {u.ramb36}, RAMB18 {u.ramb18})"]
     if timing is not None:
         verdict = {True: "met", False: "NOT met", None: "no verdict"}[timing.constraints_met]
+        if timing.wns_ns is None:
+            verdict = "not checked: no setup path was timed"
         lines += ["", f"timing ({timing.source}): WNS {_ns(timing.wns_ns)}, WHS {_ns(timing.whs_ns)}, "
                       f"constraints {verdict}"]
         for c in timing.clocks:
@@ -376,9 +386,9 @@ def _header_fields(lines: list[str]) -> dict[str, str]:
 
 
 def _number(text: str, what: str, problems: list[str]) -> float | None:
-    """A float cell; ``None`` for blank, ``NA`` or ``inf`` (nothing timed); a problem otherwise."""
+    """A float cell; ``None`` for blank, ``NA``, ``NaN`` or ``inf`` (nothing timed); a problem otherwise."""
     text = text.strip()
-    if text in ("", "NA", "N/A", "inf", "-inf"):
+    if text.lower() in ("", "na", "n/a", "nan", "-nan", "inf", "-inf"):
         return None
     try:
         return float(text)

@@ -48,14 +48,20 @@ def test_a_2x2_tile_synthesizes_places_and_routes(family: str, tmp_path: Path) -
                              cache_dir=tmp_path / "cache")
     # One hard multiplier per PE: SB_MAC16 with synth_ice40 -dsp, MULT18X18D on ECP5.
     assert report.resources.dsp == 4, dict(report.resources.cells)
-    assert report.resources.luts > 0 and report.resources.flip_flops >= 4 * 16
+    assert report.resources.luts >= report.resources.lut_primitives > 0 and report.resources.flip_flops >= 4 * 16
+    assert report.fits and report.freq_mhz is None  # no target asked: no verdict either
+    placed = "ICESTORM_LC" if family == "ice40" else "TRELLIS_COMB"
+    # nextpnr places the harnessed unit: the unit's own LUTs plus about one per harnessed output bit.
+    assert report.resources.luts < report.pnr.utilization[placed][0] <= report.resources.luts + 2 * sum(
+        report.harness_bits) + 64, (report.resources, report.pnr.utilization)
     nextpnr = json.loads((tmp_path / "out" / f"harness_{family}_nextpnr.json").read_text())
     assert set(report.fmax_mhz) == set(nextpnr["fmax"]) and len(report.fmax_mhz) == 1
     assert all(mhz > 0 for mhz in report.fmax_mhz.values())
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert written["fmax_mhz"] == report.fmax_mhz and written["resources"]["dsp"] == 4
     assert FpgaReport.from_json(written) == report
-    assert "Fmax" in (tmp_path / "out" / "summary.txt").read_text()
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert "Fmax" in summary and "target" not in summary
 
 
 @pytest.mark.fpga
@@ -103,6 +109,24 @@ def test_resource_model_refuses_what_it_was_not_fitted_on() -> None:
     assert estimate(4, 4, family="ecp5").dsp == 16 and estimate(2, 2).fmax_mhz > 0
 
 
+def test_resource_model_says_whether_a_tile_fits_a_device() -> None:
+    from accel import config
+    from accel.resources import device, fits
+
+    eight = estimate(8, 8, family="ecp5")
+    assert eight.dsp == 64 and not eight.fits("25k") and eight.fits("45k") and eight.fits()
+    assert eight.fit_problems(device("ecp5", "25k")) == ["64 DSPs (25k has 28)"]
+    assert estimate(2, 2, family="ice40").fits("up5k") and not estimate(4, 4, family="ice40").fits("up5k")
+    # LUTs as the device counts them: ECP5 carry cells are two LUT4s each, iCE40 logic cells hold the registers.
+    assert eight.luts > eight.lut_primitives and estimate(8, 8, family="ice40").luts >= estimate(8, 8).flip_flops
+    small = config.load("fpga-small").array
+    assert fits(small, "25k") and not fits(small, "up5k") and not fits(config.load("gemmini"), "85k")
+    with pytest.raises(ConfigError, match=r"^FPGA resource model covers .* not ecp5/os/int16/int16/int32$"):
+        fits(config.load("eyeriss"), "85k")
+    with pytest.raises(ConfigError, match=r"^FPGA device must be one of 'up5k', '25k', .*not 'xc9'$"):
+        fits(small, "xc9")
+
+
 @pytest.mark.fpga
 @pytest.mark.parametrize(("board", "suffix"), [("icebreaker", ".bin"), ("versa-ecp5", ".bit")])
 def test_board_bitstream_of_a_2x2_tile(board: str, suffix: str, tmp_path: Path) -> None:
@@ -110,6 +134,13 @@ def test_board_bitstream_of_a_2x2_tile(board: str, suffix: str, tmp_path: Path) 
 
     done = build_bitstream(board, "systolic", options=TILE, build_dir=tmp_path)
     assert done.bitstream.suffix == suffix and done.bitstream.stat().st_size > 10_000
+    # Utilisation of the board's device and Fmax, from nextpnr's report of this very build.
+    assert done.pnr is not None and done.pnr.fmax_mhz and all(mhz > 0 for mhz in done.pnr.fmax_mhz.values())
+    dsp = "ICESTORM_DSP" if board == "icebreaker" else "MULT18X18D"
+    assert done.pnr.utilization[dsp][0] == 4
+    summary = done.summary()
+    assert summary.startswith(f"{done.module} for {board}: {done.bitstream}\n") and "  Fmax " in summary
+    assert f"{dsp:<14}      4 / " in summary
 
 
 @pytest.mark.skipif(shutil.which("dfu-suffix") is not None, reason="dfu-suffix is installed")

@@ -144,9 +144,10 @@ def test_report_json_has_the_shape_of_fpga_synth_report_json() -> None:
 
     data = report_json(read_utilization(ROSEBUD_UTIL), read_timing(ROSEBUD_TIMING))
     synth = FpgaReport("systolic", {}, "m", FpgaFamily.XILINX, "xc7", "", None,
-                       Resources(1, 1, 0, 0, 0, 0, {}), None, "x", (0, 0), {}, "k").to_json()
+                       Resources(1, 1, 1, 0, 0, 0, 0, {}), None, "x", (0, 0), {}, "k").to_json()
     assert set(synth) <= set(data) and set(synth["resources"]) == set(data["resources"])
-    assert data["resources"] | {"cells": None} == {"luts": 44971, "flip_flops": 39186, "carry": 559, "dsp": 0,
+    assert data["resources"] | {"cells": None} == {"luts": 44971, "lut_primitives": 44971, "flip_flops": 39186,
+                                                   "carry": 559, "dsp": 0,
                                                    "bram": 416, "other": 8326, "cells": None}
     assert data["family"] == "xilinx" and data["device"] == "xcku035fbva676-2" and data["unit"] == "fpga"
     assert data["fmax_mhz"] == read_timing(ROSEBUD_TIMING).fmax_mhz and len(data["fmax_mhz"]) == 6
@@ -167,6 +168,28 @@ def test_cli_report_prints_and_writes_report_json(tmp_path: Path, capsys: pytest
     written = json.loads((out / "report.json").read_text())
     assert written == report_json(read_utilization(DIGIDRUM_UTIL), read_timing(DIGIDRUM_TIMING))
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+
+
+def test_a_nan_slack_is_no_number_and_no_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Vivado writes NaN slacks (and still "All user specified timing constraints are met.") when
+    # no setup path was timed; report.json must stay valid JSON and claim nothing.
+    text = DIGIDRUM_TIMING.read_text().replace("      4.377        0.000   ", "        NaN        0.000   ")
+    text = text.replace("gclk                4.377", "gclk                  NaN")
+    assert text.count("NaN") == 2
+    nan_report = tmp_path / "nan_timing.rpt"
+    nan_report.write_text(text)
+    timing = read_timing(nan_report)
+    assert timing.wns_ns is None and timing.constraints_met is None and timing.fmax_mhz == {}
+    out = tmp_path / "out"
+    assert main(["fpga", "report", "--utilization", str(DIGIDRUM_UTIL), "--timing", str(nan_report),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "constraints not checked: no setup path was timed" in printed and "constraints met" not in printed
+    raw = (out / "report.json").read_text()
+    assert "NaN" not in raw
+    written = json.loads(raw)
+    assert written["vivado"]["timing"]["summary"]["WNS(ns)"] is None
+    assert written["vivado"]["timing"]["constraints_met"] is None and written["fmax_mhz"] == {}
 
 
 def test_cli_report_of_a_bad_file_exits_2_and_writes_nothing(tmp_path: Path,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from accel.errors import ConfigError
-from rtl.synth import find_yosys
+from rtl.fpga.nextpnr import find_tool
 from rtl.units import UNITS, build_unit, generate_unit
 from rtl.verilog import read_manifest
 
@@ -72,6 +72,7 @@ def test_verilog_compiles_with_icarus(key: str, verilog: dict[str, Path], tmp_pa
 def test_verilog_reads_into_yosys(key: str, verilog: dict[str, Path]) -> None:
     path = verilog[key]
     # Relative paths: YoWASP's yosys sees only its working directory.
-    done = subprocess.run([*find_yosys(), "-q", "-p", f"read_verilog {path.name}; hierarchy -check -top {path.stem}"],
+    script = f"read_verilog {path.name}; hierarchy -check -top {path.stem}"
+    done = subprocess.run([*find_tool("yosys"), "-q", "-p", script],
                           cwd=path.parent, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
