@@ -260,3 +260,105 @@ def test_reports_and_numerics_import_no_mapper_sweep_simpy_or_pandas():
 
     assert [m for m in imported("reports") if m.split(".")[0] != "pandas"] == []  # reports may use pandas
     assert imported("sim.numerics") == []
+
+
+# -- bad input: one line, exit 2 -------------------------------------------------------------------------------
+
+def _cli_error(capsys, *argv: str) -> str:
+    from accel.cli import main
+
+    code = main(["sweep", *argv, "--no-progress"])
+    out, err = capsys.readouterr()
+    assert (code, out, err.count("\n")) == (2, "", 1), err
+    assert err.startswith("accel: error: ")
+    return err.removeprefix("accel: error: ").rstrip("\n")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "not a text file (not UTF-8 at byte 0)"),
+    (b"sweep = 5\n", "sweep must be a table [sweep], not 5"),
+    (b'params = [1, 2]\n[sweep]\nworkloads = ["resnet18"]\n', "params must be a table [params], not [1, 2]"),
+    (b"[sweep\nworkloads = 1", "not valid TOML (Expected ']' at the end of a table declaration (at line 1, "
+                                "column 7))"),
+])
+def test_a_garbage_spec_is_one_line(tmp_path, capsys, text, message):
+    spec = tmp_path / "garbage.toml"
+    spec.write_bytes(text)
+    assert _cli_error(capsys, str(spec), "--out", str(tmp_path / "r.csv")) == f"{spec}: {message}"
+    assert list(tmp_path.iterdir()) == [spec]
+
+
+def test_a_spec_with_a_byte_order_mark_reads(tmp_path):
+    spec = _write_spec(tmp_path)
+    spec.write_bytes(b"\xef\xbb\xbf" + spec.read_bytes())
+    assert load_spec(spec).space.size == 6
+
+
+def test_seed_and_samples_are_checked(tmp_path, capsys):
+    spec = str(_write_spec(tmp_path))
+    out = str(tmp_path / "r.csv")
+    assert _cli_error(capsys, spec, "--out", out, "--sample", "lhs", "--samples", "4", "--seed", "-5") == \
+        f"{spec}: sweep.seed must be a non-negative integer, not -5"
+    assert _cli_error(capsys, spec, "--out", out, "--sample", "random", "--samples", "40") == \
+        f"{spec}: sweep.samples must be at most the 6 points of the space (sample = 'product' runs them all), not 40"
+
+
+def test_lhs_draws_as_many_distinct_points_as_asked():
+    params = {"array.size": [4, 8], "dram.bandwidth_bytes_per_cycle": [4.0, 8.0, 16.0]}
+    for seed in range(5):  # 5 strata over 2 and 3 values: Latin-hypercube rows repeat
+        points = Space(params=params, sample="lhs", samples=5, seed=seed).points()
+        assert len({json.dumps(p, sort_keys=True) for p in points}) == 5
+    assert len(Space(params=params, sample="lhs", samples=6, seed=1).points()) == 6  # all of them
+
+
+def test_an_unreachable_dask_scheduler_is_one_line_within_seconds(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = str(_write_spec(tmp_path))
+    start = time.monotonic()
+    message = _cli_error(capsys, spec, "--out", str(tmp_path / "r.csv"), "--dask", f"tcp://127.0.0.1:{port}")
+    assert message == f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: Connection refused"
+    assert time.monotonic() - start < 10
+    assert _cli_error(capsys, spec, "--out", str(tmp_path / "r.csv"), "--dask", "tcp://nowhere") == \
+        "Dask scheduler address must be tcp://HOST:PORT, not 'tcp://nowhere'"
+    assert not (tmp_path / "r.csv").exists() and not Journal(tmp_path / "r.csv").exists()
+
+
+def test_resume_on_a_corrupted_output_or_journal_is_one_line(tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    spec = str(_write_spec(tmp_path))
+    garbled = tmp_path / "g.parquet"
+    garbled.write_bytes(b"PAR1 not really\n" * 4)
+    assert re.fullmatch(rf"{re.escape(str(garbled))}: cannot be read as Parquet: .+",
+                        _cli_error(capsys, spec, "--out", str(garbled), "--resume"))
+    foreign = tmp_path / "f.csv"
+    foreign.write_text("a,b\n1,2\n")
+    assert _cli_error(capsys, spec, "--out", str(foreign), "--resume") == \
+        f"{foreign}: is not a sweep result: no column 'point'"
+    out = tmp_path / "r.csv"
+    journal = Journal(out).path
+    for line, problem in [('{"point": 0, "status": "ok"}', "has no 'key'"),
+                          ('[1, 2]', "must be a JSON object, not list"),
+                          ('{"key": "k", "status": "done", "reason": ""}', "status must be one of ok, invalid, "
+                                                                           "error, not 'done'")]:
+        journal.write_text(line + "\n")
+        assert _cli_error(capsys, spec, "--out", str(out), "--resume") == \
+            f"{journal}:1: not a row of this sweep's journal: {problem} (remove the file to compute those rows again)"
+    assert journal.read_text() == line + "\n" and not out.exists()  # nothing touched
+
+
+def test_without_resume_an_existing_output_is_refused(tmp_path, capsys):
+    spec = str(_write_spec(tmp_path))
+    out = tmp_path / "r.csv"
+    out.write_text("anything")
+    assert _cli_error(capsys, spec, "--out", str(out)) == \
+        f"{out} exists; pass --resume (resume=True) to continue that sweep, or remove it"
+    folder = tmp_path / "d.csv"
+    folder.mkdir()
+    assert _cli_error(capsys, spec, "--out", str(folder), "--resume") == \
+        f"{folder}: is a directory; name the results file (.parquet or .csv)"
+    assert out.read_text() == "anything"

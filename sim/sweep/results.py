@@ -150,13 +150,15 @@ def _check_row(row: Any) -> str | None:
     """What is wrong with one parsed journal line, or ``None``."""
     if not isinstance(row, dict):
         return f"must be a JSON object, not {type(row).__name__}"
-    for name in ("key", "status", "reason", *METRICS):
-        if name not in row:
-            return f"has no {name!r}"
+    if "key" not in row:
+        return "has no 'key'"
     if not isinstance(row["key"], str) or not row["key"]:
         return f"key must be a non-empty string, not {row['key']!r}"
-    if row["status"] not in STATUSES:
-        return f"status must be one of {', '.join(STATUSES)}, not {row['status']!r}"
+    if row.get("status") not in STATUSES:
+        return f"status must be one of {', '.join(STATUSES)}, not {row.get('status')!r}"
+    for name in ("reason", *METRICS):
+        if name not in row:
+            return f"has no {name!r}"
     for name in METRICS:
         value = row[name]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
