@@ -7,6 +7,7 @@ Registered by :mod:`accel.cli` through :func:`register`. Spec problems raise
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,8 @@ def _sweep(args: argparse.Namespace) -> int:
         frame = run_sweep(spec.space, spec.workloads, objectives=spec.objectives, executor=args.dask,
                       max_workers=args.workers, out=out, resume=args.resume, progress=progress)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (SweepInterrupted says which)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting: a second Ctrl-C must not break the clean exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if bar is not None:
             bar.close()
         signum = exc.signum if isinstance(exc, SweepInterrupted) else 2

@@ -142,11 +142,13 @@ def _watch(sweep_pid: int) -> None:
     os._exit(1)
 
 
-def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor, futures: list[concurrent.futures.Future]) -> None:
-    """Cancel what has not started and end the workers now."""
-    for future in futures:
-        future.cancel()
+def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now.
+
+    The futures are cancelled by the pool's own thread (``cancel_futures``), never here: on Python
+    3.11 that thread fails on a future cancelled behind its back once it sees the workers gone."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)  # (this forgets the processes: they were taken first)
     for process in processes:
         with contextlib.suppress(OSError, ValueError):
             process.terminate()
@@ -158,7 +160,6 @@ def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor, futures: list[concu
         with contextlib.suppress(OSError, ValueError):
             if process.exitcode is None:
                 process.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _local(work: Work, chunks: list[Chunk], workers: int) -> Iterator[list[dict[str, Any]]]:
@@ -178,7 +179,7 @@ def _local(work: Work, chunks: list[Chunk], workers: int) -> Iterator[list[dict[
         if finished:
             pool.shutdown(wait=True)
         else:
-            _stop_pool(pool, futures)
+            _stop_pool(pool)
 
 
 def _line(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ line never swallows the next row. A line that is JSON but not a row (a missing k
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -73,19 +74,23 @@ def check_format(path: Path) -> None:
 def typed(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with the sweep's dtypes on the columns it has (a :class:`ValueError` names a bad column)."""
     frame = frame.copy()
-    for column in frame.columns:
+    for i, column in enumerate(frame.columns):  # by position: a swept clock_hz is also the metric's name
+        values = frame.iloc[:, i]
         try:
             if column == "point":
-                frame[column] = frame[column].astype("int64")
+                values = values.astype("int64")
             elif column in _STRING_COLUMNS:
-                frame[column] = frame[column].astype(str)
+                values = values.astype(str)
             elif column in INTEGER_METRICS:
-                frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+                values = pd.to_numeric(values).astype("Int64")
             elif column in METRICS:
-                frame[column] = pd.to_numeric(frame[column]).astype("float64")
+                values = pd.to_numeric(values).astype("float64")
+            else:
+                continue
         except (ValueError, TypeError) as exc:
             kind = {"point": "integers"}.get(column, "whole numbers" if column in INTEGER_METRICS else "numbers")
             raise ValueError(f"column {column} must hold {kind} ({_line(exc)})") from None
+        frame.isetitem(i, values)
     return frame
 
 
@@ -103,9 +108,10 @@ def write_results(frame: pd.DataFrame, path: str | Path) -> Path:
         else:
             frame.to_csv(tmp, index=False, na_rep="NaN")
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: pyarrow refuses a repeated column name
         tmp.unlink(missing_ok=True)
-        raise SweepError(f"{path}: cannot be written ({exc.strerror or _line(exc)})") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _line(exc)
+        raise SweepError(f"{path}: cannot be written ({reason})") from None
     return path
 
 
@@ -125,6 +131,10 @@ def read_results(path: str | Path) -> pd.DataFrame:
             exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}  # 3: default
             frame = pd.read_csv(path, keep_default_na=False, na_values={m: ["NaN", "", "<NA>"] for m in METRICS},
                                 dtype={c: str for c in _STRING_COLUMNS}, **exact)
+            with path.open(newline="") as handle:
+                header = next(csv.reader(handle), [])
+            if len(header) == len(frame.columns):
+                frame.columns = header  # pandas renames a repeated name (a swept clock_hz) to clock_hz.1
     except Exception as exc:  # noqa: BLE001 - pandas and pyarrow raise many types for a garbled file
         kind = "Parquet" if suffix == ".parquet" else "CSV"
         raise SweepError(f"{path}: cannot be read as {kind}: {_line(exc)}") from None

@@ -4,7 +4,8 @@
 :data:`~sim.sweep.results.COLUMNS` (the swept paths after ``arch``): identity (``point``, ``key``,
 ``workload``, ``arch``, one column per swept path, ``params``), outcome (``status`` ``ok`` /
 ``invalid`` / ``error`` and its ``reason``) and the metrics of :mod:`sim.metrics` (missing unless
-``ok``). Every row is a pure function of the base design, its overrides and the workload, so the
+``ok``; a swept path that is also a metric, ``clock_hz``, is one column, among the swept ones). Every
+row is a pure function of the base design, its overrides and the workload, so the
 frame is the same whichever executor ran it (:mod:`sim.sweep.executors`).
 
 With ``out``, finished rows are appended to the journal next to it (``OUT.partial.jsonl``) as
@@ -102,12 +103,14 @@ class _Tasks:
         return [tasks[i:i + size] for i in range(0, len(tasks), size)]
 
     def frame(self, results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+        metrics = [m for m in METRICS if m not in self.space.paths]  # a swept clock_hz is one column
         rows = []
         for key, identity in self.identity.items():
             outcome = results[key]
             rows.append({**identity, "status": outcome["status"], "reason": outcome["reason"],
-                         **{m: outcome[m] for m in METRICS}})
-        frame = typed(pd.DataFrame(rows, columns=[*COLUMNS[:4], *self.space.paths, *COLUMNS[4:]]))
+                         **{m: outcome[m] for m in metrics}})
+        columns = [*COLUMNS[:4], *self.space.paths, *(c for c in COLUMNS[4:] if c not in self.space.paths)]
+        frame = typed(pd.DataFrame(rows, columns=columns))
         return frame.sort_values(["point", "workload"], kind="stable").reset_index(drop=True)
 
     def describe_foreign(self, rows: Sequence[Mapping[str, Any]]) -> str:
