@@ -102,6 +102,7 @@ def uninterrupted(spec_file) -> pd.DataFrame:
     return run_sweep(spec.space, spec.workloads, max_workers=1)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize(("signals", "code"), [
     ((signal.SIGKILL,), -signal.SIGKILL),
