@@ -1,8 +1,9 @@
 """The ``accel report`` command: the HTML report of a sweep's results file (Parquet or CSV).
 
-Registered by :mod:`accel.cli` through :func:`register`. A missing, unreadable or unusable file (no
-rows, no ``ok`` row, an objective that is not a column) raises :class:`reports.pareto.ReportError`
-naming the file, which the CLI prints as one line ``accel: error: ...`` with exit status 2.
+Registered by :mod:`accel.cli` through :func:`register`. A missing or unreadable file raises
+:class:`sim.sweep.SweepError` (from :func:`sim.sweep.read_results`), an unusable one (no rows, no
+``ok`` row, an objective that is not a column) :class:`reports.pareto.ReportError`, each naming the
+file, which the CLI prints as one line ``accel: error: ...`` with exit status 2.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ def register(subparsers: Any) -> None:
 def _report(args: argparse.Namespace) -> int:
     from reports.html import check_results, write_html_report
     from reports.pareto import ReportError
+    from sim.sweep import read_results
 
     path: Path = args.results
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
-    frame = read_results(path)
+    frame = read_results(path)  # a bad file fails here, naming it
     try:
         check_results(frame, objectives)
     except ReportError as exc:
@@ -63,30 +65,3 @@ def _report(args: argparse.Namespace) -> int:
                               rebuild=rebuild)
     print(index)
     return 0
-
-
-def read_results(path: Path) -> Any:
-    """A sweep's results as a DataFrame, from ``.parquet`` or ``.csv``; errors name the file."""
-    import pandas as pd
-
-    from reports.pareto import ReportError
-
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise ReportError(f"{path}: results must be a .parquet or .csv file, not {suffix or 'a file without suffix'}")
-    if not path.is_file():
-        raise ReportError(f"{path}: no such file")
-    try:
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except ImportError as exc:
-        raise ReportError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow): {_line(exc)}") from None
-    except Exception as exc:  # noqa: BLE001 - pandas and pyarrow raise many types for a garbled file
-        kind = "Parquet" if suffix == ".parquet" else "CSV"
-        raise ReportError(f"{path}: cannot be read as {kind}: {_line(exc)}") from None
-
-
-def _line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

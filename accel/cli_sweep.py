@@ -7,6 +7,7 @@ Registered by :mod:`accel.cli` through :func:`register`. Spec problems raise
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,15 +70,14 @@ def register(subparsers: Any) -> None:
 
 
 def _default_out() -> Path:
-    from sim.sweep import _has_pyarrow
+    from sim.sweep.results import default_suffix
 
-    return Path("sweep.parquet" if _has_pyarrow() else "sweep.csv")
+    return Path("sweep" + default_suffix())
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from accel.errors import ConfigError
-    from sim.sweep import sweep
-    from sim.sweep_space import default_spec_path, load_spec
+    from sim.sweep import SweepInterrupted, default_spec_path, load_spec, run_sweep
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be a positive integer, not {args.workers}")
@@ -102,14 +102,17 @@ def _sweep(args: argparse.Namespace) -> int:
         counts["done"] = done
 
     try:
-        frame = sweep(spec.space, spec.workloads, objectives=spec.objectives, executor=args.dask,
+        frame = run_sweep(spec.space, spec.workloads, objectives=spec.objectives, executor=args.dask,
                       max_workers=args.workers, out=out, resume=args.resume, progress=progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (SweepInterrupted says which)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting: a second Ctrl-C must not break the clean exit
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if bar is not None:
             bar.close()
+        signum = exc.signum if isinstance(exc, SweepInterrupted) else 2
         print(f"accel: interrupted; finished rows are kept, run again with --resume to continue {out}",
               file=sys.stderr)
-        return 130
+        return 128 + signum
     finally:
         if bar is not None:
             bar.close()

@@ -1,7 +1,7 @@
 """Sweep speed: design points per second for ResNet-18 on the Gemmini-like preset, caches warm.
 
 Sweeps 24 design points (DRAM bandwidth x scratchpad size x dataflow around ``gemmini``) of ResNet-18
-with :func:`sim.sweep.sweep` on: this process (``max_workers=1``), a local pool of 1 and of 2 processes,
+with :func:`sim.sweep.run_sweep` on: this process (``max_workers=1``), a local pool of 1 and of 2 processes,
 and a 2-worker Dask ``LocalCluster``. Each executor first runs a warm-up sweep of other points (imports,
 the energy table, the workload graph cached in every worker), then the timed one. Prints a table and
 writes JSON (``--json``, default ``benchmarks/results/sweep_speed.json``). The target is 5 points per
@@ -26,8 +26,7 @@ from pathlib import Path
 import mapper
 import sim
 from accel import config
-from sim.sweep import sweep
-from sim.sweep_space import Space
+from sim.sweep import Space, run_sweep
 
 WORKLOAD = "resnet18"
 TIMED = Space(base="gemmini", params={"dram.bandwidth_bytes_per_cycle": [8.0, 12.0, 16.0, 24.0, 32.0, 48.0],
@@ -37,9 +36,9 @@ WARMUP = Space(base="gemmini", params={"dram.bandwidth_bytes_per_cycle": [10.0, 
 
 
 def _timed(executor: object, max_workers: int | None) -> dict[str, float]:
-    sweep(WARMUP, [WORKLOAD], executor=executor, max_workers=max_workers)
+    run_sweep(WARMUP, [WORKLOAD], executor=executor, max_workers=max_workers)
     t0 = time.perf_counter()
-    frame = sweep(TIMED, [WORKLOAD], executor=executor, max_workers=max_workers)
+    frame = run_sweep(TIMED, [WORKLOAD], executor=executor, max_workers=max_workers)
     wall = time.perf_counter() - t0
     assert (frame["status"] == "ok").all(), frame["reason"].unique()
     return {"points": len(frame), "wall_s": wall, "points_per_s": len(frame) / wall}

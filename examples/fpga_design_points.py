@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from accel.resources import DEVICES, FpgaFamily, estimate
-from sim.sweep import Space, sweep
+from sim.sweep import Space, run_sweep
 
 SIZES = [2, 3, 4, 6, 8]
 # batch 16 of 40 MFCC x 10 frames in, three hidden layers, 12 keywords out (M = batch, N = outputs, K = inputs)
@@ -42,7 +42,7 @@ def main() -> None:
         topology = Path(tmp) / "kws_mlp.csv"
         topology.write_text(MLP)
         space = Space(base="fpga-small", zip=[{"array.size": sizes, "clock_hz": clocks}], fpga_family=args.family)
-        frame = sweep(space, [str(topology)], max_workers=1)
+        frame = run_sweep(space, [str(topology)], max_workers=1)
     table = frame[["array.size", "luts", "flip_flops", "dsp", "fmax_mhz", "total_cycles", "latency_s",
                    "energy_j"]].copy()
     table["inferences_per_s"] = 1 / table["latency_s"]

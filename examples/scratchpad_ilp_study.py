@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from sim.sweep import Space, sweep
+from sim.sweep import Space, run_sweep
 
 SIZES = ["64 KiB", "256 KiB", "1 MiB"]
 ALLOCATORS = ["none", "greedy", "ilp"]
@@ -25,7 +25,7 @@ ALLOCATORS = ["none", "greedy", "ilp"]
 def study(workload: str = "bert_base_layer"):  # noqa: ANN201 - a pandas DataFrame
     space = Space(base="gemmini", params={"scratchpad.size_bytes": SIZES, "mapper.allocator": ALLOCATORS,
                                           "mapper.time_limit_s": [5.0]})
-    frame = sweep(space, [workload])
+    frame = run_sweep(space, [workload])
     table = frame[["scratchpad.size_bytes", "mapper.allocator", "status", "dram_bytes", "latency_s",
                    "energy_j"]].copy()
     none = table[table["mapper.allocator"] == "none"].set_index("scratchpad.size_bytes")

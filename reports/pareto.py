@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from accel.errors import AccelError
-from sim.sweep import MAXIMIZED
+from sim.metrics import MAXIMIZED
 
 __all__ = ["HIGHER_IS_BETTER", "ReportError", "best_points", "directions", "knee_point", "ok_rows",
            "pareto_front", "sensitivity", "swept_params"]

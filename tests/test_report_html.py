@@ -346,11 +346,11 @@ def test_cli_errors_name_the_file_or_column(sweep, tmp_path, capsys):
 
 
 def test_report_drills_into_a_sweep_whose_base_was_a_toml_file(tmp_path, shared_data):
-    from sim.sweep import Space, sweep, write_results
+    from sim.sweep import Space, run_sweep, write_results
 
     design = tmp_path / "mine.toml"
     design.write_text(config.dumps(config.load("fpga-small")).replace('name = "fpga-small"', 'name = "mine"'))
-    frame = sweep(Space(base=str(design), params={"array.size": [2, 4]}),
+    frame = run_sweep(Space(base=str(design), params={"array.size": [2, 4]}),
                   [str(shared_data / "scalesim" / "alexnet.csv")], max_workers=1)
     results = tmp_path / "r.csv"
     write_results(frame, results)

@@ -15,8 +15,17 @@ import pandas as pd
 import pytest
 
 from accel.errors import ConfigError
-from sim.sweep import COLUMNS, METRICS, SweepError, materialize, read_results, sweep, write_results
-from sim.sweep_space import Space, load_spec
+from sim.sweep import (
+    COLUMNS,
+    METRICS,
+    Space,
+    SweepError,
+    load_spec,
+    materialize,
+    read_results,
+    run_sweep,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +96,7 @@ def test_lhs_covers_every_value_evenly_and_samples_are_seeded():
 def test_invalid_points_are_kept_with_their_reason():
     space = Space(base="sparse-nm", params={"array.rows": [3, 8], "scratchpad.size_bytes": [0, "128 KiB"],
                                             "workload.nm": ["2:4"]})
-    frame = sweep(space, ["bert_base_layer"], max_workers=1)
+    frame = run_sweep(space, ["bert_base_layer"], max_workers=1)
     assert list(frame.columns) == [*COLUMNS[:4], "array.rows", "scratchpad.size_bytes", "workload.nm",
                                    *COLUMNS[4:]]
     assert list(frame["status"]) == ["invalid", "invalid", "invalid", "ok"]
@@ -111,14 +120,14 @@ SMALL = Space(base="gemmini", params={"array.size": [8, 16], "array.dataflows": 
 @pytest.mark.slow
 def test_serial_processes_and_dask_give_identical_frames():
     distributed = pytest.importorskip("distributed")
-    serial = sweep(SMALL, ["bert_base_layer"], max_workers=1)
+    serial = run_sweep(SMALL, ["bert_base_layer"], max_workers=1)
     assert set(serial["status"]) == {"ok", "invalid"}
-    local = sweep(SMALL, ["bert_base_layer"], max_workers=2)
+    local = run_sweep(SMALL, ["bert_base_layer"], max_workers=2)
     pd.testing.assert_frame_equal(_sorted(serial), _sorted(local))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) \
             as cluster, distributed.Client(cluster) as client:
-        dask = sweep(SMALL, ["bert_base_layer"], executor=client)
-        by_address = sweep(SMALL, ["bert_base_layer"], executor=cluster.scheduler_address)
+        dask = run_sweep(SMALL, ["bert_base_layer"], executor=client)
+        by_address = run_sweep(SMALL, ["bert_base_layer"], executor=cluster.scheduler_address)
     pd.testing.assert_frame_equal(_sorted(serial), _sorted(dask))
     pd.testing.assert_frame_equal(_sorted(serial), _sorted(by_address))
 
@@ -129,7 +138,7 @@ def test_results_round_trip_through_parquet_and_csv(tmp_path, suffix):
         pytest.importorskip("pyarrow")
     space = Space(base="sparse-nm", params={"array.rows": [3, 16], "array.sparsity": [[], ["2:4"]],
                                             "dram.bandwidth_bytes_per_cycle": [12.5]})
-    frame = sweep(space, ["bert_base_layer"], max_workers=1)
+    frame = run_sweep(space, ["bert_base_layer"], max_workers=1)
     assert list(frame["array.sparsity"]) == ["", "2:4", "", "2:4"]
     path = write_results(frame, tmp_path / f"r{suffix}")
     pd.testing.assert_frame_equal(read_results(path), frame)
@@ -179,7 +188,7 @@ def test_resume_after_sigkill_recomputes_nothing_that_finished(tmp_path):
     assert re.match(rf"computed {24 - finished} of 24 rows \({finished} reused\); 24 ok; wrote ", resumed.stdout)
     assert not journal.exists()
 
-    uninterrupted = sweep(load_spec(spec).space, ["bert_base_layer"], max_workers=1)
+    uninterrupted = run_sweep(load_spec(spec).space, ["bert_base_layer"], max_workers=1)
     pd.testing.assert_frame_equal(read_results(out), uninterrupted)
 
     noop = _accel("sweep", str(spec), "--out", str(out), "--resume")
@@ -190,12 +199,12 @@ def test_resume_after_sigkill_recomputes_nothing_that_finished(tmp_path):
 def test_library_refuses_to_overwrite_and_resume_of_finished_sweep_is_a_no_op(tmp_path):
     space = Space(base="gemmini", params={"array.size": [16], "mapper.allocator": ["none", "bogus"]})
     out = tmp_path / "r.csv"
-    first = sweep(space, ["bert_base_layer"], max_workers=1, out=out)
+    first = run_sweep(space, ["bert_base_layer"], max_workers=1, out=out)
     assert first["reason"][1] == "Allocator must be one of none, greedy, firstfit, ilp, not 'bogus'"
     with pytest.raises(SweepError, match=r"r\.csv exists; pass --resume"):
-        sweep(space, ["bert_base_layer"], max_workers=1, out=out)
+        run_sweep(space, ["bert_base_layer"], max_workers=1, out=out)
     calls = []
-    again = sweep(space, ["bert_base_layer"], max_workers=1, out=out, resume=True,
+    again = run_sweep(space, ["bert_base_layer"], max_workers=1, out=out, resume=True,
                   progress=lambda done, total: calls.append((done, total)))
     assert calls == [(2, 2)]
     pd.testing.assert_frame_equal(again, first)

@@ -1,4 +1,4 @@
-"""Design spaces for :func:`sim.sweep.sweep`: which parameters vary, over which values, in what order.
+"""Design spaces for :func:`sim.sweep.run_sweep`: which parameters vary, over which values, in what order.
 
 A parameter is a dotted path into the TOML layout of :mod:`accel.config` (``array.rows``,
 ``scratchpad.size_bytes``, ``dram.bandwidth_bytes_per_cycle``, ``clock_hz``, ``energy.vector_op_pj``),
@@ -11,8 +11,11 @@ A :class:`Space` has *axes*: each entry of ``params`` is one axis (its values in
 forming one setting, e.g. ``{"array.rows": [8, 16], "array.cols": [32, 16]}``). The space is the
 product of its axes, enumerated row-major in declaration order (``params`` first, then the zip
 groups), or, with ``sample="random"`` or ``"lhs"``, ``samples`` points drawn from that product with
-a seeded generator: ``random`` draws distinct points uniformly; ``lhs`` is a Latin hypercube over the
-axes' value indices (every value of every axis drawn about equally often), duplicates removed.
+a seeded generator (``seed`` a non-negative integer): ``random`` draws distinct points uniformly;
+``lhs`` is a Latin hypercube over the axes' value indices (every value of every axis drawn about
+equally often), where a point drawn twice (axes with fewer values than ``samples``) is replaced by a
+distinct point drawn uniformly from the rest. Either way there are exactly ``samples`` distinct
+points; asking for more than the product holds is an error.
 
 Values are checked and written in one canonical form when the space is built (sizes as integer
 bytes, dataflows and N:M patterns as lowercase strings), so ``"128 KiB"`` and ``131072`` are the
@@ -27,24 +30,20 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from accel import config
 from accel.config import parse_size
 from accel.energy import EnergyTable
 from accel.errors import ConfigError
 from accel.formats import NumberFormat
 from accel.hardware import DMA, DRAM, Dataflow, Memory, Sparsity, SystolicArray, VectorUnit
 from mapper.options import MapOptions
-from workloads import zoo
 
-__all__ = ["SAMPLES", "Space", "SweepSpec", "default_spec_path", "load_spec", "param_column_value", "parameter_paths"]
+__all__ = ["SAMPLES", "Space", "param_column_value", "parameter_paths"]
 
 SAMPLES = ("product", "random", "lhs")
 
@@ -197,11 +196,14 @@ class Space:
                                          or self.samples < 1):
             raise ConfigError(f"samples must be a positive integer with sample = {self.sample!r}, "
                               f"not {self.samples!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, not {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, not {self.seed!r}")
         if self.fpga_family not in ("ecp5", "ice40"):
             raise ConfigError(f"fpga_family must be 'ecp5' or 'ice40', not {self.fpga_family!r}")
         object.__setattr__(self, "_axes", tuple(axes))
+        if self.sample != "product" and self.samples > self.size:
+            raise ConfigError(f"samples must be at most the {self.size} points of the space (sample = 'product' "
+                              f"runs them all), not {self.samples}")
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -220,10 +222,7 @@ class Space:
             indices: list[tuple[int, ...]] = list(itertools.product(*(range(n) for n in lengths)))
         elif self.sample == "random":
             rng = np.random.default_rng(self.seed)
-            total = self.size
-            flat = rng.choice(total, size=min(self.samples, total), replace=False) if total < 2**62 else \
-                rng.integers(0, 2**62, size=self.samples)
-            indices = [tuple(int(i) for i in np.unravel_index(int(f), lengths)) for f in flat]
+            indices = _draw_distinct(rng, lengths, self.samples, set())
         else:
             rng = np.random.default_rng(self.seed)
             n = self.samples
@@ -232,6 +231,8 @@ class Space:
                 strata = (rng.permutation(n) + rng.random(n)) / n  # one draw in each of n strata of [0, 1)
                 columns.append(np.minimum((strata * length).astype(int), length - 1))
             indices = list(dict.fromkeys(tuple(int(c[i]) for c in columns) for i in range(n)))
+            if len(indices) < n:  # repeats: replaced by distinct points, so that there are n of them
+                indices += _draw_distinct(rng, lengths, n - len(indices), set(indices))
         points = []
         for index in indices:
             point: dict[str, Any] = {}
@@ -241,115 +242,23 @@ class Space:
         return points
 
 
-@dataclass(frozen=True)
-class SweepSpec:
-    """What a spec file asks for: a space, the workloads and the objectives a report trades off."""
-
-    space: Space
-    workloads: tuple[str, ...]
-    objectives: tuple[str, ...] = ("latency_s", "energy_j")
-    source: str = "<spec>"
-
-
-_SWEEP_KEYS = ("base", "workloads", "objectives", "sample", "samples", "seed", "fpga_family")
-
-
-def default_spec_path() -> Path:
-    """The built-in spec ``accel sweep`` runs without a file (``sim/sweeps/default.toml``)."""
-    return Path(__file__).with_name("sweeps") / "default.toml"
-
-
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"array": {"rows": [..]}}`` and ``{"array.rows": [..]}`` both as ``{"array.rows": [..]}``."""
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, path + "."))
-        else:
-            flat[path] = value
-    return flat
-
-
-def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
-    """Read a sweep spec (TOML); ``overrides`` replace keys of its ``[sweep]`` table (e.g. ``samples=``).
-
-    Layout::
-
-        [sweep]
-        base = "sparse-nm"                      # preset name or TOML path (relative to this file)
-        workloads = ["resnet18", "bert_base_layer"]   # zoo names or .onnx/.csv paths
-        objectives = ["latency_s", "energy_j"]  # optional; metric columns to trade off
-        sample = "product"                      # or "random" / "lhs" with samples = N, seed = S
-        fpga_family = "ecp5"                    # family of the LUT/DSP/Fmax estimate
-
-        [params]                                # one axis per key: the product of all axes
-        "array.size" = [8, 16, 32]              # tied: rows = cols
-        "array.dataflows" = [["ws"], ["os"]]
-        "scratchpad.size_bytes" = ["128 KiB", "512 KiB"]
-        "workload.nm" = ["dense", "2:4"]
-
-        [[zip]]                                 # optional: paths that move together, one axis
-        "dram.bandwidth_bytes_per_cycle" = [8.0, 16.0]
-        "dma.bandwidth_bytes_per_cycle" = [8.0, 16.0]
-
-    Every problem raises :class:`ConfigError` naming the file and the key.
-    """
-    path = Path(path)
-    source = str(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot be read ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
-    for key in data:
-        if key not in ("sweep", "params", "zip"):
-            raise ConfigError(f"{source}: unknown table {key} (expected [sweep], [params], [[zip]])")
-    settings = dict(data.get("sweep", {}))
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    for key in settings:
-        if key not in _SWEEP_KEYS:
-            raise ConfigError(f"{source}: unknown key sweep.{key} (expected one of {', '.join(_SWEEP_KEYS)})")
-    if "workloads" not in settings:
-        raise ConfigError(f"{source}: sweep.workloads is missing (a list of zoo names or .onnx/.csv files)")
-    base = settings.get("base", "gemmini")
-    if isinstance(base, str) and base.endswith(".toml"):
-        base = str(path.parent / base)
-    try:
-        base_arch = config.load(base) if isinstance(base, str) else None
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: sweep.base: {exc}") from None
-    if base_arch is None:
-        raise ConfigError(f"{source}: sweep.base must be a preset name or a TOML path, not {base!r}")
-    names = settings["workloads"]
-    if not isinstance(names, list) or not names:
-        raise ConfigError(f"{source}: sweep.workloads must be a non-empty list, not {names!r}")
-    zoo_names = set(zoo.names())
-    resolved = []
-    for name in names:
-        if isinstance(name, str) and name in zoo_names:
-            resolved.append(name)
-        elif isinstance(name, str) and (path.parent / name).is_file():
-            resolved.append(str(path.parent / name))
-        else:
-            raise ConfigError(f"{source}: sweep.workloads: unknown workload {name!r} (a zoo model such as "
-                              f"resnet18, or an existing .onnx/.csv file)")
-    objectives = settings.get("objectives", ["latency_s", "energy_j"])
-    from sim.sweep import METRICS  # not at the top: sim.sweep imports this module
-
-    if not isinstance(objectives, list) or not objectives or not all(o in METRICS for o in objectives):
-        raise ConfigError(f"{source}: sweep.objectives must list metric columns ({', '.join(METRICS)}), "
-                          f"not {objectives!r}")
-    zips = data.get("zip", [])
-    if not isinstance(zips, list):
-        raise ConfigError(f"{source}: zip must be an array of tables [[zip]], not {zips!r}")
-    try:
-        space = Space(base=base_arch, params=_flatten(data.get("params", {})),
-                      zip=[_flatten(z) if isinstance(z, dict) else z for z in zips],
-                      sample=settings.get("sample", "product"), samples=settings.get("samples"),
-                      seed=settings.get("seed", 0), fpga_family=settings.get("fpga_family", "ecp5"))
-    except ConfigError as exc:
-        section = "sweep." if str(exc).split()[0] in _SWEEP_KEYS else ""
-        raise ConfigError(f"{source}: {section}{exc}") from None
-    return SweepSpec(space, tuple(resolved), tuple(objectives), source)
+def _draw_distinct(rng: np.random.Generator, lengths: Sequence[int], count: int,
+                   taken: set[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """``count`` distinct value-index tuples, none in ``taken``, drawn uniformly (``count`` fits: checked)."""
+    total = int(np.prod(lengths, dtype=object))
+    if not taken and total < 2**62:
+        flat = rng.choice(total, size=count, replace=False)
+        return [tuple(int(i) for i in np.unravel_index(int(f), lengths)) for f in flat]
+    if total <= 2**20:
+        used = [int(np.ravel_multi_index(t, lengths)) for t in taken]
+        free = np.setdiff1d(np.arange(total), np.asarray(used, dtype=np.int64))
+        flat = rng.choice(free, size=count, replace=False)
+        return [tuple(int(i) for i in np.unravel_index(int(f), lengths)) for f in flat]
+    drawn: list[tuple[int, ...]] = []
+    seen = set(taken)
+    while len(drawn) < count:  # a huge space: collisions are rare, draw again on one
+        index = tuple(int(rng.integers(n)) for n in lengths)
+        if index not in seen:
+            seen.add(index)
+            drawn.append(index)
+    return drawn
