@@ -28,8 +28,9 @@ def register(subparsers: Any) -> None:
         epilog="e.g. accel report sweep.parquet --out reports/sweep --objectives latency_s,energy_j")
     report.add_argument("results", type=Path, metavar="RESULTS", help="the sweep's results, .parquet or .csv")
     report.add_argument("--out", type=Path, required=True, help="folder to write index.html into")
-    report.add_argument("--objectives", default="latency_s,energy_j", metavar="A,B[,C]",
-                        help="two or three metric columns, comma-separated (default: latency_s,energy_j)")
+    report.add_argument("--objectives", default=None, metavar="A,B[,C]",
+                        help="two or three metric columns, comma-separated (default: the sweep's own objectives, "
+                             "which a Parquet file records, else latency_s,energy_j)")
     report.add_argument("--drill-down", type=non_negative_int, default=3, metavar="N",
                         help="how many points to map and simulate again in detail (default 3; 0: none)")
     report.add_argument("--title", default=None, help="the page title (default: from the designs and workloads)")
@@ -45,8 +46,11 @@ def _report(args: argparse.Namespace) -> int:
     from sim.sweep import read_results
 
     path: Path = args.results
-    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     frame = read_results(path)  # a bad file fails here, naming it
+    if args.objectives is not None:
+        objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    else:
+        objectives = list(frame.attrs.get("objectives") or ("latency_s", "energy_j"))
     try:
         check_results(frame, objectives)
     except ReportError as exc:

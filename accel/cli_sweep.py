@@ -29,6 +29,7 @@ A spec is a TOML file:
   objectives = ["latency_s", "energy_j"]  # optional: metric columns a report trades off
   sample = "product"                      # or "random" / "lhs", with samples = N and seed = S
   fpga_family = "ecp5"                    # family of the LUT/DSP/Fmax estimate (or "ice40")
+  fpga_device = "45k"                     # optional constraint: points whose tile does not fit are invalid
 
   [params]                                # each key is one axis; the space is their product
   "array.size" = [8, 16, 32]              # tied parameter: rows = cols

@@ -51,6 +51,7 @@ METRIC_TABLE: tuple[Metric, ...] = (
     Metric("dsp", "FPGA DSP blocks of the array", integer=True),
     Metric("bram", "FPGA block RAMs of the array", integer=True),
     Metric("fmax_mhz", "the array's predicted Fmax on the FPGA family", maximize=True),
+    Metric("area_mm2", "silicon area of the design at 45 nm (accel.area: PEs, SRAMs, vector unit, DMA, control)"),
 )
 """Every metric column, in column order."""
 
@@ -74,6 +75,7 @@ def metric_dtype(name: str) -> str:
 def metric_row(arch: Accelerator, summary: Mapping[str, Any], family: str) -> dict[str, int | float]:
     """Every metric of one ``ok`` row: from ``arch``, the run's ``summary`` (:meth:`sim.Result.summary`)
     and the FPGA resource estimate of ``arch``'s array on ``family`` (NaN where the model has no data)."""
+    from accel.area import area_mm2
     from accel.errors import ConfigError
     from accel.resources import estimate_array
 
@@ -85,6 +87,7 @@ def metric_row(arch: Accelerator, summary: Mapping[str, Any], family: str) -> di
         "energy_j": energy, "average_power_w": float(summary["average_power_w"]), "edp_js": energy * latency,
         "dram_bytes": int(summary["dram_bytes"]), "array_utilization": float(summary["array_utilization"]),
         "peak_macs_per_cycle": int(arch.peak_macs_per_cycle), "clock_hz": float(arch.clock_hz),
+        "area_mm2": area_mm2(arch).total_mm2,
     }
     try:
         fpga = estimate_array(arch.array, family=family)

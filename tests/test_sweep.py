@@ -233,3 +233,20 @@ def test_help_explains_the_spec_format():
     proc = _accel("sweep", "--help")
     assert proc.returncode == 0
     assert '"array.size" = [8, 16, 32]' in proc.stdout and "[[zip]]" in proc.stdout and "--resume" in proc.stdout
+
+
+def test_every_row_has_the_designs_area_and_an_fpga_device_is_a_constraint(tmp_path):
+    from accel.area import area_mm2
+    from sim.sweep import Space, materialize, run_sweep
+
+    topology = tmp_path / "fc.csv"
+    topology.write_text("Layer, M, N, K,\nfc1, 32, 32, 32,\n")
+    space = Space(base="fpga-small", params={"array.size": [2, 8]}, fpga_family="ecp5", fpga_device="25k")
+    frame = run_sweep(space, [str(topology)], max_workers=1)
+    small, large = frame.iloc[0], frame.iloc[1]
+    assert small["status"] == "ok"
+    assert small["area_mm2"] == pytest.approx(area_mm2(materialize(small, "fpga-small", workload=str(topology))[0])
+                                              .total_mm2)
+    assert large["status"] == "invalid"  # kept, never dropped
+    assert large["reason"].startswith("the 8x8 ws tile does not fit the ecp5 25k: it needs ") and "DSPs" in \
+        large["reason"]

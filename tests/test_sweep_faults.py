@@ -228,7 +228,8 @@ def test_resume_with_an_edited_spec_refuses_to_drop_rows_and_says_what_changed(t
     other = Space(base="fpga-small", params={"array.size": [2], "dram.bandwidth_bytes_per_cycle": [4.0]})
     with pytest.raises(SweepError, match=r"\(dram\.bandwidth_bytes_per_cycle is newly swept\)"):
         run_sweep(other, workload, max_workers=1, out=out, resume=True)
-    with pytest.raises(SweepError, match=r"\(the base design, its fpga_family or the sample of points differs\)"):
+    with pytest.raises(SweepError,
+                       match=r"\(the base design, its fpga_family or fpga_device, or the sample of points differs\)"):
         run_sweep(Space(base="gemmini", params={"array.size": [2]}), workload, max_workers=1, out=out, resume=True)
 
     calls = []

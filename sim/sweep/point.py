@@ -76,10 +76,13 @@ def _reason(exc: BaseException) -> str:
     return "; ".join(lines) or type(exc).__name__
 
 
-def _run_point(base: dict[str, Any], family: str, params: dict[str, Any], workload: str) -> dict[str, Any]:
+def _run_point(base: dict[str, Any], family: str, params: dict[str, Any], workload: str,
+               device: str | None = None) -> dict[str, Any]:
     design, options, nm = _split(base, params)
     try:
         arch = config.from_dict(design, source="design")
+        if device is not None:
+            _check_fit(arch, family, device)
         graph, map_options = _graph(workload, nm), MapOptions(**options)
         summary = simulate(mapper.map_graph(graph, arch, map_options)).summary()
         return {"status": "ok", "reason": "", **metric_row(arch, summary, family)}
@@ -91,12 +94,26 @@ def _run_point(base: dict[str, Any], family: str, params: dict[str, Any], worklo
                 **dict.fromkeys(METRICS, math.nan)}
 
 
-def run_chunk(base_json: str, family: str, tasks: list[Task]) -> list[dict[str, Any]]:
+def _check_fit(arch: Accelerator, family: str, device: str) -> None:
+    """Raise :class:`ConfigError` saying what overflows when ``arch``'s tile does not fit ``device``."""
+    from accel.resources import device as find_device
+    from accel.resources import estimate_array
+
+    chosen = find_device(family, device)
+    for flow in arch.array.dataflows:
+        problems = estimate_array(arch.array, family=family, dataflow=flow).fit_problems(chosen)
+        if problems:
+            raise ConfigError(f"the {arch.array.rows}x{arch.array.cols} {flow.value} tile does not fit the "
+                              f"{family} {device}: it needs {', '.join(problems)}")
+
+
+def run_chunk(base_json: str, family: str, tasks: list[Task], *, device: str | None = None) -> list[dict[str, Any]]:
     """The rows of ``tasks`` on the base design ``base_json`` (canonical JSON of its TOML form): each
-    ``{"point", "key", "workload", "params", "status", "reason", *metrics}``, JSON-ready."""
+    ``{"point", "key", "workload", "params", "status", "reason", *metrics}``, JSON-ready. With
+    ``device``, a point whose tile does not fit that FPGA device is ``invalid``."""
     base = _base_dict(base_json)
     return [{"point": point, "key": key, "workload": workload, "params": params_json,
-             **_run_point(base, family, json.loads(params_json), workload)}
+             **_run_point(base, family, json.loads(params_json), workload, device)}
             for point, key, params_json, workload in tasks]
 
 

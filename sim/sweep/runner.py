@@ -89,8 +89,10 @@ class _Tasks:
         for point, params in enumerate(self.points):
             params_json = _canonical(params)
             for workload in self.workloads:
-                key = hashlib.sha1(_canonical({"base": base, "fpga_family": space.fpga_family, "params": params,
-                                               "workload": workload}).encode()).hexdigest()
+                identity = {"base": base, "fpga_family": space.fpga_family, "params": params, "workload": workload}
+                if space.fpga_device is not None:  # absent otherwise: unconstrained sweeps keep their keys
+                    identity["fpga_device"] = space.fpga_device
+                key = hashlib.sha1(_canonical(identity).encode()).hexdigest()
                 self.identity[key] = {"point": point, "key": key, "workload": workload, "arch": self.arch.name,
                                       **{p: param_column_value(params[p]) for p in space.paths},
                                       "params": params_json}
@@ -138,7 +140,7 @@ class _Tasks:
         added = [p for p in self.space.paths if old_params and all(p not in params for params in old_params)]
         changes.extend(f"{p} is newly swept" for p in added)
         if not changes:
-            changes.append("the base design, its fpga_family or the sample of points differs")
+            changes.append("the base design, its fpga_family or fpga_device, or the sample of points differs")
         return "; ".join(changes)
 
 
@@ -186,7 +188,7 @@ def run_sweep(space: Space, workloads: Sequence[str], *, objectives: Sequence[st
         if progress is not None:
             progress(total - len(pending), total)
         if pending:
-            work = functools.partial(run_chunk, tasks.base_json, space.fpga_family)
+            work = functools.partial(run_chunk, tasks.base_json, space.fpga_family, device=space.fpga_device)
             chunks = tasks.chunks(pending, executors.workers_of(runner, max_workers))
             with contextlib.closing(executors.execute(work, chunks, runner, max_workers)) as batches:
                 for rows in batches:

@@ -148,7 +148,9 @@ class Space:
 
     ``params`` maps each swept path to its values; ``zip`` is a sequence of groups of paths whose
     values move together. ``sample``, ``samples`` and ``seed`` choose product enumeration or a seeded
-    sample; ``fpga_family`` is the family of the resource estimate (``ecp5`` or ``ice40``).
+    sample; ``fpga_family`` is the family of the resource estimate (``ecp5`` or ``ice40``);
+    ``fpga_device`` (a device of that family, e.g. ``"25k"``, or ``None``) is a constraint: a point
+    whose systolic tile does not fit it is an ``invalid`` row saying what overflows.
     """
 
     base: Any = "gemmini"
@@ -158,6 +160,7 @@ class Space:
     samples: int | None = None
     seed: int = 0
     fpga_family: str = "ecp5"
+    fpga_device: str | None = None
 
     def __post_init__(self) -> None:
         axes: list[tuple[tuple[str, ...], tuple[tuple[Any, ...], ...]]] = []
@@ -200,6 +203,10 @@ class Space:
             raise ConfigError(f"seed must be a non-negative integer, not {self.seed!r}")
         if self.fpga_family not in ("ecp5", "ice40"):
             raise ConfigError(f"fpga_family must be 'ecp5' or 'ice40', not {self.fpga_family!r}")
+        if self.fpga_device is not None:
+            from accel.resources import device
+
+            device(self.fpga_family, self.fpga_device)  # names the known devices otherwise
         object.__setattr__(self, "_axes", tuple(axes))
         if self.sample != "product" and self.samples > self.size:
             raise ConfigError(f"samples must be at most the {self.size} points of the space (sample = 'product' "

@@ -33,7 +33,7 @@ class SweepSpec:
     source: str = "<spec>"
 
 
-_SWEEP_KEYS = ("base", "workloads", "objectives", "sample", "samples", "seed", "fpga_family")
+_SWEEP_KEYS = ("base", "workloads", "objectives", "sample", "samples", "seed", "fpga_family", "fpga_device")
 
 
 def default_spec_path() -> Path:
@@ -80,6 +80,7 @@ def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
         objectives = ["latency_s", "energy_j"]  # optional; metric columns to trade off
         sample = "product"                      # or "random" / "lhs" with samples = N, seed = S
         fpga_family = "ecp5"                    # family of the LUT/DSP/Fmax estimate
+        fpga_device = "45k"                     # optional: points whose tile does not fit it are invalid
 
         [params]                                # one axis per key: the product of all axes
         "array.size" = [8, 16, 32]              # tied: rows = cols
@@ -142,7 +143,8 @@ def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
         space = Space(base=base_arch, params=_flatten(data.get("params", {})),
                       zip=[_flatten(z) if isinstance(z, dict) else z for z in zips],
                       sample=settings.get("sample", "product"), samples=settings.get("samples"),
-                      seed=settings.get("seed", 0), fpga_family=settings.get("fpga_family", "ecp5"))
+                      seed=settings.get("seed", 0), fpga_family=settings.get("fpga_family", "ecp5"),
+                      fpga_device=settings.get("fpga_device"))
     except ConfigError as exc:
         section = "sweep." if str(exc).split()[0] in _SWEEP_KEYS else ""
         raise ConfigError(f"{source}: {section}{exc}") from None
