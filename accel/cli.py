@@ -16,7 +16,7 @@ from accel import config
 from accel.cli_types import positive_int
 from accel.errors import AccelError, MappingError
 from accel.hardware import Accelerator, Sparsity
-from mapper.lower import Depthwise, LoopOrder
+from mapper.options import Depthwise, LoopOrder
 
 __all__ = ["main"]
 
@@ -244,7 +244,6 @@ def _run(args: argparse.Namespace) -> int:
     import mapper
     import sim
     import workloads
-    from accel.hardware import Dataflow
 
     if args.scalesim_config is not None:
         from accel.scalesim import load_scalesim_config
@@ -264,12 +263,10 @@ def _run(args: argparse.Namespace) -> int:
         if fixed:
             raise MappingError(f"--allocator {args.allocator} searches every layer's mapping; it cannot be combined "
                                f"with {', '.join(fixed)}")
-        plan = mapper.map_graph(graph, arch, mapper.MapOptions(allocator=args.allocator, objective=args.objective))
-    else:
-        plan = mapper.lower(graph, arch, dataflow=Dataflow(args.dataflow) if args.dataflow else None,
-                            loop_order=LoopOrder(args.loop_order) if args.loop_order else default_order,
-                            depthwise=Depthwise(args.depthwise) if args.depthwise else default_depthwise,
-                            objective=args.objective)
+    options = mapper.MapOptions(allocator=args.allocator, objective=args.objective, dataflow=args.dataflow,
+                                loop_order=args.loop_order or default_order,
+                                depthwise=args.depthwise or default_depthwise)
+    plan = mapper.map_graph(graph, arch, options)
     result = sim.simulate(plan)
     summary = result.summary()
     if args.out is not None:
@@ -306,37 +303,15 @@ def _run(args: argparse.Namespace) -> int:
 def _map(args: argparse.Namespace) -> int:
     import mapper
     import workloads
-    from mapper.memory import allocate, problem_from_graph
 
     arch = config.load(args.arch)
     graph = workloads.load(args.workload)
     capacity = config.parse_size(args.scratchpad) if args.scratchpad else None
     options = mapper.MapOptions(allocator=args.allocator, objective=args.objective, scratchpad_bytes=capacity,
                                 time_limit_s=args.time_limit, mip_gap=args.mip_gap)
-    plan = mapper.map_graph(graph, arch, options)
-    problem = plan.problem or problem_from_graph(graph, plan.arch)
-    chosen = plan.allocation or allocate(problem, method="none")
-    results = {m: allocate(problem, method=m) for m in ("none", "firstfit", "greedy") if m != args.allocator}
-    results[args.allocator] = chosen
-    document = {
-        "arch": arch.name, "workload": graph.name, "allocator": args.allocator, "mapping_objective": args.objective,
-        "scratchpad_bytes": plan.arch.scratchpad.size_bytes,
-        "dram_bytes": plan.dram_bytes, "dram_read_bytes": plan.dram_read_bytes,
-        "dram_write_bytes": plan.dram_write_bytes,
-        "compulsory_dram_bytes": problem.compulsory_dram_bytes,
-        "tensor_dram_bytes": chosen.dram_bytes, "non_compulsory_bytes": chosen.non_compulsory_bytes,
-        **{k: chosen.to_dict()[k] for k in ("status", "objective", "bound", "gap", "solve_time_s")},
-        "estimate_cycles": sum(m.estimate_cycles for m in plan.layers),
-        "roofline_cycles": sum(m.roofline_cycles for m in plan.layers),
-        "baselines": {m: {"tensor_dram_bytes": a.dram_bytes, "non_compulsory_bytes": a.non_compulsory_bytes}
-                      for m, a in results.items()},
-        "layers": [{"layer": m.layer, "op": m.op.value, "dataflow": m.dataflow.value if m.dataflow else None,
-                    "loop_order": m.loop_order, "tile": None if m.tile is None else vars(m.tile),
-                    "tiles": m.tiles, "macs": m.macs, "estimate_cycles": m.estimate_cycles,
-                    "roofline_cycles": m.roofline_cycles, "roofline_fraction": m.roofline_fraction,
-                    "working_bytes": (plan.working_bytes or {}).get(m.layer)} for m in plan.layers],
-        "tensors": chosen.to_dict().get("tensors", {}),
-    }
+    mapped = mapper.map_with_baselines(graph, arch, options)
+    plan, problem, chosen, results = mapped.plan, mapped.problem, mapped.allocation, mapped.baselines
+    document = mapped.to_dict()
     if args.out is not None:
         _write_json(args.out, document)
     if args.plot is not None:

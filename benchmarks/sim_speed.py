@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from accel import config
-from mapper import lower
+from mapper import MapOptions, map_graph
 from sim import simulate
 from workloads import zoo
 
@@ -39,7 +39,7 @@ def measure(model: str, preset: str) -> dict[str, object]:
     arch = config.load(preset)
     graph = zoo.build(model)
     t0 = time.perf_counter()
-    plan = lower(graph, arch)
+    plan = map_graph(graph, arch)
     t1 = time.perf_counter()
     result = simulate(plan)
     t2 = time.perf_counter()
@@ -90,7 +90,7 @@ def ours_on_scalesim(layers: int) -> dict[str, object]:
     arch = load_scalesim_config(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "scalesim"
                                 / "scale_32x32_ws.cfg")
     t0 = time.perf_counter()
-    result = simulate(lower(graph, arch, loop_order=LoopOrder.FOLD_OUTER, depthwise=Depthwise.ARRAY))
+    result = simulate(map_graph(graph, arch, MapOptions(loop_order=LoopOrder.FOLD_OUTER, depthwise=Depthwise.ARRAY)))
     wall = time.perf_counter() - t0
     return {"layers": layers, "wall_s": wall, "total_cycles": result.total_cycles,
             "cycles_per_s": result.total_cycles / wall}

@@ -30,7 +30,7 @@ def study(arch_name: str = "sparse-nm", models: tuple[str, ...] = MODELS) -> pd.
         dense_graph = workloads.load(model)
         for pattern in PATTERNS:
             graph = workloads.sparsify(dense_graph, pattern) if pattern else dense_graph
-            summary = sim.simulate(mapper.lower(graph, arch)).summary()
+            summary = sim.simulate(mapper.map_graph(graph, arch)).summary()
             rows.append({"model": model, "pattern": pattern or "dense", "latency_s": summary["latency_s"],
                          "energy_pj": summary["energy_pj"], "dram_bytes": summary["dram_bytes"]})
     table = pd.DataFrame(rows)

@@ -138,7 +138,7 @@ def _check_transfers(plan: Plan, step_of: dict[str, int], roots: dict[str, str],
 
 def _operands(layer: Layer, tensors: object) -> list[str]:
     """The tensors every array compute of ``layer`` needs: its activation and its second operand (a
-    second activation, else its first constant, the weights), as the lowering reads them."""
+    second activation, else its first constant, the weights), as :func:`mapper.decide.operands` reads them."""
     acts = [t for t in layer.inputs if not tensors[t].is_constant]  # type: ignore[index]
     consts = [t for t in layer.inputs if tensors[t].is_constant]  # type: ignore[index]
     return acts[:2] if len(acts) > 1 else acts + consts[:1]

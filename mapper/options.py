@@ -1,38 +1,114 @@
-"""What the mapper is asked to do: the options of :func:`mapper.map_graph`, as one value.
+"""What the mapper is asked to do: every choice of :func:`mapper.map_graph`, as one frozen value.
 
-``allocator`` chooses how activations (and reused weights) are kept in the scratchpad between layers
-(``none``: every layer reads its inputs from DRAM and writes its outputs back, SCALE-Sim style;
-``greedy``, ``firstfit``, ``ilp``: see :mod:`mapper.memory`). ``objective`` is what the per-layer
-mapping search minimises (``latency``, ``energy`` or ``edp``, energy-delay product).
-``scratchpad_bytes`` overrides the design's scratchpad size for the allocation (``None``: the
-design's). ``time_limit_s`` and ``mip_gap`` bound the ILP.
+Each choice is an enum (a :class:`enum.StrEnum`, so ``options.allocator == "ilp"`` holds and sweep
+files may say ``mapper.allocator = "ilp"``); strings are turned into members in ``__post_init__``,
+and a value outside the allowed ones is a :class:`~accel.errors.MappingError` naming the field and
+the values it takes.
+
+``allocator`` (:class:`Allocator`)
+    how activations (and reused weights) are kept in the scratchpad between layers: ``none``, every
+    layer reads its inputs from DRAM and writes its outputs back (SCALE-Sim style); ``greedy``,
+    ``firstfit``, ``ilp``: see :mod:`mapper.memory`.
+``objective`` (:class:`Objective`)
+    what the per-layer mapping search minimises: ``latency`` (cycles, then energy), ``energy``
+    (energy, then cycles) or ``edp`` (energy-delay product).
+``dataflow`` (:class:`~accel.hardware.Dataflow` or ``None``)
+    the dataflow of every array layer; ``None`` searches, per layer, every one the array supports.
+``loop_order`` (:class:`LoopOrder`)
+    ``tile-outer``, ``fold-outer`` (SCALE-Sim's) or ``auto``: per layer the better estimate (see
+    :mod:`mapper.decide`).
+``depthwise`` (:class:`Depthwise`)
+    where depthwise convolutions run: ``array``, ``vector`` unit, or ``auto``: the better estimate.
+``scratchpad_bytes``
+    overrides the design's scratchpad size (``None``: the design's).
+``time_limit_s``, ``mip_gap``
+    bound the ILP.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from enum import Enum, StrEnum
 
 from accel.errors import MappingError
+from accel.hardware import Dataflow
 
-__all__ = ["ALLOCATORS", "OBJECTIVES", "MapOptions"]
+__all__ = ["ALLOCATORS", "OBJECTIVES", "Allocator", "Depthwise", "LoopOrder", "MapOptions", "Objective"]
 
-ALLOCATORS = ("none", "greedy", "firstfit", "ilp")
-OBJECTIVES = ("latency", "energy", "edp")
+
+class Allocator(StrEnum):
+    """How tensors stay in the scratchpad between layers (see :mod:`mapper.memory`)."""
+
+    NONE = "none"
+    GREEDY = "greedy"
+    FIRSTFIT = "firstfit"
+    ILP = "ilp"
+
+
+class Objective(StrEnum):
+    """What the per-layer mapping search minimises."""
+
+    LATENCY = "latency"
+    ENERGY = "energy"
+    EDP = "edp"
+
+
+class LoopOrder(StrEnum):
+    """The loop order of array layers (see :mod:`mapper.decide`)."""
+
+    AUTO = "auto"
+    TILE_OUTER = "tile-outer"
+    FOLD_OUTER = "fold-outer"
+
+
+class Depthwise(StrEnum):
+    """Where depthwise convolutions (one output channel per group) run."""
+
+    AUTO = "auto"  # whichever estimate is better for the objective
+    ARRAY = "array"  # as ``groups`` tiny GEMMs on the systolic array
+    VECTOR = "vector"  # as multiply-accumulates on the vector unit, one per lane per cycle
+
+
+ALLOCATORS = tuple(a.value for a in Allocator)
+OBJECTIVES = tuple(o.value for o in Objective)
+
+#: field -> (its enum, what the error calls it)
+_CHOICES: dict[str, tuple[type[Enum], str]] = {
+    "allocator": (Allocator, "Allocator"),
+    "objective": (Objective, "Mapping objective"),
+    "loop_order": (LoopOrder, "Loop order"),
+    "depthwise": (Depthwise, "Depthwise placement"),
+    "dataflow": (Dataflow, "Dataflow"),
+}
+
+
+def choice(enum: type[Enum], value: object, what: str) -> Enum:
+    """``value`` as a member of ``enum`` (a member or its value), or a :class:`MappingError`."""
+    if isinstance(value, enum):
+        return value
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in enum)  # type: ignore[attr-defined]
+        raise MappingError(f"{what} must be one of {allowed}, not {value!r}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
 class MapOptions:
-    allocator: str = "none"
-    objective: str = "latency"
+    allocator: Allocator = Allocator.NONE
+    objective: Objective = Objective.LATENCY
+    dataflow: Dataflow | None = None
+    loop_order: LoopOrder = LoopOrder.AUTO
+    depthwise: Depthwise = Depthwise.AUTO
     scratchpad_bytes: int | None = None
     time_limit_s: float = 10.0
     mip_gap: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.allocator not in ALLOCATORS:
-            raise MappingError(f"Allocator must be one of {', '.join(ALLOCATORS)}, not {self.allocator!r}")
-        if self.objective not in OBJECTIVES:
-            raise MappingError(f"Mapping objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        for name, (enum, what) in _CHOICES.items():
+            value = getattr(self, name)
+            if value is not None or name != "dataflow":
+                object.__setattr__(self, name, choice(enum, value, what))
         if self.scratchpad_bytes is not None and (not isinstance(self.scratchpad_bytes, int)
                                                   or self.scratchpad_bytes <= 0):
             raise MappingError(f"Scratchpad size must be a positive number of bytes, not {self.scratchpad_bytes!r}")
@@ -40,3 +116,11 @@ class MapOptions:
             raise MappingError(f"ILP time limit must be a positive number of seconds, not {self.time_limit_s!r}")
         if not 0 <= self.mip_gap < 1:
             raise MappingError(f"ILP MIP gap must be in [0, 1), not {self.mip_gap!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: enums as their values."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, Enum) else value
+        return out

@@ -1,38 +1,44 @@
-"""The whole mapper as one call: schedule, per-layer working space, scratchpad allocation, program.
+"""The whole mapper as one call: working space, schedule, allocation, layer decisions, program.
 
-:func:`map_graph` runs the steps in order and returns a :class:`~mapper.plan.Plan` that
+:func:`map_graph` (the mapper's one entry point, also :func:`mapper.map_graph`) makes every decision
+before any command is written and returns a :class:`~mapper.plan.Plan` that
 :func:`mapper.check.check_plan` has proven valid:
 
 1. **Working space** per layer (``allocator != "none"``): the fewest scratchpad bytes the layer can
    tile in while its datasheet estimate stays within :data:`KNEE` of its estimate with the whole
-   scratchpad (:func:`mapper.lower.working_space`); the rest is offered to resident tensors. With
+   scratchpad (:func:`mapper.decide.working_space`); the rest is offered to resident tensors. With
    ``none`` every layer tiles in all of it, in the graph's order, and nothing is allocated.
 2. **Schedule**: the graph's operator order, or for branchy graphs the best of a few candidate
    orders by their greedy allocation (:mod:`mapper.order`).
 3. **Allocation**: :func:`mapper.memory.allocate` with the chosen allocator on the problem of that
    schedule, capacity and working space (for ``ilp``, the program with the least DRAM traffic among
    the ILP's allocation and its warm starts', see :func:`_least_plan_traffic`).
-4. **Lowering**: :func:`mapper.lower.lower` emits the command program with the residents in place.
+4. **Layer decisions** (:func:`mapper.decide.decide_layers`): each layer's mapping in its working
+   space, with the residents of the allocation; then **emission**
+   (:func:`mapper.emit.emit_program`) writes the command program those decisions say.
+
+:func:`build_plan` is steps 4 alone, for a given schedule, working space and allocation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from accel.hardware import Accelerator
 from mapper.allocate import Allocation
+from mapper.decide import decide_layers, working_space
+from mapper.emit import emit_program
 from mapper.lifetimes import MemoryProblem
-from mapper.lower import lower, working_space
 from mapper.memory import allocate, check_allocation, problem_from_graph
-from mapper.options import MapOptions
+from mapper.options import Allocator, MapOptions
 from mapper.order import candidate_orders
 from mapper.plan import Plan
 from mapper.residency import Residency
 from workloads.graph import Graph
 
-__all__ = ["map_graph", "KNEE"]
+__all__ = ["map_graph", "build_plan", "KNEE"]
 
 _log = logging.getLogger(__name__)
 
@@ -47,29 +53,41 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
     if options.scratchpad_bytes is not None and options.scratchpad_bytes != arch.scratchpad.size_bytes:
         arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad,
                                                                         size_bytes=options.scratchpad_bytes))
-    if options.allocator == "none":
-        plan = lower(graph, arch, objective=options.objective)
+    if options.allocator is Allocator.NONE:
+        plan = build_plan(graph, arch, options)
         check_plan(plan)
         return plan
     problem_from_graph(graph, arch)  # names a tensor whose smallest tile cannot fit
-    working = working_space(graph, arch, knee=KNEE, objective=options.objective)
+    working = working_space(graph, arch, options, knee=KNEE)
     order, problem = _schedule(graph, arch, working)
-    allocation = allocate(problem, method=options.allocator, time_limit_s=options.time_limit_s,
+    allocation = allocate(problem, method=options.allocator.value, time_limit_s=options.time_limit_s,
                           mip_gap=options.mip_gap)
     check_allocation(problem, allocation)
 
     def program(chosen: Allocation) -> Plan:
-        plan = lower(graph, arch, order=order, working_bytes=working, residency=Residency(problem, chosen),
-                     objective=options.objective)
+        plan = build_plan(graph, arch, options, order=order, working_bytes=working,
+                          residency=Residency(problem, chosen))
         return dataclasses.replace(plan, allocation=chosen, problem=problem, working_bytes=working)
 
     plan = program(allocation)
-    if options.allocator == "ilp":
-        plain = lower(graph, arch, order=order, objective=options.objective)  # the whole scratchpad, nothing kept
+    if options.allocator is Allocator.ILP:
+        plain = build_plan(graph, arch, options, order=order)  # the whole scratchpad, nothing kept
         plain = dataclasses.replace(plain, allocation=allocate(problem, method="none"), problem=problem)
         plan = _least_plan_traffic(plan, problem, program, plain)
     check_plan(plan)
     return plan
+
+
+def build_plan(graph: Graph, arch: Accelerator, options: MapOptions, *, order: Sequence[str] | None = None,
+               working_bytes: Mapping[str, int] | None = None, residency: Residency | None = None) -> Plan:
+    """The plan of ``graph`` in schedule ``order`` (default: the graph's), each layer tiling in its
+    ``working_bytes`` (default: the whole scratchpad), with the residents of ``residency`` (default:
+    none): the decisions of :func:`mapper.decide.decide_layers`, emitted. Not checked, and without
+    the allocation attached (:func:`map_graph` does both)."""
+    decisions = decide_layers(graph, arch, options, order=order, working_bytes=working_bytes, residency=residency)
+    commands = emit_program(graph, arch, decisions, residency)
+    return Plan(arch=arch, graph_name=graph.name, layers=tuple(d.mapping for d in decisions), commands=commands,
+                graph=graph, options=options)
 
 
 def _least_plan_traffic(plan: Plan, problem: MemoryProblem, program: Callable[[Allocation], Plan],

@@ -3,17 +3,21 @@
 A :class:`Plan` holds, for each layer in schedule order, its :class:`LayerMapping` (dataflow, tile sizes, loop
 order, tile count) and the whole command program in issue order. Derived figures (DRAM traffic,
 MACs) are properties computed from the commands, so they cannot drift from what runs.
+:meth:`Plan.to_dict` is the plan as JSON (what ``accel map --out`` writes, with
+:class:`mapper.summary.MapSummary` adding the allocators' comparison).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from accel.commands import Command, Compute, Load, Store, Vector
 from accel.hardware import Accelerator, Dataflow, Sparsity
 from mapper.allocate import Allocation
 from mapper.lifetimes import MemoryProblem
+from mapper.options import MapOptions
 from workloads.graph import GemmShape, Graph, OpKind
 
 __all__ = ["Tile", "LayerMapping", "Plan"]
@@ -36,7 +40,7 @@ class LayerMapping:
     macs: int
     dataflow: Dataflow | None = None  # None for layers that do not use the array
     tile: Tile | None = None
-    loop_order: str = ""  # "tile-outer" or "fold-outer" (see mapper.lower)
+    loop_order: str = ""  # "tile-outer" or "fold-outer" (see mapper.decide), "vector" for depthwise there
     tiles: int = 0  # number of compute commands (GEMM) or chunks (vector) the layer runs as
     gemm: GemmShape | None = None  # the layer's whole GEMM, for array layers
     sparsity: Sparsity | None = None  # the N:M pattern the array runs this layer with (None: dense)
@@ -53,6 +57,13 @@ class LayerMapping:
         """How close the estimate is to the roofline bound (1.0: on it), or ``None``."""
         return self.roofline_cycles / self.estimate_cycles if self.estimate_cycles else None
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the layer's mapping, estimate and roofline bound."""
+        return {"layer": self.layer, "op": self.op.value, "dataflow": self.dataflow.value if self.dataflow else None,
+                "loop_order": self.loop_order, "tile": None if self.tile is None else vars(self.tile),
+                "tiles": self.tiles, "macs": self.macs, "estimate_cycles": self.estimate_cycles,
+                "roofline_cycles": self.roofline_cycles, "roofline_fraction": self.roofline_fraction}
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -66,6 +77,7 @@ class Plan:
     problem: MemoryProblem | None = field(default=None, compare=False)
     allocation: Allocation | None = field(default=None, compare=False)
     working_bytes: Mapping[str, int] | None = field(default=None, compare=False)
+    options: MapOptions | None = field(default=None, compare=False)  # what the mapper was asked (None: not mapped)
 
     @property
     def dram_read_bytes(self) -> int:
@@ -92,3 +104,30 @@ class Plan:
     @property
     def vector_ops(self) -> int:
         return sum(c.elements for c in self.commands if isinstance(c, Vector))
+
+    @property
+    def estimate_cycles(self) -> float:
+        """The mapping search's estimate, summed over the layers."""
+        return sum(m.estimate_cycles for m in self.layers)
+
+    @property
+    def roofline_cycles(self) -> float:
+        """The layers' roofline bounds, summed."""
+        return sum(m.roofline_cycles for m in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: design, workload, the options it was mapped with (``allocator`` and
+        ``mapping_objective``; ``None`` for a plan not made by the mapper), DRAM traffic, estimate and
+        roofline bound, every layer's mapping with its working space, and the allocation (``None``
+        without one; else :meth:`mapper.allocate.Allocation.to_dict`)."""
+        return {
+            "arch": self.arch.name, "workload": self.graph_name,
+            "allocator": None if self.options is None else self.options.allocator.value,
+            "mapping_objective": None if self.options is None else self.options.objective.value,
+            "scratchpad_bytes": self.arch.scratchpad.size_bytes,
+            "dram_bytes": self.dram_bytes, "dram_read_bytes": self.dram_read_bytes,
+            "dram_write_bytes": self.dram_write_bytes,
+            "estimate_cycles": self.estimate_cycles, "roofline_cycles": self.roofline_cycles,
+            "layers": [{**m.to_dict(), "working_bytes": (self.working_bytes or {}).get(m.layer)} for m in self.layers],
+            "allocation": None if self.allocation is None else self.allocation.to_dict(),
+        }

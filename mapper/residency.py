@@ -1,9 +1,10 @@
 """What the command program needs to know about a scratchpad allocation, and address dependencies.
 
 :class:`Residency` turns an :class:`~mapper.allocate.Allocation` of a
-:class:`~mapper.lifetimes.MemoryProblem` into per-step questions the lowering asks while it emits a
-layer's commands: is this tensor (or a view of it) on chip now, and where; does its on-chip copy start
-here (produced, or reloaded from DRAM), and must it be written back to DRAM after this step.
+:class:`~mapper.lifetimes.MemoryProblem` into per-step questions the layer decisions
+(:mod:`mapper.decide`) and the emission (:mod:`mapper.emit`) ask of a layer: is this tensor (or a
+view of it) on chip now, and where; does its on-chip copy start here (produced, or reloaded from
+DRAM), and must it be written back to DRAM after this step.
 
 :class:`AddressBook` tracks which commands last touched which scratchpad byte ranges, so a command
 that writes a range waits for every earlier command that read or wrote any part of it (the layers'

@@ -2,8 +2,8 @@
 
 A schedule is an iterator of :class:`Step` (one compute command with its loads and stores, in
 operand terms: tensor names and bytes). :func:`tile_outer` and :func:`fold_outer` are the two loop
-orders described in :mod:`mapper.lower`; :mod:`mapper.search` prices them and
-:mod:`mapper.lower` turns the chosen one into commands with addresses and dependencies.
+orders described in :mod:`mapper.decide`; :mod:`mapper.search` prices them and
+:mod:`mapper.emit` turns the chosen one into commands with addresses and dependencies.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from accel.timing import ceil_div
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
-__all__ = ["Transfer", "Step", "Operands", "FoldPlan", "tile_outer", "fold_outer", "largest", "tile_sizes", "share"]
+__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "fold_outer", "largest",
+           "tile_sizes", "share"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,22 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class ComputeSpec:
+    """What one compute command does: the fields of :class:`~accel.commands.Compute` a schedule decides
+    (its addresses and dependencies are the emission's)."""
+
+    m: int
+    k: int
+    n: int
+    batch: int
+    dataflow: Dataflow
+    accumulate: bool = False  # add to what the accumulator holds (a later k-tile or fold)
+    fill: bool = True  # starts its folds (False: continues the previous command's)
+    drain: bool = True  # ends its folds (False: the next command continues them)
+    sparsity: Sparsity | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     """One compute with the transfers around it.
 
@@ -38,7 +55,7 @@ class Step:
     sums); ``new_block`` switches to the other accumulator half first; ``stores`` leave after it.
     """
 
-    compute: dict[str, object]
+    compute: ComputeSpec
     loads: tuple[Transfer, ...] = ()
     stores: tuple[Transfer, ...] = ()
     new_block: bool = False
@@ -95,7 +112,8 @@ def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
                 loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
             last = k0 == k_starts[-1]
             yield Step(
-                compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0, sparsity=ops.sparsity),
+                compute=ComputeSpec(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0,
+                                    sparsity=ops.sparsity),
                 loads=tuple(loads),
                 stores=(Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR),) if last else (),
                 new_block=k0 == 0,
@@ -162,8 +180,8 @@ def fold_outer(ops: Operands, plan: FoldPlan, dataflow: Dataflow, rows: int, col
                         size_bytes = outputs * (ops.out_bytes if last_fold else ops.acc_bytes)
                         stores.append(Transfer(ops.out, size_bytes, Buffer.ACCUMULATOR, None if last_fold else key))
                     yield Step(
-                        compute=dict(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
-                                     fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity),
+                        compute=ComputeSpec(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
+                                            fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity),
                         loads=tuple(loads), stores=tuple(stores), new_block=new_block,
                     )
 

@@ -23,6 +23,7 @@ The space, per supported dataflow:
 Energy counts dynamic energy plus the static power of the whole design over the estimated cycles,
 so a slower mapping is charged for its leakage. Results are cached per (hardware, layer shape,
 working space, objective): layers of the same shape (ResNet's repeated blocks) are searched once.
+The caches are bounded (:mod:`mapper.caches`); :func:`clear_caches` empties them.
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ from accel.energy import command_energy_pj, static_power_mw
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div, command_cycles, dma_cycles, vector_cycles
+from mapper.caches import PriceTables
+from mapper.options import OBJECTIVES
 from mapper.plan import Tile
 from mapper.schedules import FoldPlan, Operands, Step, fold_outer, largest, share, tile_outer, tile_sizes
 
-__all__ = ["Cost", "Choice", "INFEASIBLE", "search_gemm", "vector_cost", "roofline_cycles", "pareto"]
+__all__ = ["Cost", "Choice", "INFEASIBLE", "search_gemm", "vector_cost", "roofline_cycles", "pareto", "clear_caches"]
 
 
 @dataclass(frozen=True, order=True)
@@ -54,11 +57,14 @@ class Cost:
     steps: int = field(default=0, compare=False)  # compute commands (or vector chunks) it runs as
 
     def key(self, objective: str) -> tuple[float, ...]:
+        """What ``objective`` (a :class:`mapper.options.Objective` or its value) ranks by, first term first."""
         if objective == "latency":
             return (self.cycles, self.energy_pj, self.dram_bytes)
         if objective == "energy":
             return (self.energy_pj, self.cycles, self.dram_bytes)
-        return (self.energy_pj * self.cycles, self.cycles, self.dram_bytes)
+        if objective == "edp":
+            return (self.energy_pj * self.cycles, self.cycles, self.dram_bytes)
+        raise MappingError(f"Mapping objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
 
     def dominates(self, other: Cost) -> bool:
         mine, theirs = (self.cycles, self.energy_pj, self.dram_bytes), (other.cycles, other.energy_pj, other.dram_bytes)
@@ -129,8 +135,9 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
 
 # -- pricing ---------------------------------------------------------------------------------------
 
-_COMPUTE_PRICES: dict[tuple[object, ...], dict[tuple[object, ...], tuple[int, float]]] = {}
-_TRANSFER_PRICES: dict[tuple[object, ...], dict[tuple[int, Buffer, bool], tuple[int, float]]] = {}
+# command prices by the part of the design they depend on (bounded: see mapper.caches)
+_COMPUTE_PRICES = PriceTables(designs=16, entries=1 << 18)
+_TRANSFER_PRICES = PriceTables(designs=16, entries=1 << 16)
 
 
 class _Pricer:
@@ -142,9 +149,8 @@ class _Pricer:
         self.static_pj_per_cycle = sum(static_power_mw(arch).values()) * 1e-3 / arch.clock_hz * 1e12
         # prices depend on part of the design only: designs that differ elsewhere (a sweep over DRAM
         # bandwidth, say) share them
-        self._computes = _COMPUTE_PRICES.setdefault((arch.array, arch.scratchpad, arch.accumulator, arch.energy), {})
-        self._transfers = _TRANSFER_PRICES.setdefault(
-            (arch.dma, arch.dram, arch.scratchpad, arch.accumulator, arch.energy), {})
+        self._computes = _COMPUTE_PRICES.table((arch.array, arch.scratchpad, arch.accumulator, arch.energy))
+        self._transfers = _TRANSFER_PRICES.table((arch.dma, arch.dram, arch.scratchpad, arch.accumulator, arch.energy))
 
     def compute(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, accumulate: bool, fill: bool,
                 drain: bool, sparsity: object) -> tuple[int, float]:
@@ -172,6 +178,14 @@ class _Pricer:
 _pricer = functools.lru_cache(maxsize=16)(_Pricer)
 
 
+def clear_caches() -> None:
+    """Forget every memoised search result and price (e.g. between the designs of a sweep)."""
+    _search.cache_clear()
+    _pricer.cache_clear()
+    _COMPUTE_PRICES.clear()
+    _TRANSFER_PRICES.clear()
+
+
 def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]]) -> tuple[float, float, float, int, list]:
     """``(cycles, energy, bytes, steps)`` of a repeating sequence of steps, each ``(step, times)``
     (``times`` identical steps in a row). Double buffering overlaps compute ``i`` with the stores of
@@ -182,9 +196,7 @@ def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]]) -> tuple[flo
     count = 0
     for step, times in steps:
         c = step.compute
-        array, pj = pricer.compute(c["dataflow"], c["m"], c["k"], c["n"], c["batch"],  # type: ignore[arg-type]
-                                   bool(c.get("accumulate", False)), bool(c.get("fill", True)),
-                                   bool(c.get("drain", True)), c.get("sparsity"))
+        array, pj = pricer.compute(c.dataflow, c.m, c.k, c.n, c.batch, c.accumulate, c.fill, c.drain, c.sparsity)
         energy += times * pj
         loads = stores = 0
         for t, store in itertools.chain(((t, False) for t in step.loads), ((t, True) for t in step.stores)):

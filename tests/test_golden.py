@@ -32,7 +32,6 @@ import mapper
 import workloads
 from accel import config
 from accel.errors import MappingError
-from accel.hardware import Dataflow
 from sim import simulate
 from workloads import zoo
 
@@ -60,16 +59,10 @@ NM_CASES = [("sparse-nm", "resnet18", "2:4", "none"), ("sparse-nm", "resnet18", 
             ("sparse-nm", "bert_base_layer", "1:4", "none"), ("sparse-nm", "bert_base_layer", "1:4", "ilp")]
 
 
-def _plan(graph: workloads.Graph, arch, *, allocator: str = "none", **choices: str) -> mapper.Plan:  # noqa: ANN001
-    """The plan the way the library maps today (``accel run``'s path for ``none``, ``map_graph`` otherwise)."""
-    if allocator != "none":
-        return mapper.map_graph(graph, arch, mapper.MapOptions(allocator=allocator, **choices))
-    from mapper.lower import Depthwise, LoopOrder, lower
-
-    return lower(graph, arch, dataflow=Dataflow(choices["dataflow"]) if "dataflow" in choices else None,
-                 loop_order=LoopOrder(choices.get("loop_order", "auto")),
-                 depthwise=Depthwise(choices.get("depthwise", "auto")),
-                 objective=choices.get("objective", "latency"))
+def _plan(graph: workloads.Graph, arch, **choices: str) -> mapper.Plan:  # noqa: ANN001
+    """The plan of one case (the fixture was made with ``accel run``'s path for ``none``, ``map_graph``
+    for the others, before the two were one)."""
+    return mapper.map_graph(graph, arch, mapper.MapOptions(**choices))
 
 
 def figures(graph: workloads.Graph, arch, **choices: str) -> dict[str, object]:  # noqa: ANN001

@@ -11,7 +11,7 @@ from accel.commands import Compute, Load, Store, Vector
 from accel.errors import MappingError
 from accel.hardware import Dataflow
 from accel.timing import command_cycles, dma_cycles, gemm_tile_cycles
-from mapper import lower
+from mapper import MapOptions, map_graph
 from sim import simulate
 from workloads.graph import GemmShape, Graph, Layer, OpKind, Tensor, TensorKind
 
@@ -49,7 +49,7 @@ def single_gemm(m: int, k: int, n: int) -> Graph:
 def test_every_mac_is_computed_once_and_every_dependency_points_back(preset):
     arch = config.load(preset)
     graph = conv_relu_fc()
-    plan = lower(graph, arch)
+    plan = map_graph(graph, arch)
     assert plan.macs == plan.performed_macs == graph.total_macs
     assert plan.vector_ops == 64 * 784
     for command in plan.commands:
@@ -59,7 +59,7 @@ def test_every_mac_is_computed_once_and_every_dependency_points_back(preset):
 @pytest.mark.parametrize("preset", ["eyeriss", "fpga-small", "gemmini", "tpu-v1"])
 def test_tiles_fit_half_of_each_memory(preset):
     arch = config.load(preset)
-    plan = lower(conv_relu_fc(), arch)
+    plan = map_graph(conv_relu_fc(), arch)
     a = arch.array
     for c in plan.commands:
         if isinstance(c, Compute):
@@ -71,7 +71,7 @@ def test_tiles_fit_half_of_each_memory(preset):
 def test_a_gemm_that_fits_moves_each_byte_once():
     arch = config.load("gemmini")
     # mapped for energy: one tile (for latency the mapper splits it so loads overlap compute)
-    plan = lower(single_gemm(64, 64, 64), arch, objective="energy")
+    plan = map_graph(single_gemm(64, 64, 64), arch, MapOptions(objective="energy"))
     assert plan.dram_read_bytes == 64 * 64 + 64 * 64
     assert plan.dram_write_bytes == 64 * 64
     kinds = [type(c).__name__ for c in plan.commands]
@@ -86,7 +86,7 @@ def test_simulated_cycles_of_a_lone_tile_are_the_datasheet_sum():
         Compute(id=2, layer="mm", deps=(0, 1), m=64, k=64, n=64, dataflow=Dataflow.WS),
         Store(id=3, layer="mm", deps=(2,), tensor="y", size_bytes=4096),
     )
-    plan = lower(single_gemm(64, 64, 64), arch, dataflow=Dataflow.WS)
+    plan = map_graph(single_gemm(64, 64, 64), arch, MapOptions(dataflow=Dataflow.WS))
     result = simulate(dataclasses.replace(plan, commands=lone))
     expected = (dma_cycles(arch, 4096) * 2 + gemm_tile_cycles(arch.array, Dataflow.WS, 64, 64, 64)
                 + dma_cycles(arch, 4096))
@@ -101,7 +101,7 @@ def test_simulated_cycles_of_a_lone_tile_are_the_datasheet_sum():
 
 def test_double_buffering_overlaps_loads_with_compute():
     arch = config.load("gemmini")
-    plan = lower(conv_relu_fc(), arch)
+    plan = map_graph(conv_relu_fc(), arch)
     result = simulate(plan)
     busy = {row.unit: row.busy_cycles for row in result.units().itertuples()}
     assert busy["array"] == sum(command_cycles(arch, c) for c in plan.commands if isinstance(c, Compute))
@@ -113,7 +113,7 @@ def test_double_buffering_overlaps_loads_with_compute():
 
 def test_per_layer_table_accounts_for_every_byte_and_mac():
     arch = config.load("gemmini")
-    result = simulate(lower(conv_relu_fc(), arch))
+    result = simulate(map_graph(conv_relu_fc(), arch))
     layers = result.layers()
     assert list(layers["layer"]) == ["conv", "relu", "flatten", "fc"]
     assert layers["macs"].sum() == result.macs
@@ -126,7 +126,7 @@ def test_per_layer_table_accounts_for_every_byte_and_mac():
 
 
 def test_layers_run_in_dependency_order():
-    result = simulate(lower(conv_relu_fc(), config.load("gemmini")))
+    result = simulate(map_graph(conv_relu_fc(), config.load("gemmini")))
     # relu reads what conv stored through DRAM.
     first_relu_load = min(e.start for e in result.trace if e.layer == "relu" and e.kind == "Load")
     last_conv_store = max(e.end for e in result.trace if e.layer == "conv" and e.kind == "Store")
@@ -134,22 +134,22 @@ def test_layers_run_in_dependency_order():
 
 
 def test_vector_layers_run_on_the_vector_unit():
-    plan = lower(conv_relu_fc(), config.load("gemmini"))
+    plan = map_graph(conv_relu_fc(), config.load("gemmini"))
     relu = [c for c in plan.commands if c.layer == "relu"]
     assert {type(c) for c in relu} == {Load, Vector, Store}
 
 
 def test_dataflow_choice_is_checked():
     with pytest.raises(MappingError, match=r"^tpu-v1 supports dataflows ws, not os$"):
-        lower(conv_relu_fc(), config.load("tpu-v1"), dataflow=Dataflow.OS)
-    plan = lower(conv_relu_fc(), config.load("gemmini"), dataflow=Dataflow.OS)
+        map_graph(conv_relu_fc(), config.load("tpu-v1"), MapOptions(dataflow=Dataflow.OS))
+    plan = map_graph(conv_relu_fc(), config.load("gemmini"), MapOptions(dataflow=Dataflow.OS))
     assert {c.dataflow for c in plan.commands if isinstance(c, Compute)} == {Dataflow.OS}
 
 
 def test_simulation_is_deterministic():
     arch = config.load("eyeriss")
-    a = simulate(lower(conv_relu_fc(), arch))
-    b = simulate(lower(conv_relu_fc(), arch))
+    a = simulate(map_graph(conv_relu_fc(), arch))
+    b = simulate(map_graph(conv_relu_fc(), arch))
     assert a.trace == b.trace
 
 
@@ -165,7 +165,7 @@ def slow_dram(arch, bytes_per_cycle: float):
                          ids=["compute-bound", "dram-bound"])
 def test_time_is_the_roofline_max_not_the_sum(shape, dram_bytes_per_cycle, bound):
     arch = slow_dram(config.load("gemmini"), dram_bytes_per_cycle)
-    result = simulate(lower(single_gemm(*shape), arch, dataflow=Dataflow.OS))
+    result = simulate(map_graph(single_gemm(*shape), arch, MapOptions(dataflow=Dataflow.OS)))
     units = result.units().set_index("unit")["busy_cycles"]
     busy = {"array": units["array"], "dma": units["dma.load"] + units["dma.store"]}
     assert max(busy, key=busy.get) == bound
@@ -176,7 +176,8 @@ def test_time_is_the_roofline_max_not_the_sum(shape, dram_bytes_per_cycle, bound
 
 def test_stalls_are_attributed_to_their_cause():
     arch = slow_dram(config.load("gemmini"), 2.0)
-    result = simulate(lower(single_gemm(16, 8192, 4096), arch, dataflow=Dataflow.OS))  # the array waits for loads
+    # the array waits for loads
+    result = simulate(map_graph(single_gemm(16, 8192, 4096), arch, MapOptions(dataflow=Dataflow.OS)))
     units = result.units().set_index("unit")
     assert units.loc["array", "stall_on_dma"] > 0.5 * result.total_cycles
     for unit in units.index:
@@ -196,7 +197,7 @@ def test_scratchpad_bank_conflicts_stretch_the_stream():
     assert scratchpad_stretch(arch, Dataflow.WS) == scratchpad_stretch(arch, Dataflow.OS) == 1
     narrow = replace(arch, scratchpad=Memory(size_bytes=256 * 1024, banks=1, ports=1, word_bytes=8))
     assert scratchpad_stretch(narrow, Dataflow.WS) == 2 and scratchpad_stretch(narrow, Dataflow.OS) == 4
-    plan = lower(single_gemm(64, 64, 64), narrow, dataflow=Dataflow.OS, objective="energy")
+    plan = map_graph(single_gemm(64, 64, 64), narrow, MapOptions(dataflow=Dataflow.OS, objective="energy"))
     compute = next(c for c in plan.commands if isinstance(c, Compute))
     assert (compute.m, compute.k, compute.n) == (64, 64, 64)
     plain = gemm_tile_cycles(arch.array, Dataflow.OS, 64, 64, 64)
@@ -221,8 +222,8 @@ def test_depthwise_runs_on_the_array_or_the_vector_unit():
 
     arch = config.load("gemmini")
     graph = depthwise_graph()
-    on_array = lower(graph, arch, depthwise=Depthwise.ARRAY)
-    on_vector = lower(graph, arch, depthwise=Depthwise.VECTOR)
+    on_array = map_graph(graph, arch, MapOptions(depthwise=Depthwise.ARRAY))
+    on_vector = map_graph(graph, arch, MapOptions(depthwise=Depthwise.VECTOR))
     assert {type(c) for c in on_array.commands} == {Load, Compute, Store}
     assert {type(c) for c in on_vector.commands} == {Load, Vector, Store}
     assert on_array.performed_macs == on_vector.performed_macs == on_vector.macs == graph.total_macs
@@ -231,16 +232,17 @@ def test_depthwise_runs_on_the_array_or_the_vector_unit():
     # 16 lanes beat 64 groups of one-column folds on a 16x16 array; auto picks the faster.
     array_cycles, vector_cycles = simulate(on_array).total_cycles, simulate(on_vector).total_cycles
     assert vector_cycles < array_cycles
-    assert simulate(lower(graph, arch)).total_cycles == vector_cycles
+    assert simulate(map_graph(graph, arch)).total_cycles == vector_cycles
 
 
 def test_each_layer_gets_the_dataflow_with_the_lower_estimate():
     arch = config.load("gemmini")  # WS and OS
-    free = lower(conv_relu_fc(), arch)
+    free = map_graph(conv_relu_fc(), arch)
     for layer in ("conv", "fc"):
         chosen = next(m.dataflow for m in free.layers if m.layer == layer)
         assert chosen in arch.array.dataflows
     # Never slower than forcing either dataflow on every layer.
     free_cycles = simulate(free).total_cycles
     for dataflow in arch.array.dataflows:
-        assert free_cycles <= simulate(lower(conv_relu_fc(), arch, dataflow=dataflow)).total_cycles * 1.02
+        fixed = map_graph(conv_relu_fc(), arch, MapOptions(dataflow=dataflow))
+        assert free_cycles <= simulate(fixed).total_cycles * 1.02

@@ -48,8 +48,7 @@ def _every_step(steps: list[Step]) -> tuple[float, float, float, int, float]:
     energy = moved = 0.0
     for step in steps:
         c = step.compute
-        array, pj = pricer.compute(c["dataflow"], c["m"], c["k"], c["n"], c["batch"], bool(c.get("accumulate")),
-                                   bool(c.get("fill", True)), bool(c.get("drain", True)), c.get("sparsity"))
+        array, pj = pricer.compute(c.dataflow, c.m, c.k, c.n, c.batch, c.accumulate, c.fill, c.drain, c.sparsity)
         energy += pj
         loads = stores = 0
         for t in step.loads:
@@ -61,7 +60,7 @@ def _every_step(steps: list[Step]) -> tuple[float, float, float, int, float]:
         rows.append((array, loads, stores))
     cycles = rows[0][1] + sum(max(a, s + rows[i + 1][1]) for i, (a, _, s) in enumerate(rows[:-1]))
     cycles += rows[-1][0] + rows[-1][2]
-    shape = [(st.compute["batch"], st.compute["m"], st.compute["n"]) for st in steps]
+    shape = [(st.compute.batch, st.compute.m, st.compute.n) for st in steps]
     handovers = sum(a != b for a, b in zip(shape, shape[1:], strict=False))
     allowance = (handovers + 1) * max(loads + stores for _, loads, stores in rows)
     return cycles, energy + cycles * pricer.static_pj_per_cycle, moved, len(rows), allowance
@@ -128,9 +127,9 @@ def test_tiles_need_not_divide_the_layer():
     choice = search_gemm(GEMMINI, ((Dataflow.OS, ops),), loop_orders=("tile-outer",), half_spad=64 * 1024,
                          half_acc=16 * 1024, objective="latency")
     steps = list(choice.steps(ops, GEMMINI))
-    macs = sum(s.compute["batch"] * s.compute["m"] * s.compute["k"] * s.compute["n"] for s in steps)
+    macs = sum(s.compute.batch * s.compute.m * s.compute.k * s.compute.n for s in steps)
     assert macs == 3 * 197 * 768 * 2304
-    sizes = {(s.compute["m"], s.compute["k"], s.compute["n"]) for s in steps}
+    sizes = {(s.compute.m, s.compute.k, s.compute.n) for s in steps}
     assert len(sizes) > 1  # full tiles and remainder tiles
 
 

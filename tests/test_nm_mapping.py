@@ -11,7 +11,7 @@ from accel.cli import main
 from accel.commands import Compute, Load
 from accel.errors import WorkloadError
 from accel.hardware import Sparsity
-from mapper import lower
+from mapper import map_graph
 from sim import simulate
 from workloads import sparsify, zoo
 
@@ -43,7 +43,7 @@ def test_sparsify_names_a_missing_or_unfit_layer():
 def test_array_does_n_of_m_multiplies_and_loads_compressed_weights(pattern):
     dense = zoo.build("bert_base_layer")
     graph = sparsify(dense, pattern)
-    plan = lower(graph, SPARSE)
+    plan = map_graph(graph, SPARSE)
     computes = [c for c in plan.commands if isinstance(c, Compute) and c.sparsity is not None]
     assert computes and all(c.sparsity == pattern for c in computes)
     assert plan.macs == dense.total_macs
@@ -64,8 +64,9 @@ def test_array_does_n_of_m_multiplies_and_loads_compressed_weights(pattern):
 def test_an_array_without_the_pattern_runs_the_layer_dense():
     graph = sparsify(zoo.build("resnet18"), "2:4")
     gemmini = config.load("gemmini")
-    assert simulate(lower(graph, gemmini)).total_cycles == simulate(lower(zoo.build("resnet18"), gemmini)).total_cycles
-    assert all(c.sparsity is None for c in lower(graph, gemmini).commands if isinstance(c, Compute))
+    dense = map_graph(zoo.build("resnet18"), gemmini)
+    assert simulate(map_graph(graph, gemmini)).total_cycles == simulate(dense).total_cycles
+    assert all(c.sparsity is None for c in map_graph(graph, gemmini).commands if isinstance(c, Compute))
 
 
 def test_sparse_runs_are_faster_and_move_less(capsys):

@@ -13,8 +13,8 @@ from accel.commands import Compute, Load, Move, Store
 from accel.errors import MappingError
 from mapper import MapOptions, map_graph
 from mapper.check import check_plan
-from mapper.lower import lower
 from mapper.memory import allocate
+from mapper.pipeline import build_plan
 from sim import simulate
 from workloads import zoo
 
@@ -90,7 +90,10 @@ def test_the_simulator_moves_exactly_the_plans_dram_bytes_and_moves_cost_no_dram
 
 def test_no_allocator_gives_the_plain_lowering(gemmini):
     graph = zoo.build("mobilenet_v2")
-    assert map_graph(graph, gemmini, MapOptions()).commands == lower(graph, gemmini).commands
+    plan = map_graph(graph, gemmini, MapOptions())
+    assert plan.allocation is None and plan.working_bytes is None
+    assert plan.commands == build_plan(graph, gemmini, MapOptions()).commands
+    assert not any(isinstance(c, Move) for c in plan.commands)
 
 
 @pytest.mark.parametrize("objective", ["latency", "energy", "edp"])
@@ -225,7 +228,7 @@ def test_a_plan_made_for_another_schedule_is_refused(gemmini, resident_plan):
 
     problem = dataclasses.replace(resident_plan.problem, steps=tuple(reversed(resident_plan.problem.steps)))
     with pytest.raises(MappingError, match=r"^The allocation of 'resnet18' was made for another schedule"):
-        lower(resident_plan.graph, gemmini, residency=Residency(problem, resident_plan.allocation))
+        build_plan(resident_plan.graph, gemmini, MapOptions(), residency=Residency(problem, resident_plan.allocation))
 
 
 def test_zero_scratchpad_is_refused_with_its_reason(gemmini):
@@ -239,7 +242,7 @@ def test_a_scratchpad_too_small_for_any_tile_names_the_tensor(gemmini):
 
 
 def test_allocations_from_every_method_feed_the_same_program_builder(gemmini):
-    # the lowering takes any allocator's answer, including one made outside map_graph
+    # the emission takes any allocator's answer, including one made outside map_graph
     graph = zoo.build("bert_base_layer")
     plan = map_graph(graph, gemmini, MapOptions(allocator="firstfit", scratchpad_bytes=1024 * KIB))
     again = allocate(plan.problem, method="firstfit")

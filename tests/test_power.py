@@ -12,7 +12,7 @@ from accel.commands import Compute, Load, Store, Vector
 from accel.energy import COMPONENTS, STATIC_COMPONENTS, command_energy_pj, static_power_mw
 from accel.errors import AccelError
 from accel.hardware import Dataflow
-from mapper import LayerMapping, Plan, lower
+from mapper import LayerMapping, MapOptions, Plan, map_graph
 from sim import Result, TraceEvent, simulate
 from sim.power import energy
 from workloads.graph import OpKind
@@ -20,7 +20,7 @@ from workloads.graph import OpKind
 
 @pytest.fixture(scope="module")
 def gemmini_run() -> Result:
-    return simulate(lower(conv_relu_fc(), config.load("gemmini")))
+    return simulate(map_graph(conv_relu_fc(), config.load("gemmini")))
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_per_layer_table_holds_the_dynamic_energy(gemmini_run):
 @pytest.fixture(scope="module")
 def gemm_run() -> Result:
     """A run short enough (about 120k cycles) for one-cycle windows."""
-    return simulate(lower(single_gemm(256, 256, 256), config.load("gemmini")))
+    return simulate(map_graph(single_gemm(256, 256, 256), config.load("gemmini")))
 
 
 @pytest.mark.parametrize("window", [1, 7, 1000, "total", "total+1", "10*total"])
@@ -134,9 +134,10 @@ def test_dram_heavy_and_compute_heavy_graphs_put_their_energy_where_expected():
     arch = config.load("gemmini")
     # Mapped for least energy (a latency mapping may trade DRAM traffic for overlap).
     # A matrix-vector product reads every weight once and reuses none: DRAM energy dominates.
-    streaming = energy(simulate(lower(single_gemm(1, 4096, 1024), arch, dataflow=Dataflow.WS, objective="energy")))
+    options = MapOptions(dataflow=Dataflow.WS, objective="energy")
+    streaming = energy(simulate(map_graph(single_gemm(1, 4096, 1024), arch, options)))
     # A 1024^3 GEMM reuses every operand hundreds of times: the array and its memories matter.
-    dense = energy(simulate(lower(single_gemm(1024, 1024, 1024), arch, dataflow=Dataflow.WS, objective="energy")))
+    dense = energy(simulate(map_graph(single_gemm(1024, 1024, 1024), arch, options)))
 
     def share(report, *components):
         return sum(report.by_component[c] for c in components) / report.total_pj
@@ -163,7 +164,7 @@ def test_a_cheaper_technology_table_lowers_only_its_components():
     base = config.load("gemmini")
     cheap = config.loads(config.dumps(base) + "\n[energy]\nvector_op_pj = 0.1\n")
     graph = conv_relu_fc()
-    a, b = energy(simulate(lower(graph, base))), energy(simulate(lower(graph, cheap)))
+    a, b = energy(simulate(map_graph(graph, base))), energy(simulate(map_graph(graph, cheap)))
     assert b.dynamic_by_component["vector"] == pytest.approx(a.dynamic_by_component["vector"] / 10)
     for component in ("array", "scratchpad", "accumulator", "dram", "dma"):
         assert b.dynamic_by_component[component] == pytest.approx(a.dynamic_by_component[component])

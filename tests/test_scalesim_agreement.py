@@ -18,7 +18,7 @@ from accel.errors import ConfigError
 from accel.hardware import Dataflow
 from accel.scalesim import load_scalesim_config
 from accel.timing import gemm_tile_cycles
-from mapper.lower import Depthwise, LoopOrder, lower
+from mapper import Depthwise, LoopOrder, MapOptions, map_graph
 from reports.scalesim import COLUMNS, compute_report, write_compute_report
 from sim import simulate
 from workloads import load
@@ -53,7 +53,7 @@ def test_there_are_fixtures_for_every_dataflow():
 @pytest.mark.parametrize("report", REPORTS, ids=[p.stem for p in REPORTS])
 def test_simulated_compute_cycles_equal_scalesim_per_layer(report, shared_data):
     arch, graph, theirs = fixture_case(report, shared_data)
-    result = simulate(lower(graph, arch, loop_order=LoopOrder.FOLD_OUTER, depthwise=Depthwise.ARRAY))
+    result = simulate(map_graph(graph, arch, MapOptions(loop_order=LoopOrder.FOLD_OUTER, depthwise=Depthwise.ARRAY)))
     ours = result.layers()
     ours = ours[ours["array_cycles"] > 0].reset_index(drop=True)
     assert len(theirs) <= len(ours)
@@ -76,7 +76,7 @@ def test_the_datasheet_alone_gives_scalesim_compute_cycles(report, shared_data):
 def test_compatible_report_has_scalesim_columns_and_compute(tmp_path, shared_data):
     report = FIXTURES / "alexnet_os_32x32.csv"
     arch, graph, theirs = fixture_case(report, shared_data)
-    result = simulate(lower(graph, arch, loop_order=LoopOrder.FOLD_OUTER, depthwise=Depthwise.ARRAY))
+    result = simulate(map_graph(graph, arch, MapOptions(loop_order=LoopOrder.FOLD_OUTER, depthwise=Depthwise.ARRAY)))
     frame = compute_report(result)
     assert tuple(frame.columns) == COLUMNS
     for ours, row in zip(frame.itertuples(index=False), theirs, strict=True):

@@ -10,14 +10,14 @@ from test_lower_and_simulate import conv_relu_fc
 
 from accel import config
 from accel.commands import Compute, Load, Store, Vector
-from mapper import lower
+from mapper import map_graph
 from sim import Result, simulate
 from sim.trace import to_perfetto, write_perfetto
 
 
 @pytest.fixture(scope="module")
 def gemmini_run() -> Result:
-    return simulate(lower(conv_relu_fc(), config.load("gemmini")))
+    return simulate(map_graph(conv_relu_fc(), config.load("gemmini")))
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def two_channel_run() -> Result:
                         "bandwidth_bytes_per_cycle = 97.14\nlatency_cycles = 100")
     arch = config.loads(text)
     assert arch.dma.channels == 2 and arch.dram.bandwidth_bytes_per_cycle == 97.14
-    return simulate(lower(conv_relu_fc(), arch))
+    return simulate(map_graph(conv_relu_fc(), arch))
 
 
 def _load(result: Result, tmp_path, **options) -> dict:

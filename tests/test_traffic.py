@@ -8,7 +8,7 @@ from accel import config
 from accel.commands import Buffer, Compute, Load, Vector
 from accel.hardware import Dataflow
 from accel.traffic import command_bytes, compute_traffic
-from mapper import lower
+from mapper import map_graph
 from sim import simulate
 from workloads import zoo
 
@@ -43,7 +43,7 @@ def test_transfers_and_vector_ops():
 
 @pytest.mark.parametrize("model", ["resnet18", "bert_base_layer"])
 def test_layer_rows_add_up_to_the_run(model):
-    result = simulate(lower(zoo.build(model), GEMMINI))
+    result = simulate(map_graph(zoo.build(model), GEMMINI))
     layers, summary = result.layers(), result.summary()
     for level in ("scratchpad", "accumulator", "array"):
         assert layers[f"{level}_bytes"].sum() == summary[f"{level}_bytes"] > 0

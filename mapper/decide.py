@@ -1,0 +1,297 @@
+"""Per-layer decisions, made before any command is written: how each layer of a schedule runs.
+
+:func:`decide_layers` turns a schedule (layers in order), each layer's working space and the
+tensors kept on chip (a :class:`~mapper.residency.Residency`) into one :class:`LayerDecision` per
+layer; :func:`mapper.emit.emit_program` then only writes the commands those decisions say.
+:func:`working_space` picks, per layer, how much of the scratchpad it tiles in when it shares it.
+
+Array layers (conv, GEMM, matmul) take the mapping :func:`mapper.search.search_gemm` finds in the
+layer's working space, in one of two loop orders (:class:`~mapper.options.LoopOrder`):
+
+``tile-outer``
+    output tiles ``b x m x n`` outermost, the reduction ``k`` innermost, accumulating in the
+    accumulator memory. Every tile pays its folds' full fill and drain.
+``fold-outer``
+    SCALE-Sim's order: the stationary operand is folded onto the array one ``R x C`` fold at a time
+    and the streamed operand flows through in chunks that fit the scratchpad; a fold pays its fill
+    once (first chunk) and its drain once (last chunk), so a layer's compute cycles are exactly
+    ``folds x (fill + stream + drain)`` however its stream is chunked. When a weight- or
+    input-stationary layer's partial sums do not fit the accumulator, they are stored to DRAM after
+    one fold and loaded back for the next (32-bit partial-sum traffic).
+``auto``
+    per layer, the better of the two for the objective.
+
+Half of the working space holds one tile's operands while the other half is being filled (double
+buffering); the accumulator is split the same way for outputs. Bytes moved for an input tile are its
+share of the input tensor (``tm/m * tk/k`` of it): exact for GEMMs and 1x1 convolutions; for larger
+kernels it counts the unique input footprint rather than the im2col copy. Outputs are written once in
+the input number format (the accumulator's read path requantizes).
+
+**N:M weights** (:func:`operands`) run natively on a weight-stationary array that lists the pattern:
+the array computes the compressed reduction ``ceil(k/M) x N``, each of its input elements standing
+for ``M/N`` input bytes and each weight carrying its index bits; anything else runs the layer dense.
+
+Vector layers run in chunks that fit half of the working space, streaming the operands that are not
+resident. Depthwise convolutions run on the array or on the vector unit
+(:class:`~mapper.options.Depthwise`; ``auto`` picks the better estimate). Concatenations are copies
+through the vector unit (one element operation per output element); views (reshape, flatten,
+transpose, pass-through) cost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from accel.errors import MappingError
+from accel.hardware import Accelerator, Dataflow
+from accel.timing import ceil_div
+from mapper.options import Depthwise, LoopOrder, MapOptions
+from mapper.plan import LayerMapping
+from mapper.residency import Residency
+from mapper.schedules import Operands
+from mapper.search import INFEASIBLE, Choice, Cost, roofline_cycles, search_gemm, vector_cost
+from workloads.graph import GemmShape, Graph, Layer, OpKind
+
+__all__ = ["ArrayDecision", "VectorDecision", "ViewDecision", "LayerDecision", "decide_layers", "working_space",
+           "layer_estimate", "operands"]
+
+
+@dataclass(frozen=True)
+class ArrayDecision:
+    """An array layer: the mapping ``choice`` of its ``operands`` (as the chosen dataflow runs them),
+    tiled in the top ``working_bytes`` of the scratchpad."""
+
+    layer: Layer
+    working_bytes: int
+    choice: Choice
+    operands: Operands
+    mapping: LayerMapping
+
+
+@dataclass(frozen=True)
+class VectorDecision:
+    """A vector layer (``macs`` > 0: a depthwise convolution) in ``chunks`` chunks of the top
+    ``working_bytes`` of the scratchpad: ``ops`` element operations over ``inputs`` and the layer's
+    outputs, of which the ``streamed_*`` ones go through DRAM (the rest are resident at its step)."""
+
+    layer: Layer
+    working_bytes: int
+    macs: int
+    ops: int
+    inputs: tuple[str, ...]
+    size_bytes: Mapping[str, int]  # of every input and output
+    streamed_in: tuple[str, ...]
+    streamed_out: tuple[str, ...]
+    chunks: int
+    mapping: LayerMapping
+
+
+@dataclass(frozen=True)
+class ViewDecision:
+    """A layer without work (a view): no commands; its outputs are ready when its inputs are.
+    ``working_bytes`` is ``None`` for a view proper (the working region stays as it was)."""
+
+    layer: Layer
+    mapping: LayerMapping
+    working_bytes: int | None = None
+
+
+LayerDecision = ArrayDecision | VectorDecision | ViewDecision
+
+
+def decide_layers(graph: Graph, arch: Accelerator, options: MapOptions, *, order: Sequence[str] | None = None,
+                  working_bytes: Mapping[str, int] | None = None,
+                  residency: Residency | None = None) -> tuple[LayerDecision, ...]:
+    """How each layer of ``graph`` runs on ``arch``, in schedule order.
+
+    ``order`` is the schedule (default: the graph's order); ``working_bytes`` the scratchpad bytes
+    each layer may tile in (default: all of it); ``residency`` the tensors kept on chip between
+    layers (default: none). The mapping choices come from ``options`` (its allocator is not used here).
+    """
+    if options.dataflow is not None and options.dataflow not in arch.array.dataflows:
+        supported = ", ".join(d.value for d in arch.array.dataflows)
+        raise MappingError(f"{arch.name} supports dataflows {supported}, not {options.dataflow.value}")
+    layers = graph.layers if order is None else _ordered(graph, order)
+    if residency is not None and tuple(residency.problem.steps) != tuple(layer.name for layer in layers):
+        raise MappingError(f"The allocation of {graph.name!r} was made for another schedule than the one lowered")
+    size = arch.scratchpad.size_bytes
+    decisions: list[LayerDecision] = []
+    for step, layer in enumerate(layers):
+        if layer.op.is_view:
+            decisions.append(ViewDecision(layer, LayerMapping(layer.name, layer.op, 0)))
+            continue
+        budget = size if working_bytes is None else working_bytes.get(layer.name, size)
+        if not 0 < budget <= size:
+            raise MappingError(f"Working space of step {step} must be 1..{size} B (the scratchpad), not {budget}")
+        half = budget // 2
+        if layer.gemm is not None and _is_depthwise(layer) and options.depthwise is not Depthwise.ARRAY and (
+                options.depthwise is Depthwise.VECTOR or _vector_is_better(graph, arch, layer, options, half)):
+            decisions.append(_vector_decision(graph, arch, layer, budget, layer.macs, residency, step))
+        elif layer.gemm is not None:
+            decisions.append(_array_decision(graph, arch, layer, budget, options))
+        elif layer.op.uses_vector_unit or layer.op is OpKind.CONCAT:
+            decisions.append(_vector_decision(graph, arch, layer, budget, 0, residency, step))
+        else:
+            decisions.append(ViewDecision(layer, LayerMapping(layer.name, layer.op, 0), budget))
+    return tuple(decisions)
+
+
+def working_space(graph: Graph, arch: Accelerator, options: MapOptions, *, knee: float) -> dict[str, int]:
+    """Per non-view layer, the scratchpad bytes it tiles in when it shares the scratchpad.
+
+    The smallest of ``size, size/2, size/4, ...`` (and not below the layer's minimal working set,
+    :func:`mapper.lifetimes.default_reserved_bytes`) whose datasheet estimate (cycles) and DRAM
+    traffic are both within ``knee`` (a fraction) of the layer's with the whole scratchpad, in at
+    most twice as many tiles (commands cost simulation time and issue slots too).
+    """
+    from mapper.lifetimes import default_reserved_bytes
+
+    size = arch.scratchpad.size_bytes
+    working = {}
+    for layer in graph.layers:
+        if layer.op.is_view:
+            continue
+        floor = sum(default_reserved_bytes(layer, graph, arch).values())
+        best = layer_estimate(graph, arch, layer, size, options)
+        budget, candidate = size, size // 2
+        while candidate >= max(floor, 2):
+            cost = layer_estimate(graph, arch, layer, candidate, options)
+            if cost.cycles > best.cycles * (1 + knee) or cost.dram_bytes > best.dram_bytes * (1 + knee) \
+                    or cost.steps > 2 * max(best.steps, 1):
+                break
+            budget, candidate = candidate, candidate // 2
+        working[layer.name] = max(budget, min(floor, size))
+    return working
+
+
+def layer_estimate(graph: Graph, arch: Accelerator, layer: Layer, budget: int, options: MapOptions) -> Cost:
+    """The datasheet estimate of ``layer`` tiled in ``budget`` bytes (infinite when it does not fit)."""
+    half = budget // 2
+    try:
+        if layer.gemm is not None:
+            if _is_depthwise(layer) and options.depthwise is Depthwise.VECTOR:
+                return _vector_cost(graph, arch, layer, layer.macs, half)
+            cost = _choice(graph, arch, layer, options, half).cost
+            if _is_depthwise(layer) and options.depthwise is Depthwise.AUTO:
+                cost = min(cost, _vector_cost(graph, arch, layer, layer.macs, half),
+                           key=lambda c: c.key(options.objective))
+            return cost
+        if layer.op.uses_vector_unit or layer.op is OpKind.CONCAT:
+            return _vector_cost(graph, arch, layer, 0, half)
+        return Cost(0.0, 0.0, 0.0)
+    except MappingError:
+        return INFEASIBLE
+
+
+def operands(graph: Graph, arch: Accelerator, layer: Layer, dataflow: Dataflow) -> Operands:
+    """The operands of array layer ``layer`` as ``dataflow`` runs them (N:M: see the module docstring)."""
+    gemm = layer.gemm
+    assert gemm is not None
+    in_bytes, w_bytes = arch.array.input_format.size_bytes, arch.array.weight_format.size_bytes
+    acc_bytes = arch.array.accumulator_format.size_bytes
+    activations = [t for t in layer.inputs if not graph.tensors[t].is_constant]
+    weights = [t for t in layer.inputs if graph.tensors[t].is_constant]
+    if not activations:
+        raise MappingError(f"Layer {layer.name!r}: a {layer.op.value} layer needs an activation input")
+    w = activations[1] if len(activations) > 1 else (weights[0] if weights else None)
+    x_bytes = graph.tensors[activations[0]].elements * in_bytes
+    # a strided convolution's input is bigger than its GEMM's m x k: tiles carry their share of it
+    x_rate = Fraction(x_bytes, gemm.batch * gemm.m * gemm.k)
+    nm = layer.sparsity
+    # N:M runs natively on a weight-stationary array that lists the pattern (the sparse PEs hold
+    # each group's kept weights and indices); anything else runs the layer dense.
+    if nm is None or nm not in arch.array.sparsity or w not in weights or dataflow is not Dataflow.WS:
+        return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm, x_bytes=x_bytes,
+                        in_bytes=max(Fraction(in_bytes), x_rate), w_bytes=Fraction(w_bytes),
+                        out_bytes=in_bytes, acc_bytes=acc_bytes)
+    compressed = GemmShape(gemm.m, ceil_div(gemm.k, nm.m) * nm.n, gemm.n, gemm.batch)
+    return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=compressed, x_bytes=x_bytes,
+                    in_bytes=max(Fraction(in_bytes * nm.m, nm.n),
+                                 Fraction(x_bytes, gemm.batch * gemm.m * compressed.k)),
+                    w_bytes=w_bytes + Fraction(nm.index_bits, 8), out_bytes=in_bytes,
+                    acc_bytes=acc_bytes, sparsity=nm, w_value_bytes=w_bytes)
+
+
+# -- one layer -----------------------------------------------------------------------------------
+
+_LOOP_ORDERS = {LoopOrder.AUTO: ("tile-outer", "fold-outer"), LoopOrder.TILE_OUTER: ("tile-outer",),
+                LoopOrder.FOLD_OUTER: ("fold-outer",)}
+
+
+def _choice(graph: Graph, arch: Accelerator, layer: Layer, options: MapOptions, half_spad: int) -> Choice:
+    """The best mapping of array layer ``layer`` with ``half_spad`` bytes per scratchpad half."""
+    dataflows = [options.dataflow] if options.dataflow is not None else list(arch.array.dataflows)
+    try:
+        return search_gemm(arch, tuple((d, operands(graph, arch, layer, d)) for d in dataflows),
+                           loop_orders=_LOOP_ORDERS[options.loop_order], half_spad=half_spad,
+                           half_acc=arch.accumulator.size_bytes // 2, objective=options.objective)
+    except MappingError as e:
+        raise MappingError(f"Layer {layer.name!r}: {e}") from None
+
+
+def _array_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int, options: MapOptions) -> ArrayDecision:
+    choice = _choice(graph, arch, layer, options, budget // 2)
+    ops = operands(graph, arch, layer, choice.dataflow)
+    g = ops.gemm
+    compulsory = ops.x_bytes + (ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0) \
+        + g.batch * g.m * g.n * ops.out_bytes
+    mapping = LayerMapping(layer.name, layer.op, layer.macs, choice.dataflow, choice.tile, choice.order,
+                           choice.cost.steps, layer.gemm, sparsity=ops.sparsity, estimate_cycles=choice.cost.cycles,
+                           estimate_energy_pj=choice.cost.energy_pj,
+                           roofline_cycles=roofline_cycles(arch, layer.macs, compulsory),
+                           candidates=choice.evaluated, pareto=choice.pareto)
+    return ArrayDecision(layer, budget, choice, ops, mapping)
+
+
+def _vector_work(graph: Graph, layer: Layer, macs: int) -> tuple[list[str], int]:
+    """The tensors a vector layer reads (weights too for a depthwise convolution or a concat of
+    constants) and its element operations (one per output element for a concat)."""
+    inputs = [t for t in layer.inputs if macs or layer.op is OpKind.CONCAT or not graph.tensors[t].is_constant]
+    return inputs, max(macs or layer.vector_ops or graph.tensors[layer.outputs[0]].elements, 1)
+
+
+def _vector_cost(graph: Graph, arch: Accelerator, layer: Layer, macs: int, half_spad: int) -> Cost:
+    inputs, ops = _vector_work(graph, layer, macs)
+    in_bytes = arch.array.input_format.size_bytes
+    sizes = [graph.tensors[t].elements * in_bytes for t in (*inputs, *layer.outputs)]
+    return vector_cost(arch, ops, sizes, half_spad)
+
+
+def _vector_is_better(graph: Graph, arch: Accelerator, layer: Layer, options: MapOptions, half_spad: int) -> bool:
+    """Whether a depthwise layer on the vector unit beats its best array mapping (by the objective)."""
+    array = _choice(graph, arch, layer, options, half_spad).cost
+    vector = _vector_cost(graph, arch, layer, layer.macs, half_spad)
+    return vector.key(options.objective) < array.key(options.objective)
+
+
+def _vector_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int, macs: int,
+                     residency: Residency | None, step: int) -> VectorDecision:
+    inputs, ops = _vector_work(graph, layer, macs)
+    in_bytes = arch.array.input_format.size_bytes
+    size = {t: graph.tensors[t].elements * in_bytes for t in (*inputs, *layer.outputs)}
+
+    def streamed(tensor: str) -> bool:
+        return residency is None or residency.place(tensor, step) is None
+
+    streamed_in = tuple(t for t in inputs if streamed(t))
+    streamed_out = tuple(t for t in layer.outputs if streamed(t))
+    moved = sum(size[t] for t in streamed_in) + sum(size[t] for t in streamed_out)
+    chunks = max(1, ceil_div(moved, budget // 2))
+    mapping = LayerMapping(layer.name, layer.op, macs, tiles=chunks, loop_order="vector" if macs else "",
+                           gemm=layer.gemm)
+    return VectorDecision(layer, budget, macs, ops, tuple(inputs), size, streamed_in, streamed_out, chunks, mapping)
+
+
+def _ordered(graph: Graph, order: Sequence[str]) -> tuple[Layer, ...]:
+    by_name = {layer.name: layer for layer in graph.layers}
+    unknown = [name for name in order if name not in by_name]
+    if unknown or len(order) != len(by_name) or len(set(order)) != len(order):
+        raise MappingError(f"A schedule of {graph.name!r} must list each of its {len(by_name)} layers once "
+                           f"(unknown: {unknown[:3]})")
+    return tuple(by_name[name] for name in order)
+
+
+def _is_depthwise(layer: Layer) -> bool:
+    return layer.gemm is not None and layer.gemm.batch > 1 and layer.gemm.n == 1 and layer.op is OpKind.CONV
