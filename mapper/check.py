@@ -12,7 +12,9 @@ tensor that breaks one of these:
 * **overlap**: no tile transfer touches a tensor that is resident at that step;
 * **operands**: every compute (array or vector) of a layer reads each of its operands either from
   a load of that tensor earlier in the layer (directly or through the commands it waits for) or
-  from the tensor's resident copy, waiting for a command that wrote that copy; a layer never
+  from the tensor's resident copy, waiting for a command that wrote that copy (directly, or through
+  an earlier compute of the layer: one that continues a fold uses the stationary operand the fold's
+  first compute brought into the array); a layer never
   reads from DRAM a tensor that is resident at its step, except to reload it whole;
 * **dependencies**: every DRAM read of an activation waits for the latest store of that tensor
   (or a view of it) before it, and no DRAM read comes before the tensor was stored.
@@ -183,10 +185,14 @@ def _check_operands(plan: Plan, layers: dict[str, Layer], step_of: dict[str, int
         for t in needed:
             root = groups[t]
             place = resident.place(t, step)
+            # compute -> it waits for a writer of root, directly or through an earlier compute of the layer
+            waited: dict[int, bool] = {}
+            if place is not None:
+                for i in computes:
+                    waited[i] = any(d in writers[root] or waited.get(d, False) for d in plan.commands[i].deps)
             for i in computes:
-                cmd = plan.commands[i]
                 if place is not None:
-                    if not writers[root] & set(cmd.deps):
+                    if not waited[i]:
                         raise MappingError(f"Command {i} (layer {name!r}) reads {t!r} from its resident copy "
                                            f"without waiting for a command that wrote it")
                 elif root not in seen[i]:
