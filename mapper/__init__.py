@@ -10,7 +10,8 @@ The rooms, in the order a mapping passes through them:
 
 =======================  =================================================================
 :mod:`mapper.options`    the choices, as enums, validated
-:mod:`mapper.search`     one array layer's best mapping, priced by the datasheet
+:mod:`mapper.search`     one array layer's best mapping, priced by the datasheet (bounded caches:
+                         :mod:`mapper.caches`)
 :mod:`mapper.schedules`  an array layer's schedule of computes and transfers (loop orders)
 :mod:`mapper.decide`     per-layer decisions (search, N:M operands, working space) before emission
 :mod:`mapper.order`      candidate operator orders (schedules) of branchy graphs
@@ -19,6 +20,8 @@ The rooms, in the order a mapping passes through them:
 :mod:`mapper.emit`       the command program written from the decisions
 :mod:`mapper.check`      proves a plan valid from its commands
 :mod:`mapper.plan`       the plan (the seam to the simulator) and its JSON
+:mod:`mapper.summary`    a plan with the allocators compared (``accel map``'s JSON)
+:mod:`mapper.pipeline`   all of the above in order: :func:`map_graph`
 =======================  =================================================================
 """
 
