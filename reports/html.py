@@ -45,6 +45,7 @@ from reports.pareto import (
     sensitivity,
     swept_params,
 )
+from reports.units import value_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -250,7 +251,7 @@ def _setup_section(df: pd.DataFrame, params: list[str], spec: Mapping[str, Any] 
     parts = ["<table class=facts>" + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in facts)
              + "</table>"]
     if params:
-        rows = [{"parameter": p, "values": ", ".join(_cell(v) for v in _sorted_values(df[p])),
+        rows = [{"parameter": p, "values": ", ".join(value_text(p, v) for v in _sorted_values(df[p])),
                  "count": int(df[p].nunique(dropna=False))} for p in params]
         parts.append("<h3>Swept parameters</h3>" + _table(pd.DataFrame(rows), ["parameter", "count", "values"]))
     failed = df[status != "ok"]

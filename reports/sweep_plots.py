@@ -34,7 +34,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from reports.memory_map import plot_memory_map
 from reports.pareto import ok_rows, pareto_front
@@ -78,6 +78,7 @@ def _format_axis(axis: object, column: str) -> None:
     unit = _UNITS.get(column)
     if unit is None or axis.get_scale() == "log":  # type: ignore[attr-defined]
         return
+    axis.set_major_locator(MaxNLocator(nbins=5))  # type: ignore[attr-defined]  # prefixed labels are wide
     axis.set_major_formatter(bytes_formatter() if unit == "bytes" else si_formatter(unit))  # type: ignore[attr-defined]
 
 
