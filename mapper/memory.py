@@ -34,6 +34,7 @@ from mapper.allocate import (
 )
 from mapper.ilp import WINDOW_GAPS, solve_ilp
 from mapper.lifetimes import Gap, MemoryProblem, MemoryTensor, default_reserved_bytes, problem_from_graph
+from mapper.options import ALLOCATORS, MapOptions
 
 __all__ = [
     "METHODS", "Gap", "MemoryTensor", "MemoryProblem", "TensorAllocation", "Allocation",
@@ -42,8 +43,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: The allocators :func:`allocate` knows.
-METHODS = ("none", "greedy", "firstfit", "ilp")
+#: The allocators :func:`allocate` knows (one list: :data:`mapper.ALLOCATORS`).
+METHODS = ALLOCATORS
 
 
 def allocate(problem: MemoryProblem, *, method: str = "ilp", time_limit_s: float = 10.0, mip_gap: float = 0.01,
@@ -57,10 +58,7 @@ def allocate(problem: MemoryProblem, *, method: str = "ilp", time_limit_s: float
     if method == "firstfit":
         return allocate_firstfit(problem)
     if method == "ilp":
-        if not time_limit_s > 0:
-            raise MappingError(f"ILP time limit must be a positive number of seconds, not {time_limit_s!r}")
-        if not 0 <= mip_gap < 1:
-            raise MappingError(f"ILP MIP gap must be in [0, 1), not {mip_gap!r}")
+        MapOptions(allocator="ilp", time_limit_s=time_limit_s, mip_gap=mip_gap)  # the one check of the limits
         warm = (allocate_greedy(problem), allocate_firstfit(problem))
         result = solve_ilp(problem, time_limit_s=time_limit_s, mip_gap=mip_gap, warm=warm, window_gaps=window_gaps)
         _log.info("%s: ilp %s, %d B non-compulsory (bound %.0f, gap %.4f) in %.2fs", problem.name, result.status,

@@ -14,7 +14,6 @@ from accel.errors import WorkloadError
 from workloads import zoo
 from workloads.builder import GraphBuilder
 from workloads.graph import DTYPE_BYTES, GemmShape, Graph, Layer, OpKind, QuantParams, Tensor, TensorKind
-from workloads.onnx_import import load_onnx
 from workloads.scalesim_import import load_scalesim_topology
 from workloads.sparsity import sparsify
 
@@ -22,6 +21,15 @@ __all__ = [
     "DTYPE_BYTES", "GemmShape", "Graph", "Layer", "OpKind", "QuantParams", "Tensor", "TensorKind",
     "GraphBuilder", "load", "layer_table", "load_onnx", "load_scalesim_topology", "sparsify", "zoo",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The ONNX importer pulls in onnx (and ml_dtypes: about a second); it is imported on first use.
+    if name == "load_onnx":
+        from workloads.onnx_import import load_onnx
+
+        return load_onnx
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(spec: str | Path, *, batch: int | None = None) -> Graph:
@@ -35,6 +43,8 @@ def load(spec: str | Path, *, batch: int | None = None) -> Graph:
         return zoo.build(text, batch=1 if batch is None else batch)
     suffix = Path(text).suffix.lower()
     if suffix == ".onnx":
+        from workloads.onnx_import import load_onnx
+
         return load_onnx(text, batch=batch)
     if suffix == ".csv":
         if batch not in (None, 1):

@@ -152,7 +152,7 @@ def test_a_board_needing_a_missing_programmer_names_it(tmp_path: Path) -> None:
 
 
 def _cli(argv: list[str]) -> argparse.Namespace:
-    from accel.cli_fpga import register
+    from accel.cli.fpga import register
 
     parser = argparse.ArgumentParser(prog="accel")
     register(parser.add_subparsers())

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from accel.cli_types import non_negative_int
+from accel.cli._types import non_negative_int
 
 __all__ = ["register"]
 

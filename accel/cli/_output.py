@@ -1,0 +1,92 @@
+"""Printing helpers shared by the commands: a plain-text table, byte sizes, checked output paths."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from accel.errors import AccelError
+
+__all__ = ["OutputError", "folder_for_output", "file_for_output", "format_bytes", "table"]
+
+
+class OutputError(AccelError):
+    """An output path the command cannot write (an existing file where a folder is meant, a folder
+    where a file is meant, no permission); raised before the command does its work."""
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    def cell(value: object) -> str:
+        if value is None or value == "":
+            return ""
+        if isinstance(value, float):
+            return f"{value:.3f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    numeric = [all(_is_numberish(row[i]) for row in cells) for i in range(len(columns))]
+    def fmt(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True))
+    return "\n".join([fmt(columns), fmt(["-" * w for w in widths]), *(fmt(row) for row in cells)])
+
+
+def _is_numberish(text: str) -> bool:
+    return text == "" or text.replace(",", "").replace(".", "").replace("-", "").isdigit()
+
+
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:g} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+
+def folder_for_output(path: Path, *, option: str = "--out") -> Path:
+    """``path`` ready as a folder to write into (created if missing), checked before any work is done.
+
+    An existing file, a path under a file, or a folder where nothing can be created is an
+    :class:`OutputError` naming the option and the path.
+    """
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{option} {path}: is a file; expected a folder to write into")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write into this folder ({_reason(exc)})") from None
+    return path
+
+
+def file_for_output(path: Path, *, option: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:
+    """``path`` ready to be written as a file (its folder created if missing), checked before any work.
+
+    A folder, a suffix not in ``suffixes`` (when given) or a folder where nothing can be created is
+    an :class:`OutputError` naming the option and the path.
+    """
+    if path.is_dir():
+        raise OutputError(f"{option} {path}: is a folder; expected a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise OutputError(f"{option} {path}: must end in {' or '.join(suffixes)}, not "
+                          f"{path.suffix or 'no suffix'}")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{option} {path}: {parent} is a file, not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write into {parent} ({_reason(exc)})") from None
+    return path
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()

@@ -1,0 +1,71 @@
+"""``accel rtl generate``: write the Verilog of an Amaranth unit and its JSON manifest."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from accel import config
+from accel.cli._types import positive_int
+from accel.hardware import Sparsity
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``rtl`` command (with ``generate``) to ``subparsers``."""
+    rtl = subparsers.add_parser("rtl", help="generate Verilog for the RTL units",
+                         description="Generate Verilog and a JSON manifest for an Amaranth unit.")
+    rtl_sub = rtl.add_subparsers(title="rtl commands", metavar="RTL_COMMAND")
+    gen = rtl_sub.add_parser("generate", help="write UNIT.v and UNIT.json",
+                             description="Write the Verilog of a unit and a JSON manifest (ports, "
+                                         "parameters, latency). Number formats come from --arch's array, "
+                                         "or default to int8 x int8 -> int32.",
+                             epilog="e.g. accel rtl generate systolic --rows 8 --cols 8 --dataflow ws --out build/")
+    gen.add_argument("unit", choices=["pe", "systolic", "requant", "nm_compressor", "sparse_systolic"],
+                     help="pe: one MAC processing element; systolic: a rows x cols tile; requant: the "
+                          "requantizer (int32 -> int8, gemmlowp semantics); nm_compressor: dense weights to "
+                          "N:M compressed groups; sparse_systolic: an N:M weight-stationary tile with a dense mode")
+    gen.add_argument("--arch", default=None, help="take number formats (and rows/cols) from this preset or TOML")
+    gen.add_argument("--rows", type=positive_int, default=None, help="systolic: array rows (default 4)")
+    gen.add_argument("--cols", type=positive_int, default=None, help="systolic: array columns (default 4)")
+    gen.add_argument("--dataflow", choices=["ws", "os"], default=None, help="systolic: dataflow (default ws)")
+    gen.add_argument("--mode", choices=["double", "single"], default=None,
+                     help="requant: TFLite's double rounding (default) or single rounding")
+    gen.add_argument("--lanes", type=positive_int, default=None,
+                     help="requant, nm_compressor: values (groups) per cycle (default 1)")
+    gen.add_argument("--nm", default=None, metavar="N:M",
+                     help="nm_compressor, sparse_systolic: the sparsity pattern (default 2:4)")
+    gen.add_argument("--name", default=None, help="Verilog module and file name (default: from the unit)")
+    gen.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build/)")
+    gen.set_defaults(handler=_rtl_generate)
+    rtl.set_defaults(handler=lambda args: rtl.print_help() or 2)
+
+
+
+def _rtl_generate(args: argparse.Namespace) -> int:
+    from rtl.units import generate_unit
+
+    options: dict[str, object] = {}
+    if args.arch:
+        array = config.load(args.arch).array
+        formats = {"pe": {"a_format": array.input_format, "b_format": array.weight_format,
+                          "acc_format": array.accumulator_format},
+                   "systolic": {"a_format": array.input_format, "b_format": array.weight_format,
+                                "acc_format": array.accumulator_format, "rows": array.rows, "cols": array.cols},
+                   "requant": {"out_format": array.input_format},
+                   "nm_compressor": {"value_format": array.weight_format}}
+        formats["sparse_systolic"] = formats["systolic"]
+        options.update(formats[args.unit])
+    if args.nm:
+        nm = Sparsity.parse(args.nm)
+        options.update(n=nm.n, m=nm.m)
+    given = {"rows": args.rows, "cols": args.cols, "dataflow": args.dataflow, "mode": args.mode, "lanes": args.lanes}
+    for key, value in given.items():
+        if value is not None:
+            options[key] = value
+    verilog = generate_unit(args.unit, args.out, module=args.name, **options)
+    print(f"wrote {verilog}")
+    print(f"wrote {verilog.with_suffix('.json')}")
+    return 0

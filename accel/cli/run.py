@@ -1,0 +1,122 @@
+"""``accel run``: map a workload onto a design, simulate it, print the summary and write the reports.
+
+With ``--out DIR`` the reports go into DIR, which must be empty (or hold only an earlier run's
+files, which ``--force`` replaces), so that two runs never mix in one folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from accel import config
+from accel.cli._output import table as _table
+from accel.cli._types import positive_int
+from accel.errors import MappingError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` command to ``subparsers``."""
+    import mapper
+    from accel.cli import epilog
+    from mapper.options import Depthwise, LoopOrder
+
+    epilog = epilog()
+    run = subparsers.add_parser("run", help="map a workload onto a design and simulate it",
+                         description="Map a workload onto an accelerator, simulate it with the event "
+                                     "simulator, print a summary and write CSV reports and a plot.",
+                         epilog=epilog)
+    run.add_argument("--arch", default="gemmini", help="preset name or TOML file (default: gemmini)")
+    run.add_argument("--workload", default="resnet18", help="zoo name, FILE.onnx or FILE.csv (default: resnet18)")
+    run.add_argument("--topology", dest="workload", help="a SCALE-Sim topology CSV (same as --workload FILE.csv)")
+    run.add_argument("--scalesim-config", type=Path, metavar="FILE.cfg",
+                     help="take the hardware from a SCALE-Sim v3 config instead of --arch, run layers in "
+                          "SCALE-Sim's fold-outer order, and also write COMPUTE_REPORT.csv in its layout")
+    run.add_argument("--dataflow", choices=["ws", "os", "is"], help="dataflow (default: the array's first)")
+    run.add_argument("--loop-order", choices=[o.value for o in LoopOrder], default=None,
+                     help="tile-outer, fold-outer (SCALE-Sim's) or auto: per layer the faster estimate "
+                          "(default: auto; fold-outer with --scalesim-config)")
+    run.add_argument("--depthwise", choices=[d.value for d in Depthwise], default=None,
+                     help="where depthwise convolutions run: array, vector unit, or auto: the faster "
+                          "estimate (default: auto; array with --scalesim-config)")
+    run.add_argument("--nm", default=None, metavar="N:M",
+                     help="mark every weight-bearing layer N:M structured-sparse (e.g. 2:4); the array runs it "
+                          "natively when the design lists that pattern, dense otherwise")
+    run.add_argument("--batch", type=positive_int, default=None, help="batch size (default: 1)")
+    run.add_argument("--allocator", choices=mapper.ALLOCATORS, default="none",
+                     help="keep tensors in the scratchpad between layers (default: none, SCALE-Sim style; "
+                          "ilp: the HiGHS allocation; the report then has memory_map.png)")
+    run.add_argument("--objective", choices=mapper.OBJECTIVES, default="latency",
+                     help="what each layer's mapping search minimises (default: latency)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="write CSVs (summary, layers, units, energy, power), plots (layer_cycles.png, "
+                          "power.png) and trace.json (Perfetto) here")
+    run.add_argument("--power-window", type=positive_int, default=None, metavar="CYCLES",
+                     help="window of the power-over-time series (default: the run in about 200 windows)")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    run.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import mapper
+    import sim
+    import workloads
+    from mapper.options import Depthwise, LoopOrder
+
+    if args.scalesim_config is not None:
+        from accel.scalesim import load_scalesim_config
+
+        arch = load_scalesim_config(args.scalesim_config)
+        default_order, default_depthwise = LoopOrder.FOLD_OUTER, Depthwise.ARRAY
+    else:
+        arch = config.load(args.arch)
+        default_order, default_depthwise = LoopOrder.AUTO, Depthwise.AUTO
+    graph = workloads.load(args.workload, batch=args.batch)
+    if args.nm:
+        graph = workloads.sparsify(graph, args.nm)
+    if args.allocator != "none":
+        fixed = [flag for flag, value in (("--dataflow", args.dataflow), ("--loop-order", args.loop_order),
+                                          ("--depthwise", args.depthwise), ("--scalesim-config", args.scalesim_config))
+                 if value]
+        if fixed:
+            raise MappingError(f"--allocator {args.allocator} searches every layer's mapping; it cannot be combined "
+                               f"with {', '.join(fixed)}")
+    options = mapper.MapOptions(allocator=args.allocator, objective=args.objective, dataflow=args.dataflow,
+                                loop_order=args.loop_order or default_order,
+                                depthwise=args.depthwise or default_depthwise)
+    plan = mapper.map_graph(graph, arch, options)
+    result = sim.simulate(plan)
+    summary = result.summary()
+    if args.out is not None:
+        from reports import write_run_report
+        from reports.scalesim import write_compute_report
+
+        written = write_run_report(result, args.out, power_window_cycles=args.power_window)
+        if plan.allocation is not None and plan.problem is not None:
+            from reports.memory_map import plot_memory_map
+
+            figure = plot_memory_map(plan.problem, plan.allocation, title=f"{graph.name} on {arch.name}")
+            written["memory_map"] = args.out / "memory_map.png"
+            figure.savefig(written["memory_map"], dpi=120)
+        if args.scalesim_config is not None:
+            written["compute_report"] = write_compute_report(result, args.out / "COMPUTE_REPORT.csv")
+        summary["files"] = {k: str(v) for k, v in written.items()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    layers = result.layers()
+    print(_table(layers.to_dict("records"),
+                 ["layer", "op", "dataflow", "macs", "cycles", "utilization", "dram_read_bytes", "dram_write_bytes"]))
+    print()
+    for key, value in summary.items():
+        if key == "files":
+            for name, path in value.items():
+                print(f"  wrote {name:14s} {path}")
+        else:
+            print(f"  {key:18s} {value:,.6g}" if isinstance(value, float) else f"  {key:18s} {value:,}"
+                  if isinstance(value, int) else f"  {key:18s} {value}")
+    return 0

@@ -1,0 +1,43 @@
+"""``accel workload``: print the layer table of a zoo model, an ONNX file or a SCALE-Sim topology."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from accel.cli._output import table as _table
+from accel.cli._types import positive_int
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``workload`` command to ``subparsers``."""
+    from accel.cli import epilog
+
+    work = subparsers.add_parser("workload", help="print a workload's layer table",
+                          description="Print the layers of a DNN: a zoo model name, an ONNX file or a "
+                                      "SCALE-Sim topology CSV, with MACs, weight and activation sizes.",
+                          epilog=epilog())
+    work.add_argument("workload", help="zoo model name, FILE.onnx or FILE.csv")
+    work.add_argument("--batch", type=positive_int, default=None, help="batch size (default: the model's, 1)")
+    work.add_argument("--json", action="store_true", help="print JSON (exact integer total_macs) instead")
+    work.set_defaults(handler=_workload)
+
+
+def _workload(args: argparse.Namespace) -> int:
+    import workloads
+
+    graph = workloads.load(args.workload, batch=args.batch)
+    rows = workloads.layer_table(graph)
+    if args.json:
+        print(json.dumps({"name": graph.name, "layers": rows, "total_macs": graph.total_macs,
+                          "weight_bytes": graph.weight_bytes}, indent=2))
+        return 0
+    columns = ["name", "op", "m", "k", "n", "batch", "macs", "weight_bytes", "output_bytes", "vector_ops"]
+    columns = [c for c in columns if any(c in r for r in rows)]
+    print(_table(rows, columns))
+    print(f"\n{graph.name}: {len(graph.layers)} layers, {graph.total_macs:,} MACs, "
+          f"{graph.weight_bytes:,} weight bytes")
+    return 0
