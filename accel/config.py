@@ -80,7 +80,7 @@ def load(spec: str | Path) -> Accelerator:
             f"{text_spec}: not a preset ({', '.join(preset_names())}) and no such TOML file"
         )
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not TOML
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read as text ({exc})") from None
     return loads(text, source=str(path))

@@ -39,10 +39,14 @@ def load_scalesim_config(path: str | Path) -> Accelerator:
     path = Path(path)
     parser = configparser.ConfigParser(delimiters=(":", "="), inline_comment_prefixes=("#", ";"))
     try:
-        with path.open() as handle:
+        with path.open(encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the INI text
             parser.read_file(handle)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such SCALE-Sim config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a SCALE-Sim config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a SCALE-Sim config (INI) file: {str(exc).splitlines()[0]}") from None
     section = "architecture_presets"

@@ -50,11 +50,12 @@ from accel.timing import ceil_div
 from mapper.options import Depthwise, LoopOrder, MapOptions
 from mapper.plan import LayerMapping
 from mapper.residency import Residency
-from mapper.schedules import Operands
+from mapper.schedules import Operands, step_count
 from mapper.search import INFEASIBLE, Choice, Cost, roofline_cycles, search_gemm, vector_cost
 from workloads.graph import GemmShape, Graph, Layer, OpKind
 
-__all__ = ["ArrayDecision", "VectorDecision", "ViewDecision", "LayerDecision", "decide_layers", "working_space",
+__all__ = ["MAX_COMMANDS", "check_command_count",
+           "ArrayDecision", "VectorDecision", "ViewDecision", "LayerDecision", "decide_layers", "working_space",
            "layer_estimate", "operands"]
 
 
@@ -99,6 +100,27 @@ class ViewDecision:
 
 
 LayerDecision = ArrayDecision | VectorDecision | ViewDecision
+
+#: The most compute commands one plan may hold: decisions that need more are refused before any
+#: command is emitted (a scratchpad of a few bytes, or a layer of 10^18 MACs, would otherwise emit and
+#: simulate for hours). GPT-2 prefill on gemmini has about 90,000 computes (260,000 commands).
+MAX_COMMANDS = 2_000_000
+
+
+def check_command_count(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecision]) -> None:
+    """Raise :class:`MappingError` if ``decisions`` need more than :data:`MAX_COMMANDS` computes in
+    all (counted in closed form: :func:`mapper.schedules.step_count`, a vector layer's chunks)."""
+    steps = {d.layer.name: step_count(d.operands, d.choice.plan, d.choice.dataflow) for d in decisions
+             if isinstance(d, ArrayDecision)}
+    steps |= {d.layer.name: d.chunks for d in decisions if isinstance(d, VectorDecision)}
+    total = sum(steps.values())
+    if total > MAX_COMMANDS:
+        worst = max(steps, key=steps.__getitem__)
+        half = min((d.working_bytes for d in decisions if not isinstance(d, ViewDecision)), default=0) // 2
+        raise MappingError(
+            f"{graph.name!r} on {arch.name}: its mapping needs {total:,} compute commands ({half:,} B of "
+            f"scratchpad per buffer; layer {worst!r} alone {steps[worst]:,}), more than {MAX_COMMANDS:,}, the "
+            "most a plan may hold; use a larger scratchpad or array, or a smaller workload")
 
 
 def decide_layers(graph: Graph, arch: Accelerator, options: MapOptions, *, order: Sequence[str] | None = None,

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from accel.hardware import Accelerator
 from mapper.allocate import Allocation
-from mapper.decide import decide_layers, working_space
+from mapper.decide import check_command_count, decide_layers, working_space
 from mapper.emit import emit_program
 from mapper.lifetimes import MemoryProblem
 from mapper.memory import allocate, check_allocation, problem_from_graph
@@ -58,6 +58,7 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
         check_plan(plan)
         return plan
     problem_from_graph(graph, arch)  # names a tensor whose smallest tile cannot fit
+    check_command_count(graph, arch, decide_layers(graph, arch, options))  # before searches that scale with it
     working = working_space(graph, arch, options, knee=KNEE)
     order, problem = _schedule(graph, arch, working)
     allocation = allocate(problem, method=options.allocator.value, time_limit_s=options.time_limit_s,
@@ -85,6 +86,7 @@ def build_plan(graph: Graph, arch: Accelerator, options: MapOptions, *, order: S
     none): the decisions of :func:`mapper.decide.decide_layers`, emitted. Not checked, and without
     the allocation attached (:func:`map_graph` does both)."""
     decisions = decide_layers(graph, arch, options, order=order, working_bytes=working_bytes, residency=residency)
+    check_command_count(graph, arch, decisions)  # before any command is written
     commands = emit_program(graph, arch, decisions, residency)
     return Plan(arch=arch, graph_name=graph.name, layers=tuple(d.mapping for d in decisions), commands=commands,
                 graph=graph, options=options)

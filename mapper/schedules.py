@@ -186,6 +186,17 @@ def fold_outer(ops: Operands, plan: FoldPlan, dataflow: Dataflow, rows: int, col
                     )
 
 
+def step_count(ops: Operands, plan: Tile | FoldPlan, dataflow: Dataflow) -> int:
+    """How many steps (compute commands) :func:`tile_outer` or :func:`fold_outer` yields for ``plan``,
+    in closed form: the mapper checks a layer's command count before emitting anything."""
+    g = ops.gemm
+    if isinstance(plan, Tile):
+        return ceil_div(g.batch, plan.b) * ceil_div(g.n, plan.n) * ceil_div(g.m, plan.m) * ceil_div(g.k, plan.k)
+    s1, s2, t = {Dataflow.WS: ("k", "n", "m"), Dataflow.OS: ("m", "n", "k"), Dataflow.IS: ("k", "m", "n")}[dataflow]
+    extent = {"m": g.m, "k": g.k, "n": g.n}
+    return (ceil_div(g.batch, plan.tb) * ceil_div(extent[s2], plan.s2_block) * ceil_div(extent[s1], plan.s1_block)
+            * ceil_div(extent[t], plan.chunk))
+
 
 def largest(ok: object, limit: int) -> int:
     """The largest ``size`` in ``1..limit`` with ``ok(size)`` (``ok`` monotone), or 0."""

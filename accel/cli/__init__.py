@@ -19,6 +19,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -62,10 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser(_command_of(argv))
     args = parser.parse_args(argv)
-    verbose = args.verbose or 0
-    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
-                        format="accel: %(levelname)s: %(message)s" if verbose < 2
-                        else "accel: %(levelname)s: %(name)s: %(message)s", force=True)
+    _setup_logging(args.verbose or 0)
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
         return 2
@@ -83,6 +81,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:  # noqa: BLE001 - the CLI's promise: one line for every failure
         return _report_error(exc)
+
+
+class _Once(logging.Filter):
+    """Pass each distinct warning text once: a library that both warns and logs a problem (or meets it
+    twice) shows one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
+def _setup_logging(verbose: int) -> None:
+    """Log lines ``accel: warning: ...`` on stderr (INFO with -v, DEBUG with -vv); Python warnings
+    become such lines too (no source path), each distinct text once."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("accel: %(levelname)s: %(message)s" if verbose < 2
+                                    else "accel: %(levelname)s: %(name)s: %(message)s"))
+    handler.addFilter(_Once())
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
+                        handlers=[handler], force=True)
+    warnings_log = logging.getLogger("accel.warnings")
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+             line: str | None = None) -> None:
+        warnings_log.warning("%s", message)
+
+    warnings.showwarning = show  # type: ignore[assignment]
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelname = record.levelname.lower()
+        return super().format(record)
 
 
 def _report_error(exc: Exception) -> int:

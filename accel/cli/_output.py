@@ -74,8 +74,8 @@ def file_for_output(path: Path, *, option: str = "--out", suffixes: tuple[str, .
     if path.is_dir():
         raise OutputError(f"{option} {path}: is a folder; expected a file name")
     if suffixes and path.suffix.lower() not in suffixes:
-        raise OutputError(f"{option} {path}: must end in {' or '.join(suffixes)}, not "
-                          f"{path.suffix or 'no suffix'}")
+        allowed = suffixes[0] if len(suffixes) == 1 else f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
+        raise OutputError(f"{option} {path}: must end in {allowed}, not {path.suffix or 'no suffix'}")
     parent = path.parent
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"{option} {path}: {parent} is a file, not a folder")

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from accel import config
+from accel.cli._output import file_for_output
 from accel.cli._output import table as _table
 
-__all__ = ["register"]
+__all__ = ["PLOT_SUFFIXES", "register"]
+
+_log = logging.getLogger("accel.cli.map")
 
 
 def register(subparsers: Any) -> None:
@@ -39,9 +44,26 @@ def register(subparsers: Any) -> None:
     mapping.add_argument("--time-limit", type=float, default=10.0, metavar="S", help="ILP time limit (default 10)")
     mapping.add_argument("--mip-gap", type=float, default=0.01, help="ILP relative gap (default 0.01)")
     mapping.add_argument("--out", type=Path, default=None, help="write the plan as JSON here")
-    mapping.add_argument("--plot", type=Path, default=None, help="write the memory-map plot (PNG or SVG) here")
+    mapping.add_argument("--plot", type=Path, default=None, help="write the memory-map plot (.png, .svg or .pdf) here")
     mapping.add_argument("--json", action="store_true", help="print the plan summary as JSON instead")
-    mapping.set_defaults(handler=_map)
+    mapping.set_defaults(handler=_command)
+
+
+#: The memory-map formats ``--plot`` writes (matplotlib's vector and PNG back ends, no extra packages).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Check where the plan and the plot go before any work, then map."""
+    if args.out is not None:
+        file_for_output(args.out, option="--out", suffixes=(".json",))
+    if args.plot is not None:
+        file_for_output(args.plot, option="--plot", suffixes=PLOT_SUFFIXES)
+    _log.info("map: %s on %s with allocator %s", args.workload, args.arch, args.allocator)
+    start = time.perf_counter()
+    code = _map(args)
+    _log.info("map: done in %.1f s", time.perf_counter() - start)
+    return code
 
 
 def _map(args: argparse.Namespace) -> int:
@@ -86,5 +108,8 @@ def _write_json(path: Path, document: dict) -> None:
     """Write JSON through a temporary file, so an interrupted run leaves nothing half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(document, indent=2))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -41,6 +41,7 @@ def register(subparsers: Any) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from accel.cli._output import folder_for_output
     from reports.html import check_results, write_html_report
     from reports.pareto import ReportError
     from sim.sweep import read_results
@@ -65,6 +66,7 @@ def _report(args: argparse.Namespace) -> int:
         def rebuild(row: Any) -> Any:
             return materialize(row, base)
 
+    folder_for_output(args.out)
     index = write_html_report(frame, args.out, objectives=objectives, title=args.title, drill_down=args.drill_down,
                               rebuild=rebuild)
     print(index)

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from accel import config
+from accel.cli._output import OutputError, folder_for_output
 from accel.cli._output import table as _table
 from accel.cli._types import positive_int
 from accel.errors import MappingError
 
-__all__ = ["register"]
+__all__ = ["RUN_FILES", "register"]
+
+_log = logging.getLogger("accel.cli.run")
 
 
 def register(subparsers: Any) -> None:
@@ -30,10 +35,12 @@ def register(subparsers: Any) -> None:
                          description="Map a workload onto an accelerator, simulate it with the event "
                                      "simulator, print a summary and write CSV reports and a plot.",
                          epilog=epilog)
-    run.add_argument("--arch", default="gemmini", help="preset name or TOML file (default: gemmini)")
-    run.add_argument("--workload", default="resnet18", help="zoo name, FILE.onnx or FILE.csv (default: resnet18)")
-    run.add_argument("--topology", dest="workload", help="a SCALE-Sim topology CSV (same as --workload FILE.csv)")
-    run.add_argument("--scalesim-config", type=Path, metavar="FILE.cfg",
+    hardware = run.add_mutually_exclusive_group()
+    hardware.add_argument("--arch", default=None, help="preset name or TOML file (default: gemmini)")
+    work = run.add_mutually_exclusive_group()
+    work.add_argument("--workload", default=None, help="zoo name, FILE.onnx or FILE.csv (default: resnet18)")
+    work.add_argument("--topology", default=None, help="a SCALE-Sim topology CSV (same as --workload FILE.csv)")
+    hardware.add_argument("--scalesim-config", type=Path, metavar="FILE.cfg",
                      help="take the hardware from a SCALE-Sim v3 config instead of --arch, run layers in "
                           "SCALE-Sim's fold-outer order, and also write COMPUTE_REPORT.csv in its layout")
     run.add_argument("--dataflow", choices=["ws", "os", "is"], help="dataflow (default: the array's first)")
@@ -54,11 +61,52 @@ def register(subparsers: Any) -> None:
                      help="what each layer's mapping search minimises (default: latency)")
     run.add_argument("--out", type=Path, default=None,
                      help="write CSVs (summary, layers, units, energy, power), plots (layer_cycles.png, "
-                          "power.png) and trace.json (Perfetto) here")
+                          "power.png) and trace.json (Perfetto) here: a new or empty folder (see --force)")
+    run.add_argument("--force", action="store_true",
+                     help="write into a --out folder that is not empty, replacing the files an earlier run wrote "
+                          "there (other files are left alone)")
     run.add_argument("--power-window", type=positive_int, default=None, metavar="CYCLES",
                      help="window of the power-over-time series (default: the run in about 200 windows)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_command)
+
+
+#: Every file ``accel run --out`` may write: an earlier run's, replaced as a whole with ``--force``.
+RUN_FILES = ("summary.csv", "layers.csv", "units.csv", "energy.csv", "power.csv", "layer_cycles.png", "power.png",
+             "trace.json", "memory_map.png", "COMPUTE_REPORT.csv")
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Check the arguments and the output folder before any work, then run."""
+    args.arch = args.arch or "gemmini"
+    args.workload = args.topology or args.workload or "resnet18"
+    if args.force and args.out is None:
+        raise OutputError("--force concerns --out, which is not given")
+    if args.out is not None:
+        _prepare_out(args.out, force=args.force)
+    _log.info("run: %s on %s", args.workload, args.scalesim_config or args.arch)
+    start = time.perf_counter()
+    code = _run(args)
+    _log.info("run: done in %.1f s", time.perf_counter() - start)
+    return code
+
+
+def _prepare_out(out: Path, *, force: bool) -> None:
+    """``out`` as an empty folder for this run: an earlier run's files are refused, or removed with ``force``."""
+    folder_for_output(out)
+    present = sorted(p.name for p in out.iterdir())
+    if not present:
+        return
+    if not force:
+        shown = ", ".join(present[:4]) + (f" and {len(present) - 4} more" if len(present) > 4 else "")
+        raise OutputError(f"--out {out}: the folder is not empty ({shown}); a run writes into an empty folder "
+                          "(or give --force to replace an earlier run's files)")
+    for name in present:
+        if name in RUN_FILES or name.endswith(".tmp"):
+            path = out / name
+            if path.is_file() or path.is_symlink():
+                _log.info("run: removing %s of an earlier run", path)
+                path.unlink()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -89,8 +137,11 @@ def _run(args: argparse.Namespace) -> int:
                                 loop_order=args.loop_order or default_order,
                                 depthwise=args.depthwise or default_depthwise)
     plan = mapper.map_graph(graph, arch, options)
+    _log.info("run: %s mapped onto %s: %d layers, %d commands", graph.name, arch.name, len(plan.layers),
+              len(plan.commands))
     result = sim.simulate(plan)
     summary = result.summary()
+    _log.info("run: simulated %s cycles", f"{summary['total_cycles']:,}")
     if args.out is not None:
         from reports import write_run_report
         from reports.scalesim import write_compute_report
