@@ -108,6 +108,11 @@ def _raise_problems(problems: list[str]) -> None:
         raise ConfigError("; ".join(problems))
 
 
+#: The largest integer a description field may hold (1 Ti): larger ones (``rows = 10**20``) are typos
+#: that would overflow native integers downstream.
+_MAX_INT = 2**40
+
+
 def _positive_ints(obj: object, *names: str, zero_ok: tuple[str, ...] = ()) -> list[str]:
     problems = []
     for name in names:
@@ -116,6 +121,8 @@ def _positive_ints(obj: object, *names: str, zero_ok: tuple[str, ...] = ()) -> l
         if not _is_int(value) or value < lowest:
             kind = "a non-negative" if lowest == 0 else "a positive"
             problems.append(f"{name} must be {kind} integer, not {value!r}")
+        elif value > _MAX_INT:
+            problems.append(f"{name} must be at most 2**40 ({_MAX_INT:,}), not {value:,}")
     return problems
 
 

@@ -46,6 +46,11 @@ class ArgumentParser(argparse.ArgumentParser):
     command (``accel run: ...``) and points at ``--help`` instead.
     """
 
+    def format_help(self) -> str:
+        if callable(self.epilog):  # computed when shown: listing the presets and models costs imports
+            self.epilog = self.epilog()
+        return super().format_help()
+
     def error(self, message: str) -> None:  # type: ignore[override]
         command = self.prog.removeprefix("accel").strip()
         sys.stderr.write(f"accel: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
@@ -164,19 +169,13 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 def _parser(command: str | None) -> ArgumentParser:
     """The parser, with only ``command``'s subparser built in full (the others are name and help)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        release = version("accel")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        release = "unknown"
     parser = ArgumentParser(
         prog="accel",
         description="Design DNN accelerators: describe the hardware, map a DNN onto it, simulate it.",
-        epilog=epilog() if command is None else None,
+        epilog=epilog if command is None else None,
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log each step (-vv: debug detail)")
-    parser.add_argument("--version", action="version", version=f"accel {release}")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=ArgumentParser)
     for name, (module, help_text) in COMMANDS.items():
         if name == command:
@@ -185,6 +184,24 @@ def _parser(command: str | None) -> ArgumentParser:
         else:
             sub.add_parser(name, help=help_text)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:  # noqa: A002
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            release = version("accel")
+        except PackageNotFoundError:  # a source tree that is not installed
+            release = "unknown (not installed)"
+        print(f"accel {release}")
+        parser.exit()
 
 
 def epilog() -> str:

@@ -46,6 +46,7 @@ def _report(args: argparse.Namespace) -> int:
     from reports.pareto import ReportError
     from sim.sweep import read_results
 
+    folder_for_output(args.out)
     path: Path = args.results
     frame = read_results(path)  # a bad file fails here, naming it
     if args.objectives is not None:
@@ -66,7 +67,6 @@ def _report(args: argparse.Namespace) -> int:
         def rebuild(row: Any) -> Any:
             return materialize(row, base)
 
-    folder_for_output(args.out)
     index = write_html_report(frame, args.out, objectives=objectives, title=args.title, drill_down=args.drill_down,
                               rebuild=rebuild)
     print(index)

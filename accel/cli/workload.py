@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import time
 from typing import Any
 
 from accel.cli._output import table as _table
 from accel.cli._types import positive_int
 
 __all__ = ["register"]
+
+_log = logging.getLogger("accel.cli.workload")
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +33,10 @@ def register(subparsers: Any) -> None:
 def _workload(args: argparse.Namespace) -> int:
     import workloads
 
+    start = time.perf_counter()
     graph = workloads.load(args.workload, batch=args.batch)
+    _log.info("workload: %s loaded in %.2f s (%d layers, %d tensors)", args.workload, time.perf_counter() - start,
+              len(graph.layers), len(graph.tensors))
     rows = workloads.layer_table(graph)
     if args.json:
         print(json.dumps({"name": graph.name, "layers": rows, "total_macs": graph.total_macs,
