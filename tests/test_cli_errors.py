@@ -214,3 +214,22 @@ def test_the_cli_imports_nothing_heavy_to_start():
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_long_steps_show_the_latest_library_step():
+    import io
+    import logging
+
+    from accel.cli._output import activity
+
+    stream = io.StringIO()
+    with activity("accel fpga synth", stream=stream, force=True, refresh_s=0.01):
+        logging.getLogger("rtl.fpga.synth").info("systolic_ws_4x4 on ecp5: place and route")
+        time.sleep(0.05)
+    shown = stream.getvalue()
+    assert "accel fpga synth: 00:00, systolic_ws_4x4 on ecp5: place and route" in shown, shown
+    assert shown.endswith("\r")  # the line is cleared at the end
+    quiet = io.StringIO()  # not a terminal: nothing is shown
+    with activity("accel run", stream=quiet):
+        logging.getLogger("mapper").info("not shown")
+    assert quiet.getvalue() == ""

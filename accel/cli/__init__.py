@@ -66,14 +66,20 @@ def add_verbose(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``accel`` command line on ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser(_command_of(argv))
+    command = _command_of(argv)
+    parser = _parser(command)
     args = parser.parse_args(argv)
     _setup_logging(args.verbose or 0)
     if not hasattr(args, "handler"):
         parser.print_help(sys.stderr)
         return 2
     try:
-        return args.handler(args) or 0
+        if getattr(args, "own_progress", False):  # the command shows its own progress bar (sweep)
+            return args.handler(args) or 0
+        from accel.cli._output import activity
+
+        with activity(f"accel {command}"):
+            return args.handler(args) or 0
     except KeyboardInterrupt:
         print("accel: interrupted", file=sys.stderr)
         return 130

@@ -1,13 +1,20 @@
-"""Printing helpers shared by the commands: a plain-text table, byte sizes, checked output paths."""
+"""Printing helpers shared by the commands: a plain-text table, byte sizes, checked output paths and
+a progress line for long steps."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, TextIO
 
 from accel.errors import AccelError
 
-__all__ = ["OutputError", "folder_for_output", "file_for_output", "format_bytes", "table"]
+__all__ = ["OutputError", "activity", "folder_for_output", "file_for_output", "format_bytes", "table"]
 
 
 class OutputError(AccelError):
@@ -90,3 +97,55 @@ def file_for_output(path: Path, *, option: str = "--out", suffixes: tuple[str, .
 
 def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
+
+
+class _LatestStep(logging.Handler):
+    """Shows the latest INFO message of the libraries as the activity line's text."""
+
+    def __init__(self, bar: Any) -> None:
+        super().__init__(logging.INFO)
+        self.bar = bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.INFO:
+            text = record.getMessage().splitlines()[0] if record.getMessage() else ""
+            self.bar.set_postfix_str(text[:100], refresh=True)
+
+
+@contextlib.contextmanager
+def activity(desc: str, *, stream: TextIO | None = None, force: bool = False,
+             refresh_s: float = 0.5) -> Iterator[None]:
+    """While the block runs, show on ``stream`` (stderr) a tqdm line: ``desc``, the elapsed time and the
+    libraries' latest step (their INFO log messages), for steps whose library gives no progress hook
+    (synthesis, place and route, a report's drill-down). Only on a terminal unless ``force``; the line
+    is cleared at the end, so nothing is left in the output."""
+    stream = sys.stderr if stream is None else stream
+    if not (force or (hasattr(stream, "isatty") and stream.isatty())):
+        yield
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc=desc, file=stream, bar_format="{desc}: {elapsed}{postfix}", leave=False)
+    root = logging.getLogger()
+    handler, level = _LatestStep(bar), root.level
+    for existing in root.handlers:  # keep what reaches the user's stderr as it was
+        if existing.level == logging.NOTSET:
+            existing.setLevel(level)
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO))
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(refresh_s):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        root.removeHandler(handler)
+        root.setLevel(level)
+        bar.close()

@@ -67,7 +67,7 @@ def register(subparsers: Any) -> None:
     sweep.add_argument("--samples", type=int, metavar="N", help="points to draw with --sample random/lhs")
     sweep.add_argument("--seed", type=int, metavar="S", help="seed of the sample (default: the spec's, 0)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sweep.set_defaults(handler=_sweep)
+    sweep.set_defaults(handler=_sweep, own_progress=True)
 
 
 def _default_out() -> Path:
