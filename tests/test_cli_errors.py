@@ -73,7 +73,7 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(capsys, tmp_
     fails(capsys, "run", "--workload", "alexnet", "--out", str(a_file),
           match=rf"--out {a_file}: is a file; expected a folder to write into", seconds=5)
     fails(capsys, "run", "--workload", "alexnet", "--out", str(a_file / "sub"),
-          match=rf"--out {a_file}/sub: cannot write into this folder \(not a directory\)", seconds=5)
+          match=rf"--out {a_file}/sub: {a_file} is a file, not a folder", seconds=5)
     fails(capsys, "report", str(tmp_path / "r.csv"), "--out", str(a_file),
           match=rf"--out {a_file}: is a file; expected a folder to write into", seconds=5)
     for command in (["map", "--workload", "alexnet"], ["sweep"]):

@@ -141,9 +141,11 @@ def _report_error(exc: Exception) -> int:
 
     if isinstance(exc, AccelError):
         message = str(exc)
-    elif isinstance(exc, OSError) and exc.strerror:
+    elif isinstance(exc, OSError) and exc.strerror:  # a file or the system said no: not a bug
         where = f"{exc.filename}: " if exc.filename else ""
         message = f"{where}{exc.strerror[0].lower()}{exc.strerror[1:]}"
+    elif isinstance(exc, OSError | TimeoutError) and str(exc).strip():  # e.g. a server that does not answer
+        message = str(exc).strip().splitlines()[0]
     else:
         # A bug, not bad input: still one line, and the traceback with -vv.
         _log.debug("unexpected error", exc_info=exc)

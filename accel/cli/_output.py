@@ -56,24 +56,35 @@ def format_bytes(n: float) -> str:
 
 
 def folder_for_output(path: Path, *, option: str = "--out") -> Path:
-    """``path`` ready as a folder to write into (created if missing), checked before any work is done.
+    """Check, before any work, that ``path`` can be a folder to write into: an existing folder where a
+    file can be created, or a path whose nearest existing ancestor is such a folder (nothing is
+    created here: a command that then fails leaves no empty folder behind).
 
     An existing file, a path under a file, or a folder where nothing can be created is an
     :class:`OutputError` naming the option and the path.
     """
     if path.exists() and not path.is_dir():
         raise OutputError(f"{option} {path}: is a file; expected a folder to write into")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise OutputError(f"{option} {path}: cannot write into this folder ({_reason(exc)})") from None
+    _check_writable(path, option, path)
     return path
 
 
+def _check_writable(folder: Path, option: str, path: Path) -> None:
+    """``folder`` (or, if missing, its nearest existing ancestor) is a folder where files can be created."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{option} {path}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write into {existing} ({_reason(exc)})") from None
+
+
 def file_for_output(path: Path, *, option: str = "--out", suffixes: tuple[str, ...] = ()) -> Path:
-    """``path`` ready to be written as a file (its folder created if missing), checked before any work.
+    """Check, before any work, that ``path`` can be written as a file (its folder may be missing).
 
     A folder, a suffix not in ``suffixes`` (when given) or a folder where nothing can be created is
     an :class:`OutputError` naming the option and the path.
@@ -83,15 +94,7 @@ def file_for_output(path: Path, *, option: str = "--out", suffixes: tuple[str, .
     if suffixes and path.suffix.lower() not in suffixes:
         allowed = suffixes[0] if len(suffixes) == 1 else f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
         raise OutputError(f"{option} {path}: must end in {allowed}, not {path.suffix or 'no suffix'}")
-    parent = path.parent
-    if parent.exists() and not parent.is_dir():
-        raise OutputError(f"{option} {path}: {parent} is a file, not a folder")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise OutputError(f"{option} {path}: cannot write into {parent} ({_reason(exc)})") from None
+    _check_writable(path.parent, option, path)
     return path
 
 

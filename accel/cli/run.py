@@ -94,7 +94,7 @@ def _command(args: argparse.Namespace) -> int:
 def _prepare_out(out: Path, *, force: bool) -> None:
     """``out`` as an empty folder for this run: an earlier run's files are refused, or removed with ``force``."""
     folder_for_output(out)
-    present = sorted(p.name for p in out.iterdir())
+    present = sorted(p.name for p in out.iterdir()) if out.exists() else []
     if not present:
         return
     if not force:
