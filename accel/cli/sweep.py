@@ -84,10 +84,6 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers must be a positive integer, not {args.workers}")
     if args.samples is not None and args.sample not in ("random", "lhs"):
         raise ConfigError("--samples N needs --sample random or --sample lhs (a product enumerates every point)")
-    if args.out is not None:
-        from accel.cli._output import file_for_output
-
-        file_for_output(args.out)
     spec = load_spec(args.spec or default_spec_path(), sample=args.sample, samples=args.samples, seed=args.seed)
     out = args.out or _default_out()
     bar = None
