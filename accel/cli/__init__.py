@@ -119,8 +119,12 @@ def _setup_logging(verbose: int) -> None:
     handler.setFormatter(_Formatter("accel: %(levelname)s: %(message)s" if verbose < 2
                                     else "accel: %(levelname)s: %(name)s: %(message)s"))
     handler.addFilter(_Once())
-    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING,
-                        handlers=[handler], force=True)
+    handler.accel_cli = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "accel_cli", False)]:  # main() called again in-process
+        root.removeHandler(old)
+    root.addHandler(handler)  # other handlers (a host's, pytest's) stay
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     warnings_log = logging.getLogger("accel.warnings")
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,

@@ -131,9 +131,9 @@ def activity(desc: str, *, stream: TextIO | None = None, force: bool = False,
     bar = tqdm(total=None, desc=desc, file=stream, bar_format="{desc}: {elapsed}{postfix}", leave=False)
     root = logging.getLogger()
     handler, level = _LatestStep(bar), root.level
-    for existing in root.handlers:  # keep what reaches the user's stderr as it was
-        if existing.level == logging.NOTSET:
-            existing.setLevel(level)
+    opened = [h for h in root.handlers if h.level == logging.NOTSET]
+    for existing in opened:  # keep what reaches the user's stderr (and any other handler) as it was
+        existing.setLevel(level)
     root.addHandler(handler)
     root.setLevel(min(level, logging.INFO))
     done = threading.Event()
@@ -151,4 +151,6 @@ def activity(desc: str, *, stream: TextIO | None = None, force: bool = False,
         ticker.join()
         root.removeHandler(handler)
         root.setLevel(level)
+        for existing in opened:
+            existing.setLevel(logging.NOTSET)
         bar.close()
