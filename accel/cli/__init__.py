@@ -75,11 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if getattr(args, "own_progress", False):  # the command shows its own progress bar (sweep)
-            return args.handler(args) or 0
-        from accel.cli._output import activity
+            code = args.handler(args) or 0
+        else:
+            from accel.cli._output import activity
 
-        with activity(f"accel {command}"):
-            return args.handler(args) or 0
+            with activity(f"accel {command}"):
+                code = args.handler(args) or 0
+        sys.stdout.flush()  # a closed pipe must fail here, not in the interpreter's exit
+        return code
     except KeyboardInterrupt:
         print("accel: interrupted", file=sys.stderr)
         return 130
