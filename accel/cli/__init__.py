@@ -187,7 +187,7 @@ def _parser(command: str | None) -> ArgumentParser:
     parser = ArgumentParser(
         prog="accel",
         description="Design DNN accelerators: describe the hardware, map a DNN onto it, simulate it.",
-        epilog=epilog if command is None else None,
+        epilog=_top_epilog if command is None else None,
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log each step (-vv: debug detail)")
     parser.add_argument("--version", action=_Version, help="print the version and exit")
@@ -217,6 +217,14 @@ class _Version(argparse.Action):
             release = "unknown (not installed)"
         print(f"accel {release}")
         parser.exit()
+
+
+def _top_epilog() -> str:
+    # The zoo's names would import the graph IR (and numpy): the command pages list them instead.
+    from accel import config
+
+    return (f"Presets: {', '.join(config.preset_names())}. Workloads: a zoo model (accel workload --help lists "
+            "them), FILE.onnx or a SCALE-Sim FILE.csv. Every command has --help.")
 
 
 def epilog() -> str:
