@@ -374,8 +374,8 @@ def solve_ilp(problem: MemoryProblem, *, time_limit_s: float = 10.0, mip_gap: fl
                                     gap=gap, solve_time_s=time.perf_counter() - began, windows=windows,
                                     details=details)
 
-    if not allowed:
-        return finish({}, "optimal", 0.0, reason="no tensor can stay on chip")
+    if not allowed:  # nothing can stay on chip: keeping nothing is the only allocation, so it is optimal
+        return finish({}, "optimal", float(_objective(problem, {})), reason="no tensor can stay on chip")
 
     # the best known allocation
     incumbents = [kept_gaps(problem, a) for a in warm]

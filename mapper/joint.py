@@ -41,6 +41,7 @@ heuristic). Every solve starts from the incumbent (HiGHS ``setSolution``), so it
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -61,6 +62,7 @@ from workloads.graph import Graph, TensorKind
 __all__ = [
     "Semantics", "JointTensor", "JointProblem", "JointResult", "joint_problem", "solve_joint", "optimise",
     "min_peak", "check_joint", "evaluate", "to_memory_problem", "topological_orders", "EXACT_LAYERS",
+    "schedule", "spill_all", "fold_into_producers", "peak_bytes",
 ]
 
 _log = logging.getLogger(__name__)
@@ -446,7 +448,8 @@ def _windows(problem: JointProblem, reference: Sequence[int] | None, band: int |
     return out
 
 
-def _build(problem: JointProblem, windows: list[range], *, slots: int | None, offsets: bool) -> _Model:
+def _build(problem: JointProblem, windows: list[range], *, slots: int | None, offsets: bool,
+           at_least: Mapping[str, int] | None = None) -> _Model:
     n = len(problem.layers)
     scale = max(1.0, problem.capacity_bytes / 1024.0)
     cap = problem.capacity_bytes / scale
@@ -491,7 +494,7 @@ def _build(problem: JointProblem, windows: list[range], *, slots: int | None, of
         events = len(set(t.consumers)) + (t.producer is not None)
         k_max = events if resident else max(1, events - 1)
         if slots is not None:
-            k_max = min(k_max, slots)
+            k_max = min(k_max, max(slots, (at_least or {}).get(t.name, 0)))
         nslots.append(k_max)
         if size * scale > problem.capacity_bytes:
             k_max = nslots[-1] = 0
@@ -708,7 +711,6 @@ def _result(problem: JointProblem, order: Sequence[int], intervals: Mapping[str,
     gap = 0.0 if nc <= 0 else (nc - bound) / nc
     if gap <= 1e-9:
         status = "optimal"
-    import dataclasses
     allocation = dataclasses.replace(allocation, status=status, objective=float(nc), bound=bound, gap=gap,
                                      solve_time_s=time.perf_counter() - began)
     return JointResult(problem.names(order), allocation, status, bound, time.perf_counter() - began, details)
@@ -727,7 +729,11 @@ def solve_joint(problem: JointProblem, *, order: Sequence[str] | None = None, re
     else:
         ref = problem.indices(reference) if reference is not None else None
         windows = _windows(problem, ref, band if ref is not None else None)
-    m = _build(problem, windows, slots=slots, offsets=True)
+    at_least: dict[str, int] = {}
+    for candidate in warm:
+        for name, ta in candidate.allocation.tensors.items():
+            at_least[name] = max(at_least.get(name, 0), len(ta.intervals))
+    m = _build(problem, windows, slots=slots, offsets=True, at_least=at_least)
     h = m.cols.highs(m.offset)
     h.setOptionValue("time_limit", max(0.05, float(time_limit_s)))
     h.setOptionValue("mip_rel_gap", float(mip_gap))
@@ -799,7 +805,89 @@ def to_allocation(problem: JointProblem, result: JointResult) -> tuple[MemoryPro
 
 def _fixed(problem: JointProblem, order: Sequence[int], time_limit_s: float, slots: int | None,
            warm: Sequence[JointResult] = ()) -> JointResult:
-    return solve_joint(problem, order=problem.names(order), time_limit_s=time_limit_s, slots=slots, warm=warm)
+    """The best allocation for a fixed order, by an ILP: the gap-model ILP (:func:`mapper.ilp.solve_ilp`,
+    the same optimum, faster) under stream semantics; under resident semantics the joint ILP with the
+    order fixed, warm-started from the TFLite arena with Belady replacement on that order."""
+    began = time.perf_counter()
+    if problem.semantics is Semantics.STREAM:
+        from mapper.allocate import allocate_firstfit, allocate_greedy
+        from mapper.ilp import solve_ilp
+
+        mp = to_memory_problem(problem, order)
+        a = solve_ilp(mp, time_limit_s=time_limit_s, mip_gap=0.0, warm=(allocate_greedy(mp), allocate_firstfit(mp)))
+        return _result(problem, order, {name: ta.intervals for name, ta in a.tensors.items()}, a.status,
+                       a.bound or 0.0, began, fixed_order=True)
+    from mapper.arena import tflite_arena
+
+    seeds = [r for r in (tflite_arena(problem, problem.names(order), "belady"),) if r is not None]
+    return solve_joint(problem, order=problem.names(order), time_limit_s=time_limit_s, slots=slots,
+                       warm=[*warm, *seeds, spill_all(problem, order)])
+
+
+def spill_all(problem: JointProblem, order: Sequence[int]) -> JointResult:
+    """Resident semantics' plan that always fits (the budget holds every layer's operands): each tensor on
+    chip only at the steps that use or produce it, stacked from offset 0."""
+    began = time.perf_counter()
+    step_of = _step_of(order)
+    height = [0] * len(order)
+    intervals: dict[str, list[tuple[int, int, int]]] = {}
+    for t in problem.tensors:
+        ivs = []
+        for s in t.events(step_of):
+            ivs.append((s, s, height[s]))
+            height[s] += t.size_bytes
+        intervals[t.name] = ivs
+    return _result(problem, order, intervals, "heuristic", 0.0, began, method="spill-all")
+
+
+def fold_into_producers(problem: JointProblem, layers: Iterable[str]) -> JointProblem:
+    """``problem`` with each of ``layers`` merged into the layer producing its one input (which nothing
+    else reads): the producer then writes the merged layer's outputs, as a framework fuses a ReLU or
+    folds a batch norm into the convolution before it. Layers that do not qualify stay."""
+    index = {name: i for i, name in enumerate(problem.layers)}
+    tensors = list(problem.tensors)
+    merged: dict[int, int] = {}  # layer -> the layer it is merged into
+
+    def root(i: int) -> int:
+        while i in merged:
+            i = merged[i]
+        return i
+
+    for name in layers:
+        i = index[name]
+        ins = [k for k, t in enumerate(tensors) if i in t.consumers]
+        if len(ins) != 1:
+            continue
+        t = tensors[ins[0]]
+        if t.producer is None or set(t.consumers) != {i} or t.graph_output:
+            continue
+        producer = root(t.producer)
+        merged[i] = producer
+        tensors[ins[0]] = dataclasses.replace(t, consumers=())  # gone: never leaves the fused layer
+        tensors = [dataclasses.replace(u, producer=producer) if u.producer == i else u for u in tensors]
+    keep = [i for i in range(len(problem.layers)) if i not in merged]
+    new = {old: k for k, old in enumerate(keep)}
+
+    def renum(i: int) -> int:
+        return new[root(i)]
+
+    out = []
+    for t in tensors:
+        if t.producer is not None and not t.consumers and not t.graph_output:
+            continue
+        out.append(dataclasses.replace(t, producer=None if t.producer is None else renum(t.producer),
+                                       consumers=tuple(sorted({renum(c) for c in t.consumers}))))
+    preds = []
+    for i in keep:
+        ps = set()
+        for j in range(len(problem.layers)):
+            if root(j) == i:
+                ps |= {renum(p) for p in problem.preds[j]}
+        ps.discard(new[i])
+        preds.append(tuple(sorted(ps)))
+    reserved = tuple(max(problem.reserved_bytes[j] for j in range(len(problem.layers)) if root(j) == i) for i in keep)
+    return JointProblem(problem.name, tuple(problem.layers[i] for i in keep), tuple(preds), reserved, tuple(out),
+                        problem.capacity_bytes, problem.semantics)
 
 
 def optimise(problem: JointProblem, *, candidates: Sequence[Sequence[str]] = (), time_limit_s: float = 10.0,
@@ -826,8 +914,13 @@ def optimise(problem: JointProblem, *, candidates: Sequence[Sequence[str]] = (),
             continue
         seen.add(cand)
         share = max(0.2, left() * 0.4 / max(1, len(orders) - i))
-        pool.append(solve_joint(problem, order=cand, time_limit_s=share, slots=slots,
-                                warm=[r for r in pool if r.order == cand]))
+        try:
+            pool.append(_fixed(problem, problem.indices(cand), share, slots,
+                               [r for r in pool if r.order == cand]))
+        except MappingError as e:  # no solution within its share of the time: the candidate drops out
+            _log.info("%s: candidate order %d: %s", problem.name, i, e)
+    if not pool:
+        raise MappingError(f"Joint problem {problem.name!r}: no candidate order solved in {time_limit_s} s")
     best = min(pool, key=lambda r: r.non_compulsory_bytes)
     rounds = 0
     while left() > 0.3 and best.non_compulsory_bytes > 0:
@@ -839,7 +932,6 @@ def optimise(problem: JointProblem, *, candidates: Sequence[Sequence[str]] = (),
         best = found
     _log.info("%s: joint search %d B non-compulsory after %d band rounds (%.1fs)", problem.name,
               best.non_compulsory_bytes, rounds, time.perf_counter() - began)
-    import dataclasses
     return dataclasses.replace(best, time_s=time.perf_counter() - began,
                                details={**best.details, "band_rounds": rounds})
 
@@ -938,3 +1030,18 @@ def min_peak(problem: JointProblem, *, reference: Sequence[str] | None = None, b
         raise MappingError(f"{problem.name}: no schedule found for the minimum peak in {time_limit_s} s")
     value = peak_bytes(problem, best_order)
     return problem.names(best_order), value, min(float(value), math.ceil(bound - 1e-6) if bound else 0.0)
+
+
+def schedule(graph: Graph, arch: Accelerator, working: Mapping[str, int], *, time_limit_s: float = 10.0,
+             candidates: Sequence[Sequence[str]] = ()) -> tuple[tuple[str, ...], MemoryProblem, JointResult]:
+    """The operator order for :func:`mapper.map_graph` (``schedule="joint"``): :func:`optimise` on the
+    stream-semantics joint problem with the layers' working space ``working``, then the gap model of
+    that order for the allocator. ``candidates`` default to :func:`mapper.order.candidate_orders`."""
+    from mapper.order import candidate_orders
+
+    problem = joint_problem(graph, arch, reserved=dict(working))
+    result = optimise(problem, candidates=list(candidates) or candidate_orders(graph), time_limit_s=time_limit_s)
+    memory = problem_from_graph(graph, arch, order=result.order, reserved=dict(working))
+    _log.info("%s: joint schedule %d B non-compulsory (%s, bound %.0f) in %.1fs", graph.name,
+              result.non_compulsory_bytes, result.status, result.bound, result.time_s)
+    return result.order, memory, result

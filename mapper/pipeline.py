@@ -9,7 +9,8 @@ before any command is written and returns a :class:`~mapper.plan.Plan` that
    scratchpad (:func:`mapper.decide.working_space`); the rest is offered to resident tensors. With
    ``none`` every layer tiles in all of it, in the graph's order, and nothing is allocated.
 2. **Schedule**: the graph's operator order, or for branchy graphs the best of a few candidate
-   orders by their greedy allocation (:mod:`mapper.order`).
+   orders by their greedy allocation (:mod:`mapper.order`); with ``schedule="joint"`` the order the
+   joint order-and-allocation ILP picks (:func:`mapper.joint.schedule`).
 3. **Allocation**: :func:`mapper.memory.allocate` with the chosen allocator on the problem of that
    schedule, capacity and working space (for ``ilp``, the program with the least DRAM traffic among
    the ILP's allocation and its warm starts', see :func:`_least_plan_traffic`).
@@ -59,7 +60,12 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
         return plan
     problem_from_graph(graph, arch)  # names a tensor whose smallest tile cannot fit
     working = working_space(graph, arch, options, knee=KNEE)
-    order, problem = _schedule(graph, arch, working)
+    if options.schedule == "joint":
+        from mapper.joint import schedule
+
+        order, problem, _ = schedule(graph, arch, working, time_limit_s=options.time_limit_s)
+    else:
+        order, problem = _schedule(graph, arch, working)
     allocation = allocate(problem, method=options.allocator.value, time_limit_s=options.time_limit_s,
                           mip_gap=options.mip_gap)
     check_allocation(problem, allocation)
@@ -99,8 +105,10 @@ def _least_plan_traffic(plan: Plan, problem: MemoryProblem, program: Callable[[A
     can win on the commands, and so can keeping nothing (``plain``: every layer tiles in the whole
     scratchpad, which a layer that gave up working space may re-read less). All are lowered and the
     program with the least DRAM traffic is kept, so the ``ilp`` plan is never worse than a
-    baseline's; the ILP's objective, bound and gap stay on the allocation and
-    ``details["plan_dram_bytes"]`` says what each candidate's program moved.
+    baseline's. The plan's allocation is the one its program runs, under its own method name (with
+    ``status``, ``bound`` and ``gap`` only where that is the ILP's); ``details`` says what each
+    candidate's program moved (``plan_dram_bytes``), whose tensors won (``tensors_from``), why
+    (``reason``) and the ILP's own figures (``ilp``) when it lost.
     """
     ilp = plan.allocation
     assert ilp is not None
@@ -109,13 +117,19 @@ def _least_plan_traffic(plan: Plan, problem: MemoryProblem, program: Callable[[A
         candidates[method] = program(allocate(problem, method=method))
     traffic = {method: p.dram_bytes for method, p in candidates.items()}
     best = min(candidates, key=lambda m: (traffic[m], m != "ilp"))
+    if best == "ilp":
+        allocation = dataclasses.replace(ilp, details={**ilp.details, "plan_dram_bytes": traffic, "tensors_from": best})
+        return dataclasses.replace(plan, allocation=allocation)
     chosen = candidates[best].allocation
     assert chosen is not None
+    # the program runs another allocator's tensors: say so, and keep the ILP's own figures apart
+    reason = (f"its program moves {traffic['ilp'] - traffic[best]:,} fewer DRAM bytes than the ILP allocation's "
+              f"(the ILP prices a streamed tensor once per use; the tiles re-read some operands)")
     allocation = dataclasses.replace(
-        chosen, method="ilp", status=ilp.status, objective=ilp.objective, bound=ilp.bound, gap=ilp.gap,
-        solve_time_s=ilp.solve_time_s, windows=ilp.windows,
-        details={**ilp.details, "plan_dram_bytes": traffic, "tensors_from": best})
-    _log.info("%s: plan DRAM bytes by allocation %s; keeping %s's", problem.name, traffic, best)
+        chosen, details={**chosen.details, "plan_dram_bytes": traffic, "tensors_from": best, "reason": reason,
+                         "ilp": {"status": ilp.status, "objective": ilp.objective, "bound": ilp.bound, "gap": ilp.gap,
+                                 "solve_time_s": ilp.solve_time_s, "non_compulsory_bytes": ilp.non_compulsory_bytes}})
+    _log.info("%s: plan DRAM bytes by allocation %s; keeping %s's: %s", problem.name, traffic, best, reason)
     return dataclasses.replace(candidates[best], allocation=allocation)
 
 

@@ -138,3 +138,37 @@ def test_min_peak_equals_brute_force() -> None:
         order, peak, bound = min_peak(problem, time_limit_s=30)
         assert peak == min(peak_bytes(problem, o) for o in orders(problem)) == bound
         assert peak_bytes(problem, problem.indices(order)) == peak
+
+
+def test_fixed_order_ilp_reports_optimal_with_zero_gap_when_nothing_can_stay() -> None:
+    from mapper.ilp import solve_ilp
+    from mapper.lifetimes import MemoryProblem, MemoryTensor
+
+    act = TensorKind.ACTIVATION
+    problem = MemoryProblem("tight", 100, ("a", "b", "c"), (0, 0, 0), (
+        MemoryTensor("x", 150, act, 0, (1, 2)), MemoryTensor("y", 120, act, 1, (2,))))
+    result = solve_ilp(problem, mip_gap=0.0)
+    assert not any(g.allowed for g in problem.gaps)
+    assert (result.status, result.gap) == ("optimal", 0.0)
+    assert result.bound == result.objective == result.non_compulsory_bytes == 150 * 3 + 120 * 2
+
+
+def test_map_graph_joint_schedule_runs_the_joint_order() -> None:
+    import sim
+    from accel.config import load
+    from mapper import MapOptions, map_graph
+    from workloads.builder import GraphBuilder
+
+    b = GraphBuilder("inception")
+    x = b.input("input", (1, 16, 28, 28))
+    branches = [b.conv(x, 32, 1, name=f"b{i}.a") for i in range(3)]
+    branches = [b.conv(y, 32, 3, 1, 1, name=f"b{i}.b") for i, y in enumerate(branches)]
+    b.concat(branches, 1, "cat")
+    graph = b.build()
+    arch = load("gemmini")
+    plan = map_graph(graph, arch, MapOptions(allocator="ilp", schedule="joint", scratchpad_bytes=96 * 1024,
+                                             time_limit_s=20))
+    assert plan.allocation is not None and plan.problem is not None
+    assert plan.allocation.method == plan.allocation.details["tensors_from"] or \
+        plan.allocation.details["tensors_from"] == "ilp"
+    assert sim.simulate(plan).dram_bytes == plan.dram_bytes
