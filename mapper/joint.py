@@ -557,29 +557,28 @@ def _build(problem: JointProblem, windows: list[range], *, slots: int | None, of
             big = max(v for _, v in reserve)
             size = problem.tensors[ti].size_bytes / scale
             c.row([(o[(ti, k)], 1.0), *reserve, (col, big)], upper=cap - size + big)
-        keys = sorted(o)
-        for a_i in range(len(keys)):
-            ta, ka = keys[a_i]
-            for b_i in range(a_i + 1, len(keys)):
-                tb, kb = keys[b_i]
-                if ta == tb:
-                    continue
-                common = range(max(life[ta].start, life[tb].start), min(life[ta].stop, life[tb].stop))
-                if not common:
-                    continue
-                sa, sb = problem.tensors[ta].size_bytes / scale, problem.tensors[tb].size_bytes / scale
-                if (sa + sb) > cap + 1e-12:
-                    for s in common:
-                        c.row([(r[(ta, ka, s)], 1.0), (r[(tb, kb, s)], 1.0)], upper=1.0)
-                    continue
-                p = c.col(0.0, 0.0, 1.0, True)
-                q = c.col(0.0, 0.0, 1.0, True)
-                c.row([(o[(ta, ka)], 1.0), (o[(tb, kb)], -1.0), (p, cap)], upper=cap - sa)
-                c.row([(o[(tb, kb)], 1.0), (o[(ta, ka)], -1.0), (q, cap)], upper=cap - sb)
-                c.row([(p, 1.0), (q, 1.0)], upper=1.0)
+        keys = sorted(o, key=lambda key: (life[key[0]].start, key))
+        active: list[tuple[int, int]] = []
+        pairs = []
+        for key in keys:  # sweep over lifetimes: only slots whose windows meet get order variables
+            active = [a for a in active if life[a[0]].stop > life[key[0]].start]
+            pairs += [(a, key) if a < key else (key, a) for a in active if a[0] != key[0]]
+            active.append(key)
+        for (ta, ka), (tb, kb) in sorted(pairs):
+            common = range(max(life[ta].start, life[tb].start), min(life[ta].stop, life[tb].stop))
+            sa, sb = problem.tensors[ta].size_bytes / scale, problem.tensors[tb].size_bytes / scale
+            if (sa + sb) > cap + 1e-12:
                 for s in common:
-                    c.row([(p, 1.0), (q, 1.0), (r[(ta, ka, s)], -1.0), (r[(tb, kb, s)], -1.0)], lower=-1.0)
-                pq[((ta, ka), (tb, kb))] = (p, q)
+                    c.row([(r[(ta, ka, s)], 1.0), (r[(tb, kb, s)], 1.0)], upper=1.0)
+                continue
+            p = c.col(0.0, 0.0, 1.0, True)
+            q = c.col(0.0, 0.0, 1.0, True)
+            c.row([(o[(ta, ka)], 1.0), (o[(tb, kb)], -1.0), (p, cap)], upper=cap - sa)
+            c.row([(o[(tb, kb)], 1.0), (o[(ta, ka)], -1.0), (q, cap)], upper=cap - sb)
+            c.row([(p, 1.0), (q, 1.0)], upper=1.0)
+            for s in common:
+                c.row([(p, 1.0), (q, 1.0), (r[(ta, ka, s)], -1.0), (r[(tb, kb, s)], -1.0)], lower=-1.0)
+            pq[((ta, ka), (tb, kb))] = (p, q)
     return _Model(c, x, r, o, ld, sr, w, pq, windows, life, nslots, scale, offset)
 
 
@@ -1033,15 +1032,17 @@ def min_peak(problem: JointProblem, *, reference: Sequence[str] | None = None, b
 
 
 def schedule(graph: Graph, arch: Accelerator, working: Mapping[str, int], *, time_limit_s: float = 10.0,
-             candidates: Sequence[Sequence[str]] = ()) -> tuple[tuple[str, ...], MemoryProblem, JointResult]:
+             candidates: Sequence[Sequence[str]] = (), reread: Mapping[tuple[str, str], float] | None = None,
+             ) -> tuple[tuple[str, ...], MemoryProblem, JointResult]:
     """The operator order for :func:`mapper.map_graph` (``schedule="joint"``): :func:`optimise` on the
     stream-semantics joint problem with the layers' working space ``working``, then the gap model of
-    that order for the allocator. ``candidates`` default to :func:`mapper.order.candidate_orders`."""
+    that order for the allocator (with ``reread`` factors, :func:`mapper.rereads.reread_factors`).
+    ``candidates`` default to :func:`mapper.order.candidate_orders`."""
     from mapper.order import candidate_orders
 
     problem = joint_problem(graph, arch, reserved=dict(working))
     result = optimise(problem, candidates=list(candidates) or candidate_orders(graph), time_limit_s=time_limit_s)
-    memory = problem_from_graph(graph, arch, order=result.order, reserved=dict(working))
+    memory = problem_from_graph(graph, arch, order=result.order, reserved=dict(working), reread=reread)
     _log.info("%s: joint schedule %d B non-compulsory (%s, bound %.0f) in %.1fs", graph.name,
               result.non_compulsory_bytes, result.status, result.bound, result.time_s)
     return result.order, memory, result

@@ -12,8 +12,10 @@ before any command is written and returns a :class:`~mapper.plan.Plan` that
    orders by their greedy allocation (:mod:`mapper.order`); with ``schedule="joint"`` the order the
    joint order-and-allocation ILP picks (:func:`mapper.joint.schedule`).
 3. **Allocation**: :func:`mapper.memory.allocate` with the chosen allocator on the problem of that
-   schedule, capacity and working space (for ``ilp``, the program with the least DRAM traffic among
-   the ILP's allocation and its warm starts', see :func:`_least_plan_traffic`).
+   schedule, capacity and working space, each use priced at the reads its layer's tiles make when it
+   streams (:func:`mapper.rereads.reread_factors`, so the ILP's optimum is the program's); for
+   ``ilp``, as a safety net, the program with the least DRAM traffic among the ILP's allocation and
+   its warm starts' (see :func:`_least_plan_traffic`; the plan says whose tensors it runs).
 4. **Layer decisions** (:func:`mapper.decide.decide_layers`): each layer's mapping in its working
    space, with the residents of the allocation; then **emission**
    (:func:`mapper.emit.emit_program`) writes the command program those decisions say.
@@ -36,6 +38,7 @@ from mapper.memory import allocate, check_allocation, problem_from_graph
 from mapper.options import Allocator, MapOptions
 from mapper.order import candidate_orders
 from mapper.plan import Plan
+from mapper.rereads import reread_factors
 from mapper.residency import Residency
 from workloads.graph import Graph
 
@@ -60,12 +63,13 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
         return plan
     problem_from_graph(graph, arch)  # names a tensor whose smallest tile cannot fit
     working = working_space(graph, arch, options, knee=KNEE)
+    reread = reread_factors(graph, arch, working, options)
     if options.schedule == "joint":
         from mapper.joint import schedule
 
-        order, problem, _ = schedule(graph, arch, working, time_limit_s=options.time_limit_s)
+        order, problem, _ = schedule(graph, arch, working, time_limit_s=options.time_limit_s, reread=reread)
     else:
-        order, problem = _schedule(graph, arch, working)
+        order, problem = _schedule(graph, arch, working, reread)
     allocation = allocate(problem, method=options.allocator.value, time_limit_s=options.time_limit_s,
                           mip_gap=options.mip_gap)
     check_allocation(problem, allocation)
@@ -133,11 +137,12 @@ def _least_plan_traffic(plan: Plan, problem: MemoryProblem, program: Callable[[A
     return dataclasses.replace(candidates[best], allocation=allocation)
 
 
-def _schedule(graph: Graph, arch: Accelerator, working: dict[str, int]) -> tuple[tuple[str, ...], MemoryProblem]:
+def _schedule(graph: Graph, arch: Accelerator, working: dict[str, int],
+              reread: dict[tuple[str, str], float] | None = None) -> tuple[tuple[str, ...], MemoryProblem]:
     """The candidate order (:mod:`mapper.order`) whose greedy allocation leaves the least
     non-compulsory traffic (ties: the earlier candidate, the graph's own order first)."""
     orders = candidate_orders(graph)
-    problems = [problem_from_graph(graph, arch, order=order, reserved=working) for order in orders]
+    problems = [problem_from_graph(graph, arch, order=order, reserved=working, reread=reread) for order in orders]
     if len(orders) == 1:
         return orders[0], problems[0]
     scores = [allocate(problem, method="greedy").non_compulsory_bytes for problem in problems]
