@@ -126,3 +126,73 @@ def tflite_arena(problem: JointProblem, order: Sequence[str], policy: str = "bel
                            budget_bytes=budget)
         budget -= top - problem.capacity_bytes
     return None
+
+
+def online_arena(problem: JointProblem, order: Sequence[str], policy: str = "belady") -> JointResult:
+    """A plan that always fits (resident semantics, budget at least ``M_R``): the steps in order, each
+    missing operand placed at the lowest free offset; while none fits, residents the layer does not use
+    are evicted by ``policy`` (see :func:`tflite_arena`); if the layer's own operands fragment the space,
+    they are all re-placed from offset 0 (the ones already on chip move: evicted and reloaded)."""
+    if problem.semantics is not Semantics.RESIDENT:
+        raise MappingError("The online arena plans resident semantics (every operand on chip)")
+    began = time.perf_counter()
+    idx = problem.indices(order)
+    step_of = _step_of(idx)
+    uses = [sorted({step_of[c] for c in t.consumers}) for t in problem.tensors]
+    size = [t.size_bytes for t in problem.tensors]
+    operands: list[list[int]] = [[] for _ in idx]
+    for ti, t in enumerate(problem.tensors):
+        for s in uses[ti]:
+            operands[s].append(ti)
+        if t.producer is not None:
+            operands[step_of[t.producer]].append(ti)
+    cap = problem.capacity_bytes
+    place: dict[int, tuple[int, int]] = {}  # tensor -> (offset, first step of its current interval)
+    intervals: dict[str, list[tuple[int, int, int]]] = {t.name: [] for t in problem.tensors}
+
+    def close(ti: int, last: int) -> None:
+        off, first = place.pop(ti)
+        if last >= first:
+            intervals[problem.tensors[ti].name].append((first, last, off))
+
+    def next_use(ti: int, s: int) -> int:
+        return next((u for u in uses[ti] if u > s), 1 << 60)
+
+    def hole(sz: int) -> int | None:
+        cursor = 0
+        for lo, hi in sorted((o, o + size[t]) for t, (o, _) in place.items()):
+            if lo >= cursor + sz:
+                return cursor
+            cursor = max(cursor, hi)
+        return cursor if cursor + sz <= cap else None
+
+    for s in range(len(idx)):
+        need = sorted(set(operands[s]), key=lambda ti: -size[ti])
+        for ti in need:
+            if ti in place:
+                continue
+            offset = hole(size[ti])
+            while offset is None:
+                victims = [v for v in place if v not in need]
+                if not victims:
+                    break
+                if policy == "belady":
+                    victim = max(victims, key=lambda v: (next_use(v, s), size[v], -v))
+                else:
+                    victim = max(victims, key=lambda v: (size[v], next_use(v, s), -v))
+                close(victim, s - 1)
+                offset = hole(size[ti])
+            if offset is None:  # the operands fragment the space: re-place them all from 0
+                for v in [v for v in place if v in need]:
+                    close(v, s - 1)
+                cursor = 0
+                for v in need:
+                    place[v] = (cursor, s)
+                    cursor += size[v]
+                break
+            place[ti] = (offset, s)
+        for ti in [t for t in place if next_use(t, s) == 1 << 60]:
+            close(ti, s)
+    for ti in list(place):
+        close(ti, len(idx) - 1)
+    return _result(problem, idx, intervals, "heuristic", 0.0, began, method=f"online-{policy}")

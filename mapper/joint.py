@@ -62,7 +62,7 @@ from workloads.graph import Graph, TensorKind
 __all__ = [
     "Semantics", "JointTensor", "JointProblem", "JointResult", "joint_problem", "solve_joint", "optimise",
     "min_peak", "check_joint", "evaluate", "to_memory_problem", "topological_orders", "EXACT_LAYERS",
-    "schedule", "spill_all", "fold_into_producers", "peak_bytes",
+    "schedule", "spill_all", "fold_into_producers", "peak_bytes", "relax_and_pack", "FULL_MODEL_LAYERS",
 ]
 
 _log = logging.getLogger(__name__)
@@ -889,6 +889,114 @@ def fold_into_producers(problem: JointProblem, layers: Iterable[str]) -> JointPr
                         problem.capacity_bytes, problem.semantics)
 
 
+def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
+                   reference: Sequence[str] | None = None, band: int | None = None,
+                   time_limit_s: float = 10.0) -> JointResult | None:
+    """The capacity-only joint ILP (order and residency, no offsets: a multi-knapsack over steps) over
+    the fixed ``order`` or the ``band`` around ``reference``, its residency then placed by greedy-by-size
+    or first fit in start order (the lower top wins). Where the placement needs more than the budget, the
+    ILP runs again with that excess kept free at those steps (at most six times); None if nothing fits.
+    The relaxation's bound is a lower bound for the fixed order (or, with neither, every order)."""
+    from mapper.arena import greedy_by_size
+
+    began = time.perf_counter()
+    if order is not None:
+        windows = [range(s, s + 1) for s in _step_of(problem.indices(order))]
+    else:
+        ref = problem.indices(reference) if reference is not None else None
+        windows = _windows(problem, ref, band if ref is not None else None)
+    bound = None
+    reserve = list(problem.reserved_bytes)
+    own = [sum(t.size_bytes for t in problem.tensors if t.producer == i or i in t.consumers)
+           if problem.semantics is Semantics.RESIDENT else 0 for i in range(len(problem.layers))]
+    attempts = 6
+    for attempt in range(attempts):
+        left = time_limit_s - (time.perf_counter() - began)
+        if left <= 0.05:
+            return None
+        sub = dataclasses.replace(problem, reserved_bytes=tuple(reserve))
+        m = _build(sub, windows, slots=1, offsets=False)
+        h = m.cols.highs(m.offset)
+        h.setOptionValue("time_limit", max(0.05, left / (attempts - attempt)))
+        h.setOptionValue("mip_rel_gap", 1e-4)
+        h.setOptionValue("random_seed", 0)
+        h.setOptionValue("threads", 1)
+        h.run()
+        info = h.getInfo()
+        if bound is None:
+            bound = info.mip_dual_bound * m.scale if math.isfinite(info.mip_dual_bound) else 0.0
+        if info.primal_solution_status != 2:
+            return None
+        found_order, intervals = _decode(m, sub, list(h.getSolution().col_value))
+        intervals = _trim(problem, found_order, intervals)
+        size = {t.name: t.size_bytes for t in problem.tensors}
+        blocks = [(size[name], a, b, name) for name, ivs in intervals.items() for a, b, _ in ivs]
+        best_top, best_offsets = None, None
+        for offsets in (greedy_by_size([(sz, a, b) for sz, a, b, _ in blocks]), _first_fit(blocks)):
+            top = max((o + blk[0] for o, blk in zip(offsets, blocks, strict=True)), default=0)
+            if best_top is None or top < best_top:
+                best_top, best_offsets = top, offsets
+        assert best_top is not None and best_offsets is not None
+        tops_ok = all(o + blk[0] <= problem.capacity_bytes - problem.reserved_bytes[found_order[s]]
+                      for o, blk in zip(best_offsets, blocks, strict=True) for s in range(blk[1], blk[2] + 1))
+        if tops_ok:
+            placed: dict[str, list[tuple[int, int, int]]] = {t.name: [] for t in problem.tensors}
+            for o, (_, a, b, name) in zip(best_offsets, blocks, strict=True):
+                placed[name].append((a, b, o))
+            return _result(problem, found_order, placed, "relaxation_packed",
+                           bound if (band is None or reference is None) else 0.0, began, attempts=attempt + 1)
+        # where the placement overflows, the next relaxation keeps the excess free (a per-step cut)
+        height = [0] * len(found_order)
+        for o, (sz, a, b, _) in zip(best_offsets, blocks, strict=True):
+            for step in range(a, b + 1):
+                height[step] = max(height[step], o + sz)
+        changed = False
+        for step, top in enumerate(height):
+            layer = found_order[step]
+            excess = top - (problem.capacity_bytes - reserve[layer])
+            room = problem.capacity_bytes - own[layer] - reserve[layer]
+            if excess > 0 and room > 0:
+                reserve[layer] += min(excess, room)
+                changed = True
+        if not changed:
+            return None
+    return None
+
+
+def _first_fit(blocks: Sequence[tuple[int, int, int, str]]) -> list[int]:
+    """Lowest free offset for each ``(size, first, last, name)`` block, in order of first step."""
+    placed: list[tuple[int, int, int, int]] = []
+    offsets = [0] * len(blocks)
+    for i in sorted(range(len(blocks)), key=lambda i: (blocks[i][1], -blocks[i][0], i)):
+        size, first, last, _ = blocks[i]
+        offset = 0
+        for lo, hi, _a, _b in sorted(p for p in placed if p[2] <= last and first <= p[3]):
+            if lo >= offset + size:
+                break
+            offset = max(offset, hi)
+        offsets[i] = offset
+        placed.append((offset, offset + size, first, last))
+    return offsets
+
+
+#: Above this many layers, :func:`optimise` ranks orders by the packed capacity-only ILP first.
+FULL_MODEL_LAYERS = 80
+#: The full ILP refines a big graph's best order only while it has at most this many residency columns.
+FULL_MODEL_SLOT_STEPS = 20_000
+
+
+def _estimated_slots(problem: JointProblem, order: Sequence[str], slots: int | None) -> int:
+    """Residency columns of the full ILP with ``order`` fixed."""
+    step_of = _step_of(problem.indices(order))
+    total = 0
+    for t in problem.tensors:
+        ev = t.events(step_of)
+        if ev:
+            k = len(ev) if slots is None else min(len(ev), slots)
+            total += k * (ev[-1] - ev[0] + 1)
+    return total
+
+
 def optimise(problem: JointProblem, *, candidates: Sequence[Sequence[str]] = (), time_limit_s: float = 10.0,
              band: int = 3, slots: int | None = None, warm: Sequence[JointResult] = ()) -> JointResult:
     """The best order and allocation found in ``time_limit_s`` (see the module docstring).
@@ -896,7 +1004,10 @@ def optimise(problem: JointProblem, *, candidates: Sequence[Sequence[str]] = (),
     Small problems (at most :data:`EXACT_LAYERS` layers) get the exact joint ILP. Otherwise each of
     ``candidates`` (orders, e.g. from :mod:`mapper.order`) is solved with its order fixed, and the best
     is improved by the ILP over every order within ``band`` steps of it, as long as that gains and time
-    is left. ``warm`` results (baselines) are warm starts and a floor.
+    is left. Graphs of more than :data:`FULL_MODEL_LAYERS` layers under resident semantics are ranked
+    and searched with the packed capacity-only ILP (:func:`relax_and_pack`) first, then the full ILP
+    with the order fixed refines the best while time is left. ``warm`` results (baselines) are warm
+    starts and a floor.
     """
     began = time.perf_counter()
 
@@ -907,28 +1018,53 @@ def optimise(problem: JointProblem, *, candidates: Sequence[Sequence[str]] = (),
         return solve_joint(problem, time_limit_s=time_limit_s, slots=slots, warm=warm)
     pool: list[JointResult] = list(warm)
     orders = [tuple(c) for c in candidates] or [problem.layers]
-    seen: set[tuple[str, ...]] = set()
-    for i, cand in enumerate(orders):
-        if cand in seen:
-            continue
-        seen.add(cand)
-        share = max(0.2, left() * 0.4 / max(1, len(orders) - i))
-        try:
-            pool.append(_fixed(problem, problem.indices(cand), share, slots,
-                               [r for r in pool if r.order == cand]))
-        except MappingError as e:  # no solution within its share of the time: the candidate drops out
-            _log.info("%s: candidate order %d: %s", problem.name, i, e)
-    if not pool:
-        raise MappingError(f"Joint problem {problem.name!r}: no candidate order solved in {time_limit_s} s")
-    best = min(pool, key=lambda r: r.non_compulsory_bytes)
+    orders = list(dict.fromkeys(orders))
+    big = problem.semantics is Semantics.RESIDENT and len(problem.layers) > FULL_MODEL_LAYERS
     rounds = 0
-    while left() > 0.3 and best.non_compulsory_bytes > 0:
-        found = solve_joint(problem, reference=best.order, band=band, slots=slots, time_limit_s=left(),
-                            warm=[best])
-        rounds += 1
-        if found.non_compulsory_bytes >= best.non_compulsory_bytes:
-            break
-        best = found
+    if big:
+        from mapper.arena import online_arena
+
+        for cand in orders:
+            pool += [online_arena(problem, cand, policy) for policy in ("belady", "min-bytes")]
+        for i, cand in enumerate(orders):
+            found = relax_and_pack(problem, order=cand, time_limit_s=max(0.2, left() * 0.3 / (len(orders) - i)))
+            if found is not None:
+                pool.append(found)
+        if not pool:
+            pool.append(spill_all(problem, problem.indices(orders[0])))
+        best = min(pool, key=lambda r: r.non_compulsory_bytes)
+        while left() > 0.3 * time_limit_s and best.non_compulsory_bytes > 0:
+            found = relax_and_pack(problem, reference=best.order, band=band, time_limit_s=left() * 0.5)
+            rounds += 1
+            if found is None or found.non_compulsory_bytes >= best.non_compulsory_bytes:
+                break
+            best = found
+        pool.append(best)
+        if left() > 0.5 and _estimated_slots(problem, best.order, slots) <= FULL_MODEL_SLOT_STEPS:
+            try:
+                pool.append(solve_joint(problem, order=best.order, time_limit_s=left(), slots=slots,
+                                        warm=[r for r in pool if r.order == best.order]))
+            except MappingError as e:
+                _log.info("%s: refining the best order: %s", problem.name, e)
+    else:
+        for i, cand in enumerate(orders):
+            share = max(0.2, left() * 0.4 / max(1, len(orders) - i))
+            try:
+                pool.append(_fixed(problem, problem.indices(cand), share, slots,
+                                   [r for r in pool if r.order == cand]))
+            except MappingError as e:  # no solution within its share of the time: the candidate drops out
+                _log.info("%s: candidate order %d: %s", problem.name, i, e)
+        if not pool:
+            raise MappingError(f"Joint problem {problem.name!r}: no candidate order solved in {time_limit_s} s")
+        best = min(pool, key=lambda r: r.non_compulsory_bytes)
+        while left() > 0.3 and best.non_compulsory_bytes > 0:
+            found = solve_joint(problem, reference=best.order, band=band, slots=slots, time_limit_s=left(),
+                                warm=[best])
+            rounds += 1
+            if found.non_compulsory_bytes >= best.non_compulsory_bytes:
+                break
+            best = found
+    best = min(pool + [best], key=lambda r: r.non_compulsory_bytes)
     _log.info("%s: joint search %d B non-compulsory after %d band rounds (%.1fs)", problem.name,
               best.non_compulsory_bytes, rounds, time.perf_counter() - began)
     return dataclasses.replace(best, time_s=time.perf_counter() - began,
