@@ -62,7 +62,8 @@ from workloads.graph import Graph, TensorKind
 __all__ = [
     "Semantics", "JointTensor", "JointProblem", "JointResult", "joint_problem", "solve_joint", "optimise",
     "min_peak", "check_joint", "evaluate", "to_memory_problem", "topological_orders", "EXACT_LAYERS",
-    "schedule", "spill_all", "fold_into_producers", "peak_bytes", "relax_and_pack", "FULL_MODEL_LAYERS",
+    "schedule", "spill_all", "fold_into_producers", "peak_bytes", "relax_and_pack", "lower_bound",
+    "FULL_MODEL_LAYERS",
 ]
 
 _log = logging.getLogger(__name__)
@@ -977,6 +978,20 @@ def _first_fit(blocks: Sequence[tuple[int, int, int, str]]) -> list[int]:
         offsets[i] = offset
         placed.append((offset, offset + size, first, last))
     return offsets
+
+
+def lower_bound(problem: JointProblem, *, time_limit_s: float = 10.0) -> float:
+    """A lower bound on the non-compulsory traffic of every order and allocation: the dual bound of the
+    capacity-only joint ILP (no offsets) over every order (0 if it proves nothing in time)."""
+    m = _build(problem, _windows(problem, None, None), slots=1, offsets=False)
+    h = m.cols.highs(m.offset)
+    h.setOptionValue("time_limit", max(0.05, float(time_limit_s)))
+    h.setOptionValue("mip_rel_gap", 1e-4)
+    h.setOptionValue("random_seed", 0)
+    h.setOptionValue("threads", 1)
+    h.run()
+    bound = h.getInfo().mip_dual_bound
+    return max(0.0, bound * m.scale) if math.isfinite(bound) else 0.0
 
 
 #: Above this many layers, :func:`optimise` ranks orders by the packed capacity-only ILP first.
