@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from accel.errors import MappingError
 from mapper.joint import JointProblem, JointResult, Semantics, _result, _step_of
@@ -128,11 +128,15 @@ def tflite_arena(problem: JointProblem, order: Sequence[str], policy: str = "bel
     return None
 
 
-def online_arena(problem: JointProblem, order: Sequence[str], policy: str = "belady") -> JointResult:
+def online_arena(problem: JointProblem, order: Sequence[str], policy: str = "belady",
+                 guide: Mapping[str, set[int]] | None = None) -> JointResult:
     """A plan that always fits (resident semantics, budget at least ``M_R``): the steps in order, each
     missing operand placed at the lowest free offset; while none fits, residents the layer does not use
     are evicted by ``policy`` (see :func:`tflite_arena`); if the layer's own operands fragment the space,
-    they are all re-placed from offset 0 (the ones already on chip move: evicted and reloaded)."""
+    they are all re-placed from offset 0 (the ones already on chip move: evicted and reloaded).
+
+    With a ``guide`` (per tensor, the steps an ILP keeps it on chip), a resident leaves as soon as the
+    guide lets it go, and residents the guide does not keep at the next step are evicted first."""
     if problem.semantics is not Semantics.RESIDENT:
         raise MappingError("The online arena plans resident semantics (every operand on chip)")
     began = time.perf_counter()
@@ -176,10 +180,11 @@ def online_arena(problem: JointProblem, order: Sequence[str], policy: str = "bel
                 victims = [v for v in place if v not in need]
                 if not victims:
                     break
+                kept_now = {v: guide is None or s in guide.get(problem.tensors[v].name, set()) for v in victims}
                 if policy == "belady":
-                    victim = max(victims, key=lambda v: (next_use(v, s), size[v], -v))
+                    victim = max(victims, key=lambda v: (not kept_now[v], next_use(v, s), size[v], -v))
                 else:
-                    victim = max(victims, key=lambda v: (size[v], next_use(v, s), -v))
+                    victim = max(victims, key=lambda v: (not kept_now[v], size[v], next_use(v, s), -v))
                 close(victim, s - 1)
                 offset = hole(size[ti])
             if offset is None:  # the operands fragment the space: re-place them all from 0
@@ -193,6 +198,9 @@ def online_arena(problem: JointProblem, order: Sequence[str], policy: str = "bel
             place[ti] = (offset, s)
         for ti in [t for t in place if next_use(t, s) == 1 << 60]:
             close(ti, s)
+        if guide is not None:  # follow the ILP: let go what it does not keep at the next step
+            for ti in [t for t in place if s + 1 not in guide.get(problem.tensors[t].name, ())]:
+                close(ti, s)
     for ti in list(place):
         close(ti, len(idx) - 1)
     return _result(problem, idx, intervals, "heuristic", 0.0, began, method=f"online-{policy}")

@@ -667,9 +667,10 @@ def _trim(problem: JointProblem, order: Sequence[int],
     for t in problem.tensors:
         ev = t.events(step_of)
         last = ev[-1] if ev else -1
+        start = ev[0] if ev else 0
         kept = []
         for first, end, off in intervals.get(t.name, ()):
-            end = min(end, last)
+            first, end = max(first, start), min(end, last)
             if first <= end:
                 kept.append((first, end, off))
         out[t.name] = kept
@@ -735,7 +736,7 @@ def solve_joint(problem: JointProblem, *, order: Sequence[str] | None = None, re
             at_least[name] = max(at_least.get(name, 0), len(ta.intervals))
     m = _build(problem, windows, slots=slots, offsets=True, at_least=at_least)
     h = m.cols.highs(m.offset)
-    h.setOptionValue("time_limit", max(0.05, float(time_limit_s)))
+    h.setOptionValue("time_limit", max(0.05, float(time_limit_s) - (time.perf_counter() - began)))
     h.setOptionValue("mip_rel_gap", float(mip_gap))
     h.setOptionValue("mip_abs_gap", 0.5 / m.scale)
     h.setOptionValue("random_seed", 0)
@@ -911,12 +912,22 @@ def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
     own = [sum(t.size_bytes for t in problem.tensors if t.producer == i or i in t.consumers)
            if problem.semantics is Semantics.RESIDENT else 0 for i in range(len(problem.layers))]
     attempts = 6
+    build_s = 0.0
+    guided: JointResult | None = None  # the online arena following each relaxation (always fits)
+
+    def fallback() -> JointResult | None:
+        if guided is None:
+            return None
+        return dataclasses.replace(guided, status="relaxation_guided")
     for attempt in range(attempts):
         left = time_limit_s - (time.perf_counter() - began)
-        if left <= 0.05:
-            return None
+        if left <= 0.05 + 2 * build_s:
+            return fallback()
         sub = dataclasses.replace(problem, reserved_bytes=tuple(reserve))
+        t0 = time.perf_counter()
         m = _build(sub, windows, slots=1, offsets=False)
+        build_s = time.perf_counter() - t0
+        left -= build_s
         h = m.cols.highs(m.offset)
         h.setOptionValue("time_limit", max(0.05, left / (attempts - attempt)))
         h.setOptionValue("mip_rel_gap", 1e-4)
@@ -927,9 +938,17 @@ def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
         if bound is None:
             bound = info.mip_dual_bound * m.scale if math.isfinite(info.mip_dual_bound) else 0.0
         if info.primal_solution_status != 2:
-            return None
+            return fallback()
         found_order, intervals = _decode(m, sub, list(h.getSolution().col_value))
         intervals = _trim(problem, found_order, intervals)
+        if problem.semantics is Semantics.RESIDENT:
+            from mapper.arena import online_arena
+
+            guide = {name: {st for a, b, _ in ivs for st in range(a, b + 1)} for name, ivs in intervals.items()}
+            for policy in ("belady", "min-bytes"):
+                follow = online_arena(problem, problem.names(found_order), policy, guide=guide)
+                if guided is None or follow.non_compulsory_bytes < guided.non_compulsory_bytes:
+                    guided = follow
         size = {t.name: t.size_bytes for t in problem.tensors}
         blocks = [(size[name], a, b, name) for name, ivs in intervals.items() for a, b, _ in ivs]
         best_top, best_offsets = None, None
@@ -944,8 +963,10 @@ def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
             placed: dict[str, list[tuple[int, int, int]]] = {t.name: [] for t in problem.tensors}
             for o, (_, a, b, name) in zip(best_offsets, blocks, strict=True):
                 placed[name].append((a, b, o))
-            return _result(problem, found_order, placed, "relaxation_packed",
-                           bound if (band is None or reference is None) else 0.0, began, attempts=attempt + 1)
+            packed = _result(problem, found_order, placed, "relaxation_packed",
+                             bound if (band is None or reference is None) else 0.0, began, attempts=attempt + 1)
+            other = fallback()
+            return packed if other is None or packed.non_compulsory_bytes <= other.non_compulsory_bytes else other
         # where the placement overflows, the next relaxation keeps the excess free (a per-step cut)
         height = [0] * len(found_order)
         for o, (sz, a, b, _) in zip(best_offsets, blocks, strict=True):
@@ -960,8 +981,8 @@ def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
                 reserve[layer] += min(excess, room)
                 changed = True
         if not changed:
-            return None
-    return None
+            return fallback()
+    return fallback()
 
 
 def _first_fit(blocks: Sequence[tuple[int, int, int, str]]) -> list[int]:
@@ -1042,6 +1063,8 @@ def optimise(problem: JointProblem, *, candidates: Sequence[Sequence[str]] = (),
         for cand in orders:
             pool += [online_arena(problem, cand, policy) for policy in ("belady", "min-bytes")]
         for i, cand in enumerate(orders):
+            if left() < 0.3 * time_limit_s:
+                break
             found = relax_and_pack(problem, order=cand, time_limit_s=max(0.2, left() * 0.3 / (len(orders) - i)))
             if found is not None:
                 pool.append(found)

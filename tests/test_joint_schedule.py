@@ -185,3 +185,19 @@ def test_map_graph_joint_schedule_runs_the_joint_order() -> None:
     assert plan.allocation.method == plan.allocation.details["tensors_from"] or \
         plan.allocation.details["tensors_from"] == "ilp"
     assert sim.simulate(plan).dram_bytes == plan.dram_bytes
+
+
+def test_arena_baselines_are_valid_and_the_joint_optimiser_never_loses_to_them() -> None:
+    from mapper.arena import POLICIES, online_arena, tflite_arena
+    from mapper.joint import optimise
+
+    rng = random.Random(11)
+    for _ in range(3):
+        problem = random_problem(rng, 7, Semantics.RESIDENT)
+        results = [online_arena(problem, problem.layers, p) for p in POLICIES]
+        results += [r for r in (tflite_arena(problem, problem.layers, p) for p in POLICIES) if r is not None]
+        for r in results:
+            check_joint(problem, r)
+        best = optimise(problem, candidates=[problem.layers], time_limit_s=30, warm=results)
+        check_joint(problem, best)
+        assert best.non_compulsory_bytes <= min(r.non_compulsory_bytes for r in results)
