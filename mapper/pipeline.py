@@ -63,7 +63,8 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
         return plan
     problem_from_graph(graph, arch)  # names a tensor whose smallest tile cannot fit
     working = working_space(graph, arch, options, knee=KNEE)
-    reread = reread_factors(graph, arch, working, options)
+    # the ILP prices uses at the plan's reads; the heuristics do not look at prices
+    reread = reread_factors(graph, arch, working, options) if options.allocator is Allocator.ILP else None
     if options.schedule == "joint":
         from mapper.joint import schedule
 
