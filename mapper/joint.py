@@ -913,18 +913,12 @@ def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
            if problem.semantics is Semantics.RESIDENT else 0 for i in range(len(problem.layers))]
     attempts = 6
     build_s = 0.0
-    last: tuple[tuple[int, ...], dict[str, list[tuple[int, int, int]]]] | None = None
+    guided: JointResult | None = None  # the online arena following each relaxation (always fits)
 
     def fallback() -> JointResult | None:
-        """The online arena following the last relaxation (always fits under resident semantics)."""
-        if last is None or problem.semantics is not Semantics.RESIDENT:
+        if guided is None:
             return None
-        from mapper.arena import online_arena
-
-        guide = {name: {st for a, b, _ in ivs for st in range(a, b + 1)} for name, ivs in last[1].items()}
-        follow = [online_arena(problem, problem.names(last[0]), policy, guide=guide)
-                  for policy in ("belady", "min-bytes")]
-        return dataclasses.replace(min(follow, key=lambda r: r.non_compulsory_bytes), status="relaxation_guided")
+        return dataclasses.replace(guided, status="relaxation_guided")
     for attempt in range(attempts):
         left = time_limit_s - (time.perf_counter() - began)
         if left <= 0.05 + 2 * build_s:
@@ -947,7 +941,14 @@ def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
             return fallback()
         found_order, intervals = _decode(m, sub, list(h.getSolution().col_value))
         intervals = _trim(problem, found_order, intervals)
-        last = (found_order, intervals)
+        if problem.semantics is Semantics.RESIDENT:
+            from mapper.arena import online_arena
+
+            guide = {name: {st for a, b, _ in ivs for st in range(a, b + 1)} for name, ivs in intervals.items()}
+            for policy in ("belady", "min-bytes"):
+                follow = online_arena(problem, problem.names(found_order), policy, guide=guide)
+                if guided is None or follow.non_compulsory_bytes < guided.non_compulsory_bytes:
+                    guided = follow
         size = {t.name: t.size_bytes for t in problem.tensors}
         blocks = [(size[name], a, b, name) for name, ivs in intervals.items() for a, b, _ in ivs]
         best_top, best_offsets = None, None
