@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--weights", action="store_true", help="activations plus weights (default: activations)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo names")
     parser.add_argument("--time-limit", type=float, default=None,
-                        help="seconds per budget for the joint optimiser (default 8, NAS networks 100)")
+                        help="seconds per budget for the joint optimiser (default 8, NAS networks 80)")
     parser.add_argument("--arch", default="gemmini")
     args = parser.parse_args()
     arch = load_arch(args.arch)
@@ -152,7 +152,7 @@ def main() -> None:
     for name in args.models.split(","):
         # COSMA's allowance per model (10 s, NAS-cell networks 120 s), less a margin: HiGHS can overrun
         # its time limit a little, and the wall time is what counts
-        limit = args.time_limit or (100.0 if name in NAS else 8.0)
+        limit = args.time_limit or (80.0 if name in NAS else 8.0)
         rows += run_model(name, zoo.build(name), arch, weights=args.weights, time_limit=limit)
     summary = {}
     for label in ("M_R", "M_H", "M_P"):
