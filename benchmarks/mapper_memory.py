@@ -38,7 +38,6 @@ from accel.config import load as load_arch
 from mapper.allocate import allocation_from_gaps
 from mapper.memory import METHODS, allocate, check_allocation, problem_from_graph
 from workloads import load, zoo
-from workloads.builder import GraphBuilder
 from workloads.graph import Graph
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,33 +47,8 @@ FRACTIONS = (0.125, 0.25, 0.5)
 
 
 def densenet121(batch: int = 1) -> Graph:
-    """torchvision ``densenet121``: growth 32, blocks (6, 12, 24, 16), bottleneck 4x, concat per layer."""
-    b = GraphBuilder("densenet121")
-    x = b.input("input", (batch, 3, 224, 224))
-    x = b.conv(x, 64, 7, 2, 3, bias=False, name="conv0")
-    x = b.activation(b.norm(x, "batch", "norm0"), "relu", "relu0")
-    x = b.pool(x, "max", 3, 2, 1, name="pool0")
-    channels = 64
-    for i, layers in enumerate((6, 12, 24, 16), start=1):
-        features = [x]
-        for j in range(1, layers + 1):
-            name = f"block{i}.layer{j}"
-            h = features[0] if len(features) == 1 else b.concat(features, 1, f"{name}.cat")
-            h = b.activation(b.norm(h, "batch", f"{name}.norm1"), "relu", f"{name}.relu1")
-            h = b.conv(h, 128, 1, 1, 0, bias=False, name=f"{name}.conv1")
-            h = b.activation(b.norm(h, "batch", f"{name}.norm2"), "relu", f"{name}.relu2")
-            features.append(b.conv(h, 32, 3, 1, 1, bias=False, name=f"{name}.conv2"))
-        x = b.concat(features, 1, f"block{i}.cat")
-        channels += 32 * layers
-        if i < 4:
-            x = b.activation(b.norm(x, "batch", f"transition{i}.norm"), "relu", f"transition{i}.relu")
-            channels //= 2
-            x = b.conv(x, channels, 1, 1, 0, bias=False, name=f"transition{i}.conv")
-            x = b.pool(x, "avg", 2, 2, name=f"transition{i}.pool")
-    x = b.activation(b.norm(x, "batch", "norm5"), "relu", "relu5")
-    x = b.flatten(b.global_pool(x, "avg", "pool5"), 1, "flatten")
-    b.linear(x, 1000, name="classifier")
-    return b.build()
+    """torchvision ``densenet121`` (:mod:`workloads.zoo_cosma`)."""
+    return zoo.build("densenet121", batch=batch)
 
 
 def _workloads(quick: bool) -> list[tuple[str, Graph]]:

@@ -45,7 +45,7 @@ import numpy as np
 from mapper.allocate import Allocation, allocation_from_gaps, kept_gaps, pack_runs
 from mapper.lifetimes import MemoryProblem
 
-__all__ = ["solve_ilp", "quiet_highs", "WINDOW_GAPS"]
+__all__ = ["solve_ilp", "quiet_highs", "weighted_non_compulsory", "WINDOW_GAPS"]
 
 _log = logging.getLogger(__name__)
 
@@ -222,6 +222,7 @@ def _build(problem: MemoryProblem, decide: Sequence[int], fixed: Mapping[int, in
                 by_step.setdefault(step, []).append((z, s))
                 continue
             by_step.setdefault(step, []).append((v.y[gid], s))
+    _reread_costs(problem, m, v, members, fixed, scale)
     for step, terms in sorted(by_step.items()):
         available = problem.available_bytes(step) / scale
         if sum(s for _, s in terms) > available + 1e-12:
@@ -251,6 +252,38 @@ def _build(problem: MemoryProblem, decide: Sequence[int], fixed: Mapping[int, in
             _pair(m, v, gaps, other, gid, scale, offsets)
         active.append(gid)
     return m, v
+
+
+def _reread_costs(problem: MemoryProblem, m: _Model, v: _Vars, members: Sequence[int], fixed: Mapping[int, int],
+                  scale: float) -> None:
+    """Price each use at the plan's reads: a use whose tensor is not on chip at its step is streamed by
+    the layer's tiles, ``reread`` times its size; on chip from that step (a reload) it is read once.
+    The extra ``(reread - 1) x size`` is saved where the tensor is on chip at the use: ``z`` (at an
+    event two member gaps share, then ``z <= y_g + y_next``) or the one member gap's ``y``."""
+    gaps = problem.gaps
+    member_set = set(members)
+    for gid in members:
+        if gid in fixed:
+            continue
+        g = gaps[gid]
+        t = problem.tensors[g.tensor]
+        if not t.reread:
+            continue
+        ids = problem.tensor_gaps[g.tensor]
+        s = g.size_bytes / scale
+        nxt = ids[g.index + 1] if g.index + 1 < len(ids) else None
+        extra = s * (t.reread_at(g.end) - 1.0)
+        if extra > 0:
+            z = v.z.get((g.tensor, g.end))
+            if z is not None and nxt in member_set:
+                m.cost[z] -= extra
+                m.row([(z, 1.0), (v.y[gid], -1.0), (v.y[nxt], -1.0)], upper=0.0)
+            else:
+                m.cost[v.y[gid]] -= extra
+        prev = ids[g.index - 1] if g.index > 0 else None
+        first_use = g.index == 0 and t.producer_step is None
+        if (first_use or (prev is not None and prev not in member_set)) and t.reread_at(g.start) > 1.0:
+            m.cost[v.y[gid]] -= s * (t.reread_at(g.start) - 1.0)
 
 
 def _pair(m: _Model, v: _Vars, gaps: Sequence, a: int, b: int, scale: float, offsets: bool) -> None:
@@ -336,7 +369,22 @@ def _compact(problem: MemoryProblem, kept: Mapping[int, float]) -> dict[int, int
 
 
 def _objective(problem: MemoryProblem, kept: Mapping[int, int]) -> int:
-    return allocation_from_gaps(problem, kept, "").non_compulsory_bytes
+    return weighted_non_compulsory(problem, allocation_from_gaps(problem, kept, ""))
+
+
+def weighted_non_compulsory(problem: MemoryProblem, allocation: Allocation) -> int:
+    """Non-compulsory DRAM bytes with each use priced at the plan's reads (:attr:`MemoryTensor.reread`):
+    a read at a step where the tensor is not on chip is streamed, ``reread`` times its size; a reload
+    into its place is read once. Without re-read factors: :attr:`Allocation.non_compulsory_bytes`."""
+    if not any(t.reread for t in problem.tensors):
+        return allocation.non_compulsory_bytes
+    total = 0.0
+    for t in problem.tensors:
+        ta = allocation.tensors[t.name]
+        total += ta.dram_write_bytes
+        for r in ta.read_steps:
+            total += t.size_bytes * (1.0 if ta.offset_at(r) is not None else t.reread_at(r))
+    return round(total) - problem.compulsory_dram_bytes
 
 
 def _best_packing(problem: MemoryProblem, kept: Iterable[int]) -> dict[int, int]:
@@ -374,8 +422,8 @@ def solve_ilp(problem: MemoryProblem, *, time_limit_s: float = 10.0, mip_gap: fl
                                     gap=gap, solve_time_s=time.perf_counter() - began, windows=windows,
                                     details=details)
 
-    if not allowed:
-        return finish({}, "optimal", 0.0, reason="no tensor can stay on chip")
+    if not allowed:  # nothing can stay on chip: keeping nothing is the only allocation, so it is optimal
+        return finish({}, "optimal", float(_objective(problem, {})), reason="no tensor can stay on chip")
 
     # the best known allocation
     incumbents = [kept_gaps(problem, a) for a in warm]

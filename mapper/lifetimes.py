@@ -61,8 +61,14 @@ class MemoryTensor:
     use_steps: tuple[int, ...]  # steps that read it, sorted and unique
     graph_output: bool = False
     aliases: tuple[str, ...] = ()
+    #: per use step, how many times the consuming layer's tiles read the tensor when it streams it
+    #: from DRAM (its loads over its size; empty: once each)
+    reread: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.reread and (len(self.reread) != len(self.use_steps) or min(self.reread) < 1):
+            raise MappingError(f"Tensor {self.name!r}: reread must give a factor >= 1 per use step "
+                               f"({len(self.use_steps)}), not {self.reread}")
         if not isinstance(self.size_bytes, int) or self.size_bytes < 0:
             raise MappingError(f"Tensor {self.name!r}: size_bytes must be a non-negative integer, "
                                f"not {self.size_bytes!r}")
@@ -74,6 +80,12 @@ class MemoryTensor:
         if self.producer_step is not None and self.use_steps and self.use_steps[0] <= self.producer_step:
             raise MappingError(f"Tensor {self.name!r}: used at step {self.use_steps[0]}, not after its "
                                f"producer step {self.producer_step}")
+
+    def reread_at(self, step: int) -> float:
+        """The re-read factor of the use at ``step`` (1 where none was given)."""
+        if not self.reread or step not in self.use_steps:
+            return 1.0
+        return self.reread[self.use_steps.index(step)]
 
     @property
     def events(self) -> tuple[int, ...]:
@@ -258,6 +270,7 @@ def problem_from_graph(
     order: Sequence[str] | None = None,
     capacity_bytes: int | None = None,
     reserved: int | Mapping[str, int] | Callable[[Layer], int] | None = None,
+    reread: Mapping[tuple[str, str], float] | None = None,
 ) -> MemoryProblem:
     """The memory problem of ``graph`` run on ``arch`` in ``order`` (default: the graph's own order).
 
@@ -265,7 +278,9 @@ def problem_from_graph(
     layer: ``None`` for :func:`default_reserved_bytes`; an int for the same bytes at every non-view
     step; a mapping from layer name to bytes (missing layers get the default); or a function of the
     layer. Sizes are element counts times the array's input format (activations, inputs) or weight
-    format (constants) in bytes.
+    format (constants) in bytes. ``reread`` maps ``(layer, tensor)`` to how many times that layer's
+    tiles read the tensor (or a view of it) when it is streamed (:func:`mapper.traffic.reread_factors`);
+    the ILP then prices a use by the plan's reads (:attr:`MemoryTensor.reread`).
     """
     capacity = arch.scratchpad.size_bytes if capacity_bytes is None else capacity_bytes
     if not isinstance(capacity, int) or capacity <= 0:
@@ -329,10 +344,15 @@ def problem_from_graph(
         producer = step_of[t.producer] if t.producer is not None else None
         if not steps and name not in outputs:
             continue  # never read and not returned: nothing to allocate or move
+        factors: tuple[float, ...] = ()
+        if reread:
+            factors = tuple(max(1.0, reread.get((layers[u].name, name), 1.0)) for u in steps)
+            factors = () if all(f == 1.0 for f in factors) else factors
         tensors.append(MemoryTensor(
             name=name, size_bytes=t.elements * (w_b if t.is_constant else in_b), kind=t.kind,
             producer_step=producer, use_steps=steps,
             graph_output=name in outputs and t.kind is TensorKind.ACTIVATION, aliases=tuple(members),
+            reread=factors,
         ))
     return MemoryProblem(name=graph.name, capacity_bytes=capacity, steps=tuple(layer.name for layer in layers),
                          reserved_bytes=tuple(reserved_bytes), tensors=tuple(tensors))

@@ -23,6 +23,10 @@ the values it takes.
     overrides the design's scratchpad size (``None``: the design's).
 ``time_limit_s``, ``mip_gap``
     bound the ILP.
+``schedule`` (:class:`Schedule`)
+    the operator order: ``candidates`` (a few orders ranked by their greedy allocation,
+    :mod:`mapper.order`) or ``joint`` (a decision of the joint order-and-allocation ILP,
+    :func:`mapper.joint.schedule`, within ``time_limit_s``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from enum import Enum, StrEnum
 from accel.errors import MappingError
 from accel.hardware import Dataflow
 
-__all__ = ["ALLOCATORS", "OBJECTIVES", "Allocator", "Depthwise", "LoopOrder", "MapOptions", "Objective"]
+__all__ = ["ALLOCATORS", "OBJECTIVES", "Allocator", "Depthwise", "LoopOrder", "MapOptions", "Objective", "Schedule"]
 
 
 class Allocator(StrEnum):
@@ -69,6 +73,13 @@ class Depthwise(StrEnum):
     VECTOR = "vector"  # as multiply-accumulates on the vector unit, one per lane per cycle
 
 
+class Schedule(StrEnum):
+    """How the operator order is chosen (see :mod:`mapper.order` and :mod:`mapper.joint`)."""
+
+    CANDIDATES = "candidates"
+    JOINT = "joint"
+
+
 ALLOCATORS = tuple(a.value for a in Allocator)
 OBJECTIVES = tuple(o.value for o in Objective)
 
@@ -79,6 +90,7 @@ _CHOICES: dict[str, tuple[type[Enum], str]] = {
     "loop_order": (LoopOrder, "Loop order"),
     "depthwise": (Depthwise, "Depthwise placement"),
     "dataflow": (Dataflow, "Dataflow"),
+    "schedule": (Schedule, "Schedule"),
 }
 
 
@@ -103,6 +115,7 @@ class MapOptions:
     scratchpad_bytes: int | None = None
     time_limit_s: float = 10.0
     mip_gap: float = 0.01
+    schedule: Schedule = Schedule.CANDIDATES
 
     def __post_init__(self) -> None:
         for name, (enum, what) in _CHOICES.items():

@@ -9,10 +9,13 @@ before any command is written and returns a :class:`~mapper.plan.Plan` that
    scratchpad (:func:`mapper.decide.working_space`); the rest is offered to resident tensors. With
    ``none`` every layer tiles in all of it, in the graph's order, and nothing is allocated.
 2. **Schedule**: the graph's operator order, or for branchy graphs the best of a few candidate
-   orders by their greedy allocation (:mod:`mapper.order`).
+   orders by their greedy allocation (:mod:`mapper.order`); with ``schedule="joint"`` the order the
+   joint order-and-allocation ILP picks (:func:`mapper.joint.schedule`).
 3. **Allocation**: :func:`mapper.memory.allocate` with the chosen allocator on the problem of that
-   schedule, capacity and working space (for ``ilp``, the program with the least DRAM traffic among
-   the ILP's allocation and its warm starts', see :func:`_least_plan_traffic`).
+   schedule, capacity and working space, each use priced at the reads its layer's tiles make when it
+   streams (:func:`mapper.rereads.reread_factors`, so the ILP's optimum is the program's); for
+   ``ilp``, as a safety net, the program with the least DRAM traffic among the ILP's allocation and
+   its warm starts' (see :func:`_least_plan_traffic`; the plan says whose tensors it runs).
 4. **Layer decisions** (:func:`mapper.decide.decide_layers`): each layer's mapping in its working
    space, with the residents of the allocation; then **emission**
    (:func:`mapper.emit.emit_program`) writes the command program those decisions say.
@@ -35,6 +38,7 @@ from mapper.memory import allocate, check_allocation, problem_from_graph
 from mapper.options import Allocator, MapOptions
 from mapper.order import candidate_orders
 from mapper.plan import Plan
+from mapper.rereads import reread_factors
 from mapper.residency import Residency
 from workloads.graph import Graph
 
@@ -60,7 +64,14 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
     problem_from_graph(graph, arch)  # names a tensor whose smallest tile cannot fit
     check_command_count(graph, arch, decide_layers(graph, arch, options))  # before searches that scale with it
     working = working_space(graph, arch, options, knee=KNEE)
-    order, problem = _schedule(graph, arch, working)
+    # the ILP prices uses at the plan's reads; the heuristics do not look at prices
+    reread = reread_factors(graph, arch, working, options) if options.allocator is Allocator.ILP else None
+    if options.schedule == "joint":
+        from mapper.joint import schedule
+
+        order, problem, _ = schedule(graph, arch, working, time_limit_s=options.time_limit_s, reread=reread)
+    else:
+        order, problem = _schedule(graph, arch, working, reread)
     allocation = allocate(problem, method=options.allocator.value, time_limit_s=options.time_limit_s,
                           mip_gap=options.mip_gap)
     check_allocation(problem, allocation)
@@ -101,8 +112,10 @@ def _least_plan_traffic(plan: Plan, problem: MemoryProblem, program: Callable[[A
     can win on the commands, and so can keeping nothing (``plain``: every layer tiles in the whole
     scratchpad, which a layer that gave up working space may re-read less). All are lowered and the
     program with the least DRAM traffic is kept, so the ``ilp`` plan is never worse than a
-    baseline's; the ILP's objective, bound and gap stay on the allocation and
-    ``details["plan_dram_bytes"]`` says what each candidate's program moved.
+    baseline's. The plan's allocation is the one its program runs, under its own method name (with
+    ``status``, ``bound`` and ``gap`` only where that is the ILP's); ``details`` says what each
+    candidate's program moved (``plan_dram_bytes``), whose tensors won (``tensors_from``), why
+    (``reason``) and the ILP's own figures (``ilp``) when it lost.
     """
     ilp = plan.allocation
     assert ilp is not None
@@ -111,21 +124,28 @@ def _least_plan_traffic(plan: Plan, problem: MemoryProblem, program: Callable[[A
         candidates[method] = program(allocate(problem, method=method))
     traffic = {method: p.dram_bytes for method, p in candidates.items()}
     best = min(candidates, key=lambda m: (traffic[m], m != "ilp"))
+    if best == "ilp":
+        allocation = dataclasses.replace(ilp, details={**ilp.details, "plan_dram_bytes": traffic, "tensors_from": best})
+        return dataclasses.replace(plan, allocation=allocation)
     chosen = candidates[best].allocation
     assert chosen is not None
+    # the program runs another allocator's tensors: say so, and keep the ILP's own figures apart
+    reason = (f"its program moves {traffic['ilp'] - traffic[best]:,} fewer DRAM bytes than the ILP allocation's "
+              f"(the ILP prices a streamed tensor once per use; the tiles re-read some operands)")
     allocation = dataclasses.replace(
-        chosen, method="ilp", status=ilp.status, objective=ilp.objective, bound=ilp.bound, gap=ilp.gap,
-        solve_time_s=ilp.solve_time_s, windows=ilp.windows,
-        details={**ilp.details, "plan_dram_bytes": traffic, "tensors_from": best})
-    _log.info("%s: plan DRAM bytes by allocation %s; keeping %s's", problem.name, traffic, best)
+        chosen, details={**chosen.details, "plan_dram_bytes": traffic, "tensors_from": best, "reason": reason,
+                         "ilp": {"status": ilp.status, "objective": ilp.objective, "bound": ilp.bound, "gap": ilp.gap,
+                                 "solve_time_s": ilp.solve_time_s, "non_compulsory_bytes": ilp.non_compulsory_bytes}})
+    _log.info("%s: plan DRAM bytes by allocation %s; keeping %s's: %s", problem.name, traffic, best, reason)
     return dataclasses.replace(candidates[best], allocation=allocation)
 
 
-def _schedule(graph: Graph, arch: Accelerator, working: dict[str, int]) -> tuple[tuple[str, ...], MemoryProblem]:
+def _schedule(graph: Graph, arch: Accelerator, working: dict[str, int],
+              reread: dict[tuple[str, str], float] | None = None) -> tuple[tuple[str, ...], MemoryProblem]:
     """The candidate order (:mod:`mapper.order`) whose greedy allocation leaves the least
     non-compulsory traffic (ties: the earlier candidate, the graph's own order first)."""
     orders = candidate_orders(graph)
-    problems = [problem_from_graph(graph, arch, order=order, reserved=working) for order in orders]
+    problems = [problem_from_graph(graph, arch, order=order, reserved=working, reread=reread) for order in orders]
     if len(orders) == 1:
         return orders[0], problems[0]
     scores = [allocate(problem, method="greedy").non_compulsory_bytes for problem in problems]

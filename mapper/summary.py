@@ -48,6 +48,9 @@ class MapSummary:
             "tensor_dram_bytes": self.allocation.dram_bytes,
             "non_compulsory_bytes": self.allocation.non_compulsory_bytes,
             **{k: chosen[k] for k in ("status", "objective", "bound", "gap", "solve_time_s")},
+            # whose tensors the program runs (a baseline's when its program moved fewer bytes), and why
+            "tensors_from": self.allocation.details.get("tensors_from", self.allocation.method),
+            "reason": self.allocation.details.get("reason"),
             "estimate_cycles": plan["estimate_cycles"], "roofline_cycles": plan["roofline_cycles"],
             "baselines": {m: {"tensor_dram_bytes": a.dram_bytes, "non_compulsory_bytes": a.non_compulsory_bytes}
                           for m, a in self.baselines.items()},

@@ -35,7 +35,7 @@ from accel.errors import WorkloadError
 from workloads.builder import GraphBuilder
 from workloads.graph import Graph
 
-__all__ = ["names", "build", "GPT2_PREFILL_SEQUENCE", "GPT2_DECODE_CACHE", "BERT_SEQUENCE"]
+__all__ = ["names", "benchmark_names", "build", "GPT2_PREFILL_SEQUENCE", "GPT2_DECODE_CACHE", "BERT_SEQUENCE"]
 
 #: Sequence length of ``bert_base_layer``.
 BERT_SEQUENCE = 128
@@ -274,8 +274,30 @@ def names() -> tuple[str, ...]:
 
 def build(name: str, *, batch: int = 1) -> Graph:
     """Build zoo model ``name`` for ``batch`` inputs; unknown names raise :class:`WorkloadError`."""
+    if name in _benchmark_models():
+        return _build_checked(name, batch, _benchmark_models()[name])
     if name not in _MODELS:
         raise WorkloadError(f"Unknown zoo model {name!r}; expected one of: {', '.join(_MODELS)}")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise WorkloadError(f"Zoo model {name!r}: batch must be a positive integer, not {batch!r}")
     return _MODELS[name](batch)
+
+
+# -- COSMA's benchmark models and the NAS-cell network (workloads.zoo_cosma): built by name, but kept
+# -- out of names() so the suites that map every zoo model stay fast ---------------------------------
+
+def benchmark_names() -> tuple[str, ...]:
+    """The models of COSMA's benchmark that :func:`build` also knows (:mod:`workloads.zoo_cosma`)."""
+    return tuple(_benchmark_models())
+
+
+def _benchmark_models() -> dict[str, Callable[[int], Graph]]:
+    from workloads.zoo_cosma import MODELS
+
+    return MODELS
+
+
+def _build_checked(name: str, batch: int, make: Callable[[int], Graph]) -> Graph:
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise WorkloadError(f"Zoo model {name!r}: batch must be a positive integer, not {batch!r}")
+    return make(batch)

@@ -98,7 +98,10 @@ def _map(args: argparse.Namespace) -> int:
           f"written) on a {plan.arch.scratchpad.size_bytes:,} B scratchpad; tensors alone need "
           f"{problem.compulsory_dram_bytes:,} B (compulsory). Estimated {document['estimate_cycles']:,.0f} cycles, "
           f"roofline bound {document['roofline_cycles']:,.0f}.")
-    print(_table([{"allocator": m, "tensor_dram_bytes": a.dram_bytes, "non_compulsory_bytes": a.non_compulsory_bytes,
+    if document["tensors_from"] != args.allocator:
+        print(f"The program runs {document['tensors_from']}'s allocation: {document['reason']}.")
+    print(_table([{"allocator": m if a.method == m else f"{m} ({a.method}'s)", "tensor_dram_bytes": a.dram_bytes,
+                   "non_compulsory_bytes": a.non_compulsory_bytes,
                    "solve_time_s": a.solve_time_s, "gap": a.gap} for m, a in results.items()],
                  ["allocator", "tensor_dram_bytes", "non_compulsory_bytes", "solve_time_s", "gap"]))
     return 0
