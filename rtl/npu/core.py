@@ -25,10 +25,11 @@ Structure
     position) table); a unit starts its head command in the first cycle in which every queue's
     completed-count reaches its threshold and the unit is free.
 ``DRAM slot``
-    Loads and stores share one DRAM slot (one DMA channel, as the simulator's DRAM resource):
-    a request that waited since an earlier cycle wins; in a tie the queue that released the slot in
-    the previous cycle keeps it, else loads go first (what SimPy's resource does in the programs
-    the benches run).
+    Loads and stores share one DRAM slot (one DMA channel, as the simulator's DRAM resource). The
+    arbiter grants it as SimPy's resource does: a request that waited since an earlier cycle wins
+    (FIFO); in a same-cycle tie, a queue that reached its command in this cycle with every
+    dependency already done asks first, then the queue that has been waiting on its dependencies
+    longer, then loads.
 ``DMA``
     A Load issues one 4-byte read beat per cycle on the ``rd_*`` port (byte address, in-order
     responses on ``rd_resp_*``) and writes each response to the scratchpad (bytes) or the
@@ -340,7 +341,7 @@ class NPU(wiring.Component):
 
         slot_busy = Signal()
         waiting = [Signal(name=f"slot_waiting_{u}") for u in range(2)]
-        released = [Signal(name=f"slot_released_{u}") for u in range(2)]
+        since = [Signal(32, name=f"head_since_{u}") for u in range(2)]  # cycle the queue reached its head
         heads, curs, views, starts, actives, finishes, ready, wants, lefts = [], [], [], [], [], [], [], [], []
         data_done = [Signal(name=f"data_done_{u}", init=1) for u in range(nq)]
         for u in range(nq):
@@ -393,13 +394,35 @@ class NPU(wiring.Component):
         # the DRAM slot (one DMA channel)
         holds = [Signal(name=f"holds_slot_{u}") for u in range(2)]
         grant = [Signal(name=f"grant_{u}") for u in range(2)]
+        # Who SimPy serves first when both queues ask in the same cycle: a request queued since an
+        # earlier cycle (FIFO); else a queue that reached its command this cycle with its deps already
+        # done (it asks within its own step); else the queue that has waited on its deps longer
+        # (SimPy resumes waiters in the order they began waiting); else loads (created first).
+        completed_before = [Signal.like(c, name=f"completed_before_{q}") for q, c in enumerate(completed)]
+        m.d.sync += [b.eq(c) for b, c in zip(completed_before, completed, strict=True)]
+        prompt = []
+        for u in range(2):
+            early = Const(1, 1)
+            for q in range(nq):
+                early = early & (completed_before[q] >= heads[u].need[q])
+            prompt.append(Signal(name=f"slot_prompt_{u}"))
+            m.d.comb += prompt[u].eq((since[u] == cycle) & early)
         load_first = Signal()
-        m.d.comb += load_first.eq(Mux(waiting[0] != waiting[1], waiting[0], ~released[1]))
+        with m.If(waiting[0] != waiting[1]):
+            m.d.comb += load_first.eq(waiting[0])
+        with m.Elif(prompt[0] != prompt[1]):
+            m.d.comb += load_first.eq(prompt[0])
+        with m.Else():
+            m.d.comb += load_first.eq(since[0] <= since[1])
         m.d.comb += [grant[0].eq(~slot_busy & wants[0] & (~wants[1] | load_first)),
                      grant[1].eq(~slot_busy & wants[1] & ~grant[0])]
         for u in range(2):
             m.d.comb += starts[u].eq(ready[u] & Mux(heads[u].op == _MOVE, 1, grant[u]))
-            m.d.sync += [waiting[u].eq(wants[u] & ~grant[u]), released[u].eq(holds[u] & finishes[u])]
+            m.d.sync += waiting[u].eq(wants[u] & ~grant[u])
+            with m.If(finishes[u]):
+                m.d.sync += since[u].eq(cycle + 1)
+            with m.If(state == _State.HEADER_COUNT):
+                m.d.sync += since[u].eq(0)
             with m.If(grant[u]):
                 m.d.sync += holds[u].eq(~finishes[u])
             with m.Elif(finishes[u]):
@@ -467,9 +490,11 @@ class NPU(wiring.Component):
             m.d.comb += sp_store[i].addr.eq(src + offset)
             acc_value = acc_read(acc_dma_r[i], (src >> 2) + offset)
             byte = Signal(8, name=f"store_byte_{i}")
-            m.d.comb += byte.eq(Mux(from_acc, requant(acc_value), sp_store[i].data))
+            strobe = Signal(name=f"store_strobe_{i}")
+            m.d.comb += strobe.eq(beat_on & (offset < st_size))
+            m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, requant(acc_value), sp_store[i].data), 0))
             byte_data.append(byte)
-            strobes.append(beat_on & (offset < st_size))
+            strobes.append(strobe)
         m.d.comb += [self.wr_valid.eq(beat_on & ~is_move), self.wr_addr.eq(st.f[4] + stx * _BEAT),
                      self.wr_data.eq(Cat(*byte_data)), self.wr_strb.eq(Cat(*strobes))]
         for i, wp in enumerate(sp_move_w):
