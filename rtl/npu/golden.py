@@ -54,9 +54,19 @@ def _elements(acc: bytearray, addr: int, count: int) -> np.ndarray:
     return np.frombuffer(bytes(acc[addr:addr + 4 * count]), dtype="<i4").astype(np.int64)
 
 
-def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes) -> Memories:
-    """Run ``commands`` in program order (the order every dependency-respecting schedule agrees with)."""
-    mem = Memories(bytearray(dram), bytearray(arch.scratchpad.size_bytes), bytearray(arch.accumulator.size_bytes))
+def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scratchpad: bytes | None = None,
+            accumulator: bytes | None = None) -> Memories:
+    """Run ``commands`` in program order (the order every dependency-respecting schedule agrees with).
+
+    The on-chip memories start as ``scratchpad`` and ``accumulator`` (what an earlier program left;
+    default zero, the NPU's state after configuration), so a program that reads bytes it never
+    wrote (a convolution's computes reading their GEMM operands as laid out) is still defined.
+    """
+    sp = bytearray(arch.scratchpad.size_bytes) if scratchpad is None else bytearray(scratchpad)
+    acc_image = bytearray(arch.accumulator.size_bytes) if accumulator is None else bytearray(accumulator)
+    if len(sp) != arch.scratchpad.size_bytes or len(acc_image) != arch.accumulator.size_bytes:
+        raise ValueError("execute: the scratchpad and accumulator images must have the arch's sizes")
+    mem = Memories(bytearray(dram), sp, acc_image)
     a = arch.array
     out_format = a.input_format
 

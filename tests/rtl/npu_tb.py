@@ -6,7 +6,9 @@ from, and the reference image the expectations come from, normally the same prog
 writes the image into program memory and pulses ``start``; a DRAM model with the design's latency
 and bandwidth answers the DMA's bus. Expected data are :func:`rtl.npu.golden.execute` of the
 reference program (the arithmetic is :mod:`sim.numerics`'), expected cycles
-:func:`sim.engine.simulate`'s trace of it: the total and every command's start and end.
+:func:`sim.engine.simulate`'s trace of it: the total and every command's start and end. The tests
+share one simulation, so each program starts from the on-chip state the previous one left (the
+reference carries it along); the corrupted programs run last.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sim.engine import simulate
 _log = logging.getLogger("cocotb.npu_tb")
 CLOCK_PERIOD_NS = 10
 MAX_REPORTED = 6
+_ON_CHIP: dict[str, bytes] = {}  # the reference's scratchpad and accumulator after the last program run
 
 
 class DramModel:
@@ -134,7 +137,11 @@ async def _run_program(dut: object, name: str) -> None:
         if (start, end) != (event.start, event.end):
             problems.append(f"command {event.command} ({event.kind}) ran [{start}, {end}), "
                             f"simulator [{event.start}, {event.end})")
-    golden = execute(arch, reference, dram_in).dram
+    # The NPU's SRAMs keep what the previous program left (a reset does not clear them), and so does
+    # the reference: every program starts from the previous one's on-chip state.
+    state = execute(arch, reference, dram_in, **_ON_CHIP)
+    _ON_CHIP.update(scratchpad=bytes(state.scratchpad), accumulator=bytes(state.accumulator))
+    golden = state.dram
     written = sum(x != y for x, y in zip(golden, dram_in, strict=True))
     assert written, f"{name}: the reference program changes no DRAM byte, so the data check would be empty"
     diff = [i for i, (x, y) in enumerate(zip(dram.mem, golden, strict=True)) if x != y]
@@ -168,6 +175,18 @@ async def mapper_gemm(dut: object) -> None:
 async def mapper_gemm_large(dut: object) -> None:
     """The program the mapper emits for a 32x64 @ 64x32 layer (32 commands, loads and stores contending)."""
     await _run_program(dut, "mapper_gemm_large")
+
+
+@cocotb.test()
+async def mapper_mlp(dut: object) -> None:
+    """The mapper's program for two fully connected layers with a ReLU (vector) between them."""
+    await _run_program(dut, "mapper_mlp")
+
+
+@cocotb.test()
+async def mapper_conv(dut: object) -> None:
+    """The mapper's program for a 3x3 convolution."""
+    await _run_program(dut, "mapper_conv")
 
 
 @cocotb.test()

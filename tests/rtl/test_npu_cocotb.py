@@ -3,7 +3,9 @@ rtl.npu.golden (on sim.numerics) and cycle-exact against sim.simulate's trace.
 
 One build runs every program (the NPU loads programs at run time): hand-written ones first (a GEMM
 tile through every unit, a dependency chain across all queues), then what ``mapper.map_graph``
-emits for a small GEMM layer, and one program with a corrupted command, which must fail.
+emits for small GEMM layers, a two-layer MLP with a ReLU and a 3x3 convolution (data in the
+literal command semantics of rtl.npu.golden: a convolution's computes read their GEMM operands as
+laid out, and vector ops are timed only), and two corrupted programs, which must fail.
 """
 
 from __future__ import annotations
@@ -73,6 +75,22 @@ def mapper_gemm(arch, m: int = 16, k: int = 32, n: int = 16) -> tuple:  # noqa: 
     return map_graph(graph.build(), arch).commands
 
 
+def mapper_mlp(arch) -> tuple:  # noqa: ANN001
+    """What the mapper emits for two fully connected layers with a ReLU between them (a vector op)."""
+    graph = GraphBuilder("mlp")
+    hidden = graph.activation(graph.linear(graph.input("x", (8, 16)), 16, bias=False, name="fc1"), "relu",
+                              name="act")
+    graph.linear(hidden, 8, bias=False, name="fc2")
+    return map_graph(graph.build(), arch).commands
+
+
+def mapper_conv(arch) -> tuple:  # noqa: ANN001
+    """What the mapper emits for a 3x3 convolution (4 -> 8 channels on 6x6): GEMMs of its im2col shape."""
+    graph = GraphBuilder("conv")
+    graph.conv(graph.input("x", (1, 4, 6, 6)), 8, 3, name="conv", bias=False)
+    return map_graph(graph.build(), arch).commands
+
+
 def design(rows: int, cols: int):  # noqa: ANN201
     """fpga-small with a ``rows x cols`` array (the testbench derives the same from the parameters)."""
     arch = load("fpga-small")
@@ -92,6 +110,8 @@ def _programs(arch, *, full: bool) -> dict[str, dict[str, str]]:  # noqa: ANN001
     programs = {"gemm_tile": gemm_tile(), "dependency_chain": dependency_chain(), "mapper_gemm": mapper_gemm(arch)}
     if full:
         programs["mapper_gemm_large"] = mapper_gemm(arch, 32, 64, 32)
+        programs["mapper_mlp"] = mapper_mlp(arch)
+        programs["mapper_conv"] = mapper_conv(arch)
     out = {}
     for name, commands in programs.items():
         # full-range bytes saturate the requantizing reads; small codes keep the mapper's k=32 sums in range
