@@ -17,6 +17,8 @@ Options (all keyword, formats as text such as ``"int8"``; ``overflow`` is ``"wra
 ``nm_compressor``    ``n``, ``m``, ``value_format``, ``lanes``
 ``sparse_systolic``  ``rows``, ``cols``, ``n``, ``m``, ``a_format``, ``b_format``, ``acc_format``,
                      ``overflow`` (an N:M weight-stationary tile with a runtime dense mode)
+``npu``       ``arch`` (a preset name, TOML path or :class:`~accel.hardware.Accelerator`), ``max_commands``,
+              ``program_words``: the whole accelerator that runs command programs (:mod:`rtl.npu`)
 =========  =========================================================================
 """
 
@@ -32,6 +34,7 @@ from amaranth.lib import wiring
 
 from accel.errors import ConfigError
 from accel.formats import INT8, INT32, NumberFormat, Overflow
+from accel.hardware import Accelerator
 from rtl.nm_compressor import NMCompressor
 from rtl.pe import MacPE
 from rtl.requant import Requantizer
@@ -110,8 +113,18 @@ def _sparse_systolic(*, rows: int = 4, cols: int = 4, n: int = 2, m: int = 4, a_
     return Unit(array, array.parameters, f"sparse_systolic_{n}_{m}_{rows}x{cols}", array.latency)
 
 
+def _npu(*, arch: str | Accelerator = "fpga-small", max_commands: int = 256, program_words: int = 8192) -> Unit:
+    from accel.config import load
+    from rtl.npu import NPU
+
+    npu = NPU(arch if isinstance(arch, Accelerator) else load(arch), max_commands=max_commands,
+              program_words=program_words)
+    return Unit(npu, npu.parameters, "npu", 0)  # latency: a program's cycles are its trace, not one figure
+
+
 UNITS: dict[str, Callable[..., Unit]] = {"pe": _pe, "systolic": _systolic, "requant": _requant,
-                                         "nm_compressor": _nm_compressor, "sparse_systolic": _sparse_systolic}
+                                         "nm_compressor": _nm_compressor, "sparse_systolic": _sparse_systolic,
+                                         "npu": _npu}
 """Builders by unit name; each takes keyword options only and returns a :class:`Unit`."""
 
 

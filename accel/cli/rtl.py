@@ -23,10 +23,11 @@ def register(subparsers: Any) -> None:
                                          "parameters, latency). Number formats come from --arch's array, "
                                          "or default to int8 x int8 -> int32.",
                              epilog="e.g. accel rtl generate systolic --rows 8 --cols 8 --dataflow ws --out build/")
-    gen.add_argument("unit", choices=["pe", "systolic", "requant", "nm_compressor", "sparse_systolic"],
+    gen.add_argument("unit", choices=["pe", "systolic", "requant", "nm_compressor", "sparse_systolic", "npu"],
                      help="pe: one MAC processing element; systolic: a rows x cols tile; requant: the "
                           "requantizer (int32 -> int8, gemmlowp semantics); nm_compressor: dense weights to "
-                          "N:M compressed groups; sparse_systolic: an N:M weight-stationary tile with a dense mode")
+                          "N:M compressed groups; sparse_systolic: an N:M weight-stationary tile with a dense mode; "
+                          "npu: the whole accelerator of --arch (default fpga-small) that runs command programs")
     gen.add_argument("--arch", default=None, help="take number formats (and rows/cols) from this preset or TOML")
     gen.add_argument("--rows", type=positive_int, default=None, help="systolic: array rows (default 4)")
     gen.add_argument("--cols", type=positive_int, default=None, help="systolic: array columns (default 4)")
@@ -48,7 +49,9 @@ def _rtl_generate(args: argparse.Namespace) -> int:
     from rtl.units import generate_unit
 
     options: dict[str, object] = {}
-    if args.arch:
+    if args.unit == "npu":
+        options["arch"] = config.load(args.arch or "fpga-small")
+    elif args.arch:
         array = config.load(args.arch).array
         formats = {"pe": {"a_format": array.input_format, "b_format": array.weight_format,
                           "acc_format": array.accumulator_format},

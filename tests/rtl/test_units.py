@@ -21,6 +21,7 @@ BUILDS: dict[str, tuple[str, dict[str, object]]] = {
                                  "overflow": "saturate"}),
     "requant_double": ("requant", {"lanes": 4}),
     "requant_single": ("requant", {"mode": "single"}),
+    "npu": ("npu", {"arch": "fpga-small", "max_commands": 16, "program_words": 256}),
 }
 
 
@@ -31,7 +32,7 @@ def verilog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_registry_names_every_unit() -> None:
-    assert set(UNITS) == {"pe", "systolic", "requant", "nm_compressor", "sparse_systolic"}
+    assert set(UNITS) == {"pe", "systolic", "requant", "nm_compressor", "sparse_systolic", "npu"}
 
 
 def test_generate_writes_verilog_and_manifest(verilog: dict[str, Path]) -> None:
@@ -46,8 +47,8 @@ def test_generate_writes_verilog_and_manifest(verilog: dict[str, Path]) -> None:
 
 
 def test_build_unit_refuses_unknown_names_and_options() -> None:
-    with pytest.raises(ConfigError, match=r"^RTL unit must be one of nm_compressor, pe, requant, sparse_systolic, "
-                                          r"systolic, not 'fifo'$"):
+    with pytest.raises(ConfigError, match=r"^RTL unit must be one of nm_compressor, npu, pe, requant, "
+                                          r"sparse_systolic, systolic, not 'fifo'$"):
         build_unit("fifo")
     with pytest.raises(ConfigError, match=r"^RTL unit 'systolic' takes options rows, cols, dataflow, a_format, "
                                           r"b_format, acc_format, overflow, not depth$"):

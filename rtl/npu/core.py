@@ -1,0 +1,667 @@
+"""The NPU: a whole accelerator that runs an encoded command program, cycle-exact with the simulator.
+
+:class:`NPU` is generated from an :class:`accel.hardware.Accelerator` and executes the images of
+:func:`accel.encoding.encode_program`. Its data semantics are :mod:`rtl.npu.golden`'s, bit for bit;
+every command's start and end cycle is :func:`sim.engine.simulate`'s.
+
+Structure
+---------
+``program memory``
+    32-bit words written through ``prog_*`` before ``start`` (the host loads the image).
+``fetch/decode``
+    After ``start`` the decoder walks the image: the header's command count and dependency-table
+    offset, then every 64-byte record and its dependency entries. It computes each command's
+    datasheet cycles (:func:`accel.timing.command_cycles`, in hardware from the record's fields) and
+    appends the decoded command to its unit's queue. Decoding finishes before cycle 0 of the run:
+    the queues hold the whole program (their depth, ``max_commands``, is sized from the program), so
+    the run needs no issue cycle and the datasheet no decode term.
+``queues``
+    One in-order queue per unit, as the simulator has: DMA loads (0), DMA stores and moves (1), the
+    array (2), the vector unit (3).
+``scoreboard``
+    Units complete their commands in order, so "command ``d`` has finished" is "its queue has
+    completed more than ``d``'s position in it". The decoder turns a command's ``deps`` into one
+    threshold per queue (one past the highest position it waits for, through an id -> (queue,
+    position) table); a unit starts its head command in the first cycle in which every queue's
+    completed-count reaches its threshold and the unit is free.
+``DRAM slot``
+    Loads and stores share one DRAM slot (one DMA channel, as the simulator's DRAM resource). The
+    arbiter grants it as SimPy's resource does: a request that waited since an earlier cycle wins
+    (FIFO); in a same-cycle tie, a queue that reached its command in this cycle with every
+    dependency already done asks first, then the queue that has been waiting on its dependencies
+    longer, then loads.
+``DMA``
+    A Load issues one 4-byte read beat per cycle on the ``rd_*`` port (byte address, in-order
+    responses on ``rd_resp_*``) and writes each response to the scratchpad (bytes) or the
+    accumulator (aligned words); a Store reads the buffer (the accumulator through the requantizing
+    read: saturation to the input format) and issues one 4-byte write beat per cycle on ``wr_*``
+    with byte strobes. A Move reads 4 accumulator elements per cycle and writes 4 requantized bytes
+    to the scratchpad.
+``array``
+    The existing systolic tiles (:class:`rtl.systolic.SystolicArray`, one per dataflow the design
+    has) fed straight from the scratchpad: WS folds preload ``R`` weight rows then stream the ``m``
+    input rows, OS folds stream ``k`` steps of an input column and a weight row; outputs are written
+    (or added) to the accumulator as they leave. Folds run back to back, so a command takes exactly
+    :func:`accel.timing.gemm_tile_cycles`; the last result of a command is written on the edge that
+    ends its last cycle, and accumulator reads of the DMA and the Move forward it.
+``vector``
+    A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
+
+Timing: a unit that starts a command in cycle ``s`` is busy for ``command_cycles`` cycles; its
+completion is visible to the scoreboard in cycle ``s + cycles`` (the trace's exclusive end). A DMA
+transfer also waits for its last beat, so a memory slower than the design's DRAM figures shows up
+as extra cycles instead of wrong data. Each command's ``(start, end)`` is written to a trace memory
+readable through ``trace_*``; ``cycles`` is the run's total.
+
+Restrictions of this version (refused with :class:`~accel.errors.ConfigError`): one DMA channel,
+4-byte DMA beats (DMA and DRAM bandwidth 4 bytes/cycle), byte-wide input and weight formats, a
+wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), and the
+decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false) or are N:M.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from accel.errors import ConfigError
+from accel.formats import Overflow
+from accel.hardware import Accelerator, Dataflow
+from accel.timing import fold_overhead, scratchpad_stretch
+from rtl.systolic import SystolicArray
+
+__all__ = ["NPU", "QUEUES"]
+
+QUEUES = ("dma.load", "dma.store", "array", "vector")
+"""The units' in-order queues, by index."""
+
+_LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
+_BEAT = 4  # bytes per DMA beat
+
+
+def _entry_layout(id_bits: int) -> data.StructLayout:
+    return data.StructLayout({
+        "op": 3, "flags": 5, "id": id_bits, "cycles": 32,
+        "need": data.ArrayLayout(id_bits + 1, len(QUEUES)),
+        "f": data.ArrayLayout(32, 7),  # record words 4..10 (the operands)
+    })
+
+
+class _State(enum.Enum, shape=4):
+    IDLE = 0
+    HEADER_COUNT = 1
+    HEADER_DEPS = 2
+    RECORD = 3
+    DEPS = 4
+    WRITE = 5
+    RUN = 6
+    DONE = 7
+    ERROR = 8
+
+
+def _ceil_div(value, divisor: int):  # noqa: ANN001, ANN202 - Amaranth values
+    if divisor & (divisor - 1) == 0:
+        return (value + divisor - 1) >> (divisor.bit_length() - 1)
+    return (value + divisor - 1) // divisor
+
+
+class NPU(wiring.Component):
+    """An accelerator that runs encoded command programs (module docstring).
+
+    Parameters
+    ----------
+    arch:
+        The hardware description the NPU is generated from.
+    max_commands:
+        Commands a program may have (the depth of every queue, the id table and the trace).
+    program_words:
+        32-bit words of program memory (an image is ``64 * (1 + commands) + 4 * deps + strings``
+        bytes, rounded up to 64).
+    """
+
+    def __init__(self, arch: Accelerator, *, max_commands: int = 64, program_words: int = 2048) -> None:
+        try:
+            self._check(arch)
+        except ConfigError:
+            self._MustUse__silence = True  # never built, so do not also warn "created but never used"
+            raise
+        self.arch = arch
+        self.max_commands = max_commands
+        self.program_words = program_words
+        self.id_bits = max(1, (max_commands - 1).bit_length())
+        self.sp_bytes = arch.scratchpad.size_bytes
+        self.acc_words = arch.accumulator.size_bytes // 4
+        super().__init__({
+            "prog_we": In(1), "prog_addr": In(range(program_words)), "prog_data": In(32),
+            "start": In(1), "busy": Out(1), "finished": Out(1), "error": Out(1), "cycles": Out(32),
+            "rd_valid": Out(1), "rd_addr": Out(32), "rd_resp_valid": In(1), "rd_resp_data": In(32),
+            "wr_valid": Out(1), "wr_addr": Out(32), "wr_data": Out(32), "wr_strb": Out(4),
+            "trace_addr": In(range(max_commands)), "trace_start": Out(32), "trace_end": Out(32),
+        })
+
+    @staticmethod
+    def _check(arch: Accelerator) -> None:
+        a = arch.array
+        problems = []
+        if arch.dma.channels != 1:
+            problems.append(f"dma.channels must be 1, not {arch.dma.channels}")
+        if arch.dma.bandwidth_bytes_per_cycle != _BEAT or arch.dram.bandwidth_bytes_per_cycle != _BEAT:
+            problems.append("dma and dram bandwidth_bytes_per_cycle must be 4")
+        if arch.dma.burst_bytes % _BEAT:
+            problems.append(f"dma.burst_bytes must be a multiple of 4, not {arch.dma.burst_bytes}")
+        for name, fmt in (("input_format", a.input_format), ("weight_format", a.weight_format)):
+            if fmt.bits != 8:
+                problems.append(f"array.{name} must be 8 bits wide, not {fmt.name}")
+        acc = a.accumulator_format
+        if acc.bits != 32 or not acc.signed or acc.overflow is not Overflow.WRAP:
+            problems.append(f"array.accumulator_format must be int32 with wrap, not {acc.name} {acc.overflow.value}")
+        if Dataflow.IS in a.dataflows:
+            problems.append("array.dataflows must be ws and/or os (the systolic tile has no IS)")
+        for df in a.dataflows:
+            if scratchpad_stretch(arch, df) != 1:
+                problems.append(f"the scratchpad must feed the {df.value} array without bank conflicts")
+        if arch.accumulator.size_bytes % 4 or arch.scratchpad.word_bytes * arch.scratchpad.ports != _BEAT:
+            problems.append("accumulator size must be whole words and the scratchpad move path 4 bytes/cycle")
+        if problems:
+            raise ConfigError(f"NPU for {arch.name!r}: " + "; ".join(problems))
+
+    @property
+    def parameters(self) -> dict[str, object]:
+        return {"arch": self.arch.name, "max_commands": self.max_commands, "program_words": self.program_words}
+
+    # ---------------------------------------------------------------------------------------------
+
+    def elaborate(self, platform: object) -> Module:  # noqa: C901 - one machine, read top to bottom
+        m = Module()
+        arch, a = self.arch, self.arch.array
+        R, C = a.rows, a.cols
+        nq = len(QUEUES)
+        layout = _entry_layout(self.id_bits)
+
+        # -- memories -----------------------------------------------------------------------------
+        m.submodules.program = program = Memory(shape=32, depth=self.program_words, init=[])
+        pw = program.write_port()
+        pr = program.read_port(domain="comb")
+        m.d.comb += [pw.en.eq(self.prog_we), pw.addr.eq(self.prog_addr), pw.data.eq(self.prog_data)]
+
+        queues = []
+        for q in range(nq):
+            mem = Memory(shape=layout, depth=self.max_commands, init=[])
+            m.submodules[f"queue_{q}"] = mem
+            queues.append((mem.write_port(), mem.read_port(domain="comb")))
+        m.submodules.idmap = idmap = Memory(shape=2 + self.id_bits + 1, depth=self.max_commands, init=[])
+        idw, idr = idmap.write_port(), idmap.read_port(domain="comb")
+        m.submodules.trace = trace = Memory(shape=64, depth=self.max_commands, init=[])
+        trace_w = [trace.write_port() for _ in range(nq)]
+        trace_r = trace.read_port(domain="comb")
+        m.d.comb += [trace_r.addr.eq(self.trace_addr), self.trace_start.eq(trace_r.data[:32]),
+                     self.trace_end.eq(trace_r.data[32:])]
+
+        m.submodules.scratchpad = sp = Memory(shape=8, depth=self.sp_bytes, init=[])
+        sp_load_w = [sp.write_port() for _ in range(_BEAT)]
+        sp_move_w = [sp.write_port() for _ in range(_BEAT)]
+        sp_a = [sp.read_port(domain="comb") for _ in range(R)]
+        sp_b = [sp.read_port(domain="comb") for _ in range(C)]
+        sp_store = [sp.read_port(domain="comb") for _ in range(_BEAT)]
+        m.submodules.accumulator = accm = Memory(shape=32, depth=self.acc_words, init=[])
+        acc_load_w = accm.write_port(granularity=8)
+        acc_arr_w = [accm.write_port() for _ in range(R * C)]
+        acc_arr_r = [accm.read_port(domain="comb") for _ in range(R * C)]
+        acc_dma_r = [accm.read_port(domain="comb") for _ in range(_BEAT)]
+
+        # -- fetch / decode -----------------------------------------------------------------------
+        state = Signal(_State)
+        count = Signal(32)
+        deps_base = Signal(32)
+        index = Signal(range(self.max_commands + 1))
+        word = Signal(4)
+        rec = Signal(data.ArrayLayout(32, 16))
+        dep_i = Signal(32)
+        need = Signal(data.ArrayLayout(self.id_bits + 1, nq))
+        qcount = [Signal(self.id_bits + 1, name=f"qcount_{q}") for q in range(nq)]
+        cycle = Signal(32)
+        m.d.comb += [self.busy.eq((state != _State.IDLE) & (state != _State.DONE) & (state != _State.ERROR)),
+                     self.finished.eq(state == _State.DONE), self.error.eq(state == _State.ERROR),
+                     self.cycles.eq(cycle)]
+
+        opcode, flags = rec[0][:8], rec[0][8:13]
+        first_dep, ndeps = rec[2], rec[3]
+        queue_of = Signal(2)
+        with m.Switch(opcode):
+            with m.Case(_LOAD):
+                m.d.comb += queue_of.eq(0)
+            with m.Case(_STORE, _MOVE):
+                m.d.comb += queue_of.eq(1)
+            with m.Case(_COMPUTE):
+                m.d.comb += queue_of.eq(2)
+            with m.Default():
+                m.d.comb += queue_of.eq(3)
+
+        cycles = Signal(32)
+        dma_fixed = arch.dma.latency_cycles + arch.dram.latency_cycles
+        burst_cycles = arch.dma.burst_bytes // _BEAT
+        with m.Switch(opcode):
+            with m.Case(_LOAD, _STORE):
+                m.d.comb += cycles.eq(dma_fixed + _ceil_div(rec[6], arch.dma.burst_bytes) * burst_cycles)
+            with m.Case(_MOVE):
+                m.d.comb += cycles.eq(_ceil_div(rec[8], _BEAT))
+            with m.Case(_COMPUTE):
+                mm, kk, nn, batch = rec[4], rec[5], rec[6], rec[7]
+                per_ws = Signal(32)
+                per_os = Signal(32)
+                ws_fill, drain = fold_overhead(a, Dataflow.WS)
+                os_fill, _ = fold_overhead(a, Dataflow.OS)
+                m.d.comb += [
+                    per_ws.eq(mm + Mux(flags[3], ws_fill, 0) + Mux(flags[4], drain, 0)),
+                    per_os.eq(kk + Mux(flags[3], os_fill, 0) + Mux(flags[4], drain, 0)),
+                ]
+                folds_ws = _ceil_div(kk, R) * _ceil_div(nn, C)
+                folds_os = _ceil_div(mm, R) * _ceil_div(nn, C)
+                m.d.comb += cycles.eq(Mux(flags[:2] == 0, folds_ws * per_ws, folds_os * per_os) * batch)
+            with m.Default():
+                m.d.comb += cycles.eq(arch.vector.latency_cycles + _ceil_div(rec[8], arch.vector.lanes))
+
+        supported = Signal()
+        df_ok = Const(0, 1)
+        for df in a.dataflows:
+            df_ok = df_ok | (flags[:2] == (0 if df is Dataflow.WS else 1))
+        m.d.comb += supported.eq((opcode >= _LOAD) & (opcode <= _VECTOR) & (
+            (opcode != _COMPUTE) | (df_ok & flags[3] & flags[4] & (rec[11][:16] == 0))))
+
+        entry = Signal(layout)
+        m.d.comb += [entry.op.eq(opcode), entry.flags.eq(flags), entry.id.eq(index), entry.cycles.eq(cycles),
+                     entry.need.eq(need)]
+        for f in range(7):
+            m.d.comb += entry.f[f].eq(rec[4 + f])
+        for q, (wp, _) in enumerate(queues):
+            m.d.comb += [wp.addr.eq(qcount[q]), wp.data.eq(entry)]
+        m.d.comb += [idw.addr.eq(index), idw.data.eq(Cat(queue_of, qcount[0]))]
+        with m.Switch(queue_of):
+            for q in range(nq):
+                with m.Case(q):
+                    m.d.comb += idw.data.eq(Cat(Const(q, 2), qcount[q]))
+
+        with m.Switch(state):
+            with m.Case(_State.IDLE, _State.DONE, _State.ERROR), m.If(self.start):
+                m.d.sync += [state.eq(_State.HEADER_COUNT), cycle.eq(0), index.eq(0)]
+                m.d.sync += [qc.eq(0) for qc in qcount]
+            with m.Case(_State.HEADER_COUNT):
+                m.d.comb += pr.addr.eq(3)
+                m.d.sync += [count.eq(pr.data), state.eq(_State.HEADER_DEPS)]
+                with m.If(pr.data > self.max_commands):
+                    m.d.sync += state.eq(_State.ERROR)
+            with m.Case(_State.HEADER_DEPS):
+                m.d.comb += pr.addr.eq(6)
+                m.d.sync += [deps_base.eq(pr.data >> 2), word.eq(0)]
+                m.d.sync += state.eq(Mux(count == 0, _State.RUN, _State.RECORD))
+            with m.Case(_State.RECORD):
+                m.d.comb += pr.addr.eq(16 + index * 16 + word)
+                with m.Switch(word):
+                    for w in range(16):
+                        with m.Case(w):
+                            m.d.sync += rec[w].eq(pr.data)
+                m.d.sync += word.eq(word + 1)
+                with m.If(word == 15):
+                    m.d.sync += [state.eq(_State.DEPS), dep_i.eq(0), need.eq(0)]
+            with m.Case(_State.DEPS):
+                with m.If(~supported):
+                    m.d.sync += state.eq(_State.ERROR)
+                with m.Elif(dep_i < ndeps):
+                    m.d.comb += [pr.addr.eq(deps_base + first_dep + dep_i), idr.addr.eq(pr.data)]
+                    dq, dpos = idr.data[:2], idr.data[2:]
+                    with m.Switch(dq):
+                        for q in range(nq):
+                            with m.Case(q), m.If(need[q] < dpos + 1):
+                                m.d.sync += need[q].eq(dpos + 1)
+                    m.d.sync += dep_i.eq(dep_i + 1)
+                with m.Else():
+                    m.d.sync += state.eq(_State.WRITE)
+            with m.Case(_State.WRITE):
+                with m.Switch(queue_of):
+                    for q in range(nq):
+                        with m.Case(q):
+                            m.d.comb += queues[q][0].en.eq(1)
+                            m.d.sync += qcount[q].eq(qcount[q] + 1)
+                m.d.comb += idw.en.eq(1)
+                m.d.sync += [index.eq(index + 1), word.eq(0)]
+                m.d.sync += state.eq(Mux(index + 1 == count, _State.RUN, _State.RECORD))
+
+        # -- units: queues, scoreboard, timers ----------------------------------------------------
+        run = Signal()
+        m.d.comb += run.eq(state == _State.RUN)
+        completed = [Signal(self.id_bits + 1, name=f"completed_{q}") for q in range(nq)]
+        with m.If(state == _State.HEADER_COUNT):
+            m.d.sync += [c.eq(0) for c in completed]
+        all_done = Const(1, 1)
+        for q in range(nq):
+            all_done = all_done & (completed[q] == qcount[q])
+        with m.If(run):
+            with m.If(all_done):
+                m.d.sync += state.eq(_State.DONE)
+            with m.Else():
+                m.d.sync += cycle.eq(cycle + 1)
+
+        slot_busy = Signal()
+        waiting = [Signal(name=f"slot_waiting_{u}") for u in range(2)]
+        since = [Signal(32, name=f"head_since_{u}") for u in range(2)]  # cycle the queue reached its head
+        heads, curs, views, starts, actives, finishes, ready, wants, lefts = [], [], [], [], [], [], [], [], []
+        data_done = [Signal(name=f"data_done_{u}", init=1) for u in range(nq)]
+        for u in range(nq):
+            hp = Signal(self.id_bits + 1, name=f"head_{u}")
+            with m.If(state == _State.HEADER_COUNT):
+                m.d.sync += hp.eq(0)
+            rp = queues[u][1]
+            m.d.comb += rp.addr.eq(hp)
+            head = rp.data
+            cur = Signal(layout, name=f"cur_{u}")
+            busy = Signal(name=f"busy_{u}")
+            remaining = Signal(32, name=f"remaining_{u}")
+            started_at = Signal(32, name=f"started_at_{u}")
+            deps_ok = Const(1, 1)
+            for q in range(nq):
+                deps_ok = deps_ok & (completed[q] >= head.need[q])
+            rdy = Signal(name=f"ready_{u}")
+            m.d.comb += rdy.eq(run & (hp < qcount[u]) & ~busy & deps_ok)
+            want = Signal(name=f"wants_slot_{u}")
+            if u < 2:
+                m.d.comb += want.eq(rdy & (head.op != _MOVE))
+            start = Signal(name=f"start_{u}")
+            view = Signal(layout, name=f"cmd_{u}")
+            m.d.comb += view.eq(Mux(start, head, cur))
+            left = Signal(32, name=f"left_{u}")
+            m.d.comb += left.eq(Mux(start, head.cycles, remaining))
+            active = Signal(name=f"active_{u}")
+            m.d.comb += active.eq(busy | start)
+            finish = Signal(name=f"finish_{u}")
+            m.d.comb += finish.eq(active & (left <= 1) & data_done[u])
+            with m.If(start):
+                m.d.sync += [cur.eq(head), hp.eq(hp + 1), started_at.eq(cycle)]
+            with m.If(active):
+                m.d.sync += [busy.eq(~finish), remaining.eq(Mux(left > 1, left - 1, 1))]
+            with m.If(finish):
+                m.d.sync += completed[u].eq(completed[u] + 1)
+            tw = trace_w[u]
+            m.d.comb += [tw.en.eq(finish), tw.addr.eq(view.id),
+                         tw.data.eq(Cat(Mux(start, cycle, started_at), cycle + 1))]
+            heads.append(head)
+            lefts.append(left)
+            curs.append(cur)
+            views.append(view)
+            starts.append(start)
+            actives.append(active)
+            finishes.append(finish)
+            ready.append(rdy)
+            wants.append(want)
+
+        # the DRAM slot (one DMA channel)
+        holds = [Signal(name=f"holds_slot_{u}") for u in range(2)]
+        grant = [Signal(name=f"grant_{u}") for u in range(2)]
+        # Who SimPy serves first when both queues ask in the same cycle: a request queued since an
+        # earlier cycle (FIFO); else a queue that reached its command this cycle with its deps already
+        # done (it asks within its own step); else the queue that has waited on its deps longer
+        # (SimPy resumes waiters in the order they began waiting); else loads (created first).
+        completed_before = [Signal.like(c, name=f"completed_before_{q}") for q, c in enumerate(completed)]
+        m.d.sync += [b.eq(c) for b, c in zip(completed_before, completed, strict=True)]
+        prompt = []
+        for u in range(2):
+            early = Const(1, 1)
+            for q in range(nq):
+                early = early & (completed_before[q] >= heads[u].need[q])
+            prompt.append(Signal(name=f"slot_prompt_{u}"))
+            m.d.comb += prompt[u].eq((since[u] == cycle) & early)
+        load_first = Signal()
+        with m.If(waiting[0] != waiting[1]):
+            m.d.comb += load_first.eq(waiting[0])
+        with m.Elif(prompt[0] != prompt[1]):
+            m.d.comb += load_first.eq(prompt[0])
+        with m.Else():
+            m.d.comb += load_first.eq(since[0] <= since[1])
+        m.d.comb += [grant[0].eq(~slot_busy & wants[0] & (~wants[1] | load_first)),
+                     grant[1].eq(~slot_busy & wants[1] & ~grant[0])]
+        for u in range(2):
+            m.d.comb += starts[u].eq(ready[u] & Mux(heads[u].op == _MOVE, 1, grant[u]))
+            m.d.sync += waiting[u].eq(wants[u] & ~grant[u])
+            with m.If(finishes[u]):
+                m.d.sync += since[u].eq(cycle + 1)
+            with m.If(state == _State.HEADER_COUNT):
+                m.d.sync += since[u].eq(0)
+            with m.If(grant[u]):
+                m.d.sync += holds[u].eq(~finishes[u])
+            with m.Elif(finishes[u]):
+                m.d.sync += holds[u].eq(0)
+        m.d.comb += slot_busy.eq(holds[0] | holds[1])
+        for u in (2, 3):
+            m.d.comb += starts[u].eq(ready[u])
+
+        # -- the array ----------------------------------------------------------------------------
+        arr_writes = []  # (en, addr, data) of the array's accumulator write lanes, for forwarding
+        self._array(m, views[2], starts[2], actives[2], sp_a, sp_b, acc_arr_w, acc_arr_r, arr_writes)
+
+        def acc_read(port, addr):  # noqa: ANN001, ANN202 - a forwarded accumulator read
+            m.d.comb += port.addr.eq(addr)
+            value = port.data
+            for en, waddr, wdata in arr_writes:
+                value = Mux(en & (waddr == port.addr), wdata, value)
+            return value
+
+        def requant(value):  # noqa: ANN001, ANN202 - unit-scale requantization: saturate to int8
+            return Mux(value.as_signed() > 127, 127, Mux(value.as_signed() < -128, -128, value[:8]))[:8]
+
+        # -- DMA loads ----------------------------------------------------------------------------
+        ld = views[0]
+        ld_tx, ld_rx = Signal(32), Signal(32)
+        tx_now = Mux(starts[0], 0, ld_tx)
+        rx_now = Mux(starts[0], 0, ld_rx)
+        ld_beats = _ceil_div(ld.f[2], _BEAT)
+        # the DMA's own setup latency passes before the first beat; DRAM's latency is the bus's
+        dma_lat = arch.dma.latency_cycles
+        ld_setup = (ld.cycles - lefts[0]) >= dma_lat
+        m.d.comb += [self.rd_valid.eq(actives[0] & ld_setup & (tx_now < ld_beats)),
+                     self.rd_addr.eq(ld.f[4] + tx_now * _BEAT)]
+        with m.If(actives[0]):
+            m.d.sync += [ld_tx.eq(tx_now + self.rd_valid), ld_rx.eq(rx_now + self.rd_resp_valid)]
+        m.d.comb += data_done[0].eq(rx_now + self.rd_resp_valid >= ld_beats)
+        base = ld.f[1] + rx_now * _BEAT
+        to_acc = ld.flags[0]
+        for i, wp in enumerate(sp_load_w):
+            m.d.comb += [wp.addr.eq(base + i), wp.data.eq(self.rd_resp_data.word_select(i, 8)),
+                         wp.en.eq(actives[0] & self.rd_resp_valid & ~to_acc & (rx_now * _BEAT + i < ld.f[2]))]
+        m.d.comb += [acc_load_w.addr.eq(base >> 2), acc_load_w.data.eq(self.rd_resp_data)]
+        for i in range(_BEAT):
+            m.d.comb += acc_load_w.en[i].eq(actives[0] & self.rd_resp_valid & to_acc & (rx_now * _BEAT + i < ld.f[2]))
+
+        # -- DMA stores and moves -----------------------------------------------------------------
+        st = views[1]
+        st_tx = Signal(32)
+        stx = Mux(starts[1], 0, st_tx)
+        is_move = st.op == _MOVE
+        st_size = Mux(is_move, st.f[4], st.f[2])
+        st_beats = _ceil_div(st_size, _BEAT)
+        beat_on = Signal()
+        st_setup = is_move | ((st.cycles - lefts[1]) >= dma_lat)
+        m.d.comb += beat_on.eq(actives[1] & st_setup & (stx < st_beats))
+        with m.If(actives[1]):
+            m.d.sync += st_tx.eq(stx + beat_on)
+        m.d.comb += data_done[1].eq(stx + beat_on >= st_beats)
+        from_acc = is_move | st.flags[0]
+        src = Mux(is_move, st.f[1], st.f[1])  # Move: accumulator source; Store: buffer address
+        byte_data = []
+        strobes = []
+        for i in range(_BEAT):
+            offset = stx * _BEAT + i
+            m.d.comb += sp_store[i].addr.eq(src + offset)
+            acc_value = acc_read(acc_dma_r[i], (src >> 2) + offset)
+            byte = Signal(8, name=f"store_byte_{i}")
+            strobe = Signal(name=f"store_strobe_{i}")
+            m.d.comb += strobe.eq(beat_on & (offset < st_size))
+            m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, requant(acc_value), sp_store[i].data), 0))
+            byte_data.append(byte)
+            strobes.append(strobe)
+        m.d.comb += [self.wr_valid.eq(beat_on & ~is_move), self.wr_addr.eq(st.f[4] + stx * _BEAT),
+                     self.wr_data.eq(Cat(*byte_data)), self.wr_strb.eq(Cat(*strobes))]
+        for i, wp in enumerate(sp_move_w):
+            m.d.comb += [wp.addr.eq(st.f[2] + stx * _BEAT + i), wp.data.eq(byte_data[i]),
+                         wp.en.eq(strobes[i] & is_move)]
+        return m
+
+    def _array(self, m: Module, cmd, start, active, sp_a, sp_b, acc_w, acc_r, arr_writes) -> None:  # noqa: ANN001
+        """Feed the systolic tiles from the scratchpad and write their results to the accumulator."""
+        a = self.arch.array
+        R, C = a.rows, a.cols
+        mm, kk, nn, batch = cmd.f[0], cmd.f[1], cmd.f[2], cmd.f[3]
+        in_addr, w_addr = cmd.f[4], cmd.f[5]
+        is_ws = cmd.flags[:2] == 0
+
+        # write lanes default off; each dataflow drives them when its result leaves
+        lanes = [(Signal(name=f"acc_we_{i}"), Signal(range(self.acc_words), name=f"acc_wa_{i}"),
+                  Signal(32, name=f"acc_wd_{i}")) for i in range(R * C)]
+        for (en, addr, value), wp in zip(lanes, acc_w, strict=True):
+            m.d.comb += [wp.en.eq(en), wp.addr.eq(addr), wp.data.eq(value)]
+        arr_writes.extend(lanes)
+        for i, rp in enumerate(acc_r):
+            m.d.comb += rp.addr.eq(lanes[i][1])
+
+        # output contexts: the command whose results leave now, and the one started after it
+        layout = cmd.shape()
+        octx = [Signal(layout, name=f"out_ctx_{i}") for i in range(2)]
+        ovalid = [Signal(name=f"out_ctx_valid_{i}") for i in range(2)]
+        pop = Signal()
+        push = start
+        with m.If(pop):
+            with m.If(push & ovalid[1]):
+                m.d.sync += [octx[0].eq(octx[1]), octx[1].eq(cmd)]
+            with m.Elif(push):
+                m.d.sync += [octx[0].eq(cmd), ovalid[1].eq(0)]
+            with m.Else():
+                m.d.sync += [octx[0].eq(octx[1]), ovalid[0].eq(ovalid[1]), ovalid[1].eq(0)]
+        with m.Elif(push):
+            with m.If(~ovalid[0]):
+                m.d.sync += [octx[0].eq(cmd), ovalid[0].eq(1)]
+            with m.Else():
+                m.d.sync += [octx[1].eq(cmd), ovalid[1].eq(1)]
+        out = octx[0]
+        om, ok_, on, oacc = out.f[0], out.f[1], out.f[2], out.flags[2]
+
+        def counter(name: str):  # noqa: ANN202
+            reg = Signal(32, name=name)
+            return reg, Mux(start, 0, reg)
+
+        fdone_r = Signal(name="feed_done")
+        fdone = Mux(start, 0, fdone_r)
+        pops = []
+        for df in a.dataflows:
+            array = SystolicArray(R, C, df, a_format=a.input_format, b_format=a.weight_format,
+                                  acc_format=a.accumulator_format)
+            m.submodules[f"array_{df.value}"] = array
+            mine = is_ws if df is Dataflow.WS else ~is_ws
+            feeding = active & mine & ~fdone
+            b_r, b_ = counter(f"{df.value}_b")
+            o_r, o_ = counter(f"{df.value}_outer")  # WS: n tile; OS: m tile
+            i_r, i_ = counter(f"{df.value}_inner")  # WS: k tile; OS: n tile
+            s_r, s_ = counter(f"{df.value}_step")
+            ob, oo, oi, os_ = (Signal(32, name=f"{df.value}_out_{x}") for x in ("b", "outer", "inner", "step"))
+            if df is Dataflow.WS:
+                ph_r = Signal(name="ws_phase")
+                ph = Mux(start, 0, ph_r)
+                kt_n, nt_n = _ceil_div(kk, R), _ceil_div(nn, C)
+                for j, rp in enumerate(sp_b):  # weight row kt*R + s, columns nt*C + j
+                    row, col = i_ * R + s_, o_ * C + j
+                    m.d.comb += rp.addr.eq(w_addr + b_ * kk * nn + row * nn + col)
+                    m.d.comb += array.weights.payload[j].eq(Mux((row < kk) & (col < nn), rp.data, 0))
+                for i, rp in enumerate(sp_a):  # input row s, columns kt*R + i
+                    col = i_ * R + i
+                    with m.If(is_ws):
+                        m.d.comb += rp.addr.eq(in_addr + b_ * mm * kk + s_ * kk + col)
+                    m.d.comb += array.inputs.payload.data[i].eq(Mux(col < kk, rp.data, 0))
+                m.d.comb += [array.weights.valid.eq(feeding & ~ph), array.inputs.valid.eq(feeding & ph),
+                             array.inputs.payload.last.eq(s_ == mm - 1)]
+                fire = (array.weights.valid & array.weights.ready) | (array.inputs.valid & array.inputs.ready)
+                end_phase = Mux(ph, s_ == mm - 1, s_ == R - 1)
+                with m.If(active & mine):
+                    m.d.sync += [b_r.eq(b_), o_r.eq(o_), i_r.eq(i_), s_r.eq(s_), ph_r.eq(ph), fdone_r.eq(fdone)]
+                    with m.If(fire):
+                        m.d.sync += s_r.eq(Mux(end_phase, 0, s_ + 1))
+                        with m.If(end_phase):
+                            m.d.sync += ph_r.eq(~ph)
+                        with m.If(end_phase & ph):
+                            m.d.sync += i_r.eq(Mux(i_ == kt_n - 1, 0, i_ + 1))
+                            with m.If(i_ == kt_n - 1):
+                                m.d.sync += o_r.eq(Mux(o_ == nt_n - 1, 0, o_ + 1))
+                                with m.If(o_ == nt_n - 1):
+                                    m.d.sync += b_r.eq(b_ + 1)
+                                    with m.If(b_ == batch - 1):
+                                        m.d.sync += fdone_r.eq(1)
+                # results: row os_ of k tile oi, n tile oo
+                m.d.comb += array.outputs.ready.eq(1)
+                got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 0)
+                okt_n, ont_n = _ceil_div(ok_, R), _ceil_div(on, C)
+                for j in range(C):
+                    en, addr, value = lanes[j]
+                    col = oo * C + j
+                    with m.If(got & (col < on)):
+                        m.d.comb += [en.eq(1), addr.eq((out.f[6] >> 2) + ob * om * on + os_ * on + col)]
+                        m.d.comb += value.eq(Mux((oi == 0) & ~oacc, array.outputs.payload.data[j],
+                                                 acc_r[j].data + array.outputs.payload.data[j]))
+                last_out = got & (os_ == om - 1) & (oi == okt_n - 1) & (oo == ont_n - 1) & (ob == out.f[3] - 1)
+                with m.If(got):
+                    m.d.sync += os_.eq(Mux(os_ == om - 1, 0, os_ + 1))
+                    with m.If(os_ == om - 1):
+                        m.d.sync += oi.eq(Mux(oi == okt_n - 1, 0, oi + 1))
+                        with m.If(oi == okt_n - 1):
+                            m.d.sync += oo.eq(Mux(oo == ont_n - 1, 0, oo + 1))
+                            with m.If(oo == ont_n - 1):
+                                m.d.sync += ob.eq(Mux(last_out, 0, ob + 1))
+                pops.append(last_out)
+            else:
+                mt_n, nt_n = _ceil_div(mm, R), _ceil_div(nn, C)
+                for i, rp in enumerate(sp_a):  # A[mt*R + i, s]
+                    row = o_ * R + i
+                    with m.If(~is_ws):
+                        m.d.comb += rp.addr.eq(in_addr + b_ * mm * kk + row * kk + s_)
+                    m.d.comb += array.operands.payload.a[i].eq(Mux(row < mm, rp.data, 0))
+                for j, rp in enumerate(sp_b):  # B[s, nt*C + j]
+                    col = i_ * C + j
+                    with m.If(~is_ws):
+                        m.d.comb += rp.addr.eq(w_addr + b_ * kk * nn + s_ * nn + col)
+                    m.d.comb += array.operands.payload.b[j].eq(Mux(col < nn, rp.data, 0))
+                m.d.comb += [array.operands.valid.eq(feeding), array.operands.payload.last.eq(s_ == kk - 1)]
+                fire = array.operands.valid & array.operands.ready
+                with m.If(active & mine):
+                    m.d.sync += [b_r.eq(b_), o_r.eq(o_), i_r.eq(i_), s_r.eq(s_), fdone_r.eq(fdone)]
+                    with m.If(fire):
+                        m.d.sync += s_r.eq(Mux(s_ == kk - 1, 0, s_ + 1))
+                        with m.If(s_ == kk - 1):
+                            m.d.sync += i_r.eq(Mux(i_ == nt_n - 1, 0, i_ + 1))
+                            with m.If(i_ == nt_n - 1):
+                                m.d.sync += o_r.eq(Mux(o_ == mt_n - 1, 0, o_ + 1))
+                                with m.If(o_ == mt_n - 1):
+                                    m.d.sync += b_r.eq(b_ + 1)
+                                    with m.If(b_ == batch - 1):
+                                        m.d.sync += fdone_r.eq(1)
+                m.d.comb += array.outputs.ready.eq(1)
+                got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 1)
+                omt_n, ont_n = _ceil_div(om, R), _ceil_div(on, C)
+                for i in range(R):
+                    for j in range(C):
+                        en, addr, value = lanes[i * C + j]
+                        row, col = oo * R + i, oi * C + j
+                        with m.If(got & (row < om) & (col < on)):
+                            m.d.comb += [en.eq(1),
+                                         addr.eq((out.f[6] >> 2) + ob * om * on + row * on + col)]
+                            m.d.comb += value.eq(Mux(~oacc, array.outputs.payload[i][j],
+                                                     acc_r[i * C + j].data + array.outputs.payload[i][j]))
+                last_out = got & (oi == ont_n - 1) & (oo == omt_n - 1) & (ob == out.f[3] - 1)
+                with m.If(got):
+                    m.d.sync += oi.eq(Mux(oi == ont_n - 1, 0, oi + 1))
+                    with m.If(oi == ont_n - 1):
+                        m.d.sync += oo.eq(Mux(oo == omt_n - 1, 0, oo + 1))
+                        with m.If(oo == omt_n - 1):
+                            m.d.sync += ob.eq(Mux(last_out, 0, ob + 1))
+                pops.append(last_out)
+        pop_any = Const(0, 1)
+        for p in pops:
+            pop_any = pop_any | p
+        m.d.comb += pop.eq(pop_any)
+

@@ -1,0 +1,107 @@
+"""The literal semantics of a command program, on bytes: the NPU's functional reference.
+
+:func:`execute` runs a program (:mod:`accel.commands`) on three byte images, DRAM, scratchpad and
+accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented here). It is what
+:class:`rtl.npu.NPU` must produce bit for bit; the command-level functional executor
+(``sim.execute``) is to use the same semantics:
+
+``Load``     copies ``size_bytes`` bytes from DRAM at ``dram_addr`` to the buffer at ``addr``.
+``Store``    from the scratchpad: copies ``size_bytes`` bytes to DRAM at ``dram_addr``; from the
+             accumulator: ``size_bytes`` results in the input format, result ``i`` being the int32
+             accumulator element at byte ``addr + 4 i`` requantized with unit scale (saturated to
+             the input format), byte ``i`` of the output at ``dram_addr + i``.
+``Move``     the same requantizing read: ``size_bytes`` results from the accumulator at
+             ``src_addr`` to the scratchpad at ``addr``.
+``Compute``  for each product ``b < batch``: ``x`` is the row-major ``m x k`` input at
+             ``input_addr + b m k``, ``w`` the row-major ``k x n`` weights at ``weight_addr + b k n``
+             (input and weight format codes, one byte each), ``y = x @ w``
+             (:func:`sim.numerics.systolic_tile`) is written to (``accumulate``: added to, with the
+             accumulator format's overflow) the row-major ``m x n`` int32 elements at accumulator
+             byte ``output_addr + 4 b m n``.
+``Vector``   timing only in this version: its data is not modelled (and the NPU moves none).
+
+Accumulator elements are little-endian 4-byte words at 4-byte aligned byte addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
+from accel.hardware import Accelerator
+from sim.numerics import apply_overflow, saturate, systolic_tile
+
+__all__ = ["Memories", "execute"]
+
+
+@dataclass
+class Memories:
+    """The three byte images a program reads and writes."""
+
+    dram: bytearray
+    scratchpad: bytearray
+    accumulator: bytearray
+
+
+def _codes(raw: bytes, signed: bool) -> np.ndarray:
+    return np.frombuffer(bytes(raw), dtype=np.int8 if signed else np.uint8).astype(np.int64)
+
+
+def _elements(acc: bytearray, addr: int, count: int) -> np.ndarray:
+    return np.frombuffer(bytes(acc[addr:addr + 4 * count]), dtype="<i4").astype(np.int64)
+
+
+def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scratchpad: bytes | None = None,
+            accumulator: bytes | None = None) -> Memories:
+    """Run ``commands`` in program order (the order every dependency-respecting schedule agrees with).
+
+    The on-chip memories start as ``scratchpad`` and ``accumulator`` (what an earlier program left;
+    default zero, the NPU's state after configuration), so a program that reads bytes it never
+    wrote (a convolution's computes reading their GEMM operands as laid out) is still defined.
+    """
+    sp = bytearray(arch.scratchpad.size_bytes) if scratchpad is None else bytearray(scratchpad)
+    acc_image = bytearray(arch.accumulator.size_bytes) if accumulator is None else bytearray(accumulator)
+    if len(sp) != arch.scratchpad.size_bytes or len(acc_image) != arch.accumulator.size_bytes:
+        raise ValueError("execute: the scratchpad and accumulator images must have the arch's sizes")
+    mem = Memories(bytearray(dram), sp, acc_image)
+    a = arch.array
+    out_format = a.input_format
+
+    def buffer(kind: Buffer) -> bytearray:
+        return mem.accumulator if kind is Buffer.ACCUMULATOR else mem.scratchpad
+
+    def requantized(addr: int, count: int) -> bytes:
+        values = [saturate(int(v), out_format) for v in _elements(mem.accumulator, addr, count)]
+        return bytes(v & 0xFF for v in values)
+
+    for cmd in commands:
+        if isinstance(cmd, Load):
+            data = mem.dram[cmd.dram_addr:cmd.dram_addr + cmd.size_bytes]
+            buffer(cmd.buffer)[cmd.addr:cmd.addr + cmd.size_bytes] = data
+        elif isinstance(cmd, Store):
+            if cmd.buffer is Buffer.ACCUMULATOR:
+                data = requantized(cmd.addr, cmd.size_bytes)
+            else:
+                data = bytes(mem.scratchpad[cmd.addr:cmd.addr + cmd.size_bytes])
+            mem.dram[cmd.dram_addr:cmd.dram_addr + cmd.size_bytes] = data
+        elif isinstance(cmd, Move):
+            mem.scratchpad[cmd.addr:cmd.addr + cmd.size_bytes] = requantized(cmd.src_addr, cmd.size_bytes)
+        elif isinstance(cmd, Compute):
+            m, k, n = cmd.m, cmd.k, cmd.n
+            for b in range(cmd.batch):
+                xa, wa, oa = cmd.input_addr + b * m * k, cmd.weight_addr + b * k * n, cmd.output_addr + 4 * b * m * n
+                x = _codes(mem.scratchpad[xa:xa + m * k], a.input_format.signed).reshape(m, k)
+                w = _codes(mem.scratchpad[wa:wa + k * n], a.weight_format.signed).reshape(k, n)
+                y = systolic_tile(x, w, dataflow=cmd.dataflow, a_format=a.input_format, b_format=a.weight_format,
+                                  acc_format=a.accumulator_format).reshape(-1)
+                if cmd.accumulate:
+                    old = _elements(mem.accumulator, oa, m * n)
+                    y = np.array([apply_overflow(int(o) + int(v), a.accumulator_format)
+                                  for o, v in zip(old, y, strict=True)])
+                mem.accumulator[oa:oa + 4 * m * n] = np.asarray(y, dtype=np.int64).astype("<i4").tobytes()
+        elif not isinstance(cmd, Vector):
+            raise TypeError(f"unknown command {cmd!r}")
+    return mem

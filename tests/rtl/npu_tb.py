@@ -1,0 +1,201 @@
+"""cocotb testbench of :class:`rtl.npu.NPU`, run on its Verilog by ``test_npu_cocotb.py``.
+
+Not a pytest module: cocotb imports it inside the simulator. Each cocotb test runs one program of
+the parameters dict (``programs[name]``: the encoded image the NPU runs, the DRAM image it starts
+from, and the reference image the expectations come from, normally the same program). The host
+writes the image into program memory and pulses ``start``; a DRAM model with the design's latency
+and bandwidth answers the DMA's bus. Expected data are :func:`rtl.npu.golden.execute` of the
+reference program (the arithmetic is :mod:`sim.numerics`'), expected cycles
+:func:`sim.engine.simulate`'s trace of it: the total and every command's start and end. The tests
+share one simulation, so each program starts from the on-chip state the previous one left (the
+reference carries it along); the corrupted programs run last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import deque
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_time
+
+from accel.config import load
+from accel.encoding import decode_program
+from mapper.plan import Plan
+from rtl.cocotb_runner import testbench_parameters
+from rtl.npu.golden import execute
+from sim.engine import simulate
+
+_log = logging.getLogger("cocotb.npu_tb")
+CLOCK_PERIOD_NS = 10
+MAX_REPORTED = 6
+_ON_CHIP: dict[str, bytes] = {}  # the reference's scratchpad and accumulator after the last program run
+
+
+class DramModel:
+    """A byte-addressed memory on the NPU's bus: a read beat answered ``latency`` cycles later, in
+    order; writes with byte strobes; never more than ``bandwidth`` bytes per cycle (checked)."""
+
+    def __init__(self, dut: object, image: bytearray, *, latency: int, bandwidth: float) -> None:
+        self.dut, self.mem, self.latency, self.bandwidth = dut, image, latency, bandwidth
+        self.reads = self.writes = 0
+
+    def _word(self, addr: int) -> int:
+        if addr + 4 > len(self.mem):
+            raise AssertionError(f"DMA read beyond DRAM at byte {addr}")
+        return int.from_bytes(self.mem[addr:addr + 4], "little")
+
+    async def run(self) -> None:
+        dut = self.dut
+        pending: deque[tuple[int, int]] = deque()
+        while True:
+            await FallingEdge(dut.clk)
+            if not pending and not int(dut.rd_valid.value) and not int(dut.wr_valid.value):
+                # nothing on the bus: sleep until a request (the cycle count is the simulation time)
+                dut.rd_resp_valid.value = 0
+                await First(RisingEdge(dut.rd_valid), RisingEdge(dut.wr_valid))
+                await FallingEdge(dut.clk)
+            cycle = int(get_sim_time("ns") // CLOCK_PERIOD_NS)
+            if pending and pending[0][0] == cycle:
+                dut.rd_resp_valid.value = 1
+                dut.rd_resp_data.value = pending.popleft()[1]
+            else:
+                dut.rd_resp_valid.value = 0
+            await ReadOnly()
+            moved = 0
+            if int(dut.rd_valid.value):
+                pending.append((cycle + self.latency, self._word(int(dut.rd_addr.value))))
+                self.reads += 1
+                moved += 4
+            if int(dut.wr_valid.value):
+                addr, word, strobe = int(dut.wr_addr.value), int(dut.wr_data.value), int(dut.wr_strb.value)
+                for i in range(4):
+                    if strobe >> i & 1:
+                        if addr + i >= len(self.mem):
+                            raise AssertionError(f"DMA write beyond DRAM at byte {addr + i}")
+                        self.mem[addr + i] = word >> (8 * i) & 0xFF
+                self.writes += 1
+                moved += 4
+            if moved > self.bandwidth:
+                raise AssertionError(f"{moved} bytes on the DRAM bus in one cycle, more than {self.bandwidth}")
+
+
+async def _run_program(dut: object, name: str) -> None:
+    parameters = testbench_parameters()
+    if name not in parameters["programs"]:
+        return  # this design does not run that program (the pytest side checks which ran)
+    arch = load("fpga-small")
+    if (parameters["rows"], parameters["cols"]) != (arch.array.rows, arch.array.cols):
+        arch = dataclasses.replace(arch, name=f"fpga-small-{parameters['rows']}x{parameters['cols']}",
+                                   array=dataclasses.replace(arch.array, rows=parameters["rows"],
+                                                             cols=parameters["cols"]))
+    spec = parameters["programs"][name]
+    image = bytes.fromhex(spec["image"])
+    reference = decode_program(bytes.fromhex(spec.get("reference_image", spec["image"])))
+    dram_in = bytes.fromhex(spec["dram"])
+
+    Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
+    for port in ("prog_we", "prog_addr", "prog_data", "start", "rd_resp_valid", "rd_resp_data", "trace_addr"):
+        getattr(dut, port).value = 0
+    dut.rst.value = 1
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+    words = [int.from_bytes(image[i:i + 4].ljust(4, b"\0"), "little") for i in range(0, len(image), 4)]
+    assert len(words) <= parameters["program_words"], f"image of {len(words)} words, memory of fewer"
+    for addr, word in enumerate(words):
+        dut.prog_we.value, dut.prog_addr.value, dut.prog_data.value = 1, addr, word
+        await FallingEdge(dut.clk)
+    dut.prog_we.value = 0
+    dram = DramModel(dut, bytearray(dram_in), latency=arch.dram.latency_cycles,
+                     bandwidth=arch.dram.bandwidth_bytes_per_cycle)
+    dut.start.value = 1
+    await FallingEdge(dut.clk)
+    dut.start.value = 0
+    cocotb.start_soon(dram.run())
+
+    expected = simulate(Plan(arch=arch, graph_name=name, layers=(), commands=reference))
+    limit = expected.total_cycles + 64 * (len(reference) + 2) + 1000
+    await First(RisingEdge(dut.finished), RisingEdge(dut.error), Timer(limit * CLOCK_PERIOD_NS, "ns"))
+    await FallingEdge(dut.clk)
+    assert not int(dut.error.value), "the NPU refused the program (decoder error)"
+    assert int(dut.finished.value), f"the NPU did not finish within {limit} cycles"
+
+    problems = []
+    total = int(dut.cycles.value)
+    if total != expected.total_cycles:
+        problems.append(f"total cycles {total}, simulator {expected.total_cycles}")
+    for event in sorted(expected.trace, key=lambda ev: ev.command):
+        dut.trace_addr.value = event.command
+        await FallingEdge(dut.clk)
+        start, end = int(dut.trace_start.value), int(dut.trace_end.value)
+        if (start, end) != (event.start, event.end):
+            problems.append(f"command {event.command} ({event.kind}) ran [{start}, {end}), "
+                            f"simulator [{event.start}, {event.end})")
+    # The NPU's SRAMs keep what the previous program left (a reset does not clear them), and so does
+    # the reference: every program starts from the previous one's on-chip state.
+    state = execute(arch, reference, dram_in, **_ON_CHIP)
+    _ON_CHIP.update(scratchpad=bytes(state.scratchpad), accumulator=bytes(state.accumulator))
+    golden = state.dram
+    written = sum(x != y for x, y in zip(golden, dram_in, strict=True))
+    assert written, f"{name}: the reference program changes no DRAM byte, so the data check would be empty"
+    diff = [i for i, (x, y) in enumerate(zip(dram.mem, golden, strict=True)) if x != y]
+    if diff:
+        shown = ", ".join(f"byte {i}: {dram.mem[i]:#04x} != {golden[i]:#04x}" for i in diff[:MAX_REPORTED])
+        problems.append(f"DRAM differed from rtl.npu.golden.execute in {len(diff)} bytes ({shown})")
+    _log.info("%s: %d commands, %d cycles, %d read and %d write beats, %d DRAM bytes written", name,
+              len(reference), total, dram.reads, dram.writes, written)
+    assert not problems, f"{name}: " + "; ".join(problems[:MAX_REPORTED])
+
+
+@cocotb.test()
+async def gemm_tile(dut: object) -> None:
+    """Load, compute (WS and OS, overwrite and accumulate), move and store one GEMM tile."""
+    await _run_program(dut, "gemm_tile")
+
+
+@cocotb.test()
+async def dependency_chain(dut: object) -> None:
+    """Every unit waits on another: loads after stores, vector after compute, moves in between."""
+    await _run_program(dut, "dependency_chain")
+
+
+@cocotb.test()
+async def mapper_gemm(dut: object) -> None:
+    """The program mapper.map_graph emits for a small GEMM layer."""
+    await _run_program(dut, "mapper_gemm")
+
+
+@cocotb.test()
+async def mapper_gemm_large(dut: object) -> None:
+    """The program the mapper emits for a 32x64 @ 64x32 layer (32 commands, loads and stores contending)."""
+    await _run_program(dut, "mapper_gemm_large")
+
+
+@cocotb.test()
+async def mapper_mlp(dut: object) -> None:
+    """The mapper's program for two fully connected layers with a ReLU (vector) between them."""
+    await _run_program(dut, "mapper_mlp")
+
+
+@cocotb.test()
+async def mapper_conv(dut: object) -> None:
+    """The mapper's program for a 3x3 convolution."""
+    await _run_program(dut, "mapper_conv")
+
+
+@cocotb.test()
+async def corrupted_command(dut: object) -> None:
+    """The NPU runs a program with one command changed; the expectations are the original's."""
+    await _run_program(dut, "corrupted_command")
+
+
+@cocotb.test()
+async def corrupted_timing(dut: object) -> None:
+    """The same with a load 4 bytes longer: the data agree, the cycles must not."""
+    await _run_program(dut, "corrupted_timing")

@@ -1,0 +1,58 @@
+"""rtl.npu without a simulator: what it refuses, how the command line builds it, and that its
+golden model keeps the literal semantics (a GEMM tile against a plain integer matrix product)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from accel.commands import Buffer, Compute, Load, Move, Store
+from accel.config import load
+from accel.errors import ConfigError
+from accel.hardware import Dataflow
+from rtl.npu import NPU, execute
+from rtl.units import build_unit
+
+
+def test_npu_refuses_what_this_version_cannot_build() -> None:
+    arch = load("fpga-small")
+    two = dataclasses.replace(arch, dma=dataclasses.replace(arch.dma, channels=2))
+    with pytest.raises(ConfigError, match="dma.channels must be 1, not 2"):
+        NPU(two)
+    with pytest.raises(ConfigError, match="bandwidth_bytes_per_cycle must be 4"):
+        NPU(load("gemmini"))
+
+
+def test_the_command_line_unit_is_the_npu_of_the_arch() -> None:
+    unit = build_unit("npu", arch="fpga-small", max_commands=16, program_words=256)
+    assert isinstance(unit.component, NPU)
+    assert unit.module == "npu"
+    assert unit.parameters == {"arch": "fpga-small", "max_commands": 16, "program_words": 256}
+    unit.component._MustUse__silence = True  # built to be inspected, not elaborated
+
+
+def test_golden_model_is_the_literal_semantics() -> None:
+    arch = load("fpga-small")
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, (5, 6))
+    w = rng.integers(-128, 128, (6, 7))
+    dram = bytearray(1024)
+    dram[0:30] = x.astype(np.int8).tobytes()
+    dram[64:106] = w.astype(np.int8).tobytes()
+    program = (
+        Load(id=0, layer="t", tensor="x", size_bytes=30, addr=0, dram_addr=0),
+        Load(id=1, layer="t", tensor="w", size_bytes=42, addr=64, dram_addr=64),
+        Compute(id=2, layer="t", deps=(0, 1), m=5, k=6, n=7, dataflow=Dataflow.OS, input_addr=0, weight_addr=64),
+        Compute(id=3, layer="t", deps=(2,), m=5, k=6, n=7, dataflow=Dataflow.WS, input_addr=0, weight_addr=64,
+                accumulate=True),
+        Move(id=4, layer="t", deps=(3,), tensor="y", size_bytes=35, src_addr=0, addr=512),
+        Store(id=5, layer="t", deps=(3,), tensor="y", size_bytes=35, buffer=Buffer.ACCUMULATOR, dram_addr=256),
+    )
+    mem = execute(arch, program, bytes(dram))
+    y = 2 * (x @ w)
+    assert np.array_equal(np.frombuffer(bytes(mem.accumulator[:140]), "<i4"), y.reshape(-1))
+    saturated = np.clip(y, -128, 127).astype(np.int8).reshape(-1)
+    assert np.array_equal(np.frombuffer(bytes(mem.dram[256:291]), np.int8), saturated)
+    assert np.array_equal(np.frombuffer(bytes(mem.scratchpad[512:547]), np.int8), saturated)
