@@ -92,6 +92,10 @@ class Compute(Command):
     fill: bool = True  # starts its folds: pays preload and skew (False: continues the previous command's fold)
     drain: bool = True  # ends its folds: pays the drain (False: the next command continues the fold)
     sparsity: Sparsity | None = None  # N:M weights: ``k`` is the compressed reduction (n kept per group of m)
+    # double-buffered weights (``array.weight_buffers = 2``): the stream length of the previous
+    # command's last fold, behind which this command's first fold's weights shifted in (its fill and
+    # the previous fold's drain overlap); 0: the first fold pays its full fill
+    follows: int = 0
 
     unit = Unit.ARRAY
 

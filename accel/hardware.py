@@ -149,12 +149,17 @@ class SystolicArray:
     accumulator_format: NumberFormat = INT32
     sparsity: tuple[Sparsity, ...] = ()  # N:M patterns the array runs natively, besides dense
     requant: Requantization = Requantization.TFLITE_DOUBLE  # how the accumulator's read path scales
+    # registers per PE for the stationary operand: 2 lets the next fold's weights shift in while the
+    # current fold computes (TPU v1, Gemmini); see accel.timing.gemm_tile_cycles
+    weight_buffers: int = 1
 
     def __post_init__(self) -> None:
         problems = _positive_ints(self, "rows", "cols")
         if not isinstance(self.requant, Requantization):
             problems.append(f"requant must be one of {', '.join(repr(r.value) for r in Requantization)}, "
                             f"not {self.requant!r}")
+        if self.weight_buffers not in (1, 2) or not _is_int(self.weight_buffers):
+            problems.append(f"weight_buffers must be 1 or 2, not {self.weight_buffers!r}")
         if not self.dataflows or not all(isinstance(d, Dataflow) for d in self.dataflows):
             problems.append(f"dataflows must be a non-empty list of 'ws', 'os', 'is', not {self.dataflows!r}")
         elif len(set(self.dataflows)) != len(self.dataflows):

@@ -24,6 +24,24 @@ One fold costs a fill overhead, the streaming length ``S`` and a drain overhead:
 * OS: nothing to preload: ``R - 1`` cycles of skew, ``S`` reduction steps, ``C - 1`` to drain:
   ``R + C + S - 2`` per fold.
 
+**Double-buffered weights** (``array.weight_buffers = 2``, WS and IS; TPU v1: "the weights are
+preloaded, and take effect with the advancing wave alongside the first data of a new block",
+Jouppi et al., ISCA 2017; Gemmini's PEs likewise hold two weights): each PE has a second register
+for the stationary operand, so fold ``g + 1``'s ``R`` weight rows shift into it while fold ``g``
+streams, and fold ``g + 1``'s inputs follow fold ``g``'s last input at once, carrying the register
+select with them. Fold ``g + 1``'s weights overwrite the registers fold ``g - 1`` used, so they
+start shifting in once fold ``g - 1``'s last input has crossed all ``C`` columns: ``C`` cycles after
+fold ``g`` started streaming; ``R`` cycles later fold ``g + 1`` may start, so it starts
+``max(S_g, R + C)`` cycles after fold ``g`` (:func:`weight_shift_cycles`; ``rtl.systolic`` with
+``weight_buffers=2`` is this schedule). A fold that follows another one so costs
+``S + max(0, R + C - S_prev)``: its fill and the previous fold's drain are hidden. The first
+fold of a run pays the full fill and drain; within one command every fold after the first follows
+the one before, and a command's first fold follows the previous command's last one when the
+mapper says so (:attr:`~accel.commands.Compute.follows`, the previous fold's stream length). A
+fold split over several commands (``fill`` or ``drain`` false) is not overlapped. When the
+command's operands arrive late, the overlap is lost (:func:`late_start_cycles`, charged by the
+simulator). With one weight buffer (the default) nothing changes: SCALE-Sim's cycles.
+
 When the array's operand streams need more scratchpad bytes per cycle than its banks and ports give
 (:func:`scratchpad_stretch`), every streaming cycle stretches to ``ceil(demand / supply)`` cycles: a
 bank conflict. Without conflicts these are SCALE-Sim v3's compute cycles exactly (checked layer by
@@ -38,7 +56,8 @@ from accel.hardware import Accelerator, Dataflow, SystolicArray
 
 __all__ = [
     "fold_count", "fold_overhead", "gemm_tile_cycles", "scratchpad_stretch", "bank_conflict_cycles",
-    "dma_cycles", "vector_cycles", "command_cycles", "ceil_div",
+    "dma_cycles", "vector_cycles", "command_cycles", "ceil_div", "weight_shift_cycles", "overlaps_folds",
+    "steady_follows", "late_start_cycles",
 ]
 
 
@@ -62,16 +81,61 @@ def fold_overhead(array: SystolicArray, dataflow: Dataflow) -> tuple[int, int]:
     return fill, array.cols - 1
 
 
+def weight_shift_cycles(array: SystolicArray) -> int:
+    """With double-buffered weights, the fewest cycles between the starts of two folds: the fold
+    before last crosses the ``C`` columns, then ``R`` rows of weights shift in."""
+    return array.rows + array.cols
+
+
+def overlaps_folds(array: SystolicArray, dataflow: Dataflow) -> bool:
+    """Whether consecutive folds of ``dataflow`` overlap on ``array`` (double-buffered stationary operand)."""
+    return array.weight_buffers > 1 and dataflow is not Dataflow.OS
+
+
+def _overlapped_fold(array: SystolicArray, stream: int, previous_stream: int) -> int:
+    return stream + max(0, weight_shift_cycles(array) - previous_stream)
+
+
 def gemm_tile_cycles(array: SystolicArray, dataflow: Dataflow, m: int, k: int, n: int, *,
-                     fill: bool = True, drain: bool = True) -> int:
+                     fill: bool = True, drain: bool = True, follows: int = 0) -> int:
     """Cycles from the first operand entering the array to the last result leaving it.
 
     A fold whose streaming is split over several commands pays its fill in the first (``fill``) and
-    its drain in the last (``drain``); the commands in between only stream.
+    its drain in the last (``drain``); the commands in between only stream. With double-buffered
+    weights (module docstring) folds after the first overlap the one before, and so does the first
+    when ``follows`` (the previous fold's stream length) is positive.
     """
     folds, stream = fold_count(array, dataflow, m, k, n)
     fill_cycles, drain_cycles = fold_overhead(array, dataflow)
-    return folds * (stream + fill_cycles * fill + drain_cycles * drain)
+    if not (overlaps_folds(array, dataflow) and fill and drain):
+        return folds * (stream + fill_cycles * fill + drain_cycles * drain)
+    first = _overlapped_fold(array, stream, follows) if follows > 0 else fill_cycles + stream + drain_cycles
+    return first + (folds - 1) * _overlapped_fold(array, stream, stream)
+
+
+def steady_follows(array: SystolicArray, dataflow: Dataflow, m: int, k: int, n: int) -> int:
+    """:attr:`~accel.commands.Compute.follows` of a compute that runs right after one of the same shape
+    (its stream length when folds overlap on ``array``, else 0): what the mapper's pricing assumes."""
+    return fold_count(array, dataflow, m, k, n)[1] if overlaps_folds(array, dataflow) else 0
+
+
+def late_start_cycles(arch: Accelerator, command: Command, operands_ready: float, array_free: float) -> int:
+    """Cycles a compute that ``follows`` its predecessor pays beyond :func:`command_cycles` because its
+    operands arrived too late for the overlap.
+
+    Its first fold would have started streaming ``hidden`` cycles before the array became free
+    (``array_free``, the predecessor's last result), ``hidden`` being what the overlap saves; operands
+    ready (``operands_ready``, the last of its loads and other non-array dependencies) after that
+    point delay it by as much, up to ``hidden`` (then it pays its full fill and drain).
+    """
+    if not isinstance(command, Compute) or command.follows <= 0 or not command.fill or not command.drain \
+            or not overlaps_folds(arch.array, command.dataflow):
+        return 0
+    _, stream = fold_count(arch.array, command.dataflow, command.m, command.k, command.n)
+    fill_cycles, drain_cycles = fold_overhead(arch.array, command.dataflow)
+    hidden = fill_cycles + stream + drain_cycles - _overlapped_fold(arch.array, stream, command.follows)
+    late = operands_ready - (array_free - hidden)
+    return int(min(max(late, 0), hidden))
 
 
 def dma_cycles(acc: Accelerator, size_bytes: int) -> int:
@@ -120,7 +184,7 @@ def command_cycles(arch: Accelerator, command: Command) -> int:
     """The cycles one command holds its unit: the figure above for its kind, nothing else."""
     if isinstance(command, Compute):
         cycles = gemm_tile_cycles(arch.array, command.dataflow, command.m, command.k, command.n,
-                                  fill=command.fill, drain=command.drain)
+                                  fill=command.fill, drain=command.drain, follows=command.follows)
         return command.batch * cycles + bank_conflict_cycles(arch, command)
     if isinstance(command, Load | Store):
         return dma_cycles(arch, command.size_bytes)

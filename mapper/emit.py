@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.hardware import Accelerator
-from accel.timing import ceil_div
+from accel.timing import ceil_div, fold_count, steady_follows
 from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision
 from mapper.residency import AddressBook, Residency
 from mapper.schedules import Step, Transfer, share
@@ -69,6 +69,7 @@ class _Emitter:
     """The program so far and what the next command must know: addresses, and who last used what."""
 
     def __init__(self, graph: Graph, arch: Accelerator, residency: Residency | None) -> None:
+        self.graph = graph
         self.arch = arch
         self.residency = residency
         self.commands: list[Command] = []
@@ -226,8 +227,32 @@ class _Emitter:
 
     def _transfer(self, cls: type[Load] | type[Store], layer: Layer, t: Transfer, addr: int,
                   deps: list[int | None]) -> int:
+        extra = {"activation": _activation(layer)} if cls is Store and t.key is None and _activation(layer) else {}
         return self._emit(cls, layer=layer.name, tensor=t.tensor, size_bytes=t.size_bytes, buffer=t.buffer,
-                          addr=addr, dram_addr=self.dram_addr[t.tensor], deps=deps)
+                          addr=addr, dram_addr=self.dram_addr[t.tensor], deps=deps, **extra)
+
+    def _follows(self, previous: int | None, c: object) -> int:
+        """:attr:`~accel.commands.Compute.follows` of a compute after ``previous`` (this layer's last):
+        the previous fold's stream length when the array double-buffers its weights and both
+        commands run whole folds in the same dataflow (:func:`accel.timing.gemm_tile_cycles`)."""
+        if previous is None or not c.fill or not c.drain:  # type: ignore[attr-defined]
+            return 0
+        before = self.commands[previous]
+        assert isinstance(before, Compute)
+        if before.dataflow is not c.dataflow or not before.drain:  # type: ignore[attr-defined]
+            return 0
+        return steady_follows(self.arch.array, before.dataflow, before.m, before.k, before.n)
+
+    def _weights_shift_early(self, streamed: list[Transfer], compute: int) -> bool:
+        """Whether the slot of a compute that loaded only weights is free once the compute before it
+        ends: with double-buffered weights a one-fold compute's weights shift into the array while
+        the previous compute runs (:func:`accel.timing.gemm_tile_cycles`), so its slot can take the
+        next load while it computes."""
+        cmd = self.commands[compute]
+        assert isinstance(cmd, Compute)
+        return bool(cmd.follows) and cmd.batch == 1 and \
+            fold_count(self.arch.array, cmd.dataflow, cmd.m, cmd.k, cmd.n)[0] == 1 and \
+            all(self.graph.tensors[t.tensor].is_constant for t in streamed)
 
     def _emit_steps(self, layer: Layer, steps: Iterable[Step]) -> int:
         """Turn the abstract schedule into commands with addresses and dependencies; count computes."""
@@ -264,11 +289,12 @@ class _Emitter:
             compute = self._emit(Compute, layer=layer.name, input_addr=in_addr, weight_addr=w_addr,
                                  output_addr=acc_slot.addr, deps=[*loads, previous, *block_free, *resident_deps],
                                  m=c.m, k=c.k, n=c.n, batch=c.batch, dataflow=c.dataflow, accumulate=c.accumulate,
-                                 fill=c.fill, drain=c.drain, sparsity=c.sparsity)
+                                 fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=self._follows(previous, c))
             for name in onchip:
                 self.users.setdefault(name, []).append(compute)
             if spad_slot is not None:
-                spad_slot.last_users = [compute]
+                early = previous is not None and self._weights_shift_early(streamed, compute)
+                spad_slot.last_users = [previous] if early else [compute]
             stores = []
             for t in step.stores:
                 place = self._place(t.tensor) if t.key is None else None
@@ -281,7 +307,8 @@ class _Emitter:
                 at = written if written + t.size_bytes <= nbytes else max(nbytes - t.size_bytes, 0)
                 self.moved[name] = written + t.size_bytes
                 move = self._emit(Move, layer=layer.name, tensor=name, size_bytes=t.size_bytes,
-                                  src_addr=acc_slot.addr, addr=base + at, deps=[compute, *self.claims.pop(name, [])])
+                                  src_addr=acc_slot.addr, addr=base + at, deps=[compute, *self.claims.pop(name, [])],
+                                  activation=_activation(layer))
                 self._produce_onchip(name, move)
                 stores.append(move)
             if step.new_block:
@@ -295,3 +322,8 @@ class _Emitter:
             previous = compute
             count += 1
         return count
+
+
+def _activation(layer: Layer) -> str:
+    """The functions fused into ``layer``'s store path (:mod:`mapper.fuse`), as Store.activation gives them."""
+    return ",".join(layer.attrs.get("fused", ()))

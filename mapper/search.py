@@ -37,7 +37,7 @@ from accel.commands import Buffer, Compute, Load, Store, Vector
 from accel.energy import command_energy_pj, static_power_mw
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
-from accel.timing import ceil_div, command_cycles, dma_cycles, vector_cycles
+from accel.timing import ceil_div, command_cycles, dma_cycles, steady_follows, vector_cycles
 from mapper.caches import PriceTables
 from mapper.options import OBJECTIVES
 from mapper.plan import Tile
@@ -157,8 +157,10 @@ class _Pricer:
         key = (dataflow, m, k, n, batch, accumulate, fill, drain, sparsity)
         price = self._computes.get(key)
         if price is None:
+            # a compute runs after one of its own shape (the first of a layer is priced the same)
+            follows = steady_follows(self.arch.array, dataflow, m, k, n) if fill and drain else 0
             c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
-                        fill=fill, drain=drain, sparsity=sparsity)  # type: ignore[arg-type]
+                        fill=fill, drain=drain, sparsity=sparsity, follows=follows)  # type: ignore[arg-type]
             price = self._computes[key] = (command_cycles(self.arch, c), sum(command_energy_pj(self.arch, c).values()))
         return price
 

@@ -22,7 +22,7 @@ import simpy
 
 from accel.commands import Command, Load, Move, Store, Unit
 from accel.hardware import Accelerator
-from accel.timing import bank_conflict_cycles, command_cycles
+from accel.timing import bank_conflict_cycles, command_cycles, late_start_cycles
 from accel.traffic import command_bytes
 from mapper.plan import Plan
 from sim.power import EnergyReport
@@ -227,9 +227,9 @@ class _Machine:
         return type(self.plan.commands[last]).__name__
 
     def _execute(self, cmd: Command, unit: Unit, free_at: float,
-                 stall_on: str) -> Generator[simpy.Event, object, float]:
+                 stall_on: str, extra: int = 0) -> Generator[simpy.Event, object, float]:
         start = self.env.now
-        yield self.env.timeout(command_cycles(self.arch, cmd))
+        yield self.env.timeout(command_cycles(self.arch, cmd) + extra)
         self.finished[cmd.id] = self.env.now
         self.trace.append(TraceEvent(cmd.id, unit.value, cmd.layer, type(cmd).__name__, int(start),
                                      int(self.env.now), int(start - free_at), stall_on if start > free_at else ""))
@@ -240,8 +240,18 @@ class _Machine:
         free_at: float | None = None
         for cmd in queue:
             yield from self._wait_for_deps(cmd)
+            late = 0 if free_at is None else self._late_start(cmd, free_at)
             free_at = yield from self._execute(cmd, unit, self.env.now if free_at is None else free_at,
-                                               self._last_dependency(cmd))
+                                               self._last_dependency(cmd), late)
+
+    def _late_start(self, cmd: Command, free_at: float) -> int:
+        """Fold overlap lost to late operands (:func:`accel.timing.late_start_cycles`; 0 unless the
+        array double-buffers its weights and ``cmd`` follows the previous compute)."""
+        if not getattr(cmd, "follows", 0):
+            return 0
+        commands = self.plan.commands
+        ready = max((self.finished[d] for d in cmd.deps if commands[d].unit is not cmd.unit), default=0.0)
+        return late_start_cycles(self.arch, cmd, ready, free_at)
 
     def _dma_channel(self, queue: Iterator[Command]) -> Generator[simpy.Event, object, None]:
         free_at: float | None = None

@@ -9,7 +9,7 @@ from accel.errors import ConfigError
 from accel.formats import NumberFormat, Overflow, Rounding
 from accel.hardware import DRAM, Dataflow, Memory, Sparsity, SystolicArray
 
-PRESETS = ("eyeriss", "fpga-small", "gemmini", "sparse-nm", "tpu-v1")
+PRESETS = ("eyeriss", "fpga-small", "gemmini", "gemmini-2021", "sparse-nm", "tpu-v1")
 
 
 def test_the_four_presets_ship():
@@ -106,8 +106,8 @@ def test_every_problem_in_a_file_is_reported_at_once(tmp_path):
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(ConfigError, match=r"^tpu-v9: not a preset \(eyeriss, fpga-small, gemmini, sparse-nm, tpu-v1\) "
-                                          r"and no such TOML file$"):
+    with pytest.raises(ConfigError, match=r"^tpu-v9: not a preset \(eyeriss, fpga-small, gemmini, gemmini-2021, "
+                                          r"sparse-nm, tpu-v1\) and no such TOML file$"):
         config.load("tpu-v9")
 
 

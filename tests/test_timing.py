@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from accel import config
+from accel.commands import Compute
+from accel.errors import ConfigError
 from accel.hardware import Dataflow, SystolicArray
-from accel.timing import dma_cycles, fold_count, gemm_tile_cycles, vector_cycles
+from accel.timing import dma_cycles, fold_count, gemm_tile_cycles, late_start_cycles, vector_cycles, weight_shift_cycles
 
 ARRAY = SystolicArray(rows=4, cols=8, dataflows=(Dataflow.WS, Dataflow.OS, Dataflow.IS))
 
@@ -47,3 +51,63 @@ def test_vector_unit_is_latency_plus_one_cycle_per_lane_full():
     arch = config.load("gemmini")
     assert vector_cycles(arch, 16) == 4 + 1
     assert vector_cycles(arch, 17) == 4 + 2
+
+
+# -- double-buffered weights ------------------------------------------------------------------------
+
+DOUBLE = SystolicArray(rows=4, cols=8, dataflows=(Dataflow.WS, Dataflow.OS, Dataflow.IS), weight_buffers=2)
+
+
+def test_double_buffered_folds_follow_each_other():
+    # WS, 9 folds of a 100-row stream: the first pays 2R + C - 2 around its stream, each later one
+    # only its stream (100 >= R + C = 12 cycles of weight shift).
+    assert weight_shift_cycles(DOUBLE) == 4 + 8
+    assert gemm_tile_cycles(DOUBLE, Dataflow.WS, 100, 10, 20) == (8 + 8 + 100 - 2) + 8 * 100
+    # a short stream (3 < 12): each later fold waits for its weights, max(S, R + C) per fold
+    assert gemm_tile_cycles(DOUBLE, Dataflow.WS, 3, 10, 20) == (8 + 8 + 3 - 2) + 8 * 12
+    # the first fold overlaps the previous command's last fold when the mapper says so
+    assert gemm_tile_cycles(DOUBLE, Dataflow.WS, 100, 4, 8, follows=100) == 100
+    assert gemm_tile_cycles(DOUBLE, Dataflow.WS, 100, 4, 8, follows=6) == 100 + 6
+    # OS keeps outputs in the PEs: nothing to double-buffer; split folds are not overlapped
+    assert gemm_tile_cycles(DOUBLE, Dataflow.OS, 10, 50, 20) == gemm_tile_cycles(ARRAY, Dataflow.OS, 10, 50, 20)
+    assert gemm_tile_cycles(DOUBLE, Dataflow.WS, 100, 10, 20, drain=False) == \
+        gemm_tile_cycles(ARRAY, Dataflow.WS, 100, 10, 20, drain=False)
+    # one buffer: follows changes nothing (SCALE-Sim's cycles)
+    assert gemm_tile_cycles(ARRAY, Dataflow.WS, 100, 4, 8, follows=100) == gemm_tile_cycles(ARRAY, Dataflow.WS,
+                                                                                            100, 4, 8)
+
+
+def test_late_operands_lose_the_overlap():
+    arch = dataclasses.replace(config.load("fpga-small"), array=DOUBLE)
+    cmd = Compute(id=1, layer="x", m=100, k=4, n=8, dataflow=Dataflow.WS, follows=100)
+    hidden = (7 + 100 + 7) - 100  # the full fold (fill 2R - 1, drain C - 1) minus the overlapped one
+    assert late_start_cycles(arch, cmd, operands_ready=0, array_free=500) == 0
+    assert late_start_cycles(arch, cmd, operands_ready=500 - hidden + 3, array_free=500) == 3
+    assert late_start_cycles(arch, cmd, operands_ready=900, array_free=500) == hidden
+    assert late_start_cycles(arch, dataclasses.replace(cmd, follows=0), operands_ready=900, array_free=500) == 0
+
+
+def test_weight_buffers_must_be_one_or_two():
+    with pytest.raises(ConfigError, match="weight_buffers must be 1 or 2, not 3"):
+        SystolicArray(rows=4, cols=4, weight_buffers=3)
+
+
+def test_a_double_buffered_design_maps_and_simulates_faster():
+    import mapper
+    import sim
+    from workloads.builder import GraphBuilder
+
+    base = config.load("fpga-small")
+    double = dataclasses.replace(base, array=dataclasses.replace(base.array, weight_buffers=2))
+    b = GraphBuilder("small")
+    x = b.activation(b.conv(b.input("x", (2, 16, 12, 12)), 32, 3, 1, 1, name="conv"), "relu")
+    b.linear(b.flatten(x), 64, name="fc")
+    graph = b.build()
+    results = {}
+    for arch in (base, double):
+        plan = mapper.map_graph(graph, arch)
+        results[arch.array.weight_buffers] = sim.simulate(plan)
+        assert results[arch.array.weight_buffers].dram_bytes == plan.dram_bytes
+    follows = [c.follows for c in mapper.map_graph(graph, double).commands if isinstance(c, Compute)]
+    assert any(follows) and not any(c.follows for c in results[1].plan.commands if isinstance(c, Compute))
+    assert results[2].total_cycles < results[1].total_cycles
