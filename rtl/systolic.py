@@ -53,11 +53,26 @@ producer always valid and the consumer always ready:
 
 A result leaves ``latency = R + C - 1`` edges after the operand that completes it was accepted (WS:
 an input row; OS: the fold's last step).
+
+Double-buffered weights (WS, ``weight_buffers=2``)
+--------------------------------------------------
+Every PE holds two weights (:class:`DoubleBufferedWeightPE`); each input carries a register-select
+bit through the skew registers and the PEs, so a PE multiplies by the weight of the fold its input
+belongs to and consecutive folds overlap in the array (TPU v1's "weights take effect with the
+advancing wave"). ``weights`` and ``inputs`` are then independent streams: fold ``g + 1``'s weight
+rows are accepted into the other register set while fold ``g`` streams, once fold ``g - 1`` (the
+last user of that set) has crossed every column: from ``C`` edges after fold ``g``'s first input on,
+one row per edge. Fold ``g + 1``'s first input is accepted on the edge after both its last weight
+row and fold ``g``'s last input, so it starts ``max(S_g, R + C)`` edges after fold ``g``; there is no
+drain phase. Counted from one fold's last result to the next one's, a following fold takes
+``S + max(0, R + C - S_prev)`` edges: :func:`accel.timing.gemm_tile_cycles` with
+``follows = S_prev`` on an array with ``weight_buffers = 2``. The whole array still advances as one
+(a stall freezes the weight loader too, so no register a moving input still needs is overwritten).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -66,9 +81,9 @@ from accel.formats import INT8, INT32, NumberFormat
 from accel.hardware import Dataflow
 from accel.hardware import SystolicArray as ArrayDescription
 from rtl.fixed import shape_of
-from rtl.systolic_pe import OutputStationaryPE, WeightStationaryPE, check_mac_formats
+from rtl.systolic_pe import OutputStationaryPE, WeightStationaryPE, check_mac_formats, overflow_sum
 
-__all__ = ["SystolicArray", "SUPPORTED_DATAFLOWS"]
+__all__ = ["SystolicArray", "DoubleBufferedWeightPE", "SUPPORTED_DATAFLOWS"]
 
 SUPPORTED_DATAFLOWS = (Dataflow.WS, Dataflow.OS)
 """Dataflows :class:`SystolicArray` builds."""
@@ -93,6 +108,9 @@ class SystolicArray(wiring.Component):
     a_format, b_format, acc_format:
         Formats of the streamed input / the weight (WS) or of ``a`` / ``b`` (OS), and of the
         accumulator, whose ``overflow`` (wrap or saturate) acts after every MAC step.
+    weight_buffers:
+        1, or 2 for a second weight register per PE (WS only): the next fold's weights load while
+        the current fold computes (module docstring).
 
     The results are :func:`sim.numerics.systolic_tile` of each fold and a fold takes exactly
     :meth:`fold_cycles` (:func:`accel.timing.gemm_tile_cycles` of :attr:`description`) cycles.
@@ -101,17 +119,25 @@ class SystolicArray(wiring.Component):
     extra_cycles: int = 0
     """Cycles this RTL needs beyond :func:`accel.timing.gemm_tile_cycles` per fold (none)."""
 
+    weight_buffers: int = 1
+    """Weight registers per PE (the constructor's parameter; subclasses without it have one)."""
+
     def __init__(self, rows: int, cols: int, dataflow: Dataflow | str, *, a_format: NumberFormat = INT8,
-                 b_format: NumberFormat = INT8, acc_format: NumberFormat = INT32) -> None:
+                 b_format: NumberFormat = INT8, acc_format: NumberFormat = INT32, weight_buffers: int = 1) -> None:
         try:
             self._check(rows, cols, dataflow)
             check_mac_formats(a_format, b_format, acc_format)
+            if weight_buffers not in (1, 2) or isinstance(weight_buffers, bool):
+                raise ConfigError(f"Systolic array weight_buffers must be 1 or 2, not {weight_buffers!r}")
+            if weight_buffers == 2 and Dataflow.parse(str(getattr(dataflow, "value", dataflow))) is not Dataflow.WS:
+                raise ConfigError("Systolic array weight_buffers = 2 needs the weight-stationary dataflow")
         except ConfigError:
             self._MustUse__silence = True  # never built, so do not also warn "created but never used"
             raise
         self.rows, self.cols = rows, cols
         self.dataflow = dataflow if isinstance(dataflow, Dataflow) else Dataflow.parse(dataflow)
         self.a_format, self.b_format, self.acc_format = a_format, b_format, acc_format
+        self.weight_buffers = weight_buffers
         a, b, acc = shape_of(a_format), shape_of(b_format), shape_of(acc_format)
         if self.dataflow is Dataflow.WS:
             members = {
@@ -143,7 +169,8 @@ class SystolicArray(wiring.Component):
     def description(self) -> ArrayDescription:
         """This tile as the :class:`accel.hardware.SystolicArray` the simulator times."""
         return ArrayDescription(self.rows, self.cols, dataflows=(self.dataflow,), input_format=self.a_format,
-                                weight_format=self.b_format, accumulator_format=self.acc_format)
+                                weight_format=self.b_format, accumulator_format=self.acc_format,
+                                weight_buffers=self.weight_buffers)
 
     @property
     def latency(self) -> int:
@@ -155,24 +182,31 @@ class SystolicArray(wiring.Component):
         """Cycles after a fold's last operand in which the array accepts nothing: ``R + C - 2``."""
         return self.rows + self.cols - 2
 
-    def fold_cycles(self, stream_length: int) -> int:
-        """Cycles of one fold streaming ``stream_length`` beats, from :func:`accel.timing.gemm_tile_cycles`."""
+    def fold_cycles(self, stream_length: int, follows: int = 0) -> int:
+        """Cycles of one fold streaming ``stream_length`` beats, from :func:`accel.timing.gemm_tile_cycles`
+        (``follows``: the stream length of the fold it follows, with double-buffered weights)."""
         from accel.timing import gemm_tile_cycles
 
         r, c, s = self.rows, self.cols, stream_length
         m, k, n = (s, r, c) if self.dataflow is Dataflow.WS else (r, s, c)
-        return gemm_tile_cycles(self.description, self.dataflow, m, k, n) + self.extra_cycles
+        return gemm_tile_cycles(self.description, self.dataflow, m, k, n, follows=follows) + self.extra_cycles
 
     @property
     def parameters(self) -> dict[str, object]:
         """The construction parameters as JSON-able values (for manifests and testbenches)."""
-        return {"rows": self.rows, "cols": self.cols, "dataflow": self.dataflow.value,
-                "a_format": self.a_format.name, "b_format": self.b_format.name,
-                "acc_format": self.acc_format.name, "overflow": self.acc_format.overflow.value}
+        parameters: dict[str, object] = {
+            "rows": self.rows, "cols": self.cols, "dataflow": self.dataflow.value, "a_format": self.a_format.name,
+            "b_format": self.b_format.name, "acc_format": self.acc_format.name,
+            "overflow": self.acc_format.overflow.value}
+        if self.weight_buffers != 1:
+            parameters["weight_buffers"] = self.weight_buffers
+        return parameters
 
     # -- the hardware ----------------------------------------------------------------------------
 
     def elaborate(self, platform: object) -> Module:
+        if self.dataflow is Dataflow.WS and self.weight_buffers == 2:
+            return self._elaborate_ws_double()
         if self.dataflow is Dataflow.WS:
             return self._elaborate_ws()
         return self._elaborate_os()
@@ -292,6 +326,68 @@ class SystolicArray(wiring.Component):
         self._result_valid(m, advance, fire, self.inputs.payload.last)
         return m
 
+    def _elaborate_ws_double(self) -> Module:
+        """WS with two weight registers per PE: the schedule of the module docstring's last section."""
+        m = Module()
+        rows, cols = self.rows, self.cols
+        blocked, missing, advance = Signal(), Signal(), Signal()
+        streaming = Signal()  # mid-fold: the next input row is due
+        loaded = Signal(range(3))  # folds whose weights are all in and whose stream has not begun
+        in_bank = Signal()  # the register set of the fold streaming (or next to stream)
+        w_bank = Signal()  # the register set being loaded
+        w_row = Signal(range(rows))
+        armed = Signal(init=1)  # the loader may start the next fold (the fold before it has started)
+        wait = Signal(range(cols + 1))  # edges until the register set's last user has crossed the array
+        m.d.comb += [
+            blocked.eq(self.outputs.valid & ~self.outputs.ready),
+            missing.eq(streaming & ~self.inputs.valid),
+            advance.eq(~blocked & ~missing),
+            self.inputs.ready.eq((streaming | (loaded != 0)) & ~blocked),
+            self.weights.ready.eq(armed & (wait == 0) & advance),
+        ]
+        fire = Signal()
+        weight_fire = Signal()
+        m.d.comb += [fire.eq(self.inputs.valid & self.inputs.ready),
+                     weight_fire.eq(self.weights.valid & self.weights.ready)]
+        starts = fire & ~streaming  # a fold's first input row
+        completes = weight_fire & (w_row == rows - 1)  # a fold's last weight row
+        with m.If(advance):
+            with m.If(fire):
+                m.d.sync += streaming.eq(~self.inputs.payload.last)
+                with m.If(self.inputs.payload.last):
+                    m.d.sync += in_bank.eq(~in_bank)
+            m.d.sync += loaded.eq(loaded + completes - starts)
+            with m.If(weight_fire):
+                m.d.sync += w_row.eq(Mux(completes, 0, w_row + 1))
+            with m.If(completes):
+                m.d.sync += [w_bank.eq(~w_bank), armed.eq(0)]
+            with m.If(starts):
+                m.d.sync += [armed.eq(1), wait.eq(cols - 1)]
+            with m.Elif(wait != 0):
+                m.d.sync += wait.eq(wait - 1)
+
+        pes = [[DoubleBufferedWeightPE(a_format=self.a_format, b_format=self.b_format, acc_format=self.acc_format)
+                for _ in range(cols)] for _ in range(rows)]
+        for i in range(rows):
+            x = self._skew(m, self.inputs.payload.data[i], i, advance, f"x_skew_{i}")
+            sel = self._skew(m, in_bank, i, advance, f"sel_skew_{i}")
+            for j in range(cols):
+                pe = pes[i][j]
+                m.submodules[f"pe_{i}_{j}"] = pe
+                left = pes[i][j - 1] if j else None
+                m.d.comb += [
+                    pe.enable.eq(advance),
+                    pe.load.eq(weight_fire & (w_row == i)),
+                    pe.load_bank.eq(w_bank),
+                    pe.weight_in.eq(self.weights.payload[j]),
+                    pe.x_in.eq(left.x_out if left else x),
+                    pe.sel_in.eq(left.sel_out if left else sel),
+                    pe.psum_in.eq(0 if i == 0 else pes[i - 1][j].psum_out),
+                ]
+        self._deskew(m, [pe.psum_out for pe in pes[rows - 1]], advance)
+        self._result_valid(m, advance, fire, self.inputs.payload.last)
+        return m
+
     def _deskew(self, m: Module, bottom: list[Signal], advance: Signal) -> None:
         """Output de-skew: column j waits C - 1 - j registers so that a row leaves at once."""
         for j, psum in enumerate(bottom):
@@ -337,3 +433,42 @@ class SystolicArray(wiring.Component):
                 m.d.sync += register.eq(value)
             value = register
         return value
+
+
+class DoubleBufferedWeightPE(wiring.Component):
+    """A weight-stationary PE with two weight registers: ``psum_out <- overflow(psum_in + x_in *
+    weight[sel_in])`` every enabled edge; ``weight[load_bank] <- weight_in`` when ``load``.
+
+    ``sel_in`` travels with ``x_in`` (registered to ``sel_out``), so the PE uses the weight of the fold
+    its input belongs to while the other register takes the next fold's weight. The arithmetic is
+    :class:`rtl.systolic_pe.WeightStationaryPE`'s (:func:`rtl.systolic_pe.overflow_sum`).
+    """
+
+    def __init__(self, *, a_format: NumberFormat, b_format: NumberFormat, acc_format: NumberFormat) -> None:
+        check_mac_formats(a_format, b_format, acc_format)
+        self.a_format, self.b_format, self.acc_format = a_format, b_format, acc_format
+        super().__init__({
+            "x_in": In(shape_of(a_format)),
+            "sel_in": In(1),
+            "psum_in": In(shape_of(acc_format)),
+            "weight_in": In(shape_of(b_format)),
+            "load": In(1),
+            "load_bank": In(1),
+            "enable": In(1),
+            "x_out": Out(shape_of(a_format)),
+            "sel_out": Out(1),
+            "psum_out": Out(shape_of(acc_format)),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        weights = [Signal(shape_of(self.b_format), name=f"weight_{b}") for b in range(2)]
+        weight = Mux(self.sel_in, weights[1], weights[0])
+        new_psum = overflow_sum(m, self.psum_in, self.x_in * weight, self.acc_format, "psum_total")
+        with m.If(self.enable):
+            m.d.sync += [self.x_out.eq(self.x_in), self.sel_out.eq(self.sel_in), self.psum_out.eq(new_psum)]
+            with m.If(self.load):
+                for b in range(2):
+                    with m.If(self.load_bank == b):
+                        m.d.sync += weights[b].eq(self.weight_in)
+        return m

@@ -73,7 +73,7 @@ class SparseTestbench(SystolicTestbench):
         cycles = nm_tile_cycles(self.array, s, self.fold_k(dense=dense), self.cols,
                                 sparsity=None if dense else self.sparsity)
         self.folds.append(Fold(cycles_expected=cycles, results_expected=s))
-        self._beats.extend(beats)
+        self.queue(beats)
 
     def random_x(self, stream_length: int, *, dense: bool) -> np.ndarray:
         a = self.a_format

@@ -2,12 +2,17 @@
 
 Not a pytest module: cocotb imports it inside the simulator. The array's size, dataflow, formats
 and seed come from the parameters dict the Verilog was built from. The expected outputs are
-:func:`sim.numerics.systolic_tile` and the expected cycles :func:`sim.numerics.systolic_tile_cycles`
-(which is :func:`accel.timing.gemm_tile_cycles`); this file only packs bits and counts edges.
+:func:`sim.numerics.systolic_tile` and the expected cycles :func:`accel.timing.gemm_tile_cycles`
+(for a fold after the first, with ``follows`` = the previous fold's stream length, which matters
+only with double-buffered weights); this file only packs bits and counts edges.
 
 Cycles are counted in clock edges: a handshake seen (in the read-only phase after a falling edge)
 with ``valid`` and ``ready`` high happens on the next rising edge, whose index is the clock period
-number. A fold's measured cycles are ``edge(last result emitted) - edge(first operand accepted)``.
+number. The first fold's measured cycles are ``edge(last result emitted) - edge(first operand
+accepted)``, every later fold's ``edge(its last result) - edge(the previous fold's last result)``
+(the same thing when folds run back to back without overlapping). Each stream (WS: weights and
+inputs) has a driver of its own, so a double-buffered array can take the next fold's weights while
+the current fold streams.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from tb_common import check_start_refuses_twice, checked_parameters
 
 from accel.formats import NumberFormat, Overflow
 from accel.hardware import Dataflow, SystolicArray
-from sim.numerics import systolic_tile, systolic_tile_cycles
+from accel.timing import gemm_tile_cycles
+from sim.numerics import systolic_tile
 
 _log = logging.getLogger("cocotb.systolic_tb")
 
@@ -97,14 +103,16 @@ class SystolicTestbench:
         self.acc_format = NumberFormat.parse(self.parameters["acc_format"],
                                              overflow=Overflow(self.parameters["overflow"]))
         self.array = SystolicArray(self.rows, self.cols, dataflows=(self.dataflow,), input_format=self.a_format,
-                                   weight_format=self.b_format, accumulator_format=self.acc_format)
+                                   weight_format=self.b_format, accumulator_format=self.acc_format,
+                                   weight_buffers=int(self.parameters.get("weight_buffers", 1)))
         self.reference_offset = int(self.parameters.get("reference_offset", 0))
         self.rng = random.Random(self.parameters.get("seed", 0))
         self.streams = ("weights", "inputs") if self.dataflow is Dataflow.WS else ("operands",)
+        self._beats: dict[str, deque[Beat]] = {name: deque() for name in self.streams}
+        self._last_stream = 0  # stream length of the last fold queued
 
         self.folds: list[Fold] = []
         self.scoreboard = Scoreboard()
-        self._beats: deque[Beat] = deque()
         self.valid_probability = 1.0  # < 1: the driver leaves random gaps
         self.ready_probability = 1.0  # < 1: the consumer stalls at random
         self._started = False
@@ -126,7 +134,8 @@ class SystolicTestbench:
             await RisingEdge(self.dut.clk)
         await FallingEdge(self.dut.clk)
         self.dut.rst.value = 0
-        cocotb.start_soon(self._drive())
+        for name in self.streams:
+            cocotb.start_soon(self._drive(name))
         cocotb.start_soon(self._monitor())
 
     # -- the scenario's side: folds in, expectations out ----------------------------------------
@@ -152,9 +161,17 @@ class SystolicTestbench:
         results = [list(row) for row in tile] if self.dataflow is Dataflow.WS else [list(tile.flatten())]
         for values in results:
             self.scoreboard.expected.append((fold, [int(v) + self.reference_offset for v in values]))
-        self.folds.append(Fold(cycles_expected=systolic_tile_cycles(self.array, self.dataflow, m, k, n),
+        stream_length = m if self.dataflow is Dataflow.WS else k
+        self.folds.append(Fold(cycles_expected=gemm_tile_cycles(self.array, self.dataflow, m, k, n,
+                                                                follows=self._last_stream),
                                results_expected=len(results)))
-        self._beats.extend(beats)
+        self._last_stream = stream_length
+        self.queue(beats)
+
+    def queue(self, beats: list[Beat]) -> None:
+        """Hand ``beats`` to their streams' drivers, in order per stream."""
+        for beat in beats:
+            self._beats[beat.stream].append(beat)
 
     def random_fold(self, stream_length: int) -> tuple[np.ndarray, np.ndarray]:
         (x_rows, x_cols), (w_rows, w_cols) = self.fold_shapes(stream_length)
@@ -171,7 +188,7 @@ class SystolicTestbench:
     async def finish(self, *, timeout_cycles: int = 20000) -> None:
         """Wait until every queued fold's last result has been emitted."""
         for _ in range(timeout_cycles):
-            if not self._beats and all(f.results_seen == f.results_expected for f in self.folds):
+            if not any(self._beats.values()) and all(f.results_seen == f.results_expected for f in self.folds):
                 return
             await RisingEdge(self.dut.clk)
         raise AssertionError(f"results still missing after {timeout_cycles} cycles: "
@@ -185,15 +202,17 @@ class SystolicTestbench:
             f"result beats: {board.mismatches}")
         assert not board.expected, f"{len(board.expected)} expected result beats never came"
         if cycles:
-            measured = [f.last_emitted - f.first_accepted for f in self.folds]
+            ends = [self.folds[0].first_accepted] + [f.last_emitted for f in self.folds]
+            measured = [end - begin for begin, end in zip(ends, ends[1:], strict=False)]
             expected = [f.cycles_expected for f in self.folds]
             assert measured == expected, (
                 f"fold cycles (first operand accepted to last result emitted) were {measured}, "
                 f"accel.timing says {expected}")
             total = self.folds[-1].last_emitted - self.folds[0].first_accepted
             assert total == sum(expected), f"back-to-back folds took {total} cycles, accel.timing says {sum(expected)}"
-            _log.info("%dx%d %s: %d folds, cycles %s (accel.timing %s), total %d",
-                      self.rows, self.cols, self.dataflow.value, len(self.folds), measured, expected, total)
+            _log.info("%dx%d %s, %d weight buffer(s): %d folds, cycles %s (accel.timing %s), total %d",
+                      self.rows, self.cols, self.dataflow.value, self.array.weight_buffers, len(self.folds), measured,
+                      expected, total)
 
     # -- driver, monitor, scoreboard ------------------------------------------------------------
 
@@ -201,24 +220,26 @@ class SystolicTestbench:
         """The index of the next rising edge (called in the half cycle before it)."""
         return int(get_sim_time("ns") // CLOCK_PERIOD_NS)
 
-    async def _drive(self) -> None:
-        """One operand beat per cycle (or a random gap between beats), held until accepted; random
-        ``ready`` on the result stream."""
+    async def _drive(self, name: str) -> None:
+        """One beat per cycle on stream ``name`` (or a random gap between beats), held until accepted;
+        the first stream's driver also drives random ``ready`` on the result stream."""
+        beats = self._beats[name]
+        valid, payload, ready = (getattr(self.dut, f"{name}__{signal}") for signal in ("valid", "payload", "ready"))
         pending = False  # a beat is on offer and not yet accepted: it must stay valid
         while True:
             await FallingEdge(self.dut.clk)
-            self.dut.outputs__ready.value = int(self.rng.random() < self.ready_probability)
-            for name in self.streams:
-                getattr(self.dut, f"{name}__valid").value = 0
-            if not self._beats or (not pending and self.rng.random() >= self.valid_probability):
+            if name == self.streams[0]:
+                self.dut.outputs__ready.value = int(self.rng.random() < self.ready_probability)
+            valid.value = 0
+            if not beats or (not pending and self.rng.random() >= self.valid_probability):
                 continue
-            beat = self._beats[0]
-            getattr(self.dut, f"{beat.stream}__payload").value = beat.payload
-            getattr(self.dut, f"{beat.stream}__valid").value = 1
+            beat = beats[0]
+            payload.value = beat.payload
+            valid.value = 1
             await ReadOnly()
-            pending = not int(getattr(self.dut, f"{beat.stream}__ready").value)
+            pending = not int(ready.value)
             if not pending:
-                self._beats.popleft()
+                beats.popleft()
                 if beat.opens_fold:
                     self.folds[beat.fold].first_accepted = self._edge()
 

@@ -21,9 +21,10 @@ SCENARIOS = {"random_folds_back_to_back", "extreme_operands", "stalls_on_both_si
 
 
 def _design(rows: int, cols: int, dataflow: str, *, acc_format: str = "int32", overflow: str = "wrap",
-            seed: int = 1) -> dict[str, Any]:
-    return {"rows": rows, "cols": cols, "dataflow": dataflow, "a_format": "int8", "b_format": "int8",
-            "acc_format": acc_format, "overflow": overflow, "seed": seed}
+            seed: int = 1, weight_buffers: int = 1) -> dict[str, Any]:
+    design = {"rows": rows, "cols": cols, "dataflow": dataflow, "a_format": "int8", "b_format": "int8",
+              "acc_format": acc_format, "overflow": overflow, "seed": seed}
+    return design if weight_buffers == 1 else {**design, "weight_buffers": weight_buffers}
 
 
 DESIGNS: dict[str, dict[str, Any]] = {
@@ -37,6 +38,12 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "8x8_os": _design(8, 8, "os", seed=7),
     "4x8_ws": _design(4, 8, "ws", seed=8),
     "4x8_os_int18_saturate": _design(4, 8, "os", acc_format="int18", overflow="saturate", seed=9),
+    # double-buffered weights: folds overlap; streams shorter and longer than R + C (weight stalls or none)
+    "2x2_ws_double_int16_saturate": _design(2, 2, "ws", acc_format="int16", overflow="saturate", seed=10,
+                                            weight_buffers=2),
+    "4x4_ws_double": _design(4, 4, "ws", seed=11, weight_buffers=2),
+    "8x8_ws_double": _design(8, 8, "ws", seed=12, weight_buffers=2),
+    "4x8_ws_double": _design(4, 8, "ws", seed=13, weight_buffers=2),
 }
 
 
@@ -46,6 +53,7 @@ def build_array(parameters: dict[str, Any]) -> SystolicArray:
         parameters["rows"], parameters["cols"], parameters["dataflow"],
         a_format=NumberFormat.parse(parameters["a_format"]), b_format=NumberFormat.parse(parameters["b_format"]),
         acc_format=NumberFormat.parse(parameters["acc_format"], overflow=Overflow(parameters["overflow"])),
+        weight_buffers=parameters.get("weight_buffers", 1),
     )
 
 
