@@ -61,6 +61,7 @@ class Store(Command):
     buffer: Buffer = Buffer.ACCUMULATOR
     addr: int = 0
     dram_addr: int = 0
+    activation: str = ""  # functions the accumulator's read path applies on the way out ("relu", "a,b")
 
     unit = Unit.DMA
 
@@ -74,6 +75,7 @@ class Move(Command):
     size_bytes: int
     src_addr: int = 0
     addr: int = 0
+    activation: str = ""  # as Store.activation
 
     unit = Unit.DMA
 

@@ -20,6 +20,8 @@ left out and takes its defaults)::
     [accumulator]  the same fields
     [dma]          channels, bandwidth_bytes_per_cycle, latency_cycles, burst_bytes
     [dram]         bandwidth_bytes_per_cycle, latency_cycles, energy_pj_per_byte
+    [activation]   functions = ["relu", "sigmoid"]: fused on the accumulator-to-scratchpad path
+    [control]      issue_cycles, queue_depth: a host issuing the commands (0: none)
     [energy]       any fields of accel.energy.EnergyTable, each overriding that field of the default
                    table (accel/tech/default_45nm.toml), e.g. vector_op_pj = 0.5 or
                    multiply_pj_by_bits = { 8 = 0.25, 32 = 3.5 }
@@ -43,7 +45,18 @@ from accel.area import AreaTable, area_table, default_area_table
 from accel.energy import EnergyTable, default_table, table_from_dict, table_to_dict
 from accel.errors import ConfigError
 from accel.formats import NumberFormat, Overflow, Requantization, Rounding
-from accel.hardware import DMA, DRAM, Accelerator, Dataflow, Memory, Sparsity, SystolicArray, VectorUnit
+from accel.hardware import (
+    DMA,
+    DRAM,
+    Accelerator,
+    ActivationPath,
+    Control,
+    Dataflow,
+    Memory,
+    Sparsity,
+    SystolicArray,
+    VectorUnit,
+)
 
 __all__ = ["load", "loads", "dumps", "save", "preset_names", "parse_size"]
 
@@ -54,6 +67,8 @@ _SECTIONS: dict[str, type] = {
     "accumulator": Memory,
     "dma": DMA,
     "dram": DRAM,
+    "activation": ActivationPath,
+    "control": Control,
 }
 _REQUIRED_SECTIONS = ("array", "scratchpad", "accumulator", "dram")
 _TOP_FIELDS = ("name", "clock_hz", "description")
@@ -198,6 +213,10 @@ def _convert(key: str, value: Any) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"must be a list such as ['ws', 'os'], not {value!r}")
         return tuple(Dataflow.parse(v) for v in value)
+    if key == "functions":
+        if not isinstance(value, list):
+            raise ConfigError(f"must be a list such as ['relu', 'sigmoid'], not {value!r}")
+        return tuple(value)
     if key == "sparsity":
         if not isinstance(value, list):
             raise ConfigError(f"must be a list such as ['2:4', '1:4'], not {value!r}")

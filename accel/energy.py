@@ -283,17 +283,26 @@ def _buffer(arch: Accelerator, buffer: Buffer) -> Memory:
     return arch.scratchpad if buffer is Buffer.SCRATCHPAD else arch.accumulator
 
 
+def _activation_pj(arch: Accelerator, command: Command) -> dict[str, float]:
+    """A fused activation on the store path: one vector operation per value and function."""
+    if not getattr(command, "activation", ""):
+        return {}
+    values = ceil_div(command.size_bytes, arch.array.input_format.size_bytes)
+    return {"vector": values * len(command.activation.split(",")) * arch.energy.vector_op_pj}
+
+
 def command_energy_pj(arch: Accelerator, command: Command) -> dict[str, float]:
     """Dynamic energy of one command in pJ, by component (only the components it touches)."""
     table = arch.energy
     if isinstance(command, Load | Store):
         burst = arch.dma.burst_bytes
         moved = ceil_div(command.size_bytes, burst) * burst
-        return {
+        energy = {
             "dram": moved * arch.dram.energy_pj_per_byte,
             "dma": moved * table.dma_pj_per_byte,
             command.buffer.value: _sram_pj(table, _buffer(arch, command.buffer), command.size_bytes),
         }
+        return energy | _activation_pj(arch, command)
     if isinstance(command, Compute):
         return _compute_energy_pj(arch, command)
     if isinstance(command, Move):
@@ -302,7 +311,7 @@ def command_energy_pj(arch: Accelerator, command: Command) -> dict[str, float]:
         return {
             "accumulator": _sram_pj(table, arch.accumulator, values * a.accumulator_format.size_bytes),
             "scratchpad": _sram_pj(table, arch.scratchpad, command.size_bytes),
-        }
+        } | _activation_pj(arch, command)
     if isinstance(command, Vector):
         value_bytes = arch.array.input_format.size_bytes
         return {

@@ -36,6 +36,8 @@ __all__ = [
     "Memory",
     "DMA",
     "DRAM",
+    "ActivationPath",
+    "Control",
     "Accelerator",
 ]
 
@@ -245,6 +247,51 @@ class DRAM:
         _raise_problems(problems)
 
 
+@dataclass(frozen=True)
+class ActivationPath:
+    """Element functions the accumulator-to-scratchpad path applies to results on their way out.
+
+    TPU v1's Activate unit (ReLU, sigmoid, tanh on the accumulators' read path, Jouppi et al.,
+    ISCA 2017) and Gemmini's ``mvout`` (scaling and ReLU / ReLU6, Genc et al., DAC 2021) are such
+    paths. An activation layer whose function is listed and that follows an array layer is fused
+    into that layer's output by the mapper (:mod:`mapper.fuse`): it costs no vector pass and no DRAM
+    round trip, only its energy on the store path. Empty (the default): nothing is fused.
+    Names are the IR's activation functions (``relu``, ``relu6``, ``clip``, ``sigmoid``, ``tanh``,
+    ``quantize``, ...).
+    """
+
+    functions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.functions, tuple) or not all(
+                isinstance(f, str) and f.strip() and f == f.strip().lower() for f in self.functions):
+            raise ConfigError(f"functions must be a list of lower-case function names such as ['relu'], "
+                              f"not {self.functions!r}")
+
+
+@dataclass(frozen=True)
+class Control:
+    """How commands reach the units: issued one by one by a host (Gemmini's Rocket core over RoCC) or
+    by a sequencer on the chip.
+
+    ``issue_cycles``: host cycles to issue one command, in program order (0: the units see the
+    whole program at once, the default). ``queue_depth``: how many issued commands may be unfinished
+    at once (a command queue or reorder buffer; command ``i`` issues only after command
+    ``i - queue_depth`` has finished; 0: unbounded, the default). With both 0 the simulator has no host
+    stage and its results are those of a design without one.
+    """
+
+    issue_cycles: int = 0
+    queue_depth: int = 0
+
+    def __post_init__(self) -> None:
+        _raise_problems(_positive_ints(self, "issue_cycles", "queue_depth", zero_ok=("issue_cycles", "queue_depth")))
+
+    @property
+    def host_issued(self) -> bool:
+        return bool(self.issue_cycles or self.queue_depth)
+
+
 def _default_energy_table() -> EnergyTable:
     from accel.energy import default_table  # not at the top: accel.energy imports this module
 
@@ -269,6 +316,8 @@ class Accelerator:
     dram: DRAM
     dma: DMA = field(default_factory=DMA)
     vector: VectorUnit = field(default_factory=VectorUnit)
+    activation: ActivationPath = field(default_factory=ActivationPath)
+    control: Control = field(default_factory=Control)
     description: str = ""
     energy: EnergyTable = field(default_factory=_default_energy_table)
     area: AreaTable = field(default_factory=_default_area_table)
@@ -284,7 +333,7 @@ class Accelerator:
         for f in fields(self):
             expected = {"array": SystolicArray, "scratchpad": Memory, "accumulator": Memory,
                         "dram": DRAM, "dma": DMA, "vector": VectorUnit, "energy": EnergyTable,
-                        "area": AreaTable}.get(f.name)
+                        "area": AreaTable, "activation": ActivationPath, "control": Control}.get(f.name)
             if expected is not None and not isinstance(getattr(self, f.name), expected):
                 article = "an" if expected.__name__[0] in "AEIOU" else "a"
                 problems.append(f"{f.name} must be {article} {expected.__name__}, not {getattr(self, f.name)!r}")

@@ -57,7 +57,7 @@ from accel.hardware import Accelerator, Dataflow, SystolicArray
 __all__ = [
     "fold_count", "fold_overhead", "gemm_tile_cycles", "scratchpad_stretch", "bank_conflict_cycles",
     "dma_cycles", "vector_cycles", "command_cycles", "ceil_div", "weight_shift_cycles", "overlaps_folds",
-    "steady_follows", "late_start_cycles",
+    "steady_follows", "late_start_cycles", "issue_cycles",
 ]
 
 
@@ -178,6 +178,11 @@ def bank_conflict_cycles(arch: Accelerator, command: Compute) -> int:
     """The part of a compute command's cycles spent waiting on scratchpad banks."""
     folds, stream = fold_count(arch.array, command.dataflow, command.m, command.k, command.n)
     return command.batch * folds * stream * (scratchpad_stretch(arch, command.dataflow) - 1)
+
+
+def issue_cycles(arch: Accelerator, command: Command) -> int:
+    """Host cycles to issue ``command`` (``arch.control``; 0 when no host issues the program)."""
+    return arch.control.issue_cycles
 
 
 def command_cycles(arch: Accelerator, command: Command) -> int:

@@ -4,6 +4,9 @@
 before any command is written and returns a :class:`~mapper.plan.Plan` that
 :func:`mapper.check.check_plan` has proven valid:
 
+0. **Fusion** (:mod:`mapper.fuse`): activations the design's store path applies join the array
+   layer before them (none unless the design lists ``[activation] functions``).
+
 1. **Working space** per layer (``allocator != "none"``): the fewest scratchpad bytes the layer can
    tile in while its datasheet estimate stays within :data:`KNEE` of its estimate with the whole
    scratchpad (:func:`mapper.decide.working_space`); the rest is offered to resident tensors. With
@@ -33,6 +36,7 @@ from accel.hardware import Accelerator
 from mapper.allocate import Allocation
 from mapper.decide import check_command_count, decide_layers, working_space
 from mapper.emit import emit_program
+from mapper.fuse import fuse_activations
 from mapper.lifetimes import MemoryProblem
 from mapper.memory import allocate, check_allocation, problem_from_graph
 from mapper.options import Allocator, MapOptions
@@ -54,6 +58,7 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
     """Map ``graph`` onto ``arch`` as ``options`` say and return the checked plan."""
     from mapper.check import check_plan
 
+    graph = fuse_activations(graph, arch)  # activations the store path applies join their array layer
     if options.scratchpad_bytes is not None and options.scratchpad_bytes != arch.scratchpad.size_bytes:
         arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad,
                                                                         size_bytes=options.scratchpad_bytes))

@@ -22,7 +22,7 @@ import simpy
 
 from accel.commands import Command, Load, Move, Store, Unit
 from accel.hardware import Accelerator
-from accel.timing import bank_conflict_cycles, command_cycles, late_start_cycles
+from accel.timing import bank_conflict_cycles, command_cycles, issue_cycles, late_start_cycles
 from accel.traffic import command_bytes
 from mapper.plan import Plan
 from sim.power import EnergyReport
@@ -203,6 +203,11 @@ class _Machine:
             self.env.process(self._dma_channel(stores))
         self.env.process(self._unit(Unit.ARRAY, queues[Unit.ARRAY]))
         self.env.process(self._unit(Unit.VECTOR, queues[Unit.VECTOR]))
+        # A host issuing the program (arch.control), only when the design has one.
+        self.issued: list[simpy.Event] | None = None
+        if self.arch.control.host_issued:
+            self.issued = [self.env.event() for _ in plan.commands]
+            self.env.process(self._host())
 
     def run(self) -> Result:
         self.env.run()
@@ -213,7 +218,22 @@ class _Machine:
         total = max((ev.end for ev in self.trace), default=0)
         return Result(self.arch, self.plan, int(total), tuple(self.trace))
 
+    def _host(self) -> Generator[simpy.Event, object, None]:
+        """The host-issue stage: commands in program order, each after ``issue_cycles``, and only once
+        the command ``queue_depth`` places earlier has finished (a full queue)."""
+        depth = self.arch.control.queue_depth
+        assert self.issued is not None
+        for cmd in self.plan.commands:
+            cycles = issue_cycles(self.arch, cmd)
+            if cycles:
+                yield self.env.timeout(cycles)
+            if depth and cmd.id >= depth and not self.done[cmd.id - depth].processed:
+                yield self.done[cmd.id - depth]
+            self.issued[cmd.id].succeed()
+
     def _wait_for_deps(self, cmd: Command) -> Generator[simpy.Event, object, None]:
+        if self.issued is not None and not self.issued[cmd.id].processed:
+            yield self.issued[cmd.id]
         pending = [self.done[d] for d in cmd.deps if not self.done[d].processed]
         if len(pending) == 1:
             yield pending[0]
