@@ -36,13 +36,15 @@ and made of four parts, each starting on a 64-byte boundary:
     then 48 bytes of operands (unused bytes are zero):
 
     * ``Load`` / ``Store``: flags bit 0 = buffer (0 scratchpad, 1 accumulator); at 16 u32 tensor
-      (string index), 20 u32 on-chip byte address, 24 u64 size in bytes, 32 u64 DRAM byte address.
+      (string index), 20 u32 on-chip byte address, 24 u64 size in bytes, 32 u64 DRAM byte address;
+      ``Store`` at 40 u32 the activation its store path applies (string index + 1; 0: none).
     * ``Move``: at 16 u32 tensor, 20 u32 accumulator (source) address, 24 u32 scratchpad
-      (destination) address, 32 u64 size in bytes.
+      (destination) address, 32 u64 size in bytes, 40 u32 activation (as ``Store``'s).
     * ``Compute``: flags bits 0-1 dataflow (0 WS, 1 OS, 2 IS), bit 2 accumulate, bit 3 fill, bit 4
       drain; at 16 u32 ``m``, 20 u32 ``k``, 24 u32 ``n``, 28 u32 ``batch``, 32 u32 input address, 36
       u32 weight address, 40 u32 output (accumulator) address, 44 u8 ``N`` and 45 u8 ``M`` of the
-      N:M sparsity (both 0: dense).
+      N:M sparsity (both 0: dense), 48 u32 ``follows`` (the stream length of the fold its first fold
+      overlaps with double-buffered weights; 0: none).
     * ``Vector``: at 16 u32 operation (string index), 20 u32 input address, 24 u32 output address,
       32 u64 elements, 40 u64 multiply-accumulates.
 
@@ -79,18 +81,18 @@ _KINDS = {code: kind for kind, code in _OPCODES.items()}
 _DATAFLOWS = (Dataflow.WS, Dataflow.OS, Dataflow.IS)
 _PAYLOAD = {
     Load: struct.Struct("<IIQQ"),
-    Store: struct.Struct("<IIQQ"),
-    Move: struct.Struct("<III4xQ"),
-    Compute: struct.Struct("<IIIIIIIBB"),
+    Store: struct.Struct("<IIQQI"),
+    Move: struct.Struct("<III4xQI"),
+    Compute: struct.Struct("<IIIIIIIBBxxI"),
     Vector: struct.Struct("<III4xQQ"),
 }
 #: The fields each record carries (beyond ``id``, ``layer`` and ``deps``); anything else is refused.
 _FIELDS = {
     Load: ("tensor", "buffer", "addr", "size_bytes", "dram_addr"),
-    Store: ("tensor", "buffer", "addr", "size_bytes", "dram_addr"),
-    Move: ("tensor", "src_addr", "addr", "size_bytes"),
+    Store: ("tensor", "buffer", "addr", "size_bytes", "dram_addr", "activation"),
+    Move: ("tensor", "src_addr", "addr", "size_bytes", "activation"),
     Compute: ("dataflow", "accumulate", "fill", "drain", "m", "k", "n", "batch", "input_addr", "weight_addr",
-              "output_addr", "sparsity"),
+              "output_addr", "sparsity", "follows"),
     Vector: ("op", "input_addr", "output_addr", "elements", "macs"),
 }
 _U8, _U32, _U64 = 2**8 - 1, 2**32 - 1, 2**64 - 1
@@ -176,16 +178,19 @@ def _operands(cmd: Command, string) -> tuple[int, bytes]:  # noqa: ANN001 - the 
     if isinstance(cmd, Load | Store):
         values = (string(cmd.tensor), _fit(cmd, "addr", _U32), _fit(cmd, "size_bytes", _U64),
                   _fit(cmd, "dram_addr", _U64))
+        if isinstance(cmd, Store):
+            values += (string(cmd.activation) + 1 if cmd.activation else 0,)
         return int(cmd.buffer is Buffer.ACCUMULATOR), _PAYLOAD[kind].pack(*values)
     if isinstance(cmd, Move):
         values = (string(cmd.tensor), _fit(cmd, "src_addr", _U32), _fit(cmd, "addr", _U32),
-                  _fit(cmd, "size_bytes", _U64))
+                  _fit(cmd, "size_bytes", _U64), string(cmd.activation) + 1 if cmd.activation else 0)
         return 0, _PAYLOAD[kind].pack(*values)
     if isinstance(cmd, Compute):
         flags = _DATAFLOWS.index(cmd.dataflow) | cmd.accumulate << 2 | cmd.fill << 3 | cmd.drain << 4
         nm = cmd.sparsity
         values = (*(_fit(cmd, f, _U32) for f in ("m", "k", "n", "batch", "input_addr", "weight_addr", "output_addr")),
-                  0 if nm is None else _fit(nm, "n", _U8), 0 if nm is None else _fit(nm, "m", _U8))
+                  0 if nm is None else _fit(nm, "n", _U8), 0 if nm is None else _fit(nm, "m", _U8),
+                  _fit(cmd, "follows", _U32))
         return flags, _PAYLOAD[kind].pack(*values)
     assert isinstance(cmd, Vector)
     values = (string(cmd.op), _fit(cmd, "input_addr", _U32), _fit(cmd, "output_addr", _U32),
@@ -195,17 +200,21 @@ def _operands(cmd: Command, string) -> tuple[int, bytes]:  # noqa: ANN001 - the 
 
 def _fields(kind: type[Command], flags: int, values: tuple, strings: list[str]) -> dict[str, object]:
     if kind in (Load, Store):
-        tensor, addr, size, dram = values
-        return dict(tensor=strings[tensor], addr=addr, size_bytes=size, dram_addr=dram,
-                    buffer=Buffer.ACCUMULATOR if flags & 1 else Buffer.SCRATCHPAD)
+        tensor, addr, size, dram, *activation = values
+        fields = dict(tensor=strings[tensor], addr=addr, size_bytes=size, dram_addr=dram,
+                      buffer=Buffer.ACCUMULATOR if flags & 1 else Buffer.SCRATCHPAD)
+        if activation and activation[0]:
+            fields["activation"] = strings[activation[0] - 1]
+        return fields
     if kind is Move:
-        tensor, src, addr, size = values
-        return dict(tensor=strings[tensor], src_addr=src, addr=addr, size_bytes=size)
+        tensor, src, addr, size, activation = values
+        return dict(tensor=strings[tensor], src_addr=src, addr=addr, size_bytes=size,
+                    activation=strings[activation - 1] if activation else "")
     if kind is Compute:
-        m, k, n, batch, in_addr, w_addr, out_addr, nm_n, nm_m = values
+        m, k, n, batch, in_addr, w_addr, out_addr, nm_n, nm_m, follows = values
         return dict(m=m, k=k, n=n, batch=batch, input_addr=in_addr, weight_addr=w_addr, output_addr=out_addr,
                     dataflow=_DATAFLOWS[flags & 3], accumulate=bool(flags & 4), fill=bool(flags & 8),
-                    drain=bool(flags & 16), sparsity=Sparsity(nm_n, nm_m) if nm_m else None)
+                    drain=bool(flags & 16), sparsity=Sparsity(nm_n, nm_m) if nm_m else None, follows=follows)
     op, in_addr, out_addr, elements, macs = values
     return dict(op=strings[op], input_addr=in_addr, output_addr=out_addr, elements=elements, macs=macs)
 

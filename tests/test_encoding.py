@@ -21,6 +21,7 @@ from accel.hardware import Dataflow, Sparsity
     ("gemmini", "bert_base_layer", None, "greedy"),
     ("fpga-small", "mobilenet_v2", None, "none"),
     ("sparse-nm", "resnet18", "2:4", "firstfit"),
+    ("tpu-v1", "alexnet", None, "greedy"),  # double-buffered weights (follows) and fused ReLUs (activation)
 ])
 def test_every_command_of_a_mapped_network_round_trips(preset, model, nm, allocator):
     graph = workloads.load(model)
@@ -29,6 +30,9 @@ def test_every_command_of_a_mapped_network_round_trips(preset, model, nm, alloca
     plan = mapper.map_graph(graph, config.load(preset), mapper.MapOptions(allocator=allocator))
     image = encode_program(plan.commands)
     assert decode_program(image) == plan.commands
+    if preset == "tpu-v1":
+        assert any(isinstance(c, Compute) and c.follows for c in plan.commands)
+        assert any(isinstance(c, Store | Move) and c.activation == "relu" for c in plan.commands)
     assert len(image) >= 64 + RECORD_BYTES * len(plan.commands)
     assert len(image) % 64 == 0
 
@@ -64,6 +68,18 @@ def test_records_sit_where_the_format_says():
     assert struct.unpack_from(f"<{count}I", image, deps_at + 4 * first) == (1, 2)
     load = image[64:128]
     assert struct.unpack_from("<Q", load, 32) == (1 << 33,)
+    assert decode_program(image) == program
+
+
+def test_follows_and_fused_activations_have_slots():
+    program = (
+        Compute(id=0, layer="fc", m=64, k=16, n=16, dataflow=Dataflow.WS, follows=64),
+        Store(id=1, layer="fc", deps=(0,), tensor="y", size_bytes=256, activation="relu,clip"),
+        Move(id=2, layer="fc", deps=(0,), tensor="y", size_bytes=256, activation="relu,clip"),
+    )
+    image = encode_program(program)
+    assert struct.unpack_from("<I", image, 64 + 48) == (64,)
+    assert struct.unpack_from("<I", image, 64 + 64 + 40) == struct.unpack_from("<I", image, 64 + 128 + 40) != (0,)
     assert decode_program(image) == program
 
 
