@@ -87,11 +87,12 @@ def _pe(*, a_format: str | NumberFormat = INT8, b_format: str | NumberFormat = I
 
 def _systolic(*, rows: int = 4, cols: int = 4, dataflow: str = "ws", a_format: str | NumberFormat = INT8,
               b_format: str | NumberFormat = INT8, acc_format: str | NumberFormat = INT32,
-              overflow: str | None = None) -> Unit:
+              overflow: str | None = None, weight_buffers: int = 1) -> Unit:
     _check_pes("systolic", rows, cols)
     array = SystolicArray(rows, cols, dataflow, a_format=_format("a", a_format), b_format=_format("b", b_format),
-                          acc_format=_format("acc", acc_format, overflow))
-    return Unit(array, array.parameters, f"systolic_{array.dataflow.value}_{rows}x{cols}", array.latency)
+                          acc_format=_format("acc", acc_format, overflow), weight_buffers=weight_buffers)
+    suffix = "" if weight_buffers == 1 else f"_wb{weight_buffers}"
+    return Unit(array, array.parameters, f"systolic_{array.dataflow.value}_{rows}x{cols}{suffix}", array.latency)
 
 
 def _requant(*, out_format: str | NumberFormat = INT8, mode: str = "double", lanes: int = 1) -> Unit:

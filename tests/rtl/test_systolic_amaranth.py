@@ -191,3 +191,15 @@ def test_results_taken_while_the_array_waits_for_input_are_emitted_once():
         observed = run(dut, folds, gaps=random.Random(seed), tail=200)
         expected = [beat for x, w in folds for beat in expected_beats(dut, x, w)]
         assert [list(r) for r in observed.results] == [list(e) for e in expected], f"seed {seed}"
+
+
+def test_double_buffered_weights_are_ws_only_and_time_as_the_datasheet():
+    with pytest.raises(ConfigError, match="weight_buffers = 2 needs the weight-stationary dataflow"):
+        SystolicArray(4, 4, "os", weight_buffers=2)
+    with pytest.raises(ConfigError, match="weight_buffers must be 1 or 2, not 3"):
+        SystolicArray(4, 4, "ws", weight_buffers=3)
+    dut = SystolicArray(4, 8, "ws", weight_buffers=2)
+    assert dut.description.weight_buffers == 2 and dut.parameters["weight_buffers"] == 2
+    assert dut.fold_cycles(10) == 2 * 4 + 8 + 10 - 2  # a first fold pays its fill and drain
+    assert dut.fold_cycles(10, follows=10) == 10 + (4 + 8 - 10)  # a following one waits for its weights only
+    assert "weight_buffers" not in SystolicArray(4, 8, "ws").parameters  # manifests of one buffer unchanged
