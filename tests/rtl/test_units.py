@@ -51,7 +51,7 @@ def test_build_unit_refuses_unknown_names_and_options() -> None:
                                           r"sparse_systolic, systolic, not 'fifo'$"):
         build_unit("fifo")
     with pytest.raises(ConfigError, match=r"^RTL unit 'systolic' takes options rows, cols, dataflow, a_format, "
-                                          r"b_format, acc_format, overflow, not depth$"):
+                                          r"b_format, acc_format, overflow, weight_buffers, not depth$"):
         build_unit("systolic", depth=3)
     with pytest.raises(ConfigError, match=r"^overflow must be 'wrap' or 'saturate', not 'clip'$"):
         build_unit("pe", overflow="clip")
