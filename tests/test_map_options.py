@@ -27,7 +27,8 @@ def test_strings_become_enums_that_still_compare_as_strings():
     assert options == MapOptions(allocator=Allocator.ILP, objective=Objective.EDP, dataflow=Dataflow.OS,
                                  loop_order=LoopOrder.FOLD_OUTER, depthwise=Depthwise.VECTOR)
     assert options.to_dict() == {"allocator": "ilp", "objective": "edp", "dataflow": "os", "loop_order": "fold-outer",
-                                 "depthwise": "vector", "scratchpad_bytes": None, "time_limit_s": 10.0, "mip_gap": 0.01}
+                                 "depthwise": "vector", "schedule": "candidates", "scratchpad_bytes": None,
+                                 "time_limit_s": 10.0, "mip_gap": 0.01}
     assert mapper.ALLOCATORS == ("none", "greedy", "firstfit", "ilp")
 
 
