@@ -6,30 +6,84 @@ gives. DMA loads and stores have separate in-order queues and share DRAM: a reso
 per DMA channel that DRAM can feed at full rate, so transfers never move more bytes per cycle than
 the hardware can. Time is in accelerator cycles. Events are per command (tile granularity), never per cycle.
 
+**Coalescing** (the default; ``simulate(plan, fine=True)`` turns it off). Most of a large layer is a
+run of identical blocks of commands (the double-buffered tiles of a GEMM: loads, computes, stores,
+with the same cycles and the same dependencies shifted by one block). Once such a run reaches a steady
+state the simulator lets one step stand for many blocks, and the answer is the fine simulation's,
+exactly. The method and its proof:
+
+1. *Runs* are found in the program (:func:`_runs`): within a layer, a range ``[a, b)`` of commands
+   whose signatures repeat with a period of ``L`` commands: the same kind, the same datasheet cycles,
+   the same dependency offsets inside the layer and the same dependencies outside it. Addresses and
+   other fields that no timing depends on may differ. A command of a kind or with fields the
+   simulator does not know ends every run (it is always simulated one by one).
+2. The fine simulation runs as usual. Whenever a run's *anchor* (its first array command of a block,
+   or first command) starts, the simulator waits until every other event of that cycle has been
+   processed and takes a *snapshot*: for every process its phase (waiting for dependencies, for
+   DRAM, executing, finished), the command it holds as an offset from the anchor, its times relative
+   to now, the commands it waits for; each queue's next command; the DRAM resource's holders and
+   waiting line in order; the pending events in SimPy's order; which commands of the window the
+   coming commands can depend on have completed, and who waits on each that has not. A process
+   holding a command outside the run is allowed only if it waits for a command after the run (it
+   cannot move before the run ends) or has finished; any other state rejects the snapshot.
+3. If the snapshot at anchor ``j`` equals the one at an earlier anchor ``j - m`` (``m <= 4`` blocks)
+   with every command shifted by ``S = m L`` and every time by ``P`` (the cycles between the two), the
+   machine's state at ``j`` is the state at ``j - m`` moved by ``(S, P)``. A SimPy simulation is a
+   deterministic function of its state and the program ahead; the program ahead is the same up to the
+   shift as long as it stays in the run; and every rule of the machine (dependencies, in-order queues,
+   the FIFO DRAM resource, SimPy's order of equal-time events by insertion) is invariant under a
+   shift of all times. So, by induction, the next ``K`` periods repeat the last one: the commands that
+   completed in the last period complete again, shifted by ``k S`` and ``k P`` for ``k = 1..K``, where
+   ``K`` is as large as keeps every command the state refers to inside the run. The simulator records
+   those ``K`` periods at once (their stall causes are recomputed from the shifted finish times, as the
+   fine path computes them), moves the state by ``(K S, K P)`` (commands held, pending events, the
+   clock) and continues the fine simulation from there: the run's last blocks and whatever follows.
+   Before moving anything it checks that the completed commands it would record are exactly the ones
+   the moved state says are complete; if not, it does not coalesce.
+
+So coalescing changes nothing measurable: cycles, the trace, per-layer and per-unit figures, DRAM bytes
+and energy are those of ``fine=True`` (``tests/test_coalescing.py`` checks it on every zoo model, the
+shared ONNX graphs and the SCALE-Sim fixtures, with every allocator). ``Result.coalesced_commands``
+says how many commands were recorded by coalescing, ``Result.events`` how many SimPy events ran.
+
 The result is a :class:`Result`: total cycles, per-layer and per-unit figures as pandas DataFrames,
-the executed command trace (exportable as Perfetto JSON) and its energy and power over time.
+the executed command trace (exportable as Perfetto JSON) and its energy and power over time. The trace
+is kept as numpy arrays (one entry per command); :class:`TraceEvent` objects are made only when
+``Result.trace`` is read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+import dataclasses
+import logging
+from collections.abc import Generator
 from dataclasses import dataclass
 from functools import cached_property
+from heapq import heapify
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import simpy
 
-from accel.commands import Command, Load, Move, Store, Unit
+from accel.commands import Command, Compute, Load, Move, Store, Vector
 from accel.hardware import Accelerator
-from accel.timing import bank_conflict_cycles, command_cycles, issue_cycles, late_start_cycles
-from accel.traffic import command_bytes
+from accel.timing import command_cycles
+from accel.traffic import LEVELS
 from mapper.plan import Plan
 from sim.power import EnergyReport
 from sim.power import energy as _energy
+from sim.program import KINDS, QUEUES, ProgramTable, program_table
 from sim.trace import write_perfetto
 
-__all__ = ["simulate", "Result", "TraceEvent", "command_cycles"]
+__all__ = ["simulate", "Result", "TraceEvent", "Timing", "command_cycles"]
+
+_log = logging.getLogger(__name__)
+
+# Stall causes, as recorded: index 0 is "no stall".
+CAUSES = ("", "Load", "Store", "Move", "Compute", "Vector", "dram")
+_CAUSE = {name: i for i, name in enumerate(CAUSES)}
+_UNIT_OF_KIND = ("dma", "dma", "dma", "array", "vector")
 
 
 @dataclass(frozen=True)
@@ -51,14 +105,51 @@ class TraceEvent:
     stall_on: str = ""
 
 
+@dataclass(frozen=True, eq=False)
+class Timing:
+    """The executed commands as arrays, in trace order (by start cycle, then command id).
+
+    ``command`` (ids), ``start``, ``end`` (cycles, end exclusive), ``stall`` (cycles) and ``stall_on``
+    (index into :data:`CAUSES`), and ``coalesced`` (recorded by coalescing, not one by one).
+    """
+
+    command: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    stall: np.ndarray
+    stall_on: np.ndarray
+    coalesced: np.ndarray
+
+    @staticmethod
+    def from_events(events: tuple[TraceEvent, ...]) -> Timing:
+        n = len(events)
+        return Timing(np.fromiter((e.command for e in events), np.int64, n),
+                      np.fromiter((e.start for e in events), np.int64, n),
+                      np.fromiter((e.end for e in events), np.int64, n),
+                      np.fromiter((e.stall for e in events), np.int64, n),
+                      np.fromiter((_CAUSE[e.stall_on] for e in events), np.int8, n),
+                      np.zeros(n, dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.command)
+
+
 @dataclass(frozen=True)
 class Result:
-    """What a simulation measured. DataFrames are built on demand from the trace."""
+    """What a simulation measured. DataFrames are built on demand from the timing arrays.
+
+    ``timing`` may also be given as a tuple of :class:`TraceEvent` (a trace placed by hand).
+    """
 
     arch: Accelerator
     plan: Plan
     total_cycles: int
-    trace: tuple[TraceEvent, ...]
+    timing: Timing
+    events: int = dataclasses.field(default=0, compare=False)  # SimPy events processed
+
+    def __post_init__(self) -> None:
+        if isinstance(self.timing, tuple | list):
+            object.__setattr__(self, "timing", Timing.from_events(tuple(self.timing)))
 
     @property
     def latency_s(self) -> float:
@@ -71,6 +162,28 @@ class Result:
     @property
     def dram_bytes(self) -> int:
         return self.plan.dram_bytes
+
+    @property
+    def coalesced_commands(self) -> int:
+        """Commands recorded by coalescing (see the module docstring) rather than one by one."""
+        return int(self.timing.coalesced.sum())
+
+    @cached_property
+    def table(self) -> ProgramTable:
+        """The plan's commands priced once per distinct form (:mod:`sim.program`)."""
+        return program_table(self.arch, self.plan.commands, tuple(m.layer for m in self.plan.layers))
+
+    @cached_property
+    def trace(self) -> tuple[TraceEvent, ...]:
+        """Every executed command as a :class:`TraceEvent`, by start cycle then command id."""
+        t, table = self.timing, self.table
+        kinds = table.kind[t.command].tolist()
+        layers = table.layer[t.command].tolist()
+        names = table.layer_names
+        return tuple(TraceEvent(c, _UNIT_OF_KIND[k], names[ly], KINDS[k], s, e, st, CAUSES[on])
+                     for c, k, ly, s, e, st, on in zip(t.command.tolist(), kinds, layers, t.start.tolist(),
+                                                       t.end.tolist(), t.stall.tolist(), t.stall_on.tolist(),
+                                                       strict=True))
 
     @cached_property
     def energy(self) -> EnergyReport:
@@ -85,35 +198,52 @@ class Result:
         """One row per layer in program order: start/end cycle, span, busy cycles per unit, MACs, and
         bytes moved per level (DRAM reads and writes, scratchpad, accumulator, array; see
         :mod:`accel.traffic`)."""
-        by_id = self.plan.commands
-        rows: dict[str, dict[str, object]] = {}
+        t, table = self.timing, self.table
+        count = len(table.layer_names)
+        layer = table.layer[t.command]
+        form = table.form[t.command]
+        kind = table.kind[t.command]
+        busy = t.end - t.start
+        ran = np.bincount(layer, minlength=count) > 0
+        start = np.full(count, np.iinfo(np.int64).max)
+        np.minimum.at(start, layer, t.start)
+        end = np.zeros(count, dtype=np.int64)
+        np.maximum.at(end, layer, t.end)
+        start = np.where(ran, start, 0)
+
+        def per_layer(weights: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+            if mask is not None:
+                return np.bincount(layer[mask], weights=weights[mask], minlength=count).astype(np.int64)
+            return np.bincount(layer, weights=weights, minlength=count).astype(np.int64)
+
+        unit_cycles = {
+            "array": per_layer(busy, kind == 3), "vector": per_layer(busy, kind == 4),
+            "dma": per_layer(busy, kind <= 2),
+        }
+        level_bytes = table.level_bytes[form]
+        rows = []
+        position = {name: i for i, name in enumerate(table.layer_names)}
+        reads, writes = per_layer(table.dram_read_bytes[form]), per_layer(table.dram_write_bytes[form])
+        level = {lv: per_layer(level_bytes[:, i]) for i, lv in enumerate(LEVELS) if lv != "dram"}
         for m in self.plan.layers:
-            rows[m.layer] = {
+            i = position[m.layer]
+            rows.append({
                 "layer": m.layer, "op": m.op.value, "dataflow": m.dataflow.value if m.dataflow else "",
-                "start_cycle": None, "end_cycle": None, "macs": m.macs, "dram_read_bytes": 0,
-                "dram_write_bytes": 0, "scratchpad_bytes": 0, "accumulator_bytes": 0, "array_bytes": 0,
-                "array_cycles": 0, "vector_cycles": 0, "dma_cycles": 0,
-            }
-        for ev in self.trace:
-            row = rows[ev.layer]
-            row["start_cycle"] = ev.start if row["start_cycle"] is None else min(row["start_cycle"], ev.start)
-            row["end_cycle"] = ev.end if row["end_cycle"] is None else max(row["end_cycle"], ev.end)
-            row[f"{ev.unit}_cycles"] += ev.end - ev.start
-            cmd = by_id[ev.command]
-            for level, size in command_bytes(self.arch, cmd).items():
-                if level != "dram":
-                    row[f"{level}_bytes"] += size
-            if isinstance(cmd, Load):
-                row["dram_read_bytes"] += cmd.size_bytes
-            elif isinstance(cmd, Store):
-                row["dram_write_bytes"] += cmd.size_bytes
-        frame = pd.DataFrame(list(rows.values()))
-        frame["start_cycle"] = frame["start_cycle"].fillna(0).astype("int64")
-        frame["end_cycle"] = frame["end_cycle"].fillna(0).astype("int64")
+                "start_cycle": int(start[i]), "end_cycle": int(end[i]), "macs": m.macs,
+                "dram_read_bytes": int(reads[i]), "dram_write_bytes": int(writes[i]),
+                "scratchpad_bytes": int(level["scratchpad"][i]), "accumulator_bytes": int(level["accumulator"][i]),
+                "array_bytes": int(level["array"][i]), "array_cycles": int(unit_cycles["array"][i]),
+                "vector_cycles": int(unit_cycles["vector"][i]), "dma_cycles": int(unit_cycles["dma"][i]),
+            })
+        frame = pd.DataFrame(rows, columns=[
+            "layer", "op", "dataflow", "start_cycle", "end_cycle", "macs", "dram_read_bytes", "dram_write_bytes",
+            "scratchpad_bytes", "accumulator_bytes", "array_bytes", "array_cycles", "vector_cycles", "dma_cycles"])
+        frame["start_cycle"] = frame["start_cycle"].astype("int64")
+        frame["end_cycle"] = frame["end_cycle"].astype("int64")
         frame["cycles"] = frame["end_cycle"] - frame["start_cycle"]
         peak = self.arch.peak_macs_per_cycle
-        busy = frame["array_cycles"].where(frame["array_cycles"] > 0)
-        frame["utilization"] = (frame["macs"] / (busy * peak)).fillna(0.0)
+        array_busy = frame["array_cycles"].where(frame["array_cycles"] > 0)
+        frame["utilization"] = (frame["macs"] / (array_busy * peak)).fillna(0.0)
         return frame
 
     def units(self) -> pd.DataFrame:
@@ -127,32 +257,35 @@ class Result:
         (a transfer waiting for DRAM bandwidth). ``bank_conflict_cycles`` is the part of the array's
         busy cycles lost to scratchpad bank conflicts.
         """
-        causes = {"Load": "stall_on_dma", "Store": "stall_on_dma", "Move": "stall_on_dma", "Compute": "stall_on_array",
-                  "Vector": "stall_on_vector", "dram": "stall_on_dram"}
+        column_of_cause = ("", "stall_on_dma", "stall_on_dma", "stall_on_dma", "stall_on_array", "stall_on_vector",
+                           "stall_on_dram")
         channels = {"dma.load": self.arch.dma.channels, "dma.store": self.arch.dma.channels, "array": 1, "vector": 1}
-        rows = {u: {"unit": u, "busy_cycles": 0, "stall_cycles": 0, **{c: 0 for c in dict.fromkeys(causes.values())},
-                    "bank_conflict_cycles": 0} for u in channels}
-        for ev in self.trace:
-            row = rows[{"Load": "dma.load", "Store": "dma.store", "Move": "dma.store"}.get(ev.kind, ev.unit)]
-            row["busy_cycles"] += ev.end - ev.start
-            row["stall_cycles"] += ev.stall
-            if ev.stall:
-                row[causes[ev.stall_on]] += ev.stall
-            if ev.kind == "Compute":
-                row["bank_conflict_cycles"] += bank_conflict_cycles(self.arch, self.plan.commands[ev.command])
+        t, table = self.timing, self.table
+        queue = table.queue[t.command]
+        form = table.form[t.command]
+        busy = t.end - t.start
+        rows = []
         total = max(self.total_cycles, 1)
-        for name, row in rows.items():
+        for q, name in enumerate(QUEUES):
+            mine = queue == q
+            row: dict[str, object] = {"unit": name, "busy_cycles": int(busy[mine].sum()),
+                                      "stall_cycles": int(t.stall[mine].sum())}
+            for cause_column in dict.fromkeys(column_of_cause[1:]):
+                row[cause_column] = 0
+            by_cause = np.bincount(t.stall_on[mine], weights=t.stall[mine], minlength=len(CAUSES))
+            for cause, cycles in enumerate(by_cause.tolist()[1:], start=1):
+                row[column_of_cause[cause]] += int(cycles)
+            row["bank_conflict_cycles"] = int(table.bank_conflict_cycles[form[mine]].sum())
             row["idle_cycles"] = max(total * channels[name] - row["busy_cycles"] - row["stall_cycles"], 0)
             row["busy_fraction"] = row["busy_cycles"] / (total * channels[name])
-        return pd.DataFrame(list(rows.values()))
+            rows.append(row)
+        return pd.DataFrame(rows)
 
     def _level_totals(self) -> dict[str, int]:
-        totals = {"scratchpad": 0, "accumulator": 0, "array": 0}
-        for cmd in self.plan.commands:
-            for level, size in command_bytes(self.arch, cmd).items():
-                if level in totals:
-                    totals[level] += size
-        return totals
+        table = self.table
+        counts = table.form_counts()
+        sums = (table.level_bytes * counts[:, None]).sum(axis=0)
+        return {level: int(sums[i]) for i, level in enumerate(LEVELS) if level != "dram"}
 
     def summary(self) -> dict[str, object]:
         """The headline numbers, JSON-ready."""
@@ -173,22 +306,115 @@ class Result:
         }
 
 
-def simulate(plan: Plan) -> Result:
-    """Run ``plan``'s command program and return what happened."""
-    return _Machine(plan).run()
+def simulate(plan: Plan, *, fine: bool = False) -> Result:
+    """Run ``plan``'s command program and return what happened.
+
+    ``fine=True`` simulates every command one by one; the default coalesces steady runs of identical
+    blocks (see the module docstring), with the same result.
+    """
+    return _Machine(plan, coalesce=not fine).run()
+
+
+# Process phases.
+_DEPS, _DRAM, _EXEC, _DONE = 1, 2, 3, 4
+_HISTORY = 4  # snapshots kept per run: periods of up to 4 blocks are found
+_ATTEMPTS = 48  # snapshots tried per run before it is left to the fine simulation
+_MIN_BLOCKS = 8  # runs shorter than this are not worth a snapshot
+_MAX_PERIOD = 64  # longest block (commands) looked for
+_MAX_WINDOW = 4096  # most commands a snapshot compares
+# The fields of each command kind whose effect on timing the simulator knows (all through command_cycles);
+# a command with any other field is never coalesced.
+_KNOWN_FIELDS = {
+    Load: {"id", "layer", "deps", "tensor", "size_bytes", "buffer", "addr", "dram_addr"},
+    Store: {"id", "layer", "deps", "tensor", "size_bytes", "buffer", "addr", "dram_addr"},
+    Move: {"id", "layer", "deps", "tensor", "size_bytes", "src_addr", "addr"},
+    Compute: {"id", "layer", "deps", "m", "k", "n", "dataflow", "batch", "input_addr", "weight_addr",
+              "output_addr", "accumulate", "fill", "drain", "sparsity"},
+    Vector: {"id", "layer", "deps", "op", "elements", "macs", "input_addr", "output_addr"},
+}
+
+
+class _Proc:
+    """One SimPy process's state, kept outside the generator so that coalescing can move it."""
+
+    __slots__ = ("index", "cursor", "phase", "cmd", "since", "end", "free_at", "ready", "began", "cause",
+                 "wait", "wait_ids", "request", "timeout", "process")
+
+    def __init__(self, index: int, cursor: _Cursor) -> None:
+        self.index = index
+        self.cursor = cursor
+        self.phase = 0
+        self.cmd = -1
+        self.since = self.end = self.ready = self.began = 0
+        self.free_at: int | None = None
+        self.cause = ""
+        self.wait: simpy.Event | None = None
+        self.wait_ids: tuple[int, ...] = ()
+        self.request: simpy.Event | None = None
+        self.timeout: simpy.Event | None = None
+        self.process: simpy.Process | None = None
+
+
+class _Cursor:
+    """A queue's commands (ids in program order) and the position of the next one to take."""
+
+    __slots__ = ("ids", "pos", "queue")
+
+    def __init__(self, ids: list[int], queue: int) -> None:
+        self.ids = ids
+        self.pos = 0
+        self.queue = queue
+
+
+@dataclass
+class _Run:
+    """Commands ``[a, b)`` of one layer whose signatures repeat every ``period`` commands."""
+
+    a: int
+    b: int
+    period: int
+    reach: int  # the farthest back a dependency inside the layer reaches, in commands
+    per_queue: tuple[int, ...]  # commands per block in each queue
+    history: list[tuple[tuple, tuple]] = dataclasses.field(default_factory=list)
+    attempts: int = 0
+    finished: bool = False
+
+
+def _processed_event(env: simpy.Environment) -> simpy.Event:
+    """An event that has happened and been processed (for commands recorded by coalescing)."""
+    event = simpy.Event(env)
+    event._ok = True
+    event._value = None
+    event.callbacks = None
+    return event
 
 
 class _Machine:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, *, coalesce: bool) -> None:
         self.plan = plan
         self.arch = plan.arch
+        commands = plan.commands
+        self.table = program_table(self.arch, commands, tuple(m.layer for m in plan.layers))
+        n = len(commands)
         self.env = simpy.Environment()
-        self.done = [self.env.event() for _ in plan.commands]
-        self.finished = [0.0] * len(plan.commands)  # end cycle of each command, once it has run
-        self.trace: list[TraceEvent] = []
-        queues: dict[Unit, list[Command]] = {u: [] for u in Unit}
-        for cmd in plan.commands:
-            queues[cmd.unit].append(cmd)
+        self.done = [self.env.event() for _ in commands]
+        self.finished = [0] * n  # end cycle of each command, once it has run
+        self.deps = [c.deps for c in commands]
+        self.cycles = self.table.command_cycles.tolist()
+        kind = self.table.kind.tolist()
+        self.kind = kind
+        self.is_move = [k == 2 for k in kind]
+        self.start = np.full(n, -1, dtype=np.int64)
+        self.end_at = np.zeros(n, dtype=np.int64)
+        self.stall = np.zeros(n, dtype=np.int64)
+        self.stall_on = np.zeros(n, dtype=np.int8)
+        self.coalesced = np.zeros(n, dtype=bool)
+        self.log: list[int] = []  # ids in the order they finished
+        queue = self.table.queue.tolist()
+        ids: list[list[int]] = [[], [], [], []]
+        for i, q in enumerate(queue):
+            ids[q].append(i)
+        self.cursors = [_Cursor(ids[q], q) for q in range(len(QUEUES))]
         channels = self.arch.dma.channels
         feedable = int(self.arch.dram.bandwidth_bytes_per_cycle // self.arch.dma.bandwidth_bytes_per_cycle)
         # Transfers at full rate at once: the DMA channels, or fewer when DRAM cannot feed them all.
@@ -196,95 +422,386 @@ class _Machine:
         # Loads and stores have queues of their own (like Gemmini's load and store controllers), so a
         # store waiting for its compute never holds up the prefetch of the next tile; the channels of a
         # queue take its commands in program order.
-        loads = iter([c for c in queues[Unit.DMA] if isinstance(c, Load)])
-        stores = iter([c for c in queues[Unit.DMA] if not isinstance(c, Load)])
+        self.procs: list[_Proc] = []
         for _ in range(channels):
-            self.env.process(self._dma_channel(loads))
-            self.env.process(self._dma_channel(stores))
-        self.env.process(self._unit(Unit.ARRAY, queues[Unit.ARRAY]))
-        self.env.process(self._unit(Unit.VECTOR, queues[Unit.VECTOR]))
-        # A host issuing the program (arch.control), only when the design has one.
-        self.issued: list[simpy.Event] | None = None
-        if self.arch.control.host_issued:
-            self.issued = [self.env.event() for _ in plan.commands]
-            self.env.process(self._host())
+            for q in (0, 1):
+                p = _Proc(len(self.procs), self.cursors[q])
+                self.procs.append(p)
+                p.process = self.env.process(self._dma_channel(p))
+        for q in (2, 3):
+            p = _Proc(len(self.procs), self.cursors[q])
+            self.procs.append(p)
+            p.process = self.env.process(self._unit(p))
+        self.anchors: dict[int, _Run] = {}
+        self.runs: list[_Run] = []
+        if coalesce and n:
+            self.runs = _runs(commands, self.table, queue)
+            for run in self.runs:
+                self._set_anchors(run, commands)
+        self.events = 0
+
+    def _set_anchors(self, run: _Run, commands: tuple[Command, ...]) -> None:
+        block = range(run.a, run.a + run.period)
+        first = next((i for i in block if self.kind[i] == 3), run.a)
+        for i in range(first, run.b, run.period):
+            self.anchors[i] = run
 
     def run(self) -> Result:
-        self.env.run()
-        unfinished = [i for i, ev in enumerate(self.done) if not ev.triggered]
-        if unfinished:
-            raise RuntimeError(f"deadlock: commands {unfinished[:5]} never ran (a dependency cycle in the plan)")
-        self.trace.sort(key=lambda ev: (ev.start, ev.command))
-        total = max((ev.end for ev in self.trace), default=0)
-        return Result(self.arch, self.plan, int(total), tuple(self.trace))
+        env = self.env
+        step = env.step
+        events = 0
+        try:
+            while True:
+                step()
+                events += 1
+        except simpy.core.EmptySchedule:
+            pass
+        self.events = events
+        unfinished = np.flatnonzero(self.start < 0)
+        if len(unfinished):
+            raise RuntimeError(f"deadlock: commands {unfinished[:5].tolist()} never ran "
+                               "(a dependency cycle in the plan)")
+        ids = np.arange(len(self.start), dtype=np.int64)
+        order = np.lexsort((ids, self.start))
+        timing = Timing(ids[order], self.start[order], self.end_at[order], self.stall[order], self.stall_on[order],
+                        self.coalesced[order])
+        for array in dataclasses.astuple(timing):
+            array.setflags(write=False)
+        total = int(self.end_at.max()) if len(ids) else 0
+        if self.runs:
+            _log.debug("%s: %d of %d commands coalesced in %d SimPy events", self.plan.graph_name,
+                       int(self.coalesced.sum()), len(ids), events)
+        result = Result(self.arch, self.plan, total, timing, events)
+        result.__dict__["table"] = self.table  # cached_property: the table is already priced
+        return result
 
-    def _host(self) -> Generator[simpy.Event, object, None]:
-        """The host-issue stage: commands in program order, each after ``issue_cycles``, and only once
-        the command ``queue_depth`` places earlier has finished (a full queue)."""
-        depth = self.arch.control.queue_depth
-        assert self.issued is not None
-        for cmd in self.plan.commands:
-            cycles = issue_cycles(self.arch, cmd)
-            if cycles:
-                yield self.env.timeout(cycles)
-            if depth and cmd.id >= depth and not self.done[cmd.id - depth].processed:
-                yield self.done[cmd.id - depth]
-            self.issued[cmd.id].succeed()
+    # -- the processes --------------------------------------------------------------------------------
 
-    def _wait_for_deps(self, cmd: Command) -> Generator[simpy.Event, object, None]:
-        if self.issued is not None and not self.issued[cmd.id].processed:
-            yield self.issued[cmd.id]
-        pending = [self.done[d] for d in cmd.deps if not self.done[d].processed]
-        if len(pending) == 1:
-            yield pending[0]
-        elif pending:
-            yield self.env.all_of(pending)
-
-    def _last_dependency(self, cmd: Command) -> str:
-        if not cmd.deps:
+    def _last_dependency(self, i: int) -> str:
+        deps = self.deps[i]
+        if not deps:
             return ""
-        last = max(cmd.deps, key=lambda d: self.finished[d])
-        return type(self.plan.commands[last]).__name__
+        finished = self.finished
+        last = max(deps, key=lambda d: finished[d])
+        return KINDS[self.kind[last]]
 
-    def _execute(self, cmd: Command, unit: Unit, free_at: float,
-                 stall_on: str, extra: int = 0) -> Generator[simpy.Event, object, float]:
-        start = self.env.now
-        yield self.env.timeout(command_cycles(self.arch, cmd) + extra)
-        self.finished[cmd.id] = self.env.now
-        self.trace.append(TraceEvent(cmd.id, unit.value, cmd.layer, type(cmd).__name__, int(start),
-                                     int(self.env.now), int(start - free_at), stall_on if start > free_at else ""))
-        self.done[cmd.id].succeed()
-        return self.env.now
+    def _wait_for_deps(self, p: _Proc, i: int) -> Generator[simpy.Event, object, None]:
+        done = self.done
+        waiting = tuple(d for d in self.deps[i] if not done[d].processed)
+        if waiting:
+            p.phase = _DEPS
+            p.wait_ids = waiting
+            p.wait = done[waiting[0]] if len(waiting) == 1 else self.env.all_of([done[d] for d in waiting])
+            yield p.wait
+            p.wait = None
 
-    def _unit(self, unit: Unit, queue: list[Command]) -> Generator[simpy.Event, object, None]:
-        free_at: float | None = None
-        for cmd in queue:
-            yield from self._wait_for_deps(cmd)
-            late = 0 if free_at is None else self._late_start(cmd, free_at)
-            free_at = yield from self._execute(cmd, unit, self.env.now if free_at is None else free_at,
-                                               self._last_dependency(cmd), late)
+    def _execute(self, p: _Proc, i: int, began: int, cause: str) -> Generator[simpy.Event, object, None]:
+        env = self.env
+        now = env.now
+        p.phase = _EXEC
+        p.since = now
+        p.began = began
+        p.cause = cause
+        cycles = self.cycles[i]
+        p.end = now + cycles
+        p.timeout = env.timeout(cycles)
+        if i in self.anchors:
+            self._schedule_check(self.anchors[i], i)
+        yield p.timeout
+        i = p.cmd  # coalescing may have moved this process on
+        now = env.now
+        self.finished[i] = now
+        self.start[i] = p.since
+        self.end_at[i] = now
+        if p.since > p.began:
+            self.stall[i] = p.since - p.began
+            self.stall_on[i] = _CAUSE[p.cause]
+        self.log.append(i)
+        self.done[i].succeed()
+        p.free_at = now
+        p.phase = 0
 
-    def _late_start(self, cmd: Command, free_at: float) -> int:
-        """Fold overlap lost to late operands (:func:`accel.timing.late_start_cycles`; 0 unless the
-        array double-buffers its weights and ``cmd`` follows the previous compute)."""
-        if not getattr(cmd, "follows", 0):
-            return 0
-        commands = self.plan.commands
-        ready = max((self.finished[d] for d in cmd.deps if commands[d].unit is not cmd.unit), default=0.0)
-        return late_start_cycles(self.arch, cmd, ready, free_at)
+    def _unit(self, p: _Proc) -> Generator[simpy.Event, object, None]:
+        cursor = p.cursor
+        ids = cursor.ids
+        while cursor.pos < len(ids):
+            i = ids[cursor.pos]
+            cursor.pos += 1
+            p.cmd = i
+            yield from self._wait_for_deps(p, i)
+            i = p.cmd
+            began = self.env.now if p.free_at is None else p.free_at
+            yield from self._execute(p, i, began, self._last_dependency(i))
+        p.phase = _DONE
 
-    def _dma_channel(self, queue: Iterator[Command]) -> Generator[simpy.Event, object, None]:
-        free_at: float | None = None
-        for cmd in queue:
-            yield from self._wait_for_deps(cmd)
-            began = self.env.now if free_at is None else free_at
-            cause = self._last_dependency(cmd)
-            if isinstance(cmd, Move):  # on chip: no DRAM slot
-                free_at = yield from self._execute(cmd, Unit.DMA, began, cause)
+    def _dma_channel(self, p: _Proc) -> Generator[simpy.Event, object, None]:
+        cursor = p.cursor
+        ids = cursor.ids
+        env = self.env
+        while cursor.pos < len(ids):
+            i = ids[cursor.pos]
+            cursor.pos += 1
+            p.cmd = i
+            yield from self._wait_for_deps(p, i)
+            i = p.cmd
+            began = env.now if p.free_at is None else p.free_at
+            cause = self._last_dependency(i)
+            if self.is_move[i]:  # on chip: no DRAM slot
+                yield from self._execute(p, i, began, cause)
                 continue
-            ready = self.env.now
+            p.ready = env.now
             with self.dram.request() as slot:
+                p.phase = _DRAM
+                p.began = began
+                p.cause = cause
+                p.request = slot
                 yield slot
-                if self.env.now > ready:
-                    cause = "dram"
-                free_at = yield from self._execute(cmd, Unit.DMA, began, cause)
+                i = p.cmd
+                if env.now > p.ready:
+                    p.cause = "dram"
+                yield from self._execute(p, i, p.began, p.cause)
+            p.request = None
+        p.phase = _DONE
+
+    # -- coalescing -----------------------------------------------------------------------------------
+
+    def _schedule_check(self, run: _Run, anchor: int) -> None:
+        if run.finished:
+            return
+        check = self.env.timeout(0)
+        check.callbacks.append(lambda _event: self._check(run, anchor))
+
+    def _check(self, run: _Run, anchor: int) -> None:
+        env = self.env
+        if env._queue and env._queue[0][0] <= env.now:  # other events of this cycle first
+            self._schedule_check(run, anchor)
+            return
+        run.attempts += 1
+        if run.attempts > _ATTEMPTS:
+            run.finished = True
+            return
+        snap = self._snapshot(run, anchor)
+        if snap is None:
+            run.history.clear()
+            return
+        key, info = snap
+        for previous_key, previous in reversed(run.history):
+            if previous_key == key:
+                if self._coalesce(run, previous, info):
+                    run.finished = True
+                    run.history.clear()
+                    return
+                break
+        run.history.append((key, info))
+        del run.history[:-_HISTORY]
+
+    def _snapshot(self, run: _Run, anchor: int) -> tuple[tuple, tuple] | None:
+        """The machine's state relative to ``anchor`` and now (see the module docstring), or ``None``
+        when it holds something coalescing cannot move."""
+        env = self.env
+        now = env.now
+        a, b = run.a, run.b
+        referenced: list[int] = []
+        parked = len(self.done)  # the first command a parked process waits for
+
+        def ref(x: int) -> object:
+            if a <= x < b:
+                referenced.append(x)
+                return x - anchor
+            if x < a:
+                raise _Reject
+            return ("after", x)
+
+        try:
+            processes = []
+            for p in self.procs:
+                if p.phase == _DONE:
+                    processes.append(_DONE)
+                    continue
+                if a <= p.cmd < b:
+                    free = None if p.free_at is None else p.free_at - now
+                    if p.phase == _EXEC:
+                        processes.append((_EXEC, ref(p.cmd), p.since - now, p.end - now, free, p.began - now))
+                    elif p.phase == _DRAM:
+                        processes.append((_DRAM, ref(p.cmd), p.ready - now, free, p.began - now))
+                    elif p.phase == _DEPS:
+                        count = getattr(p.wait, "_count", -1)
+                        processes.append((_DEPS, ref(p.cmd), free, tuple(ref(d) for d in p.wait_ids), count))
+                    else:
+                        raise _Reject
+                elif p.phase == _DEPS and p.cmd >= b:
+                    # Parked: waits for commands that complete only after the coalesced stretch (checked there).
+                    waiting = tuple(d for d in p.wait_ids if self.done[d].callbacks is not None)
+                    if not waiting or min(waiting) < a:
+                        raise _Reject
+                    parked = min(parked, min(waiting))
+                    processes.append((_DEPS, p.cmd, p.free_at, waiting))
+                else:
+                    raise _Reject
+            cursors = tuple(ref(c.ids[c.pos]) if c.pos < len(c.ids) else "end" for c in self.cursors)
+            owner = {id(p.request): p.index for p in self.procs if p.request is not None}
+            dram = (tuple(owner[id(r)] for r in self.dram.users), tuple(owner[id(r)] for r in self.dram.queue))
+            timeouts = {id(p.timeout): p for p in self.procs if p.phase == _EXEC}
+            heap = []
+            for when, priority, _eid, event in sorted(env._queue):
+                p = timeouts.get(id(event))
+                if p is None or not a <= p.cmd < b:
+                    raise _Reject
+                heap.append((when - now, priority, p.index))
+        except (_Reject, KeyError):
+            return None
+        if not referenced:
+            return None
+        low, high = min(referenced) - run.reach, max(referenced) + 1
+        if high - low > _MAX_WINDOW:
+            return None
+        waiter = {}
+        for p in self.procs:
+            if p.process is not None:
+                waiter[id(p.process)] = p.index
+            if p.wait is not None:
+                waiter[id(p.wait)] = p.index
+        flags = []
+        done = self.done
+        for x in range(max(low, 0), high):
+            event = done[x]
+            if event.callbacks is None:
+                flags.append(True)
+            else:
+                try:
+                    flags.append(tuple(waiter[id(cb.__self__)] for cb in event.callbacks))
+                except (KeyError, AttributeError):
+                    return None
+        key = (tuple(processes), cursors, dram, tuple(heap), low - anchor, tuple(flags))
+        info = (now, anchor, low, high, len(self.log), parked)
+        return key, info
+
+    def _coalesce(self, run: _Run, before: tuple, now_info: tuple) -> bool:
+        """Record the next ``K`` periods at once and move the state on (see the module docstring)."""
+        env = self.env
+        t0, anchor0, _low0, _high0, log0, _parked0 = before
+        t1, anchor1, low, high, log1, parked = now_info
+        shift, period = anchor1 - anchor0, t1 - t0
+        if shift <= 0 or period <= 0 or shift % run.period:
+            return False
+        blocks = (min(run.b, parked) - high) // shift
+        if blocks < 1:
+            return False
+        completed = np.array(self.log[log0:log1], dtype=np.int64)
+        if len(completed) != shift or len(np.unique((completed - run.a) % shift)) != shift:
+            return False
+        k = np.arange(1, blocks + 1, dtype=np.int64)
+        copies = (completed[None, :] + shift * k[:, None]).ravel()
+        # The moved state's completed commands must be exactly these.
+        done = self.done
+        low = max(low, 0)
+        span = high + blocks * shift - low
+        processed_now = np.zeros(span, dtype=bool)
+        processed_now[: high - low] = [done[x].callbacks is None for x in range(low, high)]
+        processed_new = np.ones(span, dtype=bool)
+        moved = blocks * shift
+        processed_new[moved:] = processed_now[: span - moved]
+        expected = np.flatnonzero(processed_new & ~processed_now) + low
+        if len(expected) != len(copies) or not np.array_equal(np.sort(copies), expected):
+            return False
+        # Record: times of the copies are the completed period's, shifted.
+        steps = np.repeat(k, len(completed)) * period
+        source = np.tile(completed, blocks)
+        self.start[copies] = self.start[source] + steps
+        self.end_at[copies] = self.end_at[source] + steps
+        self.stall[copies] = self.stall[source]
+        self.coalesced[copies] = True
+        finished = self.finished
+        for x, e in zip(copies.tolist(), self.end_at[copies].tolist(), strict=True):
+            finished[x] = e
+        dram_cause = _CAUSE["dram"]
+        causes = self.stall_on[source].tolist()
+        for x, cause in zip(copies.tolist(), causes, strict=True):
+            if cause and cause != dram_cause:
+                self.stall_on[x] = _CAUSE[self._last_dependency(x)]
+            else:
+                self.stall_on[x] = cause
+        # Move the state: pending dependency events go up by the shift, the copies are complete.
+        pending = [(x, done[x]) for x in range(low, high) if done[x].callbacks is not None]
+        for x in copies.tolist():
+            done[x] = _processed_event(env)
+        for x, event in pending:
+            done[x + moved] = event
+        delay = blocks * period
+        for p in self.procs:
+            if p.phase in (_DONE, 0) or not run.a <= p.cmd < run.b:
+                continue
+            p.cmd += moved
+            p.since += delay
+            p.end += delay
+            p.ready += delay
+            p.began += delay
+            if p.free_at is not None:
+                p.free_at += delay
+            p.wait_ids = tuple(d + moved if run.a <= d < run.b else d for d in p.wait_ids)
+            if p.phase == _DRAM or (p.phase == _EXEC and p.cause != "dram"):
+                p.cause = self._last_dependency(p.cmd)
+        for cursor, per_block in zip(self.cursors, run.per_queue, strict=True):
+            cursor.pos += per_block * (moved // run.period)
+        env._queue[:] = [(when + delay, priority, eid, event) for when, priority, eid, event in env._queue]
+        heapify(env._queue)
+        env._now += delay
+        self.log.extend(copies.tolist())
+        _log.debug("coalesced %d commands of %s (%d blocks of %d, period %d cycles)", len(copies),
+                   self.plan.commands[run.a].layer, blocks * shift // run.period, run.period, period)
+        return True
+
+
+class _Reject(Exception):
+    """A snapshot holds a state that coalescing does not move."""
+
+
+def _runs(commands: tuple[Command, ...], table: ProgramTable, queue: list[int]) -> list[_Run]:
+    """The runs of each layer (see the module docstring): ranges whose signatures repeat."""
+    runs: list[_Run] = []
+    layer = table.layer
+    n = len(commands)
+    if n == 0:
+        return runs
+    cuts = np.flatnonzero(np.diff(layer)) + 1
+    bounds = np.concatenate([[0], cuts, [n]]).tolist()
+    cycles = table.command_cycles.tolist()
+    kinds = table.kind.tolist()
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi - lo < 2 * _MIN_BLOCKS:
+            continue
+        names: dict[tuple, int] = {}
+        signature = np.empty(hi - lo, dtype=np.int64)
+        reach = np.zeros(hi - lo, dtype=np.int64)
+        for i in range(lo, hi):
+            command = commands[i]
+            if not command.__dict__.keys() <= _KNOWN_FIELDS.get(type(command), set()):
+                signature[i - lo] = -1 - i  # unique: never part of a run
+                continue
+            inside = tuple(i - d for d in command.deps if d >= lo)
+            outside = tuple(d for d in command.deps if d < lo)
+            key = (kinds[i], cycles[i], inside, outside)
+            signature[i - lo] = names.setdefault(key, len(names))
+            reach[i - lo] = max(inside, default=0)
+        best: tuple[int, int, int] | None = None  # (length, -period, start)
+        for period in range(1, min(_MAX_PERIOD, (hi - lo) // _MIN_BLOCKS) + 1):
+            same = signature[period:] == signature[:-period]
+            if not same.any():
+                continue
+            edges = np.diff(np.concatenate([[0], same.view(np.int8), [0]]))
+            starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+            lengths = ends - starts
+            j = int(np.argmax(lengths))
+            candidate = (int(lengths[j]) + period, -period, int(starts[j]))
+            if best is None or candidate[0] > best[0]:
+                best = candidate
+        if best is None:
+            continue
+        length, period, start = best[0], -best[1], best[2]
+        length -= length % period
+        if length < _MIN_BLOCKS * period:
+            continue
+        a, b = lo + start, lo + start + length
+        per_queue = tuple(sum(1 for i in range(a, a + period) if queue[i] == q) for q in range(len(QUEUES)))
+        runs.append(_Run(a, b, period, int(reach[a - lo:b - lo].max()), per_queue))
+    return runs

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from accel.energy import COMPONENTS, STATIC_COMPONENTS, command_energy_pj, static_power_mw
+from accel.energy import COMPONENTS, STATIC_COMPONENTS, static_power_mw
 from accel.errors import AccelError
 
 if TYPE_CHECKING:
@@ -150,32 +150,31 @@ def _spread(starts: np.ndarray, ends: np.ndarray, energy_pj: np.ndarray, edges: 
 def energy(result: Result) -> EnergyReport:
     """Charge every executed command its datasheet energy and every unit its static power."""
     arch = result.arch
-    commands = result.plan.commands
-    trace = result.trace
-    column = {c: i for i, c in enumerate(COMPONENTS)}
-    per_command = np.zeros((len(trace), len(COMPONENTS)))
-    for row, event in enumerate(trace):
-        for component, pj in command_energy_pj(arch, commands[event.command]).items():
-            per_command[row, column[component]] = pj
+    timing, table = result.timing, result.table  # the commands priced once per distinct form (sim.program)
+    form = table.form[timing.command]
+    per_command = table.energy_pj[form]
     dynamic_by_component = dict(zip(COMPONENTS, per_command.sum(axis=0).tolist(), strict=True))
 
     seconds = result.total_cycles / arch.clock_hz
     power_mw = static_power_mw(arch)
     static_by_component = {c: power_mw[c] * 1e-3 * seconds * 1e12 for c in STATIC_COMPONENTS}
 
-    layer_frame = pd.DataFrame(per_command, columns=[f"{c}_pj" for c in COMPONENTS])
-    layer_frame["layer"] = [event.layer for event in trace]
-    sums = layer_frame.groupby("layer", sort=False).sum()
+    layer = table.layer[timing.command]
+    count = len(table.layer_names)
+    sums = np.stack([np.bincount(layer, weights=per_command[:, i], minlength=count)
+                     for i in range(len(COMPONENTS))], axis=1) if len(COMPONENTS) else np.zeros((count, 0))
+    ran = np.bincount(layer, minlength=count) > 0
+    by_name = {name: i for i, name in enumerate(table.layer_names)}
     layers = result.plan.layers
-    order = pd.DataFrame({"layer": [m.layer for m in layers], "op": [m.op.value for m in layers]})
-    by_layer = order.merge(sums, how="left", left_on="layer", right_index=True).fillna(0.0)
+    rows = [by_name[m.layer] for m in layers]
+    by_layer = pd.DataFrame({"layer": [m.layer for m in layers], "op": [m.op.value for m in layers]})
+    for i, c in enumerate(COMPONENTS):
+        by_layer[f"{c}_pj"] = np.where(ran[rows], sums[rows, i], 0.0) if rows else np.zeros(0)
     by_layer["dynamic_pj"] = by_layer[[f"{c}_pj" for c in COMPONENTS]].sum(axis=1)
 
-    starts = np.fromiter((e.start for e in trace), dtype=np.int64, count=len(trace))
-    ends = np.fromiter((e.end for e in trace), dtype=np.int64, count=len(trace))
+    starts = timing.start.copy()
+    ends = timing.end.copy()
     energies = per_command.sum(axis=1)
-    for array in (starts, ends, energies):
-        array.setflags(write=False)
     report = EnergyReport(
         clock_hz=arch.clock_hz,
         total_cycles=result.total_cycles,
