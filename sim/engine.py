@@ -55,6 +55,7 @@ is kept as numpy arrays (one entry per command); :class:`TraceEvent` objects are
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -320,7 +321,7 @@ _DEPS, _DRAM, _EXEC, _DONE = 1, 2, 3, 4
 _HISTORY = 4  # snapshots kept per run: periods of up to 4 blocks are found
 _ATTEMPTS = 48  # snapshots tried per run before it is left to the fine simulation
 _MIN_BLOCKS = 8  # runs shorter than this are not worth a snapshot
-_MAX_PERIOD = 64  # longest block (commands) looked for
+_MAX_PERIOD = 512  # longest block (commands) looked for
 _MAX_WINDOW = 4096  # most commands a snapshot compares
 # The fields of each command kind whose effect on timing the simulator knows (all through command_cycles);
 # a command with any other field is never coalesced.
@@ -381,7 +382,7 @@ class _Run:
 
 
 def _processed_event(env: simpy.Environment) -> simpy.Event:
-    """An event that has happened and been processed (for commands recorded by coalescing)."""
+    """An event that has happened and been processed (stands for every command recorded by coalescing)."""
     event = simpy.Event(env)
     event._ok = True
     event._value = None
@@ -397,8 +398,10 @@ class _Machine:
         self.table = program_table(self.arch, commands, tuple(m.layer for m in plan.layers))
         n = len(commands)
         self.env = simpy.Environment()
-        self.done = [self.env.event() for _ in commands]
-        self.finished = [0] * n  # end cycle of each command, once it has run
+        # Each command's completion event, made when something first waits for it or it completes (None
+        # before: not complete, nobody waiting); commands recorded by coalescing share one processed event.
+        self.done: list[simpy.Event | None] = [None] * n
+        self.completed = _processed_event(self.env)
         self.deps = [c.deps for c in commands]
         self.cycles = self.table.command_cycles.tolist()
         kind = self.table.kind.tolist()
@@ -435,7 +438,10 @@ class _Machine:
         self.anchors: dict[int, _Run] = {}
         self.runs: list[_Run] = []
         if coalesce and n:
-            self.runs = _runs(commands, self.table, queue)
+            counts = np.fromiter((len(d) for d in self.deps), np.int64, n)
+            self.dep_offsets = np.concatenate([[0], np.cumsum(counts)])
+            self.dep_flat = np.fromiter(itertools.chain.from_iterable(self.deps), np.int64, int(self.dep_offsets[-1]))
+            self.runs = _runs(commands, self.table, self.dep_offsets, self.dep_flat)
             for run in self.runs:
                 self._set_anchors(run, commands)
         self.events = 0
@@ -481,17 +487,27 @@ class _Machine:
         deps = self.deps[i]
         if not deps:
             return ""
-        finished = self.finished
-        last = max(deps, key=lambda d: finished[d])
+        last = max(deps, key=self.end_at.__getitem__)
         return KINDS[self.kind[last]]
+
+    def _event(self, i: int) -> simpy.Event:
+        event = self.done[i]
+        if event is None:
+            event = self.done[i] = simpy.Event(self.env)
+        return event
+
+    def _processed(self, i: int) -> bool:
+        event = self.done[i]
+        return event is not None and event.callbacks is None
 
     def _wait_for_deps(self, p: _Proc, i: int) -> Generator[simpy.Event, object, None]:
         done = self.done
-        waiting = tuple(d for d in self.deps[i] if not done[d].processed)
+        waiting = tuple(d for d in self.deps[i] if done[d] is None or done[d].callbacks is not None)
         if waiting:
             p.phase = _DEPS
             p.wait_ids = waiting
-            p.wait = done[waiting[0]] if len(waiting) == 1 else self.env.all_of([done[d] for d in waiting])
+            p.wait = self._event(waiting[0]) if len(waiting) == 1 else \
+                self.env.all_of([self._event(d) for d in waiting])
             yield p.wait
             p.wait = None
 
@@ -510,14 +526,13 @@ class _Machine:
         yield p.timeout
         i = p.cmd  # coalescing may have moved this process on
         now = env.now
-        self.finished[i] = now
         self.start[i] = p.since
         self.end_at[i] = now
         if p.since > p.began:
             self.stall[i] = p.since - p.began
             self.stall_on[i] = _CAUSE[p.cause]
         self.log.append(i)
-        self.done[i].succeed()
+        self._event(i).succeed()
         p.free_at = now
         p.phase = 0
 
@@ -631,7 +646,7 @@ class _Machine:
                         raise _Reject
                 elif p.phase == _DEPS and p.cmd >= b:
                     # Parked: waits for commands that complete only after the coalesced stretch (checked there).
-                    waiting = tuple(d for d in p.wait_ids if self.done[d].callbacks is not None)
+                    waiting = tuple(d for d in p.wait_ids if not self._processed(d))
                     if not waiting or min(waiting) < a:
                         raise _Reject
                     parked = min(parked, min(waiting))
@@ -665,7 +680,9 @@ class _Machine:
         done = self.done
         for x in range(max(low, 0), high):
             event = done[x]
-            if event.callbacks is None:
+            if event is None:
+                flags.append(())
+            elif event.callbacks is None:
                 flags.append(True)
             else:
                 try:
@@ -675,6 +692,20 @@ class _Machine:
         key = (tuple(processes), cursors, dram, tuple(heap), low - anchor, tuple(flags))
         info = (now, anchor, low, high, len(self.log), parked)
         return key, info
+
+    def _last_dependency_codes(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`_last_dependency` of every command in ``ids`` (each with dependencies), as cause codes."""
+        starts, ends = self.dep_offsets[ids], self.dep_offsets[ids + 1]
+        lengths = ends - starts
+        first = np.cumsum(lengths) - lengths
+        entry = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(first, lengths) + np.repeat(starts, lengths)
+        deps = self.dep_flat[entry]
+        finish = self.end_at[deps]
+        latest = np.maximum.reduceat(finish, first)
+        segment = np.repeat(np.arange(len(ids)), lengths)
+        hits = np.flatnonzero(finish == latest[segment])
+        _, where = np.unique(segment[hits], return_index=True)  # the first dependency finishing last, as max()
+        return (self.table.kind[deps[hits[where]]] + 1).astype(np.int8)
 
     def _coalesce(self, run: _Run, before: tuple, now_info: tuple) -> bool:
         """Record the next ``K`` periods at once and move the state on (see the module docstring)."""
@@ -697,13 +728,16 @@ class _Machine:
         low = max(low, 0)
         span = high + blocks * shift - low
         processed_now = np.zeros(span, dtype=bool)
-        processed_now[: high - low] = [done[x].callbacks is None for x in range(low, high)]
+        processed_now[: high - low] = [self._processed(x) for x in range(low, high)]
         processed_new = np.ones(span, dtype=bool)
         moved = blocks * shift
         processed_new[moved:] = processed_now[: span - moved]
         expected = np.flatnonzero(processed_new & ~processed_now) + low
         if len(expected) != len(copies) or not np.array_equal(np.sort(copies), expected):
             return False
+        for cursor, per_block in zip(self.cursors, run.per_queue, strict=True):
+            if per_block and not (cursor.pos < len(cursor.ids) and run.a <= cursor.ids[cursor.pos] < run.b):
+                return False
         # Record: times of the copies are the completed period's, shifted.
         steps = np.repeat(k, len(completed)) * period
         source = np.tile(completed, blocks)
@@ -711,20 +745,15 @@ class _Machine:
         self.end_at[copies] = self.end_at[source] + steps
         self.stall[copies] = self.stall[source]
         self.coalesced[copies] = True
-        finished = self.finished
-        for x, e in zip(copies.tolist(), self.end_at[copies].tolist(), strict=True):
-            finished[x] = e
-        dram_cause = _CAUSE["dram"]
-        causes = self.stall_on[source].tolist()
-        for x, cause in zip(copies.tolist(), causes, strict=True):
-            if cause and cause != dram_cause:
-                self.stall_on[x] = _CAUSE[self._last_dependency(x)]
-            else:
-                self.stall_on[x] = cause
-        # Move the state: pending dependency events go up by the shift, the copies are complete.
-        pending = [(x, done[x]) for x in range(low, high) if done[x].callbacks is not None]
+        self.stall_on[copies] = self.stall_on[source]
+        recompute = copies[(self.stall_on[copies] != 0) & (self.stall_on[copies] != _CAUSE["dram"])]
+        if len(recompute):
+            self.stall_on[recompute] = self._last_dependency_codes(recompute)
+        # Move the state: dependency events not yet complete go up by the shift, the copies are complete.
+        pending = [(x, done[x]) for x in range(low, high) if not self._processed(x)]
+        completed_event = self.completed
         for x in copies.tolist():
-            done[x] = _processed_event(env)
+            done[x] = completed_event
         for x, event in pending:
             done[x + moved] = event
         delay = blocks * period
@@ -756,52 +785,87 @@ class _Reject(Exception):
     """A snapshot holds a state that coalescing does not move."""
 
 
-def _runs(commands: tuple[Command, ...], table: ProgramTable, queue: list[int]) -> list[_Run]:
-    """The runs of each layer (see the module docstring): ranges whose signatures repeat."""
+def _runs(commands: tuple[Command, ...], table: ProgramTable, offsets: np.ndarray, flat: np.ndarray) -> list[_Run]:
+    """The runs of each layer (see the module docstring): ranges whose signatures repeat.
+
+    A signature is the command's kind and datasheet cycles and its dependencies in order: inside the
+    layer as offsets back from the command, outside it as absolute ids. Candidates are found with a
+    64-bit hash of the signature and then checked field by field, so a run is exact.
+    """
     runs: list[_Run] = []
-    layer = table.layer
     n = len(commands)
-    if n == 0:
-        return runs
+    layer = table.layer
     cuts = np.flatnonzero(np.diff(layer)) + 1
-    bounds = np.concatenate([[0], cuts, [n]]).tolist()
-    cycles = table.command_cycles.tolist()
-    kinds = table.kind.tolist()
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [n]])
+    layer_lo = np.repeat(starts, ends - starts)
+    counts = np.diff(offsets)
+    owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+    inside = flat >= layer_lo[owner]
+    value = np.where(inside, owner - flat, -1 - flat)  # offset back (>0) inside the layer, else -1 - id
+    position = np.arange(len(flat), dtype=np.int64) - np.repeat(offsets[:-1], counts)
+    known = np.array([type(f) in _KNOWN_FIELDS and f.__dict__.keys() <= _KNOWN_FIELDS[type(f)] for f in table.forms],
+                     dtype=bool)[table.form] if n else np.zeros(0, dtype=bool)
+    cycles = table.command_cycles
+    kind = table.kind.astype(np.int64)
+    with np.errstate(over="ignore"):
+        mix = np.uint64(0x9E3779B97F4A7C15)
+        entry = (value.astype(np.uint64) * mix + position.astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+        entry ^= entry >> np.uint64(31)
+        signature = (cycles.astype(np.uint64) * mix + kind.astype(np.uint64) * np.uint64(0x94D049BB133111EB)
+                     + counts.astype(np.uint64))
+        np.add.at(signature, owner, entry)
+    signature = signature.view(np.int64).copy()
+    unknown = np.flatnonzero(~known)
+    signature[unknown] = -1 - unknown  # never equal to anything: commands the coalescer does not know
+    reach_of = np.zeros(n, dtype=np.int64)
+    np.maximum.at(reach_of, owner[inside], value[inside])
+    queue = table.queue
+    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
         if hi - lo < 2 * _MIN_BLOCKS:
             continue
-        names: dict[tuple, int] = {}
-        signature = np.empty(hi - lo, dtype=np.int64)
-        reach = np.zeros(hi - lo, dtype=np.int64)
-        for i in range(lo, hi):
-            command = commands[i]
-            if not command.__dict__.keys() <= _KNOWN_FIELDS.get(type(command), set()):
-                signature[i - lo] = -1 - i  # unique: never part of a run
+        sig = signature[lo:hi]
+        size = hi - lo
+        # Candidate periods: distances from a few commands to the next ones of the same signature.
+        candidates: set[int] = set()
+        for probe in (size // 4, size // 2, 3 * size // 4):
+            later = np.flatnonzero(sig[probe + 1:probe + 1 + _MAX_PERIOD] == sig[probe]) + 1
+            candidates.update(later[:8].tolist())
+        best: tuple[int, int, np.ndarray, np.ndarray] | None = None  # (coverage, period, starts, ends)
+        for period in sorted(candidates):
+            if period > size // _MIN_BLOCKS:
                 continue
-            inside = tuple(i - d for d in command.deps if d >= lo)
-            outside = tuple(d for d in command.deps if d < lo)
-            key = (kinds[i], cycles[i], inside, outside)
-            signature[i - lo] = names.setdefault(key, len(names))
-            reach[i - lo] = max(inside, default=0)
-        best: tuple[int, int, int] | None = None  # (length, -period, start)
-        for period in range(1, min(_MAX_PERIOD, (hi - lo) // _MIN_BLOCKS) + 1):
-            same = signature[period:] == signature[:-period]
-            if not same.any():
-                continue
+            same = sig[period:] == sig[:-period]
             edges = np.diff(np.concatenate([[0], same.view(np.int8), [0]]))
-            starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-            lengths = ends - starts
-            j = int(np.argmax(lengths))
-            candidate = (int(lengths[j]) + period, -period, int(starts[j]))
-            if best is None or candidate[0] > best[0]:
-                best = candidate
+            first, last = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+            lengths = (last - first + period) // period * period
+            keep = lengths >= _MIN_BLOCKS * period
+            coverage = int(lengths[keep].sum())
+            if coverage and (best is None or coverage > best[0]):
+                best = (coverage, period, first[keep], first[keep] + lengths[keep])
         if best is None:
             continue
-        length, period, start = best[0], -best[1], best[2]
-        length -= length % period
-        if length < _MIN_BLOCKS * period:
-            continue
-        a, b = lo + start, lo + start + length
-        per_queue = tuple(sum(1 for i in range(a, a + period) if queue[i] == q) for q in range(len(QUEUES)))
-        runs.append(_Run(a, b, period, int(reach[a - lo:b - lo].max()), per_queue))
+        _, period, run_starts, run_ends = best
+        previous_end = lo
+        for start, end in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
+            a, b = max(lo + start, previous_end), lo + end
+            b -= (b - a) % period
+            if b - a < _MIN_BLOCKS * period or not _repeats(a, b, period, kind, cycles, counts, offsets, value,
+                                                              flat, inside):
+                continue
+            previous_end = b
+            per_queue = tuple(int(np.count_nonzero(queue[a:a + period] == q)) for q in range(len(QUEUES)))
+            runs.append(_Run(a, b, period, int(reach_of[a:b].max()), per_queue))
     return runs
+
+
+def _repeats(a: int, b: int, period: int, kind: np.ndarray, cycles: np.ndarray, counts: np.ndarray,
+             offsets: np.ndarray, value: np.ndarray, flat: np.ndarray, inside: np.ndarray) -> bool:
+    """Whether commands ``[a + period, b)`` have the signatures of ``[a, b - period)`` exactly."""
+    later, earlier = slice(a + period, b), slice(a, b - period)
+    if not (np.array_equal(kind[later], kind[earlier]) and np.array_equal(cycles[later], cycles[earlier])
+            and np.array_equal(counts[later], counts[earlier])):
+        return False
+    e_later = slice(offsets[a + period], offsets[b])
+    e_earlier = slice(offsets[a], offsets[b - period])
+    return bool(np.array_equal(inside[e_later], inside[e_earlier]) and np.array_equal(value[e_later], value[e_earlier]))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import islice
 
 import numpy as np
 
@@ -88,7 +89,7 @@ def program_table(arch: Accelerator, commands: tuple[Command, ...],
     layer = np.empty(n, dtype=np.int64)
     for position, command in enumerate(commands):
         cls = type(command)
-        key = (cls, *tuple(command.__dict__.values())[_SKIP:])
+        key = (cls, *islice(command.__dict__.values(), _SKIP, None))
         f = index.get(key)
         if f is None:
             f = index[key] = len(forms)
