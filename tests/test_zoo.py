@@ -122,8 +122,9 @@ def test_batch_scales_macs_and_graph_is_consistent(name: str) -> None:
 
 
 def test_names_and_unknown_model() -> None:
-    assert zoo.names() == ("alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v1", "mobilenet_v2",
-                           "bert_base_layer", "vit_s16_block", "gpt2_prefill", "gpt2_decode")
+    assert zoo.names()[:10] == ("alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v1", "mobilenet_v2",
+                                "bert_base_layer", "vit_s16_block", "gpt2_prefill", "gpt2_decode")
+    assert set(LLMS) <= set(zoo.names())
     with pytest.raises(WorkloadError, match=r"^Unknown zoo model 'resnet19'; expected one of: alexnet, vgg16,"):
         zoo.build("resnet19")
     with pytest.raises(WorkloadError, match=r"^Zoo model 'alexnet': batch must be a positive integer, not 0$"):
@@ -188,3 +189,65 @@ def test_transformer_base_macs_in_closed_form() -> None:
     assert zoo.build("transformer_base").total_macs == expected
     assert set(zoo.benchmark_names()) >= {"densenet121", "resnext50", "vit_b16", "fcn_resnet50",
                                           "transformer_base", "darts_v2"}
+
+
+# -- LLM decoders ---------------------------------------------------------------------------------
+
+LLMS = ("llama2_7b_layer_prefill", "llama2_7b_layer_decode", "llama2_7b_prefill", "llama2_7b_decode",
+        "llama3_8b_layer_prefill", "llama3_8b_layer_decode")
+
+
+def _llama_layer_macs(seq: int, attended: int, hidden: int, heads: int, kv_heads: int, ffn: int) -> int:
+    """Independent count of one Llama decoder layer from its architecture (d = hidden / heads).
+
+    Q and output projections: seq * hidden * hidden each; K and V: seq * hidden * kv_heads * d each
+    (grouped-query attention shrinks them, not the attention itself); scores Q K^T and context P V:
+    each heads * seq * attended * d; SwiGLU gate, up and down: 3 * seq * hidden * ffn.
+    """
+    d = hidden // heads
+    return (2 * seq * hidden * hidden + 2 * seq * hidden * kv_heads * d + 2 * heads * seq * attended * d
+            + 3 * seq * hidden * ffn)
+
+
+def test_llama2_7b_layer_macs() -> None:
+    # Llama-2-7B (Touvron et al. 2023; HF config: hidden 4096, 32 heads, 32 K/V heads, FFN 11008).
+    # Prefill of 2048: projections 4 * 2048*4096^2 = 137,438,953,472; attention 2 * 32*2048*2048*128
+    # = 34,359,738,368; SwiGLU 3 * 2048*4096*11008 = 277,025,390,592; total 448,824,082,432.
+    assert zoo.LLM_PREFILL_SEQUENCE == 2048 and zoo.LLM_DECODE_CACHE == 2048
+    prefill = zoo.build("llama2_7b_layer_prefill")
+    assert prefill.total_macs == _llama_layer_macs(2048, 2048, 4096, 32, 32, 11008) == 448_824_082_432
+    scores = prefill.layer("layers.0.attn.scores").gemm
+    assert (scores.m, scores.k, scores.n, scores.batch) == (2048, 128, 2048, 32)
+    decode = zoo.build("llama2_7b_layer_decode")  # one token attending to 2048 cached + itself
+    assert decode.total_macs == _llama_layer_macs(1, 2049, 4096, 32, 32, 11008)
+    scores = decode.layer("layers.0.attn.scores").gemm
+    assert (scores.m, scores.k, scores.n, scores.batch) == (1, 128, 2049, 32)
+
+
+def test_llama2_7b_whole_model_macs_and_parameters() -> None:
+    # 32 layers plus the untied LM head (seq * 4096 * 32000); parameters: 32 * (4 * 4096^2 + 3 * 4096 *
+    # 11008 + 2 * 4096) + 2 * 32000 * 4096 + 4096 = 6,738,415,616, the model card's 6.74B (int8: one
+    # byte each), plus the one attention scale constant of each layer.
+    layer = _llama_layer_macs(2048, 2048, 4096, 32, 32, 11008)
+    prefill = zoo.build("llama2_7b_prefill")
+    assert prefill.total_macs == 32 * layer + 2048 * 4096 * 32000 == 14_630_806_093_824
+    assert prefill.weight_bytes == 6_738_415_616 + 32
+    decode = zoo.build("llama2_7b_decode")
+    assert decode.total_macs == 32 * _llama_layer_macs(1, 2049, 4096, 32, 32, 11008) + 4096 * 32000
+    assert sum(lay.op is OpKind.NORM for lay in decode.layers) == 65
+    assert all(lay.attrs.get("kind") == "rms" for lay in decode.layers if lay.op is OpKind.NORM)
+
+
+def test_llama3_8b_layer_is_grouped_query_attention() -> None:
+    # Llama-3-8B (HF config: hidden 4096, 32 heads, 8 K/V heads, FFN 14336): K and V project to 1024.
+    prefill = zoo.build("llama3_8b_layer_prefill")
+    assert prefill.total_macs == _llama_layer_macs(2048, 2048, 4096, 32, 8, 14336) == 481_036_337_152
+    assert prefill.layer("layers.0.attn.k").gemm.n == 8 * 128
+    scores = prefill.layer("layers.0.attn.scores").gemm  # 4 query heads per K/V head share it
+    assert (scores.m, scores.k, scores.n, scores.batch) == (4 * 2048, 128, 2048, 8)
+    decode = zoo.build("llama3_8b_layer_decode")
+    assert decode.total_macs == _llama_layer_macs(1, 2049, 4096, 32, 8, 14336)
+    caches = [t for t in decode.inputs if t.name.endswith(("past_k", "past_v"))]
+    assert [t.shape for t in caches] == [(1, 8, 2048, 128)] * 2
+    # per-layer weights: 2 * 4096^2 + 2 * 4096 * 1024 + 3 * 4096 * 14336 + 2 * 4096 = 218,112,000 (+ the scale)
+    assert decode.weight_bytes == 218_112_000 + 1

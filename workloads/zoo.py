@@ -18,6 +18,12 @@ name               architecture                                                 
 ``gpt2_decode``    GPT-2 small, one decode step, KV cache of 1023 tokens (attends 1024)         142,406,400
 =================  ======================================================================  ===============
 
+LLM decoders (see the block at the end of this module): ``llama2_7b_prefill`` / ``llama2_7b_decode``
+(the whole 32-layer Llama-2-7B, prefill of 2,048 tokens / one decode step with a 2,048-token KV
+cache), ``llama2_7b_layer_prefill`` / ``llama2_7b_layer_decode`` (one of its decoder layers), and
+``llama3_8b_layer_prefill`` / ``llama3_8b_layer_decode`` (one Llama-3-8B decoder layer: grouped-query
+attention with 8 K/V heads for 32 query heads).
+
 Conventions: inference graphs (no dropout; batch norm kept as a NORM layer after each conv, as in the
 framework graph); CNN inputs are ``batch x 3 x 224 x 224``; transformer inputs are the embedded
 tokens ``batch x sequence x hidden`` (GPT-2 starts from token ids and models the embedding gather
@@ -30,12 +36,14 @@ identity at 224x224 and is omitted. All tensors are ``int8`` by default.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from accel.errors import WorkloadError
 from workloads.builder import GraphBuilder
 from workloads.graph import Graph
 
-__all__ = ["names", "benchmark_names", "build", "GPT2_PREFILL_SEQUENCE", "GPT2_DECODE_CACHE", "BERT_SEQUENCE"]
+__all__ = ["names", "benchmark_names", "build", "GPT2_PREFILL_SEQUENCE", "GPT2_DECODE_CACHE", "BERT_SEQUENCE",
+           "LLM_PREFILL_SEQUENCE", "LLM_DECODE_CACHE", "LlamaShape", "LLAMA2_7B", "LLAMA3_8B"]
 
 #: Sequence length of ``bert_base_layer``.
 BERT_SEQUENCE = 128
@@ -301,3 +309,125 @@ def _build_checked(name: str, batch: int, make: Callable[[int], Graph]) -> Graph
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise WorkloadError(f"Zoo model {name!r}: batch must be a positive integer, not {batch!r}")
     return make(batch)
+
+
+# -- LLM decoders: Llama-2-7B (MHA) and Llama-3-8B (GQA) --------------------------------------------
+#
+# Shapes from the model cards (Hugging Face config.json of meta-llama/Llama-2-7b-hf and
+# meta-llama/Meta-Llama-3-8B): hidden 4096, 32 layers, 32 query heads of 128; Llama-2-7B has 32 K/V
+# heads (multi-head attention), FFN 11008, vocabulary 32000; Llama-3-8B has 8 K/V heads (grouped-query
+# attention, 4 query heads per K/V head), FFN 14336, vocabulary 128256. A decoder layer is pre-norm:
+# x = x + Attn(RMSNorm(x)); x = x + SwiGLU(RMSNorm(x)) with SwiGLU(h) = W_down(silu(W_gate h) * W_up h);
+# no biases; rotary position embeddings are element-wise products with per-position cos/sin tables
+# (graph inputs, ``B x 1 x S x d``: each sequence's positions, computed per step, not weights). Grouped-query attention runs each K/V head once for
+# its group of query heads: the group's queries are stacked as rows (``B x KV x (G*S) x d``), which
+# is how GQA kernels share K and V, with the MACs of ``H`` heads. The LM head is untied and computes
+# logits for every position; causal masks are not modelled (as for GPT-2). Prefill runs
+# LLM_PREFILL_SEQUENCE tokens; decode runs one new token against a cache of LLM_DECODE_CACHE past
+# tokens (it attends to LLM_DECODE_CACHE + 1 positions).
+
+#: Tokens processed by the LLM prefill models.
+LLM_PREFILL_SEQUENCE = 2048
+#: Tokens in the KV cache of the LLM decode models (the new token attends to these and itself).
+LLM_DECODE_CACHE = 2048
+
+
+@dataclass(frozen=True)
+class LlamaShape:
+    """The architecture numbers of a Llama-family decoder."""
+
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    ffn: int
+    vocab: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+LLAMA2_7B = LlamaShape("llama2_7b", hidden=4096, layers=32, heads=32, kv_heads=32, ffn=11008, vocab=32000)
+LLAMA3_8B = LlamaShape("llama3_8b", hidden=4096, layers=32, heads=32, kv_heads=8, ffn=14336, vocab=128256)
+
+
+def _rms_norm(b: GraphBuilder, x: str, name: str) -> str:
+    weight = b.constant(f"{name}.weight", (b.shape(x)[-1],))  # RMSNorm has a scale and no shift
+    return b.norm(x, "rms", name, params=[weight], source_op="RMSNormalization")
+
+
+def _llama_attention(b: GraphBuilder, x: str, shape: LlamaShape, p: str, past: tuple[str, str] | None) -> str:
+    bsz, seq, dim = b.shape(x)
+    heads, kv, d = shape.heads, shape.kv_heads, shape.head_dim
+    group = heads // kv
+    # per sequence of the batch (its own positions), shared by the heads
+    cos, sin = b.input(f"{p}.rope_cos", (bsz, 1, seq, d)), b.input(f"{p}.rope_sin", (bsz, 1, seq, d))
+    q = b.linear(x, heads * d, bias=False, name=f"{p}.q")
+    k = b.linear(x, kv * d, bias=False, name=f"{p}.k")
+    v = b.linear(x, kv * d, bias=False, name=f"{p}.v")
+    q = _split_heads(b, q, heads, f"{p}.q")
+    k = _split_heads(b, k, kv, f"{p}.k")
+    v = _split_heads(b, v, kv, f"{p}.v")
+    q = b.elementwise("rope", [q, cos, sin], f"{p}.q_rope", source_op="RotaryEmbedding")
+    k = b.elementwise("rope", [k, cos, sin], f"{p}.k_rope", source_op="RotaryEmbedding")
+    if past is not None:
+        k = b.concat([past[0], k], 2, f"{p}.k_cache")
+        v = b.concat([past[1], v], 2, f"{p}.v_cache")
+    if group > 1:  # the query heads of a K/V head, stacked as rows
+        q = b.reshape(q, (bsz, kv, group * seq, d), f"{p}.q_groups")
+    kt = b.transpose(k, (0, 1, 3, 2), f"{p}.k_t")
+    scores = b.matmul(q, kt, f"{p}.scores")
+    scale = b.constant(f"{p}.scale", (1,))
+    scores = b.mul(scores, scale, f"{p}.scale_mul")
+    probs = b.softmax(scores, -1, f"{p}.softmax")
+    ctx = b.matmul(probs, v, f"{p}.context")
+    if group > 1:
+        ctx = b.reshape(ctx, (bsz, heads, seq, d), f"{p}.ungroup")
+    ctx = b.transpose(ctx, (0, 2, 1, 3), f"{p}.merge")
+    ctx = b.reshape(ctx, (bsz, seq, heads * d), f"{p}.merge_heads")
+    return b.linear(ctx, dim, bias=False, name=f"{p}.o")
+
+
+def _llama_layer(b: GraphBuilder, x: str, shape: LlamaShape, p: str, past: tuple[str, str] | None) -> str:
+    a = _llama_attention(b, _rms_norm(b, x, f"{p}.attn_norm"), shape, f"{p}.attn", past)
+    x = b.add(x, a, f"{p}.attn.add")
+    h = _rms_norm(b, x, f"{p}.mlp_norm")
+    gate = b.activation(b.linear(h, shape.ffn, bias=False, name=f"{p}.mlp.gate"), "silu", f"{p}.mlp.silu")
+    up = b.linear(h, shape.ffn, bias=False, name=f"{p}.mlp.up")
+    down = b.linear(b.mul(gate, up, f"{p}.mlp.mul"), shape.hidden, bias=False, name=f"{p}.mlp.down")
+    return b.add(x, down, f"{p}.mlp.add")
+
+
+def _llama(shape: LlamaShape, batch: int, *, decode: bool, whole: bool) -> Graph:
+    """``whole``: embedding, every layer, the final norm and the LM head; else one decoder layer."""
+    b = GraphBuilder(f"{shape.name}{'' if whole else '_layer'}_{'decode' if decode else 'prefill'}")
+    seq = 1 if decode else LLM_PREFILL_SEQUENCE
+    if whole:
+        ids = b.input("input_ids", (batch, seq), dtype="int32")
+        table = b.constant("embed_tokens", (shape.vocab, shape.hidden))
+        x = b.passthrough([ids, table], "Gather", "embed", shape=(batch, seq, shape.hidden))
+    else:
+        x = b.input("hidden", (batch, seq, shape.hidden))
+    for i in range(shape.layers if whole else 1):
+        past = None
+        if decode:
+            cache = (batch, shape.kv_heads, LLM_DECODE_CACHE, shape.head_dim)
+            past = (b.input(f"layers.{i}.past_k", cache), b.input(f"layers.{i}.past_v", cache))
+        x = _llama_layer(b, x, shape, f"layers.{i}", past)
+    if whole:
+        x = _rms_norm(b, x, "norm")
+        b.linear(x, shape.vocab, bias=False, name="lm_head")
+    return b.build()
+
+
+_LLM_MODELS: dict[str, Callable[[int], Graph]] = {
+    "llama2_7b_layer_prefill": lambda n: _llama(LLAMA2_7B, n, decode=False, whole=False),
+    "llama2_7b_layer_decode": lambda n: _llama(LLAMA2_7B, n, decode=True, whole=False),
+    "llama2_7b_prefill": lambda n: _llama(LLAMA2_7B, n, decode=False, whole=True),
+    "llama2_7b_decode": lambda n: _llama(LLAMA2_7B, n, decode=True, whole=True),
+    "llama3_8b_layer_prefill": lambda n: _llama(LLAMA3_8B, n, decode=False, whole=False),
+    "llama3_8b_layer_decode": lambda n: _llama(LLAMA3_8B, n, decode=True, whole=False),
+}
+_MODELS.update(_LLM_MODELS)
