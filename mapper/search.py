@@ -42,6 +42,7 @@ from mapper.caches import PriceTables
 from mapper.options import OBJECTIVES
 from mapper.plan import Tile
 from mapper.schedules import FoldPlan, Operands, Step, fold_outer, largest, share, tile_outer, tile_sizes
+from mapper.search_arrays import tile_outer_costs
 
 __all__ = ["Cost", "Choice", "INFEASIBLE", "search_gemm", "vector_cost", "roofline_cycles", "pareto", "clear_caches"]
 
@@ -178,6 +179,11 @@ class _Pricer:
 
 
 _pricer = functools.lru_cache(maxsize=16)(_Pricer)
+
+# Tile-outer candidates of a round priced together as arrays (mapper.search_arrays); False: one by one
+# with _tile_outer_cost, the reference the array pricing is checked against.
+_VECTORIZED = False
+_BATCH = 16  # candidates priced together (after dropping those whose bound already loses)
 
 
 def clear_caches() -> None:
@@ -380,15 +386,35 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
         return {"latency": cycles, "energy": energy}.get(objective, cycles * energy)
 
     def price(sizes: Iterable[tuple[int, int, int]]) -> None:
+        candidates: dict[Tile, None] = {}  # in order, each once
         for tb, tk, tn in sizes:
             most = _max_tm(ops, tb, tk, tn, half_spad, half_acc)
             if most < 1:
                 continue
             for tm in {most, ceil_div(g.m, ceil_div(g.m, most))}:
                 tile = Tile(tm, tk, tn, tb)
-                if tile in priced or (best and bound(tile) > best[0].cost.key(objective)[0]):
+                if tile not in priced:
+                    candidates.setdefault(tile)
+        if not candidates:
+            return
+        # Every candidate priced at once (numpy); then, in order, the ones whose bound does not
+        # already lose are kept, as when each is priced in turn (a second occurrence of a tile whose
+        # bound lost would lose again: the best only improves).
+        tiles = list(candidates)
+        pricer = _pricer(arch)
+        for at in range(0, len(tiles), _BATCH):
+            # a tile whose bound loses now would lose when its turn comes (the best only improves)
+            batch = [t for t in tiles[at:at + _BATCH] if not (best and bound(t) > best[0].cost.key(objective)[0])]
+            if not batch:
+                continue
+            if _VECTORIZED:
+                costs = [pricer.total(*figures) for figures in tile_outer_costs(pricer, ops, batch, dataflow)]
+            else:
+                costs = [_tile_outer_cost(arch, ops, tile, dataflow) for tile in batch]
+            for tile, cost in zip(batch, costs, strict=True):
+                if best and bound(tile) > best[0].cost.key(objective)[0]:
                     continue
-                choice = Choice("tile-outer", dataflow, tile, tile, _tile_outer_cost(arch, ops, tile, dataflow))
+                choice = Choice("tile-outer", dataflow, tile, tile, cost)
                 priced[tile] = choice
                 if not best or choice.cost.key(objective) < best[0].cost.key(objective):
                     best[:] = [choice]

@@ -319,12 +319,12 @@ def _build_checked(name: str, batch: int, make: Callable[[int], Graph]) -> Graph
 # attention, 4 query heads per K/V head), FFN 14336, vocabulary 128256. A decoder layer is pre-norm:
 # x = x + Attn(RMSNorm(x)); x = x + SwiGLU(RMSNorm(x)) with SwiGLU(h) = W_down(silu(W_gate h) * W_up h);
 # no biases; rotary position embeddings are element-wise products with per-position cos/sin tables
-# (graph inputs, ``B x 1 x S x d``: each sequence's positions, computed per step, not weights). Grouped-query attention runs each K/V head once for
-# its group of query heads: the group's queries are stacked as rows (``B x KV x (G*S) x d``), which
-# is how GQA kernels share K and V, with the MACs of ``H`` heads. The LM head is untied and computes
-# logits for every position; causal masks are not modelled (as for GPT-2). Prefill runs
-# LLM_PREFILL_SEQUENCE tokens; decode runs one new token against a cache of LLM_DECODE_CACHE past
-# tokens (it attends to LLM_DECODE_CACHE + 1 positions).
+# (graph inputs, ``B x 1 x S x d``: each sequence's positions, computed per step, not weights).
+# Grouped-query attention runs each K/V head once for its group of query heads: the group's queries
+# are stacked as rows (``B x KV x (G*S) x d``), which is how GQA kernels share K and V, with the MACs
+# of ``H`` heads. The LM head is untied and computes logits for every position; causal masks are not
+# modelled (as for GPT-2). Prefill runs LLM_PREFILL_SEQUENCE tokens; decode runs one new token
+# against a cache of LLM_DECODE_CACHE past tokens (it attends to LLM_DECODE_CACHE + 1 positions).
 
 #: Tokens processed by the LLM prefill models.
 LLM_PREFILL_SEQUENCE = 2048
