@@ -11,9 +11,10 @@ unit: ``DMA 0`` ... ``DMA n-1`` (one per DMA channel), ``array`` and ``vector``,
 complete (``"X"``) event on its unit's track, named ``"<Kind> <layer>"`` (``"Compute conv1"``), with
 ``args`` holding the command id, layer, start and end cycle, its dynamic energy in pJ and what it
 moves or computes (``size_bytes`` and ``tensor`` for DMA, ``macs`` and the tile for the array,
-``elements`` for the vector unit). The trace records only that a DMA command ran, not on which
-channel; commands are put on the lowest-numbered channel free at their start, which never needs
-more tracks than there are channels.
+``elements`` for the vector unit), and ``"coalesced": true`` for a command the simulator recorded
+as part of a coalesced run (its times are exact; ``otherData`` says how many and what that means).
+The trace records only that a DMA command ran, not on which channel; commands are put on the
+lowest-numbered channel free at their start, which never needs more tracks than there are channels.
 
 Time: the Trace Event Format counts in microseconds, so ``ts = start_cycle / clock_hz * 1e6``,
 rounded to whole nanoseconds; ``dur`` is the rounded end minus the rounded start, so commands that
@@ -33,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accel.commands import Command, Compute, Load, Move, Store, Unit, Vector
-from accel.energy import command_energy_pj
 from sim.power import energy
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ __all__ = ["to_perfetto", "write_perfetto"]
 _log = logging.getLogger(__name__)
 
 _PID = 1
+_COALESCING_NOTE = ("commands with args.coalesced were recorded by the simulator's coalescing (one step for a "
+                    "steady run of identical blocks, exactly as simulated one by one; sim.engine), not one by one")
 
 
 def to_perfetto(result: Result, *, power_window_cycles: int | None = None) -> dict[str, Any]:
@@ -68,16 +70,19 @@ def to_perfetto(result: Result, *, power_window_cycles: int | None = None) -> di
                        "args": {"sort_index": order}})
 
     commands = result.plan.commands
-    for event in result.trace:
+    coalesced = result.timing.coalesced.tolist()
+    energies = result.energy.command_energy_pj.tolist()  # per event, in trace order
+    for event, grouped, energy_pj in zip(result.trace, coalesced, energies, strict=True):
         command = commands[event.command]
         thread = 1 + channels[event.command] if event.unit == Unit.DMA.value else tid[event.unit]
         start_ns, end_ns = ns(event.start), ns(event.end)
+        args = {"command": command.id, "layer": command.layer, "start_cycle": event.start, "end_cycle": event.end,
+                "energy_pj": energy_pj, **_details(command)}
+        if grouped:
+            args["coalesced"] = True
         events.append({
             "ph": "X", "name": f"{event.kind} {event.layer}", "cat": event.unit, "pid": _PID, "tid": thread,
-            "ts": start_ns / 1000, "dur": (end_ns - start_ns) / 1000,
-            "args": {"command": command.id, "layer": command.layer, "start_cycle": event.start,
-                     "end_cycle": event.end, "energy_pj": sum(command_energy_pj(arch, command).values()),
-                     **_details(command)},
+            "ts": start_ns / 1000, "dur": (end_ns - start_ns) / 1000, "args": args,
         })
 
     if power_window_cycles is not None:
@@ -92,7 +97,8 @@ def to_perfetto(result: Result, *, power_window_cycles: int | None = None) -> di
         "traceEvents": events,
         "displayTimeUnit": "ns",
         "otherData": {"arch": arch.name, "workload": result.plan.graph_name, "clock_hz": arch.clock_hz,
-                      "total_cycles": result.total_cycles},
+                      "total_cycles": result.total_cycles, "coalesced_commands": result.coalesced_commands,
+                      "coalescing": _COALESCING_NOTE},
     }
 
 
