@@ -1,14 +1,22 @@
-"""Simulator speed: wall time and simulated events per second for zoo models on two presets.
+"""Simulator speed: mapping, simulation and summary time, commands, SimPy events and cycles per second.
 
-Maps and simulates ResNet-18, ResNet-50, MobileNetV2 and the BERT-base layer on the TPU-like and the
-Gemmini-like presets, one after another on one core, and reports for each: wall time of mapping and of
-simulation, commands (= simulated events), events per second, simulated cycles per wall-clock second,
-and peak memory (RSS) of the process. Prints a table and writes JSON (``--json``, default
-``benchmarks/results/sim_speed.json``).
+Runs each row in a fresh process on one core (so peak RSS is the row's own and no cache is warm):
+maps the model (``mapper.map_graph``), simulates it (``sim.simulate``, coalescing on) and summarises it
+(``summary()``, ``layers()``, ``units()`` and the energy report), and reports the wall and CPU seconds
+of each phase, commands, SimPy events, commands coalesced, commands/s and events/s of the simulation,
+simulated cycles per second of the whole pipeline, and peak RSS. With ``--fine`` (default for rows of
+at most 300,000 commands) it also times ``simulate(plan, fine=True)`` and checks it gives the same total.
+
+Rows: the CNNs and BERT on the Gemmini-like and TPU-like presets, GPT-2 prefill and the Llama-2-7B /
+Llama-3-8B decoder layers on Gemmini, the whole 32-layer Llama-2-7B (prefill of 2,048 tokens and one
+decode step) on the TPU-like preset (on a 16x16 Gemmini it is ~15 million commands of the mapper's,
+beyond what one process holds). Targets printed beside the figures (not asserted): GPT-2 prefill
+mapped + simulated + summarised under 5 s, Llama-2-7B prefill under 60 s, ResNet-50 under 0.3 s. The
+machine is shared: the load average is printed, and ratios between rows of one run are what to read.
 
 With ``--scalesim-python PATH`` (a Python that has ``scalesim`` installed, numpy < 2) it also times
 SCALE-Sim v3 on the first ``--scalesim-layers`` layers of its own ResNet-18 topology in the same run,
-and reports the ratio of simulated cycles per second.
+and reports the ratio of simulated cycles per second on the same rows.
 
     python benchmarks/sim_speed.py
     python benchmarks/sim_speed.py --scalesim-python /path/to/venv/bin/python
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -25,30 +34,62 @@ import tempfile
 import time
 from pathlib import Path
 
-from accel import config
-from mapper import MapOptions, map_graph
-from sim import simulate
-from workloads import zoo
-
-MODELS = ("resnet18", "resnet50", "mobilenet_v2", "bert_base_layer")
-PRESETS = ("tpu-v1", "gemmini")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scalesim"
+ROWS = (
+    ("resnet18", "gemmini"), ("resnet50", "gemmini"), ("mobilenet_v2", "gemmini"), ("bert_base_layer", "gemmini"),
+    ("resnet18", "tpu-v1"), ("resnet50", "tpu-v1"), ("mobilenet_v2", "tpu-v1"), ("bert_base_layer", "tpu-v1"),
+    ("gpt2_prefill", "gemmini"), ("gpt2_decode", "gemmini"),
+    ("llama2_7b_layer_prefill", "gemmini"), ("llama2_7b_layer_decode", "gemmini"),
+    ("llama3_8b_layer_prefill", "gemmini"), ("llama3_8b_layer_decode", "gemmini"),
+    ("llama2_7b_prefill", "tpu-v1"), ("llama2_7b_decode", "tpu-v1"),
+)
+TARGETS_S = {("gpt2_prefill", "gemmini"): 5.0, ("llama2_7b_prefill", "tpu-v1"): 60.0, ("resnet50", "gemmini"): 0.3}
+FINE_UP_TO = 300_000  # commands: rows up to this size also time the fine simulation
 
 
-def measure(model: str, preset: str) -> dict[str, object]:
+def measure(model: str, preset: str, fine: bool) -> dict[str, object]:
+    """One row, in this process (imports first, so they are not timed)."""
+    import mapper
+    import sim
+    import sim.engine  # noqa: F401
+    from accel import config
+    from workloads import zoo
+
     arch = config.load(preset)
     graph = zoo.build(model)
-    t0 = time.perf_counter()
-    plan = map_graph(graph, arch)
-    t1 = time.perf_counter()
-    result = simulate(plan)
-    t2 = time.perf_counter()
-    return {
-        "model": model, "preset": preset, "commands": len(plan.commands), "total_cycles": result.total_cycles,
-        "map_s": t1 - t0, "simulate_s": t2 - t1, "wall_s": t2 - t0,
-        "events_per_s": len(plan.commands) / (t2 - t1),
-        "cycles_per_s": result.total_cycles / (t2 - t0),
+    clock = time.perf_counter
+    cpu = time.process_time
+    t0, c0 = clock(), cpu()
+    plan = mapper.map_graph(graph, arch)
+    t1, c1 = clock(), cpu()
+    result = sim.simulate(plan)
+    t2, c2 = clock(), cpu()
+    result.summary()
+    result.layers()
+    result.units()
+    t3, c3 = clock(), cpu()
+    row: dict[str, object] = {
+        "model": model, "preset": preset, "commands": len(plan.commands), "events": result.events,
+        "coalesced": result.coalesced_commands, "total_cycles": result.total_cycles,
+        "map_s": t1 - t0, "simulate_s": t2 - t1, "summary_s": t3 - t2, "wall_s": t3 - t0,
+        "map_cpu_s": c1 - c0, "simulate_cpu_s": c2 - c1, "summary_cpu_s": c3 - c2, "cpu_s": c3 - c0,
+        "commands_per_s": len(plan.commands) / (t2 - t1), "events_per_s": result.events / (t2 - t1),
+        "cycles_per_s": result.total_cycles / (t3 - t0),
     }
+    if fine and len(plan.commands) <= FINE_UP_TO:
+        t4 = clock()
+        reference = sim.simulate(plan, fine=True)
+        row["fine_simulate_s"] = clock() - t4
+        row["fine_events"] = reference.events
+        row["fine_same_total"] = reference.total_cycles == result.total_cycles
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
+def measure_in_subprocess(model: str, preset: str, fine: bool) -> dict[str, object]:
+    command = [sys.executable, __file__, "--one", model, preset] + ([] if fine else ["--no-fine"])
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def scalesim_wall(python: str, layers: int) -> dict[str, object]:
@@ -80,7 +121,8 @@ def scalesim_wall(python: str, layers: int) -> dict[str, object]:
 def ours_on_scalesim(layers: int) -> dict[str, object]:
     """The same topology rows and config through this simulator (fold-outer, SCALE-Sim's order)."""
     from accel.scalesim import load_scalesim_config
-    from mapper import Depthwise, LoopOrder
+    from mapper import Depthwise, LoopOrder, MapOptions, map_graph
+    from sim import simulate
     from workloads.scalesim_import import load_scalesim_topology
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,17 +143,32 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "sim_speed.json")
     parser.add_argument("--scalesim-python", help="a Python with scalesim installed, to time SCALE-Sim too")
     parser.add_argument("--scalesim-layers", type=int, default=2)
+    parser.add_argument("--no-fine", action="store_true", help="do not time the fine (one by one) simulation")
+    parser.add_argument("--only", help="comma-separated model names: run only these rows")
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "PRESET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(*args.one, fine=not args.no_fine)))
+        return
 
-    rows = [measure(m, p) for p in PRESETS for m in MODELS]
-    print(f"{'model':16s} {'preset':8s} {'commands':>9s} {'map s':>7s} {'sim s':>7s} {'events/s':>10s} "
-          f"{'cycles/s':>12s}")
+    load_before = os.getloadavg()
+    wanted = set(args.only.split(",")) if args.only else None
+    rows = [measure_in_subprocess(m, p, not args.no_fine) for m, p in ROWS if wanted is None or m in wanted]
+    print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+    print(f"{'model':24s} {'preset':7s} {'commands':>9s} {'events':>8s} {'coalesced':>9s} {'map s':>7s} "
+          f"{'sim s':>7s} {'summ s':>7s} {'total s':>8s} {'cpu s':>7s} {'cmds/s':>9s} {'events/s':>9s} "
+          f"{'cycles/s':>9s} {'fine sim s':>10s} {'RSS MB':>7s} target")
     for r in rows:
-        print(f"{r['model']:16s} {r['preset']:8s} {r['commands']:9d} {r['map_s']:7.3f} {r['simulate_s']:7.3f} "
-              f"{r['events_per_s']:10.0f} {r['cycles_per_s']:12.3g}")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory {peak_mb:.0f} MB")
-    out: dict[str, object] = {"runs": rows, "peak_rss_mb": peak_mb, "python": sys.version.split()[0]}
+        target = TARGETS_S.get((r["model"], r["preset"]))
+        verdict = "" if target is None else f"< {target:g} s: {'met' if r['wall_s'] < target else 'not met'}"
+        fine_s = f"{r['fine_simulate_s']:10.2f}" if "fine_simulate_s" in r else f"{'':>10s}"
+        print(f"{r['model']:24s} {r['preset']:7s} {r['commands']:9d} {r['events']:8d} {r['coalesced']:9d} "
+              f"{r['map_s']:7.2f} {r['simulate_s']:7.2f} {r['summary_s']:7.2f} {r['wall_s']:8.2f} {r['cpu_s']:7.2f} "
+              f"{r['commands_per_s']:9.3g} {r['events_per_s']:9.3g} {r['cycles_per_s']:9.3g} {fine_s} "
+              f"{r['peak_rss_mb']:7.0f} {verdict}")
+    out: dict[str, object] = {"runs": rows, "load_average": [load_before[0], os.getloadavg()[0]],
+                              "python": sys.version.split()[0], "targets_s": {f"{m}@{p}": t for (m, p), t in
+                                                                              TARGETS_S.items()}}
     if args.scalesim_python:
         ref = scalesim_wall(args.scalesim_python, args.scalesim_layers)
         ours = ours_on_scalesim(args.scalesim_layers)
