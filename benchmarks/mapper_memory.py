@@ -54,7 +54,7 @@ def densenet121(batch: int = 1) -> Graph:
 def _workloads(quick: bool) -> list[tuple[str, Graph]]:
     if quick:
         return [(n, zoo.build(n)) for n in ("resnet18", "mobilenet_v2", "bert_base_layer")]
-    out = [(n, zoo.build(n)) for n in zoo.names()]
+    out = [(n, zoo.build(n)) for n in zoo.names() if n not in zoo.LLM_MODELS]
     out += [(f"onnx:{p.stem}", load(p)) for p in sorted(ONNX_DIR.glob("*.onnx"))]
     out.append(("densenet121", densenet121()))
     return out

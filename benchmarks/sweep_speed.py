@@ -37,11 +37,15 @@ WARMUP = Space(base="gemmini", params={"dram.bandwidth_bytes_per_cycle": [10.0, 
 
 def _timed(executor: object, max_workers: int | None) -> dict[str, float]:
     run_sweep(WARMUP, [WORKLOAD], executor=executor, max_workers=max_workers)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     frame = run_sweep(TIMED, [WORKLOAD], executor=executor, max_workers=max_workers)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     assert (frame["status"] == "ok").all(), frame["reason"].unique()
-    return {"points": len(frame), "wall_s": wall, "points_per_s": len(frame) / wall}
+    row = {"points": len(frame), "wall_s": wall, "points_per_s": len(frame) / wall}
+    if executor is None:  # in this process: its CPU time is the sweep's (on a shared machine, wall is not)
+        row["cpu_s"] = cpu
+        row["points_per_cpu_s"] = len(frame) / cpu
+    return row
 
 
 def profile_point() -> dict[str, float]:
@@ -83,11 +87,16 @@ def main() -> None:
         row["points_per_s_per_core"] = row["points_per_s"] / row["cores"]
     point = profile_point()
 
-    print(f"ResNet-18 on gemmini, {rows[0]['points']} design points per run, {os.cpu_count()} cores")
+    print(f"ResNet-18 on gemmini, {rows[0]['points']} design points per run, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'executor':32} {'cores':>5} {'wall s':>8} {'points/s':>9} {'per core':>9}")
     for row in rows:
         print(f"{row['executor']:32} {row['cores']:>5} {row['wall_s']:>8.2f} {row['points_per_s']:>9.2f} "
               f"{row['points_per_s_per_core']:>9.2f}")
+    pools = {row["cores"]: row for row in rows if row["executor"].startswith("local processes")}
+    speedup = pools[2]["points_per_s"] / pools[1]["points_per_s"]
+    print(f"in-process: {rows[0]['points_per_cpu_s']:.2f} points per CPU second; 2 local processes over 1: "
+          f"{speedup:.2f}x (target 1.8x; read it on an idle machine)")
     total = point["map_s"] + point["simulate_s"] + point["summary_s"]
     print(f"one point ({point['commands']:.0f} commands): map {point['map_s'] * 1e3:.0f} ms "
           f"({point['map_s'] / total:.0%}), simulate {point['simulate_s'] * 1e3:.0f} ms "
@@ -95,7 +104,8 @@ def main() -> None:
           f"({point['summary_s'] / total:.0%}); target 5 points/s/core = 200 ms per point")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"workload": WORKLOAD, "arch": "gemmini", "cpu_count": os.cpu_count(),
-                                     "python": platform.python_version(), "runs": rows, "one_point": point},
+                                     "python": platform.python_version(), "runs": rows, "one_point": point,
+                                     "speedup_2_over_1_processes": speedup, "load_average": os.getloadavg()[0]},
                                     indent=2) + "\n")
     print(f"wrote {args.json}")
 

@@ -436,6 +436,7 @@ class _Machine:
             self.procs.append(p)
             p.process = self.env.process(self._unit(p))
         self.anchors: dict[int, _Run] = {}
+        self.checks: set[int] = set()  # pending snapshot events (ids)
         self.runs: list[_Run] = []
         if coalesce and n:
             counts = np.fromiter((len(d) for d in self.deps), np.int64, n)
@@ -584,11 +585,15 @@ class _Machine:
         if run.finished:
             return
         check = self.env.timeout(0)
-        check.callbacks.append(lambda _event: self._check(run, anchor))
+        self.checks.add(id(check))
+        check.callbacks.append(lambda event: self._check(run, anchor, event))
 
-    def _check(self, run: _Run, anchor: int) -> None:
+    def _check(self, run: _Run, anchor: int, event: simpy.Event) -> None:
         env = self.env
-        if env._queue and env._queue[0][0] <= env.now:  # other events of this cycle first
+        self.checks.discard(id(event))
+        now = env.now
+        # other events of this cycle first (other runs' checks do nothing to the machine: not those)
+        if any(when <= now and id(other) not in self.checks for when, _, _, other in env._queue):
             self._schedule_check(run, anchor)
             return
         run.attempts += 1
@@ -659,6 +664,8 @@ class _Machine:
             timeouts = {id(p.timeout): p for p in self.procs if p.phase == _EXEC}
             heap = []
             for when, priority, _eid, event in sorted(env._queue):
+                if id(event) in self.checks:
+                    continue
                 p = timeouts.get(id(event))
                 if p is None or not a <= p.cmd < b:
                     raise _Reject

@@ -24,7 +24,7 @@ def _topological(graph, order) -> bool:
     return sorted(order) == sorted(by_name)
 
 
-@pytest.mark.parametrize("model", zoo.names())
+@pytest.mark.parametrize("model", [m for m in zoo.names() if m not in zoo.LLM_MODELS])  # LLMs: test_zoo
 def test_every_candidate_is_a_topological_order_starting_with_the_graphs_own(model):
     graph = zoo.build(model)
     orders = candidate_orders(graph)

@@ -43,7 +43,7 @@ from workloads.builder import GraphBuilder
 from workloads.graph import Graph
 
 __all__ = ["names", "benchmark_names", "build", "GPT2_PREFILL_SEQUENCE", "GPT2_DECODE_CACHE", "BERT_SEQUENCE",
-           "LLM_PREFILL_SEQUENCE", "LLM_DECODE_CACHE", "LlamaShape", "LLAMA2_7B", "LLAMA3_8B"]
+           "LLM_PREFILL_SEQUENCE", "LLM_DECODE_CACHE", "LLM_MODELS", "LlamaShape", "LLAMA2_7B", "LLAMA3_8B"]
 
 #: Sequence length of ``bert_base_layer``.
 BERT_SEQUENCE = 128
@@ -431,3 +431,6 @@ _LLM_MODELS: dict[str, Callable[[int], Graph]] = {
     "llama3_8b_layer_decode": lambda n: _llama(LLAMA3_8B, n, decode=True, whole=False),
 }
 _MODELS.update(_LLM_MODELS)
+#: The LLM models' names: whole-zoo sweeps that map on small arrays skip them (a Llama-2-7B layer is
+#: ~470,000 commands on a 16x16 Gemmini, the whole model ~15 million).
+LLM_MODELS: tuple[str, ...] = tuple(_LLM_MODELS)
