@@ -25,7 +25,7 @@ import pytest
 import mapper
 from accel import config
 from accel.scalesim import load_scalesim_config
-from mapper import Depthwise, LoopOrder, MapOptions, lower
+from mapper import Depthwise, LoopOrder, MapOptions
 from sim import simulate
 from workloads import load, zoo
 
@@ -92,7 +92,7 @@ def test_scalesim_fixtures(report, shared_data, tmp_path):
         topology = tmp_path / "gpt2.csv"
         topology.write_text("\n".join([lines[0], *scaled]) + "\n")
     graph = load(str(topology))
-    assert_same(lower(graph, arch, loop_order=LoopOrder.FOLD_OUTER, depthwise=Depthwise.ARRAY),
+    assert_same(mapper.map_graph(graph, arch, MapOptions(loop_order=LoopOrder.FOLD_OUTER, depthwise=Depthwise.ARRAY)),
                 expect_coalescing=False)
 
 
@@ -100,6 +100,6 @@ def test_fine_is_the_default_semantics_of_a_program_without_runs():
     """A plan too short to hold a run is simulated one by one either way."""
     from test_lower_and_simulate import conv_relu_fc
 
-    plan = lower(conv_relu_fc(), config.load("gemmini"))
+    plan = mapper.map_graph(conv_relu_fc(), config.load("gemmini"))
     fast = simulate(plan)
     assert fast.trace == simulate(plan, fine=True).trace

@@ -1,6 +1,6 @@
 """Tile-outer candidates priced as arrays (``mapper.search_arrays``) choose what pricing each in turn does.
 
-For zoo models on two presets, every mapping search the lowering runs is repeated with the array
+For zoo models on two presets, every mapping search the mapper runs is repeated with the array
 pricing and with the scalar closed form (``mapper.search._tile_outer_cost``, kept as the reference):
 the chosen loop order, dataflow, tile and cost, and the counts of mappings priced and not dominated,
 must be equal (costs bit for bit: the array pricing adds in the scalar order).
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+import mapper
 from accel import config
-from mapper import lower, search
+from mapper import search
 from workloads import zoo
 
 CASES = [("resnet18", "gemmini"), ("mobilenet_v2", "gemmini"), ("bert_base_layer", "gemmini"),
@@ -28,7 +29,7 @@ def _searches(model: str, preset: str, monkeypatch) -> list[tuple]:
         return original(*args)
 
     monkeypatch.setattr(search, "_search", record)
-    lower(zoo.build(model), config.load(preset))
+    mapper.map_graph(zoo.build(model), config.load(preset))
     monkeypatch.setattr(search, "_search", original)
     return list(dict.fromkeys(calls))
 
