@@ -49,8 +49,10 @@ VARIANTS: dict[str, dict[str, str]] = {
     "os": {"dataflow": "os"},
     "dw-vector": {"depthwise": "vector"},
 }
+#: The zoo without its LLMs (checked in test_zoo, test_coalescing and benchmarks/sim_speed.py).
+MODELS = tuple(m for m in zoo.names() if m not in zoo.LLM_MODELS)
 VARIANT_CASES = [(p, m, v) for p, models, variants in (
-    ("tpu-v1", zoo.names(), ("scalesim", "energy", "edp")),
+    ("tpu-v1", MODELS, ("scalesim", "energy", "edp")),
     ("gemmini", ("resnet18", "mobilenet_v2", "bert_base_layer"), ("scalesim", "energy", "edp", "tile-outer", "os",
                                                                    "dw-vector")),
 ) for m in models for v in variants if (p, m) not in EXPENSIVE]
@@ -80,7 +82,7 @@ def cases() -> dict[str, tuple[str, str, str | None, dict[str, str]]]:
     """Every case: key -> (preset, model, N:M pattern, choices)."""
     out: dict[str, tuple[str, str, str | None, dict[str, str]]] = {}
     for preset in PRESETS:
-        for model in zoo.names():
+        for model in MODELS:
             if (preset, model) not in EXPENSIVE:
                 for allocator in ALLOCATORS:
                     out[f"{preset}/{model}/{allocator}"] = (preset, model, None, {"allocator": allocator})
