@@ -69,7 +69,7 @@ import simpy
 
 from accel.commands import Command, Compute, Load, Move, Store, Vector
 from accel.hardware import Accelerator
-from accel.timing import command_cycles
+from accel.timing import command_cycles, issue_cycles, late_start_cycles
 from accel.traffic import LEVELS
 from mapper.plan import Plan
 from sim.power import EnergyReport
@@ -327,10 +327,11 @@ _MAX_WINDOW = 4096  # most commands a snapshot compares
 # a command with any other field is never coalesced.
 _KNOWN_FIELDS = {
     Load: {"id", "layer", "deps", "tensor", "size_bytes", "buffer", "addr", "dram_addr"},
-    Store: {"id", "layer", "deps", "tensor", "size_bytes", "buffer", "addr", "dram_addr"},
-    Move: {"id", "layer", "deps", "tensor", "size_bytes", "src_addr", "addr"},
+    Store: {"id", "layer", "deps", "tensor", "size_bytes", "buffer", "addr", "dram_addr", "activation"},
+    Move: {"id", "layer", "deps", "tensor", "size_bytes", "src_addr", "addr", "activation"},
+    # follows: the late-start cycles it adds depend on times relative to each other only (shift-invariant)
     Compute: {"id", "layer", "deps", "m", "k", "n", "dataflow", "batch", "input_addr", "weight_addr",
-              "output_addr", "accumulate", "fill", "drain", "sparsity"},
+              "output_addr", "accumulate", "fill", "drain", "sparsity", "follows"},
     Vector: {"id", "layer", "deps", "op", "elements", "macs", "input_addr", "output_addr"},
 }
 
@@ -435,6 +436,13 @@ class _Machine:
             p = _Proc(len(self.procs), self.cursors[q])
             self.procs.append(p)
             p.process = self.env.process(self._unit(p))
+        # A host issuing the program (arch.control), only when the design has one; coalescing does not
+        # model it (its snapshots would not hold the host's state), so such a design runs one by one.
+        self.issued: list[simpy.Event] | None = None
+        if self.arch.control.host_issued:
+            self.issued = [self.env.event() for _ in commands]
+            self.env.process(self._host())
+            coalesce = False
         self.anchors: dict[int, _Run] = {}
         self.checks: set[int] = set()  # pending snapshot events (ids)
         self.runs: list[_Run] = []
@@ -501,7 +509,33 @@ class _Machine:
         event = self.done[i]
         return event is not None and event.callbacks is None
 
+    def _host(self) -> Generator[simpy.Event, object, None]:
+        """The host-issue stage: commands in program order, each after ``issue_cycles``, and only once
+        the command ``queue_depth`` places earlier has finished (a full queue)."""
+        depth = self.arch.control.queue_depth
+        assert self.issued is not None
+        for cmd in self.plan.commands:
+            cycles = issue_cycles(self.arch, cmd)
+            if cycles:
+                yield self.env.timeout(cycles)
+            if depth and cmd.id >= depth and not self._processed(cmd.id - depth):
+                yield self._event(cmd.id - depth)
+            self.issued[cmd.id].succeed()
+
+    def _late_start(self, i: int, free_at: int) -> int:
+        """Fold overlap lost to late operands (:func:`accel.timing.late_start_cycles`; 0 unless the
+        array double-buffers its weights and command ``i`` follows the previous compute)."""
+        command = self.plan.commands[i]
+        if not getattr(command, "follows", 0):
+            return 0
+        unit, kind = command.unit, self.plan.commands
+        ready = max((self.end_at[d] for d in command.deps if kind[d].unit is not unit), default=0)
+        return late_start_cycles(self.arch, command, ready, free_at)
+
     def _wait_for_deps(self, p: _Proc, i: int) -> Generator[simpy.Event, object, None]:
+        if self.issued is not None and not self.issued[i].processed:
+            p.phase = _DEPS
+            yield self.issued[i]
         done = self.done
         waiting = tuple(d for d in self.deps[i] if done[d] is None or done[d].callbacks is not None)
         if waiting:
@@ -512,14 +546,15 @@ class _Machine:
             yield p.wait
             p.wait = None
 
-    def _execute(self, p: _Proc, i: int, began: int, cause: str) -> Generator[simpy.Event, object, None]:
+    def _execute(self, p: _Proc, i: int, began: int, cause: str,
+                 extra: int = 0) -> Generator[simpy.Event, object, None]:
         env = self.env
         now = env.now
         p.phase = _EXEC
         p.since = now
         p.began = began
         p.cause = cause
-        cycles = self.cycles[i]
+        cycles = self.cycles[i] + extra
         p.end = now + cycles
         p.timeout = env.timeout(cycles)
         if i in self.anchors:
@@ -546,8 +581,9 @@ class _Machine:
             p.cmd = i
             yield from self._wait_for_deps(p, i)
             i = p.cmd
+            late = 0 if p.free_at is None else self._late_start(i, p.free_at)
             began = self.env.now if p.free_at is None else p.free_at
-            yield from self._execute(p, i, began, self._last_dependency(i))
+            yield from self._execute(p, i, began, self._last_dependency(i), late)
         p.phase = _DONE
 
     def _dma_channel(self, p: _Proc) -> Generator[simpy.Event, object, None]:
