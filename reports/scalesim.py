@@ -6,7 +6,7 @@ Columns and conventions are SCALE-Sim v3's, so its users' scripts and spreadshee
 ``Total Cycles (incl. prefetch)``  the layer's span, first command to last, **minus one**
 ``Total Cycles``                 the span from the layer's first compute to its last command, minus one
 ``Stall Cycles``                 ``Total Cycles`` - (compute cycles - 1): cycles the array waited
-``Overall Util %``               100 x MACs / (``Total Cycles`` x rows x cols)
+``Overall Util %``               100 x MACs the array performs / (``Total Cycles`` x rows x cols)
 ``Mapping Efficiency %``         100 x Sr x Sc / (folded rows x folded cols): how much of each fold is used
 ``Compute Util %``               mapping efficiency x streaming / SCALE-Sim's per-fold cycles
 
@@ -56,7 +56,7 @@ def compute_report(result: Result) -> pd.DataFrame:
             "Total Cycles (incl. prefetch)": layer.end_cycle - layer.start_cycle - 1,
             "Total Cycles": total,
             "Stall Cycles": total - (layer.array_cycles - 1),
-            "Overall Util %": 100.0 * layer.macs / (max(total, 1) * rows * cols),
+            "Overall Util %": 100.0 * layer.array_macs / (max(total, 1) * rows * cols),
             "Mapping Efficiency %": efficiency,
             "Compute Util %": efficiency * t / per_fold,
         })

@@ -164,6 +164,18 @@ class Result:
     def dram_bytes(self) -> int:
         return self.plan.dram_bytes
 
+    @cached_property
+    def array_macs(self) -> int:
+        """Multiply-accumulates the array performs: for N:M layers ``N/M`` of their dense :attr:`macs`."""
+        return int(self._array_macs_per_layer.sum())
+
+    @cached_property
+    def _array_macs_per_layer(self) -> np.ndarray:
+        table = self.table
+        macs = np.fromiter((c.macs if isinstance(c, Compute) else 0 for c in self.plan.commands), np.int64,
+                           len(self.plan.commands))
+        return np.bincount(table.layer, weights=macs, minlength=len(table.layer_names)).astype(np.int64)
+
     @property
     def coalesced_commands(self) -> int:
         """Commands recorded by coalescing (see the module docstring) rather than one by one."""
@@ -198,7 +210,12 @@ class Result:
     def layers(self) -> pd.DataFrame:
         """One row per layer in program order: start/end cycle, span, busy cycles per unit, MACs, and
         bytes moved per level (DRAM reads and writes, scratchpad, accumulator, array; see
-        :mod:`accel.traffic`)."""
+        :mod:`accel.traffic`).
+
+        ``macs`` are the layer's dense MACs (the workload's), ``array_macs`` what the array performs
+        (``N/M`` of them for an N:M layer, 0 for a layer on the vector unit). Both utilisations are
+        ``array_macs`` over the array's peak and lie in [0, 1]: ``utilization`` over the layer's span
+        (``cycles``), ``array_busy_utilization`` over the cycles the array was busy with it."""
         t, table = self.timing, self.table
         count = len(table.layer_names)
         layer = table.layer[t.command]
@@ -242,9 +259,12 @@ class Result:
         frame["start_cycle"] = frame["start_cycle"].astype("int64")
         frame["end_cycle"] = frame["end_cycle"].astype("int64")
         frame["cycles"] = frame["end_cycle"] - frame["start_cycle"]
+        frame["array_macs"] = [int(self._array_macs_per_layer[position[m.layer]]) for m in self.plan.layers]
         peak = self.arch.peak_macs_per_cycle
         array_busy = frame["array_cycles"].where(frame["array_cycles"] > 0)
-        frame["utilization"] = (frame["macs"] / (array_busy * peak)).fillna(0.0)
+        span = frame["cycles"].where(frame["cycles"] > 0)
+        frame["utilization"] = (frame["array_macs"] / (span * peak)).fillna(0.0)
+        frame["array_busy_utilization"] = (frame["array_macs"] / (array_busy * peak)).fillna(0.0)
         return frame
 
     def units(self) -> pd.DataFrame:
@@ -300,8 +320,11 @@ class Result:
             "dram_read_bytes": self.plan.dram_read_bytes,
             "dram_write_bytes": self.plan.dram_write_bytes,
             **{f"{level}_bytes": int(total) for level, total in self._level_totals().items()},
-            "array_utilization": self.macs / (max(self.total_cycles, 1) * self.arch.peak_macs_per_cycle),
+            "array_macs": self.array_macs,
+            "array_utilization": self.array_macs / (max(self.total_cycles, 1) * self.arch.peak_macs_per_cycle),
+            "effective_macs_per_cycle": self.macs / max(self.total_cycles, 1),
             "energy_pj": self.energy.total_pj,
+            "energy_j": self.energy.total_pj * 1e-12,
             "average_power_w": self.energy.average_power_w,
             "commands": len(self.plan.commands),
         }

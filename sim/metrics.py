@@ -43,7 +43,8 @@ METRIC_TABLE: tuple[Metric, ...] = (
     Metric("average_power_w", "energy_j / latency_s"),
     Metric("edp_js", "energy-delay product, energy_j * latency_s"),
     Metric("dram_bytes", "bytes moved to and from DRAM", integer=True),
-    Metric("array_utilization", "macs / (total_cycles * peak_macs_per_cycle)", maximize=True),
+    Metric("array_utilization", "MACs the array performs (N/M of macs for N:M layers) / (total_cycles * "
+                                "peak_macs_per_cycle), in [0, 1]", maximize=True),
     Metric("peak_macs_per_cycle", "MACs the array can do per cycle", integer=True, maximize=True),
     Metric("clock_hz", "the design's clock", maximize=True),
     Metric("luts", "FPGA LUTs of the array (accel.resources estimate)", integer=True),
