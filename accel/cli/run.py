@@ -67,6 +67,9 @@ def register(subparsers: Any) -> None:
                           "there (other files are left alone)")
     run.add_argument("--power-window", type=positive_int, default=None, metavar="CYCLES",
                      help="window of the power-over-time series (default: the run in about 200 windows)")
+    run.add_argument("--fine", action="store_true",
+                     help="simulate every command one by one (default: steady runs of identical blocks are "
+                          "recorded at once, which gives the same results, proven per run; see sim.engine)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     run.set_defaults(handler=_command)
 
@@ -139,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
     plan = mapper.map_graph(graph, arch, options)
     _log.info("run: %s mapped onto %s: %d layers, %d commands", graph.name, arch.name, len(plan.layers),
               len(plan.commands))
-    result = sim.simulate(plan)
+    result = sim.simulate(plan, fine=args.fine)
     summary = result.summary()
     _log.info("run: simulated %s cycles", f"{summary['total_cycles']:,}")
     if args.out is not None:
