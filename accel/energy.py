@@ -292,36 +292,44 @@ def _activation_pj(arch: Accelerator, command: Command) -> dict[str, float]:
 
 
 def command_energy_pj(arch: Accelerator, command: Command) -> dict[str, float]:
-    """Dynamic energy of one command in pJ, by component (only the components it touches)."""
+    """Dynamic energy of one command in pJ, by component (only the components it touches; the
+    kind's entry in :data:`accel.pricing.PRICING`)."""
+    from accel.pricing import pricing
+
+    return pricing(command).energy_pj(arch, command)
+
+
+def transfer_energy_pj(arch: Accelerator, command: Load | Store) -> dict[str, float]:
     table = arch.energy
-    if isinstance(command, Load | Store):
-        burst = arch.dma.burst_bytes
-        moved = ceil_div(command.size_bytes, burst) * burst
-        energy = {
-            "dram": moved * arch.dram.energy_pj_per_byte,
-            "dma": moved * table.dma_pj_per_byte,
-            command.buffer.value: _sram_pj(table, _buffer(arch, command.buffer), command.size_bytes),
-        }
-        return energy | _activation_pj(arch, command)
-    if isinstance(command, Compute):
-        return _compute_energy_pj(arch, command)
-    if isinstance(command, Move):
-        a = arch.array
-        values = ceil_div(command.size_bytes, a.input_format.size_bytes)
-        return {
-            "accumulator": _sram_pj(table, arch.accumulator, values * a.accumulator_format.size_bytes),
-            "scratchpad": _sram_pj(table, arch.scratchpad, command.size_bytes),
-        } | _activation_pj(arch, command)
-    if isinstance(command, Vector):
-        value_bytes = arch.array.input_format.size_bytes
-        return {
-            "vector": command.elements * table.vector_op_pj,
-            "scratchpad": 2 * _sram_pj(table, arch.scratchpad, command.elements * value_bytes),
-        }
-    raise TypeError(f"unknown command {command!r}")
+    burst = arch.dma.burst_bytes
+    moved = ceil_div(command.size_bytes, burst) * burst
+    energy = {
+        "dram": moved * arch.dram.energy_pj_per_byte,
+        "dma": moved * table.dma_pj_per_byte,
+        command.buffer.value: _sram_pj(table, _buffer(arch, command.buffer), command.size_bytes),
+    }
+    return energy | _activation_pj(arch, command)
 
 
-def _compute_energy_pj(arch: Accelerator, c: Compute) -> dict[str, float]:
+def move_energy_pj(arch: Accelerator, command: Move) -> dict[str, float]:
+    table, a = arch.energy, arch.array
+    values = ceil_div(command.size_bytes, a.input_format.size_bytes)
+    return {
+        "accumulator": _sram_pj(table, arch.accumulator, values * a.accumulator_format.size_bytes),
+        "scratchpad": _sram_pj(table, arch.scratchpad, command.size_bytes),
+    } | _activation_pj(arch, command)
+
+
+def vector_energy_pj(arch: Accelerator, command: Vector) -> dict[str, float]:
+    table = arch.energy
+    value_bytes = arch.array.input_format.size_bytes
+    return {
+        "vector": command.elements * table.vector_op_pj,
+        "scratchpad": 2 * _sram_pj(table, arch.scratchpad, command.elements * value_bytes),
+    }
+
+
+def compute_energy_pj(arch: Accelerator, c: Compute) -> dict[str, float]:
     table, a = arch.energy, arch.array
     t = compute_traffic(arch, c)
     in_b, w_b, acc_b = a.input_format.size_bytes, a.weight_format.size_bytes, a.accumulator_format.size_bytes

@@ -185,16 +185,28 @@ def issue_cycles(arch: Accelerator, command: Command) -> int:
     return arch.control.issue_cycles
 
 
+def compute_command_cycles(arch: Accelerator, command: Compute) -> int:
+    """A compute command: its ``batch`` tiles' folds plus the stretch of scratchpad bank conflicts."""
+    cycles = gemm_tile_cycles(arch.array, command.dataflow, command.m, command.k, command.n,
+                              fill=command.fill, drain=command.drain, follows=command.follows)
+    return command.batch * cycles + bank_conflict_cycles(arch, command)
+
+
+def transfer_command_cycles(arch: Accelerator, command: Load | Store) -> int:
+    return dma_cycles(arch, command.size_bytes)
+
+
+def move_command_cycles(arch: Accelerator, command: Move) -> int:
+    return move_cycles(arch, command.size_bytes)
+
+
+def vector_command_cycles(arch: Accelerator, command: Vector) -> int:
+    return vector_cycles(arch, command.elements)
+
+
 def command_cycles(arch: Accelerator, command: Command) -> int:
-    """The cycles one command holds its unit: the figure above for its kind, nothing else."""
-    if isinstance(command, Compute):
-        cycles = gemm_tile_cycles(arch.array, command.dataflow, command.m, command.k, command.n,
-                                  fill=command.fill, drain=command.drain, follows=command.follows)
-        return command.batch * cycles + bank_conflict_cycles(arch, command)
-    if isinstance(command, Load | Store):
-        return dma_cycles(arch, command.size_bytes)
-    if isinstance(command, Vector):
-        return vector_cycles(arch, command.elements)
-    if isinstance(command, Move):
-        return move_cycles(arch, command.size_bytes)
-    raise TypeError(f"unknown command {command!r}")
+    """The cycles one command holds its unit: the figure above for its kind, nothing else
+    (the kind's entry in :data:`accel.pricing.PRICING`)."""
+    from accel.pricing import pricing
+
+    return pricing(command).cycles(arch, command)

@@ -63,22 +63,34 @@ def compute_traffic(arch: Accelerator, c: Compute) -> ComputeTraffic:
 
 
 def command_bytes(arch: Accelerator, command: Command) -> dict[str, int]:
-    """Bytes ``command`` moves at each level it touches (keys from :data:`LEVELS`)."""
-    if isinstance(command, Load | Store):
-        return {"dram": command.size_bytes, command.buffer.value: command.size_bytes}
-    if isinstance(command, Move):  # read in the accumulator format, written in the input format
-        a = arch.array
-        values = ceil_div(command.size_bytes, a.input_format.size_bytes)
-        return {"accumulator": values * a.accumulator_format.size_bytes, "scratchpad": command.size_bytes}
-    if isinstance(command, Vector):
-        return {"scratchpad": 2 * command.elements * arch.array.input_format.size_bytes}
-    if isinstance(command, Compute):
-        t = compute_traffic(arch, command)
-        a = arch.array
-        acc_b = a.accumulator_format.size_bytes
-        return {
-            "scratchpad": t.inputs * a.input_format.size_bytes + t.weights * a.weight_format.size_bytes,
-            "accumulator": (t.psum_writes + t.psum_reads) * acc_b,
-            "array": t.macs * t.hop_bytes_per_mac,
-        }
-    raise TypeError(f"unknown command {command!r}")
+    """Bytes ``command`` moves at each level it touches (keys from :data:`LEVELS`; the kind's entry
+    in :data:`accel.pricing.PRICING`)."""
+    from accel.pricing import pricing
+
+    return pricing(command).bytes(arch, command)
+
+
+def transfer_bytes(arch: Accelerator, command: Load | Store) -> dict[str, int]:
+    return {"dram": command.size_bytes, command.buffer.value: command.size_bytes}
+
+
+def move_bytes(arch: Accelerator, command: Move) -> dict[str, int]:
+    """Read in the accumulator format, written in the input format."""
+    a = arch.array
+    values = ceil_div(command.size_bytes, a.input_format.size_bytes)
+    return {"accumulator": values * a.accumulator_format.size_bytes, "scratchpad": command.size_bytes}
+
+
+def vector_bytes(arch: Accelerator, command: Vector) -> dict[str, int]:
+    return {"scratchpad": 2 * command.elements * arch.array.input_format.size_bytes}
+
+
+def compute_bytes(arch: Accelerator, command: Compute) -> dict[str, int]:
+    t = compute_traffic(arch, command)
+    a = arch.array
+    acc_b = a.accumulator_format.size_bytes
+    return {
+        "scratchpad": t.inputs * a.input_format.size_bytes + t.weights * a.weight_format.size_bytes,
+        "accumulator": (t.psum_writes + t.psum_reads) * acc_b,
+        "array": t.macs * t.hop_bytes_per_mac,
+    }

@@ -2,8 +2,8 @@
 
 :class:`ProgramTable` prices each *distinct* command once (a command's figures depend on its kind and
 fields, never on its ``id``, ``layer`` or ``deps``) with the same pure datasheet functions the mapper
-and the simulator use (:func:`accel.timing.command_cycles`, :func:`accel.timing.bank_conflict_cycles`,
-:func:`accel.traffic.command_bytes`, :func:`accel.energy.command_energy_pj`), and keeps per command
+and the simulator use (:func:`accel.pricing.price`: the cycles, energy and bytes of one command,
+and :func:`accel.timing.bank_conflict_cycles`), and keeps per command
 only small integers: the index of its distinct form (``form``), its layer (``layer``) and its kind
 (``kind``). Per-command figures are then numpy gathers (``table.cycles[table.form]``), and per-layer or
 per-run totals are ``numpy.bincount`` sums: the same numbers as pricing every command, without a Python
@@ -22,10 +22,11 @@ from itertools import islice
 import numpy as np
 
 from accel.commands import Command, Compute, Load, Move, Store, Vector
-from accel.energy import COMPONENTS, command_energy_pj
+from accel.energy import COMPONENTS
 from accel.hardware import Accelerator
-from accel.timing import bank_conflict_cycles, command_cycles
-from accel.traffic import LEVELS, command_bytes
+from accel.pricing import price
+from accel.timing import bank_conflict_cycles
+from accel.traffic import LEVELS
 
 __all__ = ["KINDS", "QUEUES", "ProgramTable", "program_table"]
 
@@ -114,12 +115,13 @@ def program_table(arch: Accelerator, commands: tuple[Command, ...],
     column = {c: i for i, c in enumerate(COMPONENTS)}
     level_column = {lv: i for i, lv in enumerate(LEVELS)}
     for f, command in enumerate(forms):
-        cycles[f] = command_cycles(arch, command)
+        priced = price(arch, command)
+        cycles[f] = priced.cycles
         if isinstance(command, Compute):
             conflicts[f] = bank_conflict_cycles(arch, command)
-        for component, pj in command_energy_pj(arch, command).items():
+        for component, pj in priced.energy_pj.items():
             energy[f, column[component]] = pj
-        for level, size in command_bytes(arch, command).items():
+        for level, size in priced.bytes.items():
             levels[f, level_column[level]] = size
         if isinstance(command, Load):
             reads[f] = command.size_bytes

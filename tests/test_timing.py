@@ -111,3 +111,28 @@ def test_a_double_buffered_design_maps_and_simulates_faster():
     follows = [c.follows for c in mapper.map_graph(graph, double).commands if isinstance(c, Compute)]
     assert any(follows) and not any(c.follows for c in results[1].plan.commands if isinstance(c, Compute))
     assert results[2].total_cycles < results[1].total_cycles
+
+
+def test_one_pricing_of_a_command_gives_its_cycles_energy_and_bytes():
+    from accel import config
+    from accel.commands import Buffer, Compute, Load, Move, Store, Vector
+    from accel.energy import command_energy_pj
+    from accel.hardware import Dataflow
+    from accel.pricing import PRICING, price
+    from accel.timing import command_cycles
+    from accel.traffic import command_bytes
+
+    arch = config.load("gemmini")
+    commands = [Load(id=0, layer="l", tensor="x", size_bytes=4096), Store(id=1, layer="l", tensor="y", size_bytes=64),
+                Move(id=2, layer="l", tensor="y", size_bytes=256, addr=0),
+                Compute(id=3, layer="l", m=32, k=64, n=16, dataflow=Dataflow.WS),
+                Vector(id=4, layer="l", op="relu", elements=1000)]
+    assert set(PRICING) == {type(c) for c in commands}  # every kind has one entry
+    for command in commands:
+        priced = price(arch, command)
+        assert priced.cycles == command_cycles(arch, command) > 0
+        assert priced.energy_pj == command_energy_pj(arch, command)
+        assert priced.bytes == command_bytes(arch, command)
+    assert price(arch, commands[0]).bytes == {"dram": 4096, Buffer.SCRATCHPAD.value: 4096}
+    with pytest.raises(TypeError, match=r"^unknown command 'x'$"):
+        price(arch, "x")  # type: ignore[arg-type]

@@ -1,0 +1,64 @@
+"""One pricing of a command: what each command kind costs, from one table.
+
+:data:`PRICING` maps every command kind of :mod:`accel.commands` to its :class:`KindPricing`: the
+datasheet functions giving one command of that kind its cycles (:mod:`accel.timing`), its dynamic
+energy by component (:mod:`accel.energy`) and its bytes per memory level (:mod:`accel.traffic`).
+:func:`accel.timing.command_cycles`, :func:`accel.energy.command_energy_pj` and
+:func:`accel.traffic.command_bytes` all dispatch through it, so a new command kind is one entry here
+(and its three functions), never a branch in three places. :func:`price` gives all three at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from accel import energy, timing, traffic
+from accel.commands import Command, Compute, Load, Move, Store, Vector
+from accel.hardware import Accelerator
+
+__all__ = ["KindPricing", "PRICING", "Price", "price", "pricing"]
+
+
+@dataclass(frozen=True)
+class KindPricing:
+    """The datasheet functions of one command kind, each ``(arch, command) -> figure``."""
+
+    cycles: Callable[[Accelerator, Any], int]
+    energy_pj: Callable[[Accelerator, Any], dict[str, float]]
+    bytes: Callable[[Accelerator, Any], dict[str, int]]
+
+
+_TRANSFER = KindPricing(timing.transfer_command_cycles, energy.transfer_energy_pj, traffic.transfer_bytes)
+
+PRICING: Mapping[type[Command], KindPricing] = {
+    Load: _TRANSFER,
+    Store: _TRANSFER,
+    Move: KindPricing(timing.move_command_cycles, energy.move_energy_pj, traffic.move_bytes),
+    Compute: KindPricing(timing.compute_command_cycles, energy.compute_energy_pj, traffic.compute_bytes),
+    Vector: KindPricing(timing.vector_command_cycles, energy.vector_energy_pj, traffic.vector_bytes),
+}
+
+
+@dataclass(frozen=True)
+class Price:
+    """Everything the datasheet says about one command."""
+
+    cycles: int
+    energy_pj: dict[str, float]
+    bytes: dict[str, int]
+
+
+def pricing(command: Command) -> KindPricing:
+    """The pricing of ``command``'s kind; ``TypeError`` for an object that is no command kind."""
+    try:
+        return PRICING[type(command)]
+    except KeyError:
+        raise TypeError(f"unknown command {command!r}") from None
+
+
+def price(arch: Accelerator, command: Command) -> Price:
+    """``command``'s cycles, dynamic energy by component and bytes per level on ``arch``."""
+    kind = pricing(command)
+    return Price(kind.cycles(arch, command), kind.energy_pj(arch, command), kind.bytes(arch, command))
