@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -39,7 +39,7 @@ from mapper.lifetimes import MemoryProblem, MemoryTensor
 
 __all__ = [
     "TensorAllocation", "Allocation", "check_allocation", "allocation_from_gaps",
-    "allocate_none", "allocate_greedy", "allocate_firstfit", "pack_runs", "kept_gaps",
+    "allocate_none", "allocate_greedy", "allocate_firstfit", "pack_runs", "kept_gaps", "place_in_order",
 ]
 
 _log = logging.getLogger(__name__)
@@ -472,3 +472,20 @@ def allocate_greedy(problem: MemoryProblem) -> Allocation:
             if ti not in continuing:
                 del resident[ti]
     return allocation_from_gaps(problem, kept, "greedy", solve_time_s=time.perf_counter() - start)
+
+
+def place_in_order(blocks: Sequence[tuple[int, int, int, *tuple[object, ...]]], order: Iterable[int]) -> list[int]:
+    """Offsets of ``(size, first, last, ...)`` blocks placed one by one in ``order``, each at the lowest
+    offset where it overlaps no block placed before it that is live at a common step."""
+    placed: list[tuple[int, int, int, int]] = []  # (offset, end, first, last)
+    offsets = [0] * len(blocks)
+    for i in order:
+        size, first, last = blocks[i][:3]
+        offset = 0
+        for lo, hi, _, _ in sorted(p for p in placed if p[2] <= last and first <= p[3]):
+            if lo >= offset + size:
+                break
+            offset = max(offset, hi)
+        offsets[i] = offset
+        placed.append((offset, offset + size, first, last))
+    return offsets

@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from accel.errors import MappingError
+from mapper.allocate import place_in_order
 from mapper.joint import JointProblem, JointResult, Semantics, _result, _step_of
 
 __all__ = ["POLICIES", "tflite_arena", "greedy_by_size"]
@@ -87,18 +88,7 @@ def _replace(problem: JointProblem, order: Sequence[int], budget: int,
 
 def greedy_by_size(blocks: Sequence[tuple[int, int, int]]) -> list[int]:
     """TFLite's greedy-by-size offsets for ``(size, first, last)`` blocks: largest first, lowest gap."""
-    placed: list[tuple[int, int, int, int]] = []  # (offset, end, first, last)
-    offsets = [0] * len(blocks)
-    for i in sorted(range(len(blocks)), key=lambda i: (-blocks[i][0], blocks[i][1], i)):
-        size, first, last = blocks[i]
-        offset = 0
-        for lo, hi, _, _ in sorted(p for p in placed if p[2] <= last and first <= p[3]):
-            if lo >= offset + size:
-                break
-            offset = max(offset, hi)
-        offsets[i] = offset
-        placed.append((offset, offset + size, first, last))
-    return offsets
+    return place_in_order(blocks, sorted(range(len(blocks)), key=lambda i: (-blocks[i][0], blocks[i][1], i)))
 
 
 def tflite_arena(problem: JointProblem, order: Sequence[str], policy: str = "belady") -> JointResult | None:

@@ -54,7 +54,7 @@ import numpy as np
 
 from accel.errors import MappingError
 from accel.hardware import Accelerator
-from mapper.allocate import Allocation, TensorAllocation, allocation_from_gaps, pack_runs
+from mapper.allocate import Allocation, TensorAllocation, allocation_from_gaps, pack_runs, place_in_order
 from mapper.ilp import quiet_highs
 from mapper.lifetimes import MemoryProblem, problem_from_graph
 from workloads.graph import Graph, TensorKind
@@ -987,18 +987,7 @@ def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
 
 def _first_fit(blocks: Sequence[tuple[int, int, int, str]]) -> list[int]:
     """Lowest free offset for each ``(size, first, last, name)`` block, in order of first step."""
-    placed: list[tuple[int, int, int, int]] = []
-    offsets = [0] * len(blocks)
-    for i in sorted(range(len(blocks)), key=lambda i: (blocks[i][1], -blocks[i][0], i)):
-        size, first, last, _ = blocks[i]
-        offset = 0
-        for lo, hi, _a, _b in sorted(p for p in placed if p[2] <= last and first <= p[3]):
-            if lo >= offset + size:
-                break
-            offset = max(offset, hi)
-        offsets[i] = offset
-        placed.append((offset, offset + size, first, last))
-    return offsets
+    return place_in_order(blocks, sorted(range(len(blocks)), key=lambda i: (blocks[i][1], -blocks[i][0], i)))
 
 
 def lower_bound(problem: JointProblem, *, time_limit_s: float = 10.0) -> float:
