@@ -55,6 +55,13 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
+def _signals_as_at_a_terminal() -> None:
+    """In the sweep's process before it starts: SIGINT handled by default, as a command typed at a
+    terminal has it. A test run started in the background of a non-interactive shell (as CI may do)
+    inherits SIGINT ignored, and a sweep rightly leaves an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _accel(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "accel.cli", *args], capture_output=True, text=True, env=_env(),
                           timeout=120)
@@ -121,6 +128,7 @@ def test_a_stopped_sweep_leaves_no_worker_and_resumes_to_the_same_table(spec_fil
     journal = Journal(out).path
     proc = subprocess.Popen([sys.executable, "-m", "accel.cli", "sweep", str(spec), "--out", str(out),
                              "--workers", "2", "--no-progress"], env=_env(), start_new_session=True,
+                            preexec_fn=_signals_as_at_a_terminal,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     workers: set[int] = set()
     try:
