@@ -151,8 +151,17 @@ class _Model:
         status = h.modelStatusToString(h.getModelStatus()).lower().replace(" ", "_")
         has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
         values = list(h.getSolution().col_value) if has_solution else None
-        return _Solved(status, values, info.objective_function_value if has_solution else None,
-                       info.mip_dual_bound, elapsed)
+        reported = info.objective_function_value if has_solution else None
+        if values is not None and start is not None:
+            # HiGHS (seen in 1.16) may report the optimum it found while handing back the warm start as
+            # the solution; then solve again without it, so the values are the optimum reported
+            achieved = self.offset + float(np.dot(self.cost, values))
+            if achieved > reported + 1e-6 * max(1.0, abs(reported)):
+                _log.debug("HiGHS returned its warm start (objective %g) with optimum %g: solving again without it",
+                           achieved, reported)
+                again = self.solve(max(0.05, time_limit_s - elapsed), mip_gap, None)
+                return _Solved(again.status, again.values, again.objective, again.bound, elapsed + again.time_s)
+        return _Solved(status, values, reported, info.mip_dual_bound, elapsed)
 
 
 @dataclass(frozen=True)

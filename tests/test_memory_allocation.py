@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from accel.config import load as load_arch
@@ -110,8 +110,15 @@ def _problems(draw: st.DrawFn) -> MemoryProblem:
     return MemoryProblem("random", capacity, tuple(f"l{i}" for i in range(steps)), reserved, tuple(tensors))
 
 
+#: HiGHS once reported this problem's optimum (0) while handing back its warm start (2 B) as the solution
+_WARM_START_RETURNED = MemoryProblem("random", 4, ("l0", "l1", "l2"), (0, 0, 2), (
+    MemoryTensor("t0", 1, TensorKind.ACTIVATION, 0, (1,)), MemoryTensor("t1", 2, TensorKind.ACTIVATION, 0, (1,)),
+    MemoryTensor("t2", 1, TensorKind.ACTIVATION, 1, (2,))))
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_problems())
+@example(_WARM_START_RETURNED)
 def test_ilp_matches_brute_force(problem: MemoryProblem) -> None:
     allocation = allocate(problem, method="ilp", mip_gap=0.0)
     check_allocation(problem, allocation)
