@@ -45,7 +45,7 @@ import numpy as np
 from mapper.allocate import Allocation, allocation_from_gaps, kept_gaps, pack_runs
 from mapper.lifetimes import MemoryProblem
 
-__all__ = ["solve_ilp", "quiet_highs", "weighted_non_compulsory", "WINDOW_GAPS"]
+__all__ = ["solve_ilp", "quiet_highs", "pass_model", "returned_warm_start", "weighted_non_compulsory", "WINDOW_GAPS"]
 
 _log = logging.getLogger(__name__)
 
@@ -86,6 +86,43 @@ def quiet_highs() -> highspy.Highs:
     return h
 
 
+def pass_model(h: highspy.Highs, cost: Sequence[float], lower: Sequence[float], upper: Sequence[float],
+               integer: Sequence[bool], row_lower: Sequence[float], row_upper: Sequence[float],
+               starts: Sequence[int], index: Sequence[int], value: Sequence[float], offset: float) -> None:
+    """Give ``h`` the minimisation with these columns and row-wise (CSR) rows (infinite bounds as floats)."""
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = len(cost), len(row_lower)
+    inf = highspy.kHighsInf
+    lp.col_cost_ = np.array(cost, dtype=float)
+    lp.col_lower_ = np.array(lower, dtype=float)
+    lp.col_upper_ = np.array(upper, dtype=float)
+    lp.row_lower_ = np.array([-inf if v == -math.inf else v for v in row_lower], dtype=float)
+    lp.row_upper_ = np.array([inf if v == math.inf else v for v in row_upper], dtype=float)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+    lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+    lp.a_matrix_.value_ = np.array(value, dtype=float)
+    lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in integer]
+    lp.offset_ = offset
+    h.passModel(lp)
+
+
+def returned_warm_start(h: highspy.Highs, cost: Sequence[float], offset: float) -> bool:
+    """Whether a solved ``h`` handed back values worse than the optimum it reports. HiGHS (seen in 1.16)
+    may report the optimum it found while returning the warm start given to ``setSolution`` as the
+    solution; the caller then solves again without the start."""
+    info = h.getInfo()
+    if info.primal_solution_status != 2:
+        return False
+    reported = info.objective_function_value
+    achieved = offset + float(np.dot(cost, list(h.getSolution().col_value)))
+    if achieved <= reported + 1e-6 * max(1.0, abs(reported)):
+        return False
+    _log.debug("HiGHS returned its warm start (objective %g) with optimum %g: solving again without it",
+               achieved, reported)
+    return True
+
+
 @dataclass
 class _Model:
     """A MIP under construction: columns and rows (COO), minimised."""
@@ -117,28 +154,14 @@ class _Model:
         h.setOptionValue("mip_rel_gap", float(mip_gap))
         h.setOptionValue("random_seed", 0)
         h.setOptionValue("threads", 1)
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = len(self.cost), len(self.rows)
-        inf = highspy.kHighsInf
-        lp.col_cost_ = np.array(self.cost, dtype=float)
-        lp.col_lower_ = np.array(self.lower, dtype=float)
-        lp.col_upper_ = np.array(self.upper, dtype=float)
-        lp.row_lower_ = np.array([inf * -1 if v == -math.inf else v for v in self.row_lower], dtype=float)
-        lp.row_upper_ = np.array([inf if v == math.inf else v for v in self.row_upper], dtype=float)
         starts, index, value = [0], [], []
         for terms in self.rows:
             for c, v in terms:
                 index.append(c)
                 value.append(v)
             starts.append(len(index))
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-        lp.a_matrix_.value_ = np.array(value, dtype=float)
-        lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
-                           for i in self.integer]
-        lp.offset_ = self.offset
-        h.passModel(lp)
+        pass_model(h, self.cost, self.lower, self.upper, self.integer, self.row_lower, self.row_upper,
+                   starts, index, value, self.offset)
         if start is not None:
             sol = highspy.HighsSolution()
             sol.col_value = list(start)
@@ -152,15 +175,9 @@ class _Model:
         has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
         values = list(h.getSolution().col_value) if has_solution else None
         reported = info.objective_function_value if has_solution else None
-        if values is not None and start is not None:
-            # HiGHS (seen in 1.16) may report the optimum it found while handing back the warm start as
-            # the solution; then solve again without it, so the values are the optimum reported
-            achieved = self.offset + float(np.dot(self.cost, values))
-            if achieved > reported + 1e-6 * max(1.0, abs(reported)):
-                _log.debug("HiGHS returned its warm start (objective %g) with optimum %g: solving again without it",
-                           achieved, reported)
-                again = self.solve(max(0.05, time_limit_s - elapsed), mip_gap, None)
-                return _Solved(again.status, again.values, again.objective, again.bound, elapsed + again.time_s)
+        if start is not None and returned_warm_start(h, self.cost, self.offset):
+            again = self.solve(max(0.05, time_limit_s - elapsed), mip_gap, None)
+            return _Solved(again.status, again.values, again.objective, again.bound, elapsed + again.time_s)
         return _Solved(status, values, reported, info.mip_dual_bound, elapsed)
 
 

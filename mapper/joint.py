@@ -50,12 +50,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import highspy
-import numpy as np
 
 from accel.errors import MappingError
 from accel.hardware import Accelerator
 from mapper.allocate import Allocation, TensorAllocation, allocation_from_gaps, pack_runs, place_in_order
-from mapper.ilp import quiet_highs
+from mapper.ilp import pass_model, quiet_highs, returned_warm_start
 from mapper.lifetimes import MemoryProblem, problem_from_graph
 from workloads.graph import Graph, TensorKind
 
@@ -400,22 +399,8 @@ class _Cols:
 
     def highs(self, offset: float) -> highspy.Highs:
         h = quiet_highs()
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = len(self.cost), len(self.rl)
-        inf = highspy.kHighsInf
-        lp.col_cost_ = np.array(self.cost, dtype=float)
-        lp.col_lower_ = np.array(self.lower, dtype=float)
-        lp.col_upper_ = np.array(self.upper, dtype=float)
-        lp.row_lower_ = np.array([-inf if v == -math.inf else v for v in self.rl], dtype=float)
-        lp.row_upper_ = np.array([inf if v == math.inf else v for v in self.ru], dtype=float)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-        lp.a_matrix_.start_ = np.array(self.starts, dtype=np.int32)
-        lp.a_matrix_.index_ = np.array(self.index, dtype=np.int32)
-        lp.a_matrix_.value_ = np.array(self.value, dtype=float)
-        lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
-                           for i in self.integer]
-        lp.offset_ = offset
-        h.passModel(lp)
+        pass_model(h, self.cost, self.lower, self.upper, self.integer, self.rl, self.ru, self.starts, self.index,
+                   self.value, offset)
         return h
 
 
@@ -761,13 +746,10 @@ def solve_joint(problem: JointProblem, *, order: Sequence[str] | None = None, re
             break
     h.run()
     info = h.getInfo()
-    if started and info.primal_solution_status == 2:
-        # HiGHS (seen in 1.16) may report an optimum while handing back the warm start: solve again without it
-        achieved = m.offset + float(np.dot(m.cols.cost, list(h.getSolution().col_value)))
-        if achieved > info.objective_function_value + 1e-6 * max(1.0, abs(info.objective_function_value)):
-            h = fresh()
-            h.run()
-            info = h.getInfo()
+    if started and returned_warm_start(h, m.cols.cost, m.offset):
+        h = fresh()
+        h.run()
+        info = h.getInfo()
     status = h.modelStatusToString(h.getModelStatus()).lower().replace(" ", "_")
     bound = info.mip_dual_bound * m.scale if math.isfinite(info.mip_dual_bound) else 0.0
     if order is None and band is not None and reference is not None:
