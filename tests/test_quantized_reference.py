@@ -225,8 +225,10 @@ def test_bert_layer_integer_part_bit_exact() -> None:
 def _integer_ops_model() -> onnx.ModelProto:
     """uint8 input -> ConvInteger (int32) and MatMulInteger (int32): the accumulators themselves."""
     rng = np.random.default_rng(4)
-    w = rng.integers(-128, 128, (4, 3, 3, 3)).astype(np.int8)
-    m = rng.integers(-128, 128, (8, 5)).astype(np.int8)
+    # 7-bit weights: onnxruntime's AVX2 u8s8 kernels saturate pairs of full-range int8 products (see
+    # workloads.quantize.quantize_model); the reference is exact either way
+    w = rng.integers(-64, 64, (4, 3, 3, 3)).astype(np.int8)
+    m = rng.integers(-64, 64, (8, 5)).astype(np.int8)
     inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(7, np.uint8), "xz"),
              numpy_helper.from_array(np.array(0, np.int8), "wz"), numpy_helper.from_array(m, "m"),
              numpy_helper.from_array(np.array(130, np.uint8), "az"),
@@ -270,7 +272,7 @@ def test_other_requant_modes_differ_from_onnxruntime_by_rounding_only(mode: Requ
 def _tiny_conv_model() -> onnx.ModelProto:
     rng = np.random.default_rng(1)
     q = lambda name, v, dt: numpy_helper.from_array(np.asarray(v, dtype=dt), name)  # noqa: E731
-    inits = [q("w", rng.integers(-127, 128, (8, 4, 3, 3)), np.int8), q("ws", rng.uniform(0.001, 0.01, 8), np.float32),
+    inits = [q("w", rng.integers(-64, 64, (8, 4, 3, 3)), np.int8), q("ws", rng.uniform(0.001, 0.01, 8), np.float32),
              q("wz", np.zeros(8), np.int8), q("xs", 0.02, np.float32), q("xz", 128, np.uint8),
              q("ys", 0.05, np.float32), q("yz", 100, np.uint8), q("b", rng.integers(-5000, 5000, 8), np.int32)]
     nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["x_q"], name="quant"),
