@@ -20,7 +20,7 @@ and made of four parts, each starting on a 64-byte boundary:
     48      16 B    zero
     ======  ======  ==========================================================================
 
-``records`` (``N x 64`` bytes, at offset 64)
+``records`` (``N x 128`` bytes, at offset 64)
     One record per command; command ``i`` is record ``i`` (ids are the record index, so a program
     must number its commands ``0..N-1`` in issue order). Every record starts with 16 common bytes:
 
@@ -33,20 +33,27 @@ and made of four parts, each starting on a 64-byte boundary:
     12      u32     number of dependencies
     ======  ======  ==========================================================================
 
-    then 48 bytes of operands (unused bytes are zero):
+    then 112 bytes of operands (unused bytes are zero):
 
-    * ``Load`` / ``Store``: flags bit 0 = buffer (0 scratchpad, 1 accumulator); at 16 u32 tensor
-      (string index), 20 u32 on-chip byte address, 24 u64 size in bytes, 32 u64 DRAM byte address;
-      ``Store`` at 40 u32 the activation its store path applies (string index + 1; 0: none).
+    * ``Load`` / ``Store``: flags bit 0 = buffer (0 scratchpad, 1 accumulator), ``Store`` bit 1 =
+      ``raw``; at 16 u32 tensor (string index), 20 u32 on-chip byte address, 24 u64 size in bytes,
+      32 u64 DRAM byte address; ``Store`` at 40 u32 the activation its store path applies (string
+      index + 1; 0: none); at 44 the DRAM block.
     * ``Move``: at 16 u32 tensor, 20 u32 accumulator (source) address, 24 u32 scratchpad
-      (destination) address, 32 u64 size in bytes, 40 u32 activation (as ``Store``'s).
+      (destination) address, 32 u64 size in bytes, 40 u32 activation (as ``Store``'s), 44 the
+      destination block.
     * ``Compute``: flags bits 0-1 dataflow (0 WS, 1 OS, 2 IS), bit 2 accumulate, bit 3 fill, bit 4
       drain; at 16 u32 ``m``, 20 u32 ``k``, 24 u32 ``n``, 28 u32 ``batch``, 32 u32 input address, 36
       u32 weight address, 40 u32 output (accumulator) address, 44 u8 ``N`` and 45 u8 ``M`` of the
       N:M sparsity (both 0: dense), 48 u32 ``follows`` (the stream length of the fold its first fold
-      overlaps with double-buffered weights; 0: none).
+      overlaps with double-buffered weights; 0: none), 52 4 x u32 ``origin`` ``(b0, m0, k0, n0)``, 68
+      the input block, 88 the weight block.
     * ``Vector``: at 16 u32 operation (string index), 20 u32 input address, 24 u32 output address,
-      32 u64 elements, 40 u64 multiply-accumulates.
+      32 u64 elements, 40 u64 multiply-accumulates, 48 u32 second input address, 52 u32 ``origin``,
+      56 u32 ``extent``, 60 the input block, 80 the second input's, 100 the output's.
+
+    A block (:class:`~accel.commands.Block`) is 5 x u32: rows, row bytes, row stride, planes, plane
+    stride; all zero for none (contiguous, packed).
 
 ``dependencies`` (``D`` x u32)
     The ids each command waits for, command after command (a command's entries are ascending).
@@ -65,35 +72,37 @@ import dataclasses
 import struct
 from collections.abc import Sequence
 
-from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
+from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import AccelError
 from accel.hardware import Dataflow, Sparsity
 
 __all__ = ["EncodingError", "MAGIC", "RECORD_BYTES", "VERSION", "decode_program", "encode_program"]
 
 MAGIC = b"ACCLPROG"
-VERSION = 1
-RECORD_BYTES = 64
+VERSION = 2
+RECORD_BYTES = 128
 _HEADER = struct.Struct("<8sHHIIIQQQ16x")
 _COMMON = struct.Struct("<BBxxIII")
 _OPCODES: dict[type[Command], int] = {Load: 1, Store: 2, Move: 3, Compute: 4, Vector: 5}
 _KINDS = {code: kind for kind, code in _OPCODES.items()}
 _DATAFLOWS = (Dataflow.WS, Dataflow.OS, Dataflow.IS)
+_BLOCK = "5I"  # rows, row_bytes, row_stride, planes, plane_stride (all zero: none)
 _PAYLOAD = {
-    Load: struct.Struct("<IIQQ"),
-    Store: struct.Struct("<IIQQI"),
-    Move: struct.Struct("<III4xQI"),
-    Compute: struct.Struct("<IIIIIIIBBxxI"),
-    Vector: struct.Struct("<III4xQQ"),
+    Load: struct.Struct("<IIQQ4x" + _BLOCK),
+    Store: struct.Struct("<IIQQI" + _BLOCK),
+    Move: struct.Struct("<III4xQI" + _BLOCK),
+    Compute: struct.Struct("<IIIIIIIBBxxI4I" + _BLOCK + _BLOCK),
+    Vector: struct.Struct("<III4xQQIII" + _BLOCK * 3),
 }
 #: The fields each record carries (beyond ``id``, ``layer`` and ``deps``); anything else is refused.
 _FIELDS = {
-    Load: ("tensor", "buffer", "addr", "size_bytes", "dram_addr"),
-    Store: ("tensor", "buffer", "addr", "size_bytes", "dram_addr", "activation"),
-    Move: ("tensor", "src_addr", "addr", "size_bytes", "activation"),
+    Load: ("tensor", "buffer", "addr", "size_bytes", "dram_addr", "dram"),
+    Store: ("tensor", "buffer", "addr", "size_bytes", "dram_addr", "activation", "dram", "raw"),
+    Move: ("tensor", "src_addr", "addr", "size_bytes", "activation", "dst"),
     Compute: ("dataflow", "accumulate", "fill", "drain", "m", "k", "n", "batch", "input_addr", "weight_addr",
-              "output_addr", "sparsity", "follows"),
-    Vector: ("op", "input_addr", "output_addr", "elements", "macs"),
+              "output_addr", "sparsity", "follows", "origin", "input_block", "weight_block"),
+    Vector: ("op", "input_addr", "output_addr", "elements", "macs", "second_addr", "origin", "extent",
+             "input_block", "second_block", "output_block"),
 }
 _U8, _U32, _U64 = 2**8 - 1, 2**32 - 1, 2**64 - 1
 
@@ -178,45 +187,73 @@ def _operands(cmd: Command, string) -> tuple[int, bytes]:  # noqa: ANN001 - the 
     if isinstance(cmd, Load | Store):
         values = (string(cmd.tensor), _fit(cmd, "addr", _U32), _fit(cmd, "size_bytes", _U64),
                   _fit(cmd, "dram_addr", _U64))
+        flags = int(cmd.buffer is Buffer.ACCUMULATOR)
         if isinstance(cmd, Store):
             values += (string(cmd.activation) + 1 if cmd.activation else 0,)
-        return int(cmd.buffer is Buffer.ACCUMULATOR), _PAYLOAD[kind].pack(*values)
+            flags |= cmd.raw << 1
+        return flags, _PAYLOAD[kind].pack(*values, *_block(cmd, cmd.dram))
     if isinstance(cmd, Move):
         values = (string(cmd.tensor), _fit(cmd, "src_addr", _U32), _fit(cmd, "addr", _U32),
                   _fit(cmd, "size_bytes", _U64), string(cmd.activation) + 1 if cmd.activation else 0)
-        return 0, _PAYLOAD[kind].pack(*values)
+        return 0, _PAYLOAD[kind].pack(*values, *_block(cmd, cmd.dst))
     if isinstance(cmd, Compute):
         flags = _DATAFLOWS.index(cmd.dataflow) | cmd.accumulate << 2 | cmd.fill << 3 | cmd.drain << 4
         nm = cmd.sparsity
         values = (*(_fit(cmd, f, _U32) for f in ("m", "k", "n", "batch", "input_addr", "weight_addr", "output_addr")),
                   0 if nm is None else _fit(nm, "n", _U8), 0 if nm is None else _fit(nm, "m", _U8),
-                  _fit(cmd, "follows", _U32))
-        return flags, _PAYLOAD[kind].pack(*values)
+                  _fit(cmd, "follows", _U32), *(_word(cmd, "origin", v) for v in cmd.origin))
+        return flags, _PAYLOAD[kind].pack(*values, *_block(cmd, cmd.input_block), *_block(cmd, cmd.weight_block))
     assert isinstance(cmd, Vector)
     values = (string(cmd.op), _fit(cmd, "input_addr", _U32), _fit(cmd, "output_addr", _U32),
-              _fit(cmd, "elements", _U64), _fit(cmd, "macs", _U64))
-    return 0, _PAYLOAD[kind].pack(*values)
+              _fit(cmd, "elements", _U64), _fit(cmd, "macs", _U64), _fit(cmd, "second_addr", _U32),
+              _fit(cmd, "origin", _U32), _fit(cmd, "extent", _U32))
+    return 0, _PAYLOAD[kind].pack(*values, *_block(cmd, cmd.input_block), *_block(cmd, cmd.second_block),
+                                  *_block(cmd, cmd.output_block))
+
+
+def _block(cmd: Command, block: Block | None) -> tuple[int, ...]:
+    if block is None:
+        return (0,) * 5
+    return tuple(_word(cmd, f"block {f}", getattr(block, f))
+                 for f in ("rows", "row_bytes", "row_stride", "planes", "plane_stride"))
+
+
+def _word(cmd: Command, name: str, value: int) -> int:
+    if not (isinstance(value, int) and 0 <= value <= _U32):
+        raise EncodingError(f"Command {cmd.id}: {type(cmd).__name__} {name} must be an integer in 0..{_U32}, "
+                            f"not {value!r}")
+    return value
+
+
+def _unblock(values: tuple[int, ...]) -> Block | None:
+    return None if not any(values) else Block(*values)
 
 
 def _fields(kind: type[Command], flags: int, values: tuple, strings: list[str]) -> dict[str, object]:
     if kind in (Load, Store):
-        tensor, addr, size, dram, *activation = values
+        tensor, addr, size, dram, *rest = values
         fields = dict(tensor=strings[tensor], addr=addr, size_bytes=size, dram_addr=dram,
-                      buffer=Buffer.ACCUMULATOR if flags & 1 else Buffer.SCRATCHPAD)
-        if activation and activation[0]:
-            fields["activation"] = strings[activation[0] - 1]
+                      buffer=Buffer.ACCUMULATOR if flags & 1 else Buffer.SCRATCHPAD, dram=_unblock(tuple(rest[-5:])))
+        if kind is Store:
+            fields["raw"] = bool(flags & 2)
+            if rest[0]:
+                fields["activation"] = strings[rest[0] - 1]
         return fields
     if kind is Move:
-        tensor, src, addr, size, activation = values
+        tensor, src, addr, size, activation, *dst = values
         return dict(tensor=strings[tensor], src_addr=src, addr=addr, size_bytes=size,
-                    activation=strings[activation - 1] if activation else "")
+                    activation=strings[activation - 1] if activation else "", dst=_unblock(tuple(dst)))
     if kind is Compute:
-        m, k, n, batch, in_addr, w_addr, out_addr, nm_n, nm_m, follows = values
+        m, k, n, batch, in_addr, w_addr, out_addr, nm_n, nm_m, follows = values[:10]
         return dict(m=m, k=k, n=n, batch=batch, input_addr=in_addr, weight_addr=w_addr, output_addr=out_addr,
                     dataflow=_DATAFLOWS[flags & 3], accumulate=bool(flags & 4), fill=bool(flags & 8),
-                    drain=bool(flags & 16), sparsity=Sparsity(nm_n, nm_m) if nm_m else None, follows=follows)
-    op, in_addr, out_addr, elements, macs = values
-    return dict(op=strings[op], input_addr=in_addr, output_addr=out_addr, elements=elements, macs=macs)
+                    drain=bool(flags & 16), sparsity=Sparsity(nm_n, nm_m) if nm_m else None, follows=follows,
+                    origin=tuple(values[10:14]), input_block=_unblock(values[14:19]),
+                    weight_block=_unblock(values[19:24]))
+    op, in_addr, out_addr, elements, macs, second, origin, extent = values[:8]
+    return dict(op=strings[op], input_addr=in_addr, output_addr=out_addr, elements=elements, macs=macs,
+                second_addr=second, origin=origin, extent=extent, input_block=_unblock(values[8:13]),
+                second_block=_unblock(values[13:18]), output_block=_unblock(values[18:23]))
 
 
 def _check_fields(cmd: Command) -> None:

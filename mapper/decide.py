@@ -22,10 +22,11 @@ layer's working space, in one of two loop orders (:class:`~mapper.options.LoopOr
     per layer, the better of the two for the objective.
 
 Half of the working space holds one tile's operands while the other half is being filled (double
-buffering); the accumulator is split the same way for outputs. Bytes moved for an input tile are its
-share of the input tensor (``tm/m * tk/k`` of it): exact for GEMMs and 1x1 convolutions; for larger
-kernels it counts the unique input footprint rather than the im2col copy. Outputs are written once in
-the input number format (the accumulator's read path requantizes).
+buffering); the accumulator is split the same way for outputs. Bytes moved for an input tile are the
+block of the input it reads (:mod:`mapper.layout`): for a GEMM its ``tm x tk`` share, for a
+convolution the band of input rows and channels its windows cover (halo included, never the im2col
+copy), priced at the largest band a tile of its size can need. Outputs are written once in the
+input number format (the accumulator's read path requantizes).
 
 **N:M weights** (:func:`operands`) run natively on a weight-stationary array that lists the pattern:
 the array computes the compressed reduction ``ceil(k/M) x N``, each of its input elements standing
@@ -47,6 +48,7 @@ from fractions import Fraction
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div
+from mapper.layout import conv_geometry, storage_shape
 from mapper.options import Depthwise, LoopOrder, MapOptions
 from mapper.plan import LayerMapping
 from mapper.residency import Residency
@@ -87,6 +89,16 @@ class VectorDecision:
     streamed_out: tuple[str, ...]
     chunks: int
     mapping: LayerMapping
+    # what a chunk is a run of (:func:`chunking`): ``total`` elements of the tensors in storage order,
+    # or ``total`` channels; ``total == 0``: equal shares of each operand's bytes (timing only)
+    chunk_axis: str = ""
+    chunk_total: int = 0
+
+    def piece(self, i: int) -> tuple[int, int]:
+        """``[lo, hi)`` of chunk ``i`` along :attr:`chunk_axis` (``(0, 0)`` without one)."""
+        if not self.chunk_total:
+            return 0, 0
+        return self.chunk_total * i // self.chunks, self.chunk_total * (i + 1) // self.chunks
 
 
 @dataclass(frozen=True)
@@ -221,19 +233,21 @@ def operands(graph: Graph, arch: Accelerator, layer: Layer, dataflow: Dataflow) 
     x_bytes = graph.tensors[activations[0]].elements * in_bytes
     # a strided convolution's input is bigger than its GEMM's m x k: tiles carry their share of it
     x_rate = Fraction(x_bytes, gemm.batch * gemm.m * gemm.k)
+    conv = conv_geometry(graph, layer)
     nm = layer.sparsity
     # N:M runs natively on a weight-stationary array that lists the pattern (the sparse PEs hold
     # each group's kept weights and indices); anything else runs the layer dense.
     if nm is None or nm not in arch.array.sparsity or w not in weights or dataflow is not Dataflow.WS:
         return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm, x_bytes=x_bytes,
                         in_bytes=max(Fraction(in_bytes), x_rate), w_bytes=Fraction(w_bytes),
-                        out_bytes=in_bytes, acc_bytes=acc_bytes)
+                        out_bytes=in_bytes, acc_bytes=acc_bytes, conv=conv, dense_k=gemm.k, x_word=in_bytes)
     compressed = GemmShape(gemm.m, ceil_div(gemm.k, nm.m) * nm.n, gemm.n, gemm.batch)
     return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=compressed, x_bytes=x_bytes,
                     in_bytes=max(Fraction(in_bytes * nm.m, nm.n),
                                  Fraction(x_bytes, gemm.batch * gemm.m * compressed.k)),
                     w_bytes=w_bytes + Fraction(nm.index_bits, 8), out_bytes=in_bytes,
-                    acc_bytes=acc_bytes, sparsity=nm, w_value_bytes=w_bytes)
+                    acc_bytes=acc_bytes, sparsity=nm, w_value_bytes=w_bytes, conv=conv, dense_k=gemm.k,
+                    x_word=in_bytes)
 
 
 # -- one layer -----------------------------------------------------------------------------------
@@ -300,10 +314,36 @@ def _vector_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int,
     streamed_in = tuple(t for t in inputs if streamed(t))
     streamed_out = tuple(t for t in layer.outputs if streamed(t))
     moved = sum(size[t] for t in streamed_in) + sum(size[t] for t in streamed_out)
-    chunks = max(1, ceil_div(moved, budget // 2))
+    half = budget // 2
+    chunks = max(1, ceil_div(moved, half))
+    axis, total = chunking(graph, layer, inputs, macs)
+    if total and moved:
+        # the largest chunk (ceil(total / chunks) of the runs) must fit half the working space
+        per_run = Fraction(moved, total)
+        runs = int(half // per_run) if per_run <= half else 0
+        chunks = ceil_div(total, runs) if runs else chunks
+        if chunks > total or not runs:
+            axis, total, chunks = "", 0, max(1, ceil_div(moved, half))
     mapping = LayerMapping(layer.name, layer.op, macs, tiles=chunks, loop_order="vector" if macs else "",
                            gemm=layer.gemm)
-    return VectorDecision(layer, budget, macs, ops, tuple(inputs), size, streamed_in, streamed_out, chunks, mapping)
+    return VectorDecision(layer, budget, macs, ops, tuple(inputs), size, streamed_in, streamed_out, chunks, mapping,
+                          axis, total)
+
+
+def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tuple[str, int]:
+    """What the chunks of vector layer ``layer`` run along: ``("elements", E)`` for an element-wise layer
+    whose operands all have its output's shape (runs of its tensors in storage order), ``("channels",
+    C)`` for a pool or a depthwise convolution (all pixels of a run of channels), else ``("", 0)``."""
+    out = graph.tensors[layer.outputs[0]]
+    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION):
+        if any(graph.tensors[t].shape != out.shape for t in inputs):
+            return "", 0
+        return "elements", out.elements
+    if layer.op is OpKind.POOL or macs:
+        if any(len(graph.tensors[t].shape) != len(out.shape) for t in inputs if not graph.tensors[t].is_constant):
+            return "", 0
+        return "channels", storage_shape(out.shape)[1]
+    return "", 0
 
 
 def _ordered(graph: Graph, order: Sequence[str]) -> tuple[Layer, ...]:

@@ -30,15 +30,16 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
+from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.hardware import Accelerator
 from accel.timing import ceil_div, fold_count, steady_follows
 from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision
+from mapper.layout import make_block, out_block, storage_shape, w_block, x_block
 from mapper.residency import AddressBook, Residency
-from mapper.schedules import Step, Transfer, share
-from workloads.graph import Graph, Layer
+from mapper.schedules import Operands, Step, Transfer, share
+from workloads.graph import GemmShape, Graph, Layer, OpKind
 
-__all__ = ["emit_program"]
+__all__ = ["emit_program", "dram_addresses"]
 
 
 def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecision],
@@ -57,6 +58,23 @@ def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecis
     return tuple(emitter.commands)
 
 
+def dram_addresses(graph: Graph, arch: Accelerator) -> tuple[dict[str, int], int]:
+    """Every tensor's DRAM address (in graph order, 64-byte aligned, room for an accumulator word per
+    element; a view's output at its input's: the same bytes) and the first address above them all."""
+    word = max(arch.array.input_format.size_bytes, arch.array.accumulator_format.size_bytes)
+    addr: dict[str, int] = {}
+    next_addr = 0
+    for name, tensor in graph.tensors.items():
+        addr[name] = next_addr
+        next_addr += ceil_div(tensor.elements * word, 64) * 64
+    for layer in graph.layers:
+        sources = [t for t in layer.inputs if not graph.tensors[t].is_constant]
+        if layer.op.is_view and sources:
+            for out in layer.outputs:
+                addr[out] = addr[sources[0]]
+    return addr, next_addr
+
+
 @dataclass
 class _Slot:
     """One half of a double-buffered memory: its base address and the commands that last used it."""
@@ -73,14 +91,9 @@ class _Emitter:
         self.arch = arch
         self.residency = residency
         self.commands: list[Command] = []
-        word = max(arch.array.input_format.size_bytes, arch.array.accumulator_format.size_bytes)
-        self.dram_addr: dict[str, int] = {}
-        self.ready: dict[str, int | None] = {}  # tensor -> id of the command that last wrote it to DRAM
-        next_addr = 0
-        for name, tensor in graph.tensors.items():
-            self.dram_addr[name] = next_addr
-            next_addr += ceil_div(tensor.elements * word, 64) * 64
-            self.ready[name] = None
+        self.dram_addr, self.dram_end = dram_addresses(graph, arch)  # partial sums spill above the tensors
+        self.ready: dict[str, int | None] = {name: None for name in graph.tensors}  # tensor -> its last DRAM writer
+        self.psum: dict[tuple[str, tuple[int, ...]], int] = {}
         self.half_spad = arch.scratchpad.size_bytes // 2  # of the current working region
         half_acc = arch.accumulator.size_bytes // 2
         self.spad_slots = [_Slot(0), _Slot(self.half_spad)]
@@ -149,33 +162,55 @@ class _Emitter:
 
     def array_layer(self, decision: ArrayDecision) -> None:
         """The commands of the decision's schedule, step by step."""
-        count = self._emit_steps(decision.layer, decision.choice.steps(decision.operands, self.arch))
+        count = self._emit_steps(decision.layer, decision.operands,
+                                 decision.choice.steps(decision.operands, self.arch))
         if count != decision.mapping.tiles:
             raise AssertionError(f"Layer {decision.layer.name!r}: its schedule ran {count} computes, "
                                  f"its mapping search counted {decision.mapping.tiles}")
 
     def vector_layer(self, decision: VectorDecision) -> None:
         """Element-wise work on the vector unit in the decision's chunks. Resident operands are read
-        and written in place; the streamed ones go through the working region."""
+        and written in place; the streamed ones go through the working region.
+
+        A chunk of an element-wise layer is a run of elements of its tensors in storage order; of a
+        per-channel layer (pools, a depthwise convolution) a run of channels, all pixels of each
+        (:func:`_chunks`). Inputs of a chunk are loaded one after another into a working half; the
+        output follows them there, or goes to its resident place."""
         layer, size, chunks, macs = decision.layer, decision.size_bytes, decision.chunks, decision.macs
         place = {t: self._place(t) for t in size}
-        in_bytes = sum(size[t] for t in decision.streamed_in)
         onchip_in = [d for t in decision.inputs if place[t] is not None for d in self.onchip.get(place[t][0], [])]
         out_claims = [d for t in layer.outputs if place[t] is not None for d in self.claims.pop(place[t][0], [])]
         outputs_onchip = [place[t][0] for t in layer.outputs if place[t] is not None]
-        out_addr = next((place[t][1] for t in layer.outputs if place[t] is not None), None)
         for i in range(chunks):
             slot = self.spad_slots[next(self.spad_turn)]
-            loads = [
-                self._emit(Load, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD, addr=slot.addr,
-                           size_bytes=share(size[t], i, chunks), dram_addr=self.dram_addr[t],
-                           deps=[self.ready[t], *slot.last_users])
-                for t in decision.streamed_in
-            ]
+            lo, hi = decision.piece(i)
+            loads, addrs, blocks, offset = [], {}, {}, 0
+            for t in decision.inputs:
+                at, block, nbytes = self._vector_piece(decision, t, lo, hi, i)
+                if place[t] is not None:
+                    addrs[t], blocks[t] = place[t][1] + at, block
+                    continue
+                loads.append(self._emit(Load, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD,
+                                        addr=slot.addr + offset, size_bytes=nbytes,
+                                        dram_addr=self.dram_addr[t] + at, dram=block,
+                                        deps=[self.ready[t], *slot.last_users]))
+                addrs[t], blocks[t] = slot.addr + offset, None
+                offset += nbytes
+            out = layer.outputs[0]
+            out_at, out_block, out_bytes = self._vector_piece(decision, out, lo, hi, i)
+            if place[out] is not None:
+                out_addr, out_pattern = place[out][1] + out_at, out_block
+            else:
+                out_addr, out_pattern = slot.addr + offset, None
+            ins = list(decision.inputs)
+            second = ins[1] if len(ins) > 1 else None
             vec = self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
-                             elements=share(decision.ops, i, chunks), macs=share(macs, i, chunks),
-                             input_addr=slot.addr,
-                             output_addr=out_addr if out_addr is not None else slot.addr + share(in_bytes, i, chunks),
+                             elements=_vector_share(decision.ops, decision, i),
+                             macs=_vector_share(macs, decision, i),
+                             input_addr=addrs[ins[0]] if ins else slot.addr, output_addr=out_addr,
+                             second_addr=addrs[second] if second else 0, origin=lo, extent=hi - lo,
+                             input_block=blocks.get(ins[0]) if ins else None,
+                             second_block=blocks.get(second) if second else None, output_block=out_pattern,
                              deps=[*loads, *slot.last_users, *onchip_in, *out_claims])
             for t in decision.inputs:
                 if place[t] is not None:
@@ -183,15 +218,29 @@ class _Emitter:
             for name in outputs_onchip:
                 self._produce_onchip(name, vec)
             stores = [
-                self._emit(Store, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD,
-                           size_bytes=share(size[t], i, chunks), addr=slot.addr, dram_addr=self.dram_addr[t],
-                           deps=[vec])
+                self._emit(Store, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD, size_bytes=out_bytes,
+                           addr=out_addr, dram_addr=self.dram_addr[t] + out_at, dram=out_block, deps=[vec])
                 for t in decision.streamed_out
             ]
             slot.last_users = stores or [vec]
             for t in decision.streamed_out:
                 self.ready[t] = stores[-1]
 
+    def _vector_piece(self, decision: VectorDecision, tensor: str, lo: int, hi: int,
+                      i: int) -> tuple[int, Block | None, int]:
+        """``(offset, block, size_bytes)`` of chunk ``i`` (elements or channels ``[lo, hi)``) of ``tensor``."""
+        total = decision.size_bytes[tensor]
+        if hi <= lo:  # not chunked along the data (see _chunks): an equal share of the bytes
+            return total * i // decision.chunks, None, share(total, i, decision.chunks)
+        t = self.graph.tensors[tensor]
+        word = total // max(t.elements, 1)
+        if decision.chunk_axis == "elements":
+            return word * lo, None, word * (hi - lo)
+        if decision.macs and t.is_constant:  # depthwise weights: (channels, kernel)
+            per = total // t.shape[0]
+            return lo * per, None, (hi - lo) * per
+        rows, cols = storage_shape(t.shape)
+        return word * lo, make_block(word * (hi - lo), rows, word * cols), word * rows * (hi - lo)
     # -- residents -------------------------------------------------------------------------------
     def _resident(self, name: str) -> tuple[int, int]:
         """``(offset, size_bytes)`` of resident buffer ``name`` at the current step."""
@@ -225,11 +274,51 @@ class _Emitter:
         self.commands.append(cls(id=ident, deps=tuple(sorted({d for d in deps if d is not None})), **fields))
         return ident
 
-    def _transfer(self, cls: type[Load] | type[Store], layer: Layer, t: Transfer, addr: int,
+    def _transfer(self, cls: type[Load] | type[Store], layer: Layer, ops: Operands, t: Transfer, addr: int,
                   deps: list[int | None]) -> int:
-        extra = {"activation": _activation(layer)} if cls is Store and t.key is None and _activation(layer) else {}
+        dram_addr, block = self._dram_place(layer, ops, t)
+        extra: dict[str, object] = {}
+        if cls is Store and t.key is None and _activation(layer):
+            extra["activation"] = _activation(layer)
+        if cls is Store and t.key is not None:
+            extra["raw"] = True
         return self._emit(cls, layer=layer.name, tensor=t.tensor, size_bytes=t.size_bytes, buffer=t.buffer,
-                          addr=addr, dram_addr=self.dram_addr[t.tensor], deps=deps, **extra)
+                          addr=addr, dram_addr=dram_addr, dram=block, deps=deps, **extra)
+
+    def _tile_place(self, layer: Layer, ops: Operands, t: Transfer) -> tuple[int, Block | None]:
+        """``(offset, block)`` of the bytes of transfer ``t`` in its tensor's storage (:mod:`mapper.layout`)."""
+        (b0, m0, k0, n0), (tb, tm, tk, tn) = t.origin, t.extent
+        if t.role == "x":
+            nm = None if ops.sparsity is None else (ops.sparsity.n, ops.sparsity.m)
+            offset, block, size = x_block(self.graph, layer, ops.conv, (b0, m0, k0), (tb, tm, tk), nm, ops.x_word)
+            g = layer.gemm
+            assert g is not None
+            if ops.conv is None and (ops.sparsity is not None or layer.op is OpKind.CONV or
+                                     self.graph.tensors[ops.x].elements != g.batch * g.m * g.k):
+                return 0, None  # an input priced as a share of its bytes (N:M, a conv given as a GEMM): no block
+            assert size == t.size_bytes, (layer.name, size, t.size_bytes)
+            return offset, block
+        if t.role == "w":
+            if ops.sparsity is not None:  # N:M weights: compressed tile after tile (not yet addressed by tile)
+                return 0, None
+            if ops.w is not None and not self.graph.tensors[ops.w].is_constant:
+                return x_block(self.graph, _as_gemm(layer), None, (b0, k0, n0), (tb, tk, tn), word=ops.x_word)[:2]
+            return w_block(layer, (b0, k0, n0), (tb, tk, tn), ops.w_value_bytes)
+        if t.role == "out":
+            return out_block(layer, (b0, m0, n0), (tb, tm, tn), ops.out_bytes)
+        return 0, None
+
+    def _dram_place(self, layer: Layer, ops: Operands, t: Transfer) -> tuple[int, Block | None]:
+        """The DRAM address of the first byte of ``t`` and its block; partial sums go to a scratch
+        area per output block, above the tensors."""
+        if t.key is not None:
+            where = (layer.name, t.key)
+            if where not in self.psum:
+                self.psum[where] = self.dram_end
+                self.dram_end += ceil_div(t.size_bytes, 64) * 64
+            return self.psum[where], None
+        offset, block = self._tile_place(layer, ops, t)
+        return self.dram_addr[t.tensor] + offset, block
 
     def _follows(self, previous: int | None, c: object) -> int:
         """:attr:`~accel.commands.Compute.follows` of a compute after ``previous`` (this layer's last):
@@ -254,42 +343,49 @@ class _Emitter:
             fold_count(self.arch.array, cmd.dataflow, cmd.m, cmd.k, cmd.n)[0] == 1 and \
             all(self.graph.tensors[t.tensor].is_constant for t in streamed)
 
-    def _emit_steps(self, layer: Layer, steps: Iterable[Step]) -> int:
+    def _emit_steps(self, layer: Layer, ops: Operands, steps: Iterable[Step]) -> int:
         """Turn the abstract schedule into commands with addresses and dependencies; count computes."""
         previous: int | None = None
         acc_slot = self.acc_slots[0]
         stored: dict[tuple[int, ...], int] = {}  # partial-sum stores by key
         count = 0
+        acc_word = self.arch.array.accumulator_format.size_bytes
+        held: dict[str, tuple[int, Block | None]] = {}  # the operands the previous compute read, by role
         for step in steps:
             if step.new_block:
                 acc_slot = self.acc_slots[next(self.acc_turn)]
             block_free = list(acc_slot.last_users) if step.new_block else []
             streamed = [t for t in step.loads if t.buffer is Buffer.SCRATCHPAD and self._place(t.tensor) is None]
             spad_slot = self.spad_slots[next(self.spad_turn)] if streamed else None
-            loads, offset, operand_addr, onchip = [], 0, [], []
+            c = step.compute
+            out_addr = acc_slot.addr + acc_word * c.acc_offset
+            loads, offset, onchip = [], 0, []
+            operand: dict[str, tuple[int, Block | None]] = {}
             for t in step.loads:
                 if t.buffer is Buffer.SCRATCHPAD:
                     place = self._place(t.tensor)
                     if place is not None:  # resident: read in place
-                        operand_addr.append(place[1])
+                        at, block = self._tile_place(layer, ops, t)
+                        operand[t.role] = (place[1] + at, block)
                         onchip.append(place[0])
                         continue
                     assert spad_slot is not None
                     deps = [self.ready[t.tensor], *spad_slot.last_users]
-                    loads.append(self._transfer(Load, layer, t, spad_slot.addr + offset, deps))
-                    operand_addr.append(spad_slot.addr + offset)
+                    loads.append(self._transfer(Load, layer, ops, t, spad_slot.addr + offset, deps))
+                    operand[t.role] = (spad_slot.addr + offset, None)
                     offset += t.size_bytes
                 else:
                     written = stored[t.key] if t.key is not None else self.ready[t.tensor]
-                    loads.append(self._transfer(Load, layer, t, acc_slot.addr, [written, *block_free]))
+                    loads.append(self._transfer(Load, layer, ops, t, out_addr, [written, *block_free]))
+            held = {**held, **operand} if not c.fill else operand
             addr = spad_slot.addr if spad_slot is not None else 0
-            in_addr, w_addr = (operand_addr + [addr, addr])[:2]
+            (in_addr, in_block), (w_addr, w_block_) = held.get("x", (addr, None)), held.get("w", (addr, None))
             resident_deps = [d for name in onchip for d in self.onchip.get(name, [])]
-            c = step.compute
             compute = self._emit(Compute, layer=layer.name, input_addr=in_addr, weight_addr=w_addr,
-                                 output_addr=acc_slot.addr, deps=[*loads, previous, *block_free, *resident_deps],
+                                 output_addr=out_addr, deps=[*loads, previous, *block_free, *resident_deps],
                                  m=c.m, k=c.k, n=c.n, batch=c.batch, dataflow=c.dataflow, accumulate=c.accumulate,
-                                 fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=self._follows(previous, c))
+                                 fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=self._follows(previous, c),
+                                 origin=c.origin, input_block=in_block, weight_block=w_block_)
             for name in onchip:
                 self.users.setdefault(name, []).append(compute)
             if spad_slot is not None:
@@ -299,16 +395,13 @@ class _Emitter:
             for t in step.stores:
                 place = self._place(t.tensor) if t.key is None else None
                 if place is None:
-                    stores.append(self._transfer(Store, layer, t, acc_slot.addr, [compute]))
+                    stores.append(self._transfer(Store, layer, ops, t, out_addr, [compute]))
                     continue
                 name, base = place
-                nbytes = self._resident(name)[1]
-                written = self.moved.get(name, 0)
-                at = written if written + t.size_bytes <= nbytes else max(nbytes - t.size_bytes, 0)
-                self.moved[name] = written + t.size_bytes
+                at, block = self._tile_place(layer, ops, t)
                 move = self._emit(Move, layer=layer.name, tensor=name, size_bytes=t.size_bytes,
-                                  src_addr=acc_slot.addr, addr=base + at, deps=[compute, *self.claims.pop(name, [])],
-                                  activation=_activation(layer))
+                                  src_addr=out_addr, addr=base + at, dst=block,
+                                  deps=[compute, *self.claims.pop(name, [])], activation=_activation(layer))
                 self._produce_onchip(name, move)
                 stores.append(move)
             if step.new_block:
@@ -327,3 +420,20 @@ class _Emitter:
 def _activation(layer: Layer) -> str:
     """The functions fused into ``layer``'s store path (:mod:`mapper.fuse`), as Store.activation gives them."""
     return ",".join(layer.attrs.get("fused", ()))
+
+
+def _as_gemm(layer: Layer) -> Layer:
+    """A matmul's second activation ``k x n`` read as an input matrix (its tiles are ``tk x tn`` blocks)."""
+    assert layer.gemm is not None
+    g = layer.gemm
+    return Layer(layer.name, OpKind.GEMM, layer.inputs, layer.outputs,
+                 gemm=GemmShape(m=g.k, k=g.n, n=g.n, batch=g.batch))
+
+
+def _vector_share(total: int, decision: VectorDecision, i: int) -> int:
+    """Chunk ``i``'s share of ``total`` work: in proportion to its elements or channels."""
+    if not decision.chunk_total:
+        return share(total, i, decision.chunks)
+    lo, hi = decision.piece(i)
+    whole = decision.chunk_total
+    return total * hi // whole - total * lo // whole

@@ -45,6 +45,7 @@ from mapper.plan import Plan
 from mapper.rereads import reread_factors
 from mapper.residency import Residency
 from workloads.graph import Graph
+from workloads.host import split_host
 
 __all__ = ["map_graph", "build_plan", "KNEE"]
 
@@ -58,6 +59,7 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
     """Map ``graph`` onto ``arch`` as ``options`` say and return the checked plan."""
     from mapper.check import check_plan
 
+    graph = split_host(graph).device  # the float conversions at a quantized graph's boundary are the host's
     graph = fuse_activations(graph, arch)  # activations the store path applies join their array layer
     if options.scratchpad_bytes is not None and options.scratchpad_bytes != arch.scratchpad.size_bytes:
         arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad,

@@ -16,6 +16,7 @@ from fractions import Fraction
 from accel.commands import Buffer
 from accel.hardware import Dataflow, Sparsity
 from accel.timing import ceil_div
+from mapper.layout import ConvGeometry, conv_band, conv_band_bound, dense_k_range
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
@@ -29,6 +30,9 @@ class Transfer:
     size_bytes: int
     buffer: Buffer
     key: tuple[int, ...] | None = None  # partial sums: a reload waits for the store with the same key
+    role: str = ""  # "x" (input), "w" (weights), "out" (results; partial sums with a key)
+    origin: tuple[int, int, int, int] = (0, 0, 0, 0)  # (b0, m0, k0, n0) of the tile moved
+    extent: tuple[int, int, int, int] = (0, 0, 0, 0)  # (tb, tm, tk, tn)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class ComputeSpec:
     fill: bool = True  # starts its folds (False: continues the previous command's)
     drain: bool = True  # ends its folds (False: the next command continues them)
     sparsity: Sparsity | None = None
+    origin: tuple[int, int, int, int] = (0, 0, 0, 0)  # (b0, m0, k0, n0) of the tile in the layer's GEMM
+    acc_offset: int = 0  # accumulator words from its block's first word to this tile's first
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,9 @@ class Operands:
     sparsity: Sparsity | None = None
     w_value_bytes: int = 1  # bytes of one weight value (without its index)
     x_rate: Fraction | None = None  # input tensor bytes per element of (b, m, k); None: x_bytes over gemm's
+    conv: ConvGeometry | None = None  # a convolution's geometry: its tiles read input bands (mapper.layout)
+    dense_k: int = 0  # the layer's dense reduction (N:M: before compression; 0: gemm.k)
+    x_word: int = 1  # bytes of one input element
 
     def __post_init__(self) -> None:
         if self.x_rate is None:
@@ -89,10 +98,28 @@ class Operands:
             object.__setattr__(self, "x_rate", Fraction(self.x_bytes, g.batch * g.m * g.k))
 
     def x_share(self, tb: int, tm: int, tk: int) -> int:
-        """Bytes of the input tensor a ``tb x tm x tk`` tile covers (its share, rounded up)."""
+        """The most bytes of the input tensor a ``tb x tm x tk`` tile reads, wherever it is: its share of
+        the input (rounded up) for a GEMM, the largest input band (:func:`mapper.layout.conv_band_bound`)
+        for a convolution."""
+        if self.conv is not None:
+            lo, hi = dense_k_range(0, tk, self._nm)
+            span = hi - lo + (self._nm[1] if self._nm else 0)  # N:M: a slice may start mid-group
+            return max(1, self.x_word * conv_band_bound(self.conv, tb, tm, min(span, self.dense_k or self.gemm.k)))
         rate = self.x_rate
         assert rate is not None
         return max(1, ceil_div(rate.numerator * tb * tm * tk, rate.denominator))
+
+    def x_tile(self, b0: int, tb: int, m0: int, tm: int, k0: int, tk: int) -> int:
+        """Bytes of the input the tile at ``(b0, m0, k0)`` reads (:func:`mapper.layout.x_block`'s size):
+        at most :meth:`x_share`."""
+        if self.conv is not None:
+            p0, p1, ch0, ch1 = conv_band(self.conv, b0, tb, m0, tm, *dense_k_range(k0, tk, self._nm))
+            return self.x_word * (p1 - p0) * (ch1 - ch0)
+        return self.x_share(tb, tm, tk)
+
+    @property
+    def _nm(self) -> tuple[int, int] | None:
+        return None if self.sparsity is None else (self.sparsity.n, self.sparsity.m)
 
     def w_size(self, tb: int, tk: int, tn: int) -> int:
         if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
@@ -107,15 +134,20 @@ def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
         k_starts = range(0, g.k, tile.k)
         for k0 in k_starts:
             tk = min(tile.k, g.k - k0)
-            loads = [Transfer(ops.x, ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD)]
+            at, size = (b0, m0, k0, n0), (tb, tm, tk, tn)
+            loads = [Transfer(ops.x, ops.x_tile(b0, tb, m0, tm, k0, tk), Buffer.SCRATCHPAD, role="x", origin=at,
+                              extent=size)]
             if ops.w is not None:
-                loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
+                loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
+                                      extent=size))
             last = k0 == k_starts[-1]
+            out = Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
+                           extent=size)
             yield Step(
                 compute=ComputeSpec(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0,
-                                    sparsity=ops.sparsity),
+                                    sparsity=ops.sparsity, origin=at),
                 loads=tuple(loads),
-                stores=(Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR),) if last else (),
+                stores=(out,) if last else (),
                 new_block=k0 == 0,
             )
 
@@ -152,6 +184,10 @@ def fold_outer(ops: Operands, plan: FoldPlan, dataflow: Dataflow, rows: int, col
                     size = {s2: min(plan.s2_block, extent[s2] - a0), s1: min(plan.s1_block, extent[s1] - f0),
                             t: min(plan.chunk, extent[t] - c0)}
                     tm, tk, tn = size["m"], size["k"], size["n"]
+                    start = {s2: a0, s1: f0, t: c0}
+                    at, ext = (b0, start["m"], start["k"], start["n"]), (tb, tm, tk, tn)
+                    # the block's words: chunks of the stream one after another (OS: one tile)
+                    acc_offset = {Dataflow.WS: tb * c0 * tn, Dataflow.IS: tb * tm * c0, Dataflow.OS: 0}[dataflow]
                     first_chunk, last_chunk = c0 == 0, c0 == chunks[-1]
                     first_fold, last_fold = f0 == 0, f0 == s1_starts[-1]
                     # the streamed operand every chunk; the stationary one with the fold's first chunk
@@ -159,29 +195,35 @@ def fold_outer(ops: Operands, plan: FoldPlan, dataflow: Dataflow, rows: int, col
                     w_needed = ops.w is not None and (dataflow is not Dataflow.WS or first_chunk)
                     loads = []
                     if x_needed:
-                        loads.append(Transfer(ops.x, ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD))
+                        loads.append(Transfer(ops.x, ops.x_tile(b0, tb, at[1], tm, at[2], tk), Buffer.SCRATCHPAD,
+                                              role="x", origin=at, extent=ext))
                     if w_needed:
-                        loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD))
+                        loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
+                                              extent=ext))
                     stores = []
                     outputs = tb * tm * tn
+                    final = Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
+                                     extent=ext)
                     if not partial_sums:
                         new_block, accumulate = first_chunk, not first_chunk
                         if last_chunk:
-                            stores.append(Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR))
+                            stores.append(final)
                     elif plan.resident:
                         new_block, accumulate = first_fold and first_chunk, not first_fold
                         if last_fold:
-                            stores.append(Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR))
+                            stores.append(final)
                     else:
-                        new_block, accumulate = True, not first_fold
+                        new_block, accumulate, acc_offset = True, not first_fold, 0
                         key = (b0, a0, c0)
+                        partial = Transfer(ops.out, outputs * ops.acc_bytes, Buffer.ACCUMULATOR, key, role="out",
+                                           origin=at, extent=ext)
                         if not first_fold:
-                            loads.append(Transfer(ops.out, outputs * ops.acc_bytes, Buffer.ACCUMULATOR, key))
-                        size_bytes = outputs * (ops.out_bytes if last_fold else ops.acc_bytes)
-                        stores.append(Transfer(ops.out, size_bytes, Buffer.ACCUMULATOR, None if last_fold else key))
+                            loads.append(partial)
+                        stores.append(final if last_fold else partial)
                     yield Step(
                         compute=ComputeSpec(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
-                                            fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity),
+                                            fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity, origin=at,
+                                            acc_offset=acc_offset),
                         loads=tuple(loads), stores=tuple(stores), new_block=new_block,
                     )
 

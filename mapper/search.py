@@ -357,8 +357,11 @@ def _sizes(extent: int, unit: int) -> list[int]:
 def _max_tm(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> int:
     """The most rows whose inputs + weights fit half the scratchpad and outputs half the accumulator."""
     spad_room = half_spad - ops.w_size(tb, tk, tn)
-    by_spad = int(spad_room // (tb * tk * ops.in_bytes)) if spad_room > 0 else 0
     by_acc = half_acc // (tb * tn * ops.acc_bytes)
+    if ops.conv is not None:  # input bands: the largest that fits, by their bound
+        by_spad = largest(lambda tm: ops.x_share(tb, tm, tk) <= spad_room, ops.gemm.m) if spad_room > 0 else 0
+    else:
+        by_spad = int(spad_room // (tb * tk * ops.in_bytes)) if spad_room > 0 else 0
     return min(ops.gemm.m, by_spad, by_acc)
 
 
@@ -444,15 +447,19 @@ def _fold_plan(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: 
 
     def fits(tb: int, chunk: int, resident: bool, r: int = min(rows, s1), c: int = min(cols, s2)) -> bool:
         if dataflow is Dataflow.WS:  # inputs chunk x r, weights r x c
-            spad = chunk * r * ops.in_bytes + ops.w_size(1, r, c)
+            tm, tk, tn = chunk, r, c
             acc = (g.m if resident else chunk) * c
         elif dataflow is Dataflow.OS:  # inputs r x chunk, weights chunk x c
-            spad = r * chunk * ops.in_bytes + ops.w_size(1, chunk, c)
+            tm, tk, tn = r, chunk, c
             acc = r * c
         else:  # inputs r x c (k x m), weights r x chunk
-            spad = r * c * ops.in_bytes + ops.w_size(1, r, chunk)
+            tm, tk, tn = c, r, chunk
             acc = c * (g.n if resident else chunk)
-        return tb * spad <= half_spad and tb * acc * ops.acc_bytes <= half_acc
+        if ops.conv is not None:  # input bands, by their bound
+            spad = ops.x_share(tb, tm, tk) + tb * ops.w_size(1, tk, tn)
+        else:
+            spad = tb * (tm * tk * ops.in_bytes + ops.w_size(1, tk, tn))
+        return spad <= half_spad and tb * acc * ops.acc_bytes <= half_acc
 
     resident = dataflow is not Dataflow.OS and fits(1, 1, True)
     chunk = largest(lambda size: fits(1, size, resident), stream)

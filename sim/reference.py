@@ -57,7 +57,8 @@ from sim.numerics import dequantize_linear, fma_float32, gemm_array, quantize_li
 from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
-           "accumulators", "requantize_accumulators", "supported", "code_format"]
+           "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
+           "maxpool_codes"]
 
 _log = logging.getLogger(__name__)
 
@@ -387,6 +388,16 @@ def _wrap32(values: np.ndarray) -> np.ndarray:
 # -- vector layers ------------------------------------------------------------------------------------
 
 def _add(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    out = graph.tensors[layer.outputs[0]]
+    codes = add_codes(graph, layer, get(layer.inputs[0]), get(layer.inputs[1]), requant=mode)
+    return [np.broadcast_to(codes, out.shape).copy()]
+
+
+def add_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
+              requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
+    """The codes of quantized add ``layer`` on input codes ``a`` and ``b`` (any shapes that broadcast:
+    whole tensors or a chunk of them)."""
+    mode = Requantization.parse(requant)
     if mode is Requantization.DYADIC:
         raise ReferenceError(f"Layer {layer.name!r}: a quantized add is modelled in the float32-half-even"
                              " (onnxruntime) and TFLite modes, not dyadic")
@@ -398,9 +409,8 @@ def _add(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.
         raise ReferenceError(f"Layer {layer.name!r}: per-channel quantized add is not supported")
     fmt = code_format(out)
     if mode is not Requantization.FLOAT32_HALF_EVEN:
-        codes = tflite_add(get(a_name), get(b_name), aq.scale[0], aq.zero_point[0], bq.scale[0], bq.zero_point[0],
-                           yq.scale[0], yq.zero_point[0], mode=mode, out_format=fmt)
-        return [np.broadcast_to(codes, out.shape).copy()]
+        return tflite_add(a, b, aq.scale[0], aq.zero_point[0], bq.scale[0], bq.zero_point[0],
+                          yq.scale[0], yq.zero_point[0], mode=mode, out_format=fmt)
     y_scale = np.float32(yq.scale[0])
     ratio_a = np.float32(aq.scale[0]) / y_scale
     ratio_b = np.float32(bq.scale[0]) / y_scale
@@ -409,11 +419,9 @@ def _add(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.
     # (onnxruntime's x86-64 build contracts it to fma(ra, za, rb * zb)); c = fma(a, ra, fma(b, rb, fixed)).
     fixed = np.float32(zp) - fma_float32(ratio_a, np.float32(aq.zero_point[0]),
                                          ratio_b * np.float32(bq.zero_point[0]))
-    a = get(a_name).astype(np.float32)
-    b = get(b_name).astype(np.float32)
-    total = fma_float32(a, ratio_a, fma_float32(b, ratio_b, fixed))
-    codes = np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
-    return [np.broadcast_to(codes, out.shape).copy()]
+    total = fma_float32(np.asarray(a).astype(np.float32), ratio_a,
+                        fma_float32(np.asarray(b).astype(np.float32), ratio_b, fixed))
+    return np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
 
 
 def _mul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
@@ -437,36 +445,48 @@ def _mul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.
 
 
 def _global_avg(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
-    x_name = layer.inputs[0]
-    xq = _quant(graph, x_name, layer)
+    out = graph.tensors[layer.outputs[0]]
+    return [global_avg_codes(graph, layer, get(layer.inputs[0]), requant=mode).reshape(out.shape)]
+
+
+def global_avg_codes(graph: Graph, layer: Layer, x: np.ndarray, *,
+                     requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
+    """``N x C`` codes of global average pool ``layer`` on ``N x C x H x W`` codes ``x`` (any ``C``: a chunk
+    of the channels)."""
+    xq = _quant(graph, layer.inputs[0], layer)
     out = graph.tensors[layer.outputs[0]]
     yq = _quant(graph, out.name, layer)
-    x = get(x_name).astype(np.int64)
+    x = np.asarray(x).astype(np.int64)
     size = int(np.prod(x.shape[2:]))
     acc = x.reshape(*x.shape[:2], -1).sum(axis=-1) - xq.zero_point[0] * size
     scale = np.float32(xq.scale[0]) / (np.float32(yq.scale[0]) * np.float32(size))
-    result = requantize_array(acc, scale, yq.zero_point[0], mode=mode, out_format=code_format(out))
-    return [result.reshape(out.shape)]
+    return requantize_array(acc, scale, yq.zero_point[0], mode=Requantization.parse(requant),
+                            out_format=code_format(out))
 
 
 def _maxpool(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
-    x = get(layer.inputs[0]).astype(np.int64)
     out = graph.tensors[layer.outputs[0]]
+    return [maxpool_codes(layer, get(layer.inputs[0]), out.shape)]
+
+
+def maxpool_codes(layer: Layer, x: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+    """Max pool ``layer`` on ``N x C x H x W`` codes ``x`` with output ``out_shape`` (any ``C``: a chunk)."""
+    x = np.asarray(x).astype(np.int64)
     if layer.attrs.get("global"):
-        return [x.reshape(*x.shape[:2], -1).max(axis=-1).reshape(out.shape)]
+        return x.reshape(*x.shape[:2], -1).max(axis=-1).reshape(out_shape)
     kh, kw = layer.attrs["kernel"]
     sh, sw = layer.attrs["stride"]
     pt, pl, pb, pr = layer.attrs["padding"]
-    oh, ow = out.shape[2], out.shape[3]
+    oh, ow = out_shape[2], out_shape[3]
     low = np.iinfo(np.int64).min
     extra_h = max(0, (oh - 1) * sh + kh - (x.shape[2] + pt + pb))  # ceil_mode windows past the end
     extra_w = max(0, (ow - 1) * sw + kw - (x.shape[3] + pl + pr))
     padded = np.pad(x, ((0, 0), (0, 0), (pt, pb + extra_h), (pl, pr + extra_w)), constant_values=low)
-    result = np.full(out.shape, low, dtype=np.int64)
+    result = np.full(out_shape, low, dtype=np.int64)
     for i in range(kh):
         for j in range(kw):
             np.maximum(result, padded[:, :, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw], out=result)
-    return [result]
+    return result
 
 
 def _relu(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:

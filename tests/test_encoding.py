@@ -11,7 +11,7 @@ import mapper
 import sim
 import workloads
 from accel import config
-from accel.commands import Buffer, Compute, Load, Move, Store, Vector
+from accel.commands import Block, Buffer, Compute, Load, Move, Store, Vector
 from accel.encoding import RECORD_BYTES, EncodingError, decode_program, encode_program
 from accel.hardware import Dataflow, Sparsity
 
@@ -56,17 +56,17 @@ def test_records_sit_where_the_format_says():
     )
     image = encode_program(program)
     magic, version, record, count, ndeps, nstrings = struct.unpack_from("<8sHHIII", image)
-    assert (magic, version, record, count, ndeps, nstrings) == (b"ACCLPROG", 1, 64, 5, 5, 4)
+    assert (magic, version, record, count, ndeps, nstrings) == (b"ACCLPROG", 2, 128, 5, 5, 4)
     deps_at, strings_at, strings_size = struct.unpack_from("<QQQ", image, 24)
     assert image[strings_at:strings_at + strings_size] == b"conv\0x\0y\0relu\0"  # each name once
-    compute = image[64 + 64:64 + 128]
+    compute = image[64 + 128:64 + 256]
     assert compute[0] == 4 and compute[1] == 1 | 4 | 16  # OS, accumulate, drain (fill off)
     assert struct.unpack_from("<IIII", compute, 16) == (16, 32, 8, 2)
     assert compute[44:46] == bytes([2, 4])
-    move = image[64 + 3 * 64:64 + 4 * 64]
+    move = image[64 + 3 * 128:64 + 4 * 128]
     first, count = struct.unpack_from("<II", move, 8)
     assert struct.unpack_from(f"<{count}I", image, deps_at + 4 * first) == (1, 2)
-    load = image[64:128]
+    load = image[64:64 + 128]
     assert struct.unpack_from("<Q", load, 32) == (1 << 33,)
     assert decode_program(image) == program
 
@@ -79,7 +79,25 @@ def test_follows_and_fused_activations_have_slots():
     )
     image = encode_program(program)
     assert struct.unpack_from("<I", image, 64 + 48) == (64,)
-    assert struct.unpack_from("<I", image, 64 + 64 + 40) == struct.unpack_from("<I", image, 64 + 128 + 40) != (0,)
+    assert struct.unpack_from("<I", image, 64 + 128 + 40) == struct.unpack_from("<I", image, 64 + 256 + 40) != (0,)
+    assert decode_program(image) == program
+
+
+def test_blocks_origins_and_chunks_have_slots():
+    block = Block(rows=3, row_bytes=16, row_stride=64, planes=2, plane_stride=4096)
+    program = (
+        Load(id=0, layer="conv", tensor="x", size_bytes=96, dram_addr=128, dram=block),
+        Compute(id=1, layer="conv", deps=(0,), m=4, k=8, n=2, dataflow=Dataflow.WS, origin=(1, 2, 3, 4),
+                input_block=Block(rows=4, row_bytes=8, row_stride=32), weight_block=block),
+        Store(id=2, layer="conv", deps=(1,), tensor="y", size_bytes=32, raw=True, dram=block),
+        Move(id=3, layer="conv", deps=(1,), tensor="y", size_bytes=96, dst=block),
+        Vector(id=4, layer="add", op="Add", elements=96, second_addr=512, origin=7, extent=96,
+               input_block=block, second_block=block, output_block=block),
+    )
+    image = encode_program(program)
+    assert struct.unpack_from("<5I", image, 64 + 44) == (3, 16, 64, 2, 4096)  # the load's DRAM block
+    assert struct.unpack_from("<4I", image, 64 + 128 + 52) == (1, 2, 3, 4)  # the compute's origin
+    assert image[64 + 2 * 128 + 1] == 1 | 2  # from the accumulator, raw partial sums
     assert decode_program(image) == program
 
 

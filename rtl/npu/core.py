@@ -10,7 +10,7 @@ Structure
     32-bit words written through ``prog_*`` before ``start`` (the host loads the image).
 ``fetch/decode``
     After ``start`` the decoder walks the image: the header's command count and dependency-table
-    offset, then every 64-byte record and its dependency entries. It computes each command's
+    offset, then the first 64 bytes of every record and its dependency entries. It computes each command's
     datasheet cycles (:func:`accel.timing.command_cycles`, in hardware from the record's fields) and
     appends the decoded command to its unit's queue. Decoding finishes before cycle 0 of the run:
     the queues hold the whole program (their depth, ``max_commands``, is sized from the program), so
@@ -66,6 +66,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from accel.encoding import RECORD_BYTES
 from accel.errors import ConfigError
 from accel.formats import Overflow
 from accel.hardware import Accelerator, Dataflow
@@ -117,7 +118,7 @@ class NPU(wiring.Component):
     max_commands:
         Commands a program may have (the depth of every queue, the id table and the trace).
     program_words:
-        32-bit words of program memory (an image is ``64 * (1 + commands) + 4 * deps + strings``
+        32-bit words of program memory (an image is ``64 + 128 * commands + 4 * deps + strings``
         bytes, rounded up to 64).
     """
 
@@ -297,7 +298,7 @@ class NPU(wiring.Component):
                 m.d.sync += [deps_base.eq(pr.data >> 2), word.eq(0)]
                 m.d.sync += state.eq(Mux(count == 0, _State.RUN, _State.RECORD))
             with m.Case(_State.RECORD):
-                m.d.comb += pr.addr.eq(16 + index * 16 + word)
+                m.d.comb += pr.addr.eq(16 + index * (RECORD_BYTES // 4) + word)  # the first 64 bytes of a record
                 with m.Switch(word):
                     for w in range(16):
                         with m.Case(w):

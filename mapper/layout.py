@@ -1,0 +1,239 @@
+"""Where the bytes of a plan are: tensors in DRAM, tiles in the buffers, and the blocks commands move.
+
+The contract between the mapper (which writes addresses and :class:`~accel.commands.Block` patterns
+into commands) and everything that runs a plan on data (:func:`sim.execute.execute`, an RTL top level):
+
+**Storage order of a tensor** (:func:`storage_shape`). An activation of rank 4 (``N x C x H x W``) is
+stored channels-last, as the ``N*H*W x C`` matrix of its pixels; any other tensor row-major, as the
+``rows x last`` matrix of its leading dimensions by its last, each element in the bytes of its number
+format (one byte for the codes of an 8-bit format; :func:`to_storage` / :func:`from_storage` convert).
+
+**Weights in DRAM** are laid out for the array ahead of time, as a compiler does: the ``groups x k x
+n`` matrix of the layer's GEMM, row-major, ``k`` running over input channel, kernel row, kernel column
+(:func:`weight_matrix`).
+
+**Tiles.** A compute's tile ``(b0, m0, k0, n0)`` of extent ``(tb, tm, tk, tn)`` reads
+
+* its input: for a GEMM or matmul the ``tb x tm x tk`` block of the ``groups x m x k`` input; for a
+  convolution the *band* of input pixels and channels its output pixels and reduction need
+  (:func:`conv_band`: whole input rows between the first and the last kernel window, or exactly the
+  tile's pixels for a 1x1 stride-1 unpadded kernel; the channels of the reduction slice), which the
+  array's input feeder turns into im2col rows as it streams them;
+* its weights: the ``tb x tk x tn`` block of the weight matrix;
+
+and accumulates into ``tb x tm x tn`` 32-bit words, packed. Its output goes to the ``tb x tm x tn``
+block of the output matrix ``m x (groups * n)`` (a convolution's group ``g`` owns columns ``g*n ..``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from accel.commands import Block
+from accel.timing import ceil_div
+from workloads.graph import Graph, Layer, OpKind
+
+__all__ = ["ConvGeometry", "conv_geometry", "conv_band", "conv_band_bound", "dense_k_range", "make_block",
+           "storage_shape", "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A convolution's shapes: input ``n x c x h x w``, output ``n x oc x oh x ow``, its kernel."""
+
+    n: int
+    c: int
+    h: int
+    w: int
+    oc: int
+    oh: int
+    ow: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pl: int
+    groups: int
+
+    @property
+    def group_channels(self) -> int:
+        return self.c // self.groups
+
+    @property
+    def pointwise(self) -> bool:
+        """Whether input pixel ``p`` feeds exactly output pixel ``p`` (1x1, stride 1, no padding)."""
+        return (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl) == (1, 1, 1, 1, 0, 0) and \
+            (self.h, self.w) == (self.oh, self.ow)
+
+
+def conv_geometry(graph: Graph, layer: Layer) -> ConvGeometry | None:
+    """The geometry of a convolution layer (``None`` for any other layer)."""
+    a = layer.attrs
+    x, y = graph.tensors[layer.inputs[0]].shape, graph.tensors[layer.outputs[0]].shape
+    if layer.op is not OpKind.CONV or "kernel" not in a or "stride" not in a or len(x) != 4 or len(y) != 4:
+        return None  # (a convolution given only as its GEMM, as SCALE-Sim topologies give it: a GEMM)
+    n, c, h, w = x
+    _, oc, oh, ow = y
+    if layer.gemm is None or layer.gemm.m != n * oh * ow or layer.gemm.k != (c // int(a.get("groups", 1))) * \
+            a["kernel"][0] * a["kernel"][1]:
+        return None
+    (kh, kw), (sh, sw) = a["kernel"], a["stride"]
+    dh, dw = a.get("dilation", (1, 1))
+    pt, pl, _, _ = a.get("padding", (0, 0, 0, 0))
+    return ConvGeometry(n, c, h, w, oc, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, int(a.get("groups", 1)))
+
+
+def dense_k_range(k0: int, tk: int, nm: tuple[int, int] | None) -> tuple[int, int]:
+    """The dense reduction ``[lo, hi)`` a reduction slice covers (for N:M, ``k`` is the compressed one:
+    kept element ``i`` belongs to the group of ``m`` dense elements ``i // n``)."""
+    if nm is None:
+        return k0, k0 + tk
+    n, m = nm
+    return (k0 // n) * m, ((k0 + tk - 1) // n + 1) * m
+
+
+def conv_band(g: ConvGeometry, b0: int, tb: int, m0: int, tm: int, k_lo: int, k_hi: int) -> tuple[int, int, int, int]:
+    """``(p0, p1, ch0, ch1)``: the input pixels ``[p0, p1)`` (of ``n*h*w``) and channels ``[ch0, ch1)`` a
+    tile of groups ``[b0, b0 + tb)``, output pixels ``[m0, m0 + tm)`` and dense reduction ``[k_lo, k_hi)`` reads."""
+    kk = g.kh * g.kw
+    cg = g.group_channels
+    c_lo, c_hi = k_lo // kk, min(cg, ceil_div(k_hi, kk))
+    ch0, ch1 = b0 * cg + c_lo, (b0 + tb - 1) * cg + c_hi
+    if g.pointwise:
+        return m0, m0 + tm, ch0, ch1
+    per_image = g.oh * g.ow
+    first, last = m0, m0 + tm - 1
+    n_a, oh_a = first // per_image, (first % per_image) // g.ow
+    n_b, oh_b = last // per_image, (last % per_image) // g.ow
+    row_lo = max(0, oh_a * g.sh - g.pt)
+    row_hi = min(g.h, oh_b * g.sh - g.pt + (g.kh - 1) * g.dh + 1)
+    return (n_a * g.h + row_lo) * g.w, (n_b * g.h + row_hi) * g.w, ch0, ch1
+
+
+def conv_band_bound(g: ConvGeometry, tb: int, tm: int, k_span: int) -> int:
+    """The most bytes :func:`conv_band` gives for any tile of ``tb`` groups, ``tm`` output pixels and a
+    reduction slice spanning ``k_span`` dense elements (what a tile's scratchpad share must hold)."""
+    kk = g.kh * g.kw
+    cg = g.group_channels
+    channels = (tb - 1) * cg + min(cg, ceil_div(k_span, kk) + 1)
+    if g.pointwise:
+        return tm * channels
+    rows = min(g.n * g.oh, ceil_div(tm, g.ow) + 1)  # output rows a run of tm pixels touches
+    in_rows = (rows - 1) * g.sh + (g.kh - 1) * g.dh + 1
+    if g.n > 1:  # a run across images: each image's band starts at its own padding
+        in_rows += g.pt + g.kh * g.dh
+    images = min(g.n, ceil_div(rows, g.oh) + 1)
+    return min(g.n * g.h * g.w, in_rows * g.w, images * g.h * g.w) * channels
+
+
+def make_block(row_bytes: int, rows: int = 1, row_stride: int = 0, planes: int = 1,
+               plane_stride: int = 0) -> Block | None:
+    """The :class:`Block` of ``planes x rows`` runs of ``row_bytes``, merged where runs are adjacent;
+    ``None`` when it is one contiguous run."""
+    if rows == 1:
+        row_stride = row_bytes
+    if row_stride == row_bytes:
+        row_bytes, rows, row_stride = row_bytes * rows, 1, row_bytes * rows
+    if planes == 1:
+        plane_stride = rows * row_stride
+    if planes > 1 and plane_stride == rows * row_stride:
+        if rows == 1:
+            row_bytes, row_stride, planes = row_bytes * planes, row_bytes * planes, 1
+        else:
+            rows, planes = rows * planes, 1
+        plane_stride = rows * row_stride
+    if planes == 1 and rows == 1:
+        return None
+    return Block(rows=rows, row_bytes=row_bytes, row_stride=row_stride, planes=planes, plane_stride=plane_stride)
+
+
+# -- tensors ---------------------------------------------------------------------------------------
+
+def storage_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(rows, columns)`` of a tensor of ``shape`` as stored (see the module docstring)."""
+    if len(shape) == 4:
+        n, c, h, w = shape
+        return n * h * w, c
+    if not shape:
+        return 1, 1
+    return math.prod(shape[:-1]), shape[-1]
+
+
+def to_storage(values: np.ndarray) -> np.ndarray:
+    """A tensor's values in storage order, flat."""
+    values = np.asarray(values)
+    if values.ndim == 4:
+        values = values.transpose(0, 2, 3, 1)
+    return values.reshape(-1)
+
+
+def from_storage(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of :func:`to_storage`: a tensor of ``shape`` from its values in storage order."""
+    flat = np.asarray(flat)
+    if len(shape) == 4:
+        n, c, h, w = shape
+        return flat.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    return flat.reshape(shape)
+
+
+def weight_matrix(graph: Graph, layer: Layer, values: np.ndarray) -> np.ndarray:
+    """``groups x k x n``: the constant weight of a conv or GEMM layer as the array reads it."""
+    gemm = layer.gemm
+    assert gemm is not None
+    w = np.asarray(values)
+    if layer.op is OpKind.CONV:
+        return w.reshape(gemm.batch, gemm.n, -1).transpose(0, 2, 1)  # (g, k, n): k = (c, kh, kw)
+    layout = layer.attrs.get("weight_layout") or ("nk" if tuple(w.shape[-2:]) == (gemm.n, gemm.k) else "kn")
+    w = w.reshape(-1, *w.shape[-2:])
+    return w.transpose(0, 2, 1) if layout == "nk" else w
+
+
+# -- the blocks of a tile ---------------------------------------------------------------------------
+
+def x_block(graph: Graph, layer: Layer, conv: ConvGeometry | None, origin: tuple[int, int, int],
+            extent: tuple[int, int, int], nm: tuple[int, int] | None = None,
+            word: int = 1) -> tuple[int, Block | None, int]:
+    """``(offset, block, size_bytes)`` of the input a ``(b0, m0, k0)`` tile of extent ``(tb, tm, tk)`` reads,
+    ``offset`` bytes from the input tensor's first byte (``word`` bytes per element)."""
+    (b0, m0, k0), (tb, tm, tk) = origin, extent
+    gemm = layer.gemm
+    assert gemm is not None
+    if conv is not None:
+        p0, p1, ch0, ch1 = conv_band(conv, b0, tb, m0, tm, *dense_k_range(k0, tk, nm))
+        block = make_block(word * (ch1 - ch0), p1 - p0, word * conv.c)
+        return word * (p0 * conv.c + ch0), block, word * (p1 - p0) * (ch1 - ch0)
+    k_lo, k_hi = dense_k_range(k0, tk, nm)
+    k_hi = min(k_hi, gemm.k)
+    m, k = gemm.m, gemm.k
+    block = make_block(word * (k_hi - k_lo), tm, word * k, tb, word * m * k)
+    return word * (b0 * m * k + m0 * k + k_lo), block, word * tb * tm * (k_hi - k_lo)
+
+
+def w_block(layer: Layer, origin: tuple[int, int, int], extent: tuple[int, int, int],
+            word: int = 1) -> tuple[int, Block | None]:
+    """``(offset, block)`` of the dense weights a ``(b0, k0, n0)`` tile of extent ``(tb, tk, tn)`` reads."""
+    (b0, k0, n0), (tb, tk, tn) = origin, extent
+    gemm = layer.gemm
+    assert gemm is not None
+    k, n = gemm.k, gemm.n
+    return word * (b0 * k * n + k0 * n + n0), make_block(word * tn, tk, word * n, tb, word * k * n)
+
+
+def out_block(layer: Layer, origin: tuple[int, int, int], extent: tuple[int, int, int],
+              word: int = 1) -> tuple[int, Block | None]:
+    """``(offset, block)`` of a ``(b0, m0, n0)`` output tile of extent ``(tb, tm, tn)`` in the output
+    matrix, ``word`` bytes per element."""
+    (b0, m0, n0), (tb, tm, tn) = origin, extent
+    gemm = layer.gemm
+    assert gemm is not None
+    if layer.op is OpKind.CONV:  # m x (groups * n): group b owns columns b*n ..
+        cols = gemm.batch * gemm.n
+        return word * (m0 * cols + b0 * gemm.n + n0), make_block(word * tn, tm, word * cols, tb, word * gemm.n)
+    m, n = gemm.m, gemm.n
+    return word * (b0 * m * n + m0 * n + n0), make_block(word * tn, tm, word * n, tb, word * m * n)

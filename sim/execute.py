@@ -1,0 +1,528 @@
+"""Functional execution: a plan's command program run on data, byte for byte.
+
+:func:`execute` ``(plan, inputs)`` runs the commands of a :class:`~mapper.plan.Plan` of a quantized graph
+(:func:`workloads.load_onnx` of a QDQ or QOperator model, mapped by :func:`mapper.map_graph`) on three
+byte images of their real sizes: DRAM (every tensor at the plan's address, in :mod:`mapper.layout`'s
+storage order; weights as the array reads them), the scratchpad and the accumulator. Each command
+moves or computes exactly the bytes it names, nothing else:
+
+``Load`` / ``Store``
+    copy ``size_bytes`` between DRAM (the command's :class:`~accel.commands.Block`) and the packed
+    buffer bytes at ``addr``; a store from the accumulator reads 32-bit words there and requantizes
+    each (the layer's bias, its per-channel scale, the output zero point, the fused activation, in the
+    design's :class:`~accel.formats.Requantization` mode), unless ``raw`` (partial sums, copied).
+``Move``
+    the requantizing read of a store, into the scratchpad at ``addr`` (its ``dst`` block).
+``Compute``
+    reads its input and weights from the scratchpad (packed, or in place through its blocks), the
+    stationary operand of a fold it continues (``fill`` false) from the array, and writes (or adds to,
+    with the accumulator format's overflow) ``batch x m x n`` words at ``output_addr``, through
+    :func:`sim.numerics.gemm_array`. A convolution's input is the band of pixels and channels of
+    :func:`mapper.layout.conv_band`, turned into im2col rows here as the array's input feeder does
+    (padding holds the input's zero point).
+``Vector``
+    the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds
+    and activations on runs of elements, pools and depthwise convolutions on runs of channels.
+
+The arithmetic is :mod:`sim.reference`'s, so the result equals :func:`sim.reference.run_quantized` (and,
+in ``float32-half-even`` mode, onnxruntime) exactly when the plan is right; a wrong address, size or
+missing dependency shows as different codes. Requantization parameters (bias, scales, zero points)
+are the layer's configuration, as Gemmini's and the TPU's are written before a layer runs, not DMA.
+
+Commands run in an order their dependencies allow, one in-order queue per unit (DMA loads; DMA stores
+and moves; array; vector), as the simulator runs them. ``order`` picks which ready queue goes next:
+``"loads-first"`` (the default: every load as early as its dependencies allow, so a load that
+overwrites bytes still to be read shows), ``"loads-last"`` (every load as late as possible, so a
+reader that does not wait for its load shows) or ``"program"`` (issue order). An array or vector
+command reads its operands the moment it is ready (its weights shift in then).
+
+:func:`execute_graph` adds the host's float conversions (:mod:`workloads.host`): float inputs in,
+float outputs out, as onnxruntime runs the whole model. Plans this executor cannot run (8-bit formats
+only; N:M weights, matmuls of two activations, concatenations, softmax and other float layers, and
+views that reorder bytes are not modelled yet) raise :class:`ExecutionError` naming the layer.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
+from accel.errors import AccelError
+from accel.formats import NumberFormat, Requantization
+from mapper.emit import dram_addresses
+from mapper.layout import (
+    conv_band,
+    conv_geometry,
+    dense_k_range,
+    from_storage,
+    storage_shape,
+    to_storage,
+    weight_matrix,
+)
+from mapper.plan import Plan
+from sim.numerics import gemm_array, requantize_array
+from sim.reference import (
+    ReferenceError,
+    add_codes,
+    code_format,
+    gemm_operands,
+    global_avg_codes,
+    maxpool_codes,
+    run_layer,
+)
+from workloads.graph import Graph, Layer, OpKind
+from workloads.host import split_host
+
+__all__ = ["ExecutionError", "ORDERS", "execute", "execute_graph"]
+
+ORDERS = ("loads-first", "loads-last", "program")
+
+
+class ExecutionError(AccelError):
+    """A plan the functional executor cannot run (or inputs it cannot take)."""
+
+
+def execute_graph(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray], *,
+                  order: str = "loads-first") -> dict[str, np.ndarray]:
+    """``graph``'s outputs on float (or code) ``inputs``: the host quantizes, ``plan`` (of ``graph``) runs,
+    the host dequantizes; keyed by ``graph``'s output names."""
+    split = split_host(graph)
+    values: dict[str, np.ndarray] = {}
+    for t in graph.inputs:
+        if t.name not in inputs:
+            raise ExecutionError(f"Graph {graph.name!r}: no value given for input {t.name!r} (shape {t.shape})")
+        values[t.name] = np.asarray(inputs[t.name])
+    for layer in split.before:
+        values.update(run_layer(graph, layer, values))
+    device = {t.name: values[t.name] for t in split.device.inputs}
+    values.update(execute(plan, device, order=order))
+    for layer in split.after:
+        values.update(run_layer(graph, layer, values))
+    return {t.name: values[t.name] for t in graph.outputs}
+
+
+def execute(plan: Plan, inputs: Mapping[str, np.ndarray], *, order: str = "loads-first") -> dict[str, np.ndarray]:
+    """Run ``plan``'s commands on ``inputs`` (integer codes of its graph's inputs, by name): the codes of
+    its graph's outputs, read from DRAM after the last command."""
+    if order not in ORDERS:
+        raise ExecutionError(f"Execution order must be one of {', '.join(ORDERS)}, not {order!r}")
+    if plan.graph is None:
+        raise ExecutionError(f"Plan of {plan.graph_name!r} carries no graph to execute")
+    machine = _Machine(plan)
+    machine.load_inputs(inputs)
+    machine.run(order)
+    return machine.outputs()
+
+
+# -- the machine -----------------------------------------------------------------------------------
+
+_QUEUES = ("load", "store", "array", "vector")
+
+
+def _queue(cmd: Command) -> str:
+    if isinstance(cmd, Load):
+        return "load"
+    if isinstance(cmd, Store | Move):
+        return "store"
+    return "array" if isinstance(cmd, Compute) else "vector"
+
+
+def _offsets(block: Block | None, size: int) -> np.ndarray:
+    """Byte offsets (from the first byte) of the bytes a block names, in order."""
+    if block is None:
+        return np.arange(size, dtype=np.int64)
+    if block.size_bytes != size:
+        raise ExecutionError(f"block of {block.size_bytes} B for a transfer of {size} B")
+    planes = np.arange(block.planes, dtype=np.int64)[:, None, None] * block.plane_stride
+    rows = np.arange(block.rows, dtype=np.int64)[None, :, None] * block.row_stride
+    run = np.arange(block.row_bytes, dtype=np.int64)[None, None, :]
+    return (planes + rows + run).reshape(-1)
+
+
+class _Machine:
+    def __init__(self, plan: Plan) -> None:
+        graph = plan.graph
+        assert graph is not None
+        self.plan, self.graph, self.arch = plan, graph, plan.arch
+        a = self.arch.array
+        if a.input_format.bits != 8 or a.weight_format.bits != 8:
+            raise ExecutionError(f"{self.arch.name}: functional execution models 8-bit inputs and weights, not "
+                                 f"{a.input_format} and {a.weight_format}")
+        self.acc_format: NumberFormat = a.accumulator_format
+        if self.acc_format.bits != 32:
+            raise ExecutionError(f"{self.arch.name}: functional execution models 32-bit accumulators, not "
+                                 f"{self.acc_format}")
+        self.requant = a.requant
+        self.addr, end = dram_addresses(graph, self.arch)
+        for cmd in plan.commands:
+            if isinstance(cmd, Load | Store):
+                end = max(end, cmd.dram_addr + (cmd.dram.span_bytes if cmd.dram else cmd.size_bytes))
+        self.dram = np.zeros(end, dtype=np.uint8)
+        self.spad = np.zeros(self.arch.scratchpad.size_bytes, dtype=np.uint8)
+        self.acc = np.zeros(self.arch.accumulator.size_bytes, dtype=np.uint8)
+        self.held: dict[str, Any] = {}  # the array's stationary operand of the fold in flight
+        # accumulator address -> (layer, (b0, n0, tm, tn, n), words) of the tile the array last wrote there
+        self.tags: dict[int, tuple[str, tuple[int, int, int, int, int], int]] = {}
+        self._check_layers()
+        self._operands: dict[str, Any] = {}
+        self._write_constants()
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _check_layers(self) -> None:
+        g = self.graph
+        for layer in g.layers:
+            if layer.op.is_view:
+                _check_view(g, layer)
+                continue
+            reason = _unsupported(g, layer)
+            if reason:
+                raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}): {reason}")
+
+    def _write_constants(self) -> None:
+        g = self.graph
+        for layer in g.layers:
+            if layer.gemm is None:
+                continue
+            w = next((t for t in layer.inputs[1:2] if g.tensors[t].is_constant), None)
+            if w is None or g.tensors[w].value is None:
+                raise ExecutionError(f"Layer {layer.name!r}: its weights {w!r} have no values")
+            codes = weight_matrix(g, layer, g.tensors[w].value).astype(np.int64)
+            self._put(self.addr[w], codes.reshape(-1), np.int8)
+
+    def load_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        for t in self.graph.inputs:
+            if t.name not in inputs:
+                raise ExecutionError(f"Graph {self.graph.name!r}: no codes given for input {t.name!r} "
+                                     f"(shape {t.shape})")
+            value = np.asarray(inputs[t.name])
+            if tuple(value.shape) != tuple(t.shape):
+                raise ExecutionError(f"Graph {self.graph.name!r}: input {t.name!r} must have shape {t.shape}, "
+                                     f"not {value.shape}")
+            fmt = code_format(t)
+            if value.dtype.kind not in "iu" or value.min(initial=fmt.min_int) < fmt.min_int or \
+                    value.max(initial=fmt.max_int) > fmt.max_int:
+                raise ExecutionError(f"Graph {self.graph.name!r}: input {t.name!r} takes {fmt.name} codes")
+            self._put(self.addr[t.name], to_storage(value).astype(np.int64), _dtype(fmt))
+
+    def _put(self, addr: int, codes: np.ndarray, dtype: type) -> None:
+        raw = codes.astype(dtype).view(np.uint8)
+        self.dram[addr:addr + raw.size] = raw
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        result = {}
+        for t in self.graph.outputs:
+            fmt = code_format(t)
+            raw = self.dram[self.addr[t.name]:self.addr[t.name] + t.elements]
+            result[t.name] = from_storage(raw.view(_dtype(fmt)).astype(np.int64), t.shape)
+        return result
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self, order: str) -> None:
+        commands = self.plan.commands
+        queues: dict[str, deque[Command]] = {q: deque() for q in _QUEUES}
+        for cmd in commands:
+            queues[_queue(cmd)].append(cmd)
+        done = np.zeros(len(commands), dtype=bool)
+        preference = {"loads-first": ("array", "vector", "load", "store"),
+                      "loads-last": ("array", "vector", "store", "load"),
+                      "program": ()}[order]
+        ready = lambda c: all(done[d] for d in c.deps)  # noqa: E731
+        for step in range(len(commands)):
+            if order == "program":
+                cmd = commands[step]
+            else:
+                cmd = next((queues[q][0] for q in preference if queues[q] and ready(queues[q][0])), None)
+                if cmd is None:
+                    heads = {q: queues[q][0].id for q in _QUEUES if queues[q]}
+                    raise ExecutionError(f"Plan of {self.plan.graph_name!r} deadlocks: no queue head is ready "
+                                         f"({heads})")
+            queues[_queue(cmd)].popleft()
+            try:
+                self._execute(cmd)
+            except (ReferenceError, ValueError, IndexError) as e:
+                raise ExecutionError(f"Command {cmd.id} ({type(cmd).__name__}, layer {cmd.layer!r}): {e}") from None
+            done[cmd.id] = True
+
+    def _execute(self, cmd: Command) -> None:
+        if isinstance(cmd, Load):
+            src = self.dram[cmd.dram_addr + _offsets(cmd.dram, cmd.size_bytes)]
+            self._buffer(cmd.buffer)[cmd.addr:cmd.addr + cmd.size_bytes] = _exact(src, cmd.size_bytes)
+        elif isinstance(cmd, Store):
+            if cmd.buffer is Buffer.SCRATCHPAD:
+                data = self.spad[cmd.addr:cmd.addr + cmd.size_bytes]
+            elif cmd.raw:
+                data = self.acc[cmd.addr:cmd.addr + cmd.size_bytes]
+            else:
+                data = None
+            if data is not None:
+                self.dram[cmd.dram_addr + _offsets(cmd.dram, cmd.size_bytes)] = _exact(data, cmd.size_bytes)
+                return
+            self.dram[cmd.dram_addr + _offsets(cmd.dram, cmd.size_bytes)] = \
+                self._requantized(cmd.layer, cmd.addr, cmd.size_bytes, cmd.activation)
+        elif isinstance(cmd, Move):
+            offsets = cmd.addr + _offsets(cmd.dst, cmd.size_bytes)
+            if offsets.size and offsets.max() >= self.spad.size:
+                raise ExecutionError(f"scratchpad bytes up to {offsets.max() + 1} outside its {self.spad.size} B")
+            self.spad[offsets] = self._requantized(cmd.layer, cmd.src_addr, cmd.size_bytes, cmd.activation)
+        elif isinstance(cmd, Compute):
+            self._compute(cmd)
+        else:
+            assert isinstance(cmd, Vector)
+            self._vector(cmd)
+
+    def _buffer(self, kind: Buffer) -> np.ndarray:
+        return self.acc if kind is Buffer.ACCUMULATOR else self.spad
+
+    # -- the store path ------------------------------------------------------------------------
+    def _requantized(self, layer_name: str, acc_addr: int, count: int, activation: str) -> np.ndarray:
+        """Bytes of ``count`` output codes of the accumulator's words from ``acc_addr``: the tile the array
+        last wrote there says which output channels they are (the per-channel parameters)."""
+        layer = self.graph.layer(layer_name)
+        ops = self._gemm_operands(layer)
+        words = self.acc[acc_addr:acc_addr + 4 * count]
+        tag = self.tags.get(acc_addr)
+        if words.size != 4 * count or tag is None or tag[0] != layer_name or tag[2] < count:
+            raise ExecutionError(f"the accumulator at {acc_addr} holds no {count} results of layer {layer_name!r}")
+        _, (b0, n0, tm, tn, n), _ = tag
+        acc = words.view("<i4").astype(np.int64)
+        i = np.arange(count)
+        channel = (b0 + i // (tm * tn)) * n + n0 + i % tn
+        bias = ops.folded_bias.reshape(-1)[channel]
+        total = ((acc + bias + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        fmt = ops.out_format
+        if ops.scale is None:
+            codes = total
+        else:
+            codes = requantize_array(total, ops.scale.reshape(-1)[channel], ops.y_zero_point, mode=self.requant,
+                                     out_format=fmt)
+        for fn in filter(None, activation.split(",")):
+            if fn != "relu":
+                raise ExecutionError(f"Layer {layer_name!r}: the store path's {fn!r} is not modelled on codes")
+            codes = np.maximum(codes, ops.y_zero_point)
+        return codes.astype(_dtype(fmt)).view(np.uint8)
+
+    def _gemm_operands(self, layer: Layer) -> Any:
+        if layer.name not in self._operands:
+            self._operands[layer.name] = gemm_operands(self.graph, layer)
+        return self._operands[layer.name]
+
+    # -- the array -----------------------------------------------------------------------------
+    def _compute(self, cmd: Compute) -> None:
+        layer = self.graph.layer(cmd.layer)
+        g = layer.gemm
+        assert g is not None
+        x_t = self.graph.tensors[layer.inputs[0]]
+        x_fmt = code_format(x_t)
+        b0, m0, k0, n0 = cmd.origin
+        tb, tm, tk, tn = cmd.batch, cmd.m, cmd.k, cmd.n
+        stationary = {"ws": "w", "is": "x"}.get(cmd.dataflow.value)
+        x = w = None
+        if stationary == "x" and not cmd.fill:
+            x = self.held["x"]
+        if stationary == "w" and not cmd.fill:
+            w = self.held["w"]
+        if x is None:
+            x = self._input_tile(layer, cmd, x_fmt)
+        if w is None:
+            raw = self._read(cmd.weight_addr, cmd.weight_block, tb * tk * tn)
+            w = raw.view(np.int8).astype(np.int64).reshape(tb, tk, tn)
+        self.held = {"x": x, "w": w}
+        count = tb * tm * tn
+        out = self.acc[cmd.output_addr:cmd.output_addr + 4 * count]
+        if out.size != 4 * count:
+            raise ExecutionError(f"accumulator words [{cmd.output_addr}, {cmd.output_addr + 4 * count}) outside "
+                                 f"its {self.acc.size} B")
+        previous = out.view("<i4").astype(np.int64).reshape(tb, tm, tn) if cmd.accumulate else None
+        x_format = NumberFormat(8, signed=x_fmt.signed)
+        result = gemm_array(x, w, acc=previous, a_format=x_format, b_format=NumberFormat(8),
+                            acc_format=self.acc_format)
+        out[:] = result.astype("<i4").view(np.uint8).reshape(-1)
+        self.tags[cmd.output_addr] = (layer.name, (b0, n0, tm, tn, g.n), count)
+
+    def _read(self, addr: int, block: Block | None, size: int) -> np.ndarray:
+        offsets = addr + _offsets(block, size)
+        if offsets.size and (offsets[0] < 0 or offsets.max() >= self.spad.size):
+            raise ExecutionError(f"scratchpad bytes [{offsets.min()}, {offsets.max() + 1}) outside its "
+                                 f"{self.spad.size} B")
+        return self.spad[offsets]
+
+    def _input_tile(self, layer: Layer, cmd: Compute, x_fmt: NumberFormat) -> np.ndarray:
+        """``tb x tm x tk`` input codes of a compute: its GEMM block, or im2col rows of its band."""
+        b0, m0, k0, _ = cmd.origin
+        tb, tm, tk = cmd.batch, cmd.m, cmd.k
+        dtype = _dtype(x_fmt)
+        conv = conv_geometry(self.graph, layer)
+        if conv is None:
+            raw = self._read(cmd.input_addr, cmd.input_block, tb * tm * tk)
+            return raw.view(dtype).astype(np.int64).reshape(tb, tm, tk)
+        p0, p1, ch0, ch1 = conv_band(conv, b0, tb, m0, tm, *dense_k_range(k0, tk, None))
+        raw = self._read(cmd.input_addr, cmd.input_block, (p1 - p0) * (ch1 - ch0))
+        band = raw.view(dtype).astype(np.int64).reshape(p1 - p0, ch1 - ch0)
+        zp = self._gemm_operands(layer).x_zero_point
+        # output pixels and reduction elements of the tile, and the input pixel / channel each reads
+        m = m0 + np.arange(tm)
+        img, rest = m // (conv.oh * conv.ow), m % (conv.oh * conv.ow)
+        oh, ow = rest // conv.ow, rest % conv.ow
+        k = k0 + np.arange(tk)
+        kk = conv.kh * conv.kw
+        c, i, j = k // kk, (k % kk) // conv.kw, k % conv.kw
+        ih = oh[:, None] * conv.sh - conv.pt + i[None, :] * conv.dh
+        iw = ow[:, None] * conv.sw - conv.pl + j[None, :] * conv.dw
+        inside = (ih >= 0) & (ih < conv.h) & (iw >= 0) & (iw < conv.w)
+        pixel = (img[:, None] * conv.h + ih) * conv.w + iw - p0
+        groups = b0 + np.arange(tb)
+        channel = groups[:, None, None] * conv.group_channels + c[None, None, :] - ch0
+        rows = np.clip(pixel, 0, band.shape[0] - 1)[None, :, :]
+        cols = np.broadcast_to(channel, (tb, tm, tk))
+        if (inside & ((pixel < 0) | (pixel >= band.shape[0]))).any() or \
+                (cols < 0).any() or (cols >= band.shape[1]).any():
+            raise ExecutionError(f"Layer {layer.name!r}: tile {cmd.origin} reads outside its input band")
+        values = band[np.broadcast_to(rows, (tb, tm, tk)), cols]
+        return np.where(inside[None], values, zp)
+
+    # -- the vector unit -----------------------------------------------------------------------
+    def _vector(self, cmd: Vector) -> None:
+        layer = self.graph.layer(cmd.layer)
+        g = self.graph
+        out = g.tensors[layer.outputs[0]]
+        lo, hi = cmd.origin, cmd.origin + cmd.extent
+        if cmd.extent == 0:
+            raise ExecutionError(f"Layer {layer.name!r}: its chunks are byte shares, not runs of elements or "
+                                 "channels (not executable)")
+        ins = [t for t in layer.inputs if not g.tensors[t].is_constant]
+        addrs = [(cmd.input_addr, cmd.input_block), (cmd.second_addr, cmd.second_block)]
+        if layer.op is OpKind.POOL or layer.gemm is not None:  # per channel: all pixels of channels [lo, hi)
+            x_t = g.tensors[ins[0]]
+            rows, _ = storage_shape(x_t.shape)
+            fmt = code_format(x_t)
+            raw = self._read(*addrs[0], rows * (hi - lo))
+            n, _, h, w = x_t.shape
+            x = raw.view(_dtype(fmt)).astype(np.int64).reshape(n, h, w, hi - lo).transpose(0, 3, 1, 2)
+            out_shape = (out.shape[0], hi - lo, *out.shape[2:])
+            if layer.gemm is not None:
+                codes = self._depthwise(layer, cmd, x, lo, hi, out_shape)
+            elif layer.attrs.get("global") and layer.attrs["kind"] == "avg":
+                codes = global_avg_codes(g, layer, x, requant=self.requant).reshape(out_shape)
+            else:
+                codes = maxpool_codes(layer, x, out_shape)
+            flat = codes.transpose(0, 2, 3, 1).reshape(-1)
+        else:  # element-wise: elements [lo, hi) in storage order
+            values = []
+            for (addr, block), t in zip(addrs, ins, strict=False):
+                fmt = code_format(g.tensors[t])
+                values.append(self._read(addr, block, hi - lo).view(_dtype(fmt)).astype(np.int64))
+            flat = _elementwise(g, layer, values, self.requant)
+        fmt = code_format(out)
+        data = flat.astype(_dtype(fmt)).view(np.uint8)
+        offsets = cmd.output_addr + _offsets(cmd.output_block, data.size)
+        if offsets.size and offsets.max() >= self.spad.size:
+            raise ExecutionError(f"scratchpad bytes up to {offsets.max() + 1} outside its {self.spad.size} B")
+        self.spad[offsets] = data
+
+    def _depthwise(self, layer: Layer, cmd: Vector, x: np.ndarray, lo: int, hi: int,
+                   out_shape: tuple[int, ...]) -> np.ndarray:
+        """A depthwise convolution of channels ``[lo, hi)`` on the vector unit (weights after the input)."""
+        g = self.graph
+        conv = conv_geometry(g, layer)
+        assert conv is not None
+        ops = self._gemm_operands(layer)
+        kk = conv.kh * conv.kw
+        w = self._read(cmd.second_addr, cmd.second_block, (hi - lo) * kk).view(np.int8).astype(np.int64)
+        w = w.reshape(hi - lo, conv.kh, conv.kw) - ops.w_zero_point.reshape(-1)[lo:hi, None, None]
+        zp = ops.x_zero_point
+        n = x.shape[0]
+        pt, pl = conv.pt, conv.pl
+        pb = max(0, (conv.oh - 1) * conv.sh + (conv.kh - 1) * conv.dh + 1 - conv.h - pt)
+        pr = max(0, (conv.ow - 1) * conv.sw + (conv.kw - 1) * conv.dw + 1 - conv.w - pl)
+        padded = np.pad(x - zp, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+        acc = np.zeros((n, hi - lo, conv.oh, conv.ow), dtype=np.int64)
+        for i in range(conv.kh):
+            for j in range(conv.kw):
+                window = padded[:, :, i * conv.dh: i * conv.dh + conv.sh * (conv.oh - 1) + 1: conv.sh,
+                                j * conv.dw: j * conv.dw + conv.sw * (conv.ow - 1) + 1: conv.sw]
+                acc += window * w[None, :, i, j, None, None]
+        acc = acc + ops.bias.reshape(-1)[lo:hi][None, :, None, None]
+        acc = ((acc + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        if ops.scale is None:
+            return acc.reshape(out_shape)
+        scale = ops.scale.reshape(-1)[lo:hi][None, :, None, None]
+        codes = requantize_array(acc, scale, ops.y_zero_point, mode=self.requant, out_format=ops.out_format)
+        for fn in filter(None, ",".join(layer.attrs.get("fused", ())).split(",")):
+            codes = np.maximum(codes, ops.y_zero_point) if fn == "relu" else codes
+        return codes.reshape(out_shape)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _dtype(fmt: NumberFormat) -> type:
+    return np.int8 if fmt.signed else np.uint8  # 8-bit codes (checked when the machine is built)
+
+
+def _exact(data: np.ndarray, size: int) -> np.ndarray:
+    if data.size != size:
+        raise ExecutionError(f"{size} bytes named, {data.size} inside the memory")
+    return data
+
+
+def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Requantization) -> np.ndarray:
+    fn = layer.attrs.get("fn")
+    if fn == "add":
+        return add_codes(graph, layer, values[0], values[1], requant=mode)
+    if fn == "relu":
+        q = graph.tensors[layer.inputs[0]].quant
+        assert q is not None
+        return np.maximum(values[0], q.zero_point[0])
+    if fn in ("identity", "passthrough"):
+        return values[0]
+    raise ExecutionError(f"Layer {layer.name!r}: element-wise {fn!r} is not modelled on codes")
+
+
+def _unsupported(graph: Graph, layer: Layer) -> str | None:
+    """Why the executor cannot run ``layer`` (``None``: it can)."""
+    from sim.reference import supported
+
+    reason = supported(graph, layer)
+    if reason is not None:
+        return reason
+    if layer.sparsity is not None:
+        return "N:M weights are not modelled by functional execution yet"
+    if layer.gemm is not None:
+        if layer.op is OpKind.MATMUL and not graph.tensors[layer.inputs[1]].is_constant:
+            return "a matmul of two activations is not modelled by functional execution yet"
+        if layer.op is OpKind.CONV and conv_geometry(graph, layer) is None:
+            return "a convolution without its geometry"
+        ops = gemm_operands(graph, layer)
+        if np.any(ops.w_zero_point != 0):
+            return "asymmetric weights (a weight zero point) are not modelled"
+        return None
+    if layer.op is OpKind.POOL:
+        if layer.attrs.get("kind") not in ("max", "avg") or (layer.attrs.get("kind") == "avg"
+                                                           and not layer.attrs.get("global")):
+            return f"{layer.attrs.get('kind')} pooling is not modelled"
+        return None
+    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in ("add", "relu"):
+        if any(graph.tensors[t].is_constant for t in layer.inputs):
+            return f"an element-wise {layer.attrs['fn']} with a constant operand is not modelled yet"
+        return None
+    return f"no functional model of {layer.source_op or layer.op.value} yet"
+
+
+def _check_view(graph: Graph, layer: Layer) -> None:
+    """A view costs no command, so its output must be its input's bytes in the output's storage order."""
+    x = graph.tensors[layer.inputs[0]]
+    y = graph.tensors[layer.outputs[0]]
+    if x.is_constant:
+        return
+    probe = np.arange(x.elements).reshape(x.shape)
+    if layer.attrs.get("fn") == "transpose":
+        viewed = np.transpose(probe, layer.attrs["perm"])
+    else:
+        viewed = probe.reshape(y.shape)
+    if not np.array_equal(to_storage(probe), to_storage(viewed)):
+        raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}) reorders bytes under "
+                             "channels-last storage; the mapper emits no copy for it (not executable yet)")
+

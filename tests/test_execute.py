@@ -1,0 +1,148 @@
+"""Functional execution: the mapper's command programs compute the network, bit for bit against onnxruntime.
+
+Quantized models are built here without downloads (the shared ONNX graphs, seeded weights and
+calibration, onnxruntime's quantize_static); sim.execute runs every command of the mapped plan on
+byte images of DRAM, scratchpad and accumulator, and the outputs must equal onnxruntime's exactly.
+Mutations of one command of a valid plan must be caught by the plan checker or by the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accel.commands import Compute, Load, Move, Store
+from accel.config import load
+from accel.errors import AccelError
+from accel.formats import Requantization
+from mapper import MapOptions, map_graph
+from mapper.check import check_plan
+from sim.execute import ExecutionError, execute, execute_graph
+from sim.reference import run_quantized
+from workloads.host import split_host
+from workloads.onnx_import import load_onnx
+from workloads.quantize import calibration_inputs, shared_model
+
+ort = pytest.importorskip("onnxruntime")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "onnx"
+SMALL = {"input.1": (1, 3, 64, 48)}  # the shared CNNs end in a global pool: any image size works
+
+
+@cache
+def _model(name: str):  # type: ignore[no-untyped-def]
+    logging.disable(logging.WARNING)
+    try:
+        _, quantized = shared_model(SHARED / f"{name}.onnx", input_shapes=SMALL)
+    finally:
+        logging.disable(logging.NOTSET)
+    feed = calibration_inputs(quantized, count=1, seed=7)[0]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(quantized.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=True))
+    return load_onnx(quantized), feed, expected
+
+
+def _arch(preset: str):  # type: ignore[no-untyped-def]
+    arch = load(preset)  # onnxruntime's requantization, so the design computes what onnxruntime does
+    return dataclasses.replace(arch, array=dataclasses.replace(arch.array, requant=Requantization.FLOAT32_HALF_EVEN))
+
+
+CASES = [(model, preset, allocator, spad)
+         for model in ("resnet18", "mobilenetv2")
+         for preset in ("gemmini", "fpga-small", "sparse-nm")
+         for allocator, spad in (("none", None), ("greedy", 32 * 1024), ("firstfit", None), ("ilp", 16 * 1024))]
+
+
+@pytest.mark.parametrize(("model", "preset", "allocator", "spad"), CASES)
+def test_mapped_program_equals_onnxruntime_bit_for_bit(model: str, preset: str, allocator: str,
+                                                       spad: int | None) -> None:
+    graph, feed, expected = _model(model)
+    plan = map_graph(graph, _arch(preset), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    ours = execute_graph(graph, plan, feed)
+    assert ours.keys() == expected.keys()
+    for name, value in expected.items():
+        assert np.array_equal(ours[name], value), f"{name}: max difference {np.abs(ours[name] - value).max()}"
+
+
+@pytest.mark.parametrize("order", ["loads-last", "program"])
+def test_every_legal_order_gives_the_same_codes(order: str) -> None:
+    graph, feed, _ = _model("resnet18")
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="greedy", scratchpad_bytes=32 * 1024))
+    device = split_host(graph).device
+    codes = run_quantized(graph, feed, intermediates=True)
+    inputs = {t.name: codes[t.name] for t in device.inputs}
+    ours = execute(plan, inputs, order=order)
+    for name, value in ours.items():
+        assert np.array_equal(value, codes[name]), name
+
+
+def test_the_host_quantizes_and_dequantizes_and_the_accelerator_moves_codes() -> None:
+    graph, _, _ = _model("resnet18")
+    split = split_host(graph)
+    assert [layer.attrs["numerics"] for layer in split.before] == ["quantize"]
+    assert [layer.attrs["numerics"] for layer in split.after] == ["dequantize"]
+    plan = map_graph(graph, _arch("gemmini"), MapOptions())
+    assert plan.graph is not None and not any(layer.attrs.get("numerics") in ("quantize", "dequantize")
+                                              for layer in plan.graph.layers)
+
+
+def test_a_float_layer_is_reported_never_run_in_float() -> None:
+    graph, feed, _ = _model("resnet18")
+    plan = map_graph(graph, _arch("gemmini"), MapOptions())
+    layer = next(lay for lay in plan.graph.layers if lay.op.value == "conv")
+    broken = dataclasses.replace(layer, attrs={**layer.attrs, "numerics": "float"})
+    graph2 = dataclasses.replace(plan.graph, layers=tuple(broken if lay is layer else lay
+                                                          for lay in plan.graph.layers))
+    with pytest.raises(ExecutionError, match=layer.name):
+        execute(dataclasses.replace(plan, graph=graph2), {})
+
+
+# -- mutations: one corrupted command in a valid plan -------------------------------------------
+
+def _mutations(plan):  # type: ignore[no-untyped-def]
+    """(what, corrupted commands): an address, a size and a dependency of a load, a store, a move, a compute."""
+    commands = plan.commands
+    first = {kind: next(c for c in commands if type(c) is kind and (kind is not Load or c.size_bytes > 1))
+             for kind in (Load, Store, Compute)}
+    moves = [c for c in commands if isinstance(c, Move)]
+    cases = {
+        "load dram_addr": dataclasses.replace(first[Load], dram_addr=first[Load].dram_addr + 1),
+        "load addr": dataclasses.replace(first[Load], addr=first[Load].addr + 1),
+        "load size": dataclasses.replace(first[Load], size_bytes=first[Load].size_bytes - 1),
+        "store dram_addr": dataclasses.replace(first[Store], dram_addr=first[Store].dram_addr + 1),
+        "compute input_addr": dataclasses.replace(first[Compute], input_addr=first[Compute].input_addr + 1),
+        "compute output_addr": dataclasses.replace(first[Compute], output_addr=first[Compute].output_addr + 4),
+        "compute dependency": dataclasses.replace(first[Compute], deps=()),
+    }
+    if moves:
+        cases["move addr"] = dataclasses.replace(moves[0], addr=moves[0].addr + 1)
+    for what, cmd in cases.items():
+        yield what, tuple(cmd if c.id == cmd.id else c for c in commands)
+
+
+def test_one_corrupted_command_is_caught_by_the_checker_or_by_the_result() -> None:
+    graph, feed, expected = _model("resnet18")
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="greedy", scratchpad_bytes=32 * 1024))
+    (name, good), = expected.items()
+    caught = {}
+    for what, commands in _mutations(plan):
+        bad = dataclasses.replace(plan, commands=commands)
+        try:
+            check_plan(bad)
+        except AccelError:
+            caught[what] = "checker"
+            continue
+        try:
+            result = execute_graph(graph, bad, feed)[name]
+        except AccelError:
+            caught[what] = "executor"
+            continue
+        caught[what] = "result" if not np.array_equal(result, good) else "missed"
+    assert "missed" not in caught.values(), caught
