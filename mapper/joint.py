@@ -1152,7 +1152,6 @@ def live_cut_bound(problem: JointProblem, *, time_limit_s: float = 5.0) -> float
                     rhs -= cconst
                 c.row(terms, lower=rhs)  # live >= ran(producer) - ran(consumer)
         h = c.highs(0.0)
-        h.setOptionValue("solver", "simplex")
         h.run()
         if h.getInfo().primal_solution_status != 2:
             continue
