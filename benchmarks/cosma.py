@@ -13,9 +13,11 @@ Batch norms and activations that follow a convolution or linear layer are folded
 this prints the non-compulsory DRAM bytes of COSMA's four baselines (TFLite's offline greedy-by-size
 arena, :func:`mapper.arena.tflite_arena`, x {Belady, min-bytes} replacement x {default, min-peak
 order}; ``fail`` where the arena does not fit), of the joint optimiser (:func:`mapper.joint.optimise`:
-the exact ILP for small graphs, else candidate orders and banded ILP rounds, warm-started from the
-baselines), a lower bound on every order and allocation (:func:`mapper.joint.lower_bound`, the
-capacity-only joint ILP's dual bound, not timed), its time and status, and COSMA's metric: the share
+the exact ILP for small graphs, else candidate orders, banded ILP rounds and the local search of
+:mod:`mapper.order_search` (hoists, sinks and windows ranked by the ILP), warm-started from the
+baselines), a lower bound on every order and allocation (:func:`mapper.joint.lower_bound`: the
+forced-live and live-cut bounds and the capacity-only joint ILP's dual bound, not timed), its time
+and status, and COSMA's metric: the share
 of the best baseline's non-compulsory traffic removed, averaged over the models where the best
 baseline has any (``-`` where it has none, or where every baseline fails: then the joint plan is the
 only one).
@@ -54,8 +56,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 
 #: COSMA's models where the zoo builds them, then NAS-style cell networks (120 s allowed, as COSMA's).
-MODELS = ("resnet50", "densenet121", "resnext50", "fcn_resnet50", "transformer_base", "vit_b16", "darts_v2")
-NAS = {"darts_v2"}
+MODELS = ("resnet50", "densenet121", "resnext50", "fcn_resnet50", "transformer_base", "vit_b16", "darts_v2",
+          "nasnet_a", "amoebanet_a")
+NAS = {"darts_v2", "nasnet_a", "amoebanet_a"}
 
 
 def fusable(graph: Graph) -> list[str]:

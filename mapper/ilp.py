@@ -63,6 +63,7 @@ def quiet_highs() -> highspy.Highs:
     before any option can be set, so ``output_flag`` alone does not silence it. The constructor runs
     with file descriptors 1 and 2 pointed at a temporary file, whose text goes to this module's log
     at debug level; then ``output_flag`` is switched off for everything the solver would print later.
+    The instance runs on one thread (as every model of the mapper does).
     """
     with _QUIET, tempfile.TemporaryFile(mode="w+b") as sink:
         for stream in (sys.stdout, sys.stderr):
@@ -74,6 +75,9 @@ def quiet_highs() -> highspy.Highs:
             os.dup2(sink.fileno(), 2)
             h = highspy.Highs()
             h.setOptionValue("output_flag", False)
+            # one thread everywhere: HiGHS keeps the thread count of the first model it runs in a
+            # process and fails ("scheduler already initialised") any later model asking for another
+            h.setOptionValue("threads", 1)
         finally:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)

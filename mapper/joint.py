@@ -45,7 +45,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -62,7 +62,7 @@ __all__ = [
     "Semantics", "JointTensor", "JointProblem", "JointResult", "joint_problem", "solve_joint", "optimise",
     "min_peak", "check_joint", "evaluate", "to_memory_problem", "topological_orders", "EXACT_LAYERS",
     "schedule", "spill_all", "fold_into_producers", "peak_bytes", "relax_and_pack", "lower_bound",
-    "FULL_MODEL_LAYERS",
+    "FULL_MODEL_LAYERS", "forced_live_bound", "live_cut_bound",
 ]
 
 _log = logging.getLogger(__name__)
@@ -421,14 +421,22 @@ class _Model:
     offset: float
 
 
-def _windows(problem: JointProblem, reference: Sequence[int] | None, band: int | None) -> list[range]:
+def _windows(problem: JointProblem, reference: Sequence[int] | None, band: int | None,
+             free: tuple[int, int] | None = None) -> list[range]:
+    """The steps each layer may take: between its ancestor count and the layer count less its
+    descendants; with a ``reference`` order, within ``band`` steps of its position there, or, with
+    ``free = (a, b)``, anywhere in steps ``a .. b - 1`` if its reference step is there and pinned to its
+    reference step otherwise (the layers of a window of the reference order reordered among themselves)."""
     n = len(problem.layers)
     anc, desc = _relatives(problem)
     step_of = _step_of(reference) if reference is not None else None
     out = []
     for i in range(n):
         lo, hi = anc[i], n - 1 - desc[i]
-        if band is not None and step_of is not None:
+        if free is not None and step_of is not None:
+            a, b = free
+            lo, hi = (max(lo, a), min(hi, b - 1)) if a <= step_of[i] < b else (step_of[i], step_of[i])
+        elif band is not None and step_of is not None:
             lo, hi = max(lo, step_of[i] - band), min(hi, step_of[i] + band)
         out.append(range(lo, hi + 1))
     return out
@@ -579,14 +587,16 @@ def _start(m: _Model, problem: JointProblem, order: Sequence[int],
         v[m.x[(i, s)]] = 1.0
     for ti, t in enumerate(problem.tensors):
         ivs = sorted(intervals.get(t.name, ()))
-        if len(ivs) > m.slots[ti]:
+        if m.o and len(ivs) > m.slots[ti]:
+            return None
+        if ivs and not m.slots[ti]:
             return None
         on: set[int] = set()
         for k, (first, last, off) in enumerate(ivs):
             if first not in m.life[ti] or last not in m.life[ti]:
                 return None
             for s in range(first, last + 1):
-                v[m.r[(ti, k, s)]] = 1.0
+                v[m.r[(ti, min(k, m.slots[ti] - 1), s)]] = 1.0
                 on.add(s)
             if (ti, k) in m.o:
                 v[m.o[(ti, k)]] = off / m.scale
@@ -704,17 +714,18 @@ def _result(problem: JointProblem, order: Sequence[int], intervals: Mapping[str,
 
 def solve_joint(problem: JointProblem, *, order: Sequence[str] | None = None, reference: Sequence[str] | None = None,
                 band: int | None = None, slots: int | None = None, time_limit_s: float = 10.0, mip_gap: float = 0.0,
-                warm: Sequence[JointResult] = ()) -> JointResult:
-    """The joint ILP of ``problem``: over every order (default), the fixed ``order``, or within ``band``
-    steps of ``reference``; ``slots`` caps the offsets per tensor (default: as many as it has gaps, which
-    is exact). Starts from the best ``warm`` result that fits; never returns anything worse."""
+                warm: Sequence[JointResult] = (), free: tuple[int, int] | None = None) -> JointResult:
+    """The joint ILP of ``problem``: over every order (default), the fixed ``order``, within ``band``
+    steps of ``reference``, or with the steps ``free = (a, b)`` of ``reference`` reordered and the rest
+    pinned; ``slots`` caps the offsets per tensor (default: as many as it has gaps, which is exact).
+    Starts from the best ``warm`` result that fits; never returns anything worse."""
     began = time.perf_counter()
     if order is not None:
         ref = problem.indices(order)
         windows = [range(s, s + 1) for s in _step_of(ref)]
     else:
         ref = problem.indices(reference) if reference is not None else None
-        windows = _windows(problem, ref, band if ref is not None else None)
+        windows = _windows(problem, ref, band if ref is not None else None, free if ref is not None else None)
     at_least: dict[str, int] = {}
     for candidate in warm:
         for name, ta in candidate.allocation.tensors.items():
@@ -752,8 +763,8 @@ def solve_joint(problem: JointProblem, *, order: Sequence[str] | None = None, re
         info = h.getInfo()
     status = h.modelStatusToString(h.getModelStatus()).lower().replace(" ", "_")
     bound = info.mip_dual_bound * m.scale if math.isfinite(info.mip_dual_bound) else 0.0
-    if order is None and band is not None and reference is not None:
-        bound = 0.0  # a band's bound holds for the band only
+    if order is None and (band is not None or free is not None) and reference is not None:
+        bound = 0.0  # a band's (window's) bound holds for the band only
     if info.primal_solution_status == 2:
         values = list(h.getSolution().col_value)
         found_order, intervals = _decode(m, problem, values)
@@ -888,12 +899,15 @@ def fold_into_producers(problem: JointProblem, layers: Iterable[str]) -> JointPr
 
 def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
                    reference: Sequence[str] | None = None, band: int | None = None,
-                   time_limit_s: float = 10.0) -> JointResult | None:
+                   free: tuple[int, int] | None = None, time_limit_s: float = 10.0,
+                   warm: JointResult | None = None) -> JointResult | None:
     """The capacity-only joint ILP (order and residency, no offsets: a multi-knapsack over steps) over
     the fixed ``order`` or the ``band`` around ``reference``, its residency then placed by greedy-by-size
-    or first fit in start order (the lower top wins). Where the placement needs more than the budget, the
+    or first fit in start order (the lower top wins); ``free`` as in :func:`solve_joint`. Where the
+    placement needs more than the budget, the
     ILP runs again with that excess kept free at those steps (at most six times); None if nothing fits.
-    The relaxation's bound is a lower bound for the fixed order (or, with neither, every order)."""
+    The relaxation's bound is a lower bound for the fixed order (or, with neither, every order). A
+    ``warm`` result that fits the windows starts the first relaxation (its residency is feasible there)."""
     from mapper.arena import greedy_by_size
 
     began = time.perf_counter()
@@ -901,7 +915,7 @@ def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
         windows = [range(s, s + 1) for s in _step_of(problem.indices(order))]
     else:
         ref = problem.indices(reference) if reference is not None else None
-        windows = _windows(problem, ref, band if ref is not None else None)
+        windows = _windows(problem, ref, band if ref is not None else None, free if ref is not None else None)
     bound = None
     reserve = list(problem.reserved_bytes)
     own = [sum(t.size_bytes for t in problem.tensors if t.producer == i or i in t.consumers)
@@ -924,6 +938,14 @@ def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
         build_s = time.perf_counter() - t0
         left -= build_s
         h = m.cols.highs(m.offset)
+        if warm is not None and attempt == 0:
+            start = _start(m, problem, problem.indices(warm.order),
+                           {name: ta.intervals for name, ta in warm.allocation.tensors.items()})
+            if start is not None:
+                sol = highspy.HighsSolution()
+                sol.col_value = start
+                sol.value_valid = True
+                h.setSolution(sol)
         h.setOptionValue("time_limit", max(0.05, left / (attempts - attempt)))
         h.setOptionValue("mip_rel_gap", 1e-4)
         h.setOptionValue("random_seed", 0)
@@ -959,7 +981,8 @@ def relax_and_pack(problem: JointProblem, *, order: Sequence[str] | None = None,
             for o, (_, a, b, name) in zip(best_offsets, blocks, strict=True):
                 placed[name].append((a, b, o))
             packed = _result(problem, found_order, placed, "relaxation_packed",
-                             bound if (band is None or reference is None) else 0.0, began, attempts=attempt + 1)
+                             bound if ((band is None and free is None) or reference is None) else 0.0, began,
+                             attempts=attempt + 1)
             other = fallback()
             return packed if other is None or packed.non_compulsory_bytes <= other.non_compulsory_bytes else other
         # where the placement overflows, the next relaxation keeps the excess free (a per-step cut)
@@ -985,18 +1008,184 @@ def _first_fit(blocks: Sequence[tuple[int, int, int, str]]) -> list[int]:
     return place_in_order(blocks, sorted(range(len(blocks)), key=lambda i: (blocks[i][1], -blocks[i][0], i)))
 
 
+def _relative_sets(problem: JointProblem) -> tuple[list[int], list[int]]:
+    """Ancestor and descendant bitsets of every layer."""
+    n = len(problem.layers)
+    succs: list[list[int]] = [[] for _ in range(n)]
+    for i, ps in enumerate(problem.preds):
+        for p in ps:
+            succs[p].append(i)
+    order = _kahn(problem)
+    anc = [0] * n
+    for i in order:
+        for p in problem.preds[i]:
+            anc[i] |= anc[p] | (1 << p)
+    desc = [0] * n
+    for i in reversed(order):
+        for c in succs[i]:
+            desc[i] |= desc[c] | (1 << c)
+    return anc, desc
+
+
+def forced_live_bound(problem: JointProblem, *, time_limit_s: float = 5.0) -> float:
+    """A lower bound for every order and allocation under resident semantics, from what must be live.
+
+    While layer ``l`` runs, its operands fill ``need(l)`` bytes, and every tensor made by an ancestor of
+    ``l`` (for a graph input: read by one) and read by a descendant is live in *every* order. What of
+    these does not fit beside the operands is off chip at ``l``'s step, so it was spilled: an activation
+    pays a write and a read (a graph output only the read, its write is compulsory), an input a second
+    read. Choosing the cheapest set to spill so that every layer's rest fits is a covering ILP over the
+    tensors (one row per layer), solved by HiGHS; its dual bound is returned (0 if nothing is forced;
+    under stream semantics, 0: a streamed operand needs no room)."""
+    if problem.semantics is not Semantics.RESIDENT:
+        return 0.0
+    anc, desc = _relative_sets(problem)
+    n = len(problem.layers)
+    mask_of = []
+    for t in problem.tensors:
+        made = 0
+        if t.producer is not None:
+            made = 1 << t.producer
+        else:
+            for cons in t.consumers:
+                made |= 1 << cons
+        read = 0
+        for cons in t.consumers:
+            read |= 1 << cons
+        mask_of.append((made, read))
+    rows: list[tuple[list[int], float]] = []
+    for i in range(n):
+        own = {ti for ti, t in enumerate(problem.tensors) if t.producer == i or i in t.consumers}
+        room = problem.capacity_bytes - problem.reserved_bytes[i] - sum(problem.tensors[ti].size_bytes for ti in own)
+        live = [ti for ti, (made, read) in enumerate(mask_of)
+                if ti not in own and made & anc[i] and read & desc[i]]
+        total = sum(problem.tensors[ti].size_bytes for ti in live)
+        if total > room:
+            rows.append((live, total - room))  # at least this many bytes of ``live`` are off chip
+    if not rows:
+        return 0.0
+    used = sorted({ti for live, _ in rows for ti in live})
+    scale = max(1.0, problem.capacity_bytes / 1024.0)
+    c = _Cols()
+    y = {}
+    for ti in used:
+        t = problem.tensors[ti]
+        cost = t.size_bytes * (2 if t.is_activation and not t.graph_output else 1)
+        y[ti] = c.col(cost / scale, 0.0, 1.0, True)
+    for live, excess in rows:
+        c.row([(y[ti], problem.tensors[ti].size_bytes / scale) for ti in live], lower=excess / scale)
+    h = c.highs(0.0)
+    h.setOptionValue("time_limit", max(0.05, float(time_limit_s)))
+    h.setOptionValue("mip_rel_gap", 1e-6)
+    h.setOptionValue("random_seed", 0)
+    h.setOptionValue("threads", 1)
+    h.run()
+    bound = h.getInfo().mip_dual_bound
+    return max(0.0, bound * scale) if math.isfinite(bound) else 0.0
+
+
+def live_cut_bound(problem: JointProblem, *, time_limit_s: float = 5.0) -> float:
+    """A lower bound for every order and allocation under resident semantics, from the least that can
+    be live while each layer runs.
+
+    Before layer ``l`` runs, the layers already run form a set closed under predecessors that holds
+    ``l``'s ancestors and none of its descendants; the tensors live beside ``l``'s operands are those
+    made in that set and read outside it. The least such bytes over all these sets, ``live(l)``, is a
+    minimum cut, solved as its LP (integral: difference constraints). At least ``live(l) + need(l) -
+    capacity`` of those bytes are off chip at ``l``'s step, each spilled at a cost of at least its size
+    (twice for an activation that is no graph output: written and read back). Layers whose candidate
+    tensors are disjoint add up (chosen greedily, largest first). Graph inputs are left out (a lower
+    bound still); 0 under stream semantics or when no layer is short of room."""
+    if problem.semantics is not Semantics.RESIDENT:
+        return 0.0
+    began = time.perf_counter()
+    anc, desc = _relative_sets(problem)
+    n = len(problem.layers)
+    made = [t.producer for t in problem.tensors]
+    found: list[tuple[float, set[int]]] = []
+    for i in range(n):
+        if time.perf_counter() - began > time_limit_s:
+            break
+        own = {ti for ti, t in enumerate(problem.tensors) if t.producer == i or i in t.consumers}
+        room = problem.capacity_bytes - problem.reserved_bytes[i] - sum(problem.tensors[ti].size_bytes for ti in own)
+        later = desc[i] | (1 << i)
+        cands = [ti for ti, t in enumerate(problem.tensors)
+                 if ti not in own and made[ti] is not None and not (later >> made[ti]) & 1
+                 and any(not (anc[i] >> cons) & 1 for cons in t.consumers)]
+        if sum(problem.tensors[ti].size_bytes for ti in cands) <= room:
+            continue
+        c = _Cols()
+        before: dict[int, int] = {}  # free layer -> column (1: runs before l)
+        free = [j for j in range(n) if j != i and not (anc[i] >> j) & 1 and not (later >> j) & 1]
+        for j in free:
+            before[j] = c.col(0.0, 0.0, 1.0, False)
+
+        def ran(j: int, before: dict[int, int] = before, ancestors: int = anc[i]) -> tuple[int | None, float]:
+            """(column, constant): whether layer ``j`` ran before ``l``."""
+            if j in before:
+                return before[j], 0.0
+            return None, 1.0 if (ancestors >> j) & 1 else 0.0
+
+        for j in free:
+            for pj in problem.preds[j]:
+                col, const = ran(pj)
+                if col is not None:
+                    c.row([(before[j], 1.0), (col, -1.0)], upper=0.0)
+                elif const == 0.0:
+                    c.row([(before[j], 1.0)], upper=0.0)
+        scale = max(1.0, problem.capacity_bytes / 1024.0)
+        for ti in cands:
+            t = problem.tensors[ti]
+            live = c.col(t.size_bytes / scale, 0.0, 1.0, False)
+            pcol, pconst = ran(made[ti])  # type: ignore[arg-type]
+            for cons in set(t.consumers):
+                ccol, cconst = ran(cons)
+                terms = [(live, 1.0)]
+                rhs = 0.0
+                if pcol is not None:
+                    terms.append((pcol, -1.0))
+                else:
+                    rhs += pconst
+                if ccol is not None:
+                    terms.append((ccol, 1.0))
+                else:
+                    rhs -= cconst
+                c.row(terms, lower=rhs)  # live >= ran(producer) - ran(consumer)
+        h = c.highs(0.0)
+        h.run()
+        if h.getInfo().primal_solution_status != 2:
+            continue
+        least = math.floor(h.getInfo().objective_function_value * scale + 1e-3)  # integral LP, float noise
+        excess = least - room
+        if excess > 0.5:
+            mult = min(2 if problem.tensors[ti].is_activation and not problem.tensors[ti].graph_output else 1
+                       for ti in cands)
+            found.append((float(mult * excess), set(cands)))
+    total = 0.0
+    taken: set[int] = set()
+    for value, cands in sorted(found, key=lambda f: -f[0]):
+        if not cands & taken:
+            total += value
+            taken |= cands
+    return max(0.0, total)
+
+
 def lower_bound(problem: JointProblem, *, time_limit_s: float = 10.0) -> float:
-    """A lower bound on the non-compulsory traffic of every order and allocation: the dual bound of the
-    capacity-only joint ILP (no offsets) over every order (0 if it proves nothing in time)."""
+    """A lower bound on the non-compulsory traffic of every order and allocation: the largest of
+    :func:`forced_live_bound`, :func:`live_cut_bound` and the dual bound of the capacity-only joint ILP
+    (no offsets) over every order (0 if none proves anything in time)."""
+    began = time.perf_counter()
+    forced = max(forced_live_bound(problem, time_limit_s=min(5.0, time_limit_s / 4)),
+                 live_cut_bound(problem, time_limit_s=min(5.0, time_limit_s / 4)))
     m = _build(problem, _windows(problem, None, None), slots=1, offsets=False)
     h = m.cols.highs(m.offset)
-    h.setOptionValue("time_limit", max(0.05, float(time_limit_s)))
+    h.setOptionValue("time_limit", max(0.05, float(time_limit_s) - (time.perf_counter() - began)))
     h.setOptionValue("mip_rel_gap", 1e-4)
     h.setOptionValue("random_seed", 0)
     h.setOptionValue("threads", 1)
     h.run()
     bound = h.getInfo().mip_dual_bound
-    return max(0.0, bound * m.scale) if math.isfinite(bound) else 0.0
+    return max(forced, bound * m.scale if math.isfinite(bound) else 0.0)
 
 
 #: Above this many layers, :func:`optimise` ranks orders by the packed capacity-only ILP first.
@@ -1017,17 +1206,38 @@ def _estimated_slots(problem: JointProblem, order: Sequence[str], slots: int | N
     return total
 
 
+def _search_orders(problem: JointProblem, best: JointResult, left: Callable[[], float], time_limit_s: float,
+                   window: int, slots: int | None, floor: float) -> JointResult:
+    """The local search of :mod:`mapper.order_search` from ``best`` while ``left()`` seconds remain:
+    hoists and sinks around the spills, then windows, again while either gains."""
+    from mapper.order_search import move_search, window_search
+
+    while left() > 0.1 * time_limit_s and best.non_compulsory_bytes > floor + 0.5:
+        before = best.non_compulsory_bytes
+        best = move_search(problem, best, time_limit_s=left() * 0.6, floor=floor,
+                           per_move_s=max(0.3, 0.05 * time_limit_s))
+        if left() > 0.1 * time_limit_s and best.non_compulsory_bytes > floor + 0.5:
+            best = window_search(problem, best, time_limit_s=left(), width=window, slots=slots, floor=floor,
+                                 per_window_s=max(0.5, 0.08 * time_limit_s))
+        if best.non_compulsory_bytes >= before:
+            break
+    return best
+
+
 def optimise(problem: JointProblem, *, candidates: Sequence[Sequence[str]] = (), time_limit_s: float = 10.0,
-             band: int = 3, slots: int | None = None, warm: Sequence[JointResult] = ()) -> JointResult:
+             band: int = 3, slots: int | None = None, warm: Sequence[JointResult] = (),
+             window: int = 16) -> JointResult:
     """The best order and allocation found in ``time_limit_s`` (see the module docstring).
 
     Small problems (at most :data:`EXACT_LAYERS` layers) get the exact joint ILP. Otherwise each of
     ``candidates`` (orders, e.g. from :mod:`mapper.order`) is solved with its order fixed, and the best
     is improved by the ILP over every order within ``band`` steps of it, as long as that gains and time
-    is left. Graphs of more than :data:`FULL_MODEL_LAYERS` layers under resident semantics are ranked
-    and searched with the packed capacity-only ILP (:func:`relax_and_pack`) first, then the full ILP
-    with the order fixed refines the best while time is left. ``warm`` results (baselines) are warm
-    starts and a floor.
+    is left, then by the window search (:func:`mapper.order_search.window_search`: windows of ``window``
+    steps reordered freely, hottest first). Graphs of more than :data:`FULL_MODEL_LAYERS` layers under
+    resident semantics are ranked and searched with the packed capacity-only ILP (:func:`relax_and_pack`)
+    first, then the full ILP with the order fixed refines the best while time is left. ``warm`` results
+    (baselines) are warm starts and a floor. The search stops as soon as a result meets
+    :func:`forced_live_bound` or :func:`live_cut_bound` (it is then optimal).
     """
     began = time.perf_counter()
 
@@ -1041,28 +1251,42 @@ def optimise(problem: JointProblem, *, candidates: Sequence[Sequence[str]] = (),
     orders = list(dict.fromkeys(orders))
     big = problem.semantics is Semantics.RESIDENT and len(problem.layers) > FULL_MODEL_LAYERS
     rounds = 0
+    floor = max(forced_live_bound(problem, time_limit_s=min(1.0, 0.05 * time_limit_s)),
+                live_cut_bound(problem, time_limit_s=min(1.0, 0.05 * time_limit_s)))
+
+    def done(r: JointResult) -> bool:
+        return r.non_compulsory_bytes <= floor + 0.5
+
     if big:
         from mapper.arena import online_arena
 
         for cand in orders:
             pool += [online_arena(problem, cand, policy) for policy in ("belady", "min-bytes")]
         for i, cand in enumerate(orders):
-            if left() < 0.3 * time_limit_s:
+            if left() < 0.75 * time_limit_s or done(min(pool, key=lambda r: r.non_compulsory_bytes)):
                 break
-            found = relax_and_pack(problem, order=cand, time_limit_s=max(0.2, left() * 0.3 / (len(orders) - i)))
+            same = [r for r in pool if r.order == cand]
+            found = relax_and_pack(problem, order=cand, time_limit_s=max(0.2, (left() - 0.75 * time_limit_s)
+                                                                        / (len(orders) - i)),
+                                   warm=min(same, key=lambda r: r.non_compulsory_bytes) if same else None)
             if found is not None:
                 pool.append(found)
         if not pool:
             pool.append(spill_all(problem, problem.indices(orders[0])))
         best = min(pool, key=lambda r: r.non_compulsory_bytes)
-        while left() > 0.3 * time_limit_s and best.non_compulsory_bytes > 0:
-            found = relax_and_pack(problem, reference=best.order, band=band, time_limit_s=left() * 0.5)
+        while left() > 0.5 * time_limit_s and not done(best):
+            found = relax_and_pack(problem, reference=best.order, band=band, time_limit_s=left() - 0.5 * time_limit_s,
+                                   warm=best)
             rounds += 1
             if found is None or found.non_compulsory_bytes >= best.non_compulsory_bytes:
                 break
             best = found
+        estimate = _estimated_slots(problem, best.order, slots)
+        # the full ILP's build alone takes about this long (Python, ~0.25 ms a residency column)
+        refine_s = 2 * (0.3 + 3e-4 * estimate) if estimate <= FULL_MODEL_SLOT_STEPS else 0.0
+        best = _search_orders(problem, best, lambda: left() - refine_s, time_limit_s, window, slots, floor)
         pool.append(best)
-        if left() > 0.5 and _estimated_slots(problem, best.order, slots) <= FULL_MODEL_SLOT_STEPS:
+        if refine_s and left() > refine_s and not done(best):
             try:
                 pool.append(solve_joint(problem, order=best.order, time_limit_s=left(), slots=slots,
                                         warm=[r for r in pool if r.order == best.order]))
@@ -1079,13 +1303,14 @@ def optimise(problem: JointProblem, *, candidates: Sequence[Sequence[str]] = (),
         if not pool:
             raise MappingError(f"Joint problem {problem.name!r}: no candidate order solved in {time_limit_s} s")
         best = min(pool, key=lambda r: r.non_compulsory_bytes)
-        while left() > 0.3 and best.non_compulsory_bytes > 0:
-            found = solve_joint(problem, reference=best.order, band=band, slots=slots, time_limit_s=left(),
-                                warm=[best])
+        while left() > 0.5 * time_limit_s and not done(best):
+            found = solve_joint(problem, reference=best.order, band=band, slots=slots,
+                                time_limit_s=left() - 0.4 * time_limit_s, warm=[best])
             rounds += 1
             if found.non_compulsory_bytes >= best.non_compulsory_bytes:
                 break
             best = found
+        best = _search_orders(problem, best, left, time_limit_s, window, slots, floor)
     best = min(pool + [best], key=lambda r: r.non_compulsory_bytes)
     _log.info("%s: joint search %d B non-compulsory after %d band rounds (%.1fs)", problem.name,
               best.non_compulsory_bytes, rounds, time.perf_counter() - began)

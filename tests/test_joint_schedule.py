@@ -14,6 +14,7 @@ import random
 
 import pytest
 
+from accel.errors import MappingError
 from mapper.joint import JointProblem, JointTensor, Semantics, check_joint, min_peak, peak_bytes, solve_joint
 from workloads.graph import TensorKind
 
@@ -201,3 +202,112 @@ def test_arena_baselines_are_valid_and_the_joint_optimiser_never_loses_to_them()
         best = optimise(problem, candidates=[problem.layers], time_limit_s=30, warm=results)
         check_joint(problem, best)
         assert best.non_compulsory_bytes <= min(r.non_compulsory_bytes for r in results)
+
+
+# -- lower bounds and the local search over orders (mapper.order_search) ---------------------------
+
+def test_lower_bounds_never_exceed_the_brute_force_optimum() -> None:
+    import dataclasses
+
+    from mapper.joint import forced_live_bound, live_cut_bound, lower_bound
+
+    rng = random.Random(23)
+    positive = 0
+    for _ in range(10):
+        problem = random_problem(rng, rng.randint(5, 6), Semantics.RESIDENT)
+        need = max(sum(t.size_bytes for t in problem.tensors if t.producer == i or i in t.consumers)
+                   for i in range(len(problem.layers)))
+        problem = dataclasses.replace(problem, capacity_bytes=need)  # COSMA's M_R: the tightest budget
+        best = brute_force(problem)
+        forced, cut = forced_live_bound(problem), live_cut_bound(problem)
+        assert forced <= best + 0.5 and cut <= best + 0.5, (forced, cut, best)
+        assert lower_bound(problem, time_limit_s=5) <= best + 0.5
+        positive += (max(forced, cut) > 0)
+    assert positive >= 1  # the bounds prove something on these graphs, not just 0
+
+
+def test_live_cut_bound_proves_an_attention_block_optimal() -> None:
+    """An attention block at COSMA's M_R: while the scores are normalised (s -> p fills the budget),
+    the residual x and one of h (not yet projected to v) or v must be off chip, whichever the order:
+    the live-cut bound sees the choice, the forced-live bound only x."""
+    from mapper.joint import forced_live_bound, live_cut_bound
+
+    act = TensorKind.ACTIVATION
+    tensors = (JointTensor("input", 16, TensorKind.INPUT, None, (0,)),
+               JointTensor("x", 16, act, 0, (1, 7)), JointTensor("h", 16, act, 1, (2, 3)),
+               JointTensor("q", 16, act, 2, (4,)), JointTensor("v", 16, act, 3, (6,)),
+               JointTensor("s", 48, act, 4, (5,)), JointTensor("p", 48, act, 5, (6,)),
+               JointTensor("ctx", 16, act, 6, (7,)), JointTensor("out", 16, act, 7, (), graph_output=True))
+    # l0 embed, l1 norm, l2 q, l3 v, l4 scores (q -> s), l5 softmax (s -> p), l6 context (p, v),
+    # l7 residual add (ctx, x)
+    preds = ((), (0,), (1,), (1,), (2,), (4,), (3, 5), (0, 6))
+    problem = JointProblem("attention", tuple(f"l{i}" for i in range(8)), preds, (0,) * 8, tensors, 96,
+                           Semantics.RESIDENT)
+    best = brute_force(problem)
+    assert best == 2 * (16 + 16)
+    assert live_cut_bound(problem) == best
+    assert forced_live_bound(problem) == 2 * 16
+
+
+def _fan_problem() -> JointProblem:
+    """l0 makes a 60 B tensor read by l1 and by l5 (which needs nothing else); l1..l4 are a chain of
+    40 B tensors. Run in the written order, the 60 B tensor must wait through l2..l4, where only 100 B
+    fit; hoisting l5 to right after l0 lets it die at once, and nothing spills."""
+    act = TensorKind.ACTIVATION
+    tensors = (JointTensor("input", 8, TensorKind.INPUT, None, (0,)),
+               JointTensor("big", 60, act, 0, (1, 5)),
+               JointTensor("a", 40, act, 1, (2,)), JointTensor("b", 40, act, 2, (3,)),
+               JointTensor("c", 40, act, 3, (4,)), JointTensor("d", 8, act, 4, (), graph_output=True),
+               JointTensor("e", 8, act, 5, (), graph_output=True))
+    preds = ((), (0,), (1,), (2,), (3,), (0,))
+    return JointProblem("fan", tuple(f"l{i}" for i in range(6)), preds, (0,) * 6, tensors, 100, Semantics.RESIDENT)
+
+
+def test_hoist_and_sink_give_topological_orders() -> None:
+    from mapper.order_search import hoist, sink
+
+    problem = _fan_problem()
+    assert hoist(problem, problem.layers, "l5") == ("l0", "l5", "l1", "l2", "l3", "l4")
+    assert sink(problem, ("l0", "l5", "l1", "l2", "l3", "l4"), "l5") == ("l0", "l1", "l2", "l3", "l4", "l5")
+    rng = random.Random(5)
+    for _ in range(20):
+        p = random_problem(rng, 7, Semantics.RESIDENT)
+        layer = rng.choice(p.layers)
+        for moved in (hoist(p, p.layers, layer), sink(p, p.layers, layer)):
+            assert p.is_order(p.indices(moved))
+
+
+def test_move_search_finds_the_long_hoist_a_window_cannot_reach() -> None:
+    from mapper.joint import relax_and_pack
+    from mapper.order_search import move_search, window_search
+
+    problem = _fan_problem()
+    start = relax_and_pack(problem, order=problem.layers)  # the best allocation in the written order
+    assert start is not None and start.non_compulsory_bytes == 120  # "big" written after l0 and read back at l5
+    windowed = window_search(problem, start, time_limit_s=10, width=2)
+    check_joint(problem, windowed)
+    assert windowed.non_compulsory_bytes == 120  # l5 is 4 steps away from where it should run
+    moved = move_search(problem, start, time_limit_s=10)
+    check_joint(problem, moved)
+    assert moved.non_compulsory_bytes == 0 == brute_force(problem)
+    assert moved.order.index("l5") < moved.order.index("l2")
+
+
+def test_order_search_is_valid_and_never_worse_on_random_graphs() -> None:
+    from mapper.joint import spill_all
+    from mapper.order_search import move_search, window_search
+
+    rng = random.Random(31)
+    gained = 0
+    for _ in range(4):
+        problem = random_problem(rng, 6, Semantics.RESIDENT)
+        start = spill_all(problem, problem.indices(problem.layers))
+        best = brute_force(problem)
+        for found in (window_search(problem, start, time_limit_s=10, width=4),
+                      move_search(problem, start, time_limit_s=10)):
+            check_joint(problem, found)
+            assert best <= found.non_compulsory_bytes <= start.non_compulsory_bytes
+            gained += found.non_compulsory_bytes < start.non_compulsory_bytes
+    assert gained >= 2
+    with pytest.raises(MappingError, match=r"^Window search: the window must span at least 2 steps, not 1$"):
+        window_search(problem, start, time_limit_s=1, width=1)

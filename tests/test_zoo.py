@@ -159,8 +159,9 @@ def test_layer_table_rows() -> None:
 #   torchvision model cards ("GFLOPS", multiply-accumulates): densenet121 2.83, resnext50_32x4d 4.23,
 #   vit_b_16 17.56, fcn_resnet50 152.72 (at 520x520, with its auxiliary head).
 #   DARTS (Liu et al. 2019, Table 3): 574M multiply-adds for the ImageNet DARTS_V2 network; ours
-#   counts conv + linear MACs of the DARTS code's NetworkImageNet and comes to 530M, 8% fewer (the
-#   paper does not say how it counted, e.g. whether batch norm or pooling is included).
+#   counts conv + linear MACs of the DARTS code's NetworkImageNet and comes to 530M, 8% fewer, which is
+#   what an independent count from the layer shapes gives too (tests/test_zoo_nas.py): the paper does
+#   not say how it counted (e.g. whether batch norm or pooling is included).
 COSMA_PUBLISHED = {
     "densenet121": (2_834_161_664, 2.83e9, 0.005e9),
     "resnext50": (4_230_479_872, 4.23e9, 0.005e9),

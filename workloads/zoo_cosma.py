@@ -12,26 +12,37 @@ name                    architecture                                            
 ``vit_b16``             torchvision ``vit_b_16``: 12 blocks, dim 768, 12 heads, MLP 3072     17,563,067,904
 ``fcn_resnet50``        torchvision ``fcn_resnet50`` (dilated ResNet-50, FCN head + aux), 520  see the test
 ``transformer_base``    Vaswani et al. base: 6 + 6 layers, d 512, 8 heads, FFN 2048, 128 tokens  see the test
-``darts_v2``            DARTS (Liu et al. 2019) ``DARTS_V2`` genotype, ImageNet network, C 48,   see the test
+``darts_v2``            DARTS (Liu et al. 2019) ``DARTS_V2`` genotype, ImageNet network, C 48,  529,911,552
                         14 cells
+``nasnet_a``            NASNet-A (Zoph et al. 2018) cells, the same network                   604,031,616
+``amoebanet_a``         AmoebaNet-A (Real et al. 2019) cells, the same network                526,746,624
 ======================  ==================================================================  ===============
 
 ``fcn_resnet50`` upsamples with a pass-through ``Resize`` (bilinear, no MACs); ``transformer_base``'s
 decoder attends to the encoder output (cross-attention) and ends in the 37,000-token shared-vocabulary
-projection; attention masks are not modelled. ``darts_v2`` follows the DARTS code's
-``NetworkImageNet``: three-conv stem, reduction cells at 1/3 and 2/3 of the depth, separable convs as
-two ReLU-depthwise-pointwise-BN stacks, ``FactorizedReduce`` (two stride-2 1x1 convs, one on the input
-shifted by a pixel, concatenated) where a cell's inputs differ in resolution.
+projection; attention masks are not modelled. The NAS-cell networks follow the DARTS code's
+``NetworkImageNet`` (``model.py``, ``operations.py``, genotypes from its ``genotypes.py``; C 48, 14 cells
+as its ``train_imagenet.py``): three-conv stem, reduction cells at 1/3 and 2/3 of the depth, separable
+convs as two ReLU-depthwise-pointwise-BN stacks, ``conv_7x1_1x7`` as ReLU, 1x7, 7x1, BN,
+``FactorizedReduce`` (two stride-2 1x1 convs, one on the input shifted by a pixel, concatenated) where a
+cell's inputs differ in resolution, no auxiliary head. Their MACs are checked against a count from the
+layer shapes written independently of this module (``tests/test_zoo_nas.py``). The papers' own figures
+(DARTS 574M, NASNet-A 564M, AmoebaNet-A 555M multiply-adds) are for other networks or counting rules:
+NASNet-A's and AmoebaNet-A's are their own papers' networks (other stems, cell counts and widths), and
+DARTS's 574M is 8% above what the DARTS code's network computes in convolutions and the classifier.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from accel.errors import WorkloadError
 from workloads.builder import GraphBuilder
 from workloads.graph import Graph
 
-__all__ = ["MODELS", "TRANSFORMER_SEQUENCE", "FCN_SIZE"]
+__all__ = ["MODELS", "TRANSFORMER_SEQUENCE", "FCN_SIZE", "Genotype", "DARTS_V2", "NASNET_A", "AMOEBANET_A",
+           "NAS_CHANNELS", "NAS_CELLS"]
 
 #: Source and target length of ``transformer_base``.
 TRANSFORMER_SEQUENCE = 128
@@ -191,16 +202,56 @@ def _vit_b16(batch: int) -> Graph:
     return b.build()
 
 
-# -- DARTS --------------------------------------------------------------------------------------------
-
-#: ``DARTS_V2`` (Liu et al. 2019): per cell node, two (op, input) pairs; inputs 0 and 1 are the cell's.
-DARTS_V2_NORMAL = (("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
-                   ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2))
-DARTS_V2_REDUCE = (("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
-                   ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1))
+# -- NAS-cell networks (DARTS's NetworkImageNet) -------------------------------------------------------
 
 
-class _Darts:
+@dataclass(frozen=True)
+class Genotype:
+    """A NAS cell as the DARTS code writes it: per node two ``(op, input)`` pairs (inputs 0 and 1 are
+    the cell's two inputs, ``k >= 2`` the node ``k - 2``), and the states concatenated as the output."""
+
+    normal: tuple[tuple[str, int], ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[tuple[str, int], ...]
+    reduce_concat: tuple[int, ...]
+
+
+#: ``DARTS_V2`` (Liu et al. 2019), from the DARTS code's ``genotypes.py``.
+DARTS_V2 = Genotype(
+    normal=(("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)),
+    normal_concat=(2, 3, 4, 5),
+    reduce=(("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+            ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)),
+    reduce_concat=(2, 3, 4, 5))
+#: NASNet-A (Zoph et al. 2018) as the DARTS code's ``genotypes.NASNet`` writes it.
+NASNET_A = Genotype(
+    normal=(("sep_conv_5x5", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 0), ("sep_conv_3x3", 0),
+            ("avg_pool_3x3", 1), ("skip_connect", 0), ("avg_pool_3x3", 0), ("avg_pool_3x3", 0),
+            ("sep_conv_3x3", 1), ("skip_connect", 1)),
+    normal_concat=(2, 3, 4, 5, 6),
+    reduce=(("sep_conv_5x5", 1), ("sep_conv_7x7", 0), ("max_pool_3x3", 1), ("sep_conv_7x7", 0),
+            ("avg_pool_3x3", 1), ("sep_conv_5x5", 0), ("skip_connect", 3), ("avg_pool_3x3", 2),
+            ("sep_conv_3x3", 2), ("max_pool_3x3", 1)),
+    reduce_concat=(4, 5, 6))
+#: AmoebaNet-A (Real et al. 2019) as the DARTS code's ``genotypes.AmoebaNet`` writes it.
+AMOEBANET_A = Genotype(
+    normal=(("avg_pool_3x3", 0), ("max_pool_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 2),
+            ("sep_conv_3x3", 0), ("avg_pool_3x3", 3), ("sep_conv_3x3", 1), ("skip_connect", 1),
+            ("skip_connect", 0), ("avg_pool_3x3", 1)),
+    normal_concat=(4, 5, 6),
+    reduce=(("avg_pool_3x3", 0), ("sep_conv_3x3", 1), ("max_pool_3x3", 0), ("sep_conv_7x7", 2),
+            ("sep_conv_7x7", 0), ("avg_pool_3x3", 1), ("max_pool_3x3", 0), ("max_pool_3x3", 1),
+            ("conv_7x1_1x7", 0), ("sep_conv_3x3", 5)),
+    reduce_concat=(3, 4, 6))
+
+#: Initial channels and cells of the DARTS code's ImageNet network (``train_imagenet.py``).
+NAS_CHANNELS, NAS_CELLS = 48, 14
+
+
+class _Cells:
+    """The DARTS code's ``operations.py`` and ``model.py`` ``Cell`` on a :class:`GraphBuilder`."""
+
     def __init__(self, b: GraphBuilder) -> None:
         self.b = b
 
@@ -216,50 +267,63 @@ class _Darts:
         s = b.conv(shifted, c // 2, 1, 2, 0, bias=False, name=f"{name}.conv_2")
         return b.norm(b.concat([a, s], 1, f"{name}.cat"), "batch", f"{name}.bn")
 
-    def sep_conv(self, x: str, c: int, stride: int, name: str) -> str:
+    def sep_conv(self, x: str, c: int, k: int, stride: int, name: str) -> str:
         b = self.b
         for i, s in enumerate((stride, 1)):
             x = b.activation(x, "relu", f"{name}.{i}.relu")
-            x = b.conv(x, c, 3, s, 1, groups=c, bias=False, name=f"{name}.{i}.dw")
+            x = b.conv(x, c, k, s, k // 2, groups=c, bias=False, name=f"{name}.{i}.dw")
             x = b.norm(b.conv(x, c, 1, 1, 0, bias=False, name=f"{name}.{i}.pw"), "batch", f"{name}.{i}.bn")
         return x
 
-    def dil_conv(self, x: str, c: int, stride: int, name: str) -> str:
+    def dil_conv(self, x: str, c: int, k: int, stride: int, name: str) -> str:
         b = self.b
         x = b.activation(x, "relu", f"{name}.relu")
-        x = b.conv(x, c, 3, stride, 2, dilation=2, groups=c, bias=False, name=f"{name}.dw")
+        x = b.conv(x, c, k, stride, k - 1, dilation=2, groups=c, bias=False, name=f"{name}.dw")
         return b.norm(b.conv(x, c, 1, 1, 0, bias=False, name=f"{name}.pw"), "batch", f"{name}.bn")
 
-    def op(self, kind: str, x: str, c: int, stride: int, name: str) -> str:
-        if kind == "sep_conv_3x3":
-            return self.sep_conv(x, c, stride, name)
-        if kind == "dil_conv_3x3":
-            return self.dil_conv(x, c, stride, name)
-        if kind == "max_pool_3x3":
-            return self.b.pool(x, "max", 3, stride, 1, name=name)
-        assert kind == "skip_connect"
-        return x if stride == 1 else self.factorized_reduce(x, c, name)
+    def conv_7x1_1x7(self, x: str, c: int, stride: int, name: str) -> str:
+        b = self.b
+        x = b.activation(x, "relu", f"{name}.relu")
+        x = b.conv(x, c, (1, 7), (1, stride), (0, 3), bias=False, name=f"{name}.1x7")
+        x = b.conv(x, c, (7, 1), (stride, 1), (3, 0), bias=False, name=f"{name}.7x1")
+        return b.norm(x, "batch", f"{name}.bn")
 
-    def cell(self, s0: str, s1: str, c: int, reduction: bool, reduction_prev: bool, name: str) -> str:
+    def op(self, kind: str, x: str, c: int, stride: int, name: str) -> str:
+        if kind in ("sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"):
+            return self.sep_conv(x, c, int(kind[-1]), stride, name)
+        if kind in ("dil_conv_3x3", "dil_conv_5x5"):
+            return self.dil_conv(x, c, int(kind[-1]), stride, name)
+        if kind in ("max_pool_3x3", "avg_pool_3x3"):
+            return self.b.pool(x, kind[:3], 3, stride, 1, name=name)
+        if kind == "conv_7x1_1x7":
+            return self.conv_7x1_1x7(x, c, stride, name)
+        if kind == "skip_connect":
+            return x if stride == 1 else self.factorized_reduce(x, c, name)
+        raise WorkloadError(f"NAS cell op {name!r}: unknown operation {kind!r}")
+
+    def cell(self, genotype: Genotype, s0: str, s1: str, c: int, reduction: bool, reduction_prev: bool,
+             name: str) -> str:
         s0 = (self.factorized_reduce(s0, c, f"{name}.pre0") if reduction_prev
               else self.relu_conv_bn(s0, c, f"{name}.pre0"))
         s1 = self.relu_conv_bn(s1, c, f"{name}.pre1")
         states = [s0, s1]
-        genotype = DARTS_V2_REDUCE if reduction else DARTS_V2_NORMAL
-        for i in range(4):
+        ops, concat = (genotype.reduce, genotype.reduce_concat) if reduction else \
+            (genotype.normal, genotype.normal_concat)
+        for i in range(len(ops) // 2):
             hs = []
             for j in (2 * i, 2 * i + 1):
-                kind, source = genotype[j]
+                kind, source = ops[j]
                 stride = 2 if reduction and source < 2 else 1
                 hs.append(self.op(kind, states[source], c, stride, f"{name}.node{i}.{j % 2}"))
             states.append(self.b.add(hs[0], hs[1], f"{name}.node{i}"))
-        return self.b.concat(states[2:], 1, f"{name}.out")
+        return self.b.concat([states[k] for k in concat], 1, f"{name}.out")
 
 
-def _darts_v2(batch: int) -> Graph:
-    b = GraphBuilder("darts_v2")
-    d = _Darts(b)
-    c, cells = 48, 14
+def _nas_network(name: str, genotype: Genotype, batch: int) -> Graph:
+    """The DARTS code's ``NetworkImageNet`` (no auxiliary head) with ``genotype``'s cells, 224x224."""
+    b = GraphBuilder(name)
+    d = _Cells(b)
+    c, cells = NAS_CHANNELS, NAS_CELLS
     x = b.input("input", (batch, 3, 224, 224))
     s0 = _cbr(b, x, c // 2, 3, 2, "stem0.0")
     s0 = _cbr(b, s0, c, 3, 2, "stem0.1", act=None)
@@ -269,11 +333,23 @@ def _darts_v2(batch: int) -> Graph:
         reduction = i in (cells // 3, 2 * cells // 3)
         if reduction:
             current *= 2
-        s0, s1 = s1, d.cell(s0, s1, current, reduction, reduction_prev, f"cell{i}")
+        s0, s1 = s1, d.cell(genotype, s0, s1, current, reduction, reduction_prev, f"cell{i}")
         reduction_prev = reduction
     x = b.flatten(b.global_pool(s1, "avg", "global_pooling"), 1, "flatten")
     b.linear(x, 1000, name="classifier")
     return b.build()
+
+
+def _darts_v2(batch: int) -> Graph:
+    return _nas_network("darts_v2", DARTS_V2, batch)
+
+
+def _nasnet_a(batch: int) -> Graph:
+    return _nas_network("nasnet_a", NASNET_A, batch)
+
+
+def _amoebanet_a(batch: int) -> Graph:
+    return _nas_network("amoebanet_a", AMOEBANET_A, batch)
 
 
 MODELS: dict[str, Callable[[int], Graph]] = {
@@ -283,4 +359,6 @@ MODELS: dict[str, Callable[[int], Graph]] = {
     "fcn_resnet50": _fcn_resnet50,
     "transformer_base": _transformer_base,
     "darts_v2": _darts_v2,
+    "nasnet_a": _nasnet_a,
+    "amoebanet_a": _amoebanet_a,
 }
