@@ -347,15 +347,19 @@ _MIN_BLOCKS = 8  # runs shorter than this are not worth a snapshot
 _MAX_PERIOD = 512  # longest block (commands) looked for
 _MAX_WINDOW = 4096  # most commands a snapshot compares
 # The fields of each command kind whose effect on timing the simulator knows (all through command_cycles);
-# a command with any other field is never coalesced.
+# a command with any other field is never coalesced
+# (blocks, origins and chunks say which bytes a command touches; the datasheet times its size only)
 _KNOWN_FIELDS = {
-    Load: {"id", "layer", "deps", "tensor", "size_bytes", "buffer", "addr", "dram_addr"},
-    Store: {"id", "layer", "deps", "tensor", "size_bytes", "buffer", "addr", "dram_addr", "activation"},
-    Move: {"id", "layer", "deps", "tensor", "size_bytes", "src_addr", "addr", "activation"},
+    Load: {"id", "layer", "deps", "tensor", "size_bytes", "buffer", "addr", "dram_addr", "dram"},
+    Store: {"id", "layer", "deps", "tensor", "size_bytes", "buffer", "addr", "dram_addr", "activation", "dram",
+            "raw"},
+    Move: {"id", "layer", "deps", "tensor", "size_bytes", "src_addr", "addr", "activation", "dst"},
     # follows: the late-start cycles it adds depend on times relative to each other only (shift-invariant)
     Compute: {"id", "layer", "deps", "m", "k", "n", "dataflow", "batch", "input_addr", "weight_addr",
-              "output_addr", "accumulate", "fill", "drain", "sparsity", "follows"},
-    Vector: {"id", "layer", "deps", "op", "elements", "macs", "input_addr", "output_addr"},
+              "output_addr", "accumulate", "fill", "drain", "sparsity", "follows", "origin", "input_block",
+              "weight_block"},
+    Vector: {"id", "layer", "deps", "op", "elements", "macs", "input_addr", "output_addr", "second_addr", "origin",
+             "extent", "input_block", "second_block", "output_block"},
 }
 
 
