@@ -223,20 +223,7 @@ def _step_of(order: Sequence[int]) -> list[int]:
 
 def _relatives(problem: JointProblem) -> tuple[list[int], list[int]]:
     """Ancestor and descendant counts of every layer."""
-    n = len(problem.layers)
-    succs: list[list[int]] = [[] for _ in range(n)]
-    for i, ps in enumerate(problem.preds):
-        for p in ps:
-            succs[p].append(i)
-    order = _kahn(problem)
-    anc = [0] * n
-    for i in order:
-        for p in problem.preds[i]:
-            anc[i] |= anc[p] | (1 << p)
-    desc = [0] * n
-    for i in reversed(order):
-        for c in succs[i]:
-            desc[i] |= desc[c] | (1 << c)
+    anc, desc = _relative_sets(problem)
     return [a.bit_count() for a in anc], [d.bit_count() for d in desc]
 
 
