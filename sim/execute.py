@@ -73,6 +73,8 @@ from sim.reference import (
     global_avg_codes,
     maxpool_codes,
     run_layer,
+    supported,
+    wrap_int32,
 )
 from workloads.graph import Graph, Layer, OpKind
 from workloads.host import split_host
@@ -264,9 +266,7 @@ class _Machine:
             self.dram[cmd.dram_addr + _offsets(cmd.dram, cmd.size_bytes)] = \
                 self._requantized(cmd.layer, cmd.addr, cmd.size_bytes, cmd.activation)
         elif isinstance(cmd, Move):
-            offsets = cmd.addr + _offsets(cmd.dst, cmd.size_bytes)
-            if offsets.size and offsets.max() >= self.spad.size:
-                raise ExecutionError(f"scratchpad bytes up to {offsets.max() + 1} outside its {self.spad.size} B")
+            offsets = self._spad_offsets(cmd.addr, cmd.dst, cmd.size_bytes)
             self.spad[offsets] = self._requantized(cmd.layer, cmd.src_addr, cmd.size_bytes, cmd.activation)
         elif isinstance(cmd, Compute):
             self._compute(cmd)
@@ -292,18 +292,14 @@ class _Machine:
         i = np.arange(count)
         channel = (b0 + i // (tm * tn)) * n + n0 + i % tn
         bias = ops.folded_bias.reshape(-1)[channel]
-        total = ((acc + bias + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        total = wrap_int32(acc + bias)
         fmt = ops.out_format
         if ops.scale is None:
             codes = total
         else:
             codes = requantize_array(total, ops.scale.reshape(-1)[channel], ops.y_zero_point, mode=self.requant,
                                      out_format=fmt)
-        for fn in filter(None, activation.split(",")):
-            if fn != "relu":
-                raise ExecutionError(f"Layer {layer_name!r}: the store path's {fn!r} is not modelled on codes")
-            codes = np.maximum(codes, ops.y_zero_point)
-        return codes.astype(_dtype(fmt)).view(np.uint8)
+        return _activate(layer_name, codes, activation, ops.y_zero_point).astype(_dtype(fmt)).view(np.uint8)
 
     def _gemm_operands(self, layer: Layer) -> Any:
         if layer.name not in self._operands:
@@ -343,12 +339,16 @@ class _Machine:
         out[:] = result.astype("<i4").view(np.uint8).reshape(-1)
         self.tags[cmd.output_addr] = (layer.name, (b0, n0, tm, tn, g.n), count)
 
-    def _read(self, addr: int, block: Block | None, size: int) -> np.ndarray:
+    def _spad_offsets(self, addr: int, block: Block | None, size: int) -> np.ndarray:
+        """The scratchpad addresses of the ``size`` bytes of ``block`` from ``addr`` (all inside it)."""
         offsets = addr + _offsets(block, size)
-        if offsets.size and (offsets[0] < 0 or offsets.max() >= self.spad.size):
+        if offsets.size and (offsets.min() < 0 or offsets.max() >= self.spad.size):
             raise ExecutionError(f"scratchpad bytes [{offsets.min()}, {offsets.max() + 1}) outside its "
                                  f"{self.spad.size} B")
-        return self.spad[offsets]
+        return offsets
+
+    def _read(self, addr: int, block: Block | None, size: int) -> np.ndarray:
+        return self.spad[self._spad_offsets(addr, block, size)]
 
     def _input_tile(self, layer: Layer, cmd: Compute, x_fmt: NumberFormat) -> np.ndarray:
         """``tb x tm x tk`` input codes of a compute: its GEMM block, or im2col rows of its band."""
@@ -418,10 +418,7 @@ class _Machine:
             flat = _elementwise(g, layer, values, self.requant)
         fmt = code_format(out)
         data = flat.astype(_dtype(fmt)).view(np.uint8)
-        offsets = cmd.output_addr + _offsets(cmd.output_block, data.size)
-        if offsets.size and offsets.max() >= self.spad.size:
-            raise ExecutionError(f"scratchpad bytes up to {offsets.max() + 1} outside its {self.spad.size} B")
-        self.spad[offsets] = data
+        self.spad[self._spad_offsets(cmd.output_addr, cmd.output_block, data.size)] = data
 
     def _depthwise(self, layer: Layer, cmd: Vector, x: np.ndarray, lo: int, hi: int,
                    out_shape: tuple[int, ...]) -> np.ndarray:
@@ -446,20 +443,27 @@ class _Machine:
                                 j * conv.dw: j * conv.dw + conv.sw * (conv.ow - 1) + 1: conv.sw]
                 acc += window * w[None, :, i, j, None, None]
         acc = acc + ops.bias.reshape(-1)[lo:hi][None, :, None, None]
-        acc = ((acc + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        acc = wrap_int32(acc)
         if ops.scale is None:
             return acc.reshape(out_shape)
         scale = ops.scale.reshape(-1)[lo:hi][None, :, None, None]
         codes = requantize_array(acc, scale, ops.y_zero_point, mode=self.requant, out_format=ops.out_format)
-        for fn in filter(None, ",".join(layer.attrs.get("fused", ())).split(",")):
-            codes = np.maximum(codes, ops.y_zero_point) if fn == "relu" else codes
-        return codes.reshape(out_shape)
+        return _activate(layer.name, codes, ",".join(layer.attrs.get("fused", ())), ops.y_zero_point).reshape(out_shape)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
 
 def _dtype(fmt: NumberFormat) -> type:
     return np.int8 if fmt.signed else np.uint8  # 8-bit codes (checked when the machine is built)
+
+
+def _activate(layer_name: str, codes: np.ndarray, activation: str, zero_point: int) -> np.ndarray:
+    """``codes`` through the functions fused into a layer's output (``"relu"``: at least the zero point)."""
+    for fn in filter(None, activation.split(",")):
+        if fn != "relu":
+            raise ExecutionError(f"Layer {layer_name!r}: the fused {fn!r} is not modelled on codes")
+        codes = np.maximum(codes, zero_point)
+    return codes
 
 
 def _exact(data: np.ndarray, size: int) -> np.ndarray:
@@ -483,8 +487,6 @@ def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Req
 
 def _unsupported(graph: Graph, layer: Layer) -> str | None:
     """Why the executor cannot run ``layer`` (``None``: it can)."""
-    from sim.reference import supported
-
     reason = supported(graph, layer)
     if reason is not None:
         return reason

@@ -58,7 +58,7 @@ from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
            "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
-           "maxpool_codes"]
+           "maxpool_codes", "wrap_int32"]
 
 _log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ def _accumulate(ops: GemmOperands, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     shifted_a = a - ops.x_zero_point
     shifted_b = b - ops.w_zero_point[:, None, :] if b.ndim == 3 else b
     acc = gemm_array(shifted_a, shifted_b, a_format=_SHIFTED, b_format=_SHIFTED, acc_format=_WRAP32)
-    return _wrap32(acc + ops.bias.reshape(ops.bias.shape[0], *([1] * (acc.ndim - 2)), ops.bias.shape[1]))
+    return wrap_int32(acc + ops.bias.reshape(ops.bias.shape[0], *([1] * (acc.ndim - 2)), ops.bias.shape[1]))
 
 
 def _finish(ops: GemmOperands, acc: np.ndarray, mode: Requantization) -> np.ndarray:
@@ -374,14 +374,15 @@ def _matmul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[
     ops = gemm_operands(graph, layer)
     a = get(layer.inputs[0]).astype(np.int64)
     b = get(layer.inputs[1]).astype(np.int64) - ops.w_zero_point[0, 0]
-    acc = _wrap32(gemm_array(a - ops.x_zero_point, b, a_format=_SHIFTED, b_format=_SHIFTED, acc_format=_WRAP32))
+    acc = wrap_int32(gemm_array(a - ops.x_zero_point, b, a_format=_SHIFTED, b_format=_SHIFTED, acc_format=_WRAP32))
     if ops.scale is None:
         return [acc.reshape(graph.tensors[layer.outputs[0]].shape)]
     out = requantize_array(acc, ops.scale[0, 0], ops.y_zero_point, mode=mode, out_format=ops.out_format)
     return [out.reshape(graph.tensors[layer.outputs[0]].shape)]
 
 
-def _wrap32(values: np.ndarray) -> np.ndarray:
+def wrap_int32(values: np.ndarray) -> np.ndarray:
+    """``values`` (int64) wrapped to int32, as two's-complement accumulators overflow."""
     return ((values + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
