@@ -71,6 +71,17 @@ def register(subparsers: Any) -> None:
                      help="simulate every command one by one (default: steady runs of identical blocks are "
                           "recorded at once, which gives the same results, proven per run; see sim.engine)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    numerics = run.add_argument_group("numerics", "run the mapped program on data beside the timing run")
+    numerics.add_argument("--check-numerics", action="store_true",
+                          help="execute every command of the mapped program on data (sim.execute) and compare each "
+                               "output with onnxruntime running the same quantized ONNX model (--workload FILE.onnx, "
+                               "QDQ or QOperator); prints the largest difference per output, zero when the design "
+                               "computes what the model does; exit status 1 when an output differs")
+    numerics.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
+                          help="graph inputs for --check-numerics, one array per input name (default: seeded "
+                               "N(0, 1) floats of the inputs' shapes, see --seed)")
+    numerics.add_argument("--seed", type=int, default=None,
+                          help="seed of the default --check-numerics inputs (default 0)")
     run.set_defaults(handler=_command)
 
 
@@ -85,6 +96,12 @@ def _command(args: argparse.Namespace) -> int:
     args.workload = args.topology or args.workload or "resnet18"
     if args.force and args.out is None:
         raise OutputError("--force concerns --out, which is not given")
+    if (args.inputs is not None or args.seed is not None) and not args.check_numerics:
+        raise OutputError(f"{'--inputs' if args.inputs is not None else '--seed'} concerns --check-numerics, "
+                          "which is not given")
+    if args.check_numerics and Path(args.workload).suffix.lower() != ".onnx":
+        raise OutputError(f"--check-numerics compares with onnxruntime on a quantized ONNX model: give "
+                          f"--workload FILE.onnx, not {args.workload!r}")
     if args.out is not None:
         _prepare_out(args.out, force=args.force)
     _log.info("run: %s on %s", args.workload, args.scalesim_config or args.arch)
@@ -159,9 +176,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.scalesim_config is not None:
             written["compute_report"] = write_compute_report(result, args.out / "COMPUTE_REPORT.csv")
         summary["files"] = {k: str(v) for k, v in written.items()}
+    check = _check_numerics(args, graph, plan) if args.check_numerics else None
+    if check is not None:
+        summary["numerics"] = check.to_dict()
+    status = 1 if check is not None and not check.equal else 0
     if args.json:
         print(json.dumps(summary, indent=2))
-        return 0
+        return status
     layers = result.layers()
     print(_table(layers.to_dict("records"),
                  ["layer", "op", "dataflow", "macs", "cycles", "utilization", "dram_read_bytes", "dram_write_bytes"]))
@@ -170,7 +191,48 @@ def _run(args: argparse.Namespace) -> int:
         if key == "files":
             for name, path in value.items():
                 print(f"  wrote {name:14s} {path}")
-        else:
+        elif key != "numerics":
             print(f"  {key:18s} {value:,.6g}" if isinstance(value, float) else f"  {key:18s} {value:,}"
                   if isinstance(value, int) else f"  {key:18s} {value}")
-    return 0
+    if check is not None:
+        print()
+        print(f"numerics against onnxruntime (the design requantizes in {check.requant} mode; onnxruntime in "
+              "float32-half-even):")
+        print(_table([{"output": o.name, "shape": "x".join(map(str, o.shape)), "elements": o.elements,
+                       "mismatches": o.mismatches, "max_abs_diff": o.max_abs_diff} for o in check.outputs],
+                     ["output", "shape", "elements", "mismatches", "max_abs_diff"]))
+        print(f"  {'numerics':18s} {'equal' if check.equal else 'DIFFERENT'}")
+    return status
+
+
+def _check_numerics(args: argparse.Namespace, graph: Any, plan: Any) -> Any:
+    """The functional run of ``plan`` against onnxruntime on ``args.workload`` (see :mod:`sim.oracle`)."""
+    from sim.oracle import check_numerics
+
+    inputs = _read_inputs(args.inputs, graph) if args.inputs is not None else None
+    start = time.perf_counter()
+    check = check_numerics(args.workload, graph, plan, inputs=inputs, seed=args.seed or 0)
+    _log.info("run: functional execution and onnxruntime in %.1f s: %s", time.perf_counter() - start,
+              "equal" if check.equal else "different")
+    return check
+
+
+def _read_inputs(path: Path, graph: Any) -> dict:
+    """The arrays of ``path`` (an ``.npz`` file), one per input of ``graph``, with its shape."""
+    import numpy as np
+
+    from accel.errors import WorkloadError
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError) as exc:
+        raise WorkloadError(f"--inputs {path}: not a readable .npz file of arrays ({exc})") from exc
+    for t in graph.inputs:
+        if t.name not in arrays:
+            raise WorkloadError(f"--inputs {path}: no array for graph input {t.name!r} (the file has "
+                                f"{', '.join(sorted(arrays)) or 'none'})")
+        if tuple(arrays[t.name].shape) != tuple(t.shape):
+            raise WorkloadError(f"--inputs {path}: array {t.name!r} has shape {tuple(arrays[t.name].shape)}; "
+                                f"the graph input has shape {tuple(t.shape)}")
+    return {t.name: arrays[t.name] for t in graph.inputs}

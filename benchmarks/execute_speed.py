@@ -1,0 +1,86 @@
+"""Functional-execution speed and agreement: sim.execute runs a mapped command program at 224x224.
+
+For ResNet-18 and MobileNetV2 (the shared ONNX graphs with seeded weights, quantized by onnxruntime's
+quantize_static, QDQ form, per tensor, uint8 activations), mapped onto each preset (requantizing as
+onnxruntime does, ``float32-half-even``) with the allocator given, prints per case the mapping time,
+the number of commands, the functional execution's wall time (the whole program: every load, store,
+move, compute and vector command on byte images of DRAM, scratchpad and accumulator), onnxruntime's
+time and the largest difference from onnxruntime's outputs (0 expected); writes JSON (``--json``,
+default ``benchmarks/results/execute_speed.json``).
+
+    python benchmarks/execute_speed.py                       # both models on gemmini, allocator none and ilp
+    python benchmarks/execute_speed.py --models resnet18 --presets gemmini fpga-small --allocators greedy
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from accel.config import load
+from accel.formats import Requantization
+from mapper import MapOptions, map_graph
+from sim.execute import execute_graph
+from workloads.onnx_import import load_onnx
+from workloads.quantize import calibration_inputs, shared_model
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "onnx"
+
+
+def _onnxruntime(model, feed: dict) -> tuple[dict, float]:  # type: ignore[no-untyped-def]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    start = time.perf_counter()
+    values = session.run(None, feed)
+    return dict(zip([o.name for o in session.get_outputs()], values, strict=True)), time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["resnet18", "mobilenetv2"])
+    parser.add_argument("--presets", nargs="+", default=["gemmini"])
+    parser.add_argument("--allocators", nargs="+", default=["none", "ilp"])
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "execute_speed.json")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    rows = []
+    for name in args.models:
+        _, quantized = shared_model(SHARED / f"{name}.onnx", calibration=2)
+        graph = load_onnx(quantized)
+        feed = calibration_inputs(quantized, count=1, seed=123)[0]
+        expected, ort_seconds = _onnxruntime(quantized, feed)
+        for preset in args.presets:
+            arch = load(preset)
+            arch = dataclasses.replace(arch, array=dataclasses.replace(
+                arch.array, requant=Requantization.FLOAT32_HALF_EVEN))
+            for allocator in args.allocators:
+                start = time.perf_counter()
+                plan = map_graph(graph, arch, MapOptions(allocator=allocator))
+                map_seconds = time.perf_counter() - start
+                start = time.perf_counter()
+                ours = execute_graph(graph, plan, feed)
+                seconds = time.perf_counter() - start
+                diff = max(float(np.abs(ours[k].astype(np.float64) - v.astype(np.float64)).max())
+                           for k, v in expected.items())
+                row = {"model": name, "preset": preset, "allocator": allocator, "macs": graph.total_macs,
+                       "commands": len(plan.commands), "map_s": round(map_seconds, 2),
+                       "execute_s": round(seconds, 2), "onnxruntime_s": round(ort_seconds, 4),
+                       "max_abs_diff": diff}
+                rows.append(row)
+                print(f"{name:12} {preset:11} {allocator:9} {row['commands']:>8,} commands  map {map_seconds:6.1f} s"
+                      f"  execute {seconds:6.1f} s  onnxruntime {ort_seconds:.3f} s  max |diff| {diff:g}",
+                      flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

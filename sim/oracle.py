@@ -1,0 +1,125 @@
+"""onnxruntime as the numeric oracle: a mapped program's outputs against the model's own, per output.
+
+:func:`check_numerics` ``(model, graph, plan)`` runs the quantized ONNX ``model`` (a path or a
+``ModelProto``) on onnxruntime's CPU provider and ``plan`` (mapped from ``graph``, the model as
+:func:`workloads.load_onnx` reads it) through :func:`sim.execute.execute_graph`, on the same inputs
+(unless given, :func:`seeded_inputs`: seeded ``N(0, 1)`` floats of ``graph``'s input shapes), and returns a
+:class:`NumericsCheck`: per graph output the number of elements, how many differ and the largest
+absolute difference. A design that requantizes as onnxruntime does (``float32-half-even``) must give
+zero differences; other modes round some values the other way, which the check shows as such.
+
+:func:`onnxruntime_outputs` is the oracle alone: a model's outputs on a feed, by name.
+
+onnxruntime is a test dependency (the ``dev`` extra), imported only here; its absence raises
+:class:`~accel.errors.ToolError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from accel.errors import ToolError, WorkloadError
+from mapper.plan import Plan
+from sim.execute import execute_graph
+from workloads.graph import Graph
+
+__all__ = ["NumericsCheck", "OutputDifference", "check_numerics", "onnxruntime_outputs", "seeded_inputs"]
+
+
+@dataclass(frozen=True)
+class OutputDifference:
+    """One graph output: ``mismatches`` of its ``elements`` differ from onnxruntime's, by at most ``max_abs_diff``."""
+
+    name: str
+    shape: tuple[int, ...]
+    elements: int
+    mismatches: int
+    max_abs_diff: float
+
+    @property
+    def equal(self) -> bool:
+        return self.mismatches == 0
+
+
+@dataclass(frozen=True)
+class NumericsCheck:
+    """Every output of one functional run against onnxruntime, and the requantization mode it ran in."""
+
+    outputs: tuple[OutputDifference, ...]
+    requant: str
+
+    @property
+    def equal(self) -> bool:
+        return all(o.equal for o in self.outputs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"equal": self.equal, "requant": self.requant,
+                "outputs": [{"name": o.name, "shape": list(o.shape), "elements": o.elements,
+                             "mismatches": o.mismatches, "max_abs_diff": o.max_abs_diff} for o in self.outputs]}
+
+
+def seeded_inputs(model: str | Path | Any, graph: Graph, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded values for every input of ``graph`` (the shapes) in ``model``'s element types: ``N(0, 1)``
+    for float inputs, uniform codes for integer ones."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    proto = onnx.load(str(model), load_external_data=False) if isinstance(model, (str, Path)) else model
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in proto.graph.input}
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for t in graph.inputs:
+        if t.name not in types:
+            raise WorkloadError(f"Graph input {t.name!r} is not an input of the ONNX model")
+        dtype = np.dtype(tensor_dtype_to_np_dtype(types[t.name]))
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            feed[t.name] = rng.integers(info.min, info.max, size=t.shape, endpoint=True, dtype=dtype)
+        else:
+            feed[t.name] = rng.standard_normal(t.shape).astype(dtype)
+    return feed
+
+
+def onnxruntime_outputs(model: str | Path | Any, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``model``'s outputs (by name) on ``feed``, from onnxruntime's CPU provider."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ToolError("Checking numerics needs onnxruntime (pip install onnxruntime, or the 'dev' extra)") \
+            from exc
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    try:
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        values = session.run(None, dict(feed))
+    except Exception as exc:  # onnxruntime raises its own exception types for bad models and feeds
+        where = f"ONNX file {str(model)!r}" if isinstance(model, (str, Path)) else "The ONNX model"
+        raise WorkloadError(f"{where}: onnxruntime cannot run it: {str(exc).strip().splitlines()[0]}") from exc
+    return dict(zip([o.name for o in session.get_outputs()], values, strict=True))
+
+
+def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
+                   inputs: Mapping[str, np.ndarray] | None = None, seed: int = 0) -> NumericsCheck:
+    """``plan``'s functional outputs against onnxruntime's on ``model`` (see the module docstring)."""
+    feed = dict(inputs) if inputs is not None else seeded_inputs(model, graph, seed=seed)
+    theirs = onnxruntime_outputs(model, feed)
+    ours = execute_graph(graph, plan, feed)
+    rows = []
+    for name, value in ours.items():
+        if name not in theirs:
+            raise WorkloadError(f"Graph output {name!r} is not an output of the ONNX model "
+                                f"(it has {', '.join(sorted(theirs))})")
+        expected = theirs[name]
+        if value.shape != expected.shape:
+            raise WorkloadError(f"Graph output {name!r} has shape {value.shape}; onnxruntime's has {expected.shape}")
+        diff = np.abs(value.astype(np.float64) - expected.astype(np.float64))
+        rows.append(OutputDifference(name=name, shape=tuple(value.shape), elements=int(value.size),
+                                     mismatches=int(np.count_nonzero(diff)),
+                                     max_abs_diff=float(diff.max()) if diff.size else 0.0))
+    return NumericsCheck(outputs=tuple(rows), requant=plan.arch.array.requant.value)
