@@ -31,20 +31,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
+from accel.errors import MappingError
 from accel.hardware import Accelerator
 from accel.timing import ceil_div, fold_count, steady_follows
 from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision
-from mapper.layout import make_block, out_block, storage_shape, w_block, x_block
+from mapper.layout import PackedTile, make_block, out_block, storage_shape, w_block, x_block
 from mapper.residency import AddressBook, Residency
 from mapper.schedules import Operands, Step, Transfer, share
 from workloads.graph import GemmShape, Graph, Layer, OpKind
 
-__all__ = ["emit_program", "dram_addresses"]
+__all__ = ["emit_program", "dram_addresses", "dram_room"]
 
 
 def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecision],
-                 residency: Residency | None = None) -> tuple[Command, ...]:
-    """The commands of ``decisions`` (one per layer, in schedule order) with the residents of ``residency``."""
+                 residency: Residency | None = None) -> tuple[tuple[Command, ...], dict[str, tuple[PackedTile, ...]]]:
+    """The commands of ``decisions`` (one per layer, in schedule order) with the residents of ``residency``,
+    and the tiles of every N:M weight tensor as they are packed in DRAM."""
     emitter = _Emitter(graph, arch, residency)
     for step, decision in enumerate(decisions):
         emitter.begin_layer(step, decision.working_bytes)
@@ -55,24 +57,29 @@ def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecis
         else:
             emitter.view_layer(decision)
         emitter.end_layer()
-    return tuple(emitter.commands)
+    return tuple(emitter.commands), {name: tuple(tiles.values()) for name, tiles in emitter.weight_tiles.items()}
 
 
 def dram_addresses(graph: Graph, arch: Accelerator) -> tuple[dict[str, int], int]:
-    """Every tensor's DRAM address (in graph order, 64-byte aligned, room for an accumulator word per
-    element; a view's output at its input's: the same bytes) and the first address above them all."""
-    word = max(arch.array.input_format.size_bytes, arch.array.accumulator_format.size_bytes)
+    """Every tensor's DRAM address (in graph order, 64-byte aligned, :func:`dram_room` bytes each; a
+    view's output at its input's: the same bytes) and the first address above them all."""
     addr: dict[str, int] = {}
     next_addr = 0
-    for name, tensor in graph.tensors.items():
+    for name, room in dram_room(graph, arch).items():
         addr[name] = next_addr
-        next_addr += ceil_div(tensor.elements * word, 64) * 64
+        next_addr += room
     for layer in graph.layers:
         sources = [t for t in layer.inputs if not graph.tensors[t].is_constant]
         if layer.op.is_view and sources:
             for out in layer.outputs:
                 addr[out] = addr[sources[0]]
     return addr, next_addr
+
+
+def dram_room(graph: Graph, arch: Accelerator) -> dict[str, int]:
+    """The bytes of every tensor's DRAM region: an accumulator word per element, 64-byte aligned."""
+    word = max(arch.array.input_format.size_bytes, arch.array.accumulator_format.size_bytes)
+    return {name: ceil_div(tensor.elements * word, 64) * 64 for name, tensor in graph.tensors.items()}
 
 
 @dataclass
@@ -92,6 +99,8 @@ class _Emitter:
         self.residency = residency
         self.commands: list[Command] = []
         self.dram_addr, self.dram_end = dram_addresses(graph, arch)  # partial sums spill above the tensors
+        self.dram_room = dram_room(graph, arch)
+        self.weight_tiles: dict[str, dict[tuple[tuple[int, ...], tuple[int, ...]], PackedTile]] = {}
         self.ready: dict[str, int | None] = {name: None for name in graph.tensors}  # tensor -> its last DRAM writer
         self.psum: dict[tuple[str, tuple[int, ...]], int] = {}
         self.half_spad = arch.scratchpad.size_bytes // 2  # of the current working region
@@ -293,20 +302,33 @@ class _Emitter:
             offset, block, size = x_block(self.graph, layer, ops.conv, (b0, m0, k0), (tb, tm, tk), nm, ops.x_word)
             g = layer.gemm
             assert g is not None
-            if ops.conv is None and (ops.sparsity is not None or layer.op is OpKind.CONV or
+            if ops.conv is None and (layer.op is OpKind.CONV or
                                      self.graph.tensors[ops.x].elements != g.batch * g.m * g.k):
-                return 0, None  # an input priced as a share of its bytes (N:M, a conv given as a GEMM): no block
+                return 0, None  # an input priced as a share of its bytes (a conv given as a GEMM): no block
             assert size == t.size_bytes, (layer.name, size, t.size_bytes)
             return offset, block
         if t.role == "w":
-            if ops.sparsity is not None:  # N:M weights: compressed tile after tile (not yet addressed by tile)
-                return 0, None
+            if ops.sparsity is not None:
+                return self._packed_tile(t, (b0, k0, n0), (tb, tk, tn)), None
             if ops.w is not None and not self.graph.tensors[ops.w].is_constant:
                 return x_block(self.graph, _as_gemm(layer), None, (b0, k0, n0), (tb, tk, tn), word=ops.x_word)[:2]
             return w_block(layer, (b0, k0, n0), (tb, tk, tn), ops.w_value_bytes)
         if t.role == "out":
             return out_block(layer, (b0, m0, n0), (tb, tm, tn), ops.out_bytes)
         return 0, None
+
+    def _packed_tile(self, t: Transfer, origin: tuple[int, int, int], extent: tuple[int, int, int]) -> int:
+        """The offset of an N:M weight tile in its tensor's DRAM bytes: each distinct tile packed once,
+        in the order first loaded (:class:`mapper.layout.PackedTile`)."""
+        tiles = self.weight_tiles.setdefault(t.tensor, {})
+        if (origin, extent) not in tiles:
+            offset = sum(p.size_bytes for p in tiles.values())
+            room = self.dram_room[t.tensor]
+            if offset + t.size_bytes > room:
+                raise MappingError(f"Tensor {t.tensor!r}: its packed N:M weight tiles need more than the "
+                                   f"{room} B its DRAM region has")
+            tiles[origin, extent] = PackedTile(origin, extent, offset, t.size_bytes)
+        return tiles[origin, extent].offset
 
     def _dram_place(self, layer: Layer, ops: Operands, t: Transfer) -> tuple[int, Block | None]:
         """The DRAM address of the first byte of ``t`` and its block; partial sums go to a scratch

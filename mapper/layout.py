@@ -19,9 +19,12 @@ n`` matrix of the layer's GEMM, row-major, ``k`` running over input channel, ker
   (:func:`conv_band`: whole input rows between the first and the last kernel window, or exactly the
   tile's pixels for a 1x1 stride-1 unpadded kernel; the channels of the reduction slice), which the
   array's input feeder turns into im2col rows as it streams them;
-* its weights: the ``tb x tk x tn`` block of the weight matrix;
+* its weights: the ``tb x tk x tn`` block of the weight matrix; for an N:M layer (``k`` then counts
+  kept entries, :func:`dense_k_range`) the tile as the compiler packed it (:class:`PackedTile`);
 
-and accumulates into ``tb x tm x tn`` 32-bit words, packed. Its output goes to the ``tb x tm x tn``
+and accumulates into ``tb x tm x tn`` 32-bit words, packed. An N:M tile's input is the dense
+reduction its groups cover (:func:`dense_k_range`), which the sparse array indexes by each weight's
+in-group index. Its output goes to the ``tb x tm x tn``
 block of the output matrix ``m x (groups * n)`` (a convolution's group ``g`` owns columns ``g*n ..``).
 """
 
@@ -36,7 +39,7 @@ from accel.commands import Block
 from accel.timing import ceil_div
 from workloads.graph import Graph, Layer, OpKind
 
-__all__ = ["ConvGeometry", "conv_geometry", "conv_band", "conv_band_bound", "dense_k_range", "make_block",
+__all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_band_bound", "dense_k_range", "make_block",
            "storage_shape", "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
 
 
@@ -87,6 +90,27 @@ def conv_geometry(graph: Graph, layer: Layer) -> ConvGeometry | None:
     dh, dw = a.get("dilation", (1, 1))
     pt, pl, _, _ = a.get("padding", (0, 0, 0, 0))
     return ConvGeometry(n, c, h, w, oc, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, int(a.get("groups", 1)))
+
+
+@dataclass(frozen=True)
+class PackedTile:
+    """One tile of N:M weights as the compiler stores it, ``offset`` bytes from its tensor's DRAM address.
+
+    The tile is the ``tb x tk x tn`` block at ``(b0, k0, n0)`` of the compressed weight matrix (``groups
+    x ceil(k/M)*N x n``: kept entry ``kc`` of a column is slot ``kc % N`` of group ``kc // N``, in
+    ascending in-group index, :func:`sim.numerics.nm_compress`'s order). Its bytes are two little-endian
+    bit streams, each padded to a whole byte: every entry's value (the weight format's bits), then
+    every entry's in-group index (``ceil(log2 M)`` bits), both in the order group, column, ``kc``
+    (:meth:`accel.hardware.Sparsity.compressed_bytes` of ``tb * tk * tn`` entries). The mapper packs
+    each distinct tile its program loads once, one after another in the order first loaded; the
+    plan lists them (:attr:`mapper.plan.Plan.weight_tiles`) so that whoever writes the DRAM image
+    writes the same bytes.
+    """
+
+    origin: tuple[int, int, int]  # (b0, k0, n0)
+    extent: tuple[int, int, int]  # (tb, tk, tn)
+    offset: int
+    size_bytes: int
 
 
 def dense_k_range(k0: int, tk: int, nm: tuple[int, int] | None) -> tuple[int, int]:

@@ -105,9 +105,9 @@ def build_plan(graph: Graph, arch: Accelerator, options: MapOptions, *, order: S
     the allocation attached (:func:`map_graph` does both)."""
     decisions = decide_layers(graph, arch, options, order=order, working_bytes=working_bytes, residency=residency)
     check_command_count(graph, arch, decisions)  # before any command is written
-    commands = emit_program(graph, arch, decisions, residency)
+    commands, weight_tiles = emit_program(graph, arch, decisions, residency)
     return Plan(arch=arch, graph_name=graph.name, layers=tuple(d.mapping for d in decisions), commands=commands,
-                graph=graph, options=options)
+                graph=graph, options=options, weight_tiles=weight_tiles)
 
 
 def _least_plan_traffic(plan: Plan, problem: MemoryProblem, program: Callable[[Allocation], Plan],

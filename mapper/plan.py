@@ -16,6 +16,7 @@ from typing import Any
 from accel.commands import Command, Compute, Load, Store, Vector
 from accel.hardware import Accelerator, Dataflow, Sparsity
 from mapper.allocate import Allocation
+from mapper.layout import PackedTile
 from mapper.lifetimes import MemoryProblem
 from mapper.options import MapOptions
 from workloads.graph import GemmShape, Graph, OpKind
@@ -78,6 +79,8 @@ class Plan:
     allocation: Allocation | None = field(default=None, compare=False)
     working_bytes: Mapping[str, int] | None = field(default=None, compare=False)
     options: MapOptions | None = field(default=None, compare=False)  # what the mapper was asked (None: not mapped)
+    # N:M weight tensors as the compiler packed them in DRAM, tile by tile (mapper.layout.PackedTile)
+    weight_tiles: Mapping[str, tuple[PackedTile, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def dram_read_bytes(self) -> int:

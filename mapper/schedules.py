@@ -105,6 +105,11 @@ class Operands:
             lo, hi = dense_k_range(0, tk, self._nm)
             span = hi - lo + (self._nm[1] if self._nm else 0)  # N:M: a slice may start mid-group
             return max(1, self.x_word * conv_band_bound(self.conv, tb, tm, min(span, self.dense_k or self.gemm.k)))
+        if self._dense_nm_input:  # the dense groups a slice covers; one more when it may start mid-group
+            assert self._nm is not None
+            lo, hi = dense_k_range(0, tk, self._nm)
+            span = hi - lo + (self._nm[1] if tk % self._nm[0] else 0)
+            return max(1, self.x_word * tb * tm * min(span, self.dense_k))
         rate = self.x_rate
         assert rate is not None
         return max(1, ceil_div(rate.numerator * tb * tm * tk, rate.denominator))
@@ -115,7 +120,17 @@ class Operands:
         if self.conv is not None:
             p0, p1, ch0, ch1 = conv_band(self.conv, b0, tb, m0, tm, *dense_k_range(k0, tk, self._nm))
             return self.x_word * (p1 - p0) * (ch1 - ch0)
+        if self._dense_nm_input:
+            lo, hi = dense_k_range(k0, tk, self._nm)
+            return self.x_word * tb * tm * (min(hi, self.dense_k) - lo)
         return self.x_share(tb, tm, tk)
+
+    @property
+    def _dense_nm_input(self) -> bool:
+        """An N:M GEMM whose input is its dense ``groups x m x k`` matrix: tiles read the groups they cover."""
+        g = self.gemm
+        return self.sparsity is not None and self.conv is None and \
+            self.x_bytes == self.x_word * g.batch * g.m * self.dense_k
 
     @property
     def _nm(self) -> tuple[int, int] | None:

@@ -3,8 +3,9 @@
 :func:`execute` ``(plan, inputs)`` runs the commands of a :class:`~mapper.plan.Plan` of a quantized graph
 (:func:`workloads.load_onnx` of a QDQ or QOperator model, mapped by :func:`mapper.map_graph`) on three
 byte images of their real sizes: DRAM (every tensor at the plan's address, in :mod:`mapper.layout`'s
-storage order; weights as the array reads them), the scratchpad and the accumulator. Each command
-moves or computes exactly the bytes it names, nothing else:
+storage order; weights as the array reads them, N:M weights packed tile by tile as the plan lists),
+the scratchpad and the accumulator. Each command moves or computes exactly the bytes it names,
+nothing else:
 
 ``Load`` / ``Store``
     copy ``size_bytes`` between DRAM (the command's :class:`~accel.commands.Block`) and the packed
@@ -19,7 +20,9 @@ moves or computes exactly the bytes it names, nothing else:
     with the accumulator format's overflow) ``batch x m x n`` words at ``output_addr``, through
     :func:`sim.numerics.gemm_array`. A convolution's input is the band of pixels and channels of
     :func:`mapper.layout.conv_band`, turned into im2col rows here as the array's input feeder does
-    (padding holds the input's zero point).
+    (padding holds the input's zero point). An N:M compute (``sparsity`` set) reads its weight tile as
+    the plan packed it (:class:`mapper.layout.PackedTile`: kept values and in-group indices) and the
+    dense input reduction its groups cover, each kept weight multiplying the input at its index.
 ``Vector``
     the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds
     and activations on runs of elements, pools and depthwise convolutions on runs of channels.
@@ -38,8 +41,8 @@ command reads its operands the moment it is ready (its weights shift in then).
 
 :func:`execute_graph` adds the host's float conversions (:mod:`workloads.host`): float inputs in,
 float outputs out, as onnxruntime runs the whole model. Plans this executor cannot run (8-bit formats
-only; N:M weights, matmuls of two activations, concatenations, softmax and other float layers, and
-views that reorder bytes are not modelled yet) raise :class:`ExecutionError` naming the layer.
+only; matmuls of two activations, concatenations, softmax and other float layers, and views that
+reorder bytes are not modelled yet) raise :class:`ExecutionError` naming the layer.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ from mapper.layout import (
     weight_matrix,
 )
 from mapper.plan import Plan
-from sim.numerics import gemm_array, requantize_array
+from sim.numerics import gemm_array, nm_compress, requantize_array
 from sim.reference import (
     ReferenceError,
     add_codes,
@@ -76,6 +79,7 @@ from sim.reference import (
     supported,
     wrap_int32,
 )
+from sim.sparsity import pack_entries, unpack_entries
 from workloads.graph import Graph, Layer, OpKind
 from workloads.host import split_host
 
@@ -193,7 +197,29 @@ class _Machine:
             if w is None or g.tensors[w].value is None:
                 raise ExecutionError(f"Layer {layer.name!r}: its weights {w!r} have no values")
             codes = weight_matrix(g, layer, g.tensors[w].value).astype(np.int64)
-            self._put(self.addr[w], codes.reshape(-1), np.int8)
+            if w in self.plan.weight_tiles:
+                self._put_packed(w, layer, codes)
+            else:
+                self._put(self.addr[w], codes.reshape(-1), np.int8)
+
+    def _put_packed(self, name: str, layer: Layer, codes: np.ndarray) -> None:
+        """N:M weights as the plan packed them: each tile's kept values and indices
+        (:class:`mapper.layout.PackedTile`), the kept set :func:`sim.numerics.nm_compress`'s."""
+        nm = layer.sparsity
+        assert nm is not None
+        kept = [nm_compress(group, nm.n, nm.m) for group in codes]  # per group: values, indices (G, N, n)
+        values = np.stack([c.values.reshape(-1, c.cols) for c in kept])  # (groups, ceil(k/M)*N, n)
+        indices = np.stack([c.indices.reshape(-1, c.cols) for c in kept])
+        for tile in self.plan.weight_tiles[name]:
+            (b0, k0, n0), (tb, tk, tn) = tile.origin, tile.extent
+            block = np.s_[b0:b0 + tb, k0:k0 + tk, n0:n0 + tn]
+            data = pack_entries(values[block].transpose(0, 2, 1), indices[block].transpose(0, 2, 1),
+                                value_bits=8, index_bits=nm.index_bits)
+            if data.size != tile.size_bytes:
+                raise ExecutionError(f"Tensor {name!r}: tile {tile.origin} of extent {tile.extent} packs into "
+                                     f"{data.size} B, not the plan's {tile.size_bytes}")
+            at = self.addr[name] + tile.offset
+            self.dram[at:at + data.size] = data
 
     def load_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         for t in self.graph.inputs:
@@ -321,9 +347,13 @@ class _Machine:
             x = self.held["x"]
         if stationary == "w" and not cmd.fill:
             w = self.held["w"]
+        k_range = dense_k_range(k0, tk, None if cmd.sparsity is None else (cmd.sparsity.n, cmd.sparsity.m))
+        k_range = (k_range[0], min(k_range[1], g.k))
         if x is None:
-            x = self._input_tile(layer, cmd, x_fmt)
-        if w is None:
+            x = self._input_tile(layer, cmd, x_fmt, k_range)
+        if w is None and cmd.sparsity is not None:
+            w = self._nm_weights(layer, cmd, k_range)
+        elif w is None:
             raw = self._read(cmd.weight_addr, cmd.weight_block, tb * tk * tn)
             w = raw.view(np.int8).astype(np.int64).reshape(tb, tk, tn)
         self.held = {"x": x, "w": w}
@@ -339,6 +369,29 @@ class _Machine:
         out[:] = result.astype("<i4").view(np.uint8).reshape(-1)
         self.tags[cmd.output_addr] = (layer.name, (b0, n0, tm, tn, g.n), count)
 
+    def _nm_weights(self, layer: Layer, cmd: Compute, k_range: tuple[int, int]) -> np.ndarray:
+        """The dense ``tb x (hi - lo) x tn`` weights of an N:M compute over the dense reduction
+        ``k_range``: its packed tile's kept values, each at its group's position plus its index."""
+        nm = cmd.sparsity
+        assert nm is not None
+        tb, tk, tn = cmd.batch, cmd.k, cmd.n
+        count = tb * tk * tn
+        raw = self._read(cmd.weight_addr, cmd.weight_block, nm.compressed_bytes(count, 8))
+        values, indices = unpack_entries(raw, count, value_bits=8, index_bits=nm.index_bits)
+        values, indices = values.reshape(tb, tn, tk), indices.reshape(tb, tn, tk)
+        if (indices >= nm.m).any():
+            raise ExecutionError(f"Layer {layer.name!r}: tile {cmd.origin} holds an N:M index of {nm.m} or more")
+        lo, hi = k_range
+        kc = cmd.origin[2] + np.arange(tk)
+        position = (kc // nm.n * nm.m)[None, None, :] + indices - lo  # dense row of each kept value
+        inside = position < hi - lo
+        if (values[~inside] != 0).any():
+            raise ExecutionError(f"Layer {layer.name!r}: tile {cmd.origin} keeps a weight beyond the reduction")
+        dense = np.zeros((tb, hi - lo, tn), dtype=np.int64)
+        b, j, e = np.nonzero(inside)
+        dense[b, position[b, j, e], j] = values[b, j, e]
+        return dense
+
     def _spad_offsets(self, addr: int, block: Block | None, size: int) -> np.ndarray:
         """The scratchpad addresses of the ``size`` bytes of ``block`` from ``addr`` (all inside it)."""
         offsets = addr + _offsets(block, size)
@@ -350,16 +403,18 @@ class _Machine:
     def _read(self, addr: int, block: Block | None, size: int) -> np.ndarray:
         return self.spad[self._spad_offsets(addr, block, size)]
 
-    def _input_tile(self, layer: Layer, cmd: Compute, x_fmt: NumberFormat) -> np.ndarray:
-        """``tb x tm x tk`` input codes of a compute: its GEMM block, or im2col rows of its band."""
-        b0, m0, k0, _ = cmd.origin
-        tb, tm, tk = cmd.batch, cmd.m, cmd.k
+    def _input_tile(self, layer: Layer, cmd: Compute, x_fmt: NumberFormat, k_range: tuple[int, int]) -> np.ndarray:
+        """``tb x tm x (hi - lo)`` input codes of a compute over the dense reduction ``k_range``: its GEMM
+        block, or im2col rows of its band."""
+        b0, m0, _, _ = cmd.origin
+        tb, tm = cmd.batch, cmd.m
+        lo, hi = k_range
         dtype = _dtype(x_fmt)
         conv = conv_geometry(self.graph, layer)
         if conv is None:
-            raw = self._read(cmd.input_addr, cmd.input_block, tb * tm * tk)
-            return raw.view(dtype).astype(np.int64).reshape(tb, tm, tk)
-        p0, p1, ch0, ch1 = conv_band(conv, b0, tb, m0, tm, *dense_k_range(k0, tk, None))
+            raw = self._read(cmd.input_addr, cmd.input_block, tb * tm * (hi - lo))
+            return raw.view(dtype).astype(np.int64).reshape(tb, tm, hi - lo)
+        p0, p1, ch0, ch1 = conv_band(conv, b0, tb, m0, tm, lo, hi)
         raw = self._read(cmd.input_addr, cmd.input_block, (p1 - p0) * (ch1 - ch0))
         band = raw.view(dtype).astype(np.int64).reshape(p1 - p0, ch1 - ch0)
         zp = self._gemm_operands(layer).x_zero_point
@@ -367,7 +422,8 @@ class _Machine:
         m = m0 + np.arange(tm)
         img, rest = m // (conv.oh * conv.ow), m % (conv.oh * conv.ow)
         oh, ow = rest // conv.ow, rest % conv.ow
-        k = k0 + np.arange(tk)
+        k = np.arange(lo, hi)
+        tk = hi - lo
         kk = conv.kh * conv.kw
         c, i, j = k // kk, (k % kk) // conv.kw, k % conv.kw
         ih = oh[:, None] * conv.sh - conv.pt + i[None, :] * conv.dh
@@ -490,8 +546,6 @@ def _unsupported(graph: Graph, layer: Layer) -> str | None:
     reason = supported(graph, layer)
     if reason is not None:
         return reason
-    if layer.sparsity is not None:
-        return "N:M weights are not modelled by functional execution yet"
     if layer.gemm is not None:
         if layer.op is OpKind.MATMUL and not graph.tensors[layer.inputs[1]].is_constant:
             return "a matmul of two activations is not modelled by functional execution yet"

@@ -75,6 +75,8 @@ __all__ = [
     "nm_compressed_bytes",
     "nm_to_bytes",
     "nm_from_bytes",
+    "pack_entries",
+    "unpack_entries",
     "nm_reduction_length",
     "nm_tile_cycles",
 ]
@@ -320,6 +322,43 @@ def nm_from_bytes(data: bytes, *, k: int, cols: int, n: int, m: int,
         return np.array(flat, dtype=np.int64).reshape(cols, groups, n).transpose(1, 2, 0)
 
     return NMCompressed(shaped(values), shaped(indices), n, m, k, value_format)
+
+
+def pack_entries(values: npt.ArrayLike, indices: npt.ArrayLike, *, value_bits: int, index_bits: int) -> np.ndarray:
+    """Stored entries as bytes (vectorised): the value stream (``value_bits`` each, two's complement),
+    then the index stream (``index_bits`` each), each little-endian and padded to a whole byte, in the
+    order given (:func:`nm_to_bytes`' two regions for any run of entries)."""
+    return np.concatenate([_bit_stream(np.ravel(values), value_bits), _bit_stream(np.ravel(indices), index_bits)])
+
+
+def unpack_entries(data: npt.ArrayLike, count: int, *, value_bits: int, index_bits: int,
+                   signed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, indices)`` of ``count`` entries stored by :func:`pack_entries` (``data``: exactly its bytes)."""
+    raw = np.asarray(data, dtype=np.uint8)
+    value_bytes = -(-count * value_bits // 8)
+    size = value_bytes + -(-count * index_bits // 8)
+    if raw.size != size:
+        raise ValueError(f"{count} entries of {value_bits}-bit values and {index_bits}-bit indices are stored in "
+                         f"{size} bytes, not {raw.size}")
+    values = _from_bit_stream(raw[:value_bytes], count, value_bits)
+    if signed:
+        values = np.where(values >= 1 << (value_bits - 1), values - (1 << value_bits), values)
+    return values, _from_bit_stream(raw[value_bytes:], count, index_bits)
+
+
+def _bit_stream(codes: np.ndarray, bits: int) -> np.ndarray:
+    unsigned = np.asarray(codes, dtype=np.int64) & ((1 << bits) - 1)
+    if bits == 8:
+        return unsigned.astype(np.uint8)
+    planes = (unsigned[:, None] >> np.arange(bits)) & 1
+    return np.packbits(planes.astype(np.uint8).ravel(), bitorder="little")
+
+
+def _from_bit_stream(raw: np.ndarray, count: int, bits: int) -> np.ndarray:
+    if bits == 8:
+        return raw[:count].astype(np.int64)
+    planes = np.unpackbits(raw, bitorder="little")[:count * bits].reshape(count, bits).astype(np.int64)
+    return (planes << np.arange(bits)).sum(axis=1)
 
 
 def nm_reduction_length(k: int, n: int, m: int) -> int:

@@ -3,7 +3,9 @@
 Quantized models are built here without downloads (the shared ONNX graphs, seeded weights and
 calibration, onnxruntime's quantize_static); sim.execute runs every command of the mapped plan on
 byte images of DRAM, scratchpad and accumulator, and the outputs must equal onnxruntime's exactly.
-Mutations of one command of a valid plan must be caught by the plan checker or by the result.
+With 2:4 weights (pruned before quantization) on the sparse-nm design the array runs compressed tiles,
+and the outputs equal onnxruntime's on the pruned dense model. Mutations of one command of a valid
+plan must be caught by the plan checker or by the result.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from accel.formats import Requantization
 from mapper import MapOptions, map_graph
 from mapper.check import check_plan
 from sim.execute import ExecutionError, execute, execute_graph
+from sim.oracle import onnxruntime_outputs
 from sim.reference import run_quantized
+from workloads import sparsify
 from workloads.host import split_host
 from workloads.onnx_import import load_onnx
 from workloads.quantize import calibration_inputs, shared_model
@@ -35,18 +39,17 @@ SMALL = {"input.1": (1, 3, 64, 48)}  # the shared CNNs end in a global pool: any
 
 
 @cache
-def _model(name: str):  # type: ignore[no-untyped-def]
+def _model(name: str, nm: str | None = None):  # type: ignore[no-untyped-def]
+    """(graph, float feed, onnxruntime's outputs) of a shared CNN; with ``nm`` its float weights pruned
+    to N:M before quantization and every weight-bearing layer of the graph marked N:M."""
     logging.disable(logging.WARNING)
     try:
-        _, quantized = shared_model(SHARED / f"{name}.onnx", input_shapes=SMALL)
+        _, quantized = shared_model(SHARED / f"{name}.onnx", input_shapes=SMALL, nm=nm)
     finally:
         logging.disable(logging.NOTSET)
     feed = calibration_inputs(quantized, count=1, seed=7)[0]
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(quantized.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=True))
-    return load_onnx(quantized), feed, expected
+    graph = load_onnx(quantized)
+    return (sparsify(graph, nm) if nm else graph), feed, onnxruntime_outputs(quantized, feed)
 
 
 def _arch(preset: str):  # type: ignore[no-untyped-def]
@@ -54,10 +57,11 @@ def _arch(preset: str):  # type: ignore[no-untyped-def]
     return dataclasses.replace(arch, array=dataclasses.replace(arch.array, requant=Requantization.FLOAT32_HALF_EVEN))
 
 
+ALLOCATORS = (("none", None), ("greedy", 32 * 1024), ("firstfit", None), ("ilp", 16 * 1024))
 CASES = [(model, preset, allocator, spad)
          for model in ("resnet18", "mobilenetv2")
          for preset in ("gemmini", "fpga-small", "sparse-nm")
-         for allocator, spad in (("none", None), ("greedy", 32 * 1024), ("firstfit", None), ("ilp", 16 * 1024))]
+         for allocator, spad in ALLOCATORS]
 
 
 @pytest.mark.parametrize(("model", "preset", "allocator", "spad"), CASES)
@@ -67,6 +71,22 @@ def test_mapped_program_equals_onnxruntime_bit_for_bit(model: str, preset: str, 
     plan = map_graph(graph, _arch(preset), MapOptions(allocator=allocator, scratchpad_bytes=spad))
     ours = execute_graph(graph, plan, feed)
     assert ours.keys() == expected.keys()
+    for name, value in expected.items():
+        assert np.array_equal(ours[name], value), f"{name}: max difference {np.abs(ours[name] - value).max()}"
+
+
+@pytest.mark.parametrize(("model", "allocator", "spad"), [(model, allocator, spad)
+                                                          for model in ("resnet18", "mobilenetv2")
+                                                          for allocator, spad in ALLOCATORS])
+def test_two_four_sparse_weights_run_compressed_and_equal_onnxruntime_on_the_pruned_model(
+        model: str, allocator: str, spad: int | None) -> None:
+    graph, feed, expected = _model(model, "2:4")
+    plan = map_graph(graph, _arch("sparse-nm"), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    sparse = [c for c in plan.commands if isinstance(c, Compute) and c.sparsity is not None]
+    assert sparse and plan.weight_tiles  # the array runs the layers 2:4 on packed tiles
+    assert all(tile.size_bytes < tile.extent[0] * tile.extent[1] * tile.extent[2] * 2
+               for tiles in plan.weight_tiles.values() for tile in tiles)  # values and 2-bit indices only
+    ours = execute_graph(graph, plan, feed)
     for name, value in expected.items():
         assert np.array_equal(ours[name], value), f"{name}: max difference {np.abs(ours[name] - value).max()}"
 
@@ -123,13 +143,17 @@ def _mutations(plan):  # type: ignore[no-untyped-def]
     }
     if moves:
         cases["move addr"] = dataclasses.replace(moves[0], addr=moves[0].addr + 1)
+    packed = [c for c in commands if isinstance(c, Load) and c.tensor in plan.weight_tiles and c.size_bytes > 1]
+    if packed:  # an N:M weight tile read one byte off: values and indices shift
+        cases["N:M weight load dram_addr"] = dataclasses.replace(packed[0], dram_addr=packed[0].dram_addr + 1)
     for what, cmd in cases.items():
         yield what, tuple(cmd if c.id == cmd.id else c for c in commands)
 
 
-def test_one_corrupted_command_is_caught_by_the_checker_or_by_the_result() -> None:
-    graph, feed, expected = _model("resnet18")
-    plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="greedy", scratchpad_bytes=32 * 1024))
+@pytest.mark.parametrize(("preset", "nm"), [("gemmini", None), ("sparse-nm", "2:4")])
+def test_one_corrupted_command_is_caught_by_the_checker_or_by_the_result(preset: str, nm: str | None) -> None:
+    graph, feed, expected = _model("resnet18", nm)
+    plan = map_graph(graph, _arch(preset), MapOptions(allocator="greedy", scratchpad_bytes=32 * 1024))
     (name, good), = expected.items()
     caught = {}
     for what, commands in _mutations(plan):
