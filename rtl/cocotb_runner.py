@@ -13,7 +13,8 @@ cocotb writes. It returns a :class:`CocotbResult` when every test passed and rai
 each failing cocotb test and its message otherwise; ``check=False`` returns the result either way.
 
 Inside the simulator, the testbench reads what the launcher knows with :func:`testbench_parameters`
-(the ``parameters`` dict, JSON through the environment, so build and test share one dict) and
+(the ``parameters`` dict, as ``<build_dir>/parameters.json`` whose path the environment carries, so
+build and test share one dict) and
 :func:`testbench_manifest` (the ports, parameters and latency of the generated Verilog).
 
 Waveforms (``<build_dir>/<toplevel>.fst``) are written only when ``waves=True`` or the environment
@@ -49,13 +50,17 @@ __all__ = [
     "testbench_parameters",
     "testbench_manifest",
     "PARAMETERS_ENV",
+    "PARAMETERS_FILE",
     "MANIFEST_ENV",
 ]
 
 _log = logging.getLogger(__name__)
 
 PARAMETERS_ENV = "ACCEL_TB_PARAMETERS"
-"""Environment variable carrying the JSON ``parameters`` dict into the simulator."""
+"""Environment variable carrying the path of the JSON file of the ``parameters`` dict into the simulator.
+(A path, not the JSON: Linux limits one environment string to 128 KiB, less than a bench's programs.)"""
+PARAMETERS_FILE = "parameters.json"
+"""The file in ``build_dir`` that :func:`run_cocotb` writes the ``parameters`` dict to."""
 MANIFEST_ENV = "ACCEL_TB_MANIFEST"
 """Environment variable carrying the path of the Verilog manifest into the simulator."""
 
@@ -134,9 +139,9 @@ def run_cocotb(
     """Build ``component`` (or ``verilog_sources``) and run the cocotb tests of ``test_module`` on it.
 
     ``test_module`` is a module name importable from ``sys.path`` or the path of a ``.py`` file (its
-    folder is put on the simulator's ``PYTHONPATH``). ``parameters`` is JSON-encoded into the
-    environment for :func:`testbench_parameters`; ``hdl_parameters`` are Verilog parameters of
-    hand-written sources (Amaranth's Verilog has none). ``seed`` fixes cocotb's random seed.
+    folder is put on the simulator's ``PYTHONPATH``). ``parameters`` is written as JSON to
+    ``<build_dir>/parameters.json`` for :func:`testbench_parameters` (any size); ``hdl_parameters``
+    are Verilog parameters of hand-written sources (Amaranth's Verilog has none). ``seed`` fixes cocotb's random seed.
     Raises :class:`~accel.errors.ToolError` if the simulator is missing or the simulation ended
     without results, :class:`CocotbTestFailure` if a test failed and ``check`` is true.
     """
@@ -154,7 +159,9 @@ def run_cocotb(
         env[MANIFEST_ENV] = str(sources[0].with_suffix(".json"))
     else:
         sources = [Path(source).resolve() for source in verilog_sources]
-    env[PARAMETERS_ENV] = json.dumps(dict(parameters or {}), sort_keys=True)
+    parameters_file = build / PARAMETERS_FILE
+    parameters_file.write_text(json.dumps(dict(parameters or {}), sort_keys=True))
+    env[PARAMETERS_ENV] = str(parameters_file)
     # cocotb's runner lets os.environ override extra_env: refuse silently lost settings.
     clashes = sorted(key for key in env if key in os.environ and os.environ[key] != env[key])
     if clashes:
@@ -226,7 +233,8 @@ def run_cocotb(
 
 def testbench_parameters() -> dict[str, Any]:
     """Inside a cocotb test: the ``parameters`` dict given to :func:`run_cocotb` (empty if none)."""
-    return json.loads(os.environ.get(PARAMETERS_ENV, "{}"))
+    path = os.environ.get(PARAMETERS_ENV)
+    return json.loads(Path(path).read_text()) if path else {}
 
 
 def testbench_manifest() -> Manifest:

@@ -40,6 +40,9 @@ __all__ = ["Port", "Manifest", "generate", "ports_of", "write", "read_manifest"]
 _log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TRIGGER_DECL = re.compile(r"^([ \t]*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ )\s*= 0;$",
+                           re.MULTILINE)
+_TRIGGER_USE = re.compile(r"\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+")
 _PORT_DECL = re.compile(r"^\s*(input|output|inout)\s+(?:\[(\d+):(\d+)\]\s+)?(\S+)\s*;", re.MULTILINE)
 
 
@@ -86,9 +89,41 @@ class Manifest:
 
 
 def generate(component: wiring.Component, name: str) -> str:
-    """Return the Verilog text of ``component`` as a module called ``name``."""
+    """Return the Verilog text of ``component`` as a module called ``name``.
+
+    Every combinational process of every module evaluates once at time 0 in simulation
+    (:func:`_kick_combinational`), so no signal starts undefined.
+    """
     _check(component, name)
-    return amaranth_verilog.convert(component, name=name, emit_src=False)
+    return _kick_combinational(amaranth_verilog.convert(component, name=name, emit_src=False))
+
+
+def _kick_combinational(text: str) -> str:
+    """Add a time-0 event on each module's ``always @*`` trigger, outside synthesis.
+
+    Amaranth's Verilog (yosys ``write_verilog``) declares in each module a trigger
+    ``reg \\$auto$verilog_backend.cc:...:dump_module$N = 0;`` and reads it in every ``always @*``
+    process so that the declaration's assignment is an event that evaluates each process once. Under
+    ``iverilog -g2012`` a variable's declaration assignment happens before time 0 (SystemVerilog
+    semantics) and is no event: a process whose inputs never change (a constant, a memory read port
+    whose address and data settle at time 0) never runs, and its outputs stay X (an 8x8 NPU's
+    accumulator read-back did). The ``initial #0`` assignment below changes the trigger after every
+    process has reached its ``@*`` wait, so each one evaluates at time 0 in every simulator and
+    standard mode; it is inside an ``ifndef SYNTHESIS`` block (yosys and vendor tools define
+    ``SYNTHESIS``), so synthesis never sees it.
+    """
+    def kick(match: re.Match[str]) -> str:
+        kicked.add(match[2].strip())
+        return (f"{match[0]}\n`ifndef SYNTHESIS\n{match[1]}initial #0 {match[2]}= 1'h1;"
+                "  // evaluate every always @* once at time 0 (rtl.verilog)\n`endif")
+
+    kicked: set[str] = set()
+    text = _TRIGGER_DECL.sub(kick, text)
+    missed = sorted(set(_TRIGGER_USE.findall(text)) - kicked)
+    if missed:
+        raise ToolError(f"Verilog reads always @* triggers {missed} whose declaration 'reg <trigger> = 0;' "
+                        "was not found: has Amaranth's Verilog backend changed?")
+    return text
 
 
 def ports_of(component: wiring.Component, verilog_text: str) -> tuple[Port, ...]:

@@ -190,6 +190,12 @@ async def mapper_conv(dut: object) -> None:
 
 
 @cocotb.test()
+async def mapper_mlp3_resident(dut: object) -> None:
+    """Three fully connected layers whose intermediates the ILP allocator keeps in the scratchpad."""
+    await _run_program(dut, "mapper_mlp3_resident")
+
+
+@cocotb.test()
 async def corrupted_command(dut: object) -> None:
     """The NPU runs a program with one command changed; the expectations are the original's."""
     await _run_program(dut, "corrupted_command")

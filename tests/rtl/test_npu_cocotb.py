@@ -1,11 +1,13 @@
 """The NPU's Verilog on Icarus through cocotb: whole command programs, bit-exact against
 rtl.npu.golden (on sim.numerics) and cycle-exact against sim.simulate's trace.
 
-One build runs every program (the NPU loads programs at run time): hand-written ones first (a GEMM
-tile through every unit, a dependency chain across all queues), then what ``mapper.map_graph``
-emits for small GEMM layers, a two-layer MLP with a ReLU and a 3x3 convolution (data in the
-literal command semantics of rtl.npu.golden: a convolution's computes read their GEMM operands as
-laid out, and vector ops are timed only), and two corrupted programs, which must fail.
+One build per array configuration (4x4 and 8x8 fpga-small) runs every program of that
+configuration (the NPU loads programs at run time): hand-written ones first (a GEMM tile through
+every unit, a dependency chain across all queues), then what ``mapper.map_graph`` emits for small
+GEMM layers, a two-layer MLP with a ReLU, a 3x3 convolution and a three-layer MLP whose
+intermediates the ILP allocator keeps in the scratchpad (data in the literal command semantics of
+rtl.npu.golden: a convolution's computes read their GEMM operands as laid out, and vector ops are
+timed only), and corrupted programs, which must fail.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from accel.config import load
 from accel.encoding import decode_program, encode_program
 from accel.hardware import Dataflow
 from mapper import map_graph
+from mapper.options import MapOptions
+from mapper.plan import Plan
 from rtl.cocotb_runner import run_cocotb
 from rtl.npu import NPU
 from workloads.builder import GraphBuilder
@@ -91,6 +95,21 @@ def mapper_conv(arch) -> tuple:  # noqa: ANN001
     return map_graph(graph.build(), arch).commands
 
 
+RESIDENT = ("fc1", "fc2")
+"""The intermediates of :func:`resident_plan` that never leave the scratchpad."""
+
+
+def resident_plan(arch) -> Plan:  # noqa: ANN001
+    """Three fully connected layers (8x32 -> 32 -> 32 -> 16) mapped with the ILP allocator in a 4 KiB
+    scratchpad: ``fc1`` and ``fc2`` go from the accumulator to the scratchpad (a Move) and feed the next
+    layer there; only the input, the weights and ``fc3`` cross DRAM."""
+    graph = GraphBuilder("mlp3")
+    hidden = graph.input("x", (8, 32))
+    for name, width in (("fc1", 32), ("fc2", 32), ("fc3", 16)):
+        hidden = graph.linear(hidden, width, bias=False, name=name)
+    return map_graph(graph.build(), arch, MapOptions(allocator="ilp", scratchpad_bytes=4096))
+
+
 def design(rows: int, cols: int):  # noqa: ANN201
     """fpga-small with a ``rows x cols`` array (the testbench derives the same from the parameters)."""
     arch = load("fpga-small")
@@ -105,46 +124,87 @@ def _dram_bytes(commands: tuple) -> int:
     return -(-(end + 64) // 64) * 64
 
 
-def _programs(arch, *, full: bool) -> dict[str, dict[str, str]]:  # noqa: ANN001
+PROGRAMS = {
+    "gemm_tile": lambda arch: gemm_tile(),
+    "dependency_chain": lambda arch: dependency_chain(),
+    "mapper_gemm": mapper_gemm,
+    "mapper_gemm_large": lambda arch: mapper_gemm(arch, 32, 64, 32),
+    "mapper_mlp": mapper_mlp,
+    "mapper_conv": mapper_conv,
+    "mapper_mlp3_resident": lambda arch: resident_plan(arch).commands,
+}
+"""The valid programs by name (npu_tb.py has one cocotb test of each name), for an arch."""
+
+CORRUPTED = {
+    # the mapper's last compute (whose results reach DRAM) reads its weights one byte off: the data differ
+    "corrupted_command": ("mapper_gemm", lambda cmds: max(i for i, c in enumerate(cmds) if isinstance(c, Compute)),
+                          lambda cmd: dataclasses.replace(cmd, weight_addr=cmd.weight_addr + 1)),
+    # the first load moves 4 bytes more: only the cycles differ
+    "corrupted_timing": ("dependency_chain", lambda cmds: 0,
+                         lambda cmd: dataclasses.replace(cmd, size_bytes=cmd.size_bytes + 4)),
+}
+"""Programs with one command changed, run against the expectations of the original: (original, the
+index of the command to change, the change)."""
+
+
+def _programs(arch, names: tuple[str, ...]) -> dict[str, dict[str, str]]:  # noqa: ANN001
+    """The testbench's ``programs`` parameter: each program's image and the DRAM it starts from (a
+    corrupted one also carries its original's image, the expectations' reference)."""
     rng = random.Random(17)
-    programs = {"gemm_tile": gemm_tile(), "dependency_chain": dependency_chain(), "mapper_gemm": mapper_gemm(arch)}
-    if full:
-        programs["mapper_gemm_large"] = mapper_gemm(arch, 32, 64, 32)
-        programs["mapper_mlp"] = mapper_mlp(arch)
-        programs["mapper_conv"] = mapper_conv(arch)
+    valid = {name: PROGRAMS[name](arch) for name in PROGRAMS if name in names or
+             any(name == CORRUPTED[c][0] for c in names if c in CORRUPTED)}
     out = {}
-    for name, commands in programs.items():
+    for name, commands in valid.items():
         # full-range bytes saturate the requantizing reads; small codes keep the mapper's k=32 sums in range
         low, high = (0, 256) if name == "gemm_tile" else (-3, 4)
         dram = bytes(rng.randrange(low, high) & 0xFF for _ in range(max(1024, _dram_bytes(commands))))
         out[name] = {"image": encode_program(commands).hex(), "dram": dram.hex()}
-    if not full:
-        return out
-    # one corrupted command: the mapper's last compute (whose results reach DRAM) reads its weights one byte off
-    commands = list(programs["mapper_gemm"])
-    index = max(i for i, c in enumerate(commands) if isinstance(c, Compute))
-    commands[index] = dataclasses.replace(commands[index], weight_addr=commands[index].weight_addr + 1)
-    out["corrupted_command"] = {**out["mapper_gemm"], "image": encode_program(commands).hex(),
-                                "reference_image": out["mapper_gemm"]["image"]}
-    # and one whose first load moves 4 bytes more: only the cycles differ
-    commands = list(programs["dependency_chain"])
-    commands[0] = dataclasses.replace(commands[0], size_bytes=commands[0].size_bytes + 4)
-    out["corrupted_timing"] = {**out["dependency_chain"], "image": encode_program(commands).hex(),
-                               "reference_image": out["dependency_chain"]["image"]}
-    return out
+    for name in names:
+        if name in CORRUPTED:
+            original, pick, change = CORRUPTED[name]
+            commands = list(valid[original])
+            index = pick(commands)
+            commands[index] = change(commands[index])
+            out[name] = {**out[original], "image": encode_program(commands).hex(),
+                         "reference_image": out[original]["image"]}
+    return {name: out[name] for name in names}
 
 
-DESIGNS = {"4x4": (4, 4, True)}
-"""fpga-small's 4x4 array with every program and the corrupted ones. (An 8x8 array builds, but its
-accumulator's element 0 reads back undefined on Icarus: the next step.)"""
+DESIGNS = {
+    "4x4": ((4, 4), ("gemm_tile", "dependency_chain", "mapper_gemm", "mapper_gemm_large", "mapper_mlp",
+                     "mapper_conv", "mapper_mlp3_resident", "corrupted_command", "corrupted_timing")),
+    "8x8": ((8, 8), ("gemm_tile", "dependency_chain", "mapper_gemm", "mapper_mlp", "mapper_conv",
+                     "corrupted_command", "corrupted_timing")),
+}
+"""fpga-small's array as (rows, cols) and the programs each build runs, in npu_tb.py's order. (An
+8x8 NPU simulates about nine times slower per cycle than a 4x4 one on Icarus, so it leaves out the
+two longest programs: it runs every kind of command and layer the 4x4 does, within the suite's
+time budget.)"""
+
+
+@pytest.mark.parametrize("name", [name for name, (_, names) in DESIGNS.items() if "mapper_mlp3_resident" in names])
+def test_the_ilp_keeps_the_three_layer_networks_intermediates_in_the_scratchpad(name: str) -> None:
+    """What mapper_mlp3_resident runs: fc1 and fc2 are never stored to or loaded from DRAM, but moved
+    into the scratchpad, and the allocation has them on chip without a DRAM step."""
+    plan = resident_plan(design(*DESIGNS[name][0]))
+    assert plan.allocation is not None and plan.allocation.method == "ilp"
+    through_dram = {cmd.tensor for cmd in plan.commands if isinstance(cmd, Load | Store)}
+    moved = {cmd.tensor for cmd in plan.commands if isinstance(cmd, Move)}
+    assert through_dram == {"x", "fc1.weight", "fc2.weight", "fc3.weight", "fc3"}
+    assert moved == set(RESIDENT)
+    for tensor in RESIDENT:
+        where = plan.allocation.tensors[tensor]
+        assert where.intervals and not where.read_steps and not where.write_steps, where
 
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("name", DESIGNS)
 def test_npu_runs_programs_bit_and_cycle_exact_on_icarus(name: str, tmp_path: Path) -> None:
-    rows, cols, full = DESIGNS[name]
+    """Every valid program matches golden and the simulator's trace; every corrupted one fails, for the
+    reason its corruption must cause (data: DRAM differs; timing: only the cycles)."""
+    (rows, cols), names = DESIGNS[name]
     arch = design(rows, cols)
-    programs = _programs(arch, full=full)
+    programs = _programs(arch, names)
     words = max(len(p["image"]) // 8 for p in programs.values())
     size = max(len(decode_program(bytes.fromhex(p["image"]))) for p in programs.values())
     npu = NPU(arch, max_commands=size, program_words=words)
@@ -154,10 +214,8 @@ def test_npu_runs_programs_bit_and_cycle_exact_on_icarus(name: str, tmp_path: Pa
     by_name = {case.name: case for case in result.cases if case.name in programs}
     assert set(by_name) == {*programs}, result.summary()
     for program in programs:
-        if not program.startswith("corrupted"):
-            assert by_name[program].passed, f"{program}: {by_name[program].message}"
-    if not full:
-        return
+        if program not in CORRUPTED:
+            assert by_name[program].passed, f"{name} {program}: {by_name[program].message}"
     corrupted = by_name["corrupted_command"]
     assert not corrupted.passed, "a program with a corrupted command must not match the original's golden"
     assert "DRAM differed from rtl.npu.golden.execute" in corrupted.message

@@ -7,11 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from accel.errors import ConfigError
 from rtl.fpga.nextpnr import find_tool
 from rtl.units import UNITS, build_unit, generate_unit
-from rtl.verilog import read_manifest
+from rtl.verilog import generate, read_manifest
 
 # Every unit, with the options of one build each (the CLI passes the same keywords).
 BUILDS: dict[str, tuple[str, dict[str, object]]] = {
@@ -66,6 +69,44 @@ def test_verilog_compiles_with_icarus(key: str, verilog: dict[str, Path], tmp_pa
     done = subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "a.out"), "-s", path.stem, str(path)],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+class _Decode(wiring.Component):
+    """A combinational process whose input never changes after time 0 in the bench below."""
+
+    def __init__(self) -> None:
+        super().__init__({"sel": In(2), "code": Out(8)})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        with m.Switch(self.sel):
+            with m.Case(0):
+                m.d.comb += self.code.eq(3)
+            with m.Case(1):
+                m.d.comb += self.code.eq(5)
+            with m.Default():
+                m.d.comb += self.code.eq(7)
+        return m
+
+
+@pytest.mark.rtl
+def test_combinational_processes_evaluate_at_time_zero_on_icarus_2012(tmp_path: Path) -> None:
+    """An ``always @*`` whose inputs are set by a declaration (no event under -g2012) still runs once:
+    without rtl.verilog's time-0 kick, ``code`` stays X for the whole simulation."""
+    if shutil.which("iverilog") is None:
+        pytest.skip("iverilog is not installed")
+    text = generate(_Decode(), "decode")
+    assert "`ifndef SYNTHESIS\n  initial #0 " in text
+    (tmp_path / "decode.v").write_text(text)
+    (tmp_path / "tb.v").write_text("module tb; reg [1:0] sel = 2'd1; wire [7:0] code;\n"
+                                   "  decode dut(.sel(sel), .code(code));\n"
+                                   "  initial begin #1 $display(\"code=%b\", code); $finish; end\nendmodule\n")
+    build = subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "tb.vvp"), "-s", "tb",
+                            str(tmp_path / "tb.v"), str(tmp_path / "decode.v")], capture_output=True, text=True,
+                           check=False)
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], capture_output=True, text=True, check=False)
+    assert "code=00000101" in run.stdout, run.stdout + run.stderr
 
 
 @pytest.mark.fpga
