@@ -313,9 +313,10 @@ def _vector_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int,
 
     streamed_in = tuple(t for t in inputs if streamed(t))
     streamed_out = tuple(t for t in layer.outputs if streamed(t))
-    moved = sum(size[t] for t in streamed_in) + sum(size[t] for t in streamed_out)
+    moved_sizes = [size[t] for t in (*streamed_in, *streamed_out)]
+    moved = sum(moved_sizes)
     half = budget // 2
-    chunks = max(1, ceil_div(moved, half))
+    chunks = _share_chunks(moved_sizes, half)
     axis, total = chunking(graph, layer, inputs, macs)
     if total and moved:
         # the largest chunk (ceil(total / chunks) of the runs) must fit half the working space
@@ -323,7 +324,7 @@ def _vector_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int,
         runs = int(half // per_run) if per_run <= half else 0
         chunks = ceil_div(total, runs) if runs else chunks
         if chunks > total or not runs:
-            axis, total, chunks = "", 0, max(1, ceil_div(moved, half))
+            axis, total, chunks = "", 0, _share_chunks(moved_sizes, half)
     mapping = LayerMapping(layer.name, layer.op, macs, tiles=chunks, loop_order="vector" if macs else "",
                            gemm=layer.gemm)
     return VectorDecision(layer, budget, macs, ops, tuple(inputs), size, streamed_in, streamed_out, chunks, mapping,
@@ -344,6 +345,15 @@ def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tu
             return "", 0
         return "channels", storage_shape(out.shape)[1]
     return "", 0
+
+
+def _share_chunks(sizes: Sequence[int], half: int) -> int:
+    """The fewest chunks in which equal shares of every operand (each rounded up, as
+    :func:`mapper.schedules.share` gives them) fit ``half`` bytes together."""
+    chunks = max(1, ceil_div(sum(sizes), max(half, 1)))
+    while half > 0 and sum(ceil_div(s, chunks) for s in sizes) > half and chunks < max(sizes, default=1):
+        chunks += 1
+    return chunks
 
 
 def _ordered(graph: Graph, order: Sequence[str]) -> tuple[Layer, ...]:

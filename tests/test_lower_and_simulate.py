@@ -139,6 +139,23 @@ def test_vector_layers_run_on_the_vector_unit():
     assert {type(c) for c in relu} == {Load, Vector, Store}
 
 
+def test_byte_shares_of_a_broadcast_vector_layer_fit_the_working_half_after_rounding():
+    """Operands of different shapes are chunked in equal shares of their bytes, each rounded up: four
+    shares of 8,192 / 2,048 B in 5 chunks are 1,639 + 410 + 410 + 1,639 = 4,098 B, more than the
+    4,096 B half that 20,480 / 5 suggests, so the layer takes a sixth chunk (Llama's RoPE on gemmini
+    overflowed its scratchpad by 2 B this way)."""
+    from workloads.builder import GraphBuilder
+
+    b = GraphBuilder("rope")
+    x = b.input("x", (1, 4, 32, 64))
+    b.elementwise("rope", [x, b.input("cos", (1, 1, 32, 64)), b.input("sin", (1, 1, 32, 64))], "rope")
+    plan = map_graph(b.build(), config.load("gemmini"), MapOptions(scratchpad_bytes=8192))  # checks every address
+    assert sum(isinstance(c, Vector) for c in plan.commands) == 6
+    for c in plan.commands:  # every chunk's bytes stay in its half
+        if isinstance(c, Load | Store):
+            assert c.addr // 4096 == (c.addr + c.size_bytes - 1) // 4096, c
+
+
 def test_dataflow_choice_is_checked():
     with pytest.raises(MappingError, match=r"^tpu-v1 supports dataflows ws, not os$"):
         map_graph(conv_relu_fc(), config.load("tpu-v1"), MapOptions(dataflow=Dataflow.OS))
