@@ -6,6 +6,10 @@ energy by component (:mod:`accel.energy`) and its bytes per memory level (:mod:`
 :func:`accel.timing.command_cycles`, :func:`accel.energy.command_energy_pj` and
 :func:`accel.traffic.command_bytes` all dispatch through it, so a new command kind is one entry here
 (and its three functions), never a branch in three places. :func:`price` gives all three at once.
+
+:data:`PRICE_FIELDS` names, per kind, the fields those functions read: two commands of a kind that
+agree on them have the same price, whatever their addresses, blocks, tensors or origins
+(:func:`price_key`; a test changes every other field and checks the price stays).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from accel import energy, timing, traffic
 from accel.commands import Command, Compute, Load, Move, Store, Vector
 from accel.hardware import Accelerator
 
-__all__ = ["KindPricing", "PRICING", "Price", "price", "pricing"]
+__all__ = ["KindPricing", "PRICE_FIELDS", "PRICING", "Price", "price", "price_key", "pricing"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,26 @@ PRICING: Mapping[type[Command], KindPricing] = {
     Compute: KindPricing(timing.compute_command_cycles, energy.compute_energy_pj, traffic.compute_bytes),
     Vector: KindPricing(timing.vector_command_cycles, energy.vector_energy_pj, traffic.vector_bytes),
 }
+
+
+#: The fields of each kind that its price depends on (the others say where its bytes are).
+PRICE_FIELDS: Mapping[type[Command], tuple[str, ...]] = {
+    Load: ("size_bytes", "buffer"),
+    Store: ("size_bytes", "buffer", "activation"),
+    Move: ("size_bytes", "activation"),
+    Compute: ("m", "k", "n", "batch", "dataflow", "accumulate", "fill", "drain", "sparsity", "follows"),
+    Vector: ("op", "elements", "macs"),
+}
+
+
+def price_key(command: Command) -> tuple[Any, ...]:
+    """What ``command``'s price depends on: its kind and its :data:`PRICE_FIELDS`."""
+    cls = type(command)
+    try:
+        fields = PRICE_FIELDS[cls]
+    except KeyError:
+        raise TypeError(f"unknown command {command!r}") from None
+    return (cls, *(getattr(command, f) for f in fields))
 
 
 @dataclass(frozen=True)

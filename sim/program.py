@@ -1,13 +1,13 @@
 """A plan's command program as arrays: the datasheet figures of every command, priced once per kind of command.
 
 :class:`ProgramTable` prices each *distinct* command once (a command's figures depend on its kind and
-fields, never on its ``id``, ``layer`` or ``deps``) with the same pure datasheet functions the mapper
-and the simulator use (:func:`accel.pricing.price`: the cycles, energy and bytes of one command,
-and :func:`accel.timing.bank_conflict_cycles`), and keeps per command
-only small integers: the index of its distinct form (``form``), its layer (``layer``) and its kind
-(``kind``). Per-command figures are then numpy gathers (``table.cycles[table.form]``), and per-layer or
-per-run totals are ``numpy.bincount`` sums: the same numbers as pricing every command, without a Python
-call per command.
+its :data:`accel.pricing.PRICE_FIELDS`, never on its ``id``, ``layer``, ``deps`` or addresses) with
+the same pure datasheet functions the mapper and the simulator use (:func:`accel.pricing.price`: the
+cycles, energy and bytes of one command, and :func:`accel.timing.bank_conflict_cycles`), and keeps
+per command only small integers: the index of its distinct form (``form``), its layer (``layer``)
+and its kind (``kind``). Per-command figures are then numpy gathers (``table.cycles[table.form]``),
+and per-layer or per-run totals are ``numpy.bincount`` sums: the same numbers as pricing every
+command, without a Python call per command.
 
 A GPT-2 prefill of ~260,000 commands has a few hundred distinct forms, so its summary, energy and per-layer
 tables cost milliseconds instead of seconds.
@@ -17,14 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import islice
 
 import numpy as np
 
 from accel.commands import Command, Compute, Load, Move, Store, Vector
 from accel.energy import COMPONENTS
 from accel.hardware import Accelerator
-from accel.pricing import price
+from accel.pricing import price, price_key
 from accel.timing import bank_conflict_cycles
 from accel.traffic import LEVELS
 
@@ -35,7 +34,6 @@ KINDS = ("Load", "Store", "Move", "Compute", "Vector")
 QUEUES = ("dma.load", "dma.store", "array", "vector")
 _KIND = {Load: 0, Store: 1, Move: 2, Compute: 3, Vector: 4}
 _QUEUE_OF_KIND = np.array([0, 1, 1, 2, 3], dtype=np.int8)
-_SKIP = 3  # the fields every command starts with and that no figure depends on: id, layer, deps
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +88,7 @@ def program_table(arch: Accelerator, commands: tuple[Command, ...],
     layer = np.empty(n, dtype=np.int64)
     for position, command in enumerate(commands):
         cls = type(command)
-        key = (cls, *islice(command.__dict__.values(), _SKIP, None))
+        key = price_key(command)
         f = index.get(key)
         if f is None:
             f = index[key] = len(forms)
