@@ -110,8 +110,10 @@ def search_gemm(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ..
     dataflow to consider, the layer's operands as that dataflow runs them (N:M runs WS only).
 
     Raises :class:`MappingError` (without a layer name; the caller adds it) when nothing fits.
+    Layers of the same shapes share one search: tensor names are not part of its key.
     """
-    return _search(arch, operands, loop_orders, half_spad, half_acc, objective)
+    anonymous = tuple((d, replace(ops, x="x", w=None if ops.w is None else "w", out="y")) for d, ops in operands)
+    return _search(arch, anonymous, loop_orders, half_spad, half_acc, objective)
 
 
 @functools.lru_cache(maxsize=8192)
