@@ -127,6 +127,7 @@ class Plan:
             "arch": self.arch.name, "workload": self.graph_name,
             "allocator": None if self.options is None else self.options.allocator.value,
             "mapping_objective": None if self.options is None else self.options.objective.value,
+            "schedule": None if self.options is None else self.options.schedule.value,
             "scratchpad_bytes": self.arch.scratchpad.size_bytes,
             "dram_bytes": self.dram_bytes, "dram_read_bytes": self.dram_read_bytes,
             "dram_write_bytes": self.dram_write_bytes,

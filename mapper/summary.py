@@ -42,8 +42,8 @@ class MapSummary:
         plan = self.plan.to_dict()
         chosen = self.allocation.to_dict()
         return {
-            **{k: plan[k] for k in ("arch", "workload", "allocator", "mapping_objective", "scratchpad_bytes",
-                                    "dram_bytes", "dram_read_bytes", "dram_write_bytes")},
+            **{k: plan[k] for k in ("arch", "workload", "allocator", "mapping_objective", "schedule",
+                                    "scratchpad_bytes", "dram_bytes", "dram_read_bytes", "dram_write_bytes")},
             "compulsory_dram_bytes": self.problem.compulsory_dram_bytes,
             "tensor_dram_bytes": self.allocation.dram_bytes,
             "non_compulsory_bytes": self.allocation.non_compulsory_bytes,

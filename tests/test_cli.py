@@ -188,3 +188,20 @@ def test_run_refuses_an_allocator_with_a_fixed_mapping(capsys):
     assert code == 2
     assert err.strip() == ("accel: error: --allocator ilp searches every layer's mapping; it cannot be combined "
                            "with --dataflow")
+
+
+def test_map_and_run_take_the_joint_schedule(capsys):
+    code, out, _ = run(capsys, "map", "--workload", "resnet18", "--scratchpad", "256KiB", "--schedule", "joint",
+                       "--time-limit", "1", "--json")
+    joint = json.loads(out)
+    assert code == 0 and joint["schedule"] == "joint"
+    code, out, _ = run(capsys, "map", "--workload", "resnet18", "--scratchpad", "256KiB", "--json")
+    assert code == 0 and json.loads(out)["schedule"] == "candidates"
+    code, out, _ = run(capsys, "run", "--workload", "alexnet", "--allocator", "greedy", "--schedule", "joint",
+                       "--json")
+    assert code == 0 and json.loads(out)["total_cycles"] > 0
+
+
+def test_run_refuses_a_schedule_without_an_allocator(capsys):
+    code, _, err = run(capsys, "run", "--schedule", "joint")
+    assert code == 2 and "--schedule orders the layers for a scratchpad allocator" in err

@@ -23,6 +23,7 @@ def register(subparsers: Any) -> None:
     """Add the ``map`` command to ``subparsers``."""
     import mapper
     from accel.cli import epilog
+    from mapper.options import Schedule
 
     epilog = epilog()
     mapping = subparsers.add_parser(
@@ -41,6 +42,10 @@ def register(subparsers: Any) -> None:
                          help="how tensors stay in the scratchpad between layers (default: ilp)")
     mapping.add_argument("--objective", choices=mapper.OBJECTIVES, default="latency",
                          help="what each layer's mapping search minimises (default: latency)")
+    mapping.add_argument("--schedule", choices=[v.value for v in Schedule], default="candidates",
+                         help="the operator order: candidates (a few orders, each allocated, the best kept) or joint "
+                              "(the order a decision of the joint order-and-allocation ILP, within --time-limit); "
+                              "default: candidates")
     mapping.add_argument("--time-limit", type=float, default=10.0, metavar="S", help="ILP time limit (default 10)")
     mapping.add_argument("--mip-gap", type=float, default=0.01, help="ILP relative gap (default 0.01)")
     mapping.add_argument("--out", type=Path, default=None, help="write the plan as JSON here")
@@ -74,7 +79,7 @@ def _map(args: argparse.Namespace) -> int:
     graph = workloads.load(args.workload)
     capacity = config.parse_size(args.scratchpad) if args.scratchpad else None
     options = mapper.MapOptions(allocator=args.allocator, objective=args.objective, scratchpad_bytes=capacity,
-                                time_limit_s=args.time_limit, mip_gap=args.mip_gap)
+                                time_limit_s=args.time_limit, mip_gap=args.mip_gap, schedule=args.schedule)
     mapped = mapper.map_with_baselines(graph, arch, options)
     plan, problem, chosen, results = mapped.plan, mapped.problem, mapped.allocation, mapped.baselines
     document = mapped.to_dict()

@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     """Add the ``run`` command to ``subparsers``."""
     import mapper
     from accel.cli import epilog
-    from mapper.options import Depthwise, LoopOrder
+    from mapper.options import Depthwise, LoopOrder, Schedule
 
     epilog = epilog()
     run = subparsers.add_parser("run", help="map a workload onto a design and simulate it",
@@ -57,6 +57,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--allocator", choices=mapper.ALLOCATORS, default="none",
                      help="keep tensors in the scratchpad between layers (default: none, SCALE-Sim style; "
                           "ilp: the HiGHS allocation; the report then has memory_map.png)")
+    run.add_argument("--schedule", choices=[v.value for v in Schedule], default=None,
+                     help="with --allocator: the operator order, candidates (a few orders, each allocated, the best "
+                          "kept; the default) or joint (a decision of the joint order-and-allocation ILP)")
     run.add_argument("--objective", choices=mapper.OBJECTIVES, default="latency",
                      help="what each layer's mapping search minimises (default: latency)")
     run.add_argument("--out", type=Path, default=None,
@@ -153,7 +156,11 @@ def _run(args: argparse.Namespace) -> int:
         if fixed:
             raise MappingError(f"--allocator {args.allocator} searches every layer's mapping; it cannot be combined "
                                f"with {', '.join(fixed)}")
+    if args.schedule is not None and args.allocator == "none":
+        raise MappingError("--schedule orders the layers for a scratchpad allocator; give --allocator "
+                           "(greedy, firstfit or ilp) with it")
     options = mapper.MapOptions(allocator=args.allocator, objective=args.objective, dataflow=args.dataflow,
+                                schedule=args.schedule or "candidates",
                                 loop_order=args.loop_order or default_order,
                                 depthwise=args.depthwise or default_depthwise)
     plan = mapper.map_graph(graph, arch, options)
