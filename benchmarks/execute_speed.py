@@ -2,13 +2,14 @@
 
 For ResNet-18 and MobileNetV2 (the shared ONNX graphs with seeded weights, quantized by onnxruntime's
 quantize_static, QDQ form, per tensor, uint8 activations), mapped onto each preset (requantizing as
-onnxruntime does, ``float32-half-even``) with the allocator given, prints per case the mapping time,
+onnxruntime does, ``float32-half-even``) with each allocator given (and, on a preset that runs
+``--nm`` natively, also pruned to it before quantization), prints per case the mapping time,
 the number of commands, the functional execution's wall time (the whole program: every load, store,
 move, compute and vector command on byte images of DRAM, scratchpad and accumulator), onnxruntime's
 time and the largest difference from onnxruntime's outputs (0 expected); writes JSON (``--json``,
 default ``benchmarks/results/execute_speed.json``).
 
-    python benchmarks/execute_speed.py                       # both models on gemmini, allocator none and ilp
+    python benchmarks/execute_speed.py --presets gemmini sparse-nm   # sparse-nm also runs them pruned 2:4
     python benchmarks/execute_speed.py --models resnet18 --presets gemmini fpga-small --allocators greedy
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import time
@@ -28,6 +30,7 @@ from accel.config import load
 from accel.formats import Requantization
 from mapper import MapOptions, map_graph
 from sim.execute import execute_graph
+from workloads import sparsify
 from workloads.onnx_import import load_onnx
 from workloads.quantize import calibration_inputs, shared_model
 
@@ -48,19 +51,21 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["resnet18", "mobilenetv2"])
     parser.add_argument("--presets", nargs="+", default=["gemmini"])
     parser.add_argument("--allocators", nargs="+", default=["none", "ilp"])
+    parser.add_argument("--nm", default="2:4", help="also run the model pruned to this pattern on presets that run it")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "execute_speed.json")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     rows = []
-    for name in args.models:
-        _, quantized = shared_model(SHARED / f"{name}.onnx", calibration=2)
-        graph = load_onnx(quantized)
-        feed = calibration_inputs(quantized, count=1, seed=123)[0]
-        expected, ort_seconds = _onnxruntime(quantized, feed)
-        for preset in args.presets:
-            arch = load(preset)
-            arch = dataclasses.replace(arch, array=dataclasses.replace(
-                arch.array, requant=Requantization.FLOAT32_HALF_EVEN))
+    for name, preset in itertools.product(args.models, args.presets):
+        arch = load(preset)
+        ort_requant = dataclasses.replace(arch.array, requant=Requantization.FLOAT32_HALF_EVEN)
+        arch = dataclasses.replace(arch, array=ort_requant)
+        for nm in [None] + [args.nm] * any(str(s) == args.nm for s in arch.array.sparsity):
+            _, quantized = shared_model(SHARED / f"{name}.onnx", calibration=2, nm=nm)
+            graph = load_onnx(quantized)
+            graph = sparsify(graph, nm) if nm else graph
+            feed = calibration_inputs(quantized, count=1, seed=123)[0]
+            expected, ort_seconds = _onnxruntime(quantized, feed)
             for allocator in args.allocators:
                 start = time.perf_counter()
                 plan = map_graph(graph, arch, MapOptions(allocator=allocator))
@@ -70,12 +75,14 @@ def main() -> None:
                 seconds = time.perf_counter() - start
                 diff = max(float(np.abs(ours[k].astype(np.float64) - v.astype(np.float64)).max())
                            for k, v in expected.items())
-                row = {"model": name, "preset": preset, "allocator": allocator, "macs": graph.total_macs,
+                row = {"model": name, "preset": preset, "nm": nm or "dense", "allocator": allocator,
+                       "macs": graph.total_macs,
                        "commands": len(plan.commands), "map_s": round(map_seconds, 2),
                        "execute_s": round(seconds, 2), "onnxruntime_s": round(ort_seconds, 4),
                        "max_abs_diff": diff}
                 rows.append(row)
-                print(f"{name:12} {preset:11} {allocator:9} {row['commands']:>8,} commands  map {map_seconds:6.1f} s"
+                print(f"{name:12} {preset:10} {row['nm']:6} {allocator:9} {row['commands']:>7,} commands  "
+                      f"map {map_seconds:5.1f} s"
                       f"  execute {seconds:6.1f} s  onnxruntime {ort_seconds:.3f} s  max |diff| {diff:g}",
                       flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)

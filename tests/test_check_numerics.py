@@ -69,10 +69,14 @@ def test_a_design_that_requantizes_as_onnxruntime_computes_every_output_exactly(
     assert summary["total_cycles"] > 0  # the timing run is there too
 
 
-def test_another_rounding_mode_is_reported_as_a_difference_with_exit_status_1(capsys, model_file):
+def test_another_rounding_mode_is_reported_as_a_difference_with_exit_status_1_until_overridden(capsys,
+                                                                                                 model_file):
     code, out, _ = run(capsys, "run", "--workload", str(model_file), "--arch", "fpga-small", "--check-numerics")
     assert "the design requantizes in tflite-double mode" in out
     assert code == 1 and "DIFFERENT" in out
+    code, out, _ = run(capsys, "run", "--workload", str(model_file), "--arch", "fpga-small", "--check-numerics",
+                       "--requant", "float32-half-even")
+    assert code == 0 and "numerics           equal" in out
 
 
 def test_given_inputs_are_used_and_checked(capsys, tmp_path, model_file, onnxruntime_design):

@@ -7,6 +7,7 @@ files, which ``--force`` replaces), so that two runs never mix in one folder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -28,6 +29,7 @@ def register(subparsers: Any) -> None:
     """Add the ``run`` command to ``subparsers``."""
     import mapper
     from accel.cli import epilog
+    from accel.formats import Requantization
     from mapper.options import Depthwise, LoopOrder, Schedule
 
     epilog = epilog()
@@ -80,6 +82,9 @@ def register(subparsers: Any) -> None:
                                "output with onnxruntime running the same quantized ONNX model (--workload FILE.onnx, "
                                "QDQ or QOperator); prints the largest difference per output, zero when the design "
                                "computes what the model does; exit status 1 when an output differs")
+    numerics.add_argument("--requant", choices=[r.value for r in Requantization], default=None,
+                          help="requantize as this mode instead of the design's (float32-half-even is "
+                               "onnxruntime's: with it --check-numerics expects zero differences)")
     numerics.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
                           help="graph inputs for --check-numerics, one array per input name (default: seeded "
                                "N(0, 1) floats of the inputs' shapes, see --seed)")
@@ -146,6 +151,10 @@ def _run(args: argparse.Namespace) -> int:
     else:
         arch = config.load(args.arch)
         default_order, default_depthwise = LoopOrder.AUTO, Depthwise.AUTO
+    if args.requant is not None:
+        from accel.formats import Requantization
+
+        arch = dataclasses.replace(arch, array=dataclasses.replace(arch.array, requant=Requantization(args.requant)))
     graph = workloads.load(args.workload, batch=args.batch)
     if args.nm:
         graph = workloads.sparsify(graph, args.nm)
