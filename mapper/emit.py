@@ -88,6 +88,7 @@ class _Slot:
 
     addr: int
     last_users: list[int] = field(default_factory=list)
+    top_users: list[int] = field(default_factory=list)  # readers of an operand kept at its top (Transfer.stays)
 
 
 class _Emitter:
@@ -159,6 +160,7 @@ class _Emitter:
                 offset, nbytes = self._resident(name)
                 self.book.touch(offset, offset + nbytes, used)
         for slot in self.spad_slots:
+            slot.last_users, slot.top_users = [*slot.last_users, *slot.top_users], []  # the kept operand is done
             self.book.claim(slot.addr, slot.addr + self.half_spad)
             self.book.touch(slot.addr, slot.addr + self.half_spad, slot.last_users)
 
@@ -365,6 +367,18 @@ class _Emitter:
             fold_count(self.arch.array, cmd.dataflow, cmd.m, cmd.k, cmd.n)[0] == 1 and \
             all(self.graph.tensors[t.tensor].is_constant for t in streamed)
 
+    def _kept_place(self, current: _Slot | None, slot: _Slot) -> tuple[_Slot, list[int]]:
+        """The half whose top takes an operand later steps keep (:attr:`Transfer.stays`), and what its
+        load waits for. The first of a layer goes to the step's half (after that half's last users:
+        the layer before may have left anything there); each next one to the other half from the one
+        kept now, so it loads while the current one is still read, after the readers of the one
+        before it. Streamed operands sit below the top and never overlap it (a tile's input and
+        weights fit half the working space together)."""
+        if current is None:
+            return slot, [*slot.last_users, *slot.top_users]
+        other = self.spad_slots[1] if current is self.spad_slots[0] else self.spad_slots[0]
+        return other, list(other.top_users)
+
     def _emit_steps(self, layer: Layer, ops: Operands, steps: Iterable[Step]) -> int:
         """Turn the abstract schedule into commands with addresses and dependencies; count computes."""
         previous: int | None = None
@@ -373,6 +387,7 @@ class _Emitter:
         count = 0
         acc_word = self.arch.array.accumulator_format.size_bytes
         held: dict[str, tuple[int, Block | None]] = {}  # the operands the previous compute read, by role
+        kept: dict[str, _Slot] = {}  # the half whose top holds the operand kept for later steps, by role
         for step in steps:
             if step.new_block:
                 acc_slot = self.acc_slots[next(self.acc_turn)]
@@ -392,6 +407,13 @@ class _Emitter:
                         onchip.append(place[0])
                         continue
                     assert spad_slot is not None
+                    if t.stays:  # at the top of a half, clear of the streamed operands below it
+                        target, deps = self._kept_place(kept.get(t.role), spad_slot)
+                        at = target.addr + self.half_spad - t.size_bytes
+                        loads.append(self._transfer(Load, layer, ops, t, at, [self.ready[t.tensor], *deps]))
+                        operand[t.role] = (at, None)
+                        target.top_users, kept[t.role] = [], target
+                        continue
                     deps = [self.ready[t.tensor], *spad_slot.last_users]
                     loads.append(self._transfer(Load, layer, ops, t, spad_slot.addr + offset, deps))
                     operand[t.role] = (spad_slot.addr + offset, None)
@@ -399,7 +421,8 @@ class _Emitter:
                 else:
                     written = stored[t.key] if t.key is not None else self.ready[t.tensor]
                     loads.append(self._transfer(Load, layer, ops, t, out_addr, [written, *block_free]))
-            held = {**held, **operand} if not c.fill else operand
+            carried = held if not c.fill else {role: held[role] for role in step.reuses}
+            held = {**carried, **operand}
             addr = spad_slot.addr if spad_slot is not None else 0
             (in_addr, in_block), (w_addr, w_block_) = held.get("x", (addr, None)), held.get("w", (addr, None))
             resident_deps = [d for name in onchip for d in self.onchip.get(name, [])]
@@ -410,6 +433,9 @@ class _Emitter:
                                  origin=c.origin, input_block=in_block, weight_block=w_block_)
             for name in onchip:
                 self.users.setdefault(name, []).append(compute)
+            for role, slot in kept.items():
+                if role in step.reuses or role in operand:
+                    slot.top_users.append(compute)
             if spad_slot is not None:
                 early = previous is not None and self._weights_shift_early(streamed, compute)
                 spad_slot.last_users = [previous] if early else [compute]

@@ -20,8 +20,8 @@ from mapper.layout import ConvGeometry, conv_band, conv_band_bound, dense_k_rang
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
-__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "fold_outer", "largest",
-           "tile_sizes", "share"]
+__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "fold_outer", "keeps_weights",
+           "largest", "tile_sizes", "share"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Transfer:
     role: str = ""  # "x" (input), "w" (weights), "out" (results; partial sums with a key)
     origin: tuple[int, int, int, int] = (0, 0, 0, 0)  # (b0, m0, k0, n0) of the tile moved
     extent: tuple[int, int, int, int] = (0, 0, 0, 0)  # (tb, tm, tk, tn)
+    stays: bool = False  # the following steps read it where it is (placed at the top of its half)
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,15 @@ class Step:
 
     ``loads`` go to the next scratchpad half (operands) or to the current accumulator half (partial
     sums); ``new_block`` switches to the other accumulator half first; ``stores`` leave after it.
+    ``reuses`` names the roles whose operand is the one an earlier step loaded with ``stays`` (the
+    same bytes, still in the scratchpad), so the step loads it no more.
     """
 
     compute: ComputeSpec
     loads: tuple[Transfer, ...] = ()
     stores: tuple[Transfer, ...] = ()
     new_block: bool = False
+    reuses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,8 +146,17 @@ class Operands:
         return ceil_div(tb * tk * tn * self.w_bytes.numerator, self.w_bytes.denominator)
 
 
+def keeps_weights(ops: Operands, tile: Tile) -> bool:
+    """Whether :func:`tile_outer` keeps each weight tile for its whole column of output tiles: when
+    the reduction is one tile, consecutive steps of a column read the same weights, which stay in
+    the scratchpad (at the top of the half they were loaded into) while the input tiles stream."""
+    return ops.w is not None and tile.k >= ops.gemm.k
+
+
 def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
+    """Output tiles (groups, then columns, then rows) with the reduction innermost; see :func:`keeps_weights`."""
     g = ops.gemm
+    keep = keeps_weights(ops, tile)
     for b0, n0, m0 in itertools.product(range(0, g.batch, tile.b), range(0, g.n, tile.n), range(0, g.m, tile.m)):
         tb, tn, tm = min(tile.b, g.batch - b0), min(tile.n, g.n - n0), min(tile.m, g.m - m0)
         k_starts = range(0, g.k, tile.k)
@@ -152,9 +165,10 @@ def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
             at, size = (b0, m0, k0, n0), (tb, tm, tk, tn)
             loads = [Transfer(ops.x, ops.x_tile(b0, tb, m0, tm, k0, tk), Buffer.SCRATCHPAD, role="x", origin=at,
                               extent=size)]
-            if ops.w is not None:
+            reused = keep and m0 > 0
+            if ops.w is not None and not reused:
                 loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
-                                      extent=size))
+                                      extent=size, stays=keep))
             last = k0 == k_starts[-1]
             out = Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
                            extent=size)
@@ -164,6 +178,7 @@ def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
                 loads=tuple(loads),
                 stores=(out,) if last else (),
                 new_block=k0 == 0,
+                reuses=("w",) if reused else (),
             )
 
 

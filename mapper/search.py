@@ -41,7 +41,17 @@ from accel.timing import ceil_div, command_cycles, dma_cycles, steady_follows, v
 from mapper.caches import PriceTables
 from mapper.options import OBJECTIVES
 from mapper.plan import Tile
-from mapper.schedules import FoldPlan, Operands, Step, fold_outer, largest, share, tile_outer, tile_sizes
+from mapper.schedules import (
+    FoldPlan,
+    Operands,
+    Step,
+    fold_outer,
+    keeps_weights,
+    largest,
+    share,
+    tile_outer,
+    tile_sizes,
+)
 from mapper.search_arrays import tile_outer_costs
 
 __all__ = ["Cost", "Choice", "INFEASIBLE", "search_gemm", "vector_cost", "roofline_cycles", "pareto", "clear_caches"]
@@ -299,6 +309,7 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     first_loads: float | None = None
     last, wrap = (1, 0, 0.0, 0.0), 0.0
     k_tiles = _splits(g.k, tile.k)
+    keep = keeps_weights(ops, tile)
     for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
                                                           _splits(g.m, tile.m)):
         count = cb * cn * cm
@@ -306,6 +317,23 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
         store_busy, store_pj = pricer.transfer(out, Buffer.ACCUMULATOR, True)
         energy += count * store_pj
         moved += count * out
+        if keep:  # one k tile; the first output tile of each column loads the weights the others reuse
+            firsts = cb * cn if tm == min(tile.m, g.m) else 0
+            array, pj = pricer.compute(dataflow, tm, g.k, tn, tb, False, True, True, ops.sparsity)
+            x_size, w_size = ops.x_share(tb, tm, g.k), ops.w_size(tb, g.k, tn)
+            x_busy, x_pj = pricer.transfer(x_size, Buffer.SCRATCHPAD, False)
+            w_busy, w_pj = pricer.transfer(w_size, Buffer.SCRATCHPAD, False)
+            energy += count * (pj + x_pj) + firsts * w_pj
+            moved += count * x_size + firsts * w_size
+            priced = [(times, array, loads, store_busy) for times, loads in
+                      ((firsts, x_busy + w_busy), (count - firsts, x_busy)) if times]
+            for i, (times, array, loads, store) in enumerate(priced):
+                next_loads = priced[(i + 1) % len(priced)][2]
+                cycles += (times - 1) * max(array, store + loads) + max(array, store + next_loads)
+            steps_run += count
+            first_loads = priced[0][2] if first_loads is None else first_loads
+            last, wrap = priced[-1], priced[0][2]
+            continue
         sizes_by_k = []
         for tk, ck in k_tiles:
             sizes = [ops.x_share(tb, tm, tk)] + ([ops.w_size(tb, tk, tn)] if ops.w is not None else [])
@@ -386,7 +414,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     best: list[Choice] = []
 
     def bound(tile: Tile) -> float:
-        moved = ops.x_bytes * ceil_div(g.n, tile.n) + weights * ceil_div(g.m, tile.m) + outputs
+        reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
+        moved = ops.x_bytes * ceil_div(g.n, tile.n) + weights * reads + outputs
         cycles, energy = moved / bandwidth, moved * arch.dram.energy_pj_per_byte
         return {"latency": cycles, "energy": energy}.get(objective, cycles * energy)
 
@@ -412,8 +441,11 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             batch = [t for t in tiles[at:at + _BATCH] if not (best and bound(t) > best[0].cost.key(objective)[0])]
             if not batch:
                 continue
-            if _VECTORIZED:
-                costs = [pricer.total(*figures) for figures in tile_outer_costs(pricer, ops, batch, dataflow)]
+            if _VECTORIZED:  # tiles that keep their weights have the scalar form only
+                arrays = [t for t in batch if not keeps_weights(ops, t)]
+                by_tile = dict(zip(arrays, (pricer.total(*f) for f in tile_outer_costs(pricer, ops, arrays, dataflow)),
+                                   strict=True)) if arrays else {}
+                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow) for t in batch]
             else:
                 costs = [_tile_outer_cost(arch, ops, tile, dataflow) for tile in batch]
             for tile, cost in zip(batch, costs, strict=True):
