@@ -367,17 +367,17 @@ class _Emitter:
             fold_count(self.arch.array, cmd.dataflow, cmd.m, cmd.k, cmd.n)[0] == 1 and \
             all(self.graph.tensors[t.tensor].is_constant for t in streamed)
 
-    def _kept_place(self, current: _Slot | None, slot: _Slot) -> tuple[_Slot, list[int]]:
+    def _kept_place(self, current: _Slot | None, slot: _Slot, entry: dict[int, list[int]]) -> tuple[_Slot, list[int]]:
         """The half whose top takes an operand later steps keep (:attr:`Transfer.stays`), and what its
-        load waits for. The first of a layer goes to the step's half (after that half's last users:
-        the layer before may have left anything there); each next one to the other half from the one
-        kept now, so it loads while the current one is still read, after the readers of the one
-        before it. Streamed operands sit below the top and never overlap it (a tile's input and
-        weights fit half the working space together)."""
-        if current is None:
-            return slot, [*slot.last_users, *slot.top_users]
-        other = self.spad_slots[1] if current is self.spad_slots[0] else self.spad_slots[0]
-        return other, list(other.top_users)
+        load waits for. The first of a layer goes to the step's half; each next one to the other half
+        from the one kept now, so it loads while the current one is still read, after the readers of
+        the one before it. The first use of a half's top in a layer also waits for whoever used that
+        half when the layer began (``entry``: the layer before may have left anything there).
+        Streamed operands sit below the top and never overlap it (a tile's input and weights fit half
+        the working space together)."""
+        target = slot if current is None else self.spad_slots[1] if current is self.spad_slots[0] \
+            else self.spad_slots[0]
+        return target, [*entry.pop(id(target), []), *target.top_users]
 
     def _emit_steps(self, layer: Layer, ops: Operands, steps: Iterable[Step]) -> int:
         """Turn the abstract schedule into commands with addresses and dependencies; count computes."""
@@ -388,6 +388,7 @@ class _Emitter:
         acc_word = self.arch.array.accumulator_format.size_bytes
         held: dict[str, tuple[int, Block | None]] = {}  # the operands the previous compute read, by role
         kept: dict[str, _Slot] = {}  # the half whose top holds the operand kept for later steps, by role
+        entry = {id(slot): list(slot.last_users) for slot in self.spad_slots}  # their users before this layer
         for step in steps:
             if step.new_block:
                 acc_slot = self.acc_slots[next(self.acc_turn)]
@@ -408,7 +409,7 @@ class _Emitter:
                         continue
                     assert spad_slot is not None
                     if t.stays:  # at the top of a half, clear of the streamed operands below it
-                        target, deps = self._kept_place(kept.get(t.role), spad_slot)
+                        target, deps = self._kept_place(kept.get(t.role), spad_slot, entry)
                         at = target.addr + self.half_spad - t.size_bytes
                         loads.append(self._transfer(Load, layer, ops, t, at, [self.ready[t.tensor], *deps]))
                         operand[t.role] = (at, None)
