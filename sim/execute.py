@@ -180,6 +180,13 @@ class _Machine:
     # -- set-up --------------------------------------------------------------------------------
     def _check_layers(self) -> None:
         g = self.graph
+        floats = g.float_layers()
+        if floats:
+            named = ", ".join(f"{layer.name!r} ({layer.source_op or layer.op.value})" for layer in floats[:4])
+            more = f" and {len(floats) - 4} more" if len(floats) > 4 else ""
+            raise ExecutionError(f"Graph {g.name!r} computes in floating point in {named}{more}, which "
+                                 "integer-only hardware cannot run; functional execution needs an integer-only "
+                                 "graph between the host's boundary conversions")
         for layer in g.layers:
             if layer.op.is_view:
                 _check_view(g, layer)
