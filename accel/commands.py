@@ -172,5 +172,6 @@ class Vector(Command):
     input_block: Block | None = None
     second_block: Block | None = None
     output_block: Block | None = None
+    part: int = 0  # which input of its layer it reads (a concatenation: one command per input and chunk)
 
     unit = Unit.VECTOR

@@ -50,7 +50,8 @@ and made of four parts, each starting on a 64-byte boundary:
       the input block, 88 the weight block.
     * ``Vector``: at 16 u32 operation (string index), 20 u32 input address, 24 u32 output address,
       32 u64 elements, 40 u64 multiply-accumulates, 48 u32 second input address, 52 u32 ``origin``,
-      56 u32 ``extent``, 60 the input block, 80 the second input's, 100 the output's.
+      56 u32 ``extent``, 60 the input block, 80 the second input's, 100 the output's, 120 u32
+      ``part`` (the input of a concatenation it copies).
 
     A block (:class:`~accel.commands.Block`) is 5 x u32: rows, row bytes, row stride, planes, plane
     stride; all zero for none (contiguous, packed).
@@ -92,7 +93,7 @@ _PAYLOAD = {
     Store: struct.Struct("<IIQQI" + _BLOCK),
     Move: struct.Struct("<III4xQI" + _BLOCK),
     Compute: struct.Struct("<IIIIIIIBBxxI4I" + _BLOCK + _BLOCK),
-    Vector: struct.Struct("<III4xQQIII" + _BLOCK * 3),
+    Vector: struct.Struct("<III4xQQIII" + _BLOCK * 3 + "I"),
 }
 #: The fields each record carries (beyond ``id``, ``layer`` and ``deps``); anything else is refused.
 _FIELDS = {
@@ -102,7 +103,7 @@ _FIELDS = {
     Compute: ("dataflow", "accumulate", "fill", "drain", "m", "k", "n", "batch", "input_addr", "weight_addr",
               "output_addr", "sparsity", "follows", "origin", "input_block", "weight_block"),
     Vector: ("op", "input_addr", "output_addr", "elements", "macs", "second_addr", "origin", "extent",
-             "input_block", "second_block", "output_block"),
+             "input_block", "second_block", "output_block", "part"),
 }
 _U8, _U32, _U64 = 2**8 - 1, 2**32 - 1, 2**64 - 1
 
@@ -208,7 +209,7 @@ def _operands(cmd: Command, string) -> tuple[int, bytes]:  # noqa: ANN001 - the 
               _fit(cmd, "elements", _U64), _fit(cmd, "macs", _U64), _fit(cmd, "second_addr", _U32),
               _fit(cmd, "origin", _U32), _fit(cmd, "extent", _U32))
     return 0, _PAYLOAD[kind].pack(*values, *_block(cmd, cmd.input_block), *_block(cmd, cmd.second_block),
-                                  *_block(cmd, cmd.output_block))
+                                  *_block(cmd, cmd.output_block), _fit(cmd, "part", _U32))
 
 
 def _block(cmd: Command, block: Block | None) -> tuple[int, ...]:
@@ -253,7 +254,7 @@ def _fields(kind: type[Command], flags: int, values: tuple, strings: list[str]) 
     op, in_addr, out_addr, elements, macs, second, origin, extent = values[:8]
     return dict(op=strings[op], input_addr=in_addr, output_addr=out_addr, elements=elements, macs=macs,
                 second_addr=second, origin=origin, extent=extent, input_block=_unblock(values[8:13]),
-                second_block=_unblock(values[13:18]), output_block=_unblock(values[18:23]))
+                second_block=_unblock(values[13:18]), output_block=_unblock(values[18:23]), part=values[23])
 
 
 def _check_fields(cmd: Command) -> None:

@@ -334,8 +334,17 @@ def _vector_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int,
 def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tuple[str, int]:
     """What the chunks of vector layer ``layer`` run along: ``("elements", E)`` for an element-wise layer
     whose operands all have its output's shape (runs of its tensors in storage order), ``("channels",
-    C)`` for a pool or a depthwise convolution (all pixels of a run of channels), else ``("", 0)``."""
+    C)`` for a pool or a depthwise convolution (all pixels of a run of channels), ``("rows", R)`` for a
+    concatenation along the storage's columns (channels of an image; the last axis otherwise) of
+    tensors with its output's ``R`` storage rows (runs of whole rows), else ``("", 0)``."""
     out = graph.tensors[layer.outputs[0]]
+    if layer.op is OpKind.CONCAT:
+        rows, _ = storage_shape(out.shape)
+        axis = int(layer.attrs.get("axis", 1)) % len(out.shape)
+        columns = 1 if len(out.shape) == 4 else len(out.shape) - 1
+        if axis == columns and all(storage_shape(graph.tensors[t].shape)[0] == rows for t in inputs):
+            return "rows", rows
+        return "", 0
     if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION):
         if any(graph.tensors[t].shape != out.shape for t in inputs):
             return "", 0

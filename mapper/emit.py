@@ -214,28 +214,51 @@ class _Emitter:
             else:
                 out_addr, out_pattern = slot.addr + offset, None
             ins = list(decision.inputs)
-            second = ins[1] if len(ins) > 1 else None
-            vec = self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
-                             elements=_vector_share(decision.ops, decision, i),
-                             macs=_vector_share(macs, decision, i),
-                             input_addr=addrs[ins[0]] if ins else slot.addr, output_addr=out_addr,
-                             second_addr=addrs[second] if second else 0, origin=lo, extent=hi - lo,
-                             input_block=blocks.get(ins[0]) if ins else None,
-                             second_block=blocks.get(second) if second else None, output_block=out_pattern,
-                             deps=[*loads, *slot.last_users, *onchip_in, *out_claims])
+            deps = [*loads, *slot.last_users, *onchip_in, *out_claims]
+            if decision.chunk_axis == "rows" and layer.op is OpKind.CONCAT:
+                vecs = self._concat_chunk(decision, ins, addrs, blocks, out_addr, lo, hi, deps)
+            else:
+                second = ins[1] if len(ins) > 1 else None
+                vecs = [self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
+                                   elements=_vector_share(decision.ops, decision, i),
+                                   macs=_vector_share(macs, decision, i),
+                                   input_addr=addrs[ins[0]] if ins else slot.addr, output_addr=out_addr,
+                                   second_addr=addrs[second] if second else 0, origin=lo, extent=hi - lo,
+                                   input_block=blocks.get(ins[0]) if ins else None,
+                                   second_block=blocks.get(second) if second else None, output_block=out_pattern,
+                                   deps=deps)]
             for t in decision.inputs:
                 if place[t] is not None:
-                    self.users.setdefault(place[t][0], []).append(vec)
+                    self.users.setdefault(place[t][0], []).extend(vecs)
             for name in outputs_onchip:
-                self._produce_onchip(name, vec)
+                for vec in vecs:
+                    self._produce_onchip(name, vec)
             stores = [
                 self._emit(Store, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD, size_bytes=out_bytes,
-                           addr=out_addr, dram_addr=self.dram_addr[t] + out_at, dram=out_block, deps=[vec])
+                           addr=out_addr, dram_addr=self.dram_addr[t] + out_at, dram=out_block, deps=vecs)
                 for t in decision.streamed_out
             ]
-            slot.last_users = stores or [vec]
+            slot.last_users = stores or vecs
             for t in decision.streamed_out:
                 self.ready[t] = stores[-1]
+
+    def _concat_chunk(self, decision: VectorDecision, inputs: list[str], addrs: dict[str, int],
+                      blocks: dict[str, Block | None], out_addr: int, lo: int, hi: int, deps: list[int]) -> list[int]:
+        """Rows ``[lo, hi)`` of a concatenation along the storage's columns: one vector command per input
+        (its :attr:`~accel.commands.Vector.part`), copying its rows into its columns of the output rows."""
+        layer = decision.layer
+        out = self.graph.tensors[layer.outputs[0]]
+        word = decision.size_bytes[out.name] // max(out.elements, 1)
+        _, out_cols = storage_shape(out.shape)
+        vecs, column = [], 0
+        for part, t in enumerate(inputs):
+            _, cols = storage_shape(self.graph.tensors[t].shape)
+            vecs.append(self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
+                                   elements=(hi - lo) * cols, input_addr=addrs[t], output_addr=out_addr + word * column,
+                                   origin=lo, extent=hi - lo, input_block=blocks.get(t), part=part,
+                                   output_block=make_block(word * cols, hi - lo, word * out_cols), deps=deps))
+            column += cols
+        return vecs
 
     def _vector_piece(self, decision: VectorDecision, tensor: str, lo: int, hi: int,
                       i: int) -> tuple[int, Block | None, int]:
@@ -247,6 +270,9 @@ class _Emitter:
         word = total // max(t.elements, 1)
         if decision.chunk_axis == "elements":
             return word * lo, None, word * (hi - lo)
+        if decision.chunk_axis == "rows":
+            _, cols = storage_shape(t.shape)
+            return word * lo * cols, None, word * (hi - lo) * cols
         if decision.macs and t.is_constant:  # depthwise weights: (channels, kernel)
             per = total // t.shape[0]
             return lo * per, None, (hi - lo) * per

@@ -359,7 +359,7 @@ _KNOWN_FIELDS = {
               "output_addr", "accumulate", "fill", "drain", "sparsity", "follows", "origin", "input_block",
               "weight_block"},
     Vector: {"id", "layer", "deps", "op", "elements", "macs", "input_addr", "output_addr", "second_addr", "origin",
-             "extent", "input_block", "second_block", "output_block"},
+             "extent", "input_block", "second_block", "output_block", "part"},
 }
 
 

@@ -41,7 +41,8 @@ command reads its operands the moment it is ready (its weights shift in then).
 
 :func:`execute_graph` adds the host's float conversions (:mod:`workloads.host`): float inputs in,
 float outputs out, as onnxruntime runs the whole model. Plans this executor cannot run (8-bit formats
-only; matmuls of two activations, concatenations, softmax and other float layers, and views that
+only; matmuls of two activations, concatenations other than along the storage's columns (those run
+as one vector command per input and chunk of rows), softmax and other float layers, and views that
 reorder bytes are not modelled yet) raise :class:`ExecutionError` naming the layer.
 """
 
@@ -72,6 +73,7 @@ from sim.reference import (
     ReferenceError,
     add_codes,
     code_format,
+    concat_part_codes,
     gemm_operands,
     global_avg_codes,
     maxpool_codes,
@@ -458,7 +460,13 @@ class _Machine:
                                  "channels (not executable)")
         ins = [t for t in layer.inputs if not g.tensors[t].is_constant]
         addrs = [(cmd.input_addr, cmd.input_block), (cmd.second_addr, cmd.second_block)]
-        if layer.op is OpKind.POOL or layer.gemm is not None:  # per channel: all pixels of channels [lo, hi)
+        if layer.op is OpKind.CONCAT:  # rows [lo, hi) of input ``part`` into its columns of the output rows
+            name = layer.inputs[cmd.part]
+            x_t = g.tensors[name]
+            _, cols = storage_shape(x_t.shape)
+            raw = self._read(*addrs[0], (hi - lo) * cols)
+            flat = concat_part_codes(g, layer, name, raw.view(_dtype(code_format(x_t))))
+        elif layer.op is OpKind.POOL or layer.gemm is not None:  # per channel: all pixels of channels [lo, hi)
             x_t = g.tensors[ins[0]]
             rows, _ = storage_shape(x_t.shape)
             fmt = code_format(x_t)
@@ -566,6 +574,10 @@ def _unsupported(graph: Graph, layer: Layer) -> str | None:
         if layer.attrs.get("kind") not in ("max", "avg") or (layer.attrs.get("kind") == "avg"
                                                            and not layer.attrs.get("global")):
             return f"{layer.attrs.get('kind')} pooling is not modelled"
+        return None
+    if layer.op is OpKind.CONCAT:
+        if any(graph.tensors[t].is_constant for t in layer.inputs):
+            return "a concatenation with a constant operand is not modelled yet"
         return None
     if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in ("add", "relu"):
         if any(graph.tensors[t].is_constant for t in layer.inputs):

@@ -58,7 +58,7 @@ from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
            "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
-           "maxpool_codes", "wrap_int32"]
+           "maxpool_codes", "concat_part_codes", "wrap_int32"]
 
 _log = logging.getLogger(__name__)
 
@@ -496,19 +496,20 @@ def _relu(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np
     return [np.maximum(get(layer.inputs[0]).astype(np.int64), q.zero_point_array(rank))]
 
 
-def _concat(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+def concat_part_codes(graph: Graph, layer: Layer, name: str, codes: np.ndarray) -> np.ndarray:
+    """Input ``name``'s ``codes`` as concatenation ``layer``'s output codes: the same codes when the two
+    share scale and zero point, else onnxruntime's lookup (``QuantizeLinear(DequantizeLinear(x))``)."""
     out = graph.tensors[layer.outputs[0]]
-    yq = _quant(graph, out.name, layer)
-    fmt = code_format(out)
-    parts = []
-    for name in layer.inputs:
-        q = _quant(graph, name, layer)
-        codes = get(name).astype(np.int64)
-        if q == yq:
-            parts.append(codes)
-        else:  # onnxruntime's lookup table: QuantizeLinear(DequantizeLinear(x)) per code
-            real = dequantize_linear(codes, q.scale[0], q.zero_point[0])
-            parts.append(quantize_linear(real, yq.scale[0], yq.zero_point[0], out_format=fmt))
+    yq, q = _quant(graph, out.name, layer), _quant(graph, name, layer)
+    codes = np.asarray(codes).astype(np.int64)
+    if q == yq:
+        return codes
+    real = dequantize_linear(codes, q.scale[0], q.zero_point[0])
+    return quantize_linear(real, yq.scale[0], yq.zero_point[0], out_format=code_format(out))
+
+
+def _concat(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    parts = [concat_part_codes(graph, layer, name, get(name)) for name in layer.inputs]
     return [np.concatenate(parts, axis=int(layer.attrs["axis"]))]
 
 

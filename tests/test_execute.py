@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accel.commands import Compute, Load, Move, Store
+from accel.commands import Compute, Load, Move, Store, Vector
 from accel.config import load
 from accel.errors import AccelError
 from accel.formats import Requantization
@@ -86,6 +86,40 @@ def test_two_four_sparse_weights_run_compressed_and_equal_onnxruntime_on_the_pru
     assert sparse and plan.weight_tiles  # the array runs the layers 2:4 on packed tiles
     assert all(tile.size_bytes < tile.extent[0] * tile.extent[1] * tile.extent[2] * 2
                for tiles in plan.weight_tiles.values() for tile in tiles)  # values and 2-bit indices only
+    ours = execute_graph(graph, plan, feed)
+    for name, value in expected.items():
+        assert np.array_equal(ours[name], value), f"{name}: max difference {np.abs(ours[name] - value).max()}"
+
+
+@cache
+def _inception_cell():  # type: ignore[no-untyped-def]
+    """Three branches (1x1, 3x3, 5x5 convolutions) concatenated along channels, mixed by a 3x3 convolution."""
+    from workloads.builder import GraphBuilder
+    from workloads.onnx_export import export_onnx
+    from workloads.quantize import quantize_model
+
+    b = GraphBuilder("inception_cell")
+    x = b.input("x", (1, 8, 12, 10))
+    branches = [b.activation(b.conv(x, oc, k, 1, k // 2, name=f"b{k}"), "relu", f"b{k}.relu")
+                for oc, k in ((16, 1), (8, 3), (24, 5))]
+    mixed = b.activation(b.conv(b.concat(branches, 1, "cat"), 16, 3, 1, 1, name="mix"), "relu", "mix.relu")
+    b.global_pool(mixed, "avg", "gap")
+    logging.disable(logging.WARNING)
+    try:
+        model = export_onnx(b.build(), seed=3)
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1))
+    finally:
+        logging.disable(logging.NOTSET)
+    feed = calibration_inputs(quantized, count=1, seed=9)[0]
+    return load_onnx(quantized), feed, onnxruntime_outputs(quantized, feed)
+
+
+@pytest.mark.parametrize(("allocator", "spad"), [("none", None), ("greedy", 8192), ("ilp", 4096)])
+def test_a_channel_concatenation_copies_each_input_into_its_columns(allocator: str, spad: int | None) -> None:
+    graph, feed, expected = _inception_cell()
+    plan = map_graph(graph, _arch("fpga-small"), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    copies = [c for c in plan.commands if isinstance(c, Vector) and c.layer == "cat"]
+    assert {c.part for c in copies} == {0, 1, 2}  # one command per input and chunk of rows
     ours = execute_graph(graph, plan, feed)
     for name, value in expected.items():
         assert np.array_equal(ours[name], value), f"{name}: max difference {np.abs(ours[name] - value).max()}"
