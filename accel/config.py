@@ -18,7 +18,8 @@ left out and takes its defaults)::
     [vector]       lanes, latency_cycles
     [scratchpad]   size_bytes (an integer, or a string such as "256 KiB"), banks, ports, word_bytes
     [accumulator]  the same fields
-    [dma]          channels, bandwidth_bytes_per_cycle, latency_cycles, burst_bytes
+    [dma]          channels, bandwidth_bytes_per_cycle, latency_cycles, burst_bytes, max_request_bytes,
+                   max_in_flight
     [dram]         bandwidth_bytes_per_cycle, latency_cycles, energy_pj_per_byte
     [activation]   functions = ["relu", "sigmoid"]: fused on the accumulator-to-scratchpad path
     [control]      issue_cycles, queue_depth: a host issuing the commands (0: none)

@@ -225,9 +225,14 @@ class DMA:
     bandwidth_bytes_per_cycle: float = 16.0  # per channel
     latency_cycles: int = 0  # setup cost per transfer, on top of DRAM latency
     burst_bytes: int = 64  # transfers move whole bursts
+    # the request structure (0: a transfer is one stream of bursts): each row of a transfer goes out
+    # as requests of at most max_request_bytes, at most max_in_flight of them awaiting DRAM at once
+    max_request_bytes: int = 0
+    max_in_flight: int = 0
 
     def __post_init__(self) -> None:
-        problems = _positive_ints(self, "channels", "latency_cycles", "burst_bytes", zero_ok=("latency_cycles",))
+        problems = _positive_ints(self, "channels", "latency_cycles", "burst_bytes", "max_request_bytes",
+                                  "max_in_flight", zero_ok=("latency_cycles", "max_request_bytes", "max_in_flight"))
         problems += _positive_numbers(self, "bandwidth_bytes_per_cycle")
         _raise_problems(problems)
 

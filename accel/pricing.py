@@ -47,8 +47,8 @@ PRICING: Mapping[type[Command], KindPricing] = {
 
 #: The fields of each kind that its price depends on (the others say where its bytes are).
 PRICE_FIELDS: Mapping[type[Command], tuple[str, ...]] = {
-    Load: ("size_bytes", "buffer"),
-    Store: ("size_bytes", "buffer", "activation"),
+    Load: ("size_bytes", "buffer", "dram"),  # the DRAM block: its rows are the DMA's requests
+    Store: ("size_bytes", "buffer", "activation", "dram"),
     Move: ("size_bytes", "activation"),
     Compute: ("m", "k", "n", "batch", "dataflow", "accumulate", "fill", "drain", "sparsity", "follows"),
     Vector: ("op", "elements", "macs"),

@@ -51,13 +51,13 @@ layer against its reports in ``tests/fixtures/scalesim``), except that SCALE-Sim
 
 from __future__ import annotations
 
-from accel.commands import Command, Compute, Load, Move, Store, Vector
+from accel.commands import Block, Command, Compute, Load, Move, Store, Vector
 from accel.hardware import Accelerator, Dataflow, SystolicArray
 
 __all__ = [
     "fold_count", "fold_overhead", "gemm_tile_cycles", "scratchpad_stretch", "bank_conflict_cycles",
-    "dma_cycles", "vector_cycles", "command_cycles", "ceil_div", "weight_shift_cycles", "overlaps_folds",
-    "steady_follows", "late_start_cycles", "issue_cycles",
+    "dma_cycles", "dma_requests", "vector_cycles", "command_cycles", "ceil_div", "weight_shift_cycles",
+    "overlaps_folds", "steady_follows", "late_start_cycles", "issue_cycles",
 ]
 
 
@@ -138,12 +138,34 @@ def late_start_cycles(arch: Accelerator, command: Command, operands_ready: float
     return int(min(max(late, 0), hidden))
 
 
-def dma_cycles(acc: Accelerator, size_bytes: int) -> int:
-    """One DMA transfer: setup and DRAM latency, then whole bursts at the DMA/DRAM bandwidth."""
-    burst = acc.dma.burst_bytes
+def dma_cycles(acc: Accelerator, size_bytes: int, block: Block | None = None) -> int:
+    """One DMA transfer: setup and DRAM latency, then whole bursts at the DMA/DRAM bandwidth.
+
+    With a request structure (``dma.max_request_bytes``, ``dma.max_in_flight``), each row of the
+    transfer (of ``block``; the whole transfer when ``None``) goes out as requests of at most
+    ``max_request_bytes``, and at most ``max_in_flight`` of them await DRAM at once: by Little's law
+    a request is issued at most every ``round trip / max_in_flight`` cycles, which bounds the stream
+    when that is slower than the bandwidth (Gemmini: 16 requests of 64 B in flight)."""
+    dma = acc.dma
+    burst = dma.burst_bytes
     moved = ceil_div(size_bytes, burst) * burst
-    bandwidth = min(acc.dma.bandwidth_bytes_per_cycle, acc.dram.bandwidth_bytes_per_cycle)
-    return acc.dma.latency_cycles + acc.dram.latency_cycles + ceil_div(moved * 1000, round(bandwidth * 1000))
+    bandwidth = min(dma.bandwidth_bytes_per_cycle, acc.dram.bandwidth_bytes_per_cycle)
+    stream = ceil_div(moved * 1000, round(bandwidth * 1000))
+    round_trip = dma.latency_cycles + acc.dram.latency_cycles
+    if dma.max_in_flight and size_bytes:
+        requests = dma_requests(acc, size_bytes, block)
+        stream = max(stream, ceil_div((requests - 1) * round_trip, dma.max_in_flight))
+    return round_trip + stream
+
+
+def dma_requests(acc: Accelerator, size_bytes: int, block: Block | None = None) -> int:
+    """The requests of a transfer: per row of ``block`` (or of the whole transfer), its bytes in
+    requests of at most ``dma.max_request_bytes`` (0: one request per row)."""
+    limit = acc.dma.max_request_bytes
+    if block is None or block.size_bytes != size_bytes:
+        return ceil_div(size_bytes, limit) if limit else 1
+    per_row = ceil_div(block.row_bytes, limit) if limit else 1
+    return block.rows * block.planes * per_row
 
 
 def move_cycles(acc: Accelerator, size_bytes: int) -> int:
@@ -193,7 +215,7 @@ def compute_command_cycles(arch: Accelerator, command: Compute) -> int:
 
 
 def transfer_command_cycles(arch: Accelerator, command: Load | Store) -> int:
-    return dma_cycles(arch, command.size_bytes)
+    return dma_cycles(arch, command.size_bytes, command.dram)
 
 
 def move_command_cycles(arch: Accelerator, command: Move) -> int:

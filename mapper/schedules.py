@@ -140,6 +140,45 @@ class Operands:
     def _nm(self) -> tuple[int, int] | None:
         return None if self.sparsity is None else (self.sparsity.n, self.sparsity.m)
 
+    # -- the rows a tile's transfer moves (what a DMA with a request structure issues requests for) --
+
+    def x_row_bytes(self, tb: int, tk: int) -> int:
+        """Bytes of one row of an input tile (0: the tile is contiguous): a GEMM tile's rows are its
+        ``tk`` (dense) reduction elements, a convolution band's its channels."""
+        if self.conv is not None:
+            lo, hi = dense_k_range(0, tk, self._nm)
+            kk, cg = self.conv.kh * self.conv.kw, self.conv.group_channels
+            channels = (tb - 1) * cg + min(cg, ceil_div(hi - lo, kk) + 1)
+            return 0 if channels >= self.conv.c else self.x_word * channels
+        if self.x_bytes != self.x_word * self.gemm.batch * self.gemm.m * (self.dense_k or self.gemm.k):
+            return 0  # priced as a share of the input's bytes
+        lo, hi = dense_k_range(0, tk, self._nm)
+        width = min(hi - lo, self.dense_k or self.gemm.k)
+        return 0 if width >= (self.dense_k or self.gemm.k) else self.x_word * width
+
+    def w_row_bytes(self, tn: int) -> int:
+        """Bytes of one row of a weight tile (0: contiguous; N:M tiles are packed)."""
+        return 0 if self.sparsity is not None or tn >= self.gemm.n else self.w_value_bytes * tn
+
+    def out_row_bytes(self, tb: int, tn: int) -> int:
+        """Bytes of one row of an output tile (0: contiguous): ``tn`` results of the output matrix's
+        ``groups * n`` columns (a convolution) or ``n`` (a GEMM)."""
+        g = self.gemm
+        whole = tn >= g.n and (self.conv is None or tb >= g.batch)
+        return 0 if whole else self.out_bytes * tn
+
+    def row_bytes(self, t: Transfer) -> int:
+        """:meth:`x_row_bytes`, :meth:`w_row_bytes` or :meth:`out_row_bytes` of a schedule's transfer
+        (partial sums go to a scratch area of their own: contiguous)."""
+        tb, _, tk, tn = t.extent
+        if t.role == "x":
+            return self.x_row_bytes(tb, tk)
+        if t.role == "w":
+            return self.w_row_bytes(tn)
+        if t.role == "out" and t.key is None:
+            return self.out_row_bytes(tb, tn)
+        return 0
+
     def w_size(self, tb: int, tk: int, tn: int) -> int:
         if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
             return self.sparsity.compressed_bytes(tb * tk * tn, 8 * self.w_value_bytes)

@@ -33,7 +33,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from accel.commands import Buffer, Compute, Load, Store, Vector
+from accel.commands import Block, Buffer, Compute, Load, Store, Vector
 from accel.energy import command_energy_pj, static_power_mw
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
@@ -177,12 +177,18 @@ class _Pricer:
             price = self._computes[key] = (command_cycles(self.arch, c), sum(command_energy_pj(self.arch, c).values()))
         return price
 
-    def transfer(self, size_bytes: int, buffer: Buffer, store: bool) -> tuple[int, float]:
-        key = (size_bytes, buffer, store)
+    def transfer(self, size_bytes: int, buffer: Buffer, store: bool, row_bytes: int = 0) -> tuple[int, float]:
+        """A transfer of ``size_bytes`` in rows of ``row_bytes`` (0: contiguous); the rows matter only
+        to a DMA with a request structure (:func:`accel.timing.dma_requests`)."""
+        if not self.arch.dma.max_in_flight or not row_bytes or size_bytes % row_bytes:
+            row_bytes = 0
+        key = (size_bytes, buffer, store, row_bytes)
         price = self._transfers.get(key)
         if price is None:
             t = (Store if store else Load)(id=0, layer="", tensor="", size_bytes=size_bytes, buffer=buffer)
-            price = self._transfers[key] = (dma_cycles(self.arch, size_bytes),
+            block = Block(rows=size_bytes // row_bytes, row_bytes=row_bytes, row_stride=row_bytes + 1) \
+                if row_bytes and row_bytes < size_bytes else None
+            price = self._transfers[key] = (dma_cycles(self.arch, size_bytes, block),
                                             sum(command_energy_pj(self.arch, t).values()))
         return price
 
@@ -206,7 +212,8 @@ def clear_caches() -> None:
     _TRANSFER_PRICES.clear()
 
 
-def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]]) -> tuple[float, float, float, int, list]:
+def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]],
+                    ops: Operands | None = None) -> tuple[float, float, float, int, list]:
     """``(cycles, energy, bytes, steps)`` of a repeating sequence of steps, each ``(step, times)``
     (``times`` identical steps in a row). Double buffering overlaps compute ``i`` with the stores of
     step ``i`` and the loads of step ``i + 1``; after the last step comes the first again (the next
@@ -220,7 +227,7 @@ def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]]) -> tuple[flo
         energy += times * pj
         loads = stores = 0
         for t, store in itertools.chain(((t, False) for t in step.loads), ((t, True) for t in step.stores)):
-            busy, pj = pricer.transfer(t.size_bytes, t.buffer, store)
+            busy, pj = pricer.transfer(t.size_bytes, t.buffer, store, 0 if ops is None else ops.row_bytes(t))
             energy += times * pj
             moved += times * t.size_bytes
             if store:
@@ -276,13 +283,13 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
         for f, weight in enumerate(fold_weights):
             chunk_run = list(zip(steps[f * per_fold:(f + 1) * per_fold], chunk_weights, strict=True))
             if weight > 1:  # the middle folds: price its runs once and scale
-                c, e, m, n, _ = _price_sequence(pricer, chunk_run)
+                c, e, m, n, _ = _price_sequence(pricer, chunk_run, ops)
                 cycles += cb * c2 * (weight - 1) * c
                 energy += cb * c2 * (weight - 1) * e
                 moved += cb * c2 * (weight - 1) * m
                 count += cb * c2 * (weight - 1) * n
             sequence.extend(chunk_run)
-        c, e, m, n, priced = _price_sequence(pricer, sequence)
+        c, e, m, n, priced = _price_sequence(pricer, sequence, ops)
         cycles += cb * c2 * c
         energy += cb * c2 * e
         moved += cb * c2 * m
@@ -314,15 +321,15 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
                                                           _splits(g.m, tile.m)):
         count = cb * cn * cm
         out = tb * tm * tn * ops.out_bytes
-        store_busy, store_pj = pricer.transfer(out, Buffer.ACCUMULATOR, True)
+        store_busy, store_pj = pricer.transfer(out, Buffer.ACCUMULATOR, True, ops.out_row_bytes(tb, tn))
         energy += count * store_pj
         moved += count * out
         if keep:  # one k tile; the first output tile of each column loads the weights the others reuse
             firsts = cb * cn if tm == min(tile.m, g.m) else 0
             array, pj = pricer.compute(dataflow, tm, g.k, tn, tb, False, True, True, ops.sparsity)
             x_size, w_size = ops.x_share(tb, tm, g.k), ops.w_size(tb, g.k, tn)
-            x_busy, x_pj = pricer.transfer(x_size, Buffer.SCRATCHPAD, False)
-            w_busy, w_pj = pricer.transfer(w_size, Buffer.SCRATCHPAD, False)
+            x_busy, x_pj = pricer.transfer(x_size, Buffer.SCRATCHPAD, False, ops.x_row_bytes(tb, g.k))
+            w_busy, w_pj = pricer.transfer(w_size, Buffer.SCRATCHPAD, False, ops.w_row_bytes(tn))
             energy += count * (pj + x_pj) + firsts * w_pj
             moved += count * x_size + firsts * w_size
             priced = [(times, array, loads, store_busy) for times, loads in
@@ -336,7 +343,9 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             continue
         sizes_by_k = []
         for tk, ck in k_tiles:
-            sizes = [ops.x_share(tb, tm, tk)] + ([ops.w_size(tb, tk, tn)] if ops.w is not None else [])
+            sizes = [(ops.x_share(tb, tm, tk), ops.x_row_bytes(tb, tk))]
+            if ops.w is not None:
+                sizes.append((ops.w_size(tb, tk, tn), ops.w_row_bytes(tn)))
             sizes_by_k.append((tk, ck, sizes))
         steps = []  # (k size, times, accumulate, last)
         for j, (_, ck, _) in enumerate(sizes_by_k):
@@ -355,8 +364,8 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             array, pj = pricer.compute(dataflow, tm, tk, tn, tb, accumulate, True, True, ops.sparsity)
             energy += count * times * pj
             loads = 0
-            for size in sizes:
-                busy, pj = pricer.transfer(size, Buffer.SCRATCHPAD, False)
+            for size, row_bytes in sizes:
+                busy, pj = pricer.transfer(size, Buffer.SCRATCHPAD, False, row_bytes)
                 loads += busy
                 energy += count * times * pj
                 moved += count * times * size

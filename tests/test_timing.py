@@ -7,10 +7,18 @@ import dataclasses
 import pytest
 
 from accel import config
-from accel.commands import Compute
+from accel.commands import Block, Compute
 from accel.errors import ConfigError
 from accel.hardware import Dataflow, SystolicArray
-from accel.timing import dma_cycles, fold_count, gemm_tile_cycles, late_start_cycles, vector_cycles, weight_shift_cycles
+from accel.timing import (
+    dma_cycles,
+    dma_requests,
+    fold_count,
+    gemm_tile_cycles,
+    late_start_cycles,
+    vector_cycles,
+    weight_shift_cycles,
+)
 
 ARRAY = SystolicArray(rows=4, cols=8, dataflows=(Dataflow.WS, Dataflow.OS, Dataflow.IS))
 
@@ -40,6 +48,25 @@ def test_dma_moves_whole_bursts_after_latency():
     assert dma_cycles(arch, 64) == 110 + 4
     assert dma_cycles(arch, 65) == 110 + 8  # a partial burst costs a whole one
     assert dma_cycles(arch, 16 * 1024) == 110 + 1024
+
+
+def test_few_requests_in_flight_bound_a_transfer_by_littles_law():
+    arch = config.load("gemmini-2021")  # 16 requests of at most 64 B in flight, 10 + 100 cycles round trip
+    assert (arch.dma.max_in_flight, arch.dma.max_request_bytes) == (16, 64)
+    # 64 KiB contiguous: 1,024 requests, one issued every 110 / 16 cycles, slower than 16 B/cycle
+    assert dma_cycles(arch, 64 * 1024) == 110 + -(-1023 * 110 // 16)
+    # a block of 256 rows of 16 B: one request per row, 256 requests for 4 KiB
+    rows = Block(rows=256, row_bytes=16, row_stride=64)
+    assert dma_requests(arch, 4096, rows) == 256 and dma_requests(arch, 4096) == 64
+    assert dma_cycles(arch, 4096, rows) == 110 + -(-255 * 110 // 16) > dma_cycles(arch, 4096)
+    # without a request structure the rows do not matter
+    gemmini = config.load("gemmini")
+    assert dma_cycles(gemmini, 4096, rows) == dma_cycles(gemmini, 4096) == 110 + 256
+
+
+def test_the_request_structure_must_be_non_negative():
+    with pytest.raises(ConfigError, match="max_in_flight must be a non-negative integer, not -1"):
+        dataclasses.replace(config.load("gemmini").dma, max_in_flight=-1)
 
 
 def test_fractional_bandwidth_rounds_up():
