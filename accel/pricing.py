@@ -55,14 +55,20 @@ PRICE_FIELDS: Mapping[type[Command], tuple[str, ...]] = {
 }
 
 
-def price_key(command: Command) -> tuple[Any, ...]:
-    """What ``command``'s price depends on: its kind and its :data:`PRICE_FIELDS`."""
+def price_key(command: Command, arch: Accelerator | None = None) -> tuple[Any, ...]:
+    """What ``command``'s price depends on: its kind and its :data:`PRICE_FIELDS` (on ``arch``, a
+    transfer's DRAM block only where the DMA has a request structure)."""
     cls = type(command)
     try:
         fields = PRICE_FIELDS[cls]
     except KeyError:
         raise TypeError(f"unknown command {command!r}") from None
+    if arch is not None and not arch.dma.max_in_flight:
+        fields = _WITHOUT_REQUESTS[cls]
     return (cls, *(getattr(command, f) for f in fields))
+
+
+_WITHOUT_REQUESTS = {kind: tuple(f for f in fields if f != "dram") for kind, fields in PRICE_FIELDS.items()}
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def program_table(arch: Accelerator, commands: tuple[Command, ...],
     layer = np.empty(n, dtype=np.int64)
     for position, command in enumerate(commands):
         cls = type(command)
-        key = price_key(command)
+        key = price_key(command, arch)
         f = index.get(key)
         if f is None:
             f = index[key] = len(forms)

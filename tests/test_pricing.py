@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from accel import config
-from accel.commands import Block, Command, Compute
+from accel.commands import Block, Command, Compute, Load
 from accel.pricing import PRICE_FIELDS, price, price_key
 from accel.timing import bank_conflict_cycles
 from mapper import MapOptions, map_graph
@@ -60,3 +60,13 @@ def test_every_command_kind_lists_its_price_fields() -> None:
     for kind, fields in PRICE_FIELDS.items():
         names = {f.name for f in dataclasses.fields(kind)}
         assert set(fields) <= names, kind
+
+
+def test_a_transfers_rows_are_priced_only_where_the_dma_has_a_request_structure() -> None:
+    load = Load(id=0, layer="l", tensor="t", size_bytes=4096, dram=Block(rows=256, row_bytes=16, row_stride=64))
+    contiguous = dataclasses.replace(load, dram=None)
+    plain, requests = config.load("gemmini"), config.load("gemmini-2021")
+    assert price_key(load, plain) == price_key(contiguous, plain)
+    assert price(plain, load) == price(plain, contiguous)
+    assert price_key(load, requests) != price_key(contiguous, requests)
+    assert price(requests, load).cycles > price(requests, contiguous).cycles
