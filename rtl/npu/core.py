@@ -94,12 +94,14 @@ class _State(enum.Enum, shape=4):
     IDLE = 0
     HEADER_COUNT = 1
     HEADER_DEPS = 2
-    RECORD = 3
-    DEPS = 4
-    WRITE = 5
-    RUN = 6
-    DONE = 7
-    ERROR = 8
+    HEADER_BASE = 3
+    RECORD = 4
+    DEPS = 5
+    WRITE = 6
+    PRIME = 7
+    RUN = 8
+    DONE = 9
+    ERROR = 10
 
 
 def _ceil_div(value, divisor: int):  # noqa: ANN001, ANN202 - Amaranth values
@@ -182,23 +184,34 @@ class NPU(wiring.Component):
         layout = _entry_layout(self.id_bits)
 
         # -- memories -----------------------------------------------------------------------------
+        # Every memory has one write and one synchronous read port (a block RAM's two), except the
+        # scratchpad and accumulator (below). A read's data is there in the cycle after its address.
         m.submodules.program = program = Memory(shape=32, depth=self.program_words, init=[])
         pw = program.write_port()
-        pr = program.read_port(domain="comb")
+        pr = program.read_port(domain="sync")
         m.d.comb += [pw.en.eq(self.prog_we), pw.addr.eq(self.prog_addr), pw.data.eq(self.prog_data)]
 
         queues = []
         for q in range(nq):
             mem = Memory(shape=layout, depth=self.max_commands, init=[])
             m.submodules[f"queue_{q}"] = mem
-            queues.append((mem.write_port(), mem.read_port(domain="comb")))
+            queues.append((mem.write_port(), mem.read_port(domain="sync")))
+        # id -> (queue, position): the decoder reads it for dependencies, the host's trace reads after
         m.submodules.idmap = idmap = Memory(shape=2 + self.id_bits + 1, depth=self.max_commands, init=[])
-        idw, idr = idmap.write_port(), idmap.read_port(domain="comb")
-        m.submodules.trace = trace = Memory(shape=64, depth=self.max_commands, init=[])
-        trace_w = [trace.write_port() for _ in range(nq)]
-        trace_r = trace.read_port(domain="comb")
-        m.d.comb += [trace_r.addr.eq(self.trace_addr), self.trace_start.eq(trace_r.data[:32]),
-                     self.trace_end.eq(trace_r.data[32:])]
+        idw, idr = idmap.write_port(), idmap.read_port(domain="sync")
+        # one trace bank per unit (each unit writes its own), by command id; the host's read picks the
+        # bank of the command's queue
+        trace_w, trace_r = [], []
+        for q in range(nq):
+            bank = Memory(shape=64, depth=self.max_commands, init=[])
+            m.submodules[f"trace_{q}"] = bank
+            trace_w.append(bank.write_port())
+            trace_r.append(bank.read_port(domain="sync"))
+            m.d.comb += trace_r[q].addr.eq(self.trace_addr)
+        with m.Switch(idr.data[:2]):
+            for q in range(nq):
+                with m.Case(q):
+                    m.d.comb += [self.trace_start.eq(trace_r[q].data[:32]), self.trace_end.eq(trace_r[q].data[32:])]
 
         m.submodules.scratchpad = sp = Memory(shape=8, depth=self.sp_bytes, init=[])
         sp_load_w = [sp.write_port() for _ in range(_BEAT)]
@@ -217,9 +230,10 @@ class NPU(wiring.Component):
         count = Signal(32)
         deps_base = Signal(32)
         index = Signal(range(self.max_commands + 1))
-        word = Signal(4)
+        word = Signal(5)
         rec = Signal(data.ArrayLayout(32, 16))
         dep_i = Signal(32)
+        dep_phase = Signal(2)
         need = Signal(data.ArrayLayout(self.id_bits + 1, nq))
         qcount = [Signal(self.id_bits + 1, name=f"qcount_{q}") for q in range(nq)]
         cycle = Signal(32)
@@ -278,7 +292,8 @@ class NPU(wiring.Component):
             m.d.comb += entry.f[f].eq(rec[4 + f])
         for q, (wp, _) in enumerate(queues):
             m.d.comb += [wp.addr.eq(qcount[q]), wp.data.eq(entry)]
-        m.d.comb += [idw.addr.eq(index), idw.data.eq(Cat(queue_of, qcount[0]))]
+        m.d.comb += [idw.addr.eq(index), idw.data.eq(Cat(queue_of, qcount[0])),
+                     idr.addr.eq(self.trace_addr)]  # the decoder's DEPS state takes it over
         with m.Switch(queue_of):
             for q in range(nq):
                 with m.Case(q):
@@ -288,35 +303,44 @@ class NPU(wiring.Component):
             with m.Case(_State.IDLE, _State.DONE, _State.ERROR), m.If(self.start):
                 m.d.sync += [state.eq(_State.HEADER_COUNT), cycle.eq(0), index.eq(0)]
                 m.d.sync += [qc.eq(0) for qc in qcount]
+            # each read's data arrives a cycle after its address: a state addresses what the next reads
             with m.Case(_State.HEADER_COUNT):
                 m.d.comb += pr.addr.eq(3)
-                m.d.sync += [count.eq(pr.data), state.eq(_State.HEADER_DEPS)]
-                with m.If(pr.data > self.max_commands):
-                    m.d.sync += state.eq(_State.ERROR)
+                m.d.sync += state.eq(_State.HEADER_DEPS)
             with m.Case(_State.HEADER_DEPS):
                 m.d.comb += pr.addr.eq(6)
+                m.d.sync += [count.eq(pr.data), state.eq(_State.HEADER_BASE)]
+                with m.If(pr.data > self.max_commands):
+                    m.d.sync += state.eq(_State.ERROR)
+            with m.Case(_State.HEADER_BASE):
                 m.d.sync += [deps_base.eq(pr.data >> 2), word.eq(0)]
                 m.d.sync += state.eq(Mux(count == 0, _State.RUN, _State.RECORD))
             with m.Case(_State.RECORD):
-                m.d.comb += pr.addr.eq(16 + index * (RECORD_BYTES // 4) + word)  # the first 64 bytes of a record
+                # address word w of the first 64 bytes of the record while word w - 1 arrives
+                m.d.comb += pr.addr.eq(16 + index * (RECORD_BYTES // 4) + word)
                 with m.Switch(word):
-                    for w in range(16):
+                    for w in range(1, 17):
                         with m.Case(w):
-                            m.d.sync += rec[w].eq(pr.data)
+                            m.d.sync += rec[w - 1].eq(pr.data)
                 m.d.sync += word.eq(word + 1)
-                with m.If(word == 15):
-                    m.d.sync += [state.eq(_State.DEPS), dep_i.eq(0), need.eq(0)]
+                with m.If(word == 16):
+                    m.d.sync += [state.eq(_State.DEPS), dep_i.eq(0), dep_phase.eq(0), need.eq(0)]
             with m.Case(_State.DEPS):
+                # per dependency three cycles: address its id, address the id's (queue, position), use it
                 with m.If(~supported):
                     m.d.sync += state.eq(_State.ERROR)
                 with m.Elif(dep_i < ndeps):
-                    m.d.comb += [pr.addr.eq(deps_base + first_dep + dep_i), idr.addr.eq(pr.data)]
-                    dq, dpos = idr.data[:2], idr.data[2:]
-                    with m.Switch(dq):
-                        for q in range(nq):
-                            with m.Case(q), m.If(need[q] < dpos + 1):
-                                m.d.sync += need[q].eq(dpos + 1)
-                    m.d.sync += dep_i.eq(dep_i + 1)
+                    m.d.comb += pr.addr.eq(deps_base + first_dep + dep_i)
+                    m.d.sync += dep_phase.eq(dep_phase + 1)
+                    with m.If(dep_phase == 1):
+                        m.d.comb += idr.addr.eq(pr.data)
+                    with m.If(dep_phase == 2):
+                        dq, dpos = idr.data[:2], idr.data[2:]
+                        with m.Switch(dq):
+                            for q in range(nq):
+                                with m.Case(q), m.If(need[q] < dpos + 1):
+                                    m.d.sync += need[q].eq(dpos + 1)
+                        m.d.sync += [dep_i.eq(dep_i + 1), dep_phase.eq(0)]
                 with m.Else():
                     m.d.sync += state.eq(_State.WRITE)
             with m.Case(_State.WRITE):
@@ -327,7 +351,9 @@ class NPU(wiring.Component):
                             m.d.sync += qcount[q].eq(qcount[q] + 1)
                 m.d.comb += idw.en.eq(1)
                 m.d.sync += [index.eq(index + 1), word.eq(0)]
-                m.d.sync += state.eq(Mux(index + 1 == count, _State.RUN, _State.RECORD))
+                m.d.sync += state.eq(Mux(index + 1 == count, _State.PRIME, _State.RECORD))
+            with m.Case(_State.PRIME):  # the queues' heads are read after their last write
+                m.d.sync += state.eq(_State.RUN)
 
         # -- units: queues, scoreboard, timers ----------------------------------------------------
         run = Signal()
@@ -354,8 +380,7 @@ class NPU(wiring.Component):
             with m.If(state == _State.HEADER_COUNT):
                 m.d.sync += hp.eq(0)
             rp = queues[u][1]
-            m.d.comb += rp.addr.eq(hp)
-            head = rp.data
+            head = rp.data  # the entry at hp: addressed in the cycle before (below)
             cur = Signal(layout, name=f"cur_{u}")
             busy = Signal(name=f"busy_{u}")
             remaining = Signal(32, name=f"remaining_{u}")
@@ -377,6 +402,7 @@ class NPU(wiring.Component):
             m.d.comb += active.eq(busy | start)
             finish = Signal(name=f"finish_{u}")
             m.d.comb += finish.eq(active & (left <= 1) & data_done[u])
+            m.d.comb += rp.addr.eq(Mux(start, hp + 1, hp))
             with m.If(start):
                 m.d.sync += [cur.eq(head), hp.eq(hp + 1), started_at.eq(cycle)]
             with m.If(active):
