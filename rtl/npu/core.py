@@ -71,6 +71,7 @@ from accel.errors import ConfigError
 from accel.formats import Overflow
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import fold_overhead, scratchpad_stretch
+from rtl.npu.scratchpad import BankedScratchpad
 from rtl.systolic import SystolicArray
 
 __all__ = ["NPU", "QUEUES"]
@@ -213,12 +214,11 @@ class NPU(wiring.Component):
                 with m.Case(q):
                     m.d.comb += [self.trace_start.eq(trace_r[q].data[:32]), self.trace_end.eq(trace_r[q].data[32:])]
 
-        m.submodules.scratchpad = sp = Memory(shape=8, depth=self.sp_bytes, init=[])
-        sp_load_w = [sp.write_port() for _ in range(_BEAT)]
-        sp_move_w = [sp.write_port() for _ in range(_BEAT)]
-        sp_a = [sp.read_port(domain="comb") for _ in range(R)]
-        sp_b = [sp.read_port(domain="comb") for _ in range(C)]
-        sp_store = [sp.read_port(domain="comb") for _ in range(_BEAT)]
+        # read groups: R input lanes, C weight bytes, the store's beat; writers: loads, then moves
+        spd = arch.scratchpad
+        m.submodules.scratchpad = sp = BankedScratchpad(size_bytes=spd.size_bytes, banks=spd.banks,
+                                                        word_bytes=spd.word_bytes, read_lanes=(1,) * R + (C, _BEAT),
+                                                        writers=2, beat_bytes=_BEAT)
         m.submodules.accumulator = accm = Memory(shape=32, depth=self.acc_words, init=[])
         acc_load_w = accm.write_port(granularity=8)
         acc_arr_w = [accm.write_port() for _ in range(R * C)]
@@ -464,7 +464,8 @@ class NPU(wiring.Component):
 
         # -- the array ----------------------------------------------------------------------------
         arr_writes = []  # (en, addr, data) of the array's accumulator write lanes, for forwarding
-        self._array(m, views[2], starts[2], actives[2], sp_a, sp_b, acc_arr_w, acc_arr_r, arr_writes)
+        self._array(m, views[2], heads[2], starts[2], actives[2], finishes[2], sp, acc_arr_w, acc_arr_r,
+                    arr_writes)
 
         def acc_read(port, addr):  # noqa: ANN001, ANN202 - a forwarded accumulator read
             m.d.comb += port.addr.eq(addr)
@@ -492,9 +493,9 @@ class NPU(wiring.Component):
         m.d.comb += data_done[0].eq(rx_now + self.rd_resp_valid >= ld_beats)
         base = ld.f[1] + rx_now * _BEAT
         to_acc = ld.flags[0]
-        for i, wp in enumerate(sp_load_w):
-            m.d.comb += [wp.addr.eq(base + i), wp.data.eq(self.rd_resp_data.word_select(i, 8)),
-                         wp.en.eq(actives[0] & self.rd_resp_valid & ~to_acc & (rx_now * _BEAT + i < ld.f[2]))]
+        m.d.comb += [sp.w_addr[0].eq(base), sp.w_data[0].eq(self.rd_resp_data)]
+        for i in range(_BEAT):
+            m.d.comb += sp.w_en[0][i].eq(actives[0] & self.rd_resp_valid & ~to_acc & (rx_now * _BEAT + i < ld.f[2]))
         m.d.comb += [acc_load_w.addr.eq(base >> 2), acc_load_w.data.eq(self.rd_resp_data)]
         for i in range(_BEAT):
             m.d.comb += acc_load_w.en[i].eq(actives[0] & self.rd_resp_valid & to_acc & (rx_now * _BEAT + i < ld.f[2]))
@@ -514,32 +515,51 @@ class NPU(wiring.Component):
         m.d.comb += data_done[1].eq(stx + beat_on >= st_beats)
         from_acc = is_move | st.flags[0]
         src = Mux(is_move, st.f[1], st.f[1])  # Move: accumulator source; Store: buffer address
+        # the scratchpad is read a cycle ahead: the next beat, or the head's first when this one ends
+        st_head = ~actives[1] | finishes[1]
+        m.d.comb += sp.r_addr[R + 1].eq(Mux(st_head, heads[1].f[1], src) + Mux(st_head, 0, stx + beat_on) * _BEAT)
         byte_data = []
         strobes = []
         for i in range(_BEAT):
             offset = stx * _BEAT + i
-            m.d.comb += sp_store[i].addr.eq(src + offset)
             acc_value = acc_read(acc_dma_r[i], (src >> 2) + offset)
             byte = Signal(8, name=f"store_byte_{i}")
             strobe = Signal(name=f"store_strobe_{i}")
             m.d.comb += strobe.eq(beat_on & (offset < st_size))
-            m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, requant(acc_value), sp_store[i].data), 0))
+            m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, requant(acc_value), sp.r_data[R + 1].word_select(i, 8)), 0))
             byte_data.append(byte)
             strobes.append(strobe)
         m.d.comb += [self.wr_valid.eq(beat_on & ~is_move), self.wr_addr.eq(st.f[4] + stx * _BEAT),
                      self.wr_data.eq(Cat(*byte_data)), self.wr_strb.eq(Cat(*strobes))]
-        for i, wp in enumerate(sp_move_w):
-            m.d.comb += [wp.addr.eq(st.f[2] + stx * _BEAT + i), wp.data.eq(byte_data[i]),
-                         wp.en.eq(strobes[i] & is_move)]
+        m.d.comb += [sp.w_addr[1].eq(st.f[2] + stx * _BEAT), sp.w_data[1].eq(Cat(*byte_data))]
+        for i in range(_BEAT):
+            m.d.comb += sp.w_en[1][i].eq(strobes[i] & is_move)
+        with m.If(run & sp.conflict):  # a load and a move wrote one scratchpad bank in one cycle
+            m.d.sync += state.eq(_State.ERROR)
         return m
 
-    def _array(self, m: Module, cmd, start, active, sp_a, sp_b, acc_w, acc_r, arr_writes) -> None:  # noqa: ANN001
-        """Feed the systolic tiles from the scratchpad and write their results to the accumulator."""
+    def _array(self, m: Module, cmd, head, start, active, finish, sp, acc_w, acc_r,  # noqa: ANN001
+               arr_writes) -> None:
+        """Feed the systolic tiles from the scratchpad and write their results to the accumulator.
+
+        The scratchpad's reads are synchronous: each cycle addresses the operands of the next one,
+        the command's next step, or, when the array is idle or its command ends this cycle, the first
+        step of its queue's head (the command that can start next), so a command's first operands are
+        there in its first cycle and no cycle is added to any command.
+        """
         a = self.arch.array
         R, C = a.rows, a.cols
         mm, kk, nn, batch = cmd.f[0], cmd.f[1], cmd.f[2], cmd.f[3]
-        in_addr, w_addr = cmd.f[4], cmd.f[5]
         is_ws = cmd.flags[:2] == 0
+        sp_a = [sp.r_data[i] for i in range(R)]  # one input lane each (OS: a column of strided bytes)
+        sp_b = sp.r_data[R]  # C consecutive weight bytes
+        pick_head = Signal(name="array_addresses_head")
+        m.d.comb += pick_head.eq(~active | finish)
+        nxt = Signal(cmd.shape(), name="array_next_cmd")
+        m.d.comb += nxt.eq(Mux(pick_head, head, cmd))
+        nmm, nkk, nnn = nxt.f[0], nxt.f[1], nxt.f[2]
+        nin_addr, nw_addr = nxt.f[4], nxt.f[5]
+        ws_a_addr = os_a_addr = ws_b_addr = os_b_addr = None
 
         # write lanes default off; each dataflow drives them when its result leaves
         lanes = [(Signal(name=f"acc_we_{i}"), Signal(range(self.acc_words), name=f"acc_wa_{i}"),
@@ -593,33 +613,39 @@ class NPU(wiring.Component):
                 ph_r = Signal(name="ws_phase")
                 ph = Mux(start, 0, ph_r)
                 kt_n, nt_n = _ceil_div(kk, R), _ceil_div(nn, C)
-                for j, rp in enumerate(sp_b):  # weight row kt*R + s, columns nt*C + j
+                # this cycle's operands, read from the addresses of the cycle before
+                for j in range(C):  # weight row kt*R + s, columns nt*C + j
                     row, col = i_ * R + s_, o_ * C + j
-                    m.d.comb += rp.addr.eq(w_addr + b_ * kk * nn + row * nn + col)
-                    m.d.comb += array.weights.payload[j].eq(Mux((row < kk) & (col < nn), rp.data, 0))
-                for i, rp in enumerate(sp_a):  # input row s, columns kt*R + i
+                    m.d.comb += array.weights.payload[j].eq(Mux((row < kk) & (col < nn), sp_b.word_select(j, 8), 0))
+                for i in range(R):  # input row s, columns kt*R + i
                     col = i_ * R + i
-                    with m.If(is_ws):
-                        m.d.comb += rp.addr.eq(in_addr + b_ * mm * kk + s_ * kk + col)
-                    m.d.comb += array.inputs.payload.data[i].eq(Mux(col < kk, rp.data, 0))
+                    m.d.comb += array.inputs.payload.data[i].eq(Mux(col < kk, sp_a[i][:8], 0))
                 m.d.comb += [array.weights.valid.eq(feeding & ~ph), array.inputs.valid.eq(feeding & ph),
                              array.inputs.payload.last.eq(s_ == mm - 1)]
                 fire = (array.weights.valid & array.weights.ready) | (array.inputs.valid & array.inputs.ready)
                 end_phase = Mux(ph, s_ == mm - 1, s_ == R - 1)
+                nb, no, ni, ns, nph, nfd = (Signal.like(x, name=f"ws_next_{n}") for x, n in
+                                            ((b_r, "b"), (o_r, "outer"), (i_r, "inner"), (s_r, "step"),
+                                             (ph_r, "phase"), (fdone_r, "feed_done")))
+                m.d.comb += [nb.eq(b_), no.eq(o_), ni.eq(i_), ns.eq(s_), nph.eq(ph), nfd.eq(fdone)]
+                with m.If(fire):
+                    m.d.comb += ns.eq(Mux(end_phase, 0, s_ + 1))
+                    with m.If(end_phase):
+                        m.d.comb += nph.eq(~ph)
+                    with m.If(end_phase & ph):
+                        m.d.comb += ni.eq(Mux(i_ == kt_n - 1, 0, i_ + 1))
+                        with m.If(i_ == kt_n - 1):
+                            m.d.comb += no.eq(Mux(o_ == nt_n - 1, 0, o_ + 1))
+                            with m.If(o_ == nt_n - 1):
+                                m.d.comb += nb.eq(b_ + 1)
+                                with m.If(b_ == batch - 1):
+                                    m.d.comb += nfd.eq(1)
                 with m.If(active & mine):
-                    m.d.sync += [b_r.eq(b_), o_r.eq(o_), i_r.eq(i_), s_r.eq(s_), ph_r.eq(ph), fdone_r.eq(fdone)]
-                    with m.If(fire):
-                        m.d.sync += s_r.eq(Mux(end_phase, 0, s_ + 1))
-                        with m.If(end_phase):
-                            m.d.sync += ph_r.eq(~ph)
-                        with m.If(end_phase & ph):
-                            m.d.sync += i_r.eq(Mux(i_ == kt_n - 1, 0, i_ + 1))
-                            with m.If(i_ == kt_n - 1):
-                                m.d.sync += o_r.eq(Mux(o_ == nt_n - 1, 0, o_ + 1))
-                                with m.If(o_ == nt_n - 1):
-                                    m.d.sync += b_r.eq(b_ + 1)
-                                    with m.If(b_ == batch - 1):
-                                        m.d.sync += fdone_r.eq(1)
+                    m.d.sync += [b_r.eq(nb), o_r.eq(no), i_r.eq(ni), s_r.eq(ns), ph_r.eq(nph), fdone_r.eq(nfd)]
+                # next cycle's addresses: this command's next step, or the first of the one that may start
+                zb, zo, zi, zs = (Mux(pick_head, 0, x) for x in (nb, no, ni, ns))
+                ws_b_addr = (nw_addr + zb * nkk * nnn + (zi * R + zs) * nnn + zo * C)[:32]
+                ws_a_addr = [(nin_addr + zb * nmm * nkk + zs * nkk + zi * R + i)[:32] for i in range(R)]
                 # results: row os_ of k tile oi, n tile oo
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 0)
@@ -643,30 +669,33 @@ class NPU(wiring.Component):
                 pops.append(last_out)
             else:
                 mt_n, nt_n = _ceil_div(mm, R), _ceil_div(nn, C)
-                for i, rp in enumerate(sp_a):  # A[mt*R + i, s]
+                for i in range(R):  # A[mt*R + i, s]
                     row = o_ * R + i
-                    with m.If(~is_ws):
-                        m.d.comb += rp.addr.eq(in_addr + b_ * mm * kk + row * kk + s_)
-                    m.d.comb += array.operands.payload.a[i].eq(Mux(row < mm, rp.data, 0))
-                for j, rp in enumerate(sp_b):  # B[s, nt*C + j]
+                    m.d.comb += array.operands.payload.a[i].eq(Mux(row < mm, sp_a[i][:8], 0))
+                for j in range(C):  # B[s, nt*C + j]
                     col = i_ * C + j
-                    with m.If(~is_ws):
-                        m.d.comb += rp.addr.eq(w_addr + b_ * kk * nn + s_ * nn + col)
-                    m.d.comb += array.operands.payload.b[j].eq(Mux(col < nn, rp.data, 0))
+                    m.d.comb += array.operands.payload.b[j].eq(Mux(col < nn, sp_b.word_select(j, 8), 0))
                 m.d.comb += [array.operands.valid.eq(feeding), array.operands.payload.last.eq(s_ == kk - 1)]
                 fire = array.operands.valid & array.operands.ready
+                nb, no, ni, ns, nfd = (Signal.like(x, name=f"os_next_{n}") for x, n in
+                                       ((b_r, "b"), (o_r, "outer"), (i_r, "inner"), (s_r, "step"),
+                                        (fdone_r, "feed_done")))
+                m.d.comb += [nb.eq(b_), no.eq(o_), ni.eq(i_), ns.eq(s_), nfd.eq(fdone)]
+                with m.If(fire):
+                    m.d.comb += ns.eq(Mux(s_ == kk - 1, 0, s_ + 1))
+                    with m.If(s_ == kk - 1):
+                        m.d.comb += ni.eq(Mux(i_ == nt_n - 1, 0, i_ + 1))
+                        with m.If(i_ == nt_n - 1):
+                            m.d.comb += no.eq(Mux(o_ == mt_n - 1, 0, o_ + 1))
+                            with m.If(o_ == mt_n - 1):
+                                m.d.comb += nb.eq(b_ + 1)
+                                with m.If(b_ == batch - 1):
+                                    m.d.comb += nfd.eq(1)
                 with m.If(active & mine):
-                    m.d.sync += [b_r.eq(b_), o_r.eq(o_), i_r.eq(i_), s_r.eq(s_), fdone_r.eq(fdone)]
-                    with m.If(fire):
-                        m.d.sync += s_r.eq(Mux(s_ == kk - 1, 0, s_ + 1))
-                        with m.If(s_ == kk - 1):
-                            m.d.sync += i_r.eq(Mux(i_ == nt_n - 1, 0, i_ + 1))
-                            with m.If(i_ == nt_n - 1):
-                                m.d.sync += o_r.eq(Mux(o_ == mt_n - 1, 0, o_ + 1))
-                                with m.If(o_ == mt_n - 1):
-                                    m.d.sync += b_r.eq(b_ + 1)
-                                    with m.If(b_ == batch - 1):
-                                        m.d.sync += fdone_r.eq(1)
+                    m.d.sync += [b_r.eq(nb), o_r.eq(no), i_r.eq(ni), s_r.eq(ns), fdone_r.eq(nfd)]
+                zb, zo, zi, zs = (Mux(pick_head, 0, x) for x in (nb, no, ni, ns))
+                os_a_addr = [(nin_addr + zb * nmm * nkk + (zo * R + i) * nkk + zs)[:32] for i in range(R)]
+                os_b_addr = (nw_addr + zb * nkk * nnn + zs * nnn + zi * C)[:32]
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 1)
                 omt_n, ont_n = _ceil_div(om, R), _ceil_div(on, C)
@@ -687,6 +716,14 @@ class NPU(wiring.Component):
                         with m.If(oo == omt_n - 1):
                             m.d.sync += ob.eq(Mux(last_out, 0, ob + 1))
                 pops.append(last_out)
+        next_ws = nxt.flags[:2] == 0
+        for i in range(R):
+            a_addr = ws_a_addr[i] if os_a_addr is None else os_a_addr[i] if ws_a_addr is None \
+                else Mux(next_ws, ws_a_addr[i], os_a_addr[i])
+            m.d.comb += sp.r_addr[i].eq(a_addr)
+        b_addr = ws_b_addr if os_b_addr is None else os_b_addr if ws_b_addr is None \
+            else Mux(next_ws, ws_b_addr, os_b_addr)
+        m.d.comb += sp.r_addr[R].eq(b_addr)
         pop_any = Const(0, 1)
         for p in pops:
             pop_any = pop_any | p
