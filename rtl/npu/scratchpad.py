@@ -53,19 +53,12 @@ class BankedScratchpad(wiring.Component):
 
     def __init__(self, *, size_bytes: int, banks: int, word_bytes: int, read_lanes: tuple[int, ...],
                  writers: int = 2, beat_bytes: int = 4) -> None:
-        self.word_bits = _log2(word_bytes, "word_bytes")
-        self.bank_bits = _log2(banks, "banks")
-        _log2(size_bytes, "size_bytes")
-        if banks < 2:
-            raise ConfigError(f"Scratchpad banks must be at least 2 (a window spans two words), not {banks}")
-        if size_bytes < banks * word_bytes:
-            raise ConfigError(f"Scratchpad of {size_bytes} bytes cannot hold {banks} banks of {word_bytes}-byte words")
-        widest = word_bytes * (banks - 1) + 1
-        if not read_lanes or any(not 1 <= n <= widest for n in read_lanes):
-            raise ConfigError(f"Scratchpad read windows must be 1 to {widest} bytes ({banks} banks of "
-                              f"{word_bytes}-byte words), not {list(read_lanes)}")
-        if not 1 <= beat_bytes <= word_bytes + 1:
-            raise ConfigError(f"Scratchpad write beats must be 1 to {word_bytes + 1} bytes, not {beat_bytes}")
+        try:
+            self._check(size_bytes, banks, word_bytes, tuple(read_lanes), beat_bytes)
+        except ConfigError:
+            self._MustUse__silence = True  # never built, so do not also warn "created but never used"
+            raise
+        self.word_bits, self.bank_bits = _log2(word_bytes, "word_bytes"), _log2(banks, "banks")
         self.size_bytes, self.banks, self.word_bytes = size_bytes, banks, word_bytes
         self.read_lanes, self.writers, self.beat_bytes = tuple(read_lanes), writers, beat_bytes
         self.rows = size_bytes // (banks * word_bytes)
@@ -78,6 +71,22 @@ class BankedScratchpad(wiring.Component):
             "r_data": Out(data.ArrayLayout(8 * max(read_lanes), len(read_lanes))),
             "conflict": Out(1),
         })
+
+    @staticmethod
+    def _check(size_bytes: int, banks: int, word_bytes: int, read_lanes: tuple[int, ...], beat_bytes: int) -> None:
+        _log2(word_bytes, "word_bytes")
+        _log2(banks, "banks")
+        _log2(size_bytes, "size_bytes")
+        if banks < 2:
+            raise ConfigError(f"Scratchpad banks must be at least 2 (a window spans two words), not {banks}")
+        if size_bytes < banks * word_bytes:
+            raise ConfigError(f"Scratchpad of {size_bytes} bytes cannot hold {banks} banks of {word_bytes}-byte words")
+        widest = word_bytes * (banks - 1) + 1
+        if not read_lanes or any(not 1 <= n <= widest for n in read_lanes):
+            raise ConfigError(f"Scratchpad read windows must be 1 to {widest} bytes ({banks} banks of "
+                              f"{word_bytes}-byte words), not {list(read_lanes)}")
+        if not 1 <= beat_bytes <= word_bytes + 1:
+            raise ConfigError(f"Scratchpad write beats must be 1 to {word_bytes + 1} bytes, not {beat_bytes}")
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
