@@ -47,6 +47,18 @@ Structure
 ``vector``
     A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
 
+Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by
+the host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
+cycle before) each have one write and one synchronous read port, the two ports of a block RAM; the
+decoder pipelines its reads, which costs cycles before cycle 0 only. The scratchpad is
+:class:`rtl.npu.scratchpad.BankedScratchpad` (``arch.scratchpad.banks`` banks of ``word_bytes``,
+synchronous reads, one copy per read stream: each input lane, the weight row, the store): the array
+and the store address the next cycle's operands, the first of a command from its queue's head while
+the unit is idle or ending its previous command, so no command takes a cycle more than the
+datasheet says. A load and a move writing one scratchpad bank in the same cycle stop the run with
+``error``. The accumulator is still one memory with a port per array result and DMA lane, read
+combinationally, which synthesis builds from flip-flops.
+
 Timing: a unit that starts a command in cycle ``s`` is busy for ``command_cycles`` cycles; its
 completion is visible to the scoreboard in cycle ``s + cycles`` (the trace's exclusive end). A DMA
 transfer also waits for its last beat, so a memory slower than the design's DRAM figures shows up
