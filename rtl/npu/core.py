@@ -284,9 +284,10 @@ class NPU(wiring.Component):
                     per_ws.eq(mm + Mux(flags[3], ws_fill, 0) + Mux(flags[4], drain, 0)),
                     per_os.eq(kk + Mux(flags[3], os_fill, 0) + Mux(flags[4], drain, 0)),
                 ]
-                folds_ws = _ceil_div(kk, R) * _ceil_div(nn, C)
-                folds_os = _ceil_div(mm, R) * _ceil_div(nn, C)
-                m.d.comb += cycles.eq(Mux(flags[:2] == 0, folds_ws * per_ws, folds_os * per_os) * batch)
+                # the cycles are a 32-bit count: 32 low bits of each factor make them
+                folds_ws = (_ceil_div(kk, R) * _ceil_div(nn, C))[:32]
+                folds_os = (_ceil_div(mm, R) * _ceil_div(nn, C))[:32]
+                m.d.comb += cycles.eq(Mux(flags[:2] == 0, folds_ws * per_ws, folds_os * per_os)[:32] * batch)
             with m.Default():
                 m.d.comb += cycles.eq(arch.vector.latency_cycles + _ceil_div(rec[8], arch.vector.lanes))
 
@@ -569,8 +570,12 @@ class NPU(wiring.Component):
         m.d.comb += pick_head.eq(~active | finish)
         nxt = Signal(cmd.shape(), name="array_next_cmd")
         m.d.comb += nxt.eq(Mux(pick_head, head, cmd))
-        nmm, nkk, nnn = nxt.f[0], nxt.f[1], nxt.f[2]
-        nin_addr, nw_addr = nxt.f[4], nxt.f[5]
+        # Addresses are taken modulo the memory's size, so their products need only as many low bits
+        # of each operand (a 14 x 14 product is one hard multiplier; 32 x 32 would be four).
+        sb = (self.sp_bytes - 1).bit_length()
+        ab = (self.acc_words - 1).bit_length()
+        nmm, nkk, nnn = nxt.f[0][:sb], nxt.f[1][:sb], nxt.f[2][:sb]
+        nin_addr, nw_addr = nxt.f[4][:sb], nxt.f[5][:sb]
         ws_a_addr = os_a_addr = ws_b_addr = os_b_addr = None
 
         # write lanes default off; each dataflow drives them when its result leaves
@@ -655,7 +660,7 @@ class NPU(wiring.Component):
                 with m.If(active & mine):
                     m.d.sync += [b_r.eq(nb), o_r.eq(no), i_r.eq(ni), s_r.eq(ns), ph_r.eq(nph), fdone_r.eq(nfd)]
                 # next cycle's addresses: this command's next step, or the first of the one that may start
-                zb, zo, zi, zs = (Mux(pick_head, 0, x) for x in (nb, no, ni, ns))
+                zb, zo, zi, zs = (Mux(pick_head, 0, x)[:sb] for x in (nb, no, ni, ns))
                 ws_b_addr = (nw_addr + zb * nkk * nnn + (zi * R + zs) * nnn + zo * C)[:32]
                 ws_a_addr = [(nin_addr + zb * nmm * nkk + zs * nkk + zi * R + i)[:32] for i in range(R)]
                 # results: row os_ of k tile oi, n tile oo
@@ -666,7 +671,8 @@ class NPU(wiring.Component):
                     en, addr, value = lanes[j]
                     col = oo * C + j
                     with m.If(got & (col < on)):
-                        m.d.comb += [en.eq(1), addr.eq((out.f[6] >> 2) + ob * om * on + os_ * on + col)]
+                        m.d.comb += [en.eq(1), addr.eq((out.f[6] >> 2)[:ab] + ob[:ab] * om[:ab] * on[:ab]
+                                                       + os_[:ab] * on[:ab] + col[:ab])]
                         m.d.comb += value.eq(Mux((oi == 0) & ~oacc, array.outputs.payload.data[j],
                                                  acc_r[j].data + array.outputs.payload.data[j]))
                 last_out = got & (os_ == om - 1) & (oi == okt_n - 1) & (oo == ont_n - 1) & (ob == out.f[3] - 1)
@@ -705,7 +711,7 @@ class NPU(wiring.Component):
                                     m.d.comb += nfd.eq(1)
                 with m.If(active & mine):
                     m.d.sync += [b_r.eq(nb), o_r.eq(no), i_r.eq(ni), s_r.eq(ns), fdone_r.eq(nfd)]
-                zb, zo, zi, zs = (Mux(pick_head, 0, x) for x in (nb, no, ni, ns))
+                zb, zo, zi, zs = (Mux(pick_head, 0, x)[:sb] for x in (nb, no, ni, ns))
                 os_a_addr = [(nin_addr + zb * nmm * nkk + (zo * R + i) * nkk + zs)[:32] for i in range(R)]
                 os_b_addr = (nw_addr + zb * nkk * nnn + zs * nnn + zi * C)[:32]
                 m.d.comb += array.outputs.ready.eq(1)
@@ -717,7 +723,8 @@ class NPU(wiring.Component):
                         row, col = oo * R + i, oi * C + j
                         with m.If(got & (row < om) & (col < on)):
                             m.d.comb += [en.eq(1),
-                                         addr.eq((out.f[6] >> 2) + ob * om * on + row * on + col)]
+                                         addr.eq((out.f[6] >> 2)[:ab] + ob[:ab] * om[:ab] * on[:ab]
+                                                 + row[:ab] * on[:ab] + col[:ab])]
                             m.d.comb += value.eq(Mux(~oacc, array.outputs.payload[i][j],
                                                      acc_r[i * C + j].data + array.outputs.payload[i][j]))
                 last_out = got & (oi == ont_n - 1) & (oo == omt_n - 1) & (ob == out.f[3] - 1)
