@@ -75,15 +75,20 @@ def register(subparsers: Any) -> None:
 
 def _design_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--design", default="systolic",
-                        help="RTL unit: systolic, pe, requant, nm_compressor, sparse_systolic; for build also "
+                        help="RTL unit: systolic, pe, requant, nm_compressor, sparse_systolic, npu; for build also "
                              "host_link (the UART command protocol around a WS tile, for 'accel fpga run')")
     parser.add_argument("--rows", type=int, help="systolic rows")
     parser.add_argument("--cols", type=int, help="systolic columns")
     parser.add_argument("--dataflow", choices=("ws", "os"), help="systolic dataflow")
+    parser.add_argument("--arch", help="npu: the hardware description, a preset name or TOML path (default fpga-small)")
+    parser.add_argument("--max-commands", type=int, help="npu: commands a program may have")
+    parser.add_argument("--program-words", type=int, help="npu: 32-bit words of program memory")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k in ("rows", "cols", "dataflow") if (v := getattr(args, k)) is not None}
+    """The unit options given on the command line (only those given: each unit has its defaults)."""
+    names = ("rows", "cols", "dataflow", "arch", "max_commands", "program_words")
+    return {k: v for k in names if (v := getattr(args, k, None)) is not None}
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -175,21 +175,25 @@ def synth_command(family: FpgaFamily | str) -> str:
     return _TECH[FpgaFamily.parse(family)].synth
 
 
-_MUL = re.compile(r"^\s*cell \$mul \S+\n((?:\s*parameter .*\n)+)", re.MULTILINE)
+_MUL = re.compile(r"^\s*cell \$mul \S+\n((?:\s*parameter .*\n)+)((?:\s*connect .*\n)*)", re.MULTILINE)
+_POWER_OF_TWO = re.compile(r"^\s*connect \\[AB] \d+'0*10*\s*$", re.MULTILINE)
 
 
 def dsp_demand(design: str, family: FpgaFamily | str) -> int:
     """Hard multiplier blocks yosys will map the ``$mul`` cells of RTLIL text ``design`` to.
 
     Every multiplier whose operands are at least the family's minimum widths becomes
-    :func:`accel.resources.dsp_blocks` blocks (yosys' ``mul2dsp`` rule); this is known before
-    synthesis, from the elaborated design alone.
+    :func:`accel.resources.dsp_blocks` blocks (yosys' ``mul2dsp`` rule), except a product by a
+    constant power of two, which yosys turns into a shift; this is known before synthesis, from the
+    elaborated design alone.
     """
     fam = FpgaFamily.parse(family)
     tech = _TECH[fam]
     total = 0
     for match in _MUL.finditer(design):
         params = dict(re.findall(r"parameter \\(\w+) (\d+)", match.group(1)))
+        if _POWER_OF_TWO.search(match.group(2)):
+            continue
         a, b, y = (int(params.get(k, 0)) for k in ("A_WIDTH", "B_WIDTH", "Y_WIDTH"))
         if a >= tech.dsp_min_bits[0] and b >= tech.dsp_min_bits[1] and y >= tech.dsp_min_product_bits:
             total += dsp_blocks(fam, a, b)

@@ -47,6 +47,18 @@ Structure
 ``vector``
     A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
 
+Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by
+the host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
+cycle before) each have one write and one synchronous read port, the two ports of a block RAM; the
+decoder pipelines its reads, which costs cycles before cycle 0 only. The scratchpad is
+:class:`rtl.npu.scratchpad.BankedScratchpad` (``arch.scratchpad.banks`` banks of ``word_bytes``,
+synchronous reads, one copy per read stream: each input lane, the weight row, the store): the array
+and the store address the next cycle's operands, the first of a command from its queue's head while
+the unit is idle or ending its previous command, so no command takes a cycle more than the
+datasheet says. A load and a move writing one scratchpad bank in the same cycle stop the run with
+``error``. The accumulator is still one memory with a port per array result and DMA lane, read
+combinationally, which synthesis builds from flip-flops.
+
 Timing: a unit that starts a command in cycle ``s`` is busy for ``command_cycles`` cycles; its
 completion is visible to the scoreboard in cycle ``s + cycles`` (the trace's exclusive end). A DMA
 transfer also waits for its last beat, so a memory slower than the design's DRAM figures shows up
@@ -71,6 +83,7 @@ from accel.errors import ConfigError
 from accel.formats import Overflow
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import fold_overhead, scratchpad_stretch
+from rtl.npu.scratchpad import BankedScratchpad
 from rtl.systolic import SystolicArray
 
 __all__ = ["NPU", "QUEUES"]
@@ -94,12 +107,14 @@ class _State(enum.Enum, shape=4):
     IDLE = 0
     HEADER_COUNT = 1
     HEADER_DEPS = 2
-    RECORD = 3
-    DEPS = 4
-    WRITE = 5
-    RUN = 6
-    DONE = 7
-    ERROR = 8
+    HEADER_BASE = 3
+    RECORD = 4
+    DEPS = 5
+    WRITE = 6
+    PRIME = 7
+    RUN = 8
+    DONE = 9
+    ERROR = 10
 
 
 def _ceil_div(value, divisor: int):  # noqa: ANN001, ANN202 - Amaranth values
@@ -182,30 +197,40 @@ class NPU(wiring.Component):
         layout = _entry_layout(self.id_bits)
 
         # -- memories -----------------------------------------------------------------------------
+        # Every memory has one write and one synchronous read port (a block RAM's two), except the
+        # scratchpad and accumulator (below). A read's data is there in the cycle after its address.
         m.submodules.program = program = Memory(shape=32, depth=self.program_words, init=[])
         pw = program.write_port()
-        pr = program.read_port(domain="comb")
+        pr = program.read_port(domain="sync")
         m.d.comb += [pw.en.eq(self.prog_we), pw.addr.eq(self.prog_addr), pw.data.eq(self.prog_data)]
 
         queues = []
         for q in range(nq):
             mem = Memory(shape=layout, depth=self.max_commands, init=[])
             m.submodules[f"queue_{q}"] = mem
-            queues.append((mem.write_port(), mem.read_port(domain="comb")))
+            queues.append((mem.write_port(), mem.read_port(domain="sync")))
+        # id -> (queue, position): the decoder reads it for dependencies, the host's trace reads after
         m.submodules.idmap = idmap = Memory(shape=2 + self.id_bits + 1, depth=self.max_commands, init=[])
-        idw, idr = idmap.write_port(), idmap.read_port(domain="comb")
-        m.submodules.trace = trace = Memory(shape=64, depth=self.max_commands, init=[])
-        trace_w = [trace.write_port() for _ in range(nq)]
-        trace_r = trace.read_port(domain="comb")
-        m.d.comb += [trace_r.addr.eq(self.trace_addr), self.trace_start.eq(trace_r.data[:32]),
-                     self.trace_end.eq(trace_r.data[32:])]
+        idw, idr = idmap.write_port(), idmap.read_port(domain="sync")
+        # one trace bank per unit (each unit writes its own), by command id; the host's read picks the
+        # bank of the command's queue
+        trace_w, trace_r = [], []
+        for q in range(nq):
+            bank = Memory(shape=64, depth=self.max_commands, init=[])
+            m.submodules[f"trace_{q}"] = bank
+            trace_w.append(bank.write_port())
+            trace_r.append(bank.read_port(domain="sync"))
+            m.d.comb += trace_r[q].addr.eq(self.trace_addr)
+        with m.Switch(idr.data[:2]):
+            for q in range(nq):
+                with m.Case(q):
+                    m.d.comb += [self.trace_start.eq(trace_r[q].data[:32]), self.trace_end.eq(trace_r[q].data[32:])]
 
-        m.submodules.scratchpad = sp = Memory(shape=8, depth=self.sp_bytes, init=[])
-        sp_load_w = [sp.write_port() for _ in range(_BEAT)]
-        sp_move_w = [sp.write_port() for _ in range(_BEAT)]
-        sp_a = [sp.read_port(domain="comb") for _ in range(R)]
-        sp_b = [sp.read_port(domain="comb") for _ in range(C)]
-        sp_store = [sp.read_port(domain="comb") for _ in range(_BEAT)]
+        # read groups: R input lanes, C weight bytes, the store's beat; writers: loads, then moves
+        spd = arch.scratchpad
+        m.submodules.scratchpad = sp = BankedScratchpad(size_bytes=spd.size_bytes, banks=spd.banks,
+                                                        word_bytes=spd.word_bytes, read_lanes=(1,) * R + (C, _BEAT),
+                                                        writers=2, beat_bytes=_BEAT)
         m.submodules.accumulator = accm = Memory(shape=32, depth=self.acc_words, init=[])
         acc_load_w = accm.write_port(granularity=8)
         acc_arr_w = [accm.write_port() for _ in range(R * C)]
@@ -217,9 +242,10 @@ class NPU(wiring.Component):
         count = Signal(32)
         deps_base = Signal(32)
         index = Signal(range(self.max_commands + 1))
-        word = Signal(4)
+        word = Signal(5)
         rec = Signal(data.ArrayLayout(32, 16))
         dep_i = Signal(32)
+        dep_phase = Signal(2)
         need = Signal(data.ArrayLayout(self.id_bits + 1, nq))
         qcount = [Signal(self.id_bits + 1, name=f"qcount_{q}") for q in range(nq)]
         cycle = Signal(32)
@@ -258,9 +284,10 @@ class NPU(wiring.Component):
                     per_ws.eq(mm + Mux(flags[3], ws_fill, 0) + Mux(flags[4], drain, 0)),
                     per_os.eq(kk + Mux(flags[3], os_fill, 0) + Mux(flags[4], drain, 0)),
                 ]
-                folds_ws = _ceil_div(kk, R) * _ceil_div(nn, C)
-                folds_os = _ceil_div(mm, R) * _ceil_div(nn, C)
-                m.d.comb += cycles.eq(Mux(flags[:2] == 0, folds_ws * per_ws, folds_os * per_os) * batch)
+                # the cycles are a 32-bit count: 32 low bits of each factor make them
+                folds_ws = (_ceil_div(kk, R) * _ceil_div(nn, C))[:32]
+                folds_os = (_ceil_div(mm, R) * _ceil_div(nn, C))[:32]
+                m.d.comb += cycles.eq(Mux(flags[:2] == 0, folds_ws * per_ws, folds_os * per_os)[:32] * batch)
             with m.Default():
                 m.d.comb += cycles.eq(arch.vector.latency_cycles + _ceil_div(rec[8], arch.vector.lanes))
 
@@ -278,7 +305,8 @@ class NPU(wiring.Component):
             m.d.comb += entry.f[f].eq(rec[4 + f])
         for q, (wp, _) in enumerate(queues):
             m.d.comb += [wp.addr.eq(qcount[q]), wp.data.eq(entry)]
-        m.d.comb += [idw.addr.eq(index), idw.data.eq(Cat(queue_of, qcount[0]))]
+        m.d.comb += [idw.addr.eq(index), idw.data.eq(Cat(queue_of, qcount[0])),
+                     idr.addr.eq(self.trace_addr)]  # the decoder's DEPS state takes it over
         with m.Switch(queue_of):
             for q in range(nq):
                 with m.Case(q):
@@ -288,35 +316,44 @@ class NPU(wiring.Component):
             with m.Case(_State.IDLE, _State.DONE, _State.ERROR), m.If(self.start):
                 m.d.sync += [state.eq(_State.HEADER_COUNT), cycle.eq(0), index.eq(0)]
                 m.d.sync += [qc.eq(0) for qc in qcount]
+            # each read's data arrives a cycle after its address: a state addresses what the next reads
             with m.Case(_State.HEADER_COUNT):
                 m.d.comb += pr.addr.eq(3)
-                m.d.sync += [count.eq(pr.data), state.eq(_State.HEADER_DEPS)]
-                with m.If(pr.data > self.max_commands):
-                    m.d.sync += state.eq(_State.ERROR)
+                m.d.sync += state.eq(_State.HEADER_DEPS)
             with m.Case(_State.HEADER_DEPS):
                 m.d.comb += pr.addr.eq(6)
+                m.d.sync += [count.eq(pr.data), state.eq(_State.HEADER_BASE)]
+                with m.If(pr.data > self.max_commands):
+                    m.d.sync += state.eq(_State.ERROR)
+            with m.Case(_State.HEADER_BASE):
                 m.d.sync += [deps_base.eq(pr.data >> 2), word.eq(0)]
                 m.d.sync += state.eq(Mux(count == 0, _State.RUN, _State.RECORD))
             with m.Case(_State.RECORD):
-                m.d.comb += pr.addr.eq(16 + index * (RECORD_BYTES // 4) + word)  # the first 64 bytes of a record
+                # address word w of the first 64 bytes of the record while word w - 1 arrives
+                m.d.comb += pr.addr.eq(16 + index * (RECORD_BYTES // 4) + word)
                 with m.Switch(word):
-                    for w in range(16):
+                    for w in range(1, 17):
                         with m.Case(w):
-                            m.d.sync += rec[w].eq(pr.data)
+                            m.d.sync += rec[w - 1].eq(pr.data)
                 m.d.sync += word.eq(word + 1)
-                with m.If(word == 15):
-                    m.d.sync += [state.eq(_State.DEPS), dep_i.eq(0), need.eq(0)]
+                with m.If(word == 16):
+                    m.d.sync += [state.eq(_State.DEPS), dep_i.eq(0), dep_phase.eq(0), need.eq(0)]
             with m.Case(_State.DEPS):
+                # per dependency three cycles: address its id, address the id's (queue, position), use it
                 with m.If(~supported):
                     m.d.sync += state.eq(_State.ERROR)
                 with m.Elif(dep_i < ndeps):
-                    m.d.comb += [pr.addr.eq(deps_base + first_dep + dep_i), idr.addr.eq(pr.data)]
-                    dq, dpos = idr.data[:2], idr.data[2:]
-                    with m.Switch(dq):
-                        for q in range(nq):
-                            with m.Case(q), m.If(need[q] < dpos + 1):
-                                m.d.sync += need[q].eq(dpos + 1)
-                    m.d.sync += dep_i.eq(dep_i + 1)
+                    m.d.comb += pr.addr.eq(deps_base + first_dep + dep_i)
+                    m.d.sync += dep_phase.eq(dep_phase + 1)
+                    with m.If(dep_phase == 1):
+                        m.d.comb += idr.addr.eq(pr.data)
+                    with m.If(dep_phase == 2):
+                        dq, dpos = idr.data[:2], idr.data[2:]
+                        with m.Switch(dq):
+                            for q in range(nq):
+                                with m.Case(q), m.If(need[q] < dpos + 1):
+                                    m.d.sync += need[q].eq(dpos + 1)
+                        m.d.sync += [dep_i.eq(dep_i + 1), dep_phase.eq(0)]
                 with m.Else():
                     m.d.sync += state.eq(_State.WRITE)
             with m.Case(_State.WRITE):
@@ -327,7 +364,9 @@ class NPU(wiring.Component):
                             m.d.sync += qcount[q].eq(qcount[q] + 1)
                 m.d.comb += idw.en.eq(1)
                 m.d.sync += [index.eq(index + 1), word.eq(0)]
-                m.d.sync += state.eq(Mux(index + 1 == count, _State.RUN, _State.RECORD))
+                m.d.sync += state.eq(Mux(index + 1 == count, _State.PRIME, _State.RECORD))
+            with m.Case(_State.PRIME):  # the queues' heads are read after their last write
+                m.d.sync += state.eq(_State.RUN)
 
         # -- units: queues, scoreboard, timers ----------------------------------------------------
         run = Signal()
@@ -354,8 +393,7 @@ class NPU(wiring.Component):
             with m.If(state == _State.HEADER_COUNT):
                 m.d.sync += hp.eq(0)
             rp = queues[u][1]
-            m.d.comb += rp.addr.eq(hp)
-            head = rp.data
+            head = rp.data  # the entry at hp: addressed in the cycle before (below)
             cur = Signal(layout, name=f"cur_{u}")
             busy = Signal(name=f"busy_{u}")
             remaining = Signal(32, name=f"remaining_{u}")
@@ -377,6 +415,7 @@ class NPU(wiring.Component):
             m.d.comb += active.eq(busy | start)
             finish = Signal(name=f"finish_{u}")
             m.d.comb += finish.eq(active & (left <= 1) & data_done[u])
+            m.d.comb += rp.addr.eq(Mux(start, hp + 1, hp))
             with m.If(start):
                 m.d.sync += [cur.eq(head), hp.eq(hp + 1), started_at.eq(cycle)]
             with m.If(active):
@@ -438,7 +477,8 @@ class NPU(wiring.Component):
 
         # -- the array ----------------------------------------------------------------------------
         arr_writes = []  # (en, addr, data) of the array's accumulator write lanes, for forwarding
-        self._array(m, views[2], starts[2], actives[2], sp_a, sp_b, acc_arr_w, acc_arr_r, arr_writes)
+        self._array(m, views[2], heads[2], starts[2], actives[2], finishes[2], sp, acc_arr_w, acc_arr_r,
+                    arr_writes)
 
         def acc_read(port, addr):  # noqa: ANN001, ANN202 - a forwarded accumulator read
             m.d.comb += port.addr.eq(addr)
@@ -466,9 +506,9 @@ class NPU(wiring.Component):
         m.d.comb += data_done[0].eq(rx_now + self.rd_resp_valid >= ld_beats)
         base = ld.f[1] + rx_now * _BEAT
         to_acc = ld.flags[0]
-        for i, wp in enumerate(sp_load_w):
-            m.d.comb += [wp.addr.eq(base + i), wp.data.eq(self.rd_resp_data.word_select(i, 8)),
-                         wp.en.eq(actives[0] & self.rd_resp_valid & ~to_acc & (rx_now * _BEAT + i < ld.f[2]))]
+        m.d.comb += [sp.w_addr[0].eq(base), sp.w_data[0].eq(self.rd_resp_data)]
+        for i in range(_BEAT):
+            m.d.comb += sp.w_en[0][i].eq(actives[0] & self.rd_resp_valid & ~to_acc & (rx_now * _BEAT + i < ld.f[2]))
         m.d.comb += [acc_load_w.addr.eq(base >> 2), acc_load_w.data.eq(self.rd_resp_data)]
         for i in range(_BEAT):
             m.d.comb += acc_load_w.en[i].eq(actives[0] & self.rd_resp_valid & to_acc & (rx_now * _BEAT + i < ld.f[2]))
@@ -488,32 +528,55 @@ class NPU(wiring.Component):
         m.d.comb += data_done[1].eq(stx + beat_on >= st_beats)
         from_acc = is_move | st.flags[0]
         src = Mux(is_move, st.f[1], st.f[1])  # Move: accumulator source; Store: buffer address
+        # the scratchpad is read a cycle ahead: the next beat, or the head's first when this one ends
+        st_head = ~actives[1] | finishes[1]
+        m.d.comb += sp.r_addr[R + 1].eq(Mux(st_head, heads[1].f[1], src) + Mux(st_head, 0, stx + beat_on) * _BEAT)
         byte_data = []
         strobes = []
         for i in range(_BEAT):
             offset = stx * _BEAT + i
-            m.d.comb += sp_store[i].addr.eq(src + offset)
             acc_value = acc_read(acc_dma_r[i], (src >> 2) + offset)
             byte = Signal(8, name=f"store_byte_{i}")
             strobe = Signal(name=f"store_strobe_{i}")
             m.d.comb += strobe.eq(beat_on & (offset < st_size))
-            m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, requant(acc_value), sp_store[i].data), 0))
+            m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, requant(acc_value), sp.r_data[R + 1].word_select(i, 8)), 0))
             byte_data.append(byte)
             strobes.append(strobe)
         m.d.comb += [self.wr_valid.eq(beat_on & ~is_move), self.wr_addr.eq(st.f[4] + stx * _BEAT),
                      self.wr_data.eq(Cat(*byte_data)), self.wr_strb.eq(Cat(*strobes))]
-        for i, wp in enumerate(sp_move_w):
-            m.d.comb += [wp.addr.eq(st.f[2] + stx * _BEAT + i), wp.data.eq(byte_data[i]),
-                         wp.en.eq(strobes[i] & is_move)]
+        m.d.comb += [sp.w_addr[1].eq(st.f[2] + stx * _BEAT), sp.w_data[1].eq(Cat(*byte_data))]
+        for i in range(_BEAT):
+            m.d.comb += sp.w_en[1][i].eq(strobes[i] & is_move)
+        with m.If(run & sp.conflict):  # a load and a move wrote one scratchpad bank in one cycle
+            m.d.sync += state.eq(_State.ERROR)
         return m
 
-    def _array(self, m: Module, cmd, start, active, sp_a, sp_b, acc_w, acc_r, arr_writes) -> None:  # noqa: ANN001
-        """Feed the systolic tiles from the scratchpad and write their results to the accumulator."""
+    def _array(self, m: Module, cmd, head, start, active, finish, sp, acc_w, acc_r,  # noqa: ANN001
+               arr_writes) -> None:
+        """Feed the systolic tiles from the scratchpad and write their results to the accumulator.
+
+        The scratchpad's reads are synchronous: each cycle addresses the operands of the next one,
+        the command's next step, or, when the array is idle or its command ends this cycle, the first
+        step of its queue's head (the command that can start next), so a command's first operands are
+        there in its first cycle and no cycle is added to any command.
+        """
         a = self.arch.array
         R, C = a.rows, a.cols
         mm, kk, nn, batch = cmd.f[0], cmd.f[1], cmd.f[2], cmd.f[3]
-        in_addr, w_addr = cmd.f[4], cmd.f[5]
         is_ws = cmd.flags[:2] == 0
+        sp_a = [sp.r_data[i] for i in range(R)]  # one input lane each (OS: a column of strided bytes)
+        sp_b = sp.r_data[R]  # C consecutive weight bytes
+        pick_head = Signal(name="array_addresses_head")
+        m.d.comb += pick_head.eq(~active | finish)
+        nxt = Signal(cmd.shape(), name="array_next_cmd")
+        m.d.comb += nxt.eq(Mux(pick_head, head, cmd))
+        # Addresses are taken modulo the memory's size, so their products need only as many low bits
+        # of each operand (a 14 x 14 product is one hard multiplier; 32 x 32 would be four).
+        sb = (self.sp_bytes - 1).bit_length()
+        ab = (self.acc_words - 1).bit_length()
+        nmm, nkk, nnn = nxt.f[0][:sb], nxt.f[1][:sb], nxt.f[2][:sb]
+        nin_addr, nw_addr = nxt.f[4][:sb], nxt.f[5][:sb]
+        ws_a_addr = os_a_addr = ws_b_addr = os_b_addr = None
 
         # write lanes default off; each dataflow drives them when its result leaves
         lanes = [(Signal(name=f"acc_we_{i}"), Signal(range(self.acc_words), name=f"acc_wa_{i}"),
@@ -567,33 +630,39 @@ class NPU(wiring.Component):
                 ph_r = Signal(name="ws_phase")
                 ph = Mux(start, 0, ph_r)
                 kt_n, nt_n = _ceil_div(kk, R), _ceil_div(nn, C)
-                for j, rp in enumerate(sp_b):  # weight row kt*R + s, columns nt*C + j
+                # this cycle's operands, read from the addresses of the cycle before
+                for j in range(C):  # weight row kt*R + s, columns nt*C + j
                     row, col = i_ * R + s_, o_ * C + j
-                    m.d.comb += rp.addr.eq(w_addr + b_ * kk * nn + row * nn + col)
-                    m.d.comb += array.weights.payload[j].eq(Mux((row < kk) & (col < nn), rp.data, 0))
-                for i, rp in enumerate(sp_a):  # input row s, columns kt*R + i
+                    m.d.comb += array.weights.payload[j].eq(Mux((row < kk) & (col < nn), sp_b.word_select(j, 8), 0))
+                for i in range(R):  # input row s, columns kt*R + i
                     col = i_ * R + i
-                    with m.If(is_ws):
-                        m.d.comb += rp.addr.eq(in_addr + b_ * mm * kk + s_ * kk + col)
-                    m.d.comb += array.inputs.payload.data[i].eq(Mux(col < kk, rp.data, 0))
+                    m.d.comb += array.inputs.payload.data[i].eq(Mux(col < kk, sp_a[i][:8], 0))
                 m.d.comb += [array.weights.valid.eq(feeding & ~ph), array.inputs.valid.eq(feeding & ph),
                              array.inputs.payload.last.eq(s_ == mm - 1)]
                 fire = (array.weights.valid & array.weights.ready) | (array.inputs.valid & array.inputs.ready)
                 end_phase = Mux(ph, s_ == mm - 1, s_ == R - 1)
+                nb, no, ni, ns, nph, nfd = (Signal.like(x, name=f"ws_next_{n}") for x, n in
+                                            ((b_r, "b"), (o_r, "outer"), (i_r, "inner"), (s_r, "step"),
+                                             (ph_r, "phase"), (fdone_r, "feed_done")))
+                m.d.comb += [nb.eq(b_), no.eq(o_), ni.eq(i_), ns.eq(s_), nph.eq(ph), nfd.eq(fdone)]
+                with m.If(fire):
+                    m.d.comb += ns.eq(Mux(end_phase, 0, s_ + 1))
+                    with m.If(end_phase):
+                        m.d.comb += nph.eq(~ph)
+                    with m.If(end_phase & ph):
+                        m.d.comb += ni.eq(Mux(i_ == kt_n - 1, 0, i_ + 1))
+                        with m.If(i_ == kt_n - 1):
+                            m.d.comb += no.eq(Mux(o_ == nt_n - 1, 0, o_ + 1))
+                            with m.If(o_ == nt_n - 1):
+                                m.d.comb += nb.eq(b_ + 1)
+                                with m.If(b_ == batch - 1):
+                                    m.d.comb += nfd.eq(1)
                 with m.If(active & mine):
-                    m.d.sync += [b_r.eq(b_), o_r.eq(o_), i_r.eq(i_), s_r.eq(s_), ph_r.eq(ph), fdone_r.eq(fdone)]
-                    with m.If(fire):
-                        m.d.sync += s_r.eq(Mux(end_phase, 0, s_ + 1))
-                        with m.If(end_phase):
-                            m.d.sync += ph_r.eq(~ph)
-                        with m.If(end_phase & ph):
-                            m.d.sync += i_r.eq(Mux(i_ == kt_n - 1, 0, i_ + 1))
-                            with m.If(i_ == kt_n - 1):
-                                m.d.sync += o_r.eq(Mux(o_ == nt_n - 1, 0, o_ + 1))
-                                with m.If(o_ == nt_n - 1):
-                                    m.d.sync += b_r.eq(b_ + 1)
-                                    with m.If(b_ == batch - 1):
-                                        m.d.sync += fdone_r.eq(1)
+                    m.d.sync += [b_r.eq(nb), o_r.eq(no), i_r.eq(ni), s_r.eq(ns), ph_r.eq(nph), fdone_r.eq(nfd)]
+                # next cycle's addresses: this command's next step, or the first of the one that may start
+                zb, zo, zi, zs = (Mux(pick_head, 0, x)[:sb] for x in (nb, no, ni, ns))
+                ws_b_addr = (nw_addr + zb * nkk * nnn + (zi * R + zs) * nnn + zo * C)[:32]
+                ws_a_addr = [(nin_addr + zb * nmm * nkk + zs * nkk + zi * R + i)[:32] for i in range(R)]
                 # results: row os_ of k tile oi, n tile oo
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 0)
@@ -602,7 +671,8 @@ class NPU(wiring.Component):
                     en, addr, value = lanes[j]
                     col = oo * C + j
                     with m.If(got & (col < on)):
-                        m.d.comb += [en.eq(1), addr.eq((out.f[6] >> 2) + ob * om * on + os_ * on + col)]
+                        m.d.comb += [en.eq(1), addr.eq((out.f[6] >> 2)[:ab] + ob[:ab] * om[:ab] * on[:ab]
+                                                       + os_[:ab] * on[:ab] + col[:ab])]
                         m.d.comb += value.eq(Mux((oi == 0) & ~oacc, array.outputs.payload.data[j],
                                                  acc_r[j].data + array.outputs.payload.data[j]))
                 last_out = got & (os_ == om - 1) & (oi == okt_n - 1) & (oo == ont_n - 1) & (ob == out.f[3] - 1)
@@ -617,30 +687,33 @@ class NPU(wiring.Component):
                 pops.append(last_out)
             else:
                 mt_n, nt_n = _ceil_div(mm, R), _ceil_div(nn, C)
-                for i, rp in enumerate(sp_a):  # A[mt*R + i, s]
+                for i in range(R):  # A[mt*R + i, s]
                     row = o_ * R + i
-                    with m.If(~is_ws):
-                        m.d.comb += rp.addr.eq(in_addr + b_ * mm * kk + row * kk + s_)
-                    m.d.comb += array.operands.payload.a[i].eq(Mux(row < mm, rp.data, 0))
-                for j, rp in enumerate(sp_b):  # B[s, nt*C + j]
+                    m.d.comb += array.operands.payload.a[i].eq(Mux(row < mm, sp_a[i][:8], 0))
+                for j in range(C):  # B[s, nt*C + j]
                     col = i_ * C + j
-                    with m.If(~is_ws):
-                        m.d.comb += rp.addr.eq(w_addr + b_ * kk * nn + s_ * nn + col)
-                    m.d.comb += array.operands.payload.b[j].eq(Mux(col < nn, rp.data, 0))
+                    m.d.comb += array.operands.payload.b[j].eq(Mux(col < nn, sp_b.word_select(j, 8), 0))
                 m.d.comb += [array.operands.valid.eq(feeding), array.operands.payload.last.eq(s_ == kk - 1)]
                 fire = array.operands.valid & array.operands.ready
+                nb, no, ni, ns, nfd = (Signal.like(x, name=f"os_next_{n}") for x, n in
+                                       ((b_r, "b"), (o_r, "outer"), (i_r, "inner"), (s_r, "step"),
+                                        (fdone_r, "feed_done")))
+                m.d.comb += [nb.eq(b_), no.eq(o_), ni.eq(i_), ns.eq(s_), nfd.eq(fdone)]
+                with m.If(fire):
+                    m.d.comb += ns.eq(Mux(s_ == kk - 1, 0, s_ + 1))
+                    with m.If(s_ == kk - 1):
+                        m.d.comb += ni.eq(Mux(i_ == nt_n - 1, 0, i_ + 1))
+                        with m.If(i_ == nt_n - 1):
+                            m.d.comb += no.eq(Mux(o_ == mt_n - 1, 0, o_ + 1))
+                            with m.If(o_ == mt_n - 1):
+                                m.d.comb += nb.eq(b_ + 1)
+                                with m.If(b_ == batch - 1):
+                                    m.d.comb += nfd.eq(1)
                 with m.If(active & mine):
-                    m.d.sync += [b_r.eq(b_), o_r.eq(o_), i_r.eq(i_), s_r.eq(s_), fdone_r.eq(fdone)]
-                    with m.If(fire):
-                        m.d.sync += s_r.eq(Mux(s_ == kk - 1, 0, s_ + 1))
-                        with m.If(s_ == kk - 1):
-                            m.d.sync += i_r.eq(Mux(i_ == nt_n - 1, 0, i_ + 1))
-                            with m.If(i_ == nt_n - 1):
-                                m.d.sync += o_r.eq(Mux(o_ == mt_n - 1, 0, o_ + 1))
-                                with m.If(o_ == mt_n - 1):
-                                    m.d.sync += b_r.eq(b_ + 1)
-                                    with m.If(b_ == batch - 1):
-                                        m.d.sync += fdone_r.eq(1)
+                    m.d.sync += [b_r.eq(nb), o_r.eq(no), i_r.eq(ni), s_r.eq(ns), fdone_r.eq(nfd)]
+                zb, zo, zi, zs = (Mux(pick_head, 0, x)[:sb] for x in (nb, no, ni, ns))
+                os_a_addr = [(nin_addr + zb * nmm * nkk + (zo * R + i) * nkk + zs)[:32] for i in range(R)]
+                os_b_addr = (nw_addr + zb * nkk * nnn + zs * nnn + zi * C)[:32]
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 1)
                 omt_n, ont_n = _ceil_div(om, R), _ceil_div(on, C)
@@ -650,7 +723,8 @@ class NPU(wiring.Component):
                         row, col = oo * R + i, oi * C + j
                         with m.If(got & (row < om) & (col < on)):
                             m.d.comb += [en.eq(1),
-                                         addr.eq((out.f[6] >> 2) + ob * om * on + row * on + col)]
+                                         addr.eq((out.f[6] >> 2)[:ab] + ob[:ab] * om[:ab] * on[:ab]
+                                                 + row[:ab] * on[:ab] + col[:ab])]
                             m.d.comb += value.eq(Mux(~oacc, array.outputs.payload[i][j],
                                                      acc_r[i * C + j].data + array.outputs.payload[i][j]))
                 last_out = got & (oi == ont_n - 1) & (oo == omt_n - 1) & (ob == out.f[3] - 1)
@@ -661,6 +735,14 @@ class NPU(wiring.Component):
                         with m.If(oo == omt_n - 1):
                             m.d.sync += ob.eq(Mux(last_out, 0, ob + 1))
                 pops.append(last_out)
+        next_ws = nxt.flags[:2] == 0
+        for i in range(R):
+            a_addr = ws_a_addr[i] if os_a_addr is None else os_a_addr[i] if ws_a_addr is None \
+                else Mux(next_ws, ws_a_addr[i], os_a_addr[i])
+            m.d.comb += sp.r_addr[i].eq(a_addr)
+        b_addr = ws_b_addr if os_b_addr is None else os_b_addr if ws_b_addr is None \
+            else Mux(next_ws, ws_b_addr, os_b_addr)
+        m.d.comb += sp.r_addr[R].eq(b_addr)
         pop_any = Const(0, 1)
         for p in pops:
             pop_any = pop_any | p

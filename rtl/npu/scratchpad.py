@@ -1,0 +1,160 @@
+"""The NPU's scratchpad as banked block RAM: byte windows read synchronously, each stream its own copy.
+
+:class:`BankedScratchpad` holds ``size_bytes`` bytes in ``banks`` banks of ``word_bytes``-byte words,
+word-interleaved (byte ``a`` is lane ``a % word_bytes`` of word ``a // word_bytes``, which lives in
+bank ``word % banks`` at row ``word // banks``). Each bank is one :class:`~amaranth.lib.memory.Memory`
+with one write port (byte enables) and one synchronous read port: the two ports of a block RAM
+(ECP5 DP16KD, iCE40 SB_RAM40_4K), so synthesis infers block RAM and never flip-flops.
+
+Reads come in *groups*: group ``g`` reads a window of ``read_lanes[g]`` consecutive bytes per cycle
+from its own copy of the banks (every copy takes every write), so groups never contend. A window
+touches at most ``banks`` consecutive words, each in a different bank, so one read port per bank
+serves it. ``r_addr[g]`` is the window's first byte; its bytes are on ``r_data[g]`` in the next
+cycle. A read sees the writes of the cycle it is addressed in (the read ports are transparent to
+the write ports), so a reader addressing in the cycle of a writer's last beat gets that beat.
+
+Writes come from ``writers`` beats of ``beat_bytes`` bytes at any byte address, each byte enabled on
+its own (``w_en``). A beat touches at most two words, in two banks; each bank takes one beat per
+cycle. When two writers enable bytes in one bank in the same cycle, the first writer's bytes are
+written, the others' are lost and ``conflict`` is high in that cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from accel.errors import ConfigError
+
+__all__ = ["BankedScratchpad"]
+
+
+def _log2(value: int, what: str) -> int:
+    if value < 1 or value & (value - 1):
+        raise ConfigError(f"Scratchpad {what} must be a power of two, not {value}")
+    return value.bit_length() - 1
+
+
+class BankedScratchpad(wiring.Component):
+    """``size_bytes`` bytes in ``banks`` word-interleaved banks, one copy per read group (module docstring).
+
+    Parameters
+    ----------
+    size_bytes, banks, word_bytes:
+        The scratchpad of the hardware description (``arch.scratchpad``); all powers of two.
+    read_lanes:
+        Bytes each read group reads per cycle (a window of consecutive bytes); at most
+        ``word_bytes * (banks - 1) + 1`` so that a window never needs two words of one bank.
+    writers, beat_bytes:
+        Write beats per cycle and the bytes of each (at most ``word_bytes + 1``: two words).
+    """
+
+    def __init__(self, *, size_bytes: int, banks: int, word_bytes: int, read_lanes: tuple[int, ...],
+                 writers: int = 2, beat_bytes: int = 4) -> None:
+        try:
+            self._check(size_bytes, banks, word_bytes, tuple(read_lanes), beat_bytes)
+        except ConfigError:
+            self._MustUse__silence = True  # never built, so do not also warn "created but never used"
+            raise
+        self.word_bits, self.bank_bits = _log2(word_bytes, "word_bytes"), _log2(banks, "banks")
+        self.size_bytes, self.banks, self.word_bytes = size_bytes, banks, word_bytes
+        self.read_lanes, self.writers, self.beat_bytes = tuple(read_lanes), writers, beat_bytes
+        self.rows = size_bytes // (banks * word_bytes)
+        addr = range(size_bytes)
+        super().__init__({
+            "w_addr": In(data.ArrayLayout(addr, writers)),
+            "w_data": In(data.ArrayLayout(8 * beat_bytes, writers)),
+            "w_en": In(data.ArrayLayout(beat_bytes, writers)),
+            "r_addr": In(data.ArrayLayout(addr, len(read_lanes))),
+            "r_data": Out(data.ArrayLayout(8 * max(read_lanes), len(read_lanes))),
+            "conflict": Out(1),
+        })
+
+    @staticmethod
+    def _check(size_bytes: int, banks: int, word_bytes: int, read_lanes: tuple[int, ...], beat_bytes: int) -> None:
+        _log2(word_bytes, "word_bytes")
+        _log2(banks, "banks")
+        _log2(size_bytes, "size_bytes")
+        if banks < 2:
+            raise ConfigError(f"Scratchpad banks must be at least 2 (a window spans two words), not {banks}")
+        if size_bytes < banks * word_bytes:
+            raise ConfigError(f"Scratchpad of {size_bytes} bytes cannot hold {banks} banks of {word_bytes}-byte words")
+        widest = word_bytes * (banks - 1) + 1
+        if not read_lanes or any(not 1 <= n <= widest for n in read_lanes):
+            raise ConfigError(f"Scratchpad read windows must be 1 to {widest} bytes ({banks} banks of "
+                              f"{word_bytes}-byte words), not {list(read_lanes)}")
+        if not 1 <= beat_bytes <= word_bytes + 1:
+            raise ConfigError(f"Scratchpad write beats must be 1 to {word_bytes + 1} bytes, not {beat_bytes}")
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        wb, bb, W, B = self.word_bits, self.bank_bits, self.word_bytes, self.banks
+
+        # -- the writes each bank takes this cycle (shared by every copy) ---------------------------
+        bank_w = [(Signal(range(self.rows), name=f"bank{b}_waddr"), Signal(8 * W, name=f"bank{b}_wdata"),
+                   Signal(W, name=f"bank{b}_wen")) for b in range(B)]
+        taken = [Signal(name=f"bank{b}_taken") for b in range(B)]
+        conflicts = []
+        for k in range(self.writers):
+            base = self.w_addr[k]
+            hits = []
+            for b, (waddr, wdata, wen) in enumerate(bank_w):
+                lanes = []
+                row = Signal(range(self.rows), name=f"w{k}_bank{b}_row")
+                for i in range(self.beat_bytes):
+                    a = (base + i)[:len(base)]
+                    word = a[wb:]
+                    here = Signal(name=f"w{k}_b{i}_bank{b}")
+                    m.d.comb += here.eq(self.w_en[k][i] & (word[:bb] == b))
+                    with m.If(here):
+                        m.d.comb += row.eq(word[bb:])
+                    lanes.append((here, a[:wb], self.w_data[k].word_select(i, 8)))
+                hit = Signal(name=f"w{k}_bank{b}")
+                m.d.comb += hit.eq(Cat(h for h, _, _ in lanes).any())
+                hits.append(hit)
+                with m.If(hit & ~taken[b]):
+                    m.d.comb += waddr.eq(row)
+                    for here, lane, byte in lanes:
+                        for j in range(W):
+                            with m.If(here & (lane == j)):
+                                m.d.comb += [wen[j].eq(1), wdata.word_select(j, 8).eq(byte)]
+            for b in range(B):
+                conflicts.append(hits[b] & taken[b])
+            # the next writer sees this one's banks as taken
+            nxt = [Signal(name=f"bank{b}_taken_{k}") for b in range(B)]
+            m.d.comb += [n.eq(t | h) for n, t, h in zip(nxt, taken, hits, strict=True)]
+            taken = nxt
+        m.d.comb += self.conflict.eq(Cat(*conflicts).any() if conflicts else 0)
+
+        # -- one copy of the banks per read group -----------------------------------------------------
+        for g, lanes in enumerate(self.read_lanes):
+            base = self.r_addr[g]
+            w0 = base[wb:]
+            out_lane = []
+            bank_data = []
+            for b in range(B):
+                mem = Memory(shape=8 * W, depth=self.rows, init=[])
+                m.submodules[f"copy{g}_bank{b}"] = mem
+                waddr, wdata, wen = bank_w[b]
+                wp = mem.write_port(granularity=8)
+                m.d.comb += [wp.addr.eq(waddr), wp.data.eq(wdata), wp.en.eq(wen)]
+                rp = mem.read_port(domain="sync", transparent_for=(wp,))
+                # the window's word in bank b: w0 + ((b - w0) mod B)
+                offset = (b - w0[:bb])[:bb]
+                m.d.comb += rp.addr.eq(((w0 + offset) >> bb)[:len(rp.addr)])
+                bank_data.append(rp.data)
+            # which bank and lane each byte of the window comes from, a cycle later
+            for i in range(lanes):
+                a = (base + i)[:len(base)]
+                sel = Signal(bb + wb, name=f"r{g}_sel{i}")
+                m.d.sync += sel.eq(a[:bb + wb])
+                word = Signal(8 * W, name=f"r{g}_word{i}")
+                with m.Switch(sel[wb:]):
+                    for b in range(B):
+                        with m.Case(b):
+                            m.d.comb += word.eq(bank_data[b])
+                out_lane.append(word.word_select(sel[:wb], 8) if wb else word)
+            m.d.comb += self.r_data[g].eq(Cat(*out_lane))
+        return m
