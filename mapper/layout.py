@@ -39,7 +39,8 @@ from accel.commands import Block
 from accel.timing import ceil_div
 from workloads.graph import Graph, Layer, OpKind
 
-__all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_band_bound", "dense_k_range", "make_block",
+__all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_band_bound", "conv_band_channels",
+           "dense_k_range", "make_block",
            "storage_shape", "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
 
 
@@ -143,9 +144,7 @@ def conv_band(g: ConvGeometry, b0: int, tb: int, m0: int, tm: int, k_lo: int, k_
 def conv_band_bound(g: ConvGeometry, tb: int, tm: int, k_span: int) -> int:
     """The most bytes :func:`conv_band` gives for any tile of ``tb`` groups, ``tm`` output pixels and a
     reduction slice spanning ``k_span`` dense elements (what a tile's scratchpad share must hold)."""
-    kk = g.kh * g.kw
-    cg = g.group_channels
-    channels = (tb - 1) * cg + min(cg, ceil_div(k_span, kk) + 1)
+    channels = conv_band_channels(g, tb, k_span)
     if g.pointwise:
         return tm * channels
     rows = min(g.n * g.oh, ceil_div(tm, g.ow) + 1)  # output rows a run of tm pixels touches
@@ -154,6 +153,13 @@ def conv_band_bound(g: ConvGeometry, tb: int, tm: int, k_span: int) -> int:
         in_rows += g.pt + g.kh * g.dh
     images = min(g.n, ceil_div(rows, g.oh) + 1)
     return min(g.n * g.h * g.w, in_rows * g.w, images * g.h * g.w) * channels
+
+
+def conv_band_channels(g: ConvGeometry, tb: int, k_span: int) -> int:
+    """The most channels :func:`conv_band` gives for ``tb`` groups and a reduction slice spanning
+    ``k_span`` dense elements (a slice may start inside a channel's kernel window)."""
+    cg = g.group_channels
+    return (tb - 1) * cg + min(cg, ceil_div(k_span, g.kh * g.kw) + 1)
 
 
 def make_block(row_bytes: int, rows: int = 1, row_stride: int = 0, planes: int = 1,

@@ -16,7 +16,7 @@ from fractions import Fraction
 from accel.commands import Buffer
 from accel.hardware import Dataflow, Sparsity
 from accel.timing import ceil_div
-from mapper.layout import ConvGeometry, conv_band, conv_band_bound, dense_k_range
+from mapper.layout import ConvGeometry, conv_band, conv_band_bound, conv_band_channels, dense_k_range
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
@@ -108,12 +108,12 @@ class Operands:
         if self.conv is not None:
             lo, hi = dense_k_range(0, tk, self._nm)
             span = hi - lo + (self._nm[1] if self._nm else 0)  # N:M: a slice may start mid-group
-            return max(1, self.x_word * conv_band_bound(self.conv, tb, tm, min(span, self.dense_k or self.gemm.k)))
+            return max(1, self.x_word * conv_band_bound(self.conv, tb, tm, min(span, self._k)))
         if self._dense_nm_input:  # the dense groups a slice covers; one more when it may start mid-group
             assert self._nm is not None
             lo, hi = dense_k_range(0, tk, self._nm)
             span = hi - lo + (self._nm[1] if tk % self._nm[0] else 0)
-            return max(1, self.x_word * tb * tm * min(span, self.dense_k))
+            return max(1, self.x_word * tb * tm * min(span, self._k))
         rate = self.x_rate
         assert rate is not None
         return max(1, ceil_div(rate.numerator * tb * tm * tk, rate.denominator))
@@ -126,15 +126,24 @@ class Operands:
             return self.x_word * (p1 - p0) * (ch1 - ch0)
         if self._dense_nm_input:
             lo, hi = dense_k_range(k0, tk, self._nm)
-            return self.x_word * tb * tm * (min(hi, self.dense_k) - lo)
+            return self.x_word * tb * tm * (min(hi, self._k) - lo)
         return self.x_share(tb, tm, tk)
+
+    @property
+    def _k(self) -> int:
+        """The layer's dense reduction."""
+        return self.dense_k or self.gemm.k
+
+    @property
+    def _dense_input(self) -> bool:
+        """A GEMM whose input is its dense ``groups x m x k`` matrix (a tile reads a block of it)."""
+        g = self.gemm
+        return self.conv is None and self.x_bytes == self.x_word * g.batch * g.m * self._k
 
     @property
     def _dense_nm_input(self) -> bool:
         """An N:M GEMM whose input is its dense ``groups x m x k`` matrix: tiles read the groups they cover."""
-        g = self.gemm
-        return self.sparsity is not None and self.conv is None and \
-            self.x_bytes == self.x_word * g.batch * g.m * self.dense_k
+        return self.sparsity is not None and self._dense_input
 
     @property
     def _nm(self) -> tuple[int, int] | None:
@@ -145,16 +154,13 @@ class Operands:
     def x_row_bytes(self, tb: int, tk: int) -> int:
         """Bytes of one row of an input tile (0: the tile is contiguous): a GEMM tile's rows are its
         ``tk`` (dense) reduction elements, a convolution band's its channels."""
-        if self.conv is not None:
-            lo, hi = dense_k_range(0, tk, self._nm)
-            kk, cg = self.conv.kh * self.conv.kw, self.conv.group_channels
-            channels = (tb - 1) * cg + min(cg, ceil_div(hi - lo, kk) + 1)
-            return 0 if channels >= self.conv.c else self.x_word * channels
-        if self.x_bytes != self.x_word * self.gemm.batch * self.gemm.m * (self.dense_k or self.gemm.k):
-            return 0  # priced as a share of the input's bytes
         lo, hi = dense_k_range(0, tk, self._nm)
-        width = min(hi - lo, self.dense_k or self.gemm.k)
-        return 0 if width >= (self.dense_k or self.gemm.k) else self.x_word * width
+        if self.conv is not None:
+            channels = conv_band_channels(self.conv, tb, hi - lo)
+            return 0 if channels >= self.conv.c else self.x_word * channels
+        if not self._dense_input:
+            return 0  # priced as a share of the input's bytes
+        return 0 if hi - lo >= self._k else self.x_word * (hi - lo)
 
     def w_row_bytes(self, tn: int) -> int:
         """Bytes of one row of a weight tile (0: contiguous; N:M tiles are packed)."""

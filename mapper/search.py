@@ -186,7 +186,7 @@ class _Pricer:
         price = self._transfers.get(key)
         if price is None:
             t = (Store if store else Load)(id=0, layer="", tensor="", size_bytes=size_bytes, buffer=buffer)
-            block = Block(rows=size_bytes // row_bytes, row_bytes=row_bytes, row_stride=row_bytes + 1) \
+            block = Block(rows=size_bytes // row_bytes, row_bytes=row_bytes, row_stride=row_bytes) \
                 if row_bytes and row_bytes < size_bytes else None
             price = self._transfers[key] = (dma_cycles(self.arch, size_bytes, block),
                                             sum(command_energy_pj(self.arch, t).values()))
@@ -236,11 +236,18 @@ def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]],
                 loads += busy
         priced.append((times, array, loads, stores))
         count += times
+    return _overlapped(priced), energy, moved, count, priced
+
+
+def _overlapped(priced: list[tuple[int, float, float, float]]) -> float:
+    """Cycles of runs of equal steps ``(times, array, loads, stores)`` repeating in a cycle: a step
+    costs ``max(array, stores + the next step's loads)``, the next step being the same run's until
+    its last, then the next run's first (after the last run, the first's)."""
     cycles = 0.0
     for i, (times, array, loads, stores) in enumerate(priced):
         following = priced[(i + 1) % len(priced)][2]
         cycles += (times - 1) * max(array, stores + loads) + max(array, stores + following)
-    return cycles, energy, moved, count, priced
+    return cycles
 
 
 def _edges(first_loads: float, last: tuple[int, float, float, float], wrap_loads: float) -> float:
@@ -334,9 +341,7 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             moved += count * x_size + firsts * w_size
             priced = [(times, array, loads, store_busy) for times, loads in
                       ((firsts, x_busy + w_busy), (count - firsts, x_busy)) if times]
-            for i, (times, array, loads, store) in enumerate(priced):
-                next_loads = priced[(i + 1) % len(priced)][2]
-                cycles += (times - 1) * max(array, store + loads) + max(array, store + next_loads)
+            cycles += _overlapped(priced)
             steps_run += count
             first_loads = priced[0][2] if first_loads is None else first_loads
             last, wrap = priced[-1], priced[0][2]
@@ -370,11 +375,10 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
                 energy += count * times * pj
                 moved += count * times * size
             priced.append((times, array, loads, store_busy if last else 0))
-        # compute i overlaps the loads of step i + 1 (the next output tile's first, after the last)
-        for i, (times, array, loads, store) in enumerate(priced):
-            next_loads = priced[(i + 1) % len(priced)][2]
-            cycles += count * ((times - 1) * max(array, loads) + max(array, store + next_loads))
-            steps_run += count * times
+        # compute i overlaps the loads of step i + 1 (the next output tile's first, after the last);
+        # only the last k step stores, so a run of several steps has no stores
+        cycles += count * _overlapped(priced)
+        steps_run += count * sum(times for times, *_ in priced)
         first_loads = priced[0][2] if first_loads is None else first_loads
         last, wrap = priced[-1], priced[0][2]
     assert first_loads is not None
