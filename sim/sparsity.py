@@ -285,22 +285,15 @@ def nm_compressed_bytes(k: int, n_cols: int, n: int, m: int, value_bits: int) ->
     return Sparsity(n, m).compressed_bytes(int(n_cols) * -(-int(k) // m) * n, int(value_bits))
 
 
-def _entry_order(c: NMCompressed, array: np.ndarray) -> list[int]:
+def _entry_order(array: np.ndarray) -> np.ndarray:
     """``array (G, N, cols)`` flattened column by column, group by group, slot by slot."""
-    return [int(v) for v in array.transpose(2, 0, 1).ravel()]
-
-
-def _pack_stream(codes: list[int], bits: int) -> bytes:
-    word = 0
-    for position, code in enumerate(codes):
-        word |= (code & ((1 << bits) - 1)) << (position * bits)
-    return word.to_bytes(-(-len(codes) * bits // 8), "little")
+    return array.transpose(2, 0, 1).ravel()
 
 
 def nm_to_bytes(c: NMCompressed) -> bytes:
     """``c`` as stored in memory: the value region, then the index region (module docstring)."""
-    values = _pack_stream(_entry_order(c, c.values), c.value_format.bits)
-    return values + _pack_stream(_entry_order(c, c.indices), c.index_bits)
+    return pack_entries(_entry_order(c.values), _entry_order(c.indices), value_bits=c.value_format.bits,
+                        index_bits=c.index_bits).tobytes()
 
 
 def nm_from_bytes(data: bytes, *, k: int, cols: int, n: int, m: int,
@@ -310,16 +303,13 @@ def nm_from_bytes(data: bytes, *, k: int, cols: int, n: int, m: int,
     if len(data) != size:
         raise ValueError(f"a {k} x {cols} {n}:{m} matrix of {value_format.name} is stored in {size} bytes, "
                          f"not {len(data)}")
-    groups, bits, index_bits = -(-k // m), value_format.bits, nm_index_bits(m)
-    entries = cols * groups * n
-    value_bytes = -(-entries * bits // 8)
-    value_word = int.from_bytes(data[:value_bytes], "little")
-    index_word = int.from_bytes(data[value_bytes:], "little")
-    values = [_from_bits((value_word >> (e * bits)) & ((1 << bits) - 1), value_format) for e in range(entries)]
-    indices = [(index_word >> (e * index_bits)) & ((1 << index_bits) - 1) for e in range(entries)]
+    groups = -(-k // m)
+    values, indices = unpack_entries(np.frombuffer(data, dtype=np.uint8), cols * groups * n,
+                                     value_bits=value_format.bits, index_bits=nm_index_bits(m),
+                                     signed=value_format.signed)
 
-    def shaped(flat: list[int]) -> np.ndarray:
-        return np.array(flat, dtype=np.int64).reshape(cols, groups, n).transpose(1, 2, 0)
+    def shaped(flat: np.ndarray) -> np.ndarray:
+        return np.asarray(flat, dtype=np.int64).reshape(cols, groups, n).transpose(1, 2, 0)
 
     return NMCompressed(shaped(values), shaped(indices), n, m, k, value_format)
 
@@ -347,7 +337,7 @@ def unpack_entries(data: npt.ArrayLike, count: int, *, value_bits: int, index_bi
 
 
 def _bit_stream(codes: np.ndarray, bits: int) -> np.ndarray:
-    unsigned = np.asarray(codes, dtype=np.int64) & ((1 << bits) - 1)
+    unsigned = np.asarray(codes, dtype=_word_dtype(bits)) & ((1 << bits) - 1)
     if bits == 8:
         return unsigned.astype(np.uint8)
     planes = (unsigned[:, None] >> np.arange(bits)) & 1
@@ -357,8 +347,13 @@ def _bit_stream(codes: np.ndarray, bits: int) -> np.ndarray:
 def _from_bit_stream(raw: np.ndarray, count: int, bits: int) -> np.ndarray:
     if bits == 8:
         return raw[:count].astype(np.int64)
-    planes = np.unpackbits(raw, bitorder="little")[:count * bits].reshape(count, bits).astype(np.int64)
+    planes = np.unpackbits(raw, bitorder="little")[:count * bits].reshape(count, bits).astype(_word_dtype(bits))
     return (planes << np.arange(bits)).sum(axis=1)
+
+
+def _word_dtype(bits: int) -> type:
+    """int64 for fields that fit it with a sign to spare; Python integers beyond."""
+    return np.int64 if bits <= 62 else object
 
 
 def nm_reduction_length(k: int, n: int, m: int) -> int:
