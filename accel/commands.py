@@ -39,12 +39,14 @@ __all__ = ["Unit", "Buffer", "Block", "Command", "Load", "Store", "Move", "Compu
 
 
 class Unit(Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C (Enum's hashes the name in Python)
     DMA = "dma"
     ARRAY = "array"
     VECTOR = "vector"
 
 
 class Buffer(Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C (Enum's hashes the name in Python)
     SCRATCHPAD = "scratchpad"
     ACCUMULATOR = "accumulator"
 

@@ -49,6 +49,8 @@ class Dataflow(Enum):
     OS = "os"  # output-stationary: each PE accumulates one output, inputs and weights stream
     IS = "is"  # input-stationary: inputs preloaded, weights stream
 
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C (Enum's hashes the name in Python)
+
     @classmethod
     def parse(cls, text: str) -> Dataflow:
         try:

@@ -100,11 +100,19 @@ class Operands:
         if self.x_rate is None:
             g = self.gemm
             object.__setattr__(self, "x_rate", Fraction(self.x_bytes, g.batch * g.m * g.k))
+        object.__setattr__(self, "_shares", {})  # x_share by tile shape: the search asks again and again
 
     def x_share(self, tb: int, tm: int, tk: int) -> int:
         """The most bytes of the input tensor a ``tb x tm x tk`` tile reads, wherever it is: its share of
         the input (rounded up) for a GEMM, the largest input band (:func:`mapper.layout.conv_band_bound`)
         for a convolution."""
+        shares: dict[tuple[int, int, int], int] = self._shares  # type: ignore[attr-defined]
+        share = shares.get((tb, tm, tk))
+        if share is None:
+            share = shares[tb, tm, tk] = self._x_share(tb, tm, tk)
+        return share
+
+    def _x_share(self, tb: int, tm: int, tk: int) -> int:
         if self.conv is not None:
             lo, hi = dense_k_range(0, tk, self._nm)
             span = hi - lo + (self._nm[1] if self._nm else 0)  # N:M: a slice may start mid-group

@@ -50,6 +50,8 @@ NUMERICS = ("integer", "quantize", "dequantize", "float")
 class OpKind(Enum):
     """The closed set of layer kinds the mapper and simulator understand."""
 
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C (Enum's hashes the name in Python)
+
     CONV = "conv"  # 2-D convolution, incl. grouped and depthwise
     GEMM = "gemm"  # fully connected / linear: activation x constant weight
     MATMUL = "matmul"  # activation x activation (attention scores, context)
@@ -77,6 +79,7 @@ class OpKind(Enum):
 
 
 class TensorKind(Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C (Enum's hashes the name in Python)
     INPUT = "input"  # fed to the graph from outside
     CONSTANT = "constant"  # weights and biases
     ACTIVATION = "activation"  # produced by a layer
