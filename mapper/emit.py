@@ -26,13 +26,15 @@ every earlier command that used part of it (:class:`~mapper.residency.AddressBoo
 
 from __future__ import annotations
 
+import gc
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import MappingError
-from accel.hardware import Accelerator
+from accel.hardware import Accelerator, Memory, SystolicArray
 from accel.timing import ceil_div, fold_count, steady_follows
 from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision
 from mapper.layout import PackedTile, make_block, out_block, storage_shape, w_block, x_block
@@ -40,27 +42,58 @@ from mapper.residency import AddressBook, Residency
 from mapper.schedules import Operands, Step, Transfer, share
 from workloads.graph import GemmShape, Graph, Layer, OpKind
 
-__all__ = ["emit_program", "dram_addresses", "dram_room"]
+__all__ = ["OnChip", "emit_program", "dram_addresses", "dram_room"]
+
+
+@dataclass(frozen=True)
+class OnChip:
+    """The parts of a design emission reads: the array (its formats and fold geometry) and the two
+    on-chip memories (their sizes). Emission sees only these, so its program is a function of them
+    (:mod:`mapper.programs` memoises it by them)."""
+
+    array: SystolicArray
+    scratchpad: Memory
+    accumulator: Memory
+
+    @classmethod
+    def of(cls, arch: Accelerator) -> OnChip:
+        return cls(arch.array, arch.scratchpad, arch.accumulator)
 
 
 def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecision],
                  residency: Residency | None = None) -> tuple[tuple[Command, ...], dict[str, tuple[PackedTile, ...]]]:
     """The commands of ``decisions`` (one per layer, in schedule order) with the residents of ``residency``,
     and the tiles of every N:M weight tensor as they are packed in DRAM."""
-    emitter = _Emitter(graph, arch, residency)
-    for step, decision in enumerate(decisions):
-        emitter.begin_layer(step, decision.working_bytes)
-        if isinstance(decision, ArrayDecision):
-            emitter.array_layer(decision)
-        elif isinstance(decision, VectorDecision):
-            emitter.vector_layer(decision)
-        else:
-            emitter.view_layer(decision)
-        emitter.end_layer()
+    emitter = _Emitter(graph, OnChip.of(arch), residency)
+    with _collector_paused():  # tens of thousands of acyclic objects: nothing for the cycle collector
+        for step, decision in enumerate(decisions):
+            emitter.begin_layer(step, decision.working_bytes)
+            if isinstance(decision, ArrayDecision):
+                emitter.array_layer(decision)
+            elif isinstance(decision, VectorDecision):
+                emitter.vector_layer(decision)
+            else:
+                emitter.view_layer(decision)
+            emitter.end_layer()
     return tuple(emitter.commands), {name: tuple(tiles.values()) for name, tiles in emitter.weight_tiles.items()}
 
 
-def dram_addresses(graph: Graph, arch: Accelerator) -> tuple[dict[str, int], int]:
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off for the duration (if it was on): emission allocates commands,
+    tuples and blocks, none in a reference cycle, and the collector's passes over the growing
+    program cost a fifth of emission's time."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def dram_addresses(graph: Graph, arch: Accelerator | OnChip) -> tuple[dict[str, int], int]:
     """Every tensor's DRAM address (in graph order, 64-byte aligned, :func:`dram_room` bytes each; a
     view's output at its input's: the same bytes) and the first address above them all."""
     addr: dict[str, int] = {}
@@ -76,7 +109,7 @@ def dram_addresses(graph: Graph, arch: Accelerator) -> tuple[dict[str, int], int
     return addr, next_addr
 
 
-def dram_room(graph: Graph, arch: Accelerator) -> dict[str, int]:
+def dram_room(graph: Graph, arch: Accelerator | OnChip) -> dict[str, int]:
     """The bytes of every tensor's DRAM region: an accumulator word per element, 64-byte aligned."""
     word = max(arch.array.input_format.size_bytes, arch.array.accumulator_format.size_bytes)
     return {name: ceil_div(tensor.elements * word, 64) * 64 for name, tensor in graph.tensors.items()}
@@ -94,7 +127,7 @@ class _Slot:
 class _Emitter:
     """The program so far and what the next command must know: addresses, and who last used what."""
 
-    def __init__(self, graph: Graph, arch: Accelerator, residency: Residency | None) -> None:
+    def __init__(self, graph: Graph, arch: OnChip, residency: Residency | None) -> None:
         self.graph = graph
         self.arch = arch
         self.residency = residency

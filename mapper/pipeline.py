@@ -21,7 +21,9 @@ before any command is written and returns a :class:`~mapper.plan.Plan` that
    its warm starts' (see :func:`_least_plan_traffic`; the plan says whose tensors it runs).
 4. **Layer decisions** (:func:`mapper.decide.decide_layers`): each layer's mapping in its working
    space, with the residents of the allocation; then **emission**
-   (:func:`mapper.emit.emit_program`) writes the command program those decisions say.
+   (:func:`mapper.emit.emit_program`) writes the command program those decisions say, once per
+   distinct program in a process (:mod:`mapper.programs`: designs that differ only off chip and
+   map alike share it).
 
 :func:`build_plan` is steps 4 alone, for a given schedule, working space and allocation.
 """
@@ -35,17 +37,15 @@ from collections.abc import Callable, Mapping, Sequence
 from accel.hardware import Accelerator
 from mapper.allocate import Allocation
 from mapper.decide import check_command_count, decide_layers, working_space
-from mapper.emit import emit_program
-from mapper.fuse import fuse_activations
 from mapper.lifetimes import MemoryProblem
 from mapper.memory import allocate, check_allocation, problem_from_graph
 from mapper.options import Allocator, MapOptions
 from mapper.order import candidate_orders
 from mapper.plan import Plan
+from mapper.programs import checked, emitted, prepared
 from mapper.rereads import reread_factors
 from mapper.residency import Residency
 from workloads.graph import Graph
-from workloads.host import split_host
 
 __all__ = ["map_graph", "build_plan", "KNEE"]
 
@@ -57,16 +57,15 @@ KNEE = 0.05
 
 def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
     """Map ``graph`` onto ``arch`` as ``options`` say and return the checked plan."""
-    from mapper.check import check_plan
-
-    graph = split_host(graph).device  # the float conversions at a quantized graph's boundary are the host's
-    graph = fuse_activations(graph, arch)  # activations the store path applies join their array layer
+    # the float conversions at a quantized graph's boundary are the host's; activations the store
+    # path applies join their array layer
+    graph = prepared(graph, arch)
     if options.scratchpad_bytes is not None and options.scratchpad_bytes != arch.scratchpad.size_bytes:
         arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad,
                                                                         size_bytes=options.scratchpad_bytes))
     if options.allocator is Allocator.NONE:
         plan = build_plan(graph, arch, options)
-        check_plan(plan)
+        checked(plan)
         return plan
     problem_from_graph(graph, arch)  # names a tensor whose smallest tile cannot fit
     check_command_count(graph, arch, decide_layers(graph, arch, options))  # before searches that scale with it
@@ -93,7 +92,7 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
         plain = build_plan(graph, arch, options, order=order)  # the whole scratchpad, nothing kept
         plain = dataclasses.replace(plain, allocation=allocate(problem, method="none"), problem=problem)
         plan = _least_plan_traffic(plan, problem, program, plain)
-    check_plan(plan)
+    checked(plan)
     return plan
 
 
@@ -105,7 +104,7 @@ def build_plan(graph: Graph, arch: Accelerator, options: MapOptions, *, order: S
     the allocation attached (:func:`map_graph` does both)."""
     decisions = decide_layers(graph, arch, options, order=order, working_bytes=working_bytes, residency=residency)
     check_command_count(graph, arch, decisions)  # before any command is written
-    commands, weight_tiles = emit_program(graph, arch, decisions, residency)
+    commands, weight_tiles = emitted(graph, arch, decisions, residency)
     return Plan(arch=arch, graph_name=graph.name, layers=tuple(d.mapping for d in decisions), commands=commands,
                 graph=graph, options=options, weight_tiles=weight_tiles)
 

@@ -205,7 +205,11 @@ _BATCH = 16  # candidates priced together (after dropping those whose bound alre
 
 
 def clear_caches() -> None:
-    """Forget every memoised search result and price (e.g. between the designs of a sweep)."""
+    """Forget every memoised search result and price (e.g. between the designs of a sweep), and the
+    programs emitted from them (:mod:`mapper.programs`)."""
+    from mapper.programs import clear
+
+    clear()
     _search.cache_clear()
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
