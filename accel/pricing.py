@@ -55,15 +55,18 @@ PRICE_FIELDS: Mapping[type[Command], tuple[str, ...]] = {
 }
 
 
-def price_key(command: Command, arch: Accelerator | None = None) -> tuple[Any, ...]:
-    """What ``command``'s price depends on: its kind and its :data:`PRICE_FIELDS` (on ``arch``, a
-    transfer's DRAM block only where the DMA has a request structure)."""
+def price_key(command: Command, arch: Accelerator | None = None, *, requests: bool | None = None) -> tuple[Any, ...]:
+    """What ``command``'s price depends on: its kind and its :data:`PRICE_FIELDS`, a transfer's DRAM
+    block only where the DMA has a request structure (``requests``; default: ``arch``'s DMA has one,
+    and true without a design)."""
     cls = type(command)
     try:
         fields = PRICE_FIELDS[cls]
     except KeyError:
         raise TypeError(f"unknown command {command!r}") from None
-    if arch is not None and not arch.dma.max_in_flight:
+    if requests is None:
+        requests = arch is None or bool(arch.dma.max_in_flight)
+    if not requests:
         fields = _WITHOUT_REQUESTS[cls]
     return (cls, *(getattr(command, f) for f in fields))
 

@@ -162,7 +162,20 @@ class Result:
 
     @property
     def dram_bytes(self) -> int:
-        return self.plan.dram_bytes
+        return self.dram_read_bytes + self.dram_write_bytes
+
+    @property
+    def dram_read_bytes(self) -> int:
+        """The plan's loads' bytes (:attr:`mapper.plan.Plan.dram_read_bytes`), summed per form."""
+        return int(self.table.dram_read_bytes @ self._form_counts)
+
+    @property
+    def dram_write_bytes(self) -> int:
+        return int(self.table.dram_write_bytes @ self._form_counts)
+
+    @cached_property
+    def _form_counts(self) -> np.ndarray:
+        return self.table.form_counts()
 
     @cached_property
     def array_macs(self) -> int:
@@ -171,10 +184,9 @@ class Result:
 
     @cached_property
     def _array_macs_per_layer(self) -> np.ndarray:
-        table = self.table
-        macs = np.fromiter((c.macs if isinstance(c, Compute) else 0 for c in self.plan.commands), np.int64,
-                           len(self.plan.commands))
-        return np.bincount(table.layer, weights=macs, minlength=len(table.layer_names)).astype(np.int64)
+        table = self.table  # a compute's MACs are its shape's, so one figure per form
+        per_form = np.array([c.macs if isinstance(c, Compute) else 0 for c in table.forms], dtype=np.int64)
+        return np.bincount(table.layer, weights=per_form[table.form], minlength=len(table.layer_names)).astype(np.int64)
 
     @property
     def coalesced_commands(self) -> int:
@@ -304,8 +316,7 @@ class Result:
 
     def _level_totals(self) -> dict[str, int]:
         table = self.table
-        counts = table.form_counts()
-        sums = (table.level_bytes * counts[:, None]).sum(axis=0)
+        sums = (table.level_bytes * self._form_counts[:, None]).sum(axis=0)
         return {level: int(sums[i]) for i, level in enumerate(LEVELS) if level != "dram"}
 
     def summary(self) -> dict[str, object]:
@@ -317,8 +328,8 @@ class Result:
             "latency_s": self.latency_s,
             "macs": self.macs,
             "dram_bytes": self.dram_bytes,
-            "dram_read_bytes": self.plan.dram_read_bytes,
-            "dram_write_bytes": self.plan.dram_write_bytes,
+            "dram_read_bytes": self.dram_read_bytes,
+            "dram_write_bytes": self.dram_write_bytes,
             **{f"{level}_bytes": int(total) for level, total in self._level_totals().items()},
             "array_macs": self.array_macs,
             "array_utilization": self.array_macs / (max(self.total_cycles, 1) * self.arch.peak_macs_per_cycle),

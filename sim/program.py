@@ -78,31 +78,7 @@ def program_table(arch: Accelerator, commands: tuple[Command, ...],
 
     ``layer_names`` fixes the order of layers (a command of a layer not listed is added after them).
     """
-    index: dict[tuple, int] = {}
-    layer_index = {name: i for i, name in enumerate(layer_names)}
-    names = list(layer_names)
-    forms: list[Command] = []
-    n = len(commands)
-    form = np.empty(n, dtype=np.int64)
-    kind = np.empty(n, dtype=np.int8)
-    layer = np.empty(n, dtype=np.int64)
-    for position, command in enumerate(commands):
-        cls = type(command)
-        key = price_key(command, arch)
-        f = index.get(key)
-        if f is None:
-            f = index[key] = len(forms)
-            forms.append(command)
-        form[position] = f
-        k = _KIND.get(cls)
-        if k is None:
-            raise TypeError(f"unknown command {command!r}")
-        kind[position] = k
-        li = layer_index.get(command.layer)
-        if li is None:
-            li = layer_index[command.layer] = len(names)
-            names.append(command.layer)
-        layer[position] = li
+    names, form, kind, layer, forms = _forms(commands, layer_names, bool(arch.dma.max_in_flight))
     count = len(forms)
     cycles = np.zeros(count, dtype=np.int64)
     conflicts = np.zeros(count, dtype=np.int64)
@@ -125,7 +101,55 @@ def program_table(arch: Accelerator, commands: tuple[Command, ...],
             reads[f] = command.size_bytes
         elif isinstance(command, Store):
             writes[f] = command.size_bytes
-    for array in (form, kind, layer, cycles, conflicts, energy, levels, reads, writes):
+    for array in (cycles, conflicts, energy, levels, reads, writes):
         array.setflags(write=False)
-    return ProgramTable(tuple(names), form, kind, layer, tuple(forms), cycles, conflicts, energy, levels,
-                        reads, writes)
+    return ProgramTable(names, form, kind, layer, forms, cycles, conflicts, energy, levels, reads, writes)
+
+
+_FormsOf = tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, tuple[Command, ...]]
+# the forms of the programs seen last, by the program object (held, so its id stays its own): a
+# process that times one program on many designs (a sweep over DRAM bandwidth) finds them once
+_recent: dict[tuple[int, tuple[str, ...], bool], tuple[tuple[Command, ...], _FormsOf]] = {}
+_RECENT = 4
+
+
+def _forms(commands: tuple[Command, ...], layer_names: tuple[str, ...], requests: bool) -> _FormsOf:
+    """``(layer names, form, kind, layer, forms)`` of ``commands``: per command the index of its
+    distinct price key (transfers' DRAM blocks in it when the DMA has a request structure,
+    ``requests``), its kind and its layer; and one representative command per form."""
+    key = (id(commands), layer_names, requests)
+    hit = _recent.get(key)
+    if hit is not None and hit[0] is commands:
+        return hit[1]
+    index: dict[tuple, int] = {}
+    layer_index = {name: i for i, name in enumerate(layer_names)}
+    names = list(layer_names)
+    forms: list[Command] = []
+    n = len(commands)
+    form = np.empty(n, dtype=np.int64)
+    kind = np.empty(n, dtype=np.int8)
+    layer = np.empty(n, dtype=np.int64)
+    for position, command in enumerate(commands):
+        cls = type(command)
+        price_of = price_key(command, requests=requests)
+        f = index.get(price_of)
+        if f is None:
+            f = index[price_of] = len(forms)
+            forms.append(command)
+        form[position] = f
+        k = _KIND.get(cls)
+        if k is None:
+            raise TypeError(f"unknown command {command!r}")
+        kind[position] = k
+        li = layer_index.get(command.layer)
+        if li is None:
+            li = layer_index[command.layer] = len(names)
+            names.append(command.layer)
+        layer[position] = li
+    for array in (form, kind, layer):
+        array.setflags(write=False)
+    result = (tuple(names), form, kind, layer, tuple(forms))
+    if len(_recent) >= _RECENT:
+        _recent.pop(next(iter(_recent)))
+    _recent[key] = (commands, result)
+    return result
