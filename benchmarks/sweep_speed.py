@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import multiprocessing
 import os
 import platform
 import time
@@ -75,7 +76,9 @@ def main() -> None:
 
     rows = [{"executor": "in-process (max_workers=1)", "cores": 1, **_timed(None, 1)}]
     for workers in (1, 2):
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawned, not forked: a forked worker would inherit this process's warm search and program memos
+        spawn = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
             rows.append({"executor": f"local processes ({workers})", "cores": workers, **_timed(pool, workers)})
     if not args.no_dask:
         from distributed import Client, LocalCluster
