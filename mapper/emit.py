@@ -26,10 +26,8 @@ every earlier command that used part of it (:class:`~mapper.residency.AddressBoo
 
 from __future__ import annotations
 
-import gc
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
@@ -65,32 +63,16 @@ def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecis
     """The commands of ``decisions`` (one per layer, in schedule order) with the residents of ``residency``,
     and the tiles of every N:M weight tensor as they are packed in DRAM."""
     emitter = _Emitter(graph, OnChip.of(arch), residency)
-    with _collector_paused():  # tens of thousands of acyclic objects: nothing for the cycle collector
-        for step, decision in enumerate(decisions):
-            emitter.begin_layer(step, decision.working_bytes)
-            if isinstance(decision, ArrayDecision):
-                emitter.array_layer(decision)
-            elif isinstance(decision, VectorDecision):
-                emitter.vector_layer(decision)
-            else:
-                emitter.view_layer(decision)
-            emitter.end_layer()
+    for step, decision in enumerate(decisions):
+        emitter.begin_layer(step, decision.working_bytes)
+        if isinstance(decision, ArrayDecision):
+            emitter.array_layer(decision)
+        elif isinstance(decision, VectorDecision):
+            emitter.vector_layer(decision)
+        else:
+            emitter.view_layer(decision)
+        emitter.end_layer()
     return tuple(emitter.commands), {name: tuple(tiles.values()) for name, tiles in emitter.weight_tiles.items()}
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off for the duration (if it was on): emission allocates commands,
-    tuples and blocks, none in a reference cycle, and the collector's passes over the growing
-    program cost a fifth of emission's time."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def dram_addresses(graph: Graph, arch: Accelerator | OnChip) -> tuple[dict[str, int], int]:
