@@ -50,6 +50,7 @@ FINE_UP_TO = 300_000  # commands: rows up to this size also time the fine simula
 def measure(model: str, preset: str, fine: bool) -> dict[str, object]:
     """One row, in this process (imports first, so they are not timed)."""
     import mapper
+    import mapper.pipeline  # noqa: F401 - map_graph imports its rooms on first use
     import sim
     import sim.engine  # noqa: F401
     from accel import config

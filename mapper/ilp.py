@@ -38,12 +38,15 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import highspy
 import numpy as np
 
 from mapper.allocate import Allocation, allocation_from_gaps, kept_gaps, pack_runs
 from mapper.lifetimes import MemoryProblem
+
+if TYPE_CHECKING:
+    import highspy
 
 __all__ = ["solve_ilp", "quiet_highs", "pass_model", "returned_warm_start", "weighted_non_compulsory", "WINDOW_GAPS"]
 
@@ -63,8 +66,11 @@ def quiet_highs() -> highspy.Highs:
     before any option can be set, so ``output_flag`` alone does not silence it. The constructor runs
     with file descriptors 1 and 2 pointed at a temporary file, whose text goes to this module's log
     at debug level; then ``output_flag`` is switched off for everything the solver would print later.
-    The instance runs on one thread (as every model of the mapper does).
+    The instance runs on one thread (as every model of the mapper does). HiGHS is imported here, by
+    the first model built, not with the mapper.
     """
+    import highspy
+
     with _QUIET, tempfile.TemporaryFile(mode="w+b") as sink:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
@@ -94,6 +100,8 @@ def pass_model(h: highspy.Highs, cost: Sequence[float], lower: Sequence[float], 
                integer: Sequence[bool], row_lower: Sequence[float], row_upper: Sequence[float],
                starts: Sequence[int], index: Sequence[int], value: Sequence[float], offset: float) -> None:
     """Give ``h`` the minimisation with these columns and row-wise (CSR) rows (infinite bounds as floats)."""
+    import highspy
+
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = len(cost), len(row_lower)
     inf = highspy.kHighsInf
@@ -167,6 +175,8 @@ class _Model:
         pass_model(h, self.cost, self.lower, self.upper, self.integer, self.row_lower, self.row_upper,
                    starts, index, value, self.offset)
         if start is not None:
+            import highspy
+
             sol = highspy.HighsSolution()
             sol.col_value = list(start)
             sol.value_valid = True

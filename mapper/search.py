@@ -318,10 +318,12 @@ def _splits(extent: int, size: int) -> list[tuple[int, int]]:
     return [(size, full)] * bool(full) + [(rest, 1)] * bool(rest)
 
 
-def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dataflow) -> Cost:
-    """:func:`_price_steps` of :func:`tile_outer`, in closed form over the distinct tile shapes."""
+def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dataflow,
+                     pricer: _Pricer | None = None) -> Cost:
+    """:func:`_price_steps` of :func:`tile_outer`, in closed form over the distinct tile shapes
+    (``pricer``: ``arch``'s, when the caller has it at hand)."""
     g = ops.gemm
-    pricer = _pricer(arch)
+    pricer = pricer or _pricer(arch)
     cycles = energy = moved = 0.0
     steps_run = 0
     first_loads: float | None = None
@@ -462,9 +464,10 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                 arrays = [t for t in batch if not keeps_weights(ops, t)]
                 by_tile = dict(zip(arrays, (pricer.total(*f) for f in tile_outer_costs(pricer, ops, arrays, dataflow)),
                                    strict=True)) if arrays else {}
-                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow) for t in batch]
+                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer)
+                         for t in batch]
             else:
-                costs = [_tile_outer_cost(arch, ops, tile, dataflow) for tile in batch]
+                costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer) for tile in batch]
             for tile, cost in zip(batch, costs, strict=True):
                 if best and bound(tile) > best[0].cost.key(objective)[0]:
                     continue

@@ -215,6 +215,15 @@ def test_the_cli_imports_nothing_heavy_to_start():
     assert proc.stdout.strip() == "[]", proc.stdout
 
 
+def test_mapping_without_an_ilp_does_not_load_the_solver():
+    probe = ("import sys, mapper, workloads; from accel import config\n"
+             "mapper.map_graph(workloads.load('resnet18'), config.load('gemmini'))\n"
+             "print('highspy' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
 def test_long_steps_show_the_latest_library_step():
     import io
     import logging
