@@ -8,8 +8,8 @@ so a layer has at most 8 distinct output tile shapes, taken in the scalar order 
 then ``m``) with a mask for the shapes a tile does not have; along ``k`` the full tiles and the
 remainder give at most five runs of equal steps (first full, middle full, last full, the remainder
 as first or as last). Datasheet prices come from the same memoised per-command pricer, called once
-per distinct command of all the tiles together (``numpy.unique``), so the datasheet stays the only
-source of cycles and energy.
+per distinct command of all the tiles together, transfers with the rows they move (for a DMA with a
+request structure), so the datasheet stays the only source of cycles and energy.
 """
 
 from __future__ import annotations
@@ -89,17 +89,23 @@ def tile_outer_costs(pricer, ops: Operands, tiles: Sequence[Tile], dataflow: Dat
     array_cycles, array_pj = _lookup(
         np.stack([cm_, ck_, cn_, cb_, acc], axis=-1), valid,
         lambda m, k, q, b, a: pricer.compute(dataflow, m, k, q, b, bool(a), True, True, sparsity))
+    # each transfer priced with the rows it moves in (what a DMA with a request structure issues)
     x_sizes = _sizes(np.stack([cb_, cm_, ck_], axis=-1), valid, ops.x_share)
-    x_cycles, x_pj = _lookup(x_sizes[..., None], valid, lambda b: pricer.transfer(b, Buffer.SCRATCHPAD, False))
+    x_rows = _sizes(np.stack([cb_, ck_], axis=-1), valid, ops.x_row_bytes)
+    x_cycles, x_pj = _lookup(np.stack([x_sizes, x_rows], axis=-1), valid,
+                             lambda b, r: pricer.transfer(b, Buffer.SCRATCHPAD, False, r))
     has_w = ops.w is not None
     if has_w:
         w_sizes = _sizes(np.stack([cb_, ck_, cn_], axis=-1), valid, ops.w_size)
-        w_cycles, w_pj = _lookup(w_sizes[..., None], valid, lambda b: pricer.transfer(b, Buffer.SCRATCHPAD, False))
+        w_rows = _sizes(cn_[..., None], valid, ops.w_row_bytes)
+        w_cycles, w_pj = _lookup(np.stack([w_sizes, w_rows], axis=-1), valid,
+                                 lambda b, r: pricer.transfer(b, Buffer.SCRATCHPAD, False, r))
     else:
         w_sizes, w_cycles, w_pj = np.zeros(full_shape, dtype=np.int64), np.zeros(full_shape), np.zeros(full_shape)
     out_sizes = sb * sm * sn * ops.out_bytes
-    store_cycles, store_pj = _lookup(out_sizes[..., None], shape_valid,
-                                     lambda b: pricer.transfer(b, Buffer.ACCUMULATOR, True))
+    out_rows = _sizes(np.stack([sb, sn], axis=-1), shape_valid, ops.out_row_bytes)
+    store_cycles, store_pj = _lookup(np.stack([out_sizes, out_rows], axis=-1), shape_valid,
+                                     lambda b, r: pricer.transfer(b, Buffer.ACCUMULATOR, True, r))
     times = np.where(valid, np.broadcast_to(run_times[:, None, :], full_shape), 0)
     ct = shape_count[:, :, None] * times  # n x 8 x 5, 0 where not run
     # energy: summed left to right in the scalar order (per shape: its stores, then per run the compute,

@@ -17,7 +17,8 @@ from workloads import zoo
 
 CASES = [("resnet18", "gemmini"), ("mobilenet_v2", "gemmini"), ("bert_base_layer", "gemmini"),
          ("llama3_8b_layer_decode", "gemmini"), ("resnet50", "tpu-v1"),
-         ("vit_s16_block", "eyeriss"), ("llama2_7b_layer_prefill", "tpu-v1")]
+         ("vit_s16_block", "eyeriss"), ("llama2_7b_layer_prefill", "tpu-v1"),
+         ("resnet18", "gemmini-2021")]  # a DMA with a request structure: transfers priced by their rows
 
 
 def _searches(model: str, preset: str, monkeypatch) -> list[tuple]:
