@@ -37,8 +37,9 @@ def _ops(b: int, m: int, k: int, n: int) -> Operands:
                     w_bytes=Fraction(1), out_bytes=1, acc_bytes=4)
 
 
-def _every_step(steps: list[Step]) -> tuple[float, float, float, int, float]:
-    """The reference: price every step; compute i overlaps the stores of i and the loads of i + 1.
+def _every_step(steps: list[Step], ops: Operands) -> tuple[float, float, float, int, float]:
+    """The reference: price every step, each transfer in the rows it moves (``ops.row_bytes``: what a
+    DMA with a request structure issues); compute i overlaps the stores of i and the loads of i + 1.
 
     Also returns the closed forms' allowance: they pair each output tile's last step with the next
     tile of the same shape, so each hand-over between output tiles of different shapes may be off by
@@ -52,10 +53,10 @@ def _every_step(steps: list[Step]) -> tuple[float, float, float, int, float]:
         energy += pj
         loads = stores = 0
         for t in step.loads:
-            busy, pj = pricer.transfer(t.size_bytes, t.buffer, False)
+            busy, pj = pricer.transfer(t.size_bytes, t.buffer, False, ops.row_bytes(t))
             loads, energy, moved = loads + busy, energy + pj, moved + t.size_bytes
         for t in step.stores:
-            busy, pj = pricer.transfer(t.size_bytes, t.buffer, True)
+            busy, pj = pricer.transfer(t.size_bytes, t.buffer, True, ops.row_bytes(t))
             stores, energy, moved = stores + busy, energy + pj, moved + t.size_bytes
         rows.append((array, loads, stores))
     cycles = rows[0][1] + sum(max(a, s + rows[i + 1][1]) for i, (a, _, s) in enumerate(rows[:-1]))
@@ -76,7 +77,7 @@ def test_tile_outer_closed_form_equals_pricing_every_step(shape, tile):
     t = Tile(m=tile[1], k=tile[2], n=tile[3], b=tile[0])
     cost = _tile_outer_cost(GEMMINI, ops, t, Dataflow.WS)
     assume(cost.steps <= 3000)  # keeps the step-by-step reference quick
-    cycles, energy, moved, steps, allowance = _every_step(list(tile_outer(ops, t, Dataflow.WS)))
+    cycles, energy, moved, steps, allowance = _every_step(list(tile_outer(ops, t, Dataflow.WS)), ops)
     assert cost.dram_bytes == moved and cost.steps == steps
     # cycles: exact but where one output tile shape hands over to another
     assert cost.cycles == pytest.approx(cycles, rel=0.02, abs=allowance)
@@ -92,7 +93,7 @@ def test_fold_outer_closed_form_equals_pricing_every_step(shape, dataflow, spad)
         return
     cost = _fold_outer_cost(GEMMINI, ops, fold, dataflow)
     assume(cost.steps <= 3000)
-    cycles, energy, moved, steps, allowance = _every_step(list(fold_outer(ops, fold, dataflow, 16, 16)))
+    cycles, energy, moved, steps, allowance = _every_step(list(fold_outer(ops, fold, dataflow, 16, 16)), ops)
     assert cost.dram_bytes == moved and cost.steps == steps
     assert cost.cycles == pytest.approx(cycles, rel=0.05, abs=allowance)
     assert cost.energy_pj == pytest.approx(energy, rel=0.05, abs=allowance * _pricer(GEMMINI).static_pj_per_cycle)

@@ -65,7 +65,8 @@ def test_every_command_kind_lists_its_price_fields() -> None:
 def test_a_transfers_rows_are_priced_only_where_the_dma_has_a_request_structure() -> None:
     load = Load(id=0, layer="l", tensor="t", size_bytes=4096, dram=Block(rows=256, row_bytes=16, row_stride=64))
     contiguous = dataclasses.replace(load, dram=None)
-    plain, requests = config.load("gemmini"), config.load("gemmini-2021")
+    requests = config.load("gemmini")  # Configs.scala: 16 requests of at most 64 B in flight
+    plain = dataclasses.replace(requests, dma=dataclasses.replace(requests.dma, max_in_flight=0, max_request_bytes=0))
     assert price_key(load, plain) == price_key(contiguous, plain)
     assert price(plain, load) == price(plain, contiguous)
     assert price_key(load, requests) != price_key(contiguous, requests)
