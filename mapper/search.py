@@ -151,6 +151,7 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
 # command prices by the part of the design they depend on (bounded: see mapper.caches)
 _COMPUTE_PRICES = PriceTables(designs=16, entries=1 << 18)
 _TRANSFER_PRICES = PriceTables(designs=16, entries=1 << 16)
+_COMPUTE_CYCLES = PriceTables(designs=16, entries=1 << 18)
 
 
 class _Pricer:
@@ -163,6 +164,7 @@ class _Pricer:
         # prices depend on part of the design only: designs that differ elsewhere (a sweep over DRAM
         # bandwidth, say) share them
         self._computes = _COMPUTE_PRICES.table((arch.array, arch.scratchpad, arch.accumulator, arch.energy))
+        self._cycles = _COMPUTE_CYCLES.table((arch.array, arch.scratchpad))
         self._transfers = _TRANSFER_PRICES.table((arch.dma, arch.dram, arch.scratchpad, arch.accumulator, arch.energy))
 
     def compute(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, accumulate: bool, fill: bool,
@@ -176,6 +178,17 @@ class _Pricer:
                         fill=fill, drain=drain, sparsity=sparsity, follows=follows)  # type: ignore[arg-type]
             price = self._computes[key] = (command_cycles(self.arch, c), sum(command_energy_pj(self.arch, c).values()))
         return price
+
+    def array_cycles(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, sparsity: object) -> int:
+        """The cycles of one whole-fold compute of this shape (:meth:`compute`'s, without its energy:
+        the cycles do not depend on ``accumulate``)."""
+        key = (dataflow, m, k, n, batch, sparsity)
+        cycles = self._cycles.get(key)
+        if cycles is None:
+            c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, sparsity=sparsity,  # type: ignore[arg-type]
+                        follows=steady_follows(self.arch.array, dataflow, m, k, n))
+            cycles = self._cycles[key] = command_cycles(self.arch, c)
+        return cycles
 
     def transfer(self, size_bytes: int, buffer: Buffer, store: bool, row_bytes: int = 0) -> tuple[int, float]:
         """A transfer of ``size_bytes`` in rows of ``row_bytes`` (0: contiguous); the rows matter only
@@ -214,6 +227,7 @@ def clear_caches() -> None:
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
     _TRANSFER_PRICES.clear()
+    _COMPUTE_CYCLES.clear()
 
 
 def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]],
@@ -391,6 +405,20 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, steps_run)
 
 
+def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow) -> int:
+    """The array cycles of :func:`tile_outer`'s computes for ``tile``: a lower bound of its closed-form
+    cycles, since a run of steps costs at least its computes and the ends' correction never takes a
+    step below its compute (:func:`_edges`)."""
+    g = ops.gemm
+    k_tiles = _splits(g.k, tile.k)
+    cycles = 0
+    for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
+                                                          _splits(g.m, tile.m)):
+        per_tile = sum(ck * pricer.array_cycles(dataflow, tm, tk, tn, tb, ops.sparsity) for tk, ck in k_tiles)
+        cycles += cb * cn * cm * per_tile
+    return cycles
+
+
 def _balanced(extent: int, unit: int) -> Iterator[int]:
     """Non-divisor tile sizes: ``ceil(extent / j)`` rounded up to a multiple of ``unit``."""
     for j in range(2, 9):
@@ -422,7 +450,9 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
 
     A tile is not priced when a lower bound of the objective's first term already exceeds the best
     so far: its DRAM bytes (every ``n`` column of tiles reads all of the input, every ``m`` row all
-    of the weights) over the bandwidth bound the cycles, and times DRAM energy per byte the energy.
+    of the weights) over the bandwidth bound the cycles, and so do its computes' array cycles (every
+    step of the closed form costs at least its compute's; see :func:`_array_bound`); the DRAM bytes
+    times DRAM energy per byte bound the energy.
     """
     g = ops.gemm
     rows, cols = arch.array.rows, arch.array.cols
@@ -431,12 +461,24 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     outputs = g.batch * g.m * g.n * ops.out_bytes
     priced: dict[Tile, Choice] = {}
     best: list[Choice] = []
+    pricer = _pricer(arch)
+    bounds: dict[Tile, float] = {}
+    order: dict[Tile, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
 
     def bound(tile: Tile) -> float:
+        known = bounds.get(tile)
+        if known is not None:
+            return known
         reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
         moved = ops.x_bytes * ceil_div(g.n, tile.n) + weights * reads + outputs
-        cycles, energy = moved / bandwidth, moved * arch.dram.energy_pj_per_byte
-        return {"latency": cycles, "energy": energy}.get(objective, cycles * energy)
+        energy = moved * arch.dram.energy_pj_per_byte
+        if objective == "energy":
+            known = energy
+        else:
+            cycles = max(moved / bandwidth, _array_bound(pricer, ops, tile, dataflow))
+            known = cycles if objective == "latency" else cycles * energy
+        bounds[tile] = known
+        return known
 
     def price(sizes: Iterable[tuple[int, int, int]]) -> None:
         candidates: dict[Tile, None] = {}  # in order, each once
@@ -450,14 +492,17 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                     candidates.setdefault(tile)
         if not candidates:
             return
-        # Every candidate priced at once (numpy); then, in order, the ones whose bound does not
-        # already lose are kept, as when each is priced in turn (a second occurrence of a tile whose
-        # bound lost would lose again: the best only improves).
+        for tile in candidates:
+            order.setdefault(tile, len(order))
+        # Priced most promising first (the least bound), so that the best so far prunes the most, in
+        # batches (for the array pricing); a tile whose bound loses is not priced (the best only
+        # improves). The priced are kept in the search's own order, and ties go to the earlier in it,
+        # so the choice is the one pricing every tile in that order makes.
         tiles = list(candidates)
-        pricer = _pricer(arch)
-        for at in range(0, len(tiles), _BATCH):
-            # a tile whose bound loses now would lose when its turn comes (the best only improves)
-            batch = [t for t in tiles[at:at + _BATCH] if not (best and bound(t) > best[0].cost.key(objective)[0])]
+        ranked = sorted(tiles, key=bound)
+        found: dict[Tile, Choice] = {}
+        for at in range(0, len(ranked), _BATCH):
+            batch = [t for t in ranked[at:at + _BATCH] if not (best and bound(t) > best[0].cost.key(objective)[0])]
             if not batch:
                 continue
             if _VECTORIZED:  # tiles that keep their weights have the scalar form only
@@ -471,10 +516,11 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             for tile, cost in zip(batch, costs, strict=True):
                 if best and bound(tile) > best[0].cost.key(objective)[0]:
                     continue
-                choice = Choice("tile-outer", dataflow, tile, tile, cost)
-                priced[tile] = choice
-                if not best or choice.cost.key(objective) < best[0].cost.key(objective):
+                choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
+                if not best or (choice.cost.key(objective), order[tile]) < (best[0].cost.key(objective),
+                                                                               order[best[0].tile]):
                     best[:] = [choice]
+        priced.update((tile, found[tile]) for tile in tiles if tile in found)
 
     first = sorted(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)),
                    key=lambda size: (-size[2], -size[0], -size[1]))  # big n first: fewest input re-reads
