@@ -23,6 +23,13 @@ nothing else:
     (padding holds the input's zero point). An N:M compute (``sparsity`` set) reads its weight tile as
     the plan packed it (:class:`mapper.layout.PackedTile`: kept values and in-group indices) and the
     dense input reduction its groups cover, each kept weight multiplying the input at its index.
+    A matmul of two activations (attention's ``q @ k``, ``probs @ v``; batched over its leading
+    dimensions) reads its second operand's ``tk x tn`` block as it reads weights, both operands' raw
+    codes (signed or unsigned, as their tensors are); both have zero points, so the array adds the
+    zero-point cross terms of the tile (:func:`sim.reference.zero_point_terms`: the input rows' and
+    the operand columns' sums, which its edges accumulate as the codes stream in) to the products,
+    and the accumulator holds ``sum (a - a_zp) (b - b_zp)`` exactly; its store requantizes without a
+    folded bias.
 ``Vector``
     the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds
     and activations on runs of elements, pools and depthwise convolutions on runs of channels.
@@ -41,13 +48,16 @@ command reads its operands the moment it is ready (its weights shift in then).
 
 :func:`execute_graph` adds the host's float conversions (:mod:`workloads.host`): float inputs in,
 float outputs out, as onnxruntime runs the whole model. Plans this executor cannot run (8-bit formats
-only; matmuls of two activations, concatenations other than along the storage's columns (those run
-as one vector command per input and chunk of rows), softmax and other float layers, and views that
-reorder bytes are not modelled yet) raise :class:`ExecutionError` naming the layer.
+only; GEMMs and matmuls whose matrices are rank-4 tensors, which are stored channels-last rather than
+as the row-major matrices their tiles read; matmuls whose operands broadcast; concatenations other
+than along the storage's columns (those run as one vector command per input and chunk of rows);
+softmax and other float layers; views that reorder bytes) raise :class:`ExecutionError` naming the
+layer.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -77,6 +87,7 @@ from sim.reference import (
     gemm_operands,
     global_avg_codes,
     maxpool_codes,
+    raw_code_matmul,
     run_layer,
     supported,
     wrap_int32,
@@ -200,7 +211,7 @@ class _Machine:
     def _write_constants(self) -> None:
         g = self.graph
         for layer in g.layers:
-            if layer.gemm is None:
+            if layer.gemm is None or _two_activations(g, layer):
                 continue
             w = next((t for t in layer.inputs[1:2] if g.tensors[t].is_constant), None)
             if w is None or g.tensors[w].value is None:
@@ -325,8 +336,11 @@ class _Machine:
         _, (b0, n0, tm, tn, n), _ = tag
         acc = words.view("<i4").astype(np.int64)
         i = np.arange(count)
-        channel = (b0 + i // (tm * tn)) * n + n0 + i % tn
-        bias = ops.folded_bias.reshape(-1)[channel]
+        group = b0 + i // (tm * tn) if ops.groups > 1 else 0  # (a matmul's batches share its parameters)
+        channel = group * n + n0 + i % tn
+        # raw input codes times constant weights: the input's zero point is folded into the bias; a matmul
+        # of two activations has its zero-point terms in the accumulator already (see _compute)
+        bias = (ops.bias if ops.weight is None else ops.folded_bias).reshape(-1)[channel]
         total = wrap_int32(acc + bias)
         fmt = ops.out_format
         if ops.scale is None:
@@ -346,8 +360,9 @@ class _Machine:
         layer = self.graph.layer(cmd.layer)
         g = layer.gemm
         assert g is not None
-        x_t = self.graph.tensors[layer.inputs[0]]
-        x_fmt = code_format(x_t)
+        x_fmt = code_format(self.graph.tensors[layer.inputs[0]])
+        second = self.graph.tensors[layer.inputs[1]]
+        w_fmt = NumberFormat(8) if second.is_constant else code_format(second)  # (weights: int8 codes)
         b0, m0, k0, n0 = cmd.origin
         tb, tm, tk, tn = cmd.batch, cmd.m, cmd.k, cmd.n
         stationary = {"ws": "w", "is": "x"}.get(cmd.dataflow.value)
@@ -364,7 +379,7 @@ class _Machine:
             w = self._nm_weights(layer, cmd, k_range)
         elif w is None:
             raw = self._read(cmd.weight_addr, cmd.weight_block, tb * tk * tn)
-            w = raw.view(np.int8).astype(np.int64).reshape(tb, tk, tn)
+            w = raw.view(_dtype(w_fmt)).astype(np.int64).reshape(tb, tk, tn)
         self.held = {"x": x, "w": w}
         count = tb * tm * tn
         out = self.acc[cmd.output_addr:cmd.output_addr + 4 * count]
@@ -372,9 +387,14 @@ class _Machine:
             raise ExecutionError(f"accumulator words [{cmd.output_addr}, {cmd.output_addr + 4 * count}) outside "
                                  f"its {self.acc.size} B")
         previous = out.view("<i4").astype(np.int64).reshape(tb, tm, tn) if cmd.accumulate else None
-        x_format = NumberFormat(8, signed=x_fmt.signed)
-        result = gemm_array(x, w, acc=previous, a_format=x_format, b_format=NumberFormat(8),
-                            acc_format=self.acc_format)
+        x_format, w_format = NumberFormat(8, signed=x_fmt.signed), NumberFormat(8, signed=w_fmt.signed)
+        if _two_activations(self.graph, layer):  # both operands' zero points: the cross terms join the sum
+            ops = self._gemm_operands(layer)
+            result = raw_code_matmul(x, w, ops.x_zero_point, int(ops.w_zero_point[0, 0]), a_format=x_format,
+                                     b_format=w_format, acc=previous, acc_format=self.acc_format)
+        else:
+            result = gemm_array(x, w, acc=previous, a_format=x_format, b_format=w_format,
+                                acc_format=self.acc_format)
         out[:] = result.astype("<i4").view(np.uint8).reshape(-1)
         self.tags[cmd.output_addr] = (layer.name, (b0, n0, tm, tn, g.n), count)
 
@@ -562,8 +582,12 @@ def _unsupported(graph: Graph, layer: Layer) -> str | None:
     if reason is not None:
         return reason
     if layer.gemm is not None:
-        if layer.op is OpKind.MATMUL and not graph.tensors[layer.inputs[1]].is_constant:
-            return "a matmul of two activations is not modelled by functional execution yet"
+        if layer.op is not OpKind.CONV:
+            reason = _matrices_unsupported(graph, layer)
+            if reason is not None:
+                return reason
+        if _two_activations(graph, layer):
+            return None
         if layer.op is OpKind.CONV and conv_geometry(graph, layer) is None:
             return "a convolution without its geometry"
         ops = gemm_operands(graph, layer)
@@ -584,6 +608,40 @@ def _unsupported(graph: Graph, layer: Layer) -> str | None:
             return f"an element-wise {layer.attrs['fn']} with a constant operand is not modelled yet"
         return None
     return f"no functional model of {layer.source_op or layer.op.value} yet"
+
+
+def _two_activations(graph: Graph, layer: Layer) -> bool:
+    """Whether ``layer`` is a matmul of two activations (its second operand computed, not constant)."""
+    return layer.op is OpKind.MATMUL and not graph.tensors[layer.inputs[1]].is_constant
+
+
+def _row_major(shape: tuple[int, ...]) -> bool:
+    """Whether :mod:`mapper.layout` stores a tensor of ``shape`` in row-major order (its bytes as numpy's)."""
+    probe = np.arange(math.prod(shape)).reshape(shape)
+    return bool(np.array_equal(to_storage(probe), probe.reshape(-1)))
+
+
+def _matrices_unsupported(graph: Graph, layer: Layer) -> str | None:
+    """Why the executor cannot run GEMM or matmul ``layer`` (``None``: it can): its tiles read the
+    ``batch x m x k`` input (and a matmul of two activations the ``batch x k x n`` second operand) and
+    write the ``batch x m x n`` output as row-major matrices, so these tensors must be stored so."""
+    g = layer.gemm
+    assert g is not None
+    x, second = (graph.tensors[t] for t in layer.inputs[:2])
+    out = graph.tensors[layer.outputs[0]]
+    matrices = [x, out]
+    if _two_activations(graph, layer):
+        if x.elements != g.batch * g.m * g.k or second.elements != g.batch * g.k * g.n:
+            return (f"a matmul whose operands broadcast ({x.shape} x {second.shape}) is not modelled; each "
+                    "tile reads its own batch of both")
+        if code_format(second).bits != 8:
+            return f"operand {second.name!r} holds {code_format(second).name} codes; the array multiplies 8-bit codes"
+        matrices.insert(1, second)
+    for t in matrices:
+        if not _row_major(t.shape):
+            return (f"tensor {t.name!r} of shape {t.shape} is stored channels-last, not as the row-major matrix "
+                    "the layer's tiles read and write")
+    return None
 
 
 def _check_view(graph: Graph, layer: Layer) -> None:

@@ -1,0 +1,165 @@
+"""Functional execution of attention's integer pieces, bit for bit against onnxruntime.
+
+Small QDQ models are built here (workloads.builder, seeded weights and calibration, onnxruntime's
+quantize_static): the scores of attention, a matmul of two activations (``q @ k`` with ``q`` of
+``[s, d]`` and ``k`` already ``[d, s]``, and batched over heads, ``[h, s, d] x [h, d, s]``), each
+operand computed by a layer with constant weights. Both operands carry zero points, so the int32
+product needs the zero-point cross terms (sim.reference.zero_point_terms); the mapped program must
+give onnxruntime's codes on every preset and allocator, with the operands streamed, resident or
+spilled as partial sums.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from functools import cache
+
+import numpy as np
+import pytest
+
+from accel.commands import Compute, Load, Move, Store
+from accel.config import load
+from accel.formats import NumberFormat, Requantization
+from mapper import MapOptions, map_graph
+from sim.execute import ExecutionError, execute_graph
+from sim.numerics import gemm_array
+from sim.oracle import onnxruntime_outputs
+from sim.reference import raw_code_matmul, zero_point_terms
+from workloads.builder import GraphBuilder
+from workloads.graph import Graph
+from workloads.onnx_export import export_onnx
+from workloads.onnx_import import load_onnx
+from workloads.quantize import calibration_inputs, quantize_model
+
+pytest.importorskip("onnxruntime")
+
+SEQ, DIM, HEADS = 20, 40, 3
+
+
+def _quantized(graph: Graph):  # type: ignore[no-untyped-def]
+    """(imported QDQ graph, float feed, onnxruntime's outputs) of ``graph`` with seeded weights."""
+    logging.disable(logging.WARNING)
+    try:
+        model = export_onnx(graph, seed=3)
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1))
+    finally:
+        logging.disable(logging.NOTSET)
+    feed = calibration_inputs(quantized, count=1, seed=9)[0]
+    return load_onnx(quantized), feed, onnxruntime_outputs(quantized, feed)
+
+
+@cache
+def _scores(batched: bool):  # type: ignore[no-untyped-def]
+    """``q = x W_q``, ``k = y W_k`` (``[d, s]``), ``scores = q @ k``, then a linear layer that reads the scores
+    (so that they may stay on chip); batched: ``HEADS`` heads of each."""
+    b = GraphBuilder("scores")
+    lead = (HEADS,) if batched else ()
+    x = b.input("x", (*lead, SEQ, DIM))
+    y = b.input("y", (*lead, DIM, 9))
+    q = b.linear(x, DIM, not batched, "q")  # 2-D: Gemm with its int32 bias; 3-D: MatMul
+    k = b.linear(y, SEQ, not batched, "k")
+    scores = b.matmul(q, k, "scores")
+    b.linear(scores, 8, not batched, "out")
+    return _quantized(b.build())
+
+
+def _arch(preset: str, accumulator_bytes: int | None = None):  # type: ignore[no-untyped-def]
+    arch = load(preset)  # onnxruntime's requantization, so the design computes what onnxruntime does
+    arch = dataclasses.replace(arch, array=dataclasses.replace(arch.array, requant=Requantization.FLOAT32_HALF_EVEN))
+    if accumulator_bytes is not None:
+        arch = dataclasses.replace(arch, accumulator=dataclasses.replace(arch.accumulator,
+                                                                          size_bytes=accumulator_bytes))
+    return arch
+
+
+def _assert_equal(ours: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    assert ours.keys() == expected.keys()
+    for name, value in expected.items():
+        assert np.array_equal(ours[name], value), f"{name}: max difference {np.abs(ours[name] - value).max()}"
+
+
+ALLOCATORS = (("none", None), ("greedy", None), ("greedy", 4096), ("ilp", 2048), ("greedy", 1024))
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["2d", "3d"])
+@pytest.mark.parametrize("preset", ["gemmini", "fpga-small"])
+@pytest.mark.parametrize(("allocator", "spad"), ALLOCATORS)
+def test_a_matmul_of_two_activations_equals_onnxruntime_bit_for_bit(batched: bool, preset: str, allocator: str,
+                                                                    spad: int | None) -> None:
+    graph, feed, expected = _scores(batched)
+    scores = graph.layer("scores")
+    operands = [graph.tensors[t] for t in scores.inputs]
+    assert not any(t.is_constant for t in operands) and all(t.quant.zero_point[0] != 0 for t in operands)
+    plan = map_graph(graph, _arch(preset), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    assert any(isinstance(c, Compute) and c.layer == "scores" for c in plan.commands)
+    _assert_equal(execute_graph(graph, plan, feed), expected)
+
+
+def test_the_scores_run_from_resident_operands_and_stay_on_chip() -> None:
+    graph, feed, expected = _scores(True)
+    plan = map_graph(graph, _arch("fpga-small"), MapOptions(allocator="greedy"))
+    computes = [c for c in plan.commands if isinstance(c, Compute) and c.layer == "scores"]
+    assert all(c.weight_block is not None for c in computes)  # k read in place, a block of its rows per tile
+    assert not any(isinstance(c, Load) and c.layer == "scores" for c in plan.commands)
+    assert any(isinstance(c, Move) and c.layer == "scores" for c in plan.commands)
+    _assert_equal(execute_graph(graph, plan, feed), expected)
+
+
+@pytest.mark.parametrize("preset", ["gemmini", "fpga-small"])
+def test_partial_sums_of_the_scores_spill_to_dram_and_come_back(preset: str) -> None:
+    graph, feed, expected = _scores(True)
+    plan = map_graph(graph, _arch(preset, accumulator_bytes=512),
+                     MapOptions(dataflow="ws", loop_order="fold-outer", scratchpad_bytes=2048))
+    assert any(isinstance(c, Store) and c.raw and c.layer == "scores" for c in plan.commands)
+    _assert_equal(execute_graph(graph, plan, feed), expected)
+
+
+def test_a_wrong_address_of_the_second_operand_changes_the_scores() -> None:
+    graph, feed, expected = _scores(False)
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="none"))
+    load_k = next(c for c in plan.commands if isinstance(c, Load) and c.layer == "scores"
+                  and c.tensor == graph.layer("scores").inputs[1])
+    bad = dataclasses.replace(load_k, dram_addr=load_k.dram_addr + 1)
+    broken = dataclasses.replace(plan, commands=tuple(bad if c.id == bad.id else c for c in plan.commands))
+    (name, good), = expected.items()
+    assert not np.array_equal(execute_graph(graph, broken, feed)[name], good)
+
+
+@pytest.mark.parametrize(("a_format", "b_format"), [(NumberFormat(8, signed=False), NumberFormat(8, signed=False)),
+                                                    (NumberFormat(8), NumberFormat(8, signed=False)),
+                                                    (NumberFormat(8), NumberFormat(8))])
+def test_raw_codes_plus_the_zero_point_terms_are_the_product_of_the_shifted_codes(a_format: NumberFormat,
+                                                                                  b_format: NumberFormat) -> None:
+    rng = np.random.default_rng(5)
+    a = rng.integers(a_format.min_int, a_format.max_int + 1, (2, 5, 33))
+    b = rng.integers(b_format.min_int, b_format.max_int + 1, (2, 33, 7))
+    za, zb = int(rng.integers(a_format.min_int, a_format.max_int + 1)), int(rng.integers(b_format.min_int,
+                                                                                           b_format.max_int + 1))
+    shifted = gemm_array(a - za, b - zb, a_format=NumberFormat(16), b_format=NumberFormat(16))
+    assert np.array_equal(raw_code_matmul(a, b, za, zb, a_format=a_format, b_format=b_format), shifted)
+    # tile by tile along k (what the array accumulates): the terms of each slice add up
+    halves = sum(gemm_array(a[..., s], b[..., s, :], a_format=a_format, b_format=b_format) +
+                 zero_point_terms(a[..., s], b[..., s, :], za, zb) for s in (np.s_[:16], np.s_[16:]))
+    assert np.array_equal(halves, shifted)
+
+
+def _heads(with_projection: bool) -> Graph:
+    """A matmul of rank-4 activations (``[1, 2, s, d] x [1, 2, d, 9]``), with or without a linear layer
+    computing the first operand."""
+    b = GraphBuilder("heads")
+    x = b.input("x", (1, 2, SEQ, DIM))
+    y = b.input("y", (1, 2, DIM, 9))
+    b.matmul(b.linear(x, DIM, False, "q") if with_projection else x, y, "scores")
+    return b.build()
+
+
+@pytest.mark.parametrize(("with_projection", "layer"), [(False, "scores"), (True, "q")])
+def test_a_layer_on_channels_last_matrices_is_refused_by_name(with_projection: bool, layer: str) -> None:
+    """Rank-4 tensors are stored channels-last (mapper.layout), not as the row-major matrices a GEMM's or a
+    matmul's tiles read: refused, never computed on the wrong bytes."""
+    graph, feed, _ = _quantized(_heads(with_projection))
+    plan = map_graph(graph, _arch("gemmini"), MapOptions())
+    with pytest.raises(ExecutionError, match=rf"^Layer '{layer}' \(MatMul\): tensor '.*' of shape \(1, 2, 20, 40\) "
+                                             r"is stored channels-last"):
+        execute_graph(graph, plan, feed)
