@@ -31,8 +31,12 @@ nothing else:
     and the accumulator holds ``sum (a - a_zp) (b - b_zp)`` exactly; its store requantizes without a
     folded bias.
 ``Vector``
-    the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds
-    and activations on runs of elements, pools and depthwise convolutions on runs of channels.
+    the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds,
+    multiplies and activations on runs of elements, pools and depthwise convolutions on runs of
+    channels. A constant operand of an add or a multiply (a bias vector over the last axis, a scalar
+    scale; anything that broadcasts to the output) is the layer's configuration, like the
+    requantizer's bias: each element of the chunk is combined with the constant's element at its
+    position in the output.
 
 The arithmetic is :mod:`sim.reference`'s, so the result equals :func:`sim.reference.run_quantized` (and,
 in ``float32-half-even`` mode, onnxruntime) exactly when the plan is right; a wrong address, size or
@@ -87,6 +91,7 @@ from sim.reference import (
     gemm_operands,
     global_avg_codes,
     maxpool_codes,
+    mul_codes,
     raw_code_matmul,
     run_layer,
     supported,
@@ -204,7 +209,7 @@ class _Machine:
             if layer.op.is_view:
                 _check_view(g, layer)
                 continue
-            reason = _unsupported(g, layer)
+            reason = _unsupported(g, layer) or _mode_unsupported(layer, self.requant)
             if reason:
                 raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}): {reason}")
 
@@ -501,15 +506,28 @@ class _Machine:
             else:
                 codes = maxpool_codes(layer, x, out_shape)
             flat = codes.transpose(0, 2, 3, 1).reshape(-1)
-        else:  # element-wise: elements [lo, hi) in storage order
-            values = []
-            for (addr, block), t in zip(addrs, ins, strict=False):
+        else:  # element-wise: elements [lo, hi) in storage order (a constant operand: the layer's configuration)
+            values, streamed = [], iter(addrs)
+            for t in layer.inputs:
+                if g.tensors[t].is_constant:
+                    values.append(self._broadcast_constant(layer, t)[lo:hi])
+                    continue
                 fmt = code_format(g.tensors[t])
-                values.append(self._read(addr, block, hi - lo).view(_dtype(fmt)).astype(np.int64))
+                values.append(self._read(*next(streamed), hi - lo).view(_dtype(fmt)).astype(np.int64))
             flat = _elementwise(g, layer, values, self.requant)
         fmt = code_format(out)
         data = flat.astype(_dtype(fmt)).view(np.uint8)
         self.spad[self._spad_offsets(cmd.output_addr, cmd.output_block, data.size)] = data
+
+    def _broadcast_constant(self, layer: Layer, name: str) -> np.ndarray:
+        """Constant operand ``name`` of element-wise ``layer`` (a bias over the last axis, a scalar) broadcast
+        to the layer's output, in its storage order: what the vector unit applies to each element."""
+        key = f"{layer.name}/{name}"
+        if key not in self._operands:
+            out = self.graph.tensors[layer.outputs[0]]
+            value = np.asarray(self.graph.tensors[name].value).astype(np.int64)
+            self._operands[key] = to_storage(np.broadcast_to(value, out.shape))
+        return self._operands[key]
 
     def _depthwise(self, layer: Layer, cmd: Vector, x: np.ndarray, lo: int, hi: int,
                    out_shape: tuple[int, ...]) -> np.ndarray:
@@ -567,6 +585,8 @@ def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Req
     fn = layer.attrs.get("fn")
     if fn == "add":
         return add_codes(graph, layer, values[0], values[1], requant=mode)
+    if fn == "mul":
+        return mul_codes(graph, layer, values[0], values[1], requant=mode)
     if fn == "relu":
         q = graph.tensors[layer.inputs[0]].quant
         assert q is not None
@@ -603,11 +623,44 @@ def _unsupported(graph: Graph, layer: Layer) -> str | None:
         if any(graph.tensors[t].is_constant for t in layer.inputs):
             return "a concatenation with a constant operand is not modelled yet"
         return None
-    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in ("add", "relu"):
-        if any(graph.tensors[t].is_constant for t in layer.inputs):
-            return f"an element-wise {layer.attrs['fn']} with a constant operand is not modelled yet"
-        return None
+    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in ("add", "mul", "relu"):
+        return _elementwise_unsupported(graph, layer)
     return f"no functional model of {layer.source_op or layer.op.value} yet"
+
+
+def _mode_unsupported(layer: Layer, mode: Requantization) -> str | None:
+    """Why the executor cannot run ``layer`` in requantization ``mode`` (:mod:`sim.reference` models a
+    quantized multiply in onnxruntime's mode only, an add in that and the TFLite modes)."""
+    fn = layer.attrs.get("fn") if layer.op is OpKind.ELEMENTWISE else None
+    if fn == "mul" and mode is not Requantization.FLOAT32_HALF_EVEN:
+        return f"a quantized multiply is modelled in float32-half-even mode only, not the design's {mode.value}"
+    if fn == "add" and mode is Requantization.DYADIC:
+        return "a quantized add is modelled in the float32-half-even and TFLite modes, not the design's dyadic"
+    return None
+
+
+def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:
+    """Why the executor cannot run element-wise ``layer`` (``None``: it can): its chunks are runs of
+    elements in storage order, so each activation operand has the output's shape; a constant operand (an
+    add's or a multiply's, broadcast to the output: a bias over the last axis, a scalar scale) is the
+    layer's configuration, as the requantizer's bias and scales are."""
+    fn = layer.attrs["fn"]
+    out = graph.tensors[layer.outputs[0]]
+    for t in (graph.tensors[name] for name in layer.inputs):
+        if not t.is_constant:
+            if t.shape != out.shape:
+                return (f"an element-wise {fn} whose operand {t.name!r} of shape {t.shape} broadcasts to "
+                        f"{out.shape} is not modelled")
+            continue
+        if fn == "relu":
+            return "a relu with a constant operand is not modelled"
+        if t.value is None:
+            return f"its constant operand {t.name!r} has no values"
+        if np.broadcast_shapes(t.shape, out.shape) != out.shape:
+            return f"its constant operand {t.name!r} of shape {t.shape} does not broadcast to {out.shape}"
+    if all(graph.tensors[name].is_constant for name in layer.inputs):
+        return f"an element-wise {fn} of constants only"
+    return None
 
 
 def _two_activations(graph: Graph, layer: Layer) -> bool:

@@ -61,7 +61,7 @@ from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
            "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
-           "maxpool_codes", "concat_part_codes", "raw_code_matmul", "wrap_int32", "zero_point_terms"]
+           "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul", "wrap_int32", "zero_point_terms"]
 
 _log = logging.getLogger(__name__)
 
@@ -452,6 +452,16 @@ def add_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
 
 
 def _mul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    out = graph.tensors[layer.outputs[0]]
+    codes = mul_codes(graph, layer, get(layer.inputs[0]), get(layer.inputs[1]), requant=mode)
+    return [np.broadcast_to(codes, out.shape).copy()]
+
+
+def mul_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
+              requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
+    """The codes of quantized multiply ``layer`` on input codes ``a`` and ``b`` (any shapes that broadcast:
+    whole tensors or a chunk of them)."""
+    mode = Requantization.parse(requant)
     if mode is not Requantization.FLOAT32_HALF_EVEN:
         raise ReferenceError(f"Layer {layer.name!r}: a quantized multiply is modelled in float32-half-even mode only"
                              f" (onnxruntime's), not {mode.value}")
@@ -465,10 +475,9 @@ def _mul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.
     # MLAS qlmul.cpp (SSE2): the exact int32 product of the shifted codes, float32 scaled by
     # (a_scale * b_scale) / y_scale, plus y_zp, rounded half to even, saturated.
     ratio = (np.float32(aq.scale[0]) * np.float32(bq.scale[0])) / np.float32(yq.scale[0])
-    product = (get(a_name).astype(np.int64) - aq.zero_point[0]) * (get(b_name).astype(np.int64) - bq.zero_point[0])
+    product = (np.asarray(a).astype(np.int64) - aq.zero_point[0]) * (np.asarray(b).astype(np.int64) - bq.zero_point[0])
     total = product.astype(np.float32) * ratio + np.float32(yq.zero_point[0])
-    codes = np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
-    return [np.broadcast_to(codes, out.shape).copy()]
+    return np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
 
 
 def _global_avg(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from accel.commands import Compute, Load, Move, Store
+from accel.commands import Compute, Load, Move, Store, Vector
 from accel.config import load
 from accel.formats import NumberFormat, Requantization
 from mapper import MapOptions, map_graph
@@ -124,6 +124,58 @@ def test_a_wrong_address_of_the_second_operand_changes_the_scores() -> None:
     broken = dataclasses.replace(plan, commands=tuple(bad if c.id == bad.id else c for c in plan.commands))
     (name, good), = expected.items()
     assert not np.array_equal(execute_graph(graph, broken, feed)[name], good)
+
+
+@cache
+def _biased_scores():  # type: ignore[no-untyped-def]
+    """BERT's attention scores on ``HEADS`` heads: ``q = x W_q + b_q``, ``k = y W_k + b_k`` (each a MatMul and
+    an Add of a bias vector over the last axis in ONNX), ``scores = (q @ k) * c`` with a scalar ``c``."""
+    b = GraphBuilder("biased_scores")
+    x = b.input("x", (HEADS, SEQ, DIM))
+    y = b.input("y", (HEADS, DIM, 9))
+    scores = b.matmul(b.linear(x, DIM, True, "q"), b.linear(y, SEQ, True, "k"), "scores")
+    b.mul(scores, b.constant("scale", ()), "scale_mul")
+    return _quantized(b.build())
+
+
+@pytest.mark.parametrize("preset", ["gemmini", "fpga-small"])
+@pytest.mark.parametrize(("allocator", "spad"), ALLOCATORS)
+def test_bias_adds_and_a_scalar_multiply_equal_onnxruntime_bit_for_bit(preset: str, allocator: str,
+                                                                       spad: int | None) -> None:
+    graph, feed, expected = _biased_scores()
+    constants = {layer.attrs["fn"]: graph.tensors[layer.inputs[1]] for layer in graph.layers
+                 if layer.op.value == "elementwise"}
+    assert constants["add"].is_constant and constants["add"].shape in ((DIM,), (SEQ,))  # a bias over the last axis
+    assert constants["mul"].is_constant and constants["mul"].shape == ()
+    plan = map_graph(graph, _arch(preset), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    _assert_equal(execute_graph(graph, plan, feed), expected)
+
+
+def test_a_chunk_applies_the_bias_of_its_own_elements() -> None:
+    """Chunks of a tight scratchpad start inside rows: each element gets the bias of its column."""
+    graph, feed, expected = _biased_scores()
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="none", scratchpad_bytes=896))
+    chunks = [c for c in plan.commands if isinstance(c, Vector) and c.layer == "q.bias"]
+    assert len(chunks) > 1 and any(c.origin % DIM for c in chunks)
+    _assert_equal(execute_graph(graph, plan, feed), expected)
+
+
+def test_a_multiply_of_two_activations_equals_onnxruntime() -> None:
+    b = GraphBuilder("gate")
+    x = b.input("x", (SEQ, DIM))
+    b.mul(b.linear(x, DIM, True, "a"), b.linear(x, DIM, True, "b"), "gate")
+    graph, feed, expected = _quantized(b.build())
+    plan = map_graph(graph, _arch("fpga-small"), MapOptions(allocator="greedy", scratchpad_bytes=2048))
+    _assert_equal(execute_graph(graph, plan, feed), expected)
+
+
+def test_a_multiply_in_a_mode_it_is_not_modelled_in_is_refused_by_name() -> None:
+    graph, feed, _ = _biased_scores()
+    arch = load("fpga-small")  # tflite-double
+    plan = map_graph(graph, arch, MapOptions())
+    with pytest.raises(ExecutionError, match=r"^Layer 'scale_mul' \(Mul\): a quantized multiply is modelled in "
+                                             r"float32-half-even mode only, not the design's tflite-double$"):
+        execute_graph(graph, plan, feed)
 
 
 @pytest.mark.parametrize(("a_format", "b_format"), [(NumberFormat(8, signed=False), NumberFormat(8, signed=False)),
