@@ -48,7 +48,7 @@ from fractions import Fraction
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div
-from mapper.layout import conv_geometry, storage_shape
+from mapper.layout import conv_geometry, storage_shape, transposed_source
 from mapper.options import Depthwise, LoopOrder, MapOptions
 from mapper.plan import LayerMapping
 from mapper.residency import Residency
@@ -240,7 +240,8 @@ def operands(graph: Graph, arch: Accelerator, layer: Layer, dataflow: Dataflow) 
     if nm is None or nm not in arch.array.sparsity or w not in weights or dataflow is not Dataflow.WS:
         return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm, x_bytes=x_bytes,
                         in_bytes=max(Fraction(in_bytes), x_rate), w_bytes=Fraction(w_bytes),
-                        out_bytes=in_bytes, acc_bytes=acc_bytes, conv=conv, dense_k=gemm.k, x_word=in_bytes)
+                        out_bytes=in_bytes, acc_bytes=acc_bytes, conv=conv, dense_k=gemm.k, x_word=in_bytes,
+                        w_transposed=transposed_source(graph, layer) is not None)
     compressed = GemmShape(gemm.m, ceil_div(gemm.k, nm.m) * nm.n, gemm.n, gemm.batch)
     return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=compressed, x_bytes=x_bytes,
                     in_bytes=max(Fraction(in_bytes * nm.m, nm.n),

@@ -339,6 +339,9 @@ class _Emitter:
             if ops.sparsity is not None:
                 return self._packed_tile(t, (b0, k0, n0), (tb, tk, tn)), None
             if ops.w is not None and not self.graph.tensors[ops.w].is_constant:
+                if ops.w_transposed:  # the tile's rows of the transpose's input (mapper.layout.transposed_source)
+                    return x_block(self.graph, _as_gemm(layer, transposed=True), None, (b0, n0, k0), (tb, tn, tk),
+                                   word=ops.x_word)[:2]
                 return x_block(self.graph, _as_gemm(layer), None, (b0, k0, n0), (tb, tk, tn), word=ops.x_word)[:2]
             return w_block(layer, (b0, k0, n0), (tb, tk, tn), ops.w_value_bytes)
         if t.role == "out":
@@ -497,12 +500,14 @@ def _activation(layer: Layer) -> str:
     return ",".join(layer.attrs.get("fused", ()))
 
 
-def _as_gemm(layer: Layer) -> Layer:
-    """A matmul's second activation ``k x n`` read as an input matrix (its tiles are ``tk x tn`` blocks)."""
+def _as_gemm(layer: Layer, *, transposed: bool = False) -> Layer:
+    """A matmul's second activation ``k x n`` read as an input matrix (its tiles are ``tk x tn`` blocks);
+    ``transposed``: the ``n x k`` matrix of the transpose's input (tiles of ``tn x tk``)."""
     assert layer.gemm is not None
     g = layer.gemm
+    rows, cols = (g.n, g.k) if transposed else (g.k, g.n)
     return Layer(layer.name, OpKind.GEMM, layer.inputs, layer.outputs,
-                 gemm=GemmShape(m=g.k, k=g.n, n=g.n, batch=g.batch))
+                 gemm=GemmShape(m=rows, k=cols, n=cols, batch=g.batch))
 
 
 def _vector_share(total: int, decision: VectorDecision, i: int) -> int:

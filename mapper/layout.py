@@ -22,6 +22,12 @@ n`` matrix of the layer's GEMM, row-major, ``k`` running over input channel, ker
 * its weights: the ``tb x tk x tn`` block of the weight matrix; for an N:M layer (``k`` then counts
   kept entries, :func:`dense_k_range`) the tile as the compiler packed it (:class:`PackedTile`);
 
+* the second operand of a matmul of two activations: the ``tb x tk x tn`` block of its ``batch x k x
+  n`` matrix, or, when that operand is a transpose of its last two axes (``x @ y^T``,
+  :func:`transposed_source`), the ``tb x tn x tk`` block of the transpose's input (``batch x n x k``,
+  rows of ``tk`` contiguous bytes), which the array takes transposed (a layer setting, as Gemmini's
+  ``b_transpose``): no command copies the transpose;
+
 and accumulates into ``tb x tm x tn`` 32-bit words, packed. An N:M tile's input is the dense
 reduction its groups cover (:func:`dense_k_range`), which the sparse array indexes by each weight's
 in-group index. Its output goes to the ``tb x tm x tn``
@@ -40,8 +46,8 @@ from accel.timing import ceil_div
 from workloads.graph import Graph, Layer, OpKind
 
 __all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_band_bound", "conv_band_channels",
-           "dense_k_range", "make_block",
-           "storage_shape", "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
+           "dense_k_range", "make_block", "transposed_source", "row_major", "storage_shape", "to_storage",
+           "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,12 @@ def storage_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return math.prod(shape[:-1]), shape[-1]
 
 
+def row_major(shape: tuple[int, ...]) -> bool:
+    """Whether a tensor of ``shape`` is stored in row-major order (its bytes in numpy's order): any tensor
+    but a rank-4 one with both several channels and several pixels."""
+    return len(shape) != 4 or shape[1] == 1 or shape[2] * shape[3] == 1
+
+
 def to_storage(values: np.ndarray) -> np.ndarray:
     """A tensor's values in storage order, flat."""
     values = np.asarray(values)
@@ -222,6 +234,27 @@ def weight_matrix(graph: Graph, layer: Layer, values: np.ndarray) -> np.ndarray:
     layout = layer.attrs.get("weight_layout") or ("nk" if tuple(w.shape[-2:]) == (gemm.n, gemm.k) else "kn")
     w = w.reshape(-1, *w.shape[-2:])
     return w.transpose(0, 2, 1) if layout == "nk" else w
+
+
+def transposed_source(graph: Graph, layer: Layer) -> str | None:
+    """The tensor whose ``batch x n x k`` rows a matmul of two activations reads its second operand from,
+    transposed, when that operand is a transpose of its last two axes of a tensor stored row-major with
+    the matmul's ``batch x n x k`` elements (``None`` otherwise: the operand is read as it is stored)."""
+    gemm = layer.gemm
+    if layer.op is not OpKind.MATMUL or gemm is None or len(layer.inputs) < 2:
+        return None
+    second = graph.tensors[layer.inputs[1]]
+    view = graph.layer(second.producer) if second.producer is not None else None
+    if view is None or view.attrs.get("fn") != "transpose" or not view.op.is_view:
+        return None
+    rank = len(second.shape)
+    perm = tuple(view.attrs.get("perm", ()))
+    if rank < 2 or perm != (*range(rank - 2), rank - 1, rank - 2):
+        return None
+    source = graph.tensors[view.inputs[0]]
+    if source.is_constant or source.elements != gemm.batch * gemm.n * gemm.k or not row_major(source.shape):
+        return None
+    return source.name
 
 
 # -- the blocks of a tile ---------------------------------------------------------------------------

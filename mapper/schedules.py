@@ -95,6 +95,7 @@ class Operands:
     conv: ConvGeometry | None = None  # a convolution's geometry: its tiles read input bands (mapper.layout)
     dense_k: int = 0  # the layer's dense reduction (N:M: before compression; 0: gemm.k)
     x_word: int = 1  # bytes of one input element
+    w_transposed: bool = False  # a matmul's second operand read as rows of the transpose's input (layout)
 
     def __post_init__(self) -> None:
         if self.x_rate is None:
@@ -162,8 +163,11 @@ class Operands:
             return 0  # priced as a share of the input's bytes
         return 0 if hi - lo >= self._k else self.x_word * (hi - lo)
 
-    def w_row_bytes(self, tn: int) -> int:
-        """Bytes of one row of a weight tile (0: contiguous; N:M tiles are packed)."""
+    def w_row_bytes(self, tk: int, tn: int) -> int:
+        """Bytes of one row of a weight tile (0: contiguous; N:M tiles are packed): ``tn`` weights, or
+        ``tk`` elements of a second operand read transposed (:attr:`w_transposed`)."""
+        if self.w_transposed:
+            return 0 if tk >= self.gemm.k else self.x_word * tk
         return 0 if self.sparsity is not None or tn >= self.gemm.n else self.w_value_bytes * tn
 
     def out_row_bytes(self, tb: int, tn: int) -> int:
@@ -180,7 +184,7 @@ class Operands:
         if t.role == "x":
             return self.x_row_bytes(tb, tk)
         if t.role == "w":
-            return self.w_row_bytes(tn)
+            return self.w_row_bytes(tk, tn)
         if t.role == "out" and t.key is None:
             return self.out_row_bytes(tb, tn)
         return 0

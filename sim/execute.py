@@ -61,7 +61,6 @@ layer.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -77,8 +76,10 @@ from mapper.layout import (
     conv_geometry,
     dense_k_range,
     from_storage,
+    row_major,
     storage_shape,
     to_storage,
+    transposed_source,
     weight_matrix,
 )
 from mapper.plan import Plan
@@ -382,6 +383,9 @@ class _Machine:
             x = self._input_tile(layer, cmd, x_fmt, k_range)
         if w is None and cmd.sparsity is not None:
             w = self._nm_weights(layer, cmd, k_range)
+        elif w is None and transposed_source(self.graph, layer) is not None:  # rows of y for x @ y^T
+            raw = self._read(cmd.weight_addr, cmd.weight_block, tb * tk * tn)
+            w = raw.view(_dtype(w_fmt)).astype(np.int64).reshape(tb, tn, tk).transpose(0, 2, 1)
         elif w is None:
             raw = self._read(cmd.weight_addr, cmd.weight_block, tb * tk * tn)
             w = raw.view(_dtype(w_fmt)).astype(np.int64).reshape(tb, tk, tn)
@@ -668,12 +672,6 @@ def _two_activations(graph: Graph, layer: Layer) -> bool:
     return layer.op is OpKind.MATMUL and not graph.tensors[layer.inputs[1]].is_constant
 
 
-def _row_major(shape: tuple[int, ...]) -> bool:
-    """Whether :mod:`mapper.layout` stores a tensor of ``shape`` in row-major order (its bytes as numpy's)."""
-    probe = np.arange(math.prod(shape)).reshape(shape)
-    return bool(np.array_equal(to_storage(probe), probe.reshape(-1)))
-
-
 def _matrices_unsupported(graph: Graph, layer: Layer) -> str | None:
     """Why the executor cannot run GEMM or matmul ``layer`` (``None``: it can): its tiles read the
     ``batch x m x k`` input (and a matmul of two activations the ``batch x k x n`` second operand) and
@@ -689,12 +687,23 @@ def _matrices_unsupported(graph: Graph, layer: Layer) -> str | None:
                     "tile reads its own batch of both")
         if code_format(second).bits != 8:
             return f"operand {second.name!r} holds {code_format(second).name} codes; the array multiplies 8-bit codes"
-        matrices.insert(1, second)
+        source = transposed_source(graph, layer)  # x @ y^T: the tiles read y's rows
+        matrices.insert(1, second if source is None else graph.tensors[source])
     for t in matrices:
-        if not _row_major(t.shape):
+        if not row_major(t.shape):
             return (f"tensor {t.name!r} of shape {t.shape} is stored channels-last, not as the row-major matrix "
                     "the layer's tiles read and write")
     return None
+
+
+def _read_through(graph: Graph, layer: Layer) -> bool:
+    """Whether every reader of view ``layer``'s output reads its input's bytes instead: a matmul whose second
+    operand it transposes (:func:`mapper.layout.transposed_source`); nothing else reads it."""
+    y = graph.tensors[layer.outputs[0]]
+    if not y.consumers or y.name in {t.name for t in graph.outputs}:
+        return False
+    return all(transposed_source(graph, graph.layer(c)) == layer.inputs[0] and graph.layer(c).inputs[0] != y.name
+               for c in y.consumers)
 
 
 def _check_view(graph: Graph, layer: Layer) -> None:
@@ -708,7 +717,8 @@ def _check_view(graph: Graph, layer: Layer) -> None:
         viewed = np.transpose(probe, layer.attrs["perm"])
     else:
         viewed = probe.reshape(y.shape)
-    if not np.array_equal(to_storage(probe), to_storage(viewed)):
-        raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}) reorders bytes under "
-                             "channels-last storage; the mapper emits no copy for it (not executable yet)")
+    if not np.array_equal(to_storage(probe), to_storage(viewed)) and not _read_through(graph, layer):
+        raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}) reorders bytes in "
+                             "storage order (mapper.layout) and the mapper emits no copy for it; only a matmul's "
+                             "second operand is read through a transpose of its last two axes (not executable yet)")
 

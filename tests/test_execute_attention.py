@@ -178,6 +178,53 @@ def test_a_multiply_in_a_mode_it_is_not_modelled_in_is_refused_by_name() -> None
         execute_graph(graph, plan, feed)
 
 
+@cache
+def _x_times_y_transposed(batched: bool):  # type: ignore[no-untyped-def]
+    """``q @ k^T`` with ``q``, ``k`` of ``[s, d]`` (batched: ``[h, s, d]``), ``k^T`` an ONNX Transpose."""
+    b = GraphBuilder("x_yt")
+    lead = (HEADS,) if batched else ()
+    x = b.input("x", (*lead, SEQ, DIM))
+    k = b.linear(x, DIM, True, "k")
+    k_t = b.transpose(k, (*range(len(lead)), len(lead) + 1, len(lead)), "k_t")
+    b.matmul(b.linear(x, DIM, True, "q"), k_t, "scores")
+    return _quantized(b.build())
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["2d", "3d"])
+@pytest.mark.parametrize("preset", ["gemmini", "fpga-small"])
+@pytest.mark.parametrize(("allocator", "spad"), ALLOCATORS)
+def test_x_times_y_transposed_equals_onnxruntime_bit_for_bit(batched: bool, preset: str, allocator: str,
+                                                            spad: int | None) -> None:
+    graph, feed, expected = _x_times_y_transposed(batched)
+    assert graph.layer("k_t").attrs["fn"] == "transpose"
+    plan = map_graph(graph, _arch(preset), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    _assert_equal(execute_graph(graph, plan, feed), expected)
+
+
+def test_the_transpose_costs_no_command_the_matmul_loads_rows_of_its_input() -> None:
+    """The array takes the second operand's tile transposed: its load is ``tn`` rows of ``tk`` bytes of ``k``."""
+    graph, feed, expected = _x_times_y_transposed(False)
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(scratchpad_bytes=1024))
+    assert not any(c.layer == "k_t" for c in plan.commands)
+    loads = [c for c in plan.commands if isinstance(c, Load) and c.tensor == "k_t_QuantizeLinear_Output"]
+    computes = {c.id: c for c in plan.commands if isinstance(c, Compute) and c.layer == "scores"}
+    for load_k in loads:
+        compute = next(c for c in computes.values() if load_k.id in c.deps)
+        assert load_k.dram is not None and (load_k.dram.rows, load_k.dram.row_bytes) == (compute.n, compute.k)
+        assert load_k.dram.row_stride == DIM  # rows of k, each a token's DIM codes
+    _assert_equal(execute_graph(graph, plan, feed), expected)
+
+
+def test_a_transpose_read_other_than_as_a_matmul_second_operand_is_refused_by_name() -> None:
+    b = GraphBuilder("xt_y")
+    x = b.input("x", (SEQ, DIM))
+    b.linear(b.transpose(b.linear(x, DIM, True, "k"), (1, 0), "k_t"), 8, True, "out")
+    graph, feed, _ = _quantized(b.build())
+    plan = map_graph(graph, _arch("gemmini"), MapOptions())
+    with pytest.raises(ExecutionError, match=r"^Layer 'k_t' \(Transpose\) reorders bytes in storage order"):
+        execute_graph(graph, plan, feed)
+
+
 @pytest.mark.parametrize(("a_format", "b_format"), [(NumberFormat(8, signed=False), NumberFormat(8, signed=False)),
                                                     (NumberFormat(8), NumberFormat(8, signed=False)),
                                                     (NumberFormat(8), NumberFormat(8))])
