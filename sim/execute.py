@@ -29,7 +29,10 @@ nothing else:
     zero-point cross terms of the tile (:func:`sim.reference.zero_point_terms`: the input rows' and
     the operand columns' sums, which its edges accumulate as the codes stream in) to the products,
     and the accumulator holds ``sum (a - a_zp) (b - b_zp)`` exactly; its store requantizes without a
-    folded bias.
+    folded bias. When the second operand is a transpose of its last two axes (``x @ y^T``,
+    :func:`mapper.layout.transposed_source`) the tile arrives as ``tn`` rows of ``tk`` codes of ``y``,
+    which the array takes transposed (a layer setting, as Gemmini's ``b_transpose``): the transpose
+    is read through, never copied.
 ``Vector``
     the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds,
     multiplies and activations on runs of elements, pools and depthwise convolutions on runs of
@@ -51,12 +54,14 @@ reader that does not wait for its load shows) or ``"program"`` (issue order). An
 command reads its operands the moment it is ready (its weights shift in then).
 
 :func:`execute_graph` adds the host's float conversions (:mod:`workloads.host`): float inputs in,
-float outputs out, as onnxruntime runs the whole model. Plans this executor cannot run (8-bit formats
-only; GEMMs and matmuls whose matrices are rank-4 tensors, which are stored channels-last rather than
-as the row-major matrices their tiles read; matmuls whose operands broadcast; concatenations other
-than along the storage's columns (those run as one vector command per input and chunk of rows);
-softmax and other float layers; views that reorder bytes) raise :class:`ExecutionError` naming the
-layer.
+float outputs out, as onnxruntime runs the whole model. Plans this executor cannot run raise
+:class:`ExecutionError` naming the layer: formats other than 8-bit codes and 32-bit accumulators;
+softmax, layer norm, GELU and other float layers (anywhere in the graph: there is no executing of an
+integer prefix); GEMMs and matmuls whose matrices are rank-4 tensors (stored channels-last, not as
+the row-major matrices their tiles read: BERT's heads); matmuls whose operands broadcast; element-wise
+layers whose activation operands broadcast; a multiply in a requantization mode other than
+``float32-half-even`` (an add in ``dyadic``); concatenations other than along the storage's columns;
+views that reorder bytes (any transpose or reshape but a transpose read through by a matmul, above).
 """
 
 from __future__ import annotations
