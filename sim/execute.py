@@ -665,7 +665,11 @@ def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:
             return "a relu with a constant operand is not modelled"
         if t.value is None:
             return f"its constant operand {t.name!r} has no values"
-        if np.broadcast_shapes(t.shape, out.shape) != out.shape:
+        try:
+            fits = np.broadcast_shapes(t.shape, out.shape) == out.shape
+        except ValueError:
+            fits = False
+        if not fits:
             return f"its constant operand {t.name!r} of shape {t.shape} does not broadcast to {out.shape}"
     if all(graph.tensors[name].is_constant for name in layer.inputs):
         return f"an element-wise {fn} of constants only"
