@@ -56,18 +56,20 @@ command reads its operands the moment it is ready (its weights shift in then).
 :func:`execute_graph` adds the host's float conversions (:mod:`workloads.host`): float inputs in,
 float outputs out, as onnxruntime runs the whole model. Plans this executor cannot run raise
 :class:`ExecutionError` naming the layer: formats other than 8-bit codes and 32-bit accumulators;
-softmax, layer norm, GELU and other float layers (anywhere in the graph: there is no executing of an
-integer prefix); GEMMs and matmuls whose matrices are rank-4 tensors (stored channels-last, not as
-the row-major matrices their tiles read: BERT's heads); matmuls whose operands broadcast; element-wise
-layers whose activation operands broadcast; a multiply in a requantization mode other than
-``float32-half-even`` (an add in ``dyadic``); concatenations other than along the storage's columns;
-views that reorder bytes (any transpose or reshape but a transpose read through by a matmul, above).
+softmax, layer norm, GELU and other float layers that the requested tensors depend on (``outputs=``
+asks for the integer prefix before them: only those layers' commands compute, and each requested
+tensor must be one the program stores to DRAM); GEMMs and matmuls whose matrices are rank-4 tensors
+(stored channels-last, not as the row-major matrices their tiles read: BERT's heads); matmuls whose
+operands broadcast; element-wise layers whose activation operands broadcast; a multiply in a
+requantization mode other than ``float32-half-even`` (an add in ``dyadic``); concatenations other
+than along the storage's columns; views that reorder bytes (any transpose or reshape but a transpose
+read through by a matmul, above).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -116,11 +118,17 @@ class ExecutionError(AccelError):
     """A plan the functional executor cannot run (or inputs it cannot take)."""
 
 
-def execute_graph(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray], *,
-                  order: str = "loads-first") -> dict[str, np.ndarray]:
+def execute_graph(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray], *, order: str = "loads-first",
+                  outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """``graph``'s outputs on float (or code) ``inputs``: the host quantizes, ``plan`` (of ``graph``) runs,
-    the host dequantizes; keyed by ``graph``'s output names."""
+    the host dequantizes; keyed by ``graph``'s output names. ``outputs`` names other tensors to return
+    instead (a graph output dequantized, any other tensor as its codes): only the layers they depend on
+    run, so a graph with float layers runs up to them (see :func:`execute`)."""
     split = split_host(graph)
+    wanted = [t.name for t in graph.outputs] if outputs is None else list(outputs)
+    unknown = [name for name in wanted if name not in graph.tensors]
+    if unknown:
+        raise ExecutionError(f"Graph {graph.name!r} has no tensor {unknown[0]!r}")
     values: dict[str, np.ndarray] = {}
     for t in graph.inputs:
         if t.name not in inputs:
@@ -129,20 +137,28 @@ def execute_graph(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray], *,
     for layer in split.before:
         values.update(run_layer(graph, layer, values))
     device = {t.name: values[t.name] for t in split.device.inputs}
-    values.update(execute(plan, device, order=order))
-    for layer in split.after:
+    after = [layer for layer in split.after if set(layer.outputs) & set(wanted)]
+    on_device = [name for name in (*wanted, *(t for layer in after for t in layer.inputs))
+                 if name in split.device.tensors and name not in device]
+    if on_device:
+        values.update(execute(plan, device, order=order, outputs=list(dict.fromkeys(on_device))))
+    for layer in after:
         values.update(run_layer(graph, layer, values))
-    return {t.name: values[t.name] for t in graph.outputs}
+    return {name: values[name] for name in wanted}
 
 
-def execute(plan: Plan, inputs: Mapping[str, np.ndarray], *, order: str = "loads-first") -> dict[str, np.ndarray]:
+def execute(plan: Plan, inputs: Mapping[str, np.ndarray], *, order: str = "loads-first",
+            outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Run ``plan``'s commands on ``inputs`` (integer codes of its graph's inputs, by name): the codes of
-    its graph's outputs, read from DRAM after the last command."""
+    its graph's outputs, read from DRAM after the last command. ``outputs`` names other tensors of its
+    graph to read instead; only the layers they depend on must be executable, and only their commands
+    compute (the integer prefix of a graph with float layers). Each must be one the program stores to
+    DRAM (any tensor with the ``none`` allocator)."""
     if order not in ORDERS:
         raise ExecutionError(f"Execution order must be one of {', '.join(ORDERS)}, not {order!r}")
     if plan.graph is None:
         raise ExecutionError(f"Plan of {plan.graph_name!r} carries no graph to execute")
-    machine = _Machine(plan)
+    machine = _Machine(plan, outputs)
     machine.load_inputs(inputs)
     machine.run(order)
     return machine.outputs()
@@ -174,10 +190,16 @@ def _offsets(block: Block | None, size: int) -> np.ndarray:
 
 
 class _Machine:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, outputs: Sequence[str] | None = None) -> None:
         graph = plan.graph
         assert graph is not None
         self.plan, self.graph, self.arch = plan, graph, plan.arch
+        self.wanted = [t.name for t in graph.outputs] if outputs is None else list(outputs)
+        for name in self.wanted:
+            if name not in graph.tensors:
+                raise ExecutionError(f"Graph {graph.name!r} of the plan has no tensor {name!r}")
+        self.needed = _needed_layers(graph, self.wanted)
+        self.stored: set[str] = set()  # tensors a store has written to DRAM
         a = self.arch.array
         if a.input_format.bits != 8 or a.weight_format.bits != 8:
             raise ExecutionError(f"{self.arch.name}: functional execution models 8-bit inputs and weights, not "
@@ -204,14 +226,14 @@ class _Machine:
     # -- set-up --------------------------------------------------------------------------------
     def _check_layers(self) -> None:
         g = self.graph
-        floats = g.float_layers()
+        floats = [layer for layer in g.float_layers() if layer.name in self.needed]
         if floats:
             named = ", ".join(f"{layer.name!r} ({layer.source_op or layer.op.value})" for layer in floats[:4])
             more = f" and {len(floats) - 4} more" if len(floats) > 4 else ""
             raise ExecutionError(f"Graph {g.name!r} computes in floating point in {named}{more}, which "
                                  "integer-only hardware cannot run; functional execution needs an integer-only "
-                                 "graph between the host's boundary conversions")
-        for layer in g.layers:
+                                 "graph between the host's boundary conversions (or outputs before it)")
+        for layer in (layer for layer in g.layers if layer.name in self.needed):
             if layer.op.is_view:
                 _check_view(g, layer)
                 continue
@@ -222,7 +244,7 @@ class _Machine:
     def _write_constants(self) -> None:
         g = self.graph
         for layer in g.layers:
-            if layer.gemm is None or _two_activations(g, layer):
+            if layer.gemm is None or _two_activations(g, layer) or layer.name not in self.needed:
                 continue
             w = next((t for t in layer.inputs[1:2] if g.tensors[t].is_constant), None)
             if w is None or g.tensors[w].value is None:
@@ -273,11 +295,25 @@ class _Machine:
 
     def outputs(self) -> dict[str, np.ndarray]:
         result = {}
-        for t in self.graph.outputs:
+        for t in (self.graph.tensors[name] for name in self.wanted):
+            if not self._in_dram(t.name):
+                raise ExecutionError(f"Tensor {t.name!r} stays on chip in this plan (no store writes it to DRAM); "
+                                     "ask for a tensor the program stores, or map with the 'none' allocator")
             fmt = code_format(t)
             raw = self.dram[self.addr[t.name]:self.addr[t.name] + t.elements]
             result[t.name] = from_storage(raw.view(_dtype(fmt)).astype(np.int64), t.shape)
         return result
+
+    def _in_dram(self, name: str) -> bool:
+        """Whether tensor ``name``'s bytes are in DRAM after the program: an input's, or a stored tensor's
+        (a view's: its source's)."""
+        g = self.graph
+        while g.tensors[name].producer is not None:
+            layer = g.layer(g.tensors[name].producer)
+            if not layer.op.is_view or g.tensors[layer.inputs[0]].is_constant:
+                return name in self.stored
+            name = layer.inputs[0]
+        return True
 
     # -- running -------------------------------------------------------------------------------
     def run(self, order: str) -> None:
@@ -300,17 +336,28 @@ class _Machine:
                     raise ExecutionError(f"Plan of {self.plan.graph_name!r} deadlocks: no queue head is ready "
                                          f"({heads})")
             queues[_queue(cmd)].popleft()
+            if self._computes_unneeded(cmd):
+                done[cmd.id] = True
+                continue
             try:
                 self._execute(cmd)
             except (ReferenceError, ValueError, IndexError) as e:
                 raise ExecutionError(f"Command {cmd.id} ({type(cmd).__name__}, layer {cmd.layer!r}): {e}") from None
             done[cmd.id] = True
 
+    def _computes_unneeded(self, cmd: Command) -> bool:
+        """Whether ``cmd`` computes for a layer no requested tensor depends on (skipped: loads and copies
+        run, computes and requantizing stores of such layers do not)."""
+        if cmd.layer in self.needed or isinstance(cmd, Load):
+            return False
+        return not isinstance(cmd, Store) or (cmd.buffer is Buffer.ACCUMULATOR and not cmd.raw)
+
     def _execute(self, cmd: Command) -> None:
         if isinstance(cmd, Load):
             src = self.dram[cmd.dram_addr + _offsets(cmd.dram, cmd.size_bytes)]
             self._buffer(cmd.buffer)[cmd.addr:cmd.addr + cmd.size_bytes] = _exact(src, cmd.size_bytes)
         elif isinstance(cmd, Store):
+            self.stored.add(cmd.tensor)
             if cmd.buffer is Buffer.SCRATCHPAD:
                 data = self.spad[cmd.addr:cmd.addr + cmd.size_bytes]
             elif cmd.raw:
@@ -713,6 +760,19 @@ def _read_through(graph: Graph, layer: Layer) -> bool:
         return False
     return all(transposed_source(graph, graph.layer(c)) == layer.inputs[0] and graph.layer(c).inputs[0] != y.name
                for c in y.consumers)
+
+
+def _needed_layers(graph: Graph, wanted: Sequence[str]) -> set[str]:
+    """The layers the tensors ``wanted`` depend on."""
+    needed: set[str] = set()
+    stack = [graph.tensors[name].producer for name in wanted]
+    while stack:
+        name = stack.pop()
+        if name is None or name in needed:
+            continue
+        needed.add(name)
+        stack.extend(graph.tensors[t].producer for t in graph.layer(name).inputs)
+    return needed
 
 
 def _check_view(graph: Graph, layer: Layer) -> None:

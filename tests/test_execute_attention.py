@@ -6,7 +6,9 @@ quantize_static): the scores of attention, a matmul of two activations (``q @ k`
 operand computed by a layer with constant weights. Both operands carry zero points, so the int32
 product needs the zero-point cross terms (sim.reference.zero_point_terms); the mapped program must
 give onnxruntime's codes on every preset and allocator, with the operands streamed, resident or
-spilled as partial sums.
+spilled as partial sums. Then the rest of attention's integer part: bias adds and the scalar scale
+(element-wise with a broadcast constant), ``q @ k^T`` with an ONNX Transpose read through by the
+matmul, and the integer prefix of a graph whose softmax stays float.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 from functools import cache
 
 import numpy as np
+import onnx
 import pytest
 
 from accel.commands import Compute, Load, Move, Store, Vector
@@ -223,6 +226,55 @@ def test_a_transpose_read_other_than_as_a_matmul_second_operand_is_refused_by_na
     plan = map_graph(graph, _arch("gemmini"), MapOptions())
     with pytest.raises(ExecutionError, match=r"^Layer 'k_t' \(Transpose\) reorders bytes in storage order"):
         execute_graph(graph, plan, feed)
+
+
+@cache
+def _attention_with_softmax():  # type: ignore[no-untyped-def]
+    """Scaled scores ``(q @ k^T) * c``, a float Softmax (between onnxruntime's DequantizeLinear and
+    QuantizeLinear), then ``probs @ v``: (graph, feed, onnxruntime's value of every tensor in SOFTMAX_PREFIX)."""
+    b = GraphBuilder("attention")
+    x = b.input("x", (HEADS, SEQ, DIM))
+    k_t = b.transpose(b.linear(x, DIM, True, "k"), (0, 2, 1), "k_t")
+    scores = b.mul(b.matmul(b.linear(x, DIM, True, "q"), k_t, "scores"), b.constant("scale", ()), "scale_mul")
+    b.matmul(b.softmax(scores, -1, "softmax"), b.linear(x, DIM, True, "v"), "context")
+    logging.disable(logging.WARNING)
+    try:
+        model = export_onnx(b.build(), seed=3)
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1))
+    finally:
+        logging.disable(logging.NOTSET)
+    feed = calibration_inputs(quantized, count=1, seed=9)[0]
+    with_prefix = onnx.ModelProto.FromString(quantized.SerializeToString())
+    with_prefix.graph.output.extend(onnx.ValueInfoProto(name=name) for name in SOFTMAX_PREFIX)
+    return load_onnx(quantized), feed, onnxruntime_outputs(with_prefix, feed)
+
+
+SOFTMAX_PREFIX = ("scale_mul_QuantizeLinear_Output", "v_QuantizeLinear_Output")  # the scaled scores, v's codes
+
+
+@pytest.mark.parametrize("preset", ["gemmini", "fpga-small"])
+@pytest.mark.parametrize(("allocator", "spad"), [("none", None), ("greedy", 4096), ("ilp", 2048)])
+def test_the_integer_prefix_before_a_float_softmax_equals_onnxruntime(preset: str, allocator: str,
+                                                                      spad: int | None) -> None:
+    graph, feed, theirs = _attention_with_softmax()
+    assert [layer.name for layer in graph.float_layers()] == ["softmax"]
+    plan = map_graph(graph, _arch(preset), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    ours = execute_graph(graph, plan, feed, outputs=SOFTMAX_PREFIX)
+    _assert_equal(ours, {name: theirs[name] for name in SOFTMAX_PREFIX})
+
+
+def test_a_float_layer_the_outputs_depend_on_is_refused_by_name() -> None:
+    graph, feed, _ = _attention_with_softmax()
+    plan = map_graph(graph, _arch("gemmini"), MapOptions())
+    with pytest.raises(ExecutionError, match=r"^Graph 'attention' computes in floating point in 'softmax' \(Softmax\)"):
+        execute_graph(graph, plan, feed)  # the graph's output, context, needs the softmax
+
+
+def test_a_tensor_that_stays_on_chip_cannot_be_read_from_dram() -> None:
+    graph, feed, _ = _attention_with_softmax()
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="greedy"))
+    with pytest.raises(ExecutionError, match=r"^Tensor 'scale_mul_QuantizeLinear_Output' stays on chip in this plan"):
+        execute_graph(graph, plan, feed, outputs=SOFTMAX_PREFIX)
 
 
 @pytest.mark.parametrize(("a_format", "b_format"), [(NumberFormat(8, signed=False), NumberFormat(8, signed=False)),
