@@ -48,7 +48,7 @@ from fractions import Fraction
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div
-from mapper.layout import conv_geometry, storage_shape, transposed_source
+from mapper.layout import conv_geometry, image_tensors, storage_shape, transposed_source
 from mapper.options import Depthwise, LoopOrder, MapOptions
 from mapper.plan import LayerMapping
 from mapper.residency import Residency
@@ -340,10 +340,12 @@ def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tu
     tensors with its output's ``R`` storage rows (runs of whole rows), else ``("", 0)``."""
     out = graph.tensors[layer.outputs[0]]
     if layer.op is OpKind.CONCAT:
-        rows, _ = storage_shape(out.shape)
+        images = image_tensors(graph)
+        rows, _ = storage_shape(out.shape, image=out.name in images)
         axis = int(layer.attrs.get("axis", 1)) % len(out.shape)
-        columns = 1 if len(out.shape) == 4 else len(out.shape) - 1
-        if axis == columns and all(storage_shape(graph.tensors[t].shape)[0] == rows for t in inputs):
+        columns = 1 if len(out.shape) == 4 and out.name in images else len(out.shape) - 1
+        if axis == columns and all(storage_shape(graph.tensors[t].shape, image=t in images)[0] == rows
+                                   for t in inputs):
             return "rows", rows
         return "", 0
     if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION):

@@ -35,7 +35,7 @@ from accel.errors import MappingError
 from accel.hardware import Accelerator
 from accel.timing import ceil_div, fold_count, steady_follows
 from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision
-from mapper.layout import PackedTile, make_block, out_block, storage_shape, w_block, x_block
+from mapper.layout import PackedTile, image_tensors, make_block, out_block, storage_shape, w_block, x_block
 from mapper.residency import AddressBook, Residency
 from mapper.schedules import Operands, Step, Transfer, share
 from workloads.graph import GemmShape, Graph, Layer, OpKind
@@ -101,6 +101,7 @@ class _Emitter:
         self.commands: list[Command] = []
         self.dram_addr, self.dram_end = dram_addresses(graph, arch)  # partial sums spill above the tensors
         self.dram_room = dram_room(graph, arch)
+        self.images = image_tensors(graph)  # the rank-4 tensors stored channels-last
         self.weight_tiles: dict[str, dict[tuple[tuple[int, ...], tuple[int, ...]], PackedTile]] = {}
         self.ready: dict[str, int | None] = {name: None for name in graph.tensors}  # tensor -> its last DRAM writer
         self.psum: dict[tuple[str, tuple[int, ...]], int] = {}
@@ -249,10 +250,10 @@ class _Emitter:
         layer = decision.layer
         out = self.graph.tensors[layer.outputs[0]]
         word = decision.size_bytes[out.name] // max(out.elements, 1)
-        _, out_cols = storage_shape(out.shape)
+        _, out_cols = storage_shape(out.shape, image=out.name in self.images)
         vecs, column = [], 0
         for part, t in enumerate(inputs):
-            _, cols = storage_shape(self.graph.tensors[t].shape)
+            _, cols = storage_shape(self.graph.tensors[t].shape, image=t in self.images)
             vecs.append(self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
                                    elements=(hi - lo) * cols, input_addr=addrs[t], output_addr=out_addr + word * column,
                                    origin=lo, extent=hi - lo, input_block=blocks.get(t), part=part,
@@ -271,12 +272,12 @@ class _Emitter:
         if decision.chunk_axis == "elements":
             return word * lo, None, word * (hi - lo)
         if decision.chunk_axis == "rows":
-            _, cols = storage_shape(t.shape)
+            _, cols = storage_shape(t.shape, image=tensor in self.images)
             return word * lo * cols, None, word * (hi - lo) * cols
         if decision.macs and t.is_constant:  # depthwise weights: (channels, kernel)
             per = total // t.shape[0]
             return lo * per, None, (hi - lo) * per
-        rows, cols = storage_shape(t.shape)
+        rows, cols = storage_shape(t.shape, image=tensor in self.images)
         return word * lo, make_block(word * (hi - lo), rows, word * cols), word * rows * (hi - lo)
     # -- residents -------------------------------------------------------------------------------
     def _resident(self, name: str) -> tuple[int, int]:

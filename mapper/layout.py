@@ -3,8 +3,10 @@
 The contract between the mapper (which writes addresses and :class:`~accel.commands.Block` patterns
 into commands) and everything that runs a plan on data (:func:`sim.execute.execute`, an RTL top level):
 
-**Storage order of a tensor** (:func:`storage_shape`). An activation of rank 4 (``N x C x H x W``) is
-stored channels-last, as the ``N*H*W x C`` matrix of its pixels; any other tensor row-major, as the
+**Storage order of a tensor** (:func:`storage_shape`). An image (an activation of rank 4, ``N x C x H
+x W``, that a convolution or a pool reads or writes, or that layers other than views, GEMMs and
+matmuls connect to one: :func:`image_tensors`) is stored channels-last, as the ``N*H*W x C`` matrix
+of its pixels; any other tensor (attention's rank-4 heads and scores too) row-major, as the
 ``rows x last`` matrix of its leading dimensions by its last, each element in the bytes of its number
 format (one byte for the codes of an 8-bit format; :func:`to_storage` / :func:`from_storage` convert).
 
@@ -46,8 +48,8 @@ from accel.timing import ceil_div
 from workloads.graph import Graph, Layer, OpKind
 
 __all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_band_bound", "conv_band_channels",
-           "dense_k_range", "make_block", "transposed_source", "row_major", "storage_shape", "to_storage",
-           "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
+           "dense_k_range", "image_tensors", "make_block", "transposed_source", "row_major", "storage_shape",
+           "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
 
 
 @dataclass(frozen=True)
@@ -191,9 +193,37 @@ def make_block(row_bytes: int, rows: int = 1, row_stride: int = 0, planes: int =
 
 # -- tensors ---------------------------------------------------------------------------------------
 
-def storage_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(rows, columns)`` of a tensor of ``shape`` as stored (see the module docstring)."""
-    if len(shape) == 4:
+def image_tensors(graph: Graph) -> frozenset[str]:
+    """The rank-4 tensors of ``graph`` stored channels-last: images, the tensors a convolution or a pool
+    reads or writes and every rank-4 tensor a layer other than a view, a GEMM or a matmul connects to
+    one (element-wise layers, activations, norms and concatenations see one storage order in all
+    their operands). Other rank-4 tensors (attention's heads and scores) are stored row-major."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    seeds = set()
+    for layer in graph.layers:
+        if layer.op.is_view or layer.op in (OpKind.GEMM, OpKind.MATMUL):
+            continue
+        ranked = [t for t in (*layer.inputs, *layer.outputs)
+                  if len(graph.tensors[t].shape) == 4 and not graph.tensors[t].is_constant]
+        for t in ranked[1:]:
+            parent[root(t)] = root(ranked[0])
+        if layer.op in (OpKind.CONV, OpKind.POOL):
+            seeds.update(ranked)
+    images = {root(t) for t in seeds}
+    return frozenset(name for name, t in graph.tensors.items()
+                     if len(t.shape) == 4 and not t.is_constant and root(name) in images)
+
+
+def storage_shape(shape: tuple[int, ...], *, image: bool = True) -> tuple[int, int]:
+    """``(rows, columns)`` of a tensor of ``shape`` as stored (see the module docstring; ``image``: a rank-4
+    tensor is an image, :func:`image_tensors`)."""
+    if len(shape) == 4 and image:
         n, c, h, w = shape
         return n * h * w, c
     if not shape:
@@ -201,24 +231,24 @@ def storage_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return math.prod(shape[:-1]), shape[-1]
 
 
-def row_major(shape: tuple[int, ...]) -> bool:
+def row_major(shape: tuple[int, ...], *, image: bool = True) -> bool:
     """Whether a tensor of ``shape`` is stored in row-major order (its bytes in numpy's order): any tensor
-    but a rank-4 one with both several channels and several pixels."""
-    return len(shape) != 4 or shape[1] == 1 or shape[2] * shape[3] == 1
+    but an image (rank 4, :func:`image_tensors`) with both several channels and several pixels."""
+    return len(shape) != 4 or not image or shape[1] == 1 or shape[2] * shape[3] == 1
 
 
-def to_storage(values: np.ndarray) -> np.ndarray:
-    """A tensor's values in storage order, flat."""
+def to_storage(values: np.ndarray, *, image: bool = True) -> np.ndarray:
+    """A tensor's values in storage order, flat (``image``: a rank-4 tensor is an image)."""
     values = np.asarray(values)
-    if values.ndim == 4:
+    if values.ndim == 4 and image:
         values = values.transpose(0, 2, 3, 1)
     return values.reshape(-1)
 
 
-def from_storage(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def from_storage(flat: np.ndarray, shape: tuple[int, ...], *, image: bool = True) -> np.ndarray:
     """The inverse of :func:`to_storage`: a tensor of ``shape`` from its values in storage order."""
     flat = np.asarray(flat)
-    if len(shape) == 4:
+    if len(shape) == 4 and image:
         n, c, h, w = shape
         return flat.reshape(n, h, w, c).transpose(0, 3, 1, 2)
     return flat.reshape(shape)
@@ -252,7 +282,9 @@ def transposed_source(graph: Graph, layer: Layer) -> str | None:
     if rank < 2 or perm != (*range(rank - 2), rank - 1, rank - 2):
         return None
     source = graph.tensors[view.inputs[0]]
-    if source.is_constant or source.elements != gemm.batch * gemm.n * gemm.k or not row_major(source.shape):
+    image = len(source.shape) == 4 and source.name in image_tensors(graph)
+    if source.is_constant or source.elements != gemm.batch * gemm.n * gemm.k or not row_major(source.shape,
+                                                                                               image=image):
         return None
     return source.name
 

@@ -58,8 +58,9 @@ float outputs out, as onnxruntime runs the whole model. Plans this executor cann
 :class:`ExecutionError` naming the layer: formats other than 8-bit codes and 32-bit accumulators;
 softmax, layer norm, GELU and other float layers that the requested tensors depend on (``outputs=``
 asks for the integer prefix before them: only those layers' commands compute, and each requested
-tensor must be one the program stores to DRAM); GEMMs and matmuls whose matrices are rank-4 tensors
-(stored channels-last, not as the row-major matrices their tiles read: BERT's heads); matmuls whose
+tensor must be one the program stores to DRAM); GEMMs and matmuls whose matrices are images (rank-4
+tensors a convolution or pool touches, :func:`mapper.layout.image_tensors`: stored channels-last, not
+as the row-major matrices their tiles read; attention's rank-4 heads are row-major); matmuls whose
 operands broadcast; element-wise layers whose activation operands broadcast; a multiply in a
 requantization mode other than ``float32-half-even`` (an add in ``dyadic``); concatenations other
 than along the storage's columns; views that reorder bytes (any transpose or reshape but a transpose
@@ -83,6 +84,7 @@ from mapper.layout import (
     conv_geometry,
     dense_k_range,
     from_storage,
+    image_tensors,
     row_major,
     storage_shape,
     to_storage,
@@ -219,6 +221,8 @@ class _Machine:
         self.held: dict[str, Any] = {}  # the array's stationary operand of the fold in flight
         # accumulator address -> (layer, (b0, n0, tm, tn, n), words) of the tile the array last wrote there
         self.tags: dict[int, tuple[str, tuple[int, int, int, int, int], int]] = {}
+        self.images = image_tensors(graph)  # the rank-4 tensors stored channels-last (mapper.layout)
+        self.transposed = {layer.name for layer in graph.layers if transposed_source(graph, layer) is not None}
         self._check_layers()
         self._operands: dict[str, Any] = {}
         self._write_constants()
@@ -235,9 +239,9 @@ class _Machine:
                                  "graph between the host's boundary conversions (or outputs before it)")
         for layer in (layer for layer in g.layers if layer.name in self.needed):
             if layer.op.is_view:
-                _check_view(g, layer)
+                _check_view(g, layer, self.images)
                 continue
-            reason = _unsupported(g, layer) or _mode_unsupported(layer, self.requant)
+            reason = _unsupported(g, layer, self.images) or _mode_unsupported(layer, self.requant)
             if reason:
                 raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}): {reason}")
 
@@ -287,7 +291,8 @@ class _Machine:
             if value.dtype.kind not in "iu" or value.min(initial=fmt.min_int) < fmt.min_int or \
                     value.max(initial=fmt.max_int) > fmt.max_int:
                 raise ExecutionError(f"Graph {self.graph.name!r}: input {t.name!r} takes {fmt.name} codes")
-            self._put(self.addr[t.name], to_storage(value).astype(np.int64), _dtype(fmt))
+            self._put(self.addr[t.name], to_storage(value, image=t.name in self.images).astype(np.int64),
+                      _dtype(fmt))
 
     def _put(self, addr: int, codes: np.ndarray, dtype: type) -> None:
         raw = codes.astype(dtype).view(np.uint8)
@@ -301,7 +306,8 @@ class _Machine:
                                      "ask for a tensor the program stores, or map with the 'none' allocator")
             fmt = code_format(t)
             raw = self.dram[self.addr[t.name]:self.addr[t.name] + t.elements]
-            result[t.name] = from_storage(raw.view(_dtype(fmt)).astype(np.int64), t.shape)
+            result[t.name] = from_storage(raw.view(_dtype(fmt)).astype(np.int64), t.shape,
+                                          image=t.name in self.images)
         return result
 
     def _in_dram(self, name: str) -> bool:
@@ -435,7 +441,7 @@ class _Machine:
             x = self._input_tile(layer, cmd, x_fmt, k_range)
         if w is None and cmd.sparsity is not None:
             w = self._nm_weights(layer, cmd, k_range)
-        elif w is None and transposed_source(self.graph, layer) is not None:  # rows of y for x @ y^T
+        elif w is None and layer.name in self.transposed:  # rows of y for x @ y^T
             raw = self._read(cmd.weight_addr, cmd.weight_block, tb * tk * tn)
             w = raw.view(_dtype(w_fmt)).astype(np.int64).reshape(tb, tn, tk).transpose(0, 2, 1)
         elif w is None:
@@ -544,12 +550,12 @@ class _Machine:
         if layer.op is OpKind.CONCAT:  # rows [lo, hi) of input ``part`` into its columns of the output rows
             name = layer.inputs[cmd.part]
             x_t = g.tensors[name]
-            _, cols = storage_shape(x_t.shape)
+            _, cols = storage_shape(x_t.shape, image=name in self.images)
             raw = self._read(*addrs[0], (hi - lo) * cols)
             flat = concat_part_codes(g, layer, name, raw.view(_dtype(code_format(x_t))))
         elif layer.op is OpKind.POOL or layer.gemm is not None:  # per channel: all pixels of channels [lo, hi)
             x_t = g.tensors[ins[0]]
-            rows, _ = storage_shape(x_t.shape)
+            rows, _ = storage_shape(x_t.shape, image=ins[0] in self.images)
             fmt = code_format(x_t)
             raw = self._read(*addrs[0], rows * (hi - lo))
             n, _, h, w = x_t.shape
@@ -582,7 +588,7 @@ class _Machine:
         if key not in self._operands:
             out = self.graph.tensors[layer.outputs[0]]
             value = np.asarray(self.graph.tensors[name].value).astype(np.int64)
-            self._operands[key] = to_storage(np.broadcast_to(value, out.shape))
+            self._operands[key] = to_storage(np.broadcast_to(value, out.shape), image=out.name in self.images)
         return self._operands[key]
 
     def _depthwise(self, layer: Layer, cmd: Vector, x: np.ndarray, lo: int, hi: int,
@@ -652,14 +658,14 @@ def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Req
     raise ExecutionError(f"Layer {layer.name!r}: element-wise {fn!r} is not modelled on codes")
 
 
-def _unsupported(graph: Graph, layer: Layer) -> str | None:
+def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | None:
     """Why the executor cannot run ``layer`` (``None``: it can)."""
     reason = supported(graph, layer)
     if reason is not None:
         return reason
     if layer.gemm is not None:
         if layer.op is not OpKind.CONV:
-            reason = _matrices_unsupported(graph, layer)
+            reason = _matrices_unsupported(graph, layer, images)
             if reason is not None:
                 return reason
         if _two_activations(graph, layer):
@@ -728,7 +734,7 @@ def _two_activations(graph: Graph, layer: Layer) -> bool:
     return layer.op is OpKind.MATMUL and not graph.tensors[layer.inputs[1]].is_constant
 
 
-def _matrices_unsupported(graph: Graph, layer: Layer) -> str | None:
+def _matrices_unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | None:
     """Why the executor cannot run GEMM or matmul ``layer`` (``None``: it can): its tiles read the
     ``batch x m x k`` input (and a matmul of two activations the ``batch x k x n`` second operand) and
     write the ``batch x m x n`` output as row-major matrices, so these tensors must be stored so."""
@@ -746,7 +752,7 @@ def _matrices_unsupported(graph: Graph, layer: Layer) -> str | None:
         source = transposed_source(graph, layer)  # x @ y^T: the tiles read y's rows
         matrices.insert(1, second if source is None else graph.tensors[source])
     for t in matrices:
-        if not row_major(t.shape):
+        if not row_major(t.shape, image=t.name in images):
             return (f"tensor {t.name!r} of shape {t.shape} is stored channels-last, not as the row-major matrix "
                     "the layer's tiles read and write")
     return None
@@ -775,7 +781,7 @@ def _needed_layers(graph: Graph, wanted: Sequence[str]) -> set[str]:
     return needed
 
 
-def _check_view(graph: Graph, layer: Layer) -> None:
+def _check_view(graph: Graph, layer: Layer, images: frozenset[str]) -> None:
     """A view costs no command, so its output must be its input's bytes in the output's storage order."""
     x = graph.tensors[layer.inputs[0]]
     y = graph.tensors[layer.outputs[0]]
@@ -786,7 +792,8 @@ def _check_view(graph: Graph, layer: Layer) -> None:
         viewed = np.transpose(probe, layer.attrs["perm"])
     else:
         viewed = probe.reshape(y.shape)
-    if not np.array_equal(to_storage(probe), to_storage(viewed)) and not _read_through(graph, layer):
+    stored = to_storage(probe, image=x.name in images)
+    if not np.array_equal(stored, to_storage(viewed, image=y.name in images)) and not _read_through(graph, layer):
         raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}) reorders bytes in "
                              "storage order (mapper.layout) and the mapper emits no copy for it; only a matmul's "
                              "second operand is read through a transpose of its last two axes (not executable yet)")

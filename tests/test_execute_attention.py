@@ -25,6 +25,7 @@ from accel.commands import Compute, Load, Move, Store, Vector
 from accel.config import load
 from accel.formats import NumberFormat, Requantization
 from mapper import MapOptions, map_graph
+from mapper.layout import image_tensors
 from sim.execute import ExecutionError, execute_graph
 from sim.numerics import gemm_array
 from sim.oracle import onnxruntime_outputs
@@ -305,12 +306,25 @@ def _heads(with_projection: bool) -> Graph:
     return b.build()
 
 
-@pytest.mark.parametrize(("with_projection", "layer"), [(False, "scores"), (True, "q")])
-def test_a_layer_on_channels_last_matrices_is_refused_by_name(with_projection: bool, layer: str) -> None:
-    """Rank-4 tensors are stored channels-last (mapper.layout), not as the row-major matrices a GEMM's or a
-    matmul's tiles read: refused, never computed on the wrong bytes."""
-    graph, feed, _ = _quantized(_heads(with_projection))
+@pytest.mark.parametrize("with_projection", [False, True])
+def test_rank_4_tensors_that_are_not_images_are_row_major_matrices(with_projection: bool) -> None:
+    """Attention's rank-4 heads and scores touch no convolution or pool: stored row-major (mapper.layout),
+    as the matrices a GEMM's and a matmul's tiles read and write."""
+    graph, feed, expected = _quantized(_heads(with_projection))
+    assert not image_tensors(graph)
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="greedy", scratchpad_bytes=4096))
+    _assert_equal(execute_graph(graph, plan, feed), expected)
+
+
+def test_a_matmul_of_an_image_is_refused_by_name() -> None:
+    """An image (a convolution's output) is stored channels-last, not as the row-major matrix a matmul's
+    tiles read: refused, never computed on the wrong bytes."""
+    b = GraphBuilder("image_matmul")
+    x = b.input("x", (1, 2, SEQ, DIM))
+    b.matmul(b.conv(x, 2, 1, 1, 0, name="conv"), b.input("y", (1, 2, DIM, 9)), "scores")
+    graph, feed, _ = _quantized(b.build())
+    assert "conv_QuantizeLinear_Output" in image_tensors(graph)
     plan = map_graph(graph, _arch("gemmini"), MapOptions())
-    with pytest.raises(ExecutionError, match=rf"^Layer '{layer}' \(MatMul\): tensor '.*' of shape \(1, 2, 20, 40\) "
-                                             r"is stored channels-last"):
+    with pytest.raises(ExecutionError, match=r"^Layer 'scores' \(MatMul\): tensor 'conv_QuantizeLinear_Output' "
+                                             r"of shape \(1, 2, 20, 40\) is stored channels-last"):
         execute_graph(graph, plan, feed)
