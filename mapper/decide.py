@@ -48,7 +48,7 @@ from fractions import Fraction
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div
-from mapper.layout import conv_geometry, image_tensors, storage_shape, transposed_source
+from mapper.layout import MatrixView, conv_geometry, image_tensors, matrix_view, storage_shape
 from mapper.options import Depthwise, LoopOrder, MapOptions
 from mapper.plan import LayerMapping
 from mapper.residency import Residency
@@ -241,7 +241,7 @@ def operands(graph: Graph, arch: Accelerator, layer: Layer, dataflow: Dataflow) 
         return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm, x_bytes=x_bytes,
                         in_bytes=max(Fraction(in_bytes), x_rate), w_bytes=Fraction(w_bytes),
                         out_bytes=in_bytes, acc_bytes=acc_bytes, conv=conv, dense_k=gemm.k, x_word=in_bytes,
-                        w_transposed=transposed_source(graph, layer) is not None)
+                        **_operand_views(graph, layer, w))
     compressed = GemmShape(gemm.m, ceil_div(gemm.k, nm.m) * nm.n, gemm.n, gemm.batch)
     return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=compressed, x_bytes=x_bytes,
                     in_bytes=max(Fraction(in_bytes * nm.m, nm.n),
@@ -330,6 +330,16 @@ def _vector_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int,
                            gemm=layer.gemm)
     return VectorDecision(layer, budget, macs, ops, tuple(inputs), size, streamed_in, streamed_out, chunks, mapping,
                           axis, total)
+
+
+def _operand_views(graph: Graph, layer: Layer, w: str | None) -> dict[str, MatrixView | None]:
+    """A matmul of two activations reads an operand that views a stored tensor through the views
+    (:func:`mapper.layout.matrix_view`): ``x_view`` and ``w_view`` of its :class:`Operands`."""
+    g = layer.gemm
+    if layer.op is not OpKind.MATMUL or g is None or w is None or graph.tensors[w].is_constant:
+        return {}
+    return {"x_view": matrix_view(graph, layer.inputs[0], g.batch, g.m, g.k),
+            "w_view": matrix_view(graph, w, g.batch, g.k, g.n)}
 
 
 def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tuple[str, int]:

@@ -35,7 +35,16 @@ from accel.errors import MappingError
 from accel.hardware import Accelerator
 from accel.timing import ceil_div, fold_count, steady_follows
 from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision
-from mapper.layout import PackedTile, image_tensors, make_block, out_block, storage_shape, w_block, x_block
+from mapper.layout import (
+    PackedTile,
+    image_tensors,
+    make_block,
+    out_block,
+    storage_shape,
+    view_block,
+    w_block,
+    x_block,
+)
 from mapper.residency import AddressBook, Residency
 from mapper.schedules import Operands, Step, Transfer, share
 from workloads.graph import GemmShape, Graph, Layer, OpKind
@@ -328,6 +337,8 @@ class _Emitter:
         (b0, m0, k0, n0), (tb, tm, tk, tn) = t.origin, t.extent
         if t.role == "x":
             nm = None if ops.sparsity is None else (ops.sparsity.n, ops.sparsity.m)
+            if ops.x_view is not None:  # the tile's bytes in the stored tensor the operand views
+                return view_block(ops.x_view, (b0, m0, k0), (tb, tm, tk), ops.x_word)
             offset, block, size = x_block(self.graph, layer, ops.conv, (b0, m0, k0), (tb, tm, tk), nm, ops.x_word)
             g = layer.gemm
             assert g is not None
@@ -340,9 +351,8 @@ class _Emitter:
             if ops.sparsity is not None:
                 return self._packed_tile(t, (b0, k0, n0), (tb, tk, tn)), None
             if ops.w is not None and not self.graph.tensors[ops.w].is_constant:
-                if ops.w_transposed:  # the tile's rows of the transpose's input (mapper.layout.transposed_source)
-                    return x_block(self.graph, _as_gemm(layer, transposed=True), None, (b0, n0, k0), (tb, tn, tk),
-                                   word=ops.x_word)[:2]
+                if ops.w_view is not None:  # the tile's bytes in the stored tensor the operand views
+                    return view_block(ops.w_view, (b0, k0, n0), (tb, tk, tn), ops.x_word)
                 return x_block(self.graph, _as_gemm(layer), None, (b0, k0, n0), (tb, tk, tn), word=ops.x_word)[:2]
             return w_block(layer, (b0, k0, n0), (tb, tk, tn), ops.w_value_bytes)
         if t.role == "out":
@@ -501,14 +511,12 @@ def _activation(layer: Layer) -> str:
     return ",".join(layer.attrs.get("fused", ()))
 
 
-def _as_gemm(layer: Layer, *, transposed: bool = False) -> Layer:
-    """A matmul's second activation ``k x n`` read as an input matrix (its tiles are ``tk x tn`` blocks);
-    ``transposed``: the ``n x k`` matrix of the transpose's input (tiles of ``tn x tk``)."""
+def _as_gemm(layer: Layer) -> Layer:
+    """A matmul's second activation ``k x n`` read as an input matrix (its tiles are ``tk x tn`` blocks)."""
     assert layer.gemm is not None
     g = layer.gemm
-    rows, cols = (g.n, g.k) if transposed else (g.k, g.n)
     return Layer(layer.name, OpKind.GEMM, layer.inputs, layer.outputs,
-                 gemm=GemmShape(m=rows, k=cols, n=cols, batch=g.batch))
+                 gemm=GemmShape(m=g.k, k=g.n, n=g.n, batch=g.batch))
 
 
 def _vector_share(total: int, decision: VectorDecision, i: int) -> int:

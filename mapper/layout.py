@@ -25,10 +25,13 @@ n`` matrix of the layer's GEMM, row-major, ``k`` running over input channel, ker
   kept entries, :func:`dense_k_range`) the tile as the compiler packed it (:class:`PackedTile`);
 
 * the second operand of a matmul of two activations: the ``tb x tk x tn`` block of its ``batch x k x
-  n`` matrix, or, when that operand is a transpose of its last two axes (``x @ y^T``,
-  :func:`transposed_source`), the ``tb x tn x tk`` block of the transpose's input (``batch x n x k``,
-  rows of ``tk`` contiguous bytes), which the array takes transposed (a layer setting, as Gemmini's
-  ``b_transpose``): no command copies the transpose;
+  n`` matrix.
+
+An operand of a matmul of two activations that is a view reordering a stored tensor's bytes
+(attention's head split, ``k^T``: :func:`matrix_view`) is read through: its tile's bytes in the
+source, runs along its columns, or along its rows for a second operand whose reduction is the
+source's contiguous axis (``x @ y^T``), which the array takes transposed (a layer setting, as
+Gemmini's ``b_transpose``; :func:`view_block`). No command copies such a view;
 
 and accumulates into ``tb x tm x tn`` 32-bit words, packed. An N:M tile's input is the dense
 reduction its groups cover (:func:`dense_k_range`), which the sparse array indexes by each weight's
@@ -48,7 +51,8 @@ from accel.timing import ceil_div
 from workloads.graph import Graph, Layer, OpKind
 
 __all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_band_bound", "conv_band_channels",
-           "dense_k_range", "image_tensors", "make_block", "transposed_source", "row_major", "storage_shape",
+           "dense_k_range", "image_tensors", "make_block", "MatrixView", "matrix_view", "view_block", "row_major",
+           "storage_shape",
            "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
 
 
@@ -266,27 +270,71 @@ def weight_matrix(graph: Graph, layer: Layer, values: np.ndarray) -> np.ndarray:
     return w.transpose(0, 2, 1) if layout == "nk" else w
 
 
-def transposed_source(graph: Graph, layer: Layer) -> str | None:
-    """The tensor whose ``batch x n x k`` rows a matmul of two activations reads its second operand from,
-    transposed, when that operand is a transpose of its last two axes of a tensor stored row-major with
-    the matmul's ``batch x n x k`` elements (``None`` otherwise: the operand is read as it is stored)."""
-    gemm = layer.gemm
-    if layer.op is not OpKind.MATMUL or gemm is None or len(layer.inputs) < 2:
+@dataclass(frozen=True)
+class MatrixView:
+    """Where the ``batch x rows x cols`` elements of a matmul operand that views (reshapes, transposes) a
+    stored tensor lie in that tensor's storage: element ``(b, r, c)`` at element offset
+    ``b * batch_stride + r * row_stride + c * col_stride`` from ``source``'s first (an affine view).
+    Tiles read runs along ``cols`` (``col_stride`` 1), or along ``rows`` (``row_stride`` 1: :attr:`transposed`,
+    the tile arrives as ``tc`` runs of ``tr`` and the array takes it transposed)."""
+
+    source: str
+    batch_stride: int
+    row_stride: int
+    col_stride: int
+
+    @property
+    def transposed(self) -> bool:
+        return self.col_stride != 1
+
+
+def matrix_view(graph: Graph, name: str, batch: int, rows: int, cols: int) -> MatrixView | None:
+    """The :class:`MatrixView` of tensor ``name`` as a ``batch x rows x cols`` matrix when it is the output
+    of views of a stored tensor that reorder its bytes and the view is affine with a unit stride along
+    ``cols`` or ``rows`` (``None`` for a tensor stored itself, or a view the tiles cannot read)."""
+    chain = []
+    source = name
+    while (producer := graph.tensors[source].producer) is not None and graph.layer(producer).op.is_view:
+        layer = graph.layer(producer)
+        if graph.tensors[layer.inputs[0]].is_constant:
+            return None
+        chain.append(layer)
+        source = layer.inputs[0]
+    if not chain:
         return None
-    second = graph.tensors[layer.inputs[1]]
-    view = graph.layer(second.producer) if second.producer is not None else None
-    if view is None or view.attrs.get("fn") != "transpose" or not view.op.is_view:
+    src = graph.tensors[source]
+    if src.elements != batch * rows * cols:
         return None
-    rank = len(second.shape)
-    perm = tuple(view.attrs.get("perm", ()))
-    if rank < 2 or perm != (*range(rank - 2), rank - 1, rank - 2):
+    images = image_tensors(graph)
+    position = from_storage(np.arange(src.elements), src.shape, image=source in images)
+    for layer in reversed(chain):
+        out = graph.tensors[layer.outputs[0]]
+        position = np.transpose(position, layer.attrs["perm"]) if layer.attrs.get("fn") == "transpose" \
+            else position.reshape(out.shape)
+    matrix = position.reshape(batch, rows, cols)
+    strides = [int(np.diff(matrix, axis=a).flat[0]) if matrix.shape[a] > 1 else 0 for a in range(3)]
+    b, r, c = np.ix_(np.arange(batch), np.arange(rows), np.arange(cols))
+    if not np.array_equal(matrix, matrix[0, 0, 0] + b * strides[0] + r * strides[1] + c * strides[2]):
         return None
-    source = graph.tensors[view.inputs[0]]
-    image = len(source.shape) == 4 and source.name in image_tensors(graph)
-    if source.is_constant or source.elements != gemm.batch * gemm.n * gemm.k or not row_major(source.shape,
-                                                                                               image=image):
+    batch_stride, row_stride, col_stride = strides
+    if cols == 1:
+        col_stride = 1
+    if col_stride != 1 and row_stride != 1:
         return None
-    return source.name
+    if int(matrix[0, 0, 0]) != 0:
+        return None  # (a view that starts inside its source: not produced by reshapes and transposes)
+    return MatrixView(source, batch_stride, row_stride, col_stride)
+
+
+def view_block(view: MatrixView, origin: tuple[int, int, int], extent: tuple[int, int, int],
+               word: int = 1) -> tuple[int, Block | None]:
+    """``(offset, block)`` of the ``(b0, r0, c0)`` tile of extent ``(tb, tr, tc)`` of ``view`` in its source's
+    bytes: ``tb x tr`` runs of ``tc`` elements, or (:attr:`MatrixView.transposed`) ``tb x tc`` runs of ``tr``."""
+    (b0, r0, c0), (tb, tr, tc) = origin, extent
+    offset = word * (b0 * view.batch_stride + r0 * view.row_stride + c0 * view.col_stride)
+    if view.transposed:
+        return offset, make_block(word * tr, tc, word * view.col_stride, tb, word * view.batch_stride)
+    return offset, make_block(word * tc, tr, word * view.row_stride, tb, word * view.batch_stride)
 
 
 # -- the blocks of a tile ---------------------------------------------------------------------------

@@ -29,10 +29,11 @@ nothing else:
     zero-point cross terms of the tile (:func:`sim.reference.zero_point_terms`: the input rows' and
     the operand columns' sums, which its edges accumulate as the codes stream in) to the products,
     and the accumulator holds ``sum (a - a_zp) (b - b_zp)`` exactly; its store requantizes without a
-    folded bias. When the second operand is a transpose of its last two axes (``x @ y^T``,
-    :func:`mapper.layout.transposed_source`) the tile arrives as ``tn`` rows of ``tk`` codes of ``y``,
-    which the array takes transposed (a layer setting, as Gemmini's ``b_transpose``): the transpose
-    is read through, never copied.
+    folded bias. An operand that is a view reordering a stored tensor's bytes (attention's head split,
+    ``k^T``: :func:`mapper.layout.matrix_view`) arrives as its tile's bytes in that tensor, runs
+    along the tile's columns, or for a second operand whose reduction is the source's contiguous
+    axis (``x @ y^T``) as ``tn`` runs of ``tk`` codes, which the array takes transposed (a layer
+    setting, as Gemmini's ``b_transpose``): such views are read through, never copied.
 ``Vector``
     the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds,
     multiplies and activations on runs of elements, pools and depthwise convolutions on runs of
@@ -63,8 +64,7 @@ tensors a convolution or pool touches, :func:`mapper.layout.image_tensors`: stor
 as the row-major matrices their tiles read; attention's rank-4 heads are row-major); matmuls whose
 operands broadcast; element-wise layers whose activation operands broadcast; a multiply in a
 requantization mode other than ``float32-half-even`` (an add in ``dyadic``); concatenations other
-than along the storage's columns; views that reorder bytes (any transpose or reshape but a transpose
-read through by a matmul, above).
+than along the storage's columns; views that reorder bytes (any but those a matmul reads through, above).
 """
 
 from __future__ import annotations
@@ -80,15 +80,16 @@ from accel.errors import AccelError
 from accel.formats import NumberFormat, Requantization
 from mapper.emit import dram_addresses
 from mapper.layout import (
+    MatrixView,
     conv_band,
     conv_geometry,
     dense_k_range,
     from_storage,
     image_tensors,
+    matrix_view,
     row_major,
     storage_shape,
     to_storage,
-    transposed_source,
     weight_matrix,
 )
 from mapper.plan import Plan
@@ -222,7 +223,8 @@ class _Machine:
         # accumulator address -> (layer, (b0, n0, tm, tn, n), words) of the tile the array last wrote there
         self.tags: dict[int, tuple[str, tuple[int, int, int, int, int], int]] = {}
         self.images = image_tensors(graph)  # the rank-4 tensors stored channels-last (mapper.layout)
-        self.transposed = {layer.name for layer in graph.layers if transposed_source(graph, layer) is not None}
+        self.transposed = {layer.name for layer in graph.layers if (view := _operand_view(graph, layer, 1)) is not None
+                           and view.transposed}  # second operands read through a view, transposed
         self._check_layers()
         self._operands: dict[str, Any] = {}
         self._write_constants()
@@ -300,15 +302,23 @@ class _Machine:
 
     def outputs(self) -> dict[str, np.ndarray]:
         result = {}
-        for t in (self.graph.tensors[name] for name in self.wanted):
-            if not self._in_dram(t.name):
-                raise ExecutionError(f"Tensor {t.name!r} stays on chip in this plan (no store writes it to DRAM); "
+        for name in self.wanted:
+            if not self._in_dram(name):
+                raise ExecutionError(f"Tensor {name!r} stays on chip in this plan (no store writes it to DRAM); "
                                      "ask for a tensor the program stores, or map with the 'none' allocator")
-            fmt = code_format(t)
-            raw = self.dram[self.addr[t.name]:self.addr[t.name] + t.elements]
-            result[t.name] = from_storage(raw.view(_dtype(fmt)).astype(np.int64), t.shape,
-                                          image=t.name in self.images)
+            result[name] = self._read_tensor(name)
         return result
+
+    def _read_tensor(self, name: str) -> np.ndarray:
+        """The codes of tensor ``name`` from DRAM: its bytes in storage order, or a view's of what it views."""
+        g = self.graph
+        t = g.tensors[name]
+        view = g.layer(t.producer) if t.producer is not None else None
+        if view is not None and view.op.is_view and not g.tensors[view.inputs[0]].is_constant:
+            x = self._read_tensor(view.inputs[0])
+            return np.transpose(x, view.attrs["perm"]) if view.attrs.get("fn") == "transpose" else x.reshape(t.shape)
+        raw = self.dram[self.addr[name]:self.addr[name] + t.elements]
+        return from_storage(raw.view(_dtype(code_format(t))).astype(np.int64), t.shape, image=name in self.images)
 
     def _in_dram(self, name: str) -> bool:
         """Whether tensor ``name``'s bytes are in DRAM after the program: an input's, or a stored tensor's
@@ -749,8 +759,13 @@ def _matrices_unsupported(graph: Graph, layer: Layer, images: frozenset[str]) ->
                     "tile reads its own batch of both")
         if code_format(second).bits != 8:
             return f"operand {second.name!r} holds {code_format(second).name} codes; the array multiplies 8-bit codes"
-        source = transposed_source(graph, layer)  # x @ y^T: the tiles read y's rows
-        matrices.insert(1, second if source is None else graph.tensors[source])
+        matrices.insert(1, second)
+        x_view = _operand_view(graph, layer, 0)
+        if x_view is not None and x_view.transposed:
+            return f"its first operand {x.name!r} views its source transposed (a read not modelled)"
+        # an operand read through its views (mapper.layout.matrix_view): the source's storage is accounted for
+        matrices = [t for i, t in enumerate(matrices) if i == len(matrices) - 1 or
+                    _operand_view(graph, layer, i) is None]
     for t in matrices:
         if not row_major(t.shape, image=t.name in images):
             return (f"tensor {t.name!r} of shape {t.shape} is stored channels-last, not as the row-major matrix "
@@ -758,14 +773,31 @@ def _matrices_unsupported(graph: Graph, layer: Layer, images: frozenset[str]) ->
     return None
 
 
+def _operand_view(graph: Graph, layer: Layer, index: int) -> MatrixView | None:
+    """How matmul-of-two-activations ``layer`` reads operand ``index`` through the views of a stored tensor
+    (:func:`mapper.layout.matrix_view`, as the mapper's operands do), ``None`` if it reads it as stored."""
+    g = layer.gemm
+    if g is None or not _two_activations(graph, layer):
+        return None
+    rows, cols = (g.m, g.k) if index == 0 else (g.k, g.n)
+    return matrix_view(graph, layer.inputs[index], g.batch, rows, cols)
+
+
 def _read_through(graph: Graph, layer: Layer) -> bool:
-    """Whether every reader of view ``layer``'s output reads its input's bytes instead: a matmul whose second
-    operand it transposes (:func:`mapper.layout.transposed_source`); nothing else reads it."""
+    """Whether every reader of view ``layer``'s output reads the bytes of the tensor it views instead: a
+    matmul that reads it through (:func:`_operand_view`), or a view read through itself."""
     y = graph.tensors[layer.outputs[0]]
     if not y.consumers or y.name in {t.name for t in graph.outputs}:
         return False
-    return all(transposed_source(graph, graph.layer(c)) == layer.inputs[0] and graph.layer(c).inputs[0] != y.name
-               for c in y.consumers)
+    for name in y.consumers:
+        reader = graph.layer(name)
+        if reader.op.is_view:
+            if not _read_through(graph, reader):
+                return False
+        elif not any(t == y.name and _operand_view(graph, reader, i) is not None
+                     for i, t in enumerate(reader.inputs[:2])):
+            return False
+    return True
 
 
 def _needed_layers(graph: Graph, wanted: Sequence[str]) -> set[str]:

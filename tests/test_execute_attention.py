@@ -8,7 +8,8 @@ product needs the zero-point cross terms (sim.reference.zero_point_terms); the m
 give onnxruntime's codes on every preset and allocator, with the operands streamed, resident or
 spilled as partial sums. Then the rest of attention's integer part: bias adds and the scalar scale
 (element-wise with a broadcast constant), ``q @ k^T`` with an ONNX Transpose read through by the
-matmul, and the integer prefix of a graph whose softmax stays float.
+matmul, split heads (views that reorder bytes, read through), and the integer prefix of a graph
+whose softmax stays float, up to the zoo's BERT-base layer.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from workloads.builder import GraphBuilder
 from workloads.graph import Graph
 from workloads.onnx_export import export_onnx
 from workloads.onnx_import import load_onnx
-from workloads.quantize import calibration_inputs, quantize_model
+from workloads.quantize import calibration_inputs, quantize_model, zoo_model
 
 pytest.importorskip("onnxruntime")
 
@@ -276,6 +277,72 @@ def test_a_tensor_that_stays_on_chip_cannot_be_read_from_dram() -> None:
     plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="greedy"))
     with pytest.raises(ExecutionError, match=r"^Tensor 'scale_mul_QuantizeLinear_Output' stays on chip in this plan"):
         execute_graph(graph, plan, feed, outputs=SOFTMAX_PREFIX)
+
+
+def _onnxruntime_with(quantized, feed, names):  # type: ignore[no-untyped-def]
+    """onnxruntime's outputs of ``quantized`` with the tensors ``names`` as extra outputs."""
+    model = onnx.ModelProto.FromString(quantized.SerializeToString())
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
+    return onnxruntime_outputs(model, feed)
+
+
+HEAD_PREFIX = ("scale_mul_QuantizeLinear_Output", "v.heads_QuantizeLinear_Output")
+
+
+@cache
+def _multi_head_attention():  # type: ignore[no-untyped-def]
+    """BERT's attention at a small size: projections, the head split (a reshape and a transpose of each),
+    ``k^T`` (a transpose of k's heads), the scaled scores, a float softmax, the context and the merge."""
+    seq, dim, heads = 16, 32, 4
+    b = GraphBuilder("multi_head_attention")
+    x = b.input("hidden", (1, seq, dim))
+
+    def split(t: str, name: str) -> str:
+        return b.transpose(b.reshape(t, (1, seq, heads, dim // heads), f"{name}.split"), (0, 2, 1, 3),
+                           f"{name}.heads")
+
+    q, k, v = (split(b.linear(x, dim, name=name), name) for name in "qkv")
+    scores = b.mul(b.matmul(q, b.transpose(k, (0, 1, 3, 2), "k_t"), "scores"), b.constant("scale", (1,)),
+                   "scale_mul")
+    context = b.transpose(b.matmul(b.softmax(scores, -1, "softmax"), v, "context"), (0, 2, 1, 3), "merge")
+    b.linear(b.reshape(context, (1, seq, dim), "merge_heads"), dim, name="out")
+    logging.disable(logging.WARNING)
+    try:
+        model = export_onnx(b.build(), seed=3)
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1))
+    finally:
+        logging.disable(logging.NOTSET)
+    feed = calibration_inputs(quantized, count=1, seed=9)[0]
+    return load_onnx(quantized), feed, _onnxruntime_with(quantized, feed, HEAD_PREFIX)
+
+
+@pytest.mark.parametrize("preset", ["gemmini", "fpga-small"])
+@pytest.mark.parametrize(("allocator", "spad"), [("none", None), ("none", 1024), ("greedy", 4096), ("ilp", 2048)])
+def test_the_scores_of_split_heads_equal_onnxruntime(preset: str, allocator: str, spad: int | None) -> None:
+    """q's heads and k^T are views of q and k that reorder bytes: the scores' tiles read them through."""
+    graph, feed, theirs = _multi_head_attention()
+    plan = map_graph(graph, _arch(preset), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    assert not any(c.layer in ("q.heads", "k.heads", "k_t") for c in plan.commands)  # views: no copies
+    names = HEAD_PREFIX if allocator == "none" else HEAD_PREFIX[:1]  # (v's heads may stay on chip)
+    _assert_equal(execute_graph(graph, plan, feed, outputs=names), {name: theirs[name] for name in names})
+
+
+def test_the_zoo_bert_layer_runs_bit_exactly_up_to_its_float_softmax() -> None:
+    """The zoo's BERT-base encoder layer (sequence 128, 12 heads), onnxruntime's QDQ model: projections,
+    biases, head split, scores and their scale, executed command by command, equal onnxruntime."""
+    logging.disable(logging.WARNING)
+    try:
+        float_model, quantized = zoo_model("bert_base_layer", calibration=1)
+    finally:
+        logging.disable(logging.NOTSET)
+    graph = load_onnx(quantized)
+    names = ["attention.scale_mul_QuantizeLinear_Output", "attention.v.heads_QuantizeLinear_Output"]
+    feed = calibration_inputs(float_model, count=1, seed=3)[0]
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="none"))
+    theirs = _onnxruntime_with(quantized, feed, names)
+    _assert_equal(execute_graph(graph, plan, feed, outputs=names), {name: theirs[name] for name in names})
+    with pytest.raises(ExecutionError, match=r"computes in floating point in 'attention.softmax' \(Softmax\)"):
+        execute_graph(graph, plan, feed)
 
 
 @pytest.mark.parametrize(("a_format", "b_format"), [(NumberFormat(8, signed=False), NumberFormat(8, signed=False)),
