@@ -42,6 +42,8 @@ block of the output matrix ``m x (groups * n)`` (a convolution's group ``g`` own
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,11 +199,31 @@ def make_block(row_bytes: int, rows: int = 1, row_stride: int = 0, planes: int =
 
 # -- tensors ---------------------------------------------------------------------------------------
 
+_MEMO: dict[int, tuple[weakref.ref[Graph], dict[Hashable, object]]] = {}
+
+
+def _memo(graph: Graph) -> dict[Hashable, object]:
+    """Results computed for ``graph`` (graphs are immutable), kept while it lives."""
+    key = id(graph)
+    entry = _MEMO.get(key)
+    if entry is None or entry[0]() is not graph:
+        entry = (weakref.ref(graph, lambda _, key=key: _MEMO.pop(key, None)), {})  # type: ignore[misc]
+        _MEMO[key] = entry
+    return entry[1]
+
+
 def image_tensors(graph: Graph) -> frozenset[str]:
     """The rank-4 tensors of ``graph`` stored channels-last: images, the tensors a convolution or a pool
     reads or writes and every rank-4 tensor a layer other than a view, a GEMM or a matmul connects to
     one (element-wise layers, activations, norms and concatenations see one storage order in all
     their operands). Other rank-4 tensors (attention's heads and scores) are stored row-major."""
+    memo = _memo(graph)
+    if "images" not in memo:
+        memo["images"] = _image_tensors(graph)
+    return memo["images"]  # type: ignore[return-value]
+
+
+def _image_tensors(graph: Graph) -> frozenset[str]:
     parent: dict[str, str] = {}
 
     def root(name: str) -> str:
@@ -292,6 +314,14 @@ def matrix_view(graph: Graph, name: str, batch: int, rows: int, cols: int) -> Ma
     """The :class:`MatrixView` of tensor ``name`` as a ``batch x rows x cols`` matrix when it is the output
     of views of a stored tensor that reorder its bytes and the view is affine with a unit stride along
     ``cols`` or ``rows`` (``None`` for a tensor stored itself, or a view the tiles cannot read)."""
+    memo = _memo(graph)
+    key = ("matrix_view", name, batch, rows, cols)
+    if key not in memo:
+        memo[key] = _matrix_view(graph, name, batch, rows, cols)
+    return memo[key]  # type: ignore[return-value]
+
+
+def _matrix_view(graph: Graph, name: str, batch: int, rows: int, cols: int) -> MatrixView | None:
     chain = []
     source = name
     while (producer := graph.tensors[source].producer) is not None and graph.layer(producer).op.is_view:
