@@ -22,21 +22,20 @@ n`` matrix of the layer's GEMM, row-major, ``k`` running over input channel, ker
   tile's pixels for a 1x1 stride-1 unpadded kernel; the channels of the reduction slice), which the
   array's input feeder turns into im2col rows as it streams them;
 * its weights: the ``tb x tk x tn`` block of the weight matrix; for an N:M layer (``k`` then counts
-  kept entries, :func:`dense_k_range`) the tile as the compiler packed it (:class:`PackedTile`);
-
-* the second operand of a matmul of two activations: the ``tb x tk x tn`` block of its ``batch x k x
-  n`` matrix.
-
-An operand of a matmul of two activations that is a view reordering a stored tensor's bytes
-(attention's head split, ``k^T``: :func:`matrix_view`) is read through: its tile's bytes in the
-source, runs along its columns, or along its rows for a second operand whose reduction is the
-source's contiguous axis (``x @ y^T``), which the array takes transposed (a layer setting, as
-Gemmini's ``b_transpose``; :func:`view_block`). No command copies such a view;
+  kept entries, :func:`dense_k_range`) the tile as the compiler packed it (:class:`PackedTile`); for
+  a matmul of two activations the ``tb x tk x tn`` block of its second operand's ``batch x k x n``
+  matrix;
 
 and accumulates into ``tb x tm x tn`` 32-bit words, packed. An N:M tile's input is the dense
 reduction its groups cover (:func:`dense_k_range`), which the sparse array indexes by each weight's
 in-group index. Its output goes to the ``tb x tm x tn``
 block of the output matrix ``m x (groups * n)`` (a convolution's group ``g`` owns columns ``g*n ..``).
+
+**Views read through.** An operand of a matmul of two activations that is a view reordering a stored
+tensor's bytes (attention's head split, ``k^T``) is never copied: its tiles read their bytes in that
+tensor (:func:`matrix_view`, :func:`view_block`), runs along the tile's columns, or, for a second
+operand whose reduction runs along the source's contiguous axis (``x @ y^T``), ``tn`` runs of ``tk``
+that the array takes transposed (a layer setting, as Gemmini's ``b_transpose``).
 """
 
 from __future__ import annotations
