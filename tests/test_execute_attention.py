@@ -327,6 +327,21 @@ def test_the_scores_of_split_heads_equal_onnxruntime(preset: str, allocator: str
     _assert_equal(execute_graph(graph, plan, feed, outputs=names), {name: theirs[name] for name in names})
 
 
+def test_reading_the_heads_as_if_they_were_stored_changes_the_scores() -> None:
+    """The loads of q's heads name rows of q (a head's columns, a token's row apart): read as a block of
+    a stored ``heads x seq x d`` tensor instead, the scores differ."""
+    graph, feed, theirs = _multi_head_attention()
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="none"))
+    load_q = next(c for c in plan.commands if isinstance(c, Load) and c.tensor == "q.heads_QuantizeLinear_Output")
+    assert load_q.dram is not None and load_q.dram.row_stride == 32  # a token's row of q
+    flat = dataclasses.replace(load_q, dram=dataclasses.replace(load_q.dram, row_stride=load_q.dram.row_bytes,
+                                                                plane_stride=16 * load_q.dram.row_bytes))
+    broken = dataclasses.replace(plan, commands=tuple(flat if c.id == flat.id else c for c in plan.commands))
+    name = HEAD_PREFIX[0]
+    assert np.array_equal(execute_graph(graph, plan, feed, outputs=[name])[name], theirs[name])
+    assert not np.array_equal(execute_graph(graph, broken, feed, outputs=[name])[name], theirs[name])
+
+
 def test_the_zoo_bert_layer_runs_bit_exactly_up_to_its_float_softmax() -> None:
     """The zoo's BERT-base encoder layer (sequence 128, 12 heads), onnxruntime's QDQ model: projections,
     biases, head split, scores and their scale, executed command by command, equal onnxruntime."""
