@@ -323,7 +323,7 @@ def matrix_view(graph: Graph, name: str, batch: int, rows: int, cols: int) -> Ma
 def _matrix_view(graph: Graph, name: str, batch: int, rows: int, cols: int) -> MatrixView | None:
     chain = []
     source = name
-    while (producer := graph.tensors[source].producer) is not None and graph.layer(producer).op.is_view:
+    while (producer := graph.tensors[source].producer) is not None and graph.layer(producer).op is OpKind.RESHAPE:
         layer = graph.layer(producer)
         if graph.tensors[layer.inputs[0]].is_constant:
             return None

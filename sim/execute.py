@@ -314,7 +314,7 @@ class _Machine:
         g = self.graph
         t = g.tensors[name]
         view = g.layer(t.producer) if t.producer is not None else None
-        if view is not None and view.op.is_view and not g.tensors[view.inputs[0]].is_constant:
+        if view is not None and view.op is OpKind.RESHAPE and not g.tensors[view.inputs[0]].is_constant:
             x = self._read_tensor(view.inputs[0])
             return np.transpose(x, view.attrs["perm"]) if view.attrs.get("fn") == "transpose" else x.reshape(t.shape)
         raw = self.dram[self.addr[name]:self.addr[name] + t.elements]
