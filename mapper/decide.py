@@ -48,7 +48,7 @@ from fractions import Fraction
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div
-from mapper.layout import conv_geometry, storage_shape
+from mapper.layout import MatrixView, conv_geometry, image_tensors, matrix_view, storage_shape
 from mapper.options import Depthwise, LoopOrder, MapOptions
 from mapper.plan import LayerMapping
 from mapper.residency import Residency
@@ -240,7 +240,8 @@ def operands(graph: Graph, arch: Accelerator, layer: Layer, dataflow: Dataflow) 
     if nm is None or nm not in arch.array.sparsity or w not in weights or dataflow is not Dataflow.WS:
         return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm, x_bytes=x_bytes,
                         in_bytes=max(Fraction(in_bytes), x_rate), w_bytes=Fraction(w_bytes),
-                        out_bytes=in_bytes, acc_bytes=acc_bytes, conv=conv, dense_k=gemm.k, x_word=in_bytes)
+                        out_bytes=in_bytes, acc_bytes=acc_bytes, conv=conv, dense_k=gemm.k, x_word=in_bytes,
+                        **_operand_views(graph, layer, w))
     compressed = GemmShape(gemm.m, ceil_div(gemm.k, nm.m) * nm.n, gemm.n, gemm.batch)
     return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=compressed, x_bytes=x_bytes,
                     in_bytes=max(Fraction(in_bytes * nm.m, nm.n),
@@ -331,6 +332,16 @@ def _vector_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int,
                           axis, total)
 
 
+def _operand_views(graph: Graph, layer: Layer, w: str | None) -> dict[str, MatrixView | None]:
+    """A matmul of two activations reads an operand that views a stored tensor through the views
+    (:func:`mapper.layout.matrix_view`): ``x_view`` and ``w_view`` of its :class:`Operands`."""
+    g = layer.gemm
+    if layer.op is not OpKind.MATMUL or g is None or w is None or graph.tensors[w].is_constant:
+        return {}
+    return {"x_view": matrix_view(graph, layer.inputs[0], g.batch, g.m, g.k),
+            "w_view": matrix_view(graph, w, g.batch, g.k, g.n)}
+
+
 def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tuple[str, int]:
     """What the chunks of vector layer ``layer`` run along: ``("elements", E)`` for an element-wise layer
     whose operands all have its output's shape (runs of its tensors in storage order), ``("channels",
@@ -339,10 +350,12 @@ def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tu
     tensors with its output's ``R`` storage rows (runs of whole rows), else ``("", 0)``."""
     out = graph.tensors[layer.outputs[0]]
     if layer.op is OpKind.CONCAT:
-        rows, _ = storage_shape(out.shape)
+        images = image_tensors(graph)
+        rows, _ = storage_shape(out.shape, image=out.name in images)
         axis = int(layer.attrs.get("axis", 1)) % len(out.shape)
-        columns = 1 if len(out.shape) == 4 else len(out.shape) - 1
-        if axis == columns and all(storage_shape(graph.tensors[t].shape)[0] == rows for t in inputs):
+        columns = 1 if len(out.shape) == 4 and out.name in images else len(out.shape) - 1
+        if axis == columns and all(storage_shape(graph.tensors[t].shape, image=t in images)[0] == rows
+                                   for t in inputs):
             return "rows", rows
         return "", 0
     if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION):

@@ -35,7 +35,16 @@ from accel.errors import MappingError
 from accel.hardware import Accelerator, Memory, SystolicArray
 from accel.timing import ceil_div, fold_count, steady_follows
 from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision
-from mapper.layout import PackedTile, make_block, out_block, storage_shape, w_block, x_block
+from mapper.layout import (
+    PackedTile,
+    image_tensors,
+    make_block,
+    out_block,
+    storage_shape,
+    view_block,
+    w_block,
+    x_block,
+)
 from mapper.residency import AddressBook, Residency
 from mapper.schedules import Operands, Step, Transfer, share
 from workloads.graph import GemmShape, Graph, Layer, OpKind
@@ -116,6 +125,7 @@ class _Emitter:
         self.commands: list[Command] = []
         self.dram_addr, self.dram_end = dram_addresses(graph, arch)  # partial sums spill above the tensors
         self.dram_room = dram_room(graph, arch)
+        self.images = image_tensors(graph)  # the rank-4 tensors stored channels-last
         self.weight_tiles: dict[str, dict[tuple[tuple[int, ...], tuple[int, ...]], PackedTile]] = {}
         self.ready: dict[str, int | None] = {name: None for name in graph.tensors}  # tensor -> its last DRAM writer
         self.psum: dict[tuple[str, tuple[int, ...]], int] = {}
@@ -264,10 +274,10 @@ class _Emitter:
         layer = decision.layer
         out = self.graph.tensors[layer.outputs[0]]
         word = decision.size_bytes[out.name] // max(out.elements, 1)
-        _, out_cols = storage_shape(out.shape)
+        _, out_cols = storage_shape(out.shape, image=out.name in self.images)
         vecs, column = [], 0
         for part, t in enumerate(inputs):
-            _, cols = storage_shape(self.graph.tensors[t].shape)
+            _, cols = storage_shape(self.graph.tensors[t].shape, image=t in self.images)
             vecs.append(self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
                                    elements=(hi - lo) * cols, input_addr=addrs[t], output_addr=out_addr + word * column,
                                    origin=lo, extent=hi - lo, input_block=blocks.get(t), part=part,
@@ -286,12 +296,12 @@ class _Emitter:
         if decision.chunk_axis == "elements":
             return word * lo, None, word * (hi - lo)
         if decision.chunk_axis == "rows":
-            _, cols = storage_shape(t.shape)
+            _, cols = storage_shape(t.shape, image=tensor in self.images)
             return word * lo * cols, None, word * (hi - lo) * cols
         if decision.macs and t.is_constant:  # depthwise weights: (channels, kernel)
             per = total // t.shape[0]
             return lo * per, None, (hi - lo) * per
-        rows, cols = storage_shape(t.shape)
+        rows, cols = storage_shape(t.shape, image=tensor in self.images)
         return word * lo, make_block(word * (hi - lo), rows, word * cols), word * rows * (hi - lo)
     # -- residents -------------------------------------------------------------------------------
     def _resident(self, name: str) -> tuple[int, int]:
@@ -342,6 +352,8 @@ class _Emitter:
         (b0, m0, k0, n0), (tb, tm, tk, tn) = t.origin, t.extent
         if t.role == "x":
             nm = None if ops.sparsity is None else (ops.sparsity.n, ops.sparsity.m)
+            if ops.x_view is not None:  # the tile's bytes in the stored tensor the operand views
+                return view_block(ops.x_view, (b0, m0, k0), (tb, tm, tk), ops.x_word)
             offset, block, size = x_block(self.graph, layer, ops.conv, (b0, m0, k0), (tb, tm, tk), nm, ops.x_word)
             g = layer.gemm
             assert g is not None
@@ -354,6 +366,8 @@ class _Emitter:
             if ops.sparsity is not None:
                 return self._packed_tile(t, (b0, k0, n0), (tb, tk, tn)), None
             if ops.w is not None and not self.graph.tensors[ops.w].is_constant:
+                if ops.w_view is not None:  # the tile's bytes in the stored tensor the operand views
+                    return view_block(ops.w_view, (b0, k0, n0), (tb, tk, tn), ops.x_word)
                 return x_block(self.graph, _as_gemm(layer), None, (b0, k0, n0), (tb, tk, tn), word=ops.x_word)[:2]
             return w_block(layer, (b0, k0, n0), (tb, tk, tn), ops.w_value_bytes)
         if t.role == "out":

@@ -3,8 +3,10 @@
 The contract between the mapper (which writes addresses and :class:`~accel.commands.Block` patterns
 into commands) and everything that runs a plan on data (:func:`sim.execute.execute`, an RTL top level):
 
-**Storage order of a tensor** (:func:`storage_shape`). An activation of rank 4 (``N x C x H x W``) is
-stored channels-last, as the ``N*H*W x C`` matrix of its pixels; any other tensor row-major, as the
+**Storage order of a tensor** (:func:`storage_shape`). An image (an activation of rank 4, ``N x C x H
+x W``, that a convolution or a pool reads or writes, or that layers other than views, GEMMs and
+matmuls connect to one: :func:`image_tensors`) is stored channels-last, as the ``N*H*W x C`` matrix
+of its pixels; any other tensor (attention's rank-4 heads and scores too) row-major, as the
 ``rows x last`` matrix of its leading dimensions by its last, each element in the bytes of its number
 format (one byte for the codes of an 8-bit format; :func:`to_storage` / :func:`from_storage` convert).
 
@@ -20,17 +22,27 @@ n`` matrix of the layer's GEMM, row-major, ``k`` running over input channel, ker
   tile's pixels for a 1x1 stride-1 unpadded kernel; the channels of the reduction slice), which the
   array's input feeder turns into im2col rows as it streams them;
 * its weights: the ``tb x tk x tn`` block of the weight matrix; for an N:M layer (``k`` then counts
-  kept entries, :func:`dense_k_range`) the tile as the compiler packed it (:class:`PackedTile`);
+  kept entries, :func:`dense_k_range`) the tile as the compiler packed it (:class:`PackedTile`); for
+  a matmul of two activations the ``tb x tk x tn`` block of its second operand's ``batch x k x n``
+  matrix;
 
 and accumulates into ``tb x tm x tn`` 32-bit words, packed. An N:M tile's input is the dense
 reduction its groups cover (:func:`dense_k_range`), which the sparse array indexes by each weight's
 in-group index. Its output goes to the ``tb x tm x tn``
 block of the output matrix ``m x (groups * n)`` (a convolution's group ``g`` owns columns ``g*n ..``).
+
+**Views read through.** An operand of a matmul of two activations that is a view reordering a stored
+tensor's bytes (attention's head split, ``k^T``) is never copied: its tiles read their bytes in that
+tensor (:func:`matrix_view`, :func:`view_block`), runs along the tile's columns, or, for a second
+operand whose reduction runs along the source's contiguous axis (``x @ y^T``), ``tn`` runs of ``tk``
+that the array takes transposed (a layer setting, as Gemmini's ``b_transpose``).
 """
 
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +52,9 @@ from accel.timing import ceil_div
 from workloads.graph import Graph, Layer, OpKind
 
 __all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_band_bound", "conv_band_channels",
-           "dense_k_range", "make_block",
-           "storage_shape", "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
+           "dense_k_range", "image_tensors", "make_block", "MatrixView", "matrix_view", "view_block", "row_major",
+           "storage_shape",
+           "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
 
 
 @dataclass(frozen=True)
@@ -185,9 +198,57 @@ def make_block(row_bytes: int, rows: int = 1, row_stride: int = 0, planes: int =
 
 # -- tensors ---------------------------------------------------------------------------------------
 
-def storage_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(rows, columns)`` of a tensor of ``shape`` as stored (see the module docstring)."""
-    if len(shape) == 4:
+_MEMO: dict[int, tuple[weakref.ref[Graph], dict[Hashable, object]]] = {}
+
+
+def _memo(graph: Graph) -> dict[Hashable, object]:
+    """Results computed for ``graph`` (graphs are immutable), kept while it lives."""
+    key = id(graph)
+    entry = _MEMO.get(key)
+    if entry is None or entry[0]() is not graph:
+        entry = (weakref.ref(graph, lambda _, key=key: _MEMO.pop(key, None)), {})  # type: ignore[misc]
+        _MEMO[key] = entry
+    return entry[1]
+
+
+def image_tensors(graph: Graph) -> frozenset[str]:
+    """The rank-4 tensors of ``graph`` stored channels-last: images, the tensors a convolution or a pool
+    reads or writes and every rank-4 tensor a layer other than a view, a GEMM or a matmul connects to
+    one (element-wise layers, activations, norms and concatenations see one storage order in all
+    their operands). Other rank-4 tensors (attention's heads and scores) are stored row-major."""
+    memo = _memo(graph)
+    if "images" not in memo:
+        memo["images"] = _image_tensors(graph)
+    return memo["images"]  # type: ignore[return-value]
+
+
+def _image_tensors(graph: Graph) -> frozenset[str]:
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    seeds = set()
+    for layer in graph.layers:
+        if layer.op.is_view or layer.op in (OpKind.GEMM, OpKind.MATMUL):
+            continue
+        ranked = [t for t in (*layer.inputs, *layer.outputs)
+                  if len(graph.tensors[t].shape) == 4 and not graph.tensors[t].is_constant]
+        for t in ranked[1:]:
+            parent[root(t)] = root(ranked[0])
+        if layer.op in (OpKind.CONV, OpKind.POOL):
+            seeds.update(ranked)
+    images = {root(t) for t in seeds}
+    return frozenset(name for name, t in graph.tensors.items()
+                     if len(t.shape) == 4 and not t.is_constant and root(name) in images)
+
+
+def storage_shape(shape: tuple[int, ...], *, image: bool = True) -> tuple[int, int]:
+    """``(rows, columns)`` of a tensor of ``shape`` as stored (see the module docstring; ``image``: a rank-4
+    tensor is an image, :func:`image_tensors`)."""
+    if len(shape) == 4 and image:
         n, c, h, w = shape
         return n * h * w, c
     if not shape:
@@ -195,18 +256,24 @@ def storage_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return math.prod(shape[:-1]), shape[-1]
 
 
-def to_storage(values: np.ndarray) -> np.ndarray:
-    """A tensor's values in storage order, flat."""
+def row_major(shape: tuple[int, ...], *, image: bool = True) -> bool:
+    """Whether a tensor of ``shape`` is stored in row-major order (its bytes in numpy's order): any tensor
+    but an image (rank 4, :func:`image_tensors`) with both several channels and several pixels."""
+    return len(shape) != 4 or not image or shape[1] == 1 or shape[2] * shape[3] == 1
+
+
+def to_storage(values: np.ndarray, *, image: bool = True) -> np.ndarray:
+    """A tensor's values in storage order, flat (``image``: a rank-4 tensor is an image)."""
     values = np.asarray(values)
-    if values.ndim == 4:
+    if values.ndim == 4 and image:
         values = values.transpose(0, 2, 3, 1)
     return values.reshape(-1)
 
 
-def from_storage(flat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def from_storage(flat: np.ndarray, shape: tuple[int, ...], *, image: bool = True) -> np.ndarray:
     """The inverse of :func:`to_storage`: a tensor of ``shape`` from its values in storage order."""
     flat = np.asarray(flat)
-    if len(shape) == 4:
+    if len(shape) == 4 and image:
         n, c, h, w = shape
         return flat.reshape(n, h, w, c).transpose(0, 3, 1, 2)
     return flat.reshape(shape)
@@ -222,6 +289,81 @@ def weight_matrix(graph: Graph, layer: Layer, values: np.ndarray) -> np.ndarray:
     layout = layer.attrs.get("weight_layout") or ("nk" if tuple(w.shape[-2:]) == (gemm.n, gemm.k) else "kn")
     w = w.reshape(-1, *w.shape[-2:])
     return w.transpose(0, 2, 1) if layout == "nk" else w
+
+
+@dataclass(frozen=True)
+class MatrixView:
+    """Where the ``batch x rows x cols`` elements of a matmul operand that views (reshapes, transposes) a
+    stored tensor lie in that tensor's storage: element ``(b, r, c)`` at element offset
+    ``b * batch_stride + r * row_stride + c * col_stride`` from ``source``'s first (an affine view).
+    Tiles read runs along ``cols`` (``col_stride`` 1), or along ``rows`` (``row_stride`` 1: :attr:`transposed`,
+    the tile arrives as ``tc`` runs of ``tr`` and the array takes it transposed)."""
+
+    source: str
+    batch_stride: int
+    row_stride: int
+    col_stride: int
+
+    @property
+    def transposed(self) -> bool:
+        return self.col_stride != 1
+
+
+def matrix_view(graph: Graph, name: str, batch: int, rows: int, cols: int) -> MatrixView | None:
+    """The :class:`MatrixView` of tensor ``name`` as a ``batch x rows x cols`` matrix when it is the output
+    of views of a stored tensor that reorder its bytes and the view is affine with a unit stride along
+    ``cols`` or ``rows`` (``None`` for a tensor stored itself, or a view the tiles cannot read)."""
+    memo = _memo(graph)
+    key = ("matrix_view", name, batch, rows, cols)
+    if key not in memo:
+        memo[key] = _matrix_view(graph, name, batch, rows, cols)
+    return memo[key]  # type: ignore[return-value]
+
+
+def _matrix_view(graph: Graph, name: str, batch: int, rows: int, cols: int) -> MatrixView | None:
+    chain = []
+    source = name
+    while (producer := graph.tensors[source].producer) is not None and graph.layer(producer).op is OpKind.RESHAPE:
+        layer = graph.layer(producer)
+        if graph.tensors[layer.inputs[0]].is_constant:
+            return None
+        chain.append(layer)
+        source = layer.inputs[0]
+    if not chain:
+        return None
+    src = graph.tensors[source]
+    if src.elements != batch * rows * cols:
+        return None
+    images = image_tensors(graph)
+    position = from_storage(np.arange(src.elements), src.shape, image=source in images)
+    for layer in reversed(chain):
+        out = graph.tensors[layer.outputs[0]]
+        position = np.transpose(position, layer.attrs["perm"]) if layer.attrs.get("fn") == "transpose" \
+            else position.reshape(out.shape)
+    matrix = position.reshape(batch, rows, cols)
+    strides = [int(np.diff(matrix, axis=a).flat[0]) if matrix.shape[a] > 1 else 0 for a in range(3)]
+    b, r, c = np.ix_(np.arange(batch), np.arange(rows), np.arange(cols))
+    if not np.array_equal(matrix, matrix[0, 0, 0] + b * strides[0] + r * strides[1] + c * strides[2]):
+        return None
+    batch_stride, row_stride, col_stride = strides
+    if cols == 1:
+        col_stride = 1
+    if col_stride != 1 and row_stride != 1:
+        return None
+    if int(matrix[0, 0, 0]) != 0:
+        return None  # (a view that starts inside its source: not produced by reshapes and transposes)
+    return MatrixView(source, batch_stride, row_stride, col_stride)
+
+
+def view_block(view: MatrixView, origin: tuple[int, int, int], extent: tuple[int, int, int],
+               word: int = 1) -> tuple[int, Block | None]:
+    """``(offset, block)`` of the ``(b0, r0, c0)`` tile of extent ``(tb, tr, tc)`` of ``view`` in its source's
+    bytes: ``tb x tr`` runs of ``tc`` elements, or (:attr:`MatrixView.transposed`) ``tb x tc`` runs of ``tr``."""
+    (b0, r0, c0), (tb, tr, tc) = origin, extent
+    offset = word * (b0 * view.batch_stride + r0 * view.row_stride + c0 * view.col_stride)
+    if view.transposed:
+        return offset, make_block(word * tr, tc, word * view.col_stride, tb, word * view.batch_stride)
+    return offset, make_block(word * tc, tr, word * view.row_stride, tb, word * view.batch_stride)
 
 
 # -- the blocks of a tile ---------------------------------------------------------------------------

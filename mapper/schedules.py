@@ -16,7 +16,14 @@ from fractions import Fraction
 from accel.commands import Buffer
 from accel.hardware import Dataflow, Sparsity
 from accel.timing import ceil_div
-from mapper.layout import ConvGeometry, conv_band, conv_band_bound, conv_band_channels, dense_k_range
+from mapper.layout import (
+    ConvGeometry,
+    MatrixView,
+    conv_band,
+    conv_band_bound,
+    conv_band_channels,
+    dense_k_range,
+)
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
@@ -95,6 +102,9 @@ class Operands:
     conv: ConvGeometry | None = None  # a convolution's geometry: its tiles read input bands (mapper.layout)
     dense_k: int = 0  # the layer's dense reduction (N:M: before compression; 0: gemm.k)
     x_word: int = 1  # bytes of one input element
+    # a matmul's operands read through the views that reorder a stored tensor (mapper.layout.matrix_view)
+    x_view: MatrixView | None = None
+    w_view: MatrixView | None = None
 
     def __post_init__(self) -> None:
         if self.x_rate is None:
@@ -168,10 +178,18 @@ class Operands:
             return 0 if channels >= self.conv.c else self.x_word * channels
         if not self._dense_input:
             return 0  # priced as a share of the input's bytes
+        if self.x_view is not None:  # runs of tk elements, rows apart in the source unless they abut
+            return 0 if hi - lo == self.x_view.row_stride else self.x_word * (hi - lo)
         return 0 if hi - lo >= self._k else self.x_word * (hi - lo)
 
-    def w_row_bytes(self, tn: int) -> int:
-        """Bytes of one row of a weight tile (0: contiguous; N:M tiles are packed)."""
+    def w_row_bytes(self, tk: int, tn: int) -> int:
+        """Bytes of one row of a weight tile (0: contiguous; N:M tiles are packed): ``tn`` weights, or a
+        second operand read through its view (:attr:`w_view`: runs of ``tn``, or of ``tk`` transposed)."""
+        view = self.w_view
+        if view is not None and view.transposed:
+            return 0 if tk == view.col_stride else self.x_word * tk
+        if view is not None:
+            return 0 if tn == view.row_stride else self.x_word * tn
         return 0 if self.sparsity is not None or tn >= self.gemm.n else self.w_value_bytes * tn
 
     def out_row_bytes(self, tb: int, tn: int) -> int:
@@ -188,7 +206,7 @@ class Operands:
         if t.role == "x":
             return self.x_row_bytes(tb, tk)
         if t.role == "w":
-            return self.w_row_bytes(tn)
+            return self.w_row_bytes(tk, tn)
         if t.role == "out" and t.key is None:
             return self.out_row_bytes(tb, tn)
         return 0

@@ -356,7 +356,7 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             array, pj = pricer.compute(dataflow, tm, g.k, tn, tb, False, True, True, ops.sparsity)
             x_size, w_size = ops.x_share(tb, tm, g.k), ops.w_size(tb, g.k, tn)
             x_busy, x_pj = pricer.transfer(x_size, Buffer.SCRATCHPAD, False, ops.x_row_bytes(tb, g.k))
-            w_busy, w_pj = pricer.transfer(w_size, Buffer.SCRATCHPAD, False, ops.w_row_bytes(tn))
+            w_busy, w_pj = pricer.transfer(w_size, Buffer.SCRATCHPAD, False, ops.w_row_bytes(g.k, tn))
             energy += count * (pj + x_pj) + firsts * w_pj
             moved += count * x_size + firsts * w_size
             priced = [(times, array, loads, store_busy) for times, loads in
@@ -370,7 +370,7 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
         for tk, ck in k_tiles:
             sizes = [(ops.x_share(tb, tm, tk), ops.x_row_bytes(tb, tk))]
             if ops.w is not None:
-                sizes.append((ops.w_size(tb, tk, tn), ops.w_row_bytes(tn)))
+                sizes.append((ops.w_size(tb, tk, tn), ops.w_row_bytes(tk, tn)))
             sizes_by_k.append((tk, ck, sizes))
         steps = []  # (k size, times, accumulate, last)
         for j, (_, ck, _) in enumerate(sizes_by_k):

@@ -23,9 +23,24 @@ nothing else:
     (padding holds the input's zero point). An N:M compute (``sparsity`` set) reads its weight tile as
     the plan packed it (:class:`mapper.layout.PackedTile`: kept values and in-group indices) and the
     dense input reduction its groups cover, each kept weight multiplying the input at its index.
+    A matmul of two activations (attention's ``q @ k``, ``probs @ v``; batched over its leading
+    dimensions) reads its second operand's ``tk x tn`` block as it reads weights, both operands' raw
+    codes (signed or unsigned, as their tensors are); both have zero points, so the array adds the
+    zero-point cross terms of the tile (:func:`sim.reference.zero_point_terms`: the input rows' and
+    the operand columns' sums, which its edges accumulate as the codes stream in) to the products,
+    and the accumulator holds ``sum (a - a_zp) (b - b_zp)`` exactly; its store requantizes without a
+    folded bias. An operand that is a view reordering a stored tensor's bytes (attention's head split,
+    ``k^T``: :func:`mapper.layout.matrix_view`) arrives as its tile's bytes in that tensor, runs
+    along the tile's columns, or for a second operand whose reduction is the source's contiguous
+    axis (``x @ y^T``) as ``tn`` runs of ``tk`` codes, which the array takes transposed (a layer
+    setting, as Gemmini's ``b_transpose``): such views are read through, never copied.
 ``Vector``
-    the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds
-    and activations on runs of elements, pools and depthwise convolutions on runs of channels.
+    the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds,
+    multiplies and activations on runs of elements, pools and depthwise convolutions on runs of
+    channels. A constant operand of an add or a multiply (a bias vector over the last axis, a scalar
+    scale; anything that broadcasts to the output) is the layer's configuration, like the
+    requantizer's bias: each element of the chunk is combined with the constant's element at its
+    position in the output.
 
 The arithmetic is :mod:`sim.reference`'s, so the result equals :func:`sim.reference.run_quantized` (and,
 in ``float32-half-even`` mode, onnxruntime) exactly when the plan is right; a wrong address, size or
@@ -40,16 +55,22 @@ reader that does not wait for its load shows) or ``"program"`` (issue order). An
 command reads its operands the moment it is ready (its weights shift in then).
 
 :func:`execute_graph` adds the host's float conversions (:mod:`workloads.host`): float inputs in,
-float outputs out, as onnxruntime runs the whole model. Plans this executor cannot run (8-bit formats
-only; matmuls of two activations, concatenations other than along the storage's columns (those run
-as one vector command per input and chunk of rows), softmax and other float layers, and views that
-reorder bytes are not modelled yet) raise :class:`ExecutionError` naming the layer.
+float outputs out, as onnxruntime runs the whole model. Plans this executor cannot run raise
+:class:`ExecutionError` naming the layer: formats other than 8-bit codes and 32-bit accumulators;
+softmax, layer norm, GELU and other float layers that the requested tensors depend on (``outputs=``
+asks for the integer prefix before them: only those layers' commands compute, and each requested
+tensor must be one the program stores to DRAM); GEMMs and matmuls whose matrices are images (rank-4
+tensors a convolution or pool touches, :func:`mapper.layout.image_tensors`: stored channels-last, not
+as the row-major matrices their tiles read; attention's rank-4 heads are row-major); matmuls whose
+operands broadcast; element-wise layers whose activation operands broadcast; a multiply in a
+requantization mode other than ``float32-half-even`` (an add in ``dyadic``); concatenations other
+than along the storage's columns; views that reorder bytes (any but those a matmul reads through, above).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,10 +80,14 @@ from accel.errors import AccelError
 from accel.formats import NumberFormat, Requantization
 from mapper.emit import dram_addresses
 from mapper.layout import (
+    MatrixView,
     conv_band,
     conv_geometry,
     dense_k_range,
     from_storage,
+    image_tensors,
+    matrix_view,
+    row_major,
     storage_shape,
     to_storage,
     weight_matrix,
@@ -77,6 +102,8 @@ from sim.reference import (
     gemm_operands,
     global_avg_codes,
     maxpool_codes,
+    mul_codes,
+    raw_code_matmul,
     run_layer,
     supported,
     wrap_int32,
@@ -94,11 +121,17 @@ class ExecutionError(AccelError):
     """A plan the functional executor cannot run (or inputs it cannot take)."""
 
 
-def execute_graph(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray], *,
-                  order: str = "loads-first") -> dict[str, np.ndarray]:
+def execute_graph(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray], *, order: str = "loads-first",
+                  outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """``graph``'s outputs on float (or code) ``inputs``: the host quantizes, ``plan`` (of ``graph``) runs,
-    the host dequantizes; keyed by ``graph``'s output names."""
+    the host dequantizes; keyed by ``graph``'s output names. ``outputs`` names other tensors to return
+    instead (a graph output dequantized, any other tensor as its codes): only the layers they depend on
+    run, so a graph with float layers runs up to them (see :func:`execute`)."""
     split = split_host(graph)
+    wanted = [t.name for t in graph.outputs] if outputs is None else list(outputs)
+    unknown = [name for name in wanted if name not in graph.tensors]
+    if unknown:
+        raise ExecutionError(f"Graph {graph.name!r} has no tensor {unknown[0]!r}")
     values: dict[str, np.ndarray] = {}
     for t in graph.inputs:
         if t.name not in inputs:
@@ -107,20 +140,28 @@ def execute_graph(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray], *,
     for layer in split.before:
         values.update(run_layer(graph, layer, values))
     device = {t.name: values[t.name] for t in split.device.inputs}
-    values.update(execute(plan, device, order=order))
-    for layer in split.after:
+    after = [layer for layer in split.after if set(layer.outputs) & set(wanted)]
+    on_device = [name for name in (*wanted, *(t for layer in after for t in layer.inputs))
+                 if name in split.device.tensors and name not in device]
+    if on_device:
+        values.update(execute(plan, device, order=order, outputs=list(dict.fromkeys(on_device))))
+    for layer in after:
         values.update(run_layer(graph, layer, values))
-    return {t.name: values[t.name] for t in graph.outputs}
+    return {name: values[name] for name in wanted}
 
 
-def execute(plan: Plan, inputs: Mapping[str, np.ndarray], *, order: str = "loads-first") -> dict[str, np.ndarray]:
+def execute(plan: Plan, inputs: Mapping[str, np.ndarray], *, order: str = "loads-first",
+            outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Run ``plan``'s commands on ``inputs`` (integer codes of its graph's inputs, by name): the codes of
-    its graph's outputs, read from DRAM after the last command."""
+    its graph's outputs, read from DRAM after the last command. ``outputs`` names other tensors of its
+    graph to read instead; only the layers they depend on must be executable, and only their commands
+    compute (the integer prefix of a graph with float layers). Each must be one the program stores to
+    DRAM (any tensor with the ``none`` allocator)."""
     if order not in ORDERS:
         raise ExecutionError(f"Execution order must be one of {', '.join(ORDERS)}, not {order!r}")
     if plan.graph is None:
         raise ExecutionError(f"Plan of {plan.graph_name!r} carries no graph to execute")
-    machine = _Machine(plan)
+    machine = _Machine(plan, outputs)
     machine.load_inputs(inputs)
     machine.run(order)
     return machine.outputs()
@@ -152,10 +193,16 @@ def _offsets(block: Block | None, size: int) -> np.ndarray:
 
 
 class _Machine:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, outputs: Sequence[str] | None = None) -> None:
         graph = plan.graph
         assert graph is not None
         self.plan, self.graph, self.arch = plan, graph, plan.arch
+        self.wanted = [t.name for t in graph.outputs] if outputs is None else list(outputs)
+        for name in self.wanted:
+            if name not in graph.tensors:
+                raise ExecutionError(f"Graph {graph.name!r} of the plan has no tensor {name!r}")
+        self.needed = _needed_layers(graph, self.wanted)
+        self.stored: set[str] = set()  # tensors a store has written to DRAM
         a = self.arch.array
         if a.input_format.bits != 8 or a.weight_format.bits != 8:
             raise ExecutionError(f"{self.arch.name}: functional execution models 8-bit inputs and weights, not "
@@ -175,6 +222,9 @@ class _Machine:
         self.held: dict[str, Any] = {}  # the array's stationary operand of the fold in flight
         # accumulator address -> (layer, (b0, n0, tm, tn, n), words) of the tile the array last wrote there
         self.tags: dict[int, tuple[str, tuple[int, int, int, int, int], int]] = {}
+        self.images = image_tensors(graph)  # the rank-4 tensors stored channels-last (mapper.layout)
+        self.transposed = {layer.name for layer in graph.layers if (view := _operand_view(graph, layer, 1)) is not None
+                           and view.transposed}  # second operands read through a view, transposed
         self._check_layers()
         self._operands: dict[str, Any] = {}
         self._write_constants()
@@ -182,25 +232,25 @@ class _Machine:
     # -- set-up --------------------------------------------------------------------------------
     def _check_layers(self) -> None:
         g = self.graph
-        floats = g.float_layers()
+        floats = [layer for layer in g.float_layers() if layer.name in self.needed]
         if floats:
             named = ", ".join(f"{layer.name!r} ({layer.source_op or layer.op.value})" for layer in floats[:4])
             more = f" and {len(floats) - 4} more" if len(floats) > 4 else ""
             raise ExecutionError(f"Graph {g.name!r} computes in floating point in {named}{more}, which "
                                  "integer-only hardware cannot run; functional execution needs an integer-only "
-                                 "graph between the host's boundary conversions")
-        for layer in g.layers:
+                                 "graph between the host's boundary conversions (or outputs before it)")
+        for layer in (layer for layer in g.layers if layer.name in self.needed):
             if layer.op.is_view:
-                _check_view(g, layer)
+                _check_view(g, layer, self.images)
                 continue
-            reason = _unsupported(g, layer)
+            reason = _unsupported(g, layer, self.images) or _mode_unsupported(layer, self.requant)
             if reason:
                 raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}): {reason}")
 
     def _write_constants(self) -> None:
         g = self.graph
         for layer in g.layers:
-            if layer.gemm is None:
+            if layer.gemm is None or _two_activations(g, layer) or layer.name not in self.needed:
                 continue
             w = next((t for t in layer.inputs[1:2] if g.tensors[t].is_constant), None)
             if w is None or g.tensors[w].value is None:
@@ -243,7 +293,8 @@ class _Machine:
             if value.dtype.kind not in "iu" or value.min(initial=fmt.min_int) < fmt.min_int or \
                     value.max(initial=fmt.max_int) > fmt.max_int:
                 raise ExecutionError(f"Graph {self.graph.name!r}: input {t.name!r} takes {fmt.name} codes")
-            self._put(self.addr[t.name], to_storage(value).astype(np.int64), _dtype(fmt))
+            self._put(self.addr[t.name], to_storage(value, image=t.name in self.images).astype(np.int64),
+                      _dtype(fmt))
 
     def _put(self, addr: int, codes: np.ndarray, dtype: type) -> None:
         raw = codes.astype(dtype).view(np.uint8)
@@ -251,11 +302,34 @@ class _Machine:
 
     def outputs(self) -> dict[str, np.ndarray]:
         result = {}
-        for t in self.graph.outputs:
-            fmt = code_format(t)
-            raw = self.dram[self.addr[t.name]:self.addr[t.name] + t.elements]
-            result[t.name] = from_storage(raw.view(_dtype(fmt)).astype(np.int64), t.shape)
+        for name in self.wanted:
+            if not self._in_dram(name):
+                raise ExecutionError(f"Tensor {name!r} stays on chip in this plan (no store writes it to DRAM); "
+                                     "ask for a tensor the program stores, or map with the 'none' allocator")
+            result[name] = self._read_tensor(name)
         return result
+
+    def _read_tensor(self, name: str) -> np.ndarray:
+        """The codes of tensor ``name`` from DRAM: its bytes in storage order, or a view's of what it views."""
+        g = self.graph
+        t = g.tensors[name]
+        view = g.layer(t.producer) if t.producer is not None else None
+        if view is not None and view.op is OpKind.RESHAPE and not g.tensors[view.inputs[0]].is_constant:
+            x = self._read_tensor(view.inputs[0])
+            return np.transpose(x, view.attrs["perm"]) if view.attrs.get("fn") == "transpose" else x.reshape(t.shape)
+        raw = self.dram[self.addr[name]:self.addr[name] + t.elements]
+        return from_storage(raw.view(_dtype(code_format(t))).astype(np.int64), t.shape, image=name in self.images)
+
+    def _in_dram(self, name: str) -> bool:
+        """Whether tensor ``name``'s bytes are in DRAM after the program: an input's, or a stored tensor's
+        (a view's: its source's)."""
+        g = self.graph
+        while g.tensors[name].producer is not None:
+            layer = g.layer(g.tensors[name].producer)
+            if not layer.op.is_view or g.tensors[layer.inputs[0]].is_constant:
+                return name in self.stored
+            name = layer.inputs[0]
+        return True
 
     # -- running -------------------------------------------------------------------------------
     def run(self, order: str) -> None:
@@ -278,17 +352,28 @@ class _Machine:
                     raise ExecutionError(f"Plan of {self.plan.graph_name!r} deadlocks: no queue head is ready "
                                          f"({heads})")
             queues[_queue(cmd)].popleft()
+            if self._computes_unneeded(cmd):
+                done[cmd.id] = True
+                continue
             try:
                 self._execute(cmd)
             except (ReferenceError, ValueError, IndexError) as e:
                 raise ExecutionError(f"Command {cmd.id} ({type(cmd).__name__}, layer {cmd.layer!r}): {e}") from None
             done[cmd.id] = True
 
+    def _computes_unneeded(self, cmd: Command) -> bool:
+        """Whether ``cmd`` computes for a layer no requested tensor depends on (skipped: loads and copies
+        run, computes and requantizing stores of such layers do not)."""
+        if cmd.layer in self.needed or isinstance(cmd, Load):
+            return False
+        return not isinstance(cmd, Store) or (cmd.buffer is Buffer.ACCUMULATOR and not cmd.raw)
+
     def _execute(self, cmd: Command) -> None:
         if isinstance(cmd, Load):
             src = self.dram[cmd.dram_addr + _offsets(cmd.dram, cmd.size_bytes)]
             self._buffer(cmd.buffer)[cmd.addr:cmd.addr + cmd.size_bytes] = _exact(src, cmd.size_bytes)
         elif isinstance(cmd, Store):
+            self.stored.add(cmd.tensor)
             if cmd.buffer is Buffer.SCRATCHPAD:
                 data = self.spad[cmd.addr:cmd.addr + cmd.size_bytes]
             elif cmd.raw:
@@ -325,8 +410,11 @@ class _Machine:
         _, (b0, n0, tm, tn, n), _ = tag
         acc = words.view("<i4").astype(np.int64)
         i = np.arange(count)
-        channel = (b0 + i // (tm * tn)) * n + n0 + i % tn
-        bias = ops.folded_bias.reshape(-1)[channel]
+        group = b0 + i // (tm * tn) if ops.groups > 1 else 0  # (a matmul's batches share its parameters)
+        channel = group * n + n0 + i % tn
+        # raw input codes times constant weights: the input's zero point is folded into the bias; a matmul
+        # of two activations has its zero-point terms in the accumulator already (see _compute)
+        bias = (ops.bias if ops.weight is None else ops.folded_bias).reshape(-1)[channel]
         total = wrap_int32(acc + bias)
         fmt = ops.out_format
         if ops.scale is None:
@@ -346,8 +434,9 @@ class _Machine:
         layer = self.graph.layer(cmd.layer)
         g = layer.gemm
         assert g is not None
-        x_t = self.graph.tensors[layer.inputs[0]]
-        x_fmt = code_format(x_t)
+        x_fmt = code_format(self.graph.tensors[layer.inputs[0]])
+        second = self.graph.tensors[layer.inputs[1]]
+        w_fmt = NumberFormat(8) if second.is_constant else code_format(second)  # (weights: int8 codes)
         b0, m0, k0, n0 = cmd.origin
         tb, tm, tk, tn = cmd.batch, cmd.m, cmd.k, cmd.n
         stationary = {"ws": "w", "is": "x"}.get(cmd.dataflow.value)
@@ -362,9 +451,12 @@ class _Machine:
             x = self._input_tile(layer, cmd, x_fmt, k_range)
         if w is None and cmd.sparsity is not None:
             w = self._nm_weights(layer, cmd, k_range)
+        elif w is None and layer.name in self.transposed:  # rows of y for x @ y^T
+            raw = self._read(cmd.weight_addr, cmd.weight_block, tb * tk * tn)
+            w = raw.view(_dtype(w_fmt)).astype(np.int64).reshape(tb, tn, tk).transpose(0, 2, 1)
         elif w is None:
             raw = self._read(cmd.weight_addr, cmd.weight_block, tb * tk * tn)
-            w = raw.view(np.int8).astype(np.int64).reshape(tb, tk, tn)
+            w = raw.view(_dtype(w_fmt)).astype(np.int64).reshape(tb, tk, tn)
         self.held = {"x": x, "w": w}
         count = tb * tm * tn
         out = self.acc[cmd.output_addr:cmd.output_addr + 4 * count]
@@ -372,9 +464,14 @@ class _Machine:
             raise ExecutionError(f"accumulator words [{cmd.output_addr}, {cmd.output_addr + 4 * count}) outside "
                                  f"its {self.acc.size} B")
         previous = out.view("<i4").astype(np.int64).reshape(tb, tm, tn) if cmd.accumulate else None
-        x_format = NumberFormat(8, signed=x_fmt.signed)
-        result = gemm_array(x, w, acc=previous, a_format=x_format, b_format=NumberFormat(8),
-                            acc_format=self.acc_format)
+        x_format, w_format = NumberFormat(8, signed=x_fmt.signed), NumberFormat(8, signed=w_fmt.signed)
+        if _two_activations(self.graph, layer):  # both operands' zero points: the cross terms join the sum
+            ops = self._gemm_operands(layer)
+            result = raw_code_matmul(x, w, ops.x_zero_point, int(ops.w_zero_point[0, 0]), a_format=x_format,
+                                     b_format=w_format, acc=previous, acc_format=self.acc_format)
+        else:
+            result = gemm_array(x, w, acc=previous, a_format=x_format, b_format=w_format,
+                                acc_format=self.acc_format)
         out[:] = result.astype("<i4").view(np.uint8).reshape(-1)
         self.tags[cmd.output_addr] = (layer.name, (b0, n0, tm, tn, g.n), count)
 
@@ -463,12 +560,12 @@ class _Machine:
         if layer.op is OpKind.CONCAT:  # rows [lo, hi) of input ``part`` into its columns of the output rows
             name = layer.inputs[cmd.part]
             x_t = g.tensors[name]
-            _, cols = storage_shape(x_t.shape)
+            _, cols = storage_shape(x_t.shape, image=name in self.images)
             raw = self._read(*addrs[0], (hi - lo) * cols)
             flat = concat_part_codes(g, layer, name, raw.view(_dtype(code_format(x_t))))
         elif layer.op is OpKind.POOL or layer.gemm is not None:  # per channel: all pixels of channels [lo, hi)
             x_t = g.tensors[ins[0]]
-            rows, _ = storage_shape(x_t.shape)
+            rows, _ = storage_shape(x_t.shape, image=ins[0] in self.images)
             fmt = code_format(x_t)
             raw = self._read(*addrs[0], rows * (hi - lo))
             n, _, h, w = x_t.shape
@@ -481,15 +578,28 @@ class _Machine:
             else:
                 codes = maxpool_codes(layer, x, out_shape)
             flat = codes.transpose(0, 2, 3, 1).reshape(-1)
-        else:  # element-wise: elements [lo, hi) in storage order
-            values = []
-            for (addr, block), t in zip(addrs, ins, strict=False):
+        else:  # element-wise: elements [lo, hi) in storage order (a constant operand: the layer's configuration)
+            values, streamed = [], iter(addrs)
+            for t in layer.inputs:
+                if g.tensors[t].is_constant:
+                    values.append(self._broadcast_constant(layer, t)[lo:hi])
+                    continue
                 fmt = code_format(g.tensors[t])
-                values.append(self._read(addr, block, hi - lo).view(_dtype(fmt)).astype(np.int64))
+                values.append(self._read(*next(streamed), hi - lo).view(_dtype(fmt)).astype(np.int64))
             flat = _elementwise(g, layer, values, self.requant)
         fmt = code_format(out)
         data = flat.astype(_dtype(fmt)).view(np.uint8)
         self.spad[self._spad_offsets(cmd.output_addr, cmd.output_block, data.size)] = data
+
+    def _broadcast_constant(self, layer: Layer, name: str) -> np.ndarray:
+        """Constant operand ``name`` of element-wise ``layer`` (a bias over the last axis, a scalar) broadcast
+        to the layer's output, in its storage order: what the vector unit applies to each element."""
+        key = f"{layer.name}/{name}"
+        if key not in self._operands:
+            out = self.graph.tensors[layer.outputs[0]]
+            value = np.asarray(self.graph.tensors[name].value).astype(np.int64)
+            self._operands[key] = to_storage(np.broadcast_to(value, out.shape), image=out.name in self.images)
+        return self._operands[key]
 
     def _depthwise(self, layer: Layer, cmd: Vector, x: np.ndarray, lo: int, hi: int,
                    out_shape: tuple[int, ...]) -> np.ndarray:
@@ -547,6 +657,8 @@ def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Req
     fn = layer.attrs.get("fn")
     if fn == "add":
         return add_codes(graph, layer, values[0], values[1], requant=mode)
+    if fn == "mul":
+        return mul_codes(graph, layer, values[0], values[1], requant=mode)
     if fn == "relu":
         q = graph.tensors[layer.inputs[0]].quant
         assert q is not None
@@ -556,14 +668,18 @@ def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Req
     raise ExecutionError(f"Layer {layer.name!r}: element-wise {fn!r} is not modelled on codes")
 
 
-def _unsupported(graph: Graph, layer: Layer) -> str | None:
+def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | None:
     """Why the executor cannot run ``layer`` (``None``: it can)."""
     reason = supported(graph, layer)
     if reason is not None:
         return reason
     if layer.gemm is not None:
-        if layer.op is OpKind.MATMUL and not graph.tensors[layer.inputs[1]].is_constant:
-            return "a matmul of two activations is not modelled by functional execution yet"
+        if layer.op is not OpKind.CONV:
+            reason = _matrices_unsupported(graph, layer, images)
+            if reason is not None:
+                return reason
+        if _two_activations(graph, layer):
+            return None
         if layer.op is OpKind.CONV and conv_geometry(graph, layer) is None:
             return "a convolution without its geometry"
         ops = gemm_operands(graph, layer)
@@ -579,14 +695,125 @@ def _unsupported(graph: Graph, layer: Layer) -> str | None:
         if any(graph.tensors[t].is_constant for t in layer.inputs):
             return "a concatenation with a constant operand is not modelled yet"
         return None
-    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in ("add", "relu"):
-        if any(graph.tensors[t].is_constant for t in layer.inputs):
-            return f"an element-wise {layer.attrs['fn']} with a constant operand is not modelled yet"
-        return None
+    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in ("add", "mul", "relu"):
+        return _elementwise_unsupported(graph, layer)
     return f"no functional model of {layer.source_op or layer.op.value} yet"
 
 
-def _check_view(graph: Graph, layer: Layer) -> None:
+def _mode_unsupported(layer: Layer, mode: Requantization) -> str | None:
+    """Why the executor cannot run ``layer`` in requantization ``mode`` (:mod:`sim.reference` models a
+    quantized multiply in onnxruntime's mode only, an add in that and the TFLite modes)."""
+    fn = layer.attrs.get("fn") if layer.op is OpKind.ELEMENTWISE else None
+    if fn == "mul" and mode is not Requantization.FLOAT32_HALF_EVEN:
+        return f"a quantized multiply is modelled in float32-half-even mode only, not the design's {mode.value}"
+    if fn == "add" and mode is Requantization.DYADIC:
+        return "a quantized add is modelled in the float32-half-even and TFLite modes, not the design's dyadic"
+    return None
+
+
+def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:
+    """Why the executor cannot run element-wise ``layer`` (``None``: it can): its chunks are runs of
+    elements in storage order, so each activation operand has the output's shape; a constant operand (an
+    add's or a multiply's, broadcast to the output: a bias over the last axis, a scalar scale) is the
+    layer's configuration, as the requantizer's bias and scales are."""
+    fn = layer.attrs["fn"]
+    out = graph.tensors[layer.outputs[0]]
+    for t in (graph.tensors[name] for name in layer.inputs):
+        if not t.is_constant:
+            if t.shape != out.shape:
+                return (f"an element-wise {fn} whose operand {t.name!r} of shape {t.shape} broadcasts to "
+                        f"{out.shape} is not modelled")
+            continue
+        if fn == "relu":
+            return "a relu with a constant operand is not modelled"
+        if t.value is None:
+            return f"its constant operand {t.name!r} has no values"
+        try:
+            fits = np.broadcast_shapes(t.shape, out.shape) == out.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            return f"its constant operand {t.name!r} of shape {t.shape} does not broadcast to {out.shape}"
+    if all(graph.tensors[name].is_constant for name in layer.inputs):
+        return f"an element-wise {fn} of constants only"
+    return None
+
+
+def _two_activations(graph: Graph, layer: Layer) -> bool:
+    """Whether ``layer`` is a matmul of two activations (its second operand computed, not constant)."""
+    return layer.op is OpKind.MATMUL and not graph.tensors[layer.inputs[1]].is_constant
+
+
+def _matrices_unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | None:
+    """Why the executor cannot run GEMM or matmul ``layer`` (``None``: it can): its tiles read the
+    ``batch x m x k`` input (and a matmul of two activations the ``batch x k x n`` second operand) and
+    write the ``batch x m x n`` output as row-major matrices, so these tensors must be stored so."""
+    g = layer.gemm
+    assert g is not None
+    x, second = (graph.tensors[t] for t in layer.inputs[:2])
+    out = graph.tensors[layer.outputs[0]]
+    matrices = [x, out]
+    if _two_activations(graph, layer):
+        if x.elements != g.batch * g.m * g.k or second.elements != g.batch * g.k * g.n:
+            return (f"a matmul whose operands broadcast ({x.shape} x {second.shape}) is not modelled; each "
+                    "tile reads its own batch of both")
+        if code_format(second).bits != 8:
+            return f"operand {second.name!r} holds {code_format(second).name} codes; the array multiplies 8-bit codes"
+        matrices.insert(1, second)
+        x_view = _operand_view(graph, layer, 0)
+        if x_view is not None and x_view.transposed:
+            return f"its first operand {x.name!r} views its source transposed (a read not modelled)"
+        # an operand read through its views (mapper.layout.matrix_view): the source's storage is accounted for
+        matrices = [t for i, t in enumerate(matrices) if i == len(matrices) - 1 or
+                    _operand_view(graph, layer, i) is None]
+    for t in matrices:
+        if not row_major(t.shape, image=t.name in images):
+            return (f"tensor {t.name!r} of shape {t.shape} is stored channels-last, not as the row-major matrix "
+                    "the layer's tiles read and write")
+    return None
+
+
+def _operand_view(graph: Graph, layer: Layer, index: int) -> MatrixView | None:
+    """How matmul-of-two-activations ``layer`` reads operand ``index`` through the views of a stored tensor
+    (:func:`mapper.layout.matrix_view`, as the mapper's operands do), ``None`` if it reads it as stored."""
+    g = layer.gemm
+    if g is None or not _two_activations(graph, layer):
+        return None
+    rows, cols = (g.m, g.k) if index == 0 else (g.k, g.n)
+    return matrix_view(graph, layer.inputs[index], g.batch, rows, cols)
+
+
+def _read_through(graph: Graph, layer: Layer) -> bool:
+    """Whether every reader of view ``layer``'s output reads the bytes of the tensor it views instead: a
+    matmul that reads it through (:func:`_operand_view`), or a view read through itself."""
+    y = graph.tensors[layer.outputs[0]]
+    if not y.consumers or y.name in {t.name for t in graph.outputs}:
+        return False
+    for name in y.consumers:
+        reader = graph.layer(name)
+        if reader.op.is_view:
+            if not _read_through(graph, reader):
+                return False
+        elif not any(t == y.name and _operand_view(graph, reader, i) is not None
+                     for i, t in enumerate(reader.inputs[:2])):
+            return False
+    return True
+
+
+def _needed_layers(graph: Graph, wanted: Sequence[str]) -> set[str]:
+    """The layers the tensors ``wanted`` depend on."""
+    needed: set[str] = set()
+    stack = [graph.tensors[name].producer for name in wanted]
+    while stack:
+        name = stack.pop()
+        if name is None or name in needed:
+            continue
+        needed.add(name)
+        stack.extend(graph.tensors[t].producer for t in graph.layer(name).inputs)
+    return needed
+
+
+def _check_view(graph: Graph, layer: Layer, images: frozenset[str]) -> None:
     """A view costs no command, so its output must be its input's bytes in the output's storage order."""
     x = graph.tensors[layer.inputs[0]]
     y = graph.tensors[layer.outputs[0]]
@@ -597,7 +824,9 @@ def _check_view(graph: Graph, layer: Layer) -> None:
         viewed = np.transpose(probe, layer.attrs["perm"])
     else:
         viewed = probe.reshape(y.shape)
-    if not np.array_equal(to_storage(probe), to_storage(viewed)):
-        raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}) reorders bytes under "
-                             "channels-last storage; the mapper emits no copy for it (not executable yet)")
+    stored = to_storage(probe, image=x.name in images)
+    if not np.array_equal(stored, to_storage(viewed, image=y.name in images)) and not _read_through(graph, layer):
+        raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}) reorders bytes in "
+                             "storage order (mapper.layout) and the mapper emits no copy for it; only a matmul's "
+                             "second operand is read through a transpose of its last two axes (not executable yet)")
 

@@ -17,7 +17,10 @@ The arithmetic, per layer (``numerics`` ``"integer"`` unless said otherwise), al
   :func:`~sim.numerics.requantize_array` by the real scale ``float32(float32(x_scale * w_scale) / y_scale)``
   (per output channel for per-channel weights), the output zero point and the output format
   (``int8``/``uint8`` from the output's dtype). ``ConvInteger``/``MatMulInteger`` stop at the int32
-  accumulator. :func:`gemm_operands` gives every parameter of one such layer (and
+  accumulator. A matmul of two activations (both with zero points) is computed as an array that
+  multiplies raw codes does, the raw product plus the zero-point cross terms
+  (:func:`raw_code_matmul`, :func:`zero_point_terms`: exactly the product of the shifted codes).
+  :func:`gemm_operands` gives every parameter of one such layer (and
   ``folded_bias``, the bias with the input zero point folded in for arrays that multiply raw codes),
   :func:`im2col` its reduction-ordered input matrix, :func:`accumulators` its complete int32
   accumulators and :func:`requantize_accumulators` the store path: what a command-level executor
@@ -58,7 +61,7 @@ from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
            "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
-           "maxpool_codes", "concat_part_codes", "wrap_int32"]
+           "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul", "wrap_int32", "zero_point_terms"]
 
 _log = logging.getLogger(__name__)
 
@@ -372,13 +375,36 @@ def _gemm(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np
 
 def _matmul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
     ops = gemm_operands(graph, layer)
-    a = get(layer.inputs[0]).astype(np.int64)
-    b = get(layer.inputs[1]).astype(np.int64) - ops.w_zero_point[0, 0]
-    acc = wrap_int32(gemm_array(a - ops.x_zero_point, b, a_format=_SHIFTED, b_format=_SHIFTED, acc_format=_WRAP32))
+    a_name, b_name = layer.inputs[:2]
+    acc = raw_code_matmul(get(a_name).astype(np.int64), get(b_name).astype(np.int64), ops.x_zero_point,
+                          int(ops.w_zero_point[0, 0]), a_format=code_format(graph.tensors[a_name]),
+                          b_format=code_format(graph.tensors[b_name]))
     if ops.scale is None:
         return [acc.reshape(graph.tensors[layer.outputs[0]].shape)]
     out = requantize_array(acc, ops.scale[0, 0], ops.y_zero_point, mode=mode, out_format=ops.out_format)
     return [out.reshape(graph.tensors[layer.outputs[0]].shape)]
+
+
+def zero_point_terms(a: np.ndarray, b: np.ndarray, a_zero_point: int, b_zero_point: int) -> np.ndarray:
+    """``sum_k (a - a_zp) (b - b_zp) - sum_k a b`` for codes ``a`` (``... x m x k``) and ``b`` (``... x k x n``):
+    the zero-point cross terms ``k a_zp b_zp - b_zp rowsum(a) - a_zp colsum(b)`` (``... x m x n``, exact
+    int64), which an array multiplying raw codes adds from the row sums of its input and the column sums
+    of its second operand (as onnxruntime's MLAS QGEMM corrects its raw products)."""
+    a, b = np.asarray(a).astype(np.int64), np.asarray(b).astype(np.int64)
+    rows = a.sum(axis=-1)[..., :, None]
+    cols = b.sum(axis=-2)[..., None, :]
+    return a.shape[-1] * a_zero_point * b_zero_point - b_zero_point * rows - a_zero_point * cols
+
+
+def raw_code_matmul(a: np.ndarray, b: np.ndarray, a_zero_point: int, b_zero_point: int, *,
+                    a_format: NumberFormat, b_format: NumberFormat, acc: np.ndarray | None = None,
+                    acc_format: NumberFormat = _WRAP32) -> np.ndarray:
+    """``acc + sum_k (a - a_zp) (b - b_zp)`` of two activations' codes, as an array whose multipliers take
+    the codes themselves (``a_format``, ``b_format``) computes it: the raw product plus
+    :func:`zero_point_terms`, in ``acc_format`` (wrapping int32: equal to the product of the shifted codes)."""
+    terms = zero_point_terms(a, b, a_zero_point, b_zero_point)
+    start = terms if acc is None else np.asarray(acc).astype(np.int64) + terms
+    return gemm_array(a, b, acc=wrap_int32(start), a_format=a_format, b_format=b_format, acc_format=acc_format)
 
 
 def wrap_int32(values: np.ndarray) -> np.ndarray:
@@ -426,6 +452,16 @@ def add_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
 
 
 def _mul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    out = graph.tensors[layer.outputs[0]]
+    codes = mul_codes(graph, layer, get(layer.inputs[0]), get(layer.inputs[1]), requant=mode)
+    return [np.broadcast_to(codes, out.shape).copy()]
+
+
+def mul_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
+              requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
+    """The codes of quantized multiply ``layer`` on input codes ``a`` and ``b`` (any shapes that broadcast:
+    whole tensors or a chunk of them)."""
+    mode = Requantization.parse(requant)
     if mode is not Requantization.FLOAT32_HALF_EVEN:
         raise ReferenceError(f"Layer {layer.name!r}: a quantized multiply is modelled in float32-half-even mode only"
                              f" (onnxruntime's), not {mode.value}")
@@ -439,10 +475,9 @@ def _mul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.
     # MLAS qlmul.cpp (SSE2): the exact int32 product of the shifted codes, float32 scaled by
     # (a_scale * b_scale) / y_scale, plus y_zp, rounded half to even, saturated.
     ratio = (np.float32(aq.scale[0]) * np.float32(bq.scale[0])) / np.float32(yq.scale[0])
-    product = (get(a_name).astype(np.int64) - aq.zero_point[0]) * (get(b_name).astype(np.int64) - bq.zero_point[0])
+    product = (np.asarray(a).astype(np.int64) - aq.zero_point[0]) * (np.asarray(b).astype(np.int64) - bq.zero_point[0])
     total = product.astype(np.float32) * ratio + np.float32(yq.zero_point[0])
-    codes = np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
-    return [np.broadcast_to(codes, out.shape).copy()]
+    return np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
 
 
 def _global_avg(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
