@@ -97,7 +97,7 @@ def tile_outer_costs(pricer, ops: Operands, tiles: Sequence[Tile], dataflow: Dat
     has_w = ops.w is not None
     if has_w:
         w_sizes = _sizes(np.stack([cb_, ck_, cn_], axis=-1), valid, ops.w_size)
-        w_rows = _sizes(cn_[..., None], valid, ops.w_row_bytes)
+        w_rows = _sizes(np.stack([ck_, cn_], axis=-1), valid, ops.w_row_bytes)
         w_cycles, w_pj = _lookup(np.stack([w_sizes, w_rows], axis=-1), valid,
                                  lambda b, r: pricer.transfer(b, Buffer.SCRATCHPAD, False, r))
     else:
