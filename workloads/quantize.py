@@ -201,12 +201,15 @@ def quantize_model(model: onnx.ModelProto, calibration: list[Mapping[str, np.nda
 
 
 def zoo_model(name: str, *, fmt: str = "qdq", per_channel: bool = False, activations: str = "uint8",
-              seed: int = 0, calibration: int = 4) -> tuple[onnx.ModelProto, onnx.ModelProto]:
-    """``(float model, quantized model)`` of zoo graph ``name`` with seeded weights and calibration."""
+              seed: int = 0, calibration: int = 4, nm: str | None = None) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """``(float model, quantized model)`` of zoo graph ``name`` with seeded weights and calibration;
+    ``nm`` prunes the float weights first, as :func:`shared_model` does."""
     from workloads import zoo
     from workloads.onnx_export import export_onnx
 
     model = export_onnx(zoo.build(name), seed=seed)
+    if nm:
+        model = prune_nm(model, nm)
     feeds = calibration_inputs(model, count=calibration, seed=seed + 1)
     return model, quantize_model(model, feeds, fmt=fmt, per_channel=per_channel, activations=activations)
 
