@@ -6,7 +6,10 @@
 (unless given, :func:`seeded_inputs`: seeded ``N(0, 1)`` floats of ``graph``'s input shapes), and returns a
 :class:`NumericsCheck`: per graph output the number of elements, how many differ and the largest
 absolute difference. A design that requantizes as onnxruntime does (``float32-half-even``) must give
-zero differences; other modes round some values the other way, which the check shows as such.
+zero differences; other modes round some values the other way, which the check shows as such. A
+graph with float layers (a transformer's softmax, layer norm and GELU in onnxruntime's QDQ model) is
+checked where its integer part ends (:func:`integer_frontier`): the codes of the tensors the float
+layers read, against onnxruntime's same tensors; the check names the float layers it did not run.
 
 :func:`onnxruntime_outputs` is the oracle alone: a model's outputs on a feed, by name.
 
@@ -23,12 +26,15 @@ from typing import Any
 
 import numpy as np
 
+from accel.commands import Store
 from accel.errors import ToolError, WorkloadError
 from mapper.plan import Plan
 from sim.execute import execute_graph
 from workloads.graph import Graph
+from workloads.host import split_host
 
-__all__ = ["NumericsCheck", "OutputDifference", "check_numerics", "onnxruntime_outputs", "seeded_inputs"]
+__all__ = ["NumericsCheck", "OutputDifference", "check_numerics", "integer_frontier", "onnxruntime_outputs",
+           "seeded_inputs"]
 
 
 @dataclass(frozen=True)
@@ -52,13 +58,14 @@ class NumericsCheck:
 
     outputs: tuple[OutputDifference, ...]
     requant: str
+    float_layers: tuple[str, ...] = ()  # not run (float in onnxruntime): the outputs are where the integer part ends
 
     @property
     def equal(self) -> bool:
         return all(o.equal for o in self.outputs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"equal": self.equal, "requant": self.requant,
+        return {"equal": self.equal, "requant": self.requant, "float_layers": list(self.float_layers),
                 "outputs": [{"name": o.name, "shape": list(o.shape), "elements": o.elements,
                              "mismatches": o.mismatches, "max_abs_diff": o.max_abs_diff} for o in self.outputs]}
 
@@ -104,12 +111,69 @@ def onnxruntime_outputs(model: str | Path | Any, feed: Mapping[str, np.ndarray])
     return dict(zip([o.name for o in session.get_outputs()], values, strict=True))
 
 
+def integer_frontier(graph: Graph, plan: Plan) -> tuple[str, ...]:
+    """Where the integer part of a graph with float layers ends: every tensor an integer layer
+    produces and a float layer reads (directly or through views and dequantizations: the codes before
+    them), and every graph output, that depends on no float layer and that the program stores to
+    DRAM. Empty for a graph without float layers."""
+    device = split_host(graph).device
+    floats = device.float_layers()
+    if not floats:
+        return ()
+    float_names = {layer.name for layer in floats}
+    stored = {c.tensor for c in plan.commands if isinstance(c, Store)}
+
+    def root(name: str) -> str:  # through views and dequantizations to the codes they read
+        producer = device.tensors[name].producer
+        while producer is not None and (device.layer(producer).op.is_view
+                                        or device.layer(producer).attrs.get("numerics") == "dequantize"):
+            name = device.layer(producer).inputs[0]
+            producer = device.tensors[name].producer
+        return name
+
+    def integer(name: str) -> bool:
+        producer = device.tensors[name].producer
+        return producer is not None and producer not in float_names
+
+    frontier = [root(t) for layer in floats for t in layer.inputs if not device.tensors[t].is_constant]
+    frontier += [t.name for t in device.outputs]
+    return tuple(dict.fromkeys(t for t in frontier if integer(t) and t in stored
+                               and not _depends_on(device, t, float_names)))
+
+
+def _depends_on(graph: Graph, tensor: str, layers: set[str]) -> bool:
+    stack, seen = [graph.tensors[tensor].producer], set()
+    while stack:
+        name = stack.pop()
+        if name is None or name in seen:
+            continue
+        if name in layers:
+            return True
+        seen.add(name)
+        stack.extend(graph.tensors[t].producer for t in graph.layer(name).inputs)
+    return False
+
+
 def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
                    inputs: Mapping[str, np.ndarray] | None = None, seed: int = 0) -> NumericsCheck:
-    """``plan``'s functional outputs against onnxruntime's on ``model`` (see the module docstring)."""
+    """``plan``'s functional outputs against onnxruntime's on ``model`` (see the module docstring). A
+    graph with float layers (which this hardware does not run) is checked where its integer part ends
+    (:func:`integer_frontier`): those tensors' codes against onnxruntime's same tensors."""
     feed = dict(inputs) if inputs is not None else seeded_inputs(model, graph, seed=seed)
-    theirs = onnxruntime_outputs(model, feed)
-    ours = execute_graph(graph, plan, feed)
+    frontier = integer_frontier(graph, plan)
+    floats = tuple(layer.name for layer in split_host(graph).device.float_layers())
+    if frontier:
+        import onnx
+
+        proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else onnx.ModelProto.FromString(
+            model.SerializeToString())
+        known = {o.name for o in proto.graph.output}
+        proto.graph.output.extend(onnx.ValueInfoProto(name=name) for name in frontier if name not in known)
+        theirs = onnxruntime_outputs(proto, feed)
+        ours = execute_graph(graph, plan, feed, outputs=list(frontier))
+    else:
+        theirs = onnxruntime_outputs(model, feed)
+        ours = execute_graph(graph, plan, feed)
     rows = []
     for name, value in ours.items():
         if name not in theirs:
@@ -122,4 +186,5 @@ def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
         rows.append(OutputDifference(name=name, shape=tuple(value.shape), elements=int(value.size),
                                      mismatches=int(np.count_nonzero(diff)),
                                      max_abs_diff=float(diff.max()) if diff.size else 0.0))
-    return NumericsCheck(outputs=tuple(rows), requant=plan.arch.array.requant.value)
+    return NumericsCheck(outputs=tuple(rows), requant=plan.arch.array.requant.value,
+                         float_layers=floats if frontier else ())

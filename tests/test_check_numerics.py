@@ -103,3 +103,33 @@ def test_given_inputs_are_used_and_checked(capsys, tmp_path, model_file, onnxrun
 def test_check_numerics_needs_an_onnx_model(capsys, argv, message):
     code, _, err = run(capsys, "run", *argv)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def transformer_file(tmp_path_factory) -> Path:
+    """The zoo's BERT layer as onnxruntime's QDQ model: softmax, layer norms and GELU stay float."""
+    from workloads.quantize import zoo_model
+
+    logging.disable(logging.WARNING)
+    try:
+        _, quantized = zoo_model("bert_base_layer", calibration=1)
+    finally:
+        logging.disable(logging.NOTSET)
+    path = tmp_path_factory.mktemp("model") / "bert_int8.onnx"
+    onnx.save(quantized, str(path))
+    return path
+
+
+def test_a_model_with_float_layers_is_checked_where_its_integer_part_ends(capsys, transformer_file):
+    code, out, err = run(capsys, "run", "--workload", str(transformer_file), "--arch", "gemmini", "--check-numerics",
+                         "--requant", "float32-half-even", "--json")
+    assert code == 0, err
+    numerics = json.loads(out)["numerics"]
+    assert numerics["equal"] and numerics["float_layers"] == ["attention.softmax", "attention.ln", "ffn.gelu",
+                                                              "ffn.ln"]
+    # the scaled scores, which the float softmax reads; what follows the softmax depends on float results
+    assert [o["name"] for o in numerics["outputs"]] == ["attention.scale_mul_QuantizeLinear_Output"]
+    assert numerics["outputs"][0]["elements"] == 12 * 128 * 128 and numerics["outputs"][0]["mismatches"] == 0
+    code, out, _ = run(capsys, "run", "--workload", str(transformer_file), "--arch", "gemmini", "--check-numerics",
+                       "--requant", "float32-half-even")
+    assert code == 0 and "compared where the integer part ends: onnxruntime computes attention.softmax" in out
