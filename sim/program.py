@@ -107,10 +107,11 @@ def program_table(arch: Accelerator, commands: tuple[Command, ...],
 
 
 _FormsOf = tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, tuple[Command, ...]]
-# the forms of the programs seen last, by the program object (held, so its id stays its own): a
-# process that times one program on many designs (a sweep over DRAM bandwidth) finds them once
+# the forms of the programs seen last, by the program object (held, so its id stays its own), at most
+# _RECENT_COMMANDS commands of them: a process that times one program on many designs (a sweep over
+# DRAM bandwidth, mapper.programs) finds them once
 _recent: dict[tuple[int, tuple[str, ...], bool], tuple[tuple[Command, ...], _FormsOf]] = {}
-_RECENT = 4
+_RECENT_COMMANDS = 200_000
 
 
 def _forms(commands: tuple[Command, ...], layer_names: tuple[str, ...], requests: bool) -> _FormsOf:
@@ -149,7 +150,8 @@ def _forms(commands: tuple[Command, ...], layer_names: tuple[str, ...], requests
     for array in (form, kind, layer):
         array.setflags(write=False)
     result = (tuple(names), form, kind, layer, tuple(forms))
-    if len(_recent) >= _RECENT:
-        _recent.pop(next(iter(_recent)))
-    _recent[key] = (commands, result)
+    if n <= _RECENT_COMMANDS:
+        _recent[key] = (commands, result)
+        while sum(len(held) for held, _ in _recent.values()) > _RECENT_COMMANDS:
+            _recent.pop(next(iter(_recent)))
     return result
