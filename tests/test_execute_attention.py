@@ -361,11 +361,12 @@ BERT_PREFIX = ["attention.scale_mul_QuantizeLinear_Output", "attention.v.heads_Q
 
 
 # every preset and allocator, at the whole scratchpad and at sizes that make the layers tile and spill
-# (fpga-small's 4x4 array runs ~100,000 commands per plan: its none and greedy cases only)
+# (fpga-small's 4x4 array runs ~100,000 commands per plan: one case per allocator)
 @pytest.mark.parametrize(("preset", "allocator", "spad"), [
     *[(p, a, s) for p in ("gemmini", "sparse-nm") for a, s in
       (("none", None), ("none", 16384), ("greedy", 32768), ("firstfit", None), ("ilp", 16384))],
-    ("fpga-small", "none", None), ("fpga-small", "greedy", 32768)])
+    ("fpga-small", "none", None), ("fpga-small", "greedy", 32768), ("fpga-small", "firstfit", None),
+    pytest.param("fpga-small", "ilp", 16384, marks=pytest.mark.slow)])
 def test_the_zoo_bert_layer_runs_bit_exactly_up_to_its_float_softmax(preset: str, allocator: str,
                                                                      spad: int | None) -> None:
     """Projections, biases, head split, scores and their scale, executed command by command, equal
