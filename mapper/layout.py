@@ -334,25 +334,96 @@ def _matrix_view(graph: Graph, name: str, batch: int, rows: int, cols: int) -> M
     src = graph.tensors[source]
     if src.elements != batch * rows * cols:
         return None
-    images = image_tensors(graph)
-    position = from_storage(np.arange(src.elements), src.shape, image=source in images)
-    for layer in reversed(chain):
-        out = graph.tensors[layer.outputs[0]]
-        position = np.transpose(position, layer.attrs["perm"]) if layer.attrs.get("fn") == "transpose" \
-            else position.reshape(out.shape)
-    matrix = position.reshape(batch, rows, cols)
-    strides = [int(np.diff(matrix, axis=a).flat[0]) if matrix.shape[a] > 1 else 0 for a in range(3)]
-    b, r, c = np.ix_(np.arange(batch), np.arange(rows), np.arange(cols))
-    if not np.array_equal(matrix, matrix[0, 0, 0] + b * strides[0] + r * strides[1] + c * strides[2]):
-        return None
+    image = source in image_tensors(graph)
+    strides = _view_strides(src.shape, image, [(layer, graph.tensors[layer.outputs[0]].shape)
+                                                for layer in reversed(chain)], (batch, rows, cols))
+    if strides is None:  # some reshape is not a strided view: probe the elements
+        strides = _probed_strides(graph, source, image, chain, (batch, rows, cols))
+        if strides is None:
+            return None
     batch_stride, row_stride, col_stride = strides
     if cols == 1:
         col_stride = 1
     if col_stride != 1 and row_stride != 1:
         return None
-    if int(matrix[0, 0, 0]) != 0:
-        return None  # (a view that starts inside its source: not produced by reshapes and transposes)
     return MatrixView(source, batch_stride, row_stride, col_stride)
+
+
+def _view_strides(shape: tuple[int, ...], image: bool, steps: list[tuple[Layer, tuple[int, ...]]],
+                  matrix: tuple[int, int, int]) -> list[int] | None:
+    """The element strides of ``matrix`` viewing a tensor of ``shape`` (stored as ``image`` or row-major)
+    through the reshapes and transposes ``steps`` (each layer and its output shape), as numpy's views
+    compose them; ``None`` where a reshape is not a view of strided elements. A dimension of one element
+    has stride 0."""
+    if len(shape) == 4 and image:  # channels-last storage: n, c, h, w at these element strides
+        n, c, h, w = shape
+        dims, strides = list(shape), [h * w * c, 1, w * c, c]
+    else:
+        dims, strides = list(shape), _row_major(shape)
+    for layer, out in steps:
+        if layer.attrs.get("fn") == "transpose":
+            perm = layer.attrs["perm"]
+            dims, strides = [dims[i] for i in perm], [strides[i] for i in perm]
+            continue
+        reshaped = _reshape_strides(dims, strides, list(out))
+        if reshaped is None:
+            return None
+        dims, strides = list(out), reshaped
+    final = _reshape_strides(dims, strides, list(matrix))
+    if final is None:
+        return None
+    return [stride if size > 1 else 0 for size, stride in zip(matrix, final, strict=True)]
+
+
+def _row_major(shape: tuple[int, ...] | list[int]) -> list[int]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return strides[::-1]
+
+
+def _reshape_strides(dims: list[int], strides: list[int], new: list[int]) -> list[int] | None:
+    """The strides of a reshape of the strided ``dims`` to ``new`` without moving elements (numpy's
+    no-copy reshape), or ``None`` when it would have to."""
+    old = [(size, stride) for size, stride in zip(dims, strides, strict=True) if size != 1]
+    result = [0] * len(new)
+    oi = ni = 0
+    while ni < len(new) and oi < len(old):
+        oj, nj = oi + 1, ni + 1
+        op, np_ = old[oi][0], new[ni]
+        while op != np_:
+            if np_ < op:
+                np_ *= new[nj]
+                nj += 1
+            else:
+                op *= old[oj][0]
+                oj += 1
+        if any(old[k][1] != old[k + 1][0] * old[k + 1][1] for k in range(oi, oj - 1)):
+            return None  # the old dimensions merged here are not contiguous in one another
+        result[nj - 1] = old[oj - 1][1]
+        for k in range(nj - 1, ni, -1):
+            result[k - 1] = result[k] * new[k]
+        oi, ni = oj, nj
+    return result
+
+
+def _probed_strides(graph: Graph, source: str, image: bool, chain: list[Layer],
+                    matrix: tuple[int, int, int]) -> list[int] | None:
+    """The strides of an affine view found from every element's position (views that are not strided
+    step by step), or ``None`` when the view is not affine or does not start at the source's first."""
+    src = graph.tensors[source]
+    position = from_storage(np.arange(src.elements), src.shape, image=image)
+    for layer in reversed(chain):
+        out = graph.tensors[layer.outputs[0]]
+        position = np.transpose(position, layer.attrs["perm"]) if layer.attrs.get("fn") == "transpose" \
+            else position.reshape(out.shape)
+    values = position.reshape(matrix)
+    strides = [int(np.diff(values, axis=a).flat[0]) if values.shape[a] > 1 else 0 for a in range(3)]
+    b, r, c = np.ix_(*(np.arange(size) for size in matrix))
+    if int(values[0, 0, 0]) != 0 or not np.array_equal(values, b * strides[0] + r * strides[1] + c * strides[2]):
+        return None
+    return strides
 
 
 def view_block(view: MatrixView, origin: tuple[int, int, int], extent: tuple[int, int, int],
