@@ -176,7 +176,9 @@ class _Pricer:
             follows = steady_follows(self.arch.array, dataflow, m, k, n) if fill and drain else 0
             c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
                         fill=fill, drain=drain, sparsity=sparsity, follows=follows)  # type: ignore[arg-type]
-            price = self._computes[key] = (command_cycles(self.arch, c), sum(command_energy_pj(self.arch, c).values()))
+            cycles = self.array_cycles(dataflow, m, k, n, batch, sparsity) if fill and drain \
+                else command_cycles(self.arch, c)
+            price = self._computes[key] = (cycles, sum(command_energy_pj(self.arch, c).values()))
         return price
 
     def array_cycles(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, sparsity: object) -> int:
