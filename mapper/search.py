@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from accel.commands import Block, Buffer, Compute, Load, Store, Vector
 from accel.energy import command_energy_pj, static_power_mw
@@ -163,8 +163,11 @@ class _Pricer:
         self.static_pj_per_cycle = sum(static_power_mw(arch).values()) * 1e-3 / arch.clock_hz * 1e12
         # prices depend on part of the design only: designs that differ elsewhere (a sweep over DRAM
         # bandwidth, say) share them
-        self._computes = _COMPUTE_PRICES.table((arch.array, arch.scratchpad, arch.accumulator, arch.energy))
-        self._cycles = _COMPUTE_CYCLES.table((arch.array, arch.scratchpad))
+        # a compute's price does not depend on which dataflows the array supports (it has its own):
+        # designs that differ in those share the tables
+        array = tuple(getattr(arch.array, f.name) for f in fields(arch.array) if f.name != "dataflows")
+        self._computes = _COMPUTE_PRICES.table((array, arch.scratchpad, arch.accumulator, arch.energy))
+        self._cycles = _COMPUTE_CYCLES.table((array, arch.scratchpad))
         self._transfers = _TRANSFER_PRICES.table((arch.dma, arch.dram, arch.scratchpad, arch.accumulator, arch.energy))
 
     def compute(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, accumulate: bool, fill: bool,
