@@ -13,8 +13,9 @@ bytes write ``l_data`` to word ``l_addr`` (a DMA load beat). The row is written 
 the cycle. A bank has one write port, and the row has it first: a load word whose bank the row
 writes waits in one of ``pending`` slots (merged into a slot of the same word) and is written in a
 later cycle in which its bank is free, oldest slots first; reads see it while it waits, so to a reader
-every load word is written on the edge that ends its cycle. When no slot is free, the word is lost
-and ``conflict`` is high in that cycle.
+every load word is written on the edge that ends its cycle (and the row, newer, replaces a waiting
+word it writes; in one cycle the row's word is written, not the load's). When no slot is free, the
+word is lost and ``conflict`` is high in that cycle.
 
 Reads (data in the cycle after the address):
 
@@ -103,7 +104,8 @@ class BankedAccumulator(wiring.Component):
         w_data = [Signal(32, name=f"bank_{b}_w_data") for b in range(nb)]
         arr_en = [Signal(name=f"bank_{b}_row_en") for b in range(nb)]
         waits = [Signal(name=f"bank_{b}_has_pending") for b in range(nb)]
-        incoming = self.l_en.any()
+        incoming = Signal()
+        kills = [[] for _ in range(np_)]  # the row writes a waiting word: the row is newer
         merge = [Signal(name=f"pending_{p}_merge") for p in range(np_)]
         for p in range(np_):
             m.d.comb += merge[p].eq(incoming & p_valid[p] & ~p_drain[p] & (p_addr[p] == self.l_addr))
@@ -114,6 +116,11 @@ class BankedAccumulator(wiring.Component):
             m.d.comb += arr_en[b].eq((j < self.lanes) & self.w_mask.bit_select(j, 1))
             load_here = (self.l_addr[:lg] == b) if lg else 1
             mine = [p_valid[p] & (p_addr[p][:lg] == b) for p in range(np_)]
+            row_b = row_of(b, self.w_addr)
+            for p in range(np_):
+                kills[p].append(arr_en[b] & mine[p] & (p_addr[p][lg:ab] == row_b))
+            with m.If(load_here & ~(arr_en[b] & (self.l_addr[lg:ab] == row_b))):
+                m.d.comb += incoming.eq(self.l_en.any())
             m.d.comb += waits[b].eq(Cat(*mine).any())
             for p in range(np_):
                 drains[p].append(~arr_en[b] & mine[p] & ~Cat(*mine[:p]).any())
@@ -132,7 +139,7 @@ class BankedAccumulator(wiring.Component):
             m.d.comb += p_drain[p].eq(Cat(*drains[p]).any())
         m.d.comb += direct_write.eq(direct & ~Cat(*merge).any())
         for p in range(np_):
-            with m.If(p_drain[p]):
+            with m.If(p_drain[p] | Cat(*kills[p]).any()):
                 m.d.sync += p_valid[p].eq(0)
             with m.If(merge[p]):
                 for i in range(4):
