@@ -41,9 +41,12 @@ Structure
     The existing systolic tiles (:class:`rtl.systolic.SystolicArray`, one per dataflow the design
     has) fed straight from the scratchpad: WS folds preload ``R`` weight rows then stream the ``m``
     input rows, OS folds stream ``k`` steps of an input column and a weight row; outputs are written
-    (or added) to the accumulator as they leave. Folds run back to back, so a command takes exactly
-    :func:`accel.timing.gemm_tile_cycles`; the last result of a command is written on the edge that
-    ends its last cycle, and accumulator reads of the DMA and the Move forward it.
+    (or added) to the accumulator one row of ``C`` results per cycle: a WS output row as it leaves,
+    an OS tile row by row from its PEs in the ``R`` cycles that end with the one it leaves the array
+    in (row ``i`` is final ``R - 1 - i`` cycles before the last). Folds run back to back, so a
+    command takes exactly :func:`accel.timing.gemm_tile_cycles`; the last result of a command is
+    written on the edge that ends its last cycle, and accumulator reads of the DMA and the Move
+    forward it.
 ``vector``
     A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
 
@@ -56,8 +59,13 @@ synchronous reads, one copy per read stream: each input lane, the weight row, th
 and the store address the next cycle's operands, the first of a command from its queue's head while
 the unit is idle or ending its previous command, so no command takes a cycle more than the
 datasheet says. A load and a move writing one scratchpad bank in the same cycle stop the run with
-``error``. The accumulator is still one memory with a port per array result and DMA lane, read
-combinationally, which synthesis builds from flip-flops.
+``error``. The accumulator is :class:`rtl.npu.accumulator.BankedAccumulator`: word-interleaved
+banks (at least ``C`` and 4), so the array's row and the DMA's 4 words touch each bank once; one
+copy of the banks for the array's read-modify-write and one for stores and moves, each bank one
+write and one synchronous read port; both readers address a cycle ahead (the array the row it
+writes next, the DMA the next beat or its queue's head's first). A DMA load word whose bank the
+array writes in that cycle waits in one of 4 slots the reads see; a fifth stops the run with
+``error``.
 
 Timing: a unit that starts a command in cycle ``s`` is busy for ``command_cycles`` cycles; its
 completion is visible to the scoreboard in cycle ``s + cycles`` (the trace's exclusive end). A DMA
@@ -181,6 +189,9 @@ class NPU(wiring.Component):
                 problems.append(f"the scratchpad must feed the {df.value} array without bank conflicts")
         if arch.accumulator.size_bytes % 4 or arch.scratchpad.word_bytes * arch.scratchpad.ports != _BEAT:
             problems.append("accumulator size must be whole words and the scratchpad move path 4 bytes/cycle")
+        words, banks = arch.accumulator.size_bytes // 4, 1 << max(a.cols - 1, _BEAT - 1).bit_length()
+        if words & (words - 1) or words < banks:
+            problems.append(f"accumulator words must be a power of two, at least {banks} (its banks), not {words}")
         if problems:
             raise ConfigError(f"NPU for {arch.name!r}: " + "; ".join(problems))
 
