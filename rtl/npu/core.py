@@ -41,9 +41,12 @@ Structure
     The existing systolic tiles (:class:`rtl.systolic.SystolicArray`, one per dataflow the design
     has) fed straight from the scratchpad: WS folds preload ``R`` weight rows then stream the ``m``
     input rows, OS folds stream ``k`` steps of an input column and a weight row; outputs are written
-    (or added) to the accumulator as they leave. Folds run back to back, so a command takes exactly
-    :func:`accel.timing.gemm_tile_cycles`; the last result of a command is written on the edge that
-    ends its last cycle, and accumulator reads of the DMA and the Move forward it.
+    (or added) to the accumulator one row of ``C`` results per cycle: a WS output row as it leaves,
+    an OS tile row by row from its PEs in the ``R`` cycles that end with the one it leaves the array
+    in (row ``i`` is final ``R - 1 - i`` cycles before the last). Folds run back to back, so a
+    command takes exactly :func:`accel.timing.gemm_tile_cycles`; the last result of a command is
+    written on the edge that ends its last cycle, and accumulator reads of the DMA and the Move
+    forward it.
 ``vector``
     A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
 
@@ -56,8 +59,13 @@ synchronous reads, one copy per read stream: each input lane, the weight row, th
 and the store address the next cycle's operands, the first of a command from its queue's head while
 the unit is idle or ending its previous command, so no command takes a cycle more than the
 datasheet says. A load and a move writing one scratchpad bank in the same cycle stop the run with
-``error``. The accumulator is still one memory with a port per array result and DMA lane, read
-combinationally, which synthesis builds from flip-flops.
+``error``. The accumulator is :class:`rtl.npu.accumulator.BankedAccumulator`: word-interleaved
+banks (at least ``C`` and 4), so the array's row and the DMA's 4 words touch each bank once; one
+copy of the banks for the array's read-modify-write and one for stores and moves, each bank one
+write and one synchronous read port; both readers address a cycle ahead (the array the row it
+writes next, the DMA the next beat or its queue's head's first). A DMA load word whose bank the
+array writes in that cycle waits in one of 4 slots the reads see; a fifth stops the run with
+``error``.
 
 Timing: a unit that starts a command in cycle ``s`` is busy for ``command_cycles`` cycles; its
 completion is visible to the scoreboard in cycle ``s + cycles`` (the trace's exclusive end). A DMA
@@ -83,6 +91,7 @@ from accel.errors import ConfigError
 from accel.formats import Overflow
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import fold_overhead, scratchpad_stretch
+from rtl.npu.accumulator import BankedAccumulator
 from rtl.npu.scratchpad import BankedScratchpad
 from rtl.systolic import SystolicArray
 
@@ -180,6 +189,9 @@ class NPU(wiring.Component):
                 problems.append(f"the scratchpad must feed the {df.value} array without bank conflicts")
         if arch.accumulator.size_bytes % 4 or arch.scratchpad.word_bytes * arch.scratchpad.ports != _BEAT:
             problems.append("accumulator size must be whole words and the scratchpad move path 4 bytes/cycle")
+        words, banks = arch.accumulator.size_bytes // 4, 1 << max(a.cols - 1, _BEAT - 1).bit_length()
+        if words & (words - 1) or words < banks:
+            problems.append(f"accumulator words must be a power of two, at least {banks} (its banks), not {words}")
         if problems:
             raise ConfigError(f"NPU for {arch.name!r}: " + "; ".join(problems))
 
@@ -231,11 +243,8 @@ class NPU(wiring.Component):
         m.submodules.scratchpad = sp = BankedScratchpad(size_bytes=spd.size_bytes, banks=spd.banks,
                                                         word_bytes=spd.word_bytes, read_lanes=(1,) * R + (C, _BEAT),
                                                         writers=2, beat_bytes=_BEAT)
-        m.submodules.accumulator = accm = Memory(shape=32, depth=self.acc_words, init=[])
-        acc_load_w = accm.write_port(granularity=8)
-        acc_arr_w = [accm.write_port() for _ in range(R * C)]
-        acc_arr_r = [accm.read_port(domain="comb") for _ in range(R * C)]
-        acc_dma_r = [accm.read_port(domain="comb") for _ in range(_BEAT)]
+        # the accumulator: banks of consecutive words, a row of C per cycle (array), 4 (DMA reads)
+        m.submodules.accumulator = acc = BankedAccumulator(words=self.acc_words, lanes=C, dma_lanes=_BEAT)
 
         # -- fetch / decode -----------------------------------------------------------------------
         state = Signal(_State)
@@ -476,16 +485,7 @@ class NPU(wiring.Component):
             m.d.comb += starts[u].eq(ready[u])
 
         # -- the array ----------------------------------------------------------------------------
-        arr_writes = []  # (en, addr, data) of the array's accumulator write lanes, for forwarding
-        self._array(m, views[2], heads[2], starts[2], actives[2], finishes[2], sp, acc_arr_w, acc_arr_r,
-                    arr_writes)
-
-        def acc_read(port, addr):  # noqa: ANN001, ANN202 - a forwarded accumulator read
-            m.d.comb += port.addr.eq(addr)
-            value = port.data
-            for en, waddr, wdata in arr_writes:
-                value = Mux(en & (waddr == port.addr), wdata, value)
-            return value
+        self._array(m, views[2], heads[2], starts[2], actives[2], finishes[2], sp, acc)
 
         def requant(value):  # noqa: ANN001, ANN202 - unit-scale requantization: saturate to int8
             return Mux(value.as_signed() > 127, 127, Mux(value.as_signed() < -128, -128, value[:8]))[:8]
@@ -509,9 +509,9 @@ class NPU(wiring.Component):
         m.d.comb += [sp.w_addr[0].eq(base), sp.w_data[0].eq(self.rd_resp_data)]
         for i in range(_BEAT):
             m.d.comb += sp.w_en[0][i].eq(actives[0] & self.rd_resp_valid & ~to_acc & (rx_now * _BEAT + i < ld.f[2]))
-        m.d.comb += [acc_load_w.addr.eq(base >> 2), acc_load_w.data.eq(self.rd_resp_data)]
+        m.d.comb += [acc.l_addr.eq(base >> 2), acc.l_data.eq(self.rd_resp_data)]
         for i in range(_BEAT):
-            m.d.comb += acc_load_w.en[i].eq(actives[0] & self.rd_resp_valid & to_acc & (rx_now * _BEAT + i < ld.f[2]))
+            m.d.comb += acc.l_en[i].eq(actives[0] & self.rd_resp_valid & to_acc & (rx_now * _BEAT + i < ld.f[2]))
 
         # -- DMA stores and moves -----------------------------------------------------------------
         st = views[1]
@@ -530,12 +530,14 @@ class NPU(wiring.Component):
         src = Mux(is_move, st.f[1], st.f[1])  # Move: accumulator source; Store: buffer address
         # the scratchpad is read a cycle ahead: the next beat, or the head's first when this one ends
         st_head = ~actives[1] | finishes[1]
-        m.d.comb += sp.r_addr[R + 1].eq(Mux(st_head, heads[1].f[1], src) + Mux(st_head, 0, stx + beat_on) * _BEAT)
+        st_src, st_beat = Mux(st_head, heads[1].f[1], src), Mux(st_head, 0, stx + beat_on)
+        # the accumulator's beat is 4 words (elements) from word src / 4, the scratchpad's 4 bytes
+        m.d.comb += [sp.r_addr[R + 1].eq(st_src + st_beat * _BEAT), acc.d_addr.eq((st_src >> 2) + st_beat * _BEAT)]
         byte_data = []
         strobes = []
         for i in range(_BEAT):
             offset = stx * _BEAT + i
-            acc_value = acc_read(acc_dma_r[i], (src >> 2) + offset)
+            acc_value = acc.d_data[i]  # word (src >> 2) + offset, read a cycle ahead
             byte = Signal(8, name=f"store_byte_{i}")
             strobe = Signal(name=f"store_strobe_{i}")
             m.d.comb += strobe.eq(beat_on & (offset < st_size))
@@ -547,18 +549,25 @@ class NPU(wiring.Component):
         m.d.comb += [sp.w_addr[1].eq(st.f[2] + stx * _BEAT), sp.w_data[1].eq(Cat(*byte_data))]
         for i in range(_BEAT):
             m.d.comb += sp.w_en[1][i].eq(strobes[i] & is_move)
-        with m.If(run & sp.conflict):  # a load and a move wrote one scratchpad bank in one cycle
+        # a load and a move wrote one scratchpad bank, or a load and the array one accumulator bank
+        with m.If(run & (sp.conflict | acc.conflict)):
             m.d.sync += state.eq(_State.ERROR)
         return m
 
-    def _array(self, m: Module, cmd, head, start, active, finish, sp, acc_w, acc_r,  # noqa: ANN001
-               arr_writes) -> None:
+    def _array(self, m: Module, cmd, head, start, active, finish, sp, acc) -> None:  # noqa: ANN001
         """Feed the systolic tiles from the scratchpad and write their results to the accumulator.
 
         The scratchpad's reads are synchronous: each cycle addresses the operands of the next one,
         the command's next step, or, when the array is idle or its command ends this cycle, the first
         step of its queue's head (the command that can start next), so a command's first operands are
         there in its first cycle and no cycle is added to any command.
+
+        The accumulator takes one row of ``C`` consecutive words per cycle and its reads are
+        synchronous too: each cycle addresses the row the next cycle writes (WS: the output row
+        after this cycle's; OS: the next row of the tile). An OS tile's row ``i`` is final in its PEs
+        ``R - 1 - i`` cycles before the whole tile leaves the array, so rows ``0 .. R-1`` are written
+        in the ``R`` cycles ending with the one the tile leaves in, the cycle the datasheet's last
+        result is written: no cycle is added.
         """
         a = self.arch.array
         R, C = a.rows, a.cols
@@ -578,14 +587,9 @@ class NPU(wiring.Component):
         nin_addr, nw_addr = nxt.f[4][:sb], nxt.f[5][:sb]
         ws_a_addr = os_a_addr = ws_b_addr = os_b_addr = None
 
-        # write lanes default off; each dataflow drives them when its result leaves
-        lanes = [(Signal(name=f"acc_we_{i}"), Signal(range(self.acc_words), name=f"acc_wa_{i}"),
-                  Signal(32, name=f"acc_wd_{i}")) for i in range(R * C)]
-        for (en, addr, value), wp in zip(lanes, acc_w, strict=True):
-            m.d.comb += [wp.en.eq(en), wp.addr.eq(addr), wp.data.eq(value)]
-        arr_writes.extend(lanes)
-        for i, rp in enumerate(acc_r):
-            m.d.comb += rp.addr.eq(lanes[i][1])
+        # the accumulator row (w_mask defaults off; each dataflow drives it when its results leave)
+        # and the address of the row the next cycle writes
+        acc_rd = []  # (enable, address) of each dataflow's next-cycle read
 
         # output contexts: the command whose results leave now, and the one started after it
         layout = cmd.shape()
@@ -667,23 +671,31 @@ class NPU(wiring.Component):
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 0)
                 okt_n, ont_n = _ceil_div(ok_, R), _ceil_div(on, C)
-                for j in range(C):
-                    en, addr, value = lanes[j]
-                    col = oo * C + j
-                    with m.If(got & (col < on)):
-                        m.d.comb += [en.eq(1), addr.eq((out.f[6] >> 2)[:ab] + ob[:ab] * om[:ab] * on[:ab]
-                                                       + os_[:ab] * on[:ab] + col[:ab])]
-                        m.d.comb += value.eq(Mux((oi == 0) & ~oacc, array.outputs.payload.data[j],
-                                                 acc_r[j].data + array.outputs.payload.data[j]))
-                last_out = got & (os_ == om - 1) & (oi == okt_n - 1) & (oo == ont_n - 1) & (ob == out.f[3] - 1)
+
+                def ws_row(b, s, o, om=om, on=on):  # noqa: ANN001, ANN202 - first word of row s, n tile o
+                    return ((out.f[6] >> 2)[:ab] + b[:ab] * om[:ab] * on[:ab] + s[:ab] * on[:ab] + (o * C)[:ab])[:ab]
+
                 with m.If(got):
-                    m.d.sync += os_.eq(Mux(os_ == om - 1, 0, os_ + 1))
+                    m.d.comb += acc.w_addr.eq(ws_row(ob, os_, oo))
+                    for j in range(C):
+                        col = oo * C + j
+                        m.d.comb += [acc.w_mask[j].eq(col < on),
+                                     acc.w_data[j].eq(Mux((oi == 0) & ~oacc, array.outputs.payload.data[j],
+                                                          acc.a_data[j] + array.outputs.payload.data[j]))]
+                last_out = got & (os_ == om - 1) & (oi == okt_n - 1) & (oo == ont_n - 1) & (ob == out.f[3] - 1)
+                n_s, n_i, n_o, n_b = (Signal.like(x, name=f"ws_out_next_{n}") for x, n in
+                                      ((os_, "step"), (oi, "inner"), (oo, "outer"), (ob, "b")))
+                m.d.comb += [n_s.eq(os_), n_i.eq(oi), n_o.eq(oo), n_b.eq(ob)]
+                with m.If(got):
+                    m.d.comb += n_s.eq(Mux(os_ == om - 1, 0, os_ + 1))
                     with m.If(os_ == om - 1):
-                        m.d.sync += oi.eq(Mux(oi == okt_n - 1, 0, oi + 1))
+                        m.d.comb += n_i.eq(Mux(oi == okt_n - 1, 0, oi + 1))
                         with m.If(oi == okt_n - 1):
-                            m.d.sync += oo.eq(Mux(oo == ont_n - 1, 0, oo + 1))
+                            m.d.comb += n_o.eq(Mux(oo == ont_n - 1, 0, oo + 1))
                             with m.If(oo == ont_n - 1):
-                                m.d.sync += ob.eq(Mux(last_out, 0, ob + 1))
+                                m.d.comb += n_b.eq(Mux(last_out, 0, ob + 1))
+                m.d.sync += [os_.eq(n_s), oi.eq(n_i), oo.eq(n_o), ob.eq(n_b)]
+                acc_rd.append((out.flags[:2] == 0, ws_row(n_b, n_s, n_o)))
                 pops.append(last_out)
             else:
                 mt_n, nt_n = _ceil_div(mm, R), _ceil_div(nn, C)
@@ -717,16 +729,30 @@ class NPU(wiring.Component):
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 1)
                 omt_n, ont_n = _ceil_div(om, R), _ceil_div(on, C)
+                # tag[d] is high d cycles after the cycle a fold's last step is accepted; the tile
+                # leaves R + C - 1 cycles after it, and row i is final and written at tag[C + i]
+                tag = [Signal(name=f"os_tag_{d}") for d in range(C + R)]
+                m.d.comb += tag[0].eq(fire & array.operands.payload.last)
+                m.d.sync += [tag[d].eq(tag[d - 1]) for d in range(1, C + R)]
+                drain, drain_row = Signal(name="os_drain"), Signal(range(R), name="os_drain_row")
+                ahead, ahead_row = Signal(name="os_drain_next"), Signal(range(R), name="os_drain_next_row")
                 for i in range(R):
+                    with m.If(tag[C + i]):
+                        m.d.comb += [drain.eq(1), drain_row.eq(i)]
+                    with m.If(tag[C + i - 1]):
+                        m.d.comb += [ahead.eq(1), ahead_row.eq(i)]
+
+                def os_row(i, ob=ob, oo=oo, oi=oi):  # noqa: ANN001, ANN202 - first word of tile row i
+                    return ((out.f[6] >> 2)[:ab] + ob[:ab] * om[:ab] * on[:ab] + (oo * R + i)[:ab] * on[:ab]
+                            + (oi * C)[:ab])[:ab]
+
+                tile_row = array.outputs.payload[drain_row]
+                with m.If(drain & ovalid[0] & (out.flags[:2] == 1) & (oo * R + drain_row < om)):
+                    m.d.comb += acc.w_addr.eq(os_row(drain_row))
                     for j in range(C):
-                        en, addr, value = lanes[i * C + j]
-                        row, col = oo * R + i, oi * C + j
-                        with m.If(got & (row < om) & (col < on)):
-                            m.d.comb += [en.eq(1),
-                                         addr.eq((out.f[6] >> 2)[:ab] + ob[:ab] * om[:ab] * on[:ab]
-                                                 + row[:ab] * on[:ab] + col[:ab])]
-                            m.d.comb += value.eq(Mux(~oacc, array.outputs.payload[i][j],
-                                                     acc_r[i * C + j].data + array.outputs.payload[i][j]))
+                        m.d.comb += [acc.w_mask[j].eq(oi * C + j < on),
+                                     acc.w_data[j].eq(Mux(~oacc, tile_row[j], acc.a_data[j] + tile_row[j]))]
+                acc_rd.append((ahead & (out.flags[:2] == 1), os_row(ahead_row)))
                 last_out = got & (oi == ont_n - 1) & (oo == omt_n - 1) & (ob == out.f[3] - 1)
                 with m.If(got):
                     m.d.sync += oi.eq(Mux(oi == ont_n - 1, 0, oi + 1))
@@ -743,6 +769,10 @@ class NPU(wiring.Component):
         b_addr = ws_b_addr if os_b_addr is None else os_b_addr if ws_b_addr is None \
             else Mux(next_ws, ws_b_addr, os_b_addr)
         m.d.comb += sp.r_addr[R].eq(b_addr)
+        rd_addr = acc_rd[0][1]
+        for en, addr in acc_rd[1:]:
+            rd_addr = Mux(en, addr, rd_addr)
+        m.d.comb += acc.a_addr.eq(rd_addr)
         pop_any = Const(0, 1)
         for p in pops:
             pop_any = pop_any | p

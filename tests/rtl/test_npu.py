@@ -23,6 +23,10 @@ def test_npu_refuses_what_this_version_cannot_build() -> None:
         NPU(two)
     with pytest.raises(ConfigError, match="bandwidth_bytes_per_cycle must be 4"):
         NPU(load("gemmini"))
+    odd = dataclasses.replace(arch, accumulator=dataclasses.replace(arch.accumulator, size_bytes=768))
+    with pytest.raises(ConfigError, match=r"accumulator words must be a power of two, at least 4 \(its banks\), "
+                                          r"not 192"):
+        NPU(odd)
 
 
 def test_the_command_line_unit_is_the_npu_of_the_arch() -> None:
