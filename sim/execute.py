@@ -201,7 +201,7 @@ class _Machine:
         for name in self.wanted:
             if name not in graph.tensors:
                 raise ExecutionError(f"Graph {graph.name!r} of the plan has no tensor {name!r}")
-        self.needed = _needed_layers(graph, self.wanted)
+        self.needed = graph.layers_feeding(self.wanted)
         self.stored: set[str] = set()  # tensors a store has written to DRAM
         a = self.arch.array
         if a.input_format.bits != 8 or a.weight_format.bits != 8:
@@ -798,19 +798,6 @@ def _read_through(graph: Graph, layer: Layer) -> bool:
                      for i, t in enumerate(reader.inputs[:2])):
             return False
     return True
-
-
-def _needed_layers(graph: Graph, wanted: Sequence[str]) -> set[str]:
-    """The layers the tensors ``wanted`` depend on."""
-    needed: set[str] = set()
-    stack = [graph.tensors[name].producer for name in wanted]
-    while stack:
-        name = stack.pop()
-        if name is None or name in needed:
-            continue
-        needed.add(name)
-        stack.extend(graph.tensors[t].producer for t in graph.layer(name).inputs)
-    return needed
 
 
 def _check_view(graph: Graph, layer: Layer, images: frozenset[str]) -> None:

@@ -19,7 +19,7 @@ onnxruntime is a test dependency (the ``dev`` extra), imported only here; its ab
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,8 +92,10 @@ def seeded_inputs(model: str | Path | Any, graph: Graph, *, seed: int = 0) -> di
     return feed
 
 
-def onnxruntime_outputs(model: str | Path | Any, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``model``'s outputs (by name) on ``feed``, from onnxruntime's CPU provider."""
+def onnxruntime_outputs(model: str | Path | Any, feed: Mapping[str, np.ndarray], *,
+                        tensors: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """``model``'s outputs (by name) on ``feed``, from onnxruntime's CPU provider, and the values of the
+    other ``tensors`` named (intermediate tensors, made outputs of a copy of the model)."""
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -101,7 +103,16 @@ def onnxruntime_outputs(model: str | Path | Any, feed: Mapping[str, np.ndarray])
             from exc
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    if tensors:
+        import onnx
+
+        proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else onnx.ModelProto.FromString(
+            model.SerializeToString())
+        known = {o.name for o in proto.graph.output}
+        proto.graph.output.extend(onnx.ValueInfoProto(name=name) for name in tensors if name not in known)
+        source = proto.SerializeToString()
+    else:
+        source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
     try:
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         values = session.run(None, dict(feed))
@@ -138,20 +149,7 @@ def integer_frontier(graph: Graph, plan: Plan) -> tuple[str, ...]:
     frontier = [root(t) for layer in floats for t in layer.inputs if not device.tensors[t].is_constant]
     frontier += [t.name for t in device.outputs]
     return tuple(dict.fromkeys(t for t in frontier if integer(t) and t in stored
-                               and not _depends_on(device, t, float_names)))
-
-
-def _depends_on(graph: Graph, tensor: str, layers: set[str]) -> bool:
-    stack, seen = [graph.tensors[tensor].producer], set()
-    while stack:
-        name = stack.pop()
-        if name is None or name in seen:
-            continue
-        if name in layers:
-            return True
-        seen.add(name)
-        stack.extend(graph.tensors[t].producer for t in graph.layer(name).inputs)
-    return False
+                               and not device.layers_feeding([t]) & float_names))
 
 
 def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
@@ -162,18 +160,8 @@ def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
     feed = dict(inputs) if inputs is not None else seeded_inputs(model, graph, seed=seed)
     frontier = integer_frontier(graph, plan)
     floats = tuple(layer.name for layer in split_host(graph).device.float_layers())
-    if frontier:
-        import onnx
-
-        proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else onnx.ModelProto.FromString(
-            model.SerializeToString())
-        known = {o.name for o in proto.graph.output}
-        proto.graph.output.extend(onnx.ValueInfoProto(name=name) for name in frontier if name not in known)
-        theirs = onnxruntime_outputs(proto, feed)
-        ours = execute_graph(graph, plan, feed, outputs=list(frontier))
-    else:
-        theirs = onnxruntime_outputs(model, feed)
-        ours = execute_graph(graph, plan, feed)
+    theirs = onnxruntime_outputs(model, feed, tensors=frontier)
+    ours = execute_graph(graph, plan, feed, outputs=list(frontier) or None)
     rows = []
     for name, value in ours.items():
         if name not in theirs:

@@ -145,7 +145,7 @@ def run_quantized(
     for name in wanted:
         if name not in graph.tensors:
             raise ReferenceError(f"Graph {graph.name!r} has no tensor {name!r}")
-    needed = _needed_layers(graph, wanted)
+    needed = graph.layers_feeding(wanted)
     blocked = [layer for layer in graph.layers if layer.name in needed and supported(graph, layer) is not None]
     if blocked:
         reasons = "; ".join(f"{layer.name} ({supported(graph, layer)})" for layer in blocked[:8])
@@ -198,18 +198,6 @@ def supported(graph: Graph, layer: Layer) -> str | None:
 
 
 # -- graph plumbing ---------------------------------------------------------------------------------
-
-def _needed_layers(graph: Graph, wanted: Iterable[str]) -> set[str]:
-    needed: set[str] = set()
-    stack = [graph.tensors[name].producer for name in wanted]
-    while stack:
-        name = stack.pop()
-        if name is None or name in needed:
-            continue
-        needed.add(name)
-        stack.extend(graph.tensors[t].producer for t in graph.layer(name).inputs)
-    return needed
-
 
 def _graph_input(graph: Graph, t: Tensor, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
     if t.name not in inputs:

@@ -19,7 +19,6 @@ import logging
 from functools import cache
 
 import numpy as np
-import onnx
 import pytest
 
 from accel.commands import Compute, Load, Move, Store, Vector
@@ -43,8 +42,9 @@ pytest.importorskip("onnxruntime")
 SEQ, DIM, HEADS = 20, 40, 3
 
 
-def _quantized(graph: Graph):  # type: ignore[no-untyped-def]
-    """(imported QDQ graph, float feed, onnxruntime's outputs) of ``graph`` with seeded weights."""
+def _quantized(graph: Graph, names: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """(imported QDQ graph, float feed, onnxruntime's outputs and tensors ``names``) of ``graph`` with
+    seeded weights."""
     logging.disable(logging.WARNING)
     try:
         model = export_onnx(graph, seed=3)
@@ -52,7 +52,7 @@ def _quantized(graph: Graph):  # type: ignore[no-untyped-def]
     finally:
         logging.disable(logging.NOTSET)
     feed = calibration_inputs(quantized, count=1, seed=9)[0]
-    return load_onnx(quantized), feed, onnxruntime_outputs(quantized, feed)
+    return load_onnx(quantized), feed, onnxruntime_outputs(quantized, feed, tensors=names)
 
 
 @cache
@@ -240,16 +240,7 @@ def _attention_with_softmax():  # type: ignore[no-untyped-def]
     k_t = b.transpose(b.linear(x, DIM, True, "k"), (0, 2, 1), "k_t")
     scores = b.mul(b.matmul(b.linear(x, DIM, True, "q"), k_t, "scores"), b.constant("scale", ()), "scale_mul")
     b.matmul(b.softmax(scores, -1, "softmax"), b.linear(x, DIM, True, "v"), "context")
-    logging.disable(logging.WARNING)
-    try:
-        model = export_onnx(b.build(), seed=3)
-        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1))
-    finally:
-        logging.disable(logging.NOTSET)
-    feed = calibration_inputs(quantized, count=1, seed=9)[0]
-    with_prefix = onnx.ModelProto.FromString(quantized.SerializeToString())
-    with_prefix.graph.output.extend(onnx.ValueInfoProto(name=name) for name in SOFTMAX_PREFIX)
-    return load_onnx(quantized), feed, onnxruntime_outputs(with_prefix, feed)
+    return _quantized(b.build(), SOFTMAX_PREFIX)
 
 
 SOFTMAX_PREFIX = ("scale_mul_QuantizeLinear_Output", "v_QuantizeLinear_Output")  # the scaled scores, v's codes
@@ -280,13 +271,6 @@ def test_a_tensor_that_stays_on_chip_cannot_be_read_from_dram() -> None:
         execute_graph(graph, plan, feed, outputs=SOFTMAX_PREFIX)
 
 
-def _onnxruntime_with(quantized, feed, names):  # type: ignore[no-untyped-def]
-    """onnxruntime's outputs of ``quantized`` with the tensors ``names`` as extra outputs."""
-    model = onnx.ModelProto.FromString(quantized.SerializeToString())
-    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in names)
-    return onnxruntime_outputs(model, feed)
-
-
 HEAD_PREFIX = ("scale_mul_QuantizeLinear_Output", "v.heads_QuantizeLinear_Output")
 
 
@@ -307,14 +291,7 @@ def _multi_head_attention():  # type: ignore[no-untyped-def]
                    "scale_mul")
     context = b.transpose(b.matmul(b.softmax(scores, -1, "softmax"), v, "context"), (0, 2, 1, 3), "merge")
     b.linear(b.reshape(context, (1, seq, dim), "merge_heads"), dim, name="out")
-    logging.disable(logging.WARNING)
-    try:
-        model = export_onnx(b.build(), seed=3)
-        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1))
-    finally:
-        logging.disable(logging.NOTSET)
-    feed = calibration_inputs(quantized, count=1, seed=9)[0]
-    return load_onnx(quantized), feed, _onnxruntime_with(quantized, feed, HEAD_PREFIX)
+    return _quantized(b.build(), HEAD_PREFIX)
 
 
 @pytest.mark.parametrize("preset", ["gemmini", "fpga-small"])
@@ -376,7 +353,7 @@ def test_the_zoo_bert_layer_runs_bit_exactly_up_to_its_float_softmax(preset: str
     stored = {c.tensor for c in plan.commands if isinstance(c, Store)}
     names = [name for name in BERT_PREFIX if name in stored]  # (an allocator may keep v's heads on chip)
     assert BERT_PREFIX[0] in names
-    theirs = _onnxruntime_with(quantized, feed, names)
+    theirs = onnxruntime_outputs(quantized, feed, tensors=names)
     _assert_equal(execute_graph(graph, plan, feed, outputs=names), {name: theirs[name] for name in names})
     if allocator == "none" and spad is None:
         with pytest.raises(ExecutionError, match=r"computes in floating point in 'attention.softmax' \(Softmax\)"):
@@ -393,7 +370,7 @@ def test_the_zoo_bert_layer_with_two_four_weights_runs_compressed_up_to_its_soft
     assert plan.weight_tiles and any(isinstance(c, Compute) and c.sparsity is not None for c in plan.commands)
     stored = {c.tensor for c in plan.commands if isinstance(c, Store)}
     names = [name for name in BERT_PREFIX if name in stored]
-    theirs = _onnxruntime_with(quantized, feed, names)
+    theirs = onnxruntime_outputs(quantized, feed, tensors=names)
     _assert_equal(execute_graph(graph, plan, feed, outputs=names), {name: theirs[name] for name in names})
 
 

@@ -29,7 +29,7 @@ the result is consistent (every input defined before use, one producer per tenso
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
@@ -309,6 +309,18 @@ class Graph:
     def quantized(self) -> bool:
         """Whether any tensor carries quantization parameters (a quantized import)."""
         return any(t.quant is not None for t in self.tensors.values())
+
+    def layers_feeding(self, tensors: Iterable[str]) -> set[str]:
+        """The names of the layers the tensors named depend on (their producers and those before them)."""
+        needed: set[str] = set()
+        stack = [self.tensors[name].producer for name in tensors]
+        while stack:
+            name = stack.pop()
+            if name is None or name in needed:
+                continue
+            needed.add(name)
+            stack.extend(self.tensors[t].producer for t in self.layer(name).inputs)
+        return needed
 
     def float_layers(self) -> tuple[Layer, ...]:
         """Layers of a quantized graph that compute in floating point (``attrs["numerics"] == "float"``)."""
