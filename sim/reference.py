@@ -402,10 +402,24 @@ def wrap_int32(values: np.ndarray) -> np.ndarray:
 
 # -- vector layers ------------------------------------------------------------------------------------
 
-def _add(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+def _binary(codes_of: Any) -> Any:
+    """The kernel of a binary element-wise layer whose codes ``codes_of`` gives, broadcast to its output."""
+    def kernel(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+        out = graph.tensors[layer.outputs[0]]
+        codes = codes_of(graph, layer, get(layer.inputs[0]), get(layer.inputs[1]), requant=mode)
+        return [np.broadcast_to(codes, out.shape).copy()]
+    return kernel
+
+
+def _binary_quant(graph: Graph, layer: Layer, what: str) -> tuple[QuantParams, QuantParams, QuantParams, NumberFormat]:
+    """The per-tensor quantization of binary layer ``layer``'s two inputs and its output, and the output's
+    code format (a per-channel one is refused, naming ``what`` the layer is)."""
+    aq, bq = _quant(graph, layer.inputs[0], layer), _quant(graph, layer.inputs[1], layer)
     out = graph.tensors[layer.outputs[0]]
-    codes = add_codes(graph, layer, get(layer.inputs[0]), get(layer.inputs[1]), requant=mode)
-    return [np.broadcast_to(codes, out.shape).copy()]
+    yq = _quant(graph, out.name, layer)
+    if aq.per_channel or bq.per_channel or yq.per_channel:
+        raise ReferenceError(f"Layer {layer.name!r}: per-channel quantized {what} is not supported")
+    return aq, bq, yq, code_format(out)
 
 
 def add_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
@@ -416,13 +430,7 @@ def add_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
     if mode is Requantization.DYADIC:
         raise ReferenceError(f"Layer {layer.name!r}: a quantized add is modelled in the float32-half-even"
                              " (onnxruntime) and TFLite modes, not dyadic")
-    a_name, b_name = layer.inputs[:2]
-    aq, bq = _quant(graph, a_name, layer), _quant(graph, b_name, layer)
-    out = graph.tensors[layer.outputs[0]]
-    yq = _quant(graph, out.name, layer)
-    if aq.per_channel or bq.per_channel or yq.per_channel:
-        raise ReferenceError(f"Layer {layer.name!r}: per-channel quantized add is not supported")
-    fmt = code_format(out)
+    aq, bq, yq, fmt = _binary_quant(graph, layer, "add")
     if mode is not Requantization.FLOAT32_HALF_EVEN:
         return tflite_add(a, b, aq.scale[0], aq.zero_point[0], bq.scale[0], bq.zero_point[0],
                           yq.scale[0], yq.zero_point[0], mode=mode, out_format=fmt)
@@ -439,12 +447,6 @@ def add_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
     return np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
 
 
-def _mul(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
-    out = graph.tensors[layer.outputs[0]]
-    codes = mul_codes(graph, layer, get(layer.inputs[0]), get(layer.inputs[1]), requant=mode)
-    return [np.broadcast_to(codes, out.shape).copy()]
-
-
 def mul_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
               requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
     """The codes of quantized multiply ``layer`` on input codes ``a`` and ``b`` (any shapes that broadcast:
@@ -453,13 +455,7 @@ def mul_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
     if mode is not Requantization.FLOAT32_HALF_EVEN:
         raise ReferenceError(f"Layer {layer.name!r}: a quantized multiply is modelled in float32-half-even mode only"
                              f" (onnxruntime's), not {mode.value}")
-    a_name, b_name = layer.inputs[:2]
-    aq, bq = _quant(graph, a_name, layer), _quant(graph, b_name, layer)
-    out = graph.tensors[layer.outputs[0]]
-    yq = _quant(graph, out.name, layer)
-    if aq.per_channel or bq.per_channel or yq.per_channel:
-        raise ReferenceError(f"Layer {layer.name!r}: per-channel quantized multiply is not supported")
-    fmt = code_format(out)
+    aq, bq, yq, fmt = _binary_quant(graph, layer, "multiply")
     # MLAS qlmul.cpp (SSE2): the exact int32 product of the shifted codes, float32 scaled by
     # (a_scale * b_scale) / y_scale, plus y_zp, rounded half to even, saturated.
     ratio = (np.float32(aq.scale[0]) * np.float32(bq.scale[0])) / np.float32(yq.scale[0])
@@ -564,7 +560,8 @@ def _dequantize(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> l
 
 
 _KERNELS = {
-    "conv": _conv, "gemm": _gemm, "matmul": _matmul, "add": _add, "mul": _mul, "global_avg": _global_avg,
+    "conv": _conv, "gemm": _gemm, "matmul": _matmul, "add": _binary(add_codes), "mul": _binary(mul_codes),
+    "global_avg": _global_avg,
     "maxpool": _maxpool, "relu": _relu, "concat": _concat, "reshape": _rearrange, "flatten": _rearrange,
     "transpose": _rearrange, "identity": _identity, "passthrough": _identity, "quantize": _quantize,
     "dequantize": _dequantize,
