@@ -34,14 +34,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from accel.errors import ConfigError
+from rtl.npu.scratchpad import log2_exact
 
 __all__ = ["BankedAccumulator"]
-
-
-def _log2(value: int, what: str) -> int:
-    if value < 1 or value & (value - 1):
-        raise ConfigError(f"Accumulator {what} must be a power of two, not {value}")
-    return value.bit_length() - 1
 
 
 class BankedAccumulator(wiring.Component):
@@ -61,7 +56,7 @@ class BankedAccumulator(wiring.Component):
 
     def __init__(self, *, words: int, lanes: int, dma_lanes: int = 4, pending: int = 4) -> None:
         try:
-            self.addr_bits = _log2(words, "words")
+            self.addr_bits = log2_exact(words, "Accumulator words")
             banks = 1 << max(lanes - 1, dma_lanes - 1, 0).bit_length()
             if banks > words:
                 raise ConfigError(f"Accumulator words must be at least {banks} (the banks), not {words}")
@@ -69,7 +64,7 @@ class BankedAccumulator(wiring.Component):
             self._MustUse__silence = True  # never built, so do not also warn "created but never used"
             raise
         self.words, self.lanes, self.dma_lanes, self.banks, self.pending = words, lanes, dma_lanes, banks, pending
-        self.bank_bits = _log2(banks, "banks")
+        self.bank_bits = log2_exact(banks, "Accumulator banks")
         super().__init__({
             "w_addr": In(range(words)), "w_mask": In(lanes), "w_data": In(data.ArrayLayout(32, lanes)),
             "l_addr": In(range(words)), "l_en": In(4), "l_data": In(32),

@@ -28,12 +28,13 @@ from amaranth.lib.wiring import In, Out
 
 from accel.errors import ConfigError
 
-__all__ = ["BankedScratchpad"]
+__all__ = ["BankedScratchpad", "log2_exact"]
 
 
-def _log2(value: int, what: str) -> int:
+def log2_exact(value: int, what: str) -> int:
+    """``log2(value)`` of a power of two; else a :class:`ConfigError` naming ``what`` it is."""
     if value < 1 or value & (value - 1):
-        raise ConfigError(f"Scratchpad {what} must be a power of two, not {value}")
+        raise ConfigError(f"{what} must be a power of two, not {value}")
     return value.bit_length() - 1
 
 
@@ -58,7 +59,8 @@ class BankedScratchpad(wiring.Component):
         except ConfigError:
             self._MustUse__silence = True  # never built, so do not also warn "created but never used"
             raise
-        self.word_bits, self.bank_bits = _log2(word_bytes, "word_bytes"), _log2(banks, "banks")
+        self.word_bits = log2_exact(word_bytes, "Scratchpad word_bytes")
+        self.bank_bits = log2_exact(banks, "Scratchpad banks")
         self.size_bytes, self.banks, self.word_bytes = size_bytes, banks, word_bytes
         self.read_lanes, self.writers, self.beat_bytes = tuple(read_lanes), writers, beat_bytes
         self.rows = size_bytes // (banks * word_bytes)
@@ -74,9 +76,9 @@ class BankedScratchpad(wiring.Component):
 
     @staticmethod
     def _check(size_bytes: int, banks: int, word_bytes: int, read_lanes: tuple[int, ...], beat_bytes: int) -> None:
-        _log2(word_bytes, "word_bytes")
-        _log2(banks, "banks")
-        _log2(size_bytes, "size_bytes")
+        log2_exact(word_bytes, "Scratchpad word_bytes")
+        log2_exact(banks, "Scratchpad banks")
+        log2_exact(size_bytes, "Scratchpad size_bytes")
         if banks < 2:
             raise ConfigError(f"Scratchpad banks must be at least 2 (a window spans two words), not {banks}")
         if size_bytes < banks * word_bytes:
