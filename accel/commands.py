@@ -51,7 +51,7 @@ class Buffer(Enum):
     ACCUMULATOR = "accumulator"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Block:
     """A strided block of bytes: ``planes x rows`` runs of ``row_bytes`` contiguous bytes, run
     ``(p, r)`` starting ``p * plane_stride + r * row_stride`` bytes after the block's first byte
@@ -75,7 +75,7 @@ class Block:
         return (self.planes - 1) * self.plane_stride + (self.rows - 1) * self.row_stride + self.row_bytes
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Command:
     id: int
     layer: str
@@ -84,7 +84,7 @@ class Command:
     unit = Unit.DMA  # overridden per kind; a class attribute, not a field
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Load(Command):
     tensor: str
     size_bytes: int
@@ -96,7 +96,7 @@ class Load(Command):
     unit = Unit.DMA
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Store(Command):
     """``size_bytes`` bytes to DRAM: from the scratchpad a copy; from the accumulator its 32-bit words
     (``size_bytes / out-bytes`` of them) requantized to the input format, or copied ``raw``."""
@@ -113,7 +113,7 @@ class Store(Command):
     unit = Unit.DMA
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Move(Command):
     """``size_bytes`` of results (in the input format) from the accumulator at ``src_addr`` to the
     scratchpad at ``addr``; ``tensor`` names what is moved. Runs on the DMA's store queue."""
@@ -128,7 +128,7 @@ class Move(Command):
     unit = Unit.DMA
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Compute(Command):
     m: int
     k: int
@@ -158,7 +158,7 @@ class Compute(Command):
         return self.batch * self.m * self.k * self.n
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Vector(Command):
     op: str
     elements: int

@@ -59,7 +59,7 @@ import itertools
 import logging
 from collections.abc import Generator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from heapq import heapify
 from pathlib import Path
 
@@ -372,6 +372,13 @@ _KNOWN_FIELDS = {
     Vector: {"id", "layer", "deps", "op", "elements", "macs", "input_addr", "output_addr", "second_addr", "origin",
              "extent", "input_block", "second_block", "output_block", "part"},
 }
+
+
+@cache
+def _known_kind(kind: type) -> bool:
+    """Whether coalescing knows every field of command class ``kind`` (a field the table above does not
+    list, in a subclass or a new field, makes its commands end every run)."""
+    return kind in _KNOWN_FIELDS and {f.name for f in dataclasses.fields(kind)} <= _KNOWN_FIELDS[kind]
 
 
 class _Proc:
@@ -885,7 +892,7 @@ def _runs(commands: tuple[Command, ...], table: ProgramTable, offsets: np.ndarra
     inside = flat >= layer_lo[owner]
     value = np.where(inside, owner - flat, -1 - flat)  # offset back (>0) inside the layer, else -1 - id
     position = np.arange(len(flat), dtype=np.int64) - np.repeat(offsets[:-1], counts)
-    known = np.array([type(f) in _KNOWN_FIELDS and f.__dict__.keys() <= _KNOWN_FIELDS[type(f)] for f in table.forms],
+    known = np.array([_known_kind(type(f)) for f in table.forms],
                      dtype=bool)[table.form] if n else np.zeros(0, dtype=bool)
     cycles = table.command_cycles
     kind = table.kind.astype(np.int64)
