@@ -1,11 +1,12 @@
 """Sweep speed: design points per second for ResNet-18 on the Gemmini-like preset, caches warm.
 
 Sweeps 24 design points (DRAM bandwidth x scratchpad size x dataflow around ``gemmini``) of ResNet-18
-with :func:`sim.sweep.run_sweep` on: this process (``max_workers=1``), a local pool of 1 and of 2 processes,
-and a 2-worker Dask ``LocalCluster``. Each executor first runs a warm-up sweep of other points (imports,
-the energy table, the workload graph cached in every worker), then the timed one. Prints a table and
-writes JSON (``--json``, default ``benchmarks/results/sweep_speed.json``). The target is 5 points per
-second per core.
+with :func:`sim.sweep.run_sweep` on: this process (``max_workers=1``), a local pool of 1 and of 2 processes
+(``--trials`` fresh pools of each, alternating; the median is reported), and a 2-worker Dask
+``LocalCluster``. Each executor first runs a warm-up sweep of other points (imports, the energy table,
+the workload graph cached in every worker), then the timed one. Prints a table and writes JSON
+(``--json``, default ``benchmarks/results/sweep_speed.json``). The target is 5 points per second per
+core.
 
 It also profiles one point in this process, with the mapping search's and the program memos emptied
 (:mod:`mapper.programs`: designs that map alike share one program), and reports the share of mapping
@@ -77,14 +78,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("results") / "sweep_speed.json")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster")
+    parser.add_argument("--trials", type=int, default=3,
+                        help="timed sweeps per local pool size (fresh pools, 1 and 2 workers alternating); the "
+                             "median is reported (default 3)")
     args = parser.parse_args()
 
     rows = [{"executor": "in-process (max_workers=1)", "cores": 1, **_timed(None, 1)}]
-    for workers in (1, 2):
-        # spawned, not forked: a forked worker would inherit this process's warm search and program memos
-        spawn = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-            rows.append({"executor": f"local processes ({workers})", "cores": workers, **_timed(pool, workers)})
+    trials: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    for _ in range(args.trials):  # 1 and 2 workers alternate, so a change in the machine's load hits both
+        for workers in (1, 2):
+            # spawned, not forked: a forked worker would inherit this process's warm search and program memos
+            spawn = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+                trials[workers].append(_timed(pool, workers))
+    for workers, runs in trials.items():
+        median = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
+        rows.append({"executor": f"local processes ({workers})", "cores": workers, **median,
+                     "wall_s_trials": [round(r["wall_s"], 3) for r in runs]})
     if not args.no_dask:
         from distributed import Client, LocalCluster
 
@@ -104,7 +114,7 @@ def main() -> None:
     pools = {row["cores"]: row for row in rows if row["executor"].startswith("local processes")}
     speedup = pools[2]["points_per_s"] / pools[1]["points_per_s"]
     print(f"in-process: {rows[0]['points_per_cpu_s']:.2f} points per CPU second; 2 local processes over 1: "
-          f"{speedup:.2f}x (target 1.8x; read it on an idle machine)")
+          f"{speedup:.2f}x, medians of {args.trials} trials (target 1.8x; read it on an idle machine)")
     total = point["map_s"] + point["simulate_s"] + point["summary_s"]
     print(f"one point, nothing shared ({point['commands']:.0f} commands): map {point['map_s'] * 1e3:.0f} ms "
           f"({point['map_s'] / total:.0%}), simulate {point['simulate_s'] * 1e3:.0f} ms "

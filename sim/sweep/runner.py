@@ -75,6 +75,13 @@ def _check_workloads(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+CHUNK_ROWS = 8
+"""The most rows a chunk has (a resume recomputes at most this many rows per worker)."""
+ON_CHIP = ("array.", "scratchpad.", "accumulator.")
+"""Swept paths that change what a design's programs are (:class:`mapper.emit.OnChip`); the others
+(DRAM, DMA, clock, energy, ...) change only how a program is timed."""
+
+
 class _Tasks:
     """Every (point, workload) row of a sweep with its identity columns."""
 
@@ -98,10 +105,24 @@ class _Tasks:
                                       "params": params_json}
 
     def chunks(self, keys: Iterable[str], workers: int) -> list[list[Task]]:
+        """The rows of ``keys`` in chunks of at most :data:`CHUNK_ROWS` for ``workers`` workers.
+
+        Rows of one workload whose points differ only off chip (the swept paths outside
+        :data:`ON_CHIP`) come one after another: a worker maps them with what it memoised for the
+        first (:mod:`mapper.programs`, the search's compute prices). When there are at least two such
+        groups per worker, each group is its own chunk (split at :data:`CHUNK_ROWS`), so no two workers
+        repeat a group's mapping; otherwise the rows are cut into chunks enough for four per worker.
+        """
         order = {w: i for i, w in enumerate(self.workloads)}
-        todo = sorted((self.identity[k] for k in keys), key=lambda r: (order[r["workload"]], r["point"]))
-        size = max(1, min(8, math.ceil(len(todo) / max(1, 4 * workers))))
-        tasks = [(r["point"], r["key"], r["params"], r["workload"]) for r in todo]
+        on_chip = [p for p in self.space.paths if p.startswith(ON_CHIP)]
+        groups: dict[tuple, list[Task]] = {}
+        for r in sorted((self.identity[k] for k in keys), key=lambda r: (order[r["workload"]], r["point"])):
+            group = (r["workload"], *(_canonical(self.points[r["point"]][p]) for p in on_chip))
+            groups.setdefault(group, []).append((r["point"], r["key"], r["params"], r["workload"]))
+        if len(groups) >= 2 * max(1, workers):
+            return [g[i:i + CHUNK_ROWS] for g in groups.values() for i in range(0, len(g), CHUNK_ROWS)]
+        tasks = [task for g in groups.values() for task in g]
+        size = max(1, min(CHUNK_ROWS, math.ceil(len(tasks) / max(1, 4 * workers))))
         return [tasks[i:i + size] for i in range(0, len(tasks), size)]
 
     def frame(self, results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
