@@ -250,3 +250,24 @@ def test_every_row_has_the_designs_area_and_an_fpga_device_is_a_constraint(tmp_p
     assert large["status"] == "invalid"  # kept, never dropped
     assert large["reason"].startswith("the 8x8 ws tile does not fit the ecp5 25k: it needs ") and "DSPs" in \
         large["reason"]
+
+
+def test_points_that_differ_only_off_chip_run_in_one_chunk():
+    """Two workers never both map one on-chip design: its bandwidth variants share a chunk (and a
+    worker's memos); with fewer groups than two per worker, rows are cut by count, each once."""
+    from sim.sweep.runner import _Tasks
+
+    space = Space(base="gemmini", params={"dram.bandwidth_bytes_per_cycle": [8.0, 16.0, 32.0],
+                                          "scratchpad.size_bytes": ["128 KiB", "256 KiB"],
+                                          "array.dataflows": [["ws"], ["os"]]})
+    tasks = _Tasks(space, ["resnet18"])
+    chunks = tasks.chunks(tasks.identity, workers=2)
+    assert [len(chunk) for chunk in chunks] == [3, 3, 3, 3]
+    for chunk in chunks:
+        on_chip = {json.dumps({p: v for p, v in json.loads(params).items() if not p.startswith("dram.")},
+                              sort_keys=True) for _, _, params, _ in chunk}
+        assert len(on_chip) == 1
+    many = tasks.chunks(tasks.identity, workers=4)
+    for cut in (chunks, many):
+        assert sorted(key for chunk in cut for _, key, _, _ in chunk) == sorted(tasks.identity)
+    assert len(many) == 12
