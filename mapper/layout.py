@@ -44,6 +44,7 @@ import math
 import weakref
 from collections.abc import Hashable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -193,7 +194,12 @@ def make_block(row_bytes: int, rows: int = 1, row_stride: int = 0, planes: int =
         plane_stride = rows * row_stride
     if planes == 1 and rows == 1:
         return None
-    return Block(rows=rows, row_bytes=row_bytes, row_stride=row_stride, planes=planes, plane_stride=plane_stride)
+    return _shared_block(rows, row_bytes, row_stride, planes, plane_stride)
+
+
+# Blocks are immutable and a layer's tiles repeat a few shapes: one object per shape (a GPT-2 prefill's
+# 133,000 DRAM blocks have a few hundred), so a program holds no copy of a block per command.
+_shared_block = lru_cache(maxsize=1 << 16)(Block)
 
 
 # -- tensors ---------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+from array import array
 from collections.abc import Generator
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -449,7 +450,8 @@ class _Machine:
         self.done: list[simpy.Event | None] = [None] * n
         self.completed = _processed_event(self.env)
         self.deps = [c.deps for c in commands]
-        self.cycles = self.table.command_cycles.tolist()
+        # per-command figures in machine-word arrays (8 bytes a command, not a Python int object each)
+        self.cycles = array("q", self.table.command_cycles.astype(np.int64).tobytes())
         kind = self.table.kind.tolist()
         self.kind = kind
         self.is_move = [k == 2 for k in kind]
@@ -458,12 +460,9 @@ class _Machine:
         self.stall = np.zeros(n, dtype=np.int64)
         self.stall_on = np.zeros(n, dtype=np.int8)
         self.coalesced = np.zeros(n, dtype=bool)
-        self.log: list[int] = []  # ids in the order they finished
-        queue = self.table.queue.tolist()
-        ids: list[list[int]] = [[], [], [], []]
-        for i, q in enumerate(queue):
-            ids[q].append(i)
-        self.cursors = [_Cursor(ids[q], q) for q in range(len(QUEUES))]
+        self.log = array("q")  # ids in the order they finished
+        queues = self.table.queue
+        self.cursors = [_Cursor(np.flatnonzero(queues == q).tolist(), q) for q in range(len(QUEUES))]
         channels = self.arch.dma.channels
         feedable = int(self.arch.dram.bandwidth_bytes_per_cycle // self.arch.dma.bandwidth_bytes_per_cycle)
         # Transfers at full rate at once: the DMA channels, or fewer when DRAM cannot feed them all.
@@ -525,8 +524,8 @@ class _Machine:
         order = np.lexsort((ids, self.start))
         timing = Timing(ids[order], self.start[order], self.end_at[order], self.stall[order], self.stall_on[order],
                         self.coalesced[order])
-        for array in dataclasses.astuple(timing):
-            array.setflags(write=False)
+        for column in dataclasses.astuple(timing):
+            column.setflags(write=False)
         total = int(self.end_at.max()) if len(ids) else 0
         if self.runs:
             _log.debug("%s: %d of %d commands coalesced in %d SimPy events", self.plan.graph_name,
@@ -806,7 +805,7 @@ class _Machine:
         blocks = (min(run.b, parked) - high) // shift
         if blocks < 1:
             return False
-        completed = np.array(self.log[log0:log1], dtype=np.int64)
+        completed = np.frombuffer(self.log[log0:log1], dtype=np.int64)
         if len(completed) != shift or len(np.unique((completed - run.a) % shift)) != shift:
             return False
         k = np.arange(1, blocks + 1, dtype=np.int64)
@@ -863,7 +862,7 @@ class _Machine:
         env._queue[:] = [(when + delay, priority, eid, event) for when, priority, eid, event in env._queue]
         heapify(env._queue)
         env._now += delay
-        self.log.extend(copies.tolist())
+        self.log.frombytes(copies.astype(np.int64).tobytes())
         _log.debug("coalesced %d commands of %s (%d blocks of %d, period %d cycles)", len(copies),
                    self.plan.commands[run.a].layer, blocks * shift // run.period, run.period, period)
         return True
