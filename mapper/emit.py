@@ -443,6 +443,10 @@ class _Emitter:
         acc_word = self.arch.array.accumulator_format.size_bytes
         held: dict[str, tuple[int, Block | None]] = {}  # the operands the previous compute read, by role
         kept: dict[str, _Slot] = {}  # the half whose top holds the operand kept for later steps, by role
+        # a kept column of weights, one tile per k tile stacked down from the top: where each is, by
+        # (role, k0), and what the column's loads wait for and how many bytes of the top it fills
+        kept_at: dict[tuple[str, int], tuple[int, Block | None]] = {}
+        column: dict[str, tuple[list[int], int]] = {}
         entry = {id(slot): list(slot.last_users) for slot in self.spad_slots}  # their users before this layer
         for step in steps:
             if step.new_block:
@@ -460,15 +464,22 @@ class _Emitter:
                     if place is not None:  # resident: read in place
                         at, block = self._tile_place(layer, ops, t)
                         operand[t.role] = (place[1] + at, block)
+                        if t.stays:  # the column's later output tiles read it in place too
+                            kept_at[t.role, t.origin[2]] = operand[t.role]
                         onchip.append(place[0])
                         continue
                     assert spad_slot is not None
                     if t.stays:  # at the top of a half, clear of the streamed operands below it
-                        target, deps = self._kept_place(kept.get(t.role), spad_slot, entry)
-                        at = target.addr + self.half_spad - t.size_bytes
+                        k0 = t.origin[2]
+                        if k0 == 0:  # a column's first tile: the other half's top from the last column's
+                            target, deps = self._kept_place(kept.get(t.role), spad_slot, entry)
+                            target.top_users, kept[t.role] = [], target
+                            column[t.role] = (deps, 0)
+                        target, (deps, filled) = kept[t.role], column[t.role]
+                        at = target.addr + self.half_spad - filled - t.size_bytes
+                        column[t.role] = (deps, filled + t.size_bytes)
                         loads.append(self._transfer(Load, layer, ops, t, at, [self.ready[t.tensor], *deps]))
-                        operand[t.role] = (at, None)
-                        target.top_users, kept[t.role] = [], target
+                        operand[t.role] = kept_at[t.role, k0] = (at, None)
                         continue
                     deps = [self.ready[t.tensor], *spad_slot.last_users]
                     loads.append(self._transfer(Load, layer, ops, t, spad_slot.addr + offset, deps))
@@ -477,7 +488,7 @@ class _Emitter:
                 else:
                     written = stored[t.key] if t.key is not None else self.ready[t.tensor]
                     loads.append(self._transfer(Load, layer, ops, t, out_addr, [written, *block_free]))
-            carried = held if not c.fill else {role: held[role] for role in step.reuses}
+            carried = held if not c.fill else {role: kept_at[role, c.origin[2]] for role in step.reuses}
             held = {**carried, **operand}
             addr = spad_slot.addr if spad_slot is not None else 0
             (in_addr, in_block), (w_addr, w_block_) = held.get("x", (addr, None)), held.get("w", (addr, None))

@@ -26,12 +26,17 @@ __all__ = ["Tile", "LayerMapping", "Plan"]
 
 @dataclass(frozen=True)
 class Tile:
-    """Tile sizes of a GEMM layer: ``b`` groups x ``m`` rows x ``k`` reduction x ``n`` columns."""
+    """Tile sizes of a GEMM layer: ``b`` groups x ``m`` rows x ``k`` reduction x ``n`` columns.
+
+    ``keep``: tile-outer keeps each column's weights on chip for the whole column of output tiles
+    although the reduction is split into several ``k`` tiles (:func:`mapper.schedules.keeps_weights`;
+    with one ``k`` tile they are always kept)."""
 
     m: int
     k: int
     n: int
     b: int = 1
+    keep: bool = False
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from mapper.plan import Tile
 from workloads.graph import GemmShape
 
 __all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "fold_outer", "keeps_weights",
-           "largest", "tile_sizes", "share"]
+           "kept_column_bytes", "largest", "tile_sizes", "share"]
 
 
 @dataclass(frozen=True)
@@ -218,10 +218,20 @@ class Operands:
 
 
 def keeps_weights(ops: Operands, tile: Tile) -> bool:
-    """Whether :func:`tile_outer` keeps each weight tile for its whole column of output tiles: when
-    the reduction is one tile, consecutive steps of a column read the same weights, which stay in
-    the scratchpad (at the top of the half they were loaded into) while the input tiles stream."""
-    return ops.w is not None and tile.k >= ops.gemm.k
+    """Whether :func:`tile_outer` keeps each column of weight tiles for its whole column of output
+    tiles: the first output tile of a column loads them (one per ``k`` tile), they stay in the
+    scratchpad (stacked at the top of the half the first was loaded into) and the column's other
+    output tiles read them there while their input tiles stream. Always when the reduction is one
+    tile; with a split reduction when the tile says so (:attr:`Tile.keep`: the search checks that
+    the column and an input tile fit half the working space, :func:`kept_column_bytes`)."""
+    return ops.w is not None and (tile.k >= ops.gemm.k or tile.keep)
+
+
+def kept_column_bytes(ops: Operands, tb: int, tk: int, tn: int) -> int:
+    """Bytes of one column of ``tb x tk x tn`` weight tiles over the whole reduction (what
+    :func:`keeps_weights` keeps on chip)."""
+    full, rest = divmod(ops.gemm.k, tk)
+    return full * ops.w_size(tb, tk, tn) + (ops.w_size(tb, rest, tn) if rest else 0)
 
 
 def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
@@ -236,7 +246,7 @@ def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
             at, size = (b0, m0, k0, n0), (tb, tm, tk, tn)
             loads = [Transfer(ops.x, ops.x_tile(b0, tb, m0, tm, k0, tk), Buffer.SCRATCHPAD, role="x", origin=at,
                               extent=size)]
-            reused = keep and m0 > 0
+            reused = keep and m0 > 0  # the column's first output tile loaded this k tile's weights
             if ops.w is not None and not reused:
                 loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
                                       extent=size, stays=keep))

@@ -47,6 +47,7 @@ from mapper.schedules import (
     Step,
     fold_outer,
     keeps_weights,
+    kept_column_bytes,
     largest,
     share,
     tile_outer,
@@ -349,6 +350,17 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     last, wrap = (1, 0, 0.0, 0.0), 0.0
     k_tiles = _splits(g.k, tile.k)
     keep = keeps_weights(ops, tile)
+    steps = []  # one output tile's runs of equal steps: (k tile, times, accumulate, last)
+    for j, (_, ck) in enumerate(k_tiles):
+        first, final = j == 0, j == len(k_tiles) - 1
+        head = 1 if first else 0
+        tail = 1 if final and ck - head > 0 else 0
+        if head:
+            steps.append((j, 1, False, final and ck == 1))
+        if ck - head - tail > 0:
+            steps.append((j, ck - head - tail, True, False))
+        if tail:
+            steps.append((j, 1, True, True))
     for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
                                                           _splits(g.m, tile.m)):
         count = cb * cn * cm
@@ -356,56 +368,40 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
         store_busy, store_pj = pricer.transfer(out, Buffer.ACCUMULATOR, True, ops.out_row_bytes(tb, tn))
         energy += count * store_pj
         moved += count * out
-        if keep:  # one k tile; the first output tile of each column loads the weights the others reuse
+        x_sizes = [(ops.x_share(tb, tm, tk), ops.x_row_bytes(tb, tk)) for tk, _ in k_tiles]
+        w_sizes = [(ops.w_size(tb, tk, tn), ops.w_row_bytes(tk, tn)) for tk, _ in k_tiles] if ops.w is not None \
+            else [None] * len(k_tiles)
+        # output tiles that load their weights, and (keeping them) those that read the column's first's
+        if keep:  # the first output tile of each column is a whole one (or the only one)
             firsts = cb * cn if tm == min(tile.m, g.m) else 0
-            array, pj = pricer.compute(dataflow, tm, g.k, tn, tb, False, True, True, ops.sparsity)
-            x_size, w_size = ops.x_share(tb, tm, g.k), ops.w_size(tb, g.k, tn)
-            x_busy, x_pj = pricer.transfer(x_size, Buffer.SCRATCHPAD, False, ops.x_row_bytes(tb, g.k))
-            w_busy, w_pj = pricer.transfer(w_size, Buffer.SCRATCHPAD, False, ops.w_row_bytes(g.k, tn))
-            energy += count * (pj + x_pj) + firsts * w_pj
-            moved += count * x_size + firsts * w_size
-            priced = [(times, array, loads, store_busy) for times, loads in
-                      ((firsts, x_busy + w_busy), (count - firsts, x_busy)) if times]
-            cycles += _overlapped(priced)
-            steps_run += count
-            first_loads = priced[0][2] if first_loads is None else first_loads
-            last, wrap = priced[-1], priced[0][2]
-            continue
-        sizes_by_k = []
-        for tk, ck in k_tiles:
-            sizes = [(ops.x_share(tb, tm, tk), ops.x_row_bytes(tb, tk))]
-            if ops.w is not None:
-                sizes.append((ops.w_size(tb, tk, tn), ops.w_row_bytes(tk, tn)))
-            sizes_by_k.append((tk, ck, sizes))
-        steps = []  # (k size, times, accumulate, last)
-        for j, (_, ck, _) in enumerate(sizes_by_k):
-            first, last = j == 0, j == len(sizes_by_k) - 1
-            head = 1 if first else 0
-            tail = 1 if last and ck - head > 0 else 0
-            if head:
-                steps.append((j, 1, False, last and ck == 1))
-            if ck - head - tail > 0:
-                steps.append((j, ck - head - tail, True, False))
-            if tail:
-                steps.append((j, 1, True, True))
-        priced = []  # per run of equal steps: (times, array cycles, load cycles, store cycles)
-        for j, times, accumulate, last in steps:
-            tk, _, sizes = sizes_by_k[j]
-            array, pj = pricer.compute(dataflow, tm, tk, tn, tb, accumulate, True, True, ops.sparsity)
-            energy += count * times * pj
-            loads = 0
-            for size, row_bytes in sizes:
-                busy, pj = pricer.transfer(size, Buffer.SCRATCHPAD, False, row_bytes)
-                loads += busy
-                energy += count * times * pj
-                moved += count * times * size
-            priced.append((times, array, loads, store_busy if last else 0))
-        # compute i overlaps the loads of step i + 1 (the next output tile's first, after the last);
-        # only the last k step stores, so a run of several steps has no stores
-        cycles += count * _overlapped(priced)
-        steps_run += count * sum(times for times, *_ in priced)
-        first_loads = priced[0][2] if first_loads is None else first_loads
-        last, wrap = priced[-1], priced[0][2]
+            kinds = ((firsts, True), (count - firsts, False))
+        else:
+            kinds = ((count, ops.w is not None),)
+        runs_of_kinds = []
+        for tiles, with_w in kinds:
+            if not tiles:
+                continue
+            priced = []  # per run of equal steps: (times, array cycles, load cycles, store cycles)
+            for j, times, accumulate, final in steps:
+                tk = k_tiles[j][0]
+                array, pj = pricer.compute(dataflow, tm, tk, tn, tb, accumulate, True, True, ops.sparsity)
+                energy += tiles * times * pj
+                loads = 0
+                for sized in (x_sizes[j], w_sizes[j] if with_w else None):
+                    if sized is None:
+                        continue
+                    busy, pj = pricer.transfer(sized[0], Buffer.SCRATCHPAD, False, sized[1])
+                    loads += busy
+                    energy += tiles * times * pj
+                    moved += tiles * times * sized[0]
+                priced.append((times, array, loads, store_busy if final else 0))
+            # compute i overlaps the loads of step i + 1 (the next output tile's first, after the last);
+            # only the last k step stores, so a run of several steps has no stores
+            cycles += tiles * _overlapped(priced)
+            steps_run += tiles * sum(times for times, *_ in priced)
+            runs_of_kinds.append(priced)
+        first_loads = runs_of_kinds[0][0][2] if first_loads is None else first_loads
+        last, wrap = runs_of_kinds[-1][-1], runs_of_kinds[0][0][2]
     assert first_loads is not None
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, steps_run)
 
@@ -445,6 +441,22 @@ def _max_tm(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: 
     else:
         by_spad = int(spad_room // (tb * tk * ops.in_bytes)) if spad_room > 0 else 0
     return min(ops.gemm.m, by_spad, by_acc)
+
+
+def _kept_tms(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> set[int]:
+    """Row counts of tiles that keep a split reduction's column of weights (:attr:`Tile.keep`): the
+    most rows whose input tile fits half the scratchpad below the column, and outputs half the
+    accumulator, and the balanced size of that; none when the reduction is one tile or the column
+    leaves no room."""
+    g = ops.gemm
+    if ops.w is None or tk >= g.k:
+        return set()
+    room = half_spad - kept_column_bytes(ops, tb, tk, tn)
+    if room <= 0:
+        return set()
+    by_acc = half_acc // (tb * tn * ops.acc_bytes)
+    most = min(by_acc, largest(lambda tm: ops.x_share(tb, tm, tk) <= room, g.m))
+    return {most, ceil_div(g.m, ceil_div(g.m, most))} if most >= 1 else set()
 
 
 def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int,
@@ -495,6 +507,11 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                 tile = Tile(tm, tk, tn, tb)
                 if tile not in priced:
                     candidates.setdefault(tile)
+            # a split reduction whose column of weight tiles fits with an input tile: keep the column
+            for tm in _kept_tms(ops, tb, tk, tn, half_spad, half_acc):
+                tile = Tile(tm, tk, tn, tb, keep=True)
+                if tile not in priced:
+                    candidates.setdefault(tile)
         if not candidates:
             return
         for tile in candidates:
@@ -532,12 +549,19 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     price(first)
     if not best:
         return []
-    tile = best[0].tile
+    # the second round looks near the best tile, and near the best that does not keep a split
+    # reduction's weights when that is another (the two kinds favour different shapes)
+    centers = [best[0].tile]
+    plain = min((c for c in priced.values() if not c.tile.keep), default=None,
+                key=lambda c: (c.cost.key(objective), order[c.tile]))
+    if plain is not None and plain.tile != centers[0]:
+        centers.append(plain.tile)
 
     def near(extent: int, unit: int, size: int) -> list[int]:
         return [x for x in _sizes(extent, unit) if size // 2 <= x <= 2 * size]
 
-    price(itertools.product(near(g.batch, 1, tile.b), near(g.k, rows, tile.k), near(g.n, cols, tile.n)))
+    for tile in centers:
+        price(itertools.product(near(g.batch, 1, tile.b), near(g.k, rows, tile.k), near(g.n, cols, tile.n)))
     return list(priced.values())
 
 
