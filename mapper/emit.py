@@ -446,6 +446,7 @@ class _Emitter:
         # a kept column of weights, one tile per k tile stacked down from the top: where each is, by
         # (role, k0), and what the column's loads wait for and how many bytes of the top it fills
         kept_at: dict[tuple[str, int], tuple[int, Block | None]] = {}
+        kept_from: dict[tuple[str, int], str] = {}  # kept operands read in place: their resident tensor
         column: dict[str, tuple[list[int], int]] = {}
         entry = {id(slot): list(slot.last_users) for slot in self.spad_slots}  # their users before this layer
         for step in steps:
@@ -466,6 +467,7 @@ class _Emitter:
                         operand[t.role] = (place[1] + at, block)
                         if t.stays:  # the column's later output tiles read it in place too
                             kept_at[t.role, t.origin[2]] = operand[t.role]
+                            kept_from[t.role, t.origin[2]] = place[0]
                         onchip.append(place[0])
                         continue
                     assert spad_slot is not None
@@ -480,6 +482,7 @@ class _Emitter:
                         column[t.role] = (deps, filled + t.size_bytes)
                         loads.append(self._transfer(Load, layer, ops, t, at, [self.ready[t.tensor], *deps]))
                         operand[t.role] = kept_at[t.role, k0] = (at, None)
+                        kept_from.pop((t.role, k0), None)
                         continue
                     deps = [self.ready[t.tensor], *spad_slot.last_users]
                     loads.append(self._transfer(Load, layer, ops, t, spad_slot.addr + offset, deps))
@@ -489,6 +492,9 @@ class _Emitter:
                     written = stored[t.key] if t.key is not None else self.ready[t.tensor]
                     loads.append(self._transfer(Load, layer, ops, t, out_addr, [written, *block_free]))
             carried = held if not c.fill else {role: kept_at[role, c.origin[2]] for role in step.reuses}
+            # a kept operand read in place is read by every step that reuses it: they wait for its
+            # producer and whatever later takes its space waits for them
+            onchip += [kept_from[role, c.origin[2]] for role in step.reuses if (role, c.origin[2]) in kept_from]
             held = {**carried, **operand}
             addr = spad_slot.addr if spad_slot is not None else 0
             (in_addr, in_block), (w_addr, w_block_) = held.get("x", (addr, None)), held.get("w", (addr, None))

@@ -28,15 +28,17 @@ __all__ = ["Tile", "LayerMapping", "Plan"]
 class Tile:
     """Tile sizes of a GEMM layer: ``b`` groups x ``m`` rows x ``k`` reduction x ``n`` columns.
 
-    ``keep``: tile-outer keeps each column's weights on chip for the whole column of output tiles
-    although the reduction is split into several ``k`` tiles (:func:`mapper.schedules.keeps_weights`;
-    with one ``k`` tile they are always kept)."""
+    ``keep`` (tile-outer): ``"w"`` keeps each column's weights on chip for the whole column of output
+    tiles although the reduction is split into several ``k`` tiles
+    (:func:`mapper.schedules.keeps_weights`; with one ``k`` tile they are kept anyway); ``"x"`` runs
+    the output tiles row by row instead and keeps each row's input tiles on chip for the whole row
+    (:func:`mapper.schedules.keeps_inputs`); ``""``: neither."""
 
     m: int
     k: int
     n: int
     b: int = 1
-    keep: bool = False
+    keep: str = ""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from mapper.plan import Tile
 from workloads.graph import GemmShape
 
 __all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "fold_outer", "keeps_weights",
-           "kept_column_bytes", "largest", "tile_sizes", "share"]
+           "keeps_inputs", "kept_bytes", "largest", "tile_sizes", "share"]
 
 
 @dataclass(frozen=True)
@@ -222,34 +222,53 @@ def keeps_weights(ops: Operands, tile: Tile) -> bool:
     tiles: the first output tile of a column loads them (one per ``k`` tile), they stay in the
     scratchpad (stacked at the top of the half the first was loaded into) and the column's other
     output tiles read them there while their input tiles stream. Always when the reduction is one
-    tile; with a split reduction when the tile says so (:attr:`Tile.keep`: the search checks that
-    the column and an input tile fit half the working space, :func:`kept_column_bytes`)."""
-    return ops.w is not None and (tile.k >= ops.gemm.k or tile.keep)
+    tile (unless the tile keeps its inputs instead); with a split reduction when the tile says so
+    (``Tile.keep == "w"``: the search checks that the column and an input tile fit half the working
+    space, :func:`kept_bytes`)."""
+    return ops.w is not None and tile.keep != "x" and (tile.k >= ops.gemm.k or tile.keep == "w")
 
 
-def kept_column_bytes(ops: Operands, tb: int, tk: int, tn: int) -> int:
-    """Bytes of one column of ``tb x tk x tn`` weight tiles over the whole reduction (what
-    :func:`keeps_weights` keeps on chip)."""
+def keeps_inputs(ops: Operands, tile: Tile) -> bool:
+    """Whether :func:`tile_outer` runs the output tiles row by row (``Tile.keep == "x"``): the first
+    output tile of a row loads its input tiles (one per ``k`` tile), which stay in the scratchpad as
+    kept weights do, and the row's other output tiles read them there while their weights stream;
+    the input is then read once, however many columns of output tiles the layer has."""
+    return ops.w is not None and tile.keep == "x"
+
+
+def kept_bytes(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int) -> int:
+    """Bytes of what a tile keeps on chip over the whole reduction: a column of ``tb x tk x tn``
+    weight tiles (``role`` ``"w"``) or a row of ``tb x tm x tk`` input tiles, each at its largest
+    (:meth:`Operands.x_share`) (``"x"``)."""
     full, rest = divmod(ops.gemm.k, tk)
-    return full * ops.w_size(tb, tk, tn) + (ops.w_size(tb, rest, tn) if rest else 0)
+    if role == "w":
+        return full * ops.w_size(tb, tk, tn) + (ops.w_size(tb, rest, tn) if rest else 0)
+    return full * ops.x_share(tb, tm, tk) + (ops.x_share(tb, tm, rest) if rest else 0)
 
 
 def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
-    """Output tiles (groups, then columns, then rows) with the reduction innermost; see :func:`keeps_weights`."""
+    """Output tiles (groups, then columns, then rows; rows then columns when the tile keeps its
+    inputs) with the reduction innermost; see :func:`keeps_weights` and :func:`keeps_inputs`."""
     g = ops.gemm
-    keep = keeps_weights(ops, tile)
-    for b0, n0, m0 in itertools.product(range(0, g.batch, tile.b), range(0, g.n, tile.n), range(0, g.m, tile.m)):
+    keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    outer = (range(0, g.batch, tile.b), range(0, g.n, tile.n), range(0, g.m, tile.m))
+    order = ((b0, n0, m0) for b0, m0, n0 in itertools.product(outer[0], outer[2], outer[1])) if keep_x \
+        else itertools.product(*outer)
+    for b0, n0, m0 in order:
         tb, tn, tm = min(tile.b, g.batch - b0), min(tile.n, g.n - n0), min(tile.m, g.m - m0)
         k_starts = range(0, g.k, tile.k)
         for k0 in k_starts:
             tk = min(tile.k, g.k - k0)
             at, size = (b0, m0, k0, n0), (tb, tm, tk, tn)
-            loads = [Transfer(ops.x, ops.x_tile(b0, tb, m0, tm, k0, tk), Buffer.SCRATCHPAD, role="x", origin=at,
-                              extent=size)]
-            reused = keep and m0 > 0  # the column's first output tile loaded this k tile's weights
-            if ops.w is not None and not reused:
+            loads = []
+            # the first output tile of a column (row) loaded this k tile's weights (inputs)
+            reused = ("w",) if keep_w and m0 > 0 else ("x",) if keep_x and n0 > 0 else ()
+            if "x" not in reused:
+                loads.append(Transfer(ops.x, ops.x_tile(b0, tb, m0, tm, k0, tk), Buffer.SCRATCHPAD, role="x",
+                                      origin=at, extent=size, stays=keep_x))
+            if ops.w is not None and "w" not in reused:
                 loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
-                                      extent=size, stays=keep))
+                                      extent=size, stays=keep_w))
             last = k0 == k_starts[-1]
             out = Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
                            extent=size)
@@ -259,7 +278,7 @@ def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
                 loads=tuple(loads),
                 stores=(out,) if last else (),
                 new_block=k0 == 0,
-                reuses=("w",) if reused else (),
+                reuses=reused,
             )
 
 

@@ -46,8 +46,9 @@ from mapper.schedules import (
     Operands,
     Step,
     fold_outer,
+    keeps_inputs,
     keeps_weights,
-    kept_column_bytes,
+    kept_bytes,
     largest,
     share,
     tile_outer,
@@ -349,7 +350,7 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     first_loads: float | None = None
     last, wrap = (1, 0, 0.0, 0.0), 0.0
     k_tiles = _splits(g.k, tile.k)
-    keep = keeps_weights(ops, tile)
+    keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
     steps = []  # one output tile's runs of equal steps: (k tile, times, accumulate, last)
     for j, (_, ck) in enumerate(k_tiles):
         first, final = j == 0, j == len(k_tiles) - 1
@@ -371,14 +372,18 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
         x_sizes = [(ops.x_share(tb, tm, tk), ops.x_row_bytes(tb, tk)) for tk, _ in k_tiles]
         w_sizes = [(ops.w_size(tb, tk, tn), ops.w_row_bytes(tk, tn)) for tk, _ in k_tiles] if ops.w is not None \
             else [None] * len(k_tiles)
-        # output tiles that load their weights, and (keeping them) those that read the column's first's
-        if keep:  # the first output tile of each column is a whole one (or the only one)
+        # (output tiles, load inputs, load weights): a kept column's (row's) first output tile loads
+        # them, the others read it; that first tile is a whole one (or the only one)
+        if keep_w:
             firsts = cb * cn if tm == min(tile.m, g.m) else 0
-            kinds = ((firsts, True), (count - firsts, False))
+            kinds = ((firsts, True, True), (count - firsts, True, False))
+        elif keep_x:
+            firsts = cb * cm if tn == min(tile.n, g.n) else 0
+            kinds = ((firsts, True, True), (count - firsts, False, True))
         else:
-            kinds = ((count, ops.w is not None),)
+            kinds = ((count, True, ops.w is not None),)
         runs_of_kinds = []
-        for tiles, with_w in kinds:
+        for tiles, with_x, with_w in kinds:
             if not tiles:
                 continue
             priced = []  # per run of equal steps: (times, array cycles, load cycles, store cycles)
@@ -387,7 +392,7 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
                 array, pj = pricer.compute(dataflow, tm, tk, tn, tb, accumulate, True, True, ops.sparsity)
                 energy += tiles * times * pj
                 loads = 0
-                for sized in (x_sizes[j], w_sizes[j] if with_w else None):
+                for sized in (x_sizes[j] if with_x else None, w_sizes[j] if with_w else None):
                     if sized is None:
                         continue
                     busy, pj = pricer.transfer(sized[0], Buffer.SCRATCHPAD, False, sized[1])
@@ -443,19 +448,25 @@ def _max_tm(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: 
     return min(ops.gemm.m, by_spad, by_acc)
 
 
-def _kept_tms(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> set[int]:
-    """Row counts of tiles that keep a split reduction's column of weights (:attr:`Tile.keep`): the
-    most rows whose input tile fits half the scratchpad below the column, and outputs half the
-    accumulator, and the balanced size of that; none when the reduction is one tile or the column
-    leaves no room."""
+def _kept_tms(ops: Operands, role: str, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> set[int]:
+    """Row counts of tiles that keep what ``role`` says (``Tile.keep``): ``"w"``, a split
+    reduction's column of weights, with the most rows whose input tile fits half the scratchpad
+    below it; ``"x"``, a row of input tiles, with the most rows whose row fits there with a weight
+    tile; both with their outputs in half the accumulator, and the balanced size of that. None
+    where there is nothing to keep or no room."""
     g = ops.gemm
-    if ops.w is None or tk >= g.k:
+    if ops.w is None or (role == "w" and tk >= g.k) or (role == "x" and tn >= g.n):
         return set()
-    room = half_spad - kept_column_bytes(ops, tb, tk, tn)
-    if room <= 0:
+    if role == "w":
+        room = half_spad - kept_bytes(ops, "w", tb, 0, tk, tn)
+        fits = (lambda tm: ops.x_share(tb, tm, tk) <= room) if room > 0 else None
+    else:
+        room = half_spad - ops.w_size(tb, tk, tn)
+        fits = (lambda tm: kept_bytes(ops, "x", tb, tm, tk, tn) <= room) if room > 0 else None
+    if fits is None:
         return set()
     by_acc = half_acc // (tb * tn * ops.acc_bytes)
-    most = min(by_acc, largest(lambda tm: ops.x_share(tb, tm, tk) <= room, g.m))
+    most = min(by_acc, largest(fits, g.m))
     return {most, ceil_div(g.m, ceil_div(g.m, most))} if most >= 1 else set()
 
 
@@ -487,7 +498,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
         if known is not None:
             return known
         reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
-        moved = ops.x_bytes * ceil_div(g.n, tile.n) + weights * reads + outputs
+        x_reads = 1 if keeps_inputs(ops, tile) else ceil_div(g.n, tile.n)  # of the input
+        moved = ops.x_bytes * x_reads + weights * reads + outputs
         energy = moved * arch.dram.energy_pj_per_byte
         if objective == "energy":
             known = energy
@@ -507,11 +519,12 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                 tile = Tile(tm, tk, tn, tb)
                 if tile not in priced:
                     candidates.setdefault(tile)
-            # a split reduction whose column of weight tiles fits with an input tile: keep the column
-            for tm in _kept_tms(ops, tb, tk, tn, half_spad, half_acc):
-                tile = Tile(tm, tk, tn, tb, keep=True)
-                if tile not in priced:
-                    candidates.setdefault(tile)
+            # a split reduction's column of weight tiles, or a row of input tiles, that fits: keep it
+            for role in ("w", "x"):
+                for tm in _kept_tms(ops, role, tb, tk, tn, half_spad, half_acc):
+                    tile = Tile(tm, tk, tn, tb, keep=role)
+                    if tile not in priced:
+                        candidates.setdefault(tile)
         if not candidates:
             return
         for tile in candidates:
@@ -527,8 +540,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             batch = [t for t in ranked[at:at + _BATCH] if not (best and bound(t) > best[0].cost.key(objective)[0])]
             if not batch:
                 continue
-            if _VECTORIZED:  # tiles that keep their weights have the scalar form only
-                arrays = [t for t in batch if not keeps_weights(ops, t)]
+            if _VECTORIZED:  # tiles that keep an operand have the scalar form only
+                arrays = [t for t in batch if not (t.keep or keeps_weights(ops, t))]
                 by_tile = dict(zip(arrays, (pricer.total(*f) for f in tile_outer_costs(pricer, ops, arrays, dataflow)),
                                    strict=True)) if arrays else {}
                 costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer)

@@ -72,10 +72,10 @@ shapes = st.tuples(st.integers(1, 3), st.integers(1, 300), st.integers(1, 300), 
 
 @settings(max_examples=60)
 @given(shape=shapes, tile=st.tuples(st.integers(1, 4), st.integers(1, 96), st.integers(1, 96), st.integers(1, 96)),
-       keep=st.booleans())
+       keep=st.sampled_from(["", "w", "x"]))
 def test_tile_outer_closed_form_equals_pricing_every_step(shape, tile, keep):
     """Also for tiles that keep a split reduction's column of weights (loaded by each column's first
-    output tile only)."""
+    output tile only) or a row of inputs (loaded by each row's first)."""
     ops = _ops(*shape)
     t = Tile(m=tile[1], k=tile[2], n=tile[3], b=tile[0], keep=keep)
     cost = _tile_outer_cost(GEMMINI, ops, t, Dataflow.WS)
