@@ -5,7 +5,8 @@ utilisation and Fmax; prints the figures and writes them as JSON.
 
 Step 1 is :func:`rtl.fpga.synth.synthesize_unit` of the ``npu`` unit for ECP5 (yosys only); step 2,
 when the unit fits the board's device, :func:`rtl.fpga.board.build_bitstream` (yosys, nextpnr-ecp5
-and ecppack through amaranth-boards), whose nextpnr report gives the utilisation and Fmax. Each
+and ecppack through amaranth-boards) of the board unit ``npu`` (the NPU behind the UART host link with
+its DRAM model, :class:`rtl.fpga.npu_link.NPULink`), whose nextpnr report gives the utilisation and Fmax. Each
 step's wall time and peak memory of the tools (the children's maximum resident set) are recorded;
 a step that fails is recorded with its error and the script exits non-zero. The JSON is
 ``OUT/npu_fpga.json``.

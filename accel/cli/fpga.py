@@ -1,11 +1,14 @@
 """The ``accel fpga`` commands: ``synth`` (resources and Fmax report), ``build`` (a board bitstream),
-``report`` (the same report.json from a user's Vivado reports) and ``run`` (a tile on a board).
+``report`` (the same report.json from a user's Vivado reports) and ``run`` (a tile, or with ``--design
+npu`` a mapped layer on the whole NPU, on a board).
 
 Registered by :mod:`accel.cli` through :func:`register`. Handlers print their results and raise
 :class:`~accel.errors.AccelError` subclasses for bad input or missing tools (the CLI prints those as
 one line). ``run`` talks to a board running :class:`rtl.fpga.host_link.HostLink` over a serial port
 with :class:`rtl.fpga.driver.HostLinkDriver` (the same driver the cocotb bench drives through the
-UART pins) and checks the tile against ``sim.numerics`` and ``accel.timing``.
+UART pins) and checks the tile against ``sim.numerics`` and ``accel.timing``; ``run --design npu`` talks
+to :class:`rtl.fpga.npu_link.NPULink` with :class:`rtl.fpga.driver.NPULinkDriver` and checks a mapped
+layer's outputs, cycles and trace against ``rtl.npu.golden`` and ``sim.simulate``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def register(subparsers: Any) -> None:
     build.add_argument("--board", required=True,
                        choices=("icebreaker", "ulx3s", "orangecrab", "versa-ecp5", "arty-a7", "nexys4ddr"),
                        help="iCE40/ECP5 boards build here with YoWASP; Xilinx boards (arty-a7, nexys4ddr) need Vivado")
-    _design_arguments(build)
+    _design_arguments(build, board=True)
     build.add_argument("--out", type=Path, default=Path("build/fpga"), help="build directory")
     build.add_argument("--program", action="store_true", help="program the attached board afterwards")
     build.add_argument("--script-only", action="store_true",
@@ -61,33 +64,47 @@ def register(subparsers: Any) -> None:
     report.add_argument("--out", type=Path, help="directory for report.json (default: print only)")
     report.set_defaults(handler=_report)
 
-    run = sub.add_parser("run", help="run a tile on a board over UART and check it",
-                         description="Send random int8 weights and activations to a board running the HostLink "
-                                     "top level, read back the results and the cycle counter, and check them "
-                                     "against sim.numerics and the timing datasheet (needs pyserial).")
+    run = sub.add_parser("run", help="run a tile or a mapped layer on a board over UART and check it",
+                         description="host_link (default): send random int8 weights and activations to a board "
+                                     "running the HostLink top level, read back the results and the cycle "
+                                     "counter, and check them against sim.numerics and the timing datasheet. "
+                                     "npu: map a fully connected layer onto --arch, send its program and random "
+                                     "inputs to a board running the NPU host link (accel fpga build --design "
+                                     "npu), run it, read the outputs, cycles and trace back and compare them "
+                                     "with rtl.npu.golden and sim.simulate. Needs pyserial.")
     run.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
+    run.add_argument("--design", choices=("host_link", "npu"), default="host_link",
+                     help="the board's top level: host_link (a WS tile) or npu (the whole NPU)")
     run.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
-    run.add_argument("--stream", type=int, default=4, help="activation rows S to send (default 4)")
+    run.add_argument("--stream", type=int, default=4, help="host_link: activation rows S to send (default 4)")
+    run.add_argument("--arch", default="fpga-small",
+                     help="npu: the board's hardware description, a preset name or TOML path (default fpga-small)")
+    run.add_argument("--layer", default="16x32x16", metavar="MxKxN",
+                     help="npu: the fully connected layer x (M x K) @ w (K x N) to map (default 16x32x16)")
     run.add_argument("--seed", type=int, default=0, help="seed of the random operands (default 0)")
     run.set_defaults(handler=_run)
     fpga.set_defaults(handler=lambda args: fpga.print_help() or 2)
 
 
-def _design_arguments(parser: argparse.ArgumentParser) -> None:
+def _design_arguments(parser: argparse.ArgumentParser, *, board: bool = False) -> None:
     parser.add_argument("--design", default="systolic",
                         help="RTL unit: systolic, pe, requant, nm_compressor, sparse_systolic, npu; for build also "
-                             "host_link (the UART command protocol around a WS tile, for 'accel fpga run')")
+                             "host_link (the UART command protocol around a WS tile, for 'accel fpga run'); "
+                             "build of npu puts the NPU and a DRAM model behind the UART "
+                             "(for 'accel fpga run --design npu')")
     parser.add_argument("--rows", type=int, help="systolic rows")
     parser.add_argument("--cols", type=int, help="systolic columns")
     parser.add_argument("--dataflow", choices=("ws", "os"), help="systolic dataflow")
     parser.add_argument("--arch", help="npu: the hardware description, a preset name or TOML path (default fpga-small)")
     parser.add_argument("--max-commands", type=int, help="npu: commands a program may have")
     parser.add_argument("--program-words", type=int, help="npu: 32-bit words of program memory")
+    if board:
+        parser.add_argument("--dram-bytes", type=int, help="npu: bytes of the board's DRAM model (default 16384)")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """The unit options given on the command line (only those given: each unit has its defaults)."""
-    names = ("rows", "cols", "dataflow", "arch", "max_commands", "program_words")
+    names = ("rows", "cols", "dataflow", "arch", "max_commands", "program_words", "dram_bytes")
     return {k: v for k in names if (v := getattr(args, k, None)) is not None}
 
 
@@ -143,6 +160,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.design == "npu":
+        return _run_npu(args)
     import numpy as np
 
     from rtl.fpga.driver import HostLinkDriver, SerialTransport
@@ -161,4 +180,36 @@ def _run(args: argparse.Namespace) -> int:
         transport.close()
     print(f"{info.rows}x{info.cols} tile on {args.port}: {args.stream} rows, results equal sim.numerics, "
           f"{run.cycles} cycles (accel.timing: {run.expected_cycles})")
+    return 0
+
+
+def _run_npu(args: argparse.Namespace) -> int:
+    from accel.config import load
+    from accel.errors import ConfigError
+    from rtl.fpga.driver import LinkError, NPULinkDriver, SerialTransport, fc_layer, random_inputs
+
+    try:
+        m, k, n = (int(x) for x in args.layer.lower().split("x"))
+        if min(m, k, n) < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--layer must be MxKxN with positive integers, e.g. 16x32x16, not {args.layer!r}") from None
+    arch = load(args.arch)
+    plan = fc_layer(arch, m, k, n)
+    inputs = random_inputs(plan.commands, args.seed)
+    transport = SerialTransport(args.port, args.baud)
+    try:
+        run = NPULinkDriver(transport).run_program(plan, inputs, check=False)
+    finally:
+        transport.close()
+    print(f"{arch.name}: fc {m}x{k} @ {k}x{n} ({len(plan.commands)} commands) on the NPU at {args.port}")
+    for name, data in run.outputs.items():
+        verdict = "equal to" if data == run.expected[name] else "DIFFERENT from"
+        print(f"  output {name}: {len(data)} bytes, {verdict} rtl.npu.golden.execute")
+    print(f"  cycles: {run.cycles} (sim.simulate: {run.expected_cycles}"
+          f"{', equal' if run.cycles_match else ', DIFFERENT'})")
+    print(f"  trace: {len(run.trace)} commands, {'equal to' if run.trace_match else 'DIFFERENT from'} sim.simulate's")
+    problems = run.mismatches()
+    if problems:
+        raise LinkError("; ".join(problems))
     return 0

@@ -6,7 +6,10 @@ on a board: the harness's serial input is the board's UART ``rx`` pin, its seria
 see :class:`_BoardTop`). This is a bring-up top level that proves the tile places, routes and packs
 on the board at the board's clock. The unit ``host_link`` instead puts :class:`rtl.fpga.host_link.HostLink` (the
 UART command protocol around a WS tile: load weights, stream activations, read results and the cycle
-counter) on the board's UART pins at ``baud`` (default 115200), for ``accel fpga run``.
+counter) on the board's UART pins at ``baud`` (default 115200), for ``accel fpga run``. The unit
+``npu`` puts :class:`rtl.fpga.npu_link.NPULink` there (the whole NPU of ``arch`` and a ``dram_bytes``
+DRAM model of block RAM behind the UART: program, DRAM bytes, start, status, cycles, trace), for
+``accel fpga run --design npu``; ``accel fpga synth --design npu`` is the bare NPU.
 
 Xilinx boards (``arty-a7``, ``nexys4ddr``) build with Vivado, which cannot run here:
 :func:`write_vivado_project` writes amaranth-boards' Vivado project (Verilog, XDC constraints, the
@@ -142,6 +145,45 @@ class _HostLinkTop(Elaboratable):
         return m
 
 
+class _NPULinkTop(Elaboratable):
+    """:class:`NPULink` on the board's UART pins, its divisor from the board's clock and ``baud``."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = dict(options)
+
+    def elaborate(self, platform: Any) -> Module:
+        from rtl.fpga.npu_link import NPULink
+
+        o = self.options
+        m = Module()
+        divisor = round(platform.default_clk_frequency / o["baud"])
+        m.submodules.link = link = NPULink(o["arch"], divisor, dram_bytes=o["dram_bytes"],
+                                           max_commands=o["max_commands"], program_words=o["program_words"])
+        uart = platform.request("uart", 0)
+        m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
+        return m
+
+
+NPU_BOARD_DEFAULTS = {"arch": "fpga-small", "max_commands": 256, "program_words": 8192, "dram_bytes": 16384,
+                      "baud": 115200}
+"""The options of the board unit ``npu`` when not given (the NPU's are the ``npu`` unit's defaults)."""
+
+
+def _npu_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    from accel.config import load
+    from accel.hardware import Accelerator
+
+    if set(options) - set(NPU_BOARD_DEFAULTS):
+        raise ConfigError(f"unit 'npu' on a board takes options {', '.join(NPU_BOARD_DEFAULTS)}, "
+                          f"not {', '.join(sorted(set(options) - set(NPU_BOARD_DEFAULTS)))}")
+    chosen = {**NPU_BOARD_DEFAULTS, **options}
+    if not isinstance(chosen["arch"], Accelerator):
+        chosen["arch"] = load(chosen["arch"])
+    for name in ("max_commands", "program_words", "dram_bytes", "baud"):
+        chosen[name] = int(chosen[name])
+    return chosen
+
+
 def _host_link_options(options: Mapping[str, Any]) -> tuple[int, int, int, int]:
     known = {"rows", "cols", "baud", "max_stream"}
     if set(options) - known:
@@ -152,11 +194,15 @@ def _host_link_options(options: Mapping[str, Any]) -> tuple[int, int, int, int]:
 
 
 def _datapath(unit: str, options: Mapping[str, Any]) -> tuple[str, str]:
-    """The module name of ``unit``'s board top level and the RTLIL of its datapath (the unit, or for
-    ``host_link`` its weight-stationary tile), whose multipliers are checked before a build."""
+    """The module name of ``unit``'s board top level and the RTLIL of its datapath (the unit; for
+    ``host_link`` its weight-stationary tile, for ``npu`` the NPU), whose multipliers are checked before a build."""
     if unit == "host_link":
         rows, cols, _, _ = _host_link_options(options)
         tile, name = build_unit("systolic", rows=rows, cols=cols, dataflow="ws"), f"host_link_{rows}x{cols}"
+    elif unit == "npu":
+        o = _npu_options(options)
+        tile, name = build_unit("npu", arch=o["arch"], max_commands=o["max_commands"],
+                                program_words=o["program_words"]), "npu_link"
     else:
         tile = build_unit(unit, **dict(options))
         name = tile.module
@@ -167,6 +213,8 @@ def _top(unit: str, options: Mapping[str, Any]) -> Elaboratable:
     """The board top level of ``unit``."""
     if unit == "host_link":
         return _HostLinkTop(*_host_link_options(options))
+    if unit == "npu":
+        return _NPULinkTop(_npu_options(options))
     return _BoardTop(SerialHarness(build_unit(unit, **dict(options)).component))
 
 

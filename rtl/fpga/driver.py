@@ -10,17 +10,25 @@ the same driver code is what is verified in simulation.
 :meth:`HostLinkDriver.run_tile` sends one WS tile ``x (S x R) @ w (R x C)``, reads the results and
 the cycle counter, and checks them against :func:`sim.numerics.systolic_tile` and
 :func:`sim.numerics.systolic_tile_cycles`.
+
+:class:`NPULinkDriver` speaks the protocol of :class:`rtl.fpga.npu_link.NPULink` (the whole NPU and a
+DRAM model behind the UART) over the same :class:`Transport`: :meth:`NPULinkDriver.run_program`
+writes a program's image and its inputs, runs it, reads its outputs, the cycle counter and each
+command's trace, and checks them against :func:`rtl.npu.golden.execute` and :func:`sim.engine.simulate`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from accel.errors import AccelError, ToolError
+from rtl.fpga import npu_link
 from rtl.fpga.host_link import (
     ACC_BYTES,
     ERROR,
@@ -32,7 +40,13 @@ from rtl.fpga.host_link import (
     OP_WEIGHTS,
 )
 
-__all__ = ["Transport", "SerialTransport", "HostLinkDriver", "LinkError", "TileInfo", "TileRun"]
+if TYPE_CHECKING:
+    from accel.commands import Command
+    from accel.hardware import Accelerator
+    from mapper.plan import Plan
+
+__all__ = ["Transport", "SerialTransport", "HostLinkDriver", "LinkError", "TileInfo", "TileRun", "NPULinkDriver",
+           "NPUInfo", "NPURun", "program_tensors"]
 
 
 class LinkError(AccelError):
@@ -198,3 +212,328 @@ class HostLinkDriver:
         if not np.issubdtype(v.dtype, np.integer) or v.size and (v.min() < -128 or v.max() > 127):
             raise LinkError(f"{name} must hold int8 integers (-128..127)")
         return v.astype(np.int64)
+
+
+# -- the NPU host link ----------------------------------------------------------------------------
+
+CHUNK_BYTES = 4096
+"""The most bytes one ``'W'`` or ``'R'`` of :class:`NPULinkDriver` moves (a read at 115200 baud takes
+0.36 s, well inside :class:`SerialTransport`'s timeout); longer transfers are split."""
+
+
+@dataclass(frozen=True)
+class NPUInfo:
+    """What :class:`~rtl.fpga.npu_link.NPULink` reports for ``'I'``."""
+
+    program_words: int
+    dram_bytes: int
+    max_commands: int
+    rows: int
+    cols: int
+    dram_latency: int
+
+
+@dataclass(frozen=True)
+class NPURun:
+    """One program on the board: its output bytes, cycles and trace, and what golden and the simulator say.
+
+    ``outputs`` and ``expected`` map each output tensor (one a store writes) to its DRAM bytes
+    (:func:`program_tensors`); ``trace`` and ``expected_trace`` hold each command's ``(start, end)``
+    cycle, by command id (``trace`` is empty when it was not read).
+    """
+
+    outputs: dict[str, bytes]
+    expected: dict[str, bytes]
+    cycles: int
+    expected_cycles: int
+    trace: tuple[tuple[int, int], ...] = ()
+    expected_trace: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+
+    @property
+    def outputs_match(self) -> bool:
+        return self.outputs == self.expected
+
+    @property
+    def cycles_match(self) -> bool:
+        return self.cycles == self.expected_cycles
+
+    @property
+    def trace_match(self) -> bool:
+        return not self.trace or self.trace == self.expected_trace
+
+    def mismatches(self) -> list[str]:
+        """What differs, one phrase each (empty when everything matches)."""
+        problems = []
+        for name, got in self.outputs.items():
+            want = self.expected[name]
+            diff = [i for i, (x, y) in enumerate(zip(got, want, strict=True)) if x != y]
+            if diff:
+                shown = ", ".join(f"byte {i}: {got[i]:#04x} != {want[i]:#04x}" for i in diff[:4])
+                problems.append(f"output {name!r} differs from rtl.npu.golden.execute in {len(diff)} of "
+                                f"{len(want)} bytes ({shown})")
+        if not self.cycles_match:
+            problems.append(f"the board took {self.cycles} cycles, sim.simulate {self.expected_cycles}")
+        if not self.trace_match:
+            bad = [(i, got, want) for i, (got, want) in enumerate(zip(self.trace, self.expected_trace, strict=True))
+                   if got != want]
+            problems.append("trace differs from sim.simulate's: " + ", ".join(
+                f"command {i} ran [{g[0]}, {g[1]}), simulator [{w[0]}, {w[1]})" for i, g, w in bad[:4]))
+        return problems
+
+
+def program_tensors(commands: Sequence[Command]) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """The DRAM regions ``(address, bytes)`` of a program's inputs and outputs, by tensor name.
+
+    An input is a tensor a load reads before any store of the program writes it; an output is a
+    tensor a store writes. A region spans the lowest to the highest byte the program's loads (inputs)
+    or stores (outputs) of that tensor touch; strided DRAM blocks are refused (the NPU moves
+    contiguous bytes).
+    """
+    from accel.commands import Load, Store
+
+    spans: tuple[dict[str, list[int]], dict[str, list[int]]] = ({}, {})
+    stored: set[str] = set()
+    for cmd in commands:
+        if not isinstance(cmd, Load | Store):
+            continue
+        if cmd.dram is not None:
+            raise LinkError(f"command {cmd.id} ({type(cmd).__name__} of {cmd.tensor!r}) moves a strided DRAM "
+                            "block, which the NPU does not")
+        if isinstance(cmd, Load) and cmd.tensor in stored:
+            continue  # reads back what the program wrote: not an input
+        kind = spans[isinstance(cmd, Store)]
+        if isinstance(cmd, Store):
+            stored.add(cmd.tensor)
+        lo, hi = kind.setdefault(cmd.tensor, [cmd.dram_addr, cmd.dram_addr + cmd.size_bytes])
+        kind[cmd.tensor] = [min(lo, cmd.dram_addr), max(hi, cmd.dram_addr + cmd.size_bytes)]
+    inputs, outputs = ({name: (lo, hi - lo) for name, (lo, hi) in kind.items()} for kind in spans)
+    return inputs, outputs
+
+
+def _codes(name: str, value: object, size: int) -> bytes:
+    """An input's bytes: ``bytes`` as they are, integer codes (-128..255) as one byte each."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+    else:
+        v = np.asarray(value)
+        if not np.issubdtype(v.dtype, np.integer) or v.size and (v.min() < -128 or v.max() > 255):
+            raise LinkError(f"input {name!r} must be bytes or integer codes -128..255")
+        data = (v.reshape(-1).astype(np.int64) & 0xFF).astype(np.uint8).tobytes()
+    if len(data) != size:
+        raise LinkError(f"input {name!r} has {len(data)} bytes; the program reads {size} bytes of it")
+    return data
+
+
+class NPULinkDriver:
+    """The NPU host link's protocol (:mod:`rtl.fpga.npu_link`) over ``transport``.
+
+    Every method sends one command (or, for long transfers, one per :data:`CHUNK_BYTES`) and reads its
+    whole answer. :meth:`wait` polls the status at most ``max_polls`` times, ``poll_interval``
+    seconds apart.
+    """
+
+    def __init__(self, transport: Transport, *, max_polls: int = 100_000, poll_interval: float = 0.0) -> None:
+        self.transport = transport
+        self.max_polls, self.poll_interval = max_polls, poll_interval
+        self._info: NPUInfo | None = None
+
+    def info(self) -> NPUInfo:
+        """``'I'``: the board's memories and array (cached after the first call)."""
+        if self._info is None:
+            self.transport.write(bytes([npu_link.OP_INFO]))
+            first = self.transport.read(1)[0]
+            if first != npu_link.OP_INFO:
+                raise LinkError(f"the board answered {first:#04x} to 'I', not 'I': is it running the NPU host link "
+                                "(accel fpga build --design npu)?")
+            raw = self.transport.read(npu_link.INFO_BYTES)
+            self._info = NPUInfo(int.from_bytes(raw[0:4], "little"), int.from_bytes(raw[4:8], "little"),
+                                 int.from_bytes(raw[8:10], "little"), raw[10], raw[11],
+                                 int.from_bytes(raw[12:14], "little"))
+        return self._info
+
+    def write_program(self, image: bytes) -> None:
+        """``'P'``: the encoded program ``image`` into program memory from word 0 (padded to whole words)."""
+        info = self.info()
+        words = -(-len(image) // 4)
+        if not 0 < words <= info.program_words:
+            raise LinkError(f"a program image of {words} words does not fit the board's {info.program_words}")
+        padded = bytes(image).ljust(4 * words, b"\0")
+        for first in range(0, words, CHUNK_BYTES // 4):
+            n = min(CHUNK_BYTES // 4, words - first)
+            self._send(npu_link.OP_PROGRAM, first, n, padded[4 * first: 4 * (first + n)])
+            self._expect(npu_link.OP_PROGRAM, "store the program")
+
+    def write_dram(self, addr: int, data: bytes) -> None:
+        """``'W'``: ``data`` into the DRAM model at byte ``addr``."""
+        self._check_range(addr, len(data))
+        for offset in range(0, len(data), CHUNK_BYTES):
+            chunk = bytes(data[offset: offset + CHUNK_BYTES])
+            self._send(npu_link.OP_WRITE, addr + offset, len(chunk), chunk)
+            self._expect(npu_link.OP_WRITE, "write DRAM")
+
+    def read_dram(self, addr: int, n: int) -> bytes:
+        """``'R'``: ``n`` bytes of the DRAM model from byte ``addr``."""
+        self._check_range(addr, n)
+        out = bytearray()
+        for offset in range(0, n, CHUNK_BYTES):
+            size = min(CHUNK_BYTES, n - offset)
+            self._send(npu_link.OP_READ, addr + offset, size)
+            self._expect(npu_link.OP_READ, "read DRAM")
+            out += self.transport.read(size)
+        return bytes(out)
+
+    def start(self) -> None:
+        """``'G'``: start the program in program memory (returns at once; :meth:`wait` for the end)."""
+        self.transport.write(bytes([npu_link.OP_GO]))
+        self._expect(npu_link.OP_GO, "start the NPU")
+
+    def status(self) -> int:
+        """``'S'``: the status byte (``rtl.fpga.npu_link.STATUS_*`` bits)."""
+        self.transport.write(bytes([npu_link.OP_STATUS]))
+        self._expect(npu_link.OP_STATUS, "report its status")
+        return self.transport.read(1)[0]
+
+    def wait(self) -> int:
+        """Poll ``'S'`` until the NPU is not busy; raise :class:`LinkError` if it stopped with an error
+        (or a bus error) or is still busy after ``max_polls`` polls. Returns the status."""
+        for _ in range(self.max_polls):
+            status = self.status()
+            if not status & npu_link.STATUS_BUSY:
+                break
+            if self.poll_interval:
+                time.sleep(self.poll_interval)
+        else:
+            raise LinkError(f"the NPU is still busy after {self.max_polls} status polls")
+        if status & npu_link.STATUS_ERROR:
+            raise LinkError("the NPU stopped with an error (it refused the program, or its memories conflicted)")
+        if status & npu_link.STATUS_BUS_ERROR:
+            raise LinkError("the NPU accessed DRAM outside the board's DRAM model (or read and wrote in one cycle)")
+        if not status & npu_link.STATUS_FINISHED:
+            raise LinkError(f"the NPU is idle but not finished (status {status:#04x}): was it started?")
+        return status
+
+    def read_cycles(self) -> int:
+        """``'C'``: the NPU's cycle counter (the last run's total once it finished)."""
+        self.transport.write(bytes([npu_link.OP_CYCLES]))
+        self._expect(npu_link.OP_CYCLES, "report its cycles")
+        return int.from_bytes(self.transport.read(4), "little")
+
+    def read_trace(self, command: int) -> tuple[int, int]:
+        """``'T'``: command ``command``'s ``(start, end)`` cycle in the last run."""
+        self.transport.write(bytes([npu_link.OP_TRACE]) + command.to_bytes(4, "little"))
+        self._expect(npu_link.OP_TRACE, f"report the trace of command {command}")
+        raw = self.transport.read(8)
+        return int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:], "little")
+
+    def run_program(self, program: Plan | Sequence[Command] | bytes, inputs: Mapping[str, object] | bytes, *,
+                    arch: Accelerator | None = None, check: bool = True, trace: bool = True) -> NPURun:
+        """Run ``program`` on the board with ``inputs`` and compare it with golden and the simulator.
+
+        ``program`` is a :class:`~mapper.plan.Plan` (its ``arch`` is the design), or commands or an
+        encoded image with ``arch`` given. ``inputs`` maps every input tensor of
+        :func:`program_tensors` to its bytes (``bytes`` or integer codes, the size of its region), or
+        is a whole DRAM image from address 0. The driver writes the image and the inputs, starts the
+        run, waits for it, reads the cycle counter, every output tensor and (``trace``) every
+        command's start and end. The expectations are :func:`rtl.npu.golden.execute` on the same DRAM
+        image (outputs) and :func:`sim.engine.simulate` (total cycles, trace). With ``check`` any
+        difference raises :class:`LinkError`; the returned :class:`NPURun` carries both either way.
+        """
+        from accel.encoding import decode_program, encode_program
+        from mapper.plan import Plan
+        from rtl.npu.golden import execute
+        from sim.engine import simulate
+
+        if isinstance(program, Plan):
+            arch = arch or program.arch
+            commands = tuple(program.commands)
+            image = encode_program(commands)
+        elif isinstance(program, bytes | bytearray):
+            image = bytes(program)
+            commands = decode_program(image)
+        else:
+            commands = tuple(program)
+            image = encode_program(commands)
+        if arch is None:
+            raise LinkError("run_program needs the design (arch=) for a program given as commands or an image")
+        info = self.info()
+        if (info.rows, info.cols) != (arch.array.rows, arch.array.cols):
+            raise LinkError(f"the board's NPU has a {info.rows}x{info.cols} array, {arch.name!r} a "
+                            f"{arch.array.rows}x{arch.array.cols} one")
+        if info.dram_latency != arch.dram.latency_cycles:
+            raise LinkError(f"the board's DRAM model answers in {info.dram_latency} cycles, {arch.name!r}'s DRAM in "
+                            f"{arch.dram.latency_cycles}: its cycles could not match the simulator's")
+        if len(commands) > info.max_commands:
+            raise LinkError(f"a program of {len(commands)} commands is more than the board's {info.max_commands}")
+        in_regions, out_regions = program_tensors(commands)
+        extent = max((a + n for a, n in (*in_regions.values(), *out_regions.values())), default=0)
+        if extent > info.dram_bytes:
+            raise LinkError(f"the program uses {extent} bytes of DRAM, the board has {info.dram_bytes}")
+
+        dram = bytearray(extent)
+        if isinstance(inputs, bytes | bytearray | memoryview):
+            dram[:] = bytes(inputs)[:extent].ljust(extent, b"\0")
+        else:
+            unknown = sorted(set(inputs) - set(in_regions))
+            missing = sorted(set(in_regions) - set(inputs))
+            if unknown or missing:
+                raise LinkError(f"the program's inputs are {', '.join(sorted(in_regions)) or 'none'}"
+                                + (f"; missing {', '.join(missing)}" if missing else "")
+                                + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+            for name, (addr, size) in in_regions.items():
+                dram[addr:addr + size] = _codes(name, inputs[name], size)
+
+        self.write_program(image)
+        for addr, size in sorted(in_regions.values()):
+            if size:
+                self.write_dram(addr, bytes(dram[addr:addr + size]))
+        self.start()
+        self.wait()
+        cycles = self.read_cycles()
+        outputs = {name: self.read_dram(addr, size) for name, (addr, size) in out_regions.items()}
+        board_trace = tuple(self.read_trace(i) for i in range(len(commands))) if trace else ()
+
+        golden = execute(arch, commands, bytes(dram)).dram
+        expected = {name: bytes(golden[addr:addr + size]) for name, (addr, size) in out_regions.items()}
+        result = simulate(Plan(arch=arch, graph_name="npu_link", layers=(), commands=commands))
+        by_id = {event.command: (event.start, event.end) for event in result.trace}
+        run = NPURun(outputs, expected, cycles, result.total_cycles, board_trace,
+                     tuple(by_id[i] for i in range(len(commands))))
+        if check and run.mismatches():
+            raise LinkError("; ".join(run.mismatches()))
+        return run
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _send(self, op: int, addr: int, n: int, payload: bytes = b"") -> None:
+        self.transport.write(bytes([op]) + addr.to_bytes(4, "little") + n.to_bytes(4, "little") + payload)
+
+    def _check_range(self, addr: int, n: int) -> None:
+        size = self.info().dram_bytes
+        if addr < 0 or n <= 0 or addr + n > size:
+            raise LinkError(f"DRAM bytes [{addr}, {addr + n}) are not within the board's {size}")
+
+    def _expect(self, answer: int, what: str) -> None:
+        got = self.transport.read(1)[0]
+        if got != answer:
+            detail = "refused ('?')" if got == ERROR else f"answered {got:#04x}"
+            raise LinkError(f"board {detail} when asked to {what} (expected {chr(answer)!r})")
+
+
+def fc_layer(arch: Accelerator, m: int = 16, k: int = 32, n: int = 16) -> Plan:
+    """The mapper's plan of one fully connected layer ``x (m x k) @ w (k x n)`` (no bias) on ``arch``:
+    what ``accel fpga run --design npu`` and the NPU host link's bench run."""
+    from mapper import map_graph
+    from workloads.builder import GraphBuilder
+
+    graph = GraphBuilder("fc")
+    graph.linear(graph.input("x", (m, k)), n, bias=False, name="fc")
+    return map_graph(graph.build(), arch)
+
+
+def random_inputs(commands: Sequence[Command], seed: int = 0, *, low: int = -3, high: int = 4) -> dict[str, bytes]:
+    """Random int8 codes in ``[low, high)`` for every input tensor of ``commands`` (small codes keep a
+    layer's sums short of the requantizer's saturation, so a wrong product shows in the outputs)."""
+    rng = np.random.default_rng(seed)
+    regions, _ = program_tensors(commands)
+    return {name: (rng.integers(low, high, size) & 0xFF).astype(np.uint8).tobytes()
+            for name, (_, size) in sorted(regions.items())}

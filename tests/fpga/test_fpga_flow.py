@@ -206,3 +206,26 @@ def test_building_a_xilinx_board_without_vivado_says_so(tmp_path, monkeypatch) -
     with pytest.raises(AccelError, match=r"^board 'nexys4ddr' builds with Vivado, which is not on the PATH; "):
         args.handler(args)
     assert (tmp_path / "host_link_2x2.tcl").is_file()
+
+
+@pytest.mark.fpga
+def test_the_npu_board_top_is_the_npu_behind_the_uart(tmp_path) -> None:
+    """``--design npu`` on a board is NPULink (UART, DRAM model, NPU) on the board's UART pins; a small
+    scratchpad keeps the Verilog quick to write (Vivado's project: no tool runs)."""
+    import dataclasses
+
+    from accel.config import load
+    from rtl.fpga.board import write_vivado_project
+
+    arch = load("fpga-small")
+    arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad, size_bytes=1024))
+    write_vivado_project("arty-a7", "npu", options={"arch": arch, "max_commands": 8, "program_words": 256,
+                                                    "dram_bytes": 1024}, build_dir=tmp_path)
+    verilog = (tmp_path / "npu_link.v").read_text()
+    assert "module npu_link(rst_0__io, uart_0__rx__io, uart_0__tx__io, clk100_0__io);" in verilog
+    assert "module \\npu_link.link.npu " in verilog
+    for lane in range(4):  # the DRAM model's byte lanes, 1024 / 4 bytes each
+        assert f"reg [7:0] dram_{lane} [255:0];" in verilog
+    assert "synth_design -top npu_link" in (tmp_path / "npu_link.tcl").read_text()
+    with pytest.raises(ConfigError, match=r"unit 'npu' on a board takes options .*, not rows"):
+        write_vivado_project("arty-a7", "npu", options={"rows": 2}, build_dir=tmp_path / "bad")

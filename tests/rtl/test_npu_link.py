@@ -1,0 +1,73 @@
+"""NPULink (UART + the whole NPU + a DRAM model) on Icarus through cocotb, driven by the real host driver:
+the mapper's program of a fully connected layer on fpga-small, bit-exact against rtl.npu.golden and
+cycle-exact (total and trace) against sim.simulate, all through the rx/tx pins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from accel.commands import Buffer, Compute, Load, Store
+from accel.config import load
+from accel.encoding import encode_program
+from accel.hardware import Dataflow
+from rtl.cocotb_runner import run_cocotb
+from rtl.fpga.driver import fc_layer, program_tensors, random_inputs
+from rtl.fpga.npu_link import NPULink
+
+TESTBENCH = Path(__file__).with_name("npu_link_tb.py")
+SCENARIOS = ("mapped_layer_bit_and_cycle_exact", "unaligned_beats_bit_and_cycle_exact", "corrupted_input_byte_fails",
+             "refused_commands_answer_error")
+
+
+def unaligned() -> tuple:
+    """A 5x6 @ 6x7 tile whose operands and results sit at DRAM addresses that are not multiples of 4
+    (and sizes that are not either): x at 3, w at 101, y (from the accumulator) at 206, x back out at 301."""
+    return (
+        Load(id=0, layer="u", tensor="x", size_bytes=30, addr=0, dram_addr=3),
+        Load(id=1, layer="u", tensor="w", size_bytes=42, addr=64, dram_addr=101),
+        Compute(id=2, layer="u", deps=(0, 1), dataflow=Dataflow.WS, m=5, k=6, n=7, input_addr=0, weight_addr=64,
+                output_addr=0),
+        Store(id=3, layer="u", deps=(2,), tensor="y", size_bytes=35, buffer=Buffer.ACCUMULATOR, addr=0,
+              dram_addr=206),
+        Store(id=4, layer="u", deps=(0,), tensor="x_copy", size_bytes=30, buffer=Buffer.SCRATCHPAD, addr=0,
+              dram_addr=301),
+    )
+
+
+def test_the_layers_tensors_are_its_loads_and_stores() -> None:
+    """What the bench sends and reads back: x and the weights in, the layer's output out."""
+    plan = fc_layer(load("fpga-small"))
+    inputs, outputs = program_tensors(plan.commands)
+    assert inputs == {"x": (0, 512), "fc.weight": (2048, 512)}
+    assert outputs == {"fc": (4096, 256)}
+
+
+@pytest.mark.rtl
+def test_npu_link_runs_a_mapped_layer_through_the_uart_pins(tmp_path: Path) -> None:
+    arch = load("fpga-small")
+    plan = fc_layer(arch)
+    image = encode_program(plan.commands)
+    parameters = {"rows": arch.array.rows, "cols": arch.array.cols, "divisor": 4, "dram_bytes": 8192,
+                  "max_commands": 16, "program_words": 512, "image": image.hex(),
+                  "inputs": {name: data.hex() for name, data in random_inputs(plan.commands, seed=3).items()},
+                  "unaligned": {"image": encode_program(unaligned()).hex(),  # full-range bytes: saturating stores
+                                "inputs": {name: data.hex() for name, data in
+                                           random_inputs(unaligned(), seed=4, low=-128, high=128).items()}}}
+    link = NPULink(arch, parameters["divisor"], dram_bytes=parameters["dram_bytes"],
+                   max_commands=parameters["max_commands"], program_words=parameters["program_words"])
+    result = run_cocotb(toplevel="npu_link", component=link, test_module=TESTBENCH, build_dir=tmp_path,
+                        parameters=parameters, check=False)
+    by_name = {case.name: case for case in result.cases}
+    assert set(by_name) == set(SCENARIOS), result.summary()
+    assert by_name["mapped_layer_bit_and_cycle_exact"].passed, by_name["mapped_layer_bit_and_cycle_exact"].message
+    assert by_name["unaligned_beats_bit_and_cycle_exact"].passed, by_name["unaligned_beats_bit_and_cycle_exact"].message
+    assert by_name["refused_commands_answer_error"].passed, by_name["refused_commands_answer_error"].message
+    corrupted = by_name["corrupted_input_byte_fails"]
+    assert not corrupted.passed, "a corrupted input byte must make the comparison with golden fail"
+    # x's first byte is flipped: the copy of x differs in that byte, and so do results of x's first row
+    assert "output 'x_copy' differs from rtl.npu.golden.execute in 1 of 30 bytes" in corrupted.message, \
+        corrupted.message
+    assert "output 'y' differs from rtl.npu.golden.execute" in corrupted.message, corrupted.message
+    assert "cycles" not in corrupted.message, "the data must differ, not the timing"

@@ -1,0 +1,179 @@
+"""``accel fpga run --design npu`` and :class:`rtl.fpga.driver.NPULinkDriver` against a Python model of the
+NPU host link's protocol (no RTL: ``tests/rtl/test_npu_link.py`` runs the driver on the real pins).
+
+The model answers as :mod:`rtl.fpga.npu_link` documents, and "runs" a program with the references the
+driver compares with (golden data, the simulator's cycles and trace), so these tests check the
+protocol's host side, the command's output and its failures, not the NPU."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from accel.cli import main
+from accel.config import load
+from accel.encoding import decode_program
+from mapper.plan import Plan
+from rtl.fpga import driver as driver_module
+from rtl.fpga import npu_link
+from rtl.fpga.driver import LinkError, NPULinkDriver, fc_layer, random_inputs
+from rtl.npu.golden import execute
+from sim.engine import simulate
+
+
+class FakeNPULink:
+    """The protocol of :mod:`rtl.fpga.npu_link` in Python, as a :class:`~rtl.fpga.driver.Transport`."""
+
+    def __init__(self, arch, *, dram_bytes: int = 8192, program_words: int = 512, max_commands: int = 16,
+                 flip_output: bool = False, extra_cycle: bool = False) -> None:  # noqa: ANN001
+        self.arch, self.dram_bytes = arch, dram_bytes
+        self.program_words, self.max_commands = program_words, max_commands
+        self.flip_output, self.extra_cycle = flip_output, extra_cycle
+        self.program, self.dram = bytearray(4 * program_words), bytearray(dram_bytes)
+        self.inbox, self.outbox = bytearray(), deque()
+        self.cycles, self.trace, self.finished, self.closed = 0, {}, False, False
+
+    def write(self, data: bytes) -> None:
+        self.inbox += data
+        while self.inbox and self._command():
+            pass
+
+    def read(self, n: int) -> bytes:
+        assert len(self.outbox) >= n, f"the host waits for {n} bytes, the board sent {len(self.outbox)}"
+        return bytes(self.outbox.popleft() for _ in range(n))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _answer(self, *parts: bytes) -> None:
+        self.outbox.extend(b"".join(parts))
+
+    def _command(self) -> bool:  # noqa: C901 - one protocol, command by command
+        op, box = self.inbox[0], self.inbox
+        u32 = lambda at: int.from_bytes(box[at:at + 4], "little")  # noqa: E731
+        if op in (npu_link.OP_PROGRAM, npu_link.OP_WRITE, npu_link.OP_READ):
+            if len(box) < 9:
+                return False
+            addr, n = u32(1), u32(5)
+            payload = 4 * n if op == npu_link.OP_PROGRAM else n if op == npu_link.OP_WRITE else 0
+            if len(box) < 9 + payload:
+                return False
+            data = bytes(box[9:9 + payload])
+            del box[:9 + payload]
+            limit = self.program_words if op == npu_link.OP_PROGRAM else self.dram_bytes
+            if n == 0 or addr + n > limit:
+                self._answer(b"?")
+            elif op == npu_link.OP_PROGRAM:
+                self.program[4 * addr:4 * (addr + n)] = data
+                self._answer(b"P")
+            elif op == npu_link.OP_WRITE:
+                self.dram[addr:addr + n] = data
+                self._answer(b"W")
+            else:
+                self._answer(b"R", bytes(self.dram[addr:addr + n]))
+            return True
+        if op == npu_link.OP_TRACE:
+            if len(box) < 5:
+                return False
+            command = u32(1)
+            del box[:5]
+            if command >= self.max_commands:
+                self._answer(b"?")
+            else:
+                start, end = self.trace.get(command, (0, 0))
+                self._answer(b"T", start.to_bytes(4, "little"), end.to_bytes(4, "little"))
+            return True
+        del box[:1]
+        if op == npu_link.OP_INFO:
+            a = self.arch.array
+            self._answer(b"I", self.program_words.to_bytes(4, "little"), self.dram_bytes.to_bytes(4, "little"),
+                         self.max_commands.to_bytes(2, "little"), bytes([a.rows, a.cols]),
+                         self.arch.dram.latency_cycles.to_bytes(2, "little"))
+        elif op == npu_link.OP_GO:
+            commands = decode_program(bytes(self.program))
+            self.dram[:] = execute(self.arch, commands, bytes(self.dram)).dram
+            result = simulate(Plan(arch=self.arch, graph_name="fake", layers=(), commands=commands))
+            self.cycles = result.total_cycles + self.extra_cycle
+            self.trace = {event.command: (event.start, event.end) for event in result.trace}
+            if self.flip_output:
+                store = max((c for c in commands if type(c).__name__ == "Store"), key=lambda c: c.id)
+                self.dram[store.dram_addr] ^= 0x01
+            self.finished = True
+            self._answer(b"G")
+        elif op == npu_link.OP_STATUS:
+            self._answer(b"S", bytes([npu_link.STATUS_FINISHED if self.finished else 0]))
+        elif op == npu_link.OP_CYCLES:
+            self._answer(b"C", self.cycles.to_bytes(4, "little"))
+        else:
+            self._answer(b"?")
+        return True
+
+
+def _board(monkeypatch: pytest.MonkeyPatch, **options: object) -> list[FakeNPULink]:
+    boards: list[FakeNPULink] = []
+
+    def open_port(port: str, baud: int = 115200, **_: object) -> FakeNPULink:
+        boards.append(FakeNPULink(load("fpga-small"), **options))  # type: ignore[arg-type]
+        return boards[-1]
+
+    monkeypatch.setattr(driver_module, "SerialTransport", open_port)
+    return boards
+
+
+def test_run_program_reads_outputs_cycles_and_trace_back() -> None:
+    arch = load("fpga-small")
+    plan = fc_layer(arch)
+    run = NPULinkDriver(FakeNPULink(arch)).run_program(plan, random_inputs(plan.commands, seed=1))
+    assert run.outputs_match and run.cycles_match and run.trace_match and not run.mismatches()
+    assert set(run.outputs) == {"fc"} and len(run.outputs["fc"]) == 256 and run.cycles == 898
+    assert len(run.trace) == len(plan.commands)
+
+
+def test_run_program_refuses_what_the_board_cannot_hold() -> None:
+    arch = load("fpga-small")
+    plan = fc_layer(arch)
+    inputs = random_inputs(plan.commands)
+    with pytest.raises(LinkError, match=r"uses 4352 bytes of DRAM, the board has 4096"):
+        NPULinkDriver(FakeNPULink(arch, dram_bytes=4096)).run_program(plan, inputs)
+    with pytest.raises(LinkError, match=r"missing fc.weight"):
+        NPULinkDriver(FakeNPULink(arch)).run_program(plan, {"x": inputs["x"]})
+    with pytest.raises(LinkError, match=r"input 'x' has 3 bytes; the program reads 512"):
+        NPULinkDriver(FakeNPULink(arch)).run_program(plan, {**inputs, "x": b"abc"})
+
+
+def test_cli_run_npu_prints_the_comparison(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    boards = _board(monkeypatch)
+    assert main(["fpga", "run", "--design", "npu", "--port", "/dev/fake"]) == 0
+    out = capsys.readouterr().out
+    assert "fc 16x32 @ 32x16 (7 commands) on the NPU at /dev/fake" in out
+    assert "output fc: 256 bytes, equal to rtl.npu.golden.execute" in out
+    assert "cycles: 898 (sim.simulate: 898, equal)" in out
+    assert "trace: 7 commands, equal to sim.simulate's" in out
+    assert boards[0].closed
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"flip_output": True}, r"output 'fc' differs from rtl.npu.golden.execute in 1 of 256 bytes"),
+    ({"extra_cycle": True}, r"the board took 899 cycles, sim.simulate 898"),
+])
+def test_cli_run_npu_fails_in_one_line_when_the_board_disagrees(capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                options: dict, message: str) -> None:
+    _board(monkeypatch, **options)
+    assert main(["fpga", "run", "--design", "npu", "--port", "/dev/fake"]) == 2
+    captured = capsys.readouterr()
+    assert "DIFFERENT" in captured.out
+    assert len(captured.err.splitlines()) == 1 and captured.err.startswith("accel: error: ")
+    import re
+
+    assert re.search(message, captured.err), captured.err
+
+
+def test_cli_run_npu_names_a_port_it_cannot_open(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # noqa: ANN001
+    missing = tmp_path / "ttyNOPE"
+    assert main(["fpga", "run", "--design", "npu", "--port", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert len(captured.err.splitlines()) == 1
+    assert captured.err.startswith(f"accel: error: cannot open serial port '{missing}': ") or "pyserial" in captured.err
