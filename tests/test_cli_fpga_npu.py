@@ -146,10 +146,10 @@ def test_cli_run_npu_prints_the_comparison(capsys: pytest.CaptureFixture[str], m
     boards = _board(monkeypatch)
     assert main(["fpga", "run", "--design", "npu", "--port", "/dev/fake"]) == 0
     out = capsys.readouterr().out
-    assert "fc 16x32 @ 32x16 (7 commands) on the NPU at /dev/fake" in out
+    assert "fc 16x32 @ 32x16 (8 commands) on the NPU at /dev/fake" in out
     assert "output fc: 256 bytes, equal to rtl.npu.golden.execute" in out
     assert "cycles: 898 (sim.simulate: 898, equal)" in out
-    assert "trace: 7 commands, equal to sim.simulate's" in out
+    assert "trace: 8 commands, equal to sim.simulate's" in out
     assert boards[0].closed
 
 

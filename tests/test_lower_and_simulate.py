@@ -58,13 +58,21 @@ def test_every_mac_is_computed_once_and_every_dependency_points_back(preset):
 
 @pytest.mark.parametrize("preset", ["eyeriss", "fpga-small", "gemmini", "tpu-v1"])
 def test_tiles_fit_half_of_each_memory(preset):
+    """A compute's operand tiles fit half the scratchpad, with whatever its layer keeps there (the
+    loads it reads, by their own sizes: a convolution's input tile is a band of the input, smaller
+    than its ``m x k`` view), and its outputs half the accumulator."""
     arch = config.load(preset)
     plan = map_graph(conv_relu_fc(), arch)
     a = arch.array
+    half = arch.scratchpad.size_bytes // 2
     for c in plan.commands:
         if isinstance(c, Compute):
-            operands = c.batch * (c.m * c.k * a.input_format.size_bytes + c.k * c.n * a.weight_format.size_bytes)
-            assert operands <= arch.scratchpad.size_bytes // 2
+            loads = [plan.commands[d] for d in c.deps if isinstance(plan.commands[d], Load)]
+            assert all(t.addr + t.size_bytes <= arch.scratchpad.size_bytes for t in loads)
+            assert sum(t.size_bytes for t in loads) <= half
+            if c.layer == "fc":  # a GEMM's tiles are their m x k and k x n blocks
+                assert c.batch * (c.m * c.k * a.input_format.size_bytes
+                                  + c.k * c.n * a.weight_format.size_bytes) <= half
             assert c.batch * c.m * c.n * a.accumulator_format.size_bytes <= arch.accumulator.size_bytes // 2
 
 

@@ -521,13 +521,24 @@ class NPULinkDriver:
 
 def fc_layer(arch: Accelerator, m: int = 16, k: int = 32, n: int = 16) -> Plan:
     """The mapper's plan of one fully connected layer ``x (m x k) @ w (k x n)`` (no bias) on ``arch``:
-    what ``accel fpga run --design npu`` and the NPU host link's bench run."""
-    from mapper import map_graph
+    what ``accel fpga run --design npu`` and the NPU host link's bench run.
+
+    The NPU's DMA moves contiguous bytes only, so the plan is the mapper's default where every
+    transfer is contiguous, else its fold-outer one (SCALE-Sim's order, whose folds read whole
+    rows for a layer this small) where that is; a :class:`LinkError` says so when neither is."""
+    from accel.commands import Load, Store
+    from mapper import MapOptions, map_graph
     from workloads.builder import GraphBuilder
 
     graph = GraphBuilder("fc")
     graph.linear(graph.input("x", (m, k)), n, bias=False, name="fc")
-    return map_graph(graph.build(), arch)
+    layer = graph.build()
+    for options in (MapOptions(), MapOptions(loop_order="fold-outer")):
+        plan = map_graph(layer, arch, options)
+        if not any(isinstance(c, Load | Store) and c.dram is not None for c in plan.commands):
+            return plan
+    raise LinkError(f"the fc layer {m}x{k} @ {k}x{n} maps on {arch.name} only with strided DRAM transfers, "
+                    "which the NPU does not move yet; try another --layer")
 
 
 def random_inputs(commands: Sequence[Command], seed: int = 0, *, low: int = -3, high: int = 4) -> dict[str, bytes]:
