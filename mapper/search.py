@@ -470,6 +470,28 @@ def _kept_tms(ops: Operands, role: str, tb: int, tk: int, tn: int, half_spad: in
     return {most, ceil_div(g.m, ceil_div(g.m, most))} if most >= 1 else set()
 
 
+#: A kept operand must save at least this share of the DRAM bytes its tile shape moves without it
+#: (by the search's DRAM bound): keeping is for traffic; below it a kept tile differs only in
+#: the order of its steps, which the per-layer estimate cannot rank against the next layer's overlap.
+KEEP_MIN_SAVING = 0.05
+
+
+def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int) -> bool:
+    """Whether keeping ``role`` (``"w"`` or ``"x"``) in ``tb x tm x tk x tn`` tiles saves
+    :data:`KEEP_MIN_SAVING` of the DRAM bytes the same tiles move without it (a pass over the input
+    costs its tiles' shares, a convolution's bands with their halo; a row of kept inputs gives up
+    the weights a one-tile reduction keeps)."""
+    g = ops.gemm
+    weights = ops.w_size(g.batch, g.k, g.n)
+    x_pass = ceil_div(g.batch, tb) * ceil_div(g.m, tm) * kept_bytes(ops, "x", tb, tm, tk, tn)
+    x_reads, w_reads = ceil_div(g.n, tn), ceil_div(g.m, tm)
+    plain_w_reads = 1 if tk >= g.k else w_reads
+    plain = x_pass * x_reads + weights * plain_w_reads + g.batch * g.m * g.n * ops.out_bytes
+    saved = (weights * (w_reads - 1) if role == "w"
+             else x_pass * (x_reads - 1) - weights * (w_reads - plain_w_reads))
+    return saved >= KEEP_MIN_SAVING * plain
+
+
 def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int,
                         half_acc: int, objective: str) -> list[Choice]:
     """Tile-outer mappings in two rounds: power-of-two multiples of the array (and whole extents)
@@ -522,6 +544,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             # a split reduction's column of weight tiles, or a row of input tiles, that fits: keep it
             for role in ("w", "x"):
                 for tm in _kept_tms(ops, role, tb, tk, tn, half_spad, half_acc):
+                    if not _worth_keeping(ops, role, tb, tm, tk, tn):
+                        continue
                     tile = Tile(tm, tk, tn, tb, keep=role)
                     if tile not in priced:
                         candidates.setdefault(tile)
