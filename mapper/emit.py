@@ -112,7 +112,7 @@ class _Slot:
 
     addr: int
     last_users: list[int] = field(default_factory=list)
-    top_users: list[int] = field(default_factory=list)  # readers of an operand kept at its top (Transfer.stays)
+    top_users: list[int] = field(default_factory=list)  # the last reader of an operand kept at its top (Transfer.stays)
 
 
 class _Emitter:
@@ -506,9 +506,9 @@ class _Emitter:
                                  origin=c.origin, input_block=in_block, weight_block=w_block_)
             for name in onchip:
                 self.users.setdefault(name, []).append(compute)
-            for role, slot in kept.items():
+            for role, slot in kept.items():  # the array runs its computes in order: the last reader is enough
                 if role in step.reuses or role in operand:
-                    slot.top_users.append(compute)
+                    slot.top_users = [compute]
             if spad_slot is not None:
                 early = previous is not None and self._weights_shift_early(streamed, compute)
                 spad_slot.last_users = [previous] if early else [compute]

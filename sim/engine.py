@@ -913,9 +913,10 @@ def _runs(commands: tuple[Command, ...], table: ProgramTable, offsets: np.ndarra
             continue
         sig = signature[lo:hi]
         size = hi - lo
-        # Candidate periods: distances from a few commands to the next ones of the same signature.
+        # Candidate periods: distances from a few commands to the next ones of the same signature
+        # (probes at uneven places: a layer of equal rows must not put them all on the rows' first commands)
         candidates: set[int] = set()
-        for probe in (size // 4, size // 2, 3 * size // 4):
+        for probe in ((size * j // 8 + j) % size for j in range(1, 8)):
             later = np.flatnonzero(sig[probe + 1:probe + 1 + _MAX_PERIOD] == sig[probe]) + 1
             candidates.update(later[:8].tolist())
         best: tuple[int, int, np.ndarray, np.ndarray] | None = None  # (coverage, period, starts, ends)
