@@ -443,8 +443,8 @@ class _Emitter:
         acc_word = self.arch.array.accumulator_format.size_bytes
         held: dict[str, tuple[int, Block | None]] = {}  # the operands the previous compute read, by role
         kept: dict[str, _Slot] = {}  # the half whose top holds the operand kept for later steps, by role
-        # a kept column of weights, one tile per k tile stacked down from the top: where each is, by
-        # (role, k0), and what the column's loads wait for and how many bytes of the top it fills
+        # a kept column of weight tiles or row of input tiles, one per k tile stacked down from the top:
+        # where each is, by (role, k0), and what its loads wait for and how many bytes of the top it fills
         kept_at: dict[tuple[str, int], tuple[int, Block | None]] = {}
         kept_from: dict[tuple[str, int], str] = {}  # kept operands read in place: their resident tensor
         column: dict[str, tuple[list[int], int]] = {}
