@@ -113,6 +113,9 @@ def _entry_layout(id_bits: int, product_bits: int) -> data.StructLayout:
         "f": data.ArrayLayout(32, 7),  # record words 4..10 (the operands)
         # a Compute's m * k, k * n and m * n, low bits (the address strides of a batch element)
         "p": data.ArrayLayout(product_bits, 3),
+        # a Compute's last index of m, k, n, batch, its m tiles, k tiles (rows) and n tiles (columns),
+        # compared with the counters; 2**32 (never reached) for a count of 0
+        "last": data.ArrayLayout(33, 7),
     })
 
 
@@ -332,6 +335,13 @@ class NPU(wiring.Component):
         products = Signal(data.ArrayLayout(pb, 3))
         m.d.sync += [products[0].eq((mm[:pb] * kk[:pb])[:pb]), products[1].eq((kk[:pb] * nn[:pb])[:pb]),
                      products[2].eq((mm[:pb] * nn[:pb])[:pb])]
+        lasts = Signal(data.ArrayLayout(33, 7))  # stage 1
+
+        def last(count):  # noqa: ANN001, ANN202
+            return Mux(count == 0, 1 << 32, count - 1)
+
+        m.d.sync += [x.eq(last(v)) for x, v in zip(lasts, (mm, kk, nn, batch, _ceil_div(mm, R), _ceil_div(kk, R),
+                                                             _ceil_div(nn, C)), strict=True)]
 
         supported = Signal()
         df_ok = Const(0, 1)
@@ -342,7 +352,7 @@ class NPU(wiring.Component):
 
         entry = Signal(layout)
         m.d.comb += [entry.op.eq(opcode), entry.flags.eq(flags), entry.id.eq(index), entry.cycles.eq(cycles),
-                     entry.need.eq(need), entry.p.eq(products)]
+                     entry.need.eq(need), entry.p.eq(products), entry.last.eq(lasts)]
         for f in range(7):
             m.d.comb += entry.f[f].eq(rec[4 + f])
         for q, (wp, _) in enumerate(queues):
@@ -566,9 +576,9 @@ class NPU(wiring.Component):
         is_move = st.op == _MOVE
         st_size = Mux(is_move, st.f[4], st.f[2])
         st_beats = _ceil_div(st_size, _BEAT)
-        beat_on = Signal()
+        beat_on, beat_due = Signal(), Signal()  # a beat now; one is due if the unit is active
         st_setup = is_move | self._elapsed(m, dma_lat, actives[1], finishes[1], "store")
-        m.d.comb += beat_on.eq(actives[1] & st_setup & (stx < st_beats))
+        m.d.comb += [beat_due.eq(st_setup & (stx < st_beats)), beat_on.eq(actives[1] & beat_due)]
         with m.If(actives[1] & ~finishes[1]):
             m.d.sync += st_tx.eq(stx + beat_on)
         with m.Else():
@@ -577,10 +587,18 @@ class NPU(wiring.Component):
         from_acc = is_move | st.flags[0]
         src = Mux(is_move, st.f[1], st.f[1])  # Move: accumulator source; Store: buffer address
         # the scratchpad is read a cycle ahead: the next beat, or the head's first when this one ends
-        st_head = ~actives[1] | finishes[1]
-        st_src, st_beat = Mux(st_head, heads[1].f[1], src), Mux(st_head, 0, stx + beat_on)
-        # the accumulator's beat is 4 words (elements) from word src / 4, the scratchpad's 4 bytes
-        m.d.comb += [sp.r_addr[R + 1].eq(st_src + st_beat * _BEAT), acc.d_addr.eq((st_src >> 2) + st_beat * _BEAT)]
+        # (while idle: the head's first, or its second if it starts with a beat now); the accumulator's
+        # beat is 4 words (elements) from word src / 4, the scratchpad's 4 bytes. This cycle's start
+        # selects only the last multiplexer.
+        head_src = heads[1].f[1]
+        next_beat = stx + beat_due
+        second = starts[1] & ~finishes[1] & beat_due
+        m.d.comb += [
+            sp.r_addr[R + 1].eq(Mux(busys[1], Mux(finishes[1], head_src, src + next_beat * _BEAT),
+                                    Mux(second, head_src + _BEAT, head_src))),
+            acc.d_addr.eq(Mux(busys[1], Mux(finishes[1], head_src >> 2, (src >> 2) + next_beat * _BEAT),
+                              Mux(second, (head_src >> 2) + _BEAT, head_src >> 2))),
+        ]
         byte_data = []
         strobes = []
         for i in range(_BEAT):
@@ -665,7 +683,7 @@ class NPU(wiring.Component):
         """
         a = self.arch.array
         R, C = a.rows, a.cols
-        mm, kk, nn, batch = cmd.f[0], cmd.f[1], cmd.f[2], cmd.f[3]
+        mm, kk, nn = cmd.f[0], cmd.f[1], cmd.f[2]
         is_ws = cmd.flags[:2] == 0
         sp_a = [sp.r_data[i] for i in range(R)]  # one input lane each (OS: a column of strided bytes)
         sp_b = sp.r_data[R]  # C consecutive weight bytes
@@ -701,7 +719,7 @@ class NPU(wiring.Component):
             with m.Else():
                 m.d.sync += [octx[1].eq(cmd), ovalid[1].eq(1)]
         out = octx[0]
-        om, ok_, on, oacc = out.f[0], out.f[1], out.f[2], out.flags[2]
+        om, on, oacc = out.f[0], out.f[2], out.flags[2]
         # the output context changed on the last edge: its address registers take its base (its first
         # results leave many cycles later: a command starts after the last result of the one before)
         ctx_new = Signal(name="out_ctx_new")
@@ -730,7 +748,7 @@ class NPU(wiring.Component):
             if df is Dataflow.WS:
                 ph_r = Signal(name="ws_phase")
                 ph = ph_r
-                kt_n, nt_n = _ceil_div(kk, R), _ceil_div(nn, C)
+                last_m, last_kt, last_nt, last_b = cmd.last[0], cmd.last[5], cmd.last[6], cmd.last[3]
                 # this cycle's operands, read from the addresses of the cycle before
                 for j in range(C):  # weight row kt*R + s, columns nt*C + j
                     row, col = i_ * R + s_, o_ * C + j
@@ -739,9 +757,9 @@ class NPU(wiring.Component):
                     col = i_ * R + i
                     m.d.comb += array.inputs.payload.data[i].eq(Mux(col < kk, sp_a[i][:8], 0))
                 m.d.comb += [array.weights.valid.eq(feeding & ~ph), array.inputs.valid.eq(feeding & ph),
-                             array.inputs.payload.last.eq(s_ == mm - 1)]
+                             array.inputs.payload.last.eq(s_ == last_m)]
                 fire = (array.weights.valid & array.weights.ready) | (array.inputs.valid & array.inputs.ready)
-                end_phase = Mux(ph, s_ == mm - 1, s_ == R - 1)
+                end_phase = Mux(ph, s_ == last_m, s_ == R - 1)
                 nb, no, ni, ns, nph, nfd = (Signal.like(x, name=f"ws_next_{n}") for x, n in
                                             ((b_r, "b"), (o_r, "outer"), (i_r, "inner"), (s_r, "step"),
                                              (ph_r, "phase"), (fdone_r, "feed_done")))
@@ -751,12 +769,12 @@ class NPU(wiring.Component):
                     with m.If(end_phase):
                         m.d.comb += nph.eq(~ph)
                     with m.If(end_phase & ph):
-                        m.d.comb += ni.eq(Mux(i_ == kt_n - 1, 0, i_ + 1))
-                        with m.If(i_ == kt_n - 1):
-                            m.d.comb += no.eq(Mux(o_ == nt_n - 1, 0, o_ + 1))
-                            with m.If(o_ == nt_n - 1):
+                        m.d.comb += ni.eq(Mux(i_ == last_kt, 0, i_ + 1))
+                        with m.If(i_ == last_kt):
+                            m.d.comb += no.eq(Mux(o_ == last_nt, 0, o_ + 1))
+                            with m.If(o_ == last_nt):
                                 m.d.comb += nb.eq(b_ + 1)
-                                with m.If(b_ == batch - 1):
+                                with m.If(b_ == last_b):
                                     m.d.comb += nfd.eq(1)
                 with m.If(pick_head):
                     m.d.sync += [b_r.eq(0), o_r.eq(0), i_r.eq(0), s_r.eq(0), ph_r.eq(0), fdone_r.eq(0)]
@@ -768,7 +786,7 @@ class NPU(wiring.Component):
                 # element); the next step's are one add away, so no address is multiplied.
                 # (the next values assume the array takes this cycle's operands: see _select)
                 adv = ph & end_phase  # the fold's last input row: the next fold
-                last_i, last_o = i_ == kt_n - 1, o_ == nt_n - 1
+                last_i, last_o = i_ == last_kt, o_ == last_nt
                 k_s, n_s_, mk, kn = kk[:sb], nn[:sb], cmd.p[0][:sb], cmd.p[1][:sb]
                 w_row, w_tile, w_col, w_b = self._regs(m, sb, "ws_w", ("row", "tile", "col", "batch"))
                 i_row, i_tile, i_b = self._regs(m, sb, "ws_in", ("row", "tile", "batch"))
@@ -792,16 +810,16 @@ class NPU(wiring.Component):
                 # results: row os_ of k tile oi, n tile oo
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 0)
-                okt_n, ont_n = _ceil_div(ok_, R), _ceil_div(on, C)
+                o_last_m, o_last_kt, o_last_nt, o_last_b = out.last[0], out.last[5], out.last[6], out.last[3]
 
                 # the first word of output row os_ of n tile oo, that of the tile's row 0 and of the
                 # batch element's, kept as the counters move
                 r_row, r_tile, r_b = self._regs(m, ab, "ws_acc", ("row", "tile", "batch"))
-                with m.If(got & (os_ != om - 1)):
+                with m.If(got & (os_ != o_last_m)):
                     m.d.comb += r_row.next.eq(r_row.cur + on_a)
-                with m.Elif(got & (oi != okt_n - 1)):
+                with m.Elif(got & (oi != o_last_kt)):
                     m.d.comb += r_row.next.eq(r_tile.cur)
-                with m.Elif(got & (oo != ont_n - 1)):
+                with m.Elif(got & (oo != o_last_nt)):
                     m.d.comb += [x.next.eq(r_tile.cur + C) for x in (r_row, r_tile)]
                 with m.Elif(got):
                     m.d.comb += [x.next.eq(r_b.cur + mn) for x in (r_row, r_tile, r_b)]
@@ -812,52 +830,52 @@ class NPU(wiring.Component):
                         col = oo * C + j
                         m.d.comb += acc.w_mask[j].eq(col < on)
                 rows[df] = (list(array.outputs.payload.data), (oi == 0) & ~oacc)  # a k tile's first: written
-                last_out = got & (os_ == om - 1) & (oi == okt_n - 1) & (oo == ont_n - 1) & (ob == out.f[3] - 1)
+                last_out = got & (os_ == o_last_m) & (oi == o_last_kt) & (oo == o_last_nt) & (ob == o_last_b)
                 n_s, n_i, n_o, n_b = (Signal.like(x, name=f"ws_out_next_{n}") for x, n in
                                       ((os_, "step"), (oi, "inner"), (oo, "outer"), (ob, "b")))
                 m.d.comb += [n_s.eq(os_), n_i.eq(oi), n_o.eq(oo), n_b.eq(ob)]
                 with m.If(got):
-                    m.d.comb += n_s.eq(Mux(os_ == om - 1, 0, os_ + 1))
-                    with m.If(os_ == om - 1):
-                        m.d.comb += n_i.eq(Mux(oi == okt_n - 1, 0, oi + 1))
-                        with m.If(oi == okt_n - 1):
-                            m.d.comb += n_o.eq(Mux(oo == ont_n - 1, 0, oo + 1))
-                            with m.If(oo == ont_n - 1):
+                    m.d.comb += n_s.eq(Mux(os_ == o_last_m, 0, os_ + 1))
+                    with m.If(os_ == o_last_m):
+                        m.d.comb += n_i.eq(Mux(oi == o_last_kt, 0, oi + 1))
+                        with m.If(oi == o_last_kt):
+                            m.d.comb += n_o.eq(Mux(oo == o_last_nt, 0, oo + 1))
+                            with m.If(oo == o_last_nt):
                                 m.d.comb += n_b.eq(Mux(last_out, 0, ob + 1))
                 m.d.sync += [os_.eq(n_s), oi.eq(n_i), oo.eq(n_o), ob.eq(n_b)]
                 acc_rd.append((out.flags[:2] == 0, r_row.next))
                 pops.append(last_out)
             else:
-                mt_n, nt_n = _ceil_div(mm, R), _ceil_div(nn, C)
+                last_k, last_mt, last_nt, last_b = cmd.last[1], cmd.last[4], cmd.last[6], cmd.last[3]
                 for i in range(R):  # A[mt*R + i, s]
                     row = o_ * R + i
                     m.d.comb += array.operands.payload.a[i].eq(Mux(row < mm, sp_a[i][:8], 0))
                 for j in range(C):  # B[s, nt*C + j]
                     col = i_ * C + j
                     m.d.comb += array.operands.payload.b[j].eq(Mux(col < nn, sp_b.word_select(j, 8), 0))
-                m.d.comb += [array.operands.valid.eq(feeding), array.operands.payload.last.eq(s_ == kk - 1)]
+                m.d.comb += [array.operands.valid.eq(feeding), array.operands.payload.last.eq(s_ == last_k)]
                 fire = array.operands.valid & array.operands.ready
                 nb, no, ni, ns, nfd = (Signal.like(x, name=f"os_next_{n}") for x, n in
                                        ((b_r, "b"), (o_r, "outer"), (i_r, "inner"), (s_r, "step"),
                                         (fdone_r, "feed_done")))
                 m.d.comb += [nb.eq(b_), no.eq(o_), ni.eq(i_), ns.eq(s_), nfd.eq(fdone)]
                 with m.If(fire):
-                    m.d.comb += ns.eq(Mux(s_ == kk - 1, 0, s_ + 1))
-                    with m.If(s_ == kk - 1):
-                        m.d.comb += ni.eq(Mux(i_ == nt_n - 1, 0, i_ + 1))
-                        with m.If(i_ == nt_n - 1):
-                            m.d.comb += no.eq(Mux(o_ == mt_n - 1, 0, o_ + 1))
-                            with m.If(o_ == mt_n - 1):
+                    m.d.comb += ns.eq(Mux(s_ == last_k, 0, s_ + 1))
+                    with m.If(s_ == last_k):
+                        m.d.comb += ni.eq(Mux(i_ == last_nt, 0, i_ + 1))
+                        with m.If(i_ == last_nt):
+                            m.d.comb += no.eq(Mux(o_ == last_mt, 0, o_ + 1))
+                            with m.If(o_ == last_mt):
                                 m.d.comb += nb.eq(b_ + 1)
-                                with m.If(b_ == batch - 1):
+                                with m.If(b_ == last_b):
                                     m.d.comb += nfd.eq(1)
                 with m.If(pick_head):
                     m.d.sync += [b_r.eq(0), o_r.eq(0), i_r.eq(0), s_r.eq(0), fdone_r.eq(0)]
                 with m.Elif(active & mine):
                     m.d.sync += [b_r.eq(nb), o_r.eq(no), i_r.eq(ni), s_r.eq(ns), fdone_r.eq(nfd)]
                 # the same for OS: inputs (lane 0 at step s of the m tile), weights (row s of the n tile)
-                adv = s_ == kk - 1  # the fold's last step: the next fold
-                last_i, last_o = i_ == nt_n - 1, o_ == mt_n - 1
+                adv = s_ == last_k  # the fold's last step: the next fold
+                last_i, last_o = i_ == last_nt, o_ == last_mt
                 k_s, n_s_, mk, kn = kk[:sb], nn[:sb], cmd.p[0][:sb], cmd.p[1][:sb]
                 a_row, a_tile, a_b = self._regs(m, sb, "os_in", ("step", "tile", "batch"))
                 b_row, b_tile, b_b = self._regs(m, sb, "os_w", ("row", "tile", "batch"))
@@ -880,7 +898,7 @@ class NPU(wiring.Component):
                 os_a_addr = [(first + _times(lane_k, i))[:sb] for i in range(R)]
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 1)
-                omt_n, ont_n = _ceil_div(om, R), _ceil_div(on, C)
+                o_last_mt, o_last_nt, o_last_b = out.last[4], out.last[6], out.last[3]
                 # tag[d] is high d cycles after the cycle a fold's last step is accepted; the tile
                 # leaves R + C - 1 cycles after it, and row i is final and written at tag[C + i]
                 tag = [Signal(name=f"os_tag_{d}") for d in range(C + R)]
@@ -898,9 +916,9 @@ class NPU(wiring.Component):
                 # rows in order, and the next tile's row 0 comes R + C - 1 cycles after this one's), that
                 # of the tile's row 0, of its m tile's, of its batch element's
                 t_row, t_tile, t_m, t_b = self._regs(m, ab, "os_acc", ("row", "tile", "m_tile", "batch"))
-                with m.If(got & (oi != ont_n - 1)):
+                with m.If(got & (oi != o_last_nt)):
                     m.d.comb += [x.next.eq(t_tile.cur + C) for x in (t_row, t_tile)]
-                with m.Elif(got & (oo != omt_n - 1)):
+                with m.Elif(got & (oo != o_last_mt)):
                     m.d.comb += [x.next.eq(t_m.cur + _times(on_a, R)) for x in (t_row, t_tile, t_m)]
                 with m.Elif(got):
                     m.d.comb += [x.next.eq(t_b.cur + mn) for x in (t_row, t_tile, t_m, t_b)]
@@ -914,12 +932,12 @@ class NPU(wiring.Component):
                         m.d.comb += acc.w_mask[j].eq(oi * C + j < on)
                 rows[df] = (list(tile_row), ~oacc)
                 acc_rd.append((ahead & (out.flags[:2] == 1), t_row.cur))
-                last_out = got & (oi == ont_n - 1) & (oo == omt_n - 1) & (ob == out.f[3] - 1)
+                last_out = got & (oi == o_last_nt) & (oo == o_last_mt) & (ob == o_last_b)
                 with m.If(got):
-                    m.d.sync += oi.eq(Mux(oi == ont_n - 1, 0, oi + 1))
-                    with m.If(oi == ont_n - 1):
-                        m.d.sync += oo.eq(Mux(oo == omt_n - 1, 0, oo + 1))
-                        with m.If(oo == omt_n - 1):
+                    m.d.sync += oi.eq(Mux(oi == o_last_nt, 0, oi + 1))
+                    with m.If(oi == o_last_nt):
+                        m.d.sync += oo.eq(Mux(oo == o_last_mt, 0, oo + 1))
+                        with m.If(oo == o_last_mt):
                             m.d.sync += ob.eq(Mux(last_out, 0, ob + 1))
                 pops.append(last_out)
         for i in range(R):
