@@ -120,15 +120,21 @@ def device(family: FpgaFamily | str, name: str) -> Device:
     raise ConfigError(f"{fam.value} device must be one of {names}, not {name!r}")
 
 
-def dsp_blocks(family: FpgaFamily | str, a_bits: int, b_bits: int) -> int:
+def dsp_blocks(family: FpgaFamily | str, a_bits: int, b_bits: int, product_bits: int | None = None) -> int:
     """Hard multiplier blocks one ``a_bits x b_bits`` multiplier takes when synthesis maps it to DSPs.
 
     Yosys splits a wide multiplier into tiles of the block's operand widths (``mul2dsp``), so the
-    count is ``ceil(a / A) * ceil(b / B)`` with the larger operand on the wider port.
+    count is ``ceil(a / A) * ceil(b / B)`` with the larger operand on the wider port. When only the
+    low ``product_bits`` of the product are used (yosys' ``wreduce`` trims the rest), a tile whose
+    lowest product bit is above them is dropped: a 32 x 32 multiply kept to 32 bits takes three
+    18 x 18 blocks, not four.
     """
     wide, narrow = _DSP_OPERAND_BITS[FpgaFamily.parse(family)]
     a, b = max(a_bits, b_bits), min(a_bits, b_bits)
-    return math.ceil(a / wide) * math.ceil(b / narrow)
+    if product_bits is None:
+        return math.ceil(a / wide) * math.ceil(b / narrow)
+    return sum(1 for i in range(math.ceil(a / wide)) for j in range(math.ceil(b / narrow))
+               if i * wide + j * narrow < product_bits)
 
 FIT_POINTS: tuple[tuple[int, int], ...] = ((1, 1), (1, 4), (2, 2), (2, 4), (4, 1), (2, 8), (4, 4), (3, 6),
                                            (6, 3), (8, 2), (8, 8))

@@ -3,10 +3,13 @@ utilisation and Fmax; prints the figures and writes them as JSON.
 
     python benchmarks/npu_fpga.py [--arch fpga-small] [--board versa-ecp5] [--no-build] [--out build/npu_fpga]
 
+(``--board ulx3s`` is the 85F build of the README's figures).
+
 Step 1 is :func:`rtl.fpga.synth.synthesize_unit` of the ``npu`` unit for ECP5 (yosys only); step 2,
 when the unit fits the board's device, :func:`rtl.fpga.board.build_bitstream` (yosys, nextpnr-ecp5
 and ecppack through amaranth-boards) of the board unit ``npu`` (the NPU behind the UART host link with
-its DRAM model, :class:`rtl.fpga.npu_link.NPULink`), whose nextpnr report gives the utilisation and Fmax. Each
+its DRAM model, :class:`rtl.fpga.npu_link.NPULink`), whose nextpnr report gives the utilisation and Fmax
+(and whether every clock meets the board's; the bitstream's size is recorded too). Each
 step's wall time and peak memory of the tools (the children's maximum resident set) are recorded;
 a step that fails is recorded with its error and the script exits non-zero. The JSON is
 ``OUT/npu_fpga.json``.
@@ -63,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         try:
             build = build_bitstream(args.board, "npu", options=options, build_dir=args.out / args.board)
-            figures["build"] = {"bitstream": str(build.bitstream), "fmax_mhz": build.pnr.fmax_mhz if build.pnr else {},
+            figures["build"] = {"bitstream": str(build.bitstream), "bitstream_bytes": build.bitstream.stat().st_size,
+                                "fmax_mhz": build.pnr.fmax_mhz if build.pnr else {},
+                                "timing_met": all(c.met for c in build.pnr.fmax) if build.pnr else None,
                                 "utilization": {k: list(v) for k, v in build.pnr.utilization.items()}
                                 if build.pnr else {}}
             print(build.summary(), end="")

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from accel.errors import ConfigError, ToolError
-from accel.resources import FpgaFamily
+from accel.resources import FpgaFamily, dsp_blocks
 from rtl.fpga.nextpnr import find_tool
 from rtl.fpga.synth import Resources, _ice40_logic_cells, dsp_demand, synthesize
 from rtl.pe import MacPE
+from rtl.units import build_unit
 
 
 @pytest.mark.fpga
@@ -74,6 +78,41 @@ def test_ice40_packing_follows_nextpnr_rules() -> None:
 def test_dsp_demand_reads_the_multipliers_of_the_design() -> None:
     design = rtlil.convert(MacPE(), name="mac_pe", emit_src=False)
     assert dsp_demand(design, "ice40") == 1 and dsp_demand(design, "ecp5") == 1
+
+
+class _Product(wiring.Component):
+    """``y`` = the low ``bits`` of ``a * b`` (32-bit operands), registered."""
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        super().__init__({"a": In(32), "b": In(32), "y": Out(bits)})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.d.sync += self.y.eq((self.a * self.b)[:self.bits])
+        return m
+
+
+def test_dsp_demand_counts_only_the_product_bits_the_design_reads() -> None:
+    # yosys trims a product to the bits read (wreduce) before tiling it (mul2dsp): 32 x 32 kept to
+    # 32 bits is three 18 x 18 (or 16 x 16) blocks, the whole 64-bit product four, the low 16 one
+    def demand(bits: int, family: str) -> int:
+        return dsp_demand(rtlil.convert(_Product(bits), name="product", emit_src=False), family)
+
+    assert [demand(32, f) for f in ("ecp5", "ice40")] == [3, 3]
+    assert [demand(64, f) for f in ("ecp5", "ice40")] == [4, 4]
+    assert [demand(16, f) for f in ("ecp5", "ice40")] == [1, 1]
+    assert dsp_blocks("ecp5", 32, 32) == 4 and dsp_blocks("ecp5", 32, 32, 32) == 3
+
+
+@pytest.mark.fpga
+@pytest.mark.slow
+def test_npu_dsp_demand_is_what_synthesis_maps(tmp_path: Path) -> None:
+    # the board pre-check (rtl.fpga.board) refuses a design on this count: it must be yosys' own
+    unit = build_unit("npu", arch="fpga-small", max_commands=16, program_words=256)
+    design = rtlil.convert(unit.component, name=unit.module, emit_src=False)
+    report = synthesize(unit.component, family="ecp5", name=unit.module, out_dir=tmp_path)
+    assert report.cells.get("MULT18X18D", 0) == dsp_demand(design, "ecp5"), dict(report.cells)
 
 
 def test_bad_family_and_component_are_refused() -> None:

@@ -177,26 +177,59 @@ def synth_command(family: FpgaFamily | str) -> str:
 
 _MUL = re.compile(r"^\s*cell \$mul \S+\n((?:\s*parameter .*\n)+)((?:\s*connect .*\n)*)", re.MULTILINE)
 _POWER_OF_TWO = re.compile(r"^\s*connect \\[AB] \d+'0*10*\s*$", re.MULTILINE)
+_MODULE = re.compile(r"^module \S+\n.*?^end\n", re.MULTILINE | re.DOTALL)
+_Y_WIRE = re.compile(r"^\s*connect \\Y ([$\\][^\s\[\]{}]+)\s*$", re.MULTILINE)
+
+
+def _used_bits(module: str, wires: set[str]) -> dict[str, int]:
+    """For each of ``wires`` of an RTLIL ``module``, one past the highest bit the module reads, or
+    ``-1`` when it reads the whole wire somewhere (``wire`` declarations and a cell's own ``\\Y``
+    connection are not reads)."""
+    used = dict.fromkeys(wires, 0)
+    if not wires:
+        return used
+    names = "|".join(re.escape(w) for w in sorted(wires, key=len, reverse=True))
+    token = re.compile(r"(?<![\w$\\.])(" + names + r")(?![\w$.])( \[(\d+)(?::\d+)?\])?")
+    for line in module.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("wire ", "connect \\Y ")) or not any(w in line for w in ("$", "\\")):
+            continue
+        for hit in token.finditer(line):
+            wire = hit.group(1)
+            if used[wire] < 0:
+                continue
+            used[wire] = -1 if hit.group(2) is None else max(used[wire], int(hit.group(3)) + 1)
+    return used
 
 
 def dsp_demand(design: str, family: FpgaFamily | str) -> int:
     """Hard multiplier blocks yosys will map the ``$mul`` cells of RTLIL text ``design`` to.
 
     Every multiplier whose operands are at least the family's minimum widths becomes
-    :func:`accel.resources.dsp_blocks` blocks (yosys' ``mul2dsp`` rule), except a product by a
-    constant power of two, which yosys turns into a shift; this is known before synthesis, from the
-    elaborated design alone.
+    :func:`accel.resources.dsp_blocks` blocks (yosys' ``mul2dsp`` rule) for the product bits the
+    design reads (a product of which only slices of the low bits are read is trimmed to them, as
+    yosys' ``wreduce`` does), except a product by a constant power of two, which yosys turns into a
+    shift; this is known before synthesis, from the elaborated design alone.
     """
     fam = FpgaFamily.parse(family)
     tech = _TECH[fam]
     total = 0
-    for match in _MUL.finditer(design):
-        params = dict(re.findall(r"parameter \\(\w+) (\d+)", match.group(1)))
-        if _POWER_OF_TWO.search(match.group(2)):
-            continue
-        a, b, y = (int(params.get(k, 0)) for k in ("A_WIDTH", "B_WIDTH", "Y_WIDTH"))
-        if a >= tech.dsp_min_bits[0] and b >= tech.dsp_min_bits[1] and y >= tech.dsp_min_product_bits:
-            total += dsp_blocks(fam, a, b)
+    for module in _MODULE.findall(design) or [design]:
+        cells = []
+        for match in _MUL.finditer(module):
+            params = dict(re.findall(r"parameter \\(\w+) (\d+)", match.group(1)))
+            if _POWER_OF_TWO.search(match.group(2)):
+                continue
+            y_wire = _Y_WIRE.search(match.group(2))
+            cells.append((tuple(int(params.get(k, 0)) for k in ("A_WIDTH", "B_WIDTH", "Y_WIDTH")),
+                          y_wire.group(1) if y_wire else None))
+        used = _used_bits(module, {w for _, w in cells if w is not None})
+        for widths, wire in cells:
+            a, b, y = widths
+            if wire is not None and 0 <= used[wire] < y:
+                y = used[wire]  # only the product's low bits are read: yosys trims the rest
+            if a >= tech.dsp_min_bits[0] and b >= tech.dsp_min_bits[1] and y >= tech.dsp_min_product_bits:
+                total += dsp_blocks(fam, a, b, y)
     return total
 
 

@@ -173,14 +173,20 @@ class BankedAccumulator(wiring.Component):
                              rp.addr.eq(row_of(b, addr))]
                 row_r = Signal(range(rows), name=f"group_{group}_bank_{b}_row_r")
                 m.d.sync += row_r.eq(row_of(b, addr))
-                value = overlay(rp.data, b, row_r)  # load words still waiting in the cycle of the data
-                if forward:  # the array's row written in the cycle of the data
-                    value = Mux(arr_en[b] & (w_row[b] == row_r), w_data[b], value)
-                got.append(value)
+                got.append(overlay(rp.data, b, row_r))  # load words still waiting in the cycle of the data
             for i in range(n):
                 bank = (base_r[:lg] + i)[:lg] if lg else base_r[:0]
+                value = Signal(32, name=f"group_{group}_word_{i}")
                 with m.Switch(bank):
                     for b in range(nb):
                         with m.Case(b):
-                            m.d.comb += out[i].eq(got[b])
+                            m.d.comb += value.eq(got[b])
+                if forward:
+                    # the array's row written in the cycle of the data: word base_r + i is its lane
+                    # (base_r + i - w_addr) mod words, if that is a lane it writes
+                    lane = Signal(ab, name=f"group_{group}_word_{i}_row_lane")
+                    m.d.comb += lane.eq(base_r + i - self.w_addr)
+                    hit = (lane < self.lanes) & self.w_mask.bit_select(lane[:max(self.lanes - 1, 1).bit_length()], 1)
+                    value = Mux(hit, self.w_data[lane[:max(self.lanes - 1, 1).bit_length()]], value)
+                m.d.comb += out[i].eq(value)
         return m

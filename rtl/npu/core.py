@@ -81,6 +81,8 @@ decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` fa
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
@@ -104,11 +106,16 @@ _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
 _BEAT = 4  # bytes per DMA beat
 
 
-def _entry_layout(id_bits: int) -> data.StructLayout:
+def _entry_layout(id_bits: int, product_bits: int) -> data.StructLayout:
     return data.StructLayout({
         "op": 3, "flags": 5, "id": id_bits, "cycles": 32,
         "need": data.ArrayLayout(id_bits + 1, len(QUEUES)),
         "f": data.ArrayLayout(32, 7),  # record words 4..10 (the operands)
+        # a Compute's m * k, k * n and m * n, low bits (the address strides of a batch element)
+        "p": data.ArrayLayout(product_bits, 3),
+        # a Compute's last index of m, k, n, batch, its m tiles, k tiles (rows) and n tiles (columns),
+        # compared with the counters; 2**32 (never reached) for a count of 0
+        "last": data.ArrayLayout(33, 7),
     })
 
 
@@ -124,6 +131,22 @@ class _State(enum.Enum, shape=4):
     RUN = 8
     DONE = 9
     ERROR = 10
+
+
+class _Reg(NamedTuple):
+    """A register and the value it takes on the next edge (when its owner advances)."""
+
+    cur: Signal
+    next: Signal
+
+
+def _times(value, factor: int):  # noqa: ANN001, ANN202 - an Amaranth value times a constant, as shifts and adds
+    total, bit = Const(0, 1), 0
+    while factor >> bit:
+        if factor >> bit & 1:
+            total = total + (value << bit)
+        bit += 1
+    return total
 
 
 def _ceil_div(value, divisor: int):  # noqa: ANN001, ANN202 - Amaranth values
@@ -206,7 +229,10 @@ class NPU(wiring.Component):
         arch, a = self.arch, self.arch.array
         R, C = a.rows, a.cols
         nq = len(QUEUES)
-        layout = _entry_layout(self.id_bits)
+        # Addresses are taken modulo the memories' sizes, so address arithmetic needs only as many
+        # low bits as the larger memory's addresses have.
+        self.product_bits = max((self.sp_bytes - 1).bit_length(), (self.acc_words - 1).bit_length(), 1)
+        layout = _entry_layout(self.id_bits, self.product_bits)
 
         # -- memories -----------------------------------------------------------------------------
         # Every memory has one write and one synchronous read port (a block RAM's two), except the
@@ -275,30 +301,47 @@ class NPU(wiring.Component):
             with m.Default():
                 m.d.comb += queue_of.eq(3)
 
-        cycles = Signal(32)
+        # A command's datasheet cycles, computed in registered stages while its record is read: rec's
+        # operand words (4..8) are in place 8 cycles before the record's WRITE, and each stage takes
+        # one, so the multiplies never share a cycle (the record takes 17 cycles and DEPS at least 1).
         dma_fixed = arch.dma.latency_cycles + arch.dram.latency_cycles
         burst_cycles = arch.dma.burst_bytes // _BEAT
+        mm, kk, nn, batch = rec[4], rec[5], rec[6], rec[7]
+        other_cycles = Signal(32)  # stage 1: any command but a Compute
         with m.Switch(opcode):
             with m.Case(_LOAD, _STORE):
-                m.d.comb += cycles.eq(dma_fixed + _ceil_div(rec[6], arch.dma.burst_bytes) * burst_cycles)
+                m.d.sync += other_cycles.eq(dma_fixed + _ceil_div(rec[6], arch.dma.burst_bytes) * burst_cycles)
             with m.Case(_MOVE):
-                m.d.comb += cycles.eq(_ceil_div(rec[8], _BEAT))
-            with m.Case(_COMPUTE):
-                mm, kk, nn, batch = rec[4], rec[5], rec[6], rec[7]
-                per_ws = Signal(32)
-                per_os = Signal(32)
-                ws_fill, drain = fold_overhead(a, Dataflow.WS)
-                os_fill, _ = fold_overhead(a, Dataflow.OS)
-                m.d.comb += [
-                    per_ws.eq(mm + Mux(flags[3], ws_fill, 0) + Mux(flags[4], drain, 0)),
-                    per_os.eq(kk + Mux(flags[3], os_fill, 0) + Mux(flags[4], drain, 0)),
-                ]
-                # the cycles are a 32-bit count: 32 low bits of each factor make them
-                folds_ws = (_ceil_div(kk, R) * _ceil_div(nn, C))[:32]
-                folds_os = (_ceil_div(mm, R) * _ceil_div(nn, C))[:32]
-                m.d.comb += cycles.eq(Mux(flags[:2] == 0, folds_ws * per_ws, folds_os * per_os)[:32] * batch)
+                m.d.sync += other_cycles.eq(_ceil_div(rec[8], _BEAT))
             with m.Default():
-                m.d.comb += cycles.eq(arch.vector.latency_cycles + _ceil_div(rec[8], arch.vector.lanes))
+                m.d.sync += other_cycles.eq(arch.vector.latency_cycles + _ceil_div(rec[8], arch.vector.lanes))
+        ws_fill, drain = fold_overhead(a, Dataflow.WS)
+        os_fill, _ = fold_overhead(a, Dataflow.OS)
+        is_ws_rec = flags[:2] == 0
+        # stage 1: folds and cycles per fold (the cycles are a 32-bit count: 32 low bits of each factor
+        # make them)
+        folds, per_fold = Signal(32), Signal(32)
+        m.d.sync += [
+            folds.eq((Mux(is_ws_rec, _ceil_div(kk, R), _ceil_div(mm, R)) * _ceil_div(nn, C))[:32]),
+            per_fold.eq(Mux(is_ws_rec, mm + Mux(flags[3], ws_fill, 0), kk + Mux(flags[3], os_fill, 0))
+                        + Mux(flags[4], drain, 0)),
+        ]
+        per_batch = Signal(32)  # stage 2
+        m.d.sync += per_batch.eq((folds * per_fold)[:32])
+        cycles = Signal(32)  # stage 3
+        m.d.sync += cycles.eq(Mux(opcode == _COMPUTE, (per_batch * batch)[:32], other_cycles))
+        # a Compute's address strides, low bits (stage 1)
+        pb = self.product_bits
+        products = Signal(data.ArrayLayout(pb, 3))
+        m.d.sync += [products[0].eq((mm[:pb] * kk[:pb])[:pb]), products[1].eq((kk[:pb] * nn[:pb])[:pb]),
+                     products[2].eq((mm[:pb] * nn[:pb])[:pb])]
+        lasts = Signal(data.ArrayLayout(33, 7))  # stage 1
+
+        def last(count):  # noqa: ANN001, ANN202
+            return Mux(count == 0, 1 << 32, count - 1)
+
+        m.d.sync += [x.eq(last(v)) for x, v in zip(lasts, (mm, kk, nn, batch, _ceil_div(mm, R), _ceil_div(kk, R),
+                                                             _ceil_div(nn, C)), strict=True)]
 
         supported = Signal()
         df_ok = Const(0, 1)
@@ -309,7 +352,7 @@ class NPU(wiring.Component):
 
         entry = Signal(layout)
         m.d.comb += [entry.op.eq(opcode), entry.flags.eq(flags), entry.id.eq(index), entry.cycles.eq(cycles),
-                     entry.need.eq(need)]
+                     entry.need.eq(need), entry.p.eq(products), entry.last.eq(lasts)]
         for f in range(7):
             m.d.comb += entry.f[f].eq(rec[4 + f])
         for q, (wp, _) in enumerate(queues):
@@ -395,6 +438,7 @@ class NPU(wiring.Component):
         slot_busy = Signal()
         waiting = [Signal(name=f"slot_waiting_{u}") for u in range(2)]
         since = [Signal(32, name=f"head_since_{u}") for u in range(2)]  # cycle the queue reached its head
+        busys: list[Signal] = []
         heads, curs, views, starts, actives, finishes, ready, wants, lefts = [], [], [], [], [], [], [], [], []
         data_done = [Signal(name=f"data_done_{u}", init=1) for u in range(nq)]
         for u in range(nq):
@@ -417,9 +461,11 @@ class NPU(wiring.Component):
                 m.d.comb += want.eq(rdy & (head.op != _MOVE))
             start = Signal(name=f"start_{u}")
             view = Signal(layout, name=f"cmd_{u}")
-            m.d.comb += view.eq(Mux(start, head, cur))
+            # the command at the unit: its running one, else its head (which starts in a cycle in which
+            # the unit is not busy); selected by a register, not by this cycle's start
+            m.d.comb += view.eq(Mux(busy, cur, head))
             left = Signal(32, name=f"left_{u}")
-            m.d.comb += left.eq(Mux(start, head.cycles, remaining))
+            m.d.comb += left.eq(Mux(busy, remaining, head.cycles))
             active = Signal(name=f"active_{u}")
             m.d.comb += active.eq(busy | start)
             finish = Signal(name=f"finish_{u}")
@@ -435,6 +481,7 @@ class NPU(wiring.Component):
             m.d.comb += [tw.en.eq(finish), tw.addr.eq(view.id),
                          tw.data.eq(Cat(Mux(start, cycle, started_at), cycle + 1))]
             heads.append(head)
+            busys.append(busy)
             lefts.append(left)
             curs.append(cur)
             views.append(view)
@@ -485,54 +532,73 @@ class NPU(wiring.Component):
             m.d.comb += starts[u].eq(ready[u])
 
         # -- the array ----------------------------------------------------------------------------
-        self._array(m, views[2], heads[2], starts[2], actives[2], finishes[2], sp, acc)
+        self._array(m, views[2], heads[2], curs[2], busys[2], starts[2], actives[2], finishes[2], sp, acc)
 
         def requant(value):  # noqa: ANN001, ANN202 - unit-scale requantization: saturate to int8
-            return Mux(value.as_signed() > 127, 127, Mux(value.as_signed() < -128, -128, value[:8]))[:8]
+            # above 127: non-negative with a bit set above bit 6; below -128: negative with a bit clear
+            high = value[7:32]
+            return Mux(~value[31] & high.any(), 127, Mux(value[31] & ~high.all(), 0x80, value[:8]))[:8]
 
         # -- DMA loads ----------------------------------------------------------------------------
         ld = views[0]
         ld_tx, ld_rx = Signal(32), Signal(32)
-        tx_now = Mux(starts[0], 0, ld_tx)
-        rx_now = Mux(starts[0], 0, ld_rx)
+        # a unit's counters return to 0 in the cycle it finishes (or while it is idle), so they are 0 when
+        # it starts without a multiplexer on this cycle's start
+        tx_now, rx_now = ld_tx, ld_rx
         ld_beats = _ceil_div(ld.f[2], _BEAT)
         # the DMA's own setup latency passes before the first beat; DRAM's latency is the bus's
         dma_lat = arch.dma.latency_cycles
-        ld_setup = (ld.cycles - lefts[0]) >= dma_lat
+        ld_setup = self._elapsed(m, dma_lat, actives[0], finishes[0], "load")
         m.d.comb += [self.rd_valid.eq(actives[0] & ld_setup & (tx_now < ld_beats)),
                      self.rd_addr.eq(ld.f[4] + tx_now * _BEAT)]
-        with m.If(actives[0]):
+        with m.If(actives[0] & ~finishes[0]):
             m.d.sync += [ld_tx.eq(tx_now + self.rd_valid), ld_rx.eq(rx_now + self.rd_resp_valid)]
+        with m.Else():
+            m.d.sync += [ld_tx.eq(0), ld_rx.eq(0)]
         m.d.comb += data_done[0].eq(rx_now + self.rd_resp_valid >= ld_beats)
-        base = ld.f[1] + rx_now * _BEAT
-        to_acc = ld.flags[0]
+        # responses come at least a cycle after their requests, so while the load is busy: its
+        # writes take the running command's fields (not the head's, behind this cycle's start)
+        ld_cur = curs[0]
+        base = ld_cur.f[1] + rx_now * _BEAT
+        to_acc = ld_cur.flags[0]
+        resp = busys[0] & self.rd_resp_valid
         m.d.comb += [sp.w_addr[0].eq(base), sp.w_data[0].eq(self.rd_resp_data)]
         for i in range(_BEAT):
-            m.d.comb += sp.w_en[0][i].eq(actives[0] & self.rd_resp_valid & ~to_acc & (rx_now * _BEAT + i < ld.f[2]))
+            m.d.comb += sp.w_en[0][i].eq(resp & ~to_acc & (rx_now * _BEAT + i < ld_cur.f[2]))
         m.d.comb += [acc.l_addr.eq(base >> 2), acc.l_data.eq(self.rd_resp_data)]
         for i in range(_BEAT):
-            m.d.comb += acc.l_en[i].eq(actives[0] & self.rd_resp_valid & to_acc & (rx_now * _BEAT + i < ld.f[2]))
+            m.d.comb += acc.l_en[i].eq(resp & to_acc & (rx_now * _BEAT + i < ld_cur.f[2]))
 
         # -- DMA stores and moves -----------------------------------------------------------------
         st = views[1]
         st_tx = Signal(32)
-        stx = Mux(starts[1], 0, st_tx)
+        stx = st_tx
         is_move = st.op == _MOVE
         st_size = Mux(is_move, st.f[4], st.f[2])
         st_beats = _ceil_div(st_size, _BEAT)
-        beat_on = Signal()
-        st_setup = is_move | ((st.cycles - lefts[1]) >= dma_lat)
-        m.d.comb += beat_on.eq(actives[1] & st_setup & (stx < st_beats))
-        with m.If(actives[1]):
+        beat_on, beat_due = Signal(), Signal()  # a beat now; one is due if the unit is active
+        st_setup = is_move | self._elapsed(m, dma_lat, actives[1], finishes[1], "store")
+        m.d.comb += [beat_due.eq(st_setup & (stx < st_beats)), beat_on.eq(actives[1] & beat_due)]
+        with m.If(actives[1] & ~finishes[1]):
             m.d.sync += st_tx.eq(stx + beat_on)
+        with m.Else():
+            m.d.sync += st_tx.eq(0)
         m.d.comb += data_done[1].eq(stx + beat_on >= st_beats)
         from_acc = is_move | st.flags[0]
         src = Mux(is_move, st.f[1], st.f[1])  # Move: accumulator source; Store: buffer address
         # the scratchpad is read a cycle ahead: the next beat, or the head's first when this one ends
-        st_head = ~actives[1] | finishes[1]
-        st_src, st_beat = Mux(st_head, heads[1].f[1], src), Mux(st_head, 0, stx + beat_on)
-        # the accumulator's beat is 4 words (elements) from word src / 4, the scratchpad's 4 bytes
-        m.d.comb += [sp.r_addr[R + 1].eq(st_src + st_beat * _BEAT), acc.d_addr.eq((st_src >> 2) + st_beat * _BEAT)]
+        # (while idle: the head's first, or its second if it starts with a beat now); the accumulator's
+        # beat is 4 words (elements) from word src / 4, the scratchpad's 4 bytes. This cycle's start
+        # selects only the last multiplexer.
+        head_src = heads[1].f[1]
+        next_beat = stx + beat_due
+        second = starts[1] & ~finishes[1] & beat_due
+        m.d.comb += [
+            sp.r_addr[R + 1].eq(Mux(busys[1], Mux(finishes[1], head_src, src + next_beat * _BEAT),
+                                    Mux(second, head_src + _BEAT, head_src))),
+            acc.d_addr.eq(Mux(busys[1], Mux(finishes[1], head_src >> 2, (src >> 2) + next_beat * _BEAT),
+                              Mux(second, (head_src >> 2) + _BEAT, head_src >> 2))),
+        ]
         byte_data = []
         strobes = []
         for i in range(_BEAT):
@@ -554,7 +620,53 @@ class NPU(wiring.Component):
             m.d.sync += state.eq(_State.ERROR)
         return m
 
-    def _array(self, m: Module, cmd, head, start, active, finish, sp, acc) -> None:  # noqa: ANN001
+    @staticmethod
+    def _elapsed(m: Module, cycles: int, active, finish, name: str):  # noqa: ANN001, ANN205
+        """Whether ``cycles`` cycles of the unit's command have passed (``command cycles - left >=
+        cycles`` while its data transfer lasts: a transfer's datasheet cycles exceed its setup),
+        from a saturating counter that is 0 in the command's first cycle."""
+        if cycles == 0:
+            return Const(1, 1)
+        elapsed = Signal(range(cycles + 1), name=f"{name}_elapsed")
+        with m.If(active & ~finish):
+            m.d.sync += elapsed.eq(Mux(elapsed == cycles, cycles, elapsed + 1))
+        with m.Else():
+            m.d.sync += elapsed.eq(0)
+        return elapsed == cycles
+
+    @staticmethod
+    def _regs(m: Module, width: int, prefix: str, names: tuple[str, ...]) -> list[_Reg]:
+        """Address registers ``prefix_name``, each with its next value (by default its own)."""
+        regs = [_Reg(Signal(width, name=f"{prefix}_{n}"), Signal(width, name=f"{prefix}_{n}_next")) for n in names]
+        m.d.comb += [r.next.eq(r.cur) for r in regs]
+        return regs
+
+    @staticmethod
+    def _select(m: Module, regs, head_value, takes, busy, start, finish):  # noqa: ANN001, ANN205
+        """The addresses of the array's next cycle, registered as the current ones: while a command
+        runs, its next step's if the array takes this cycle's operands (``takes``), else this step's,
+        or the head's first when the command finishes; while idle, the head's first, or its second
+        if it starts (with operands taken) now. Returns the first register's. This cycle's ``start``
+        selects only the last multiplexer."""
+        out = []
+        for r in regs:
+            value = Signal.like(r.cur, name=f"{r.cur.name}_sel")
+            m.d.comb += value.eq(Mux(busy, Mux(finish, head_value, Mux(takes, r.next, r.cur)),
+                                     Mux(start & takes & ~finish, r.next, head_value)))
+            m.d.sync += r.cur.eq(value)
+            out.append(value)
+        return out[0]
+
+    @staticmethod
+    def _load(m: Module, reset, enable, regs, value) -> None:  # noqa: ANN001
+        """Registers take ``value`` when ``reset`` (a command's first step is next), else their next
+        values when ``enable``."""
+        with m.If(reset):
+            m.d.sync += [r.cur.eq(value) for r in regs]
+        with m.Elif(enable):
+            m.d.sync += [r.cur.eq(r.next) for r in regs]
+
+    def _array(self, m: Module, cmd, head, cur, busy, start, active, finish, sp, acc) -> None:  # noqa: ANN001
         """Feed the systolic tiles from the scratchpad and write their results to the accumulator.
 
         The scratchpad's reads are synchronous: each cycle addresses the operands of the next one,
@@ -571,20 +683,17 @@ class NPU(wiring.Component):
         """
         a = self.arch.array
         R, C = a.rows, a.cols
-        mm, kk, nn, batch = cmd.f[0], cmd.f[1], cmd.f[2], cmd.f[3]
+        mm, kk, nn = cmd.f[0], cmd.f[1], cmd.f[2]
         is_ws = cmd.flags[:2] == 0
         sp_a = [sp.r_data[i] for i in range(R)]  # one input lane each (OS: a column of strided bytes)
         sp_b = sp.r_data[R]  # C consecutive weight bytes
         pick_head = Signal(name="array_addresses_head")
         m.d.comb += pick_head.eq(~active | finish)
-        nxt = Signal(cmd.shape(), name="array_next_cmd")
-        m.d.comb += nxt.eq(Mux(pick_head, head, cmd))
-        # Addresses are taken modulo the memory's size, so their products need only as many low bits
-        # of each operand (a 14 x 14 product is one hard multiplier; 32 x 32 would be four).
-        sb = (self.sp_bytes - 1).bit_length()
-        ab = (self.acc_words - 1).bit_length()
-        nmm, nkk, nnn = nxt.f[0][:sb], nxt.f[1][:sb], nxt.f[2][:sb]
-        nin_addr, nw_addr = nxt.f[4][:sb], nxt.f[5][:sb]
+        # the dataflow of the command the next cycle's operands are for (its head's, or the running one's)
+        next_ws = Mux(busy & ~finish, cur.flags[:2], head.flags[:2]) == 0
+        # Addresses are taken modulo the memory's size, so they need only as many low bits.
+        sb = max((self.sp_bytes - 1).bit_length(), 1)
+        ab = max((self.acc_words - 1).bit_length(), 1)
         ws_a_addr = os_a_addr = ws_b_addr = os_b_addr = None
 
         # the accumulator row (w_mask defaults off; each dataflow drives it when its results leave)
@@ -610,15 +719,21 @@ class NPU(wiring.Component):
             with m.Else():
                 m.d.sync += [octx[1].eq(cmd), ovalid[1].eq(1)]
         out = octx[0]
-        om, ok_, on, oacc = out.f[0], out.f[1], out.f[2], out.flags[2]
+        om, on, oacc = out.f[0], out.f[2], out.flags[2]
+        # the output context changed on the last edge: its address registers take its base (its first
+        # results leave many cycles later: a command starts after the last result of the one before)
+        ctx_new = Signal(name="out_ctx_new")
+        m.d.sync += ctx_new.eq(pop | (push & ~ovalid[0]))
+        out_base, on_a, mn = (out.f[6] >> 2)[:ab], on[:ab], out.p[2][:ab]
 
         def counter(name: str):  # noqa: ANN202
             reg = Signal(32, name=name)
-            return reg, Mux(start, 0, reg)
+            return reg, reg  # 0 when a command starts: reset below while the array picks its head
 
         fdone_r = Signal(name="feed_done")
-        fdone = Mux(start, 0, fdone_r)
+        fdone = fdone_r
         pops = []
+        rows = {}  # dataflow -> (the row of results it writes, whether it writes them as they are)
         for df in a.dataflows:
             array = SystolicArray(R, C, df, a_format=a.input_format, b_format=a.weight_format,
                                   acc_format=a.accumulator_format)
@@ -632,8 +747,8 @@ class NPU(wiring.Component):
             ob, oo, oi, os_ = (Signal(32, name=f"{df.value}_out_{x}") for x in ("b", "outer", "inner", "step"))
             if df is Dataflow.WS:
                 ph_r = Signal(name="ws_phase")
-                ph = Mux(start, 0, ph_r)
-                kt_n, nt_n = _ceil_div(kk, R), _ceil_div(nn, C)
+                ph = ph_r
+                last_m, last_kt, last_nt, last_b = cmd.last[0], cmd.last[5], cmd.last[6], cmd.last[3]
                 # this cycle's operands, read from the addresses of the cycle before
                 for j in range(C):  # weight row kt*R + s, columns nt*C + j
                     row, col = i_ * R + s_, o_ * C + j
@@ -642,9 +757,9 @@ class NPU(wiring.Component):
                     col = i_ * R + i
                     m.d.comb += array.inputs.payload.data[i].eq(Mux(col < kk, sp_a[i][:8], 0))
                 m.d.comb += [array.weights.valid.eq(feeding & ~ph), array.inputs.valid.eq(feeding & ph),
-                             array.inputs.payload.last.eq(s_ == mm - 1)]
+                             array.inputs.payload.last.eq(s_ == last_m)]
                 fire = (array.weights.valid & array.weights.ready) | (array.inputs.valid & array.inputs.ready)
-                end_phase = Mux(ph, s_ == mm - 1, s_ == R - 1)
+                end_phase = Mux(ph, s_ == last_m, s_ == R - 1)
                 nb, no, ni, ns, nph, nfd = (Signal.like(x, name=f"ws_next_{n}") for x, n in
                                             ((b_r, "b"), (o_r, "outer"), (i_r, "inner"), (s_r, "step"),
                                              (ph_r, "phase"), (fdone_r, "feed_done")))
@@ -654,81 +769,136 @@ class NPU(wiring.Component):
                     with m.If(end_phase):
                         m.d.comb += nph.eq(~ph)
                     with m.If(end_phase & ph):
-                        m.d.comb += ni.eq(Mux(i_ == kt_n - 1, 0, i_ + 1))
-                        with m.If(i_ == kt_n - 1):
-                            m.d.comb += no.eq(Mux(o_ == nt_n - 1, 0, o_ + 1))
-                            with m.If(o_ == nt_n - 1):
+                        m.d.comb += ni.eq(Mux(i_ == last_kt, 0, i_ + 1))
+                        with m.If(i_ == last_kt):
+                            m.d.comb += no.eq(Mux(o_ == last_nt, 0, o_ + 1))
+                            with m.If(o_ == last_nt):
                                 m.d.comb += nb.eq(b_ + 1)
-                                with m.If(b_ == batch - 1):
+                                with m.If(b_ == last_b):
                                     m.d.comb += nfd.eq(1)
-                with m.If(active & mine):
+                with m.If(pick_head):
+                    m.d.sync += [b_r.eq(0), o_r.eq(0), i_r.eq(0), s_r.eq(0), ph_r.eq(0), fdone_r.eq(0)]
+                with m.Elif(active & mine):
                     m.d.sync += [b_r.eq(nb), o_r.eq(no), i_r.eq(ni), s_r.eq(ns), ph_r.eq(nph), fdone_r.eq(nfd)]
-                # next cycle's addresses: this command's next step, or the first of the one that may start
-                zb, zo, zi, zs = (Mux(pick_head, 0, x)[:sb] for x in (nb, no, ni, ns))
-                ws_b_addr = (nw_addr + zb * nkk * nnn + (zi * R + zs) * nnn + zo * C)[:32]
-                ws_a_addr = [(nin_addr + zb * nmm * nkk + zs * nkk + zi * R + i)[:32] for i in range(R)]
+                # next cycle's addresses: this command's next step, or the first of the one that may start.
+                # Registers hold the current step's addresses (weights: row s of the fold's tile; inputs:
+                # lane 0 of row s) and the bases they return to (the fold's tile, its n tile, its batch
+                # element); the next step's are one add away, so no address is multiplied.
+                # (the next values assume the array takes this cycle's operands: see _select)
+                adv = ph & end_phase  # the fold's last input row: the next fold
+                last_i, last_o = i_ == last_kt, o_ == last_nt
+                k_s, n_s_, mk, kn = kk[:sb], nn[:sb], cmd.p[0][:sb], cmd.p[1][:sb]
+                w_row, w_tile, w_col, w_b = self._regs(m, sb, "ws_w", ("row", "tile", "col", "batch"))
+                i_row, i_tile, i_b = self._regs(m, sb, "ws_in", ("row", "tile", "batch"))
+                with m.If(~ph):
+                    m.d.comb += w_row.next.eq(w_row.cur + n_s_)
+                with m.If(ph & ~end_phase):
+                    m.d.comb += i_row.next.eq(i_row.cur + k_s)
+                with m.If(adv & ~last_i):
+                    m.d.comb += [x.next.eq(w_tile.cur + _times(n_s_, R)) for x in (w_row, w_tile)]
+                    m.d.comb += [x.next.eq(i_tile.cur + R) for x in (i_row, i_tile)]
+                with m.Elif(adv & ~last_o):
+                    m.d.comb += [x.next.eq(w_col.cur + C) for x in (w_row, w_tile, w_col)]
+                    m.d.comb += [x.next.eq(i_b.cur) for x in (i_row, i_tile)]
+                with m.Elif(adv):
+                    m.d.comb += [x.next.eq(w_b.cur + kn) for x in (w_row, w_tile, w_col, w_b)]
+                    m.d.comb += [x.next.eq(i_b.cur + mk) for x in (i_row, i_tile, i_b)]
+                takes = mine & ~fdone & Mux(ph, array.inputs.ready, array.weights.ready)
+                ws_b_addr = self._select(m, (w_row, w_tile, w_col, w_b), head.f[5][:sb], takes, busy, start, finish)
+                first = self._select(m, (i_row, i_tile, i_b), head.f[4][:sb], takes, busy, start, finish)
+                ws_a_addr = [(first + i)[:sb] for i in range(R)]
                 # results: row os_ of k tile oi, n tile oo
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 0)
-                okt_n, ont_n = _ceil_div(ok_, R), _ceil_div(on, C)
+                o_last_m, o_last_kt, o_last_nt, o_last_b = out.last[0], out.last[5], out.last[6], out.last[3]
 
-                def ws_row(b, s, o, om=om, on=on):  # noqa: ANN001, ANN202 - first word of row s, n tile o
-                    return ((out.f[6] >> 2)[:ab] + b[:ab] * om[:ab] * on[:ab] + s[:ab] * on[:ab] + (o * C)[:ab])[:ab]
+                # the first word of output row os_ of n tile oo, that of the tile's row 0 and of the
+                # batch element's, kept as the counters move
+                r_row, r_tile, r_b = self._regs(m, ab, "ws_acc", ("row", "tile", "batch"))
+                with m.If(got & (os_ != o_last_m)):
+                    m.d.comb += r_row.next.eq(r_row.cur + on_a)
+                with m.Elif(got & (oi != o_last_kt)):
+                    m.d.comb += r_row.next.eq(r_tile.cur)
+                with m.Elif(got & (oo != o_last_nt)):
+                    m.d.comb += [x.next.eq(r_tile.cur + C) for x in (r_row, r_tile)]
+                with m.Elif(got):
+                    m.d.comb += [x.next.eq(r_b.cur + mn) for x in (r_row, r_tile, r_b)]
+                self._load(m, ctx_new, Const(1, 1), (r_row, r_tile, r_b), out_base)
 
                 with m.If(got):
-                    m.d.comb += acc.w_addr.eq(ws_row(ob, os_, oo))
                     for j in range(C):
                         col = oo * C + j
-                        m.d.comb += [acc.w_mask[j].eq(col < on),
-                                     acc.w_data[j].eq(Mux((oi == 0) & ~oacc, array.outputs.payload.data[j],
-                                                          acc.a_data[j] + array.outputs.payload.data[j]))]
-                last_out = got & (os_ == om - 1) & (oi == okt_n - 1) & (oo == ont_n - 1) & (ob == out.f[3] - 1)
+                        m.d.comb += acc.w_mask[j].eq(col < on)
+                rows[df] = (list(array.outputs.payload.data), (oi == 0) & ~oacc)  # a k tile's first: written
+                last_out = got & (os_ == o_last_m) & (oi == o_last_kt) & (oo == o_last_nt) & (ob == o_last_b)
                 n_s, n_i, n_o, n_b = (Signal.like(x, name=f"ws_out_next_{n}") for x, n in
                                       ((os_, "step"), (oi, "inner"), (oo, "outer"), (ob, "b")))
                 m.d.comb += [n_s.eq(os_), n_i.eq(oi), n_o.eq(oo), n_b.eq(ob)]
                 with m.If(got):
-                    m.d.comb += n_s.eq(Mux(os_ == om - 1, 0, os_ + 1))
-                    with m.If(os_ == om - 1):
-                        m.d.comb += n_i.eq(Mux(oi == okt_n - 1, 0, oi + 1))
-                        with m.If(oi == okt_n - 1):
-                            m.d.comb += n_o.eq(Mux(oo == ont_n - 1, 0, oo + 1))
-                            with m.If(oo == ont_n - 1):
+                    m.d.comb += n_s.eq(Mux(os_ == o_last_m, 0, os_ + 1))
+                    with m.If(os_ == o_last_m):
+                        m.d.comb += n_i.eq(Mux(oi == o_last_kt, 0, oi + 1))
+                        with m.If(oi == o_last_kt):
+                            m.d.comb += n_o.eq(Mux(oo == o_last_nt, 0, oo + 1))
+                            with m.If(oo == o_last_nt):
                                 m.d.comb += n_b.eq(Mux(last_out, 0, ob + 1))
                 m.d.sync += [os_.eq(n_s), oi.eq(n_i), oo.eq(n_o), ob.eq(n_b)]
-                acc_rd.append((out.flags[:2] == 0, ws_row(n_b, n_s, n_o)))
+                acc_rd.append((out.flags[:2] == 0, r_row.next))
                 pops.append(last_out)
             else:
-                mt_n, nt_n = _ceil_div(mm, R), _ceil_div(nn, C)
+                last_k, last_mt, last_nt, last_b = cmd.last[1], cmd.last[4], cmd.last[6], cmd.last[3]
                 for i in range(R):  # A[mt*R + i, s]
                     row = o_ * R + i
                     m.d.comb += array.operands.payload.a[i].eq(Mux(row < mm, sp_a[i][:8], 0))
                 for j in range(C):  # B[s, nt*C + j]
                     col = i_ * C + j
                     m.d.comb += array.operands.payload.b[j].eq(Mux(col < nn, sp_b.word_select(j, 8), 0))
-                m.d.comb += [array.operands.valid.eq(feeding), array.operands.payload.last.eq(s_ == kk - 1)]
+                m.d.comb += [array.operands.valid.eq(feeding), array.operands.payload.last.eq(s_ == last_k)]
                 fire = array.operands.valid & array.operands.ready
                 nb, no, ni, ns, nfd = (Signal.like(x, name=f"os_next_{n}") for x, n in
                                        ((b_r, "b"), (o_r, "outer"), (i_r, "inner"), (s_r, "step"),
                                         (fdone_r, "feed_done")))
                 m.d.comb += [nb.eq(b_), no.eq(o_), ni.eq(i_), ns.eq(s_), nfd.eq(fdone)]
                 with m.If(fire):
-                    m.d.comb += ns.eq(Mux(s_ == kk - 1, 0, s_ + 1))
-                    with m.If(s_ == kk - 1):
-                        m.d.comb += ni.eq(Mux(i_ == nt_n - 1, 0, i_ + 1))
-                        with m.If(i_ == nt_n - 1):
-                            m.d.comb += no.eq(Mux(o_ == mt_n - 1, 0, o_ + 1))
-                            with m.If(o_ == mt_n - 1):
+                    m.d.comb += ns.eq(Mux(s_ == last_k, 0, s_ + 1))
+                    with m.If(s_ == last_k):
+                        m.d.comb += ni.eq(Mux(i_ == last_nt, 0, i_ + 1))
+                        with m.If(i_ == last_nt):
+                            m.d.comb += no.eq(Mux(o_ == last_mt, 0, o_ + 1))
+                            with m.If(o_ == last_mt):
                                 m.d.comb += nb.eq(b_ + 1)
-                                with m.If(b_ == batch - 1):
+                                with m.If(b_ == last_b):
                                     m.d.comb += nfd.eq(1)
-                with m.If(active & mine):
+                with m.If(pick_head):
+                    m.d.sync += [b_r.eq(0), o_r.eq(0), i_r.eq(0), s_r.eq(0), fdone_r.eq(0)]
+                with m.Elif(active & mine):
                     m.d.sync += [b_r.eq(nb), o_r.eq(no), i_r.eq(ni), s_r.eq(ns), fdone_r.eq(nfd)]
-                zb, zo, zi, zs = (Mux(pick_head, 0, x)[:sb] for x in (nb, no, ni, ns))
-                os_a_addr = [(nin_addr + zb * nmm * nkk + (zo * R + i) * nkk + zs)[:32] for i in range(R)]
-                os_b_addr = (nw_addr + zb * nkk * nnn + zs * nnn + zi * C)[:32]
+                # the same for OS: inputs (lane 0 at step s of the m tile), weights (row s of the n tile)
+                adv = s_ == last_k  # the fold's last step: the next fold
+                last_i, last_o = i_ == last_nt, o_ == last_mt
+                k_s, n_s_, mk, kn = kk[:sb], nn[:sb], cmd.p[0][:sb], cmd.p[1][:sb]
+                a_row, a_tile, a_b = self._regs(m, sb, "os_in", ("step", "tile", "batch"))
+                b_row, b_tile, b_b = self._regs(m, sb, "os_w", ("row", "tile", "batch"))
+                with m.If(~adv):
+                    m.d.comb += [a_row.next.eq(a_row.cur + 1), b_row.next.eq(b_row.cur + n_s_)]
+                with m.If(adv & ~last_i):
+                    m.d.comb += a_row.next.eq(a_tile.cur)
+                    m.d.comb += [x.next.eq(b_tile.cur + C) for x in (b_row, b_tile)]
+                with m.Elif(adv & ~last_o):
+                    m.d.comb += [x.next.eq(a_tile.cur + _times(k_s, R)) for x in (a_row, a_tile)]
+                    m.d.comb += [x.next.eq(b_b.cur) for x in (b_row, b_tile)]
+                with m.Elif(adv):
+                    m.d.comb += [x.next.eq(a_b.cur + mk) for x in (a_row, a_tile, a_b)]
+                    m.d.comb += [x.next.eq(b_b.cur + kn) for x in (b_row, b_tile, b_b)]
+                takes = mine & ~fdone & array.operands.ready
+                first = self._select(m, (a_row, a_tile, a_b), head.f[4][:sb], takes, busy, start, finish)
+                os_b_addr = self._select(m, (b_row, b_tile, b_b), head.f[5][:sb], takes, busy, start, finish)
+                # lane i reads k bytes further on: the running command's k, else the head's
+                lane_k = Mux(busy & ~finish, cur.f[1][:sb], head.f[1][:sb])
+                os_a_addr = [(first + _times(lane_k, i))[:sb] for i in range(R)]
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 1)
-                omt_n, ont_n = _ceil_div(om, R), _ceil_div(on, C)
+                o_last_mt, o_last_nt, o_last_b = out.last[4], out.last[6], out.last[3]
                 # tag[d] is high d cycles after the cycle a fold's last step is accepted; the tile
                 # leaves R + C - 1 cycles after it, and row i is final and written at tag[C + i]
                 tag = [Signal(name=f"os_tag_{d}") for d in range(C + R)]
@@ -742,26 +912,34 @@ class NPU(wiring.Component):
                     with m.If(tag[C + i - 1]):
                         m.d.comb += [ahead.eq(1), ahead_row.eq(i)]
 
-                def os_row(i, ob=ob, oo=oo, oi=oi):  # noqa: ANN001, ANN202 - first word of tile row i
-                    return ((out.f[6] >> 2)[:ab] + ob[:ab] * om[:ab] * on[:ab] + (oo * R + i)[:ab] * on[:ab]
-                            + (oi * C)[:ab])[:ab]
+                # the first word of the tile row read next (row i of the tile is read at tag[C + i - 1],
+                # rows in order, and the next tile's row 0 comes R + C - 1 cycles after this one's), that
+                # of the tile's row 0, of its m tile's, of its batch element's
+                t_row, t_tile, t_m, t_b = self._regs(m, ab, "os_acc", ("row", "tile", "m_tile", "batch"))
+                with m.If(got & (oi != o_last_nt)):
+                    m.d.comb += [x.next.eq(t_tile.cur + C) for x in (t_row, t_tile)]
+                with m.Elif(got & (oo != o_last_mt)):
+                    m.d.comb += [x.next.eq(t_m.cur + _times(on_a, R)) for x in (t_row, t_tile, t_m)]
+                with m.Elif(got):
+                    m.d.comb += [x.next.eq(t_b.cur + mn) for x in (t_row, t_tile, t_m, t_b)]
+                with m.Elif(ahead):
+                    m.d.comb += t_row.next.eq(t_row.cur + on_a)
+                self._load(m, ctx_new, Const(1, 1), (t_row, t_tile, t_m, t_b), out_base)
 
                 tile_row = array.outputs.payload[drain_row]
                 with m.If(drain & ovalid[0] & (out.flags[:2] == 1) & (oo * R + drain_row < om)):
-                    m.d.comb += acc.w_addr.eq(os_row(drain_row))
                     for j in range(C):
-                        m.d.comb += [acc.w_mask[j].eq(oi * C + j < on),
-                                     acc.w_data[j].eq(Mux(~oacc, tile_row[j], acc.a_data[j] + tile_row[j]))]
-                acc_rd.append((ahead & (out.flags[:2] == 1), os_row(ahead_row)))
-                last_out = got & (oi == ont_n - 1) & (oo == omt_n - 1) & (ob == out.f[3] - 1)
+                        m.d.comb += acc.w_mask[j].eq(oi * C + j < on)
+                rows[df] = (list(tile_row), ~oacc)
+                acc_rd.append((ahead & (out.flags[:2] == 1), t_row.cur))
+                last_out = got & (oi == o_last_nt) & (oo == o_last_mt) & (ob == o_last_b)
                 with m.If(got):
-                    m.d.sync += oi.eq(Mux(oi == ont_n - 1, 0, oi + 1))
-                    with m.If(oi == ont_n - 1):
-                        m.d.sync += oo.eq(Mux(oo == omt_n - 1, 0, oo + 1))
-                        with m.If(oo == omt_n - 1):
+                    m.d.sync += oi.eq(Mux(oi == o_last_nt, 0, oi + 1))
+                    with m.If(oi == o_last_nt):
+                        m.d.sync += oo.eq(Mux(oo == o_last_mt, 0, oo + 1))
+                        with m.If(oo == o_last_mt):
                             m.d.sync += ob.eq(Mux(last_out, 0, ob + 1))
                 pops.append(last_out)
-        next_ws = nxt.flags[:2] == 0
         for i in range(R):
             a_addr = ws_a_addr[i] if os_a_addr is None else os_a_addr[i] if ws_a_addr is None \
                 else Mux(next_ws, ws_a_addr[i], os_a_addr[i])
@@ -769,10 +947,24 @@ class NPU(wiring.Component):
         b_addr = ws_b_addr if os_b_addr is None else os_b_addr if ws_b_addr is None \
             else Mux(next_ws, ws_b_addr, os_b_addr)
         m.d.comb += sp.r_addr[R].eq(b_addr)
+        # one read-modify-write adder: the output context (a register) picks the dataflow's row
+        (row, fresh), *others = rows.values()
+        if others:
+            os_out = out.flags[:2] == 1
+            os_row, os_fresh = rows[Dataflow.OS]
+            ws_row, ws_fresh = rows[Dataflow.WS]
+            row = [Mux(os_out, o, w) for o, w in zip(os_row, ws_row, strict=True)]
+            fresh = Mux(os_out, os_fresh, ws_fresh)
+        for j in range(C):
+            m.d.comb += acc.w_data[j].eq(Mux(fresh, row[j], acc.a_data[j] + row[j]))
         rd_addr = acc_rd[0][1]
         for en, addr in acc_rd[1:]:
             rd_addr = Mux(en, addr, rd_addr)
         m.d.comb += acc.a_addr.eq(rd_addr)
+        # every row the array writes was read (addressed) in the cycle before: its address is that one
+        w_addr = Signal.like(acc.w_addr, name="acc_row_addr")
+        m.d.sync += w_addr.eq(rd_addr)
+        m.d.comb += acc.w_addr.eq(w_addr)
         pop_any = Const(0, 1)
         for p in pops:
             pop_any = pop_any | p

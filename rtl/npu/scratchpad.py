@@ -21,7 +21,7 @@ written, the others' are lost and ``conflict`` is high in that cycle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -36,6 +36,13 @@ def log2_exact(value: int, what: str) -> int:
     if value < 1 or value & (value - 1):
         raise ConfigError(f"{what} must be a power of two, not {value}")
     return value.bit_length() - 1
+
+
+def _and_or(terms, width: int):  # noqa: ANN001, ANN202 - OR of the values whose one-hot select is high
+    value = Const(0, width)
+    for sel, data_ in terms:
+        value = value | Mux(sel, data_, 0)
+    return value
 
 
 class BankedScratchpad(wiring.Component):
@@ -99,10 +106,15 @@ class BankedScratchpad(wiring.Component):
                    Signal(W, name=f"bank{b}_wen")) for b in range(B)]
         taken = [Signal(name=f"bank{b}_taken") for b in range(B)]
         conflicts = []
+        # per bank: (select, row) of each writer that writes it, and per lane (select, byte) of each
+        # byte; a bank takes one writer's beat and a beat puts one byte in a lane, so the selects are
+        # one-hot and each write is an AND-OR of the data (the selects come from the addresses)
+        rows = [[] for _ in range(B)]
+        bytes_ = [[[] for _ in range(W)] for _ in range(B)]
         for k in range(self.writers):
             base = self.w_addr[k]
             hits = []
-            for b, (waddr, wdata, wen) in enumerate(bank_w):
+            for b in range(B):
                 lanes = []
                 row = Signal(range(self.rows), name=f"w{k}_bank{b}_row")
                 for i in range(self.beat_bytes):
@@ -116,24 +128,32 @@ class BankedScratchpad(wiring.Component):
                 hit = Signal(name=f"w{k}_bank{b}")
                 m.d.comb += hit.eq(Cat(h for h, _, _ in lanes).any())
                 hits.append(hit)
-                with m.If(hit & ~taken[b]):
-                    m.d.comb += waddr.eq(row)
-                    for here, lane, byte in lanes:
-                        for j in range(W):
-                            with m.If(here & (lane == j)):
-                                m.d.comb += [wen[j].eq(1), wdata.word_select(j, 8).eq(byte)]
+                writes = Signal(name=f"w{k}_bank{b}_writes")
+                m.d.comb += writes.eq(hit & ~taken[b])
+                rows[b].append((writes, row))
+                for i, (here, lane, byte) in enumerate(lanes):
+                    for j in range(W):
+                        sel = Signal(name=f"w{k}_bank{b}_lane{j}_from_{i}")
+                        m.d.comb += sel.eq(writes & here & (lane == j))
+                        bytes_[b][j].append((sel, byte))
             for b in range(B):
                 conflicts.append(hits[b] & taken[b])
             # the next writer sees this one's banks as taken
             nxt = [Signal(name=f"bank{b}_taken_{k}") for b in range(B)]
             m.d.comb += [n.eq(t | h) for n, t, h in zip(nxt, taken, hits, strict=True)]
             taken = nxt
+        for b, (waddr, wdata, wen) in enumerate(bank_w):
+            m.d.comb += waddr.eq(_and_or(rows[b], len(waddr)))
+            for j in range(W):
+                m.d.comb += [wen[j].eq(Cat(sel for sel, _ in bytes_[b][j]).any()),
+                             wdata.word_select(j, 8).eq(_and_or(bytes_[b][j], 8))]
         m.d.comb += self.conflict.eq(Cat(*conflicts).any() if conflicts else 0)
 
         # -- one copy of the banks per read group -----------------------------------------------------
         for g, lanes in enumerate(self.read_lanes):
             base = self.r_addr[g]
             w0 = base[wb:]
+
             out_lane = []
             bank_data = []
             for b in range(B):
