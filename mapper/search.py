@@ -437,15 +437,25 @@ def _sizes(extent: int, unit: int) -> list[int]:
     return sorted(set(tile_sizes(extent, unit)) | set(_balanced(extent, unit)))
 
 
-def _max_tm(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> int:
-    """The most rows whose inputs + weights fit half the scratchpad and outputs half the accumulator."""
+def _row_counts(ops: Operands, tb: int, tn: int, half_acc: int, by_spad: int) -> set[int]:
+    """Row counts worth trying for ``tb x ? x tn`` output tiles: the most rows that fit (``by_spad``
+    in the scratchpad; the outputs in half the accumulator) and the balanced size of that (equal
+    tiles of at most as many rows); none when not even one row fits."""
+    m = ops.gemm.m
+    most = min(m, by_spad, half_acc // (tb * tn * ops.acc_bytes))
+    return {most, ceil_div(m, ceil_div(m, most))} if most >= 1 else set()
+
+
+def _plain_tms(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> set[int]:
+    """:func:`_row_counts` of plain tiles: their inputs and weights fit half the scratchpad."""
     spad_room = half_spad - ops.w_size(tb, tk, tn)
-    by_acc = half_acc // (tb * tn * ops.acc_bytes)
+    if spad_room <= 0:
+        return set()
     if ops.conv is not None:  # input bands: the largest that fits, by their bound
-        by_spad = largest(lambda tm: ops.x_share(tb, tm, tk) <= spad_room, ops.gemm.m) if spad_room > 0 else 0
+        by_spad = largest(lambda tm: ops.x_share(tb, tm, tk) <= spad_room, ops.gemm.m)
     else:
-        by_spad = int(spad_room // (tb * tk * ops.in_bytes)) if spad_room > 0 else 0
-    return min(ops.gemm.m, by_spad, by_acc)
+        by_spad = int(spad_room // (tb * tk * ops.in_bytes))
+    return _row_counts(ops, tb, tn, half_acc, by_spad)
 
 
 def _kept_tms(ops: Operands, role: str, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> set[int]:
@@ -465,9 +475,7 @@ def _kept_tms(ops: Operands, role: str, tb: int, tk: int, tn: int, half_spad: in
         fits = (lambda tm: kept_bytes(ops, "x", tb, tm, tk, tn) <= room) if room > 0 else None
     if fits is None:
         return set()
-    by_acc = half_acc // (tb * tn * ops.acc_bytes)
-    most = min(by_acc, largest(fits, g.m))
-    return {most, ceil_div(g.m, ceil_div(g.m, most))} if most >= 1 else set()
+    return _row_counts(ops, tb, tn, half_acc, largest(fits, g.m))
 
 
 #: A kept operand must save at least this share of the DRAM bytes its tile shape moves without it
@@ -534,10 +542,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     def price(sizes: Iterable[tuple[int, int, int]]) -> None:
         candidates: dict[Tile, None] = {}  # in order, each once
         for tb, tk, tn in sizes:
-            most = _max_tm(ops, tb, tk, tn, half_spad, half_acc)
-            if most < 1:
-                continue
-            for tm in {most, ceil_div(g.m, ceil_div(g.m, most))}:
+            for tm in _plain_tms(ops, tb, tk, tn, half_spad, half_acc):
                 tile = Tile(tm, tk, tn, tb)
                 if tile not in priced:
                     candidates.setdefault(tile)
