@@ -112,7 +112,7 @@ from sim.sparsity import pack_entries, unpack_entries
 from workloads.graph import Graph, Layer, OpKind
 from workloads.host import split_host
 
-__all__ = ["ExecutionError", "ORDERS", "execute", "execute_graph"]
+__all__ = ["ExecutionError", "ORDERS", "block_offsets", "execute", "execute_graph"]
 
 ORDERS = ("loads-first", "loads-last", "program")
 
@@ -180,8 +180,9 @@ def _queue(cmd: Command) -> str:
     return "array" if isinstance(cmd, Compute) else "vector"
 
 
-def _offsets(block: Block | None, size: int) -> np.ndarray:
-    """Byte offsets (from the first byte) of the bytes a block names, in order."""
+def block_offsets(block: Block | None, size: int) -> np.ndarray:
+    """Byte offsets (from the first byte) of the ``size`` bytes a block names, in order (``None``: ``0 ..
+    size - 1``); a block of another size raises :class:`ExecutionError`."""
     if block is None:
         return np.arange(size, dtype=np.int64)
     if block.size_bytes != size:
@@ -370,7 +371,7 @@ class _Machine:
 
     def _execute(self, cmd: Command) -> None:
         if isinstance(cmd, Load):
-            src = self.dram[cmd.dram_addr + _offsets(cmd.dram, cmd.size_bytes)]
+            src = self.dram[cmd.dram_addr + block_offsets(cmd.dram, cmd.size_bytes)]
             self._buffer(cmd.buffer)[cmd.addr:cmd.addr + cmd.size_bytes] = _exact(src, cmd.size_bytes)
         elif isinstance(cmd, Store):
             self.stored.add(cmd.tensor)
@@ -381,9 +382,9 @@ class _Machine:
             else:
                 data = None
             if data is not None:
-                self.dram[cmd.dram_addr + _offsets(cmd.dram, cmd.size_bytes)] = _exact(data, cmd.size_bytes)
+                self.dram[cmd.dram_addr + block_offsets(cmd.dram, cmd.size_bytes)] = _exact(data, cmd.size_bytes)
                 return
-            self.dram[cmd.dram_addr + _offsets(cmd.dram, cmd.size_bytes)] = \
+            self.dram[cmd.dram_addr + block_offsets(cmd.dram, cmd.size_bytes)] = \
                 self._requantized(cmd.layer, cmd.addr, cmd.size_bytes, cmd.activation)
         elif isinstance(cmd, Move):
             offsets = self._spad_offsets(cmd.addr, cmd.dst, cmd.size_bytes)
@@ -500,7 +501,7 @@ class _Machine:
 
     def _spad_offsets(self, addr: int, block: Block | None, size: int) -> np.ndarray:
         """The scratchpad addresses of the ``size`` bytes of ``block`` from ``addr`` (all inside it)."""
-        offsets = addr + _offsets(block, size)
+        offsets = addr + block_offsets(block, size)
         if offsets.size and (offsets.min() < 0 or offsets.max() >= self.spad.size):
             raise ExecutionError(f"scratchpad bytes [{offsets.min()}, {offsets.max() + 1}) outside its "
                                  f"{self.spad.size} B")

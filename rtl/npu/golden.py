@@ -5,16 +5,21 @@ accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented he
 :class:`rtl.npu.NPU` must produce bit for bit; the command-level functional executor
 (``sim.execute``) is to use the same semantics:
 
-``Load``     copies ``size_bytes`` bytes from DRAM at ``dram_addr`` to the buffer at ``addr``.
-``Store``    from the scratchpad: copies ``size_bytes`` bytes to DRAM at ``dram_addr``; from the
-             accumulator: ``size_bytes`` results in the input format, result ``i`` being the int32
-             accumulator element at byte ``addr + 4 i`` requantized with unit scale (saturated to
-             the input format), byte ``i`` of the output at ``dram_addr + i``.
+``Load``     copies ``size_bytes`` bytes from DRAM to the buffer at ``addr`` (packed): the bytes of
+             its DRAM block from ``dram_addr`` (:class:`~accel.commands.Block`: row ``r`` of plane
+             ``p`` is the ``row_bytes`` at ``dram_addr + p plane_stride + r row_stride``, rows in
+             that order; ``None``: ``size_bytes`` contiguous bytes), as ``sim.execute`` reads them
+             (:func:`sim.execute.block_offsets`).
+``Store``    from the scratchpad: copies ``size_bytes`` bytes (packed, from ``addr``) to the DRAM
+             block at ``dram_addr``; from the accumulator: ``size_bytes`` results in the input format,
+             result ``i`` being the int32 accumulator element at byte ``addr + 4 i`` requantized with
+             unit scale (saturated to the input format), written as byte ``i`` of the DRAM block.
 ``Move``     the same requantizing read: ``size_bytes`` results from the accumulator at
-             ``src_addr`` to the scratchpad at ``addr``.
+             ``src_addr`` to the scratchpad block ``dst`` at ``addr`` (``None``: contiguous).
 ``Compute``  for each product ``b < batch``: ``x`` is the row-major ``m x k`` input at
              ``input_addr + b m k``, ``w`` the row-major ``k x n`` weights at ``weight_addr + b k n``
-             (input and weight format codes, one byte each), ``y = x @ w``
+             (input and weight format codes, one byte each; with ``input_block`` / ``weight_block``
+             the ``batch x m x k`` / ``batch x k x n`` operand is that block's bytes instead), ``y = x @ w``
              (:func:`sim.numerics.systolic_tile`) is written to (``accumulate``: added to, with the
              accumulator format's overflow) the row-major ``m x n`` int32 elements at accumulator
              byte ``output_addr + 4 b m n``.
@@ -30,8 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
+from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.hardware import Accelerator
+from sim.execute import block_offsets
 from sim.numerics import apply_overflow, saturate, systolic_tile
 
 __all__ = ["Memories", "execute"]
@@ -77,24 +83,40 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
         values = [saturate(int(v), out_format) for v in _elements(mem.accumulator, addr, count)]
         return bytes(v & 0xFF for v in values)
 
+    def at(image: bytearray, addr: int, block: Block | None, size: int) -> list[int]:
+        """The addresses of a block's bytes in ``image`` (all of them inside it)."""
+        addrs = (addr + block_offsets(block, size)).tolist()
+        if addrs and (min(addrs) < 0 or max(addrs) >= len(image)):
+            raise ValueError(f"execute: bytes {min(addrs)}..{max(addrs)} are outside a memory of {len(image)} B")
+        return addrs
+
+    def read(image: bytearray, addr: int, block: Block | None, size: int) -> bytes:
+        return bytes(image[i] for i in at(image, addr, block, size))
+
+    def write(image: bytearray, addr: int, block: Block | None, data: bytes) -> None:
+        for i, v in zip(at(image, addr, block, len(data)), data, strict=True):
+            image[i] = v
+
     for cmd in commands:
         if isinstance(cmd, Load):
-            data = mem.dram[cmd.dram_addr:cmd.dram_addr + cmd.size_bytes]
+            data = read(mem.dram, cmd.dram_addr, cmd.dram, cmd.size_bytes)
             buffer(cmd.buffer)[cmd.addr:cmd.addr + cmd.size_bytes] = data
         elif isinstance(cmd, Store):
             if cmd.buffer is Buffer.ACCUMULATOR:
                 data = requantized(cmd.addr, cmd.size_bytes)
             else:
                 data = bytes(mem.scratchpad[cmd.addr:cmd.addr + cmd.size_bytes])
-            mem.dram[cmd.dram_addr:cmd.dram_addr + cmd.size_bytes] = data
+            write(mem.dram, cmd.dram_addr, cmd.dram, data)
         elif isinstance(cmd, Move):
-            mem.scratchpad[cmd.addr:cmd.addr + cmd.size_bytes] = requantized(cmd.src_addr, cmd.size_bytes)
+            write(mem.scratchpad, cmd.addr, cmd.dst, requantized(cmd.src_addr, cmd.size_bytes))
         elif isinstance(cmd, Compute):
             m, k, n = cmd.m, cmd.k, cmd.n
+            xs = read(mem.scratchpad, cmd.input_addr, cmd.input_block, cmd.batch * m * k)
+            ws = read(mem.scratchpad, cmd.weight_addr, cmd.weight_block, cmd.batch * k * n)
             for b in range(cmd.batch):
-                xa, wa, oa = cmd.input_addr + b * m * k, cmd.weight_addr + b * k * n, cmd.output_addr + 4 * b * m * n
-                x = _codes(mem.scratchpad[xa:xa + m * k], a.input_format.signed).reshape(m, k)
-                w = _codes(mem.scratchpad[wa:wa + k * n], a.weight_format.signed).reshape(k, n)
+                oa = cmd.output_addr + 4 * b * m * n
+                x = _codes(xs[b * m * k:(b + 1) * m * k], a.input_format.signed).reshape(m, k)
+                w = _codes(ws[b * k * n:(b + 1) * k * n], a.weight_format.signed).reshape(k, n)
                 y = systolic_tile(x, w, dataflow=cmd.dataflow, a_format=a.input_format, b_format=a.weight_format,
                                   acc_format=a.accumulator_format).reshape(-1)
                 if cmd.accumulate:
