@@ -36,7 +36,13 @@ Structure
     accumulator (aligned words); a Store reads the buffer (the accumulator through the requantizing
     read: saturation to the input format) and issues one 4-byte write beat per cycle on ``wr_*``
     with byte strobes. A Move reads 4 accumulator elements per cycle and writes 4 requantized bytes
-    to the scratchpad.
+    to the scratchpad. The buffer side is packed; the other side (a transfer's DRAM block, a Move's
+    scratchpad destination block) is walked by an address generator: beat, row and plane counters
+    stepping address registers (4 bytes along a row, then the row's start plus ``row_stride``, then
+    the plane's start plus ``plane_stride``), so a block whose rows are whole beats moves in as
+    many beats as a contiguous transfer of its size: the datasheet's cycles (the DMA has no
+    request limit, so :func:`accel.timing.dma_cycles` does not depend on the rows). Addresses may
+    have any byte alignment.
 ``array``
     The existing systolic tiles (:class:`rtl.systolic.SystolicArray`, one per dataflow the design
     has) fed straight from the scratchpad: WS folds preload ``R`` weight rows then stream the ``m``
@@ -76,7 +82,11 @@ readable through ``trace_*``; ``cycles`` is the run's total.
 Restrictions of this version (refused with :class:`~accel.errors.ConfigError`): one DMA channel,
 4-byte DMA beats (DMA and DRAM bandwidth 4 bytes/cycle), byte-wide input and weight formats, a
 wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), and the
-decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false) or are N:M.
+decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M or read
+an operand through a block (``input_block``, ``weight_block``), and transfers (Load, Store, Move)
+whose block's ``row_bytes`` is not a multiple of 4 (its rows would need more beats than the
+datasheet's cycles give; ``dma.max_in_flight`` must be 0). A block must name the transfer's
+``size_bytes`` bytes (as :func:`sim.execute.block_offsets` requires; the decoder does not check).
 """
 
 from __future__ import annotations
@@ -104,6 +114,7 @@ QUEUES = ("dma.load", "dma.store", "array", "vector")
 
 _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
 _BEAT = 4  # bytes per DMA beat
+_RECORD_WORDS = 23  # words of a record the decoder reads: through the Compute's weight block's rows
 
 
 def _entry_layout(id_bits: int, product_bits: int) -> data.StructLayout:
@@ -116,6 +127,9 @@ def _entry_layout(id_bits: int, product_bits: int) -> data.StructLayout:
         # a Compute's last index of m, k, n, batch, its m tiles, k tiles (rows) and n tiles (columns),
         # compared with the counters; 2**32 (never reached) for a count of 0
         "last": data.ArrayLayout(33, 7),
+        # a transfer's block (Load/Store: DRAM; Move: scratchpad destination; none: one row of all
+        # its beats): last beat of a row, last row, row stride, last plane, plane stride
+        "blk": data.ArrayLayout(32, 5),
     })
 
 
@@ -197,6 +211,8 @@ class NPU(wiring.Component):
             problems.append(f"dma.channels must be 1, not {arch.dma.channels}")
         if arch.dma.bandwidth_bytes_per_cycle != _BEAT or arch.dram.bandwidth_bytes_per_cycle != _BEAT:
             problems.append("dma and dram bandwidth_bytes_per_cycle must be 4")
+        if arch.dma.max_in_flight:
+            problems.append(f"dma.max_in_flight must be 0 (no request limit), not {arch.dma.max_in_flight}")
         if arch.dma.burst_bytes % _BEAT:
             problems.append(f"dma.burst_bytes must be a multiple of 4, not {arch.dma.burst_bytes}")
         for name, fmt in (("input_format", a.input_format), ("weight_format", a.weight_format)):
@@ -278,7 +294,7 @@ class NPU(wiring.Component):
         deps_base = Signal(32)
         index = Signal(range(self.max_commands + 1))
         word = Signal(5)
-        rec = Signal(data.ArrayLayout(32, 16))
+        rec = Signal(data.ArrayLayout(32, _RECORD_WORDS))
         dep_i = Signal(32)
         dep_phase = Signal(2)
         need = Signal(data.ArrayLayout(self.id_bits + 1, nq))
@@ -347,14 +363,24 @@ class NPU(wiring.Component):
         df_ok = Const(0, 1)
         for df in a.dataflows:
             df_ok = df_ok | (flags[:2] == (0 if df is Dataflow.WS else 1))
+        # a transfer's block (words 11..15 for Load, Store and Move): its rows must be whole beats;
+        # a Compute reads its operands packed (no input or weight block: words 17 and 22, their rows)
+        is_transfer = (opcode == _LOAD) | (opcode == _STORE) | (opcode == _MOVE)
+        has_block = rec[11] != 0
         m.d.comb += supported.eq((opcode >= _LOAD) & (opcode <= _VECTOR) & (
-            (opcode != _COMPUTE) | (df_ok & flags[3] & flags[4] & (rec[11][:16] == 0))))
+            (opcode != _COMPUTE) | (df_ok & flags[3] & flags[4] & (rec[11][:16] == 0)
+                                    & (rec[17] == 0) & (rec[22] == 0)))
+            & (~is_transfer | ~has_block | (rec[12][:2] == 0)))
 
         entry = Signal(layout)
         m.d.comb += [entry.op.eq(opcode), entry.flags.eq(flags), entry.id.eq(index), entry.cycles.eq(cycles),
                      entry.need.eq(need), entry.p.eq(products), entry.last.eq(lasts)]
         for f in range(7):
             m.d.comb += entry.f[f].eq(rec[4 + f])
+        size = Mux(opcode == _MOVE, rec[8], rec[6])
+        m.d.comb += [entry.blk[0].eq(Mux(has_block, (rec[12] >> 2) - 1, _ceil_div(size, _BEAT) - 1)),
+                     entry.blk[1].eq(Mux(has_block, rec[11] - 1, 0)), entry.blk[2].eq(rec[13]),
+                     entry.blk[3].eq(Mux(has_block, rec[14] - 1, 0)), entry.blk[4].eq(rec[15])]
         for q, (wp, _) in enumerate(queues):
             m.d.comb += [wp.addr.eq(qcount[q]), wp.data.eq(entry)]
         m.d.comb += [idw.addr.eq(index), idw.data.eq(Cat(queue_of, qcount[0])),
@@ -384,11 +410,11 @@ class NPU(wiring.Component):
                 # address word w of the first 64 bytes of the record while word w - 1 arrives
                 m.d.comb += pr.addr.eq(16 + index * (RECORD_BYTES // 4) + word)
                 with m.Switch(word):
-                    for w in range(1, 17):
+                    for w in range(1, _RECORD_WORDS + 1):
                         with m.Case(w):
                             m.d.sync += rec[w - 1].eq(pr.data)
                 m.d.sync += word.eq(word + 1)
-                with m.If(word == 16):
+                with m.If(word == _RECORD_WORDS):
                     m.d.sync += [state.eq(_State.DEPS), dep_i.eq(0), dep_phase.eq(0), need.eq(0)]
             with m.Case(_State.DEPS):
                 # per dependency three cycles: address its id, address the id's (queue, position), use it
@@ -549,8 +575,9 @@ class NPU(wiring.Component):
         # the DMA's own setup latency passes before the first beat; DRAM's latency is the bus's
         dma_lat = arch.dma.latency_cycles
         ld_setup = self._elapsed(m, dma_lat, actives[0], finishes[0], "load")
+        ld_walk = self._walk(m, ld, heads[0].f[4], self.rd_valid, actives[0], finishes[0], "load")
         m.d.comb += [self.rd_valid.eq(actives[0] & ld_setup & (tx_now < ld_beats)),
-                     self.rd_addr.eq(ld.f[4] + tx_now * _BEAT)]
+                     self.rd_addr.eq(ld_walk)]
         with m.If(actives[0] & ~finishes[0]):
             m.d.sync += [ld_tx.eq(tx_now + self.rd_valid), ld_rx.eq(rx_now + self.rd_resp_valid)]
         with m.Else():
@@ -610,9 +637,12 @@ class NPU(wiring.Component):
             m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, requant(acc_value), sp.r_data[R + 1].word_select(i, 8)), 0))
             byte_data.append(byte)
             strobes.append(strobe)
-        m.d.comb += [self.wr_valid.eq(beat_on & ~is_move), self.wr_addr.eq(st.f[4] + stx * _BEAT),
+        # the beat's address in its block: DRAM for a Store, the scratchpad for a Move
+        head_dst = Mux(heads[1].op == _MOVE, heads[1].f[2], heads[1].f[4])
+        st_walk = self._walk(m, st, head_dst, beat_on, actives[1], finishes[1], "store")
+        m.d.comb += [self.wr_valid.eq(beat_on & ~is_move), self.wr_addr.eq(st_walk),
                      self.wr_data.eq(Cat(*byte_data)), self.wr_strb.eq(Cat(*strobes))]
-        m.d.comb += [sp.w_addr[1].eq(st.f[2] + stx * _BEAT), sp.w_data[1].eq(Cat(*byte_data))]
+        m.d.comb += [sp.w_addr[1].eq(st_walk), sp.w_data[1].eq(Cat(*byte_data))]
         for i in range(_BEAT):
             m.d.comb += sp.w_en[1][i].eq(strobes[i] & is_move)
         # a load and a move wrote one scratchpad bank, or a load and the array one accumulator bank
@@ -633,6 +663,29 @@ class NPU(wiring.Component):
         with m.Else():
             m.d.sync += elapsed.eq(0)
         return elapsed == cycles
+
+    @staticmethod
+    def _walk(m: Module, cmd, head_base, beat, active, finish, name: str):  # noqa: ANN001, ANN205
+        """The address of a transfer's beat in its block (``cmd.blk``), from registers that step with
+        every ``beat``: 4 bytes along a row, else the row's start plus the row stride, else the
+        plane's start plus the plane stride. No address is multiplied. While the unit is idle or
+        finishing, they take ``head_base`` (the first byte of the command that may start next)."""
+        last_col, last_row, row_stride, last_plane, plane_stride = (cmd.blk[i] for i in range(5))
+        addr, row_base, plane_base = (Signal(32, name=f"{name}_{n}") for n in ("addr", "row_base", "plane_base"))
+        col, row, plane = (Signal(32, name=f"{name}_{n}") for n in ("col", "row", "plane"))
+        with m.If(~active | finish):
+            m.d.sync += [addr.eq(head_base), row_base.eq(head_base), plane_base.eq(head_base),
+                         col.eq(0), row.eq(0), plane.eq(0)]
+        with m.Elif(beat):
+            with m.If(col != last_col):
+                m.d.sync += [col.eq(col + 1), addr.eq(addr + _BEAT)]
+            with m.Elif(row != last_row):
+                m.d.sync += [col.eq(0), row.eq(row + 1), addr.eq(row_base + row_stride),
+                             row_base.eq(row_base + row_stride)]
+            with m.Elif(plane != last_plane):
+                m.d.sync += [col.eq(0), row.eq(0), plane.eq(plane + 1), addr.eq(plane_base + plane_stride),
+                             row_base.eq(plane_base + plane_stride), plane_base.eq(plane_base + plane_stride)]
+        return addr
 
     @staticmethod
     def _regs(m: Module, width: int, prefix: str, names: tuple[str, ...]) -> list[_Reg]:

@@ -8,10 +8,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from accel.commands import Buffer, Compute, Load, Move, Store
+from accel.commands import Block, Buffer, Compute, Load, Move, Store
 from accel.config import load
 from accel.errors import ConfigError
 from accel.hardware import Dataflow
+from rtl.fpga.driver import fc_layer, program_tensors
 from rtl.npu import NPU, execute
 from rtl.units import build_unit
 
@@ -21,6 +22,9 @@ def test_npu_refuses_what_this_version_cannot_build() -> None:
     two = dataclasses.replace(arch, dma=dataclasses.replace(arch.dma, channels=2))
     with pytest.raises(ConfigError, match="dma.channels must be 1, not 2"):
         NPU(two)
+    limited = dataclasses.replace(arch, dma=dataclasses.replace(arch.dma, max_in_flight=4))
+    with pytest.raises(ConfigError, match=r"dma.max_in_flight must be 0 \(no request limit\), not 4"):
+        NPU(limited)
     with pytest.raises(ConfigError, match="bandwidth_bytes_per_cycle must be 4"):
         NPU(load("gemmini"))
     odd = dataclasses.replace(arch, accumulator=dataclasses.replace(arch.accumulator, size_bytes=768))
@@ -60,3 +64,35 @@ def test_golden_model_is_the_literal_semantics() -> None:
     saturated = np.clip(y, -128, 127).astype(np.int8).reshape(-1)
     assert np.array_equal(np.frombuffer(bytes(mem.dram[256:291]), np.int8), saturated)
     assert np.array_equal(np.frombuffer(bytes(mem.scratchpad[512:547]), np.int8), saturated)
+
+
+def test_golden_model_follows_strided_dram_blocks() -> None:
+    """The mapper's fc layer (16x32 @ 32x16 on fpga-small) loads weight columns and stores output columns
+    as strided DRAM blocks: golden reads and writes those bytes, so the output in DRAM is the layer's
+    saturated product (an independent numpy computation: ``sim.execute`` needs a quantized graph)."""
+    arch = load("fpga-small")
+    plan = fc_layer(arch)
+    blocks = [c.dram for c in plan.commands if isinstance(c, Load | Store) and c.dram is not None]
+    assert blocks and all(b.rows > 1 and b.row_stride > b.row_bytes for b in blocks), blocks
+    inputs, outputs = program_tensors(plan.commands)
+    rng = np.random.default_rng(5)
+    x, w = rng.integers(-128, 128, (16, 32)), rng.integers(-128, 128, (32, 16))
+    (x_at, _), (w_at, _), (y_at, y_size) = inputs["x"], inputs["fc.weight"], outputs["fc"]
+    dram = bytearray(y_at + y_size)
+    dram[x_at:x_at + x.size] = x.astype(np.int8).tobytes()
+    dram[w_at:w_at + w.size] = w.astype(np.int8).tobytes()
+    mem = execute(arch, plan.commands, bytes(dram))
+    y = np.frombuffer(bytes(mem.dram[y_at:y_at + y_size]), np.int8).reshape(16, 16)
+    assert np.array_equal(y, np.clip(x @ w, -128, 127))
+
+
+def test_golden_model_moves_into_a_scratchpad_block() -> None:
+    """A Move's ``dst`` block: result ``i`` goes to the block's byte ``i``, rows apart in the scratchpad."""
+    arch = load("fpga-small")
+    acc = np.arange(8, dtype="<i4").tobytes() + bytes(arch.accumulator.size_bytes - 32)
+    move = Move(id=0, layer="t", tensor="y", size_bytes=8, src_addr=0, addr=100,
+                dst=Block(rows=2, row_bytes=4, row_stride=16))
+    mem = execute(arch, (move,), b"", accumulator=acc)
+    assert bytes(mem.scratchpad[100:104]) == bytes([0, 1, 2, 3])
+    assert bytes(mem.scratchpad[116:120]) == bytes([4, 5, 6, 7])
+    assert not any(mem.scratchpad[104:116])

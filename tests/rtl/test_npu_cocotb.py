@@ -7,7 +7,9 @@ every unit, a dependency chain across all queues), then what ``mapper.map_graph`
 GEMM layers, a two-layer MLP with a ReLU, a 3x3 convolution and a three-layer MLP whose
 intermediates the ILP allocator keeps in the scratchpad (data in the literal command semantics of
 rtl.npu.golden: a convolution's computes read their GEMM operands as laid out, and vector ops are
-timed only), and corrupted programs, which must fail.
+timed only), and corrupted programs, which must fail. The mapper's programs move strided DRAM
+blocks (and the resident MLP a strided scratchpad block), which the golden model follows as
+sim.execute does.
 """
 
 from __future__ import annotations
@@ -89,10 +91,30 @@ def mapper_mlp(arch) -> tuple:  # noqa: ANN001
 
 
 def mapper_conv(arch) -> tuple:  # noqa: ANN001
-    """What the mapper emits for a 3x3 convolution (4 -> 8 channels on 6x6): GEMMs of its im2col shape."""
+    """What the mapper emits for a 3x3 convolution (4 -> 8 channels on 6x6): GEMMs of its im2col shape,
+    with the loads that overwrite bytes an earlier compute reads literally made to wait for it."""
     graph = GraphBuilder("conv")
     graph.conv(graph.input("x", (1, 4, 6, 6)), 8, 3, name="conv", bias=False)
-    return map_graph(graph.build(), arch).commands
+    return _literal_order(map_graph(graph.build(), arch).commands)
+
+
+def _literal_order(commands: tuple) -> tuple:
+    """``commands`` with every scratchpad load waiting for the earlier computes whose literal operand
+    bytes (``batch m k`` input, ``batch k n`` weight bytes from their addresses) it overwrites.
+
+    A convolution's compute reads its ``m x k`` im2col rows literally (rtl.npu.golden), past the input
+    band it loaded, so a later load into those bytes (the mapper's next weight tile, which has no reason
+    to wait: the array's feeder reads only the band) would make the data depend on timing."""
+    out: list = []
+    for cmd in commands:
+        if isinstance(cmd, Load) and cmd.buffer is Buffer.SCRATCHPAD:
+            lo, hi = cmd.addr, cmd.addr + cmd.size_bytes
+            readers = [c.id for c in out if isinstance(c, Compute) and any(
+                addr < hi and lo < addr + c.batch * size for addr, size in
+                ((c.input_addr, c.m * c.k), (c.weight_addr, c.k * c.n)))]
+            cmd = dataclasses.replace(cmd, deps=tuple(sorted({*cmd.deps, *readers})))
+        out.append(cmd)
+    return tuple(out)
 
 
 RESIDENT = ("fc1", "fc2")
@@ -120,7 +142,8 @@ def design(rows: int, cols: int):  # noqa: ANN201
 
 
 def _dram_bytes(commands: tuple) -> int:
-    end = max((c.dram_addr + c.size_bytes for c in commands if isinstance(c, Load | Store)), default=0)
+    end = max((c.dram_addr + (c.size_bytes if c.dram is None else c.dram.span_bytes) for c in commands
+               if isinstance(c, Load | Store)), default=0)
     return -(-(end + 64) // 64) * 64
 
 
@@ -195,6 +218,29 @@ def test_the_ilp_keeps_the_three_layer_networks_intermediates_in_the_scratchpad(
     for tensor in RESIDENT:
         where = plan.allocation.tensors[tensor]
         assert where.intervals and not where.read_steps and not where.write_steps, where
+
+
+def _strided(block) -> bool:  # noqa: ANN001
+    return block is not None and block.planes * block.rows > 1 and block.row_stride != block.row_bytes
+
+
+def test_the_mapper_programs_move_strided_blocks_in_whole_beats() -> None:
+    """What the 4x4 build runs beyond contiguous DMA: the mapper's layers load and store strided DRAM
+    blocks (a tile's columns of a row-major matrix), the resident MLP moves results into a strided
+    scratchpad block; every block's rows are whole 4-byte beats (what the NPU's DMA takes), and no
+    compute reads an operand through a block (the NPU refuses that)."""
+    arch = design(*DESIGNS["4x4"][0])
+    for name in ("mapper_gemm", "mapper_gemm_large", "mapper_mlp", "mapper_conv", "mapper_mlp3_resident"):
+        commands = PROGRAMS[name](arch)
+        loads = [c.dram for c in commands if isinstance(c, Load) and _strided(c.dram)]
+        stores = [c.dram for c in commands if isinstance(c, Store) and _strided(c.dram)]
+        assert loads and stores, f"{name}: no strided DRAM load or store"
+        blocks = [c.dram for c in commands if isinstance(c, Load | Store) and c.dram is not None]
+        blocks += [c.dst for c in commands if isinstance(c, Move) and c.dst is not None]
+        assert all(b.row_bytes % 4 == 0 for b in blocks), f"{name}: {blocks}"
+        assert not any(c.input_block or c.weight_block for c in commands if isinstance(c, Compute)), name
+    moves = [c.dst for c in PROGRAMS["mapper_mlp3_resident"](arch) if isinstance(c, Move)]
+    assert moves and all(_strided(b) for b in moves), moves
 
 
 @pytest.mark.rtl
