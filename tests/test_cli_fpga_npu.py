@@ -126,7 +126,7 @@ def test_run_program_reads_outputs_cycles_and_trace_back() -> None:
     plan = fc_layer(arch)
     run = NPULinkDriver(FakeNPULink(arch)).run_program(plan, random_inputs(plan.commands, seed=1))
     assert run.outputs_match and run.cycles_match and run.trace_match and not run.mismatches()
-    assert set(run.outputs) == {"fc"} and len(run.outputs["fc"]) == 256 and run.cycles == 898
+    assert set(run.outputs) == {"fc"} and len(run.outputs["fc"]) == 256 and run.cycles == 850
     assert len(run.trace) == len(plan.commands)
 
 
@@ -146,16 +146,16 @@ def test_cli_run_npu_prints_the_comparison(capsys: pytest.CaptureFixture[str], m
     boards = _board(monkeypatch)
     assert main(["fpga", "run", "--design", "npu", "--port", "/dev/fake"]) == 0
     out = capsys.readouterr().out
-    assert "fc 16x32 @ 32x16 (8 commands) on the NPU at /dev/fake" in out
+    assert "fc 16x32 @ 32x16 (13 commands) on the NPU at /dev/fake" in out
     assert "output fc: 256 bytes, equal to rtl.npu.golden.execute" in out
-    assert "cycles: 898 (sim.simulate: 898, equal)" in out
-    assert "trace: 8 commands, equal to sim.simulate's" in out
+    assert "cycles: 850 (sim.simulate: 850, equal)" in out
+    assert "trace: 13 commands, equal to sim.simulate's" in out
     assert boards[0].closed
 
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"flip_output": True}, r"output 'fc' differs from rtl.npu.golden.execute in 1 of 256 bytes"),
-    ({"extra_cycle": True}, r"the board took 899 cycles, sim.simulate 898"),
+    ({"extra_cycle": True}, r"the board took 851 cycles, sim.simulate 850"),
 ])
 def test_cli_run_npu_fails_in_one_line_when_the_board_disagrees(capsys: pytest.CaptureFixture[str],
                                                                 monkeypatch: pytest.MonkeyPatch,

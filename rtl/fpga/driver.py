@@ -286,8 +286,8 @@ def program_tensors(commands: Sequence[Command]) -> tuple[dict[str, tuple[int, i
 
     An input is a tensor a load reads before any store of the program writes it; an output is a
     tensor a store writes. A region spans the lowest to the highest byte the program's loads (inputs)
-    or stores (outputs) of that tensor touch; strided DRAM blocks are refused (the NPU moves
-    contiguous bytes).
+    or stores (outputs) of that tensor touch (a strided DRAM block: from its first byte to one past its
+    last, :attr:`~accel.commands.Block.span_bytes`).
     """
     from accel.commands import Load, Store
 
@@ -296,16 +296,14 @@ def program_tensors(commands: Sequence[Command]) -> tuple[dict[str, tuple[int, i
     for cmd in commands:
         if not isinstance(cmd, Load | Store):
             continue
-        if cmd.dram is not None:
-            raise LinkError(f"command {cmd.id} ({type(cmd).__name__} of {cmd.tensor!r}) moves a strided DRAM "
-                            "block, which the NPU does not")
         if isinstance(cmd, Load) and cmd.tensor in stored:
             continue  # reads back what the program wrote: not an input
         kind = spans[isinstance(cmd, Store)]
         if isinstance(cmd, Store):
             stored.add(cmd.tensor)
-        lo, hi = kind.setdefault(cmd.tensor, [cmd.dram_addr, cmd.dram_addr + cmd.size_bytes])
-        kind[cmd.tensor] = [min(lo, cmd.dram_addr), max(hi, cmd.dram_addr + cmd.size_bytes)]
+        end = cmd.dram_addr + (cmd.size_bytes if cmd.dram is None else cmd.dram.span_bytes)
+        lo, hi = kind.setdefault(cmd.tensor, [cmd.dram_addr, end])
+        kind[cmd.tensor] = [min(lo, cmd.dram_addr), max(hi, end)]
     inputs, outputs = ({name: (lo, hi - lo) for name, (lo, hi) in kind.items()} for kind in spans)
     return inputs, outputs
 
@@ -523,22 +521,26 @@ def fc_layer(arch: Accelerator, m: int = 16, k: int = 32, n: int = 16) -> Plan:
     """The mapper's plan of one fully connected layer ``x (m x k) @ w (k x n)`` (no bias) on ``arch``:
     what ``accel fpga run --design npu`` and the NPU host link's bench run.
 
-    The NPU's DMA moves contiguous bytes only, so the plan is the mapper's default where every
-    transfer is contiguous, else its fold-outer one (SCALE-Sim's order, whose folds read whole
-    rows for a layer this small) where that is; a :class:`LinkError` says so when neither is."""
-    from accel.commands import Load, Store
-    from mapper import MapOptions, map_graph
+    The plan is the mapper's default (its strided DRAM blocks are the NPU's DMA's). A
+    :class:`LinkError` says when it has a transfer the NPU refuses: a block whose rows are not whole
+    4-byte beats, or a compute reading an operand through a block (see :mod:`rtl.npu.core`)."""
+    from accel.commands import Compute, Load, Move, Store
+    from mapper import map_graph
     from workloads.builder import GraphBuilder
 
     graph = GraphBuilder("fc")
     graph.linear(graph.input("x", (m, k)), n, bias=False, name="fc")
-    layer = graph.build()
-    for options in (MapOptions(), MapOptions(loop_order="fold-outer")):
-        plan = map_graph(layer, arch, options)
-        if not any(isinstance(c, Load | Store) and c.dram is not None for c in plan.commands):
-            return plan
-    raise LinkError(f"the fc layer {m}x{k} @ {k}x{n} maps on {arch.name} only with strided DRAM transfers, "
-                    "which the NPU does not move yet; try another --layer")
+    plan = map_graph(graph.build(), arch)
+    for c in plan.commands:
+        block = c.dram if isinstance(c, Load | Store) else c.dst if isinstance(c, Move) else None
+        if block is not None and block.row_bytes % 4:
+            raise LinkError(f"the fc layer {m}x{k} @ {k}x{n} on {arch.name}: command {c.id} moves rows of "
+                            f"{block.row_bytes} bytes, not whole 4-byte beats, which the NPU refuses; try another "
+                            "--layer")
+        if isinstance(c, Compute) and (c.input_block is not None or c.weight_block is not None):
+            raise LinkError(f"the fc layer {m}x{k} @ {k}x{n} on {arch.name}: command {c.id} reads an operand "
+                            "in place through a block, which the NPU refuses; try another --layer")
+    return plan
 
 
 def random_inputs(commands: Sequence[Command], seed: int = 0, *, low: int = -3, high: int = 4) -> dict[str, bytes]:
