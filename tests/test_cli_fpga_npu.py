@@ -177,3 +177,17 @@ def test_cli_run_npu_names_a_port_it_cannot_open(capsys: pytest.CaptureFixture[s
     assert captured.out == "" and "Traceback" not in captured.err
     assert len(captured.err.splitlines()) == 1
     assert captured.err.startswith(f"accel: error: cannot open serial port '{missing}': ") or "pyserial" in captured.err
+
+
+def test_fc_layer_runs_the_default_plan_and_refuses_rows_of_partial_beats() -> None:
+    """The default plan moves strided DRAM blocks (the NPU's DMA walks them); a layer whose blocks have
+    rows that are not whole 4-byte beats is refused, naming the command."""
+    from accel.commands import Load, Store
+
+    arch = load("fpga-small")
+    plan = fc_layer(arch)
+    assert plan.layers[0].loop_order != "fold-outer"
+    assert any(isinstance(c, Load | Store) and c.dram is not None and c.dram.rows > 1 for c in plan.commands)
+    with pytest.raises(LinkError, match=r"^the fc layer 16x32 @ 32x18 on fpga-small: command 8 moves rows of 6 "
+                                        r"bytes, not whole 4-byte beats, which the NPU refuses; try another --layer$"):
+        fc_layer(arch, 16, 32, 18)
