@@ -522,24 +522,19 @@ def fc_layer(arch: Accelerator, m: int = 16, k: int = 32, n: int = 16) -> Plan:
     what ``accel fpga run --design npu`` and the NPU host link's bench run.
 
     The plan is the mapper's default (its strided DRAM blocks are the NPU's DMA's). A
-    :class:`LinkError` says when it has a transfer the NPU refuses: a block whose rows are not whole
-    4-byte beats, or a compute reading an operand through a block (see :mod:`rtl.npu.core`)."""
-    from accel.commands import Compute, Load, Move, Store
+    :class:`LinkError` says when it has a command the NPU refuses (:func:`rtl.npu.core.refusal`: a
+    block whose rows are not whole 4-byte beats, a compute reading an operand through a block, ...)."""
     from mapper import map_graph
+    from rtl.npu.core import refusal
     from workloads.builder import GraphBuilder
 
     graph = GraphBuilder("fc")
     graph.linear(graph.input("x", (m, k)), n, bias=False, name="fc")
     plan = map_graph(graph.build(), arch)
     for c in plan.commands:
-        block = c.dram if isinstance(c, Load | Store) else c.dst if isinstance(c, Move) else None
-        if block is not None and block.row_bytes % 4:
-            raise LinkError(f"the fc layer {m}x{k} @ {k}x{n} on {arch.name}: command {c.id} moves rows of "
-                            f"{block.row_bytes} bytes, not whole 4-byte beats, which the NPU refuses; try another "
-                            "--layer")
-        if isinstance(c, Compute) and (c.input_block is not None or c.weight_block is not None):
-            raise LinkError(f"the fc layer {m}x{k} @ {k}x{n} on {arch.name}: command {c.id} reads an operand "
-                            "in place through a block, which the NPU refuses; try another --layer")
+        if (why := refusal(arch, c)) is not None:
+            raise LinkError(f"the fc layer {m}x{k} @ {k}x{n} on {arch.name}: command {c.id} {why}, which the NPU "
+                            "refuses; try another --layer")
     return plan
 
 

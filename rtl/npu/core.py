@@ -98,6 +98,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from accel.commands import Command, Compute, Load, Move, Store
 from accel.encoding import RECORD_BYTES
 from accel.errors import ConfigError
 from accel.formats import Overflow
@@ -107,7 +108,7 @@ from rtl.npu.accumulator import BankedAccumulator
 from rtl.npu.scratchpad import BankedScratchpad
 from rtl.systolic import SystolicArray
 
-__all__ = ["NPU", "QUEUES"]
+__all__ = ["NPU", "QUEUES", "refusal"]
 
 QUEUES = ("dma.load", "dma.store", "array", "vector")
 """The units' in-order queues, by index."""
@@ -115,6 +116,25 @@ QUEUES = ("dma.load", "dma.store", "array", "vector")
 _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
 _BEAT = 4  # bytes per DMA beat
 _RECORD_WORDS = 23  # words of a record the decoder reads: through the Compute's weight block's rows
+
+
+def refusal(arch: Accelerator, cmd: Command) -> str | None:
+    """Why the decoder refuses ``cmd`` (stopping the run with ``error``), in words, or ``None``: the
+    Python statement of its ``supported`` test (see the module docstring's restrictions)."""
+    if isinstance(cmd, Compute):
+        if cmd.dataflow not in arch.array.dataflows or cmd.dataflow is Dataflow.IS:
+            return f"computes {cmd.dataflow.value.upper()}, a dataflow the NPU does not have"
+        if not (cmd.fill and cmd.drain):
+            return "splits a fold"
+        if cmd.sparsity is not None:
+            return "is N:M sparse"
+        if cmd.input_block is not None or cmd.weight_block is not None:
+            return "reads an operand in place through a block"
+        return None
+    block = cmd.dram if isinstance(cmd, Load | Store) else cmd.dst if isinstance(cmd, Move) else None
+    if block is not None and block.row_bytes % _BEAT:
+        return f"moves rows of {block.row_bytes} bytes, not whole {_BEAT}-byte beats"
+    return None
 
 
 def _entry_layout(id_bits: int, product_bits: int) -> data.StructLayout:

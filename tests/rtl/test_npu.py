@@ -96,3 +96,24 @@ def test_golden_model_moves_into_a_scratchpad_block() -> None:
     assert bytes(mem.scratchpad[100:104]) == bytes([0, 1, 2, 3])
     assert bytes(mem.scratchpad[116:120]) == bytes([4, 5, 6, 7])
     assert not any(mem.scratchpad[104:116])
+
+
+def test_refusal_names_what_the_decoder_refuses() -> None:
+    """rtl.npu.core.refusal states the decoder's ``supported`` test: split folds, N:M, operand blocks,
+    a dataflow the design lacks, transfer rows that are not whole beats; everything else runs."""
+    from accel.hardware import Sparsity
+    from rtl.npu.core import refusal
+
+    arch = load("fpga-small")
+    tile = Compute(id=0, layer="t", m=4, k=4, n=4, dataflow=Dataflow.WS)
+    assert refusal(arch, tile) is None
+    assert refusal(arch, dataclasses.replace(tile, fill=False)) == "splits a fold"
+    assert refusal(arch, dataclasses.replace(tile, sparsity=Sparsity(2, 4))) == "is N:M sparse"
+    assert refusal(arch, dataclasses.replace(tile, input_block=Block(rows=4, row_bytes=4, row_stride=8))) \
+        == "reads an operand in place through a block"
+    assert refusal(arch, dataclasses.replace(tile, dataflow=Dataflow.IS)) == \
+        "computes IS, a dataflow the NPU does not have"
+    load_ = Load(id=0, layer="t", tensor="x", size_bytes=12, dram=Block(rows=2, row_bytes=6, row_stride=8))
+    assert refusal(arch, load_) == "moves rows of 6 bytes, not whole 4-byte beats"
+    whole = dataclasses.replace(load_, size_bytes=16, dram=Block(rows=2, row_bytes=8, row_stride=16))
+    assert refusal(arch, whole) is None
