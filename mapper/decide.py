@@ -263,7 +263,8 @@ def _choice(graph: Graph, arch: Accelerator, layer: Layer, options: MapOptions, 
     try:
         return search_gemm(arch, tuple((d, operands(graph, arch, layer, d)) for d in dataflows),
                            loop_orders=_LOOP_ORDERS[options.loop_order], half_spad=half_spad,
-                           half_acc=arch.accumulator.size_bytes // 2, objective=options.objective)
+                           half_acc=arch.accumulator.size_bytes // 2, objective=options.objective,
+                           keep=options.keep_operands)
     except MappingError as e:
         raise MappingError(f"Layer {layer.name!r}: {e}") from None
 

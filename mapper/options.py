@@ -19,6 +19,11 @@ the values it takes.
     :mod:`mapper.decide`).
 ``depthwise`` (:class:`Depthwise`)
     where depthwise convolutions run: ``array``, ``vector`` unit, or ``auto``: the better estimate.
+``keep_operands``
+    whether tiles may keep an operand on chip across tiles (a split reduction's column of weight
+    tiles, a row of input tiles: :attr:`mapper.plan.Tile.keep`); they are chosen only where they move
+    at most the DRAM bytes of the best mapping without them. ``False``: none (a reduction of one
+    tile still loads each weight tile once for its column of output tiles).
 ``scratchpad_bytes``
     overrides the design's scratchpad size (``None``: the design's).
 ``time_limit_s``, ``mip_gap``
@@ -112,6 +117,7 @@ class MapOptions:
     dataflow: Dataflow | None = None
     loop_order: LoopOrder = LoopOrder.AUTO
     depthwise: Depthwise = Depthwise.AUTO
+    keep_operands: bool = True
     scratchpad_bytes: int | None = None
     time_limit_s: float = 10.0
     mip_gap: float = 0.01
@@ -122,6 +128,8 @@ class MapOptions:
             value = getattr(self, name)
             if value is not None or name != "dataflow":
                 object.__setattr__(self, name, choice(enum, value, what))
+        if not isinstance(self.keep_operands, bool):
+            raise MappingError(f"keep_operands must be true or false, not {self.keep_operands!r}")
         if self.scratchpad_bytes is not None and (not isinstance(self.scratchpad_bytes, int)
                                                   or self.scratchpad_bytes <= 0):
             raise MappingError(f"Scratchpad size must be a positive number of bytes, not {self.scratchpad_bytes!r}")

@@ -15,7 +15,9 @@ The space, per supported dataflow:
     dimension, the balanced non-divisor sizes ``ceil(extent / j)`` (rounded up to the array
     dimension, ``j = 2..8``; the last tile takes the remainder); along ``m`` the most rows that fit
     and the balanced size with the same tile count. Priced in closed form over the distinct tile
-    shapes, not tile by tile.
+    shapes, not tile by tile. Then the same two rounds over tiles that keep an operand on chip
+    across tiles (:attr:`mapper.plan.Tile.keep`); what they find is taken only where its schedule
+    moves at most the DRAM bytes of the best mapping without them (keeping never adds traffic).
 ``fold-outer``
     SCALE-Sim's order with the longest stream chunk that fits (:mod:`mapper.schedules`), priced in
     closed form over first / middle / last folds and chunks.
@@ -117,35 +119,58 @@ def pareto(choices: Iterable[Choice]) -> list[Choice]:
 
 
 def search_gemm(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], *, loop_orders: tuple[str, ...],
-                half_spad: int, half_acc: int, objective: str) -> Choice:
+                half_spad: int, half_acc: int, objective: str, keep: bool = True) -> Choice:
     """The best mapping of one array layer (see the module docstring); ``operands`` gives, per
     dataflow to consider, the layer's operands as that dataflow runs them (N:M runs WS only).
+    ``keep`` offers tiles that keep an operand on chip across tiles (:attr:`mapper.plan.Tile.keep`);
+    what that search finds is chosen over the choice without them only where its schedule moves at
+    most that one's DRAM bytes, so keeping never adds DRAM traffic to a layer.
 
     Raises :class:`MappingError` (without a layer name; the caller adds it) when nothing fits.
     Layers of the same shapes share one search: tensor names are not part of its key.
     """
     anonymous = tuple((d, replace(ops, x="x", w=None if ops.w is None else "w", out="y")) for d, ops in operands)
-    return _search(arch, anonymous, loop_orders, half_spad, half_acc, objective)
+    return _search(arch, anonymous, loop_orders, half_spad, half_acc, objective, keep)
 
 
 @functools.lru_cache(maxsize=8192)
 def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], loop_orders: tuple[str, ...],
-            half_spad: int, half_acc: int, objective: str) -> Choice:
-    choices: list[Choice] = []
+            half_spad: int, half_acc: int, objective: str, keep: bool) -> Choice:
+    plain: list[Choice] = []  # the mappings of the search without kept operands
+    kept: list[Choice] = []  # those the kept operands' rounds add
     for dataflow, ops in operands:
         if "tile-outer" in loop_orders:
-            choices.extend(_tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective))
+            without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep)
+            plain.extend(without)
+            kept.extend(added)
         if "fold-outer" in loop_orders:
             fold = _fold_plan(arch, ops, dataflow, half_spad, half_acc)
             if fold is not None:
-                choices.append(_fold_choice(arch, ops, dataflow, fold))
-    if not choices:
+                plain.append(_fold_choice(arch, ops, dataflow, fold))
+    if not plain:
         raise MappingError(f"not even a 1x1x1 tile fits half of the scratchpad ({half_spad} B) and of the "
                            f"accumulator ({half_acc} B)")
-    front = pareto(choices)
-    best = min(front, key=lambda c: (c.cost.key(objective), loop_orders.index(c.order),
-                                     [d for d, _ in operands].index(c.dataflow)))
-    return Choice(best.order, best.dataflow, best.tile, best.plan, best.cost, evaluated=len(choices), pareto=len(front))
+
+    def rank(c: Choice) -> tuple[object, ...]:
+        return c.cost.key(objective), loop_orders.index(c.order), [d for d, _ in operands].index(c.dataflow)
+
+    # keeping never adds DRAM traffic: what the search finds besides the choice without kept
+    # operands must move at most that one's bytes (as its schedule moves them: the prices bound a
+    # convolution's bands by the largest)
+    reference = min(plain, key=rank)
+    front = pareto(plain + kept)
+    best, better = reference, [c for c in sorted(front, key=rank) if rank(c) < rank(reference)]
+    if better:
+        by_dataflow = dict(operands)
+        most = _moved(reference, by_dataflow[reference.dataflow], arch)
+        best = next((c for c in better if _moved(c, by_dataflow[c.dataflow], arch) <= most), reference)
+    return Choice(best.order, best.dataflow, best.tile, best.plan, best.cost, evaluated=len(plain) + len(kept),
+                  pareto=len(front))
+
+
+def _moved(choice: Choice, ops: Operands, arch: Accelerator) -> int:
+    """The DRAM bytes ``choice``'s schedule moves."""
+    return sum(t.size_bytes for step in choice.steps(ops, arch) for t in (*step.loads, *step.stores))
 
 
 # -- pricing ---------------------------------------------------------------------------------------
@@ -501,10 +526,12 @@ def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int)
 
 
 def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int,
-                        half_acc: int, objective: str) -> list[Choice]:
+                        half_acc: int, objective: str, keep: bool) -> tuple[list[Choice], list[Choice]]:
     """Tile-outer mappings in two rounds: power-of-two multiples of the array (and whole extents)
     along ``b``, ``k`` and ``n``; then the balanced non-divisor sizes within a factor of two of the
-    best tile of the first round along each dimension.
+    best tile of the first round along each dimension. Returns the mappings of those rounds over
+    plain tiles, then (with ``keep``) those that the same rounds over tiles keeping an operand
+    (:func:`_kept_tms`) add, which look near the best of all.
 
     A tile is not priced when a lower bound of the objective's first term already exceeds the best
     so far: its DRAM bytes (every ``n`` column of tiles reads all of the input, every ``m`` row all
@@ -539,15 +566,15 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
         bounds[tile] = known
         return known
 
-    def price(sizes: Iterable[tuple[int, int, int]]) -> None:
+    def price(sizes: Iterable[tuple[int, int, int]], kept: bool, plain: bool = True) -> None:
         candidates: dict[Tile, None] = {}  # in order, each once
         for tb, tk, tn in sizes:
-            for tm in _plain_tms(ops, tb, tk, tn, half_spad, half_acc):
+            for tm in _plain_tms(ops, tb, tk, tn, half_spad, half_acc) if plain else ():
                 tile = Tile(tm, tk, tn, tb)
                 if tile not in priced:
                     candidates.setdefault(tile)
             # a split reduction's column of weight tiles, or a row of input tiles, that fits: keep it
-            for role in ("w", "x"):
+            for role in ("w", "x") if kept else ():
                 for tm in _kept_tms(ops, role, tb, tk, tn, half_spad, half_acc):
                     if not _worth_keeping(ops, role, tb, tm, tk, tn):
                         continue
@@ -588,23 +615,27 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
 
     first = sorted(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)),
                    key=lambda size: (-size[2], -size[0], -size[1]))  # big n first: fewest input re-reads
-    price(first)
-    if not best:
-        return []
-    # the second round looks near the best tile, and near the best that does not keep a split
-    # reduction's weights when that is another (the two kinds favour different shapes)
-    centers = [best[0].tile]
-    plain = min((c for c in priced.values() if not c.tile.keep), default=None,
-                key=lambda c: (c.cost.key(objective), order[c.tile]))
-    if plain is not None and plain.tile != centers[0]:
-        centers.append(plain.tile)
 
     def near(extent: int, unit: int, size: int) -> list[int]:
         return [x for x in _sizes(extent, unit) if size // 2 <= x <= 2 * size]
 
-    for tile in centers:
-        price(itertools.product(near(g.batch, 1, tile.b), near(g.k, rows, tile.k), near(g.n, cols, tile.n)))
-    return list(priced.values())
+    def around(tile: Tile, kept: bool, plain: bool = True) -> None:
+        sizes = itertools.product(near(g.batch, 1, tile.b), near(g.k, rows, tile.k), near(g.n, cols, tile.n))
+        price(sizes, kept, plain)
+
+    price(first, False)
+    if not best:
+        return [], []
+    center = best[0].tile
+    around(center, False)
+    plain = list(priced.values())
+    if keep:  # the same rounds with kept operands (plain tiles only where they are new), the
+        # second near both kinds' best of the first
+        price(first, True, plain=False)
+        if best[0].tile != center:
+            around(best[0].tile, True)
+        around(center, True, plain=False)
+    return plain, list(priced.values())[len(plain):]
 
 
 def _fold_plan(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int, half_acc: int) -> FoldPlan | None:

@@ -51,6 +51,16 @@ def test_workload_json_has_exact_total(capsys):
     assert sum(layer["macs"] for layer in data["layers"]) == data["total_macs"]
 
 
+def test_run_no_keep_moves_more_dram_bytes_on_alexnet(capsys, tmp_path):
+    figures = {}
+    for flags in ((), ("--no-keep",)):
+        code, out, _ = run(capsys, "run", "--arch", "eyeriss", "--workload", "alexnet", *flags,
+                           "--out", str(tmp_path / (flags[0][2:] if flags else "keep")), "--json")
+        assert code == 0
+        figures[flags] = json.loads(out)["dram_bytes"]
+    assert figures[()] < figures[("--no-keep",)]  # AlexNet's split reductions keep their weight columns
+
+
 def test_run_writes_reports(capsys, tmp_path):
     code, out, _ = run(capsys, "run", "--arch", "gemmini", "--workload", "resnet18", "--out", str(tmp_path), "--json")
     summary = json.loads(out)

@@ -27,9 +27,14 @@ def test_strings_become_enums_that_still_compare_as_strings():
     assert options == MapOptions(allocator=Allocator.ILP, objective=Objective.EDP, dataflow=Dataflow.OS,
                                  loop_order=LoopOrder.FOLD_OUTER, depthwise=Depthwise.VECTOR)
     assert options.to_dict() == {"allocator": "ilp", "objective": "edp", "dataflow": "os", "loop_order": "fold-outer",
-                                 "depthwise": "vector", "schedule": "candidates", "scratchpad_bytes": None,
-                                 "time_limit_s": 10.0, "mip_gap": 0.01}
+                                 "depthwise": "vector", "keep_operands": True, "schedule": "candidates",
+                                 "scratchpad_bytes": None, "time_limit_s": 10.0, "mip_gap": 0.01}
     assert mapper.ALLOCATORS == ("none", "greedy", "firstfit", "ilp")
+
+
+def test_keep_operands_must_be_true_or_false():
+    with pytest.raises(MappingError, match=r"^keep_operands must be true or false, not 'no'$"):
+        MapOptions(keep_operands="no")
 
 
 @pytest.mark.parametrize(("field", "message"), [

@@ -52,6 +52,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--depthwise", choices=[d.value for d in Depthwise], default=None,
                      help="where depthwise convolutions run: array, vector unit, or auto: the faster "
                           "estimate (default: auto; array with --scalesim-config)")
+    run.add_argument("--no-keep", dest="keep_operands", action="store_false",
+                     help="no tile keeps an operand on chip across tiles (by default a split reduction's "
+                          "weight column or a row of input tiles stays where that moves no more DRAM bytes)")
     run.add_argument("--nm", default=None, metavar="N:M",
                      help="mark every weight-bearing layer N:M structured-sparse (e.g. 2:4); the array runs it "
                           "natively when the design lists that pattern, dense otherwise")
@@ -171,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
     options = mapper.MapOptions(allocator=args.allocator, objective=args.objective, dataflow=args.dataflow,
                                 schedule=args.schedule or "candidates",
                                 loop_order=args.loop_order or default_order,
-                                depthwise=args.depthwise or default_depthwise)
+                                depthwise=args.depthwise or default_depthwise, keep_operands=args.keep_operands)
     plan = mapper.map_graph(graph, arch, options)
     _log.info("run: %s mapped onto %s: %d layers, %d commands", graph.name, arch.name, len(plan.layers),
               len(plan.commands))

@@ -1,0 +1,57 @@
+"""Reuse-aware convolution tiling never moves more DRAM bytes than the lowering without it.
+
+Tiles that keep an operand on chip across tiles (a split reduction's column of weight tiles, a row
+of input bands: ``Tile.keep``) are what the search adds to the tiling in which every tile loads its
+own operands (``MapOptions(keep_operands=False)``, the lowering before them). Over every zoo CNN and
+shared ONNX graph at three scratchpad sizes: the plan checker proves each plan (``map_graph`` does),
+the simulator moves exactly the plan's DRAM bytes, and no convolution moves more DRAM bytes than it
+does without kept operands, while the networks as a whole move fewer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import mapper
+import sim
+import workloads
+from accel.config import load
+from mapper import MapOptions
+from workloads import zoo
+
+CNNS = ("alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v1", "mobilenet_v2")
+ONNX = Path(__file__).parents[2] / "shared" / "data" / "onnx"
+GRAPHS = [*CNNS, *(f"onnx:{p.stem}" for p in sorted(ONNX.glob("*.onnx")))]
+SIZES = (64 << 10, 256 << 10, 1 << 20)  # gemmini's scratchpad is 256 KiB
+
+
+def _graph(name: str):  # noqa: ANN202
+    return workloads.load(ONNX / f"{name[5:]}.onnx") if name.startswith("onnx:") else zoo.build(name)
+
+
+def _conv_dram_bytes(plan: mapper.Plan) -> dict[str, int]:
+    result = sim.simulate(plan)
+    assert result.dram_bytes == plan.dram_bytes
+    layers = result.layers()
+    convs = layers[layers.op == "conv"]
+    return dict(zip(convs.layer, (convs.dram_read_bytes + convs.dram_write_bytes).astype(int), strict=True))
+
+
+def test_the_shared_onnx_graphs_are_there():
+    assert len(GRAPHS) > len(CNNS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s >> 10}KiB")
+@pytest.mark.parametrize("name", GRAPHS)
+def test_no_convolution_moves_more_dram_bytes_than_without_kept_operands(name: str, size: int):
+    graph, arch = _graph(name), load("gemmini")
+    kept = _conv_dram_bytes(mapper.map_graph(graph, arch, MapOptions(scratchpad_bytes=size)))
+    plain = _conv_dram_bytes(mapper.map_graph(graph, arch, MapOptions(scratchpad_bytes=size, keep_operands=False)))
+    assert kept.keys() == plain.keys() and kept
+    more = {layer: (kept[layer], plain[layer]) for layer in kept if kept[layer] > plain[layer]}
+    assert not more, f"{name} at {size} B: layers moving more DRAM bytes with kept operands: {more}"
+    if name == "resnet50":  # keeping pays on a deep network
+        assert sum(kept.values()) < 0.97 * sum(plain.values())
