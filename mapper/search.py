@@ -168,8 +168,11 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
                   pareto=len(front))
 
 
-def _moved(choice: Choice, ops: Operands, arch: Accelerator) -> int:
-    """The DRAM bytes ``choice``'s schedule moves."""
+def _moved(choice: Choice, ops: Operands, arch: Accelerator) -> float:
+    """The DRAM bytes ``choice``'s schedule moves: a GEMM's price says them exactly; a convolution's
+    prices bound each input band by the largest, so its schedule is summed."""
+    if ops.conv is None:
+        return choice.cost.dram_bytes
     return sum(t.size_bytes for step in choice.steps(ops, arch) for t in (*step.loads, *step.stores))
 
 

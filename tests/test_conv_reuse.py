@@ -5,7 +5,8 @@ of input bands: ``Tile.keep``) are what the search adds to the tiling in which e
 own operands (``MapOptions(keep_operands=False)``, the lowering before them). Over every zoo CNN and
 shared ONNX graph at three scratchpad sizes: the plan checker proves each plan (``map_graph`` does),
 the simulator moves exactly the plan's DRAM bytes, and no convolution moves more DRAM bytes than it
-does without kept operands, while the networks as a whole move fewer.
+does without kept operands, while the networks as a whole move fewer. The search compares a
+GEMM's mappings by their priced DRAM bytes, which are exactly what their schedules move.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import mapper
 import sim
 import workloads
 from accel.config import load
-from mapper import MapOptions
+from mapper import MapOptions, search
 from workloads import zoo
 
 CNNS = ("alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v1", "mobilenet_v2")
@@ -55,3 +56,25 @@ def test_no_convolution_moves_more_dram_bytes_than_without_kept_operands(name: s
     assert not more, f"{name} at {size} B: layers moving more DRAM bytes with kept operands: {more}"
     if name == "resnet50":  # keeping pays on a deep network
         assert sum(kept.values()) < 0.97 * sum(plain.values())
+
+
+def test_a_gemms_priced_dram_bytes_are_what_its_schedule_moves(monkeypatch):
+    # so the search compares a GEMM's mappings by their prices (a convolution's it sums step by step)
+    calls: list[tuple] = []
+    original = search._search
+    monkeypatch.setattr(search, "_search", lambda *args: calls.append(args) or original(*args))
+    mapper.map_graph(zoo.build("bert_base_layer"), load("gemmini"))
+    mapper.map_graph(zoo.build("resnet18"), load("gemmini-2021"))  # its fc: rows priced by DMA requests
+    monkeypatch.setattr(search, "_search", original)
+    checked = 0
+    for arch, operands, loop_orders, half_spad, half_acc, objective, keep in dict.fromkeys(calls):
+        for dataflow, ops in operands:
+            if ops.conv is not None:
+                continue
+            plain, kept = search._tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep)
+            fold = search._fold_plan(arch, ops, dataflow, half_spad, half_acc)
+            for choice in [*plain, *kept, *([search._fold_choice(arch, ops, dataflow, fold)] if fold else [])]:
+                moved = sum(t.size_bytes for step in choice.steps(ops, arch) for t in (*step.loads, *step.stores))
+                assert choice.cost.dram_bytes == moved, (choice.order, choice.tile)
+                checked += 1
+    assert checked > 100
