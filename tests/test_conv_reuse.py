@@ -67,7 +67,7 @@ def test_a_gemms_priced_dram_bytes_are_what_its_schedule_moves(monkeypatch):
     mapper.map_graph(zoo.build("resnet18"), load("gemmini-2021"))  # its fc: rows priced by DMA requests
     monkeypatch.setattr(search, "_search", original)
     checked = 0
-    for arch, operands, loop_orders, half_spad, half_acc, objective, keep in dict.fromkeys(calls):
+    for arch, operands, _, half_spad, half_acc, objective, keep in dict.fromkeys(calls):
         for dataflow, ops in operands:
             if ops.conv is not None:
                 continue

@@ -15,6 +15,9 @@ Contract of :func:`load_onnx`:
   formula on ONNX's shapes), ``Gemm`` and ``MatMul`` with a constant 2-D right operand become GEMM
   (linear) layers, ``MatMul`` of two activations a MATMUL layer; pooling, element-wise, activation,
   softmax, normalisation, concat and reshape-like ops map to their kinds (see ``_HANDLERS``).
+  ``LSTM``, ``GRU``, ``RNN`` and ``ConvTranspose`` become several layers each
+  (:mod:`workloads.onnx_lowering`: an input projection and a recurrent GEMM per step with the
+  cell's vector layers; a GEMM and its ``col2im``).
 * Ops the IR does not model become PASSTHROUGH layers with ONNX's inferred output shapes. Inference
   no-ops (``Dropout``, ``Identity``, ``Cast``, ...) do so silently; any other op also emits a
   ``warnings.warn`` (:class:`UnsupportedOpWarning`) naming it. An unknown op never stops an import.
@@ -64,6 +67,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from accel.errors import WorkloadError
+from workloads import onnx_lowering
 from workloads.builder import GraphBuilder
 from workloads.graph import GemmShape, Graph, OpKind, QuantParams
 from workloads.onnx_qdq import fold_qdq
@@ -492,6 +496,16 @@ def _matmul(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
     return b.matmul(a, w, name, out=node.output[0])
 
 
+def _recurrent(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return onnx_lowering.recurrent(ctx.builder, node, name, attrs, ctx.known_shape,
+                                   lambda layer: _label(ctx, node, layer, "float"))
+
+
+def _conv_transpose(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return onnx_lowering.conv_transpose(ctx.builder, node, name, attrs, ctx.known_shape,
+                                        lambda layer: _label(ctx, node, layer, "float"))
+
+
 def _pool(kind: str) -> _Handler:
     def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
         b = ctx.builder
@@ -871,6 +885,10 @@ _HANDLERS: dict[str, _Handler] = {
     "Conv": _conv,
     "Gemm": _gemm,
     "MatMul": _matmul,
+    "ConvTranspose": _conv_transpose,
+    "LSTM": _recurrent,
+    "GRU": _recurrent,
+    "RNN": _recurrent,
     "MaxPool": _pool("max"),
     "AveragePool": _pool("avg"),
     "GlobalAveragePool": _global_pool("avg"),

@@ -1,0 +1,139 @@
+"""ONNX recurrent cells and transposed convolutions become the layers an accelerator runs for them.
+
+MACs are checked against the operators' own definitions (counted here, independently of the
+importer) and output shapes against ONNX shape inference; each model is mapped, proven by the plan
+checker and simulated. The layers claim no integer semantics: in a quantized model they are float.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import mapper
+import sim
+from accel.config import load
+from workloads.graph import OpKind
+from workloads.onnx_import import UnsupportedOpWarning, load_onnx
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+def _recurrent_model(op: str, *, seq: int, batch: int, features: int, hidden: int, direction: str = "forward",
+                     bias: bool = True, initial_h: bool = False, outputs: tuple[str, ...] = ("y", "y_h"),
+                     layout: int = 0) -> onnx.ModelProto:
+    gates, dirs = GATES[op], 2 if direction == "bidirectional" else 1
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((dirs, gates * hidden, features)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal((dirs, gates * hidden, hidden)).astype(np.float32), "R")]
+    inputs = ["x", "W", "R"]
+    if bias:
+        inits.append(numpy_helper.from_array(np.zeros((dirs, 2 * gates * hidden), np.float32), "B"))
+    inputs.append("B" if bias else "")
+    x_shape = [batch, seq, features] if layout else [seq, batch, features]
+    graph_inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)]
+    if initial_h:
+        inputs += ["", "h0"]
+        state = [batch, dirs, hidden] if layout else [dirs, batch, hidden]
+        graph_inputs.append(helper.make_tensor_value_info("h0", TensorProto.FLOAT, state))
+    node_outputs = [name if name in outputs else "" for name in ("y", "y_h", "y_c")[:3 if op == "LSTM" else 2]]
+    node = helper.make_node(op, inputs, node_outputs, name="cell", hidden_size=hidden, direction=direction,
+                            layout=layout)
+    graph = helper.make_graph([node], "rnn", graph_inputs,
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def _recurrent_macs(op: str, seq: int, batch: int, features: int, hidden: int, dirs: int, initial_h: bool) -> int:
+    """Per direction and step: x_t W^T and (past the zero initial state) h W_r^T, each gate's."""
+    gates = GATES[op]
+    recurrent_steps = seq if initial_h else seq - 1
+    return dirs * batch * gates * hidden * (seq * features + recurrent_steps * hidden)
+
+
+@pytest.mark.parametrize(("op", "direction", "initial_h", "layout"), [
+    ("LSTM", "forward", False, 0), ("LSTM", "bidirectional", True, 0), ("GRU", "reverse", False, 1),
+    ("GRU", "bidirectional", False, 0), ("RNN", "forward", True, 0)])
+def test_a_recurrent_cell_is_an_input_projection_and_a_recurrent_gemm_per_step(op, direction, initial_h, layout):
+    seq, batch, features, hidden = 6, 2, 24, 16
+    dirs = 2 if direction == "bidirectional" else 1
+    model = _recurrent_model(op, seq=seq, batch=batch, features=features, hidden=hidden, direction=direction,
+                             initial_h=initial_h, layout=layout)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    expected = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim) for v in inferred.graph.output}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)  # modelled, not passed through
+        graph = load_onnx(model)
+    assert graph.total_macs == _recurrent_macs(op, seq, batch, features, hidden, dirs, initial_h)
+    for name, shape in expected.items():
+        assert graph.tensors[name].shape == shape
+    projection = graph.layer("cell/input")
+    assert projection.gemm is not None and (projection.gemm.m, projection.gemm.k, projection.gemm.n) == \
+        (seq * batch, features, dirs * GATES[op] * hidden)
+    steps = [layer for layer in graph.layers if layer.name.startswith("cell/recurrent")]
+    assert len(steps) == (seq if initial_h else seq - 1)
+    assert all(s.gemm.batch == dirs and (s.gemm.m, s.gemm.k) == (batch, hidden) for s in steps)
+    # every step reads the state the one before wrote: a chain the scheduler cannot reorder
+    producers = {t: layer.name for layer in graph.layers for t in layer.outputs}
+    for before, after in zip(steps, steps[1:], strict=False):
+        assert graph.layers.index(graph.layer(producers[after.inputs[0]])) > graph.layers.index(before)
+    plan = mapper.map_graph(graph, load("gemmini"))
+    assert sim.simulate(plan).macs == graph.total_macs
+
+
+def test_an_lstm_counts_its_gates_cell_and_hidden_state_as_vector_work():
+    graph = load_onnx(_recurrent_model("LSTM", seq=3, batch=1, features=8, hidden=4, outputs=("y_h", "y_c")))
+    units = 4  # hidden units of a step (one direction, one batch row)
+    ops = {layer.name: layer.vector_ops for layer in graph.layers if layer.op is OpKind.ELEMENTWISE}
+    assert ops["cell/gates0"] == units * (4 * 3 + 4)  # 4 gates: x, h and two bias parts; 4 activations
+    assert ops["cell/cell0"] == units * 1 and ops["cell/cell1"] == units * 3  # i g, then f c + i g
+    assert ops["cell"] == units * 2  # the last step's h = o tanh(c) is the node's own layer
+    assert graph.tensors["y_h"].shape == graph.tensors["y_c"].shape == (1, 1, 4)
+
+
+def _conv_transpose_model(*, channels: int, out_channels: int, size: int, kernel: int, stride: int, pads: int,
+                          output_padding: int, group: int) -> onnx.ModelProto:
+    w = np.zeros((channels, out_channels // group, kernel, kernel), np.float32)
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", strides=[stride, stride],
+                            pads=[pads] * 4, output_padding=[output_padding] * 2, group=group)
+    graph = helper.make_graph(
+        [node], "deconv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.zeros(out_channels, np.float32), "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(("kernel", "stride", "pads", "output_padding", "group"),
+                         [(2, 2, 0, 0, 1), (3, 2, 1, 1, 1), (4, 2, 1, 0, 2), (3, 1, 1, 0, 4)])
+def test_a_transposed_convolution_is_a_gemm_and_its_col2im(kernel, stride, pads, output_padding, group):
+    channels, out_channels, size = 8, 12, 7
+    model = _conv_transpose_model(channels=channels, out_channels=out_channels, size=size, kernel=kernel,
+                                  stride=stride, pads=pads, output_padding=output_padding, group=group)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    y = tuple(d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim)
+    assert y == (1, out_channels, *(stride * (size - 1) + output_padding + kernel - 2 * pads,) * 2)
+    graph = load_onnx(model)
+    # each input pixel's channels times each weight of its group: the direct method, no inserted zeros
+    assert graph.total_macs == size * size * channels * (out_channels // group) * kernel * kernel
+    assert graph.tensors["y"].shape == y
+    col2im = graph.layer("up")
+    assert col2im.op is OpKind.ELEMENTWISE and col2im.vector_ops == graph.total_macs // (channels // group)
+    plan = mapper.map_graph(graph, load("fpga-small"))
+    assert sim.simulate(plan).dram_bytes == plan.dram_bytes
+
+
+def test_the_lowered_layers_of_a_quantized_model_are_float(tmp_path):
+    # a model with any QuantizeLinear is quantized: layers made by a lowering claim no integer semantics
+    model = _recurrent_model("GRU", seq=2, batch=1, features=8, hidden=4, outputs=("y",))
+    q = helper.make_node("QuantizeLinear", ["y", "s", "z"], ["q"], name="q")
+    model.graph.node.append(q)
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+                                    numpy_helper.from_array(np.array(0, np.int8), "z")])
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("q", TensorProto.INT8, None))
+    graph = load_onnx(model)
+    lowered = [layer for layer in graph.layers if layer.source_op == "GRU"]
+    assert lowered and all(layer.attrs.get("numerics") == "float" for layer in lowered)
