@@ -61,6 +61,26 @@ def test_run_no_keep_moves_more_dram_bytes_on_alexnet(capsys, tmp_path):
     assert figures[()] < figures[("--no-keep",)]  # AlexNet's split reductions keep their weight columns
 
 
+def test_symbolic_onnx_dimensions_are_sized_with_dim(capsys, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "seq", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "seq", 4])
+    w = numpy_helper.from_array(np.zeros((8, 4), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g", [x], [y], [w])
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    code, out, _ = run(capsys, "workload", str(path), "--dim", "seq=64", "--json")
+    assert code == 0 and json.loads(out)["total_macs"] == 64 * 8 * 4
+    code, _, err = run(capsys, "workload", str(path), "--dim", "tokens=64")
+    assert code == 2 and "no input has a symbolic dimension 'tokens'" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["workload", str(path), "--dim", "seq"])
+    assert exit_info.value.code == 2 and "must be NAME=SIZE" in capsys.readouterr().err
+
+
 def test_run_writes_reports(capsys, tmp_path):
     code, out, _ = run(capsys, "run", "--arch", "gemmini", "--workload", "resnet18", "--out", str(tmp_path), "--json")
     summary = json.loads(out)

@@ -190,3 +190,24 @@ def test_transformer_ops(tmp_path: Path) -> None:
     assert result.layer("scores").gemm == GemmShape(m=s, k=d, n=s)
     assert result.layer("ln").op is OpKind.NORM and result.layer("gelu").attrs["fn"] == "gelu"
     assert result.total_macs == 2 * s * d * d + 2 * s * s * d
+
+
+def _dynamic_matmul(tmp_path: Path) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 4])
+    w = numpy_helper.from_array(np.zeros((8, 4), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g", [x], [y], [w])
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "dynamic.onnx")
+
+
+def test_symbolic_dimensions_take_the_sizes_given_by_name(tmp_path: Path) -> None:
+    path = _dynamic_matmul(tmp_path)
+    assert load_onnx(path).layer("mm").gemm == GemmShape(m=1, k=8, n=4)  # each left symbolic is 1 (a warning)
+    graph = load_onnx(path, dims={"seq": 128, "batch": 2})
+    assert graph.tensors["y"].shape == (2, 128, 4) and graph.layer("mm").gemm == GemmShape(m=256, k=8, n=4)
+    assert load_onnx(path, batch=3, dims={"seq": 5}).tensors["y"].shape == (3, 5, 4)
+    with pytest.raises(WorkloadError, match=r"no input has a symbolic dimension 'tokens' \(its inputs name "
+                                            r"'batch', 'seq'\)"):
+        load_onnx(path, dims={"tokens": 128})
+    with pytest.raises(WorkloadError, match=r"dimension 'seq' must be a positive integer, not 0"):
+        load_onnx(path, dims={"seq": 0})

@@ -1,4 +1,5 @@
-"""ONNX recurrent cells and transposed convolutions become the layers an accelerator runs for them.
+"""ONNX recurrent cells and transposed convolutions become the layers an accelerator runs for them;
+``Einsum`` the product its indices say, ``Split`` and ``Slice`` views shaped as ONNX defines them.
 
 MACs are checked against the operators' own definitions (counted here, independently of the
 importer) and output shapes against ONNX shape inference; each model is mapped, proven by the plan
@@ -137,3 +138,57 @@ def test_the_lowered_layers_of_a_quantized_model_are_float(tmp_path):
     graph = load_onnx(model)
     lowered = [layer for layer in graph.layers if layer.source_op == "GRU"]
     assert lowered and all(layer.attrs.get("numerics") == "float" for layer in lowered)
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=17) -> onnx.ModelProto:  # noqa: ANN001
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+                              list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _inferred(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    out = onnx.shape_inference.infer_shapes(model).graph.output
+    return {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim) for v in out}
+
+
+def test_split_and_slice_are_views_shaped_as_onnx_defines_them():
+    ints = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    nodes = [helper.make_node("Split", ["x", "parts"], ["a", "b"], name="split", axis=1),
+             helper.make_node("Split", ["x"], ["c", "d", "e"], name="thirds", axis=2),
+             helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["s"], name="slice")]
+    model = _model(nodes, [("x", [2, 12, 9])], ["a", "b", "c", "d", "e", "s"],
+                   [ints("parts", [3, 9]), ints("starts", [1, -4]), ints("ends", [2**63 - 1, -1]),
+                    ints("axes", [1, 2]), ints("steps", [2, 1])])
+    graph = load_onnx(model)
+    for name, shape in _inferred(model).items():
+        assert graph.tensors[name].shape == shape, name
+    assert graph.tensors["s"].shape == (2, 6, 3)
+    assert graph.layer("split").op is OpKind.PASSTHROUGH and graph.total_macs == 0
+
+
+def test_a_two_operand_einsum_is_the_batched_product_its_indices_say():
+    w = numpy_helper.from_array(np.zeros((64, 32), np.float32), "w")
+    nodes = [helper.make_node("Einsum", ["x", "w"], ["y"], name="proj", equation="btd,de->bte"),
+             helper.make_node("Einsum", ["q", "k"], ["scores"], name="scores", equation="bhqd, bhkd -> bhqk")]
+    model = _model(nodes, [("x", [2, 8, 64]), ("q", [2, 4, 8, 16]), ("k", [2, 4, 8, 16])], ["y", "scores"], [w])
+    graph = load_onnx(model)
+    proj, scores = graph.layer("proj"), graph.layer("scores")
+    assert proj.op is OpKind.GEMM and (proj.gemm.m, proj.gemm.k, proj.gemm.n, proj.gemm.batch) == (16, 64, 32, 1)
+    assert scores.op is OpKind.MATMUL and (scores.gemm.m, scores.gemm.k, scores.gemm.n, scores.gemm.batch) == \
+        (8, 16, 8, 8)
+    assert proj.macs == 2 * 8 * 64 * 32 and scores.macs == 2 * 4 * 8 * 8 * 16  # every index's extent, multiplied
+    for name, shape in _inferred(model).items():
+        assert graph.tensors[name].shape == shape
+    assert sim.simulate(mapper.map_graph(graph, load("gemmini"))).macs == graph.total_macs
+
+
+@pytest.mark.parametrize(("mode", "taps"), [("nearest", 1), ("linear", 4), ("cubic", 16)])
+def test_resize_is_a_vector_layer_of_its_interpolation_taps(mode, taps):
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up", mode=mode)
+    model = _model([node], [("x", [1, 3, 5, 7])], ["y"], [scales])
+    graph = load_onnx(model)
+    up = graph.layer("up")
+    assert graph.tensors["y"].shape == _inferred(model)["y"] == (1, 3, 10, 14)
+    assert up.op is OpKind.ELEMENTWISE and up.vector_ops == 3 * 10 * 14 * taps  # per output, per 2 resized axes

@@ -7,6 +7,7 @@ plain row per layer for printing and JSON.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +33,24 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load(spec: str | Path, *, batch: int | None = None) -> Graph:
+def load(spec: str | Path, *, batch: int | None = None, dims: Mapping[str, int] | None = None) -> Graph:
     """A workload from a zoo name, an ``.onnx`` path or a SCALE-Sim ``.csv`` topology path.
 
     ``batch`` defaults to 1 for zoo models and to the file's own batch for ONNX; a SCALE-Sim topology
-    has no batch dimension, so ``batch`` other than ``None`` or 1 is an error for it.
+    has no batch dimension, so ``batch`` other than ``None`` or 1 is an error for it. ``dims`` gives
+    an ONNX model's symbolic input dimensions their sizes (``{"seq": 128}``); only ONNX has them.
     """
     text = str(spec)
+    suffix = Path(text).suffix.lower()
+    if dims and suffix != ".onnx":
+        raise WorkloadError(f"Workload {text!r}: symbolic dimensions ({', '.join(dims)}) are an ONNX model's; "
+                            "a zoo model or SCALE-Sim topology has none")
     if text in zoo.names():
         return zoo.build(text, batch=1 if batch is None else batch)
-    suffix = Path(text).suffix.lower()
     if suffix == ".onnx":
         from workloads.onnx_import import load_onnx
 
-        return load_onnx(text, batch=batch)
+        return load_onnx(text, batch=batch, dims=dims)
     if suffix == ".csv":
         if batch not in (None, 1):
             raise WorkloadError(f"SCALE-Sim topology {text!r}: has no batch dimension; batch must be 1,"

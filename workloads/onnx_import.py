@@ -17,12 +17,18 @@ Contract of :func:`load_onnx`:
   softmax, normalisation, concat and reshape-like ops map to their kinds (see ``_HANDLERS``).
   ``LSTM``, ``GRU``, ``RNN`` and ``ConvTranspose`` become several layers each
   (:mod:`workloads.onnx_lowering`: an input projection and a recurrent GEMM per step with the
-  cell's vector layers; a GEMM and its ``col2im``).
+  cell's vector layers; a GEMM and its ``col2im``); a two-operand ``Einsum`` the batched product its
+  indices say; ``Resize`` / ``Upsample`` a vector layer (1, 2 or 4 taps per resized axis: nearest,
+  linear, cubic). ``Split`` and ``Slice`` are views of their input with the shapes ONNX defines from
+  their constant operands (ONNX's inference where those are not constant).
 * Ops the IR does not model become PASSTHROUGH layers with ONNX's inferred output shapes. Inference
   no-ops (``Dropout``, ``Identity``, ``Cast``, ...) do so silently; any other op also emits a
   ``warnings.warn`` (:class:`UnsupportedOpWarning`) naming it. An unknown op never stops an import.
 * ``batch`` (optional) replaces the first dimension of every graph input before shape inference;
   a ``Reshape`` whose constant target starts with the file's own batch size is rescaled to match.
+  ``dims`` (optional) gives symbolic input dimensions their sizes by name (``{"seq": 128}``); a name
+  no input has is an error naming those it has. A symbolic dimension left without a size is 1, with
+  a warning.
 * ``dtype`` (default ``"int8"``, the accelerator's quantised type) is given to every tensor;
   ``dtype=None`` keeps the ONNX element types instead.
 * A missing, truncated or non-ONNX file, or a graph whose nodes use undefined tensors, raises
@@ -57,7 +63,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +129,7 @@ class _Context:
 # -- entry point ----------------------------------------------------------------------------------
 
 def load_onnx(path: str | Path | onnx.ModelProto, *, batch: int | None = None,
-              dtype: str | None = "int8") -> Graph:
+              dtype: str | None = "int8", dims: Mapping[str, int] | None = None) -> Graph:
     """Read the ONNX model at ``path`` as a :class:`Graph` (see the module docstring for the rules)."""
     if isinstance(path, onnx.ModelProto):
         model = onnx.ModelProto.FromString(path.SerializeToString())
@@ -141,12 +147,15 @@ def load_onnx(path: str | Path | onnx.ModelProto, *, batch: int | None = None,
     initializer_names = {t.name for t in graph.initializer}
     real_inputs = [i for i in graph.input if i.name not in initializer_names]
     file_batch = _first_dim(real_inputs)
-    if batch is not None:
+    sizes = _symbolic_sizes(path, real_inputs, dims or {})
+    if batch is not None or sizes:
         for vi in real_inputs:
-            dims = vi.type.tensor_type.shape.dim
-            if len(dims):
-                dims[0].Clear()
-                dims[0].dim_value = batch
+            shape = vi.type.tensor_type.shape.dim
+            for axis, d in enumerate(shape):
+                size = batch if axis == 0 and batch is not None else sizes.get(d.dim_param) if d.dim_param else None
+                if size is not None:
+                    d.Clear()
+                    d.dim_value = size
         del graph.value_info[:]
         for vi in graph.output:
             vi.type.tensor_type.ClearField("shape")
@@ -215,6 +224,19 @@ def _check_model(model: onnx.ModelProto, where: str) -> None:
         raise WorkloadError(f"{where} is truncated or corrupt: its graph declares no outputs")
 
 
+def _symbolic_sizes(path: Path, inputs: Sequence[onnx.ValueInfoProto], dims: Mapping[str, int]) -> dict[str, int]:
+    """``dims`` checked against the symbolic dimensions the model's inputs name."""
+    named = sorted({d.dim_param for vi in inputs for d in vi.type.tensor_type.shape.dim if d.dim_param})
+    for name, size in dims.items():
+        if name not in named:
+            raise WorkloadError(f"ONNX file {str(path)!r}: no input has a symbolic dimension {name!r} (its inputs "
+                                f"name {', '.join(repr(n) for n in named) or 'none'})")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise WorkloadError(f"ONNX file {str(path)!r}: dimension {name!r} must be a positive integer, "
+                                f"not {size!r}")
+    return dict(dims)
+
+
 def _first_dim(inputs: Sequence[onnx.ValueInfoProto]) -> int | None:
     for vi in inputs:
         dims = vi.type.tensor_type.shape.dim
@@ -230,8 +252,9 @@ def _input_shape(ctx: _Context, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
             dims.append(d.dim_value)
         else:
             size = ctx.batch if axis == 0 and ctx.batch is not None else 1
-            _log.warning("ONNX file %s: input %r dimension %d (%r) is symbolic; using %d",
-                         ctx.path, vi.name, axis, d.dim_param, size)
+            _log.warning("ONNX file %s: input %r dimension %d (%r) is symbolic; using %d (give it a size: "
+                         "dims={%r: N}, or --dim %s=N)", ctx.path, vi.name, axis, d.dim_param, size, d.dim_param,
+                         d.dim_param)
             dims.append(size)
     return tuple(dims)
 
@@ -620,6 +643,125 @@ def _reshape(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, An
     return b.reshape(x, target, name, out=out)
 
 
+def _split(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """``Split`` (and ``torch.chunk``): views of its input, each output its part along ``axis`` (the
+    ``split`` input or attribute, else equal parts as ONNX defines them: the last may be smaller)."""
+    b = ctx.builder
+    x = node.input[0]
+    xs = b.shape(x)
+    axis = int(attrs.get("axis", 0)) % len(xs)
+    outs = list(node.output)
+    given = node.input[1] if len(node.input) > 1 and node.input[1] else None
+    if given is not None and given in ctx.values:
+        sizes = [int(d) for d in ctx.values[given].reshape(-1)]
+    elif "split" in attrs:
+        sizes = [int(d) for d in attrs["split"]]
+    else:
+        part = -(-xs[axis] // len(outs))
+        sizes = [min(part, xs[axis] - i * part) for i in range(len(outs))]
+    if len(sizes) != len(outs) or sum(sizes) != xs[axis] or min(sizes) < 0:
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: Split node {name!r} splits axis {axis} of {xs} into "
+                            f"{sizes}, not {len(outs)} parts that add up to {xs[axis]}")
+    shapes = [ctx.known_shape(o) or (*xs[:axis], size, *xs[axis + 1:]) for o, size in zip(outs, sizes, strict=True)]
+    return b.layer(OpKind.PASSTHROUGH, [x], shapes, name=name, outs=outs, attrs={"op": "Split", "axis": axis},
+                   source_op="Split", dtype=ctx.dtype(outs[0]))[0]
+
+
+def _slice(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """``Slice``: a view of its input, shaped by its constant ``starts`` / ``ends`` / ``axes`` / ``steps``
+    (inputs, or attributes before opset 10) as ONNX clamps them; ONNX's inferred shape otherwise."""
+    b = ctx.builder
+    x, out = node.input[0], node.output[0]
+    xs = list(b.shape(x))
+
+    def given(i: int, attr: str) -> list[int] | None:
+        if attr in attrs:
+            return [int(d) for d in attrs[attr]]
+        t = node.input[i] if len(node.input) > i and node.input[i] else None
+        if t is None:
+            return None
+        return [int(d) for d in ctx.values[t].reshape(-1)] if t in ctx.values else []
+
+    starts, ends, axes, steps = given(1, "starts"), given(2, "ends"), given(3, "axes"), given(4, "steps")
+    shape = ctx.known_shape(out)
+    if starts and ends and axes != [] and steps != []:
+        axes = axes or list(range(len(starts)))
+        steps = steps or [1] * len(starts)
+        for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+            dim = xs[axis % len(xs)]
+            start, end = start + dim if start < 0 else start, end + dim if end < 0 else end
+            if step > 0:
+                start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+                xs[axis % len(xs)] = max(0, -(-(end - start) // step))
+            else:
+                start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+                xs[axis % len(xs)] = max(0, -(-(start - end) // -step))
+        shape = tuple(xs)
+    if shape is None:
+        _passthrough(ctx, node, name, warn=False)
+        return out
+    return b.layer(OpKind.PASSTHROUGH, [x], [shape], name=name, outs=[out], attrs={"op": "Slice"},
+                   source_op="Slice", dtype=ctx.dtype(out))[0]
+
+
+def _resize(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """``Resize`` / ``Upsample``: a vector layer writing each output element from its input's nearest
+    one (1 op), or interpolating ``2`` (linear) or ``4`` (cubic) of them along each resized axis; the
+    output's shape is ONNX's inferred one (a pass-through where inference has none)."""
+    b = ctx.builder
+    x, out = node.input[0], node.output[0]
+    shape = ctx.known_shape(out)
+    if shape is None:
+        _passthrough(ctx, node, name, warn=False)
+        return out
+    mode = attrs.get("mode", b"nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    resized = sum(a != c for a, c in zip(b.shape(x), shape, strict=True))
+    taps = {"linear": 2, "bilinear": 2, "cubic": 4}.get(mode, 1) ** resized
+    return b.layer(OpKind.ELEMENTWISE, [x], [shape], name=name, outs=[out], vector_ops=math.prod(shape) * taps,
+                   attrs={"fn": "resize", "mode": mode}, source_op=node.op_type, dtype=ctx.dtype(out))[0]
+
+
+def _einsum(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """A two-operand ``Einsum`` without ellipses: the batched product its indices say (indices of the
+    output and both operands: ``batch``; of the output and one operand: ``m`` / ``n``; summed: ``k``),
+    a GEMM layer when one operand is a constant; anything else is a pass-through with a warning."""
+    b = ctx.builder
+    equation = attrs["equation"].decode() if isinstance(attrs["equation"], bytes) else str(attrs["equation"])
+    equation = equation.replace(" ", "")
+    inputs = [t for t in node.input if t]
+    lhs, _, result = equation.partition("->")
+    operands = lhs.split(",")
+    if "." in equation or len(inputs) != 2 or len(operands) != 2:
+        _passthrough(ctx, node, name, warn=True)
+        return node.output[0]
+    if "->" not in equation:  # implicit output: the indices seen once, in alphabetical order
+        result = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
+    sizes: dict[str, int] = {}
+    for t, indices in zip(inputs, operands, strict=True):
+        shape = b.shape(t)
+        if len(shape) != len(indices):
+            raise WorkloadError(f"ONNX file {str(ctx.path)!r}: Einsum node {name!r}: operand {t!r} of shape {shape} "
+                                f"does not have the {len(indices)} indices of {indices!r}")
+        for index, size in zip(indices, shape, strict=True):
+            sizes[index] = max(sizes.get(index, 1), size)  # a 1 broadcasts
+    first, second = (set(o) for o in operands)
+    kept = set(result)
+
+    def extent(indices: set[str]) -> int:
+        return math.prod(sizes[i] for i in indices)
+
+    gemm = GemmShape(m=extent((first & kept) - second), k=extent(set(sizes) - kept),
+                     n=extent((second & kept) - first), batch=extent(first & second & kept))
+    constant = [b.is_constant(t) for t in inputs]
+    if constant[0] and not constant[1]:  # the activation first, as GEMM layers take it
+        inputs.reverse()
+        gemm = GemmShape(m=gemm.n, k=gemm.k, n=gemm.m, batch=gemm.batch)
+    shape = ctx.known_shape(node.output[0]) or tuple(sizes[i] for i in result)
+    return b.layer(OpKind.GEMM if any(constant) else OpKind.MATMUL, inputs, [shape], name=name,
+                   outs=[node.output[0]], gemm=gemm, attrs={"equation": equation}, source_op="Einsum")[0]
+
+
 def _flatten(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     return ctx.builder.flatten(node.input[0], attrs.get("axis", 1), name, out=node.output[0])
 
@@ -878,13 +1020,18 @@ _ELEMENTWISE_OPS = {
 #: Ops whose outputs have their input's shape whatever (possibly stale) inference says.
 _ALIAS_OPS = frozenset({"Dropout", "Identity", "Cast", "CastLike"})
 #: Ops that do nothing at inference (or nothing the IR models): pass-through without a warning.
-_NO_OPS = frozenset({"Dropout", "Identity", "Cast", "CastLike", "Expand", "Slice", "Gather", "Split",
-                     "Pad", "Tile", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth"})
+_NO_OPS = frozenset({"Dropout", "Identity", "Cast", "CastLike", "Expand", "Gather",
+                     "Pad", "Tile", "DepthToSpace", "SpaceToDepth"})
 
 _HANDLERS: dict[str, _Handler] = {
     "Conv": _conv,
     "Gemm": _gemm,
     "MatMul": _matmul,
+    "Einsum": _einsum,
+    "Split": _split,
+    "Slice": _slice,
+    "Resize": _resize,
+    "Upsample": _resize,
     "ConvTranspose": _conv_transpose,
     "LSTM": _recurrent,
     "GRU": _recurrent,

@@ -13,6 +13,7 @@ from typing import Any
 from accel import config
 from accel.cli._output import file_for_output
 from accel.cli._output import table as _table
+from accel.cli._types import dimension
 
 __all__ = ["PLOT_SUFFIXES", "register"]
 
@@ -36,6 +37,8 @@ def register(subparsers: Any) -> None:
         epilog=epilog)
     mapping.add_argument("--arch", default="gemmini", help="preset name or TOML file (default: gemmini)")
     mapping.add_argument("--workload", default="resnet18", help="zoo name, FILE.onnx or FILE.csv")
+    mapping.add_argument("--dim", type=dimension, action="append", default=[], metavar="NAME=SIZE",
+                         help="size of an ONNX model's symbolic input dimension (repeatable, e.g. --dim seq=128)")
     mapping.add_argument("--scratchpad", default=None, metavar="SIZE",
                          help="scratchpad bytes for resident tensors, e.g. 512KiB (default: the design's)")
     mapping.add_argument("--allocator", choices=mapper.ALLOCATORS, default="ilp",
@@ -76,7 +79,7 @@ def _map(args: argparse.Namespace) -> int:
     import workloads
 
     arch = config.load(args.arch)
-    graph = workloads.load(args.workload)
+    graph = workloads.load(args.workload, dims=dict(args.dim))
     capacity = config.parse_size(args.scratchpad) if args.scratchpad else None
     options = mapper.MapOptions(allocator=args.allocator, objective=args.objective, scratchpad_bytes=capacity,
                                 time_limit_s=args.time_limit, mip_gap=args.mip_gap, schedule=args.schedule)

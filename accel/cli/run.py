@@ -17,7 +17,7 @@ from typing import Any
 from accel import config
 from accel.cli._output import OutputError, folder_for_output
 from accel.cli._output import table as _table
-from accel.cli._types import positive_int
+from accel.cli._types import dimension, positive_int
 from accel.errors import MappingError
 
 __all__ = ["RUN_FILES", "register"]
@@ -59,6 +59,8 @@ def register(subparsers: Any) -> None:
                      help="mark every weight-bearing layer N:M structured-sparse (e.g. 2:4); the array runs it "
                           "natively when the design lists that pattern, dense otherwise")
     run.add_argument("--batch", type=positive_int, default=None, help="batch size (default: 1)")
+    run.add_argument("--dim", type=dimension, action="append", default=[], metavar="NAME=SIZE",
+                     help="size of an ONNX model's symbolic input dimension (repeatable, e.g. --dim seq=128)")
     run.add_argument("--allocator", choices=mapper.ALLOCATORS, default="none",
                      help="keep tensors in the scratchpad between layers (default: none, SCALE-Sim style; "
                           "ilp: the HiGHS allocation; the report then has memory_map.png)")
@@ -158,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
         from accel.formats import Requantization
 
         arch = dataclasses.replace(arch, array=dataclasses.replace(arch.array, requant=Requantization(args.requant)))
-    graph = workloads.load(args.workload, batch=args.batch)
+    graph = workloads.load(args.workload, batch=args.batch, dims=dict(args.dim))
     if args.nm:
         graph = workloads.sparsify(graph, args.nm)
     if args.allocator != "none":

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from accel.cli._output import table as _table
-from accel.cli._types import positive_int
+from accel.cli._types import dimension, positive_int
 
 __all__ = ["register"]
 
@@ -26,6 +26,8 @@ def register(subparsers: Any) -> None:
                           epilog=epilog())
     work.add_argument("workload", help="zoo model name, FILE.onnx or FILE.csv")
     work.add_argument("--batch", type=positive_int, default=None, help="batch size (default: the model's, 1)")
+    work.add_argument("--dim", type=dimension, action="append", default=[], metavar="NAME=SIZE",
+                      help="size of an ONNX model's symbolic input dimension (repeatable, e.g. --dim seq=128)")
     work.add_argument("--json", action="store_true", help="print JSON (exact integer total_macs) instead")
     work.set_defaults(handler=_workload)
 
@@ -34,7 +36,7 @@ def _workload(args: argparse.Namespace) -> int:
     import workloads
 
     start = time.perf_counter()
-    graph = workloads.load(args.workload, batch=args.batch)
+    graph = workloads.load(args.workload, batch=args.batch, dims=dict(args.dim))
     _log.info("workload: %s loaded in %.2f s (%d layers, %d tensors)", args.workload, time.perf_counter() - start,
               len(graph.layers), len(graph.tensors))
     rows = workloads.layer_table(graph)
