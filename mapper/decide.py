@@ -52,7 +52,7 @@ from mapper.layout import MatrixView, conv_geometry, image_tensors, matrix_view,
 from mapper.options import Depthwise, LoopOrder, MapOptions
 from mapper.plan import LayerMapping
 from mapper.residency import Residency
-from mapper.schedules import Operands, step_count
+from mapper.schedules import Operands, largest, step_count
 from mapper.search import INFEASIBLE, Choice, Cost, roofline_cycles, search_gemm, vector_cost
 from workloads.graph import GemmShape, Graph, Layer, OpKind
 
@@ -320,15 +320,22 @@ def _vector_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int,
     half = budget // 2
     chunks = _share_chunks(moved_sizes, half)
     axis, total = chunking(graph, layer, inputs, macs)
-    if total and moved:
+    if axis == "bands" and moved:
+        x, out = graph.tensors[inputs[0]], graph.tensors[layer.outputs[0]]
+        rows_in, rows_out = x.shape[0] * x.shape[2], out.shape[0] * out.shape[2]
+        chunks = _band_chunks(layer, x.shape, out.shape, size[x.name] // rows_in if x.name in streamed_in else 0,
+                              size[out.name] // rows_out if out.name in streamed_out else 0, half)
+        if not chunks:  # not one row's band fits: runs of channels, all pixels of each
+            axis, total, chunks = "channels", storage_shape(out.shape)[1], _share_chunks(moved_sizes, half)
+    if axis != "bands" and total and moved:
         # the largest chunk (ceil(total / chunks) of the runs) must fit half the working space
         per_run = Fraction(moved, total)
         runs = int(half // per_run) if per_run <= half else 0
         chunks = ceil_div(total, runs) if runs else chunks
         if chunks > total or not runs:
             axis, total, chunks = "", 0, _share_chunks(moved_sizes, half)
-    mapping = LayerMapping(layer.name, layer.op, macs, tiles=chunks, loop_order="vector" if macs else "",
-                           gemm=layer.gemm)
+    mapping = LayerMapping(layer.name, layer.op, macs, tiles=chunks, gemm=layer.gemm,
+                           loop_order="vector" if macs else "bands" if axis == "bands" else "")
     return VectorDecision(layer, budget, macs, ops, tuple(inputs), size, streamed_in, streamed_out, chunks, mapping,
                           axis, total)
 
@@ -345,8 +352,11 @@ def _operand_views(graph: Graph, layer: Layer, w: str | None) -> dict[str, Matri
 
 def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tuple[str, int]:
     """What the chunks of vector layer ``layer`` run along: ``("elements", E)`` for an element-wise layer
-    whose operands all have its output's shape (runs of its tensors in storage order), ``("channels",
-    C)`` for a pool or a depthwise convolution (all pixels of a run of channels), ``("rows", R)`` for a
+    whose operands all have its output's shape (runs of its tensors in storage order), ``("bands", OH)``
+    for a (windowed) pool of images: runs of its ``OH`` output rows, each reading the input rows its
+    windows cover (:func:`pool_band`), all channels of every image: contiguous bytes in channels-last
+    storage; ``("channels", C)`` for a global pool or a depthwise convolution (all pixels of a run of
+    channels), ``("rows", R)`` for a
     concatenation along the storage's columns (channels of an image; the last axis otherwise) of
     tensors with its output's ``R`` storage rows (runs of whole rows), else ``("", 0)``."""
     out = graph.tensors[layer.outputs[0]]
@@ -366,8 +376,45 @@ def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tu
     if layer.op is OpKind.POOL or macs:
         if any(len(graph.tensors[t].shape) != len(out.shape) for t in inputs if not graph.tensors[t].is_constant):
             return "", 0
+        if layer.op is OpKind.POOL and not layer.attrs.get("global") and len(out.shape) == 4 \
+                and out.name in image_tensors(graph):
+            return "bands", out.shape[0] * out.shape[2]
         return "channels", storage_shape(out.shape)[1]
     return "", 0
+
+
+def pool_band(layer: Layer, in_shape: Sequence[int], lo: int, hi: int) -> tuple[int, int]:
+    """Input rows ``[r0, r1)`` of one image that its output rows ``[lo, hi)`` of pool ``layer`` read
+    (its windows' rows, clipped to the input's ``N x C x H x W``)."""
+    kh, _ = layer.attrs["kernel"]
+    sh, _ = layer.attrs["stride"]
+    dh = layer.attrs.get("dilation", (1, 1))[0]
+    pt = layer.attrs["padding"][0]
+    return max(0, lo * sh - pt), min(in_shape[2], (hi - 1) * sh - pt + (kh - 1) * dh + 1)
+
+
+def band_images(layer: Layer, in_shape: Sequence[int], out_rows: int, lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """``(image, first output row, end output row)`` of each image a band chunk ``[lo, hi)`` of the
+    images' output rows one after another (``out_rows`` an image) covers."""
+    return [(n, max(lo, n * out_rows) - n * out_rows, min(hi, (n + 1) * out_rows) - n * out_rows)
+            for n in range(lo // out_rows, ceil_div(hi, out_rows))]
+
+
+def _band_chunks(layer: Layer, x_shape: Sequence[int], out_shape: Sequence[int], in_bytes: int, out_bytes: int,
+                 half: int) -> int:
+    """Chunks of a pool's output rows (:func:`chunking`'s ``"bands"``) whose input band (``in_bytes``
+    an input row, 0: resident) and output rows (``out_bytes`` a row) fit ``half`` bytes: whole images
+    (a divisor of the batch), or equal runs of each image's rows; 0 when not one row fits."""
+    n, oh = out_shape[0], out_shape[2]
+    sh, kh, dh = layer.attrs["stride"][0], layer.attrs["kernel"][0], layer.attrs.get("dilation", (1, 1))[0]
+
+    def fits(rows: int) -> bool:  # any run of that many output rows of an image, with its band at its largest
+        return min(x_shape[2], (rows - 1) * sh + (kh - 1) * dh + 1) * in_bytes + rows * out_bytes <= half
+    rows = largest(fits, oh)
+    if rows < oh:
+        return n * ceil_div(oh, rows) if rows >= 1 else 0
+    image = x_shape[2] * in_bytes + oh * out_bytes
+    return next(d for d in range(1, n + 1) if n % d == 0 and (n // d) * image <= half or d == n)
 
 
 def _share_chunks(sizes: Sequence[int], half: int) -> int:

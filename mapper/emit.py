@@ -34,7 +34,7 @@ from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, V
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Memory, SystolicArray
 from accel.timing import ceil_div, fold_count, steady_follows
-from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision
+from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision, band_images, pool_band
 from mapper.layout import (
     PackedTile,
     image_tensors,
@@ -209,8 +209,9 @@ class _Emitter:
         and written in place; the streamed ones go through the working region.
 
         A chunk of an element-wise layer is a run of elements of its tensors in storage order; of a
-        per-channel layer (pools, a depthwise convolution) a run of channels, all pixels of each
-        (:func:`_chunks`). Inputs of a chunk are loaded one after another into a working half; the
+        windowed pool a run of output rows of every image, with the input rows their windows read; of
+        a per-channel layer (a global pool, a depthwise convolution) a run of channels, all pixels of
+        each (:func:`mapper.decide.chunking`). Inputs of a chunk are loaded one after another into a working half; the
         output follows them there, or goes to its resident place."""
         layer, size, chunks, macs = decision.layer, decision.size_bytes, decision.chunks, decision.macs
         place = {t: self._place(t) for t in size}
@@ -287,7 +288,8 @@ class _Emitter:
 
     def _vector_piece(self, decision: VectorDecision, tensor: str, lo: int, hi: int,
                       i: int) -> tuple[int, Block | None, int]:
-        """``(offset, block, size_bytes)`` of chunk ``i`` (elements or channels ``[lo, hi)``) of ``tensor``."""
+        """``(offset, block, size_bytes)`` of chunk ``i`` (elements, rows, channels or a pool's output rows
+        ``[lo, hi)``: :func:`mapper.decide.chunking`) of ``tensor``."""
         total = decision.size_bytes[tensor]
         if hi <= lo:  # not chunked along the data (see _chunks): an equal share of the bytes
             return total * i // decision.chunks, None, share(total, i, decision.chunks)
@@ -298,6 +300,16 @@ class _Emitter:
         if decision.chunk_axis == "rows":
             _, cols = storage_shape(t.shape, image=tensor in self.images)
             return word * lo * cols, None, word * (hi - lo) * cols
+        if decision.chunk_axis == "bands":  # output rows [lo, hi) of the images, the input rows they read
+            out = self.graph.tensors[decision.layer.outputs[0]]
+            x = self.graph.tensors[decision.inputs[0]]
+            images = band_images(decision.layer, x.shape, out.shape[2], lo, hi)
+            h = t.shape[2]
+            row = total // (t.shape[0] * h)  # one image row: all its pixels' channels
+            rows = [(n, a, b) if tensor in decision.layer.outputs else (n, *pool_band(decision.layer, t.shape, a, b))
+                    for n, a, b in images]
+            start, end = rows[0][0] * h + rows[0][1], rows[-1][0] * h + rows[-1][2]
+            return row * start, None, row * (end - start)  # whole images, or rows of one: contiguous
         if decision.macs and t.is_constant:  # depthwise weights: (channels, kernel)
             per = total // t.shape[0]
             return lo * per, None, (hi - lo) * per

@@ -48,7 +48,9 @@ class LayerMapping:
     macs: int
     dataflow: Dataflow | None = None  # None for layers that do not use the array
     tile: Tile | None = None
-    loop_order: str = ""  # "tile-outer" or "fold-outer" (see mapper.decide), "vector" for depthwise there
+    # "tile-outer" or "fold-outer" (see mapper.decide), "vector" for depthwise there, "bands" for a pool
+    # run in bands of output rows (mapper.decide.chunking)
+    loop_order: str = ""
     tiles: int = 0  # number of compute commands (GEMM) or chunks (vector) the layer runs as
     gemm: GemmShape | None = None  # the layer's whole GEMM, for array layers
     sparsity: Sparsity | None = None  # the N:M pattern the array runs this layer with (None: dense)

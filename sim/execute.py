@@ -78,6 +78,7 @@ import numpy as np
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import AccelError
 from accel.formats import NumberFormat, Requantization
+from mapper.decide import band_images, pool_band
 from mapper.emit import dram_addresses
 from mapper.layout import (
     MatrixView,
@@ -224,6 +225,7 @@ class _Machine:
         # accumulator address -> (layer, (b0, n0, tm, tn, n), words) of the tile the array last wrote there
         self.tags: dict[int, tuple[str, tuple[int, int, int, int, int], int]] = {}
         self.images = image_tensors(graph)  # the rank-4 tensors stored channels-last (mapper.layout)
+        self.loop_orders = {m.layer: m.loop_order for m in plan.layers}  # "bands": a pool's chunks are output rows
         self.transposed = {layer.name for layer in graph.layers if (view := _operand_view(graph, layer, 1)) is not None
                            and view.transposed}  # second operands read through a view, transposed
         self._check_layers()
@@ -564,6 +566,21 @@ class _Machine:
             _, cols = storage_shape(x_t.shape, image=name in self.images)
             raw = self._read(*addrs[0], (hi - lo) * cols)
             flat = concat_part_codes(g, layer, name, raw.view(_dtype(code_format(x_t))))
+        elif layer.op is OpKind.POOL and self.loop_orders[layer.name] == "bands":  # output rows [lo, hi)
+            x_t = g.tensors[ins[0]]
+            n, c, h, w = x_t.shape
+            images = band_images(layer, x_t.shape, out.shape[2], lo, hi)
+            bands = [(i, *pool_band(layer, x_t.shape, a, b)) for i, a, b in images]
+            start, end = bands[0][0] * h + bands[0][1], bands[-1][0] * h + bands[-1][2]
+            raw = self._read(*addrs[0], (end - start) * w * c).view(_dtype(code_format(x_t))).astype(np.int64)
+            # the images' rows from the first band's to the last's; rows no window of [lo, hi) reads
+            # stay at the padding's value
+            first, count = images[0][0], len(images)
+            x = np.full((count * h, w, c), np.iinfo(np.int64).min, dtype=np.int64)
+            x[start - first * h:end - first * h] = raw.reshape(end - start, w, c)
+            x = x.reshape(count, h, w, c).transpose(0, 3, 1, 2)
+            codes = maxpool_codes(layer, x, (count, *out.shape[1:])).transpose(0, 2, 3, 1)  # images x OH x OW x C
+            flat = np.concatenate([codes[i - first, a:b].reshape(-1) for i, a, b in images])
         elif layer.op is OpKind.POOL or layer.gemm is not None:  # per channel: all pixels of channels [lo, hi)
             x_t = g.tensors[ins[0]]
             rows, _ = storage_shape(x_t.shape, image=ins[0] in self.images)
