@@ -137,8 +137,8 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
             else:
                 count = cmd.batch * k * n
                 raw = read(mem.scratchpad, cmd.weight_addr, cmd.weight_block, nm.compressed_bytes(count, 8))
-                values, indices = unpack_entries(
-                    np.frombuffer(raw, dtype=np.uint8), count, value_bits=8, index_bits=nm.index_bits, signed=a.weight_format.signed)
+                values, indices = unpack_entries(np.frombuffer(raw, dtype=np.uint8), count, value_bits=8,
+                                                 index_bits=nm.index_bits, signed=a.weight_format.signed)
             for b in range(cmd.batch):
                 oa = cmd.output_addr + 4 * b * m * n
                 x = _codes(xs[b * m * kd:(b + 1) * m * kd], a.input_format.signed).reshape(m, kd)
