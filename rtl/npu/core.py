@@ -53,6 +53,18 @@ Structure
     command takes exactly :func:`accel.timing.gemm_tile_cycles`; the last result of a command is
     written on the edge that ends its last cycle, and accumulator reads of the DMA and the Move
     forward it.
+``N:M``
+    For every pattern of ``arch.array.sparsity`` (when the design has WS) a
+    :class:`rtl.sparse_systolic.SparseSystolicArray` beside the dense WS tile runs the N:M Computes
+    of that pattern, with the WS sequencing, counters and output path over the compressed
+    reduction ``k`` (so :func:`accel.timing.gemm_tile_cycles` of it, as the simulator times them):
+    a fold preloads ``R`` kept rows, then streams ``m`` input rows of ``(R / N) M`` dense bytes. Its
+    operands are :mod:`rtl.npu.golden`'s: the packed tile (values, then ``ceil(log2 M)``-bit
+    indices, column by column, as :func:`sim.numerics.pack_entries` stores them) gives each preload
+    beat a value byte and its index's bits for each of the ``C`` columns, ``k`` bytes apart (``C``
+    value and ``C`` index read lanes); the input row's group ``g`` is read by input lane ``g`` as
+    ``M`` consecutive bytes (``(k / N) M``-byte rows). The decoder computes the dense reduction, its
+    batch stride and the index stream's bit base while the record is read.
 ``vector``
     A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
 
@@ -61,7 +73,8 @@ the host through the id table: ``trace_start``/``trace_end`` are those of the ``
 cycle before) each have one write and one synchronous read port, the two ports of a block RAM; the
 decoder pipelines its reads, which costs cycles before cycle 0 only. The scratchpad is
 :class:`rtl.npu.scratchpad.BankedScratchpad` (``arch.scratchpad.banks`` banks of ``word_bytes``,
-synchronous reads, one copy per read stream: each input lane, the weight row, the store): the array
+synchronous reads, one copy per read stream: each input lane, the weight row, the store, and with N:M
+patterns the ``2 C`` kept-weight lanes): the array
 and the store address the next cycle's operands, the first of a command from its queue's head while
 the unit is idle or ending its previous command, so no command takes a cycle more than the
 datasheet says. A load and a move writing one scratchpad bank in the same cycle stop the run with
@@ -81,11 +94,14 @@ readable through ``trace_*``; ``cycles`` is the run's total.
 
 Restrictions of this version (refused with :class:`~accel.errors.ConfigError`): one DMA channel,
 4-byte DMA beats (DMA and DRAM bandwidth 4 bytes/cycle), byte-wide input and weight formats, a
-wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), and the
-decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M or read
-an operand through a block (``input_block``, ``weight_block``), and transfers (Load, Store, Move)
-whose block's ``row_bytes`` is not a multiple of 4 (its rows would need more beats than the
-datasheet's cycles give; ``dma.max_in_flight`` must be 0). A block must name the transfer's
+wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), N:M groups
+``M`` no wider than a scratchpad read window (``word_bytes * (banks - 1) + 1`` bytes), and the
+decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M with a
+pattern the array does not list in ``arch.array.sparsity``, on a dataflow other than WS or with a
+``k`` that is not whole groups of ``N``, or read an operand through a block (``input_block``,
+``weight_block``), and transfers (Load, Store, Move) whose block's ``row_bytes`` is not a multiple
+of 4 (its rows would need more beats than the datasheet's cycles give; ``dma.max_in_flight`` must
+be 0). A block must name the transfer's
 ``size_bytes`` bytes (as :func:`sim.execute.block_offsets` requires; the decoder does not check).
 """
 
@@ -270,6 +286,10 @@ class NPU(wiring.Component):
         words, banks = arch.accumulator.size_bytes // 4, 1 << max(a.cols - 1, _BEAT - 1).bit_length()
         if words & (words - 1) or words < banks:
             problems.append(f"accumulator words must be a power of two, at least {banks} (its banks), not {words}")
+        window = arch.scratchpad.word_bytes * (arch.scratchpad.banks - 1) + 1  # a read lane's widest window
+        if Dataflow.WS in a.dataflows and any(p.m > window for p in a.sparsity):
+            problems.append(f"the scratchpad must read a group of M bytes a cycle (at most {window}) to run "
+                            f"{', '.join(str(p) for p in a.sparsity)} sparsity")
         if problems:
             raise ConfigError(f"NPU for {arch.name!r}: " + "; ".join(problems))
 
@@ -325,7 +345,7 @@ class NPU(wiring.Component):
         # With N:M patterns the first R / N input lanes read a group of M bytes each (the dense
         # reduction of a sparse fold's row), and 2 C more groups read the kept weights of a preload
         # beat: a value byte and the bytes holding an index, for each of the C columns (the packed
-        # tile is column by column, so a row of kept values is C bytes k apart).
+        # tile is column by column, so a row of kept values is C bytes, k apart).
         spd = arch.scratchpad
         lanes = (1,) * R + (C, _BEAT)
         if patterns:
@@ -423,7 +443,8 @@ class NPU(wiring.Component):
         nm_index = Const(0, max(1, len(patterns).bit_length()))
         for p_i, p in enumerate(patterns):
             match = nm_word == (p.n | p.m << 8)
-            nm_ok = nm_ok | (match & is_ws_rec & (kk % p.n == 0))
+            whole = kk[:p.n.bit_length() - 1] == 0 if p.n & (p.n - 1) == 0 else kk % p.n == 0
+            nm_ok = nm_ok | (match & is_ws_rec & whole)
             nm_index = Mux(match, p_i + 1, nm_index)
         m.d.comb += supported.eq((opcode >= _LOAD) & (opcode <= _VECTOR) & (
             (opcode != _COMPUTE) | (df_ok & flags[3] & flags[4] & nm_ok

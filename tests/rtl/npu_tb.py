@@ -200,6 +200,12 @@ async def mapper_mlp3_resident(dut: object) -> None:
 
 
 @cocotb.test()
+async def nm_tile(dut: object) -> None:
+    """2:4 computes (two products, partial folds) back to back with dense WS computes on the same bytes."""
+    await _run_program(dut, "nm_tile")
+
+
+@cocotb.test()
 async def mapper_gemm_2of4(dut: object) -> None:
     """The mapper's program for a 16x32 @ 32x16 layer sparsified 2:4 (N:M computes on packed weights)."""
     await _run_program(dut, "mapper_gemm_2of4")

@@ -31,6 +31,12 @@ def test_npu_refuses_what_this_version_cannot_build() -> None:
     with pytest.raises(ConfigError, match=r"accumulator words must be a power of two, at least 4 \(its banks\), "
                                           r"not 192"):
         NPU(odd)
+    from accel.hardware import Sparsity
+    narrow = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad, banks=2),
+                                 array=dataclasses.replace(arch.array, sparsity=(Sparsity(2, 8),)))
+    with pytest.raises(ConfigError, match=r"the scratchpad must read a group of M bytes a cycle \(at most 5\) to run "
+                                          r"2:8 sparsity"):
+        NPU(narrow)
 
 
 def test_the_command_line_unit_is_the_npu_of_the_arch() -> None:
@@ -99,8 +105,9 @@ def test_golden_model_moves_into_a_scratchpad_block() -> None:
 
 
 def test_refusal_names_what_the_decoder_refuses() -> None:
-    """rtl.npu.core.refusal states the decoder's ``supported`` test: split folds, N:M, operand blocks,
-    a dataflow the design lacks, transfer rows that are not whole beats; everything else runs."""
+    """rtl.npu.core.refusal states the decoder's ``supported`` test: split folds, N:M patterns the design
+    lacks (or not WS, or not whole groups), operand blocks, a dataflow the design lacks, transfer rows
+    that are not whole beats; everything else runs."""
     from accel.hardware import Sparsity
     from rtl.npu.core import refusal
 
@@ -108,7 +115,15 @@ def test_refusal_names_what_the_decoder_refuses() -> None:
     tile = Compute(id=0, layer="t", m=4, k=4, n=4, dataflow=Dataflow.WS)
     assert refusal(arch, tile) is None
     assert refusal(arch, dataclasses.replace(tile, fill=False)) == "splits a fold"
-    assert refusal(arch, dataclasses.replace(tile, sparsity=Sparsity(2, 4))) == "is N:M sparse"
+    sparse = dataclasses.replace(tile, sparsity=Sparsity(2, 4))
+    assert refusal(arch, sparse) == "is 2:4 sparse, a pattern the array does not have"
+    nm = dataclasses.replace(arch, array=dataclasses.replace(arch.array, sparsity=(Sparsity(2, 4),)))
+    assert refusal(nm, sparse) is None
+    assert refusal(nm, dataclasses.replace(sparse, dataflow=Dataflow.OS)) == \
+        "is 2:4 sparse on OS (N:M computes are weight-stationary)"
+    assert refusal(nm, dataclasses.replace(sparse, k=5)) == "keeps 5 rows, not whole groups of 2"
+    assert refusal(nm, dataclasses.replace(sparse, sparsity=Sparsity(1, 4))) == \
+        "is 1:4 sparse, a pattern the array does not have"
     assert refusal(arch, dataclasses.replace(tile, input_block=Block(rows=4, row_bytes=4, row_stride=8))) \
         == "reads an operand in place through a block"
     assert refusal(arch, dataclasses.replace(tile, dataflow=Dataflow.IS)) == \

@@ -80,6 +80,44 @@ def dependency_chain() -> tuple:
     )
 
 
+NM_TILE = dict(m=5, k=6, n=7, batch=2, dense_k=12, weights_at=128)
+"""The shape of :func:`nm_tile`'s 2:4 products (``k`` kept rows of ``dense_k``) and where its packed
+weights are in DRAM."""
+
+
+def nm_tile() -> tuple:
+    """2:4 computes (two 5 x 12 @ 12 x 7 products, 6 kept rows: partial folds, masked rows and columns)
+    back to back with dense WS computes reading the same bytes, overwriting and accumulating."""
+    t = NM_TILE
+    dense = dict(m=5, k=6, n=7, dataflow=WS, input_addr=0, weight_addr=256)
+    sparse = dict(m=t["m"], k=t["k"], n=t["n"], batch=t["batch"], dataflow=WS, input_addr=0, weight_addr=256,
+                  sparsity=Sparsity(2, 4))
+    weight_bytes = Sparsity(2, 4).compressed_bytes(t["batch"] * t["k"] * t["n"], 8)
+    return (
+        Load(id=0, layer="t", tensor="x", size_bytes=t["batch"] * t["m"] * t["dense_k"], addr=0, dram_addr=0),
+        Load(id=1, layer="t", tensor="w", size_bytes=weight_bytes, addr=256, dram_addr=t["weights_at"]),
+        Compute(id=2, layer="t", deps=(0, 1), output_addr=512, **dense),
+        Compute(id=3, layer="t", deps=(0, 1), output_addr=0, **sparse),
+        Compute(id=4, layer="t", deps=(3,), output_addr=0, accumulate=True, **sparse),
+        Compute(id=5, layer="t", deps=(2,), output_addr=512, accumulate=True, **dense),
+        Store(id=6, layer="t", deps=(4,), tensor="y", size_bytes=70, buffer=ACC, addr=0, dram_addr=512),
+        Store(id=7, layer="t", deps=(5,), tensor="z", size_bytes=35, buffer=ACC, addr=512, dram_addr=640),
+    )
+
+
+def nm_tile_dram(rng: random.Random, size: int) -> bytes:
+    """Small random codes, and at ``weights_at`` :func:`nm_tile`'s packed weights: each product's
+    random ``dense_k x n`` matrix compressed 2:4, values then indices, column by column."""
+    t, nm = NM_TILE, Sparsity(2, 4)
+    dram = bytearray(rng.randrange(-3, 4) & 0xFF for _ in range(size))
+    kept = [nm_compress(np.array([rng.randrange(-128, 128) for _ in range(t["dense_k"] * t["n"])]).reshape(
+        t["dense_k"], t["n"]), nm.n, nm.m) for _ in range(t["batch"])]
+    values, indices = (np.stack([getattr(c, f).reshape(t["k"], t["n"]).T for c in kept]) for f in ("values", "indices"))
+    data = pack_entries(values, indices, value_bits=8, index_bits=nm.index_bits).tobytes()
+    dram[t["weights_at"]:t["weights_at"] + len(data)] = data
+    return bytes(dram)
+
+
 def mapper_gemm(arch, m: int = 16, k: int = 32, n: int = 16) -> tuple:  # noqa: ANN001
     """What the mapper emits for an ``m x k @ k x n`` fully connected layer."""
     graph = GraphBuilder("fc")
@@ -208,12 +246,17 @@ PROGRAMS = {
     "mapper_mlp": mapper_mlp,
     "mapper_conv": mapper_conv,
     "mapper_mlp3_resident": lambda arch: resident_plan(arch).commands,
+    "nm_tile": lambda arch: nm_tile(),
     "mapper_gemm_2of4": lambda arch: nm_gemm_plan(arch).commands,
 }
 """The valid programs by name (npu_tb.py has one cocotb test of each name), for an arch."""
 
-NM_PLANS = {"mapper_gemm_2of4": nm_gemm_plan}
-"""The programs whose DRAM holds N:M weights packed as their plan says (by name: the plan, for an arch)."""
+NM_DRAMS = {
+    "nm_tile": lambda arch, rng, size: nm_tile_dram(rng, size),
+    "mapper_gemm_2of4": lambda arch, rng, size: nm_dram(nm_gemm_plan(arch), rng, size)[0],
+}
+"""The programs whose DRAM holds packed N:M weights of real (pruned) matrices, so valid indices (by
+name: the image, for an arch, a random source and a size)."""
 
 CORRUPTED = {
     # the mapper's last compute (whose results reach DRAM) reads its weights one byte off: the data differ
@@ -244,8 +287,8 @@ def _programs(arch, names: tuple[str, ...]) -> dict[str, dict[str, str]]:  # noq
     out = {}
     for name, commands in valid.items():
         size = max(1024, _dram_bytes(commands))
-        if name in NM_PLANS:  # the packed weights of a real (pruned) matrix: valid indices
-            dram, _ = nm_dram(NM_PLANS[name](arch), rng, size)
+        if name in NM_DRAMS:
+            dram = NM_DRAMS[name](arch, rng, size)
         else:
             # full-range bytes saturate the requantizing reads; small codes keep the mapper's k=32 sums in range
             low, high = (0, 256) if name == "gemm_tile" else (-3, 4)
@@ -369,8 +412,8 @@ def test_npu_runs_programs_bit_and_cycle_exact_on_icarus(name: str, tmp_path: Pa
 
 
 NM_DESIGNS = {
-    "4x4-2:4": ((4, 4), ("2:4",), ("gemm_tile", "mapper_gemm", "mapper_gemm_2of4", "corrupted_nm_command",
-                                   "refused_nm_pattern")),
+    "4x4-2:4": ((4, 4), ("2:4",), ("gemm_tile", "mapper_gemm", "nm_tile", "mapper_gemm_2of4",
+                                   "corrupted_nm_command", "refused_nm_pattern")),
 }
 """Designs with N:M patterns: fpga-small's array as (rows, cols), its ``sparsity``, and the programs its
 build runs (dense ones too: the dense tiles are beside the sparse one), in npu_tb.py's order."""
