@@ -61,10 +61,12 @@ Structure
     a fold preloads ``R`` kept rows, then streams ``m`` input rows of ``(R / N) M`` dense bytes. Its
     operands are :mod:`rtl.npu.golden`'s: the packed tile (values, then ``ceil(log2 M)``-bit
     indices, column by column, as :func:`sim.numerics.pack_entries` stores them) gives each preload
-    beat a value byte and its index's bits for each of the ``C`` columns, ``k`` bytes apart (``C``
-    value and ``C`` index read lanes); the input row's group ``g`` is read by input lane ``g`` as
-    ``M`` consecutive bytes (``(k / N) M``-byte rows). The decoder computes the dense reduction, its
-    batch stride and the index stream's bit base while the record is read.
+    beat a value byte and its index's bits for each of the ``C`` columns, ``k`` bytes apart (the
+    values through the input lanes, which a preload leaves idle, and lanes of their own for
+    columns beyond ``R``; the indices through ``C`` more read lanes); the input row's group ``g`` is
+    read by input lane ``g`` as ``M`` consecutive bytes (``(k / N) M``-byte rows). The decoder
+    computes the dense reduction, its batch stride and the index stream's bit base while the
+    record is read.
 ``vector``
     A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
 
@@ -74,7 +76,7 @@ cycle before) each have one write and one synchronous read port, the two ports o
 decoder pipelines its reads, which costs cycles before cycle 0 only. The scratchpad is
 :class:`rtl.npu.scratchpad.BankedScratchpad` (``arch.scratchpad.banks`` banks of ``word_bytes``,
 synchronous reads, one copy per read stream: each input lane, the weight row, the store, and with N:M
-patterns the ``2 C`` kept-weight lanes): the array
+patterns the ``C`` index lanes and the value lanes of columns beyond ``R``): the array
 and the store address the next cycle's operands, the first of a command from its queue's head while
 the unit is idle or ending its previous command, so no command takes a cycle more than the
 datasheet says. A load and a move writing one scratchpad bank in the same cycle stop the run with
@@ -343,15 +345,16 @@ class NPU(wiring.Component):
 
         # read groups: R input lanes, C weight bytes, the store's beat; writers: loads, then moves.
         # With N:M patterns the first R / N input lanes read a group of M bytes each (the dense
-        # reduction of a sparse fold's row), and 2 C more groups read the kept weights of a preload
-        # beat: a value byte and the bytes holding an index, for each of the C columns (the packed
-        # tile is column by column, so a row of kept values is C bytes, k apart).
+        # reduction of a sparse fold's row), and a preload beat reads for each of the C columns a
+        # kept value byte (the packed tile is column by column, so a row of kept values is C bytes,
+        # k apart) and the bytes holding its index: the values through input lanes (idle while a
+        # fold preloads; more lanes for columns beyond R), the indices through C more groups.
         spd = arch.scratchpad
         lanes = (1,) * R + (C, _BEAT)
         if patterns:
             groups, width = max(R // p.n for p in patterns), max(p.m for p in patterns)
             index_bytes = 1 if all(8 % p.index_bits == 0 for p in patterns) else 2
-            lanes = (width,) * groups + (1,) * (R - groups) + (C, _BEAT) + (1,) * C + (index_bytes,) * C
+            lanes = (width,) * groups + (1,) * (R - groups) + (C, _BEAT) + (1,) * max(0, C - R) + (index_bytes,) * C
         m.submodules.scratchpad = sp = BankedScratchpad(size_bytes=spd.size_bytes, banks=spd.banks,
                                                         word_bytes=spd.word_bytes, read_lanes=lanes,
                                                         writers=2, beat_bytes=_BEAT)
@@ -844,6 +847,12 @@ class NPU(wiring.Component):
         sb = max((self.sp_bytes - 1).bit_length(), 1)
         ab = max((self.acc_words - 1).bit_length(), 1)
         patterns = self.patterns
+
+        def value_lane(j: int) -> int:  # the read lane of an N:M preload's kept value of column j
+            return j if j < R else R + 2 + j - R
+
+        def index_lane(j: int) -> int:  # ... and of the bytes holding its index
+            return R + 2 + max(0, C - R) + j
         ws_a_addr = os_a_addr = ws_b_addr = os_b_addr = None
 
         # the accumulator row (w_mask defaults off; each dataflow drives it when its results leave)
@@ -922,12 +931,13 @@ class NPU(wiring.Component):
                     sparse_tiles.append(tile)
                     this = cmd.nm == p_i + 1
                     # weights: kept row kt*R + s of columns nt*C + j, a value byte and its index's bits
-                    # (lanes R + 2 + j and R + 2 + C + j, addressed below)
+                    # (lanes value_lane(j) and index_lane(j), addressed below)
                     for j in range(C):
                         row, col = i_ * R + s_, o_ * C + j
                         entry = tile.weights.payload.data[j]
-                        m.d.comb += [entry.value.eq(Mux((row < kk) & (col < nn), sp.r_data[R + 2 + j][:8], 0)),
-                                     entry.index.eq((sp.r_data[R + 2 + C + j] >> nm_offset[j])[:p.index_bits])]
+                        m.d.comb += [
+                            entry.value.eq(Mux((row < kk) & (col < nn), sp.r_data[value_lane(j)][:8], 0)),
+                            entry.index.eq((sp.r_data[index_lane(j)] >> nm_offset[j])[:p.index_bits])]
                     # inputs: input row s, dense columns kt*F + g*M + t of the fold's F = (R / N) M
                     fold_k = R // p.n * p.m
                     for g in range(R // p.n):
@@ -1006,6 +1016,10 @@ class NPU(wiring.Component):
                     for p_i, p in enumerate(patterns):  # input lane g: group g, M bytes from g * M
                         for g in range(R // p.n):
                             ws_a_addr[g] = Mux(next_nm == p_i + 1, (first + g * p.m)[:sb], ws_a_addr[g])
+                    # the next cycle preloads an N:M fold: the counters restart (a command's first
+                    # beat is a weight) or the running command's phase is (or stays) the weights'
+                    preload = Signal(name="nm_preload_next")
+                    m.d.comb += preload.eq((next_nm != 0) & Mux(pick_head, 1, Mux(active & mine, ~nph, ~ph)))
                     for j in range(C):  # column j's kept value k bytes after column j - 1's, and its index
                         value_addr = Signal(sb, name=f"nm_value_addr_{j}")
                         index_bit = Signal(sb + 3, name=f"nm_index_bit_{j}")
@@ -1013,8 +1027,11 @@ class NPU(wiring.Component):
                         index_at = Const(0, sb + 3)
                         for p_i, p in enumerate(patterns):
                             index_at = Mux(next_nm == p_i + 1, _times(value_addr, p.index_bits), index_at)
-                        m.d.comb += [index_bit.eq(nmx + index_at), sp.r_addr[R + 2 + j].eq(value_addr),
-                                     sp.r_addr[R + 2 + C + j].eq(index_bit >> 3)]
+                        m.d.comb += [index_bit.eq(nmx + index_at), sp.r_addr[index_lane(j)].eq(index_bit >> 3)]
+                        if j < R:  # an input lane, idle in the preload
+                            ws_a_addr[j] = Mux(preload, value_addr, ws_a_addr[j])
+                        else:
+                            m.d.comb += sp.r_addr[value_lane(j)].eq(value_addr)
                         m.d.sync += nm_offset[j].eq(index_bit[:3])
                 # results: row os_ of k tile oi, n tile oo
                 m.d.comb += array.outputs.ready.eq(1)
