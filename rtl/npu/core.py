@@ -53,6 +53,20 @@ Structure
     command takes exactly :func:`accel.timing.gemm_tile_cycles`; the last result of a command is
     written on the edge that ends its last cycle, and accumulator reads of the DMA and the Move
     forward it.
+``N:M``
+    For every pattern of ``arch.array.sparsity`` (when the design has WS) a
+    :class:`rtl.sparse_systolic.SparseSystolicArray` beside the dense WS tile runs the N:M Computes
+    of that pattern, with the WS sequencing, counters and output path over the compressed
+    reduction ``k`` (so :func:`accel.timing.gemm_tile_cycles` of it, as the simulator times them):
+    a fold preloads ``R`` kept rows, then streams ``m`` input rows of ``(R / N) M`` dense bytes. Its
+    operands are :mod:`rtl.npu.golden`'s: the packed tile (values, then ``ceil(log2 M)``-bit
+    indices, column by column, as :func:`sim.numerics.pack_entries` stores them) gives each preload
+    beat a value byte and its index's bits for each of the ``C`` columns, ``k`` bytes apart (the
+    values through the input lanes, which a preload leaves idle, and lanes of their own for
+    columns beyond ``R``; the indices through ``C`` more read lanes); the input row's group ``g`` is
+    read by input lane ``g`` as ``M`` consecutive bytes (``(k / N) M``-byte rows). The decoder
+    computes the dense reduction, its batch stride and the index stream's bit base while the
+    record is read.
 ``vector``
     A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
 
@@ -61,7 +75,8 @@ the host through the id table: ``trace_start``/``trace_end`` are those of the ``
 cycle before) each have one write and one synchronous read port, the two ports of a block RAM; the
 decoder pipelines its reads, which costs cycles before cycle 0 only. The scratchpad is
 :class:`rtl.npu.scratchpad.BankedScratchpad` (``arch.scratchpad.banks`` banks of ``word_bytes``,
-synchronous reads, one copy per read stream: each input lane, the weight row, the store): the array
+synchronous reads, one copy per read stream: each input lane, the weight row, the store, and with N:M
+patterns the ``C`` index lanes and the value lanes of columns beyond ``R``): the array
 and the store address the next cycle's operands, the first of a command from its queue's head while
 the unit is idle or ending its previous command, so no command takes a cycle more than the
 datasheet says. A load and a move writing one scratchpad bank in the same cycle stop the run with
@@ -81,11 +96,14 @@ readable through ``trace_*``; ``cycles`` is the run's total.
 
 Restrictions of this version (refused with :class:`~accel.errors.ConfigError`): one DMA channel,
 4-byte DMA beats (DMA and DRAM bandwidth 4 bytes/cycle), byte-wide input and weight formats, a
-wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), and the
-decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M or read
-an operand through a block (``input_block``, ``weight_block``), and transfers (Load, Store, Move)
-whose block's ``row_bytes`` is not a multiple of 4 (its rows would need more beats than the
-datasheet's cycles give; ``dma.max_in_flight`` must be 0). A block must name the transfer's
+wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), N:M groups
+``M`` no wider than a scratchpad read window (``word_bytes * (banks - 1) + 1`` bytes), and the
+decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M with a
+pattern the array does not list in ``arch.array.sparsity``, on a dataflow other than WS or with a
+``k`` that is not whole groups of ``N``, or read an operand through a block (``input_block``,
+``weight_block``), and transfers (Load, Store, Move) whose block's ``row_bytes`` is not a multiple
+of 4 (its rows would need more beats than the datasheet's cycles give; ``dma.max_in_flight`` must
+be 0). A block must name the transfer's
 ``size_bytes`` bytes (as :func:`sim.execute.block_offsets` requires; the decoder does not check).
 """
 
@@ -106,6 +124,7 @@ from accel.hardware import Accelerator, Dataflow
 from accel.timing import fold_overhead, scratchpad_stretch
 from rtl.npu.accumulator import BankedAccumulator
 from rtl.npu.scratchpad import BankedScratchpad
+from rtl.sparse_systolic import SparseSystolicArray
 from rtl.systolic import SystolicArray
 
 __all__ = ["NPU", "QUEUES", "refusal"]
@@ -126,8 +145,13 @@ def refusal(arch: Accelerator, cmd: Command) -> str | None:
             return f"computes {cmd.dataflow.value.upper()}, a dataflow the NPU does not have"
         if not (cmd.fill and cmd.drain):
             return "splits a fold"
-        if cmd.sparsity is not None:
-            return "is N:M sparse"
+        nm = cmd.sparsity
+        if nm is not None and nm not in arch.array.sparsity:
+            return f"is {nm} sparse, a pattern the array does not have"
+        if nm is not None and cmd.dataflow is not Dataflow.WS:
+            return f"is {nm} sparse on {cmd.dataflow.value.upper()} (N:M computes are weight-stationary)"
+        if nm is not None and cmd.k % nm.n:
+            return f"keeps {cmd.k} rows, not whole groups of {nm.n}"
         if cmd.input_block is not None or cmd.weight_block is not None:
             return "reads an operand in place through a block"
         return None
@@ -137,8 +161,8 @@ def refusal(arch: Accelerator, cmd: Command) -> str | None:
     return None
 
 
-def _entry_layout(id_bits: int, product_bits: int) -> data.StructLayout:
-    return data.StructLayout({
+def _entry_layout(id_bits: int, product_bits: int, patterns: int = 0, sp_bits: int = 1) -> data.StructLayout:
+    fields = {
         "op": 3, "flags": 5, "id": id_bits, "cycles": 32,
         "need": data.ArrayLayout(id_bits + 1, len(QUEUES)),
         "f": data.ArrayLayout(32, 7),  # record words 4..10 (the operands)
@@ -150,7 +174,18 @@ def _entry_layout(id_bits: int, product_bits: int) -> data.StructLayout:
         # a transfer's block (Load/Store: DRAM; Move: scratchpad destination; none: one row of all
         # its beats): last beat of a row, last row, row stride, last plane, plane stride
         "blk": data.ArrayLayout(32, 5),
-    })
+    }
+    if patterns:  # the design runs N:M computes (arch.array.sparsity)
+        fields.update({
+            "nm": patterns.bit_length(),  # 1 + the pattern's index in arch.array.sparsity; 0: dense
+            "kd": 32,  # the dense reduction the kept rows cover: (k / N) * M
+            "mkd": product_bits,  # m * kd, low bits (the input's batch stride)
+            # the bit address of the index stream's entry 0 less L times the value stream's (the
+            # weight address): entry e's index is at bit nmx + L * (weight_addr + e), modulo the
+            # scratchpad's bits
+            "nmx": sp_bits + 3,
+        })
+    return data.StructLayout(fields)
 
 
 class _State(enum.Enum, shape=4):
@@ -215,6 +250,8 @@ class NPU(wiring.Component):
         self.id_bits = max(1, (max_commands - 1).bit_length())
         self.sp_bytes = arch.scratchpad.size_bytes
         self.acc_words = arch.accumulator.size_bytes // 4
+        # the N:M patterns the array runs (weight-stationary only, as the simulator runs them)
+        self.patterns = tuple(arch.array.sparsity) if Dataflow.WS in arch.array.dataflows else ()
         super().__init__({
             "prog_we": In(1), "prog_addr": In(range(program_words)), "prog_data": In(32),
             "start": In(1), "busy": Out(1), "finished": Out(1), "error": Out(1), "cycles": Out(32),
@@ -251,6 +288,10 @@ class NPU(wiring.Component):
         words, banks = arch.accumulator.size_bytes // 4, 1 << max(a.cols - 1, _BEAT - 1).bit_length()
         if words & (words - 1) or words < banks:
             problems.append(f"accumulator words must be a power of two, at least {banks} (its banks), not {words}")
+        window = arch.scratchpad.word_bytes * (arch.scratchpad.banks - 1) + 1  # a read lane's widest window
+        if Dataflow.WS in a.dataflows and any(p.m > window for p in a.sparsity):
+            problems.append(f"the scratchpad must read a group of M bytes a cycle (at most {window}) to run "
+                            f"{', '.join(str(p) for p in a.sparsity)} sparsity")
         if problems:
             raise ConfigError(f"NPU for {arch.name!r}: " + "; ".join(problems))
 
@@ -268,7 +309,9 @@ class NPU(wiring.Component):
         # Addresses are taken modulo the memories' sizes, so address arithmetic needs only as many
         # low bits as the larger memory's addresses have.
         self.product_bits = max((self.sp_bytes - 1).bit_length(), (self.acc_words - 1).bit_length(), 1)
-        layout = _entry_layout(self.id_bits, self.product_bits)
+        patterns = self.patterns
+        sb = max((self.sp_bytes - 1).bit_length(), 1)
+        layout = _entry_layout(self.id_bits, self.product_bits, len(patterns), sb)
 
         # -- memories -----------------------------------------------------------------------------
         # Every memory has one write and one synchronous read port (a block RAM's two), except the
@@ -300,10 +343,20 @@ class NPU(wiring.Component):
                 with m.Case(q):
                     m.d.comb += [self.trace_start.eq(trace_r[q].data[:32]), self.trace_end.eq(trace_r[q].data[32:])]
 
-        # read groups: R input lanes, C weight bytes, the store's beat; writers: loads, then moves
+        # read groups: R input lanes, C weight bytes, the store's beat; writers: loads, then moves.
+        # With N:M patterns the first R / N input lanes read a group of M bytes each (the dense
+        # reduction of a sparse fold's row), and a preload beat reads for each of the C columns a
+        # kept value byte (the packed tile is column by column, so a row of kept values is C bytes,
+        # k apart) and the bytes holding its index: the values through input lanes (idle while a
+        # fold preloads; more lanes for columns beyond R), the indices through C more groups.
         spd = arch.scratchpad
+        lanes = (1,) * R + (C, _BEAT)
+        if patterns:
+            groups, width = max(R // p.n for p in patterns), max(p.m for p in patterns)
+            index_bytes = 1 if all(8 % p.index_bits == 0 for p in patterns) else 2
+            lanes = (width,) * groups + (1,) * (R - groups) + (C, _BEAT) + (1,) * max(0, C - R) + (index_bytes,) * C
         m.submodules.scratchpad = sp = BankedScratchpad(size_bytes=spd.size_bytes, banks=spd.banks,
-                                                        word_bytes=spd.word_bytes, read_lanes=(1,) * R + (C, _BEAT),
+                                                        word_bytes=spd.word_bytes, read_lanes=lanes,
                                                         writers=2, beat_bytes=_BEAT)
         # the accumulator: banks of consecutive words, a row of C per cycle (array), 4 (DMA reads)
         m.submodules.accumulator = acc = BankedAccumulator(words=self.acc_words, lanes=C, dma_lanes=_BEAT)
@@ -387,14 +440,40 @@ class NPU(wiring.Component):
         # a Compute reads its operands packed (no input or weight block: words 17 and 22, their rows)
         is_transfer = (opcode == _LOAD) | (opcode == _STORE) | (opcode == _MOVE)
         has_block = rec[11] != 0
+        # an N:M compute (word 11: N, M) runs where the design has the pattern: WS, whole groups of N
+        nm_word = rec[11][:16]
+        nm_ok = nm_word == 0
+        nm_index = Const(0, max(1, len(patterns).bit_length()))
+        for p_i, p in enumerate(patterns):
+            match = nm_word == (p.n | p.m << 8)
+            whole = kk[:p.n.bit_length() - 1] == 0 if p.n & (p.n - 1) == 0 else kk % p.n == 0
+            nm_ok = nm_ok | (match & is_ws_rec & whole)
+            nm_index = Mux(match, p_i + 1, nm_index)
         m.d.comb += supported.eq((opcode >= _LOAD) & (opcode <= _VECTOR) & (
-            (opcode != _COMPUTE) | (df_ok & flags[3] & flags[4] & (rec[11][:16] == 0)
+            (opcode != _COMPUTE) | (df_ok & flags[3] & flags[4] & nm_ok
                                     & (rec[17] == 0) & (rec[22] == 0)))
             & (~is_transfer | ~has_block | (rec[12][:2] == 0)))
 
         entry = Signal(layout)
         m.d.comb += [entry.op.eq(opcode), entry.flags.eq(flags), entry.id.eq(index), entry.cycles.eq(cycles),
                      entry.need.eq(need), entry.p.eq(products), entry.last.eq(lasts)]
+        if patterns:
+            # an N:M compute's fields, in registered stages as the cycles (word 11 comes 12 cycles
+            # before the record's WRITE): stage 1 its pattern and dense reduction, stage 2 m * kd and
+            # the tile's entries batch * k * n, stage 3 the index stream's bit base
+            nm_r, kd, mkd, entries, nmx = (Signal(x.shape(), name=f"decode_{n}") for x, n in
+                                          ((entry.nm, "nm"), (entry.kd, "kd"), (entry.mkd, "mkd"),
+                                           (entry.mkd, "entries"), (entry.nmx, "nmx")))
+            kd_value, nmx_value = Const(0, 32), Const(0, sb + 3)
+            for p in patterns:
+                kd_value = Mux(nm_word == (p.n | p.m << 8), _times(_ceil_div(kk, p.n), p.m)[:32], kd_value)
+            m.d.sync += [nm_r.eq(nm_index), kd.eq(kd_value)]
+            m.d.sync += [mkd.eq((mm[:pb] * kd[:pb])[:pb]), entries.eq((batch[:pb] * products[1])[:pb])]
+            w_addr = rec[9][:sb + 3]
+            for p_i, p in enumerate(patterns):
+                nmx_value = Mux(nm_r == p_i + 1, ((w_addr + entries) << 3) - _times(w_addr, p.index_bits), nmx_value)
+            m.d.sync += nmx.eq(nmx_value)
+            m.d.comb += [entry.nm.eq(nm_r), entry.kd.eq(kd), entry.mkd.eq(mkd), entry.nmx.eq(nmx)]
         for f in range(7):
             m.d.comb += entry.f[f].eq(rec[4 + f])
         size = Mux(opcode == _MOVE, rec[8], rec[6])
@@ -767,6 +846,13 @@ class NPU(wiring.Component):
         # Addresses are taken modulo the memory's size, so they need only as many low bits.
         sb = max((self.sp_bytes - 1).bit_length(), 1)
         ab = max((self.acc_words - 1).bit_length(), 1)
+        patterns = self.patterns
+
+        def value_lane(j: int) -> int:  # the read lane of an N:M preload's kept value of column j
+            return j if j < R else R + 2 + j - R
+
+        def index_lane(j: int) -> int:  # ... and of the bytes holding its index
+            return R + 2 + max(0, C - R) + j
         ws_a_addr = os_a_addr = ws_b_addr = os_b_addr = None
 
         # the accumulator row (w_mask defaults off; each dataflow drives it when its results leave)
@@ -829,9 +915,42 @@ class NPU(wiring.Component):
                 for i in range(R):  # input row s, columns kt*R + i
                     col = i_ * R + i
                     m.d.comb += array.inputs.payload.data[i].eq(Mux(col < kk, sp_a[i][:8], 0))
-                m.d.comb += [array.weights.valid.eq(feeding & ~ph), array.inputs.valid.eq(feeding & ph),
+                # with N:M patterns the dense tile takes dense computes only; each pattern has its tile
+                dense_cmd = (cmd.nm == 0) if patterns else Const(1, 1)
+                m.d.comb += [array.weights.valid.eq(feeding & ~ph & dense_cmd),
+                             array.inputs.valid.eq(feeding & ph & dense_cmd),
                              array.inputs.payload.last.eq(s_ == last_m)]
                 fire = (array.weights.valid & array.weights.ready) | (array.inputs.valid & array.inputs.ready)
+                w_ready, in_ready, in_step = array.weights.ready, array.inputs.ready, Const(R, sb)
+                sparse_tiles = []
+                nm_offset = [Signal(3, name=f"nm_index_offset_{j}") for j in range(C)] if patterns else []
+                for p_i, p in enumerate(patterns):
+                    tile = SparseSystolicArray(R, C, p.n, p.m, a_format=a.input_format, b_format=a.weight_format,
+                                               acc_format=a.accumulator_format)
+                    m.submodules[f"array_ws_{p.n}_{p.m}"] = tile
+                    sparse_tiles.append(tile)
+                    this = cmd.nm == p_i + 1
+                    # weights: kept row kt*R + s of columns nt*C + j, a value byte and its index's bits
+                    # (lanes value_lane(j) and index_lane(j), addressed below)
+                    for j in range(C):
+                        row, col = i_ * R + s_, o_ * C + j
+                        entry = tile.weights.payload.data[j]
+                        m.d.comb += [
+                            entry.value.eq(Mux((row < kk) & (col < nn), sp.r_data[value_lane(j)][:8], 0)),
+                            entry.index.eq((sp.r_data[index_lane(j)] >> nm_offset[j])[:p.index_bits])]
+                    # inputs: input row s, dense columns kt*F + g*M + t of the fold's F = (R / N) M
+                    fold_k = R // p.n * p.m
+                    for g in range(R // p.n):
+                        for t in range(p.m):
+                            col = i_ * fold_k + g * p.m + t
+                            m.d.comb += tile.inputs.payload.data[g][t].eq(
+                                Mux(col < cmd.kd, sp_a[g].word_select(t, 8), 0))
+                    m.d.comb += [tile.weights.valid.eq(feeding & ~ph & this), tile.inputs.valid.eq(feeding & ph & this),
+                                 tile.weights.payload.dense.eq(0), tile.inputs.payload.last.eq(s_ == last_m)]
+                    fire = fire | (tile.weights.valid & tile.weights.ready) | (tile.inputs.valid & tile.inputs.ready)
+                    w_ready = Mux(this, tile.weights.ready, w_ready)
+                    in_ready = Mux(this, tile.inputs.ready, in_ready)
+                    in_step = Mux(this, fold_k, in_step)
                 end_phase = Mux(ph, s_ == last_m, s_ == R - 1)
                 nb, no, ni, ns, nph, nfd = (Signal.like(x, name=f"ws_next_{n}") for x, n in
                                             ((b_r, "b"), (o_r, "outer"), (i_r, "inner"), (s_r, "step"),
@@ -861,28 +980,68 @@ class NPU(wiring.Component):
                 adv = ph & end_phase  # the fold's last input row: the next fold
                 last_i, last_o = i_ == last_kt, o_ == last_nt
                 k_s, n_s_, mk, kn = kk[:sb], nn[:sb], cmd.p[0][:sb], cmd.p[1][:sb]
+                # dense weights are row-major k x n; a packed N:M tile is column by column (a column's
+                # k kept rows, then the next column's), its input row (k / N) M dense bytes
+                w_step, w_k_step, w_n_step, in_row_step = n_s_, _times(n_s_, R), Const(C, sb), k_s
+                if patterns:
+                    nm_cmd = cmd.nm != 0
+                    w_step, w_k_step = Mux(nm_cmd, 1, n_s_), Mux(nm_cmd, R, w_k_step)
+                    w_n_step, in_row_step = Mux(nm_cmd, _times(k_s, C), C), Mux(nm_cmd, cmd.kd[:sb], k_s)
+                    mk = Mux(nm_cmd, cmd.mkd[:sb], mk)
                 w_row, w_tile, w_col, w_b = self._regs(m, sb, "ws_w", ("row", "tile", "col", "batch"))
                 i_row, i_tile, i_b = self._regs(m, sb, "ws_in", ("row", "tile", "batch"))
                 with m.If(~ph):
-                    m.d.comb += w_row.next.eq(w_row.cur + n_s_)
+                    m.d.comb += w_row.next.eq(w_row.cur + w_step)
                 with m.If(ph & ~end_phase):
-                    m.d.comb += i_row.next.eq(i_row.cur + k_s)
+                    m.d.comb += i_row.next.eq(i_row.cur + in_row_step)
                 with m.If(adv & ~last_i):
-                    m.d.comb += [x.next.eq(w_tile.cur + _times(n_s_, R)) for x in (w_row, w_tile)]
-                    m.d.comb += [x.next.eq(i_tile.cur + R) for x in (i_row, i_tile)]
+                    m.d.comb += [x.next.eq(w_tile.cur + w_k_step) for x in (w_row, w_tile)]
+                    m.d.comb += [x.next.eq(i_tile.cur + in_step) for x in (i_row, i_tile)]
                 with m.Elif(adv & ~last_o):
-                    m.d.comb += [x.next.eq(w_col.cur + C) for x in (w_row, w_tile, w_col)]
+                    m.d.comb += [x.next.eq(w_col.cur + w_n_step) for x in (w_row, w_tile, w_col)]
                     m.d.comb += [x.next.eq(i_b.cur) for x in (i_row, i_tile)]
                 with m.Elif(adv):
                     m.d.comb += [x.next.eq(w_b.cur + kn) for x in (w_row, w_tile, w_col, w_b)]
                     m.d.comb += [x.next.eq(i_b.cur + mk) for x in (i_row, i_tile, i_b)]
-                takes = mine & ~fdone & Mux(ph, array.inputs.ready, array.weights.ready)
+                takes = mine & ~fdone & Mux(ph, in_ready, w_ready)
                 ws_b_addr = self._select(m, (w_row, w_tile, w_col, w_b), head.f[5][:sb], takes, busy, start, finish)
                 first = self._select(m, (i_row, i_tile, i_b), head.f[4][:sb], takes, busy, start, finish)
                 ws_a_addr = [(first + i)[:sb] for i in range(R)]
+                if patterns:
+                    # the command the next cycle's operands are for: its pattern, k and index base
+                    running = busy & ~finish
+                    next_nm = Mux(running, cur.nm, head.nm)
+                    lane_k = Mux(running, cur.f[1], head.f[1])[:sb]
+                    nmx = Mux(running, cur.nmx, head.nmx)
+                    for p_i, p in enumerate(patterns):  # input lane g: group g, M bytes from g * M
+                        for g in range(R // p.n):
+                            ws_a_addr[g] = Mux(next_nm == p_i + 1, (first + g * p.m)[:sb], ws_a_addr[g])
+                    # the next cycle preloads an N:M fold: the counters restart (a command's first
+                    # beat is a weight) or the running command's phase is (or stays) the weights'
+                    preload = Signal(name="nm_preload_next")
+                    m.d.comb += preload.eq((next_nm != 0) & Mux(pick_head, 1, Mux(active & mine, ~nph, ~ph)))
+                    for j in range(C):  # column j's kept value k bytes after column j - 1's, and its index
+                        value_addr = Signal(sb, name=f"nm_value_addr_{j}")
+                        index_bit = Signal(sb + 3, name=f"nm_index_bit_{j}")
+                        m.d.comb += value_addr.eq(ws_b_addr + _times(lane_k, j))
+                        index_at = Const(0, sb + 3)
+                        for p_i, p in enumerate(patterns):
+                            index_at = Mux(next_nm == p_i + 1, _times(value_addr, p.index_bits), index_at)
+                        m.d.comb += [index_bit.eq(nmx + index_at), sp.r_addr[index_lane(j)].eq(index_bit >> 3)]
+                        if j < R:  # an input lane, idle in the preload
+                            ws_a_addr[j] = Mux(preload, value_addr, ws_a_addr[j])
+                        else:
+                            m.d.comb += sp.r_addr[value_lane(j)].eq(value_addr)
+                        m.d.sync += nm_offset[j].eq(index_bit[:3])
                 # results: row os_ of k tile oi, n tile oo
                 m.d.comb += array.outputs.ready.eq(1)
-                got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 0)
+                out_valid, out_row = array.outputs.valid, list(array.outputs.payload.data)
+                for p_i, tile in enumerate(sparse_tiles):  # one tile runs at a time: the output's
+                    m.d.comb += tile.outputs.ready.eq(1)
+                    out_valid = out_valid | tile.outputs.valid
+                    out_row = [Mux(out.nm == p_i + 1, t, d) for t, d in zip(tile.outputs.payload.data, out_row,
+                                                                             strict=True)]
+                got = out_valid & ovalid[0] & (out.flags[:2] == 0)
                 o_last_m, o_last_kt, o_last_nt, o_last_b = out.last[0], out.last[5], out.last[6], out.last[3]
 
                 # the first word of output row os_ of n tile oo, that of the tile's row 0 and of the
@@ -902,7 +1061,7 @@ class NPU(wiring.Component):
                     for j in range(C):
                         col = oo * C + j
                         m.d.comb += acc.w_mask[j].eq(col < on)
-                rows[df] = (list(array.outputs.payload.data), (oi == 0) & ~oacc)  # a k tile's first: written
+                rows[df] = (out_row, (oi == 0) & ~oacc)  # a k tile's first: written
                 last_out = got & (os_ == o_last_m) & (oi == o_last_kt) & (oo == o_last_nt) & (ob == o_last_b)
                 n_s, n_i, n_o, n_b = (Signal.like(x, name=f"ws_out_next_{n}") for x, n in
                                       ((os_, "step"), (oi, "inner"), (oo, "outer"), (ob, "b")))

@@ -23,6 +23,15 @@ accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented he
              (:func:`sim.numerics.systolic_tile`) is written to (``accumulate``: added to, with the
              accumulator format's overflow) the row-major ``m x n`` int32 elements at accumulator
              byte ``output_addr + 4 b m n``.
+``Compute``  N:M (``sparsity`` set; ``k`` is the compressed reduction, whole groups of ``N``): the
+  (N:M)      weights are the ``compressed_bytes(batch k n)`` bytes at ``weight_addr`` (or its block)
+             as :func:`sim.numerics.pack_entries` stores them and ``sim.execute`` reads a packed tile:
+             the value stream, then the index stream, entries product by product, column by column,
+             kept row by kept row; kept row ``r`` of column ``j`` is slot ``r % N`` of group ``r // N``,
+             its value weighting dense row ``(r // N) M + index``. The input is the row-major
+             ``m x (k / N) M`` dense reduction the groups cover, at ``input_addr + b m (k / N) M``;
+             ``y = x @ w`` is :func:`sim.numerics.nm_gemm` of the compressed operand (indices must be
+             strictly increasing within a group, as :class:`sim.numerics.NMCompressed` requires).
 ``Vector``   timing only in this version: its data is not modelled (and the NPU moves none).
 
 Accumulator elements are little-endian 4-byte words at 4-byte aligned byte addresses.
@@ -38,7 +47,8 @@ import numpy as np
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.hardware import Accelerator
 from sim.execute import block_offsets
-from sim.numerics import apply_overflow, saturate, systolic_tile
+from sim.numerics import NMCompressed, apply_overflow, nm_gemm, saturate, systolic_tile
+from sim.sparsity import unpack_entries
 
 __all__ = ["Memories", "execute"]
 
@@ -58,6 +68,15 @@ def _codes(raw: bytes, signed: bool) -> np.ndarray:
 
 def _elements(acc: bytearray, addr: int, count: int) -> np.ndarray:
     return np.frombuffer(bytes(acc[addr:addr + 4 * count]), dtype="<i4").astype(np.int64)
+
+
+def _dense_k(cmd: Compute) -> int:
+    """The dense reduction an N:M compute's ``k`` kept rows cover: ``(k / N) M``."""
+    nm = cmd.sparsity
+    assert nm is not None
+    if cmd.k % nm.n:
+        raise ValueError(f"execute: command {cmd.id} keeps {cmd.k} rows, not whole groups of {nm.n} ({nm} sparsity)")
+    return cmd.k // nm.n * nm.m
 
 
 def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scratchpad: bytes | None = None,
@@ -110,15 +129,29 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
         elif isinstance(cmd, Move):
             write(mem.scratchpad, cmd.addr, cmd.dst, requantized(cmd.src_addr, cmd.size_bytes))
         elif isinstance(cmd, Compute):
-            m, k, n = cmd.m, cmd.k, cmd.n
-            xs = read(mem.scratchpad, cmd.input_addr, cmd.input_block, cmd.batch * m * k)
-            ws = read(mem.scratchpad, cmd.weight_addr, cmd.weight_block, cmd.batch * k * n)
+            m, k, n, nm = cmd.m, cmd.k, cmd.n, cmd.sparsity
+            kd = k if nm is None else _dense_k(cmd)
+            xs = read(mem.scratchpad, cmd.input_addr, cmd.input_block, cmd.batch * m * kd)
+            if nm is None:
+                ws = read(mem.scratchpad, cmd.weight_addr, cmd.weight_block, cmd.batch * k * n)
+            else:
+                count = cmd.batch * k * n
+                raw = read(mem.scratchpad, cmd.weight_addr, cmd.weight_block, nm.compressed_bytes(count, 8))
+                values, indices = unpack_entries(np.frombuffer(raw, dtype=np.uint8), count, value_bits=8,
+                                                 index_bits=nm.index_bits, signed=a.weight_format.signed)
             for b in range(cmd.batch):
                 oa = cmd.output_addr + 4 * b * m * n
-                x = _codes(xs[b * m * k:(b + 1) * m * k], a.input_format.signed).reshape(m, k)
-                w = _codes(ws[b * k * n:(b + 1) * k * n], a.weight_format.signed).reshape(k, n)
-                y = systolic_tile(x, w, dataflow=cmd.dataflow, a_format=a.input_format, b_format=a.weight_format,
-                                  acc_format=a.accumulator_format).reshape(-1)
+                x = _codes(xs[b * m * kd:(b + 1) * m * kd], a.input_format.signed).reshape(m, kd)
+                if nm is None:
+                    w = _codes(ws[b * k * n:(b + 1) * k * n], a.weight_format.signed).reshape(k, n)
+                    y = systolic_tile(x, w, dataflow=cmd.dataflow, a_format=a.input_format,
+                                      b_format=a.weight_format, acc_format=a.accumulator_format).reshape(-1)
+                else:
+                    # entries of product b: (n, k) column by column; kept row r is (group r // N, slot r % N)
+                    grouped = [v[b * k * n:(b + 1) * k * n].reshape(n, k).T.reshape(k // nm.n, nm.n, n)
+                               for v in (values, indices)]
+                    c = NMCompressed(*grouped, nm.n, nm.m, kd, a.weight_format)
+                    y = nm_gemm(x, c, a_format=a.input_format, acc_format=a.accumulator_format).reshape(-1)
                 if cmd.accumulate:
                     old = _elements(mem.accumulator, oa, m * n)
                     y = np.array([apply_overflow(int(o) + int(v), a.accumulator_format)

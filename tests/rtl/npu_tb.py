@@ -24,6 +24,7 @@ from cocotb.utils import get_sim_time
 
 from accel.config import load
 from accel.encoding import decode_program
+from accel.hardware import Sparsity
 from mapper.plan import Plan
 from rtl.cocotb_runner import testbench_parameters
 from rtl.npu.golden import execute
@@ -92,6 +93,9 @@ async def _run_program(dut: object, name: str) -> None:
         arch = dataclasses.replace(arch, name=f"fpga-small-{parameters['rows']}x{parameters['cols']}",
                                    array=dataclasses.replace(arch.array, rows=parameters["rows"],
                                                              cols=parameters["cols"]))
+    if parameters.get("sparsity"):  # the N:M patterns the design runs
+        arch = dataclasses.replace(arch, array=dataclasses.replace(
+            arch.array, sparsity=tuple(Sparsity.parse(p) for p in parameters["sparsity"])))
     spec = parameters["programs"][name]
     image = bytes.fromhex(spec["image"])
     reference = decode_program(bytes.fromhex(spec.get("reference_image", spec["image"])))
@@ -196,6 +200,18 @@ async def mapper_mlp3_resident(dut: object) -> None:
 
 
 @cocotb.test()
+async def nm_tile(dut: object) -> None:
+    """2:4 computes (two products, partial folds) back to back with dense WS computes on the same bytes."""
+    await _run_program(dut, "nm_tile")
+
+
+@cocotb.test()
+async def mapper_gemm_2of4(dut: object) -> None:
+    """The mapper's program for a 16x32 @ 32x16 layer sparsified 2:4 (N:M computes on packed weights)."""
+    await _run_program(dut, "mapper_gemm_2of4")
+
+
+@cocotb.test()
 async def corrupted_command(dut: object) -> None:
     """The NPU runs a program with one command changed; the expectations are the original's."""
     await _run_program(dut, "corrupted_command")
@@ -205,3 +221,15 @@ async def corrupted_command(dut: object) -> None:
 async def corrupted_timing(dut: object) -> None:
     """The same with a load 4 bytes longer: the data agree, the cycles must not."""
     await _run_program(dut, "corrupted_timing")
+
+
+@cocotb.test()
+async def corrupted_nm_command(dut: object) -> None:
+    """The 2:4 GEMM with its last compute reading its packed weights a byte off."""
+    await _run_program(dut, "corrupted_nm_command")
+
+
+@cocotb.test()
+async def refused_nm_pattern(dut: object) -> None:
+    """The 2:4 GEMM with a compute claiming 1:4, which the design does not have (last: it stops in error)."""
+    await _run_program(dut, "refused_nm_pattern")

@@ -31,6 +31,12 @@ def test_npu_refuses_what_this_version_cannot_build() -> None:
     with pytest.raises(ConfigError, match=r"accumulator words must be a power of two, at least 4 \(its banks\), "
                                           r"not 192"):
         NPU(odd)
+    from accel.hardware import Sparsity
+    narrow = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad, banks=2),
+                                 array=dataclasses.replace(arch.array, sparsity=(Sparsity(2, 8),)))
+    with pytest.raises(ConfigError, match=r"the scratchpad must read a group of M bytes a cycle \(at most 5\) to run "
+                                          r"2:8 sparsity"):
+        NPU(narrow)
 
 
 def test_the_command_line_unit_is_the_npu_of_the_arch() -> None:
@@ -99,8 +105,9 @@ def test_golden_model_moves_into_a_scratchpad_block() -> None:
 
 
 def test_refusal_names_what_the_decoder_refuses() -> None:
-    """rtl.npu.core.refusal states the decoder's ``supported`` test: split folds, N:M, operand blocks,
-    a dataflow the design lacks, transfer rows that are not whole beats; everything else runs."""
+    """rtl.npu.core.refusal states the decoder's ``supported`` test: split folds, N:M patterns the design
+    lacks (or not WS, or not whole groups), operand blocks, a dataflow the design lacks, transfer rows
+    that are not whole beats; everything else runs."""
     from accel.hardware import Sparsity
     from rtl.npu.core import refusal
 
@@ -108,7 +115,15 @@ def test_refusal_names_what_the_decoder_refuses() -> None:
     tile = Compute(id=0, layer="t", m=4, k=4, n=4, dataflow=Dataflow.WS)
     assert refusal(arch, tile) is None
     assert refusal(arch, dataclasses.replace(tile, fill=False)) == "splits a fold"
-    assert refusal(arch, dataclasses.replace(tile, sparsity=Sparsity(2, 4))) == "is N:M sparse"
+    sparse = dataclasses.replace(tile, sparsity=Sparsity(2, 4))
+    assert refusal(arch, sparse) == "is 2:4 sparse, a pattern the array does not have"
+    nm = dataclasses.replace(arch, array=dataclasses.replace(arch.array, sparsity=(Sparsity(2, 4),)))
+    assert refusal(nm, sparse) is None
+    assert refusal(nm, dataclasses.replace(sparse, dataflow=Dataflow.OS)) == \
+        "is 2:4 sparse on OS (N:M computes are weight-stationary)"
+    assert refusal(nm, dataclasses.replace(sparse, k=5)) == "keeps 5 rows, not whole groups of 2"
+    assert refusal(nm, dataclasses.replace(sparse, sparsity=Sparsity(1, 4))) == \
+        "is 1:4 sparse, a pattern the array does not have"
     assert refusal(arch, dataclasses.replace(tile, input_block=Block(rows=4, row_bytes=4, row_stride=8))) \
         == "reads an operand in place through a block"
     assert refusal(arch, dataclasses.replace(tile, dataflow=Dataflow.IS)) == \
@@ -117,3 +132,38 @@ def test_refusal_names_what_the_decoder_refuses() -> None:
     assert refusal(arch, load_) == "moves rows of 6 bytes, not whole 4-byte beats"
     whole = dataclasses.replace(load_, size_bytes=16, dram=Block(rows=2, row_bytes=8, row_stride=16))
     assert refusal(arch, whole) is None
+
+
+def test_golden_model_runs_nm_computes_from_the_compressed_bytes() -> None:
+    """An N:M compute (2:4, two products) reads its weights as sim.execute reads a packed tile (the
+    values, then the 2-bit indices, column by column) and its input as the dense reduction the groups
+    cover: the result is sim.numerics.nm_gemm of each product's compressed weights, which is the
+    dense product with the pruned weights; accumulate adds to it."""
+    from accel.hardware import Sparsity
+    from sim.numerics import nm_compress, nm_gemm, nm_prune, systolic_tile
+    from sim.sparsity import pack_entries
+
+    arch = dataclasses.replace(load("fpga-small"), array=dataclasses.replace(
+        load("fpga-small").array, sparsity=(Sparsity(2, 4),)))
+    nm, batch, m, kd, n = Sparsity(2, 4), 2, 5, 12, 7
+    k = nm.compressed_k(kd)  # 6 kept rows of 12
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, (batch, m, kd))
+    w = rng.integers(-128, 128, (batch, kd, n))
+    kept = [nm_compress(w[b], nm.n, nm.m) for b in range(batch)]
+    values = np.stack([c.values.reshape(k, n).T for c in kept])  # (batch, n, k): column by column
+    indices = np.stack([c.indices.reshape(k, n).T for c in kept])
+    packed = pack_entries(values, indices, value_bits=8, index_bits=nm.index_bits)
+    assert packed.size == nm.compressed_bytes(batch * k * n, 8) == 84 + 21
+    sp = bytearray(arch.scratchpad.size_bytes)
+    sp[0:x.size] = x.astype(np.int8).tobytes()
+    sp[512:512 + packed.size] = packed.tobytes()
+    cmd = Compute(id=0, layer="t", m=m, k=k, n=n, batch=batch, dataflow=Dataflow.WS, input_addr=0,
+                  weight_addr=512, output_addr=64, sparsity=nm)
+    mem = execute(arch, (cmd, dataclasses.replace(cmd, id=1, accumulate=True)), b"", scratchpad=bytes(sp))
+    y = np.frombuffer(bytes(mem.accumulator[64:64 + 4 * batch * m * n]), "<i4").reshape(batch, m, n)
+    for b in range(batch):
+        assert np.array_equal(y[b], 2 * nm_gemm(x[b], kept[b]))
+        assert np.array_equal(y[b], 2 * systolic_tile(x[b], nm_prune(w[b], nm.n, nm.m), dataflow="ws"))
+    with pytest.raises(ValueError, match=r"keeps 5 rows, not whole groups of 2 \(2:4 sparsity\)"):
+        execute(arch, (dataclasses.replace(cmd, k=5),), b"", scratchpad=bytes(sp))

@@ -18,18 +18,24 @@ import dataclasses
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from accel.commands import Buffer, Compute, Load, Move, Store, Vector
 from accel.config import load
 from accel.encoding import decode_program, encode_program
-from accel.hardware import Dataflow
+from accel.hardware import Dataflow, Sparsity
 from mapper import map_graph
+from mapper.emit import dram_addresses
 from mapper.options import MapOptions
 from mapper.plan import Plan
 from rtl.cocotb_runner import run_cocotb
-from rtl.npu import NPU
+from rtl.npu import NPU, execute
+from rtl.npu.core import refusal
+from sim.numerics import nm_compress, nm_prune
+from sim.sparsity import pack_entries
 from workloads.builder import GraphBuilder
+from workloads.sparsity import sparsify
 
 TESTBENCH = Path(__file__).with_name("npu_tb.py")
 WS, OS, ACC = Dataflow.WS, Dataflow.OS, Buffer.ACCUMULATOR
@@ -72,6 +78,44 @@ def dependency_chain() -> tuple:
         Store(id=10, layer="c", deps=(6,), tensor="z", size_bytes=16, buffer=Buffer.SCRATCHPAD, addr=256,
               dram_addr=640),
     )
+
+
+NM_TILE = dict(m=5, k=6, n=7, batch=2, dense_k=12, weights_at=128)
+"""The shape of :func:`nm_tile`'s 2:4 products (``k`` kept rows of ``dense_k``) and where its packed
+weights are in DRAM."""
+
+
+def nm_tile() -> tuple:
+    """2:4 computes (two 5 x 12 @ 12 x 7 products, 6 kept rows: partial folds, masked rows and columns)
+    back to back with dense WS computes reading the same bytes, overwriting and accumulating."""
+    t = NM_TILE
+    dense = dict(m=5, k=6, n=7, dataflow=WS, input_addr=0, weight_addr=256)
+    sparse = dict(m=t["m"], k=t["k"], n=t["n"], batch=t["batch"], dataflow=WS, input_addr=0, weight_addr=256,
+                  sparsity=Sparsity(2, 4))
+    weight_bytes = Sparsity(2, 4).compressed_bytes(t["batch"] * t["k"] * t["n"], 8)
+    return (
+        Load(id=0, layer="t", tensor="x", size_bytes=t["batch"] * t["m"] * t["dense_k"], addr=0, dram_addr=0),
+        Load(id=1, layer="t", tensor="w", size_bytes=weight_bytes, addr=256, dram_addr=t["weights_at"]),
+        Compute(id=2, layer="t", deps=(0, 1), output_addr=512, **dense),
+        Compute(id=3, layer="t", deps=(0, 1), output_addr=0, **sparse),
+        Compute(id=4, layer="t", deps=(3,), output_addr=0, accumulate=True, **sparse),
+        Compute(id=5, layer="t", deps=(2,), output_addr=512, accumulate=True, **dense),
+        Store(id=6, layer="t", deps=(4,), tensor="y", size_bytes=70, buffer=ACC, addr=0, dram_addr=512),
+        Store(id=7, layer="t", deps=(5,), tensor="z", size_bytes=35, buffer=ACC, addr=512, dram_addr=640),
+    )
+
+
+def nm_tile_dram(rng: random.Random, size: int) -> bytes:
+    """Small random codes, and at ``weights_at`` :func:`nm_tile`'s packed weights: each product's
+    random ``dense_k x n`` matrix compressed 2:4, values then indices, column by column."""
+    t, nm = NM_TILE, Sparsity(2, 4)
+    dram = bytearray(rng.randrange(-3, 4) & 0xFF for _ in range(size))
+    kept = [nm_compress(np.array([rng.randrange(-128, 128) for _ in range(t["dense_k"] * t["n"])]).reshape(
+        t["dense_k"], t["n"]), nm.n, nm.m) for _ in range(t["batch"])]
+    values, indices = (np.stack([getattr(c, f).reshape(t["k"], t["n"]).T for c in kept]) for f in ("values", "indices"))
+    data = pack_entries(values, indices, value_bits=8, index_bits=nm.index_bits).tobytes()
+    dram[t["weights_at"]:t["weights_at"] + len(data)] = data
+    return bytes(dram)
 
 
 def mapper_gemm(arch, m: int = 16, k: int = 32, n: int = 16) -> tuple:  # noqa: ANN001
@@ -132,13 +176,60 @@ def resident_plan(arch) -> Plan:  # noqa: ANN001
     return map_graph(graph.build(), arch, MapOptions(allocator="ilp", scratchpad_bytes=4096))
 
 
-def design(rows: int, cols: int):  # noqa: ANN201
-    """fpga-small with a ``rows x cols`` array (the testbench derives the same from the parameters)."""
+def design(rows: int, cols: int, sparsity: tuple[str, ...] = ()):  # noqa: ANN201
+    """fpga-small with a ``rows x cols`` array and the N:M ``sparsity`` patterns (the testbench derives
+    the same from the parameters)."""
     arch = load("fpga-small")
-    if (rows, cols) == (arch.array.rows, arch.array.cols):
-        return arch
-    return dataclasses.replace(arch, name=f"fpga-small-{rows}x{cols}",
-                               array=dataclasses.replace(arch.array, rows=rows, cols=cols))
+    if (rows, cols) != (arch.array.rows, arch.array.cols):
+        arch = dataclasses.replace(arch, name=f"fpga-small-{rows}x{cols}",
+                                   array=dataclasses.replace(arch.array, rows=rows, cols=cols))
+    if sparsity:
+        arch = dataclasses.replace(arch, name=f"{arch.name}-{'-'.join(sparsity)}", array=dataclasses.replace(
+            arch.array, sparsity=tuple(Sparsity.parse(p) for p in sparsity)))
+    return arch
+
+
+def nm_gemm_plan(arch, m: int = 16, k: int = 32, n: int = 16, pattern: str = "2:4") -> Plan:  # noqa: ANN001
+    """The mapper's plan of an ``m x k @ k x n`` fully connected layer sparsified ``pattern``: on a design
+    with the pattern, WS computes of the compressed reduction reading packed weight tiles."""
+    graph = GraphBuilder("fc")
+    graph.linear(graph.input("x", (m, k)), n, bias=False, name="fc")
+    return map_graph(sparsify(graph.build(), pattern), arch)
+
+
+def nm_weights(plan: Plan, codes: np.ndarray) -> dict[int, bytes]:
+    """The DRAM bytes of a plan's N:M weights ``codes`` (``k x n``) by address: each packed tile of
+    ``plan.weight_tiles`` (kept values, then indices, column by column) as sim.execute writes them."""
+    (name, tiles), = plan.weight_tiles.items()
+    nm = next(c.sparsity for c in plan.commands if isinstance(c, Compute))
+    kept = nm_compress(codes, nm.n, nm.m)
+    values, indices = (v.reshape(-1, kept.cols)[None] for v in (kept.values, kept.indices))  # (1, kept k, n)
+    base = dram_addresses(plan.graph, plan.arch)[0][name]
+    out = {}
+    for tile in tiles:
+        (b0, k0, n0), (tb, tk, tn) = tile.origin, tile.extent
+        block = np.s_[b0:b0 + tb, k0:k0 + tk, n0:n0 + tn]
+        data = pack_entries(values[block].transpose(0, 2, 1), indices[block].transpose(0, 2, 1), value_bits=8,
+                            index_bits=nm.index_bits)
+        assert data.size == tile.size_bytes, (tile, data.size)
+        out[base + tile.offset] = data.tobytes()
+    return out
+
+
+def nm_dram(plan: Plan, rng: random.Random, size: int) -> tuple[bytes, np.ndarray]:
+    """Small random codes (``[-3, 4)``) everywhere, the plan's weights packed where its loads read them;
+    and the dense weights (before pruning)."""
+    dram = bytearray(rng.randrange(-3, 4) & 0xFF for _ in range(size))
+    k, n = _weight_shape(plan)
+    codes = np.array([rng.randrange(-3, 4) for _ in range(k * n)]).reshape(k, n)
+    for addr, data in nm_weights(plan, codes).items():
+        dram[addr:addr + len(data)] = data
+    return bytes(dram), codes
+
+
+def _weight_shape(plan: Plan) -> tuple[int, int]:
+    gemm = next(layer.gemm for layer in plan.graph.layers if layer.gemm is not None)
+    return gemm.k, gemm.n
 
 
 def _dram_bytes(commands: tuple) -> int:
@@ -155,8 +246,17 @@ PROGRAMS = {
     "mapper_mlp": mapper_mlp,
     "mapper_conv": mapper_conv,
     "mapper_mlp3_resident": lambda arch: resident_plan(arch).commands,
+    "nm_tile": lambda arch: nm_tile(),
+    "mapper_gemm_2of4": lambda arch: nm_gemm_plan(arch).commands,
 }
 """The valid programs by name (npu_tb.py has one cocotb test of each name), for an arch."""
+
+NM_DRAMS = {
+    "nm_tile": lambda arch, rng, size: nm_tile_dram(rng, size),
+    "mapper_gemm_2of4": lambda arch, rng, size: nm_dram(nm_gemm_plan(arch), rng, size)[0],
+}
+"""The programs whose DRAM holds packed N:M weights of real (pruned) matrices, so valid indices (by
+name: the image, for an arch, a random source and a size)."""
 
 CORRUPTED = {
     # the mapper's last compute (whose results reach DRAM) reads its weights one byte off: the data differ
@@ -165,6 +265,14 @@ CORRUPTED = {
     # the first load moves 4 bytes more: only the cycles differ
     "corrupted_timing": ("dependency_chain", lambda cmds: 0,
                          lambda cmd: dataclasses.replace(cmd, size_bytes=cmd.size_bytes + 4)),
+    # the 2:4 GEMM's last compute reads its packed weights one byte off (values and indices shift)
+    "corrupted_nm_command": ("mapper_gemm_2of4",
+                             lambda cmds: max(i for i, c in enumerate(cmds) if isinstance(c, Compute)),
+                             lambda cmd: dataclasses.replace(cmd, weight_addr=cmd.weight_addr + 1)),
+    # its first compute claims 1:4, a pattern the design does not have: the decoder refuses the program
+    "refused_nm_pattern": ("mapper_gemm_2of4",
+                           lambda cmds: next(i for i, c in enumerate(cmds) if isinstance(c, Compute)),
+                           lambda cmd: dataclasses.replace(cmd, sparsity=Sparsity(1, 4))),
 }
 """Programs with one command changed, run against the expectations of the original: (original, the
 index of the command to change, the change)."""
@@ -178,9 +286,13 @@ def _programs(arch, names: tuple[str, ...]) -> dict[str, dict[str, str]]:  # noq
              any(name == CORRUPTED[c][0] for c in names if c in CORRUPTED)}
     out = {}
     for name, commands in valid.items():
-        # full-range bytes saturate the requantizing reads; small codes keep the mapper's k=32 sums in range
-        low, high = (0, 256) if name == "gemm_tile" else (-3, 4)
-        dram = bytes(rng.randrange(low, high) & 0xFF for _ in range(max(1024, _dram_bytes(commands))))
+        size = max(1024, _dram_bytes(commands))
+        if name in NM_DRAMS:
+            dram = NM_DRAMS[name](arch, rng, size)
+        else:
+            # full-range bytes saturate the requantizing reads; small codes keep the mapper's k=32 sums in range
+            low, high = (0, 256) if name == "gemm_tile" else (-3, 4)
+            dram = bytes(rng.randrange(low, high) & 0xFF for _ in range(size))
         out[name] = {"image": encode_program(commands).hex(), "dram": dram.hex()}
     for name in names:
         if name in CORRUPTED:
@@ -243,18 +355,36 @@ def test_the_mapper_programs_move_strided_blocks_in_whole_beats() -> None:
     assert moves and all(_strided(b) for b in moves), moves
 
 
-@pytest.mark.rtl
-@pytest.mark.parametrize("name", DESIGNS)
-def test_npu_runs_programs_bit_and_cycle_exact_on_icarus(name: str, tmp_path: Path) -> None:
-    """Every valid program matches golden and the simulator's trace; every corrupted one fails, for the
-    reason its corruption must cause (data: DRAM differs; timing: only the cycles)."""
-    (rows, cols), names = DESIGNS[name]
-    arch = design(rows, cols)
+def test_the_mappers_2of4_gemm_runs_nm_computes_that_golden_computes() -> None:
+    """What mapper_gemm_2of4 runs: on a 4x4 fpga-small with 2:4, the 16x32 @ 32x16 layer sparsified
+    2:4 is four WS computes of 8 kept rows (16 dense) on packed weight tiles, none refused (fpga-small
+    without the pattern refuses them); golden's output in DRAM is the layer's saturated product with
+    the pruned weights (an independent numpy computation: sim.execute needs a quantized graph)."""
+    arch = design(*NM_DESIGNS["4x4-2:4"][0], NM_DESIGNS["4x4-2:4"][1])
+    plan = nm_gemm_plan(arch)
+    computes = [c for c in plan.commands if isinstance(c, Compute)]
+    assert len(computes) == 4 and all(c.sparsity == Sparsity(2, 4) and c.k == 8 for c in computes), computes
+    assert not [refusal(arch, c) for c in plan.commands if refusal(arch, c)]
+    assert refusal(design(4, 4), computes[0]) == "is 2:4 sparse, a pattern the array does not have"
+    dram, w = nm_dram(plan, random.Random(3), max(1024, _dram_bytes(plan.commands)))
+    addr = dram_addresses(plan.graph, arch)[0]
+    x = np.frombuffer(dram[addr["x"]:addr["x"] + 16 * 32], np.int8).reshape(16, 32).astype(np.int64)
+    y = np.frombuffer(bytes(execute(arch, plan.commands, dram).dram[addr["fc"]:addr["fc"] + 256]), np.int8)
+    assert np.array_equal(y.reshape(16, 16), np.clip(x @ nm_prune(w, 2, 4), -128, 127))
+
+
+def _run_on_icarus(name: str, rows: int, cols: int, names: tuple[str, ...], tmp_path: Path,
+                   sparsity: tuple[str, ...] = ()) -> dict:
+    """Build the NPU of ``design(rows, cols, sparsity)`` once, run ``names`` on it, and check that every
+    valid program passed; the cases by name."""
+    arch = design(rows, cols, sparsity)
     programs = _programs(arch, names)
     words = max(len(p["image"]) // 8 for p in programs.values())
     size = max(len(decode_program(bytes.fromhex(p["image"]))) for p in programs.values())
     npu = NPU(arch, max_commands=size, program_words=words)
     parameters = {"rows": rows, "cols": cols, "max_commands": size, "program_words": words, "programs": programs}
+    if sparsity:
+        parameters["sparsity"] = list(sparsity)
     result = run_cocotb(toplevel="npu", component=npu, test_module=TESTBENCH, build_dir=tmp_path,
                         parameters=parameters, check=False)
     by_name = {case.name: case for case in result.cases if case.name in programs}
@@ -262,6 +392,16 @@ def test_npu_runs_programs_bit_and_cycle_exact_on_icarus(name: str, tmp_path: Pa
     for program in programs:
         if program not in CORRUPTED:
             assert by_name[program].passed, f"{name} {program}: {by_name[program].message}"
+    return by_name
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("name", DESIGNS)
+def test_npu_runs_programs_bit_and_cycle_exact_on_icarus(name: str, tmp_path: Path) -> None:
+    """Every valid program matches golden and the simulator's trace; every corrupted one fails, for the
+    reason its corruption must cause (data: DRAM differs; timing: only the cycles)."""
+    (rows, cols), names = DESIGNS[name]
+    by_name = _run_on_icarus(name, rows, cols, names, tmp_path)
     corrupted = by_name["corrupted_command"]
     assert not corrupted.passed, "a program with a corrupted command must not match the original's golden"
     assert "DRAM differed from rtl.npu.golden.execute" in corrupted.message
@@ -269,3 +409,26 @@ def test_npu_runs_programs_bit_and_cycle_exact_on_icarus(name: str, tmp_path: Pa
     assert not late.passed, "a program with a longer load must not match the original's trace"
     assert "command 0 (Load) ran [0, 39), simulator [0, 38)" in late.message
     assert "DRAM differed" not in late.message
+
+
+NM_DESIGNS = {
+    "4x4-2:4": ((4, 4), ("2:4",), ("gemm_tile", "mapper_gemm", "nm_tile", "mapper_gemm_2of4",
+                                   "corrupted_nm_command", "refused_nm_pattern")),
+}
+"""Designs with N:M patterns: fpga-small's array as (rows, cols), its ``sparsity``, and the programs its
+build runs (dense ones too: the dense tiles are beside the sparse one), in npu_tb.py's order."""
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("name", NM_DESIGNS)
+def test_npu_runs_nm_sparse_programs_bit_and_cycle_exact_on_icarus(name: str, tmp_path: Path) -> None:
+    """The mapper's 2:4 GEMM matches golden and the simulator's trace on a design with the pattern,
+    beside dense programs; the same program with a compute reading its packed weights a byte off
+    fails on the data, and one claiming a pattern the design lacks is refused by the decoder."""
+    (rows, cols), sparsity, names = NM_DESIGNS[name]
+    by_name = _run_on_icarus(name, rows, cols, names, tmp_path, sparsity)
+    corrupted = by_name["corrupted_nm_command"]
+    assert not corrupted.passed, "a 2:4 compute reading its weights a byte off must not match the original's golden"
+    assert "DRAM differed from rtl.npu.golden.execute" in corrupted.message
+    refused = by_name["refused_nm_pattern"]
+    assert not refused.passed and "the NPU refused the program (decoder error)" in refused.message, refused.message
