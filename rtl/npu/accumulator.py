@@ -151,11 +151,15 @@ class BankedAccumulator(wiring.Component):
         with chain(~placed):
             m.d.comb += self.conflict.eq(1)
 
-        def overlay(value, bank: int, row):  # noqa: ANN001, ANN202 - the waiting load words of a word
+        def overlay(value, bank: int, row, name: str):  # noqa: ANN001, ANN202 - the waiting load words of a word
+            # each slot's result is a signal: an expression would repeat the one before once per byte,
+            # 4 ** pending copies in the netlist (892,000 lines of RTLIL for fpga-small's 4 slots)
             for p in range(np_):
                 hit = p_valid[p] & (p_addr[p][:lg] == bank) & (p_addr[p][lg:ab] == row)
-                value = Cat(*(Mux(hit & p_en[p][i], p_data[p].word_select(i, 8), value.word_select(i, 8))
-                              for i in range(4)))
+                step = Signal(32, name=f"{name}_overlay_{p}")
+                m.d.comb += step.eq(Cat(*(Mux(hit & p_en[p][i], p_data[p].word_select(i, 8), value.word_select(i, 8))
+                                          for i in range(4))))
+                value = step
             return value
 
         # one copy of the banks per read group
@@ -173,7 +177,8 @@ class BankedAccumulator(wiring.Component):
                              rp.addr.eq(row_of(b, addr))]
                 row_r = Signal(range(rows), name=f"group_{group}_bank_{b}_row_r")
                 m.d.sync += row_r.eq(row_of(b, addr))
-                got.append(overlay(rp.data, b, row_r))  # load words still waiting in the cycle of the data
+                # load words still waiting in the cycle of the data
+                got.append(overlay(rp.data, b, row_r, f"group_{group}_bank_{b}"))
             for i in range(n):
                 bank = (base_r[:lg] + i)[:lg] if lg else base_r[:0]
                 value = Signal(32, name=f"group_{group}_word_{i}")
