@@ -352,13 +352,14 @@ def _operand_views(graph: Graph, layer: Layer, w: str | None) -> dict[str, Matri
 
 def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tuple[str, int]:
     """What the chunks of vector layer ``layer`` run along: ``("elements", E)`` for an element-wise layer
-    whose operands all have its output's shape (runs of its tensors in storage order), ``("bands", OH)``
-    for a (windowed) pool of images: runs of its ``OH`` output rows, each reading the input rows its
-    windows cover (:func:`pool_band`), all channels of every image: contiguous bytes in channels-last
-    storage; ``("channels", C)`` for a global pool or a depthwise convolution (all pixels of a run of
-    channels), ``("rows", R)`` for a
-    concatenation along the storage's columns (channels of an image; the last axis otherwise) of
-    tensors with its output's ``R`` storage rows (runs of whole rows), else ``("", 0)``."""
+    whose operands all have its output's shape (runs of its tensors in storage order), ``("bands", N OH)``
+    for a (windowed) pool of ``N`` images: runs of their output rows one image after another, each
+    reading the input rows its windows cover (:func:`pool_band`), all channels: contiguous bytes in
+    channels-last storage (:func:`_band_chunks` keeps a chunk to whole images or to rows of one);
+    ``("channels", C)`` for a global pool or a depthwise convolution (all pixels of a run of channels),
+    ``("rows", R)`` for a concatenation along the storage's columns (channels of an image; the last
+    axis otherwise) of tensors with its output's ``R`` storage rows (runs of whole rows), else
+    ``("", 0)``."""
     out = graph.tensors[layer.outputs[0]]
     if layer.op is OpKind.CONCAT:
         images = image_tensors(graph)

@@ -209,10 +209,10 @@ class _Emitter:
         and written in place; the streamed ones go through the working region.
 
         A chunk of an element-wise layer is a run of elements of its tensors in storage order; of a
-        windowed pool a run of output rows of every image, with the input rows their windows read; of
-        a per-channel layer (a global pool, a depthwise convolution) a run of channels, all pixels of
-        each (:func:`mapper.decide.chunking`). Inputs of a chunk are loaded one after another into a working half; the
-        output follows them there, or goes to its resident place."""
+        windowed pool a run of output rows (whole images, or rows of one), with the input rows their
+        windows read; of a per-channel layer (a global pool, a depthwise convolution) a run of
+        channels, all pixels of each (:func:`mapper.decide.chunking`). Inputs of a chunk are loaded one
+        after another into a working half; the output follows them there, or goes to its resident place."""
         layer, size, chunks, macs = decision.layer, decision.size_bytes, decision.chunks, decision.macs
         place = {t: self._place(t) for t in size}
         onchip_in = [d for t in decision.inputs if place[t] is not None for d in self.onchip.get(place[t][0], [])]
