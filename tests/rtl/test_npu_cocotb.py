@@ -9,7 +9,9 @@ intermediates the ILP allocator keeps in the scratchpad (data in the literal com
 rtl.npu.golden: a convolution's computes read their GEMM operands as laid out, and vector ops are
 timed only), and corrupted programs, which must fail. The mapper's programs move strided DRAM
 blocks (and the resident MLP a strided scratchpad block), which the golden model follows as
-sim.execute does.
+sim.execute does. A third build, 4x4 with 2:4 sparsity, runs N:M computes: the mapper's program for
+a GEMM layer sparsified 2:4 (its DRAM holds the packed tiles of a pruned matrix, as sim.execute
+writes them) and a hand-written one mixing them with dense computes, beside dense programs.
 """
 
 from __future__ import annotations
