@@ -20,7 +20,8 @@ Boards synthesize with the synthesis flow's own command (:func:`rtl.fpga.synth.s
 ``synth_ice40 -dsp`` maps multipliers to the iCE40's DSPs), so the multipliers a unit asks for are
 checked against the board's device (:data:`BOARDS` names it in :data:`accel.resources.DEVICES`)
 before any tool runs, and nextpnr's ``--report`` gives the utilisation and Fmax of the build
-(:attr:`BoardBuild.pnr`).
+(:attr:`BoardBuild.pnr`). nextpnr runs with :data:`NEXTPNR_OPTIONS` (ECP5: the electrostatic placer
+and router2).
 
 The platform's tools are pointed at the YoWASP commands through the environment variables
 amaranth reads (``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``) unless they
@@ -50,7 +51,7 @@ from rtl.fpga.nextpnr import PnrReport, find_tool, parse_report
 from rtl.fpga.synth import dsp_demand, synth_command
 from rtl.units import build_unit
 
-__all__ = ["BOARDS", "BoardBuild", "build_bitstream", "write_vivado_project"]
+__all__ = ["BOARDS", "NEXTPNR_OPTIONS", "BoardBuild", "build_bitstream", "write_vivado_project"]
 
 _log = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ _PROGRAMMERS = {
     "dfu-suffix": "install dfu-util (e.g. apt-get install dfu-util), which provides dfu-suffix",
 }
 _FAMILY_TOOLS = {"ice40": ("yosys", "nextpnr-ice40", "icepack"), "ecp5": ("yosys", "nextpnr-ecp5", "ecppack")}
+NEXTPNR_OPTIONS = {"ice40": "", "ecp5": "--placer static --router router2"}
+"""nextpnr's options per family besides the report. ECP5: the electrostatic placer and router2, with
+which the NPU host link routes on the ULX3S (README); with the default HeAP placer and router1 it did
+not: HeAP packed the design into the 52 columns next to the I/O pins (a third of the die) and the
+router could not resolve the overuse there."""
 
 
 @dataclass(frozen=True)
@@ -281,7 +287,7 @@ def build_bitstream(board: str, unit: str, *, options: Mapping[str, Any] | None 
             extra = {}
             if family != "xilinx":  # the synthesis flow's own options (iCE40: -dsp), and nextpnr's report
                 extra = {"synth_opts": synth_command(family).partition(" ")[2],
-                         "nextpnr_opts": f"--report {name}_nextpnr.json"}
+                         "nextpnr_opts": f"--report {name}_nextpnr.json {NEXTPNR_OPTIONS[family]}".rstrip()}
             platform.build(top, name=name, build_dir=str(out), do_program=program, **extra)
         except Exception as exc:  # amaranth raises its own BuildError / CalledProcessError
             raise ToolError(f"building {name} for {board} failed: {exc}") from None
