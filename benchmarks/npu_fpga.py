@@ -1,7 +1,8 @@
 """The NPU on ECP5: out-of-context synthesis (cells, block RAMs), then a board bitstream with its
 utilisation and Fmax; prints the figures and writes them as JSON.
 
-    python benchmarks/npu_fpga.py [--arch fpga-small] [--board versa-ecp5] [--no-build] [--out build/npu_fpga]
+    python benchmarks/npu_fpga.py [--arch fpga-small] [--board versa-ecp5] [--clock-mhz MHZ] [--no-build]
+                                  [--out build/npu_fpga]
 
 (``--board ulx3s`` is the 85F build of the README's figures).
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--board", default="versa-ecp5", help="ECP5 board of rtl.fpga.board.BOARDS")
     parser.add_argument("--max-commands", type=int, default=64)
     parser.add_argument("--program-words", type=int, default=2048)
+    parser.add_argument("--clock-mhz", type=float,
+                        help="the board build's NPU clock, from the PLL (default: the board's)")
     parser.add_argument("--no-build", action="store_true", help="stop after synthesis")
     parser.add_argument("--out", type=Path, default=Path("build/npu_fpga"))
     args = parser.parse_args(argv)
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if status == 0 and not args.no_build and figures["synthesis"]["fits"]:
         start = time.monotonic()
         try:
-            build = build_bitstream(args.board, "npu", options=options, build_dir=args.out / args.board)
+            board_options = options if args.clock_mhz is None else {**options, "clock_mhz": args.clock_mhz}
+            build = build_bitstream(args.board, "npu", options=board_options, build_dir=args.out / args.board)
             figures["build"] = {"bitstream": str(build.bitstream), "bitstream_bytes": build.bitstream.stat().st_size,
                                 "fmax_mhz": build.pnr.fmax_mhz if build.pnr else {},
                                 "timing_met": all(c.met for c in build.pnr.fmax) if build.pnr else None,

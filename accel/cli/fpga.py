@@ -100,11 +100,14 @@ def _design_arguments(parser: argparse.ArgumentParser, *, board: bool = False) -
     parser.add_argument("--program-words", type=int, help="npu: 32-bit words of program memory")
     if board:
         parser.add_argument("--dram-bytes", type=int, help="npu: bytes of the board's DRAM model (default 16384)")
+        parser.add_argument("--clock-mhz", type=float,
+                            help="npu on ECP5 boards: the NPU's clock, made by the FPGA's PLL from the board's "
+                                 "(default: the board's clock); the NPU counts its own cycles, so they do not change")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """The unit options given on the command line (only those given: each unit has its defaults)."""
-    names = ("rows", "cols", "dataflow", "arch", "max_commands", "program_words", "dram_bytes")
+    names = ("rows", "cols", "dataflow", "arch", "max_commands", "program_words", "dram_bytes", "clock_mhz")
     return {k: v for k in names if (v := getattr(args, k, None)) is not None}
 
 

@@ -9,7 +9,10 @@ UART command protocol around a WS tile: load weights, stream activations, read r
 counter) on the board's UART pins at ``baud`` (default 115200), for ``accel fpga run``. The unit
 ``npu`` puts :class:`rtl.fpga.npu_link.NPULink` there (the whole NPU of ``arch`` and a ``dram_bytes``
 DRAM model of block RAM behind the UART: program, DRAM bytes, start, status, cycles, trace), for
-``accel fpga run --design npu``; ``accel fpga synth --design npu`` is the bare NPU.
+``accel fpga run --design npu``; ``accel fpga synth --design npu`` is the bare NPU. Its option
+``clock_mhz`` (ECP5 boards) clocks it from the FPGA's PLL (:mod:`rtl.fpga.pll`) instead of the
+board's clock, for a design that does not meet the board's: the NPU counts its own cycles, so its
+cycle counts do not change, and the UART divisor follows the PLL's frequency.
 
 Xilinx boards (``arty-a7``, ``nexys4ddr``) build with Vivado, which cannot run here:
 :func:`write_vivado_project` writes amaranth-boards' Vivado project (Verilog, XDC constraints, the
@@ -42,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from amaranth.back import rtlil
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 
 from accel.errors import ConfigError, ToolError
 from accel.resources import device
@@ -97,7 +100,7 @@ class BoardBuild:
             for clock in self.pnr.fmax:
                 verdict = "met" if clock.met else "NOT met"
                 lines.append(f"  Fmax {clock.achieved_mhz:8.2f} MHz on {clock.clock} "
-                             f"(board clock {clock.constraint_mhz:g} MHz, {verdict})")
+                             f"(constraint {clock.constraint_mhz:g} MHz, {verdict})")
             for bel, (used, available) in self.pnr.utilization.items():
                 if used:
                     share = f" ({100 * used / available:.1f} %)" if available else ""
@@ -161,8 +164,20 @@ class _NPULinkTop(Elaboratable):
         from rtl.fpga.npu_link import NPULink
 
         o = self.options
+        clock_hz, pll = platform.default_clk_frequency, None
+        if o["clock_mhz"] is not None and o["clock_mhz"] * 1e6 != clock_hz:
+            from rtl.fpga.pll import ECP5PLLDomain
+
+            family = getattr(platform, "family", type(platform).__name__)
+            if family != "ecp5":  # the only family whose PLL this builds
+                raise ConfigError(f"unit 'npu' takes clock_mhz only on ECP5 boards (their PLL), not on {family}")
+            pll = ECP5PLLDomain(platform, o["clock_mhz"])
+            clock_hz = pll.frequency_hz
         m = Module()
-        divisor = round(platform.default_clk_frequency / o["baud"])
+        if pll is not None:
+            m.domains.sync = ClockDomain("sync", reset_less=True)  # the PLL's output, reset by GSR until it locks
+            m.submodules.pll = pll
+        divisor = round(clock_hz / o["baud"])
         m.submodules.link = link = NPULink(o["arch"], divisor, dram_bytes=o["dram_bytes"],
                                            max_commands=o["max_commands"], program_words=o["program_words"])
         uart = platform.request("uart", 0)
@@ -171,7 +186,7 @@ class _NPULinkTop(Elaboratable):
 
 
 NPU_BOARD_DEFAULTS = {"arch": "fpga-small", "max_commands": 256, "program_words": 8192, "dram_bytes": 16384,
-                      "baud": 115200}
+                      "baud": 115200, "clock_mhz": None}
 """The options of the board unit ``npu`` when not given (the NPU's are the ``npu`` unit's defaults)."""
 
 
@@ -187,6 +202,10 @@ def _npu_options(options: Mapping[str, Any]) -> dict[str, Any]:
         chosen["arch"] = load(chosen["arch"])
     for name in ("max_commands", "program_words", "dram_bytes", "baud"):
         chosen[name] = int(chosen[name])
+    if chosen["clock_mhz"] is not None:
+        chosen["clock_mhz"] = float(chosen["clock_mhz"])
+        if not chosen["clock_mhz"] > 0:
+            raise ConfigError(f"unit 'npu' clock_mhz must be positive, not {chosen['clock_mhz']:g}")
     return chosen
 
 

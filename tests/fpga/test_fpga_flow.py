@@ -229,3 +229,40 @@ def test_the_npu_board_top_is_the_npu_behind_the_uart(tmp_path) -> None:
     assert "synth_design -top npu_link" in (tmp_path / "npu_link.tcl").read_text()
     with pytest.raises(ConfigError, match=r"unit 'npu' on a board takes options .*, not rows"):
         write_vivado_project("arty-a7", "npu", options={"rows": 2}, build_dir=tmp_path / "bad")
+
+
+def test_the_ecp5_pll_dividers_are_ecpplls() -> None:
+    """The dividers prjtrellis' ecppll prints for 25 MHz in (the ULX3S's clock)."""
+    from rtl.fpga.pll import ecp5_pll_params
+
+    for out_mhz, (clki, clkfb, clkop) in ((15, (5, 3, 40)), (12.5, (2, 1, 48)), (20, (5, 4, 30))):
+        p = ecp5_pll_params(25, out_mhz)
+        assert (p.clki_div, p.clkfb_div, p.clkop_div) == (clki, clkfb, clkop)
+        assert p.output_mhz == pytest.approx(out_mhz) and p.vco_mhz == pytest.approx(600)
+    with pytest.raises(ConfigError, match=r"^An ECP5 PLL cannot make 0.001 MHz from 25 MHz \(closest: "):
+        ecp5_pll_params(25, 0.001)
+
+
+def test_the_npu_board_top_runs_from_the_pll_at_clock_mhz(tmp_path) -> None:
+    """``clock_mhz`` on an ECP5 board: the NPU link's ``sync`` domain is an EHXPLLL's output (nextpnr
+    derives its constraint from the board clock's and the dividers; no tool runs here); a Xilinx
+    board refuses it."""
+    import dataclasses
+
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from accel.config import load
+    from rtl.fpga.board import _top, write_vivado_project
+
+    arch = load("fpga-small")
+    arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad, size_bytes=1024))
+    options = {"arch": arch, "max_commands": 8, "program_words": 256, "dram_bytes": 1024, "clock_mhz": 15}
+    ULX3S_85F_Platform().build(_top("npu", options), name="npu_link", do_build=False).extract(str(tmp_path))
+    assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in (tmp_path / "npu_link.lpf").read_text()
+    netlist = (tmp_path / "npu_link.il").read_text()
+    assert "cell \\EHXPLLL \\pll" in netlist
+    for parameter in ("CLKI_DIV 5", "CLKFB_DIV 3", "CLKOP_DIV 40"):
+        assert f"parameter \\{parameter}\n" in netlist
+    with pytest.raises(ConfigError, match=r"^unit 'npu' takes clock_mhz only on ECP5 boards \(their PLL\), "
+                                          r"not on LatticeICE40Platform|^unit 'npu' takes clock_mhz only"):
+        write_vivado_project("arty-a7", "npu", options=options, build_dir=tmp_path / "xilinx")
