@@ -105,7 +105,7 @@ class ECP5PLLDomain(Elaboratable):
         m.d.comb += ClockSignal("sync").eq(clk_out)
         # held in reset through the global set/reset until two cycles after the PLL locks, as the
         # platform's own sync domain is (reset-less: with a reset synchronizer driving the domain's
-        # reset instead, the NPU host link took about 3,200 LUTs more)
+        # reset instead, the NPU host link took about 2,800 logic LUTs more)
         gsr0, gsr1 = Signal(name="gsr0"), Signal(name="gsr1")
         m.submodules += [
             Instance("FD1S3AX", p_GSR="DISABLED", i_CK=clk_out, i_D=locked, o_Q=gsr0),
