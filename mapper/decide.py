@@ -401,6 +401,17 @@ def band_images(layer: Layer, in_shape: Sequence[int], out_rows: int, lo: int, h
             for n in range(lo // out_rows, ceil_div(hi, out_rows))]
 
 
+def band_span(layer: Layer, in_shape: Sequence[int], out_rows: int, lo: int, hi: int, *,
+              output: bool) -> tuple[int, int]:
+    """Rows ``[start, end)`` of the images' rows one after another (``image x H + row``) that band chunk
+    ``[lo, hi)`` of pool ``layer`` writes (``output``) or reads (its windows' input rows): whole
+    images, or rows of one, so one contiguous run (:func:`_band_chunks`)."""
+    images = band_images(layer, in_shape, out_rows, lo, hi)
+    rows = [(n, a, b) if output else (n, *pool_band(layer, in_shape, a, b)) for n, a, b in images]
+    height = out_rows if output else in_shape[2]
+    return rows[0][0] * height + rows[0][1], rows[-1][0] * height + rows[-1][2]
+
+
 def _band_chunks(layer: Layer, x_shape: Sequence[int], out_shape: Sequence[int], in_bytes: int, out_bytes: int,
                  half: int) -> int:
     """Chunks of a pool's output rows (:func:`chunking`'s ``"bands"``) whose input band (``in_bytes``

@@ -34,7 +34,7 @@ from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, V
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Memory, SystolicArray
 from accel.timing import ceil_div, fold_count, steady_follows
-from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision, band_images, pool_band
+from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision, band_span
 from mapper.layout import (
     PackedTile,
     image_tensors,
@@ -303,13 +303,10 @@ class _Emitter:
         if decision.chunk_axis == "bands":  # output rows [lo, hi) of the images, the input rows they read
             out = self.graph.tensors[decision.layer.outputs[0]]
             x = self.graph.tensors[decision.inputs[0]]
-            images = band_images(decision.layer, x.shape, out.shape[2], lo, hi)
-            h = t.shape[2]
-            row = total // (t.shape[0] * h)  # one image row: all its pixels' channels
-            rows = [(n, a, b) if tensor in decision.layer.outputs else (n, *pool_band(decision.layer, t.shape, a, b))
-                    for n, a, b in images]
-            start, end = rows[0][0] * h + rows[0][1], rows[-1][0] * h + rows[-1][2]
-            return row * start, None, row * (end - start)  # whole images, or rows of one: contiguous
+            start, end = band_span(decision.layer, x.shape, out.shape[2], lo, hi,
+                                   output=tensor in decision.layer.outputs)
+            row = total // (t.shape[0] * t.shape[2])  # one image row: all its pixels' channels
+            return row * start, None, row * (end - start)
         if decision.macs and t.is_constant:  # depthwise weights: (channels, kernel)
             per = total // t.shape[0]
             return lo * per, None, (hi - lo) * per

@@ -78,7 +78,7 @@ import numpy as np
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import AccelError
 from accel.formats import NumberFormat, Requantization
-from mapper.decide import band_images, pool_band
+from mapper.decide import band_images, band_span
 from mapper.emit import dram_addresses
 from mapper.layout import (
     MatrixView,
@@ -570,8 +570,7 @@ class _Machine:
             x_t = g.tensors[ins[0]]
             n, c, h, w = x_t.shape
             images = band_images(layer, x_t.shape, out.shape[2], lo, hi)
-            bands = [(i, *pool_band(layer, x_t.shape, a, b)) for i, a, b in images]
-            start, end = bands[0][0] * h + bands[0][1], bands[-1][0] * h + bands[-1][2]
+            start, end = band_span(layer, x_t.shape, out.shape[2], lo, hi, output=False)
             raw = self._read(*addrs[0], (end - start) * w * c).view(_dtype(code_format(x_t))).astype(np.int64)
             # the images' rows from the first band's to the last's; rows no window of [lo, hi) reads
             # stay at the padding's value

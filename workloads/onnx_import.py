@@ -322,6 +322,11 @@ def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _text(value: Any) -> str:
+    """A string attribute's value (ONNX gives them as bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _check_shape(ctx: _Context, out: str) -> None:
     expected = ctx.known_shape(out)
     got = ctx.builder.shape(out)
@@ -441,8 +446,7 @@ def _spatial_padding(ctx: _Context, node: onnx.NodeProto, attrs: dict[str, Any],
                      kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]) -> list[int]:
     """ONNX ``pads`` (begins then ends) for ``auto_pad`` NOTSET / VALID / SAME_UPPER / SAME_LOWER."""
     rank = len(spatial)
-    auto_pad = attrs.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    auto_pad = _text(attrs.get("auto_pad", b"NOTSET"))
     if auto_pad in ("NOTSET", ""):
         return list(attrs.get("pads", [0] * (2 * rank)))
     if auto_pad == "VALID":
@@ -714,8 +718,7 @@ def _resize(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
     if shape is None:
         _passthrough(ctx, node, name, warn=False)
         return out
-    mode = attrs.get("mode", b"nearest")
-    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    mode = _text(attrs.get("mode", b"nearest"))
     resized = sum(a != c for a, c in zip(b.shape(x), shape, strict=True))
     taps = {"linear": 2, "bilinear": 2, "cubic": 4}.get(mode, 1) ** resized
     return b.layer(OpKind.ELEMENTWISE, [x], [shape], name=name, outs=[out], vector_ops=math.prod(shape) * taps,
@@ -727,8 +730,7 @@ def _einsum(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
     output and both operands: ``batch``; of the output and one operand: ``m`` / ``n``; summed: ``k``),
     a GEMM layer when one operand is a constant; anything else is a pass-through with a warning."""
     b = ctx.builder
-    equation = attrs["equation"].decode() if isinstance(attrs["equation"], bytes) else str(attrs["equation"])
-    equation = equation.replace(" ", "")
+    equation = _text(attrs["equation"]).replace(" ", "")
     inputs = [t for t in node.input if t]
     lhs, _, result = equation.partition("->")
     operands = lhs.split(",")
