@@ -26,8 +26,8 @@ every earlier command that used part of it (:class:`~mapper.residency.AddressBoo
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
@@ -45,6 +45,7 @@ from mapper.layout import (
     w_block,
     x_block,
 )
+from mapper.replay import PSUM_BASE, Template, signature, symbolic
 from mapper.residency import AddressBook, Residency
 from mapper.schedules import Operands, Step, Transfer, share
 from workloads.graph import GemmShape, Graph, Layer, OpKind
@@ -68,10 +69,15 @@ class OnChip:
 
 
 def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecision],
-                 residency: Residency | None = None) -> tuple[tuple[Command, ...], dict[str, tuple[PackedTile, ...]]]:
+                 residency: Residency | None = None, *,
+                 replay: bool = True) -> tuple[tuple[Command, ...], dict[str, tuple[PackedTile, ...]]]:
     """The commands of ``decisions`` (one per layer, in schedule order) with the residents of ``residency``,
-    and the tiles of every N:M weight tensor as they are packed in DRAM."""
+    and the tiles of every N:M weight tensor as they are packed in DRAM. With ``replay`` (the default)
+    an array layer that emits like an earlier one is instantiated from its template
+    (:mod:`mapper.replay`): the same commands, written faster."""
     emitter = _Emitter(graph, OnChip.of(arch), residency)
+    if replay and residency is None:
+        emitter.plan_replays(decisions)
     for step, decision in enumerate(decisions):
         emitter.begin_layer(step, decision.working_bytes)
         if isinstance(decision, ArrayDecision):
@@ -133,14 +139,17 @@ class _Emitter:
         half_acc = arch.accumulator.size_bytes // 2
         self.spad_slots = [_Slot(0), _Slot(self.half_spad)]
         self.acc_slots = [_Slot(0), _Slot(half_acc)]
-        self.spad_turn = itertools.cycle((0, 1))
-        self.acc_turn = itertools.cycle((0, 1))
+        self.spad_next = self.acc_next = 0  # which half of each memory the next tile takes
         self.book = AddressBook()  # scratchpad ranges and the commands that last used them
         self.step = 0
         self.onchip: dict[str, list[int]] = {}  # resident buffer -> the commands that wrote its on-chip copy
         self.claims: dict[str, list[int]] = {}  # buffer placed this step -> commands its first writer waits for
         self.users: dict[str, list[int]] = {}  # resident buffer -> commands of this layer that used it
         self.moved: dict[str, int] = {}  # resident buffer -> bytes of it moved on chip so far
+        # the signatures of the array layers that emit like another (mapper.replay), by decision id,
+        # and their templates by signature and emitter state
+        self.replays: dict[int, tuple[Hashable, tuple[str, ...]]] = {}
+        self.templates: dict[Hashable, Template | None] = {}
 
     # -- layers in the schedule ------------------------------------------------------------------
     def begin_layer(self, step: int, working_bytes: int | None) -> None:
@@ -197,12 +206,87 @@ class _Emitter:
             self.ready[out] = latest
 
     def array_layer(self, decision: ArrayDecision) -> None:
-        """The commands of the decision's schedule, step by step."""
-        count = self._emit_steps(decision.layer, decision.operands,
-                                 decision.choice.steps(decision.operands, self.arch))
+        """The commands of the decision's schedule, step by step (or its template's, replayed)."""
+        count = self._replayed(decision) if id(decision) in self.replays else self._direct(decision)
         if count != decision.mapping.tiles:
             raise AssertionError(f"Layer {decision.layer.name!r}: its schedule ran {count} computes, "
                                  f"its mapping search counted {decision.mapping.tiles}")
+
+    def _direct(self, decision: ArrayDecision) -> int:
+        return self._emit_steps(decision.layer, decision.operands, decision.choice.steps(decision.operands, self.arch))
+
+    def plan_replays(self, decisions: Sequence[LayerDecision]) -> None:
+        """Mark the array layers whose signature another layer shares for replay (a layer of its own
+        is emitted directly: its template would cost more than it saves). Dense layers only: an N:M
+        layer's packed weight tiles are the emitter's state."""
+        signatures = {id(d): signature(d, d.layer.name, self.graph, self.images, self.dram_room)
+                      for d in decisions if isinstance(d, ArrayDecision) and d.operands.sparsity is None}
+        count = Counter(key for key, _ in signatures.values())
+        self.replays = {ident: sig for ident, sig in signatures.items() if count[sig[0]] > 1}
+
+    def _replayed(self, decision: ArrayDecision) -> int:
+        """Emit an array layer from the template of its signature and the emitter's state (made now
+        if it is the first)."""
+        layer_key, names = self.replays[id(decision)]
+        state = (self.spad_next, self.acc_next, self.half_spad, self.spad_slots[0].addr, self.spad_slots[1].addr)
+        key = (layer_key, state)
+        if key not in self.templates:
+            self.templates[key] = self._template(decision, names)
+        template = self.templates[key]
+        if template is None:  # the layer reads something a template cannot stand for
+            return self._direct(decision)
+        users = self._users()
+        base = len(self.commands)
+        self.commands.extend(template.instantiate(names, base, self.ready, users, self.dram_addr, self.dram_end))
+        writers, final = template.final(base, names, self.ready, users)
+        self.ready.update(writers)
+        self._set_users(final)
+        self.dram_end += template.psum_bytes
+        self.spad_next, self.acc_next = template.turns
+        return template.computes
+
+    def _users(self) -> dict[tuple, list[int]]:
+        """The lists of commands the next layer's commands may wait for, by half (mapper.replay)."""
+        users: dict[tuple, list[int]] = {}
+        for kind, slots in (("spad", self.spad_slots), ("acc", self.acc_slots)):
+            for i, slot in enumerate(slots):
+                users[kind, i, "last"], users[kind, i, "top"] = slot.last_users, slot.top_users
+        return users
+
+    def _set_users(self, users: Mapping[tuple, list[int]]) -> None:
+        for kind, slots in (("spad", self.spad_slots), ("acc", self.acc_slots)):
+            for i, slot in enumerate(slots):
+                slot.last_users, slot.top_users = users[kind, i, "last"], users[kind, i, "top"]
+
+    def _template(self, decision: ArrayDecision, names: tuple[str, ...]) -> Template | None:
+        """The layer's commands emitted with symbols for everything outside it (:mod:`mapper.replay`),
+        or ``None`` if its emission reads a tensor it does not name. The emitter's state is unchanged."""
+        saved = (self.commands, self.ready, self.dram_addr, self.dram_end, self.psum, self.spad_slots,
+                 self.acc_slots, self.spad_next, self.acc_next)
+        symbols: dict[int, tuple] = {}
+
+        def symbol(what: tuple) -> int:
+            symbols[-1 - len(symbols)] = what
+            return -len(symbols)
+
+        self.commands, self.psum, self.dram_end = [], {}, PSUM_BASE
+        self.ready = {name: symbol(("ready", i)) for i, name in enumerate(names) if i}
+        self.dram_addr = symbolic(names)
+        self.spad_slots, self.acc_slots = (
+            [_Slot(slot.addr, [symbol((kind, i, "last"))], [symbol((kind, i, "top"))]) for i, slot in enumerate(slots)]
+            for kind, slots in (("spad", self.spad_slots), ("acc", self.acc_slots)))
+        try:
+            computes = self._direct(decision)
+            return Template(names=names, commands=self.commands, symbols=symbols,
+                            ready={i: self.ready[name] for i, name in enumerate(names) if i},
+                            users={key: list(ids) for key, ids in self._users().items()},
+                            psum_bytes=self.dram_end - PSUM_BASE, computes=computes,
+                            turns=(self.spad_next, self.acc_next))
+        except (KeyError, ValueError):
+            return None
+        finally:
+            (self.commands, self.ready, self.dram_addr, self.dram_end, self.psum, self.spad_slots,
+             self.acc_slots, self.spad_next, self.acc_next) = saved
 
     def vector_layer(self, decision: VectorDecision) -> None:
         """Element-wise work on the vector unit in the decision's chunks. Resident operands are read
@@ -219,7 +303,7 @@ class _Emitter:
         out_claims = [d for t in layer.outputs if place[t] is not None for d in self.claims.pop(place[t][0], [])]
         outputs_onchip = [place[t][0] for t in layer.outputs if place[t] is not None]
         for i in range(chunks):
-            slot = self.spad_slots[next(self.spad_turn)]
+            slot = self._take_spad()
             lo, hi = decision.piece(i)
             loads, addrs, blocks, offset = [], {}, {}, 0
             for t in decision.inputs:
@@ -340,6 +424,12 @@ class _Emitter:
         self.users.setdefault(name, []).append(ident)
 
     # -- commands --------------------------------------------------------------------------------
+    def _take_spad(self) -> _Slot:
+        """The scratchpad half whose turn it is; the other one's next."""
+        slot = self.spad_slots[self.spad_next]
+        self.spad_next ^= 1
+        return slot
+
     def _emit(self, cls: type[Command], deps: Iterable[int | None] = (), **fields: object) -> int:
         ident = len(self.commands)
         self.commands.append(cls(id=ident, deps=tuple(sorted({d for d in deps if d is not None})), **fields))
@@ -460,10 +550,11 @@ class _Emitter:
         entry = {id(slot): list(slot.last_users) for slot in self.spad_slots}  # their users before this layer
         for step in steps:
             if step.new_block:
-                acc_slot = self.acc_slots[next(self.acc_turn)]
+                acc_slot = self.acc_slots[self.acc_next]
+                self.acc_next ^= 1
             block_free = list(acc_slot.last_users) if step.new_block else []
             streamed = [t for t in step.loads if t.buffer is Buffer.SCRATCHPAD and self._place(t.tensor) is None]
-            spad_slot = self.spad_slots[next(self.spad_turn)] if streamed else None
+            spad_slot = self._take_spad() if streamed else None
             c = step.compute
             out_addr = acc_slot.addr + acc_word * c.acc_offset
             loads, offset, onchip = [], 0, []

@@ -1,0 +1,226 @@
+"""Layer templates: an array layer's commands written once and replayed for every layer emitted alike.
+
+A transformer repeats one block a dozen to a hundred times and a CNN repeats its stages: layers whose
+commands are the same but for their ids, names, DRAM addresses and the commands of the layers before
+them they wait for. :mod:`mapper.emit` writes the commands of such a layer once, *symbolically*, into
+a :class:`Template`, and instantiates it for each layer that matches, which costs a copy per command
+instead of the schedule's address and dependency work.
+
+**When two layers emit alike.** :func:`signature` is everything emission reads of a layer: its
+decision (the schedule, operands, working space; not the search's estimates), its layer (op, shapes,
+attributes) and of each tensor it names the shape, type, kind, whether it is stored channels-last and
+its DRAM room, with the layer's and the tensors' *names* replaced by their order of first appearance
+(so ``h3.attn.q`` reading ``h3.ln1.out`` matches ``h7.attn.q`` reading ``h7.ln1.out``), and the
+emitter's state that reaches the commands: which half of the scratchpad and of the accumulator comes
+next, and where the scratchpad's halves are. Equal signatures give the same commands up to the
+substitutions below; names that play two parts in one layer and one in another give different
+signatures (never a wrong match, only a missed one).
+
+**Symbols.** A template is emitted with every value it reads from outside the layer replaced by a
+symbol: the last DRAM writer of each named tensor, the last users of each scratchpad half (and of
+its top, where an operand was kept) and of each accumulator half are negative ids, expanded when
+the template is instantiated to the ids those lists hold then (a writer that is ``None`` expands to
+nothing); a named tensor's DRAM address is ``position << 40`` and the partial-sum scratch area
+starts at ``1 << 56``, so each address the template wrote relocates to the same offset from the
+instantiating tensor's address or from the scratch area's current end. Ids inside the layer are
+relative to its first command. After the layer the emitter's state (each tensor's writer, each
+half's users, the scratch area's end, the halves' turns) is the template's final state with the same
+substitutions.
+
+Instantiating yields exactly the commands a direct emission writes (``tests/test_replay.py``
+compares whole programs on the zoo and the shared ONNX graphs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from fractions import Fraction
+
+import numpy as np
+
+from accel.commands import Command, Load, Move, Store
+from workloads.graph import Graph
+
+__all__ = ["ADDRESS_SHIFT", "PSUM_BASE", "Template", "signature", "symbolic"]
+
+#: A named tensor's symbolic DRAM address is ``position << ADDRESS_SHIFT`` (its position in the names).
+ADDRESS_SHIFT = 40
+#: The symbolic start of the partial-sum scratch area (above every symbolic tensor address).
+PSUM_BASE = 1 << 56
+
+
+def signature(decision: object, layer_name: str, graph: Graph, images: frozenset[str],
+              dram_room: Mapping[str, int]) -> tuple[Hashable, tuple[str, ...]]:
+    """``(key, names)``: what emission reads of ``decision`` with the layer's and tensors' names replaced
+    by their positions in ``names`` (the layer's name first, then each tensor named, in the order first
+    read; a tensor may share the layer's name). With the emitter's state it keys a :class:`Template`."""
+    tokens: dict[str, int] = {}  # tensor name -> its position in names (from 1)
+
+    def canon(value: object) -> Hashable:
+        if isinstance(value, str):
+            if value in tokens:
+                return ("name", tokens[value])
+            if value in graph.tensors:
+                tokens[value] = len(tokens) + 1
+                return ("name", tokens[value])
+            return ("layer",) if value == layer_name else value
+        if value is None or isinstance(value, bool | int | float | Fraction | Enum):
+            return value
+        if isinstance(value, tuple | list):
+            return tuple(canon(v) for v in value)
+        if isinstance(value, Mapping):
+            return ("map", tuple((canon(k), canon(v)) for k, v in value.items()))
+        if isinstance(value, frozenset | set):
+            return ("set", tuple(sorted(canon(v) for v in value)))  # type: ignore[type-var]
+        if isinstance(value, np.ndarray):
+            return ("array", value.shape, str(value.dtype), value.tobytes())
+        if dataclasses.is_dataclass(value):
+            return (type(value).__name__, tuple(canon(getattr(value, f.name)) for f in dataclasses.fields(value)
+                                                if f.name not in ("mapping", "cost", "evaluated", "pareto")))
+        return (type(value).__name__, repr(value))
+
+    key = [canon(decision), getattr(getattr(decision, "mapping", None), "tiles", None)]
+    names = (layer_name, *tokens)
+    for name in names[1:]:
+        t = graph.tensors[name]
+        key.append((t.shape, t.dtype, t.kind, name in images, dram_room[name]))
+    return tuple(key), names
+
+
+@dataclass
+class Template:
+    """A layer's commands emitted symbolically (see the module docstring) and its final state.
+
+    ``commands`` have ids from 0 and deps that are such ids or symbols (negative); ``symbols`` says
+    what each symbol stands for: ``("ready", i)`` the last DRAM writer of ``names[i]``, or a key of
+    the emitter's lists of users (e.g. ``("spad", 0, "last")``). ``ready`` holds the final writer of
+    each name (an id, a symbol, or ``None``), ``users`` the final contents of each list of users,
+    ``psum_bytes`` how far the layer moved the scratch area's end, ``computes`` its compute count."""
+
+    names: tuple[str, ...]
+    commands: list[Command]
+    symbols: dict[int, tuple]
+    ready: dict[int, int | None]
+    users: dict[tuple, list[int]]
+    psum_bytes: int
+    computes: int
+    turns: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        self._plans = [_copy_plan(c, self.names) for c in self.commands]
+
+    def instantiate(self, names: Sequence[str], base: int, ready: Mapping[str, int | None],
+                    users: Mapping[tuple, Sequence[int]], dram_addr: Mapping[str, int],
+                    psum_end: int) -> list[Command]:
+        """The commands of the layer that ``names`` name, its first command's id ``base``: the emitter's
+        ``ready`` writers and ``users`` lists expand the symbols, ``dram_addr`` and ``psum_end``
+        relocate the addresses."""
+        expand: dict[int, tuple[int, ...]] = {}
+        for symbol, (kind, *where) in self.symbols.items():
+            if kind == "ready":
+                writer = ready[names[where[0]]]
+                expand[symbol] = () if writer is None else (writer,)
+            else:
+                expand[symbol] = tuple(users[(kind, *where)])
+        starts = [psum_end, *(dram_addr[n] for n in names[1:])]  # by DRAM token: -1 is the last
+        starts.append(psum_end)
+        layer = names[0]
+        commands = []
+        append = commands.append
+        for build, template, inner, symbols, tensor_at, tensor, dram_at, token, offset in self._plans:
+            values = template.copy()
+            values[0] += base
+            values[1] = layer
+            if symbols:
+                deps = {base + d for d in inner}
+                for symbol in symbols:
+                    deps.update(expand[symbol])
+                values[2] = tuple(sorted(deps))
+            else:
+                values[2] = tuple([base + d for d in inner])
+            if tensor_at:
+                values[tensor_at] = names[tensor]
+            if dram_at:
+                values[dram_at] = starts[token] + offset
+            append(build(values))
+        return commands
+
+    def final(self, base: int, names: Sequence[str], ready: Mapping[str, int | None],
+              users: Mapping[tuple, Sequence[int]]) -> tuple[dict[str, int | None], dict[tuple, list[int]]]:
+        """The writers of the layer's names and the lists of users after the instantiated layer."""
+        def real(ident: int) -> list[int]:
+            if ident >= 0:
+                return [base + ident]
+            kind, *where = self.symbols[ident]
+            if kind == "ready":
+                writer = ready[names[where[0]]]
+                return [] if writer is None else [writer]
+            return list(users[(kind, *where)])
+
+        writers: dict[str, int | None] = {}
+        for i, ident in self.ready.items():
+            if ident is None:
+                writers[names[i]] = None
+                continue
+            ids = real(ident)
+            if len(ids) > 1:
+                raise AssertionError("a tensor's writer is one command")
+            writers[names[i]] = ids[0] if ids else None
+        return writers, {key: [r for ident in ids for r in real(ident)] for key, ids in self.users.items()}
+
+
+def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
+    """How :meth:`Template.instantiate` copies ``command``: ``(build, values, inner deps, symbols,
+    tensor field, tensor position, DRAM address field, DRAM token, offset)``; a field index of 0 (the
+    id's) means "none" (id, layer and deps are fields 0, 1 and 2 of every command), DRAM token ``-1``
+    the partial-sum scratch area."""
+    build, at = _builder(type(command))
+    if command.layer != names[0]:
+        raise ValueError(f"a template command of layer {command.layer!r}, not {names[0]!r}")
+    inner = tuple(d for d in command.deps if d >= 0)
+    symbols = tuple(d for d in command.deps if d < 0)
+    tensor_at = tensor = dram_at = token = offset = 0
+    if isinstance(command, Load | Store | Move):
+        tensor_at, tensor = at["tensor"], names.index(command.tensor, 1)
+    if isinstance(command, Load | Store):
+        dram_at, addr = at["dram_addr"], command.dram_addr
+        if addr >= PSUM_BASE:
+            token, offset = -1, addr - PSUM_BASE
+        else:
+            token, offset = addr >> ADDRESS_SHIFT, addr & ((1 << ADDRESS_SHIFT) - 1)
+            if not 1 <= token < len(names):
+                raise ValueError(f"DRAM address {addr:#x} of a template command is not a named tensor's")
+    values = [getattr(command, f) for f in at]
+    return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset
+
+
+_BUILDERS: dict[type, tuple[Callable[[list], Command], dict[str, int]]] = {}
+
+
+def _builder(kind: type[Command]) -> tuple[Callable[[list], Command], dict[str, int]]:
+    """A function that makes a ``kind`` from its fields' values in field order, and each field's index.
+
+    It sets the slots through their descriptors: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__`` after parsing keywords, about three times as slow for a Compute's
+    twenty fields, and replaying a layer makes little else. The result equals ``kind(**fields)``."""
+    if kind not in _BUILDERS:
+        names = [f.name for f in dataclasses.fields(kind)]
+        scope: dict[str, object] = {"new": object.__new__, "kind": kind}
+        lines = ["def build(v):", "    c = new(kind)"]
+        for i, name in enumerate(names):
+            scope[f"set{i}"] = getattr(kind, name).__set__
+            lines.append(f"    set{i}(c, v[{i}])")
+        lines.append("    return c")
+        exec("\n".join(lines), scope)  # noqa: S102 - generated from the dataclass's own field names
+        assert names[:3] == ["id", "layer", "deps"], names
+        _BUILDERS[kind] = scope["build"], {name: i for i, name in enumerate(names)}  # type: ignore[assignment]
+    return _BUILDERS[kind]
+
+
+def symbolic(names: Iterable[str]) -> dict[str, int]:
+    """The symbolic DRAM address of each of ``names`` but the first (the layer's): its position there
+    shifted left by :data:`ADDRESS_SHIFT`."""
+    return {name: i << ADDRESS_SHIFT for i, name in enumerate(names) if i}

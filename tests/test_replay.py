@@ -1,0 +1,110 @@
+"""Replayed layers (mapper.replay) write exactly the commands a direct emission writes.
+
+Every check emits one program twice from the same decisions, ``emit_program(..., replay=False)``
+layer by layer and ``emit_program(...)`` with templates, and compares the whole programs (every
+field of every command, and the packed N:M weight tiles) for equality. Cases: every zoo model on
+the Gemmini-like preset but the largest (GPT-2 prefill there too, the benchmark row; the Llama
+layers on the TPU-like preset); every dataflow and tile loop order on ResNet-18 and BERT (on the
+Eyeriss-like preset; the fold-outer order on the SCALE-Sim fixtures' configs, whose folds make
+smaller programs); the shared ONNX graphs on two presets; an N:M graph on the sparse preset. Where
+a model repeats its layers the replay must have fired (templates made fewer than the layers they
+stood for), so a signature that never matches cannot pass unnoticed. Programs with residents (an
+allocation) are emitted directly (``mapper.emit``), so these cases cover every replayed program.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from accel import config
+from accel.hardware import Dataflow, Sparsity
+from accel.scalesim import load_scalesim_config
+from mapper import LoopOrder, MapOptions, emit
+from mapper.decide import ArrayDecision, decide_layers
+from mapper.programs import prepared
+from workloads import load, sparsify, zoo
+
+FIXTURES = Path(__file__).parent / "fixtures" / "scalesim"
+ON_TPU = ("llama2_7b_layer_prefill", "llama2_7b_layer_decode", "llama3_8b_layer_prefill", "llama3_8b_layer_decode")
+WHOLE_LLMS = ("llama2_7b_prefill", "llama2_7b_decode")  # 32 copies of the layers above: benchmarks/
+
+
+def replayed_layers(graph, arch, options: MapOptions | None = None) -> tuple[int, int]:
+    """Emit ``graph``'s program both ways and assert equality; ``(array layers replayed, templates)``."""
+    graph = prepared(graph, arch)
+    decisions = decide_layers(graph, arch, options or MapOptions())
+    direct = emit.emit_program(graph, arch, decisions, replay=False)
+    made = []
+    original = emit._Emitter._template
+
+    def template(self, decision, names):
+        made.append(decision.layer.name)
+        return original(self, decision, names)
+
+    emit._Emitter._template = template
+    try:
+        emitter_replays = emit._Emitter(graph, emit.OnChip.of(arch), None)
+        emitter_replays.plan_replays(decisions)
+        replayed = emit.emit_program(graph, arch, decisions)
+    finally:
+        emit._Emitter._template = original
+    assert len(replayed[0]) == len(direct[0])
+    for a, b in zip(direct[0], replayed[0], strict=True):
+        assert a == b, (a, b)
+    assert replayed[1] == direct[1]
+    return len(emitter_replays.replays), len(made)
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m == "gpt2_prefill" else m
+                                   for m in zoo.names() if m not in ON_TPU + WHOLE_LLMS])
+def test_zoo_models_on_gemmini(model):
+    layers, templates = replayed_layers(zoo.build(model), config.load("gemmini"))
+    if model in ("resnet18", "resnet50", "vgg16", "mobilenet_v2", "gpt2_prefill", "gpt2_decode"):
+        assert templates < layers
+
+
+@pytest.mark.parametrize("model", ON_TPU)
+def test_llama_layers_on_tpu(model):
+    replayed_layers(zoo.build(model), config.load("tpu-v1"))
+
+
+@pytest.mark.parametrize("dataflow", list(Dataflow))
+@pytest.mark.parametrize("order", [o for o in LoopOrder if o is not LoopOrder.FOLD_OUTER])  # that: the configs'
+@pytest.mark.parametrize("model", ["resnet18", "bert_base_layer"])
+def test_every_dataflow_and_loop_order(model, order, dataflow):
+    """On the Eyeriss-like preset, whose array runs all three dataflows."""
+    replayed_layers(zoo.build(model), config.load("eyeriss"), MapOptions(dataflow=dataflow, loop_order=order))
+
+
+@pytest.mark.parametrize("preset", ["gemmini", "eyeriss"])
+@pytest.mark.parametrize("graph", ["alexnet.onnx", "mobilenetv2.onnx", "resnet18.onnx"])
+def test_shared_onnx_graphs(graph, preset, shared_data):
+    replayed_layers(load(str(shared_data / "onnx" / graph)), config.load(preset))
+
+
+def test_n_of_m_layers_are_emitted_directly_among_replayed_dense_ones():
+    graph = sparsify(zoo.build("bert_base_layer"), Sparsity(2, 4))
+    arch = config.load("sparse-nm")
+    replayed_layers(graph, arch)
+    decisions = decide_layers(prepared(graph, arch), arch, MapOptions())
+    emitter = emit._Emitter(prepared(graph, arch), emit.OnChip.of(arch), None)
+    emitter.plan_replays(decisions)
+    sparse = [d for d in decisions if isinstance(d, ArrayDecision) and d.operands.sparsity is not None]
+    assert sparse and not any(id(d) in emitter.replays for d in sparse)
+
+
+@pytest.mark.parametrize("cfg", sorted(FIXTURES.glob("scale_*.cfg")), ids=lambda p: p.stem)
+def test_scalesim_configs(cfg, shared_data):
+    arch = load_scalesim_config(cfg)
+    graph = load(str(shared_data / "scalesim" / "Resnet18.csv"))
+    replayed_layers(graph, arch, MapOptions(loop_order=LoopOrder.FOLD_OUTER))
+
+
+def test_a_tensor_named_like_its_layer_is_a_tensor_in_the_template():
+    """GPT-2's layers write tensors with their own names: the template maps both."""
+    graph = zoo.build("gpt2_decode")
+    assert any(layer.name in layer.outputs for layer in graph.layers)
+    layers, templates = replayed_layers(graph, config.load("gemmini"))
+    assert templates < layers
