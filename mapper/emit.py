@@ -45,6 +45,7 @@ from mapper.layout import (
     w_block,
     x_block,
 )
+from mapper.makers import maker
 from mapper.replay import PSUM_BASE, Template, signature, symbolic
 from mapper.residency import AddressBook, Residency
 from mapper.schedules import Operands, Step, Transfer, share
@@ -80,10 +81,8 @@ def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecis
         emitter.plan_replays(decisions)
     for step, decision in enumerate(decisions):
         emitter.begin_layer(step, decision.working_bytes)
-        if isinstance(decision, ArrayDecision):
-            emitter.array_layer(decision)
-        elif isinstance(decision, VectorDecision):
-            emitter.vector_layer(decision)
+        if isinstance(decision, ArrayDecision | VectorDecision):
+            emitter.compute_layer(decision)
         else:
             emitter.view_layer(decision)
         emitter.end_layer()
@@ -205,27 +204,32 @@ class _Emitter:
         for out in layer.outputs:
             self.ready[out] = latest
 
-    def array_layer(self, decision: ArrayDecision) -> None:
-        """The commands of the decision's schedule, step by step (or its template's, replayed)."""
+    def compute_layer(self, decision: ArrayDecision | VectorDecision) -> None:
+        """The commands of an array or vector layer (or of its template, replayed)."""
         count = self._replayed(decision) if id(decision) in self.replays else self._direct(decision)
-        if count != decision.mapping.tiles:
+        if isinstance(decision, ArrayDecision) and count != decision.mapping.tiles:
             raise AssertionError(f"Layer {decision.layer.name!r}: its schedule ran {count} computes, "
                                  f"its mapping search counted {decision.mapping.tiles}")
 
-    def _direct(self, decision: ArrayDecision) -> int:
+    def _direct(self, decision: ArrayDecision | VectorDecision) -> int:
+        """Emit the layer's commands; an array layer's compute count."""
+        if isinstance(decision, VectorDecision):
+            self.vector_layer(decision)
+            return 0
         return self._emit_steps(decision.layer, decision.operands, decision.choice.steps(decision.operands, self.arch))
 
     def plan_replays(self, decisions: Sequence[LayerDecision]) -> None:
-        """Mark the array layers whose signature another layer shares for replay (a layer of its own
-        is emitted directly: its template would cost more than it saves). Dense layers only: an N:M
-        layer's packed weight tiles are the emitter's state."""
+        """Mark the array and vector layers whose signature another layer shares for replay (a layer
+        of its own is emitted directly: its template would cost more than it saves). Not N:M layers:
+        their packed weight tiles are the emitter's state."""
         signatures = {id(d): signature(d, d.layer.name, self.graph, self.images, self.dram_room)
-                      for d in decisions if isinstance(d, ArrayDecision) and d.operands.sparsity is None}
+                      for d in decisions if isinstance(d, VectorDecision)
+                      or isinstance(d, ArrayDecision) and d.operands.sparsity is None}
         count = Counter(key for key, _ in signatures.values())
         self.replays = {ident: sig for ident, sig in signatures.items() if count[sig[0]] > 1}
 
-    def _replayed(self, decision: ArrayDecision) -> int:
-        """Emit an array layer from the template of its signature and the emitter's state (made now
+    def _replayed(self, decision: ArrayDecision | VectorDecision) -> int:
+        """Emit a layer from the template of its signature and the emitter's state (made now
         if it is the first)."""
         layer_key, names = self.replays[id(decision)]
         state = (self.spad_next, self.acc_next, self.half_spad, self.spad_slots[0].addr, self.spad_slots[1].addr)
@@ -258,7 +262,7 @@ class _Emitter:
             for i, slot in enumerate(slots):
                 slot.last_users, slot.top_users = users[kind, i, "last"], users[kind, i, "top"]
 
-    def _template(self, decision: ArrayDecision, names: tuple[str, ...]) -> Template | None:
+    def _template(self, decision: ArrayDecision | VectorDecision, names: tuple[str, ...]) -> Template | None:
         """The layer's commands emitted with symbols for everything outside it (:mod:`mapper.replay`),
         or ``None`` if its emission reads a tensor it does not name. The emitter's state is unchanged."""
         saved = (self.commands, self.ready, self.dram_addr, self.dram_end, self.psum, self.spad_slots,
@@ -432,7 +436,7 @@ class _Emitter:
 
     def _emit(self, cls: type[Command], deps: Iterable[int | None] = (), **fields: object) -> int:
         ident = len(self.commands)
-        self.commands.append(cls(id=ident, deps=tuple(sorted({d for d in deps if d is not None})), **fields))
+        self.commands.append(maker(cls)(id=ident, deps=tuple(sorted({d for d in deps if d is not None})), **fields))
         return ident
 
     def _transfer(self, cls: type[Load] | type[Store], layer: Layer, ops: Operands, t: Transfer, addr: int,

@@ -34,7 +34,7 @@ compares whole programs on the zoo and the shared ONNX graphs).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
@@ -42,6 +42,7 @@ from fractions import Fraction
 import numpy as np
 
 from accel.commands import Command, Load, Move, Store
+from mapper.makers import builder
 from workloads.graph import Graph
 
 __all__ = ["ADDRESS_SHIFT", "PSUM_BASE", "Template", "signature", "symbolic"]
@@ -177,7 +178,7 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
     tensor field, tensor position, DRAM address field, DRAM token, offset)``; a field index of 0 (the
     id's) means "none" (id, layer and deps are fields 0, 1 and 2 of every command), DRAM token ``-1``
     the partial-sum scratch area."""
-    build, at = _builder(type(command))
+    build, at = builder(type(command))
     if command.layer != names[0]:
         raise ValueError(f"a template command of layer {command.layer!r}, not {names[0]!r}")
     inner = tuple(d for d in command.deps if d >= 0)
@@ -195,29 +196,6 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
                 raise ValueError(f"DRAM address {addr:#x} of a template command is not a named tensor's")
     values = [getattr(command, f) for f in at]
     return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset
-
-
-_BUILDERS: dict[type, tuple[Callable[[list], Command], dict[str, int]]] = {}
-
-
-def _builder(kind: type[Command]) -> tuple[Callable[[list], Command], dict[str, int]]:
-    """A function that makes a ``kind`` from its fields' values in field order, and each field's index.
-
-    It sets the slots through their descriptors: a frozen dataclass's ``__init__`` sets each field
-    through ``object.__setattr__`` after parsing keywords, about three times as slow for a Compute's
-    twenty fields, and replaying a layer makes little else. The result equals ``kind(**fields)``."""
-    if kind not in _BUILDERS:
-        names = [f.name for f in dataclasses.fields(kind)]
-        scope: dict[str, object] = {"new": object.__new__, "kind": kind}
-        lines = ["def build(v):", "    c = new(kind)"]
-        for i, name in enumerate(names):
-            scope[f"set{i}"] = getattr(kind, name).__set__
-            lines.append(f"    set{i}(c, v[{i}])")
-        lines.append("    return c")
-        exec("\n".join(lines), scope)  # noqa: S102 - generated from the dataclass's own field names
-        assert names[:3] == ["id", "layer", "deps"], names
-        _BUILDERS[kind] = scope["build"], {name: i for i, name in enumerate(names)}  # type: ignore[assignment]
-    return _BUILDERS[kind]
 
 
 def symbolic(names: Iterable[str]) -> dict[str, int]:

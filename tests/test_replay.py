@@ -8,21 +8,25 @@ layers on the TPU-like preset); every dataflow and tile loop order on ResNet-18 
 Eyeriss-like preset; the fold-outer order on the SCALE-Sim fixtures' configs, whose folds make
 smaller programs); the shared ONNX graphs on two presets; an N:M graph on the sparse preset. Where
 a model repeats its layers the replay must have fired (templates made fewer than the layers they
-stood for), so a signature that never matches cannot pass unnoticed. Programs with residents (an
+stood for), so a signature that never matches cannot pass unnoticed. The fast constructors
+(mapper.makers) make the dataclasses' own objects. Programs with residents (an
 allocation) are emitted directly (``mapper.emit``), so these cases cover every replayed program.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from accel import config
+from accel.commands import Block, Compute, Load, Move, Store, Vector
 from accel.hardware import Dataflow, Sparsity
 from accel.scalesim import load_scalesim_config
 from mapper import LoopOrder, MapOptions, emit
 from mapper.decide import ArrayDecision, decide_layers
+from mapper.makers import builder, maker
 from mapper.programs import prepared
 from workloads import load, sparsify, zoo
 
@@ -108,3 +112,25 @@ def test_a_tensor_named_like_its_layer_is_a_tensor_in_the_template():
     assert any(layer.name in layer.outputs for layer in graph.layers)
     layers, templates = replayed_layers(graph, config.load("gemmini"))
     assert templates < layers
+
+
+def test_fast_constructors_make_the_dataclasses_own_objects():
+    block = Block(rows=2, row_bytes=8, row_stride=16)
+    cases = [
+        Load(id=3, layer="l", deps=(1, 2), tensor="x", size_bytes=16, dram_addr=64, dram=block),
+        Store(id=4, layer="l", tensor="y", size_bytes=8, raw=True),
+        Move(id=5, layer="l", tensor="y", size_bytes=8, src_addr=4, addr=8, activation="relu"),
+        Compute(id=6, layer="l", m=4, k=8, n=4, dataflow=Dataflow.WS, follows=3, input_block=block),
+        Vector(id=7, layer="l", op="add", elements=32, second_addr=64),
+    ]
+    for command in cases:
+        kind = type(command)
+        given = {f.name: getattr(command, f.name) for f in dataclasses.fields(kind)}
+        assert maker(kind)(**given) == command
+        build, at = builder(kind)
+        assert build([given[name] for name in at]) == command
+    assert maker(Store)(id=1, layer="l", tensor="t", size_bytes=4) == Store(id=1, layer="l", tensor="t", size_bytes=4)
+    with pytest.raises(TypeError):
+        maker(Load)(id=1, layer="l", tensor="t")  # size_bytes is required, as the dataclass says
+    with pytest.raises(TypeError):
+        maker(Load)(id=1, layer="l", tensor="t", size_bytes=4, colour="red")
