@@ -3,9 +3,10 @@
 Runs each row in a fresh process on one core (so peak RSS is the row's own and no cache is warm):
 maps the model (``mapper.map_graph``), simulates it (``sim.simulate``, coalescing on) and summarises it
 (``summary()``, ``layers()``, ``units()`` and the energy report), and reports the wall and CPU seconds
-of each phase, commands, SimPy events, commands coalesced, commands/s and events/s of the simulation,
-simulated cycles per second of the whole pipeline, and peak RSS. With ``--fine`` (default for rows of
-at most 300,000 commands) it also times ``simulate(plan, fine=True)`` and checks it gives the same total.
+of each phase (the map's CPU seconds also split into its decisions, emission and proof), commands,
+SimPy events, commands coalesced, commands/s and events/s of the simulation, simulated cycles per
+second of the whole pipeline, and peak RSS. With ``--fine`` (default for rows of at most 300,000
+commands) it also times ``simulate(plan, fine=True)`` and checks it gives the same total.
 
 Rows: the CNNs and BERT on the Gemmini-like and TPU-like presets, GPT-2 prefill and the Llama-2-7B /
 Llama-3-8B decoder layers on Gemmini, the whole 32-layer Llama-2-7B (prefill of 2,048 tokens and one
@@ -60,6 +61,7 @@ def measure(model: str, preset: str, fine: bool) -> dict[str, object]:
     graph = zoo.build(model)
     clock = time.perf_counter
     cpu = time.process_time
+    phases = _time_map_phases()
     t0, c0 = clock(), cpu()
     plan = mapper.map_graph(graph, arch)
     t1, c1 = clock(), cpu()
@@ -73,6 +75,7 @@ def measure(model: str, preset: str, fine: bool) -> dict[str, object]:
         "model": model, "preset": preset, "commands": len(plan.commands), "events": result.events,
         "coalesced": result.coalesced_commands, "total_cycles": result.total_cycles,
         "map_s": t1 - t0, "simulate_s": t2 - t1, "summary_s": t3 - t2, "wall_s": t3 - t0,
+        "decide_cpu_s": phases["decide"], "emit_cpu_s": phases["emit"], "check_cpu_s": phases["check"],
         "map_cpu_s": c1 - c0, "simulate_cpu_s": c2 - c1, "summary_cpu_s": c3 - c2, "cpu_s": c3 - c0,
         "commands_per_s": len(plan.commands) / (t2 - t1), "events_per_s": result.events / (t2 - t1),
         "cycles_per_s": result.total_cycles / (t3 - t0),
@@ -85,6 +88,34 @@ def measure(model: str, preset: str, fine: bool) -> dict[str, object]:
         row["fine_same_total"] = reference.total_cycles == result.total_cycles
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
+
+
+def _time_map_phases() -> dict[str, float]:
+    """CPU seconds the map spends in its phases, filled in as it runs: the layers' decisions (the
+    mapping searches; ``mapper.decide.decide_layers`` as the pipeline calls it), emission
+    (``mapper.emit.emit_program``) and the proof (``mapper.check.check_plan``), by wrapping the names
+    ``mapper.pipeline`` and ``mapper.programs`` call them by."""
+    import mapper.pipeline
+    import mapper.programs
+
+    spent = {"decide": 0.0, "emit": 0.0, "check": 0.0}
+
+    def timed(module, name: str, phase: str) -> None:  # noqa: ANN001
+        inner = getattr(module, name)
+
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            start = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[phase] += time.process_time() - start
+
+        setattr(module, name, wrapper)
+
+    timed(mapper.pipeline, "decide_layers", "decide")
+    timed(mapper.programs, "emit_program", "emit")
+    timed(mapper.programs, "check_plan", "check")
+    return spent
 
 
 def measure_in_subprocess(model: str, preset: str, fine: bool) -> dict[str, object]:
@@ -157,14 +188,16 @@ def main() -> None:
     rows = [measure_in_subprocess(m, p, not args.no_fine) for m, p in ROWS if wanted is None or m in wanted]
     print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     print(f"{'model':24s} {'preset':7s} {'commands':>9s} {'events':>8s} {'coalesced':>9s} {'map s':>7s} "
-          f"{'sim s':>7s} {'summ s':>7s} {'total s':>8s} {'cpu s':>7s} {'cmds/s':>9s} {'events/s':>9s} "
+          f"{'decide':>7s} {'emit':>7s} {'check':>7s} {'sim s':>7s} {'summ s':>7s} {'total s':>8s} {'cpu s':>7s} "
+          f"{'cmds/s':>9s} {'events/s':>9s} "
           f"{'cycles/s':>9s} {'fine sim s':>10s} {'RSS MB':>7s} target")
     for r in rows:
         target = TARGETS_S.get((r["model"], r["preset"]))
         verdict = "" if target is None else f"< {target:g} s: {'met' if r['wall_s'] < target else 'not met'}"
         fine_s = f"{r['fine_simulate_s']:10.2f}" if "fine_simulate_s" in r else f"{'':>10s}"
         print(f"{r['model']:24s} {r['preset']:7s} {r['commands']:9d} {r['events']:8d} {r['coalesced']:9d} "
-              f"{r['map_s']:7.2f} {r['simulate_s']:7.2f} {r['summary_s']:7.2f} {r['wall_s']:8.2f} {r['cpu_s']:7.2f} "
+              f"{r['map_s']:7.2f} {r['decide_cpu_s']:7.2f} {r['emit_cpu_s']:7.2f} {r['check_cpu_s']:7.2f} "
+              f"{r['simulate_s']:7.2f} {r['summary_s']:7.2f} {r['wall_s']:8.2f} {r['cpu_s']:7.2f} "
               f"{r['commands_per_s']:9.3g} {r['events_per_s']:9.3g} {r['cycles_per_s']:9.3g} {fine_s} "
               f"{r['peak_rss_mb']:7.0f} {verdict}")
     out: dict[str, object] = {"runs": rows, "load_average": [load_before[0], os.getloadavg()[0]],
