@@ -14,7 +14,9 @@ its DRAM room, with the layer's and the tensors' *names* replaced by their order
 emitter's state that reaches the commands: which half of the scratchpad and of the accumulator comes
 next, and where the scratchpad's halves are. Equal signatures give the same commands up to the
 substitutions below; names that play two parts in one layer and one in another give different
-signatures (never a wrong match, only a missed one).
+signatures (never a wrong match, only a missed one). A string that a command copies from the layer
+(a vector op's name, a fused activation) and that is also a tensor's name is seen by the signature
+only as a position, so a layer whose commands carry one is emitted directly.
 
 **Symbols.** A template is emitted with every value it reads from outside the layer replaced by a
 symbol: the last DRAM writer of each named tensor, the last users of each scratchpad half (and of
@@ -195,6 +197,10 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
             if not 1 <= token < len(names):
                 raise ValueError(f"DRAM address {addr:#x} of a template command is not a named tensor's")
     values = [getattr(command, f) for f in at]
+    for name, value in zip(at, values, strict=True):
+        # a string copied as it is must not be one the signature saw only as a position
+        if name not in ("layer", "tensor") and isinstance(value, str) and value in names:
+            raise ValueError(f"a template command's {name} {value!r} is also a name of the layer")
     return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset
 
 

@@ -29,6 +29,7 @@ from mapper.decide import ArrayDecision, decide_layers
 from mapper.makers import builder, maker
 from mapper.programs import prepared
 from workloads import load, sparsify, zoo
+from workloads.builder import GraphBuilder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "scalesim"
 ON_TPU = ("llama2_7b_layer_prefill", "llama2_7b_layer_decode", "llama3_8b_layer_prefill", "llama3_8b_layer_decode")
@@ -134,3 +135,18 @@ def test_fast_constructors_make_the_dataclasses_own_objects():
         maker(Load)(id=1, layer="l", tensor="t")  # size_bytes is required, as the dataclass says
     with pytest.raises(TypeError):
         maker(Load)(id=1, layer="l", tensor="t", size_bytes=4, colour="red")
+
+
+def test_an_op_named_like_a_tensor_is_emitted_directly_not_matched_by_position():
+    """ReLU layers whose source ops (copied into their Vector commands) are their input tensors' names:
+    the signature sees those strings as positions, so the layers match, and the template (which
+    would copy the first one's op) is not used."""
+    b = GraphBuilder("ops")
+    hidden = b.input("x", (8, 64))
+    for i in range(4):
+        hidden = b.activation(hidden, "relu", name=f"r{i}")
+    graph = b.build()
+    layers = tuple(dataclasses.replace(layer, source_op=layer.inputs[0]) for layer in graph.layers)
+    graph = dataclasses.replace(graph, layers=layers)
+    layers, _ = replayed_layers(graph, config.load("gemmini"))
+    assert layers == 3  # r1, r2 and r3 share one signature (r0 reads the graph input)
