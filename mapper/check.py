@@ -23,8 +23,14 @@ tensor that breaks one of these:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import attrgetter, is_
 
-from accel.commands import Buffer, Compute, Load, Move, Store, Vector
+import numpy as np
+
+from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import MappingError
 from mapper.lifetimes import view_roots
 from mapper.memory import check_allocation
@@ -37,15 +43,9 @@ __all__ = ["check_plan"]
 
 def check_plan(plan: Plan) -> None:
     """Raise :class:`MappingError` on the first violation (see the module docstring)."""
-    commands = plan.commands
-    for i, cmd in enumerate(commands):
-        if cmd.id != i:
-            raise MappingError(f"Command {i} has id {cmd.id}; ids must be program positions")
-        bad = [d for d in cmd.deps if not 0 <= d < i]
-        if bad:
-            raise MappingError(f"Command {i} ({type(cmd).__name__}, layer {cmd.layer!r}) waits for {bad[0]}, "
-                               f"which is not an earlier command")
-    _check_buffers(plan)
+    program = _Program.of(plan.commands)
+    _check_ids_and_deps(plan.commands, program)
+    _check_buffers(plan, program)
     graph = plan.graph
     if graph is None:
         return
@@ -64,7 +64,89 @@ def check_plan(plan: Plan) -> None:
         resident = Residency(plan.problem, plan.allocation)
     _check_transfers(plan, step_of, roots, resident)
     _check_operands(plan, layers, step_of, roots, resident)
-    _check_dram_order(plan, graph, roots)
+    _check_dram_order(plan, program, graph, roots)
+
+
+_LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR, _OTHER = range(6)
+_KINDS = ((_LOAD, Load), (_STORE, Store), (_MOVE, Move), (_COMPUTE, Compute), (_VECTOR, Vector))
+
+
+def _kind_of(cls: type) -> int:
+    return next((code for code, kind in _KINDS if issubclass(cls, kind)), _OTHER)
+
+
+def _indices(values: list[str], index: dict[str, int]) -> np.ndarray:
+    """Each value's position in ``index``, adding the values it lacks (in order of first appearance)."""
+    for value in dict.fromkeys(values):
+        index.setdefault(value, len(index))
+    return np.fromiter(map(index.__getitem__, values), np.int64, len(values))
+
+
+@dataclass(frozen=True, eq=False)
+class _Program:
+    """The fields every check reads, one array element per command (or per dependency), read from the
+    commands once; the checks work on these arrays, and go back to a command only to word an error."""
+
+    ids: np.ndarray  # each command's id
+    kind: np.ndarray  # _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR or _OTHER
+    layer: np.ndarray  # index into layer_names
+    layer_names: list[str]
+    tensor: np.ndarray  # of a transfer (Load, Store, Move), index into tensor_names; -1 for other commands
+    tensor_names: list[str]
+    on_scratchpad: np.ndarray  # a transfer whose on-chip side is the scratchpad (a Move's destination)
+    addr: np.ndarray  # a transfer's on-chip first byte (0 for other commands)
+    size_bytes: np.ndarray  # a transfer's bytes (0 for other commands)
+    owner: np.ndarray  # dependency e: command owner[e] waits for command dep[e]; owners in program order
+    dep: np.ndarray
+
+    @classmethod
+    def of(cls, commands: Sequence[Command]) -> _Program:
+        n = len(commands)
+        types = list(map(type, commands))
+        codes = {t: _kind_of(t) for t in set(types)}
+        kind = np.fromiter(map(codes.__getitem__, types), np.int8, n)
+        layer_index: dict[str, int] = {}
+        layer = _indices(list(map(attrgetter("layer"), commands)), layer_index)
+        moved = np.flatnonzero(kind <= _MOVE)
+        transfers = [commands[i] for i in moved.tolist()]
+        tensor_index: dict[str, int] = {}
+        tensor = np.full(n, -1, np.int64)
+        tensor[moved] = _indices(list(map(attrgetter("tensor"), transfers)), tensor_index)
+        on_scratchpad = np.zeros(n, bool)
+        dram = [c for c in transfers if not isinstance(c, Move)]
+        on_scratchpad[moved] = True
+        on_scratchpad[moved[kind[moved] != _MOVE]] = np.fromiter(
+            map(is_, map(attrgetter("buffer"), dram), repeat(Buffer.SCRATCHPAD)), bool, len(dram))
+        addr = np.zeros(n, np.int64)
+        addr[moved] = list(map(attrgetter("addr"), transfers))
+        size_bytes = np.zeros(n, np.int64)
+        size_bytes[moved] = list(map(attrgetter("size_bytes"), transfers))
+        deps = list(map(attrgetter("deps"), commands))
+        counts = np.fromiter(map(len, deps), np.int64, n)
+        dep = np.fromiter(chain.from_iterable(deps), np.int64, int(counts.sum()))
+        return cls(ids=np.fromiter(map(attrgetter("id"), commands), np.int64, n), kind=kind, layer=layer,
+                   layer_names=list(layer_index), tensor=tensor, tensor_names=list(tensor_index),
+                   on_scratchpad=on_scratchpad, addr=addr, size_bytes=size_bytes,
+                   owner=np.repeat(np.arange(n), counts), dep=dep)
+
+
+def _first(mask: np.ndarray) -> int | None:
+    """The first index where ``mask`` holds, if any."""
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
+
+
+def _check_ids_and_deps(commands: Sequence[Command], program: _Program) -> None:
+    n = len(commands)
+    wrong_id = _first(program.ids != np.arange(n))
+    bad_dep = _first((program.dep < 0) | (program.dep >= program.owner))
+    waits = n if bad_dep is None else int(program.owner[bad_dep])
+    if wrong_id is not None and wrong_id <= waits:
+        raise MappingError(f"Command {wrong_id} has id {commands[wrong_id].id}; ids must be program positions")
+    if bad_dep is not None:
+        cmd = commands[waits]
+        raise MappingError(f"Command {waits} ({type(cmd).__name__}, layer {cmd.layer!r}) waits for "
+                           f"{program.dep[bad_dep]}, which is not an earlier command")
 
 
 class _NoResidents:
@@ -77,20 +159,18 @@ class _NoResidents:
         return []
 
 
-def _check_buffers(plan: Plan) -> None:
+def _check_buffers(plan: Plan, program: _Program) -> None:
     sizes = {Buffer.SCRATCHPAD: plan.arch.scratchpad.size_bytes, Buffer.ACCUMULATOR: plan.arch.accumulator.size_bytes}
-    for cmd in plan.commands:
-        if isinstance(cmd, Load | Store):
-            spans = [(cmd.buffer, cmd.addr, cmd.size_bytes)]
-        elif isinstance(cmd, Move):
-            spans = [(Buffer.SCRATCHPAD, cmd.addr, cmd.size_bytes)]
-        else:
-            continue
-        for buffer, addr, size in spans:
-            if addr < 0 or size < 0 or addr + size > sizes[buffer]:
-                raise MappingError(f"Command {cmd.id} ({type(cmd).__name__} of {getattr(cmd, 'tensor', '?')!r}, "
-                                   f"layer {cmd.layer!r}) uses {buffer.value} bytes [{addr}, {addr + size}), "
-                                   f"outside its {sizes[buffer]} B")
+    capacity = np.where(program.on_scratchpad, sizes[Buffer.SCRATCHPAD], sizes[Buffer.ACCUMULATOR])
+    addr, size = program.addr, program.size_bytes
+    outside = _first((program.kind <= _MOVE) & ((addr < 0) | (size < 0) | (addr + size > capacity)))
+    if outside is not None:
+        cmd = plan.commands[outside]
+        buffer = Buffer.SCRATCHPAD if isinstance(cmd, Move) else cmd.buffer  # type: ignore[attr-defined]
+        lo, hi = int(addr[outside]), int(addr[outside] + size[outside])
+        raise MappingError(f"Command {cmd.id} ({type(cmd).__name__} of {getattr(cmd, 'tensor', '?')!r}, "
+                           f"layer {cmd.layer!r}) uses {buffer.value} bytes [{lo}, {hi}), "
+                           f"outside its {sizes[buffer]} B")
 
 
 def _check_schedule(graph: object, order: list[str], layers: dict[str, Layer]) -> None:
@@ -208,26 +288,44 @@ def _check_operands(plan: Plan, layers: dict[str, Layer], step_of: dict[str, int
                                        f"resident at that step")
 
 
-def _check_dram_order(plan: Plan, graph: object, roots: dict[str, str]) -> None:
+def _check_dram_order(plan: Plan, program: _Program, graph: object, roots: dict[str, str]) -> None:
     tensors = graph.tensors  # type: ignore[attr-defined]
-    last_store: dict[str, int] = {}
-    stores: dict[str, set[int]] = defaultdict(set)
-    for cmd in plan.commands:
-        if isinstance(cmd, Store):
-            root = roots.get(cmd.tensor, cmd.tensor)
-            last_store[root] = cmd.id
-            stores[root].add(cmd.id)
-        elif isinstance(cmd, Load):
-            root = roots.get(cmd.tensor, cmd.tensor)
-            if tensors[root].producer is None:
-                continue  # graph inputs and weights are in DRAM from the start
-            if root not in last_store:
-                raise MappingError(f"Command {cmd.id} (layer {cmd.layer!r}) reads {cmd.tensor!r} from DRAM before "
-                                   f"any command stored it there")
-            if cmd.buffer is Buffer.ACCUMULATOR:  # a partial-sum reload waits for its own spill
-                if not stores[root] & set(cmd.deps):
-                    raise MappingError(f"Command {cmd.id} (layer {cmd.layer!r}) reloads partial sums of "
-                                       f"{cmd.tensor!r} without waiting for their store")
-            elif last_store[root] not in cmd.deps:
-                raise MappingError(f"Command {cmd.id} (layer {cmd.layer!r}) reads {cmd.tensor!r} from DRAM without "
-                                   f"waiting for its latest store (command {last_store[root]})")
+    root_index: dict[str, int] = {}
+    root_of = _indices([roots.get(t, t) for t in program.tensor_names], root_index)
+    root_names = list(root_index)
+    kind = program.kind
+    dram = np.flatnonzero((kind == _LOAD) | (kind == _STORE))  # in program order
+    root = np.full(len(kind), -1, np.int64)
+    root[dram] = root_of[program.tensor[dram]]
+    # the latest store of each transfer's root before it: sweep the transfers by root, then program order
+    by_root = dram[np.lexsort((dram, root[dram]))]
+    position = np.arange(by_root.size)
+    latest = np.maximum.accumulate(np.where(kind[by_root] == _STORE, position, -1))
+    stored = (latest >= 0) & (root[by_root[np.maximum(latest, 0)]] == root[by_root])
+    last_store = np.full(len(kind), -1, np.int64)
+    last_store[by_root[stored]] = by_root[np.maximum(latest, 0)][stored]
+    last_store[kind == _STORE] = -1  # a store's own latest store is no concern
+    # which loads wait for their latest store, and which for some earlier store of their root
+    owner, dep = program.owner, program.dep
+    waits_latest = np.zeros(len(kind), bool)
+    waits_latest[owner[dep == last_store[owner]]] = True
+    waits_a_store = np.zeros(len(kind), bool)
+    waits_a_store[owner[(kind[dep] == _STORE) & (root[dep] == root[owner])]] = True
+    loads = np.flatnonzero(kind == _LOAD)
+    produced = np.array([tensors[name].producer is not None for name in root_names], bool)
+    loads = loads[produced[root[loads]]]  # graph inputs and weights are in DRAM from the start
+    accumulator = ~program.on_scratchpad[loads]
+    wrong = (last_store[loads] < 0) | np.where(accumulator, ~waits_a_store[loads], ~waits_latest[loads])
+    first = _first(wrong)
+    if first is None:
+        return
+    i = int(loads[first])
+    cmd = plan.commands[i]
+    if last_store[i] < 0:
+        raise MappingError(f"Command {cmd.id} (layer {cmd.layer!r}) reads {cmd.tensor!r} from DRAM before "  # type: ignore[attr-defined]
+                           f"any command stored it there")
+    if accumulator[first]:  # a partial-sum reload waits for its own spill
+        raise MappingError(f"Command {cmd.id} (layer {cmd.layer!r}) reloads partial sums of "
+                           f"{cmd.tensor!r} without waiting for their store")  # type: ignore[attr-defined]
+    raise MappingError(f"Command {cmd.id} (layer {cmd.layer!r}) reads {cmd.tensor!r} from DRAM without "  # type: ignore[attr-defined]
+                       f"waiting for its latest store (command {last_store[i]})")
