@@ -23,7 +23,7 @@ tensor that breaks one of these:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import attrgetter, is_
@@ -63,7 +63,7 @@ def check_plan(plan: Plan) -> None:
         check_allocation(plan.problem, plan.allocation)
         resident = Residency(plan.problem, plan.allocation)
     _check_transfers(plan, step_of, roots, resident)
-    _check_operands(plan, layers, step_of, roots, resident)
+    _check_operands(plan, program, layers, step_of, roots, resident)
     _check_dram_order(plan, program, graph, roots)
 
 
@@ -73,6 +73,16 @@ _KINDS = ((_LOAD, Load), (_STORE, Store), (_MOVE, Move), (_COMPUTE, Compute), (_
 
 def _kind_of(cls: type) -> int:
     return next((code for code, kind in _KINDS if issubclass(cls, kind)), _OTHER)
+
+
+def _runs(values: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct values (in order of first appearance) and each value's index among them, found per
+    run of equal neighbours (a layer's commands come together)."""
+    array = np.array(values, dtype=object)
+    starts = np.flatnonzero(np.concatenate(([True], array[1:] != array[:-1]))) if values else np.zeros(0, np.int64)
+    index: dict[str, int] = {}
+    run_index = _indices(array[starts].tolist(), index)
+    return list(index), np.repeat(run_index, np.diff(np.append(starts, len(values))))
 
 
 def _indices(values: list[str], index: dict[str, int]) -> np.ndarray:
@@ -87,7 +97,7 @@ class _Program:
     """The fields every check reads, one array element per command (or per dependency), read from the
     commands once; the checks work on these arrays, and go back to a command only to word an error."""
 
-    ids: np.ndarray  # each command's id
+    ids: list[int]  # each command's id
     kind: np.ndarray  # _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR or _OTHER
     layer: np.ndarray  # index into layer_names
     layer_names: list[str]
@@ -104,30 +114,27 @@ class _Program:
         n = len(commands)
         types = list(map(type, commands))
         codes = {t: _kind_of(t) for t in set(types)}
-        kind = np.fromiter(map(codes.__getitem__, types), np.int8, n)
-        layer_index: dict[str, int] = {}
-        layer = _indices(list(map(attrgetter("layer"), commands)), layer_index)
+        kind = np.frombuffer(bytes(map(codes.__getitem__, types)), np.int8)
+        layer_names, layer = _runs(list(map(attrgetter("layer"), commands)))
         moved = np.flatnonzero(kind <= _MOVE)
         transfers = [commands[i] for i in moved.tolist()]
+        count = len(transfers)
         tensor_index: dict[str, int] = {}
         tensor = np.full(n, -1, np.int64)
         tensor[moved] = _indices(list(map(attrgetter("tensor"), transfers)), tensor_index)
         on_scratchpad = np.zeros(n, bool)
-        dram = [c for c in transfers if not isinstance(c, Move)]
-        on_scratchpad[moved] = True
-        on_scratchpad[moved[kind[moved] != _MOVE]] = np.fromiter(
-            map(is_, map(attrgetter("buffer"), dram), repeat(Buffer.SCRATCHPAD)), bool, len(dram))
+        buffers = map(getattr, transfers, repeat("buffer"), repeat(Buffer.SCRATCHPAD))  # a Move's is the scratchpad
+        on_scratchpad[moved] = np.fromiter(map(is_, buffers, repeat(Buffer.SCRATCHPAD)), bool, count)
         addr = np.zeros(n, np.int64)
-        addr[moved] = list(map(attrgetter("addr"), transfers))
+        addr[moved] = np.fromiter(map(attrgetter("addr"), transfers), np.int64, count)
         size_bytes = np.zeros(n, np.int64)
-        size_bytes[moved] = list(map(attrgetter("size_bytes"), transfers))
+        size_bytes[moved] = np.fromiter(map(attrgetter("size_bytes"), transfers), np.int64, count)
         deps = list(map(attrgetter("deps"), commands))
         counts = np.fromiter(map(len, deps), np.int64, n)
         dep = np.fromiter(chain.from_iterable(deps), np.int64, int(counts.sum()))
-        return cls(ids=np.fromiter(map(attrgetter("id"), commands), np.int64, n), kind=kind, layer=layer,
-                   layer_names=list(layer_index), tensor=tensor, tensor_names=list(tensor_index),
-                   on_scratchpad=on_scratchpad, addr=addr, size_bytes=size_bytes,
-                   owner=np.repeat(np.arange(n), counts), dep=dep)
+        return cls(ids=list(map(attrgetter("id"), commands)), kind=kind, layer=layer, layer_names=layer_names,
+                   tensor=tensor, tensor_names=list(tensor_index), on_scratchpad=on_scratchpad, addr=addr,
+                   size_bytes=size_bytes, owner=np.repeat(np.arange(n), counts), dep=dep)
 
 
 def _first(mask: np.ndarray) -> int | None:
@@ -138,7 +145,7 @@ def _first(mask: np.ndarray) -> int | None:
 
 def _check_ids_and_deps(commands: Sequence[Command], program: _Program) -> None:
     n = len(commands)
-    wrong_id = _first(program.ids != np.arange(n))
+    wrong_id = None if program.ids == list(range(n)) else _first(np.array(program.ids, object) != np.arange(n))
     bad_dep = _first((program.dep < 0) | (program.dep >= program.owner))
     waits = n if bad_dep is None else int(program.owner[bad_dep])
     if wrong_id is not None and wrong_id <= waits:
@@ -226,66 +233,125 @@ def _operands(layer: Layer, tensors: object) -> list[str]:
     return acts[:2] if len(acts) > 1 else acts + consts[:1]
 
 
-def _check_operands(plan: Plan, layers: dict[str, Layer], step_of: dict[str, int], roots: dict[str, str],
-                    resident: Residency | _NoResidents) -> None:
+def _check_operands(plan: Plan, program: _Program, layers: dict[str, Layer], step_of: dict[str, int],
+                    roots: dict[str, str], resident: Residency | _NoResidents) -> None:
     graph = plan.graph
     assert graph is not None
-    by_layer: dict[str, list[int]] = defaultdict(list)
-    for cmd in plan.commands:
-        by_layer[cmd.layer].append(cmd.id)
-    writers: dict[str, set[int]] = defaultdict(set)  # resident buffer -> commands that wrote its on-chip copy
-    for cmd in plan.commands:
-        if isinstance(cmd, Move) or (isinstance(cmd, Load) and cmd.buffer is Buffer.SCRATCHPAD
-                                     and resident.place(cmd.tensor, step_of[cmd.layer]) is not None):
+    commands = plan.commands
+    kind, layer_of = program.kind, program.layer
+    layer_index = {name: i for i, name in enumerate(program.layer_names)}
+    root_index: dict[str, int] = {}
+    root_of = _indices([roots.get(t, t) for t in program.tensor_names], root_index)
+    places: dict[tuple[str, int], tuple[int, int] | None] = {}
+
+    def place(tensor: str, step: int) -> tuple[int, int] | None:
+        key = (tensor, step)
+        if key not in places:
+            places[key] = resident.place(tensor, step)
+        return places[key]
+
+    # each layer's operands, in plan order; bit j of a command's mask: operand j loaded before it in the layer
+    is_compute = (kind == _COMPUTE) | (kind == _VECTOR)
+    computed = np.flatnonzero(is_compute)
+    # each layer -> its first compute
+    firsts = dict(zip(layer_of[computed[::-1]].tolist(), computed[::-1].tolist(), strict=True))
+    operands: list[tuple[str, int, Layer, int, list[str], dict[str, str]]] = []
+    needs = np.zeros(len(program.layer_names) + 1, bool)  # a layer whose computes need some operand loaded
+    bits: dict[tuple[int, int], int] = {}  # (layer, root) -> bits of the operands a scratchpad load of root brings
+    required: dict[int, int] = {}  # layer -> bits of its operands that must be loaded (the ones not resident)
+    any_resident = False
+    for name in (m.layer for m in plan.layers):
+        li = layer_index.get(name)
+        if li is None or li not in firsts:
+            continue
+        layer, step = layers[name], step_of[name]
+        needed = [t for t in layer.inputs if not graph.tensors[t].is_constant] if kind[firsts[li]] == _VECTOR \
+            else _operands(layer, graph.tensors)
+        groups = {t: roots.get(t, t) for t in needed}
+        operands.append((name, li, layer, step, needed, groups))
+        for j, t in enumerate(needed):
+            if place(t, step) is not None:
+                any_resident = True
+                continue
+            required[li] = required.get(li, 0) | 1 << j
+            needs[li] = True
+            if groups[t] in root_index:
+                key = (li, root_index[groups[t]])
+                bits[key] = bits.get(key, 0) | 1 << j
+    # what each command has loaded before it in its layer: its own scratchpad load and its waits' (one sweep
+    # over the dependencies within a layer, in program order: a command's waits come before it)
+    scratch_loads = np.flatnonzero((kind == _LOAD) & program.on_scratchpad & needs[layer_of])
+    keys = np.array(sorted(li * len(root_index) + r for li, r in bits), np.int64)
+    wide = max(required.values(), default=0).bit_length() > 62  # Python ints beyond an int64's bits
+    brings = np.array([bits[divmod(int(k), len(root_index))] for k in keys], object if wide else np.int64)
+    seeds = np.zeros(len(kind), brings.dtype)
+    load_keys = layer_of[scratch_loads] * len(root_index) + root_of[program.tensor[scratch_loads]]
+    at = np.minimum(np.searchsorted(keys, load_keys), max(len(keys) - 1, 0))
+    hit = keys[at] == load_keys if len(keys) else np.zeros(len(load_keys), bool)
+    seeds[scratch_loads[hit]] = brings[at[hit]]
+    loaded = seeds.tolist()
+    owner, dep = program.owner, program.dep
+    within = (layer_of[owner] == layer_of[dep]) & needs[layer_of[owner]]
+    for i, d in zip(owner[within].tolist(), dep[within].tolist(), strict=True):
+        loaded[i] |= loaded[d]
+    wanted = np.zeros(len(program.layer_names) + 1, brings.dtype)
+    for li, need in required.items():
+        wanted[li] = need
+    wanted = wanted[layer_of[computed]]
+    got = np.array([loaded[i] for i in computed.tolist()], brings.dtype)
+    short = set(layer_of[computed[(got & wanted) != wanted]].tolist())
+    if not short and not any_resident:
+        return
+    writers = _writers(plan, program, layers, step_of, roots, place) if any_resident else {}
+    members = np.argsort(layer_of, kind="stable")
+    starts = np.searchsorted(layer_of[members], np.arange(len(program.layer_names) + 1))
+    for name, li, _, step, needed, groups in operands:
+        resident_needed = [t for t in needed if place(t, step) is not None]
+        if li not in short and not resident_needed:
+            continue
+        ids = members[starts[li]:starts[li + 1]].tolist()
+        computes = [i for i in ids if is_compute[i]]
+        for j, t in enumerate(needed):
+            root = groups[t]
+            if place(t, step) is None:
+                missing = next((i for i in computes if not loaded[i] >> j & 1), None)
+                if missing is not None:
+                    raise MappingError(f"Command {missing} (layer {name!r}) computes without its operand {t!r}: it "
+                                       f"is neither resident nor loaded before it in the layer")
+                continue
+            # compute -> it waits for a writer of root, directly or through an earlier compute of the layer
+            waited: dict[int, bool] = {}
+            for i in computes:
+                waited[i] = any(d in writers[root] or waited.get(d, False) for d in commands[i].deps)
+                if not waited[i]:
+                    raise MappingError(f"Command {i} (layer {name!r}) reads {t!r} from its resident copy "
+                                       f"without waiting for a command that wrote it")
+        if resident_needed:
+            resident_roots = {groups[t] for t in resident_needed}
+            for i in ids:
+                cmd = commands[i]
+                if isinstance(cmd, Load) and cmd.buffer is Buffer.SCRATCHPAD \
+                        and roots.get(cmd.tensor, cmd.tensor) in resident_roots \
+                        and i not in writers[roots.get(cmd.tensor, cmd.tensor)]:
+                    raise MappingError(f"Command {i} (layer {name!r}) reads {cmd.tensor!r} from DRAM, but it is "
+                                       f"resident at that step")
+
+
+def _writers(plan: Plan, program: _Program, layers: dict[str, Layer], step_of: dict[str, int],
+             roots: dict[str, str], place: Callable[[str, int], tuple[int, int] | None]) -> dict[str, set[int]]:
+    """Resident buffer -> the commands that wrote its on-chip copy (moves, reloads, vector results)."""
+    writers: dict[str, set[int]] = defaultdict(set)
+    kind = program.kind
+    for i in np.flatnonzero((kind == _MOVE) | (kind == _VECTOR) | ((kind == _LOAD) & program.on_scratchpad)).tolist():
+        cmd = plan.commands[i]
+        if isinstance(cmd, Move) or (isinstance(cmd, Load) and place(cmd.tensor, step_of[cmd.layer]) is not None):
             writers[roots.get(cmd.tensor, cmd.tensor)].add(cmd.id)
         elif isinstance(cmd, Vector):
             step = step_of[cmd.layer]
             for out in layers[cmd.layer].outputs:
-                if resident.place(out, step) is not None:
+                if place(out, step) is not None:
                     writers[roots.get(out, out)].add(cmd.id)
-    for name in (m.layer for m in plan.layers):
-        layer, step = layers[name], step_of[name]
-        ids = by_layer.get(name, [])
-        computes = [i for i in ids if isinstance(plan.commands[i], Compute | Vector)]
-        if not computes:
-            continue
-        vector_layer = isinstance(plan.commands[computes[0]], Vector)
-        needed = [t for t in layer.inputs if not graph.tensors[t].is_constant] if vector_layer \
-            else _operands(layer, graph.tensors)
-        groups = {t: roots.get(t, t) for t in needed}
-        seen: dict[int, frozenset[str]] = {}
-        for i in ids:
-            cmd = plan.commands[i]
-            got: set[str] = set()
-            for d in cmd.deps:
-                got |= seen.get(d, frozenset())
-            if isinstance(cmd, Load) and cmd.buffer is Buffer.SCRATCHPAD:
-                got.add(roots.get(cmd.tensor, cmd.tensor))
-            seen[i] = frozenset(got)
-        for t in needed:
-            root = groups[t]
-            place = resident.place(t, step)
-            # compute -> it waits for a writer of root, directly or through an earlier compute of the layer
-            waited: dict[int, bool] = {}
-            if place is not None:
-                for i in computes:
-                    waited[i] = any(d in writers[root] or waited.get(d, False) for d in plan.commands[i].deps)
-            for i in computes:
-                if place is not None:
-                    if not waited[i]:
-                        raise MappingError(f"Command {i} (layer {name!r}) reads {t!r} from its resident copy "
-                                           f"without waiting for a command that wrote it")
-                elif root not in seen[i]:
-                    raise MappingError(f"Command {i} (layer {name!r}) computes without its operand {t!r}: it "
-                                       f"is neither resident nor loaded before it in the layer")
-        if place_any := [t for t in needed if resident.place(t, step) is not None]:
-            for i in ids:
-                cmd = plan.commands[i]
-                if isinstance(cmd, Load) and cmd.buffer is Buffer.SCRATCHPAD and any(
-                        roots.get(cmd.tensor, cmd.tensor) == groups[t] for t in place_any) \
-                        and i not in writers[roots.get(cmd.tensor, cmd.tensor)]:
-                    raise MappingError(f"Command {i} (layer {name!r}) reads {cmd.tensor!r} from DRAM, but it is "
-                                       f"resident at that step")
+    return writers
 
 
 def _check_dram_order(plan: Plan, program: _Program, graph: object, roots: dict[str, str]) -> None:
