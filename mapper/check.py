@@ -18,6 +18,14 @@ tensor that breaks one of these:
   reads from DRAM a tensor that is resident at its step, except to reload it whole;
 * **dependencies**: every DRAM read of an activation waits for the latest store of that tensor
   (or a view of it) before it, and no DRAM read comes before the tensor was stored.
+
+The rules are checked in this order (program, buffer bounds, schedule, allocation, transfers, operands,
+dependencies), and within a rule in program order (operands: layer by layer in schedule order), so
+the error is the same whichever way the checks find it. They read the commands' fields once into
+arrays (kinds, layers, tensors, addresses, sizes, and every dependency as an edge) and check each
+rule over all commands at once; what a command has loaded before it in its layer is one sweep over
+the layer's dependencies in program order, carrying a bit mask of the layer's operands per command.
+Only the first command that breaks a rule is looked at again, to word the error.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ def check_plan(plan: Plan) -> None:
             raise MappingError("The plan's allocation was made for another schedule than its layers'")
         check_allocation(plan.problem, plan.allocation)
         resident = Residency(plan.problem, plan.allocation)
-    _check_transfers(plan, step_of, roots, resident)
+    _check_transfers(plan, program, step_of, resident)
     _check_operands(plan, program, layers, step_of, roots, resident)
     _check_dram_order(plan, program, graph, roots)
 
@@ -191,38 +199,71 @@ def _check_schedule(graph: object, order: list[str], layers: dict[str, Layer]) -
         done.add(name)
 
 
-def _check_transfers(plan: Plan, step_of: dict[str, int], roots: dict[str, str],
+def _check_transfers(plan: Plan, program: _Program, step_of: dict[str, int],
                      resident: Residency | _NoResidents) -> None:
     if plan.allocation is None:
         return
     size = plan.arch.scratchpad.size_bytes
     working = plan.working_bytes or {}
-    for cmd in plan.commands:
-        if not isinstance(cmd, Load | Store | Move) or (isinstance(cmd, Load | Store)
-                                                        and cmd.buffer is not Buffer.SCRATCHPAD):
+    moved = np.flatnonzero(program.on_scratchpad)  # loads and stores of the scratchpad, moves into it
+    layer_of = program.layer[moved]
+    step_at = np.array([step_of.get(name, -1) for name in program.layer_names], np.int64)[layer_of]
+    # each (tensor, step)'s place, once: [offset, end) where the tensor is on chip
+    rows = int(step_at.max(initial=0)) + 1
+    pairs, pair_of = np.unique(program.tensor[moved] * rows + np.maximum(step_at, 0), return_inverse=True)
+    kept, offset, end = np.zeros(len(pairs), bool), np.zeros(len(pairs), np.int64), np.zeros(len(pairs), np.int64)
+    for k, pair in enumerate(pairs.tolist()):
+        tensor, step = divmod(pair, rows)
+        place = resident.place(program.tensor_names[tensor], step)
+        if place is not None:
+            kept[k], offset[k], end[k] = True, place[0], place[0] + place[1]
+    kept, offset, end = kept[pair_of], offset[pair_of], end[pair_of]
+    lo = program.addr[moved]
+    hi = lo + program.size_bytes[moved]
+    is_move = program.kind[moved] == _MOVE
+    # a reload or a write-back moves all of its tensor; an on-chip move lands inside it
+    wrong = kept & np.where(is_move, ~((offset <= lo) & (lo <= hi) & (hi <= end)), (lo != offset) | (hi != end))
+    base = np.array([size - working.get(name, size) for name in program.layer_names], np.int64)
+    wrong |= ~kept & (is_move | (lo < base[layer_of]))
+    wrong |= step_at < 0  # a layer the plan does not run: looking its step up fails, as it should
+    tiles = np.flatnonzero(~kept & (step_at >= 0))
+    for step in np.unique(step_at[tiles]).tolist():  # tile transfers against the residents of their step
+        residents = resident.at(step)
+        if not residents:
             continue
-        step = step_of[cmd.layer]
-        lo, hi = cmd.addr, cmd.addr + cmd.size_bytes
-        place = resident.place(cmd.tensor, step)
-        if place is not None:  # a reload, a write-back or an on-chip move of a resident tensor
-            offset, nbytes = place
-            whole = isinstance(cmd, Load | Store)  # reloads and write-backs move all of it
-            if (lo, hi) != (offset, offset + nbytes) if whole else not offset <= lo <= hi <= offset + nbytes:
-                raise MappingError(f"Command {cmd.id} ({type(cmd).__name__} of {cmd.tensor!r}, layer {cmd.layer!r}) "
-                                   f"uses [{lo}, {hi}) but the tensor sits at [{offset}, {offset + nbytes})")
-            continue
-        if isinstance(cmd, Move):
-            raise MappingError(f"Command {cmd.id} moves {cmd.tensor!r} on chip in layer {cmd.layer!r}, "
-                               f"where the allocation does not keep it")
-        base = size - working.get(cmd.layer, size)
-        if lo < base:
+        here = tiles[step_at[tiles] == step]
+        a = np.array([r[1] for r in residents], np.int64)
+        b = np.array([r[2] for r in residents], np.int64)
+        wrong[here] |= ((a[None, :] < hi[here, None]) & (lo[here, None] < b[None, :])).any(axis=1)
+    for i in moved[wrong].tolist():  # word the first error (each flagged transfer breaks a rule)
+        _check_transfer(plan.commands[i], step_of, resident, size, working)
+
+
+def _check_transfer(cmd: Command, step_of: dict[str, int], resident: Residency | _NoResidents, size: int,
+                    working: dict[str, int]) -> None:
+    assert isinstance(cmd, Load | Store | Move)
+    step = step_of[cmd.layer]
+    lo, hi = cmd.addr, cmd.addr + cmd.size_bytes
+    place = resident.place(cmd.tensor, step)
+    if place is not None:  # a reload, a write-back or an on-chip move of a resident tensor
+        offset, nbytes = place
+        whole = isinstance(cmd, Load | Store)  # reloads and write-backs move all of it
+        if (lo, hi) != (offset, offset + nbytes) if whole else not offset <= lo <= hi <= offset + nbytes:
             raise MappingError(f"Command {cmd.id} ({type(cmd).__name__} of {cmd.tensor!r}, layer {cmd.layer!r}) "
-                               f"uses [{lo}, {hi}), below the layer's working region [{base}, {size})")
-        for name, a, b in resident.at(step):
-            if a < hi and lo < b:
-                raise MappingError(f"Command {cmd.id} ({type(cmd).__name__} of {cmd.tensor!r}, layer "
-                                   f"{cmd.layer!r}) overwrites [{max(a, lo)}, {min(b, hi)}) of {name!r}, which "
-                                   f"is resident at that step")
+                               f"uses [{lo}, {hi}) but the tensor sits at [{offset}, {offset + nbytes})")
+        return
+    if isinstance(cmd, Move):
+        raise MappingError(f"Command {cmd.id} moves {cmd.tensor!r} on chip in layer {cmd.layer!r}, "
+                           f"where the allocation does not keep it")
+    base = size - working.get(cmd.layer, size)
+    if lo < base:
+        raise MappingError(f"Command {cmd.id} ({type(cmd).__name__} of {cmd.tensor!r}, layer {cmd.layer!r}) "
+                           f"uses [{lo}, {hi}), below the layer's working region [{base}, {size})")
+    for name, a, b in resident.at(step):
+        if a < hi and lo < b:
+            raise MappingError(f"Command {cmd.id} ({type(cmd).__name__} of {cmd.tensor!r}, layer "
+                               f"{cmd.layer!r}) overwrites [{max(a, lo)}, {min(b, hi)}) of {name!r}, which "
+                               f"is resident at that step")
 
 
 def _operands(layer: Layer, tensors: object) -> list[str]:
@@ -280,6 +321,8 @@ def _check_operands(plan: Plan, program: _Program, layers: dict[str, Layer], ste
                 bits[key] = bits.get(key, 0) | 1 << j
     # what each command has loaded before it in its layer: its own scratchpad load and its waits' (one sweep
     # over the dependencies within a layer, in program order: a command's waits come before it)
+    for li in np.unique(layer_of[((kind == _LOAD) & program.on_scratchpad) | (kind == _VECTOR)]).tolist():
+        step_of[program.layer_names[li]]  # noqa: B018 - raises KeyError for a layer the plan does not run
     scratch_loads = np.flatnonzero((kind == _LOAD) & program.on_scratchpad & needs[layer_of])
     keys = np.array(sorted(li * len(root_index) + r for li, r in bits), np.int64)
     wide = max(required.values(), default=0).bit_length() > 62  # Python ints beyond an int64's bits
@@ -378,15 +421,23 @@ def _check_dram_order(plan: Plan, program: _Program, graph: object, roots: dict[
     waits_a_store = np.zeros(len(kind), bool)
     waits_a_store[owner[(kind[dep] == _STORE) & (root[dep] == root[owner])]] = True
     loads = np.flatnonzero(kind == _LOAD)
-    produced = np.array([tensors[name].producer is not None for name in root_names], bool)
-    loads = loads[produced[root[loads]]]  # graph inputs and weights are in DRAM from the start
+    produced = np.zeros(len(root_names), bool)
+    unknown = np.zeros(len(root_names), bool)  # not a tensor of the graph: looking it up fails, as it should
+    for r in np.unique(root[loads]).tolist():
+        if root_names[r] in tensors:
+            produced[r] = tensors[root_names[r]].producer is not None
+        else:
+            unknown[r] = True
+    loads = loads[produced[root[loads]] | unknown[root[loads]]]  # graph inputs and weights are in DRAM from the start
     accumulator = ~program.on_scratchpad[loads]
-    wrong = (last_store[loads] < 0) | np.where(accumulator, ~waits_a_store[loads], ~waits_latest[loads])
+    wrong = unknown[root[loads]] | (last_store[loads] < 0) | np.where(accumulator, ~waits_a_store[loads],
+                                                                       ~waits_latest[loads])
     first = _first(wrong)
     if first is None:
         return
     i = int(loads[first])
     cmd = plan.commands[i]
+    tensors[root_names[root[i]]]  # noqa: B018 - raises KeyError for a tensor the graph lacks
     if last_store[i] < 0:
         raise MappingError(f"Command {cmd.id} (layer {cmd.layer!r}) reads {cmd.tensor!r} from DRAM before "  # type: ignore[attr-defined]
                            f"any command stored it there")
