@@ -79,8 +79,12 @@ _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR, _OTHER = range(6)
 _KINDS = ((_LOAD, Load), (_STORE, Store), (_MOVE, Move), (_COMPUTE, Compute), (_VECTOR, Vector))
 
 
-def _kind_of(cls: type) -> int:
-    return next((code for code, kind in _KINDS if issubclass(cls, kind)), _OTHER)
+class _KindCodes(dict[type, int]):
+    """Command class -> its kind code, found on first use."""
+
+    def __missing__(self, cls: type) -> int:
+        self[cls] = code = next((code for code, kind in _KINDS if issubclass(cls, kind)), _OTHER)
+        return code
 
 
 def _runs(values: list[str]) -> tuple[list[str], np.ndarray]:
@@ -120,9 +124,7 @@ class _Program:
     @classmethod
     def of(cls, commands: Sequence[Command]) -> _Program:
         n = len(commands)
-        types = list(map(type, commands))
-        codes = {t: _kind_of(t) for t in set(types)}
-        kind = np.frombuffer(bytes(map(codes.__getitem__, types)), np.int8)
+        kind = np.frombuffer(bytes(map(_KindCodes().__getitem__, map(type, commands))), np.int8)
         layer_names, layer = _runs(list(map(attrgetter("layer"), commands)))
         moved = np.flatnonzero(kind <= _MOVE)
         transfers = [commands[i] for i in moved.tolist()]
@@ -407,7 +409,7 @@ def _check_dram_order(plan: Plan, program: _Program, graph: object, roots: dict[
     root = np.full(len(kind), -1, np.int64)
     root[dram] = root_of[program.tensor[dram]]
     # the latest store of each transfer's root before it: sweep the transfers by root, then program order
-    by_root = dram[np.lexsort((dram, root[dram]))]
+    by_root = dram[np.argsort(root[dram], kind="stable")]  # dram is in program order
     position = np.arange(by_root.size)
     latest = np.maximum.accumulate(np.where(kind[by_root] == _STORE, position, -1))
     stored = (latest >= 0) & (root[by_root[np.maximum(latest, 0)]] == root[by_root])
@@ -415,7 +417,8 @@ def _check_dram_order(plan: Plan, program: _Program, graph: object, roots: dict[
     last_store[by_root[stored]] = by_root[np.maximum(latest, 0)][stored]
     last_store[kind == _STORE] = -1  # a store's own latest store is no concern
     # which loads wait for their latest store, and which for some earlier store of their root
-    owner, dep = program.owner, program.dep
+    of_loads = kind[program.owner] == _LOAD  # the dependencies of loads
+    owner, dep = program.owner[of_loads], program.dep[of_loads]
     waits_latest = np.zeros(len(kind), bool)
     waits_latest[owner[dep == last_store[owner]]] = True
     waits_a_store = np.zeros(len(kind), bool)
