@@ -296,8 +296,8 @@ def _check_operands(plan: Plan, program: _Program, layers: dict[str, Layer], ste
     # each layer's operands, in plan order; bit j of a command's mask: operand j loaded before it in the layer
     is_compute = (kind == _COMPUTE) | (kind == _VECTOR)
     computed = np.flatnonzero(is_compute)
-    # each layer -> its first compute
-    firsts = dict(zip(layer_of[computed[::-1]].tolist(), computed[::-1].tolist(), strict=True))
+    computing, first = np.unique(layer_of[computed], return_index=True)
+    firsts = dict(zip(computing.tolist(), computed[first].tolist(), strict=True))  # layer -> its first compute
     operands: list[tuple[str, int, Layer, int, list[str], dict[str, str]]] = []
     needs = np.zeros(len(program.layer_names) + 1, bool)  # a layer whose computes need some operand loaded
     bits: dict[tuple[int, int], int] = {}  # (layer, root) -> bits of the operands a scratchpad load of root brings
