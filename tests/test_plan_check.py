@@ -4,12 +4,13 @@ plan's DRAM bytes, and ``check_plan`` proves it, catching deliberately corrupted
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
 import workloads
 from accel import config
-from accel.commands import Compute, Load, Move, Store
+from accel.commands import Buffer, Compute, Load, Move, Store
 from accel.errors import MappingError
 from mapper import MapOptions, map_graph
 from mapper.check import check_plan
@@ -28,6 +29,12 @@ def gemmini():
 
 
 @pytest.fixture(scope="module")
+def plain_plan(gemmini):
+    """ResNet-18 without an allocator: every operand goes through DRAM."""
+    return map_graph(zoo.build("resnet18"), gemmini, MapOptions())
+
+
+@pytest.fixture(scope="module")
 def resident_plan(gemmini):
     """ResNet-18 on a 512 KiB scratchpad with greedy residency: many tensors stay on chip."""
     return map_graph(zoo.build("resnet18"), gemmini, MapOptions(allocator="greedy", scratchpad_bytes=512 * KIB))
@@ -37,6 +44,11 @@ def _replace(plan, index: int, **changes):
     commands = list(plan.commands)
     commands[index] = dataclasses.replace(commands[index], **changes)
     return dataclasses.replace(plan, commands=tuple(commands))
+
+
+def _q(value) -> str:
+    """``value``'s repr, as a regular expression matching it exactly."""
+    return re.escape(repr(value))
 
 
 def _resident_reads(plan):
@@ -220,6 +232,87 @@ def test_checker_catches_a_dram_read_before_the_store(gemmini):
     bad = _replace(plan, load.id, deps=())
     with pytest.raises(MappingError, match=r"without waiting for its latest store"):
         check_plan(bad)
+
+
+def test_checker_catches_an_id_that_is_not_its_position(plain_plan):
+    with pytest.raises(MappingError, match=r"^Command 5 has id 6; ids must be program positions$"):
+        check_plan(_replace(plain_plan, 5, id=6))
+
+
+@pytest.mark.parametrize("wait", ["itself", "later", "negative"])
+def test_checker_catches_a_wait_for_a_command_that_is_not_earlier(plain_plan, wait):
+    cmd = plain_plan.commands[100]
+    target = {"itself": 100, "later": 101, "negative": -1}[wait]
+    with pytest.raises(MappingError, match=rf"^Command 100 \({type(cmd).__name__}, layer {_q(cmd.layer)}\) "
+                                           rf"waits for {target}, which is not an earlier command$"):
+        check_plan(_replace(plain_plan, 100, deps=(*cmd.deps, target)))
+
+
+@pytest.mark.parametrize("where", ["below", "beyond"])
+def test_checker_catches_a_transfer_outside_its_buffer(plain_plan, where):
+    load = next(c for c in plain_plan.commands if isinstance(c, Load) and c.size_bytes > 1)
+    store = next(c for c in plain_plan.commands if isinstance(c, Store) and c.buffer is Buffer.ACCUMULATOR)
+    if where == "below":  # a scratchpad load starting before the buffer
+        cmd, buffer, capacity = load, "scratchpad", plain_plan.arch.scratchpad.size_bytes
+        bad = _replace(plain_plan, load.id, addr=-1)
+        lo, hi = -1, load.size_bytes - 1
+    else:  # an accumulator store one byte longer than the buffer
+        cmd, buffer, capacity = store, "accumulator", plain_plan.arch.accumulator.size_bytes
+        bad = _replace(plain_plan, store.id, addr=0, size_bytes=capacity + 1)
+        lo, hi = 0, capacity + 1
+    with pytest.raises(MappingError, match=rf"^Command {cmd.id} \({type(cmd).__name__} of {_q(cmd.tensor)}, "
+                                           rf"layer {_q(cmd.layer)}\) uses {buffer} bytes "
+                                           rf"\[{lo}, {hi}\), outside its {capacity} B$"):
+        check_plan(bad)
+
+
+def test_checker_catches_a_compute_that_reads_its_operands_before_they_are_loaded(plain_plan):
+    layer = next(layer for layer in plain_plan.graph.layers if layer.name == "layer1.0.conv2")
+    compute = next(c for c in plain_plan.commands if isinstance(c, Compute) and c.layer == layer.name)
+    own_loads = {c.id for c in plain_plan.commands if isinstance(c, Load) and c.layer == layer.name}
+    bad = _replace(plain_plan, compute.id, deps=tuple(d for d in compute.deps if d not in own_loads))
+    activation = next(t for t in layer.inputs if not plain_plan.graph.tensors[t].is_constant)
+    with pytest.raises(MappingError, match=rf"^Command {compute.id} \(layer 'layer1\.0\.conv2'\) computes without its "
+                                           rf"operand {_q(activation)}: it is neither resident nor "
+                                           rf"loaded before it in the layer$"):
+        check_plan(bad)
+
+
+def test_checker_catches_a_dram_read_of_a_tensor_nobody_stored(plain_plan):
+    stores = {c.id for c in plain_plan.commands if isinstance(c, Store) and c.tensor == "conv1"}
+    commands = tuple(dataclasses.replace(c, tensor="nowhere") if c.id in stores else c for c in plain_plan.commands)
+    load = next(c for c in plain_plan.commands if isinstance(c, Load) and c.tensor == "conv1")
+    with pytest.raises(MappingError, match=rf"^Command {load.id} \(layer {_q(load.layer)}\) reads 'conv1' "
+                                           rf"from DRAM before any command stored it there$"):
+        check_plan(dataclasses.replace(plain_plan, commands=commands))
+
+
+def test_checker_catches_a_move_beside_its_tensors_place(resident_plan):
+    from mapper.residency import Residency
+
+    residency = Residency(resident_plan.problem, resident_plan.allocation)
+    step_of = {m.layer: i for i, m in enumerate(resident_plan.layers)}
+    size = resident_plan.arch.scratchpad.size_bytes
+    move, (offset, nbytes) = next((c, p) for c in resident_plan.commands if isinstance(c, Move) and c.size_bytes
+                                  and (p := residency.place(c.tensor, step_of[c.layer])) is not None
+                                  and p[0] + p[1] + c.size_bytes <= size)
+    end = offset + nbytes
+    with pytest.raises(MappingError, match=rf"^Command {move.id} \(Move of {_q(move.tensor)}, layer "
+                                           rf"{_q(move.layer)}\) uses \[{end}, {end + move.size_bytes}\) "
+                                           rf"but the tensor sits at \[{offset}, {end}\)$"):
+        check_plan(_replace(resident_plan, move.id, addr=end))
+
+
+def test_checker_catches_a_move_of_a_tensor_the_allocation_does_not_keep(resident_plan):
+    from mapper.residency import Residency
+
+    residency = Residency(resident_plan.problem, resident_plan.allocation)
+    step_of = {m.layer: i for i, m in enumerate(resident_plan.layers)}
+    move = next(c for c in resident_plan.commands if isinstance(c, Move))
+    other = next(t for t in resident_plan.graph.tensors if residency.place(t, step_of[move.layer]) is None)
+    with pytest.raises(MappingError, match=rf"^Command {move.id} moves {_q(other)} on chip in layer "
+                                           rf"{_q(move.layer)}, where the allocation does not keep it$"):
+        check_plan(_replace(resident_plan, move.id, tensor=other))
 
 
 def test_checker_catches_a_schedule_that_runs_a_consumer_first(gemmini):
