@@ -41,6 +41,7 @@ from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div, command_cycles, dma_cycles, steady_follows, vector_cycles
 from mapper.caches import PriceTables
+from mapper.layout import MatrixView
 from mapper.options import OBJECTIVES
 from mapper.plan import Tile
 from mapper.schedules import (
@@ -127,10 +128,34 @@ def search_gemm(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ..
     most that one's DRAM bytes, so keeping never adds DRAM traffic to a layer.
 
     Raises :class:`MappingError` (without a layer name; the caller adds it) when nothing fits.
-    Layers of the same shapes share one search: tensor names are not part of its key.
+    Layers whose operands differ only in what the search does not price share one search: its key
+    holds the operands' :func:`_priced` content (not tensor names, nor a view's source and batch stride).
     """
-    anonymous = tuple((d, replace(ops, x="x", w=None if ops.w is None else "w", out="y")) for d, ops in operands)
-    return _search(arch, anonymous, loop_orders, half_spad, half_acc, objective, keep)
+    if not _MEMO:  # the reference: every layer searched on its own operands
+        return _search.__wrapped__(arch, operands, loop_orders, half_spad, half_acc, objective, keep)
+    return _search(arch, tuple((d, _priced(ops)) for d, ops in operands), loop_orders, half_spad, half_acc,
+                   objective, keep)
+
+
+#: Whether the search shares work: layers of the same :func:`_priced` operands share one search, and
+#: within a search the dataflows that run the same operands share their candidate tiles
+#: (:class:`_Candidates`) and a tile size's array bound is computed once. False: a search per call on
+#: the layer's own operands, nothing memoised within it (the reference the sharing is checked against).
+_MEMO = True
+
+
+def _priced(ops: Operands) -> Operands:
+    """``ops`` with only what the search prices: the tensors renamed ``x``, ``w`` (when there are weights)
+    and ``y``, and a view (:class:`mapper.layout.MatrixView`) reduced to its row and column strides
+    (:meth:`Operands.x_row_bytes` and :meth:`Operands.w_row_bytes` read those; nothing in the search
+    reads a view's source tensor or its batch stride). The search of ``_priced(ops)`` chooses what the
+    search of ``ops`` does (``tests/test_search_speedups.py`` checks it on the zoo and the ONNX graphs)."""
+    return replace(ops, x="x", w=None if ops.w is None else "w", out="y", x_view=_strides(ops.x_view),
+                   w_view=_strides(ops.w_view))
+
+
+def _strides(view: MatrixView | None) -> MatrixView | None:
+    return None if view is None else MatrixView("", 0, view.row_stride, view.col_stride)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -138,9 +163,14 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
             half_spad: int, half_acc: int, objective: str, keep: bool) -> Choice:
     plain: list[Choice] = []  # the mappings of the search without kept operands
     kept: list[Choice] = []  # those the kept operands' rounds add
+    shared: dict[Operands, _Candidates] = {}  # dataflows that run the same operands share their candidates
     for dataflow, ops in operands:
         if "tile-outer" in loop_orders:
-            without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep)
+            candidates = shared.get(ops) if _MEMO else None
+            if candidates is None:
+                candidates = shared[ops] = _Candidates(ops, half_spad, half_acc, memo=_MEMO)
+            without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep,
+                                                 candidates)
             plain.extend(without)
             kept.extend(added)
         if "fold-outer" in loop_orders:
@@ -528,13 +558,69 @@ def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int)
     return saved >= KEEP_MIN_SAVING * plain
 
 
+class _Candidates:
+    """What the tile-outer rounds of one search ask about a layer's operands again and again, whatever
+    the dataflow: the tiles worth pricing for each ``tb x tk x tn`` (:func:`_plain_tms`, and
+    :func:`_kept_tms` with :func:`_worth_keeping`) and each tile's DRAM bytes bound. Memoised when
+    ``memo`` (one per search and operands, shared by the dataflows that run them); else computed anew
+    on each call (the reference)."""
+
+    def __init__(self, ops: Operands, half_spad: int, half_acc: int, *, memo: bool) -> None:
+        self.ops, self.half_spad, self.half_acc, self.memo = ops, half_spad, half_acc, memo
+        g = ops.gemm
+        self._weights = ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0
+        self._outputs = g.batch * g.m * g.n * ops.out_bytes
+        self._plain: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
+        self._kept: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
+        self._moved: dict[Tile, int] = {}
+
+    def plain(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
+        """Plain ``tb x ? x tk x tn`` tiles, in :func:`_plain_tms`' order."""
+        known = self._plain.get((tb, tk, tn)) if self.memo else None
+        if known is None:
+            tms = _plain_tms(self.ops, tb, tk, tn, self.half_spad, self.half_acc)
+            known = tuple(Tile(tm, tk, tn, tb) for tm in tms)
+            if self.memo:
+                self._plain[tb, tk, tn] = known
+        return known
+
+    def kept(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
+        """``tb x ? x tk x tn`` tiles keeping a split reduction's column of weights, then a row of
+        input tiles, that fit and are worth keeping."""
+        known = self._kept.get((tb, tk, tn)) if self.memo else None
+        if known is None:
+            ops = self.ops
+            known = tuple(Tile(tm, tk, tn, tb, keep=role) for role in ("w", "x")
+                          for tm in _kept_tms(ops, role, tb, tk, tn, self.half_spad, self.half_acc)
+                          if _worth_keeping(ops, role, tb, tm, tk, tn))
+            if self.memo:
+                self._kept[tb, tk, tn] = known
+        return known
+
+    def moved(self, tile: Tile) -> int:
+        """A bound of the DRAM bytes ``tile``'s schedule moves: every ``n`` column of tiles reads all of
+        the input (unless it keeps its inputs), every ``m`` row all of the weights (unless it keeps them)."""
+        known = self._moved.get(tile) if self.memo else None
+        if known is None:
+            ops, g = self.ops, self.ops.gemm
+            reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
+            x_reads = 1 if keeps_inputs(ops, tile) else ceil_div(g.n, tile.n)  # of the input
+            known = ops.x_bytes * x_reads + self._weights * reads + self._outputs
+            if self.memo:
+                self._moved[tile] = known
+        return known
+
+
 def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int,
-                        half_acc: int, objective: str, keep: bool) -> tuple[list[Choice], list[Choice]]:
+                        half_acc: int, objective: str, keep: bool,
+                        shared: _Candidates | None = None) -> tuple[list[Choice], list[Choice]]:
     """Tile-outer mappings in two rounds: power-of-two multiples of the array (and whole extents)
     along ``b``, ``k`` and ``n``; then the balanced non-divisor sizes within a factor of two of the
     best tile of the first round along each dimension. Returns the mappings of those rounds over
     plain tiles, then (with ``keep``) those that the same rounds over tiles keeping an operand
-    (:func:`_kept_tms`) add, which look near the best of all.
+    (:func:`_kept_tms`) add, which look near the best of all. ``shared``: the candidates of ``ops``
+    in ``half_spad`` and ``half_acc`` (:class:`_Candidates`), when the caller shares them between
+    dataflows.
 
     A tile is not priced when a lower bound of the objective's first term already exceeds the best
     so far: its DRAM bytes (every ``n`` column of tiles reads all of the input, every ``m`` row all
@@ -545,45 +631,45 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     g = ops.gemm
     rows, cols = arch.array.rows, arch.array.cols
     bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
-    weights = ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0
-    outputs = g.batch * g.m * g.n * ops.out_bytes
+    dram_pj = arch.dram.energy_pj_per_byte
+    shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
     priced: dict[Tile, Choice] = {}
     best: list[Choice] = []
+    limit = float("inf")  # the best's first term: a tile whose bound exceeds it is not priced
     pricer = _pricer(arch)
     bounds: dict[Tile, float] = {}
+    array_bounds: dict[tuple[int, int, int, int], int] = {}  # _array_bound by tile size (kept or not)
     order: dict[Tile, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
 
     def bound(tile: Tile) -> float:
         known = bounds.get(tile)
         if known is not None:
             return known
-        reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
-        x_reads = 1 if keeps_inputs(ops, tile) else ceil_div(g.n, tile.n)  # of the input
-        moved = ops.x_bytes * x_reads + weights * reads + outputs
-        energy = moved * arch.dram.energy_pj_per_byte
+        moved = shared.moved(tile)
+        energy = moved * dram_pj
         if objective == "energy":
             known = energy
         else:
-            cycles = max(moved / bandwidth, _array_bound(pricer, ops, tile, dataflow))
+            dims = (tile.b, tile.m, tile.k, tile.n)
+            array = array_bounds.get(dims) if _MEMO else None
+            if array is None:
+                array = array_bounds[dims] = _array_bound(pricer, ops, tile, dataflow)
+            cycles = max(moved / bandwidth, array)
             known = cycles if objective == "latency" else cycles * energy
         bounds[tile] = known
         return known
 
     def price(sizes: Iterable[tuple[int, int, int]], kept: bool, plain: bool = True) -> None:
+        nonlocal limit
         candidates: dict[Tile, None] = {}  # in order, each once
         for tb, tk, tn in sizes:
-            for tm in _plain_tms(ops, tb, tk, tn, half_spad, half_acc) if plain else ():
-                tile = Tile(tm, tk, tn, tb)
+            for tile in shared.plain(tb, tk, tn) if plain else ():
                 if tile not in priced:
                     candidates.setdefault(tile)
             # a split reduction's column of weight tiles, or a row of input tiles, that fits: keep it
-            for role in ("w", "x") if kept else ():
-                for tm in _kept_tms(ops, role, tb, tk, tn, half_spad, half_acc):
-                    if not _worth_keeping(ops, role, tb, tm, tk, tn):
-                        continue
-                    tile = Tile(tm, tk, tn, tb, keep=role)
-                    if tile not in priced:
-                        candidates.setdefault(tile)
+            for tile in shared.kept(tb, tk, tn) if kept else ():
+                if tile not in priced:
+                    candidates.setdefault(tile)
         if not candidates:
             return
         for tile in candidates:
@@ -596,7 +682,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
         ranked = sorted(tiles, key=bound)
         found: dict[Tile, Choice] = {}
         for at in range(0, len(ranked), _BATCH):
-            batch = [t for t in ranked[at:at + _BATCH] if not (best and bound(t) > best[0].cost.key(objective)[0])]
+            batch = [t for t in ranked[at:at + _BATCH] if not bound(t) > limit]
             if not batch:
                 continue
             if _VECTORIZED:  # tiles that keep an operand have the scalar form only
@@ -608,12 +694,13 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             else:
                 costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer) for tile in batch]
             for tile, cost in zip(batch, costs, strict=True):
-                if best and bound(tile) > best[0].cost.key(objective)[0]:
+                if bound(tile) > limit:
                     continue
                 choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
                 if not best or (choice.cost.key(objective), order[tile]) < (best[0].cost.key(objective),
                                                                                order[best[0].tile]):
                     best[:] = [choice]
+                    limit = choice.cost.key(objective)[0]
         priced.update((tile, found[tile]) for tile in tiles if tile in found)
 
     first = sorted(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)),
