@@ -168,7 +168,7 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
         if "tile-outer" in loop_orders:
             candidates = shared.get(ops) if _MEMO else None
             if candidates is None:
-                candidates = shared[ops] = _Candidates(ops, half_spad, half_acc, memo=_MEMO)
+                candidates = shared[ops] = _Candidates(_pricer(arch), ops, half_spad, half_acc, memo=_MEMO)
             without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep,
                                                  candidates)
             plain.extend(without)
@@ -289,6 +289,7 @@ def clear_caches() -> None:
 
     clear()
     _search.cache_clear()
+    _splits.cache_clear()
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
     _TRANSFER_PRICES.clear()
@@ -327,6 +328,9 @@ def _overlapped(priced: list[tuple[int, float, float, float]]) -> float:
     costs ``max(array, stores + the next step's loads)``, the next step being the same run's until
     its last, then the next run's first (after the last run, the first's)."""
     cycles = 0.0
+    if len(priced) == 1:  # the common case, without the loop
+        times, array, loads, stores = priced[0]
+        return cycles + ((times - 1) * max(array, stores + loads) + max(array, stores + loads))
     for i, (times, array, loads, stores) in enumerate(priced):
         following = priced[(i + 1) % len(priced)][2]
         cycles += (times - 1) * max(array, stores + loads) + max(array, stores + following)
@@ -391,18 +395,62 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, count)
 
 
-def _splits(extent: int, size: int) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=1 << 14)
+def _splits(extent: int, size: int) -> tuple[tuple[int, int], ...]:
     """``(tile size, count)`` of the tiles along one dimension: the full ones and the remainder."""
     full, rest = divmod(extent, size)
-    return [(size, full)] * bool(full) + [(rest, 1)] * bool(rest)
+    return ((size, full),) * bool(full) + ((rest, 1),) * bool(rest)
+
+
+class _Loads:
+    """``(bytes, DMA cycles, pJ)`` of the transfers of tile-outer tiles of one layer's operands on one
+    design: an input tile, a weight tile, an output tile, by size (transfers priced with the rows
+    they move, :meth:`_Pricer.transfer`). Memoised when ``memo`` (the dataflows of a search share
+    one); else priced anew on each call (the reference)."""
+
+    def __init__(self, pricer: _Pricer, ops: Operands, *, memo: bool) -> None:
+        self.pricer, self.ops, self.memo = pricer, ops, memo
+        self._x: dict[tuple[int, int, int], tuple[int, int, float]] = {}
+        self._w: dict[tuple[int, int, int], tuple[int, int, float]] = {}
+        self._out: dict[tuple[int, int, int], tuple[int, int, float]] = {}
+
+    def x(self, tb: int, tm: int, tk: int) -> tuple[int, int, float]:
+        known = self._x.get((tb, tm, tk)) if self.memo else None
+        if known is None:
+            size = self.ops.x_share(tb, tm, tk)
+            known = (size, *self.pricer.transfer(size, Buffer.SCRATCHPAD, False, self.ops.x_row_bytes(tb, tk)))
+            if self.memo:
+                self._x[tb, tm, tk] = known
+        return known
+
+    def w(self, tb: int, tk: int, tn: int) -> tuple[int, int, float]:
+        known = self._w.get((tb, tk, tn)) if self.memo else None
+        if known is None:
+            size = self.ops.w_size(tb, tk, tn)
+            known = (size, *self.pricer.transfer(size, Buffer.SCRATCHPAD, False, self.ops.w_row_bytes(tk, tn)))
+            if self.memo:
+                self._w[tb, tk, tn] = known
+        return known
+
+    def out(self, tb: int, tm: int, tn: int) -> tuple[int, int, float]:
+        known = self._out.get((tb, tm, tn)) if self.memo else None
+        if known is None:
+            size = tb * tm * tn * self.ops.out_bytes
+            known = (size, *self.pricer.transfer(size, Buffer.ACCUMULATOR, True, self.ops.out_row_bytes(tb, tn)))
+            if self.memo:
+                self._out[tb, tm, tn] = known
+        return known
 
 
 def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dataflow,
-                     pricer: _Pricer | None = None) -> Cost:
+                     pricer: _Pricer | None = None, loads: _Loads | None = None) -> Cost:
     """:func:`_price_steps` of :func:`tile_outer`, in closed form over the distinct tile shapes
-    (``pricer``: ``arch``'s, when the caller has it at hand)."""
+    (``pricer``: ``arch``'s, when the caller has it at hand; ``loads``: the transfers of ``ops``
+    priced, when the caller shares them between tiles)."""
     g = ops.gemm
     pricer = pricer or _pricer(arch)
+    loads = loads or _Loads(pricer, ops, memo=False)
+    compute, sparsity = pricer.compute, ops.sparsity
     cycles = energy = moved = 0.0
     steps_run = 0
     first_loads: float | None = None
@@ -420,23 +468,22 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             steps.append((j, ck - head - tail, True, False))
         if tail:
             steps.append((j, 1, True, True))
+    whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
     for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
                                                           _splits(g.m, tile.m)):
         count = cb * cn * cm
-        out = tb * tm * tn * ops.out_bytes
-        store_busy, store_pj = pricer.transfer(out, Buffer.ACCUMULATOR, True, ops.out_row_bytes(tb, tn))
+        out, store_busy, store_pj = loads.out(tb, tm, tn)
         energy += count * store_pj
         moved += count * out
-        x_sizes = [(ops.x_share(tb, tm, tk), ops.x_row_bytes(tb, tk)) for tk, _ in k_tiles]
-        w_sizes = [(ops.w_size(tb, tk, tn), ops.w_row_bytes(tk, tn)) for tk, _ in k_tiles] if ops.w is not None \
-            else [None] * len(k_tiles)
+        x_loads = [loads.x(tb, tm, tk) for tk, _ in k_tiles]
+        w_loads = [loads.w(tb, tk, tn) for tk, _ in k_tiles] if ops.w is not None else None
         # (output tiles, load inputs, load weights): a kept column's (row's) first output tile loads
         # them, the others read it; that first tile is a whole one (or the only one)
         if keep_w:
-            firsts = cb * cn if tm == min(tile.m, g.m) else 0
+            firsts = cb * cn if tm == whole_m else 0
             kinds = ((firsts, True, True), (count - firsts, True, False))
         elif keep_x:
-            firsts = cb * cm if tn == min(tile.n, g.n) else 0
+            firsts = cb * cm if tn == whole_n else 0
             kinds = ((firsts, True, True), (count - firsts, False, True))
         else:
             kinds = ((count, True, ops.w is not None),)
@@ -447,17 +494,19 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             priced = []  # per run of equal steps: (times, array cycles, load cycles, store cycles)
             for j, times, accumulate, final in steps:
                 tk = k_tiles[j][0]
-                array, pj = pricer.compute(dataflow, tm, tk, tn, tb, accumulate, True, True, ops.sparsity)
+                array, pj = compute(dataflow, tm, tk, tn, tb, accumulate, True, True, sparsity)
                 energy += tiles * times * pj
-                loads = 0
-                for sized in (x_sizes[j] if with_x else None, w_sizes[j] if with_w else None):
-                    if sized is None:
-                        continue
-                    busy, pj = pricer.transfer(sized[0], Buffer.SCRATCHPAD, False, sized[1])
-                    loads += busy
+                busy = 0
+                if with_x:
+                    size, busy, pj = x_loads[j]
                     energy += tiles * times * pj
-                    moved += tiles * times * sized[0]
-                priced.append((times, array, loads, store_busy if final else 0))
+                    moved += tiles * times * size
+                if with_w and w_loads is not None:
+                    size, w_busy, pj = w_loads[j]
+                    busy += w_busy
+                    energy += tiles * times * pj
+                    moved += tiles * times * size
+                priced.append((times, array, busy, store_busy if final else 0))
             # compute i overlaps the loads of step i + 1 (the next output tile's first, after the last);
             # only the last k step stores, so a run of several steps has no stores
             cycles += tiles * _overlapped(priced)
@@ -475,11 +524,16 @@ def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow)
     step below its compute (:func:`_edges`)."""
     g = ops.gemm
     k_tiles = _splits(g.k, tile.k)
+    n_tiles, m_tiles = _splits(g.n, tile.n), _splits(g.m, tile.m)
+    array_cycles, sparsity = pricer.array_cycles, ops.sparsity
     cycles = 0
-    for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
-                                                          _splits(g.m, tile.m)):
-        per_tile = sum(ck * pricer.array_cycles(dataflow, tm, tk, tn, tb, ops.sparsity) for tk, ck in k_tiles)
-        cycles += cb * cn * cm * per_tile
+    for tb, cb in _splits(g.batch, tile.b):
+        for tn, cn in n_tiles:
+            for tm, cm in m_tiles:
+                per_tile = 0
+                for tk, ck in k_tiles:
+                    per_tile += ck * array_cycles(dataflow, tm, tk, tn, tb, sparsity)
+                cycles += cb * cn * cm * per_tile
     return cycles
 
 
@@ -561,12 +615,14 @@ def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int)
 class _Candidates:
     """What the tile-outer rounds of one search ask about a layer's operands again and again, whatever
     the dataflow: the tiles worth pricing for each ``tb x tk x tn`` (:func:`_plain_tms`, and
-    :func:`_kept_tms` with :func:`_worth_keeping`) and each tile's DRAM bytes bound. Memoised when
+    :func:`_kept_tms` with :func:`_worth_keeping`), each tile's DRAM bytes bound and the transfers
+    of its tiles (:attr:`loads`). Memoised when
     ``memo`` (one per search and operands, shared by the dataflows that run them); else computed anew
     on each call (the reference)."""
 
-    def __init__(self, ops: Operands, half_spad: int, half_acc: int, *, memo: bool) -> None:
+    def __init__(self, pricer: _Pricer, ops: Operands, half_spad: int, half_acc: int, *, memo: bool) -> None:
         self.ops, self.half_spad, self.half_acc, self.memo = ops, half_spad, half_acc, memo
+        self.loads = _Loads(pricer, ops, memo=memo)  # the candidates' transfers, priced
         g = ops.gemm
         self._weights = ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0
         self._outputs = g.batch * g.m * g.n * ops.out_bytes
@@ -632,11 +688,11 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     rows, cols = arch.array.rows, arch.array.cols
     bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
     dram_pj = arch.dram.energy_pj_per_byte
-    shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
+    pricer = _pricer(arch)
+    shared = shared or _Candidates(pricer, ops, half_spad, half_acc, memo=_MEMO)
     priced: dict[Tile, Choice] = {}
     best: list[Choice] = []
     limit = float("inf")  # the best's first term: a tile whose bound exceeds it is not priced
-    pricer = _pricer(arch)
     bounds: dict[Tile, float] = {}
     array_bounds: dict[tuple[int, int, int, int], int] = {}  # _array_bound by tile size (kept or not)
     order: dict[Tile, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
@@ -674,13 +730,29 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             return
         for tile in candidates:
             order.setdefault(tile, len(order))
-        # Priced most promising first (the least bound), so that the best so far prunes the most, in
-        # batches (for the array pricing); a tile whose bound loses is not priced (the best only
-        # improves). The priced are kept in the search's own order, and ties go to the earlier in it,
-        # so the choice is the one pricing every tile in that order makes.
+        # Priced most promising first (the least bound), so that the best so far prunes the most; a
+        # tile whose bound loses is not priced (the best only improves). The priced are kept in the
+        # search's own order, and ties go to the earlier in it, so the choice is the one pricing every
+        # tile in that order makes. Taken in that order one by one, the tiles up to the first whose
+        # bound loses are priced; the reference prices them in batches, dropping from a batch those
+        # whose bound loses before pricing it and after pricing each. Both price the same tiles: the
+        # best only improves, so a tile dropped before is dropped after.
         tiles = list(candidates)
-        ranked = sorted(tiles, key=bound)
         found: dict[Tile, Choice] = {}
+        values = [bound(t) for t in tiles]
+        ranked: list[Tile] = []  # for the batches below: the reference, and the array pricing
+        if _MEMO and not _VECTORIZED:
+            best_key = best[0].cost.key(objective) if best else None
+            for value, tile in sorted(zip(values, tiles, strict=True), key=lambda p: p[0]):
+                if value > limit:  # and so do all that follow
+                    break
+                cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, shared.loads)
+                choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
+                key = cost.key(objective)
+                if best_key is None or (key, order[tile]) < (best_key, order[best[0].tile]):
+                    best[:], best_key, limit = [choice], key, key[0]
+        else:
+            ranked = [tiles[i] for i in sorted(range(len(tiles)), key=values.__getitem__)]
         for at in range(0, len(ranked), _BATCH):
             batch = [t for t in ranked[at:at + _BATCH] if not bound(t) > limit]
             if not batch:
@@ -689,10 +761,10 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                 arrays = [t for t in batch if not (t.keep or keeps_weights(ops, t))]
                 by_tile = dict(zip(arrays, (pricer.total(*f) for f in tile_outer_costs(pricer, ops, arrays, dataflow)),
                                    strict=True)) if arrays else {}
-                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer)
+                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer, shared.loads)
                          for t in batch]
             else:
-                costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer) for tile in batch]
+                costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer, shared.loads) for tile in batch]
             for tile, cost in zip(batch, costs, strict=True):
                 if bound(tile) > limit:
                     continue
