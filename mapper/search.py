@@ -23,13 +23,15 @@ The space, per supported dataflow:
     closed form over first / middle / last folds and chunks.
 
 Energy counts dynamic energy plus the static power of the whole design over the estimated cycles,
-so a slower mapping is charged for its leakage. Results are cached per (hardware, layer shape,
-working space, objective): layers of the same shape (ResNet's repeated blocks) are searched once.
+so a slower mapping is charged for its leakage. Results are cached per (hardware, priced operands,
+working space, objective): layers of the same shape (ResNet's repeated blocks, GPT-2's attention
+matmuls, which read views of each block's own tensors) are searched once.
 The caches are bounded (:mod:`mapper.caches`); :func:`clear_caches` empties them.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 from collections.abc import Iterable, Iterator
@@ -137,10 +139,12 @@ def search_gemm(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ..
                    objective, keep)
 
 
-#: Whether the search shares work: layers of the same :func:`_priced` operands share one search, and
-#: within a search the dataflows that run the same operands share their candidate tiles
-#: (:class:`_Candidates`) and a tile size's array bound is computed once. False: a search per call on
-#: the layer's own operands, nothing memoised within it (the reference the sharing is checked against).
+#: Whether the search shares work: layers of the same :func:`_priced` operands share one search;
+#: within a search the dataflows that run the same operands share their candidate tiles, DRAM
+#: bounds, priced transfers and row-count searches (:class:`_Candidates`, :class:`_Loads`,
+#: :class:`_Rows`), a tile size's array bound is computed once, and tiles are priced one by one in
+#: bound order. False: a search per call on the layer's own operands, nothing memoised within it,
+#: tiles priced in batches (the reference these are checked against: ``tests/test_search_speedups.py``).
 _MEMO = True
 
 
@@ -558,24 +562,28 @@ def _row_counts(ops: Operands, tb: int, tn: int, half_acc: int, by_spad: int) ->
     return {most, ceil_div(m, ceil_div(m, most))} if most >= 1 else set()
 
 
-def _plain_tms(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> set[int]:
-    """:func:`_row_counts` of plain tiles: their inputs and weights fit half the scratchpad."""
+def _plain_tms(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int,
+               rows: _Rows | None = None) -> set[int]:
+    """:func:`_row_counts` of plain tiles: their inputs and weights fit half the scratchpad
+    (``rows``: the searches for the most rows, shared between calls)."""
     spad_room = half_spad - ops.w_size(tb, tk, tn)
     if spad_room <= 0:
         return set()
     if ops.conv is not None:  # input bands: the largest that fits, by their bound
-        by_spad = largest(lambda tm: ops.x_share(tb, tm, tk) <= spad_room, ops.gemm.m)
+        by_spad = rows.most("x", tb, tk, spad_room) if rows is not None \
+            else largest(lambda tm: ops.x_share(tb, tm, tk) <= spad_room, ops.gemm.m)
     else:
         by_spad = int(spad_room // (tb * tk * ops.in_bytes))
     return _row_counts(ops, tb, tn, half_acc, by_spad)
 
 
-def _kept_tms(ops: Operands, role: str, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> set[int]:
+def _kept_tms(ops: Operands, role: str, tb: int, tk: int, tn: int, half_spad: int, half_acc: int,
+              rows: _Rows | None = None) -> set[int]:
     """Row counts of tiles that keep what ``role`` says (``Tile.keep``): ``"w"``, a split
     reduction's column of weights, with the most rows whose input tile fits half the scratchpad
     below it; ``"x"``, a row of input tiles, with the most rows whose row fits there with a weight
     tile; both with their outputs in half the accumulator, and the balanced size of that. None
-    where there is nothing to keep or no room."""
+    where there is nothing to keep or no room (``rows``: as for :func:`_plain_tms`)."""
     g = ops.gemm
     if ops.w is None or (role == "w" and tk >= g.k) or (role == "x" and tn >= g.n):
         return set()
@@ -587,7 +595,42 @@ def _kept_tms(ops: Operands, role: str, tb: int, tk: int, tn: int, half_spad: in
         fits = (lambda tm: kept_bytes(ops, "x", tb, tm, tk, tn) <= room) if room > 0 else None
     if fits is None:
         return set()
+    if rows is not None:
+        return _row_counts(ops, tb, tn, half_acc, rows.most("x" if role == "w" else "row", tb, tk, room))
     return _row_counts(ops, tb, tn, half_acc, largest(fits, g.m))
+
+
+class _Rows:
+    """:func:`mapper.schedules.largest` for the row counts of one layer's tiles, sharing what it
+    learns: :meth:`most` is the most rows ``tm`` (of ``1..m``, 0 if none) whose input tile
+    (``"x"``: :meth:`Operands.x_share`) or row of input tiles (``"row"``: :func:`kept_bytes` of
+    ``"x"``) of ``tb`` groups and ``tk`` reduction fits ``room`` bytes. Both sizes never shrink
+    as ``tm`` grows (a band of more output pixels covers the bands of fewer; a GEMM's share is
+    ``ceil(rate * tm)``), so the sizes it has computed for a ``(tb, tk)``, in order, bracket the
+    answer for any room, and the binary search runs only between them (giving what searching all
+    of ``1..m`` gives)."""
+
+    def __init__(self, ops: Operands) -> None:
+        self.ops = ops
+        self._known: dict[tuple[str, int, int], tuple[list[int], list[int]]] = {}  # row counts, their sizes
+
+    def most(self, kind: str, tb: int, tk: int, room: int) -> int:
+        ops = self.ops
+        tms, sizes = self._known.setdefault((kind, tb, tk), ([], []))
+        i = bisect.bisect_right(sizes, room)  # sizes[:i] fit, sizes[i:] do not
+        lo = tms[i - 1] if i else 0
+        hi = tms[i] - 1 if i < len(tms) else ops.gemm.m
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            size = ops.x_share(tb, mid, tk) if kind == "x" else kept_bytes(ops, "x", tb, mid, tk, 0)
+            j = bisect.bisect_left(tms, mid)
+            tms.insert(j, mid)
+            sizes.insert(j, size)
+            if size <= room:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
 
 #: A kept operand must save at least this share of the DRAM bytes its tile shape moves without it
@@ -623,6 +666,7 @@ class _Candidates:
     def __init__(self, pricer: _Pricer, ops: Operands, half_spad: int, half_acc: int, *, memo: bool) -> None:
         self.ops, self.half_spad, self.half_acc, self.memo = ops, half_spad, half_acc, memo
         self.loads = _Loads(pricer, ops, memo=memo)  # the candidates' transfers, priced
+        self._rows = _Rows(ops) if memo else None
         g = ops.gemm
         self._weights = ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0
         self._outputs = g.batch * g.m * g.n * ops.out_bytes
@@ -634,7 +678,7 @@ class _Candidates:
         """Plain ``tb x ? x tk x tn`` tiles, in :func:`_plain_tms`' order."""
         known = self._plain.get((tb, tk, tn)) if self.memo else None
         if known is None:
-            tms = _plain_tms(self.ops, tb, tk, tn, self.half_spad, self.half_acc)
+            tms = _plain_tms(self.ops, tb, tk, tn, self.half_spad, self.half_acc, self._rows)
             known = tuple(Tile(tm, tk, tn, tb) for tm in tms)
             if self.memo:
                 self._plain[tb, tk, tn] = known
@@ -647,7 +691,7 @@ class _Candidates:
         if known is None:
             ops = self.ops
             known = tuple(Tile(tm, tk, tn, tb, keep=role) for role in ("w", "x")
-                          for tm in _kept_tms(ops, role, tb, tk, tn, self.half_spad, self.half_acc)
+                          for tm in _kept_tms(ops, role, tb, tk, tn, self.half_spad, self.half_acc, self._rows)
                           if _worth_keeping(ops, role, tb, tm, tk, tn))
             if self.memo:
                 self._kept[tb, tk, tn] = known

@@ -2,8 +2,9 @@
 
 ``mapper.search._MEMO`` switches off everything the search shares (the reference): with it, layers
 whose operands differ only in what the search does not price (tensor names, a view's source tensor
-and batch stride: ``mapper.search._priced``) share one search, and within a search the dataflows
-that run the same operands share their candidate tiles and bounds. For zoo models and the shared
+and batch stride: ``mapper.search._priced``) share one search; within a search the dataflows that
+run the same operands share their candidate tiles, bounds, priced transfers and row-count searches,
+and tiles are priced one by one in bound order instead of in batches. For zoo models and the shared
 ONNX graphs on several presets, :func:`mapper.decide.decide_layers` must return the same decision
 for every layer both ways: the chosen loop order, dataflow, tile, plan and cost (with its steps),
 the counts of mappings priced and not dominated, and the layer's mapping record.
