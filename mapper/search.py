@@ -23,13 +23,15 @@ The space, per supported dataflow:
     closed form over first / middle / last folds and chunks.
 
 Energy counts dynamic energy plus the static power of the whole design over the estimated cycles,
-so a slower mapping is charged for its leakage. Results are cached per (hardware, layer shape,
-working space, objective): layers of the same shape (ResNet's repeated blocks) are searched once.
+so a slower mapping is charged for its leakage. Results are cached per (hardware, priced operands,
+working space, objective): layers of the same shape (ResNet's repeated blocks, GPT-2's attention
+matmuls, which read views of each block's own tensors) are searched once.
 The caches are bounded (:mod:`mapper.caches`); :func:`clear_caches` empties them.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 from collections.abc import Iterable, Iterator
@@ -41,6 +43,7 @@ from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div, command_cycles, dma_cycles, steady_follows, vector_cycles
 from mapper.caches import PriceTables
+from mapper.layout import MatrixView
 from mapper.options import OBJECTIVES
 from mapper.plan import Tile
 from mapper.schedules import (
@@ -127,10 +130,36 @@ def search_gemm(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ..
     most that one's DRAM bytes, so keeping never adds DRAM traffic to a layer.
 
     Raises :class:`MappingError` (without a layer name; the caller adds it) when nothing fits.
-    Layers of the same shapes share one search: tensor names are not part of its key.
+    Layers whose operands differ only in what the search does not price share one search: its key
+    holds the operands' :func:`_priced` content (not tensor names, nor a view's source and batch stride).
     """
-    anonymous = tuple((d, replace(ops, x="x", w=None if ops.w is None else "w", out="y")) for d, ops in operands)
-    return _search(arch, anonymous, loop_orders, half_spad, half_acc, objective, keep)
+    if not _MEMO:  # the reference: every layer searched on its own operands
+        return _search.__wrapped__(arch, operands, loop_orders, half_spad, half_acc, objective, keep)
+    return _search(arch, tuple((d, _priced(ops)) for d, ops in operands), loop_orders, half_spad, half_acc,
+                   objective, keep)
+
+
+#: Whether the search shares work: layers of the same :func:`_priced` operands share one search;
+#: within a search the dataflows that run the same operands share their candidate tiles, DRAM
+#: bounds, priced transfers and row-count searches (:class:`_Candidates`, :class:`_Loads`,
+#: :class:`_Rows`), a tile size's array bound is computed once, and tiles are priced one by one in
+#: bound order. False: a search per call on the layer's own operands, nothing memoised within it,
+#: tiles priced in batches (the reference these are checked against: ``tests/test_search_speedups.py``).
+_MEMO = True
+
+
+def _priced(ops: Operands) -> Operands:
+    """``ops`` with only what the search prices: the tensors renamed ``x``, ``w`` (when there are weights)
+    and ``y``, and a view (:class:`mapper.layout.MatrixView`) reduced to its row and column strides
+    (:meth:`Operands.x_row_bytes` and :meth:`Operands.w_row_bytes` read those; nothing in the search
+    reads a view's source tensor or its batch stride). The search of ``_priced(ops)`` chooses what the
+    search of ``ops`` does (``tests/test_search_speedups.py`` checks it on the zoo and the ONNX graphs)."""
+    return replace(ops, x="x", w=None if ops.w is None else "w", out="y", x_view=_strides(ops.x_view),
+                   w_view=_strides(ops.w_view))
+
+
+def _strides(view: MatrixView | None) -> MatrixView | None:
+    return None if view is None else MatrixView("", 0, view.row_stride, view.col_stride)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -138,9 +167,14 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
             half_spad: int, half_acc: int, objective: str, keep: bool) -> Choice:
     plain: list[Choice] = []  # the mappings of the search without kept operands
     kept: list[Choice] = []  # those the kept operands' rounds add
+    shared: dict[Operands, _Candidates] = {}  # dataflows that run the same operands share their candidates
     for dataflow, ops in operands:
         if "tile-outer" in loop_orders:
-            without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep)
+            candidates = shared.get(ops) if _MEMO else None
+            if candidates is None:
+                candidates = shared[ops] = _Candidates(_pricer(arch), ops, half_spad, half_acc, memo=_MEMO)
+            without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep,
+                                                 candidates)
             plain.extend(without)
             kept.extend(added)
         if "fold-outer" in loop_orders:
@@ -259,6 +293,7 @@ def clear_caches() -> None:
 
     clear()
     _search.cache_clear()
+    _splits.cache_clear()
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
     _TRANSFER_PRICES.clear()
@@ -297,6 +332,9 @@ def _overlapped(priced: list[tuple[int, float, float, float]]) -> float:
     costs ``max(array, stores + the next step's loads)``, the next step being the same run's until
     its last, then the next run's first (after the last run, the first's)."""
     cycles = 0.0
+    if len(priced) == 1:  # the common case, without the loop
+        times, array, loads, stores = priced[0]
+        return cycles + ((times - 1) * max(array, stores + loads) + max(array, stores + loads))
     for i, (times, array, loads, stores) in enumerate(priced):
         following = priced[(i + 1) % len(priced)][2]
         cycles += (times - 1) * max(array, stores + loads) + max(array, stores + following)
@@ -361,18 +399,62 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, count)
 
 
-def _splits(extent: int, size: int) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=1 << 14)
+def _splits(extent: int, size: int) -> tuple[tuple[int, int], ...]:
     """``(tile size, count)`` of the tiles along one dimension: the full ones and the remainder."""
     full, rest = divmod(extent, size)
-    return [(size, full)] * bool(full) + [(rest, 1)] * bool(rest)
+    return ((size, full),) * bool(full) + ((rest, 1),) * bool(rest)
+
+
+class _Loads:
+    """``(bytes, DMA cycles, pJ)`` of the transfers of tile-outer tiles of one layer's operands on one
+    design: an input tile, a weight tile, an output tile, by size (transfers priced with the rows
+    they move, :meth:`_Pricer.transfer`). Memoised when ``memo`` (the dataflows of a search share
+    one); else priced anew on each call (the reference)."""
+
+    def __init__(self, pricer: _Pricer, ops: Operands, *, memo: bool) -> None:
+        self.pricer, self.ops, self.memo = pricer, ops, memo
+        self._x: dict[tuple[int, int, int], tuple[int, int, float]] = {}
+        self._w: dict[tuple[int, int, int], tuple[int, int, float]] = {}
+        self._out: dict[tuple[int, int, int], tuple[int, int, float]] = {}
+
+    def x(self, tb: int, tm: int, tk: int) -> tuple[int, int, float]:
+        known = self._x.get((tb, tm, tk)) if self.memo else None
+        if known is None:
+            size = self.ops.x_share(tb, tm, tk)
+            known = (size, *self.pricer.transfer(size, Buffer.SCRATCHPAD, False, self.ops.x_row_bytes(tb, tk)))
+            if self.memo:
+                self._x[tb, tm, tk] = known
+        return known
+
+    def w(self, tb: int, tk: int, tn: int) -> tuple[int, int, float]:
+        known = self._w.get((tb, tk, tn)) if self.memo else None
+        if known is None:
+            size = self.ops.w_size(tb, tk, tn)
+            known = (size, *self.pricer.transfer(size, Buffer.SCRATCHPAD, False, self.ops.w_row_bytes(tk, tn)))
+            if self.memo:
+                self._w[tb, tk, tn] = known
+        return known
+
+    def out(self, tb: int, tm: int, tn: int) -> tuple[int, int, float]:
+        known = self._out.get((tb, tm, tn)) if self.memo else None
+        if known is None:
+            size = tb * tm * tn * self.ops.out_bytes
+            known = (size, *self.pricer.transfer(size, Buffer.ACCUMULATOR, True, self.ops.out_row_bytes(tb, tn)))
+            if self.memo:
+                self._out[tb, tm, tn] = known
+        return known
 
 
 def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dataflow,
-                     pricer: _Pricer | None = None) -> Cost:
+                     pricer: _Pricer | None = None, loads: _Loads | None = None) -> Cost:
     """:func:`_price_steps` of :func:`tile_outer`, in closed form over the distinct tile shapes
-    (``pricer``: ``arch``'s, when the caller has it at hand)."""
+    (``pricer``: ``arch``'s, when the caller has it at hand; ``loads``: the transfers of ``ops``
+    priced, when the caller shares them between tiles)."""
     g = ops.gemm
     pricer = pricer or _pricer(arch)
+    loads = loads or _Loads(pricer, ops, memo=False)
+    compute, sparsity = pricer.compute, ops.sparsity
     cycles = energy = moved = 0.0
     steps_run = 0
     first_loads: float | None = None
@@ -390,23 +472,22 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             steps.append((j, ck - head - tail, True, False))
         if tail:
             steps.append((j, 1, True, True))
+    whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
     for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
                                                           _splits(g.m, tile.m)):
         count = cb * cn * cm
-        out = tb * tm * tn * ops.out_bytes
-        store_busy, store_pj = pricer.transfer(out, Buffer.ACCUMULATOR, True, ops.out_row_bytes(tb, tn))
+        out, store_busy, store_pj = loads.out(tb, tm, tn)
         energy += count * store_pj
         moved += count * out
-        x_sizes = [(ops.x_share(tb, tm, tk), ops.x_row_bytes(tb, tk)) for tk, _ in k_tiles]
-        w_sizes = [(ops.w_size(tb, tk, tn), ops.w_row_bytes(tk, tn)) for tk, _ in k_tiles] if ops.w is not None \
-            else [None] * len(k_tiles)
+        x_loads = [loads.x(tb, tm, tk) for tk, _ in k_tiles]
+        w_loads = [loads.w(tb, tk, tn) for tk, _ in k_tiles] if ops.w is not None else None
         # (output tiles, load inputs, load weights): a kept column's (row's) first output tile loads
         # them, the others read it; that first tile is a whole one (or the only one)
         if keep_w:
-            firsts = cb * cn if tm == min(tile.m, g.m) else 0
+            firsts = cb * cn if tm == whole_m else 0
             kinds = ((firsts, True, True), (count - firsts, True, False))
         elif keep_x:
-            firsts = cb * cm if tn == min(tile.n, g.n) else 0
+            firsts = cb * cm if tn == whole_n else 0
             kinds = ((firsts, True, True), (count - firsts, False, True))
         else:
             kinds = ((count, True, ops.w is not None),)
@@ -417,17 +498,19 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             priced = []  # per run of equal steps: (times, array cycles, load cycles, store cycles)
             for j, times, accumulate, final in steps:
                 tk = k_tiles[j][0]
-                array, pj = pricer.compute(dataflow, tm, tk, tn, tb, accumulate, True, True, ops.sparsity)
+                array, pj = compute(dataflow, tm, tk, tn, tb, accumulate, True, True, sparsity)
                 energy += tiles * times * pj
-                loads = 0
-                for sized in (x_sizes[j] if with_x else None, w_sizes[j] if with_w else None):
-                    if sized is None:
-                        continue
-                    busy, pj = pricer.transfer(sized[0], Buffer.SCRATCHPAD, False, sized[1])
-                    loads += busy
+                busy = 0
+                if with_x:
+                    size, busy, pj = x_loads[j]
                     energy += tiles * times * pj
-                    moved += tiles * times * sized[0]
-                priced.append((times, array, loads, store_busy if final else 0))
+                    moved += tiles * times * size
+                if with_w and w_loads is not None:
+                    size, w_busy, pj = w_loads[j]
+                    busy += w_busy
+                    energy += tiles * times * pj
+                    moved += tiles * times * size
+                priced.append((times, array, busy, store_busy if final else 0))
             # compute i overlaps the loads of step i + 1 (the next output tile's first, after the last);
             # only the last k step stores, so a run of several steps has no stores
             cycles += tiles * _overlapped(priced)
@@ -445,11 +528,16 @@ def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow)
     step below its compute (:func:`_edges`)."""
     g = ops.gemm
     k_tiles = _splits(g.k, tile.k)
+    n_tiles, m_tiles = _splits(g.n, tile.n), _splits(g.m, tile.m)
+    array_cycles, sparsity = pricer.array_cycles, ops.sparsity
     cycles = 0
-    for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
-                                                          _splits(g.m, tile.m)):
-        per_tile = sum(ck * pricer.array_cycles(dataflow, tm, tk, tn, tb, ops.sparsity) for tk, ck in k_tiles)
-        cycles += cb * cn * cm * per_tile
+    for tb, cb in _splits(g.batch, tile.b):
+        for tn, cn in n_tiles:
+            for tm, cm in m_tiles:
+                per_tile = 0
+                for tk, ck in k_tiles:
+                    per_tile += ck * array_cycles(dataflow, tm, tk, tn, tb, sparsity)
+                cycles += cb * cn * cm * per_tile
     return cycles
 
 
@@ -474,24 +562,28 @@ def _row_counts(ops: Operands, tb: int, tn: int, half_acc: int, by_spad: int) ->
     return {most, ceil_div(m, ceil_div(m, most))} if most >= 1 else set()
 
 
-def _plain_tms(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> set[int]:
-    """:func:`_row_counts` of plain tiles: their inputs and weights fit half the scratchpad."""
+def _plain_tms(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int,
+               rows: _Rows | None = None) -> set[int]:
+    """:func:`_row_counts` of plain tiles: their inputs and weights fit half the scratchpad
+    (``rows``: the searches for the most rows, shared between calls)."""
     spad_room = half_spad - ops.w_size(tb, tk, tn)
     if spad_room <= 0:
         return set()
     if ops.conv is not None:  # input bands: the largest that fits, by their bound
-        by_spad = largest(lambda tm: ops.x_share(tb, tm, tk) <= spad_room, ops.gemm.m)
+        by_spad = rows.most("x", tb, tk, spad_room) if rows is not None \
+            else largest(lambda tm: ops.x_share(tb, tm, tk) <= spad_room, ops.gemm.m)
     else:
         by_spad = int(spad_room // (tb * tk * ops.in_bytes))
     return _row_counts(ops, tb, tn, half_acc, by_spad)
 
 
-def _kept_tms(ops: Operands, role: str, tb: int, tk: int, tn: int, half_spad: int, half_acc: int) -> set[int]:
+def _kept_tms(ops: Operands, role: str, tb: int, tk: int, tn: int, half_spad: int, half_acc: int,
+              rows: _Rows | None = None) -> set[int]:
     """Row counts of tiles that keep what ``role`` says (``Tile.keep``): ``"w"``, a split
     reduction's column of weights, with the most rows whose input tile fits half the scratchpad
     below it; ``"x"``, a row of input tiles, with the most rows whose row fits there with a weight
     tile; both with their outputs in half the accumulator, and the balanced size of that. None
-    where there is nothing to keep or no room."""
+    where there is nothing to keep or no room (``rows``: as for :func:`_plain_tms`)."""
     g = ops.gemm
     if ops.w is None or (role == "w" and tk >= g.k) or (role == "x" and tn >= g.n):
         return set()
@@ -503,7 +595,42 @@ def _kept_tms(ops: Operands, role: str, tb: int, tk: int, tn: int, half_spad: in
         fits = (lambda tm: kept_bytes(ops, "x", tb, tm, tk, tn) <= room) if room > 0 else None
     if fits is None:
         return set()
+    if rows is not None:
+        return _row_counts(ops, tb, tn, half_acc, rows.most("x" if role == "w" else "row", tb, tk, room))
     return _row_counts(ops, tb, tn, half_acc, largest(fits, g.m))
+
+
+class _Rows:
+    """:func:`mapper.schedules.largest` for the row counts of one layer's tiles, sharing what it
+    learns: :meth:`most` is the most rows ``tm`` (of ``1..m``, 0 if none) whose input tile
+    (``"x"``: :meth:`Operands.x_share`) or row of input tiles (``"row"``: :func:`kept_bytes` of
+    ``"x"``) of ``tb`` groups and ``tk`` reduction fits ``room`` bytes. Both sizes never shrink
+    as ``tm`` grows (a band of more output pixels covers the bands of fewer; a GEMM's share is
+    ``ceil(rate * tm)``), so the sizes it has computed for a ``(tb, tk)``, in order, bracket the
+    answer for any room, and the binary search runs only between them (giving what searching all
+    of ``1..m`` gives)."""
+
+    def __init__(self, ops: Operands) -> None:
+        self.ops = ops
+        self._known: dict[tuple[str, int, int], tuple[list[int], list[int]]] = {}  # row counts, their sizes
+
+    def most(self, kind: str, tb: int, tk: int, room: int) -> int:
+        ops = self.ops
+        tms, sizes = self._known.setdefault((kind, tb, tk), ([], []))
+        i = bisect.bisect_right(sizes, room)  # sizes[:i] fit, sizes[i:] do not
+        lo = tms[i - 1] if i else 0
+        hi = tms[i] - 1 if i < len(tms) else ops.gemm.m
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            size = ops.x_share(tb, mid, tk) if kind == "x" else kept_bytes(ops, "x", tb, mid, tk, 0)
+            j = bisect.bisect_left(tms, mid)
+            tms.insert(j, mid)
+            sizes.insert(j, size)
+            if size <= room:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
 
 #: A kept operand must save at least this share of the DRAM bytes its tile shape moves without it
@@ -528,13 +655,72 @@ def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int)
     return saved >= KEEP_MIN_SAVING * plain
 
 
+class _Candidates:
+    """What the tile-outer rounds of one search ask about a layer's operands again and again, whatever
+    the dataflow: the tiles worth pricing for each ``tb x tk x tn`` (:func:`_plain_tms`, and
+    :func:`_kept_tms` with :func:`_worth_keeping`), each tile's DRAM bytes bound and the transfers
+    of its tiles (:attr:`loads`). Memoised when
+    ``memo`` (one per search and operands, shared by the dataflows that run them); else computed anew
+    on each call (the reference)."""
+
+    def __init__(self, pricer: _Pricer, ops: Operands, half_spad: int, half_acc: int, *, memo: bool) -> None:
+        self.ops, self.half_spad, self.half_acc, self.memo = ops, half_spad, half_acc, memo
+        self.loads = _Loads(pricer, ops, memo=memo)  # the candidates' transfers, priced
+        self._rows = _Rows(ops) if memo else None
+        g = ops.gemm
+        self._weights = ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0
+        self._outputs = g.batch * g.m * g.n * ops.out_bytes
+        self._plain: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
+        self._kept: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
+        self._moved: dict[Tile, int] = {}
+
+    def plain(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
+        """Plain ``tb x ? x tk x tn`` tiles, in :func:`_plain_tms`' order."""
+        known = self._plain.get((tb, tk, tn)) if self.memo else None
+        if known is None:
+            tms = _plain_tms(self.ops, tb, tk, tn, self.half_spad, self.half_acc, self._rows)
+            known = tuple(Tile(tm, tk, tn, tb) for tm in tms)
+            if self.memo:
+                self._plain[tb, tk, tn] = known
+        return known
+
+    def kept(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
+        """``tb x ? x tk x tn`` tiles keeping a split reduction's column of weights, then a row of
+        input tiles, that fit and are worth keeping."""
+        known = self._kept.get((tb, tk, tn)) if self.memo else None
+        if known is None:
+            ops = self.ops
+            known = tuple(Tile(tm, tk, tn, tb, keep=role) for role in ("w", "x")
+                          for tm in _kept_tms(ops, role, tb, tk, tn, self.half_spad, self.half_acc, self._rows)
+                          if _worth_keeping(ops, role, tb, tm, tk, tn))
+            if self.memo:
+                self._kept[tb, tk, tn] = known
+        return known
+
+    def moved(self, tile: Tile) -> int:
+        """A bound of the DRAM bytes ``tile``'s schedule moves: every ``n`` column of tiles reads all of
+        the input (unless it keeps its inputs), every ``m`` row all of the weights (unless it keeps them)."""
+        known = self._moved.get(tile) if self.memo else None
+        if known is None:
+            ops, g = self.ops, self.ops.gemm
+            reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
+            x_reads = 1 if keeps_inputs(ops, tile) else ceil_div(g.n, tile.n)  # of the input
+            known = ops.x_bytes * x_reads + self._weights * reads + self._outputs
+            if self.memo:
+                self._moved[tile] = known
+        return known
+
+
 def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int,
-                        half_acc: int, objective: str, keep: bool) -> tuple[list[Choice], list[Choice]]:
+                        half_acc: int, objective: str, keep: bool,
+                        shared: _Candidates | None = None) -> tuple[list[Choice], list[Choice]]:
     """Tile-outer mappings in two rounds: power-of-two multiples of the array (and whole extents)
     along ``b``, ``k`` and ``n``; then the balanced non-divisor sizes within a factor of two of the
     best tile of the first round along each dimension. Returns the mappings of those rounds over
     plain tiles, then (with ``keep``) those that the same rounds over tiles keeping an operand
-    (:func:`_kept_tms`) add, which look near the best of all.
+    (:func:`_kept_tms`) add, which look near the best of all. ``shared``: the candidates of ``ops``
+    in ``half_spad`` and ``half_acc`` (:class:`_Candidates`), when the caller shares them between
+    dataflows.
 
     A tile is not priced when a lower bound of the objective's first term already exceeds the best
     so far: its DRAM bytes (every ``n`` column of tiles reads all of the input, every ``m`` row all
@@ -545,75 +731,92 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     g = ops.gemm
     rows, cols = arch.array.rows, arch.array.cols
     bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
-    weights = ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0
-    outputs = g.batch * g.m * g.n * ops.out_bytes
+    dram_pj = arch.dram.energy_pj_per_byte
+    pricer = _pricer(arch)
+    shared = shared or _Candidates(pricer, ops, half_spad, half_acc, memo=_MEMO)
     priced: dict[Tile, Choice] = {}
     best: list[Choice] = []
-    pricer = _pricer(arch)
+    limit = float("inf")  # the best's first term: a tile whose bound exceeds it is not priced
     bounds: dict[Tile, float] = {}
+    array_bounds: dict[tuple[int, int, int, int], int] = {}  # _array_bound by tile size (kept or not)
     order: dict[Tile, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
 
     def bound(tile: Tile) -> float:
         known = bounds.get(tile)
         if known is not None:
             return known
-        reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
-        x_reads = 1 if keeps_inputs(ops, tile) else ceil_div(g.n, tile.n)  # of the input
-        moved = ops.x_bytes * x_reads + weights * reads + outputs
-        energy = moved * arch.dram.energy_pj_per_byte
+        moved = shared.moved(tile)
+        energy = moved * dram_pj
         if objective == "energy":
             known = energy
         else:
-            cycles = max(moved / bandwidth, _array_bound(pricer, ops, tile, dataflow))
+            dims = (tile.b, tile.m, tile.k, tile.n)
+            array = array_bounds.get(dims) if _MEMO else None
+            if array is None:
+                array = array_bounds[dims] = _array_bound(pricer, ops, tile, dataflow)
+            cycles = max(moved / bandwidth, array)
             known = cycles if objective == "latency" else cycles * energy
         bounds[tile] = known
         return known
 
     def price(sizes: Iterable[tuple[int, int, int]], kept: bool, plain: bool = True) -> None:
+        nonlocal limit
         candidates: dict[Tile, None] = {}  # in order, each once
         for tb, tk, tn in sizes:
-            for tm in _plain_tms(ops, tb, tk, tn, half_spad, half_acc) if plain else ():
-                tile = Tile(tm, tk, tn, tb)
+            for tile in shared.plain(tb, tk, tn) if plain else ():
                 if tile not in priced:
                     candidates.setdefault(tile)
             # a split reduction's column of weight tiles, or a row of input tiles, that fits: keep it
-            for role in ("w", "x") if kept else ():
-                for tm in _kept_tms(ops, role, tb, tk, tn, half_spad, half_acc):
-                    if not _worth_keeping(ops, role, tb, tm, tk, tn):
-                        continue
-                    tile = Tile(tm, tk, tn, tb, keep=role)
-                    if tile not in priced:
-                        candidates.setdefault(tile)
+            for tile in shared.kept(tb, tk, tn) if kept else ():
+                if tile not in priced:
+                    candidates.setdefault(tile)
         if not candidates:
             return
         for tile in candidates:
             order.setdefault(tile, len(order))
-        # Priced most promising first (the least bound), so that the best so far prunes the most, in
-        # batches (for the array pricing); a tile whose bound loses is not priced (the best only
-        # improves). The priced are kept in the search's own order, and ties go to the earlier in it,
-        # so the choice is the one pricing every tile in that order makes.
+        # Priced most promising first (the least bound), so that the best so far prunes the most; a
+        # tile whose bound loses is not priced (the best only improves). The priced are kept in the
+        # search's own order, and ties go to the earlier in it, so the choice is the one pricing every
+        # tile in that order makes. Taken in that order one by one, the tiles up to the first whose
+        # bound loses are priced; the reference prices them in batches, dropping from a batch those
+        # whose bound loses before pricing it and after pricing each. Both price the same tiles: the
+        # best only improves, so a tile dropped before is dropped after.
         tiles = list(candidates)
-        ranked = sorted(tiles, key=bound)
         found: dict[Tile, Choice] = {}
+        values = [bound(t) for t in tiles]
+        ranked: list[Tile] = []  # for the batches below: the reference, and the array pricing
+        if _MEMO and not _VECTORIZED:
+            best_key = best[0].cost.key(objective) if best else None
+            for value, tile in sorted(zip(values, tiles, strict=True), key=lambda p: p[0]):
+                if value > limit:  # and so do all that follow
+                    break
+                cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, shared.loads)
+                choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
+                key = cost.key(objective)
+                if best_key is None or (key, order[tile]) < (best_key, order[best[0].tile]):
+                    best[:], best_key, limit = [choice], key, key[0]
+        else:
+            ranked = [tiles[i] for i in sorted(range(len(tiles)), key=values.__getitem__)]
         for at in range(0, len(ranked), _BATCH):
-            batch = [t for t in ranked[at:at + _BATCH] if not (best and bound(t) > best[0].cost.key(objective)[0])]
+            batch = [t for t in ranked[at:at + _BATCH] if not bound(t) > limit]
             if not batch:
                 continue
             if _VECTORIZED:  # tiles that keep an operand have the scalar form only
                 arrays = [t for t in batch if not (t.keep or keeps_weights(ops, t))]
                 by_tile = dict(zip(arrays, (pricer.total(*f) for f in tile_outer_costs(pricer, ops, arrays, dataflow)),
                                    strict=True)) if arrays else {}
-                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer)
+                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer, shared.loads)
                          for t in batch]
             else:
-                costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer) for tile in batch]
+                costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer, shared.loads) for tile in batch]
             for tile, cost in zip(batch, costs, strict=True):
-                if best and bound(tile) > best[0].cost.key(objective)[0]:
+                if bound(tile) > limit:
                     continue
                 choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
                 if not best or (choice.cost.key(objective), order[tile]) < (best[0].cost.key(objective),
                                                                                order[best[0].tile]):
                     best[:] = [choice]
+                    limit = choice.cost.key(objective)[0]
         priced.update((tile, found[tile]) for tile in tiles if tile in found)
 
     first = sorted(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)),

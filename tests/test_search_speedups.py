@@ -1,0 +1,85 @@
+"""The mapping search's shared work makes the choices searching every layer on its own makes.
+
+``mapper.search._MEMO`` switches off everything the search shares (the reference): with it, layers
+whose operands differ only in what the search does not price (tensor names, a view's source tensor
+and batch stride: ``mapper.search._priced``) share one search; within a search the dataflows that
+run the same operands share their candidate tiles, bounds, priced transfers and row-count searches,
+and tiles are priced one by one in bound order instead of in batches. For zoo models and the shared
+ONNX graphs on several presets, :func:`mapper.decide.decide_layers` must return the same decision
+for every layer both ways: the chosen loop order, dataflow, tile, plan and cost (with its steps),
+the counts of mappings priced and not dominated, and the layer's mapping record.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from accel import config
+from mapper import MapOptions, search
+from mapper.decide import ArrayDecision, decide_layers
+from workloads import load, zoo
+from workloads.graph import Graph
+
+QUICK = [("resnet18", "gemmini"), ("mobilenet_v2", "tpu-v1"), ("bert_base_layer", "gemmini"),
+         ("gpt2_decode", "tpu-v1"), ("vit_s16_block", "eyeriss"), ("llama3_8b_layer_decode", "sparse-nm"),
+         ("alexnet", "gemmini-2021")]  # a DMA with a request structure: transfers priced by their rows
+PRESETS = ("gemmini", "tpu-v1", "eyeriss", "fpga-small", "gemmini-2021", "sparse-nm")
+WHOLE_LLMS = ("llama2_7b_prefill", "llama2_7b_decode")  # 32 copies of the layers llama2_7b_layer_* check
+SLOW = [(model, preset) for model in zoo.names() for preset in PRESETS
+        if model not in WHOLE_LLMS and (model, preset) not in QUICK]
+ONNX = ["alexnet.onnx", "mobilenetv2.onnx", "resnet18.onnx"]
+
+
+def _decisions(graph: Graph, preset: str, memo: bool, monkeypatch: pytest.MonkeyPatch,
+               options: MapOptions | None = None) -> list[tuple]:
+    """Every layer's decision, searched with (``memo``) or without the search's shared work."""
+    monkeypatch.setattr(search, "_MEMO", memo)
+    search.clear_caches()
+    decisions = decide_layers(graph, config.load(preset), options or MapOptions())
+    out: list[tuple] = []
+    for d in decisions:
+        if isinstance(d, ArrayDecision):
+            c = d.choice
+            out.append((d.layer.name, c.order, c.dataflow, c.tile, c.plan, c.cost, c.cost.steps, c.evaluated,
+                        c.pareto, d.mapping))
+        else:
+            out.append((d.layer.name, type(d).__name__, d.mapping))
+    return out
+
+
+def _assert_same(graph: Graph, preset: str, monkeypatch: pytest.MonkeyPatch,
+                 options: MapOptions | None = None) -> None:
+    reference = _decisions(graph, preset, False, monkeypatch, options)
+    fast = _decisions(graph, preset, True, monkeypatch, options)
+    assert any(len(d) > 3 for d in reference), f"{graph.name} on {preset}: no array layer searched"
+    differ = [(r, f) for r, f in zip(reference, fast, strict=True) if r != f]
+    assert not differ, f"{graph.name} on {preset}: {len(differ)} layers differ, first: {differ[0]}"
+
+
+@pytest.mark.parametrize(("model", "preset"), QUICK)
+def test_shared_searches_choose_as_the_reference(model, preset, monkeypatch):
+    _assert_same(zoo.build(model), preset, monkeypatch)
+
+
+@pytest.mark.parametrize("objective", ["energy", "edp"])
+def test_shared_searches_choose_as_the_reference_for_other_objectives(objective, monkeypatch):
+    _assert_same(zoo.build("resnet18"), "gemmini", monkeypatch, MapOptions(objective=objective))
+
+
+@pytest.mark.parametrize("preset", ["gemmini", "tpu-v1"])
+@pytest.mark.parametrize("graph", ONNX)
+def test_shared_onnx_graphs_choose_as_the_reference(graph, preset, shared_data, monkeypatch):
+    _assert_same(load(str(shared_data / "onnx" / graph)), preset, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "preset"), SLOW)
+def test_every_zoo_model_chooses_as_the_reference(model, preset, monkeypatch):
+    _assert_same(zoo.build(model), preset, monkeypatch)
+
+
+def test_gpt2_blocks_share_their_searches():
+    """GPT-2's attention matmuls read views of each block's own tensors: 97 array layers, 6 distinct searches."""
+    search.clear_caches()
+    decide_layers(zoo.build("gpt2_prefill"), config.load("gemmini"), MapOptions())
+    assert search._search.cache_info().misses == 6
