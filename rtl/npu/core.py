@@ -119,11 +119,12 @@ from amaranth.lib.wiring import In, Out
 from accel.commands import Command, Compute, Load, Move, Store
 from accel.encoding import RECORD_BYTES
 from accel.errors import ConfigError
-from accel.formats import Overflow
+from accel.formats import Overflow, Requantization
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import fold_overhead, scratchpad_stretch
 from rtl.npu.accumulator import BankedAccumulator
 from rtl.npu.scratchpad import BankedScratchpad
+from rtl.requant import Requantizer
 from rtl.sparse_systolic import SparseSystolicArray
 from rtl.systolic import SystolicArray
 
@@ -135,6 +136,8 @@ QUEUES = ("dma.load", "dma.store", "array", "vector")
 _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
 _BEAT = 4  # bytes per DMA beat
 _RECORD_WORDS = 23  # words of a record the decoder reads: through the Compute's weight block's rows
+_RQ_LEAD = 3  # a Store's first accumulator read feeds the requantizer 3 cycles after its start (the
+# step is read in its first cycle, the channel entries addressed in its third)
 
 
 def refusal(arch: Accelerator, cmd: Command) -> str | None:
@@ -159,6 +162,13 @@ def refusal(arch: Accelerator, cmd: Command) -> str | None:
     if block is not None and block.row_bytes % _BEAT:
         return f"moves rows of {block.row_bytes} bytes, not whole {_BEAT}-byte beats"
     return None
+
+
+def _requant_mode(arch: Accelerator) -> str:
+    """The store path requantizer's rounding: TFLite's single rounding for a ``tflite-single`` design,
+    else gemmlowp's double (the host's table, :func:`rtl.npu.golden.requant_table`, refuses designs of
+    other modes)."""
+    return "single" if arch.array.requant is Requantization.TFLITE_SINGLE else "double"
 
 
 def _entry_layout(id_bits: int, product_bits: int, patterns: int = 0, sp_bits: int = 1) -> data.StructLayout:
@@ -236,9 +246,13 @@ class NPU(wiring.Component):
     program_words:
         32-bit words of program memory (an image is ``64 + 128 * commands + 4 * deps + strings``
         bytes, rounded up to 64).
+    requant_channels:
+        Entries of the requantization channel table (the host's :class:`~accel.encoding.RequantTable`
+        may configure that many output channels).
     """
 
-    def __init__(self, arch: Accelerator, *, max_commands: int = 64, program_words: int = 2048) -> None:
+    def __init__(self, arch: Accelerator, *, max_commands: int = 64, program_words: int = 2048,
+                 requant_channels: int = 32) -> None:
         try:
             self._check(arch)
         except ConfigError:
@@ -247,6 +261,7 @@ class NPU(wiring.Component):
         self.arch = arch
         self.max_commands = max_commands
         self.program_words = program_words
+        self.requant_channels = requant_channels
         self.id_bits = max(1, (max_commands - 1).bit_length())
         self.sp_bytes = arch.scratchpad.size_bytes
         self.acc_words = arch.accumulator.size_bytes // 4
@@ -258,6 +273,10 @@ class NPU(wiring.Component):
             "rd_valid": Out(1), "rd_addr": Out(32), "rd_resp_valid": In(1), "rd_resp_data": In(32),
             "wr_valid": Out(1), "wr_addr": Out(32), "wr_data": Out(32), "wr_strb": Out(4),
             "trace_addr": In(range(max_commands)), "trace_start": Out(32), "trace_end": Out(32),
+            # the host's requantization table (accel.encoding.encode_requant_table): word rq_addr of
+            # the steps (rq_table 0) or of the channel table (rq_table 1)
+            "rq_we": In(1), "rq_table": In(1), "rq_addr": In(range(max(2 * max_commands, 4 * requant_channels))),
+            "rq_data": In(32),
         })
 
     @staticmethod
@@ -288,6 +307,11 @@ class NPU(wiring.Component):
         words, banks = arch.accumulator.size_bytes // 4, 1 << max(a.cols - 1, _BEAT - 1).bit_length()
         if words & (words - 1) or words < banks:
             problems.append(f"accumulator words must be a power of two, at least {banks} (its banks), not {words}")
+        hidden = _RQ_LEAD + Requantizer.latency
+        if arch.dma.latency_cycles + arch.dram.latency_cycles < hidden:
+            problems.append(f"dma and dram latency_cycles must add up to at least {hidden} (the store path's "
+                            f"requantizer pipeline hides behind them), not {arch.dma.latency_cycles} + "
+                            f"{arch.dram.latency_cycles}")
         window = arch.scratchpad.word_bytes * (arch.scratchpad.banks - 1) + 1  # a read lane's widest window
         if Dataflow.WS in a.dataflows and any(p.m > window for p in a.sparsity):
             problems.append(f"the scratchpad must read a group of M bytes a cycle (at most {window}) to run "
@@ -297,7 +321,8 @@ class NPU(wiring.Component):
 
     @property
     def parameters(self) -> dict[str, object]:
-        return {"arch": self.arch.name, "max_commands": self.max_commands, "program_words": self.program_words}
+        return {"arch": self.arch.name, "max_commands": self.max_commands, "program_words": self.program_words,
+                "requant_channels": self.requant_channels}
 
     # ---------------------------------------------------------------------------------------------
 
@@ -696,35 +721,68 @@ class NPU(wiring.Component):
             m.d.comb += acc.l_en[i].eq(resp & to_acc & (rx_now * _BEAT + i < ld_cur.f[2]))
 
         # -- DMA stores and moves -----------------------------------------------------------------
+        # A Store's beats take the requantizing read (or the scratchpad's bytes, or raw words) in
+        # "feeds", then the requantizer's (or a delay line's) Requantizer.latency cycles, then go out
+        # as write beats: the feeds start _RQ_LEAD cycles after the start (or dma latency - the
+        # pipeline's, if more), so the writes start no earlier than the DMA's latency and end within
+        # the datasheet's cycles (NPU._check: the latencies hide the pipeline). A Move has no latency
+        # to hide behind: its feeds are its writes (unit scale only; a configured Move is an error).
         st = views[1]
-        st_tx = Signal(32)
+        st_tx = Signal(32)  # beats fed
         stx = st_tx
         is_move = st.op == _MOVE
+        raw = ~is_move & st.flags[0] & st.flags[1]
         st_size = Mux(is_move, st.f[4], st.f[2])
         st_beats = _ceil_div(st_size, _BEAT)
-        beat_on, beat_due = Signal(), Signal()  # a beat now; one is due if the unit is active
-        st_setup = is_move | self._elapsed(m, dma_lat, actives[1], finishes[1], "store")
+        beat_on, beat_due = Signal(), Signal()  # a feed now; one is due if the unit is active
+        depth = Requantizer.latency
+        st_setup = is_move | self._elapsed(m, max(dma_lat - depth, _RQ_LEAD), actives[1], finishes[1], "store")
         m.d.comb += [beat_due.eq(st_setup & (stx < st_beats)), beat_on.eq(actives[1] & beat_due)]
         with m.If(actives[1] & ~finishes[1]):
             m.d.sync += st_tx.eq(stx + beat_on)
         with m.Else():
             m.d.sync += st_tx.eq(0)
-        m.d.comb += data_done[1].eq(stx + beat_on >= st_beats)
         from_acc = is_move | st.flags[0]
-        src = Mux(is_move, st.f[1], st.f[1])  # Move: accumulator source; Store: buffer address
+        src = st.f[1]  # Move: accumulator source; Store: buffer address
         # the scratchpad is read a cycle ahead: the next beat, or the head's first when this one ends
         # (while idle: the head's first, or its second if it starts with a beat now); the accumulator's
-        # beat is 4 words (elements) from word src / 4, the scratchpad's 4 bytes. This cycle's start
-        # selects only the last multiplexer.
+        # beat is 4 words (elements) from word src / 4 (a raw store's one word), the scratchpad's 4
+        # bytes. This cycle's start selects only the last multiplexer.
         head_src = heads[1].f[1]
         next_beat = stx + beat_due
         second = starts[1] & ~finishes[1] & beat_due
         m.d.comb += [
             sp.r_addr[R + 1].eq(Mux(busys[1], Mux(finishes[1], head_src, src + next_beat * _BEAT),
                                     Mux(second, head_src + _BEAT, head_src))),
-            acc.d_addr.eq(Mux(busys[1], Mux(finishes[1], head_src >> 2, (src >> 2) + next_beat * _BEAT),
+            acc.d_addr.eq(Mux(busys[1], Mux(finishes[1], head_src >> 2,
+                                            (src >> 2) + Mux(raw, next_beat, next_beat * _BEAT)),
                               Mux(second, (head_src >> 2) + _BEAT, head_src >> 2))),
         ]
+
+        # the requantization table: the steps by command id (read for the unit's command: its step is
+        # there from the cycle after its start on), the channel table (one copy per lane)
+        m.submodules.rq_steps = rq_steps = Memory(shape=64, depth=self.max_commands, init=[])
+        sw, step = rq_steps.write_port(granularity=32), rq_steps.read_port(domain="sync")
+        m.d.comb += [sw.addr.eq(self.rq_addr >> 1), sw.data.eq(Cat(self.rq_data, self.rq_data)),
+                     sw.en.eq(Mux(self.rq_we & ~self.rq_table, Mux(self.rq_addr[0], 2, 1), 0)),
+                     step.addr.eq(st.id)]
+        rq_on, rq_zp, rq_low, rq_high = step.data[0], step.data[8:16], step.data[16:24], step.data[24:32]
+        first_channel, columns = step.data[32:48], step.data[48:64]
+        configured = Signal(name="store_configured")  # the running Store requantizes by its step
+        m.d.comb += configured.eq(busys[1] & ~is_move & st.flags[0] & ~raw & rq_on)
+        m.submodules.requantizer = rq = Requantizer(out_format=a.input_format, mode=_requant_mode(arch),
+                                                    lanes=_BEAT)
+        m.d.comb += [rq.o.ready.eq(1), rq.i.valid.eq(beat_on & configured)]
+        started = Signal(name="store_started")  # the step read now is of a command started in the last cycle
+        m.d.sync += started.eq(starts[1])
+        with m.If(run & started & (curs[1].op == _MOVE) & rq_on):
+            m.d.sync += state.eq(_State.ERROR)
+
+        def wrapped(x):  # noqa: ANN001, ANN202 - the lane's next channel column, 4 results on (mod columns)
+            for _ in range(_BEAT):
+                x = Mux(x >= columns, x - columns, x)
+            return x
+
         byte_data = []
         strobes = []
         for i in range(_BEAT):
@@ -733,14 +791,56 @@ class NPU(wiring.Component):
             byte = Signal(8, name=f"store_byte_{i}")
             strobe = Signal(name=f"store_strobe_{i}")
             m.d.comb += strobe.eq(beat_on & (offset < st_size))
-            m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, requant(acc_value), sp.r_data[R + 1].word_select(i, 8)), 0))
+            acc_byte = Mux(raw, acc.d_data[0].word_select(i, 8), requant(acc_value))
+            m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, acc_byte, sp.r_data[R + 1].word_select(i, 8)), 0))
             byte_data.append(byte)
             strobes.append(strobe)
+            # lane i's channel: column (4 f + i) mod columns of feed f, from first_channel; the entry
+            # is addressed in the cycle before the feed
+            bank = Memory(shape=96, depth=self.requant_channels, init=[])
+            m.submodules[f"rq_channels_{i}"] = bank
+            cw, cr = bank.write_port(granularity=32), bank.read_port(domain="sync")
+            col = Signal(16, name=f"store_column_{i}")
+            init = Const(i, 16)
+            for _ in range(i):
+                init = Mux(init >= columns, init - columns, init)
+            with m.If(busys[1] & (stx == 0) & ~beat_on):
+                m.d.sync += col.eq(init)
+            with m.Elif(beat_on):
+                m.d.sync += col.eq(wrapped(col + _BEAT))
+            m.d.comb += [cw.addr.eq(self.rq_addr >> 2), cw.data.eq(Cat(self.rq_data, self.rq_data, self.rq_data)),
+                         cr.addr.eq(first_channel + Mux(beat_on, wrapped(col + _BEAT), col))]
+            with m.If(self.rq_we & self.rq_table), m.Switch(self.rq_addr[:2]):
+                for word_index in range(3):
+                    with m.Case(word_index):
+                        m.d.comb += cw.en.eq(1 << word_index)
+            lane = rq.i.payload[i]
+            m.d.comb += [lane.acc.eq((acc_value + cr.data[:32])[:32]), lane.multiplier.eq(cr.data[32:64]),
+                         lane.shift.eq(cr.data[64:70]), lane.zero_point.eq(rq_zp), lane.low.eq(rq_low),
+                         lane.high.eq(rq_high)]
+
+        # a Store's feeds become write beats Requantizer.latency cycles later: the requantizer's
+        # output, or (unit scale, raw, from the scratchpad) the delay line's bytes
+        line_valid = [Signal(name=f"store_line_valid_{d}") for d in range(depth)]
+        line_data = [Signal(32, name=f"store_line_data_{d}") for d in range(depth)]
+        line_strb = [Signal(4, name=f"store_line_strobe_{d}") for d in range(depth)]
+        m.d.sync += [line_valid[0].eq(beat_on & ~is_move), line_data[0].eq(Cat(*byte_data)),
+                     line_strb[0].eq(Cat(*strobes))]
+        m.d.sync += [x[d].eq(x[d - 1]) for x in (line_valid, line_data, line_strb) for d in range(1, depth)]
+        w_on, w_strb = line_valid[-1], line_strb[-1]
+        requantized = Cat(*(Mux(w_strb[i], rq.o.payload[i], 0) for i in range(_BEAT)))
+        w_data = Mux(rq.o.valid, requantized, line_data[-1])
+        st_wx = Signal(32)  # beats written (a Store)
+        with m.If(actives[1] & ~finishes[1]):
+            m.d.sync += st_wx.eq(st_wx + w_on)
+        with m.Else():
+            m.d.sync += st_wx.eq(0)
+        m.d.comb += data_done[1].eq(Mux(is_move, stx + beat_on, st_wx + w_on) >= st_beats)
         # the beat's address in its block: DRAM for a Store, the scratchpad for a Move
         head_dst = Mux(heads[1].op == _MOVE, heads[1].f[2], heads[1].f[4])
-        st_walk = self._walk(m, st, head_dst, beat_on, actives[1], finishes[1], "store")
-        m.d.comb += [self.wr_valid.eq(beat_on & ~is_move), self.wr_addr.eq(st_walk),
-                     self.wr_data.eq(Cat(*byte_data)), self.wr_strb.eq(Cat(*strobes))]
+        st_walk = self._walk(m, st, head_dst, Mux(is_move, beat_on, w_on), actives[1], finishes[1], "store")
+        m.d.comb += [self.wr_valid.eq(w_on), self.wr_addr.eq(st_walk), self.wr_data.eq(w_data),
+                     self.wr_strb.eq(w_strb)]
         m.d.comb += [sp.w_addr[1].eq(st_walk), sp.w_data[1].eq(Cat(*byte_data))]
         for i in range(_BEAT):
             m.d.comb += sp.w_en[1][i].eq(strobes[i] & is_move)
