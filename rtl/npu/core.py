@@ -34,15 +34,34 @@ Structure
     A Load issues one 4-byte read beat per cycle on the ``rd_*`` port (byte address, in-order
     responses on ``rd_resp_*``) and writes each response to the scratchpad (bytes) or the
     accumulator (aligned words); a Store reads the buffer (the accumulator through the requantizing
-    read: saturation to the input format) and issues one 4-byte write beat per cycle on ``wr_*``
-    with byte strobes. A Move reads 4 accumulator elements per cycle and writes 4 requantized bytes
-    to the scratchpad. The buffer side is packed; the other side (a transfer's DRAM block, a Move's
-    scratchpad destination block) is walked by an address generator: beat, row and plane counters
-    stepping address registers (4 bytes along a row, then the row's start plus ``row_stride``, then
-    the plane's start plus ``plane_stride``), so a block whose rows are whole beats moves in as
-    many beats as a contiguous transfer of its size: the datasheet's cycles (the DMA has no
-    request limit, so :func:`accel.timing.dma_cycles` does not depend on the rows). Addresses may
+    read below; a ``raw`` store one accumulator word, its 4 bytes unchanged, per beat) and issues one
+    4-byte write beat per cycle on ``wr_*`` with byte strobes. A Move reads 4 accumulator elements
+    per cycle and writes 4 saturated bytes to the scratchpad. The buffer side is packed; the other side
+    (a transfer's DRAM block, a Move's scratchpad destination block) is walked by an address generator:
+    beat, row and plane counters stepping address registers (4 bytes along a row, then the row's start
+    plus ``row_stride``, then the plane's start plus ``plane_stride``), so a block whose rows are whole
+    beats moves in as many beats as a contiguous transfer of its size: the datasheet's cycles (the DMA
+    has no request limit, so :func:`accel.timing.dma_cycles` does not depend on the rows). Addresses may
     have any byte alignment.
+``requantization``
+    The host's :class:`~accel.encoding.RequantTable`, written through ``rq_*`` before ``start``
+    (:func:`accel.encoding.encode_requant_table`'s words: ``rq_table`` 0 the steps, 1 the channel
+    table), as Gemmini's ``config_mvout`` sets ``acc_scale`` and the activation before a layer's
+    stores: a step memory (64 bits per command id; its step is read in the Store's first cycle) and
+    ``requant_channels`` channel entries (bias, multiplier, shift), one copy per lane. A Store from
+    the accumulator whose step is enabled feeds its 4 elements per cycle, each plus its channel's
+    bias (wrapping), with the channel's multiplier and shift and the step's zero point and clamp (a
+    fused ReLU is ``low = zero_point``), to a 4-lane :class:`rtl.requant.Requantizer` (the design's
+    rounding: ``tflite-single``, else ``tflite-double``): lane ``i``'s channel of feed ``f`` is
+    ``first_channel + (4 f + i) % columns``, from per-lane column counters (no divider), its entry
+    addressed in the cycle before the feed. Other Stores (not configured: saturation; raw; from the
+    scratchpad) pass a delay line as long as the requantizer. Either way a feed becomes a write beat
+    ``Requantizer.latency`` (5) cycles later; feeds start ``max(dma latency - 5, 3)`` cycles after
+    the start, so the writes start at the DMA's latency or later and end within the DRAM latency
+    the datasheet charges after them (the decoder needs ``dma + dram latency_cycles >= 8``): the
+    pipeline is hidden and :func:`accel.timing.dma_cycles` unchanged. A Move has no latency to hide
+    its 5 cycles behind (:func:`accel.timing.move_cycles` is its beats): it saturates, and one whose
+    step is enabled stops the run with ``error``.
 ``array``
     The existing systolic tiles (:class:`rtl.systolic.SystolicArray`, one per dataflow the design
     has) fed straight from the scratchpad: WS folds preload ``R`` weight rows then stream the ``m``
@@ -97,7 +116,8 @@ readable through ``trace_*``; ``cycles`` is the run's total.
 Restrictions of this version (refused with :class:`~accel.errors.ConfigError`): one DMA channel,
 4-byte DMA beats (DMA and DRAM bandwidth 4 bytes/cycle), byte-wide input and weight formats, a
 wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), N:M groups
-``M`` no wider than a scratchpad read window (``word_bytes * (banks - 1) + 1`` bytes), and the
+``M`` no wider than a scratchpad read window (``word_bytes * (banks - 1) + 1`` bytes), DMA and DRAM
+latencies of at least 8 cycles together (the store path's requantizer hides behind them), and the
 decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M with a
 pattern the array does not list in ``arch.array.sparsity``, on a dataflow other than WS or with a
 ``k`` that is not whole groups of ``N``, or read an operand through a block (``input_block``,
