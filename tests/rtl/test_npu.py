@@ -37,6 +37,10 @@ def test_npu_refuses_what_this_version_cannot_build() -> None:
     with pytest.raises(ConfigError, match=r"the scratchpad must read a group of M bytes a cycle \(at most 5\) to run "
                                           r"2:8 sparsity"):
         NPU(narrow)
+    quick = dataclasses.replace(arch, dram=dataclasses.replace(arch.dram, latency_cycles=5))
+    with pytest.raises(ConfigError, match=r"dma and dram latency_cycles must add up to at least 8 \(the store path's "
+                                          r"requantizer pipeline hides behind them\), not 2 \+ 5"):
+        NPU(quick)
 
 
 def test_the_command_line_unit_is_the_npu_of_the_arch() -> None:
