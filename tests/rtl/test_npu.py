@@ -47,7 +47,8 @@ def test_the_command_line_unit_is_the_npu_of_the_arch() -> None:
     unit = build_unit("npu", arch="fpga-small", max_commands=16, program_words=256)
     assert isinstance(unit.component, NPU)
     assert unit.module == "npu"
-    assert unit.parameters == {"arch": "fpga-small", "max_commands": 16, "program_words": 256}
+    assert unit.parameters == {"arch": "fpga-small", "max_commands": 16, "program_words": 256,
+                               "requant_channels": 32}
     unit.component._MustUse__silence = True  # built to be inspected, not elaborated
 
 
