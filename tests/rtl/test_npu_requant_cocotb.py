@@ -44,15 +44,17 @@ TESTBENCH = Path(__file__).with_name("npu_tb.py")
 ACC = Buffer.ACCUMULATOR
 
 
-def _quantized(builder: GraphBuilder):  # type: ignore[no-untyped-def]
-    """(graph, input codes of its device part) of ``builder``'s graph quantized with int8 activations."""
+def _quantized(builder: GraphBuilder, *, per_channel: bool = False):  # type: ignore[no-untyped-def]
+    """(graph, input codes of its device part) of ``builder``'s graph quantized with int8 activations
+    (``per_channel``: a weight scale per output channel)."""
     from workloads.onnx_export import export_onnx
     from workloads.quantize import calibration_inputs, quantize_model
 
     logging.disable(logging.WARNING)
     try:
         model = export_onnx(builder.build(), seed=3)
-        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8",
+                                   per_channel=per_channel)
     finally:
         logging.disable(logging.NOTSET)
     graph = load_onnx(quantized)
@@ -70,16 +72,17 @@ def design():  # noqa: ANN201
 
 @cache
 def quantized_gemm() -> tuple[Plan, dict]:
-    """A 16x32 @ 32x16 fully connected layer with a bias: the mapper's plan and its input codes."""
+    """A 16x32 @ 32x16 fully connected layer with a bias, per-channel weight scales: the mapper's plan
+    and its input codes."""
     b = GraphBuilder("qfc")
     b.linear(b.input("x", (16, 32)), 16, name="fc")
-    graph, inputs = _quantized(b)
+    graph, inputs = _quantized(b, per_channel=True)
     return map_graph(graph, design(), MapOptions(allocator="none")), inputs
 
 
 @cache
 def quantized_mlp() -> tuple[Plan, dict]:
-    """Three fully connected layers (8x32 -> 16 -> 16 -> 8, ReLUs between), through DRAM."""
+    """Three fully connected layers (8x32 -> 16 -> 16 -> 8, ReLUs between; per-tensor scales), through DRAM."""
     b = GraphBuilder("qmlp")
     hidden = b.input("x", (8, 32))
     for name, width in (("fc1", 16), ("fc2", 16), ("fc3", 8)):
@@ -115,6 +118,8 @@ def test_golden_with_the_hosts_table_ends_with_sim_executes_dram(name: str) -> N
     configured = [c.id for c in plan.commands if isinstance(c, Store) and c.buffer is ACC]
     assert sorted(s.command for s in table.steps) == configured
     assert any(c.bias for c in table.channels) and all(c.multiplier for c in table.channels)
+    multipliers = {c.multiplier for c in table.channels}
+    assert len(multipliers) == (16 if name.startswith("quantized_gemm") else 3)  # per channel; per layer
     assert execute(plan.arch, plan.commands, before, requant=table).dram == bytearray(after)
     assert execute(plan.arch, plan.commands, before).dram != bytearray(after)
 
