@@ -332,6 +332,9 @@ class NPU(wiring.Component):
             problems.append(f"dma and dram latency_cycles must add up to at least {hidden} (the store path's "
                             f"requantizer pipeline hides behind them), not {arch.dma.latency_cycles} + "
                             f"{arch.dram.latency_cycles}")
+        if arch.activation.latency_cycles not in (0, hidden):
+            problems.append(f"activation.latency_cycles must be 0 (moves saturate) or {hidden} (moves requantize "
+                            f"through the store path's pipeline), not {arch.activation.latency_cycles}")
         window = arch.scratchpad.word_bytes * (arch.scratchpad.banks - 1) + 1  # a read lane's widest window
         if Dataflow.WS in a.dataflows and any(p.m > window for p in a.sparsity):
             problems.append(f"the scratchpad must read a group of M bytes a cycle (at most {window}) to run "
@@ -402,7 +405,10 @@ class NPU(wiring.Component):
             lanes = (width,) * groups + (1,) * (R - groups) + (C, _BEAT) + (1,) * max(0, C - R) + (index_bytes,) * C
         m.submodules.scratchpad = sp = BankedScratchpad(size_bytes=spd.size_bytes, banks=spd.banks,
                                                         word_bytes=spd.word_bytes, read_lanes=lanes,
-                                                        writers=2, beat_bytes=_BEAT)
+                                                        writers=2, beat_bytes=_BEAT,
+                                                        # a requantizing Move writes 8 cycles into its
+                                                        # run, when a load may write the same bank
+                                                        write_ports=arch.activation.latency_cycles != 0)
         # the accumulator: banks of consecutive words, a row of C per cycle (array), 4 (DMA reads)
         m.submodules.accumulator = acc = BankedAccumulator(words=self.acc_words, lanes=C, dma_lanes=_BEAT)
 
@@ -446,7 +452,7 @@ class NPU(wiring.Component):
             with m.Case(_LOAD, _STORE):
                 m.d.sync += other_cycles.eq(dma_fixed + _ceil_div(rec[6], arch.dma.burst_bytes) * burst_cycles)
             with m.Case(_MOVE):
-                m.d.sync += other_cycles.eq(_ceil_div(rec[8], _BEAT))
+                m.d.sync += other_cycles.eq(_ceil_div(rec[8], _BEAT) + arch.activation.latency_cycles)
             with m.Default():
                 m.d.sync += other_cycles.eq(arch.vector.latency_cycles + _ceil_div(rec[8], arch.vector.lanes))
         ws_fill, drain = fold_overhead(a, Dataflow.WS)
@@ -746,7 +752,9 @@ class NPU(wiring.Component):
         # as write beats: the feeds start _RQ_LEAD cycles after the start (or dma latency - the
         # pipeline's, if more), so the writes start no earlier than the DMA's latency and end within
         # the datasheet's cycles (NPU._check: the latencies hide the pipeline). A Move has no latency
-        # to hide behind: its feeds are its writes (unit scale only; a configured Move is an error).
+        # to hide behind: with activation.latency_cycles (_RQ_LEAD + the pipeline's) it takes the
+        # same path, those cycles more; without, its feeds are its writes (unit scale only; a
+        # configured Move is an error).
         st = views[1]
         st_tx = Signal(32)  # beats fed
         stx = st_tx
@@ -756,7 +764,12 @@ class NPU(wiring.Component):
         st_beats = _ceil_div(st_size, _BEAT)
         beat_on, beat_due = Signal(), Signal()  # a feed now; one is due if the unit is active
         depth = Requantizer.latency
-        st_setup = is_move | self._elapsed(m, max(dma_lat - depth, _RQ_LEAD), actives[1], finishes[1], "store")
+        piped = arch.activation.latency_cycles != 0  # Moves take the requantizer's path too
+        st_lead = self._elapsed(m, max(dma_lat - depth, _RQ_LEAD), actives[1], finishes[1], "store")
+        if piped:
+            st_setup = Mux(is_move, self._elapsed(m, _RQ_LEAD, actives[1], finishes[1], "move"), st_lead)
+        else:
+            st_setup = is_move | st_lead
         m.d.comb += [beat_due.eq(st_setup & (stx < st_beats)), beat_on.eq(actives[1] & beat_due)]
         with m.If(actives[1] & ~finishes[1]):
             m.d.sync += st_tx.eq(stx + beat_on)
@@ -789,14 +802,16 @@ class NPU(wiring.Component):
         rq_on, rq_zp, rq_low, rq_high = step.data[0], step.data[8:16], step.data[16:24], step.data[24:32]
         first_channel, columns = step.data[32:48], step.data[48:64]
         configured = Signal(name="store_configured")  # the running Store requantizes by its step
-        m.d.comb += configured.eq(busys[1] & ~is_move & st.flags[0] & ~raw & rq_on)
+        requantizing = (~is_move & st.flags[0] & ~raw) | (is_move if piped else 0)  # reads it may configure
+        m.d.comb += configured.eq(busys[1] & requantizing & rq_on)
         m.submodules.requantizer = rq = Requantizer(out_format=a.input_format, mode=_requant_mode(arch),
                                                     lanes=_BEAT)
         m.d.comb += [rq.o.ready.eq(1), rq.i.valid.eq(beat_on & configured)]
         started = Signal(name="store_started")  # the step read now is of a command started in the last cycle
         m.d.sync += started.eq(starts[1])
-        with m.If(run & started & (curs[1].op == _MOVE) & rq_on):
-            m.d.sync += state.eq(_State.ERROR)
+        if not piped:
+            with m.If(run & started & (curs[1].op == _MOVE) & rq_on):
+                m.d.sync += state.eq(_State.ERROR)
 
         def wrapped(x):  # noqa: ANN001, ANN202 - the lane's next channel column, 4 results on (mod columns)
             for _ in range(_BEAT):
@@ -844,7 +859,7 @@ class NPU(wiring.Component):
         line_valid = [Signal(name=f"store_line_valid_{d}") for d in range(depth)]
         line_data = [Signal(32, name=f"store_line_data_{d}") for d in range(depth)]
         line_strb = [Signal(4, name=f"store_line_strobe_{d}") for d in range(depth)]
-        m.d.sync += [line_valid[0].eq(beat_on & ~is_move), line_data[0].eq(Cat(*byte_data)),
+        m.d.sync += [line_valid[0].eq(beat_on & (1 if piped else ~is_move)), line_data[0].eq(Cat(*byte_data)),
                      line_strb[0].eq(Cat(*strobes))]
         m.d.sync += [x[d].eq(x[d - 1]) for x in (line_valid, line_data, line_strb) for d in range(1, depth)]
         w_on, w_strb = line_valid[-1], line_strb[-1]
@@ -855,15 +870,16 @@ class NPU(wiring.Component):
             m.d.sync += st_wx.eq(st_wx + w_on)
         with m.Else():
             m.d.sync += st_wx.eq(0)
-        m.d.comb += data_done[1].eq(Mux(is_move, stx + beat_on, st_wx + w_on) >= st_beats)
+        move_beat = w_on if piped else beat_on  # a Move's scratchpad write
+        m.d.comb += data_done[1].eq(Mux(is_move, Mux(piped, st_wx, stx) + move_beat, st_wx + w_on) >= st_beats)
         # the beat's address in its block: DRAM for a Store, the scratchpad for a Move
         head_dst = Mux(heads[1].op == _MOVE, heads[1].f[2], heads[1].f[4])
-        st_walk = self._walk(m, st, head_dst, Mux(is_move, beat_on, w_on), actives[1], finishes[1], "store")
-        m.d.comb += [self.wr_valid.eq(w_on), self.wr_addr.eq(st_walk), self.wr_data.eq(w_data),
-                     self.wr_strb.eq(w_strb)]
-        m.d.comb += [sp.w_addr[1].eq(st_walk), sp.w_data[1].eq(Cat(*byte_data))]
+        st_walk = self._walk(m, st, head_dst, Mux(is_move, move_beat, w_on), actives[1], finishes[1], "store")
+        m.d.comb += [self.wr_valid.eq(w_on & ~is_move), self.wr_addr.eq(st_walk), self.wr_data.eq(w_data),
+                     self.wr_strb.eq(Mux(is_move, 0, w_strb))]
+        m.d.comb += [sp.w_addr[1].eq(st_walk), sp.w_data[1].eq(w_data if piped else Cat(*byte_data))]
         for i in range(_BEAT):
-            m.d.comb += sp.w_en[1][i].eq(strobes[i] & is_move)
+            m.d.comb += sp.w_en[1][i].eq(is_move & (w_on & w_strb[i] if piped else strobes[i]))
         # a load and a move wrote one scratchpad bank, or a load and the array one accumulator bank
         with m.If(run & (sp.conflict | acc.conflict)):
             m.d.sync += state.eq(_State.ERROR)

@@ -93,6 +93,9 @@ async def _run_program(dut: object, name: str) -> None:
         arch = dataclasses.replace(arch, name=f"fpga-small-{parameters['rows']}x{parameters['cols']}",
                                    array=dataclasses.replace(arch.array, rows=parameters["rows"],
                                                              cols=parameters["cols"]))
+    if parameters.get("activation_latency"):  # Moves through the store path's requantizer
+        arch = dataclasses.replace(arch, activation=dataclasses.replace(
+            arch.activation, latency_cycles=parameters["activation_latency"]))
     if parameters.get("sparsity"):  # the N:M patterns the design runs
         arch = dataclasses.replace(arch, array=dataclasses.replace(
             arch.array, sparsity=tuple(Sparsity.parse(p) for p in parameters["sparsity"])))
@@ -266,6 +269,12 @@ async def quantized_mlp(dut: object) -> None:
 
 
 @cocotb.test()
+async def quantized_mlp_resident(dut: object) -> None:
+    """The quantized three-layer MLP whose intermediates the ILP keeps on chip: requantizing Moves."""
+    await _run_program(dut, "quantized_mlp_resident")
+
+
+@cocotb.test()
 async def raw_partial_sums(dut: object) -> None:
     """Raw stores copy int32 partial sums unchanged; a configured store beside them requantizes."""
     await _run_program(dut, "raw_partial_sums")
@@ -276,8 +285,3 @@ async def wrong_multiplier(dut: object) -> None:
     """The quantized GEMM with one channel's multiplier changed in the table the NPU gets."""
     await _run_program(dut, "wrong_multiplier")
 
-
-@cocotb.test()
-async def configured_move(dut: object) -> None:
-    """A Move the table configures, which the NPU cannot requantize in its cycles (last: it stops in error)."""
-    await _run_program(dut, "configured_move")
