@@ -60,8 +60,12 @@ Structure
     the start, so the writes start at the DMA's latency or later and end within the DRAM latency
     the datasheet charges after them (the decoder needs ``dma + dram latency_cycles >= 8``): the
     pipeline is hidden and :func:`accel.timing.dma_cycles` unchanged. A Move has no latency to hide
-    its 5 cycles behind (:func:`accel.timing.move_cycles` is its beats): it saturates, and one whose
-    step is enabled stops the run with ``error``.
+    those 8 cycles (3 + 5) behind: with ``arch.activation.latency_cycles = 8`` the datasheet charges
+    them (:func:`accel.timing.move_cycles`: its beats plus the path's latency) and a Move takes the
+    Store's path, its scratchpad writes 8 cycles after its feeds (the scratchpad then has a write
+    port per writer, so a load writing the same bank meanwhile is no conflict); with 0 (every
+    preset) a Move's beats are its writes, it saturates, and one whose step is enabled stops the run
+    with ``error``.
 ``array``
     The existing systolic tiles (:class:`rtl.systolic.SystolicArray`, one per dataflow the design
     has) fed straight from the scratchpad: WS folds preload ``R`` weight rows then stream the ``m``
@@ -89,22 +93,22 @@ Structure
 ``vector``
     A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
 
-Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by
-the host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
+Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by the
+host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
 cycle before) each have one write and one synchronous read port, the two ports of a block RAM; the
 decoder pipelines its reads, which costs cycles before cycle 0 only. The scratchpad is
 :class:`rtl.npu.scratchpad.BankedScratchpad` (``arch.scratchpad.banks`` banks of ``word_bytes``,
-synchronous reads, one copy per read stream: each input lane, the weight row, the store, and with N:M
-patterns the ``C`` index lanes and the value lanes of columns beyond ``R``): the array
-and the store address the next cycle's operands, the first of a command from its queue's head while
-the unit is idle or ending its previous command, so no command takes a cycle more than the
-datasheet says. A load and a move writing one scratchpad bank in the same cycle stop the run with
-``error``. The accumulator is :class:`rtl.npu.accumulator.BankedAccumulator`: word-interleaved
-banks (at least ``C`` and 4), so the array's row and the DMA's 4 words touch each bank once; one
-copy of the banks for the array's read-modify-write and one for stores and moves, each bank one
-write and one synchronous read port; both readers address a cycle ahead (the array the row it
-writes next, the DMA the next beat or its queue's head's first). A DMA load word whose bank the
-array writes in that cycle waits in one of 4 slots the reads see; a fifth stops the run with
+synchronous reads, one copy per read stream: each input lane, the weight row, the store, and with
+N:M patterns the ``C`` index lanes and the value lanes of columns beyond ``R``): the array and the
+store address the next cycle's operands, the first of a command from its queue's head while the unit
+is idle or ending its previous command, so no command takes a cycle more than the datasheet says. A
+load and a move writing one scratchpad bank in the same cycle stop the run with ``error`` (unless
+Moves requantize: above). The accumulator is :class:`rtl.npu.accumulator.BankedAccumulator`:
+word-interleaved banks (at least ``C`` and 4), so the array's row and the DMA's 4 words touch each
+bank once; one copy of the banks for the array's read-modify-write and one for stores and moves,
+each bank one write and one synchronous read port; both readers address a cycle ahead (the array the
+row it writes next, the DMA the next beat or its queue's head's first). A DMA load word whose bank
+the array writes in that cycle waits in one of 4 slots the reads see; a fifth stops the run with
 ``error``.
 
 Timing: a unit that starts a command in cycle ``s`` is busy for ``command_cycles`` cycles; its
@@ -117,7 +121,8 @@ Restrictions of this version (refused with :class:`~accel.errors.ConfigError`): 
 4-byte DMA beats (DMA and DRAM bandwidth 4 bytes/cycle), byte-wide input and weight formats, a
 wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), N:M groups
 ``M`` no wider than a scratchpad read window (``word_bytes * (banks - 1) + 1`` bytes), DMA and DRAM
-latencies of at least 8 cycles together (the store path's requantizer hides behind them), and the
+latencies of at least 8 cycles together (the store path's requantizer hides behind them),
+``activation.latency_cycles`` 0 or 8, and the
 decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M with a
 pattern the array does not list in ``arch.array.sparsity``, on a dataflow other than WS or with a
 ``k`` that is not whole groups of ``N``, or read an operand through a block (``input_block``,

@@ -41,6 +41,10 @@ def test_npu_refuses_what_this_version_cannot_build() -> None:
     with pytest.raises(ConfigError, match=r"dma and dram latency_cycles must add up to at least 8 \(the store path's "
                                           r"requantizer pipeline hides behind them\), not 2 \+ 5"):
         NPU(quick)
+    odd_path = dataclasses.replace(arch, activation=dataclasses.replace(arch.activation, latency_cycles=5))
+    with pytest.raises(ConfigError, match=r"activation.latency_cycles must be 0 \(moves saturate\) or 8 \(moves "
+                                          r"requantize through the store path's pipeline\), not 5"):
+        NPU(odd_path)
 
 
 def test_the_command_line_unit_is_the_npu_of_the_arch() -> None:
