@@ -285,3 +285,9 @@ async def wrong_multiplier(dut: object) -> None:
     """The quantized GEMM with one channel's multiplier changed in the table the NPU gets."""
     await _run_program(dut, "wrong_multiplier")
 
+
+
+@cocotb.test()
+async def configured_move(dut: object) -> None:
+    """A Move the table configures on a design whose Moves cannot requantize (last: it stops in error)."""
+    await _run_program(dut, "configured_move")
