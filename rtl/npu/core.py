@@ -273,7 +273,8 @@ class NPU(wiring.Component):
         bytes, rounded up to 64).
     requant_channels:
         Entries of the requantization channel table (the host's :class:`~accel.encoding.RequantTable`
-        may configure that many output channels).
+        may configure that many output channels); 0: no table and no requantizer (every accumulator
+        read saturates, the ``rq_*`` port is unused).
     """
 
     def __init__(self, arch: Accelerator, *, max_commands: int = 64, program_words: int = 2048,
@@ -287,6 +288,9 @@ class NPU(wiring.Component):
         self.max_commands = max_commands
         self.program_words = program_words
         self.requant_channels = requant_channels
+        if not isinstance(requant_channels, int) or requant_channels < 0:
+            self._MustUse__silence = True
+            raise ConfigError(f"NPU requant_channels must be a non-negative integer, not {requant_channels!r}")
         self.id_bits = max(1, (max_commands - 1).bit_length())
         self.sp_bytes = arch.scratchpad.size_bytes
         self.acc_words = arch.accumulator.size_bytes // 4
@@ -797,31 +801,15 @@ class NPU(wiring.Component):
                               Mux(second, (head_src >> 2) + _BEAT, head_src >> 2))),
         ]
 
-        # the requantization table: the steps by command id (read for the unit's command: its step is
-        # there from the cycle after its start on), the channel table (one copy per lane)
-        m.submodules.rq_steps = rq_steps = Memory(shape=64, depth=self.max_commands, init=[])
-        sw, step = rq_steps.write_port(granularity=32), rq_steps.read_port(domain="sync")
-        m.d.comb += [sw.addr.eq(self.rq_addr >> 1), sw.data.eq(Cat(self.rq_data, self.rq_data)),
-                     sw.en.eq(Mux(self.rq_we & ~self.rq_table, Mux(self.rq_addr[0], 2, 1), 0)),
-                     step.addr.eq(st.id)]
-        rq_on, rq_zp, rq_low, rq_high = step.data[0], step.data[8:16], step.data[16:24], step.data[24:32]
-        first_channel, columns = step.data[32:48], step.data[48:64]
-        configured = Signal(name="store_configured")  # the running Store requantizes by its step
         requantizing = (~is_move & st.flags[0] & ~raw) | (is_move if piped else 0)  # reads it may configure
-        m.d.comb += configured.eq(busys[1] & requantizing & rq_on)
-        m.submodules.requantizer = rq = Requantizer(out_format=a.input_format, mode=_requant_mode(arch),
-                                                    lanes=_BEAT)
-        m.d.comb += [rq.o.ready.eq(1), rq.i.valid.eq(beat_on & configured)]
-        started = Signal(name="store_started")  # the step read now is of a command started in the last cycle
-        m.d.sync += started.eq(starts[1])
-        if not piped:
-            with m.If(run & started & (curs[1].op == _MOVE) & rq_on):
-                m.d.sync += state.eq(_State.ERROR)
-
-        def wrapped(x):  # noqa: ANN001, ANN202 - the lane's next channel column, 4 results on (mod columns)
-            for _ in range(_BEAT):
-                x = Mux(x >= columns, x - columns, x)
-            return x
+        rq = None
+        if self.requant_channels:
+            rq, rq_on = self._requantizer(m, st, busys[1], beat_on, stx, requantizing, acc)
+            started = Signal(name="store_started")  # the step read now is of a command started in the last cycle
+            m.d.sync += started.eq(starts[1])
+            if not piped:
+                with m.If(run & started & (curs[1].op == _MOVE) & rq_on):
+                    m.d.sync += state.eq(_State.ERROR)
 
         byte_data = []
         strobes = []
@@ -835,29 +823,6 @@ class NPU(wiring.Component):
             m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, acc_byte, sp.r_data[R + 1].word_select(i, 8)), 0))
             byte_data.append(byte)
             strobes.append(strobe)
-            # lane i's channel: column (4 f + i) mod columns of feed f, from first_channel; the entry
-            # is addressed in the cycle before the feed
-            bank = Memory(shape=96, depth=self.requant_channels, init=[])
-            m.submodules[f"rq_channels_{i}"] = bank
-            cw, cr = bank.write_port(granularity=32), bank.read_port(domain="sync")
-            col = Signal(16, name=f"store_column_{i}")
-            init = Const(i, 16)
-            for _ in range(i):
-                init = Mux(init >= columns, init - columns, init)
-            with m.If(busys[1] & (stx == 0) & ~beat_on):
-                m.d.sync += col.eq(init)
-            with m.Elif(beat_on):
-                m.d.sync += col.eq(wrapped(col + _BEAT))
-            m.d.comb += [cw.addr.eq(self.rq_addr >> 2), cw.data.eq(Cat(self.rq_data, self.rq_data, self.rq_data)),
-                         cr.addr.eq(first_channel + Mux(beat_on, wrapped(col + _BEAT), col))]
-            with m.If(self.rq_we & self.rq_table), m.Switch(self.rq_addr[:2]):
-                for word_index in range(3):
-                    with m.Case(word_index):
-                        m.d.comb += cw.en.eq(1 << word_index)
-            lane = rq.i.payload[i]
-            m.d.comb += [lane.acc.eq((acc_value + cr.data[:32])[:32]), lane.multiplier.eq(cr.data[32:64]),
-                         lane.shift.eq(cr.data[64:70]), lane.zero_point.eq(rq_zp), lane.low.eq(rq_low),
-                         lane.high.eq(rq_high)]
 
         # a Store's feeds become write beats Requantizer.latency cycles later: the requantizer's
         # output, or (unit scale, raw, from the scratchpad) the delay line's bytes
@@ -868,8 +833,10 @@ class NPU(wiring.Component):
                      line_strb[0].eq(Cat(*strobes))]
         m.d.sync += [x[d].eq(x[d - 1]) for x in (line_valid, line_data, line_strb) for d in range(1, depth)]
         w_on, w_strb = line_valid[-1], line_strb[-1]
-        requantized = Cat(*(Mux(w_strb[i], rq.o.payload[i], 0) for i in range(_BEAT)))
-        w_data = Mux(rq.o.valid, requantized, line_data[-1])
+        w_data = line_data[-1]
+        if rq is not None:
+            requantized = Cat(*(Mux(w_strb[i], rq.o.payload[i], 0) for i in range(_BEAT)))
+            w_data = Mux(rq.o.valid, requantized, w_data)
         st_wx = Signal(32)  # beats written (a Store)
         with m.If(actives[1] & ~finishes[1]):
             m.d.sync += st_wx.eq(st_wx + w_on)
@@ -889,6 +856,57 @@ class NPU(wiring.Component):
         with m.If(run & (sp.conflict | acc.conflict)):
             m.d.sync += state.eq(_State.ERROR)
         return m
+
+    def _requantizer(self, m: Module, st, busy, beat_on, stx, requantizing, acc) -> tuple:  # noqa: ANN001
+        """The host's requantization table and the store path's :class:`~rtl.requant.Requantizer`
+        (module docstring): the step memory (read for the unit's command ``st``: its step is there from
+        the cycle after its start on), one channel-table copy per lane, each lane's column counter.
+        Returns the requantizer (fed ``acc``'s 4 words plus their channels' biases in every feed of a
+        configured command) and the step's enable bit."""
+        a = self.arch.array
+        m.submodules.rq_steps = rq_steps = Memory(shape=64, depth=self.max_commands, init=[])
+        sw, step = rq_steps.write_port(granularity=32), rq_steps.read_port(domain="sync")
+        m.d.comb += [sw.addr.eq(self.rq_addr >> 1), sw.data.eq(Cat(self.rq_data, self.rq_data)),
+                     sw.en.eq(Mux(self.rq_we & ~self.rq_table, Mux(self.rq_addr[0], 2, 1), 0)),
+                     step.addr.eq(st.id)]
+        rq_on, rq_zp, rq_low, rq_high = step.data[0], step.data[8:16], step.data[16:24], step.data[24:32]
+        first_channel, columns = step.data[32:48], step.data[48:64]
+        configured = Signal(name="store_configured")  # the running command requantizes by its step
+        m.d.comb += configured.eq(busy & requantizing & rq_on)
+        m.submodules.requantizer = rq = Requantizer(out_format=a.input_format, mode=_requant_mode(self.arch),
+                                                    lanes=_BEAT)
+        m.d.comb += [rq.o.ready.eq(1), rq.i.valid.eq(beat_on & configured)]
+
+        def wrapped(x):  # noqa: ANN001, ANN202 - the lane's next channel column, 4 results on (mod columns)
+            for _ in range(_BEAT):
+                x = Mux(x >= columns, x - columns, x)
+            return x
+
+        for i in range(_BEAT):
+            # lane i's channel: column (4 f + i) mod columns of feed f, from first_channel; the entry
+            # is addressed in the cycle before the feed
+            bank = Memory(shape=96, depth=self.requant_channels, init=[])
+            m.submodules[f"rq_channels_{i}"] = bank
+            cw, cr = bank.write_port(granularity=32), bank.read_port(domain="sync")
+            col = Signal(16, name=f"store_column_{i}")
+            init = Const(i, 16)
+            for _ in range(i):
+                init = Mux(init >= columns, init - columns, init)
+            with m.If(busy & (stx == 0) & ~beat_on):
+                m.d.sync += col.eq(init)
+            with m.Elif(beat_on):
+                m.d.sync += col.eq(wrapped(col + _BEAT))
+            m.d.comb += [cw.addr.eq(self.rq_addr >> 2), cw.data.eq(Cat(self.rq_data, self.rq_data, self.rq_data)),
+                         cr.addr.eq(first_channel + Mux(beat_on, wrapped(col + _BEAT), col))]
+            with m.If(self.rq_we & self.rq_table), m.Switch(self.rq_addr[:2]):
+                for word_index in range(3):
+                    with m.Case(word_index):
+                        m.d.comb += cw.en.eq(1 << word_index)
+            lane = rq.i.payload[i]
+            m.d.comb += [lane.acc.eq((acc.d_data[i] + cr.data[:32])[:32]), lane.multiplier.eq(cr.data[32:64]),
+                         lane.shift.eq(cr.data[64:70]), lane.zero_point.eq(rq_zp), lane.low.eq(rq_low),
+                         lane.high.eq(rq_high)]
+        return rq, rq_on
 
     @staticmethod
     def _elapsed(m: Module, cycles: int, active, finish, name: str):  # noqa: ANN001, ANN205

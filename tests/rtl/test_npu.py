@@ -45,6 +45,8 @@ def test_npu_refuses_what_this_version_cannot_build() -> None:
     with pytest.raises(ConfigError, match=r"activation.latency_cycles must be 0 \(moves saturate\) or 8 \(moves "
                                           r"requantize through the store path's pipeline\), not 5"):
         NPU(odd_path)
+    with pytest.raises(ConfigError, match=r"^NPU requant_channels must be a non-negative integer, not -1$"):
+        NPU(arch, requant_channels=-1)
 
 
 def test_the_command_line_unit_is_the_npu_of_the_arch() -> None:
