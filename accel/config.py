@@ -21,7 +21,8 @@ left out and takes its defaults)::
     [dma]          channels, bandwidth_bytes_per_cycle, latency_cycles, burst_bytes, max_request_bytes,
                    max_in_flight
     [dram]         bandwidth_bytes_per_cycle, latency_cycles, energy_pj_per_byte
-    [activation]   functions = ["relu", "sigmoid"]: fused on the accumulator-to-scratchpad path
+    [activation]   functions = ["relu", "sigmoid"]: fused on the accumulator-to-scratchpad path;
+                   latency_cycles: its pipeline, which a Move takes on top of its beats
     [control]      issue_cycles, queue_depth: a host issuing the commands (0: none)
     [energy]       any fields of accel.energy.EnergyTable, each overriding that field of the default
                    table (accel/tech/default_45nm.toml), e.g. vector_op_pj = 0.5 or

@@ -62,6 +62,43 @@ and made of four parts, each starting on a 64-byte boundary:
 ``strings`` (UTF-8, each string followed by one zero byte)
     Layer, tensor and operation names, in order of first use; index 0 is the first string.
 
+Requantization table
+--------------------
+:func:`encode_requant_table` turns a :class:`RequantTable` (what the host writes into the NPU
+before ``start``, as Gemmini's ``config_mvout`` sets a layer's ``acc_scale`` and activation before
+its ``mvout``) into two arrays of u32 words and :func:`decode_requant_table` turns them back. The
+program image does not change: a Store or Move record carries no scale (the layer's configuration,
+not its data), so the table names them by command id.
+
+``steps`` (2 x u32 per command id ``0..N-1``, ``N`` the highest configured id plus one)
+    ======  ==========  ======================================================================
+    word    bits        field
+    ======  ==========  ======================================================================
+    0       0           enable (0: the command's accumulator reads saturate, unit scale)
+    0       8..15       ``zero_point``: the output zero point (int8 code, two's complement)
+    0       16..23      ``low``: the clamp's lower bound (int8 code; a fused ReLU raises it to
+                        the zero point)
+    0       24..31      ``high``: the clamp's upper bound (int8 code)
+    1       0..15       ``first_channel``: the channel-table entry of the command's result 0
+    1       16..31      ``columns``: the tile's columns; result ``i`` takes entry
+                        ``first_channel + i % columns`` (per-channel parameters repeat along
+                        a row-major ``m x columns`` tile), at least 1
+    ======  ==========  ======================================================================
+
+``channels`` (4 x u32 per channel-table entry)
+    ======  ==========  ======================================================================
+    0       0..31       ``bias`` (int32, two's complement): added to the accumulator (wrapping)
+                        before the multiply
+    1       0..31       ``multiplier`` (``0 .. 2**31 - 1``; TFLite's quantized multiplier)
+    2       0..7        ``shift`` (``-31 .. 30``, two's complement): ``real ~ multiplier *
+                        2**(shift - 31)``
+    3                   zero
+    ======  ==========  ======================================================================
+
+Result ``i`` of an enabled command, channel ``c = first_channel + i % columns``, is
+:func:`sim.numerics.requantize` ``(int32(acc + bias[c]), multiplier[c], shift[c], zero_point,
+clamp_min=low, clamp_max=high)`` in the design's rounding mode.
+
 Encoding refuses what it cannot represent (a field too wide for its slot, ids out of order, a
 dependency on a later command, a command field this format has no slot for) with an
 :class:`EncodingError` naming the command and field; decoding refuses a truncated or foreign image.
@@ -72,12 +109,14 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import AccelError
 from accel.hardware import Dataflow, Sparsity
 
-__all__ = ["EncodingError", "MAGIC", "RECORD_BYTES", "VERSION", "decode_program", "encode_program"]
+__all__ = ["EncodingError", "MAGIC", "RECORD_BYTES", "VERSION", "RequantChannel", "RequantStep", "RequantTable",
+           "decode_program", "decode_requant_table", "encode_program", "encode_requant_table"]
 
 MAGIC = b"ACCLPROG"
 VERSION = 2
@@ -105,7 +144,7 @@ _FIELDS = {
     Vector: ("op", "input_addr", "output_addr", "elements", "macs", "second_addr", "origin", "extent",
              "input_block", "second_block", "output_block", "part"),
 }
-_U8, _U32, _U64 = 2**8 - 1, 2**32 - 1, 2**64 - 1
+_U8, _U16, _U32, _U64 = 2**8 - 1, 2**16 - 1, 2**32 - 1, 2**64 - 1
 
 
 class EncodingError(AccelError):
@@ -273,6 +312,113 @@ def _fit(obj: object, name: str, limit: int) -> int:
         where = f"Command {ident}: {type(obj).__name__}" if ident is not None else type(obj).__name__
         raise EncodingError(f"{where} field {name!r} must be an integer in 0..{limit}, not {value!r}")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class RequantStep:
+    """How one Store or Move (by command id) requantizes its accumulator reads (module docstring)."""
+
+    command: int
+    first_channel: int
+    columns: int
+    zero_point: int
+    low: int = -128
+    high: int = 127
+
+    def __post_init__(self) -> None:
+        _check_range(f"Requantization step of command {self.command}", (
+            ("command", self.command, 0, _U32 // 2), ("first_channel", self.first_channel, 0, _U16),
+            ("columns", self.columns, 1, _U16), ("zero_point", self.zero_point, -128, 127),
+            ("low", self.low, -128, 127), ("high", self.high, -128, 127)))
+        if self.low > self.high:
+            raise EncodingError(f"Requantization step of command {self.command}: low must be at most high, "
+                                f"not {self.low} > {self.high}")
+
+
+@dataclass(frozen=True, slots=True)
+class RequantChannel:
+    """One channel-table entry: the bias, multiplier and shift of an output channel."""
+
+    bias: int
+    multiplier: int
+    shift: int
+
+    def __post_init__(self) -> None:
+        _check_range("Requantization channel", (
+            ("bias", self.bias, -(1 << 31), (1 << 31) - 1), ("multiplier", self.multiplier, 0, (1 << 31) - 1),
+            ("shift", self.shift, -31, 30)))
+
+
+@dataclass(frozen=True, slots=True)
+class RequantTable:
+    """The host-written requantization configuration: the steps of the configured commands (one per
+    command id at most) and the channel table they index."""
+
+    steps: tuple[RequantStep, ...] = ()
+    channels: tuple[RequantChannel, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = [s.command for s in self.steps]
+        if len(set(ids)) != len(ids):
+            raise EncodingError(f"Requantization table configures command {_first_repeat(ids)} twice")
+        for s in self.steps:
+            if s.first_channel + s.columns > len(self.channels):
+                raise EncodingError(f"Requantization step of command {s.command}: channels {s.first_channel}.."
+                                    f"{s.first_channel + s.columns - 1} beyond the table's {len(self.channels)}")
+
+    def step(self, command: int) -> RequantStep | None:
+        """The step of ``command`` (``None``: not configured, unit scale)."""
+        return next((s for s in self.steps if s.command == command), None)
+
+
+def encode_requant_table(table: RequantTable) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ``(steps, channels)`` words the host writes (module docstring)."""
+    count = max((s.command + 1 for s in table.steps), default=0)
+    steps = [0] * (2 * count)
+    for s in table.steps:
+        steps[2 * s.command] = 1 | (s.zero_point & 0xFF) << 8 | (s.low & 0xFF) << 16 | (s.high & 0xFF) << 24
+        steps[2 * s.command + 1] = s.first_channel | s.columns << 16
+    channels: list[int] = []
+    for c in table.channels:
+        channels += [c.bias & _U32, c.multiplier, c.shift & 0xFF, 0]
+    return tuple(steps), tuple(channels)
+
+
+def decode_requant_table(steps: Sequence[int], channels: Sequence[int]) -> RequantTable:
+    """The table :func:`encode_requant_table` wrote as ``steps`` and ``channels``."""
+    if len(steps) % 2 or len(channels) % 4:
+        raise EncodingError(f"Requantization table words must be whole entries (2 per step, 4 per channel), "
+                            f"not {len(steps)} and {len(channels)}")
+    out = []
+    for command in range(len(steps) // 2):
+        w0, w1 = steps[2 * command], steps[2 * command + 1]
+        if w0 & 1:
+            out.append(RequantStep(command=command, first_channel=w1 & _U16, columns=w1 >> 16,
+                                   zero_point=_s8(w0 >> 8), low=_s8(w0 >> 16), high=_s8(w0 >> 24)))
+    table = tuple(RequantChannel(bias=_s32(channels[i]), multiplier=channels[i + 1], shift=_s8(channels[i + 2]))
+                  for i in range(0, len(channels), 4))
+    return RequantTable(tuple(out), table)
+
+
+def _s8(value: int) -> int:
+    value &= 0xFF
+    return value - 256 if value & 0x80 else value
+
+
+def _s32(value: int) -> int:
+    value &= _U32
+    return value - (1 << 32) if value >> 31 else value
+
+
+def _first_repeat(values: list[int]) -> int:
+    seen: set[int] = set()
+    return next(v for v in values if v in seen or seen.add(v))  # type: ignore[func-returns-value]
+
+
+def _check_range(what: str, fields: tuple[tuple[str, int, int, int], ...]) -> None:
+    for name, value, low, high in fields:
+        if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+            raise EncodingError(f"{what}: {name} must be an integer in {low}..{high}, not {value!r}")
 
 
 def _align(offset: int) -> int:

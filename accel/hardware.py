@@ -265,11 +265,18 @@ class ActivationPath:
     round trip, only its energy on the store path. Empty (the default): nothing is fused.
     Names are the IR's activation functions (``relu``, ``relu6``, ``clip``, ``sigmoid``, ``tanh``,
     ``quantize``, ...).
+
+    ``latency_cycles``: the pipeline depth of the path (the requantizer's, from the command's start
+    to its first result): a ``Move`` (accumulator to scratchpad, no DMA or DRAM latency to hide it
+    behind) takes these cycles on top of its beats (:func:`accel.timing.move_cycles`); a ``Store``
+    hides them behind its DMA and DRAM latency. 0 (the default): a combinational path.
     """
 
     functions: tuple[str, ...] = ()
+    latency_cycles: int = 0
 
     def __post_init__(self) -> None:
+        _raise_problems(_positive_ints(self, "latency_cycles", zero_ok=("latency_cycles",)))
         if not isinstance(self.functions, tuple) or not all(
                 isinstance(f, str) and f.strip() and f == f.strip().lower() for f in self.functions):
             raise ConfigError(f"functions must be a list of lower-case function names such as ['relu'], "

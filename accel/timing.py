@@ -170,8 +170,9 @@ def dma_requests(acc: Accelerator, size_bytes: int, block: Block | None = None) 
 
 def move_cycles(acc: Accelerator, size_bytes: int) -> int:
     """An on-chip move of ``size_bytes`` results: one scratchpad word per cycle through the
-    accumulator's read path (its word holds as many results as the scratchpad word takes)."""
-    return ceil_div(size_bytes, acc.scratchpad.word_bytes * acc.scratchpad.ports)
+    accumulator's read path (its word holds as many results as the scratchpad word takes), plus the
+    path's pipeline (``activation.latency_cycles``; a store hides it behind its DMA latency)."""
+    return ceil_div(size_bytes, acc.scratchpad.word_bytes * acc.scratchpad.ports) + acc.activation.latency_cycles
 
 
 def vector_cycles(acc: Accelerator, elements: int) -> int:

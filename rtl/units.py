@@ -18,7 +18,8 @@ Options (all keyword, formats as text such as ``"int8"``; ``overflow`` is ``"wra
 ``sparse_systolic``  ``rows``, ``cols``, ``n``, ``m``, ``a_format``, ``b_format``, ``acc_format``,
                      ``overflow`` (an N:M weight-stationary tile with a runtime dense mode)
 ``npu``       ``arch`` (a preset name, TOML path or :class:`~accel.hardware.Accelerator`), ``max_commands``,
-              ``program_words``: the whole accelerator that runs command programs (:mod:`rtl.npu`)
+              ``program_words``, ``requant_channels``: the whole accelerator that runs command programs
+              (:mod:`rtl.npu`)
 =========  =========================================================================
 """
 
@@ -114,12 +115,13 @@ def _sparse_systolic(*, rows: int = 4, cols: int = 4, n: int = 2, m: int = 4, a_
     return Unit(array, array.parameters, f"sparse_systolic_{n}_{m}_{rows}x{cols}", array.latency)
 
 
-def _npu(*, arch: str | Accelerator = "fpga-small", max_commands: int = 256, program_words: int = 8192) -> Unit:
+def _npu(*, arch: str | Accelerator = "fpga-small", max_commands: int = 256, program_words: int = 8192,
+         requant_channels: int = 32) -> Unit:
     from accel.config import load
     from rtl.npu import NPU
 
     npu = NPU(arch if isinstance(arch, Accelerator) else load(arch), max_commands=max_commands,
-              program_words=program_words)
+              program_words=program_words, requant_channels=requant_channels)
     return Unit(npu, npu.parameters, "npu", 0)  # latency: a program's cycles are its trace, not one figure
 
 

@@ -113,7 +113,7 @@ from sim.sparsity import pack_entries, unpack_entries
 from workloads.graph import Graph, Layer, OpKind
 from workloads.host import split_host
 
-__all__ = ["ExecutionError", "ORDERS", "block_offsets", "execute", "execute_graph"]
+__all__ = ["ExecutionError", "ORDERS", "block_offsets", "dram_images", "execute", "execute_graph"]
 
 ORDERS = ("loads-first", "loads-last", "program")
 
@@ -166,6 +166,21 @@ def execute(plan: Plan, inputs: Mapping[str, np.ndarray], *, order: str = "loads
     machine.load_inputs(inputs)
     machine.run(order)
     return machine.outputs()
+
+
+def dram_images(plan: Plan, inputs: Mapping[str, np.ndarray], *, order: str = "loads-first") -> tuple[bytes, bytes]:
+    """The DRAM image :func:`execute` starts from (inputs and weights where the plan puts them) and the one
+    it ends with: what a bit-level model of the hardware (:mod:`rtl.npu.golden`) runs the program on
+    and must end with."""
+    if order not in ORDERS:
+        raise ExecutionError(f"Execution order must be one of {', '.join(ORDERS)}, not {order!r}")
+    if plan.graph is None:
+        raise ExecutionError(f"Plan of {plan.graph_name!r} carries no graph to execute")
+    machine = _Machine(plan)
+    machine.load_inputs(inputs)
+    before = machine.dram.tobytes()
+    machine.run(order)
+    return before, machine.dram.tobytes()
 
 
 # -- the machine -----------------------------------------------------------------------------------

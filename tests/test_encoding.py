@@ -124,3 +124,42 @@ def test_foreign_or_truncated_images_are_refused():
         decode_program(image[:100])
     with pytest.raises(EncodingError, match=r"^A program image needs at least 64 bytes of header, not 3$"):
         decode_program(b"ACC")
+
+
+def test_a_requantization_table_round_trips_word_by_word():
+    """Steps by command id (gaps stay unconfigured) and channels with negative biases and shifts: the
+    words sit where the format says and decode to the same table."""
+    from accel.encoding import RequantChannel, RequantStep, RequantTable, decode_requant_table, encode_requant_table
+
+    channels = (RequantChannel(bias=-(1 << 31), multiplier=(1 << 31) - 1, shift=-31),
+                RequantChannel(bias=1234, multiplier=1 << 30, shift=30), RequantChannel(bias=-5, multiplier=0, shift=0))
+    table = RequantTable(steps=(RequantStep(command=3, first_channel=1, columns=2, zero_point=-7, low=-7, high=100),
+                                RequantStep(command=0, first_channel=0, columns=3, zero_point=5)), channels=channels)
+    steps, words = encode_requant_table(table)
+    assert len(steps) == 8 and len(words) == 12
+    assert steps[0] == 1 | 5 << 8 | 0x80 << 16 | 0x7F << 24 and steps[1] == 0 | 3 << 16
+    assert steps[2:6] == (0, 0, 0, 0)  # commands 1 and 2: unit scale
+    assert steps[6] == 1 | 0xF9 << 8 | 0xF9 << 16 | 100 << 24 and steps[7] == 1 | 2 << 16
+    assert words[:4] == (1 << 31, (1 << 31) - 1, 0xE1, 0)
+    decoded = decode_requant_table(steps, words)
+    assert decoded.channels == channels
+    assert sorted(decoded.steps, key=lambda s: s.command) == sorted(table.steps, key=lambda s: s.command)
+    assert decoded.step(3) == table.step(3) and decoded.step(1) is None
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda m: m.RequantStep(command=0, first_channel=0, columns=0, zero_point=0),
+     r"^Requantization step of command 0: columns must be an integer in 1\.\.65535, not 0$"),
+    (lambda m: m.RequantStep(command=2, first_channel=0, columns=1, zero_point=0, low=5, high=4),
+     r"^Requantization step of command 2: low must be at most high, not 5 > 4$"),
+    (lambda m: m.RequantChannel(bias=0, multiplier=-1, shift=0),
+     r"^Requantization channel: multiplier must be an integer in 0\.\.2147483647, not -1$"),
+    (lambda m: m.RequantTable(steps=(m.RequantStep(command=1, first_channel=1, columns=2, zero_point=0),),
+                              channels=(m.RequantChannel(0, 1, 0),) * 2),
+     r"^Requantization step of command 1: channels 1\.\.2 beyond the table's 2$"),
+])
+def test_what_a_requantization_table_cannot_hold_is_refused(build, message):
+    import accel.encoding as m
+
+    with pytest.raises(EncodingError, match=message):
+        build(m)

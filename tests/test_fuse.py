@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_a_fused_layer_skips_the_vector_pass_and_its_dram_round_trip():
 
 def test_functions_come_from_toml_and_are_checked():
     text = config.dumps(config.load("fpga-small")) + '\n[activation]\nfunctions = ["relu", "sigmoid"]\n'
-    text = text.replace("\n[activation]\nfunctions = []\n", "\n", 1)
+    text = re.sub(r"\n\[activation\]\n(?:[a-z_]+ = [^\n]*\n)+", "\n", text, count=1)  # the dumped (empty) one
     assert config.loads(text).activation.functions == ("relu", "sigmoid")
     assert config.loads(config.dumps(config.loads(text))) == config.loads(text)
     with pytest.raises(ConfigError, match="activation.functions"):

@@ -169,3 +169,22 @@ def test_one_pricing_of_a_command_gives_its_cycles_energy_and_bytes():
     assert price(arch, commands[0]).bytes == {"dram": 4096, Buffer.SCRATCHPAD.value: 4096}
     with pytest.raises(TypeError, match=r"^unknown command 'x'$"):
         price(arch, "x")  # type: ignore[arg-type]
+
+
+def test_a_move_takes_its_beats_plus_the_read_paths_pipeline():
+    """``activation.latency_cycles`` (0 in every preset) is added to a Move, not to a Store, and the
+    simulator charges it: a TOML design gets it from its [activation] section."""
+    from accel.commands import Buffer, Move, Store
+    from accel.timing import command_cycles, move_cycles
+
+    arch = config.load("fpga-small")
+    assert all(config.load(p).activation.latency_cycles == 0 for p in config.preset_names())
+    piped = dataclasses.replace(arch, activation=dataclasses.replace(arch.activation, latency_cycles=8))
+    assert (move_cycles(arch, 35), move_cycles(piped, 35)) == (9, 17)
+    move = Move(id=0, layer="l", tensor="y", size_bytes=35)
+    store = Store(id=1, layer="l", tensor="y", size_bytes=35, buffer=Buffer.ACCUMULATOR)
+    assert command_cycles(piped, move) == 17 and command_cycles(piped, store) == command_cycles(arch, store)
+    loaded = config.loads(config.dumps(piped))
+    assert loaded.activation.latency_cycles == 8
+    with pytest.raises(ConfigError, match="latency_cycles must be a non-negative integer, not -1"):
+        dataclasses.replace(arch.activation, latency_cycles=-1)

@@ -6,7 +6,9 @@ host), 8N1 at ``clock / divisor`` baud (:mod:`rtl.fpga.uart`). It holds an :clas
 address is one access per lane) on the NPU's DMA bus. The host writes the encoded program
 (:func:`accel.encoding.encode_program`) into the NPU's program memory and the input bytes into the
 DRAM model, starts the run, polls the status, then reads the output bytes back, the cycle counter and
-each command's trace (start and end cycle).
+each command's trace (start and end cycle). The protocol does not write the NPU's requantization
+table (:class:`accel.encoding.RequantTable`), so the board's NPU is built without it
+(``requant_channels=0``): its stores and moves from the accumulator saturate (unit scale).
 
 Protocol (bytes on the wire; multi-byte integers little-endian)
 --------------------------------------------------------------
@@ -112,7 +114,8 @@ class NPULink(wiring.Component):
         if not isinstance(latency, int) or not 0 <= latency < 1 << 16:
             raise ConfigError(f"NPULink needs a whole DRAM latency in cycles below 65536, not {latency!r}")
         self.arch, self.dram_bytes, self.latency = arch, dram_bytes, latency
-        self.npu = NPU(arch, max_commands=max_commands, program_words=program_words)
+        # no requantization table: the protocol has no command to write it (every read saturates)
+        self.npu = NPU(arch, max_commands=max_commands, program_words=program_words, requant_channels=0)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     @property

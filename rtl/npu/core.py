@@ -34,15 +34,38 @@ Structure
     A Load issues one 4-byte read beat per cycle on the ``rd_*`` port (byte address, in-order
     responses on ``rd_resp_*``) and writes each response to the scratchpad (bytes) or the
     accumulator (aligned words); a Store reads the buffer (the accumulator through the requantizing
-    read: saturation to the input format) and issues one 4-byte write beat per cycle on ``wr_*``
-    with byte strobes. A Move reads 4 accumulator elements per cycle and writes 4 requantized bytes
-    to the scratchpad. The buffer side is packed; the other side (a transfer's DRAM block, a Move's
-    scratchpad destination block) is walked by an address generator: beat, row and plane counters
-    stepping address registers (4 bytes along a row, then the row's start plus ``row_stride``, then
-    the plane's start plus ``plane_stride``), so a block whose rows are whole beats moves in as
-    many beats as a contiguous transfer of its size: the datasheet's cycles (the DMA has no
-    request limit, so :func:`accel.timing.dma_cycles` does not depend on the rows). Addresses may
+    read below; a ``raw`` store one accumulator word, its 4 bytes unchanged, per beat) and issues one
+    4-byte write beat per cycle on ``wr_*`` with byte strobes. A Move reads 4 accumulator elements
+    per cycle and writes 4 saturated bytes to the scratchpad. The buffer side is packed; the other side
+    (a transfer's DRAM block, a Move's scratchpad destination block) is walked by an address generator:
+    beat, row and plane counters stepping address registers (4 bytes along a row, then the row's start
+    plus ``row_stride``, then the plane's start plus ``plane_stride``), so a block whose rows are whole
+    beats moves in as many beats as a contiguous transfer of its size: the datasheet's cycles (the DMA
+    has no request limit, so :func:`accel.timing.dma_cycles` does not depend on the rows). Addresses may
     have any byte alignment.
+``requantization``
+    The host's :class:`~accel.encoding.RequantTable`, written through ``rq_*`` before ``start``
+    (:func:`accel.encoding.encode_requant_table`'s words: ``rq_table`` 0 the steps, 1 the channel
+    table), as Gemmini's ``config_mvout`` sets ``acc_scale`` and the activation before a layer's
+    stores: a step memory (64 bits per command id; its step is read in the Store's first cycle) and
+    ``requant_channels`` channel entries (bias, multiplier, shift), one copy per lane. A Store from
+    the accumulator whose step is enabled feeds its 4 elements per cycle, each plus its channel's
+    bias (wrapping), with the channel's multiplier and shift and the step's zero point and clamp (a
+    fused ReLU is ``low = zero_point``), to a 4-lane :class:`rtl.requant.Requantizer` (the design's
+    rounding: ``tflite-single``, else ``tflite-double``): lane ``i``'s channel of feed ``f`` is
+    ``first_channel + (4 f + i) % columns``, from per-lane column counters (no divider), its entry
+    addressed in the cycle before the feed. Other Stores (not configured: saturation; raw; from the
+    scratchpad) pass a delay line as long as the requantizer. Either way a feed becomes a write beat
+    ``Requantizer.latency`` (5) cycles later; feeds start ``max(dma latency - 5, 3)`` cycles after
+    the start, so the writes start at the DMA's latency or later and end within the DRAM latency
+    the datasheet charges after them (the decoder needs ``dma + dram latency_cycles >= 8``): the
+    pipeline is hidden and :func:`accel.timing.dma_cycles` unchanged. A Move has no latency to hide
+    those 8 cycles (3 + 5) behind: with ``arch.activation.latency_cycles = 8`` the datasheet charges
+    them (:func:`accel.timing.move_cycles`: its beats plus the path's latency) and a Move takes the
+    Store's path, its scratchpad writes 8 cycles after its feeds (the scratchpad then has a write
+    port per writer, so a load writing the same bank meanwhile is no conflict); with 0 (every
+    preset) a Move's beats are its writes, it saturates, and one whose step is enabled stops the run
+    with ``error``.
 ``array``
     The existing systolic tiles (:class:`rtl.systolic.SystolicArray`, one per dataflow the design
     has) fed straight from the scratchpad: WS folds preload ``R`` weight rows then stream the ``m``
@@ -70,22 +93,22 @@ Structure
 ``vector``
     A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
 
-Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by
-the host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
+Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by the
+host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
 cycle before) each have one write and one synchronous read port, the two ports of a block RAM; the
 decoder pipelines its reads, which costs cycles before cycle 0 only. The scratchpad is
 :class:`rtl.npu.scratchpad.BankedScratchpad` (``arch.scratchpad.banks`` banks of ``word_bytes``,
-synchronous reads, one copy per read stream: each input lane, the weight row, the store, and with N:M
-patterns the ``C`` index lanes and the value lanes of columns beyond ``R``): the array
-and the store address the next cycle's operands, the first of a command from its queue's head while
-the unit is idle or ending its previous command, so no command takes a cycle more than the
-datasheet says. A load and a move writing one scratchpad bank in the same cycle stop the run with
-``error``. The accumulator is :class:`rtl.npu.accumulator.BankedAccumulator`: word-interleaved
-banks (at least ``C`` and 4), so the array's row and the DMA's 4 words touch each bank once; one
-copy of the banks for the array's read-modify-write and one for stores and moves, each bank one
-write and one synchronous read port; both readers address a cycle ahead (the array the row it
-writes next, the DMA the next beat or its queue's head's first). A DMA load word whose bank the
-array writes in that cycle waits in one of 4 slots the reads see; a fifth stops the run with
+synchronous reads, one copy per read stream: each input lane, the weight row, the store, and with
+N:M patterns the ``C`` index lanes and the value lanes of columns beyond ``R``): the array and the
+store address the next cycle's operands, the first of a command from its queue's head while the unit
+is idle or ending its previous command, so no command takes a cycle more than the datasheet says. A
+load and a move writing one scratchpad bank in the same cycle stop the run with ``error`` (unless
+Moves requantize: above). The accumulator is :class:`rtl.npu.accumulator.BankedAccumulator`:
+word-interleaved banks (at least ``C`` and 4), so the array's row and the DMA's 4 words touch each
+bank once; one copy of the banks for the array's read-modify-write and one for stores and moves,
+each bank one write and one synchronous read port; both readers address a cycle ahead (the array the
+row it writes next, the DMA the next beat or its queue's head's first). A DMA load word whose bank
+the array writes in that cycle waits in one of 4 slots the reads see; a fifth stops the run with
 ``error``.
 
 Timing: a unit that starts a command in cycle ``s`` is busy for ``command_cycles`` cycles; its
@@ -97,7 +120,9 @@ readable through ``trace_*``; ``cycles`` is the run's total.
 Restrictions of this version (refused with :class:`~accel.errors.ConfigError`): one DMA channel,
 4-byte DMA beats (DMA and DRAM bandwidth 4 bytes/cycle), byte-wide input and weight formats, a
 wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), N:M groups
-``M`` no wider than a scratchpad read window (``word_bytes * (banks - 1) + 1`` bytes), and the
+``M`` no wider than a scratchpad read window (``word_bytes * (banks - 1) + 1`` bytes), DMA and DRAM
+latencies of at least 8 cycles together (the store path's requantizer hides behind them),
+``activation.latency_cycles`` 0 or 8, and the
 decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M with a
 pattern the array does not list in ``arch.array.sparsity``, on a dataflow other than WS or with a
 ``k`` that is not whole groups of ``N``, or read an operand through a block (``input_block``,
@@ -119,11 +144,12 @@ from amaranth.lib.wiring import In, Out
 from accel.commands import Command, Compute, Load, Move, Store
 from accel.encoding import RECORD_BYTES
 from accel.errors import ConfigError
-from accel.formats import Overflow
+from accel.formats import Overflow, Requantization
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import fold_overhead, scratchpad_stretch
 from rtl.npu.accumulator import BankedAccumulator
 from rtl.npu.scratchpad import BankedScratchpad
+from rtl.requant import Requantizer
 from rtl.sparse_systolic import SparseSystolicArray
 from rtl.systolic import SystolicArray
 
@@ -135,6 +161,8 @@ QUEUES = ("dma.load", "dma.store", "array", "vector")
 _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
 _BEAT = 4  # bytes per DMA beat
 _RECORD_WORDS = 23  # words of a record the decoder reads: through the Compute's weight block's rows
+_RQ_LEAD = 3  # a Store's first accumulator read feeds the requantizer 3 cycles after its start (the
+# step is read in its first cycle, the channel entries addressed in its third)
 
 
 def refusal(arch: Accelerator, cmd: Command) -> str | None:
@@ -159,6 +187,13 @@ def refusal(arch: Accelerator, cmd: Command) -> str | None:
     if block is not None and block.row_bytes % _BEAT:
         return f"moves rows of {block.row_bytes} bytes, not whole {_BEAT}-byte beats"
     return None
+
+
+def _requant_mode(arch: Accelerator) -> str:
+    """The store path requantizer's rounding: TFLite's single rounding for a ``tflite-single`` design,
+    else gemmlowp's double (the host's table, :func:`rtl.npu.golden.requant_table`, refuses designs of
+    other modes)."""
+    return "single" if arch.array.requant is Requantization.TFLITE_SINGLE else "double"
 
 
 def _entry_layout(id_bits: int, product_bits: int, patterns: int = 0, sp_bits: int = 1) -> data.StructLayout:
@@ -236,9 +271,14 @@ class NPU(wiring.Component):
     program_words:
         32-bit words of program memory (an image is ``64 + 128 * commands + 4 * deps + strings``
         bytes, rounded up to 64).
+    requant_channels:
+        Entries of the requantization channel table (the host's :class:`~accel.encoding.RequantTable`
+        may configure that many output channels); 0: no table and no requantizer (every accumulator
+        read saturates, the ``rq_*`` port is unused).
     """
 
-    def __init__(self, arch: Accelerator, *, max_commands: int = 64, program_words: int = 2048) -> None:
+    def __init__(self, arch: Accelerator, *, max_commands: int = 64, program_words: int = 2048,
+                 requant_channels: int = 32) -> None:
         try:
             self._check(arch)
         except ConfigError:
@@ -247,6 +287,10 @@ class NPU(wiring.Component):
         self.arch = arch
         self.max_commands = max_commands
         self.program_words = program_words
+        self.requant_channels = requant_channels
+        if not isinstance(requant_channels, int) or requant_channels < 0:
+            self._MustUse__silence = True
+            raise ConfigError(f"NPU requant_channels must be a non-negative integer, not {requant_channels!r}")
         self.id_bits = max(1, (max_commands - 1).bit_length())
         self.sp_bytes = arch.scratchpad.size_bytes
         self.acc_words = arch.accumulator.size_bytes // 4
@@ -258,6 +302,10 @@ class NPU(wiring.Component):
             "rd_valid": Out(1), "rd_addr": Out(32), "rd_resp_valid": In(1), "rd_resp_data": In(32),
             "wr_valid": Out(1), "wr_addr": Out(32), "wr_data": Out(32), "wr_strb": Out(4),
             "trace_addr": In(range(max_commands)), "trace_start": Out(32), "trace_end": Out(32),
+            # the host's requantization table (accel.encoding.encode_requant_table): word rq_addr of
+            # the steps (rq_table 0) or of the channel table (rq_table 1)
+            "rq_we": In(1), "rq_table": In(1), "rq_addr": In(range(max(2 * max_commands, 4 * requant_channels))),
+            "rq_data": In(32),
         })
 
     @staticmethod
@@ -288,6 +336,14 @@ class NPU(wiring.Component):
         words, banks = arch.accumulator.size_bytes // 4, 1 << max(a.cols - 1, _BEAT - 1).bit_length()
         if words & (words - 1) or words < banks:
             problems.append(f"accumulator words must be a power of two, at least {banks} (its banks), not {words}")
+        hidden = _RQ_LEAD + Requantizer.latency
+        if arch.dma.latency_cycles + arch.dram.latency_cycles < hidden:
+            problems.append(f"dma and dram latency_cycles must add up to at least {hidden} (the store path's "
+                            f"requantizer pipeline hides behind them), not {arch.dma.latency_cycles} + "
+                            f"{arch.dram.latency_cycles}")
+        if arch.activation.latency_cycles not in (0, hidden):
+            problems.append(f"activation.latency_cycles must be 0 (moves saturate) or {hidden} (moves requantize "
+                            f"through the store path's pipeline), not {arch.activation.latency_cycles}")
         window = arch.scratchpad.word_bytes * (arch.scratchpad.banks - 1) + 1  # a read lane's widest window
         if Dataflow.WS in a.dataflows and any(p.m > window for p in a.sparsity):
             problems.append(f"the scratchpad must read a group of M bytes a cycle (at most {window}) to run "
@@ -297,7 +353,8 @@ class NPU(wiring.Component):
 
     @property
     def parameters(self) -> dict[str, object]:
-        return {"arch": self.arch.name, "max_commands": self.max_commands, "program_words": self.program_words}
+        return {"arch": self.arch.name, "max_commands": self.max_commands, "program_words": self.program_words,
+                "requant_channels": self.requant_channels}
 
     # ---------------------------------------------------------------------------------------------
 
@@ -357,7 +414,10 @@ class NPU(wiring.Component):
             lanes = (width,) * groups + (1,) * (R - groups) + (C, _BEAT) + (1,) * max(0, C - R) + (index_bytes,) * C
         m.submodules.scratchpad = sp = BankedScratchpad(size_bytes=spd.size_bytes, banks=spd.banks,
                                                         word_bytes=spd.word_bytes, read_lanes=lanes,
-                                                        writers=2, beat_bytes=_BEAT)
+                                                        writers=2, beat_bytes=_BEAT,
+                                                        # a requantizing Move writes 8 cycles into its
+                                                        # run, when a load may write the same bank
+                                                        write_ports=arch.activation.latency_cycles != 0)
         # the accumulator: banks of consecutive words, a row of C per cycle (array), 4 (DMA reads)
         m.submodules.accumulator = acc = BankedAccumulator(words=self.acc_words, lanes=C, dma_lanes=_BEAT)
 
@@ -401,7 +461,7 @@ class NPU(wiring.Component):
             with m.Case(_LOAD, _STORE):
                 m.d.sync += other_cycles.eq(dma_fixed + _ceil_div(rec[6], arch.dma.burst_bytes) * burst_cycles)
             with m.Case(_MOVE):
-                m.d.sync += other_cycles.eq(_ceil_div(rec[8], _BEAT))
+                m.d.sync += other_cycles.eq(_ceil_div(rec[8], _BEAT) + arch.activation.latency_cycles)
             with m.Default():
                 m.d.sync += other_cycles.eq(arch.vector.latency_cycles + _ceil_div(rec[8], arch.vector.lanes))
         ws_fill, drain = fold_overhead(a, Dataflow.WS)
@@ -696,35 +756,61 @@ class NPU(wiring.Component):
             m.d.comb += acc.l_en[i].eq(resp & to_acc & (rx_now * _BEAT + i < ld_cur.f[2]))
 
         # -- DMA stores and moves -----------------------------------------------------------------
+        # A Store's beats take the requantizing read (or the scratchpad's bytes, or raw words) in
+        # "feeds", then the requantizer's (or a delay line's) Requantizer.latency cycles, then go out
+        # as write beats: the feeds start _RQ_LEAD cycles after the start (or dma latency - the
+        # pipeline's, if more), so the writes start no earlier than the DMA's latency and end within
+        # the datasheet's cycles (NPU._check: the latencies hide the pipeline). A Move has no latency
+        # to hide behind: with activation.latency_cycles (_RQ_LEAD + the pipeline's) it takes the
+        # same path, those cycles more; without, its feeds are its writes (unit scale only; a
+        # configured Move is an error).
         st = views[1]
-        st_tx = Signal(32)
+        st_tx = Signal(32)  # beats fed
         stx = st_tx
         is_move = st.op == _MOVE
+        raw = ~is_move & st.flags[0] & st.flags[1]
         st_size = Mux(is_move, st.f[4], st.f[2])
         st_beats = _ceil_div(st_size, _BEAT)
-        beat_on, beat_due = Signal(), Signal()  # a beat now; one is due if the unit is active
-        st_setup = is_move | self._elapsed(m, dma_lat, actives[1], finishes[1], "store")
+        beat_on, beat_due = Signal(), Signal()  # a feed now; one is due if the unit is active
+        depth = Requantizer.latency
+        piped = arch.activation.latency_cycles != 0  # Moves take the requantizer's path too
+        st_lead = self._elapsed(m, max(dma_lat - depth, _RQ_LEAD), actives[1], finishes[1], "store")
+        if piped:
+            st_setup = Mux(is_move, self._elapsed(m, _RQ_LEAD, actives[1], finishes[1], "move"), st_lead)
+        else:
+            st_setup = is_move | st_lead
         m.d.comb += [beat_due.eq(st_setup & (stx < st_beats)), beat_on.eq(actives[1] & beat_due)]
         with m.If(actives[1] & ~finishes[1]):
             m.d.sync += st_tx.eq(stx + beat_on)
         with m.Else():
             m.d.sync += st_tx.eq(0)
-        m.d.comb += data_done[1].eq(stx + beat_on >= st_beats)
         from_acc = is_move | st.flags[0]
-        src = Mux(is_move, st.f[1], st.f[1])  # Move: accumulator source; Store: buffer address
+        src = st.f[1]  # Move: accumulator source; Store: buffer address
         # the scratchpad is read a cycle ahead: the next beat, or the head's first when this one ends
         # (while idle: the head's first, or its second if it starts with a beat now); the accumulator's
-        # beat is 4 words (elements) from word src / 4, the scratchpad's 4 bytes. This cycle's start
-        # selects only the last multiplexer.
+        # beat is 4 words (elements) from word src / 4 (a raw store's one word), the scratchpad's 4
+        # bytes. This cycle's start selects only the last multiplexer.
         head_src = heads[1].f[1]
         next_beat = stx + beat_due
         second = starts[1] & ~finishes[1] & beat_due
         m.d.comb += [
             sp.r_addr[R + 1].eq(Mux(busys[1], Mux(finishes[1], head_src, src + next_beat * _BEAT),
                                     Mux(second, head_src + _BEAT, head_src))),
-            acc.d_addr.eq(Mux(busys[1], Mux(finishes[1], head_src >> 2, (src >> 2) + next_beat * _BEAT),
+            acc.d_addr.eq(Mux(busys[1], Mux(finishes[1], head_src >> 2,
+                                            (src >> 2) + Mux(raw, next_beat, next_beat * _BEAT)),
                               Mux(second, (head_src >> 2) + _BEAT, head_src >> 2))),
         ]
+
+        requantizing = (~is_move & st.flags[0] & ~raw) | (is_move if piped else 0)  # reads it may configure
+        rq = None
+        if self.requant_channels:
+            rq, rq_on = self._requantizer(m, st, busys[1], beat_on, stx, requantizing, acc)
+            started = Signal(name="store_started")  # the step read now is of a command started in the last cycle
+            m.d.sync += started.eq(starts[1])
+            if not piped:
+                with m.If(run & started & (curs[1].op == _MOVE) & rq_on):
+                    m.d.sync += state.eq(_State.ERROR)
+
         byte_data = []
         strobes = []
         for i in range(_BEAT):
@@ -733,21 +819,94 @@ class NPU(wiring.Component):
             byte = Signal(8, name=f"store_byte_{i}")
             strobe = Signal(name=f"store_strobe_{i}")
             m.d.comb += strobe.eq(beat_on & (offset < st_size))
-            m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, requant(acc_value), sp.r_data[R + 1].word_select(i, 8)), 0))
+            acc_byte = Mux(raw, acc.d_data[0].word_select(i, 8), requant(acc_value))
+            m.d.comb += byte.eq(Mux(strobe, Mux(from_acc, acc_byte, sp.r_data[R + 1].word_select(i, 8)), 0))
             byte_data.append(byte)
             strobes.append(strobe)
+
+        # a Store's feeds become write beats Requantizer.latency cycles later: the requantizer's
+        # output, or (unit scale, raw, from the scratchpad) the delay line's bytes
+        line_valid = [Signal(name=f"store_line_valid_{d}") for d in range(depth)]
+        line_data = [Signal(32, name=f"store_line_data_{d}") for d in range(depth)]
+        line_strb = [Signal(4, name=f"store_line_strobe_{d}") for d in range(depth)]
+        m.d.sync += [line_valid[0].eq(beat_on & (1 if piped else ~is_move)), line_data[0].eq(Cat(*byte_data)),
+                     line_strb[0].eq(Cat(*strobes))]
+        m.d.sync += [x[d].eq(x[d - 1]) for x in (line_valid, line_data, line_strb) for d in range(1, depth)]
+        w_on, w_strb = line_valid[-1], line_strb[-1]
+        w_data = line_data[-1]
+        if rq is not None:
+            requantized = Cat(*(Mux(w_strb[i], rq.o.payload[i], 0) for i in range(_BEAT)))
+            w_data = Mux(rq.o.valid, requantized, w_data)
+        st_wx = Signal(32)  # beats written (a Store)
+        with m.If(actives[1] & ~finishes[1]):
+            m.d.sync += st_wx.eq(st_wx + w_on)
+        with m.Else():
+            m.d.sync += st_wx.eq(0)
+        move_beat = w_on if piped else beat_on  # a Move's scratchpad write
+        m.d.comb += data_done[1].eq(Mux(is_move, Mux(piped, st_wx, stx) + move_beat, st_wx + w_on) >= st_beats)
         # the beat's address in its block: DRAM for a Store, the scratchpad for a Move
         head_dst = Mux(heads[1].op == _MOVE, heads[1].f[2], heads[1].f[4])
-        st_walk = self._walk(m, st, head_dst, beat_on, actives[1], finishes[1], "store")
-        m.d.comb += [self.wr_valid.eq(beat_on & ~is_move), self.wr_addr.eq(st_walk),
-                     self.wr_data.eq(Cat(*byte_data)), self.wr_strb.eq(Cat(*strobes))]
-        m.d.comb += [sp.w_addr[1].eq(st_walk), sp.w_data[1].eq(Cat(*byte_data))]
+        st_walk = self._walk(m, st, head_dst, Mux(is_move, move_beat, w_on), actives[1], finishes[1], "store")
+        m.d.comb += [self.wr_valid.eq(w_on & ~is_move), self.wr_addr.eq(st_walk), self.wr_data.eq(w_data),
+                     self.wr_strb.eq(Mux(is_move, 0, w_strb))]
+        m.d.comb += [sp.w_addr[1].eq(st_walk), sp.w_data[1].eq(w_data if piped else Cat(*byte_data))]
         for i in range(_BEAT):
-            m.d.comb += sp.w_en[1][i].eq(strobes[i] & is_move)
+            m.d.comb += sp.w_en[1][i].eq(is_move & (w_on & w_strb[i] if piped else strobes[i]))
         # a load and a move wrote one scratchpad bank, or a load and the array one accumulator bank
         with m.If(run & (sp.conflict | acc.conflict)):
             m.d.sync += state.eq(_State.ERROR)
         return m
+
+    def _requantizer(self, m: Module, st, busy, beat_on, stx, requantizing, acc) -> tuple:  # noqa: ANN001
+        """The host's requantization table and the store path's :class:`~rtl.requant.Requantizer`
+        (module docstring): the step memory (read for the unit's command ``st``: its step is there from
+        the cycle after its start on), one channel-table copy per lane, each lane's column counter.
+        Returns the requantizer (fed ``acc``'s 4 words plus their channels' biases in every feed of a
+        configured command) and the step's enable bit."""
+        a = self.arch.array
+        m.submodules.rq_steps = rq_steps = Memory(shape=64, depth=self.max_commands, init=[])
+        sw, step = rq_steps.write_port(granularity=32), rq_steps.read_port(domain="sync")
+        m.d.comb += [sw.addr.eq(self.rq_addr >> 1), sw.data.eq(Cat(self.rq_data, self.rq_data)),
+                     sw.en.eq(Mux(self.rq_we & ~self.rq_table, Mux(self.rq_addr[0], 2, 1), 0)),
+                     step.addr.eq(st.id)]
+        rq_on, rq_zp, rq_low, rq_high = step.data[0], step.data[8:16], step.data[16:24], step.data[24:32]
+        first_channel, columns = step.data[32:48], step.data[48:64]
+        configured = Signal(name="store_configured")  # the running command requantizes by its step
+        m.d.comb += configured.eq(busy & requantizing & rq_on)
+        m.submodules.requantizer = rq = Requantizer(out_format=a.input_format, mode=_requant_mode(self.arch),
+                                                    lanes=_BEAT)
+        m.d.comb += [rq.o.ready.eq(1), rq.i.valid.eq(beat_on & configured)]
+
+        def wrapped(x):  # noqa: ANN001, ANN202 - the lane's next channel column, 4 results on (mod columns)
+            for _ in range(_BEAT):
+                x = Mux(x >= columns, x - columns, x)
+            return x
+
+        for i in range(_BEAT):
+            # lane i's channel: column (4 f + i) mod columns of feed f, from first_channel; the entry
+            # is addressed in the cycle before the feed
+            bank = Memory(shape=96, depth=self.requant_channels, init=[])
+            m.submodules[f"rq_channels_{i}"] = bank
+            cw, cr = bank.write_port(granularity=32), bank.read_port(domain="sync")
+            col = Signal(16, name=f"store_column_{i}")
+            init = Const(i, 16)
+            for _ in range(i):
+                init = Mux(init >= columns, init - columns, init)
+            with m.If(busy & (stx == 0) & ~beat_on):
+                m.d.sync += col.eq(init)
+            with m.Elif(beat_on):
+                m.d.sync += col.eq(wrapped(col + _BEAT))
+            m.d.comb += [cw.addr.eq(self.rq_addr >> 2), cw.data.eq(Cat(self.rq_data, self.rq_data, self.rq_data)),
+                         cr.addr.eq(first_channel + Mux(beat_on, wrapped(col + _BEAT), col))]
+            with m.If(self.rq_we & self.rq_table), m.Switch(self.rq_addr[:2]):
+                for word_index in range(3):
+                    with m.Case(word_index):
+                        m.d.comb += cw.en.eq(1 << word_index)
+            lane = rq.i.payload[i]
+            m.d.comb += [lane.acc.eq((acc.d_data[i] + cr.data[:32])[:32]), lane.multiplier.eq(cr.data[32:64]),
+                         lane.shift.eq(cr.data[64:70]), lane.zero_point.eq(rq_zp), lane.low.eq(rq_low),
+                         lane.high.eq(rq_high)]
+        return rq, rq_on
 
     @staticmethod
     def _elapsed(m: Module, cycles: int, active, finish, name: str):  # noqa: ANN001, ANN205

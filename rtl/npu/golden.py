@@ -12,8 +12,15 @@ accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented he
              (:func:`sim.execute.block_offsets`).
 ``Store``    from the scratchpad: copies ``size_bytes`` bytes (packed, from ``addr``) to the DRAM
              block at ``dram_addr``; from the accumulator: ``size_bytes`` results in the input format,
-             result ``i`` being the int32 accumulator element at byte ``addr + 4 i`` requantized with
-             unit scale (saturated to the input format), written as byte ``i`` of the DRAM block.
+             result ``i`` being the int32 accumulator element at byte ``addr + 4 i`` requantized,
+             written as byte ``i`` of the DRAM block. The requantization is the command's step of
+             the host-written :class:`~accel.encoding.RequantTable` (channel ``c = first_channel +
+             i % columns``: :func:`sim.numerics.requantize` of ``int32(acc + bias[c])`` by
+             ``multiplier[c]``, ``shift[c]``, the zero point and the clamp, which carries the fused
+             ReLU; the design's TFLite rounding, ``tflite-single`` or else ``tflite-double``), or for a
+             command the table does not configure unit scale (saturation to the input format). A
+             ``raw`` store copies the ``size_bytes`` accumulator bytes from ``addr`` unchanged (32-bit
+             partial sums).
 ``Move``     the same requantizing read: ``size_bytes`` results from the accumulator at
              ``src_addr`` to the scratchpad block ``dst`` at ``addr`` (``None``: contiguous).
 ``Compute``  for each product ``b < batch``: ``x`` is the row-major ``m x k`` input at
@@ -35,6 +42,11 @@ accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented he
 ``Vector``   timing only in this version: its data is not modelled (and the NPU moves none).
 
 Accumulator elements are little-endian 4-byte words at 4-byte aligned byte addresses.
+
+:func:`requant_table` is the host's side: the table that makes a mapped plan of a quantized graph
+store what ``sim.execute`` stores (each layer's per-channel folded bias, multiplier and shift, its
+output zero point and fused ReLU; each store's first channel from the tile the array last wrote at
+its address, as ``sim.execute`` finds it).
 """
 
 from __future__ import annotations
@@ -45,12 +57,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
+from accel.encoding import RequantChannel, RequantStep, RequantTable
+from accel.errors import ConfigError
+from accel.formats import INT32, Requantization
 from accel.hardware import Accelerator
+from mapper.plan import Plan
 from sim.execute import block_offsets
-from sim.numerics import NMCompressed, apply_overflow, nm_gemm, saturate, systolic_tile
+from sim.numerics import (
+    NMCompressed,
+    apply_overflow,
+    nm_gemm,
+    quantize_multiplier,
+    requantize,
+    saturate,
+    systolic_tile,
+    wrap,
+)
+from sim.reference import code_format, gemm_operands
 from sim.sparsity import unpack_entries
 
-__all__ = ["Memories", "execute"]
+__all__ = ["Memories", "execute", "requant_mode", "requant_table"]
 
 
 @dataclass
@@ -79,13 +105,19 @@ def _dense_k(cmd: Compute) -> int:
     return cmd.k // nm.n * nm.m
 
 
+def requant_mode(arch: Accelerator) -> str:
+    """The rounding of the NPU's requantizer (:class:`rtl.requant.Requantizer`'s ``mode``) for ``arch``."""
+    return "single" if arch.array.requant is Requantization.TFLITE_SINGLE else "double"
+
+
 def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scratchpad: bytes | None = None,
-            accumulator: bytes | None = None) -> Memories:
+            accumulator: bytes | None = None, requant: RequantTable | None = None) -> Memories:
     """Run ``commands`` in program order (the order every dependency-respecting schedule agrees with).
 
     The on-chip memories start as ``scratchpad`` and ``accumulator`` (what an earlier program left;
     default zero, the NPU's state after configuration), so a program that reads bytes it never
     wrote (a convolution's computes reading their GEMM operands as laid out) is still defined.
+    ``requant`` is the host-written requantization table (``None``: every read unit scale).
     """
     sp = bytearray(arch.scratchpad.size_bytes) if scratchpad is None else bytearray(scratchpad)
     acc_image = bytearray(arch.accumulator.size_bytes) if accumulator is None else bytearray(accumulator)
@@ -98,8 +130,19 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
     def buffer(kind: Buffer) -> bytearray:
         return mem.accumulator if kind is Buffer.ACCUMULATOR else mem.scratchpad
 
-    def requantized(addr: int, count: int) -> bytes:
-        values = [saturate(int(v), out_format) for v in _elements(mem.accumulator, addr, count)]
+    mode = requant_mode(arch)
+
+    def requantized(cmd: Command, addr: int, count: int) -> bytes:
+        step = None if requant is None else requant.step(cmd.id)
+        elements = _elements(mem.accumulator, addr, count)
+        if step is None:
+            return bytes(saturate(int(v), out_format) & 0xFF for v in elements)
+        assert requant is not None
+        values = []
+        for i, v in enumerate(elements):
+            ch = requant.channels[step.first_channel + i % step.columns]
+            values.append(requantize(wrap(int(v) + ch.bias, INT32), ch.multiplier, ch.shift, step.zero_point,
+                                     out_format=out_format, mode=mode, clamp_min=step.low, clamp_max=step.high))
         return bytes(v & 0xFF for v in values)
 
     def at(image: bytearray, addr: int, block: Block | None, size: int) -> list[int]:
@@ -121,13 +164,15 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
             data = read(mem.dram, cmd.dram_addr, cmd.dram, cmd.size_bytes)
             buffer(cmd.buffer)[cmd.addr:cmd.addr + cmd.size_bytes] = data
         elif isinstance(cmd, Store):
-            if cmd.buffer is Buffer.ACCUMULATOR:
-                data = requantized(cmd.addr, cmd.size_bytes)
+            if cmd.buffer is Buffer.ACCUMULATOR and cmd.raw:
+                data = bytes(mem.accumulator[cmd.addr:cmd.addr + cmd.size_bytes])
+            elif cmd.buffer is Buffer.ACCUMULATOR:
+                data = requantized(cmd, cmd.addr, cmd.size_bytes)
             else:
                 data = bytes(mem.scratchpad[cmd.addr:cmd.addr + cmd.size_bytes])
             write(mem.dram, cmd.dram_addr, cmd.dram, data)
         elif isinstance(cmd, Move):
-            write(mem.scratchpad, cmd.addr, cmd.dst, requantized(cmd.src_addr, cmd.size_bytes))
+            write(mem.scratchpad, cmd.addr, cmd.dst, requantized(cmd, cmd.src_addr, cmd.size_bytes))
         elif isinstance(cmd, Compute):
             m, k, n, nm = cmd.m, cmd.k, cmd.n, cmd.sparsity
             kd = k if nm is None else _dense_k(cmd)
@@ -160,3 +205,62 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
         elif not isinstance(cmd, Vector):
             raise TypeError(f"unknown command {cmd!r}")
     return mem
+
+
+def requant_table(plan: Plan) -> RequantTable:
+    """The requantization table the host writes for ``plan`` (of a quantized graph): for every store and
+    move of a layer's results from the accumulator, the step that computes ``sim.execute``'s codes.
+
+    Each GEMM layer a configured command stores gets ``n`` consecutive channel entries (its folded bias,
+    and the multiplier and shift of its per-channel scale in the design's TFLite rounding); a command's
+    first channel is its layer's entry of the first column of the tile the array last wrote at the
+    command's accumulator address. Raises :class:`~accel.errors.ConfigError` for what the NPU's
+    requantizer cannot compute: a design in a requantization mode other than ``tflite-double`` or
+    ``tflite-single``, grouped layers (convolution groups), int32 or non-int8 outputs, a fused
+    activation other than ReLU, a store of an address no tile of its layer wrote.
+    """
+    graph, arch = plan.graph, plan.arch
+    if graph is None:
+        raise ConfigError(f"Plan of {plan.graph_name!r} carries no graph to configure the requantizer from")
+    if arch.array.requant not in (Requantization.TFLITE_DOUBLE, Requantization.TFLITE_SINGLE):
+        raise ConfigError(f"{arch.name}: the NPU's requantizer rounds as tflite-double or tflite-single, not "
+                          f"the design's {arch.array.requant.value}")
+    out_format = arch.array.input_format
+    mode = requant_mode(arch)
+    tags: dict[int, tuple[str, int, int]] = {}  # accumulator address -> (layer, n0, tile columns)
+    bases: dict[str, int] = {}
+    channels: list[RequantChannel] = []
+    steps: list[RequantStep] = []
+    for cmd in plan.commands:
+        if isinstance(cmd, Compute):
+            tags[cmd.output_addr] = (cmd.layer, cmd.origin[3], cmd.n)
+            continue
+        if isinstance(cmd, Store) and (cmd.buffer is Buffer.ACCUMULATOR and not cmd.raw):
+            addr = cmd.addr
+        elif isinstance(cmd, Move):
+            addr = cmd.src_addr
+        else:
+            continue
+        where = f"Command {cmd.id} ({type(cmd).__name__}, layer {cmd.layer!r})"
+        layer_name, n0, columns = tags.get(addr, ("", 0, 0))
+        if layer_name != cmd.layer:
+            raise ConfigError(f"{where}: no tile of its layer was written at accumulator byte {addr}")
+        layer = graph.layer(cmd.layer)
+        ops = gemm_operands(graph, layer)
+        if ops.groups != 1 or ops.scale is None or code_format(graph.tensors[layer.outputs[0]]) != out_format:
+            raise ConfigError(f"{where}: the NPU requantizes single-group layers to {out_format.name} codes; "
+                              f"this layer has {ops.groups} groups and {ops.out_format.name} outputs")
+        if cmd.layer not in bases:
+            bases[cmd.layer] = len(channels)
+            bias = (ops.bias if ops.weight is None else ops.folded_bias).reshape(-1)
+            for c, scale in enumerate(ops.scale.reshape(-1)):
+                multiplier, shift = quantize_multiplier(float(scale), mode=mode)
+                channels.append(RequantChannel(bias=wrap(int(bias[c]), INT32), multiplier=multiplier, shift=shift))
+        low, high = out_format.min_int, out_format.max_int
+        for fn in filter(None, cmd.activation.split(",")):
+            if fn != "relu":
+                raise ConfigError(f"{where}: the NPU's store path fuses ReLU only, not {fn!r}")
+            low = max(low, int(ops.y_zero_point))
+        steps.append(RequantStep(command=cmd.id, first_channel=bases[cmd.layer] + n0, columns=columns,
+                                 zero_point=int(ops.y_zero_point), low=low, high=high))
+    return RequantTable(tuple(steps), tuple(channels))

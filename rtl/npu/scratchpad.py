@@ -16,7 +16,10 @@ the write ports), so a reader addressing in the cycle of a writer's last beat ge
 Writes come from ``writers`` beats of ``beat_bytes`` bytes at any byte address, each byte enabled on
 its own (``w_en``). A beat touches at most two words, in two banks; each bank takes one beat per
 cycle. When two writers enable bytes in one bank in the same cycle, the first writer's bytes are
-written, the others' are lost and ``conflict`` is high in that cycle.
+written, the others' are lost and ``conflict`` is high in that cycle. With ``write_ports`` (one
+write port per writer on every bank: a true dual-port block RAM for two writers, ECP5 DP16KD's
+second port) every writer writes its bank in every cycle and ``conflict`` stays low; two writers
+writing one byte in one cycle leave either's (a program that does so races).
 """
 
 from __future__ import annotations
@@ -57,10 +60,12 @@ class BankedScratchpad(wiring.Component):
         ``word_bytes * (banks - 1) + 1`` so that a window never needs two words of one bank.
     writers, beat_bytes:
         Write beats per cycle and the bytes of each (at most ``word_bytes + 1``: two words).
+    write_ports:
+        Give every writer its own write port on every bank (default: one shared port per bank).
     """
 
     def __init__(self, *, size_bytes: int, banks: int, word_bytes: int, read_lanes: tuple[int, ...],
-                 writers: int = 2, beat_bytes: int = 4) -> None:
+                 writers: int = 2, beat_bytes: int = 4, write_ports: bool = False) -> None:
         try:
             self._check(size_bytes, banks, word_bytes, tuple(read_lanes), beat_bytes)
         except ConfigError:
@@ -70,6 +75,7 @@ class BankedScratchpad(wiring.Component):
         self.bank_bits = log2_exact(banks, "Scratchpad banks")
         self.size_bytes, self.banks, self.word_bytes = size_bytes, banks, word_bytes
         self.read_lanes, self.writers, self.beat_bytes = tuple(read_lanes), writers, beat_bytes
+        self.write_ports = write_ports
         self.rows = size_bytes // (banks * word_bytes)
         addr = range(size_bytes)
         super().__init__({
@@ -101,17 +107,61 @@ class BankedScratchpad(wiring.Component):
         m = Module()
         wb, bb, W, B = self.word_bits, self.bank_bits, self.word_bytes, self.banks
 
-        # -- the writes each bank takes this cycle (shared by every copy) ---------------------------
-        bank_w = [(Signal(range(self.rows), name=f"bank{b}_waddr"), Signal(8 * W, name=f"bank{b}_wdata"),
-                   Signal(W, name=f"bank{b}_wen")) for b in range(B)]
-        taken = [Signal(name=f"bank{b}_taken") for b in range(B)]
+        # -- the writes each bank's port(s) take this cycle (shared by every copy) ------------------
+        ports = self.writers if self.write_ports else 1
+        port_w = [[(Signal(range(self.rows), name=f"bank{b}_p{p}_waddr"), Signal(8 * W, name=f"bank{b}_p{p}_wdata"),
+                    Signal(W, name=f"bank{b}_p{p}_wen")) for b in range(B)] for p in range(ports)]
+        for p in range(ports):
+            writers = range(self.writers) if ports == 1 else (p,)
+            self._merge(m, port_w[p], writers, conflict=ports == 1)
+
+        # -- one copy of the banks per read group -----------------------------------------------------
+        for g, lanes in enumerate(self.read_lanes):
+            base = self.r_addr[g]
+            w0 = base[wb:]
+
+            out_lane = []
+            bank_data = []
+            for b in range(B):
+                mem = Memory(shape=8 * W, depth=self.rows, init=[])
+                m.submodules[f"copy{g}_bank{b}"] = mem
+                wps = []
+                for p in range(ports):
+                    waddr, wdata, wen = port_w[p][b]
+                    wp = mem.write_port(granularity=8)
+                    m.d.comb += [wp.addr.eq(waddr), wp.data.eq(wdata), wp.en.eq(wen)]
+                    wps.append(wp)
+                rp = mem.read_port(domain="sync", transparent_for=tuple(wps))
+                # the window's word in bank b: w0 + ((b - w0) mod B)
+                offset = (b - w0[:bb])[:bb]
+                m.d.comb += rp.addr.eq(((w0 + offset) >> bb)[:len(rp.addr)])
+                bank_data.append(rp.data)
+            # which bank and lane each byte of the window comes from, a cycle later
+            for i in range(lanes):
+                a = (base + i)[:len(base)]
+                sel = Signal(bb + wb, name=f"r{g}_sel{i}")
+                m.d.sync += sel.eq(a[:bb + wb])
+                word = Signal(8 * W, name=f"r{g}_word{i}")
+                with m.Switch(sel[wb:]):
+                    for b in range(B):
+                        with m.Case(b):
+                            m.d.comb += word.eq(bank_data[b])
+                out_lane.append(word.word_select(sel[:wb], 8) if wb else word)
+            m.d.comb += self.r_data[g].eq(Cat(*out_lane))
+        return m
+
+    def _merge(self, m: Module, bank_w, writers, *, conflict: bool) -> None:  # noqa: ANN001
+        """Drive each bank's write port ``bank_w[b]`` from ``writers`` (in priority order); with
+        ``conflict``, raise ``conflict`` when two of them hit one bank."""
+        wb, bb, W, B = self.word_bits, self.bank_bits, self.word_bytes, self.banks
+        taken = [Signal(name=f"bank{b}_taken_w{writers[0]}") for b in range(B)]
         conflicts = []
         # per bank: (select, row) of each writer that writes it, and per lane (select, byte) of each
         # byte; a bank takes one writer's beat and a beat puts one byte in a lane, so the selects are
         # one-hot and each write is an AND-OR of the data (the selects come from the addresses)
         rows = [[] for _ in range(B)]
         bytes_ = [[[] for _ in range(W)] for _ in range(B)]
-        for k in range(self.writers):
+        for k in writers:
             base = self.w_addr[k]
             hits = []
             for b in range(B):
@@ -147,36 +197,5 @@ class BankedScratchpad(wiring.Component):
             for j in range(W):
                 m.d.comb += [wen[j].eq(Cat(sel for sel, _ in bytes_[b][j]).any()),
                              wdata.word_select(j, 8).eq(_and_or(bytes_[b][j], 8))]
-        m.d.comb += self.conflict.eq(Cat(*conflicts).any() if conflicts else 0)
-
-        # -- one copy of the banks per read group -----------------------------------------------------
-        for g, lanes in enumerate(self.read_lanes):
-            base = self.r_addr[g]
-            w0 = base[wb:]
-
-            out_lane = []
-            bank_data = []
-            for b in range(B):
-                mem = Memory(shape=8 * W, depth=self.rows, init=[])
-                m.submodules[f"copy{g}_bank{b}"] = mem
-                waddr, wdata, wen = bank_w[b]
-                wp = mem.write_port(granularity=8)
-                m.d.comb += [wp.addr.eq(waddr), wp.data.eq(wdata), wp.en.eq(wen)]
-                rp = mem.read_port(domain="sync", transparent_for=(wp,))
-                # the window's word in bank b: w0 + ((b - w0) mod B)
-                offset = (b - w0[:bb])[:bb]
-                m.d.comb += rp.addr.eq(((w0 + offset) >> bb)[:len(rp.addr)])
-                bank_data.append(rp.data)
-            # which bank and lane each byte of the window comes from, a cycle later
-            for i in range(lanes):
-                a = (base + i)[:len(base)]
-                sel = Signal(bb + wb, name=f"r{g}_sel{i}")
-                m.d.sync += sel.eq(a[:bb + wb])
-                word = Signal(8 * W, name=f"r{g}_word{i}")
-                with m.Switch(sel[wb:]):
-                    for b in range(B):
-                        with m.Case(b):
-                            m.d.comb += word.eq(bank_data[b])
-                out_lane.append(word.word_select(sel[:wb], 8) if wb else word)
-            m.d.comb += self.r_data[g].eq(Cat(*out_lane))
-        return m
+        if conflict:
+            m.d.comb += self.conflict.eq(Cat(*conflicts).any() if conflicts else 0)

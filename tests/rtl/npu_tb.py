@@ -23,7 +23,7 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from accel.config import load
-from accel.encoding import decode_program
+from accel.encoding import decode_program, decode_requant_table
 from accel.hardware import Sparsity
 from mapper.plan import Plan
 from rtl.cocotb_runner import testbench_parameters
@@ -93,6 +93,9 @@ async def _run_program(dut: object, name: str) -> None:
         arch = dataclasses.replace(arch, name=f"fpga-small-{parameters['rows']}x{parameters['cols']}",
                                    array=dataclasses.replace(arch.array, rows=parameters["rows"],
                                                              cols=parameters["cols"]))
+    if parameters.get("activation_latency"):  # Moves through the store path's requantizer
+        arch = dataclasses.replace(arch, activation=dataclasses.replace(
+            arch.activation, latency_cycles=parameters["activation_latency"]))
     if parameters.get("sparsity"):  # the N:M patterns the design runs
         arch = dataclasses.replace(arch, array=dataclasses.replace(
             arch.array, sparsity=tuple(Sparsity.parse(p) for p in parameters["sparsity"])))
@@ -102,7 +105,8 @@ async def _run_program(dut: object, name: str) -> None:
     dram_in = bytes.fromhex(spec["dram"])
 
     Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
-    for port in ("prog_we", "prog_addr", "prog_data", "start", "rd_resp_valid", "rd_resp_data", "trace_addr"):
+    for port in ("prog_we", "prog_addr", "prog_data", "start", "rd_resp_valid", "rd_resp_data", "trace_addr",
+                 "rq_we", "rq_table", "rq_addr", "rq_data"):
         getattr(dut, port).value = 0
     dut.rst.value = 1
     for _ in range(2):
@@ -116,6 +120,17 @@ async def _run_program(dut: object, name: str) -> None:
         dut.prog_we.value, dut.prog_addr.value, dut.prog_data.value = 1, addr, word
         await FallingEdge(dut.clk)
     dut.prog_we.value = 0
+    requant = None
+    if "requant" in spec:  # the host's requantization table: every step (unconfigured ids cleared), the channels
+        steps, channels = spec["requant"]["steps"], spec["requant"]["channels"]
+        steps = steps + [0] * (2 * parameters["max_commands"] - len(steps))
+        for table, table_words in ((0, steps), (1, channels)):
+            for addr, word in enumerate(table_words):
+                dut.rq_we.value, dut.rq_table.value, dut.rq_addr.value, dut.rq_data.value = 1, table, addr, word
+                await FallingEdge(dut.clk)
+        dut.rq_we.value = 0
+        reference_table = spec.get("reference_requant", spec["requant"])
+        requant = decode_requant_table(reference_table["steps"], reference_table["channels"])
     dram = DramModel(dut, bytearray(dram_in), latency=arch.dram.latency_cycles,
                      bandwidth=arch.dram.bandwidth_bytes_per_cycle)
     dut.start.value = 1
@@ -127,7 +142,7 @@ async def _run_program(dut: object, name: str) -> None:
     limit = expected.total_cycles + 64 * (len(reference) + 2) + 1000
     await First(RisingEdge(dut.finished), RisingEdge(dut.error), Timer(limit * CLOCK_PERIOD_NS, "ns"))
     await FallingEdge(dut.clk)
-    assert not int(dut.error.value), "the NPU refused the program (decoder error)"
+    assert not int(dut.error.value), "the NPU refused the program (decoder or run-time error)"
     assert int(dut.finished.value), f"the NPU did not finish within {limit} cycles"
 
     problems = []
@@ -143,7 +158,7 @@ async def _run_program(dut: object, name: str) -> None:
                             f"simulator [{event.start}, {event.end})")
     # The NPU's SRAMs keep what the previous program left (a reset does not clear them), and so does
     # the reference: every program starts from the previous one's on-chip state.
-    state = execute(arch, reference, dram_in, **_ON_CHIP)
+    state = execute(arch, reference, dram_in, requant=requant, **_ON_CHIP)
     _ON_CHIP.update(scratchpad=bytes(state.scratchpad), accumulator=bytes(state.accumulator))
     golden = state.dram
     written = sum(x != y for x, y in zip(golden, dram_in, strict=True))
@@ -233,3 +248,46 @@ async def corrupted_nm_command(dut: object) -> None:
 async def refused_nm_pattern(dut: object) -> None:
     """The 2:4 GEMM with a compute claiming 1:4, which the design does not have (last: it stops in error)."""
     await _run_program(dut, "refused_nm_pattern")
+
+
+@cocotb.test()
+async def quantized_gemm(dut: object) -> None:
+    """The mapper's program for a quantized fully connected layer, requantized by the host's table."""
+    await _run_program(dut, "quantized_gemm")
+
+
+@cocotb.test()
+async def quantized_gemm_relu(dut: object) -> None:
+    """The same with a ReLU fused into its stores (the table's clamp at the zero point)."""
+    await _run_program(dut, "quantized_gemm_relu")
+
+
+@cocotb.test()
+async def quantized_mlp(dut: object) -> None:
+    """The mapper's program for a quantized three-layer MLP (layers through DRAM)."""
+    await _run_program(dut, "quantized_mlp")
+
+
+@cocotb.test()
+async def quantized_mlp_resident(dut: object) -> None:
+    """The quantized three-layer MLP whose intermediates the ILP keeps on chip: requantizing Moves."""
+    await _run_program(dut, "quantized_mlp_resident")
+
+
+@cocotb.test()
+async def raw_partial_sums(dut: object) -> None:
+    """Raw stores copy int32 partial sums unchanged; a configured store beside them requantizes."""
+    await _run_program(dut, "raw_partial_sums")
+
+
+@cocotb.test()
+async def wrong_multiplier(dut: object) -> None:
+    """The quantized GEMM with one channel's multiplier changed in the table the NPU gets."""
+    await _run_program(dut, "wrong_multiplier")
+
+
+
+@cocotb.test()
+async def configured_move(dut: object) -> None:
+    """A Move the table configures on a design whose Moves cannot requantize (last: it stops in error)."""
+    await _run_program(dut, "configured_move")

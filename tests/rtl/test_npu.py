@@ -37,13 +37,24 @@ def test_npu_refuses_what_this_version_cannot_build() -> None:
     with pytest.raises(ConfigError, match=r"the scratchpad must read a group of M bytes a cycle \(at most 5\) to run "
                                           r"2:8 sparsity"):
         NPU(narrow)
+    quick = dataclasses.replace(arch, dram=dataclasses.replace(arch.dram, latency_cycles=5))
+    with pytest.raises(ConfigError, match=r"dma and dram latency_cycles must add up to at least 8 \(the store path's "
+                                          r"requantizer pipeline hides behind them\), not 2 \+ 5"):
+        NPU(quick)
+    odd_path = dataclasses.replace(arch, activation=dataclasses.replace(arch.activation, latency_cycles=5))
+    with pytest.raises(ConfigError, match=r"activation.latency_cycles must be 0 \(moves saturate\) or 8 \(moves "
+                                          r"requantize through the store path's pipeline\), not 5"):
+        NPU(odd_path)
+    with pytest.raises(ConfigError, match=r"^NPU requant_channels must be a non-negative integer, not -1$"):
+        NPU(arch, requant_channels=-1)
 
 
 def test_the_command_line_unit_is_the_npu_of_the_arch() -> None:
     unit = build_unit("npu", arch="fpga-small", max_commands=16, program_words=256)
     assert isinstance(unit.component, NPU)
     assert unit.module == "npu"
-    assert unit.parameters == {"arch": "fpga-small", "max_commands": 16, "program_words": 256}
+    assert unit.parameters == {"arch": "fpga-small", "max_commands": 16, "program_words": 256,
+                               "requant_channels": 32}
     unit.component._MustUse__silence = True  # built to be inspected, not elaborated
 
 

@@ -25,7 +25,14 @@ import pytest
 
 from accel.commands import Buffer, Compute, Load, Move, Store, Vector
 from accel.config import load
-from accel.encoding import decode_program, encode_program
+from accel.encoding import (
+    RequantChannel,
+    RequantStep,
+    RequantTable,
+    decode_program,
+    encode_program,
+    encode_requant_table,
+)
 from accel.hardware import Dataflow, Sparsity
 from mapper import map_graph
 from mapper.emit import dram_addresses
@@ -279,13 +286,23 @@ CORRUPTED = {
 """Programs with one command changed, run against the expectations of the original: (original, the
 index of the command to change, the change)."""
 
+CONFIGURED = {
+    # gemm_tile with its Move (command 5) configured: fpga-small's Moves cannot requantize
+    # (activation.latency_cycles 0), so the NPU stops the run with error
+    "configured_move": ("gemm_tile", RequantTable(steps=(RequantStep(command=5, first_channel=0, columns=1,
+                                                                     zero_point=0),),
+                                                  channels=(RequantChannel(bias=0, multiplier=1 << 30, shift=1),))),
+}
+"""Programs run with a requantization table: (the program, the table)."""
+
 
 def _programs(arch, names: tuple[str, ...]) -> dict[str, dict[str, str]]:  # noqa: ANN001
     """The testbench's ``programs`` parameter: each program's image and the DRAM it starts from (a
     corrupted one also carries its original's image, the expectations' reference)."""
     rng = random.Random(17)
     valid = {name: PROGRAMS[name](arch) for name in PROGRAMS if name in names or
-             any(name == CORRUPTED[c][0] for c in names if c in CORRUPTED)}
+             any(name == CORRUPTED[c][0] for c in names if c in CORRUPTED) or
+             any(name == CONFIGURED[c][0] for c in names if c in CONFIGURED)}
     out = {}
     for name, commands in valid.items():
         size = max(1024, _dram_bytes(commands))
@@ -304,12 +321,17 @@ def _programs(arch, names: tuple[str, ...]) -> dict[str, dict[str, str]]:  # noq
             commands[index] = change(commands[index])
             out[name] = {**out[original], "image": encode_program(commands).hex(),
                          "reference_image": out[original]["image"]}
+        if name in CONFIGURED:
+            original, table = CONFIGURED[name]
+            steps, channels = encode_requant_table(table)
+            out[name] = {**out[original], "requant": {"steps": list(steps), "channels": list(channels)}}
     return {name: out[name] for name in names}
 
 
 DESIGNS = {
     "4x4": ((4, 4), ("gemm_tile", "dependency_chain", "mapper_gemm", "mapper_gemm_large", "mapper_mlp",
-                     "mapper_conv", "mapper_mlp3_resident", "corrupted_command", "corrupted_timing")),
+                     "mapper_conv", "mapper_mlp3_resident", "corrupted_command", "corrupted_timing",
+                     "configured_move")),
     "8x8": ((8, 8), ("gemm_tile", "dependency_chain", "mapper_gemm", "mapper_mlp", "mapper_conv",
                      "corrupted_command", "corrupted_timing")),
 }
@@ -392,7 +414,7 @@ def _run_on_icarus(name: str, rows: int, cols: int, names: tuple[str, ...], tmp_
     by_name = {case.name: case for case in result.cases if case.name in programs}
     assert set(by_name) == {*programs}, result.summary()
     for program in programs:
-        if program not in CORRUPTED:
+        if program not in CORRUPTED and program not in CONFIGURED:
             assert by_name[program].passed, f"{name} {program}: {by_name[program].message}"
     return by_name
 
@@ -411,6 +433,9 @@ def test_npu_runs_programs_bit_and_cycle_exact_on_icarus(name: str, tmp_path: Pa
     assert not late.passed, "a program with a longer load must not match the original's trace"
     assert "command 0 (Load) ran [0, 39), simulator [0, 38)" in late.message
     assert "DRAM differed" not in late.message
+    if "configured_move" in by_name:
+        move = by_name["configured_move"]
+        assert not move.passed and "the NPU refused the program" in move.message, move.message
 
 
 NM_DESIGNS = {
@@ -436,4 +461,4 @@ def test_npu_runs_nm_sparse_programs_bit_and_cycle_exact_on_icarus(name: str, tm
     assert "DRAM differed from rtl.npu.golden.execute" in corrupted.message
     if "refused_nm_pattern" in by_name:
         refused = by_name["refused_nm_pattern"]
-        assert not refused.passed and "the NPU refused the program (decoder error)" in refused.message, refused.message
+        assert not refused.passed and "the NPU refused the program" in refused.message, refused.message
