@@ -22,6 +22,9 @@ compute that last used its buffer half; a compute waits for its loads and for th
 a store waits for the compute that finished its tile; a tile that starts a new accumulator block
 waits for the stores that emptied that half. Any command that writes a scratchpad range waits for
 every earlier command that used part of it (:class:`~mapper.residency.AddressBook`).
+
+**Replay.** Layers that emit alike (a transformer's blocks) are written once as a template and
+instantiated for the others (:mod:`mapper.replay`), which gives the same commands as emitting each.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecis
                  replay: bool = True) -> tuple[tuple[Command, ...], dict[str, tuple[PackedTile, ...]]]:
     """The commands of ``decisions`` (one per layer, in schedule order) with the residents of ``residency``,
     and the tiles of every N:M weight tensor as they are packed in DRAM. With ``replay`` (the default)
-    an array layer that emits like an earlier one is instantiated from its template
+    and no residents, an array or vector layer that emits like another is instantiated from a template
     (:mod:`mapper.replay`): the same commands, written faster."""
     emitter = _Emitter(graph, OnChip.of(arch), residency)
     if replay and residency is None:
@@ -145,8 +148,8 @@ class _Emitter:
         self.claims: dict[str, list[int]] = {}  # buffer placed this step -> commands its first writer waits for
         self.users: dict[str, list[int]] = {}  # resident buffer -> commands of this layer that used it
         self.moved: dict[str, int] = {}  # resident buffer -> bytes of it moved on chip so far
-        # the signatures of the array layers that emit like another (mapper.replay), by decision id,
-        # and their templates by signature and emitter state
+        # the signatures of the array and vector layers that emit like another (mapper.replay), by
+        # decision id, and their templates by signature and emitter state (None: emitted directly)
         self.replays: dict[int, tuple[Hashable, tuple[str, ...]]] = {}
         self.templates: dict[Hashable, Template | None] = {}
 
