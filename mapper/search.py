@@ -34,7 +34,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 
 from accel.commands import Block, Buffer, Compute, Load, Store, Vector
@@ -419,30 +419,27 @@ class _Loads:
         self._out: dict[tuple[int, int, int], tuple[int, int, float]] = {}
 
     def x(self, tb: int, tm: int, tk: int) -> tuple[int, int, float]:
-        known = self._x.get((tb, tm, tk)) if self.memo else None
-        if known is None:
-            size = self.ops.x_share(tb, tm, tk)
-            known = (size, *self.pricer.transfer(size, Buffer.SCRATCHPAD, False, self.ops.x_row_bytes(tb, tk)))
-            if self.memo:
-                self._x[tb, tm, tk] = known
-        return known
+        return self._priced(self._x, (tb, tm, tk), lambda: self.ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD, False,
+                            lambda: self.ops.x_row_bytes(tb, tk))
 
     def w(self, tb: int, tk: int, tn: int) -> tuple[int, int, float]:
-        known = self._w.get((tb, tk, tn)) if self.memo else None
-        if known is None:
-            size = self.ops.w_size(tb, tk, tn)
-            known = (size, *self.pricer.transfer(size, Buffer.SCRATCHPAD, False, self.ops.w_row_bytes(tk, tn)))
-            if self.memo:
-                self._w[tb, tk, tn] = known
-        return known
+        return self._priced(self._w, (tb, tk, tn), lambda: self.ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, False,
+                            lambda: self.ops.w_row_bytes(tk, tn))
 
     def out(self, tb: int, tm: int, tn: int) -> tuple[int, int, float]:
-        known = self._out.get((tb, tm, tn)) if self.memo else None
+        return self._priced(self._out, (tb, tm, tn), lambda: tb * tm * tn * self.ops.out_bytes, Buffer.ACCUMULATOR,
+                            True, lambda: self.ops.out_row_bytes(tb, tn))
+
+    def _priced(self, table: dict[tuple[int, int, int], tuple[int, int, float]], key: tuple[int, int, int],
+                size_of: Callable[[], int], buffer: Buffer, store: bool,
+                row_bytes: Callable[[], int]) -> tuple[int, int, float]:
+        """``(size_bytes, cycles, energy)`` of one transfer, from ``table`` when memoised."""
+        known = table.get(key) if self.memo else None
         if known is None:
-            size = tb * tm * tn * self.ops.out_bytes
-            known = (size, *self.pricer.transfer(size, Buffer.ACCUMULATOR, True, self.ops.out_row_bytes(tb, tn)))
+            size = size_of()
+            known = (size, *self.pricer.transfer(size, buffer, store, row_bytes()))
             if self.memo:
-                self._out[tb, tm, tn] = known
+                table[key] = known
         return known
 
 
