@@ -242,10 +242,10 @@ class _Emitter:
         template = self.templates[key]
         if template is None:  # the layer reads something a template cannot stand for
             return self._direct(decision)
-        users = self._users()
+        expand = template.expansion(names, self.ready, self._users())
         base = len(self.commands)
-        self.commands.extend(template.instantiate(names, base, self.ready, users, self.dram_addr, self.dram_end))
-        writers, final = template.final(base, names, self.ready, users)
+        self.commands.extend(template.instantiate(names, base, expand, self.dram_addr, self.dram_end))
+        writers, final = template.final(base, names, expand)
         self.ready.update(writers)
         self._set_users(final)
         self.dram_end += template.psum_bytes

@@ -115,21 +115,11 @@ class Template:
     def __post_init__(self) -> None:
         self._plans = [_copy_plan(c, self.names) for c in self.commands]
 
-    def instantiate(self, names: Sequence[str], base: int, ready: Mapping[str, int | None],
-                    users: Mapping[tuple, Sequence[int]], dram_addr: Mapping[str, int],
-                    psum_end: int) -> list[Command]:
-        """The commands of the layer that ``names`` name, its first command's id ``base``: the emitter's
-        ``ready`` writers and ``users`` lists expand the symbols, ``dram_addr`` and ``psum_end``
-        relocate the addresses."""
-        expand: dict[int, tuple[int, ...]] = {}
-        for symbol, (kind, *where) in self.symbols.items():
-            if kind == "ready":
-                writer = ready[names[where[0]]]
-                expand[symbol] = () if writer is None else (writer,)
-            else:
-                expand[symbol] = tuple(users[(kind, *where)])
-        starts = [psum_end, *(dram_addr[n] for n in names[1:])]  # by DRAM token: -1 is the last
-        starts.append(psum_end)
+    def instantiate(self, names: Sequence[str], base: int, expand: Mapping[int, tuple[int, ...]],
+                    dram_addr: Mapping[str, int], psum_end: int) -> list[Command]:
+        """The commands of the layer that ``names`` name, its first command's id ``base``: ``expand``
+        (:meth:`expansion`) gives the symbols' ids, ``dram_addr`` and ``psum_end`` relocate the addresses."""
+        starts = [0, *(dram_addr[n] for n in names[1:]), psum_end]  # by DRAM token (-1: the scratch area)
         layer = names[0]
         commands = []
         append = commands.append
@@ -151,17 +141,11 @@ class Template:
             append(build(values))
         return commands
 
-    def final(self, base: int, names: Sequence[str], ready: Mapping[str, int | None],
-              users: Mapping[tuple, Sequence[int]]) -> tuple[dict[str, int | None], dict[tuple, list[int]]]:
+    def final(self, base: int, names: Sequence[str],
+              expand: Mapping[int, tuple[int, ...]]) -> tuple[dict[str, int | None], dict[tuple, list[int]]]:
         """The writers of the layer's names and the lists of users after the instantiated layer."""
         def real(ident: int) -> list[int]:
-            if ident >= 0:
-                return [base + ident]
-            kind, *where = self.symbols[ident]
-            if kind == "ready":
-                writer = ready[names[where[0]]]
-                return [] if writer is None else [writer]
-            return list(users[(kind, *where)])
+            return [base + ident] if ident >= 0 else list(expand[ident])
 
         writers: dict[str, int | None] = {}
         for i, ident in self.ready.items():
@@ -173,6 +157,19 @@ class Template:
                 raise AssertionError("a tensor's writer is one command")
             writers[names[i]] = ids[0] if ids else None
         return writers, {key: [r for ident in ids for r in real(ident)] for key, ids in self.users.items()}
+
+    def expansion(self, names: Sequence[str], ready: Mapping[str, int | None],
+                  users: Mapping[tuple, Sequence[int]]) -> dict[int, tuple[int, ...]]:
+        """The ids each symbol stands for where the layer ``names`` names is instantiated: the emitter's
+        ``ready`` writers and ``users`` lists then."""
+        expand: dict[int, tuple[int, ...]] = {}
+        for symbol, (kind, *where) in self.symbols.items():
+            if kind == "ready":
+                writer = ready[names[where[0]]]
+                expand[symbol] = () if writer is None else (writer,)
+            else:
+                expand[symbol] = tuple(users[(kind, *where)])
+        return expand
 
 
 def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
