@@ -1,12 +1,13 @@
 # Two entry points for a fresh machine (Python 3.11+, root or sudo for one system package):
 #   make demo   sets up .venv and runs the main job (the default sweep), writing reports/out/index.html
-#   make test   sets up .venv and runs the whole test suite (pytest)
+#   make test   sets up .venv and runs the whole test suite (pytest, one worker per core: JOBS=auto)
 # Setup creates .venv, installs the project with its dev and FPGA extras, and installs
 # Icarus Verilog with apt-get when `iverilog` is missing.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+JOBS   ?= auto
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test setup icarus lint clean
@@ -17,7 +18,7 @@ demo: setup
 	$(BIN)/accel report reports/out/sweep.parquet --out reports/out
 
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(JOBS) --dist worksteal
 
 lint: setup
 	$(BIN)/ruff check .
