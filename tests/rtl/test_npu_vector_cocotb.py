@@ -1,0 +1,155 @@
+"""The NPU's vector unit computes quantized adds and clamps (ReLUs, copies) as the host's table says.
+
+A residual block (1x1 conv -> ReLU -> 1x1 conv -> add of the block's input, the ReLUs folded into the
+convolution's store and the add's output range by onnxruntime's quantizer; 1x1 convolutions because
+the NPU's array reads its GEMM operands as laid out, with no im2col feeder, and a 1x1 convolution's
+input band is its im2col matrix) is built, exported to ONNX, quantized by
+``quantize_static`` with int8 activations, imported and mapped by the real mapper onto fpga-small.
+:func:`rtl.npu.golden.requant_table` is the host's table of the plan: the convolutions' stores
+requantize, and the add's Vector commands get their zero points and TFLite rescales
+(:class:`~accel.encoding.VectorStep`). rtl.npu.golden with that table must end with sim.execute's
+DRAM image byte for byte, through DRAM (``none`` allocator) and with the ILP keeping tensors on chip;
+on Icarus, the NPU with the table written through its ``rq_*`` port must end with golden's DRAM and
+every command's start and end must be the simulator's. A hand-written program clamps (a ReLU and a
+copy) and adds with a hand-written table; a table with a wrong rescale must fail on the data only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accel.commands import Block, Buffer, Load, Store, Vector
+from accel.encoding import RequantTable, VectorStep, encode_program, encode_requant_table, encode_vector_table
+from accel.errors import ConfigError
+from accel.formats import Requantization
+from mapper import MapOptions, map_graph
+from mapper.plan import Plan
+from rtl.npu.golden import execute, requant_table
+from sim.execute import dram_images
+from sim.numerics import tflite_add_multipliers
+from sim.reference import run_quantized
+from workloads.builder import GraphBuilder
+from workloads.host import split_host
+from workloads.onnx_import import load_onnx
+
+pytest.importorskip("onnxruntime")
+
+TESTBENCH = Path(__file__).with_name("npu_tb.py")
+SPAD = Buffer.SCRATCHPAD
+MOVE_LATENCY = 8
+"""``activation.latency_cycles`` of the design (Moves requantize, as in test_npu_requant_cocotb.py)."""
+
+
+def design():  # noqa: ANN201
+    """fpga-small (4x4, tflite-double, vector unit of 4 lanes and 4 cycles of latency) with Moves
+    through the requantizer (the testbench derives the same from its parameters)."""
+    from accel.config import load
+
+    arch = load("fpga-small")
+    assert arch.array.requant is Requantization.TFLITE_DOUBLE
+    assert (arch.vector.lanes, arch.vector.latency_cycles) == (4, 4)
+    return dataclasses.replace(arch, activation=dataclasses.replace(arch.activation, latency_cycles=MOVE_LATENCY))
+
+
+@cache
+def residual_graph():  # noqa: ANN201
+    """(graph, input codes of its device part) of a 1x4x4x4 residual block (4 -> 8 -> 4 channels), quantized with
+    int8 activations."""
+    from workloads.onnx_export import export_onnx
+    from workloads.quantize import calibration_inputs, quantize_model
+
+    b = GraphBuilder("qres")
+    x = b.input("x", (1, 4, 4, 4))
+    h = b.conv(x, 8, 1, name="conv1")
+    h = b.activation(h, "relu", "conv1.relu")
+    h = b.conv(h, 4, 1, name="conv2")
+    b.activation(b.add(h, x, name="add"), "relu", "add.relu")
+    logging.disable(logging.WARNING)
+    try:
+        model = export_onnx(b.build(), seed=3)
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
+    finally:
+        logging.disable(logging.NOTSET)
+    graph = load_onnx(quantized)
+    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
+                          requant=Requantization.TFLITE_DOUBLE)
+    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
+
+
+@cache
+def residual_block(allocator: str = "none") -> tuple[Plan, dict]:
+    """The mapper's plan of the residual block (``allocator``) and its input codes."""
+    graph, inputs = residual_graph()
+    return map_graph(graph, design(), MapOptions(allocator=allocator)), inputs
+
+
+RESIDUAL = {"residual_block": lambda: residual_block("none"), "residual_block_resident": lambda: residual_block("ilp")}
+"""The mapper's plans of the residual block by name (npu_tb.py has a cocotb test of each)."""
+
+
+@pytest.mark.parametrize("name", RESIDUAL)
+def test_golden_with_the_hosts_table_adds_as_sim_execute(name: str) -> None:
+    """Golden, given the plan's table, ends with sim.execute's DRAM image, every byte; without the add's
+    vector steps (timing only, as before) it does not."""
+    plan, inputs = RESIDUAL[name]()
+    table = requant_table(plan)
+    vectors = [c for c in plan.commands if isinstance(c, Vector)]
+    assert vectors and all(c.layer == "add" for c in vectors)
+    assert [s.command for s in table.vector] == [c.id for c in vectors]
+    assert all(s.function == "add" and s.a_multiplier and s.b_multiplier and s.y_multiplier for s in table.vector)
+    before, after = dram_images(plan, inputs)
+    assert execute(plan.arch, plan.commands, before, requant=table).dram == bytearray(after)
+    timed_only = dataclasses.replace(table, vector=())
+    assert execute(plan.arch, plan.commands, before, requant=timed_only).dram != bytearray(after)
+
+
+def test_the_adds_step_is_tflites_rescale_of_its_tensors() -> None:
+    plan, _ = residual_block()
+    graph = plan.graph
+    add = graph.layer("add")
+    (a, b), y = (graph.tensors[t].quant for t in add.inputs), graph.tensors[add.outputs[0]].quant
+    step = requant_table(plan).vector[0]
+    assert step.multipliers == tflite_add_multipliers(a.scale[0], b.scale[0], y.scale[0])
+    assert (step.a_zero_point, step.b_zero_point, step.y_zero_point) == (a.zero_point[0], b.zero_point[0],
+                                                                         y.zero_point[0])
+    assert (step.low, step.high) == (-128, 127)
+
+
+def test_vector_steps_are_refused_for_what_the_vector_unit_cannot_compute() -> None:
+    plan, _ = residual_block()
+    vector = next(c for c in plan.commands if isinstance(c, Vector))
+    blocked = dataclasses.replace(vector, output_block=Block(rows=1, row_bytes=vector.elements, row_stride=0))
+    commands = tuple(blocked if c.id == vector.id else c for c in plan.commands)
+    with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'add'\): the NPU's vector unit "
+                                          r"reads and writes packed runs, not blocks$"):
+        requant_table(dataclasses.replace(plan, commands=commands))
+    half = dataclasses.replace(vector, elements=vector.extent // 2)
+    commands = tuple(half if c.id == vector.id else c for c in plan.commands)
+    with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'add'\): the NPU's vector unit "
+                                          rf"computes a chunk's elements, {vector.extent}, not {half.elements}$"):
+        requant_table(dataclasses.replace(plan, commands=commands))
+    arch = dataclasses.replace(plan.arch, array=dataclasses.replace(plan.arch.array,
+                                                                    requant=Requantization.FLOAT32_HALF_EVEN))
+    with pytest.raises(ConfigError, match=r"^fpga-small: the NPU's requantizer rounds as tflite-double or "
+                                          r"tflite-single, not the design's float32-half-even$"):
+        requant_table(dataclasses.replace(plan, arch=arch))
+
+
+def test_a_multiply_on_the_vector_unit_is_refused() -> None:
+    graph, _ = residual_graph()
+    plan, _ = residual_block()
+    add = graph.layer("add")
+    mul = dataclasses.replace(add, attrs={**add.attrs, "fn": "mul"}, source_op="Mul")
+    layers = tuple(mul if layer.name == "add" else layer for layer in graph.layers)
+    plan = dataclasses.replace(plan, graph=dataclasses.replace(graph, layers=layers))
+    vector = next(c for c in plan.commands if isinstance(c, Vector))
+    with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'add'\): the NPU's vector unit "
+                                          r"computes quantized adds of two activations, ReLUs and copies, not Mul$"):
+        requant_table(plan)
