@@ -153,3 +153,103 @@ def test_a_multiply_on_the_vector_unit_is_refused() -> None:
     with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'add'\): the NPU's vector unit "
                                           r"computes quantized adds of two activations, ReLUs and copies, not Mul$"):
         requant_table(plan)
+
+
+def vector_ops() -> tuple[tuple, RequantTable]:
+    """Two 23-byte operands loaded; a ReLU (clamp from zero point -5), a copy clamped to [-20, 90], a timed-only
+    vector command, and an add of the two (23 elements: a partial last beat, unaligned addresses) with its
+    hand-written rescales; everything stored."""
+    n = 23
+    commands = (
+        Load(id=0, layer="v", tensor="a", size_bytes=n, addr=1, dram_addr=0),
+        Load(id=1, layer="v", tensor="b", size_bytes=n, addr=70, dram_addr=32),
+        Vector(id=2, layer="v", deps=(0,), op="relu", elements=n, input_addr=1, output_addr=130, extent=n),
+        Vector(id=3, layer="v", deps=(1,), op="copy", elements=n, input_addr=70, output_addr=203, extent=n),
+        Vector(id=4, layer="v", deps=(0, 1), op="timed", elements=9, input_addr=1, output_addr=300, extent=9),
+        Vector(id=5, layer="v", deps=(0, 1), op="add", elements=n, input_addr=1, second_addr=70, output_addr=257,
+               extent=n),
+        Store(id=6, layer="v", deps=(2,), tensor="relu", size_bytes=n, buffer=SPAD, addr=130, dram_addr=64),
+        Store(id=7, layer="v", deps=(3,), tensor="copy", size_bytes=n, buffer=SPAD, addr=203, dram_addr=96),
+        Store(id=8, layer="v", deps=(5,), tensor="sum", size_bytes=n, buffer=SPAD, addr=257, dram_addr=128),
+    )
+    (ma, sa), (mb, sb), (my, sy) = tflite_add_multipliers(0.05, 0.031, 0.07)
+    table = RequantTable(vector=(
+        VectorStep(command=2, function="clamp", low=-5),
+        VectorStep(command=3, function="clamp", low=-20, high=90),
+        VectorStep(command=5, function="add", a_zero_point=3, b_zero_point=-11, y_zero_point=-2, a_multiplier=ma,
+                   a_shift=sa, b_multiplier=mb, b_shift=sb, y_multiplier=my, y_shift=sy)))
+    return commands, table
+
+
+def vector_ops_dram() -> bytes:
+    """:func:`vector_ops`' DRAM: random bytes (its operands at 0 and 32)."""
+    rng = random.Random(11)
+    return bytes(rng.randrange(256) for _ in range(256))
+
+
+def test_hand_written_vector_commands_clamp_and_add() -> None:
+    commands, table = vector_ops()
+    dram = vector_ops_dram()
+    mem = execute(design(), commands, dram, requant=table)
+    a, b = (np.frombuffer(dram[at:at + 23], np.int8).astype(int) for at in (0, 32))
+    relu, copy, total = (np.frombuffer(bytes(mem.dram[at:at + 23]), np.int8).astype(int) for at in (64, 96, 128))
+    assert list(relu) == [max(v, -5) for v in a] and list(copy) == [min(max(v, -20), 90) for v in b]
+    real = 0.05 * (a - 3) + 0.031 * (b + 11)
+    assert np.abs(np.clip(real / 0.07 - 2, -128, 127) - total).max() <= 1  # TFLite's rescale, within a code
+    assert not mem.scratchpad[300:309].strip(b"\0")  # the timed-only command writes nothing
+
+
+def wrong_rescale(table: RequantTable) -> RequantTable:
+    """``table`` with its first add's output multiplier nine tenths of its own."""
+    first = table.vector[0]
+    wrong = dataclasses.replace(first, y_multiplier=first.y_multiplier * 9 // 10)
+    return dataclasses.replace(table, vector=(wrong, *table.vector[1:]))
+
+
+def _words(table: RequantTable) -> dict[str, list[int]]:
+    steps, channels = encode_requant_table(table)
+    return {"steps": list(steps), "channels": list(channels), "vector": list(encode_vector_table(table))}
+
+
+def _programs() -> dict[str, dict]:
+    """The testbench's ``programs``: image, DRAM and table of each, in npu_tb.py's order."""
+    out = {}
+    for name, make in RESIDUAL.items():
+        plan, inputs = make()
+        out[name] = {"image": encode_program(plan.commands).hex(), "dram": dram_images(plan, inputs)[0].hex(),
+                     "requant": _words(requant_table(plan))}
+    commands, table = vector_ops()
+    out["vector_ops"] = {"image": encode_program(commands).hex(), "dram": vector_ops_dram().hex(),
+                         "requant": _words(table)}
+    original = requant_table(residual_block()[0])
+    out["wrong_rescale"] = {**out["residual_block"], "requant": _words(wrong_rescale(original)),
+                            "reference_requant": out["residual_block"]["requant"]}
+    return out
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_npu_adds_and_clamps_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> None:
+    """The residual block's programs and the hand-written one match golden (hence sim.execute for the
+    mapper's) and the simulator's trace; the wrong rescale fails on the data only."""
+    from accel.encoding import decode_program
+    from rtl.cocotb_runner import run_cocotb
+    from rtl.npu import NPU
+
+    arch = design()
+    programs = _programs()
+    words = max(len(p["image"]) // 8 for p in programs.values())
+    size = max(len(decode_program(bytes.fromhex(p["image"]))) for p in programs.values())
+    channels = max(len(p["requant"]["channels"]) // 4 for p in programs.values())
+    npu = NPU(arch, max_commands=size, program_words=words, requant_channels=channels)
+    parameters = {"rows": arch.array.rows, "cols": arch.array.cols, "max_commands": size, "program_words": words,
+                  "activation_latency": MOVE_LATENCY, "programs": programs}
+    result = run_cocotb(toplevel="npu", component=npu, test_module=TESTBENCH, build_dir=tmp_path,
+                        parameters=parameters, check=False)
+    by_name = {case.name: case for case in result.cases if case.name in programs}
+    assert set(by_name) == {*programs}, result.summary()
+    for name in ("residual_block", "residual_block_resident", "vector_ops"):
+        assert by_name[name].passed, f"{name}: {by_name[name].message}"
+    wrong = by_name["wrong_rescale"]
+    assert not wrong.passed, "a table with a wrong rescale must not match golden of the right one"
+    assert "DRAM differed from rtl.npu.golden.execute" in wrong.message and "ran [" not in wrong.message
