@@ -266,16 +266,16 @@ def _mbqm(x, multiplier, shift, mode: str):  # noqa: ANN001, ANN202 - Amaranth v
     product_of = lambda v: v * multiplier[:32].as_unsigned()  # noqa: E731 - 64-bit signed
     if mode == "double":
         left = Mux(shift > 0, shift, 0)[:5]
-        right = Mux(shift > 0, 0, -shift)[:6]
+        right = Mux(shift > 0, 0, -shift)[:5]  # 0 .. 31
         product = product_of((x << left)[:32].as_signed())
         nudged = product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))
         high = Mux(nudged < 0, (nudged + ((1 << 31) - 1)) >> 31, nudged >> 31)[:32].as_signed()
-        mask = (Const(1, 33) << right) - 1
-        remainder = (high & mask.as_signed())
+        mask = ((Const(1, 32) << right)[:32] - 1)[:31]  # 2**right - 1, at most 31 bits
+        remainder = high.as_unsigned()[:31] & mask
         threshold = (mask >> 1) + (high < 0)
         return (high >> right) + (remainder > threshold)
-    total = (31 - shift)[:6]
-    return ((product_of(x) + (Const(1, 63) << (total - 1)[:6])) >> total)[:32].as_signed()
+    total = (31 - shift)[:6]  # 1 .. 62
+    return ((product_of(x) + (Const(1, 62) << (total - 1)[:6])[:62]) >> total)[:32].as_signed()
 
 
 def _ceil_div(value, divisor: int):  # noqa: ANN001, ANN202 - Amaranth values

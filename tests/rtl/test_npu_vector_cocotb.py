@@ -253,3 +253,38 @@ def test_npu_adds_and_clamps_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> No
     wrong = by_name["wrong_rescale"]
     assert not wrong.passed, "a table with a wrong rescale must not match golden of the right one"
     assert "DRAM differed from rtl.npu.golden.execute" in wrong.message and "ran [" not in wrong.message
+
+
+@pytest.mark.parametrize("mode", ["double", "single"])
+def test_the_vector_units_rescale_is_sim_numerics_mbqm(mode: str) -> None:
+    """The vector datapath's combinational MBQM (rtl.npu.core._mbqm) equals
+    sim.numerics.multiply_by_quantized_multiplier on random int32 values, multipliers and every shift."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from rtl.npu.core import _mbqm
+    from sim.numerics import multiply_by_quantized_multiplier
+
+    m = Module()
+    x, multiplier, shift = Signal(signed(32)), Signal(32), Signal(signed(8))
+    y = Signal(signed(32))
+    m.d.comb += y.eq(_mbqm(x, multiplier, shift, mode))
+    rng = random.Random(7)
+    cases = [(rng.choice([rng.randrange(-(1 << 31), 1 << 31), rng.randrange(-(1 << 12), 1 << 12), -(1 << 31),
+                          (1 << 31) - 1]), rng.choice([rng.randrange(1 << 30, 1 << 31), rng.randrange(1 << 31)]),
+              s) for s in range(-31, 31) for _ in range(6)]
+    got = []
+
+    async def bench(ctx) -> None:  # noqa: ANN001
+        for value, mult, s in cases:
+            ctx.set(x, value)
+            ctx.set(multiplier, mult)
+            ctx.set(shift, s)
+            got.append(ctx.get(y))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    expected = [multiply_by_quantized_multiplier(v, mult, s, mode=mode) for v, mult, s in cases]
+    wrong = [(c, g, e) for c, g, e in zip(cases, got, expected, strict=True) if g != e]
+    assert not wrong, f"{len(wrong)} of {len(cases)} differ, e.g. {wrong[:3]}"
