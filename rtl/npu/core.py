@@ -45,11 +45,12 @@ Structure
     have any byte alignment.
 ``requantization``
     The host's :class:`~accel.encoding.RequantTable`, written through ``rq_*`` before ``start``
-    (:func:`accel.encoding.encode_requant_table`'s words: ``rq_table`` 0 the steps, 1 the channel
-    table), as Gemmini's ``config_mvout`` sets ``acc_scale`` and the activation before a layer's
-    stores: a step memory (64 bits per command id; its step is read in the Store's first cycle) and
-    ``requant_channels`` channel entries (bias, multiplier, shift), one copy per lane. A Store from
-    the accumulator whose step is enabled feeds its 4 elements per cycle, each plus its channel's
+    (:func:`accel.encoding.encode_requant_table`'s words: ``rq_table`` 0 the steps, 1 the
+    channel table; 2 the vector steps, below), as Gemmini's ``config_mvout`` sets ``acc_scale``
+    and the activation before a layer's stores: a step memory (64 bits per command id; its step
+    is read in the Store's first cycle) and ``requant_channels`` channel entries (bias,
+    multiplier, shift), one copy per lane. A Store from the accumulator whose step is enabled
+    feeds its 4 elements per cycle, each plus its channel's
     bias (wrapping), with the channel's multiplier and shift and the step's zero point and clamp (a
     fused ReLU is ``low = zero_point``), to a 4-lane :class:`rtl.requant.Requantizer` (the design's
     rounding: ``tflite-single``, else ``tflite-double``): lane ``i``'s channel of feed ``f`` is
@@ -91,19 +92,37 @@ Structure
     computes the dense reduction, its batch stride and the index stream's bit base while the
     record is read.
 ``vector``
-    A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
+    Holds its queue for :func:`accel.timing.vector_cycles` and computes what the host's vector step
+    of the command says (:class:`~accel.encoding.VectorStep`, written through ``rq_*`` with
+    ``rq_table`` 2 as :func:`accel.encoding.encode_vector_table`'s words; a step memory of 192 bits
+    per command id, read in the command's first cycle): nothing (timed only: unconfigured), TFLite's
+    quantized ``add`` or a ``clamp``. Beat ``i`` (4 int8 elements; ``arch.vector.lanes`` must be 4)
+    of both operands is addressed in the command's cycle ``i`` (``input_addr + 4 i`` and
+    ``second_addr + 4 i``, two read windows of their own) and three register stages follow the read:
+    the inputs' rescales ``MBQM(int32((x - x_zp) << 20), m_x, s_x)``, the output's ``MBQM`` of their
+    int32 sum, then plus the output zero point (``add``; ``clamp``: the operand) clamped to ``[low,
+    high]``; the result beat is written at ``output_addr + 4 i`` (byte strobes for the last,
+    partial one) through the scratchpad's third writer in cycle ``i + 4``, so the last is written
+    in the command's last cycle when ``arch.vector.latency_cycles`` is 4 and earlier when more
+    (fewer is refused). The rescale is :func:`sim.numerics.multiply_by_quantized_multiplier` in the
+    design's rounding (``tflite-single``, else ``tflite-double``), combinational (``_mbqm``). A
+    configured command that names a block (``input_block``, ``second_block``, ``output_block``)
+    stops the run with ``error``. With ``requant_channels = 0`` there is no vector datapath (every
+    Vector command is timed only).
 
 Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by the
 host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
 cycle before) each have one write and one synchronous read port, the two ports of a block RAM; the
 decoder pipelines its reads, which costs cycles before cycle 0 only. The scratchpad is
 :class:`rtl.npu.scratchpad.BankedScratchpad` (``arch.scratchpad.banks`` banks of ``word_bytes``,
-synchronous reads, one copy per read stream: each input lane, the weight row, the store, and with
-N:M patterns the ``C`` index lanes and the value lanes of columns beyond ``R``): the array and the
+synchronous reads, one copy per read stream: each input lane, the weight row, the store, with
+N:M patterns the ``C`` index lanes and the value lanes of columns beyond ``R``, and the vector
+unit's two operands): the array and the
 store address the next cycle's operands, the first of a command from its queue's head while the unit
-is idle or ending its previous command, so no command takes a cycle more than the datasheet says. A
-load and a move writing one scratchpad bank in the same cycle stop the run with ``error`` (unless
-Moves requantize: above). The accumulator is :class:`rtl.npu.accumulator.BankedAccumulator`:
+is idle or ending its previous command, so no command takes a cycle more than the datasheet says. Its
+writers are loads, moves and the vector unit; two of them writing one scratchpad bank in the same
+cycle stop the run with ``error`` (unless Moves requantize: above; then every writer has a port).
+The accumulator is :class:`rtl.npu.accumulator.BankedAccumulator`:
 word-interleaved banks (at least ``C`` and 4), so the array's row and the DMA's 4 words touch each
 bank once; one copy of the banks for the array's read-modify-write and one for stores and moves,
 each bank one write and one synchronous read port; both readers address a cycle ahead (the array the
@@ -122,7 +141,8 @@ Restrictions of this version (refused with :class:`~accel.errors.ConfigError`): 
 wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), N:M groups
 ``M`` no wider than a scratchpad read window (``word_bytes * (banks - 1) + 1`` bytes), DMA and DRAM
 latencies of at least 8 cycles together (the store path's requantizer hides behind them),
-``activation.latency_cycles`` 0 or 8, and the
+``activation.latency_cycles`` 0 or 8, with the vector datapath (``requant_channels > 0``)
+``vector.lanes = 4`` and ``vector.latency_cycles >= 4``, and the
 decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M with a
 pattern the array does not list in ``arch.array.sparsity``, on a dataflow other than WS or with a
 ``k`` that is not whole groups of ``N``, or read an operand through a block (``input_block``,
