@@ -121,11 +121,12 @@ async def _run_program(dut: object, name: str) -> None:
         await FallingEdge(dut.clk)
     dut.prog_we.value = 0
     requant = None
-    if "requant" in spec:  # the host's requantization table: every step (unconfigured ids cleared), the channels
+    if "requant" in spec:  # the host's requantization table: every step (unconfigured ids cleared), the
+        # channels, every vector step (unconfigured ids cleared: timed only)
         steps, channels = spec["requant"]["steps"], spec["requant"]["channels"]
         steps = steps + [0] * (2 * parameters["max_commands"] - len(steps))
         vector = spec["requant"].get("vector", [])
-        vector = vector + [0] * (8 * parameters["max_commands"] - len(vector)) if "vector" in spec["requant"] else []
+        vector = vector + [0] * (8 * parameters["max_commands"] - len(vector))
         for table, table_words in ((0, steps), (1, channels), (2, vector)):
             for addr, word in enumerate(table_words):
                 dut.rq_we.value, dut.rq_table.value, dut.rq_addr.value, dut.rq_data.value = 1, table, addr, word
