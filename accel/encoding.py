@@ -66,9 +66,10 @@ Requantization table
 --------------------
 :func:`encode_requant_table` turns a :class:`RequantTable` (what the host writes into the NPU
 before ``start``, as Gemmini's ``config_mvout`` sets a layer's ``acc_scale`` and activation before
-its ``mvout``) into two arrays of u32 words and :func:`decode_requant_table` turns them back. The
-program image does not change: a Store or Move record carries no scale (the layer's configuration,
-not its data), so the table names them by command id.
+its ``mvout``) into two arrays of u32 words, :func:`encode_vector_table` its vector steps into a
+third, and :func:`decode_requant_table` turns them back. The program image does not change: a
+Store, Move or Vector record carries no scale (the layer's configuration, not its data), so the
+table names them by command id.
 
 ``steps`` (2 x u32 per command id ``0..N-1``, ``N`` the highest configured id plus one)
     ======  ==========  ======================================================================
@@ -99,6 +100,36 @@ Result ``i`` of an enabled command, channel ``c = first_channel + i % columns``,
 :func:`sim.numerics.requantize` ``(int32(acc + bias[c]), multiplier[c], shift[c], zero_point,
 clamp_min=low, clamp_max=high)`` in the design's rounding mode.
 
+``vector`` (8 x u32 per command id ``0..N-1``, ``N`` the highest configured id plus one;
+:func:`encode_vector_table`)
+    What a Vector command computes (:class:`VectorStep`; a command without one is timed only and
+    moves no data). Codes are int8, two's complement:
+
+    ======  ==========  ======================================================================
+    word    bits        field
+    ======  ==========  ======================================================================
+    0       0..1        ``function``: 0 none (timing only), 1 ``add``, 2 ``clamp``
+    0       8..15       ``low``: the output clamp's lower bound (a ReLU's: the zero point)
+    0       16..23      ``high``: the output clamp's upper bound
+    1       0..7        ``a_zero_point``: the first input's zero point (``add``)
+    1       8..15       ``b_zero_point``: the second input's zero point (``add``)
+    1       16..23      ``y_zero_point``: the output zero point (``add``)
+    2       0..31       ``a_multiplier`` (``0 .. 2**31 - 1``): the first input's rescale
+    3       0..31       ``b_multiplier``: the second input's rescale
+    4       0..31       ``y_multiplier``: the output's rescale
+    5       0..7        ``a_shift`` (``-31 .. 30``, two's complement)
+    5       8..15       ``b_shift``
+    5       16..23      ``y_shift``
+    6, 7                zero
+    ======  ==========  ======================================================================
+
+    Element ``i`` (of the command's ``elements``: byte ``input_addr + i``, for ``add`` also byte
+    ``second_addr + i``, into byte ``output_addr + i`` of the scratchpad) of ``add`` is
+    :func:`sim.numerics.tflite_add_codes` ``(a, b, a_zero_point, b_zero_point, ((a_multiplier,
+    a_shift), (b_multiplier, b_shift), (y_multiplier, y_shift)), y_zero_point)`` clamped to ``[low,
+    high]`` (TFLite's quantized ``ADD``, left shift 20, in the design's rounding mode); of ``clamp``
+    ``clamp(a, low, high)`` (a ReLU: ``low`` is the zero point; a copy: the whole int8 range).
+
 Encoding refuses what it cannot represent (a field too wide for its slot, ids out of order, a
 dependency on a later command, a command field this format has no slot for) with an
 :class:`EncodingError` naming the command and field; decoding refuses a truncated or foreign image.
@@ -115,8 +146,9 @@ from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, V
 from accel.errors import AccelError
 from accel.hardware import Dataflow, Sparsity
 
-__all__ = ["EncodingError", "MAGIC", "RECORD_BYTES", "VERSION", "RequantChannel", "RequantStep", "RequantTable",
-           "decode_program", "decode_requant_table", "encode_program", "encode_requant_table"]
+__all__ = ["EncodingError", "MAGIC", "RECORD_BYTES", "VECTOR_FUNCTIONS", "VERSION", "RequantChannel", "RequantStep",
+           "RequantTable", "VectorStep", "decode_program", "decode_requant_table", "decode_vector_table",
+           "encode_program", "encode_requant_table", "encode_vector_table"]
 
 MAGIC = b"ACCLPROG"
 VERSION = 2
@@ -349,18 +381,66 @@ class RequantChannel:
             ("shift", self.shift, -31, 30)))
 
 
+VECTOR_FUNCTIONS = ("add", "clamp")
+"""What a :class:`VectorStep` may compute: its ``function`` code is the index here plus one."""
+
+
+@dataclass(frozen=True, slots=True)
+class VectorStep:
+    """What one Vector command (by command id) computes on its elements (module docstring): TFLite's
+    quantized ``add`` of two int8 operands, or a ``clamp`` of one (a ReLU, a copy)."""
+
+    command: int
+    function: str
+    low: int = -128
+    high: int = 127
+    a_zero_point: int = 0
+    b_zero_point: int = 0
+    y_zero_point: int = 0
+    a_multiplier: int = 0
+    a_shift: int = 0
+    b_multiplier: int = 0
+    b_shift: int = 0
+    y_multiplier: int = 0
+    y_shift: int = 0
+
+    def __post_init__(self) -> None:
+        what = f"Vector step of command {self.command}"
+        if self.function not in VECTOR_FUNCTIONS:
+            raise EncodingError(f"{what}: function must be one of {', '.join(VECTOR_FUNCTIONS)}, not "
+                                f"{self.function!r}")
+        codes = [(f, getattr(self, f), -128, 127) for f in ("low", "high", "a_zero_point", "b_zero_point",
+                                                            "y_zero_point")]
+        scales = [(f, getattr(self, f), lo, hi) for p in "aby" for f, lo, hi in
+                  ((f"{p}_multiplier", 0, (1 << 31) - 1), (f"{p}_shift", -31, 30))]
+        _check_range(what, (("command", self.command, 0, _U32 // 2), *codes, *scales))
+        if self.low > self.high:
+            raise EncodingError(f"{what}: low must be at most high, not {self.low} > {self.high}")
+
+    @property
+    def multipliers(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """The ``(multiplier, shift)`` pairs of the inputs and the output (:func:`sim.numerics.tflite_add_codes`)."""
+        return ((self.a_multiplier, self.a_shift), (self.b_multiplier, self.b_shift),
+                (self.y_multiplier, self.y_shift))
+
+
 @dataclass(frozen=True, slots=True)
 class RequantTable:
     """The host-written requantization configuration: the steps of the configured commands (one per
-    command id at most) and the channel table they index."""
+    command id at most) and the channel table they index, and what the configured Vector commands
+    compute (``vector``, one step per command id at most)."""
 
     steps: tuple[RequantStep, ...] = ()
     channels: tuple[RequantChannel, ...] = ()
+    vector: tuple[VectorStep, ...] = ()
 
     def __post_init__(self) -> None:
         ids = [s.command for s in self.steps]
         if len(set(ids)) != len(ids):
             raise EncodingError(f"Requantization table configures command {_first_repeat(ids)} twice")
+        vector_ids = [s.command for s in self.vector]
+        if len(set(vector_ids)) != len(vector_ids):
+            raise EncodingError(f"Requantization table configures vector command {_first_repeat(vector_ids)} twice")
         for s in self.steps:
             if s.first_channel + s.columns > len(self.channels):
                 raise EncodingError(f"Requantization step of command {s.command}: channels {s.first_channel}.."
@@ -369,6 +449,10 @@ class RequantTable:
     def step(self, command: int) -> RequantStep | None:
         """The step of ``command`` (``None``: not configured, unit scale)."""
         return next((s for s in self.steps if s.command == command), None)
+
+    def vector_step(self, command: int) -> VectorStep | None:
+        """The vector step of ``command`` (``None``: not configured, timed only)."""
+        return next((s for s in self.vector if s.command == command), None)
 
 
 def encode_requant_table(table: RequantTable) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -384,8 +468,9 @@ def encode_requant_table(table: RequantTable) -> tuple[tuple[int, ...], tuple[in
     return tuple(steps), tuple(channels)
 
 
-def decode_requant_table(steps: Sequence[int], channels: Sequence[int]) -> RequantTable:
-    """The table :func:`encode_requant_table` wrote as ``steps`` and ``channels``."""
+def decode_requant_table(steps: Sequence[int], channels: Sequence[int], vector: Sequence[int] = ()) -> RequantTable:
+    """The table :func:`encode_requant_table` wrote as ``steps`` and ``channels`` (and
+    :func:`encode_vector_table` as ``vector``)."""
     if len(steps) % 2 or len(channels) % 4:
         raise EncodingError(f"Requantization table words must be whole entries (2 per step, 4 per channel), "
                             f"not {len(steps)} and {len(channels)}")
@@ -397,7 +482,40 @@ def decode_requant_table(steps: Sequence[int], channels: Sequence[int]) -> Requa
                                    zero_point=_s8(w0 >> 8), low=_s8(w0 >> 16), high=_s8(w0 >> 24)))
     table = tuple(RequantChannel(bias=_s32(channels[i]), multiplier=channels[i + 1], shift=_s8(channels[i + 2]))
                   for i in range(0, len(channels), 4))
-    return RequantTable(tuple(out), table)
+    return RequantTable(tuple(out), table, decode_vector_table(vector))
+
+
+def encode_vector_table(table: RequantTable) -> tuple[int, ...]:
+    """The ``vector`` words the host writes (module docstring): 8 per command id up to the highest configured."""
+    count = max((s.command + 1 for s in table.vector), default=0)
+    words = [0] * (8 * count)
+    for s in table.vector:
+        at = 8 * s.command
+        words[at] = VECTOR_FUNCTIONS.index(s.function) + 1 | (s.low & 0xFF) << 8 | (s.high & 0xFF) << 16
+        words[at + 1] = (s.a_zero_point & 0xFF) | (s.b_zero_point & 0xFF) << 8 | (s.y_zero_point & 0xFF) << 16
+        words[at + 2:at + 5] = s.a_multiplier, s.b_multiplier, s.y_multiplier
+        words[at + 5] = (s.a_shift & 0xFF) | (s.b_shift & 0xFF) << 8 | (s.y_shift & 0xFF) << 16
+    return tuple(words)
+
+
+def decode_vector_table(words: Sequence[int]) -> tuple[VectorStep, ...]:
+    """The vector steps :func:`encode_vector_table` wrote as ``words``."""
+    if len(words) % 8:
+        raise EncodingError(f"Vector table words must be whole entries (8 per command), not {len(words)}")
+    out = []
+    for command in range(len(words) // 8):
+        w = words[8 * command:8 * command + 8]
+        function = w[0] & 3
+        if not function:
+            continue
+        if function > len(VECTOR_FUNCTIONS):
+            raise EncodingError(f"Vector step of command {command}: function code {function} is not one of "
+                                f"1..{len(VECTOR_FUNCTIONS)}")
+        out.append(VectorStep(command=command, function=VECTOR_FUNCTIONS[function - 1], low=_s8(w[0] >> 8),
+                              high=_s8(w[0] >> 16), a_zero_point=_s8(w[1]), b_zero_point=_s8(w[1] >> 8),
+                              y_zero_point=_s8(w[1] >> 16), a_multiplier=w[2], b_multiplier=w[3], y_multiplier=w[4],
+                              a_shift=_s8(w[5]), b_shift=_s8(w[5] >> 8), y_shift=_s8(w[5] >> 16)))
+    return tuple(out)
 
 
 def _s8(value: int) -> int:

@@ -114,6 +114,7 @@ decompressed weights), :func:`nm_compressed_bytes` / :func:`nm_to_bytes` / :func
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -167,6 +168,9 @@ __all__ = [
     "dequantize_linear",
     "fma_float32",
     "tflite_add",
+    "tflite_add_multipliers",
+    "tflite_add_codes",
+    "TFLITE_ADD_LEFT_SHIFT",
     "systolic_tile",
     "systolic_tile_cycles",
     "NMCompressed",
@@ -604,6 +608,48 @@ def gemm_array(
                a_format=a_format, b_format=b_format, acc_format=acc_format, overflow=mode)
 
 
+TFLITE_ADD_LEFT_SHIFT = 20
+"""TFLite's ``left_shift`` of a quantized ``ADD``: both inputs' offset codes are shifted up by it before
+their rescale (``reference_ops::Add``), so the sum keeps 20 fractional bits."""
+
+
+def tflite_add_multipliers(a_scale: float, b_scale: float, y_scale: float, *,
+                           mode: Requantization | str = Requantization.TFLITE_DOUBLE
+                           ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """The ``(multiplier, shift)`` pairs of TFLite's quantized ``ADD`` (its ``Prepare``): the inputs'
+    ``a_scale / twice_max`` and ``b_scale / twice_max`` and the output's ``twice_max / (2**20 y_scale)``,
+    ``twice_max = 2 max(a_scale, b_scale)``, each :func:`quantize_multiplier` of the float32 scales in
+    double, in ``mode``'s rounding (``tflite-double`` or ``tflite-single``)."""
+    rounding = _tflite_rounding(mode)
+    scales = [float(np.float32(v)) for v in (a_scale, b_scale, y_scale)]
+    twice_max = 2 * max(scales[0], scales[1])
+    return (quantize_multiplier(scales[0] / twice_max, mode=rounding),
+            quantize_multiplier(scales[1] / twice_max, mode=rounding),
+            quantize_multiplier(twice_max / ((1 << TFLITE_ADD_LEFT_SHIFT) * scales[2]), mode=rounding))
+
+
+def tflite_add_codes(a: npt.ArrayLike, b: npt.ArrayLike, a_zero_point: int, b_zero_point: int,
+                     multipliers: Sequence[tuple[int, int]], y_zero_point: int, *,
+                     mode: Requantization | str = Requantization.TFLITE_DOUBLE,
+                     out_format: NumberFormat = INT8) -> np.ndarray:
+    """TFLite's quantized ``ADD`` of codes ``a`` and ``b`` with its three ``(multiplier, shift)`` pairs
+    (:func:`tflite_add_multipliers`): ``y = clamp(MBQM(int32(MBQM(int32((a - a_zp) << 20), ma) +
+    MBQM(int32((b - b_zp) << 20), mb)), my) + y_zp)`` to ``out_format``, element-wise with broadcasting
+    (MBQM: :func:`multiply_by_quantized_multiplier` in ``mode``'s rounding)."""
+    kernel = _mbqm_single if _tflite_rounding(mode) == "single" else _mbqm_double
+    (ma, sa), (mb, sb), (my, sy) = multipliers
+
+    def scaled(values: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
+        return kernel(values, np.int64(multiplier), np.int64(shift))
+
+    a_v = np.asarray(a).astype(np.int64) - int(a_zero_point)
+    b_v = np.asarray(b).astype(np.int64) - int(b_zero_point)
+    left = TFLITE_ADD_LEFT_SHIFT
+    total = scaled(_wrap32(a_v << left), ma, sa) + scaled(_wrap32(b_v << left), mb, sb)
+    raw = scaled(_wrap32(total), my, sy) + int(y_zero_point)
+    return np.clip(raw, out_format.min_int, out_format.max_int)
+
+
 def tflite_add(a: npt.ArrayLike, b: npt.ArrayLike, a_scale: float, a_zero_point: int, b_scale: float,
                b_zero_point: int, y_scale: float, y_zero_point: int, *,
                mode: Requantization | str = Requantization.TFLITE_DOUBLE,
@@ -613,28 +659,19 @@ def tflite_add(a: npt.ArrayLike, b: npt.ArrayLike, a_scale: float, a_zero_point:
     ``twice_max = 2 * max(a_scale, b_scale)``; input multipliers ``a_scale / twice_max`` and
     ``b_scale / twice_max``, output multiplier ``twice_max / (2**20 * y_scale)`` (TFLite's
     ``QuantizeMultiplier`` of each, in double); ``y = clamp(MBQM(MBQM((a - a_zp) << 20, ma) +
-    MBQM((b - b_zp) << 20, mb), my) + y_zp)``.
+    MBQM((b - b_zp) << 20, mb), my) + y_zp)``: :func:`tflite_add_codes` of
+    :func:`tflite_add_multipliers`.
     """
+    multipliers = tflite_add_multipliers(a_scale, b_scale, y_scale, mode=mode)
+    return tflite_add_codes(a, b, a_zero_point, b_zero_point, multipliers, y_zero_point, mode=mode,
+                            out_format=out_format)
+
+
+def _tflite_rounding(mode: Requantization | str) -> RequantMode:
     mode = Requantization.parse(mode) if not isinstance(mode, Requantization) else mode
     if mode not in (Requantization.TFLITE_DOUBLE, Requantization.TFLITE_SINGLE):
         raise ValueError(f"tflite_add needs mode tflite-double or tflite-single, not {mode.value}")
-    rounding: RequantMode = "single" if mode is Requantization.TFLITE_SINGLE else "double"
-    kernel = _mbqm_single if rounding == "single" else _mbqm_double
-    scales = [float(np.float32(v)) for v in (a_scale, b_scale, y_scale)]
-    twice_max = 2 * max(scales[0], scales[1])
-    left_shift = 20
-    multipliers = [quantize_multiplier(scales[0] / twice_max, mode=rounding),
-                   quantize_multiplier(scales[1] / twice_max, mode=rounding),
-                   quantize_multiplier(twice_max / ((1 << left_shift) * scales[2]), mode=rounding)]
-
-    def scaled(values: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
-        return kernel(values, np.int64(pair[0]), np.int64(pair[1]))
-
-    a_v = np.asarray(a).astype(np.int64) - int(a_zero_point)
-    b_v = np.asarray(b).astype(np.int64) - int(b_zero_point)
-    total = scaled(_wrap32(a_v << left_shift), multipliers[0]) + scaled(_wrap32(b_v << left_shift), multipliers[1])
-    raw = scaled(_wrap32(total), multipliers[2]) + int(y_zero_point)
-    return np.clip(raw, out_format.min_int, out_format.max_int)
+    return "single" if mode is Requantization.TFLITE_SINGLE else "double"
 
 
 def fma_float32(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike) -> np.ndarray:

@@ -56,12 +56,21 @@ import numpy as np
 
 from accel.errors import AccelError
 from accel.formats import INT32, NumberFormat, Overflow, Requantization
-from sim.numerics import dequantize_linear, fma_float32, gemm_array, quantize_linear, requantize_array, tflite_add
+from sim.numerics import (
+    dequantize_linear,
+    fma_float32,
+    gemm_array,
+    quantize_linear,
+    requantize_array,
+    tflite_add_codes,
+    tflite_add_multipliers,
+)
 from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
            "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
-           "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul", "wrap_int32", "zero_point_terms"]
+           "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul", "tflite_add_parameters", "wrap_int32",
+           "zero_point_terms"]
 
 _log = logging.getLogger(__name__)
 
@@ -432,8 +441,8 @@ def add_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
                              " (onnxruntime) and TFLite modes, not dyadic")
     aq, bq, yq, fmt = _binary_quant(graph, layer, "add")
     if mode is not Requantization.FLOAT32_HALF_EVEN:
-        return tflite_add(a, b, aq.scale[0], aq.zero_point[0], bq.scale[0], bq.zero_point[0],
-                          yq.scale[0], yq.zero_point[0], mode=mode, out_format=fmt)
+        a_zp, b_zp, multipliers, y_zp = tflite_add_parameters(graph, layer, requant=mode)
+        return tflite_add_codes(a, b, a_zp, b_zp, multipliers, y_zp, mode=mode, out_format=fmt)
     y_scale = np.float32(yq.scale[0])
     ratio_a = np.float32(aq.scale[0]) / y_scale
     ratio_b = np.float32(bq.scale[0]) / y_scale
@@ -445,6 +454,17 @@ def add_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
     total = fma_float32(np.asarray(a).astype(np.float32), ratio_a,
                         fma_float32(np.asarray(b).astype(np.float32), ratio_b, fixed))
     return np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
+
+
+def tflite_add_parameters(graph: Graph, layer: Layer, *, requant: Requantization | str = Requantization.TFLITE_DOUBLE
+                          ) -> tuple[int, int, tuple[tuple[int, int], ...], int]:
+    """``(a_zero_point, b_zero_point, multipliers, y_zero_point)`` of quantized add ``layer`` in a TFLite
+    mode: what :func:`add_codes` computes with (:func:`sim.numerics.tflite_add_codes`), and so what a
+    host configures an integer vector unit with (the layer's inputs in order, then its output)."""
+    mode = Requantization.parse(requant)
+    aq, bq, yq, _ = _binary_quant(graph, layer, "add")
+    multipliers = tflite_add_multipliers(aq.scale[0], bq.scale[0], yq.scale[0], mode=mode)
+    return int(aq.zero_point[0]), int(bq.zero_point[0]), multipliers, int(yq.zero_point[0])
 
 
 def mul_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,

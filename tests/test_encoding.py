@@ -163,3 +163,46 @@ def test_what_a_requantization_table_cannot_hold_is_refused(build, message):
 
     with pytest.raises(EncodingError, match=message):
         build(m)
+
+
+def test_a_vector_table_round_trips_word_by_word():
+    """Vector steps by command id (gaps stay timing only), negative codes and shifts: the words sit where
+    the format says and decode to the same steps."""
+    from accel.encoding import RequantTable, VectorStep, decode_requant_table, decode_vector_table, encode_vector_table
+
+    add = VectorStep(command=2, function="add", low=-128, high=127, a_zero_point=-3, b_zero_point=7, y_zero_point=-128,
+                     a_multiplier=1 << 30, a_shift=0, b_multiplier=(1 << 31) - 1, b_shift=-1, y_multiplier=1234567,
+                     y_shift=-31)
+    relu = VectorStep(command=0, function="clamp", low=-5, high=127)
+    table = RequantTable(vector=(add, relu))
+    words = encode_vector_table(table)
+    assert len(words) == 24
+    assert words[0] == 2 | 0xFB << 8 | 0x7F << 16 and words[1:8] == (0,) * 7
+    assert words[8:16] == (0,) * 8  # command 1: timed only
+    assert words[16] == 1 | 0x80 << 8 | 0x7F << 16
+    assert words[17] == 0xFD | 7 << 8 | 0x80 << 16
+    assert words[18:21] == (1 << 30, (1 << 31) - 1, 1234567)
+    assert words[21] == 0 | 0xFF << 8 | 0xE1 << 16 and words[22:24] == (0, 0)
+    assert decode_vector_table(words) == (relu, add)
+    decoded = decode_requant_table((), (), words)
+    assert decoded.vector_step(2) == add and decoded.vector_step(1) is None and decoded.steps == ()
+    assert add.multipliers == ((1 << 30, 0), ((1 << 31) - 1, -1), (1234567, -31))
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda m: m.VectorStep(command=0, function="mul"),
+     r"^Vector step of command 0: function must be one of add, clamp, not 'mul'$"),
+    (lambda m: m.VectorStep(command=1, function="add", a_shift=31),
+     r"^Vector step of command 1: a_shift must be an integer in -31\.\.30, not 31$"),
+    (lambda m: m.VectorStep(command=1, function="clamp", low=3, high=2),
+     r"^Vector step of command 1: low must be at most high, not 3 > 2$"),
+    (lambda m: m.RequantTable(vector=(m.VectorStep(command=4, function="clamp"),) * 2),
+     r"^Requantization table configures vector command 4 twice$"),
+    (lambda m: m.decode_vector_table((3,) + (0,) * 7),
+     r"^Vector step of command 0: function code 3 is not one of 1\.\.2$"),
+])
+def test_what_a_vector_table_cannot_hold_is_refused(build, message):
+    import accel.encoding as m
+
+    with pytest.raises(EncodingError, match=message):
+        build(m)

@@ -45,11 +45,12 @@ Structure
     have any byte alignment.
 ``requantization``
     The host's :class:`~accel.encoding.RequantTable`, written through ``rq_*`` before ``start``
-    (:func:`accel.encoding.encode_requant_table`'s words: ``rq_table`` 0 the steps, 1 the channel
-    table), as Gemmini's ``config_mvout`` sets ``acc_scale`` and the activation before a layer's
-    stores: a step memory (64 bits per command id; its step is read in the Store's first cycle) and
-    ``requant_channels`` channel entries (bias, multiplier, shift), one copy per lane. A Store from
-    the accumulator whose step is enabled feeds its 4 elements per cycle, each plus its channel's
+    (:func:`accel.encoding.encode_requant_table`'s words: ``rq_table`` 0 the steps, 1 the
+    channel table; 2 the vector steps, below), as Gemmini's ``config_mvout`` sets ``acc_scale``
+    and the activation before a layer's stores: a step memory (64 bits per command id; its step
+    is read in the Store's first cycle) and ``requant_channels`` channel entries (bias,
+    multiplier, shift), one copy per lane. A Store from the accumulator whose step is enabled
+    feeds its 4 elements per cycle, each plus its channel's
     bias (wrapping), with the channel's multiplier and shift and the step's zero point and clamp (a
     fused ReLU is ``low = zero_point``), to a 4-lane :class:`rtl.requant.Requantizer` (the design's
     rounding: ``tflite-single``, else ``tflite-double``): lane ``i``'s channel of feed ``f`` is
@@ -91,19 +92,37 @@ Structure
     computes the dense reduction, its batch stride and the index stream's bit base while the
     record is read.
 ``vector``
-    A timed unit: holds its queue for :func:`accel.timing.vector_cycles` (no data yet).
+    Holds its queue for :func:`accel.timing.vector_cycles` and computes what the host's vector step
+    of the command says (:class:`~accel.encoding.VectorStep`, written through ``rq_*`` with
+    ``rq_table`` 2 as :func:`accel.encoding.encode_vector_table`'s words; a step memory of 192 bits
+    per command id, read in the command's first cycle): nothing (timed only: unconfigured), TFLite's
+    quantized ``add`` or a ``clamp``. Beat ``i`` (4 int8 elements; ``arch.vector.lanes`` must be 4)
+    of both operands is addressed in the command's cycle ``i`` (``input_addr + 4 i`` and
+    ``second_addr + 4 i``, two read windows of their own) and three register stages follow the read:
+    the inputs' rescales ``MBQM(int32((x - x_zp) << 20), m_x, s_x)``, the output's ``MBQM`` of their
+    int32 sum, then plus the output zero point (``add``; ``clamp``: the operand) clamped to ``[low,
+    high]``; the result beat is written at ``output_addr + 4 i`` (byte strobes for the last,
+    partial one) through the scratchpad's third writer in cycle ``i + 4``, so the last is written
+    in the command's last cycle when ``arch.vector.latency_cycles`` is 4 and earlier when more
+    (fewer is refused). The rescale is :func:`sim.numerics.multiply_by_quantized_multiplier` in the
+    design's rounding (``tflite-single``, else ``tflite-double``), combinational (``_mbqm``). A
+    configured command that names a block (``input_block``, ``second_block``, ``output_block``)
+    stops the run with ``error``. With ``requant_channels = 0`` there is no vector datapath (every
+    Vector command is timed only).
 
 Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by the
 host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
 cycle before) each have one write and one synchronous read port, the two ports of a block RAM; the
 decoder pipelines its reads, which costs cycles before cycle 0 only. The scratchpad is
 :class:`rtl.npu.scratchpad.BankedScratchpad` (``arch.scratchpad.banks`` banks of ``word_bytes``,
-synchronous reads, one copy per read stream: each input lane, the weight row, the store, and with
-N:M patterns the ``C`` index lanes and the value lanes of columns beyond ``R``): the array and the
+synchronous reads, one copy per read stream: each input lane, the weight row, the store, with
+N:M patterns the ``C`` index lanes and the value lanes of columns beyond ``R``, and the vector
+unit's two operands): the array and the
 store address the next cycle's operands, the first of a command from its queue's head while the unit
-is idle or ending its previous command, so no command takes a cycle more than the datasheet says. A
-load and a move writing one scratchpad bank in the same cycle stop the run with ``error`` (unless
-Moves requantize: above). The accumulator is :class:`rtl.npu.accumulator.BankedAccumulator`:
+is idle or ending its previous command, so no command takes a cycle more than the datasheet says. Its
+writers are loads, moves and the vector unit; two of them writing one scratchpad bank in the same
+cycle stop the run with ``error`` (unless Moves requantize: above; then every writer has a port).
+The accumulator is :class:`rtl.npu.accumulator.BankedAccumulator`:
 word-interleaved banks (at least ``C`` and 4), so the array's row and the DMA's 4 words touch each
 bank once; one copy of the banks for the array's read-modify-write and one for stores and moves,
 each bank one write and one synchronous read port; both readers address a cycle ahead (the array the
@@ -122,7 +141,8 @@ Restrictions of this version (refused with :class:`~accel.errors.ConfigError`): 
 wrapping int32 accumulator, no scratchpad bank conflicts (``scratchpad_stretch == 1``), N:M groups
 ``M`` no wider than a scratchpad read window (``word_bytes * (banks - 1) + 1`` bytes), DMA and DRAM
 latencies of at least 8 cycles together (the store path's requantizer hides behind them),
-``activation.latency_cycles`` 0 or 8, and the
+``activation.latency_cycles`` 0 or 8, with the vector datapath (``requant_channels > 0``)
+``vector.lanes = 4`` and ``vector.latency_cycles >= 4``, and the
 decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M with a
 pattern the array does not list in ``arch.array.sparsity``, on a dataflow other than WS or with a
 ``k`` that is not whole groups of ``N``, or read an operand through a block (``input_block``,
@@ -136,7 +156,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -152,6 +172,7 @@ from rtl.npu.scratchpad import BankedScratchpad
 from rtl.requant import Requantizer
 from rtl.sparse_systolic import SparseSystolicArray
 from rtl.systolic import SystolicArray
+from sim.numerics import TFLITE_ADD_LEFT_SHIFT
 
 __all__ = ["NPU", "QUEUES", "refusal"]
 
@@ -160,7 +181,9 @@ QUEUES = ("dma.load", "dma.store", "array", "vector")
 
 _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
 _BEAT = 4  # bytes per DMA beat
-_RECORD_WORDS = 23  # words of a record the decoder reads: through the Compute's weight block's rows
+_RECORD_WORDS = 26  # words of a record the decoder reads: through the Vector's output block's rows
+_VECTOR_LEAD = 4  # cycles from a Vector's first read to its first write: the scratchpad read, 3 stages
+_VECTOR_FUNCTIONS = {"add": 1, "clamp": 2}  # accel.encoding.VectorStep's function codes
 _RQ_LEAD = 3  # a Store's first accumulator read feeds the requantizer 3 cycles after its start (the
 # step is read in its first cycle, the channel entries addressed in its third)
 
@@ -209,6 +232,9 @@ def _entry_layout(id_bits: int, product_bits: int, patterns: int = 0, sp_bits: i
         # a transfer's block (Load/Store: DRAM; Move: scratchpad destination; none: one row of all
         # its beats): last beat of a row, last row, row stride, last plane, plane stride
         "blk": data.ArrayLayout(32, 5),
+        # a Vector's second input address (record word 12) and whether it names any block (words 15,
+        # 20, 25: the rows of its input, second and output blocks)
+        "second": 32, "vblk": 1,
     }
     if patterns:  # the design runs N:M computes (arch.array.sparsity)
         fields.update({
@@ -253,6 +279,25 @@ def _times(value, factor: int):  # noqa: ANN001, ANN202 - an Amaranth value time
     return total
 
 
+def _mbqm(x, multiplier, shift, mode: str):  # noqa: ANN001, ANN202 - Amaranth values
+    """:func:`sim.numerics.multiply_by_quantized_multiplier` of int32 ``x`` by a multiplier (0 .. 2**31 - 1)
+    and a shift (-31 .. 30), combinationally, in ``mode``'s rounding (:class:`rtl.requant.Requantizer`'s
+    stages 1 to 4 without their registers)."""
+    product_of = lambda v: v * multiplier[:32].as_unsigned()  # noqa: E731 - 64-bit signed
+    if mode == "double":
+        left = Mux(shift > 0, shift, 0)[:5]
+        right = Mux(shift > 0, 0, -shift)[:5]  # 0 .. 31
+        product = product_of((x << left)[:32].as_signed())
+        nudged = product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))
+        high = Mux(nudged < 0, (nudged + ((1 << 31) - 1)) >> 31, nudged >> 31)[:32].as_signed()
+        mask = ((Const(1, 32) << right)[:32] - 1)[:31]  # 2**right - 1, at most 31 bits
+        remainder = high.as_unsigned()[:31] & mask
+        threshold = (mask >> 1) + (high < 0)
+        return (high >> right) + (remainder > threshold)
+    total = (31 - shift)[:6]  # 1 .. 62
+    return ((product_of(x) + (Const(1, 62) << (total - 1)[:6])[:62]) >> total)[:32].as_signed()
+
+
 def _ceil_div(value, divisor: int):  # noqa: ANN001, ANN202 - Amaranth values
     if divisor & (divisor - 1) == 0:
         return (value + divisor - 1) >> (divisor.bit_length() - 1)
@@ -273,8 +318,9 @@ class NPU(wiring.Component):
         bytes, rounded up to 64).
     requant_channels:
         Entries of the requantization channel table (the host's :class:`~accel.encoding.RequantTable`
-        may configure that many output channels); 0: no table and no requantizer (every accumulator
-        read saturates, the ``rq_*`` port is unused).
+        may configure that many output channels); 0: no table, no requantizer and no vector datapath
+        (every accumulator read saturates, every Vector command is timed only, the ``rq_*`` port is
+        unused).
     """
 
     def __init__(self, arch: Accelerator, *, max_commands: int = 64, program_words: int = 2048,
@@ -291,6 +337,14 @@ class NPU(wiring.Component):
         if not isinstance(requant_channels, int) or requant_channels < 0:
             self._MustUse__silence = True
             raise ConfigError(f"NPU requant_channels must be a non-negative integer, not {requant_channels!r}")
+        self.vector_ops = requant_channels > 0  # the vector datapath (its steps are in the host's table)
+        v = arch.vector
+        if self.vector_ops and (v.lanes != _BEAT or v.latency_cycles < _VECTOR_LEAD):
+            self._MustUse__silence = True
+            raise ConfigError(f"NPU for {arch.name!r}: the vector unit computes {_BEAT} lanes (one scratchpad beat) "
+                              f"a cycle with {_VECTOR_LEAD} cycles from its first read to its first write, so "
+                              f"vector.lanes must be {_BEAT} and vector.latency_cycles at least {_VECTOR_LEAD}, not "
+                              f"{v.lanes} and {v.latency_cycles} (requant_channels=0 builds no vector datapath)")
         self.id_bits = max(1, (max_commands - 1).bit_length())
         self.sp_bytes = arch.scratchpad.size_bytes
         self.acc_words = arch.accumulator.size_bytes // 4
@@ -303,8 +357,10 @@ class NPU(wiring.Component):
             "wr_valid": Out(1), "wr_addr": Out(32), "wr_data": Out(32), "wr_strb": Out(4),
             "trace_addr": In(range(max_commands)), "trace_start": Out(32), "trace_end": Out(32),
             # the host's requantization table (accel.encoding.encode_requant_table): word rq_addr of
-            # the steps (rq_table 0) or of the channel table (rq_table 1)
-            "rq_we": In(1), "rq_table": In(1), "rq_addr": In(range(max(2 * max_commands, 4 * requant_channels))),
+            # the steps (rq_table 0), of the channel table (rq_table 1) or of the vector steps
+            # (rq_table 2, accel.encoding.encode_vector_table)
+            "rq_we": In(1), "rq_table": In(2),
+            "rq_addr": In(range(max(8 * max_commands, 4 * requant_channels))),
             "rq_data": In(32),
         })
 
@@ -412,9 +468,12 @@ class NPU(wiring.Component):
             groups, width = max(R // p.n for p in patterns), max(p.m for p in patterns)
             index_bytes = 1 if all(8 % p.index_bits == 0 for p in patterns) else 2
             lanes = (width,) * groups + (1,) * (R - groups) + (C, _BEAT) + (1,) * max(0, C - R) + (index_bytes,) * C
+        vector_lanes = len(lanes)  # the vector unit's two operand windows (with its datapath)
+        if self.vector_ops:
+            lanes += (_BEAT, _BEAT)
         m.submodules.scratchpad = sp = BankedScratchpad(size_bytes=spd.size_bytes, banks=spd.banks,
                                                         word_bytes=spd.word_bytes, read_lanes=lanes,
-                                                        writers=2, beat_bytes=_BEAT,
+                                                        writers=3 if self.vector_ops else 2, beat_bytes=_BEAT,
                                                         # a requantizing Move writes 8 cycles into its
                                                         # run, when a load may write the same bank
                                                         write_ports=arch.activation.latency_cycles != 0)
@@ -536,6 +595,7 @@ class NPU(wiring.Component):
             m.d.comb += [entry.nm.eq(nm_r), entry.kd.eq(kd), entry.mkd.eq(mkd), entry.nmx.eq(nmx)]
         for f in range(7):
             m.d.comb += entry.f[f].eq(rec[4 + f])
+        m.d.comb += [entry.second.eq(rec[12]), entry.vblk.eq((rec[15] != 0) | (rec[20] != 0) | (rec[25] != 0))]
         size = Mux(opcode == _MOVE, rec[8], rec[6])
         m.d.comb += [entry.blk[0].eq(Mux(has_block, (rec[12] >> 2) - 1, _ceil_div(size, _BEAT) - 1)),
                      entry.blk[1].eq(Mux(has_block, rec[11] - 1, 0)), entry.blk[2].eq(rec[13]),
@@ -719,6 +779,12 @@ class NPU(wiring.Component):
         # -- the array ----------------------------------------------------------------------------
         self._array(m, views[2], heads[2], curs[2], busys[2], starts[2], actives[2], finishes[2], sp, acc)
 
+        # -- the vector unit ----------------------------------------------------------------------
+        if self.vector_ops:
+            refused = self._vector(m, views[3], busys[3], actives[3], finishes[3], sp, vector_lanes)
+            with m.If(run & refused):
+                m.d.sync += state.eq(_State.ERROR)
+
         def requant(value):  # noqa: ANN001, ANN202 - unit-scale requantization: saturate to int8
             # above 127: non-negative with a bit set above bit 6; below -128: negative with a bit clear
             high = value[7:32]
@@ -867,7 +933,7 @@ class NPU(wiring.Component):
         m.submodules.rq_steps = rq_steps = Memory(shape=64, depth=self.max_commands, init=[])
         sw, step = rq_steps.write_port(granularity=32), rq_steps.read_port(domain="sync")
         m.d.comb += [sw.addr.eq(self.rq_addr >> 1), sw.data.eq(Cat(self.rq_data, self.rq_data)),
-                     sw.en.eq(Mux(self.rq_we & ~self.rq_table, Mux(self.rq_addr[0], 2, 1), 0)),
+                     sw.en.eq(Mux(self.rq_we & (self.rq_table == 0), Mux(self.rq_addr[0], 2, 1), 0)),
                      step.addr.eq(st.id)]
         rq_on, rq_zp, rq_low, rq_high = step.data[0], step.data[8:16], step.data[16:24], step.data[24:32]
         first_channel, columns = step.data[32:48], step.data[48:64]
@@ -898,7 +964,7 @@ class NPU(wiring.Component):
                 m.d.sync += col.eq(wrapped(col + _BEAT))
             m.d.comb += [cw.addr.eq(self.rq_addr >> 2), cw.data.eq(Cat(self.rq_data, self.rq_data, self.rq_data)),
                          cr.addr.eq(first_channel + Mux(beat_on, wrapped(col + _BEAT), col))]
-            with m.If(self.rq_we & self.rq_table), m.Switch(self.rq_addr[:2]):
+            with m.If(self.rq_we & (self.rq_table == 1)), m.Switch(self.rq_addr[:2]):
                 for word_index in range(3):
                     with m.Case(word_index):
                         m.d.comb += cw.en.eq(1 << word_index)
@@ -907,6 +973,73 @@ class NPU(wiring.Component):
                          lane.shift.eq(cr.data[64:70]), lane.zero_point.eq(rq_zp), lane.low.eq(rq_low),
                          lane.high.eq(rq_high)]
         return rq, rq_on
+
+    def _vector(self, m: Module, cmd, busy, active, finish, sp, group: int):  # noqa: ANN001, ANN202
+        """The vector unit's datapath (module docstring): the host's vector steps (one per command id,
+        :func:`accel.encoding.encode_vector_table`'s words 0..5), two scratchpad read windows (groups
+        ``group`` and ``group + 1``) and the scratchpad's third writer. Returns the run-time refusal:
+        a configured command that names a block."""
+        mode = _requant_mode(self.arch)
+        m.submodules.vector_steps = steps = Memory(shape=192, depth=self.max_commands, init=[])
+        vw, vr = steps.write_port(granularity=32), steps.read_port(domain="sync")
+        word = self.rq_addr[:3]
+        m.d.comb += [vw.addr.eq(self.rq_addr >> 3), vw.data.eq(Cat(*(self.rq_data for _ in range(6)))),
+                     vw.en.eq(Mux(self.rq_we & (self.rq_table == 2) & (word < 6), 1 << word, 0)),
+                     vr.addr.eq(cmd.id)]  # the step of the command at the unit, there from its second cycle
+        step = vr.data
+        function = step[0:2]
+        low, high = step[8:16].as_signed(), step[16:24].as_signed()
+        a_zp, b_zp, y_zp = (step[32 + 8 * i:40 + 8 * i].as_signed() for i in range(3))
+        ma, mb, my = (step[64 + 32 * i:96 + 32 * i] for i in range(3))
+        sa, sb_, sy = (step[160 + 8 * i:168 + 8 * i].as_signed() for i in range(3))
+        is_add = function == _VECTOR_FUNCTIONS["add"]
+
+        # feeds: beat i of both operands is addressed in the command's cycle i (the first from the
+        # queue's head, which starts now), its bytes are there a cycle later
+        vx = Signal(32, name="vector_feeds")
+        beats = _ceil_div(cmd.f[4], _BEAT)
+        feed = Signal(name="vector_feed")
+        m.d.comb += feed.eq(active & (vx < beats))
+        with m.If(active & ~finish):
+            m.d.sync += vx.eq(vx + feed)
+        with m.Else():
+            m.d.sync += vx.eq(0)
+        offset = vx << 2
+        m.d.comb += [sp.r_addr[group].eq(cmd.f[1] + offset), sp.r_addr[group + 1].eq(cmd.second + offset)]
+        # the beat's output address and byte strobes travel with it: written _VECTOR_LEAD cycles after its feed
+        addr = [Signal(32, name=f"vector_addr_{d}") for d in range(_VECTOR_LEAD)]
+        strobe = [Signal(_BEAT, name=f"vector_strobe_{d}") for d in range(_VECTOR_LEAD)]
+        valid = [Signal(name=f"vector_valid_{d}") for d in range(_VECTOR_LEAD)]
+        m.d.sync += [addr[0].eq(cmd.f[2] + offset), valid[0].eq(feed),
+                     strobe[0].eq(Cat(*(offset + i < cmd.f[4] for i in range(_BEAT))))]
+        m.d.sync += [x[d].eq(x[d - 1]) for x in (addr, strobe) for d in range(1, _VECTOR_LEAD)]
+        m.d.sync += valid[1].eq(valid[0] & (function != 0))  # the step is there with the feed's bytes
+        m.d.sync += [valid[d].eq(valid[d - 1]) for d in range(2, _VECTOR_LEAD)]
+
+        out = []
+        for i in range(_BEAT):
+            a = sp.r_data[group].word_select(i, 8).as_signed()
+            b = sp.r_data[group + 1].word_select(i, 8).as_signed()
+            # stage 1: both inputs' rescale, MBQM(int32((x - x_zp) << 20), m_x, s_x)
+            left = TFLITE_ADD_LEFT_SHIFT
+            s1 = [Signal(signed(32), name=f"vector_scaled_{n}_{i}") for n in "ab"]
+            a1 = Signal(signed(8), name=f"vector_a1_{i}")
+            m.d.sync += [s1[0].eq(_mbqm(((a - a_zp) << left)[:32].as_signed(), ma, sa, mode)),
+                         s1[1].eq(_mbqm(((b - b_zp) << left)[:32].as_signed(), mb, sb_, mode)), a1.eq(a)]
+            # stage 2: the output's rescale of their int32 sum
+            s2, a2 = Signal(signed(32), name=f"vector_sum_{i}"), Signal(signed(8), name=f"vector_a2_{i}")
+            m.d.sync += [s2.eq(_mbqm((s1[0] + s1[1])[:32].as_signed(), my, sy, mode)), a2.eq(a1)]
+            # stage 3: plus the output zero point (add) or the operand itself (clamp), clamped
+            value = Signal(signed(34), name=f"vector_value_{i}")
+            m.d.comb += value.eq(Mux(is_add, s2 + y_zp, a2))
+            code = Signal(8, name=f"vector_code_{i}")
+            m.d.sync += code.eq(Mux(value < low, low, Mux(value > high, high, value)))
+            out.append(code)
+        w = 2  # the scratchpad's third writer
+        m.d.comb += [sp.w_addr[w].eq(addr[-1]), sp.w_data[w].eq(Cat(*out))]
+        for i in range(_BEAT):
+            m.d.comb += sp.w_en[w][i].eq(valid[-1] & strobe[-1][i])
+        return busy & (function != 0) & cmd.vblk
 
     @staticmethod
     def _elapsed(m: Module, cycles: int, active, finish, name: str):  # noqa: ANN001, ANN205

@@ -39,14 +39,23 @@ accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented he
              ``m x (k / N) M`` dense reduction the groups cover, at ``input_addr + b m (k / N) M``;
              ``y = x @ w`` is :func:`sim.numerics.nm_gemm` of the compressed operand (indices must be
              strictly increasing within a group, as :class:`sim.numerics.NMCompressed` requires).
-``Vector``   timing only in this version: its data is not modelled (and the NPU moves none).
+``Vector``   what the host's table configures for it (:class:`~accel.encoding.VectorStep`; a command
+             it does not configure is timed only and moves no data): ``add``, byte ``i <
+             elements`` of the output (from ``output_addr``, through ``output_block`` if any) is
+             :func:`sim.numerics.tflite_add_codes` of input bytes ``i`` at ``input_addr`` and
+             ``second_addr`` (or their blocks; int8 codes) with the step's zero points and
+             ``(multiplier, shift)`` pairs, in the design's TFLite rounding (``tflite-single``, else
+             ``tflite-double``), clamped to ``[low, high]``; ``clamp``, input byte ``i`` clamped to
+             ``[low, high]`` (a ReLU: ``low`` the zero point; a copy: the int8 range).
 
 Accumulator elements are little-endian 4-byte words at 4-byte aligned byte addresses.
 
 :func:`requant_table` is the host's side: the table that makes a mapped plan of a quantized graph
 store what ``sim.execute`` stores (each layer's per-channel folded bias, multiplier and shift, its
 output zero point and fused ReLU; each store's first channel from the tile the array last wrote at
-its address, as ``sim.execute`` finds it).
+its address, as ``sim.execute`` finds it), and for every Vector command of an integer element-wise
+layer the vector step that computes ``sim.execute``'s codes: a quantized add's zero points and
+rescales (:func:`sim.reference.tflite_add_parameters`), a ReLU's clamp at its input's zero point.
 """
 
 from __future__ import annotations
@@ -57,9 +66,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
-from accel.encoding import RequantChannel, RequantStep, RequantTable
+from accel.encoding import RequantChannel, RequantStep, RequantTable, VectorStep
 from accel.errors import ConfigError
-from accel.formats import INT32, Requantization
+from accel.formats import INT8, INT32, Requantization
 from accel.hardware import Accelerator
 from mapper.plan import Plan
 from sim.execute import block_offsets
@@ -71,10 +80,12 @@ from sim.numerics import (
     requantize,
     saturate,
     systolic_tile,
+    tflite_add_codes,
     wrap,
 )
-from sim.reference import code_format, gemm_operands
+from sim.reference import ReferenceError, code_format, gemm_operands, tflite_add_parameters
 from sim.sparsity import unpack_entries
+from workloads.graph import OpKind
 
 __all__ = ["Memories", "execute", "requant_mode", "requant_table"]
 
@@ -202,9 +213,26 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
                     y = np.array([apply_overflow(int(o) + int(v), a.accumulator_format)
                                   for o, v in zip(old, y, strict=True)])
                 mem.accumulator[oa:oa + 4 * m * n] = np.asarray(y, dtype=np.int64).astype("<i4").tobytes()
-        elif not isinstance(cmd, Vector):
+        elif isinstance(cmd, Vector):
+            vstep = None if requant is None else requant.vector_step(cmd.id)
+            if vstep is None:
+                continue  # timed only
+            x = _codes(read(mem.scratchpad, cmd.input_addr, cmd.input_block, cmd.elements), True)
+            if vstep.function == "add":
+                y = _codes(read(mem.scratchpad, cmd.second_addr, cmd.second_block, cmd.elements), True)
+                x = tflite_add_codes(x, y, vstep.a_zero_point, vstep.b_zero_point, vstep.multipliers,
+                                     vstep.y_zero_point, mode=_tflite_mode(arch), out_format=INT8)
+            codes = np.clip(x, vstep.low, vstep.high)
+            write(mem.scratchpad, cmd.output_addr, cmd.output_block, codes.astype(np.int8).tobytes())
+        else:
             raise TypeError(f"unknown command {cmd!r}")
     return mem
+
+
+def _tflite_mode(arch: Accelerator) -> Requantization:
+    """The TFLite rounding the NPU computes in for ``arch`` (as :func:`requant_mode`)."""
+    single = arch.array.requant is Requantization.TFLITE_SINGLE
+    return Requantization.TFLITE_SINGLE if single else Requantization.TFLITE_DOUBLE
 
 
 def requant_table(plan: Plan) -> RequantTable:
@@ -214,10 +242,20 @@ def requant_table(plan: Plan) -> RequantTable:
     Each GEMM layer a configured command stores gets ``n`` consecutive channel entries (its folded bias,
     and the multiplier and shift of its per-channel scale in the design's TFLite rounding); a command's
     first channel is its layer's entry of the first column of the tile the array last wrote at the
-    command's accumulator address. Raises :class:`~accel.errors.ConfigError` for what the NPU's
-    requantizer cannot compute: a design in a requantization mode other than ``tflite-double`` or
-    ``tflite-single``, grouped layers (convolution groups), int32 or non-int8 outputs, a fused
-    activation other than ReLU, a store of an address no tile of its layer wrote.
+    command's accumulator address.
+
+    Every Vector command of a quantized add (two int8 activations of the output's shape, per-tensor
+    scales) gets an ``add`` step (:func:`sim.reference.tflite_add_parameters`: the zero points and the
+    TFLite rescales in the design's rounding), of a ReLU a ``clamp`` from its input's zero point, of
+    an identity or passthrough a ``clamp`` to the int8 range.
+
+    Raises :class:`~accel.errors.ConfigError` for what the NPU's requantizer and vector unit cannot
+    compute: a design in a requantization mode other than ``tflite-double`` or ``tflite-single`` (the
+    float32 one rounds floats: not integer arithmetic), grouped layers (convolution groups), int32 or
+    non-int8 outputs, a fused activation other than ReLU, a store of an address no tile of its layer
+    wrote, a Vector command of any other layer (a multiply, a pool, a depthwise convolution, an add of
+    a constant or of broadcast operands), one whose elements are not its chunk's (``elements !=
+    extent``) or one that reads or writes through a block.
     """
     graph, arch = plan.graph, plan.arch
     if graph is None:
@@ -231,9 +269,13 @@ def requant_table(plan: Plan) -> RequantTable:
     bases: dict[str, int] = {}
     channels: list[RequantChannel] = []
     steps: list[RequantStep] = []
+    vector: list[VectorStep] = []
     for cmd in plan.commands:
         if isinstance(cmd, Compute):
             tags[cmd.output_addr] = (cmd.layer, cmd.origin[3], cmd.n)
+            continue
+        if isinstance(cmd, Vector):
+            vector.append(_vector_step(plan, cmd))
             continue
         if isinstance(cmd, Store) and (cmd.buffer is Buffer.ACCUMULATOR and not cmd.raw):
             addr = cmd.addr
@@ -263,4 +305,41 @@ def requant_table(plan: Plan) -> RequantTable:
             low = max(low, int(ops.y_zero_point))
         steps.append(RequantStep(command=cmd.id, first_channel=bases[cmd.layer] + n0, columns=columns,
                                  zero_point=int(ops.y_zero_point), low=low, high=high))
-    return RequantTable(tuple(steps), tuple(channels))
+    return RequantTable(tuple(steps), tuple(channels), tuple(vector))
+
+
+def _vector_step(plan: Plan, cmd: Vector) -> VectorStep:
+    """The vector step that makes ``cmd`` compute what ``sim.execute`` computes (see :func:`requant_table`)."""
+    graph = plan.graph
+    assert graph is not None
+    layer = graph.layer(cmd.layer)
+    fn = layer.attrs.get("fn")
+    where = f"Command {cmd.id} (Vector, layer {cmd.layer!r})"
+    streamed = [graph.tensors[t] for t in layer.inputs if not graph.tensors[t].is_constant]
+    out = graph.tensors[layer.outputs[0]]
+    tensors = [*streamed, out]
+    what = layer.source_op or layer.op.value
+    elementwise = layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and fn in ("add", "relu", "identity",
+                                                                                 "passthrough")
+    if not elementwise or (fn == "add") != (len(layer.inputs) == 2) or len(streamed) != len(layer.inputs):
+        raise ConfigError(f"{where}: the NPU's vector unit computes quantized adds of two activations, ReLUs and "
+                          f"copies, not {what}")
+    if any(t.shape != out.shape or code_format(t) != INT8 for t in tensors):
+        raise ConfigError(f"{where}: the NPU's vector unit takes int8 operands of the output's shape; this layer "
+                          f"has {', '.join(f'{code_format(t).name} {t.shape}' for t in tensors)}")
+    if cmd.elements != cmd.extent:
+        raise ConfigError(f"{where}: the NPU's vector unit computes a chunk's elements, {cmd.extent}, not "
+                          f"{cmd.elements}")
+    if any(b is not None for b in (cmd.input_block, cmd.second_block, cmd.output_block)):
+        raise ConfigError(f"{where}: the NPU's vector unit reads and writes packed runs, not blocks")
+    if fn == "add":
+        try:
+            a_zp, b_zp, ((ma, sa), (mb, sb), (my, sy)), y_zp = tflite_add_parameters(
+                graph, layer, requant=plan.arch.array.requant)
+        except ReferenceError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        return VectorStep(command=cmd.id, function="add", a_zero_point=a_zp, b_zero_point=b_zp, y_zero_point=y_zp,
+                          a_multiplier=ma, a_shift=sa, b_multiplier=mb, b_shift=sb, y_multiplier=my, y_shift=sy)
+    q = streamed[0].quant
+    low = int(q.zero_point[0]) if fn == "relu" and q is not None else INT8.min_int
+    return VectorStep(command=cmd.id, function="clamp", low=low)

@@ -121,16 +121,20 @@ async def _run_program(dut: object, name: str) -> None:
         await FallingEdge(dut.clk)
     dut.prog_we.value = 0
     requant = None
-    if "requant" in spec:  # the host's requantization table: every step (unconfigured ids cleared), the channels
+    if "requant" in spec:  # the host's requantization table: every step (unconfigured ids cleared), the
+        # channels, every vector step (unconfigured ids cleared: timed only)
         steps, channels = spec["requant"]["steps"], spec["requant"]["channels"]
         steps = steps + [0] * (2 * parameters["max_commands"] - len(steps))
-        for table, table_words in ((0, steps), (1, channels)):
+        vector = spec["requant"].get("vector", [])
+        vector = vector + [0] * (8 * parameters["max_commands"] - len(vector))
+        for table, table_words in ((0, steps), (1, channels), (2, vector)):
             for addr, word in enumerate(table_words):
                 dut.rq_we.value, dut.rq_table.value, dut.rq_addr.value, dut.rq_data.value = 1, table, addr, word
                 await FallingEdge(dut.clk)
         dut.rq_we.value = 0
         reference_table = spec.get("reference_requant", spec["requant"])
-        requant = decode_requant_table(reference_table["steps"], reference_table["channels"])
+        requant = decode_requant_table(reference_table["steps"], reference_table["channels"],
+                                       reference_table.get("vector", ()))
     dram = DramModel(dut, bytearray(dram_in), latency=arch.dram.latency_cycles,
                      bandwidth=arch.dram.bandwidth_bytes_per_cycle)
     dut.start.value = 1
@@ -291,3 +295,27 @@ async def wrong_multiplier(dut: object) -> None:
 async def configured_move(dut: object) -> None:
     """A Move the table configures on a design whose Moves cannot requantize (last: it stops in error)."""
     await _run_program(dut, "configured_move")
+
+
+@cocotb.test()
+async def residual_block(dut: object) -> None:
+    """The mapper's program for a quantized residual block: its add on the vector unit, through DRAM."""
+    await _run_program(dut, "residual_block")
+
+
+@cocotb.test()
+async def residual_block_resident(dut: object) -> None:
+    """The residual block with the ILP keeping its tensors on chip (requantizing Moves, the add's output stored)."""
+    await _run_program(dut, "residual_block_resident")
+
+
+@cocotb.test()
+async def vector_ops(dut: object) -> None:
+    """Hand-written vector commands: a ReLU and a copy (clamps), an add of 23 elements, one timed only."""
+    await _run_program(dut, "vector_ops")
+
+
+@cocotb.test()
+async def wrong_rescale(dut: object) -> None:
+    """The residual block with its add's output multiplier changed in the table the NPU gets."""
+    await _run_program(dut, "wrong_rescale")

@@ -47,6 +47,15 @@ def test_npu_refuses_what_this_version_cannot_build() -> None:
         NPU(odd_path)
     with pytest.raises(ConfigError, match=r"^NPU requant_channels must be a non-negative integer, not -1$"):
         NPU(arch, requant_channels=-1)
+    quick_vector = dataclasses.replace(arch, vector=dataclasses.replace(arch.vector, latency_cycles=3))
+    with pytest.raises(ConfigError, match=r"^NPU for 'fpga-small': the vector unit computes 4 lanes \(one scratchpad "
+                                          r"beat\) a cycle with 4 cycles from its first read to its first write, so "
+                                          r"vector.lanes must be 4 and vector.latency_cycles at least 4, not 4 and 3 "
+                                          r"\(requant_channels=0 builds no vector datapath\)$"):
+        NPU(quick_vector)
+    timed = NPU(quick_vector, requant_channels=0)  # no vector datapath: its commands are timed only
+    assert not timed.vector_ops
+    timed._MustUse__silence = True
 
 
 def test_the_command_line_unit_is_the_npu_of_the_arch() -> None:

@@ -1,0 +1,302 @@
+"""The NPU's vector unit computes quantized adds and clamps (ReLUs, copies) as the host's table says.
+
+A residual block (1x1 conv -> ReLU -> 1x1 conv -> add of the block's input, the ReLUs folded into the
+convolution's store and the add's output range by onnxruntime's quantizer; 1x1 convolutions because
+the NPU's array reads its GEMM operands as laid out, with no im2col feeder, and a 1x1 convolution's
+input band is its im2col matrix) is built, exported to ONNX, quantized by
+``quantize_static`` with int8 activations, imported and mapped by the real mapper onto fpga-small.
+:func:`rtl.npu.golden.requant_table` is the host's table of the plan: the convolutions' stores
+requantize, and the add's Vector commands get their zero points and TFLite rescales
+(:class:`~accel.encoding.VectorStep`). rtl.npu.golden with that table must end with sim.execute's
+DRAM image byte for byte, through DRAM (``none`` allocator) and with the ILP keeping tensors on chip;
+on Icarus, the NPU with the table written through its ``rq_*`` port must end with golden's DRAM and
+every command's start and end must be the simulator's. A hand-written program clamps (a ReLU and a
+copy) and adds with a hand-written table; a table with a wrong rescale must fail on the data only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accel.commands import Block, Buffer, Load, Store, Vector
+from accel.encoding import RequantTable, VectorStep, encode_program, encode_requant_table, encode_vector_table
+from accel.errors import ConfigError
+from accel.formats import Requantization
+from mapper import MapOptions, map_graph
+from mapper.plan import Plan
+from rtl.npu.golden import execute, requant_table
+from sim.execute import dram_images
+from sim.numerics import tflite_add_multipliers
+from sim.reference import run_quantized
+from workloads.builder import GraphBuilder
+from workloads.host import split_host
+from workloads.onnx_import import load_onnx
+
+pytest.importorskip("onnxruntime")
+
+TESTBENCH = Path(__file__).with_name("npu_tb.py")
+SPAD = Buffer.SCRATCHPAD
+MOVE_LATENCY = 8
+"""``activation.latency_cycles`` of the design (Moves requantize, as in test_npu_requant_cocotb.py)."""
+
+
+def design():  # noqa: ANN201
+    """fpga-small (4x4, tflite-double, vector unit of 4 lanes and 4 cycles of latency) with Moves
+    through the requantizer (the testbench derives the same from its parameters)."""
+    from accel.config import load
+
+    arch = load("fpga-small")
+    assert arch.array.requant is Requantization.TFLITE_DOUBLE
+    assert (arch.vector.lanes, arch.vector.latency_cycles) == (4, 4)
+    return dataclasses.replace(arch, activation=dataclasses.replace(arch.activation, latency_cycles=MOVE_LATENCY))
+
+
+@cache
+def residual_graph():  # noqa: ANN201
+    """(graph, input codes of its device part) of a 1x4x4x4 residual block (4 -> 8 -> 4 channels), quantized with
+    int8 activations."""
+    from workloads.onnx_export import export_onnx
+    from workloads.quantize import calibration_inputs, quantize_model
+
+    b = GraphBuilder("qres")
+    x = b.input("x", (1, 4, 4, 4))
+    h = b.conv(x, 8, 1, name="conv1")
+    h = b.activation(h, "relu", "conv1.relu")
+    h = b.conv(h, 4, 1, name="conv2")
+    b.activation(b.add(h, x, name="add"), "relu", "add.relu")
+    logging.disable(logging.WARNING)
+    try:
+        model = export_onnx(b.build(), seed=3)
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
+    finally:
+        logging.disable(logging.NOTSET)
+    graph = load_onnx(quantized)
+    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
+                          requant=Requantization.TFLITE_DOUBLE)
+    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
+
+
+@cache
+def residual_block(allocator: str = "none") -> tuple[Plan, dict]:
+    """The mapper's plan of the residual block (``allocator``) and its input codes."""
+    graph, inputs = residual_graph()
+    return map_graph(graph, design(), MapOptions(allocator=allocator)), inputs
+
+
+RESIDUAL = {"residual_block": lambda: residual_block("none"), "residual_block_resident": lambda: residual_block("ilp")}
+"""The mapper's plans of the residual block by name (npu_tb.py has a cocotb test of each)."""
+
+
+@pytest.mark.parametrize("name", RESIDUAL)
+def test_golden_with_the_hosts_table_adds_as_sim_execute(name: str) -> None:
+    """Golden, given the plan's table, ends with sim.execute's DRAM image, every byte; without the add's
+    vector steps (timing only, as before) it does not."""
+    plan, inputs = RESIDUAL[name]()
+    table = requant_table(plan)
+    vectors = [c for c in plan.commands if isinstance(c, Vector)]
+    assert vectors and all(c.layer == "add" for c in vectors)
+    assert [s.command for s in table.vector] == [c.id for c in vectors]
+    assert all(s.function == "add" and s.a_multiplier and s.b_multiplier and s.y_multiplier for s in table.vector)
+    before, after = dram_images(plan, inputs)
+    assert execute(plan.arch, plan.commands, before, requant=table).dram == bytearray(after)
+    timed_only = dataclasses.replace(table, vector=())
+    assert execute(plan.arch, plan.commands, before, requant=timed_only).dram != bytearray(after)
+
+
+def test_golden_adds_as_sim_execute_in_tflites_single_rounding_too() -> None:
+    """On a tflite-single design the table's rescales and golden's add round as sim.execute's (an
+    add in float32-half-even rounds floats, which the table refuses: below)."""
+    graph, inputs = residual_graph()
+    arch = design()
+    arch = dataclasses.replace(arch, array=dataclasses.replace(arch.array, requant=Requantization.TFLITE_SINGLE))
+    plan = map_graph(graph, arch, MapOptions(allocator="none"))
+    table = requant_table(plan)
+    before, after = dram_images(plan, inputs)
+    assert execute(plan.arch, plan.commands, before, requant=table).dram == bytearray(after)
+
+
+def test_the_adds_step_is_tflites_rescale_of_its_tensors() -> None:
+    plan, _ = residual_block()
+    graph = plan.graph
+    add = graph.layer("add")
+    (a, b), y = (graph.tensors[t].quant for t in add.inputs), graph.tensors[add.outputs[0]].quant
+    step = requant_table(plan).vector[0]
+    assert step.multipliers == tflite_add_multipliers(a.scale[0], b.scale[0], y.scale[0])
+    assert (step.a_zero_point, step.b_zero_point, step.y_zero_point) == (a.zero_point[0], b.zero_point[0],
+                                                                         y.zero_point[0])
+    assert (step.low, step.high) == (-128, 127)
+
+
+def test_vector_steps_are_refused_for_what_the_vector_unit_cannot_compute() -> None:
+    plan, _ = residual_block()
+    vector = next(c for c in plan.commands if isinstance(c, Vector))
+    blocked = dataclasses.replace(vector, output_block=Block(rows=1, row_bytes=vector.elements, row_stride=0))
+    commands = tuple(blocked if c.id == vector.id else c for c in plan.commands)
+    with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'add'\): the NPU's vector unit "
+                                          r"reads and writes packed runs, not blocks$"):
+        requant_table(dataclasses.replace(plan, commands=commands))
+    half = dataclasses.replace(vector, elements=vector.extent // 2)
+    commands = tuple(half if c.id == vector.id else c for c in plan.commands)
+    with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'add'\): the NPU's vector unit "
+                                          rf"computes a chunk's elements, {vector.extent}, not {half.elements}$"):
+        requant_table(dataclasses.replace(plan, commands=commands))
+    arch = dataclasses.replace(plan.arch, array=dataclasses.replace(plan.arch.array,
+                                                                    requant=Requantization.FLOAT32_HALF_EVEN))
+    with pytest.raises(ConfigError, match=r"^fpga-small: the NPU's requantizer rounds as tflite-double or "
+                                          r"tflite-single, not the design's float32-half-even$"):
+        requant_table(dataclasses.replace(plan, arch=arch))
+
+
+def test_a_multiply_on_the_vector_unit_is_refused() -> None:
+    graph, _ = residual_graph()
+    plan, _ = residual_block()
+    add = graph.layer("add")
+    mul = dataclasses.replace(add, attrs={**add.attrs, "fn": "mul"}, source_op="Mul")
+    layers = tuple(mul if layer.name == "add" else layer for layer in graph.layers)
+    plan = dataclasses.replace(plan, graph=dataclasses.replace(graph, layers=layers))
+    vector = next(c for c in plan.commands if isinstance(c, Vector))
+    with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'add'\): the NPU's vector unit "
+                                          r"computes quantized adds of two activations, ReLUs and copies, not Mul$"):
+        requant_table(plan)
+
+
+def vector_ops() -> tuple[tuple, RequantTable]:
+    """Two 23-byte operands loaded; a ReLU (clamp from zero point -5), a copy clamped to [-20, 90], a timed-only
+    vector command, and an add of the two (23 elements: a partial last beat, unaligned addresses) with its
+    hand-written rescales; everything stored."""
+    n = 23
+    commands = (
+        Load(id=0, layer="v", tensor="a", size_bytes=n, addr=1, dram_addr=0),
+        Load(id=1, layer="v", tensor="b", size_bytes=n, addr=70, dram_addr=32),
+        Vector(id=2, layer="v", deps=(0,), op="relu", elements=n, input_addr=1, output_addr=130, extent=n),
+        Vector(id=3, layer="v", deps=(1,), op="copy", elements=n, input_addr=70, output_addr=203, extent=n),
+        Vector(id=4, layer="v", deps=(0, 1), op="timed", elements=9, input_addr=1, output_addr=300, extent=9),
+        Vector(id=5, layer="v", deps=(0, 1), op="add", elements=n, input_addr=1, second_addr=70, output_addr=257,
+               extent=n),
+        Store(id=6, layer="v", deps=(2,), tensor="relu", size_bytes=n, buffer=SPAD, addr=130, dram_addr=64),
+        Store(id=7, layer="v", deps=(3,), tensor="copy", size_bytes=n, buffer=SPAD, addr=203, dram_addr=96),
+        Store(id=8, layer="v", deps=(5,), tensor="sum", size_bytes=n, buffer=SPAD, addr=257, dram_addr=128),
+    )
+    (ma, sa), (mb, sb), (my, sy) = tflite_add_multipliers(0.05, 0.031, 0.07)
+    table = RequantTable(vector=(
+        VectorStep(command=2, function="clamp", low=-5),
+        VectorStep(command=3, function="clamp", low=-20, high=90),
+        VectorStep(command=5, function="add", a_zero_point=3, b_zero_point=-11, y_zero_point=-2, a_multiplier=ma,
+                   a_shift=sa, b_multiplier=mb, b_shift=sb, y_multiplier=my, y_shift=sy)))
+    return commands, table
+
+
+def vector_ops_dram() -> bytes:
+    """:func:`vector_ops`' DRAM: random bytes (its operands at 0 and 32)."""
+    rng = random.Random(11)
+    return bytes(rng.randrange(256) for _ in range(256))
+
+
+def test_hand_written_vector_commands_clamp_and_add() -> None:
+    commands, table = vector_ops()
+    dram = vector_ops_dram()
+    mem = execute(design(), commands, dram, requant=table)
+    a, b = (np.frombuffer(dram[at:at + 23], np.int8).astype(int) for at in (0, 32))
+    relu, copy, total = (np.frombuffer(bytes(mem.dram[at:at + 23]), np.int8).astype(int) for at in (64, 96, 128))
+    assert list(relu) == [max(v, -5) for v in a] and list(copy) == [min(max(v, -20), 90) for v in b]
+    real = 0.05 * (a - 3) + 0.031 * (b + 11)
+    assert np.abs(np.clip(real / 0.07 - 2, -128, 127) - total).max() <= 1  # TFLite's rescale, within a code
+    assert not mem.scratchpad[300:309].strip(b"\0")  # the timed-only command writes nothing
+
+
+def wrong_rescale(table: RequantTable) -> RequantTable:
+    """``table`` with its first add's output multiplier nine tenths of its own."""
+    first = table.vector[0]
+    wrong = dataclasses.replace(first, y_multiplier=first.y_multiplier * 9 // 10)
+    return dataclasses.replace(table, vector=(wrong, *table.vector[1:]))
+
+
+def _words(table: RequantTable) -> dict[str, list[int]]:
+    steps, channels = encode_requant_table(table)
+    return {"steps": list(steps), "channels": list(channels), "vector": list(encode_vector_table(table))}
+
+
+def _programs() -> dict[str, dict]:
+    """The testbench's ``programs``: image, DRAM and table of each, in npu_tb.py's order."""
+    out = {}
+    for name, make in RESIDUAL.items():
+        plan, inputs = make()
+        out[name] = {"image": encode_program(plan.commands).hex(), "dram": dram_images(plan, inputs)[0].hex(),
+                     "requant": _words(requant_table(plan))}
+    commands, table = vector_ops()
+    out["vector_ops"] = {"image": encode_program(commands).hex(), "dram": vector_ops_dram().hex(),
+                         "requant": _words(table)}
+    original = requant_table(residual_block()[0])
+    out["wrong_rescale"] = {**out["residual_block"], "requant": _words(wrong_rescale(original)),
+                            "reference_requant": out["residual_block"]["requant"]}
+    return out
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_npu_adds_and_clamps_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> None:
+    """The residual block's programs and the hand-written one match golden (hence sim.execute for the
+    mapper's) and the simulator's trace; the wrong rescale fails on the data only."""
+    from accel.encoding import decode_program
+    from rtl.cocotb_runner import run_cocotb
+    from rtl.npu import NPU
+
+    arch = design()
+    programs = _programs()
+    words = max(len(p["image"]) // 8 for p in programs.values())
+    size = max(len(decode_program(bytes.fromhex(p["image"]))) for p in programs.values())
+    channels = max(len(p["requant"]["channels"]) // 4 for p in programs.values())
+    npu = NPU(arch, max_commands=size, program_words=words, requant_channels=channels)
+    parameters = {"rows": arch.array.rows, "cols": arch.array.cols, "max_commands": size, "program_words": words,
+                  "activation_latency": MOVE_LATENCY, "programs": programs}
+    result = run_cocotb(toplevel="npu", component=npu, test_module=TESTBENCH, build_dir=tmp_path,
+                        parameters=parameters, check=False)
+    by_name = {case.name: case for case in result.cases if case.name in programs}
+    assert set(by_name) == {*programs}, result.summary()
+    for name in ("residual_block", "residual_block_resident", "vector_ops"):
+        assert by_name[name].passed, f"{name}: {by_name[name].message}"
+    wrong = by_name["wrong_rescale"]
+    assert not wrong.passed, "a table with a wrong rescale must not match golden of the right one"
+    assert "DRAM differed from rtl.npu.golden.execute" in wrong.message and "ran [" not in wrong.message
+
+
+@pytest.mark.parametrize("mode", ["double", "single"])
+def test_the_vector_units_rescale_is_sim_numerics_mbqm(mode: str) -> None:
+    """The vector datapath's combinational MBQM (rtl.npu.core._mbqm) equals
+    sim.numerics.multiply_by_quantized_multiplier on random int32 values, multipliers and every shift."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from rtl.npu.core import _mbqm
+    from sim.numerics import multiply_by_quantized_multiplier
+
+    m = Module()
+    x, multiplier, shift = Signal(signed(32)), Signal(32), Signal(signed(8))
+    y = Signal(signed(32))
+    m.d.comb += y.eq(_mbqm(x, multiplier, shift, mode))
+    rng = random.Random(7)
+    cases = [(rng.choice([rng.randrange(-(1 << 31), 1 << 31), rng.randrange(-(1 << 12), 1 << 12), -(1 << 31),
+                          (1 << 31) - 1]), rng.choice([rng.randrange(1 << 30, 1 << 31), rng.randrange(1 << 31)]),
+              s) for s in range(-31, 31) for _ in range(6)]
+    got = []
+
+    async def bench(ctx) -> None:  # noqa: ANN001
+        for value, mult, s in cases:
+            ctx.set(x, value)
+            ctx.set(multiplier, mult)
+            ctx.set(shift, s)
+            got.append(ctx.get(y))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    expected = [multiply_by_quantized_multiplier(v, mult, s, mode=mode) for v, mult, s in cases]
+    wrong = [(c, g, e) for c, g, e in zip(cases, got, expected, strict=True) if g != e]
+    assert not wrong, f"{len(wrong)} of {len(cases)} differ, e.g. {wrong[:3]}"
