@@ -167,14 +167,18 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
             half_spad: int, half_acc: int, objective: str, keep: bool) -> Choice:
     plain: list[Choice] = []  # the mappings of the search without kept operands
     kept: list[Choice] = []  # those the kept operands' rounds add
-    shared: dict[Operands, _Candidates] = {}  # dataflows that run the same operands share their candidates
+    shared: dict[Operands, _Loads] = {}  # dataflows that run the same operands share their priced transfers
     for dataflow, ops in operands:
         if "tile-outer" in loop_orders:
-            candidates = shared.get(ops) if _MEMO else None
-            if candidates is None:
-                candidates = shared[ops] = _Candidates(_pricer(arch), ops, half_spad, half_acc, memo=_MEMO)
+            loads = shared.get(ops) if _MEMO else None
+            if loads is None:
+                loads = shared[ops] = _Loads(_pricer(arch), ops, memo=_MEMO)
+            # the candidate tiles depend on the operands and the working space only: every search of
+            # them (any dataflow, any design with these halves of the buffers) shares them
+            candidates = _candidates(ops, half_spad, half_acc) if _MEMO \
+                else _Candidates(ops, half_spad, half_acc, memo=False)
             without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep,
-                                                 candidates)
+                                                 candidates, loads)
             plain.extend(without)
             kept.extend(added)
         if "fold-outer" in loop_orders:
@@ -204,10 +208,24 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
 
 def _moved(choice: Choice, ops: Operands, arch: Accelerator) -> float:
     """The DRAM bytes ``choice``'s schedule moves: a GEMM's price says them exactly; a convolution's
-    prices bound each input band by the largest, so its schedule is summed."""
+    prices bound each input band by the largest, so its schedule is summed (memoised when
+    :data:`_MEMO`: the schedule is :meth:`Choice.steps`', a function of the plan, the dataflow, the
+    operands and, for fold-outer plans, the array's rows and columns)."""
     if ops.conv is None:
         return choice.cost.dram_bytes
-    return sum(t.size_bytes for step in choice.steps(ops, arch) for t in (*step.loads, *step.stores))
+    if not _MEMO:
+        return _schedule_bytes.__wrapped__(choice.plan, choice.dataflow, ops, arch.array.rows, arch.array.cols)
+    rows, cols = (arch.array.rows, arch.array.cols) if isinstance(choice.plan, FoldPlan) else (0, 0)
+    return _schedule_bytes(choice.plan, choice.dataflow, ops, rows, cols)
+
+
+@functools.lru_cache(maxsize=4096)
+def _schedule_bytes(plan: Tile | FoldPlan, dataflow: Dataflow, ops: Operands, rows: int, cols: int) -> int:
+    """The bytes the loads and stores of ``plan``'s schedule move (``rows`` and ``cols``: the array's,
+    read by fold-outer plans only)."""
+    steps = fold_outer(ops, plan, dataflow, rows, cols) if isinstance(plan, FoldPlan) \
+        else tile_outer(ops, plan, dataflow)
+    return sum(t.size_bytes for step in steps for t in (*step.loads, *step.stores))
 
 
 # -- pricing ---------------------------------------------------------------------------------------
@@ -293,6 +311,8 @@ def clear_caches() -> None:
 
     clear()
     _search.cache_clear()
+    _candidates.cache_clear()
+    _schedule_bytes.cache_clear()
     _splits.cache_clear()
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
@@ -653,16 +673,16 @@ def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int)
 
 
 class _Candidates:
-    """What the tile-outer rounds of one search ask about a layer's operands again and again, whatever
-    the dataflow: the tiles worth pricing for each ``tb x tk x tn`` (:func:`_plain_tms`, and
-    :func:`_kept_tms` with :func:`_worth_keeping`), each tile's DRAM bytes bound and the transfers
-    of its tiles (:attr:`loads`). Memoised when
-    ``memo`` (one per search and operands, shared by the dataflows that run them); else computed anew
-    on each call (the reference)."""
+    """What the tile-outer rounds of a search ask about a layer's operands again and again, whatever
+    the dataflow and the design: the tiles worth pricing for each ``tb x tk x tn`` (:func:`_plain_tms`,
+    and :func:`_kept_tms` with :func:`_worth_keeping`) and each tile's DRAM bytes bound. All are
+    functions of the operands and the two halves of the buffers only (no price, no array, no DRAM),
+    so every search of the same operands in the same working space shares one (:func:`_candidates`,
+    when memoised: the dataflows of a search, the searches of a sweep's designs that differ in the
+    bandwidth or the dataflows). Memoised when ``memo``; else computed anew on each call (the reference)."""
 
-    def __init__(self, pricer: _Pricer, ops: Operands, half_spad: int, half_acc: int, *, memo: bool) -> None:
+    def __init__(self, ops: Operands, half_spad: int, half_acc: int, *, memo: bool) -> None:
         self.ops, self.half_spad, self.half_acc, self.memo = ops, half_spad, half_acc, memo
-        self.loads = _Loads(pricer, ops, memo=memo)  # the candidates' transfers, priced
         self._rows = _Rows(ops) if memo else None
         g = ops.gemm
         self._weights = ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0
@@ -708,16 +728,24 @@ class _Candidates:
         return known
 
 
+@functools.lru_cache(maxsize=1024)
+def _candidates(ops: Operands, half_spad: int, half_acc: int) -> _Candidates:
+    """The memoised :class:`_Candidates` of ``ops`` in ``half_spad`` and ``half_acc`` (its key is every
+    argument its constructor reads)."""
+    return _Candidates(ops, half_spad, half_acc, memo=True)
+
+
 def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int,
                         half_acc: int, objective: str, keep: bool,
-                        shared: _Candidates | None = None) -> tuple[list[Choice], list[Choice]]:
+                        shared: _Candidates | None = None,
+                        loads: _Loads | None = None) -> tuple[list[Choice], list[Choice]]:
     """Tile-outer mappings in two rounds: power-of-two multiples of the array (and whole extents)
     along ``b``, ``k`` and ``n``; then the balanced non-divisor sizes within a factor of two of the
     best tile of the first round along each dimension. Returns the mappings of those rounds over
     plain tiles, then (with ``keep``) those that the same rounds over tiles keeping an operand
     (:func:`_kept_tms`) add, which look near the best of all. ``shared``: the candidates of ``ops``
-    in ``half_spad`` and ``half_acc`` (:class:`_Candidates`), when the caller shares them between
-    dataflows.
+    in ``half_spad`` and ``half_acc`` (:class:`_Candidates`) and ``loads`` (the transfers of ``ops``
+    priced on ``arch``, :class:`_Loads`), when the caller shares them.
 
     A tile is not priced when a lower bound of the objective's first term already exceeds the best
     so far: its DRAM bytes (every ``n`` column of tiles reads all of the input, every ``m`` row all
@@ -730,7 +758,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
     dram_pj = arch.dram.energy_pj_per_byte
     pricer = _pricer(arch)
-    shared = shared or _Candidates(pricer, ops, half_spad, half_acc, memo=_MEMO)
+    shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
+    loads = loads or _Loads(pricer, ops, memo=_MEMO)
     priced: dict[Tile, Choice] = {}
     best: list[Choice] = []
     limit = float("inf")  # the best's first term: a tile whose bound exceeds it is not priced
@@ -787,7 +816,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             for value, tile in sorted(zip(values, tiles, strict=True), key=lambda p: p[0]):
                 if value > limit:  # and so do all that follow
                     break
-                cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, shared.loads)
+                cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, loads)
                 choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
                 key = cost.key(objective)
                 if best_key is None or (key, order[tile]) < (best_key, order[best[0].tile]):
@@ -802,10 +831,10 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                 arrays = [t for t in batch if not (t.keep or keeps_weights(ops, t))]
                 by_tile = dict(zip(arrays, (pricer.total(*f) for f in tile_outer_costs(pricer, ops, arrays, dataflow)),
                                    strict=True)) if arrays else {}
-                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer, shared.loads)
+                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer, loads)
                          for t in batch]
             else:
-                costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer, shared.loads) for tile in batch]
+                costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer, loads) for tile in batch]
             for tile, cost in zip(batch, costs, strict=True):
                 if bound(tile) > limit:
                     continue
