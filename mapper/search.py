@@ -170,13 +170,16 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
     shared: dict[Operands, _Loads] = {}  # dataflows that run the same operands share their priced transfers
     for dataflow, ops in operands:
         if "tile-outer" in loop_orders:
+            # the candidate tiles depend on the operands and the working space only: every search of
+            # them (any dataflow, any design with these halves of the buffers) shares them
+            if _MEMO:
+                candidates = _candidates(ops, half_spad, half_acc)
+                ops = candidates.ops  # equal operands whose input shares (Operands.x_share) are known
+            else:
+                candidates = _Candidates(ops, half_spad, half_acc, memo=False)
             loads = shared.get(ops) if _MEMO else None
             if loads is None:
                 loads = shared[ops] = _Loads(_pricer(arch), ops, memo=_MEMO)
-            # the candidate tiles depend on the operands and the working space only: every search of
-            # them (any dataflow, any design with these halves of the buffers) shares them
-            candidates = _candidates(ops, half_spad, half_acc) if _MEMO \
-                else _Candidates(ops, half_spad, half_acc, memo=False)
             without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep,
                                                  candidates, loads)
             plain.extend(without)
@@ -233,6 +236,7 @@ def _schedule_bytes(plan: Tile | FoldPlan, dataflow: Dataflow, ops: Operands, ro
 # command prices by the part of the design they depend on (bounded: see mapper.caches)
 _COMPUTE_PRICES = PriceTables(designs=16, entries=1 << 18)
 _TRANSFER_PRICES = PriceTables(designs=16, entries=1 << 16)
+_TRANSFER_ENERGY = PriceTables(designs=16, entries=1 << 16)
 _COMPUTE_CYCLES = PriceTables(designs=16, entries=1 << 18)
 
 
@@ -251,6 +255,11 @@ class _Pricer:
         self._computes = _COMPUTE_PRICES.table((array, arch.scratchpad, arch.accumulator, arch.energy))
         self._cycles = _COMPUTE_CYCLES.table((array, arch.scratchpad))
         self._transfers = _TRANSFER_PRICES.table((arch.dma, arch.dram, arch.scratchpad, arch.accumulator, arch.energy))
+        # a transfer's energy reads the DMA's bursts, the DRAM's energy per byte, the buffer and the
+        # energy table (accel.energy.transfer_energy_pj), not the DRAM's bandwidth or latency: designs
+        # that differ in those share it (its cycles are priced per design)
+        self._transfer_pj = _TRANSFER_ENERGY.table((arch.dma, arch.dram.energy_pj_per_byte, arch.scratchpad,
+                                                   arch.accumulator, arch.energy))
 
     def compute(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, accumulate: bool, fill: bool,
                 drain: bool, sparsity: object) -> tuple[int, float]:
@@ -285,12 +294,20 @@ class _Pricer:
         key = (size_bytes, buffer, store, row_bytes)
         price = self._transfers.get(key)
         if price is None:
-            t = (Store if store else Load)(id=0, layer="", tensor="", size_bytes=size_bytes, buffer=buffer)
             block = Block(rows=size_bytes // row_bytes, row_bytes=row_bytes, row_stride=row_bytes) \
                 if row_bytes and row_bytes < size_bytes else None
             price = self._transfers[key] = (dma_cycles(self.arch, size_bytes, block),
-                                            sum(command_energy_pj(self.arch, t).values()))
+                                            self.transfer_energy(size_bytes, buffer, store))
         return price
+
+    def transfer_energy(self, size_bytes: int, buffer: Buffer, store: bool) -> float:
+        """The dynamic energy of a contiguous transfer of ``size_bytes`` (its rows do not change it)."""
+        key = (size_bytes, buffer, store)
+        energy = self._transfer_pj.get(key)
+        if energy is None:
+            t = (Store if store else Load)(id=0, layer="", tensor="", size_bytes=size_bytes, buffer=buffer)
+            energy = self._transfer_pj[key] = sum(command_energy_pj(self.arch, t).values())
+        return energy
 
     def total(self, cycles: float, energy: float, moved: float, steps: int) -> Cost:
         return Cost(cycles, energy + cycles * self.static_pj_per_cycle, moved, steps)
@@ -317,6 +334,7 @@ def clear_caches() -> None:
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
     _TRANSFER_PRICES.clear()
+    _TRANSFER_ENERGY.clear()
     _COMPUTE_CYCLES.clear()
 
 
@@ -439,14 +457,23 @@ class _Loads:
         self._out: dict[tuple[int, int, int], tuple[int, int, float]] = {}
 
     def x(self, tb: int, tm: int, tk: int) -> tuple[int, int, float]:
+        known = self._x.get((tb, tm, tk)) if self.memo else None  # the common case, without the closures
+        if known is not None:
+            return known
         return self._priced(self._x, (tb, tm, tk), lambda: self.ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD, False,
                             lambda: self.ops.x_row_bytes(tb, tk))
 
     def w(self, tb: int, tk: int, tn: int) -> tuple[int, int, float]:
+        known = self._w.get((tb, tk, tn)) if self.memo else None
+        if known is not None:
+            return known
         return self._priced(self._w, (tb, tk, tn), lambda: self.ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, False,
                             lambda: self.ops.w_row_bytes(tk, tn))
 
     def out(self, tb: int, tm: int, tn: int) -> tuple[int, int, float]:
+        known = self._out.get((tb, tm, tn)) if self.memo else None
+        if known is not None:
+            return known
         return self._priced(self._out, (tb, tm, tn), lambda: tb * tm * tn * self.ops.out_bytes, Buffer.ACCUMULATOR,
                             True, lambda: self.ops.out_row_bytes(tb, tn))
 

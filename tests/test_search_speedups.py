@@ -145,3 +145,25 @@ def test_candidates_key_is_every_input():
             assert memo.plain(*size) == fresh.plain(*size)
             assert memo.kept(*size) == fresh.kept(*size)
             assert [memo.moved(t) for t in memo.plain(*size)] == [fresh.moved(t) for t in fresh.plain(*size)]
+
+
+def test_transfer_energy_is_shared_only_where_it_is_the_same():
+    """The search's transfer energy is shared by designs that differ in the DRAM's bandwidth or latency
+    (:class:`mapper.search._Pricer`); the datasheet's transfer energy must not read them, and a design's
+    shared price must be the one a fresh pricer of that design gives."""
+    from accel.commands import Buffer, Load, Store
+    from accel.energy import command_energy_pj
+
+    base = config.load("gemmini")
+    other = replace(base, dram=replace(base.dram, bandwidth_bytes_per_cycle=3.0, latency_cycles=7))
+    for size in (1, 64, 1000, 65536):
+        for t in (Load(id=0, layer="", tensor="", size_bytes=size),
+                  Store(id=0, layer="", tensor="", size_bytes=size, buffer=Buffer.ACCUMULATOR)):
+            assert command_energy_pj(base, t) == command_energy_pj(other, t)
+    search.clear_caches()
+    warm = [search._pricer(base).transfer(s, b, st) for s in (64, 4096) for b in Buffer for st in (False, True)]
+    shared = [search._pricer(other).transfer(s, b, st) for s in (64, 4096) for b in Buffer for st in (False, True)]
+    search.clear_caches()
+    fresh = [search._pricer(other).transfer(s, b, st) for s in (64, 4096) for b in Buffer for st in (False, True)]
+    assert shared == fresh and warm != fresh  # the cycles differ, the energies are the same
+    assert [e for _, e in warm] == [e for _, e in fresh]
