@@ -44,6 +44,7 @@ from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div, command_cycles, dma_cycles, steady_follows, vector_cycles
 from mapper.caches import PriceTables
 from mapper.layout import MatrixView
+from mapper.makers import maker
 from mapper.options import OBJECTIVES
 from mapper.plan import Tile
 from mapper.schedules import (
@@ -268,8 +269,8 @@ class _Pricer:
         if price is None:
             # a compute runs after one of its own shape (the first of a layer is priced the same)
             follows = steady_follows(self.arch.array, dataflow, m, k, n) if fill and drain else 0
-            c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
-                        fill=fill, drain=drain, sparsity=sparsity, follows=follows)  # type: ignore[arg-type]
+            c = _make_compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
+                              fill=fill, drain=drain, sparsity=sparsity, follows=follows)
             cycles = self.array_cycles(dataflow, m, k, n, batch, sparsity) if fill and drain \
                 else command_cycles(self.arch, c)
             price = self._computes[key] = (cycles, sum(command_energy_pj(self.arch, c).values()))
@@ -281,8 +282,8 @@ class _Pricer:
         key = (dataflow, m, k, n, batch, sparsity)
         cycles = self._cycles.get(key)
         if cycles is None:
-            c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, sparsity=sparsity,  # type: ignore[arg-type]
-                        follows=steady_follows(self.arch.array, dataflow, m, k, n))
+            c = _make_compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, sparsity=sparsity,
+                              follows=steady_follows(self.arch.array, dataflow, m, k, n))
             cycles = self._cycles[key] = command_cycles(self.arch, c)
         return cycles
 
@@ -314,6 +315,7 @@ class _Pricer:
 
 
 _pricer = functools.lru_cache(maxsize=16)(_Pricer)
+_make_compute = maker(Compute)  # Compute(**fields), twice as fast (mapper.makers)
 
 # Tile-outer candidates of a round priced together as arrays (mapper.search_arrays); False: one by one
 # with _tile_outer_cost, the reference the array pricing is checked against.
@@ -330,6 +332,7 @@ def clear_caches() -> None:
     _search.cache_clear()
     _candidates.cache_clear()
     _schedule_bytes.cache_clear()
+    _fold_steps.cache_clear()
     _splits.cache_clear()
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
@@ -411,7 +414,8 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
     for (tb, cb), (size2, c2) in itertools.product(_splits(g.batch, fold.tb), _splits(extent[s2], fold.s2_block)):
         shape = {s1: e1, s2: size2, t: et}
         block = replace(ops, gemm=replace(g, batch=tb, **shape))
-        steps = list(fold_outer(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols))
+        steps = _fold_steps(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols) if _MEMO \
+            else list(fold_outer(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols))
         # the steps come fold by fold, each fold's chunks in order; a middle fold stands for
         # ``weight`` folds: its chunk sequence is priced once more, scaled by the others
         sequence: list[tuple[Step, int]] = []
@@ -435,6 +439,13 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
     if first_loads is None:
         return pricer.total(0.0, 0.0, 0.0, 0)
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, count)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fold_steps(ops: Operands, fold: FoldPlan, dataflow: Dataflow, rows: int, cols: int) -> tuple[Step, ...]:
+    """:func:`fold_outer`'s steps, memoised on its arguments (the designs of a sweep that differ in
+    what prices them, not in the array's shape or the working space, share them)."""
+    return tuple(fold_outer(ops, fold, dataflow, rows, cols))
 
 
 @functools.lru_cache(maxsize=1 << 14)
