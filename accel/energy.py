@@ -138,6 +138,17 @@ class EnergyTable:
                 problems.append(f"{f.name} must be a non-negative number, not {value!r}")
         if problems:
             raise ConfigError("; ".join(problems))
+        # figures derived from the table, by the other numbers they read (mac_pj, sram_pj_per_byte):
+        # the mapper's search prices thousands of commands of one design; a table never changes
+        object.__setattr__(self, "_derived", {})
+
+
+def _derived(table: EnergyTable) -> dict[tuple, float]:
+    derived = table.__dict__.get("_derived")
+    if derived is None:  # a table made without __post_init__ (none is, but copying may): start one
+        derived = {}
+        object.__setattr__(table, "_derived", derived)
+    return derived
 
 
 def _is_int(value: object) -> bool:
@@ -260,17 +271,30 @@ def add_pj(table: EnergyTable, bits: int) -> float:
 
 
 def mac_pj(arch: Accelerator) -> float:
-    """One MAC of the array: a multiply at the input x weight widths and an add at the accumulator width."""
+    """One MAC of the array: a multiply at the input x weight widths and an add at the accumulator width
+    (memoised in the table by the three widths, all it reads besides the table)."""
     a = arch.array
-    return multiply_pj(arch.energy, a.input_format.bits, a.weight_format.bits) + add_pj(
-        arch.energy, a.accumulator_format.bits
-    )
+    key = ("mac", a.input_format.bits, a.weight_format.bits, a.accumulator_format.bits)
+    derived = _derived(arch.energy)
+    pj = derived.get(key)
+    if pj is None:
+        pj = derived[key] = multiply_pj(arch.energy, a.input_format.bits, a.weight_format.bits) + add_pj(
+            arch.energy, a.accumulator_format.bits
+        )
+    return pj
 
 
 def sram_pj_per_byte(table: EnergyTable, memory: Memory) -> float:
-    """Energy per byte read or written in ``memory``: one bank's reference-word read over its bytes."""
-    bank_bytes = memory.size_bytes / memory.banks
-    return _interpolate(table.sram_read_pj_by_size_bytes, bank_bytes) / (table.sram_reference_word_bits // 8)
+    """Energy per byte read or written in ``memory``: one bank's reference-word read over its bytes
+    (memoised in the table by the memory's size and banks, all it reads of the memory)."""
+    key = ("sram", memory.size_bytes, memory.banks)
+    derived = _derived(table)
+    pj = derived.get(key)
+    if pj is None:
+        bank_bytes = memory.size_bytes / memory.banks
+        pj = derived[key] = _interpolate(table.sram_read_pj_by_size_bytes, bank_bytes) \
+            / (table.sram_reference_word_bits // 8)
+    return pj
 
 
 def _sram_pj(table: EnergyTable, memory: Memory, size_bytes: int) -> float:

@@ -36,7 +36,9 @@ compares whole programs on the zoo and the shared ONNX graphs).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+import functools
+import operator
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
@@ -193,12 +195,18 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
             token, offset = addr >> ADDRESS_SHIFT, addr & ((1 << ADDRESS_SHIFT) - 1)
             if not 1 <= token < len(names):
                 raise ValueError(f"DRAM address {addr:#x} of a template command is not a named tensor's")
-    values = [getattr(command, f) for f in at]
+    values = list(_fields(type(command))(command))
     for name, value in zip(at, values, strict=True):
         # a string copied as it is must not be one the signature saw only as a position
-        if name not in ("layer", "tensor") and isinstance(value, str) and value in names:
+        if isinstance(value, str) and value in names and name not in ("layer", "tensor"):
             raise ValueError(f"a template command's {name} {value!r} is also a name of the layer")
     return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset
+
+
+@functools.cache
+def _fields(kind: type[Command]) -> Callable[[Command], tuple]:
+    """The values of every field of a ``kind`` command, in field order (:func:`mapper.makers.builder`'s)."""
+    return operator.attrgetter(*builder(kind)[1])
 
 
 def symbolic(names: Iterable[str]) -> dict[str, int]:

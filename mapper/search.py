@@ -44,6 +44,7 @@ from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div, command_cycles, dma_cycles, steady_follows, vector_cycles
 from mapper.caches import PriceTables
 from mapper.layout import MatrixView
+from mapper.makers import maker
 from mapper.options import OBJECTIVES
 from mapper.plan import Tile
 from mapper.schedules import (
@@ -167,14 +168,21 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
             half_spad: int, half_acc: int, objective: str, keep: bool) -> Choice:
     plain: list[Choice] = []  # the mappings of the search without kept operands
     kept: list[Choice] = []  # those the kept operands' rounds add
-    shared: dict[Operands, _Candidates] = {}  # dataflows that run the same operands share their candidates
+    shared: dict[Operands, _Loads] = {}  # dataflows that run the same operands share their priced transfers
     for dataflow, ops in operands:
         if "tile-outer" in loop_orders:
-            candidates = shared.get(ops) if _MEMO else None
-            if candidates is None:
-                candidates = shared[ops] = _Candidates(_pricer(arch), ops, half_spad, half_acc, memo=_MEMO)
+            # the candidate tiles depend on the operands and the working space only: every search of
+            # them (any dataflow, any design with these halves of the buffers) shares them
+            if _MEMO:
+                candidates = _candidates(ops, half_spad, half_acc)
+                ops = candidates.ops  # equal operands whose input shares (Operands.x_share) are known
+            else:
+                candidates = _Candidates(ops, half_spad, half_acc, memo=False)
+            loads = shared.get(ops) if _MEMO else None
+            if loads is None:
+                loads = shared[ops] = _Loads(_pricer(arch), ops, memo=_MEMO)
             without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep,
-                                                 candidates)
+                                                 candidates, loads)
             plain.extend(without)
             kept.extend(added)
         if "fold-outer" in loop_orders:
@@ -204,10 +212,24 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
 
 def _moved(choice: Choice, ops: Operands, arch: Accelerator) -> float:
     """The DRAM bytes ``choice``'s schedule moves: a GEMM's price says them exactly; a convolution's
-    prices bound each input band by the largest, so its schedule is summed."""
+    prices bound each input band by the largest, so its schedule is summed (memoised when
+    :data:`_MEMO`: the schedule is :meth:`Choice.steps`', a function of the plan, the dataflow, the
+    operands and, for fold-outer plans, the array's rows and columns)."""
     if ops.conv is None:
         return choice.cost.dram_bytes
-    return sum(t.size_bytes for step in choice.steps(ops, arch) for t in (*step.loads, *step.stores))
+    if not _MEMO:
+        return _schedule_bytes.__wrapped__(choice.plan, choice.dataflow, ops, arch.array.rows, arch.array.cols)
+    rows, cols = (arch.array.rows, arch.array.cols) if isinstance(choice.plan, FoldPlan) else (0, 0)
+    return _schedule_bytes(choice.plan, choice.dataflow, ops, rows, cols)
+
+
+@functools.lru_cache(maxsize=4096)
+def _schedule_bytes(plan: Tile | FoldPlan, dataflow: Dataflow, ops: Operands, rows: int, cols: int) -> int:
+    """The bytes the loads and stores of ``plan``'s schedule move (``rows`` and ``cols``: the array's,
+    read by fold-outer plans only)."""
+    steps = fold_outer(ops, plan, dataflow, rows, cols) if isinstance(plan, FoldPlan) \
+        else tile_outer(ops, plan, dataflow)
+    return sum(t.size_bytes for step in steps for t in (*step.loads, *step.stores))
 
 
 # -- pricing ---------------------------------------------------------------------------------------
@@ -215,6 +237,7 @@ def _moved(choice: Choice, ops: Operands, arch: Accelerator) -> float:
 # command prices by the part of the design they depend on (bounded: see mapper.caches)
 _COMPUTE_PRICES = PriceTables(designs=16, entries=1 << 18)
 _TRANSFER_PRICES = PriceTables(designs=16, entries=1 << 16)
+_TRANSFER_ENERGY = PriceTables(designs=16, entries=1 << 16)
 _COMPUTE_CYCLES = PriceTables(designs=16, entries=1 << 18)
 
 
@@ -233,6 +256,11 @@ class _Pricer:
         self._computes = _COMPUTE_PRICES.table((array, arch.scratchpad, arch.accumulator, arch.energy))
         self._cycles = _COMPUTE_CYCLES.table((array, arch.scratchpad))
         self._transfers = _TRANSFER_PRICES.table((arch.dma, arch.dram, arch.scratchpad, arch.accumulator, arch.energy))
+        # a transfer's energy reads the DMA's bursts, the DRAM's energy per byte, the buffer and the
+        # energy table (accel.energy.transfer_energy_pj), not the DRAM's bandwidth or latency: designs
+        # that differ in those share it (its cycles are priced per design)
+        self._transfer_pj = _TRANSFER_ENERGY.table((arch.dma, arch.dram.energy_pj_per_byte, arch.scratchpad,
+                                                   arch.accumulator, arch.energy))
 
     def compute(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, accumulate: bool, fill: bool,
                 drain: bool, sparsity: object) -> tuple[int, float]:
@@ -241,8 +269,8 @@ class _Pricer:
         if price is None:
             # a compute runs after one of its own shape (the first of a layer is priced the same)
             follows = steady_follows(self.arch.array, dataflow, m, k, n) if fill and drain else 0
-            c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
-                        fill=fill, drain=drain, sparsity=sparsity, follows=follows)  # type: ignore[arg-type]
+            c = _make_compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
+                              fill=fill, drain=drain, sparsity=sparsity, follows=follows)
             cycles = self.array_cycles(dataflow, m, k, n, batch, sparsity) if fill and drain \
                 else command_cycles(self.arch, c)
             price = self._computes[key] = (cycles, sum(command_energy_pj(self.arch, c).values()))
@@ -254,8 +282,8 @@ class _Pricer:
         key = (dataflow, m, k, n, batch, sparsity)
         cycles = self._cycles.get(key)
         if cycles is None:
-            c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, sparsity=sparsity,  # type: ignore[arg-type]
-                        follows=steady_follows(self.arch.array, dataflow, m, k, n))
+            c = _make_compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, sparsity=sparsity,
+                              follows=steady_follows(self.arch.array, dataflow, m, k, n))
             cycles = self._cycles[key] = command_cycles(self.arch, c)
         return cycles
 
@@ -267,18 +295,27 @@ class _Pricer:
         key = (size_bytes, buffer, store, row_bytes)
         price = self._transfers.get(key)
         if price is None:
-            t = (Store if store else Load)(id=0, layer="", tensor="", size_bytes=size_bytes, buffer=buffer)
             block = Block(rows=size_bytes // row_bytes, row_bytes=row_bytes, row_stride=row_bytes) \
                 if row_bytes and row_bytes < size_bytes else None
             price = self._transfers[key] = (dma_cycles(self.arch, size_bytes, block),
-                                            sum(command_energy_pj(self.arch, t).values()))
+                                            self.transfer_energy(size_bytes, buffer, store))
         return price
+
+    def transfer_energy(self, size_bytes: int, buffer: Buffer, store: bool) -> float:
+        """The dynamic energy of a contiguous transfer of ``size_bytes`` (its rows do not change it)."""
+        key = (size_bytes, buffer, store)
+        energy = self._transfer_pj.get(key)
+        if energy is None:
+            t = (Store if store else Load)(id=0, layer="", tensor="", size_bytes=size_bytes, buffer=buffer)
+            energy = self._transfer_pj[key] = sum(command_energy_pj(self.arch, t).values())
+        return energy
 
     def total(self, cycles: float, energy: float, moved: float, steps: int) -> Cost:
         return Cost(cycles, energy + cycles * self.static_pj_per_cycle, moved, steps)
 
 
 _pricer = functools.lru_cache(maxsize=16)(_Pricer)
+_make_compute = maker(Compute)  # Compute(**fields), twice as fast (mapper.makers)
 
 # Tile-outer candidates of a round priced together as arrays (mapper.search_arrays); False: one by one
 # with _tile_outer_cost, the reference the array pricing is checked against.
@@ -293,10 +330,14 @@ def clear_caches() -> None:
 
     clear()
     _search.cache_clear()
+    _candidates.cache_clear()
+    _schedule_bytes.cache_clear()
+    _fold_steps.cache_clear()
     _splits.cache_clear()
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
     _TRANSFER_PRICES.clear()
+    _TRANSFER_ENERGY.clear()
     _COMPUTE_CYCLES.clear()
 
 
@@ -373,7 +414,8 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
     for (tb, cb), (size2, c2) in itertools.product(_splits(g.batch, fold.tb), _splits(extent[s2], fold.s2_block)):
         shape = {s1: e1, s2: size2, t: et}
         block = replace(ops, gemm=replace(g, batch=tb, **shape))
-        steps = list(fold_outer(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols))
+        steps = _fold_steps(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols) if _MEMO \
+            else list(fold_outer(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols))
         # the steps come fold by fold, each fold's chunks in order; a middle fold stands for
         # ``weight`` folds: its chunk sequence is priced once more, scaled by the others
         sequence: list[tuple[Step, int]] = []
@@ -399,6 +441,13 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, count)
 
 
+@functools.lru_cache(maxsize=1024)
+def _fold_steps(ops: Operands, fold: FoldPlan, dataflow: Dataflow, rows: int, cols: int) -> tuple[Step, ...]:
+    """:func:`fold_outer`'s steps, memoised on its arguments (the designs of a sweep that differ in
+    what prices them, not in the array's shape or the working space, share them)."""
+    return tuple(fold_outer(ops, fold, dataflow, rows, cols))
+
+
 @functools.lru_cache(maxsize=1 << 14)
 def _splits(extent: int, size: int) -> tuple[tuple[int, int], ...]:
     """``(tile size, count)`` of the tiles along one dimension: the full ones and the remainder."""
@@ -419,14 +468,23 @@ class _Loads:
         self._out: dict[tuple[int, int, int], tuple[int, int, float]] = {}
 
     def x(self, tb: int, tm: int, tk: int) -> tuple[int, int, float]:
+        known = self._x.get((tb, tm, tk)) if self.memo else None  # the common case, without the closures
+        if known is not None:
+            return known
         return self._priced(self._x, (tb, tm, tk), lambda: self.ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD, False,
                             lambda: self.ops.x_row_bytes(tb, tk))
 
     def w(self, tb: int, tk: int, tn: int) -> tuple[int, int, float]:
+        known = self._w.get((tb, tk, tn)) if self.memo else None
+        if known is not None:
+            return known
         return self._priced(self._w, (tb, tk, tn), lambda: self.ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, False,
                             lambda: self.ops.w_row_bytes(tk, tn))
 
     def out(self, tb: int, tm: int, tn: int) -> tuple[int, int, float]:
+        known = self._out.get((tb, tm, tn)) if self.memo else None
+        if known is not None:
+            return known
         return self._priced(self._out, (tb, tm, tn), lambda: tb * tm * tn * self.ops.out_bytes, Buffer.ACCUMULATOR,
                             True, lambda: self.ops.out_row_bytes(tb, tn))
 
@@ -653,16 +711,16 @@ def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int)
 
 
 class _Candidates:
-    """What the tile-outer rounds of one search ask about a layer's operands again and again, whatever
-    the dataflow: the tiles worth pricing for each ``tb x tk x tn`` (:func:`_plain_tms`, and
-    :func:`_kept_tms` with :func:`_worth_keeping`), each tile's DRAM bytes bound and the transfers
-    of its tiles (:attr:`loads`). Memoised when
-    ``memo`` (one per search and operands, shared by the dataflows that run them); else computed anew
-    on each call (the reference)."""
+    """What the tile-outer rounds of a search ask about a layer's operands again and again, whatever
+    the dataflow and the design: the tiles worth pricing for each ``tb x tk x tn`` (:func:`_plain_tms`,
+    and :func:`_kept_tms` with :func:`_worth_keeping`) and each tile's DRAM bytes bound. All are
+    functions of the operands and the two halves of the buffers only (no price, no array, no DRAM),
+    so every search of the same operands in the same working space shares one (:func:`_candidates`,
+    when memoised: the dataflows of a search, the searches of a sweep's designs that differ in the
+    bandwidth or the dataflows). Memoised when ``memo``; else computed anew on each call (the reference)."""
 
-    def __init__(self, pricer: _Pricer, ops: Operands, half_spad: int, half_acc: int, *, memo: bool) -> None:
+    def __init__(self, ops: Operands, half_spad: int, half_acc: int, *, memo: bool) -> None:
         self.ops, self.half_spad, self.half_acc, self.memo = ops, half_spad, half_acc, memo
-        self.loads = _Loads(pricer, ops, memo=memo)  # the candidates' transfers, priced
         self._rows = _Rows(ops) if memo else None
         g = ops.gemm
         self._weights = ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0
@@ -708,16 +766,24 @@ class _Candidates:
         return known
 
 
+@functools.lru_cache(maxsize=1024)
+def _candidates(ops: Operands, half_spad: int, half_acc: int) -> _Candidates:
+    """The memoised :class:`_Candidates` of ``ops`` in ``half_spad`` and ``half_acc`` (its key is every
+    argument its constructor reads)."""
+    return _Candidates(ops, half_spad, half_acc, memo=True)
+
+
 def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int,
                         half_acc: int, objective: str, keep: bool,
-                        shared: _Candidates | None = None) -> tuple[list[Choice], list[Choice]]:
+                        shared: _Candidates | None = None,
+                        loads: _Loads | None = None) -> tuple[list[Choice], list[Choice]]:
     """Tile-outer mappings in two rounds: power-of-two multiples of the array (and whole extents)
     along ``b``, ``k`` and ``n``; then the balanced non-divisor sizes within a factor of two of the
     best tile of the first round along each dimension. Returns the mappings of those rounds over
     plain tiles, then (with ``keep``) those that the same rounds over tiles keeping an operand
     (:func:`_kept_tms`) add, which look near the best of all. ``shared``: the candidates of ``ops``
-    in ``half_spad`` and ``half_acc`` (:class:`_Candidates`), when the caller shares them between
-    dataflows.
+    in ``half_spad`` and ``half_acc`` (:class:`_Candidates`) and ``loads`` (the transfers of ``ops``
+    priced on ``arch``, :class:`_Loads`), when the caller shares them.
 
     A tile is not priced when a lower bound of the objective's first term already exceeds the best
     so far: its DRAM bytes (every ``n`` column of tiles reads all of the input, every ``m`` row all
@@ -730,7 +796,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
     dram_pj = arch.dram.energy_pj_per_byte
     pricer = _pricer(arch)
-    shared = shared or _Candidates(pricer, ops, half_spad, half_acc, memo=_MEMO)
+    shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
+    loads = loads or _Loads(pricer, ops, memo=_MEMO)
     priced: dict[Tile, Choice] = {}
     best: list[Choice] = []
     limit = float("inf")  # the best's first term: a tile whose bound exceeds it is not priced
@@ -787,7 +854,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             for value, tile in sorted(zip(values, tiles, strict=True), key=lambda p: p[0]):
                 if value > limit:  # and so do all that follow
                     break
-                cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, shared.loads)
+                cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, loads)
                 choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
                 key = cost.key(objective)
                 if best_key is None or (key, order[tile]) < (best_key, order[best[0].tile]):
@@ -802,10 +869,10 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                 arrays = [t for t in batch if not (t.keep or keeps_weights(ops, t))]
                 by_tile = dict(zip(arrays, (pricer.total(*f) for f in tile_outer_costs(pricer, ops, arrays, dataflow)),
                                    strict=True)) if arrays else {}
-                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer, shared.loads)
+                costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer, loads)
                          for t in batch]
             else:
-                costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer, shared.loads) for tile in batch]
+                costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer, loads) for tile in batch]
             for tile, cost in zip(batch, costs, strict=True):
                 if bound(tile) > limit:
                     continue

@@ -395,7 +395,7 @@ class _Proc:
         self.cmd = -1
         self.since = self.end = self.ready = self.began = 0
         self.free_at: int | None = None
-        self.cause = ""
+        self.cause: str | None = ""
         self.wait: simpy.Event | None = None
         self.wait_ids: tuple[int, ...] = ()
         self.request: simpy.Event | None = None
@@ -590,8 +590,11 @@ class _Machine:
             yield p.wait
             p.wait = None
 
-    def _execute(self, p: _Proc, i: int, began: int, cause: str,
+    def _execute(self, p: _Proc, i: int, began: int, cause: str | None,
                  extra: int = 0) -> Generator[simpy.Event, object, None]:
+        """Run command ``i`` on ``p``'s unit; a start after ``began`` is a stall on ``cause`` (``None``:
+        on the command's last dependency to finish, :meth:`_last_dependency`, looked up only when it
+        stalled: its dependencies have all finished before it starts, so their finish times are final)."""
         env = self.env
         now = env.now
         p.phase = _EXEC
@@ -610,7 +613,7 @@ class _Machine:
         self.end_at[i] = now
         if p.since > p.began:
             self.stall[i] = p.since - p.began
-            self.stall_on[i] = _CAUSE[p.cause]
+            self.stall_on[i] = _CAUSE[self._last_dependency(i) if p.cause is None else p.cause]
         self.log.append(i)
         self._event(i).succeed()
         p.free_at = now
@@ -627,7 +630,7 @@ class _Machine:
             i = p.cmd
             late = 0 if p.free_at is None else self._late_start(i, p.free_at)
             began = self.env.now if p.free_at is None else p.free_at
-            yield from self._execute(p, i, began, self._last_dependency(i), late)
+            yield from self._execute(p, i, began, None, late)
         p.phase = _DONE
 
     def _dma_channel(self, p: _Proc) -> Generator[simpy.Event, object, None]:
@@ -641,15 +644,14 @@ class _Machine:
             yield from self._wait_for_deps(p, i)
             i = p.cmd
             began = env.now if p.free_at is None else p.free_at
-            cause = self._last_dependency(i)
             if self.is_move[i]:  # on chip: no DRAM slot
-                yield from self._execute(p, i, began, cause)
+                yield from self._execute(p, i, began, None)
                 continue
             p.ready = env.now
             with self.dram.request() as slot:
                 p.phase = _DRAM
                 p.began = began
-                p.cause = cause
+                p.cause = None
                 p.request = slot
                 yield slot
                 i = p.cmd

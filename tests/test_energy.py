@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -210,3 +211,29 @@ def test_components_are_the_documented_ones(tiny):
 def test_static_power_per_unit(tiny):
     assert static_power_mw(tiny) == pytest.approx({
         "array": 16 * 0.01, "scratchpad": 8 * 0.5, "accumulator": 4 * 0.5, "dma": 2.0, "vector": 4 * 0.1})
+
+
+def test_derived_figures_memoised_in_the_table_are_the_computed_ones():
+    """``mac_pj`` and ``sram_pj_per_byte`` keep what they derive in the (frozen) table, keyed by every
+    other number they read: the memoised figure is the one computed afresh, for memories and formats
+    that differ in those numbers, and a memory that differs only in what the figure does not read
+    (ports, word width) gets the same one."""
+    from accel.energy import _interpolate, mac_pj, sram_pj_per_byte
+
+    arch = config.load("gemmini")
+    table = arch.energy
+    for memory in (Memory(1 << 16), Memory(1 << 18, banks=4), Memory(1 << 18, banks=4, ports=1, word_bytes=64),
+                   Memory(3 << 14, banks=3)):
+        fresh = _interpolate(table.sram_read_pj_by_size_bytes, memory.size_bytes / memory.banks) \
+            / (table.sram_reference_word_bits // 8)
+        assert sram_pj_per_byte(table, memory) == fresh
+        assert sram_pj_per_byte(table, memory) == fresh  # the second time from the memo
+    for bits in ((8, 8, 32), (4, 8, 16), (16, 16, 32)):
+        fmt = [dataclasses.replace(f, bits=b) for f, b in zip((arch.array.input_format, arch.array.weight_format,
+                                                                arch.array.accumulator_format), bits, strict=True)]
+        design = dataclasses.replace(arch, array=dataclasses.replace(
+            arch.array, input_format=fmt[0], weight_format=fmt[1], accumulator_format=fmt[2]))
+        fresh = _interpolate(table.multiply_pj_by_bits, math.sqrt(bits[0] * bits[1])) \
+            + _interpolate(table.add_pj_by_bits, bits[2])
+        assert mac_pj(design) == mac_pj(design) == fresh
+    assert table == config.load("gemmini").energy and hash(table) == hash(config.load("gemmini").energy)

@@ -12,6 +12,8 @@ the counts of mappings priced and not dominated, and the layer's mapping record.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from accel import config
@@ -83,3 +85,85 @@ def test_gpt2_blocks_share_their_searches():
     search.clear_caches()
     decide_layers(zoo.build("gpt2_prefill"), config.load("gemmini"), MapOptions())
     assert search._search.cache_info().misses == 6
+
+
+def _sweep_designs() -> list:
+    """Designs of a sweep around Gemmini: DRAM bandwidth, scratchpad size and dataflows varied."""
+    base = config.load("gemmini")
+    designs = []
+    for bandwidth in (8.0, 32.0):
+        for spad in (base.scratchpad.size_bytes, base.scratchpad.size_bytes // 2):
+            for dataflows in (base.array.dataflows, base.array.dataflows[:1]):
+                designs.append(replace(base, dram=replace(base.dram, bandwidth_bytes_per_cycle=bandwidth),
+                                       scratchpad=replace(base.scratchpad, size_bytes=spad),
+                                       array=replace(base.array, dataflows=dataflows)))
+    return designs
+
+
+def test_designs_mapped_in_turn_choose_as_each_alone(monkeypatch):
+    """A sweep maps design after design in one process: what the searches share across designs (the
+    candidate tiles of the same operands and working space, the bytes a schedule moves) must not
+    change any design's choices from searching it alone, every memo empty (the reference)."""
+    graph = zoo.build("resnet18")
+    designs = _sweep_designs()
+
+    def decisions(arch) -> list[tuple]:
+        out = []
+        for d in decide_layers(graph, arch, MapOptions()):
+            if isinstance(d, ArrayDecision):
+                c = d.choice
+                out.append((d.layer.name, c.order, c.dataflow, c.tile, c.plan, c.cost, c.cost.steps, c.evaluated,
+                            c.pareto, d.mapping))
+        return out
+
+    monkeypatch.setattr(search, "_MEMO", False)
+    reference = []
+    for arch in designs:
+        search.clear_caches()
+        reference.append(decisions(arch))
+    monkeypatch.setattr(search, "_MEMO", True)
+    search.clear_caches()
+    shared = [decisions(arch) for arch in designs]  # nothing cleared between designs
+    for i, (r, s) in enumerate(zip(reference, shared, strict=True)):
+        assert r == s, f"design {i} differs from its own search"
+    assert search._candidates.cache_info().hits > 0
+
+
+def test_candidates_key_is_every_input():
+    """:func:`mapper.search._candidates` is keyed by every argument :class:`mapper.search._Candidates`
+    reads (no design in it): a memoised one lists the tiles and bounds a fresh one does."""
+    import inspect
+
+    params = [p for p in inspect.signature(search._Candidates).parameters if p != "memo"]
+    assert params == list(inspect.signature(search._candidates).parameters)
+    ops = next(d.operands for d in decide_layers(zoo.build("resnet18"), config.load("gemmini"), MapOptions())
+               if isinstance(d, ArrayDecision) and d.operands.conv is not None)
+    for half_spad, half_acc in ((1 << 16, 1 << 15), (1 << 14, 1 << 13)):
+        memo = search._candidates(ops, half_spad, half_acc)
+        fresh = search._Candidates(ops, half_spad, half_acc, memo=False)
+        for size in ((1, 64, 64), (1, 16, 128), (1, 576, 16)):
+            assert memo.plain(*size) == fresh.plain(*size)
+            assert memo.kept(*size) == fresh.kept(*size)
+            assert [memo.moved(t) for t in memo.plain(*size)] == [fresh.moved(t) for t in fresh.plain(*size)]
+
+
+def test_transfer_energy_is_shared_only_where_it_is_the_same():
+    """The search's transfer energy is shared by designs that differ in the DRAM's bandwidth or latency
+    (:class:`mapper.search._Pricer`); the datasheet's transfer energy must not read them, and a design's
+    shared price must be the one a fresh pricer of that design gives."""
+    from accel.commands import Buffer, Load, Store
+    from accel.energy import command_energy_pj
+
+    base = config.load("gemmini")
+    other = replace(base, dram=replace(base.dram, bandwidth_bytes_per_cycle=3.0, latency_cycles=7))
+    for size in (1, 64, 1000, 65536):
+        for t in (Load(id=0, layer="", tensor="", size_bytes=size),
+                  Store(id=0, layer="", tensor="", size_bytes=size, buffer=Buffer.ACCUMULATOR)):
+            assert command_energy_pj(base, t) == command_energy_pj(other, t)
+    search.clear_caches()
+    warm = [search._pricer(base).transfer(s, b, st) for s in (64, 4096) for b in Buffer for st in (False, True)]
+    shared = [search._pricer(other).transfer(s, b, st) for s in (64, 4096) for b in Buffer for st in (False, True)]
+    search.clear_caches()
+    fresh = [search._pricer(other).transfer(s, b, st) for s in (64, 4096) for b in Buffer for st in (False, True)]
+    assert shared == fresh and warm != fresh  # the cycles differ, the energies are the same
+    assert [e for _, e in warm] == [e for _, e in fresh]
