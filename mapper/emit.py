@@ -123,6 +123,30 @@ class _Slot:
     top_users: list[int] = field(default_factory=list)  # the last reader of an operand kept at its top (Transfer.stays)
 
 
+class _Run:
+    """What the emission of an array layer's schedule carries from step to step (besides the
+    emitter's halves and writers): the last compute, the accumulator half in use, partial-sum stores
+    by key, the operands the last compute read, the kept operands (the half whose top holds each, by
+    role; where each k tile of it is, by ``(role, k0)``, and the resident tensor it is read from in
+    place; the loads of the column being kept and the bytes it fills), the halves' users when the
+    layer began (``entry``, by ``id`` of the half) and the computes so far."""
+
+    __slots__ = ("previous", "acc_slot", "stored", "held", "kept", "kept_at", "kept_from", "column", "entry",
+                 "count")
+
+    def __init__(self, emitter: _Emitter) -> None:
+        self.previous: int | None = None
+        self.acc_slot = emitter.acc_slots[0]
+        self.stored: dict[tuple[int, ...], int] = {}
+        self.held: dict[str, tuple[int, Block | None]] = {}
+        self.kept: dict[str, _Slot] = {}
+        self.kept_at: dict[tuple[str, int], tuple[int, Block | None]] = {}
+        self.kept_from: dict[tuple[str, int], str] = {}
+        self.column: dict[str, tuple[list[int], int]] = {}
+        self.entry = {id(slot): list(slot.last_users) for slot in emitter.spad_slots}
+        self.count = 0
+
+
 class _Emitter:
     """The program so far and what the next command must know: addresses, and who last used what."""
 
@@ -542,107 +566,100 @@ class _Emitter:
 
     def _emit_steps(self, layer: Layer, ops: Operands, steps: Iterable[Step]) -> int:
         """Turn the abstract schedule into commands with addresses and dependencies; count computes."""
-        previous: int | None = None
-        acc_slot = self.acc_slots[0]
-        stored: dict[tuple[int, ...], int] = {}  # partial-sum stores by key
-        count = 0
-        acc_word = self.arch.array.accumulator_format.size_bytes
-        held: dict[str, tuple[int, Block | None]] = {}  # the operands the previous compute read, by role
-        kept: dict[str, _Slot] = {}  # the half whose top holds the operand kept for later steps, by role
-        # a kept column of weight tiles or row of input tiles, one per k tile stacked down from the top:
-        # where each is, by (role, k0), and what its loads wait for and how many bytes of the top it fills
-        kept_at: dict[tuple[str, int], tuple[int, Block | None]] = {}
-        kept_from: dict[tuple[str, int], str] = {}  # kept operands read in place: their resident tensor
-        column: dict[str, tuple[list[int], int]] = {}
-        entry = {id(slot): list(slot.last_users) for slot in self.spad_slots}  # their users before this layer
+        run = _Run(self)
         for step in steps:
-            if step.new_block:
-                acc_slot = self.acc_slots[self.acc_next]
-                self.acc_next ^= 1
-            block_free = list(acc_slot.last_users) if step.new_block else []
-            streamed = [t for t in step.loads if t.buffer is Buffer.SCRATCHPAD and self._place(t.tensor) is None]
-            spad_slot = self._take_spad() if streamed else None
-            c = step.compute
-            out_addr = acc_slot.addr + acc_word * c.acc_offset
-            loads, offset, onchip = [], 0, []
-            operand: dict[str, tuple[int, Block | None]] = {}
-            for t in step.loads:
-                if t.buffer is Buffer.SCRATCHPAD:
-                    place = self._place(t.tensor)
-                    if place is not None:  # resident: read in place
-                        at, block = self._tile_place(layer, ops, t)
-                        operand[t.role] = (place[1] + at, block)
-                        if t.stays:  # the column's later output tiles read it in place too
-                            kept_at[t.role, t.origin[2]] = operand[t.role]
-                            kept_from[t.role, t.origin[2]] = place[0]
-                        onchip.append(place[0])
-                        continue
-                    assert spad_slot is not None
-                    if t.stays:  # at the top of a half, clear of the streamed operands below it
-                        k0 = t.origin[2]
-                        if k0 == 0:  # a column's first tile: the other half's top from the last column's
-                            target, deps = self._kept_place(kept.get(t.role), spad_slot, entry)
-                            target.top_users, kept[t.role] = [], target
-                            column[t.role] = (deps, 0)
-                        target, (deps, filled) = kept[t.role], column[t.role]
-                        at = target.addr + self.half_spad - filled - t.size_bytes
-                        column[t.role] = (deps, filled + t.size_bytes)
-                        loads.append(self._transfer(Load, layer, ops, t, at, [self.ready[t.tensor], *deps]))
-                        operand[t.role] = kept_at[t.role, k0] = (at, None)
-                        kept_from.pop((t.role, k0), None)
-                        continue
-                    deps = [self.ready[t.tensor], *spad_slot.last_users]
-                    loads.append(self._transfer(Load, layer, ops, t, spad_slot.addr + offset, deps))
-                    operand[t.role] = (spad_slot.addr + offset, None)
-                    offset += t.size_bytes
-                else:
-                    written = stored[t.key] if t.key is not None else self.ready[t.tensor]
-                    loads.append(self._transfer(Load, layer, ops, t, out_addr, [written, *block_free]))
-            carried = held if not c.fill else {role: kept_at[role, c.origin[2]] for role in step.reuses}
-            # a kept operand read in place is read by every step that reuses it: they wait for its
-            # producer and whatever later takes its space waits for them
-            onchip += [kept_from[role, c.origin[2]] for role in step.reuses if (role, c.origin[2]) in kept_from]
-            held = {**carried, **operand}
-            addr = spad_slot.addr if spad_slot is not None else 0
-            (in_addr, in_block), (w_addr, w_block_) = held.get("x", (addr, None)), held.get("w", (addr, None))
-            resident_deps = [d for name in onchip for d in self.onchip.get(name, [])]
-            compute = self._emit(Compute, layer=layer.name, input_addr=in_addr, weight_addr=w_addr,
-                                 output_addr=out_addr, deps=[*loads, previous, *block_free, *resident_deps],
-                                 m=c.m, k=c.k, n=c.n, batch=c.batch, dataflow=c.dataflow, accumulate=c.accumulate,
-                                 fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=self._follows(previous, c),
-                                 origin=c.origin, input_block=in_block, weight_block=w_block_)
-            for name in onchip:
-                self.users.setdefault(name, []).append(compute)
-            for role, slot in kept.items():  # the array runs its computes in order: the last reader is enough
-                if role in step.reuses or role in operand:
-                    slot.top_users = [compute]
-            if spad_slot is not None:
-                early = previous is not None and self._weights_shift_early(streamed, compute)
-                spad_slot.last_users = [previous] if early else [compute]
-            stores = []
-            for t in step.stores:
-                place = self._place(t.tensor) if t.key is None else None
-                if place is None:
-                    stores.append(self._transfer(Store, layer, ops, t, out_addr, [compute]))
+            self._emit_step(run, layer, ops, step)
+        return run.count
+
+    def _emit_step(self, run: _Run, layer: Layer, ops: Operands, step: Step) -> None:
+        """The commands of one step of an array layer's schedule, after the steps ``run`` has seen."""
+        acc_word = self.arch.array.accumulator_format.size_bytes
+        if step.new_block:
+            run.acc_slot = self.acc_slots[self.acc_next]
+            self.acc_next ^= 1
+        block_free = list(run.acc_slot.last_users) if step.new_block else []
+        streamed = [t for t in step.loads if t.buffer is Buffer.SCRATCHPAD and self._place(t.tensor) is None]
+        spad_slot = self._take_spad() if streamed else None
+        c = step.compute
+        out_addr = run.acc_slot.addr + acc_word * c.acc_offset
+        loads, offset, onchip = [], 0, []
+        operand: dict[str, tuple[int, Block | None]] = {}
+        for t in step.loads:
+            if t.buffer is Buffer.SCRATCHPAD:
+                place = self._place(t.tensor)
+                if place is not None:  # resident: read in place
+                    at, block = self._tile_place(layer, ops, t)
+                    operand[t.role] = (place[1] + at, block)
+                    if t.stays:  # the column's later output tiles read it in place too
+                        run.kept_at[t.role, t.origin[2]] = operand[t.role]
+                        run.kept_from[t.role, t.origin[2]] = place[0]
+                    onchip.append(place[0])
                     continue
-                name, base = place
-                at, block = self._tile_place(layer, ops, t)
-                move = self._emit(Move, layer=layer.name, tensor=name, size_bytes=t.size_bytes,
-                                  src_addr=out_addr, addr=base + at, dst=block,
-                                  deps=[compute, *self.claims.pop(name, [])], activation=_activation(layer))
-                self._produce_onchip(name, move)
-                stores.append(move)
-            if step.new_block:
-                acc_slot.last_users = []
-            acc_slot.last_users.extend(stores)
-            for t, ident in zip(step.stores, stores, strict=True):
-                if t.key is not None:
-                    stored[t.key] = ident
-                elif not isinstance(self.commands[ident], Move):
-                    self.ready[t.tensor] = ident
-            previous = compute
-            count += 1
-        return count
+                assert spad_slot is not None
+                if t.stays:  # at the top of a half, clear of the streamed operands below it
+                    k0 = t.origin[2]
+                    if k0 == 0:  # a column's first tile: the other half's top from the last column's
+                        target, deps = self._kept_place(run.kept.get(t.role), spad_slot, run.entry)
+                        target.top_users, run.kept[t.role] = [], target
+                        run.column[t.role] = (deps, 0)
+                    target, (deps, filled) = run.kept[t.role], run.column[t.role]
+                    at = target.addr + self.half_spad - filled - t.size_bytes
+                    run.column[t.role] = (deps, filled + t.size_bytes)
+                    loads.append(self._transfer(Load, layer, ops, t, at, [self.ready[t.tensor], *deps]))
+                    operand[t.role] = run.kept_at[t.role, k0] = (at, None)
+                    run.kept_from.pop((t.role, k0), None)
+                    continue
+                deps = [self.ready[t.tensor], *spad_slot.last_users]
+                loads.append(self._transfer(Load, layer, ops, t, spad_slot.addr + offset, deps))
+                operand[t.role] = (spad_slot.addr + offset, None)
+                offset += t.size_bytes
+            else:
+                written = run.stored[t.key] if t.key is not None else self.ready[t.tensor]
+                loads.append(self._transfer(Load, layer, ops, t, out_addr, [written, *block_free]))
+        carried = run.held if not c.fill else {role: run.kept_at[role, c.origin[2]] for role in step.reuses}
+        # a kept operand read in place is read by every step that reuses it: they wait for its
+        # producer and whatever later takes its space waits for them
+        onchip += [run.kept_from[role, c.origin[2]] for role in step.reuses if (role, c.origin[2]) in run.kept_from]
+        run.held = {**carried, **operand}
+        addr = spad_slot.addr if spad_slot is not None else 0
+        (in_addr, in_block), (w_addr, w_block_) = run.held.get("x", (addr, None)), run.held.get("w", (addr, None))
+        resident_deps = [d for name in onchip for d in self.onchip.get(name, [])]
+        compute = self._emit(Compute, layer=layer.name, input_addr=in_addr, weight_addr=w_addr,
+                             output_addr=out_addr, deps=[*loads, run.previous, *block_free, *resident_deps],
+                             m=c.m, k=c.k, n=c.n, batch=c.batch, dataflow=c.dataflow, accumulate=c.accumulate,
+                             fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=self._follows(run.previous, c),
+                             origin=c.origin, input_block=in_block, weight_block=w_block_)
+        for name in onchip:
+            self.users.setdefault(name, []).append(compute)
+        for role, slot in run.kept.items():  # the array runs its computes in order: the last reader is enough
+            if role in step.reuses or role in operand:
+                slot.top_users = [compute]
+        if spad_slot is not None:
+            early = run.previous is not None and self._weights_shift_early(streamed, compute)
+            spad_slot.last_users = [run.previous] if early else [compute]
+        stores = []
+        for t in step.stores:
+            place = self._place(t.tensor) if t.key is None else None
+            if place is None:
+                stores.append(self._transfer(Store, layer, ops, t, out_addr, [compute]))
+                continue
+            name, base = place
+            at, block = self._tile_place(layer, ops, t)
+            move = self._emit(Move, layer=layer.name, tensor=name, size_bytes=t.size_bytes,
+                              src_addr=out_addr, addr=base + at, dst=block,
+                              deps=[compute, *self.claims.pop(name, [])], activation=_activation(layer))
+            self._produce_onchip(name, move)
+            stores.append(move)
+        if step.new_block:
+            run.acc_slot.last_users = []
+        run.acc_slot.last_users.extend(stores)
+        for t, ident in zip(step.stores, stores, strict=True):
+            if t.key is not None:
+                run.stored[t.key] = ident
+            elif not isinstance(self.commands[ident], Move):
+                self.ready[t.tensor] = ident
+        run.previous = compute
+        run.count += 1
 
 
 def _activation(layer: Layer) -> str:

@@ -27,8 +27,8 @@ from mapper.layout import (
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
-__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "tile_segments", "fold_outer", "keeps_weights",
-           "keeps_inputs", "kept_bytes", "largest", "tile_sizes", "share"]
+__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "tile_segments", "fold_outer",
+           "keeps_weights", "keeps_inputs", "kept_bytes", "largest", "tile_sizes", "share"]
 
 
 @dataclass(frozen=True)
