@@ -29,8 +29,9 @@ instantiated for the others (:mod:`mapper.replay`), which gives the same command
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
@@ -48,10 +49,11 @@ from mapper.layout import (
     w_block,
     x_block,
 )
-from mapper.makers import maker
+from mapper.makers import builder, maker
+from mapper.plan import Tile
 from mapper.replay import PSUM_BASE, Template, signature, symbolic
 from mapper.residency import AddressBook, Residency
-from mapper.schedules import Operands, Step, Transfer, share
+from mapper.schedules import Operands, Step, Transfer, share, tile_segments
 from workloads.graph import GemmShape, Graph, Layer, OpKind
 
 __all__ = ["OnChip", "emit_program", "dram_addresses", "dram_room"]
@@ -80,6 +82,7 @@ def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecis
     and no residents, an array or vector layer that emits like another is instantiated from a template
     (:mod:`mapper.replay`): the same commands, written faster."""
     emitter = _Emitter(graph, OnChip.of(arch), residency)
+    emitter.segments = replay and residency is None
     if replay and residency is None:
         emitter.plan_replays(decisions)
     for step, decision in enumerate(decisions):
@@ -121,6 +124,51 @@ class _Slot:
     addr: int
     last_users: list[int] = field(default_factory=list)
     top_users: list[int] = field(default_factory=list)  # the last reader of an operand kept at its top (Transfer.stays)
+
+
+#: Output tiles per segment of an array layer's schedule (:meth:`_Emitter._emit_segments`), and how
+#: many segments before one its state counts ids from (older ones are compared as they are).
+SEGMENT_TILES = 16
+SEGMENTS_BACK = 3
+
+
+@dataclass
+class _Segment:
+    """A segment of an array layer's commands as :meth:`_Emitter._copy_segment` copies it: per command
+    ``(build, values, waits outside the layer, waits within it, DRAM address field, transfer role,
+    origin field)`` (ids and waits within the layer counted from the segment's first command; a
+    field index of 0 means none), the first transfer of each role with its DRAM address and block,
+    the segment's origin, the state after it (:meth:`_Emitter._run_state`) and its computes."""
+
+    plans: list[tuple]
+    transfers: dict[str, tuple[Transfer, int, Block | None]]
+    origin: tuple[int, int, int, int]
+    after: tuple
+    computes: int
+
+    @classmethod
+    def of(cls, commands: Sequence[Command], low: int, base: int, record: Mapping[int, Transfer],
+           origin: tuple[int, int, int, int], after: tuple, computes: int) -> _Segment:
+        plans, transfers = [], {}
+        for c in commands:
+            build, at = builder(type(c))
+            values = [getattr(c, f) for f in at]
+            values[0] -= base
+            outside = tuple(d for d in c.deps if d < low)
+            inside = tuple(d - base for d in c.deps if d >= low)
+            values[2] = outside
+            dram_at = origin_at = 0
+            role = ""
+            if isinstance(c, Load | Store):
+                t = record[c.id]
+                dram_at, role = at["dram_addr"], t.role
+                transfers.setdefault(role, (t, c.dram_addr, c.dram))
+            elif isinstance(c, Compute):
+                origin_at = at["origin"]
+            else:
+                raise AssertionError(f"a segment's {type(c).__name__} command")
+            plans.append((build, values, outside, inside, dram_at, role, origin_at))
+        return cls(plans, transfers, origin, after, computes)
 
 
 class _Run:
@@ -176,6 +224,10 @@ class _Emitter:
         # decision id, and their templates by signature and emitter state (None: emitted directly)
         self.replays: dict[int, tuple[Hashable, tuple[str, ...]]] = {}
         self.templates: dict[Hashable, Template | None] = {}
+        # whether an array layer's segments that emit alike are copied (_emit_segments), and while one
+        # is emitted, the transfer each of its loads and stores moves
+        self.segments = False
+        self._record: dict[int, Transfer] | None = None
 
     # -- layers in the schedule ------------------------------------------------------------------
     def begin_layer(self, step: int, working_bytes: int | None) -> None:
@@ -243,7 +295,11 @@ class _Emitter:
         if isinstance(decision, VectorDecision):
             self.vector_layer(decision)
             return 0
-        return self._emit_steps(decision.layer, decision.operands, decision.choice.steps(decision.operands, self.arch))
+        ops, plan = decision.operands, decision.choice.plan
+        if self.segments and isinstance(plan, Tile) and ops.sparsity is None:
+            return self._emit_segments(decision.layer, ops,
+                                       tile_segments(ops, plan, decision.choice.dataflow, SEGMENT_TILES))
+        return self._emit_steps(decision.layer, ops, decision.choice.steps(ops, self.arch))
 
     def plan_replays(self, decisions: Sequence[LayerDecision]) -> None:
         """Mark the array and vector layers whose signature another layer shares for replay (a layer
@@ -474,8 +530,11 @@ class _Emitter:
             extra["activation"] = _activation(layer)
         if cls is Store and t.key is not None:
             extra["raw"] = True
-        return self._emit(cls, layer=layer.name, tensor=t.tensor, size_bytes=t.size_bytes, buffer=t.buffer,
-                          addr=addr, dram_addr=dram_addr, dram=block, deps=deps, **extra)
+        ident = self._emit(cls, layer=layer.name, tensor=t.tensor, size_bytes=t.size_bytes, buffer=t.buffer,
+                           addr=addr, dram_addr=dram_addr, dram=block, deps=deps, **extra)
+        if self._record is not None:
+            self._record[ident] = t
+        return ident
 
     def _tile_place(self, layer: Layer, ops: Operands, t: Transfer) -> tuple[int, Block | None]:
         """``(offset, block)`` of the bytes of transfer ``t`` in its tensor's storage (:mod:`mapper.layout`)."""
@@ -570,6 +629,115 @@ class _Emitter:
         for step in steps:
             self._emit_step(run, layer, ops, step)
         return run.count
+
+    def _emit_segments(self, layer: Layer, ops: Operands, segments: Iterable[
+            tuple[Hashable, tuple[int, int, int, int], Callable[[], Iterable[Step]]]]) -> int:
+        """:meth:`_emit_steps` over a schedule cut into segments (:func:`mapper.schedules.tile_segments`),
+        copying a segment from an earlier one of the layer that emits alike; count computes.
+
+        Emission is a function of a segment's steps and the state before it (the emitter's halves,
+        the layer's tensors' writers, the :class:`_Run`), and reads ids only to wait for them. So a
+        segment whose key (its steps but for a shift of their origins) and state (its ids counted
+        from the segment's first command, the layer's from before it as they are) equal an earlier
+        one's gives that one's commands with ids and waits within the layer moved by the distance
+        between the two segments, the same shift of the computes' origins and of each transfer's
+        DRAM address (a tile's DRAM place is affine in its origin, and its block the same: checked on
+        the first transfer of each role), and leaves that one's state after it, shifted alike."""
+        run = _Run(self)
+        start = len(self.commands)
+        names = tuple(dict.fromkeys(t for t in (ops.x, ops.w, ops.out) if t is not None))
+        seen: dict[Hashable, _Segment] = {}
+        bases = [start] * SEGMENTS_BACK  # the first commands of the segments before
+        for key, origin, steps in segments:
+            run.column = {}  # read only within the output tile that keeps a column: dead between tiles
+            # ids from a few segments before on are counted from this one's first, earlier ones are as they are
+            base, low = len(self.commands), bases[0]
+            bases = [*bases[1:], base]
+            state = self._run_state(run, low, base, names)
+            done = seen.get((key, state)) if state is not None else None
+            if done is not None and self._copy_segment(done, run, layer, ops, origin, names):
+                continue
+            computes, self._record = run.count, {}
+            try:
+                for step in steps():
+                    self._emit_step(run, layer, ops, step)
+                record = self._record
+            finally:
+                self._record = None
+            after = self._run_state(run, low, base, names)
+            if state is not None and after is not None:
+                seen[key, state] = _Segment.of(self.commands[base:], low, base, record, origin, after,
+                                               run.count - computes)
+        return run.count
+
+    def _run_state(self, run: _Run, low: int, base: int, names: Sequence[str]) -> Hashable | None:
+        """What the next segment reads of the emitter and ``run``: its ids from ``low`` on counted from
+        ``base``, those before ``low`` as 1-tuples, as they are; ``None`` if it reads partial sums or
+        resident tensors (not copied)."""
+        if run.stored or run.kept_from:
+            return None
+
+        def ids(idents: Iterable[int]) -> tuple:
+            return tuple([i - base if i >= low else (i,) for i in idents])
+
+        previous = run.previous
+        before = None
+        if previous is not None:
+            c = self.commands[previous]
+            assert isinstance(c, Compute)
+            before = (ids((previous,)), c.dataflow, c.drain, c.m, c.k, c.n)  # what _follows reads of it
+        spad, acc = self.spad_slots, self.acc_slots
+        ready = tuple(None if self.ready[n] is None else ids((self.ready[n],)) for n in names)  # type: ignore[arg-type]
+        return (self.spad_next, self.acc_next, tuple((ids(s.last_users), ids(s.top_users)) for s in (*spad, *acc)),
+                ready, before, 0 if run.acc_slot is acc[0] else 1, tuple(sorted(run.held.items())),
+                tuple(sorted((role, 0 if slot is spad[0] else 1) for role, slot in run.kept.items())),
+                tuple(sorted(run.kept_at.items())), tuple(ids(run.entry.get(id(s), ())) for s in spad))
+
+    def _set_run_state(self, run: _Run, state: tuple, base: int, names: Sequence[str]) -> None:
+        """Set the emitter and ``run`` to ``state`` (:meth:`_run_state`) with its ids counted from ``base``."""
+        def ids(idents: tuple) -> list[int]:
+            return [i[0] if type(i) is tuple else i + base for i in idents]
+
+        spad_next, acc_next, users, ready, before, acc, held, kept, kept_at, entry = state
+        self.spad_next, self.acc_next = spad_next, acc_next
+        for slot, (last, top) in zip((*self.spad_slots, *self.acc_slots), users, strict=True):
+            slot.last_users, slot.top_users = ids(last), ids(top)
+        for name, writer in zip(names, ready, strict=True):
+            self.ready[name] = None if writer is None else ids(writer)[0]
+        run.previous = None if before is None else ids(before[0])[0]
+        run.acc_slot = self.acc_slots[acc]
+        run.held, run.kept_at = dict(held), dict(kept_at)
+        run.kept = {role: self.spad_slots[i] for role, i in kept}
+        run.entry = {id(slot): ids(e) for slot, e in zip(self.spad_slots, entry, strict=True) if e}
+
+    def _copy_segment(self, done: _Segment, run: _Run, layer: Layer, ops: Operands,
+                      origin: tuple[int, int, int, int], names: Sequence[str]) -> bool:
+        """Append the commands of segment ``done`` moved to the segment at ``origin`` and set the state
+        after it; ``False`` (nothing appended) if a transfer's block there is not the same."""
+        shift = tuple(a - b for a, b in zip(origin, done.origin, strict=True))
+        moved: dict[str, int] = {}
+        for role, (t, addr, block) in done.transfers.items():
+            there = dataclasses.replace(t, origin=tuple(a + b for a, b in zip(t.origin, shift, strict=True)))
+            addr_there, block_there = self._dram_place(layer, ops, there)
+            if block_there != block:
+                return False
+            moved[role] = addr_there - addr
+        base = len(self.commands)
+        sb, sm, _, sn = shift
+        append = self.commands.append
+        for build, values, outside, inside, dram_at, role, origin_at in done.plans:
+            v = values.copy()
+            v[0] += base
+            v[2] = (*outside, *[base + d for d in inside]) if inside else outside
+            if dram_at:
+                v[dram_at] += moved[role]
+            if origin_at:
+                b0, m0, k0, n0 = v[origin_at]
+                v[origin_at] = (b0 + sb, m0 + sm, k0, n0 + sn)
+            append(build(v))
+        self._set_run_state(run, done.after, base, names)
+        run.count += done.computes
+        return True
 
     def _emit_step(self, run: _Run, layer: Layer, ops: Operands, step: Step) -> None:
         """The commands of one step of an array layer's schedule, after the steps ``run`` has seen."""
