@@ -25,6 +25,9 @@ every earlier command that used part of it (:class:`~mapper.residency.AddressBoo
 
 **Replay.** Layers that emit alike (a transformer's blocks) are written once as a template and
 instantiated for the others (:mod:`mapper.replay`), which gives the same commands as emitting each.
+Within an array layer of the tile-outer order, segments of output tiles that emit alike (the rows
+of tiles of GPT-2's ``lm_head``, a column's tiles) are written once and copied for the others
+(:meth:`_Emitter._emit_segments`), again the same commands. ``replay=False`` does neither.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from mapper.layout import (
     w_block,
     x_block,
 )
-from mapper.makers import builder, maker
+from mapper.makers import builder, maker, rebuilder
 from mapper.plan import Tile
 from mapper.replay import PSUM_BASE, Template, signature, symbolic
 from mapper.residency import AddressBook, Residency
@@ -135,9 +138,10 @@ SEGMENTS_BACK = 3
 @dataclass
 class _Segment:
     """A segment of an array layer's commands as :meth:`_Emitter._copy_segment` copies it: per command
-    ``(build, values, waits outside the layer, waits within it, DRAM address field, transfer role,
-    origin field)`` (ids and waits within the layer counted from the segment's first command; a
-    field index of 0 means none), the first transfer of each role with its DRAM address and block,
+    ``(rebuild, values, id, waits kept as they are, waits moved, transfer role, field)`` (ids and
+    moved waits counted from the segment's first command; :func:`mapper.makers.rebuilder` of the
+    field that moves: a transfer's DRAM address, a compute's origin (role ``""``)), the first
+    transfer of each role with its DRAM address and block,
     the segment's origin, the state after it (:meth:`_Emitter._run_state`) and its computes."""
 
     plans: list[tuple]
@@ -151,23 +155,19 @@ class _Segment:
            origin: tuple[int, int, int, int], after: tuple, computes: int) -> _Segment:
         plans, transfers = [], {}
         for c in commands:
-            build, at = builder(type(c))
+            _, at = builder(type(c))
             values = [getattr(c, f) for f in at]
-            values[0] -= base
             outside = tuple(d for d in c.deps if d < low)
             inside = tuple(d - base for d in c.deps if d >= low)
-            values[2] = outside
-            dram_at = origin_at = 0
-            role = ""
             if isinstance(c, Load | Store):
                 t = record[c.id]
-                dram_at, role = at["dram_addr"], t.role
+                field, role = at["dram_addr"], t.role
                 transfers.setdefault(role, (t, c.dram_addr, c.dram))
             elif isinstance(c, Compute):
-                origin_at = at["origin"]
+                field, role = at["origin"], ""
             else:
                 raise AssertionError(f"a segment's {type(c).__name__} command")
-            plans.append((build, values, outside, inside, dram_at, role, origin_at))
+            plans.append((rebuilder(type(c), field), values, c.id - base, outside, inside, role, field))
         return cls(plans, transfers, origin, after, computes)
 
 
@@ -724,17 +724,15 @@ class _Emitter:
             moved[role] = addr_there - addr
         base = len(self.commands)
         sb, sm, _, sn = shift
+        layer_name = layer.name
         append = self.commands.append
-        for build, values, outside, inside, dram_at, role, origin_at in done.plans:
-            v = values.copy()
-            v[0] += base
-            v[2] = (*outside, *[base + d for d in inside]) if inside else outside
-            if dram_at:
-                v[dram_at] += moved[role]
-            if origin_at:
-                b0, m0, k0, n0 = v[origin_at]
-                v[origin_at] = (b0 + sb, m0 + sm, k0, n0 + sn)
-            append(build(v))
+        for rebuild, values, ident, outside, inside, role, at in done.plans:
+            deps = (*outside, *[base + d for d in inside]) if inside else outside
+            if role:  # a transfer: its DRAM address moves
+                append(rebuild(values, base + ident, layer_name, deps, values[at] + moved[role], None))
+            else:  # a compute: its origin moves
+                b0, m0, k0, n0 = values[at]
+                append(rebuild(values, base + ident, layer_name, deps, (b0 + sb, m0 + sm, k0, n0 + sn), None))
         self._set_run_state(run, done.after, base, names)
         run.count += done.computes
         return True

@@ -26,7 +26,7 @@ from accel.hardware import Dataflow, Sparsity
 from accel.scalesim import load_scalesim_config
 from mapper import LoopOrder, MapOptions, emit
 from mapper.decide import ArrayDecision, decide_layers
-from mapper.makers import builder, maker
+from mapper.makers import builder, maker, rebuilder
 from mapper.programs import prepared
 from workloads import load, sparsify, zoo
 from workloads.builder import GraphBuilder
@@ -130,6 +130,14 @@ def test_fast_constructors_make_the_dataclasses_own_objects():
         assert maker(kind)(**given) == command
         build, at = builder(kind)
         assert build([given[name] for name in at]) == command
+        # a rebuilder takes the id, layer, deps and up to two fields apart from the other values
+        name, value = next((f, v) for f, v in (("tensor", "z"), ("op", "mul"), ("m", 7)) if f in at)
+        values = [given[f] for f in at]
+        changed = dataclasses.replace(command, id=9, layer="m", deps=(0,), **{name: value})
+        assert rebuilder(kind, at[name])(values, 9, "m", (0,), value, None) == changed
+        assert rebuilder(kind)(values, command.id, "l", command.deps, None, None) == command
+    with pytest.raises(ValueError):
+        rebuilder(Load, 2)
     assert maker(Store)(id=1, layer="l", tensor="t", size_bytes=4) == Store(id=1, layer="l", tensor="t", size_bytes=4)
     with pytest.raises(TypeError):
         maker(Load)(id=1, layer="l", tensor="t")  # size_bytes is required, as the dataclass says
