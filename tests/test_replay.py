@@ -1,7 +1,8 @@
 """Replayed layers (mapper.replay) write exactly the commands a direct emission writes.
 
 Every check emits one program twice from the same decisions, ``emit_program(..., replay=False)``
-layer by layer and ``emit_program(...)`` with templates, and compares the whole programs (every
+layer by layer and ``emit_program(...)`` with templates (and the segments an array layer copies
+within itself, ``tests/test_segments.py``), and compares the whole programs (every
 field of every command, and the packed N:M weight tiles) for equality. Cases: every zoo model on
 the Gemmini-like preset but the largest (GPT-2 prefill there too, the benchmark row; the Llama
 layers on the TPU-like preset); every dataflow and tile loop order on ResNet-18 and BERT (on the
