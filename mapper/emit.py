@@ -36,6 +36,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import MappingError
@@ -137,30 +138,36 @@ SEGMENTS_BACK = 3
 
 @dataclass
 class _Segment:
-    """A segment of an array layer's commands as :meth:`_Emitter._copy_segment` copies it: per command
-    ``(rebuild, values, id, waits kept as they are, waits moved, transfer role, field)`` (ids and
-    moved waits counted from the segment's first command; :func:`mapper.makers.rebuilder` of the
-    field that moves: a transfer's DRAM address, a compute's origin (role ``""``)), the first
-    transfer of each role with its DRAM address and block,
-    the segment's origin, the state after it (:meth:`_Emitter._run_state`) and its computes."""
+    """A segment of an array layer's commands, ``commands[base:end]``, as
+    :meth:`_Emitter._copy_segment` copies it: ids before ``low`` kept as they are, the transfer each
+    load and store moved (``record``), the segment's origin, the state after it
+    (:meth:`_Emitter._run_state`) and its computes."""
 
-    plans: list[tuple]
-    transfers: dict[str, tuple[Transfer, int, Block | None]]
+    commands: list[Command]
+    base: int
+    end: int
+    low: int
+    record: dict[int, Transfer]
     origin: tuple[int, int, int, int]
     after: tuple
     computes: int
 
-    @classmethod
-    def of(cls, commands: Sequence[Command], low: int, base: int, record: Mapping[int, Transfer],
-           origin: tuple[int, int, int, int], after: tuple, computes: int) -> _Segment:
+    @cached_property
+    def copies(self) -> tuple[list[tuple], dict[str, tuple[Transfer, int, Block | None]]]:
+        """Per command ``(rebuild, values, id, waits kept as they are, waits moved, transfer role,
+        field)`` (ids and moved waits counted from the segment's first command;
+        :func:`mapper.makers.rebuilder` of the field that moves: a transfer's DRAM address, a
+        compute's origin (role ``""``)), and the first transfer of each role with its DRAM address
+        and block. Made when the segment is first copied (most segments of a layer of its own never are)."""
         plans, transfers = [], {}
-        for c in commands:
+        low, base = self.low, self.base
+        for c in self.commands[base:self.end]:
             _, at = builder(type(c))
             values = [getattr(c, f) for f in at]
             outside = tuple(d for d in c.deps if d < low)
             inside = tuple(d - base for d in c.deps if d >= low)
             if isinstance(c, Load | Store):
-                t = record[c.id]
+                t = self.record[c.id]
                 field, role = at["dram_addr"], t.role
                 transfers.setdefault(role, (t, c.dram_addr, c.dram))
             elif isinstance(c, Compute):
@@ -168,7 +175,7 @@ class _Segment:
             else:
                 raise AssertionError(f"a segment's {type(c).__name__} command")
             plans.append((rebuilder(type(c), field), values, c.id - base, outside, inside, role, field))
-        return cls(plans, transfers, origin, after, computes)
+        return plans, transfers
 
 
 class _Run:
@@ -666,8 +673,8 @@ class _Emitter:
                 self._record = None
             after = self._run_state(run, low, base, names)
             if state is not None and after is not None:
-                seen[key, state] = _Segment.of(self.commands[base:], low, base, record, origin, after,
-                                               run.count - computes)
+                seen[key, state] = _Segment(self.commands, base, len(self.commands), low, record, origin, after,
+                                            run.count - computes)
         return run.count
 
     def _run_state(self, run: _Run, low: int, base: int, names: Sequence[str]) -> Hashable | None:
@@ -716,7 +723,8 @@ class _Emitter:
         after it; ``False`` (nothing appended) if a transfer's block there is not the same."""
         shift = tuple(a - b for a, b in zip(origin, done.origin, strict=True))
         moved: dict[str, int] = {}
-        for role, (t, addr, block) in done.transfers.items():
+        plans, transfers = done.copies
+        for role, (t, addr, block) in transfers.items():
             there = dataclasses.replace(t, origin=tuple(a + b for a, b in zip(t.origin, shift, strict=True)))
             addr_there, block_there = self._dram_place(layer, ops, there)
             if block_there != block:
@@ -726,7 +734,7 @@ class _Emitter:
         sb, sm, _, sn = shift
         layer_name = layer.name
         append = self.commands.append
-        for rebuild, values, ident, outside, inside, role, at in done.plans:
+        for rebuild, values, ident, outside, inside, role, at in plans:
             deps = (*outside, *[base + d for d in inside]) if inside else outside
             if role:  # a transfer: its DRAM address moves
                 append(rebuild(values, base + ident, layer_name, deps, values[at] + moved[role], None))
