@@ -25,13 +25,18 @@ every earlier command that used part of it (:class:`~mapper.residency.AddressBoo
 
 **Replay.** Layers that emit alike (a transformer's blocks) are written once as a template and
 instantiated for the others (:mod:`mapper.replay`), which gives the same commands as emitting each.
+Within an array layer of the tile-outer order, segments of output tiles that emit alike (the rows
+of tiles of GPT-2's ``lm_head``, a column's tiles) are written once and copied for the others
+(:meth:`_Emitter._emit_segments`), again the same commands. ``replay=False`` does neither.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import MappingError
@@ -48,10 +53,11 @@ from mapper.layout import (
     w_block,
     x_block,
 )
-from mapper.makers import maker
+from mapper.makers import builder, maker, rebuilder
+from mapper.plan import Tile
 from mapper.replay import PSUM_BASE, Template, signature, symbolic
 from mapper.residency import AddressBook, Residency
-from mapper.schedules import Operands, Step, Transfer, share
+from mapper.schedules import Operands, Step, Transfer, share, tile_segments
 from workloads.graph import GemmShape, Graph, Layer, OpKind
 
 __all__ = ["OnChip", "emit_program", "dram_addresses", "dram_room"]
@@ -80,6 +86,7 @@ def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecis
     and no residents, an array or vector layer that emits like another is instantiated from a template
     (:mod:`mapper.replay`): the same commands, written faster."""
     emitter = _Emitter(graph, OnChip.of(arch), residency)
+    emitter.segments = replay and residency is None
     if replay and residency is None:
         emitter.plan_replays(decisions)
     for step, decision in enumerate(decisions):
@@ -123,6 +130,78 @@ class _Slot:
     top_users: list[int] = field(default_factory=list)  # the last reader of an operand kept at its top (Transfer.stays)
 
 
+#: Output tiles per segment of an array layer's schedule (:meth:`_Emitter._emit_segments`), and how
+#: many segments before one its state counts ids from (older ones are compared as they are).
+SEGMENT_TILES = 16
+SEGMENTS_BACK = 3
+
+
+@dataclass
+class _Segment:
+    """A segment of an array layer's commands, ``commands[base:end]``, as
+    :meth:`_Emitter._copy_segment` copies it: ids before ``low`` kept as they are, the transfer each
+    load and store moved (``record``), the segment's origin, the state after it
+    (:meth:`_Emitter._run_state`) and its computes."""
+
+    commands: list[Command]
+    base: int
+    end: int
+    low: int
+    record: dict[int, Transfer]
+    origin: tuple[int, int, int, int]
+    after: tuple
+    computes: int
+
+    @cached_property
+    def copies(self) -> tuple[list[tuple], dict[str, tuple[Transfer, int, Block | None]]]:
+        """Per command ``(rebuild, values, id, waits kept as they are, waits moved, transfer role,
+        field)`` (ids and moved waits counted from the segment's first command;
+        :func:`mapper.makers.rebuilder` of the field that moves: a transfer's DRAM address, a
+        compute's origin (role ``""``)), and the first transfer of each role with its DRAM address
+        and block. Made when the segment is first copied (most segments of a layer of its own never are)."""
+        plans, transfers = [], {}
+        low, base = self.low, self.base
+        for c in self.commands[base:self.end]:
+            _, at = builder(type(c))
+            values = [getattr(c, f) for f in at]
+            outside = tuple(d for d in c.deps if d < low)
+            inside = tuple(d - base for d in c.deps if d >= low)
+            if isinstance(c, Load | Store):
+                t = self.record[c.id]
+                field, role = at["dram_addr"], t.role
+                transfers.setdefault(role, (t, c.dram_addr, c.dram))
+            elif isinstance(c, Compute):
+                field, role = at["origin"], ""
+            else:
+                raise AssertionError(f"a segment's {type(c).__name__} command")
+            plans.append((rebuilder(type(c), field), values, c.id - base, outside, inside, role, field))
+        return plans, transfers
+
+
+class _Run:
+    """What the emission of an array layer's schedule carries from step to step (besides the
+    emitter's halves and writers): the last compute, the accumulator half in use, partial-sum stores
+    by key, the operands the last compute read, the kept operands (the half whose top holds each, by
+    role; where each k tile of it is, by ``(role, k0)``, and the resident tensor it is read from in
+    place; the loads of the column being kept and the bytes it fills), the halves' users when the
+    layer began (``entry``, by ``id`` of the half) and the computes so far."""
+
+    __slots__ = ("previous", "acc_slot", "stored", "held", "kept", "kept_at", "kept_from", "column", "entry",
+                 "count")
+
+    def __init__(self, emitter: _Emitter) -> None:
+        self.previous: int | None = None
+        self.acc_slot = emitter.acc_slots[0]
+        self.stored: dict[tuple[int, ...], int] = {}
+        self.held: dict[str, tuple[int, Block | None]] = {}
+        self.kept: dict[str, _Slot] = {}
+        self.kept_at: dict[tuple[str, int], tuple[int, Block | None]] = {}
+        self.kept_from: dict[tuple[str, int], str] = {}
+        self.column: dict[str, tuple[list[int], int]] = {}
+        self.entry = {id(slot): list(slot.last_users) for slot in emitter.spad_slots}
+        self.count = 0
+
+
 class _Emitter:
     """The program so far and what the next command must know: addresses, and who last used what."""
 
@@ -152,6 +231,10 @@ class _Emitter:
         # decision id, and their templates by signature and emitter state (None: emitted directly)
         self.replays: dict[int, tuple[Hashable, tuple[str, ...]]] = {}
         self.templates: dict[Hashable, Template | None] = {}
+        # whether an array layer's segments that emit alike are copied (_emit_segments), and while one
+        # is emitted, the transfer each of its loads and stores moves
+        self.segments = False
+        self._record: dict[int, Transfer] | None = None
 
     # -- layers in the schedule ------------------------------------------------------------------
     def begin_layer(self, step: int, working_bytes: int | None) -> None:
@@ -219,7 +302,11 @@ class _Emitter:
         if isinstance(decision, VectorDecision):
             self.vector_layer(decision)
             return 0
-        return self._emit_steps(decision.layer, decision.operands, decision.choice.steps(decision.operands, self.arch))
+        ops, plan = decision.operands, decision.choice.plan
+        if self.segments and isinstance(plan, Tile) and ops.sparsity is None:
+            return self._emit_segments(decision.layer, ops,
+                                       tile_segments(ops, plan, decision.choice.dataflow, SEGMENT_TILES))
+        return self._emit_steps(decision.layer, ops, decision.choice.steps(ops, self.arch))
 
     def plan_replays(self, decisions: Sequence[LayerDecision]) -> None:
         """Mark the array and vector layers whose signature another layer shares for replay (a layer
@@ -450,8 +537,11 @@ class _Emitter:
             extra["activation"] = _activation(layer)
         if cls is Store and t.key is not None:
             extra["raw"] = True
-        return self._emit(cls, layer=layer.name, tensor=t.tensor, size_bytes=t.size_bytes, buffer=t.buffer,
-                          addr=addr, dram_addr=dram_addr, dram=block, deps=deps, **extra)
+        ident = self._emit(cls, layer=layer.name, tensor=t.tensor, size_bytes=t.size_bytes, buffer=t.buffer,
+                           addr=addr, dram_addr=dram_addr, dram=block, deps=deps, **extra)
+        if self._record is not None:
+            self._record[ident] = t
+        return ident
 
     def _tile_place(self, layer: Layer, ops: Operands, t: Transfer) -> tuple[int, Block | None]:
         """``(offset, block)`` of the bytes of transfer ``t`` in its tensor's storage (:mod:`mapper.layout`)."""
@@ -542,107 +632,208 @@ class _Emitter:
 
     def _emit_steps(self, layer: Layer, ops: Operands, steps: Iterable[Step]) -> int:
         """Turn the abstract schedule into commands with addresses and dependencies; count computes."""
-        previous: int | None = None
-        acc_slot = self.acc_slots[0]
-        stored: dict[tuple[int, ...], int] = {}  # partial-sum stores by key
-        count = 0
-        acc_word = self.arch.array.accumulator_format.size_bytes
-        held: dict[str, tuple[int, Block | None]] = {}  # the operands the previous compute read, by role
-        kept: dict[str, _Slot] = {}  # the half whose top holds the operand kept for later steps, by role
-        # a kept column of weight tiles or row of input tiles, one per k tile stacked down from the top:
-        # where each is, by (role, k0), and what its loads wait for and how many bytes of the top it fills
-        kept_at: dict[tuple[str, int], tuple[int, Block | None]] = {}
-        kept_from: dict[tuple[str, int], str] = {}  # kept operands read in place: their resident tensor
-        column: dict[str, tuple[list[int], int]] = {}
-        entry = {id(slot): list(slot.last_users) for slot in self.spad_slots}  # their users before this layer
+        run = _Run(self)
         for step in steps:
-            if step.new_block:
-                acc_slot = self.acc_slots[self.acc_next]
-                self.acc_next ^= 1
-            block_free = list(acc_slot.last_users) if step.new_block else []
-            streamed = [t for t in step.loads if t.buffer is Buffer.SCRATCHPAD and self._place(t.tensor) is None]
-            spad_slot = self._take_spad() if streamed else None
-            c = step.compute
-            out_addr = acc_slot.addr + acc_word * c.acc_offset
-            loads, offset, onchip = [], 0, []
-            operand: dict[str, tuple[int, Block | None]] = {}
-            for t in step.loads:
-                if t.buffer is Buffer.SCRATCHPAD:
-                    place = self._place(t.tensor)
-                    if place is not None:  # resident: read in place
-                        at, block = self._tile_place(layer, ops, t)
-                        operand[t.role] = (place[1] + at, block)
-                        if t.stays:  # the column's later output tiles read it in place too
-                            kept_at[t.role, t.origin[2]] = operand[t.role]
-                            kept_from[t.role, t.origin[2]] = place[0]
-                        onchip.append(place[0])
-                        continue
-                    assert spad_slot is not None
-                    if t.stays:  # at the top of a half, clear of the streamed operands below it
-                        k0 = t.origin[2]
-                        if k0 == 0:  # a column's first tile: the other half's top from the last column's
-                            target, deps = self._kept_place(kept.get(t.role), spad_slot, entry)
-                            target.top_users, kept[t.role] = [], target
-                            column[t.role] = (deps, 0)
-                        target, (deps, filled) = kept[t.role], column[t.role]
-                        at = target.addr + self.half_spad - filled - t.size_bytes
-                        column[t.role] = (deps, filled + t.size_bytes)
-                        loads.append(self._transfer(Load, layer, ops, t, at, [self.ready[t.tensor], *deps]))
-                        operand[t.role] = kept_at[t.role, k0] = (at, None)
-                        kept_from.pop((t.role, k0), None)
-                        continue
-                    deps = [self.ready[t.tensor], *spad_slot.last_users]
-                    loads.append(self._transfer(Load, layer, ops, t, spad_slot.addr + offset, deps))
-                    operand[t.role] = (spad_slot.addr + offset, None)
-                    offset += t.size_bytes
-                else:
-                    written = stored[t.key] if t.key is not None else self.ready[t.tensor]
-                    loads.append(self._transfer(Load, layer, ops, t, out_addr, [written, *block_free]))
-            carried = held if not c.fill else {role: kept_at[role, c.origin[2]] for role in step.reuses}
-            # a kept operand read in place is read by every step that reuses it: they wait for its
-            # producer and whatever later takes its space waits for them
-            onchip += [kept_from[role, c.origin[2]] for role in step.reuses if (role, c.origin[2]) in kept_from]
-            held = {**carried, **operand}
-            addr = spad_slot.addr if spad_slot is not None else 0
-            (in_addr, in_block), (w_addr, w_block_) = held.get("x", (addr, None)), held.get("w", (addr, None))
-            resident_deps = [d for name in onchip for d in self.onchip.get(name, [])]
-            compute = self._emit(Compute, layer=layer.name, input_addr=in_addr, weight_addr=w_addr,
-                                 output_addr=out_addr, deps=[*loads, previous, *block_free, *resident_deps],
-                                 m=c.m, k=c.k, n=c.n, batch=c.batch, dataflow=c.dataflow, accumulate=c.accumulate,
-                                 fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=self._follows(previous, c),
-                                 origin=c.origin, input_block=in_block, weight_block=w_block_)
-            for name in onchip:
-                self.users.setdefault(name, []).append(compute)
-            for role, slot in kept.items():  # the array runs its computes in order: the last reader is enough
-                if role in step.reuses or role in operand:
-                    slot.top_users = [compute]
-            if spad_slot is not None:
-                early = previous is not None and self._weights_shift_early(streamed, compute)
-                spad_slot.last_users = [previous] if early else [compute]
-            stores = []
-            for t in step.stores:
-                place = self._place(t.tensor) if t.key is None else None
-                if place is None:
-                    stores.append(self._transfer(Store, layer, ops, t, out_addr, [compute]))
+            self._emit_step(run, layer, ops, step)
+        return run.count
+
+    def _emit_segments(self, layer: Layer, ops: Operands, segments: Iterable[
+            tuple[Hashable, tuple[int, int, int, int], Callable[[], Iterable[Step]]]]) -> int:
+        """:meth:`_emit_steps` over a schedule cut into segments (:func:`mapper.schedules.tile_segments`),
+        copying a segment from an earlier one of the layer that emits alike; count computes.
+
+        Emission is a function of a segment's steps and the state before it (the emitter's halves,
+        the layer's tensors' writers, the :class:`_Run`), and reads ids only to wait for them. So a
+        segment whose key (its steps but for a shift of their origins) and state (its ids counted
+        from the segment's first command, the layer's from before it as they are) equal an earlier
+        one's gives that one's commands with ids and waits within the layer moved by the distance
+        between the two segments, the same shift of the computes' origins and of each transfer's
+        DRAM address (a tile's DRAM place is affine in its origin, and its block the same: checked on
+        the first transfer of each role), and leaves that one's state after it, shifted alike."""
+        run = _Run(self)
+        start = len(self.commands)
+        names = tuple(dict.fromkeys(t for t in (ops.x, ops.w, ops.out) if t is not None))
+        seen: dict[Hashable, _Segment] = {}
+        bases = [start] * SEGMENTS_BACK  # the first commands of the segments before
+        for key, origin, steps in segments:
+            run.column = {}  # read only within the output tile that keeps a column: dead between tiles
+            # ids from a few segments before on are counted from this one's first, earlier ones are as they are
+            base, low = len(self.commands), bases[0]
+            bases = [*bases[1:], base]
+            state = self._run_state(run, low, base, names)
+            done = seen.get((key, state)) if state is not None else None
+            if done is not None and self._copy_segment(done, run, layer, ops, origin, names):
+                continue
+            computes, self._record = run.count, {}
+            try:
+                for step in steps():
+                    self._emit_step(run, layer, ops, step)
+                record = self._record
+            finally:
+                self._record = None
+            after = self._run_state(run, low, base, names)
+            if state is not None and after is not None:
+                seen[key, state] = _Segment(self.commands, base, len(self.commands), low, record, origin, after,
+                                            run.count - computes)
+        return run.count
+
+    def _run_state(self, run: _Run, low: int, base: int, names: Sequence[str]) -> Hashable | None:
+        """What the next segment reads of the emitter and ``run``: its ids from ``low`` on counted from
+        ``base``, those before ``low`` as 1-tuples, as they are; ``None`` if it reads partial sums or
+        resident tensors (not copied)."""
+        if run.stored or run.kept_from:
+            return None
+
+        def ids(idents: Iterable[int]) -> tuple:
+            return tuple([i - base if i >= low else (i,) for i in idents])
+
+        previous = run.previous
+        before = None
+        if previous is not None:
+            c = self.commands[previous]
+            assert isinstance(c, Compute)
+            before = (ids((previous,)), c.dataflow, c.drain, c.m, c.k, c.n)  # what _follows reads of it
+        spad, acc = self.spad_slots, self.acc_slots
+        ready = tuple(None if self.ready[n] is None else ids((self.ready[n],)) for n in names)  # type: ignore[arg-type]
+        return (self.spad_next, self.acc_next, tuple((ids(s.last_users), ids(s.top_users)) for s in (*spad, *acc)),
+                ready, before, 0 if run.acc_slot is acc[0] else 1, tuple(sorted(run.held.items())),
+                tuple(sorted((role, 0 if slot is spad[0] else 1) for role, slot in run.kept.items())),
+                tuple(sorted(run.kept_at.items())), tuple(ids(run.entry.get(id(s), ())) for s in spad))
+
+    def _set_run_state(self, run: _Run, state: tuple, base: int, names: Sequence[str]) -> None:
+        """Set the emitter and ``run`` to ``state`` (:meth:`_run_state`) with its ids counted from ``base``."""
+        def ids(idents: tuple) -> list[int]:
+            return [i[0] if type(i) is tuple else i + base for i in idents]
+
+        spad_next, acc_next, users, ready, before, acc, held, kept, kept_at, entry = state
+        self.spad_next, self.acc_next = spad_next, acc_next
+        for slot, (last, top) in zip((*self.spad_slots, *self.acc_slots), users, strict=True):
+            slot.last_users, slot.top_users = ids(last), ids(top)
+        for name, writer in zip(names, ready, strict=True):
+            self.ready[name] = None if writer is None else ids(writer)[0]
+        run.previous = None if before is None else ids(before[0])[0]
+        run.acc_slot = self.acc_slots[acc]
+        run.held, run.kept_at = dict(held), dict(kept_at)
+        run.kept = {role: self.spad_slots[i] for role, i in kept}
+        run.entry = {id(slot): ids(e) for slot, e in zip(self.spad_slots, entry, strict=True) if e}
+
+    def _copy_segment(self, done: _Segment, run: _Run, layer: Layer, ops: Operands,
+                      origin: tuple[int, int, int, int], names: Sequence[str]) -> bool:
+        """Append the commands of segment ``done`` moved to the segment at ``origin`` and set the state
+        after it; ``False`` (nothing appended) if a transfer's block there is not the same."""
+        shift = tuple(a - b for a, b in zip(origin, done.origin, strict=True))
+        moved: dict[str, int] = {}
+        plans, transfers = done.copies
+        for role, (t, addr, block) in transfers.items():
+            there = dataclasses.replace(t, origin=tuple(a + b for a, b in zip(t.origin, shift, strict=True)))
+            addr_there, block_there = self._dram_place(layer, ops, there)
+            if block_there != block:
+                return False
+            moved[role] = addr_there - addr
+        base = len(self.commands)
+        sb, sm, _, sn = shift
+        layer_name = layer.name
+        append = self.commands.append
+        for rebuild, values, ident, outside, inside, role, at in plans:
+            deps = (*outside, *[base + d for d in inside]) if inside else outside
+            if role:  # a transfer: its DRAM address moves
+                append(rebuild(values, base + ident, layer_name, deps, values[at] + moved[role], None))
+            else:  # a compute: its origin moves
+                b0, m0, k0, n0 = values[at]
+                append(rebuild(values, base + ident, layer_name, deps, (b0 + sb, m0 + sm, k0, n0 + sn), None))
+        self._set_run_state(run, done.after, base, names)
+        run.count += done.computes
+        return True
+
+    def _emit_step(self, run: _Run, layer: Layer, ops: Operands, step: Step) -> None:
+        """The commands of one step of an array layer's schedule, after the steps ``run`` has seen."""
+        acc_word = self.arch.array.accumulator_format.size_bytes
+        if step.new_block:
+            run.acc_slot = self.acc_slots[self.acc_next]
+            self.acc_next ^= 1
+        block_free = list(run.acc_slot.last_users) if step.new_block else []
+        streamed = [t for t in step.loads if t.buffer is Buffer.SCRATCHPAD and self._place(t.tensor) is None]
+        spad_slot = self._take_spad() if streamed else None
+        c = step.compute
+        out_addr = run.acc_slot.addr + acc_word * c.acc_offset
+        loads, offset, onchip = [], 0, []
+        operand: dict[str, tuple[int, Block | None]] = {}
+        for t in step.loads:
+            if t.buffer is Buffer.SCRATCHPAD:
+                place = self._place(t.tensor)
+                if place is not None:  # resident: read in place
+                    at, block = self._tile_place(layer, ops, t)
+                    operand[t.role] = (place[1] + at, block)
+                    if t.stays:  # the column's later output tiles read it in place too
+                        run.kept_at[t.role, t.origin[2]] = operand[t.role]
+                        run.kept_from[t.role, t.origin[2]] = place[0]
+                    onchip.append(place[0])
                     continue
-                name, base = place
-                at, block = self._tile_place(layer, ops, t)
-                move = self._emit(Move, layer=layer.name, tensor=name, size_bytes=t.size_bytes,
-                                  src_addr=out_addr, addr=base + at, dst=block,
-                                  deps=[compute, *self.claims.pop(name, [])], activation=_activation(layer))
-                self._produce_onchip(name, move)
-                stores.append(move)
-            if step.new_block:
-                acc_slot.last_users = []
-            acc_slot.last_users.extend(stores)
-            for t, ident in zip(step.stores, stores, strict=True):
-                if t.key is not None:
-                    stored[t.key] = ident
-                elif not isinstance(self.commands[ident], Move):
-                    self.ready[t.tensor] = ident
-            previous = compute
-            count += 1
-        return count
+                assert spad_slot is not None
+                if t.stays:  # at the top of a half, clear of the streamed operands below it
+                    k0 = t.origin[2]
+                    if k0 == 0:  # a column's first tile: the other half's top from the last column's
+                        target, deps = self._kept_place(run.kept.get(t.role), spad_slot, run.entry)
+                        target.top_users, run.kept[t.role] = [], target
+                        run.column[t.role] = (deps, 0)
+                    target, (deps, filled) = run.kept[t.role], run.column[t.role]
+                    at = target.addr + self.half_spad - filled - t.size_bytes
+                    run.column[t.role] = (deps, filled + t.size_bytes)
+                    loads.append(self._transfer(Load, layer, ops, t, at, [self.ready[t.tensor], *deps]))
+                    operand[t.role] = run.kept_at[t.role, k0] = (at, None)
+                    run.kept_from.pop((t.role, k0), None)
+                    continue
+                deps = [self.ready[t.tensor], *spad_slot.last_users]
+                loads.append(self._transfer(Load, layer, ops, t, spad_slot.addr + offset, deps))
+                operand[t.role] = (spad_slot.addr + offset, None)
+                offset += t.size_bytes
+            else:
+                written = run.stored[t.key] if t.key is not None else self.ready[t.tensor]
+                loads.append(self._transfer(Load, layer, ops, t, out_addr, [written, *block_free]))
+        carried = run.held if not c.fill else {role: run.kept_at[role, c.origin[2]] for role in step.reuses}
+        # a kept operand read in place is read by every step that reuses it: they wait for its
+        # producer and whatever later takes its space waits for them
+        onchip += [run.kept_from[role, c.origin[2]] for role in step.reuses if (role, c.origin[2]) in run.kept_from]
+        run.held = {**carried, **operand}
+        addr = spad_slot.addr if spad_slot is not None else 0
+        (in_addr, in_block), (w_addr, w_block_) = run.held.get("x", (addr, None)), run.held.get("w", (addr, None))
+        resident_deps = [d for name in onchip for d in self.onchip.get(name, [])]
+        compute = self._emit(Compute, layer=layer.name, input_addr=in_addr, weight_addr=w_addr,
+                             output_addr=out_addr, deps=[*loads, run.previous, *block_free, *resident_deps],
+                             m=c.m, k=c.k, n=c.n, batch=c.batch, dataflow=c.dataflow, accumulate=c.accumulate,
+                             fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=self._follows(run.previous, c),
+                             origin=c.origin, input_block=in_block, weight_block=w_block_)
+        for name in onchip:
+            self.users.setdefault(name, []).append(compute)
+        for role, slot in run.kept.items():  # the array runs its computes in order: the last reader is enough
+            if role in step.reuses or role in operand:
+                slot.top_users = [compute]
+        if spad_slot is not None:
+            early = run.previous is not None and self._weights_shift_early(streamed, compute)
+            spad_slot.last_users = [run.previous] if early else [compute]
+        stores = []
+        for t in step.stores:
+            place = self._place(t.tensor) if t.key is None else None
+            if place is None:
+                stores.append(self._transfer(Store, layer, ops, t, out_addr, [compute]))
+                continue
+            name, base = place
+            at, block = self._tile_place(layer, ops, t)
+            move = self._emit(Move, layer=layer.name, tensor=name, size_bytes=t.size_bytes,
+                              src_addr=out_addr, addr=base + at, dst=block,
+                              deps=[compute, *self.claims.pop(name, [])], activation=_activation(layer))
+            self._produce_onchip(name, move)
+            stores.append(move)
+        if step.new_block:
+            run.acc_slot.last_users = []
+        run.acc_slot.last_users.extend(stores)
+        for t, ident in zip(step.stores, stores, strict=True):
+            if t.key is not None:
+                run.stored[t.key] = ident
+            elif not isinstance(self.commands[ident], Move):
+                self.ready[t.tensor] = ident
+        run.previous = compute
+        run.count += 1
 
 
 def _activation(layer: Layer) -> str:

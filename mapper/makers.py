@@ -5,7 +5,9 @@ name up on the class first); a command has up to twenty fields, so making one co
 microseconds, and emission makes little else. :func:`maker` and :func:`builder` return functions,
 generated once per command class from its own fields, that make the same object by setting its slots
 through their descriptors: ``maker(kind)(**fields) == kind(**fields)`` (the same fields, defaults
-and keyword-only signature), and ``builder(kind)(values)`` from every field's value in field order.
+and keyword-only signature), ``builder(kind)(values)`` from every field's value in field order, and
+``rebuilder(kind, a, b)(values, id, layer, deps, x, y)`` from ``values`` but for the id, layer and
+deps and fields ``a`` and ``b`` (when not 0), given apart (a template's copies: mapper.replay).
 Neither validates more than the dataclass does (it validates nothing).
 """
 
@@ -17,7 +19,7 @@ from functools import cache
 
 from accel.commands import Command
 
-__all__ = ["builder", "maker"]
+__all__ = ["builder", "maker", "rebuilder"]
 
 
 @cache
@@ -55,3 +57,25 @@ def builder(kind: type[Command]) -> tuple[Callable[[list], Command], dict[str, i
     lines.append("    return c")
     exec("\n".join(lines), scope)  # noqa: S102 - generated from the dataclass's own field names
     return scope["build"], {name: i for i, name in enumerate(names)}  # type: ignore[return-value]
+
+
+@cache
+def rebuilder(kind: type[Command], a: int = 0, b: int = 0) -> Callable[..., Command]:
+    """A function ``(values, id, layer, deps, x, y)`` that makes a ``kind`` from ``values`` (every
+    field's, in field order) but for its id, layer and deps (fields 0, 1 and 2) and fields ``a``
+    and ``b``, which it sets to ``x`` and ``y`` (0: no field; the argument is ignored)."""
+    names = [f.name for f in dataclasses.fields(kind)]
+    if names[:3] != ["id", "layer", "deps"]:
+        raise TypeError(f"{kind.__name__}'s first fields are {names[:3]}, not id, layer, deps")
+    if a in (1, 2) or b in (1, 2) or (a and a == b):
+        raise ValueError(f"fields {a} and {b} of {kind.__name__} cannot be given apart")
+    scope: dict[str, object] = {"new": object.__new__, "kind": kind}
+    given = {0: "ident", 1: "layer", 2: "deps"}
+    given.update({i: arg for i, arg in ((a, "x"), (b, "y")) if i})
+    lines = ["def rebuild(v, ident, layer, deps, x, y):", "    c = new(kind)"]
+    for i, name in enumerate(names):
+        scope[f"set{i}"] = getattr(kind, name).__set__
+        lines.append(f"    set{i}(c, {given.get(i, f'v[{i}]')})")
+    lines.append("    return c")
+    exec("\n".join(lines), scope)  # noqa: S102 - generated from the dataclass's own field names
+    return scope["rebuild"]  # type: ignore[return-value]

@@ -36,17 +36,17 @@ compares whole programs on the zoo and the shared ONNX graphs).
 from __future__ import annotations
 
 import dataclasses
-import functools
-import operator
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
+from functools import cache
+from operator import attrgetter
 
 import numpy as np
 
 from accel.commands import Command, Load, Move, Store
-from mapper.makers import builder
+from mapper.makers import builder, rebuilder
 from workloads.graph import Graph
 
 __all__ = ["ADDRESS_SHIFT", "PSUM_BASE", "Template", "signature", "symbolic"]
@@ -116,6 +116,17 @@ class Template:
 
     def __post_init__(self) -> None:
         self._plans = [_copy_plan(c, self.names) for c in self.commands]
+        # every command's waits within the layer one after another (an array: shifted at once), and
+        # where each command's are in them
+        inner = [d for plan in self._plans for d in plan[2]]
+        self._inner = np.array(inner, dtype=np.int64)
+        ends = np.cumsum([len(plan[2]) for plan in self._plans], dtype=np.int64)
+        self._spans = list(zip((ends - [len(plan[2]) for plan in self._plans]).tolist(), ends.tolist(), strict=True))
+        self._symbol_sets = sorted({plan[3] for plan in self._plans if plan[3]})
+        # per command what instantiate passes to its rebuilder (mapper.makers.rebuilder)
+        self._copies = [(rebuilder(type(c), tensor_at, dram_at), values, values[0], symbols, tensor, token, offset)
+                        for c, (_, values, _, symbols, tensor_at, tensor, dram_at, token, offset)
+                        in zip(self.commands, self._plans, strict=True)]
 
     def instantiate(self, names: Sequence[str], base: int, expand: Mapping[int, tuple[int, ...]],
                     dram_addr: Mapping[str, int], psum_end: int) -> list[Command]:
@@ -123,24 +134,21 @@ class Template:
         (:meth:`expansion`) gives the symbols' ids, ``dram_addr`` and ``psum_end`` relocate the addresses."""
         starts = [0, *(dram_addr[n] for n in names[1:]), psum_end]  # by DRAM token (-1: the scratch area)
         layer = names[0]
+        # a symbol stands for ids before the layer, all below its own: its waits are those, sorted, then its own
+        outside = {}
+        for symbols in self._symbol_sets:
+            ids: set[int] = set()
+            for symbol in symbols:
+                ids.update(expand[symbol])
+            outside[symbols] = tuple(sorted(ids))
+        inner = (self._inner + base).tolist()
         commands = []
         append = commands.append
-        for build, template, inner, symbols, tensor_at, tensor, dram_at, token, offset in self._plans:
-            values = template.copy()
-            values[0] += base
-            values[1] = layer
-            if symbols:
-                deps = {base + d for d in inner}
-                for symbol in symbols:
-                    deps.update(expand[symbol])
-                values[2] = tuple(sorted(deps))
-            else:
-                values[2] = tuple([base + d for d in inner])
-            if tensor_at:
-                values[tensor_at] = names[tensor]
-            if dram_at:
-                values[dram_at] = starts[token] + offset
-            append(build(values))
+        for (rebuild, values, ident, symbols, tensor, token, offset), (lo, hi) in zip(
+                self._copies, self._spans, strict=True):
+            append(rebuild(values, base + ident, layer,
+                           outside[symbols] + tuple(inner[lo:hi]) if symbols else tuple(inner[lo:hi]),
+                           names[tensor], starts[token] + offset))
         return commands
 
     def final(self, base: int, names: Sequence[str],
@@ -196,17 +204,17 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
             if not 1 <= token < len(names):
                 raise ValueError(f"DRAM address {addr:#x} of a template command is not a named tensor's")
     values = list(_fields(type(command))(command))
-    for name, value in zip(at, values, strict=True):
+    for i, value in enumerate(values):
         # a string copied as it is must not be one the signature saw only as a position
-        if isinstance(value, str) and value in names and name not in ("layer", "tensor"):
-            raise ValueError(f"a template command's {name} {value!r} is also a name of the layer")
+        if isinstance(value, str) and i != 1 and i != tensor_at and value in names:
+            raise ValueError(f"a template command's {list(at)[i]} {value!r} is also a name of the layer")
     return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset
 
 
-@functools.cache
-def _fields(kind: type[Command]) -> Callable[[Command], tuple]:
-    """The values of every field of a ``kind`` command, in field order (:func:`mapper.makers.builder`'s)."""
-    return operator.attrgetter(*builder(kind)[1])
+@cache
+def _fields(kind: type[Command]) -> attrgetter:
+    """A getter of every field of ``kind`` in field order."""
+    return attrgetter(*builder(kind)[1])
 
 
 def symbolic(names: Iterable[str]) -> dict[str, int]:

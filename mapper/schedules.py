@@ -9,7 +9,7 @@ orders described in :mod:`mapper.decide`; :mod:`mapper.search` prices them and
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -27,8 +27,8 @@ from mapper.layout import (
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
-__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "fold_outer", "keeps_weights",
-           "keeps_inputs", "kept_bytes", "largest", "tile_sizes", "share"]
+__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "tile_segments", "fold_outer",
+           "keeps_weights", "keeps_inputs", "kept_bytes", "largest", "tile_sizes", "share"]
 
 
 @dataclass(frozen=True)
@@ -249,37 +249,87 @@ def kept_bytes(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int) -> 
 def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
     """Output tiles (groups, then columns, then rows; rows then columns when the tile keeps its
     inputs) with the reduction innermost; see :func:`keeps_weights` and :func:`keeps_inputs`."""
+    keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    for b0, n0, m0 in _tile_order(ops, tile, keep_x):
+        yield from _output_tile(ops, tile, dataflow, keep_w, keep_x, b0, n0, m0)
+
+
+def tile_segments(ops: Operands, tile: Tile, dataflow: Dataflow,
+                  size: int) -> Iterator[tuple[Hashable, tuple[int, int, int, int], Callable[[], Iterator[Step]]]]:
+    """:func:`tile_outer`'s steps cut into segments, each ``(key, origin, steps)``: up to ``size``
+    output tiles of one line (a column of output tiles, or a row when the tile keeps its inputs),
+    the ``(b0, m0, 0, n0)`` of its first tile, and a function giving its steps (those of
+    :func:`tile_outer`, in its order, segment after segment).
+
+    Two segments with equal keys have equal steps but for their origins, all moved by the difference
+    of the segments' origins: the key holds each tile's position from the segment's first, its
+    extents and what it reuses, and for a convolution (whose input bands are not a shift of each
+    other from row to row, nor from group to group) the segment's group and first row, so that its
+    segments are alike only along the columns. N:M operands are not cut (their inputs' sizes
+    depend on where a tile starts)."""
+    if ops.sparsity is not None:
+        raise ValueError("N:M operands are not cut into segments")
     g = ops.gemm
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    lines = itertools.product(range(0, g.batch, tile.b), range(0, g.m, tile.m)) if keep_x \
+        else itertools.product(range(0, g.batch, tile.b), range(0, g.n, tile.n))
+    inner_extent, inner_step = (g.n, tile.n) if keep_x else (g.m, tile.m)
+    for b0, line0 in lines:
+        tb = min(tile.b, g.batch - b0)
+        t_line = min(tile.m if keep_x else tile.n, (g.m if keep_x else g.n) - line0)
+        for first in range(0, inner_extent, inner_step * size):
+            starts = range(first, min(inner_extent, first + inner_step * size), inner_step)
+            tiles = [(b0, i, line0) if keep_x else (b0, line0, i) for i in starts]  # (b0, n0, m0)
+            shape = tuple((i - first, min(inner_step, inner_extent - i), i > 0) for i in starts)
+            where = (b0, line0 if keep_x else first) if ops.conv is not None else None
+            key = (keep_w, keep_x, tb, t_line, shape, where)
+            origin = (b0, line0, 0, first) if keep_x else (b0, first, 0, line0)
+
+            def steps(tiles: list[tuple[int, int, int]] = tiles) -> Iterator[Step]:
+                for b, n, m in tiles:
+                    yield from _output_tile(ops, tile, dataflow, keep_w, keep_x, b, n, m)
+
+            yield key, origin, steps
+
+
+def _tile_order(ops: Operands, tile: Tile, keep_x: bool) -> Iterator[tuple[int, int, int]]:
+    """The ``(b0, n0, m0)`` of :func:`tile_outer`'s output tiles in its order."""
+    g = ops.gemm
     outer = (range(0, g.batch, tile.b), range(0, g.n, tile.n), range(0, g.m, tile.m))
-    order = ((b0, n0, m0) for b0, m0, n0 in itertools.product(outer[0], outer[2], outer[1])) if keep_x \
-        else itertools.product(*outer)
-    for b0, n0, m0 in order:
-        tb, tn, tm = min(tile.b, g.batch - b0), min(tile.n, g.n - n0), min(tile.m, g.m - m0)
-        k_starts = range(0, g.k, tile.k)
-        for k0 in k_starts:
-            tk = min(tile.k, g.k - k0)
-            at, size = (b0, m0, k0, n0), (tb, tm, tk, tn)
-            loads = []
-            # the first output tile of a column (row) loaded this k tile's weights (inputs)
-            reused = ("w",) if keep_w and m0 > 0 else ("x",) if keep_x and n0 > 0 else ()
-            if "x" not in reused:
-                loads.append(Transfer(ops.x, ops.x_tile(b0, tb, m0, tm, k0, tk), Buffer.SCRATCHPAD, role="x",
-                                      origin=at, extent=size, stays=keep_x))
-            if ops.w is not None and "w" not in reused:
-                loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
-                                      extent=size, stays=keep_w))
-            last = k0 == k_starts[-1]
-            out = Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
-                           extent=size)
-            yield Step(
-                compute=ComputeSpec(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0,
-                                    sparsity=ops.sparsity, origin=at),
-                loads=tuple(loads),
-                stores=(out,) if last else (),
-                new_block=k0 == 0,
-                reuses=reused,
-            )
+    if keep_x:
+        return ((b0, n0, m0) for b0, m0, n0 in itertools.product(outer[0], outer[2], outer[1]))
+    return itertools.product(*outer)
+
+
+def _output_tile(ops: Operands, tile: Tile, dataflow: Dataflow, keep_w: bool, keep_x: bool,
+                 b0: int, n0: int, m0: int) -> Iterator[Step]:
+    """The steps of :func:`tile_outer`'s output tile at ``(b0, m0, n0)``: its reduction's tiles."""
+    g = ops.gemm
+    tb, tn, tm = min(tile.b, g.batch - b0), min(tile.n, g.n - n0), min(tile.m, g.m - m0)
+    k_starts = range(0, g.k, tile.k)
+    for k0 in k_starts:
+        tk = min(tile.k, g.k - k0)
+        at, size = (b0, m0, k0, n0), (tb, tm, tk, tn)
+        loads = []
+        # the first output tile of a column (row) loaded this k tile's weights (inputs)
+        reused = ("w",) if keep_w and m0 > 0 else ("x",) if keep_x and n0 > 0 else ()
+        if "x" not in reused:
+            loads.append(Transfer(ops.x, ops.x_tile(b0, tb, m0, tm, k0, tk), Buffer.SCRATCHPAD, role="x",
+                                  origin=at, extent=size, stays=keep_x))
+        if ops.w is not None and "w" not in reused:
+            loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
+                                  extent=size, stays=keep_w))
+        last = k0 == k_starts[-1]
+        out = Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
+                       extent=size)
+        yield Step(
+            compute=ComputeSpec(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0,
+                                sparsity=ops.sparsity, origin=at),
+            loads=tuple(loads),
+            stores=(out,) if last else (),
+            new_block=k0 == 0,
+            reuses=reused,
+        )
 
 
 @dataclass(frozen=True)

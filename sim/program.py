@@ -17,17 +17,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from operator import attrgetter
 
 import numpy as np
 
 from accel.commands import Command, Compute, Load, Move, Store, Vector
 from accel.energy import COMPONENTS
 from accel.hardware import Accelerator
-from accel.pricing import price, price_key
+from accel.pricing import PRICE_FIELDS, price
 from accel.timing import bank_conflict_cycles
 from accel.traffic import LEVELS
 
 __all__ = ["KINDS", "QUEUES", "ProgramTable", "program_table"]
+
+# accel.pricing.price_key's fields without the DRAM block (the DMA has no request structure)
+_WITHOUT_REQUESTS = {kind: tuple(f for f in fields if f != "dram") for kind, fields in PRICE_FIELDS.items()}
 
 KINDS = ("Load", "Store", "Move", "Compute", "Vector")
 # The simulator's queues: DMA loads, DMA stores (stores and on-chip moves), the array and the vector unit.
@@ -127,26 +131,35 @@ def _forms(commands: tuple[Command, ...], layer_names: tuple[str, ...], requests
     names = list(layer_names)
     forms: list[Command] = []
     n = len(commands)
-    form = np.empty(n, dtype=np.int64)
-    kind = np.empty(n, dtype=np.int8)
-    layer = np.empty(n, dtype=np.int64)
-    for position, command in enumerate(commands):
+    form_of, kind_of, layer_of = [], [], []
+    # per command class: its price fields' getter (accel.pricing.price_key's key, as one tuple) and kind
+    classes: dict[type, tuple[attrgetter, int]] = {}
+    last_layer, li = None, -1
+    for command in commands:
         cls = type(command)
-        price_of = price_key(command, requests=requests)
+        of = classes.get(cls)
+        if of is None:
+            k = _KIND.get(cls)
+            if k is None:
+                raise TypeError(f"unknown command {command!r}")
+            of = classes[cls] = (attrgetter(*(PRICE_FIELDS if requests else _WITHOUT_REQUESTS)[cls]), k)
+        price_of = (cls, of[0](command))
         f = index.get(price_of)
         if f is None:
             f = index[price_of] = len(forms)
             forms.append(command)
-        form[position] = f
-        k = _KIND.get(cls)
-        if k is None:
-            raise TypeError(f"unknown command {command!r}")
-        kind[position] = k
-        li = layer_index.get(command.layer)
-        if li is None:
-            li = layer_index[command.layer] = len(names)
-            names.append(command.layer)
-        layer[position] = li
+        form_of.append(f)
+        kind_of.append(of[1])
+        if command.layer != last_layer:
+            last_layer = command.layer
+            li = layer_index.get(last_layer)
+            if li is None:
+                li = layer_index[last_layer] = len(names)
+                names.append(last_layer)
+        layer_of.append(li)
+    form = np.array(form_of, dtype=np.int64).reshape(n)
+    kind = np.array(kind_of, dtype=np.int8).reshape(n)
+    layer = np.array(layer_of, dtype=np.int64).reshape(n)
     for array in (form, kind, layer):
         array.setflags(write=False)
     result = (tuple(names), form, kind, layer, tuple(forms))

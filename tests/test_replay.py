@@ -1,7 +1,8 @@
 """Replayed layers (mapper.replay) write exactly the commands a direct emission writes.
 
 Every check emits one program twice from the same decisions, ``emit_program(..., replay=False)``
-layer by layer and ``emit_program(...)`` with templates, and compares the whole programs (every
+layer by layer and ``emit_program(...)`` with templates (and the segments an array layer copies
+within itself, ``tests/test_segments.py``), and compares the whole programs (every
 field of every command, and the packed N:M weight tiles) for equality. Cases: every zoo model on
 the Gemmini-like preset but the largest (GPT-2 prefill there too, the benchmark row; the Llama
 layers on the TPU-like preset); every dataflow and tile loop order on ResNet-18 and BERT (on the
@@ -26,7 +27,7 @@ from accel.hardware import Dataflow, Sparsity
 from accel.scalesim import load_scalesim_config
 from mapper import LoopOrder, MapOptions, emit
 from mapper.decide import ArrayDecision, decide_layers
-from mapper.makers import builder, maker
+from mapper.makers import builder, maker, rebuilder
 from mapper.programs import prepared
 from workloads import load, sparsify, zoo
 from workloads.builder import GraphBuilder
@@ -130,6 +131,14 @@ def test_fast_constructors_make_the_dataclasses_own_objects():
         assert maker(kind)(**given) == command
         build, at = builder(kind)
         assert build([given[name] for name in at]) == command
+        # a rebuilder takes the id, layer, deps and up to two fields apart from the other values
+        name, value = next((f, v) for f, v in (("tensor", "z"), ("op", "mul"), ("m", 7)) if f in at)
+        values = [given[f] for f in at]
+        changed = dataclasses.replace(command, id=9, layer="m", deps=(0,), **{name: value})
+        assert rebuilder(kind, at[name])(values, 9, "m", (0,), value, None) == changed
+        assert rebuilder(kind)(values, command.id, "l", command.deps, None, None) == command
+    with pytest.raises(ValueError):
+        rebuilder(Load, 2)
     assert maker(Store)(id=1, layer="l", tensor="t", size_bytes=4) == Store(id=1, layer="l", tensor="t", size_bytes=4)
     with pytest.raises(TypeError):
         maker(Load)(id=1, layer="l", tensor="t")  # size_bytes is required, as the dataclass says
