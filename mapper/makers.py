@@ -42,13 +42,19 @@ def maker(kind: type[Command]) -> Callable[..., Command]:
     return scope["make"]  # type: ignore[return-value]
 
 
+def _field_names(kind: type[Command]) -> list[str]:
+    """``kind``'s field names in order, checked to begin with ``id``, ``layer`` and ``deps``."""
+    names = [f.name for f in dataclasses.fields(kind)]
+    if names[:3] != ["id", "layer", "deps"]:
+        raise TypeError(f"{kind.__name__}'s first fields are {names[:3]}, not id, layer, deps")
+    return names
+
+
 @cache
 def builder(kind: type[Command]) -> tuple[Callable[[list], Command], dict[str, int]]:
     """A function that makes a ``kind`` from its fields' values in field order, and each field's
     index (``id``, ``layer`` and ``deps`` are 0, 1 and 2 in every command class)."""
-    names = [f.name for f in dataclasses.fields(kind)]
-    if names[:3] != ["id", "layer", "deps"]:
-        raise TypeError(f"{kind.__name__}'s first fields are {names[:3]}, not id, layer, deps")
+    names = _field_names(kind)
     scope: dict[str, object] = {"new": object.__new__, "kind": kind}
     lines = ["def build(v):", "    c = new(kind)"]
     for i, name in enumerate(names):
@@ -64,9 +70,7 @@ def rebuilder(kind: type[Command], a: int = 0, b: int = 0) -> Callable[..., Comm
     """A function ``(values, id, layer, deps, x, y)`` that makes a ``kind`` from ``values`` (every
     field's, in field order) but for its id, layer and deps (fields 0, 1 and 2) and fields ``a``
     and ``b``, which it sets to ``x`` and ``y`` (0: no field; the argument is ignored)."""
-    names = [f.name for f in dataclasses.fields(kind)]
-    if names[:3] != ["id", "layer", "deps"]:
-        raise TypeError(f"{kind.__name__}'s first fields are {names[:3]}, not id, layer, deps")
+    names = _field_names(kind)
     if a in (1, 2) or b in (1, 2) or (a and a == b):
         raise ValueError(f"fields {a} and {b} of {kind.__name__} cannot be given apart")
     scope: dict[str, object] = {"new": object.__new__, "kind": kind}
