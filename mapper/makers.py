@@ -50,19 +50,25 @@ def _field_names(kind: type[Command]) -> list[str]:
     return names
 
 
+def _setter_function(kind: type[Command], params: str, given: dict[int, str]) -> Callable[..., Command]:
+    """A function of ``params`` that makes a ``kind`` through its slots' setters: field ``i`` from the
+    expression ``given[i]`` where given, else from ``v[i]``."""
+    scope: dict[str, object] = {"new": object.__new__, "kind": kind}
+    lines = [f"def make({params}):", "    c = new(kind)"]
+    for i, name in enumerate(_field_names(kind)):
+        scope[f"set{i}"] = getattr(kind, name).__set__
+        lines.append(f"    set{i}(c, {given.get(i, f'v[{i}]')})")
+    lines.append("    return c")
+    exec("\n".join(lines), scope)  # noqa: S102 - generated from the dataclass's own field names
+    return scope["make"]  # type: ignore[return-value]
+
+
 @cache
 def builder(kind: type[Command]) -> tuple[Callable[[list], Command], dict[str, int]]:
     """A function that makes a ``kind`` from its fields' values in field order, and each field's
     index (``id``, ``layer`` and ``deps`` are 0, 1 and 2 in every command class)."""
     names = _field_names(kind)
-    scope: dict[str, object] = {"new": object.__new__, "kind": kind}
-    lines = ["def build(v):", "    c = new(kind)"]
-    for i, name in enumerate(names):
-        scope[f"set{i}"] = getattr(kind, name).__set__
-        lines.append(f"    set{i}(c, v[{i}])")
-    lines.append("    return c")
-    exec("\n".join(lines), scope)  # noqa: S102 - generated from the dataclass's own field names
-    return scope["build"], {name: i for i, name in enumerate(names)}  # type: ignore[return-value]
+    return _setter_function(kind, "v", {}), {name: i for i, name in enumerate(names)}
 
 
 @cache
@@ -70,16 +76,8 @@ def rebuilder(kind: type[Command], a: int = 0, b: int = 0) -> Callable[..., Comm
     """A function ``(values, id, layer, deps, x, y)`` that makes a ``kind`` from ``values`` (every
     field's, in field order) but for its id, layer and deps (fields 0, 1 and 2) and fields ``a``
     and ``b``, which it sets to ``x`` and ``y`` (0: no field; the argument is ignored)."""
-    names = _field_names(kind)
     if a in (1, 2) or b in (1, 2) or (a and a == b):
         raise ValueError(f"fields {a} and {b} of {kind.__name__} cannot be given apart")
-    scope: dict[str, object] = {"new": object.__new__, "kind": kind}
     given = {0: "ident", 1: "layer", 2: "deps"}
     given.update({i: arg for i, arg in ((a, "x"), (b, "y")) if i})
-    lines = ["def rebuild(v, ident, layer, deps, x, y):", "    c = new(kind)"]
-    for i, name in enumerate(names):
-        scope[f"set{i}"] = getattr(kind, name).__set__
-        lines.append(f"    set{i}(c, {given.get(i, f'v[{i}]')})")
-    lines.append("    return c")
-    exec("\n".join(lines), scope)  # noqa: S102 - generated from the dataclass's own field names
-    return scope["rebuild"]  # type: ignore[return-value]
+    return _setter_function(kind, "v, ident, layer, deps, x, y", given)
