@@ -21,17 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from npu_bench import run_programs, table_words
 
 from accel.commands import Buffer, Compute, Load, Move, Store
 from accel.config import load
-from accel.encoding import RequantChannel, RequantStep, RequantTable, encode_program, encode_requant_table
+from accel.encoding import RequantChannel, RequantStep, RequantTable, encode_program
 from accel.errors import ConfigError
 from accel.formats import Requantization
 from accel.hardware import Dataflow
 from mapper import MapOptions, map_graph
 from mapper.plan import Plan
-from rtl.cocotb_runner import run_cocotb
-from rtl.npu import NPU
 from rtl.npu.golden import execute, requant_table
 from sim.execute import dram_images
 from sim.numerics import quantize_multiplier, requantize
@@ -42,7 +41,6 @@ from workloads.onnx_import import load_onnx
 
 pytest.importorskip("onnxruntime")
 
-TESTBENCH = Path(__file__).with_name("npu_tb.py")
 ACC = Buffer.ACCUMULATOR
 
 
@@ -224,25 +222,20 @@ def wrong_multiplier(table: RequantTable) -> RequantTable:
     return dataclasses.replace(table, channels=tuple(channels))
 
 
-def _words(table: RequantTable) -> dict[str, list[int]]:
-    steps, channels = encode_requant_table(table)
-    return {"steps": list(steps), "channels": list(channels)}
-
-
 def _programs() -> dict[str, dict]:
     """The testbench's ``programs``: image, DRAM and requantization table of each, in npu_tb.py's order."""
     out = {}
     for name, make in QUANTIZED.items():
         plan, inputs = make()
         out[name] = {"image": encode_program(plan.commands).hex(), "dram": dram_images(plan, inputs)[0].hex(),
-                     "requant": _words(requant_table(plan))}
+                     "requant": table_words(requant_table(plan))}
     rng = random.Random(5)
     dram = bytes(rng.randrange(256) for _ in range(1024)).hex()
     commands, table = raw_partial_sums()
-    out["raw_partial_sums"] = {"image": encode_program(commands).hex(), "dram": dram, "requant": _words(table)}
+    out["raw_partial_sums"] = {"image": encode_program(commands).hex(), "dram": dram, "requant": table_words(table)}
     gemm = out["quantized_gemm"]
     original = requant_table(quantized_gemm()[0])
-    out["wrong_multiplier"] = {**gemm, "requant": _words(wrong_multiplier(original)),
+    out["wrong_multiplier"] = {**gemm, "requant": table_words(wrong_multiplier(original)),
                                "reference_requant": gemm["requant"]}
     order = ("quantized_gemm", "quantized_gemm_relu", "quantized_mlp", "quantized_mlp_resident", "raw_partial_sums",
              "wrong_multiplier")
@@ -253,19 +246,7 @@ def _programs() -> dict[str, dict]:
 def test_npu_requantizes_quantized_layers_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> None:
     """Every quantized program and the raw one match golden (hence sim.execute) and the simulator's
     trace; the wrong multiplier fails on the data only."""
-    arch = design()
-    programs = _programs()
-    from accel.encoding import decode_program
-
-    words = max(len(p["image"]) // 8 for p in programs.values())
-    size = max(len(decode_program(bytes.fromhex(p["image"]))) for p in programs.values())
-    npu = NPU(arch, max_commands=size, program_words=words, requant_channels=128)
-    parameters = {"rows": arch.array.rows, "cols": arch.array.cols, "max_commands": size, "program_words": words,
-                  "activation_latency": MOVE_LATENCY, "programs": programs}
-    result = run_cocotb(toplevel="npu", component=npu, test_module=TESTBENCH, build_dir=tmp_path,
-                        parameters=parameters, check=False)
-    by_name = {case.name: case for case in result.cases if case.name in programs}
-    assert set(by_name) == {*programs}, result.summary()
+    by_name = run_programs(design(), _programs(), tmp_path, requant_channels=128, activation_latency=MOVE_LATENCY)
     for name in ("quantized_gemm", "quantized_gemm_relu", "quantized_mlp", "quantized_mlp_resident",
                  "raw_partial_sums"):
         assert by_name[name].passed, f"{name}: {by_name[name].message}"

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from npu_bench import run_programs, table_words
 
 from accel.commands import Block, Buffer, Load, Store, Vector
-from accel.encoding import RequantTable, VectorStep, encode_program, encode_requant_table, encode_vector_table
+from accel.encoding import RequantTable, VectorStep, encode_program
 from accel.errors import ConfigError
 from accel.formats import Requantization
 from mapper import MapOptions, map_graph
@@ -41,7 +42,6 @@ from workloads.onnx_import import load_onnx
 
 pytest.importorskip("onnxruntime")
 
-TESTBENCH = Path(__file__).with_name("npu_tb.py")
 SPAD = Buffer.SCRATCHPAD
 MOVE_LATENCY = 8
 """``activation.latency_cycles`` of the design (Moves requantize, as in test_npu_requant_cocotb.py)."""
@@ -218,23 +218,18 @@ def wrong_rescale(table: RequantTable) -> RequantTable:
     return dataclasses.replace(table, vector=(wrong, *table.vector[1:]))
 
 
-def _words(table: RequantTable) -> dict[str, list[int]]:
-    steps, channels = encode_requant_table(table)
-    return {"steps": list(steps), "channels": list(channels), "vector": list(encode_vector_table(table))}
-
-
 def _programs() -> dict[str, dict]:
     """The testbench's ``programs``: image, DRAM and table of each, in npu_tb.py's order."""
     out = {}
     for name, make in RESIDUAL.items():
         plan, inputs = make()
         out[name] = {"image": encode_program(plan.commands).hex(), "dram": dram_images(plan, inputs)[0].hex(),
-                     "requant": _words(requant_table(plan))}
+                     "requant": table_words(requant_table(plan))}
     commands, table = vector_ops()
     out["vector_ops"] = {"image": encode_program(commands).hex(), "dram": vector_ops_dram().hex(),
-                         "requant": _words(table)}
+                         "requant": table_words(table)}
     original = requant_table(residual_block()[0])
-    out["wrong_rescale"] = {**out["residual_block"], "requant": _words(wrong_rescale(original)),
+    out["wrong_rescale"] = {**out["residual_block"], "requant": table_words(wrong_rescale(original)),
                             "reference_requant": out["residual_block"]["requant"]}
     return out
 
@@ -244,22 +239,10 @@ def _programs() -> dict[str, dict]:
 def test_npu_adds_and_clamps_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> None:
     """The residual block's programs and the hand-written one match golden (hence sim.execute for the
     mapper's) and the simulator's trace; the wrong rescale fails on the data only."""
-    from accel.encoding import decode_program
-    from rtl.cocotb_runner import run_cocotb
-    from rtl.npu import NPU
-
-    arch = design()
     programs = _programs()
-    words = max(len(p["image"]) // 8 for p in programs.values())
-    size = max(len(decode_program(bytes.fromhex(p["image"]))) for p in programs.values())
     channels = max(len(p["requant"]["channels"]) // 4 for p in programs.values())
-    npu = NPU(arch, max_commands=size, program_words=words, requant_channels=channels)
-    parameters = {"rows": arch.array.rows, "cols": arch.array.cols, "max_commands": size, "program_words": words,
-                  "activation_latency": MOVE_LATENCY, "programs": programs}
-    result = run_cocotb(toplevel="npu", component=npu, test_module=TESTBENCH, build_dir=tmp_path,
-                        parameters=parameters, check=False)
-    by_name = {case.name: case for case in result.cases if case.name in programs}
-    assert set(by_name) == {*programs}, result.summary()
+    by_name = run_programs(design(), programs, tmp_path, requant_channels=channels,
+                           activation_latency=MOVE_LATENCY)
     for name in ("residual_block", "residual_block_resident", "vector_ops"):
         assert by_name[name].passed, f"{name}: {by_name[name].message}"
     wrong = by_name["wrong_rescale"]
