@@ -130,6 +130,56 @@ clamp_min=low, clamp_max=high)`` in the design's rounding mode.
     high]`` (TFLite's quantized ``ADD``, left shift 20, in the design's rounding mode); of ``clamp``
     ``clamp(a, low, high)`` (a ReLU: ``low`` is the zero point; a copy: the whole int8 range).
 
+Feeder table
+------------
+:func:`encode_feeder_table` turns a :class:`FeederTable` into u32 words the host writes with the
+requantization table (the NPU's ``rq_*`` port, ``rq_table`` 3), :func:`decode_feeder_table` back. It
+tells the array's input feeder how a Compute of a convolution gathers its ``m x k`` im2col rows from
+the input band the mapper loaded (:func:`mapper.layout.conv_band`: pixels ``[p0, p1)`` x channels
+``[ch0, ch1)``, pixel-major), as ``sim.execute`` does; a Compute without a step reads its input
+literally (the row-major ``batch x m x k`` bytes at ``input_addr``).
+
+``feeder`` (16 x u32 per command id ``0..N-1``, ``N`` the highest configured id plus one)
+    ======  ==========  ======================================================================
+    word    bits        field
+    ======  ==========  ======================================================================
+    0       0           enable (0: the command reads its input literally)
+    0       8..15       ``zero_point``: the input zero point (int8 code), read in the padding
+    0       16..23      ``kh``: the kernel's rows (1 .. 255)
+    0       24..31      ``kw``: the kernel's columns
+    1       0..31       ``base`` (int32, two's complement): the address of image 0, output
+                        pixel (0, 0), window element (0, 0, 0), group 0 (may lie outside the
+                        scratchpad: addresses are taken modulo its size)
+    2       0..15       ``in_h``: the input image's height (the padding test)
+    2       16..31      ``in_w``: its width
+    3       0..15       ``out_h``: the output image's height (the pixel counters wrap at it)
+    3       16..31      ``out_w``: its width
+    4       0..7        ``sh``: the vertical stride; 8..15 ``sw`` horizontal; 16..23 ``dh`` the
+                        vertical dilation; 24..31 ``dw`` the horizontal one
+    5       0..7        ``pt``: the top padding; 8..15 ``pl`` the left padding; 16..23 ``first_i``,
+                        24..31 ``first_j``: the kernel row and column of tile column 0
+    6       0..15       ``first_image``: the image of tile row 0; 16..31 ``first_c``: the
+                        channel (within its group) of tile column 0
+    7       0..15       ``first_oh``: the output row of tile row 0; 16..31 ``first_ow`` its column
+    8       0..31       ``image_stride``: bytes from an image's pixel to the next image's
+    9       0..31       ``row_stride``: bytes per output row (``sh`` input rows)
+    10      0..31       ``col_stride``: bytes per output column (``sw`` input pixels)
+    11      0..31       ``kernel_row_stride``: bytes per kernel row (``dh`` input rows)
+    12      0..31       ``kernel_col_stride``: bytes per kernel column (``dw`` input pixels)
+    13      0..31       ``group_stride``: bytes from a group's channels to the next group's
+                        (product ``b`` of the batch is the tile's ``b``-th group)
+    14, 15              zero
+    ======  ==========  ======================================================================
+
+    Tile row ``r`` is output pixel ``(image, oh, ow)``: ``first + r`` counted in ``out_h x out_w``
+    images from ``(first_image, first_oh, first_ow)``; tile column ``q`` is window element ``(c, i,
+    j)``: ``first + q`` counted in ``kh x kw`` windows from ``(first_c, first_i, first_j)``. Its input
+    row is ``ih = oh sh - pt + i dh`` and column ``iw = ow sw - pl + j dw``; the byte of product ``b``
+    is the input zero point unless ``0 <= ih < in_h`` and ``0 <= iw < in_w``, else the scratchpad
+    byte at ``base + image image_stride + oh row_stride + ow col_stride + i kernel_row_stride + j
+    kernel_col_stride + c + b group_stride`` (:meth:`FeederStep.address`). The address is linear in
+    counters, so the hardware steps it with adders only.
+
 Encoding refuses what it cannot represent (a field too wide for its slot, ids out of order, a
 dependency on a later command, a command field this format has no slot for) with an
 :class:`EncodingError` naming the command and field; decoding refuses a truncated or foreign image.
@@ -148,7 +198,8 @@ from accel.hardware import Dataflow, Sparsity
 
 __all__ = ["EncodingError", "MAGIC", "RECORD_BYTES", "VECTOR_FUNCTIONS", "VERSION", "RequantChannel", "RequantStep",
            "RequantTable", "VectorStep", "decode_program", "decode_requant_table", "decode_vector_table",
-           "encode_program", "encode_requant_table", "encode_vector_table"]
+           "encode_program", "encode_requant_table", "encode_vector_table",
+           "FeederStep", "FeederTable", "decode_feeder_table", "encode_feeder_table"]
 
 MAGIC = b"ACCLPROG"
 VERSION = 2
@@ -541,3 +592,135 @@ def _check_range(what: str, fields: tuple[tuple[str, int, int, int], ...]) -> No
 
 def _align(offset: int) -> int:
     return -(-offset // 64) * 64
+
+
+_FEEDER_WORDS = 16
+"""u32 words per command id of the feeder table (:func:`encode_feeder_table`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeederStep:
+    """How one Compute (by command id) gathers its input: im2col rows of a convolution's input band
+    (module docstring, ``feeder``). Tile row ``r`` is output pixel ``first + r`` of the ``out_h x
+    out_w`` images, tile column ``q`` reduction element ``first + q`` of the ``channel x kh x kw``
+    window, product ``b`` the ``b``-th group from the tile's first; the byte of a pixel, window
+    element and group is at ``base`` plus the strides times their coordinates, or the input zero
+    point where the window is in the padding."""
+
+    command: int
+    zero_point: int
+    base: int
+    kh: int
+    kw: int
+    in_h: int
+    in_w: int
+    out_h: int
+    out_w: int
+    image_stride: int
+    row_stride: int
+    col_stride: int
+    kernel_row_stride: int
+    kernel_col_stride: int
+    group_stride: int = 0
+    sh: int = 1
+    sw: int = 1
+    dh: int = 1
+    dw: int = 1
+    pt: int = 0
+    pl: int = 0
+    first_image: int = 0
+    first_oh: int = 0
+    first_ow: int = 0
+    first_c: int = 0
+    first_i: int = 0
+    first_j: int = 0
+
+    def __post_init__(self) -> None:
+        what = f"Feeder step of command {self.command}"
+        strides = ("image_stride", "row_stride", "col_stride", "kernel_row_stride", "kernel_col_stride",
+                   "group_stride")
+        _check_range(what, (
+            ("command", self.command, 0, _U32 // 2), ("zero_point", self.zero_point, -128, 127),
+            ("base", self.base, -(1 << 31), (1 << 31) - 1),
+            *((f, getattr(self, f), 1, _U8) for f in ("kh", "kw", "sh", "sw", "dh", "dw")),
+            *((f, getattr(self, f), 0, _U8) for f in ("pt", "pl", "first_i", "first_j")),
+            *((f, getattr(self, f), 1, _U16) for f in ("in_h", "in_w", "out_h", "out_w")),
+            *((f, getattr(self, f), 0, _U16) for f in ("first_image", "first_oh", "first_ow", "first_c")),
+            *((f, getattr(self, f), 0, _U32 // 2) for f in strides)))
+        for name, value, bound in (("first_oh", self.first_oh, self.out_h), ("first_ow", self.first_ow, self.out_w),
+                                   ("first_i", self.first_i, self.kh), ("first_j", self.first_j, self.kw)):
+            if value >= bound:
+                raise EncodingError(f"{what}: {name} must be less than {bound}, not {value}")
+
+    def pixel(self, r: int) -> tuple[int, int, int]:
+        """``(image, oh, ow)`` of tile row ``r``."""
+        p = (self.first_image * self.out_h + self.first_oh) * self.out_w + self.first_ow + r
+        return p // (self.out_h * self.out_w), p // self.out_w % self.out_h, p % self.out_w
+
+    def element(self, q: int) -> tuple[int, int, int]:
+        """``(c, i, j)`` (channel in the group, kernel row and column) of tile column ``q``."""
+        e = (self.first_c * self.kh + self.first_i) * self.kw + self.first_j + q
+        return e // (self.kh * self.kw), e // self.kw % self.kh, e % self.kw
+
+    def address(self, b: int, r: int, q: int) -> int | None:
+        """The input byte's address of product ``b``, tile row ``r``, column ``q`` (``None``: padding, the
+        zero point)."""
+        img, oh, ow = self.pixel(r)
+        c, i, j = self.element(q)
+        ih, iw = oh * self.sh - self.pt + i * self.dh, ow * self.sw - self.pl + j * self.dw
+        if not (0 <= ih < self.in_h and 0 <= iw < self.in_w):
+            return None
+        return (self.base + img * self.image_stride + oh * self.row_stride + ow * self.col_stride +
+                i * self.kernel_row_stride + j * self.kernel_col_stride + c + b * self.group_stride)
+
+
+@dataclass(frozen=True, slots=True)
+class FeederTable:
+    """The host-written configuration of the array's input feeder: the steps of the configured Computes
+    (one per command id at most); any other Compute reads its input literally."""
+
+    steps: tuple[FeederStep, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = [s.command for s in self.steps]
+        if len(set(ids)) != len(ids):
+            raise EncodingError(f"Feeder table configures command {_first_repeat(ids)} twice")
+
+    def step(self, command: int) -> FeederStep | None:
+        """The step of ``command`` (``None``: not configured, literal input)."""
+        return next((s for s in self.steps if s.command == command), None)
+
+
+def encode_feeder_table(table: FeederTable) -> tuple[int, ...]:
+    """The ``feeder`` words the host writes (module docstring): 16 per command id up to the highest configured."""
+    count = max((s.command + 1 for s in table.steps), default=0)
+    words = [0] * (_FEEDER_WORDS * count)
+    for s in table.steps:
+        words[_FEEDER_WORDS * s.command:_FEEDER_WORDS * (s.command + 1)] = (
+            1 | (s.zero_point & 0xFF) << 8 | s.kh << 16 | s.kw << 24, s.base & _U32,
+            s.in_h | s.in_w << 16, s.out_h | s.out_w << 16, s.sh | s.sw << 8 | s.dh << 16 | s.dw << 24,
+            s.pt | s.pl << 8 | s.first_i << 16 | s.first_j << 24, s.first_image | s.first_c << 16,
+            s.first_oh | s.first_ow << 16, s.image_stride, s.row_stride, s.col_stride, s.kernel_row_stride,
+            s.kernel_col_stride, s.group_stride, 0, 0)
+    return tuple(words)
+
+
+def decode_feeder_table(words: Sequence[int]) -> FeederTable:
+    """The table :func:`encode_feeder_table` wrote as ``words``."""
+    if len(words) % _FEEDER_WORDS:
+        raise EncodingError(f"Feeder table words must be whole entries ({_FEEDER_WORDS} per command), not "
+                            f"{len(words)}")
+    out = []
+    for command in range(len(words) // _FEEDER_WORDS):
+        w = words[_FEEDER_WORDS * command:_FEEDER_WORDS * (command + 1)]
+        if not w[0] & 1:
+            continue
+        out.append(FeederStep(command=command, zero_point=_s8(w[0] >> 8), kh=w[0] >> 16 & 0xFF, kw=w[0] >> 24 & 0xFF,
+                              base=_s32(w[1]), in_h=w[2] & _U16, in_w=w[2] >> 16, out_h=w[3] & _U16,
+                              out_w=w[3] >> 16, sh=w[4] & 0xFF, sw=w[4] >> 8 & 0xFF, dh=w[4] >> 16 & 0xFF,
+                              dw=w[4] >> 24 & 0xFF, pt=w[5] & 0xFF, pl=w[5] >> 8 & 0xFF, first_i=w[5] >> 16 & 0xFF,
+                              first_j=w[5] >> 24 & 0xFF, first_image=w[6] & _U16, first_c=w[6] >> 16,
+                              first_oh=w[7] & _U16, first_ow=w[7] >> 16, image_stride=w[8], row_stride=w[9],
+                              col_stride=w[10], kernel_row_stride=w[11], kernel_col_stride=w[12],
+                              group_stride=w[13]))
+    return FeederTable(tuple(out))

@@ -12,7 +12,16 @@ import sim
 import workloads
 from accel import config
 from accel.commands import Block, Buffer, Compute, Load, Move, Store, Vector
-from accel.encoding import RECORD_BYTES, EncodingError, decode_program, encode_program
+from accel.encoding import (
+    RECORD_BYTES,
+    EncodingError,
+    FeederStep,
+    FeederTable,
+    decode_feeder_table,
+    decode_program,
+    encode_feeder_table,
+    encode_program,
+)
 from accel.hardware import Dataflow, Sparsity
 
 
@@ -206,3 +215,33 @@ def test_what_a_vector_table_cannot_hold_is_refused(build, message):
 
     with pytest.raises(EncodingError, match=message):
         build(m)
+
+
+def test_feeder_table_round_trips_through_its_words() -> None:
+    """Every field of a feeder step survives encode/decode, a negative base and zero point included; an
+    unconfigured id between two steps stays unconfigured."""
+    steps = (FeederStep(command=1, zero_point=-5, base=-731, kh=3, kw=5, in_h=17, in_w=300, out_h=9, out_w=150,
+                        image_stride=17 * 300 * 6, row_stride=2 * 300 * 6, col_stride=2 * 6, kernel_row_stride=300 * 6,
+                        kernel_col_stride=2 * 6, group_stride=3, sh=2, sw=2, dh=1, dw=2, pt=1, pl=2, first_image=4,
+                        first_oh=8, first_ow=149, first_c=1000, first_i=2, first_j=4),
+             FeederStep(command=3, zero_point=127, base=(1 << 31) - 1, kh=1, kw=1, in_h=1, in_w=1, out_h=1, out_w=1,
+                        image_stride=0, row_stride=0, col_stride=0, kernel_row_stride=0, kernel_col_stride=0))
+    table = FeederTable(steps)
+    words = encode_feeder_table(table)
+    assert len(words) == 4 * 16 and not any(words[:16]) and not any(words[32:48])
+    assert all(0 <= w < 1 << 32 for w in words)
+    assert decode_feeder_table(words) == table
+    assert table.step(2) is None and table.step(3) == steps[1]
+
+
+def test_feeder_table_refuses_what_its_words_cannot_hold() -> None:
+    fields = dict(command=0, zero_point=0, base=0, kh=3, kw=3, in_h=4, in_w=4, out_h=4, out_w=4, image_stride=16,
+                  row_stride=4, col_stride=1, kernel_row_stride=4, kernel_col_stride=1)
+    with pytest.raises(EncodingError, match=r"^Feeder step of command 0: kw must be an integer in 1\.\.255, not 256$"):
+        FeederStep(**{**fields, "kw": 256})
+    with pytest.raises(EncodingError, match=r"^Feeder step of command 0: first_ow must be less than 4, not 4$"):
+        FeederStep(**{**fields, "first_ow": 4})
+    with pytest.raises(EncodingError, match=r"^Feeder table configures command 0 twice$"):
+        FeederTable((FeederStep(**fields), FeederStep(**fields)))
+    with pytest.raises(EncodingError, match=r"^Feeder table words must be whole entries \(16 per command\), not 5$"):
+        decode_feeder_table([0] * 5)

@@ -29,7 +29,12 @@ accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented he
              the ``batch x m x k`` / ``batch x k x n`` operand is that block's bytes instead), ``y = x @ w``
              (:func:`sim.numerics.systolic_tile`) is written to (``accumulate``: added to, with the
              accumulator format's overflow) the row-major ``m x n`` int32 elements at accumulator
-             byte ``output_addr + 4 b m n``.
+             byte ``output_addr + 4 b m n``. A Compute the host's feeder table configures
+             (:class:`~accel.encoding.FeederStep`, a convolution's) gathers its ``x`` instead: byte
+             ``(r, q)`` of product ``b`` is the scratchpad byte at the step's im2col address of tile
+             row ``r`` (an output pixel), column ``q`` (a window element) and group ``b``, or the
+             step's input zero point where the window lies in the padding
+             (:meth:`~accel.encoding.FeederStep.address`), as ``sim.execute`` reads its input band.
 ``Compute``  N:M (``sparsity`` set; ``k`` is the compressed reduction, whole groups of ``N``): the
   (N:M)      weights are the ``compressed_bytes(batch k n)`` bytes at ``weight_addr`` (or its block)
              as :func:`sim.numerics.pack_entries` stores them and ``sim.execute`` reads a packed tile:
@@ -56,6 +61,8 @@ output zero point and fused ReLU; each store's first channel from the tile the a
 its address, as ``sim.execute`` finds it), and for every Vector command of an integer element-wise
 layer the vector step that computes ``sim.execute``'s codes: a quantized add's zero points and
 rescales (:func:`sim.reference.tflite_add_parameters`), a ReLU's clamp at its input's zero point.
+:func:`feeder_table` is the host's feeder table of a plan: a step for every Compute of a convolution
+that is not pointwise, so golden computes on the im2col rows ``sim.execute`` computes on.
 """
 
 from __future__ import annotations
@@ -66,10 +73,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
-from accel.encoding import RequantChannel, RequantStep, RequantTable, VectorStep
+from accel.encoding import (
+    EncodingError,
+    FeederStep,
+    FeederTable,
+    RequantChannel,
+    RequantStep,
+    RequantTable,
+    VectorStep,
+)
 from accel.errors import ConfigError
 from accel.formats import INT8, INT32, Requantization
 from accel.hardware import Accelerator
+from mapper.layout import conv_band, conv_geometry
 from mapper.plan import Plan
 from sim.execute import block_offsets
 from sim.numerics import (
@@ -87,7 +103,7 @@ from sim.reference import ReferenceError, code_format, gemm_operands, tflite_add
 from sim.sparsity import unpack_entries
 from workloads.graph import OpKind
 
-__all__ = ["Memories", "execute", "requant_mode", "requant_table"]
+__all__ = ["Memories", "execute", "feeder_table", "requant_mode", "requant_table"]
 
 
 @dataclass
@@ -116,19 +132,44 @@ def _dense_k(cmd: Compute) -> int:
     return cmd.k // nm.n * nm.m
 
 
+def _gathered(sp: bytearray, step: FeederStep, cmd: Compute) -> bytes:
+    """The ``batch x m x k`` input bytes the feeder gathers for ``cmd`` by ``step``
+    (:meth:`accel.encoding.FeederStep.address`; the zero point in the padding)."""
+    r, q = np.arange(cmd.m), np.arange(cmd.k)
+    p = (step.first_image * step.out_h + step.first_oh) * step.out_w + step.first_ow + r
+    img, oh, ow = p // (step.out_h * step.out_w), p // step.out_w % step.out_h, p % step.out_w
+    e = (step.first_c * step.kh + step.first_i) * step.kw + step.first_j + q
+    c, i, j = e // (step.kh * step.kw), e // step.kw % step.kh, e % step.kw
+    ih = (oh * step.sh - step.pt)[:, None] + (i * step.dh)[None, :]
+    iw = (ow * step.sw - step.pl)[:, None] + (j * step.dw)[None, :]
+    inside = (ih >= 0) & (ih < step.in_h) & (iw >= 0) & (iw < step.in_w)
+    addr = (step.base + img * step.image_stride + oh * step.row_stride + ow * step.col_stride)[:, None] + \
+        (i * step.kernel_row_stride + j * step.kernel_col_stride + c)[None, :]
+    addr = addr[None] + (np.arange(cmd.batch) * step.group_stride)[:, None, None]
+    read = np.broadcast_to(inside[None], addr.shape)
+    if read.any() and (addr[read].min() < 0 or addr[read].max() >= len(sp)):
+        raise ValueError(f"execute: command {cmd.id}'s feeder reads bytes {addr[read].min()}..{addr[read].max()}, "
+                         f"outside a scratchpad of {len(sp)} B")
+    image = np.frombuffer(bytes(sp), dtype=np.uint8)
+    values = np.where(read, image[np.where(read, addr, 0)], step.zero_point & 0xFF)
+    return values.astype(np.uint8).tobytes()
+
+
 def requant_mode(arch: Accelerator) -> str:
     """The rounding of the NPU's requantizer (:class:`rtl.requant.Requantizer`'s ``mode``) for ``arch``."""
     return "single" if arch.array.requant is Requantization.TFLITE_SINGLE else "double"
 
 
 def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scratchpad: bytes | None = None,
-            accumulator: bytes | None = None, requant: RequantTable | None = None) -> Memories:
+            accumulator: bytes | None = None, requant: RequantTable | None = None,
+            feeder: FeederTable | None = None) -> Memories:
     """Run ``commands`` in program order (the order every dependency-respecting schedule agrees with).
 
     The on-chip memories start as ``scratchpad`` and ``accumulator`` (what an earlier program left;
     default zero, the NPU's state after configuration), so a program that reads bytes it never
-    wrote (a convolution's computes reading their GEMM operands as laid out) is still defined.
-    ``requant`` is the host-written requantization table (``None``: every read unit scale).
+    wrote (a hand-written compute reading bytes no load wrote) is still defined.
+    ``requant`` is the host-written requantization table (``None``: every read unit scale), ``feeder``
+    the array's input feeder table (``None``: every Compute reads its input literally).
     """
     sp = bytearray(arch.scratchpad.size_bytes) if scratchpad is None else bytearray(scratchpad)
     acc_image = bytearray(arch.accumulator.size_bytes) if accumulator is None else bytearray(accumulator)
@@ -187,7 +228,11 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
         elif isinstance(cmd, Compute):
             m, k, n, nm = cmd.m, cmd.k, cmd.n, cmd.sparsity
             kd = k if nm is None else _dense_k(cmd)
-            xs = read(mem.scratchpad, cmd.input_addr, cmd.input_block, cmd.batch * m * kd)
+            fstep = None if feeder is None else feeder.step(cmd.id)
+            if fstep is not None and nm is not None:
+                raise ValueError(f"execute: command {cmd.id} is N:M sparse; the feeder gathers dense inputs only")
+            xs = read(mem.scratchpad, cmd.input_addr, cmd.input_block, cmd.batch * m * kd) if fstep is None \
+                else _gathered(mem.scratchpad, fstep, cmd)
             if nm is None:
                 ws = read(mem.scratchpad, cmd.weight_addr, cmd.weight_block, cmd.batch * k * n)
             else:
@@ -343,3 +388,54 @@ def _vector_step(plan: Plan, cmd: Vector) -> VectorStep:
     q = streamed[0].quant
     low = int(q.zero_point[0]) if fn == "relu" and q is not None else INT8.min_int
     return VectorStep(command=cmd.id, function="clamp", low=low)
+
+
+def feeder_table(plan: Plan) -> FeederTable:
+    """The feeder table the host writes for ``plan``: for every dense Compute of a convolution that is
+    not pointwise (grouped and depthwise ones too: product ``b`` is group ``b0 + b``), the step that
+    gathers the im2col rows ``sim.execute`` computes from the input band the command names
+    (:func:`mapper.layout.conv_band`, packed at ``input_addr`` or through a one-plane ``input_block``),
+    the input zero point in the padding (0 for a graph without quantization).
+
+    Raises :class:`~accel.errors.ConfigError` for a compute whose geometry the table cannot hold
+    (a dimension beyond its field, an input block of more than one plane, an N:M convolution).
+    """
+    graph = plan.graph
+    if graph is None:
+        raise ConfigError(f"Plan of {plan.graph_name!r} carries no graph to configure the feeder from")
+    steps = []
+    for cmd in plan.commands:
+        if not isinstance(cmd, Compute):
+            continue
+        layer = graph.layer(cmd.layer)
+        conv = conv_geometry(graph, layer)
+        if conv is None or conv.pointwise:
+            continue
+        where = f"Command {cmd.id} (Compute, layer {cmd.layer!r})"
+        if cmd.sparsity is not None:
+            raise ConfigError(f"{where}: the feeder gathers dense convolutions, not {cmd.sparsity} sparse ones")
+        b0, m0, k0, _ = cmd.origin
+        p0, _, ch0, ch1 = conv_band(conv, b0, cmd.batch, m0, cmd.m, k0, k0 + cmd.k)
+        block = cmd.input_block
+        if block is None:
+            pixel = ch1 - ch0
+        elif block.planes == 1 and block.row_bytes == ch1 - ch0:
+            pixel = block.row_stride
+        else:
+            raise ConfigError(f"{where}: input_block must be one plane of rows of {ch1 - ch0} channels, not {block}")
+        q = graph.tensors[layer.inputs[0]].quant
+        kk, per_image = conv.kh * conv.kw, conv.oh * conv.ow
+        row = conv.w * pixel
+        try:
+            steps.append(FeederStep(
+                command=cmd.id, zero_point=0 if q is None else int(q.zero_point[0]),
+                base=cmd.input_addr - p0 * pixel - ch0 + b0 * conv.group_channels - conv.pt * row - conv.pl * pixel,
+                kh=conv.kh, kw=conv.kw, in_h=conv.h, in_w=conv.w, out_h=conv.oh, out_w=conv.ow,
+                image_stride=conv.h * row, row_stride=conv.sh * row, col_stride=conv.sw * pixel,
+                kernel_row_stride=conv.dh * row, kernel_col_stride=conv.dw * pixel,
+                group_stride=conv.group_channels, sh=conv.sh, sw=conv.sw, dh=conv.dh, dw=conv.dw, pt=conv.pt,
+                pl=conv.pl, first_image=m0 // per_image, first_oh=m0 % per_image // conv.ow, first_ow=m0 % conv.ow,
+                first_c=k0 // kk, first_i=k0 % kk // conv.kw, first_j=k0 % conv.kw))
+        except EncodingError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return FeederTable(tuple(steps))
