@@ -139,7 +139,7 @@ the input band the mapper loaded (:func:`mapper.layout.conv_band`: pixels ``[p0,
 ``[ch0, ch1)``, pixel-major), as ``sim.execute`` does; a Compute without a step reads its input
 literally (the row-major ``batch x m x k`` bytes at ``input_addr``).
 
-``feeder`` (16 x u32 per command id ``0..N-1``, ``N`` the highest configured id plus one)
+``feeder`` (32 x u32 per command id ``0..N-1``, ``N`` the highest configured id plus one)
     ======  ==========  ======================================================================
     word    bits        field
     ======  ==========  ======================================================================
@@ -168,8 +168,18 @@ literally (the row-major ``batch x m x k`` bytes at ``input_addr``).
     12      0..31       ``kernel_col_stride``: bytes per kernel column (``dw`` input pixels)
     13      0..31       ``group_stride``: bytes from a group's channels to the next group's
                         (product ``b`` of the batch is the tile's ``b``-th group)
-    14, 15              zero
+    14      0..31       derived (:attr:`FeederStep.first_terms`, so the hardware multiplies
+                        nothing): ``first_c + first_i kernel_row_stride``
+    15      0..31       derived: word 14 ``+ first_j kernel_col_stride``
+    16      0..15       derived: ``first_i dh``; 16..31 ``first_j dw``
+    17      0..31       derived: ``first_image image_stride``
+    18      0..31       derived: word 17 ``+ first_oh row_stride``
+    19      0..31       derived: word 18 ``+ first_ow col_stride``
+    20      0..15       derived: ``first_oh sh - pt`` (int16); 16..31 ``first_ow sw - pl``
+    21..31              zero
     ======  ==========  ======================================================================
+
+    Decoding reads words 0..13 (the derived words follow from them).
 
     Tile row ``r`` is output pixel ``(image, oh, ow)``: ``first + r`` counted in ``out_h x out_w``
     images from ``(first_image, first_oh, first_ow)``; tile column ``q`` is window element ``(c, i,
@@ -594,7 +604,7 @@ def _align(offset: int) -> int:
     return -(-offset // 64) * 64
 
 
-_FEEDER_WORDS = 16
+_FEEDER_WORDS = 32
 """u32 words per command id of the feeder table (:func:`encode_feeder_table`)."""
 
 
@@ -651,6 +661,23 @@ class FeederStep:
                                    ("first_i", self.first_i, self.kh), ("first_j", self.first_j, self.kw)):
             if value >= bound:
                 raise EncodingError(f"{what}: {name} must be less than {bound}, not {value}")
+        for name, value, bound in (("(out_h - 1) sh", (self.out_h - 1) * self.sh, 1 << 15),
+                                   ("(out_w - 1) sw", (self.out_w - 1) * self.sw, 1 << 15)):
+            if value >= bound:  # the hardware's input row and column counters start from 16-bit words
+                raise EncodingError(f"{what}: {name} must be less than {bound}, not {value}")
+
+    @property
+    def first_terms(self) -> tuple[int, int, int, int, int, int, int, int, int]:
+        """What the hardware would multiply to start its counters (words 14..20): the first window
+        element's address terms ``c``, ``c + i S_i``, ``c + i S_i + j S_j`` (without ``c``: the
+        first two words), its padding offsets ``i dh`` and ``j dw``, the first pixel's terms ``image
+        S_img``, ``+ oh S_oh``, ``+ ow S_ow`` and its ``ih0 = oh sh - pt``, ``iw0 = ow sw - pl``."""
+        row = self.first_c + self.first_i * self.kernel_row_stride
+        image = self.first_image * self.image_stride
+        pixel_row = image + self.first_oh * self.row_stride
+        return (row, row + self.first_j * self.kernel_col_stride, self.first_i * self.dh, self.first_j * self.dw,
+                image, pixel_row, pixel_row + self.first_ow * self.col_stride, self.first_oh * self.sh - self.pt,
+                self.first_ow * self.sw - self.pl)
 
     def pixel(self, r: int) -> tuple[int, int, int]:
         """``(image, oh, ow)`` of tile row ``r``."""
@@ -692,7 +719,7 @@ class FeederTable:
 
 
 def encode_feeder_table(table: FeederTable) -> tuple[int, ...]:
-    """The ``feeder`` words the host writes (module docstring): 16 per command id up to the highest configured."""
+    """The ``feeder`` words the host writes (module docstring): 32 per command id up to the highest configured."""
     count = max((s.command + 1 for s in table.steps), default=0)
     words = [0] * (_FEEDER_WORDS * count)
     for s in table.steps:
@@ -701,8 +728,15 @@ def encode_feeder_table(table: FeederTable) -> tuple[int, ...]:
             s.in_h | s.in_w << 16, s.out_h | s.out_w << 16, s.sh | s.sw << 8 | s.dh << 16 | s.dw << 24,
             s.pt | s.pl << 8 | s.first_i << 16 | s.first_j << 24, s.first_image | s.first_c << 16,
             s.first_oh | s.first_ow << 16, s.image_stride, s.row_stride, s.col_stride, s.kernel_row_stride,
-            s.kernel_col_stride, s.group_stride, 0, 0)
+            s.kernel_col_stride, s.group_stride, *_feeder_derived(s), *(0,) * (_FEEDER_WORDS - 21))
     return tuple(words)
+
+
+def _feeder_derived(s: FeederStep) -> tuple[int, ...]:
+    """Words 14..20 of a feeder step: its :attr:`~FeederStep.first_terms`."""
+    k_row, k_off, di, dj, image, row, pixel, ih0, iw0 = s.first_terms
+    return (k_row & _U32, k_off & _U32, di | dj << 16, image & _U32, row & _U32, pixel & _U32,
+            (ih0 & _U16) | (iw0 & _U16) << 16)
 
 
 def decode_feeder_table(words: Sequence[int]) -> FeederTable:

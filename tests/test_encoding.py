@@ -228,7 +228,9 @@ def test_feeder_table_round_trips_through_its_words() -> None:
                         image_stride=0, row_stride=0, col_stride=0, kernel_row_stride=0, kernel_col_stride=0))
     table = FeederTable(steps)
     words = encode_feeder_table(table)
-    assert len(words) == 4 * 16 and not any(words[:16]) and not any(words[32:48])
+    assert len(words) == 4 * 32 and not any(words[:32]) and not any(words[64:96])
+    assert words[32 + 14:32 + 21] == (1000 + 2 * 1800, 1000 + 2 * 1800 + 4 * 12, 2 | 8 << 16, 4 * 30600,
+                                      4 * 30600 + 8 * 3600, 4 * 30600 + 8 * 3600 + 149 * 12, 15 | 296 << 16)
     assert all(0 <= w < 1 << 32 for w in words)
     assert decode_feeder_table(words) == table
     assert table.step(2) is None and table.step(3) == steps[1]
@@ -243,5 +245,5 @@ def test_feeder_table_refuses_what_its_words_cannot_hold() -> None:
         FeederStep(**{**fields, "first_ow": 4})
     with pytest.raises(EncodingError, match=r"^Feeder table configures command 0 twice$"):
         FeederTable((FeederStep(**fields), FeederStep(**fields)))
-    with pytest.raises(EncodingError, match=r"^Feeder table words must be whole entries \(16 per command\), not 5$"):
+    with pytest.raises(EncodingError, match=r"^Feeder table words must be whole entries \(32 per command\), not 5$"):
         decode_feeder_table([0] * 5)

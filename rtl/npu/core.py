@@ -76,7 +76,16 @@ Structure
     in (row ``i`` is final ``R - 1 - i`` cycles before the last). Folds run back to back, so a
     command takes exactly :func:`accel.timing.gemm_tile_cycles`; the last result of a command is
     written on the edge that ends its last cycle, and accumulator reads of the DMA and the Move
-    forward it.
+    forward it. An OS Compute the host's feeder table configures (:class:`~accel.encoding.FeederStep`,
+    written through ``rq_*`` with ``rq_table`` 3 as :func:`accel.encoding.encode_feeder_table`'s
+    words; a step memory of 21 words per command id, read by the array queue's head id) gathers
+    its input as :mod:`rtl.npu.golden` does, the im2col rows of a convolution's input band: the
+    ``R`` lanes' addresses come from the feeder's counters instead (``NPU._feeder``: a shared
+    window element stepped each cycle, a pixel per lane stepped per m tile, a group offset per
+    product, all by adds), addressed a cycle ahead as before, and a lane whose window lies in the
+    padding reads the step's input zero point (a flag registered with its address). No cycle is
+    added. A configured WS Compute stops the run with ``error`` (the feeder gathers OS folds; the
+    mapper's convolutions on fpga-small are OS).
 ``N:M``
     For every pattern of ``arch.array.sparsity`` (when the design has WS) a
     :class:`rtl.sparse_systolic.SparseSystolicArray` beside the dense WS tile runs the N:M Computes
@@ -146,10 +155,10 @@ latencies of at least 8 cycles together (the store path's requantizer hides behi
 decoder refuses (``error``) Computes that split a fold (``fill`` or ``drain`` false), are N:M with a
 pattern the array does not list in ``arch.array.sparsity``, on a dataflow other than WS or with a
 ``k`` that is not whole groups of ``N``, or read an operand through a block (``input_block``,
-``weight_block``), and transfers (Load, Store, Move) whose block's ``row_bytes`` is not a multiple
-of 4 (its rows would need more beats than the datasheet's cycles give; ``dma.max_in_flight`` must
-be 0). A block must name the transfer's
-``size_bytes`` bytes (as :func:`sim.execute.block_offsets` requires; the decoder does not check).
+``weight_block``; with a feeder step too), and transfers (Load, Store, Move) whose block's
+``row_bytes`` is not a multiple of 4 (its rows would need more beats than the datasheet's cycles
+give; ``dma.max_in_flight`` must be 0). A block must name the transfer's ``size_bytes`` bytes (as
+:func:`sim.execute.block_offsets` requires; the decoder does not check).
 """
 
 from __future__ import annotations
@@ -184,6 +193,8 @@ _BEAT = 4  # bytes per DMA beat
 _RECORD_WORDS = 26  # words of a record the decoder reads: through the Vector's output block's rows
 _VECTOR_LEAD = 4  # cycles from a Vector's first read to its first write: the scratchpad read, 3 stages
 _VECTOR_FUNCTIONS = {"add": 1, "clamp": 2}  # accel.encoding.VectorStep's function codes
+_FEEDER_WORDS = 32  # rq_* words per command id of the feeder table (accel.encoding.encode_feeder_table)
+_FEEDER_USED = 21  # ... of which the feeder stores the first 21 (the rest are zero)
 _RQ_LEAD = 3  # a Store's first accumulator read feeds the requantizer 3 cycles after its start (the
 # step is read in its first cycle, the channel entries addressed in its third)
 
@@ -261,6 +272,16 @@ class _State(enum.Enum, shape=4):
     RUN = 8
     DONE = 9
     ERROR = 10
+
+
+class _Feeder(NamedTuple):
+    """The OS input feeder's outputs (:meth:`NPU._feeder`)."""
+
+    on: object  # the next cycle's operands are a configured command's (an Amaranth value)
+    addrs: list  # the R lanes' next-cycle scratchpad addresses
+    pads: list  # this cycle: lane l reads the padding (registered with the addresses)
+    zero_point: Signal  # this cycle's command's input zero point
+    refused: object  # a configured command starts on WS (the feeder gathers OS folds)
 
 
 class _Reg(NamedTuple):
@@ -358,9 +379,10 @@ class NPU(wiring.Component):
             "trace_addr": In(range(max_commands)), "trace_start": Out(32), "trace_end": Out(32),
             # the host's requantization table (accel.encoding.encode_requant_table): word rq_addr of
             # the steps (rq_table 0), of the channel table (rq_table 1) or of the vector steps
-            # (rq_table 2, accel.encoding.encode_vector_table)
+            # (rq_table 2, accel.encoding.encode_vector_table), or of the array's input feeder
+            # (rq_table 3, accel.encoding.encode_feeder_table)
             "rq_we": In(1), "rq_table": In(2),
-            "rq_addr": In(range(max(8 * max_commands, 4 * requant_channels))),
+            "rq_addr": In(range(max(8 * max_commands, 4 * requant_channels, _FEEDER_WORDS * max_commands))),
             "rq_data": In(32),
         })
 
@@ -482,6 +504,7 @@ class NPU(wiring.Component):
 
         # -- fetch / decode -----------------------------------------------------------------------
         state = Signal(_State)
+        primed = Signal()  # PRIME's second cycle
         count = Signal(32)
         deps_base = Signal(32)
         index = Signal(range(self.max_commands + 1))
@@ -662,8 +685,11 @@ class NPU(wiring.Component):
                 m.d.comb += idw.en.eq(1)
                 m.d.sync += [index.eq(index + 1), word.eq(0)]
                 m.d.sync += state.eq(Mux(index + 1 == count, _State.PRIME, _State.RECORD))
-            with m.Case(_State.PRIME):  # the queues' heads are read after their last write
-                m.d.sync += state.eq(_State.RUN)
+            with m.Case(_State.PRIME):  # the queues' heads are read after their last write, and in
+                # a second cycle the array's feeder step of its head (read by the head's id)
+                m.d.sync += primed.eq(~primed)
+                with m.If(primed):
+                    m.d.sync += state.eq(_State.RUN)
 
         # -- units: queues, scoreboard, timers ----------------------------------------------------
         run = Signal()
@@ -777,7 +803,10 @@ class NPU(wiring.Component):
             m.d.comb += starts[u].eq(ready[u])
 
         # -- the array ----------------------------------------------------------------------------
-        self._array(m, views[2], heads[2], curs[2], busys[2], starts[2], actives[2], finishes[2], sp, acc)
+        array_refused = self._array(m, views[2], heads[2], curs[2], busys[2], starts[2], actives[2], finishes[2],
+                                    sp, acc)
+        with m.If(run & array_refused):
+            m.d.sync += state.eq(_State.ERROR)
 
         # -- the vector unit ----------------------------------------------------------------------
         if self.vector_ops:
@@ -1110,7 +1139,141 @@ class NPU(wiring.Component):
         with m.Elif(enable):
             m.d.sync += [r.cur.eq(r.next) for r in regs]
 
-    def _array(self, m: Module, cmd, head, cur, busy, start, active, finish, sp, acc) -> None:  # noqa: ANN001
+    def _feeder(self, m: Module, head, busy, start, finish, takes, adv, last_i, last_o) -> _Feeder:  # noqa: ANN001
+        """The OS input feeder of the host's feeder table (:class:`~accel.encoding.FeederStep`): the R
+        lanes' im2col addresses of the array's next cycle and whether each reads the padding.
+
+        The step memory is read by the queue head's id (the step of the head is there one cycle
+        after it becomes the head; a Compute lasts at least 3 cycles and the run starts two cycles
+        after the decoder, so a command's step is there when its first operands are addressed) and
+        latched when the command starts. An OS fold streams the window elements ``(c, i, j)`` of the
+        command's reduction, one a cycle (shared by the lanes: counters ``j``, ``i`` and the
+        address terms ``c``, ``c + i S_i``, ``c + i S_i + j S_j`` and the padding offsets ``i dh``,
+        ``j dw``, each stepped by an add or reset to its row's or channel's start at a wrap); lane
+        ``l`` holds output pixel ``first + mt R + l`` (counters ``ow``, ``oh`` and the terms
+        ``img S_img``, ``+ oh S_oh``, ``+ ow S_ow``, ``ih0 = oh sh - pt``, ``iw0 = ow sw - pl``), each
+        lane one pixel after the one before (a chain of incrementers) and lane 0 of the next m tile
+        one after the last lane. The products of the first pixel's and element's coordinates are the
+        table's words 14..20 (:class:`~accel.encoding.FeederStep`'s derived properties), so no
+        multiplier is built. The registers follow :meth:`_select`'s discipline: they hold this
+        cycle's state; the selected value (the next cycle's) addresses the scratchpad.
+        """
+        R = self.arch.array.rows
+        sb = max((self.sp_bytes - 1).bit_length(), 1)
+        m.submodules.feeder_steps = steps = Memory(shape=32 * _FEEDER_USED, depth=self.max_commands, init=[])
+        fw, fr = steps.write_port(granularity=32), steps.read_port(domain="sync")
+        word = self.rq_addr[:5]
+        m.d.comb += [fw.addr.eq(self.rq_addr >> 5), fw.data.eq(Cat(*(self.rq_data for _ in range(_FEEDER_USED)))),
+                     fw.en.eq(Mux(self.rq_we & (self.rq_table == 3) & (word < _FEEDER_USED), Const(1, 32) << word, 0)),
+                     fr.addr.eq(head.id)]
+        f_head = fr.data
+        f_cur = Signal(32 * _FEEDER_USED, name="feeder_step")
+        with m.If(start):
+            m.d.sync += f_cur.eq(f_head)
+        running = busy & ~finish
+        f_view = Mux(busy, f_cur, f_head)  # the running command's constants (the head's when idle)
+        f_next = Mux(running, f_cur, f_head)  # ... of the command the next cycle's operands are for
+
+        def w(f, i: int, lo: int = 0, hi: int = 32):  # noqa: ANN001, ANN202 - bits lo..hi of word i
+            return f[32 * i + lo:32 * i + hi]
+
+        def k_first(f):  # noqa: ANN001, ANN202 - (j, i, c term, row term, term, di, dj) of the first element
+            return (w(f, 5, 24, 32), w(f, 5, 16, 24), w(f, 6, 16, 32), w(f, 14, 0, sb), w(f, 15, 0, sb),
+                    w(f, 16, 0, 16), w(f, 16, 16, 32))
+
+        def k_inc(x, f):  # noqa: ANN001, ANN202 - the next window element's
+            j, i, ch, row, off, di, dj = x
+            j_wrap, i_wrap = j == w(f, 0, 24, 32) - 1, i == w(f, 0, 16, 24) - 1
+            return (Mux(j_wrap, 0, j + 1), Mux(j_wrap, Mux(i_wrap, 0, i + 1), i),
+                    Mux(j_wrap & i_wrap, ch + 1, ch),
+                    Mux(j_wrap, Mux(i_wrap, ch + 1, row + w(f, 11)), row),
+                    Mux(j_wrap, Mux(i_wrap, ch + 1, row + w(f, 11)), off + w(f, 12)),
+                    Mux(j_wrap, Mux(i_wrap, 0, di + w(f, 4, 16, 24)), di),
+                    Mux(j_wrap, 0, dj + w(f, 4, 24, 32)))
+
+        def p_first(f):  # noqa: ANN001, ANN202 - (ow, oh, image term, row term, term, ih0, iw0) of the first pixel
+            return (w(f, 7, 16, 32), w(f, 7, 0, 16), w(f, 17, 0, sb), w(f, 18, 0, sb), w(f, 19, 0, sb),
+                    w(f, 20, 0, 16).as_signed(), w(f, 20, 16, 32).as_signed())
+
+        def p_inc(x, f):  # noqa: ANN001, ANN202 - the next output pixel's
+            ow, oh, img, row, off, ih0, iw0 = x
+            w_wrap, h_wrap = ow == w(f, 3, 16, 32) - 1, oh == w(f, 3, 0, 16) - 1
+            new_row = Mux(h_wrap, img + w(f, 8), row + w(f, 9))
+            return (Mux(w_wrap, 0, ow + 1), Mux(w_wrap, Mux(h_wrap, 0, oh + 1), oh),
+                    Mux(w_wrap & h_wrap, img + w(f, 8), img), Mux(w_wrap, new_row, row),
+                    Mux(w_wrap, new_row, off + w(f, 10)),
+                    Mux(w_wrap, Mux(h_wrap, -w(f, 5, 0, 8), ih0 + w(f, 4, 0, 8)), ih0),
+                    Mux(w_wrap, -w(f, 5, 8, 16), iw0 + w(f, 4, 8, 16)))
+
+        k_shapes = (8, 8, sb, sb, sb, 17, 17)
+        p_shapes = (16, 16, sb, sb, sb, signed(20), signed(20))
+
+        def signals(values, shapes, name: str) -> list[Signal]:  # noqa: ANN001
+            out = [Signal(sh, name=f"{name}_{n}") for sh, n in zip(shapes, "abcdefg", strict=False)]
+            m.d.comb += [o.eq(v) for o, v in zip(out, values, strict=True)]
+            return out
+
+        def chain(first, f, name: str) -> list[list[Signal]]:  # noqa: ANN001 - lanes 0..R-1 from lane 0's pixel
+            lanes = [signals(first, p_shapes, f"{name}_0")]
+            for lane in range(1, R):
+                lanes.append(signals(p_inc(lanes[-1], f), p_shapes, f"{name}_{lane}"))
+            return lanes
+
+        def select(cur, head_v, next_v):  # noqa: ANN001, ANN202 - _select's multiplexer
+            return Mux(busy, Mux(finish, head_v, Mux(takes, next_v, cur)),
+                       Mux(start & takes & ~finish, next_v, head_v))
+
+        # the shared window element: the next step's, or the first again at the fold's end
+        k_cur = [Signal(sh, name=f"feed_k_{n}") for sh, n in zip(k_shapes, ("j", "i", "c", "row", "off", "di", "dj"),
+                                                                   strict=True)]
+        k_step = signals(k_inc(k_cur, f_view), k_shapes, "feed_k_step")
+        k_restart = signals(k_first(f_view), k_shapes, "feed_k_restart")
+        k_head = signals(k_first(f_head), k_shapes, "feed_k_head")
+        k_sel = [Signal(sh, name=f"{c.name}_sel") for sh, c in zip(k_shapes, k_cur, strict=True)]
+        for c, sel, h, st, rs in zip(k_cur, k_sel, k_head, k_step, k_restart, strict=True):
+            m.d.comb += sel.eq(select(c, h, Mux(adv, rs, st)))
+            m.d.sync += c.eq(sel)
+        # the lanes' pixels: the same m tile for its n tiles, then the next R pixels, the first for
+        # the next product (whose group is group_stride further)
+        p_cur = [[Signal(sh, name=f"feed_lane{lane}_{n}") for sh, n in
+                  zip(p_shapes, ("ow", "oh", "img", "row", "off", "ih0", "iw0"), strict=True)] for lane in range(R)]
+        p_head = chain(p_first(f_head), f_head, "feed_head_lane")
+        p_restart = chain(p_first(f_view), f_view, "feed_restart_lane")
+        p_tile = chain(p_inc(p_cur[-1], f_view), f_view, "feed_tile_lane")
+        g_cur = Signal(sb, name="feed_group")
+        g_sel = Signal(sb, name="feed_group_sel")
+        m.d.comb += g_sel.eq(select(g_cur, 0, Mux(adv & last_i & last_o, g_cur + w(f_view, 13), g_cur)))
+        m.d.sync += g_cur.eq(g_sel)
+        p_sel = []
+        for lane in range(R):
+            lane_sel = []
+            for c, h, t, rs in zip(p_cur[lane], p_head[lane], p_tile[lane], p_restart[lane], strict=True):
+                sel = Signal.like(c, name=f"{c.name}_sel")
+                nxt = Mux(adv & last_i, Mux(last_o, rs, t), c)
+                m.d.comb += sel.eq(select(c, h, nxt))
+                m.d.sync += c.eq(sel)
+                lane_sel.append(sel)
+            p_sel.append(lane_sel)
+        # the next cycle's addresses and padding, and the zero point its padding lanes read
+        on = w(f_next, 0, 0, 1)
+        base = w(f_next, 1, 0, sb)
+        in_h, in_w = w(f_next, 2, 0, 16), w(f_next, 2, 16, 32)
+        pads = [Signal(name=f"feed_pad_{lane}") for lane in range(R)]
+        zero_point = Signal(8, name="feed_zero_point")
+        addrs = []
+        for lane in range(R):
+            _, _, _, _, off, ih0, iw0 = p_sel[lane]
+            ih = Signal(signed(21), name=f"feed_ih_{lane}")
+            iw = Signal(signed(21), name=f"feed_iw_{lane}")
+            m.d.comb += [ih.eq(ih0 + k_sel[5]), iw.eq(iw0 + k_sel[6])]
+            inside = (ih >= 0) & (ih < in_h) & (iw >= 0) & (iw < in_w)
+            m.d.sync += pads[lane].eq(on & ~inside)
+            addrs.append((base + off + k_sel[4] + g_sel)[:sb])
+        m.d.sync += zero_point.eq(w(f_next, 0, 8, 16))
+        return _Feeder(on=on, addrs=addrs, pads=pads, zero_point=zero_point,
+                       refused=start & w(f_head, 0, 0, 1) & (head.flags[:2] == 0))
+
+    def _array(self, m: Module, cmd, head, cur, busy, start, active, finish, sp, acc):  # noqa: ANN001, ANN202
         """Feed the systolic tiles from the scratchpad and write their results to the accumulator.
 
         The scratchpad's reads are synchronous: each cycle addresses the operands of the next one,
@@ -1146,6 +1309,7 @@ class NPU(wiring.Component):
         def index_lane(j: int) -> int:  # ... and of the bytes holding its index
             return R + 2 + max(0, C - R) + j
         ws_a_addr = os_a_addr = ws_b_addr = os_b_addr = None
+        refused = Const(0, 1)  # a command the feeder table configures, on a dataflow it does not feed
 
         # the accumulator row (w_mask defaults off; each dataflow drives it when its results leave)
         # and the address of the row the next cycle writes
@@ -1371,9 +1535,11 @@ class NPU(wiring.Component):
                 pops.append(last_out)
             else:
                 last_k, last_mt, last_nt, last_b = cmd.last[1], cmd.last[4], cmd.last[6], cmd.last[3]
+                pads = [Signal(name=f"os_pad_{i}") for i in range(R)]  # the feeder's (below)
+                zero_point = Signal(8, name="os_zero_point")
                 for i in range(R):  # A[mt*R + i, s]
                     row = o_ * R + i
-                    m.d.comb += array.operands.payload.a[i].eq(Mux(row < mm, sp_a[i][:8], 0))
+                    m.d.comb += array.operands.payload.a[i].eq(Mux(row < mm, Mux(pads[i], zero_point, sp_a[i][:8]), 0))
                 for j in range(C):  # B[s, nt*C + j]
                     col = i_ * C + j
                     m.d.comb += array.operands.payload.b[j].eq(Mux(col < nn, sp_b.word_select(j, 8), 0))
@@ -1420,6 +1586,12 @@ class NPU(wiring.Component):
                 # lane i reads k bytes further on: the running command's k, else the head's
                 lane_k = Mux(busy & ~finish, cur.f[1][:sb], head.f[1][:sb])
                 os_a_addr = [(first + _times(lane_k, i))[:sb] for i in range(R)]
+                # a command the host's feeder table configures: its lanes' im2col addresses instead
+                feed = self._feeder(m, head, busy, start, finish, takes, adv, last_i, last_o)
+                os_a_addr = [Mux(feed.on, f, a) for f, a in zip(feed.addrs, os_a_addr, strict=True)]
+                m.d.comb += [p.eq(f) for p, f in zip(pads, feed.pads, strict=True)]
+                m.d.comb += zero_point.eq(feed.zero_point)
+                refused = feed.refused
                 m.d.comb += array.outputs.ready.eq(1)
                 got = array.outputs.valid & ovalid[0] & (out.flags[:2] == 1)
                 o_last_mt, o_last_nt, o_last_b = out.last[4], out.last[6], out.last[3]
@@ -1493,4 +1665,5 @@ class NPU(wiring.Component):
         for p in pops:
             pop_any = pop_any | p
         m.d.comb += pop.eq(pop_any)
+        return refused
 

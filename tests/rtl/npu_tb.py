@@ -23,7 +23,7 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from accel.config import load
-from accel.encoding import decode_program, decode_requant_table
+from accel.encoding import decode_feeder_table, decode_program, decode_requant_table
 from accel.hardware import Sparsity
 from mapper.plan import Plan
 from rtl.cocotb_runner import testbench_parameters
@@ -34,6 +34,8 @@ _log = logging.getLogger("cocotb.npu_tb")
 CLOCK_PERIOD_NS = 10
 MAX_REPORTED = 6
 _ON_CHIP: dict[str, bytes] = {}  # the reference's scratchpad and accumulator after the last program run
+_FEEDER_WORDS = 32  # accel.encoding's feeder words per command id
+_FEEDER: dict[str, bool] = {"written": False}  # whether an earlier program wrote a feeder table
 
 
 class DramModel:
@@ -135,6 +137,18 @@ async def _run_program(dut: object, name: str) -> None:
         reference_table = spec.get("reference_requant", spec["requant"])
         requant = decode_requant_table(reference_table["steps"], reference_table["channels"],
                                        reference_table.get("vector", ()))
+    feeder = None
+    if "feeder" in spec or _FEEDER["written"]:  # the array's input feeder table (rq_table 3): the program's
+        # steps, every other id's enable word cleared (a step an earlier program configured stays off)
+        words = {addr: word for addr, word in enumerate(spec.get("feeder", ()))}
+        for command in range(parameters["max_commands"]):
+            words.setdefault(_FEEDER_WORDS * command, 0)
+        for addr, word in sorted(words.items()):
+            dut.rq_we.value, dut.rq_table.value, dut.rq_addr.value, dut.rq_data.value = 1, 3, addr, word
+            await FallingEdge(dut.clk)
+        dut.rq_we.value = 0
+        _FEEDER["written"] = "feeder" in spec
+        feeder = decode_feeder_table(spec["feeder"]) if "feeder" in spec else None
     dram = DramModel(dut, bytearray(dram_in), latency=arch.dram.latency_cycles,
                      bandwidth=arch.dram.bandwidth_bytes_per_cycle)
     dut.start.value = 1
@@ -162,7 +176,7 @@ async def _run_program(dut: object, name: str) -> None:
                             f"simulator [{event.start}, {event.end})")
     # The NPU's SRAMs keep what the previous program left (a reset does not clear them), and so does
     # the reference: every program starts from the previous one's on-chip state.
-    state = execute(arch, reference, dram_in, requant=requant, **_ON_CHIP)
+    state = execute(arch, reference, dram_in, requant=requant, feeder=feeder, **_ON_CHIP)
     _ON_CHIP.update(scratchpad=bytes(state.scratchpad), accumulator=bytes(state.accumulator))
     golden = state.dram
     written = sum(x != y for x, y in zip(golden, dram_in, strict=True))
@@ -208,8 +222,20 @@ async def mapper_mlp(dut: object) -> None:
 
 @cocotb.test()
 async def mapper_conv(dut: object) -> None:
-    """The mapper's program for a 3x3 convolution."""
+    """The mapper's program for a 3x3 convolution (padding 1), its im2col rows gathered by the feeder."""
     await _run_program(dut, "mapper_conv")
+
+
+@cocotb.test()
+async def mapper_conv_stride2(dut: object) -> None:
+    """The mapper's program for a 3x3 convolution of stride 2, its im2col rows gathered by the feeder."""
+    await _run_program(dut, "mapper_conv_stride2")
+
+
+@cocotb.test()
+async def mapper_grouped(dut: object) -> None:
+    """The mapper's program for a grouped 3x3 convolution (4 groups) on the array (a product per group)."""
+    await _run_program(dut, "mapper_grouped")
 
 
 @cocotb.test()

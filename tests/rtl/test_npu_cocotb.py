@@ -4,10 +4,13 @@ rtl.npu.golden (on sim.numerics) and cycle-exact against sim.simulate's trace.
 One build per array configuration (4x4 and 8x8 fpga-small) runs every program of that
 configuration (the NPU loads programs at run time): hand-written ones first (a GEMM tile through
 every unit, a dependency chain across all queues), then what ``mapper.map_graph`` emits for small
-GEMM layers, a two-layer MLP with a ReLU, a 3x3 convolution and a three-layer MLP whose
-intermediates the ILP allocator keeps in the scratchpad (data in the literal command semantics of
-rtl.npu.golden: a convolution's computes read their GEMM operands as laid out, and vector ops are
-timed only), and corrupted programs, which must fail. The mapper's programs move strided DRAM
+GEMM layers, a two-layer MLP with a ReLU, convolutions (3x3 with padding 1, one of stride 2, and a
+grouped one on the array) and a three-layer MLP whose intermediates the ILP allocator keeps in the
+scratchpad, and corrupted programs, which must fail. A convolution's computes read the input band
+the mapper loaded: the testbench writes the host's feeder table (rtl.npu.golden.feeder_table,
+through ``rq_*`` with ``rq_table`` 3), so the NPU gathers the im2col rows (the input zero point in
+the padding) as golden, and so sim.execute (test_npu_feeder.py), computes them; vector ops are timed
+only. The mapper's programs move strided DRAM
 blocks (and the resident MLP a strided scratchpad block), which the golden model follows as
 sim.execute does. A third build, 4x4 with 2:4 sparsity, runs N:M computes: the mapper's program for
 a GEMM layer sparsified 2:4 (its DRAM holds the packed tiles of a pruned matrix, as sim.execute
@@ -30,6 +33,7 @@ from accel.encoding import (
     RequantStep,
     RequantTable,
     decode_program,
+    encode_feeder_table,
     encode_program,
     encode_requant_table,
 )
@@ -41,6 +45,7 @@ from mapper.plan import Plan
 from rtl.cocotb_runner import run_cocotb
 from rtl.npu import NPU, execute
 from rtl.npu.core import refusal
+from rtl.npu.golden import feeder_table
 from sim.numerics import nm_compress, nm_prune
 from sim.sparsity import pack_entries
 from workloads.builder import GraphBuilder
@@ -143,31 +148,26 @@ def mapper_mlp(arch) -> tuple:  # noqa: ANN001
     return map_graph(graph.build(), arch).commands
 
 
-def mapper_conv(arch) -> tuple:  # noqa: ANN001
-    """What the mapper emits for a 3x3 convolution (4 -> 8 channels on 6x6): GEMMs of its im2col shape,
-    with the loads that overwrite bytes an earlier compute reads literally made to wait for it."""
-    graph = GraphBuilder("conv")
-    graph.conv(graph.input("x", (1, 4, 6, 6)), 8, 3, name="conv", bias=False)
-    return _literal_order(map_graph(graph.build(), arch).commands)
+CONVS = {
+    "mapper_conv": (dict(shape=(1, 4, 6, 6), out=8), dict(padding=1)),
+    "mapper_conv_stride2": (dict(shape=(1, 4, 7, 7), out=8), dict(padding=1, stride=2)),
+    "mapper_grouped": (dict(shape=(1, 16, 4, 4), out=16), dict(padding=1, groups=4)),
+}
+"""The convolution programs (3x3 kernels): input shape and output channels, the conv's other arguments.
+(A depthwise convolution on the array is golden's and sim.execute's, test_npu_feeder.py, but not yet
+the NPU's: the mapper loads its bands a channel or two per pixel, DMA rows the NPU refuses as not
+whole 4-byte beats; the grouped convolution, 4 channels a group, runs the same per-group feeder.)"""
 
 
-def _literal_order(commands: tuple) -> tuple:
-    """``commands`` with every scratchpad load waiting for the earlier computes whose literal operand
-    bytes (``batch m k`` input, ``batch k n`` weight bytes from their addresses) it overwrites.
-
-    A convolution's compute reads its ``m x k`` im2col rows literally (rtl.npu.golden), past the input
-    band it loaded, so a later load into those bytes (the mapper's next weight tile, which has no reason
-    to wait: the array's feeder reads only the band) would make the data depend on timing."""
-    out: list = []
-    for cmd in commands:
-        if isinstance(cmd, Load) and cmd.buffer is Buffer.SCRATCHPAD:
-            lo, hi = cmd.addr, cmd.addr + cmd.size_bytes
-            readers = [c.id for c in out if isinstance(c, Compute) and any(
-                addr < hi and lo < addr + c.batch * size for addr, size in
-                ((c.input_addr, c.m * c.k), (c.weight_addr, c.k * c.n)))]
-            cmd = dataclasses.replace(cmd, deps=tuple(sorted({*cmd.deps, *readers})))
-        out.append(cmd)
-    return tuple(out)
+def conv_plan(arch, name: str) -> Plan:  # noqa: ANN001
+    """What the mapper emits for convolution ``name`` of :data:`CONVS` (grouped ones on the array,
+    ``MapOptions(depthwise="array")``: product ``b`` of a compute is group ``b0 + b``); the host's
+    feeder table of it (rtl.npu.golden.feeder_table) makes its computes gather the im2col rows of
+    the input bands they load."""
+    shapes, conv = CONVS[name]
+    graph = GraphBuilder(name)
+    graph.conv(graph.input("x", shapes["shape"]), shapes["out"], 3, name="conv", bias=False, **conv)
+    return map_graph(graph.build(), arch, MapOptions(depthwise="array"))
 
 
 RESIDENT = ("fc1", "fc2")
@@ -253,7 +253,7 @@ PROGRAMS = {
     "mapper_gemm": mapper_gemm,
     "mapper_gemm_large": lambda arch: mapper_gemm(arch, 32, 64, 32),
     "mapper_mlp": mapper_mlp,
-    "mapper_conv": mapper_conv,
+    **{name: (lambda arch, name=name: conv_plan(arch, name).commands) for name in CONVS},
     "mapper_mlp3_resident": lambda arch: resident_plan(arch).commands,
     "nm_tile": lambda arch: nm_tile(),
     "mapper_gemm_2of4": lambda arch: nm_gemm_plan(arch).commands,
@@ -313,6 +313,8 @@ def _programs(arch, names: tuple[str, ...]) -> dict[str, dict[str, str]]:  # noq
             low, high = (0, 256) if name == "gemm_tile" else (-3, 4)
             dram = bytes(rng.randrange(low, high) & 0xFF for _ in range(size))
         out[name] = {"image": encode_program(commands).hex(), "dram": dram.hex()}
+        if name in CONVS:  # the host's feeder table (written through rq_* with rq_table 3)
+            out[name]["feeder"] = list(encode_feeder_table(feeder_table(conv_plan(arch, name))))
     for name in names:
         if name in CORRUPTED:
             original, pick, change = CORRUPTED[name]
@@ -330,10 +332,10 @@ def _programs(arch, names: tuple[str, ...]) -> dict[str, dict[str, str]]:  # noq
 
 DESIGNS = {
     "4x4": ((4, 4), ("gemm_tile", "dependency_chain", "mapper_gemm", "mapper_gemm_large", "mapper_mlp",
-                     "mapper_conv", "mapper_mlp3_resident", "corrupted_command", "corrupted_timing",
-                     "configured_move")),
+                     "mapper_conv", "mapper_conv_stride2", "mapper_grouped", "mapper_mlp3_resident",
+                     "corrupted_command", "corrupted_timing", "configured_move")),
     "8x8": ((8, 8), ("gemm_tile", "dependency_chain", "mapper_gemm", "mapper_mlp", "mapper_conv",
-                     "corrupted_command", "corrupted_timing")),
+                     "mapper_conv_stride2", "mapper_grouped", "corrupted_command", "corrupted_timing")),
 }
 """fpga-small's array as (rows, cols) and the programs each build runs, in npu_tb.py's order. (An
 8x8 NPU simulates about nine times slower per cycle than a 4x4 one on Icarus, so it leaves out the
@@ -366,11 +368,12 @@ def test_the_mapper_programs_move_strided_blocks_in_whole_beats() -> None:
     scratchpad block; every block's rows are whole 4-byte beats (what the NPU's DMA takes), and no
     compute reads an operand through a block (the NPU refuses that)."""
     arch = design(*DESIGNS["4x4"][0])
-    for name in ("mapper_gemm", "mapper_gemm_large", "mapper_mlp", "mapper_conv", "mapper_mlp3_resident"):
+    for name in ("mapper_gemm", "mapper_gemm_large", "mapper_mlp", *CONVS, "mapper_mlp3_resident"):
         commands = PROGRAMS[name](arch)
         loads = [c.dram for c in commands if isinstance(c, Load) and _strided(c.dram)]
         stores = [c.dram for c in commands if isinstance(c, Store) and _strided(c.dram)]
-        assert loads and stores, f"{name}: no strided DRAM load or store"
+        # (the padded 3x3 convolution's tiles are whole rows of its channels-last tensors)
+        assert (loads and stores) or name == "mapper_conv", f"{name}: no strided DRAM load or store"
         blocks = [c.dram for c in commands if isinstance(c, Load | Store) and c.dram is not None]
         blocks += [c.dst for c in commands if isinstance(c, Move) and c.dst is not None]
         assert all(b.row_bytes % 4 == 0 for b in blocks), f"{name}: {blocks}"
