@@ -148,7 +148,7 @@ async def _run_program(dut: object, name: str) -> None:
             await FallingEdge(dut.clk)
         dut.rq_we.value = 0
         _FEEDER["written"] = "feeder" in spec
-        feeder = decode_feeder_table(spec["feeder"]) if "feeder" in spec else None
+        feeder = decode_feeder_table(spec.get("reference_feeder", spec["feeder"])) if "feeder" in spec else None
     dram = DramModel(dut, bytearray(dram_in), latency=arch.dram.latency_cycles,
                      bandwidth=arch.dram.bandwidth_bytes_per_cycle)
     dut.start.value = 1
@@ -260,6 +260,12 @@ async def mapper_gemm_2of4(dut: object) -> None:
 async def corrupted_command(dut: object) -> None:
     """The NPU runs a program with one command changed; the expectations are the original's."""
     await _run_program(dut, "corrupted_command")
+
+
+@cocotb.test()
+async def corrupted_feeder(dut: object) -> None:
+    """The 3x3 convolution with a feeder table whose zero point is one off: only the padding differs."""
+    await _run_program(dut, "corrupted_feeder")
 
 
 @cocotb.test()

@@ -29,6 +29,7 @@ import pytest
 from accel.commands import Buffer, Compute, Load, Move, Store, Vector
 from accel.config import load
 from accel.encoding import (
+    FeederTable,
     RequantChannel,
     RequantStep,
     RequantTable,
@@ -286,6 +287,14 @@ CORRUPTED = {
 """Programs with one command changed, run against the expectations of the original: (original, the
 index of the command to change, the change)."""
 
+FEEDER_CORRUPTED = {
+    # the padded convolution's feeder table with every step's zero point one higher: the padding
+    # lanes read 1, not the float graph's 0, so the data differ (the cycles do not)
+    "corrupted_feeder": ("mapper_conv", lambda table: FeederTable(tuple(
+        dataclasses.replace(s, zero_point=s.zero_point + 1) for s in table.steps))),
+}
+"""Programs run with a changed feeder table against the expectations of the original's: (original, the change)."""
+
 CONFIGURED = {
     # gemm_tile with its Move (command 5) configured: fpga-small's Moves cannot requantize
     # (activation.latency_cycles 0), so the NPU stops the run with error
@@ -302,7 +311,8 @@ def _programs(arch, names: tuple[str, ...]) -> dict[str, dict[str, str]]:  # noq
     rng = random.Random(17)
     valid = {name: PROGRAMS[name](arch) for name in PROGRAMS if name in names or
              any(name == CORRUPTED[c][0] for c in names if c in CORRUPTED) or
-             any(name == CONFIGURED[c][0] for c in names if c in CONFIGURED)}
+             any(name == CONFIGURED[c][0] for c in names if c in CONFIGURED) or
+             any(name == FEEDER_CORRUPTED[c][0] for c in names if c in FEEDER_CORRUPTED)}
     out = {}
     for name, commands in valid.items():
         size = max(1024, _dram_bytes(commands))
@@ -323,6 +333,11 @@ def _programs(arch, names: tuple[str, ...]) -> dict[str, dict[str, str]]:  # noq
             commands[index] = change(commands[index])
             out[name] = {**out[original], "image": encode_program(commands).hex(),
                          "reference_image": out[original]["image"]}
+        if name in FEEDER_CORRUPTED:
+            original, change = FEEDER_CORRUPTED[name]
+            table = change(feeder_table(conv_plan(arch, original)))
+            out[name] = {**out[original], "feeder": list(encode_feeder_table(table)),
+                         "reference_feeder": out[original]["feeder"]}
         if name in CONFIGURED:
             original, table = CONFIGURED[name]
             steps, channels = encode_requant_table(table)
@@ -333,7 +348,7 @@ def _programs(arch, names: tuple[str, ...]) -> dict[str, dict[str, str]]:  # noq
 DESIGNS = {
     "4x4": ((4, 4), ("gemm_tile", "dependency_chain", "mapper_gemm", "mapper_gemm_large", "mapper_mlp",
                      "mapper_conv", "mapper_conv_stride2", "mapper_grouped", "mapper_mlp3_resident",
-                     "corrupted_command", "corrupted_timing", "configured_move")),
+                     "corrupted_command", "corrupted_feeder", "corrupted_timing", "configured_move")),
     "8x8": ((8, 8), ("gemm_tile", "dependency_chain", "mapper_gemm", "mapper_mlp", "mapper_conv",
                      "mapper_conv_stride2", "mapper_grouped", "corrupted_command", "corrupted_timing")),
 }
@@ -417,7 +432,7 @@ def _run_on_icarus(name: str, rows: int, cols: int, names: tuple[str, ...], tmp_
     by_name = {case.name: case for case in result.cases if case.name in programs}
     assert set(by_name) == {*programs}, result.summary()
     for program in programs:
-        if program not in CORRUPTED and program not in CONFIGURED:
+        if program not in CORRUPTED and program not in CONFIGURED and program not in FEEDER_CORRUPTED:
             assert by_name[program].passed, f"{name} {program}: {by_name[program].message}"
     return by_name
 
@@ -436,6 +451,10 @@ def test_npu_runs_programs_bit_and_cycle_exact_on_icarus(name: str, tmp_path: Pa
     assert not late.passed, "a program with a longer load must not match the original's trace"
     assert "command 0 (Load) ran [0, 39), simulator [0, 38)" in late.message
     assert "DRAM differed" not in late.message
+    if "corrupted_feeder" in by_name:
+        feeder = by_name["corrupted_feeder"]
+        assert not feeder.passed, "a feeder table with a wrong zero point must not match the original's golden"
+        assert "DRAM differed from rtl.npu.golden.execute" in feeder.message and "ran [" not in feeder.message
     if "configured_move" in by_name:
         move = by_name["configured_move"]
         assert not move.passed and "the NPU refused the program" in move.message, move.message

@@ -3,11 +3,12 @@ tiles on the im2col rows sim.execute computes on, from the input band the mapper
 
 Quantized convolutions (built, exported to ONNX, quantized by onnxruntime's quantize_static with
 int8 activations, imported) are mapped by the real mapper onto fpga-small (4x4 and 8x8): a 3x3
-convolution with padding 1, one of stride 2, and a depthwise one on the array (``MapOptions(
-depthwise="array")``: product ``b`` of a compute is group ``b0 + b``). Golden and sim.execute run each program
-command by command in program order from the same DRAM image; after every Compute both
-accumulators hold the same words (without the table golden's differ); for the single-group layers
-golden with the requantization table also ends with sim.execute's DRAM image.
+convolution with padding 1, one of stride 2, a depthwise one and a grouped one (4 channels a group)
+on the array (``MapOptions(depthwise="array")``: product ``b`` of a compute is group ``b0 + b``).
+Golden and sim.execute run each program command by command in program order from the same DRAM
+image; after every Compute both accumulators hold the same words (without the table golden's
+differ); for the single-group layers (the requantization table refuses grouped ones) golden with
+the requantization table also ends with sim.execute's DRAM image.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ LAYERS = {
     "conv3x3": (dict(shape=(1, 4, 6, 6), out=8), dict(padding=1)),
     "conv3x3_stride2": (dict(shape=(1, 4, 7, 7), out=8), dict(padding=1, stride=2)),
     "depthwise3x3": (dict(shape=(1, 8, 6, 6), out=8), dict(padding=1, groups=8)),
+    "grouped3x3": (dict(shape=(1, 16, 4, 4), out=16), dict(padding=1, groups=4)),
 }
 """The convolutions: input shape and output channels, and the conv's other arguments (3x3 kernels)."""
 
@@ -110,9 +112,11 @@ def test_golden_with_the_feeder_table_computes_what_sim_execute_computes(name: s
     table = feeder_table(plan)
     computes = [c for c in plan.commands if isinstance(c, Compute)]
     assert sorted(s.command for s in table.steps) == [c.id for c in computes]
-    if name.startswith("depthwise"):
+    if name.startswith(("depthwise", "grouped")):
         groups = {c.origin[0] + b for c in computes for b in range(c.batch)}
-        assert groups == set(range(8)) and all(s.group_stride == 1 for s in table.steps), groups
+        per_group = 1 if name.startswith("depthwise") else 4
+        assert groups == set(range(8 if per_group == 1 else 4)), groups
+        assert all(s.group_stride == per_group for s in table.steps)
     if "stride2" in name:
         assert {s.sh for s in table.steps} == {2}
     assert any(s.zero_point != 0 for s in table.steps)  # the padding reads the input's zero point
@@ -121,7 +125,7 @@ def test_golden_with_the_feeder_table_computes_what_sim_execute_computes(name: s
     assert _lockstep(plan, inputs, None)[0] < count
 
 
-@pytest.mark.parametrize(("name", "rows"), [c for c in CASES if not c[0].startswith("depthwise")])
+@pytest.mark.parametrize(("name", "rows"), [c for c in CASES if not c[0].startswith(("depthwise", "grouped"))])
 def test_golden_with_both_tables_ends_with_sim_executes_dram(name: str, rows: int) -> None:
     """A single-group convolution through golden with the feeder and requantization tables ends with
     the DRAM image sim.execute ends with, every byte."""
