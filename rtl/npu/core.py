@@ -85,7 +85,8 @@ Structure
     product, all by adds), addressed a cycle ahead as before, and a lane whose window lies in the
     padding reads the step's input zero point (a flag registered with its address). No cycle is
     added. A configured WS Compute stops the run with ``error`` (the feeder gathers OS folds; the
-    mapper's convolutions on fpga-small are OS).
+    mapper's convolutions on fpga-small are OS); a design without OS has no feeder (its table is
+    not stored, every Compute reads its input literally).
 ``N:M``
     For every pattern of ``arch.array.sparsity`` (when the design has WS) a
     :class:`rtl.sparse_systolic.SparseSystolicArray` beside the dense WS tile runs the N:M Computes
