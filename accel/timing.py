@@ -57,7 +57,7 @@ from accel.hardware import Accelerator, Dataflow, SystolicArray
 __all__ = [
     "fold_count", "fold_overhead", "gemm_tile_cycles", "scratchpad_stretch", "bank_conflict_cycles",
     "dma_cycles", "dma_requests", "vector_cycles", "command_cycles", "ceil_div", "weight_shift_cycles",
-    "overlaps_folds", "steady_follows", "late_start_cycles", "issue_cycles",
+    "overlaps_folds", "steady_follows", "steady_compute_cycles", "late_start_cycles", "issue_cycles",
 ]
 
 
@@ -213,6 +213,30 @@ def compute_command_cycles(arch: Accelerator, command: Compute) -> int:
     cycles = gemm_tile_cycles(arch.array, command.dataflow, command.m, command.k, command.n,
                               fill=command.fill, drain=command.drain, follows=command.follows)
     return command.batch * cycles + bank_conflict_cycles(arch, command)
+
+
+def steady_compute_cycles(arch: Accelerator, dataflow: Dataflow, m, k, n, batch):  # noqa: ANN001, ANN201
+    """:func:`compute_command_cycles` of a whole-fold compute (``fill`` and ``drain``) of ``batch`` tiles
+    ``m x k @ k x n`` that runs right after one of its own shape (``follows`` is :func:`steady_follows`):
+    the figure the mapper's search prices a tile's computes by. Plain arithmetic on the sizes, so it is
+    elementwise when they are numpy integer arrays (each at least 1): a layer's candidate tiles are
+    priced in one call. ``tests/test_timing.py`` checks it against :func:`command_cycles` of the command."""
+    array = arch.array
+    r, c = array.rows, array.cols
+    if dataflow is Dataflow.WS:
+        folds, stream = ceil_div(k, r) * ceil_div(n, c), m
+    elif dataflow is Dataflow.OS:
+        folds, stream = ceil_div(m, r) * ceil_div(n, c), k
+    else:
+        folds, stream = ceil_div(k, r) * ceil_div(m, c), n
+    if overlaps_folds(array, dataflow):  # every fold follows one of the same stream (the first, the last command's)
+        hidden = weight_shift_cycles(array) - stream
+        per_fold = stream + hidden * (hidden > 0)
+        cycles = per_fold + (folds - 1) * per_fold
+    else:
+        fill_cycles, drain_cycles = fold_overhead(array, dataflow)
+        cycles = folds * (stream + fill_cycles + drain_cycles)
+    return batch * cycles + batch * folds * stream * (scratchpad_stretch(arch, dataflow) - 1)
 
 
 def transfer_command_cycles(arch: Accelerator, command: Load | Store) -> int:
