@@ -72,6 +72,7 @@ __all__ = [
     "STATIC_COMPONENTS",
     "EnergyTable",
     "compute_energy_function",
+    "transfer_energy_function",
     "default_table",
     "load_table",
     "table_from_dict",
@@ -403,6 +404,23 @@ def compute_energy_function(arch: Accelerator) -> Callable[..., float]:
         accumulator = batch * (-(-outputs * updates * acc_b // acc_word) * acc_word * acc_pj
                                + (-(-psum_reads * acc_b // acc_word) * acc_word * acc_pj if psum_reads else 0.0))
         return 0 + array + scratchpad + accumulator
+
+    return energy
+
+
+def transfer_energy_function(arch: Accelerator) -> Callable[[int, Buffer], float]:
+    """``energy(size_bytes, buffer)``: the sum of :func:`transfer_energy_pj`'s components (DRAM, DMA,
+    then the buffer, as ``sum(...values())`` adds them) of a load or store of ``size_bytes`` to or from
+    ``buffer`` without a fused activation, bit for bit, with the design's constants looked up once.
+    ``tests/test_energy.py`` checks it against :func:`command_energy_pj`."""
+    table = arch.energy
+    burst, dram_pj, dma_pj = arch.dma.burst_bytes, arch.dram.energy_pj_per_byte, table.dma_pj_per_byte
+    words = {b: (_buffer(arch, b).word_bytes, sram_pj_per_byte(table, _buffer(arch, b))) for b in Buffer}
+
+    def energy(size_bytes: int, buffer: Buffer) -> float:
+        moved = -(-size_bytes // burst) * burst
+        word_bytes, per_byte = words[buffer]
+        return 0 + moved * dram_pj + moved * dma_pj + -(-size_bytes // word_bytes) * word_bytes * per_byte
 
     return energy
 

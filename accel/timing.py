@@ -56,7 +56,8 @@ from accel.hardware import Accelerator, Dataflow, SystolicArray
 
 __all__ = [
     "fold_count", "fold_overhead", "gemm_tile_cycles", "scratchpad_stretch", "bank_conflict_cycles",
-    "dma_cycles", "dma_requests", "vector_cycles", "command_cycles", "ceil_div", "weight_shift_cycles",
+    "dma_cycles", "dma_row_cycles", "dma_requests", "vector_cycles", "command_cycles", "ceil_div",
+    "weight_shift_cycles",
     "overlaps_folds", "steady_follows", "steady_compute_cycles", "late_start_cycles", "issue_cycles",
 ]
 
@@ -146,14 +147,35 @@ def dma_cycles(acc: Accelerator, size_bytes: int, block: Block | None = None) ->
     ``max_request_bytes``, and at most ``max_in_flight`` of them await DRAM at once: by Little's law
     a request is issued at most every ``round trip / max_in_flight`` cycles, which bounds the stream
     when that is slower than the bandwidth (Gemmini: 16 requests of 64 B in flight)."""
+    return _dma_cycles(acc, size_bytes, dma_requests(acc, size_bytes, block) if acc.dma.max_in_flight and size_bytes
+                       else 0)
+
+
+def dma_row_cycles(acc: Accelerator, size_bytes: int, row_bytes: int) -> int:
+    """:func:`dma_cycles` of ``size_bytes`` moved in rows of ``row_bytes`` (which divides it), the block
+    ``Block(rows=size_bytes // row_bytes, row_bytes=row_bytes, row_stride=row_bytes)``; ``row_bytes`` 0
+    or at least ``size_bytes``: no block. Without building the block (what the mapper's search prices
+    a new transfer by; ``tests/test_timing.py`` checks it against :func:`dma_cycles`)."""
+    requests = 0
+    if acc.dma.max_in_flight and size_bytes:
+        limit = acc.dma.max_request_bytes
+        if row_bytes and row_bytes < size_bytes:  # dma_requests of the block: per row, then all its rows
+            requests = size_bytes // row_bytes * (ceil_div(row_bytes, limit) if limit else 1)
+        else:
+            requests = ceil_div(size_bytes, limit) if limit else 1
+    return _dma_cycles(acc, size_bytes, requests)
+
+
+def _dma_cycles(acc: Accelerator, size_bytes: int, requests: int) -> int:
+    """:func:`dma_cycles` of a transfer that goes out as ``requests`` requests (0: the DMA has no
+    request structure, or nothing moves)."""
     dma = acc.dma
     burst = dma.burst_bytes
     moved = ceil_div(size_bytes, burst) * burst
     bandwidth = min(dma.bandwidth_bytes_per_cycle, acc.dram.bandwidth_bytes_per_cycle)
     stream = ceil_div(moved * 1000, round(bandwidth * 1000))
     round_trip = dma.latency_cycles + acc.dram.latency_cycles
-    if dma.max_in_flight and size_bytes:
-        requests = dma_requests(acc, size_bytes, block)
+    if requests:
         stream = max(stream, ceil_div((requests - 1) * round_trip, dma.max_in_flight))
     return round_trip + stream
 

@@ -39,11 +39,11 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 
-from accel.commands import Block, Buffer, Compute, Load, Store, Vector
-from accel.energy import command_energy_pj, compute_energy_function, static_power_mw
+from accel.commands import Buffer, Compute, Vector
+from accel.energy import command_energy_pj, compute_energy_function, static_power_mw, transfer_energy_function
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
-from accel.timing import ceil_div, command_cycles, dma_cycles, steady_compute_cycles, vector_cycles
+from accel.timing import ceil_div, command_cycles, dma_row_cycles, steady_compute_cycles, vector_cycles
 from mapper.caches import PriceTables
 from mapper.layout import MatrixView
 from mapper.makers import maker
@@ -249,7 +249,8 @@ class _Pricer:
 
     def __init__(self, arch: Accelerator) -> None:
         self.arch = arch
-        self._energy = compute_energy_function(arch)  # a new compute shape's energy, constants looked up once
+        # a new compute shape's and transfer's energy, the design's constants looked up once
+        self._energy, self._transfer_energy = compute_energy_function(arch), transfer_energy_function(arch)
         self.static_pj_per_cycle = sum(static_power_mw(arch).values()) * 1e-3 / arch.clock_hz * 1e12
         # prices depend on part of the design only: designs that differ elsewhere (a sweep over DRAM
         # bandwidth, say) share them
@@ -297,10 +298,8 @@ class _Pricer:
             row_bytes = 0
         key = (size_bytes, buffer, store, row_bytes)
         price = self._transfers.get(key)
-        if price is None:
-            block = Block(rows=size_bytes // row_bytes, row_bytes=row_bytes, row_stride=row_bytes) \
-                if row_bytes and row_bytes < size_bytes else None
-            price = self._transfers[key] = (dma_cycles(self.arch, size_bytes, block),
+        if price is None:  # dma_cycles of the rows' block (accel.timing.dma_row_cycles, without building it)
+            price = self._transfers[key] = (dma_row_cycles(self.arch, size_bytes, row_bytes),
                                             self.transfer_energy(size_bytes, buffer, store))
         return price
 
@@ -308,9 +307,8 @@ class _Pricer:
         """The dynamic energy of a contiguous transfer of ``size_bytes`` (its rows do not change it)."""
         key = (size_bytes, buffer, store)
         energy = self._transfer_pj.get(key)
-        if energy is None:
-            t = (Store if store else Load)(id=0, layer="", tensor="", size_bytes=size_bytes, buffer=buffer)
-            energy = self._transfer_pj[key] = sum(command_energy_pj(self.arch, t).values())
+        if energy is None:  # a load's and a store's are the same (no fused activation)
+            energy = self._transfer_pj[key] = self._transfer_energy(size_bytes, buffer)
         return energy
 
     def total(self, cycles: float, energy: float, moved: float, steps: int) -> Cost:

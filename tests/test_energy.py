@@ -266,3 +266,18 @@ def test_the_searchs_compute_energy_is_the_datasheets_bit_for_bit(preset):
                 assert got == expected, (preset, c, got, expected)
                 checked += 1
     assert checked == len(Dataflow) * len(_SHAPES) * 2 * 2 * 2 * 4
+
+
+@pytest.mark.parametrize("preset", config.preset_names())
+def test_the_searchs_transfer_energy_is_the_datasheets_bit_for_bit(preset):
+    """``transfer_energy_function`` gives ``sum(command_energy_pj(...).values())`` of a load or a
+    store (without a fused activation) of any size to or from either buffer, exactly."""
+    from accel.energy import transfer_energy_function
+
+    arch = config.load(preset)
+    energy = transfer_energy_function(arch)
+    for size in (0, 1, 3, 63, 64, 65, 1000, 4096, 12345, 1 << 20):
+        for buffer in Buffer:
+            for kind in (Load, Store):
+                command = kind(id=0, layer="", tensor="t", size_bytes=size, buffer=buffer)
+                assert energy(size, buffer) == sum(command_energy_pj(arch, command).values()), (preset, command)

@@ -210,3 +210,21 @@ def test_steady_compute_cycles_are_command_cycles_of_the_compute(preset):
             assert [steady_compute_cycles(a, dataflow, m, k, n, b) for m, k, n, b in shapes] == expected
             m, k, n, b = (np.array(column, dtype=np.int64) for column in zip(*shapes, strict=True))
             assert steady_compute_cycles(a, dataflow, m, k, n, b).tolist() == expected
+
+
+@pytest.mark.parametrize("preset", config.preset_names())
+def test_dma_row_cycles_are_dma_cycles_of_the_rows_block(preset):
+    """``dma_row_cycles`` (what the mapper's search prices a new transfer by) gives ``dma_cycles`` of
+    the block of the rows, or of no block for one row, with and without a request structure."""
+    from accel.timing import dma_row_cycles
+
+    arch = config.load(preset)
+    dmas = [dataclasses.replace(arch.dma, max_in_flight=f, max_request_bytes=r) for f, r in ((4, 64), (2, 0))]
+    designs = [arch] + [dataclasses.replace(arch, dma=dma) for dma in dmas]
+    for a in designs:
+        for size in (0, 1, 63, 64, 100, 1000, 4096, 12288, 50000):
+            for row in {0, 1, 7, 16, 64, 100, 96, 4096, size}:
+                if row and size % row:
+                    continue
+                block = Block(rows=size // row, row_bytes=row, row_stride=row) if row and row < size else None
+                assert dma_row_cycles(a, size, row) == dma_cycles(a, size, block), (preset, a.dma, size, row)
