@@ -55,7 +55,7 @@ import dataclasses
 import functools
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -63,7 +63,7 @@ from typing import Any
 
 from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import ConfigError
-from accel.hardware import Accelerator, Memory
+from accel.hardware import Accelerator, Dataflow, Memory, Sparsity
 from accel.timing import ceil_div
 from accel.traffic import compute_traffic
 
@@ -71,6 +71,8 @@ __all__ = [
     "COMPONENTS",
     "STATIC_COMPONENTS",
     "EnergyTable",
+    "compute_energy_function",
+    "transfer_energy_function",
     "default_table",
     "load_table",
     "table_from_dict",
@@ -366,6 +368,61 @@ def compute_energy_pj(arch: Accelerator, c: Compute) -> dict[str, float]:
                                       + (_sram_pj(table, arch.accumulator, t.psum_reads // per_product * acc_b)
                                          if t.psum_reads else 0.0)),
     }
+
+
+def compute_energy_function(arch: Accelerator) -> Callable[..., float]:
+    """``energy(dataflow, m, k, n, batch, accumulate, sparsity)``: the sum of :func:`compute_energy_pj`'s
+    components (array, then scratchpad, then accumulator, as ``sum(...values())`` adds them) of a
+    compute of that shape on ``arch``, bit for bit, with the design's constants (MAC energy, the
+    buffers' energy per byte and word sizes) looked up once: what the mapper's search prices a new
+    compute shape with. ``tests/test_energy.py`` checks it against :func:`command_energy_pj`."""
+    table, a = arch.energy, arch.array
+    rows, cols = a.rows, a.cols
+    in_b, w_b, acc_b = a.input_format.size_bytes, a.weight_format.size_bytes, a.accumulator_format.size_bytes
+    mac, hop_pj = mac_pj(arch), table.array_hop_pj_per_byte
+    spad_word, acc_word = arch.scratchpad.word_bytes, arch.accumulator.word_bytes
+    spad_pj, acc_pj = sram_pj_per_byte(table, arch.scratchpad), sram_pj_per_byte(table, arch.accumulator)
+    ws, os_ = Dataflow.WS, Dataflow.OS
+
+    def energy(dataflow: Dataflow, m: int, k: int, n: int, batch: int, accumulate: bool,
+               sparsity: Sparsity | None) -> float:
+        # accel.traffic.compute_traffic per product (its totals are ``batch`` times these)
+        if dataflow is ws:
+            inputs, weights, updates, hop = m * k * -(-n // cols), k * n, -(-k // rows), in_b + acc_b
+        elif dataflow is os_:
+            inputs, weights, updates, hop = m * k * -(-n // cols), k * n * -(-m // rows), 1, in_b + w_b
+        else:
+            inputs, weights, updates, hop = m * k, k * n * -(-m // cols), -(-k // rows), w_b + acc_b
+        if sparsity is not None:
+            inputs = inputs * sparsity.m // sparsity.n
+        outputs = m * n
+        psum_reads = outputs * (updates - 1) + (outputs if accumulate else 0)
+        # _sram_pj: whole words times the energy per byte
+        array = batch * m * k * n * (mac + hop * hop_pj)
+        scratchpad = batch * (-(-inputs * in_b // spad_word) * spad_word * spad_pj
+                              + -(-weights * w_b // spad_word) * spad_word * spad_pj)
+        accumulator = batch * (-(-outputs * updates * acc_b // acc_word) * acc_word * acc_pj
+                               + (-(-psum_reads * acc_b // acc_word) * acc_word * acc_pj if psum_reads else 0.0))
+        return 0 + array + scratchpad + accumulator
+
+    return energy
+
+
+def transfer_energy_function(arch: Accelerator) -> Callable[[int, Buffer], float]:
+    """``energy(size_bytes, buffer)``: the sum of :func:`transfer_energy_pj`'s components (DRAM, DMA,
+    then the buffer, as ``sum(...values())`` adds them) of a load or store of ``size_bytes`` to or from
+    ``buffer`` without a fused activation, bit for bit, with the design's constants looked up once.
+    ``tests/test_energy.py`` checks it against :func:`command_energy_pj`."""
+    table = arch.energy
+    burst, dram_pj, dma_pj = arch.dma.burst_bytes, arch.dram.energy_pj_per_byte, table.dma_pj_per_byte
+    words = {b: (_buffer(arch, b).word_bytes, sram_pj_per_byte(table, _buffer(arch, b))) for b in Buffer}
+
+    def energy(size_bytes: int, buffer: Buffer) -> float:
+        moved = -(-size_bytes // burst) * burst
+        word_bytes, per_byte = words[buffer]
+        return 0 + moved * dram_pj + moved * dma_pj + -(-size_bytes // word_bytes) * word_bytes * per_byte
+
+    return energy
 
 
 def static_power_mw(arch: Accelerator) -> dict[str, float]:

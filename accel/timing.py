@@ -56,8 +56,9 @@ from accel.hardware import Accelerator, Dataflow, SystolicArray
 
 __all__ = [
     "fold_count", "fold_overhead", "gemm_tile_cycles", "scratchpad_stretch", "bank_conflict_cycles",
-    "dma_cycles", "dma_requests", "vector_cycles", "command_cycles", "ceil_div", "weight_shift_cycles",
-    "overlaps_folds", "steady_follows", "late_start_cycles", "issue_cycles",
+    "dma_cycles", "dma_row_cycles", "dma_requests", "vector_cycles", "command_cycles", "ceil_div",
+    "weight_shift_cycles",
+    "overlaps_folds", "steady_follows", "steady_compute_cycles", "late_start_cycles", "issue_cycles",
 ]
 
 
@@ -146,14 +147,35 @@ def dma_cycles(acc: Accelerator, size_bytes: int, block: Block | None = None) ->
     ``max_request_bytes``, and at most ``max_in_flight`` of them await DRAM at once: by Little's law
     a request is issued at most every ``round trip / max_in_flight`` cycles, which bounds the stream
     when that is slower than the bandwidth (Gemmini: 16 requests of 64 B in flight)."""
+    return _dma_cycles(acc, size_bytes, dma_requests(acc, size_bytes, block) if acc.dma.max_in_flight and size_bytes
+                       else 0)
+
+
+def dma_row_cycles(acc: Accelerator, size_bytes: int, row_bytes: int) -> int:
+    """:func:`dma_cycles` of ``size_bytes`` moved in rows of ``row_bytes`` (which divides it), the block
+    ``Block(rows=size_bytes // row_bytes, row_bytes=row_bytes, row_stride=row_bytes)``; ``row_bytes`` 0
+    or at least ``size_bytes``: no block. Without building the block (what the mapper's search prices
+    a new transfer by; ``tests/test_timing.py`` checks it against :func:`dma_cycles`)."""
+    requests = 0
+    if acc.dma.max_in_flight and size_bytes:
+        limit = acc.dma.max_request_bytes
+        if row_bytes and row_bytes < size_bytes:  # dma_requests of the block: per row, then all its rows
+            requests = size_bytes // row_bytes * (ceil_div(row_bytes, limit) if limit else 1)
+        else:
+            requests = ceil_div(size_bytes, limit) if limit else 1
+    return _dma_cycles(acc, size_bytes, requests)
+
+
+def _dma_cycles(acc: Accelerator, size_bytes: int, requests: int) -> int:
+    """:func:`dma_cycles` of a transfer that goes out as ``requests`` requests (0: the DMA has no
+    request structure, or nothing moves)."""
     dma = acc.dma
     burst = dma.burst_bytes
     moved = ceil_div(size_bytes, burst) * burst
     bandwidth = min(dma.bandwidth_bytes_per_cycle, acc.dram.bandwidth_bytes_per_cycle)
     stream = ceil_div(moved * 1000, round(bandwidth * 1000))
     round_trip = dma.latency_cycles + acc.dram.latency_cycles
-    if dma.max_in_flight and size_bytes:
-        requests = dma_requests(acc, size_bytes, block)
+    if requests:
         stream = max(stream, ceil_div((requests - 1) * round_trip, dma.max_in_flight))
     return round_trip + stream
 
@@ -213,6 +235,30 @@ def compute_command_cycles(arch: Accelerator, command: Compute) -> int:
     cycles = gemm_tile_cycles(arch.array, command.dataflow, command.m, command.k, command.n,
                               fill=command.fill, drain=command.drain, follows=command.follows)
     return command.batch * cycles + bank_conflict_cycles(arch, command)
+
+
+def steady_compute_cycles(arch: Accelerator, dataflow: Dataflow, m, k, n, batch):  # noqa: ANN001, ANN201
+    """:func:`compute_command_cycles` of a whole-fold compute (``fill`` and ``drain``) of ``batch`` tiles
+    ``m x k @ k x n`` that runs right after one of its own shape (``follows`` is :func:`steady_follows`):
+    the figure the mapper's search prices a tile's computes by. Plain arithmetic on the sizes, so it is
+    elementwise when they are numpy integer arrays (each at least 1): a layer's candidate tiles are
+    priced in one call. ``tests/test_timing.py`` checks it against :func:`command_cycles` of the command."""
+    array = arch.array
+    r, c = array.rows, array.cols
+    if dataflow is Dataflow.WS:
+        folds, stream = ceil_div(k, r) * ceil_div(n, c), m
+    elif dataflow is Dataflow.OS:
+        folds, stream = ceil_div(m, r) * ceil_div(n, c), k
+    else:
+        folds, stream = ceil_div(k, r) * ceil_div(m, c), n
+    if overlaps_folds(array, dataflow):  # every fold follows one of the same stream (the first, the last command's)
+        hidden = weight_shift_cycles(array) - stream
+        per_fold = stream + hidden * (hidden > 0)
+        cycles = per_fold + (folds - 1) * per_fold
+    else:
+        fill_cycles, drain_cycles = fold_overhead(array, dataflow)
+        cycles = folds * (stream + fill_cycles + drain_cycles)
+    return batch * cycles + batch * folds * stream * (scratchpad_stretch(arch, dataflow) - 1)
 
 
 def transfer_command_cycles(arch: Accelerator, command: Load | Store) -> int:

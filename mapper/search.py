@@ -4,7 +4,9 @@
 for one tile's operands, double-buffered, and half of the accumulator for its outputs), prices each
 with :class:`Cost` (cycles, energy, DRAM bytes) from the same functions the
 simulator charges (:func:`accel.timing.command_cycles`, :func:`accel.timing.dma_cycles`,
-:func:`accel.energy.command_energy_pj`), drops dominated mappings, and returns the best for the
+:func:`accel.energy.command_energy_pj`; a new compute shape by the datasheet's closed forms of those,
+:func:`accel.timing.steady_compute_cycles` and :func:`accel.energy.compute_energy_function`, equal to
+them bit for bit and cheaper than building the command), drops dominated mappings, and returns the best for the
 objective (``latency``: cycles, then energy; ``energy``: energy, then cycles; ``edp``: their product).
 
 The space, per supported dataflow:
@@ -37,11 +39,11 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 
-from accel.commands import Block, Buffer, Compute, Load, Store, Vector
-from accel.energy import command_energy_pj, static_power_mw
+from accel.commands import Buffer, Compute, Vector
+from accel.energy import command_energy_pj, compute_energy_function, static_power_mw, transfer_energy_function
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
-from accel.timing import ceil_div, command_cycles, dma_cycles, steady_follows, vector_cycles
+from accel.timing import ceil_div, command_cycles, dma_row_cycles, steady_compute_cycles, vector_cycles
 from mapper.caches import PriceTables
 from mapper.layout import MatrixView
 from mapper.makers import maker
@@ -247,6 +249,8 @@ class _Pricer:
 
     def __init__(self, arch: Accelerator) -> None:
         self.arch = arch
+        # a new compute shape's and transfer's energy, the design's constants looked up once
+        self._energy, self._transfer_energy = compute_energy_function(arch), transfer_energy_function(arch)
         self.static_pj_per_cycle = sum(static_power_mw(arch).values()) * 1e-3 / arch.clock_hz * 1e12
         # prices depend on part of the design only: designs that differ elsewhere (a sweep over DRAM
         # bandwidth, say) share them
@@ -267,13 +271,15 @@ class _Pricer:
         key = (dataflow, m, k, n, batch, accumulate, fill, drain, sparsity)
         price = self._computes.get(key)
         if price is None:
-            # a compute runs after one of its own shape (the first of a layer is priced the same)
-            follows = steady_follows(self.arch.array, dataflow, m, k, n) if fill and drain else 0
-            c = _make_compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
-                              fill=fill, drain=drain, sparsity=sparsity, follows=follows)
-            cycles = self.array_cycles(dataflow, m, k, n, batch, sparsity) if fill and drain \
-                else command_cycles(self.arch, c)
-            price = self._computes[key] = (cycles, sum(command_energy_pj(self.arch, c).values()))
+            # a compute runs after one of its own shape (the first of a layer is priced the same); its
+            # energy does not depend on fill, drain or what it follows (accel.energy.compute_energy_pj)
+            if fill and drain:
+                cycles = self.array_cycles(dataflow, m, k, n, batch, sparsity)
+            else:
+                cycles = command_cycles(self.arch, _make_compute(
+                    id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
+                    fill=fill, drain=drain, sparsity=sparsity, follows=0))
+            price = self._computes[key] = (cycles, self._energy(dataflow, m, k, n, batch, accumulate, sparsity))
         return price
 
     def array_cycles(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, sparsity: object) -> int:
@@ -281,10 +287,8 @@ class _Pricer:
         the cycles do not depend on ``accumulate``)."""
         key = (dataflow, m, k, n, batch, sparsity)
         cycles = self._cycles.get(key)
-        if cycles is None:
-            c = _make_compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, sparsity=sparsity,
-                              follows=steady_follows(self.arch.array, dataflow, m, k, n))
-            cycles = self._cycles[key] = command_cycles(self.arch, c)
+        if cycles is None:  # command_cycles of the compute that follows one of its shape
+            cycles = self._cycles[key] = steady_compute_cycles(self.arch, dataflow, m, k, n, batch)
         return cycles
 
     def transfer(self, size_bytes: int, buffer: Buffer, store: bool, row_bytes: int = 0) -> tuple[int, float]:
@@ -294,10 +298,8 @@ class _Pricer:
             row_bytes = 0
         key = (size_bytes, buffer, store, row_bytes)
         price = self._transfers.get(key)
-        if price is None:
-            block = Block(rows=size_bytes // row_bytes, row_bytes=row_bytes, row_stride=row_bytes) \
-                if row_bytes and row_bytes < size_bytes else None
-            price = self._transfers[key] = (dma_cycles(self.arch, size_bytes, block),
+        if price is None:  # dma_cycles of the rows' block (accel.timing.dma_row_cycles, without building it)
+            price = self._transfers[key] = (dma_row_cycles(self.arch, size_bytes, row_bytes),
                                             self.transfer_energy(size_bytes, buffer, store))
         return price
 
@@ -305,9 +307,8 @@ class _Pricer:
         """The dynamic energy of a contiguous transfer of ``size_bytes`` (its rows do not change it)."""
         key = (size_bytes, buffer, store)
         energy = self._transfer_pj.get(key)
-        if energy is None:
-            t = (Store if store else Load)(id=0, layer="", tensor="", size_bytes=size_bytes, buffer=buffer)
-            energy = self._transfer_pj[key] = sum(command_energy_pj(self.arch, t).values())
+        if energy is None:  # a load's and a store's are the same (no fused activation)
+            energy = self._transfer_pj[key] = self._transfer_energy(size_bytes, buffer)
         return energy
 
     def total(self, cycles: float, energy: float, moved: float, steps: int) -> Cost:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from pathlib import Path
 
@@ -237,3 +238,46 @@ def test_derived_figures_memoised_in_the_table_are_the_computed_ones():
             + _interpolate(table.add_pj_by_bits, bits[2])
         assert mac_pj(design) == mac_pj(design) == fresh
     assert table == config.load("gemmini").energy and hash(table) == hash(config.load("gemmini").energy)
+
+
+# shapes around the arrays' edges (1, a fold, a fold and one, odd sizes), batches and N:M patterns
+_SHAPES = [(m, k, n) for m in (1, 7, 16, 33, 200) for k in (1, 15, 16, 64, 129) for n in (1, 8, 17, 256)]
+
+
+@pytest.mark.parametrize("preset", config.preset_names())
+def test_the_searchs_compute_energy_is_the_datasheets_bit_for_bit(preset):
+    """``compute_energy_function`` (what the mapper's search prices a new compute shape with) gives
+    ``sum(command_energy_pj(...).values())`` exactly, for every dataflow, shape, batch, accumulate
+    flag and sparsity, whatever the compute's fill, drain and follows."""
+    from accel.energy import compute_energy_function
+    from accel.hardware import Sparsity
+
+    arch = config.load(preset)
+    energy = compute_energy_function(arch)
+    checked = 0
+    for dataflow in Dataflow:
+        for (m, k, n), batch, accumulate, sparsity in itertools.product(
+                _SHAPES, (1, 3), (False, True), (None, Sparsity(2, 4))):
+            for fill, drain, follows in ((True, True, 0), (True, True, m), (False, True, 0), (True, False, 5)):
+                c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
+                            fill=fill, drain=drain, sparsity=sparsity, follows=follows)
+                expected = sum(command_energy_pj(arch, c).values())
+                got = energy(dataflow, m, k, n, batch, accumulate, sparsity)
+                assert got == expected, (preset, c, got, expected)
+                checked += 1
+    assert checked == len(Dataflow) * len(_SHAPES) * 2 * 2 * 2 * 4
+
+
+@pytest.mark.parametrize("preset", config.preset_names())
+def test_the_searchs_transfer_energy_is_the_datasheets_bit_for_bit(preset):
+    """``transfer_energy_function`` gives ``sum(command_energy_pj(...).values())`` of a load or a
+    store (without a fused activation) of any size to or from either buffer, exactly."""
+    from accel.energy import transfer_energy_function
+
+    arch = config.load(preset)
+    energy = transfer_energy_function(arch)
+    for size in (0, 1, 3, 63, 64, 65, 1000, 4096, 12345, 1 << 20):
+        for buffer in Buffer:
+            for kind in (Load, Store):
+                command = kind(id=0, layer="", tensor="t", size_bytes=size, buffer=buffer)
+                assert energy(size, buffer) == sum(command_energy_pj(arch, command).values()), (preset, command)

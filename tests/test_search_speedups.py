@@ -167,3 +167,34 @@ def test_transfer_energy_is_shared_only_where_it_is_the_same():
     fresh = [search._pricer(other).transfer(s, b, st) for s in (64, 4096) for b in Buffer for st in (False, True)]
     assert shared == fresh and warm != fresh  # the cycles differ, the energies are the same
     assert [e for _, e in warm] == [e for _, e in fresh]
+
+
+@pytest.mark.parametrize(("model", "preset"), QUICK + [("resnet50", "gemmini")])
+def test_search_prices_are_the_datasheets(model, preset):
+    """The search prices a new compute shape or transfer with the datasheet's closed forms for it
+    (``accel.timing.steady_compute_cycles`` and ``dma_row_cycles``, ``accel.energy.compute_energy_function``
+    and ``transfer_energy_function``) rather than building the command: after searching a model, every
+    price it holds is ``command_cycles`` (``dma_cycles``) and ``sum(command_energy_pj(...).values())``
+    of that command, exactly."""
+    from accel.commands import Block, Compute, Load, Store
+    from accel.energy import command_energy_pj
+    from accel.timing import command_cycles, dma_cycles, steady_follows
+
+    arch = config.load(preset)
+    search.clear_caches()
+    decide_layers(zoo.build(model), arch, MapOptions())
+    pricer = search._pricer(arch)
+    assert pricer._computes and pricer._cycles and pricer._transfers
+    for (dataflow, m, k, n, batch, accumulate, fill, drain, sparsity), (cycles, pj) in pricer._computes.items():
+        follows = steady_follows(arch.array, dataflow, m, k, n) if fill and drain else 0
+        c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate, fill=fill,
+                    drain=drain, sparsity=sparsity, follows=follows)
+        assert (cycles, pj) == (command_cycles(arch, c), sum(command_energy_pj(arch, c).values())), c
+    for (size, buffer, store, row), (cycles, pj) in pricer._transfers.items():
+        block = Block(rows=size // row, row_bytes=row, row_stride=row) if row and row < size else None
+        t = (Store if store else Load)(id=0, layer="", tensor="", size_bytes=size, buffer=buffer)
+        assert (cycles, pj) == (dma_cycles(arch, size, block), sum(command_energy_pj(arch, t).values())), t
+    for (dataflow, m, k, n, batch, sparsity), cycles in pricer._cycles.items():
+        c = Compute(id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, sparsity=sparsity,
+                    follows=steady_follows(arch.array, dataflow, m, k, n))
+        assert cycles == command_cycles(arch, c), c

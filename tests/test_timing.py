@@ -188,3 +188,43 @@ def test_a_move_takes_its_beats_plus_the_read_paths_pipeline():
     assert loaded.activation.latency_cycles == 8
     with pytest.raises(ConfigError, match="latency_cycles must be a non-negative integer, not -1"):
         dataclasses.replace(arch.activation, latency_cycles=-1)
+
+
+@pytest.mark.parametrize("preset", config.preset_names())
+def test_steady_compute_cycles_are_command_cycles_of_the_compute(preset):
+    """``steady_compute_cycles`` (what the mapper's search prices a whole-fold compute by) gives the
+    cycles of the ``Compute`` that follows one of its shape, on every preset (one and two weight
+    buffers), dataflow, shape and batch, on plain ints and elementwise on numpy arrays."""
+    import numpy as np
+
+    from accel.timing import command_cycles, steady_compute_cycles, steady_follows
+
+    arch = config.load(preset)
+    shapes = [(m, k, n, b) for m in (1, 7, 16, 33, 200) for k in (1, 15, 16, 64, 129) for n in (1, 8, 17, 256)
+              for b in (1, 3)]
+    for a in (arch, dataclasses.replace(arch, array=dataclasses.replace(arch.array, weight_buffers=2))):
+        for dataflow in Dataflow:
+            expected = [command_cycles(a, Compute(id=0, layer="", m=m, k=k, n=n, batch=b, dataflow=dataflow,
+                                                  follows=steady_follows(a.array, dataflow, m, k, n)))
+                        for m, k, n, b in shapes]
+            assert [steady_compute_cycles(a, dataflow, m, k, n, b) for m, k, n, b in shapes] == expected
+            m, k, n, b = (np.array(column, dtype=np.int64) for column in zip(*shapes, strict=True))
+            assert steady_compute_cycles(a, dataflow, m, k, n, b).tolist() == expected
+
+
+@pytest.mark.parametrize("preset", config.preset_names())
+def test_dma_row_cycles_are_dma_cycles_of_the_rows_block(preset):
+    """``dma_row_cycles`` (what the mapper's search prices a new transfer by) gives ``dma_cycles`` of
+    the block of the rows, or of no block for one row, with and without a request structure."""
+    from accel.timing import dma_row_cycles
+
+    arch = config.load(preset)
+    dmas = [dataclasses.replace(arch.dma, max_in_flight=f, max_request_bytes=r) for f, r in ((4, 64), (2, 0))]
+    designs = [arch] + [dataclasses.replace(arch, dma=dma) for dma in dmas]
+    for a in designs:
+        for size in (0, 1, 63, 64, 100, 1000, 4096, 12288, 50000):
+            for row in {0, 1, 7, 16, 64, 100, 96, 4096, size}:
+                if row and size % row:
+                    continue
+                block = Block(rows=size // row, row_bytes=row, row_stride=row) if row and row < size else None
+                assert dma_row_cycles(a, size, row) == dma_cycles(a, size, block), (preset, a.dma, size, row)
