@@ -162,7 +162,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from accel.commands import Command, Compute, Load, Move, Store
-from accel.encoding import RECORD_BYTES
+from accel.encoding import RECORD_BYTES, VECTOR_STEP_WORDS
 from accel.errors import ConfigError
 from accel.formats import Overflow, Requantization
 from accel.hardware import Accelerator, Dataflow
@@ -360,7 +360,7 @@ class NPU(wiring.Component):
             # the steps (rq_table 0), of the channel table (rq_table 1) or of the vector steps
             # (rq_table 2, accel.encoding.encode_vector_table)
             "rq_we": In(1), "rq_table": In(2),
-            "rq_addr": In(range(max(8 * max_commands, 4 * requant_channels))),
+            "rq_addr": In(range(max(VECTOR_STEP_WORDS * max_commands, 4 * requant_channels))),
             "rq_data": In(32),
         })
 
@@ -982,8 +982,8 @@ class NPU(wiring.Component):
         mode = _requant_mode(self.arch)
         m.submodules.vector_steps = steps = Memory(shape=192, depth=self.max_commands, init=[])
         vw, vr = steps.write_port(granularity=32), steps.read_port(domain="sync")
-        word = self.rq_addr[:3]
-        m.d.comb += [vw.addr.eq(self.rq_addr >> 3), vw.data.eq(Cat(*(self.rq_data for _ in range(6)))),
+        word = self.rq_addr[:5]
+        m.d.comb += [vw.addr.eq(self.rq_addr >> 5), vw.data.eq(Cat(*(self.rq_data for _ in range(6)))),
                      vw.en.eq(Mux(self.rq_we & (self.rq_table == 2) & (word < 6), 1 << word, 0)),
                      vr.addr.eq(cmd.id)]  # the step of the command at the unit, there from its second cycle
         step = vr.data

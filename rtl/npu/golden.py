@@ -66,10 +66,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
-from accel.encoding import RequantChannel, RequantStep, RequantTable, VectorStep
+from accel.encoding import EncodingError, RequantChannel, RequantStep, RequantTable, VectorStep
 from accel.errors import ConfigError
 from accel.formats import INT8, INT32, Requantization
 from accel.hardware import Accelerator
+from mapper.decide import band_images, band_span
 from mapper.plan import Plan
 from sim.execute import block_offsets
 from sim.numerics import (
@@ -217,6 +218,10 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
             vstep = None if requant is None else requant.vector_step(cmd.id)
             if vstep is None:
                 continue  # timed only
+            if vstep.function == "max":
+                codes = _max_pool(cmd, vstep, mem.scratchpad)
+                write(mem.scratchpad, cmd.output_addr, cmd.output_block, codes.astype(np.int8).tobytes())
+                continue
             x = _codes(read(mem.scratchpad, cmd.input_addr, cmd.input_block, cmd.elements), True)
             if vstep.function == "add":
                 y = _codes(read(mem.scratchpad, cmd.second_addr, cmd.second_block, cmd.elements), True)
@@ -227,6 +232,37 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
         else:
             raise TypeError(f"unknown command {cmd!r}")
     return mem
+
+
+def _max_pool(cmd: Vector, step: VectorStep, spad: bytearray) -> np.ndarray:
+    """The output codes of a ``max`` step's command (:class:`~accel.encoding.VectorStep`'s walk: beat by
+    beat, taps of one 4-channel group of one output pixel after another), 4 a group, in order."""
+    if cmd.elements % 4 or (cmd.elements // 4) % step.taps:
+        raise ValueError(f"execute: command {cmd.id}'s {cmd.elements} elements are not whole output words of "
+                         f"{step.taps} beats of 4")
+    words = cmd.elements // 4 // step.taps
+    groups, per_row = step.channel_groups, step.channel_groups * step.out_w
+    out = np.empty((words, 4), dtype=np.int64)
+    for o in range(words):
+        g, x, y = o % groups, o // groups % step.out_w, o // per_row
+        image, row = 0, step.first_row + y  # output row of the image
+        if row >= step.out_h:
+            if step.first_row:
+                raise ValueError(f"execute: command {cmd.id}'s chunk spans images from output row {step.first_row}")
+            image, row = divmod(row, step.out_h)
+        best = np.full(4, INT8.min_int, dtype=np.int64)
+        for i in range(step.kernel_h):
+            for j in range(step.kernel_w):
+                ih, iw = row * step.stride_h - step.pad_top + i, x * step.stride_w - step.pad_left + j
+                if not (0 <= ih < step.in_h and 0 <= iw < step.in_w):
+                    continue  # padding: not read
+                at = (cmd.input_addr + (image * step.in_h - step.band_row + ih) * step.row_bytes
+                      + iw * step.pixel_bytes + 4 * g)
+                if at < 0 or at + 4 > len(spad):
+                    raise ValueError(f"execute: command {cmd.id} reads bytes {at}..{at + 3} outside the scratchpad")
+                best = np.maximum(best, _codes(spad[at:at + 4], True))
+        out[o] = np.clip(best, step.low, step.high)
+    return out.reshape(-1)
 
 
 def _tflite_mode(arch: Accelerator) -> Requantization:
@@ -319,6 +355,8 @@ def _vector_step(plan: Plan, cmd: Vector) -> VectorStep:
     out = graph.tensors[layer.outputs[0]]
     tensors = [*streamed, out]
     what = layer.source_op or layer.op.value
+    if layer.op is OpKind.POOL:
+        return _pool_step(plan, cmd, where, what)
     elementwise = layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and fn in ("add", "relu", "identity",
                                                                                  "passthrough")
     if not elementwise or (fn == "add") != (len(layer.inputs) == 2) or len(streamed) != len(layer.inputs):
@@ -343,3 +381,44 @@ def _vector_step(plan: Plan, cmd: Vector) -> VectorStep:
     q = streamed[0].quant
     low = int(q.zero_point[0]) if fn == "relu" and q is not None else INT8.min_int
     return VectorStep(command=cmd.id, function="clamp", low=low)
+
+
+def _pool_step(plan: Plan, cmd: Vector, where: str, what: str) -> VectorStep:
+    """The ``max`` step of a Vector command of a windowed max pool the mapper chunked in bands of output
+    rows (:func:`mapper.decide.chunking`'s ``"bands"``): the window, the images' geometry and where
+    the chunk's rows and its input band start (:func:`mapper.decide.band_span`)."""
+    graph = plan.graph
+    assert graph is not None
+    layer = graph.layer(cmd.layer)
+    x, out = graph.tensors[layer.inputs[0]], graph.tensors[layer.outputs[0]]
+    loop_order = next((m.loop_order for m in plan.layers if m.layer == layer.name), "")
+    if layer.attrs.get("kind") != "max" or layer.attrs.get("global") or loop_order != "bands":
+        raise ConfigError(f"{where}: the NPU's vector unit pools windowed max pools chunked in bands of output "
+                          f"rows, not {what} ({'global ' if layer.attrs.get('global') else ''}"
+                          f"{layer.attrs.get('kind')} pool, {loop_order or 'no'} chunks)")
+    if code_format(x) != INT8 or code_format(out) != INT8 or x.quant != out.quant:
+        raise ConfigError(f"{where}: the NPU's vector unit max-pools int8 codes of one scale and zero point; this "
+                          f"layer maps {code_format(x).name} to {code_format(out).name} codes")
+    n, c, h, w = x.shape
+    _, _, oh, ow = out.shape
+    (kh, kw), (sh, sw), (pt, pl, _, _) = layer.attrs["kernel"], layer.attrs["stride"], layer.attrs["padding"]
+    if tuple(layer.attrs.get("dilation", (1, 1))) != (1, 1) or c % 4:
+        raise ConfigError(f"{where}: the NPU's vector unit pools undilated windows over whole groups of 4 "
+                          f"channels; this layer has {c} channels, dilation {layer.attrs.get('dilation', (1, 1))}")
+    lo, hi = cmd.origin, cmd.origin + cmd.extent
+    if cmd.elements != (hi - lo) * ow * c * kh * kw:
+        raise ConfigError(f"{where}: the NPU's vector unit computes a chunk's {hi - lo} output rows of {ow} x {c} "
+                          f"codes, {kh * kw} taps each ({(hi - lo) * ow * c * kh * kw} elements), not {cmd.elements}")
+    if any(b is not None for b in (cmd.input_block, cmd.output_block)):
+        raise ConfigError(f"{where}: the NPU's vector unit reads and writes packed runs, not blocks")
+    images = band_images(layer, x.shape, oh, lo, hi)
+    first_image, first_row = images[0][0], images[0][1]
+    if len(images) > 1 and first_row:
+        raise ConfigError(f"{where}: a chunk that spans images must start at their first output row, not {first_row}")
+    start, _ = band_span(layer, x.shape, oh, lo, hi, output=False)
+    try:
+        return VectorStep(command=cmd.id, function="max", kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
+                          pad_top=pt, pad_left=pl, band_row=start - first_image * h, channel_groups=c // 4, out_w=ow,
+                          in_h=h, in_w=w, out_h=oh, first_row=first_row)
+    except EncodingError as e:
+        raise ConfigError(f"{where}: {e}") from None

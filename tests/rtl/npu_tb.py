@@ -23,7 +23,7 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from accel.config import load
-from accel.encoding import decode_program, decode_requant_table
+from accel.encoding import VECTOR_STEP_WORDS, decode_program, decode_requant_table
 from accel.hardware import Sparsity
 from mapper.plan import Plan
 from rtl.cocotb_runner import testbench_parameters
@@ -126,7 +126,7 @@ async def _run_program(dut: object, name: str) -> None:
         steps, channels = spec["requant"]["steps"], spec["requant"]["channels"]
         steps = steps + [0] * (2 * parameters["max_commands"] - len(steps))
         vector = spec["requant"].get("vector", [])
-        vector = vector + [0] * (8 * parameters["max_commands"] - len(vector))
+        vector = vector + [0] * (VECTOR_STEP_WORDS * parameters["max_commands"] - len(vector))
         for table, table_words in ((0, steps), (1, channels), (2, vector)):
             for addr, word in enumerate(table_words):
                 dut.rq_we.value, dut.rq_table.value, dut.rq_addr.value, dut.rq_data.value = 1, table, addr, word

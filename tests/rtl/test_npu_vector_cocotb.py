@@ -167,6 +167,113 @@ def test_a_multiply_on_the_vector_unit_is_refused() -> None:
         requant_table(plan)
 
 
+POOL_SPAD_BYTES = 2048
+"""The pool network's scratchpad: small enough that the first pool's chunks are bands of rows of one image."""
+
+
+def pool_design():  # noqa: ANN201
+    """:func:`design` with a scratchpad of :data:`POOL_SPAD_BYTES` (the testbench's ``scratchpad_bytes``)."""
+    arch = design()
+    return dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad, size_bytes=POOL_SPAD_BYTES))
+
+
+@cache
+def pool_graph():  # noqa: ANN201
+    """(graph, input codes of its device part) of a 2x4x12x12 1x1 conv (8 channels) -> 3x3 stride-2 max pool
+    with padding 1 -> 2x2 max pool, quantized with int8 activations."""
+    from workloads.onnx_export import export_onnx
+    from workloads.quantize import calibration_inputs, quantize_model
+
+    b = GraphBuilder("qpool")
+    x = b.input("x", (2, 4, 12, 12))
+    h = b.conv(x, 8, 1, name="conv")
+    h = b.pool(h, "max", 3, 2, 1, name="pool1")
+    b.pool(h, "max", 2, name="pool2")
+    logging.disable(logging.WARNING)
+    try:
+        model = export_onnx(b.build(), seed=3)
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
+    finally:
+        logging.disable(logging.NOTSET)
+    graph = load_onnx(quantized)
+    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
+                          requant=Requantization.TFLITE_DOUBLE)
+    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
+
+
+@cache
+def pool_network(allocator: str = "none") -> tuple[Plan, dict]:
+    """The mapper's plan of the pool network on :func:`pool_design` (``allocator``) and its input codes."""
+    graph, inputs = pool_graph()
+    return map_graph(graph, pool_design(), MapOptions(allocator=allocator)), inputs
+
+
+POOLS = {"max_pool": lambda: pool_network("none"), "max_pool_resident": lambda: pool_network("ilp")}
+"""The mapper's plans of the pool network by name (npu_tb.py has a cocotb test of each)."""
+
+
+@pytest.mark.parametrize("name", POOLS)
+def test_golden_with_the_hosts_table_max_pools_as_sim_execute(name: str) -> None:
+    """Golden, given the plan's table, ends with sim.execute's DRAM image, every byte; the first pool's
+    chunks are bands of rows inside an image (from output row 3, its input band from row 5), the
+    second's whole images; without the pools' steps it does not."""
+    plan, inputs = POOLS[name]()
+    table = requant_table(plan)
+    vectors = [c for c in plan.commands if isinstance(c, Vector)]
+    assert {c.layer for c in vectors} == {"pool1", "pool2"} and len(vectors) == 5
+    steps = {s.command: s for s in table.vector}
+    assert [steps[c.id].function for c in vectors] == ["max"] * 5
+    assert {(steps[c.id].first_row, steps[c.id].band_row) for c in vectors if c.layer == "pool1"} == {(0, 0), (3, 5)}
+    assert [(steps[c.id].first_row, steps[c.id].band_row) for c in vectors if c.layer == "pool2"] == [(0, 0)]
+    before, after = dram_images(plan, inputs)
+    assert execute(plan.arch, plan.commands, before, requant=table).dram == bytearray(after)
+    timed_only = dataclasses.replace(table, vector=())
+    assert execute(plan.arch, plan.commands, before, requant=timed_only).dram != bytearray(after)
+
+
+def test_golden_max_pools_as_sim_reference_on_a_hand_written_band() -> None:
+    """A hand-written ``max`` step over output rows 2..3 of a 5 x 7 x 8 image's 3x2 stride-(2, 3) windows
+    with padding (2, 1) (the last row's windows reach below the image), its band input rows 2..4: the
+    codes are sim.reference.maxpool_codes' of the image."""
+    from sim.reference import maxpool_codes
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(-128, 128, size=(1, 8, 5, 7))
+    b = GraphBuilder("hand")
+    b.input("x", (1, 8, 5, 7))
+    b.pool("x", "max", (3, 2), (2, 3), (2, 1, 2, 1), name="p")
+    layer = b.build().layer("p")
+    expected = maxpool_codes(layer, image, (1, 8, 4, 3))[0, :, 2:4].transpose(1, 2, 0).reshape(-1)
+    step = VectorStep(command=1, function="max", kernel_h=3, kernel_w=2, stride_h=2, stride_w=3, pad_top=2,
+                      pad_left=1, band_row=2, channel_groups=2, out_w=3, in_h=5, in_w=7, out_h=4, first_row=2)
+    band = image[0].transpose(1, 2, 0)[2:].astype(np.int8).tobytes()  # rows 2..4, channels-last
+    commands = (Load(id=0, layer="p", tensor="x", size_bytes=len(band), addr=8, dram_addr=0),
+                Vector(id=1, layer="p", deps=(0,), op="MaxPool", elements=2 * 3 * 8 * 6, input_addr=8,
+                       output_addr=400, origin=2, extent=2),
+                Store(id=2, layer="p", deps=(1,), tensor="y", size_bytes=48, buffer=SPAD, addr=400, dram_addr=512))
+    mem = execute(design(), commands, band + bytes(1024 - len(band)), requant=RequantTable(vector=(step,)))
+    assert list(np.frombuffer(bytes(mem.dram[512:560]), np.int8)) == list(expected)
+
+
+def test_pools_the_vector_unit_cannot_compute_are_refused() -> None:
+    graph, _ = pool_graph()
+    plan, _ = pool_network()
+    vector = next(c for c in plan.commands if isinstance(c, Vector))
+    pool1 = graph.layer("pool1")
+    avg = dataclasses.replace(pool1, attrs={**pool1.attrs, "kind": "avg"}, source_op="AveragePool")
+    layers = tuple(avg if layer.name == "pool1" else layer for layer in graph.layers)
+    with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'pool1'\): the NPU's vector unit "
+                                          r"pools windowed max pools chunked in bands of output rows, not "
+                                          r"AveragePool \(avg pool, bands chunks\)$"):
+        requant_table(dataclasses.replace(plan, graph=dataclasses.replace(graph, layers=layers)))
+    half = dataclasses.replace(vector, elements=vector.elements // 2)
+    with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'pool1'\): the NPU's vector unit "
+                                          r"computes a chunk's 3 output rows of 6 x 8 codes, 9 taps each \(1296 "
+                                          r"elements\), not 648$"):
+        requant_table(dataclasses.replace(plan, commands=tuple(half if c.id == vector.id else c
+                                                               for c in plan.commands)))
+
+
 def vector_ops() -> tuple[tuple, RequantTable]:
     """Two 23-byte operands loaded; a ReLU (clamp from zero point -5), a copy clamped to [-20, 90], a timed-only
     vector command, and an add of the two (23 elements: a partial last beat, unaligned addresses) with its
