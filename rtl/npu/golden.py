@@ -46,7 +46,10 @@ accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented he
              ``second_addr`` (or their blocks; int8 codes) with the step's zero points and
              ``(multiplier, shift)`` pairs, in the design's TFLite rounding (``tflite-single``, else
              ``tflite-double``), clamped to ``[low, high]``; ``clamp``, input byte ``i`` clamped to
-             ``[low, high]`` (a ReLU: ``low`` the zero point; a copy: the int8 range).
+             ``[low, high]`` (a ReLU: ``low`` the zero point; a copy: the int8 range); ``max``, a max
+             pool of a band of output rows of channels-last int8 images, beat by beat as
+             :class:`~accel.encoding.VectorStep` walks its windows (padding taps not read), each
+             4-channel group's maxima clamped to ``[low, high]``, from ``output_addr``.
 
 Accumulator elements are little-endian 4-byte words at 4-byte aligned byte addresses.
 
@@ -55,7 +58,8 @@ store what ``sim.execute`` stores (each layer's per-channel folded bias, multipl
 output zero point and fused ReLU; each store's first channel from the tile the array last wrote at
 its address, as ``sim.execute`` finds it), and for every Vector command of an integer element-wise
 layer the vector step that computes ``sim.execute``'s codes: a quantized add's zero points and
-rescales (:func:`sim.reference.tflite_add_parameters`), a ReLU's clamp at its input's zero point.
+rescales (:func:`sim.reference.tflite_add_parameters`), a ReLU's clamp at its input's zero point,
+a windowed max pool's window and image geometry with where its chunk's rows and input band start.
 """
 
 from __future__ import annotations
@@ -283,15 +287,18 @@ def requant_table(plan: Plan) -> RequantTable:
     Every Vector command of a quantized add (two int8 activations of the output's shape, per-tensor
     scales) gets an ``add`` step (:func:`sim.reference.tflite_add_parameters`: the zero points and the
     TFLite rescales in the design's rounding), of a ReLU a ``clamp`` from its input's zero point, of
-    an identity or passthrough a ``clamp`` to the int8 range.
+    an identity or passthrough a ``clamp`` to the int8 range, of a windowed max pool chunked in bands
+    of output rows (int8 codes of one scale, whole groups of 4 channels, no dilation) a ``max`` step.
 
     Raises :class:`~accel.errors.ConfigError` for what the NPU's requantizer and vector unit cannot
     compute: a design in a requantization mode other than ``tflite-double`` or ``tflite-single`` (the
     float32 one rounds floats: not integer arithmetic), grouped layers (convolution groups), int32 or
     non-int8 outputs, a fused activation other than ReLU, a store of an address no tile of its layer
-    wrote, a Vector command of any other layer (a multiply, a pool, a depthwise convolution, an add of
-    a constant or of broadcast operands), one whose elements are not its chunk's (``elements !=
-    extent``) or one that reads or writes through a block.
+    wrote, a Vector command of any other layer (a multiply, an average or global pool, a max pool
+    chunked by channels, a depthwise convolution, an add of a constant or of broadcast operands), one
+    whose elements are not its chunk's (``elements != extent``; a pool's: its rows' outputs times its
+    taps), a chunk of a pool that spans images from a row other than their first, or one that reads
+    or writes through a block.
     """
     graph, arch = plan.graph, plan.arch
     if graph is None:
