@@ -94,21 +94,30 @@ Structure
 ``vector``
     Holds its queue for :func:`accel.timing.vector_cycles` and computes what the host's vector step
     of the command says (:class:`~accel.encoding.VectorStep`, written through ``rq_*`` with
-    ``rq_table`` 2 as :func:`accel.encoding.encode_vector_table`'s words; a step memory of 192 bits
-    per command id, read in the command's first cycle): nothing (timed only: unconfigured), TFLite's
-    quantized ``add`` or a ``clamp``. Beat ``i`` (4 int8 elements; ``arch.vector.lanes`` must be 4)
-    of both operands is addressed in the command's cycle ``i`` (``input_addr + 4 i`` and
-    ``second_addr + 4 i``, two read windows of their own) and three register stages follow the read:
-    the inputs' rescales ``MBQM(int32((x - x_zp) << 20), m_x, s_x)``, the output's ``MBQM`` of their
-    int32 sum, then plus the output zero point (``add``; ``clamp``: the operand) clamped to ``[low,
-    high]``; the result beat is written at ``output_addr + 4 i`` (byte strobes for the last,
-    partial one) through the scratchpad's third writer in cycle ``i + 4``, so the last is written
-    in the command's last cycle when ``arch.vector.latency_cycles`` is 4 and earlier when more
-    (fewer is refused). The rescale is :func:`sim.numerics.multiply_by_quantized_multiplier` in the
-    design's rounding (``tflite-single``, else ``tflite-double``), combinational (``_mbqm``). A
-    configured command that names a block (``input_block``, ``second_block``, ``output_block``)
-    stops the run with ``error``. With ``requant_channels = 0`` there is no vector datapath (every
-    Vector command is timed only).
+    ``rq_table`` 2 as :func:`accel.encoding.encode_vector_table`'s words; a step memory of words 0..16
+    per command id, addressed with the running command's id, or the queue's head's while the unit is
+    idle or in its last cycle, so a command's step is there from its first cycle): nothing (timed
+    only: unconfigured), TFLite's quantized ``add``, a ``clamp`` or a ``max`` pool. Beat ``i`` (4
+    int8 elements; ``arch.vector.lanes`` must be 4) of both operands is addressed in the command's
+    cycle ``i`` (``input_addr + 4 i`` and ``second_addr + 4 i``, two read windows of their own) and
+    three register stages follow the read: the inputs' rescales ``MBQM(int32((x - x_zp) << 20),
+    m_x, s_x)``, the output's ``MBQM`` of their int32 sum, then plus the output zero point (``add``;
+    ``clamp``: the operand) clamped to ``[low, high]``; the result beat is written at ``output_addr
+    + 4 i`` (byte strobes for the last, partial one) through the scratchpad's third writer in cycle
+    ``i + 4``, so the last is written in the command's last cycle when ``arch.vector.latency_cycles``
+    is 4 and earlier when more (fewer is refused). The rescale is
+    :func:`sim.numerics.multiply_by_quantized_multiplier` in the design's rounding (``tflite-single``,
+    else ``tflite-double``), combinational (``_mbqm``). A ``max`` step's beat ``i`` is instead the
+    ``i``-th tap of its window walk (``_pool_walk``: tap, channel group, output column, row and image
+    counters stepping byte offsets by the step's derived words, no multiplier), one 4-channel pixel
+    word a cycle; the first stage keeps the 4 lanes' running maxima of the group's taps inside the
+    image (padding taps are read but not taken), and a group's last tap carries them through the
+    clamp to its output word ``output_addr + 4 (i // taps)`` in cycle ``i + 4``: the mapper's
+    ``elements`` of a pool chunk are its outputs times its taps, so ``elements / 4`` feeds are the
+    datasheet's cycles less the latency, as for the element-wise functions. A configured command
+    that names a block (``input_block``, ``second_block``, ``output_block``) stops the run with
+    ``error``. With ``requant_channels = 0`` there is no vector datapath (every Vector command is
+    timed only).
 
 Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by the
 host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
@@ -183,7 +192,8 @@ _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
 _BEAT = 4  # bytes per DMA beat
 _RECORD_WORDS = 26  # words of a record the decoder reads: through the Vector's output block's rows
 _VECTOR_LEAD = 4  # cycles from a Vector's first read to its first write: the scratchpad read, 3 stages
-_VECTOR_FUNCTIONS = {"add": 1, "clamp": 2}  # accel.encoding.VectorStep's function codes
+_VECTOR_FUNCTIONS = {"add": 1, "clamp": 2, "max": 3}  # accel.encoding.VectorStep's function codes
+_VECTOR_STEP_USED = 17  # words 0..16 of a vector step (accel.encoding.encode_vector_table): the rest are zero
 _RQ_LEAD = 3  # a Store's first accumulator read feeds the requantizer 3 cycles after its start (the
 # step is read in its first cycle, the channel entries addressed in its third)
 
@@ -781,7 +791,8 @@ class NPU(wiring.Component):
 
         # -- the vector unit ----------------------------------------------------------------------
         if self.vector_ops:
-            refused = self._vector(m, views[3], busys[3], actives[3], finishes[3], sp, vector_lanes)
+            refused = self._vector(m, views[3], busys[3], actives[3], finishes[3], sp, vector_lanes,
+                                   cur=curs[3], head=heads[3])
             with m.If(run & refused):
                 m.d.sync += state.eq(_State.ERROR)
 
@@ -974,18 +985,20 @@ class NPU(wiring.Component):
                          lane.high.eq(rq_high)]
         return rq, rq_on
 
-    def _vector(self, m: Module, cmd, busy, active, finish, sp, group: int):  # noqa: ANN001, ANN202
+    def _vector(self, m: Module, cmd, busy, active, finish, sp, group: int, *, cur, head):  # noqa: ANN001, ANN202
         """The vector unit's datapath (module docstring): the host's vector steps (one per command id,
-        :func:`accel.encoding.encode_vector_table`'s words 0..5), two scratchpad read windows (groups
-        ``group`` and ``group + 1``) and the scratchpad's third writer. Returns the run-time refusal:
-        a configured command that names a block."""
+        :func:`accel.encoding.encode_vector_table`'s words 0..16), two scratchpad read windows (groups
+        ``group`` and ``group + 1``), the max pool's window walk and the scratchpad's third writer.
+        Returns the run-time refusal: a configured command that names a block."""
         mode = _requant_mode(self.arch)
-        m.submodules.vector_steps = steps = Memory(shape=192, depth=self.max_commands, init=[])
+        m.submodules.vector_steps = steps = Memory(shape=32 * _VECTOR_STEP_USED, depth=self.max_commands, init=[])
         vw, vr = steps.write_port(granularity=32), steps.read_port(domain="sync")
         word = self.rq_addr[:5]
-        m.d.comb += [vw.addr.eq(self.rq_addr >> 5), vw.data.eq(Cat(*(self.rq_data for _ in range(6)))),
-                     vw.en.eq(Mux(self.rq_we & (self.rq_table == 2) & (word < 6), 1 << word, 0)),
-                     vr.addr.eq(cmd.id)]  # the step of the command at the unit, there from its second cycle
+        m.d.comb += [vw.addr.eq(self.rq_addr >> 5), vw.data.eq(Cat(*(self.rq_data for _ in range(_VECTOR_STEP_USED)))),
+                     vw.en.eq(Mux(self.rq_we & (self.rq_table == 2) & (word < _VECTOR_STEP_USED), 1 << word, 0)),
+                     # the step of the running command, or (idle, or in its last cycle) of the head, which
+                     # starts next: the step is there from a command's first cycle
+                     vr.addr.eq(Mux(busy & ~finish, cur.id, head.id))]
         step = vr.data
         function = step[0:2]
         low, high = step[8:16].as_signed(), step[16:24].as_signed()
@@ -993,6 +1006,7 @@ class NPU(wiring.Component):
         ma, mb, my = (step[64 + 32 * i:96 + 32 * i] for i in range(3))
         sa, sb_, sy = (step[160 + 8 * i:168 + 8 * i].as_signed() for i in range(3))
         is_add = function == _VECTOR_FUNCTIONS["add"]
+        is_max = function == _VECTOR_FUNCTIONS["max"]
 
         # feeds: beat i of both operands is addressed in the command's cycle i (the first from the
         # queue's head, which starts now), its bytes are there a cycle later
@@ -1005,13 +1019,21 @@ class NPU(wiring.Component):
         with m.Else():
             m.d.sync += vx.eq(0)
         offset = vx << 2
-        m.d.comb += [sp.r_addr[group].eq(cmd.f[1] + offset), sp.r_addr[group + 1].eq(cmd.second + offset)]
-        # the beat's output address and byte strobes travel with it: written _VECTOR_LEAD cycles after its feed
+        pool_addr, inside, first_tap, last_tap, out_word = self._pool_walk(m, step, cmd, feed, active, finish)
+        m.d.comb += [sp.r_addr[group].eq(Mux(is_max, pool_addr, cmd.f[1] + offset)),
+                     sp.r_addr[group + 1].eq(cmd.second + offset)]
+        # a max pool's tap: whether it is read (not padding) and whether it starts its group's maximum,
+        # there with its bytes
+        tap_read, tap_first = Signal(name="vector_tap_read"), Signal(name="vector_tap_first")
+        m.d.sync += [tap_read.eq(inside), tap_first.eq(first_tap)]
+        # the beat's output address and byte strobes travel with it: written _VECTOR_LEAD cycles after its
+        # feed (a max pool: its group's last tap's, at the group's output word)
+        out_offset = Mux(is_max, out_word << 2, offset)
         addr = [Signal(32, name=f"vector_addr_{d}") for d in range(_VECTOR_LEAD)]
         strobe = [Signal(_BEAT, name=f"vector_strobe_{d}") for d in range(_VECTOR_LEAD)]
         valid = [Signal(name=f"vector_valid_{d}") for d in range(_VECTOR_LEAD)]
-        m.d.sync += [addr[0].eq(cmd.f[2] + offset), valid[0].eq(feed),
-                     strobe[0].eq(Cat(*(offset + i < cmd.f[4] for i in range(_BEAT))))]
+        m.d.sync += [addr[0].eq(cmd.f[2] + out_offset), valid[0].eq(feed & (~is_max | last_tap)),
+                     strobe[0].eq(Cat(*(out_offset + i < cmd.f[4] for i in range(_BEAT))))]
         m.d.sync += [x[d].eq(x[d - 1]) for x in (addr, strobe) for d in range(1, _VECTOR_LEAD)]
         m.d.sync += valid[1].eq(valid[0] & (function != 0))  # the step is there with the feed's bytes
         m.d.sync += [valid[d].eq(valid[d - 1]) for d in range(2, _VECTOR_LEAD)]
@@ -1026,9 +1048,12 @@ class NPU(wiring.Component):
             a1 = Signal(signed(8), name=f"vector_a1_{i}")
             m.d.sync += [s1[0].eq(_mbqm(((a - a_zp) << left)[:32].as_signed(), ma, sa, mode)),
                          s1[1].eq(_mbqm(((b - b_zp) << left)[:32].as_signed(), mb, sb_, mode)), a1.eq(a)]
-            # stage 2: the output's rescale of their int32 sum
+            # a max pool's running maximum of its group's read taps (from the int8 minimum)
+            best = Signal(signed(8), name=f"vector_max_{i}")
+            m.d.sync += best.eq(Mux(tap_first, Mux(tap_read, a, -128), Mux(tap_read & (a > best), a, best)))
+            # stage 2: the output's rescale of their int32 sum (a max pool: the maximum so far)
             s2, a2 = Signal(signed(32), name=f"vector_sum_{i}"), Signal(signed(8), name=f"vector_a2_{i}")
-            m.d.sync += [s2.eq(_mbqm((s1[0] + s1[1])[:32].as_signed(), my, sy, mode)), a2.eq(a1)]
+            m.d.sync += [s2.eq(_mbqm((s1[0] + s1[1])[:32].as_signed(), my, sy, mode)), a2.eq(Mux(is_max, best, a1))]
             # stage 3: plus the output zero point (add) or the operand itself (clamp), clamped
             value = Signal(signed(34), name=f"vector_value_{i}")
             m.d.comb += value.eq(Mux(is_add, s2 + y_zp, a2))
@@ -1040,6 +1065,50 @@ class NPU(wiring.Component):
         for i in range(_BEAT):
             m.d.comb += sp.w_en[w][i].eq(valid[-1] & strobe[-1][i])
         return busy & (function != 0) & cmd.vblk
+
+    @staticmethod
+    def _pool_walk(m: Module, step, cmd, feed, active, finish) -> tuple:  # noqa: ANN001
+        """A ``max`` step's walk over its windows (:class:`~accel.encoding.VectorStep`): tap ``(i, j)``
+        of channel group ``g`` of output pixel ``(y, x)``, one per ``feed``, from counters and byte
+        offsets that step by the step's derived words (nothing is multiplied); all zero while the unit
+        is idle or finishing. Returns this feed's read address, whether its pixel is inside the image
+        (not padding), whether it is its group's first tap and its last, and the group's output word."""
+        kh, kw, sh, sw = (step[192 + 8 * i:200 + 8 * i] for i in range(4))
+        pl = step[232:240]
+        groups, out_w, in_h, in_w, out_h, first_row = (step[256 + 16 * i:272 + 16 * i] for i in range(6))
+        start_offset, row_bytes, pixel_step, row_step, image_step = (step[352 + 32 * i:384 + 32 * i]
+                                                                      for i in range(5))
+        top = step[512:528].as_signed()
+        j, i = Signal(8, name="pool_j"), Signal(8, name="pool_i")
+        g, x, y = (Signal(16, name=f"pool_{n}") for n in "gxy")
+        tap, tap_row, pixel, row = (Signal(32, name=f"pool_{n}") for n in ("tap", "tap_row", "pixel", "row"))
+        wy, wx = Signal(signed(18), name="pool_wy"), Signal(signed(18), name="pool_wx")  # window top / left
+        out_word = Signal(32, name="pool_out_word")
+        last_j, last_i = j == kw - 1, i == kh - 1
+        ih, iw = Signal(signed(20), name="pool_ih"), Signal(signed(20), name="pool_iw")
+        m.d.comb += [ih.eq(top + wy + i), iw.eq(wx + j - pl)]
+        inside = (ih >= 0) & (ih < in_h) & (iw >= 0) & (iw < in_w)
+        address = (cmd.f[1] + start_offset + pixel + tap + (g << 2))[:32]
+        with m.If(~active | finish):
+            m.d.sync += [r.eq(0) for r in (j, i, g, x, y, tap, tap_row, pixel, row, wy, wx, out_word)]
+        with m.Elif(feed):
+            with m.If(~last_j):
+                m.d.sync += [j.eq(j + 1), tap.eq(tap + (groups << 2))]
+            with m.Elif(~last_i):
+                m.d.sync += [j.eq(0), i.eq(i + 1), tap.eq(tap_row + row_bytes), tap_row.eq(tap_row + row_bytes)]
+            with m.Else():
+                m.d.sync += [j.eq(0), i.eq(0), tap.eq(0), tap_row.eq(0), out_word.eq(out_word + 1)]
+                with m.If(g != groups - 1):
+                    m.d.sync += g.eq(g + 1)
+                with m.Elif(x != out_w - 1):
+                    m.d.sync += [g.eq(0), x.eq(x + 1), wx.eq(wx + sw), pixel.eq(pixel + pixel_step)]
+                with m.Elif(y + first_row != out_h - 1):
+                    m.d.sync += [g.eq(0), x.eq(0), wx.eq(0), y.eq(y + 1), wy.eq(wy + sh),
+                                 pixel.eq(row + row_step), row.eq(row + row_step)]
+                with m.Else():  # the next image (a chunk that spans images starts at their row 0)
+                    m.d.sync += [g.eq(0), x.eq(0), wx.eq(0), y.eq(0), wy.eq(0),
+                                 pixel.eq(row + image_step), row.eq(row + image_step)]
+        return address, inside, (j == 0) & (i == 0), last_j & last_i, out_word
 
     @staticmethod
     def _elapsed(m: Module, cycles: int, active, finish, name: str):  # noqa: ANN001, ANN205

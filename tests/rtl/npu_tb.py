@@ -99,6 +99,9 @@ async def _run_program(dut: object, name: str) -> None:
     if parameters.get("sparsity"):  # the N:M patterns the design runs
         arch = dataclasses.replace(arch, array=dataclasses.replace(
             arch.array, sparsity=tuple(Sparsity.parse(p) for p in parameters["sparsity"])))
+    if parameters.get("scratchpad_bytes", arch.scratchpad.size_bytes) != arch.scratchpad.size_bytes:
+        arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(
+            arch.scratchpad, size_bytes=parameters["scratchpad_bytes"]))
     spec = parameters["programs"][name]
     image = bytes.fromhex(spec["image"])
     reference = decode_program(bytes.fromhex(spec.get("reference_image", spec["image"])))
@@ -319,3 +322,21 @@ async def vector_ops(dut: object) -> None:
 async def wrong_rescale(dut: object) -> None:
     """The residual block with its add's output multiplier changed in the table the NPU gets."""
     await _run_program(dut, "wrong_rescale")
+
+
+@cocotb.test()
+async def max_pool(dut: object) -> None:
+    """The mapper's program for a quantized conv -> two max pools: bands of rows on the vector unit."""
+    await _run_program(dut, "max_pool")
+
+
+@cocotb.test()
+async def max_pool_resident(dut: object) -> None:
+    """The max-pool network with the ILP keeping its tensors on chip."""
+    await _run_program(dut, "max_pool_resident")
+
+
+@cocotb.test()
+async def wrong_pool_step(dut: object) -> None:
+    """The max-pool network with its first pool step's left padding changed in the table the NPU gets."""
+    await _run_program(dut, "wrong_pool_step")

@@ -1,4 +1,4 @@
-"""The NPU's vector unit computes quantized adds and clamps (ReLUs, copies) as the host's table says.
+"""The NPU's vector unit computes quantized adds, clamps (ReLUs, copies) and max pools as the host's table says.
 
 A residual block (1x1 conv -> ReLU -> 1x1 conv -> add of the block's input, the ReLUs folded into the
 convolution's store and the add's output range by onnxruntime's quantizer; 1x1 convolutions because
@@ -12,6 +12,14 @@ DRAM image byte for byte, through DRAM (``none`` allocator) and with the ILP kee
 on Icarus, the NPU with the table written through its ``rq_*`` port must end with golden's DRAM and
 every command's start and end must be the simulator's. A hand-written program clamps (a ReLU and a
 copy) and adds with a hand-written table; a table with a wrong rescale must fail on the data only.
+
+A 2x4x12x12 1x1 conv -> 3x3 stride-2 max pool with padding 1 -> 2x2 max pool, quantized the same way,
+is mapped onto fpga-small with a 2 KiB scratchpad, so the first pool's chunks are bands of rows inside
+an image (their input bands starting mid-image) and the second's span both images; its max steps
+(:class:`~accel.encoding.VectorStep` ``max``) make golden end with sim.execute's DRAM (through DRAM
+and resident), golden agrees with sim.reference.maxpool_codes on a hand-written band, and on Icarus
+the NPU ends with golden's DRAM and the simulator's every start and end; a step with a wrong left
+padding must fail on the data only.
 """
 
 from __future__ import annotations
@@ -354,6 +362,42 @@ def test_npu_adds_and_clamps_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> No
         assert by_name[name].passed, f"{name}: {by_name[name].message}"
     wrong = by_name["wrong_rescale"]
     assert not wrong.passed, "a table with a wrong rescale must not match golden of the right one"
+    assert "DRAM differed from rtl.npu.golden.execute" in wrong.message and "ran [" not in wrong.message
+
+
+def wrong_pool_step(table: RequantTable) -> RequantTable:
+    """``table`` with its first max step's left padding 0 (every window one column to the right)."""
+    first = next(s for s in table.vector if s.function == "max")
+    wrong = dataclasses.replace(first, pad_left=0)
+    return dataclasses.replace(table, vector=tuple(wrong if s is first else s for s in table.vector))
+
+
+def _pool_programs() -> dict[str, dict]:
+    """The testbench's ``programs`` of the max-pool network on :func:`pool_design`, the corrupted one last."""
+    out = {}
+    for name, make in POOLS.items():
+        plan, inputs = make()
+        out[name] = {"image": encode_program(plan.commands).hex(), "dram": dram_images(plan, inputs)[0].hex(),
+                     "requant": table_words(requant_table(plan))}
+    original = requant_table(pool_network()[0])
+    out["wrong_pool_step"] = {**out["max_pool"], "requant": table_words(wrong_pool_step(original)),
+                              "reference_requant": out["max_pool"]["requant"]}
+    return out
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_npu_max_pools_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> None:
+    """The max-pool network's programs (through DRAM and resident) match golden (hence sim.execute) and the
+    simulator's trace; the corrupted pool step fails on the data only."""
+    programs = _pool_programs()
+    channels = max(len(p["requant"]["channels"]) // 4 for p in programs.values())
+    by_name = run_programs(pool_design(), programs, tmp_path, requant_channels=channels,
+                           activation_latency=MOVE_LATENCY)
+    for name in POOLS:
+        assert by_name[name].passed, f"{name}: {by_name[name].message}"
+    wrong = by_name["wrong_pool_step"]
+    assert not wrong.passed, "a table with a wrong pool step must not match golden of the right one"
     assert "DRAM differed from rtl.npu.golden.execute" in wrong.message and "ran [" not in wrong.message
 
 
