@@ -108,19 +108,20 @@ configured id plus one; :func:`encode_vector_table`)
     ======  ==========  ======================================================================
     word    bits        field
     ======  ==========  ======================================================================
-    0       0..1        ``function``: 0 none (timing only), 1 ``add``, 2 ``clamp``, 3 ``max``
+    0       0..3        ``function``: 0 none (timing only), 1 ``add``, 2 ``clamp``, 3 ``max``,
+                        4 ``avg``
     0       8..15       ``low``: the output clamp's lower bound (a ReLU's: the zero point)
     0       16..23      ``high``: the output clamp's upper bound
     1       0..7        ``a_zero_point``: the first input's zero point (``add``)
     1       8..15       ``b_zero_point``: the second input's zero point (``add``)
-    1       16..23      ``y_zero_point``: the output zero point (``add``)
+    1       16..23      ``y_zero_point``: the output zero point (``add``, ``avg``)
     2       0..31       ``a_multiplier`` (``0 .. 2**31 - 1``): the first input's rescale
     3       0..31       ``b_multiplier``: the second input's rescale
-    4       0..31       ``y_multiplier``: the output's rescale
+    4       0..31       ``y_multiplier``: the output's rescale (``add``, ``avg``)
     5       0..7        ``a_shift`` (``-31 .. 30``, two's complement)
     5       8..15       ``b_shift``
     5       16..23      ``y_shift``
-    6       0..7        ``kernel_h``: a ``max`` pool's window rows (1..255; others: 0)
+    6       0..7        ``kernel_h``: a pool's (``max``, ``avg``) window rows (1..255; others: 0)
     6       8..15       ``kernel_w``: its window columns
     6       16..23      ``stride_h``: its rows between windows
     6       24..31      ``stride_w``: its columns between windows
@@ -144,7 +145,8 @@ configured id plus one; :func:`encode_vector_table`)
                         an image's last window row to the next image's first
     16      0..15       ``top`` (int16, derived): ``first_row stride_h - pad_top``, the input row
                         of the first window's top
-    17..31              zero
+    17      0..31       ``bias`` (int32): added to an ``avg`` window's sum before its rescale
+    18..31              zero
     ======  ==========  ======================================================================
 
     The derived words are what the NPU adds instead of multiplying; :func:`decode_vector_table`
@@ -168,6 +170,12 @@ configured id plus one; :func:`encode_vector_table`)
     4 g`` (``n`` the image's index in the chunk). The ``kernel_h kernel_w`` beats of a group write the
     4 lanes' maxima over their read taps, clamped to ``[low, high]``, as word ``t // (kernel_h
     kernel_w)`` at ``output_addr``.
+
+    ``avg`` walks its windows as ``max`` does (a global average pool: one window of ``in_h x in_w``
+    a channel group, ``out_h = out_w = 1``, the chunk's images one after another) and writes each
+    group's 4 lanes' :func:`sim.numerics.multiply_by_quantized_multiplier` ``(sum + bias,
+    y_multiplier, y_shift) + y_zero_point`` (the sum of its read taps' codes; ``bias`` is minus the
+    input zero point times the taps), clamped to ``[low, high]``, in the design's rounding mode.
 
 Encoding refuses what it cannot represent (a field too wide for its slot, ids out of order, a
 dependency on a later command, a command field this format has no slot for) with an
@@ -420,7 +428,7 @@ class RequantChannel:
             ("shift", self.shift, -31, 30)))
 
 
-VECTOR_FUNCTIONS = ("add", "clamp", "max")
+VECTOR_FUNCTIONS = ("add", "clamp", "max", "avg")
 """What a :class:`VectorStep` may compute: its ``function`` code is the index here plus one."""
 
 VECTOR_STEP_WORDS = 32
@@ -430,14 +438,16 @@ _POOL_FIELDS = (("kernel_h", 1, 255), ("kernel_w", 1, 255), ("stride_h", 1, 255)
                 ("pad_top", 0, 255), ("pad_left", 0, 255), ("band_row", 0, 0xFFFF), ("channel_groups", 1, 0xFFFF),
                 ("out_w", 1, 0xFFFF), ("in_h", 1, 0xFFFF), ("in_w", 1, 0xFFFF), ("out_h", 1, 0xFFFF),
                 ("first_row", 0, 0xFFFF))
+_POOLS = ("max", "avg")  # the functions that walk windows (and have a geometry)
 
 
 @dataclass(frozen=True, slots=True)
 class VectorStep:
     """What one Vector command (by command id) computes on its elements (module docstring): TFLite's
-    quantized ``add`` of two int8 operands, a ``clamp`` of one (a ReLU, a copy), or a ``max`` pool
+    quantized ``add`` of two int8 operands, a ``clamp`` of one (a ReLU, a copy), a ``max`` pool
     of a chunk of output rows with its geometry (``kernel_h`` .. ``first_row``: all zero but for
-    ``max``; its derived words are properties)."""
+    the pools; its derived words are properties) or an ``avg`` pool (a global average pool: the
+    geometry, ``bias`` and the output's rescale)."""
 
     command: int
     function: str
@@ -465,6 +475,7 @@ class VectorStep:
     in_w: int = 0
     out_h: int = 0
     first_row: int = 0
+    bias: int = 0
 
     def __post_init__(self) -> None:
         what = f"Vector step of command {self.command}"
@@ -475,10 +486,11 @@ class VectorStep:
                                                             "y_zero_point")]
         scales = [(f, getattr(self, f), lo, hi) for p in "aby" for f, lo, hi in
                   ((f"{p}_multiplier", 0, (1 << 31) - 1), (f"{p}_shift", -31, 30))]
-        _check_range(what, (("command", self.command, 0, _U32 // 2), *codes, *scales))
+        _check_range(what, (("command", self.command, 0, _U32 // 2), *codes, *scales,
+                            ("bias", self.bias, -(1 << 31), (1 << 31) - 1)))
         if self.low > self.high:
             raise EncodingError(f"{what}: low must be at most high, not {self.low} > {self.high}")
-        if self.function == "max":
+        if self.function in _POOLS:
             _check_range(what, tuple((f, getattr(self, f), lo, hi) for f, lo, hi in _POOL_FIELDS))
             if self.first_row >= self.out_h:
                 raise EncodingError(f"{what}: first_row must be below out_h, not {self.first_row} >= {self.out_h}")
@@ -487,21 +499,24 @@ class VectorStep:
                                   ("start_offset", "row_bytes", "pixel_step", "row_step", "image_step"))))
         elif any(getattr(self, f) for f, _, _ in _POOL_FIELDS):
             given = ", ".join(f"{f}={getattr(self, f)}" for f, _, _ in _POOL_FIELDS if getattr(self, f))
-            raise EncodingError(f"{what}: only a max step has a pool geometry; this {self.function} step has {given}")
+            raise EncodingError(f"{what}: only a max or avg step has a pool geometry; this {self.function} step "
+                                f"has {given}")
+        if self.bias and self.function != "avg":
+            raise EncodingError(f"{what}: only an avg step has a bias; this {self.function} step has {self.bias}")
 
     @property
     def taps(self) -> int:
-        """Beats of one output word of a ``max`` step: its window's ``kernel_h kernel_w`` taps."""
+        """Beats of one output word of a pool step: its window's ``kernel_h kernel_w`` taps."""
         return self.kernel_h * self.kernel_w
 
     @property
     def pixel_bytes(self) -> int:
-        """Bytes of one input pixel (all its channels, 4 a group) of a ``max`` step."""
+        """Bytes of one input pixel (all its channels, 4 a group) of a pool step."""
         return 4 * self.channel_groups
 
     @property
     def row_bytes(self) -> int:
-        """Bytes of one input row of a ``max`` step's image."""
+        """Bytes of one input row of a pool step's image."""
         return self.in_w * self.pixel_bytes
 
     @property
@@ -608,13 +623,14 @@ def encode_vector_table(table: RequantTable) -> tuple[int, ...]:
         words[at + 1] = (s.a_zero_point & 0xFF) | (s.b_zero_point & 0xFF) << 8 | (s.y_zero_point & 0xFF) << 16
         words[at + 2:at + 5] = s.a_multiplier, s.b_multiplier, s.y_multiplier
         words[at + 5] = (s.a_shift & 0xFF) | (s.b_shift & 0xFF) << 8 | (s.y_shift & 0xFF) << 16
-        if s.function == "max":
+        if s.function in _POOLS:
             words[at + 6:at + 17] = _pool_words(s)
+        words[at + 17] = s.bias & _U32
     return tuple(words)
 
 
 def _pool_words(s: VectorStep) -> tuple[int, ...]:
-    """Words 6..16 of a ``max`` step: its geometry, then what the NPU derives from it by adding."""
+    """Words 6..16 of a pool step: its geometry, then what the NPU derives from it by adding."""
     return (s.kernel_h | s.kernel_w << 8 | s.stride_h << 16 | s.stride_w << 24,
             s.pad_top | s.pad_left << 8 | s.band_row << 16, s.channel_groups | s.out_w << 16, s.in_h | s.in_w << 16,
             s.out_h | s.first_row << 16, s.start_offset & _U32, s.row_bytes, s.pixel_step, s.row_step & _U32,
@@ -622,7 +638,7 @@ def _pool_words(s: VectorStep) -> tuple[int, ...]:
 
 
 def decode_vector_table(words: Sequence[int]) -> tuple[VectorStep, ...]:
-    """The vector steps :func:`encode_vector_table` wrote as ``words`` (a ``max`` step's derived words
+    """The vector steps :func:`encode_vector_table` wrote as ``words`` (a pool step's derived words
     must be its fields')."""
     n = VECTOR_STEP_WORDS
     if len(words) % n:
@@ -630,23 +646,27 @@ def decode_vector_table(words: Sequence[int]) -> tuple[VectorStep, ...]:
     out = []
     for command in range(len(words) // n):
         w = words[n * command:n * command + n]
-        function = w[0] & 3
+        function = w[0] & 0xF
         if not function:
             continue
-        name = VECTOR_FUNCTIONS[function - 1]  # 2 bits: every code names a function
+        if function > len(VECTOR_FUNCTIONS):
+            raise EncodingError(f"Vector step of command {command}: function code {function} is not one of "
+                                f"1..{len(VECTOR_FUNCTIONS)}")
+        name = VECTOR_FUNCTIONS[function - 1]
         pool = {}
-        if name == "max":
+        if name in _POOLS:
             fields = [w[6] >> 8 * i & 0xFF for i in range(4)] + [w[7] & 0xFF, w[7] >> 8 & 0xFF, w[7] >> 16] + \
                 [w[k] >> 16 * h & 0xFFFF for k in (8, 9, 10) for h in (0, 1)]
             pool = dict(zip((f for f, _, _ in _POOL_FIELDS), fields, strict=True))
         step = VectorStep(command=command, function=name, low=_s8(w[0] >> 8), high=_s8(w[0] >> 16),
                           a_zero_point=_s8(w[1]), b_zero_point=_s8(w[1] >> 8), y_zero_point=_s8(w[1] >> 16),
                           a_multiplier=w[2], b_multiplier=w[3], y_multiplier=w[4], a_shift=_s8(w[5]),
-                          b_shift=_s8(w[5] >> 8), y_shift=_s8(w[5] >> 16), **pool)
-        expected = _pool_words(step) if name == "max" else (0,) * 11
-        if tuple(w[6:17]) != expected or any(w[17:]):
+                          b_shift=_s8(w[5] >> 8), y_shift=_s8(w[5] >> 16), bias=_s32(w[17]), **pool)
+        expected = _pool_words(step) if name in _POOLS else (0,) * 11
+        if tuple(w[6:17]) != expected or any(w[18:]):
             raise EncodingError(f"Vector step of command {command}: words 6..{n - 1} must be its {name} step's "
-                                f"{', '.join(map(str, expected))} then zero, not {', '.join(map(str, w[6:]))}")
+                                f"{', '.join(map(str, expected))}, its bias and zero, not "
+                                f"{', '.join(map(str, w[6:]))}")
         out.append(step)
     return tuple(out)
 

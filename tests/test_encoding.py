@@ -216,16 +216,36 @@ def test_a_max_pool_step_round_trips_with_its_derived_words():
     assert step.taps == 9
 
 
+def test_an_avg_step_carries_its_bias_and_rescale():
+    """A global average pool's step: one window of the whole 5 x 7 image, the output's zero point and
+    rescale in words 1, 4 and 5, its bias (minus the input zero point times 35 taps) in word 17."""
+    from accel.encoding import RequantTable, VectorStep, decode_vector_table, encode_vector_table
+
+    step = VectorStep(command=0, function="avg", y_zero_point=-7, y_multiplier=1 << 30, y_shift=-6, bias=-35 * 4,
+                      kernel_h=5, kernel_w=7, stride_h=1, stride_w=1, channel_groups=2, out_w=1, in_h=5, in_w=7,
+                      out_h=1)
+    w = encode_vector_table(RequantTable(vector=(step,)))
+    assert w[0] == 4 | 0x80 << 8 | 0x7F << 16 and w[1] == 0xF9 << 16 and w[4] == 1 << 30 and w[5] == 0xFA << 16
+    assert w[17] == (-140) & 0xFFFFFFFF and w[18:] == (0,) * 14
+    assert (step.taps, step.row_bytes, step.image_step) == (35, 56, 5 * 56)
+    assert decode_vector_table(w) == (step,)
+
+
 @pytest.mark.parametrize(("build", "message"), [
     (lambda m: max_pool_step(kernel_h=0),
      r"^Vector step of command 1: kernel_h must be an integer in 1\.\.255, not 0$"),
     (lambda m: max_pool_step(first_row=4),
      r"^Vector step of command 1: first_row must be below out_h, not 4 >= 4$"),
     (lambda m: m.VectorStep(command=3, function="clamp", kernel_w=2, in_h=5),
-     r"^Vector step of command 3: only a max step has a pool geometry; this clamp step has kernel_w=2, in_h=5$"),
+     r"^Vector step of command 3: only a max or avg step has a pool geometry; this clamp step has kernel_w=2, "
+     r"in_h=5$"),
+    (lambda m: max_pool_step(bias=-3),
+     r"^Vector step of command 1: only an avg step has a bias; this max step has -3$"),
+    (lambda m: m.decode_vector_table((5,) + (0,) * 31),
+     r"^Vector step of command 0: function code 5 is not one of 1\.\.4$"),
     (lambda m: m.decode_vector_table(m.encode_vector_table(m.RequantTable(vector=(max_pool_step(),)))[:45]
                                      + (73,) + (0,) * 18),
-     r"^Vector step of command 1: words 6\.\.31 must be its max step's .*, not .*$"),
+     r"^Vector step of command 1: words 6\.\.31 must be its max step's .*, its bias and zero, not .*$"),
 ])
 def test_what_a_max_pool_step_cannot_hold_is_refused(build, message):
     import accel.encoding as m
@@ -236,7 +256,7 @@ def test_what_a_max_pool_step_cannot_hold_is_refused(build, message):
 
 @pytest.mark.parametrize(("build", "message"), [
     (lambda m: m.VectorStep(command=0, function="mul"),
-     r"^Vector step of command 0: function must be one of add, clamp, max, not 'mul'$"),
+     r"^Vector step of command 0: function must be one of add, clamp, max, avg, not 'mul'$"),
     (lambda m: m.VectorStep(command=1, function="add", a_shift=31),
      r"^Vector step of command 1: a_shift must be an integer in -31\.\.30, not 31$"),
     (lambda m: m.VectorStep(command=1, function="clamp", low=3, high=2),

@@ -94,10 +94,11 @@ Structure
 ``vector``
     Holds its queue for :func:`accel.timing.vector_cycles` and computes what the host's vector step
     of the command says (:class:`~accel.encoding.VectorStep`, written through ``rq_*`` with
-    ``rq_table`` 2 as :func:`accel.encoding.encode_vector_table`'s words; a step memory of words 0..16
+    ``rq_table`` 2 as :func:`accel.encoding.encode_vector_table`'s words; a step memory of words 0..17
     per command id, addressed with the running command's id, or the queue's head's while the unit is
     idle or in its last cycle, so a command's step is there from its first cycle): nothing (timed
-    only: unconfigured), TFLite's quantized ``add``, a ``clamp`` or a ``max`` pool. Beat ``i`` (4
+    only: unconfigured), TFLite's quantized ``add``, a ``clamp``, a ``max`` pool or an ``avg`` (global
+    average) pool. Beat ``i`` (4
     int8 elements; ``arch.vector.lanes`` must be 4) of both operands is addressed in the command's
     cycle ``i`` (``input_addr + 4 i`` and ``second_addr + 4 i``, two read windows of their own) and
     three register stages follow the read: the inputs' rescales ``MBQM(int32((x - x_zp) << 20),
@@ -107,14 +108,16 @@ Structure
     ``i + 4``, so the last is written in the command's last cycle when ``arch.vector.latency_cycles``
     is 4 and earlier when more (fewer is refused). The rescale is
     :func:`sim.numerics.multiply_by_quantized_multiplier` in the design's rounding (``tflite-single``,
-    else ``tflite-double``), combinational (``_mbqm``). A ``max`` step's beat ``i`` is instead the
+    else ``tflite-double``), combinational (``_mbqm``). A pool step's beat ``i`` is instead the
     ``i``-th tap of its window walk (``_pool_walk``: tap, channel group, output column, row and image
     counters stepping byte offsets by the step's derived words, no multiplier), one 4-channel pixel
-    word a cycle; the first stage keeps the 4 lanes' running maxima of the group's taps inside the
-    image (padding taps are read but not taken), and a group's last tap carries them through the
-    clamp to its output word ``output_addr + 4 (i // taps)`` in cycle ``i + 4``: the mapper's
-    ``elements`` of a pool chunk are its outputs times its taps, so ``elements / 4`` feeds are the
-    datasheet's cycles less the latency, as for the element-wise functions. A configured command
+    word a cycle; the first stage keeps the 4 lanes' running maxima and sums of the group's taps
+    inside the image (padding taps are read but not taken), and a group's last tap carries them to
+    its output word ``output_addr + 4 (i // taps)`` in cycle ``i + 4``: ``max`` the maxima through
+    the clamp, ``avg`` the sums plus the step's bias through the output's rescale (the second
+    stage's ``MBQM``), plus its zero point, clamped. The mapper's ``elements`` of a pool chunk are
+    its outputs times its taps, so ``elements / 4`` feeds are the datasheet's cycles less the
+    latency, as for the element-wise functions. A configured command
     that names a block (``input_block``, ``second_block``, ``output_block``) stops the run with
     ``error``. With ``requant_channels = 0`` there is no vector datapath (every Vector command is
     timed only).
@@ -192,8 +195,8 @@ _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
 _BEAT = 4  # bytes per DMA beat
 _RECORD_WORDS = 26  # words of a record the decoder reads: through the Vector's output block's rows
 _VECTOR_LEAD = 4  # cycles from a Vector's first read to its first write: the scratchpad read, 3 stages
-_VECTOR_FUNCTIONS = {"add": 1, "clamp": 2, "max": 3}  # accel.encoding.VectorStep's function codes
-_VECTOR_STEP_USED = 17  # words 0..16 of a vector step (accel.encoding.encode_vector_table): the rest are zero
+_VECTOR_FUNCTIONS = {"add": 1, "clamp": 2, "max": 3, "avg": 4}  # accel.encoding.VectorStep's function codes
+_VECTOR_STEP_USED = 18  # words 0..17 of a vector step (accel.encoding.encode_vector_table): the rest are zero
 _RQ_LEAD = 3  # a Store's first accumulator read feeds the requantizer 3 cycles after its start (the
 # step is read in its first cycle, the channel entries addressed in its third)
 
@@ -987,8 +990,8 @@ class NPU(wiring.Component):
 
     def _vector(self, m: Module, cmd, busy, active, finish, sp, group: int, *, cur, head):  # noqa: ANN001, ANN202
         """The vector unit's datapath (module docstring): the host's vector steps (one per command id,
-        :func:`accel.encoding.encode_vector_table`'s words 0..16), two scratchpad read windows (groups
-        ``group`` and ``group + 1``), the max pool's window walk and the scratchpad's third writer.
+        :func:`accel.encoding.encode_vector_table`'s words 0..17), two scratchpad read windows (groups
+        ``group`` and ``group + 1``), the pools' window walk and the scratchpad's third writer.
         Returns the run-time refusal: a configured command that names a block."""
         mode = _requant_mode(self.arch)
         m.submodules.vector_steps = steps = Memory(shape=32 * _VECTOR_STEP_USED, depth=self.max_commands, init=[])
@@ -1000,13 +1003,15 @@ class NPU(wiring.Component):
                      # starts next: the step is there from a command's first cycle
                      vr.addr.eq(Mux(busy & ~finish, cur.id, head.id))]
         step = vr.data
-        function = step[0:2]
+        function = step[0:4]
         low, high = step[8:16].as_signed(), step[16:24].as_signed()
         a_zp, b_zp, y_zp = (step[32 + 8 * i:40 + 8 * i].as_signed() for i in range(3))
         ma, mb, my = (step[64 + 32 * i:96 + 32 * i] for i in range(3))
         sa, sb_, sy = (step[160 + 8 * i:168 + 8 * i].as_signed() for i in range(3))
         is_add = function == _VECTOR_FUNCTIONS["add"]
-        is_max = function == _VECTOR_FUNCTIONS["max"]
+        is_max, is_avg = function == _VECTOR_FUNCTIONS["max"], function == _VECTOR_FUNCTIONS["avg"]
+        is_pool = is_max | is_avg
+        bias = step[544:576].as_signed()  # an avg step's, added to its sums
 
         # feeds: beat i of both operands is addressed in the command's cycle i (the first from the
         # queue's head, which starts now), its bytes are there a cycle later
@@ -1020,19 +1025,19 @@ class NPU(wiring.Component):
             m.d.sync += vx.eq(0)
         offset = vx << 2
         pool_addr, inside, first_tap, last_tap, out_word = self._pool_walk(m, step, cmd, feed, active, finish)
-        m.d.comb += [sp.r_addr[group].eq(Mux(is_max, pool_addr, cmd.f[1] + offset)),
+        m.d.comb += [sp.r_addr[group].eq(Mux(is_pool, pool_addr, cmd.f[1] + offset)),
                      sp.r_addr[group + 1].eq(cmd.second + offset)]
-        # a max pool's tap: whether it is read (not padding) and whether it starts its group's maximum,
-        # there with its bytes
+        # a pool's tap: whether it is read (not padding) and whether it starts its group's maximum or
+        # sum, there with its bytes
         tap_read, tap_first = Signal(name="vector_tap_read"), Signal(name="vector_tap_first")
         m.d.sync += [tap_read.eq(inside), tap_first.eq(first_tap)]
         # the beat's output address and byte strobes travel with it: written _VECTOR_LEAD cycles after its
-        # feed (a max pool: its group's last tap's, at the group's output word)
-        out_offset = Mux(is_max, out_word << 2, offset)
+        # feed (a pool: its group's last tap's, at the group's output word)
+        out_offset = Mux(is_pool, out_word << 2, offset)
         addr = [Signal(32, name=f"vector_addr_{d}") for d in range(_VECTOR_LEAD)]
         strobe = [Signal(_BEAT, name=f"vector_strobe_{d}") for d in range(_VECTOR_LEAD)]
         valid = [Signal(name=f"vector_valid_{d}") for d in range(_VECTOR_LEAD)]
-        m.d.sync += [addr[0].eq(cmd.f[2] + out_offset), valid[0].eq(feed & (~is_max | last_tap)),
+        m.d.sync += [addr[0].eq(cmd.f[2] + out_offset), valid[0].eq(feed & (~is_pool | last_tap)),
                      strobe[0].eq(Cat(*(out_offset + i < cmd.f[4] for i in range(_BEAT))))]
         m.d.sync += [x[d].eq(x[d - 1]) for x in (addr, strobe) for d in range(1, _VECTOR_LEAD)]
         m.d.sync += valid[1].eq(valid[0] & (function != 0))  # the step is there with the feed's bytes
@@ -1048,15 +1053,19 @@ class NPU(wiring.Component):
             a1 = Signal(signed(8), name=f"vector_a1_{i}")
             m.d.sync += [s1[0].eq(_mbqm(((a - a_zp) << left)[:32].as_signed(), ma, sa, mode)),
                          s1[1].eq(_mbqm(((b - b_zp) << left)[:32].as_signed(), mb, sb_, mode)), a1.eq(a)]
-            # a max pool's running maximum of its group's read taps (from the int8 minimum)
-            best = Signal(signed(8), name=f"vector_max_{i}")
-            m.d.sync += best.eq(Mux(tap_first, Mux(tap_read, a, -128), Mux(tap_read & (a > best), a, best)))
-            # stage 2: the output's rescale of their int32 sum (a max pool: the maximum so far)
+            # a pool's running maximum (from the int8 minimum) and sum of its group's read taps
+            best, total = Signal(signed(8), name=f"vector_max_{i}"), Signal(signed(32), name=f"vector_total_{i}")
+            taken = Mux(tap_read, a, 0)
+            m.d.sync += [best.eq(Mux(tap_first, Mux(tap_read, a, -128), Mux(tap_read & (a > best), a, best))),
+                         total.eq(Mux(tap_first, taken, total + taken))]
+            # stage 2: the output's rescale of their int32 sum (avg: of the taps' sum plus the bias; max:
+            # the maximum so far)
             s2, a2 = Signal(signed(32), name=f"vector_sum_{i}"), Signal(signed(8), name=f"vector_a2_{i}")
-            m.d.sync += [s2.eq(_mbqm((s1[0] + s1[1])[:32].as_signed(), my, sy, mode)), a2.eq(Mux(is_max, best, a1))]
-            # stage 3: plus the output zero point (add) or the operand itself (clamp), clamped
+            rescaled = Mux(is_avg, (total + bias)[:32], (s1[0] + s1[1])[:32]).as_signed()
+            m.d.sync += [s2.eq(_mbqm(rescaled, my, sy, mode)), a2.eq(Mux(is_max, best, a1))]
+            # stage 3: plus the output zero point (add, avg) or the operand (clamp; max: its maximum), clamped
             value = Signal(signed(34), name=f"vector_value_{i}")
-            m.d.comb += value.eq(Mux(is_add, s2 + y_zp, a2))
+            m.d.comb += value.eq(Mux(is_add | is_avg, s2 + y_zp, a2))
             code = Signal(8, name=f"vector_code_{i}")
             m.d.sync += code.eq(Mux(value < low, low, Mux(value > high, high, value)))
             out.append(code)

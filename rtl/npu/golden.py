@@ -49,7 +49,10 @@ accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented he
              ``[low, high]`` (a ReLU: ``low`` the zero point; a copy: the int8 range); ``max``, a max
              pool of a band of output rows of channels-last int8 images, beat by beat as
              :class:`~accel.encoding.VectorStep` walks its windows (padding taps not read), each
-             4-channel group's maxima clamped to ``[low, high]``, from ``output_addr``.
+             4-channel group's maxima clamped to ``[low, high]``, from ``output_addr``; ``avg``, a
+             global average pool walked the same way, each group's sums plus the step's bias
+             rescaled (:func:`sim.numerics.multiply_by_quantized_multiplier`, the design's
+             rounding) plus the output zero point, clamped.
 
 Accumulator elements are little-endian 4-byte words at 4-byte aligned byte addresses.
 
@@ -59,7 +62,8 @@ output zero point and fused ReLU; each store's first channel from the tile the a
 its address, as ``sim.execute`` finds it), and for every Vector command of an integer element-wise
 layer the vector step that computes ``sim.execute``'s codes: a quantized add's zero points and
 rescales (:func:`sim.reference.tflite_add_parameters`), a ReLU's clamp at its input's zero point,
-a windowed max pool's window and image geometry with where its chunk's rows and input band start.
+a windowed max pool's window and image geometry with where its chunk's rows and input band start,
+a global average pool's image, bias and TFLite rescale.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ from sim.execute import block_offsets
 from sim.numerics import (
     NMCompressed,
     apply_overflow,
+    multiply_by_quantized_multiplier,
     nm_gemm,
     quantize_multiplier,
     requantize,
@@ -222,8 +227,8 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
             vstep = None if requant is None else requant.vector_step(cmd.id)
             if vstep is None:
                 continue  # timed only
-            if vstep.function == "max":
-                codes = _max_pool(cmd, vstep, mem.scratchpad)
+            if vstep.function in ("max", "avg"):
+                codes = _pool(cmd, vstep, mem.scratchpad, mode)
                 write(mem.scratchpad, cmd.output_addr, cmd.output_block, codes.astype(np.int8).tobytes())
                 continue
             x = _codes(read(mem.scratchpad, cmd.input_addr, cmd.input_block, cmd.elements), True)
@@ -238,9 +243,10 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
     return mem
 
 
-def _max_pool(cmd: Vector, step: VectorStep, spad: bytearray) -> np.ndarray:
-    """The output codes of a ``max`` step's command (:class:`~accel.encoding.VectorStep`'s walk: beat by
-    beat, taps of one 4-channel group of one output pixel after another), 4 a group, in order."""
+def _pool(cmd: Vector, step: VectorStep, spad: bytearray, mode: str) -> np.ndarray:
+    """The output codes of a pool step's command (:class:`~accel.encoding.VectorStep`'s walk: beat by
+    beat, taps of one 4-channel group of one output pixel after another), 4 a group, in order: the
+    maxima of the read taps (``max``), or the rescaled sums plus the bias (``avg``)."""
     if cmd.elements % 4 or (cmd.elements // 4) % step.taps:
         raise ValueError(f"execute: command {cmd.id}'s {cmd.elements} elements are not whole output words of "
                          f"{step.taps} beats of 4")
@@ -254,7 +260,7 @@ def _max_pool(cmd: Vector, step: VectorStep, spad: bytearray) -> np.ndarray:
             if step.first_row:
                 raise ValueError(f"execute: command {cmd.id}'s chunk spans images from output row {step.first_row}")
             image, row = divmod(row, step.out_h)
-        best = np.full(4, INT8.min_int, dtype=np.int64)
+        best, total = np.full(4, INT8.min_int, dtype=np.int64), np.zeros(4, dtype=np.int64)
         for i in range(step.kernel_h):
             for j in range(step.kernel_w):
                 ih, iw = row * step.stride_h - step.pad_top + i, x * step.stride_w - step.pad_left + j
@@ -264,7 +270,12 @@ def _max_pool(cmd: Vector, step: VectorStep, spad: bytearray) -> np.ndarray:
                       + iw * step.pixel_bytes + 4 * g)
                 if at < 0 or at + 4 > len(spad):
                     raise ValueError(f"execute: command {cmd.id} reads bytes {at}..{at + 3} outside the scratchpad")
-                best = np.maximum(best, _codes(spad[at:at + 4], True))
+                tap = _codes(spad[at:at + 4], True)
+                best, total = np.maximum(best, tap), total + tap
+        if step.function == "avg":
+            best = np.array([multiply_by_quantized_multiplier(wrap(int(v) + step.bias, INT32), step.y_multiplier,
+                                                              step.y_shift, mode=mode) + step.y_zero_point
+                             for v in total])
         out[o] = np.clip(best, step.low, step.high)
     return out.reshape(-1)
 
@@ -288,14 +299,15 @@ def requant_table(plan: Plan) -> RequantTable:
     scales) gets an ``add`` step (:func:`sim.reference.tflite_add_parameters`: the zero points and the
     TFLite rescales in the design's rounding), of a ReLU a ``clamp`` from its input's zero point, of
     an identity or passthrough a ``clamp`` to the int8 range, of a windowed max pool chunked in bands
-    of output rows (int8 codes of one scale, whole groups of 4 channels, no dilation) a ``max`` step.
+    of output rows (int8 codes of one scale, whole groups of 4 channels, no dilation) a ``max`` step,
+    of a global average pool (int8 images, chunks of whole groups of 4 channels) an ``avg`` step.
 
     Raises :class:`~accel.errors.ConfigError` for what the NPU's requantizer and vector unit cannot
     compute: a design in a requantization mode other than ``tflite-double`` or ``tflite-single`` (the
     float32 one rounds floats: not integer arithmetic), grouped layers (convolution groups), int32 or
     non-int8 outputs, a fused activation other than ReLU, a store of an address no tile of its layer
-    wrote, a Vector command of any other layer (a multiply, an average or global pool, a max pool
-    chunked by channels, a depthwise convolution, an add of a constant or of broadcast operands), one
+    wrote, a Vector command of any other layer (a multiply, a windowed average pool, a global or
+    channel-chunked max pool, a depthwise convolution, an add of a constant or of broadcast operands), one
     whose elements are not its chunk's (``elements != extent``; a pool's: its rows' outputs times its
     taps), a chunk of a pool that spans images from a row other than their first, or one that reads
     or writes through a block.
@@ -399,9 +411,11 @@ def _pool_step(plan: Plan, cmd: Vector, where: str, what: str) -> VectorStep:
     layer = graph.layer(cmd.layer)
     x, out = graph.tensors[layer.inputs[0]], graph.tensors[layer.outputs[0]]
     loop_order = next((m.loop_order for m in plan.layers if m.layer == layer.name), "")
+    if layer.attrs.get("kind") == "avg" and layer.attrs.get("global"):
+        return _global_avg_step(plan, cmd, where)
     if layer.attrs.get("kind") != "max" or layer.attrs.get("global") or loop_order != "bands":
         raise ConfigError(f"{where}: the NPU's vector unit pools windowed max pools chunked in bands of output "
-                          f"rows, not {what} ({'global ' if layer.attrs.get('global') else ''}"
+                          f"rows and global average pools, not {what} ({'global ' if layer.attrs.get('global') else ''}"
                           f"{layer.attrs.get('kind')} pool, {loop_order or 'no'} chunks)")
     if code_format(x) != INT8 or code_format(out) != INT8 or x.quant != out.quant:
         raise ConfigError(f"{where}: the NPU's vector unit max-pools int8 codes of one scale and zero point; this "
@@ -427,5 +441,40 @@ def _pool_step(plan: Plan, cmd: Vector, where: str, what: str) -> VectorStep:
         return VectorStep(command=cmd.id, function="max", kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
                           pad_top=pt, pad_left=pl, band_row=start - first_image * h, channel_groups=c // 4, out_w=ow,
                           in_h=h, in_w=w, out_h=oh, first_row=first_row)
+    except EncodingError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _global_avg_step(plan: Plan, cmd: Vector, where: str) -> VectorStep:
+    """The ``avg`` step of a Vector command of a global average pool chunked by channels (all pixels of
+    each of its images): one window of the whole image, the sum's bias (minus the input zero point
+    times the pixels) and the output's rescale, as :func:`sim.reference.global_avg_codes` computes it
+    (its float32 scale, :func:`sim.numerics.quantize_multiplier` in the design's rounding)."""
+    graph = plan.graph
+    assert graph is not None
+    layer = graph.layer(cmd.layer)
+    x, out = graph.tensors[layer.inputs[0]], graph.tensors[layer.outputs[0]]
+    if len(x.shape) != 4 or code_format(x) != INT8 or code_format(out) != INT8 or x.quant is None \
+            or out.quant is None:
+        raise ConfigError(f"{where}: the NPU's vector unit average-pools quantized int8 N x C x H x W images; this "
+                          f"layer maps {code_format(x).name} {x.shape} to {code_format(out).name} codes")
+    n, _, h, w = x.shape
+    channels = cmd.extent
+    if channels % 4:
+        raise ConfigError(f"{where}: the NPU's vector unit average-pools whole groups of 4 channels, not a chunk of "
+                          f"{channels}")
+    if cmd.elements != channels * n * h * w:
+        raise ConfigError(f"{where}: the NPU's vector unit computes a chunk's {channels} channels of {n} images of "
+                          f"{h} x {w} ({channels * n * h * w} elements), not {cmd.elements}")
+    if any(b is not None for b in (cmd.input_block, cmd.output_block)):
+        raise ConfigError(f"{where}: the NPU's vector unit reads and writes packed runs, not blocks")
+    size = h * w
+    scale = np.float32(x.quant.scale[0]) / (np.float32(out.quant.scale[0]) * np.float32(size))
+    multiplier, shift = quantize_multiplier(float(scale), mode=requant_mode(plan.arch))
+    try:
+        return VectorStep(command=cmd.id, function="avg", y_zero_point=int(out.quant.zero_point[0]),
+                          y_multiplier=multiplier, y_shift=shift, bias=-int(x.quant.zero_point[0]) * size,
+                          kernel_h=h, kernel_w=w, stride_h=1, stride_w=1, channel_groups=channels // 4, out_w=1,
+                          in_h=h, in_w=w, out_h=1)
     except EncodingError as e:
         raise ConfigError(f"{where}: {e}") from None

@@ -1,4 +1,4 @@
-"""The NPU's vector unit computes quantized adds, clamps (ReLUs, copies) and max pools as the host's table says.
+"""The NPU's vector unit computes quantized adds, clamps (ReLUs, copies) and pools as the host's table says.
 
 A residual block (1x1 conv -> ReLU -> 1x1 conv -> add of the block's input, the ReLUs folded into the
 convolution's store and the add's output range by onnxruntime's quantizer; 1x1 convolutions because
@@ -13,10 +13,12 @@ on Icarus, the NPU with the table written through its ``rq_*`` port must end wit
 every command's start and end must be the simulator's. A hand-written program clamps (a ReLU and a
 copy) and adds with a hand-written table; a table with a wrong rescale must fail on the data only.
 
-A 2x4x12x12 1x1 conv -> 3x3 stride-2 max pool with padding 1 -> 2x2 max pool, quantized the same way,
-is mapped onto fpga-small with a 2 KiB scratchpad, so the first pool's chunks are bands of rows inside
-an image (their input bands starting mid-image) and the second's span both images; its max steps
-(:class:`~accel.encoding.VectorStep` ``max``) make golden end with sim.execute's DRAM (through DRAM
+A 2x4x12x12 1x1 conv -> 3x3 stride-2 max pool with padding 1 -> 2x2 max pool -> global average pool,
+quantized the same way, is mapped onto fpga-small with a 2 KiB scratchpad, so the first pool's chunks
+are bands of rows inside an image (their input bands starting mid-image), the second's span both
+images and the average pool's chunk is both images' 8 channels; its pool steps
+(:class:`~accel.encoding.VectorStep` ``max`` and ``avg``: the sum's bias and the TFLite rescale of
+sim.reference.global_avg_codes' float32 scale) make golden end with sim.execute's DRAM (through DRAM
 and resident), golden agrees with sim.reference.maxpool_codes on a hand-written band, and on Icarus
 the NPU ends with golden's DRAM and the simulator's every start and end; a step with a wrong left
 padding must fail on the data only.
@@ -188,7 +190,7 @@ def pool_design():  # noqa: ANN201
 @cache
 def pool_graph():  # noqa: ANN201
     """(graph, input codes of its device part) of a 2x4x12x12 1x1 conv (8 channels) -> 3x3 stride-2 max pool
-    with padding 1 -> 2x2 max pool, quantized with int8 activations."""
+    with padding 1 -> 2x2 max pool -> global average pool, quantized with int8 activations."""
     from workloads.onnx_export import export_onnx
     from workloads.quantize import calibration_inputs, quantize_model
 
@@ -196,7 +198,8 @@ def pool_graph():  # noqa: ANN201
     x = b.input("x", (2, 4, 12, 12))
     h = b.conv(x, 8, 1, name="conv")
     h = b.pool(h, "max", 3, 2, 1, name="pool1")
-    b.pool(h, "max", 2, name="pool2")
+    h = b.pool(h, "max", 2, name="pool2")
+    b.global_pool(h, "avg", name="gap")
     logging.disable(logging.WARNING)
     try:
         model = export_onnx(b.build(), seed=3)
@@ -221,16 +224,19 @@ POOLS = {"max_pool": lambda: pool_network("none"), "max_pool_resident": lambda: 
 
 
 @pytest.mark.parametrize("name", POOLS)
-def test_golden_with_the_hosts_table_max_pools_as_sim_execute(name: str) -> None:
+def test_golden_with_the_hosts_table_pools_as_sim_execute(name: str) -> None:
     """Golden, given the plan's table, ends with sim.execute's DRAM image, every byte; the first pool's
     chunks are bands of rows inside an image (from output row 3, its input band from row 5), the
-    second's whole images; without the pools' steps it does not."""
+    second's whole images, the global average pool's both images' 8 channels; without the pools'
+    steps it does not."""
     plan, inputs = POOLS[name]()
     table = requant_table(plan)
     vectors = [c for c in plan.commands if isinstance(c, Vector)]
-    assert {c.layer for c in vectors} == {"pool1", "pool2"} and len(vectors) == 5
+    assert [c.layer for c in vectors] == ["pool1"] * 4 + ["pool2", "gap"]
     steps = {s.command: s for s in table.vector}
-    assert [steps[c.id].function for c in vectors] == ["max"] * 5
+    assert [steps[c.id].function for c in vectors] == ["max"] * 5 + ["avg"]
+    gap = plan.graph.tensors[plan.graph.layer("gap").inputs[0]].quant
+    assert steps[vectors[-1].id].bias == -9 * int(gap.zero_point[0]) and steps[vectors[-1].id].y_multiplier
     assert {(steps[c.id].first_row, steps[c.id].band_row) for c in vectors if c.layer == "pool1"} == {(0, 0), (3, 5)}
     assert [(steps[c.id].first_row, steps[c.id].band_row) for c in vectors if c.layer == "pool2"] == [(0, 0)]
     before, after = dram_images(plan, inputs)
@@ -271,8 +277,8 @@ def test_pools_the_vector_unit_cannot_compute_are_refused() -> None:
     avg = dataclasses.replace(pool1, attrs={**pool1.attrs, "kind": "avg"}, source_op="AveragePool")
     layers = tuple(avg if layer.name == "pool1" else layer for layer in graph.layers)
     with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'pool1'\): the NPU's vector unit "
-                                          r"pools windowed max pools chunked in bands of output rows, not "
-                                          r"AveragePool \(avg pool, bands chunks\)$"):
+                                          r"pools windowed max pools chunked in bands of output rows and global "
+                                          r"average pools, not AveragePool \(avg pool, bands chunks\)$"):
         requant_table(dataclasses.replace(plan, graph=dataclasses.replace(graph, layers=layers)))
     half = dataclasses.replace(vector, elements=vector.elements // 2)
     with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'pool1'\): the NPU's vector unit "
@@ -280,6 +286,15 @@ def test_pools_the_vector_unit_cannot_compute_are_refused() -> None:
                                           r"elements\), not 648$"):
         requant_table(dataclasses.replace(plan, commands=tuple(half if c.id == vector.id else c
                                                                for c in plan.commands)))
+    gap = next(c for c in plan.commands if isinstance(c, Vector) and c.layer == "gap")
+    for wrong, message in ((dataclasses.replace(gap, extent=6, elements=6 * 2 * 3 * 3),
+                            "average-pools whole groups of 4 channels, not a chunk of 6"),
+                           (dataclasses.replace(gap, elements=gap.elements - 4),
+                            r"computes a chunk's 8 channels of 2 images of 3 x 3 \(144 elements\), not 140")):
+        with pytest.raises(ConfigError, match=rf"^Command {gap.id} \(Vector, layer 'gap'\): the NPU's vector unit "
+                                              rf"{message}$"):
+            requant_table(dataclasses.replace(plan, commands=tuple(wrong if c.id == gap.id else c
+                                                                   for c in plan.commands)))
 
 
 def vector_ops() -> tuple[tuple, RequantTable]:
