@@ -14,9 +14,10 @@ every command's start and end must be the simulator's. A hand-written program cl
 copy) and adds with a hand-written table; a table with a wrong rescale must fail on the data only.
 
 A 2x4x12x12 1x1 conv -> 3x3 stride-2 max pool with padding 1 -> 2x2 max pool -> global average pool,
-quantized the same way, is mapped onto fpga-small with a 2 KiB scratchpad, so the first pool's chunks
-are bands of rows inside an image (their input bands starting mid-image), the second's span both
-images and the average pool's chunk is both images' 8 channels; its pool steps
+quantized the same way, is mapped onto fpga-small with a 4 KiB scratchpad: through DRAM the first
+pool's chunks are whole images; with the ILP keeping the later pools' tensors on chip they are bands
+of rows inside an image (their input bands starting mid-image); the second pool's chunk spans both
+images and the average pool's is both images' 8 channels; its pool steps
 (:class:`~accel.encoding.VectorStep` ``max`` and ``avg``: the sum's bias and the TFLite rescale of
 sim.reference.global_avg_codes' float32 scale) make golden end with sim.execute's DRAM (through DRAM
 and resident), golden agrees with sim.reference.maxpool_codes on a hand-written band, and on Icarus
@@ -177,8 +178,9 @@ def test_a_multiply_on_the_vector_unit_is_refused() -> None:
         requant_table(plan)
 
 
-POOL_SPAD_BYTES = 2048
-"""The pool network's scratchpad: small enough that the first pool's chunks are bands of rows of one image."""
+POOL_SPAD_BYTES = 4096
+"""The pool network's scratchpad: through DRAM the first pool's chunks are whole images; with the ILP
+keeping the pools' tensors on chip, the rest of it takes bands of rows of one image."""
 
 
 def pool_design():  # noqa: ANN201
@@ -222,22 +224,32 @@ def pool_network(allocator: str = "none") -> tuple[Plan, dict]:
 POOLS = {"max_pool": lambda: pool_network("none"), "max_pool_resident": lambda: pool_network("ilp")}
 """The mapper's plans of the pool network by name (npu_tb.py has a cocotb test of each)."""
 
+POOL1_CHUNKS = {"max_pool": [(0, 0)] * 2, "max_pool_resident": [(0, 0), (3, 5), (0, 0), (3, 5)]}
+"""``(first_row, band_row)`` of the first pool's chunks in each plan: whole images, or halves of each
+image (the second half's windows from output row 3, its input band from row 5)."""
+
 
 @pytest.mark.parametrize("name", POOLS)
 def test_golden_with_the_hosts_table_pools_as_sim_execute(name: str) -> None:
     """Golden, given the plan's table, ends with sim.execute's DRAM image, every byte; the first pool's
-    chunks are bands of rows inside an image (from output row 3, its input band from row 5), the
-    second's whole images, the global average pool's both images' 8 channels; without the pools'
-    steps it does not."""
+    chunks are whole images or bands of rows inside one (:data:`POOL1_CHUNKS`), the second's both
+    images, the global average pool's both images' 8 channels; the resident plan keeps the second
+    pool's input and output and the average pool's input on chip; without the pools' steps golden
+    does not end with sim.execute's image."""
     plan, inputs = POOLS[name]()
     table = requant_table(plan)
     vectors = [c for c in plan.commands if isinstance(c, Vector)]
-    assert [c.layer for c in vectors] == ["pool1"] * 4 + ["pool2", "gap"]
+    pool1 = len(POOL1_CHUNKS[name])
+    assert [c.layer for c in vectors] == ["pool1"] * pool1 + ["pool2", "gap"]
     steps = {s.command: s for s in table.vector}
-    assert [steps[c.id].function for c in vectors] == ["max"] * 5 + ["avg"]
+    assert [steps[c.id].function for c in vectors] == ["max"] * (pool1 + 1) + ["avg"]
+    moved = {c.tensor for c in plan.commands if isinstance(c, (Load, Store)) and c.layer in ("pool2", "gap")}
+    assert moved == ({"gap_QuantizeLinear_Output"} if name == "max_pool_resident" else
+                     {f"{t}_QuantizeLinear_Output" for t in ("pool1", "pool2", "gap")})
     gap = plan.graph.tensors[plan.graph.layer("gap").inputs[0]].quant
     assert steps[vectors[-1].id].bias == -9 * int(gap.zero_point[0]) and steps[vectors[-1].id].y_multiplier
-    assert {(steps[c.id].first_row, steps[c.id].band_row) for c in vectors if c.layer == "pool1"} == {(0, 0), (3, 5)}
+    assert [(steps[c.id].first_row, steps[c.id].band_row) for c in vectors if c.layer == "pool1"] == \
+        POOL1_CHUNKS[name]
     assert [(steps[c.id].first_row, steps[c.id].band_row) for c in vectors if c.layer == "pool2"] == [(0, 0)]
     before, after = dram_images(plan, inputs)
     assert execute(plan.arch, plan.commands, before, requant=table).dram == bytearray(after)
@@ -282,8 +294,8 @@ def test_pools_the_vector_unit_cannot_compute_are_refused() -> None:
         requant_table(dataclasses.replace(plan, graph=dataclasses.replace(graph, layers=layers)))
     half = dataclasses.replace(vector, elements=vector.elements // 2)
     with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'pool1'\): the NPU's vector unit "
-                                          r"computes a chunk's 3 output rows of 6 x 8 codes, 9 taps each \(1296 "
-                                          r"elements\), not 648$"):
+                                          r"computes a chunk's 6 output rows of 6 x 8 codes, 9 taps each \(2592 "
+                                          r"elements\), not 1296$"):
         requant_table(dataclasses.replace(plan, commands=tuple(half if c.id == vector.id else c
                                                                for c in plan.commands)))
     gap = next(c for c in plan.commands if isinstance(c, Vector) and c.layer == "gap")
