@@ -109,19 +109,20 @@ configured id plus one; :func:`encode_vector_table`)
     word    bits        field
     ======  ==========  ======================================================================
     0       0..3        ``function``: 0 none (timing only), 1 ``add``, 2 ``clamp``, 3 ``max``,
-                        4 ``avg``
+                        4 ``avg``, 5 ``depthwise``
     0       8..15       ``low``: the output clamp's lower bound (a ReLU's: the zero point)
     0       16..23      ``high``: the output clamp's upper bound
-    1       0..7        ``a_zero_point``: the first input's zero point (``add``)
+    1       0..7        ``a_zero_point``: the first input's zero point (``add``, ``depthwise``)
     1       8..15       ``b_zero_point``: the second input's zero point (``add``)
-    1       16..23      ``y_zero_point``: the output zero point (``add``, ``avg``)
+    1       16..23      ``y_zero_point``: the output zero point (``add``, ``avg``, ``depthwise``)
     2       0..31       ``a_multiplier`` (``0 .. 2**31 - 1``): the first input's rescale
     3       0..31       ``b_multiplier``: the second input's rescale
     4       0..31       ``y_multiplier``: the output's rescale (``add``, ``avg``)
     5       0..7        ``a_shift`` (``-31 .. 30``, two's complement)
     5       8..15       ``b_shift``
     5       16..23      ``y_shift``
-    6       0..7        ``kernel_h``: a pool's (``max``, ``avg``) window rows (1..255; others: 0)
+    6       0..7        ``kernel_h``: a window's (``max``, ``avg``, ``depthwise``) rows (1..255;
+                        others: 0)
     6       8..15       ``kernel_w``: its window columns
     6       16..23      ``stride_h``: its rows between windows
     6       24..31      ``stride_w``: its columns between windows
@@ -146,7 +147,9 @@ configured id plus one; :func:`encode_vector_table`)
     16      0..15       ``top`` (int16, derived): ``first_row stride_h - pad_top``, the input row
                         of the first window's top
     17      0..31       ``bias`` (int32): added to an ``avg`` window's sum before its rescale
-    18..31              zero
+    18      0..15       ``first_channel``: the channel-table entry of a ``depthwise`` chunk's
+                        channel 0
+    19..31              zero
     ======  ==========  ======================================================================
 
     The derived words are what the NPU adds instead of multiplying; :func:`decode_vector_table`
@@ -176,6 +179,15 @@ configured id plus one; :func:`encode_vector_table`)
     group's 4 lanes' :func:`sim.numerics.multiply_by_quantized_multiplier` ``(sum + bias,
     y_multiplier, y_shift) + y_zero_point`` (the sum of its read taps' codes; ``bias`` is minus the
     input zero point times the taps), clamped to ``[low, high]``, in the design's rounding mode.
+
+    ``depthwise`` walks its windows as ``max`` does (a depthwise convolution of a chunk of
+    ``4 channel_groups`` channels, every image whole: ``first_row = band_row = 0``) and multiplies
+    each read tap's codes minus ``a_zero_point`` by the channel's int8 weight of the tap, the
+    weights ``kernel_h kernel_w`` bytes a channel from ``second_addr`` (channel ``c``'s tap ``(i,
+    j)`` at ``second_addr + (c kernel_h + i) kernel_w + j``); lane ``l`` of group ``g`` is channel
+    ``c = 4 g + l`` of the chunk, its sum requantized by channel-table entry ``first_channel + c``
+    as a Store's (:func:`sim.numerics.requantize` of ``int32(sum + bias)``, ``multiplier``,
+    ``shift``, ``y_zero_point``, clamped to ``[low, high]``: a fused ReLU raises ``low``).
 
 Encoding refuses what it cannot represent (a field too wide for its slot, ids out of order, a
 dependency on a later command, a command field this format has no slot for) with an
@@ -428,7 +440,7 @@ class RequantChannel:
             ("shift", self.shift, -31, 30)))
 
 
-VECTOR_FUNCTIONS = ("add", "clamp", "max", "avg")
+VECTOR_FUNCTIONS = ("add", "clamp", "max", "avg", "depthwise")
 """What a :class:`VectorStep` may compute: its ``function`` code is the index here plus one."""
 
 VECTOR_STEP_WORDS = 32
@@ -438,7 +450,7 @@ _POOL_FIELDS = (("kernel_h", 1, 255), ("kernel_w", 1, 255), ("stride_h", 1, 255)
                 ("pad_top", 0, 255), ("pad_left", 0, 255), ("band_row", 0, 0xFFFF), ("channel_groups", 1, 0xFFFF),
                 ("out_w", 1, 0xFFFF), ("in_h", 1, 0xFFFF), ("in_w", 1, 0xFFFF), ("out_h", 1, 0xFFFF),
                 ("first_row", 0, 0xFFFF))
-_POOLS = ("max", "avg")  # the functions that walk windows (and have a geometry)
+_POOLS = ("max", "avg", "depthwise")  # the functions that walk windows (and have a geometry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,8 +458,9 @@ class VectorStep:
     """What one Vector command (by command id) computes on its elements (module docstring): TFLite's
     quantized ``add`` of two int8 operands, a ``clamp`` of one (a ReLU, a copy), a ``max`` pool
     of a chunk of output rows with its geometry (``kernel_h`` .. ``first_row``: all zero but for
-    the pools; its derived words are properties) or an ``avg`` pool (a global average pool: the
-    geometry, ``bias`` and the output's rescale)."""
+    the windowed functions; its derived words are properties), an ``avg`` pool (a global average
+    pool: the geometry, ``bias`` and the output's rescale) or a ``depthwise`` convolution of a chunk
+    of channels (the geometry, the zero points, ``first_channel`` of its channel-table entries)."""
 
     command: int
     function: str
@@ -476,6 +489,7 @@ class VectorStep:
     out_h: int = 0
     first_row: int = 0
     bias: int = 0
+    first_channel: int = 0
 
     def __post_init__(self) -> None:
         what = f"Vector step of command {self.command}"
@@ -487,7 +501,8 @@ class VectorStep:
         scales = [(f, getattr(self, f), lo, hi) for p in "aby" for f, lo, hi in
                   ((f"{p}_multiplier", 0, (1 << 31) - 1), (f"{p}_shift", -31, 30))]
         _check_range(what, (("command", self.command, 0, _U32 // 2), *codes, *scales,
-                            ("bias", self.bias, -(1 << 31), (1 << 31) - 1)))
+                            ("bias", self.bias, -(1 << 31), (1 << 31) - 1),
+                            ("first_channel", self.first_channel, 0, 0xFFFF)))
         if self.low > self.high:
             raise EncodingError(f"{what}: low must be at most high, not {self.low} > {self.high}")
         if self.function in _POOLS:
@@ -499,10 +514,16 @@ class VectorStep:
                                   ("start_offset", "row_bytes", "pixel_step", "row_step", "image_step"))))
         elif any(getattr(self, f) for f, _, _ in _POOL_FIELDS):
             given = ", ".join(f"{f}={getattr(self, f)}" for f, _, _ in _POOL_FIELDS if getattr(self, f))
-            raise EncodingError(f"{what}: only a max or avg step has a pool geometry; this {self.function} step "
-                                f"has {given}")
+            raise EncodingError(f"{what}: only a max, avg or depthwise step has a window geometry; this "
+                                f"{self.function} step has {given}")
         if self.bias and self.function != "avg":
             raise EncodingError(f"{what}: only an avg step has a bias; this {self.function} step has {self.bias}")
+        if self.first_channel and self.function != "depthwise":
+            raise EncodingError(f"{what}: only a depthwise step has a first channel; this {self.function} step has "
+                                f"{self.first_channel}")
+        if self.function == "depthwise" and (self.first_row or self.band_row):
+            raise EncodingError(f"{what}: a depthwise step's chunk is whole images, not from row {self.first_row} "
+                                f"(band row {self.band_row})")
 
     @property
     def taps(self) -> int:
@@ -568,6 +589,10 @@ class RequantTable:
         vector_ids = [s.command for s in self.vector]
         if len(set(vector_ids)) != len(vector_ids):
             raise EncodingError(f"Requantization table configures vector command {_first_repeat(vector_ids)} twice")
+        for v in self.vector:
+            if v.function == "depthwise" and v.first_channel + v.pixel_bytes > len(self.channels):
+                raise EncodingError(f"Vector step of command {v.command}: channels {v.first_channel}.."
+                                    f"{v.first_channel + v.pixel_bytes - 1} beyond the table's {len(self.channels)}")
         for s in self.steps:
             if s.first_channel + s.columns > len(self.channels):
                 raise EncodingError(f"Requantization step of command {s.command}: channels {s.first_channel}.."
@@ -626,6 +651,7 @@ def encode_vector_table(table: RequantTable) -> tuple[int, ...]:
         if s.function in _POOLS:
             words[at + 6:at + 17] = _pool_words(s)
         words[at + 17] = s.bias & _U32
+        words[at + 18] = s.first_channel
     return tuple(words)
 
 
@@ -661,11 +687,12 @@ def decode_vector_table(words: Sequence[int]) -> tuple[VectorStep, ...]:
         step = VectorStep(command=command, function=name, low=_s8(w[0] >> 8), high=_s8(w[0] >> 16),
                           a_zero_point=_s8(w[1]), b_zero_point=_s8(w[1] >> 8), y_zero_point=_s8(w[1] >> 16),
                           a_multiplier=w[2], b_multiplier=w[3], y_multiplier=w[4], a_shift=_s8(w[5]),
-                          b_shift=_s8(w[5] >> 8), y_shift=_s8(w[5] >> 16), bias=_s32(w[17]), **pool)
+                          b_shift=_s8(w[5] >> 8), y_shift=_s8(w[5] >> 16), bias=_s32(w[17]),
+                          first_channel=w[18] & 0xFFFF, **pool)
         expected = _pool_words(step) if name in _POOLS else (0,) * 11
-        if tuple(w[6:17]) != expected or any(w[18:]):
+        if tuple(w[6:17]) != expected or w[18] >> 16 or any(w[19:]):
             raise EncodingError(f"Vector step of command {command}: words 6..{n - 1} must be its {name} step's "
-                                f"{', '.join(map(str, expected))}, its bias and zero, not "
+                                f"{', '.join(map(str, expected))}, its bias, first channel and zero, not "
                                 f"{', '.join(map(str, w[6:]))}")
         out.append(step)
     return tuple(out)

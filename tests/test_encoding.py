@@ -193,9 +193,9 @@ def max_pool_step(**fields):  # noqa: ANN003, ANN201
     """A 3x3 stride-2 max step with padding 1 on 8 x 6 images of 12 channels, from output row 2."""
     from accel.encoding import VectorStep
 
-    geometry = dict(kernel_h=3, kernel_w=3, stride_h=2, stride_w=2, pad_top=1, pad_left=1, band_row=3,
-                    channel_groups=3, out_w=3, in_h=8, in_w=6, out_h=4, first_row=2)
-    return VectorStep(command=1, function="max", low=-100, **{**geometry, **fields})
+    geometry = dict(function="max", kernel_h=3, kernel_w=3, stride_h=2, stride_w=2, pad_top=1, pad_left=1,
+                    band_row=3, channel_groups=3, out_w=3, in_h=8, in_w=6, out_h=4, first_row=2)
+    return VectorStep(command=1, low=-100, **{**geometry, **fields})
 
 
 def test_a_max_pool_step_round_trips_with_its_derived_words():
@@ -231,21 +231,42 @@ def test_an_avg_step_carries_its_bias_and_rescale():
     assert decode_vector_table(w) == (step,)
 
 
+def test_a_depthwise_step_carries_its_first_channel():
+    """A depthwise step: the walk's geometry, the input and output zero points, its chunk's first
+    channel-table entry in word 18."""
+    from accel.encoding import RequantChannel, RequantTable, decode_vector_table, encode_vector_table
+
+    step = max_pool_step(function="depthwise", first_row=0, band_row=0, a_zero_point=-9, y_zero_point=4,
+                         first_channel=300)
+    table = RequantTable(vector=(step,), channels=(RequantChannel(0, 1, 0),) * 312)
+    w = encode_vector_table(table)[32:]
+    assert w[0] == 5 | 0x9C << 8 | 0x7F << 16 and w[1] == 0xF7 | 4 << 16 and w[18] == 300 and w[19:] == (0,) * 13
+    assert decode_vector_table((0,) * 32 + w) == (step,)
+
+
 @pytest.mark.parametrize(("build", "message"), [
     (lambda m: max_pool_step(kernel_h=0),
      r"^Vector step of command 1: kernel_h must be an integer in 1\.\.255, not 0$"),
     (lambda m: max_pool_step(first_row=4),
      r"^Vector step of command 1: first_row must be below out_h, not 4 >= 4$"),
     (lambda m: m.VectorStep(command=3, function="clamp", kernel_w=2, in_h=5),
-     r"^Vector step of command 3: only a max or avg step has a pool geometry; this clamp step has kernel_w=2, "
-     r"in_h=5$"),
+     r"^Vector step of command 3: only a max, avg or depthwise step has a window geometry; this clamp step "
+     r"has kernel_w=2, in_h=5$"),
+    (lambda m: max_pool_step(first_channel=2),
+     r"^Vector step of command 1: only a depthwise step has a first channel; this max step has 2$"),
+    (lambda m: max_pool_step(function="depthwise"),
+     r"^Vector step of command 1: a depthwise step's chunk is whole images, not from row 2 \(band row 3\)$"),
+    (lambda m: m.RequantTable(vector=(max_pool_step(function="depthwise", first_row=0, band_row=0, first_channel=1),),
+                              channels=(m.RequantChannel(0, 1, 0),) * 12),
+     r"^Vector step of command 1: channels 1\.\.12 beyond the table's 12$"),
     (lambda m: max_pool_step(bias=-3),
      r"^Vector step of command 1: only an avg step has a bias; this max step has -3$"),
-    (lambda m: m.decode_vector_table((5,) + (0,) * 31),
-     r"^Vector step of command 0: function code 5 is not one of 1\.\.4$"),
+    (lambda m: m.decode_vector_table((6,) + (0,) * 31),
+     r"^Vector step of command 0: function code 6 is not one of 1\.\.5$"),
     (lambda m: m.decode_vector_table(m.encode_vector_table(m.RequantTable(vector=(max_pool_step(),)))[:45]
                                      + (73,) + (0,) * 18),
-     r"^Vector step of command 1: words 6\.\.31 must be its max step's .*, its bias and zero, not .*$"),
+     r"^Vector step of command 1: words 6\.\.31 must be its max step's .*, its bias, first channel and zero, "
+     r"not .*$"),
 ])
 def test_what_a_max_pool_step_cannot_hold_is_refused(build, message):
     import accel.encoding as m
@@ -256,7 +277,7 @@ def test_what_a_max_pool_step_cannot_hold_is_refused(build, message):
 
 @pytest.mark.parametrize(("build", "message"), [
     (lambda m: m.VectorStep(command=0, function="mul"),
-     r"^Vector step of command 0: function must be one of add, clamp, max, avg, not 'mul'$"),
+     r"^Vector step of command 0: function must be one of add, clamp, max, avg, depthwise, not 'mul'$"),
     (lambda m: m.VectorStep(command=1, function="add", a_shift=31),
      r"^Vector step of command 1: a_shift must be an integer in -31\.\.30, not 31$"),
     (lambda m: m.VectorStep(command=1, function="clamp", low=3, high=2),

@@ -119,8 +119,10 @@ Structure
     its outputs times its taps, so ``elements / 4`` feeds are the datasheet's cycles less the
     latency, as for the element-wise functions. A configured command
     that names a block (``input_block``, ``second_block``, ``output_block``) stops the run with
-    ``error``. With ``requant_channels = 0`` there is no vector datapath (every Vector command is
-    timed only).
+    ``error``, and so does a ``depthwise`` step (:mod:`rtl.npu.golden` computes it; this datapath
+    does not: its 4 lanes would need each tap's weights of 4 channels, ``kernel_h kernel_w`` bytes
+    apart in the mapper's channel-major layout, a read window each) or an unknown function code.
+    With ``requant_channels = 0`` there is no vector datapath (every Vector command is timed only).
 
 Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by the
 host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
@@ -195,7 +197,7 @@ _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
 _BEAT = 4  # bytes per DMA beat
 _RECORD_WORDS = 26  # words of a record the decoder reads: through the Vector's output block's rows
 _VECTOR_LEAD = 4  # cycles from a Vector's first read to its first write: the scratchpad read, 3 stages
-_VECTOR_FUNCTIONS = {"add": 1, "clamp": 2, "max": 3, "avg": 4}  # accel.encoding.VectorStep's function codes
+_VECTOR_FUNCTIONS = {"add": 1, "clamp": 2, "max": 3, "avg": 4, "depthwise": 5}  # VectorStep's function codes
 _VECTOR_STEP_USED = 18  # words 0..17 of a vector step (accel.encoding.encode_vector_table): the rest are zero
 _RQ_LEAD = 3  # a Store's first accumulator read feeds the requantizer 3 cycles after its start (the
 # step is read in its first cycle, the channel entries addressed in its third)
@@ -992,7 +994,8 @@ class NPU(wiring.Component):
         """The vector unit's datapath (module docstring): the host's vector steps (one per command id,
         :func:`accel.encoding.encode_vector_table`'s words 0..17), two scratchpad read windows (groups
         ``group`` and ``group + 1``), the pools' window walk and the scratchpad's third writer.
-        Returns the run-time refusal: a configured command that names a block."""
+        Returns the run-time refusal: a configured command that names a block, or whose step is a
+        ``depthwise`` one (or of no function)."""
         mode = _requant_mode(self.arch)
         m.submodules.vector_steps = steps = Memory(shape=32 * _VECTOR_STEP_USED, depth=self.max_commands, init=[])
         vw, vr = steps.write_port(granularity=32), steps.read_port(domain="sync")
@@ -1073,7 +1076,9 @@ class NPU(wiring.Component):
         m.d.comb += [sp.w_addr[w].eq(addr[-1]), sp.w_data[w].eq(Cat(*out))]
         for i in range(_BEAT):
             m.d.comb += sp.w_en[w][i].eq(valid[-1] & strobe[-1][i])
-        return busy & (function != 0) & cmd.vblk
+        # a depthwise step (golden's; this datapath has no weight lanes) or an unknown function code
+        unsupported = function >= _VECTOR_FUNCTIONS["depthwise"]
+        return busy & (function != 0) & (cmd.vblk | unsupported)
 
     @staticmethod
     def _pool_walk(m: Module, step, cmd, feed, active, finish) -> tuple:  # noqa: ANN001

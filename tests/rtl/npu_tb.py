@@ -340,3 +340,9 @@ async def max_pool_resident(dut: object) -> None:
 async def wrong_pool_step(dut: object) -> None:
     """The max-pool network with its first pool step's left padding changed in the table the NPU gets."""
     await _run_program(dut, "wrong_pool_step")
+
+
+@cocotb.test()
+async def depthwise_refused(dut: object) -> None:
+    """The mapper's depthwise convolution with its depthwise step, which the vector datapath refuses (last)."""
+    await _run_program(dut, "depthwise_refused")

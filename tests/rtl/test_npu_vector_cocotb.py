@@ -23,6 +23,12 @@ sim.reference.global_avg_codes' float32 scale) make golden end with sim.execute'
 and resident), golden agrees with sim.reference.maxpool_codes on a hand-written band, and on Icarus
 the NPU ends with golden's DRAM and the simulator's every start and end; a step with a wrong left
 padding must fail on the data only.
+
+A 2x4x8x8 1x1 conv -> 3x3 stride-2 depthwise convolution with padding 1 (on the vector unit, as the
+mapper puts it) gets a ``depthwise`` step with its channels' entries in the channel table; golden
+with it ends with sim.execute's DRAM. The NPU's vector datapath does not compute it (its weights
+are 9 bytes apart per channel in the mapper's layout, one read window per lane): the step stops
+its run with ``error``.
 """
 
 from __future__ import annotations
@@ -257,6 +263,54 @@ def test_golden_with_the_hosts_table_pools_as_sim_execute(name: str) -> None:
     assert execute(plan.arch, plan.commands, before, requant=timed_only).dram != bytearray(after)
 
 
+@cache
+def depthwise_graph():  # noqa: ANN201
+    """(graph, input codes of its device part) of a 2x4x8x8 1x1 conv (8 channels) -> 3x3 stride-2 depthwise
+    convolution with padding 1 -> ReLU, quantized with int8 activations."""
+    from workloads.onnx_export import export_onnx
+    from workloads.quantize import calibration_inputs, quantize_model
+
+    b = GraphBuilder("qdw")
+    x = b.input("x", (2, 4, 8, 8))
+    h = b.conv(x, 8, 1, name="conv")
+    h = b.conv(h, 8, 3, 2, 1, groups=8, name="dw")
+    b.activation(h, "relu", "dw.relu")
+    logging.disable(logging.WARNING)
+    try:
+        model = export_onnx(b.build(), seed=3)
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
+    finally:
+        logging.disable(logging.NOTSET)
+    graph = load_onnx(quantized)
+    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
+                          requant=Requantization.TFLITE_DOUBLE)
+    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
+
+
+@cache
+def depthwise_network(allocator: str = "none") -> tuple[Plan, dict]:
+    """The mapper's plan of the depthwise network on :func:`pool_design` (``allocator``) and its input codes."""
+    graph, inputs = depthwise_graph()
+    return map_graph(graph, pool_design(), MapOptions(allocator=allocator)), inputs
+
+
+@pytest.mark.parametrize("allocator", ["none", "ilp"])
+def test_golden_with_the_hosts_table_convolves_depthwise_as_sim_execute(allocator: str) -> None:
+    """The depthwise convolution's Vector command gets a ``depthwise`` step (its window, zero points and
+    its 8 channel-table entries after the 1x1 conv's 8); golden then ends with sim.execute's DRAM
+    image, every byte, and without the step it does not."""
+    plan, inputs = depthwise_network(allocator)
+    table = requant_table(plan)
+    (vector,) = [c for c in plan.commands if isinstance(c, Vector)]
+    (step,) = table.vector
+    assert (step.command, step.function, step.first_channel, len(table.channels)) == (vector.id, "depthwise", 8, 16)
+    assert (step.kernel_h, step.stride_h, step.pad_top, step.channel_groups, step.out_h) == (3, 2, 1, 2, 4)
+    before, after = dram_images(plan, inputs)
+    assert execute(plan.arch, plan.commands, before, requant=table).dram == bytearray(after)
+    timed_only = dataclasses.replace(table, vector=())
+    assert execute(plan.arch, plan.commands, before, requant=timed_only).dram != bytearray(after)
+
+
 def test_golden_max_pools_as_sim_reference_on_a_hand_written_band() -> None:
     """A hand-written ``max`` step over output rows 2..3 of a 5 x 7 x 8 image's 3x2 stride-(2, 3) windows
     with padding (2, 1) (the last row's windows reach below the image), its band input rows 2..4: the
@@ -409,14 +463,18 @@ def _pool_programs() -> dict[str, dict]:
     original = requant_table(pool_network()[0])
     out["wrong_pool_step"] = {**out["max_pool"], "requant": table_words(wrong_pool_step(original)),
                               "reference_requant": out["max_pool"]["requant"]}
+    plan, inputs = depthwise_network()
+    out["depthwise_refused"] = {"image": encode_program(plan.commands).hex(),
+                                "dram": dram_images(plan, inputs)[0].hex(), "requant": table_words(requant_table(plan))}
     return out
 
 
 @pytest.mark.rtl
 @pytest.mark.slow
 def test_npu_max_pools_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> None:
-    """The max-pool network's programs (through DRAM and resident) match golden (hence sim.execute) and the
-    simulator's trace; the corrupted pool step fails on the data only."""
+    """The pool network's programs (through DRAM and resident) match golden (hence sim.execute) and the
+    simulator's trace; the corrupted pool step fails on the data only; the depthwise network's step
+    (golden's only) stops the run with ``error``."""
     programs = _pool_programs()
     channels = max(len(p["requant"]["channels"]) // 4 for p in programs.values())
     by_name = run_programs(pool_design(), programs, tmp_path, requant_channels=channels,
@@ -426,6 +484,8 @@ def test_npu_max_pools_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> None:
     wrong = by_name["wrong_pool_step"]
     assert not wrong.passed, "a table with a wrong pool step must not match golden of the right one"
     assert "DRAM differed from rtl.npu.golden.execute" in wrong.message and "ran [" not in wrong.message
+    refused = by_name["depthwise_refused"]
+    assert not refused.passed and "the NPU refused the program" in refused.message, refused.message
 
 
 @pytest.mark.parametrize("mode", ["double", "single"])
