@@ -146,6 +146,7 @@ configured id plus one; :func:`encode_vector_table`)
                         an image's last window row to the next image's first
     16      0..15       ``top`` (int16, derived): ``first_row stride_h - pad_top``, the input row
                         of the first window's top
+    16      16..31      ``taps`` (derived): ``kernel_h kernel_w``
     17      0..31       ``bias`` (int32): added to an ``avg`` window's sum before its rescale
     18      0..15       ``first_channel``: the channel-table entry of a ``depthwise`` chunk's
                         channel 0
@@ -660,7 +661,7 @@ def _pool_words(s: VectorStep) -> tuple[int, ...]:
     return (s.kernel_h | s.kernel_w << 8 | s.stride_h << 16 | s.stride_w << 24,
             s.pad_top | s.pad_left << 8 | s.band_row << 16, s.channel_groups | s.out_w << 16, s.in_h | s.in_w << 16,
             s.out_h | s.first_row << 16, s.start_offset & _U32, s.row_bytes, s.pixel_step, s.row_step & _U32,
-            s.image_step & _U32, s.top & 0xFFFF)
+            s.image_step & _U32, s.top & 0xFFFF | s.taps << 16)
 
 
 def decode_vector_table(words: Sequence[int]) -> tuple[VectorStep, ...]:

@@ -210,7 +210,7 @@ def test_a_max_pool_step_round_trips_with_its_derived_words():
     assert w[8:11] == (3 | 3 << 16, 8 | 6 << 16, 4 | 2 << 16)
     # 12-byte pixels, 72-byte rows; the first window's top is row 2 * 2 - 1 = 3, the band's first row
     assert step.top == 3 and (step.pixel_bytes, step.row_bytes) == (12, 72)
-    assert w[11:17] == ((0 - 12) & 0xFFFFFFFF, 72, 24, 144, 8 * 72 - 3 * 144, 3)
+    assert w[11:17] == ((0 - 12) & 0xFFFFFFFF, 72, 24, 144, 8 * 72 - 3 * 144, 3 | 9 << 16)
     assert w[17:] == (0,) * 15
     assert decode_vector_table((0,) * 32 + tuple(w)) == (step,)
     assert step.taps == 9

@@ -55,7 +55,7 @@ accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented he
              rounding) plus the output zero point, clamped; ``depthwise``, a depthwise convolution
              of a chunk of channels walked the same way, each tap's codes less the input zero point
              times its channel's weight (channel-major from ``second_addr``), each channel's sum
-             requantized by its channel-table entry as a Store's (the NPU refuses this step).
+             requantized by its channel-table entry as a Store's.
 
 Accumulator elements are little-endian 4-byte words at 4-byte aligned byte addresses.
 
@@ -322,7 +322,7 @@ def requant_table(plan: Plan) -> RequantTable:
     of a global average pool (int8 images, chunks of whole groups of 4 channels) an ``avg`` step, of a
     depthwise convolution on the vector unit (int8 codes, symmetric weights, no dilation, chunks of
     whole groups of 4 channels) a ``depthwise`` step and its layer's channel entries (its bias, not
-    folded: the step subtracts the input zero point), which :class:`rtl.npu.NPU` refuses at run time.
+    folded: the step subtracts the input zero point).
 
     Raises :class:`~accel.errors.ConfigError` for what the NPU's requantizer and vector unit cannot
     compute: a design in a requantization mode other than ``tflite-double`` or ``tflite-single`` (the

@@ -326,7 +326,7 @@ async def wrong_rescale(dut: object) -> None:
 
 @cocotb.test()
 async def max_pool(dut: object) -> None:
-    """The mapper's program for a quantized conv -> two max pools: bands of rows on the vector unit."""
+    """The mapper's program for a quantized conv -> two max pools -> global average pool, on the vector unit."""
     await _run_program(dut, "max_pool")
 
 
@@ -337,12 +337,18 @@ async def max_pool_resident(dut: object) -> None:
 
 
 @cocotb.test()
+async def depthwise(dut: object) -> None:
+    """The mapper's program for a quantized conv -> depthwise convolution, the latter on the vector unit."""
+    await _run_program(dut, "depthwise")
+
+
+@cocotb.test()
 async def wrong_pool_step(dut: object) -> None:
     """The max-pool network with its first pool step's left padding changed in the table the NPU gets."""
     await _run_program(dut, "wrong_pool_step")
 
 
 @cocotb.test()
-async def depthwise_refused(dut: object) -> None:
-    """The mapper's depthwise convolution with its depthwise step, which the vector datapath refuses (last)."""
-    await _run_program(dut, "depthwise_refused")
+async def wrong_depthwise_channels(dut: object) -> None:
+    """The depthwise network with its step's first channel-table entry one off in the table the NPU gets."""
+    await _run_program(dut, "wrong_depthwise_channels")
