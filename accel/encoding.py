@@ -100,28 +100,61 @@ Result ``i`` of an enabled command, channel ``c = first_channel + i % columns``,
 :func:`sim.numerics.requantize` ``(int32(acc + bias[c]), multiplier[c], shift[c], zero_point,
 clamp_min=low, clamp_max=high)`` in the design's rounding mode.
 
-``vector`` (8 x u32 per command id ``0..N-1``, ``N`` the highest configured id plus one;
-:func:`encode_vector_table`)
+``vector`` (:data:`VECTOR_STEP_WORDS` = 32 x u32 per command id ``0..N-1``, ``N`` the highest
+configured id plus one; :func:`encode_vector_table`)
     What a Vector command computes (:class:`VectorStep`; a command without one is timed only and
     moves no data). Codes are int8, two's complement:
 
     ======  ==========  ======================================================================
     word    bits        field
     ======  ==========  ======================================================================
-    0       0..1        ``function``: 0 none (timing only), 1 ``add``, 2 ``clamp``
+    0       0..3        ``function``: 0 none (timing only), 1 ``add``, 2 ``clamp``, 3 ``max``,
+                        4 ``avg``, 5 ``depthwise``
     0       8..15       ``low``: the output clamp's lower bound (a ReLU's: the zero point)
     0       16..23      ``high``: the output clamp's upper bound
-    1       0..7        ``a_zero_point``: the first input's zero point (``add``)
+    1       0..7        ``a_zero_point``: the first input's zero point (``add``, ``depthwise``)
     1       8..15       ``b_zero_point``: the second input's zero point (``add``)
-    1       16..23      ``y_zero_point``: the output zero point (``add``)
+    1       16..23      ``y_zero_point``: the output zero point (``add``, ``avg``, ``depthwise``)
     2       0..31       ``a_multiplier`` (``0 .. 2**31 - 1``): the first input's rescale
     3       0..31       ``b_multiplier``: the second input's rescale
-    4       0..31       ``y_multiplier``: the output's rescale
+    4       0..31       ``y_multiplier``: the output's rescale (``add``, ``avg``)
     5       0..7        ``a_shift`` (``-31 .. 30``, two's complement)
     5       8..15       ``b_shift``
     5       16..23      ``y_shift``
-    6, 7                zero
+    6       0..7        ``kernel_h``: a window's (``max``, ``avg``, ``depthwise``) rows (1..255;
+                        others: 0)
+    6       8..15       ``kernel_w``: its window columns
+    6       16..23      ``stride_h``: its rows between windows
+    6       24..31      ``stride_w``: its columns between windows
+    7       0..7        ``pad_top``: input rows above the image the first window row starts at
+    7       8..15       ``pad_left``: input columns left of the image
+    7       16..31      ``band_row``: the row of its first image at ``input_addr`` (the chunk's
+                        input band starts there)
+    8       0..15       ``channel_groups``: the image's channels over 4 (one beat a pixel's group)
+    8       16..31      ``out_w``: output columns
+    9       0..15       ``in_h``: input rows of an image
+    9       16..31      ``in_w``: input columns
+    10      0..15       ``out_h``: output rows of an image
+    10      16..31      ``first_row``: the output row of its image the chunk starts at
+    11      0..31       ``start_offset`` (int32, derived): ``(top - band_row) row_bytes -
+                        pad_left pixel_bytes``, the byte offset of the first window's top left
+    12      0..31       ``row_bytes`` (derived): ``in_w pixel_bytes`` (``pixel_bytes = 4
+                        channel_groups``)
+    13      0..31       ``pixel_step`` (derived): ``stride_w pixel_bytes``
+    14      0..31       ``row_step`` (derived): ``stride_h row_bytes``
+    15      0..31       ``image_step`` (derived): ``in_h row_bytes - (out_h - 1) row_step``, from
+                        an image's last window row to the next image's first
+    16      0..15       ``top`` (int16, derived): ``first_row stride_h - pad_top``, the input row
+                        of the first window's top
+    16      16..31      ``taps`` (derived): ``kernel_h kernel_w``
+    17      0..31       ``bias`` (int32): added to an ``avg`` window's sum before its rescale
+    18      0..15       ``first_channel``: the channel-table entry of a ``depthwise`` chunk's
+                        channel 0
+    19..31              zero
     ======  ==========  ======================================================================
+
+    The derived words are what the NPU adds instead of multiplying; :func:`decode_vector_table`
+    checks them against the fields.
 
     Element ``i`` (of the command's ``elements``: byte ``input_addr + i``, for ``add`` also byte
     ``second_addr + i``, into byte ``output_addr + i`` of the scratchpad) of ``add`` is
@@ -129,6 +162,33 @@ clamp_min=low, clamp_max=high)`` in the design's rounding mode.
     a_shift), (b_multiplier, b_shift), (y_multiplier, y_shift)), y_zero_point)`` clamped to ``[low,
     high]`` (TFLite's quantized ``ADD``, left shift 20, in the design's rounding mode); of ``clamp``
     ``clamp(a, low, high)`` (a ReLU: ``low`` is the zero point; a copy: the whole int8 range).
+
+    ``max`` is a windowed max pool on a chunk of output rows of channels-last int8 images
+    (``4 channel_groups`` channels a pixel): beat ``t < elements / 4`` (4 channels of one pixel) is
+    tap ``(i, j)`` (``j`` fastest) of channel group ``g`` of output pixel ``(y, x)`` of the chunk, in
+    the order ``y, x, g, i, j``; the chunk's rows are output rows ``first_row ..`` of its first image,
+    then rows ``0 ..`` of the images after it (a chunk that spans images starts at row 0). The tap's
+    input pixel is row ``r stride_h - pad_top + i``, column ``x stride_w - pad_left + j`` of its image
+    (``r`` the output row); one outside the ``in_h x in_w`` image is padding and is not read, else its
+    4 bytes are those at ``input_addr + (n in_h - band_row + row) row_bytes + column pixel_bytes +
+    4 g`` (``n`` the image's index in the chunk). The ``kernel_h kernel_w`` beats of a group write the
+    4 lanes' maxima over their read taps, clamped to ``[low, high]``, as word ``t // (kernel_h
+    kernel_w)`` at ``output_addr``.
+
+    ``avg`` walks its windows as ``max`` does (a global average pool: one window of ``in_h x in_w``
+    a channel group, ``out_h = out_w = 1``, the chunk's images one after another) and writes each
+    group's 4 lanes' :func:`sim.numerics.multiply_by_quantized_multiplier` ``(sum + bias,
+    y_multiplier, y_shift) + y_zero_point`` (the sum of its read taps' codes; ``bias`` is minus the
+    input zero point times the taps), clamped to ``[low, high]``, in the design's rounding mode.
+
+    ``depthwise`` walks its windows as ``max`` does (a depthwise convolution of a chunk of
+    ``4 channel_groups`` channels, every image whole: ``first_row = band_row = 0``) and multiplies
+    each read tap's codes minus ``a_zero_point`` by the channel's int8 weight of the tap, the
+    weights ``kernel_h kernel_w`` bytes a channel from ``second_addr`` (channel ``c``'s tap ``(i,
+    j)`` at ``second_addr + (c kernel_h + i) kernel_w + j``); lane ``l`` of group ``g`` is channel
+    ``c = 4 g + l`` of the chunk, its sum requantized by channel-table entry ``first_channel + c``
+    as a Store's (:func:`sim.numerics.requantize` of ``int32(sum + bias)``, ``multiplier``,
+    ``shift``, ``y_zero_point``, clamped to ``[low, high]``: a fused ReLU raises ``low``).
 
 Feeder table
 ------------
@@ -206,9 +266,9 @@ from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, V
 from accel.errors import AccelError
 from accel.hardware import Dataflow, Sparsity
 
-__all__ = ["EncodingError", "MAGIC", "RECORD_BYTES", "VECTOR_FUNCTIONS", "VERSION", "RequantChannel", "RequantStep",
-           "RequantTable", "VectorStep", "decode_program", "decode_requant_table", "decode_vector_table",
-           "encode_program", "encode_requant_table", "encode_vector_table",
+__all__ = ["EncodingError", "MAGIC", "RECORD_BYTES", "VECTOR_FUNCTIONS", "VECTOR_STEP_WORDS", "VERSION",
+           "RequantChannel", "RequantStep", "RequantTable", "VectorStep", "decode_program", "decode_requant_table",
+           "decode_vector_table", "encode_program", "encode_requant_table", "encode_vector_table",
            "FeederStep", "FeederTable", "decode_feeder_table", "encode_feeder_table"]
 
 MAGIC = b"ACCLPROG"
@@ -442,14 +502,27 @@ class RequantChannel:
             ("shift", self.shift, -31, 30)))
 
 
-VECTOR_FUNCTIONS = ("add", "clamp")
+VECTOR_FUNCTIONS = ("add", "clamp", "max", "avg", "depthwise")
 """What a :class:`VectorStep` may compute: its ``function`` code is the index here plus one."""
+
+VECTOR_STEP_WORDS = 32
+"""u32 words of one command's vector step in :func:`encode_vector_table`'s table."""
+
+_POOL_FIELDS = (("kernel_h", 1, 255), ("kernel_w", 1, 255), ("stride_h", 1, 255), ("stride_w", 1, 255),
+                ("pad_top", 0, 255), ("pad_left", 0, 255), ("band_row", 0, 0xFFFF), ("channel_groups", 1, 0xFFFF),
+                ("out_w", 1, 0xFFFF), ("in_h", 1, 0xFFFF), ("in_w", 1, 0xFFFF), ("out_h", 1, 0xFFFF),
+                ("first_row", 0, 0xFFFF))
+_POOLS = ("max", "avg", "depthwise")  # the functions that walk windows (and have a geometry)
 
 
 @dataclass(frozen=True, slots=True)
 class VectorStep:
     """What one Vector command (by command id) computes on its elements (module docstring): TFLite's
-    quantized ``add`` of two int8 operands, or a ``clamp`` of one (a ReLU, a copy)."""
+    quantized ``add`` of two int8 operands, a ``clamp`` of one (a ReLU, a copy), a ``max`` pool
+    of a chunk of output rows with its geometry (``kernel_h`` .. ``first_row``: all zero but for
+    the windowed functions; its derived words are properties), an ``avg`` pool (a global average
+    pool: the geometry, ``bias`` and the output's rescale) or a ``depthwise`` convolution of a chunk
+    of channels (the geometry, the zero points, ``first_channel`` of its channel-table entries)."""
 
     command: int
     function: str
@@ -464,6 +537,21 @@ class VectorStep:
     b_shift: int = 0
     y_multiplier: int = 0
     y_shift: int = 0
+    kernel_h: int = 0
+    kernel_w: int = 0
+    stride_h: int = 0
+    stride_w: int = 0
+    pad_top: int = 0
+    pad_left: int = 0
+    band_row: int = 0
+    channel_groups: int = 0
+    out_w: int = 0
+    in_h: int = 0
+    in_w: int = 0
+    out_h: int = 0
+    first_row: int = 0
+    bias: int = 0
+    first_channel: int = 0
 
     def __post_init__(self) -> None:
         what = f"Vector step of command {self.command}"
@@ -474,9 +562,70 @@ class VectorStep:
                                                             "y_zero_point")]
         scales = [(f, getattr(self, f), lo, hi) for p in "aby" for f, lo, hi in
                   ((f"{p}_multiplier", 0, (1 << 31) - 1), (f"{p}_shift", -31, 30))]
-        _check_range(what, (("command", self.command, 0, _U32 // 2), *codes, *scales))
+        _check_range(what, (("command", self.command, 0, _U32 // 2), *codes, *scales,
+                            ("bias", self.bias, -(1 << 31), (1 << 31) - 1),
+                            ("first_channel", self.first_channel, 0, 0xFFFF)))
         if self.low > self.high:
             raise EncodingError(f"{what}: low must be at most high, not {self.low} > {self.high}")
+        if self.function in _POOLS:
+            _check_range(what, tuple((f, getattr(self, f), lo, hi) for f, lo, hi in _POOL_FIELDS))
+            if self.first_row >= self.out_h:
+                raise EncodingError(f"{what}: first_row must be below out_h, not {self.first_row} >= {self.out_h}")
+            _check_range(what, (("top", self.top, -(1 << 15), (1 << 15) - 1),
+                                *((f, getattr(self, f), -(1 << 31), _U32 // 2) for f in
+                                  ("start_offset", "row_bytes", "pixel_step", "row_step", "image_step"))))
+        elif any(getattr(self, f) for f, _, _ in _POOL_FIELDS):
+            given = ", ".join(f"{f}={getattr(self, f)}" for f, _, _ in _POOL_FIELDS if getattr(self, f))
+            raise EncodingError(f"{what}: only a max, avg or depthwise step has a window geometry; this "
+                                f"{self.function} step has {given}")
+        if self.bias and self.function != "avg":
+            raise EncodingError(f"{what}: only an avg step has a bias; this {self.function} step has {self.bias}")
+        if self.first_channel and self.function != "depthwise":
+            raise EncodingError(f"{what}: only a depthwise step has a first channel; this {self.function} step has "
+                                f"{self.first_channel}")
+        if self.function == "depthwise" and (self.first_row or self.band_row):
+            raise EncodingError(f"{what}: a depthwise step's chunk is whole images, not from row {self.first_row} "
+                                f"(band row {self.band_row})")
+
+    @property
+    def taps(self) -> int:
+        """Beats of one output word of a pool step: its window's ``kernel_h kernel_w`` taps."""
+        return self.kernel_h * self.kernel_w
+
+    @property
+    def pixel_bytes(self) -> int:
+        """Bytes of one input pixel (all its channels, 4 a group) of a pool step."""
+        return 4 * self.channel_groups
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one input row of a pool step's image."""
+        return self.in_w * self.pixel_bytes
+
+    @property
+    def pixel_step(self) -> int:
+        """Bytes from one window to the next along an output row."""
+        return self.stride_w * self.pixel_bytes
+
+    @property
+    def row_step(self) -> int:
+        """Bytes from one output row's first window to the next row's."""
+        return self.stride_h * self.row_bytes
+
+    @property
+    def image_step(self) -> int:
+        """Bytes from an image's last output row's first window to the next image's first."""
+        return self.in_h * self.row_bytes - (self.out_h - 1) * self.row_step
+
+    @property
+    def top(self) -> int:
+        """The input row (of its image) of the chunk's first window's top: ``first_row stride_h - pad_top``."""
+        return self.first_row * self.stride_h - self.pad_top
+
+    @property
+    def start_offset(self) -> int:
+        """Byte offset from ``input_addr`` of the chunk's first window's top left (possibly padding)."""
+        return (self.top - self.band_row) * self.row_bytes - self.pad_left * self.pixel_bytes
 
     @property
     def multipliers(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -502,6 +651,10 @@ class RequantTable:
         vector_ids = [s.command for s in self.vector]
         if len(set(vector_ids)) != len(vector_ids):
             raise EncodingError(f"Requantization table configures vector command {_first_repeat(vector_ids)} twice")
+        for v in self.vector:
+            if v.function == "depthwise" and v.first_channel + v.pixel_bytes > len(self.channels):
+                raise EncodingError(f"Vector step of command {v.command}: channels {v.first_channel}.."
+                                    f"{v.first_channel + v.pixel_bytes - 1} beyond the table's {len(self.channels)}")
         for s in self.steps:
             if s.first_channel + s.columns > len(self.channels):
                 raise EncodingError(f"Requantization step of command {s.command}: channels {s.first_channel}.."
@@ -547,35 +700,63 @@ def decode_requant_table(steps: Sequence[int], channels: Sequence[int], vector: 
 
 
 def encode_vector_table(table: RequantTable) -> tuple[int, ...]:
-    """The ``vector`` words the host writes (module docstring): 8 per command id up to the highest configured."""
+    """The ``vector`` words the host writes (module docstring): :data:`VECTOR_STEP_WORDS` per command id
+    up to the highest configured."""
     count = max((s.command + 1 for s in table.vector), default=0)
-    words = [0] * (8 * count)
+    words = [0] * (VECTOR_STEP_WORDS * count)
     for s in table.vector:
-        at = 8 * s.command
+        at = VECTOR_STEP_WORDS * s.command
         words[at] = VECTOR_FUNCTIONS.index(s.function) + 1 | (s.low & 0xFF) << 8 | (s.high & 0xFF) << 16
         words[at + 1] = (s.a_zero_point & 0xFF) | (s.b_zero_point & 0xFF) << 8 | (s.y_zero_point & 0xFF) << 16
         words[at + 2:at + 5] = s.a_multiplier, s.b_multiplier, s.y_multiplier
         words[at + 5] = (s.a_shift & 0xFF) | (s.b_shift & 0xFF) << 8 | (s.y_shift & 0xFF) << 16
+        if s.function in _POOLS:
+            words[at + 6:at + 17] = _pool_words(s)
+        words[at + 17] = s.bias & _U32
+        words[at + 18] = s.first_channel
     return tuple(words)
 
 
+def _pool_words(s: VectorStep) -> tuple[int, ...]:
+    """Words 6..16 of a pool step: its geometry, then what the NPU derives from it by adding."""
+    return (s.kernel_h | s.kernel_w << 8 | s.stride_h << 16 | s.stride_w << 24,
+            s.pad_top | s.pad_left << 8 | s.band_row << 16, s.channel_groups | s.out_w << 16, s.in_h | s.in_w << 16,
+            s.out_h | s.first_row << 16, s.start_offset & _U32, s.row_bytes, s.pixel_step, s.row_step & _U32,
+            s.image_step & _U32, s.top & 0xFFFF | s.taps << 16)
+
+
 def decode_vector_table(words: Sequence[int]) -> tuple[VectorStep, ...]:
-    """The vector steps :func:`encode_vector_table` wrote as ``words``."""
-    if len(words) % 8:
-        raise EncodingError(f"Vector table words must be whole entries (8 per command), not {len(words)}")
+    """The vector steps :func:`encode_vector_table` wrote as ``words`` (a pool step's derived words
+    must be its fields')."""
+    n = VECTOR_STEP_WORDS
+    if len(words) % n:
+        raise EncodingError(f"Vector table words must be whole entries ({n} per command), not {len(words)}")
     out = []
-    for command in range(len(words) // 8):
-        w = words[8 * command:8 * command + 8]
-        function = w[0] & 3
+    for command in range(len(words) // n):
+        w = words[n * command:n * command + n]
+        function = w[0] & 0xF
         if not function:
             continue
         if function > len(VECTOR_FUNCTIONS):
             raise EncodingError(f"Vector step of command {command}: function code {function} is not one of "
                                 f"1..{len(VECTOR_FUNCTIONS)}")
-        out.append(VectorStep(command=command, function=VECTOR_FUNCTIONS[function - 1], low=_s8(w[0] >> 8),
-                              high=_s8(w[0] >> 16), a_zero_point=_s8(w[1]), b_zero_point=_s8(w[1] >> 8),
-                              y_zero_point=_s8(w[1] >> 16), a_multiplier=w[2], b_multiplier=w[3], y_multiplier=w[4],
-                              a_shift=_s8(w[5]), b_shift=_s8(w[5] >> 8), y_shift=_s8(w[5] >> 16)))
+        name = VECTOR_FUNCTIONS[function - 1]
+        pool = {}
+        if name in _POOLS:
+            fields = [w[6] >> 8 * i & 0xFF for i in range(4)] + [w[7] & 0xFF, w[7] >> 8 & 0xFF, w[7] >> 16] + \
+                [w[k] >> 16 * h & 0xFFFF for k in (8, 9, 10) for h in (0, 1)]
+            pool = dict(zip((f for f, _, _ in _POOL_FIELDS), fields, strict=True))
+        step = VectorStep(command=command, function=name, low=_s8(w[0] >> 8), high=_s8(w[0] >> 16),
+                          a_zero_point=_s8(w[1]), b_zero_point=_s8(w[1] >> 8), y_zero_point=_s8(w[1] >> 16),
+                          a_multiplier=w[2], b_multiplier=w[3], y_multiplier=w[4], a_shift=_s8(w[5]),
+                          b_shift=_s8(w[5] >> 8), y_shift=_s8(w[5] >> 16), bias=_s32(w[17]),
+                          first_channel=w[18] & 0xFFFF, **pool)
+        expected = _pool_words(step) if name in _POOLS else (0,) * 11
+        if tuple(w[6:17]) != expected or w[18] >> 16 or any(w[19:]):
+            raise EncodingError(f"Vector step of command {command}: words 6..{n - 1} must be its {name} step's "
+                                f"{', '.join(map(str, expected))}, its bias, first channel and zero, not "
+                                f"{', '.join(map(str, w[6:]))}")
+        out.append(step)
     return tuple(out)
 
 

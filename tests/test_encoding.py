@@ -185,30 +185,116 @@ def test_a_vector_table_round_trips_word_by_word():
     relu = VectorStep(command=0, function="clamp", low=-5, high=127)
     table = RequantTable(vector=(add, relu))
     words = encode_vector_table(table)
-    assert len(words) == 24
-    assert words[0] == 2 | 0xFB << 8 | 0x7F << 16 and words[1:8] == (0,) * 7
-    assert words[8:16] == (0,) * 8  # command 1: timed only
-    assert words[16] == 1 | 0x80 << 8 | 0x7F << 16
-    assert words[17] == 0xFD | 7 << 8 | 0x80 << 16
-    assert words[18:21] == (1 << 30, (1 << 31) - 1, 1234567)
-    assert words[21] == 0 | 0xFF << 8 | 0xE1 << 16 and words[22:24] == (0, 0)
+    assert len(words) == 3 * 32
+    assert words[0] == 2 | 0xFB << 8 | 0x7F << 16 and words[1:32] == (0,) * 31
+    assert words[32:64] == (0,) * 32  # command 1: timed only
+    assert words[64] == 1 | 0x80 << 8 | 0x7F << 16
+    assert words[65] == 0xFD | 7 << 8 | 0x80 << 16
+    assert words[66:69] == (1 << 30, (1 << 31) - 1, 1234567)
+    assert words[69] == 0 | 0xFF << 8 | 0xE1 << 16 and words[70:96] == (0,) * 26
     assert decode_vector_table(words) == (relu, add)
     decoded = decode_requant_table((), (), words)
     assert decoded.vector_step(2) == add and decoded.vector_step(1) is None and decoded.steps == ()
     assert add.multipliers == ((1 << 30, 0), ((1 << 31) - 1, -1), (1234567, -31))
 
 
+def max_pool_step(**fields):  # noqa: ANN003, ANN201
+    """A 3x3 stride-2 max step with padding 1 on 8 x 6 images of 12 channels, from output row 2."""
+    from accel.encoding import VectorStep
+
+    geometry = dict(function="max", kernel_h=3, kernel_w=3, stride_h=2, stride_w=2, pad_top=1, pad_left=1,
+                    band_row=3, channel_groups=3, out_w=3, in_h=8, in_w=6, out_h=4, first_row=2)
+    return VectorStep(command=1, low=-100, **{**geometry, **fields})
+
+
+def test_a_max_pool_step_round_trips_with_its_derived_words():
+    """A max step's geometry sits in words 6..10 and what the NPU adds instead of multiplying in 11..16:
+    the strides of its walk and the first window's offset and row."""
+    from accel.encoding import RequantTable, decode_vector_table, encode_vector_table
+
+    step = max_pool_step()
+    w = encode_vector_table(RequantTable(vector=(step,)))[32:64]
+    assert w[0] == 3 | 0x9C << 8 | 0x7F << 16
+    assert w[6] == 3 | 3 << 8 | 2 << 16 | 2 << 24 and w[7] == 1 | 1 << 8 | 3 << 16
+    assert w[8:11] == (3 | 3 << 16, 8 | 6 << 16, 4 | 2 << 16)
+    # 12-byte pixels, 72-byte rows; the first window's top is row 2 * 2 - 1 = 3, the band's first row
+    assert step.top == 3 and (step.pixel_bytes, step.row_bytes) == (12, 72)
+    assert w[11:17] == ((0 - 12) & 0xFFFFFFFF, 72, 24, 144, 8 * 72 - 3 * 144, 3 | 9 << 16)
+    assert w[17:] == (0,) * 15
+    assert decode_vector_table((0,) * 32 + tuple(w)) == (step,)
+    assert step.taps == 9
+
+
+def test_an_avg_step_carries_its_bias_and_rescale():
+    """A global average pool's step: one window of the whole 5 x 7 image, the output's zero point and
+    rescale in words 1, 4 and 5, its bias (minus the input zero point times 35 taps) in word 17."""
+    from accel.encoding import RequantTable, VectorStep, decode_vector_table, encode_vector_table
+
+    step = VectorStep(command=0, function="avg", y_zero_point=-7, y_multiplier=1 << 30, y_shift=-6, bias=-35 * 4,
+                      kernel_h=5, kernel_w=7, stride_h=1, stride_w=1, channel_groups=2, out_w=1, in_h=5, in_w=7,
+                      out_h=1)
+    w = encode_vector_table(RequantTable(vector=(step,)))
+    assert w[0] == 4 | 0x80 << 8 | 0x7F << 16 and w[1] == 0xF9 << 16 and w[4] == 1 << 30 and w[5] == 0xFA << 16
+    assert w[17] == (-140) & 0xFFFFFFFF and w[18:] == (0,) * 14
+    assert (step.taps, step.row_bytes, step.image_step) == (35, 56, 5 * 56)
+    assert decode_vector_table(w) == (step,)
+
+
+def test_a_depthwise_step_carries_its_first_channel():
+    """A depthwise step: the walk's geometry, the input and output zero points, its chunk's first
+    channel-table entry in word 18."""
+    from accel.encoding import RequantChannel, RequantTable, decode_vector_table, encode_vector_table
+
+    step = max_pool_step(function="depthwise", first_row=0, band_row=0, a_zero_point=-9, y_zero_point=4,
+                         first_channel=300)
+    table = RequantTable(vector=(step,), channels=(RequantChannel(0, 1, 0),) * 312)
+    w = encode_vector_table(table)[32:]
+    assert w[0] == 5 | 0x9C << 8 | 0x7F << 16 and w[1] == 0xF7 | 4 << 16 and w[18] == 300 and w[19:] == (0,) * 13
+    assert decode_vector_table((0,) * 32 + w) == (step,)
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda m: max_pool_step(kernel_h=0),
+     r"^Vector step of command 1: kernel_h must be an integer in 1\.\.255, not 0$"),
+    (lambda m: max_pool_step(first_row=4),
+     r"^Vector step of command 1: first_row must be below out_h, not 4 >= 4$"),
+    (lambda m: m.VectorStep(command=3, function="clamp", kernel_w=2, in_h=5),
+     r"^Vector step of command 3: only a max, avg or depthwise step has a window geometry; this clamp step "
+     r"has kernel_w=2, in_h=5$"),
+    (lambda m: max_pool_step(first_channel=2),
+     r"^Vector step of command 1: only a depthwise step has a first channel; this max step has 2$"),
+    (lambda m: max_pool_step(function="depthwise"),
+     r"^Vector step of command 1: a depthwise step's chunk is whole images, not from row 2 \(band row 3\)$"),
+    (lambda m: m.RequantTable(vector=(max_pool_step(function="depthwise", first_row=0, band_row=0, first_channel=1),),
+                              channels=(m.RequantChannel(0, 1, 0),) * 12),
+     r"^Vector step of command 1: channels 1\.\.12 beyond the table's 12$"),
+    (lambda m: max_pool_step(bias=-3),
+     r"^Vector step of command 1: only an avg step has a bias; this max step has -3$"),
+    (lambda m: m.decode_vector_table((6,) + (0,) * 31),
+     r"^Vector step of command 0: function code 6 is not one of 1\.\.5$"),
+    (lambda m: m.decode_vector_table(m.encode_vector_table(m.RequantTable(vector=(max_pool_step(),)))[:45]
+                                     + (73,) + (0,) * 18),
+     r"^Vector step of command 1: words 6\.\.31 must be its max step's .*, its bias, first channel and zero, "
+     r"not .*$"),
+])
+def test_what_a_max_pool_step_cannot_hold_is_refused(build, message):
+    import accel.encoding as m
+
+    with pytest.raises(EncodingError, match=message):
+        build(m)
+
+
 @pytest.mark.parametrize(("build", "message"), [
     (lambda m: m.VectorStep(command=0, function="mul"),
-     r"^Vector step of command 0: function must be one of add, clamp, not 'mul'$"),
+     r"^Vector step of command 0: function must be one of add, clamp, max, avg, depthwise, not 'mul'$"),
     (lambda m: m.VectorStep(command=1, function="add", a_shift=31),
      r"^Vector step of command 1: a_shift must be an integer in -31\.\.30, not 31$"),
     (lambda m: m.VectorStep(command=1, function="clamp", low=3, high=2),
      r"^Vector step of command 1: low must be at most high, not 3 > 2$"),
     (lambda m: m.RequantTable(vector=(m.VectorStep(command=4, function="clamp"),) * 2),
      r"^Requantization table configures vector command 4 twice$"),
-    (lambda m: m.decode_vector_table((3,) + (0,) * 7),
-     r"^Vector step of command 0: function code 3 is not one of 1\.\.2$"),
+    (lambda m: m.decode_vector_table((1,) * 31),
+     r"^Vector table words must be whole entries \(32 per command\), not 31$"),
 ])
 def test_what_a_vector_table_cannot_hold_is_refused(build, message):
     import accel.encoding as m

@@ -104,21 +104,39 @@ Structure
 ``vector``
     Holds its queue for :func:`accel.timing.vector_cycles` and computes what the host's vector step
     of the command says (:class:`~accel.encoding.VectorStep`, written through ``rq_*`` with
-    ``rq_table`` 2 as :func:`accel.encoding.encode_vector_table`'s words; a step memory of 192 bits
-    per command id, read in the command's first cycle): nothing (timed only: unconfigured), TFLite's
-    quantized ``add`` or a ``clamp``. Beat ``i`` (4 int8 elements; ``arch.vector.lanes`` must be 4)
-    of both operands is addressed in the command's cycle ``i`` (``input_addr + 4 i`` and
-    ``second_addr + 4 i``, two read windows of their own) and three register stages follow the read:
-    the inputs' rescales ``MBQM(int32((x - x_zp) << 20), m_x, s_x)``, the output's ``MBQM`` of their
-    int32 sum, then plus the output zero point (``add``; ``clamp``: the operand) clamped to ``[low,
-    high]``; the result beat is written at ``output_addr + 4 i`` (byte strobes for the last,
-    partial one) through the scratchpad's third writer in cycle ``i + 4``, so the last is written
-    in the command's last cycle when ``arch.vector.latency_cycles`` is 4 and earlier when more
-    (fewer is refused). The rescale is :func:`sim.numerics.multiply_by_quantized_multiplier` in the
-    design's rounding (``tflite-single``, else ``tflite-double``), combinational (``_mbqm``). A
-    configured command that names a block (``input_block``, ``second_block``, ``output_block``)
-    stops the run with ``error``. With ``requant_channels = 0`` there is no vector datapath (every
-    Vector command is timed only).
+    ``rq_table`` 2 as :func:`accel.encoding.encode_vector_table`'s words; a step memory of words 0..18
+    per command id, addressed with the running command's id, or the queue's head's while the unit is
+    idle or in its last cycle, so a command's step is there from its first cycle): nothing (timed
+    only: unconfigured), TFLite's quantized ``add``, a ``clamp``, a ``max`` pool, an ``avg`` (global
+    average) pool or a ``depthwise`` convolution. Beat ``i`` (4
+    int8 elements; ``arch.vector.lanes`` must be 4) of both operands is addressed in the command's
+    cycle ``i`` (``input_addr + 4 i`` and ``second_addr + 4 i``, two read windows of their own) and
+    three register stages follow the read: the inputs' rescales ``MBQM(int32((x - x_zp) << 20),
+    m_x, s_x)``, the output's ``MBQM`` of their int32 sum, then plus the output zero point (``add``;
+    ``clamp``: the operand) clamped to ``[low, high]``; the result beat is written at ``output_addr
+    + 4 i`` (byte strobes for the last, partial one) through the scratchpad's third writer in cycle
+    ``i + 4``, so the last is written in the command's last cycle when ``arch.vector.latency_cycles``
+    is 4 and earlier when more (fewer is refused). The rescale is
+    :func:`sim.numerics.multiply_by_quantized_multiplier` in the design's rounding (``tflite-single``,
+    else ``tflite-double``), combinational (``_mbqm``). A pool step's beat ``i`` is instead the
+    ``i``-th tap of its window walk (``_pool_walk``: tap, channel group, output column, row and image
+    counters stepping byte offsets by the step's derived words, no multiplier), one 4-channel pixel
+    word a cycle; the first stage keeps the 4 lanes' running maxima and sums of the group's taps
+    inside the image (padding taps are read but not taken), and a group's last tap carries them to
+    its output word ``output_addr + 4 (i // taps)`` in cycle ``i + 4``: ``max`` the maxima through
+    the clamp, ``avg`` the sums plus the step's bias through the output's rescale (the second
+    stage's ``MBQM``), plus its zero point, clamped; ``depthwise`` the sums of each tap's codes less
+    the input zero point times its channel's weight (lane ``l`` of group ``g``: channel ``4 g + l``,
+    its weight byte read by a 1-byte window of its own at ``second_addr + (4 g + l) taps + tap``,
+    the weights being channel-major), plus the channel's bias, through its multiplier and shift (a
+    copy of the channel table per lane, addressed a cycle after the group's last tap), plus the
+    output zero point, clamped (a fused ReLU is ``low``). The mapper's ``elements`` of a pool chunk are
+    its outputs times its taps, so ``elements / 4`` feeds are the datasheet's cycles less the
+    latency, as for the element-wise functions. A configured command
+    that names a block (``input_block``, ``second_block``, ``output_block``) stops the run with
+    ``error``, and so does an unknown function code. The vector unit's scratchpad reads are six
+    groups (two 4-byte operand windows, four weight bytes), each a copy of the banks.
+    With ``requant_channels = 0`` there is no vector datapath (every Vector command is timed only).
 
 Memories: the program memory, the queues, the id table and the trace (one bank per unit, read by the
 host through the id table: ``trace_start``/``trace_end`` are those of the ``trace_addr`` of the
@@ -127,7 +145,7 @@ decoder pipelines its reads, which costs cycles before cycle 0 only. The scratch
 :class:`rtl.npu.scratchpad.BankedScratchpad` (``arch.scratchpad.banks`` banks of ``word_bytes``,
 synchronous reads, one copy per read stream: each input lane, the weight row, the store, with
 N:M patterns the ``C`` index lanes and the value lanes of columns beyond ``R``, and the vector
-unit's two operands): the array and the
+unit's two operands and four weight bytes): the array and the
 store address the next cycle's operands, the first of a command from its queue's head while the unit
 is idle or ending its previous command, so no command takes a cycle more than the datasheet says. Its
 writers are loads, moves and the vector unit; two of them writing one scratchpad bank in the same
@@ -172,7 +190,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from accel.commands import Command, Compute, Load, Move, Store
-from accel.encoding import RECORD_BYTES
+from accel.encoding import RECORD_BYTES, VECTOR_STEP_WORDS
 from accel.errors import ConfigError
 from accel.formats import Overflow, Requantization
 from accel.hardware import Accelerator, Dataflow
@@ -193,9 +211,10 @@ _LOAD, _STORE, _MOVE, _COMPUTE, _VECTOR = 1, 2, 3, 4, 5
 _BEAT = 4  # bytes per DMA beat
 _RECORD_WORDS = 26  # words of a record the decoder reads: through the Vector's output block's rows
 _VECTOR_LEAD = 4  # cycles from a Vector's first read to its first write: the scratchpad read, 3 stages
-_VECTOR_FUNCTIONS = {"add": 1, "clamp": 2}  # accel.encoding.VectorStep's function codes
 _FEEDER_WORDS = 32  # rq_* words per command id of the feeder table (accel.encoding.encode_feeder_table)
 _FEEDER_USED = 21  # ... of which the feeder stores the first 21 (the rest are zero)
+_VECTOR_FUNCTIONS = {"add": 1, "clamp": 2, "max": 3, "avg": 4, "depthwise": 5}  # VectorStep's function codes
+_VECTOR_STEP_USED = 19  # words 0..18 of a vector step (accel.encoding.encode_vector_table): the rest are zero
 _RQ_LEAD = 3  # a Store's first accumulator read feeds the requantizer 3 cycles after its start (the
 # step is read in its first cycle, the channel entries addressed in its third)
 
@@ -383,7 +402,8 @@ class NPU(wiring.Component):
             # (rq_table 2, accel.encoding.encode_vector_table), or of the array's input feeder
             # (rq_table 3, accel.encoding.encode_feeder_table)
             "rq_we": In(1), "rq_table": In(2),
-            "rq_addr": In(range(max(8 * max_commands, 4 * requant_channels, _FEEDER_WORDS * max_commands))),
+            "rq_addr": In(range(max(VECTOR_STEP_WORDS * max_commands, 4 * requant_channels,
+                                    _FEEDER_WORDS * max_commands))),
             "rq_data": In(32),
         })
 
@@ -491,9 +511,9 @@ class NPU(wiring.Component):
             groups, width = max(R // p.n for p in patterns), max(p.m for p in patterns)
             index_bytes = 1 if all(8 % p.index_bits == 0 for p in patterns) else 2
             lanes = (width,) * groups + (1,) * (R - groups) + (C, _BEAT) + (1,) * max(0, C - R) + (index_bytes,) * C
-        vector_lanes = len(lanes)  # the vector unit's two operand windows (with its datapath)
-        if self.vector_ops:
-            lanes += (_BEAT, _BEAT)
+        vector_lanes = len(lanes)  # the vector unit's operand windows and weight bytes (with its datapath)
+        if self.vector_ops:  # the two operands, then a depthwise convolution's 4 weight bytes
+            lanes += (_BEAT, _BEAT) + (1,) * _BEAT
         m.submodules.scratchpad = sp = BankedScratchpad(size_bytes=spd.size_bytes, banks=spd.banks,
                                                         word_bytes=spd.word_bytes, read_lanes=lanes,
                                                         writers=3 if self.vector_ops else 2, beat_bytes=_BEAT,
@@ -811,7 +831,8 @@ class NPU(wiring.Component):
 
         # -- the vector unit ----------------------------------------------------------------------
         if self.vector_ops:
-            refused = self._vector(m, views[3], busys[3], actives[3], finishes[3], sp, vector_lanes)
+            refused = self._vector(m, views[3], busys[3], actives[3], finishes[3], sp, vector_lanes,
+                                   cur=curs[3], head=heads[3])
             with m.If(run & refused):
                 m.d.sync += state.eq(_State.ERROR)
 
@@ -1004,25 +1025,34 @@ class NPU(wiring.Component):
                          lane.high.eq(rq_high)]
         return rq, rq_on
 
-    def _vector(self, m: Module, cmd, busy, active, finish, sp, group: int):  # noqa: ANN001, ANN202
+    def _vector(self, m: Module, cmd, busy, active, finish, sp, group: int, *, cur, head):  # noqa: ANN001, ANN202
         """The vector unit's datapath (module docstring): the host's vector steps (one per command id,
-        :func:`accel.encoding.encode_vector_table`'s words 0..5), two scratchpad read windows (groups
-        ``group`` and ``group + 1``) and the scratchpad's third writer. Returns the run-time refusal:
-        a configured command that names a block."""
+        :func:`accel.encoding.encode_vector_table`'s words 0..18), two scratchpad read windows (groups
+        ``group`` and ``group + 1``) and a depthwise convolution's 4 weight bytes (``group + 2 ..``),
+        one channel-table copy per lane, the window walk and the scratchpad's third writer.
+        Returns the run-time refusal: a configured command that names a block, or whose step has no
+        function."""
         mode = _requant_mode(self.arch)
-        m.submodules.vector_steps = steps = Memory(shape=192, depth=self.max_commands, init=[])
+        m.submodules.vector_steps = steps = Memory(shape=32 * _VECTOR_STEP_USED, depth=self.max_commands, init=[])
         vw, vr = steps.write_port(granularity=32), steps.read_port(domain="sync")
-        word = self.rq_addr[:3]
-        m.d.comb += [vw.addr.eq(self.rq_addr >> 3), vw.data.eq(Cat(*(self.rq_data for _ in range(6)))),
-                     vw.en.eq(Mux(self.rq_we & (self.rq_table == 2) & (word < 6), 1 << word, 0)),
-                     vr.addr.eq(cmd.id)]  # the step of the command at the unit, there from its second cycle
+        word = self.rq_addr[:5]
+        m.d.comb += [vw.addr.eq(self.rq_addr >> 5), vw.data.eq(Cat(*(self.rq_data for _ in range(_VECTOR_STEP_USED)))),
+                     vw.en.eq(Mux(self.rq_we & (self.rq_table == 2) & (word < _VECTOR_STEP_USED), 1 << word, 0)),
+                     # the step of the running command, or (idle, or in its last cycle) of the head, which
+                     # starts next: the step is there from a command's first cycle
+                     vr.addr.eq(Mux(busy & ~finish, cur.id, head.id))]
         step = vr.data
-        function = step[0:2]
+        function = step[0:4]
         low, high = step[8:16].as_signed(), step[16:24].as_signed()
         a_zp, b_zp, y_zp = (step[32 + 8 * i:40 + 8 * i].as_signed() for i in range(3))
         ma, mb, my = (step[64 + 32 * i:96 + 32 * i] for i in range(3))
         sa, sb_, sy = (step[160 + 8 * i:168 + 8 * i].as_signed() for i in range(3))
         is_add = function == _VECTOR_FUNCTIONS["add"]
+        is_max, is_avg = function == _VECTOR_FUNCTIONS["max"], function == _VECTOR_FUNCTIONS["avg"]
+        is_dw = function == _VECTOR_FUNCTIONS["depthwise"]
+        is_pool = is_max | is_avg | is_dw
+        bias = step[544:576].as_signed()  # an avg step's, added to its sums
+        first_channel, taps = step[576:592], step[528:544]  # a depthwise step's
 
         # feeds: beat i of both operands is addressed in the command's cycle i (the first from the
         # queue's head, which starts now), its bytes are there a cycle later
@@ -1035,13 +1065,42 @@ class NPU(wiring.Component):
         with m.Else():
             m.d.sync += vx.eq(0)
         offset = vx << 2
-        m.d.comb += [sp.r_addr[group].eq(cmd.f[1] + offset), sp.r_addr[group + 1].eq(cmd.second + offset)]
-        # the beat's output address and byte strobes travel with it: written _VECTOR_LEAD cycles after its feed
+        pool_addr, inside, first_tap, last_tap, out_word, weight, walk_g = self._pool_walk(m, step, cmd, feed,
+                                                                                            active, finish)
+        m.d.comb += [sp.r_addr[group].eq(Mux(is_pool, pool_addr, cmd.f[1] + offset)),
+                     sp.r_addr[group + 1].eq(cmd.second + offset)]
+        # a depthwise tap's weights: lane l's channel 4 g + l, taps bytes a channel (no multiplier)
+        lane_weights = (Const(0, 1), taps, taps << 1, taps + (taps << 1))
+        for i in range(_BEAT):
+            m.d.comb += sp.r_addr[group + 2 + i].eq((cmd.second + weight + lane_weights[i])[:32])
+        # the channel-table entries of a depthwise group: addressed with the group of the feed a cycle
+        # before (its last tap's bytes are there now), there when its sums reach the rescale
+        fed_g = Signal(16, name="vector_fed_group")
+        m.d.sync += fed_g.eq(walk_g)
+        entries = []
+        for i in range(_BEAT):
+            bank = Memory(shape=96, depth=max(self.requant_channels, 1), init=[])
+            m.submodules[f"vector_channels_{i}"] = bank
+            cw, cr = bank.write_port(granularity=32), bank.read_port(domain="sync")
+            m.d.comb += [cw.addr.eq(self.rq_addr >> 2), cw.data.eq(Cat(self.rq_data, self.rq_data, self.rq_data)),
+                         cr.addr.eq(first_channel + (fed_g << 2) + i)]
+            with m.If(self.rq_we & (self.rq_table == 1)), m.Switch(self.rq_addr[:2]):
+                for word_index in range(3):
+                    with m.Case(word_index):
+                        m.d.comb += cw.en.eq(1 << word_index)
+            entries.append(cr.data)
+        # a pool's tap: whether it is read (not padding) and whether it starts its group's maximum or
+        # sum, there with its bytes
+        tap_read, tap_first = Signal(name="vector_tap_read"), Signal(name="vector_tap_first")
+        m.d.sync += [tap_read.eq(inside), tap_first.eq(first_tap)]
+        # the beat's output address and byte strobes travel with it: written _VECTOR_LEAD cycles after its
+        # feed (a pool: its group's last tap's, at the group's output word)
+        out_offset = Mux(is_pool, out_word << 2, offset)
         addr = [Signal(32, name=f"vector_addr_{d}") for d in range(_VECTOR_LEAD)]
         strobe = [Signal(_BEAT, name=f"vector_strobe_{d}") for d in range(_VECTOR_LEAD)]
         valid = [Signal(name=f"vector_valid_{d}") for d in range(_VECTOR_LEAD)]
-        m.d.sync += [addr[0].eq(cmd.f[2] + offset), valid[0].eq(feed),
-                     strobe[0].eq(Cat(*(offset + i < cmd.f[4] for i in range(_BEAT))))]
+        m.d.sync += [addr[0].eq(cmd.f[2] + out_offset), valid[0].eq(feed & (~is_pool | last_tap)),
+                     strobe[0].eq(Cat(*(out_offset + i < cmd.f[4] for i in range(_BEAT))))]
         m.d.sync += [x[d].eq(x[d - 1]) for x in (addr, strobe) for d in range(1, _VECTOR_LEAD)]
         m.d.sync += valid[1].eq(valid[0] & (function != 0))  # the step is there with the feed's bytes
         m.d.sync += [valid[d].eq(valid[d - 1]) for d in range(2, _VECTOR_LEAD)]
@@ -1056,12 +1115,23 @@ class NPU(wiring.Component):
             a1 = Signal(signed(8), name=f"vector_a1_{i}")
             m.d.sync += [s1[0].eq(_mbqm(((a - a_zp) << left)[:32].as_signed(), ma, sa, mode)),
                          s1[1].eq(_mbqm(((b - b_zp) << left)[:32].as_signed(), mb, sb_, mode)), a1.eq(a)]
-            # stage 2: the output's rescale of their int32 sum
+            # a pool's running maximum (from the int8 minimum) and sum of its group's read taps
+            best, total = Signal(signed(8), name=f"vector_max_{i}"), Signal(signed(32), name=f"vector_total_{i}")
+            w = sp.r_data[group + 2 + i][:8].as_signed()  # a depthwise tap's weight of the lane's channel
+            taken = Mux(tap_read, Mux(is_dw, (a - a_zp) * w, a), 0)
+            m.d.sync += [best.eq(Mux(tap_first, Mux(tap_read, a, -128), Mux(tap_read & (a > best), a, best))),
+                         total.eq(Mux(tap_first, taken, total + taken))]
+            # stage 2: the output's rescale of their int32 sum (avg: of the taps' sum plus the bias; max:
+            # the maximum so far)
             s2, a2 = Signal(signed(32), name=f"vector_sum_{i}"), Signal(signed(8), name=f"vector_a2_{i}")
-            m.d.sync += [s2.eq(_mbqm((s1[0] + s1[1])[:32].as_signed(), my, sy, mode)), a2.eq(a1)]
-            # stage 3: plus the output zero point (add) or the operand itself (clamp), clamped
+            entry = entries[i]  # a depthwise lane's channel: bias, multiplier, shift
+            rescaled = Mux(is_avg, (total + bias)[:32], Mux(is_dw, (total + entry[:32])[:32],
+                                                            (s1[0] + s1[1])[:32])).as_signed()
+            multiplier, shift = Mux(is_dw, entry[32:64], my), Mux(is_dw, entry[64:72].as_signed(), sy)
+            m.d.sync += [s2.eq(_mbqm(rescaled, multiplier, shift, mode)), a2.eq(Mux(is_max, best, a1))]
+            # stage 3: plus the output zero point (add, avg) or the operand (clamp; max: its maximum), clamped
             value = Signal(signed(34), name=f"vector_value_{i}")
-            m.d.comb += value.eq(Mux(is_add, s2 + y_zp, a2))
+            m.d.comb += value.eq(Mux(is_add | is_avg | is_dw, s2 + y_zp, a2))
             code = Signal(8, name=f"vector_code_{i}")
             m.d.sync += code.eq(Mux(value < low, low, Mux(value > high, high, value)))
             out.append(code)
@@ -1069,7 +1139,61 @@ class NPU(wiring.Component):
         m.d.comb += [sp.w_addr[w].eq(addr[-1]), sp.w_data[w].eq(Cat(*out))]
         for i in range(_BEAT):
             m.d.comb += sp.w_en[w][i].eq(valid[-1] & strobe[-1][i])
-        return busy & (function != 0) & cmd.vblk
+        unsupported = function > _VECTOR_FUNCTIONS["depthwise"]  # an unknown function code
+        return busy & (function != 0) & (cmd.vblk | unsupported)
+
+    @staticmethod
+    def _pool_walk(m: Module, step, cmd, feed, active, finish) -> tuple:  # noqa: ANN001
+        """A ``max`` step's walk over its windows (:class:`~accel.encoding.VectorStep`): tap ``(i, j)``
+        of channel group ``g`` of output pixel ``(y, x)``, one per ``feed``, from counters and byte
+        offsets that step by the step's derived words (nothing is multiplied); all zero while the unit
+        is idle or finishing. Returns this feed's read address, whether its pixel is inside the image
+        (not padding), whether it is its group's first tap and its last, the group's output word, a
+        depthwise tap's weight offset (channel ``4 g``'s, from ``second_addr``) and the group ``g``."""
+        kh, kw, sh, sw = (step[192 + 8 * i:200 + 8 * i] for i in range(4))
+        pl = step[232:240]
+        groups, out_w, in_h, in_w, out_h, first_row = (step[256 + 16 * i:272 + 16 * i] for i in range(6))
+        start_offset, row_bytes, pixel_step, row_step, image_step = (step[352 + 32 * i:384 + 32 * i]
+                                                                      for i in range(5))
+        top = step[512:528].as_signed()
+        j, i = Signal(8, name="pool_j"), Signal(8, name="pool_i")
+        g, x, y = (Signal(16, name=f"pool_{n}") for n in "gxy")
+        tap, tap_row, pixel, row = (Signal(32, name=f"pool_{n}") for n in ("tap", "tap_row", "pixel", "row"))
+        wy, wx = Signal(signed(18), name="pool_wy"), Signal(signed(18), name="pool_wx")  # window top / left
+        out_word = Signal(32, name="pool_out_word")
+        tap_index, weight_group = Signal(16, name="pool_tap_index"), Signal(32, name="pool_weight_group")
+        taps = step[528:544]
+        last_j, last_i = j == kw - 1, i == kh - 1
+        ih, iw = Signal(signed(20), name="pool_ih"), Signal(signed(20), name="pool_iw")
+        m.d.comb += [ih.eq(top + wy + i), iw.eq(wx + j - pl)]
+        inside = (ih >= 0) & (ih < in_h) & (iw >= 0) & (iw < in_w)
+        address = (cmd.f[1] + start_offset + pixel + tap + (g << 2))[:32]
+        with m.If(~active | finish):
+            m.d.sync += [r.eq(0) for r in (j, i, g, x, y, tap, tap_row, pixel, row, wy, wx, out_word, tap_index,
+                                           weight_group)]
+        with m.Elif(feed):
+            # a depthwise tap's weight offset: its group's channels' (4 taps bytes a group) plus the tap
+            with m.If(~(last_j & last_i)):
+                m.d.sync += tap_index.eq(tap_index + 1)
+            with m.Else():
+                m.d.sync += [tap_index.eq(0), weight_group.eq(Mux(g != groups - 1, weight_group + (taps << 2), 0))]
+            with m.If(~last_j):
+                m.d.sync += [j.eq(j + 1), tap.eq(tap + (groups << 2))]
+            with m.Elif(~last_i):
+                m.d.sync += [j.eq(0), i.eq(i + 1), tap.eq(tap_row + row_bytes), tap_row.eq(tap_row + row_bytes)]
+            with m.Else():
+                m.d.sync += [j.eq(0), i.eq(0), tap.eq(0), tap_row.eq(0), out_word.eq(out_word + 1)]
+                with m.If(g != groups - 1):
+                    m.d.sync += g.eq(g + 1)
+                with m.Elif(x != out_w - 1):
+                    m.d.sync += [g.eq(0), x.eq(x + 1), wx.eq(wx + sw), pixel.eq(pixel + pixel_step)]
+                with m.Elif(y + first_row != out_h - 1):
+                    m.d.sync += [g.eq(0), x.eq(0), wx.eq(0), y.eq(y + 1), wy.eq(wy + sh),
+                                 pixel.eq(row + row_step), row.eq(row + row_step)]
+                with m.Else():  # the next image (a chunk that spans images starts at their row 0)
+                    m.d.sync += [g.eq(0), x.eq(0), wx.eq(0), y.eq(0), wy.eq(0),
+                                 pixel.eq(row + image_step), row.eq(row + image_step)]
+        return address, inside, (j == 0) & (i == 0), last_j & last_i, out_word, weight_group + tap_index, g
 
     @staticmethod
     def _elapsed(m: Module, cycles: int, active, finish, name: str):  # noqa: ANN001, ANN205

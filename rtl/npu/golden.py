@@ -51,7 +51,16 @@ accumulator, with the arithmetic of :mod:`sim.numerics` (never re-implemented he
              ``second_addr`` (or their blocks; int8 codes) with the step's zero points and
              ``(multiplier, shift)`` pairs, in the design's TFLite rounding (``tflite-single``, else
              ``tflite-double``), clamped to ``[low, high]``; ``clamp``, input byte ``i`` clamped to
-             ``[low, high]`` (a ReLU: ``low`` the zero point; a copy: the int8 range).
+             ``[low, high]`` (a ReLU: ``low`` the zero point; a copy: the int8 range); ``max``, a max
+             pool of a band of output rows of channels-last int8 images, beat by beat as
+             :class:`~accel.encoding.VectorStep` walks its windows (padding taps not read), each
+             4-channel group's maxima clamped to ``[low, high]``, from ``output_addr``; ``avg``, a
+             global average pool walked the same way, each group's sums plus the step's bias
+             rescaled (:func:`sim.numerics.multiply_by_quantized_multiplier`, the design's
+             rounding) plus the output zero point, clamped; ``depthwise``, a depthwise convolution
+             of a chunk of channels walked the same way, each tap's codes less the input zero point
+             times its channel's weight (channel-major from ``second_addr``), each channel's sum
+             requantized by its channel-table entry as a Store's.
 
 Accumulator elements are little-endian 4-byte words at 4-byte aligned byte addresses.
 
@@ -60,7 +69,10 @@ store what ``sim.execute`` stores (each layer's per-channel folded bias, multipl
 output zero point and fused ReLU; each store's first channel from the tile the array last wrote at
 its address, as ``sim.execute`` finds it), and for every Vector command of an integer element-wise
 layer the vector step that computes ``sim.execute``'s codes: a quantized add's zero points and
-rescales (:func:`sim.reference.tflite_add_parameters`), a ReLU's clamp at its input's zero point.
+rescales (:func:`sim.reference.tflite_add_parameters`), a ReLU's clamp at its input's zero point,
+a windowed max pool's window and image geometry with where its chunk's rows and input band start,
+a global average pool's image, bias and TFLite rescale, a depthwise convolution's window, zero points
+and channel-table entries (its per-channel bias, multiplier and shift).
 :func:`feeder_table` is the host's feeder table of a plan: a step for every Compute of a convolution
 that is not pointwise, so golden computes on the im2col rows ``sim.execute`` computes on.
 """
@@ -85,12 +97,14 @@ from accel.encoding import (
 from accel.errors import ConfigError
 from accel.formats import INT8, INT32, Requantization
 from accel.hardware import Accelerator
+from mapper.decide import band_images, band_span
 from mapper.layout import conv_band, conv_geometry
 from mapper.plan import Plan
 from sim.execute import block_offsets
 from sim.numerics import (
     NMCompressed,
     apply_overflow,
+    multiply_by_quantized_multiplier,
     nm_gemm,
     quantize_multiplier,
     requantize,
@@ -262,6 +276,10 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
             vstep = None if requant is None else requant.vector_step(cmd.id)
             if vstep is None:
                 continue  # timed only
+            if vstep.function in ("max", "avg", "depthwise"):
+                codes = _pool(cmd, vstep, mem.scratchpad, mode, requant.channels)
+                write(mem.scratchpad, cmd.output_addr, cmd.output_block, codes.astype(np.int8).tobytes())
+                continue
             x = _codes(read(mem.scratchpad, cmd.input_addr, cmd.input_block, cmd.elements), True)
             if vstep.function == "add":
                 y = _codes(read(mem.scratchpad, cmd.second_addr, cmd.second_block, cmd.elements), True)
@@ -272,6 +290,57 @@ def execute(arch: Accelerator, commands: Sequence[Command], dram: bytes, *, scra
         else:
             raise TypeError(f"unknown command {cmd!r}")
     return mem
+
+
+def _pool(cmd: Vector, step: VectorStep, spad: bytearray, mode: str,
+          channels: Sequence[RequantChannel]) -> np.ndarray:
+    """The output codes of a windowed step's command (:class:`~accel.encoding.VectorStep`'s walk: beat by
+    beat, taps of one 4-channel group of one output pixel after another), 4 a group, in order: the
+    maxima of the read taps (``max``), the rescaled sums plus the bias (``avg``), or the sums of the
+    taps' codes less the zero point times their channels' weights, requantized by the channels'
+    entries of ``channels`` (``depthwise``)."""
+    if cmd.elements % 4 or (cmd.elements // 4) % step.taps:
+        raise ValueError(f"execute: command {cmd.id}'s {cmd.elements} elements are not whole output words of "
+                         f"{step.taps} beats of 4")
+    words = cmd.elements // 4 // step.taps
+    groups, per_row = step.channel_groups, step.channel_groups * step.out_w
+    out = np.empty((words, 4), dtype=np.int64)
+    for o in range(words):
+        g, x, y = o % groups, o // groups % step.out_w, o // per_row
+        image, row = 0, step.first_row + y  # output row of the image
+        if row >= step.out_h:
+            if step.first_row:
+                raise ValueError(f"execute: command {cmd.id}'s chunk spans images from output row {step.first_row}")
+            image, row = divmod(row, step.out_h)
+        best, total = np.full(4, INT8.min_int, dtype=np.int64), np.zeros(4, dtype=np.int64)
+        lanes = 4 * g + np.arange(4)  # the chunk's channels of the group
+        for i in range(step.kernel_h):
+            for j in range(step.kernel_w):
+                ih, iw = row * step.stride_h - step.pad_top + i, x * step.stride_w - step.pad_left + j
+                if not (0 <= ih < step.in_h and 0 <= iw < step.in_w):
+                    continue  # padding: not read
+                at = (cmd.input_addr + (image * step.in_h - step.band_row + ih) * step.row_bytes
+                      + iw * step.pixel_bytes + 4 * g)
+                if at < 0 or at + 4 > len(spad):
+                    raise ValueError(f"execute: command {cmd.id} reads bytes {at}..{at + 3} outside the scratchpad")
+                tap = _codes(spad[at:at + 4], True)
+                if step.function == "depthwise":
+                    weights = [cmd.second_addr + c * step.taps + i * step.kernel_w + j for c in lanes]
+                    if min(weights) < 0 or max(weights) >= len(spad):
+                        raise ValueError(f"execute: command {cmd.id} reads weights outside the scratchpad")
+                    tap = (tap - step.a_zero_point) * _codes(bytes(spad[a] for a in weights), True)
+                best, total = np.maximum(best, tap), total + tap
+        if step.function == "avg":
+            best = np.array([multiply_by_quantized_multiplier(wrap(int(v) + step.bias, INT32), step.y_multiplier,
+                                                              step.y_shift, mode=mode) + step.y_zero_point
+                             for v in total])
+        elif step.function == "depthwise":
+            entries = [channels[step.first_channel + int(c)] for c in lanes]
+            best = np.array([requantize(wrap(int(v) + ch.bias, INT32), ch.multiplier, ch.shift, step.y_zero_point,
+                                        out_format=INT8, mode=mode, clamp_min=step.low, clamp_max=step.high)
+                             for v, ch in zip(total, entries, strict=True)])
+        out[o] = np.clip(best, step.low, step.high)
+    return out.reshape(-1)
 
 
 def _tflite_mode(arch: Accelerator) -> Requantization:
@@ -292,15 +361,22 @@ def requant_table(plan: Plan) -> RequantTable:
     Every Vector command of a quantized add (two int8 activations of the output's shape, per-tensor
     scales) gets an ``add`` step (:func:`sim.reference.tflite_add_parameters`: the zero points and the
     TFLite rescales in the design's rounding), of a ReLU a ``clamp`` from its input's zero point, of
-    an identity or passthrough a ``clamp`` to the int8 range.
+    an identity or passthrough a ``clamp`` to the int8 range, of a windowed max pool chunked in bands
+    of output rows (int8 codes of one scale, whole groups of 4 channels, no dilation) a ``max`` step,
+    of a global average pool (int8 images, chunks of whole groups of 4 channels) an ``avg`` step, of a
+    depthwise convolution on the vector unit (int8 codes, symmetric weights, no dilation, chunks of
+    whole groups of 4 channels) a ``depthwise`` step and its layer's channel entries (its bias, not
+    folded: the step subtracts the input zero point).
 
     Raises :class:`~accel.errors.ConfigError` for what the NPU's requantizer and vector unit cannot
     compute: a design in a requantization mode other than ``tflite-double`` or ``tflite-single`` (the
     float32 one rounds floats: not integer arithmetic), grouped layers (convolution groups), int32 or
     non-int8 outputs, a fused activation other than ReLU, a store of an address no tile of its layer
-    wrote, a Vector command of any other layer (a multiply, a pool, a depthwise convolution, an add of
-    a constant or of broadcast operands), one whose elements are not its chunk's (``elements !=
-    extent``) or one that reads or writes through a block.
+    wrote, a Vector command of any other layer (a multiply, a windowed average pool, a global or
+    channel-chunked max pool, an add of a constant or of broadcast operands), one
+    whose elements are not its chunk's (``elements != extent``; a pool's: its rows' outputs times its
+    taps), a chunk of a pool that spans images from a row other than their first, or one that reads
+    or writes through a block.
     """
     graph, arch = plan.graph, plan.arch
     if graph is None:
@@ -318,6 +394,17 @@ def requant_table(plan: Plan) -> RequantTable:
     for cmd in plan.commands:
         if isinstance(cmd, Compute):
             tags[cmd.output_addr] = (cmd.layer, cmd.origin[3], cmd.n)
+            continue
+        if isinstance(cmd, Vector) and graph.layer(cmd.layer).gemm is not None:  # a depthwise convolution
+            layer = graph.layer(cmd.layer)
+            ops = gemm_operands(graph, layer)
+            if cmd.layer not in bases and ops.scale is not None:
+                bases[cmd.layer] = len(channels)
+                for c, scale in enumerate(ops.scale.reshape(-1)):
+                    multiplier, shift = quantize_multiplier(float(scale), mode=mode)
+                    channels.append(RequantChannel(bias=wrap(int(ops.bias.reshape(-1)[c]), INT32),
+                                                   multiplier=multiplier, shift=shift))
+            vector.append(_depthwise_step(plan, cmd, bases.get(cmd.layer, 0)))
             continue
         if isinstance(cmd, Vector):
             vector.append(_vector_step(plan, cmd))
@@ -364,6 +451,8 @@ def _vector_step(plan: Plan, cmd: Vector) -> VectorStep:
     out = graph.tensors[layer.outputs[0]]
     tensors = [*streamed, out]
     what = layer.source_op or layer.op.value
+    if layer.op is OpKind.POOL:
+        return _pool_step(plan, cmd, where, what)
     elementwise = layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and fn in ("add", "relu", "identity",
                                                                                  "passthrough")
     if not elementwise or (fn == "add") != (len(layer.inputs) == 2) or len(streamed) != len(layer.inputs):
@@ -439,3 +528,124 @@ def feeder_table(plan: Plan) -> FeederTable:
         except EncodingError as e:
             raise ConfigError(f"{where}: {e}") from None
     return FeederTable(tuple(steps))
+def _pool_step(plan: Plan, cmd: Vector, where: str, what: str) -> VectorStep:
+    """The ``max`` step of a Vector command of a windowed max pool the mapper chunked in bands of output
+    rows (:func:`mapper.decide.chunking`'s ``"bands"``): the window, the images' geometry and where
+    the chunk's rows and its input band start (:func:`mapper.decide.band_span`)."""
+    graph = plan.graph
+    assert graph is not None
+    layer = graph.layer(cmd.layer)
+    x, out = graph.tensors[layer.inputs[0]], graph.tensors[layer.outputs[0]]
+    loop_order = next((m.loop_order for m in plan.layers if m.layer == layer.name), "")
+    if layer.attrs.get("kind") == "avg" and layer.attrs.get("global"):
+        return _global_avg_step(plan, cmd, where)
+    if layer.attrs.get("kind") != "max" or layer.attrs.get("global") or loop_order != "bands":
+        raise ConfigError(f"{where}: the NPU's vector unit pools windowed max pools chunked in bands of output "
+                          f"rows and global average pools, not {what} ({'global ' if layer.attrs.get('global') else ''}"
+                          f"{layer.attrs.get('kind')} pool, {loop_order or 'no'} chunks)")
+    if code_format(x) != INT8 or code_format(out) != INT8 or x.quant != out.quant:
+        raise ConfigError(f"{where}: the NPU's vector unit max-pools int8 codes of one scale and zero point; this "
+                          f"layer maps {code_format(x).name} to {code_format(out).name} codes")
+    n, c, h, w = x.shape
+    _, _, oh, ow = out.shape
+    (kh, kw), (sh, sw), (pt, pl, _, _) = layer.attrs["kernel"], layer.attrs["stride"], layer.attrs["padding"]
+    if tuple(layer.attrs.get("dilation", (1, 1))) != (1, 1) or c % 4:
+        raise ConfigError(f"{where}: the NPU's vector unit pools undilated windows over whole groups of 4 "
+                          f"channels; this layer has {c} channels, dilation {layer.attrs.get('dilation', (1, 1))}")
+    lo, hi = cmd.origin, cmd.origin + cmd.extent
+    if cmd.elements != (hi - lo) * ow * c * kh * kw:
+        raise ConfigError(f"{where}: the NPU's vector unit computes a chunk's {hi - lo} output rows of {ow} x {c} "
+                          f"codes, {kh * kw} taps each ({(hi - lo) * ow * c * kh * kw} elements), not {cmd.elements}")
+    if any(b is not None for b in (cmd.input_block, cmd.output_block)):
+        raise ConfigError(f"{where}: the NPU's vector unit reads and writes packed runs, not blocks")
+    images = band_images(layer, x.shape, oh, lo, hi)
+    first_image, first_row = images[0][0], images[0][1]
+    if len(images) > 1 and first_row:
+        raise ConfigError(f"{where}: a chunk that spans images must start at their first output row, not {first_row}")
+    start, _ = band_span(layer, x.shape, oh, lo, hi, output=False)
+    try:
+        return VectorStep(command=cmd.id, function="max", kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
+                          pad_top=pt, pad_left=pl, band_row=start - first_image * h, channel_groups=c // 4, out_w=ow,
+                          in_h=h, in_w=w, out_h=oh, first_row=first_row)
+    except EncodingError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _global_avg_step(plan: Plan, cmd: Vector, where: str) -> VectorStep:
+    """The ``avg`` step of a Vector command of a global average pool chunked by channels (all pixels of
+    each of its images): one window of the whole image, the sum's bias (minus the input zero point
+    times the pixels) and the output's rescale, as :func:`sim.reference.global_avg_codes` computes it
+    (its float32 scale, :func:`sim.numerics.quantize_multiplier` in the design's rounding)."""
+    graph = plan.graph
+    assert graph is not None
+    layer = graph.layer(cmd.layer)
+    x, out = graph.tensors[layer.inputs[0]], graph.tensors[layer.outputs[0]]
+    if len(x.shape) != 4 or code_format(x) != INT8 or code_format(out) != INT8 or x.quant is None \
+            or out.quant is None:
+        raise ConfigError(f"{where}: the NPU's vector unit average-pools quantized int8 N x C x H x W images; this "
+                          f"layer maps {code_format(x).name} {x.shape} to {code_format(out).name} codes")
+    n, _, h, w = x.shape
+    channels = cmd.extent
+    if channels % 4:
+        raise ConfigError(f"{where}: the NPU's vector unit average-pools whole groups of 4 channels, not a chunk of "
+                          f"{channels}")
+    if cmd.elements != channels * n * h * w:
+        raise ConfigError(f"{where}: the NPU's vector unit computes a chunk's {channels} channels of {n} images of "
+                          f"{h} x {w} ({channels * n * h * w} elements), not {cmd.elements}")
+    if any(b is not None for b in (cmd.input_block, cmd.output_block)):
+        raise ConfigError(f"{where}: the NPU's vector unit reads and writes packed runs, not blocks")
+    size = h * w
+    scale = np.float32(x.quant.scale[0]) / (np.float32(out.quant.scale[0]) * np.float32(size))
+    multiplier, shift = quantize_multiplier(float(scale), mode=requant_mode(plan.arch))
+    try:
+        return VectorStep(command=cmd.id, function="avg", y_zero_point=int(out.quant.zero_point[0]),
+                          y_multiplier=multiplier, y_shift=shift, bias=-int(x.quant.zero_point[0]) * size,
+                          kernel_h=h, kernel_w=w, stride_h=1, stride_w=1, channel_groups=channels // 4, out_w=1,
+                          in_h=h, in_w=w, out_h=1)
+    except EncodingError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _depthwise_step(plan: Plan, cmd: Vector, base: int) -> VectorStep:
+    """The ``depthwise`` step of a Vector command of a depthwise convolution on the vector unit (a chunk
+    of channels, every pixel of each): its window geometry, the input and output zero points, the
+    fused ReLU's clamp and the channel-table entry of its first channel (its layer's entries from
+    ``base``: bias, multiplier and shift of each output channel)."""
+    graph = plan.graph
+    assert graph is not None
+    layer = graph.layer(cmd.layer)
+    where = f"Command {cmd.id} (Vector, layer {cmd.layer!r})"
+    conv = conv_geometry(graph, layer)
+    ops = gemm_operands(graph, layer)
+    x, out = graph.tensors[layer.inputs[0]], graph.tensors[layer.outputs[0]]
+    if conv is None or ops.scale is None or code_format(x) != INT8 or code_format(out) != INT8 \
+            or np.any(ops.w_zero_point != 0):
+        raise ConfigError(f"{where}: the NPU's vector unit convolves int8 images with symmetric int8 weights to "
+                          f"requantized int8 codes; this layer is {layer.source_op or layer.op.value} of "
+                          f"{code_format(x).name} to {code_format(out).name} codes")
+    if (conv.dh, conv.dw) != (1, 1):
+        raise ConfigError(f"{where}: the NPU's vector unit convolves undilated windows, not dilation "
+                          f"{(conv.dh, conv.dw)}")
+    channels, kk = cmd.extent, conv.kh * conv.kw
+    n = x.shape[0]
+    if channels % 4:
+        raise ConfigError(f"{where}: the NPU's vector unit convolves whole groups of 4 channels, not a chunk of "
+                          f"{channels}")
+    if cmd.elements != channels * n * conv.oh * conv.ow * kk:
+        raise ConfigError(f"{where}: the NPU's vector unit computes a chunk's {channels} channels of {n} images of "
+                          f"{conv.oh} x {conv.ow} outputs, {kk} taps each ({channels * n * conv.oh * conv.ow * kk} "
+                          f"elements), not {cmd.elements}")
+    if any(b is not None for b in (cmd.input_block, cmd.second_block, cmd.output_block)):
+        raise ConfigError(f"{where}: the NPU's vector unit reads and writes packed runs, not blocks")
+    low = INT8.min_int
+    for fn in layer.attrs.get("fused", ()):
+        if fn != "relu":
+            raise ConfigError(f"{where}: the NPU's vector unit fuses ReLU only, not {fn!r}")
+        low = max(low, int(ops.y_zero_point))
+    try:
+        return VectorStep(command=cmd.id, function="depthwise", low=low, a_zero_point=int(ops.x_zero_point),
+                          y_zero_point=int(ops.y_zero_point), kernel_h=conv.kh, kernel_w=conv.kw, stride_h=conv.sh,
+                          stride_w=conv.sw, pad_top=conv.pt, pad_left=conv.pl, channel_groups=channels // 4,
+                          out_w=conv.ow, in_h=conv.h, in_w=conv.w, out_h=conv.oh, first_channel=base + cmd.origin)
+    except EncodingError as e:
+        raise ConfigError(f"{where}: {e}") from None

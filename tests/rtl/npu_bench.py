@@ -28,7 +28,8 @@ def run_programs(arch: Accelerator, programs: dict[str, dict], build_dir: Path, 
     size = max(len(decode_program(bytes.fromhex(p["image"]))) for p in programs.values())
     npu = NPU(arch, max_commands=size, program_words=words, requant_channels=requant_channels)
     parameters = {"rows": arch.array.rows, "cols": arch.array.cols, "max_commands": size, "program_words": words,
-                  "activation_latency": activation_latency, "programs": programs}
+                  "activation_latency": activation_latency, "programs": programs,
+                  "scratchpad_bytes": arch.scratchpad.size_bytes}
     result = run_cocotb(toplevel="npu", component=npu, test_module=TESTBENCH, build_dir=build_dir,
                         parameters=parameters, check=False)
     by_name = {case.name: case for case in result.cases if case.name in programs}

@@ -23,7 +23,7 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from accel.config import load
-from accel.encoding import decode_feeder_table, decode_program, decode_requant_table
+from accel.encoding import VECTOR_STEP_WORDS, decode_feeder_table, decode_program, decode_requant_table
 from accel.hardware import Sparsity
 from mapper.plan import Plan
 from rtl.cocotb_runner import testbench_parameters
@@ -101,6 +101,9 @@ async def _run_program(dut: object, name: str) -> None:
     if parameters.get("sparsity"):  # the N:M patterns the design runs
         arch = dataclasses.replace(arch, array=dataclasses.replace(
             arch.array, sparsity=tuple(Sparsity.parse(p) for p in parameters["sparsity"])))
+    if parameters.get("scratchpad_bytes", arch.scratchpad.size_bytes) != arch.scratchpad.size_bytes:
+        arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(
+            arch.scratchpad, size_bytes=parameters["scratchpad_bytes"]))
     spec = parameters["programs"][name]
     image = bytes.fromhex(spec["image"])
     reference = decode_program(bytes.fromhex(spec.get("reference_image", spec["image"])))
@@ -128,7 +131,7 @@ async def _run_program(dut: object, name: str) -> None:
         steps, channels = spec["requant"]["steps"], spec["requant"]["channels"]
         steps = steps + [0] * (2 * parameters["max_commands"] - len(steps))
         vector = spec["requant"].get("vector", [])
-        vector = vector + [0] * (8 * parameters["max_commands"] - len(vector))
+        vector = vector + [0] * (VECTOR_STEP_WORDS * parameters["max_commands"] - len(vector))
         for table, table_words in ((0, steps), (1, channels), (2, vector)):
             for addr, word in enumerate(table_words):
                 dut.rq_we.value, dut.rq_table.value, dut.rq_addr.value, dut.rq_data.value = 1, table, addr, word
@@ -351,3 +354,33 @@ async def vector_ops(dut: object) -> None:
 async def wrong_rescale(dut: object) -> None:
     """The residual block with its add's output multiplier changed in the table the NPU gets."""
     await _run_program(dut, "wrong_rescale")
+
+
+@cocotb.test()
+async def max_pool(dut: object) -> None:
+    """The mapper's program for a quantized conv -> two max pools -> global average pool, on the vector unit."""
+    await _run_program(dut, "max_pool")
+
+
+@cocotb.test()
+async def max_pool_resident(dut: object) -> None:
+    """The max-pool network with the ILP keeping its tensors on chip."""
+    await _run_program(dut, "max_pool_resident")
+
+
+@cocotb.test()
+async def depthwise(dut: object) -> None:
+    """The mapper's program for a quantized conv -> depthwise convolution, the latter on the vector unit."""
+    await _run_program(dut, "depthwise")
+
+
+@cocotb.test()
+async def wrong_pool_step(dut: object) -> None:
+    """The max-pool network with its first pool step's left padding changed in the table the NPU gets."""
+    await _run_program(dut, "wrong_pool_step")
+
+
+@cocotb.test()
+async def wrong_depthwise_channels(dut: object) -> None:
+    """The depthwise network with its step's first channel-table entry one off in the table the NPU gets."""
+    await _run_program(dut, "wrong_depthwise_channels")

@@ -1,4 +1,4 @@
-"""The NPU's vector unit computes quantized adds and clamps (ReLUs, copies) as the host's table says.
+"""The NPU's vector unit computes quantized adds, clamps (ReLUs, copies) and pools as the host's table says.
 
 A residual block (1x1 conv -> ReLU -> 1x1 conv -> add of the block's input, the ReLUs folded into the
 convolution's store and the add's output range by onnxruntime's quantizer; 1x1 convolutions because
@@ -12,6 +12,22 @@ DRAM image byte for byte, through DRAM (``none`` allocator) and with the ILP kee
 on Icarus, the NPU with the table written through its ``rq_*`` port must end with golden's DRAM and
 every command's start and end must be the simulator's. A hand-written program clamps (a ReLU and a
 copy) and adds with a hand-written table; a table with a wrong rescale must fail on the data only.
+
+A 2x4x12x12 1x1 conv -> 3x3 stride-2 max pool with padding 1 -> 2x2 max pool -> global average pool,
+quantized the same way, is mapped onto fpga-small with a 4 KiB scratchpad: through DRAM the first
+pool's chunks are whole images; with the ILP keeping the later pools' tensors on chip they are bands
+of rows inside an image (their input bands starting mid-image); the second pool's chunk spans both
+images and the average pool's is both images' 8 channels; its pool steps
+(:class:`~accel.encoding.VectorStep` ``max`` and ``avg``: the sum's bias and the TFLite rescale of
+sim.reference.global_avg_codes' float32 scale) make golden end with sim.execute's DRAM (through DRAM
+and resident), golden agrees with sim.reference.maxpool_codes on a hand-written band, and on Icarus
+the NPU ends with golden's DRAM and the simulator's every start and end; a step with a wrong left
+padding must fail on the data only.
+
+A 2x4x8x8 1x1 conv -> 3x3 stride-2 depthwise convolution with padding 1 (on the vector unit, as the
+mapper puts it) gets a ``depthwise`` step with its channels' entries in the channel table; golden
+with it ends with sim.execute's DRAM, and so does the NPU on Icarus, cycle-exact; a step whose
+channel entries are one off must fail on the data only.
 """
 
 from __future__ import annotations
@@ -167,6 +183,185 @@ def test_a_multiply_on_the_vector_unit_is_refused() -> None:
         requant_table(plan)
 
 
+POOL_SPAD_BYTES = 4096
+"""The pool network's scratchpad: through DRAM the first pool's chunks are whole images; with the ILP
+keeping the pools' tensors on chip, the rest of it takes bands of rows of one image."""
+
+
+def pool_design():  # noqa: ANN201
+    """:func:`design` with a scratchpad of :data:`POOL_SPAD_BYTES` (the testbench's ``scratchpad_bytes``)."""
+    arch = design()
+    return dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad, size_bytes=POOL_SPAD_BYTES))
+
+
+@cache
+def pool_graph():  # noqa: ANN201
+    """(graph, input codes of its device part) of a 2x4x12x12 1x1 conv (8 channels) -> 3x3 stride-2 max pool
+    with padding 1 -> 2x2 max pool -> global average pool, quantized with int8 activations."""
+    from workloads.onnx_export import export_onnx
+    from workloads.quantize import calibration_inputs, quantize_model
+
+    b = GraphBuilder("qpool")
+    x = b.input("x", (2, 4, 12, 12))
+    h = b.conv(x, 8, 1, name="conv")
+    h = b.pool(h, "max", 3, 2, 1, name="pool1")
+    h = b.pool(h, "max", 2, name="pool2")
+    b.global_pool(h, "avg", name="gap")
+    logging.disable(logging.WARNING)
+    try:
+        model = export_onnx(b.build(), seed=3)
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
+    finally:
+        logging.disable(logging.NOTSET)
+    graph = load_onnx(quantized)
+    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
+                          requant=Requantization.TFLITE_DOUBLE)
+    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
+
+
+@cache
+def pool_network(allocator: str = "none") -> tuple[Plan, dict]:
+    """The mapper's plan of the pool network on :func:`pool_design` (``allocator``) and its input codes."""
+    graph, inputs = pool_graph()
+    return map_graph(graph, pool_design(), MapOptions(allocator=allocator)), inputs
+
+
+POOLS = {"max_pool": lambda: pool_network("none"), "max_pool_resident": lambda: pool_network("ilp")}
+"""The mapper's plans of the pool network by name (npu_tb.py has a cocotb test of each)."""
+
+POOL1_CHUNKS = {"max_pool": [(0, 0)] * 2, "max_pool_resident": [(0, 0), (3, 5), (0, 0), (3, 5)]}
+"""``(first_row, band_row)`` of the first pool's chunks in each plan: whole images, or halves of each
+image (the second half's windows from output row 3, its input band from row 5)."""
+
+
+@pytest.mark.parametrize("name", POOLS)
+def test_golden_with_the_hosts_table_pools_as_sim_execute(name: str) -> None:
+    """Golden, given the plan's table, ends with sim.execute's DRAM image, every byte; the first pool's
+    chunks are whole images or bands of rows inside one (:data:`POOL1_CHUNKS`), the second's both
+    images, the global average pool's both images' 8 channels; the resident plan keeps the second
+    pool's input and output and the average pool's input on chip; without the pools' steps golden
+    does not end with sim.execute's image."""
+    plan, inputs = POOLS[name]()
+    table = requant_table(plan)
+    vectors = [c for c in plan.commands if isinstance(c, Vector)]
+    pool1 = len(POOL1_CHUNKS[name])
+    assert [c.layer for c in vectors] == ["pool1"] * pool1 + ["pool2", "gap"]
+    steps = {s.command: s for s in table.vector}
+    assert [steps[c.id].function for c in vectors] == ["max"] * (pool1 + 1) + ["avg"]
+    moved = {c.tensor for c in plan.commands if isinstance(c, (Load, Store)) and c.layer in ("pool2", "gap")}
+    assert moved == ({"gap_QuantizeLinear_Output"} if name == "max_pool_resident" else
+                     {f"{t}_QuantizeLinear_Output" for t in ("pool1", "pool2", "gap")})
+    gap = plan.graph.tensors[plan.graph.layer("gap").inputs[0]].quant
+    assert steps[vectors[-1].id].bias == -9 * int(gap.zero_point[0]) and steps[vectors[-1].id].y_multiplier
+    assert [(steps[c.id].first_row, steps[c.id].band_row) for c in vectors if c.layer == "pool1"] == \
+        POOL1_CHUNKS[name]
+    assert [(steps[c.id].first_row, steps[c.id].band_row) for c in vectors if c.layer == "pool2"] == [(0, 0)]
+    before, after = dram_images(plan, inputs)
+    assert execute(plan.arch, plan.commands, before, requant=table).dram == bytearray(after)
+    timed_only = dataclasses.replace(table, vector=())
+    assert execute(plan.arch, plan.commands, before, requant=timed_only).dram != bytearray(after)
+
+
+@cache
+def depthwise_graph():  # noqa: ANN201
+    """(graph, input codes of its device part) of a 2x4x8x8 1x1 conv (8 channels) -> 3x3 stride-2 depthwise
+    convolution with padding 1 -> ReLU, quantized with int8 activations."""
+    from workloads.onnx_export import export_onnx
+    from workloads.quantize import calibration_inputs, quantize_model
+
+    b = GraphBuilder("qdw")
+    x = b.input("x", (2, 4, 8, 8))
+    h = b.conv(x, 8, 1, name="conv")
+    h = b.conv(h, 8, 3, 2, 1, groups=8, name="dw")
+    b.activation(h, "relu", "dw.relu")
+    logging.disable(logging.WARNING)
+    try:
+        model = export_onnx(b.build(), seed=3)
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
+    finally:
+        logging.disable(logging.NOTSET)
+    graph = load_onnx(quantized)
+    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
+                          requant=Requantization.TFLITE_DOUBLE)
+    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
+
+
+@cache
+def depthwise_network(allocator: str = "none") -> tuple[Plan, dict]:
+    """The mapper's plan of the depthwise network on :func:`pool_design` (``allocator``) and its input codes."""
+    graph, inputs = depthwise_graph()
+    return map_graph(graph, pool_design(), MapOptions(allocator=allocator)), inputs
+
+
+@pytest.mark.parametrize("allocator", ["none", "ilp"])
+def test_golden_with_the_hosts_table_convolves_depthwise_as_sim_execute(allocator: str) -> None:
+    """The depthwise convolution's Vector command gets a ``depthwise`` step (its window, zero points and
+    its 8 channel-table entries after the 1x1 conv's 8); golden then ends with sim.execute's DRAM
+    image, every byte, and without the step it does not."""
+    plan, inputs = depthwise_network(allocator)
+    table = requant_table(plan)
+    (vector,) = [c for c in plan.commands if isinstance(c, Vector)]
+    (step,) = table.vector
+    assert (step.command, step.function, step.first_channel, len(table.channels)) == (vector.id, "depthwise", 8, 16)
+    assert (step.kernel_h, step.stride_h, step.pad_top, step.channel_groups, step.out_h) == (3, 2, 1, 2, 4)
+    before, after = dram_images(plan, inputs)
+    assert execute(plan.arch, plan.commands, before, requant=table).dram == bytearray(after)
+    timed_only = dataclasses.replace(table, vector=())
+    assert execute(plan.arch, plan.commands, before, requant=timed_only).dram != bytearray(after)
+
+
+def test_golden_max_pools_as_sim_reference_on_a_hand_written_band() -> None:
+    """A hand-written ``max`` step over output rows 2..3 of a 5 x 7 x 8 image's 3x2 stride-(2, 3) windows
+    with padding (2, 1) (the last row's windows reach below the image), its band input rows 2..4: the
+    codes are sim.reference.maxpool_codes' of the image."""
+    from sim.reference import maxpool_codes
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(-128, 128, size=(1, 8, 5, 7))
+    b = GraphBuilder("hand")
+    b.input("x", (1, 8, 5, 7))
+    b.pool("x", "max", (3, 2), (2, 3), (2, 1, 2, 1), name="p")
+    layer = b.build().layer("p")
+    expected = maxpool_codes(layer, image, (1, 8, 4, 3))[0, :, 2:4].transpose(1, 2, 0).reshape(-1)
+    step = VectorStep(command=1, function="max", kernel_h=3, kernel_w=2, stride_h=2, stride_w=3, pad_top=2,
+                      pad_left=1, band_row=2, channel_groups=2, out_w=3, in_h=5, in_w=7, out_h=4, first_row=2)
+    band = image[0].transpose(1, 2, 0)[2:].astype(np.int8).tobytes()  # rows 2..4, channels-last
+    commands = (Load(id=0, layer="p", tensor="x", size_bytes=len(band), addr=8, dram_addr=0),
+                Vector(id=1, layer="p", deps=(0,), op="MaxPool", elements=2 * 3 * 8 * 6, input_addr=8,
+                       output_addr=400, origin=2, extent=2),
+                Store(id=2, layer="p", deps=(1,), tensor="y", size_bytes=48, buffer=SPAD, addr=400, dram_addr=512))
+    mem = execute(design(), commands, band + bytes(1024 - len(band)), requant=RequantTable(vector=(step,)))
+    assert list(np.frombuffer(bytes(mem.dram[512:560]), np.int8)) == list(expected)
+
+
+def test_pools_the_vector_unit_cannot_compute_are_refused() -> None:
+    graph, _ = pool_graph()
+    plan, _ = pool_network()
+    vector = next(c for c in plan.commands if isinstance(c, Vector))
+    pool1 = graph.layer("pool1")
+    avg = dataclasses.replace(pool1, attrs={**pool1.attrs, "kind": "avg"}, source_op="AveragePool")
+    layers = tuple(avg if layer.name == "pool1" else layer for layer in graph.layers)
+    with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'pool1'\): the NPU's vector unit "
+                                          r"pools windowed max pools chunked in bands of output rows and global "
+                                          r"average pools, not AveragePool \(avg pool, bands chunks\)$"):
+        requant_table(dataclasses.replace(plan, graph=dataclasses.replace(graph, layers=layers)))
+    half = dataclasses.replace(vector, elements=vector.elements // 2)
+    with pytest.raises(ConfigError, match=rf"^Command {vector.id} \(Vector, layer 'pool1'\): the NPU's vector unit "
+                                          r"computes a chunk's 6 output rows of 6 x 8 codes, 9 taps each \(2592 "
+                                          r"elements\), not 1296$"):
+        requant_table(dataclasses.replace(plan, commands=tuple(half if c.id == vector.id else c
+                                                               for c in plan.commands)))
+    gap = next(c for c in plan.commands if isinstance(c, Vector) and c.layer == "gap")
+    for wrong, message in ((dataclasses.replace(gap, extent=6, elements=6 * 2 * 3 * 3),
+                            "average-pools whole groups of 4 channels, not a chunk of 6"),
+                           (dataclasses.replace(gap, elements=gap.elements - 4),
+                            r"computes a chunk's 8 channels of 2 images of 3 x 3 \(144 elements\), not 140")):
+        with pytest.raises(ConfigError, match=rf"^Command {gap.id} \(Vector, layer 'gap'\): the NPU's vector unit "
+                                              rf"{message}$"):
+            requant_table(dataclasses.replace(plan, commands=tuple(wrong if c.id == gap.id else c
+                                                                   for c in plan.commands)))
+
+
 def vector_ops() -> tuple[tuple, RequantTable]:
     """Two 23-byte operands loaded; a ReLU (clamp from zero point -5), a copy clamped to [-20, 90], a timed-only
     vector command, and an add of the two (23 elements: a partial last beat, unaligned addresses) with its
@@ -248,6 +443,52 @@ def test_npu_adds_and_clamps_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> No
     wrong = by_name["wrong_rescale"]
     assert not wrong.passed, "a table with a wrong rescale must not match golden of the right one"
     assert "DRAM differed from rtl.npu.golden.execute" in wrong.message and "ran [" not in wrong.message
+
+
+def wrong_pool_step(table: RequantTable) -> RequantTable:
+    """``table`` with its first max step's left padding 0 (every window one column to the right)."""
+    first = next(s for s in table.vector if s.function == "max")
+    wrong = dataclasses.replace(first, pad_left=0)
+    return dataclasses.replace(table, vector=tuple(wrong if s is first else s for s in table.vector))
+
+
+def _pool_programs() -> dict[str, dict]:
+    """The testbench's ``programs`` of the max-pool network on :func:`pool_design`, the corrupted one last."""
+    out = {}
+    for name, make in POOLS.items():
+        plan, inputs = make()
+        out[name] = {"image": encode_program(plan.commands).hex(), "dram": dram_images(plan, inputs)[0].hex(),
+                     "requant": table_words(requant_table(plan))}
+    original = requant_table(pool_network()[0])
+    out["wrong_pool_step"] = {**out["max_pool"], "requant": table_words(wrong_pool_step(original)),
+                              "reference_requant": out["max_pool"]["requant"]}
+    plan, inputs = depthwise_network()
+    out["depthwise"] = {"image": encode_program(plan.commands).hex(), "dram": dram_images(plan, inputs)[0].hex(),
+                        "requant": table_words(requant_table(plan))}
+    table = requant_table(plan)
+    (step,) = table.vector
+    shifted = dataclasses.replace(table, vector=(dataclasses.replace(step, first_channel=step.first_channel - 1),))
+    out["wrong_depthwise_channels"] = {**out["depthwise"], "requant": table_words(shifted),
+                                       "reference_requant": out["depthwise"]["requant"]}
+    return out
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_npu_max_pools_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> None:
+    """The pool network's programs (through DRAM and resident) match golden (hence sim.execute) and the
+    simulator's trace, and so does the depthwise network's; the corrupted pool step and the depthwise
+    step of channel-table entries one off fail on the data only."""
+    programs = _pool_programs()
+    channels = max(len(p["requant"]["channels"]) // 4 for p in programs.values())
+    by_name = run_programs(pool_design(), programs, tmp_path, requant_channels=channels,
+                           activation_latency=MOVE_LATENCY)
+    for name in (*POOLS, "depthwise"):
+        assert by_name[name].passed, f"{name}: {by_name[name].message}"
+    for name in ("wrong_pool_step", "wrong_depthwise_channels"):
+        wrong = by_name[name]
+        assert not wrong.passed, f"{name}: a table with a wrong step must not match golden of the right one"
+        assert "DRAM differed from rtl.npu.golden.execute" in wrong.message and "ran [" not in wrong.message
 
 
 @pytest.mark.parametrize("mode", ["double", "single"])
