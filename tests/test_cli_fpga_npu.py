@@ -13,7 +13,7 @@ import pytest
 
 from accel.cli import main
 from accel.config import load
-from accel.encoding import decode_program
+from accel.encoding import RequantChannel, RequantStep, RequantTable, decode_program, decode_requant_table
 from mapper.plan import Plan
 from rtl.fpga import driver as driver_module
 from rtl.fpga import npu_link
@@ -26,8 +26,9 @@ class FakeNPULink:
     """The protocol of :mod:`rtl.fpga.npu_link` in Python, as a :class:`~rtl.fpga.driver.Transport`."""
 
     def __init__(self, arch, *, dram_bytes: int = 8192, program_words: int = 512, max_commands: int = 16,
-                 flip_output: bool = False, extra_cycle: bool = False) -> None:  # noqa: ANN001
-        self.arch, self.dram_bytes = arch, dram_bytes
+                 requant_channels: int = 32, flip_output: bool = False, extra_cycle: bool = False) -> None:  # noqa: ANN001
+        self.arch, self.dram_bytes, self.requant_channels = arch, dram_bytes, requant_channels
+        self.tables = [[0] * n for n in npu_link.table_words(max_commands, requant_channels, 8 * max_commands)]
         self.program_words, self.max_commands = program_words, max_commands
         self.flip_output, self.extra_cycle = flip_output, extra_cycle
         self.program, self.dram = bytearray(4 * program_words), bytearray(dram_bytes)
@@ -73,6 +74,18 @@ class FakeNPULink:
             else:
                 self._answer(b"R", bytes(self.dram[addr:addr + n]))
             return True
+        if op == npu_link.OP_TABLE:
+            if len(box) < 10 or len(box) < 10 + 4 * u32(6):
+                return False
+            table, addr, n = box[1], u32(2), u32(6)
+            words = [int.from_bytes(box[10 + 4 * i:14 + 4 * i], "little") for i in range(n)]
+            del box[:10 + 4 * n]
+            if table > 3 or n == 0 or addr + n > len(self.tables[table]):
+                self._answer(b"?")
+            else:
+                self.tables[table][addr:addr + n] = words
+                self._answer(b"Q")
+            return True
         if op == npu_link.OP_TRACE:
             if len(box) < 5:
                 return False
@@ -89,10 +102,12 @@ class FakeNPULink:
             a = self.arch.array
             self._answer(b"I", self.program_words.to_bytes(4, "little"), self.dram_bytes.to_bytes(4, "little"),
                          self.max_commands.to_bytes(2, "little"), bytes([a.rows, a.cols]),
-                         self.arch.dram.latency_cycles.to_bytes(2, "little"))
+                         self.arch.dram.latency_cycles.to_bytes(2, "little"),
+                         self.requant_channels.to_bytes(2, "little"))
         elif op == npu_link.OP_GO:
             commands = decode_program(bytes(self.program))
-            self.dram[:] = execute(self.arch, commands, bytes(self.dram)).dram
+            table = decode_requant_table(*self.tables[:3])  # the whole tables, as the NPU holds them
+            self.dram[:] = execute(self.arch, commands, bytes(self.dram), requant=table).dram
             result = simulate(Plan(arch=self.arch, graph_name="fake", layers=(), commands=commands))
             self.cycles = result.total_cycles + self.extra_cycle
             self.trace = {event.command: (event.start, event.end) for event in result.trace}
@@ -140,6 +155,25 @@ def test_run_program_refuses_what_the_board_cannot_hold() -> None:
         NPULinkDriver(FakeNPULink(arch)).run_program(plan, {"x": inputs["x"]})
     with pytest.raises(LinkError, match=r"input 'x' has 3 bytes; the program reads 512"):
         NPULinkDriver(FakeNPULink(arch)).run_program(plan, {**inputs, "x": b"abc"})
+
+
+def test_the_driver_writes_the_table_and_clears_every_step_it_does_not_configure() -> None:
+    """A table configures command 3 only: the board's step words of every other id of the program are
+    written cleared (an earlier program's step must not stay), its channels and the vector steps too."""
+    arch = load("fpga-small")
+    board = FakeNPULink(arch, requant_channels=4)
+    board.tables[0][:] = [1, 0] * 16  # an earlier program configured every id
+    table = RequantTable(steps=(RequantStep(command=3, first_channel=1, columns=2, zero_point=-5, low=-5),),
+                         channels=(RequantChannel(0, 1 << 30, -3), RequantChannel(7, 1 << 29, -2),
+                                   RequantChannel(-9, 1 << 30, 1)))
+    NPULinkDriver(board).write_requant(table, commands=6)
+    assert decode_requant_table(board.tables[0][:12], board.tables[1][:12]) == table
+    assert board.tables[0][12:] == [1, 0] * 10  # ids past the program's are not written
+    assert board.tables[2][:48] == [0] * 48
+    with pytest.raises(LinkError, match=r"^the requantization table has 3 channels, the board's NPU 2$"):
+        NPULinkDriver(FakeNPULink(arch, requant_channels=2)).write_requant(table, commands=6)
+    with pytest.raises(LinkError, match=r"no requantizer \(requant_channels = 0\)"):
+        NPULinkDriver(FakeNPULink(arch, requant_channels=0)).write_requant(table, commands=6)
 
 
 def test_cli_run_npu_prints_the_comparison(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

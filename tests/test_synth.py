@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from accel.errors import ConfigError, ToolError
 from accel.resources import FpgaFamily, dsp_blocks
 from rtl.fpga.nextpnr import find_tool
+from rtl.fpga.npu_link import REQUANT_CHANNELS
 from rtl.fpga.synth import Resources, _ice40_logic_cells, dsp_demand, synthesize
 from rtl.pe import MacPE
 from rtl.units import build_unit
@@ -105,13 +106,59 @@ def test_dsp_demand_counts_only_the_product_bits_the_design_reads() -> None:
     assert dsp_blocks("ecp5", 32, 32) == 4 and dsp_blocks("ecp5", 32, 32, 32) == 3
 
 
+class _Reused(wiring.Component):
+    """Products used more than once: ``p = a * b`` in three places (Amaranth writes three identical
+    ``$mul`` cells, and copies of the cells that read them), and ``a * c``, another product, once."""
+
+    def __init__(self) -> None:
+        super().__init__({"a": In(signed(32)), "b": In(signed(32)), "c": In(signed(32)), "y": Out(signed(64)),
+                          "z": Out(signed(64))})
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        p = self.a * self.b
+        nudged = p + Mux(p >= 0, 1 << 30, 1 - (1 << 30))  # p twice, nudged three times below
+        m.d.sync += [self.y.eq(Mux(nudged < 0, nudged + 7, nudged >> 3)), self.z.eq(self.a * self.c)]
+        return m
+
+
+def test_dsp_demand_counts_a_product_amaranth_repeats_once() -> None:
+    # yosys' opt_merge makes identical cells with identical inputs one before mul2dsp maps multipliers
+    design = rtlil.convert(_Reused(), name="reused", emit_src=False)
+    assert design.count("cell $mul ") == 7  # p in nudged twice, nudged thrice: 6 copies, and a * c
+    assert dsp_demand(design, "ecp5") == 2 * dsp_blocks("ecp5", 32, 32)
+    assert dsp_demand(design, "ice40") == 2 * dsp_blocks("ice40", 32, 32)
+
+
+@pytest.mark.slow
+def test_the_board_precheck_counts_the_link_npus_vector_datapath_once(tmp_path: Path) -> None:
+    # the board link's NPU (requantizer and vector datapath) asks for 108 MULT18X18Ds, as synthesis
+    # maps it: it fits an 85F (156) but not versa-ecp5's 45F (72), which takes requant_channels=0 (44)
+    from rtl.fpga.board import build_bitstream
+
+    small = {"max_commands": 16, "program_words": 256}
+    with pytest.raises(ConfigError, match=r"^npu_link does not fit board 'versa-ecp5' \(ecp5 45k\): it needs 108 "
+                                          r"DSPs \(45k has 72\); nothing was built$"):
+        build_bitstream("versa-ecp5", "npu", options=small, build_dir=tmp_path)
+    unit = build_unit("npu", arch="fpga-small", requant_channels=0, **small)
+    assert dsp_demand(rtlil.convert(unit.component, name=unit.module, emit_src=False), "ecp5") == 44
+
+
+@pytest.mark.fpga
+def test_dsp_demand_of_repeated_products_is_what_synthesis_maps(tmp_path: Path) -> None:
+    component = _Reused()
+    design = rtlil.convert(component, name="reused", emit_src=False)
+    report = synthesize(component, family="ecp5", name="reused", out_dir=tmp_path)
+    assert report.cells.get("MULT18X18D", 0) == dsp_demand(design, "ecp5") == 8, dict(report.cells)
+
+
 @pytest.mark.fpga
 @pytest.mark.slow
 def test_npu_dsp_demand_is_what_synthesis_maps(tmp_path: Path) -> None:
-    # the board pre-check (rtl.fpga.board) refuses a design on this count: it must be yosys' own
-    # requant_channels=0 as the board link builds it: the vector datapath's 32x31-bit rescales map to
-    # more MULT18X18Ds than dsp_demand counts (open: count them, then synthesise the default NPU here)
-    unit = build_unit("npu", arch="fpga-small", max_commands=16, program_words=256, requant_channels=0)
+    # the board pre-check (rtl.fpga.board) refuses a design on this count: it must be yosys' own.
+    # The NPU as the board link builds it (its requantizer and vector datapath, whose rescales
+    # Amaranth writes as many copies of one product, which yosys merges)
+    unit = build_unit("npu", arch="fpga-small", max_commands=16, program_words=256, requant_channels=REQUANT_CHANNELS)
     design = rtlil.convert(unit.component, name=unit.module, emit_src=False)
     report = synthesize(unit.component, family="ecp5", name=unit.module, out_dir=tmp_path)
     assert report.cells.get("MULT18X18D", 0) == dsp_demand(design, "ecp5"), dict(report.cells)

@@ -98,6 +98,9 @@ def _design_arguments(parser: argparse.ArgumentParser, *, board: bool = False) -
     parser.add_argument("--arch", help="npu: the hardware description, a preset name or TOML path (default fpga-small)")
     parser.add_argument("--max-commands", type=int, help="npu: commands a program may have")
     parser.add_argument("--program-words", type=int, help="npu: 32-bit words of program memory")
+    parser.add_argument("--requant-channels", type=int,
+                        help="npu: entries of the requantization channel table (default 32; on a board 256); 0 "
+                             "builds no requantizer and no vector datapath (their multipliers: for a 45F board)")
     if board:
         parser.add_argument("--dram-bytes", type=int, help="npu: bytes of the board's DRAM model (default 16384)")
         parser.add_argument("--clock-mhz", type=float,
@@ -107,7 +110,8 @@ def _design_arguments(parser: argparse.ArgumentParser, *, board: bool = False) -
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """The unit options given on the command line (only those given: each unit has its defaults)."""
-    names = ("rows", "cols", "dataflow", "arch", "max_commands", "program_words", "dram_bytes", "clock_mhz")
+    names = ("rows", "cols", "dataflow", "arch", "max_commands", "program_words", "requant_channels", "dram_bytes",
+             "clock_mhz")
     return {k: v for k in names if (v := getattr(args, k, None)) is not None}
 
 

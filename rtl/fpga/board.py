@@ -179,15 +179,17 @@ class _NPULinkTop(Elaboratable):
             m.submodules.pll = pll
         divisor = round(clock_hz / o["baud"])
         m.submodules.link = link = NPULink(o["arch"], divisor, dram_bytes=o["dram_bytes"],
-                                           max_commands=o["max_commands"], program_words=o["program_words"])
+                                           max_commands=o["max_commands"], program_words=o["program_words"],
+                                           requant_channels=o["requant_channels"])
         uart = platform.request("uart", 0)
         m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
         return m
 
 
 NPU_BOARD_DEFAULTS = {"arch": "fpga-small", "max_commands": 256, "program_words": 8192, "dram_bytes": 16384,
-                      "baud": 115200, "clock_mhz": None}
-"""The options of the board unit ``npu`` when not given (the NPU's are the ``npu`` unit's defaults)."""
+                      "baud": 115200, "clock_mhz": None, "requant_channels": 256}
+"""The options of the board unit ``npu`` when not given (the NPU's are the ``npu`` unit's defaults but
+``requant_channels``, :data:`rtl.fpga.npu_link.REQUANT_CHANNELS`)."""
 
 
 def _npu_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,7 +202,7 @@ def _npu_options(options: Mapping[str, Any]) -> dict[str, Any]:
     chosen = {**NPU_BOARD_DEFAULTS, **options}
     if not isinstance(chosen["arch"], Accelerator):
         chosen["arch"] = load(chosen["arch"])
-    for name in ("max_commands", "program_words", "dram_bytes", "baud"):
+    for name in ("max_commands", "program_words", "dram_bytes", "baud", "requant_channels"):
         chosen[name] = int(chosen[name])
     if chosen["clock_mhz"] is not None:
         chosen["clock_mhz"] = float(chosen["clock_mhz"])
@@ -227,7 +229,7 @@ def _datapath(unit: str, options: Mapping[str, Any]) -> tuple[str, str]:
     elif unit == "npu":
         o = _npu_options(options)
         tile, name = build_unit("npu", arch=o["arch"], max_commands=o["max_commands"],
-                                program_words=o["program_words"]), "npu_link"
+                                program_words=o["program_words"], requant_channels=o["requant_channels"]), "npu_link"
     else:
         tile = build_unit(unit, **dict(options))
         name = tile.module

@@ -13,8 +13,10 @@ the cycle counter, and checks them against :func:`sim.numerics.systolic_tile` an
 
 :class:`NPULinkDriver` speaks the protocol of :class:`rtl.fpga.npu_link.NPULink` (the whole NPU and a
 DRAM model behind the UART) over the same :class:`Transport`: :meth:`NPULinkDriver.run_program`
-writes a program's image and its inputs, runs it, reads its outputs, the cycle counter and each
-command's trace, and checks them against :func:`rtl.npu.golden.execute` and :func:`sim.engine.simulate`.
+writes a program's image, its requantization and vector tables (``'Q'``: for a plan of a quantized
+graph :func:`rtl.npu.golden.requant_table`'s words, else a table that leaves every command at unit
+scale) and its inputs, runs it, reads its outputs, the cycle counter and each command's trace, and
+checks them against :func:`rtl.npu.golden.execute` with that table and :func:`sim.engine.simulate`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from rtl.fpga.host_link import (
 
 if TYPE_CHECKING:
     from accel.commands import Command
+    from accel.encoding import RequantTable
     from accel.hardware import Accelerator
     from mapper.plan import Plan
 
@@ -231,6 +234,7 @@ class NPUInfo:
     rows: int
     cols: int
     dram_latency: int
+    requant_channels: int
 
 
 @dataclass(frozen=True)
@@ -346,7 +350,7 @@ class NPULinkDriver:
             raw = self.transport.read(npu_link.INFO_BYTES)
             self._info = NPUInfo(int.from_bytes(raw[0:4], "little"), int.from_bytes(raw[4:8], "little"),
                                  int.from_bytes(raw[8:10], "little"), raw[10], raw[11],
-                                 int.from_bytes(raw[12:14], "little"))
+                                 int.from_bytes(raw[12:14], "little"), int.from_bytes(raw[14:16], "little"))
         return self._info
 
     def write_program(self, image: bytes) -> None:
@@ -360,6 +364,44 @@ class NPULinkDriver:
             n = min(CHUNK_BYTES // 4, words - first)
             self._send(npu_link.OP_PROGRAM, first, n, padded[4 * first: 4 * (first + n)])
             self._expect(npu_link.OP_PROGRAM, "store the program")
+
+    def write_table(self, table: int, words: Sequence[int], first: int = 0) -> None:
+        """``'Q'``: ``words`` into the NPU's table ``table`` (``rq_table``: 0 requantization steps, 1
+        channels, 2 vector steps, 3 the fourth) from word ``first``."""
+        data = b"".join((w & 0xFFFFFFFF).to_bytes(4, "little") for w in words)
+        for start in range(0, len(words), CHUNK_BYTES // 4):
+            n = min(CHUNK_BYTES // 4, len(words) - start)
+            self.transport.write(bytes([npu_link.OP_TABLE, table]) + (first + start).to_bytes(4, "little")
+                                 + n.to_bytes(4, "little") + data[4 * start: 4 * (start + n)])
+            self._expect(npu_link.OP_TABLE, f"write words {first + start}..{first + start + n - 1} of table {table}")
+
+    def write_requant(self, table: RequantTable, commands: int) -> None:
+        """The host's requantization table for a program of ``commands`` commands: the step words of
+        every id below ``commands`` (:func:`accel.encoding.encode_requant_table`; an id the table does not
+        configure is written cleared, so nothing an earlier program configured stays), the channel
+        entries, and the vector steps of every id (:func:`accel.encoding.encode_vector_table`, cleared
+        likewise). A board NPU without a requantizer (``requant_channels = 0``) takes only an empty
+        table (nothing is written); a table with more channels than the board's raises
+        :class:`LinkError`."""
+        from accel.encoding import encode_requant_table, encode_vector_table
+
+        info = self.info()
+        steps, channels = encode_requant_table(table)
+        vector = encode_vector_table(table)
+        if not info.requant_channels:
+            if steps or channels or vector:
+                raise LinkError("the board's NPU has no requantizer (requant_channels = 0): it cannot run a program "
+                                "that configures requantization or vector steps")
+            return
+        if len(table.channels) > info.requant_channels:
+            raise LinkError(f"the requantization table has {len(table.channels)} channels, the board's NPU "
+                            f"{info.requant_channels}")
+        if len(steps) > 2 * commands or len(vector) > 8 * commands:
+            raise LinkError(f"the requantization table configures a command id beyond the program's {commands}")
+        self.write_table(0, [*steps, *[0] * (2 * commands - len(steps))])
+        if channels:
+            self.write_table(1, channels)
+        self.write_table(2, [*vector, *[0] * (8 * commands - len(vector))])
 
     def write_dram(self, addr: int, data: bytes) -> None:
         """``'W'``: ``data`` into the DRAM model at byte ``addr``."""
@@ -424,23 +466,32 @@ class NPULinkDriver:
         return int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:], "little")
 
     def run_program(self, program: Plan | Sequence[Command] | bytes, inputs: Mapping[str, object] | bytes, *,
-                    arch: Accelerator | None = None, check: bool = True, trace: bool = True) -> NPURun:
+                    arch: Accelerator | None = None, requant: RequantTable | None = None, check: bool = True,
+                    trace: bool = True) -> NPURun:
         """Run ``program`` on the board with ``inputs`` and compare it with golden and the simulator.
 
         ``program`` is a :class:`~mapper.plan.Plan` (its ``arch`` is the design), or commands or an
         encoded image with ``arch`` given. ``inputs`` maps every input tensor of
         :func:`program_tensors` to its bytes (``bytes`` or integer codes, the size of its region), or
-        is a whole DRAM image from address 0. The driver writes the image and the inputs, starts the
-        run, waits for it, reads the cycle counter, every output tensor and (``trace``) every
-        command's start and end. The expectations are :func:`rtl.npu.golden.execute` on the same DRAM
-        image (outputs) and :func:`sim.engine.simulate` (total cycles, trace). With ``check`` any
-        difference raises :class:`LinkError`; the returned :class:`NPURun` carries both either way.
+        is a whole DRAM image from address 0. ``requant`` is the host's requantization table; when it
+        is not given, a plan of a quantized graph (a tensor with quantization parameters) takes
+        :func:`rtl.npu.golden.requant_table` of it and anything else an empty table (unit scale). The
+        driver writes the image, the table (:meth:`write_requant`) and the inputs, starts the run,
+        waits for it, reads the cycle counter, every output tensor and (``trace``) every command's
+        start and end. The expectations are :func:`rtl.npu.golden.execute` with that table on the
+        same DRAM image (outputs; for a quantized plan what ``sim.execute`` computes) and
+        :func:`sim.engine.simulate` (total cycles, trace). With ``check`` any difference raises
+        :class:`LinkError`; the returned :class:`NPURun` carries both either way.
         """
-        from accel.encoding import decode_program, encode_program
+        from accel.encoding import RequantTable, decode_program, encode_program
         from mapper.plan import Plan
-        from rtl.npu.golden import execute
+        from rtl.npu.golden import execute, requant_table
         from sim.engine import simulate
 
+        if requant is None and isinstance(program, Plan) and program.graph is not None and any(
+                t.quant is not None for t in program.graph.tensors.values()):
+            requant = requant_table(program)
+        requant = requant if requant is not None else RequantTable()
         if isinstance(program, Plan):
             arch = arch or program.arch
             commands = tuple(program.commands)
@@ -481,6 +532,7 @@ class NPULinkDriver:
                 dram[addr:addr + size] = _codes(name, inputs[name], size)
 
         self.write_program(image)
+        self.write_requant(requant, len(commands))
         for addr, size in sorted(in_regions.values()):
             if size:
                 self.write_dram(addr, bytes(dram[addr:addr + size]))
@@ -490,7 +542,7 @@ class NPULinkDriver:
         outputs = {name: self.read_dram(addr, size) for name, (addr, size) in out_regions.items()}
         board_trace = tuple(self.read_trace(i) for i in range(len(commands))) if trace else ()
 
-        golden = execute(arch, commands, bytes(dram)).dram
+        golden = execute(arch, commands, bytes(dram), requant=requant).dram
         expected = {name: bytes(golden[addr:addr + size]) for name, (addr, size) in out_regions.items()}
         result = simulate(Plan(arch=arch, graph_name="npu_link", layers=(), commands=commands))
         by_id = {event.command: (event.start, event.end) for event in result.trace}

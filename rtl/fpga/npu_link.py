@@ -6,28 +6,41 @@ host), 8N1 at ``clock / divisor`` baud (:mod:`rtl.fpga.uart`). It holds an :clas
 address is one access per lane) on the NPU's DMA bus. The host writes the encoded program
 (:func:`accel.encoding.encode_program`) into the NPU's program memory and the input bytes into the
 DRAM model, starts the run, polls the status, then reads the output bytes back, the cycle counter and
-each command's trace (start and end cycle). The protocol does not write the NPU's requantization
-table (:class:`accel.encoding.RequantTable`), so the board's NPU is built without it
-(``requant_channels=0``): its stores and moves from the accumulator saturate (unit scale).
+each command's trace (start and end cycle). Before a program that requantizes (a quantized layer's
+stores, the vector unit's steps) the host writes the NPU's requantization and vector tables
+(:class:`accel.encoding.RequantTable`, as :func:`accel.encoding.encode_requant_table` and
+:func:`accel.encoding.encode_vector_table` lay them out) through the NPU's ``rq_*`` port with
+``'Q'``; the board's NPU has ``requant_channels`` channel entries (:data:`REQUANT_CHANNELS` unless
+given; 0 builds no requantizer and no vector datapath, and refuses every ``'Q'``).
 
 Protocol (bytes on the wire; multi-byte integers little-endian)
 --------------------------------------------------------------
 Every command is one opcode byte followed by its payload; the board answers every command (the host
 waits for the answer before sending the next). A successful answer starts with the opcode byte
-itself, a refusal is the single byte ``'?'``. ``P``, ``W``, ``R``, ``T`` and ``G`` are refused while
-the NPU is busy (running a program), so the host never changes memories the run uses.
+itself, a refusal is the single byte ``'?'``. ``P``, ``Q``, ``W``, ``R``, ``T`` and ``G`` are refused
+while the NPU is busy (running a program), so the host never changes memories the run uses.
 
 =========  =======================================  =============================================
 opcode     payload (host -> board)                  answer (board -> host)
 =========  =======================================  =============================================
-``'I'``    none                                     ``'I'`` then 14 bytes: u32 ``program_words``,
+``'I'``    none                                     ``'I'`` then 16 bytes: u32 ``program_words``,
                                                     u32 ``dram_bytes``, u16 ``max_commands``, u8
                                                     array rows, u8 array cols, u16 DRAM latency
-                                                    (cycles)
+                                                    (cycles), u16 ``requant_channels``
 ``'P'``    u32 word address ``a``, u32 word count   ``'P'`` once the ``4n`` bytes are in program
            ``n``, then ``4n`` bytes: the words      memory; ``'?'`` (after the payload, which is
            ``a .. a+n-1``, each little-endian       received and dropped) if busy, ``n = 0`` or
                                                     ``a + n > program_words``
+``'Q'``    u8 table ``t`` (0..3), u32 word address  ``'Q'`` once the ``n`` words are written to the
+           ``a``, u32 word count ``n``, then        NPU's table ``t`` (``rq_table = t``, ``rq_addr``
+           ``4n`` bytes: the words ``a .. a+n-1``   ``a .. a+n-1``); ``'?'`` (after the dropped
+           of table ``t``, each little-endian       payload) if busy, ``n = 0`` or ``a + n`` is
+                                                    past table ``t``: 0 the requantization steps
+                                                    (``2 max_commands`` words), 1 the channels
+                                                    (``4 requant_channels``), 2 the vector steps
+                                                    (``8 max_commands``), 3 the ``rq_addr`` port's
+                                                    ``2 ** width`` words (the NPU's fourth); every
+                                                    table is empty when ``requant_channels = 0``
 ``'W'``    u32 byte address ``a``, u32 count ``n``,  ``'W'`` once the bytes are in DRAM; ``'?'``
            then ``n`` bytes for DRAM ``a .. a+n-1``  (after the dropped payload) if busy, ``n = 0``
                                                     or ``a + n > dram_bytes``
@@ -73,17 +86,31 @@ from accel.hardware import Accelerator
 from rtl.fpga.uart import UARTReceiver, UARTTransmitter, check_divisor
 from rtl.npu import NPU
 
-__all__ = ["NPULink", "OP_INFO", "OP_PROGRAM", "OP_WRITE", "OP_READ", "OP_GO", "OP_STATUS", "OP_CYCLES",
-           "OP_TRACE", "ERROR", "INFO_BYTES", "STATUS_BUSY", "STATUS_FINISHED", "STATUS_ERROR", "STATUS_BUS_ERROR"]
+__all__ = ["NPULink", "OP_INFO", "OP_PROGRAM", "OP_TABLE", "OP_WRITE", "OP_READ", "OP_GO", "OP_STATUS", "OP_CYCLES",
+           "OP_TRACE", "ERROR", "INFO_BYTES", "REQUANT_CHANNELS", "STATUS_BUSY", "STATUS_FINISHED", "STATUS_ERROR",
+           "STATUS_BUS_ERROR", "table_words"]
 
-OP_INFO, OP_PROGRAM, OP_WRITE, OP_READ, OP_GO, OP_STATUS, OP_CYCLES, OP_TRACE = (ord(c) for c in "IPWRGSCT")
+OP_INFO, OP_PROGRAM, OP_TABLE, OP_WRITE, OP_READ, OP_GO, OP_STATUS, OP_CYCLES, OP_TRACE = (ord(c) for c in "IPQWRGSCT")
 ERROR = ord("?")
 """The answer to an unknown or refused command."""
-INFO_BYTES = 14
+INFO_BYTES = 16
 """Bytes after ``'I'`` in the answer to ``'I'``."""
+REQUANT_CHANNELS = 256
+"""The board NPU's channel entries unless given: a program may requantize 256 output channels (a
+layer of 256, or several smaller ones). The channel table is 4 lane copies of 96-bit entries; 256
+deep, each copy is three 512 x 36 ECP5 block RAMs, as it would be at any depth up to 512."""
 STATUS_BUSY, STATUS_FINISHED, STATUS_ERROR, STATUS_BUS_ERROR = 1, 2, 4, 8
 """Bits of the status byte."""
 _LANES = 4  # DRAM byte lanes (the NPU's 4-byte beat)
+
+
+def table_words(max_commands: int, requant_channels: int, port_words: int) -> tuple[int, int, int, int]:
+    """The words ``'Q'`` may write to each table ``rq_table = 0 .. 3`` of an NPU with ``max_commands``
+    commands, ``requant_channels`` channel entries and an ``rq_addr`` port of ``port_words`` addresses
+    (the module docstring's protocol table; all 0 without a requantizer)."""
+    if not requant_channels:
+        return 0, 0, 0, 0
+    return 2 * max_commands, 4 * requant_channels, 8 * max_commands, port_words
 
 
 class NPULink(wiring.Component):
@@ -97,34 +124,37 @@ class NPULink(wiring.Component):
         UART clock cycles per bit (>= 2).
     dram_bytes:
         Bytes of the DRAM model, a positive multiple of 4.
-    max_commands, program_words:
-        The NPU's (commands a program may have, 32-bit words of program memory).
+    max_commands, program_words, requant_channels:
+        The NPU's (commands a program may have, 32-bit words of program memory, entries of the
+        requantization channel table: :class:`rtl.npu.NPU`).
     """
 
     def __init__(self, arch: Accelerator, divisor: int, *, dram_bytes: int = 16384, max_commands: int = 64,
-                 program_words: int = 2048) -> None:
+                 program_words: int = 2048, requant_channels: int = REQUANT_CHANNELS) -> None:
         self.divisor = check_divisor(divisor)
         if not isinstance(dram_bytes, int) or isinstance(dram_bytes, bool) or dram_bytes <= 0 or dram_bytes % 4 \
                 or dram_bytes >= 1 << 32:
             raise ConfigError(f"NPULink dram_bytes must be a positive multiple of 4 below 2**32, not {dram_bytes!r}")
-        for name, value in (("max_commands", max_commands), ("program_words", program_words)):
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 1 << 16:
-                raise ConfigError(f"NPULink {name} must be an integer in 1..65535, not {value!r}")
+        for name, value, low in (("max_commands", max_commands, 1), ("program_words", program_words, 1),
+                                 ("requant_channels", requant_channels, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value < 1 << 16:
+                raise ConfigError(f"NPULink {name} must be an integer in {low}..65535, not {value!r}")
         latency = arch.dram.latency_cycles
         if not isinstance(latency, int) or not 0 <= latency < 1 << 16:
             raise ConfigError(f"NPULink needs a whole DRAM latency in cycles below 65536, not {latency!r}")
         self.arch, self.dram_bytes, self.latency = arch, dram_bytes, latency
-        # no requantization table: the protocol has no command to write it (every read saturates)
-        self.npu = NPU(arch, max_commands=max_commands, program_words=program_words, requant_channels=0)
+        self.npu = NPU(arch, max_commands=max_commands, program_words=program_words,
+                       requant_channels=requant_channels)
+        self.table_words = table_words(max_commands, requant_channels, 1 << len(self.npu.rq_addr))
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     @property
     def info(self) -> bytes:
-        """The 14 bytes after ``'I'`` in the answer to ``'I'``."""
+        """The 16 bytes after ``'I'`` in the answer to ``'I'``."""
         npu, a = self.npu, self.arch.array
         return (npu.program_words.to_bytes(4, "little") + self.dram_bytes.to_bytes(4, "little")
                 + npu.max_commands.to_bytes(2, "little") + bytes([a.rows & 0xFF, a.cols & 0xFF])
-                + self.latency.to_bytes(2, "little"))
+                + self.latency.to_bytes(2, "little") + npu.requant_channels.to_bytes(2, "little"))
 
     @property
     def parameters(self) -> dict[str, object]:
@@ -194,7 +224,8 @@ class NPULink(wiring.Component):
         count = Signal(3)  # header byte / word byte
         addr = Signal(33)
         left = Signal(33)  # bytes (W, R) or words (P) still to come
-        refused = Signal()  # a P or W whose payload is dropped
+        refused = Signal()  # a P, Q or W whose payload is dropped
+        table = Signal(2)  # Q's table
         word_in = Signal(32)
         trace_id = Signal(range(npu.max_commands))
         out = Signal(8 * (1 + INFO_BYTES))  # an answer, sent low byte first
@@ -221,6 +252,8 @@ class NPULink(wiring.Component):
                             m.next = "SEND"
                         with m.Case(OP_PROGRAM, OP_WRITE, OP_READ, OP_TRACE):
                             m.next = "HEADER"
+                        with m.Case(OP_TABLE):
+                            m.next = "TABLE"
                         with m.Case(OP_GO):
                             with m.If(npu.busy):
                                 m.d.sync += answer(ERROR, 1)
@@ -237,6 +270,11 @@ class NPULink(wiring.Component):
                         with m.Default():
                             m.d.sync += answer(ERROR, 1)
                             m.next = "SEND"
+            with m.State("TABLE"):  # Q's table byte (a byte above 3 is refused in CHECK)
+                m.d.comb += rx.bytes.ready.eq(1)
+                with m.If(got):
+                    m.d.sync += [table.eq(byte[:2]), refused.eq(byte > 3)]
+                    m.next = "HEADER"
             with m.State("HEADER"):
                 m.d.comb += rx.bytes.ready.eq(1)
                 with m.If(got):
@@ -247,9 +285,11 @@ class NPULink(wiring.Component):
                 end = h_addr + h_count
                 m.d.sync += [addr.eq(h_addr), left.eq(h_count), count.eq(0), word_in.eq(0)]
                 with m.Switch(op):
-                    with m.Case(OP_PROGRAM, OP_WRITE):
-                        limit = Mux(op == OP_PROGRAM, npu.program_words, self.dram_bytes)
-                        m.d.sync += refused.eq(npu.busy | (h_count == 0) | (end > limit))
+                    with m.Case(OP_PROGRAM, OP_TABLE, OP_WRITE):
+                        words = Array(Const(n, 33) for n in self.table_words)[table]
+                        limit = Mux(op == OP_PROGRAM, npu.program_words, Mux(op == OP_TABLE, words, self.dram_bytes))
+                        bad_table = (op == OP_TABLE) & refused  # its table byte was above 3
+                        m.d.sync += refused.eq(npu.busy | (h_count == 0) | (end > limit) | bad_table)
                         with m.If(h_count == 0):
                             m.d.sync += answer(ERROR, 1)  # no payload to drop
                             m.next = "SEND"
@@ -270,12 +310,16 @@ class NPULink(wiring.Component):
                             m.next = "TRACE_WAIT"
             with m.State("PAYLOAD"):
                 m.d.comb += rx.bytes.ready.eq(1)
-                last = (op != OP_PROGRAM) | (count == 3)  # the last byte of a word (P) or every byte (W)
+                last = (op == OP_WRITE) | (count == 3)  # the last byte of a word (P, Q) or every byte (W)
                 with m.If(got):
                     with m.If(op == OP_PROGRAM):
                         m.d.sync += [word_in.eq(Cat(word_in[8:], byte)), count.eq(count + 1)]
                         m.d.comb += [npu.prog_addr.eq(addr), npu.prog_data.eq(Cat(word_in[8:], byte)),
                                      npu.prog_we.eq(last & ~refused)]
+                    with m.Elif(op == OP_TABLE):
+                        m.d.sync += [word_in.eq(Cat(word_in[8:], byte)), count.eq(count + 1)]
+                        m.d.comb += [npu.rq_table.eq(table), npu.rq_addr.eq(addr),
+                                     npu.rq_data.eq(Cat(word_in[8:], byte)), npu.rq_we.eq(last & ~refused)]
                     with m.Else():
                         for lane in range(_LANES):
                             m.d.comb += [lanes_w[lane].addr.eq(addr[2:]), lanes_w[lane].data.eq(byte),

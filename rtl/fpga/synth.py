@@ -66,6 +66,7 @@ from accel.errors import ConfigError, ToolError
 from accel.resources import DEVICES, Device, FpgaFamily, dsp_blocks, fit_problems
 from accel.resources import device as lookup_device
 from rtl.fpga.harness import SerialHarness, port_bits
+from rtl.fpga.netlist import merged_cells, modules
 from rtl.fpga.nextpnr import PnrReport, find_tool, parse_report, tool_version
 from rtl.units import build_unit
 
@@ -175,10 +176,8 @@ def synth_command(family: FpgaFamily | str) -> str:
     return _TECH[FpgaFamily.parse(family)].synth
 
 
-_MUL = re.compile(r"^\s*cell \$mul \S+\n((?:\s*parameter .*\n)+)((?:\s*connect .*\n)*)", re.MULTILINE)
-_POWER_OF_TWO = re.compile(r"^\s*connect \\[AB] \d+'0*10*\s*$", re.MULTILINE)
-_MODULE = re.compile(r"^module \S+\n.*?^end\n", re.MULTILINE | re.DOTALL)
-_Y_WIRE = re.compile(r"^\s*connect \\Y ([$\\][^\s\[\]{}]+)\s*$", re.MULTILINE)
+_POWER_OF_TWO = re.compile(r"\d+'0*10*")  # a constant operand with one bit set
+_Y_WIRE = re.compile(r"([$\\][^\s\[\]{}]+)")  # a product driving a whole wire
 
 
 def _used_bits(module: str, wires: set[str]) -> dict[str, int]:
@@ -205,29 +204,32 @@ def _used_bits(module: str, wires: set[str]) -> dict[str, int]:
 def dsp_demand(design: str, family: FpgaFamily | str) -> int:
     """Hard multiplier blocks yosys will map the ``$mul`` cells of RTLIL text ``design`` to.
 
-    Every multiplier whose operands are at least the family's minimum widths becomes
+    Multipliers that synthesis merges count once: Amaranth writes a cell per use of an expression, so
+    a product used in several places is several identical ``$mul`` cells, which yosys' ``opt_merge``
+    makes one before any multiplier is mapped (:func:`rtl.fpga.netlist.merged_cells`). Every
+    remaining multiplier whose operands are at least the family's minimum widths becomes
     :func:`accel.resources.dsp_blocks` blocks (yosys' ``mul2dsp`` rule) for the product bits the
-    design reads (a product of which only slices of the low bits are read is trimmed to them, as
-    yosys' ``wreduce`` does), except a product by a constant power of two, which yosys turns into a
-    shift; this is known before synthesis, from the elaborated design alone.
+    design reads (a product of which only slices of the low bits are read, by any of its merged
+    copies, is trimmed to them, as yosys' ``wreduce`` does), except a product by a constant power of
+    two, which yosys turns into a shift; this is known before synthesis, from the elaborated design alone.
     """
     fam = FpgaFamily.parse(family)
     tech = _TECH[fam]
     total = 0
-    for module in _MODULE.findall(design) or [design]:
-        cells = []
-        for match in _MUL.finditer(module):
-            params = dict(re.findall(r"parameter \\(\w+) (\d+)", match.group(1)))
-            if _POWER_OF_TWO.search(match.group(2)):
+    for _, body in modules(design):
+        muls = [copies for copies in merged_cells(body).values() if copies[0].type == "$mul"]
+        y_wire = {c.name: wire.group(1) for copies in muls for c in copies
+                  if (wire := _Y_WIRE.fullmatch(c.port("Y") or "")) is not None}
+        used = _used_bits(body, set(y_wire.values()))
+        for copies in muls:
+            cell = copies[0]
+            if any(_POWER_OF_TWO.fullmatch(cell.port(port) or "") for port in ("A", "B")):
                 continue
-            y_wire = _Y_WIRE.search(match.group(2))
-            cells.append((tuple(int(params.get(k, 0)) for k in ("A_WIDTH", "B_WIDTH", "Y_WIDTH")),
-                          y_wire.group(1) if y_wire else None))
-        used = _used_bits(module, {w for _, w in cells if w is not None})
-        for widths, wire in cells:
-            a, b, y = widths
-            if wire is not None and 0 <= used[wire] < y:
-                y = used[wire]  # only the product's low bits are read: yosys trims the rest
+            params = dict(cell.parameters)
+            a, b, y = (int(params.get(k, 0)) for k in ("A_WIDTH", "B_WIDTH", "Y_WIDTH"))
+            reads = [used[y_wire[c.name]] if c.name in y_wire else -1 for c in copies]
+            if all(0 <= r < y for r in reads):
+                y = max(reads)  # only the product's low bits are read: yosys trims the rest
             if a >= tech.dsp_min_bits[0] and b >= tech.dsp_min_bits[1] and y >= tech.dsp_min_product_bits:
                 total += dsp_blocks(fam, a, b, y)
     return total

@@ -4,9 +4,10 @@ Not a pytest module: cocotb imports it inside the simulator. The host side is th
 :class:`rtl.fpga.driver.NPULinkDriver`, run in a :func:`cocotb.bridge` thread over the UART model and
 pin transport of ``uart_host_link_tb.py`` (8N1 frames driven on ``rx``, sampled from ``tx``), so from
 the pins inward everything is the RTL: the protocol machine, the DRAM model and the NPU. The tests
-share one simulation (each resets the link) and run in order: the mapped layer, a program with
-unaligned DRAM addresses, that program with one input byte corrupted on the wire (must fail), then
-refused commands.
+share one simulation (each resets the link) and run in order: the mapped layer, the quantized layer
+(its requantization table written with 'Q'), a program with unaligned DRAM addresses (its empty table
+clears the quantized layer's steps), that program with one input byte corrupted on the wire (must
+fail), then refused commands.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import cocotb
 from uart_host_link_tb import PinTransport, UartModel
 
 from accel.config import load
+from accel.encoding import decode_requant_table
 from rtl.cocotb_runner import testbench_parameters
 from rtl.fpga import npu_link
 from rtl.fpga.driver import LinkError, NPULinkDriver
@@ -83,6 +85,25 @@ async def mapped_layer_bit_and_cycle_exact(dut: object) -> None:
 
 
 @cocotb.test()
+async def quantized_layer_bit_and_cycle_exact(dut: object) -> None:
+    """The quantized layer: the driver writes its requantization table ('Q'), its DRAM image and program;
+    outputs == golden with the table == sim.execute's bytes, cycles and trace == sim.simulate."""
+    uart, driver, p = await _link(dut)
+    spec = p["quantized"]
+    words = spec["requant"]
+    table = decode_requant_table(words["steps"], words["channels"], words["vector"])
+    image, dram = bytes.fromhex(spec["image"]), bytes.fromhex(spec["dram"])
+    run = await bridge(lambda: driver.run_program(image, dram, arch=_arch(p), requant=table))()
+    expected = {name: bytes.fromhex(data) for name, data in spec["expected"].items()}
+    assert run.outputs == expected, f"outputs differ from sim.execute's: {run.outputs} != {expected}"
+    assert run.outputs_match and run.cycles_match and run.trace_match, run.mismatches()
+    assert uart.framing_errors == 0
+    dut._log.info("quantized: %d channels written; outputs %s equal sim.execute's (%d bytes); %d cycles "
+                  "(sim.simulate %d)", len(table.channels), ", ".join(run.outputs),
+                  sum(map(len, run.outputs.values())), run.cycles, run.expected_cycles)
+
+
+@cocotb.test()
 async def unaligned_beats_bit_and_cycle_exact(dut: object) -> None:
     """A hand-written program whose loads and stores start at DRAM addresses 3, 101, 206 and 301: the DRAM
     model's byte lanes turn every beat to its address, reading and writing."""
@@ -129,6 +150,12 @@ async def refused_commands_answer_error(dut: object) -> None:
         assert driver.read_dram(size - 4, 4) == before
         t.write(bytes([npu_link.OP_PROGRAM]) + p["program_words"].to_bytes(4, "little") + (1).to_bytes(4, "little")
                 + b"\0\0\0\0")
+        assert t.read(1) == b"?"
+        # 'Q' past the step table (2 words per command), and of a table above 3: refused after the payload
+        t.write(bytes([npu_link.OP_TABLE, 0]) + (2 * commands - 1).to_bytes(4, "little") + (2).to_bytes(4, "little")
+                + bytes(8))
+        assert t.read(1) == b"?"
+        t.write(bytes([npu_link.OP_TABLE, 4]) + (0).to_bytes(4, "little") + (1).to_bytes(4, "little") + bytes(4))
         assert t.read(1) == b"?"
         driver.start()  # the program loaded last runs again; a second 'G' while it runs is refused
         t.write(bytes([npu_link.OP_GO]))

@@ -1,24 +1,35 @@
 """NPULink (UART + the whole NPU + a DRAM model) on Icarus through cocotb, driven by the real host driver:
-the mapper's program of a fully connected layer on fpga-small, bit-exact against rtl.npu.golden and
+the mapper's programs of a fully connected layer and of a quantized one (int8, per-channel scales, a
+ReLU fused into its stores; the driver writes the requantization table with 'Q') on fpga-small,
+bit-exact against rtl.npu.golden (the quantized layer's outputs also against sim.execute's) and
 cycle-exact (total and trace) against sim.simulate, all through the rx/tx pins."""
 
 from __future__ import annotations
 
+import dataclasses
+from functools import cache
 from pathlib import Path
 
 import pytest
+from npu_bench import quantized_graph, table_words
 
 from accel.commands import Buffer, Compute, Load, Store
 from accel.config import load
-from accel.encoding import encode_program
+from accel.encoding import encode_program, encode_requant_table
 from accel.hardware import Dataflow
+from mapper import map_graph
+from mapper.plan import Plan
 from rtl.cocotb_runner import run_cocotb
-from rtl.fpga.driver import fc_layer, program_tensors, random_inputs
+from rtl.fpga.driver import NPULinkDriver, fc_layer, program_tensors, random_inputs
 from rtl.fpga.npu_link import NPULink
+from rtl.npu.core import refusal
+from rtl.npu.golden import requant_table
+from sim.execute import dram_images
+from workloads.builder import GraphBuilder
 
 TESTBENCH = Path(__file__).with_name("npu_link_tb.py")
-SCENARIOS = ("mapped_layer_bit_and_cycle_exact", "unaligned_beats_bit_and_cycle_exact", "corrupted_input_byte_fails",
-             "refused_commands_answer_error")
+SCENARIOS = ("mapped_layer_bit_and_cycle_exact", "quantized_layer_bit_and_cycle_exact",
+             "unaligned_beats_bit_and_cycle_exact", "corrupted_input_byte_fails", "refused_commands_answer_error")
 
 
 def unaligned() -> tuple:
@@ -34,6 +45,50 @@ def unaligned() -> tuple:
         Store(id=4, layer="u", deps=(0,), tensor="x_copy", size_bytes=30, buffer=Buffer.SCRATCHPAD, addr=0,
               dram_addr=301),
     )
+
+
+@cache
+def quantized_layer() -> tuple[Plan, bytes, bytes]:
+    """The mapper's plan on fpga-small of a 16x32 @ 32x16 fully connected layer with a bias, quantized with
+    int8 activations and per-channel weight scales, a ReLU fused into its stores (``Store.activation``,
+    as :mod:`mapper.fuse` marks them: onnxruntime folds a ReLU after the layer into its output scale, so
+    the fusion is stated on the plan), and the DRAM images before and after ``sim.execute`` runs it."""
+    pytest.importorskip("onnxruntime")
+    b = GraphBuilder("qfc_relu")
+    b.linear(b.input("x", (16, 32)), 16, name="fc")
+    graph, inputs = quantized_graph(b, per_channel=True)
+    plan = map_graph(graph, load("fpga-small"))
+    plan = dataclasses.replace(plan, commands=tuple(
+        dataclasses.replace(c, activation="relu") if isinstance(c, Store) and c.buffer is Buffer.ACCUMULATOR else c
+        for c in plan.commands))
+    before, after = dram_images(plan, inputs)
+    return plan, bytes(before), bytes(after)
+
+
+def test_the_quantized_layer_is_one_the_npu_runs_and_its_table_requantizes_it() -> None:
+    """Per-channel multipliers, a bias, a ReLU clamp above the int8 minimum, no command the NPU refuses."""
+    plan, before, after = quantized_layer()
+    table = requant_table(plan)
+    assert all(refusal(plan.arch, c) is None for c in plan.commands)
+    assert len({c.multiplier for c in table.channels}) == 16 and any(c.bias for c in table.channels)
+    assert all(s.low == s.zero_point for s in table.steps) and any(s.zero_point > -128 for s in table.steps)
+    _, outputs = program_tensors(plan.commands)
+    (addr, size), = outputs.values()
+    assert len(set(after[addr:addr + size])) > 8 and after[addr:addr + size] != before[addr:addr + size]
+
+
+def test_the_driver_sends_the_quantized_plans_table_and_expects_sim_executes_outputs() -> None:
+    """Given the plan, the driver writes :func:`rtl.npu.golden.requant_table`'s words ('Q'), and its
+    expectation is sim.execute's output bytes (here against the protocol's Python model)."""
+    from test_cli_fpga_npu import FakeNPULink
+
+    plan, before, after = quantized_layer()
+    board = FakeNPULink(plan.arch, requant_channels=64)
+    run = NPULinkDriver(board).run_program(plan, before)
+    steps, channels = encode_requant_table(requant_table(plan))
+    assert board.tables[0][:len(steps)] == list(steps) and board.tables[1][:len(channels)] == list(channels)
+    (name, (addr, size)), = program_tensors(plan.commands)[1].items()
+    assert run.expected == run.outputs == {name: after[addr:addr + size]}
 
 
 def test_the_layers_tensors_are_its_loads_and_stores() -> None:
@@ -55,6 +110,11 @@ def test_npu_link_runs_a_mapped_layer_through_the_uart_pins(tmp_path: Path) -> N
                   "unaligned": {"image": encode_program(unaligned()).hex(),  # full-range bytes: saturating stores
                                 "inputs": {name: data.hex() for name, data in
                                            random_inputs(unaligned(), seed=4, low=-128, high=128).items()}}}
+    qplan, before, after = quantized_layer()
+    _, outputs = program_tensors(qplan.commands)
+    parameters["quantized"] = {"image": encode_program(qplan.commands).hex(), "dram": before.hex(),
+                               "requant": table_words(requant_table(qplan)),
+                               "expected": {name: after[a:a + n].hex() for name, (a, n) in outputs.items()}}
     link = NPULink(arch, parameters["divisor"], dram_bytes=parameters["dram_bytes"],
                    max_commands=parameters["max_commands"], program_words=parameters["program_words"])
     result = run_cocotb(toplevel="npu_link", component=link, test_module=TESTBENCH, build_dir=tmp_path,
@@ -62,6 +122,7 @@ def test_npu_link_runs_a_mapped_layer_through_the_uart_pins(tmp_path: Path) -> N
     by_name = {case.name: case for case in result.cases}
     assert set(by_name) == set(SCENARIOS), result.summary()
     assert by_name["mapped_layer_bit_and_cycle_exact"].passed, by_name["mapped_layer_bit_and_cycle_exact"].message
+    assert by_name["quantized_layer_bit_and_cycle_exact"].passed, by_name["quantized_layer_bit_and_cycle_exact"].message
     assert by_name["unaligned_beats_bit_and_cycle_exact"].passed, by_name["unaligned_beats_bit_and_cycle_exact"].message
     assert by_name["refused_commands_answer_error"].passed, by_name["refused_commands_answer_error"].message
     corrupted = by_name["corrupted_input_byte_fails"]

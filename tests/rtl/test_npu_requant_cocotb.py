@@ -14,14 +14,13 @@ chip. A table with a wrong multiplier must fail.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
-from npu_bench import run_programs, table_words
+from npu_bench import quantized_graph, run_programs, table_words
 
 from accel.commands import Buffer, Compute, Load, Move, Store
 from accel.config import load
@@ -34,33 +33,11 @@ from mapper.plan import Plan
 from rtl.npu.golden import execute, requant_table
 from sim.execute import dram_images
 from sim.numerics import quantize_multiplier, requantize
-from sim.reference import run_quantized
 from workloads.builder import GraphBuilder
-from workloads.host import split_host
-from workloads.onnx_import import load_onnx
 
 pytest.importorskip("onnxruntime")
 
 ACC = Buffer.ACCUMULATOR
-
-
-def _quantized(builder: GraphBuilder, *, per_channel: bool = False):  # type: ignore[no-untyped-def]
-    """(graph, input codes of its device part) of ``builder``'s graph quantized with int8 activations
-    (``per_channel``: a weight scale per output channel)."""
-    from workloads.onnx_export import export_onnx
-    from workloads.quantize import calibration_inputs, quantize_model
-
-    logging.disable(logging.WARNING)
-    try:
-        model = export_onnx(builder.build(), seed=3)
-        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8",
-                                   per_channel=per_channel)
-    finally:
-        logging.disable(logging.NOTSET)
-    graph = load_onnx(quantized)
-    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
-                          requant=Requantization.TFLITE_DOUBLE)
-    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
 
 
 MOVE_LATENCY = 8
@@ -81,7 +58,7 @@ def quantized_gemm() -> tuple[Plan, dict]:
     and its input codes."""
     b = GraphBuilder("qfc")
     b.linear(b.input("x", (16, 32)), 16, name="fc")
-    graph, inputs = _quantized(b, per_channel=True)
+    graph, inputs = quantized_graph(b, per_channel=True)
     return map_graph(graph, design(), MapOptions(allocator="none")), inputs
 
 
@@ -94,7 +71,7 @@ def quantized_mlp() -> tuple[Plan, dict]:
         hidden = b.linear(hidden, width, name=name)
         if name != "fc3":
             hidden = b.activation(hidden, "relu", f"{name}.relu")
-    graph, inputs = _quantized(b)
+    graph, inputs = quantized_graph(b)
     return map_graph(graph, design(), MapOptions(allocator="none")), inputs
 
 
@@ -106,7 +83,7 @@ def quantized_mlp_resident() -> tuple[Plan, dict]:
     hidden = b.input("x", (8, 32))
     for name, width in (("fc1", 32), ("fc2", 32), ("fc3", 16)):
         hidden = b.linear(hidden, width, name=name)
-    graph, inputs = _quantized(b)
+    graph, inputs = quantized_graph(b)
     return map_graph(graph, design(), MapOptions(allocator="ilp", scratchpad_bytes=4096)), inputs
 
 
