@@ -132,12 +132,13 @@ def test_dsp_demand_counts_a_product_amaranth_repeats_once() -> None:
 
 @pytest.mark.slow
 def test_the_board_precheck_counts_the_link_npus_vector_datapath_once(tmp_path: Path) -> None:
-    # the board link's NPU (requantizer and vector datapath) asks for 108 MULT18X18Ds, as synthesis
-    # maps it: it fits an 85F (156) but not versa-ecp5's 45F (72), which takes requant_channels=0 (44)
+    # the board link's NPU (requantizer and vector datapath) asks for 112 MULT18X18Ds (108 for the
+    # requantizer and the rescales, 4 for the depthwise lanes), as synthesis maps it: it fits an 85F
+    # (156) but not versa-ecp5's 45F (72), which takes requant_channels=0 (44)
     from rtl.fpga.board import build_bitstream
 
     small = {"max_commands": 16, "program_words": 256}
-    with pytest.raises(ConfigError, match=r"^npu_link does not fit board 'versa-ecp5' \(ecp5 45k\): it needs 108 "
+    with pytest.raises(ConfigError, match=r"^npu_link does not fit board 'versa-ecp5' \(ecp5 45k\): it needs 112 "
                                           r"DSPs \(45k has 72\); nothing was built$"):
         build_bitstream("versa-ecp5", "npu", options=small, build_dir=tmp_path)
     unit = build_unit("npu", arch="fpga-small", requant_channels=0, **small)
