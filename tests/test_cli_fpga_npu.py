@@ -13,7 +13,14 @@ import pytest
 
 from accel.cli import main
 from accel.config import load
-from accel.encoding import RequantChannel, RequantStep, RequantTable, decode_program, decode_requant_table
+from accel.encoding import (
+    VECTOR_STEP_WORDS,
+    RequantChannel,
+    RequantStep,
+    RequantTable,
+    decode_program,
+    decode_requant_table,
+)
 from mapper.plan import Plan
 from rtl.fpga import driver as driver_module
 from rtl.fpga import npu_link
@@ -163,13 +170,15 @@ def test_the_driver_writes_the_table_and_clears_every_step_it_does_not_configure
     arch = load("fpga-small")
     board = FakeNPULink(arch, requant_channels=4)
     board.tables[0][:] = [1, 0] * 16  # an earlier program configured every id
+    board.tables[2][::VECTOR_STEP_WORDS] = [2] * 16  # ... and a clamp on each
     table = RequantTable(steps=(RequantStep(command=3, first_channel=1, columns=2, zero_point=-5, low=-5),),
                          channels=(RequantChannel(0, 1 << 30, -3), RequantChannel(7, 1 << 29, -2),
                                    RequantChannel(-9, 1 << 30, 1)))
     NPULinkDriver(board).write_requant(table, commands=6)
     assert decode_requant_table(board.tables[0][:12], board.tables[1][:12]) == table
     assert board.tables[0][12:] == [1, 0] * 10  # ids past the program's are not written
-    assert board.tables[2][:48] == [0] * 48
+    assert board.tables[2][:6 * VECTOR_STEP_WORDS:VECTOR_STEP_WORDS] == [0] * 6  # no function: timed only
+    assert board.tables[2][6 * VECTOR_STEP_WORDS::VECTOR_STEP_WORDS] == [2] * 10
     with pytest.raises(LinkError, match=r"^the requantization table has 3 channels, the board's NPU 2$"):
         NPULinkDriver(FakeNPULink(arch, requant_channels=2)).write_requant(table, commands=6)
     with pytest.raises(LinkError, match=r"no requantizer \(requant_channels = 0\)"):

@@ -379,11 +379,11 @@ class NPULinkDriver:
         """The host's requantization table for a program of ``commands`` commands: the step words of
         every id below ``commands`` (:func:`accel.encoding.encode_requant_table`; an id the table does not
         configure is written cleared, so nothing an earlier program configured stays), the channel
-        entries, and the vector steps of every id (:func:`accel.encoding.encode_vector_table`, cleared
-        likewise). A board NPU without a requantizer (``requant_channels = 0``) takes only an empty
-        table (nothing is written); a table with more channels than the board's raises
+        entries, and the vector steps (:func:`accel.encoding.encode_vector_table`; of an id above the
+        table's highest, word 0, which holds the step's function, is cleared). A board NPU without a
+        requantizer (``requant_channels = 0``) takes only an empty table (nothing is written); a table with more channels than the board's raises
         :class:`LinkError`."""
-        from accel.encoding import encode_requant_table, encode_vector_table
+        from accel.encoding import VECTOR_STEP_WORDS, encode_requant_table, encode_vector_table
 
         info = self.info()
         steps, channels = encode_requant_table(table)
@@ -396,12 +396,15 @@ class NPULinkDriver:
         if len(table.channels) > info.requant_channels:
             raise LinkError(f"the requantization table has {len(table.channels)} channels, the board's NPU "
                             f"{info.requant_channels}")
-        if len(steps) > 2 * commands or len(vector) > 8 * commands:
+        if len(steps) > 2 * commands or len(vector) > VECTOR_STEP_WORDS * commands:
             raise LinkError(f"the requantization table configures a command id beyond the program's {commands}")
         self.write_table(0, [*steps, *[0] * (2 * commands - len(steps))])
         if channels:
             self.write_table(1, channels)
-        self.write_table(2, [*vector, *[0] * (8 * commands - len(vector))])
+        if vector:
+            self.write_table(2, vector)
+        for command in range(len(vector) // VECTOR_STEP_WORDS, commands):  # no function: timed only
+            self.write_table(2, [0], first=command * VECTOR_STEP_WORDS)
 
     def write_dram(self, addr: int, data: bytes) -> None:
         """``'W'``: ``data`` into the DRAM model at byte ``addr``."""

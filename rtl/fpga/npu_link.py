@@ -38,7 +38,7 @@ opcode     payload (host -> board)                  answer (board -> host)
                                                     past table ``t``: 0 the requantization steps
                                                     (``2 max_commands`` words), 1 the channels
                                                     (``4 requant_channels``), 2 the vector steps
-                                                    (``8 max_commands``), 3 the ``rq_addr`` port's
+                                                    (``32 max_commands``), 3 the ``rq_addr`` port's
                                                     ``2 ** width`` words (the NPU's fourth); every
                                                     table is empty when ``requant_channels = 0``
 ``'W'``    u32 byte address ``a``, u32 count ``n``,  ``'W'`` once the bytes are in DRAM; ``'?'``
@@ -81,6 +81,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from accel.encoding import VECTOR_STEP_WORDS
 from accel.errors import ConfigError
 from accel.hardware import Accelerator
 from rtl.fpga.uart import UARTReceiver, UARTTransmitter, check_divisor
@@ -110,7 +111,7 @@ def table_words(max_commands: int, requant_channels: int, port_words: int) -> tu
     (the module docstring's protocol table; all 0 without a requantizer)."""
     if not requant_channels:
         return 0, 0, 0, 0
-    return 2 * max_commands, 4 * requant_channels, 8 * max_commands, port_words
+    return 2 * max_commands, 4 * requant_channels, VECTOR_STEP_WORDS * max_commands, port_words
 
 
 class NPULink(wiring.Component):
