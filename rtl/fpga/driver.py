@@ -381,8 +381,8 @@ class NPULinkDriver:
         configure is written cleared, so nothing an earlier program configured stays), the channel
         entries, and the vector steps (:func:`accel.encoding.encode_vector_table`; of an id above the
         table's highest, word 0, which holds the step's function, is cleared). A board NPU without a
-        requantizer (``requant_channels = 0``) takes only an empty table (nothing is written); a table with more channels than the board's raises
-        :class:`LinkError`."""
+        requantizer (``requant_channels = 0``) takes only an empty table (nothing is written); a table
+        with more channels than the board's raises :class:`LinkError`."""
         from accel.encoding import VECTOR_STEP_WORDS, encode_requant_table, encode_vector_table
 
         info = self.info()
