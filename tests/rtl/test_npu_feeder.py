@@ -14,24 +14,20 @@ the requantization table also ends with sim.execute's DRAM image.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from functools import cache
 
 import pytest
+from npu_bench import quantized_graph
 
 from accel.commands import Block, Compute
 from accel.config import load
 from accel.encoding import FeederTable
 from accel.errors import ConfigError
-from accel.formats import Requantization
 from mapper import MapOptions, map_graph
 from mapper.plan import Plan
 from rtl.npu.golden import Memories, execute, feeder_table, requant_table
 from sim.execute import _Machine, dram_images
-from sim.reference import run_quantized
 from workloads.builder import GraphBuilder
-from workloads.host import split_host
-from workloads.onnx_import import load_onnx
 
 pytest.importorskip("onnxruntime")
 
@@ -43,23 +39,6 @@ def design(rows: int):  # noqa: ANN201
         return arch
     return dataclasses.replace(arch, name=f"fpga-small-{rows}x{rows}",
                                array=dataclasses.replace(arch.array, rows=rows, cols=rows))
-
-
-def _quantized(builder: GraphBuilder):  # type: ignore[no-untyped-def]
-    """(graph, input codes of its device part) of ``builder``'s graph quantized with int8 activations."""
-    from workloads.onnx_export import export_onnx
-    from workloads.quantize import calibration_inputs, quantize_model
-
-    logging.disable(logging.WARNING)
-    try:
-        model = export_onnx(builder.build(), seed=3)
-        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
-    finally:
-        logging.disable(logging.NOTSET)
-    graph = load_onnx(quantized)
-    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
-                          requant=Requantization.TFLITE_DOUBLE)
-    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
 
 
 LAYERS = {
@@ -77,7 +56,7 @@ def quantized_plan(name: str, rows: int) -> tuple[Plan, dict]:
     shapes, conv = LAYERS[name]
     b = GraphBuilder(name)
     b.conv(b.input("x", shapes["shape"]), shapes["out"], 3, name="conv", **conv)
-    graph, inputs = _quantized(b)
+    graph, inputs = quantized_graph(b)
     options = MapOptions(allocator="none", depthwise="array")
     return map_graph(graph, design(rows), options), inputs
 

@@ -33,14 +33,13 @@ channel entries are one off must fail on the data only.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import random
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
-from npu_bench import run_programs, table_words
+from npu_bench import quantized_graph, run_programs, table_words
 
 from accel.commands import Block, Buffer, Load, Store, Vector
 from accel.encoding import RequantTable, VectorStep, encode_program
@@ -51,10 +50,7 @@ from mapper.plan import Plan
 from rtl.npu.golden import execute, requant_table
 from sim.execute import dram_images
 from sim.numerics import tflite_add_multipliers
-from sim.reference import run_quantized
 from workloads.builder import GraphBuilder
-from workloads.host import split_host
-from workloads.onnx_import import load_onnx
 
 pytest.importorskip("onnxruntime")
 
@@ -78,25 +74,13 @@ def design():  # noqa: ANN201
 def residual_graph():  # noqa: ANN201
     """(graph, input codes of its device part) of a 1x4x4x4 residual block (4 -> 8 -> 4 channels), quantized with
     int8 activations."""
-    from workloads.onnx_export import export_onnx
-    from workloads.quantize import calibration_inputs, quantize_model
-
     b = GraphBuilder("qres")
     x = b.input("x", (1, 4, 4, 4))
     h = b.conv(x, 8, 1, name="conv1")
     h = b.activation(h, "relu", "conv1.relu")
     h = b.conv(h, 4, 1, name="conv2")
     b.activation(b.add(h, x, name="add"), "relu", "add.relu")
-    logging.disable(logging.WARNING)
-    try:
-        model = export_onnx(b.build(), seed=3)
-        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
-    finally:
-        logging.disable(logging.NOTSET)
-    graph = load_onnx(quantized)
-    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
-                          requant=Requantization.TFLITE_DOUBLE)
-    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
+    return quantized_graph(b)
 
 
 @cache
@@ -198,25 +182,13 @@ def pool_design():  # noqa: ANN201
 def pool_graph():  # noqa: ANN201
     """(graph, input codes of its device part) of a 2x4x12x12 1x1 conv (8 channels) -> 3x3 stride-2 max pool
     with padding 1 -> 2x2 max pool -> global average pool, quantized with int8 activations."""
-    from workloads.onnx_export import export_onnx
-    from workloads.quantize import calibration_inputs, quantize_model
-
     b = GraphBuilder("qpool")
     x = b.input("x", (2, 4, 12, 12))
     h = b.conv(x, 8, 1, name="conv")
     h = b.pool(h, "max", 3, 2, 1, name="pool1")
     h = b.pool(h, "max", 2, name="pool2")
     b.global_pool(h, "avg", name="gap")
-    logging.disable(logging.WARNING)
-    try:
-        model = export_onnx(b.build(), seed=3)
-        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
-    finally:
-        logging.disable(logging.NOTSET)
-    graph = load_onnx(quantized)
-    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
-                          requant=Requantization.TFLITE_DOUBLE)
-    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
+    return quantized_graph(b)
 
 
 @cache
@@ -266,24 +238,12 @@ def test_golden_with_the_hosts_table_pools_as_sim_execute(name: str) -> None:
 def depthwise_graph():  # noqa: ANN201
     """(graph, input codes of its device part) of a 2x4x8x8 1x1 conv (8 channels) -> 3x3 stride-2 depthwise
     convolution with padding 1 -> ReLU, quantized with int8 activations."""
-    from workloads.onnx_export import export_onnx
-    from workloads.quantize import calibration_inputs, quantize_model
-
     b = GraphBuilder("qdw")
     x = b.input("x", (2, 4, 8, 8))
     h = b.conv(x, 8, 1, name="conv")
     h = b.conv(h, 8, 3, 2, 1, groups=8, name="dw")
     b.activation(h, "relu", "dw.relu")
-    logging.disable(logging.WARNING)
-    try:
-        model = export_onnx(b.build(), seed=3)
-        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), activations="int8")
-    finally:
-        logging.disable(logging.NOTSET)
-    graph = load_onnx(quantized)
-    codes = run_quantized(graph, calibration_inputs(quantized, count=1, seed=9)[0], intermediates=True,
-                          requant=Requantization.TFLITE_DOUBLE)
-    return graph, {t.name: codes[t.name] for t in split_host(graph).device.inputs}
+    return quantized_graph(b)
 
 
 @cache
