@@ -400,10 +400,7 @@ def requant_table(plan: Plan) -> RequantTable:
             ops = gemm_operands(graph, layer)
             if cmd.layer not in bases and ops.scale is not None:
                 bases[cmd.layer] = len(channels)
-                for c, scale in enumerate(ops.scale.reshape(-1)):
-                    multiplier, shift = quantize_multiplier(float(scale), mode=mode)
-                    channels.append(RequantChannel(bias=wrap(int(ops.bias.reshape(-1)[c]), INT32),
-                                                   multiplier=multiplier, shift=shift))
+                channels.extend(_channel_entries(ops.bias, ops.scale, mode))
             vector.append(_depthwise_step(plan, cmd, bases.get(cmd.layer, 0)))
             continue
         if isinstance(cmd, Vector):
@@ -426,10 +423,7 @@ def requant_table(plan: Plan) -> RequantTable:
                               f"this layer has {ops.groups} groups and {ops.out_format.name} outputs")
         if cmd.layer not in bases:
             bases[cmd.layer] = len(channels)
-            bias = (ops.bias if ops.weight is None else ops.folded_bias).reshape(-1)
-            for c, scale in enumerate(ops.scale.reshape(-1)):
-                multiplier, shift = quantize_multiplier(float(scale), mode=mode)
-                channels.append(RequantChannel(bias=wrap(int(bias[c]), INT32), multiplier=multiplier, shift=shift))
+            channels.extend(_channel_entries(ops.bias if ops.weight is None else ops.folded_bias, ops.scale, mode))
         low, high = out_format.min_int, out_format.max_int
         for fn in filter(None, cmd.activation.split(",")):
             if fn != "relu":
@@ -438,6 +432,16 @@ def requant_table(plan: Plan) -> RequantTable:
         steps.append(RequantStep(command=cmd.id, first_channel=bases[cmd.layer] + n0, columns=columns,
                                  zero_point=int(ops.y_zero_point), low=low, high=high))
     return RequantTable(tuple(steps), tuple(channels), tuple(vector))
+
+
+def _channel_entries(bias: np.ndarray, scale: np.ndarray, mode: str) -> list[RequantChannel]:
+    """A layer's channel-table entries: per output channel its int32 ``bias`` and the multiplier and
+    shift of its ``scale`` in the TFLite rounding ``mode``."""
+    entries = []
+    for b, s in zip(bias.reshape(-1), scale.reshape(-1), strict=True):
+        multiplier, shift = quantize_multiplier(float(s), mode=mode)
+        entries.append(RequantChannel(bias=wrap(int(b), INT32), multiplier=multiplier, shift=shift))
+    return entries
 
 
 def _vector_step(plan: Plan, cmd: Vector) -> VectorStep:
