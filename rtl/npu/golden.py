@@ -395,6 +395,10 @@ def requant_table(plan: Plan) -> RequantTable:
         if isinstance(cmd, Compute):
             tags[cmd.output_addr] = (cmd.layer, cmd.origin[3], cmd.n)
             continue
+        if isinstance(cmd, Vector) and any(b is not None for b in (cmd.input_block, cmd.second_block,
+                                                                      cmd.output_block)):
+            raise ConfigError(f"Command {cmd.id} (Vector, layer {cmd.layer!r}): the NPU's vector unit reads and "
+                              f"writes packed runs, not blocks")
         if isinstance(cmd, Vector) and graph.layer(cmd.layer).gemm is not None:  # a depthwise convolution
             layer = graph.layer(cmd.layer)
             ops = gemm_operands(graph, layer)
@@ -468,8 +472,6 @@ def _vector_step(plan: Plan, cmd: Vector) -> VectorStep:
     if cmd.elements != cmd.extent:
         raise ConfigError(f"{where}: the NPU's vector unit computes a chunk's elements, {cmd.extent}, not "
                           f"{cmd.elements}")
-    if any(b is not None for b in (cmd.input_block, cmd.second_block, cmd.output_block)):
-        raise ConfigError(f"{where}: the NPU's vector unit reads and writes packed runs, not blocks")
     if fn == "add":
         try:
             a_zp, b_zp, ((ma, sa), (mb, sb), (my, sy)), y_zp = tflite_add_parameters(
@@ -532,6 +534,8 @@ def feeder_table(plan: Plan) -> FeederTable:
         except EncodingError as e:
             raise ConfigError(f"{where}: {e}") from None
     return FeederTable(tuple(steps))
+
+
 def _pool_step(plan: Plan, cmd: Vector, where: str, what: str) -> VectorStep:
     """The ``max`` step of a Vector command of a windowed max pool the mapper chunked in bands of output
     rows (:func:`mapper.decide.chunking`'s ``"bands"``): the window, the images' geometry and where
@@ -560,8 +564,6 @@ def _pool_step(plan: Plan, cmd: Vector, where: str, what: str) -> VectorStep:
     if cmd.elements != (hi - lo) * ow * c * kh * kw:
         raise ConfigError(f"{where}: the NPU's vector unit computes a chunk's {hi - lo} output rows of {ow} x {c} "
                           f"codes, {kh * kw} taps each ({(hi - lo) * ow * c * kh * kw} elements), not {cmd.elements}")
-    if any(b is not None for b in (cmd.input_block, cmd.output_block)):
-        raise ConfigError(f"{where}: the NPU's vector unit reads and writes packed runs, not blocks")
     images = band_images(layer, x.shape, oh, lo, hi)
     first_image, first_row = images[0][0], images[0][1]
     if len(images) > 1 and first_row:
@@ -596,8 +598,6 @@ def _global_avg_step(plan: Plan, cmd: Vector, where: str) -> VectorStep:
     if cmd.elements != channels * n * h * w:
         raise ConfigError(f"{where}: the NPU's vector unit computes a chunk's {channels} channels of {n} images of "
                           f"{h} x {w} ({channels * n * h * w} elements), not {cmd.elements}")
-    if any(b is not None for b in (cmd.input_block, cmd.output_block)):
-        raise ConfigError(f"{where}: the NPU's vector unit reads and writes packed runs, not blocks")
     size = h * w
     scale = np.float32(x.quant.scale[0]) / (np.float32(out.quant.scale[0]) * np.float32(size))
     multiplier, shift = quantize_multiplier(float(scale), mode=requant_mode(plan.arch))
@@ -639,8 +639,6 @@ def _depthwise_step(plan: Plan, cmd: Vector, base: int) -> VectorStep:
         raise ConfigError(f"{where}: the NPU's vector unit computes a chunk's {channels} channels of {n} images of "
                           f"{conv.oh} x {conv.ow} outputs, {kk} taps each ({channels * n * conv.oh * conv.ow * kk} "
                           f"elements), not {cmd.elements}")
-    if any(b is not None for b in (cmd.input_block, cmd.second_block, cmd.output_block)):
-        raise ConfigError(f"{where}: the NPU's vector unit reads and writes packed runs, not blocks")
     low = INT8.min_int
     for fn in layer.attrs.get("fused", ()):
         if fn != "relu":
