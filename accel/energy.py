@@ -65,7 +65,7 @@ from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import ConfigError
 from accel.hardware import Accelerator, Dataflow, Memory, Sparsity
 from accel.timing import ceil_div
-from accel.traffic import compute_traffic
+from accel.traffic import product_traffic
 
 __all__ = [
     "COMPONENTS",
@@ -356,53 +356,47 @@ def vector_energy_pj(arch: Accelerator, command: Vector) -> dict[str, float]:
 
 
 def compute_energy_pj(arch: Accelerator, c: Compute) -> dict[str, float]:
+    array, scratchpad, accumulator = _compute_parts(_compute_constants(arch), c.dataflow, c.m, c.k, c.n, c.batch,
+                                                    c.accumulate, c.sparsity)
+    return {"array": array, "scratchpad": scratchpad, "accumulator": accumulator}
+
+
+def _compute_constants(arch: Accelerator) -> tuple:
+    """What :func:`_compute_parts` reads of the design, looked up once."""
     table, a = arch.energy, arch.array
-    t = compute_traffic(arch, c)
-    in_b, w_b, acc_b = a.input_format.size_bytes, a.weight_format.size_bytes, a.accumulator_format.size_bytes
-    per_product = c.batch  # SRAM accesses round to whole words per product, as one tile each
-    return {
-        "array": t.macs * (mac_pj(arch) + t.hop_bytes_per_mac * table.array_hop_pj_per_byte),
-        "scratchpad": per_product * (_sram_pj(table, arch.scratchpad, t.inputs // per_product * in_b)
-                                     + _sram_pj(table, arch.scratchpad, t.weights // per_product * w_b)),
-        "accumulator": per_product * (_sram_pj(table, arch.accumulator, t.psum_writes // per_product * acc_b)
-                                      + (_sram_pj(table, arch.accumulator, t.psum_reads // per_product * acc_b)
-                                         if t.psum_reads else 0.0)),
-    }
+    return (a, a.input_format.size_bytes, a.weight_format.size_bytes, a.accumulator_format.size_bytes,
+            mac_pj(arch), table.array_hop_pj_per_byte, arch.scratchpad.word_bytes, arch.accumulator.word_bytes,
+            sram_pj_per_byte(table, arch.scratchpad), sram_pj_per_byte(table, arch.accumulator))
+
+
+def _compute_parts(constants: tuple, dataflow: Dataflow, m, k, n, batch, accumulate,  # noqa: ANN001, ANN202
+                   sparsity: Sparsity | None):
+    """``(array, scratchpad, accumulator)`` pJ of a compute: its MACs and hops, then per product its
+    SRAM accesses rounded to whole words (:func:`_sram_pj`), the traffic from
+    :func:`accel.traffic.product_traffic`. Plain arithmetic on the sizes: elementwise on numpy arrays
+    (a psum read count of 0 rounds to 0 words, so it adds 0.0 as :func:`_sram_pj` of nothing does)."""
+    a, in_b, w_b, acc_b, mac, hop_pj, spad_word, acc_word, spad_pj, acc_pj = constants
+    inputs, weights, outputs, updates, psum_reads, hop = product_traffic(a, dataflow, m, k, n, accumulate, sparsity)
+    array = batch * m * k * n * (mac + hop * hop_pj)
+    scratchpad = batch * (-(-inputs * in_b // spad_word) * spad_word * spad_pj
+                          + -(-weights * w_b // spad_word) * spad_word * spad_pj)
+    accumulator = batch * (-(-outputs * updates * acc_b // acc_word) * acc_word * acc_pj
+                           + -(-psum_reads * acc_b // acc_word) * acc_word * acc_pj)
+    return array, scratchpad, accumulator
 
 
 def compute_energy_function(arch: Accelerator) -> Callable[..., float]:
     """``energy(dataflow, m, k, n, batch, accumulate, sparsity)``: the sum of :func:`compute_energy_pj`'s
     components (array, then scratchpad, then accumulator, as ``sum(...values())`` adds them) of a
-    compute of that shape on ``arch``, bit for bit, with the design's constants (MAC energy, the
-    buffers' energy per byte and word sizes) looked up once: what the mapper's search prices a new
-    compute shape with. ``tests/test_energy.py`` checks it against :func:`command_energy_pj`."""
-    table, a = arch.energy, arch.array
-    rows, cols = a.rows, a.cols
-    in_b, w_b, acc_b = a.input_format.size_bytes, a.weight_format.size_bytes, a.accumulator_format.size_bytes
-    mac, hop_pj = mac_pj(arch), table.array_hop_pj_per_byte
-    spad_word, acc_word = arch.scratchpad.word_bytes, arch.accumulator.word_bytes
-    spad_pj, acc_pj = sram_pj_per_byte(table, arch.scratchpad), sram_pj_per_byte(table, arch.accumulator)
-    ws, os_ = Dataflow.WS, Dataflow.OS
+    compute of that shape on ``arch``, bit for bit (both are :func:`_compute_parts`), with the design's
+    constants (MAC energy, the buffers' energy per byte and word sizes) looked up once: what the
+    mapper's search prices a new compute shape with; elementwise when the sizes and ``accumulate``
+    are numpy arrays. ``tests/test_energy.py`` checks it against :func:`command_energy_pj`."""
+    constants = _compute_constants(arch)
 
     def energy(dataflow: Dataflow, m: int, k: int, n: int, batch: int, accumulate: bool,
                sparsity: Sparsity | None) -> float:
-        # accel.traffic.compute_traffic per product (its totals are ``batch`` times these)
-        if dataflow is ws:
-            inputs, weights, updates, hop = m * k * -(-n // cols), k * n, -(-k // rows), in_b + acc_b
-        elif dataflow is os_:
-            inputs, weights, updates, hop = m * k * -(-n // cols), k * n * -(-m // rows), 1, in_b + w_b
-        else:
-            inputs, weights, updates, hop = m * k, k * n * -(-m // cols), -(-k // rows), w_b + acc_b
-        if sparsity is not None:
-            inputs = inputs * sparsity.m // sparsity.n
-        outputs = m * n
-        psum_reads = outputs * (updates - 1) + (outputs if accumulate else 0)
-        # _sram_pj: whole words times the energy per byte
-        array = batch * m * k * n * (mac + hop * hop_pj)
-        scratchpad = batch * (-(-inputs * in_b // spad_word) * spad_word * spad_pj
-                              + -(-weights * w_b // spad_word) * spad_word * spad_pj)
-        accumulator = batch * (-(-outputs * updates * acc_b // acc_word) * acc_word * acc_pj
-                               + (-(-psum_reads * acc_b // acc_word) * acc_word * acc_pj if psum_reads else 0.0))
+        array, scratchpad, accumulator = _compute_parts(constants, dataflow, m, k, n, batch, accumulate, sparsity)
         return 0 + array + scratchpad + accumulator
 
     return energy

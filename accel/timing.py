@@ -93,8 +93,9 @@ def overlaps_folds(array: SystolicArray, dataflow: Dataflow) -> bool:
     return array.weight_buffers > 1 and dataflow is not Dataflow.OS
 
 
-def _overlapped_fold(array: SystolicArray, stream: int, previous_stream: int) -> int:
-    return stream + max(0, weight_shift_cycles(array) - previous_stream)
+def _overlapped_fold(array: SystolicArray, stream, previous_stream):  # noqa: ANN001, ANN202
+    hidden = weight_shift_cycles(array) - previous_stream  # elementwise: max(0, hidden) as arithmetic
+    return stream + hidden * (hidden > 0)
 
 
 def gemm_tile_cycles(array: SystolicArray, dataflow: Dataflow, m: int, k: int, n: int, *,
@@ -107,10 +108,18 @@ def gemm_tile_cycles(array: SystolicArray, dataflow: Dataflow, m: int, k: int, n
     when ``follows`` (the previous fold's stream length) is positive.
     """
     folds, stream = fold_count(array, dataflow, m, k, n)
+    return _folds_cycles(array, dataflow, folds, stream, fill, drain, follows if follows > 0 else None)
+
+
+def _folds_cycles(array: SystolicArray, dataflow: Dataflow, folds, stream, fill: bool, drain: bool,  # noqa: ANN001, ANN202
+                  follows):  # noqa: ANN001
+    """:func:`gemm_tile_cycles` of ``folds`` folds of ``stream`` cycles (``follows``: the stream length of
+    the fold before the first, or ``None``); elementwise when ``folds``, ``stream`` and ``follows`` are
+    numpy arrays."""
     fill_cycles, drain_cycles = fold_overhead(array, dataflow)
     if not (overlaps_folds(array, dataflow) and fill and drain):
         return folds * (stream + fill_cycles * fill + drain_cycles * drain)
-    first = _overlapped_fold(array, stream, follows) if follows > 0 else fill_cycles + stream + drain_cycles
+    first = fill_cycles + stream + drain_cycles if follows is None else _overlapped_fold(array, stream, follows)
     return first + (folds - 1) * _overlapped_fold(array, stream, stream)
 
 
@@ -222,7 +231,11 @@ def scratchpad_stretch(arch: Accelerator, dataflow: Dataflow) -> int:
 def bank_conflict_cycles(arch: Accelerator, command: Compute) -> int:
     """The part of a compute command's cycles spent waiting on scratchpad banks."""
     folds, stream = fold_count(arch.array, command.dataflow, command.m, command.k, command.n)
-    return command.batch * folds * stream * (scratchpad_stretch(arch, command.dataflow) - 1)
+    return _stretch_cycles(arch, command.dataflow, command.batch, folds, stream)
+
+
+def _stretch_cycles(arch: Accelerator, dataflow: Dataflow, batch, folds, stream):  # noqa: ANN001, ANN202
+    return batch * folds * stream * (scratchpad_stretch(arch, dataflow) - 1)
 
 
 def issue_cycles(arch: Accelerator, command: Command) -> int:
@@ -232,33 +245,23 @@ def issue_cycles(arch: Accelerator, command: Command) -> int:
 
 def compute_command_cycles(arch: Accelerator, command: Compute) -> int:
     """A compute command: its ``batch`` tiles' folds plus the stretch of scratchpad bank conflicts."""
-    cycles = gemm_tile_cycles(arch.array, command.dataflow, command.m, command.k, command.n,
-                              fill=command.fill, drain=command.drain, follows=command.follows)
-    return command.batch * cycles + bank_conflict_cycles(arch, command)
+    folds, stream = fold_count(arch.array, command.dataflow, command.m, command.k, command.n)
+    cycles = _folds_cycles(arch.array, command.dataflow, folds, stream, command.fill, command.drain,
+                           command.follows if command.follows > 0 else None)
+    return command.batch * cycles + _stretch_cycles(arch, command.dataflow, command.batch, folds, stream)
 
 
 def steady_compute_cycles(arch: Accelerator, dataflow: Dataflow, m, k, n, batch):  # noqa: ANN001, ANN201
     """:func:`compute_command_cycles` of a whole-fold compute (``fill`` and ``drain``) of ``batch`` tiles
     ``m x k @ k x n`` that runs right after one of its own shape (``follows`` is :func:`steady_follows`):
-    the figure the mapper's search prices a tile's computes by. Plain arithmetic on the sizes, so it is
-    elementwise when they are numpy integer arrays (each at least 1): a layer's candidate tiles are
-    priced in one call. ``tests/test_timing.py`` checks it against :func:`command_cycles` of the command."""
-    array = arch.array
-    r, c = array.rows, array.cols
-    if dataflow is Dataflow.WS:
-        folds, stream = ceil_div(k, r) * ceil_div(n, c), m
-    elif dataflow is Dataflow.OS:
-        folds, stream = ceil_div(m, r) * ceil_div(n, c), k
-    else:
-        folds, stream = ceil_div(k, r) * ceil_div(m, c), n
-    if overlaps_folds(array, dataflow):  # every fold follows one of the same stream (the first, the last command's)
-        hidden = weight_shift_cycles(array) - stream
-        per_fold = stream + hidden * (hidden > 0)
-        cycles = per_fold + (folds - 1) * per_fold
-    else:
-        fill_cycles, drain_cycles = fold_overhead(array, dataflow)
-        cycles = folds * (stream + fill_cycles + drain_cycles)
-    return batch * cycles + batch * folds * stream * (scratchpad_stretch(arch, dataflow) - 1)
+    the figure the mapper's search prices a tile's computes by. The same functions as the command's
+    (:func:`_folds_cycles`, :func:`_stretch_cycles`), on the sizes only, so it is elementwise when they
+    are numpy integer arrays (each at least 1): a layer's candidate tiles are priced in one call.
+    ``tests/test_timing.py`` checks it against :func:`command_cycles` of the command."""
+    folds, stream = fold_count(arch.array, dataflow, m, k, n)
+    follows = stream if overlaps_folds(arch.array, dataflow) else None
+    cycles = _folds_cycles(arch.array, dataflow, folds, stream, True, True, follows)
+    return batch * cycles + _stretch_cycles(arch, dataflow, batch, folds, stream)
 
 
 def transfer_command_cycles(arch: Accelerator, command: Load | Store) -> int:

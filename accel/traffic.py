@@ -24,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from accel.commands import Command, Compute, Load, Move, Store, Vector
-from accel.hardware import Accelerator, Dataflow
+from accel.hardware import Accelerator, Dataflow, Sparsity, SystolicArray
 from accel.timing import ceil_div
 
-__all__ = ["ComputeTraffic", "compute_traffic", "command_bytes", "LEVELS"]
+__all__ = ["ComputeTraffic", "compute_traffic", "product_traffic", "command_bytes", "LEVELS"]
 
 LEVELS = ("dram", "scratchpad", "accumulator", "array")
 
@@ -44,22 +44,32 @@ class ComputeTraffic:
     hop_bytes_per_mac: int  # bytes passed on to the next PE per MAC (the two moving operands)
 
 
-def compute_traffic(arch: Accelerator, c: Compute) -> ComputeTraffic:
-    a = arch.array
-    in_b, w_b, acc_b = a.input_format.size_bytes, a.weight_format.size_bytes, a.accumulator_format.size_bytes
-    m, k, n = c.m, c.k, c.n
-    if c.dataflow is Dataflow.WS:
-        inputs, weights, updates, hop = m * k * ceil_div(n, a.cols), k * n, ceil_div(k, a.rows), in_b + acc_b
-    elif c.dataflow is Dataflow.OS:
-        inputs, weights, updates, hop = m * k * ceil_div(n, a.cols), k * n * ceil_div(m, a.rows), 1, in_b + w_b
+def product_traffic(array: SystolicArray, dataflow: Dataflow, m, k, n, accumulate, sparsity: Sparsity | None):  # noqa: ANN001, ANN201
+    """``(inputs, weights, outputs, updates, psum_reads, hop_bytes_per_mac)`` of one product ``m x k @ k x n``
+    of a compute (the table above; ``accumulate``: onto what the accumulator holds). Plain arithmetic on
+    the sizes, so it is elementwise when they (and ``accumulate``) are numpy arrays: the one source of a
+    compute's traffic, for :func:`compute_traffic` and the energy closed form the mapper's search
+    prices candidate tiles with (:func:`accel.energy.compute_energy_function`)."""
+    in_b, w_b = array.input_format.size_bytes, array.weight_format.size_bytes
+    acc_b = array.accumulator_format.size_bytes
+    if dataflow is Dataflow.WS:
+        inputs, weights, updates, hop = m * k * ceil_div(n, array.cols), k * n, ceil_div(k, array.rows), in_b + acc_b
+    elif dataflow is Dataflow.OS:
+        inputs, weights, updates, hop = m * k * ceil_div(n, array.cols), k * n * ceil_div(m, array.rows), 1, in_b + w_b
     else:
-        inputs, weights, updates, hop = m * k, k * n * ceil_div(m, a.cols), ceil_div(k, a.rows), w_b + acc_b
-    if c.sparsity is not None:  # the PEs select among all m activations of each group
-        inputs = inputs * c.sparsity.m // c.sparsity.n
+        inputs, weights, updates, hop = m * k, k * n * ceil_div(m, array.cols), ceil_div(k, array.rows), w_b + acc_b
+    if sparsity is not None:  # the PEs select among all m activations of each group
+        inputs = inputs * sparsity.m // sparsity.n
     outputs = m * n
-    psum_reads = outputs * (updates - 1) + (outputs if c.accumulate else 0)
+    psum_reads = outputs * (updates - 1) + outputs * accumulate
+    return inputs, weights, outputs, updates, psum_reads, hop
+
+
+def compute_traffic(arch: Accelerator, c: Compute) -> ComputeTraffic:
+    inputs, weights, outputs, updates, psum_reads, hop = product_traffic(arch.array, c.dataflow, c.m, c.k, c.n,
+                                                                         c.accumulate, c.sparsity)
     return ComputeTraffic(c.batch * inputs, c.batch * weights, c.batch * outputs * updates, c.batch * psum_reads,
-                          c.batch * m * k * n, hop)
+                          c.batch * c.m * c.k * c.n, hop)
 
 
 def command_bytes(arch: Accelerator, command: Command) -> dict[str, int]:

@@ -94,8 +94,9 @@ def measure(model: str, preset: str, fine: bool) -> dict[str, object]:
 def _time_map_phases() -> dict[str, float]:
     """CPU seconds the map spends in its phases, filled in as it runs: the layers' decisions (the
     mapping searches; ``mapper.decide.decide_layers`` as the pipeline calls it), emission
-    (``mapper.emit.emit_program``) and the proof (``mapper.check.check_plan``), by wrapping the names
-    ``mapper.pipeline`` and ``mapper.programs`` call them by."""
+    (``mapper.emit.emit_program``, or ``emit_resumable`` for a program without residents) and the
+    proof (``mapper.check.check_plan``), by wrapping the names ``mapper.pipeline`` and
+    ``mapper.programs`` call them by."""
     import mapper.pipeline
     import mapper.programs
 
@@ -115,6 +116,7 @@ def _time_map_phases() -> dict[str, float]:
 
     timed(mapper.pipeline, "decide_layers", "decide")
     timed(mapper.programs, "emit_program", "emit")
+    timed(mapper.programs, "emit_resumable", "emit")
     timed(mapper.programs, "check_plan", "check")
     return spent
 

@@ -60,7 +60,7 @@ from mapper.residency import AddressBook, Residency
 from mapper.schedules import Operands, Step, Transfer, share, tile_segments
 from workloads.graph import GemmShape, Graph, Layer, OpKind
 
-__all__ = ["OnChip", "emit_program", "dram_addresses", "dram_room"]
+__all__ = ["OnChip", "Checkpoint", "emit_program", "emit_resumable", "dram_addresses", "dram_room"]
 
 
 @dataclass(frozen=True)
@@ -90,13 +90,46 @@ def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecis
     if replay and residency is None:
         emitter.plan_replays(decisions)
     for step, decision in enumerate(decisions):
-        emitter.begin_layer(step, decision.working_bytes)
-        if isinstance(decision, ArrayDecision | VectorDecision):
-            emitter.compute_layer(decision)
-        else:
-            emitter.view_layer(decision)
-        emitter.end_layer()
-    return tuple(emitter.commands), {name: tuple(tiles.values()) for name, tiles in emitter.weight_tiles.items()}
+        emitter.layer(step, decision)
+    return tuple(emitter.commands), emitter.packed()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The emitter's state before layer ``step`` of a program without residents (its first ``commands``
+    commands written): emission is a function of the decisions before a layer up to there, so a
+    program whose decisions before ``step`` emit alike (:func:`mapper.programs.decision_key`) resumes
+    from it (:func:`emit_resumable`)."""
+
+    step: int
+    commands: int
+    state: tuple = field(repr=False, compare=False)
+
+
+def emit_resumable(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecision], *,
+                   start: tuple[Sequence[Command], Checkpoint] | None = None,
+                   every: int = 8) -> tuple[tuple[Command, ...], dict[str, tuple[PackedTile, ...]],
+                                            tuple[Checkpoint, ...]]:
+    """:func:`emit_program` of ``decisions`` without residents (the same commands and packed tiles),
+    and a :class:`Checkpoint` before every ``every``-th layer (after the first). With ``start``
+    (an earlier program's commands and one of its checkpoints, whose decisions before the
+    checkpoint's layer emit as these do), the commands before that layer are that program's and
+    emission resumes there; the checkpoints returned then begin with the ones the caller holds of
+    that program up to it (not repeated here: only those after it)."""
+    emitter = _Emitter(graph, OnChip.of(arch), None)
+    emitter.segments = True
+    first = 0
+    if start is not None:
+        commands, checkpoint = start
+        emitter.restore(checkpoint, commands)
+        first = checkpoint.step
+    emitter.plan_replays(decisions)
+    checkpoints = []
+    for step in range(first, len(decisions)):
+        if step > first and every and step % every == 0:
+            checkpoints.append(emitter.checkpoint(step))
+        emitter.layer(step, decisions[step])
+    return tuple(emitter.commands), emitter.packed(), tuple(checkpoints)
 
 
 def dram_addresses(graph: Graph, arch: Accelerator | OnChip) -> tuple[dict[str, int], int]:
@@ -237,6 +270,42 @@ class _Emitter:
         self._record: dict[int, Transfer] | None = None
 
     # -- layers in the schedule ------------------------------------------------------------------
+    def layer(self, step: int, decision: LayerDecision) -> None:
+        """Emit layer ``step`` of the schedule, ``decision``."""
+        self.begin_layer(step, decision.working_bytes)
+        if isinstance(decision, ArrayDecision | VectorDecision):
+            self.compute_layer(decision)
+        else:
+            self.view_layer(decision)
+        self.end_layer()
+
+    def packed(self) -> dict[str, tuple[PackedTile, ...]]:
+        """The tiles of every N:M weight tensor, as packed in DRAM."""
+        return {name: tuple(tiles.values()) for name, tiles in self.weight_tiles.items()}
+
+    def checkpoint(self, step: int) -> Checkpoint:
+        """The state before layer ``step`` (no residents): copies of everything emission changes
+        (templates are shared: they are not changed once made; commands are counted, not copied)."""
+        assert self.residency is None and self._record is None
+        slots = tuple((s.addr, tuple(s.last_users), tuple(s.top_users)) for s in (*self.spad_slots, *self.acc_slots))
+        state = (self.dram_end, {name: dict(tiles) for name, tiles in self.weight_tiles.items()}, dict(self.ready),
+                 dict(self.psum), self.half_spad, slots, self.spad_next, self.acc_next, self.book.copy(),
+                 dict(self.templates))
+        return Checkpoint(step, len(self.commands), state)
+
+    def restore(self, checkpoint: Checkpoint, commands: Sequence[Command]) -> None:
+        """Set the state to ``checkpoint``'s (copied again: a checkpoint serves many resumptions), the
+        commands before it ``commands[:checkpoint.commands]``."""
+        dram_end, weight_tiles, ready, psum, half_spad, slots, spad_next, acc_next, book, templates = checkpoint.state
+        self.commands = list(commands[:checkpoint.commands])
+        self.dram_end, self.half_spad, self.spad_next, self.acc_next = dram_end, half_spad, spad_next, acc_next
+        self.weight_tiles = {name: dict(tiles) for name, tiles in weight_tiles.items()}
+        self.ready, self.psum, self.templates = dict(ready), dict(psum), dict(templates)
+        made = [_Slot(addr, list(last), list(top)) for addr, last, top in slots]
+        self.spad_slots, self.acc_slots = made[:2], made[2:]
+        self.book = book.copy()
+        self.step = checkpoint.step
+
     def begin_layer(self, step: int, working_bytes: int | None) -> None:
         """Set up layer ``step``: its working region (the top ``working_bytes`` of the scratchpad;
         ``None``: as the layer before), and the residents placed here (claimed; reloads loaded whole)."""

@@ -14,8 +14,13 @@ simulator times the one program on each design.
   made once per input graph object and activation path, so one input graph gives one fused graph
   object and the program memo can compare graphs by identity.
 * :func:`emitted` returns the memoised commands, or emits them. Plans with residents (an
-  allocation) are always emitted afresh. At most :data:`COMMANDS` commands are kept, the least
-  recently used program dropped first; a larger program is not kept.
+  allocation) are always emitted afresh. A new program whose decisions begin as a memoised one's
+  (a sweep's designs that choose alike but for a few layers) resumes from that one's emitter state
+  before the first layer that differs (kept every :data:`CHECKPOINT_LAYERS` layers,
+  :class:`mapper.emit.Checkpoint`): emission up to a layer is a function of the decisions before it,
+  so the commands are the ones emitting it afresh gives (``tests/test_programs.py`` checks it).
+  At most :data:`COMMANDS` commands are kept, the least recently used program dropped first; a
+  larger program is not kept.
 * :func:`checked` proves a plan valid unless the same program (the same object, from
   :func:`emitted`) was proven for the same on-chip memories; plans with an allocation are always
   checked.
@@ -34,7 +39,7 @@ from accel.commands import Command
 from accel.hardware import Accelerator
 from mapper.check import check_plan
 from mapper.decide import ArrayDecision, LayerDecision
-from mapper.emit import OnChip, emit_program
+from mapper.emit import Checkpoint, OnChip, emit_program, emit_resumable
 from mapper.fuse import fuse_activations
 from mapper.layout import PackedTile
 from mapper.plan import Plan
@@ -46,12 +51,14 @@ __all__ = ["COMMANDS", "prepared", "emitted", "checked", "decision_key", "clear"
 
 #: The most commands the program memo keeps, over all its programs.
 COMMANDS = 200_000
+#: A memoised program keeps the emitter's state before every this many layers (:class:`mapper.emit.Checkpoint`).
+CHECKPOINT_LAYERS = 8
 _GRAPHS = 8  # input graphs whose prepared form is kept
 
 Program = tuple[tuple[Command, ...], dict[str, tuple[PackedTile, ...]]]
 
 _prepared: OrderedDict[tuple[int, Hashable], tuple[Graph, Graph]] = OrderedDict()
-_programs: OrderedDict[tuple[int, OnChip, tuple], tuple[Graph, Program]] = OrderedDict()
+_programs: OrderedDict[tuple[int, OnChip, tuple], tuple[Graph, Program, tuple[Checkpoint, ...]]] = OrderedDict()
 _checked: OrderedDict[int, tuple[tuple[Command, ...], Graph, tuple[int, int]]] = OrderedDict()
 
 
@@ -93,17 +100,41 @@ def emitted(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecision],
     """:func:`mapper.emit.emit_program` of these arguments, memoised as the module docstring says."""
     if residency is not None:
         return emit_program(graph, arch, decisions, residency)
-    key = (id(graph), OnChip.of(arch), tuple(decision_key(d) for d in decisions))
+    on_chip = OnChip.of(arch)
+    keys = tuple(decision_key(d) for d in decisions)
+    key = (id(graph), on_chip, keys)
     hit = _programs.get(key)
     if hit is not None and hit[0] is graph:
         _programs.move_to_end(key)
         return hit[1]
-    program = emit_program(graph, arch, decisions)
-    if len(program[0]) <= COMMANDS:
-        _programs[key] = (graph, program)
-        while sum(len(p[0]) for _, p in _programs.values()) > COMMANDS:
+    start, kept = _resumption(graph, on_chip, keys)
+    commands, packed, checkpoints = emit_resumable(graph, arch, decisions, start=start, every=CHECKPOINT_LAYERS)
+    program = (commands, packed)
+    if len(commands) <= COMMANDS:
+        _programs[key] = (graph, program, (*kept, *checkpoints))
+        while sum(len(p[0]) for _, p, _ in _programs.values()) > COMMANDS:
             _programs.popitem(last=False)
     return program
+
+
+def _resumption(graph: Graph, on_chip: OnChip, keys: tuple) -> tuple[tuple[Sequence[Command], Checkpoint] | None,
+                                                                     tuple[Checkpoint, ...]]:
+    """Where a new program of decisions ``keys`` resumes (:func:`mapper.emit.emit_resumable`): the
+    latest checkpoint of a memoised program of the same graph and on-chip design before the first
+    layer whose decision emits otherwise, with that program's commands; and that program's
+    checkpoints up to it (the new one's too). ``(None, ())`` when none is past the first layer."""
+    best: tuple[int, tuple[Command, ...], tuple[Checkpoint, ...]] | None = None
+    for (graph_id, chip, other), (g, program, checkpoints) in reversed(_programs.items()):
+        if graph_id != id(graph) or g is not graph or chip != on_chip or len(other) != len(keys):
+            continue
+        same = next((i for i, (a, b) in enumerate(zip(keys, other, strict=True)) if a != b), len(keys))
+        usable = [c for c in checkpoints if c.step <= same]
+        if usable and (best is None or usable[-1].step > best[0]):
+            best = (usable[-1].step, program[0], tuple(usable))
+    if best is None:
+        return None, ()
+    _, commands, usable = best
+    return (commands, usable[-1]), usable
 
 
 def checked(plan: Plan) -> None:

@@ -95,6 +95,12 @@ class AddressBook:
     def __init__(self) -> None:
         self._entries: list[tuple[int, int, tuple[int, ...]]] = []
 
+    def copy(self) -> AddressBook:
+        """A book with the same entries, changed independently of this one."""
+        book = AddressBook()
+        book._entries = list(self._entries)
+        return book
+
     def claim(self, lo: int, hi: int) -> list[int]:
         deps: list[int] = []
         kept = []

@@ -44,6 +44,7 @@ from accel.energy import command_energy_pj, compute_energy_function, static_powe
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div, command_cycles, dma_row_cycles, steady_compute_cycles, vector_cycles
+from mapper import search_arrays
 from mapper.caches import PriceTables
 from mapper.layout import MatrixView
 from mapper.makers import maker
@@ -62,7 +63,6 @@ from mapper.schedules import (
     tile_outer,
     tile_sizes,
 )
-from mapper.search_arrays import tile_outer_costs
 
 __all__ = ["Cost", "Choice", "INFEASIBLE", "search_gemm", "vector_cost", "roofline_cycles", "pareto", "clear_caches"]
 
@@ -250,7 +250,8 @@ class _Pricer:
     def __init__(self, arch: Accelerator) -> None:
         self.arch = arch
         # a new compute shape's and transfer's energy, the design's constants looked up once
-        self._energy, self._transfer_energy = compute_energy_function(arch), transfer_energy_function(arch)
+        # (both elementwise on numpy arrays: mapper.search_arrays prices many tiles' computes at once)
+        self.compute_energy, self._transfer_energy = compute_energy_function(arch), transfer_energy_function(arch)
         self.static_pj_per_cycle = sum(static_power_mw(arch).values()) * 1e-3 / arch.clock_hz * 1e12
         # prices depend on part of the design only: designs that differ elsewhere (a sweep over DRAM
         # bandwidth, say) share them
@@ -279,7 +280,7 @@ class _Pricer:
                 cycles = command_cycles(self.arch, _make_compute(
                     id=0, layer="", m=m, k=k, n=n, batch=batch, dataflow=dataflow, accumulate=accumulate,
                     fill=fill, drain=drain, sparsity=sparsity, follows=0))
-            price = self._computes[key] = (cycles, self._energy(dataflow, m, k, n, batch, accumulate, sparsity))
+            price = self._computes[key] = (cycles, self.compute_energy(dataflow, m, k, n, batch, accumulate, sparsity))
         return price
 
     def array_cycles(self, dataflow: Dataflow, m: int, k: int, n: int, batch: int, sparsity: object) -> int:
@@ -868,8 +869,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                 continue
             if _VECTORIZED:  # tiles that keep an operand have the scalar form only
                 arrays = [t for t in batch if not (t.keep or keeps_weights(ops, t))]
-                by_tile = dict(zip(arrays, (pricer.total(*f) for f in tile_outer_costs(pricer, ops, arrays, dataflow)),
-                                   strict=True)) if arrays else {}
+                priced_arrays = search_arrays.tile_outer_costs(pricer, loads, ops, arrays, dataflow) if arrays else []
+                by_tile = dict(zip(arrays, (pricer.total(*f) for f in priced_arrays), strict=True))
                 costs = [by_tile[t] if t in by_tile else _tile_outer_cost(arch, ops, t, dataflow, pricer, loads)
                          for t in batch]
             else:

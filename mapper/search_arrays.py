@@ -7,9 +7,13 @@ along ``b``, ``n`` and ``m`` a tile has at most two distinct sizes (the full til
 so a layer has at most 8 distinct output tile shapes, taken in the scalar order (``b``, then ``n``,
 then ``m``) with a mask for the shapes a tile does not have; along ``k`` the full tiles and the
 remainder give at most five runs of equal steps (first full, middle full, last full, the remainder
-as first or as last). Datasheet prices come from the same memoised per-command pricer, called once
-per distinct command of all the tiles together, transfers with the rows they move (for a DMA with a
-request structure), so the datasheet stays the only source of cycles and energy.
+as first or as last). Every compute of every tile is priced by the datasheet's closed forms on whole
+arrays at once (:func:`accel.timing.steady_compute_cycles`, :func:`accel.energy.compute_energy_function`,
+elementwise), each distinct transfer once through the search's memoised transfers (``_Loads``, with
+the rows they move, for a DMA with a request structure), so the datasheet stays the only source of
+cycles and energy. Measured (ResNet-50 on gemmini): with the search's bound pruning a round prices
+about 8 tiles, too few for the arrays' fixed cost, so the scalar form stays the default
+(``mapper.search._VECTORIZED``); vectorising the bounds of a round's candidates measured the same.
 """
 
 from __future__ import annotations
@@ -18,40 +22,38 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from accel.commands import Buffer
 from accel.hardware import Dataflow
+from accel.timing import steady_compute_cycles
 from mapper.plan import Tile
 from mapper.schedules import Operands
 
 __all__ = ["tile_outer_costs"]
 
 
-def _lookup(keys: np.ndarray, mask: np.ndarray,
-            price: Callable[..., tuple[int, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """``price(*row)`` for every row of ``keys`` where ``mask`` holds (0 elsewhere), once per distinct row."""
+def _transfers(keys: np.ndarray, mask: np.ndarray,
+               price: Callable[..., tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(size, cycles, pJ)`` of ``price(*row)`` for every row of ``keys`` where ``mask`` holds (0
+    elsewhere), priced once per distinct row (``price``: the search's memoised ``_Loads``)."""
+    sizes = np.zeros(mask.shape, dtype=np.int64)
     cycles = np.zeros(mask.shape, dtype=np.float64)
     energy = np.zeros(mask.shape, dtype=np.float64)
     rows = keys[mask].tolist()
     if rows:
-        known: dict[tuple[int, ...], tuple[int, float]] = {}
-        prices = [known[r] if r in known else known.setdefault(r, price(*r)) for r in map(tuple, rows)]
-        cycles[mask], energy[mask] = np.array(prices, dtype=np.float64).T
-    return cycles, energy
+        distinct = dict.fromkeys(map(tuple, rows))
+        for row in distinct:
+            distinct[row] = price(*row)
+        priced = [distinct[r] for r in map(tuple, rows)]
+        sizes[mask] = [p[0] for p in priced]
+        cycles[mask] = [p[1] for p in priced]
+        energy[mask] = [p[2] for p in priced]
+    return sizes, cycles, energy
 
 
-def _sizes(keys: np.ndarray, mask: np.ndarray, size: Callable[..., int]) -> np.ndarray:
-    out = np.zeros(mask.shape, dtype=np.int64)
-    rows = keys[mask].tolist()
-    if rows:
-        known: dict[tuple[int, ...], int] = {}
-        out[mask] = [known[r] if r in known else known.setdefault(r, size(*r)) for r in map(tuple, rows)]
-    return out
-
-
-def tile_outer_costs(pricer, ops: Operands, tiles: Sequence[Tile], dataflow: Dataflow,  # noqa: ANN001
+def tile_outer_costs(pricer, loads, ops: Operands, tiles: Sequence[Tile], dataflow: Dataflow,  # noqa: ANN001
                      ) -> list[tuple[float, float, float, int]]:
     """``(cycles, energy_pj, dram_bytes, steps)`` of each tile, before static energy (see the module
-    docstring); ``pricer`` is ``mapper.search``'s memoised datasheet pricer of the design."""
+    docstring); ``pricer`` is ``mapper.search``'s memoised datasheet pricer of the design, ``loads`` the
+    search's memoised transfers of ``ops`` on it (``mapper.search._Loads``)."""
     g = ops.gemm
     n = len(tiles)
     dims = np.array([(t.b, t.n, t.m, t.k) for t in tiles], dtype=np.int64).reshape(n, 4)
@@ -85,27 +87,17 @@ def tile_outer_costs(pricer, ops: Operands, tiles: Sequence[Tile], dataflow: Dat
     cm_ = np.broadcast_to(sm[:, :, None], full_shape)
     ck_ = np.broadcast_to(run_k[:, None, :], full_shape)
     acc = np.broadcast_to(run_acc[None, None, :], full_shape)
-    sparsity = ops.sparsity
-    array_cycles, array_pj = _lookup(
-        np.stack([cm_, ck_, cn_, cb_, acc], axis=-1), valid,
-        lambda m, k, q, b, a: pricer.compute(dataflow, m, k, q, b, bool(a), True, True, sparsity))
+    # every compute of every tile by the datasheet's closed forms, elementwise (sizes of 0 where a tile
+    # has no such shape or run: masked below)
+    array_cycles = steady_compute_cycles(pricer.arch, dataflow, cm_, ck_, cn_, cb_).astype(np.float64)
+    array_pj = pricer.compute_energy(dataflow, cm_, ck_, cn_, cb_, acc, ops.sparsity)
     # each transfer priced with the rows it moves in (what a DMA with a request structure issues)
-    x_sizes = _sizes(np.stack([cb_, cm_, ck_], axis=-1), valid, ops.x_share)
-    x_rows = _sizes(np.stack([cb_, ck_], axis=-1), valid, ops.x_row_bytes)
-    x_cycles, x_pj = _lookup(np.stack([x_sizes, x_rows], axis=-1), valid,
-                             lambda b, r: pricer.transfer(b, Buffer.SCRATCHPAD, False, r))
-    has_w = ops.w is not None
-    if has_w:
-        w_sizes = _sizes(np.stack([cb_, ck_, cn_], axis=-1), valid, ops.w_size)
-        w_rows = _sizes(np.stack([ck_, cn_], axis=-1), valid, ops.w_row_bytes)
-        w_cycles, w_pj = _lookup(np.stack([w_sizes, w_rows], axis=-1), valid,
-                                 lambda b, r: pricer.transfer(b, Buffer.SCRATCHPAD, False, r))
+    x_sizes, x_cycles, x_pj = _transfers(np.stack([cb_, cm_, ck_], axis=-1), valid, loads.x)
+    if ops.w is not None:
+        w_sizes, w_cycles, w_pj = _transfers(np.stack([cb_, ck_, cn_], axis=-1), valid, loads.w)
     else:
         w_sizes, w_cycles, w_pj = np.zeros(full_shape, dtype=np.int64), np.zeros(full_shape), np.zeros(full_shape)
-    out_sizes = sb * sm * sn * ops.out_bytes
-    out_rows = _sizes(np.stack([sb, sn], axis=-1), shape_valid, ops.out_row_bytes)
-    store_cycles, store_pj = _lookup(np.stack([out_sizes, out_rows], axis=-1), shape_valid,
-                                     lambda b, r: pricer.transfer(b, Buffer.ACCUMULATOR, True, r))
+    out_sizes, store_cycles, store_pj = _transfers(np.stack([sb, sm, sn], axis=-1), shape_valid, loads.out)
     times = np.where(valid, np.broadcast_to(run_times[:, None, :], full_shape), 0)
     ct = shape_count[:, :, None] * times  # n x 8 x 5, 0 where not run
     # energy: summed left to right in the scalar order (per shape: its stores, then per run the compute,
@@ -138,3 +130,4 @@ def tile_outer_costs(pricer, ops: Operands, tiles: Sequence[Tile], dataflow: Dat
     wrap_loads = loads[rows, last_shape, first_run]
     cycles = cycles + (first_loads + last_array + last_store - np.maximum(last_array, last_store + wrap_loads))
     return list(zip(cycles.tolist(), energy.tolist(), moved.astype(np.float64).tolist(), steps.tolist(), strict=True))
+

@@ -11,6 +11,7 @@ import mapper
 import sim
 import workloads
 from accel import config
+from accel.hardware import Dataflow
 from mapper import programs
 from mapper.decide import decide_layers
 from mapper.search import clear_caches
@@ -45,6 +46,27 @@ def test_designs_that_differ_off_chip_and_map_alike_share_one_program():
     assert second.arch is slow  # the plan is the new design's: only the program is shared
     # and the shared program is exactly what emission writes for the second design from nothing
     assert fresh(graph, slow).commands == second.commands
+
+
+def test_a_program_that_begins_as_a_memoised_one_resumes_from_its_checkpoint(monkeypatch):
+    """ResNet-18 on a 128 KiB, output-stationary Gemmini: at 8 and 48 B/cycle of DRAM the searches
+    choose alike up to layer 21; the second program resumes from the first's state before layer 16
+    and equals emitting its decisions afresh."""
+    graph, base = workloads.load("resnet18"), config.load("gemmini")
+    arch = dataclasses.replace(base, scratchpad=dataclasses.replace(base.scratchpad, size_bytes=128 * 1024),
+                               array=dataclasses.replace(base.array, dataflows=(Dataflow.OS,)))
+    calls = []
+    emit = programs.emit_resumable
+
+    def recorded(*args, start=None, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append((args, None if start is None else start[1].step))
+        return emit(*args, start=start, **kwargs)
+
+    monkeypatch.setattr(programs, "emit_resumable", recorded)
+    first, second = mapper.map_graph(graph, with_dram(arch, 8.0)), mapper.map_graph(graph, with_dram(arch, 48.0))
+    assert [step for _, step in calls] == [None, 16]
+    assert second.commands is not first.commands and second.commands[:100] == first.commands[:100]
+    assert (second.commands, second.weight_tiles) == programs.emit_program(*calls[1][0])
 
 
 def test_the_simulator_times_a_shared_program_on_each_design_as_on_a_fresh_one():
@@ -106,13 +128,13 @@ def test_one_input_graph_is_prepared_once_per_activation_path():
 def test_the_memo_keeps_at_most_its_budget_of_commands(monkeypatch):
     graph, base = workloads.load("resnet18"), config.load("gemmini")
     smaller = dataclasses.replace(base, scratchpad=dataclasses.replace(base.scratchpad, size_bytes=128 * 1024))
-    sizes = [len(fresh(graph, arch).commands) for arch in (base, smaller)]
-    clear_caches()
+    sizes = [len(mapper.map_graph(graph, arch).commands) for arch in (base, smaller)]
+    programs.clear()  # the programs only: the searches' choices stay memoised (this is about the program memo)
     monkeypatch.setattr(programs, "COMMANDS", max(sizes))  # room for either program, not for both
     first = mapper.map_graph(graph, base)
     assert mapper.map_graph(graph, with_dram(base, 32.0)).commands is first.commands
     mapper.map_graph(graph, smaller)  # the second program pushes the first out
     assert mapper.map_graph(graph, with_dram(base, 48.0)).commands is not first.commands
     monkeypatch.setattr(programs, "COMMANDS", min(sizes) - 1)  # a program bigger than the budget is never kept
-    clear_caches()
+    programs.clear()
     assert mapper.map_graph(graph, base).commands is not mapper.map_graph(graph, with_dram(base, 32.0)).commands
