@@ -220,6 +220,14 @@ def test_the_driver_writes_a_convolutions_feeder_steps_and_clears_every_other_id
         NPULinkDriver(board).write_feeder(table, commands=3)
 
 
+def test_the_links_tables_are_what_the_npu_stores() -> None:
+    """'Q' may write 2 step words, 32 vector words and 32 feeder words a command and 4 words a channel;
+    without a requantizer only the feeder's table, without OS (no feeder) not that one."""
+    assert npu_link.table_words(16, 256, True) == (32, 1024, 512, 512)
+    assert npu_link.table_words(16, 0, True) == (0, 0, 0, 512)
+    assert npu_link.table_words(16, 4, False) == (32, 16, 512, 0)
+
+
 def test_cli_run_npu_prints_the_comparison(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     boards = _board(monkeypatch)
     assert main(["fpga", "run", "--design", "npu", "--port", "/dev/fake"]) == 0
