@@ -199,7 +199,7 @@ the input band the mapper loaded (:func:`mapper.layout.conv_band`: pixels ``[p0,
 ``[ch0, ch1)``, pixel-major), as ``sim.execute`` does; a Compute without a step reads its input
 literally (the row-major ``batch x m x k`` bytes at ``input_addr``).
 
-``feeder`` (32 x u32 per command id ``0..N-1``, ``N`` the highest configured id plus one)
+``feeder`` (:data:`FEEDER_STEP_WORDS` = 32 x u32 per command id ``0..N-1``, ``N`` the highest configured id plus one)
     ======  ==========  ======================================================================
     word    bits        field
     ======  ==========  ======================================================================
@@ -269,7 +269,8 @@ from accel.hardware import Dataflow, Sparsity
 __all__ = ["EncodingError", "MAGIC", "RECORD_BYTES", "VECTOR_FUNCTIONS", "VECTOR_STEP_WORDS", "VERSION",
            "RequantChannel", "RequantStep", "RequantTable", "VectorStep", "decode_program", "decode_requant_table",
            "decode_vector_table", "encode_program", "encode_requant_table", "encode_vector_table",
-           "FeederStep", "FeederTable", "decode_feeder_table", "encode_feeder_table"]
+           "FEEDER_STEP_USED", "FEEDER_STEP_WORDS", "FeederStep", "FeederTable", "decode_feeder_table",
+           "encode_feeder_table"]
 
 MAGIC = b"ACCLPROG"
 VERSION = 2
@@ -785,8 +786,10 @@ def _align(offset: int) -> int:
     return -(-offset // 64) * 64
 
 
-_FEEDER_WORDS = 32
+FEEDER_STEP_WORDS = 32
 """u32 words per command id of the feeder table (:func:`encode_feeder_table`)."""
+FEEDER_STEP_USED = 21
+"""... of which the first 21 hold a step (the rest are written zero and the NPU does not store them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -902,14 +905,14 @@ class FeederTable:
 def encode_feeder_table(table: FeederTable) -> tuple[int, ...]:
     """The ``feeder`` words the host writes (module docstring): 32 per command id up to the highest configured."""
     count = max((s.command + 1 for s in table.steps), default=0)
-    words = [0] * (_FEEDER_WORDS * count)
+    words = [0] * (FEEDER_STEP_WORDS * count)
     for s in table.steps:
-        words[_FEEDER_WORDS * s.command:_FEEDER_WORDS * (s.command + 1)] = (
+        words[FEEDER_STEP_WORDS * s.command:FEEDER_STEP_WORDS * (s.command + 1)] = (
             1 | (s.zero_point & 0xFF) << 8 | s.kh << 16 | s.kw << 24, s.base & _U32,
             s.in_h | s.in_w << 16, s.out_h | s.out_w << 16, s.sh | s.sw << 8 | s.dh << 16 | s.dw << 24,
             s.pt | s.pl << 8 | s.first_i << 16 | s.first_j << 24, s.first_image | s.first_c << 16,
             s.first_oh | s.first_ow << 16, s.image_stride, s.row_stride, s.col_stride, s.kernel_row_stride,
-            s.kernel_col_stride, s.group_stride, *_feeder_derived(s), *(0,) * (_FEEDER_WORDS - 21))
+            s.kernel_col_stride, s.group_stride, *_feeder_derived(s), *(0,) * (FEEDER_STEP_WORDS - FEEDER_STEP_USED))
     return tuple(words)
 
 
@@ -922,12 +925,12 @@ def _feeder_derived(s: FeederStep) -> tuple[int, ...]:
 
 def decode_feeder_table(words: Sequence[int]) -> FeederTable:
     """The table :func:`encode_feeder_table` wrote as ``words``."""
-    if len(words) % _FEEDER_WORDS:
-        raise EncodingError(f"Feeder table words must be whole entries ({_FEEDER_WORDS} per command), not "
+    if len(words) % FEEDER_STEP_WORDS:
+        raise EncodingError(f"Feeder table words must be whole entries ({FEEDER_STEP_WORDS} per command), not "
                             f"{len(words)}")
     out = []
-    for command in range(len(words) // _FEEDER_WORDS):
-        w = words[_FEEDER_WORDS * command:_FEEDER_WORDS * (command + 1)]
+    for command in range(len(words) // FEEDER_STEP_WORDS):
+        w = words[FEEDER_STEP_WORDS * command:FEEDER_STEP_WORDS * (command + 1)]
         if not w[0] & 1:
             continue
         out.append(FeederStep(command=command, zero_point=_s8(w[0] >> 8), kh=w[0] >> 16 & 0xFF, kw=w[0] >> 24 & 0xFF,

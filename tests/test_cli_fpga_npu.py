@@ -14,18 +14,22 @@ import pytest
 from accel.cli import main
 from accel.config import load
 from accel.encoding import (
+    FEEDER_STEP_WORDS,
     VECTOR_STEP_WORDS,
     RequantChannel,
     RequantStep,
     RequantTable,
+    decode_feeder_table,
     decode_program,
     decode_requant_table,
+    encode_feeder_table,
 )
+from accel.hardware import Dataflow
 from mapper.plan import Plan
 from rtl.fpga import driver as driver_module
 from rtl.fpga import npu_link
-from rtl.fpga.driver import LinkError, NPULinkDriver, fc_layer, random_inputs
-from rtl.npu.golden import execute
+from rtl.fpga.driver import LinkError, NPULinkDriver, fc_layer, program_tensors, random_inputs
+from rtl.npu.golden import execute, feeder_table
 from sim.engine import simulate
 
 
@@ -35,7 +39,8 @@ class FakeNPULink:
     def __init__(self, arch, *, dram_bytes: int = 8192, program_words: int = 512, max_commands: int = 16,
                  requant_channels: int = 32, flip_output: bool = False, extra_cycle: bool = False) -> None:  # noqa: ANN001
         self.arch, self.dram_bytes, self.requant_channels = arch, dram_bytes, requant_channels
-        self.tables = [[0] * n for n in npu_link.table_words(max_commands, requant_channels, 8 * max_commands)]
+        feeder = Dataflow.OS in arch.array.dataflows
+        self.tables = [[0] * n for n in npu_link.table_words(max_commands, requant_channels, feeder)]
         self.program_words, self.max_commands = program_words, max_commands
         self.flip_output, self.extra_cycle = flip_output, extra_cycle
         self.program, self.dram = bytearray(4 * program_words), bytearray(dram_bytes)
@@ -114,7 +119,8 @@ class FakeNPULink:
         elif op == npu_link.OP_GO:
             commands = decode_program(bytes(self.program))
             table = decode_requant_table(*self.tables[:3])  # the whole tables, as the NPU holds them
-            self.dram[:] = execute(self.arch, commands, bytes(self.dram), requant=table).dram
+            feeder = decode_feeder_table(self.tables[3]) if self.tables[3] else None
+            self.dram[:] = execute(self.arch, commands, bytes(self.dram), requant=table, feeder=feeder).dram
             result = simulate(Plan(arch=self.arch, graph_name="fake", layers=(), commands=commands))
             self.cycles = result.total_cycles + self.extra_cycle
             self.trace = {event.command: (event.start, event.end) for event in result.trace}
@@ -185,6 +191,43 @@ def test_the_driver_writes_the_table_and_clears_every_step_it_does_not_configure
         NPULinkDriver(FakeNPULink(arch, requant_channels=0)).write_requant(table, commands=6)
 
 
+def test_the_driver_writes_a_convolutions_feeder_steps_and_clears_every_other_id() -> None:
+    """A padded 3x3 convolution: the driver writes rtl.npu.golden.feeder_table(plan)'s steps to table 3
+    (an earlier program's enable bits of the other ids cleared), and the board's outputs with that
+    table are golden's; the same program with a table missing a step is not."""
+    from mapper import map_graph
+    from workloads.builder import GraphBuilder
+
+    arch = load("fpga-small")
+    graph = GraphBuilder("conv")
+    graph.conv(graph.input("x", (1, 4, 6, 6)), 8, 3, padding=1, bias=False, name="conv")
+    plan = map_graph(graph.build(), arch)
+    table = feeder_table(plan)
+    board = FakeNPULink(arch, max_commands=32)
+    step = encode_feeder_table(table)[-FEEDER_STEP_WORDS:]  # an earlier program configured every id alike
+    board.tables[3][:] = list(step) * 32
+    run = NPULinkDriver(board).run_program(plan, random_inputs(plan.commands, seed=2))
+    assert run.outputs_match and run.cycles_match and table.steps
+    assert decode_feeder_table(board.tables[3][:FEEDER_STEP_WORDS * len(plan.commands)]) == table
+    assert board.tables[3][FEEDER_STEP_WORDS * len(plan.commands):] == \
+        list(step) * (32 - len(plan.commands))  # ids past the program's are not written
+    board.tables[3][FEEDER_STEP_WORDS * table.steps[0].command] = 0  # the board loses the first step
+    board.write(bytes([npu_link.OP_GO]))
+    assert board.read(1) == b"G"
+    (addr, size), = program_tensors(plan.commands)[1].values()
+    assert bytes(board.dram[addr:addr + size]) != next(iter(run.expected.values()))
+    with pytest.raises(LinkError, match=r"^the feeder table configures command \d+, beyond the program's 3$"):
+        NPULinkDriver(board).write_feeder(table, commands=3)
+
+
+def test_the_links_tables_are_what_the_npu_stores() -> None:
+    """'Q' may write 2 step words, 32 vector words and 32 feeder words a command and 4 words a channel;
+    without a requantizer only the feeder's table, without OS (no feeder) not that one."""
+    assert npu_link.table_words(16, 256, True) == (32, 1024, 512, 512)
+    assert npu_link.table_words(16, 0, True) == (0, 0, 0, 512)
+    assert npu_link.table_words(16, 4, False) == (32, 16, 512, 0)
+
+
 def test_cli_run_npu_prints_the_comparison(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     boards = _board(monkeypatch)
     assert main(["fpga", "run", "--design", "npu", "--port", "/dev/fake"]) == 0
@@ -194,6 +237,20 @@ def test_cli_run_npu_prints_the_comparison(capsys: pytest.CaptureFixture[str], m
     assert "cycles: 850 (sim.simulate: 850, equal)" in out
     assert "trace: 13 commands, equal to sim.simulate's" in out
     assert boards[0].closed
+
+
+def test_cli_run_npu_runs_a_convolution_through_the_feeder(capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """--conv maps a padded 3x3 convolution; the driver writes its feeder steps (table 3) and the outputs
+    the board computes with them are golden's; a malformed shape is one error line."""
+    boards = _board(monkeypatch)
+    assert main(["fpga", "run", "--design", "npu", "--port", "/dev/fake", "--conv", "4x6x6x8"]) == 0
+    out = capsys.readouterr().out
+    assert "fpga-small: 3x3 conv 4x6x6 -> 8 channels (" in out and "equal to rtl.npu.golden.execute" in out
+    assert "DIFFERENT" not in out and any(w & 1 for w in boards[0].tables[3][::FEEDER_STEP_WORDS])
+    assert main(["fpga", "run", "--design", "npu", "--port", "/dev/fake", "--conv", "4x6x6"]) == 2
+    assert capsys.readouterr().err == ("accel: error: --conv must be CxHxWxO with positive integers, e.g. 4x6x6x8, "
+                                       "not '4x6x6'\n")
 
 
 @pytest.mark.parametrize(("options", "message"), [

@@ -68,7 +68,8 @@ def register(subparsers: Any) -> None:
                          description="host_link (default): send random int8 weights and activations to a board "
                                      "running the HostLink top level, read back the results and the cycle "
                                      "counter, and check them against sim.numerics and the timing datasheet. "
-                                     "npu: map a fully connected layer onto --arch, send its program and random "
+                                     "npu: map a fully connected layer (or with --conv a 3x3 convolution) onto "
+                                     "--arch, send its program, tables and random "
                                      "inputs to a board running the NPU host link (accel fpga build --design "
                                      "npu), run it, read the outputs, cycles and trace back and compare them "
                                      "with rtl.npu.golden and sim.simulate. Needs pyserial.")
@@ -81,6 +82,9 @@ def register(subparsers: Any) -> None:
                      help="npu: the board's hardware description, a preset name or TOML path (default fpga-small)")
     run.add_argument("--layer", default="16x32x16", metavar="MxKxN",
                      help="npu: the fully connected layer x (M x K) @ w (K x N) to map (default 16x32x16)")
+    run.add_argument("--conv", metavar="CxHxWxO",
+                     help="npu: map a 3x3 convolution with padding 1 of a C x H x W input to O channels instead "
+                          "of --layer (its computes gather im2col rows through the NPU's input feeder), e.g. 4x6x6x8")
     run.add_argument("--seed", type=int, default=0, help="seed of the random operands (default 0)")
     run.set_defaults(handler=_run)
     fpga.set_defaults(handler=lambda args: fpga.print_help() or 2)
@@ -193,23 +197,30 @@ def _run(args: argparse.Namespace) -> int:
 def _run_npu(args: argparse.Namespace) -> int:
     from accel.config import load
     from accel.errors import ConfigError
-    from rtl.fpga.driver import LinkError, NPULinkDriver, SerialTransport, fc_layer, random_inputs
+    from rtl.fpga.driver import LinkError, NPULinkDriver, SerialTransport, conv_layer, fc_layer, random_inputs
 
+    option, text, example = ("--conv", args.conv, "4x6x6x8") if args.conv else ("--layer", args.layer, "16x32x16")
     try:
-        m, k, n = (int(x) for x in args.layer.lower().split("x"))
-        if min(m, k, n) < 1:
+        dims = tuple(int(x) for x in text.lower().split("x"))
+        if len(dims) != (4 if args.conv else 3) or min(dims) < 1:
             raise ValueError
     except ValueError:
-        raise ConfigError(f"--layer must be MxKxN with positive integers, e.g. 16x32x16, not {args.layer!r}") from None
+        shape = "CxHxWxO" if args.conv else "MxKxN"
+        raise ConfigError(f"{option} must be {shape} with positive integers, e.g. {example}, not {text!r}") from None
     arch = load(args.arch)
-    plan = fc_layer(arch, m, k, n)
+    if args.conv:
+        c, h, w, o = dims
+        plan, what = conv_layer(arch, c, h, w, o), f"3x3 conv {c}x{h}x{w} -> {o} channels"
+    else:
+        m, k, n = dims
+        plan, what = fc_layer(arch, m, k, n), f"fc {m}x{k} @ {k}x{n}"
     inputs = random_inputs(plan.commands, args.seed)
     transport = SerialTransport(args.port, args.baud)
     try:
         run = NPULinkDriver(transport).run_program(plan, inputs, check=False)
     finally:
         transport.close()
-    print(f"{arch.name}: fc {m}x{k} @ {k}x{n} ({len(plan.commands)} commands) on the NPU at {args.port}")
+    print(f"{arch.name}: {what} ({len(plan.commands)} commands) on the NPU at {args.port}")
     for name, data in run.outputs.items():
         verdict = "equal to" if data == run.expected[name] else "DIFFERENT from"
         print(f"  output {name}: {len(data)} bytes, {verdict} rtl.npu.golden.execute")

@@ -15,8 +15,10 @@ the cycle counter, and checks them against :func:`sim.numerics.systolic_tile` an
 DRAM model behind the UART) over the same :class:`Transport`: :meth:`NPULinkDriver.run_program`
 writes a program's image, its requantization and vector tables (``'Q'``: for a plan of a quantized
 graph :func:`rtl.npu.golden.requant_table`'s words, else a table that leaves every command at unit
-scale) and its inputs, runs it, reads its outputs, the cycle counter and each command's trace, and
-checks them against :func:`rtl.npu.golden.execute` with that table and :func:`sim.engine.simulate`.
+scale), the array's input feeder table (``'Q'`` table 3: for a plan of a graph,
+:func:`rtl.npu.golden.feeder_table`'s steps, so a convolution's computes gather their im2col rows)
+and its inputs, runs it, reads its outputs, the cycle counter and each command's trace, and checks
+them against :func:`rtl.npu.golden.execute` with those tables and :func:`sim.engine.simulate`.
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ from rtl.fpga.host_link import (
 
 if TYPE_CHECKING:
     from accel.commands import Command
-    from accel.encoding import RequantTable
+    from accel.encoding import FeederTable, RequantTable
     from accel.hardware import Accelerator
     from mapper.plan import Plan
 
 __all__ = ["Transport", "SerialTransport", "HostLinkDriver", "LinkError", "TileInfo", "TileRun", "NPULinkDriver",
-           "NPUInfo", "NPURun", "program_tensors"]
+           "NPUInfo", "NPURun", "conv_layer", "fc_layer", "program_tensors", "random_inputs"]
 
 
 class LinkError(AccelError):
@@ -406,6 +408,24 @@ class NPULinkDriver:
         for command in range(len(vector) // VECTOR_STEP_WORDS, commands):  # no function: timed only
             self.write_table(2, [0], first=command * VECTOR_STEP_WORDS)
 
+    def write_feeder(self, table: FeederTable, commands: int) -> None:
+        """The array's input feeder table (``'Q'`` table 3) for a program of ``commands`` commands: the
+        used words of every configured step (:func:`accel.encoding.encode_feeder_table`, the first
+        :data:`~accel.encoding.FEEDER_STEP_USED` of each id's :data:`~accel.encoding.FEEDER_STEP_WORDS`),
+        and of every other id below ``commands`` word 0 cleared (its enable bit: the command reads its
+        input literally, whatever an earlier program configured). A step of an id at or above
+        ``commands`` raises :class:`LinkError`."""
+        from accel.encoding import FEEDER_STEP_USED, FEEDER_STEP_WORDS, encode_feeder_table
+
+        beyond = sorted(s.command for s in table.steps if s.command >= commands)
+        if beyond:
+            raise LinkError(f"the feeder table configures command {beyond[0]}, beyond the program's {commands}")
+        words = encode_feeder_table(table)
+        configured = {s.command for s in table.steps}
+        for command in range(commands):
+            first = command * FEEDER_STEP_WORDS
+            self.write_table(3, words[first:first + FEEDER_STEP_USED] if command in configured else [0], first=first)
+
     def write_dram(self, addr: int, data: bytes) -> None:
         """``'W'``: ``data`` into the DRAM model at byte ``addr``."""
         self._check_range(addr, len(data))
@@ -469,8 +489,8 @@ class NPULinkDriver:
         return int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:], "little")
 
     def run_program(self, program: Plan | Sequence[Command] | bytes, inputs: Mapping[str, object] | bytes, *,
-                    arch: Accelerator | None = None, requant: RequantTable | None = None, check: bool = True,
-                    trace: bool = True) -> NPURun:
+                    arch: Accelerator | None = None, requant: RequantTable | None = None,
+                    feeder: FeederTable | None = None, check: bool = True, trace: bool = True) -> NPURun:
         """Run ``program`` on the board with ``inputs`` and compare it with golden and the simulator.
 
         ``program`` is a :class:`~mapper.plan.Plan` (its ``arch`` is the design), or commands or an
@@ -478,17 +498,22 @@ class NPULinkDriver:
         :func:`program_tensors` to its bytes (``bytes`` or integer codes, the size of its region), or
         is a whole DRAM image from address 0. ``requant`` is the host's requantization table; when it
         is not given, a plan of a quantized graph (a tensor with quantization parameters) takes
-        :func:`rtl.npu.golden.requant_table` of it and anything else an empty table (unit scale). The
-        driver writes the image, the table (:meth:`write_requant`) and the inputs, starts the run,
-        waits for it, reads the cycle counter, every output tensor and (``trace``) every command's
-        start and end. The expectations are :func:`rtl.npu.golden.execute` with that table on the
-        same DRAM image (outputs; for a quantized plan what ``sim.execute`` computes) and
+        :func:`rtl.npu.golden.requant_table` of it and anything else an empty table (unit scale).
+        ``feeder`` is the array's input feeder table; when it is not given, a plan with a graph on a
+        design with the OS dataflow takes :func:`rtl.npu.golden.feeder_table` of it (a step for every
+        Compute of a convolution) and anything else an empty table (every input read literally). The
+        driver writes the image, the tables (:meth:`write_requant`; :meth:`write_feeder` when the
+        design has OS, and so a feeder) and the inputs, starts the run, waits for it, reads the cycle
+        counter, every output tensor and (``trace``) every command's start and end. The expectations
+        are :func:`rtl.npu.golden.execute` with those tables on the same DRAM image (outputs; for a
+        quantized plan what ``sim.execute`` computes) and
         :func:`sim.engine.simulate` (total cycles, trace). With ``check`` any difference raises
         :class:`LinkError`; the returned :class:`NPURun` carries both either way.
         """
-        from accel.encoding import RequantTable, decode_program, encode_program
+        from accel.encoding import FeederTable, RequantTable, decode_program, encode_program
+        from accel.hardware import Dataflow
         from mapper.plan import Plan
-        from rtl.npu.golden import execute, requant_table
+        from rtl.npu.golden import execute, feeder_table, requant_table
         from sim.engine import simulate
 
         if requant is None and isinstance(program, Plan) and program.graph is not None and any(
@@ -507,6 +532,13 @@ class NPULinkDriver:
             image = encode_program(commands)
         if arch is None:
             raise LinkError("run_program needs the design (arch=) for a program given as commands or an image")
+        has_feeder = Dataflow.OS in arch.array.dataflows
+        if feeder is None and has_feeder and isinstance(program, Plan) and program.graph is not None:
+            feeder = feeder_table(program)
+        feeder = feeder if feeder is not None else FeederTable()
+        if feeder.steps and not has_feeder:
+            raise LinkError(f"{arch.name!r} has no OS dataflow, so its NPU has no input feeder: it cannot run a "
+                            "program that configures feeder steps")
         info = self.info()
         if (info.rows, info.cols) != (arch.array.rows, arch.array.cols):
             raise LinkError(f"the board's NPU has a {info.rows}x{info.cols} array, {arch.name!r} a "
@@ -536,6 +568,8 @@ class NPULinkDriver:
 
         self.write_program(image)
         self.write_requant(requant, len(commands))
+        if has_feeder:
+            self.write_feeder(feeder, len(commands))
         for addr, size in sorted(in_regions.values()):
             if size:
                 self.write_dram(addr, bytes(dram[addr:addr + size]))
@@ -545,7 +579,7 @@ class NPULinkDriver:
         outputs = {name: self.read_dram(addr, size) for name, (addr, size) in out_regions.items()}
         board_trace = tuple(self.read_trace(i) for i in range(len(commands))) if trace else ()
 
-        golden = execute(arch, commands, bytes(dram), requant=requant).dram
+        golden = execute(arch, commands, bytes(dram), requant=requant, feeder=feeder).dram
         expected = {name: bytes(golden[addr:addr + size]) for name, (addr, size) in out_regions.items()}
         result = simulate(Plan(arch=arch, graph_name="npu_link", layers=(), commands=commands))
         by_id = {event.command: (event.start, event.end) for event in result.trace}
@@ -590,6 +624,26 @@ def fc_layer(arch: Accelerator, m: int = 16, k: int = 32, n: int = 16) -> Plan:
         if (why := refusal(arch, c)) is not None:
             raise LinkError(f"the fc layer {m}x{k} @ {k}x{n} on {arch.name}: command {c.id} {why}, which the NPU "
                             "refuses; try another --layer")
+    return plan
+
+
+def conv_layer(arch: Accelerator, c: int = 4, h: int = 6, w: int = 6, o: int = 8) -> Plan:
+    """The mapper's plan of one 3x3 convolution with padding 1 (stride 1, no bias) of a ``c x h x w``
+    input to ``o`` channels on ``arch``: what ``accel fpga run --design npu --conv`` runs, its computes
+    gathering their im2col rows through the array's input feeder (the driver writes
+    :func:`rtl.npu.golden.feeder_table` of the plan). A :class:`LinkError` says when it has a command
+    the NPU refuses (:func:`rtl.npu.core.refusal`)."""
+    from mapper import map_graph
+    from rtl.npu.core import refusal
+    from workloads.builder import GraphBuilder
+
+    graph = GraphBuilder("conv")
+    graph.conv(graph.input("x", (1, c, h, w)), o, 3, padding=1, bias=False, name="conv")
+    plan = map_graph(graph.build(), arch)
+    for cmd in plan.commands:
+        if (why := refusal(arch, cmd)) is not None:
+            raise LinkError(f"the 3x3 conv of {c}x{h}x{w} to {o} channels on {arch.name}: command {cmd.id} {why}, "
+                            "which the NPU refuses; try another --conv")
     return plan
 
 

@@ -9,9 +9,11 @@ DRAM model, starts the run, polls the status, then reads the output bytes back, 
 each command's trace (start and end cycle). Before a program that requantizes (a quantized layer's
 stores, the vector unit's steps) the host writes the NPU's requantization and vector tables
 (:class:`accel.encoding.RequantTable`, as :func:`accel.encoding.encode_requant_table` and
-:func:`accel.encoding.encode_vector_table` lay them out) through the NPU's ``rq_*`` port with
-``'Q'``; the board's NPU has ``requant_channels`` channel entries (:data:`REQUANT_CHANNELS` unless
-given; 0 builds no requantizer and no vector datapath, and refuses every ``'Q'``).
+:func:`accel.encoding.encode_vector_table` lay them out), and before a convolution the array's
+input feeder table (:func:`accel.encoding.encode_feeder_table`), through the NPU's ``rq_*`` port
+with ``'Q'``; the board's NPU has ``requant_channels`` channel entries (:data:`REQUANT_CHANNELS`
+unless given; 0 builds no requantizer and no vector datapath, and refuses every ``'Q'`` but the
+feeder's).
 
 Protocol (bytes on the wire; multi-byte integers little-endian)
 --------------------------------------------------------------
@@ -38,9 +40,10 @@ opcode     payload (host -> board)                  answer (board -> host)
                                                     past table ``t``: 0 the requantization steps
                                                     (``2 max_commands`` words), 1 the channels
                                                     (``4 requant_channels``), 2 the vector steps
-                                                    (``32 max_commands``), 3 the ``rq_addr`` port's
-                                                    ``2 ** width`` words (the NPU's fourth); every
-                                                    table is empty when ``requant_channels = 0``
+                                                    (``32 max_commands``), 3 the array's input
+                                                    feeder steps (``32 max_commands``; empty when
+                                                    the design has no OS dataflow); tables 0..2
+                                                    are empty when ``requant_channels = 0``
 ``'W'``    u32 byte address ``a``, u32 count ``n``,  ``'W'`` once the bytes are in DRAM; ``'?'``
            then ``n`` bytes for DRAM ``a .. a+n-1``  (after the dropped payload) if busy, ``n = 0``
                                                     or ``a + n > dram_bytes``
@@ -81,9 +84,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from accel.encoding import VECTOR_STEP_WORDS
+from accel.encoding import FEEDER_STEP_WORDS, VECTOR_STEP_WORDS
 from accel.errors import ConfigError
-from accel.hardware import Accelerator
+from accel.hardware import Accelerator, Dataflow
 from rtl.fpga.uart import UARTReceiver, UARTTransmitter, check_divisor
 from rtl.npu import NPU
 
@@ -105,13 +108,15 @@ STATUS_BUSY, STATUS_FINISHED, STATUS_ERROR, STATUS_BUS_ERROR = 1, 2, 4, 8
 _LANES = 4  # DRAM byte lanes (the NPU's 4-byte beat)
 
 
-def table_words(max_commands: int, requant_channels: int, port_words: int) -> tuple[int, int, int, int]:
+def table_words(max_commands: int, requant_channels: int, feeder: bool) -> tuple[int, int, int, int]:
     """The words ``'Q'`` may write to each table ``rq_table = 0 .. 3`` of an NPU with ``max_commands``
-    commands, ``requant_channels`` channel entries and an ``rq_addr`` port of ``port_words`` addresses
-    (the module docstring's protocol table; all 0 without a requantizer)."""
+    commands, ``requant_channels`` channel entries and (``feeder``: its design has the OS dataflow)
+    the array's input feeder (the module docstring's protocol table): tables 0..2 are empty without
+    a requantizer, table 3 without a feeder."""
+    feeder_words = FEEDER_STEP_WORDS * max_commands if feeder else 0
     if not requant_channels:
-        return 0, 0, 0, 0
-    return 2 * max_commands, 4 * requant_channels, VECTOR_STEP_WORDS * max_commands, port_words
+        return 0, 0, 0, feeder_words
+    return 2 * max_commands, 4 * requant_channels, VECTOR_STEP_WORDS * max_commands, feeder_words
 
 
 class NPULink(wiring.Component):
@@ -146,7 +151,7 @@ class NPULink(wiring.Component):
         self.arch, self.dram_bytes, self.latency = arch, dram_bytes, latency
         self.npu = NPU(arch, max_commands=max_commands, program_words=program_words,
                        requant_channels=requant_channels)
-        self.table_words = table_words(max_commands, requant_channels, 1 << len(self.npu.rq_addr))
+        self.table_words = table_words(max_commands, requant_channels, Dataflow.OS in arch.array.dataflows)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     @property

@@ -4,10 +4,12 @@ Not a pytest module: cocotb imports it inside the simulator. The host side is th
 :class:`rtl.fpga.driver.NPULinkDriver`, run in a :func:`cocotb.bridge` thread over the UART model and
 pin transport of ``uart_host_link_tb.py`` (8N1 frames driven on ``rx``, sampled from ``tx``), so from
 the pins inward everything is the RTL: the protocol machine, the DRAM model and the NPU. The tests
-share one simulation (each resets the link) and run in order: the mapped layer, the quantized layer
-(its requantization table written with 'Q'), a program with unaligned DRAM addresses (its empty table
-clears the quantized layer's steps), that program with one input byte corrupted on the wire (must
-fail), then refused commands.
+share one simulation (each resets the link) and run in order: the quantized convolution (its
+requantization and feeder tables written with 'Q'), the quantized fully connected layer (its empty
+feeder table clears the convolution's steps), a program with unaligned DRAM addresses (its empty
+tables clear the layer's steps), that program with one input byte corrupted on the wire (must fail),
+the convolution with its first feeder step's zero point corrupted on the wire (must fail), then
+refused commands.
 """
 
 from __future__ import annotations
@@ -18,10 +20,17 @@ import cocotb
 from uart_host_link_tb import PinTransport, UartModel
 
 from accel.config import load
-from accel.encoding import decode_requant_table
+from accel.encoding import (
+    FEEDER_STEP_WORDS,
+    FeederTable,
+    decode_feeder_table,
+    decode_program,
+    decode_requant_table,
+    encode_feeder_table,
+)
 from rtl.cocotb_runner import testbench_parameters
 from rtl.fpga import npu_link
-from rtl.fpga.driver import LinkError, NPULinkDriver
+from rtl.fpga.driver import LinkError, NPULinkDriver, NPURun, program_tensors
 
 try:
     from cocotb import bridge  # type: ignore[attr-defined]
@@ -63,44 +72,74 @@ class CorruptingTransport:
         return self.inner.read(n)
 
 
-@cocotb.test()
-async def mapped_layer_bit_and_cycle_exact(dut: object) -> None:
-    """info, then the mapped layer through the driver: outputs == golden, cycles and trace == sim.simulate."""
+def _quantized(p: dict, key: str) -> tuple[bytes, bytes, dict]:
+    """Program ``key`` of the parameters: its image, DRAM image and the driver's tables (requant=, feeder=)."""
+    spec = p[key]
+    words = spec["requant"]
+    tables = {"requant": decode_requant_table(words["steps"], words["channels"], words["vector"]),
+              "feeder": decode_feeder_table(spec["feeder"])}
+    return bytes.fromhex(spec["image"]), bytes.fromhex(spec["dram"]), tables
+
+
+async def _quantized_run(dut: object, key: str, what: str) -> None:
+    """Program ``key`` through the driver, which writes its tables ('Q'), DRAM image and program: outputs ==
+    golden with the tables == sim.execute's bytes, cycles and trace == sim.simulate."""
     uart, driver, p = await _link(dut)
-    arch = _arch(p)
-    image, inputs = bytes.fromhex(p["image"]), {k: bytes.fromhex(v) for k, v in p["inputs"].items()}
+    image, dram, tables = _quantized(p, key)
 
     def host():  # noqa: ANN202
         info = driver.info()
         assert (info.rows, info.cols, info.dram_bytes, info.max_commands, info.program_words) == (
             p["rows"], p["cols"], p["dram_bytes"], p["max_commands"], p["program_words"]), info
-        return driver.run_program(image, inputs, arch=arch)
+        return driver.run_program(image, dram, arch=_arch(p), **tables)
 
     run = await bridge(host)()
-    assert run.outputs_match and run.cycles_match and run.trace_match
+    expected = {name: bytes.fromhex(data) for name, data in p[key]["expected"].items()}
+    assert run.outputs == expected, f"outputs differ from sim.execute's: {run.outputs} != {expected}"
+    assert run.outputs_match and run.cycles_match and run.trace_match, run.mismatches()
     assert uart.framing_errors == 0
-    dut._log.info("outputs %s bit-exact (%d bytes); %d cycles (sim.simulate %d); trace of %d commands equal",
-                  ", ".join(run.outputs), sum(map(len, run.outputs.values())), run.cycles, run.expected_cycles,
-                  len(run.trace))
+    dut._log.info("%s: %d channels, %d feeder steps written; outputs %s equal sim.execute's (%d bytes); %d cycles "
+                  "(sim.simulate %d); trace of %d commands equal", what, len(tables["requant"].channels),
+                  len(tables["feeder"].steps), ", ".join(run.outputs), sum(map(len, run.outputs.values())),
+                  run.cycles, run.expected_cycles, len(run.trace))
+
+
+@cocotb.test()
+async def quantized_conv_bit_and_cycle_exact(dut: object) -> None:
+    """info, then the quantized 3x3 convolution (padding 1): its computes gather im2col rows through the
+    feeder steps the driver wrote to table 3."""
+    await _quantized_run(dut, "conv", "conv")
+
+
+@cocotb.test()
+async def corrupted_feeder_step_fails(dut: object) -> None:
+    """The convolution again (its program, inputs and tables are still on the board: a reset keeps the
+    memories) with its first feeder step's zero point one off, rewritten with 'Q': the outputs compared
+    with sim.execute's (:meth:`rtl.fpga.driver.NPURun.mismatches`, the driver's comparison) must differ
+    (only the padding reads the zero point; the cycles still agree). Runs right after the convolution."""
+    uart, driver, p = await _link(dut)
+    _, _, tables = _quantized(p, "conv")
+    first = tables["feeder"].steps[0]
+    word = encode_feeder_table(FeederTable((first,)))[FEEDER_STEP_WORDS * first.command] ^ 0x100
+    expected = {name: bytes.fromhex(data) for name, data in p["conv"]["expected"].items()}
+    regions = program_tensors(decode_program(bytes.fromhex(p["conv"]["image"])))[1]
+
+    def host() -> NPURun:
+        driver.write_table(3, [word], first=FEEDER_STEP_WORDS * first.command)
+        driver.start()
+        driver.wait()
+        outputs = {name: driver.read_dram(*regions[name]) for name in expected}
+        return NPURun(outputs, expected, driver.read_cycles(), p["conv"]["cycles"])
+
+    problems = (await bridge(host)()).mismatches()
+    if problems:
+        raise AssertionError("; ".join(problems))
 
 
 @cocotb.test()
 async def quantized_layer_bit_and_cycle_exact(dut: object) -> None:
-    """The quantized layer: the driver writes its requantization table ('Q'), its DRAM image and program;
-    outputs == golden with the table == sim.execute's bytes, cycles and trace == sim.simulate."""
-    uart, driver, p = await _link(dut)
-    spec = p["quantized"]
-    words = spec["requant"]
-    table = decode_requant_table(words["steps"], words["channels"], words["vector"])
-    image, dram = bytes.fromhex(spec["image"]), bytes.fromhex(spec["dram"])
-    run = await bridge(lambda: driver.run_program(image, dram, arch=_arch(p), requant=table))()
-    expected = {name: bytes.fromhex(data) for name, data in spec["expected"].items()}
-    assert run.outputs == expected, f"outputs differ from sim.execute's: {run.outputs} != {expected}"
-    assert run.outputs_match and run.cycles_match and run.trace_match, run.mismatches()
-    assert uart.framing_errors == 0
-    dut._log.info("quantized: %d channels written; outputs %s equal sim.execute's (%d bytes); %d cycles "
-                  "(sim.simulate %d)", len(table.channels), ", ".join(run.outputs),
-                  sum(map(len, run.outputs.values())), run.cycles, run.expected_cycles)
+    """The quantized fully connected layer (per-channel scales, a fused ReLU)."""
+    await _quantized_run(dut, "quantized", "fc")
 
 
 @cocotb.test()
@@ -156,6 +195,12 @@ async def refused_commands_answer_error(dut: object) -> None:
                 + bytes(8))
         assert t.read(1) == b"?"
         t.write(bytes([npu_link.OP_TABLE, 4]) + (0).to_bytes(4, "little") + (1).to_bytes(4, "little") + bytes(4))
+        assert t.read(1) == b"?"
+        # the feeder table (3) holds 32 words a command: its last word is taken, one past it refused
+        last = FEEDER_STEP_WORDS * commands - 1
+        t.write(bytes([npu_link.OP_TABLE, 3]) + last.to_bytes(4, "little") + (1).to_bytes(4, "little") + bytes(4))
+        assert t.read(1) == b"Q"
+        t.write(bytes([npu_link.OP_TABLE, 3]) + last.to_bytes(4, "little") + (2).to_bytes(4, "little") + bytes(8))
         assert t.read(1) == b"?"
         driver.start()  # the program loaded last runs again; a second 'G' while it runs is refused
         t.write(bytes([npu_link.OP_GO]))

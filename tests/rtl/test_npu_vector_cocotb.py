@@ -47,6 +47,7 @@ from accel.errors import ConfigError
 from accel.formats import Requantization
 from mapper import MapOptions, map_graph
 from mapper.plan import Plan
+from rtl.npu.core import refusal
 from rtl.npu.golden import execute, requant_table
 from sim.execute import dram_images
 from sim.numerics import tflite_add_multipliers
@@ -59,14 +60,17 @@ MOVE_LATENCY = 8
 """``activation.latency_cycles`` of the design (Moves requantize, as in test_npu_requant_cocotb.py)."""
 
 
-def design():  # noqa: ANN201
-    """fpga-small (4x4, tflite-double, vector unit of 4 lanes and 4 cycles of latency) with Moves
-    through the requantizer (the testbench derives the same from its parameters)."""
+def design(rows: int = 4):  # noqa: ANN201
+    """fpga-small (4x4, or ``rows x rows``; tflite-double, vector unit of 4 lanes and 4 cycles of latency)
+    with Moves through the requantizer (the testbench derives the same from its parameters)."""
     from accel.config import load
 
     arch = load("fpga-small")
-    assert arch.array.requant is Requantization.TFLITE_DOUBLE
+    assert arch.array.requant is Requantization.TFLITE_DOUBLE and arch.array.rows == 4
     assert (arch.vector.lanes, arch.vector.latency_cycles) == (4, 4)
+    if rows != 4:
+        arch = dataclasses.replace(arch, name=f"fpga-small-{rows}x{rows}",
+                                   array=dataclasses.replace(arch.array, rows=rows, cols=rows))
     return dataclasses.replace(arch, activation=dataclasses.replace(arch.activation, latency_cycles=MOVE_LATENCY))
 
 
@@ -172,9 +176,9 @@ POOL_SPAD_BYTES = 4096
 keeping the pools' tensors on chip, the rest of it takes bands of rows of one image."""
 
 
-def pool_design():  # noqa: ANN201
+def pool_design(rows: int = 4):  # noqa: ANN201
     """:func:`design` with a scratchpad of :data:`POOL_SPAD_BYTES` (the testbench's ``scratchpad_bytes``)."""
-    arch = design()
+    arch = design(rows)
     return dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad, size_bytes=POOL_SPAD_BYTES))
 
 
@@ -191,14 +195,24 @@ def pool_graph():  # noqa: ANN201
     return quantized_graph(b)
 
 
+def map_options(allocator: str, rows: int) -> MapOptions:
+    """The networks' mapping options on :func:`pool_design` (``rows``): on 8x8 the mapper's default
+    order for the 4-channel 1x1 conv is fold-outer, which keeps a weight fold stationary over chunks of
+    ``m`` (Computes that split a fold: ``fill`` or ``drain`` false), and the NPU refuses split folds;
+    tile-outer emits whole folds, at the same total cycles."""
+    return MapOptions(allocator=allocator, loop_order="auto" if rows == 4 else "tile-outer")
+
+
 @cache
-def pool_network(allocator: str = "none") -> tuple[Plan, dict]:
-    """The mapper's plan of the pool network on :func:`pool_design` (``allocator``) and its input codes."""
+def pool_network(allocator: str = "none", rows: int = 4) -> tuple[Plan, dict]:
+    """The mapper's plan of the pool network on :func:`pool_design` (``allocator``, ``rows``) and its
+    input codes."""
     graph, inputs = pool_graph()
-    return map_graph(graph, pool_design(), MapOptions(allocator=allocator)), inputs
+    return map_graph(graph, pool_design(rows), map_options(allocator, rows)), inputs
 
 
-POOLS = {"max_pool": lambda: pool_network("none"), "max_pool_resident": lambda: pool_network("ilp")}
+POOLS = {"max_pool": lambda rows=4: pool_network("none", rows),
+         "max_pool_resident": lambda rows=4: pool_network("ilp", rows)}
 """The mapper's plans of the pool network by name (npu_tb.py has a cocotb test of each)."""
 
 POOL1_CHUNKS = {"max_pool": [(0, 0)] * 2, "max_pool_resident": [(0, 0), (3, 5), (0, 0), (3, 5)]}
@@ -247,10 +261,11 @@ def depthwise_graph():  # noqa: ANN201
 
 
 @cache
-def depthwise_network(allocator: str = "none") -> tuple[Plan, dict]:
-    """The mapper's plan of the depthwise network on :func:`pool_design` (``allocator``) and its input codes."""
+def depthwise_network(allocator: str = "none", rows: int = 4) -> tuple[Plan, dict]:
+    """The mapper's plan of the depthwise network on :func:`pool_design` (``allocator``, ``rows``) and its
+    input codes."""
     graph, inputs = depthwise_graph()
-    return map_graph(graph, pool_design(), MapOptions(allocator=allocator)), inputs
+    return map_graph(graph, pool_design(rows), map_options(allocator, rows)), inputs
 
 
 @pytest.mark.parametrize("allocator", ["none", "ilp"])
@@ -412,40 +427,62 @@ def wrong_pool_step(table: RequantTable) -> RequantTable:
     return dataclasses.replace(table, vector=tuple(wrong if s is first else s for s in table.vector))
 
 
-def _pool_programs() -> dict[str, dict]:
-    """The testbench's ``programs`` of the max-pool network on :func:`pool_design`, the corrupted one last."""
+def _pool_programs(rows: int, names: tuple[str, ...]) -> dict[str, dict]:
+    """The testbench's ``programs`` of the max-pool and depthwise networks on :func:`pool_design`
+    (``rows``) named in ``names``, in npu_tb.py's order (the corrupted ones after their originals).
+    Golden with each plan's table ends with sim.execute's DRAM (checked here, so the bench's comparison
+    with golden is one with sim.execute on every design)."""
+
+    def spec(plan: Plan, inputs: dict) -> dict:
+        assert not [c.id for c in plan.commands if refusal(plan.arch, c)], plan.graph_name
+        before, after = dram_images(plan, inputs)
+        table = requant_table(plan)
+        assert execute(plan.arch, plan.commands, before, requant=table).dram == bytearray(after), plan.graph_name
+        return {"image": encode_program(plan.commands).hex(), "dram": before.hex(), "requant": table_words(table)}
+
     out = {}
     for name, make in POOLS.items():
-        plan, inputs = make()
-        out[name] = {"image": encode_program(plan.commands).hex(), "dram": dram_images(plan, inputs)[0].hex(),
-                     "requant": table_words(requant_table(plan))}
-    original = requant_table(pool_network()[0])
-    out["wrong_pool_step"] = {**out["max_pool"], "requant": table_words(wrong_pool_step(original)),
-                              "reference_requant": out["max_pool"]["requant"]}
-    plan, inputs = depthwise_network()
-    out["depthwise"] = {"image": encode_program(plan.commands).hex(), "dram": dram_images(plan, inputs)[0].hex(),
-                        "requant": table_words(requant_table(plan))}
+        if name in names or (name == "max_pool" and "wrong_pool_step" in names):
+            out[name] = spec(*make(rows))
+    if "wrong_pool_step" in names:
+        original = requant_table(pool_network("none", rows)[0])
+        out["wrong_pool_step"] = {**out["max_pool"], "requant": table_words(wrong_pool_step(original)),
+                                  "reference_requant": out["max_pool"]["requant"]}
+    plan, inputs = depthwise_network("none", rows)
+    out["depthwise"] = spec(plan, inputs)
     table = requant_table(plan)
     (step,) = table.vector
     shifted = dataclasses.replace(table, vector=(dataclasses.replace(step, first_channel=step.first_channel - 1),))
     out["wrong_depthwise_channels"] = {**out["depthwise"], "requant": table_words(shifted),
                                        "reference_requant": out["depthwise"]["requant"]}
-    return out
+    return {name: out[name] for name in names}
+
+
+POOL_DESIGNS = {
+    "4x4": (4, ("max_pool", "max_pool_resident", "wrong_pool_step", "depthwise", "wrong_depthwise_channels")),
+    "8x8": (8, ("max_pool_resident", "depthwise", "wrong_depthwise_channels")),
+}
+"""The array's rows (and columns) and the programs each build runs. (The 8x8 NPU simulates several
+times slower per cycle: it runs the pool chain once, with the ILP keeping its tensors on chip, the
+first pool's chunks bands inside an image, and the depthwise network and its corrupted step.)"""
 
 
 @pytest.mark.rtl
 @pytest.mark.slow
-def test_npu_max_pools_bit_and_cycle_exact_on_icarus(tmp_path: Path) -> None:
+@pytest.mark.parametrize("design_name", POOL_DESIGNS)
+def test_npu_max_pools_bit_and_cycle_exact_on_icarus(design_name: str, tmp_path: Path) -> None:
     """The pool network's programs (through DRAM and resident) match golden (hence sim.execute) and the
     simulator's trace, and so does the depthwise network's; the corrupted pool step and the depthwise
     step of channel-table entries one off fail on the data only."""
-    programs = _pool_programs()
+    rows, names = POOL_DESIGNS[design_name]
+    programs = _pool_programs(rows, names)
     channels = max(len(p["requant"]["channels"]) // 4 for p in programs.values())
-    by_name = run_programs(pool_design(), programs, tmp_path, requant_channels=channels,
+    by_name = run_programs(pool_design(rows), programs, tmp_path, requant_channels=channels,
                            activation_latency=MOVE_LATENCY)
-    for name in (*POOLS, "depthwise"):
-        assert by_name[name].passed, f"{name}: {by_name[name].message}"
-    for name in ("wrong_pool_step", "wrong_depthwise_channels"):
+    for name in names:
+        if not name.startswith("wrong_"):
+            assert by_name[name].passed, f"{design_name} {name}: {by_name[name].message}"
+    for name in (n for n in names if n.startswith("wrong_")):
         wrong = by_name[name]
         assert not wrong.passed, f"{name}: a table with a wrong step must not match golden of the right one"
         assert "DRAM differed from rtl.npu.golden.execute" in wrong.message and "ran [" not in wrong.message
