@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="fpga-small", help="preset or TOML of the NPU")
     parser.add_argument("--board", default="versa-ecp5", help="ECP5 board of rtl.fpga.board.BOARDS")
-    parser.add_argument("--max-commands", type=int, default=64)
-    parser.add_argument("--program-words", type=int, default=2048)
+    parser.add_argument("--max-commands", type=int,
+                        help="default: the npu unit's (64) for synthesis, the board unit's (32) for the build")
+    parser.add_argument("--program-words", type=int,
+                        help="default: the npu unit's (2048) for synthesis, the board unit's (2048) for the build")
     parser.add_argument("--clock-mhz", type=float,
                         help="the board build's NPU clock, from the PLL (default: the board's)")
     parser.add_argument("--no-build", action="store_true", help="stop after synthesis")
@@ -47,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from rtl.fpga.board import BOARDS, build_bitstream
     from rtl.fpga.synth import synthesize_unit
 
-    options = {"arch": args.arch, "max_commands": args.max_commands, "program_words": args.program_words}
+    options = {"arch": args.arch, **{k: v for k, v in (("max_commands", args.max_commands),
+                                                        ("program_words", args.program_words)) if v is not None}}
     device = BOARDS[args.board][3]
     figures: dict[str, Any] = {"options": options, "board": args.board, "device": device}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,9 @@ counter) on the board's UART pins at ``baud`` (default 115200), for ``accel fpga
 DRAM model of block RAM behind the UART: program, DRAM bytes, start, status, cycles, trace), for
 ``accel fpga run --design npu``; ``accel fpga synth --design npu`` is the bare NPU. Its option
 ``clock_mhz`` (ECP5 boards) clocks it from the FPGA's PLL (:mod:`rtl.fpga.pll`) instead of the
-board's clock, for a design that does not meet the board's: the NPU counts its own cycles, so its
-cycle counts do not change, and the UART divisor follows the PLL's frequency.
+board's clock, for a design that does not meet the board's (not given: :data:`NPU_ECP5_CLOCK_MHZ` on
+ECP5 boards, the board's clock elsewhere): the NPU counts its own cycles, so its cycle counts do not
+change, and the UART divisor follows the PLL's frequency.
 
 Xilinx boards (``arty-a7``, ``nexys4ddr``) build with Vivado, which cannot run here:
 :func:`write_vivado_project` writes amaranth-boards' Vivado project (Verilog, XDC constraints, the
@@ -54,7 +55,8 @@ from rtl.fpga.nextpnr import PnrReport, find_tool, parse_report
 from rtl.fpga.synth import dsp_demand, synth_command
 from rtl.units import build_unit
 
-__all__ = ["BOARDS", "NEXTPNR_OPTIONS", "BoardBuild", "build_bitstream", "write_vivado_project"]
+__all__ = ["BOARDS", "NEXTPNR_OPTIONS", "NPU_BOARD_DEFAULTS", "NPU_ECP5_CLOCK_MHZ", "BoardBuild", "build_bitstream",
+           "write_vivado_project"]
 
 _log = logging.getLogger(__name__)
 
@@ -165,13 +167,14 @@ class _NPULinkTop(Elaboratable):
 
         o = self.options
         clock_hz, pll = platform.default_clk_frequency, None
-        if o["clock_mhz"] is not None and o["clock_mhz"] * 1e6 != clock_hz:
+        family = getattr(platform, "family", type(platform).__name__)
+        clock_mhz = _npu_clock_mhz(o["clock_mhz"], family)
+        if clock_mhz is not None and clock_mhz * 1e6 != clock_hz:
             from rtl.fpga.pll import ECP5PLLDomain
 
-            family = getattr(platform, "family", type(platform).__name__)
             if family != "ecp5":  # the only family whose PLL this builds
                 raise ConfigError(f"unit 'npu' takes clock_mhz only on ECP5 boards (their PLL), not on {family}")
-            pll = ECP5PLLDomain(platform, o["clock_mhz"])
+            pll = ECP5PLLDomain(platform, clock_mhz)
             clock_hz = pll.frequency_hz
         m = Module()
         if pll is not None:
@@ -186,10 +189,30 @@ class _NPULinkTop(Elaboratable):
         return m
 
 
-NPU_BOARD_DEFAULTS = {"arch": "fpga-small", "max_commands": 256, "program_words": 8192, "dram_bytes": 16384,
+NPU_BOARD_DEFAULTS = {"arch": "fpga-small", "max_commands": 32, "program_words": 2048, "dram_bytes": 16384,
                       "baud": 115200, "clock_mhz": None, "requant_channels": 256}
-"""The options of the board unit ``npu`` when not given (the NPU's are the ``npu`` unit's defaults but
-``requant_channels``, :data:`rtl.fpga.npu_link.REQUANT_CHANNELS`)."""
+"""The options of the board unit ``npu`` when not given (``requant_channels`` is
+:data:`rtl.fpga.npu_link.REQUANT_CHANNELS`). ``max_commands`` is 32 because the NPU's per-command
+memories (four queues, the feeder and vector step tables, the trace banks, the requantization steps,
+the id map) are as wide as their entries and a block RAM reads at most 36 bits a cycle whatever its
+depth: at 256 ids yosys maps them to 102 DP16KD (queues 51, feeder steps 21, vector steps 19, traces
+8), and with the 8192-word program (16) fpga-small's link top needed 253 of the 85F's 208 (its
+scratchpad's 12 read copies are 96 of them); yosys keeps a 672-bit table in block RAM at 64 ids too,
+and makes it LUT RAM (TRELLIS_DPR16X4) at 32, where the link top takes 140. ``program_words`` is the
+``npu`` unit's default, 2048 (4 DP16KD; 8192 words were 16)."""
+
+
+NPU_ECP5_CLOCK_MHZ = 12.5
+"""The board unit ``npu``'s clock on an ECP5 board when ``clock_mhz`` is not given: from the PLL, as
+fpga-small's link top does not meet a 25 MHz board clock (README: the ULX3S build's routed Fmax)."""
+
+
+def _npu_clock_mhz(clock_mhz: float | None, family: str) -> float | None:
+    """The board unit ``npu``'s clock on a board of ``family``: ``clock_mhz`` if given, else
+    :data:`NPU_ECP5_CLOCK_MHZ` on ECP5, else ``None`` (the board's clock)."""
+    if clock_mhz is None and family == "ecp5":
+        return NPU_ECP5_CLOCK_MHZ
+    return clock_mhz
 
 
 def _npu_options(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -231,6 +231,16 @@ def test_the_npu_board_top_is_the_npu_behind_the_uart(tmp_path) -> None:
         write_vivado_project("arty-a7", "npu", options={"rows": 2}, build_dir=tmp_path / "bad")
 
 
+def test_the_npu_board_top_defaults_to_the_pll_on_ecp5_only() -> None:
+    """Without ``clock_mhz`` the NPU link runs from the PLL at NPU_ECP5_CLOCK_MHZ on ECP5 boards (it does
+    not meet their 25 MHz) and from the board's clock elsewhere; a given clock is kept."""
+    from rtl.fpga.board import NPU_ECP5_CLOCK_MHZ, _npu_clock_mhz
+
+    assert _npu_clock_mhz(None, "ecp5") == NPU_ECP5_CLOCK_MHZ == 12.5
+    assert _npu_clock_mhz(None, "xilinx") is None
+    assert _npu_clock_mhz(15.0, "ecp5") == 15.0
+
+
 def test_the_ecp5_pll_dividers_are_ecpplls() -> None:
     """The dividers prjtrellis' ecppll prints for 25 MHz in (the ULX3S's clock)."""
     from rtl.fpga.pll import ecp5_pll_params
