@@ -109,7 +109,7 @@ def _design_arguments(parser: argparse.ArgumentParser, *, board: bool = False) -
         parser.add_argument("--dram-bytes", type=int, help="npu: bytes of the board's DRAM model (default 16384)")
         parser.add_argument("--clock-mhz", type=float,
                             help="npu on ECP5 boards: the NPU's clock, made by the FPGA's PLL from the board's "
-                                 "(default: rtl.fpga.board.NPU_ECP5_CLOCK_MHZ, 12.5); the NPU counts its own cycles, "
+                                 "(default: rtl.fpga.board.NPU_ECP5_CLOCK_MHZ, 10); the NPU counts its own cycles, "
                                  "so they do not change")
 
 

@@ -202,9 +202,10 @@ and makes it LUT RAM (TRELLIS_DPR16X4) at 32, where the link top takes 140. ``pr
 ``npu`` unit's default, 2048 (4 DP16KD; 8192 words were 16)."""
 
 
-NPU_ECP5_CLOCK_MHZ = 12.5
+NPU_ECP5_CLOCK_MHZ = 10.0
 """The board unit ``npu``'s clock on an ECP5 board when ``clock_mhz`` is not given: from the PLL, as
-fpga-small's link top does not meet a 25 MHz board clock (README: the ULX3S build's routed Fmax)."""
+fpga-small's link top does not meet a 25 MHz board clock: its 32-command ULX3S build's placement
+estimates 10.73 MHz (README)."""
 
 
 def _npu_clock_mhz(clock_mhz: float | None, family: str) -> float | None:

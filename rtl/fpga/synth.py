@@ -70,7 +70,7 @@ from rtl.fpga.netlist import merged_cells, modules
 from rtl.fpga.nextpnr import PnrReport, find_tool, parse_report, tool_version
 from rtl.units import build_unit
 
-__all__ = ["FpgaFamily", "Device", "DEVICES", "Resources", "FpgaReport", "synthesize", "synthesize_unit",
+__all__ = ["FpgaFamily", "Device", "DEVICES", "Resources", "FpgaReport", "synthesize", "synthesize_unit", "mapped_dsps",
            "dsp_demand", "synth_command", "default_cache_dir", "FLOW_VERSION"]
 
 _log = logging.getLogger(__name__)
@@ -233,6 +233,32 @@ def dsp_demand(design: str, family: FpgaFamily | str) -> int:
             if a >= tech.dsp_min_bits[0] and b >= tech.dsp_min_bits[1] and y >= tech.dsp_min_product_bits:
                 total += dsp_blocks(fam, a, b, y)
     return total
+
+
+_BEFORE_LUTS = "map_luts"
+"""The label of the families' yosys synthesis scripts (``synth_ice40``, ``synth_ecp5``,
+``synth_xilinx``) where LUT mapping (ABC, most of a synthesis' time) begins: multipliers are hard
+blocks long before it (``mul2dsp`` in ``coarse`` or ``map_dsp``), and the optimisation between
+(memory mapping, gate-level ``opt``) can still remove some (3 of the 115 blocks the NPU has after
+``coarse``), LUT mapping and what follows no longer."""
+
+
+def mapped_dsps(design: str, family: FpgaFamily | str, module: str, work: Path | str) -> int:
+    """Hard multiplier blocks yosys maps RTLIL text ``design`` (top ``module``) to, by the family's own
+    synthesis run up to its LUT mapping (:data:`_BEFORE_LUTS`): the count a whole synthesis reports,
+    what :func:`dsp_demand` predicts, without the LUT mapping that takes most of a synthesis' time.
+    Its script, log and ``stat`` JSON are kept in ``work``."""
+    fam = FpgaFamily.parse(family)
+    tech = _TECH[fam]
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / f"{module}.il").write_text(design)
+    stat = work / f"{module}_dsp_stat.json"
+    _yosys(find_tool("yosys"), work, f"{module}_dsp", [
+        f"read_rtlil {module}.il", f"{tech.synth} -top {module} -run begin:{_BEFORE_LUTS}",
+        f"tee -q -o {stat.name} stat -json"])
+    cells = _stat_cells(stat, module)
+    return sum(cells.get(name, 0) for name in tech.dsp)
 
 
 @dataclass(frozen=True)

@@ -236,7 +236,7 @@ def test_the_npu_board_top_defaults_to_the_pll_on_ecp5_only() -> None:
     not meet their 25 MHz) and from the board's clock elsewhere; a given clock is kept."""
     from rtl.fpga.board import NPU_ECP5_CLOCK_MHZ, _npu_clock_mhz
 
-    assert _npu_clock_mhz(None, "ecp5") == NPU_ECP5_CLOCK_MHZ == 12.5
+    assert _npu_clock_mhz(None, "ecp5") == NPU_ECP5_CLOCK_MHZ == 10.0
     assert _npu_clock_mhz(None, "xilinx") is None
     assert _npu_clock_mhz(15.0, "ecp5") == 15.0
 
