@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from accel.encoding import FeederTable, RequantTable
     from accel.hardware import Accelerator
     from mapper.plan import Plan
+    from workloads.graph import Graph
 
 __all__ = ["Transport", "SerialTransport", "HostLinkDriver", "LinkError", "TileInfo", "TileRun", "NPULinkDriver",
            "NPUInfo", "NPURun", "conv_layer", "fc_layer", "program_tensors", "random_inputs"]
@@ -613,18 +614,11 @@ def fc_layer(arch: Accelerator, m: int = 16, k: int = 32, n: int = 16) -> Plan:
     The plan is the mapper's default (its strided DRAM blocks are the NPU's DMA's). A
     :class:`LinkError` says when it has a command the NPU refuses (:func:`rtl.npu.core.refusal`: a
     block whose rows are not whole 4-byte beats, a compute reading an operand through a block, ...)."""
-    from mapper import map_graph
-    from rtl.npu.core import refusal
     from workloads.builder import GraphBuilder
 
     graph = GraphBuilder("fc")
     graph.linear(graph.input("x", (m, k)), n, bias=False, name="fc")
-    plan = map_graph(graph.build(), arch)
-    for c in plan.commands:
-        if (why := refusal(arch, c)) is not None:
-            raise LinkError(f"the fc layer {m}x{k} @ {k}x{n} on {arch.name}: command {c.id} {why}, which the NPU "
-                            "refuses; try another --layer")
-    return plan
+    return _runnable(graph.build(), arch, f"the fc layer {m}x{k} @ {k}x{n}", "--layer")
 
 
 def conv_layer(arch: Accelerator, c: int = 4, h: int = 6, w: int = 6, o: int = 8) -> Plan:
@@ -633,17 +627,24 @@ def conv_layer(arch: Accelerator, c: int = 4, h: int = 6, w: int = 6, o: int = 8
     gathering their im2col rows through the array's input feeder (the driver writes
     :func:`rtl.npu.golden.feeder_table` of the plan). A :class:`LinkError` says when it has a command
     the NPU refuses (:func:`rtl.npu.core.refusal`)."""
-    from mapper import map_graph
-    from rtl.npu.core import refusal
     from workloads.builder import GraphBuilder
 
     graph = GraphBuilder("conv")
     graph.conv(graph.input("x", (1, c, h, w)), o, 3, padding=1, bias=False, name="conv")
-    plan = map_graph(graph.build(), arch)
+    return _runnable(graph.build(), arch, f"the 3x3 conv of {c}x{h}x{w} to {o} channels", "--conv")
+
+
+def _runnable(graph: Graph, arch: Accelerator, what: str, option: str) -> Plan:
+    """The mapper's default plan of ``graph`` on ``arch``, or a :class:`LinkError` naming ``what`` and
+    the first command the NPU refuses (and the CLI ``option`` to change)."""
+    from mapper import map_graph
+    from rtl.npu.core import refusal
+
+    plan = map_graph(graph, arch)
     for cmd in plan.commands:
         if (why := refusal(arch, cmd)) is not None:
-            raise LinkError(f"the 3x3 conv of {c}x{h}x{w} to {o} channels on {arch.name}: command {cmd.id} {why}, "
-                            "which the NPU refuses; try another --conv")
+            raise LinkError(f"{what} on {arch.name}: command {cmd.id} {why}, which the NPU refuses; try another "
+                            f"{option}")
     return plan
 
 
