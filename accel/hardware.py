@@ -156,9 +156,15 @@ class SystolicArray:
     # registers per PE for the stationary operand: 2 lets the next fold's weights shift in while the
     # current fold computes (TPU v1, Gemmini); see accel.timing.gemm_tile_cycles
     weight_buffers: int = 1
+    # whether a fold's stream may run over several Computes (``fill`` / ``drain`` false: the stationary
+    # operand stays in the PEs between commands, as Gemmini's preload-once compute does); False: every
+    # Compute fills and drains its own folds, as rtl.npu's array does, and the mapper emits only such
+    split_folds: bool = True
 
     def __post_init__(self) -> None:
         problems = _positive_ints(self, "rows", "cols")
+        if not isinstance(self.split_folds, bool):
+            problems.append(f"split_folds must be true or false, not {self.split_folds!r}")
         if not isinstance(self.requant, Requantization):
             problems.append(f"requant must be one of {', '.join(repr(r.value) for r in Requantization)}, "
                             f"not {self.requant!r}")

@@ -191,6 +191,9 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
             fold = _fold_plan(arch, ops, dataflow, half_spad, half_acc)
             if fold is not None:
                 plain.append(_fold_choice(arch, ops, dataflow, fold))
+    if not plain and "tile-outer" not in loop_orders and not arch.array.split_folds:
+        raise MappingError("no fold's whole stream fits half of the scratchpad and of the accumulator, and the "
+                           "array cannot split a fold over Computes (array.split_folds is false): map it tile-outer")
     if not plain:
         raise MappingError(f"not even a 1x1x1 tile fits half of the scratchpad ({half_spad} B) and of the "
                            f"accumulator ({half_acc} B)")
@@ -912,7 +915,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
 
 def _fold_plan(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int, half_acc: int) -> FoldPlan | None:
     """The longest stream chunk of one fold; when a whole stream fits, the biggest block of folds
-    and groups per compute (``None`` when not even one row fits)."""
+    and groups per compute (``None`` when not even one row fits, or when the stream does not fit
+    whole and the array cannot split a fold over Computes: ``arch.array.split_folds``)."""
     g = ops.gemm
     rows, cols = arch.array.rows, arch.array.cols
     s1 = g.m if dataflow is Dataflow.OS else g.k
@@ -937,7 +941,7 @@ def _fold_plan(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: 
 
     resident = dataflow is not Dataflow.OS and fits(1, 1, True)
     chunk = largest(lambda size: fits(1, size, resident), stream)
-    if chunk < 1:
+    if chunk < 1 or chunk < stream and not arch.array.split_folds:
         return None
     if chunk < stream:
         return FoldPlan(tb=1, chunk=chunk, resident=resident, s1_block=rows, s2_block=cols)

@@ -82,9 +82,12 @@ GOOD = config.dumps(config.load("fpga-small"))
         # 8. a size that does not fill whole words
         (lambda t: t.replace("size_bytes = 16384", "size_bytes = 16385"),
          r"^.*bad\.toml: scratchpad\.size_bytes must be a multiple of banks \* word_bytes = 16, not 16385$"),
+        # 9. a yes/no capability written as a word
+        (lambda t: t.replace("split_folds = false", 'split_folds = "no"'),
+         r"^.*bad\.toml: array\.split_folds must be true or false, not 'no'$"),
     ],
     ids=["syntax", "unknown-field", "out-of-range", "wrong-type", "bad-dataflow", "missing-section",
-         "bad-format", "size-not-whole-words"],
+         "bad-format", "size-not-whole-words", "capability-not-bool"],
 )
 def test_bad_toml_names_file_and_field(tmp_path, edit, message):
     path = tmp_path / "bad.toml"

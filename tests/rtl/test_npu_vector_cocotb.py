@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 from npu_bench import quantized_graph, run_programs, table_words
 
-from accel.commands import Block, Buffer, Load, Store, Vector
+from accel.commands import Block, Buffer, Compute, Load, Store, Vector
 from accel.encoding import RequantTable, VectorStep, encode_program
 from accel.errors import ConfigError
 from accel.formats import Requantization
@@ -195,12 +195,24 @@ def pool_graph():  # noqa: ANN201
     return quantized_graph(b)
 
 
-def map_options(allocator: str, rows: int) -> MapOptions:
-    """The networks' mapping options on :func:`pool_design` (``rows``): on 8x8 the mapper's default
-    order for the 4-channel 1x1 conv is fold-outer, which keeps a weight fold stationary over chunks of
-    ``m`` (Computes that split a fold: ``fill`` or ``drain`` false), and the NPU refuses split folds;
-    tile-outer emits whole folds, at the same total cycles."""
-    return MapOptions(allocator=allocator, loop_order="auto" if rows == 4 else "tile-outer")
+def map_options(allocator: str, rows: int) -> MapOptions:  # noqa: ARG001 - the same on every array
+    """The networks' mapping options: the mapper's defaults with ``allocator``."""
+    return MapOptions(allocator=allocator)
+
+
+def test_the_mapper_splits_no_fold_on_the_npus_array() -> None:
+    """On 8x8 the best order for the pool network's 4-channel 1x1 conv keeps a weight fold stationary
+    over chunks of ``m`` (Computes with ``fill`` or ``drain`` false) where the array can split a fold;
+    fpga-small's cannot (``array.split_folds = false``, as the NPU refuses such Computes), so the mapper
+    emits whole folds and the NPU runs every command."""
+    graph, _ = pool_graph()
+    arch = pool_design(8)
+    assert not arch.array.split_folds
+    splitting = dataclasses.replace(arch, array=dataclasses.replace(arch.array, split_folds=True))
+    computes = [c for c in map_graph(graph, splitting, map_options("none", 8)).commands if isinstance(c, Compute)]
+    assert any(not (c.fill and c.drain) for c in computes)
+    plan = pool_network("none", 8)[0]
+    assert [refusal(arch, c) for c in plan.commands] == [None] * len(plan.commands)
 
 
 @cache
