@@ -24,8 +24,8 @@ Boards synthesize with the synthesis flow's own command (:func:`rtl.fpga.synth.s
 ``synth_ice40 -dsp`` maps multipliers to the iCE40's DSPs), so the multipliers a unit asks for are
 checked against the board's device (:data:`BOARDS` names it in :data:`accel.resources.DEVICES`)
 before any tool runs, and nextpnr's ``--report`` gives the utilisation and Fmax of the build
-(:attr:`BoardBuild.pnr`). nextpnr runs with :data:`NEXTPNR_OPTIONS` (ECP5: the electrostatic placer
-and router2).
+(:attr:`BoardBuild.pnr`). nextpnr runs with :data:`NEXTPNR_OPTIONS` (ECP5: the electrostatic placer,
+router2 and placement by wirelength).
 
 The platform's tools are pointed at the YoWASP commands through the environment variables
 amaranth reads (``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``, ``NEXTPNR_ECP5``, ``ECPPACK``) unless they
@@ -76,11 +76,15 @@ _PROGRAMMERS = {
     "dfu-suffix": "install dfu-util (e.g. apt-get install dfu-util), which provides dfu-suffix",
 }
 _FAMILY_TOOLS = {"ice40": ("yosys", "nextpnr-ice40", "icepack"), "ecp5": ("yosys", "nextpnr-ecp5", "ecppack")}
-NEXTPNR_OPTIONS = {"ice40": "", "ecp5": "--placer static --router router2"}
+NEXTPNR_OPTIONS = {"ice40": "", "ecp5": "--placer static --router router2 --no-tmdriv"}
 """nextpnr's options per family besides the report. ECP5: the electrostatic placer and router2, with
 which the NPU host link routes on the ULX3S (README); with the default HeAP placer and router1 it did
 not: HeAP packed the design into the 52 columns next to the I/O pins (a third of the die) and the
-router could not resolve the overuse there."""
+router could not resolve the overuse there. Placement not driven by timing (``--no-tmdriv``), by
+wirelength alone: with the vector datapath the link top fills 73 % of the 85F's LUTs, and the timing-driven
+placement (half-perimeter wirelength 506,000) left router2 at about 5,000 overused wires after 25
+iterations, rising; by wirelength (413,000) it routes in 45, at a routed Fmax of 14.3 MHz where the
+board's NPU clock is 10 (:data:`NPU_ECP5_CLOCK_MHZ`)."""
 
 
 @dataclass(frozen=True)
