@@ -69,6 +69,7 @@ import pandas as pd
 import simpy
 
 from accel.commands import Command, Compute, Load, Move, Store, Vector
+from accel.gcpause import gc_paused
 from accel.hardware import Accelerator
 from accel.timing import command_cycles, issue_cycles, late_start_cycles
 from accel.traffic import LEVELS
@@ -342,6 +343,7 @@ class Result:
         }
 
 
+@gc_paused()  # per-command state and events, no cycles to collect (accel.gcpause)
 def simulate(plan: Plan, *, fine: bool = False) -> Result:
     """Run ``plan``'s command program and return what happened.
 
