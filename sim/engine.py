@@ -578,23 +578,23 @@ class _Machine:
         ready = max((self.end_at[d] for d in command.deps if kind[d].unit is not unit), default=0)
         return late_start_cycles(self.arch, command, ready, free_at)
 
-    def _wait_for_deps(self, p: _Proc, i: int) -> Generator[simpy.Event, object, None]:
-        if self.issued is not None and not self.issued[i].processed:
-            p.phase = _DEPS
-            yield self.issued[i]
+    def _dependencies(self, p: _Proc, i: int) -> simpy.Event | None:
+        """The event command ``i`` on ``p`` waits for before it starts (``p`` set to wait for it), or
+        ``None`` when its dependencies have all completed. (A plain call, not a generator the process
+        delegates to: the process yields what it returns; a generator per command cost more than the
+        rest of taking one.)"""
         done = self.done
-        waiting = tuple(d for d in self.deps[i] if done[d] is None or done[d].callbacks is not None)
-        if waiting:
-            p.phase = _DEPS
-            p.wait_ids = waiting
-            p.wait = self._event(waiting[0]) if len(waiting) == 1 else \
-                self.env.all_of([self._event(d) for d in waiting])
-            yield p.wait
-            p.wait = None
+        waiting = tuple([d for d in self.deps[i] if done[d] is None or done[d].callbacks is not None])
+        if not waiting:
+            return None
+        p.phase = _DEPS
+        p.wait_ids = waiting
+        p.wait = self._event(waiting[0]) if len(waiting) == 1 else self.env.all_of([self._event(d) for d in waiting])
+        return p.wait
 
-    def _execute(self, p: _Proc, i: int, began: int, cause: str | None,
-                 extra: int = 0) -> Generator[simpy.Event, object, None]:
-        """Run command ``i`` on ``p``'s unit; a start after ``began`` is a stall on ``cause`` (``None``:
+    def _start(self, p: _Proc, i: int, began: int, cause: str | None, extra: int = 0) -> simpy.Event:
+        """Start command ``i`` on ``p``'s unit and return the timeout that ends it (the process yields
+        it, then calls :meth:`_finish`); a start after ``began`` is a stall on ``cause`` (``None``:
         on the command's last dependency to finish, :meth:`_last_dependency`, looked up only when it
         stalled: its dependencies have all finished before it starts, so their finish times are final)."""
         env = self.env
@@ -605,12 +605,15 @@ class _Machine:
         p.cause = cause
         cycles = self.cycles[i] + extra
         p.end = now + cycles
-        p.timeout = env.timeout(cycles)
+        p.timeout = timeout = env.timeout(cycles)
         if i in self.anchors:
             self._schedule_check(self.anchors[i], i)
-        yield p.timeout
+        return timeout
+
+    def _finish(self, p: _Proc) -> None:
+        """Record the end of ``p``'s command (now) and complete its event."""
         i = p.cmd  # coalescing may have moved this process on
-        now = env.now
+        now = self.env.now
         self.start[i] = p.since
         self.end_at[i] = now
         if p.since > p.began:
@@ -624,30 +627,46 @@ class _Machine:
     def _unit(self, p: _Proc) -> Generator[simpy.Event, object, None]:
         cursor = p.cursor
         ids = cursor.ids
+        issued = self.issued
         while cursor.pos < len(ids):
             i = ids[cursor.pos]
             cursor.pos += 1
             p.cmd = i
-            yield from self._wait_for_deps(p, i)
+            if issued is not None and not issued[i].processed:
+                p.phase = _DEPS
+                yield issued[i]
+            wait = self._dependencies(p, i)
+            if wait is not None:
+                yield wait
+                p.wait = None
             i = p.cmd
             late = 0 if p.free_at is None else self._late_start(i, p.free_at)
             began = self.env.now if p.free_at is None else p.free_at
-            yield from self._execute(p, i, began, None, late)
+            yield self._start(p, i, began, None, late)
+            self._finish(p)
         p.phase = _DONE
 
     def _dma_channel(self, p: _Proc) -> Generator[simpy.Event, object, None]:
         cursor = p.cursor
         ids = cursor.ids
         env = self.env
+        issued = self.issued
         while cursor.pos < len(ids):
             i = ids[cursor.pos]
             cursor.pos += 1
             p.cmd = i
-            yield from self._wait_for_deps(p, i)
+            if issued is not None and not issued[i].processed:
+                p.phase = _DEPS
+                yield issued[i]
+            wait = self._dependencies(p, i)
+            if wait is not None:
+                yield wait
+                p.wait = None
             i = p.cmd
             began = env.now if p.free_at is None else p.free_at
             if self.is_move[i]:  # on chip: no DRAM slot
-                yield from self._execute(p, i, began, None)
+                yield self._start(p, i, began, None)
+                self._finish(p)
                 continue
             p.ready = env.now
             with self.dram.request() as slot:
@@ -659,7 +678,8 @@ class _Machine:
                 i = p.cmd
                 if env.now > p.ready:
                     p.cause = "dram"
-                yield from self._execute(p, i, p.began, p.cause)
+                yield self._start(p, i, p.began, p.cause)
+                self._finish(p)
             p.request = None
         p.phase = _DONE
 
