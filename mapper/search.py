@@ -599,13 +599,17 @@ def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow)
     k_tiles = _splits(g.k, tile.k)
     n_tiles, m_tiles = _splits(g.n, tile.n), _splits(g.m, tile.m)
     array_cycles, sparsity = pricer.array_cycles, ops.sparsity
+    known = pricer._cycles  # array_cycles' own table, read here first (without the call)
     cycles = 0
     for tb, cb in _splits(g.batch, tile.b):
         for tn, cn in n_tiles:
             for tm, cm in m_tiles:
                 per_tile = 0
                 for tk, ck in k_tiles:
-                    per_tile += ck * array_cycles(dataflow, tm, tk, tn, tb, sparsity)
+                    shape_cycles = known.get((dataflow, tm, tk, tn, tb, sparsity))
+                    if shape_cycles is None:
+                        shape_cycles = array_cycles(dataflow, tm, tk, tn, tb, sparsity)
+                    per_tile += ck * shape_cycles
                 cycles += cb * cn * cm * per_tile
     return cycles
 
