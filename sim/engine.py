@@ -67,6 +67,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import simpy
+from simpy.resources.resource import Release, Request
 
 from accel.commands import Command, Compute, Load, Move, Store, Vector
 from accel.gcpause import gc_paused
@@ -439,6 +440,49 @@ def _processed_event(env: simpy.Environment) -> simpy.Event:
     return event
 
 
+class _Slots(simpy.Resource):
+    """A :class:`simpy.Resource` whose :meth:`take` and :meth:`give` do what ``request()`` and the
+    end of its ``with`` block do, with the same events triggered and scheduled in the same order,
+    through fewer calls: a request is queued and the first waiting one granted if a slot is free
+    (SimPy's ``Resource`` looks at the head of its queue only); a release frees the slot at once and
+    schedules a :class:`simpy.resources.resource.Release` event that, when processed, grants the
+    head of the queue. (SimPy's own path builds each event through a bound class and three
+    ``__init__``, and walks its queues through general loops: a fifth of a sweep's simulation.)"""
+
+    def take(self) -> Request:
+        """``self.request()``."""
+        env = self._env
+        request = Request.__new__(Request)
+        simpy.Event.__init__(request, env)
+        request.resource = self
+        request.proc = env.active_process
+        request.callbacks.append(self._trigger_get)
+        queue = self.put_queue
+        queue.append(request)
+        if len(self.users) < self._capacity:  # BaseResource._trigger_put: the head of the queue only
+            head = queue.pop(0)
+            self.users.append(head)
+            head.usage_since = env._now
+            head.succeed()
+        return request
+
+    def give(self, request: Request) -> None:
+        """The end of ``with self.request() as request:`` for a granted ``request`` (its release)."""
+        if self.get_queue:  # (never: every release completes at once) SimPy's own path
+            self.release(request)
+            return
+        env = self._env
+        release = Release.__new__(Release)
+        simpy.Event.__init__(release, env)
+        release.request = request
+        release.resource = self
+        release.proc = env.active_process
+        release.callbacks.append(self._trigger_put)
+        if request in self.users:  # Resource._do_get
+            self.users.remove(request)
+        release.succeed()
+
+
 class _Machine:
     def __init__(self, plan: Plan, *, coalesce: bool) -> None:
         self.plan = plan
@@ -468,7 +512,7 @@ class _Machine:
         channels = self.arch.dma.channels
         feedable = int(self.arch.dram.bandwidth_bytes_per_cycle // self.arch.dma.bandwidth_bytes_per_cycle)
         # Transfers at full rate at once: the DMA channels, or fewer when DRAM cannot feed them all.
-        self.dram = simpy.Resource(self.env, capacity=max(1, min(channels, feedable)))
+        self.dram = _Slots(self.env, capacity=max(1, min(channels, feedable)))
         # Loads and stores have queues of their own (like Gemmini's load and store controllers), so a
         # store waiting for its compute never holds up the prefetch of the next tile; the channels of a
         # queue take its commands in program order.
@@ -651,6 +695,7 @@ class _Machine:
         ids = cursor.ids
         env = self.env
         issued = self.issued
+        take, give = self.dram.take, self.dram.give
         while cursor.pos < len(ids):
             i = ids[cursor.pos]
             cursor.pos += 1
@@ -669,17 +714,18 @@ class _Machine:
                 self._finish(p)
                 continue
             p.ready = env.now
-            with self.dram.request() as slot:
-                p.phase = _DRAM
-                p.began = began
-                p.cause = None
-                p.request = slot
-                yield slot
-                i = p.cmd
-                if env.now > p.ready:
-                    p.cause = "dram"
-                yield self._start(p, i, p.began, p.cause)
-                self._finish(p)
+            slot = take()
+            p.phase = _DRAM
+            p.began = began
+            p.cause = None
+            p.request = slot
+            yield slot
+            i = p.cmd
+            if env.now > p.ready:
+                p.cause = "dram"
+            yield self._start(p, i, p.began, p.cause)
+            self._finish(p)
+            give(slot)
             p.request = None
         p.phase = _DONE
 
