@@ -34,6 +34,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
+from accel.gcpause import gc_paused
 from accel.hardware import Accelerator
 from mapper.allocate import Allocation
 from mapper.decide import check_command_count, decide_layers, working_space
@@ -55,6 +56,7 @@ _log = logging.getLogger(__name__)
 KNEE = 0.05
 
 
+@gc_paused()  # it builds many objects and no cycles: collections would find nothing (accel.gcpause)
 def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
     """Map ``graph`` onto ``arch`` as ``options`` say and return the checked plan."""
     # the float conversions at a quantized graph's boundary are the host's; activations the store

@@ -82,9 +82,12 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
             return ("set", tuple(sorted(canon(v) for v in value)))  # type: ignore[type-var]
         if isinstance(value, np.ndarray):
             return ("array", value.shape, str(value.dtype), value.tobytes())
-        if dataclasses.is_dataclass(value):
+        read = _signature_fields(type(value))
+        if read is not None:  # a dataclass instance
+            return (type(value).__name__, tuple(canon(getattr(value, name)) for name in read))
+        if dataclasses.is_dataclass(value):  # a dataclass itself
             return (type(value).__name__, tuple(canon(getattr(value, f.name)) for f in dataclasses.fields(value)
-                                                if f.name not in ("mapping", "cost", "evaluated", "pareto")))
+                                                if f.name not in _NOT_SIGNED))
         return (type(value).__name__, repr(value))
 
     key = [canon(decision), getattr(getattr(decision, "mapping", None), "tiles", None)]
@@ -93,6 +96,18 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
         t = graph.tensors[name]
         key.append((t.shape, t.dtype, t.kind, name in images, dram_room[name]))
     return tuple(key), names
+
+
+#: What a signature leaves out of a decision's dataclasses: the search's estimates.
+_NOT_SIGNED = ("mapping", "cost", "evaluated", "pareto")
+
+
+@cache
+def _signature_fields(kind: type) -> tuple[str, ...] | None:
+    """The fields a signature reads of an instance of ``kind`` (``None``: not a dataclass)."""
+    if not dataclasses.is_dataclass(kind):
+        return None
+    return tuple(f.name for f in dataclasses.fields(kind) if f.name not in _NOT_SIGNED)
 
 
 @dataclass

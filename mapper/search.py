@@ -515,32 +515,43 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     pricer = pricer or _pricer(arch)
     loads = loads or _Loads(pricer, ops, memo=False)
     compute, sparsity = pricer.compute, ops.sparsity
+    known_computes = pricer._computes  # compute's own table, read here first (without the call)
     cycles = energy = moved = 0.0
     steps_run = 0
     first_loads: float | None = None
     last, wrap = (1, 0, 0.0, 0.0), 0.0
     k_tiles = _splits(g.k, tile.k)
+    k_steps = sum(ck for _, ck in k_tiles)  # the steps of one output tile
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    has_w = ops.w is not None
     steps = []  # one output tile's runs of equal steps: (k tile, times, accumulate, last)
-    for j, (_, ck) in enumerate(k_tiles):
+    for j, (tk, ck) in enumerate(k_tiles):
         first, final = j == 0, j == len(k_tiles) - 1
         head = 1 if first else 0
         tail = 1 if final and ck - head > 0 else 0
         if head:
-            steps.append((j, 1, False, final and ck == 1))
+            steps.append((tk, j, 1, False, final and ck == 1))
         if ck - head - tail > 0:
-            steps.append((j, ck - head - tail, True, False))
+            steps.append((tk, j, ck - head - tail, True, False))
         if tail:
-            steps.append((j, 1, True, True))
+            steps.append((tk, j, 1, True, True))
     whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
+    load_x, load_w = loads.x, loads.w
     for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
                                                           _splits(g.m, tile.m)):
         count = cb * cn * cm
         out, store_busy, store_pj = loads.out(tb, tm, tn)
         energy += count * store_pj
         moved += count * out
-        x_loads = [loads.x(tb, tm, tk) for tk, _ in k_tiles]
-        w_loads = [loads.w(tb, tk, tn) for tk, _ in k_tiles] if ops.w is not None else None
+        x_loads = [load_x(tb, tm, tk) for tk, _ in k_tiles]
+        w_loads = [load_w(tb, tk, tn) for tk, _ in k_tiles] if has_w else None
+        # each run's compute (array cycles, pJ), the same for every kind of output tile below
+        runs = []  # (k tile, times, last, array cycles, pJ)
+        for tk, j, times, accumulate, final in steps:
+            price = known_computes.get((dataflow, tm, tk, tn, tb, accumulate, True, True, sparsity))
+            if price is None:
+                price = compute(dataflow, tm, tk, tn, tb, accumulate, True, True, sparsity)
+            runs.append((j, times, final, *price))
         # (output tiles, load inputs, load weights): a kept column's (row's) first output tile loads
         # them, the others read it; that first tile is a whole one (or the only one)
         if keep_w:
@@ -550,15 +561,13 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             firsts = cb * cm if tn == whole_n else 0
             kinds = ((firsts, True, True), (count - firsts, False, True))
         else:
-            kinds = ((count, True, ops.w is not None),)
-        runs_of_kinds = []
+            kinds = ((count, True, has_w),)
+        first_runs = last_run = None
         for tiles, with_x, with_w in kinds:
             if not tiles:
                 continue
             priced = []  # per run of equal steps: (times, array cycles, load cycles, store cycles)
-            for j, times, accumulate, final in steps:
-                tk = k_tiles[j][0]
-                array, pj = compute(dataflow, tm, tk, tn, tb, accumulate, True, True, sparsity)
+            for j, times, final, array, pj in runs:
                 energy += tiles * times * pj
                 busy = 0
                 if with_x:
@@ -574,10 +583,13 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             # compute i overlaps the loads of step i + 1 (the next output tile's first, after the last);
             # only the last k step stores, so a run of several steps has no stores
             cycles += tiles * _overlapped(priced)
-            steps_run += tiles * sum(times for times, *_ in priced)
-            runs_of_kinds.append(priced)
-        first_loads = runs_of_kinds[0][0][2] if first_loads is None else first_loads
-        last, wrap = runs_of_kinds[-1][-1], runs_of_kinds[0][0][2]
+            steps_run += tiles * k_steps
+            if first_runs is None:
+                first_runs = priced
+            last_run = priced
+        assert first_runs is not None and last_run is not None
+        first_loads = first_runs[0][2] if first_loads is None else first_loads
+        last, wrap = last_run[-1], first_runs[0][2]
     assert first_loads is not None
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, steps_run)
 
@@ -590,13 +602,17 @@ def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow)
     k_tiles = _splits(g.k, tile.k)
     n_tiles, m_tiles = _splits(g.n, tile.n), _splits(g.m, tile.m)
     array_cycles, sparsity = pricer.array_cycles, ops.sparsity
+    known = pricer._cycles  # array_cycles' own table, read here first (without the call)
     cycles = 0
     for tb, cb in _splits(g.batch, tile.b):
         for tn, cn in n_tiles:
             for tm, cm in m_tiles:
                 per_tile = 0
                 for tk, ck in k_tiles:
-                    per_tile += ck * array_cycles(dataflow, tm, tk, tn, tb, sparsity)
+                    shape_cycles = known.get((dataflow, tm, tk, tn, tb, sparsity))
+                    if shape_cycles is None:
+                        shape_cycles = array_cycles(dataflow, tm, tk, tn, tb, sparsity)
+                    per_tile += ck * shape_cycles
                 cycles += cb * cn * cm * per_tile
     return cycles
 

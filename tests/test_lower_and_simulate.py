@@ -271,3 +271,39 @@ def test_each_layer_gets_the_dataflow_with_the_lower_estimate():
     for dataflow in arch.array.dataflows:
         fixed = map_graph(conv_relu_fc(), arch, MapOptions(dataflow=dataflow))
         assert free_cycles <= simulate(fixed).total_cycles * 1.02
+
+
+def test_map_and_simulate_pause_the_garbage_collector_and_leave_it_as_they_found_it(monkeypatch):
+    """accel.gcpause: the collector is off while they run, back on after (also after an error), and
+    a caller's own pause is not undone."""
+    import gc
+
+    import mapper.pipeline
+    import sim.engine
+
+    seen: list[bool] = []  # gc.isenabled() inside the mapper's decisions and the simulation's run
+    decide, run = mapper.pipeline.decide_layers, sim.engine._Machine.run
+
+    def decide_layers(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return decide(*args, **kwargs)
+
+    def machine_run(self):
+        seen.append(gc.isenabled())
+        return run(self)
+
+    monkeypatch.setattr(mapper.pipeline, "decide_layers", decide_layers)
+    monkeypatch.setattr(sim.engine._Machine, "run", machine_run)
+    arch = config.load("gemmini")
+    assert gc.isenabled()
+    simulate(map_graph(single_gemm(64, 64, 64), arch))
+    assert seen and not any(seen) and gc.isenabled()
+    with pytest.raises(MappingError):
+        map_graph(single_gemm(64, 64, 64), config.load("tpu-v1"), MapOptions(dataflow=Dataflow.OS))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        simulate(map_graph(single_gemm(32, 32, 32), arch))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
