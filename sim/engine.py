@@ -696,6 +696,8 @@ class _Machine:
         env = self.env
         issued = self.issued
         take, give = self.dram.take, self.dram.give
+        # the issue and dependency waits are _unit's, written out again: a sub-generator per command
+        # for them cost more than the rest of the loop (the hot path of every simulation)
         while cursor.pos < len(ids):
             i = ids[cursor.pos]
             cursor.pos += 1
