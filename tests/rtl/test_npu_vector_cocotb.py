@@ -440,8 +440,9 @@ def wrong_pool_step(table: RequantTable) -> RequantTable:
 
 
 def _pool_programs(rows: int, names: tuple[str, ...]) -> dict[str, dict]:
-    """The testbench's ``programs`` of the max-pool and depthwise networks on :func:`pool_design`
-    (``rows``) named in ``names``, in npu_tb.py's order (the corrupted ones after their originals).
+    """The testbench's ``programs`` of the residual block, the max-pool and the depthwise networks on
+    :func:`pool_design` (``rows``) named in ``names``, in npu_tb.py's order (the corrupted ones after
+    their originals).
     Golden with each plan's table ends with sim.execute's DRAM (checked here, so the bench's comparison
     with golden is one with sim.execute on every design)."""
 
@@ -453,6 +454,9 @@ def _pool_programs(rows: int, names: tuple[str, ...]) -> dict[str, dict]:
         return {"image": encode_program(plan.commands).hex(), "dram": before.hex(), "requant": table_words(table)}
 
     out = {}
+    if "residual_block" in names:  # mapped on this design (test_npu_adds_and_clamps runs the 4x4 one's)
+        graph, inputs = residual_graph()
+        out["residual_block"] = spec(map_graph(graph, pool_design(rows), map_options("none", rows)), inputs)
     for name, make in POOLS.items():
         if name in names or (name == "max_pool" and "wrong_pool_step" in names):
             out[name] = spec(*make(rows))
@@ -472,11 +476,12 @@ def _pool_programs(rows: int, names: tuple[str, ...]) -> dict[str, dict]:
 
 POOL_DESIGNS = {
     "4x4": (4, ("max_pool", "max_pool_resident", "wrong_pool_step", "depthwise", "wrong_depthwise_channels")),
-    "8x8": (8, ("max_pool_resident", "depthwise", "wrong_depthwise_channels")),
+    "8x8": (8, ("residual_block", "max_pool_resident", "depthwise", "wrong_depthwise_channels")),
 }
 """The array's rows (and columns) and the programs each build runs. (The 8x8 NPU simulates several
-times slower per cycle: it runs the pool chain once, with the ILP keeping its tensors on chip, the
-first pool's chunks bands inside an image, and the depthwise network and its corrupted step.)"""
+times slower per cycle: it runs the residual block through DRAM, the pool chain once, with the ILP
+keeping its tensors on chip, the first pool's chunks bands inside an image, and the depthwise
+network and its corrupted step.)"""
 
 
 @pytest.mark.rtl
