@@ -521,11 +521,11 @@ class _Machine:
             for q in (0, 1):
                 p = _Proc(len(self.procs), self.cursors[q])
                 self.procs.append(p)
-                p.process = self.env.process(self._dma_channel(p))
+                p.process = self.env.process(self._process(p, True))
         for q in (2, 3):
             p = _Proc(len(self.procs), self.cursors[q])
             self.procs.append(p)
-            p.process = self.env.process(self._unit(p))
+            p.process = self.env.process(self._process(p, False))
         # A host issuing the program (arch.control), only when the design has one; coalescing does not
         # model it (its snapshots would not hold the host's state), so such a design runs one by one.
         self.issued: list[simpy.Event] | None = None
@@ -668,36 +668,17 @@ class _Machine:
         p.free_at = now
         p.phase = 0
 
-    def _unit(self, p: _Proc) -> Generator[simpy.Event, object, None]:
-        cursor = p.cursor
-        ids = cursor.ids
-        issued = self.issued
-        while cursor.pos < len(ids):
-            i = ids[cursor.pos]
-            cursor.pos += 1
-            p.cmd = i
-            if issued is not None and not issued[i].processed:
-                p.phase = _DEPS
-                yield issued[i]
-            wait = self._dependencies(p, i)
-            if wait is not None:
-                yield wait
-                p.wait = None
-            i = p.cmd
-            late = 0 if p.free_at is None else self._late_start(i, p.free_at)
-            began = self.env.now if p.free_at is None else p.free_at
-            yield self._start(p, i, began, None, late)
-            self._finish(p)
-        p.phase = _DONE
-
-    def _dma_channel(self, p: _Proc) -> Generator[simpy.Event, object, None]:
+    def _process(self, p: _Proc, dma: bool) -> Generator[simpy.Event, object, None]:
+        """``p``'s SimPy process: its queue's commands in order, each after its issue (a host-issued
+        design) and its dependencies; a DMA channel's (``dma``) Load or Store then waits for a DRAM
+        slot, any other command starts at once (an array's or vector's after its late-start cycles).
+        One loop of plain calls for every unit: a sub-generator per command cost more than the rest
+        of taking one (the hot path of every simulation)."""
         cursor = p.cursor
         ids = cursor.ids
         env = self.env
         issued = self.issued
         take, give = self.dram.take, self.dram.give
-        # the issue and dependency waits are _unit's, written out again: a sub-generator per command
-        # for them cost more than the rest of the loop (the hot path of every simulation)
         while cursor.pos < len(ids):
             i = ids[cursor.pos]
             cursor.pos += 1
@@ -711,24 +692,25 @@ class _Machine:
                 p.wait = None
             i = p.cmd
             began = env.now if p.free_at is None else p.free_at
-            if self.is_move[i]:  # on chip: no DRAM slot
-                yield self._start(p, i, began, None)
+            if dma and not self.is_move[i]:  # a transfer to or from DRAM: a slot first
+                p.ready = env.now
+                slot = take()
+                p.phase = _DRAM
+                p.began = began
+                p.cause = None
+                p.request = slot
+                yield slot
+                i = p.cmd
+                if env.now > p.ready:
+                    p.cause = "dram"
+                yield self._start(p, i, p.began, p.cause)
                 self._finish(p)
-                continue
-            p.ready = env.now
-            slot = take()
-            p.phase = _DRAM
-            p.began = began
-            p.cause = None
-            p.request = slot
-            yield slot
-            i = p.cmd
-            if env.now > p.ready:
-                p.cause = "dram"
-            yield self._start(p, i, p.began, p.cause)
-            self._finish(p)
-            give(slot)
-            p.request = None
+                give(slot)
+                p.request = None
+            else:  # on chip (a DMA channel's Move: no DRAM slot)
+                late = 0 if dma or p.free_at is None else self._late_start(i, p.free_at)
+                yield self._start(p, i, began, None, late)
+                self._finish(p)
         p.phase = _DONE
 
     # -- coalescing -----------------------------------------------------------------------------------
