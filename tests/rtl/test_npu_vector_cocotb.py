@@ -195,11 +195,6 @@ def pool_graph():  # noqa: ANN201
     return quantized_graph(b)
 
 
-def map_options(allocator: str, rows: int) -> MapOptions:  # noqa: ARG001 - the same on every array
-    """The networks' mapping options: the mapper's defaults with ``allocator``."""
-    return MapOptions(allocator=allocator)
-
-
 def test_the_mapper_splits_no_fold_on_the_npus_array() -> None:
     """On 8x8 the best order for the pool network's 4-channel 1x1 conv keeps a weight fold stationary
     over chunks of ``m`` (Computes with ``fill`` or ``drain`` false) where the array can split a fold;
@@ -209,7 +204,7 @@ def test_the_mapper_splits_no_fold_on_the_npus_array() -> None:
     arch = pool_design(8)
     assert not arch.array.split_folds
     splitting = dataclasses.replace(arch, array=dataclasses.replace(arch.array, split_folds=True))
-    computes = [c for c in map_graph(graph, splitting, map_options("none", 8)).commands if isinstance(c, Compute)]
+    computes = [c for c in map_graph(graph, splitting, MapOptions(allocator="none")).commands if isinstance(c, Compute)]
     assert any(not (c.fill and c.drain) for c in computes)
     plan = pool_network("none", 8)[0]
     assert [refusal(arch, c) for c in plan.commands] == [None] * len(plan.commands)
@@ -220,7 +215,7 @@ def pool_network(allocator: str = "none", rows: int = 4) -> tuple[Plan, dict]:
     """The mapper's plan of the pool network on :func:`pool_design` (``allocator``, ``rows``) and its
     input codes."""
     graph, inputs = pool_graph()
-    return map_graph(graph, pool_design(rows), map_options(allocator, rows)), inputs
+    return map_graph(graph, pool_design(rows), MapOptions(allocator=allocator)), inputs
 
 
 POOLS = {"max_pool": lambda rows=4: pool_network("none", rows),
@@ -277,7 +272,7 @@ def depthwise_network(allocator: str = "none", rows: int = 4) -> tuple[Plan, dic
     """The mapper's plan of the depthwise network on :func:`pool_design` (``allocator``, ``rows``) and its
     input codes."""
     graph, inputs = depthwise_graph()
-    return map_graph(graph, pool_design(rows), map_options(allocator, rows)), inputs
+    return map_graph(graph, pool_design(rows), MapOptions(allocator=allocator)), inputs
 
 
 @pytest.mark.parametrize("allocator", ["none", "ilp"])
@@ -456,7 +451,7 @@ def _pool_programs(rows: int, names: tuple[str, ...]) -> dict[str, dict]:
     out = {}
     if "residual_block" in names:  # mapped on this design (test_npu_adds_and_clamps runs the 4x4 one's)
         graph, inputs = residual_graph()
-        out["residual_block"] = spec(map_graph(graph, pool_design(rows), map_options("none", rows)), inputs)
+        out["residual_block"] = spec(map_graph(graph, pool_design(rows), MapOptions(allocator="none")), inputs)
     for name, make in POOLS.items():
         if name in names or (name == "max_pool" and "wrong_pool_step" in names):
             out[name] = spec(*make(rows))
