@@ -552,16 +552,7 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             if price is None:
                 price = compute(dataflow, tm, tk, tn, tb, accumulate, True, True, sparsity)
             runs.append((j, times, final, *price))
-        # (output tiles, load inputs, load weights): a kept column's (row's) first output tile loads
-        # them, the others read it; that first tile is a whole one (or the only one)
-        if keep_w:
-            firsts = cb * cn if tm == whole_m else 0
-            kinds = ((firsts, True, True), (count - firsts, True, False))
-        elif keep_x:
-            firsts = cb * cm if tn == whole_n else 0
-            kinds = ((firsts, True, True), (count - firsts, False, True))
-        else:
-            kinds = ((count, True, has_w),)
+        kinds = _kinds(keep_w, keep_x, has_w, (cb, cn, cm), tm == whole_m, tn == whole_n)
         first_runs = last_run = None
         for tiles, with_x, with_w in kinds:
             if not tiles:
@@ -592,6 +583,44 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
         last, wrap = last_run[-1], first_runs[0][2]
     assert first_loads is not None
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, steps_run)
+
+
+def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
+    """The DMA cycles of :func:`tile_outer`'s transfers for ``tile`` (its loads and stores as
+    :func:`_tile_outer_cost` prices them, summed): a lower bound of that closed form's cycles, whose
+    steps each cost at least their stores and the next step's loads, the first loads and the last
+    stores overlapping nothing (:func:`_overlapped`, :func:`_edges`)."""
+    g = ops.gemm
+    k_tiles = _splits(g.k, tile.k)
+    keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    has_w = ops.w is not None
+    whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
+    cycles = 0
+    for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
+                                                          _splits(g.m, tile.m)):
+        x = sum(ck * loads.x(tb, tm, tk)[1] for tk, ck in k_tiles)
+        w = sum(ck * loads.w(tb, tk, tn)[1] for tk, ck in k_tiles) if has_w else 0
+        for tiles, with_x, with_w in _kinds(keep_w, keep_x, has_w, (cb, cn, cm), tm == whole_m, tn == whole_n):
+            cycles += tiles * (x * with_x + w * with_w)
+        cycles += cb * cn * cm * loads.out(tb, tm, tn)[1]
+    return cycles
+
+
+def _kinds(keep_w: bool, keep_x: bool, has_w: bool, counts: tuple[int, int, int], whole_m: bool,
+           whole_n: bool) -> tuple[tuple[int, bool, bool], ...]:
+    """The kinds of :func:`tile_outer`'s output tiles of one shape, ``(output tiles, load inputs, load
+    weights)``: ``counts`` tiles along ``b``, ``n`` and ``m``; a kept column's (row's) first output tile
+    loads its weights (inputs), the others read them; that first tile is a whole one (``whole_m``,
+    ``whole_n``: this shape spans the tile's rows, columns) or the only one."""
+    cb, cn, cm = counts
+    count = cb * cn * cm
+    if keep_w:
+        firsts = cb * cn if whole_m else 0
+        return (firsts, True, True), (count - firsts, True, False)
+    if keep_x:
+        firsts = cb * cm if whole_n else 0
+        return (firsts, True, True), (count - firsts, False, True)
+    return ((count, True, has_w),)
 
 
 def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow) -> int:
@@ -823,6 +852,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     best: list[Choice] = []
     limit = float("inf")  # the best's first term: a tile whose bound exceeds it is not priced
     bounds: dict[Tile, float] = {}
+    closer: dict[Tile, float] = {}  # transfers_bound by tile
     array_bounds: dict[tuple[int, int, int, int], int] = {}  # _array_bound by tile size (kept or not)
     order: dict[Tile, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
 
@@ -842,6 +872,20 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             cycles = max(moved / bandwidth, array)
             known = cycles if objective == "latency" else cycles * energy
         bounds[tile] = known
+        return known
+
+    def transfers_bound(tile: Tile) -> float:
+        # the objective's bound with the cycles bounded by the tile's transfers too (_transfer_cycles):
+        # a closer bound, dearer than bound()'s, so asked only of the tiles that bound() lets through
+        known = closer.get(tile)
+        if known is not None:
+            return known
+        if objective == "energy":
+            known = bound(tile)
+        else:
+            cycles = _transfer_cycles(ops, tile, loads)
+            known = max(cycles if objective == "latency" else cycles * shared.moved(tile) * dram_pj, bound(tile))
+        closer[tile] = known
         return known
 
     def price(sizes: Iterable[tuple[int, int, int]], kept: bool, plain: bool = True) -> None:
@@ -875,6 +919,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             for value, tile in sorted(zip(values, tiles, strict=True), key=lambda p: p[0]):
                 if value > limit:  # and so do all that follow
                     break
+                if transfers_bound(tile) > limit:
+                    continue
                 cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, loads)
                 choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
                 key = cost.key(objective)
@@ -895,7 +941,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             else:
                 costs = [_tile_outer_cost(arch, ops, tile, dataflow, pricer, loads) for tile in batch]
             for tile, cost in zip(batch, costs, strict=True):
-                if bound(tile) > limit:
+                if bound(tile) > limit or transfers_bound(tile) > limit:
                     continue
                 choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
                 if not best or (choice.cost.key(objective), order[tile]) < (best[0].cost.key(objective),
