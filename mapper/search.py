@@ -839,7 +839,9 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     so far: its DRAM bytes (every ``n`` column of tiles reads all of the input, every ``m`` row all
     of the weights) over the bandwidth bound the cycles, and so do its computes' array cycles (every
     step of the closed form costs at least its compute's; see :func:`_array_bound`); the DRAM bytes
-    times DRAM energy per byte bound the energy.
+    times DRAM energy per byte bound the energy. A tile that passes that bound is priced only if the
+    DMA cycles of its transfers (:func:`_transfer_cycles`, a closer bound of the cycles and dearer,
+    so asked of these tiles only) do not lose either.
     """
     g = ops.gemm
     rows, cols = arch.array.rows, arch.array.cols
