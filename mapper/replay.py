@@ -270,20 +270,32 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
             if not 1 <= token < len(names):
                 raise ValueError(f"DRAM address {addr:#x} of a template command is not a named tensor's")
     values = list(_fields(type(command))(command))
-    fields = list(at)
-    moved = []
-    for i, value in enumerate(values):
+    texts, on_chip = _field_kinds(type(command))
+    for i in texts:
         # a string copied as it is must not be one the signature saw only as a position
-        if isinstance(value, str) and i != 1 and i != tensor_at and value in names:
-            raise ValueError(f"a template command's {fields[i]} {value!r} is also a name of the layer")
-        if type(value) is int and 0 < value < SLOT_BASE and fields[i] in _ON_CHIP:
-            raise ValueError(f"a template command's {fields[i]} {value:#x} is not in a half")
-        if type(value) is int and value >= SLOT_BASE and i != dram_at:
+        value = values[i]
+        if i != tensor_at and value in names:
+            raise ValueError(f"a template command's {list(at)[i]} {value!r} is also a name of the layer")
+    moved = []
+    for i in on_chip:
+        value = values[i]
+        if value >= SLOT_BASE:
             slot, off = (value - SLOT_BASE) >> SLOT_SHIFT, value & ((1 << SLOT_SHIFT) - 1)
-            if fields[i] not in _ON_CHIP or not 0 <= slot < UNSET_SLOT or off >= 1 << ADDRESS_SHIFT:
-                raise ValueError(f"a template command's {fields[i]} {value:#x} is not an address in a half")
+            if slot >= UNSET_SLOT or off >= 1 << ADDRESS_SHIFT:
+                raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not an address in a half")
             moved.append((i, slot, off))
+        elif value:
+            raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not in a half")
     return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset, tuple(moved)
+
+
+@cache
+def _field_kinds(kind: type[Command]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The indices of ``kind``'s string fields but the layer's, and of its on-chip address fields."""
+    fields = dataclasses.fields(kind)
+    texts = tuple(i for i, f in enumerate(fields) if i != 1 and f.type in ("str", str))
+    on_chip = tuple(i for i, f in enumerate(fields) if f.name in _ON_CHIP)
+    return texts, on_chip
 
 
 @cache
