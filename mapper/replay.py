@@ -89,6 +89,11 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
     tokens: dict[str, int] = {}  # tensor name -> its position in names (from 1)
 
     def canon(value: object) -> Hashable:
+        kind = type(value)
+        if kind is int or value is None:  # most of a decision (fast paths; the same values as below)
+            return value
+        if kind is tuple:
+            return tuple([v if type(v) is int else canon(v) for v in value])
         if isinstance(value, str):
             if value in tokens:
                 return ("name", tokens[value])
@@ -101,14 +106,14 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
         if isinstance(value, tuple | list):
             return tuple(canon(v) for v in value)
         if isinstance(value, Mapping):
-            return ("map", tuple((canon(k), canon(v)) for k, v in value.items()))
+            return ("map", tuple([(canon(k), canon(v)) for k, v in value.items()]))
         if isinstance(value, frozenset | set):
             return ("set", tuple(sorted(canon(v) for v in value)))  # type: ignore[type-var]
         if isinstance(value, np.ndarray):
             return ("array", value.shape, str(value.dtype), value.tobytes())
         read = _signature_fields(type(value))
         if read is not None:  # a dataclass instance
-            return (type(value).__name__, tuple(canon(getattr(value, name)) for name in read))
+            return (type(value).__name__, tuple([canon(getattr(value, name)) for name in read]))
         if dataclasses.is_dataclass(value):  # a dataclass itself
             return (type(value).__name__, tuple(canon(getattr(value, f.name)) for f in dataclasses.fields(value)
                                                 if f.name not in _NOT_SIGNED))
