@@ -55,7 +55,7 @@ from mapper.layout import (
 )
 from mapper.makers import builder, maker, rebuilder
 from mapper.plan import Tile
-from mapper.replay import PSUM_BASE, Template, signature, symbolic
+from mapper.replay import PSUM_BASE, UNSET_SLOT, Template, signature, slot_address, symbolic
 from mapper.residency import AddressBook, Residency
 from mapper.schedules import Operands, Step, Transfer, share, tile_segments
 from workloads.graph import GemmShape, Graph, Layer, OpKind
@@ -224,7 +224,8 @@ class _Run:
 
     def __init__(self, emitter: _Emitter) -> None:
         self.previous: int | None = None
-        self.acc_slot = emitter.acc_slots[0]
+        # a template's first step starts a block, or its accumulator half is none a template has
+        self.acc_slot = emitter.acc_slots[0] if not emitter.symbolic else _Slot(slot_address(UNSET_SLOT))
         self.stored: dict[tuple[int, ...], int] = {}
         self.held: dict[str, tuple[int, Block | None]] = {}
         self.kept: dict[str, _Slot] = {}
@@ -268,6 +269,7 @@ class _Emitter:
         # is emitted, the transfer each of its loads and stores moves
         self.segments = False
         self._record: dict[int, Transfer] | None = None
+        self.symbolic = False  # while a template is emitted (_template): its halves are symbols
 
     # -- layers in the schedule ------------------------------------------------------------------
     def layer(self, step: int, decision: LayerDecision) -> None:
@@ -391,21 +393,22 @@ class _Emitter:
         """Emit a layer from the template of its signature and the emitter's state (made now
         if it is the first)."""
         layer_key, names = self.replays[id(decision)]
-        state = (self.spad_next, self.acc_next, self.half_spad, self.spad_slots[0].addr, self.spad_slots[1].addr)
-        key = (layer_key, state)
+        key = (layer_key, self.half_spad)  # the halves' turns and places are the template's symbols
         if key not in self.templates:
             self.templates[key] = self._template(decision, names)
         template = self.templates[key]
         if template is None:  # the layer reads something a template cannot stand for
             return self._direct(decision)
-        expand = template.expansion(names, self.ready, self._users())
+        turns = (self.spad_next, self.acc_next)
+        spad, acc = self.spad_slots, self.acc_slots
+        slots = (spad[turns[0]].addr, spad[turns[0] ^ 1].addr, acc[turns[1]].addr, acc[turns[1] ^ 1].addr)
+        expand = template.expansion(names, self.ready, self._users(), turns)
         base = len(self.commands)
-        self.commands.extend(template.instantiate(names, base, expand, self.dram_addr, self.dram_end))
-        writers, final = template.final(base, names, expand)
+        self.commands.extend(template.instantiate(names, base, expand, self.dram_addr, self.dram_end, slots))
+        writers, final, (self.spad_next, self.acc_next) = template.final(base, names, expand, turns)
         self.ready.update(writers)
         self._set_users(final)
         self.dram_end += template.psum_bytes
-        self.spad_next, self.acc_next = template.turns
         return template.computes
 
     def _users(self) -> dict[tuple, list[int]]:
@@ -423,7 +426,8 @@ class _Emitter:
 
     def _template(self, decision: ArrayDecision | VectorDecision, names: tuple[str, ...]) -> Template | None:
         """The layer's commands emitted with symbols for everything outside it (:mod:`mapper.replay`),
-        or ``None`` if its emission reads a tensor it does not name. The emitter's state is unchanged."""
+        the halves numbered from the one whose turn it is, or ``None`` if its emission reads a tensor
+        it does not name or an address a template cannot relocate. The emitter's state is unchanged."""
         saved = (self.commands, self.ready, self.dram_addr, self.dram_end, self.psum, self.spad_slots,
                  self.acc_slots, self.spad_next, self.acc_next)
         symbols: dict[int, tuple] = {}
@@ -436,8 +440,10 @@ class _Emitter:
         self.ready = {name: symbol(("ready", i)) for i, name in enumerate(names) if i}
         self.dram_addr = symbolic(names)
         self.spad_slots, self.acc_slots = (
-            [_Slot(slot.addr, [symbol((kind, i, "last"))], [symbol((kind, i, "top"))]) for i, slot in enumerate(slots)]
-            for kind, slots in (("spad", self.spad_slots), ("acc", self.acc_slots)))
+            [_Slot(slot_address(first + i), [symbol((kind, i, "last"))], [symbol((kind, i, "top"))]) for i in (0, 1)]
+            for kind, first in (("spad", 0), ("acc", 2)))
+        self.spad_next = self.acc_next = 0
+        self.symbolic = True
         try:
             computes = self._direct(decision)
             return Template(names=names, commands=self.commands, symbols=symbols,
@@ -450,6 +456,7 @@ class _Emitter:
         finally:
             (self.commands, self.ready, self.dram_addr, self.dram_end, self.psum, self.spad_slots,
              self.acc_slots, self.spad_next, self.acc_next) = saved
+            self.symbolic = False
 
     def vector_layer(self, decision: VectorDecision) -> None:
         """Element-wise work on the vector unit in the decision's chunks. Resident operands are read

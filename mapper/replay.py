@@ -11,8 +11,8 @@ decision (the schedule, operands, working space; not the search's estimates), it
 attributes) and of each tensor it names the shape, type, kind, whether it is stored channels-last and
 its DRAM room, with the layer's and the tensors' *names* replaced by their order of first appearance
 (so ``h3.attn.q`` reading ``h3.ln1.out`` matches ``h7.attn.q`` reading ``h7.ln1.out``), and the
-emitter's state that reaches the commands: which half of the scratchpad and of the accumulator comes
-next, and where the scratchpad's halves are. Equal signatures give the same commands up to the
+emitter's state that reaches the commands: the size of the scratchpad's halves (which half comes
+next, and where the halves are, are symbols: see *Turns*). Equal signatures give the same commands up to the
 substitutions below; names that play two parts in one layer and one in another give different
 signatures (never a wrong match, only a missed one). A string that a command copies from the layer
 (a vector op's name, a fused activation) and that is also a tensor's name is seen by the signature
@@ -28,6 +28,17 @@ instantiating tensor's address or from the scratch area's current end. Ids insid
 relative to its first command. After the layer the emitter's state (each tensor's writer, each
 half's users, the scratch area's end, the halves' turns) is the template's final state with the same
 substitutions.
+
+**Turns.** Which half of each memory the layer's first tile takes is a symbol too: the template is
+emitted with the halves numbered from the one whose turn it is (half 0, then half 1), each half's
+on-chip address ``SLOT_BASE + (slot << SLOT_SHIFT)`` (slots 0 and 1 the scratchpad's, 2 and 3 the
+accumulator's) and its users' symbols by that numbering. Instantiating at the emitter's turns maps
+each slot to the real half (``slot ^ turn``), so every on-chip address field relocates to that
+half's address plus the same offset, and the users and the turns after the layer are renumbered
+alike: one template serves a signature at every turn. Emission reads nothing else of which half is
+which (it takes halves in turn and keeps operands in the half other than the current one), but for
+the accumulator half a layer's first step uses before it starts a block; the template makes that an
+address no slot has (:data:`UNSET_SLOT`), and a template that writes one is not made.
 
 Instantiating yields exactly the commands a direct emission writes (``tests/test_replay.py``
 compares whole programs on the zoo and the shared ONNX graphs).
@@ -49,12 +60,25 @@ from accel.commands import Command, Load, Move, Store
 from mapper.makers import builder, rebuilder
 from workloads.graph import Graph
 
-__all__ = ["ADDRESS_SHIFT", "PSUM_BASE", "Template", "signature", "symbolic"]
+__all__ = ["ADDRESS_SHIFT", "PSUM_BASE", "SLOT_BASE", "SLOT_SHIFT", "UNSET_SLOT", "Template", "signature",
+           "slot_address", "symbolic"]
 
 #: A named tensor's symbolic DRAM address is ``position << ADDRESS_SHIFT`` (its position in the names).
 ADDRESS_SHIFT = 40
 #: The symbolic start of the partial-sum scratch area (above every symbolic tensor address).
 PSUM_BASE = 1 << 56
+#: A template's on-chip half ``slot`` starts at ``SLOT_BASE + (slot << SLOT_SHIFT)`` (far above any memory).
+SLOT_BASE = 1 << 58
+SLOT_SHIFT = 48
+#: The slot of the accumulator half a layer's first step would use before it starts a block.
+UNSET_SLOT = 4
+#: The fields of a command that hold on-chip addresses (relocated by slot).
+_ON_CHIP = frozenset({"addr", "src_addr", "input_addr", "weight_addr", "output_addr", "second_addr"})
+
+
+def slot_address(slot: int) -> int:
+    """A template's symbolic on-chip address of half ``slot`` (see the module docstring)."""
+    return SLOT_BASE + (slot << SLOT_SHIFT)
 
 
 def signature(decision: object, layer_name: str, graph: Graph, images: frozenset[str],
@@ -65,6 +89,11 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
     tokens: dict[str, int] = {}  # tensor name -> its position in names (from 1)
 
     def canon(value: object) -> Hashable:
+        kind = type(value)
+        if kind is int or value is None:  # most of a decision (fast paths; the same values as below)
+            return value
+        if kind is tuple:
+            return tuple([v if type(v) is int else canon(v) for v in value])
         if isinstance(value, str):
             if value in tokens:
                 return ("name", tokens[value])
@@ -77,14 +106,14 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
         if isinstance(value, tuple | list):
             return tuple(canon(v) for v in value)
         if isinstance(value, Mapping):
-            return ("map", tuple((canon(k), canon(v)) for k, v in value.items()))
+            return ("map", tuple([(canon(k), canon(v)) for k, v in value.items()]))
         if isinstance(value, frozenset | set):
             return ("set", tuple(sorted(canon(v) for v in value)))  # type: ignore[type-var]
         if isinstance(value, np.ndarray):
             return ("array", value.shape, str(value.dtype), value.tobytes())
         read = _signature_fields(type(value))
         if read is not None:  # a dataclass instance
-            return (type(value).__name__, tuple(canon(getattr(value, name)) for name in read))
+            return (type(value).__name__, tuple([canon(getattr(value, name)) for name in read]))
         if dataclasses.is_dataclass(value):  # a dataclass itself
             return (type(value).__name__, tuple(canon(getattr(value, f.name)) for f in dataclasses.fields(value)
                                                 if f.name not in _NOT_SIGNED))
@@ -116,9 +145,11 @@ class Template:
 
     ``commands`` have ids from 0 and deps that are such ids or symbols (negative); ``symbols`` says
     what each symbol stands for: ``("ready", i)`` the last DRAM writer of ``names[i]``, or a key of
-    the emitter's lists of users (e.g. ``("spad", 0, "last")``). ``ready`` holds the final writer of
-    each name (an id, a symbol, or ``None``), ``users`` the final contents of each list of users,
-    ``psum_bytes`` how far the layer moved the scratch area's end, ``computes`` its compute count."""
+    the emitter's lists of users by the template's numbering of the halves (e.g. ``("spad", 0,
+    "last")``: the half whose turn it was). ``ready`` holds the final writer of each name (an id, a
+    symbol, or ``None``), ``users`` the final contents of each list of users, ``psum_bytes`` how far
+    the layer moved the scratch area's end, ``computes`` its compute count, ``turns`` which half of
+    the scratchpad and of the accumulator comes next after it (by the template's numbering)."""
 
     names: tuple[str, ...]
     commands: list[Command]
@@ -138,15 +169,31 @@ class Template:
         ends = np.cumsum([len(plan[2]) for plan in self._plans], dtype=np.int64)
         self._spans = list(zip((ends - [len(plan[2]) for plan in self._plans]).tolist(), ends.tolist(), strict=True))
         self._symbol_sets = sorted({plan[3] for plan in self._plans if plan[3]})
-        # per command what instantiate passes to its rebuilder (mapper.makers.rebuilder)
-        self._copies = [(rebuilder(type(c), tensor_at, dram_at), values, values[0], symbols, tensor, token, offset)
-                        for c, (_, values, _, symbols, tensor_at, tensor, dram_at, token, offset)
-                        in zip(self.commands, self._plans, strict=True)]
+        self._rebuilders = [rebuilder(type(c), plan[4], plan[6]) for c, plan in zip(self.commands, self._plans,
+                                                                                    strict=True)]
+        self._copies: dict[tuple[int, ...], list[tuple]] = {}  # by the halves' addresses (instantiate)
+
+    def _copies_at(self, slots: tuple[int, ...]) -> list[tuple]:
+        """Per command what :meth:`instantiate` passes to its rebuilder (:func:`mapper.makers.rebuilder`),
+        its on-chip addresses relocated to the halves at ``slots`` (made once per ``slots``)."""
+        copies = self._copies.get(slots)
+        if copies is None:
+            copies = []
+            for rebuild, (_, values, _, symbols, _, tensor, _, token, offset, moved) in zip(
+                    self._rebuilders, self._plans, strict=True):
+                if moved:
+                    values = list(values)
+                    for at, slot, off in moved:
+                        values[at] = slots[slot] + off
+                copies.append((rebuild, values, values[0], symbols, tensor, token, offset))
+            self._copies[slots] = copies
+        return copies
 
     def instantiate(self, names: Sequence[str], base: int, expand: Mapping[int, tuple[int, ...]],
-                    dram_addr: Mapping[str, int], psum_end: int) -> list[Command]:
+                    dram_addr: Mapping[str, int], psum_end: int, slots: tuple[int, ...]) -> list[Command]:
         """The commands of the layer that ``names`` name, its first command's id ``base``: ``expand``
-        (:meth:`expansion`) gives the symbols' ids, ``dram_addr`` and ``psum_end`` relocate the addresses."""
+        (:meth:`expansion`) gives the symbols' ids, ``dram_addr`` and ``psum_end`` relocate the DRAM
+        addresses, ``slots`` the on-chip ones (the addresses of the template's halves 0 to 3 there)."""
         starts = [0, *(dram_addr[n] for n in names[1:]), psum_end]  # by DRAM token (-1: the scratch area)
         layer = names[0]
         # a symbol stands for ids before the layer, all below its own: its waits are those, sorted, then its own
@@ -160,15 +207,16 @@ class Template:
         commands = []
         append = commands.append
         for (rebuild, values, ident, symbols, tensor, token, offset), (lo, hi) in zip(
-                self._copies, self._spans, strict=True):
+                self._copies_at(slots), self._spans, strict=True):
             append(rebuild(values, base + ident, layer,
                            outside[symbols] + tuple(inner[lo:hi]) if symbols else tuple(inner[lo:hi]),
                            names[tensor], starts[token] + offset))
         return commands
 
-    def final(self, base: int, names: Sequence[str],
-              expand: Mapping[int, tuple[int, ...]]) -> tuple[dict[str, int | None], dict[tuple, list[int]]]:
-        """The writers of the layer's names and the lists of users after the instantiated layer."""
+    def final(self, base: int, names: Sequence[str], expand: Mapping[int, tuple[int, ...]],
+              turns: tuple[int, int]) -> tuple[dict[str, int | None], dict[tuple, list[int]], tuple[int, int]]:
+        """The writers of the layer's names, the lists of users (by the emitter's numbering of the
+        halves) and the halves' turns after the layer instantiated at ``turns``."""
         def real(ident: int) -> list[int]:
             return [base + ident] if ident >= 0 else list(expand[ident])
 
@@ -181,27 +229,35 @@ class Template:
             if len(ids) > 1:
                 raise AssertionError("a tensor's writer is one command")
             writers[names[i]] = ids[0] if ids else None
-        return writers, {key: [r for ident in ids for r in real(ident)] for key, ids in self.users.items()}
+        users = {_at_turns(key, turns): [r for ident in ids for r in real(ident)] for key, ids in self.users.items()}
+        return writers, users, (self.turns[0] ^ turns[0], self.turns[1] ^ turns[1])
 
     def expansion(self, names: Sequence[str], ready: Mapping[str, int | None],
-                  users: Mapping[tuple, Sequence[int]]) -> dict[int, tuple[int, ...]]:
+                  users: Mapping[tuple, Sequence[int]], turns: tuple[int, int]) -> dict[int, tuple[int, ...]]:
         """The ids each symbol stands for where the layer ``names`` names is instantiated: the emitter's
-        ``ready`` writers and ``users`` lists then."""
+        ``ready`` writers and ``users`` lists then, its halves' turns ``turns`` (scratchpad, accumulator)."""
         expand: dict[int, tuple[int, ...]] = {}
-        for symbol, (kind, *where) in self.symbols.items():
-            if kind == "ready":
-                writer = ready[names[where[0]]]
+        for symbol, what in self.symbols.items():
+            if what[0] == "ready":
+                writer = ready[names[what[1]]]
                 expand[symbol] = () if writer is None else (writer,)
             else:
-                expand[symbol] = tuple(users[(kind, *where)])
+                expand[symbol] = tuple(users[_at_turns(what, turns)])
         return expand
+
+
+def _at_turns(key: tuple, turns: tuple[int, int]) -> tuple:
+    """A list of users' key by a template's numbering of the halves, ``(kind, half, which)``, by the
+    emitter's at ``turns``: the half whose turn it is is the template's half 0."""
+    kind, half, which = key
+    return kind, half ^ turns[0 if kind == "spad" else 1], which
 
 
 def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
     """How :meth:`Template.instantiate` copies ``command``: ``(build, values, inner deps, symbols,
-    tensor field, tensor position, DRAM address field, DRAM token, offset)``; a field index of 0 (the
-    id's) means "none" (id, layer and deps are fields 0, 1 and 2 of every command), DRAM token ``-1``
-    the partial-sum scratch area."""
+    tensor field, tensor position, DRAM address field, DRAM token, offset, on-chip relocations)``; a
+    field index of 0 (the id's) means "none" (id, layer and deps are fields 0, 1 and 2 of every
+    command), DRAM token ``-1`` the partial-sum scratch area; each relocation ``(field, slot, offset)``."""
     build, at = builder(type(command))
     if command.layer != names[0]:
         raise ValueError(f"a template command of layer {command.layer!r}, not {names[0]!r}")
@@ -219,11 +275,32 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
             if not 1 <= token < len(names):
                 raise ValueError(f"DRAM address {addr:#x} of a template command is not a named tensor's")
     values = list(_fields(type(command))(command))
-    for i, value in enumerate(values):
+    texts, on_chip = _field_kinds(type(command))
+    for i in texts:
         # a string copied as it is must not be one the signature saw only as a position
-        if isinstance(value, str) and i != 1 and i != tensor_at and value in names:
+        value = values[i]
+        if i != tensor_at and value in names:
             raise ValueError(f"a template command's {list(at)[i]} {value!r} is also a name of the layer")
-    return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset
+    moved = []
+    for i in on_chip:
+        value = values[i]
+        if value >= SLOT_BASE:
+            slot, off = (value - SLOT_BASE) >> SLOT_SHIFT, value & ((1 << SLOT_SHIFT) - 1)
+            if slot >= UNSET_SLOT or off >= 1 << ADDRESS_SHIFT:
+                raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not an address in a half")
+            moved.append((i, slot, off))
+        elif value:
+            raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not in a half")
+    return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset, tuple(moved)
+
+
+@cache
+def _field_kinds(kind: type[Command]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The indices of ``kind``'s string fields but the layer's, and of its on-chip address fields."""
+    fields = dataclasses.fields(kind)
+    texts = tuple(i for i, f in enumerate(fields) if i != 1 and f.type in ("str", str))
+    on_chip = tuple(i for i, f in enumerate(fields) if f.name in _ON_CHIP)
+    return texts, on_chip
 
 
 @cache
