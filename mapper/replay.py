@@ -47,6 +47,7 @@ compares whole programs on the zoo and the shared ONNX graphs).
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -279,7 +280,7 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
     for i in texts:
         # a string copied as it is must not be one the signature saw only as a position
         value = values[i]
-        if i != tensor_at and value in names:
+        if isinstance(value, str) and i != tensor_at and value in names:
             raise ValueError(f"a template command's {list(at)[i]} {value!r} is also a name of the layer")
     moved = []
     for i in on_chip:
@@ -296,9 +297,16 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
 
 @cache
 def _field_kinds(kind: type[Command]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The indices of ``kind``'s string fields but the layer's, and of its on-chip address fields."""
+    """The indices of ``kind``'s fields but the layer's that may hold a string (annotated ``str``, a
+    subclass of it, a union with one, or anything), and of its on-chip address fields."""
     fields = dataclasses.fields(kind)
-    texts = tuple(i for i, f in enumerate(fields) if i != 1 and f.type in ("str", str))
+    hints = typing.get_type_hints(kind)
+
+    def may_be_text(hint: object) -> bool:
+        return any(t is object or t is typing.Any or isinstance(t, type) and issubclass(t, str)
+                   for t in (typing.get_args(hint) or (hint,)))
+
+    texts = tuple(i for i, f in enumerate(fields) if i != 1 and may_be_text(hints[f.name]))
     on_chip = tuple(i for i, f in enumerate(fields) if f.name in _ON_CHIP)
     return texts, on_chip
 
