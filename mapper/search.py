@@ -879,15 +879,13 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     def transfers_bound(tile: Tile) -> float:
         # the objective's bound with the cycles bounded by the tile's transfers too (_transfer_cycles):
         # a closer bound, dearer than bound()'s, so asked only of the tiles that bound() lets through
+        if objective == "energy":  # transfers' cycles do not bound the energy
+            return bound(tile)
         known = closer.get(tile)
-        if known is not None:
-            return known
-        if objective == "energy":
-            known = bound(tile)
-        else:
+        if known is None:
             cycles = _transfer_cycles(ops, tile, loads)
-            known = max(cycles if objective == "latency" else cycles * shared.moved(tile) * dram_pj, bound(tile))
-        closer[tile] = known
+            known = closer[tile] = max(cycles if objective == "latency" else cycles * shared.moved(tile) * dram_pj,
+                                       bound(tile))
         return known
 
     def price(sizes: Iterable[tuple[int, int, int]], kept: bool, plain: bool = True) -> None:
