@@ -4,7 +4,10 @@ Each hardware unit is a SimPy process that takes its own commands in program ord
 commands they depend on, then holds the unit for the cycles the datasheet (:mod:`accel.timing`)
 gives. DMA loads and stores have separate in-order queues and share DRAM: a resource with one slot
 per DMA channel that DRAM can feed at full rate, so transfers never move more bytes per cycle than
-the hardware can. Time is in accelerator cycles. Events are per command (tile granularity), never per cycle.
+the hardware can. Time is in accelerator cycles. Events are per command (tile granularity), never per cycle:
+a command's timeout, its completion only when another command already waits for it (a completion nobody
+waits for is marked done at once), and a DRAM slot's grant and release only when a transfer had to queue
+for it.
 
 **Coalescing** (the default; ``simulate(plan, fine=True)`` turns it off). Most of a large layer is a
 run of identical blocks of commands (the double-buffered tiles of a GEMM: loads, computes, stores,
@@ -254,33 +257,30 @@ class Result:
             "dma": per_layer(busy, kind <= 2),
         }
         level_bytes = table.level_bytes[form]
-        rows = []
         position = {name: i for i, name in enumerate(table.layer_names)}
-        reads, writes = per_layer(table.dram_read_bytes[form]), per_layer(table.dram_write_bytes[form])
+        mappings = self.plan.layers
+        rows = np.array([position[m.layer] for m in mappings], dtype=np.int64)
         level = {lv: per_layer(level_bytes[:, i]) for i, lv in enumerate(LEVELS) if lv != "dram"}
-        for m in self.plan.layers:
-            i = position[m.layer]
-            rows.append({
-                "layer": m.layer, "op": m.op.value, "dataflow": m.dataflow.value if m.dataflow else "",
-                "start_cycle": int(start[i]), "end_cycle": int(end[i]), "macs": m.macs,
-                "dram_read_bytes": int(reads[i]), "dram_write_bytes": int(writes[i]),
-                "scratchpad_bytes": int(level["scratchpad"][i]), "accumulator_bytes": int(level["accumulator"][i]),
-                "array_bytes": int(level["array"][i]), "array_cycles": int(unit_cycles["array"][i]),
-                "vector_cycles": int(unit_cycles["vector"][i]), "dma_cycles": int(unit_cycles["dma"][i]),
-            })
-        frame = pd.DataFrame(rows, columns=[
-            "layer", "op", "dataflow", "start_cycle", "end_cycle", "macs", "dram_read_bytes", "dram_write_bytes",
-            "scratchpad_bytes", "accumulator_bytes", "array_bytes", "array_cycles", "vector_cycles", "dma_cycles"])
-        frame["start_cycle"] = frame["start_cycle"].astype("int64")
-        frame["end_cycle"] = frame["end_cycle"].astype("int64")
-        frame["cycles"] = frame["end_cycle"] - frame["start_cycle"]
-        frame["array_macs"] = [int(self._array_macs_per_layer[position[m.layer]]) for m in self.plan.layers]
+        start, end = start[rows], end[rows]
+        cycles = end - start
+        array_cycles = unit_cycles["array"][rows]
+        array_macs = self._array_macs_per_layer[rows]
         peak = self.arch.peak_macs_per_cycle
-        array_busy = frame["array_cycles"].where(frame["array_cycles"] > 0)
-        span = frame["cycles"].where(frame["cycles"] > 0)
-        frame["utilization"] = (frame["array_macs"] / (span * peak)).fillna(0.0)
-        frame["array_busy_utilization"] = (frame["array_macs"] / (array_busy * peak)).fillna(0.0)
-        return frame
+        with np.errstate(divide="ignore", invalid="ignore"):
+            utilization = np.where(cycles > 0, array_macs / (cycles * peak), 0.0)
+            busy_utilization = np.where(array_cycles > 0, array_macs / (array_cycles * peak), 0.0)
+        return pd.DataFrame({
+            "layer": [m.layer for m in mappings], "op": [m.op.value for m in mappings],
+            "dataflow": [m.dataflow.value if m.dataflow else "" for m in mappings],
+            "start_cycle": start, "end_cycle": end, "macs": [m.macs for m in mappings],
+            "dram_read_bytes": per_layer(table.dram_read_bytes[form])[rows],
+            "dram_write_bytes": per_layer(table.dram_write_bytes[form])[rows],
+            "scratchpad_bytes": level["scratchpad"][rows], "accumulator_bytes": level["accumulator"][rows],
+            "array_bytes": level["array"][rows], "array_cycles": array_cycles,
+            "vector_cycles": unit_cycles["vector"][rows], "dma_cycles": unit_cycles["dma"][rows],
+            "cycles": cycles, "array_macs": array_macs, "utilization": utilization,
+            "array_busy_utilization": busy_utilization,
+        })
 
     def units(self) -> pd.DataFrame:
         """One row per unit (``dma.load`` and ``dma.store`` being the DMA's two queues): busy, stalled
@@ -442,22 +442,32 @@ def _processed_event(env: simpy.Environment) -> simpy.Event:
 
 class _Slots(simpy.Resource):
     """A :class:`simpy.Resource` whose :meth:`take` and :meth:`give` do what ``request()`` and the
-    end of its ``with`` block do, with the same events triggered and scheduled in the same order,
-    through fewer calls: a request is queued and the first waiting one granted if a slot is free
-    (SimPy's ``Resource`` looks at the head of its queue only); a release frees the slot at once and
-    schedules a :class:`simpy.resources.resource.Release` event that, when processed, grants the
-    head of the queue. (SimPy's own path builds each event through a bound class and three
-    ``__init__``, and walks its queues through general loops: a fifth of a sweep's simulation.)"""
+    end of its ``with`` block do, the same slots granted in the same order, through fewer calls and
+    events: a request finding a free slot and nobody queued is granted at once and returned processed
+    (no event: its process goes straight on to the transfer); otherwise it is queued and the first
+    waiting one granted if a slot is free (SimPy's ``Resource`` looks at the head of its queue only).
+    A release frees the slot at once; with requests queued it schedules a
+    :class:`simpy.resources.resource.Release` event that, when processed, grants the head of the
+    queue. (SimPy's own path builds each event through a bound class and three ``__init__``, walks
+    its queues through general loops, and schedules an event per request and per release.)"""
 
     def take(self) -> Request:
-        """``self.request()``."""
+        """``self.request()``; a request granted at once is returned processed (not scheduled: the
+        caller goes on without waiting for it)."""
         env = self._env
         request = Request.__new__(Request)
         simpy.Event.__init__(request, env)
         request.resource = self
         request.proc = env.active_process
-        request.callbacks.append(self._trigger_get)
         queue = self.put_queue
+        if not queue and len(self.users) < self._capacity:
+            self.users.append(request)
+            request.usage_since = env._now
+            request._ok = True
+            request._value = None
+            request.callbacks = None
+            return request
+        request.callbacks.append(self._trigger_get)
         queue.append(request)
         if len(self.users) < self._capacity:  # BaseResource._trigger_put: the head of the queue only
             head = queue.pop(0)
@@ -467,9 +477,13 @@ class _Slots(simpy.Resource):
         return request
 
     def give(self, request: Request) -> None:
-        """The end of ``with self.request() as request:`` for a granted ``request`` (its release)."""
+        """The end of ``with self.request() as request:`` for a granted ``request`` (its release).
+        With nobody queued it only frees the slot (a request made later finds it free in :meth:`take`)."""
         if self.get_queue:  # (never: every release completes at once) SimPy's own path
             self.release(request)
+            return
+        if not self.put_queue:
+            self.users.remove(request)
             return
         env = self._env
         release = Release.__new__(Release)
@@ -664,7 +678,11 @@ class _Machine:
             self.stall[i] = p.since - p.began
             self.stall_on[i] = _CAUSE[self._last_dependency(i) if p.cause is None else p.cause]
         self.log.append(i)
-        self._event(i).succeed()
+        event = self.done[i]
+        if event is None:  # nobody waits: done at once (a command that looks later sees it complete)
+            self.done[i] = self.completed
+        else:
+            event.succeed()
         p.free_at = now
         p.phase = 0
 
@@ -699,7 +717,8 @@ class _Machine:
                 p.began = began
                 p.cause = None
                 p.request = slot
-                yield slot
+                if slot.callbacks is not None:  # not granted at once
+                    yield slot
                 i = p.cmd
                 if env.now > p.ready:
                     p.cause = "dram"

@@ -167,9 +167,10 @@ def energy(result: Result) -> EnergyReport:
     by_name = {name: i for i, name in enumerate(table.layer_names)}
     layers = result.plan.layers
     rows = [by_name[m.layer] for m in layers]
-    by_layer = pd.DataFrame({"layer": [m.layer for m in layers], "op": [m.op.value for m in layers]})
+    columns: dict[str, object] = {"layer": [m.layer for m in layers], "op": [m.op.value for m in layers]}
     for i, c in enumerate(COMPONENTS):
-        by_layer[f"{c}_pj"] = np.where(ran[rows], sums[rows, i], 0.0) if rows else np.zeros(0)
+        columns[f"{c}_pj"] = np.where(ran[rows], sums[rows, i], 0.0) if rows else np.zeros(0)
+    by_layer = pd.DataFrame(columns)
     by_layer["dynamic_pj"] = by_layer[[f"{c}_pj" for c in COMPONENTS]].sum(axis=1)
 
     starts = timing.start.copy()
