@@ -64,12 +64,13 @@ from array import array
 from collections.abc import Generator
 from dataclasses import dataclass
 from functools import cache, cached_property
-from heapq import heapify
+from heapq import heapify, heappush
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import simpy
+from simpy.events import NORMAL, Timeout
 from simpy.resources.resource import Release, Request
 
 from accel.commands import Command, Compute, Load, Move, Store, Vector
@@ -656,14 +657,17 @@ class _Machine:
         on the command's last dependency to finish, :meth:`_last_dependency`, looked up only when it
         stalled: its dependencies have all finished before it starts, so their finish times are final)."""
         env = self.env
-        now = env.now
+        now = env._now
         p.phase = _EXEC
         p.since = now
         p.began = began
         p.cause = cause
         cycles = self.cycles[i] + extra
         p.end = now + cycles
-        p.timeout = timeout = env.timeout(cycles)
+        # env.timeout(cycles), without the bound class and the checks (cycles are never negative)
+        p.timeout = timeout = Timeout.__new__(Timeout)
+        timeout.env, timeout.callbacks, timeout._value, timeout._delay, timeout._ok = env, [], None, cycles, True
+        heappush(env._queue, (now + cycles, NORMAL, next(env._eid), timeout))
         if i in self.anchors:
             self._schedule_check(self.anchors[i], i)
         return timeout
@@ -671,7 +675,7 @@ class _Machine:
     def _finish(self, p: _Proc) -> None:
         """Record the end of ``p``'s command (now) and complete its event."""
         i = p.cmd  # coalescing may have moved this process on
-        now = self.env.now
+        now = self.env._now
         self.start[i] = p.since
         self.end_at[i] = now
         if p.since > p.began:
