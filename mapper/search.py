@@ -43,7 +43,14 @@ from accel.commands import Buffer, Compute, Vector
 from accel.energy import command_energy_pj, compute_energy_function, static_power_mw, transfer_energy_function
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
-from accel.timing import ceil_div, command_cycles, dma_row_cycles, steady_compute_cycles, vector_cycles
+from accel.timing import (
+    ceil_div,
+    command_cycles,
+    dma_row_cycles,
+    steady_compute_cycles,
+    steady_fold_cycles,
+    vector_cycles,
+)
 from mapper import search_arrays
 from mapper.caches import PriceTables
 from mapper.layout import MatrixView
@@ -263,6 +270,7 @@ class _Pricer:
         array = tuple(getattr(arch.array, f.name) for f in fields(arch.array) if f.name != "dataflows")
         self._computes = _COMPUTE_PRICES.table((array, arch.scratchpad, arch.accumulator, arch.energy))
         self._cycles = _COMPUTE_CYCLES.table((array, arch.scratchpad))
+        self._fold_cycles: dict[tuple[Dataflow, int], int] = {}  # fold_cycles (a few streams per layer)
         self._transfers = _TRANSFER_PRICES.table((arch.dma, arch.dram, arch.scratchpad, arch.accumulator, arch.energy))
         # a transfer's energy reads the DMA's bursts, the DRAM's energy per byte, the buffer and the
         # energy table (accel.energy.transfer_energy_pj), not the DRAM's bandwidth or latency: designs
@@ -293,6 +301,14 @@ class _Pricer:
         cycles = self._cycles.get(key)
         if cycles is None:  # command_cycles of the compute that follows one of its shape
             cycles = self._cycles[key] = steady_compute_cycles(self.arch, dataflow, m, k, n, batch)
+        return cycles
+
+    def fold_cycles(self, dataflow: Dataflow, stream: int) -> int:
+        """:func:`accel.timing.steady_fold_cycles` on this design."""
+        key = (dataflow, stream)
+        cycles = self._fold_cycles.get(key)
+        if cycles is None:
+            cycles = self._fold_cycles[key] = steady_fold_cycles(self.arch, dataflow, stream)
         return cycles
 
     def transfer(self, size_bytes: int, buffer: Buffer, store: bool, row_bytes: int = 0) -> tuple[int, float]:
@@ -626,7 +642,29 @@ def _kinds(keep_w: bool, keep_x: bool, has_w: bool, counts: tuple[int, int, int]
 def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow) -> int:
     """The array cycles of :func:`tile_outer`'s computes for ``tile``: a lower bound of its closed-form
     cycles, since a run of steps costs at least its computes and the ends' correction never takes a
-    step below its compute (:func:`_edges`)."""
+    step below its compute (:func:`_edges`). A compute's cycles are ``batch x folds x`` a fold's
+    (:func:`accel.timing.steady_fold_cycles` of its stream), its folds the product of its two folded
+    dimensions' over the array's rows and columns (:func:`accel.timing.fold_count`): the sum over
+    the tile sizes along each dimension factors into one sum per dimension (equal to
+    :func:`_array_bound_by_shapes`, which sums the computes shape by shape: the reference's)."""
+    g = ops.gemm
+    rows, cols = pricer.arch.array.rows, pricer.arch.array.cols
+    if dataflow is Dataflow.WS:  # k folded over the rows, n over the columns, m streams
+        (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.k, tile.k), (g.n, tile.n), (g.m, tile.m)
+    elif dataflow is Dataflow.OS:
+        (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.m, tile.m), (g.n, tile.n), (g.k, tile.k)
+    else:
+        (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.k, tile.k), (g.m, tile.m), (g.n, tile.n)
+    r_folds = sum(count * ceil_div(size, rows) for size, count in _splits(r_extent, r_size))
+    c_folds = sum(count * ceil_div(size, cols) for size, count in _splits(c_extent, c_size))
+    fold_cycles = pricer.fold_cycles
+    streams = sum(count * fold_cycles(dataflow, size) for size, count in _splits(s_extent, s_size))
+    return g.batch * r_folds * c_folds * streams  # the groups' tiles sum to the batch
+
+
+def _array_bound_by_shapes(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow) -> int:
+    """:func:`_array_bound` summed over the computes' distinct shapes, each priced by
+    :meth:`_Pricer.array_cycles` (the reference search's)."""
     g = ops.gemm
     k_tiles = _splits(g.k, tile.k)
     n_tiles, m_tiles = _splits(g.n, tile.n), _splits(g.m, tile.m)
@@ -870,7 +908,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             dims = (tile.b, tile.m, tile.k, tile.n)
             array = array_bounds.get(dims) if _MEMO else None
             if array is None:
-                array = array_bounds[dims] = _array_bound(pricer, ops, tile, dataflow)
+                array = array_bounds[dims] = (_array_bound if _MEMO else _array_bound_by_shapes)(
+                    pricer, ops, tile, dataflow)
             cycles = max(moved / bandwidth, array)
             known = cycles if objective == "latency" else cycles * energy
         bounds[tile] = known
