@@ -27,8 +27,8 @@ from mapper.layout import (
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
-__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "tile_segments", "fold_outer",
-           "keeps_weights", "keeps_inputs", "kept_bytes", "largest", "tile_sizes", "share"]
+__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "tile_outer_bytes", "tile_segments",
+           "fold_outer", "keeps_weights", "keeps_inputs", "kept_bytes", "largest", "tile_sizes", "share"]
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,29 @@ def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
     for b0, n0, m0 in _tile_order(ops, tile, keep_x):
         yield from _output_tile(ops, tile, dataflow, keep_w, keep_x, b0, n0, m0)
+
+
+def tile_outer_bytes(ops: Operands, tile: Tile) -> int:
+    """The bytes the loads and stores of :func:`tile_outer`'s steps move, summed without making them:
+    each input tile once per column of output tiles (once per row when the tile keeps its inputs),
+    each weight tile once per row of output tiles (once per column when it keeps them), every
+    output once. A convolution's input tiles are summed position by position (their bands differ)."""
+    g = ops.gemm
+    keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    b_starts, m_starts, k_starts = range(0, g.batch, tile.b), range(0, g.m, tile.m), range(0, g.k, tile.k)
+    n_tiles, m_tiles = ceil_div(g.n, tile.n), len(m_starts)
+    x = 0
+    for b0 in b_starts:
+        tb = min(tile.b, g.batch - b0)
+        for m0 in m_starts:
+            tm = min(tile.m, g.m - m0)
+            x += sum(ops.x_tile(b0, tb, m0, tm, k0, min(tile.k, g.k - k0)) for k0 in k_starts)
+    w = 0
+    if ops.w is not None:
+        w = sum(ops.w_size(min(tile.b, g.batch - b0), min(tile.k, g.k - k0), min(tile.n, g.n - n0))
+                for b0 in b_starts for n0 in range(0, g.n, tile.n) for k0 in k_starts)
+    return (x * (1 if keep_x else n_tiles) + w * (1 if keep_w else m_tiles)
+            + g.batch * g.m * g.n * ops.out_bytes)
 
 
 def tile_segments(ops: Operands, tile: Tile, dataflow: Dataflow,

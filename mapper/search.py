@@ -68,6 +68,7 @@ from mapper.schedules import (
     largest,
     share,
     tile_outer,
+    tile_outer_bytes,
     tile_sizes,
 )
 
@@ -238,7 +239,10 @@ def _moved(choice: Choice, ops: Operands, arch: Accelerator) -> float:
 @functools.lru_cache(maxsize=4096)
 def _schedule_bytes(plan: Tile | FoldPlan, dataflow: Dataflow, ops: Operands, rows: int, cols: int) -> int:
     """The bytes the loads and stores of ``plan``'s schedule move (``rows`` and ``cols``: the array's,
-    read by fold-outer plans only)."""
+    read by fold-outer plans only; a tile-outer plan's are summed without its steps,
+    :func:`mapper.schedules.tile_outer_bytes`, except by the reference)."""
+    if _MEMO and isinstance(plan, Tile):
+        return tile_outer_bytes(ops, plan)
     steps = fold_outer(ops, plan, dataflow, rows, cols) if isinstance(plan, FoldPlan) \
         else tile_outer(ops, plan, dataflow)
     return sum(t.size_bytes for step in steps for t in (*step.loads, *step.stores))
