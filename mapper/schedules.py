@@ -20,8 +20,8 @@ from mapper.layout import (
     ConvGeometry,
     MatrixView,
     conv_band,
-    conv_band_bound,
     conv_band_channels,
+    conv_band_pixels,
     dense_k_range,
 )
 from mapper.plan import Tile
@@ -124,9 +124,7 @@ class Operands:
 
     def _x_share(self, tb: int, tm: int, tk: int) -> int:
         if self.conv is not None:
-            lo, hi = dense_k_range(0, tk, self._nm)
-            span = hi - lo + (self._nm[1] if self._nm else 0)  # N:M: a slice may start mid-group
-            return max(1, self.x_word * conv_band_bound(self.conv, tb, tm, min(span, self._k)))
+            return max(1, self.x_pixel_bytes(tb, tk) * conv_band_pixels(self.conv, tm))
         if self._dense_nm_input:  # the dense groups a slice covers; one more when it may start mid-group
             assert self._nm is not None
             lo, hi = dense_k_range(0, tk, self._nm)
@@ -135,6 +133,15 @@ class Operands:
         rate = self.x_rate
         assert rate is not None
         return max(1, ceil_div(rate.numerator * tb * tm * tk, rate.denominator))
+
+    def x_pixel_bytes(self, tb: int, tk: int) -> int:
+        """A convolution's input bytes per pixel of a ``tb x ? x tk`` tile's band, at most
+        (:func:`mapper.layout.conv_band_channels`): :meth:`x_share` is this times the band's most
+        pixels (:func:`mapper.layout.conv_band_pixels`)."""
+        assert self.conv is not None
+        lo, hi = dense_k_range(0, tk, self._nm)
+        span = hi - lo + (self._nm[1] if self._nm else 0)  # N:M: a slice may start mid-group
+        return self.x_word * conv_band_channels(self.conv, tb, min(span, self._k))
 
     def x_tile(self, b0: int, tb: int, m0: int, tm: int, k0: int, tk: int) -> int:
         """Bytes of the input the tile at ``(b0, m0, k0)`` reads (:func:`mapper.layout.x_block`'s size):

@@ -53,7 +53,7 @@ from accel.timing import (
 )
 from mapper import search_arrays
 from mapper.caches import PriceTables
-from mapper.layout import MatrixView
+from mapper.layout import MatrixView, conv_band_most
 from mapper.makers import maker
 from mapper.options import OBJECTIVES
 from mapper.plan import Tile
@@ -753,9 +753,11 @@ class _Rows:
     (``"x"``: :meth:`Operands.x_share`) or row of input tiles (``"row"``: :func:`kept_bytes` of
     ``"x"``) of ``tb`` groups and ``tk`` reduction fits ``room`` bytes. Both sizes never shrink
     as ``tm`` grows (a band of more output pixels covers the bands of fewer; a GEMM's share is
-    ``ceil(rate * tm)``), so the sizes it has computed for a ``(tb, tk)``, in order, bracket the
-    answer for any room, and the binary search runs only between them (giving what searching all
-    of ``1..m`` gives)."""
+    ``ceil(rate * tm)``). A convolution's are its band's most pixels times bytes per pixel
+    (:meth:`Operands.x_pixel_bytes`), so the answer is the closed form
+    :func:`mapper.layout.conv_band_most` of the pixels the room holds; a GEMM's are searched for:
+    the sizes computed for a ``(tb, tk)``, in order, bracket the answer for any room, and the
+    binary search runs only between them. Both give what searching all of ``1..m`` gives."""
 
     def __init__(self, ops: Operands) -> None:
         self.ops = ops
@@ -763,6 +765,12 @@ class _Rows:
 
     def most(self, kind: str, tb: int, tk: int, room: int) -> int:
         ops = self.ops
+        if ops.conv is not None:  # x_share is conv_band_pixels times x_pixel_bytes (both at least 1)
+            per_pixel = ops.x_pixel_bytes(tb, tk)
+            if kind != "x":  # a row of input tiles: kept_bytes, the whole k tiles' and the rest's
+                full, rest = divmod(ops.gemm.k, tk)
+                per_pixel = full * per_pixel + (ops.x_pixel_bytes(tb, rest) if rest else 0)
+            return min(ops.gemm.m, conv_band_most(ops.conv, room // per_pixel))
         tms, sizes = self._known.setdefault((kind, tb, tk), ([], []))
         i = bisect.bisect_right(sizes, room)  # sizes[:i] fit, sizes[i:] do not
         lo = tms[i - 1] if i else 0
