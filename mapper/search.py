@@ -491,6 +491,7 @@ class _Loads:
         self._x: dict[tuple[int, int, int], tuple[int, int, float]] = {}
         self._w: dict[tuple[int, int, int], tuple[int, int, float]] = {}
         self._out: dict[tuple[int, int, int], tuple[int, int, float]] = {}
+        self.bounds: dict[Tile, int] = {}  # _transfer_cycles by tile (when memoised)
 
     def x(self, tb: int, tm: int, tk: int) -> tuple[int, int, float]:
         known = self._x.get((tb, tm, tk)) if self.memo else None  # the common case, without the closures
@@ -609,7 +610,42 @@ def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
     """The DMA cycles of :func:`tile_outer`'s transfers for ``tile`` (its loads and stores as
     :func:`_tile_outer_cost` prices them, summed): a lower bound of that closed form's cycles, whose
     steps each cost at least their stores and the next step's loads, the first loads and the last
-    stores overlapping nothing (:func:`_overlapped`, :func:`_edges`)."""
+    stores overlapping nothing (:func:`_overlapped`, :func:`_edges`). Per output tile shape, its
+    input tiles' loads (a reduction's, per ``(tb, tm)``) and weight tiles' (per ``(tb, tn)``) are
+    summed once; :func:`_kinds` says which of its output tiles load them (memoised per tile in
+    ``loads`` when it is: the transfers do not depend on the dataflow, and the dataflows of a
+    search share ``loads``)."""
+    known = loads.bounds.get(tile) if loads.memo else None
+    if known is not None:
+        return known
+    g = ops.gemm
+    k_tiles = _splits(g.k, tile.k)
+    keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    has_w = ops.w is not None
+    whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
+    m_tiles, n_tiles = _splits(g.m, tile.m), _splits(g.n, tile.n)
+    load_x, load_w, load_out = loads.x, loads.w, loads.out
+    cycles = 0
+    for tb, cb in _splits(g.batch, tile.b):
+        xs = [sum(ck * load_x(tb, tm, tk)[1] for tk, ck in k_tiles) for tm, _ in m_tiles]
+        ws = [sum(ck * load_w(tb, tk, tn)[1] for tk, ck in k_tiles) if has_w else 0 for tn, _ in n_tiles]
+        for (tn, cn), w in zip(n_tiles, ws, strict=True):
+            for (tm, cm), x in zip(m_tiles, xs, strict=True):
+                count = cb * cn * cm
+                if keep_w:  # the first output tile of each column loads its weights (_kinds)
+                    cycles += count * x + (cb * cn if tm == whole_m else 0) * w
+                elif keep_x:  # the first of each row its inputs
+                    cycles += count * w + (cb * cm if tn == whole_n else 0) * x
+                else:
+                    cycles += count * (x + w)
+                cycles += count * load_out(tb, tm, tn)[1]
+    if loads.memo:
+        loads.bounds[tile] = cycles
+    return cycles
+
+
+def _transfer_cycles_by_kinds(ops: Operands, tile: Tile, loads: _Loads) -> int:
+    """:func:`_transfer_cycles` summed shape by shape over :func:`_kinds` (the reference's)."""
     g = ops.gemm
     k_tiles = _splits(g.k, tile.k)
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
@@ -934,7 +970,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             return bound(tile)
         known = closer.get(tile)
         if known is None:
-            cycles = _transfer_cycles(ops, tile, loads)
+            cycles = (_transfer_cycles if _MEMO else _transfer_cycles_by_kinds)(ops, tile, loads)
             known = closer[tile] = max(cycles if objective == "latency" else cycles * shared.moved(tile) * dram_pj,
                                        bound(tile))
         return known
