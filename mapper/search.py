@@ -36,6 +36,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 
@@ -491,7 +492,7 @@ class _Loads:
         self._x: dict[tuple[int, int, int], tuple[int, int, float]] = {}
         self._w: dict[tuple[int, int, int], tuple[int, int, float]] = {}
         self._out: dict[tuple[int, int, int], tuple[int, int, float]] = {}
-        self.bounds: dict[Tile, int] = {}  # _transfer_cycles by tile (when memoised)
+        self.bounds: dict[int, tuple[Tile, int]] = {}  # _transfer_cycles by the tile's id (when memoised)
 
     def x(self, tb: int, tm: int, tk: int) -> tuple[int, int, float]:
         known = self._x.get((tb, tm, tk)) if self.memo else None  # the common case, without the closures
@@ -615,9 +616,9 @@ def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
     summed once; :func:`_kinds` says which of its output tiles load them (memoised per tile in
     ``loads`` when it is: the transfers do not depend on the dataflow, and the dataflows of a
     search share ``loads``)."""
-    known = loads.bounds.get(tile) if loads.memo else None
+    known = loads.bounds.get(id(tile)) if loads.memo else None
     if known is not None:
-        return known
+        return known[1]
     g = ops.gemm
     k_tiles = _splits(g.k, tile.k)
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
@@ -640,7 +641,7 @@ def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
                     cycles += count * (x + w)
                 cycles += count * load_out(tb, tm, tn)[1]
     if loads.memo:
-        loads.bounds[tile] = cycles
+        loads.bounds[id(tile)] = (tile, cycles)  # by id, holding the tile (so that no other takes its id)
     return cycles
 
 
@@ -863,7 +864,7 @@ class _Candidates:
         self._outputs = g.batch * g.m * g.n * ops.out_bytes
         self._plain: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
         self._kept: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
-        self._moved: dict[Tile, int] = {}
+        self._moved: dict[int, int] = {}  # moved() by the id of a tile this holds
 
     def plain(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
         """Plain ``tb x ? x tk x tn`` tiles, in :func:`_plain_tms`' order."""
@@ -873,6 +874,7 @@ class _Candidates:
             known = tuple(Tile(tm, tk, tn, tb) for tm in tms)
             if self.memo:
                 self._plain[tb, tk, tn] = known
+                self._moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
         return known
 
     def kept(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
@@ -886,20 +888,21 @@ class _Candidates:
                           if _worth_keeping(ops, role, tb, tm, tk, tn))
             if self.memo:
                 self._kept[tb, tk, tn] = known
+                self._moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
         return known
 
     def moved(self, tile: Tile) -> int:
         """A bound of the DRAM bytes ``tile``'s schedule moves: every ``n`` column of tiles reads all of
-        the input (unless it keeps its inputs), every ``m`` row all of the weights (unless it keeps them)."""
-        known = self._moved.get(tile) if self.memo else None
-        if known is None:
-            ops, g = self.ops, self.ops.gemm
-            reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
-            x_reads = 1 if keeps_inputs(ops, tile) else ceil_div(g.n, tile.n)  # of the input
-            known = ops.x_bytes * x_reads + self._weights * reads + self._outputs
-            if self.memo:
-                self._moved[tile] = known
-        return known
+        the input (unless it keeps its inputs), every ``m`` row all of the weights (unless it keeps them).
+        Memoised for the tiles :meth:`plain` and :meth:`kept` made (by id: they hold them)."""
+        known = self._moved.get(id(tile)) if self.memo else None
+        return self._dram_bytes(tile) if known is None else known
+
+    def _dram_bytes(self, tile: Tile) -> int:
+        ops, g = self.ops, self.ops.gemm
+        reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
+        x_reads = 1 if keeps_inputs(ops, tile) else ceil_div(g.n, tile.n)  # of the input
+        return ops.x_bytes * x_reads + self._weights * reads + self._outputs
 
 
 @functools.lru_cache(maxsize=1024)
@@ -936,16 +939,21 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     pricer = _pricer(arch)
     shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
     loads = loads or _Loads(pricer, ops, memo=_MEMO)
-    priced: dict[Tile, Choice] = {}
+    # What the rounds learn of each candidate is kept by its tag: the tile itself, or, when memoised,
+    # its id() (an int hashes at C speed, a Tile by its dataclass __hash__; the memoised candidates
+    # are the same objects in every round and dataflow, held by ``shared`` for the whole search).
+    tag: Callable[[Tile], object] = id if _MEMO else _itself
+    priced: dict[object, Choice] = {}
     best: list[Choice] = []
     limit = float("inf")  # the best's first term: a tile whose bound exceeds it is not priced
-    bounds: dict[Tile, float] = {}
-    closer: dict[Tile, float] = {}  # transfers_bound by tile
+    bounds: dict[object, float] = {}
+    closer: dict[object, float] = {}  # transfers_bound by tile
     array_bounds: dict[tuple[int, int, int, int], int] = {}  # _array_bound by tile size (kept or not)
-    order: dict[Tile, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
+    order: dict[object, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
 
     def bound(tile: Tile) -> float:
-        known = bounds.get(tile)
+        t = tag(tile)
+        known = bounds.get(t)
         if known is not None:
             return known
         moved = shared.moved(tile)
@@ -960,7 +968,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                     pricer, ops, tile, dataflow)
             cycles = max(moved / bandwidth, array)
             known = cycles if objective == "latency" else cycles * energy
-        bounds[tile] = known
+        bounds[t] = known
         return known
 
     def transfers_bound(tile: Tile) -> float:
@@ -968,28 +976,31 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
         # a closer bound, dearer than bound()'s, so asked only of the tiles that bound() lets through
         if objective == "energy":  # transfers' cycles do not bound the energy
             return bound(tile)
-        known = closer.get(tile)
+        t = tag(tile)
+        known = closer.get(t)
         if known is None:
             cycles = (_transfer_cycles if _MEMO else _transfer_cycles_by_kinds)(ops, tile, loads)
-            known = closer[tile] = max(cycles if objective == "latency" else cycles * shared.moved(tile) * dram_pj,
+            known = closer[t] = max(cycles if objective == "latency" else cycles * shared.moved(tile) * dram_pj,
                                        bound(tile))
         return known
 
     def price(sizes: Iterable[tuple[int, int, int]], kept: bool, plain: bool = True) -> None:
         nonlocal limit
-        candidates: dict[Tile, None] = {}  # in order, each once
+        candidates: dict[object, Tile] = {}  # by tag, in order, each once
         for tb, tk, tn in sizes:
             for tile in shared.plain(tb, tk, tn) if plain else ():
-                if tile not in priced:
-                    candidates.setdefault(tile)
+                t = tag(tile)
+                if t not in priced:
+                    candidates.setdefault(t, tile)
             # a split reduction's column of weight tiles, or a row of input tiles, that fits: keep it
             for tile in shared.kept(tb, tk, tn) if kept else ():
-                if tile not in priced:
-                    candidates.setdefault(tile)
+                t = tag(tile)
+                if t not in priced:
+                    candidates.setdefault(t, tile)
         if not candidates:
             return
-        for tile in candidates:
-            order.setdefault(tile, len(order))
+        for t in candidates:
+            order.setdefault(t, len(order))
         # Priced most promising first (the least bound), so that the best so far prunes the most; a
         # tile whose bound loses is not priced (the best only improves). The priced are kept in the
         # search's own order, and ties go to the earlier in it, so the choice is the one pricing every
@@ -997,23 +1008,25 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
         # bound loses are priced; the reference prices them in batches, dropping from a batch those
         # whose bound loses before pricing it and after pricing each. Both price the same tiles: the
         # best only improves, so a tile dropped before is dropped after.
-        tiles = list(candidates)
-        found: dict[Tile, Choice] = {}
-        values = [bound(t) for t in tiles]
+        tiles = list(candidates.values())
+        found: dict[object, Choice] = {}
         ranked: list[Tile] = []  # for the batches below: the reference, and the array pricing
         if _MEMO and not _VECTORIZED:
             best_key = best[0].cost.key(objective) if best else None
-            for value, tile in sorted(zip(values, tiles, strict=True), key=lambda p: p[0]):
+            best_order = order[id(best[0].tile)] if best else 0
+            for value, tile in sorted([(bound(tile), tile) for tile in tiles], key=_first):
                 if value > limit:  # and so do all that follow
                     break
                 if transfers_bound(tile) > limit:
                     continue
                 cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, loads)
-                choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
+                t = id(tile)
+                choice = found[t] = Choice("tile-outer", dataflow, tile, tile, cost)
                 key = cost.key(objective)
-                if best_key is None or (key, order[tile]) < (best_key, order[best[0].tile]):
-                    best[:], best_key, limit = [choice], key, key[0]
+                if best_key is None or (key, order[t]) < (best_key, best_order):
+                    best[:], best_key, best_order, limit = [choice], key, order[t], key[0]
         else:
+            values = [bound(t) for t in tiles]
             ranked = [tiles[i] for i in sorted(range(len(tiles)), key=values.__getitem__)]
         for at in range(0, len(ranked), _BATCH):
             batch = [t for t in ranked[at:at + _BATCH] if not bound(t) > limit]
@@ -1030,12 +1043,12 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             for tile, cost in zip(batch, costs, strict=True):
                 if bound(tile) > limit or transfers_bound(tile) > limit:
                     continue
-                choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
-                if not best or (choice.cost.key(objective), order[tile]) < (best[0].cost.key(objective),
-                                                                               order[best[0].tile]):
+                choice = found[tag(tile)] = Choice("tile-outer", dataflow, tile, tile, cost)
+                if not best or (choice.cost.key(objective), order[tag(tile)]) < (best[0].cost.key(objective),
+                                                                                    order[tag(best[0].tile)]):
                     best[:] = [choice]
                     limit = choice.cost.key(objective)[0]
-        priced.update((tile, found[tile]) for tile in tiles if tile in found)
+        priced.update((t, found[t]) for t in candidates if t in found)
 
     first = sorted(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)),
                    key=lambda size: (-size[2], -size[0], -size[1]))  # big n first: fewest input re-reads
@@ -1060,6 +1073,13 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             around(best[0].tile, True)
         around(center, True, plain=False)
     return plain, list(priced.values())[len(plain):]
+
+
+def _itself(tile: Tile) -> Tile:
+    return tile
+
+
+_first = operator.itemgetter(0)
 
 
 def _fold_plan(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int, half_acc: int) -> FoldPlan | None:
