@@ -111,6 +111,7 @@ class Operands:
             g = self.gemm
             object.__setattr__(self, "x_rate", Fraction(self.x_bytes, g.batch * g.m * g.k))
         object.__setattr__(self, "_shares", {})  # x_share by tile shape: the search asks again and again
+        object.__setattr__(self, "_pixel_bytes", {})  # x_pixel_bytes by (tb, tk), likewise
 
     def x_share(self, tb: int, tm: int, tk: int) -> int:
         """The most bytes of the input tensor a ``tb x tm x tk`` tile reads, wherever it is: its share of
@@ -139,9 +140,13 @@ class Operands:
         (:func:`mapper.layout.conv_band_channels`): :meth:`x_share` is this times the band's most
         pixels (:func:`mapper.layout.conv_band_pixels`)."""
         assert self.conv is not None
-        lo, hi = dense_k_range(0, tk, self._nm)
-        span = hi - lo + (self._nm[1] if self._nm else 0)  # N:M: a slice may start mid-group
-        return self.x_word * conv_band_channels(self.conv, tb, min(span, self._k))
+        known: dict[tuple[int, int], int] = self._pixel_bytes  # type: ignore[attr-defined]
+        per_pixel = known.get((tb, tk))
+        if per_pixel is None:
+            lo, hi = dense_k_range(0, tk, self._nm)
+            span = hi - lo + (self._nm[1] if self._nm else 0)  # N:M: a slice may start mid-group
+            per_pixel = known[tb, tk] = self.x_word * conv_band_channels(self.conv, tb, min(span, self._k))
+        return per_pixel
 
     def x_tile(self, b0: int, tb: int, m0: int, tm: int, k0: int, tk: int) -> int:
         """Bytes of the input the tile at ``(b0, m0, k0)`` reads (:func:`mapper.layout.x_block`'s size):

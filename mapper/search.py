@@ -492,40 +492,51 @@ class _Loads:
         self._x: dict[tuple[int, int, int], tuple[int, int, float]] = {}
         self._w: dict[tuple[int, int, int], tuple[int, int, float]] = {}
         self._out: dict[tuple[int, int, int], tuple[int, int, float]] = {}
+        self._rows: dict[tuple[str, int, int], int] = {}  # the rows of x and out transfers, by what they read
         self.bounds: dict[int, tuple[Tile, int]] = {}  # _transfer_cycles by the tile's id (when memoised)
 
     def x(self, tb: int, tm: int, tk: int) -> tuple[int, int, float]:
-        known = self._x.get((tb, tm, tk)) if self.memo else None  # the common case, without the closures
-        if known is not None:
-            return known
-        return self._priced(self._x, (tb, tm, tk), lambda: self.ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD, False,
-                            lambda: self.ops.x_row_bytes(tb, tk))
+        if not self.memo:
+            return self._priced(lambda: self.ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD, False,
+                                lambda: self.ops.x_row_bytes(tb, tk))
+        known = self._x.get((tb, tm, tk))
+        if known is None:  # a new size: its rows are its (tb, tk)'s
+            rows = self._rows.get(("x", tb, tk))
+            if rows is None:
+                rows = self._rows["x", tb, tk] = self.ops.x_row_bytes(tb, tk)
+            size = self.ops.x_share(tb, tm, tk)
+            known = self._x[tb, tm, tk] = (size, *self.pricer.transfer(size, Buffer.SCRATCHPAD, False, rows))
+        return known
 
     def w(self, tb: int, tk: int, tn: int) -> tuple[int, int, float]:
-        known = self._w.get((tb, tk, tn)) if self.memo else None
-        if known is not None:
-            return known
-        return self._priced(self._w, (tb, tk, tn), lambda: self.ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, False,
-                            lambda: self.ops.w_row_bytes(tk, tn))
+        if not self.memo:
+            return self._priced(lambda: self.ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, False,
+                                lambda: self.ops.w_row_bytes(tk, tn))
+        known = self._w.get((tb, tk, tn))
+        if known is None:
+            size = self.ops.w_size(tb, tk, tn)
+            known = self._w[tb, tk, tn] = (size, *self.pricer.transfer(size, Buffer.SCRATCHPAD, False,
+                                                                       self.ops.w_row_bytes(tk, tn)))
+        return known
 
     def out(self, tb: int, tm: int, tn: int) -> tuple[int, int, float]:
-        known = self._out.get((tb, tm, tn)) if self.memo else None
-        if known is not None:
-            return known
-        return self._priced(self._out, (tb, tm, tn), lambda: tb * tm * tn * self.ops.out_bytes, Buffer.ACCUMULATOR,
-                            True, lambda: self.ops.out_row_bytes(tb, tn))
-
-    def _priced(self, table: dict[tuple[int, int, int], tuple[int, int, float]], key: tuple[int, int, int],
-                size_of: Callable[[], int], buffer: Buffer, store: bool,
-                row_bytes: Callable[[], int]) -> tuple[int, int, float]:
-        """``(size_bytes, cycles, energy)`` of one transfer, from ``table`` when memoised."""
-        known = table.get(key) if self.memo else None
+        if not self.memo:
+            return self._priced(lambda: tb * tm * tn * self.ops.out_bytes, Buffer.ACCUMULATOR, True,
+                                lambda: self.ops.out_row_bytes(tb, tn))
+        known = self._out.get((tb, tm, tn))
         if known is None:
-            size = size_of()
-            known = (size, *self.pricer.transfer(size, buffer, store, row_bytes()))
-            if self.memo:
-                table[key] = known
+            rows = self._rows.get(("out", tb, tn))
+            if rows is None:
+                rows = self._rows["out", tb, tn] = self.ops.out_row_bytes(tb, tn)
+            size = tb * tm * tn * self.ops.out_bytes
+            known = self._out[tb, tm, tn] = (size, *self.pricer.transfer(size, Buffer.ACCUMULATOR, True, rows))
         return known
+
+    def _priced(self, size_of: Callable[[], int], buffer: Buffer, store: bool,
+                row_bytes: Callable[[], int]) -> tuple[int, int, float]:
+        """``(size_bytes, cycles, energy)`` of one transfer, priced anew (the reference)."""
+        size = size_of()
+        return (size, *self.pricer.transfer(size, buffer, store, row_bytes()))
 
 
 def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dataflow,
