@@ -112,6 +112,8 @@ class Operands:
             object.__setattr__(self, "x_rate", Fraction(self.x_bytes, g.batch * g.m * g.k))
         object.__setattr__(self, "_shares", {})  # x_share by tile shape: the search asks again and again
         object.__setattr__(self, "_pixel_bytes", {})  # x_pixel_bytes by (tb, tk), likewise
+        # w_bytes as two ints (a Fraction's numerator and denominator are properties: w_size is asked often)
+        object.__setattr__(self, "_w_ratio", (self.w_bytes.numerator, self.w_bytes.denominator))
 
     def x_share(self, tb: int, tm: int, tk: int) -> int:
         """The most bytes of the input tensor a ``tb x tm x tk`` tile reads, wherever it is: its share of
@@ -226,7 +228,8 @@ class Operands:
     def w_size(self, tb: int, tk: int, tn: int) -> int:
         if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
             return self.sparsity.compressed_bytes(tb * tk * tn, 8 * self.w_value_bytes)
-        return ceil_div(tb * tk * tn * self.w_bytes.numerator, self.w_bytes.denominator)
+        numerator, denominator = self._w_ratio  # type: ignore[attr-defined]
+        return -(-tb * tk * tn * numerator // denominator)
 
 
 def keeps_weights(ops: Operands, tile: Tile) -> bool:

@@ -493,6 +493,9 @@ class _Loads:
         self._w: dict[tuple[int, int, int], tuple[int, int, float]] = {}
         self._out: dict[tuple[int, int, int], tuple[int, int, float]] = {}
         self._rows: dict[tuple[str, int, int], int] = {}  # the rows of x and out transfers, by what they read
+        # _transfer_cycles' sums over a reduction's k tiles (of the size that is the key's last)
+        self.x_sums: dict[tuple[int, int, int], int] = {}  # of the input loads of (tb, tm)
+        self.w_sums: dict[tuple[int, int, int], int] = {}  # of the weight loads of (tb, tn)
         self.bounds: dict[int, tuple[Tile, int]] = {}  # _transfer_cycles by the tile's id (when memoised)
 
     def x(self, tb: int, tm: int, tk: int) -> tuple[int, int, float]:
@@ -638,9 +641,20 @@ def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
     m_tiles, n_tiles = _splits(g.m, tile.m), _splits(g.n, tile.n)
     load_x, load_w, load_out = loads.x, loads.w, loads.out
     cycles = 0
+    x_sums, w_sums, size_k = loads.x_sums, loads.w_sums, tile.k
     for tb, cb in _splits(g.batch, tile.b):
-        xs = [sum(ck * load_x(tb, tm, tk)[1] for tk, ck in k_tiles) for tm, _ in m_tiles]
-        ws = [sum(ck * load_w(tb, tk, tn)[1] for tk, ck in k_tiles) if has_w else 0 for tn, _ in n_tiles]
+        xs = []
+        for tm, _ in m_tiles:  # a reduction's input loads, summed once per (tb, tm) and k tile size
+            x = x_sums.get((tb, tm, size_k))
+            if x is None:
+                x = x_sums[tb, tm, size_k] = sum(ck * load_x(tb, tm, tk)[1] for tk, ck in k_tiles)
+            xs.append(x)
+        ws = []
+        for tn, _ in n_tiles:  # and its weight loads
+            w = w_sums.get((tb, tn, size_k)) if has_w else 0
+            if w is None:
+                w = w_sums[tb, tn, size_k] = sum(ck * load_w(tb, tk, tn)[1] for tk, ck in k_tiles)
+            ws.append(w)
         for (tn, cn), w in zip(n_tiles, ws, strict=True):
             for (tm, cm), x in zip(m_tiles, xs, strict=True):
                 count = cb * cn * cm
@@ -691,14 +705,17 @@ def _kinds(keep_w: bool, keep_x: bool, has_w: bool, counts: tuple[int, int, int]
     return ((count, True, has_w),)
 
 
-def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow) -> int:
+def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow,
+                 sums: dict[tuple[int, int], int] | None = None) -> int:
     """The array cycles of :func:`tile_outer`'s computes for ``tile``: a lower bound of its closed-form
     cycles, since a run of steps costs at least its computes and the ends' correction never takes a
     step below its compute (:func:`_edges`). A compute's cycles are ``batch x folds x`` a fold's
     (:func:`accel.timing.steady_fold_cycles` of its stream), its folds the product of its two folded
     dimensions' over the array's rows and columns (:func:`accel.timing.fold_count`): the sum over
     the tile sizes along each dimension factors into one sum per dimension (equal to
-    :func:`_array_bound_by_shapes`, which sums the computes shape by shape: the reference's)."""
+    :func:`_array_bound_by_shapes`, which sums the computes shape by shape: the reference's).
+    ``sums``: the per-dimension sums of earlier calls on the same operands and dataflow, by
+    ``(dimension, tile size)``, when the caller keeps them."""
     g = ops.gemm
     rows, cols = pricer.arch.array.rows, pricer.arch.array.cols
     if dataflow is Dataflow.WS:  # k folded over the rows, n over the columns, m streams
@@ -707,10 +724,18 @@ def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow)
         (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.m, tile.m), (g.n, tile.n), (g.k, tile.k)
     else:
         (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.k, tile.k), (g.m, tile.m), (g.n, tile.n)
-    r_folds = sum(count * ceil_div(size, rows) for size, count in _splits(r_extent, r_size))
-    c_folds = sum(count * ceil_div(size, cols) for size, count in _splits(c_extent, c_size))
-    fold_cycles = pricer.fold_cycles
-    streams = sum(count * fold_cycles(dataflow, size) for size, count in _splits(s_extent, s_size))
+    if sums is None:
+        sums = {}
+    r_folds = sums.get((0, r_size))
+    if r_folds is None:
+        r_folds = sums[0, r_size] = sum(count * ceil_div(size, rows) for size, count in _splits(r_extent, r_size))
+    c_folds = sums.get((1, c_size))
+    if c_folds is None:
+        c_folds = sums[1, c_size] = sum(count * ceil_div(size, cols) for size, count in _splits(c_extent, c_size))
+    streams = sums.get((2, s_size))
+    if streams is None:
+        cycles = pricer.fold_cycles
+        streams = sums[2, s_size] = sum(count * cycles(dataflow, size) for size, count in _splits(s_extent, s_size))
     return g.batch * r_folds * c_folds * streams  # the groups' tiles sum to the batch
 
 
@@ -842,13 +867,15 @@ class _Rows:
 KEEP_MIN_SAVING = 0.05
 
 
-def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int) -> bool:
+def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int, weights: int | None = None) -> bool:
     """Whether keeping ``role`` (``"w"`` or ``"x"``) in ``tb x tm x tk x tn`` tiles saves
     :data:`KEEP_MIN_SAVING` of the DRAM bytes the same tiles move without it (a pass over the input
     costs its tiles' shares, a convolution's bands with their halo; a row of kept inputs gives up
-    the weights a one-tile reduction keeps)."""
+    the weights a one-tile reduction keeps; ``weights``: the bytes of all of them, when the caller
+    has them)."""
     g = ops.gemm
-    weights = ops.w_size(g.batch, g.k, g.n)
+    if weights is None:
+        weights = ops.w_size(g.batch, g.k, g.n)
     x_pass = ceil_div(g.batch, tb) * ceil_div(g.m, tm) * kept_bytes(ops, "x", tb, tm, tk, tn)
     x_reads, w_reads = ceil_div(g.n, tn), ceil_div(g.m, tm)
     plain_w_reads = 1 if tk >= g.k else w_reads
@@ -896,7 +923,7 @@ class _Candidates:
             ops = self.ops
             known = tuple(Tile(tm, tk, tn, tb, keep=role) for role in ("w", "x")
                           for tm in _kept_tms(ops, role, tb, tk, tn, self.half_spad, self.half_acc, self._rows)
-                          if _worth_keeping(ops, role, tb, tm, tk, tn))
+                          if _worth_keeping(ops, role, tb, tm, tk, tn, self._weights if self.memo else None))
             if self.memo:
                 self._kept[tb, tk, tn] = known
                 self._moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
@@ -960,6 +987,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     bounds: dict[object, float] = {}
     closer: dict[object, float] = {}  # transfers_bound by tile
     array_bounds: dict[tuple[int, int, int, int], int] = {}  # _array_bound by tile size (kept or not)
+    dimension_sums: dict[tuple[int, int], int] = {}  # _array_bound's sums
     order: dict[object, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
 
     def bound(tile: Tile) -> float:
@@ -975,8 +1003,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             dims = (tile.b, tile.m, tile.k, tile.n)
             array = array_bounds.get(dims) if _MEMO else None
             if array is None:
-                array = array_bounds[dims] = (_array_bound if _MEMO else _array_bound_by_shapes)(
-                    pricer, ops, tile, dataflow)
+                array = array_bounds[dims] = _array_bound(pricer, ops, tile, dataflow, dimension_sums) if _MEMO \
+                    else _array_bound_by_shapes(pricer, ops, tile, dataflow)
             cycles = max(moved / bandwidth, array)
             known = cycles if objective == "latency" else cycles * energy
         bounds[t] = known
