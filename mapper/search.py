@@ -885,6 +885,18 @@ def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int,
     return saved >= KEEP_MIN_SAVING * plain
 
 
+def _tile(m: int, k: int, n: int, b: int, keep: str) -> Tile:
+    """``Tile(m, k, n, b, keep)``, made in one step rather than field by field through the frozen
+    dataclass's ``object.__setattr__`` (the same object: a Tile validates nothing; the search makes
+    thousands; ``tests/test_search_speedups.py`` checks they are equal)."""
+    tile = _new_object(Tile)
+    tile.__dict__.update(m=m, k=k, n=n, b=b, keep=keep)
+    return tile
+
+
+_new_object = object.__new__
+
+
 class _Candidates:
     """What the tile-outer rounds of a search ask about a layer's operands again and again, whatever
     the dataflow and the design: the tiles worth pricing for each ``tb x tk x tn`` (:func:`_plain_tms`,
@@ -909,7 +921,7 @@ class _Candidates:
         known = self._plain.get((tb, tk, tn)) if self.memo else None
         if known is None:
             tms = _plain_tms(self.ops, tb, tk, tn, self.half_spad, self.half_acc, self._rows)
-            known = tuple(Tile(tm, tk, tn, tb) for tm in tms)
+            known = tuple(_tile(tm, tk, tn, tb, "") for tm in tms)
             if self.memo:
                 self._plain[tb, tk, tn] = known
                 self._moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
@@ -921,7 +933,7 @@ class _Candidates:
         known = self._kept.get((tb, tk, tn)) if self.memo else None
         if known is None:
             ops = self.ops
-            known = tuple(Tile(tm, tk, tn, tb, keep=role) for role in ("w", "x")
+            known = tuple(_tile(tm, tk, tn, tb, role) for role in ("w", "x")
                           for tm in _kept_tms(ops, role, tb, tk, tn, self.half_spad, self.half_acc, self._rows)
                           if _worth_keeping(ops, role, tb, tm, tk, tn, self._weights if self.memo else None))
             if self.memo:
@@ -974,6 +986,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     rows, cols = arch.array.rows, arch.array.cols
     bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
     dram_pj = arch.dram.energy_pj_per_byte
+    latency = objective == "latency"
     pricer = _pricer(arch)
     shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
     loads = loads or _Loads(pricer, ops, memo=_MEMO)
@@ -1053,13 +1066,23 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
         if _MEMO and not _VECTORIZED:
             best_key = best[0].cost.key(objective) if best else None
             best_order = order[id(best[0].tile)] if best else 0
-            for value, tile in sorted([(bound(tile), tile) for tile in tiles], key=_first):
+            ranked_values = []
+            for tile in tiles:
+                value = bounds.get(id(tile))
+                ranked_values.append((bound(tile) if value is None else value, tile))
+            for value, tile in sorted(ranked_values, key=_first):
                 if value > limit:  # and so do all that follow
                     break
-                if transfers_bound(tile) > limit:
-                    continue
-                cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, loads)
                 t = id(tile)
+                if objective != "energy":  # transfers_bound(tile), knowing bound(tile)
+                    closer_value = closer.get(t)
+                    if closer_value is None:
+                        cycles = _transfer_cycles(ops, tile, loads)
+                        closer_value = closer[t] = max(cycles if latency else cycles * shared.moved(tile) * dram_pj,
+                                                       value)
+                    if closer_value > limit:
+                        continue
+                cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, loads)
                 choice = found[t] = Choice("tile-outer", dataflow, tile, tile, cost)
                 key = cost.key(objective)
                 if best_key is None or (key, order[t]) < (best_key, best_order):
