@@ -358,8 +358,8 @@ def clear_caches() -> None:
     _search.cache_clear()
     _candidates.cache_clear()
     _schedule_bytes.cache_clear()
-    _fold_steps.cache_clear()
     _splits.cache_clear()
+    _sizes.cache_clear()
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
     _TRANSFER_PRICES.clear()
@@ -392,6 +392,79 @@ def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]],
         priced.append((times, array, loads, stores))
         count += times
     return _overlapped(priced), energy, moved, count, priced
+
+
+#: A step as :func:`_price_steps` reads it: its compute's ``(m, k, n, batch, accumulate, fill, drain)``
+#: and its transfers, each ``(size_bytes, buffer, store, row_bytes)``, loads first, in the step's order.
+_StepPrice = tuple[tuple[int, int, int, int, bool, bool, bool], tuple[tuple[int, Buffer, bool, int], ...]]
+
+
+def _price_steps(pricer: _Pricer, dataflow: Dataflow, sparsity: object,
+                 steps: list[tuple[_StepPrice, int]]) -> tuple[float, float, float, int, list]:
+    """:func:`_price_sequence` of steps given as :data:`_StepPrice` (the same sums in the same order)."""
+    priced = []
+    energy = moved = 0.0
+    count = 0
+    compute, transfer = pricer.compute, pricer.transfer
+    for ((m, k, n, batch, accumulate, fill, drain), transfers), times in steps:
+        array, pj = compute(dataflow, m, k, n, batch, accumulate, fill, drain, sparsity)
+        energy += times * pj
+        loads = stores = 0
+        for size, buffer, store, row_bytes in transfers:
+            busy, pj = transfer(size, buffer, store, row_bytes)
+            energy += times * pj
+            moved += times * size
+            if store:
+                stores += busy
+            else:
+                loads += busy
+        priced.append((times, array, loads, stores))
+        count += times
+    return _overlapped(priced), energy, moved, count, priced
+
+
+def _fold_block_steps(ops: Operands, fold: FoldPlan, dataflow: Dataflow, tb: int,
+                      extent: dict[str, int]) -> list[_StepPrice]:
+    """The steps :func:`fold_outer` yields for one block of ``tb`` groups of ``extent`` (``m``, ``k``
+    and ``n``; one block of S2 folds), as :data:`_StepPrice`, without making them: what
+    :func:`_fold_outer_cost` prices (for operands without N:M weights, whose input tiles do not
+    depend on the GEMM's extents; ``tests/test_search_speedups.py`` checks it against the steps)."""
+    s1, s2, t = {Dataflow.WS: ("k", "n", "m"), Dataflow.OS: ("m", "n", "k"), Dataflow.IS: ("k", "m", "n")}[dataflow]
+    partial_sums = dataflow is not Dataflow.OS
+    has_w = ops.w is not None
+    steps: list[_StepPrice] = []
+    s1_starts, chunks = range(0, extent[s1], fold.s1_block), range(0, extent[t], fold.chunk)
+    size2 = min(fold.s2_block, extent[s2])
+    for f0 in s1_starts:
+        size1 = min(fold.s1_block, extent[s1] - f0)
+        first_fold, last_fold = f0 == 0, f0 == s1_starts[-1]
+        for c0 in chunks:
+            size = {s2: size2, s1: size1, t: min(fold.chunk, extent[t] - c0)}
+            start = {s2: 0, s1: f0, t: c0}
+            tm, tk, tn = size["m"], size["k"], size["n"]
+            first_chunk, last_chunk = c0 == 0, c0 == chunks[-1]
+            transfers = []
+            if dataflow is not Dataflow.IS or first_chunk:
+                transfers.append((ops.x_tile(0, tb, start["m"], tm, start["k"], tk), Buffer.SCRATCHPAD, False,
+                                  ops.x_row_bytes(tb, tk)))
+            if has_w and (dataflow is not Dataflow.WS or first_chunk):
+                transfers.append((ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, False, ops.w_row_bytes(tk, tn)))
+            outputs = tb * tm * tn
+            final = (outputs * ops.out_bytes, Buffer.ACCUMULATOR, True, ops.out_row_bytes(tb, tn))
+            if not partial_sums:
+                accumulate = not first_chunk
+                stores = [final] if last_chunk else []
+            elif fold.resident:
+                accumulate = not first_fold
+                stores = [final] if last_fold else []
+            else:  # partial sums go to a scratch area of their own: contiguous
+                accumulate = not first_fold
+                partial = outputs * ops.acc_bytes
+                if not first_fold:
+                    transfers.append((partial, Buffer.ACCUMULATOR, False, 0))
+                stores = [final if last_fold else (partial, Buffer.ACCUMULATOR, True, 0)]
+            steps.append(((tm, tk, tn, tb, accumulate, first_chunk, last_chunk), (*transfers, *stores)))
+    return steps
 
 
 def _overlapped(priced: list[tuple[int, float, float, float]]) -> float:
@@ -437,25 +510,31 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
     count = 0
     first_loads: float | None = None
     last, wrap = (1, 0, 0.0, 0.0), 0.0
+    direct = _MEMO and ops.sparsity is None  # the steps' prices without making them (_fold_block_steps)
+    price: Callable[[list], tuple[float, float, float, int, list]] = (
+        functools.partial(_price_steps, pricer, dataflow, None) if direct
+        else functools.partial(_price_sequence, pricer, ops=ops))
     for (tb, cb), (size2, c2) in itertools.product(_splits(g.batch, fold.tb), _splits(extent[s2], fold.s2_block)):
         shape = {s1: e1, s2: size2, t: et}
-        block = replace(ops, gemm=replace(g, batch=tb, **shape))
-        steps = _fold_steps(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols) if _MEMO \
-            else list(fold_outer(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols))
+        if direct:
+            steps: list = _fold_block_steps(ops, fold, dataflow, tb, shape)
+        else:
+            block = replace(ops, gemm=replace(g, batch=tb, **shape))
+            steps = list(fold_outer(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols))
         # the steps come fold by fold, each fold's chunks in order; a middle fold stands for
         # ``weight`` folds: its chunk sequence is priced once more, scaled by the others
-        sequence: list[tuple[Step, int]] = []
+        sequence: list[tuple[Step | _StepPrice, int]] = []  # (a step, or its prices; times)
         per_fold = len(chunk_weights)
         for f, weight in enumerate(fold_weights):
             chunk_run = list(zip(steps[f * per_fold:(f + 1) * per_fold], chunk_weights, strict=True))
             if weight > 1:  # the middle folds: price its runs once and scale
-                c, e, m, n, _ = _price_sequence(pricer, chunk_run, ops)
+                c, e, m, n, _ = price(chunk_run)
                 cycles += cb * c2 * (weight - 1) * c
                 energy += cb * c2 * (weight - 1) * e
                 moved += cb * c2 * (weight - 1) * m
                 count += cb * c2 * (weight - 1) * n
             sequence.extend(chunk_run)
-        c, e, m, n, priced = _price_sequence(pricer, sequence, ops)
+        c, e, m, n, priced = price(sequence)
         cycles += cb * c2 * c
         energy += cb * c2 * e
         moved += cb * c2 * m
@@ -465,13 +544,6 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
     if first_loads is None:
         return pricer.total(0.0, 0.0, 0.0, 0)
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, count)
-
-
-@functools.lru_cache(maxsize=1024)
-def _fold_steps(ops: Operands, fold: FoldPlan, dataflow: Dataflow, rows: int, cols: int) -> tuple[Step, ...]:
-    """:func:`fold_outer`'s steps, memoised on its arguments (the designs of a sweep that differ in
-    what prices them, not in the array's shape or the working space, share them)."""
-    return tuple(fold_outer(ops, fold, dataflow, rows, cols))
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -769,8 +841,11 @@ def _balanced(extent: int, unit: int) -> Iterator[int]:
             yield size
 
 
-def _sizes(extent: int, unit: int) -> list[int]:
-    return sorted(set(tile_sizes(extent, unit)) | set(_balanced(extent, unit)))
+@functools.lru_cache(maxsize=1 << 12)
+def _sizes(extent: int, unit: int) -> tuple[int, ...]:
+    """The tile sizes along one dimension the second round looks among: :func:`tile_sizes` and
+    :func:`_balanced`, ascending (memoised: every search asks for its extents again and again)."""
+    return tuple(sorted(set(tile_sizes(extent, unit)) | set(_balanced(extent, unit))))
 
 
 def _row_counts(ops: Operands, tb: int, tn: int, half_acc: int, by_spad: int) -> set[int]:
