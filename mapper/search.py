@@ -97,8 +97,10 @@ class Cost:
         raise MappingError(f"Mapping objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
 
     def dominates(self, other: Cost) -> bool:
-        mine, theirs = (self.cycles, self.energy_pj, self.dram_bytes), (other.cycles, other.energy_pj, other.dram_bytes)
-        return all(a <= b for a, b in zip(mine, theirs, strict=True)) and mine != theirs
+        """No worse on cycles, energy and DRAM bytes, and better on one."""
+        return (self.cycles <= other.cycles and self.energy_pj <= other.energy_pj
+                and self.dram_bytes <= other.dram_bytes
+                and (self.cycles, self.energy_pj, self.dram_bytes) != (other.cycles, other.energy_pj, other.dram_bytes))
 
 
 INFEASIBLE = Cost(float("inf"), float("inf"), float("inf"), 1 << 62)
@@ -854,7 +856,7 @@ def _row_counts(ops: Operands, tb: int, tn: int, half_acc: int, by_spad: int) ->
     tiles of at most as many rows); none when not even one row fits."""
     m = ops.gemm.m
     most = min(m, by_spad, half_acc // (tb * tn * ops.acc_bytes))
-    return {most, ceil_div(m, ceil_div(m, most))} if most >= 1 else set()
+    return {most, -(-m // -(-m // most))} if most >= 1 else set()  # most, ceil(m / ceil(m / most))
 
 
 def _plain_tms(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int,
@@ -951,8 +953,9 @@ def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int,
     g = ops.gemm
     if weights is None:
         weights = ops.w_size(g.batch, g.k, g.n)
-    x_pass = ceil_div(g.batch, tb) * ceil_div(g.m, tm) * kept_bytes(ops, "x", tb, tm, tk, tn)
-    x_reads, w_reads = ceil_div(g.n, tn), ceil_div(g.m, tm)
+    w_reads = -(-g.m // tm)  # ceil_div, inline: the search asks thousands of times
+    x_pass = -(-g.batch // tb) * w_reads * kept_bytes(ops, "x", tb, tm, tk, tn)
+    x_reads = -(-g.n // tn)
     plain_w_reads = 1 if tk >= g.k else w_reads
     plain = x_pass * x_reads + weights * plain_w_reads + g.batch * g.m * g.n * ops.out_bytes
     saved = (weights * (w_reads - 1) if role == "w"
@@ -1025,8 +1028,8 @@ class _Candidates:
 
     def _dram_bytes(self, tile: Tile) -> int:
         ops, g = self.ops, self.ops.gemm
-        reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
-        x_reads = 1 if keeps_inputs(ops, tile) else ceil_div(g.n, tile.n)  # of the input
+        reads = 1 if keeps_weights(ops, tile) else -(-g.m // tile.m)  # of each weight
+        x_reads = 1 if keeps_inputs(ops, tile) else -(-g.n // tile.n)  # of the input
         return ops.x_bytes * x_reads + self._weights * reads + self._outputs
 
 
