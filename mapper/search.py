@@ -362,6 +362,7 @@ def clear_caches() -> None:
     _schedule_bytes.cache_clear()
     _splits.cache_clear()
     _sizes.cache_clear()
+    _k_runs.cache_clear()
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
     _TRANSFER_PRICES.clear()
@@ -634,17 +635,7 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     k_steps = sum(ck for _, ck in k_tiles)  # the steps of one output tile
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
     has_w = ops.w is not None
-    steps = []  # one output tile's runs of equal steps: (k tile, times, accumulate, last)
-    for j, (tk, ck) in enumerate(k_tiles):
-        first, final = j == 0, j == len(k_tiles) - 1
-        head = 1 if first else 0
-        tail = 1 if final and ck - head > 0 else 0
-        if head:
-            steps.append((tk, j, 1, False, final and ck == 1))
-        if ck - head - tail > 0:
-            steps.append((tk, j, ck - head - tail, True, False))
-        if tail:
-            steps.append((tk, j, 1, True, True))
+    steps = _k_runs(g.k, tile.k)
     whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
     load_x, load_w = loads.x, loads.w
     for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
@@ -693,6 +684,26 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
         last, wrap = last_run[-1], first_runs[0][2]
     assert first_loads is not None
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, steps_run)
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _k_runs(extent: int, size: int) -> tuple[tuple[int, int, int, bool, bool], ...]:
+    """One output tile's runs of equal steps along a reduction of ``extent`` in tiles of ``size``,
+    each ``(k tile, its index in _splits, times, accumulate, last)``: the first step (which does
+    not accumulate), the middle ones, the last (which stores)."""
+    k_tiles = _splits(extent, size)
+    steps = []
+    for j, (tk, ck) in enumerate(k_tiles):
+        first, final = j == 0, j == len(k_tiles) - 1
+        head = 1 if first else 0
+        tail = 1 if final and ck - head > 0 else 0
+        if head:
+            steps.append((tk, j, 1, False, final and ck == 1))
+        if ck - head - tail > 0:
+            steps.append((tk, j, ck - head - tail, True, False))
+        if tail:
+            steps.append((tk, j, 1, True, True))
+    return tuple(steps)
 
 
 def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
