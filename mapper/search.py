@@ -156,9 +156,16 @@ def search_gemm(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ..
 #: Whether the search shares work: layers of the same :func:`_priced` operands share one search;
 #: within a search the dataflows that run the same operands share their candidate tiles, DRAM
 #: bounds, priced transfers and row-count searches (:class:`_Candidates`, :class:`_Loads`,
-#: :class:`_Rows`), a tile size's array bound is computed once, and tiles are priced one by one in
-#: bound order. False: a search per call on the layer's own operands, nothing memoised within it,
-#: tiles priced in batches (the reference these are checked against: ``tests/test_search_speedups.py``).
+#: :class:`_Rows`, and the tiles' transfer bounds), a tile size's array bound is computed once, and
+#: tiles are priced one by one in bound order. It also takes the shortcuts that give the same
+#: numbers without the objects: the array bound summed per dimension (:func:`_array_bound`), a
+#: convolution's most rows in closed form (:meth:`_Rows.most`), the transfer bound's sums per
+#: reduction (:func:`_transfer_cycles`), a fold-outer block's steps priced without making them
+#: (:func:`_fold_block_steps`), a tile-outer schedule's bytes summed without its steps
+#: (:func:`mapper.schedules.tile_outer_bytes`), candidates keyed by their id(). False: a search per
+#: call on the layer's own operands, nothing memoised within it, tiles priced in batches, every figure
+#: from the schedule's steps or shape by shape (the reference these are checked against:
+#: ``tests/test_search_speedups.py``).
 _MEMO = True
 
 
