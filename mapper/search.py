@@ -1010,7 +1010,7 @@ class _Candidates:
         self._outputs = g.batch * g.m * g.n * ops.out_bytes
         self._plain: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
         self._kept: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
-        self._moved: dict[int, int] = {}  # moved() by the id of a tile this holds
+        self.known_moved: dict[int, int] = {}  # moved() by the id of a tile this holds (when memoised)
 
     def plain(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
         """Plain ``tb x ? x tk x tn`` tiles, in :func:`_plain_tms`' order."""
@@ -1020,7 +1020,7 @@ class _Candidates:
             known = tuple(_tile(tm, tk, tn, tb, "") for tm in tms)
             if self.memo:
                 self._plain[tb, tk, tn] = known
-                self._moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
+                self.known_moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
         return known
 
     def kept(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
@@ -1034,14 +1034,14 @@ class _Candidates:
                           if _worth_keeping(ops, role, tb, tm, tk, tn, self._weights if self.memo else None))
             if self.memo:
                 self._kept[tb, tk, tn] = known
-                self._moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
+                self.known_moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
         return known
 
     def moved(self, tile: Tile) -> int:
         """A bound of the DRAM bytes ``tile``'s schedule moves: every ``n`` column of tiles reads all of
         the input (unless it keeps its inputs), every ``m`` row all of the weights (unless it keeps them).
         Memoised for the tiles :meth:`plain` and :meth:`kept` made (by id: they hold them)."""
-        known = self._moved.get(id(tile)) if self.memo else None
+        known = self.known_moved.get(id(tile)) if self.memo else None
         return self._dram_bytes(tile) if known is None else known
 
     def _dram_bytes(self, tile: Tile) -> int:
@@ -1085,6 +1085,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     latency = objective == "latency"
     pricer = _pricer(arch)
     shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
+    known_moved = shared.known_moved
     loads = loads or _Loads(pricer, ops, memo=_MEMO)
     # What the rounds learn of each candidate is kept by its tag: the tile itself, or, when memoised,
     # its id() (an int hashes at C speed, a Tile by its dataclass __hash__; the memoised candidates
@@ -1104,7 +1105,9 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
         known = bounds.get(t)
         if known is not None:
             return known
-        moved = shared.moved(tile)
+        moved = known_moved.get(t) if _MEMO else None  # shared.moved(tile), read without the call
+        if moved is None:
+            moved = shared.moved(tile)
         energy = moved * dram_pj
         if objective == "energy":
             known = energy
