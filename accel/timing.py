@@ -57,7 +57,7 @@ from accel.hardware import Accelerator, Dataflow, SystolicArray
 __all__ = [
     "fold_count", "fold_overhead", "gemm_tile_cycles", "scratchpad_stretch", "bank_conflict_cycles",
     "dma_cycles", "dma_row_cycles", "dma_requests", "vector_cycles", "command_cycles", "ceil_div",
-    "weight_shift_cycles",
+    "weight_shift_cycles", "steady_fold_cycles",
     "overlaps_folds", "steady_follows", "steady_compute_cycles", "late_start_cycles", "issue_cycles",
 ]
 
@@ -262,6 +262,24 @@ def steady_compute_cycles(arch: Accelerator, dataflow: Dataflow, m, k, n, batch)
     follows = stream if overlaps_folds(arch.array, dataflow) else None
     cycles = _folds_cycles(arch.array, dataflow, folds, stream, True, True, follows)
     return batch * cycles + _stretch_cycles(arch, dataflow, batch, folds, stream)
+
+
+def steady_fold_cycles(arch: Accelerator, dataflow: Dataflow, stream: int) -> int:
+    """What one fold of :func:`steady_compute_cycles` costs per tile of its ``batch``, with its
+    ``stream`` cycles of streaming (:func:`fold_count`): a whole-fold compute after one of its own
+    shape takes ``batch * folds * steady_fold_cycles(arch, dataflow, stream)`` (every fold pays the
+    same: its fill and drain, or, when folds overlap, the part of the weight shift its predecessor's
+    stream does not hide; and its stream stretched by the scratchpad's banks). So a sum of those
+    cycles over tiles of a few sizes factors into one sum per dimension (what the mapper's search
+    bounds a tiling's array cycles by); ``tests/test_timing.py`` checks it against
+    :func:`steady_compute_cycles`."""
+    array = arch.array
+    if overlaps_folds(array, dataflow):
+        cycles = _overlapped_fold(array, stream, stream)
+    else:
+        fill_cycles, drain_cycles = fold_overhead(array, dataflow)
+        cycles = stream + fill_cycles + drain_cycles
+    return cycles + stream * (scratchpad_stretch(arch, dataflow) - 1)
 
 
 def transfer_command_cycles(arch: Accelerator, command: Load | Store) -> int:

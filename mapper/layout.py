@@ -53,6 +53,7 @@ from accel.timing import ceil_div
 from workloads.graph import Graph, Layer, OpKind
 
 __all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_band_bound", "conv_band_channels",
+           "conv_band_pixels", "conv_band_most",
            "dense_k_range", "image_tensors", "make_block", "MatrixView", "matrix_view", "view_block", "row_major",
            "storage_shape",
            "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
@@ -157,16 +158,42 @@ def conv_band(g: ConvGeometry, b0: int, tb: int, m0: int, tm: int, k_lo: int, k_
 
 def conv_band_bound(g: ConvGeometry, tb: int, tm: int, k_span: int) -> int:
     """The most bytes :func:`conv_band` gives for any tile of ``tb`` groups, ``tm`` output pixels and a
-    reduction slice spanning ``k_span`` dense elements (what a tile's scratchpad share must hold)."""
-    channels = conv_band_channels(g, tb, k_span)
+    reduction slice spanning ``k_span`` dense elements (what a tile's scratchpad share must hold): its
+    most pixels (:func:`conv_band_pixels`) times its most channels (:func:`conv_band_channels`)."""
+    return conv_band_pixels(g, tm) * conv_band_channels(g, tb, k_span)
+
+
+def conv_band_pixels(g: ConvGeometry, tm: int) -> int:
+    """The most input pixels :func:`conv_band` gives for a run of ``tm`` output pixels (at least 1 for
+    ``tm >= 1``; never fewer for more)."""
     if g.pointwise:
-        return tm * channels
+        return tm
     rows = min(g.n * g.oh, ceil_div(tm, g.ow) + 1)  # output rows a run of tm pixels touches
     in_rows = (rows - 1) * g.sh + (g.kh - 1) * g.dh + 1
     if g.n > 1:  # a run across images: each image's band starts at its own padding
         in_rows += g.pt + g.kh * g.dh
     images = min(g.n, ceil_div(rows, g.oh) + 1)
-    return min(g.n * g.h * g.w, in_rows * g.w, images * g.h * g.w) * channels
+    return min(g.n * g.h * g.w, in_rows * g.w, images * g.h * g.w)
+
+
+def conv_band_most(g: ConvGeometry, pixels: int) -> int:
+    """The most output pixels ``tm`` (of ``1..n*oh*ow``; 0 if none) whose :func:`conv_band_pixels` are at
+    most ``pixels``, in closed form (what searching them for the largest gives: the pixels never
+    shrink as ``tm`` grows)."""
+    most = g.n * g.oh * g.ow
+    if g.pointwise:
+        return max(0, min(most, pixels))
+    if pixels >= g.n * g.h * g.w:  # the whole input
+        return most
+    # the most output rows (conv_band_pixels' ``rows``) whose input rows, or whose images, fit
+    base = (g.kh - 1) * g.dh + 1 + (g.pt + g.kh * g.dh if g.n > 1 else 0)
+    by_rows = (pixels // g.w - base) // g.sh + 1
+    images = pixels // (g.h * g.w)
+    by_images = (images - 1) * g.oh  # images = min(n, ceil(rows / oh) + 1): n > images here
+    rows = max(by_rows, by_images)
+    if rows >= g.n * g.oh:
+        return most
+    return max(0, min(most, (rows - 1) * g.ow))  # ceil(tm / ow) + 1 <= rows
 
 
 def conv_band_channels(g: ConvGeometry, tb: int, k_span: int) -> int:

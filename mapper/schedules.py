@@ -20,15 +20,15 @@ from mapper.layout import (
     ConvGeometry,
     MatrixView,
     conv_band,
-    conv_band_bound,
     conv_band_channels,
+    conv_band_pixels,
     dense_k_range,
 )
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
-__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "tile_segments", "fold_outer",
-           "keeps_weights", "keeps_inputs", "kept_bytes", "largest", "tile_sizes", "share"]
+__all__ = ["Transfer", "ComputeSpec", "Step", "Operands", "FoldPlan", "tile_outer", "tile_outer_bytes", "tile_segments",
+           "fold_outer", "keeps_weights", "keeps_inputs", "kept_bytes", "largest", "tile_sizes", "share"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,9 @@ class Operands:
             g = self.gemm
             object.__setattr__(self, "x_rate", Fraction(self.x_bytes, g.batch * g.m * g.k))
         object.__setattr__(self, "_shares", {})  # x_share by tile shape: the search asks again and again
+        object.__setattr__(self, "_pixel_bytes", {})  # x_pixel_bytes by (tb, tk), likewise
+        # w_bytes as two ints (a Fraction's numerator and denominator are properties: w_size is asked often)
+        object.__setattr__(self, "_w_ratio", (self.w_bytes.numerator, self.w_bytes.denominator))
 
     def x_share(self, tb: int, tm: int, tk: int) -> int:
         """The most bytes of the input tensor a ``tb x tm x tk`` tile reads, wherever it is: its share of
@@ -124,9 +127,7 @@ class Operands:
 
     def _x_share(self, tb: int, tm: int, tk: int) -> int:
         if self.conv is not None:
-            lo, hi = dense_k_range(0, tk, self._nm)
-            span = hi - lo + (self._nm[1] if self._nm else 0)  # N:M: a slice may start mid-group
-            return max(1, self.x_word * conv_band_bound(self.conv, tb, tm, min(span, self._k)))
+            return max(1, self.x_pixel_bytes(tb, tk) * conv_band_pixels(self.conv, tm))
         if self._dense_nm_input:  # the dense groups a slice covers; one more when it may start mid-group
             assert self._nm is not None
             lo, hi = dense_k_range(0, tk, self._nm)
@@ -135,6 +136,19 @@ class Operands:
         rate = self.x_rate
         assert rate is not None
         return max(1, ceil_div(rate.numerator * tb * tm * tk, rate.denominator))
+
+    def x_pixel_bytes(self, tb: int, tk: int) -> int:
+        """A convolution's input bytes per pixel of a ``tb x ? x tk`` tile's band, at most
+        (:func:`mapper.layout.conv_band_channels`): :meth:`x_share` is this times the band's most
+        pixels (:func:`mapper.layout.conv_band_pixels`)."""
+        assert self.conv is not None
+        known: dict[tuple[int, int], int] = self._pixel_bytes  # type: ignore[attr-defined]
+        per_pixel = known.get((tb, tk))
+        if per_pixel is None:
+            lo, hi = dense_k_range(0, tk, self._nm)
+            span = hi - lo + (self._nm[1] if self._nm else 0)  # N:M: a slice may start mid-group
+            per_pixel = known[tb, tk] = self.x_word * conv_band_channels(self.conv, tb, min(span, self._k))
+        return per_pixel
 
     def x_tile(self, b0: int, tb: int, m0: int, tm: int, k0: int, tk: int) -> int:
         """Bytes of the input the tile at ``(b0, m0, k0)`` reads (:func:`mapper.layout.x_block`'s size):
@@ -214,7 +228,8 @@ class Operands:
     def w_size(self, tb: int, tk: int, tn: int) -> int:
         if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
             return self.sparsity.compressed_bytes(tb * tk * tn, 8 * self.w_value_bytes)
-        return ceil_div(tb * tk * tn * self.w_bytes.numerator, self.w_bytes.denominator)
+        numerator, denominator = self._w_ratio  # type: ignore[attr-defined]
+        return -(-tb * tk * tn * numerator // denominator)
 
 
 def keeps_weights(ops: Operands, tile: Tile) -> bool:
@@ -252,6 +267,29 @@ def tile_outer(ops: Operands, tile: Tile, dataflow: Dataflow) -> Iterator[Step]:
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
     for b0, n0, m0 in _tile_order(ops, tile, keep_x):
         yield from _output_tile(ops, tile, dataflow, keep_w, keep_x, b0, n0, m0)
+
+
+def tile_outer_bytes(ops: Operands, tile: Tile) -> int:
+    """The bytes the loads and stores of :func:`tile_outer`'s steps move, summed without making them:
+    each input tile once per column of output tiles (once per row when the tile keeps its inputs),
+    each weight tile once per row of output tiles (once per column when it keeps them), every
+    output once. A convolution's input tiles are summed position by position (their bands differ)."""
+    g = ops.gemm
+    keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    b_starts, m_starts, k_starts = range(0, g.batch, tile.b), range(0, g.m, tile.m), range(0, g.k, tile.k)
+    n_tiles, m_tiles = ceil_div(g.n, tile.n), len(m_starts)
+    x = 0
+    for b0 in b_starts:
+        tb = min(tile.b, g.batch - b0)
+        for m0 in m_starts:
+            tm = min(tile.m, g.m - m0)
+            x += sum(ops.x_tile(b0, tb, m0, tm, k0, min(tile.k, g.k - k0)) for k0 in k_starts)
+    w = 0
+    if ops.w is not None:
+        w = sum(ops.w_size(min(tile.b, g.batch - b0), min(tile.k, g.k - k0), min(tile.n, g.n - n0))
+                for b0 in b_starts for n0 in range(0, g.n, tile.n) for k0 in k_starts)
+    return (x * (1 if keep_x else n_tiles) + w * (1 if keep_w else m_tiles)
+            + g.batch * g.m * g.n * ops.out_bytes)
 
 
 def tile_segments(ops: Operands, tile: Tile, dataflow: Dataflow,

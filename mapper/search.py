@@ -36,6 +36,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 
@@ -43,10 +44,17 @@ from accel.commands import Buffer, Compute, Vector
 from accel.energy import command_energy_pj, compute_energy_function, static_power_mw, transfer_energy_function
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
-from accel.timing import ceil_div, command_cycles, dma_row_cycles, steady_compute_cycles, vector_cycles
+from accel.timing import (
+    ceil_div,
+    command_cycles,
+    dma_row_cycles,
+    steady_compute_cycles,
+    steady_fold_cycles,
+    vector_cycles,
+)
 from mapper import search_arrays
 from mapper.caches import PriceTables
-from mapper.layout import MatrixView
+from mapper.layout import MatrixView, conv_band_most
 from mapper.makers import maker
 from mapper.options import OBJECTIVES
 from mapper.plan import Tile
@@ -61,6 +69,7 @@ from mapper.schedules import (
     largest,
     share,
     tile_outer,
+    tile_outer_bytes,
     tile_sizes,
 )
 
@@ -88,8 +97,10 @@ class Cost:
         raise MappingError(f"Mapping objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
 
     def dominates(self, other: Cost) -> bool:
-        mine, theirs = (self.cycles, self.energy_pj, self.dram_bytes), (other.cycles, other.energy_pj, other.dram_bytes)
-        return all(a <= b for a, b in zip(mine, theirs, strict=True)) and mine != theirs
+        """No worse on cycles, energy and DRAM bytes, and better on one."""
+        return (self.cycles <= other.cycles and self.energy_pj <= other.energy_pj
+                and self.dram_bytes <= other.dram_bytes
+                and (self.cycles, self.energy_pj, self.dram_bytes) != (other.cycles, other.energy_pj, other.dram_bytes))
 
 
 INFEASIBLE = Cost(float("inf"), float("inf"), float("inf"), 1 << 62)
@@ -145,9 +156,16 @@ def search_gemm(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ..
 #: Whether the search shares work: layers of the same :func:`_priced` operands share one search;
 #: within a search the dataflows that run the same operands share their candidate tiles, DRAM
 #: bounds, priced transfers and row-count searches (:class:`_Candidates`, :class:`_Loads`,
-#: :class:`_Rows`), a tile size's array bound is computed once, and tiles are priced one by one in
-#: bound order. False: a search per call on the layer's own operands, nothing memoised within it,
-#: tiles priced in batches (the reference these are checked against: ``tests/test_search_speedups.py``).
+#: :class:`_Rows`, and the tiles' transfer bounds), a tile size's array bound is computed once, and
+#: tiles are priced one by one in bound order. It also takes the shortcuts that give the same
+#: numbers without the objects: the array bound summed per dimension (:func:`_array_bound`), a
+#: convolution's most rows in closed form (:meth:`_Rows.most`), the transfer bound's sums per
+#: reduction (:func:`_transfer_cycles`), a fold-outer block's steps priced without making them
+#: (:func:`_fold_block_steps`), a tile-outer schedule's bytes summed without its steps
+#: (:func:`mapper.schedules.tile_outer_bytes`), candidates keyed by their id(). False: a search per
+#: call on the layer's own operands, nothing memoised within it, tiles priced in batches, every figure
+#: from the schedule's steps or shape by shape (the reference these are checked against:
+#: ``tests/test_search_speedups.py``).
 _MEMO = True
 
 
@@ -231,7 +249,10 @@ def _moved(choice: Choice, ops: Operands, arch: Accelerator) -> float:
 @functools.lru_cache(maxsize=4096)
 def _schedule_bytes(plan: Tile | FoldPlan, dataflow: Dataflow, ops: Operands, rows: int, cols: int) -> int:
     """The bytes the loads and stores of ``plan``'s schedule move (``rows`` and ``cols``: the array's,
-    read by fold-outer plans only)."""
+    read by fold-outer plans only; a tile-outer plan's are summed without its steps,
+    :func:`mapper.schedules.tile_outer_bytes`, except by the reference)."""
+    if _MEMO and isinstance(plan, Tile):
+        return tile_outer_bytes(ops, plan)
     steps = fold_outer(ops, plan, dataflow, rows, cols) if isinstance(plan, FoldPlan) \
         else tile_outer(ops, plan, dataflow)
     return sum(t.size_bytes for step in steps for t in (*step.loads, *step.stores))
@@ -263,6 +284,7 @@ class _Pricer:
         array = tuple(getattr(arch.array, f.name) for f in fields(arch.array) if f.name != "dataflows")
         self._computes = _COMPUTE_PRICES.table((array, arch.scratchpad, arch.accumulator, arch.energy))
         self._cycles = _COMPUTE_CYCLES.table((array, arch.scratchpad))
+        self._fold_cycles: dict[tuple[Dataflow, int], int] = {}  # fold_cycles (a few streams per layer)
         self._transfers = _TRANSFER_PRICES.table((arch.dma, arch.dram, arch.scratchpad, arch.accumulator, arch.energy))
         # a transfer's energy reads the DMA's bursts, the DRAM's energy per byte, the buffer and the
         # energy table (accel.energy.transfer_energy_pj), not the DRAM's bandwidth or latency: designs
@@ -293,6 +315,14 @@ class _Pricer:
         cycles = self._cycles.get(key)
         if cycles is None:  # command_cycles of the compute that follows one of its shape
             cycles = self._cycles[key] = steady_compute_cycles(self.arch, dataflow, m, k, n, batch)
+        return cycles
+
+    def fold_cycles(self, dataflow: Dataflow, stream: int) -> int:
+        """:func:`accel.timing.steady_fold_cycles` on this design."""
+        key = (dataflow, stream)
+        cycles = self._fold_cycles.get(key)
+        if cycles is None:
+            cycles = self._fold_cycles[key] = steady_fold_cycles(self.arch, dataflow, stream)
         return cycles
 
     def transfer(self, size_bytes: int, buffer: Buffer, store: bool, row_bytes: int = 0) -> tuple[int, float]:
@@ -337,8 +367,9 @@ def clear_caches() -> None:
     _search.cache_clear()
     _candidates.cache_clear()
     _schedule_bytes.cache_clear()
-    _fold_steps.cache_clear()
     _splits.cache_clear()
+    _sizes.cache_clear()
+    _k_runs.cache_clear()
     _pricer.cache_clear()
     _COMPUTE_PRICES.clear()
     _TRANSFER_PRICES.clear()
@@ -371,6 +402,79 @@ def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]],
         priced.append((times, array, loads, stores))
         count += times
     return _overlapped(priced), energy, moved, count, priced
+
+
+#: A step as :func:`_price_steps` reads it: its compute's ``(m, k, n, batch, accumulate, fill, drain)``
+#: and its transfers, each ``(size_bytes, buffer, store, row_bytes)``, loads first, in the step's order.
+_StepPrice = tuple[tuple[int, int, int, int, bool, bool, bool], tuple[tuple[int, Buffer, bool, int], ...]]
+
+
+def _price_steps(pricer: _Pricer, dataflow: Dataflow, sparsity: object,
+                 steps: list[tuple[_StepPrice, int]]) -> tuple[float, float, float, int, list]:
+    """:func:`_price_sequence` of steps given as :data:`_StepPrice` (the same sums in the same order)."""
+    priced = []
+    energy = moved = 0.0
+    count = 0
+    compute, transfer = pricer.compute, pricer.transfer
+    for ((m, k, n, batch, accumulate, fill, drain), transfers), times in steps:
+        array, pj = compute(dataflow, m, k, n, batch, accumulate, fill, drain, sparsity)
+        energy += times * pj
+        loads = stores = 0
+        for size, buffer, store, row_bytes in transfers:
+            busy, pj = transfer(size, buffer, store, row_bytes)
+            energy += times * pj
+            moved += times * size
+            if store:
+                stores += busy
+            else:
+                loads += busy
+        priced.append((times, array, loads, stores))
+        count += times
+    return _overlapped(priced), energy, moved, count, priced
+
+
+def _fold_block_steps(ops: Operands, fold: FoldPlan, dataflow: Dataflow, tb: int,
+                      extent: dict[str, int]) -> list[_StepPrice]:
+    """The steps :func:`fold_outer` yields for one block of ``tb`` groups of ``extent`` (``m``, ``k``
+    and ``n``; one block of S2 folds), as :data:`_StepPrice`, without making them: what
+    :func:`_fold_outer_cost` prices (for operands without N:M weights, whose input tiles do not
+    depend on the GEMM's extents; ``tests/test_search_speedups.py`` checks it against the steps)."""
+    s1, s2, t = {Dataflow.WS: ("k", "n", "m"), Dataflow.OS: ("m", "n", "k"), Dataflow.IS: ("k", "m", "n")}[dataflow]
+    partial_sums = dataflow is not Dataflow.OS
+    has_w = ops.w is not None
+    steps: list[_StepPrice] = []
+    s1_starts, chunks = range(0, extent[s1], fold.s1_block), range(0, extent[t], fold.chunk)
+    size2 = min(fold.s2_block, extent[s2])
+    for f0 in s1_starts:
+        size1 = min(fold.s1_block, extent[s1] - f0)
+        first_fold, last_fold = f0 == 0, f0 == s1_starts[-1]
+        for c0 in chunks:
+            size = {s2: size2, s1: size1, t: min(fold.chunk, extent[t] - c0)}
+            start = {s2: 0, s1: f0, t: c0}
+            tm, tk, tn = size["m"], size["k"], size["n"]
+            first_chunk, last_chunk = c0 == 0, c0 == chunks[-1]
+            transfers = []
+            if dataflow is not Dataflow.IS or first_chunk:
+                transfers.append((ops.x_tile(0, tb, start["m"], tm, start["k"], tk), Buffer.SCRATCHPAD, False,
+                                  ops.x_row_bytes(tb, tk)))
+            if has_w and (dataflow is not Dataflow.WS or first_chunk):
+                transfers.append((ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, False, ops.w_row_bytes(tk, tn)))
+            outputs = tb * tm * tn
+            final = (outputs * ops.out_bytes, Buffer.ACCUMULATOR, True, ops.out_row_bytes(tb, tn))
+            if not partial_sums:
+                accumulate = not first_chunk
+                stores = [final] if last_chunk else []
+            elif fold.resident:
+                accumulate = not first_fold
+                stores = [final] if last_fold else []
+            else:  # partial sums go to a scratch area of their own: contiguous
+                accumulate = not first_fold
+                partial = outputs * ops.acc_bytes
+                if not first_fold:
+                    transfers.append((partial, Buffer.ACCUMULATOR, False, 0))
+                stores = [final if last_fold else (partial, Buffer.ACCUMULATOR, True, 0)]
+            steps.append(((tm, tk, tn, tb, accumulate, first_chunk, last_chunk), (*transfers, *stores)))
+    return steps
 
 
 def _overlapped(priced: list[tuple[int, float, float, float]]) -> float:
@@ -416,25 +520,31 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
     count = 0
     first_loads: float | None = None
     last, wrap = (1, 0, 0.0, 0.0), 0.0
+    direct = _MEMO and ops.sparsity is None  # the steps' prices without making them (_fold_block_steps)
+    price: Callable[[list], tuple[float, float, float, int, list]] = (
+        functools.partial(_price_steps, pricer, dataflow, None) if direct
+        else functools.partial(_price_sequence, pricer, ops=ops))
     for (tb, cb), (size2, c2) in itertools.product(_splits(g.batch, fold.tb), _splits(extent[s2], fold.s2_block)):
         shape = {s1: e1, s2: size2, t: et}
-        block = replace(ops, gemm=replace(g, batch=tb, **shape))
-        steps = _fold_steps(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols) if _MEMO \
-            else list(fold_outer(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols))
+        if direct:
+            steps: list = _fold_block_steps(ops, fold, dataflow, tb, shape)
+        else:
+            block = replace(ops, gemm=replace(g, batch=tb, **shape))
+            steps = list(fold_outer(block, replace(fold, tb=tb), dataflow, arch.array.rows, arch.array.cols))
         # the steps come fold by fold, each fold's chunks in order; a middle fold stands for
         # ``weight`` folds: its chunk sequence is priced once more, scaled by the others
-        sequence: list[tuple[Step, int]] = []
+        sequence: list[tuple[Step | _StepPrice, int]] = []  # (a step, or its prices; times)
         per_fold = len(chunk_weights)
         for f, weight in enumerate(fold_weights):
             chunk_run = list(zip(steps[f * per_fold:(f + 1) * per_fold], chunk_weights, strict=True))
             if weight > 1:  # the middle folds: price its runs once and scale
-                c, e, m, n, _ = _price_sequence(pricer, chunk_run, ops)
+                c, e, m, n, _ = price(chunk_run)
                 cycles += cb * c2 * (weight - 1) * c
                 energy += cb * c2 * (weight - 1) * e
                 moved += cb * c2 * (weight - 1) * m
                 count += cb * c2 * (weight - 1) * n
             sequence.extend(chunk_run)
-        c, e, m, n, priced = _price_sequence(pricer, sequence, ops)
+        c, e, m, n, priced = price(sequence)
         cycles += cb * c2 * c
         energy += cb * c2 * e
         moved += cb * c2 * m
@@ -444,13 +554,6 @@ def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow:
     if first_loads is None:
         return pricer.total(0.0, 0.0, 0.0, 0)
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, count)
-
-
-@functools.lru_cache(maxsize=1024)
-def _fold_steps(ops: Operands, fold: FoldPlan, dataflow: Dataflow, rows: int, cols: int) -> tuple[Step, ...]:
-    """:func:`fold_outer`'s steps, memoised on its arguments (the designs of a sweep that differ in
-    what prices them, not in the array's shape or the working space, share them)."""
-    return tuple(fold_outer(ops, fold, dataflow, rows, cols))
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -471,39 +574,54 @@ class _Loads:
         self._x: dict[tuple[int, int, int], tuple[int, int, float]] = {}
         self._w: dict[tuple[int, int, int], tuple[int, int, float]] = {}
         self._out: dict[tuple[int, int, int], tuple[int, int, float]] = {}
+        self._rows: dict[tuple[str, int, int], int] = {}  # the rows of x and out transfers, by what they read
+        # _transfer_cycles' sums over a reduction's k tiles (of the size that is the key's last)
+        self.x_sums: dict[tuple[int, int, int], int] = {}  # of the input loads of (tb, tm)
+        self.w_sums: dict[tuple[int, int, int], int] = {}  # of the weight loads of (tb, tn)
+        self.bounds: dict[int, tuple[Tile, int]] = {}  # _transfer_cycles by the tile's id (when memoised)
 
     def x(self, tb: int, tm: int, tk: int) -> tuple[int, int, float]:
-        known = self._x.get((tb, tm, tk)) if self.memo else None  # the common case, without the closures
-        if known is not None:
-            return known
-        return self._priced(self._x, (tb, tm, tk), lambda: self.ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD, False,
-                            lambda: self.ops.x_row_bytes(tb, tk))
+        if not self.memo:
+            return self._priced(lambda: self.ops.x_share(tb, tm, tk), Buffer.SCRATCHPAD, False,
+                                lambda: self.ops.x_row_bytes(tb, tk))
+        known = self._x.get((tb, tm, tk))
+        if known is None:  # a new size: its rows are its (tb, tk)'s
+            rows = self._rows.get(("x", tb, tk))
+            if rows is None:
+                rows = self._rows["x", tb, tk] = self.ops.x_row_bytes(tb, tk)
+            size = self.ops.x_share(tb, tm, tk)
+            known = self._x[tb, tm, tk] = (size, *self.pricer.transfer(size, Buffer.SCRATCHPAD, False, rows))
+        return known
 
     def w(self, tb: int, tk: int, tn: int) -> tuple[int, int, float]:
-        known = self._w.get((tb, tk, tn)) if self.memo else None
-        if known is not None:
-            return known
-        return self._priced(self._w, (tb, tk, tn), lambda: self.ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, False,
-                            lambda: self.ops.w_row_bytes(tk, tn))
+        if not self.memo:
+            return self._priced(lambda: self.ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, False,
+                                lambda: self.ops.w_row_bytes(tk, tn))
+        known = self._w.get((tb, tk, tn))
+        if known is None:
+            size = self.ops.w_size(tb, tk, tn)
+            known = self._w[tb, tk, tn] = (size, *self.pricer.transfer(size, Buffer.SCRATCHPAD, False,
+                                                                       self.ops.w_row_bytes(tk, tn)))
+        return known
 
     def out(self, tb: int, tm: int, tn: int) -> tuple[int, int, float]:
-        known = self._out.get((tb, tm, tn)) if self.memo else None
-        if known is not None:
-            return known
-        return self._priced(self._out, (tb, tm, tn), lambda: tb * tm * tn * self.ops.out_bytes, Buffer.ACCUMULATOR,
-                            True, lambda: self.ops.out_row_bytes(tb, tn))
-
-    def _priced(self, table: dict[tuple[int, int, int], tuple[int, int, float]], key: tuple[int, int, int],
-                size_of: Callable[[], int], buffer: Buffer, store: bool,
-                row_bytes: Callable[[], int]) -> tuple[int, int, float]:
-        """``(size_bytes, cycles, energy)`` of one transfer, from ``table`` when memoised."""
-        known = table.get(key) if self.memo else None
+        if not self.memo:
+            return self._priced(lambda: tb * tm * tn * self.ops.out_bytes, Buffer.ACCUMULATOR, True,
+                                lambda: self.ops.out_row_bytes(tb, tn))
+        known = self._out.get((tb, tm, tn))
         if known is None:
-            size = size_of()
-            known = (size, *self.pricer.transfer(size, buffer, store, row_bytes()))
-            if self.memo:
-                table[key] = known
+            rows = self._rows.get(("out", tb, tn))
+            if rows is None:
+                rows = self._rows["out", tb, tn] = self.ops.out_row_bytes(tb, tn)
+            size = tb * tm * tn * self.ops.out_bytes
+            known = self._out[tb, tm, tn] = (size, *self.pricer.transfer(size, Buffer.ACCUMULATOR, True, rows))
         return known
+
+    def _priced(self, size_of: Callable[[], int], buffer: Buffer, store: bool,
+                row_bytes: Callable[[], int]) -> tuple[int, int, float]:
+        """``(size_bytes, cycles, energy)`` of one transfer, priced anew (the reference)."""
+        size = size_of()
+        return (size, *self.pricer.transfer(size, buffer, store, row_bytes()))
 
 
 def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dataflow,
@@ -524,17 +642,7 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     k_steps = sum(ck for _, ck in k_tiles)  # the steps of one output tile
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
     has_w = ops.w is not None
-    steps = []  # one output tile's runs of equal steps: (k tile, times, accumulate, last)
-    for j, (tk, ck) in enumerate(k_tiles):
-        first, final = j == 0, j == len(k_tiles) - 1
-        head = 1 if first else 0
-        tail = 1 if final and ck - head > 0 else 0
-        if head:
-            steps.append((tk, j, 1, False, final and ck == 1))
-        if ck - head - tail > 0:
-            steps.append((tk, j, ck - head - tail, True, False))
-        if tail:
-            steps.append((tk, j, 1, True, True))
+    steps = _k_runs(g.k, tile.k)
     whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
     load_x, load_w = loads.x, loads.w
     for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
@@ -585,11 +693,77 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     return pricer.total(cycles + _edges(first_loads, last, wrap), energy, moved, steps_run)
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _k_runs(extent: int, size: int) -> tuple[tuple[int, int, int, bool, bool], ...]:
+    """One output tile's runs of equal steps along a reduction of ``extent`` in tiles of ``size``,
+    each ``(k tile, its index in _splits, times, accumulate, last)``: the first step (which does
+    not accumulate), the middle ones, the last (which stores)."""
+    k_tiles = _splits(extent, size)
+    steps = []
+    for j, (tk, ck) in enumerate(k_tiles):
+        first, final = j == 0, j == len(k_tiles) - 1
+        head = 1 if first else 0
+        tail = 1 if final and ck - head > 0 else 0
+        if head:
+            steps.append((tk, j, 1, False, final and ck == 1))
+        if ck - head - tail > 0:
+            steps.append((tk, j, ck - head - tail, True, False))
+        if tail:
+            steps.append((tk, j, 1, True, True))
+    return tuple(steps)
+
+
 def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
     """The DMA cycles of :func:`tile_outer`'s transfers for ``tile`` (its loads and stores as
     :func:`_tile_outer_cost` prices them, summed): a lower bound of that closed form's cycles, whose
     steps each cost at least their stores and the next step's loads, the first loads and the last
-    stores overlapping nothing (:func:`_overlapped`, :func:`_edges`)."""
+    stores overlapping nothing (:func:`_overlapped`, :func:`_edges`). Per output tile shape, its
+    input tiles' loads (a reduction's, per ``(tb, tm)``) and weight tiles' (per ``(tb, tn)``) are
+    summed once; :func:`_kinds` says which of its output tiles load them (memoised per tile in
+    ``loads`` when it is: the transfers do not depend on the dataflow, and the dataflows of a
+    search share ``loads``)."""
+    known = loads.bounds.get(id(tile)) if loads.memo else None
+    if known is not None:
+        return known[1]
+    g = ops.gemm
+    k_tiles = _splits(g.k, tile.k)
+    keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    has_w = ops.w is not None
+    whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
+    m_tiles, n_tiles = _splits(g.m, tile.m), _splits(g.n, tile.n)
+    load_x, load_w, load_out = loads.x, loads.w, loads.out
+    cycles = 0
+    x_sums, w_sums, size_k = loads.x_sums, loads.w_sums, tile.k
+    for tb, cb in _splits(g.batch, tile.b):
+        xs = []
+        for tm, _ in m_tiles:  # a reduction's input loads, summed once per (tb, tm) and k tile size
+            x = x_sums.get((tb, tm, size_k))
+            if x is None:
+                x = x_sums[tb, tm, size_k] = sum(ck * load_x(tb, tm, tk)[1] for tk, ck in k_tiles)
+            xs.append(x)
+        ws = []
+        for tn, _ in n_tiles:  # and its weight loads
+            w = w_sums.get((tb, tn, size_k)) if has_w else 0
+            if w is None:
+                w = w_sums[tb, tn, size_k] = sum(ck * load_w(tb, tk, tn)[1] for tk, ck in k_tiles)
+            ws.append(w)
+        for (tn, cn), w in zip(n_tiles, ws, strict=True):
+            for (tm, cm), x in zip(m_tiles, xs, strict=True):
+                count = cb * cn * cm
+                if keep_w:  # the first output tile of each column loads its weights (_kinds)
+                    cycles += count * x + (cb * cn if tm == whole_m else 0) * w
+                elif keep_x:  # the first of each row its inputs
+                    cycles += count * w + (cb * cm if tn == whole_n else 0) * x
+                else:
+                    cycles += count * (x + w)
+                cycles += count * load_out(tb, tm, tn)[1]
+    if loads.memo:
+        loads.bounds[id(tile)] = (tile, cycles)  # by id, holding the tile (so that no other takes its id)
+    return cycles
+
+
+def _transfer_cycles_by_kinds(ops: Operands, tile: Tile, loads: _Loads) -> int:
+    """:func:`_transfer_cycles` summed shape by shape over :func:`_kinds` (the reference's)."""
     g = ops.gemm
     k_tiles = _splits(g.k, tile.k)
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
@@ -623,10 +797,43 @@ def _kinds(keep_w: bool, keep_x: bool, has_w: bool, counts: tuple[int, int, int]
     return ((count, True, has_w),)
 
 
-def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow) -> int:
+def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow,
+                 sums: dict[tuple[int, int], int] | None = None) -> int:
     """The array cycles of :func:`tile_outer`'s computes for ``tile``: a lower bound of its closed-form
     cycles, since a run of steps costs at least its computes and the ends' correction never takes a
-    step below its compute (:func:`_edges`)."""
+    step below its compute (:func:`_edges`). A compute's cycles are ``batch x folds x`` a fold's
+    (:func:`accel.timing.steady_fold_cycles` of its stream), its folds the product of its two folded
+    dimensions' over the array's rows and columns (:func:`accel.timing.fold_count`): the sum over
+    the tile sizes along each dimension factors into one sum per dimension (equal to
+    :func:`_array_bound_by_shapes`, which sums the computes shape by shape: the reference's).
+    ``sums``: the per-dimension sums of earlier calls on the same operands and dataflow, by
+    ``(dimension, tile size)``, when the caller keeps them."""
+    g = ops.gemm
+    rows, cols = pricer.arch.array.rows, pricer.arch.array.cols
+    if dataflow is Dataflow.WS:  # k folded over the rows, n over the columns, m streams
+        (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.k, tile.k), (g.n, tile.n), (g.m, tile.m)
+    elif dataflow is Dataflow.OS:
+        (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.m, tile.m), (g.n, tile.n), (g.k, tile.k)
+    else:
+        (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.k, tile.k), (g.m, tile.m), (g.n, tile.n)
+    if sums is None:
+        sums = {}
+    r_folds = sums.get((0, r_size))
+    if r_folds is None:
+        r_folds = sums[0, r_size] = sum(count * ceil_div(size, rows) for size, count in _splits(r_extent, r_size))
+    c_folds = sums.get((1, c_size))
+    if c_folds is None:
+        c_folds = sums[1, c_size] = sum(count * ceil_div(size, cols) for size, count in _splits(c_extent, c_size))
+    streams = sums.get((2, s_size))
+    if streams is None:
+        cycles = pricer.fold_cycles
+        streams = sums[2, s_size] = sum(count * cycles(dataflow, size) for size, count in _splits(s_extent, s_size))
+    return g.batch * r_folds * c_folds * streams  # the groups' tiles sum to the batch
+
+
+def _array_bound_by_shapes(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow) -> int:
+    """:func:`_array_bound` summed over the computes' distinct shapes, each priced by
+    :meth:`_Pricer.array_cycles` (the reference search's)."""
     g = ops.gemm
     k_tiles = _splits(g.k, tile.k)
     n_tiles, m_tiles = _splits(g.n, tile.n), _splits(g.m, tile.m)
@@ -654,8 +861,11 @@ def _balanced(extent: int, unit: int) -> Iterator[int]:
             yield size
 
 
-def _sizes(extent: int, unit: int) -> list[int]:
-    return sorted(set(tile_sizes(extent, unit)) | set(_balanced(extent, unit)))
+@functools.lru_cache(maxsize=1 << 12)
+def _sizes(extent: int, unit: int) -> tuple[int, ...]:
+    """The tile sizes along one dimension the second round looks among: :func:`tile_sizes` and
+    :func:`_balanced`, ascending (memoised: every search asks for its extents again and again)."""
+    return tuple(sorted(set(tile_sizes(extent, unit)) | set(_balanced(extent, unit))))
 
 
 def _row_counts(ops: Operands, tb: int, tn: int, half_acc: int, by_spad: int) -> set[int]:
@@ -664,7 +874,7 @@ def _row_counts(ops: Operands, tb: int, tn: int, half_acc: int, by_spad: int) ->
     tiles of at most as many rows); none when not even one row fits."""
     m = ops.gemm.m
     most = min(m, by_spad, half_acc // (tb * tn * ops.acc_bytes))
-    return {most, ceil_div(m, ceil_div(m, most))} if most >= 1 else set()
+    return {most, -(-m // -(-m // most))} if most >= 1 else set()  # most, ceil(m / ceil(m / most))
 
 
 def _plain_tms(ops: Operands, tb: int, tk: int, tn: int, half_spad: int, half_acc: int,
@@ -711,9 +921,11 @@ class _Rows:
     (``"x"``: :meth:`Operands.x_share`) or row of input tiles (``"row"``: :func:`kept_bytes` of
     ``"x"``) of ``tb`` groups and ``tk`` reduction fits ``room`` bytes. Both sizes never shrink
     as ``tm`` grows (a band of more output pixels covers the bands of fewer; a GEMM's share is
-    ``ceil(rate * tm)``), so the sizes it has computed for a ``(tb, tk)``, in order, bracket the
-    answer for any room, and the binary search runs only between them (giving what searching all
-    of ``1..m`` gives)."""
+    ``ceil(rate * tm)``). A convolution's are its band's most pixels times bytes per pixel
+    (:meth:`Operands.x_pixel_bytes`), so the answer is the closed form
+    :func:`mapper.layout.conv_band_most` of the pixels the room holds; a GEMM's are searched for:
+    the sizes computed for a ``(tb, tk)``, in order, bracket the answer for any room, and the
+    binary search runs only between them. Both give what searching all of ``1..m`` gives."""
 
     def __init__(self, ops: Operands) -> None:
         self.ops = ops
@@ -721,6 +933,12 @@ class _Rows:
 
     def most(self, kind: str, tb: int, tk: int, room: int) -> int:
         ops = self.ops
+        if ops.conv is not None:  # x_share is conv_band_pixels times x_pixel_bytes (both at least 1)
+            per_pixel = ops.x_pixel_bytes(tb, tk)
+            if kind != "x":  # a row of input tiles: kept_bytes, the whole k tiles' and the rest's
+                full, rest = divmod(ops.gemm.k, tk)
+                per_pixel = full * per_pixel + (ops.x_pixel_bytes(tb, rest) if rest else 0)
+            return min(ops.gemm.m, conv_band_most(ops.conv, room // per_pixel))
         tms, sizes = self._known.setdefault((kind, tb, tk), ([], []))
         i = bisect.bisect_right(sizes, room)  # sizes[:i] fit, sizes[i:] do not
         lo = tms[i - 1] if i else 0
@@ -744,20 +962,35 @@ class _Rows:
 KEEP_MIN_SAVING = 0.05
 
 
-def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int) -> bool:
+def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int, weights: int | None = None) -> bool:
     """Whether keeping ``role`` (``"w"`` or ``"x"``) in ``tb x tm x tk x tn`` tiles saves
     :data:`KEEP_MIN_SAVING` of the DRAM bytes the same tiles move without it (a pass over the input
     costs its tiles' shares, a convolution's bands with their halo; a row of kept inputs gives up
-    the weights a one-tile reduction keeps)."""
+    the weights a one-tile reduction keeps; ``weights``: the bytes of all of them, when the caller
+    has them)."""
     g = ops.gemm
-    weights = ops.w_size(g.batch, g.k, g.n)
-    x_pass = ceil_div(g.batch, tb) * ceil_div(g.m, tm) * kept_bytes(ops, "x", tb, tm, tk, tn)
-    x_reads, w_reads = ceil_div(g.n, tn), ceil_div(g.m, tm)
+    if weights is None:
+        weights = ops.w_size(g.batch, g.k, g.n)
+    w_reads = -(-g.m // tm)  # ceil_div, inline: the search asks thousands of times
+    x_pass = -(-g.batch // tb) * w_reads * kept_bytes(ops, "x", tb, tm, tk, tn)
+    x_reads = -(-g.n // tn)
     plain_w_reads = 1 if tk >= g.k else w_reads
     plain = x_pass * x_reads + weights * plain_w_reads + g.batch * g.m * g.n * ops.out_bytes
     saved = (weights * (w_reads - 1) if role == "w"
              else x_pass * (x_reads - 1) - weights * (w_reads - plain_w_reads))
     return saved >= KEEP_MIN_SAVING * plain
+
+
+def _tile(m: int, k: int, n: int, b: int, keep: str) -> Tile:
+    """``Tile(m, k, n, b, keep)``, made in one step rather than field by field through the frozen
+    dataclass's ``object.__setattr__`` (the same object: a Tile validates nothing; the search makes
+    thousands; ``tests/test_search_speedups.py`` checks they are equal)."""
+    tile = _new_object(Tile)
+    tile.__dict__.update(m=m, k=k, n=n, b=b, keep=keep)
+    return tile
+
+
+_new_object = object.__new__
 
 
 class _Candidates:
@@ -777,16 +1010,17 @@ class _Candidates:
         self._outputs = g.batch * g.m * g.n * ops.out_bytes
         self._plain: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
         self._kept: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
-        self._moved: dict[Tile, int] = {}
+        self.known_moved: dict[int, int] = {}  # moved() by the id of a tile this holds (when memoised)
 
     def plain(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
         """Plain ``tb x ? x tk x tn`` tiles, in :func:`_plain_tms`' order."""
         known = self._plain.get((tb, tk, tn)) if self.memo else None
         if known is None:
             tms = _plain_tms(self.ops, tb, tk, tn, self.half_spad, self.half_acc, self._rows)
-            known = tuple(Tile(tm, tk, tn, tb) for tm in tms)
+            known = tuple(_tile(tm, tk, tn, tb, "") for tm in tms)
             if self.memo:
                 self._plain[tb, tk, tn] = known
+                self.known_moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
         return known
 
     def kept(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
@@ -795,25 +1029,26 @@ class _Candidates:
         known = self._kept.get((tb, tk, tn)) if self.memo else None
         if known is None:
             ops = self.ops
-            known = tuple(Tile(tm, tk, tn, tb, keep=role) for role in ("w", "x")
+            known = tuple(_tile(tm, tk, tn, tb, role) for role in ("w", "x")
                           for tm in _kept_tms(ops, role, tb, tk, tn, self.half_spad, self.half_acc, self._rows)
-                          if _worth_keeping(ops, role, tb, tm, tk, tn))
+                          if _worth_keeping(ops, role, tb, tm, tk, tn, self._weights if self.memo else None))
             if self.memo:
                 self._kept[tb, tk, tn] = known
+                self.known_moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
         return known
 
     def moved(self, tile: Tile) -> int:
         """A bound of the DRAM bytes ``tile``'s schedule moves: every ``n`` column of tiles reads all of
-        the input (unless it keeps its inputs), every ``m`` row all of the weights (unless it keeps them)."""
-        known = self._moved.get(tile) if self.memo else None
-        if known is None:
-            ops, g = self.ops, self.ops.gemm
-            reads = 1 if keeps_weights(ops, tile) else ceil_div(g.m, tile.m)  # of each weight
-            x_reads = 1 if keeps_inputs(ops, tile) else ceil_div(g.n, tile.n)  # of the input
-            known = ops.x_bytes * x_reads + self._weights * reads + self._outputs
-            if self.memo:
-                self._moved[tile] = known
-        return known
+        the input (unless it keeps its inputs), every ``m`` row all of the weights (unless it keeps them).
+        Memoised for the tiles :meth:`plain` and :meth:`kept` made (by id: they hold them)."""
+        known = self.known_moved.get(id(tile)) if self.memo else None
+        return self._dram_bytes(tile) if known is None else known
+
+    def _dram_bytes(self, tile: Tile) -> int:
+        ops, g = self.ops, self.ops.gemm
+        reads = 1 if keeps_weights(ops, tile) else -(-g.m // tile.m)  # of each weight
+        x_reads = 1 if keeps_inputs(ops, tile) else -(-g.n // tile.n)  # of the input
+        return ops.x_bytes * x_reads + self._weights * reads + self._outputs
 
 
 @functools.lru_cache(maxsize=1024)
@@ -847,22 +1082,32 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     rows, cols = arch.array.rows, arch.array.cols
     bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
     dram_pj = arch.dram.energy_pj_per_byte
+    latency = objective == "latency"
     pricer = _pricer(arch)
     shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
+    known_moved = shared.known_moved
     loads = loads or _Loads(pricer, ops, memo=_MEMO)
-    priced: dict[Tile, Choice] = {}
+    # What the rounds learn of each candidate is kept by its tag: the tile itself, or, when memoised,
+    # its id() (an int hashes at C speed, a Tile by its dataclass __hash__; the memoised candidates
+    # are the same objects in every round and dataflow, held by ``shared`` for the whole search).
+    tag: Callable[[Tile], object] = id if _MEMO else _itself
+    priced: dict[object, Choice] = {}
     best: list[Choice] = []
     limit = float("inf")  # the best's first term: a tile whose bound exceeds it is not priced
-    bounds: dict[Tile, float] = {}
-    closer: dict[Tile, float] = {}  # transfers_bound by tile
+    bounds: dict[object, float] = {}
+    closer: dict[object, float] = {}  # transfers_bound by tile
     array_bounds: dict[tuple[int, int, int, int], int] = {}  # _array_bound by tile size (kept or not)
-    order: dict[Tile, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
+    dimension_sums: dict[tuple[int, int], int] = {}  # _array_bound's sums
+    order: dict[object, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
 
     def bound(tile: Tile) -> float:
-        known = bounds.get(tile)
+        t = tag(tile)
+        known = bounds.get(t)
         if known is not None:
             return known
-        moved = shared.moved(tile)
+        moved = known_moved.get(t) if _MEMO else None  # shared.moved(tile), read without the call
+        if moved is None:
+            moved = shared.moved(tile)
         energy = moved * dram_pj
         if objective == "energy":
             known = energy
@@ -870,10 +1115,11 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             dims = (tile.b, tile.m, tile.k, tile.n)
             array = array_bounds.get(dims) if _MEMO else None
             if array is None:
-                array = array_bounds[dims] = _array_bound(pricer, ops, tile, dataflow)
+                array = array_bounds[dims] = _array_bound(pricer, ops, tile, dataflow, dimension_sums) if _MEMO \
+                    else _array_bound_by_shapes(pricer, ops, tile, dataflow)
             cycles = max(moved / bandwidth, array)
             known = cycles if objective == "latency" else cycles * energy
-        bounds[tile] = known
+        bounds[t] = known
         return known
 
     def transfers_bound(tile: Tile) -> float:
@@ -881,28 +1127,31 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
         # a closer bound, dearer than bound()'s, so asked only of the tiles that bound() lets through
         if objective == "energy":  # transfers' cycles do not bound the energy
             return bound(tile)
-        known = closer.get(tile)
+        t = tag(tile)
+        known = closer.get(t)
         if known is None:
-            cycles = _transfer_cycles(ops, tile, loads)
-            known = closer[tile] = max(cycles if objective == "latency" else cycles * shared.moved(tile) * dram_pj,
+            cycles = (_transfer_cycles if _MEMO else _transfer_cycles_by_kinds)(ops, tile, loads)
+            known = closer[t] = max(cycles if objective == "latency" else cycles * shared.moved(tile) * dram_pj,
                                        bound(tile))
         return known
 
     def price(sizes: Iterable[tuple[int, int, int]], kept: bool, plain: bool = True) -> None:
         nonlocal limit
-        candidates: dict[Tile, None] = {}  # in order, each once
+        candidates: dict[object, Tile] = {}  # by tag, in order, each once
         for tb, tk, tn in sizes:
             for tile in shared.plain(tb, tk, tn) if plain else ():
-                if tile not in priced:
-                    candidates.setdefault(tile)
+                t = tag(tile)
+                if t not in priced:
+                    candidates.setdefault(t, tile)
             # a split reduction's column of weight tiles, or a row of input tiles, that fits: keep it
             for tile in shared.kept(tb, tk, tn) if kept else ():
-                if tile not in priced:
-                    candidates.setdefault(tile)
+                t = tag(tile)
+                if t not in priced:
+                    candidates.setdefault(t, tile)
         if not candidates:
             return
-        for tile in candidates:
-            order.setdefault(tile, len(order))
+        for t in candidates:
+            order.setdefault(t, len(order))
         # Priced most promising first (the least bound), so that the best so far prunes the most; a
         # tile whose bound loses is not priced (the best only improves). The priced are kept in the
         # search's own order, and ties go to the earlier in it, so the choice is the one pricing every
@@ -910,23 +1159,35 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
         # bound loses are priced; the reference prices them in batches, dropping from a batch those
         # whose bound loses before pricing it and after pricing each. Both price the same tiles: the
         # best only improves, so a tile dropped before is dropped after.
-        tiles = list(candidates)
-        found: dict[Tile, Choice] = {}
-        values = [bound(t) for t in tiles]
+        tiles = list(candidates.values())
+        found: dict[object, Choice] = {}
         ranked: list[Tile] = []  # for the batches below: the reference, and the array pricing
         if _MEMO and not _VECTORIZED:
             best_key = best[0].cost.key(objective) if best else None
-            for value, tile in sorted(zip(values, tiles, strict=True), key=lambda p: p[0]):
+            best_order = order[id(best[0].tile)] if best else 0
+            ranked_values = []
+            for tile in tiles:
+                value = bounds.get(id(tile))
+                ranked_values.append((bound(tile) if value is None else value, tile))
+            for value, tile in sorted(ranked_values, key=_first):
                 if value > limit:  # and so do all that follow
                     break
-                if transfers_bound(tile) > limit:
-                    continue
+                t = id(tile)
+                if objective != "energy":  # transfers_bound(tile), knowing bound(tile)
+                    closer_value = closer.get(t)
+                    if closer_value is None:
+                        cycles = _transfer_cycles(ops, tile, loads)
+                        closer_value = closer[t] = max(cycles if latency else cycles * shared.moved(tile) * dram_pj,
+                                                       value)
+                    if closer_value > limit:
+                        continue
                 cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, loads)
-                choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
+                choice = found[t] = Choice("tile-outer", dataflow, tile, tile, cost)
                 key = cost.key(objective)
-                if best_key is None or (key, order[tile]) < (best_key, order[best[0].tile]):
-                    best[:], best_key, limit = [choice], key, key[0]
+                if best_key is None or (key, order[t]) < (best_key, best_order):
+                    best[:], best_key, best_order, limit = [choice], key, order[t], key[0]
         else:
+            values = [bound(t) for t in tiles]
             ranked = [tiles[i] for i in sorted(range(len(tiles)), key=values.__getitem__)]
         for at in range(0, len(ranked), _BATCH):
             batch = [t for t in ranked[at:at + _BATCH] if not bound(t) > limit]
@@ -943,12 +1204,12 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             for tile, cost in zip(batch, costs, strict=True):
                 if bound(tile) > limit or transfers_bound(tile) > limit:
                     continue
-                choice = found[tile] = Choice("tile-outer", dataflow, tile, tile, cost)
-                if not best or (choice.cost.key(objective), order[tile]) < (best[0].cost.key(objective),
-                                                                               order[best[0].tile]):
+                choice = found[tag(tile)] = Choice("tile-outer", dataflow, tile, tile, cost)
+                if not best or (choice.cost.key(objective), order[tag(tile)]) < (best[0].cost.key(objective),
+                                                                                    order[tag(best[0].tile)]):
                     best[:] = [choice]
                     limit = choice.cost.key(objective)[0]
-        priced.update((tile, found[tile]) for tile in tiles if tile in found)
+        priced.update((t, found[t]) for t in candidates if t in found)
 
     first = sorted(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)),
                    key=lambda size: (-size[2], -size[0], -size[1]))  # big n first: fewest input re-reads
@@ -973,6 +1234,13 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             around(best[0].tile, True)
         around(center, True, plain=False)
     return plain, list(priced.values())[len(plain):]
+
+
+def _itself(tile: Tile) -> Tile:
+    return tile
+
+
+_first = operator.itemgetter(0)
 
 
 def _fold_plan(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: int, half_acc: int) -> FoldPlan | None:

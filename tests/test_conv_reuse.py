@@ -78,3 +78,24 @@ def test_a_gemms_priced_dram_bytes_are_what_its_schedule_moves(monkeypatch):
                 assert choice.cost.dram_bytes == moved, (choice.order, choice.tile)
                 checked += 1
     assert checked > 100
+
+
+def test_the_most_output_pixels_of_a_band_are_searching_them():
+    """``conv_band_most`` (the search's closed form for the most rows of a convolution's tile in a
+    room) gives the largest run of output pixels whose band's most pixels (``conv_band_pixels``,
+    never fewer for more) fit, as searching every run does, on strided, dilated, padded, pointwise
+    and batched geometries and every limit up to the whole input."""
+    import itertools
+
+    from mapper.layout import ConvGeometry, conv_band_most, conv_band_pixels
+
+    for n, (h, w), k, s, d in itertools.product((1, 3), ((7, 9), (1, 5)), (1, 3, 7), (1, 2), (1, 2)):
+        pad = k // 2
+        oh, ow = ((size + 2 * pad - d * (k - 1) - 1) // s + 1 for size in (h, w))
+        if oh < 1 or ow < 1:
+            continue
+        g = ConvGeometry(n, 2, h, w, 4, oh, ow, k, k, s, s, d, d, pad, pad, 1)
+        pixels = [conv_band_pixels(g, tm) for tm in range(1, n * oh * ow + 1)]
+        assert pixels == sorted(pixels)
+        for limit in range(pixels[-1] + 2):
+            assert conv_band_most(g, limit) == sum(p <= limit for p in pixels), (g, limit)

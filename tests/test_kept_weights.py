@@ -81,3 +81,23 @@ def _conv_dram_bytes(plan) -> int:  # noqa: ANN001
 def test_kept_operands_move_fewer_dram_bytes_on_alexnets_convolutions():
     plain = mapper.map_graph(zoo.build("alexnet"), load("eyeriss"), mapper.MapOptions(keep_operands=False))
     assert _conv_dram_bytes(_alexnet_plan()) < 0.85 * _conv_dram_bytes(plain)  # 29.8 MB against 38.6 MB
+
+
+def test_tile_outer_bytes_are_what_the_schedule_moves():
+    """``tile_outer_bytes`` (what the search reads a convolution's DRAM bytes from) sums the loads and
+    stores of ``tile_outer``'s steps, plain and keeping either operand, on convolutions (their bands
+    differ by position) and a GEMM."""
+    from mapper.decide import operands
+    from mapper.schedules import tile_outer_bytes
+
+    graph, arch = zoo.build("resnet18"), load("gemmini")
+    array_layers = [layer for layer in graph.layers if layer.gemm is not None]
+    layers = array_layers[:2] + array_layers[-1:]  # the 7x7 stride-2 stem, a 3x3 conv, the classifier
+    for layer in layers:
+        ops = operands(graph, arch, layer, Dataflow.WS)
+        g = ops.gemm
+        for m, k, n in ((1000, 64, 32), (g.m, g.k, g.n), (g.m // 3 + 5, 48, 48)):
+            for keep in ("", "w", "x"):
+                tile = Tile(m=min(m, g.m), k=min(k, g.k), n=min(n, g.n), keep=keep)
+                moved = sum(t.size_bytes for s in tile_outer(ops, tile, Dataflow.WS) for t in (*s.loads, *s.stores))
+                assert tile_outer_bytes(ops, tile) == moved, (layer.name, tile)

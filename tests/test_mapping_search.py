@@ -102,6 +102,25 @@ def test_fold_outer_closed_form_equals_pricing_every_step(shape, dataflow, spad)
     assert cost.energy_pj == pytest.approx(energy, rel=0.05, abs=allowance * _pricer(GEMMINI).static_pj_per_cycle)
 
 
+@settings(max_examples=40)
+@given(shape=shapes, dataflow=st.sampled_from(list(Dataflow)), spad=st.sampled_from([4096, 16384, 131072]))
+def test_fold_outer_cost_without_its_steps_is_the_steps_price(shape, dataflow, spad):
+    """The memoised search prices a fold-outer block's steps without making them
+    (``mapper.search._fold_block_steps``): bit for bit the price of :func:`fold_outer`'s steps."""
+    from unittest import mock
+
+    from mapper import search
+
+    ops = _ops(*shape)
+    fold = _fold_plan(GEMMINI, ops, dataflow, spad, 32768)
+    if fold is None:
+        return
+    direct = _fold_outer_cost(GEMMINI, ops, fold, dataflow)
+    with mock.patch.object(search, "_MEMO", False):
+        stepwise = _fold_outer_cost(GEMMINI, ops, fold, dataflow)
+    assert (direct, direct.steps) == (stepwise, stepwise.steps)
+
+
 def test_dominated_mappings_are_pruned():
     tile = Tile(1, 1, 1)
 

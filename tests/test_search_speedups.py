@@ -19,6 +19,7 @@ import pytest
 from accel import config
 from mapper import MapOptions, search
 from mapper.decide import ArrayDecision, decide_layers
+from mapper.plan import Tile
 from workloads import load, zoo
 from workloads.graph import Graph
 
@@ -131,7 +132,8 @@ def test_designs_mapped_in_turn_choose_as_each_alone(monkeypatch):
 
 def test_candidates_key_is_every_input():
     """:func:`mapper.search._candidates` is keyed by every argument :class:`mapper.search._Candidates`
-    reads (no design in it): a memoised one lists the tiles and bounds a fresh one does."""
+    reads (no design in it): a memoised one lists the tiles and bounds a fresh one does, tiles equal to
+    those ``Tile(...)`` makes."""
     import inspect
 
     params = [p for p in inspect.signature(search._Candidates).parameters if p != "memo"]
@@ -145,6 +147,9 @@ def test_candidates_key_is_every_input():
             assert memo.plain(*size) == fresh.plain(*size)
             assert memo.kept(*size) == fresh.kept(*size)
             assert [memo.moved(t) for t in memo.plain(*size)] == [fresh.moved(t) for t in fresh.plain(*size)]
+            for t in memo.plain(*size) + memo.kept(*size):  # made in one step (search._tile), as a Tile is
+                made = Tile(t.m, t.k, t.n, t.b, t.keep)
+                assert t == made and hash(t) == hash(made) and list(vars(t).items()) == list(vars(made).items())
 
 
 def test_transfer_energy_is_shared_only_where_it_is_the_same():

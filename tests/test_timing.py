@@ -194,10 +194,11 @@ def test_a_move_takes_its_beats_plus_the_read_paths_pipeline():
 def test_steady_compute_cycles_are_command_cycles_of_the_compute(preset):
     """``steady_compute_cycles`` (what the mapper's search prices a whole-fold compute by) gives the
     cycles of the ``Compute`` that follows one of its shape, on every preset (one and two weight
-    buffers), dataflow, shape and batch, on plain ints and elementwise on numpy arrays."""
+    buffers), dataflow, shape and batch, on plain ints and elementwise on numpy arrays; and so do
+    ``batch x folds x steady_fold_cycles`` (what the search's array bound sums per dimension)."""
     import numpy as np
 
-    from accel.timing import command_cycles, steady_compute_cycles, steady_follows
+    from accel.timing import command_cycles, fold_count, steady_compute_cycles, steady_fold_cycles, steady_follows
 
     arch = config.load(preset)
     shapes = [(m, k, n, b) for m in (1, 7, 16, 33, 200) for k in (1, 15, 16, 64, 129) for n in (1, 8, 17, 256)
@@ -210,6 +211,9 @@ def test_steady_compute_cycles_are_command_cycles_of_the_compute(preset):
             assert [steady_compute_cycles(a, dataflow, m, k, n, b) for m, k, n, b in shapes] == expected
             m, k, n, b = (np.array(column, dtype=np.int64) for column in zip(*shapes, strict=True))
             assert steady_compute_cycles(a, dataflow, m, k, n, b).tolist() == expected
+            folds = [fold_count(a.array, dataflow, *shape[:3]) for shape in shapes]  # per fold, as the search sums
+            assert [shape[3] * f * steady_fold_cycles(a, dataflow, s)
+                    for shape, (f, s) in zip(shapes, folds, strict=True)] == expected
 
 
 @pytest.mark.parametrize("preset", config.preset_names())
