@@ -281,7 +281,7 @@ def tile_segments(ops: Operands, tile: Tile, dataflow: Dataflow,
             starts = range(first, min(inner_extent, first + inner_step * size), inner_step)
             tiles = [(b0, i, line0) if keep_x else (b0, line0, i) for i in starts]  # (b0, n0, m0)
             shape = tuple((i - first, min(inner_step, inner_extent - i), i > 0) for i in starts)
-            where = (b0, line0 if keep_x else first) if ops.conv is not None else None
+            where = (b0, line0 if keep_x else first) if ops.conv is not None and not ops.conv.pointwise else None
             key = (keep_w, keep_x, tb, t_line, shape, where)
             origin = (b0, line0, 0, first) if keep_x else (b0, first, 0, line0)
 
