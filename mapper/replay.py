@@ -95,30 +95,32 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
             return value
         if kind is tuple:
             return tuple([v if type(v) is int else canon(v) for v in value])
-        if isinstance(value, str):
+        how = _CANON.get(kind)
+        if how is None:
+            how = _CANON[kind] = _canon_kind(kind)
+        if how is _TEXT:
             if value in tokens:
                 return ("name", tokens[value])
             if value in graph.tensors:
                 tokens[value] = len(tokens) + 1
                 return ("name", tokens[value])
             return ("layer",) if value == layer_name else value
-        if value is None or isinstance(value, bool | int | float | Fraction | Enum):
+        if how is _ATOM:
             return value
-        if isinstance(value, tuple | list):
-            return tuple(canon(v) for v in value)
-        if isinstance(value, Mapping):
-            return ("map", tuple([(canon(k), canon(v)) for k, v in value.items()]))
-        if isinstance(value, frozenset | set):
-            return ("set", tuple(sorted(canon(v) for v in value)))  # type: ignore[type-var]
-        if isinstance(value, np.ndarray):
-            return ("array", value.shape, str(value.dtype), value.tobytes())
-        read = _signature_fields(type(value))
-        if read is not None:  # a dataclass instance
-            return (type(value).__name__, tuple([canon(getattr(value, name)) for name in read]))
+        if type(how) is tuple:  # a dataclass instance: the fields a signature reads
+            return (kind.__name__, tuple([canon(getattr(value, name)) for name in how]))
+        if how is _SEQUENCE:
+            return tuple(canon(v) for v in value)  # type: ignore[attr-defined]
+        if how is _MAPPING:
+            return ("map", tuple([(canon(k), canon(v)) for k, v in value.items()]))  # type: ignore[attr-defined]
+        if how is _SET:
+            return ("set", tuple(sorted(canon(v) for v in value)))  # type: ignore[attr-defined, type-var]
+        if how is _ARRAY:
+            return ("array", value.shape, str(value.dtype), value.tobytes())  # type: ignore[attr-defined]
         if dataclasses.is_dataclass(value):  # a dataclass itself
-            return (type(value).__name__, tuple(canon(getattr(value, f.name)) for f in dataclasses.fields(value)
-                                                if f.name not in _NOT_SIGNED))
-        return (type(value).__name__, repr(value))
+            return (kind.__name__, tuple(canon(getattr(value, f.name)) for f in dataclasses.fields(value)
+                                         if f.name not in _NOT_SIGNED))
+        return (kind.__name__, repr(value))
 
     key = [canon(decision), getattr(getattr(decision, "mapping", None), "tiles", None)]
     names = (layer_name, *tokens)
@@ -132,12 +134,31 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
 _NOT_SIGNED = ("mapping", "cost", "evaluated", "pareto")
 
 
-@cache
-def _signature_fields(kind: type) -> tuple[str, ...] | None:
-    """The fields a signature reads of an instance of ``kind`` (``None``: not a dataclass)."""
-    if not dataclasses.is_dataclass(kind):
-        return None
-    return tuple(f.name for f in dataclasses.fields(kind) if f.name not in _NOT_SIGNED)
+#: How :func:`signature` reads a value of a type other than ``int``, ``None`` and ``tuple``: as a
+#: name or text, as it is, item by item, as a mapping, a set, an array, by the fields of a
+#: dataclass instance (a tuple of their names) or otherwise (a dataclass itself, or its repr).
+_TEXT, _ATOM, _SEQUENCE, _MAPPING, _SET, _ARRAY, _OTHER = "text", "atom", "sequence", "mapping", "set", "array", "other"
+_CANON: dict[type, str | tuple[str, ...]] = {}
+
+
+def _canon_kind(kind: type) -> str | tuple[str, ...]:
+    """How :func:`signature` reads a value of type ``kind``: the first of these that it is (the
+    order matters: a ``StrEnum`` is text, a ``bool`` an atom)."""
+    if issubclass(kind, str):
+        return _TEXT
+    if kind is type(None) or issubclass(kind, bool | int | float | Fraction | Enum):
+        return _ATOM
+    if issubclass(kind, tuple | list):
+        return _SEQUENCE
+    if issubclass(kind, Mapping):
+        return _MAPPING
+    if issubclass(kind, frozenset | set):
+        return _SET
+    if issubclass(kind, np.ndarray):
+        return _ARRAY
+    if dataclasses.is_dataclass(kind):
+        return tuple(f.name for f in dataclasses.fields(kind) if f.name not in _NOT_SIGNED)
+    return _OTHER
 
 
 @dataclass
