@@ -266,8 +266,8 @@ def tile_segments(ops: Operands, tile: Tile, dataflow: Dataflow,
     extents and what it reuses, and for a convolution (whose input bands are not a shift of each
     other from row to row, nor from group to group) the segment's group and first row, so that its
     segments are alike only along the columns; but for a pointwise one (1x1, stride 1, no padding:
-    :attr:`mapper.layout.ConvGeometry.pointwise`), whose bands are its rows of pixels, as a GEMM's. N:M operands are not cut (their inputs' sizes
-    depend on where a tile starts)."""
+    :attr:`mapper.layout.ConvGeometry.pointwise`), whose bands are its rows of pixels, as a GEMM's.
+    N:M operands are not cut (their inputs' sizes depend on where a tile starts)."""
     if ops.sparsity is not None:
         raise ValueError("N:M operands are not cut into segments")
     g = ops.gemm
