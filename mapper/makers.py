@@ -7,8 +7,11 @@ generated once per command class from its own fields, that make the same object 
 through their descriptors: ``maker(kind)(**fields) == kind(**fields)`` (the same fields, defaults
 and keyword-only signature), ``builder(kind)(values)`` from every field's value in field order, and
 ``rebuilder(kind, a, b)(values, id, layer, deps, x, y)`` from ``values`` but for the id, layer and
-deps and fields ``a`` and ``b`` (when not 0), given apart (a template's copies: mapper.replay).
-Neither validates more than the dataclass does (it validates nothing).
+deps and fields ``a`` and ``b`` (when not 0), given apart (a segment's copies: mapper.emit), and
+``relocator(kind, a, b, moved)(values, id, layer, deps, x, y, bases)`` the same with each field
+``i`` of ``moved``'s ``(i, slot)`` set to ``values[i] + bases[slot]`` (a template's copies, their
+on-chip addresses relocated to the halves: mapper.replay).
+None validates more than the dataclass does (it validates nothing).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from functools import cache
 
 from accel.commands import Command
 
-__all__ = ["builder", "maker", "rebuilder"]
+__all__ = ["builder", "maker", "rebuilder", "relocator"]
 
 
 @cache
@@ -81,3 +84,19 @@ def rebuilder(kind: type[Command], a: int = 0, b: int = 0) -> Callable[..., Comm
     given = {0: "ident", 1: "layer", 2: "deps"}
     given.update({i: arg for i, arg in ((a, "x"), (b, "y")) if i})
     return _setter_function(kind, "v, ident, layer, deps, x, y", given)
+
+
+@cache
+def relocator(kind: type[Command], a: int = 0, b: int = 0,
+              moved: tuple[tuple[int, int], ...] = ()) -> Callable[..., Command]:
+    """:func:`rebuilder` ``(values, id, layer, deps, x, y, bases)`` that also sets each field ``i`` of
+    ``moved``'s ``(i, slot)`` pairs to ``values[i] + bases[slot]``."""
+    if a in (1, 2) or b in (1, 2) or (a and a == b):
+        raise ValueError(f"fields {a} and {b} of {kind.__name__} cannot be given apart")
+    given = {0: "ident", 1: "layer", 2: "deps"}
+    given.update({i: arg for i, arg in ((a, "x"), (b, "y")) if i})
+    for i, slot in moved:
+        if i in given:
+            raise ValueError(f"field {i} of {kind.__name__} is given apart and moved")
+        given[i] = f"v[{i}] + bases[{int(slot)}]"
+    return _setter_function(kind, "v, ident, layer, deps, x, y, bases", given)

@@ -58,7 +58,7 @@ from operator import attrgetter
 import numpy as np
 
 from accel.commands import Command, Load, Move, Store
-from mapper.makers import builder, rebuilder
+from mapper.makers import builder, relocator
 from workloads.graph import Graph
 
 __all__ = ["ADDRESS_SHIFT", "PSUM_BASE", "SLOT_BASE", "SLOT_SHIFT", "UNSET_SLOT", "Template", "signature",
@@ -183,33 +183,25 @@ class Template:
     turns: tuple[int, int]
 
     def __post_init__(self) -> None:
-        self._plans = [_copy_plan(c, self.names) for c in self.commands]
+        plans = [_copy_plan(c, self.names) for c in self.commands]
         # every command's waits within the layer one after another (an array: shifted at once), and
-        # where each command's are in them
-        inner = [d for plan in self._plans for d in plan[2]]
-        self._inner = np.array(inner, dtype=np.int64)
-        ends = np.cumsum([len(plan[2]) for plan in self._plans], dtype=np.int64)
-        self._spans = list(zip((ends - [len(plan[2]) for plan in self._plans]).tolist(), ends.tolist(), strict=True))
-        self._symbol_sets = sorted({plan[3] for plan in self._plans if plan[3]})
-        self._rebuilders = [rebuilder(type(c), plan[4], plan[6]) for c, plan in zip(self.commands, self._plans,
-                                                                                    strict=True)]
-        self._copies: dict[tuple[int, ...], list[tuple]] = {}  # by the halves' addresses (instantiate)
-
-    def _copies_at(self, slots: tuple[int, ...]) -> list[tuple]:
-        """Per command what :meth:`instantiate` passes to its rebuilder (:func:`mapper.makers.rebuilder`),
-        its on-chip addresses relocated to the halves at ``slots`` (made once per ``slots``)."""
-        copies = self._copies.get(slots)
-        if copies is None:
-            copies = []
-            for rebuild, (_, values, _, symbols, _, tensor, _, token, offset, moved) in zip(
-                    self._rebuilders, self._plans, strict=True):
-                if moved:
-                    values = list(values)
-                    for at, slot, off in moved:
-                        values[at] = slots[slot] + off
-                copies.append((rebuild, values, values[0], symbols, tensor, token, offset))
-            self._copies[slots] = copies
-        return copies
+        # where each command's are in them; the waits outside it by set of symbols
+        self._inner = np.array([d for plan in plans for d in plan[2]], dtype=np.int64)
+        self._symbol_sets = sorted({plan[3] for plan in plans if plan[3]})
+        which = {symbols: i for i, symbols in enumerate(self._symbol_sets)}
+        # per command what instantiate passes to its relocator (mapper.makers.relocator), and the
+        # span of its inner waits and its set of symbols (-1: none)
+        self._rows: list[tuple] = []
+        end = 0
+        for c, (_, values, inner, symbols, tensor_at, tensor, dram_at, token, offset, moved) in zip(
+                self.commands, plans, strict=True):
+            values = list(values)
+            for at, _, off in moved:
+                values[at] = off
+            relocate = relocator(type(c), tensor_at, dram_at, tuple((at, slot) for at, slot, _ in moved))
+            start, end = end, end + len(inner)
+            self._rows.append((relocate, values, values[0], which[symbols] if symbols else -1, start, end, tensor,
+                               token, offset))
 
     def instantiate(self, names: Sequence[str], base: int, expand: Mapping[int, tuple[int, ...]],
                     dram_addr: Mapping[str, int], psum_end: int, slots: tuple[int, ...]) -> list[Command]:
@@ -219,20 +211,18 @@ class Template:
         starts = [0, *(dram_addr[n] for n in names[1:]), psum_end]  # by DRAM token (-1: the scratch area)
         layer = names[0]
         # a symbol stands for ids before the layer, all below its own: its waits are those, sorted, then its own
-        outside = {}
+        outside = []
         for symbols in self._symbol_sets:
             ids: set[int] = set()
             for symbol in symbols:
                 ids.update(expand[symbol])
-            outside[symbols] = tuple(sorted(ids))
-        inner = (self._inner + base).tolist()
+            outside.append(tuple(sorted(ids)))
+        inner = tuple((self._inner + base).tolist())
         commands = []
         append = commands.append
-        for (rebuild, values, ident, symbols, tensor, token, offset), (lo, hi) in zip(
-                self._copies_at(slots), self._spans, strict=True):
-            append(rebuild(values, base + ident, layer,
-                           outside[symbols] + tuple(inner[lo:hi]) if symbols else tuple(inner[lo:hi]),
-                           names[tensor], starts[token] + offset))
+        for relocate, values, ident, symbols, lo, hi, tensor, token, offset in self._rows:
+            deps = inner[lo:hi] if symbols < 0 else outside[symbols] + inner[lo:hi]
+            append(relocate(values, base + ident, layer, deps, names[tensor], starts[token] + offset, slots))
         return commands
 
     def final(self, base: int, names: Sequence[str], expand: Mapping[int, tuple[int, ...]],
@@ -280,28 +270,28 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
     tensor field, tensor position, DRAM address field, DRAM token, offset, on-chip relocations)``; a
     field index of 0 (the id's) means "none" (id, layer and deps are fields 0, 1 and 2 of every
     command), DRAM token ``-1`` the partial-sum scratch area; each relocation ``(field, slot, offset)``."""
-    build, at = builder(type(command))
+    build, at, fields, texts, on_chip, tensor_at, dram_at = _class_plan(type(command))
     if command.layer != names[0]:
         raise ValueError(f"a template command of layer {command.layer!r}, not {names[0]!r}")
-    inner = tuple(d for d in command.deps if d >= 0)
-    symbols = tuple(d for d in command.deps if d < 0)
-    tensor_at = tensor = dram_at = token = offset = 0
-    if isinstance(command, Load | Store | Move):
-        tensor_at, tensor = at["tensor"], names.index(command.tensor, 1)
-    if isinstance(command, Load | Store):
-        dram_at, addr = at["dram_addr"], command.dram_addr
+    deps = command.deps
+    inner = tuple([d for d in deps if d >= 0])
+    symbols = tuple([d for d in deps if d < 0])
+    values = list(fields(command))
+    tensor = token = offset = 0
+    if tensor_at:
+        tensor = names.index(values[tensor_at], 1)
+    if dram_at:
+        addr = values[dram_at]
         if addr >= PSUM_BASE:
             token, offset = -1, addr - PSUM_BASE
         else:
             token, offset = addr >> ADDRESS_SHIFT, addr & ((1 << ADDRESS_SHIFT) - 1)
             if not 1 <= token < len(names):
                 raise ValueError(f"DRAM address {addr:#x} of a template command is not a named tensor's")
-    values = list(_fields(type(command))(command))
-    texts, on_chip = _field_kinds(type(command))
     for i in texts:
         # a string copied as it is must not be one the signature saw only as a position
         value = values[i]
-        if isinstance(value, str) and i != tensor_at and value in names:
+        if i != tensor_at and isinstance(value, str) and value in names:
             raise ValueError(f"a template command's {list(at)[i]} {value!r} is also a name of the layer")
     moved = []
     for i in on_chip:
@@ -314,6 +304,19 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
         elif value:
             raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not in a half")
     return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset, tuple(moved)
+
+
+@cache
+def _class_plan(kind: type[Command]) -> tuple:
+    """What :func:`_copy_plan` reads of a command class: its builder and field indices
+    (:func:`mapper.makers.builder`), a getter of every field in order, the fields that may hold a
+    string and the on-chip address fields (:func:`_field_kinds`), and the indices of the tensor's
+    name (a transfer's or move's) and of the DRAM address (a transfer's), 0 where it has none."""
+    build, at = builder(kind)
+    texts, on_chip = _field_kinds(kind)
+    tensor_at = at["tensor"] if issubclass(kind, Load | Store | Move) else 0
+    dram_at = at["dram_addr"] if issubclass(kind, Load | Store) else 0
+    return build, at, _fields(kind), texts, on_chip, tensor_at, dram_at
 
 
 @cache
