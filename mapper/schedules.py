@@ -24,6 +24,7 @@ from mapper.layout import (
     conv_band_channels,
     dense_k_range,
 )
+from mapper.makers import value_maker
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
@@ -217,6 +218,10 @@ class Operands:
         return ceil_div(tb * tk * tn * self.w_bytes.numerator, self.w_bytes.denominator)
 
 
+#: Fast constructors of the values a schedule yields by the thousand (mapper.makers.value_maker).
+_transfer, _compute, _step = value_maker(Transfer), value_maker(ComputeSpec), value_maker(Step)
+
+
 def keeps_weights(ops: Operands, tile: Tile) -> bool:
     """Whether :func:`tile_outer` keeps each column of weight tiles for its whole column of output
     tiles: the first output tile of a column loads them (one per ``k`` tile), they stay in the
@@ -308,26 +313,28 @@ def _output_tile(ops: Operands, tile: Tile, dataflow: Dataflow, keep_w: bool, ke
     g = ops.gemm
     tb, tn, tm = min(tile.b, g.batch - b0), min(tile.n, g.n - n0), min(tile.m, g.m - m0)
     k_starts = range(0, g.k, tile.k)
+    last_k = k_starts[-1]
+    # the first output tile of a column (row) loaded this k tile's weights (inputs)
+    reused = ("w",) if keep_w and m0 > 0 else ("x",) if keep_x and n0 > 0 else ()
+    load_x, load_w = "x" not in reused, ops.w is not None and "w" not in reused
+    x, w, sparsity, scratchpad = ops.x, ops.w, ops.sparsity, Buffer.SCRATCHPAD
     for k0 in k_starts:
         tk = min(tile.k, g.k - k0)
         at, size = (b0, m0, k0, n0), (tb, tm, tk, tn)
         loads = []
-        # the first output tile of a column (row) loaded this k tile's weights (inputs)
-        reused = ("w",) if keep_w and m0 > 0 else ("x",) if keep_x and n0 > 0 else ()
-        if "x" not in reused:
-            loads.append(Transfer(ops.x, ops.x_tile(b0, tb, m0, tm, k0, tk), Buffer.SCRATCHPAD, role="x",
-                                  origin=at, extent=size, stays=keep_x))
-        if ops.w is not None and "w" not in reused:
-            loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
-                                  extent=size, stays=keep_w))
-        last = k0 == k_starts[-1]
-        out = Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
-                       extent=size)
-        yield Step(
-            compute=ComputeSpec(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0,
-                                sparsity=ops.sparsity, origin=at),
+        if load_x:
+            loads.append(_transfer(x, ops.x_tile(b0, tb, m0, tm, k0, tk), scratchpad, role="x", origin=at,
+                                   extent=size, stays=keep_x))
+        if load_w:
+            loads.append(_transfer(w, ops.w_size(tb, tk, tn), scratchpad, role="w", origin=at, extent=size,
+                                   stays=keep_w))
+        stores = (_transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
+                            extent=size),) if k0 == last_k else ()
+        yield _step(
+            compute=_compute(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0, sparsity=sparsity,
+                             origin=at),
             loads=tuple(loads),
-            stores=(out,) if last else (),
+            stores=stores,
             new_block=k0 == 0,
             reuses=reused,
         )
@@ -376,15 +383,15 @@ def fold_outer(ops: Operands, plan: FoldPlan, dataflow: Dataflow, rows: int, col
                     w_needed = ops.w is not None and (dataflow is not Dataflow.WS or first_chunk)
                     loads = []
                     if x_needed:
-                        loads.append(Transfer(ops.x, ops.x_tile(b0, tb, at[1], tm, at[2], tk), Buffer.SCRATCHPAD,
-                                              role="x", origin=at, extent=ext))
+                        loads.append(_transfer(ops.x, ops.x_tile(b0, tb, at[1], tm, at[2], tk), Buffer.SCRATCHPAD,
+                                               role="x", origin=at, extent=ext))
                     if w_needed:
-                        loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
-                                              extent=ext))
+                        loads.append(_transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
+                                               extent=ext))
                     stores = []
                     outputs = tb * tm * tn
-                    final = Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
-                                     extent=ext)
+                    final = _transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
+                                      extent=ext)
                     if not partial_sums:
                         new_block, accumulate = first_chunk, not first_chunk
                         if last_chunk:
@@ -396,15 +403,15 @@ def fold_outer(ops: Operands, plan: FoldPlan, dataflow: Dataflow, rows: int, col
                     else:
                         new_block, accumulate, acc_offset = True, not first_fold, 0
                         key = (b0, a0, c0)
-                        partial = Transfer(ops.out, outputs * ops.acc_bytes, Buffer.ACCUMULATOR, key, role="out",
-                                           origin=at, extent=ext)
+                        partial = _transfer(ops.out, outputs * ops.acc_bytes, Buffer.ACCUMULATOR, key, role="out",
+                                            origin=at, extent=ext)
                         if not first_fold:
                             loads.append(partial)
                         stores.append(final if last_fold else partial)
-                    yield Step(
-                        compute=ComputeSpec(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
-                                            fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity, origin=at,
-                                            acc_offset=acc_offset),
+                    yield _step(
+                        compute=_compute(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
+                                         fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity, origin=at,
+                                         acc_offset=acc_offset),
                         loads=tuple(loads), stores=tuple(stores), new_block=new_block,
                     )
 
