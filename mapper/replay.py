@@ -183,25 +183,20 @@ class Template:
     turns: tuple[int, int]
 
     def __post_init__(self) -> None:
-        plans = [_copy_plan(c, self.names) for c in self.commands]
-        # every command's waits within the layer one after another (an array: shifted at once), and
-        # where each command's are in them; the waits outside it by set of symbols
-        self._inner = np.array([d for plan in plans for d in plan[2]], dtype=np.int64)
-        self._symbol_sets = sorted({plan[3] for plan in plans if plan[3]})
-        which = {symbols: i for i, symbols in enumerate(self._symbol_sets)}
-        # per command what instantiate passes to its relocator (mapper.makers.relocator), and the
-        # span of its inner waits and its set of symbols (-1: none)
+        # per command what instantiate passes to its relocator (mapper.makers.relocator), the span
+        # of its waits within the layer in all of them one after another (an array: shifted at
+        # once) and its set of symbols (-1: none; the waits outside the layer, by set of symbols)
         self._rows: list[tuple] = []
-        end = 0
-        for c, (_, values, inner, symbols, tensor_at, tensor, dram_at, token, offset, moved) in zip(
-                self.commands, plans, strict=True):
-            values = list(values)
-            for at, _, off in moved:
-                values[at] = off
-            relocate = relocator(type(c), tensor_at, dram_at, tuple((at, slot) for at, slot, _ in moved))
-            start, end = end, end + len(inner)
-            self._rows.append((relocate, values, values[0], which[symbols] if symbols else -1, start, end, tensor,
-                               token, offset))
+        inner_all: list[int] = []
+        which: dict[tuple[int, ...], int] = {}
+        for c in self.commands:
+            relocate, values, inner, symbols, tensor, token, offset = _copy_plan(c, self.names)
+            start = len(inner_all)
+            inner_all += inner
+            self._rows.append((relocate, values, values[0], which.setdefault(symbols, len(which)) if symbols else -1,
+                               start, len(inner_all), tensor, token, offset))
+        self._inner = np.array(inner_all, dtype=np.int64)
+        self._symbol_sets = list(which)
 
     def instantiate(self, names: Sequence[str], base: int, expand: Mapping[int, tuple[int, ...]],
                     dram_addr: Mapping[str, int], psum_end: int, slots: tuple[int, ...]) -> list[Command]:
@@ -266,15 +261,17 @@ def _at_turns(key: tuple, turns: tuple[int, int]) -> tuple:
 
 
 def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
-    """How :meth:`Template.instantiate` copies ``command``: ``(build, values, inner deps, symbols,
-    tensor field, tensor position, DRAM address field, DRAM token, offset, on-chip relocations)``; a
-    field index of 0 (the id's) means "none" (id, layer and deps are fields 0, 1 and 2 of every
-    command), DRAM token ``-1`` the partial-sum scratch area; each relocation ``(field, slot, offset)``."""
-    build, at, fields, texts, on_chip, tensor_at, dram_at = _class_plan(type(command))
+    """How :meth:`Template.instantiate` copies ``command``: ``(relocate, values, inner deps, symbols,
+    tensor position, DRAM token, offset)``: ``relocate`` its :func:`mapper.makers.relocator` (the
+    tensor's name and the DRAM address given apart, each on-chip address field moved by its half's
+    base), ``values`` every field's in order (an on-chip address: its offset in its half), DRAM
+    token ``-1`` the partial-sum scratch area."""
+    kind = type(command)
+    at, fields, texts, on_chip, tensor_at, dram_at, relocators = _class_plan(kind)
     if command.layer != names[0]:
         raise ValueError(f"a template command of layer {command.layer!r}, not {names[0]!r}")
     deps = command.deps
-    inner = tuple([d for d in deps if d >= 0])
+    inner = [d for d in deps if d >= 0]
     symbols = tuple([d for d in deps if d < 0])
     values = list(fields(command))
     tensor = token = offset = 0
@@ -300,23 +297,29 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
             slot, off = (value - SLOT_BASE) >> SLOT_SHIFT, value & ((1 << SLOT_SHIFT) - 1)
             if slot >= UNSET_SLOT or off >= 1 << ADDRESS_SHIFT:
                 raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not an address in a half")
-            moved.append((i, slot, off))
+            moved.append((i, slot))
+            values[i] = off
         elif value:
             raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not in a half")
-    return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset, tuple(moved)
+    key = tuple(moved)
+    relocate = relocators.get(key)
+    if relocate is None:
+        relocate = relocators[key] = relocator(kind, tensor_at, dram_at, key)
+    return relocate, values, inner, symbols, tensor, token, offset
 
 
 @cache
 def _class_plan(kind: type[Command]) -> tuple:
-    """What :func:`_copy_plan` reads of a command class: its builder and field indices
+    """What :func:`_copy_plan` reads of a command class: its field indices
     (:func:`mapper.makers.builder`), a getter of every field in order, the fields that may hold a
-    string and the on-chip address fields (:func:`_field_kinds`), and the indices of the tensor's
-    name (a transfer's or move's) and of the DRAM address (a transfer's), 0 where it has none."""
-    build, at = builder(kind)
+    string and the on-chip address fields (:func:`_field_kinds`), the indices of the tensor's name
+    (a transfer's or move's) and of the DRAM address (a transfer's), 0 where it has none, and its
+    relocators by the fields they move (filled as they are made)."""
+    _, at = builder(kind)
     texts, on_chip = _field_kinds(kind)
     tensor_at = at["tensor"] if issubclass(kind, Load | Store | Move) else 0
     dram_at = at["dram_addr"] if issubclass(kind, Load | Store) else 0
-    return build, at, _fields(kind), texts, on_chip, tensor_at, dram_at
+    return at, _fields(kind), texts, on_chip, tensor_at, dram_at, {}
 
 
 @cache
