@@ -53,7 +53,7 @@ from mapper.layout import (
     w_block,
     x_block,
 )
-from mapper.makers import builder, maker, rebuilder
+from mapper.makers import field_index, maker, rebuilder
 from mapper.plan import Tile
 from mapper.replay import PSUM_BASE, UNSET_SLOT, Template, signature, slot_address, symbolic
 from mapper.residency import AddressBook, Residency
@@ -195,7 +195,7 @@ class _Segment:
         plans, transfers = [], {}
         low, base = self.low, self.base
         for c in self.commands[base:self.end]:
-            _, at = builder(type(c))
+            at = field_index(type(c))
             values = [getattr(c, f) for f in at]
             outside = tuple(d for d in c.deps if d < low)
             inside = tuple(d - base for d in c.deps if d >= low)

@@ -8,9 +8,9 @@ through their descriptors: ``maker(kind)(**fields) == kind(**fields)`` (the same
 and keyword-only signature), ``builder(kind)(values)`` from every field's value in field order, and
 ``rebuilder(kind, a, b)(values, id, layer, deps, x, y)`` from ``values`` but for the id, layer and
 deps and fields ``a`` and ``b`` (when not 0), given apart (a segment's copies: mapper.emit), and
-``relocator(kind, a, b, moved)(values, id, layer, deps, x, y, bases)`` the same with each field
-``i`` of ``moved``'s ``(i, slot)`` set to ``values[i] + bases[slot]`` (a template's copies, their
-on-chip addresses relocated to the halves: mapper.replay).
+``relocator(kind, a, b, moved)(values, id, layer, deps, x, y, bases, slots)`` the same with the
+``j``-th field of ``moved`` set to its value plus ``bases[slots[j]]`` (a template's copies, their
+on-chip addresses relocated to the halves: mapper.replay; one per class, the halves per command).
 None validates more than the dataclass does (it validates nothing).
 
 :func:`value_maker` does the same for the frozen dataclasses (with a ``__dict__``, no
@@ -28,7 +28,7 @@ from functools import cache
 
 from accel.commands import Command
 
-__all__ = ["builder", "maker", "rebuilder", "relocator", "value_maker"]
+__all__ = ["builder", "field_index", "maker", "rebuilder", "relocator", "value_maker"]
 
 
 @cache
@@ -93,19 +93,24 @@ def rebuilder(kind: type[Command], a: int = 0, b: int = 0) -> Callable[..., Comm
 
 
 @cache
-def relocator(kind: type[Command], a: int = 0, b: int = 0,
-              moved: tuple[tuple[int, int], ...] = ()) -> Callable[..., Command]:
-    """:func:`rebuilder` ``(values, id, layer, deps, x, y, bases)`` that also sets each field ``i`` of
-    ``moved``'s ``(i, slot)`` pairs to ``values[i] + bases[slot]``."""
+def relocator(kind: type[Command], a: int = 0, b: int = 0, moved: tuple[int, ...] = ()) -> Callable[..., Command]:
+    """:func:`rebuilder` ``(values, id, layer, deps, x, y, bases, slots)`` that also sets the ``j``-th
+    field of ``moved`` (field indices) to its value plus ``bases[slots[j]]``."""
     if a in (1, 2) or b in (1, 2) or (a and a == b):
         raise ValueError(f"fields {a} and {b} of {kind.__name__} cannot be given apart")
     given = {0: "ident", 1: "layer", 2: "deps"}
     given.update({i: arg for i, arg in ((a, "x"), (b, "y")) if i})
-    for i, slot in moved:
+    for j, i in enumerate(moved):
         if i in given:
             raise ValueError(f"field {i} of {kind.__name__} is given apart and moved")
-        given[i] = f"v[{i}] + bases[{int(slot)}]"
-    return _setter_function(kind, "v, ident, layer, deps, x, y, bases", given)
+        given[i] = f"v[{i}] + bases[slots[{j}]]"
+    return _setter_function(kind, "v, ident, layer, deps, x, y, bases, slots", given)
+
+
+@cache
+def field_index(kind: type[Command]) -> dict[str, int]:
+    """Each field's index in ``kind``'s fields (as :func:`builder` gives it, without making a builder)."""
+    return {name: i for i, name in enumerate(_field_names(kind))}
 
 
 @cache

@@ -58,7 +58,7 @@ from operator import attrgetter
 import numpy as np
 
 from accel.commands import Command, Load, Move, Store
-from mapper.makers import builder, relocator
+from mapper.makers import field_index, relocator
 from workloads.graph import Graph
 
 __all__ = ["ADDRESS_SHIFT", "PSUM_BASE", "SLOT_BASE", "SLOT_SHIFT", "UNSET_SLOT", "Template", "signature",
@@ -190,11 +190,11 @@ class Template:
         inner_all: list[int] = []
         which: dict[tuple[int, ...], int] = {}
         for c in self.commands:
-            relocate, values, inner, symbols, tensor, token, offset = _copy_plan(c, self.names)
+            relocate, values, halves, inner, symbols, tensor, token, offset = _copy_plan(c, self.names)
             start = len(inner_all)
             inner_all += inner
-            self._rows.append((relocate, values, values[0], which.setdefault(symbols, len(which)) if symbols else -1,
-                               start, len(inner_all), tensor, token, offset))
+            self._rows.append((relocate, values, values[0], halves, which.setdefault(symbols, len(which))
+                               if symbols else -1, start, len(inner_all), tensor, token, offset))
         self._inner = np.array(inner_all, dtype=np.int64)
         self._symbol_sets = list(which)
 
@@ -213,11 +213,12 @@ class Template:
                 ids.update(expand[symbol])
             outside.append(tuple(sorted(ids)))
         inner = tuple((self._inner + base).tolist())
+        bases = (*slots, 0)  # by half; the last for an on-chip address field a command leaves at 0
         commands = []
         append = commands.append
-        for relocate, values, ident, symbols, lo, hi, tensor, token, offset in self._rows:
+        for relocate, values, ident, halves, symbols, lo, hi, tensor, token, offset in self._rows:
             deps = inner[lo:hi] if symbols < 0 else outside[symbols] + inner[lo:hi]
-            append(relocate(values, base + ident, layer, deps, names[tensor], starts[token] + offset, slots))
+            append(relocate(values, base + ident, layer, deps, names[tensor], starts[token] + offset, bases, halves))
         return commands
 
     def final(self, base: int, names: Sequence[str], expand: Mapping[int, tuple[int, ...]],
@@ -261,13 +262,13 @@ def _at_turns(key: tuple, turns: tuple[int, int]) -> tuple:
 
 
 def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
-    """How :meth:`Template.instantiate` copies ``command``: ``(relocate, values, inner deps, symbols,
-    tensor position, DRAM token, offset)``: ``relocate`` its :func:`mapper.makers.relocator` (the
-    tensor's name and the DRAM address given apart, each on-chip address field moved by its half's
-    base), ``values`` every field's in order (an on-chip address: its offset in its half), DRAM
-    token ``-1`` the partial-sum scratch area."""
-    kind = type(command)
-    at, fields, texts, on_chip, tensor_at, dram_at, relocators = _class_plan(kind)
+    """How :meth:`Template.instantiate` copies ``command``: ``(relocate, values, halves, inner deps,
+    symbols, tensor position, DRAM token, offset)``: ``relocate`` its class's
+    :func:`mapper.makers.relocator` (the tensor's name and the DRAM address given apart, each on-chip
+    address field moved by the base of its half in ``halves``: :data:`UNSET_SLOT` for a field at 0),
+    ``values`` every field's in order (an on-chip address: its offset in its half), DRAM token ``-1``
+    the partial-sum scratch area."""
+    at, fields, texts, on_chip, tensor_at, dram_at, relocate = _class_plan(type(command))
     if command.layer != names[0]:
         raise ValueError(f"a template command of layer {command.layer!r}, not {names[0]!r}")
     deps = command.deps
@@ -290,36 +291,34 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
         value = values[i]
         if i != tensor_at and isinstance(value, str) and value in names:
             raise ValueError(f"a template command's {list(at)[i]} {value!r} is also a name of the layer")
-    moved = []
+    halves = []
     for i in on_chip:
         value = values[i]
         if value >= SLOT_BASE:
             slot, off = (value - SLOT_BASE) >> SLOT_SHIFT, value & ((1 << SLOT_SHIFT) - 1)
             if slot >= UNSET_SLOT or off >= 1 << ADDRESS_SHIFT:
                 raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not an address in a half")
-            moved.append((i, slot))
+            halves.append(slot)
             values[i] = off
         elif value:
             raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not in a half")
-    key = tuple(moved)
-    relocate = relocators.get(key)
-    if relocate is None:
-        relocate = relocators[key] = relocator(kind, tensor_at, dram_at, key)
-    return relocate, values, inner, symbols, tensor, token, offset
+        else:
+            halves.append(UNSET_SLOT)  # no half: a base of 0
+    return relocate, values, tuple(halves), inner, symbols, tensor, token, offset
 
 
 @cache
 def _class_plan(kind: type[Command]) -> tuple:
     """What :func:`_copy_plan` reads of a command class: its field indices
-    (:func:`mapper.makers.builder`), a getter of every field in order, the fields that may hold a
-    string and the on-chip address fields (:func:`_field_kinds`), the indices of the tensor's name
+    (:func:`mapper.makers.field_index`), a getter of every field in order, the fields that may hold
+    a string and the on-chip address fields (:func:`_field_kinds`), the indices of the tensor's name
     (a transfer's or move's) and of the DRAM address (a transfer's), 0 where it has none, and its
-    relocators by the fields they move (filled as they are made)."""
-    _, at = builder(kind)
+    relocator (:func:`mapper.makers.relocator`: those two given apart, the on-chip fields moved)."""
+    at = field_index(kind)
     texts, on_chip = _field_kinds(kind)
     tensor_at = at["tensor"] if issubclass(kind, Load | Store | Move) else 0
     dram_at = at["dram_addr"] if issubclass(kind, Load | Store) else 0
-    return at, _fields(kind), texts, on_chip, tensor_at, dram_at, {}
+    return at, _fields(kind), texts, on_chip, tensor_at, dram_at, relocator(kind, tensor_at, dram_at, on_chip)
 
 
 @cache
@@ -341,7 +340,7 @@ def _field_kinds(kind: type[Command]) -> tuple[tuple[int, ...], tuple[int, ...]]
 @cache
 def _fields(kind: type[Command]) -> attrgetter:
     """A getter of every field of ``kind`` in field order."""
-    return attrgetter(*builder(kind)[1])
+    return attrgetter(*field_index(kind))
 
 
 def symbolic(names: Iterable[str]) -> dict[str, int]:

@@ -27,7 +27,7 @@ from accel.hardware import Dataflow, Sparsity
 from accel.scalesim import load_scalesim_config
 from mapper import LoopOrder, MapOptions, emit
 from mapper.decide import ArrayDecision, decide_layers
-from mapper.makers import builder, maker, rebuilder, relocator, value_maker
+from mapper.makers import builder, field_index, maker, rebuilder, relocator, value_maker
 from mapper.programs import prepared
 from mapper.schedules import ComputeSpec, Operands, Step, Transfer
 from workloads import load, sparsify, zoo
@@ -149,15 +149,16 @@ def test_fast_constructors_make_the_dataclasses_own_objects():
 
 def test_relocators_move_on_chip_fields_by_a_halfs_base():
     load = Load(id=3, layer="l", deps=(1,), tensor="x", size_bytes=16, addr=32, dram_addr=64)
-    build, at = builder(Load)
+    at = field_index(Load)
+    assert list(at) == [f.name for f in dataclasses.fields(Load)]
     values = [getattr(load, f) for f in at]
     values[at["addr"]] = 32 - 1000  # an offset from the base of half 1
-    moved = relocator(Load, at["tensor"], at["dram_addr"], ((at["addr"], 1),))
-    assert moved(values, 3, "l", (1,), "x", 64, (0, 1000)) == load
-    assert moved(values, 5, "m", (), "y", 128, (0, 2000)) == dataclasses.replace(
+    moved = relocator(Load, at["tensor"], at["dram_addr"], (at["addr"],))
+    assert moved(values, 3, "l", (1,), "x", 64, (0, 1000), (1,)) == load
+    assert moved(values, 5, "m", (), "y", 128, (0, 2000), (1,)) == dataclasses.replace(
         load, id=5, layer="m", deps=(), tensor="y", dram_addr=128, addr=32 + 1000)
     with pytest.raises(ValueError):
-        relocator(Load, at["tensor"], 0, ((at["tensor"], 0),))
+        relocator(Load, at["tensor"], 0, (at["tensor"],))
 
 
 def test_value_makers_make_the_schedules_own_values():
