@@ -107,6 +107,8 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
             return ("layer",) if value == layer_name else value
         if how is _ATOM:
             return value
+        if how is _FRACTION:  # its terms (a Fraction hashes in Python, and keys are hashed a few times)
+            return ("fraction", value.numerator, value.denominator)  # type: ignore[attr-defined]
         if type(how) is tuple:  # a dataclass instance: the fields a signature reads
             return (kind.__name__, tuple([canon(getattr(value, name)) for name in how]))
         if how is _SEQUENCE:
@@ -135,9 +137,10 @@ _NOT_SIGNED = ("mapping", "cost", "evaluated", "pareto")
 
 
 #: How :func:`signature` reads a value of a type other than ``int``, ``None`` and ``tuple``: as a
-#: name or text, as it is, item by item, as a mapping, a set, an array, by the fields of a
+#: name or text, as it is, by its terms (a fraction), item by item, as a mapping, a set, an array, by the fields of a
 #: dataclass instance (a tuple of their names) or otherwise (a dataclass itself, or its repr).
-_TEXT, _ATOM, _SEQUENCE, _MAPPING, _SET, _ARRAY, _OTHER = "text", "atom", "sequence", "mapping", "set", "array", "other"
+_TEXT, _ATOM, _FRACTION, _SEQUENCE, _MAPPING, _SET, _ARRAY, _OTHER = (
+    "text", "atom", "fraction", "sequence", "mapping", "set", "array", "other")
 _CANON: dict[type, str | tuple[str, ...]] = {}
 
 
@@ -146,7 +149,9 @@ def _canon_kind(kind: type) -> str | tuple[str, ...]:
     order matters: a ``StrEnum`` is text, a ``bool`` an atom)."""
     if issubclass(kind, str):
         return _TEXT
-    if kind is type(None) or issubclass(kind, bool | int | float | Fraction | Enum):
+    if issubclass(kind, Fraction):
+        return _FRACTION
+    if kind is type(None) or issubclass(kind, bool | int | float | Enum):
         return _ATOM
     if issubclass(kind, tuple | list):
         return _SEQUENCE
