@@ -32,7 +32,6 @@ of tiles of GPT-2's ``lm_head``, a column's tiles) are written once and copied f
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from mapper.layout import (
     w_block,
     x_block,
 )
-from mapper.makers import field_index, maker, rebuilder
+from mapper.makers import field_getter, field_index, maker, rebuilder, value_maker
 from mapper.plan import Tile
 from mapper.replay import PSUM_BASE, UNSET_SLOT, Template, signature, slot_address, symbolic
 from mapper.residency import AddressBook, Residency
@@ -196,7 +195,7 @@ class _Segment:
         low, base = self.low, self.base
         for c in self.commands[base:self.end]:
             at = field_index(type(c))
-            values = [getattr(c, f) for f in at]
+            values = list(field_getter(type(c))(c))
             outside = tuple(d for d in c.deps if d < low)
             inside = tuple(d - base for d in c.deps if d >= low)
             if isinstance(c, Load | Store):
@@ -808,7 +807,9 @@ class _Emitter:
         moved: dict[str, int] = {}
         plans, transfers = done.copies
         for role, (t, addr, block) in transfers.items():
-            there = dataclasses.replace(t, origin=tuple(a + b for a, b in zip(t.origin, shift, strict=True)))
+            b0, m0, k0, n0 = t.origin
+            there = _new_transfer(t.tensor, t.size_bytes, t.buffer, t.key, t.role,
+                                  (b0 + shift[0], m0 + shift[1], k0 + shift[2], n0 + shift[3]), t.extent, t.stays)
             addr_there, block_there = self._dram_place(layer, ops, there)
             if block_there != block:
                 return False
@@ -909,10 +910,11 @@ class _Emitter:
             waits.update(d for name in onchip for d in self.onchip.get(name, []))
         waits.discard(None)  # type: ignore[arg-type]
         compute = len(self.commands)
+        follows = self._follows(previous, c)
         self.commands.append(_make_compute(
             id=compute, layer=run.layer_name, deps=tuple(sorted(waits)), m=c.m, k=c.k, n=c.n, dataflow=c.dataflow,
             batch=c.batch, input_addr=in_addr, weight_addr=w_addr, output_addr=out_addr, accumulate=c.accumulate,
-            fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=self._follows(previous, c), origin=c.origin,
+            fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=follows, origin=c.origin,
             input_block=in_block, weight_block=w_block_))
         for name in onchip:
             self.users.setdefault(name, []).append(compute)
@@ -921,7 +923,7 @@ class _Emitter:
                 if role in reuses or role in operand:
                     slot.top_users = [compute]
         if spad_slot is not None:
-            early = previous is not None and self._weights_shift_early(streamed, compute)
+            early = follows and self._weights_shift_early(streamed, compute)
             spad_slot.last_users = [previous] if early else [compute]  # type: ignore[list-item]
         stores = []
         for t in step.stores:
@@ -957,6 +959,7 @@ def _waits(deps: Iterable[int | None]) -> tuple[int, ...]:
 
 
 _make_load, _make_store, _make_compute = maker(Load), maker(Store), maker(Compute)
+_new_transfer = value_maker(Transfer)
 
 
 def _activation(layer: Layer) -> str:

@@ -25,10 +25,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from functools import cache
+from operator import attrgetter
 
 from accel.commands import Command
 
-__all__ = ["builder", "field_index", "maker", "rebuilder", "relocator", "value_maker"]
+__all__ = ["builder", "field_getter", "field_index", "maker", "rebuilder", "relocator", "value_maker"]
 
 
 @cache
@@ -105,6 +106,12 @@ def relocator(kind: type[Command], a: int = 0, b: int = 0, moved: tuple[int, ...
             raise ValueError(f"field {i} of {kind.__name__} is given apart and moved")
         given[i] = f"v[{i}] + bases[slots[{j}]]"
     return _setter_function(kind, "v, ident, layer, deps, x, y, bases, slots", given)
+
+
+@cache
+def field_getter(kind: type[Command]) -> attrgetter:
+    """A getter of every field of ``kind``, in field order (a tuple of their values)."""
+    return attrgetter(*_field_names(kind))
 
 
 @cache

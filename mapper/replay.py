@@ -53,12 +53,11 @@ from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
 from functools import cache
-from operator import attrgetter
 
 import numpy as np
 
 from accel.commands import Command, Load, Move, Store
-from mapper.makers import field_index, relocator
+from mapper.makers import field_getter, field_index, relocator
 from workloads.graph import Graph
 
 __all__ = ["ADDRESS_SHIFT", "PSUM_BASE", "SLOT_BASE", "SLOT_SHIFT", "UNSET_SLOT", "Template", "signature",
@@ -323,7 +322,7 @@ def _class_plan(kind: type[Command]) -> tuple:
     texts, on_chip = _field_kinds(kind)
     tensor_at = at["tensor"] if issubclass(kind, Load | Store | Move) else 0
     dram_at = at["dram_addr"] if issubclass(kind, Load | Store) else 0
-    return at, _fields(kind), texts, on_chip, tensor_at, dram_at, relocator(kind, tensor_at, dram_at, on_chip)
+    return at, field_getter(kind), texts, on_chip, tensor_at, dram_at, relocator(kind, tensor_at, dram_at, on_chip)
 
 
 @cache
@@ -342,10 +341,6 @@ def _field_kinds(kind: type[Command]) -> tuple[tuple[int, ...], tuple[int, ...]]
     return texts, on_chip
 
 
-@cache
-def _fields(kind: type[Command]) -> attrgetter:
-    """A getter of every field of ``kind`` in field order."""
-    return attrgetter(*field_index(kind))
 
 
 def symbolic(names: Iterable[str]) -> dict[str, int]:
