@@ -416,16 +416,18 @@ class _Emitter:
 
     def _users(self) -> dict[tuple, list[int]]:
         """The lists of commands the next layer's commands may wait for, by half (mapper.replay)."""
-        users: dict[tuple, list[int]] = {}
-        for kind, slots in (("spad", self.spad_slots), ("acc", self.acc_slots)):
-            for i, slot in enumerate(slots):
-                users[kind, i, "last"], users[kind, i, "top"] = slot.last_users, slot.top_users
-        return users
+        (s0, s1), (a0, a1) = self.spad_slots, self.acc_slots
+        return {("spad", 0, "last"): s0.last_users, ("spad", 0, "top"): s0.top_users,
+                ("spad", 1, "last"): s1.last_users, ("spad", 1, "top"): s1.top_users,
+                ("acc", 0, "last"): a0.last_users, ("acc", 0, "top"): a0.top_users,
+                ("acc", 1, "last"): a1.last_users, ("acc", 1, "top"): a1.top_users}
 
     def _set_users(self, users: Mapping[tuple, list[int]]) -> None:
-        for kind, slots in (("spad", self.spad_slots), ("acc", self.acc_slots)):
-            for i, slot in enumerate(slots):
-                slot.last_users, slot.top_users = users[kind, i, "last"], users[kind, i, "top"]
+        (s0, s1), (a0, a1) = self.spad_slots, self.acc_slots
+        s0.last_users, s0.top_users = users["spad", 0, "last"], users["spad", 0, "top"]
+        s1.last_users, s1.top_users = users["spad", 1, "last"], users["spad", 1, "top"]
+        a0.last_users, a0.top_users = users["acc", 0, "last"], users["acc", 0, "top"]
+        a1.last_users, a1.top_users = users["acc", 1, "last"], users["acc", 1, "top"]
 
     def _template(self, decision: ArrayDecision | VectorDecision, names: tuple[str, ...]) -> Template | None:
         """The layer's commands emitted with symbols for everything outside it (:mod:`mapper.replay`),
@@ -951,8 +953,21 @@ class _Emitter:
         run.count += 1
 
 
-def _waits(deps: Iterable[int | None]) -> tuple[int, ...]:
-    """A command's ``deps`` from the ids it waits for: distinct, sorted, without ``None``."""
+def _waits(deps: Sequence[int | None] | Iterable[int | None]) -> tuple[int, ...]:
+    """A command's ``deps`` from the ids it waits for: distinct, sorted, without ``None`` (one or two
+    of them, most of a transfer's, without a set)."""
+    if type(deps) is list:
+        size = len(deps)
+        if size == 1:
+            first = deps[0]
+            return () if first is None else (first,)
+        if size == 2:
+            first, second = deps
+            if first is None or first == second:
+                return () if second is None else (second,)
+            if second is None:
+                return (first,)
+            return (first, second) if first < second else (second, first)
     waits = set(deps)
     waits.discard(None)
     return tuple(sorted(waits))  # type: ignore[type-var]

@@ -201,6 +201,7 @@ class Template:
                                if symbols else -1, start, len(inner_all), tensor, token, offset))
         self._inner = np.array(inner_all, dtype=np.int64)
         self._symbol_sets = list(which)
+        self._turned_at: dict[tuple[int, int], tuple[list[tuple], list[tuple]]] = {}  # by turns (_turned)
 
     def instantiate(self, names: Sequence[str], base: int, expand: Mapping[int, tuple[int, ...]],
                     dram_addr: Mapping[str, int], psum_end: int, slots: tuple[int, ...]) -> list[Command]:
@@ -229,19 +230,17 @@ class Template:
               turns: tuple[int, int]) -> tuple[dict[str, int | None], dict[tuple, list[int]], tuple[int, int]]:
         """The writers of the layer's names, the lists of users (by the emitter's numbering of the
         halves) and the halves' turns after the layer instantiated at ``turns``."""
-        def real(ident: int) -> list[int]:
-            return [base + ident] if ident >= 0 else list(expand[ident])
-
         writers: dict[str, int | None] = {}
         for i, ident in self.ready.items():
-            if ident is None:
-                writers[names[i]] = None
+            if ident is None or ident >= 0:
+                writers[names[i]] = None if ident is None else base + ident
                 continue
-            ids = real(ident)
+            ids = expand[ident]
             if len(ids) > 1:
                 raise AssertionError("a tensor's writer is one command")
             writers[names[i]] = ids[0] if ids else None
-        users = {_at_turns(key, turns): [r for ident in ids for r in real(ident)] for key, ids in self.users.items()}
+        users = {key: [r for ident in ids for r in ((base + ident,) if ident >= 0 else expand[ident])]
+                 for key, ids in self._turned(turns)[1]}
         return writers, users, (self.turns[0] ^ turns[0], self.turns[1] ^ turns[1])
 
     def expansion(self, names: Sequence[str], ready: Mapping[str, int | None],
@@ -249,13 +248,25 @@ class Template:
         """The ids each symbol stands for where the layer ``names`` names is instantiated: the emitter's
         ``ready`` writers and ``users`` lists then, its halves' turns ``turns`` (scratchpad, accumulator)."""
         expand: dict[int, tuple[int, ...]] = {}
-        for symbol, what in self.symbols.items():
-            if what[0] == "ready":
-                writer = ready[names[what[1]]]
+        for symbol, position, key in self._turned(turns)[0]:
+            if key is None:
+                writer = ready[names[position]]
                 expand[symbol] = () if writer is None else (writer,)
             else:
-                expand[symbol] = tuple(users[_at_turns(what, turns)])
+                expand[symbol] = tuple(users[key])
         return expand
+
+    def _turned(self, turns: tuple[int, int]) -> tuple[list[tuple], list[tuple]]:
+        """:attr:`symbols` as ``(symbol, position, None)`` (a name's writer) or ``(symbol, None, key)``
+        (a list of users, its key by the emitter's numbering at ``turns``), and :attr:`users` as
+        ``(key there, ids)``; made once per ``turns``."""
+        turned = self._turned_at
+        made = turned.get(turns)
+        if made is None:
+            symbols = [(symbol, what[1], None) if what[0] == "ready" else (symbol, None, _at_turns(what, turns))
+                       for symbol, what in self.symbols.items()]
+            made = turned[turns] = (symbols, [(_at_turns(key, turns), ids) for key, ids in self.users.items()])
+        return made
 
 
 def _at_turns(key: tuple, turns: tuple[int, int]) -> tuple:
