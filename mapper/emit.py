@@ -486,10 +486,10 @@ class _Emitter:
                 if place[t] is not None:
                     addrs[t], blocks[t] = place[t][1] + at, block
                     continue
-                loads.append(self._emit(Load, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD,
-                                        addr=slot.addr + offset, size_bytes=nbytes,
-                                        dram_addr=self.dram_addr[t] + at, dram=block,
-                                        deps=[self.ready[t], *slot.last_users]))
+                loads.append(self._add(_make_load(
+                    id=len(self.commands), layer=layer.name, deps=_waits([self.ready[t], *slot.last_users]), tensor=t,
+                    size_bytes=nbytes, buffer=Buffer.SCRATCHPAD, addr=slot.addr + offset,
+                    dram_addr=self.dram_addr[t] + at, dram=block)))
                 addrs[t], blocks[t] = slot.addr + offset, None
                 offset += nbytes
             out = layer.outputs[0]
@@ -504,14 +504,13 @@ class _Emitter:
                 vecs = self._concat_chunk(decision, ins, addrs, blocks, out_addr, lo, hi, deps)
             else:
                 second = ins[1] if len(ins) > 1 else None
-                vecs = [self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
-                                   elements=_vector_share(decision.ops, decision, i),
-                                   macs=_vector_share(macs, decision, i),
-                                   input_addr=addrs[ins[0]] if ins else slot.addr, output_addr=out_addr,
-                                   second_addr=addrs[second] if second else 0, origin=lo, extent=hi - lo,
-                                   input_block=blocks.get(ins[0]) if ins else None,
-                                   second_block=blocks.get(second) if second else None, output_block=out_pattern,
-                                   deps=deps)]
+                vecs = [self._add(_make_vector(
+                    id=len(self.commands), layer=layer.name, deps=_waits(deps), op=layer.source_op or layer.op.value,
+                    elements=_vector_share(decision.ops, decision, i), macs=_vector_share(macs, decision, i),
+                    input_addr=addrs[ins[0]] if ins else slot.addr, output_addr=out_addr,
+                    second_addr=addrs[second] if second else 0, origin=lo, extent=hi - lo,
+                    input_block=blocks.get(ins[0]) if ins else None,
+                    second_block=blocks.get(second) if second else None, output_block=out_pattern))]
             for t in decision.inputs:
                 if place[t] is not None:
                     self.users.setdefault(place[t][0], []).extend(vecs)
@@ -519,8 +518,9 @@ class _Emitter:
                 for vec in vecs:
                     self._produce_onchip(name, vec)
             stores = [
-                self._emit(Store, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD, size_bytes=out_bytes,
-                           addr=out_addr, dram_addr=self.dram_addr[t] + out_at, dram=out_block, deps=vecs)
+                self._add(_make_store(id=len(self.commands), layer=layer.name, deps=_waits(vecs), tensor=t,
+                                      size_bytes=out_bytes, buffer=Buffer.SCRATCHPAD, addr=out_addr,
+                                      dram_addr=self.dram_addr[t] + out_at, dram=out_block))
                 for t in decision.streamed_out
             ]
             slot.last_users = stores or vecs
@@ -604,6 +604,11 @@ class _Emitter:
         slot = self.spad_slots[self.spad_next]
         self.spad_next ^= 1
         return slot
+
+    def _add(self, command: Command) -> int:
+        """Append ``command`` (its id the program's length) and return its id."""
+        self.commands.append(command)
+        return command.id
 
     def _emit(self, cls: type[Command], deps: Iterable[int | None] = (), **fields: object) -> int:
         ident = len(self.commands)
@@ -973,7 +978,7 @@ def _waits(deps: Sequence[int | None] | Iterable[int | None]) -> tuple[int, ...]
     return tuple(sorted(waits))  # type: ignore[type-var]
 
 
-_make_load, _make_store, _make_compute = maker(Load), maker(Store), maker(Compute)
+_make_load, _make_store, _make_compute, _make_vector = maker(Load), maker(Store), maker(Compute), maker(Vector)
 _new_transfer = value_maker(Transfer)
 
 
