@@ -112,6 +112,7 @@ class Operands:
             g = self.gemm
             object.__setattr__(self, "x_rate", Fraction(self.x_bytes, g.batch * g.m * g.k))
         object.__setattr__(self, "_shares", {})  # x_share by tile shape: the search asks again and again
+        object.__setattr__(self, "_w_sizes", {})  # w_size by a tile's elements (emission and search alike)
 
     def x_share(self, tb: int, tm: int, tk: int) -> int:
         """The most bytes of the input tensor a ``tb x tm x tk`` tile reads, wherever it is: its share of
@@ -213,9 +214,17 @@ class Operands:
         return 0
 
     def w_size(self, tb: int, tk: int, tn: int) -> int:
-        if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
-            return self.sparsity.compressed_bytes(tb * tk * tn, 8 * self.w_value_bytes)
-        return ceil_div(tb * tk * tn * self.w_bytes.numerator, self.w_bytes.denominator)
+        """Bytes of a ``tb x tk x tn`` weight tile (a function of its elements; memoised by them)."""
+        elements = tb * tk * tn
+        sizes: dict[int, int] = self._w_sizes  # type: ignore[attr-defined]
+        size = sizes.get(elements)
+        if size is None:
+            if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
+                size = self.sparsity.compressed_bytes(elements, 8 * self.w_value_bytes)
+            else:
+                size = ceil_div(elements * self.w_bytes.numerator, self.w_bytes.denominator)
+            sizes[elements] = size
+        return size
 
 
 #: Fast constructors of the values a schedule yields by the thousand (mapper.makers.value_maker).
