@@ -781,13 +781,21 @@ class _Emitter:
         if previous is not None:
             c = self.commands[previous]
             assert isinstance(c, Compute)
-            before = (ids((previous,)), c.dataflow, c.drain, c.m, c.k, c.n)  # what _follows reads of it
-        spad, acc = self.spad_slots, self.acc_slots
-        ready = tuple(None if self.ready[n] is None else ids((self.ready[n],)) for n in names)  # type: ignore[arg-type]
-        return (self.spad_next, self.acc_next, tuple((ids(s.last_users), ids(s.top_users)) for s in (*spad, *acc)),
-                ready, before, 0 if run.acc_slot is acc[0] else 1, tuple(sorted(run.held.items())),
-                tuple(sorted((role, 0 if slot is spad[0] else 1) for role, slot in run.kept.items())),
-                tuple(sorted(run.kept_at.items())), tuple(ids(run.entry.get(id(s), ())) for s in spad))
+            # what _follows reads of it
+            before = ((previous - base if previous >= low else (previous,),), c.dataflow, c.drain, c.m, c.k, c.n)
+        s0, s1 = spad = self.spad_slots
+        a0, a1 = acc = self.acc_slots
+        ready = []
+        for name in names:
+            writer = self.ready[name]
+            ready.append(None if writer is None else (writer - base if writer >= low else (writer,),))
+        entry = run.entry
+        return (self.spad_next, self.acc_next,
+                ((ids(s0.last_users), ids(s0.top_users)), (ids(s1.last_users), ids(s1.top_users)),
+                 (ids(a0.last_users), ids(a0.top_users)), (ids(a1.last_users), ids(a1.top_users))),
+                tuple(ready), before, 0 if run.acc_slot is acc[0] else 1, tuple(sorted(run.held.items())),
+                tuple(sorted([(role, 0 if slot is spad[0] else 1) for role, slot in run.kept.items()])),
+                tuple(sorted(run.kept_at.items())), (ids(entry.get(id(s0), ())), ids(entry.get(id(s1), ()))))
 
     def _set_run_state(self, run: _Run, state: tuple, base: int, names: Sequence[str]) -> None:
         """Set the emitter and ``run`` to ``state`` (:meth:`_run_state`) with its ids counted from ``base``."""
