@@ -32,7 +32,6 @@ of tiles of GPT-2's ``lm_head``, a column's tiles) are written once and copied f
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from mapper.layout import (
     w_block,
     x_block,
 )
-from mapper.makers import builder, maker, rebuilder
+from mapper.makers import field_getter, field_index, maker, rebuilder, value_maker
 from mapper.plan import Tile
 from mapper.replay import PSUM_BASE, UNSET_SLOT, Template, signature, slot_address, symbolic
 from mapper.residency import AddressBook, Residency
@@ -195,8 +194,8 @@ class _Segment:
         plans, transfers = [], {}
         low, base = self.low, self.base
         for c in self.commands[base:self.end]:
-            _, at = builder(type(c))
-            values = [getattr(c, f) for f in at]
+            at = field_index(type(c))
+            values = list(field_getter(type(c))(c))
             outside = tuple(d for d in c.deps if d < low)
             inside = tuple(d - base for d in c.deps if d >= low)
             if isinstance(c, Load | Store):
@@ -217,12 +216,16 @@ class _Run:
     by key, the operands the last compute read, the kept operands (the half whose top holds each, by
     role; where each k tile of it is, by ``(role, k0)``, and the resident tensor it is read from in
     place; the loads of the column being kept and the bytes it fills), the halves' users when the
-    layer began (``entry``, by ``id`` of the half) and the computes so far."""
+    layer began (``entry``, by ``id`` of the half) and the computes so far; and the layer's
+    constants its commands copy (its name, its fused activations, the bytes of an accumulator word)."""
 
     __slots__ = ("previous", "acc_slot", "stored", "held", "kept", "kept_at", "kept_from", "column", "entry",
-                 "count")
+                 "count", "layer_name", "activation", "acc_word")
 
-    def __init__(self, emitter: _Emitter) -> None:
+    def __init__(self, emitter: _Emitter, layer: Layer) -> None:
+        self.layer_name = layer.name
+        self.activation = _activation(layer)
+        self.acc_word = emitter.arch.array.accumulator_format.size_bytes
         self.previous: int | None = None
         # a template's first step starts a block, or its accumulator half is none a template has
         self.acc_slot = emitter.acc_slots[0] if not emitter.symbolic else _Slot(slot_address(UNSET_SLOT))
@@ -413,16 +416,18 @@ class _Emitter:
 
     def _users(self) -> dict[tuple, list[int]]:
         """The lists of commands the next layer's commands may wait for, by half (mapper.replay)."""
-        users: dict[tuple, list[int]] = {}
-        for kind, slots in (("spad", self.spad_slots), ("acc", self.acc_slots)):
-            for i, slot in enumerate(slots):
-                users[kind, i, "last"], users[kind, i, "top"] = slot.last_users, slot.top_users
-        return users
+        (s0, s1), (a0, a1) = self.spad_slots, self.acc_slots
+        return {("spad", 0, "last"): s0.last_users, ("spad", 0, "top"): s0.top_users,
+                ("spad", 1, "last"): s1.last_users, ("spad", 1, "top"): s1.top_users,
+                ("acc", 0, "last"): a0.last_users, ("acc", 0, "top"): a0.top_users,
+                ("acc", 1, "last"): a1.last_users, ("acc", 1, "top"): a1.top_users}
 
     def _set_users(self, users: Mapping[tuple, list[int]]) -> None:
-        for kind, slots in (("spad", self.spad_slots), ("acc", self.acc_slots)):
-            for i, slot in enumerate(slots):
-                slot.last_users, slot.top_users = users[kind, i, "last"], users[kind, i, "top"]
+        (s0, s1), (a0, a1) = self.spad_slots, self.acc_slots
+        s0.last_users, s0.top_users = users["spad", 0, "last"], users["spad", 0, "top"]
+        s1.last_users, s1.top_users = users["spad", 1, "last"], users["spad", 1, "top"]
+        a0.last_users, a0.top_users = users["acc", 0, "last"], users["acc", 0, "top"]
+        a1.last_users, a1.top_users = users["acc", 1, "last"], users["acc", 1, "top"]
 
     def _template(self, decision: ArrayDecision | VectorDecision, names: tuple[str, ...]) -> Template | None:
         """The layer's commands emitted with symbols for everything outside it (:mod:`mapper.replay`),
@@ -481,10 +486,10 @@ class _Emitter:
                 if place[t] is not None:
                     addrs[t], blocks[t] = place[t][1] + at, block
                     continue
-                loads.append(self._emit(Load, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD,
-                                        addr=slot.addr + offset, size_bytes=nbytes,
-                                        dram_addr=self.dram_addr[t] + at, dram=block,
-                                        deps=[self.ready[t], *slot.last_users]))
+                loads.append(self._add(_make_load(
+                    id=len(self.commands), layer=layer.name, deps=_waits([self.ready[t], *slot.last_users]), tensor=t,
+                    size_bytes=nbytes, buffer=Buffer.SCRATCHPAD, addr=slot.addr + offset,
+                    dram_addr=self.dram_addr[t] + at, dram=block)))
                 addrs[t], blocks[t] = slot.addr + offset, None
                 offset += nbytes
             out = layer.outputs[0]
@@ -499,14 +504,13 @@ class _Emitter:
                 vecs = self._concat_chunk(decision, ins, addrs, blocks, out_addr, lo, hi, deps)
             else:
                 second = ins[1] if len(ins) > 1 else None
-                vecs = [self._emit(Vector, layer=layer.name, op=layer.source_op or layer.op.value,
-                                   elements=_vector_share(decision.ops, decision, i),
-                                   macs=_vector_share(macs, decision, i),
-                                   input_addr=addrs[ins[0]] if ins else slot.addr, output_addr=out_addr,
-                                   second_addr=addrs[second] if second else 0, origin=lo, extent=hi - lo,
-                                   input_block=blocks.get(ins[0]) if ins else None,
-                                   second_block=blocks.get(second) if second else None, output_block=out_pattern,
-                                   deps=deps)]
+                vecs = [self._add(_make_vector(
+                    id=len(self.commands), layer=layer.name, deps=_waits(deps), op=layer.source_op or layer.op.value,
+                    elements=_vector_share(decision.ops, decision, i), macs=_vector_share(macs, decision, i),
+                    input_addr=addrs[ins[0]] if ins else slot.addr, output_addr=out_addr,
+                    second_addr=addrs[second] if second else 0, origin=lo, extent=hi - lo,
+                    input_block=blocks.get(ins[0]) if ins else None,
+                    second_block=blocks.get(second) if second else None, output_block=out_pattern))]
             for t in decision.inputs:
                 if place[t] is not None:
                     self.users.setdefault(place[t][0], []).extend(vecs)
@@ -514,8 +518,9 @@ class _Emitter:
                 for vec in vecs:
                     self._produce_onchip(name, vec)
             stores = [
-                self._emit(Store, layer=layer.name, tensor=t, buffer=Buffer.SCRATCHPAD, size_bytes=out_bytes,
-                           addr=out_addr, dram_addr=self.dram_addr[t] + out_at, dram=out_block, deps=vecs)
+                self._add(_make_store(id=len(self.commands), layer=layer.name, deps=_waits(vecs), tensor=t,
+                                      size_bytes=out_bytes, buffer=Buffer.SCRATCHPAD, addr=out_addr,
+                                      dram_addr=self.dram_addr[t] + out_at, dram=out_block))
                 for t in decision.streamed_out
             ]
             slot.last_users = stores or vecs
@@ -600,21 +605,29 @@ class _Emitter:
         self.spad_next ^= 1
         return slot
 
+    def _add(self, command: Command) -> int:
+        """Append ``command`` (its id the program's length) and return its id."""
+        self.commands.append(command)
+        return command.id
+
     def _emit(self, cls: type[Command], deps: Iterable[int | None] = (), **fields: object) -> int:
         ident = len(self.commands)
-        self.commands.append(maker(cls)(id=ident, deps=tuple(sorted({d for d in deps if d is not None})), **fields))
+        self.commands.append(maker(cls)(id=ident, deps=_waits(deps), **fields))
         return ident
 
-    def _transfer(self, cls: type[Load] | type[Store], layer: Layer, ops: Operands, t: Transfer, addr: int,
-                  deps: list[int | None]) -> int:
+    def _transfer(self, cls: type[Load] | type[Store], run: _Run, layer: Layer, ops: Operands, t: Transfer,
+                  addr: int, deps: list[int | None]) -> int:
         dram_addr, block = self._dram_place(layer, ops, t)
-        extra: dict[str, object] = {}
-        if cls is Store and t.key is None and _activation(layer):
-            extra["activation"] = _activation(layer)
-        if cls is Store and t.key is not None:
-            extra["raw"] = True
-        ident = self._emit(cls, layer=layer.name, tensor=t.tensor, size_bytes=t.size_bytes, buffer=t.buffer,
-                           addr=addr, dram_addr=dram_addr, dram=block, deps=deps, **extra)
+        ident = len(self.commands)
+        if cls is Load:
+            command = _make_load(id=ident, layer=run.layer_name, deps=_waits(deps), tensor=t.tensor,
+                                 size_bytes=t.size_bytes, buffer=t.buffer, addr=addr, dram_addr=dram_addr, dram=block)
+        else:  # partial sums are stored raw, results through the layer's fused activations
+            raw = t.key is not None
+            command = _make_store(id=ident, layer=run.layer_name, deps=_waits(deps), tensor=t.tensor,
+                                  size_bytes=t.size_bytes, buffer=t.buffer, addr=addr, dram_addr=dram_addr,
+                                  activation="" if raw else run.activation, dram=block, raw=raw)
+        self.commands.append(command)
         if self._record is not None:
             self._record[ident] = t
         return ident
@@ -708,7 +721,7 @@ class _Emitter:
 
     def _emit_steps(self, layer: Layer, ops: Operands, steps: Iterable[Step]) -> int:
         """Turn the abstract schedule into commands with addresses and dependencies; count computes."""
-        run = _Run(self)
+        run = _Run(self, layer)
         for step in steps:
             self._emit_step(run, layer, ops, step)
         return run.count
@@ -726,7 +739,7 @@ class _Emitter:
         between the two segments, the same shift of the computes' origins and of each transfer's
         DRAM address (a tile's DRAM place is affine in its origin, and its block the same: checked on
         the first transfer of each role), and leaves that one's state after it, shifted alike."""
-        run = _Run(self)
+        run = _Run(self, layer)
         start = len(self.commands)
         names = tuple(dict.fromkeys(t for t in (ops.x, ops.w, ops.out) if t is not None))
         seen: dict[Hashable, _Segment] = {}
@@ -768,13 +781,21 @@ class _Emitter:
         if previous is not None:
             c = self.commands[previous]
             assert isinstance(c, Compute)
-            before = (ids((previous,)), c.dataflow, c.drain, c.m, c.k, c.n)  # what _follows reads of it
-        spad, acc = self.spad_slots, self.acc_slots
-        ready = tuple(None if self.ready[n] is None else ids((self.ready[n],)) for n in names)  # type: ignore[arg-type]
-        return (self.spad_next, self.acc_next, tuple((ids(s.last_users), ids(s.top_users)) for s in (*spad, *acc)),
-                ready, before, 0 if run.acc_slot is acc[0] else 1, tuple(sorted(run.held.items())),
-                tuple(sorted((role, 0 if slot is spad[0] else 1) for role, slot in run.kept.items())),
-                tuple(sorted(run.kept_at.items())), tuple(ids(run.entry.get(id(s), ())) for s in spad))
+            # what _follows reads of it
+            before = ((previous - base if previous >= low else (previous,),), c.dataflow, c.drain, c.m, c.k, c.n)
+        s0, s1 = spad = self.spad_slots
+        a0, a1 = acc = self.acc_slots
+        ready = []
+        for name in names:
+            writer = self.ready[name]
+            ready.append(None if writer is None else (writer - base if writer >= low else (writer,),))
+        entry = run.entry
+        return (self.spad_next, self.acc_next,
+                ((ids(s0.last_users), ids(s0.top_users)), (ids(s1.last_users), ids(s1.top_users)),
+                 (ids(a0.last_users), ids(a0.top_users)), (ids(a1.last_users), ids(a1.top_users))),
+                tuple(ready), before, 0 if run.acc_slot is acc[0] else 1, tuple(sorted(run.held.items())),
+                tuple(sorted([(role, 0 if slot is spad[0] else 1) for role, slot in run.kept.items()])),
+                tuple(sorted(run.kept_at.items())), (ids(entry.get(id(s0), ())), ids(entry.get(id(s1), ()))))
 
     def _set_run_state(self, run: _Run, state: tuple, base: int, names: Sequence[str]) -> None:
         """Set the emitter and ``run`` to ``state`` (:meth:`_run_state`) with its ids counted from ``base``."""
@@ -801,7 +822,9 @@ class _Emitter:
         moved: dict[str, int] = {}
         plans, transfers = done.copies
         for role, (t, addr, block) in transfers.items():
-            there = dataclasses.replace(t, origin=tuple(a + b for a, b in zip(t.origin, shift, strict=True)))
+            b0, m0, k0, n0 = t.origin
+            there = _new_transfer(t.tensor, t.size_bytes, t.buffer, t.key, t.role,
+                                  (b0 + shift[0], m0 + shift[1], k0 + shift[2], n0 + shift[3]), t.extent, t.stays)
             addr_there, block_there = self._dram_place(layer, ops, there)
             if block_there != block:
                 return False
@@ -823,20 +846,30 @@ class _Emitter:
 
     def _emit_step(self, run: _Run, layer: Layer, ops: Operands, step: Step) -> None:
         """The commands of one step of an array layer's schedule, after the steps ``run`` has seen."""
-        acc_word = self.arch.array.accumulator_format.size_bytes
+        resident = self.residency is not None
         if step.new_block:
-            run.acc_slot = self.acc_slots[self.acc_next]
+            acc_slot = run.acc_slot = self.acc_slots[self.acc_next]
             self.acc_next ^= 1
-        block_free = list(run.acc_slot.last_users) if step.new_block else []
-        streamed = [t for t in step.loads if t.buffer is Buffer.SCRATCHPAD and self._place(t.tensor) is None]
+            block_free = list(acc_slot.last_users)
+        else:
+            acc_slot, block_free = run.acc_slot, []
+        scratchpad = Buffer.SCRATCHPAD
+        if resident:
+            streamed = [t for t in step.loads if t.buffer is scratchpad and self._place(t.tensor) is None]
+        else:
+            streamed = [t for t in step.loads if t.buffer is scratchpad]
         spad_slot = self._take_spad() if streamed else None
         c = step.compute
-        out_addr = run.acc_slot.addr + acc_word * c.acc_offset
-        loads, offset, onchip = [], 0, []
+        k0 = c.origin[2]
+        out_addr = acc_slot.addr + run.acc_word * c.acc_offset
+        loads: list[int] = []
+        offset = 0
+        onchip: list[str] = []
         operand: dict[str, tuple[int, Block | None]] = {}
+        ready = self.ready
         for t in step.loads:
-            if t.buffer is Buffer.SCRATCHPAD:
-                place = self._place(t.tensor)
+            if t.buffer is scratchpad:
+                place = self._place(t.tensor) if resident else None
                 if place is not None:  # resident: read in place
                     at, block = self._tile_place(layer, ops, t)
                     operand[t.role] = (place[1] + at, block)
@@ -847,69 +880,114 @@ class _Emitter:
                     continue
                 assert spad_slot is not None
                 if t.stays:  # at the top of a half, clear of the streamed operands below it
-                    k0 = t.origin[2]
-                    if k0 == 0:  # a column's first tile: the other half's top from the last column's
+                    t_k0 = t.origin[2]
+                    if t_k0 == 0:  # a column's first tile: the other half's top from the last column's
                         target, deps = self._kept_place(run.kept.get(t.role), spad_slot, run.entry)
                         target.top_users, run.kept[t.role] = [], target
                         run.column[t.role] = (deps, 0)
                     target, (deps, filled) = run.kept[t.role], run.column[t.role]
                     at = target.addr + self.half_spad - filled - t.size_bytes
                     run.column[t.role] = (deps, filled + t.size_bytes)
-                    loads.append(self._transfer(Load, layer, ops, t, at, [self.ready[t.tensor], *deps]))
-                    operand[t.role] = run.kept_at[t.role, k0] = (at, None)
-                    run.kept_from.pop((t.role, k0), None)
+                    loads.append(self._transfer(Load, run, layer, ops, t, at, [ready[t.tensor], *deps]))
+                    operand[t.role] = run.kept_at[t.role, t_k0] = (at, None)
+                    if run.kept_from:
+                        run.kept_from.pop((t.role, t_k0), None)
                     continue
-                deps = [self.ready[t.tensor], *spad_slot.last_users]
-                loads.append(self._transfer(Load, layer, ops, t, spad_slot.addr + offset, deps))
-                operand[t.role] = (spad_slot.addr + offset, None)
+                at = spad_slot.addr + offset
+                loads.append(self._transfer(Load, run, layer, ops, t, at, [ready[t.tensor], *spad_slot.last_users]))
+                operand[t.role] = (at, None)
                 offset += t.size_bytes
             else:
-                written = run.stored[t.key] if t.key is not None else self.ready[t.tensor]
-                loads.append(self._transfer(Load, layer, ops, t, out_addr, [written, *block_free]))
-        carried = run.held if not c.fill else {role: run.kept_at[role, c.origin[2]] for role in step.reuses}
-        # a kept operand read in place is read by every step that reuses it: they wait for its
-        # producer and whatever later takes its space waits for them
-        onchip += [run.kept_from[role, c.origin[2]] for role in step.reuses if (role, c.origin[2]) in run.kept_from]
-        run.held = {**carried, **operand}
+                written = run.stored[t.key] if t.key is not None else ready[t.tensor]
+                loads.append(self._transfer(Load, run, layer, ops, t, out_addr, [written, *block_free]))
+        reuses = step.reuses
+        if not c.fill:
+            held = {**run.held, **operand} if operand else run.held
+        elif reuses:
+            kept_at = run.kept_at
+            held = {role: kept_at[role, k0] for role in reuses}
+            held.update(operand)
+        else:
+            held = operand
+        if reuses and run.kept_from:
+            # a kept operand read in place is read by every step that reuses it: they wait for its
+            # producer and whatever later takes its space waits for them
+            onchip += [run.kept_from[role, k0] for role in reuses if (role, k0) in run.kept_from]
+        run.held = held
         addr = spad_slot.addr if spad_slot is not None else 0
-        (in_addr, in_block), (w_addr, w_block_) = run.held.get("x", (addr, None)), run.held.get("w", (addr, None))
-        resident_deps = [d for name in onchip for d in self.onchip.get(name, [])]
-        compute = self._emit(Compute, layer=layer.name, input_addr=in_addr, weight_addr=w_addr,
-                             output_addr=out_addr, deps=[*loads, run.previous, *block_free, *resident_deps],
-                             m=c.m, k=c.k, n=c.n, batch=c.batch, dataflow=c.dataflow, accumulate=c.accumulate,
-                             fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=self._follows(run.previous, c),
-                             origin=c.origin, input_block=in_block, weight_block=w_block_)
+        in_addr, in_block = held.get("x", (addr, None))
+        w_addr, w_block_ = held.get("w", (addr, None))
+        previous = run.previous
+        waits = {*loads, *block_free}
+        if previous is not None:
+            waits.add(previous)
+        if onchip:
+            waits.update(d for name in onchip for d in self.onchip.get(name, []))
+        waits.discard(None)  # type: ignore[arg-type]
+        compute = len(self.commands)
+        follows = self._follows(previous, c)
+        self.commands.append(_make_compute(
+            id=compute, layer=run.layer_name, deps=tuple(sorted(waits)), m=c.m, k=c.k, n=c.n, dataflow=c.dataflow,
+            batch=c.batch, input_addr=in_addr, weight_addr=w_addr, output_addr=out_addr, accumulate=c.accumulate,
+            fill=c.fill, drain=c.drain, sparsity=c.sparsity, follows=follows, origin=c.origin,
+            input_block=in_block, weight_block=w_block_))
         for name in onchip:
             self.users.setdefault(name, []).append(compute)
-        for role, slot in run.kept.items():  # the array runs its computes in order: the last reader is enough
-            if role in step.reuses or role in operand:
-                slot.top_users = [compute]
+        if run.kept:
+            for role, slot in run.kept.items():  # the array runs its computes in order: the last reader is enough
+                if role in reuses or role in operand:
+                    slot.top_users = [compute]
         if spad_slot is not None:
-            early = run.previous is not None and self._weights_shift_early(streamed, compute)
-            spad_slot.last_users = [run.previous] if early else [compute]
+            early = follows and self._weights_shift_early(streamed, compute)
+            spad_slot.last_users = [previous] if early else [compute]  # type: ignore[list-item]
         stores = []
         for t in step.stores:
-            place = self._place(t.tensor) if t.key is None else None
+            place = self._place(t.tensor) if resident and t.key is None else None
             if place is None:
-                stores.append(self._transfer(Store, layer, ops, t, out_addr, [compute]))
+                stores.append(self._transfer(Store, run, layer, ops, t, out_addr, [compute]))
                 continue
             name, base = place
             at, block = self._tile_place(layer, ops, t)
             move = self._emit(Move, layer=layer.name, tensor=name, size_bytes=t.size_bytes,
                               src_addr=out_addr, addr=base + at, dst=block,
-                              deps=[compute, *self.claims.pop(name, [])], activation=_activation(layer))
+                              deps=[compute, *self.claims.pop(name, [])], activation=run.activation)
             self._produce_onchip(name, move)
             stores.append(move)
         if step.new_block:
-            run.acc_slot.last_users = []
-        run.acc_slot.last_users.extend(stores)
+            acc_slot.last_users = stores
+        else:
+            acc_slot.last_users.extend(stores)
         for t, ident in zip(step.stores, stores, strict=True):
             if t.key is not None:
                 run.stored[t.key] = ident
-            elif not isinstance(self.commands[ident], Move):
-                self.ready[t.tensor] = ident
+            elif not resident or not isinstance(self.commands[ident], Move):
+                ready[t.tensor] = ident
         run.previous = compute
         run.count += 1
+
+
+def _waits(deps: Sequence[int | None] | Iterable[int | None]) -> tuple[int, ...]:
+    """A command's ``deps`` from the ids it waits for: distinct, sorted, without ``None`` (one or two
+    of them, most of a transfer's, without a set)."""
+    if type(deps) is list:
+        size = len(deps)
+        if size == 1:
+            first = deps[0]
+            return () if first is None else (first,)
+        if size == 2:
+            first, second = deps
+            if first is None or first == second:
+                return () if second is None else (second,)
+            if second is None:
+                return (first,)
+            return (first, second) if first < second else (second, first)
+    waits = set(deps)
+    waits.discard(None)
+    return tuple(sorted(waits))  # type: ignore[type-var]
+
+
+_make_load, _make_store, _make_compute, _make_vector = maker(Load), maker(Store), maker(Compute), maker(Vector)
+_new_transfer = value_maker(Transfer)
 
 
 def _activation(layer: Layer) -> str:

@@ -7,8 +7,17 @@ generated once per command class from its own fields, that make the same object 
 through their descriptors: ``maker(kind)(**fields) == kind(**fields)`` (the same fields, defaults
 and keyword-only signature), ``builder(kind)(values)`` from every field's value in field order, and
 ``rebuilder(kind, a, b)(values, id, layer, deps, x, y)`` from ``values`` but for the id, layer and
-deps and fields ``a`` and ``b`` (when not 0), given apart (a template's copies: mapper.replay).
-Neither validates more than the dataclass does (it validates nothing).
+deps and fields ``a`` and ``b`` (when not 0), given apart (a segment's copies: mapper.emit), and
+``relocator(kind, a, b, moved)(values, id, layer, deps, x, y, bases, slots)`` the same with the
+``j``-th field of ``moved`` set to its value plus ``bases[slots[j]]`` (a template's copies, their
+on-chip addresses relocated to the halves: mapper.replay; one per class, the halves per command).
+None validates more than the dataclass does (it validates nothing).
+
+:func:`value_maker` does the same for the frozen dataclasses (with a ``__dict__``, no
+``__post_init__``) that a schedule yields by the thousand (:mod:`mapper.schedules`' transfers,
+computes and steps): ``value_maker(kind)(*args, **fields) == kind(*args, **fields)``, the same
+signature, the instance's ``__dict__`` set at once instead of field by field through
+``object.__setattr__``.
 """
 
 from __future__ import annotations
@@ -16,10 +25,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from functools import cache
+from operator import attrgetter
 
 from accel.commands import Command
 
-__all__ = ["builder", "maker", "rebuilder"]
+__all__ = ["builder", "field_getter", "field_index", "maker", "rebuilder", "relocator", "value_maker"]
 
 
 @cache
@@ -81,3 +91,54 @@ def rebuilder(kind: type[Command], a: int = 0, b: int = 0) -> Callable[..., Comm
     given = {0: "ident", 1: "layer", 2: "deps"}
     given.update({i: arg for i, arg in ((a, "x"), (b, "y")) if i})
     return _setter_function(kind, "v, ident, layer, deps, x, y", given)
+
+
+@cache
+def relocator(kind: type[Command], a: int = 0, b: int = 0, moved: tuple[int, ...] = ()) -> Callable[..., Command]:
+    """:func:`rebuilder` ``(values, id, layer, deps, x, y, bases, slots)`` that also sets the ``j``-th
+    field of ``moved`` (field indices) to its value plus ``bases[slots[j]]``."""
+    if a in (1, 2) or b in (1, 2) or (a and a == b):
+        raise ValueError(f"fields {a} and {b} of {kind.__name__} cannot be given apart")
+    given = {0: "ident", 1: "layer", 2: "deps"}
+    given.update({i: arg for i, arg in ((a, "x"), (b, "y")) if i})
+    for j, i in enumerate(moved):
+        if i in given:
+            raise ValueError(f"field {i} of {kind.__name__} is given apart and moved")
+        given[i] = f"v[{i}] + bases[slots[{j}]]"
+    return _setter_function(kind, "v, ident, layer, deps, x, y, bases, slots", given)
+
+
+@cache
+def field_getter(kind: type[Command]) -> attrgetter:
+    """A getter of every field of ``kind``, in field order (a tuple of their values)."""
+    return attrgetter(*_field_names(kind))
+
+
+@cache
+def field_index(kind: type[Command]) -> dict[str, int]:
+    """Each field's index in ``kind``'s fields (as :func:`builder` gives it, without making a builder)."""
+    return {name: i for i, name in enumerate(_field_names(kind))}
+
+
+@cache
+def value_maker(kind: type) -> Callable[..., object]:
+    """``kind``'s constructor (a frozen dataclass with a ``__dict__`` and no ``__post_init__``, every
+    field set by ``__init__`` without a default factory), about twice as fast as ``kind(...)``."""
+    if not dataclasses.is_dataclass(kind) or hasattr(kind, "__slots__") or hasattr(kind, "__post_init__"):
+        raise TypeError(f"{kind.__name__} is not a dataclass with a __dict__ and no __post_init__")
+    scope: dict[str, object] = {"new": object.__new__, "kind": kind, "set_dict": object.__setattr__}
+    positional, keyword, names = [], [], []
+    for i, f in enumerate(dataclasses.fields(kind)):
+        if not f.init or f.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"{kind.__name__}.{f.name} is not set by __init__ from an argument or a default")
+        param = f.name
+        if f.default is not dataclasses.MISSING:
+            scope[f"default{i}"] = f.default
+            param = f"{f.name}=default{i}"
+        (keyword if f.kw_only else positional).append(param)
+        names.append(f.name)
+    params = ", ".join([*positional, *(["*", *keyword] if keyword else [])])
+    fields = ", ".join(f"{name!r}: {name}" for name in names)
+    source = f"def make({params}):\n    c = new(kind)\n    set_dict(c, '__dict__', {{{fields}}})\n    return c"
+    exec(source, scope)  # noqa: S102 - generated from the dataclass's own field names
+    return scope["make"]  # type: ignore[return-value]

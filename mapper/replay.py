@@ -53,12 +53,11 @@ from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
 from functools import cache
-from operator import attrgetter
 
 import numpy as np
 
 from accel.commands import Command, Load, Move, Store
-from mapper.makers import builder, rebuilder
+from mapper.makers import field_getter, field_index, relocator
 from workloads.graph import Graph
 
 __all__ = ["ADDRESS_SHIFT", "PSUM_BASE", "SLOT_BASE", "SLOT_SHIFT", "UNSET_SLOT", "Template", "signature",
@@ -95,30 +94,34 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
             return value
         if kind is tuple:
             return tuple([v if type(v) is int else canon(v) for v in value])
-        if isinstance(value, str):
+        how = _CANON.get(kind)
+        if how is None:
+            how = _CANON[kind] = _canon_kind(kind)
+        if how is _TEXT:
             if value in tokens:
                 return ("name", tokens[value])
             if value in graph.tensors:
                 tokens[value] = len(tokens) + 1
                 return ("name", tokens[value])
             return ("layer",) if value == layer_name else value
-        if value is None or isinstance(value, bool | int | float | Fraction | Enum):
+        if how is _ATOM:
             return value
-        if isinstance(value, tuple | list):
-            return tuple(canon(v) for v in value)
-        if isinstance(value, Mapping):
-            return ("map", tuple([(canon(k), canon(v)) for k, v in value.items()]))
-        if isinstance(value, frozenset | set):
-            return ("set", tuple(sorted(canon(v) for v in value)))  # type: ignore[type-var]
-        if isinstance(value, np.ndarray):
-            return ("array", value.shape, str(value.dtype), value.tobytes())
-        read = _signature_fields(type(value))
-        if read is not None:  # a dataclass instance
-            return (type(value).__name__, tuple([canon(getattr(value, name)) for name in read]))
+        if how is _FRACTION:  # its terms (a Fraction hashes in Python, and keys are hashed a few times)
+            return ("fraction", value.numerator, value.denominator)  # type: ignore[attr-defined]
+        if type(how) is tuple:  # a dataclass instance: the fields a signature reads
+            return (kind.__name__, tuple([canon(getattr(value, name)) for name in how]))
+        if how is _SEQUENCE:
+            return tuple(canon(v) for v in value)  # type: ignore[attr-defined]
+        if how is _MAPPING:
+            return ("map", tuple([(canon(k), canon(v)) for k, v in value.items()]))  # type: ignore[attr-defined]
+        if how is _SET:
+            return ("set", tuple(sorted(canon(v) for v in value)))  # type: ignore[attr-defined, type-var]
+        if how is _ARRAY:
+            return ("array", value.shape, str(value.dtype), value.tobytes())  # type: ignore[attr-defined]
         if dataclasses.is_dataclass(value):  # a dataclass itself
-            return (type(value).__name__, tuple(canon(getattr(value, f.name)) for f in dataclasses.fields(value)
-                                                if f.name not in _NOT_SIGNED))
-        return (type(value).__name__, repr(value))
+            return (kind.__name__, tuple(canon(getattr(value, f.name)) for f in dataclasses.fields(value)
+                                         if f.name not in _NOT_SIGNED))
+        return (kind.__name__, repr(value))
 
     key = [canon(decision), getattr(getattr(decision, "mapping", None), "tiles", None)]
     names = (layer_name, *tokens)
@@ -132,12 +135,34 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
 _NOT_SIGNED = ("mapping", "cost", "evaluated", "pareto")
 
 
-@cache
-def _signature_fields(kind: type) -> tuple[str, ...] | None:
-    """The fields a signature reads of an instance of ``kind`` (``None``: not a dataclass)."""
-    if not dataclasses.is_dataclass(kind):
-        return None
-    return tuple(f.name for f in dataclasses.fields(kind) if f.name not in _NOT_SIGNED)
+#: How :func:`signature` reads a value of a type other than ``int``, ``None`` and ``tuple``: as a
+#: name or text, as it is, by its terms (a fraction), item by item, as a mapping, a set, an array, by the fields of a
+#: dataclass instance (a tuple of their names) or otherwise (a dataclass itself, or its repr).
+_TEXT, _ATOM, _FRACTION, _SEQUENCE, _MAPPING, _SET, _ARRAY, _OTHER = (
+    "text", "atom", "fraction", "sequence", "mapping", "set", "array", "other")
+_CANON: dict[type, str | tuple[str, ...]] = {}
+
+
+def _canon_kind(kind: type) -> str | tuple[str, ...]:
+    """How :func:`signature` reads a value of type ``kind``: the first of these that it is (the
+    order matters: a ``StrEnum`` is text, a ``bool`` an atom)."""
+    if issubclass(kind, str):
+        return _TEXT
+    if issubclass(kind, Fraction):
+        return _FRACTION
+    if kind is type(None) or issubclass(kind, bool | int | float | Enum):
+        return _ATOM
+    if issubclass(kind, tuple | list):
+        return _SEQUENCE
+    if issubclass(kind, Mapping):
+        return _MAPPING
+    if issubclass(kind, frozenset | set):
+        return _SET
+    if issubclass(kind, np.ndarray):
+        return _ARRAY
+    if dataclasses.is_dataclass(kind):
+        return tuple(f.name for f in dataclasses.fields(kind) if f.name not in _NOT_SIGNED)
+    return _OTHER
 
 
 @dataclass
@@ -162,33 +187,21 @@ class Template:
     turns: tuple[int, int]
 
     def __post_init__(self) -> None:
-        self._plans = [_copy_plan(c, self.names) for c in self.commands]
-        # every command's waits within the layer one after another (an array: shifted at once), and
-        # where each command's are in them
-        inner = [d for plan in self._plans for d in plan[2]]
-        self._inner = np.array(inner, dtype=np.int64)
-        ends = np.cumsum([len(plan[2]) for plan in self._plans], dtype=np.int64)
-        self._spans = list(zip((ends - [len(plan[2]) for plan in self._plans]).tolist(), ends.tolist(), strict=True))
-        self._symbol_sets = sorted({plan[3] for plan in self._plans if plan[3]})
-        self._rebuilders = [rebuilder(type(c), plan[4], plan[6]) for c, plan in zip(self.commands, self._plans,
-                                                                                    strict=True)]
-        self._copies: dict[tuple[int, ...], list[tuple]] = {}  # by the halves' addresses (instantiate)
-
-    def _copies_at(self, slots: tuple[int, ...]) -> list[tuple]:
-        """Per command what :meth:`instantiate` passes to its rebuilder (:func:`mapper.makers.rebuilder`),
-        its on-chip addresses relocated to the halves at ``slots`` (made once per ``slots``)."""
-        copies = self._copies.get(slots)
-        if copies is None:
-            copies = []
-            for rebuild, (_, values, _, symbols, _, tensor, _, token, offset, moved) in zip(
-                    self._rebuilders, self._plans, strict=True):
-                if moved:
-                    values = list(values)
-                    for at, slot, off in moved:
-                        values[at] = slots[slot] + off
-                copies.append((rebuild, values, values[0], symbols, tensor, token, offset))
-            self._copies[slots] = copies
-        return copies
+        # per command what instantiate passes to its relocator (mapper.makers.relocator), the span
+        # of its waits within the layer in all of them one after another (an array: shifted at
+        # once) and its set of symbols (-1: none; the waits outside the layer, by set of symbols)
+        self._rows: list[tuple] = []
+        inner_all: list[int] = []
+        which: dict[tuple[int, ...], int] = {}
+        for c in self.commands:
+            relocate, values, halves, inner, symbols, tensor, token, offset = _copy_plan(c, self.names)
+            start = len(inner_all)
+            inner_all += inner
+            self._rows.append((relocate, values, values[0], halves, which.setdefault(symbols, len(which))
+                               if symbols else -1, start, len(inner_all), tensor, token, offset))
+        self._inner = np.array(inner_all, dtype=np.int64)
+        self._symbol_sets = list(which)
+        self._turned_at: dict[tuple[int, int], tuple[list[tuple], list[tuple]]] = {}  # by turns (_turned)
 
     def instantiate(self, names: Sequence[str], base: int, expand: Mapping[int, tuple[int, ...]],
                     dram_addr: Mapping[str, int], psum_end: int, slots: tuple[int, ...]) -> list[Command]:
@@ -198,39 +211,36 @@ class Template:
         starts = [0, *(dram_addr[n] for n in names[1:]), psum_end]  # by DRAM token (-1: the scratch area)
         layer = names[0]
         # a symbol stands for ids before the layer, all below its own: its waits are those, sorted, then its own
-        outside = {}
+        outside = []
         for symbols in self._symbol_sets:
             ids: set[int] = set()
             for symbol in symbols:
                 ids.update(expand[symbol])
-            outside[symbols] = tuple(sorted(ids))
-        inner = (self._inner + base).tolist()
+            outside.append(tuple(sorted(ids)))
+        inner = tuple((self._inner + base).tolist())
+        bases = (*slots, 0)  # by half; the last for an on-chip address field a command leaves at 0
         commands = []
         append = commands.append
-        for (rebuild, values, ident, symbols, tensor, token, offset), (lo, hi) in zip(
-                self._copies_at(slots), self._spans, strict=True):
-            append(rebuild(values, base + ident, layer,
-                           outside[symbols] + tuple(inner[lo:hi]) if symbols else tuple(inner[lo:hi]),
-                           names[tensor], starts[token] + offset))
+        for relocate, values, ident, halves, symbols, lo, hi, tensor, token, offset in self._rows:
+            deps = inner[lo:hi] if symbols < 0 else outside[symbols] + inner[lo:hi]
+            append(relocate(values, base + ident, layer, deps, names[tensor], starts[token] + offset, bases, halves))
         return commands
 
     def final(self, base: int, names: Sequence[str], expand: Mapping[int, tuple[int, ...]],
               turns: tuple[int, int]) -> tuple[dict[str, int | None], dict[tuple, list[int]], tuple[int, int]]:
         """The writers of the layer's names, the lists of users (by the emitter's numbering of the
         halves) and the halves' turns after the layer instantiated at ``turns``."""
-        def real(ident: int) -> list[int]:
-            return [base + ident] if ident >= 0 else list(expand[ident])
-
         writers: dict[str, int | None] = {}
         for i, ident in self.ready.items():
-            if ident is None:
-                writers[names[i]] = None
+            if ident is None or ident >= 0:
+                writers[names[i]] = None if ident is None else base + ident
                 continue
-            ids = real(ident)
+            ids = expand[ident]
             if len(ids) > 1:
                 raise AssertionError("a tensor's writer is one command")
             writers[names[i]] = ids[0] if ids else None
-        users = {_at_turns(key, turns): [r for ident in ids for r in real(ident)] for key, ids in self.users.items()}
+        users = {key: [r for ident in ids for r in ((base + ident,) if ident >= 0 else expand[ident])]
+                 for key, ids in self._turned(turns)[1]}
         return writers, users, (self.turns[0] ^ turns[0], self.turns[1] ^ turns[1])
 
     def expansion(self, names: Sequence[str], ready: Mapping[str, int | None],
@@ -238,13 +248,25 @@ class Template:
         """The ids each symbol stands for where the layer ``names`` names is instantiated: the emitter's
         ``ready`` writers and ``users`` lists then, its halves' turns ``turns`` (scratchpad, accumulator)."""
         expand: dict[int, tuple[int, ...]] = {}
-        for symbol, what in self.symbols.items():
-            if what[0] == "ready":
-                writer = ready[names[what[1]]]
+        for symbol, position, key in self._turned(turns)[0]:
+            if key is None:
+                writer = ready[names[position]]
                 expand[symbol] = () if writer is None else (writer,)
             else:
-                expand[symbol] = tuple(users[_at_turns(what, turns)])
+                expand[symbol] = tuple(users[key])
         return expand
+
+    def _turned(self, turns: tuple[int, int]) -> tuple[list[tuple], list[tuple]]:
+        """:attr:`symbols` as ``(symbol, position, None)`` (a name's writer) or ``(symbol, None, key)``
+        (a list of users, its key by the emitter's numbering at ``turns``), and :attr:`users` as
+        ``(key there, ids)``; made once per ``turns``."""
+        turned = self._turned_at
+        made = turned.get(turns)
+        if made is None:
+            symbols = [(symbol, what[1], None) if what[0] == "ready" else (symbol, None, _at_turns(what, turns))
+                       for symbol, what in self.symbols.items()]
+            made = turned[turns] = (symbols, [(_at_turns(key, turns), ids) for key, ids in self.users.items()])
+        return made
 
 
 def _at_turns(key: tuple, turns: tuple[int, int]) -> tuple:
@@ -255,44 +277,63 @@ def _at_turns(key: tuple, turns: tuple[int, int]) -> tuple:
 
 
 def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
-    """How :meth:`Template.instantiate` copies ``command``: ``(build, values, inner deps, symbols,
-    tensor field, tensor position, DRAM address field, DRAM token, offset, on-chip relocations)``; a
-    field index of 0 (the id's) means "none" (id, layer and deps are fields 0, 1 and 2 of every
-    command), DRAM token ``-1`` the partial-sum scratch area; each relocation ``(field, slot, offset)``."""
-    build, at = builder(type(command))
+    """How :meth:`Template.instantiate` copies ``command``: ``(relocate, values, halves, inner deps,
+    symbols, tensor position, DRAM token, offset)``: ``relocate`` its class's
+    :func:`mapper.makers.relocator` (the tensor's name and the DRAM address given apart, each on-chip
+    address field moved by the base of its half in ``halves``: :data:`UNSET_SLOT` for a field at 0),
+    ``values`` every field's in order (an on-chip address: its offset in its half), DRAM token ``-1``
+    the partial-sum scratch area."""
+    at, fields, texts, on_chip, tensor_at, dram_at, relocate = _class_plan(type(command))
     if command.layer != names[0]:
         raise ValueError(f"a template command of layer {command.layer!r}, not {names[0]!r}")
-    inner = tuple(d for d in command.deps if d >= 0)
-    symbols = tuple(d for d in command.deps if d < 0)
-    tensor_at = tensor = dram_at = token = offset = 0
-    if isinstance(command, Load | Store | Move):
-        tensor_at, tensor = at["tensor"], names.index(command.tensor, 1)
-    if isinstance(command, Load | Store):
-        dram_at, addr = at["dram_addr"], command.dram_addr
+    deps = command.deps
+    inner = [d for d in deps if d >= 0]
+    symbols = tuple([d for d in deps if d < 0])
+    values = list(fields(command))
+    tensor = token = offset = 0
+    if tensor_at:
+        tensor = names.index(values[tensor_at], 1)
+    if dram_at:
+        addr = values[dram_at]
         if addr >= PSUM_BASE:
             token, offset = -1, addr - PSUM_BASE
         else:
             token, offset = addr >> ADDRESS_SHIFT, addr & ((1 << ADDRESS_SHIFT) - 1)
             if not 1 <= token < len(names):
                 raise ValueError(f"DRAM address {addr:#x} of a template command is not a named tensor's")
-    values = list(_fields(type(command))(command))
-    texts, on_chip = _field_kinds(type(command))
     for i in texts:
         # a string copied as it is must not be one the signature saw only as a position
         value = values[i]
-        if isinstance(value, str) and i != tensor_at and value in names:
+        if i != tensor_at and isinstance(value, str) and value in names:
             raise ValueError(f"a template command's {list(at)[i]} {value!r} is also a name of the layer")
-    moved = []
+    halves = []
     for i in on_chip:
         value = values[i]
         if value >= SLOT_BASE:
             slot, off = (value - SLOT_BASE) >> SLOT_SHIFT, value & ((1 << SLOT_SHIFT) - 1)
             if slot >= UNSET_SLOT or off >= 1 << ADDRESS_SHIFT:
                 raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not an address in a half")
-            moved.append((i, slot, off))
+            halves.append(slot)
+            values[i] = off
         elif value:
             raise ValueError(f"a template command's {list(at)[i]} {value:#x} is not in a half")
-    return build, values, inner, symbols, tensor_at, tensor, dram_at, token, offset, tuple(moved)
+        else:
+            halves.append(UNSET_SLOT)  # no half: a base of 0
+    return relocate, values, tuple(halves), inner, symbols, tensor, token, offset
+
+
+@cache
+def _class_plan(kind: type[Command]) -> tuple:
+    """What :func:`_copy_plan` reads of a command class: its field indices
+    (:func:`mapper.makers.field_index`), a getter of every field in order, the fields that may hold
+    a string and the on-chip address fields (:func:`_field_kinds`), the indices of the tensor's name
+    (a transfer's or move's) and of the DRAM address (a transfer's), 0 where it has none, and its
+    relocator (:func:`mapper.makers.relocator`: those two given apart, the on-chip fields moved)."""
+    at = field_index(kind)
+    texts, on_chip = _field_kinds(kind)
+    tensor_at = at["tensor"] if issubclass(kind, Load | Store | Move) else 0
+    dram_at = at["dram_addr"] if issubclass(kind, Load | Store) else 0
+    return at, field_getter(kind), texts, on_chip, tensor_at, dram_at, relocator(kind, tensor_at, dram_at, on_chip)
 
 
 @cache
@@ -311,10 +352,6 @@ def _field_kinds(kind: type[Command]) -> tuple[tuple[int, ...], tuple[int, ...]]
     return texts, on_chip
 
 
-@cache
-def _fields(kind: type[Command]) -> attrgetter:
-    """A getter of every field of ``kind`` in field order."""
-    return attrgetter(*builder(kind)[1])
 
 
 def symbolic(names: Iterable[str]) -> dict[str, int]:

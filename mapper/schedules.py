@@ -24,6 +24,7 @@ from mapper.layout import (
     conv_band_pixels,
     dense_k_range,
 )
+from mapper.makers import value_maker
 from mapper.plan import Tile
 from workloads.graph import GemmShape
 
@@ -112,8 +113,7 @@ class Operands:
             object.__setattr__(self, "x_rate", Fraction(self.x_bytes, g.batch * g.m * g.k))
         object.__setattr__(self, "_shares", {})  # x_share by tile shape: the search asks again and again
         object.__setattr__(self, "_pixel_bytes", {})  # x_pixel_bytes by (tb, tk), likewise
-        # w_bytes as two ints (a Fraction's numerator and denominator are properties: w_size is asked often)
-        object.__setattr__(self, "_w_ratio", (self.w_bytes.numerator, self.w_bytes.denominator))
+        object.__setattr__(self, "_w_sizes", {})  # w_size by a tile's elements (emission and search alike)
 
     def x_share(self, tb: int, tm: int, tk: int) -> int:
         """The most bytes of the input tensor a ``tb x tm x tk`` tile reads, wherever it is: its share of
@@ -226,10 +226,21 @@ class Operands:
         return 0
 
     def w_size(self, tb: int, tk: int, tn: int) -> int:
-        if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
-            return self.sparsity.compressed_bytes(tb * tk * tn, 8 * self.w_value_bytes)
-        numerator, denominator = self._w_ratio  # type: ignore[attr-defined]
-        return -(-tb * tk * tn * numerator // denominator)
+        """Bytes of a ``tb x tk x tn`` weight tile (a function of its elements; memoised by them)."""
+        elements = tb * tk * tn
+        sizes: dict[int, int] = self._w_sizes  # type: ignore[attr-defined]
+        size = sizes.get(elements)
+        if size is None:
+            if self.sparsity is not None:  # kept values and their indices, as sim.numerics stores them
+                size = self.sparsity.compressed_bytes(elements, 8 * self.w_value_bytes)
+            else:
+                size = ceil_div(elements * self.w_bytes.numerator, self.w_bytes.denominator)
+            sizes[elements] = size
+        return size
+
+
+#: Fast constructors of the values a schedule yields by the thousand (mapper.makers.value_maker).
+_transfer, _compute, _step = value_maker(Transfer), value_maker(ComputeSpec), value_maker(Step)
 
 
 def keeps_weights(ops: Operands, tile: Tile) -> bool:
@@ -303,8 +314,9 @@ def tile_segments(ops: Operands, tile: Tile, dataflow: Dataflow,
     of the segments' origins: the key holds each tile's position from the segment's first, its
     extents and what it reuses, and for a convolution (whose input bands are not a shift of each
     other from row to row, nor from group to group) the segment's group and first row, so that its
-    segments are alike only along the columns. N:M operands are not cut (their inputs' sizes
-    depend on where a tile starts)."""
+    segments are alike only along the columns; but for a pointwise one (1x1, stride 1, no padding:
+    :attr:`mapper.layout.ConvGeometry.pointwise`), whose bands are its rows of pixels, as a GEMM's.
+    N:M operands are not cut (their inputs' sizes depend on where a tile starts)."""
     if ops.sparsity is not None:
         raise ValueError("N:M operands are not cut into segments")
     g = ops.gemm
@@ -319,7 +331,7 @@ def tile_segments(ops: Operands, tile: Tile, dataflow: Dataflow,
             starts = range(first, min(inner_extent, first + inner_step * size), inner_step)
             tiles = [(b0, i, line0) if keep_x else (b0, line0, i) for i in starts]  # (b0, n0, m0)
             shape = tuple((i - first, min(inner_step, inner_extent - i), i > 0) for i in starts)
-            where = (b0, line0 if keep_x else first) if ops.conv is not None else None
+            where = (b0, line0 if keep_x else first) if ops.conv is not None and not ops.conv.pointwise else None
             key = (keep_w, keep_x, tb, t_line, shape, where)
             origin = (b0, line0, 0, first) if keep_x else (b0, first, 0, line0)
 
@@ -345,26 +357,28 @@ def _output_tile(ops: Operands, tile: Tile, dataflow: Dataflow, keep_w: bool, ke
     g = ops.gemm
     tb, tn, tm = min(tile.b, g.batch - b0), min(tile.n, g.n - n0), min(tile.m, g.m - m0)
     k_starts = range(0, g.k, tile.k)
+    last_k = k_starts[-1]
+    # the first output tile of a column (row) loaded this k tile's weights (inputs)
+    reused = ("w",) if keep_w and m0 > 0 else ("x",) if keep_x and n0 > 0 else ()
+    load_x, load_w = "x" not in reused, ops.w is not None and "w" not in reused
+    x, w, sparsity, scratchpad = ops.x, ops.w, ops.sparsity, Buffer.SCRATCHPAD
     for k0 in k_starts:
         tk = min(tile.k, g.k - k0)
         at, size = (b0, m0, k0, n0), (tb, tm, tk, tn)
         loads = []
-        # the first output tile of a column (row) loaded this k tile's weights (inputs)
-        reused = ("w",) if keep_w and m0 > 0 else ("x",) if keep_x and n0 > 0 else ()
-        if "x" not in reused:
-            loads.append(Transfer(ops.x, ops.x_tile(b0, tb, m0, tm, k0, tk), Buffer.SCRATCHPAD, role="x",
-                                  origin=at, extent=size, stays=keep_x))
-        if ops.w is not None and "w" not in reused:
-            loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
-                                  extent=size, stays=keep_w))
-        last = k0 == k_starts[-1]
-        out = Transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
-                       extent=size)
-        yield Step(
-            compute=ComputeSpec(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0,
-                                sparsity=ops.sparsity, origin=at),
+        if load_x:
+            loads.append(_transfer(x, ops.x_tile(b0, tb, m0, tm, k0, tk), scratchpad, role="x", origin=at,
+                                   extent=size, stays=keep_x))
+        if load_w:
+            loads.append(_transfer(w, ops.w_size(tb, tk, tn), scratchpad, role="w", origin=at, extent=size,
+                                   stays=keep_w))
+        stores = (_transfer(ops.out, tb * tm * tn * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
+                            extent=size),) if k0 == last_k else ()
+        yield _step(
+            compute=_compute(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=k0 > 0, sparsity=sparsity,
+                             origin=at),
             loads=tuple(loads),
-            stores=(out,) if last else (),
+            stores=stores,
             new_block=k0 == 0,
             reuses=reused,
         )
@@ -413,15 +427,15 @@ def fold_outer(ops: Operands, plan: FoldPlan, dataflow: Dataflow, rows: int, col
                     w_needed = ops.w is not None and (dataflow is not Dataflow.WS or first_chunk)
                     loads = []
                     if x_needed:
-                        loads.append(Transfer(ops.x, ops.x_tile(b0, tb, at[1], tm, at[2], tk), Buffer.SCRATCHPAD,
-                                              role="x", origin=at, extent=ext))
+                        loads.append(_transfer(ops.x, ops.x_tile(b0, tb, at[1], tm, at[2], tk), Buffer.SCRATCHPAD,
+                                               role="x", origin=at, extent=ext))
                     if w_needed:
-                        loads.append(Transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
-                                              extent=ext))
+                        loads.append(_transfer(ops.w, ops.w_size(tb, tk, tn), Buffer.SCRATCHPAD, role="w", origin=at,
+                                               extent=ext))
                     stores = []
                     outputs = tb * tm * tn
-                    final = Transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
-                                     extent=ext)
+                    final = _transfer(ops.out, outputs * ops.out_bytes, Buffer.ACCUMULATOR, role="out", origin=at,
+                                      extent=ext)
                     if not partial_sums:
                         new_block, accumulate = first_chunk, not first_chunk
                         if last_chunk:
@@ -433,15 +447,15 @@ def fold_outer(ops: Operands, plan: FoldPlan, dataflow: Dataflow, rows: int, col
                     else:
                         new_block, accumulate, acc_offset = True, not first_fold, 0
                         key = (b0, a0, c0)
-                        partial = Transfer(ops.out, outputs * ops.acc_bytes, Buffer.ACCUMULATOR, key, role="out",
-                                           origin=at, extent=ext)
+                        partial = _transfer(ops.out, outputs * ops.acc_bytes, Buffer.ACCUMULATOR, key, role="out",
+                                            origin=at, extent=ext)
                         if not first_fold:
                             loads.append(partial)
                         stores.append(final if last_fold else partial)
-                    yield Step(
-                        compute=ComputeSpec(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
-                                            fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity, origin=at,
-                                            acc_offset=acc_offset),
+                    yield _step(
+                        compute=_compute(m=tm, k=tk, n=tn, batch=tb, dataflow=dataflow, accumulate=accumulate,
+                                         fill=first_chunk, drain=last_chunk, sparsity=ops.sparsity, origin=at,
+                                         acc_offset=acc_offset),
                         loads=tuple(loads), stores=tuple(stores), new_block=new_block,
                     )
 

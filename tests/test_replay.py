@@ -22,13 +22,14 @@ from pathlib import Path
 import pytest
 
 from accel import config
-from accel.commands import Block, Compute, Load, Move, Store, Vector
+from accel.commands import Block, Buffer, Compute, Load, Move, Store, Vector
 from accel.hardware import Dataflow, Sparsity
 from accel.scalesim import load_scalesim_config
 from mapper import LoopOrder, MapOptions, emit
 from mapper.decide import ArrayDecision, decide_layers
-from mapper.makers import builder, maker, rebuilder
+from mapper.makers import builder, field_index, maker, rebuilder, relocator, value_maker
 from mapper.programs import prepared
+from mapper.schedules import ComputeSpec, Operands, Step, Transfer
 from workloads import load, sparsify, zoo
 from workloads.builder import GraphBuilder
 
@@ -144,6 +145,39 @@ def test_fast_constructors_make_the_dataclasses_own_objects():
         maker(Load)(id=1, layer="l", tensor="t")  # size_bytes is required, as the dataclass says
     with pytest.raises(TypeError):
         maker(Load)(id=1, layer="l", tensor="t", size_bytes=4, colour="red")
+
+
+def test_relocators_move_on_chip_fields_by_a_halfs_base():
+    load = Load(id=3, layer="l", deps=(1,), tensor="x", size_bytes=16, addr=32, dram_addr=64)
+    at = field_index(Load)
+    assert list(at) == [f.name for f in dataclasses.fields(Load)]
+    values = [getattr(load, f) for f in at]
+    values[at["addr"]] = 32 - 1000  # an offset from the base of half 1
+    moved = relocator(Load, at["tensor"], at["dram_addr"], (at["addr"],))
+    assert moved(values, 3, "l", (1,), "x", 64, (0, 1000), (1,)) == load
+    assert moved(values, 5, "m", (), "y", 128, (0, 2000), (1,)) == dataclasses.replace(
+        load, id=5, layer="m", deps=(), tensor="y", dram_addr=128, addr=32 + 1000)
+    with pytest.raises(ValueError):
+        relocator(Load, at["tensor"], 0, (at["tensor"],))
+
+
+def test_value_makers_make_the_schedules_own_values():
+    transfer = Transfer("x", 16, Buffer.SCRATCHPAD, role="x", origin=(0, 1, 2, 3), extent=(1, 2, 3, 4), stays=True)
+    compute = ComputeSpec(m=4, k=8, n=2, batch=1, dataflow=Dataflow.OS, fill=False, acc_offset=3)
+    step = Step(compute=compute, loads=(transfer,), new_block=True, reuses=("w",))
+    made = [value_maker(Transfer)("x", 16, Buffer.SCRATCHPAD, role="x", origin=(0, 1, 2, 3), extent=(1, 2, 3, 4),
+                                  stays=True),
+            value_maker(ComputeSpec)(m=4, k=8, n=2, batch=1, dataflow=Dataflow.OS, fill=False, acc_offset=3)]
+    made.append(value_maker(Step)(compute=made[1], loads=(made[0],), new_block=True, reuses=("w",)))
+    for value, fast in zip((transfer, compute, step), made, strict=True):
+        assert type(fast) is type(value) and fast == value and hash(fast) == hash(value)
+        assert vars(fast) == vars(value) and dataclasses.replace(fast) == value
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made[0].size_bytes = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        value_maker(Operands)  # it has a __post_init__
+    with pytest.raises(TypeError):
+        value_maker(Load)  # slots: mapper.makers.maker's
 
 
 def test_an_op_named_like_a_tensor_is_emitted_directly_not_matched_by_position():
