@@ -992,15 +992,21 @@ def _runs(commands: tuple[Command, ...], table: ProgramTable, offsets: np.ndarra
         size = hi - lo
         # Candidate periods: distances from a few commands to the next ones of the same signature
         # (probes at uneven places: a layer of equal rows must not put them all on the rows' first commands)
-        candidates: set[int] = set()
-        for probe in ((size * j // 8 + j) % size for j in range(1, 8)):
-            later = np.flatnonzero(sig[probe + 1:probe + 1 + _MAX_PERIOD] == sig[probe]) + 1
-            candidates.update(later[:8].tolist())
+        # (the first 8 within the longest period a run of this layer can have: the first 8 of each
+        # probe's next commands up to _MAX_PERIOD, as far as they are that short; all probes at once)
+        probes = np.array([(size * j // 8 + j) % size for j in range(1, 8)], dtype=np.int64)
+        reach = np.arange(1, min(_MAX_PERIOD, size // _MIN_BLOCKS) + 1, dtype=np.int64)
+        ahead = probes[:, None] + reach[None, :]
+        rows, cols = np.nonzero((sig[np.minimum(ahead, size - 1)] == sig[probes][:, None]) & (ahead < size))
+        rank = np.arange(len(rows)) - np.searchsorted(rows, rows)  # a match's place among its probe's
+        candidates = set(reach[cols[rank < 8]].tolist())
         best: tuple[int, int, np.ndarray, np.ndarray] | None = None  # (coverage, period, starts, ends)
         for period in sorted(candidates):
             if period > size // _MIN_BLOCKS:
                 continue
             same = sig[period:] == sig[:-period]
+            if np.count_nonzero(same) < (_MIN_BLOCKS - 1) * period:  # no stretch of _MIN_BLOCKS blocks
+                continue
             edges = np.diff(np.concatenate([[0], same.view(np.int8), [0]]))
             first, last = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
             lengths = (last - first + period) // period * period
