@@ -70,7 +70,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import simpy
-from simpy.events import NORMAL, Timeout
+from simpy.events import NORMAL, PENDING, Timeout
 from simpy.resources.resource import Release, Request
 
 from accel.commands import Command, Compute, Load, Move, Store, Vector
@@ -441,6 +441,30 @@ def _processed_event(env: simpy.Environment) -> simpy.Event:
     return event
 
 
+class _AllDone(simpy.Event):
+    """``env.all_of(events)`` of pending events, as the simulator waits for a command's dependencies:
+    it counts them done (``_count``, as SimPy's condition does) through the same callback on each, in
+    the same order, and is scheduled when the last is processed; no condition value is built (the
+    process does not read it) and none of the events can fail."""
+
+    def __init__(self, env: simpy.Environment, events: list[simpy.Event]) -> None:
+        self.env = env
+        self.callbacks = []
+        self._value = PENDING
+        self._count = 0
+        self._total = len(events)
+        check = self._check
+        for event in events:
+            event.callbacks.append(check)
+
+    def _check(self, event: simpy.Event) -> None:
+        self._count += 1
+        if self._count == self._total:
+            self._ok = True
+            self._value = None
+            self.env.schedule(self)
+
+
 class _Slots(simpy.Resource):
     """A :class:`simpy.Resource` whose :meth:`take` and :meth:`give` do what ``request()`` and the
     end of its ``with`` block do, the same slots granted in the same order, through fewer calls and
@@ -648,7 +672,7 @@ class _Machine:
             return None
         p.phase = _DEPS
         p.wait_ids = waiting
-        p.wait = self._event(waiting[0]) if len(waiting) == 1 else self.env.all_of([self._event(d) for d in waiting])
+        p.wait = self._event(waiting[0]) if len(waiting) == 1 else _AllDone(self.env, [self._event(d) for d in waiting])
         return p.wait
 
     def _start(self, p: _Proc, i: int, began: int, cause: str | None, extra: int = 0) -> simpy.Event:
