@@ -20,7 +20,9 @@ Energies are in pJ, power in W, time in accelerator cycles.
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -170,8 +172,9 @@ def energy(result: Result) -> EnergyReport:
     columns: dict[str, object] = {"layer": [m.layer for m in layers], "op": [m.op.value for m in layers]}
     for i, c in enumerate(COMPONENTS):
         columns[f"{c}_pj"] = np.where(ran[rows], sums[rows, i], 0.0) if rows else np.zeros(0)
+    parts = [columns[f"{c}_pj"] for c in COMPONENTS]
+    columns["dynamic_pj"] = functools.reduce(operator.add, parts) if parts else np.zeros(len(rows))  # in order
     by_layer = pd.DataFrame(columns)
-    by_layer["dynamic_pj"] = by_layer[[f"{c}_pj" for c in COMPONENTS]].sum(axis=1)
 
     starts = timing.start.copy()
     ends = timing.end.copy()
