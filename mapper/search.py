@@ -1031,7 +1031,12 @@ class _Candidates:
             known = tuple(_tile(tm, tk, tn, tb, "") for tm in tms)
             if self.memo:
                 self._plain[tb, tk, tn] = known
-                self.known_moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
+                # _dram_bytes of each: a plain tile keeps its weights only when its reduction is whole
+                g, known_moved = self.ops.gemm, self.known_moved
+                once = self.ops.x_bytes * -(-g.n // tn) + self._outputs  # the inputs' reads and the outputs
+                whole = self.ops.w is not None and tk >= g.k
+                for tile in known:
+                    known_moved[id(tile)] = once + self._weights * (1 if whole else -(-g.m // tile.m))
         return known
 
     def kept(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
@@ -1045,7 +1050,13 @@ class _Candidates:
                           if _worth_keeping(ops, role, tb, tm, tk, tn, self._weights if self.memo else None))
             if self.memo:
                 self._kept[tb, tk, tn] = known
-                self.known_moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
+                # _dram_bytes of each (there are weights: _kept_tms makes none without): keeping the
+                # weights reads each once, keeping the inputs reads the input once
+                g, known_moved = ops.gemm, self.known_moved
+                x_reads = ops.x_bytes * -(-g.n // tn)
+                for tile in known:
+                    known_moved[id(tile)] = (x_reads + self._weights if tile.keep == "w"
+                                             else ops.x_bytes + self._weights * -(-g.m // tile.m)) + self._outputs
         return known
 
     def moved(self, tile: Tile) -> int:
