@@ -648,15 +648,27 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     has_w = ops.w is not None
     steps = _k_runs(g.k, tile.k)
     whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
-    load_x, load_w = loads.x, loads.w
+    load_x, load_w, load_out = loads.x, loads.w, loads.out
+    # loads' own tables, read here first (without the call) when it memoises
+    known_x, known_w, known_out = (loads._x, loads._w, loads._out) if loads.memo else ({}, {}, {})
     for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
                                                           _splits(g.m, tile.m)):
         count = cb * cn * cm
-        out, store_busy, store_pj = loads.out(tb, tm, tn)
+        stored = known_out.get((tb, tm, tn))
+        out, store_busy, store_pj = load_out(tb, tm, tn) if stored is None else stored
         energy += count * store_pj
         moved += count * out
-        x_loads = [load_x(tb, tm, tk) for tk, _ in k_tiles]
-        w_loads = [load_w(tb, tk, tn) for tk, _ in k_tiles] if has_w else None
+        x_loads = []
+        for tk, _ in k_tiles:
+            x = known_x.get((tb, tm, tk))
+            x_loads.append(load_x(tb, tm, tk) if x is None else x)
+        if has_w:
+            w_loads: list[tuple[int, int, float]] | None = []
+            for tk, _ in k_tiles:
+                w = known_w.get((tb, tk, tn))
+                w_loads.append(load_w(tb, tk, tn) if w is None else w)
+        else:
+            w_loads = None
         # each run's compute (array cycles, pJ), the same for every kind of output tile below
         runs = []  # (k tile, times, last, array cycles, pJ)
         for tk, j, times, accumulate, final in steps:
@@ -685,7 +697,12 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
                 priced.append((times, array, busy, store_busy if final else 0))
             # compute i overlaps the loads of step i + 1 (the next output tile's first, after the last);
             # only the last k step stores, so a run of several steps has no stores
-            cycles += tiles * _overlapped(priced)
+            if len(priced) == 1:  # _overlapped's common case, inline
+                times, array, busy, stores = priced[0]
+                step = max(array, stores + busy)
+                cycles += tiles * (0.0 + ((times - 1) * step + step))
+            else:
+                cycles += tiles * _overlapped(priced)
             steps_run += tiles * k_steps
             if first_runs is None:
                 first_runs = priced
