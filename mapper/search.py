@@ -643,8 +643,9 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     first_loads: float | None = None
     last, wrap = (1, 0, 0.0, 0.0), 0.0
     k_tiles = _splits(g.k, tile.k)
-    k_steps = sum(ck for _, ck in k_tiles)  # the steps of one output tile
+    k_steps = -(-g.k // tile.k)  # the steps of one output tile (its k tiles: the counts of k_tiles)
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    kept = keep_w or keep_x
     has_w = ops.w is not None
     steps = _k_runs(g.k, tile.k)
     whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
@@ -676,7 +677,8 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             if price is None:
                 price = compute(dataflow, tm, tk, tn, tb, accumulate, True, True, sparsity)
             runs.append((j, times, final, *price))
-        kinds = _kinds(keep_w, keep_x, has_w, (cb, cn, cm), tm == whole_m, tn == whole_n)
+        kinds = _kinds(keep_w, keep_x, has_w, (cb, cn, cm), tm == whole_m, tn == whole_n) if kept \
+            else ((count, True, has_w),)  # _kinds' of a tile that keeps nothing
         first_runs = last_run = None
         for tiles, with_x, with_w in kinds:
             if not tiles:
@@ -753,6 +755,7 @@ def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
     whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
     m_tiles, n_tiles = _splits(g.m, tile.m), _splits(g.n, tile.n)
     load_x, load_w, load_out = loads.x, loads.w, loads.out
+    known_out = loads._out if loads.memo else {}  # out's own table, read here first (without the call)
     cycles = 0
     x_sums, w_sums, size_k = loads.x_sums, loads.w_sums, tile.k
     for tb, cb in _splits(g.batch, tile.b):
@@ -777,7 +780,8 @@ def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
                     cycles += count * w + (cb * cm if tn == whole_n else 0) * x
                 else:
                     cycles += count * (x + w)
-                cycles += count * load_out(tb, tm, tn)[1]
+                stored = known_out.get((tb, tm, tn))
+                cycles += count * (load_out(tb, tm, tn) if stored is None else stored)[1]
     if loads.memo:
         loads.bounds[id(tile)] = (tile, cycles)  # by id, holding the tile (so that no other takes its id)
     return cycles
