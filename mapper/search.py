@@ -166,7 +166,9 @@ def search_gemm(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ..
 #: convolution's most rows in closed form (:meth:`_Rows.most`), the transfer bound's sums per
 #: reduction (:func:`_transfer_cycles`), a fold-outer block's steps priced without making them
 #: (:func:`_fold_block_steps`), a tile-outer schedule's bytes summed without its steps
-#: (:func:`mapper.schedules.tile_outer_bytes`), candidates keyed by their id(). False: a search per
+#: (:func:`mapper.schedules.tile_outer_bytes`), candidates keyed by their id(), a round's candidates
+#: collected once for the dataflows (:attr:`_Candidates.rounds`) and their bounds computed inline
+#: from per-dimension sums, their DRAM bounds summed as they are made. False: a search per
 #: call on the layer's own operands, nothing memoised within it, tiles priced in batches, every figure
 #: from the schedule's steps or shape by shape (the reference these are checked against:
 #: ``tests/test_search_speedups.py``).
