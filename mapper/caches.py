@@ -24,7 +24,10 @@ class BoundedTable(dict):
     def __setitem__(self, key: Hashable, value: object) -> None:
         if len(self) >= self.limit and key not in self:
             self.clear()
-        super().__setitem__(key, value)
+        _dict_setitem(self, key, value)  # dict's own, without making a super() proxy per call
+
+
+_dict_setitem = dict.__setitem__
 
 
 class PriceTables:

@@ -44,7 +44,7 @@ import math
 import weakref
 from collections.abc import Hashable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class ConvGeometry:
     def group_channels(self) -> int:
         return self.c // self.groups
 
-    @property
+    @cached_property  # a function of the fields (frozen): the band functions ask it thousands of times
     def pointwise(self) -> bool:
         """Whether input pixel ``p`` feeds exactly output pixel ``p`` (1x1, stride 1, no padding)."""
         return (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl) == (1, 1, 1, 1, 0, 0) and \

@@ -55,7 +55,7 @@ from accel.timing import (
 from mapper import search_arrays
 from mapper.caches import PriceTables
 from mapper.layout import MatrixView, conv_band_most
-from mapper.makers import maker
+from mapper.makers import maker, value_maker
 from mapper.options import OBJECTIVES
 from mapper.plan import Tile
 from mapper.schedules import (
@@ -104,6 +104,7 @@ class Cost:
 
 
 INFEASIBLE = Cost(float("inf"), float("inf"), float("inf"), 1 << 62)
+_make_cost = value_maker(Cost)  # Cost(...), made with its __dict__ at once (mapper.makers): the search makes thousands
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ class Choice:
         if isinstance(self.plan, FoldPlan):
             return fold_outer(ops, self.plan, self.dataflow, arch.array.rows, arch.array.cols)
         return tile_outer(ops, self.plan, self.dataflow)
+
+
+_make_choice = value_maker(Choice)  # Choice(...), as _make_cost
 
 
 def pareto(choices: Iterable[Choice]) -> list[Choice]:
@@ -162,7 +166,9 @@ def search_gemm(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ..
 #: convolution's most rows in closed form (:meth:`_Rows.most`), the transfer bound's sums per
 #: reduction (:func:`_transfer_cycles`), a fold-outer block's steps priced without making them
 #: (:func:`_fold_block_steps`), a tile-outer schedule's bytes summed without its steps
-#: (:func:`mapper.schedules.tile_outer_bytes`), candidates keyed by their id(). False: a search per
+#: (:func:`mapper.schedules.tile_outer_bytes`), candidates keyed by their id(), a round's candidates
+#: collected once for the dataflows (:attr:`_Candidates.rounds`) and their bounds computed inline
+#: from per-dimension sums, their DRAM bounds summed as they are made. False: a search per
 #: call on the layer's own operands, nothing memoised within it, tiles priced in batches, every figure
 #: from the schedule's steps or shape by shape (the reference these are checked against:
 #: ``tests/test_search_speedups.py``).
@@ -346,7 +352,7 @@ class _Pricer:
         return energy
 
     def total(self, cycles: float, energy: float, moved: float, steps: int) -> Cost:
-        return Cost(cycles, energy + cycles * self.static_pj_per_cycle, moved, steps)
+        return _make_cost(cycles, energy + cycles * self.static_pj_per_cycle, moved, steps)
 
 
 _pricer = functools.lru_cache(maxsize=16)(_Pricer)
@@ -639,20 +645,33 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
     first_loads: float | None = None
     last, wrap = (1, 0, 0.0, 0.0), 0.0
     k_tiles = _splits(g.k, tile.k)
-    k_steps = sum(ck for _, ck in k_tiles)  # the steps of one output tile
+    k_steps = -(-g.k // tile.k)  # the steps of one output tile (its k tiles: the counts of k_tiles)
     keep_w, keep_x = keeps_weights(ops, tile), keeps_inputs(ops, tile)
+    kept = keep_w or keep_x
     has_w = ops.w is not None
     steps = _k_runs(g.k, tile.k)
     whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
-    load_x, load_w = loads.x, loads.w
+    load_x, load_w, load_out = loads.x, loads.w, loads.out
+    # loads' own tables, read here first (without the call) when it memoises
+    known_x, known_w, known_out = (loads._x, loads._w, loads._out) if loads.memo else ({}, {}, {})
     for (tb, cb), (tn, cn), (tm, cm) in itertools.product(_splits(g.batch, tile.b), _splits(g.n, tile.n),
                                                           _splits(g.m, tile.m)):
         count = cb * cn * cm
-        out, store_busy, store_pj = loads.out(tb, tm, tn)
+        stored = known_out.get((tb, tm, tn))
+        out, store_busy, store_pj = load_out(tb, tm, tn) if stored is None else stored
         energy += count * store_pj
         moved += count * out
-        x_loads = [load_x(tb, tm, tk) for tk, _ in k_tiles]
-        w_loads = [load_w(tb, tk, tn) for tk, _ in k_tiles] if has_w else None
+        x_loads = []
+        for tk, _ in k_tiles:
+            x = known_x.get((tb, tm, tk))
+            x_loads.append(load_x(tb, tm, tk) if x is None else x)
+        if has_w:
+            w_loads: list[tuple[int, int, float]] | None = []
+            for tk, _ in k_tiles:
+                w = known_w.get((tb, tk, tn))
+                w_loads.append(load_w(tb, tk, tn) if w is None else w)
+        else:
+            w_loads = None
         # each run's compute (array cycles, pJ), the same for every kind of output tile below
         runs = []  # (k tile, times, last, array cycles, pJ)
         for tk, j, times, accumulate, final in steps:
@@ -660,7 +679,8 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
             if price is None:
                 price = compute(dataflow, tm, tk, tn, tb, accumulate, True, True, sparsity)
             runs.append((j, times, final, *price))
-        kinds = _kinds(keep_w, keep_x, has_w, (cb, cn, cm), tm == whole_m, tn == whole_n)
+        kinds = _kinds(keep_w, keep_x, has_w, (cb, cn, cm), tm == whole_m, tn == whole_n) if kept \
+            else ((count, True, has_w),)  # _kinds' of a tile that keeps nothing
         first_runs = last_run = None
         for tiles, with_x, with_w in kinds:
             if not tiles:
@@ -681,7 +701,12 @@ def _tile_outer_cost(arch: Accelerator, ops: Operands, tile: Tile, dataflow: Dat
                 priced.append((times, array, busy, store_busy if final else 0))
             # compute i overlaps the loads of step i + 1 (the next output tile's first, after the last);
             # only the last k step stores, so a run of several steps has no stores
-            cycles += tiles * _overlapped(priced)
+            if len(priced) == 1:  # _overlapped's common case, inline
+                times, array, busy, stores = priced[0]
+                step = max(array, stores + busy)
+                cycles += tiles * (0.0 + ((times - 1) * step + step))
+            else:
+                cycles += tiles * _overlapped(priced)
             steps_run += tiles * k_steps
             if first_runs is None:
                 first_runs = priced
@@ -732,6 +757,7 @@ def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
     whole_m, whole_n = min(tile.m, g.m), min(tile.n, g.n)
     m_tiles, n_tiles = _splits(g.m, tile.m), _splits(g.n, tile.n)
     load_x, load_w, load_out = loads.x, loads.w, loads.out
+    known_out = loads._out if loads.memo else {}  # out's own table, read here first (without the call)
     cycles = 0
     x_sums, w_sums, size_k = loads.x_sums, loads.w_sums, tile.k
     for tb, cb in _splits(g.batch, tile.b):
@@ -756,7 +782,8 @@ def _transfer_cycles(ops: Operands, tile: Tile, loads: _Loads) -> int:
                     cycles += count * w + (cb * cm if tn == whole_n else 0) * x
                 else:
                     cycles += count * (x + w)
-                cycles += count * load_out(tb, tm, tn)[1]
+                stored = known_out.get((tb, tm, tn))
+                cycles += count * (load_out(tb, tm, tn) if stored is None else stored)[1]
     if loads.memo:
         loads.bounds[id(tile)] = (tile, cycles)  # by id, holding the tile (so that no other takes its id)
     return cycles
@@ -810,25 +837,34 @@ def _array_bound(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow,
     ``(dimension, tile size)``, when the caller keeps them."""
     g = ops.gemm
     rows, cols = pricer.arch.array.rows, pricer.arch.array.cols
-    if dataflow is Dataflow.WS:  # k folded over the rows, n over the columns, m streams
-        (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.k, tile.k), (g.n, tile.n), (g.m, tile.m)
-    elif dataflow is Dataflow.OS:
-        (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.m, tile.m), (g.n, tile.n), (g.k, tile.k)
-    else:
-        (r_extent, r_size), (c_extent, c_size), (s_extent, s_size) = (g.k, tile.k), (g.m, tile.m), (g.n, tile.n)
+    r_name, c_name, s_name = _ARRAY_DIMENSIONS[dataflow]
     if sums is None:
         sums = {}
+    r_size, c_size, s_size = getattr(tile, r_name), getattr(tile, c_name), getattr(tile, s_name)
     r_folds = sums.get((0, r_size))
     if r_folds is None:
-        r_folds = sums[0, r_size] = sum(count * ceil_div(size, rows) for size, count in _splits(r_extent, r_size))
+        r_folds = sums[0, r_size] = _fold_sum(getattr(g, r_name), r_size, rows)
     c_folds = sums.get((1, c_size))
     if c_folds is None:
-        c_folds = sums[1, c_size] = sum(count * ceil_div(size, cols) for size, count in _splits(c_extent, c_size))
+        c_folds = sums[1, c_size] = _fold_sum(getattr(g, c_name), c_size, cols)
     streams = sums.get((2, s_size))
     if streams is None:
-        cycles = pricer.fold_cycles
-        streams = sums[2, s_size] = sum(count * cycles(dataflow, size) for size, count in _splits(s_extent, s_size))
+        streams = sums[2, s_size] = _stream_sum(pricer, dataflow, getattr(g, s_name), s_size)
     return g.batch * r_folds * c_folds * streams  # the groups' tiles sum to the batch
+
+
+#: The GEMM dimensions a dataflow folds over the array's rows, over its columns, and streams.
+_ARRAY_DIMENSIONS = {Dataflow.WS: ("k", "n", "m"), Dataflow.OS: ("m", "n", "k"), Dataflow.IS: ("k", "m", "n")}
+
+
+def _fold_sum(extent: int, size: int, unit: int) -> int:
+    """The folds over ``unit`` array rows (or columns) of the tiles of ``size`` along ``extent``, summed."""
+    return sum(count * -(-tile // unit) for tile, count in _splits(extent, size))
+
+
+def _stream_sum(pricer: _Pricer, dataflow: Dataflow, extent: int, size: int) -> int:
+    """The cycles of a fold (:meth:`_Pricer.fold_cycles`) streaming each tile of ``size`` along ``extent``, summed."""
+    return sum(count * pricer.fold_cycles(dataflow, tile) for tile, count in _splits(extent, size))
 
 
 def _array_bound_by_shapes(pricer: _Pricer, ops: Operands, tile: Tile, dataflow: Dataflow) -> int:
@@ -981,16 +1017,10 @@ def _worth_keeping(ops: Operands, role: str, tb: int, tm: int, tk: int, tn: int,
     return saved >= KEEP_MIN_SAVING * plain
 
 
-def _tile(m: int, k: int, n: int, b: int, keep: str) -> Tile:
-    """``Tile(m, k, n, b, keep)``, made in one step rather than field by field through the frozen
-    dataclass's ``object.__setattr__`` (the same object: a Tile validates nothing; the search makes
-    thousands; ``tests/test_search_speedups.py`` checks they are equal)."""
-    tile = _new_object(Tile)
-    tile.__dict__.update(m=m, k=k, n=n, b=b, keep=keep)
-    return tile
-
-
-_new_object = object.__new__
+#: ``Tile(m, k, n, b, keep)``, made with its ``__dict__`` at once rather than field by field through the
+#: frozen dataclass's ``object.__setattr__`` (the same object: a Tile validates nothing; the search
+#: makes thousands; ``tests/test_search_speedups.py`` checks they are equal).
+_tile: Callable[..., Tile] = value_maker(Tile)
 
 
 class _Candidates:
@@ -1011,6 +1041,10 @@ class _Candidates:
         self._plain: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
         self._kept: dict[tuple[int, int, int], tuple[Tile, ...]] = {}
         self.known_moved: dict[int, int] = {}  # moved() by the id of a tile this holds (when memoised)
+        # the tile-outer rounds' candidates by (round, kept, plain), each by id and in the round's
+        # order, once (read by mapper.search._tile_outer_choices; the rounds depend on the array's
+        # rows and columns, which their keys hold)
+        self.rounds: dict[tuple[object, bool, bool], dict[object, Tile]] = {}
 
     def plain(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
         """Plain ``tb x ? x tk x tn`` tiles, in :func:`_plain_tms`' order."""
@@ -1020,7 +1054,12 @@ class _Candidates:
             known = tuple(_tile(tm, tk, tn, tb, "") for tm in tms)
             if self.memo:
                 self._plain[tb, tk, tn] = known
-                self.known_moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
+                # _dram_bytes of each: a plain tile keeps its weights only when its reduction is whole
+                g, known_moved = self.ops.gemm, self.known_moved
+                once = self.ops.x_bytes * -(-g.n // tn) + self._outputs  # the inputs' reads and the outputs
+                whole = self.ops.w is not None and tk >= g.k
+                for tile in known:
+                    known_moved[id(tile)] = once + self._weights * (1 if whole else -(-g.m // tile.m))
         return known
 
     def kept(self, tb: int, tk: int, tn: int) -> tuple[Tile, ...]:
@@ -1034,7 +1073,13 @@ class _Candidates:
                           if _worth_keeping(ops, role, tb, tm, tk, tn, self._weights if self.memo else None))
             if self.memo:
                 self._kept[tb, tk, tn] = known
-                self.known_moved.update((id(tile), self._dram_bytes(tile)) for tile in known)
+                # _dram_bytes of each (there are weights: _kept_tms makes none without): keeping the
+                # weights reads each once, keeping the inputs reads the input once
+                g, known_moved = ops.gemm, self.known_moved
+                x_reads = ops.x_bytes * -(-g.n // tn)
+                for tile in known:
+                    known_moved[id(tile)] = (x_reads + self._weights if tile.keep == "w"
+                                             else ops.x_bytes + self._weights * -(-g.m // tile.m)) + self._outputs
         return known
 
     def moved(self, tile: Tile) -> int:
@@ -1099,6 +1144,14 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     array_bounds: dict[tuple[int, int, int, int], int] = {}  # _array_bound by tile size (kept or not)
     dimension_sums: dict[tuple[int, int], int] = {}  # _array_bound's sums
     order: dict[object, int] = {}  # each candidate's place in the search's order (rounds, then sizes)
+    # the memoised rounds' inline bound: _array_bound's dimensions (folded over the rows, over the
+    # columns, streamed) and its sums by their tile size
+    names = _ARRAY_DIMENSIONS[dataflow]
+    dims_of = operator.attrgetter(*names)
+    r_extent, c_extent, s_extent = (getattr(g, name) for name in names)
+    r_sums: dict[int, int] = {}
+    c_sums: dict[int, int] = {}
+    s_sums: dict[int, int] = {}
 
     def bound(tile: Tile) -> float:
         t = tag(tile)
@@ -1135,19 +1188,25 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                                        bound(tile))
         return known
 
-    def price(sizes: Iterable[tuple[int, int, int]], kept: bool, plain: bool = True) -> None:
+    def price(round_key: tuple[object, ...], sizes: Callable[[], Iterable[tuple[int, int, int]]], kept: bool,
+              plain: bool = True) -> None:
         nonlocal limit
-        candidates: dict[object, Tile] = {}  # by tag, in order, each once
-        for tb, tk, tn in sizes:
-            for tile in shared.plain(tb, tk, tn) if plain else ():
-                t = tag(tile)
-                if t not in priced:
-                    candidates.setdefault(t, tile)
-            # a split reduction's column of weight tiles, or a row of input tiles, that fits: keep it
-            for tile in shared.kept(tb, tk, tn) if kept else ():
-                t = tag(tile)
-                if t not in priced:
-                    candidates.setdefault(t, tile)
+        # the round's candidates not priced yet, by tag, in order, each once; a round's tiles depend
+        # on its sizes and kinds only, so the dataflows of a search share them (_Candidates.rounds)
+        collected = shared.rounds.get((round_key, kept, plain)) if _MEMO else None
+        if collected is None:
+            collected = {}
+            for tb, tk, tn in sizes():
+                for tile in shared.plain(tb, tk, tn) if plain else ():
+                    collected.setdefault(tag(tile), tile)
+                # a split reduction's column of weight tiles, or a row of input tiles, that fits: keep it
+                for tile in shared.kept(tb, tk, tn) if kept else ():
+                    collected.setdefault(tag(tile), tile)
+            if _MEMO:
+                shared.rounds[round_key, kept, plain] = collected
+        # read only below: when nothing of the round is priced yet, the shared dict itself
+        candidates = {t: tile for t, tile in collected.items() if t not in priced} \
+            if priced and not priced.keys().isdisjoint(collected) else collected
         if not candidates:
             return
         for t in candidates:
@@ -1166,9 +1225,28 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
             best_key = best[0].cost.key(objective) if best else None
             best_order = order[id(best[0].tile)] if best else 0
             ranked_values = []
-            for tile in tiles:
-                value = bounds.get(id(tile))
-                ranked_values.append((bound(tile) if value is None else value, tile))
+            for tile in tiles:  # bound(tile), inline (a round asks it of every candidate)
+                t = id(tile)
+                value = bounds.get(t)
+                if value is None:
+                    energy = known_moved[t] * dram_pj  # the candidates are shared's: it knows their bytes
+                    if objective == "energy":
+                        value = energy
+                    else:  # _array_bound's product of per-dimension sums
+                        r, c, s = dims_of(tile)
+                        r_folds = r_sums.get(r)
+                        if r_folds is None:
+                            r_folds = r_sums[r] = _fold_sum(r_extent, r, rows)
+                        c_folds = c_sums.get(c)
+                        if c_folds is None:
+                            c_folds = c_sums[c] = _fold_sum(c_extent, c, cols)
+                        streams = s_sums.get(s)
+                        if streams is None:
+                            streams = s_sums[s] = _stream_sum(pricer, dataflow, s_extent, s)
+                        cycles = max(known_moved[t] / bandwidth, g.batch * r_folds * c_folds * streams)
+                        value = cycles if latency else cycles * energy
+                    bounds[t] = value
+                ranked_values.append((value, tile))
             for value, tile in sorted(ranked_values, key=_first):
                 if value > limit:  # and so do all that follow
                     break
@@ -1182,7 +1260,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                     if closer_value > limit:
                         continue
                 cost = _tile_outer_cost(arch, ops, tile, dataflow, pricer, loads)
-                choice = found[t] = Choice("tile-outer", dataflow, tile, tile, cost)
+                choice = found[t] = _make_choice("tile-outer", dataflow, tile, tile, cost)
                 key = cost.key(objective)
                 if best_key is None or (key, order[t]) < (best_key, best_order):
                     best[:], best_key, best_order, limit = [choice], key, order[t], key[0]
@@ -1211,17 +1289,19 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                     limit = choice.cost.key(objective)[0]
         priced.update((t, found[t]) for t in candidates if t in found)
 
-    first = sorted(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)),
-                   key=lambda size: (-size[2], -size[0], -size[1]))  # big n first: fewest input re-reads
+    def first() -> list[tuple[int, int, int]]:
+        return sorted(itertools.product(tile_sizes(g.batch, 1), tile_sizes(g.k, rows), tile_sizes(g.n, cols)),
+                      key=lambda size: (-size[2], -size[0], -size[1]))  # big n first: fewest input re-reads
 
     def near(extent: int, unit: int, size: int) -> list[int]:
         return [x for x in _sizes(extent, unit) if size // 2 <= x <= 2 * size]
 
     def around(tile: Tile, kept: bool, plain: bool = True) -> None:
-        sizes = itertools.product(near(g.batch, 1, tile.b), near(g.k, rows, tile.k), near(g.n, cols, tile.n))
-        price(sizes, kept, plain)
+        price(("around", rows, cols, tile.b, tile.k, tile.n),
+              lambda: itertools.product(near(g.batch, 1, tile.b), near(g.k, rows, tile.k), near(g.n, cols, tile.n)),
+              kept, plain)
 
-    price(first, False)
+    price(("first", rows, cols), first, False)
     if not best:
         return [], []
     center = best[0].tile
@@ -1229,7 +1309,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     plain = list(priced.values())
     if keep:  # the same rounds with kept operands (plain tiles only where they are new), the
         # second near both kinds' best of the first
-        price(first, True, plain=False)
+        price(("first", rows, cols), first, True, plain=False)
         if best[0].tile != center:
             around(best[0].tile, True)
         around(center, True, plain=False)

@@ -147,6 +147,8 @@ def test_candidates_key_is_every_input():
             assert memo.plain(*size) == fresh.plain(*size)
             assert memo.kept(*size) == fresh.kept(*size)
             assert [memo.moved(t) for t in memo.plain(*size)] == [fresh.moved(t) for t in fresh.plain(*size)]
+            # the memoised bounds are summed as the tiles are made, the fresh ones by _dram_bytes
+            assert [memo.moved(t) for t in memo.kept(*size)] == [fresh.moved(t) for t in fresh.kept(*size)]
             for t in memo.plain(*size) + memo.kept(*size):  # made in one step (search._tile), as a Tile is
                 made = Tile(t.m, t.k, t.n, t.b, t.keep)
                 assert t == made and hash(t) == hash(made) and list(vars(t).items()) == list(vars(made).items())
