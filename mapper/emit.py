@@ -39,6 +39,7 @@ from functools import cached_property
 
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import MappingError
+from accel.gcpause import gc_paused
 from accel.hardware import Accelerator, Memory, SystolicArray
 from accel.timing import ceil_div, fold_count, steady_follows
 from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision, band_span
@@ -77,6 +78,7 @@ class OnChip:
         return cls(arch.array, arch.scratchpad, arch.accumulator)
 
 
+@gc_paused()  # emission builds many objects and no cycles: collections would find nothing (accel.gcpause)
 def emit_program(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecision],
                  residency: Residency | None = None, *,
                  replay: bool = True) -> tuple[tuple[Command, ...], dict[str, tuple[PackedTile, ...]]]:
@@ -105,6 +107,7 @@ class Checkpoint:
     state: tuple = field(repr=False, compare=False)
 
 
+@gc_paused()  # emission builds many objects and no cycles: collections would find nothing (accel.gcpause)
 def emit_resumable(graph: Graph, arch: Accelerator, decisions: Sequence[LayerDecision], *,
                    start: tuple[Sequence[Command], Checkpoint] | None = None,
                    every: int = 8) -> tuple[tuple[Command, ...], dict[str, tuple[PackedTile, ...]],

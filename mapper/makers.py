@@ -3,8 +3,12 @@
 A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` (which looks the
 name up on the class first); a command has up to twenty fields, so making one costs several
 microseconds, and emission makes little else. :func:`maker` and :func:`builder` return functions,
-generated once per command class from its own fields, that make the same object by setting its slots
-through their descriptors: ``maker(kind)(**fields) == kind(**fields)`` (the same fields, defaults
+generated once per command class from its own fields, that make the same object as an instance of
+the class's *twin* (:func:`_twin`: a subclass adding no slots, whose ``__setattr__`` is
+``object``'s), set each slot by plain attribute stores (the interpreter's specialised slot store),
+then make it an instance of the class itself (``__class__`` assignment, allowed since the two have
+the same layout): the result is the class's own instance, frozen, with the same fields, so equality,
+hashing and repr are the class's. ``maker(kind)(**fields) == kind(**fields)`` (the same fields, defaults
 and keyword-only signature), ``builder(kind)(values)`` from every field's value in field order, and
 ``rebuilder(kind, a, b)(values, id, layer, deps, x, y)`` from ``values`` but for the id, layer and
 deps and fields ``a`` and ``b`` (when not 0), given apart (a segment's copies: mapper.emit), and
@@ -35,8 +39,8 @@ __all__ = ["builder", "field_getter", "field_index", "maker", "rebuilder", "relo
 @cache
 def maker(kind: type[Command]) -> Callable[..., Command]:
     """``kind``'s keyword constructor, about twice as fast as ``kind(...)``."""
-    scope: dict[str, object] = {"new": object.__new__, "kind": kind}
-    params, body = [], ["    c = new(kind)"]
+    scope: dict[str, object] = {"new": object.__new__, "kind": kind, "twin": _twin(kind)}
+    params, body = [], ["    c = new(twin)"]
     for i, f in enumerate(dataclasses.fields(kind)):
         if f.default_factory is not dataclasses.MISSING:
             raise TypeError(f"{kind.__name__}.{f.name} has a default factory")
@@ -45,11 +49,22 @@ def maker(kind: type[Command]) -> Callable[..., Command]:
         else:
             scope[f"default{i}"] = f.default
             params.append(f"{f.name}=default{i}")
-        scope[f"set{i}"] = getattr(kind, f.name).__set__
-        body.append(f"    set{i}(c, {f.name})")
-    source = f"def make(*, {', '.join(params)}):\n" + "\n".join(body) + "\n    return c"
+        body.append(f"    c.{f.name} = {f.name}")
+    source = f"def make(*, {', '.join(params)}):\n" + "\n".join(body) + "\n    c.__class__ = kind\n    return c"
     exec(source, scope)  # noqa: S102 - generated from the dataclass's own field names
     return scope["make"]  # type: ignore[return-value]
+
+
+@cache
+def _twin(kind: type[Command]) -> type:
+    """A subclass of ``kind`` (a frozen dataclass with slots) that adds no slots and whose attributes
+    can be set (``object.__setattr__``): an instance made as one and filled takes ``kind`` as its class
+    (``__class__`` assignment checks that the layouts match). Used only inside the makers."""
+    if "__slots__" not in vars(kind) or kind.__dictoffset__:
+        raise TypeError(f"{kind.__name__} is not a dataclass with slots")
+    return type(f"_{kind.__name__}Twin", (kind,), {"__slots__": (), "__setattr__": object.__setattr__,
+                                                    "__delattr__": object.__delattr__,
+                                                    "__module__": __name__})
 
 
 def _field_names(kind: type[Command]) -> list[str]:
@@ -61,14 +76,13 @@ def _field_names(kind: type[Command]) -> list[str]:
 
 
 def _setter_function(kind: type[Command], params: str, given: dict[int, str]) -> Callable[..., Command]:
-    """A function of ``params`` that makes a ``kind`` through its slots' setters: field ``i`` from the
-    expression ``given[i]`` where given, else from ``v[i]``."""
-    scope: dict[str, object] = {"new": object.__new__, "kind": kind}
-    lines = [f"def make({params}):", "    c = new(kind)"]
+    """A function of ``params`` that makes a ``kind`` through its twin (as :func:`maker`): field ``i``
+    from the expression ``given[i]`` where given, else from ``v[i]``."""
+    scope: dict[str, object] = {"new": object.__new__, "kind": kind, "twin": _twin(kind)}
+    lines = [f"def make({params}):", "    c = new(twin)"]
     for i, name in enumerate(_field_names(kind)):
-        scope[f"set{i}"] = getattr(kind, name).__set__
-        lines.append(f"    set{i}(c, {given.get(i, f'v[{i}]')})")
-    lines.append("    return c")
+        lines.append(f"    c.{name} = {given.get(i, f'v[{i}]')}")
+    lines.extend(["    c.__class__ = kind", "    return c"])
     exec("\n".join(lines), scope)  # noqa: S102 - generated from the dataclass's own field names
     return scope["make"]  # type: ignore[return-value]
 

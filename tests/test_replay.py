@@ -129,7 +129,11 @@ def test_fast_constructors_make_the_dataclasses_own_objects():
     for command in cases:
         kind = type(command)
         given = {f.name: getattr(command, f.name) for f in dataclasses.fields(kind)}
-        assert maker(kind)(**given) == command
+        made = maker(kind)(**given)
+        # the class's own instance (not the twin it is filled as), frozen, equal and hashed alike
+        assert made == command and type(made) is kind and hash(made) == hash(command) and repr(made) == repr(command)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.id = 0
         build, at = builder(kind)
         assert build([given[name] for name in at]) == command
         # a rebuilder takes the id, layer, deps and up to two fields apart from the other values
