@@ -386,28 +386,23 @@ def clear_caches() -> None:
 def _price_sequence(pricer: _Pricer, steps: list[tuple[Step, int]],
                     ops: Operands | None = None) -> tuple[float, float, float, int, list]:
     """``(cycles, energy, bytes, steps)`` of a repeating sequence of steps, each ``(step, times)``
-    (``times`` identical steps in a row). Double buffering overlaps compute ``i`` with the stores of
-    step ``i`` and the loads of step ``i + 1``; after the last step comes the first again (the next
-    repetition), so a step costs ``max(array, stores + next loads)``."""
-    priced = []
-    energy = moved = 0.0
-    count = 0
+    (``times`` identical steps in a row), and each step's ``(times, array, loads, stores)`` cycles.
+    Double buffering overlaps compute ``i`` with the stores of step ``i`` and the loads of step
+    ``i + 1``; after the last step comes the first again (the next repetition), so a step costs
+    ``max(array, stores + next loads)``. The steps are one layer's (one dataflow and sparsity); each is
+    read as :data:`_StepPrice` and priced by :func:`_price_steps`."""
+    first = steps[0][0].compute
+    dataflow, sparsity = first.dataflow, first.sparsity
+    prices = []
     for step, times in steps:
         c = step.compute
-        array, pj = pricer.compute(c.dataflow, c.m, c.k, c.n, c.batch, c.accumulate, c.fill, c.drain, c.sparsity)
-        energy += times * pj
-        loads = stores = 0
-        for t, store in itertools.chain(((t, False) for t in step.loads), ((t, True) for t in step.stores)):
-            busy, pj = pricer.transfer(t.size_bytes, t.buffer, store, 0 if ops is None else ops.row_bytes(t))
-            energy += times * pj
-            moved += times * t.size_bytes
-            if store:
-                stores += busy
-            else:
-                loads += busy
-        priced.append((times, array, loads, stores))
-        count += times
-    return _overlapped(priced), energy, moved, count, priced
+        if (c.dataflow, c.sparsity) != (dataflow, sparsity):
+            raise ValueError("a sequence of steps must be one layer's: one dataflow and one sparsity")
+        transfers = tuple((t.size_bytes, t.buffer, store, 0 if ops is None else ops.row_bytes(t))
+                          for t, store in itertools.chain(((t, False) for t in step.loads),
+                                                          ((t, True) for t in step.stores)))
+        prices.append((((c.m, c.k, c.n, c.batch, c.accumulate, c.fill, c.drain), transfers), times))
+    return _price_steps(pricer, dataflow, sparsity, prices)
 
 
 #: A step as :func:`_price_steps` reads it: its compute's ``(m, k, n, batch, accumulate, fill, drain)``
@@ -417,7 +412,7 @@ _StepPrice = tuple[tuple[int, int, int, int, bool, bool, bool], tuple[tuple[int,
 
 def _price_steps(pricer: _Pricer, dataflow: Dataflow, sparsity: object,
                  steps: list[tuple[_StepPrice, int]]) -> tuple[float, float, float, int, list]:
-    """:func:`_price_sequence` of steps given as :data:`_StepPrice` (the same sums in the same order)."""
+    """:func:`_price_sequence` of steps given as :data:`_StepPrice`, each with its ``times``."""
     priced = []
     energy = moved = 0.0
     count = 0
