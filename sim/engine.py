@@ -434,7 +434,11 @@ class _Run:
 
 def _processed_event(env: simpy.Environment) -> simpy.Event:
     """An event that has happened and been processed (stands for every command recorded by coalescing)."""
-    event = simpy.Event(env)
+    return _as_processed(simpy.Event(env))
+
+
+def _as_processed(event: simpy.Event) -> simpy.Event:
+    """``event`` marked as succeeded and processed, never scheduled (nothing waits for it)."""
     event._ok = True
     event._value = None
     event.callbacks = None
@@ -488,10 +492,7 @@ class _Slots(simpy.Resource):
         if not queue and len(self.users) < self._capacity:
             self.users.append(request)
             request.usage_since = env._now
-            request._ok = True
-            request._value = None
-            request.callbacks = None
-            return request
+            return _as_processed(request)
         request.callbacks.append(self._trigger_get)
         queue.append(request)
         if len(self.users) < self._capacity:  # BaseResource._trigger_put: the head of the queue only
