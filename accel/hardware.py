@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from accel.errors import ConfigError
 from accel.formats import INT8, INT32, NumberFormat, Requantization
+from accel.hashonce import hash_once
 
 if TYPE_CHECKING:  # accel.energy and accel.area import this module, so this one imports them lazily
     from accel.area import AreaTable
@@ -324,6 +325,7 @@ def _default_area_table() -> AreaTable:
     return default_area_table()
 
 
+@hash_once
 @dataclass(frozen=True)
 class Accelerator:
     """One design point: everything the mapper, the simulator and the RTL need to know."""

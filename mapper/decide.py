@@ -239,7 +239,7 @@ def operands(graph: Graph, arch: Accelerator, layer: Layer, dataflow: Dataflow) 
     # each group's kept weights and indices); anything else runs the layer dense.
     if nm is None or nm not in arch.array.sparsity or w not in weights or dataflow is not Dataflow.WS:
         return Operands(x=activations[0], w=w, out=layer.outputs[0], gemm=gemm, x_bytes=x_bytes,
-                        in_bytes=max(Fraction(in_bytes), x_rate), w_bytes=Fraction(w_bytes),
+                        in_bytes=max(Fraction(in_bytes), x_rate), w_bytes=Fraction(w_bytes), x_rate=x_rate,
                         out_bytes=in_bytes, acc_bytes=acc_bytes, conv=conv, dense_k=gemm.k, x_word=in_bytes,
                         **_operand_views(graph, layer, w))
     compressed = GemmShape(gemm.m, ceil_div(gemm.k, nm.m) * nm.n, gemm.n, gemm.batch)
@@ -257,11 +257,12 @@ _LOOP_ORDERS = {LoopOrder.AUTO: ("tile-outer", "fold-outer"), LoopOrder.TILE_OUT
                 LoopOrder.FOLD_OUTER: ("fold-outer",)}
 
 
-def _choice(graph: Graph, arch: Accelerator, layer: Layer, options: MapOptions, half_spad: int) -> Choice:
-    """The best mapping of array layer ``layer`` with ``half_spad`` bytes per scratchpad half."""
-    dataflows = [options.dataflow] if options.dataflow is not None else list(arch.array.dataflows)
+def _choice(graph: Graph, arch: Accelerator, layer: Layer, options: MapOptions, half_spad: int,
+            by_dataflow: tuple[tuple[Dataflow, Operands], ...] | None = None) -> Choice:
+    """The best mapping of array layer ``layer`` with ``half_spad`` bytes per scratchpad half
+    (``by_dataflow``: the layer's :func:`_dataflow_operands`, when the caller has them)."""
     try:
-        return search_gemm(arch, tuple((d, operands(graph, arch, layer, d)) for d in dataflows),
+        return search_gemm(arch, by_dataflow or _dataflow_operands(graph, arch, layer, options),
                            loop_orders=_LOOP_ORDERS[options.loop_order], half_spad=half_spad,
                            half_acc=arch.accumulator.size_bytes // 2, objective=options.objective,
                            keep=options.keep_operands)
@@ -269,9 +270,17 @@ def _choice(graph: Graph, arch: Accelerator, layer: Layer, options: MapOptions, 
         raise MappingError(f"Layer {layer.name!r}: {e}") from None
 
 
+def _dataflow_operands(graph: Graph, arch: Accelerator, layer: Layer,
+                       options: MapOptions) -> tuple[tuple[Dataflow, Operands], ...]:
+    """The operands of array layer ``layer`` as each dataflow the search considers runs them."""
+    dataflows = [options.dataflow] if options.dataflow is not None else list(arch.array.dataflows)
+    return tuple((d, operands(graph, arch, layer, d)) for d in dataflows)
+
+
 def _array_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int, options: MapOptions) -> ArrayDecision:
-    choice = _choice(graph, arch, layer, options, budget // 2)
-    ops = operands(graph, arch, layer, choice.dataflow)
+    by_dataflow = _dataflow_operands(graph, arch, layer, options)
+    choice = _choice(graph, arch, layer, options, budget // 2, by_dataflow)
+    ops = dict(by_dataflow)[choice.dataflow]
     g = ops.gemm
     compulsory = ops.x_bytes + (ops.w_size(g.batch, g.k, g.n) if ops.w is not None else 0) \
         + g.batch * g.m * g.n * ops.out_bytes

@@ -15,6 +15,7 @@ from fractions import Fraction
 
 from accel.commands import Buffer
 from accel.hardware import Dataflow, Sparsity
+from accel.hashonce import hash_once
 from accel.timing import ceil_div
 from mapper.layout import (
     ConvGeometry,
@@ -79,6 +80,7 @@ class Step:
     reuses: tuple[str, ...] = ()
 
 
+@hash_once
 @dataclass(frozen=True)
 class Operands:
     """Names and sizes the schedules of one array layer need.
