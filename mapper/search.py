@@ -195,6 +195,7 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
     plain: list[Choice] = []  # the mappings of the search without kept operands
     kept: list[Choice] = []  # those the kept operands' rounds add
     shared: dict[Operands, _Loads] = {}  # dataflows that run the same operands share their priced transfers
+    pricer = _pricer(arch)  # looked up once (its key hashes the whole design)
     for dataflow, ops in operands:
         if "tile-outer" in loop_orders:
             # the candidate tiles depend on the operands and the working space only: every search of
@@ -206,7 +207,7 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
                 candidates = _Candidates(ops, half_spad, half_acc, memo=False)
             loads = shared.get(ops) if _MEMO else None
             if loads is None:
-                loads = shared[ops] = _Loads(_pricer(arch), ops, memo=_MEMO)
+                loads = shared[ops] = _Loads(pricer, ops, memo=_MEMO)
             without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep,
                                                  candidates, loads)
             plain.extend(without)
@@ -214,7 +215,7 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
         if "fold-outer" in loop_orders:
             fold = _fold_plan(arch, ops, dataflow, half_spad, half_acc)
             if fold is not None:
-                plain.append(_fold_choice(arch, ops, dataflow, fold))
+                plain.append(_fold_choice(arch, ops, dataflow, fold, pricer))
     if not plain and "tile-outer" not in loop_orders and not arch.array.split_folds:
         raise MappingError("no fold's whole stream fits half of the scratchpad and of the accumulator, and the "
                            "array cannot split a fold over Computes (array.split_folds is false): map it tile-outer")
@@ -508,11 +509,13 @@ def _reduced(extent: int, block: int) -> tuple[int, list[int]]:
     return 2 * block + (extent - (n - 1) * block), [1, n - 2, 1]
 
 
-def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow: Dataflow) -> Cost:
+def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow: Dataflow,
+                     pricer: _Pricer | None = None) -> Cost:
     """:func:`fold_outer` priced in closed form: per distinct block of groups x S2 folds, the steps of
-    a block with its S1 folds and stream chunks reduced to first / middle / last, weighted."""
+    a block with its S1 folds and stream chunks reduced to first / middle / last, weighted
+    (``pricer``: ``arch``'s, when the caller has it at hand)."""
     g = ops.gemm
-    pricer = _pricer(arch)
+    pricer = pricer or _pricer(arch)
     s1, s2, t = {Dataflow.WS: ("k", "n", "m"), Dataflow.OS: ("m", "n", "k"), Dataflow.IS: ("k", "m", "n")}[dataflow]
     extent = {"m": g.m, "k": g.k, "n": g.n}
     e1, fold_weights = _reduced(extent[s1], fold.s1_block)
@@ -1123,7 +1126,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
     dram_pj = arch.dram.energy_pj_per_byte
     latency = objective == "latency"
-    pricer = _pricer(arch)
+    pricer = loads.pricer if loads is not None else _pricer(arch)
     shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
     known_moved = shared.known_moved
     loads = loads or _Loads(pricer, ops, memo=_MEMO)
@@ -1358,12 +1361,13 @@ def _fold_plan(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: 
     return FoldPlan(tb=tb, chunk=chunk, resident=resident, s1_block=r_folds * rows, s2_block=c_folds * cols)
 
 
-def _fold_choice(arch: Accelerator, ops: Operands, dataflow: Dataflow, fold: FoldPlan) -> Choice:
+def _fold_choice(arch: Accelerator, ops: Operands, dataflow: Dataflow, fold: FoldPlan,
+                 pricer: _Pricer | None = None) -> Choice:
     r, c = fold.s1_block, fold.s2_block
     dims = {Dataflow.WS: dict(m=fold.chunk, k=r, n=c), Dataflow.OS: dict(m=r, k=fold.chunk, n=c),
             Dataflow.IS: dict(m=c, k=r, n=fold.chunk)}[dataflow]
     tile = Tile(b=fold.tb, **{d: min(v, getattr(ops.gemm, d)) for d, v in dims.items()})
-    return Choice("fold-outer", dataflow, tile, fold, _fold_outer_cost(arch, ops, fold, dataflow))
+    return Choice("fold-outer", dataflow, tile, fold, _fold_outer_cost(arch, ops, fold, dataflow, pricer))
 
 
 def vector_cost(arch: Accelerator, ops: int, sizes: list[int], half_spad: int) -> Cost:
