@@ -133,9 +133,14 @@ def pareto(choices: Iterable[Choice]) -> list[Choice]:
     """The choices no other choice dominates (on cycles, energy and DRAM bytes)."""
     ranked = sorted(choices, key=lambda c: (c.cost.cycles, c.cost.energy_pj, c.cost.dram_bytes))
     front: list[Choice] = []
+    others: list[tuple[float, float]] = []  # the front's energy and DRAM bytes
     for c in ranked:
-        if not any(f.cost.dominates(c.cost) or f.cost == c.cost for f in front):
+        # one ranked before has at most its cycles: it dominates or equals it when it has at most
+        # its energy and bytes too
+        energy, moved = c.cost.energy_pj, c.cost.dram_bytes
+        if not any(e <= energy and d <= moved for e, d in others):
             front.append(c)
+            others.append((energy, moved))
     return front
 
 
@@ -223,15 +228,20 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
         raise MappingError(f"not even a 1x1x1 tile fits half of the scratchpad ({half_spad} B) and of the "
                            f"accumulator ({half_acc} B)")
 
+    dataflows: dict[Dataflow, int] = {}  # each dataflow's first place in operands
+    for i, (d, _) in enumerate(operands):
+        dataflows.setdefault(d, i)
+
     def rank(c: Choice) -> tuple[object, ...]:
-        return c.cost.key(objective), loop_orders.index(c.order), [d for d, _ in operands].index(c.dataflow)
+        return c.cost.key(objective), loop_orders.index(c.order), dataflows[c.dataflow]
 
     # keeping never adds DRAM traffic: what the search finds besides the choice without kept
     # operands must move at most that one's bytes (as its schedule moves them: the prices bound a
     # convolution's bands by the largest)
     reference = min(plain, key=rank)
     front = pareto(plain + kept)
-    best, better = reference, [c for c in sorted(front, key=rank) if rank(c) < rank(reference)]
+    least = rank(reference)
+    best, better = reference, [c for c in sorted(front, key=rank) if rank(c) < least]
     if better:
         by_dataflow = dict(operands)
         most = _moved(reference, by_dataflow[reference.dataflow], arch)
@@ -1125,7 +1135,7 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     rows, cols = arch.array.rows, arch.array.cols
     bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
     dram_pj = arch.dram.energy_pj_per_byte
-    latency = objective == "latency"
+    latency, by_energy = objective == "latency", objective == "energy"
     pricer = loads.pricer if loads is not None else _pricer(arch)
     shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
     known_moved = shared.known_moved
@@ -1227,9 +1237,9 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                 t = id(tile)
                 value = bounds.get(t)
                 if value is None:
-                    energy = known_moved[t] * dram_pj  # the candidates are shared's: it knows their bytes
-                    if objective == "energy":
-                        value = energy
+                    moved = known_moved[t]  # the candidates are shared's: it knows their bytes
+                    if by_energy:
+                        value = moved * dram_pj
                     else:  # _array_bound's product of per-dimension sums
                         r, c, s = dims_of(tile)
                         r_folds = r_sums.get(r)
@@ -1241,15 +1251,15 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                         streams = s_sums.get(s)
                         if streams is None:
                             streams = s_sums[s] = _stream_sum(pricer, dataflow, s_extent, s)
-                        cycles = max(known_moved[t] / bandwidth, g.batch * r_folds * c_folds * streams)
-                        value = cycles if latency else cycles * energy
+                        cycles = max(moved / bandwidth, g.batch * r_folds * c_folds * streams)
+                        value = cycles if latency else cycles * (moved * dram_pj)
                     bounds[t] = value
                 ranked_values.append((value, tile))
             for value, tile in sorted(ranked_values, key=_first):
                 if value > limit:  # and so do all that follow
                     break
                 t = id(tile)
-                if objective != "energy":  # transfers_bound(tile), knowing bound(tile)
+                if not by_energy:  # transfers_bound(tile), knowing bound(tile)
                     closer_value = closer.get(t)
                     if closer_value is None:
                         cycles = _transfer_cycles(ops, tile, loads)
