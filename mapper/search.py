@@ -133,9 +133,14 @@ def pareto(choices: Iterable[Choice]) -> list[Choice]:
     """The choices no other choice dominates (on cycles, energy and DRAM bytes)."""
     ranked = sorted(choices, key=lambda c: (c.cost.cycles, c.cost.energy_pj, c.cost.dram_bytes))
     front: list[Choice] = []
+    others: list[tuple[float, float]] = []  # the front's energy and DRAM bytes
     for c in ranked:
-        if not any(f.cost.dominates(c.cost) or f.cost == c.cost for f in front):
+        # one ranked before has at most its cycles: it dominates or equals it when it has at most
+        # its energy and bytes too
+        energy, moved = c.cost.energy_pj, c.cost.dram_bytes
+        if not any(e <= energy and d <= moved for e, d in others):
             front.append(c)
+            others.append((energy, moved))
     return front
 
 
@@ -195,6 +200,7 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
     plain: list[Choice] = []  # the mappings of the search without kept operands
     kept: list[Choice] = []  # those the kept operands' rounds add
     shared: dict[Operands, _Loads] = {}  # dataflows that run the same operands share their priced transfers
+    pricer = _pricer(arch)  # looked up once (its key hashes the whole design)
     for dataflow, ops in operands:
         if "tile-outer" in loop_orders:
             # the candidate tiles depend on the operands and the working space only: every search of
@@ -206,7 +212,7 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
                 candidates = _Candidates(ops, half_spad, half_acc, memo=False)
             loads = shared.get(ops) if _MEMO else None
             if loads is None:
-                loads = shared[ops] = _Loads(_pricer(arch), ops, memo=_MEMO)
+                loads = shared[ops] = _Loads(pricer, ops, memo=_MEMO)
             without, added = _tile_outer_choices(arch, ops, dataflow, half_spad, half_acc, objective, keep,
                                                  candidates, loads)
             plain.extend(without)
@@ -214,7 +220,7 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
         if "fold-outer" in loop_orders:
             fold = _fold_plan(arch, ops, dataflow, half_spad, half_acc)
             if fold is not None:
-                plain.append(_fold_choice(arch, ops, dataflow, fold))
+                plain.append(_fold_choice(arch, ops, dataflow, fold, pricer))
     if not plain and "tile-outer" not in loop_orders and not arch.array.split_folds:
         raise MappingError("no fold's whole stream fits half of the scratchpad and of the accumulator, and the "
                            "array cannot split a fold over Computes (array.split_folds is false): map it tile-outer")
@@ -222,15 +228,20 @@ def _search(arch: Accelerator, operands: tuple[tuple[Dataflow, Operands], ...], 
         raise MappingError(f"not even a 1x1x1 tile fits half of the scratchpad ({half_spad} B) and of the "
                            f"accumulator ({half_acc} B)")
 
+    dataflows: dict[Dataflow, int] = {}  # each dataflow's first place in operands
+    for i, (d, _) in enumerate(operands):
+        dataflows.setdefault(d, i)
+
     def rank(c: Choice) -> tuple[object, ...]:
-        return c.cost.key(objective), loop_orders.index(c.order), [d for d, _ in operands].index(c.dataflow)
+        return c.cost.key(objective), loop_orders.index(c.order), dataflows[c.dataflow]
 
     # keeping never adds DRAM traffic: what the search finds besides the choice without kept
     # operands must move at most that one's bytes (as its schedule moves them: the prices bound a
     # convolution's bands by the largest)
     reference = min(plain, key=rank)
     front = pareto(plain + kept)
-    best, better = reference, [c for c in sorted(front, key=rank) if rank(c) < rank(reference)]
+    least = rank(reference)
+    best, better = reference, [c for c in sorted(front, key=rank) if rank(c) < least]
     if better:
         by_dataflow = dict(operands)
         most = _moved(reference, by_dataflow[reference.dataflow], arch)
@@ -508,11 +519,13 @@ def _reduced(extent: int, block: int) -> tuple[int, list[int]]:
     return 2 * block + (extent - (n - 1) * block), [1, n - 2, 1]
 
 
-def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow: Dataflow) -> Cost:
+def _fold_outer_cost(arch: Accelerator, ops: Operands, fold: FoldPlan, dataflow: Dataflow,
+                     pricer: _Pricer | None = None) -> Cost:
     """:func:`fold_outer` priced in closed form: per distinct block of groups x S2 folds, the steps of
-    a block with its S1 folds and stream chunks reduced to first / middle / last, weighted."""
+    a block with its S1 folds and stream chunks reduced to first / middle / last, weighted
+    (``pricer``: ``arch``'s, when the caller has it at hand)."""
     g = ops.gemm
-    pricer = _pricer(arch)
+    pricer = pricer or _pricer(arch)
     s1, s2, t = {Dataflow.WS: ("k", "n", "m"), Dataflow.OS: ("m", "n", "k"), Dataflow.IS: ("k", "m", "n")}[dataflow]
     extent = {"m": g.m, "k": g.k, "n": g.n}
     e1, fold_weights = _reduced(extent[s1], fold.s1_block)
@@ -1122,8 +1135,8 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
     rows, cols = arch.array.rows, arch.array.cols
     bandwidth = min(arch.dram.bandwidth_bytes_per_cycle, arch.dma.bandwidth_bytes_per_cycle * arch.dma.channels)
     dram_pj = arch.dram.energy_pj_per_byte
-    latency = objective == "latency"
-    pricer = _pricer(arch)
+    latency, by_energy = objective == "latency", objective == "energy"
+    pricer = loads.pricer if loads is not None else _pricer(arch)
     shared = shared or _Candidates(ops, half_spad, half_acc, memo=_MEMO)
     known_moved = shared.known_moved
     loads = loads or _Loads(pricer, ops, memo=_MEMO)
@@ -1224,9 +1237,9 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                 t = id(tile)
                 value = bounds.get(t)
                 if value is None:
-                    energy = known_moved[t] * dram_pj  # the candidates are shared's: it knows their bytes
-                    if objective == "energy":
-                        value = energy
+                    moved = known_moved[t]  # the candidates are shared's: it knows their bytes
+                    if by_energy:
+                        value = moved * dram_pj
                     else:  # _array_bound's product of per-dimension sums
                         r, c, s = dims_of(tile)
                         r_folds = r_sums.get(r)
@@ -1238,15 +1251,15 @@ def _tile_outer_choices(arch: Accelerator, ops: Operands, dataflow: Dataflow, ha
                         streams = s_sums.get(s)
                         if streams is None:
                             streams = s_sums[s] = _stream_sum(pricer, dataflow, s_extent, s)
-                        cycles = max(known_moved[t] / bandwidth, g.batch * r_folds * c_folds * streams)
-                        value = cycles if latency else cycles * energy
+                        cycles = max(moved / bandwidth, g.batch * r_folds * c_folds * streams)
+                        value = cycles if latency else cycles * (moved * dram_pj)
                     bounds[t] = value
                 ranked_values.append((value, tile))
             for value, tile in sorted(ranked_values, key=_first):
                 if value > limit:  # and so do all that follow
                     break
                 t = id(tile)
-                if objective != "energy":  # transfers_bound(tile), knowing bound(tile)
+                if not by_energy:  # transfers_bound(tile), knowing bound(tile)
                     closer_value = closer.get(t)
                     if closer_value is None:
                         cycles = _transfer_cycles(ops, tile, loads)
@@ -1358,12 +1371,13 @@ def _fold_plan(arch: Accelerator, ops: Operands, dataflow: Dataflow, half_spad: 
     return FoldPlan(tb=tb, chunk=chunk, resident=resident, s1_block=r_folds * rows, s2_block=c_folds * cols)
 
 
-def _fold_choice(arch: Accelerator, ops: Operands, dataflow: Dataflow, fold: FoldPlan) -> Choice:
+def _fold_choice(arch: Accelerator, ops: Operands, dataflow: Dataflow, fold: FoldPlan,
+                 pricer: _Pricer | None = None) -> Choice:
     r, c = fold.s1_block, fold.s2_block
     dims = {Dataflow.WS: dict(m=fold.chunk, k=r, n=c), Dataflow.OS: dict(m=r, k=fold.chunk, n=c),
             Dataflow.IS: dict(m=c, k=r, n=fold.chunk)}[dataflow]
     tile = Tile(b=fold.tb, **{d: min(v, getattr(ops.gemm, d)) for d, v in dims.items()})
-    return Choice("fold-outer", dataflow, tile, fold, _fold_outer_cost(arch, ops, fold, dataflow))
+    return Choice("fold-outer", dataflow, tile, fold, _fold_outer_cost(arch, ops, fold, dataflow, pricer))
 
 
 def vector_cost(arch: Accelerator, ops: int, sizes: list[int], half_spad: int) -> Cost:
