@@ -32,7 +32,6 @@ of tiles of GPT-2's ``lm_head``, a column's tiles) are written once and copied f
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -165,6 +164,27 @@ class _Slot:
     top_users: list[int] = field(default_factory=list)  # the last reader of an operand kept at its top (Transfer.stays)
 
 
+class _Hashed:
+    """A signature's key (:func:`mapper.replay.signature`) with its hash taken once: a key is a deep
+    tuple, and hashing it, or comparing it with an equal copy, walks all of it."""
+
+    __slots__ = ("key", "hash")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.hash = hash(key)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return other is self or type(other) is _Hashed and other.hash == self.hash and other.key == self.key
+
+
+#: What :attr:`_Emitter.templates` holds for a key whose template is not made yet.
+_UNMADE = object()
+
+
 #: Output tiles per segment of an array layer's schedule (:meth:`_Emitter._emit_segments`), and how
 #: many segments before one its state counts ids from (older ones are compared as they are).
 SEGMENT_TILES = 16
@@ -269,7 +289,7 @@ class _Emitter:
         self.moved: dict[str, int] = {}  # resident buffer -> bytes of it moved on chip so far
         # the signatures of the array and vector layers that emit like another (mapper.replay), by
         # decision id, and their templates by signature and emitter state (None: emitted directly)
-        self.replays: dict[int, tuple[Hashable, tuple[str, ...]]] = {}
+        self.replays: dict[int, tuple[_Hashed, tuple[str, ...]]] = {}
         self.templates: dict[Hashable, Template | None] = {}
         # whether an array layer's segments that emit alike are copied (_emit_segments), and while one
         # is emitted, the transfer each of its loads and stores moves
@@ -392,17 +412,24 @@ class _Emitter:
         signatures = {id(d): signature(d, d.layer.name, self.graph, self.images, self.dram_room)
                       for d in decisions if isinstance(d, VectorDecision)
                       or isinstance(d, ArrayDecision) and d.operands.sparsity is None}
-        count = Counter(key for key, _ in signatures.values())
-        self.replays = {ident: sig for ident, sig in signatures.items() if count[sig[0]] > 1}
+        groups: dict[Hashable, list[int]] = {}
+        for ident, (key, _) in signatures.items():
+            groups.setdefault(key, []).append(ident)
+        self.replays = {}
+        for key, idents in groups.items():
+            if len(idents) > 1:
+                hashed = _Hashed(key)  # one object per key, hashed once: the templates' lookups are cheap
+                for ident in idents:
+                    self.replays[ident] = (hashed, signatures[ident][1])
 
     def _replayed(self, decision: ArrayDecision | VectorDecision) -> int:
         """Emit a layer from the template of its signature and the emitter's state (made now
         if it is the first)."""
         layer_key, names = self.replays[id(decision)]
         key = (layer_key, self.half_spad)  # the halves' turns and places are the template's symbols
-        if key not in self.templates:
-            self.templates[key] = self._template(decision, names)
-        template = self.templates[key]
+        template = self.templates.get(key, _UNMADE)
+        if template is _UNMADE:
+            template = self.templates[key] = self._template(decision, names)
         if template is None:  # the layer reads something a template cannot stand for
             return self._direct(decision)
         turns = (self.spad_next, self.acc_next)

@@ -187,18 +187,20 @@ class Template:
     turns: tuple[int, int]
 
     def __post_init__(self) -> None:
-        # per command what instantiate passes to its relocator (mapper.makers.relocator), the span
-        # of its waits within the layer in all of them one after another (an array: shifted at
-        # once) and its set of symbols (-1: none; the waits outside the layer, by set of symbols)
-        self._rows: list[tuple] = []
+        # per command what instantiate passes to its relocator (mapper.makers.relocator), its set of
+        # symbols (-1: none; the waits outside the layer, by set of symbols) and the span of its waits
+        # within the layer in all of them one after another (an array: shifted at once)
+        rows: list[tuple] = []
         inner_all: list[int] = []
         which: dict[tuple[int, ...], int] = {}
+        names = self.names
         for c in self.commands:
-            relocate, values, halves, inner, symbols, tensor, token, offset = _copy_plan(c, self.names)
+            relocate, values, halves, inner, symbols, tensor, token, offset = _copy_plan(c, names)
             start = len(inner_all)
             inner_all += inner
-            self._rows.append((relocate, values, values[0], halves, which.setdefault(symbols, len(which))
-                               if symbols else -1, start, len(inner_all), tensor, token, offset))
+            rows.append((relocate, values, values[0], halves, which.setdefault(symbols, len(which))
+                         if symbols else -1, slice(start, len(inner_all)), tensor, token, offset))
+        self._rows = rows
         self._inner = np.array(inner_all, dtype=np.int64)
         self._symbol_sets = list(which)
         self._turned_at: dict[tuple[int, int], tuple[list[tuple], list[tuple]]] = {}  # by turns (_turned)
@@ -221,8 +223,8 @@ class Template:
         bases = (*slots, 0)  # by half; the last for an on-chip address field a command leaves at 0
         commands = []
         append = commands.append
-        for relocate, values, ident, halves, symbols, lo, hi, tensor, token, offset in self._rows:
-            deps = inner[lo:hi] if symbols < 0 else outside[symbols] + inner[lo:hi]
+        for relocate, values, ident, halves, symbols, span, tensor, token, offset in self._rows:
+            deps = inner[span] if symbols < 0 else outside[symbols] + inner[span]
             append(relocate(values, base + ident, layer, deps, names[tensor], starts[token] + offset, bases, halves))
         return commands
 
@@ -282,13 +284,14 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
     :func:`mapper.makers.relocator` (the tensor's name and the DRAM address given apart, each on-chip
     address field moved by the base of its half in ``halves``: :data:`UNSET_SLOT` for a field at 0),
     ``values`` every field's in order (an on-chip address: its offset in its half), DRAM token ``-1``
-    the partial-sum scratch area."""
-    at, fields, texts, on_chip, tensor_at, dram_at, relocate = _class_plan(type(command))
+    the partial-sum scratch area; ``inner deps`` the command's own deps when it waits for no symbol."""
+    kind = type(command)
+    at, fields, texts, on_chip, tensor_at, dram_at, relocate = _class_plan(kind)
     if command.layer != names[0]:
         raise ValueError(f"a template command of layer {command.layer!r}, not {names[0]!r}")
     deps = command.deps
-    inner = [d for d in deps if d >= 0]
     symbols = tuple([d for d in deps if d < 0])
+    inner = [d for d in deps if d >= 0] if symbols else deps
     values = list(fields(command))
     tensor = token = offset = 0
     if tensor_at:
@@ -304,7 +307,7 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
     for i in texts:
         # a string copied as it is must not be one the signature saw only as a position
         value = values[i]
-        if i != tensor_at and isinstance(value, str) and value in names:
+        if isinstance(value, str) and value in names:
             raise ValueError(f"a template command's {list(at)[i]} {value!r} is also a name of the layer")
     halves = []
     for i in on_chip:
@@ -326,14 +329,16 @@ def _copy_plan(command: Command, names: Sequence[str]) -> tuple:
 def _class_plan(kind: type[Command]) -> tuple:
     """What :func:`_copy_plan` reads of a command class: its field indices
     (:func:`mapper.makers.field_index`), a getter of every field in order, the fields that may hold
-    a string and the on-chip address fields (:func:`_field_kinds`), the indices of the tensor's name
-    (a transfer's or move's) and of the DRAM address (a transfer's), 0 where it has none, and its
-    relocator (:func:`mapper.makers.relocator`: those two given apart, the on-chip fields moved)."""
+    a string but the tensor's name and the on-chip address fields (:func:`_field_kinds`), the
+    indices of the tensor's name (a transfer's or move's) and of the DRAM address (a transfer's), 0
+    where it has none, and its relocator (:func:`mapper.makers.relocator`: those two given apart,
+    the on-chip fields moved)."""
     at = field_index(kind)
     texts, on_chip = _field_kinds(kind)
     tensor_at = at["tensor"] if issubclass(kind, Load | Store | Move) else 0
     dram_at = at["dram_addr"] if issubclass(kind, Load | Store) else 0
-    return at, field_getter(kind), texts, on_chip, tensor_at, dram_at, relocator(kind, tensor_at, dram_at, on_chip)
+    return (at, field_getter(kind), tuple(i for i in texts if i != tensor_at), on_chip, tensor_at, dram_at,
+            relocator(kind, tensor_at, dram_at, on_chip))
 
 
 @cache
@@ -350,8 +355,6 @@ def _field_kinds(kind: type[Command]) -> tuple[tuple[int, ...], tuple[int, ...]]
     texts = tuple(i for i, f in enumerate(fields) if i != 1 and may_be_text(hints[f.name]))
     on_chip = tuple(i for i, f in enumerate(fields) if f.name in _ON_CHIP)
     return texts, on_chip
-
-
 
 
 def symbolic(names: Iterable[str]) -> dict[str, int]:
