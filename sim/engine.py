@@ -899,8 +899,11 @@ class _Machine:
         latest = np.maximum.reduceat(finish, first)
         segment = np.repeat(np.arange(len(ids)), lengths)
         hits = np.flatnonzero(finish == latest[segment])
-        _, where = np.unique(segment[hits], return_index=True)  # the first dependency finishing last, as max()
-        return (self.table.kind[deps[hits[where]]] + 1).astype(np.int8)
+        # the first dependency finishing last, as max(): segments ascend, so a command's first hit is
+        # where its segment changes
+        of = segment[hits]
+        first_hit = hits[np.flatnonzero(np.concatenate([[True], of[1:] != of[:-1]]))]
+        return (self.table.kind[deps[first_hit]] + 1).astype(np.int8)
 
     def _coalesce(self, run: _Run, before: tuple, now_info: tuple) -> bool:
         """Record the next ``K`` periods at once and move the state on (see the module docstring)."""
@@ -914,7 +917,7 @@ class _Machine:
         if blocks < 1:
             return False
         completed = np.frombuffer(self.log[log0:log1], dtype=np.int64)
-        if len(completed) != shift or len(np.unique((completed - run.a) % shift)) != shift:
+        if len(completed) != shift or np.count_nonzero(np.bincount((completed - run.a) % shift)) != shift:
             return False
         k = np.arange(1, blocks + 1, dtype=np.int64)
         copies = (completed[None, :] + shift * k[:, None]).ravel()
