@@ -64,7 +64,7 @@ from array import array
 from collections.abc import Generator
 from dataclasses import dataclass
 from functools import cache, cached_property
-from heapq import heapify, heappush
+from heapq import heapify, heappop, heappush
 from pathlib import Path
 
 import numpy as np
@@ -593,14 +593,20 @@ class _Machine:
 
     def run(self) -> Result:
         env = self.env
-        step = env.step
+        queue = env._queue  # (coalescing moves its entries in place: the same list throughout)
         events = 0
-        try:
-            while True:
-                step()
-                events += 1
-        except simpy.core.EmptySchedule:
-            pass
+        # simpy.Environment.step, inlined: the same pops, callbacks and failure of an event nobody
+        # handled, without a call per event (nothing here stops a run early: no StopSimulation)
+        while queue:
+            env._now, _, _, event = heappop(queue)
+            callbacks, event.callbacks = event.callbacks, None
+            for callback in callbacks:
+                callback(event)
+            if not event._ok and not hasattr(event, "_defused"):
+                failure = type(event._value)(*event._value.args)
+                failure.__cause__ = event._value
+                raise failure
+            events += 1
         self.events = events
         unfinished = np.flatnonzero(self.start < 0)
         if len(unfinished):
@@ -893,8 +899,11 @@ class _Machine:
         latest = np.maximum.reduceat(finish, first)
         segment = np.repeat(np.arange(len(ids)), lengths)
         hits = np.flatnonzero(finish == latest[segment])
-        _, where = np.unique(segment[hits], return_index=True)  # the first dependency finishing last, as max()
-        return (self.table.kind[deps[hits[where]]] + 1).astype(np.int8)
+        # the first dependency finishing last, as max(): segments ascend, so a command's first hit is
+        # where its segment changes
+        of = segment[hits]
+        first_hit = hits[np.flatnonzero(np.concatenate([[True], of[1:] != of[:-1]]))]
+        return (self.table.kind[deps[first_hit]] + 1).astype(np.int8)
 
     def _coalesce(self, run: _Run, before: tuple, now_info: tuple) -> bool:
         """Record the next ``K`` periods at once and move the state on (see the module docstring)."""
@@ -908,7 +917,7 @@ class _Machine:
         if blocks < 1:
             return False
         completed = np.frombuffer(self.log[log0:log1], dtype=np.int64)
-        if len(completed) != shift or len(np.unique((completed - run.a) % shift)) != shift:
+        if len(completed) != shift or np.count_nonzero(np.bincount((completed - run.a) % shift)) != shift:
             return False
         k = np.arange(1, blocks + 1, dtype=np.int64)
         copies = (completed[None, :] + shift * k[:, None]).ravel()

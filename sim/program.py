@@ -132,8 +132,11 @@ def _forms(commands: tuple[Command, ...], layer_names: tuple[str, ...], requests
     forms: list[Command] = []
     n = len(commands)
     form_of, kind_of, layer_of = [], [], []
-    # per command class: its price fields' getter (accel.pricing.price_key's key, as one tuple) and kind
-    classes: dict[type, tuple[attrgetter, int]] = {}
+    # per command class: its price fields' getter (accel.pricing.price_key's key, as one tuple), its kind,
+    # and the fields and form of its last command: a command often prices as the last of its class did,
+    # and equal fields are that form, found without hashing them (an enum's or a block's hash is Python)
+    classes: dict[type, list] = {}
+    unseen = object()
     last_layer, li = None, -1
     for command in commands:
         cls = type(command)
@@ -142,12 +145,17 @@ def _forms(commands: tuple[Command, ...], layer_names: tuple[str, ...], requests
             k = _KIND.get(cls)
             if k is None:
                 raise TypeError(f"unknown command {command!r}")
-            of = classes[cls] = (attrgetter(*(PRICE_FIELDS if requests else _WITHOUT_REQUESTS)[cls]), k)
-        price_of = (cls, of[0](command))
-        f = index.get(price_of)
-        if f is None:
-            f = index[price_of] = len(forms)
-            forms.append(command)
+            of = classes[cls] = [attrgetter(*(PRICE_FIELDS if requests else _WITHOUT_REQUESTS)[cls]), k, unseen, -1]
+        fields = of[0](command)
+        if fields == of[2]:
+            f = of[3]
+        else:
+            price_of = (cls, fields)
+            f = index.get(price_of)
+            if f is None:
+                f = index[price_of] = len(forms)
+                forms.append(command)
+            of[2], of[3] = fields, f
         form_of.append(f)
         kind_of.append(of[1])
         if command.layer != last_layer:
