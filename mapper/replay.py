@@ -86,49 +86,60 @@ def signature(decision: object, layer_name: str, graph: Graph, images: frozenset
     """``(key, names)``: what emission reads of ``decision`` with the layer's and tensors' names replaced
     by their positions in ``names`` (the layer's name first, then each tensor named, in the order first
     read; a tensor may share the layer's name). With the emitter's state it keys a :class:`Template`."""
-    tokens: dict[str, int] = {}  # tensor name -> its position in names (from 1)
-
-    def canon(value: object) -> Hashable:
-        kind = type(value)
-        if kind is int or value is None:  # most of a decision (fast paths; the same values as below)
-            return value
-        if kind is tuple:
-            return tuple([v if type(v) is int else canon(v) for v in value])
-        how = _CANON.get(kind)
-        if how is None:
-            how = _CANON[kind] = _canon_kind(kind)
-        if how is _TEXT:
-            if value in tokens:
-                return ("name", tokens[value])
-            if value in graph.tensors:
-                tokens[value] = len(tokens) + 1
-                return ("name", tokens[value])
-            return ("layer",) if value == layer_name else value
-        if how is _ATOM:
-            return value
-        if how is _FRACTION:  # its terms (a Fraction hashes in Python, and keys are hashed a few times)
-            return ("fraction", value.numerator, value.denominator)  # type: ignore[attr-defined]
-        if type(how) is tuple:  # a dataclass instance: the fields a signature reads
-            return (kind.__name__, tuple([canon(getattr(value, name)) for name in how]))
-        if how is _SEQUENCE:
-            return tuple(canon(v) for v in value)  # type: ignore[attr-defined]
-        if how is _MAPPING:
-            return ("map", tuple([(canon(k), canon(v)) for k, v in value.items()]))  # type: ignore[attr-defined]
-        if how is _SET:
-            return ("set", tuple(sorted(canon(v) for v in value)))  # type: ignore[attr-defined, type-var]
-        if how is _ARRAY:
-            return ("array", value.shape, str(value.dtype), value.tobytes())  # type: ignore[attr-defined]
-        if dataclasses.is_dataclass(value):  # a dataclass itself
-            return (kind.__name__, tuple(canon(getattr(value, f.name)) for f in dataclasses.fields(value)
-                                         if f.name not in _NOT_SIGNED))
-        return (kind.__name__, repr(value))
-
-    key = [canon(decision), getattr(getattr(decision, "mapping", None), "tiles", None)]
-    names = (layer_name, *tokens)
+    naming = _Naming(layer_name, graph.tensors, {})
+    key = [_canon(decision, naming), getattr(getattr(decision, "mapping", None), "tiles", None)]
+    names = (layer_name, *naming.tokens)
     for name in names[1:]:
         t = graph.tensors[name]
         key.append((t.shape, t.dtype, t.kind, name in images, dram_room[name]))
     return tuple(key), names
+
+
+class _Naming(typing.NamedTuple):
+    """What :func:`_canon` numbers names by: the layer's name, the graph's tensors, and each tensor
+    name read so far with its position in a signature's names (from 1, in the order first read)."""
+
+    layer: str
+    tensors: Mapping[str, object]
+    tokens: dict[str, int]
+
+
+def _canon(value: object, naming: _Naming) -> Hashable:
+    """``value`` as :func:`signature` keys it, the names it reads numbered in ``naming``."""
+    kind = type(value)
+    if kind is int or value is None:  # most of a decision (fast paths; the same values as below)
+        return value
+    if kind is tuple:
+        return tuple([v if type(v) is int else _canon(v, naming) for v in value])
+    how = _CANON.get(kind)
+    if how is None:
+        how = _CANON[kind] = _canon_kind(kind)
+    if how is _TEXT:
+        tokens = naming.tokens
+        if value in tokens:
+            return ("name", tokens[value])
+        if value in naming.tensors:
+            tokens[value] = len(tokens) + 1
+            return ("name", tokens[value])
+        return ("layer",) if value == naming.layer else value
+    if how is _ATOM:
+        return value
+    if how is _FRACTION:  # its terms (a Fraction hashes in Python, and keys are hashed a few times)
+        return ("fraction", value.numerator, value.denominator)  # type: ignore[attr-defined]
+    if type(how) is tuple:  # a dataclass instance: the fields a signature reads
+        return (kind.__name__, tuple([_canon(getattr(value, name), naming) for name in how]))
+    if how is _SEQUENCE:
+        return tuple(_canon(v, naming) for v in value)  # type: ignore[attr-defined]
+    if how is _MAPPING:
+        return ("map", tuple([(_canon(k, naming), _canon(v, naming)) for k, v in value.items()]))  # type: ignore[attr-defined]
+    if how is _SET:
+        return ("set", tuple(sorted(_canon(v, naming) for v in value)))  # type: ignore[attr-defined, type-var]
+    if how is _ARRAY:
+        return ("array", value.shape, str(value.dtype), value.tobytes())  # type: ignore[attr-defined]
+    if dataclasses.is_dataclass(value):  # a dataclass itself
+        return (kind.__name__, tuple(_canon(getattr(value, f.name), naming) for f in dataclasses.fields(value)
+                                     if f.name not in _NOT_SIGNED))
+    return (kind.__name__, repr(value))
 
 
 #: What a signature leaves out of a decision's dataclasses: the search's estimates.

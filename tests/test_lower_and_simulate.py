@@ -307,3 +307,52 @@ def test_map_and_simulate_pause_the_garbage_collector_and_leave_it_as_they_found
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_paused_block_that_leaves_many_objects_promotes_them_and_a_small_or_failed_one_does_not():
+    """accel.gcpause: what a long paused block leaves goes to the oldest generation at once (no young
+    collection traverses it); a short block's objects and a failed block's stay young."""
+    import gc
+
+    from accel.gcpause import PROMOTE_AT, gc_paused
+
+    def oldest() -> set[int]:
+        return {id(o) for o in gc.get_objects(generation=2)}
+
+    with gc_paused():
+        many = [[i] for i in range(2 * PROMOTE_AT)]
+    assert gc.get_count()[0] < 100 and gc.isenabled()
+    promoted = oldest()
+    assert all(id(x) in promoted for x in many[::97])
+    with gc_paused():
+        few = [[i] for i in range(10)]
+    assert id(few[0]) not in oldest()
+    with pytest.raises(ValueError), gc_paused():
+        failed = [[i] for i in range(2 * PROMOTE_AT)]
+        raise ValueError(failed[0])
+    assert id(failed[-1]) not in oldest() and gc.isenabled()
+
+
+@pytest.mark.parametrize("model", ["resnet18", "mobilenet_v2", "bert_base_layer"])
+def test_mapping_makes_no_reference_cycles(model):
+    """What the mapper leaves is promoted past the young collections (accel.gcpause), so it must
+    leave no garbage that only the cyclic collector could free."""
+    import gc
+
+    from workloads import zoo
+
+    arch = config.load("gemmini")
+    map_graph(single_gemm(64, 64, 64), arch)  # first uses (imports, generated constructors) done
+    graph = zoo.build(model)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        plan = map_graph(graph, arch)
+        gc.collect()
+        cyclic = [type(o).__qualname__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert plan.commands and cyclic == []
