@@ -51,6 +51,8 @@ FINE_UP_TO = 300_000  # commands: rows up to this size also time the fine simula
 
 def measure(model: str, preset: str, fine: bool) -> dict[str, object]:
     """One row, in this process (imports first, so they are not timed)."""
+    import pandas as pd
+
     import mapper
     import mapper.pipeline  # noqa: F401 - map_graph imports its rooms on first use
     import sim
@@ -58,6 +60,9 @@ def measure(model: str, preset: str, fine: bool) -> dict[str, object]:
     from accel import config
     from workloads import zoo
 
+    # pandas imports its pyarrow string support (pyarrow.pandas_compat and pyarrow's version parser,
+    # a few ms of regex compiles) on the first frame with a text column: import work, done here
+    pd.DataFrame({"layer": [""]})
     arch = config.load(preset)
     graph = zoo.build(model)
     clock = time.perf_counter
