@@ -18,8 +18,9 @@ collection took 8-15 ms, 3-5 % of the mapping. They are what a generational coll
 long-lived by construction (the plan, the memo tables). The project's code makes no reference cycles
 there (``tests/test_lower_and_simulate.py`` checks it on the zoo), so nothing collectable waits
 longer; cycles the caller made just before the block, still young, are promoted with them and wait
-for the next full collection. Reference counting frees everything else as usual. It changes no
-result, only when the collector runs.
+for the next full collection. A caller that froze objects itself (``gc.freeze()``, as pre-forking
+servers do) keeps them frozen: then nothing is promoted. Reference counting frees everything else as
+usual. It changes no result, only when the collector runs.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def gc_paused() -> Iterator[None]:
     except BaseException:
         gc.enable()  # what a failed block made is mostly garbage: let the young collection find it
         raise
-    if gc.get_count()[0] > PROMOTE_AT:
+    if gc.get_count()[0] > PROMOTE_AT and not gc.get_freeze_count():  # (unfreeze would undo a caller's freeze)
         gc.freeze()
         gc.unfreeze()
     gc.enable()

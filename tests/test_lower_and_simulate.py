@@ -356,3 +356,18 @@ def test_mapping_makes_no_reference_cycles(model):
         gc.garbage.clear()
         gc.enable()
     assert plan.commands and cyclic == []
+
+
+def test_a_paused_block_leaves_a_callers_frozen_objects_frozen():
+    import gc
+
+    from accel.gcpause import PROMOTE_AT, gc_paused
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            many = [[i] for i in range(2 * PROMOTE_AT)]
+        assert gc.get_freeze_count() == frozen and many
+    finally:
+        gc.unfreeze()
