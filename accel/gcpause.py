@@ -46,10 +46,10 @@ def gc_paused() -> Iterator[None]:
     gc.disable()
     try:
         yield
-    except BaseException:
-        gc.enable()  # what a failed block made is mostly garbage: let the young collection find it
-        raise
-    if gc.get_count()[0] > PROMOTE_AT and not gc.get_freeze_count():  # (unfreeze would undo a caller's freeze)
-        gc.freeze()
-        gc.unfreeze()
-    gc.enable()
+        # (not after a failed block: what it made is mostly garbage, for the young collection to find;
+        # nor when the caller froze objects itself: unfreezing would undo its freeze)
+        if gc.get_count()[0] > PROMOTE_AT and not gc.get_freeze_count():
+            gc.freeze()
+            gc.unfreeze()
+    finally:
+        gc.enable()

@@ -359,6 +359,7 @@ def test_mapping_makes_no_reference_cycles(model):
 
 
 def test_a_paused_block_leaves_a_callers_frozen_objects_frozen():
+    """accel.gcpause promotes through gc.freeze() and gc.unfreeze(): not when the caller froze its own."""
     import gc
 
     from accel.gcpause import PROMOTE_AT, gc_paused
