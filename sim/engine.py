@@ -616,8 +616,8 @@ class _Machine:
         order = np.lexsort((ids, self.start))
         timing = Timing(ids[order], self.start[order], self.end_at[order], self.stall[order], self.stall_on[order],
                         self.coalesced[order])
-        for column in dataclasses.astuple(timing):
-            column.setflags(write=False)
+        for field in dataclasses.fields(timing):  # (astuple would freeze deep copies, not the columns)
+            getattr(timing, field.name).setflags(write=False)
         total = int(self.end_at.max()) if len(ids) else 0
         if self.runs:
             _log.debug("%s: %d of %d commands coalesced in %d SimPy events", self.plan.graph_name,

@@ -178,6 +178,14 @@ def test_simulation_is_deterministic():
     assert a.trace == b.trace
 
 
+def test_a_results_timing_columns_are_read_only():
+    timing = simulate(map_graph(conv_relu_fc(), config.load("gemmini"))).timing
+    for field in dataclasses.fields(timing):
+        column = getattr(timing, field.name)
+        with pytest.raises(ValueError, match="read-only"):
+            column[0] = column[0]
+
+
 def slow_dram(arch, bytes_per_cycle: float):
     from dataclasses import replace
 
