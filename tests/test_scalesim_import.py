@@ -116,6 +116,24 @@ def test_scalesim_depthwise_row(tmp_path: Path) -> None:
     assert graph.layer("Conv_pw").gemm == GemmShape(m=110 * 110, k=9 * 32, n=1)
 
 
+@pytest.mark.parametrize("header", [
+    # header rows as SCALE-Sim's own topologies/ write them (deepbench, dlrm, resnet, transformer)
+    "Layer, IFMAP Width, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,",
+    "Layer name,Ifmap height,ifmap width,filter height,filter width,channels,num filters,strides,",
+    "Layer name,Ifmap height,ifmap width,filter height,filter width,channel,num filters,strides,",
+    "layer_name, ifmap_height, ifmap_width, filter_height, filter_width, channels, num_filter, stride",
+])
+def test_conv_headers_as_scalesim_writes_them(tmp_path: Path, header: str) -> None:
+    graph = load_scalesim_topology(_write(tmp_path, header + "\nc1, 14, 14, 3, 3, 8, 16, 1,\n", "h.csv"))
+    assert graph.layer("c1").gemm == GemmShape(m=12 * 12, k=3 * 3 * 8, n=16)
+
+
+@pytest.mark.parametrize("header", ["L,M,N,K,", "Layer Name, M, N, K, Sparsity,", "layer,m,n,k"])
+def test_gemm_headers_as_scalesim_writes_them(tmp_path: Path, header: str) -> None:
+    graph = load_scalesim_topology(_write(tmp_path, header + "\nL0,256,768,64,\n", "g.csv"))
+    assert graph.layer("L0").gemm == GemmShape(m=256, k=64, n=768)
+
+
 def _write(tmp_path: Path, text: str, name: str = "bad.csv") -> Path:
     path = tmp_path / name
     path.write_text(text)

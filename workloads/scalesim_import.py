@@ -3,7 +3,8 @@
 Two formats, told apart by the header row:
 
 * **conv**: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter,
-  Strides,`` optionally followed by a sparsity ratio ``N:M``.
+  Strides,`` optionally followed by a sparsity ratio ``N:M``. The header's words are matched loosely,
+  as SCALE-Sim's own files write them (``Layer``, ``ifmap height``, ``channel``, ``num filters``).
 * **GEMM**: ``Layer, M, N, K,`` optionally followed by a sparsity ratio ``N:M`` and/or a batch count
   (SCALE-Sim reads a 5th field as a ratio if it contains ``:`` and as the batch otherwise; a 6th
   field is the batch).
@@ -128,15 +129,25 @@ def _rows(text: str) -> list[_Row]:
 
 
 def _normalise(header_field: str) -> str:
-    return " ".join(header_field.lower().split())
+    return " ".join(header_field.lower().replace("_", " ").split())
+
+
+#: What the first header field may say (SCALE-Sim's own files write all of these).
+_NAME_HEADERS = ("layer name", "layer", "l", "name")
+#: How each conv column's header starts, in SCALE-Sim's files: any case, singular or plural
+#: ("num filters", "channel"), and its DeepBench files' ``Layer, IFMAP Width, IFMAP Width, ...``.
+_CONV_STEMS = ("ifmap", "ifmap", "filter", "filter", "channel", "num filter", "stride")
 
 
 def _format(header: _Row) -> str | None:
+    """``conv`` or ``gemm`` from the header row, or None. SCALE-Sim itself reads columns by position
+    and ignores the header's words; we check them loosely, so a file of another kind is refused."""
     fields = [_normalise(f) for f in header.fields]
-    conv = ["layer name", *(_normalise(c) for c in CONV_COLUMNS)]
-    if fields[: len(conv)] == conv:
+    if not fields or fields[0] not in _NAME_HEADERS:
+        return None
+    if len(fields) > len(_CONV_STEMS) and all(f.startswith(s) for f, s in zip(fields[1:8], _CONV_STEMS, strict=True)):
         return "conv"
-    if len(fields) >= 4 and fields[0] in ("layer", "layer name") and fields[1:4] == ["m", "n", "k"]:
+    if fields[1:4] == ["m", "n", "k"]:
         return "gemm"
     return None
 
