@@ -94,6 +94,18 @@ def test_messy_but_valid_csv(tmp_path: Path) -> None:
     assert graph.layer("conv_c").attrs["sparsity"] == (2, 4)
 
 
+def test_comments_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "commented.csv"
+    path.write_text("# MobileNet, first layers\nLayer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width,"
+                    " Channels, Num Filter, Strides,\n  # the stem\nConv1, 225, 225, 3, 3, 3, 32, 2,\n"
+                    "Conv2_dw, 114, 114, 3, 3, 1, 1, 1,#dw\nConv3, 112, 112, 1, 1, 32, 64, 1, 2:4, # pointwise\n")
+    graph = load_scalesim_topology(path)
+    assert [lay.name for lay in graph.layers] == ["Conv1", "Conv2_dw", "Conv3"]
+    assert graph.layer("Conv2_dw").gemm == GemmShape(m=112 * 112, k=9, n=1)
+    assert graph.layer("Conv3").attrs["sparsity"] == (2, 4)
+    assert graph.total_macs == 112 * 112 * 27 * 32 + 112 * 112 * 9 + 112 * 112 * 32 * 64
+
+
 def test_gemm_with_sparsity_and_batch_columns(tmp_path: Path) -> None:
     path = tmp_path / "gemm.csv"
     path.write_text("layer, m, n, k,\nA, 64, 32, 16,\nB, 64, 32, 16, 12,\nC, 8, 8, 8, 1:4, 3,\n")

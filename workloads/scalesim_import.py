@@ -10,8 +10,9 @@ Two formats, told apart by the header row:
   field is the batch).
 
 Files are read as people write them: spaces around fields, trailing commas (or none), CRLF line
-ends, blank or all-empty rows, header names in any case. Every problem (unknown header, missing or
-non-integer field, filter larger than the input) is collected and raised as one
+ends, blank or all-empty rows, ``#`` comments (whole lines or the end of a row), header names in any
+case. Every problem (unknown header, missing or non-integer field, filter larger than the input) is
+collected and raised as one
 :class:`~accel.errors.WorkloadError` naming the file, the row (1-based line number) and the field.
 
 SCALE-Sim semantics, kept exactly so that our numbers compare with SCALE-Sim's:
@@ -117,10 +118,13 @@ def load_scalesim_topology(path: str | Path, *, dtype: str = "int8") -> Graph:
 
 
 def _rows(text: str) -> list[_Row]:
-    """Non-blank rows with fields stripped and trailing empty fields dropped."""
+    """Non-blank rows with fields stripped, a comment (a field starting with ``#`` and all after it:
+    SCALE-Sim's MobileNets end rows with ``#dw``) and trailing empty fields dropped."""
     rows = []
     for line, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
         cleaned = [f.strip() for f in fields]
+        comment = next((i for i, f in enumerate(cleaned) if f.startswith("#")), len(cleaned))
+        del cleaned[comment:]
         while cleaned and cleaned[-1] == "":
             cleaned.pop()
         if cleaned:
