@@ -106,6 +106,17 @@ def test_comments_are_ignored(tmp_path: Path) -> None:
     assert graph.total_macs == 112 * 112 * 27 * 32 + 112 * 112 * 9 + 112 * 112 * 32 * 64
 
 
+def test_a_repeated_layer_name_is_its_own_layer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # SCALE-Sim's DeepBench GEMM lists and sparsity/gemm.csv repeat names; SCALE-Sim runs every row.
+    path = tmp_path / "repeat.csv"
+    path.write_text("Layer Name, M, N, K, Sparsity,\nGEMM_1, 3, 5, 16, 3:4,\nGEMM_1, 1, 5, 16, 1:4,\n")
+    graph = load_scalesim_topology(path)
+    assert [lay.name for lay in graph.layers] == ["GEMM_1", "GEMM_1@3"]
+    assert graph.layer("GEMM_1@3").gemm == GemmShape(m=1, k=16, n=5)
+    assert graph.total_macs == 3 * 5 * 16 + 1 * 5 * 16
+    assert "1 row(s) repeat an earlier layer name; each is imported as NAME@ROW (GEMM_1@3)" in caplog.text
+
+
 def test_gemm_with_sparsity_and_batch_columns(tmp_path: Path) -> None:
     path = tmp_path / "gemm.csv"
     path.write_text("layer, m, n, k,\nA, 64, 32, 16,\nB, 64, 32, 16, 12,\nC, 8, 8, 8, 1:4, 3,\n")

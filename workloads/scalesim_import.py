@@ -11,9 +11,10 @@ Two formats, told apart by the header row:
 
 Files are read as people write them: spaces around fields, trailing commas (or none), CRLF line
 ends, blank or all-empty rows, ``#`` comments (whole lines or the end of a row), header names in any
-case. Every problem (unknown header, missing or non-integer field, filter larger than the input) is
-collected and raised as one
-:class:`~accel.errors.WorkloadError` naming the file, the row (1-based line number) and the field.
+case, a layer name used twice (the later row is imported as ``NAME@ROW``, with a warning). Every
+problem (unknown header, missing or non-integer field, filter larger than the input) is collected
+and raised as one :class:`~accel.errors.WorkloadError` naming the file, the row (1-based line
+number) and the field.
 
 SCALE-Sim semantics, kept exactly so that our numbers compare with SCALE-Sim's:
 
@@ -93,16 +94,24 @@ def load_scalesim_topology(path: str | Path, *, dtype: str = "int8") -> Graph:
         raise WorkloadError(f"{where} has a header but no layer rows")
     b = GraphBuilder(path.stem, dtype)
     problems: list[str] = []
-    names: set[str] = set()
+    names = {row.fields[0] for row in body}
+    used: set[str] = set()
+    renamed: list[str] = []
     for row in body:
         name = row.fields[0]
         if not name:
             problems.append(f"row {row.line}, field 'Layer name': must not be empty")
             continue
-        if name in names:
-            problems.append(f"row {row.line}, field 'Layer name': {name!r} is used twice")
-            continue
-        names.add(name)
+        if name in used:
+            # SCALE-Sim runs rows by position, so a name may repeat (its DeepBench GEMM lists do):
+            # the later row becomes its own layer, named after its line.
+            unique = f"{name}@{row.line}"
+            if unique in names:
+                problems.append(f"row {row.line}, field 'Layer name': {name!r} is used twice")
+                continue
+            renamed.append(unique)
+            row = _Row(row.line, (unique, *row.fields[1:]))
+        used.add(row.fields[0])
         try:
             if kind == "conv":
                 _conv_row(b, row, problems)
@@ -112,6 +121,9 @@ def load_scalesim_topology(path: str | Path, *, dtype: str = "int8") -> Graph:
             problems.append(f"row {row.line}: {exc}")
     if problems:
         raise WorkloadError(f"{where}: " + "; ".join(problems))
+    if renamed:
+        _log.warning("%s: %d row(s) repeat an earlier layer name; each is imported as NAME@ROW (%s)", where,
+                     len(renamed), ", ".join(renamed[:3]) + (", ..." if len(renamed) > 3 else ""))
     graph = b.build()
     _log.info("%s: %d %s layers, %d MACs", where, len(graph.layers), kind, graph.total_macs)
     return graph
