@@ -117,6 +117,16 @@ def test_a_repeated_layer_name_is_its_own_layer(tmp_path: Path, caplog: pytest.L
     assert "1 row(s) repeat an earlier layer name; each is imported as NAME@ROW (GEMM_1@3)" in caplog.text
 
 
+def test_tab_separated_fields(tmp_path: Path) -> None:
+    # SCALE-Sim's conv_nets/UNet_maestro.csv, as a spreadsheet saves "tab delimited" text
+    path = tmp_path / "tabs.csv"
+    path.write_text("Layer name\t IFMAP Height\t IFMAP Width\t Filter Height\t Filter Width\t Channels\t Num Filter\t"
+                    " Strides\t \nConv1_1\t572\t572\t3\t3\t1\t64\t1\t\nConv1_2\t570\t570\t3\t3\t64\t64\t1\t\n")
+    graph = load_scalesim_topology(path)
+    assert graph.layer("Conv1_1").gemm == GemmShape(m=570 * 570, k=9, n=64)
+    assert graph.layer("Conv1_2").gemm == GemmShape(m=568 * 568, k=9 * 64, n=64)
+
+
 def test_gemm_with_sparsity_and_batch_columns(tmp_path: Path) -> None:
     path = tmp_path / "gemm.csv"
     path.write_text("layer, m, n, k,\nA, 64, 32, 16,\nB, 64, 32, 16, 12,\nC, 8, 8, 8, 1:4, 3,\n")

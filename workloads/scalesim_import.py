@@ -9,7 +9,8 @@ Two formats, told apart by the header row:
   (SCALE-Sim reads a 5th field as a ratio if it contains ``:`` and as the batch otherwise; a 6th
   field is the batch).
 
-Files are read as people write them: spaces around fields, trailing commas (or none), CRLF line
+Files are read as people write them: spaces around fields, trailing commas (or none), tabs instead
+of commas (SCALE-Sim's UNet_maestro.csv, a spreadsheet's tab-delimited text), CRLF line
 ends, blank or all-empty rows, ``#`` comments (whole lines or the end of a row), header names in any
 case, a layer name used twice (the later row is imported as ``NAME@ROW``, with a warning). Every
 problem (unknown header, missing or non-integer field, filter larger than the input) is collected
@@ -131,9 +132,12 @@ def load_scalesim_topology(path: str | Path, *, dtype: str = "int8") -> Graph:
 
 def _rows(text: str) -> list[_Row]:
     """Non-blank rows with fields stripped, a comment (a field starting with ``#`` and all after it:
-    SCALE-Sim's MobileNets end rows with ``#dw``) and trailing empty fields dropped."""
+    SCALE-Sim's MobileNets end rows with ``#dw``) and trailing empty fields dropped. Fields are
+    separated by commas, or by tabs in a file whose first row has tabs and no comma."""
     rows = []
-    for line, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    delimiter = "\t" if "\t" in first and "," not in first else ","  # a spreadsheet's "tab delimited" text
+    for line, fields in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1):
         cleaned = [f.strip() for f in fields]
         comment = next((i for i, f in enumerate(cleaned) if f.startswith("#")), len(cleaned))
         del cleaned[comment:]
