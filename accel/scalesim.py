@@ -63,7 +63,7 @@ def load_scalesim_config(path: str | Path) -> Accelerator:
             value = int(float(text))
             if value != float(text):
                 raise ValueError
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: 'inf', '1e400'
             problems.append(f"[{section}] {key} must be an integer, not {text!r}")
             return 1
         if positive and value < 1:
