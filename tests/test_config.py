@@ -85,9 +85,12 @@ GOOD = config.dumps(config.load("fpga-small"))
         # 9. a yes/no capability written as a word
         (lambda t: t.replace("split_folds = false", 'split_folds = "no"'),
          r"^.*bad\.toml: array\.split_folds must be true or false, not 'no'$"),
+        # 10. a description that is not text (info and dumps would print the number)
+        (lambda t: t.replace('description = "', 'description = 5 #'),
+         r"^.*bad\.toml: description must be a string, not 5$"),
     ],
     ids=["syntax", "unknown-field", "out-of-range", "wrong-type", "bad-dataflow", "missing-section",
-         "bad-format", "size-not-whole-words", "capability-not-bool"],
+         "bad-format", "size-not-whole-words", "capability-not-bool", "description-not-text"],
 )
 def test_bad_toml_names_file_and_field(tmp_path, edit, message):
     path = tmp_path / "bad.toml"
