@@ -210,6 +210,16 @@ def test_filter_larger_than_ifmap_and_bad_gemm(tmp_path: Path) -> None:
         load_scalesim_topology(path)
 
 
+def test_a_sparsity_ratio_keeps_at_least_one_weight(tmp_path: Path) -> None:
+    path = _write(tmp_path, CONV_HEADER + "c1, 8, 8, 3, 3, 4, 8, 1, 0:4,\nc2, 8, 8, 3, 3, 4, 8, 1, 4:4,\n")
+    with pytest.raises(WorkloadError, match=r"^SCALE-Sim topology '.*bad\.csv': row 2, field 'Sparsity': expected a "
+                                            r"sparsity ratio N:M with 1 <= N <= M, not '0:4'$"):
+        load_scalesim_topology(path)
+    path = _write(tmp_path, "Layer, M, N, K,\ng1, 8, 8, 8, 0:2,\n", "g.csv")
+    with pytest.raises(WorkloadError, match=r"row 2, field 'Sparsity': expected a sparsity ratio N:M with 1 <= N"):
+        load_scalesim_topology(path)
+
+
 def test_empty_and_header_only_files(tmp_path: Path) -> None:
     with pytest.raises(WorkloadError, match=r"^SCALE-Sim topology '.*e\.csv' is empty"):
         load_scalesim_topology(_write(tmp_path, "\n\n", "e.csv"))

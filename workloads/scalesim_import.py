@@ -196,8 +196,8 @@ def _ints(row: _Row, columns: tuple[str, ...], problems: list[str]) -> list[int]
 
 def _ratio(row: _Row, text: str, column: str, problems: list[str]) -> tuple[int, int] | None:
     match = _RATIO.match(text)
-    if not match or int(match[1]) > int(match[2]) or int(match[2]) < 1:
-        problems.append(f"row {row.line}, field {column!r}: expected a sparsity ratio N:M with N <= M,"
+    if not match or not 1 <= int(match[1]) <= int(match[2]):  # 0:4 would keep no weight at all
+        problems.append(f"row {row.line}, field {column!r}: expected a sparsity ratio N:M with 1 <= N <= M,"
                         f" not {text!r}")
         return None
     return int(match[1]), int(match[2])
