@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from accel.errors import ConfigError
+from accel.errors import ConfigError, unknown_field
 from accel.hardware import Accelerator, Memory
 
 __all__ = ["AreaTable", "AreaBreakdown", "default_area_table", "area_table", "area_mm2", "pe_area_um2",
@@ -95,8 +95,7 @@ def default_area_table() -> AreaTable:
 def area_table(fields: Mapping[str, object], *, base: AreaTable | None = None, source: str = "area") -> AreaTable:
     """``base`` (default: a table made only of ``fields``) with ``fields`` replaced; unknown names are errors."""
     known = {f.name for f in dataclasses.fields(AreaTable)}
-    problems = [f"unknown field area.{name} (expected one of {', '.join(sorted(known))})"
-                for name in sorted(set(fields) - known)]
+    problems = [unknown_field(name, sorted(known), prefix="area.") for name in sorted(set(fields) - known)]
     if base is None:
         problems += [f"area.{name} is missing" for name in sorted(known - set(fields))]
     given = {k: v for k, v in fields.items() if k in known}

@@ -45,7 +45,7 @@ from typing import Any
 
 from accel.area import AreaTable, area_table, default_area_table
 from accel.energy import EnergyTable, default_table, table_from_dict, table_to_dict
-from accel.errors import ConfigError
+from accel.errors import ConfigError, unknown_field
 from accel.formats import NumberFormat, Overflow, Requantization, Rounding
 from accel.hardware import (
     DMA,
@@ -118,7 +118,7 @@ def from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Accelerator:
     known = set(_TOP_FIELDS) | set(_SECTIONS) | {"energy", "area"}
     for key in data:
         if key not in known:
-            problems.append(f"unknown field {key} (expected one of {', '.join(sorted(known))})")
+            problems.append(unknown_field(key, sorted(known)))
     for key in ("name", "clock_hz"):
         if key not in data:
             problems.append(f"{key} is missing")
@@ -160,7 +160,7 @@ def _build_section(section: str, cls: type, table: dict[str, Any], problems: lis
     before = len(problems)
     for key, value in table.items():
         if key not in names:
-            problems.append(f"unknown field {section}.{key} (expected one of {', '.join(names)})")
+            problems.append(unknown_field(key, names, prefix=f"{section}."))
             continue
         try:
             values[key] = _convert(key, value)

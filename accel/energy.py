@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
-from accel.errors import ConfigError
+from accel.errors import ConfigError, unknown_field
 from accel.hardware import Accelerator, Dataflow, Memory, Sparsity
 from accel.timing import ceil_div
 from accel.traffic import product_traffic
@@ -208,7 +208,7 @@ def _table_from_text(text: str, *, source: str) -> EnergyTable:
         raise ConfigError(f"{source}: not valid TOML ({exc})") from None
     names = [f.name for f in dataclasses.fields(EnergyTable)]
     problems = [f"{name} is missing" for name in names if name not in data]
-    problems += [f"unknown field {key} (expected one of {', '.join(names)})" for key in data if key not in names]
+    problems += [unknown_field(key, names) for key in data if key not in names]
     if not problems:
         try:
             return EnergyTable(**data)
@@ -225,7 +225,7 @@ def table_from_dict(overrides: Mapping[str, Any], *, base: EnergyTable | None = 
     """
     base = default_table() if base is None else base
     names = [f.name for f in dataclasses.fields(EnergyTable)]
-    problems = [f"unknown field {key} (expected one of {', '.join(names)})" for key in overrides if key not in names]
+    problems = [unknown_field(key, names) for key in overrides if key not in names]
     try:
         table = dataclasses.replace(base, **{key: value for key, value in overrides.items() if key in names})
     except ConfigError as exc:

@@ -352,6 +352,8 @@ class Accelerator:
         if not isinstance(self.name, str) or not self.name.strip():
             problems.append(f"name must be a non-empty string, not {self.name!r}")
         problems += _positive_numbers(self, "clock_hz")
+        if not isinstance(self.description, str):
+            problems.append(f"description must be a string, not {self.description!r}")
         for f in fields(self):
             expected = {"array": SystolicArray, "scratchpad": Memory, "accumulator": Memory,
                         "dram": DRAM, "dma": DMA, "vector": VectorUnit, "energy": EnergyTable,

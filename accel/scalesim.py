@@ -9,7 +9,8 @@ SCALE-Sim                      accel
 ``Dataflow`` (ws / os / is)    ``array.dataflows`` (that one only)
 ``IfmapSramSzkB`` + ``FilterSramSzkB``  ``scratchpad.size_bytes`` (KiB; one word = one byte)
 ``OfmapSramSzkB``              ``accumulator.size_bytes``
-``Bandwidth`` (words/cycle)    ``dram.bandwidth_bytes_per_cycle`` and the DMA's (one word = one byte)
+``Bandwidth`` (words/cycle)    ``dram.bandwidth_bytes_per_cycle`` and the DMA's (one word = one byte;
+                               of a list ``10, 20`` the first, as SCALE-Sim v3 uses)
 ``MemoryBanks``                ``scratchpad.banks``
 =============================  =================================================================
 
@@ -53,6 +54,8 @@ def load_scalesim_config(path: str | Path) -> Accelerator:
     if not parser.has_section(section):
         raise ConfigError(f"{path}: section [{section}] is missing")
     values = dict(parser.items(section))
+    if "," in values.get("bandwidth", ""):  # SCALE-Sim v3 reads a list and uses its first entry
+        values["bandwidth"] = values["bandwidth"].split(",")[0]
     problems = [f"[{section}] {key} is missing" for key in _REQUIRED if key not in values]
 
     def number(key: str, *, default: int | None = None, positive: bool = True) -> int:
@@ -63,7 +66,7 @@ def load_scalesim_config(path: str | Path) -> Accelerator:
             value = int(float(text))
             if value != float(text):
                 raise ValueError
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: 'inf', '1e400'
             problems.append(f"[{section}] {key} must be an integer, not {text!r}")
             return 1
         if positive and value < 1:

@@ -133,6 +133,26 @@ def test_a_folder_given_as_a_scalesim_config_is_one_line(capsys, tmp_path):
           match=rf"{folder}: is a folder, not a SCALE-Sim config file", seconds=5)
 
 
+@pytest.mark.parametrize("height", ["inf", "1e400", "nan"])
+def test_a_scalesim_config_with_an_infinite_size_is_one_line(capsys, tmp_path, shared_data, height):
+    cfg = tmp_path / "inf.cfg"
+    cfg.write_text(re.sub(r"(?m)^ArrayHeight\s*:.*$", f"ArrayHeight: {height}",
+                          (shared_data / "scalesim" / "scale.cfg").read_text()))
+    fails(capsys, "run", "--scalesim-config", str(cfg), "--topology", "x.csv",
+          match=rf"{cfg}: \[architecture_presets\] arrayheight must be an integer, not '{height}'", seconds=5)
+
+
+def test_a_scalesim_bandwidth_list_uses_its_first_entry(capsys, tmp_path, shared_data):
+    # SCALE-Sim v3's scale_config reads "Bandwidth : 10, 20" as a list; its ports use bandwidths[0]
+    cfg = tmp_path / "bws.cfg"
+    cfg.write_text(re.sub(r"(?m)^Bandwidth\s*:.*$", "Bandwidth : 12, 24",
+                          (shared_data / "scalesim" / "scale.cfg").read_text()))
+    from accel.scalesim import load_scalesim_config
+
+    arch = load_scalesim_config(cfg)
+    assert arch.dram.bandwidth_bytes_per_cycle == arch.dma.bandwidth_bytes_per_cycle == 12.0
+
+
 def test_a_huge_integer_in_a_design_is_one_line(capsys, tmp_path):
     assert main(["info", "gemmini", "--toml"]) == 0
     text = re.sub(r"(?m)^rows = \d+$", "rows = 100000000000000000000", capsys.readouterr().out)

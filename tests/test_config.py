@@ -62,7 +62,7 @@ GOOD = config.dumps(config.load("fpga-small"))
         (lambda t: t.replace("[array]", "[array"), r"^.*bad\.toml: not valid TOML \(.*\)$"),
         # 2. a misspelt field
         (lambda t: t.replace("rows = 4", "rowz = 4"),
-         r"^.*bad\.toml: unknown field array\.rowz \(expected one of rows, cols, .*\)\n"
+         r"^.*bad\.toml: unknown field array\.rowz \(did you mean rows\? expected one of rows, cols, .*\)\n"
          r".*bad\.toml: array\.rows is missing$"),
         # 3. a value out of range
         (lambda t: t.replace("rows = 4", "rows = -4"),
@@ -85,9 +85,12 @@ GOOD = config.dumps(config.load("fpga-small"))
         # 9. a yes/no capability written as a word
         (lambda t: t.replace("split_folds = false", 'split_folds = "no"'),
          r"^.*bad\.toml: array\.split_folds must be true or false, not 'no'$"),
+        # 10. a description that is not text (info and dumps would print the number)
+        (lambda t: t.replace('description = "', 'description = 5 #'),
+         r"^.*bad\.toml: description must be a string, not 5$"),
     ],
     ids=["syntax", "unknown-field", "out-of-range", "wrong-type", "bad-dataflow", "missing-section",
-         "bad-format", "size-not-whole-words", "capability-not-bool"],
+         "bad-format", "size-not-whole-words", "capability-not-bool", "description-not-text"],
 )
 def test_bad_toml_names_file_and_field(tmp_path, edit, message):
     path = tmp_path / "bad.toml"
@@ -95,6 +98,25 @@ def test_bad_toml_names_file_and_field(tmp_path, edit, message):
     assert text != GOOD
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
+        config.load(path)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: t.replace("clock_hz =", "clock_Hz ="),
+     r"unknown field clock_Hz \(did you mean clock_hz\? expected one of "),
+    (lambda t: t.replace("[scratchpad]", "[scratchpd]"), r"unknown field scratchpd \(did you mean scratchpad\? "),
+    (lambda t: t.replace("burst_bytes =", "burst_byte ="),
+     r"unknown field dma\.burst_byte \(did you mean burst_bytes\? "),
+    (lambda t: t + "\n[area]\nsram_um2_per_bt = 0.3\n",
+     r"unknown field area\.sram_um2_per_bt \(did you mean sram_um2_per_bit\? "),
+    (lambda t: t + "\n[energy]\nvector_op_pj_ = 0.3\n",
+     r"unknown field energy\.vector_op_pj_ \(did you mean vector_op_pj\? "),
+    (lambda t: t.replace("rows = 4", "zzz = 4"), r"unknown field array\.zzz \(expected one of rows, cols, "),
+], ids=["top-level-case", "section", "field", "area", "energy", "nothing-close"])
+def test_a_misspelt_field_names_the_closest_one(tmp_path, edit, message):
+    path = tmp_path / "typo.toml"
+    path.write_text(edit(GOOD))
+    with pytest.raises(ConfigError, match=rf"^{path}: {message}"):
         config.load(path)
 
 

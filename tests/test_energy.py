@@ -128,7 +128,8 @@ def test_a_curve_overrides_as_a_toml_table():
     ("section", "message"),
     [
         ("vector_op = 0.5",
-         r"^bad\.toml: unknown field energy\.vector_op \(expected one of multiply_pj_by_bits, add_pj_by_bits, "
+         r"^bad\.toml: unknown field energy\.vector_op \(did you mean vector_op_pj\? expected one of "
+         r"multiply_pj_by_bits, add_pj_by_bits, "
          r".*, dma_static_mw_per_channel\)$"),
         ("vector_op_pj = -1",
          r"^bad\.toml: energy\.vector_op_pj must be a non-negative number, not -1$"),

@@ -94,6 +94,39 @@ def test_messy_but_valid_csv(tmp_path: Path) -> None:
     assert graph.layer("conv_c").attrs["sparsity"] == (2, 4)
 
 
+def test_comments_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "commented.csv"
+    path.write_text("# MobileNet, first layers\nLayer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width,"
+                    " Channels, Num Filter, Strides,\n  # the stem\nConv1, 225, 225, 3, 3, 3, 32, 2,\n"
+                    "Conv2_dw, 114, 114, 3, 3, 1, 1, 1,#dw\nConv3, 112, 112, 1, 1, 32, 64, 1, 2:4, # pointwise\n")
+    graph = load_scalesim_topology(path)
+    assert [lay.name for lay in graph.layers] == ["Conv1", "Conv2_dw", "Conv3"]
+    assert graph.layer("Conv2_dw").gemm == GemmShape(m=112 * 112, k=9, n=1)
+    assert graph.layer("Conv3").attrs["sparsity"] == (2, 4)
+    assert graph.total_macs == 112 * 112 * 27 * 32 + 112 * 112 * 9 + 112 * 112 * 32 * 64
+
+
+def test_a_repeated_layer_name_is_its_own_layer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # SCALE-Sim's DeepBench GEMM lists and sparsity/gemm.csv repeat names; SCALE-Sim runs every row.
+    path = tmp_path / "repeat.csv"
+    path.write_text("Layer Name, M, N, K, Sparsity,\nGEMM_1, 3, 5, 16, 3:4,\nGEMM_1, 1, 5, 16, 1:4,\n")
+    graph = load_scalesim_topology(path)
+    assert [lay.name for lay in graph.layers] == ["GEMM_1", "GEMM_1@3"]
+    assert graph.layer("GEMM_1@3").gemm == GemmShape(m=1, k=16, n=5)
+    assert graph.total_macs == 3 * 5 * 16 + 1 * 5 * 16
+    assert "1 row(s) repeat an earlier layer name; each is imported as NAME@ROW (GEMM_1@3)" in caplog.text
+
+
+def test_tab_separated_fields(tmp_path: Path) -> None:
+    # SCALE-Sim's conv_nets/UNet_maestro.csv, as a spreadsheet saves "tab delimited" text
+    path = tmp_path / "tabs.csv"
+    path.write_text("Layer name\t IFMAP Height\t IFMAP Width\t Filter Height\t Filter Width\t Channels\t Num Filter\t"
+                    " Strides\t \nConv1_1\t572\t572\t3\t3\t1\t64\t1\t\nConv1_2\t570\t570\t3\t3\t64\t64\t1\t\n")
+    graph = load_scalesim_topology(path)
+    assert graph.layer("Conv1_1").gemm == GemmShape(m=570 * 570, k=9, n=64)
+    assert graph.layer("Conv1_2").gemm == GemmShape(m=568 * 568, k=9 * 64, n=64)
+
+
 def test_gemm_with_sparsity_and_batch_columns(tmp_path: Path) -> None:
     path = tmp_path / "gemm.csv"
     path.write_text("layer, m, n, k,\nA, 64, 32, 16,\nB, 64, 32, 16, 12,\nC, 8, 8, 8, 1:4, 3,\n")
@@ -114,6 +147,24 @@ def test_scalesim_depthwise_row(tmp_path: Path) -> None:
     assert graph.layer("Conv_DP1").gemm == GemmShape(m=112 * 112, k=9, n=1, batch=32)
     # Without 'DP' a one-filter row is one filter over all channels, as SCALE-Sim computes it.
     assert graph.layer("Conv_pw").gemm == GemmShape(m=110 * 110, k=9 * 32, n=1)
+
+
+@pytest.mark.parametrize("header", [
+    # header rows as SCALE-Sim's own topologies/ write them (deepbench, dlrm, resnet, transformer)
+    "Layer, IFMAP Width, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,",
+    "Layer name,Ifmap height,ifmap width,filter height,filter width,channels,num filters,strides,",
+    "Layer name,Ifmap height,ifmap width,filter height,filter width,channel,num filters,strides,",
+    "layer_name, ifmap_height, ifmap_width, filter_height, filter_width, channels, num_filter, stride",
+])
+def test_conv_headers_as_scalesim_writes_them(tmp_path: Path, header: str) -> None:
+    graph = load_scalesim_topology(_write(tmp_path, header + "\nc1, 14, 14, 3, 3, 8, 16, 1,\n", "h.csv"))
+    assert graph.layer("c1").gemm == GemmShape(m=12 * 12, k=3 * 3 * 8, n=16)
+
+
+@pytest.mark.parametrize("header", ["L,M,N,K,", "Layer Name, M, N, K, Sparsity,", "layer,m,n,k"])
+def test_gemm_headers_as_scalesim_writes_them(tmp_path: Path, header: str) -> None:
+    graph = load_scalesim_topology(_write(tmp_path, header + "\nL0,256,768,64,\n", "g.csv"))
+    assert graph.layer("L0").gemm == GemmShape(m=256, k=64, n=768)
 
 
 def _write(tmp_path: Path, text: str, name: str = "bad.csv") -> Path:
@@ -156,6 +207,16 @@ def test_filter_larger_than_ifmap_and_bad_gemm(tmp_path: Path) -> None:
     with pytest.raises(WorkloadError, match=r"^SCALE-Sim topology '.*g\.csv': row 2, field 'N': expected a "
                                             r"positive integer, not 0; row 3, field 'Batch': expected a positive"
                                             r" integer, not 'many'$"):
+        load_scalesim_topology(path)
+
+
+def test_a_sparsity_ratio_keeps_at_least_one_weight(tmp_path: Path) -> None:
+    path = _write(tmp_path, CONV_HEADER + "c1, 8, 8, 3, 3, 4, 8, 1, 0:4,\nc2, 8, 8, 3, 3, 4, 8, 1, 4:4,\n")
+    with pytest.raises(WorkloadError, match=r"^SCALE-Sim topology '.*bad\.csv': row 2, field 'Sparsity': expected a "
+                                            r"sparsity ratio N:M with 1 <= N <= M, not '0:4'$"):
+        load_scalesim_topology(path)
+    path = _write(tmp_path, "Layer, M, N, K,\ng1, 8, 8, 8, 0:2,\n", "g.csv")
+    with pytest.raises(WorkloadError, match=r"row 2, field 'Sparsity': expected a sparsity ratio N:M with 1 <= N"):
         load_scalesim_topology(path)
 
 

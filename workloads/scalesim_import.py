@@ -3,15 +3,19 @@
 Two formats, told apart by the header row:
 
 * **conv**: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter,
-  Strides,`` optionally followed by a sparsity ratio ``N:M``.
+  Strides,`` optionally followed by a sparsity ratio ``N:M``. The header's words are matched loosely,
+  as SCALE-Sim's own files write them (``Layer``, ``ifmap height``, ``channel``, ``num filters``).
 * **GEMM**: ``Layer, M, N, K,`` optionally followed by a sparsity ratio ``N:M`` and/or a batch count
   (SCALE-Sim reads a 5th field as a ratio if it contains ``:`` and as the batch otherwise; a 6th
   field is the batch).
 
-Files are read as people write them: spaces around fields, trailing commas (or none), CRLF line
-ends, blank or all-empty rows, header names in any case. Every problem (unknown header, missing or
-non-integer field, filter larger than the input) is collected and raised as one
-:class:`~accel.errors.WorkloadError` naming the file, the row (1-based line number) and the field.
+Files are read as people write them: spaces around fields, trailing commas (or none), tabs instead
+of commas (SCALE-Sim's UNet_maestro.csv, a spreadsheet's tab-delimited text), CRLF line
+ends, blank or all-empty rows, ``#`` comments (whole lines or the end of a row), header names in any
+case, a layer name used twice (the later row is imported as ``NAME@ROW``, with a warning). Every
+problem (unknown header, missing or non-integer field, filter larger than the input) is collected
+and raised as one :class:`~accel.errors.WorkloadError` naming the file, the row (1-based line
+number) and the field.
 
 SCALE-Sim semantics, kept exactly so that our numbers compare with SCALE-Sim's:
 
@@ -91,16 +95,24 @@ def load_scalesim_topology(path: str | Path, *, dtype: str = "int8") -> Graph:
         raise WorkloadError(f"{where} has a header but no layer rows")
     b = GraphBuilder(path.stem, dtype)
     problems: list[str] = []
-    names: set[str] = set()
+    names = {row.fields[0] for row in body}
+    used: set[str] = set()
+    renamed: list[str] = []
     for row in body:
         name = row.fields[0]
         if not name:
             problems.append(f"row {row.line}, field 'Layer name': must not be empty")
             continue
-        if name in names:
-            problems.append(f"row {row.line}, field 'Layer name': {name!r} is used twice")
-            continue
-        names.add(name)
+        if name in used:
+            # SCALE-Sim runs rows by position, so a name may repeat (its DeepBench GEMM lists do):
+            # the later row becomes its own layer, named after its line.
+            unique = f"{name}@{row.line}"
+            if unique in names:
+                problems.append(f"row {row.line}, field 'Layer name': {name!r} is used twice")
+                continue
+            renamed.append(unique)
+            row = _Row(row.line, (unique, *row.fields[1:]))
+        used.add(row.fields[0])
         try:
             if kind == "conv":
                 _conv_row(b, row, problems)
@@ -110,16 +122,25 @@ def load_scalesim_topology(path: str | Path, *, dtype: str = "int8") -> Graph:
             problems.append(f"row {row.line}: {exc}")
     if problems:
         raise WorkloadError(f"{where}: " + "; ".join(problems))
+    if renamed:
+        _log.warning("%s: %d row(s) repeat an earlier layer name; each is imported as NAME@ROW (%s)", where,
+                     len(renamed), ", ".join(renamed[:3]) + (", ..." if len(renamed) > 3 else ""))
     graph = b.build()
     _log.info("%s: %d %s layers, %d MACs", where, len(graph.layers), kind, graph.total_macs)
     return graph
 
 
 def _rows(text: str) -> list[_Row]:
-    """Non-blank rows with fields stripped and trailing empty fields dropped."""
+    """Non-blank rows with fields stripped, a comment (a field starting with ``#`` and all after it:
+    SCALE-Sim's MobileNets end rows with ``#dw``) and trailing empty fields dropped. Fields are
+    separated by commas, or by tabs in a file whose first row has tabs and no comma."""
     rows = []
-    for line, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
+    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), "")
+    delimiter = "\t" if "\t" in first and "," not in first else ","  # a spreadsheet's "tab delimited" text
+    for line, fields in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), start=1):
         cleaned = [f.strip() for f in fields]
+        comment = next((i for i, f in enumerate(cleaned) if f.startswith("#")), len(cleaned))
+        del cleaned[comment:]
         while cleaned and cleaned[-1] == "":
             cleaned.pop()
         if cleaned:
@@ -128,15 +149,25 @@ def _rows(text: str) -> list[_Row]:
 
 
 def _normalise(header_field: str) -> str:
-    return " ".join(header_field.lower().split())
+    return " ".join(header_field.lower().replace("_", " ").split())
+
+
+#: What the first header field may say (SCALE-Sim's own files write all of these).
+_NAME_HEADERS = ("layer name", "layer", "l", "name")
+#: How each conv column's header starts, in SCALE-Sim's files: any case, singular or plural
+#: ("num filters", "channel"), and its DeepBench files' ``Layer, IFMAP Width, IFMAP Width, ...``.
+_CONV_STEMS = ("ifmap", "ifmap", "filter", "filter", "channel", "num filter", "stride")
 
 
 def _format(header: _Row) -> str | None:
+    """``conv`` or ``gemm`` from the header row, or None. SCALE-Sim itself reads columns by position
+    and ignores the header's words; we check them loosely, so a file of another kind is refused."""
     fields = [_normalise(f) for f in header.fields]
-    conv = ["layer name", *(_normalise(c) for c in CONV_COLUMNS)]
-    if fields[: len(conv)] == conv:
+    if not fields or fields[0] not in _NAME_HEADERS:
+        return None
+    if len(fields) > len(_CONV_STEMS) and all(f.startswith(s) for f, s in zip(fields[1:8], _CONV_STEMS, strict=True)):
         return "conv"
-    if len(fields) >= 4 and fields[0] in ("layer", "layer name") and fields[1:4] == ["m", "n", "k"]:
+    if fields[1:4] == ["m", "n", "k"]:
         return "gemm"
     return None
 
@@ -165,8 +196,8 @@ def _ints(row: _Row, columns: tuple[str, ...], problems: list[str]) -> list[int]
 
 def _ratio(row: _Row, text: str, column: str, problems: list[str]) -> tuple[int, int] | None:
     match = _RATIO.match(text)
-    if not match or int(match[1]) > int(match[2]) or int(match[2]) < 1:
-        problems.append(f"row {row.line}, field {column!r}: expected a sparsity ratio N:M with N <= M,"
+    if not match or not 1 <= int(match[1]) <= int(match[2]):  # 0:4 would keep no weight at all
+        problems.append(f"row {row.line}, field {column!r}: expected a sparsity ratio N:M with 1 <= N <= M,"
                         f" not {text!r}")
         return None
     return int(match[1]), int(match[2])
