@@ -57,6 +57,22 @@ def test_product_enumerates_row_major_in_declaration_order_with_canonical_values
     ]
 
 
+def test_a_boolean_must_be_true_or_false_and_the_mappers_dataflow_is_written_like_the_arrays():
+    space = Space(params={"array.split_folds": [True, False], "mapper.dataflow": ["WS", " os"]})
+    assert space.points() == [
+        {"array.split_folds": True, "mapper.dataflow": "ws"},
+        {"array.split_folds": True, "mapper.dataflow": "os"},
+        {"array.split_folds": False, "mapper.dataflow": "ws"},
+        {"array.split_folds": False, "mapper.dataflow": "os"},
+    ]
+    with pytest.raises(ConfigError, match=r"^array\.split_folds: must be true or false, not 'false'$"):
+        Space(params={"array.split_folds": ["false"]})
+    with pytest.raises(ConfigError, match=r"^mapper\.keep_operands: must be true or false, not 0$"):
+        Space(params={"mapper.keep_operands": [0]})
+    with pytest.raises(ConfigError, match=r"^mapper\.dataflow: Dataflow must be one of 'ws', 'os', 'is', not 'rs'$"):
+        Space(params={"mapper.dataflow": ["rs"]})
+
+
 def test_zip_group_is_one_axis_and_tied_size_sets_rows_and_cols():
     space = Space(params={"workload.nm": ["dense", "2:4"]},
                   zip=[{"array.rows": [8, 16], "array.cols": [32, 16]}])
