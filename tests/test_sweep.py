@@ -245,6 +245,22 @@ def test_spec_errors_are_one_line_naming_file_and_key(tmp_path, spec, message):
     assert proc.stderr == f"accel: error: {path}: {message}\n"
 
 
+def test_a_workload_file_that_cannot_be_read_stops_the_sweep_before_any_row(tmp_path):
+    (tmp_path / "topology.csv").write_text("Layer name, IFMAP Height, IFMAP Width\nc1, 8, x\n")
+    (tmp_path / "model.onnx").write_bytes(b"not a protobuf")
+    for workload in ("topology.csv", "model.onnx"):
+        path = tmp_path / "spec.toml"
+        path.write_text(f'[sweep]\nworkloads = ["resnet18", "{workload}"]\n[params]\n"array.size" = [8, 16]\n')
+        out = tmp_path / "r.csv"
+        proc = _accel("sweep", str(path), "--out", str(out), "--workers", "1")
+        assert (proc.returncode, proc.stdout) == (2, "")
+        assert re.fullmatch(rf"accel: error: {re.escape(str(path))}: sweep\.workloads: [^\n]*"
+                            rf"{re.escape(str(tmp_path / workload))}[^\n]*\n", proc.stderr), proc.stderr
+        assert not out.exists() and not out.with_name("r.csv.partial.jsonl").exists()
+    with pytest.raises(ConfigError, match=r"^workloads: ONNX file .*model\.onnx.* cannot be parsed"):
+        run_sweep(Space(params={"array.size": [8]}), [str(tmp_path / "model.onnx")], max_workers=1)
+
+
 def test_help_explains_the_spec_format():
     proc = _accel("sweep", "--help")
     assert proc.returncode == 0

@@ -27,7 +27,7 @@ from sim.metrics import METRICS, metric_row
 from sim.sweep.space import Space
 from workloads import Graph
 
-__all__ = ["load_base", "materialize", "run_chunk"]
+__all__ = ["check_workload", "load_base", "materialize", "run_chunk"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,13 @@ def _base_dict(base_json: str) -> dict[str, Any]:
 def _graph(workload: str, nm: str) -> Graph:
     graph = workloads_pkg.load(workload)
     return graph if nm == "dense" else workloads_pkg.sparsify(graph, nm)
+
+
+def check_workload(workload: str) -> None:
+    """Load ``workload`` (a zoo name or a .onnx/.csv file) as the rows will, so that a file that cannot
+    be read is one error before any row (raises its :class:`~accel.errors.WorkloadError`), not an
+    ``invalid`` row per point. Memoised with the rows' own loads: in this process they load it no more."""
+    _graph(workload, "dense")
 
 
 def _split(base: dict[str, Any], params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:

@@ -39,10 +39,10 @@ import pandas as pd
 
 import workloads as workloads_pkg
 from accel import config
-from accel.errors import ConfigError
+from accel.errors import AccelError, ConfigError
 from sim.metrics import METRICS
 from sim.sweep import executors
-from sim.sweep.point import Task, load_base, run_chunk
+from sim.sweep.point import Task, check_workload, load_base, run_chunk
 from sim.sweep.results import (
     COLUMNS,
     Journal,
@@ -72,6 +72,11 @@ def _check_workloads(names: Sequence[str]) -> tuple[str, ...]:
         if not isinstance(name, str) or (name not in zoo and not Path(name).is_file()):
             raise ConfigError(f"workloads: {name!r} is neither a zoo model ({', '.join(sorted(zoo))}) "
                               f"nor an existing .onnx/.csv file")
+        if name not in zoo:
+            try:
+                check_workload(name)
+            except AccelError as exc:
+                raise ConfigError(f"workloads: {exc}") from None
     return tuple(names)
 
 

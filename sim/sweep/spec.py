@@ -2,8 +2,9 @@
 
 :func:`load_spec` reads one into a :class:`SweepSpec`; :func:`default_spec_path` is the built-in spec
 ``accel sweep`` runs without a file (``sim/sweeps/default.toml``, package data). Every problem (a
-file that cannot be read or is not TOML, an unknown table or key, a value of the wrong type) raises
-one :class:`~accel.errors.ConfigError` naming the file and the key.
+file that cannot be read or is not TOML, an unknown table or key, a value of the wrong type, a
+workload file that cannot be imported) raises one :class:`~accel.errors.ConfigError` naming the
+file and the key.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from accel import config
-from accel.errors import ConfigError
+from accel.errors import AccelError, ConfigError
 from sim.metrics import METRICS
+from sim.sweep.point import check_workload
 from sim.sweep.space import Space
 from workloads import zoo
 
@@ -128,6 +130,10 @@ def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
         if isinstance(name, str) and name in zoo_names:
             resolved.append(name)
         elif isinstance(name, str) and (path.parent / name).is_file():
+            try:
+                check_workload(str(path.parent / name))
+            except AccelError as exc:
+                raise ConfigError(f"{source}: sweep.workloads: {exc}") from None
             resolved.append(str(path.parent / name))
         else:
             raise ConfigError(f"{source}: sweep.workloads: unknown workload {name!r} (a zoo model such as "
