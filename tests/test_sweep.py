@@ -236,6 +236,8 @@ def test_library_refuses_to_overwrite_and_resume_of_finished_sweep_is_a_no_op(tm
      "sweep.workloads: unknown workload 'resnet99' (a zoo model such as resnet18, or an existing .onnx/.csv file)"),
     ('[sweep]\nworkloads = ["resnet18"]\nsample = "lhs"\n[params]\n"array.size" = [8]\n',
      "sweep.samples must be a positive integer with sample = 'lhs', not None"),
+    ('[sweep]\nworkloads = ["resnet18"]\nsamples = 2\n[params]\n"array.size" = [8, 16, 32]\n',
+     "sweep.samples = 2 needs sample = 'random' or 'lhs' (a product enumerates every point)"),
 ])
 def test_spec_errors_are_one_line_naming_file_and_key(tmp_path, spec, message):
     path = tmp_path / "bad.toml"

@@ -110,6 +110,10 @@ def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
     for key in settings:
         if key not in _SWEEP_KEYS:
             raise ConfigError(f"{source}: unknown key sweep.{key} (expected one of {', '.join(_SWEEP_KEYS)})")
+    if "samples" in data.get("sweep", {}) and settings.get("sample", "product") == "product" \
+            and overrides.get("sample") is None:  # an explicit sample="product" override runs every point
+        raise ConfigError(f"{source}: sweep.samples = {settings['samples']!r} needs sample = 'random' or 'lhs' "
+                          "(a product enumerates every point)")
     if "workloads" not in settings:
         raise ConfigError(f"{source}: sweep.workloads is missing (a list of zoo names or .onnx/.csv files)")
     base = settings.get("base", "gemmini")
