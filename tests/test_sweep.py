@@ -234,6 +234,8 @@ def test_library_refuses_to_overwrite_and_resume_of_finished_sweep_is_a_no_op(tm
     ('[sweep]\nworkloads = ["resnet18"]\n[params]\n', "params: the space is empty (sweep at least one parameter)"),
     ('[sweep]\nworkloads = ["resnet99"]\n[params]\n"array.size" = [8]\n',
      "sweep.workloads: unknown workload 'resnet99' (a zoo model such as resnet18, or an existing .onnx/.csv file)"),
+    ('[sweep]\nworkloads = ["models/net.onnx"]\n[params]\n"array.size" = [8]\n',
+     "sweep.workloads: no file {folder}/models/net.onnx (a workload file is found relative to the spec's folder)"),
     ('[sweep]\nworkloads = ["resnet18"]\nsample = "lhs"\n[params]\n"array.size" = [8]\n',
      "sweep.samples must be a positive integer with sample = 'lhs', not None"),
     ('[sweep]\nworkloads = ["resnet18"]\nsamples = 2\n[params]\n"array.size" = [8, 16, 32]\n',
@@ -244,7 +246,7 @@ def test_spec_errors_are_one_line_naming_file_and_key(tmp_path, spec, message):
     path.write_text(spec)
     proc = _accel("sweep", str(path), "--out", str(tmp_path / "r.csv"))
     assert (proc.returncode, proc.stdout) == (2, "")
-    assert proc.stderr == f"accel: error: {path}: {message}\n"
+    assert proc.stderr == f"accel: error: {path}: {message.format(folder=tmp_path)}\n"
 
 
 def test_a_workload_file_that_cannot_be_read_stops_the_sweep_before_any_row(tmp_path):

@@ -139,6 +139,9 @@ def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
             except AccelError as exc:
                 raise ConfigError(f"{source}: sweep.workloads: {exc}") from None
             resolved.append(str(path.parent / name))
+        elif isinstance(name, str) and name.lower().endswith((".onnx", ".csv")):
+            raise ConfigError(f"{source}: sweep.workloads: no file {path.parent / name} (a workload file is found "
+                              f"relative to the spec's folder)")
         else:
             raise ConfigError(f"{source}: sweep.workloads: unknown workload {name!r} (a zoo model such as "
                               f"resnet18, or an existing .onnx/.csv file)")
