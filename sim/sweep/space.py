@@ -19,10 +19,10 @@ points; asking for more than the product holds is an error.
 
 Values are checked and written in one canonical form when the space is built (sizes as integer
 bytes, dataflows and N:M patterns as lowercase strings, booleans only as true or false), so
-``"128 KiB"`` and ``131072`` are the same point. A path that names no field, or a value of the wrong type, raises
-:class:`~accel.errors.ConfigError` naming the key; a value of the right type that makes an invalid
-design (``rows = 0``, a 2:4 array with 3 rows) is not an error here: that point's rows are kept with
-status ``invalid``.
+``"128 KiB"`` and ``131072`` are the same point. A path that names no field, or a value of the wrong type,
+raises :class:`~accel.errors.ConfigError` naming the key; a value of the right type that makes an
+invalid design (``rows = 0``, a 2:4 array with 3 rows) is not an error here: that point's rows are
+kept with status ``invalid``.
 """
 
 from __future__ import annotations
