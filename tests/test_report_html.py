@@ -356,3 +356,28 @@ def test_report_drills_into_a_sweep_whose_base_was_a_toml_file(tmp_path, shared_
     assert main(["report", str(results), "--out", str(out), "--base", str(design), "--drill-down", "1"]) == 0
     page = (out / "index.html").read_text()
     assert "Could not map and simulate" not in page and "matches the sweep" in page
+
+
+def test_a_drill_down_on_a_design_the_sweep_did_not_run_is_refused_and_names_base(tmp_path, shared_data, capsys):
+    """A TOML design that kept its preset's name: without --base the preset would be re-run in its place."""
+    from sim.sweep import Space, run_sweep, write_results
+
+    design = tmp_path / "slow_dram.toml"
+    design.write_text(config.dumps(config.load("fpga-small")).replace("bandwidth_bytes_per_cycle = 4.0",
+                                                                      "bandwidth_bytes_per_cycle = 1.0"))
+    assert config.load(design).name == "fpga-small" and config.load(design) != config.load("fpga-small")
+    frame = run_sweep(Space(base=str(design), params={"array.size": [2, 4]}),
+                      [str(shared_data / "scalesim" / "alexnet.csv")], max_workers=1)
+    results = tmp_path / "r.csv"
+    write_results(frame, results)
+    out = tmp_path / "report"
+    assert main(["report", str(results), "--out", str(out), "--drill-down", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the sweep did not run on the preset 'fpga-small'" in err and "--base" in err
+    page = (out / "index.html").read_text()
+    assert "Could not map and simulate this point again" in page and "differs from the sweep" not in page
+    assert main(["report", str(results), "--out", str(out), "--drill-down", "1", "--base", "gemmini"]) == 0
+    assert "the sweep did not run on gemmini" in capsys.readouterr().err
+    assert main(["report", str(results), "--out", str(out), "--drill-down", "1", "--base", str(design)]) == 0
+    assert capsys.readouterr().err == ""
+    assert "matches the sweep" in (out / "index.html").read_text()

@@ -57,6 +57,22 @@ def test_product_enumerates_row_major_in_declaration_order_with_canonical_values
     ]
 
 
+def test_a_boolean_must_be_true_or_false_and_the_mappers_dataflow_is_written_like_the_arrays():
+    space = Space(params={"array.split_folds": [True, False], "mapper.dataflow": ["WS", " os"]})
+    assert space.points() == [
+        {"array.split_folds": True, "mapper.dataflow": "ws"},
+        {"array.split_folds": True, "mapper.dataflow": "os"},
+        {"array.split_folds": False, "mapper.dataflow": "ws"},
+        {"array.split_folds": False, "mapper.dataflow": "os"},
+    ]
+    with pytest.raises(ConfigError, match=r"^array\.split_folds: must be true or false, not 'false'$"):
+        Space(params={"array.split_folds": ["false"]})
+    with pytest.raises(ConfigError, match=r"^mapper\.keep_operands: must be true or false, not 0$"):
+        Space(params={"mapper.keep_operands": [0]})
+    with pytest.raises(ConfigError, match=r"^mapper\.dataflow: Dataflow must be one of 'ws', 'os', 'is', not 'rs'$"):
+        Space(params={"mapper.dataflow": ["rs"]})
+
+
 def test_zip_group_is_one_axis_and_tied_size_sets_rows_and_cols():
     space = Space(params={"workload.nm": ["dense", "2:4"]},
                   zip=[{"array.rows": [8, 16], "array.cols": [32, 16]}])
@@ -218,15 +234,35 @@ def test_library_refuses_to_overwrite_and_resume_of_finished_sweep_is_a_no_op(tm
     ('[sweep]\nworkloads = ["resnet18"]\n[params]\n', "params: the space is empty (sweep at least one parameter)"),
     ('[sweep]\nworkloads = ["resnet99"]\n[params]\n"array.size" = [8]\n',
      "sweep.workloads: unknown workload 'resnet99' (a zoo model such as resnet18, or an existing .onnx/.csv file)"),
+    ('[sweep]\nworkloads = ["models/net.onnx"]\n[params]\n"array.size" = [8]\n',
+     "sweep.workloads: no file {folder}/models/net.onnx (a workload file is found relative to the spec's folder)"),
     ('[sweep]\nworkloads = ["resnet18"]\nsample = "lhs"\n[params]\n"array.size" = [8]\n',
      "sweep.samples must be a positive integer with sample = 'lhs', not None"),
+    ('[sweep]\nworkloads = ["resnet18"]\nsamples = 2\n[params]\n"array.size" = [8, 16, 32]\n',
+     "sweep.samples = 2 needs sample = 'random' or 'lhs' (a product enumerates every point)"),
 ])
 def test_spec_errors_are_one_line_naming_file_and_key(tmp_path, spec, message):
     path = tmp_path / "bad.toml"
     path.write_text(spec)
     proc = _accel("sweep", str(path), "--out", str(tmp_path / "r.csv"))
     assert (proc.returncode, proc.stdout) == (2, "")
-    assert proc.stderr == f"accel: error: {path}: {message}\n"
+    assert proc.stderr == f"accel: error: {path}: {message.format(folder=tmp_path)}\n"
+
+
+def test_a_workload_file_that_cannot_be_read_stops_the_sweep_before_any_row(tmp_path):
+    (tmp_path / "topology.csv").write_text("Layer name, IFMAP Height, IFMAP Width\nc1, 8, x\n")
+    (tmp_path / "model.onnx").write_bytes(b"not a protobuf")
+    for workload in ("topology.csv", "model.onnx"):
+        path = tmp_path / "spec.toml"
+        path.write_text(f'[sweep]\nworkloads = ["resnet18", "{workload}"]\n[params]\n"array.size" = [8, 16]\n')
+        out = tmp_path / "r.csv"
+        proc = _accel("sweep", str(path), "--out", str(out), "--workers", "1")
+        assert (proc.returncode, proc.stdout) == (2, "")
+        assert re.fullmatch(rf"accel: error: {re.escape(str(path))}: sweep\.workloads: [^\n]*"
+                            rf"{re.escape(str(tmp_path / workload))}[^\n]*\n", proc.stderr), proc.stderr
+        assert not out.exists() and not out.with_name("r.csv.partial.jsonl").exists()
+    with pytest.raises(ConfigError, match=r"^workloads: ONNX file .*model\.onnx.* cannot be parsed"):
+        run_sweep(Space(params={"array.size": [8]}), [str(tmp_path / "model.onnx")], max_workers=1)
 
 
 def test_help_explains_the_spec_format():

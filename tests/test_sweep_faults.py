@@ -262,6 +262,20 @@ def test_csv_counts_are_integers_and_round_trip(tmp_path):
     pd.testing.assert_frame_equal(read_results(tmp_path / "r.csv"), frame)
 
 
+def test_a_csv_saved_again_by_a_spreadsheet_reads_back_the_same(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark and ends lines with CRLF."""
+    workload = [str(_write_spec(tmp_path).with_name("small.csv"))]
+    out = tmp_path / "r.csv"
+    frame = run_sweep(SPACE, workload, max_workers=1, out=out)
+    out.write_bytes(b"\xef\xbb\xbf" + out.read_bytes().replace(b"\n", b"\r\n"))
+    pd.testing.assert_frame_equal(read_results(out), frame)
+    calls = []
+    resumed = run_sweep(SPACE, workload, max_workers=1, out=out, resume=True,
+                        progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(4, 4)]
+    pd.testing.assert_frame_equal(resumed, frame)
+
+
 # -- light imports ------------------------------------------------------------------------------------------
 
 def test_reports_and_numerics_import_no_mapper_sweep_simpy_or_pandas():

@@ -3,7 +3,9 @@
 Registered by :mod:`accel.cli` through :func:`register`. A missing or unreadable file raises
 :class:`sim.sweep.SweepError` (from :func:`sim.sweep.read_results`), an unusable one (no rows, no
 ``ok`` row, an objective that is not a column) :class:`reports.pareto.ReportError`, each naming the
-file, which the CLI prints as one line ``accel: error: ...`` with exit status 2.
+file, which the CLI prints as one line ``accel: error: ...`` with exit status 2. A drill-down row whose
+``key`` says it ran on another design than ``--base`` (or the preset its ``arch`` names) is not
+re-run: the page notes it and a warning says to give the sweep's base design.
 """
 
 from __future__ import annotations
@@ -57,15 +59,22 @@ def _report(args: argparse.Namespace) -> int:
         check_results(frame, objectives)
     except ReportError as exc:
         raise ReportError(f"{path}: {exc}") from None
-    rebuild = None
-    if args.base is not None:
-        from accel import config
-        from sim.sweep import materialize
+    from accel import config
+    from accel.errors import ConfigError
+    from sim.sweep import materialize
+    from sim.sweep.point import computed_on
 
-        base = config.load(args.base)  # a bad design fails here, naming it, before anything is written
+    base = None if args.base is None else config.load(args.base)  # a bad design fails here, before any write
 
-        def rebuild(row: Any) -> Any:
-            return materialize(row, base)
+    def rebuild(row: Any) -> Any:
+        # A row's key says which design it ran on: a TOML base that kept its preset's name must not be
+        # re-run as that preset, nor a point on any other design than the sweep's.
+        design = row["arch"] if base is None else base
+        if not computed_on(row, design):
+            which = f"the preset {design!r}" if base is None else str(args.base)
+            raise ConfigError(f"the sweep did not run on {which} (the row's key is another design's); give the "
+                              f"sweep's base design with --base PRESET or FILE.toml")
+        return materialize(row, design)
 
     index = write_html_report(frame, args.out, objectives=objectives, title=args.title, drill_down=args.drill_down,
                               rebuild=rebuild)

@@ -10,6 +10,7 @@ an ``error`` row. The metrics are those of :mod:`sim.metrics`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ from sim.metrics import METRICS, metric_row
 from sim.sweep.space import Space
 from workloads import Graph
 
-__all__ = ["load_base", "materialize", "run_chunk"]
+__all__ = ["check_workload", "computed_on", "load_base", "materialize", "row_key", "run_chunk"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,27 @@ def load_base(base: Any) -> Accelerator:
     return base if isinstance(base, Accelerator) else config.load(base)
 
 
+def row_key(base: Mapping[str, Any], fpga_family: str, params: Mapping[str, Any], workload: str,
+            fpga_device: str | None = None) -> str:
+    """A row's ``key``: the SHA-1 of the canonical JSON of its base design (its TOML form as a dict), FPGA
+    family, overrides and workload, and its FPGA device when the sweep has one."""
+    identity: dict[str, Any] = {"base": base, "fpga_family": fpga_family, "params": params, "workload": workload}
+    if fpga_device is not None:  # absent otherwise: unconstrained sweeps keep their keys
+        identity["fpga_device"] = fpga_device
+    return hashlib.sha1(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def computed_on(row: Mapping[str, Any], base: Any) -> bool:
+    """Whether the sweep row ``row`` (with ``key``, ``params`` and ``workload``) was computed on the base
+    design ``base`` (preset name, TOML path or Accelerator), whatever FPGA family and device it ran with."""
+    from accel.resources import DEVICES
+
+    design = config.to_dict(load_base(base))
+    params = json.loads(row["params"]) if isinstance(row["params"], str) else dict(row["params"])
+    return any(row_key(design, family.value, params, row["workload"], device) == row["key"]
+               for family, devices in DEVICES.items() for device in (None, *(d.name for d in devices)))
+
+
 @functools.lru_cache(maxsize=8)
 def _base_dict(base_json: str) -> dict[str, Any]:
     return json.loads(base_json)
@@ -49,6 +71,13 @@ def _base_dict(base_json: str) -> dict[str, Any]:
 def _graph(workload: str, nm: str) -> Graph:
     graph = workloads_pkg.load(workload)
     return graph if nm == "dense" else workloads_pkg.sparsify(graph, nm)
+
+
+def check_workload(workload: str) -> None:
+    """Load ``workload`` (a zoo name or a .onnx/.csv file) as the rows will, so that a file that cannot
+    be read is one error before any row (raises its :class:`~accel.errors.WorkloadError`), not an
+    ``invalid`` row per point. Memoised with the rows' own loads: in this process they load it no more."""
+    _graph(workload, "dense")
 
 
 def _split(base: dict[str, Any], params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:

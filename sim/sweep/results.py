@@ -131,7 +131,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
             exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}  # 3: default
             frame = pd.read_csv(path, keep_default_na=False, na_values={m: ["NaN", "", "<NA>"] for m in METRICS},
                                 dtype={c: str for c in _STRING_COLUMNS}, **exact)
-            with path.open(newline="") as handle:
+            with path.open(newline="", encoding="utf-8-sig") as handle:  # as pandas: a spreadsheet's BOM is no name
                 header = next(csv.reader(handle), [])
             if len(header) == len(frame.columns):
                 frame.columns = header  # pandas renames a repeated name (a swept clock_hz) to clock_hz.1

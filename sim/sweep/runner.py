@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -39,10 +38,10 @@ import pandas as pd
 
 import workloads as workloads_pkg
 from accel import config
-from accel.errors import ConfigError
+from accel.errors import AccelError, ConfigError
 from sim.metrics import METRICS
 from sim.sweep import executors
-from sim.sweep.point import Task, load_base, run_chunk
+from sim.sweep.point import Task, check_workload, load_base, row_key, run_chunk
 from sim.sweep.results import (
     COLUMNS,
     Journal,
@@ -72,6 +71,11 @@ def _check_workloads(names: Sequence[str]) -> tuple[str, ...]:
         if not isinstance(name, str) or (name not in zoo and not Path(name).is_file()):
             raise ConfigError(f"workloads: {name!r} is neither a zoo model ({', '.join(sorted(zoo))}) "
                               f"nor an existing .onnx/.csv file")
+        if name not in zoo:
+            try:
+                check_workload(name)
+            except AccelError as exc:
+                raise ConfigError(f"workloads: {exc}") from None
     return tuple(names)
 
 
@@ -96,10 +100,7 @@ class _Tasks:
         for point, params in enumerate(self.points):
             params_json = _canonical(params)
             for workload in self.workloads:
-                identity = {"base": base, "fpga_family": space.fpga_family, "params": params, "workload": workload}
-                if space.fpga_device is not None:  # absent otherwise: unconstrained sweeps keep their keys
-                    identity["fpga_device"] = space.fpga_device
-                key = hashlib.sha1(_canonical(identity).encode()).hexdigest()
+                key = row_key(base, space.fpga_family, params, workload, space.fpga_device)
                 self.identity[key] = {"point": point, "key": key, "workload": workload, "arch": self.arch.name,
                                       **{p: param_column_value(params[p]) for p in space.paths},
                                       "params": params_json}

@@ -18,11 +18,11 @@ distinct point drawn uniformly from the rest. Either way there are exactly ``sam
 points; asking for more than the product holds is an error.
 
 Values are checked and written in one canonical form when the space is built (sizes as integer
-bytes, dataflows and N:M patterns as lowercase strings), so ``"128 KiB"`` and ``131072`` are the
-same point. A path that names no field, or a value of the wrong type, raises
-:class:`~accel.errors.ConfigError` naming the key; a value of the right type that makes an invalid
-design (``rows = 0``, a 2:4 array with 3 rows) is not an error here: that point's rows are kept with
-status ``invalid``.
+bytes, dataflows and N:M patterns as lowercase strings, booleans only as true or false), so
+``"128 KiB"`` and ``131072`` are the same point. A path that names no field, or a value of the wrong type,
+raises :class:`~accel.errors.ConfigError` naming the key; a value of the right type that makes an
+invalid design (``rows = 0``, a 2:4 array with 3 rows) is not an error here: that point's rows are
+kept with status ``invalid``.
 """
 
 from __future__ import annotations
@@ -95,6 +95,12 @@ def _normalize(kind: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"must be a number, not {value!r}")
         return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"must be true or false, not {value!r}")
+        return value
+    if kind == "Dataflow | None":  # the mapper's: None searches every dataflow of the array
+        return None if value is None else Dataflow.parse(value).value
     if kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"must be a string, not {value!r}")

@@ -2,8 +2,9 @@
 
 :func:`load_spec` reads one into a :class:`SweepSpec`; :func:`default_spec_path` is the built-in spec
 ``accel sweep`` runs without a file (``sim/sweeps/default.toml``, package data). Every problem (a
-file that cannot be read or is not TOML, an unknown table or key, a value of the wrong type) raises
-one :class:`~accel.errors.ConfigError` naming the file and the key.
+file that cannot be read or is not TOML, an unknown table or key, a value of the wrong type, a
+workload file that cannot be imported) raises one :class:`~accel.errors.ConfigError` naming the
+file and the key.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from accel import config
-from accel.errors import ConfigError
+from accel.errors import AccelError, ConfigError
 from sim.metrics import METRICS
+from sim.sweep.point import check_workload
 from sim.sweep.space import Space
 from workloads import zoo
 
@@ -108,6 +110,10 @@ def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
     for key in settings:
         if key not in _SWEEP_KEYS:
             raise ConfigError(f"{source}: unknown key sweep.{key} (expected one of {', '.join(_SWEEP_KEYS)})")
+    if "samples" in data.get("sweep", {}) and settings.get("sample", "product") == "product" \
+            and overrides.get("sample") is None:  # an explicit sample="product" override runs every point
+        raise ConfigError(f"{source}: sweep.samples = {settings['samples']!r} needs sample = 'random' or 'lhs' "
+                          "(a product enumerates every point)")
     if "workloads" not in settings:
         raise ConfigError(f"{source}: sweep.workloads is missing (a list of zoo names or .onnx/.csv files)")
     base = settings.get("base", "gemmini")
@@ -128,7 +134,14 @@ def load_spec(path: str | Path, **overrides: Any) -> SweepSpec:
         if isinstance(name, str) and name in zoo_names:
             resolved.append(name)
         elif isinstance(name, str) and (path.parent / name).is_file():
+            try:
+                check_workload(str(path.parent / name))
+            except AccelError as exc:
+                raise ConfigError(f"{source}: sweep.workloads: {exc}") from None
             resolved.append(str(path.parent / name))
+        elif isinstance(name, str) and name.lower().endswith((".onnx", ".csv")):
+            raise ConfigError(f"{source}: sweep.workloads: no file {path.parent / name} (a workload file is found "
+                              f"relative to the spec's folder)")
         else:
             raise ConfigError(f"{source}: sweep.workloads: unknown workload {name!r} (a zoo model such as "
                               f"resnet18, or an existing .onnx/.csv file)")
