@@ -92,6 +92,8 @@ def load(spec: str | Path) -> Accelerator:
     if not text_spec.endswith(".toml") and "/" not in text_spec and preset_file.is_file():
         return loads(preset_file.read_text(), source=f"preset {text_spec}")
     path = Path(spec)
+    if path.is_dir():
+        raise ConfigError(f"{text_spec}: is a folder, not a TOML file (or a preset: {', '.join(preset_names())})")
     if not path.is_file():
         raise ConfigError(
             f"{text_spec}: not a preset ({', '.join(preset_names())}) and no such TOML file"

@@ -180,10 +180,13 @@ class SystolicArray:
                 problems.append(f"{name} must be a number format, not {getattr(self, name)!r}")
         if not all(isinstance(s, Sparsity) for s in self.sparsity):
             problems.append(f"sparsity must be a list of N:M patterns, not {self.sparsity!r}")
-        elif _is_int(self.rows) and self.rows > 0:
-            for s in self.sparsity:
-                if self.rows % s.n:  # each row group of the sparse tile holds one group's N kept weights
-                    problems.append(f"rows must be a multiple of N to run {s} sparsity, not {self.rows}")
+        else:
+            if len(set(self.sparsity)) != len(self.sparsity):
+                problems.append(f"sparsity must not repeat a pattern, not {[str(s) for s in self.sparsity]!r}")
+            if _is_int(self.rows) and self.rows > 0:
+                for s in dict.fromkeys(self.sparsity):
+                    if self.rows % s.n:  # each row group of the sparse tile holds one group's N kept weights
+                        problems.append(f"rows must be a multiple of N to run {s} sparsity, not {self.rows}")
         _raise_problems(problems)
 
     @property

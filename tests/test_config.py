@@ -88,9 +88,12 @@ GOOD = config.dumps(config.load("fpga-small"))
         # 10. a description that is not text (info and dumps would print the number)
         (lambda t: t.replace('description = "', 'description = 5 #'),
          r"^.*bad\.toml: description must be a string, not 5$"),
+        # 11. a sparsity pattern listed twice (a copy-paste slip)
+        (lambda t: t.replace("sparsity = []", 'sparsity = ["2:4", "2:4"]'),
+         r"^.*bad\.toml: array\.sparsity must not repeat a pattern, not \['2:4', '2:4'\]$"),
     ],
     ids=["syntax", "unknown-field", "out-of-range", "wrong-type", "bad-dataflow", "missing-section",
-         "bad-format", "size-not-whole-words", "capability-not-bool", "description-not-text"],
+         "bad-format", "size-not-whole-words", "capability-not-bool", "description-not-text", "repeated-pattern"],
 )
 def test_bad_toml_names_file_and_field(tmp_path, edit, message):
     path = tmp_path / "bad.toml"
@@ -134,6 +137,13 @@ def test_unknown_preset_lists_the_presets():
     with pytest.raises(ConfigError, match=r"^tpu-v9: not a preset \(eyeriss, fpga-small, gemmini, gemmini-2021, "
                                           r"sparse-nm, tpu-v1\) and no such TOML file$"):
         config.load("tpu-v9")
+
+
+def test_a_folder_is_not_mistaken_for_a_missing_file(tmp_path):
+    folder = tmp_path / "design.toml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=rf"^{folder}: is a folder, not a TOML file \(or a preset: eyeriss, "):
+        config.load(folder)
 
 
 def test_sizes_accept_units():
