@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -129,6 +130,30 @@ def test_invalid_points_are_kept_with_their_reason():
     assert arch.array.rows == 8 and arch.scratchpad.size_bytes == 131072 and graph.name == "bert_base_layer@2:4"
 
 
+def test_the_workloads_batch_and_an_onnx_models_symbolic_dimensions_are_parameters(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 32])
+    w = numpy_helper.from_array(np.zeros((64, 32), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g", [x], [y], [w])
+    model = tmp_path / "dynamic.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+
+    space = Space(base="gemmini", params={"workload.batch": [1, 2], "workload.dim.seq": [16, 128]})
+    frame = run_sweep(space, [str(model)], max_workers=1)
+    assert list(frame["status"]) == ["ok"] * 4
+    assert list(frame["macs"]) == [b * s * 64 * 32 for b in (1, 2) for s in (16, 128)]
+    _, graph, _ = materialize(frame.iloc[3], "gemmini")
+    assert graph.tensors["y"].shape == (2, 128, 32)
+
+    zoo = run_sweep(Space(base="gemmini", params={"workload.batch": [2, 0]}), ["bert_base_layer"], max_workers=1)
+    assert list(zoo["status"]) == ["ok", "invalid"]
+    assert zoo["reason"][1] == "Zoo model 'bert_base_layer': batch must be a positive integer, not 0"
+    with pytest.raises(ConfigError, match=r"workload\.dim\.seq: must be an integer, not '128'"):
+        Space(params={"workload.dim.seq": ["128"]})
+
+
 SMALL = Space(base="gemmini", params={"array.size": [8, 16], "array.dataflows": [["ws"], ["os"]],
                                       "scratchpad.size_bytes": ["64 KiB", 100]})  # 100: not whole words
 
@@ -228,8 +253,8 @@ def test_library_refuses_to_overwrite_and_resume_of_finished_sweep_is_a_no_op(tm
 
 @pytest.mark.parametrize(("spec", "message"), [
     ('[sweep]\nworkloads = ["resnet18"]\n[params]\n"array.rowz" = [8]\n',
-     "array.rowz: unknown parameter (expected clock_hz, workload.nm, array.size or a field such as array.rows, "
-     "scratchpad.size_bytes, mapper.allocator)"),
+     "array.rowz: unknown parameter (expected clock_hz, workload.nm, workload.batch, workload.dim.NAME, array.size "
+     "or a field such as array.rows, scratchpad.size_bytes, mapper.allocator)"),
     ('[sweep]\nworkloads = ["resnet18"]\n[params]\narray.rows = [8, "x"]\n', "array.rows: must be an integer, not 'x'"),
     ('[sweep]\nworkloads = ["resnet18"]\n[params]\n', "params: the space is empty (sweep at least one parameter)"),
     ('[sweep]\nworkloads = ["resnet99"]\n[params]\n"array.size" = [8]\n',

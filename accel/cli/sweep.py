@@ -38,13 +38,15 @@ A spec is a TOML file:
   "dram.bandwidth_bytes_per_cycle" = [8.0, 16.0]
   "mapper.allocator" = ["none", "greedy"] # any field of mapper.MapOptions
   "workload.nm" = ["dense", "2:4"]        # weights N:M sparse (workloads.sparsify)
+  "workload.batch" = [1, 8]               # batch size (as accel run --batch)
 
   [[zip]]                                 # optional: keys that move together (one axis)
   "array.rows" = [8, 16]
   "array.cols" = [32, 16]
 
 Keys are dotted paths into the hardware TOML (accel info PRESET --toml), plus clock_hz,
-array.size, mapper.* and workload.nm. Points that make an invalid design are kept with status
+array.size, mapper.*, workload.nm, workload.batch and workload.dim.NAME (an ONNX model's symbolic
+input dimension, as accel run --dim NAME=SIZE). Points that make an invalid design are kept with status
 "invalid" and the reason. Finished rows are journaled to OUT.partial.jsonl as they come: after an
 interruption, run the same command with --resume to compute only what is missing.
 """

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import mapper
 import workloads as workloads_pkg
@@ -67,27 +67,42 @@ def _base_dict(base_json: str) -> dict[str, Any]:
     return json.loads(base_json)
 
 
+class Shape(NamedTuple):
+    """A point's workload options: N:M pattern, batch (None: the workload's own) and symbolic dims."""
+
+    nm: str = "dense"
+    batch: int | None = None
+    dims: tuple[tuple[str, int], ...] = ()  # (name, size), sorted by name
+
+
+_DENSE = Shape()
+
+
 @functools.lru_cache(maxsize=64)
-def _graph(workload: str, nm: str) -> Graph:
-    graph = workloads_pkg.load(workload)
-    return graph if nm == "dense" else workloads_pkg.sparsify(graph, nm)
+def _graph(workload: str, shape: Shape = _DENSE) -> Graph:
+    graph = workloads_pkg.load(workload, batch=shape.batch, dims=dict(shape.dims) or None)
+    return graph if shape.nm == "dense" else workloads_pkg.sparsify(graph, shape.nm)
 
 
 def check_workload(workload: str) -> None:
     """Load ``workload`` (a zoo name or a .onnx/.csv file) as the rows will, so that a file that cannot
     be read is one error before any row (raises its :class:`~accel.errors.WorkloadError`), not an
     ``invalid`` row per point. Memoised with the rows' own loads: in this process they load it no more."""
-    _graph(workload, "dense")
+    _graph(workload)
 
 
-def _split(base: dict[str, Any], params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """The design dict, the MapOptions keywords and the N:M pattern of a point."""
+def _split(base: dict[str, Any], params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Shape]:
+    """The design dict, the MapOptions keywords and the workload options of a point."""
     design = json.loads(json.dumps(base))  # a deep copy of plain data
     options: dict[str, Any] = {}
-    nm = "dense"
+    nm, batch, dims = "dense", None, {}
     for path, value in params.items():
         if path == "workload.nm":
             nm = value
+        elif path == "workload.batch":
+            batch = value
+        elif path.startswith("workload.dim."):
+            dims[path.removeprefix("workload.dim.")] = value
         elif path == "array.size":
             design["array"]["rows"] = design["array"]["cols"] = value
         elif path.startswith("mapper."):
@@ -97,7 +112,7 @@ def _split(base: dict[str, Any], params: Mapping[str, Any]) -> tuple[dict[str, A
             design.setdefault(section, {})[name] = value
         else:
             design[path] = value
-    return design, options, nm
+    return design, options, Shape(nm, batch, tuple(sorted(dims.items())))
 
 
 def _reason(exc: BaseException) -> str:
@@ -107,12 +122,12 @@ def _reason(exc: BaseException) -> str:
 
 def _run_point(base: dict[str, Any], family: str, params: dict[str, Any], workload: str,
                device: str | None = None) -> dict[str, Any]:
-    design, options, nm = _split(base, params)
+    design, options, shape = _split(base, params)
     try:
         arch = config.from_dict(design, source="design")
         if device is not None:
             _check_fit(arch, family, device)
-        graph, map_options = _graph(workload, nm), MapOptions(**options)
+        graph, map_options = _graph(workload, shape), MapOptions(**options)
         summary = simulate(mapper.map_graph(graph, arch, map_options)).summary()
         return {"status": "ok", "reason": "", **metric_row(arch, summary, family)}
     except AccelError as exc:
@@ -166,5 +181,5 @@ def materialize(row_or_params: Mapping[str, Any], base: Any = None, *,
     if base is None:
         raise ConfigError("materialize needs the base design: a row with 'arch', or base=")
     normalized = Space(base=base, params={p: [v] for p, v in params.items()}).points()[0]
-    design, options, nm = _split(config.to_dict(load_base(base)), normalized)
-    return config.from_dict(design, source="design"), _graph(workload, nm), MapOptions(**options)
+    design, options, shape = _split(config.to_dict(load_base(base)), normalized)
+    return config.from_dict(design, source="design"), _graph(workload, shape), MapOptions(**options)

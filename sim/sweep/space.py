@@ -3,8 +3,10 @@
 A parameter is a dotted path into the TOML layout of :mod:`accel.config` (``array.rows``,
 ``scratchpad.size_bytes``, ``dram.bandwidth_bytes_per_cycle``, ``clock_hz``, ``energy.vector_op_pj``),
 a mapper option (``mapper.allocator``, ``mapper.objective``, any field of :class:`mapper.MapOptions`)
-or the workload option ``workload.nm`` (``"dense"`` or an N:M pattern such as ``"2:4"``, applied with
-:func:`workloads.sparsify`). ``array.size`` is a tied parameter: ``rows = cols = size``.
+or a workload option: ``workload.nm`` (``"dense"`` or an N:M pattern such as ``"2:4"``, applied with
+:func:`workloads.sparsify`), ``workload.batch`` (the batch size, as ``accel run --batch``) or
+``workload.dim.NAME`` (the size of an ONNX model's symbolic input dimension ``NAME``, as ``--dim
+NAME=SIZE``). ``array.size`` is a tied parameter: ``rows = cols = size``.
 
 A :class:`Space` has *axes*: each entry of ``params`` is one axis (its values in order), and each
 ``zip`` group is one axis whose parameters move together (lists of equal length, the i-th values
@@ -55,7 +57,7 @@ _TIED = {"array.size": ("array.rows", "array.cols")}
 
 def parameter_paths() -> tuple[str, ...]:
     """Every path a space may sweep (besides ``energy.*`` fields, which are listed too)."""
-    paths = ["clock_hz", "workload.nm", *_TIED]
+    paths = ["clock_hz", "workload.nm", "workload.batch", *_TIED]  # and workload.dim.NAME for any NAME
     for section, cls in _SECTIONS.items():
         paths.extend(f"{section}.{f.name}" for f in dataclasses.fields(cls))
     return tuple(paths)
@@ -66,14 +68,14 @@ def _annotation(path: str) -> str:
         return "float"
     if path == "workload.nm":
         return "nm"
-    if path in _TIED:
+    if path == "workload.batch" or path in _TIED or (path.startswith("workload.dim.") and path[13:]):
         return "int"
     section, _, name = path.partition(".")
     cls = _SECTIONS.get(section)
     fields = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
     if name not in fields:
-        raise ConfigError("unknown parameter (expected clock_hz, workload.nm, array.size or a field such as "
-                          "array.rows, scratchpad.size_bytes, mapper.allocator)")
+        raise ConfigError("unknown parameter (expected clock_hz, workload.nm, workload.batch, workload.dim.NAME, "
+                          "array.size or a field such as array.rows, scratchpad.size_bytes, mapper.allocator)")
     if name in ("size_bytes", "scratchpad_bytes"):
         return "size"
     return str(fields[name].type)
