@@ -42,7 +42,8 @@ from enum import Enum, StrEnum
 from accel.errors import MappingError
 from accel.hardware import Dataflow
 
-__all__ = ["ALLOCATORS", "OBJECTIVES", "Allocator", "Depthwise", "LoopOrder", "MapOptions", "Objective", "Schedule"]
+__all__ = ["ALLOCATORS", "CHOICE_FIELDS", "OBJECTIVES", "Allocator", "Depthwise", "LoopOrder", "MapOptions",
+           "Objective", "Schedule"]
 
 
 class Allocator(StrEnum):
@@ -97,6 +98,8 @@ _CHOICES: dict[str, tuple[type[Enum], str]] = {
     "dataflow": (Dataflow, "Dataflow"),
     "schedule": (Schedule, "Schedule"),
 }
+#: The :class:`MapOptions` fields that take one of an enum's values.
+CHOICE_FIELDS = frozenset(_CHOICES)
 
 
 def choice(enum: type[Enum], value: object, what: str) -> Enum:

@@ -130,6 +130,18 @@ def test_invalid_points_are_kept_with_their_reason():
     assert arch.array.rows == 8 and arch.scratchpad.size_bytes == 131072 and graph.name == "bert_base_layer@2:4"
 
 
+def test_a_mapper_option_is_checked_when_the_space_is_built_and_its_choice_written_in_lowercase():
+    with pytest.raises(ConfigError, match=r"^mapper\.allocator: Allocator must be one of none, greedy, firstfit, "
+                                          r"ilp, not 'ilpx'$"):
+        Space(params={"mapper.allocator": ["none", "ilpx"]})
+    with pytest.raises(ConfigError, match=r"^mapper\.mip_gap: ILP MIP gap must be in \[0, 1\), not 1.5$"):
+        Space(params={"mapper.mip_gap": [1.5]})
+    space = Space(params={"mapper.allocator": ["ILP", " greedy"], "mapper.objective": ["EDP"],
+                          "mapper.dataflow": ["OS", None]})
+    assert space.points() == [{"mapper.allocator": a, "mapper.objective": "edp", "mapper.dataflow": d}
+                              for a in ("ilp", "greedy") for d in ("os", None)]
+
+
 def test_the_workloads_batch_and_an_onnx_models_symbolic_dimensions_are_parameters(tmp_path):
     from onnx import TensorProto, helper, numpy_helper, save
 
@@ -238,10 +250,10 @@ def test_resume_after_sigkill_recomputes_nothing_that_finished(tmp_path):
 
 
 def test_library_refuses_to_overwrite_and_resume_of_finished_sweep_is_a_no_op(tmp_path):
-    space = Space(base="gemmini", params={"array.size": [16], "mapper.allocator": ["none", "bogus"]})
+    space = Space(base="gemmini", params={"array.size": [16], "scratchpad.size_bytes": ["256 KiB", 0]})
     out = tmp_path / "r.csv"
     first = run_sweep(space, ["bert_base_layer"], max_workers=1, out=out)
-    assert first["reason"][1] == "Allocator must be one of none, greedy, firstfit, ilp, not 'bogus'"
+    assert first["reason"][1] == "scratchpad.size_bytes must be a positive integer, not 0"
     with pytest.raises(SweepError, match=r"r\.csv exists; pass --resume"):
         run_sweep(space, ["bert_base_layer"], max_workers=1, out=out)
     calls = []

@@ -21,7 +21,8 @@ points; asking for more than the product holds is an error.
 
 Values are checked and written in one canonical form when the space is built (sizes as integer
 bytes, dataflows and N:M patterns as lowercase strings, booleans only as true or false), so
-``"128 KiB"`` and ``131072`` are the same point. A path that names no field, or a value of the wrong type,
+``"128 KiB"`` and ``131072`` are the same point. A path that names no field, or a value of the wrong type
+(a mapper option's value that :class:`mapper.MapOptions` refuses, such as a misspelt allocator),
 raises :class:`~accel.errors.ConfigError` naming the key; a value of the right type that makes an
 invalid design (``rows = 0``, a 2:4 array with 3 rows) is not an error here: that point's rows are
 kept with status ``invalid``.
@@ -34,16 +35,17 @@ import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
 from accel.config import parse_size
 from accel.energy import EnergyTable
-from accel.errors import ConfigError
+from accel.errors import ConfigError, MappingError
 from accel.formats import NumberFormat
 from accel.hardware import DMA, DRAM, Dataflow, Memory, Sparsity, SystolicArray, VectorUnit
-from mapper.options import MapOptions
+from mapper.options import CHOICE_FIELDS, MapOptions
 
 __all__ = ["SAMPLES", "Space", "param_column_value", "parameter_paths"]
 
@@ -145,9 +147,25 @@ def _check_axis(path: str, values: Any) -> tuple[Any, ...]:
             raise ConfigError(f"must be a list of values, not {values!r}")
         if not values:
             raise ConfigError("must list at least one value")
-        return tuple(_normalize(kind, v) for v in values)
+        normalized = tuple(_normalize(kind, v) for v in values)
+        if path.startswith("mapper."):
+            normalized = tuple(_mapper_value(path.removeprefix("mapper."), v) for v in normalized)
+        return normalized
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _mapper_value(name: str, value: Any) -> Any:
+    """A mapper option's value checked as :class:`mapper.MapOptions` checks it (each field on its own), so
+    that a misspelt choice (``allocator = "ilpx"``) is one error naming the key, not an invalid row per
+    point; a choice is written as its lowercase value (``"ILP"`` and ``"ilp"`` are one point)."""
+    if isinstance(value, str) and name in CHOICE_FIELDS:
+        value = value.strip().lower()
+    try:
+        checked = getattr(MapOptions(**{name: value}), name)
+    except MappingError as exc:
+        raise ConfigError(str(exc)) from None
+    return checked.value if isinstance(checked, Enum) else value
 
 
 @dataclass(frozen=True)
