@@ -299,7 +299,12 @@ class _Machine:
             self.dram[at:at + data.size] = data
 
     def load_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        """The codes of every graph input a needed layer reads (a float input only float layers read,
+        beyond the requested tensors, is not the hardware's)."""
+        read = {name for layer in self.graph.layers if layer.name in self.needed for name in layer.inputs}
         for t in self.graph.inputs:
+            if t.name not in read:
+                continue
             if t.name not in inputs:
                 raise ExecutionError(f"Graph {self.graph.name!r}: no codes given for input {t.name!r} "
                                      f"(shape {t.shape})")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from accel import config
 from accel.cli import main
@@ -133,3 +134,65 @@ def test_a_model_with_float_layers_is_checked_where_its_integer_part_ends(capsys
     code, out, _ = run(capsys, "run", "--workload", str(transformer_file), "--arch", "gemmini", "--check-numerics",
                        "--requant", "float32-half-even")
     assert code == 0 and "compared where the integer part ends: onnxruntime computes attention.softmax" in out
+
+
+def _quantized_file(path: Path, model: onnx.ModelProto, **options) -> Path:
+    """``model`` quantized by onnxruntime's quantize_static with ``options``, calibrated on seeded inputs."""
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    from workloads.quantize import calibration_inputs
+
+    feeds = iter(calibration_inputs(model, count=3, seed=1))
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(feeds, None)
+
+    source = path.with_name("float_" + path.name)
+    onnx.save(model, str(source))
+    logging.disable(logging.WARNING)
+    try:
+        quantize_static(str(source), str(path), Reader(), **options)
+    finally:
+        logging.disable(logging.NOTSET)
+    return path
+
+
+def _float_model(name: str, nodes: list, inputs: dict[str, tuple[int, ...]], output: str,
+                 weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                            for n, s in inputs.items()],
+                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def _residual_model() -> onnx.ModelProto:
+    """conv + relu, added to the graph input, relu."""
+    rng = np.random.default_rng(3)
+    return _float_model("residual", [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Add", ["r", "x"], ["a"], name="add"),
+        helper.make_node("Relu", ["a"], ["y"], name="relu2")], {"x": (1, 8, 16, 16)}, "y",
+        {"w": (0.3 * rng.standard_normal((8, 8, 3, 3))).astype(np.float32),
+         "b": (0.3 * rng.standard_normal(8)).astype(np.float32)})
+
+
+def test_a_float_island_reading_a_graph_input_is_checked_where_the_integer_part_ends(capsys, tmp_path):
+    """Only the convolution quantized (QOperator): the float add reads the float graph input itself,
+    which the integer part does not need."""
+    from onnxruntime.quantization import QuantFormat
+
+    path = _quantized_file(tmp_path / "residual_conv_only.onnx", _residual_model(),
+                           quant_format=QuantFormat.QOperator, op_types_to_quantize=["Conv"])
+    for arch in ("gemmini", "sparse-nm"):
+        code, out, err = run(capsys, "run", "--workload", str(path), "--arch", arch, "--check-numerics",
+                             "--requant", "float32-half-even", "--json")
+        assert code == 0, err
+        numerics = json.loads(out)["numerics"]
+        assert numerics["equal"] and numerics["float_layers"] == ["relu", "add", "relu2"]
+        (output,) = numerics["outputs"]
+        assert output["name"] == "c_quantized" and output["elements"] == 8 * 16 * 16
