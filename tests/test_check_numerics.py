@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,26 @@ def test_given_inputs_are_used_and_checked(capsys, tmp_path, model_file, onnxrun
     code, _, err = run(capsys, "run", "--workload", str(model_file), "--check-numerics",
                        "--inputs", str(tmp_path / "wrong.npz"))
     assert code == 2 and "no array for graph input 'input.1' (the file has image)" in err
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    (lambda path, x: np.save(path, x), r"not a readable \.npz file of arrays \(it holds one unnamed array; save one "
+                                       r"array per graph input with numpy\.savez\(FILE, NAME=array, \.\.\.\)\)"),
+    (lambda path, x: np.savez(path, **{"input.1": x.astype(np.float64)}),
+     r"array 'input\.1' holds float64 values; the graph input takes float32 \(convert it with "
+     r"\.astype\(numpy\.float32\)\)"),
+    (lambda path, x: np.savez(path, **{"input.1": np.where(x > 2, np.nan, x)}),
+     r"array 'input\.1' holds \d+ NaN or infinite value\(s\); the inputs must be finite"),
+], ids=["npy-file", "float64-array", "nan-values"])
+def test_inputs_a_user_writes_wrongly_exit_2_with_one_line_naming_the_file(capsys, tmp_path, model_file, write,
+                                                                          message):
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    path = tmp_path / "inputs.npz"
+    write(path, x)
+    path = next(tmp_path.iterdir())  # numpy.save names the file .npz.npy
+    code, _, err = run(capsys, "run", "--workload", str(model_file), "--check-numerics", "--inputs", str(path))
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.fullmatch(rf"accel: error: --inputs {re.escape(str(path))}: {message}\n", err), err
 
 
 @pytest.mark.parametrize(("argv", "message"), [
