@@ -10,6 +10,8 @@ zero differences; other modes round some values the other way, which the check s
 graph with float layers (a transformer's softmax, layer norm and GELU in onnxruntime's QDQ model) is
 checked where its integer part ends (:func:`integer_frontier`): the codes of the tensors the float
 layers read, against onnxruntime's same tensors; the check names the float layers it did not run.
+A layer the plan runs N:M whose weights are not N:M (a dense model marked ``--nm``) is refused: the
+array would drop weights the model multiplies.
 
 :func:`onnxruntime_outputs` is the oracle alone: a model's outputs on a feed, by name.
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from accel.commands import Store
 from accel.errors import ToolError, WorkloadError
+from mapper.layout import weight_matrix
 from mapper.plan import Plan
 from sim.execute import execute_graph
 from workloads.graph import Graph
@@ -157,6 +160,7 @@ def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
     """``plan``'s functional outputs against onnxruntime's on ``model`` (see the module docstring). A
     graph with float layers (which this hardware does not run) is checked where its integer part ends
     (:func:`integer_frontier`): those tensors' codes against onnxruntime's same tensors."""
+    _refuse_unpruned_weights(plan.graph or graph, plan)
     feed = dict(inputs) if inputs is not None else seeded_inputs(model, graph, seed=seed)
     frontier = integer_frontier(graph, plan)
     floats = tuple(layer.name for layer in split_host(graph).device.float_layers())
@@ -176,3 +180,25 @@ def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
                                      max_abs_diff=float(diff.max()) if diff.size else 0.0))
     return NumericsCheck(outputs=tuple(rows), requant=plan.arch.array.requant.value,
                          float_layers=floats if frontier else ())
+
+
+def _refuse_unpruned_weights(graph: Graph, plan: Plan) -> None:
+    """Raise when a layer ``plan`` runs N:M on packed tiles has weights that are not N:M along the reduction:
+    the array keeps ``N`` of each group of ``M``, dropping weights the model (and onnxruntime) multiplies,
+    so a difference would be the marking's (``--nm`` on a dense model), not the design's."""
+    for layer in graph.layers:
+        nm = layer.sparsity
+        if nm is None or len(layer.inputs) < 2 or layer.inputs[1] not in plan.weight_tiles:
+            continue
+        value = graph.tensors[layer.inputs[1]].value
+        if value is None:
+            continue
+        codes = weight_matrix(graph, layer, value)  # groups x k x n, k in the reduction order
+        padded = np.pad(codes, ((0, 0), (0, -codes.shape[1] % nm.m), (0, 0)))
+        counts = np.count_nonzero(padded.reshape(codes.shape[0], -1, nm.m, codes.shape[2]), axis=2)
+        crowded = int(np.count_nonzero(counts > nm.n))
+        if crowded:
+            raise WorkloadError(f"Layer {layer.name!r} runs {nm.n}:{nm.m} sparse on {plan.arch.name} but {crowded} "
+                                f"of {counts.size} groups of {nm.m} of its weights hold more than {nm.n} non-zeros; "
+                                "the array would drop weights onnxruntime multiplies (prune the model before "
+                                f"quantizing, as examples/quantize_onnx.py --nm {nm.n}:{nm.m} does, or leave out --nm)")

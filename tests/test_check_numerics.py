@@ -217,3 +217,23 @@ def test_a_float_island_reading_a_graph_input_is_checked_where_the_integer_part_
         assert numerics["equal"] and numerics["float_layers"] == ["relu", "add", "relu2"]
         (output,) = numerics["outputs"]
         assert output["name"] == "c_quantized" and output["elements"] == 8 * 16 * 16
+
+
+def test_dense_weights_marked_n_m_on_a_design_that_runs_n_m_are_refused_naming_the_layer(capsys, tmp_path):
+    """``--nm 2:4`` on a model whose weights are dense: the sparse array would drop weights onnxruntime
+    multiplies, so the comparison would blame the design for the marking; on a dense design it runs dense."""
+    from onnxruntime.quantization import QuantFormat
+
+    rng = np.random.default_rng(5)
+    model = _float_model("conv", [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                         {"x": (1, 8, 8, 8)}, "y", {"w": (0.3 * rng.standard_normal((8, 8, 3, 3))).astype(np.float32),
+                                                    "b": (0.3 * rng.standard_normal(8)).astype(np.float32)})
+    path = _quantized_file(tmp_path / "dense_conv.onnx", model, quant_format=QuantFormat.QOperator)
+    argv = ("run", "--workload", str(path), "--check-numerics", "--requant", "float32-half-even", "--nm", "2:4")
+    code, _, err = run(capsys, *argv, "--arch", "sparse-nm")
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.search(r"Layer 'conv_quant' runs 2:4 sparse on sparse-nm but \d+ of \d+ groups of 4 of its weights hold "
+                     r"more than 2 non-zeros; the array would drop weights onnxruntime multiplies \(prune the model "
+                     r"before quantizing, as examples/quantize_onnx\.py --nm 2:4 does, or leave out --nm\)$", err), err
+    code, out, err = run(capsys, *argv, "--arch", "gemmini")  # no 2:4 on this array: the layer runs dense
+    assert code == 0 and "numerics           equal" in out, err
