@@ -161,6 +161,7 @@ def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
     graph with float layers (which this hardware does not run) is checked where its integer part ends
     (:func:`integer_frontier`): those tensors' codes against onnxruntime's same tensors."""
     _refuse_unpruned_weights(plan.graph or graph, plan)
+    _refuse_other_shapes(model, graph)
     feed = dict(inputs) if inputs is not None else seeded_inputs(model, graph, seed=seed)
     frontier = integer_frontier(graph, plan)
     floats = tuple(layer.name for layer in split_host(graph).device.float_layers())
@@ -202,3 +203,22 @@ def _refuse_unpruned_weights(graph: Graph, plan: Plan) -> None:
                                 f"of {counts.size} groups of {nm.m} of its weights hold more than {nm.n} non-zeros; "
                                 "the array would drop weights onnxruntime multiplies (prune the model before "
                                 f"quantizing, as examples/quantize_onnx.py --nm {nm.n}:{nm.m} does, or leave out --nm)")
+
+
+def _refuse_other_shapes(model: str | Path | Any, graph: Graph) -> None:
+    """Raise when ``graph`` (loaded with ``--batch`` or ``--dim``) gives an input another size along a
+    dimension the ONNX ``model`` fixes: onnxruntime runs the file as it is."""
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False) if isinstance(model, (str, Path)) else model
+    declared = {vi.name: vi.type.tensor_type.shape.dim for vi in proto.graph.input}
+    for t in graph.inputs:
+        dims = declared.get(t.name)
+        if dims is None or len(dims) != len(t.shape):
+            continue
+        fixed = tuple(d.dim_value if d.HasField("dim_value") else size for d, size in zip(dims, t.shape, strict=True))
+        if fixed != tuple(t.shape):
+            where = f"ONNX file {str(model)!r}" if isinstance(model, (str, Path)) else "The ONNX model"
+            raise WorkloadError(f"{where}: input {t.name!r} has shape {fixed} in the file, not the {tuple(t.shape)} "
+                                "the graph was loaded with (--batch or --dim); onnxruntime runs the file as it is, so "
+                                "check numerics at its own shapes")

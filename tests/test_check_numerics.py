@@ -237,3 +237,11 @@ def test_dense_weights_marked_n_m_on_a_design_that_runs_n_m_are_refused_naming_t
                      r"before quantizing, as examples/quantize_onnx\.py --nm 2:4 does, or leave out --nm\)$", err), err
     code, out, err = run(capsys, *argv, "--arch", "gemmini")  # no 2:4 on this array: the layer runs dense
     assert code == 0 and "numerics           equal" in out, err
+
+
+def test_a_batch_size_the_model_does_not_have_is_refused_naming_the_input(capsys, model_file):
+    code, _, err = run(capsys, "run", "--workload", str(model_file), "--check-numerics", "--batch", "2")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == (f"accel: error: ONNX file {str(model_file)!r}: input 'input.1' has shape (1, 3, 32, 32) in the "
+                   "file, not the (2, 3, 32, 32) the graph was loaded with (--batch or --dim); onnxruntime runs the "
+                   "file as it is, so check numerics at its own shapes\n")
