@@ -261,7 +261,8 @@ class _Machine:
             if layer.op.is_view:
                 _check_view(g, layer, self.images)
                 continue
-            reason = _unsupported(g, layer, self.images) or _mode_unsupported(layer, self.requant)
+            reason = (_widths_unsupported(g, layer) or _unsupported(g, layer, self.images)
+                      or _mode_unsupported(layer, self.requant))
             if reason:
                 raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}): {reason}")
 
@@ -703,6 +704,27 @@ def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Req
     if fn in ("identity", "passthrough"):
         return values[0]
     raise ExecutionError(f"Layer {layer.name!r}: element-wise {fn!r} is not modelled on codes")
+
+
+def _widths_unsupported(graph: Graph, layer: Layer) -> str | None:
+    """Why ``layer``'s codes do not fit the hardware (``None``: they do): the array and the vector unit
+    read and write 8-bit codes (DRAM and the scratchpad hold them as bytes) and the array multiplies
+    8-bit weights; 16-bit codes (onnxruntime's QInt16) and int32 results (``ConvInteger``) are not those."""
+    for name in (*layer.inputs, *layer.outputs):
+        t = graph.tensors[name]
+        if t.is_constant or t.dtype in _CODE_DTYPES:
+            continue
+        role = "output" if name in layer.outputs else "input"
+        return f"its {role} {name!r} holds {t.dtype} codes; {_WIDTHS}"
+    if layer.gemm is not None and not _two_activations(graph, layer):
+        weights = graph.tensors[layer.inputs[1]]
+        if weights.dtype not in _CODE_DTYPES:
+            return f"its weights {weights.name!r} are {weights.dtype} codes; {_WIDTHS}"
+    return None
+
+
+_CODE_DTYPES = ("int8", "uint8")
+_WIDTHS = "functional execution models 8-bit codes (int8, uint8) in and out of every layer and 8-bit weights"
 
 
 def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | None:

@@ -245,3 +245,42 @@ def test_a_batch_size_the_model_does_not_have_is_refused_naming_the_input(capsys
     assert err == (f"accel: error: ONNX file {str(model_file)!r}: input 'input.1' has shape (1, 3, 32, 32) in the "
                    "file, not the (2, 3, 32, 32) the graph was loaded with (--batch or --dim); onnxruntime runs the "
                    "file as it is, so check numerics at its own shapes\n")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"weight_type": "QInt16"}, "its weights 'w_quantized' are int16 codes"),
+    ({"activation_type": "QInt16"}, "its input 'x_QuantizeLinear_Output' holds int16 codes"),
+    ({"activation_type": "QUInt16"}, "its input 'x_QuantizeLinear_Output' holds uint16 codes"),
+], ids=["int16-weights", "int16-activations", "uint16-activations"])
+def test_codes_wider_than_8_bits_are_refused_naming_the_layer_and_tensor(capsys, tmp_path, options, message):
+    """onnxruntime's 16-bit quantization: the array and the vector unit compute on 8-bit codes (the
+    16-bit weights were truncated to bytes, a silent wrong answer)."""
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    rng = np.random.default_rng(2)
+    model = _float_model("conv", [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                         {"x": (1, 3, 8, 8)}, "y", {"w": (0.3 * rng.standard_normal((8, 3, 3, 3))).astype(np.float32),
+                                                    "b": (0.3 * rng.standard_normal(8)).astype(np.float32)})
+    path = _quantized_file(tmp_path / "conv16.onnx", model, quant_format=QuantFormat.QDQ,
+                           **{key: getattr(QuantType, value) for key, value in options.items()})
+    code, _, err = run(capsys, "run", "--workload", str(path), "--check-numerics", "--requant", "float32-half-even")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == (f"accel: error: Layer 'conv' (Conv): {message}; functional execution models 8-bit codes "
+                   "(int8, uint8) in and out of every layer and 8-bit weights\n")
+
+
+def test_integer_ops_with_int32_outputs_are_refused_naming_the_layer(capsys, tmp_path):
+    """ConvInteger's int32 accumulators are not the 8-bit codes a store writes (they were reported as
+    differences of tens of thousands)."""
+    w = np.random.default_rng(4).integers(-64, 64, (4, 3, 3, 3)).astype(np.int8)
+    graph = helper.make_graph(
+        [helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["y"], name="conv", pads=[1, 1, 1, 1])], "integer",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, (1, 3, 6, 6))],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(7, np.uint8), "xz"),
+         numpy_helper.from_array(np.array(0, np.int8), "wz")])
+    path = tmp_path / "conv_integer.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    code, _, err = run(capsys, "run", "--workload", str(path), "--check-numerics", "--requant", "float32-half-even")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("accel: error: Layer 'conv' (Conv): its output 'y' holds int32 codes; "), err
