@@ -284,3 +284,12 @@ def test_integer_ops_with_int32_outputs_are_refused_naming_the_layer(capsys, tmp
     code, _, err = run(capsys, "run", "--workload", str(path), "--check-numerics", "--requant", "float32-half-even")
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith("accel: error: Layer 'conv' (Conv): its output 'y' holds int32 codes; "), err
+
+
+def test_a_check_that_cannot_run_leaves_no_report_behind(capsys, tmp_path, model_file):
+    out = tmp_path / "report"
+    np.savez(tmp_path / "inputs.npz", **{"input.1": np.zeros((1, 3, 32, 32))})  # float64: refused
+    code, _, err = run(capsys, "run", "--workload", str(model_file), "--check-numerics", "--out", str(out),
+                       "--inputs", str(tmp_path / "inputs.npz"))
+    assert code == 2 and "holds float64 values" in err
+    assert not out.exists() or not any(out.iterdir())
