@@ -293,3 +293,29 @@ def test_a_check_that_cannot_run_leaves_no_report_behind(capsys, tmp_path, model
                        "--inputs", str(tmp_path / "inputs.npz"))
     assert code == 2 and "holds float64 values" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_where_the_integer_part_ends_on_chip_the_check_says_so_instead_of_running_the_float_layers(capsys, tmp_path):
+    """With an allocator the codes a float layer reads may stay in the scratchpad: there is nothing in
+    DRAM to compare, which the check says (it used to run the whole graph and refuse the float layer)."""
+    from onnxruntime.quantization import QuantFormat
+
+    rng = np.random.default_rng(6)
+    model = _float_model("sigmoid", [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
+        helper.make_node("Conv", ["s", "w2", "b2"], ["y"], name="conv2")], {"x": (1, 3, 8, 8)}, "y",
+        {"w": (0.3 * rng.standard_normal((8, 3, 3, 3))).astype(np.float32),
+         "b": (0.3 * rng.standard_normal(8)).astype(np.float32),
+         "w2": (0.3 * rng.standard_normal((4, 8, 1, 1))).astype(np.float32),
+         "b2": (0.3 * rng.standard_normal(4)).astype(np.float32)})
+    path = _quantized_file(tmp_path / "sigmoid.onnx", model, quant_format=QuantFormat.QDQ)
+    argv = ("run", "--workload", str(path), "--check-numerics", "--requant", "float32-half-even", "--json")
+    code, out, err = run(capsys, *argv, "--allocator", "none")
+    assert code == 0, err
+    assert json.loads(out)["numerics"]["float_layers"] == ["sigmoid"]
+    code, _, err = run(capsys, *argv, "--allocator", "greedy")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == ("accel: error: Graph 'sigmoid': its integer part ends at 'c_QuantizeLinear_Output', which float "
+                   "layer(s) sigmoid read, but this plan keeps those codes on chip (no store writes them to DRAM), so "
+                   "there is nothing to compare with onnxruntime; check numerics with --allocator none\n")
