@@ -17,7 +17,7 @@ from typing import Any
 from accel import config
 from accel.cli._output import OutputError, folder_for_output
 from accel.cli._output import table as _table
-from accel.cli._types import dimension, positive_int
+from accel.cli._types import dimension, non_negative_int, positive_int
 from accel.errors import MappingError
 
 __all__ = ["RUN_FILES", "register"]
@@ -93,7 +93,7 @@ def register(subparsers: Any) -> None:
     numerics.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
                           help="graph inputs for --check-numerics, one array per input name (default: seeded "
                                "N(0, 1) floats of the inputs' shapes, see --seed)")
-    numerics.add_argument("--seed", type=int, default=None,
+    numerics.add_argument("--seed", type=non_negative_int, default=None,
                           help="seed of the default --check-numerics inputs (default 0)")
     run.set_defaults(handler=_command)
 
