@@ -78,7 +78,7 @@ import numpy as np
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import AccelError
 from accel.formats import NumberFormat, Requantization
-from mapper.decide import band_images, band_span
+from mapper.decide import band_images, band_span, chunking
 from mapper.emit import dram_addresses
 from mapper.layout import (
     MatrixView,
@@ -753,6 +753,10 @@ def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | No
     if layer.op is OpKind.CONCAT:
         if any(graph.tensors[t].is_constant for t in layer.inputs):
             return "a concatenation with a constant operand is not modelled yet"
+        if chunking(graph, layer, layer.inputs, 0) == ("", 0):  # not runs of the storage's rows
+            out = graph.tensors[layer.outputs[0]]
+            return (f"a concatenation along axis {int(layer.attrs.get('axis', 1)) % len(out.shape)} of {out.shape} "
+                    "is not modelled (only along an image's channels, or the last axis of another tensor)")
         return None
     if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in ("add", "mul", "relu"):
         return _elementwise_unsupported(graph, layer)

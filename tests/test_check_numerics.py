@@ -319,3 +319,23 @@ def test_where_the_integer_part_ends_on_chip_the_check_says_so_instead_of_runnin
     assert err == ("accel: error: Graph 'sigmoid': its integer part ends at 'c_QuantizeLinear_Output', which float "
                    "layer(s) sigmoid read, but this plan keeps those codes on chip (no store writes them to DRAM), so "
                    "there is nothing to compare with onnxruntime; check numerics with --allocator none\n")
+
+
+def test_a_concatenation_along_image_rows_is_refused_before_it_runs(capsys, tmp_path):
+    """Images are stored channels-last: a concatenation along their height is not runs of rows the
+    vector unit copies (it failed mid-run on 'byte shares')."""
+    from onnxruntime.quantization import QuantFormat
+
+    rng = np.random.default_rng(7)
+    model = _float_model("concat_h", [
+        helper.make_node("Conv", ["x", "w", "b"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "w2", "b2"], ["c2"], name="conv2"),
+        helper.make_node("Concat", ["c1", "c2"], ["cc"], name="concat", axis=2),
+        helper.make_node("Conv", ["cc", "w3", "b3"], ["y"], name="conv3")], {"x": (1, 4, 8, 8)}, "y",
+        {name: (0.3 * rng.standard_normal(shape)).astype(np.float32) for name, shape in [
+            ("w", (6, 4, 3, 3)), ("b", (6,)), ("w2", (6, 4, 1, 1)), ("b2", (6,)), ("w3", (5, 6, 1, 1)), ("b3", (5,))]})
+    path = _quantized_file(tmp_path / "concat_h.onnx", model, quant_format=QuantFormat.QOperator)
+    code, _, err = run(capsys, "run", "--workload", str(path), "--check-numerics", "--requant", "float32-half-even")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == ("accel: error: Layer 'concat_quant' (Concat): a concatenation along axis 2 of (1, 6, 16, 8) is not "
+                   "modelled (only along an image's channels, or the last axis of another tensor)\n"), err
