@@ -78,7 +78,7 @@ import numpy as np
 from accel.commands import Block, Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import AccelError
 from accel.formats import NumberFormat, Requantization
-from mapper.decide import band_images, band_span
+from mapper.decide import band_images, band_span, chunking
 from mapper.emit import dram_addresses
 from mapper.layout import (
     MatrixView,
@@ -261,7 +261,8 @@ class _Machine:
             if layer.op.is_view:
                 _check_view(g, layer, self.images)
                 continue
-            reason = _unsupported(g, layer, self.images) or _mode_unsupported(layer, self.requant)
+            reason = (_widths_unsupported(g, layer) or _unsupported(g, layer, self.images)
+                      or _mode_unsupported(layer, self.requant))
             if reason:
                 raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}): {reason}")
 
@@ -299,7 +300,12 @@ class _Machine:
             self.dram[at:at + data.size] = data
 
     def load_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        """The codes of every graph input a needed layer reads (a float input only float layers read,
+        beyond the requested tensors, is not the hardware's)."""
+        read = {name for layer in self.graph.layers if layer.name in self.needed for name in layer.inputs}
         for t in self.graph.inputs:
+            if t.name not in read:
+                continue
             if t.name not in inputs:
                 raise ExecutionError(f"Graph {self.graph.name!r}: no codes given for input {t.name!r} "
                                      f"(shape {t.shape})")
@@ -700,6 +706,27 @@ def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Req
     raise ExecutionError(f"Layer {layer.name!r}: element-wise {fn!r} is not modelled on codes")
 
 
+def _widths_unsupported(graph: Graph, layer: Layer) -> str | None:
+    """Why ``layer``'s codes do not fit the hardware (``None``: they do): the array and the vector unit
+    read and write 8-bit codes (DRAM and the scratchpad hold them as bytes) and the array multiplies
+    8-bit weights; 16-bit codes (onnxruntime's QInt16) and int32 results (``ConvInteger``) are not those."""
+    for name in (*layer.inputs, *layer.outputs):
+        t = graph.tensors[name]
+        if t.is_constant or t.dtype in _CODE_DTYPES:
+            continue
+        role = "output" if name in layer.outputs else "input"
+        return f"its {role} {name!r} holds {t.dtype} codes; {_WIDTHS}"
+    if layer.gemm is not None and not _two_activations(graph, layer):
+        weights = graph.tensors[layer.inputs[1]]
+        if weights.dtype not in _CODE_DTYPES:
+            return f"its weights {weights.name!r} are {weights.dtype} codes; {_WIDTHS}"
+    return None
+
+
+_CODE_DTYPES = ("int8", "uint8")
+_WIDTHS = "functional execution models 8-bit codes (int8, uint8) in and out of every layer and 8-bit weights"
+
+
 def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | None:
     """Why the executor cannot run ``layer`` (``None``: it can)."""
     reason = supported(graph, layer)
@@ -726,6 +753,10 @@ def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | No
     if layer.op is OpKind.CONCAT:
         if any(graph.tensors[t].is_constant for t in layer.inputs):
             return "a concatenation with a constant operand is not modelled yet"
+        if chunking(graph, layer, layer.inputs, 0) == ("", 0):  # not runs of the storage's rows
+            out = graph.tensors[layer.outputs[0]]
+            return (f"a concatenation along axis {int(layer.attrs.get('axis', 1)) % len(out.shape)} of {out.shape} "
+                    "is not modelled (only along an image's channels, or the last axis of another tensor)")
         return None
     if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in ("add", "mul", "relu"):
         return _elementwise_unsupported(graph, layer)

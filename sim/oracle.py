@@ -10,6 +10,9 @@ zero differences; other modes round some values the other way, which the check s
 graph with float layers (a transformer's softmax, layer norm and GELU in onnxruntime's QDQ model) is
 checked where its integer part ends (:func:`integer_frontier`): the codes of the tensors the float
 layers read, against onnxruntime's same tensors; the check names the float layers it did not run.
+When the plan keeps every one of those tensors on chip (an allocator), the check says so rather than
+run the float layers. A layer the plan runs N:M whose weights are not N:M (a dense model marked
+``--nm``) is refused: the array would drop weights the model multiplies.
 
 :func:`onnxruntime_outputs` is the oracle alone: a model's outputs on a feed, by name.
 
@@ -28,6 +31,7 @@ import numpy as np
 
 from accel.commands import Store
 from accel.errors import ToolError, WorkloadError
+from mapper.layout import weight_matrix
 from mapper.plan import Plan
 from sim.execute import execute_graph
 from workloads.graph import Graph
@@ -127,12 +131,17 @@ def integer_frontier(graph: Graph, plan: Plan) -> tuple[str, ...]:
     produces and a float layer reads (directly or through views and dequantizations: the codes before
     them), and every graph output, that depends on no float layer and that the program stores to
     DRAM. Empty for a graph without float layers."""
+    stored = {c.tensor for c in plan.commands if isinstance(c, Store)}
+    return tuple(t for t in _frontier(graph) if t in stored)
+
+
+def _frontier(graph: Graph) -> dict[str, list[str]]:
+    """:func:`integer_frontier` wherever the plan keeps the tensors: each with the float layers reading it."""
     device = split_host(graph).device
     floats = device.float_layers()
     if not floats:
-        return ()
+        return {}
     float_names = {layer.name for layer in floats}
-    stored = {c.tensor for c in plan.commands if isinstance(c, Store)}
 
     def root(name: str) -> str:  # through views and dequantizations to the codes they read
         producer = device.tensors[name].producer
@@ -144,12 +153,31 @@ def integer_frontier(graph: Graph, plan: Plan) -> tuple[str, ...]:
 
     def integer(name: str) -> bool:
         producer = device.tensors[name].producer
-        return producer is not None and producer not in float_names
+        return producer is not None and producer not in float_names and not device.layers_feeding([name]) & float_names
 
-    frontier = [root(t) for layer in floats for t in layer.inputs if not device.tensors[t].is_constant]
-    frontier += [t.name for t in device.outputs]
-    return tuple(dict.fromkeys(t for t in frontier if integer(t) and t in stored
-                               and not device.layers_feeding([t]) & float_names))
+    frontier: dict[str, list[str]] = {}
+    for layer in floats:
+        for t in (root(t) for t in layer.inputs if not device.tensors[t].is_constant):
+            if integer(t):
+                frontier.setdefault(t, []).append(layer.name)
+    for t in device.outputs:
+        if integer(t.name):
+            frontier.setdefault(t.name, [])
+    return frontier
+
+
+def _refuse_frontier_on_chip(graph: Graph, plan: Plan) -> None:
+    """Raise when every tensor where the integer part ends stays on chip in ``plan``: nothing in DRAM to
+    compare (when some are stored, those are compared)."""
+    stored = {c.tensor for c in plan.commands if isinstance(c, Store)}
+    frontier = _frontier(graph)
+    on_chip = {t: readers for t, readers in frontier.items() if t not in stored}
+    if on_chip and len(on_chip) == len(frontier):
+        readers = list(dict.fromkeys(name for names in on_chip.values() for name in names))
+        raise WorkloadError(f"Graph {graph.name!r}: its integer part ends at {_some([repr(t) for t in on_chip])}, "
+                            f"which float layer(s) {_some(readers)} read, but this plan keeps those codes on chip (no "
+                            "store writes them to DRAM), so there is nothing to compare with onnxruntime; check "
+                            "numerics with --allocator none")
 
 
 def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
@@ -157,6 +185,9 @@ def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
     """``plan``'s functional outputs against onnxruntime's on ``model`` (see the module docstring). A
     graph with float layers (which this hardware does not run) is checked where its integer part ends
     (:func:`integer_frontier`): those tensors' codes against onnxruntime's same tensors."""
+    _refuse_unpruned_weights(plan.graph or graph, plan)
+    _refuse_other_shapes(model, graph)
+    _refuse_frontier_on_chip(graph, plan)
     feed = dict(inputs) if inputs is not None else seeded_inputs(model, graph, seed=seed)
     frontier = integer_frontier(graph, plan)
     floats = tuple(layer.name for layer in split_host(graph).device.float_layers())
@@ -176,3 +207,50 @@ def check_numerics(model: str | Path | Any, graph: Graph, plan: Plan, *,
                                      max_abs_diff=float(diff.max()) if diff.size else 0.0))
     return NumericsCheck(outputs=tuple(rows), requant=plan.arch.array.requant.value,
                          float_layers=floats if frontier else ())
+
+
+def _refuse_unpruned_weights(graph: Graph, plan: Plan) -> None:
+    """Raise when a layer ``plan`` runs N:M on packed tiles has weights that are not N:M along the reduction:
+    the array keeps ``N`` of each group of ``M``, dropping weights the model (and onnxruntime) multiplies,
+    so a difference would be the marking's (``--nm`` on a dense model), not the design's."""
+    for layer in graph.layers:
+        nm = layer.sparsity
+        if nm is None or len(layer.inputs) < 2 or layer.inputs[1] not in plan.weight_tiles:
+            continue
+        value = graph.tensors[layer.inputs[1]].value
+        if value is None:
+            continue
+        codes = weight_matrix(graph, layer, value)  # groups x k x n, k in the reduction order
+        padded = np.pad(codes, ((0, 0), (0, -codes.shape[1] % nm.m), (0, 0)))
+        counts = np.count_nonzero(padded.reshape(codes.shape[0], -1, nm.m, codes.shape[2]), axis=2)
+        crowded = int(np.count_nonzero(counts > nm.n))
+        if crowded:
+            raise WorkloadError(f"Layer {layer.name!r} runs {nm.n}:{nm.m} sparse on {plan.arch.name} but {crowded} "
+                                f"of {counts.size} groups of {nm.m} of its weights hold more than {nm.n} non-zeros; "
+                                "the array would drop weights onnxruntime multiplies (prune the model before "
+                                f"quantizing, as examples/quantize_onnx.py --nm {nm.n}:{nm.m} does, or leave out --nm)")
+
+
+def _refuse_other_shapes(model: str | Path | Any, graph: Graph) -> None:
+    """Raise when ``graph`` (loaded with ``--batch`` or ``--dim``) gives an input another size along a
+    dimension the ONNX ``model`` fixes: onnxruntime runs the file as it is."""
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False) if isinstance(model, (str, Path)) else model
+    declared = {vi.name: vi.type.tensor_type.shape.dim for vi in proto.graph.input}
+    for t in graph.inputs:
+        dims = declared.get(t.name)
+        if dims is None or len(dims) != len(t.shape):
+            continue
+        fixed = tuple(d.dim_value if d.HasField("dim_value") else size for d, size in zip(dims, t.shape, strict=True))
+        if fixed != tuple(t.shape):
+            where = f"ONNX file {str(model)!r}" if isinstance(model, (str, Path)) else "The ONNX model"
+            raise WorkloadError(f"{where}: input {t.name!r} has shape {fixed} in the file, not the {tuple(t.shape)} "
+                                "the graph was loaded with (--batch or --dim); onnxruntime runs the file as it is, so "
+                                "check numerics at its own shapes")
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``names``, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -43,6 +43,8 @@ def _accel(*argv: str, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(("argv", "match"), [
     (["run", "--batch", "0"], r"run: argument --batch: must be a positive integer, not '0' \(see accel run --help\)"),
+    (["run", "--check-numerics", "--seed=-1"],
+     r"run: argument --seed: must be a non-negative integer, not '-1' \(see accel run --help\)"),
     (["frobnicate"], r"argument COMMAND: invalid choice: 'frobnicate' .*"),
     (["map", "--allocator", "best"], r"map: argument --allocator: invalid choice: 'best' .*"),
     (["run", "--arch", "gemmini", "--scalesim-config", "x.cfg"],

@@ -17,7 +17,7 @@ from typing import Any
 from accel import config
 from accel.cli._output import OutputError, folder_for_output
 from accel.cli._output import table as _table
-from accel.cli._types import dimension, positive_int
+from accel.cli._types import dimension, non_negative_int, positive_int
 from accel.errors import MappingError
 
 __all__ = ["RUN_FILES", "register"]
@@ -93,7 +93,7 @@ def register(subparsers: Any) -> None:
     numerics.add_argument("--inputs", type=Path, default=None, metavar="FILE.npz",
                           help="graph inputs for --check-numerics, one array per input name (default: seeded "
                                "N(0, 1) floats of the inputs' shapes, see --seed)")
-    numerics.add_argument("--seed", type=int, default=None,
+    numerics.add_argument("--seed", type=non_negative_int, default=None,
                           help="seed of the default --check-numerics inputs (default 0)")
     run.set_defaults(handler=_command)
 
@@ -183,6 +183,7 @@ def _run(args: argparse.Namespace) -> int:
     result = sim.simulate(plan, fine=args.fine)
     summary = result.summary()
     _log.info("run: simulated %s cycles", f"{summary['total_cycles']:,}")
+    check = _check_numerics(args, graph, plan) if args.check_numerics else None  # before any file: it may refuse
     if args.out is not None:
         from reports import write_run_report
         from reports.scalesim import write_compute_report
@@ -197,7 +198,6 @@ def _run(args: argparse.Namespace) -> int:
         if args.scalesim_config is not None:
             written["compute_report"] = write_compute_report(result, args.out / "COMPUTE_REPORT.csv")
         summary["files"] = {k: str(v) for k, v in written.items()}
-    check = _check_numerics(args, graph, plan) if args.check_numerics else None
     if check is not None:
         summary["numerics"] = check.to_dict()
     status = 1 if check is not None and not check.equal else 0
@@ -233,7 +233,7 @@ def _check_numerics(args: argparse.Namespace, graph: Any, plan: Any) -> Any:
     """The functional run of ``plan`` against onnxruntime on ``args.workload`` (see :mod:`sim.oracle`)."""
     from sim.oracle import check_numerics
 
-    inputs = _read_inputs(args.inputs, graph) if args.inputs is not None else None
+    inputs = _read_inputs(args.inputs, graph, args.workload) if args.inputs is not None else None
     start = time.perf_counter()
     check = check_numerics(args.workload, graph, plan, inputs=inputs, seed=args.seed or 0)
     _log.info("run: functional execution and onnxruntime in %.1f s: %s", time.perf_counter() - start,
@@ -241,22 +241,39 @@ def _check_numerics(args: argparse.Namespace, graph: Any, plan: Any) -> Any:
     return check
 
 
-def _read_inputs(path: Path, graph: Any) -> dict:
-    """The arrays of ``path`` (an ``.npz`` file), one per input of ``graph``, with its shape."""
+def _read_inputs(path: Path, graph: Any, model: Path) -> dict:
+    """The arrays of ``path`` (an ``.npz`` file), one per input of ``graph``, with its shape and the element
+    type of that input of the ONNX ``model`` (float32 for a float input), and finite."""
     import numpy as np
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
 
     from accel.errors import WorkloadError
 
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy file: one array without a name
+            raise ValueError("it holds one unnamed array; save one array per graph input with "
+                             "numpy.savez(FILE, NAME=array, ...)")
+        with data:
             arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError) as exc:
         raise WorkloadError(f"--inputs {path}: not a readable .npz file of arrays ({exc})") from exc
+    proto = onnx.load(str(model), load_external_data=False)
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in proto.graph.input}
     for t in graph.inputs:
         if t.name not in arrays:
             raise WorkloadError(f"--inputs {path}: no array for graph input {t.name!r} (the file has "
                                 f"{', '.join(sorted(arrays)) or 'none'})")
-        if tuple(arrays[t.name].shape) != tuple(t.shape):
-            raise WorkloadError(f"--inputs {path}: array {t.name!r} has shape {tuple(arrays[t.name].shape)}; "
+        array = arrays[t.name]
+        if tuple(array.shape) != tuple(t.shape):
+            raise WorkloadError(f"--inputs {path}: array {t.name!r} has shape {tuple(array.shape)}; "
                                 f"the graph input has shape {tuple(t.shape)}")
+        expected = np.dtype(tensor_dtype_to_np_dtype(types[t.name])) if t.name in types else array.dtype
+        if array.dtype != expected:
+            raise WorkloadError(f"--inputs {path}: array {t.name!r} holds {array.dtype} values; the graph input "
+                                f"takes {expected} (convert it with .astype(numpy.{expected}))")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise WorkloadError(f"--inputs {path}: array {t.name!r} holds {int((~np.isfinite(array)).sum())} "
+                                "NaN or infinite value(s); the inputs must be finite")
     return {t.name: arrays[t.name] for t in graph.inputs}
