@@ -211,3 +211,16 @@ def test_symbolic_dimensions_take_the_sizes_given_by_name(tmp_path: Path) -> Non
         load_onnx(path, dims={"tokens": 128})
     with pytest.raises(WorkloadError, match=r"dimension 'seq' must be a positive integer, not 0"):
         load_onnx(path, dims={"seq": 0})
+
+
+@pytest.mark.parametrize("axis", [-4, -3, -1, 0, 2, 4])
+def test_flatten_splits_the_dimensions_at_its_axis_counted_from_the_end_when_negative(axis: int) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Flatten", ["x"], ["y"], name="flatten", axis=axis)]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)])
+    inferred = onnx.shape_inference.infer_shapes(model).graph.output[0].type.tensor_type.shape
+    split = axis % 4 if axis < 0 else axis  # ONNX: a negative axis counts from the back, -r..r are valid
+    expected = (int(np.prod([2, 3, 5, 4][:split])), int(np.prod([2, 3, 5, 4][split:])))
+    assert tuple(d.dim_value for d in inferred.dim) == expected
+    assert load_onnx(model).tensors["y"].shape == expected
