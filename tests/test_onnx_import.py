@@ -224,3 +224,39 @@ def test_flatten_splits_the_dimensions_at_its_axis_counted_from_the_end_when_neg
     expected = (int(np.prod([2, 3, 5, 4][:split])), int(np.prod([2, 3, 5, 4][split:])))
     assert tuple(d.dim_value for d in inferred.dim) == expected
     assert load_onnx(model).tensors["y"].shape == expected
+
+
+def _one_node_model(node: onnx.NodeProto, x_shape: list[int], inits: list[onnx.TensorProto]) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph([node], "g", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+_W = numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")
+
+
+@pytest.mark.parametrize(("node", "x_shape", "inits", "message"), [
+    (helper.make_node("MaxPool", ["x"], ["y"], name="pool"), [1, 3, 8, 8], [],
+     r"node 'pool' \(MaxPool\): attribute kernel_shape is required"),
+    (helper.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2]), [1, 3, 8, 8], [],
+     r"node 'pool' \(AveragePool\): strides must be 2 integers of at least 1 \(the input \(1, 3, 8, 8\) has 2 "
+     r"spatial axes\), not \[2\]"),
+    (helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1]), [1, 3, 8, 8], [_W],
+     r"node 'conv' \(Conv\): pads must be 4 integers of at least 0 \(the input \(1, 3, 8, 8\) has 2 spatial "
+     r"axes\), not \[1, 1\]"),
+    (helper.make_node("Conv", ["x", "w"], ["y"], name="conv", auto_pad="SAME"), [1, 3, 8, 8], [_W],
+     r"node 'conv' \(Conv\): auto_pad must be one of NOTSET, VALID, SAME_UPPER, SAME_LOWER, not 'SAME'"),
+    (helper.make_node("Conv", ["x", "w"], ["y"], name="conv"), [3, 8],
+     [numpy_helper.from_array(np.zeros((4, 3, 3), np.float32), "w")],
+     r"node 'conv' \(Conv\): weight 'w' must have the input's rank 2 \(out channels, in channels / group, "
+     r"kernel\), not shape \(4, 3, 3\)"),
+    (helper.make_node("Conv", ["x", "w"], ["y"], name="conv"), [3, 8, 8], [_W],
+     r"node 'conv' \(Conv\): weight 'w' must have the input's rank 3"),
+], ids=["pool-without-kernel", "strides-too-short", "pads-too-short", "unknown-auto-pad", "input-without-spatial-axes",
+        "weight-of-another-rank"])
+def test_a_conv_or_pool_node_whose_window_does_not_fit_is_an_error_naming_it(
+        tmp_path: Path, node: onnx.NodeProto, x_shape: list[int], inits: list[onnx.TensorProto], message: str) -> None:
+    path = _save(_one_node_model(node, x_shape, inits), tmp_path / "bad.onnx")
+    with pytest.raises(WorkloadError, match=r"^ONNX file '.*bad\.onnx': " + message):
+        load_onnx(path)

@@ -442,22 +442,56 @@ def _activations_first(b: GraphBuilder, names: Sequence[str]) -> list[str]:
 _Handler = Callable[[_Context, onnx.NodeProto, str, dict[str, Any]], str]
 
 
-def _spatial_padding(ctx: _Context, node: onnx.NodeProto, attrs: dict[str, Any], spatial: Sequence[int],
-                     kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]) -> list[int]:
-    """ONNX ``pads`` (begins then ends) for ``auto_pad`` NOTSET / VALID / SAME_UPPER / SAME_LOWER."""
-    rank = len(spatial)
-    auto_pad = _text(attrs.get("auto_pad", b"NOTSET"))
-    if auto_pad in ("NOTSET", ""):
-        return list(attrs.get("pads", [0] * (2 * rank)))
-    if auto_pad == "VALID":
-        return [0] * (2 * rank)
-    begins, ends = [], []
-    for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
-        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        small, large = total // 2, total - total // 2
-        begins.append(small if auto_pad == "SAME_UPPER" else large)
-        ends.append(large if auto_pad == "SAME_UPPER" else small)
-    return begins + ends
+@dataclass(frozen=True)
+class _Window:
+    """A convolution's or pooling window's checked attributes, one value per spatial axis (pads: begins
+    then ends)."""
+
+    kernel: list[int]
+    strides: list[int]
+    dilations: list[int]
+    pads: list[int]
+
+
+_AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+
+
+def _window(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any], xs: Sequence[int],
+            kernel: Sequence[int] | None) -> _Window:
+    """The window of a ``Conv`` / pooling node on input shape ``xs`` (``kernel``: ``kernel_shape`` or the
+    weight's spatial shape); raises :class:`WorkloadError` naming the node when an attribute does not fit."""
+    where = f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type})"
+    if len(xs) < 3:
+        raise WorkloadError(f"{where}: input {node.input[0]!r} must be N x C x spatial (3-D or more), not {tuple(xs)}")
+    rank = len(xs) - 2
+    if "kernel_shape" in attrs:
+        kernel = attrs["kernel_shape"]
+    if kernel is None:
+        raise WorkloadError(f"{where}: attribute kernel_shape is required")
+    auto_pad = _text(attrs.get("auto_pad", b"NOTSET")) or "NOTSET"
+    if auto_pad not in _AUTO_PADS:
+        raise WorkloadError(f"{where}: auto_pad must be one of {', '.join(_AUTO_PADS)}, not {auto_pad!r}")
+    values = {"kernel_shape": list(kernel), "strides": list(attrs.get("strides", [1] * rank)),
+              "dilations": list(attrs.get("dilations", [1] * rank)), "pads": list(attrs.get("pads", [0] * 2 * rank))}
+    for field_name, value in values.items():
+        length, least = (2 * rank, 0) if field_name == "pads" else (rank, 1)
+        if len(value) != length or any(v < least for v in value):
+            raise WorkloadError(f"{where}: {field_name} must be {length} integers of at least {least} (the input "
+                                f"{tuple(xs)} has {rank} spatial axes), not {value}")
+    kernel, strides, dilations = values["kernel_shape"], values["strides"], values["dilations"]
+    if auto_pad == "NOTSET":
+        pads = values["pads"]
+    elif auto_pad == "VALID":
+        pads = [0] * (2 * rank)
+    else:
+        begins, ends = [], []
+        for size, k, s, d in zip(xs[2:], kernel, strides, dilations, strict=True):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            small, large = total // 2, total - total // 2
+            begins.append(small if auto_pad == "SAME_UPPER" else large)
+            ends.append(large if auto_pad == "SAME_UPPER" else small)
+        pads = begins + ends
+    return _Window(kernel, strides, dilations, pads)
 
 
 def _conv(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
@@ -465,12 +499,13 @@ def _conv(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any])
     x, w = node.input[0], node.input[1]
     bias = node.input[2] if len(node.input) > 2 and node.input[2] else False
     xs, ws = b.shape(x), b.shape(w)
+    if len(ws) != len(xs):
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): weight {w!r} must have "
+                            f"the input's rank {len(xs)} (out channels, in channels / group, kernel), not shape {ws}")
     rank = len(xs) - 2
-    kernel = list(attrs.get("kernel_shape", ws[2:]))
-    strides = list(attrs.get("strides", [1] * rank))
-    dilations = list(attrs.get("dilations", [1] * rank))
+    window = _window(ctx, node, name, attrs, xs, ws[2:])
+    kernel, strides, dilations, pads = window.kernel, window.strides, window.dilations, window.pads
     group = attrs.get("group", 1)
-    pads = _spatial_padding(ctx, node, attrs, xs[2:], kernel, strides, dilations)
     out = node.output[0]
     if rank == 2:
         return b.conv(x, ws[0], kernel, strides, (pads[0], pads[1], pads[2], pads[3]), dilations, group,
@@ -538,11 +573,9 @@ def _pool(kind: str) -> _Handler:
         b = ctx.builder
         x = node.input[0]
         xs = b.shape(x)
-        kernel = list(attrs["kernel_shape"])
+        window = _window(ctx, node, name, attrs, xs, None)  # ONNX default stride is 1, not the kernel
+        kernel, strides, dilations, pads = window.kernel, window.strides, window.dilations, window.pads
         rank = len(kernel)
-        strides = list(attrs.get("strides", [1] * rank))  # ONNX default stride is 1, not the kernel
-        dilations = list(attrs.get("dilations", [1] * rank))
-        pads = _spatial_padding(ctx, node, attrs, xs[2:], kernel, strides, dilations)
         out = node.output[0]
         if rank == 2:
             return b.pool(x, kind, kernel, strides, (pads[0], pads[1], pads[2], pads[3]),
