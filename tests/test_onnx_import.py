@@ -253,9 +253,12 @@ _W = numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")
      r"kernel\), not shape \(4, 3, 3\)"),
     (helper.make_node("Conv", ["x", "w"], ["y"], name="conv"), [3, 8, 8], [_W],
      r"node 'conv' \(Conv\): weight 'w' must have the input's rank 3"),
+    (helper.make_node("Gemm", ["x", "w"], ["y"], name="fc"), [8],
+     [numpy_helper.from_array(np.zeros((8, 4), np.float32), "w")],
+     r"node 'fc' \(Gemm\): A and B must be 2-D matrices, not 'x' of shape \(8,\) and 'w' of shape \(8, 4\)$"),
 ], ids=["pool-without-kernel", "strides-too-short", "pads-too-short", "unknown-auto-pad", "input-without-spatial-axes",
-        "weight-of-another-rank"])
-def test_a_conv_or_pool_node_whose_window_does_not_fit_is_an_error_naming_it(
+        "weight-of-another-rank", "gemm-of-a-vector"])
+def test_a_node_whose_operands_or_window_do_not_fit_is_an_error_naming_it(
         tmp_path: Path, node: onnx.NodeProto, x_shape: list[int], inits: list[onnx.TensorProto], message: str) -> None:
     path = _save(_one_node_model(node, x_shape, inits), tmp_path / "bad.onnx")
     with pytest.raises(WorkloadError, match=r"^ONNX file '.*bad\.onnx': " + message):

@@ -532,6 +532,9 @@ def _gemm(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any])
     c = node.input[2] if len(node.input) > 2 and node.input[2] else None
     trans_a, trans_b = attrs.get("transA", 0), attrs.get("transB", 0)
     sa, sw = b.shape(a), b.shape(w)
+    if len(sa) != 2 or len(sw) != 2:
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): A and B must be 2-D "
+                            f"matrices, not {a!r} of shape {sa} and {w!r} of shape {sw}")
     m, k = (sa[1], sa[0]) if trans_a else (sa[0], sa[1])
     kb, n = (sw[1], sw[0]) if trans_b else (sw[0], sw[1])
     if k != kb:
