@@ -256,8 +256,16 @@ _W = numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")
     (helper.make_node("Gemm", ["x", "w"], ["y"], name="fc"), [8],
      [numpy_helper.from_array(np.zeros((8, 4), np.float32), "w")],
      r"node 'fc' \(Gemm\): A and B must be 2-D matrices, not 'x' of shape \(8,\) and 'w' of shape \(8, 4\)$"),
+    (helper.make_node("Slice", ["x", "starts", "ends"], ["y"], name="crop"), [4, 8],
+     [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("starts", [0, 0]), ("ends", [2]))],
+     r"node 'crop' \(Slice\): starts, ends, axes and steps must have one value per sliced axis, not \[0, 0\], "
+     r"\[2\], \[0, 1\] and \[1, 1\]$"),
+    (helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"], name="crop"), [4, 8],
+     [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("starts", [0]), ("ends", [2]), ("axes", [2]))],
+     r"node 'crop' \(Slice\): axes must be distinct axes of its input of shape \(4, 8\), not \[2\]$"),
 ], ids=["pool-without-kernel", "strides-too-short", "pads-too-short", "unknown-auto-pad", "input-without-spatial-axes",
-        "weight-of-another-rank", "gemm-of-a-vector"])
+        "weight-of-another-rank", "gemm-of-a-vector",
+        "slice-of-uneven-lengths", "slice-of-a-missing-axis"])
 def test_a_node_whose_operands_or_window_do_not_fit_is_an_error_naming_it(
         tmp_path: Path, node: onnx.NodeProto, x_shape: list[int], inits: list[onnx.TensorProto], message: str) -> None:
     path = _save(_one_node_model(node, x_shape, inits), tmp_path / "bad.onnx")

@@ -727,6 +727,14 @@ def _slice(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]
     if starts and ends and axes != [] and steps != []:
         axes = axes or list(range(len(starts)))
         steps = steps or [1] * len(starts)
+        where = f"ONNX file {str(ctx.path)!r}: node {name!r} (Slice)"
+        if not len(starts) == len(ends) == len(axes) == len(steps):
+            raise WorkloadError(f"{where}: starts, ends, axes and steps must have one value per sliced axis, not "
+                                f"{starts}, {ends}, {axes} and {steps}")
+        if any(not -len(xs) <= a < len(xs) for a in axes) or len({a % len(xs) for a in axes}) != len(axes):
+            raise WorkloadError(f"{where}: axes must be distinct axes of its input of shape {tuple(xs)}, not {axes}")
+        if 0 in steps:
+            raise WorkloadError(f"{where}: steps must not be 0, not {steps}")
         for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
             dim = xs[axis % len(xs)]
             start, end = start + dim if start < 0 else start, end + dim if end < 0 else end
