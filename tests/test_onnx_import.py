@@ -271,3 +271,14 @@ def test_a_node_whose_operands_or_window_do_not_fit_is_an_error_naming_it(
     path = _save(_one_node_model(node, x_shape, inits), tmp_path / "bad.onnx")
     with pytest.raises(WorkloadError, match=r"^ONNX file '.*bad\.onnx': " + message):
         load_onnx(path)
+
+
+def test_an_input_without_a_shape_is_an_error_naming_it(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, None)  # no shape at all: not a scalar
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Relu", ["pixels"], ["y"], name="relu")], "g", [x], [y])
+    path = _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "noshape.onnx")
+    with pytest.raises(WorkloadError, match=r"^ONNX file '.*noshape\.onnx': input 'pixels' declares no shape \(its "
+                                            r"rank is unknown\); every graph input must be a tensor whose dimensions"
+                                            r" the file gives \(fixed sizes or symbolic names\)$"):
+        load_onnx(path)

@@ -246,6 +246,10 @@ def _first_dim(inputs: Sequence[onnx.ValueInfoProto]) -> int | None:
 
 
 def _input_shape(ctx: _Context, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
+    if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+        what = "declares no shape (its rank is unknown)" if vi.type.HasField("tensor_type") else "is not a tensor"
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: input {vi.name!r} {what}; every graph input must be a "
+                            "tensor whose dimensions the file gives (fixed sizes or symbolic names)")
     dims = []
     for axis, d in enumerate(vi.type.tensor_type.shape.dim):
         if d.HasField("dim_value"):
