@@ -282,3 +282,22 @@ def test_an_input_without_a_shape_is_an_error_naming_it(tmp_path: Path) -> None:
                                             r"rank is unknown\); every graph input must be a tensor whose dimensions"
                                             r" the file gives \(fixed sizes or symbolic names\)$"):
         load_onnx(path)
+
+
+@pytest.mark.parametrize("target", [[1, -1], [1, 144]])
+def test_a_reshape_traced_at_batch_one_follows_a_new_batch(target: list[int]) -> None:
+    # torch's x.view(x.size(0), -1) traced at batch 1 is a Reshape to the constant [1, -1]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    inits = [numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w"),
+             numpy_helper.from_array(np.array(target, np.int64), "target"),
+             numpy_helper.from_array(np.zeros((10, 144), np.float32), "fc.weight")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Reshape", ["c", "target"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "fc.weight"], ["y"], name="fc", transB=1)]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    graph = load_onnx(model, batch=2)
+    assert graph.tensors["flat"].shape == (2, 144)
+    assert graph.layer("fc").gemm == GemmShape(m=2, k=144, n=10)
+    assert graph.total_macs == 2 * (6 * 6 * 4 * 27 + 144 * 10)

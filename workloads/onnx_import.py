@@ -25,7 +25,8 @@ Contract of :func:`load_onnx`:
   no-ops (``Dropout``, ``Identity``, ``Cast``, ...) do so silently; any other op also emits a
   ``warnings.warn`` (:class:`UnsupportedOpWarning`) naming it. An unknown op never stops an import.
 * ``batch`` (optional) replaces the first dimension of every graph input before shape inference;
-  a ``Reshape`` whose constant target starts with the file's own batch size is rescaled to match.
+  a ``Reshape`` whose constant target starts with the file's own batch size is rescaled to match
+  (when the target no longer fits its input, or has a ``-1`` and its input starts with the new batch).
   ``dims`` (optional) gives symbolic input dimensions their sizes by name (``{"seq": 128}``); a name
   no input has is an error naming those it has. A symbolic dimension left without a size is 1, with
   a warning.
@@ -673,9 +674,12 @@ def _reshape(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, An
         target = [int(d) for d in ctx.values[target_name].reshape(-1)]
         if not attrs.get("allowzero", 0):
             target = [xs[i] if d == 0 and i < len(xs) else d for i, d in enumerate(target)]
-        if (ctx.batch is not None and ctx.file_batch is not None and target and target[0] == ctx.file_batch
-                and -1 not in target[1:] and math.prod(target) != math.prod(xs)):
-            target[0] = ctx.batch  # a batch size baked into the file, rescaled to the requested one
+        if ctx.batch is not None and target and target[0] == ctx.file_batch != ctx.batch:
+            # a batch size baked into the file (``x.view(1, -1)`` traced at batch 1), rescaled to the requested
+            # one: when the fixed target no longer holds the input, or when a -1 would swallow the new batch
+            swallowed = -1 in target[1:] and bool(xs) and xs[0] == ctx.batch
+            if swallowed or (-1 not in target[1:] and math.prod(target) != math.prod(xs)):
+                target[0] = ctx.batch
     else:
         shape = ctx.known_shape(out)
         if shape is None:
