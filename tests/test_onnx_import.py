@@ -301,3 +301,22 @@ def test_a_reshape_traced_at_batch_one_follows_a_new_batch(target: list[int]) ->
     assert graph.tensors["flat"].shape == (2, 144)
     assert graph.layer("fc").gemm == GemmShape(m=2, k=144, n=10)
     assert graph.total_macs == 2 * (6 * 6 * 4 * 27 + 144 * 10)
+
+
+def test_the_layers_inside_a_models_local_function_are_imported() -> None:
+    body = [helper.make_node("MatMul", ["a", "w"], ["t"]), helper.make_node("Relu", ["t"], ["o"])]
+    proj = helper.make_function("my.fns", "Projection", ["a", "w"], ["o"], body,
+                                opset_imports=[helper.make_opsetid("", 17)])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])
+    call = helper.make_node("Projection", ["x", "w"], ["y"], name="proj", domain="my.fns")
+    graph = helper.make_graph([call], "g", [x], [y], [numpy_helper.from_array(np.zeros((16, 8), np.float32), "w")])
+    model = helper.make_model(graph, functions=[proj], opset_imports=[helper.make_opsetid("", 17),
+                                                                       helper.make_opsetid("my.fns", 1)])
+    onnx.checker.check_model(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)  # the call is not an unknown op
+        result = load_onnx(model)
+    assert [layer.op for layer in result.layers] == [OpKind.GEMM, OpKind.ACTIVATION]
+    assert result.total_macs == 4 * 16 * 8
+    assert result.tensors["y"].shape == (4, 8)

@@ -34,6 +34,8 @@ Contract of :func:`load_onnx`:
   ``dtype=None`` keeps the ONNX element types instead.
 * A missing, truncated or non-ONNX file, or a graph whose nodes use undefined tensors, raises
   :class:`~accel.errors.WorkloadError` naming the file and what was wrong.
+* Calls of the model's local functions (``ModelProto.functions``) are inlined first: their bodies'
+  nodes are imported as any other.
 * ``path`` may also be an in-memory ``onnx.ModelProto``.
 
 Quantized models (any ``QuantizeLinear``, ``DequantizeLinear`` or ``QLinear*``/``*Integer`` node):
@@ -71,6 +73,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx.inliner
 from onnx import helper, numpy_helper
 
 from accel.errors import WorkloadError
@@ -141,6 +144,11 @@ def load_onnx(path: str | Path | onnx.ModelProto, *, batch: int | None = None,
         model = _read(path)
     if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
         raise WorkloadError(f"ONNX file {str(path)!r}: batch must be a positive integer, not {batch!r}")
+    if model.functions:  # calls of the model's own functions (torch's dynamo exporter): their bodies' layers
+        try:
+            model = onnx.inliner.inline_local_functions(model)
+        except Exception as exc:
+            raise WorkloadError(f"ONNX file {str(path)!r}: its local functions cannot be inlined: {exc}") from None
     quantized = any(n.op_type in _QUANT_OPS for n in model.graph.node)
     if quantized:
         model = fold_qdq(model)
