@@ -320,3 +320,16 @@ def test_the_layers_inside_a_models_local_function_are_imported() -> None:
     assert [layer.op for layer in result.layers] == [OpKind.GEMM, OpKind.ACTIVATION]
     assert result.total_macs == 4 * 16 * 8
     assert result.tensors["y"].shape == (4, 8)
+
+
+def test_a_constant_node_without_a_numeric_value_is_an_error_naming_the_file_and_node(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Constant", [], ["c"], name="", value_strings=[b"a", b"b"]),
+             helper.make_node("Add", ["x", "c"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [x], [y])
+    path = _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "strings.onnx")
+    with pytest.raises(WorkloadError, match=r"^ONNX file '.*strings\.onnx': Constant node 'Constant_0' must have "
+                                            r"one of the attributes value, value_float\(s\) or value_int\(s\), "
+                                            r"not value_strings$"):
+        load_onnx(path)

@@ -355,7 +355,7 @@ def _fold_constant(ctx: _Context, node: onnx.NodeProto, layer_name: str) -> None
     b = ctx.builder
     values: list[np.ndarray] | None = None
     if node.op_type == "Constant":
-        values = [_constant_attr_value(node)]
+        values = [_constant_attr_value(ctx, node, layer_name)]
     elif node.op_type == "ConstantOfShape" and node.input[0] in ctx.values:
         shape = tuple(int(d) for d in ctx.values[node.input[0]].reshape(-1))
         fill = _attrs(node).get("value")
@@ -392,7 +392,7 @@ def _store_constant(ctx: _Context, name: str, value: np.ndarray) -> None:
     ctx.builder.annotate(name, value=value)
 
 
-def _constant_attr_value(node: onnx.NodeProto) -> np.ndarray:
+def _constant_attr_value(ctx: _Context, node: onnx.NodeProto, layer_name: str) -> np.ndarray:
     attrs = _attrs(node)
     if "value" in attrs:
         tensor = attrs["value"]
@@ -403,7 +403,8 @@ def _constant_attr_value(node: onnx.NodeProto) -> np.ndarray:
                        ("value_ints", np.int64)):
         if key in attrs:
             return np.asarray(attrs[key], dtype=dtype)
-    raise WorkloadError(f"Constant node {node.name!r} has no value attribute this importer can read")
+    raise WorkloadError(f"ONNX file {str(ctx.path)!r}: Constant node {layer_name!r} must have one of the attributes "
+                        f"value, value_float(s) or value_int(s), not {', '.join(sorted(attrs)) or 'none'}")
 
 
 def _evaluate(node: onnx.NodeProto, ctx: _Context) -> list[np.ndarray] | None:
