@@ -333,3 +333,12 @@ def test_a_constant_node_without_a_numeric_value_is_an_error_naming_the_file_and
                                             r"one of the attributes value, value_float\(s\) or value_int\(s\), "
                                             r"not value_strings$"):
         load_onnx(path)
+
+
+def test_a_model_with_an_empty_graph_is_an_error_saying_so(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([], "g", [x], [x])  # a valid model that computes nothing
+    path = _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "empty.onnx")
+    with pytest.raises(WorkloadError, match=r"^ONNX file '.*empty\.onnx' has an empty graph: it must have at least "
+                                            r"one node, found none$"):
+        load_onnx(path)

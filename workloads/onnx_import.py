@@ -224,7 +224,9 @@ def _read(path: Path) -> onnx.ModelProto:
 
 
 def _check_model(model: onnx.ModelProto, where: str) -> None:
-    if model.ir_version < 1 or not model.graph.node:
+    if model.ir_version >= 1 and not model.graph.node:
+        raise WorkloadError(f"{where} has an empty graph: it must have at least one node, found none")
+    if model.ir_version < 1:
         raise WorkloadError(
             f"{where} is not an ONNX model: expected a graph with nodes and an IR version, found "
             f"{len(model.graph.node)} nodes and IR version {model.ir_version}"
