@@ -342,3 +342,32 @@ def test_a_model_with_an_empty_graph_is_an_error_saying_so(tmp_path: Path) -> No
     with pytest.raises(WorkloadError, match=r"^ONNX file '.*empty\.onnx' has an empty graph: it must have at least "
                                             r"one node, found none$"):
         load_onnx(path)
+
+
+def test_a_dynamically_quantized_model_imports_with_its_float_macs_and_maps() -> None:
+    # as onnxruntime's quantize_dynamic writes a Linear: codes and their scale/zero point are computed at run time
+    import mapper
+    import sim
+    from accel.config import load
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])
+    inits = [numpy_helper.from_array(np.ones((16, 8), np.int8), "w_q"),
+             numpy_helper.from_array(np.array(0.02, np.float32), "w_scale"),
+             numpy_helper.from_array(np.array(0, np.int8), "w_zero_point")]
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["x_q", "x_scale", "x_zero_point"], name="x_quant"),
+             helper.make_node("MatMulInteger", ["x_q", "w_q", "x_zero_point", "w_zero_point"], ["acc"], name="fc"),
+             helper.make_node("Cast", ["acc"], ["acc_f"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["x_scale", "w_scale"], ["scale"], name="scales"),
+             helper.make_node("Mul", ["acc_f", "scale"], ["y"], name="rescale")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)  # DynamicQuantizeLinear is modelled
+        graph = load_onnx(model)
+    assert graph.layer("fc").gemm == GemmShape(m=4, k=16, n=8) and graph.total_macs == 4 * 16 * 8
+    assert graph.tensors["x_q"].dtype == "uint8" and graph.tensors["x_q"].quant is None  # no static parameters
+    assert [graph.layer(n).vector_ops for n in ("x_quant/scale", "x_quant/zero_point", "x_quant")] == [64, 1, 64]
+    assert {graph.layer(n).attrs["numerics"] for n in ("x_quant/scale", "x_quant")} == {"float"}
+    assert sim.simulate(mapper.map_graph(graph, load("gemmini"))).macs == graph.total_macs

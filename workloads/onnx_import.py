@@ -43,7 +43,9 @@ Quantized models (any ``QuantizeLinear``, ``DequantizeLinear`` or ``QLinear*``/`
 * The QDQ form is first rewritten into the operator form by :func:`workloads.onnx_qdq.fold_qdq`
   (as onnxruntime fuses it), so both forms import alike.
 * ``QLinearConv``, ``QLinearMatMul``, ``com.microsoft.QGemm``, ``ConvInteger`` and ``MatMulInteger``
-  become the same conv / GEMM / matmul layers (same shapes and MACs) as their float ops;
+  become the same conv / GEMM / matmul layers (same shapes and MACs) as their float ops (dynamic
+  quantization: ``DynamicQuantizeLinear`` is a float vector layer, and the codes it makes have no
+  static parameters);
   ``com.microsoft`` ``QLinearAdd``/``QLinearMul`` element-wise layers, ``QLinearGlobalAveragePool``/
   ``QLinearAveragePool`` pooling layers and ``QLinearConcat`` a concat. Scale and zero-point inputs
   are not layer inputs: they become the :class:`~workloads.graph.QuantParams` of the tensors they
@@ -959,9 +961,16 @@ def _qlinear_conv(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[st
     return out
 
 
+def _bind_activation(ctx: _Context, layer: str, x: str, zero_point: str) -> None:
+    """An ``*Integer`` op's activation: its constant zero point, or none known before run time (computed by a
+    ``DynamicQuantizeLinear``: dynamic quantization has no static parameters to record)."""
+    if not zero_point or zero_point in ctx.data or ctx.builder.is_constant(zero_point):
+        _bind(ctx, layer, x, "", zero_point)
+
+
 def _conv_integer(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     x, w, xz, wz = (_opt(node, i) for i in range(4))
-    _bind(ctx, name, x, "", xz)
+    _bind_activation(ctx, name, x, xz)
     _bind(ctx, name, w, "", wz, axis=0)
     out = _conv(ctx, _as(node, "Conv", [x, w]), name, attrs)
     ctx.builder.annotate(out, dtype="int32")
@@ -985,7 +994,7 @@ def _qlinear_matmul(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[
 
 def _matmul_integer(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     a, w, az, wz = (_opt(node, i) for i in range(4))
-    _bind(ctx, name, a, "", az)
+    _bind_activation(ctx, name, a, az)
     _bind(ctx, name, w, "", wz, axis=-1 if ctx.builder.is_constant(w) else None)
     out = _matmul(ctx, _as(node, "MatMul", [a, w], {}), name, {})
     ctx.builder.annotate(out, dtype="int32")
@@ -1062,6 +1071,25 @@ def _quantize_linear(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict
     return out
 
 
+def _dynamic_quantize_linear(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """``DynamicQuantizeLinear``: float work, one layer per output (as the lowerings make them): ``<name>/scale``
+    (the min/max pass over ``x``: one vector op per element), ``<name>/zero_point`` (one op) and the uint8
+    codes ``<name>`` (one op per element)."""
+    b = ctx.builder
+    x = node.input[0]
+    xs = b.shape(x)
+    y, scale, zero_point = (o or f"{name}:{i}" for i, o in enumerate([*node.output, "", ""][:3]))
+    b.layer(OpKind.ELEMENTWISE, [x], [()], name=f"{name}/scale", outs=[scale], vector_ops=math.prod(xs),
+            attrs={"fn": "dynamic_quantize_scale"}, source_op=node.op_type)
+    b.layer(OpKind.ELEMENTWISE, [scale], [()], name=f"{name}/zero_point", outs=[zero_point], vector_ops=1,
+            attrs={"fn": "dynamic_quantize_zero_point"}, source_op=node.op_type, dtype="uint8")
+    b.layer(OpKind.ACTIVATION, [x, scale, zero_point], [xs], name=name, outs=[y], vector_ops=math.prod(xs),
+            attrs={"fn": "dynamic_quantize"}, source_op=node.op_type, dtype="uint8")
+    for layer in (f"{name}/scale", f"{name}/zero_point", name):
+        _label(ctx, node, layer, "float")
+    return y
+
+
 def _dequantize_linear(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     x, s, z = (_opt(node, i) for i in range(3))
     _bind(ctx, name, x, s, z, axis=attrs.get("axis", 1))
@@ -1130,6 +1158,7 @@ _HANDLERS: dict[str, _Handler] = {
     "QLinearConv": _qlinear_conv,
     "QLinearMatMul": _qlinear_matmul,
     "ConvInteger": _conv_integer,
+    "DynamicQuantizeLinear": _dynamic_quantize_linear,
     "MatMulInteger": _matmul_integer,
 }
 
