@@ -192,3 +192,27 @@ def test_resize_is_a_vector_layer_of_its_interpolation_taps(mode, taps):
     up = graph.layer("up")
     assert graph.tensors["y"].shape == _inferred(model)["y"] == (1, 3, 10, 14)
     assert up.op is OpKind.ELEMENTWISE and up.vector_ops == 3 * 10 * 14 * taps  # per output, per 2 resized axes
+
+
+def test_resize_to_the_sizes_of_another_tensors_shape_takes_those_sizes():
+    # an FPN's top-down path: upsample the coarse map to the skip connection's H x W (Shape -> Slice -> Concat),
+    # with the batch left symbolic, so ONNX inference cannot tell the resized shape
+    ints = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    weights = [numpy_helper.from_array(np.zeros(shape, np.float32), name)
+               for name, shape in (("w1", (4, 3, 3, 3)), ("w2", (4, 4, 3, 3)), ("w3", (2, 4, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["skip"], name="lateral", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["skip", "w2"], ["coarse"], name="down", strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Shape", ["skip"], ["skip_shape"]),
+             helper.make_node("Slice", ["skip_shape", "two", "four"], ["hw"]),
+             helper.make_node("Shape", ["coarse"], ["coarse_shape"]),
+             helper.make_node("Slice", ["coarse_shape", "zero", "two"], ["nc"]),
+             helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+             helper.make_node("Resize", ["coarse", "", "", "sizes"], ["up"], name="up", mode="nearest"),
+             helper.make_node("Add", ["up", "skip"], ["merged"], name="merge"),
+             helper.make_node("Conv", ["merged", "w3"], ["y"], name="head")]
+    model = _model(nodes, [("x", ["N", 3, "H", "W"])], ["y"],
+                   [*weights, ints("zero", [0]), ints("two", [2]), ints("four", [4])], opset=13)
+    graph = load_onnx(model, dims={"H": 16, "W": 12})
+    assert graph.tensors["up"].shape == graph.tensors["skip"].shape == (1, 4, 16, 12)
+    assert graph.layer("up").vector_ops == 4 * 16 * 12  # nearest: one op per output element
+    assert graph.total_macs == 16 * 12 * 4 * 27 + 8 * 6 * 4 * 36 + 16 * 12 * 2 * 4

@@ -776,10 +776,11 @@ def _slice(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]
 def _resize(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     """``Resize`` / ``Upsample``: a vector layer writing each output element from its input's nearest
     one (1 op), or interpolating ``2`` (linear) or ``4`` (cubic) of them along each resized axis; the
-    output's shape is ONNX's inferred one (a pass-through where inference has none)."""
+    output's shape is the one its constant ``sizes`` or ``scales`` give (``sizes`` often computed from
+    another tensor's ``Shape``), else ONNX's inferred one (a pass-through where neither is known)."""
     b = ctx.builder
     x, out = node.input[0], node.output[0]
-    shape = ctx.known_shape(out)
+    shape = _resized_shape(ctx, node, attrs, b.shape(x)) or ctx.known_shape(out)
     if shape is None:
         _passthrough(ctx, node, name, warn=False)
         return out
@@ -788,6 +789,32 @@ def _resize(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
     taps = {"linear": 2, "bilinear": 2, "cubic": 4}.get(mode, 1) ** resized
     return b.layer(OpKind.ELEMENTWISE, [x], [shape], name=name, outs=[out], vector_ops=math.prod(shape) * taps,
                    attrs={"fn": "resize", "mode": mode}, source_op=node.op_type, dtype=ctx.dtype(out))[0]
+
+
+def _resized_shape(ctx: _Context, node: onnx.NodeProto, attrs: dict[str, Any],
+                   xs: tuple[int, ...]) -> tuple[int, ...] | None:
+    """ONNX's output shape of a ``Resize`` / ``Upsample`` from its constant ``sizes`` or ``scales``
+    (``floor(size x scale)``, only on ``axes`` if given); ``None`` when they are not known constants, or
+    for the cases this does not model (``keep_aspect_ratio_policy``, ``tf_crop_and_resize``)."""
+    if (_text(attrs.get("keep_aspect_ratio_policy", b"stretch")) != "stretch"
+            or _text(attrs.get("coordinate_transformation_mode", b"")) == "tf_crop_and_resize"):
+        return None
+    if node.op_type == "Upsample" or ctx.opset < 11:  # (X, scales) inputs, or Upsample-7's attribute
+        scales_name, sizes_name = _opt(node, 1), ""
+    else:  # (X, roi, scales, sizes)
+        scales_name, sizes_name = _opt(node, 2), _opt(node, 3)
+    axes = [int(a) % len(xs) for a in attrs.get("axes", range(len(xs)))]
+    shape = list(xs)
+    if sizes_name in ctx.values and ctx.values[sizes_name].size == len(axes):
+        for axis, size in zip(axes, ctx.values[sizes_name].reshape(-1), strict=True):
+            shape[axis] = int(size)
+        return tuple(shape)
+    scales = ctx.values[scales_name].reshape(-1) if scales_name in ctx.values else attrs.get("scales")
+    if scales is not None and len(scales) == len(axes):
+        for axis, scale in zip(axes, scales, strict=True):
+            shape[axis] = math.floor(xs[axis] * float(scale))
+        return tuple(shape)
+    return None
 
 
 def _einsum(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
