@@ -371,3 +371,22 @@ def test_a_dynamically_quantized_model_imports_with_its_float_macs_and_maps() ->
     assert [graph.layer(n).vector_ops for n in ("x_quant/scale", "x_quant/zero_point", "x_quant")] == [64, 1, 64]
     assert {graph.layer(n).attrs["numerics"] for n in ("x_quant/scale", "x_quant")} == {"float"}
     assert sim.simulate(mapper.map_graph(graph, load("gemmini"))).macs == graph.total_macs
+
+
+def test_a_symbolic_batch_left_unsized_is_1_for_every_op_shaped_by_onnx_inference() -> None:
+    # ZeroPad2d before a conv and a Tile, on a dynamic batch ("N") the user gave no size: both are shaped by
+    # ONNX's inference, which must see the 1 the importer uses, or the conv loses the padding's MACs
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    inits = [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+             numpy_helper.from_array(np.array([1, 1, 2, 1], np.int64), "repeats"),
+             numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")]
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["padded"], name="pad"),
+             helper.make_node("Tile", ["padded", "repeats"], ["tiled"], name="tile"),
+             helper.make_node("Conv", ["tiled", "w"], ["y"], name="conv")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    graph = load_onnx(model)
+    assert graph.tensors["padded"].shape == (1, 3, 10, 10) and graph.tensors["tiled"].shape == (1, 3, 20, 10)
+    assert graph.tensors["y"].shape == (1, 4, 18, 8) and graph.total_macs == 18 * 8 * 4 * 27
+    assert load_onnx(model, dims={"N": 2}).total_macs == 2 * 18 * 8 * 4 * 27

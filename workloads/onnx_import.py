@@ -159,14 +159,7 @@ def load_onnx(path: str | Path | onnx.ModelProto, *, batch: int | None = None,
     real_inputs = [i for i in graph.input if i.name not in initializer_names]
     file_batch = _first_dim(real_inputs)
     sizes = _symbolic_sizes(path, real_inputs, dims or {})
-    if batch is not None or sizes:
-        for vi in real_inputs:
-            shape = vi.type.tensor_type.shape.dim
-            for axis, d in enumerate(shape):
-                size = batch if axis == 0 and batch is not None else sizes.get(d.dim_param) if d.dim_param else None
-                if size is not None:
-                    d.Clear()
-                    d.dim_value = size
+    if _size_inputs(path, real_inputs, batch, sizes):  # inference then sees the sizes the builder uses
         del graph.value_info[:]
         for vi in graph.output:
             vi.type.tensor_type.ClearField("shape")
@@ -258,22 +251,41 @@ def _first_dim(inputs: Sequence[onnx.ValueInfoProto]) -> int | None:
     return None
 
 
+def _size_inputs(path: Path, inputs: Sequence[onnx.ValueInfoProto], batch: int | None,
+                 sizes: Mapping[str, int]) -> bool:
+    """Give every input dimension a size in place: ``batch`` on axis 0, a symbolic one its size in ``sizes``,
+    else 1 (with a warning); ``True`` if any dimension changed."""
+    changed = False
+    for vi in inputs:
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+            if axis == 0 and batch is not None:
+                size = batch
+            elif d.HasField("dim_value"):
+                continue
+            elif d.dim_param in sizes:
+                size = sizes[d.dim_param]
+            elif d.dim_param:
+                size = 1
+                _log.warning("ONNX file %s: input %r dimension %d (%r) is symbolic; using 1 (give it a size: "
+                             "dims={%r: N}, or --dim %s=N)", path, vi.name, axis, d.dim_param, d.dim_param,
+                             d.dim_param)
+            else:
+                size = 1
+                _log.warning("ONNX file %s: input %r dimension %d has no size and no name; using 1", path,
+                             vi.name, axis)
+            if not d.HasField("dim_value") or d.dim_value != size:
+                d.Clear()
+                d.dim_value = size
+                changed = True
+    return changed
+
+
 def _input_shape(ctx: _Context, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
     if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
         what = "declares no shape (its rank is unknown)" if vi.type.HasField("tensor_type") else "is not a tensor"
         raise WorkloadError(f"ONNX file {str(ctx.path)!r}: input {vi.name!r} {what}; every graph input must be a "
                             "tensor whose dimensions the file gives (fixed sizes or symbolic names)")
-    dims = []
-    for axis, d in enumerate(vi.type.tensor_type.shape.dim):
-        if d.HasField("dim_value"):
-            dims.append(d.dim_value)
-        else:
-            size = ctx.batch if axis == 0 and ctx.batch is not None else 1
-            _log.warning("ONNX file %s: input %r dimension %d (%r) is symbolic; using %d (give it a size: "
-                         "dims={%r: N}, or --dim %s=N)", ctx.path, vi.name, axis, d.dim_param, size, d.dim_param,
-                         d.dim_param)
-            dims.append(size)
-    return tuple(dims)
+    return tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)  # every one sized by _size_inputs
 
 
 def _initializer_data(init: onnx.TensorProto) -> np.ndarray | None:
