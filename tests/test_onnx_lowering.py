@@ -216,3 +216,28 @@ def test_resize_to_the_sizes_of_another_tensors_shape_takes_those_sizes():
     assert graph.tensors["up"].shape == graph.tensors["skip"].shape == (1, 4, 16, 12)
     assert graph.layer("up").vector_ops == 4 * 16 * 12  # nearest: one op per output element
     assert graph.total_macs == 16 * 12 * 4 * 27 + 8 * 6 * 4 * 36 + 16 * 12 * 2 * 4
+
+
+def test_onnxruntimes_fused_attention_is_its_qkv_projection_and_each_heads_two_products():
+    # com.microsoft.Attention, as onnxruntime's transformer optimizer fuses a BERT layer's self-attention
+    batch, seq, hidden, heads = 2, 8, 32, 4
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((hidden, 3 * hidden)).astype(np.float32), "qkv_weight"),
+             numpy_helper.from_array(np.zeros(3 * hidden, np.float32), "qkv_bias")]
+    node = helper.make_node("Attention", ["x", "qkv_weight", "qkv_bias"], ["y"], name="attn", domain="com.microsoft",
+                            num_heads=heads)
+    graph = helper.make_graph([node], "bert", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                            [batch, seq, hidden])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)  # modelled, not passed through
+        result = load_onnx(model)
+    head = hidden // heads
+    projection = batch * seq * hidden * 3 * hidden
+    per_head = batch * heads * seq * seq * head  # Q K^T, and again the probabilities times V
+    assert result.total_macs == projection + 2 * per_head
+    assert result.layer("attn/qkv").op is OpKind.GEMM and result.layer("attn/softmax").op is OpKind.SOFTMAX
+    assert result.tensors["y"].shape == (batch, seq, hidden)
+    assert sim.simulate(mapper.map_graph(result, load("gemmini"))).macs == result.total_macs

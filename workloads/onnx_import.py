@@ -15,9 +15,10 @@ Contract of :func:`load_onnx`:
   formula on ONNX's shapes), ``Gemm`` and ``MatMul`` with a constant 2-D right operand become GEMM
   (linear) layers, ``MatMul`` of two activations a MATMUL layer; pooling, element-wise, activation,
   softmax, normalisation, concat and reshape-like ops map to their kinds (see ``_HANDLERS``).
-  ``LSTM``, ``GRU``, ``RNN`` and ``ConvTranspose`` become several layers each
+  ``LSTM``, ``GRU``, ``RNN``, ``ConvTranspose`` and ``com.microsoft.Attention`` become several layers each
   (:mod:`workloads.onnx_lowering`: an input projection and a recurrent GEMM per step with the
-  cell's vector layers; a GEMM and its ``col2im``); a two-operand ``Einsum`` the batched product its
+  cell's vector layers; a GEMM and its ``col2im``; the QKV projection and each head's products);
+  a two-operand ``Einsum`` the batched product its
   indices say; ``Resize`` / ``Upsample`` a vector layer (1, 2 or 4 taps per resized axis: nearest,
   linear, cubic). ``Split`` and ``Slice`` are views of their input with the shapes ONNX defines from
   their constant operands (ONNX's inference where those are not constant).
@@ -593,6 +594,11 @@ def _matmul(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
 
 def _recurrent(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     return onnx_lowering.recurrent(ctx.builder, node, name, attrs, ctx.known_shape,
+                                   lambda layer: _label(ctx, node, layer, "float"))
+
+
+def _attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return onnx_lowering.attention(ctx.builder, node, name, attrs, ctx.known_shape,
                                    lambda layer: _label(ctx, node, layer, "float"))
 
 
@@ -1203,6 +1209,7 @@ _HANDLERS: dict[str, _Handler] = {
 
 #: onnxruntime's contrib ops (domain ``com.microsoft``) that quantize_static writes.
 _MS_HANDLERS: dict[str, _Handler] = {
+    "Attention": _attention,
     "QLinearConv": _qlinear_conv,
     "QGemm": _qgemm,
     "QLinearAdd": _qlinear_binary("Add"),

@@ -28,6 +28,13 @@ element, the bias with the first): the direct method's ``input pixels x in chann
 x kernel / group`` MACs, without the inserted zeros a convolution of the upsampled input would
 multiply.
 
+``com.microsoft.Attention`` (the fused self-attention onnxruntime's transformer optimizer writes for
+BERT-like models, with its QKV weights as an input) becomes the projection GEMM of the input with
+the weights (``m = batch x seq``, ``k = hidden``, ``n = q + k + v hidden sizes``), views of its Q, K
+and V parts, and per head (``batch = batch x heads``) the ``Q K^T`` product (``m = n = seq``, ``k =
+head size``), its softmax and the product of the probabilities with ``V`` (``k = seq``, ``n = V's
+head size``). A ``past`` state, a mask or a relative position bias add no GEMM and are not modelled.
+
 Every layer made here is labelled ``float`` in a quantized model (no integer semantics are claimed).
 """
 
@@ -43,7 +50,7 @@ from accel.errors import WorkloadError
 from workloads.builder import GraphBuilder
 from workloads.graph import GemmShape, OpKind
 
-__all__ = ["conv_transpose", "recurrent"]
+__all__ = ["attention", "conv_transpose", "recurrent"]
 
 #: op type -> gates of its cell
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -171,3 +178,38 @@ def _transposed_shape(xs: tuple[int, ...], out_channels: int, kernel: list[int],
     extra = list(attrs.get("output_padding", [0] * rank))
     return (xs[0], out_channels, *(strides[i] * (xs[2 + i] - 1) + extra[i] + (kernel[i] - 1) * dilations[i] + 1
                                    - pads[i] - pads[i + rank] for i in range(rank)))
+
+
+def attention(b: GraphBuilder, node: onnx.NodeProto, name: str, attrs: dict[str, Any],
+              known_shape: Callable[[str], tuple[int, ...] | None], label: Callable[[str], None]) -> str:
+    """Lower a ``com.microsoft.Attention`` node (see the module docstring); returns its output."""
+    x, w = node.input[0], node.input[1]
+    bias = _input(node, 2)
+    xs, ws = b.shape(x), b.shape(w)
+    heads = int(attrs.get("num_heads", 0))
+    sizes = [int(v) for v in attrs.get("qkv_hidden_sizes", [])] or ([ws[1] // 3] * 3 if len(ws) == 2 else [])
+    if (len(xs) != 3 or len(ws) != 2 or ws[0] != xs[2] or len(sizes) != 3 or sum(sizes) != ws[1] or heads < 1
+            or sizes[0] != sizes[1] or any(size % heads for size in sizes)):
+        raise WorkloadError(f"Layer {name!r}: Attention needs a (batch, seq, hidden) input, (hidden, q + k + v) "
+                            f"weights and num_heads dividing each hidden size, not input {xs}, weights {ws}, "
+                            f"qkv_hidden_sizes {sizes} and num_heads {heads}")
+    batch, seq, hidden = xs
+    head, head_v = sizes[0] // heads, sizes[2] // heads
+    made = [f"{name}/qkv", f"{name}/split", f"{name}/scores", f"{name}/softmax", name]
+    qkv = b.layer(OpKind.GEMM, [x, w, *([bias] if bias else [])], [(batch, seq, ws[1])], name=made[0],
+                  outs=[made[0]], gemm=GemmShape(m=batch * seq, k=hidden, n=ws[1]),
+                  attrs={"in_features": hidden, "out_features": ws[1], "weight_layout": "kn"},
+                  source_op=node.op_type)[0]
+    q, k, v = b.layer(OpKind.PASSTHROUGH, [qkv], [(batch, seq, size) for size in sizes], name=made[1],
+                      outs=[f"{name}/{part}" for part in "qkv"], attrs={"op": "Split", "axis": 2},
+                      source_op=node.op_type)
+    scores = b.layer(OpKind.MATMUL, [q, k], [(batch, heads, seq, seq)], name=made[2], outs=[made[2]],
+                     gemm=GemmShape(m=seq, k=head, n=seq, batch=batch * heads), attrs={"fn": "attention_scores"},
+                     source_op=node.op_type)[0]
+    probs = b.softmax(scores, -1, made[3], out=made[3], source_op=node.op_type)
+    out = b.layer(OpKind.MATMUL, [probs, v], [known_shape(node.output[0]) or (batch, seq, sizes[2])], name=name,
+                  outs=[node.output[0]], gemm=GemmShape(m=seq, k=seq, n=head_v, batch=batch * heads),
+                  attrs={"fn": "attention_context"}, source_op=node.op_type)[0]
+    for lname in made:
+        label(lname)
+    return out
