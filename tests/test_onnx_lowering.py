@@ -241,3 +241,22 @@ def test_onnxruntimes_fused_attention_is_its_qkv_projection_and_each_heads_two_p
     assert result.layer("attn/qkv").op is OpKind.GEMM and result.layer("attn/softmax").op is OpKind.SOFTMAX
     assert result.tensors["y"].shape == (batch, seq, hidden)
     assert sim.simulate(mapper.map_graph(result, load("gemmini"))).macs == result.total_macs
+
+
+@pytest.mark.parametrize(("q_shape", "kv_shape", "attrs", "heads", "seq_q", "seq_kv", "head"), [
+    ((2, 4, 6, 8), (2, 4, 10, 8), {}, 4, 6, 10, 8),  # (batch, heads, seq, head size)
+    ((2, 4, 6, 8), (2, 2, 10, 8), {}, 4, 6, 10, 8),  # grouped-query: two key/value heads
+    ((2, 6, 32), (2, 10, 16), {"q_num_heads": 4, "kv_num_heads": 2}, 4, 6, 10, 8),  # 3-D: heads as attributes
+], ids=["4-d", "grouped-query", "3-d"])
+def test_onnx_attention_is_two_products_and_a_softmax_per_query_head(q_shape, kv_shape, attrs, heads, seq_q, seq_kv,
+                                                                      head):
+    node = helper.make_node("Attention", ["q", "k", "v"], ["y"], name="sdpa", **attrs)
+    model = _model([node], [("q", list(q_shape)), ("k", list(kv_shape)), ("v", list(kv_shape))], ["y"], opset=23)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)
+        graph = load_onnx(model)
+    # Q K^T and the probabilities times V, for each query head (a key/value head serves a group of them)
+    assert graph.total_macs == 2 * q_shape[0] * heads * seq_q * seq_kv * head
+    assert graph.tensors["y"].shape == _inferred(model)["y"]
+    assert graph.layer("sdpa/softmax").op is OpKind.SOFTMAX
+    assert sim.simulate(mapper.map_graph(graph, load("gemmini"))).macs == graph.total_macs

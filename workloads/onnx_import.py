@@ -15,9 +15,11 @@ Contract of :func:`load_onnx`:
   formula on ONNX's shapes), ``Gemm`` and ``MatMul`` with a constant 2-D right operand become GEMM
   (linear) layers, ``MatMul`` of two activations a MATMUL layer; pooling, element-wise, activation,
   softmax, normalisation, concat and reshape-like ops map to their kinds (see ``_HANDLERS``).
-  ``LSTM``, ``GRU``, ``RNN``, ``ConvTranspose`` and ``com.microsoft.Attention`` become several layers each
+  ``LSTM``, ``GRU``, ``RNN``, ``ConvTranspose``, ``Attention`` and ``com.microsoft.Attention`` become
+  several layers each
   (:mod:`workloads.onnx_lowering`: an input projection and a recurrent GEMM per step with the
-  cell's vector layers; a GEMM and its ``col2im``; the QKV projection and each head's products);
+  cell's vector layers; a GEMM and its ``col2im``; each head's two products and softmax, after the
+  QKV projection for the fused one);
   a two-operand ``Einsum`` the batched product its
   indices say; ``Resize`` / ``Upsample`` a vector layer (1, 2 or 4 taps per resized axis: nearest,
   linear, cubic). ``Split`` and ``Slice`` are views of their input with the shapes ONNX defines from
@@ -602,6 +604,11 @@ def _attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, 
                                    lambda layer: _label(ctx, node, layer, "float"))
 
 
+def _sdpa(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return onnx_lowering.scaled_dot_product_attention(ctx.builder, node, name, attrs, ctx.known_shape,
+                                                      lambda layer: _label(ctx, node, layer, "float"))
+
+
 def _conv_transpose(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     return onnx_lowering.conv_transpose(ctx.builder, node, name, attrs, ctx.known_shape,
                                         lambda layer: _label(ctx, node, layer, "float"))
@@ -1171,6 +1178,7 @@ _HANDLERS: dict[str, _Handler] = {
     "Resize": _resize,
     "Upsample": _resize,
     "ConvTranspose": _conv_transpose,
+    "Attention": _sdpa,
     "LSTM": _recurrent,
     "GRU": _recurrent,
     "RNN": _recurrent,

@@ -34,6 +34,9 @@ the weights (``m = batch x seq``, ``k = hidden``, ``n = q + k + v hidden sizes``
 and V parts, and per head (``batch = batch x heads``) the ``Q K^T`` product (``m = n = seq``, ``k =
 head size``), its softmax and the product of the probabilities with ``V`` (``k = seq``, ``n = V's
 head size``). A ``past`` state, a mask or a relative position bias add no GEMM and are not modelled.
+ONNX's own ``Attention`` (opset 23: ``Q``, ``K``, ``V`` inputs, 4-D ``(batch, heads, seq, head size)``
+or 3-D with ``q_num_heads`` / ``kv_num_heads``; grouped-query when K and V have fewer heads) is the
+same two products and softmax per query head, without a projection.
 
 Every layer made here is labelled ``float`` in a quantized model (no integer semantics are claimed).
 """
@@ -50,7 +53,7 @@ from accel.errors import WorkloadError
 from workloads.builder import GraphBuilder
 from workloads.graph import GemmShape, OpKind
 
-__all__ = ["attention", "conv_transpose", "recurrent"]
+__all__ = ["attention", "conv_transpose", "recurrent", "scaled_dot_product_attention"]
 
 #: op type -> gates of its cell
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -209,6 +212,45 @@ def attention(b: GraphBuilder, node: onnx.NodeProto, name: str, attrs: dict[str,
     probs = b.softmax(scores, -1, made[3], out=made[3], source_op=node.op_type)
     out = b.layer(OpKind.MATMUL, [probs, v], [known_shape(node.output[0]) or (batch, seq, sizes[2])], name=name,
                   outs=[node.output[0]], gemm=GemmShape(m=seq, k=seq, n=head_v, batch=batch * heads),
+                  attrs={"fn": "attention_context"}, source_op=node.op_type)[0]
+    for lname in made:
+        label(lname)
+    return out
+
+
+def scaled_dot_product_attention(b: GraphBuilder, node: onnx.NodeProto, name: str, attrs: dict[str, Any],
+                                 known_shape: Callable[[str], tuple[int, ...] | None],
+                                 label: Callable[[str], None]) -> str:
+    """Lower an ONNX ``Attention`` node (opset 23, see the module docstring); returns its output ``Y``."""
+    q, k, v = node.input[0], node.input[1], node.input[2]
+    shapes = [b.shape(t) for t in (q, k, v)]
+    rank = len(shapes[0])
+    if rank == 4 and all(len(s) == 4 for s in shapes):
+        batch, heads, seq_q, head = shapes[0]
+        kv_heads, seq_kv, head_v = shapes[2][1], shapes[1][2], shapes[2][3]
+        fits = shapes[1][0] == shapes[2][0] == batch and shapes[1][1] == kv_heads and shapes[1][3] == head
+        y_shape: tuple[int, ...] = (batch, heads, seq_q, head_v)
+    else:
+        heads, kv_heads = int(attrs.get("q_num_heads", 0)), int(attrs.get("kv_num_heads", 0))
+        fits = (rank == 3 and all(len(s) == 3 for s in shapes) and heads > 0 and kv_heads > 0
+                and shapes[0][2] % heads == 0 and shapes[1][2] % kv_heads == 0 and shapes[2][2] % kv_heads == 0)
+        batch, seq_q = shapes[0][:2]
+        seq_kv = shapes[1][1]
+        head = shapes[0][2] // max(heads, 1)
+        head_v = shapes[2][2] // max(kv_heads, 1)
+        fits = fits and shapes[1][2] // kv_heads == head
+        y_shape = (batch, seq_q, heads * head_v)
+    if not fits or heads % max(kv_heads, 1):
+        raise WorkloadError(f"Layer {name!r}: Attention needs Q, K and V of (batch, heads, seq, head size), or 3-D "
+                            "with q_num_heads and kv_num_heads dividing their hidden sizes (query heads a multiple "
+                            f"of the key/value heads), not {shapes[0]}, {shapes[1]} and {shapes[2]}")
+    made = [f"{name}/scores", f"{name}/softmax", name]
+    scores = b.layer(OpKind.MATMUL, [q, k], [(batch, heads, seq_q, seq_kv)], name=made[0], outs=[made[0]],
+                     gemm=GemmShape(m=seq_q, k=head, n=seq_kv, batch=batch * heads),
+                     attrs={"fn": "attention_scores"}, source_op=node.op_type)[0]
+    probs = b.softmax(scores, -1, made[1], out=made[1], source_op=node.op_type)
+    out = b.layer(OpKind.MATMUL, [probs, v], [known_shape(node.output[0]) or y_shape], name=name,
+                  outs=[node.output[0]], gemm=GemmShape(m=seq_q, k=seq_kv, n=head_v, batch=batch * heads),
                   attrs={"fn": "attention_context"}, source_op=node.op_type)[0]
     for lname in made:
         label(lname)
