@@ -390,3 +390,19 @@ def test_a_symbolic_batch_left_unsized_is_1_for_every_op_shaped_by_onnx_inferenc
     assert graph.tensors["padded"].shape == (1, 3, 10, 10) and graph.tensors["tiled"].shape == (1, 3, 20, 10)
     assert graph.tensors["y"].shape == (1, 4, 18, 8) and graph.total_macs == 18 * 8 * 4 * 27
     assert load_onnx(model, dims={"N": 2}).total_macs == 2 * 18 * 8 * 4 * 27
+
+
+def test_reading_an_output_the_importer_does_not_model_is_an_error_naming_its_node(tmp_path: Path) -> None:
+    # SegNet-style: MaxUnpool reads MaxPool's Indices (the importer models a pool's values only)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("MaxPool", ["x"], ["pooled", "indices"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2]),
+             helper.make_node("MaxUnpool", ["pooled", "indices"], ["y"], name="unpool", kernel_shape=[2, 2],
+                              strides=[2, 2])]
+    graph = helper.make_graph(nodes, "g", [x], [y])
+    path = _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "segnet.onnx")
+    with pytest.raises(WorkloadError, match=r"^ONNX file '.*segnet\.onnx': node 'unpool' \(MaxUnpool\) reads "
+                                            r"'indices', an output of node 'pool' \(MaxPool\) that the importer does "
+                                            r"not model$"):
+        load_onnx(path)

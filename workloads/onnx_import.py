@@ -123,6 +123,7 @@ class _Context:
     values: dict[str, np.ndarray] = field(default_factory=dict)  # known values of small constants
     data: dict[str, np.ndarray] = field(default_factory=dict)  # every constant whose data the file holds
     layer_names: set[str] = field(default_factory=set)
+    dropped: dict[str, str] = field(default_factory=dict)  # node outputs not modelled -> "node 'n' (Op)"
     quantized: bool = False  # the model has quantization ops: label every layer's numerics
 
     def dtype(self, name: str) -> str | None:
@@ -309,6 +310,11 @@ def _import_node(ctx: _Context, node: onnx.NodeProto, index: int) -> None:
     layer_name = _unique_layer_name(ctx, node, index)
     inputs = [t for t in node.input if t]
     for t in inputs:
+        if t in ctx.dropped:
+            raise WorkloadError(
+                f"ONNX file {str(ctx.path)!r}: node {layer_name!r} ({node.op_type}) reads {t!r}, an output of "
+                f"{ctx.dropped[t]} that the importer does not model"
+            )
         if not b.has_tensor(t):
             raise WorkloadError(
                 f"ONNX file {str(ctx.path)!r}: node {layer_name!r} ({node.op_type}) reads tensor {t!r},"
@@ -336,6 +342,9 @@ def _import_node(ctx: _Context, node: onnx.NodeProto, index: int) -> None:
         return
     out = handler(ctx, node, layer_name, _attrs(node))
     _check_shape(ctx, out)
+    for extra in node.output:
+        if extra and not b.has_tensor(extra):  # e.g. MaxPool's Indices, LayerNormalization's Mean
+            ctx.dropped[extra] = f"node {layer_name!r} ({node.op_type})"
     if ctx.quantized and "numerics" not in b.layer_attrs(layer_name):
         _label_by_operands(ctx, node, layer_name)
 
