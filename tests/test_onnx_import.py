@@ -263,9 +263,13 @@ _W = numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")
     (helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"], name="crop"), [4, 8],
      [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("starts", [0]), ("ends", [2]), ("axes", [2]))],
      r"node 'crop' \(Slice\): axes must be distinct axes of its input of shape \(4, 8\), not \[2\]$"),
+    (helper.make_node("Concat", ["x", "x"], ["y"], name="cat"), [4, 8], [],
+     r"node 'cat' \(Concat\): attribute axis is required$"),
+    (helper.make_node("Unsqueeze", ["x"], ["y"], name="expand"), [4, 8], [],
+     r"node 'expand' \(Unsqueeze\): axes \(an attribute before opset 13, a constant input since\) is required$"),
 ], ids=["pool-without-kernel", "strides-too-short", "pads-too-short", "unknown-auto-pad", "input-without-spatial-axes",
         "weight-of-another-rank", "gemm-of-a-vector",
-        "slice-of-uneven-lengths", "slice-of-a-missing-axis"])
+        "slice-of-uneven-lengths", "slice-of-a-missing-axis", "concat-without-axis", "unsqueeze-without-axes"])
 def test_a_node_whose_operands_or_window_do_not_fit_is_an_error_naming_it(
         tmp_path: Path, node: onnx.NodeProto, x_shape: list[int], inits: list[onnx.TensorProto], message: str) -> None:
     path = _save(_one_node_model(node, x_shape, inits), tmp_path / "bad.onnx")

@@ -709,6 +709,8 @@ def _softmax(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, An
 
 
 def _concat(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    if "axis" not in attrs:
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): attribute axis is required")
     return ctx.builder.concat([t for t in node.input if t], attrs.get("axis", 1), name, out=node.output[0])
 
 
@@ -911,6 +913,9 @@ def _shape_only(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str,
         if node.op_type == "Squeeze":
             drop = {a % len(xs) for a in axes} if axes is not None else {i for i, d in enumerate(xs) if d == 1}
             shape = tuple(d for i, d in enumerate(xs) if i not in drop)
+        elif axes is None:
+            raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} (Unsqueeze): axes (an attribute before "
+                                "opset 13, a constant input since) is required")
         else:
             rank = len(xs) + len(axes or [])
             for a in sorted(a % rank for a in axes or []):
