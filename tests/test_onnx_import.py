@@ -267,9 +267,13 @@ _W = numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")
      r"node 'cat' \(Concat\): attribute axis is required$"),
     (helper.make_node("Unsqueeze", ["x"], ["y"], name="expand"), [4, 8], [],
      r"node 'expand' \(Unsqueeze\): axes \(an attribute before opset 13, a constant input since\) is required$"),
+    (helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up"), [1, 3, 8, 8],
+     [numpy_helper.from_array(np.array([2, 2], np.float32), "scales")],
+     r"node 'up' \(Resize\): scales must have one value per resized axis \(4 for input \(1, 3, 8, 8\)\), not 2$"),
 ], ids=["pool-without-kernel", "strides-too-short", "pads-too-short", "unknown-auto-pad", "input-without-spatial-axes",
         "weight-of-another-rank", "gemm-of-a-vector",
-        "slice-of-uneven-lengths", "slice-of-a-missing-axis", "concat-without-axis", "unsqueeze-without-axes"])
+        "slice-of-uneven-lengths", "slice-of-a-missing-axis", "concat-without-axis", "unsqueeze-without-axes",
+        "resize-scales-of-another-rank"])
 def test_a_node_whose_operands_or_window_do_not_fit_is_an_error_naming_it(
         tmp_path: Path, node: onnx.NodeProto, x_shape: list[int], inits: list[onnx.TensorProto], message: str) -> None:
     path = _save(_one_node_model(node, x_shape, inits), tmp_path / "bad.onnx")

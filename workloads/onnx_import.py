@@ -816,7 +816,7 @@ def _resize(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
     another tensor's ``Shape``), else ONNX's inferred one (a pass-through where neither is known)."""
     b = ctx.builder
     x, out = node.input[0], node.output[0]
-    shape = _resized_shape(ctx, node, attrs, b.shape(x)) or ctx.known_shape(out)
+    shape = _resized_shape(ctx, node, name, attrs, b.shape(x)) or ctx.known_shape(out)
     if shape is None:
         _passthrough(ctx, node, name, warn=False)
         return out
@@ -827,7 +827,7 @@ def _resize(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
                    attrs={"fn": "resize", "mode": mode}, source_op=node.op_type, dtype=ctx.dtype(out))[0]
 
 
-def _resized_shape(ctx: _Context, node: onnx.NodeProto, attrs: dict[str, Any],
+def _resized_shape(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any],
                    xs: tuple[int, ...]) -> tuple[int, ...] | None:
     """ONNX's output shape of a ``Resize`` / ``Upsample`` from its constant ``sizes`` or ``scales``
     (``floor(size x scale)``, only on ``axes`` if given); ``None`` when they are not known constants, or
@@ -841,12 +841,18 @@ def _resized_shape(ctx: _Context, node: onnx.NodeProto, attrs: dict[str, Any],
         scales_name, sizes_name = _opt(node, 2), _opt(node, 3)
     axes = [int(a) % len(xs) for a in attrs.get("axes", range(len(xs)))]
     shape = list(xs)
-    if sizes_name in ctx.values and ctx.values[sizes_name].size == len(axes):
-        for axis, size in zip(axes, ctx.values[sizes_name].reshape(-1), strict=True):
+    sizes = ctx.values[sizes_name].reshape(-1) if sizes_name in ctx.values else None
+    scales = ctx.values[scales_name].reshape(-1) if scales_name in ctx.values else attrs.get("scales")
+    for what, given in (("sizes", sizes), ("scales", scales)):
+        if given is not None and len(given) not in (0, len(axes)):  # empty: not given (opset 11's placeholder)
+            raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): "
+                                f"{what} must have one value per resized axis ({len(axes)} for input {xs}), not "
+                                f"{len(given)}")
+    if sizes is not None and len(sizes):
+        for axis, size in zip(axes, sizes, strict=True):
             shape[axis] = int(size)
         return tuple(shape)
-    scales = ctx.values[scales_name].reshape(-1) if scales_name in ctx.values else attrs.get("scales")
-    if scales is not None and len(scales) == len(axes):
+    if scales is not None and len(scales):
         for axis, scale in zip(axes, scales, strict=True):
             shape[axis] = math.floor(xs[axis] * float(scale))
         return tuple(shape)
