@@ -270,10 +270,13 @@ _W = numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")
     (helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up"), [1, 3, 8, 8],
      [numpy_helper.from_array(np.array([2, 2], np.float32), "scales")],
      r"node 'up' \(Resize\): scales must have one value per resized axis \(4 for input \(1, 3, 8, 8\)\), not 2$"),
+    (helper.make_node("Squeeze", ["x", "axes"], ["y"], name="squeeze"), [4, 8],
+     [numpy_helper.from_array(np.array([0], np.int64), "axes")],
+     r"node 'squeeze' \(Squeeze\): axes must be axes of size 1 of its input of shape \(4, 8\), not \[0\]$"),
 ], ids=["pool-without-kernel", "strides-too-short", "pads-too-short", "unknown-auto-pad", "input-without-spatial-axes",
         "weight-of-another-rank", "gemm-of-a-vector",
         "slice-of-uneven-lengths", "slice-of-a-missing-axis", "concat-without-axis", "unsqueeze-without-axes",
-        "resize-scales-of-another-rank"])
+        "resize-scales-of-another-rank", "squeeze-of-a-long-axis"])
 def test_a_node_whose_operands_or_window_do_not_fit_is_an_error_naming_it(
         tmp_path: Path, node: onnx.NodeProto, x_shape: list[int], inits: list[onnx.TensorProto], message: str) -> None:
     path = _save(_one_node_model(node, x_shape, inits), tmp_path / "bad.onnx")

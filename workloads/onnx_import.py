@@ -917,6 +917,9 @@ def _shape_only(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str,
         if axes is None and len(node.input) > 1 and node.input[1] in ctx.values:
             axes = [int(a) for a in ctx.values[node.input[1]].reshape(-1)]
         if node.op_type == "Squeeze":
+            if axes is not None and any(not -len(xs) <= a < len(xs) or xs[a] != 1 for a in axes):
+                raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} (Squeeze): axes must be axes of size"
+                                    f" 1 of its input of shape {tuple(xs)}, not {axes}")
             drop = {a % len(xs) for a in axes} if axes is not None else {i for i, d in enumerate(xs) if d == 1}
             shape = tuple(d for i, d in enumerate(xs) if i not in drop)
         elif axes is None:
