@@ -260,3 +260,22 @@ def test_onnx_attention_is_two_products_and_a_softmax_per_query_head(q_shape, kv
     assert graph.tensors["y"].shape == _inferred(model)["y"]
     assert graph.layer("sdpa/softmax").op is OpKind.SOFTMAX
     assert sim.simulate(mapper.map_graph(graph, load("gemmini"))).macs == graph.total_macs
+
+
+@pytest.mark.parametrize(("equation", "a_shape", "b_shape", "contracted"), [
+    ("...ij,...jk->...ik", (2, 3, 4, 8), (2, 3, 8, 5), 8),  # batched matmul over any leading dimensions
+    ("...ij,...jk->...ik", (2, 1, 4, 8), (3, 8, 5), 8),  # ... broadcasts, right-aligned
+    ("...d,de->...e", (2, 7, 16), (16, 4), 16),  # a projection of every position
+    ("b...d,b...d", (2, 5, 6), (2, 5, 6), 2 * 6),  # implicit output: the ellipsis kept, b and d summed
+], ids=["batched", "broadcast", "projection", "implicit"])
+def test_an_einsum_with_an_ellipsis_is_the_product_over_the_dimensions_it_covers(equation, a_shape, b_shape,
+                                                                               contracted):
+    node = helper.make_node("Einsum", ["a", "b"], ["y"], name="es", equation=equation)
+    model = _model([node], [("a", list(a_shape)), ("b", list(b_shape))], ["y"], opset=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)
+        graph = load_onnx(model)
+    expected = np.einsum(equation, np.zeros(a_shape), np.zeros(b_shape)).shape
+    assert graph.tensors["y"].shape == expected
+    # every output element sums the products over the contracted indices
+    assert graph.total_macs == int(np.prod(expected)) * contracted

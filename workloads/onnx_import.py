@@ -860,18 +860,30 @@ def _resized_shape(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[s
 
 
 def _einsum(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
-    """A two-operand ``Einsum`` without ellipses: the batched product its indices say (indices of the
-    output and both operands: ``batch``; of the output and one operand: ``m`` / ``n``; summed: ``k``),
-    a GEMM layer when one operand is a constant; anything else is a pass-through with a warning."""
+    """A two-operand ``Einsum``: the batched product its indices say (indices of the output and both
+    operands: ``batch``; of the output and one operand: ``m`` / ``n``; summed: ``k``; an ellipsis stands
+    for the broadcast leading dimensions it covers), a GEMM layer when one operand is a constant;
+    anything else is a pass-through with a warning."""
     b = ctx.builder
     equation = _text(attrs["equation"]).replace(" ", "")
     inputs = [t for t in node.input if t]
-    lhs, _, result = equation.partition("->")
+    lhs, arrow, result = equation.partition("->")
     operands = lhs.split(",")
-    if "." in equation or len(inputs) != 2 or len(operands) != 2:
+    if len(inputs) != 2 or len(operands) != 2 or any(o.count("...") > 1 or o.count(".") not in (0, 3)
+                                                     for o in (*operands, result)):
         _passthrough(ctx, node, name, warn=True)
         return node.output[0]
-    if "->" not in equation:  # implicit output: the indices seen once, in alphabetical order
+    implicit = not arrow
+    if "..." in lhs:  # spell the ellipsis out: fresh indices, right-aligned across the operands
+        ranks = [len(b.shape(t)) - (len(o) - 3) if "..." in o else 0 for t, o in zip(inputs, operands, strict=True)]
+        fresh = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in equation][:max(ranks)]
+        lead = "".join(fresh)
+        operands = [o.replace("...", lead[len(lead) - r:]) for o, r in zip(operands, ranks, strict=True)]
+        result = result.replace("...", lead)
+        lhs = ",".join(operands)
+        if implicit:
+            result = lead + "".join(sorted(c for c in set(lhs) - {","} - set(lead) if lhs.count(c) == 1))
+    elif implicit:  # implicit output: the indices seen once, in alphabetical order
         result = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
     sizes: dict[str, int] = {}
     for t, indices in zip(inputs, operands, strict=True):
