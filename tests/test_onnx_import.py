@@ -417,3 +417,22 @@ def test_reading_an_output_the_importer_does_not_model_is_an_error_naming_its_no
                                             r"'indices', an output of node 'pool' \(MaxPool\) that the importer does "
                                             r"not model$"):
         load_onnx(path)
+
+
+def test_a_4_bit_matmul_nbits_is_the_gemm_of_its_unpacked_weight() -> None:
+    # com.microsoft.MatMulNBits, as LLM exports for onnxruntime write every linear layer: 4-bit codes in
+    # blocks of 32 along K, packed two to a byte: (N, K / 32, 16) bytes
+    k, n, block = 64, 128, 32
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, k])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    inits = [numpy_helper.from_array(np.zeros((n, k // block, block // 2), np.uint8), "w_q"),
+             numpy_helper.from_array(np.ones(n * k // block, np.float32), "w_scales")]
+    node = helper.make_node("MatMulNBits", ["x", "w_q", "w_scales"], ["y"], name="q_proj", domain="com.microsoft",
+                            K=k, N=n, bits=4, block_size=block)
+    model = helper.make_model(helper.make_graph([node], "llm", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)  # modelled, not passed through
+        graph = load_onnx(model)
+    assert graph.layer("q_proj").op is OpKind.GEMM and graph.layer("q_proj").gemm == GemmShape(m=10, k=k, n=n)
+    assert graph.tensors["y"].shape == (2, 5, n) and graph.total_macs == 10 * k * n

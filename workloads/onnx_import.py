@@ -50,7 +50,8 @@ Quantized models (any ``QuantizeLinear``, ``DequantizeLinear`` or ``QLinear*``/`
   quantization: ``DynamicQuantizeLinear`` is a float vector layer, and the codes it makes have no
   static parameters);
   ``com.microsoft`` ``QLinearAdd``/``QLinearMul`` element-wise layers, ``QLinearGlobalAveragePool``/
-  ``QLinearAveragePool`` pooling layers and ``QLinearConcat`` a concat. Scale and zero-point inputs
+  ``QLinearAveragePool`` pooling layers and ``QLinearConcat`` a concat; ``com.microsoft.MatMulNBits``
+  (block-quantized weights) a GEMM layer whose constants are its packed weight and scales. Scale and zero-point inputs
   are not layer inputs: they become the :class:`~workloads.graph.QuantParams` of the tensors they
   describe (per channel along axis 0 of conv weights, along the output-feature axis of GEMM
   weights), and every constant's data is the tensor's ``value``. Quantized tensors keep their
@@ -1158,6 +1159,27 @@ def _quantize_linear(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict
     return out
 
 
+def _matmul_nbits(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """``com.microsoft.MatMulNBits`` (weights block-quantized to 2-8 bits, as LLM exports for onnxruntime
+    write every linear layer): the GEMM of ``A`` with its ``N x K`` weight (``m`` = ``A``'s leading
+    dimensions, ``k = K``, ``n = N``), whose packed codes, scales, zero points and bias are its constants."""
+    b = ctx.builder
+    a = node.input[0]
+    xs = b.shape(a)
+    where = f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type})"
+    if "K" not in attrs or "N" not in attrs:
+        raise WorkloadError(f"{where}: attributes K and N are required")
+    k, n = int(attrs["K"]), int(attrs["N"])
+    if not xs or xs[-1] != k:
+        raise WorkloadError(f"{where}: input {a!r} must end in K = {k} features, not shape {xs}")
+    out = node.output[0]
+    b.layer(OpKind.GEMM, [a, *(t for t in node.input[1:] if t)], [(*xs[:-1], n)], name=name, outs=[out],
+            gemm=GemmShape(m=math.prod(xs[:-1]), k=k, n=n), source_op=node.op_type, dtype=ctx.dtype(out),
+            attrs={"in_features": k, "out_features": n, "weight_layout": "nk", "bits": int(attrs.get("bits", 4)),
+                   "block_size": int(attrs.get("block_size", 0))})
+    return out
+
+
 def _dynamic_quantize_linear(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     """``DynamicQuantizeLinear``: float work, one layer per output (as the lowerings make them): ``<name>/scale``
     (the min/max pass over ``x``: one vector op per element), ``<name>/zero_point`` (one op) and the uint8
@@ -1253,6 +1275,7 @@ _HANDLERS: dict[str, _Handler] = {
 #: onnxruntime's contrib ops (domain ``com.microsoft``) that quantize_static writes.
 _MS_HANDLERS: dict[str, _Handler] = {
     "Attention": _attention,
+    "MatMulNBits": _matmul_nbits,
     "QLinearConv": _qlinear_conv,
     "QGemm": _qgemm,
     "QLinearAdd": _qlinear_binary("Add"),
