@@ -279,3 +279,20 @@ def test_an_einsum_with_an_ellipsis_is_the_product_over_the_dimensions_it_covers
     assert graph.tensors["y"].shape == expected
     # every output element sums the products over the contracted indices
     assert graph.total_macs == int(np.prod(expected)) * contracted
+
+
+def test_onnxruntimes_multi_head_attention_is_two_products_and_a_softmax_per_head():
+    batch, seq_q, seq_kv, hidden, heads = 2, 6, 10, 32, 4
+    node = helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], name="mha", domain="com.microsoft",
+                            num_heads=heads)
+    inputs = [helper.make_tensor_value_info(t, TensorProto.FLOAT, [batch, seq_q if t == "q" else seq_kv, hidden])
+              for t in "qkv"]
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)
+        result = load_onnx(model)
+    assert result.total_macs == 2 * batch * heads * seq_q * seq_kv * (hidden // heads)
+    assert result.tensors["y"].shape == (batch, seq_q, hidden)
+    assert {layer.source_op for layer in result.layers} == {"MultiHeadAttention"}

@@ -15,8 +15,8 @@ Contract of :func:`load_onnx`:
   formula on ONNX's shapes), ``Gemm`` and ``MatMul`` with a constant 2-D right operand become GEMM
   (linear) layers, ``MatMul`` of two activations a MATMUL layer; pooling, element-wise, activation,
   softmax, normalisation, concat and reshape-like ops map to their kinds (see ``_HANDLERS``).
-  ``LSTM``, ``GRU``, ``RNN``, ``ConvTranspose``, ``Attention`` and ``com.microsoft.Attention`` become
-  several layers each
+  ``LSTM``, ``GRU``, ``RNN``, ``ConvTranspose``, ``Attention`` and ``com.microsoft``'s ``Attention`` and
+  ``MultiHeadAttention`` become several layers each
   (:mod:`workloads.onnx_lowering`: an input projection and a recurrent GEMM per step with the
   cell's vector layers; a GEMM and its ``col2im``; each head's two products and softmax, after the
   QKV projection for the fused one);
@@ -617,6 +617,19 @@ def _attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, 
 def _sdpa(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     return onnx_lowering.scaled_dot_product_attention(ctx.builder, node, name, attrs, ctx.known_shape,
                                                       lambda layer: _label(ctx, node, layer, "float"))
+
+
+def _multi_head_attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """``com.microsoft.MultiHeadAttention`` with separate 3-D ``(batch, seq, hidden)`` query, key and value:
+    ONNX's ``Attention`` with as many key/value heads as query heads; its packed forms are pass-throughs."""
+    b = ctx.builder
+    qkv = [_opt(node, i) for i in range(3)]
+    if not all(qkv) or any(len(b.shape(t)) != 3 for t in qkv):
+        _passthrough(ctx, node, name, warn=True)
+        return node.output[0]
+    heads = int(attrs.get("num_heads", 0))
+    return onnx_lowering.scaled_dot_product_attention(b, node, name, {"q_num_heads": heads, "kv_num_heads": heads},
+                                                      ctx.known_shape, lambda layer: _label(ctx, node, layer, "float"))
 
 
 def _conv_transpose(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
@@ -1276,6 +1289,7 @@ _HANDLERS: dict[str, _Handler] = {
 _MS_HANDLERS: dict[str, _Handler] = {
     "Attention": _attention,
     "MatMulNBits": _matmul_nbits,
+    "MultiHeadAttention": _multi_head_attention,
     "QLinearConv": _qlinear_conv,
     "QGemm": _qgemm,
     "QLinearAdd": _qlinear_binary("Add"),
