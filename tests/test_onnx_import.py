@@ -436,3 +436,29 @@ def test_a_4_bit_matmul_nbits_is_the_gemm_of_its_unpacked_weight() -> None:
         graph = load_onnx(model)
     assert graph.layer("q_proj").op is OpKind.GEMM and graph.layer("q_proj").gemm == GemmShape(m=10, k=k, n=n)
     assert graph.tensors["y"].shape == (2, 5, n) and graph.total_macs == 10 * k * n
+
+
+def test_onnxruntimes_fused_normalisations_are_their_residual_add_and_norm() -> None:
+    # a transformer as onnxruntime's optimizer (BERT) and LLM exports (Llama: RMS norms) write it
+    s, d = 6, 16
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, s, d])
+    skip = helper.make_tensor_value_info("skip", TensorProto.FLOAT, [1, s, d])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    inits = [numpy_helper.from_array(np.ones(d, np.float32), n) for n in ("gamma", "beta", "bias")]
+    inits.append(numpy_helper.from_array(np.zeros((d, d), np.float32), "w"))
+    nodes = [helper.make_node("SkipLayerNormalization", ["x", "skip", "gamma", "beta", "bias"],
+                              ["n1", "", "", "residual"], name="skip_ln", domain="com.microsoft"),
+             helper.make_node("MatMul", ["n1", "w"], ["h"], name="proj"),
+             helper.make_node("SkipSimplifiedLayerNormalization", ["h", "residual", "gamma"], ["n2"], name="skip_rms",
+                              domain="com.microsoft"),
+             helper.make_node("SimplifiedLayerNormalization", ["n2", "gamma"], ["y"], name="rms", axis=-1)]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x, skip], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)  # modelled, not passed through
+        graph = load_onnx(model)
+    assert graph.layer("skip_ln/add").vector_ops == 2 * s * d  # input + skip + bias: two adds per element
+    assert graph.layer("skip_ln").op is OpKind.NORM and graph.layer("skip_ln").attrs["kind"] == "layer"
+    assert graph.layer("skip_rms/add").inputs == ("h", "residual")  # the first norm's residual sum, reused
+    assert [graph.layer(n).attrs["kind"] for n in ("skip_rms", "rms")] == ["rms", "rms"]
+    assert graph.tensors["y"].shape == (1, s, d) and graph.total_macs == s * d * d

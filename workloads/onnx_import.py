@@ -14,7 +14,9 @@ Contract of :func:`load_onnx`:
   vector-op counts follow the same rules as the model zoo: ``Conv`` (2-D; other ranks through the same
   formula on ONNX's shapes), ``Gemm`` and ``MatMul`` with a constant 2-D right operand become GEMM
   (linear) layers, ``MatMul`` of two activations a MATMUL layer; pooling, element-wise, activation,
-  softmax, normalisation, concat and reshape-like ops map to their kinds (see ``_HANDLERS``).
+  softmax, normalisation (also onnxruntime's ``SimplifiedLayerNormalization`` and ``com.microsoft``
+  ``Skip(Simplified)LayerNormalization``: its residual add, then the norm), concat and reshape-like
+  ops map to their kinds (see ``_HANDLERS``).
   ``LSTM``, ``GRU``, ``RNN``, ``ConvTranspose``, ``Attention`` and ``com.microsoft``'s ``Attention`` and
   ``MultiHeadAttention`` become several layers each
   (:mod:`workloads.onnx_lowering`: an input projection and a recurrent GEMM per step with the
@@ -717,6 +719,21 @@ def _norm(kind: str) -> _Handler:
     return handler
 
 
+def _skip_norm(kind: str) -> _Handler:
+    """``com.microsoft.Skip(Simplified)LayerNormalization``: the residual sum ``input + skip (+ bias)`` (its 4th
+    output when asked for), then the layer / RMS normalisation of that sum."""
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        b = ctx.builder
+        x, skip, gamma = node.input[0], node.input[1], _opt(node, 2)
+        beta, bias = (_opt(node, 3), _opt(node, 4)) if kind == "layer" else ("", _opt(node, 3))
+        total = node.output[3] if len(node.output) > 3 and node.output[3] else f"{name}/sum"
+        b.elementwise("add", [t for t in (x, skip, bias) if t], f"{name}/add", out=total, source_op=node.op_type)
+        _label(ctx, node, f"{name}/add", "float")
+        return b.norm(total, kind, name, params=[t for t in (gamma, beta) if t], out=node.output[0],
+                      source_op=node.op_type)
+    return handler
+
+
 def _softmax(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     return ctx.builder.softmax(node.input[0], attrs.get("axis", -1), name, out=node.output[0],
                                source_op=node.op_type)
@@ -1262,6 +1279,8 @@ _HANDLERS: dict[str, _Handler] = {
     "InstanceNormalization": _norm("instance"),
     "GroupNormalization": _norm("group"),
     "LRN": _norm("lrn"),
+    "RMSNormalization": _norm("rms"),
+    "SimplifiedLayerNormalization": _norm("rms"),  # onnxruntime's, registered in the ONNX domain
     "Softmax": _softmax,
     "LogSoftmax": _softmax,
     "Concat": _concat,
@@ -1290,6 +1309,9 @@ _MS_HANDLERS: dict[str, _Handler] = {
     "Attention": _attention,
     "MatMulNBits": _matmul_nbits,
     "MultiHeadAttention": _multi_head_attention,
+    "SimplifiedLayerNormalization": _norm("rms"),
+    "SkipLayerNormalization": _skip_norm("layer"),
+    "SkipSimplifiedLayerNormalization": _skip_norm("rms"),
     "QLinearConv": _qlinear_conv,
     "QGemm": _qgemm,
     "QLinearAdd": _qlinear_binary("Add"),
