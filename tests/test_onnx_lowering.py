@@ -296,3 +296,40 @@ def test_onnxruntimes_multi_head_attention_is_two_products_and_a_softmax_per_hea
     assert result.total_macs == 2 * batch * heads * seq_q * seq_kv * (hidden // heads)
     assert result.tensors["y"].shape == (batch, seq_q, hidden)
     assert {layer.source_op for layer in result.layers} == {"MultiHeadAttention"}
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["separate-qkv", "packed-qkv"])
+def test_group_query_attention_attends_to_the_past_and_the_new_keys(packed):
+    # com.microsoft.GroupQueryAttention as LLM exports for onnxruntime write it: 8 query heads share 2 key/value
+    # heads, and a cache of 7 past positions precedes the 5 new ones
+    batch, seq, past, heads, kv_heads, head = 1, 5, 7, 8, 2, 16
+    vi = helper.make_tensor_value_info
+    inputs = [vi("q", TensorProto.FLOAT, [batch, seq, (heads + 2 * kv_heads * packed) * head])]
+    if not packed:
+        inputs += [vi(t, TensorProto.FLOAT, [batch, seq, kv_heads * head]) for t in "kv"]
+    inputs += [vi(t, TensorProto.FLOAT, [batch, kv_heads, past, head]) for t in ("past_k", "past_v")]
+    inputs += [vi("seqlens_k", TensorProto.INT32, [batch]), vi("total_seq", TensorProto.INT32, [])]
+    node = helper.make_node("GroupQueryAttention", ["q", *(["", ""] if packed else ["k", "v"]), "past_k", "past_v",
+                                                    "seqlens_k", "total_seq"], ["y", "present_k", "present_v"],
+                            name="gqa", domain="com.microsoft", num_heads=heads, kv_num_heads=kv_heads)
+    graph = helper.make_graph([node], "llm", inputs, [vi("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)
+        result = load_onnx(model)
+    # per query head: its new positions against every past and new key, then the probabilities times V
+    assert result.total_macs == 2 * batch * heads * seq * (past + seq) * head
+    assert result.tensors["y"].shape == (batch, seq, heads * head)
+
+
+def test_onnx_attention_with_a_past_attends_to_the_past_and_the_new_keys():
+    batch, heads, seq, past, head = 2, 4, 3, 9, 8
+    node = helper.make_node("Attention", ["q", "k", "v", "", "past_k", "past_v"], ["y", "present_k", "present_v"],
+                            name="sdpa")
+    model = _model([node], [("q", [batch, heads, seq, head]), ("k", [batch, heads, seq, head]),
+                            ("v", [batch, heads, seq, head]), ("past_k", [batch, heads, past, head]),
+                            ("past_v", [batch, heads, past, head])], ["y"], opset=23)
+    graph = load_onnx(model)
+    assert graph.total_macs == 2 * batch * heads * seq * (past + seq) * head
+    assert graph.tensors["y"].shape == _inferred(model)["y"]

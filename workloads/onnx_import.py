@@ -17,8 +17,8 @@ Contract of :func:`load_onnx`:
   softmax, normalisation (also onnxruntime's ``SimplifiedLayerNormalization`` and ``com.microsoft``
   ``Skip(Simplified)LayerNormalization``: its residual add, then the norm), concat and reshape-like
   ops map to their kinds (see ``_HANDLERS``).
-  ``LSTM``, ``GRU``, ``RNN``, ``ConvTranspose``, ``Attention`` and ``com.microsoft``'s ``Attention`` and
-  ``MultiHeadAttention`` become several layers each
+  ``LSTM``, ``GRU``, ``RNN``, ``ConvTranspose``, ``Attention`` and ``com.microsoft``'s ``Attention``,
+  ``MultiHeadAttention`` and ``GroupQueryAttention`` become several layers each
   (:mod:`workloads.onnx_lowering`: an input projection and a recurrent GEMM per step with the
   cell's vector layers; a GEMM and its ``col2im``; each head's two products and softmax, after the
   QKV projection for the fused one);
@@ -632,6 +632,11 @@ def _multi_head_attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs:
     heads = int(attrs.get("num_heads", 0))
     return onnx_lowering.scaled_dot_product_attention(b, node, name, {"q_num_heads": heads, "kv_num_heads": heads},
                                                       ctx.known_shape, lambda layer: _label(ctx, node, layer, "float"))
+
+
+def _group_query_attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return onnx_lowering.group_query_attention(ctx.builder, node, name, attrs, ctx.known_shape,
+                                               lambda layer: _label(ctx, node, layer, "float"))
 
 
 def _conv_transpose(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
@@ -1309,6 +1314,7 @@ _MS_HANDLERS: dict[str, _Handler] = {
     "Attention": _attention,
     "MatMulNBits": _matmul_nbits,
     "MultiHeadAttention": _multi_head_attention,
+    "GroupQueryAttention": _group_query_attention,
     "SimplifiedLayerNormalization": _norm("rms"),
     "SkipLayerNormalization": _skip_norm("layer"),
     "SkipSimplifiedLayerNormalization": _skip_norm("rms"),
