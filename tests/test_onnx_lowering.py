@@ -192,3 +192,144 @@ def test_resize_is_a_vector_layer_of_its_interpolation_taps(mode, taps):
     up = graph.layer("up")
     assert graph.tensors["y"].shape == _inferred(model)["y"] == (1, 3, 10, 14)
     assert up.op is OpKind.ELEMENTWISE and up.vector_ops == 3 * 10 * 14 * taps  # per output, per 2 resized axes
+
+
+def test_resize_to_the_sizes_of_another_tensors_shape_takes_those_sizes():
+    # an FPN's top-down path: upsample the coarse map to the skip connection's H x W (Shape -> Slice -> Concat),
+    # with the batch left symbolic, so ONNX inference cannot tell the resized shape
+    ints = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    weights = [numpy_helper.from_array(np.zeros(shape, np.float32), name)
+               for name, shape in (("w1", (4, 3, 3, 3)), ("w2", (4, 4, 3, 3)), ("w3", (2, 4, 1, 1)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["skip"], name="lateral", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["skip", "w2"], ["coarse"], name="down", strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Shape", ["skip"], ["skip_shape"]),
+             helper.make_node("Slice", ["skip_shape", "two", "four"], ["hw"]),
+             helper.make_node("Shape", ["coarse"], ["coarse_shape"]),
+             helper.make_node("Slice", ["coarse_shape", "zero", "two"], ["nc"]),
+             helper.make_node("Concat", ["nc", "hw"], ["sizes"], axis=0),
+             helper.make_node("Resize", ["coarse", "", "", "sizes"], ["up"], name="up", mode="nearest"),
+             helper.make_node("Add", ["up", "skip"], ["merged"], name="merge"),
+             helper.make_node("Conv", ["merged", "w3"], ["y"], name="head")]
+    model = _model(nodes, [("x", ["N", 3, "H", "W"])], ["y"],
+                   [*weights, ints("zero", [0]), ints("two", [2]), ints("four", [4])], opset=13)
+    graph = load_onnx(model, dims={"H": 16, "W": 12})
+    assert graph.tensors["up"].shape == graph.tensors["skip"].shape == (1, 4, 16, 12)
+    assert graph.layer("up").vector_ops == 4 * 16 * 12  # nearest: one op per output element
+    assert graph.total_macs == 16 * 12 * 4 * 27 + 8 * 6 * 4 * 36 + 16 * 12 * 2 * 4
+
+
+def test_onnxruntimes_fused_attention_is_its_qkv_projection_and_each_heads_two_products():
+    # com.microsoft.Attention, as onnxruntime's transformer optimizer fuses a BERT layer's self-attention
+    batch, seq, hidden, heads = 2, 8, 32, 4
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((hidden, 3 * hidden)).astype(np.float32), "qkv_weight"),
+             numpy_helper.from_array(np.zeros(3 * hidden, np.float32), "qkv_bias")]
+    node = helper.make_node("Attention", ["x", "qkv_weight", "qkv_bias"], ["y"], name="attn", domain="com.microsoft",
+                            num_heads=heads)
+    graph = helper.make_graph([node], "bert", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                            [batch, seq, hidden])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)  # modelled, not passed through
+        result = load_onnx(model)
+    head = hidden // heads
+    projection = batch * seq * hidden * 3 * hidden
+    per_head = batch * heads * seq * seq * head  # Q K^T, and again the probabilities times V
+    assert result.total_macs == projection + 2 * per_head
+    assert result.layer("attn/qkv").op is OpKind.GEMM and result.layer("attn/softmax").op is OpKind.SOFTMAX
+    assert result.tensors["y"].shape == (batch, seq, hidden)
+    assert sim.simulate(mapper.map_graph(result, load("gemmini"))).macs == result.total_macs
+
+
+@pytest.mark.parametrize(("q_shape", "kv_shape", "attrs", "heads", "seq_q", "seq_kv", "head"), [
+    ((2, 4, 6, 8), (2, 4, 10, 8), {}, 4, 6, 10, 8),  # (batch, heads, seq, head size)
+    ((2, 4, 6, 8), (2, 2, 10, 8), {}, 4, 6, 10, 8),  # grouped-query: two key/value heads
+    ((2, 6, 32), (2, 10, 16), {"q_num_heads": 4, "kv_num_heads": 2}, 4, 6, 10, 8),  # 3-D: heads as attributes
+], ids=["4-d", "grouped-query", "3-d"])
+def test_onnx_attention_is_two_products_and_a_softmax_per_query_head(q_shape, kv_shape, attrs, heads, seq_q, seq_kv,
+                                                                      head):
+    node = helper.make_node("Attention", ["q", "k", "v"], ["y"], name="sdpa", **attrs)
+    model = _model([node], [("q", list(q_shape)), ("k", list(kv_shape)), ("v", list(kv_shape))], ["y"], opset=23)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)
+        graph = load_onnx(model)
+    # Q K^T and the probabilities times V, for each query head (a key/value head serves a group of them)
+    assert graph.total_macs == 2 * q_shape[0] * heads * seq_q * seq_kv * head
+    assert graph.tensors["y"].shape == _inferred(model)["y"]
+    assert graph.layer("sdpa/softmax").op is OpKind.SOFTMAX
+    assert sim.simulate(mapper.map_graph(graph, load("gemmini"))).macs == graph.total_macs
+
+
+@pytest.mark.parametrize(("equation", "a_shape", "b_shape", "contracted"), [
+    ("...ij,...jk->...ik", (2, 3, 4, 8), (2, 3, 8, 5), 8),  # batched matmul over any leading dimensions
+    ("...ij,...jk->...ik", (2, 1, 4, 8), (3, 8, 5), 8),  # ... broadcasts, right-aligned
+    ("...d,de->...e", (2, 7, 16), (16, 4), 16),  # a projection of every position
+    ("b...d,b...d", (2, 5, 6), (2, 5, 6), 2 * 6),  # implicit output: the ellipsis kept, b and d summed
+], ids=["batched", "broadcast", "projection", "implicit"])
+def test_an_einsum_with_an_ellipsis_is_the_product_over_the_dimensions_it_covers(equation, a_shape, b_shape,
+                                                                               contracted):
+    node = helper.make_node("Einsum", ["a", "b"], ["y"], name="es", equation=equation)
+    model = _model([node], [("a", list(a_shape)), ("b", list(b_shape))], ["y"], opset=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)
+        graph = load_onnx(model)
+    expected = np.einsum(equation, np.zeros(a_shape), np.zeros(b_shape)).shape
+    assert graph.tensors["y"].shape == expected
+    # every output element sums the products over the contracted indices
+    assert graph.total_macs == int(np.prod(expected)) * contracted
+
+
+def test_onnxruntimes_multi_head_attention_is_two_products_and_a_softmax_per_head():
+    batch, seq_q, seq_kv, hidden, heads = 2, 6, 10, 32, 4
+    node = helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], name="mha", domain="com.microsoft",
+                            num_heads=heads)
+    inputs = [helper.make_tensor_value_info(t, TensorProto.FLOAT, [batch, seq_q if t == "q" else seq_kv, hidden])
+              for t in "qkv"]
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)
+        result = load_onnx(model)
+    assert result.total_macs == 2 * batch * heads * seq_q * seq_kv * (hidden // heads)
+    assert result.tensors["y"].shape == (batch, seq_q, hidden)
+    assert {layer.source_op for layer in result.layers} == {"MultiHeadAttention"}
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["separate-qkv", "packed-qkv"])
+def test_group_query_attention_attends_to_the_past_and_the_new_keys(packed):
+    # com.microsoft.GroupQueryAttention as LLM exports for onnxruntime write it: 8 query heads share 2 key/value
+    # heads, and a cache of 7 past positions precedes the 5 new ones
+    batch, seq, past, heads, kv_heads, head = 1, 5, 7, 8, 2, 16
+    vi = helper.make_tensor_value_info
+    inputs = [vi("q", TensorProto.FLOAT, [batch, seq, (heads + 2 * kv_heads * packed) * head])]
+    if not packed:
+        inputs += [vi(t, TensorProto.FLOAT, [batch, seq, kv_heads * head]) for t in "kv"]
+    inputs += [vi(t, TensorProto.FLOAT, [batch, kv_heads, past, head]) for t in ("past_k", "past_v")]
+    inputs += [vi("seqlens_k", TensorProto.INT32, [batch]), vi("total_seq", TensorProto.INT32, [])]
+    node = helper.make_node("GroupQueryAttention", ["q", *(["", ""] if packed else ["k", "v"]), "past_k", "past_v",
+                                                    "seqlens_k", "total_seq"], ["y", "present_k", "present_v"],
+                            name="gqa", domain="com.microsoft", num_heads=heads, kv_num_heads=kv_heads)
+    graph = helper.make_graph([node], "llm", inputs, [vi("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupportedOpWarning)
+        result = load_onnx(model)
+    # per query head: its new positions against every past and new key, then the probabilities times V
+    assert result.total_macs == 2 * batch * heads * seq * (past + seq) * head
+    assert result.tensors["y"].shape == (batch, seq, heads * head)
+
+
+def test_onnx_attention_with_a_past_attends_to_the_past_and_the_new_keys():
+    batch, heads, seq, past, head = 2, 4, 3, 9, 8
+    node = helper.make_node("Attention", ["q", "k", "v", "", "past_k", "past_v"], ["y", "present_k", "present_v"],
+                            name="sdpa")
+    model = _model([node], [("q", [batch, heads, seq, head]), ("k", [batch, heads, seq, head]),
+                            ("v", [batch, heads, seq, head]), ("past_k", [batch, heads, past, head]),
+                            ("past_v", [batch, heads, past, head])], ["y"], opset=23)
+    graph = load_onnx(model)
+    assert graph.total_macs == 2 * batch * heads * seq * (past + seq) * head
+    assert graph.tensors["y"].shape == _inferred(model)["y"]

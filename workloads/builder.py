@@ -515,10 +515,14 @@ class GraphBuilder:
 
     def flatten(self, x: str, axis: int = 1, name: str | None = None, *, out: str | None = None,
                 source_op: str = "Flatten") -> str:
-        """Flatten to 2-D: dimensions before ``axis`` and from ``axis`` on (ONNX semantics)."""
+        """Flatten to 2-D: dimensions before ``axis`` and from ``axis`` on (ONNX semantics: ``axis`` is in
+        ``[-rank, rank]``, a negative one counts from the back, so ``-1`` keeps the last dimension apart)."""
         lname = self._layer_name(name, "flatten")
         src = self.shape(x)
-        axis = self._axis(axis, len(src) + 1, lname)
+        if not -len(src) <= axis <= len(src):
+            raise WorkloadError(f"Layer {lname!r}: flatten axis must be in [{-len(src)}, {len(src)}] for rank "
+                                f"{len(src)}, not {axis}")
+        axis = axis + len(src) if axis < 0 else axis
         target = (_prod(src[:axis]), _prod(src[axis:]))
         return self.layer(OpKind.RESHAPE, [x], [target], name=lname, outs=self._outs(out),
                           attrs={"fn": "flatten", "axis": axis}, source_op=source_op)[0]

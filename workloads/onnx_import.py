@@ -14,10 +14,15 @@ Contract of :func:`load_onnx`:
   vector-op counts follow the same rules as the model zoo: ``Conv`` (2-D; other ranks through the same
   formula on ONNX's shapes), ``Gemm`` and ``MatMul`` with a constant 2-D right operand become GEMM
   (linear) layers, ``MatMul`` of two activations a MATMUL layer; pooling, element-wise, activation,
-  softmax, normalisation, concat and reshape-like ops map to their kinds (see ``_HANDLERS``).
-  ``LSTM``, ``GRU``, ``RNN`` and ``ConvTranspose`` become several layers each
+  softmax, normalisation (also onnxruntime's ``SimplifiedLayerNormalization`` and ``com.microsoft``
+  ``Skip(Simplified)LayerNormalization``: its residual add, then the norm), concat and reshape-like
+  ops map to their kinds (see ``_HANDLERS``).
+  ``LSTM``, ``GRU``, ``RNN``, ``ConvTranspose``, ``Attention`` and ``com.microsoft``'s ``Attention``,
+  ``MultiHeadAttention`` and ``GroupQueryAttention`` become several layers each
   (:mod:`workloads.onnx_lowering`: an input projection and a recurrent GEMM per step with the
-  cell's vector layers; a GEMM and its ``col2im``); a two-operand ``Einsum`` the batched product its
+  cell's vector layers; a GEMM and its ``col2im``; each head's two products and softmax, after the
+  QKV projection for the fused one);
+  a two-operand ``Einsum`` the batched product its
   indices say; ``Resize`` / ``Upsample`` a vector layer (1, 2 or 4 taps per resized axis: nearest,
   linear, cubic). ``Split`` and ``Slice`` are views of their input with the shapes ONNX defines from
   their constant operands (ONNX's inference where those are not constant).
@@ -25,7 +30,8 @@ Contract of :func:`load_onnx`:
   no-ops (``Dropout``, ``Identity``, ``Cast``, ...) do so silently; any other op also emits a
   ``warnings.warn`` (:class:`UnsupportedOpWarning`) naming it. An unknown op never stops an import.
 * ``batch`` (optional) replaces the first dimension of every graph input before shape inference;
-  a ``Reshape`` whose constant target starts with the file's own batch size is rescaled to match.
+  a ``Reshape`` whose constant target starts with the file's own batch size is rescaled to match
+  (when the target no longer fits its input, or has a ``-1`` and its input starts with the new batch).
   ``dims`` (optional) gives symbolic input dimensions their sizes by name (``{"seq": 128}``); a name
   no input has is an error naming those it has. A symbolic dimension left without a size is 1, with
   a warning.
@@ -33,6 +39,8 @@ Contract of :func:`load_onnx`:
   ``dtype=None`` keeps the ONNX element types instead.
 * A missing, truncated or non-ONNX file, or a graph whose nodes use undefined tensors, raises
   :class:`~accel.errors.WorkloadError` naming the file and what was wrong.
+* Calls of the model's local functions (``ModelProto.functions``) are inlined first: their bodies'
+  nodes are imported as any other.
 * ``path`` may also be an in-memory ``onnx.ModelProto``.
 
 Quantized models (any ``QuantizeLinear``, ``DequantizeLinear`` or ``QLinear*``/``*Integer`` node):
@@ -40,9 +48,12 @@ Quantized models (any ``QuantizeLinear``, ``DequantizeLinear`` or ``QLinear*``/`
 * The QDQ form is first rewritten into the operator form by :func:`workloads.onnx_qdq.fold_qdq`
   (as onnxruntime fuses it), so both forms import alike.
 * ``QLinearConv``, ``QLinearMatMul``, ``com.microsoft.QGemm``, ``ConvInteger`` and ``MatMulInteger``
-  become the same conv / GEMM / matmul layers (same shapes and MACs) as their float ops;
+  become the same conv / GEMM / matmul layers (same shapes and MACs) as their float ops (dynamic
+  quantization: ``DynamicQuantizeLinear`` is a float vector layer, and the codes it makes have no
+  static parameters);
   ``com.microsoft`` ``QLinearAdd``/``QLinearMul`` element-wise layers, ``QLinearGlobalAveragePool``/
-  ``QLinearAveragePool`` pooling layers and ``QLinearConcat`` a concat. Scale and zero-point inputs
+  ``QLinearAveragePool`` pooling layers and ``QLinearConcat`` a concat; ``com.microsoft.MatMulNBits``
+  (block-quantized weights) a GEMM layer whose constants are its packed weight and scales. Scale and zero-point inputs
   are not layer inputs: they become the :class:`~workloads.graph.QuantParams` of the tensors they
   describe (per channel along axis 0 of conv weights, along the output-feature axis of GEMM
   weights), and every constant's data is the tensor's ``value``. Quantized tensors keep their
@@ -70,6 +81,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx.inliner
 from onnx import helper, numpy_helper
 
 from accel.errors import WorkloadError
@@ -114,6 +126,7 @@ class _Context:
     values: dict[str, np.ndarray] = field(default_factory=dict)  # known values of small constants
     data: dict[str, np.ndarray] = field(default_factory=dict)  # every constant whose data the file holds
     layer_names: set[str] = field(default_factory=set)
+    dropped: dict[str, str] = field(default_factory=dict)  # node outputs not modelled -> "node 'n' (Op)"
     quantized: bool = False  # the model has quantization ops: label every layer's numerics
 
     def dtype(self, name: str) -> str | None:
@@ -140,6 +153,11 @@ def load_onnx(path: str | Path | onnx.ModelProto, *, batch: int | None = None,
         model = _read(path)
     if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
         raise WorkloadError(f"ONNX file {str(path)!r}: batch must be a positive integer, not {batch!r}")
+    if model.functions:  # calls of the model's own functions (torch's dynamo exporter): their bodies' layers
+        try:
+            model = onnx.inliner.inline_local_functions(model)
+        except Exception as exc:
+            raise WorkloadError(f"ONNX file {str(path)!r}: its local functions cannot be inlined: {exc}") from None
     quantized = any(n.op_type in _QUANT_OPS for n in model.graph.node)
     if quantized:
         model = fold_qdq(model)
@@ -148,14 +166,7 @@ def load_onnx(path: str | Path | onnx.ModelProto, *, batch: int | None = None,
     real_inputs = [i for i in graph.input if i.name not in initializer_names]
     file_batch = _first_dim(real_inputs)
     sizes = _symbolic_sizes(path, real_inputs, dims or {})
-    if batch is not None or sizes:
-        for vi in real_inputs:
-            shape = vi.type.tensor_type.shape.dim
-            for axis, d in enumerate(shape):
-                size = batch if axis == 0 and batch is not None else sizes.get(d.dim_param) if d.dim_param else None
-                if size is not None:
-                    d.Clear()
-                    d.dim_value = size
+    if _size_inputs(path, real_inputs, batch, sizes):  # inference then sees the sizes the builder uses
         del graph.value_info[:]
         for vi in graph.output:
             vi.type.tensor_type.ClearField("shape")
@@ -215,7 +226,9 @@ def _read(path: Path) -> onnx.ModelProto:
 
 
 def _check_model(model: onnx.ModelProto, where: str) -> None:
-    if model.ir_version < 1 or not model.graph.node:
+    if model.ir_version >= 1 and not model.graph.node:
+        raise WorkloadError(f"{where} has an empty graph: it must have at least one node, found none")
+    if model.ir_version < 1:
         raise WorkloadError(
             f"{where} is not an ONNX model: expected a graph with nodes and an IR version, found "
             f"{len(model.graph.node)} nodes and IR version {model.ir_version}"
@@ -245,18 +258,41 @@ def _first_dim(inputs: Sequence[onnx.ValueInfoProto]) -> int | None:
     return None
 
 
+def _size_inputs(path: Path, inputs: Sequence[onnx.ValueInfoProto], batch: int | None,
+                 sizes: Mapping[str, int]) -> bool:
+    """Give every input dimension a size in place: ``batch`` on axis 0, a symbolic one its size in ``sizes``,
+    else 1 (with a warning); ``True`` if any dimension changed."""
+    changed = False
+    for vi in inputs:
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+            if axis == 0 and batch is not None:
+                size = batch
+            elif d.HasField("dim_value"):
+                continue
+            elif d.dim_param in sizes:
+                size = sizes[d.dim_param]
+            elif d.dim_param:
+                size = 1
+                _log.warning("ONNX file %s: input %r dimension %d (%r) is symbolic; using 1 (give it a size: "
+                             "dims={%r: N}, or --dim %s=N)", path, vi.name, axis, d.dim_param, d.dim_param,
+                             d.dim_param)
+            else:
+                size = 1
+                _log.warning("ONNX file %s: input %r dimension %d has no size and no name; using 1", path,
+                             vi.name, axis)
+            if not d.HasField("dim_value") or d.dim_value != size:
+                d.Clear()
+                d.dim_value = size
+                changed = True
+    return changed
+
+
 def _input_shape(ctx: _Context, vi: onnx.ValueInfoProto) -> tuple[int, ...]:
-    dims = []
-    for axis, d in enumerate(vi.type.tensor_type.shape.dim):
-        if d.HasField("dim_value"):
-            dims.append(d.dim_value)
-        else:
-            size = ctx.batch if axis == 0 and ctx.batch is not None else 1
-            _log.warning("ONNX file %s: input %r dimension %d (%r) is symbolic; using %d (give it a size: "
-                         "dims={%r: N}, or --dim %s=N)", ctx.path, vi.name, axis, d.dim_param, size, d.dim_param,
-                         d.dim_param)
-            dims.append(size)
-    return tuple(dims)
+    if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+        what = "declares no shape (its rank is unknown)" if vi.type.HasField("tensor_type") else "is not a tensor"
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: input {vi.name!r} {what}; every graph input must be a "
+                            "tensor whose dimensions the file gives (fixed sizes or symbolic names)")
+    return tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)  # every one sized by _size_inputs
 
 
 def _initializer_data(init: onnx.TensorProto) -> np.ndarray | None:
@@ -277,6 +313,11 @@ def _import_node(ctx: _Context, node: onnx.NodeProto, index: int) -> None:
     layer_name = _unique_layer_name(ctx, node, index)
     inputs = [t for t in node.input if t]
     for t in inputs:
+        if t in ctx.dropped:
+            raise WorkloadError(
+                f"ONNX file {str(ctx.path)!r}: node {layer_name!r} ({node.op_type}) reads {t!r}, an output of "
+                f"{ctx.dropped[t]} that the importer does not model"
+            )
         if not b.has_tensor(t):
             raise WorkloadError(
                 f"ONNX file {str(ctx.path)!r}: node {layer_name!r} ({node.op_type}) reads tensor {t!r},"
@@ -304,6 +345,9 @@ def _import_node(ctx: _Context, node: onnx.NodeProto, index: int) -> None:
         return
     out = handler(ctx, node, layer_name, _attrs(node))
     _check_shape(ctx, out)
+    for extra in node.output:
+        if extra and not b.has_tensor(extra):  # e.g. MaxPool's Indices, LayerNormalization's Mean
+            ctx.dropped[extra] = f"node {layer_name!r} ({node.op_type})"
     if ctx.quantized and "numerics" not in b.layer_attrs(layer_name):
         _label_by_operands(ctx, node, layer_name)
 
@@ -342,7 +386,7 @@ def _fold_constant(ctx: _Context, node: onnx.NodeProto, layer_name: str) -> None
     b = ctx.builder
     values: list[np.ndarray] | None = None
     if node.op_type == "Constant":
-        values = [_constant_attr_value(node)]
+        values = [_constant_attr_value(ctx, node, layer_name)]
     elif node.op_type == "ConstantOfShape" and node.input[0] in ctx.values:
         shape = tuple(int(d) for d in ctx.values[node.input[0]].reshape(-1))
         fill = _attrs(node).get("value")
@@ -379,7 +423,7 @@ def _store_constant(ctx: _Context, name: str, value: np.ndarray) -> None:
     ctx.builder.annotate(name, value=value)
 
 
-def _constant_attr_value(node: onnx.NodeProto) -> np.ndarray:
+def _constant_attr_value(ctx: _Context, node: onnx.NodeProto, layer_name: str) -> np.ndarray:
     attrs = _attrs(node)
     if "value" in attrs:
         tensor = attrs["value"]
@@ -390,7 +434,8 @@ def _constant_attr_value(node: onnx.NodeProto) -> np.ndarray:
                        ("value_ints", np.int64)):
         if key in attrs:
             return np.asarray(attrs[key], dtype=dtype)
-    raise WorkloadError(f"Constant node {node.name!r} has no value attribute this importer can read")
+    raise WorkloadError(f"ONNX file {str(ctx.path)!r}: Constant node {layer_name!r} must have one of the attributes "
+                        f"value, value_float(s) or value_int(s), not {', '.join(sorted(attrs)) or 'none'}")
 
 
 def _evaluate(node: onnx.NodeProto, ctx: _Context) -> list[np.ndarray] | None:
@@ -442,22 +487,56 @@ def _activations_first(b: GraphBuilder, names: Sequence[str]) -> list[str]:
 _Handler = Callable[[_Context, onnx.NodeProto, str, dict[str, Any]], str]
 
 
-def _spatial_padding(ctx: _Context, node: onnx.NodeProto, attrs: dict[str, Any], spatial: Sequence[int],
-                     kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]) -> list[int]:
-    """ONNX ``pads`` (begins then ends) for ``auto_pad`` NOTSET / VALID / SAME_UPPER / SAME_LOWER."""
-    rank = len(spatial)
-    auto_pad = _text(attrs.get("auto_pad", b"NOTSET"))
-    if auto_pad in ("NOTSET", ""):
-        return list(attrs.get("pads", [0] * (2 * rank)))
-    if auto_pad == "VALID":
-        return [0] * (2 * rank)
-    begins, ends = [], []
-    for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
-        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        small, large = total // 2, total - total // 2
-        begins.append(small if auto_pad == "SAME_UPPER" else large)
-        ends.append(large if auto_pad == "SAME_UPPER" else small)
-    return begins + ends
+@dataclass(frozen=True)
+class _Window:
+    """A convolution's or pooling window's checked attributes, one value per spatial axis (pads: begins
+    then ends)."""
+
+    kernel: list[int]
+    strides: list[int]
+    dilations: list[int]
+    pads: list[int]
+
+
+_AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+
+
+def _window(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any], xs: Sequence[int],
+            kernel: Sequence[int] | None) -> _Window:
+    """The window of a ``Conv`` / pooling node on input shape ``xs`` (``kernel``: ``kernel_shape`` or the
+    weight's spatial shape); raises :class:`WorkloadError` naming the node when an attribute does not fit."""
+    where = f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type})"
+    if len(xs) < 3:
+        raise WorkloadError(f"{where}: input {node.input[0]!r} must be N x C x spatial (3-D or more), not {tuple(xs)}")
+    rank = len(xs) - 2
+    if "kernel_shape" in attrs:
+        kernel = attrs["kernel_shape"]
+    if kernel is None:
+        raise WorkloadError(f"{where}: attribute kernel_shape is required")
+    auto_pad = _text(attrs.get("auto_pad", b"NOTSET")) or "NOTSET"
+    if auto_pad not in _AUTO_PADS:
+        raise WorkloadError(f"{where}: auto_pad must be one of {', '.join(_AUTO_PADS)}, not {auto_pad!r}")
+    values = {"kernel_shape": list(kernel), "strides": list(attrs.get("strides", [1] * rank)),
+              "dilations": list(attrs.get("dilations", [1] * rank)), "pads": list(attrs.get("pads", [0] * 2 * rank))}
+    for field_name, value in values.items():
+        length, least = (2 * rank, 0) if field_name == "pads" else (rank, 1)
+        if len(value) != length or any(v < least for v in value):
+            raise WorkloadError(f"{where}: {field_name} must be {length} integers of at least {least} (the input "
+                                f"{tuple(xs)} has {rank} spatial axes), not {value}")
+    kernel, strides, dilations = values["kernel_shape"], values["strides"], values["dilations"]
+    if auto_pad == "NOTSET":
+        pads = values["pads"]
+    elif auto_pad == "VALID":
+        pads = [0] * (2 * rank)
+    else:
+        begins, ends = [], []
+        for size, k, s, d in zip(xs[2:], kernel, strides, dilations, strict=True):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            small, large = total // 2, total - total // 2
+            begins.append(small if auto_pad == "SAME_UPPER" else large)
+            ends.append(large if auto_pad == "SAME_UPPER" else small)
+        pads = begins + ends
+    return _Window(kernel, strides, dilations, pads)
 
 
 def _conv(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
@@ -465,12 +544,13 @@ def _conv(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any])
     x, w = node.input[0], node.input[1]
     bias = node.input[2] if len(node.input) > 2 and node.input[2] else False
     xs, ws = b.shape(x), b.shape(w)
+    if len(ws) != len(xs):
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): weight {w!r} must have "
+                            f"the input's rank {len(xs)} (out channels, in channels / group, kernel), not shape {ws}")
     rank = len(xs) - 2
-    kernel = list(attrs.get("kernel_shape", ws[2:]))
-    strides = list(attrs.get("strides", [1] * rank))
-    dilations = list(attrs.get("dilations", [1] * rank))
+    window = _window(ctx, node, name, attrs, xs, ws[2:])
+    kernel, strides, dilations, pads = window.kernel, window.strides, window.dilations, window.pads
     group = attrs.get("group", 1)
-    pads = _spatial_padding(ctx, node, attrs, xs[2:], kernel, strides, dilations)
     out = node.output[0]
     if rank == 2:
         return b.conv(x, ws[0], kernel, strides, (pads[0], pads[1], pads[2], pads[3]), dilations, group,
@@ -497,6 +577,9 @@ def _gemm(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any])
     c = node.input[2] if len(node.input) > 2 and node.input[2] else None
     trans_a, trans_b = attrs.get("transA", 0), attrs.get("transB", 0)
     sa, sw = b.shape(a), b.shape(w)
+    if len(sa) != 2 or len(sw) != 2:
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): A and B must be 2-D "
+                            f"matrices, not {a!r} of shape {sa} and {w!r} of shape {sw}")
     m, k = (sa[1], sa[0]) if trans_a else (sa[0], sa[1])
     kb, n = (sw[1], sw[0]) if trans_b else (sw[0], sw[1])
     if k != kb:
@@ -528,6 +611,34 @@ def _recurrent(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, 
                                    lambda layer: _label(ctx, node, layer, "float"))
 
 
+def _attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return onnx_lowering.attention(ctx.builder, node, name, attrs, ctx.known_shape,
+                                   lambda layer: _label(ctx, node, layer, "float"))
+
+
+def _sdpa(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return onnx_lowering.scaled_dot_product_attention(ctx.builder, node, name, attrs, ctx.known_shape,
+                                                      lambda layer: _label(ctx, node, layer, "float"))
+
+
+def _multi_head_attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """``com.microsoft.MultiHeadAttention`` with separate 3-D ``(batch, seq, hidden)`` query, key and value:
+    ONNX's ``Attention`` with as many key/value heads as query heads; its packed forms are pass-throughs."""
+    b = ctx.builder
+    qkv = [_opt(node, i) for i in range(3)]
+    if not all(qkv) or any(len(b.shape(t)) != 3 for t in qkv):
+        _passthrough(ctx, node, name, warn=True)
+        return node.output[0]
+    heads = int(attrs.get("num_heads", 0))
+    return onnx_lowering.scaled_dot_product_attention(b, node, name, {"q_num_heads": heads, "kv_num_heads": heads},
+                                                      ctx.known_shape, lambda layer: _label(ctx, node, layer, "float"))
+
+
+def _group_query_attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    return onnx_lowering.group_query_attention(ctx.builder, node, name, attrs, ctx.known_shape,
+                                               lambda layer: _label(ctx, node, layer, "float"))
+
+
 def _conv_transpose(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     return onnx_lowering.conv_transpose(ctx.builder, node, name, attrs, ctx.known_shape,
                                         lambda layer: _label(ctx, node, layer, "float"))
@@ -538,11 +649,9 @@ def _pool(kind: str) -> _Handler:
         b = ctx.builder
         x = node.input[0]
         xs = b.shape(x)
-        kernel = list(attrs["kernel_shape"])
+        window = _window(ctx, node, name, attrs, xs, None)  # ONNX default stride is 1, not the kernel
+        kernel, strides, dilations, pads = window.kernel, window.strides, window.dilations, window.pads
         rank = len(kernel)
-        strides = list(attrs.get("strides", [1] * rank))  # ONNX default stride is 1, not the kernel
-        dilations = list(attrs.get("dilations", [1] * rank))
-        pads = _spatial_padding(ctx, node, attrs, xs[2:], kernel, strides, dilations)
         out = node.output[0]
         if rank == 2:
             return b.pool(x, kind, kernel, strides, (pads[0], pads[1], pads[2], pads[3]),
@@ -615,12 +724,29 @@ def _norm(kind: str) -> _Handler:
     return handler
 
 
+def _skip_norm(kind: str) -> _Handler:
+    """``com.microsoft.Skip(Simplified)LayerNormalization``: the residual sum ``input + skip (+ bias)`` (its 4th
+    output when asked for), then the layer / RMS normalisation of that sum."""
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        b = ctx.builder
+        x, skip, gamma = node.input[0], node.input[1], _opt(node, 2)
+        beta, bias = (_opt(node, 3), _opt(node, 4)) if kind == "layer" else ("", _opt(node, 3))
+        total = node.output[3] if len(node.output) > 3 and node.output[3] else f"{name}/sum"
+        b.elementwise("add", [t for t in (x, skip, bias) if t], f"{name}/add", out=total, source_op=node.op_type)
+        _label(ctx, node, f"{name}/add", "float")
+        return b.norm(total, kind, name, params=[t for t in (gamma, beta) if t], out=node.output[0],
+                      source_op=node.op_type)
+    return handler
+
+
 def _softmax(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     return ctx.builder.softmax(node.input[0], attrs.get("axis", -1), name, out=node.output[0],
                                source_op=node.op_type)
 
 
 def _concat(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    if "axis" not in attrs:
+        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): attribute axis is required")
     return ctx.builder.concat([t for t in node.input if t], attrs.get("axis", 1), name, out=node.output[0])
 
 
@@ -633,9 +759,12 @@ def _reshape(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, An
         target = [int(d) for d in ctx.values[target_name].reshape(-1)]
         if not attrs.get("allowzero", 0):
             target = [xs[i] if d == 0 and i < len(xs) else d for i, d in enumerate(target)]
-        if (ctx.batch is not None and ctx.file_batch is not None and target and target[0] == ctx.file_batch
-                and -1 not in target[1:] and math.prod(target) != math.prod(xs)):
-            target[0] = ctx.batch  # a batch size baked into the file, rescaled to the requested one
+        if ctx.batch is not None and target and target[0] == ctx.file_batch != ctx.batch:
+            # a batch size baked into the file (``x.view(1, -1)`` traced at batch 1), rescaled to the requested
+            # one: when the fixed target no longer holds the input, or when a -1 would swallow the new batch
+            swallowed = -1 in target[1:] and bool(xs) and xs[0] == ctx.batch
+            if swallowed or (-1 not in target[1:] and math.prod(target) != math.prod(xs)):
+                target[0] = ctx.batch
     else:
         shape = ctx.known_shape(out)
         if shape is None:
@@ -691,6 +820,14 @@ def _slice(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]
     if starts and ends and axes != [] and steps != []:
         axes = axes or list(range(len(starts)))
         steps = steps or [1] * len(starts)
+        where = f"ONNX file {str(ctx.path)!r}: node {name!r} (Slice)"
+        if not len(starts) == len(ends) == len(axes) == len(steps):
+            raise WorkloadError(f"{where}: starts, ends, axes and steps must have one value per sliced axis, not "
+                                f"{starts}, {ends}, {axes} and {steps}")
+        if any(not -len(xs) <= a < len(xs) for a in axes) or len({a % len(xs) for a in axes}) != len(axes):
+            raise WorkloadError(f"{where}: axes must be distinct axes of its input of shape {tuple(xs)}, not {axes}")
+        if 0 in steps:
+            raise WorkloadError(f"{where}: steps must not be 0, not {steps}")
         for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
             dim = xs[axis % len(xs)]
             start, end = start + dim if start < 0 else start, end + dim if end < 0 else end
@@ -711,10 +848,11 @@ def _slice(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]
 def _resize(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     """``Resize`` / ``Upsample``: a vector layer writing each output element from its input's nearest
     one (1 op), or interpolating ``2`` (linear) or ``4`` (cubic) of them along each resized axis; the
-    output's shape is ONNX's inferred one (a pass-through where inference has none)."""
+    output's shape is the one its constant ``sizes`` or ``scales`` give (``sizes`` often computed from
+    another tensor's ``Shape``), else ONNX's inferred one (a pass-through where neither is known)."""
     b = ctx.builder
     x, out = node.input[0], node.output[0]
-    shape = ctx.known_shape(out)
+    shape = _resized_shape(ctx, node, name, attrs, b.shape(x)) or ctx.known_shape(out)
     if shape is None:
         _passthrough(ctx, node, name, warn=False)
         return out
@@ -725,19 +863,63 @@ def _resize(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
                    attrs={"fn": "resize", "mode": mode}, source_op=node.op_type, dtype=ctx.dtype(out))[0]
 
 
+def _resized_shape(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any],
+                   xs: tuple[int, ...]) -> tuple[int, ...] | None:
+    """ONNX's output shape of a ``Resize`` / ``Upsample`` from its constant ``sizes`` or ``scales``
+    (``floor(size x scale)``, only on ``axes`` if given); ``None`` when they are not known constants, or
+    for the cases this does not model (``keep_aspect_ratio_policy``, ``tf_crop_and_resize``)."""
+    if (_text(attrs.get("keep_aspect_ratio_policy", b"stretch")) != "stretch"
+            or _text(attrs.get("coordinate_transformation_mode", b"")) == "tf_crop_and_resize"):
+        return None
+    if node.op_type == "Upsample" or ctx.opset < 11:  # (X, scales) inputs, or Upsample-7's attribute
+        scales_name, sizes_name = _opt(node, 1), ""
+    else:  # (X, roi, scales, sizes)
+        scales_name, sizes_name = _opt(node, 2), _opt(node, 3)
+    axes = [int(a) % len(xs) for a in attrs.get("axes", range(len(xs)))]
+    shape = list(xs)
+    sizes = ctx.values[sizes_name].reshape(-1) if sizes_name in ctx.values else None
+    scales = ctx.values[scales_name].reshape(-1) if scales_name in ctx.values else attrs.get("scales")
+    for what, given in (("sizes", sizes), ("scales", scales)):
+        if given is not None and len(given) not in (0, len(axes)):  # empty: not given (opset 11's placeholder)
+            raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): "
+                                f"{what} must have one value per resized axis ({len(axes)} for input {xs}), not "
+                                f"{len(given)}")
+    if sizes is not None and len(sizes):
+        for axis, size in zip(axes, sizes, strict=True):
+            shape[axis] = int(size)
+        return tuple(shape)
+    if scales is not None and len(scales):
+        for axis, scale in zip(axes, scales, strict=True):
+            shape[axis] = math.floor(xs[axis] * float(scale))
+        return tuple(shape)
+    return None
+
+
 def _einsum(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
-    """A two-operand ``Einsum`` without ellipses: the batched product its indices say (indices of the
-    output and both operands: ``batch``; of the output and one operand: ``m`` / ``n``; summed: ``k``),
-    a GEMM layer when one operand is a constant; anything else is a pass-through with a warning."""
+    """A two-operand ``Einsum``: the batched product its indices say (indices of the output and both
+    operands: ``batch``; of the output and one operand: ``m`` / ``n``; summed: ``k``; an ellipsis stands
+    for the broadcast leading dimensions it covers), a GEMM layer when one operand is a constant;
+    anything else is a pass-through with a warning."""
     b = ctx.builder
     equation = _text(attrs["equation"]).replace(" ", "")
     inputs = [t for t in node.input if t]
-    lhs, _, result = equation.partition("->")
+    lhs, arrow, result = equation.partition("->")
     operands = lhs.split(",")
-    if "." in equation or len(inputs) != 2 or len(operands) != 2:
+    if len(inputs) != 2 or len(operands) != 2 or any(o.count("...") > 1 or o.count(".") not in (0, 3)
+                                                     for o in (*operands, result)):
         _passthrough(ctx, node, name, warn=True)
         return node.output[0]
-    if "->" not in equation:  # implicit output: the indices seen once, in alphabetical order
+    implicit = not arrow
+    if "..." in lhs:  # spell the ellipsis out: fresh indices, right-aligned across the operands
+        ranks = [len(b.shape(t)) - (len(o) - 3) if "..." in o else 0 for t, o in zip(inputs, operands, strict=True)]
+        fresh = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in equation][:max(ranks)]
+        lead = "".join(fresh)
+        operands = [o.replace("...", lead[len(lead) - r:]) for o, r in zip(operands, ranks, strict=True)]
+        result = result.replace("...", lead)
+        lhs = ",".join(operands)
+        if implicit:
+            result = lead + "".join(sorted(c for c in set(lhs) - {","} - set(lead) if lhs.count(c) == 1))
+    elif implicit:  # implicit output: the indices seen once, in alphabetical order
         result = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
     sizes: dict[str, int] = {}
     for t, indices in zip(inputs, operands, strict=True):
@@ -783,8 +965,14 @@ def _shape_only(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str,
         if axes is None and len(node.input) > 1 and node.input[1] in ctx.values:
             axes = [int(a) for a in ctx.values[node.input[1]].reshape(-1)]
         if node.op_type == "Squeeze":
+            if axes is not None and any(not -len(xs) <= a < len(xs) or xs[a] != 1 for a in axes):
+                raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} (Squeeze): axes must be axes of size"
+                                    f" 1 of its input of shape {tuple(xs)}, not {axes}")
             drop = {a % len(xs) for a in axes} if axes is not None else {i for i, d in enumerate(xs) if d == 1}
             shape = tuple(d for i, d in enumerate(xs) if i not in drop)
+        elif axes is None:
+            raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} (Unsqueeze): axes (an attribute before "
+                                "opset 13, a constant input since) is required")
         else:
             rank = len(xs) + len(axes or [])
             for a in sorted(a % rank for a in axes or []):
@@ -896,9 +1084,16 @@ def _qlinear_conv(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[st
     return out
 
 
+def _bind_activation(ctx: _Context, layer: str, x: str, zero_point: str) -> None:
+    """An ``*Integer`` op's activation: its constant zero point, or none known before run time (computed by a
+    ``DynamicQuantizeLinear``: dynamic quantization has no static parameters to record)."""
+    if not zero_point or zero_point in ctx.data or ctx.builder.is_constant(zero_point):
+        _bind(ctx, layer, x, "", zero_point)
+
+
 def _conv_integer(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     x, w, xz, wz = (_opt(node, i) for i in range(4))
-    _bind(ctx, name, x, "", xz)
+    _bind_activation(ctx, name, x, xz)
     _bind(ctx, name, w, "", wz, axis=0)
     out = _conv(ctx, _as(node, "Conv", [x, w]), name, attrs)
     ctx.builder.annotate(out, dtype="int32")
@@ -922,7 +1117,7 @@ def _qlinear_matmul(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[
 
 def _matmul_integer(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     a, w, az, wz = (_opt(node, i) for i in range(4))
-    _bind(ctx, name, a, "", az)
+    _bind_activation(ctx, name, a, az)
     _bind(ctx, name, w, "", wz, axis=-1 if ctx.builder.is_constant(w) else None)
     out = _matmul(ctx, _as(node, "MatMul", [a, w], {}), name, {})
     ctx.builder.annotate(out, dtype="int32")
@@ -999,6 +1194,46 @@ def _quantize_linear(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict
     return out
 
 
+def _matmul_nbits(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """``com.microsoft.MatMulNBits`` (weights block-quantized to 2-8 bits, as LLM exports for onnxruntime
+    write every linear layer): the GEMM of ``A`` with its ``N x K`` weight (``m`` = ``A``'s leading
+    dimensions, ``k = K``, ``n = N``), whose packed codes, scales, zero points and bias are its constants."""
+    b = ctx.builder
+    a = node.input[0]
+    xs = b.shape(a)
+    where = f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type})"
+    if "K" not in attrs or "N" not in attrs:
+        raise WorkloadError(f"{where}: attributes K and N are required")
+    k, n = int(attrs["K"]), int(attrs["N"])
+    if not xs or xs[-1] != k:
+        raise WorkloadError(f"{where}: input {a!r} must end in K = {k} features, not shape {xs}")
+    out = node.output[0]
+    b.layer(OpKind.GEMM, [a, *(t for t in node.input[1:] if t)], [(*xs[:-1], n)], name=name, outs=[out],
+            gemm=GemmShape(m=math.prod(xs[:-1]), k=k, n=n), source_op=node.op_type, dtype=ctx.dtype(out),
+            attrs={"in_features": k, "out_features": n, "weight_layout": "nk", "bits": int(attrs.get("bits", 4)),
+                   "block_size": int(attrs.get("block_size", 0))})
+    return out
+
+
+def _dynamic_quantize_linear(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+    """``DynamicQuantizeLinear``: float work, one layer per output (as the lowerings make them): ``<name>/scale``
+    (the min/max pass over ``x``: one vector op per element), ``<name>/zero_point`` (one op) and the uint8
+    codes ``<name>`` (one op per element)."""
+    b = ctx.builder
+    x = node.input[0]
+    xs = b.shape(x)
+    y, scale, zero_point = (o or f"{name}:{i}" for i, o in enumerate([*node.output, "", ""][:3]))
+    b.layer(OpKind.ELEMENTWISE, [x], [()], name=f"{name}/scale", outs=[scale], vector_ops=math.prod(xs),
+            attrs={"fn": "dynamic_quantize_scale"}, source_op=node.op_type)
+    b.layer(OpKind.ELEMENTWISE, [scale], [()], name=f"{name}/zero_point", outs=[zero_point], vector_ops=1,
+            attrs={"fn": "dynamic_quantize_zero_point"}, source_op=node.op_type, dtype="uint8")
+    b.layer(OpKind.ACTIVATION, [x, scale, zero_point], [xs], name=name, outs=[y], vector_ops=math.prod(xs),
+            attrs={"fn": "dynamic_quantize"}, source_op=node.op_type, dtype="uint8")
+    for layer in (f"{name}/scale", f"{name}/zero_point", name):
+        _label(ctx, node, layer, "float")
+    return y
+
+
 def _dequantize_linear(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     x, s, z = (_opt(node, i) for i in range(3))
     _bind(ctx, name, x, s, z, axis=attrs.get("axis", 1))
@@ -1035,6 +1270,7 @@ _HANDLERS: dict[str, _Handler] = {
     "Resize": _resize,
     "Upsample": _resize,
     "ConvTranspose": _conv_transpose,
+    "Attention": _sdpa,
     "LSTM": _recurrent,
     "GRU": _recurrent,
     "RNN": _recurrent,
@@ -1048,6 +1284,8 @@ _HANDLERS: dict[str, _Handler] = {
     "InstanceNormalization": _norm("instance"),
     "GroupNormalization": _norm("group"),
     "LRN": _norm("lrn"),
+    "RMSNormalization": _norm("rms"),
+    "SimplifiedLayerNormalization": _norm("rms"),  # onnxruntime's, registered in the ONNX domain
     "Softmax": _softmax,
     "LogSoftmax": _softmax,
     "Concat": _concat,
@@ -1067,11 +1305,19 @@ _HANDLERS: dict[str, _Handler] = {
     "QLinearConv": _qlinear_conv,
     "QLinearMatMul": _qlinear_matmul,
     "ConvInteger": _conv_integer,
+    "DynamicQuantizeLinear": _dynamic_quantize_linear,
     "MatMulInteger": _matmul_integer,
 }
 
 #: onnxruntime's contrib ops (domain ``com.microsoft``) that quantize_static writes.
 _MS_HANDLERS: dict[str, _Handler] = {
+    "Attention": _attention,
+    "MatMulNBits": _matmul_nbits,
+    "MultiHeadAttention": _multi_head_attention,
+    "GroupQueryAttention": _group_query_attention,
+    "SimplifiedLayerNormalization": _norm("rms"),
+    "SkipLayerNormalization": _skip_norm("layer"),
+    "SkipSimplifiedLayerNormalization": _skip_norm("rms"),
     "QLinearConv": _qlinear_conv,
     "QGemm": _qgemm,
     "QLinearAdd": _qlinear_binary("Add"),

@@ -28,6 +28,19 @@ element, the bias with the first): the direct method's ``input pixels x in chann
 x kernel / group`` MACs, without the inserted zeros a convolution of the upsampled input would
 multiply.
 
+``com.microsoft.Attention`` (the fused self-attention onnxruntime's transformer optimizer writes for
+BERT-like models, with its QKV weights as an input) becomes the projection GEMM of the input with
+the weights (``m = batch x seq``, ``k = hidden``, ``n = q + k + v hidden sizes``), views of its Q, K
+and V parts, and per head (``batch = batch x heads``) the ``Q K^T`` product (``m = n = seq``, ``k =
+head size``), its softmax and the product of the probabilities with ``V`` (``k = seq``, ``n = V's
+head size``). A ``past`` state, a mask or a relative position bias add no GEMM and are not modelled.
+ONNX's own ``Attention`` (opset 23: ``Q``, ``K``, ``V`` inputs, 4-D ``(batch, heads, seq, head size)``
+or 3-D with ``q_num_heads`` / ``kv_num_heads``; grouped-query when K and V have fewer heads) is the
+same two products and softmax per query head, without a projection; a ``past_key`` adds its sequence
+to the keys attended to. ``com.microsoft.GroupQueryAttention`` (LLM exports for onnxruntime: 3-D
+query, key and value, or one packed QKV input split into views) is that too, over ``past + seq``
+keys; its ``present`` outputs are not modelled.
+
 Every layer made here is labelled ``float`` in a quantized model (no integer semantics are claimed).
 """
 
@@ -43,7 +56,7 @@ from accel.errors import WorkloadError
 from workloads.builder import GraphBuilder
 from workloads.graph import GemmShape, OpKind
 
-__all__ = ["conv_transpose", "recurrent"]
+__all__ = ["attention", "conv_transpose", "group_query_attention", "recurrent", "scaled_dot_product_attention"]
 
 #: op type -> gates of its cell
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -171,3 +184,116 @@ def _transposed_shape(xs: tuple[int, ...], out_channels: int, kernel: list[int],
     extra = list(attrs.get("output_padding", [0] * rank))
     return (xs[0], out_channels, *(strides[i] * (xs[2 + i] - 1) + extra[i] + (kernel[i] - 1) * dilations[i] + 1
                                    - pads[i] - pads[i + rank] for i in range(rank)))
+
+
+def attention(b: GraphBuilder, node: onnx.NodeProto, name: str, attrs: dict[str, Any],
+              known_shape: Callable[[str], tuple[int, ...] | None], label: Callable[[str], None]) -> str:
+    """Lower a ``com.microsoft.Attention`` node (see the module docstring); returns its output."""
+    x, w = node.input[0], node.input[1]
+    bias = _input(node, 2)
+    xs, ws = b.shape(x), b.shape(w)
+    heads = int(attrs.get("num_heads", 0))
+    sizes = [int(v) for v in attrs.get("qkv_hidden_sizes", [])] or ([ws[1] // 3] * 3 if len(ws) == 2 else [])
+    if (len(xs) != 3 or len(ws) != 2 or ws[0] != xs[2] or len(sizes) != 3 or sum(sizes) != ws[1] or heads < 1
+            or sizes[0] != sizes[1] or any(size % heads for size in sizes)):
+        raise WorkloadError(f"Layer {name!r}: Attention needs a (batch, seq, hidden) input, (hidden, q + k + v) "
+                            f"weights and num_heads dividing each hidden size, not input {xs}, weights {ws}, "
+                            f"qkv_hidden_sizes {sizes} and num_heads {heads}")
+    batch, seq, hidden = xs
+    head, head_v = sizes[0] // heads, sizes[2] // heads
+    made = [f"{name}/qkv", f"{name}/split", f"{name}/scores", f"{name}/softmax", name]
+    qkv = b.layer(OpKind.GEMM, [x, w, *([bias] if bias else [])], [(batch, seq, ws[1])], name=made[0],
+                  outs=[made[0]], gemm=GemmShape(m=batch * seq, k=hidden, n=ws[1]),
+                  attrs={"in_features": hidden, "out_features": ws[1], "weight_layout": "kn"},
+                  source_op=node.op_type)[0]
+    q, k, v = b.layer(OpKind.PASSTHROUGH, [qkv], [(batch, seq, size) for size in sizes], name=made[1],
+                      outs=[f"{name}/{part}" for part in "qkv"], attrs={"op": "Split", "axis": 2},
+                      source_op=node.op_type)
+    scores = b.layer(OpKind.MATMUL, [q, k], [(batch, heads, seq, seq)], name=made[2], outs=[made[2]],
+                     gemm=GemmShape(m=seq, k=head, n=seq, batch=batch * heads), attrs={"fn": "attention_scores"},
+                     source_op=node.op_type)[0]
+    probs = b.softmax(scores, -1, made[3], out=made[3], source_op=node.op_type)
+    out = b.layer(OpKind.MATMUL, [probs, v], [known_shape(node.output[0]) or (batch, seq, sizes[2])], name=name,
+                  outs=[node.output[0]], gemm=GemmShape(m=seq, k=seq, n=head_v, batch=batch * heads),
+                  attrs={"fn": "attention_context"}, source_op=node.op_type)[0]
+    for lname in made:
+        label(lname)
+    return out
+
+
+def scaled_dot_product_attention(b: GraphBuilder, node: onnx.NodeProto, name: str, attrs: dict[str, Any],
+                                 known_shape: Callable[[str], tuple[int, ...] | None],
+                                 label: Callable[[str], None]) -> str:
+    """Lower an ONNX ``Attention`` node (opset 23, see the module docstring); returns its output ``Y``."""
+    q, k, v = node.input[0], node.input[1], node.input[2]
+    shapes = [b.shape(t) for t in (q, k, v)]
+    rank = len(shapes[0])
+    if rank == 4 and all(len(s) == 4 for s in shapes):
+        batch, heads, seq_q, head = shapes[0]
+        kv_heads, seq_kv, head_v = shapes[2][1], shapes[1][2], shapes[2][3]
+        fits = shapes[1][0] == shapes[2][0] == batch and shapes[1][1] == kv_heads and shapes[1][3] == head
+        y_shape: tuple[int, ...] = (batch, heads, seq_q, head_v)
+    else:
+        heads, kv_heads = int(attrs.get("q_num_heads", 0)), int(attrs.get("kv_num_heads", 0))
+        fits = (rank == 3 and all(len(s) == 3 for s in shapes) and heads > 0 and kv_heads > 0
+                and shapes[0][2] % heads == 0 and shapes[1][2] % kv_heads == 0 and shapes[2][2] % kv_heads == 0)
+        batch, seq_q = shapes[0][:2]
+        seq_kv = shapes[1][1]
+        head = shapes[0][2] // max(heads, 1)
+        head_v = shapes[2][2] // max(kv_heads, 1)
+        fits = fits and shapes[1][2] // kv_heads == head
+        y_shape = (batch, seq_q, heads * head_v)
+    if not fits or heads % max(kv_heads, 1):
+        raise WorkloadError(f"Layer {name!r}: Attention needs Q, K and V of (batch, heads, seq, head size), or 3-D "
+                            "with q_num_heads and kv_num_heads dividing their hidden sizes (query heads a multiple "
+                            f"of the key/value heads), not {shapes[0]}, {shapes[1]} and {shapes[2]}")
+    past = _input(node, 4)  # past_key (batch, kv heads, past seq, head size): the keys attended to grow by it
+    if past is not None and len(b.shape(past)) == 4:
+        seq_kv += b.shape(past)[2]
+    return _attention_products(b, node, name, q, k, v, batch=batch, heads=heads, seq_q=seq_q, seq_kv=seq_kv,
+                               head=head, head_v=head_v, shape=known_shape(node.output[0]) or y_shape, label=label)
+
+
+def group_query_attention(b: GraphBuilder, node: onnx.NodeProto, name: str, attrs: dict[str, Any],
+                          known_shape: Callable[[str], tuple[int, ...] | None], label: Callable[[str], None]) -> str:
+    """Lower a ``com.microsoft.GroupQueryAttention`` node (see the module docstring); returns its output."""
+    q, k, v, past = node.input[0], _input(node, 1), _input(node, 2), _input(node, 3)
+    heads, kv_heads = int(attrs.get("num_heads", 0)), int(attrs.get("kv_num_heads", 0))
+    qs = b.shape(q)
+    packed = k is None and v is None
+    width = heads + 2 * kv_heads if packed else heads
+    fits = len(qs) == 3 and heads > 0 and kv_heads > 0 and heads % kv_heads == 0 and qs[2] % width == 0
+    head = qs[2] // width if fits else 0
+    kv_shape = (qs[0], qs[1], kv_heads * head) if fits else ()
+    if not fits or (not packed and (k is None or v is None or b.shape(k) != kv_shape or b.shape(v) != kv_shape)):
+        raise WorkloadError(f"Layer {name!r}: GroupQueryAttention needs a (batch, seq, hidden) query (with packed "
+                            "keys and values, or 3-D key and value) and num_heads a multiple of kv_num_heads "
+                            f"dividing it, not query {qs}, num_heads {heads} and kv_num_heads {kv_heads}")
+    batch, seq = qs[:2]
+    if packed:
+        q, k, v = b.layer(OpKind.PASSTHROUGH, [q], [(batch, seq, heads * head), kv_shape, kv_shape],
+                          name=f"{name}/split", outs=[f"{name}/{part}" for part in "qkv"],
+                          attrs={"op": "Split", "axis": 2}, source_op=node.op_type)
+        label(f"{name}/split")
+    assert k is not None and v is not None
+    seq_kv = seq + (b.shape(past)[2] if past is not None and len(b.shape(past)) == 4 else 0)
+    return _attention_products(b, node, name, q, k, v, batch=batch, heads=heads, seq_q=seq, seq_kv=seq_kv,
+                               head=head, head_v=head, shape=known_shape(node.output[0]) or (batch, seq, heads * head),
+                               label=label)
+
+
+def _attention_products(b: GraphBuilder, node: onnx.NodeProto, name: str, q: str, k: str, v: str, *, batch: int,
+                        heads: int, seq_q: int, seq_kv: int, head: int, head_v: int, shape: tuple[int, ...],
+                        label: Callable[[str], None]) -> str:
+    """Per query head, ``Q K^T``, its softmax and the product with ``V``: the node's last layer is its own."""
+    made = [f"{name}/scores", f"{name}/softmax", name]
+    scores = b.layer(OpKind.MATMUL, [q, k], [(batch, heads, seq_q, seq_kv)], name=made[0], outs=[made[0]],
+                     gemm=GemmShape(m=seq_q, k=head, n=seq_kv, batch=batch * heads),
+                     attrs={"fn": "attention_scores"}, source_op=node.op_type)[0]
+    probs = b.softmax(scores, -1, made[1], out=made[1], source_op=node.op_type)
+    out = b.layer(OpKind.MATMUL, [probs, v], [shape], name=name, outs=[node.output[0]],
+                  gemm=GemmShape(m=seq_q, k=seq_kv, n=head_v, batch=batch * heads),
+                  attrs={"fn": "attention_context"}, source_op=node.op_type)[0]
+    for lname in made:
+        label(lname)
+    return out
