@@ -554,8 +554,8 @@ class _Emitter:
                 for t in decision.streamed_out
             ]
             slot.last_users = stores or vecs
-            for t in decision.streamed_out:
-                self.ready[t] = stores[-1]
+            for t, store in zip(decision.streamed_out, stores, strict=True):  # each output its own store
+                self.ready[t] = store
 
     def _concat_chunk(self, decision: VectorDecision, inputs: list[str], addrs: dict[str, int],
                       blocks: dict[str, Block | None], out_addr: int, lo: int, hi: int, deps: list[int]) -> list[int]:

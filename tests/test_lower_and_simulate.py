@@ -186,6 +186,20 @@ def test_a_results_timing_columns_are_read_only():
             column[0] = column[0]
 
 
+@pytest.mark.parametrize("allocator", ["none", "greedy"])
+def test_a_reader_of_one_output_of_a_two_output_layer_waits_for_that_outputs_store(allocator):
+    from workloads.builder import GraphBuilder
+
+    b = GraphBuilder("two_outputs")
+    y, s = b.layer(OpKind.ACTIVATION, [b.input("x", (1, 64))], [(1, 64), ()], outs=["y", "s"], attrs={"fn": "relu"})
+    b.elementwise("mul", [s, b.linear(y, 16, False, "fc")])
+    plan = map_graph(b.build(), config.load("gemmini"), MapOptions(allocator=allocator))  # checked: no stale read
+    stores = {c.tensor: c.id for c in plan.commands if isinstance(c, Store) and c.layer == "activation1"}
+    for load in (c for c in plan.commands if isinstance(c, Load) and c.tensor in stores):
+        assert stores[load.tensor] in load.deps
+    assert simulate(plan).total_cycles > 0
+
+
 def slow_dram(arch, bytes_per_cycle: float):
     from dataclasses import replace
 
