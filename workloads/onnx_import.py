@@ -606,19 +606,19 @@ def _matmul(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
     return b.matmul(a, w, name, out=node.output[0])
 
 
-def _recurrent(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
-    return onnx_lowering.recurrent(ctx.builder, node, name, attrs, ctx.known_shape,
-                                   lambda layer: _label(ctx, node, layer, "float"))
+def _lowered(lower: Callable[..., str]) -> _Handler:
+    """The handler of an op that :mod:`workloads.onnx_lowering` turns into several layers, each labelled float
+    (``lower(builder, node, name, attrs, known_shape, label)``)."""
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        return lower(ctx.builder, node, name, attrs, ctx.known_shape, lambda layer: _label(ctx, node, layer, "float"))
+    return handler
 
 
-def _attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
-    return onnx_lowering.attention(ctx.builder, node, name, attrs, ctx.known_shape,
-                                   lambda layer: _label(ctx, node, layer, "float"))
-
-
-def _sdpa(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
-    return onnx_lowering.scaled_dot_product_attention(ctx.builder, node, name, attrs, ctx.known_shape,
-                                                      lambda layer: _label(ctx, node, layer, "float"))
+_recurrent = _lowered(onnx_lowering.recurrent)
+_attention = _lowered(onnx_lowering.attention)
+_sdpa = _lowered(onnx_lowering.scaled_dot_product_attention)
+_group_query_attention = _lowered(onnx_lowering.group_query_attention)
+_conv_transpose = _lowered(onnx_lowering.conv_transpose)
 
 
 def _multi_head_attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
@@ -630,18 +630,7 @@ def _multi_head_attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs:
         _passthrough(ctx, node, name, warn=True)
         return node.output[0]
     heads = int(attrs.get("num_heads", 0))
-    return onnx_lowering.scaled_dot_product_attention(b, node, name, {"q_num_heads": heads, "kv_num_heads": heads},
-                                                      ctx.known_shape, lambda layer: _label(ctx, node, layer, "float"))
-
-
-def _group_query_attention(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
-    return onnx_lowering.group_query_attention(ctx.builder, node, name, attrs, ctx.known_shape,
-                                               lambda layer: _label(ctx, node, layer, "float"))
-
-
-def _conv_transpose(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
-    return onnx_lowering.conv_transpose(ctx.builder, node, name, attrs, ctx.known_shape,
-                                        lambda layer: _label(ctx, node, layer, "float"))
+    return _sdpa(ctx, node, name, {"q_num_heads": heads, "kv_num_heads": heads})
 
 
 def _pool(kind: str) -> _Handler:
