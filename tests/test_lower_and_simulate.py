@@ -388,9 +388,11 @@ def test_a_paused_block_leaves_a_callers_frozen_objects_frozen():
 
     gc.freeze()
     try:
-        frozen = gc.get_freeze_count()
+        assert gc.get_freeze_count() > 0
         with gc_paused():
             many = [[i] for i in range(2 * PROMOTE_AT)]
-        assert gc.get_freeze_count() == frozen and many
+        # a promotion (freeze, unfreeze) would have emptied the permanent generation; the count itself
+        # may fall a little, as frozen objects are freed by reference counting (another thread's too)
+        assert gc.get_freeze_count() > 0 and many
     finally:
         gc.unfreeze()
