@@ -593,9 +593,8 @@ def gemm_array(
                          f"{b_v.shape}")
     acc_v = None if acc is None else _codes("acc", acc, acc_format)
     k = a_v.shape[-1]
-    big_a = int(np.abs(a_v).max(initial=0))
-    big_b = int(np.abs(b_v).max(initial=0))
-    big_acc = 0 if acc_v is None else int(np.abs(acc_v).max(initial=0))
+    big_a, big_b = _magnitude(a_v), _magnitude(b_v)
+    big_acc = 0 if acc_v is None else _magnitude(acc_v)
     bound = big_acc + k * big_a * big_b
     if bound < 1 << 53 and _fits_int64(acc_format.bits, acc_format.signed) and (
             mode is Overflow.WRAP or bound <= min(-acc_format.min_int, acc_format.max_int)):
@@ -850,11 +849,15 @@ def _products(a: np.ndarray, b: np.ndarray, a_format: NumberFormat, b_format: Nu
 def _add(acc: np.ndarray, products: np.ndarray) -> np.ndarray:
     """Exact ``acc + products``: int64 when both operands are below 2**61 in magnitude."""
     acc, products = np.asarray(acc), np.asarray(products)
-    if acc.dtype != object and products.dtype != object:
-        big = max(int(np.abs(acc).max(initial=0)), int(np.abs(products).max(initial=0)))
-        if big < 1 << 61:
-            return acc + products
+    if acc.dtype != object != products.dtype and max(_magnitude(acc), _magnitude(products)) < 1 << 61:
+        return acc + products
     return acc.astype(object) + products.astype(object)
+
+
+def _magnitude(values: np.ndarray) -> int:
+    """The largest ``|value|`` as a Python int (``np.abs`` of int64's least value overflows to itself)."""
+    values = np.asarray(values)
+    return max(-int(values.min()), int(values.max()), 0) if values.size else 0
 
 
 def _apply(values: np.ndarray, fmt: NumberFormat, mode: Overflow) -> np.ndarray:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accel.formats import INT8, INT32, NumberFormat, Overflow
-from sim.numerics import apply_overflow, dot, mac, mac_array, product_format, saturate, wrap
+from sim.numerics import apply_overflow, dot, gemm_array, mac, mac_array, product_format, saturate, wrap
 
 UINT8 = NumberFormat(8, signed=False)
 INT16_SAT = NumberFormat(16, overflow=Overflow.SATURATE)
@@ -177,3 +177,20 @@ def test_product_format() -> None:
     assert product_format(UINT8, UINT8).name == "uint16"
     assert product_format(INT8, UINT8).name == "int16"
     assert product_format(NumberFormat.parse("q1.6"), NumberFormat.parse("q1.6")).name == "q3.12"
+
+
+def test_a_64_bit_accumulator_at_its_least_value_saturates_there_not_at_its_greatest():
+    """int64's least value has no int64 magnitude (np.abs overflows to itself): the array forms must not
+    take it for a small number and wrap."""
+    acc64 = NumberFormat(64, True, overflow=Overflow.SATURATE)
+    least = acc64.min_int
+    one_bit = NumberFormat(1, False)
+    expected = mac(least, 1, -1, a_format=one_bit, b_format=NumberFormat(1, True), acc_format=acc64)
+    assert expected == least
+    got = mac_array(np.array([least]), np.array([1]), np.array([-1]), a_format=one_bit, b_format=NumberFormat(1, True),
+                    acc_format=acc64)
+    assert [int(v) for v in got] == [least]
+    i8 = NumberFormat(8, True)
+    product = gemm_array(np.array([[1]]), np.array([[-1]]), acc=np.array([[least]]), a_format=i8, b_format=i8,
+                         acc_format=acc64)
+    assert int(product[0, 0]) == least
