@@ -36,11 +36,13 @@ nothing else:
     setting, as Gemmini's ``b_transpose``): such views are read through, never copied.
 ``Vector``
     the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds,
-    multiplies and activations on runs of elements, pools and depthwise convolutions on runs of
-    channels. A constant operand of an add or a multiply (a bias vector over the last axis, a scalar
-    scale; anything that broadcasts to the output) is the layer's configuration, like the
-    requantizer's bias: each element of the chunk is combined with the constant's element at its
-    position in the output.
+    multiplies and activations on runs of elements, windowed pools on bands of output rows (the
+    input rows their windows read; an average as onnxruntime's ``QLinearAveragePool``, in float32:
+    :func:`sim.reference.avgpool_codes`), global pools and depthwise convolutions on runs of channels.
+    A constant operand of an add or a multiply (a bias vector over the last axis, a scalar scale;
+    anything that broadcasts to the output) is the layer's configuration, like the requantizer's
+    bias: each element of the chunk is combined with the constant's element at its position in the
+    output.
 
 The arithmetic is :mod:`sim.reference`'s, so the result equals :func:`sim.reference.run_quantized` (and,
 in ``float32-half-even`` mode, onnxruntime) exactly when the plan is right; a wrong address, size or
@@ -62,7 +64,7 @@ asks for the integer prefix before them: only those layers' commands compute, an
 tensor must be one the program stores to DRAM); GEMMs and matmuls whose matrices are images (rank-4
 tensors a convolution or pool touches, :func:`mapper.layout.image_tensors`: stored channels-last, not
 as the row-major matrices their tiles read; attention's rank-4 heads are row-major); matmuls whose
-operands broadcast; element-wise layers whose activation operands broadcast; a multiply in a
+operands broadcast; element-wise layers whose activation operands broadcast; a multiply or a windowed average pool in a
 requantization mode other than ``float32-half-even`` (an add in ``dyadic``); concatenations other
 than along the storage's columns; views that reorder bytes (any but those a matmul reads through, above).
 """
@@ -98,6 +100,7 @@ from sim.numerics import gemm_array, nm_compress, requantize_array
 from sim.reference import (
     ReferenceError,
     add_codes,
+    avgpool_codes,
     code_format,
     concat_part_codes,
     gemm_operands,
@@ -262,7 +265,7 @@ class _Machine:
                 _check_view(g, layer, self.images)
                 continue
             reason = (_widths_unsupported(g, layer) or _unsupported(g, layer, self.images)
-                      or _mode_unsupported(layer, self.requant))
+                      or _mode_unsupported(g, layer, self.requant))
             if reason:
                 raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}): {reason}")
 
@@ -596,10 +599,10 @@ class _Machine:
             # the images' rows from the first band's to the last's; rows no window of [lo, hi) reads
             # stay at the padding's value
             first, count = images[0][0], len(images)
-            x = np.full((count * h, w, c), np.iinfo(np.int64).min, dtype=np.int64)
+            x = np.full((count * h, w, c), self._unread(layer), dtype=np.int64)
             x[start - first * h:end - first * h] = raw.reshape(end - start, w, c)
             x = x.reshape(count, h, w, c).transpose(0, 3, 1, 2)
-            codes = maxpool_codes(layer, x, (count, *out.shape[1:])).transpose(0, 2, 3, 1)  # images x OH x OW x C
+            codes = self._pool(layer, x, (count, *out.shape[1:])).transpose(0, 2, 3, 1)  # images x OH x OW x C
             flat = np.concatenate([codes[i - first, a:b].reshape(-1) for i, a, b in images])
         elif layer.op is OpKind.POOL or layer.gemm is not None:  # per channel: all pixels of channels [lo, hi)
             x_t = g.tensors[ins[0]]
@@ -614,7 +617,7 @@ class _Machine:
             elif layer.attrs.get("global") and layer.attrs["kind"] == "avg":
                 codes = global_avg_codes(g, layer, x, requant=self.requant).reshape(out_shape)
             else:
-                codes = maxpool_codes(layer, x, out_shape)
+                codes = self._pool(layer, x, out_shape)
             flat = codes.transpose(0, 2, 3, 1).reshape(-1)
         else:  # element-wise: elements [lo, hi) in storage order (a constant operand: the layer's configuration)
             values, streamed = [], iter(addrs)
@@ -628,6 +631,21 @@ class _Machine:
         fmt = code_format(out)
         data = flat.astype(_dtype(fmt)).view(np.uint8)
         self.spad[self._spad_offsets(cmd.output_addr, cmd.output_block, data.size)] = data
+
+    def _pool(self, layer: Layer, x: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+        """Windowed pool ``layer`` on ``N x C x H x W`` codes ``x`` (a band's images, or a run of channels)."""
+        if layer.attrs["kind"] == "avg":
+            return avgpool_codes(self.graph, layer, x, out_shape, requant=self.requant)
+        return maxpool_codes(layer, x, out_shape)
+
+    def _unread(self, layer: Layer) -> int:
+        """What a band's rows that no window of the chunk reads hold (only the outputs it discards read
+        them): a value that never wins a max, the input's zero point for an average."""
+        if layer.attrs["kind"] == "avg":
+            q = self.graph.tensors[layer.inputs[0]].quant
+            assert q is not None
+            return int(q.zero_point[0])
+        return int(np.iinfo(np.int64).min)
 
     def _broadcast_constant(self, layer: Layer, name: str) -> np.ndarray:
         """Constant operand ``name`` of element-wise ``layer`` (a bias over the last axis, a scalar) broadcast
@@ -746,8 +764,7 @@ def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | No
             return "asymmetric weights (a weight zero point) are not modelled"
         return None
     if layer.op is OpKind.POOL:
-        if layer.attrs.get("kind") not in ("max", "avg") or (layer.attrs.get("kind") == "avg"
-                                                           and not layer.attrs.get("global")):
+        if layer.attrs.get("kind") not in ("max", "avg"):
             return f"{layer.attrs.get('kind')} pooling is not modelled"
         return None
     if layer.op is OpKind.CONCAT:
@@ -763,15 +780,26 @@ def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | No
     return f"no functional model of {layer.source_op or layer.op.value} yet"
 
 
-def _mode_unsupported(layer: Layer, mode: Requantization) -> str | None:
+def _mode_unsupported(graph: Graph, layer: Layer, mode: Requantization) -> str | None:
     """Why the executor cannot run ``layer`` in requantization ``mode`` (:mod:`sim.reference` models a
     quantized multiply in onnxruntime's mode only, an add in that and the TFLite modes)."""
+    if _float_average(graph, layer) and mode is not Requantization.FLOAT32_HALF_EVEN:
+        return f"a windowed average pool is modelled in float32-half-even mode only, not the design's {mode.value}"
     fn = layer.attrs.get("fn") if layer.op is OpKind.ELEMENTWISE else None
     if fn == "mul" and mode is not Requantization.FLOAT32_HALF_EVEN:
         return f"a quantized multiply is modelled in float32-half-even mode only, not the design's {mode.value}"
     if fn == "add" and mode is Requantization.DYADIC:
         return "a quantized add is modelled in the float32-half-even and TFLite modes, not the design's dyadic"
     return None
+
+
+def _float_average(graph: Graph, layer: Layer) -> bool:
+    """Whether ``layer`` is an average pool onnxruntime computes in float32 (a window smaller than its
+    input, or padded; a window over the whole input is the global pool's integer kernel)."""
+    if layer.op is not OpKind.POOL or layer.attrs.get("kind") != "avg" or layer.attrs.get("global"):
+        return False
+    hw = graph.tensors[layer.inputs[0]].shape[2:]
+    return tuple(layer.attrs["padding"]) != (0, 0, 0, 0) or tuple(layer.attrs["kernel"]) != tuple(hw)
 
 
 def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:

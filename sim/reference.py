@@ -32,10 +32,14 @@ The arithmetic, per layer (``numerics`` ``"integer"`` unless said otherwise), al
 * **mul** (``QLinearMul``): ``saturate(round_half_even(float32((a - a_zp) (b - b_zp)) * ((a_scale *
   b_scale) / y_scale) + y_zp))`` as MLAS's SSE2 kernel (float32-half-even mode only).
 * **global average pool** (``QLinearGlobalAveragePool``): ``acc = sum(x) - x_zp * HW`` requantized by
-  ``x_scale / (y_scale * HW)``; **max pool**: the maximum of codes (padding never wins);
-  **relu**: ``max(x, zp)``; **concat**: each input requantized to the output's parameters when they
-  differ (``QuantizeLinear(DequantizeLinear(x))``, as onnxruntime's lookup table); **reshape,
-  flatten, transpose, squeeze, identity**: the codes rearranged.
+  ``x_scale / (y_scale * HW)``; **average pool** (``QLinearAveragePool``, windowed), as onnxruntime's
+  kernel, in float32: the window's dequantized codes ``x_scale * (x - x_zp)`` summed in row-major
+  order, divided by the kernel size (``count_include_pad``) or the window's in-image count, then
+  ``saturate(round_half_even(avg / y_scale + y_zp))`` (float32-half-even mode only; a window over the
+  whole unpadded input is the global pool's integer kernel, as onnxruntime falls back to it);
+  **max pool**: the maximum of codes (padding never wins); **relu**: ``max(x, zp)``; **concat**: each
+  input requantized to the output's parameters when they differ (``QuantizeLinear(DequantizeLinear(x))``,
+  as onnxruntime's lookup table); **reshape, flatten, transpose, squeeze, identity**: the codes rearranged.
 * ``"quantize"``: :func:`~sim.numerics.quantize_linear`; ``"dequantize"``:
   :func:`~sim.numerics.dequantize_linear`.
 
@@ -69,8 +73,8 @@ from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
            "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
-           "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul", "tflite_add_parameters", "wrap_int32",
-           "zero_point_terms"]
+           "avgpool_codes", "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul",
+           "tflite_add_parameters", "wrap_int32", "zero_point_terms"]
 
 _log = logging.getLogger(__name__)
 
@@ -529,6 +533,59 @@ def maxpool_codes(layer: Layer, x: np.ndarray, out_shape: tuple[int, ...]) -> np
     return result
 
 
+def _avgpool(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    out = graph.tensors[layer.outputs[0]]
+    return [avgpool_codes(graph, layer, get(layer.inputs[0]), out.shape, requant=mode)]
+
+
+def avgpool_codes(graph: Graph, layer: Layer, x: np.ndarray, out_shape: tuple[int, ...], *,
+                  requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
+    """Windowed average pool ``layer`` (``QLinearAveragePool``) on ``N x C x H x W`` codes ``x`` with
+    output ``out_shape`` (any ``C``: a chunk of the channels), as onnxruntime computes it.
+
+    A window that covers the whole input without padding is the global average pool's integer kernel
+    (onnxruntime falls back to it). Otherwise, in float32 (``float32-half-even`` mode only): each code
+    dequantized, ``x_scale * (x - x_zp)``; the window's in-image values summed in row-major order from
+    0; divided by the kernel's size (``count_include_pad``) or the in-image count; then
+    ``saturate(round_half_even(avg / y_scale + y_zp))``. Windows are clipped to the image as
+    onnxruntime's are (``ceil_mode`` windows past the end count only their in-image elements)."""
+    mode = Requantization.parse(requant)
+    x = np.asarray(x).astype(np.int64)
+    kh, kw = layer.attrs["kernel"]
+    sh, sw = layer.attrs["stride"]
+    pt, pl, pb, pr = layer.attrs["padding"]
+    h, w = x.shape[2], x.shape[3]
+    if (kh, kw) == (h, w) and (pt, pl, pb, pr) == (0, 0, 0, 0):
+        return global_avg_codes(graph, layer, x, requant=mode).reshape(out_shape)
+    if mode is not Requantization.FLOAT32_HALF_EVEN:
+        raise ReferenceError(f"Layer {layer.name!r}: a quantized average pool is modelled in float32-half-even mode"
+                             f" only (onnxruntime's), not {mode.value}")
+    xq = _quant(graph, layer.inputs[0], layer)
+    out = graph.tensors[layer.outputs[0]]
+    yq = _quant(graph, out.name, layer)
+    fmt = code_format(out)
+    oh, ow = out_shape[2], out_shape[3]
+    real = np.float32(xq.scale[0]) * (x - xq.zero_point[0]).astype(np.float32)
+    rows, cols = np.arange(oh) * sh - pt, np.arange(ow) * sw - pl  # each window's first row and column
+    total = np.zeros((*x.shape[:2], oh, ow), dtype=np.float32)
+    for i in range(kh):
+        r = rows + i
+        r_in = (r >= 0) & (r < h)
+        for j in range(kw):
+            c = cols + j
+            c_in = (c >= 0) & (c < w)
+            window = real[:, :, np.clip(r, 0, h - 1)][:, :, :, np.clip(c, 0, w - 1)]
+            total += np.where(r_in[:, None] & c_in[None, :], window, np.float32(0))
+    if layer.attrs.get("count_include_pad"):
+        count = np.full((oh, ow), kh * kw)
+    else:
+        count = ((np.minimum(rows + kh, h) - np.maximum(rows, 0))[:, None]
+                 * (np.minimum(cols + kw, w) - np.maximum(cols, 0))[None, :])
+    mean = total / count.astype(np.float32)
+    codes = np.rint(mean / np.float32(yq.scale[0]) + np.float32(yq.zero_point[0]))
+    return np.clip(codes, fmt.min_int, fmt.max_int).astype(np.int64)
+
+
 def _relu(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
     q = _quant(graph, layer.inputs[0], layer)
     rank = len(graph.tensors[layer.inputs[0]].shape)
@@ -581,7 +638,7 @@ def _dequantize(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> l
 
 _KERNELS = {
     "conv": _conv, "gemm": _gemm, "matmul": _matmul, "add": _binary(add_codes), "mul": _binary(mul_codes),
-    "global_avg": _global_avg,
+    "global_avg": _global_avg, "avgpool": _avgpool,
     "maxpool": _maxpool, "relu": _relu, "concat": _concat, "reshape": _rearrange, "flatten": _rearrange,
     "transpose": _rearrange, "identity": _identity, "passthrough": _identity, "quantize": _quantize,
     "dequantize": _dequantize,

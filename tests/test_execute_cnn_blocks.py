@@ -1,0 +1,128 @@
+"""Functional execution of quantized CNN blocks beyond plain convolutions, against onnxruntime.
+
+Models are written with onnx.helper (seeded weights) and quantized by onnxruntime's quantize_static on
+a seeded calibration reader. A windowed average pool (``QLinearAveragePool``, or the QDQ form that
+onnxruntime fuses into it) runs on the vector unit in bands of output rows, each command reading the
+input rows its windows cover; its codes must equal onnxruntime's bit for bit, with the padding counted
+(``count_include_pad=1``) or not, on designs and allocators that chunk the pool differently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from functools import cache
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from accel.commands import Vector
+from accel.config import load
+from accel.formats import Requantization
+from mapper import MapOptions, map_graph
+from sim.execute import ExecutionError, execute_graph
+from sim.oracle import check_numerics, onnxruntime_outputs
+from sim.reference import run_quantized
+from workloads import load_onnx
+from workloads.quantize import calibration_inputs, quantize_model
+
+pytest.importorskip("onnxruntime")
+
+
+def _arch(preset: str, requant: Requantization = Requantization.FLOAT32_HALF_EVEN):  # type: ignore[no-untyped-def]
+    arch = load(preset)
+    return dataclasses.replace(arch, array=dataclasses.replace(arch.array, requant=requant))
+
+
+def _model(nodes: list, weights: dict[str, np.ndarray], shape: tuple[int, ...]) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in weights.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _quantized(model: onnx.ModelProto, **options):  # type: ignore[no-untyped-def]
+    """(quantized model, its graph, a seeded float feed)."""
+    logging.disable(logging.WARNING)
+    try:
+        quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), **options)
+    finally:
+        logging.disable(logging.NOTSET)
+    return quantized, load_onnx(quantized), calibration_inputs(quantized, count=1, seed=7)[0]
+
+
+# -- windowed average pools ------------------------------------------------------------------------
+
+POOLS = {  # kernel, stride, pad, count_include_pad
+    "3x3-s2-pad1-exclude": (3, 2, 1, 0),
+    "3x3-s2-pad1-include": (3, 2, 1, 1),
+    "3x3-s1-pad1-include": (3, 1, 1, 1),
+    "3x3-s1-pad1-exclude": (3, 1, 1, 0),
+    "2x2-s2": (2, 2, 0, 0),
+    "2x2-s1-pad1-include": (2, 1, 1, 1),
+}
+
+
+@cache
+def _pool_block(name: str, fmt: str = "qdq", activations: str = "uint8"):  # type: ignore[no-untyped-def]
+    """conv 3x3 -> relu -> average pool -> conv 1x1 on two 30x21 images."""
+    kernel, stride, pad, include = POOLS[name]
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("AveragePool", ["r"], ["a"], name="pool", kernel_shape=[kernel, kernel],
+                              strides=[stride, stride], pads=[pad] * 4, count_include_pad=include),
+             helper.make_node("Conv", ["a", "w2"], ["y"])]
+    weights = {"w": 0.3 * rng.standard_normal((16, 3, 3, 3)).astype(np.float32),
+               "w2": 0.3 * rng.standard_normal((4, 16, 1, 1)).astype(np.float32)}
+    return _quantized(_model(nodes, weights, (2, 3, 30, 21)), fmt=fmt, activations=activations)
+
+
+def _pool_output(graph) -> str:  # type: ignore[no-untyped-def]
+    (layer,) = [layer for layer in graph.layers if layer.op.value == "pool"]
+    return layer.outputs[0]
+
+
+@pytest.mark.parametrize("name", list(POOLS))
+def test_the_integer_reference_averages_as_onnxruntime(name: str) -> None:
+    quantized, graph, feed = _pool_block(name)
+    pooled = _pool_output(graph)
+    expected = onnxruntime_outputs(quantized, feed, tensors=[pooled])
+    ours = run_quantized(graph, feed, outputs=[pooled, "y"])
+    assert np.array_equal(ours[pooled], expected[pooled]), name
+    assert np.array_equal(ours["y"], expected["y"])
+
+
+@pytest.mark.parametrize("preset", ["gemmini", "sparse-nm"])
+@pytest.mark.parametrize(("allocator", "spad"), [("none", None), ("none", 4096), ("greedy", None), ("greedy", 8192)])
+@pytest.mark.parametrize("name", ["3x3-s2-pad1-exclude", "3x3-s1-pad1-include", "2x2-s2"])
+def test_a_banded_average_pool_equals_onnxruntime(name: str, preset: str, allocator: str, spad: int | None) -> None:
+    quantized, graph, feed = _pool_block(name)
+    plan = map_graph(graph, _arch(preset), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    assert {m.layer: m.loop_order for m in plan.layers}["pool"] == "bands"
+    check = check_numerics(quantized, graph, plan, inputs=feed)
+    assert check.equal and check.requant == "float32-half-even", check.outputs
+    if spad is not None:  # chunks of output rows, each with the input rows it reads
+        assert sum(isinstance(c, Vector) and c.layer == "pool" for c in plan.commands) > 2
+
+
+@pytest.mark.parametrize(("fmt", "activations"), [("qoperator", "uint8"), ("qdq", "int8")])
+def test_qlinear_average_pool_and_signed_codes_equal_onnxruntime(fmt: str, activations: str) -> None:
+    quantized, graph, feed = _pool_block("3x3-s2-pad1-include", fmt, activations)
+    pooled = _pool_output(graph)
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(allocator="none", scratchpad_bytes=4096))
+    expected = onnxruntime_outputs(quantized, feed, tensors=[pooled])
+    ours = execute_graph(graph, plan, feed, outputs=[pooled, "y"])
+    assert np.array_equal(ours[pooled], expected[pooled])
+    assert np.array_equal(ours["y"], expected["y"])
+
+
+def test_a_windowed_average_pool_in_another_rounding_mode_is_refused_by_name() -> None:
+    _, graph, feed = _pool_block("2x2-s2")
+    plan = map_graph(graph, _arch("gemmini", Requantization.TFLITE_DOUBLE), MapOptions())
+    with pytest.raises(ExecutionError, match=r"^Layer 'pool' \(AveragePool\): a windowed average pool is modelled "
+                                             r"in float32-half-even mode only, not the design's tflite-double$"):
+        execute_graph(graph, plan, feed)
+
