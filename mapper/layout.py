@@ -36,6 +36,13 @@ tensor's bytes (attention's head split, ``k^T``) is never copied: its tiles read
 tensor (:func:`matrix_view`, :func:`view_block`), runs along the tile's columns, or, for a second
 operand whose reduction runs along the source's contiguous axis (``x @ y^T``), ``tn`` runs of ``tk``
 that the array takes transposed (a layer setting, as Gemmini's ``b_transpose``).
+
+**Broadcast operands.** An element-wise add or multiply whose activation operand broadcasts to the
+output (a squeeze-excite scale ``1 x C x 1 x 1`` against ``1 x C x H x W``) runs in runs of output
+elements in storage order; each chunk reads the run of the operand's storage that its elements
+combine with (:func:`broadcast_positions`, :func:`broadcast_span`: all ``C`` codes of a per-channel
+scale, for a chunk of whole pixels), which the vector unit indexes as the layer's shapes say (a
+layer setting, as the pool's window geometry).
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ __all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_ban
            "conv_band_pixels", "conv_band_most",
            "dense_k_range", "image_tensors", "make_block", "MatrixView", "matrix_view", "view_block", "row_major",
            "storage_shape",
-           "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
+           "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block", "broadcast_positions",
+           "broadcast_span"]
 
 
 @dataclass(frozen=True)
@@ -310,6 +318,28 @@ def from_storage(flat: np.ndarray, shape: tuple[int, ...], *, image: bool = True
         n, c, h, w = shape
         return flat.reshape(n, h, w, c).transpose(0, 3, 1, 2)
     return flat.reshape(shape)
+
+
+@lru_cache(maxsize=64)
+def broadcast_positions(shape: tuple[int, ...], out_shape: tuple[int, ...], *, image: bool,
+                        out_image: bool) -> np.ndarray:
+    """For each element of an ``out_shape`` tensor in storage order, the storage position of the element
+    of a ``shape`` tensor that broadcasts onto it (numpy broadcasting; ``image`` and ``out_image``: each
+    is stored as an image, :func:`image_tensors`). Read-only; raises ``ValueError`` if ``shape`` does
+    not broadcast to ``out_shape``."""
+    count = math.prod(shape)
+    position = np.empty(count, dtype=np.int64)
+    position[to_storage(np.arange(count).reshape(shape), image=image)] = np.arange(count)
+    mapped = to_storage(np.broadcast_to(position.reshape(shape), out_shape), image=out_image).copy()
+    mapped.flags.writeable = False
+    return mapped
+
+
+def broadcast_span(positions: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """``[start, end)``: the run of a broadcast operand's storage that output elements ``[lo, hi)`` read
+    (``positions`` from :func:`broadcast_positions`)."""
+    run = positions[lo:hi]
+    return int(run.min()), int(run.max()) + 1
 
 
 def weight_matrix(graph: Graph, layer: Layer, values: np.ndarray) -> np.ndarray:

@@ -42,7 +42,10 @@ nothing else:
     A constant operand of an add or a multiply (a bias vector over the last axis, a scalar scale;
     anything that broadcasts to the output) is the layer's configuration, like the requantizer's
     bias: each element of the chunk is combined with the constant's element at its position in the
-    output.
+    output. An activation operand of an add or a multiply that broadcasts (a squeeze-excite scale
+    ``1 x C x 1 x 1`` against ``1 x C x H x W``) arrives as the run of its storage the chunk's
+    elements read (:func:`mapper.layout.broadcast_span`), which the vector unit indexes by the
+    layer's shapes, each element combined with the operand's element that broadcasts onto it.
 
 The arithmetic is :mod:`sim.reference`'s, so the result equals :func:`sim.reference.run_quantized` (and,
 in ``float32-half-even`` mode, onnxruntime) exactly when the plan is right; a wrong address, size or
@@ -64,9 +67,10 @@ asks for the integer prefix before them: only those layers' commands compute, an
 tensor must be one the program stores to DRAM); GEMMs and matmuls whose matrices are images (rank-4
 tensors a convolution or pool touches, :func:`mapper.layout.image_tensors`: stored channels-last, not
 as the row-major matrices their tiles read; attention's rank-4 heads are row-major); matmuls whose
-operands broadcast; element-wise layers whose activation operands broadcast; a multiply or a windowed average pool in a
-requantization mode other than ``float32-half-even`` (an add in ``dyadic``); concatenations other
-than along the storage's columns; views that reorder bytes (any but those a matmul reads through, above).
+operands broadcast; element-wise layers other than a binary add or multiply whose activation
+operands broadcast; a multiply or a windowed average pool in a requantization mode other than
+``float32-half-even`` (an add in ``dyadic``); concatenations other than along the storage's columns;
+views that reorder bytes (any but those a matmul reads through, above).
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ from mapper.decide import band_images, band_span, chunking
 from mapper.emit import dram_addresses
 from mapper.layout import (
     MatrixView,
+    broadcast_positions,
+    broadcast_span,
     conv_band,
     conv_geometry,
     dense_k_range,
@@ -626,7 +632,15 @@ class _Machine:
                     values.append(self._broadcast_constant(layer, t)[lo:hi])
                     continue
                 fmt = code_format(g.tensors[t])
-                values.append(self._read(*next(streamed), hi - lo).view(_dtype(fmt)).astype(np.int64))
+                if g.tensors[t].shape == out.shape:
+                    values.append(self._read(*next(streamed), hi - lo).view(_dtype(fmt)).astype(np.int64))
+                    continue
+                # a broadcast operand: the run of its storage the chunk reads, indexed by the layer's shapes
+                positions = broadcast_positions(g.tensors[t].shape, out.shape, image=t in self.images,
+                                                out_image=out.name in self.images)
+                start, end = broadcast_span(positions, lo, hi)
+                run = self._read(*next(streamed), end - start).view(_dtype(fmt)).astype(np.int64)
+                values.append(run[positions[lo:hi] - start])
             flat = _elementwise(g, layer, values, self.requant)
         fmt = code_format(out)
         data = flat.astype(_dtype(fmt)).view(np.uint8)
@@ -811,23 +825,28 @@ def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:
     out = graph.tensors[layer.outputs[0]]
     for t in (graph.tensors[name] for name in layer.inputs):
         if not t.is_constant:
-            if t.shape != out.shape:
+            if t.shape != out.shape and (fn not in ("add", "mul") or len(layer.inputs) != 2
+                                         or not _broadcasts(t.shape, out.shape)):
                 return (f"an element-wise {fn} whose operand {t.name!r} of shape {t.shape} broadcasts to "
-                        f"{out.shape} is not modelled")
+                        f"{out.shape} is not modelled (only a binary add's or multiply's operand may)")
             continue
         if fn == "relu":
             return "a relu with a constant operand is not modelled"
         if t.value is None:
             return f"its constant operand {t.name!r} has no values"
-        try:
-            fits = np.broadcast_shapes(t.shape, out.shape) == out.shape
-        except ValueError:
-            fits = False
-        if not fits:
+        if not _broadcasts(t.shape, out.shape):
             return f"its constant operand {t.name!r} of shape {t.shape} does not broadcast to {out.shape}"
     if all(graph.tensors[name].is_constant for name in layer.inputs):
         return f"an element-wise {fn} of constants only"
     return None
+
+
+def _broadcasts(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+    """Whether a ``shape`` operand broadcasts to ``out_shape`` (numpy's rules) without widening it."""
+    try:
+        return np.broadcast_shapes(shape, out_shape) == tuple(out_shape)
+    except ValueError:
+        return False
 
 
 def _two_activations(graph: Graph, layer: Layer) -> bool:

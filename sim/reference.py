@@ -28,7 +28,10 @@ The arithmetic, per layer (``numerics`` ``"integer"`` unless said otherwise), al
 * **add** (``QLinearAdd``): onnxruntime's x86-64 AVX2 kernel (MLAS ``qladd_avx2.cpp``), in float32:
   ``ra = a_scale / y_scale``, ``rb = b_scale / y_scale``, ``fixed = y_zp - fma(ra, a_zp, rb * b_zp)``,
   ``y = saturate(round_half_even(fma(a, ra, fma(b, rb, fixed))))`` on the raw codes (float32-half-even
-  mode only; MLAS's SSE2 and NEON kernels associate or round differently).
+  mode only; MLAS's SSE2 and NEON kernels associate or round differently). An operand that
+  broadcasts as one value per span of the other (:func:`span_scalar`: a per-channel ``1 x C x 1 x 1``
+  against ``1 x C x H x W``) is the kernel's scalar ``b`` (the spans its ``a``, whatever the inputs'
+  order): ``y = saturate(round_half_even(fma(a, ra, fixed + b * rb)))``.
 * **mul** (``QLinearMul``): ``saturate(round_half_even(float32((a - a_zp) (b - b_zp)) * ((a_scale *
   b_scale) / y_scale) + y_zp))`` as MLAS's SSE2 kernel (float32-half-even mode only).
 * **global average pool** (``QLinearGlobalAveragePool``): ``acc = sum(x) - x_zp * HW`` requantized by
@@ -74,7 +77,7 @@ from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
            "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
            "avgpool_codes", "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul",
-           "tflite_add_parameters", "wrap_int32", "zero_point_terms"]
+           "span_scalar", "tflite_add_parameters", "wrap_int32", "zero_point_terms"]
 
 _log = logging.getLogger(__name__)
 
@@ -447,17 +450,38 @@ def add_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
     if mode is not Requantization.FLOAT32_HALF_EVEN:
         a_zp, b_zp, multipliers, y_zp = tflite_add_parameters(graph, layer, requant=mode)
         return tflite_add_codes(a, b, a_zp, b_zp, multipliers, y_zp, mode=mode, out_format=fmt)
+    scalar = span_scalar(graph, layer)
+    if scalar == 0:  # onnxruntime passes the spans as the kernel's first operand, the scalar as its second
+        a, b, aq, bq = b, a, bq, aq
     y_scale = np.float32(yq.scale[0])
     ratio_a = np.float32(aq.scale[0]) / y_scale
     ratio_b = np.float32(bq.scale[0]) / y_scale
     zp = yq.zero_point[0]
     # MLAS's AVX2 kernel: fixed = zc - (ra * za + rb * zb), compiled with the first product fused into the sum
-    # (onnxruntime's x86-64 build contracts it to fma(ra, za, rb * zb)); c = fma(a, ra, fma(b, rb, fixed)).
+    # (onnxruntime's x86-64 build contracts it to fma(ra, za, rb * zb)); c = fma(a, ra, fma(b, rb, fixed)),
+    # or with a scalar b: fixed + b * rb first (rounded product, rounded sum), then c = fma(a, ra, that).
     fixed = np.float32(zp) - fma_float32(ratio_a, np.float32(aq.zero_point[0]),
                                          ratio_b * np.float32(bq.zero_point[0]))
-    total = fma_float32(np.asarray(a).astype(np.float32), ratio_a,
-                        fma_float32(np.asarray(b).astype(np.float32), ratio_b, fixed))
+    a_real, b_real = np.asarray(a).astype(np.float32), np.asarray(b).astype(np.float32)
+    if scalar is None:
+        total = fma_float32(a_real, ratio_a, fma_float32(b_real, ratio_b, fixed))
+    else:
+        total = fma_float32(a_real, ratio_a, fixed + b_real * ratio_b)
     return np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
+
+
+def span_scalar(graph: Graph, layer: Layer) -> int | None:
+    """Which input of binary ``layer`` onnxruntime's broadcaster hands its kernel as one value per span
+    (``None``: both as spans): the input of size 1 along the output's innermost axis longer than 1,
+    which the other runs along (a per-channel ``1 x C x 1 x 1`` against ``1 x C x H x W``: each
+    channel's ``H x W`` pixels are a span and its scale value the scalar)."""
+    out = graph.tensors[layer.outputs[0]].shape
+    shapes = [(1,) * (len(out) - len(s)) + tuple(s) for s in (graph.tensors[t].shape for t in layer.inputs[:2])]
+    axes = [i for i, size in enumerate(out) if size > 1]
+    if not axes:
+        return None
+    ones = [k for k, shape in enumerate(shapes) if shape[axes[-1]] == 1]
+    return ones[0] if len(ones) == 1 else None
 
 
 def tflite_add_parameters(graph: Graph, layer: Layer, *, requant: Requantization | str = Requantization.TFLITE_DOUBLE

@@ -126,3 +126,86 @@ def test_a_windowed_average_pool_in_another_rounding_mode_is_refused_by_name() -
                                              r"in float32-half-even mode only, not the design's tflite-double$"):
         execute_graph(graph, plan, feed)
 
+
+# -- element-wise layers with a broadcast operand (squeeze-excite) ---------------------------------
+
+@cache
+def _se_block(kind: str, scale_first: bool):  # type: ignore[no-untyped-def]
+    """conv 3x3 -> relu = r; s = GAP(r) (``add``) or relu(conv 1x1(GAP(r))) (``mul``); r + s or r * s
+    (``scale_first``: the 1 x C x 1 x 1 operand first) -> conv 1x1."""
+    rng = np.random.default_rng(0)
+    weights = {"w": 0.3 * rng.standard_normal((16, 3, 3, 3)).astype(np.float32),
+               "w2": 0.3 * rng.standard_normal((4, 16, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"])]
+    if kind == "mul":
+        weights |= {"w1": 0.3 * rng.standard_normal((16, 16, 1, 1)).astype(np.float32),
+                    "b1": 0.1 * rng.standard_normal(16).astype(np.float32)}
+        nodes += [helper.make_node("Conv", ["g", "w1", "b1"], ["s0"]), helper.make_node("Relu", ["s0"], ["s"])]
+    scale = "g" if kind == "add" else "s"
+    nodes += [helper.make_node(kind.capitalize(), [scale, "r"] if scale_first else ["r", scale], ["m"], name="se"),
+              helper.make_node("Conv", ["m", "w2"], ["y"])]
+    return _quantized(_model(nodes, weights, (1, 3, 20, 14)))
+
+
+@pytest.mark.parametrize("scale_first", [False, True], ids=["x-op-s", "s-op-x"])
+@pytest.mark.parametrize("kind", ["add", "mul"])
+@pytest.mark.parametrize("preset", ["gemmini", "sparse-nm"])
+@pytest.mark.parametrize(("allocator", "spad"), [("none", None), ("none", 4096), ("greedy", None), ("greedy", 8192)])
+def test_an_add_or_multiply_by_a_per_channel_operand_equals_onnxruntime(kind: str, scale_first: bool, preset: str,
+                                                                       allocator: str, spad: int | None) -> None:
+    quantized, graph, feed = _se_block(kind, scale_first)
+    assert sorted(graph.tensors[t].shape for t in graph.layer("se").inputs) == [(1, 16, 1, 1), (1, 16, 20, 14)]
+    plan = map_graph(graph, _arch(preset), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    chunks = [c for c in plan.commands if isinstance(c, Vector) and c.layer == "se"]
+    assert all(c.extent > 0 for c in chunks)  # runs of output elements, not byte shares
+    if spad is not None:
+        assert len(chunks) > 1
+    check = check_numerics(quantized, graph, plan, inputs=feed)
+    assert check.equal, check.outputs
+    if allocator == "none":  # the layer's own codes, too
+        expected = onnxruntime_outputs(quantized, feed, tensors=["m_QuantizeLinear_Output"])
+        ours = execute_graph(graph, plan, feed, outputs=["m_QuantizeLinear_Output"])
+        assert np.array_equal(ours["m_QuantizeLinear_Output"], expected["m_QuantizeLinear_Output"])
+
+
+def _qlinear_binary(op: str, scale_first: bool, small: tuple[int, ...], scales: np.ndarray,
+                    zero_points: np.ndarray) -> onnx.ModelProto:
+    """``QLinearAdd``/``QLinearMul`` of ``x`` (1 x 256 x 16 x 16 uint8 codes) and ``s`` (``small``)."""
+    shapes = {"x": (1, 256, 16, 16), "s": small}
+    first, second = ("s", "x") if scale_first else ("x", "s")
+    inits = [numpy_helper.from_array(np.float32(v), n) for n, v in zip(("sa", "sb", "sy"), scales, strict=True)]
+    inits += [numpy_helper.from_array(np.uint8(v), n) for n, v in zip(("za", "zb", "zy"), zero_points, strict=True)]
+    node = helper.make_node(op, [first, "sa", "za", second, "sb", "zb", "sy", "zy"], ["y"], domain="com.microsoft")
+    graph = helper.make_graph([node], "binary", [helper.make_tensor_value_info(n, TensorProto.UINT8, shapes[n])
+                                                 for n in (first, second)],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("scale_first", [False, True], ids=["x-op-s", "s-op-x"])
+@pytest.mark.parametrize("small", [(1, 256, 1, 1), (1, 1, 16, 16)], ids=["per-channel", "per-pixel"])
+@pytest.mark.parametrize("op", ["QLinearAdd", "QLinearMul"])
+def test_every_pair_of_codes_with_a_broadcast_operand_equals_onnxruntime(op: str, small: tuple[int, ...],
+                                                                        scale_first: bool, seed: int) -> None:
+    """``x`` and ``s`` pair every code with every other once (65,536 pairs), through the vector unit's
+    broadcast read, in chunks. onnxruntime's broadcaster hands its kernel a per-channel ``s`` as one
+    scalar per span of pixels, as the kernel's second operand (``fixed + b * rb``, not ``fma(b, rb,
+    fixed)``; with ``s`` first the two swap roles: seed 2's scales round one pair differently if not),
+    and a per-pixel ``s`` as spans like ``x``'s."""
+    rng = np.random.default_rng(seed)
+    model = _qlinear_binary(op, scale_first, small, rng.uniform(0.005, 0.05, 3), rng.integers(0, 256, 3))
+    codes = np.arange(256, dtype=np.uint8)
+    if small[1] == 256:  # channel c: every code against s[c]
+        feed = {"x": np.tile(codes, (256, 1)).reshape(1, 256, 16, 16), "s": codes.reshape(small)}
+    else:  # channel c: code c against every s
+        feed = {"x": np.repeat(codes, 256).reshape(1, 256, 16, 16), "s": codes.reshape(small)}
+    graph = load_onnx(model)
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(scratchpad_bytes=16384))
+    assert sum(isinstance(c, Vector) for c in plan.commands) > 1
+    assert np.array_equal(execute_graph(graph, plan, feed)["y"], onnxruntime_outputs(model, feed)["y"])
