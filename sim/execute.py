@@ -36,7 +36,8 @@ nothing else:
     setting, as Gemmini's ``b_transpose``): such views are read through, never copied.
 ``Vector``
     the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds,
-    multiplies and activations on runs of elements, windowed pools on bands of output rows (the
+    multiplies and activations (a sigmoid through its lookup table: :func:`sim.reference.sigmoid_table`,
+    the layer's configuration) on runs of elements, windowed pools on bands of output rows (the
     input rows their windows read; an average as onnxruntime's ``QLinearAveragePool``, in float32:
     :func:`sim.reference.avgpool_codes`), global pools and depthwise convolutions on runs of channels.
     A constant operand of an add or a multiply (a bias vector over the last axis, a scalar scale;
@@ -68,7 +69,7 @@ tensor must be one the program stores to DRAM); GEMMs and matmuls whose matrices
 tensors a convolution or pool touches, :func:`mapper.layout.image_tensors`: stored channels-last, not
 as the row-major matrices their tiles read; attention's rank-4 heads are row-major); matmuls whose
 operands broadcast; element-wise layers other than a binary add or multiply whose activation
-operands broadcast; a multiply or a windowed average pool in a requantization mode other than
+operands broadcast; a multiply, a sigmoid or a windowed average pool in a requantization mode other than
 ``float32-half-even`` (an add in ``dyadic``); concatenations other than along the storage's columns;
 views that reorder bytes (any but those a matmul reads through, above).
 """
@@ -115,6 +116,7 @@ from sim.reference import (
     mul_codes,
     raw_code_matmul,
     run_layer,
+    sigmoid_table,
     supported,
     wrap_int32,
 )
@@ -733,6 +735,9 @@ def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Req
         q = graph.tensors[layer.inputs[0]].quant
         assert q is not None
         return np.maximum(values[0], q.zero_point[0])
+    if fn == "sigmoid":  # the layer's lookup table (configuration, as onnxruntime builds it)
+        low = code_format(graph.tensors[layer.inputs[0]]).min_int
+        return sigmoid_table(graph, layer, requant=mode)[values[0] - low]
     if fn in ("identity", "passthrough"):
         return values[0]
     raise ExecutionError(f"Layer {layer.name!r}: element-wise {fn!r} is not modelled on codes")
@@ -789,9 +794,12 @@ def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | No
             return (f"a concatenation along axis {int(layer.attrs.get('axis', 1)) % len(out.shape)} of {out.shape} "
                     "is not modelled (only along an image's channels, or the last axis of another tensor)")
         return None
-    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in ("add", "mul", "relu"):
+    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in _VECTOR_FUNCTIONS:
         return _elementwise_unsupported(graph, layer)
     return f"no functional model of {layer.source_op or layer.op.value} yet"
+
+
+_VECTOR_FUNCTIONS = ("add", "mul", "relu", "sigmoid")  # the element-wise functions the vector unit runs on codes
 
 
 def _mode_unsupported(graph: Graph, layer: Layer, mode: Requantization) -> str | None:
@@ -799,7 +807,9 @@ def _mode_unsupported(graph: Graph, layer: Layer, mode: Requantization) -> str |
     quantized multiply in onnxruntime's mode only, an add in that and the TFLite modes)."""
     if _float_average(graph, layer) and mode is not Requantization.FLOAT32_HALF_EVEN:
         return f"a windowed average pool is modelled in float32-half-even mode only, not the design's {mode.value}"
-    fn = layer.attrs.get("fn") if layer.op is OpKind.ELEMENTWISE else None
+    fn = layer.attrs.get("fn") if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) else None
+    if fn == "sigmoid" and mode is not Requantization.FLOAT32_HALF_EVEN:
+        return f"a quantized sigmoid is modelled in float32-half-even mode only, not the design's {mode.value}"
     if fn == "mul" and mode is not Requantization.FLOAT32_HALF_EVEN:
         return f"a quantized multiply is modelled in float32-half-even mode only, not the design's {mode.value}"
     if fn == "add" and mode is Requantization.DYADIC:
@@ -830,8 +840,8 @@ def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:
                 return (f"an element-wise {fn} whose operand {t.name!r} of shape {t.shape} broadcasts to "
                         f"{out.shape} is not modelled (only a binary add's or multiply's operand may)")
             continue
-        if fn == "relu":
-            return "a relu with a constant operand is not modelled"
+        if fn in ("relu", "sigmoid"):
+            return f"a {fn} with a constant operand is not modelled"
         if t.value is None:
             return f"its constant operand {t.name!r} has no values"
         if not _broadcasts(t.shape, out.shape):

@@ -40,7 +40,9 @@ The arithmetic, per layer (``numerics`` ``"integer"`` unless said otherwise), al
   order, divided by the kernel size (``count_include_pad``) or the window's in-image count, then
   ``saturate(round_half_even(avg / y_scale + y_zp))`` (float32-half-even mode only; a window over the
   whole unpadded input is the global pool's integer kernel, as onnxruntime falls back to it);
-  **max pool**: the maximum of codes (padding never wins); **relu**: ``max(x, zp)``; **concat**: each
+  **max pool**: the maximum of codes (padding never wins); **relu**: ``max(x, zp)``; **sigmoid**
+  (``QLinearSigmoid``): onnxruntime's lookup table of every code through MLAS's logistic
+  (:func:`sigmoid_table`, float32-half-even mode only); **concat**: each
   input requantized to the output's parameters when they differ (``QuantizeLinear(DequantizeLinear(x))``,
   as onnxruntime's lookup table); **reshape, flatten, transpose, squeeze, identity**: the codes rearranged.
 * ``"quantize"``: :func:`~sim.numerics.quantize_linear`; ``"dequantize"``:
@@ -67,6 +69,7 @@ from sim.numerics import (
     dequantize_linear,
     fma_float32,
     gemm_array,
+    logistic_float32,
     quantize_linear,
     requantize_array,
     tflite_add_codes,
@@ -77,7 +80,7 @@ from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
            "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
            "avgpool_codes", "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul",
-           "span_scalar", "tflite_add_parameters", "wrap_int32", "zero_point_terms"]
+           "sigmoid_table", "span_scalar", "tflite_add_parameters", "wrap_int32", "zero_point_terms"]
 
 _log = logging.getLogger(__name__)
 
@@ -610,6 +613,33 @@ def avgpool_codes(graph: Graph, layer: Layer, x: np.ndarray, out_shape: tuple[in
     return np.clip(codes, fmt.min_int, fmt.max_int).astype(np.int64)
 
 
+def sigmoid_table(graph: Graph, layer: Layer, *,
+                  requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
+    """The output code of quantized sigmoid ``layer`` (``QLinearSigmoid``) for each input code, from the
+    format's lowest: the lookup table onnxruntime builds, every code dequantized (``x_scale * (x -
+    x_zp)``), through MLAS's logistic (:func:`sim.numerics.logistic_float32`) and quantized
+    (:func:`sim.numerics.quantize_linear`); float32-half-even mode only."""
+    mode = Requantization.parse(requant)
+    if mode is not Requantization.FLOAT32_HALF_EVEN:
+        raise ReferenceError(f"Layer {layer.name!r}: a quantized sigmoid is modelled in float32-half-even mode only"
+                             f" (onnxruntime's), not {mode.value}")
+    xq = _quant(graph, layer.inputs[0], layer)
+    out = graph.tensors[layer.outputs[0]]
+    yq = _quant(graph, out.name, layer)
+    if xq.per_channel or yq.per_channel:
+        raise ReferenceError(f"Layer {layer.name!r}: a per-channel quantized sigmoid is not supported")
+    codes = np.arange(code_format(graph.tensors[layer.inputs[0]]).min_int,
+                      code_format(graph.tensors[layer.inputs[0]]).max_int + 1)
+    real = dequantize_linear(codes, xq.scale[0], xq.zero_point[0])
+    return quantize_linear(logistic_float32(real), yq.scale[0], yq.zero_point[0], out_format=code_format(out))
+
+
+def _sigmoid(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    x = get(layer.inputs[0]).astype(np.int64)
+    low = code_format(graph.tensors[layer.inputs[0]]).min_int
+    return [sigmoid_table(graph, layer, requant=mode)[x - low]]
+
+
 def _relu(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
     q = _quant(graph, layer.inputs[0], layer)
     rank = len(graph.tensors[layer.inputs[0]].shape)
@@ -663,7 +693,8 @@ def _dequantize(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> l
 _KERNELS = {
     "conv": _conv, "gemm": _gemm, "matmul": _matmul, "add": _binary(add_codes), "mul": _binary(mul_codes),
     "global_avg": _global_avg, "avgpool": _avgpool,
-    "maxpool": _maxpool, "relu": _relu, "concat": _concat, "reshape": _rearrange, "flatten": _rearrange,
+    "maxpool": _maxpool, "relu": _relu, "sigmoid": _sigmoid, "concat": _concat, "reshape": _rearrange,
+    "flatten": _rearrange,
     "transpose": _rearrange, "identity": _identity, "passthrough": _identity, "quantize": _quantize,
     "dequantize": _dequantize,
 }

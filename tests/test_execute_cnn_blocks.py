@@ -131,26 +131,29 @@ def test_a_windowed_average_pool_in_another_rounding_mode_is_refused_by_name() -
 
 @cache
 def _se_block(kind: str, scale_first: bool):  # type: ignore[no-untyped-def]
-    """conv 3x3 -> relu = r; s = GAP(r) (``add``) or relu(conv 1x1(GAP(r))) (``mul``); r + s or r * s
-    (``scale_first``: the 1 x C x 1 x 1 operand first) -> conv 1x1."""
+    """conv 3x3 -> relu = r; s = GAP(r) (``add``), relu(conv 1x1(GAP(r))) (``mul``) or
+    sigmoid(conv 1x1(GAP(r))) (``sigmoid``, a squeeze-excite gate); r + s or r * s (``scale_first``:
+    the 1 x C x 1 x 1 operand first) -> conv 1x1."""
     rng = np.random.default_rng(0)
     weights = {"w": 0.3 * rng.standard_normal((16, 3, 3, 3)).astype(np.float32),
                "w2": 0.3 * rng.standard_normal((4, 16, 1, 1)).astype(np.float32)}
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("GlobalAveragePool", ["r"], ["g"])]
-    if kind == "mul":
+    if kind != "add":
         weights |= {"w1": 0.3 * rng.standard_normal((16, 16, 1, 1)).astype(np.float32),
                     "b1": 0.1 * rng.standard_normal(16).astype(np.float32)}
-        nodes += [helper.make_node("Conv", ["g", "w1", "b1"], ["s0"]), helper.make_node("Relu", ["s0"], ["s"])]
+        nodes += [helper.make_node("Conv", ["g", "w1", "b1"], ["s0"]),
+                  helper.make_node("Relu" if kind == "mul" else "Sigmoid", ["s0"], ["s"], name="gate")]
     scale = "g" if kind == "add" else "s"
-    nodes += [helper.make_node(kind.capitalize(), [scale, "r"] if scale_first else ["r", scale], ["m"], name="se"),
+    op = "Add" if kind == "add" else "Mul"
+    nodes += [helper.make_node(op, [scale, "r"] if scale_first else ["r", scale], ["m"], name="se"),
               helper.make_node("Conv", ["m", "w2"], ["y"])]
     return _quantized(_model(nodes, weights, (1, 3, 20, 14)))
 
 
 @pytest.mark.parametrize("scale_first", [False, True], ids=["x-op-s", "s-op-x"])
-@pytest.mark.parametrize("kind", ["add", "mul"])
+@pytest.mark.parametrize("kind", ["add", "mul", "sigmoid"])
 @pytest.mark.parametrize("preset", ["gemmini", "sparse-nm"])
 @pytest.mark.parametrize(("allocator", "spad"), [("none", None), ("none", 4096), ("greedy", None), ("greedy", 8192)])
 def test_an_add_or_multiply_by_a_per_channel_operand_equals_onnxruntime(kind: str, scale_first: bool, preset: str,
@@ -163,7 +166,7 @@ def test_an_add_or_multiply_by_a_per_channel_operand_equals_onnxruntime(kind: st
     if spad is not None:
         assert len(chunks) > 1
     check = check_numerics(quantized, graph, plan, inputs=feed)
-    assert check.equal, check.outputs
+    assert check.equal and not check.float_layers, check  # the whole block, the sigmoid gate too
     if allocator == "none":  # the layer's own codes, too
         expected = onnxruntime_outputs(quantized, feed, tensors=["m_QuantizeLinear_Output"])
         ours = execute_graph(graph, plan, feed, outputs=["m_QuantizeLinear_Output"])
@@ -209,3 +212,44 @@ def test_every_pair_of_codes_with_a_broadcast_operand_equals_onnxruntime(op: str
     plan = map_graph(graph, _arch("gemmini"), MapOptions(scratchpad_bytes=16384))
     assert sum(isinstance(c, Vector) for c in plan.commands) > 1
     assert np.array_equal(execute_graph(graph, plan, feed)["y"], onnxruntime_outputs(model, feed)["y"])
+
+
+# -- quantized sigmoid (QLinearSigmoid) ------------------------------------------------------------
+
+def _qlinear_sigmoid(signed: bool, scales: np.ndarray, zero_points: np.ndarray) -> onnx.ModelProto:
+    """``QLinearSigmoid`` of ``x`` (1 x 256 codes, int8 or uint8)."""
+    dtype, codes = (TensorProto.INT8, np.int8) if signed else (TensorProto.UINT8, np.uint8)
+    inits = [numpy_helper.from_array(np.float32(scales[0]), "xs"), numpy_helper.from_array(codes(zero_points[0]), "xz"),
+             numpy_helper.from_array(np.float32(scales[1]), "ys"), numpy_helper.from_array(codes(zero_points[1]), "yz")]
+    node = helper.make_node("QLinearSigmoid", ["x", "xs", "xz", "ys", "yz"], ["y"], domain="com.microsoft")
+    graph = helper.make_graph([node], "sigmoid", [helper.make_tensor_value_info("x", dtype, (1, 256))],
+                              [helper.make_tensor_value_info("y", dtype, None)], inits)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("signed", [False, True], ids=["uint8", "int8"])
+def test_every_code_through_a_quantized_sigmoid_equals_onnxruntime(signed: bool, seed: int) -> None:
+    """The vector unit looks each code up in the layer's table, which the host builds as onnxruntime
+    does (every code dequantized, through MLAS's FMA3 logistic, quantized): all 256 codes, in chunks."""
+    rng = np.random.default_rng(seed)
+    low = -128 if signed else 0
+    model = _qlinear_sigmoid(signed, [rng.uniform(0.01, 0.2), rng.uniform(0.002, 0.01)],
+                             rng.integers(low, low + 256, 2))
+    feed = {"x": np.arange(low, low + 256).astype(np.int8 if signed else np.uint8).reshape(1, 256)}
+    graph = load_onnx(model)
+    plan = map_graph(graph, _arch("gemmini"), MapOptions(scratchpad_bytes=256))
+    assert sum(isinstance(c, Vector) for c in plan.commands) > 1
+    assert np.array_equal(execute_graph(graph, plan, feed)["y"], onnxruntime_outputs(model, feed)["y"])
+
+
+def test_a_quantized_sigmoid_in_another_rounding_mode_is_refused_by_name() -> None:
+    _, graph, feed = _se_block("sigmoid", False)
+    assert graph.layer("gate").attrs["numerics"] == "integer"  # onnxruntime's QDQ fusion: QLinearSigmoid
+    plan = map_graph(graph, _arch("gemmini", Requantization.TFLITE_DOUBLE), MapOptions())
+    with pytest.raises(ExecutionError, match=r"^Layer 'gate' \(Sigmoid\): a quantized sigmoid is modelled in "
+                                             r"float32-half-even mode only, not the design's tflite-double$"):
+        execute_graph(graph, plan, feed)
