@@ -4,7 +4,10 @@ Models are written with onnx.helper (seeded weights) and quantized by onnxruntim
 a seeded calibration reader. A windowed average pool (``QLinearAveragePool``, or the QDQ form that
 onnxruntime fuses into it) runs on the vector unit in bands of output rows, each command reading the
 input rows its windows cover; its codes must equal onnxruntime's bit for bit, with the padding counted
-(``count_include_pad=1``) or not, on designs and allocators that chunk the pool differently.
+(``count_include_pad=1``) or not, on designs and allocators that chunk the pool differently. A
+squeeze-excite block's add or multiply by a ``1 x C x 1 x 1`` operand reads the run of that operand
+each chunk of output elements combines with, and its sigmoid gate (``QLinearSigmoid``) looks codes up
+in onnxruntime's table; both equal onnxruntime, dense and pruned 2:4 on sparse-nm's packed tiles.
 """
 
 from __future__ import annotations
@@ -18,15 +21,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from accel.commands import Vector
+from accel.commands import Compute, Vector
 from accel.config import load
 from accel.formats import Requantization
 from mapper import MapOptions, map_graph
 from sim.execute import ExecutionError, execute_graph
 from sim.oracle import check_numerics, onnxruntime_outputs
 from sim.reference import run_quantized
-from workloads import load_onnx
-from workloads.quantize import calibration_inputs, quantize_model
+from workloads import load_onnx, sparsify
+from workloads.quantize import calibration_inputs, prune_nm, quantize_model
 
 pytest.importorskip("onnxruntime")
 
@@ -43,14 +46,17 @@ def _model(nodes: list, weights: dict[str, np.ndarray], shape: tuple[int, ...]) 
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _quantized(model: onnx.ModelProto, **options):  # type: ignore[no-untyped-def]
-    """(quantized model, its graph, a seeded float feed)."""
+def _quantized(model: onnx.ModelProto, nm: str | None = None, **options):  # type: ignore[no-untyped-def]
+    """(quantized model, its graph, a seeded float feed); with ``nm`` the float weights pruned to N:M first
+    and the graph's weight layers marked N:M."""
     logging.disable(logging.WARNING)
     try:
+        model = prune_nm(model, nm) if nm else model
         quantized = quantize_model(model, calibration_inputs(model, count=2, seed=1), **options)
     finally:
         logging.disable(logging.NOTSET)
-    return quantized, load_onnx(quantized), calibration_inputs(quantized, count=1, seed=7)[0]
+    graph = load_onnx(quantized)
+    return quantized, sparsify(graph, nm) if nm else graph, calibration_inputs(quantized, count=1, seed=7)[0]
 
 
 # -- windowed average pools ------------------------------------------------------------------------
@@ -66,7 +72,8 @@ POOLS = {  # kernel, stride, pad, count_include_pad
 
 
 @cache
-def _pool_block(name: str, fmt: str = "qdq", activations: str = "uint8"):  # type: ignore[no-untyped-def]
+def _pool_block(name: str, fmt: str = "qdq", activations: str = "uint8",  # type: ignore[no-untyped-def]
+                nm: str | None = None):
     """conv 3x3 -> relu -> average pool -> conv 1x1 on two 30x21 images."""
     kernel, stride, pad, include = POOLS[name]
     rng = np.random.default_rng(0)
@@ -77,7 +84,7 @@ def _pool_block(name: str, fmt: str = "qdq", activations: str = "uint8"):  # typ
              helper.make_node("Conv", ["a", "w2"], ["y"])]
     weights = {"w": 0.3 * rng.standard_normal((16, 3, 3, 3)).astype(np.float32),
                "w2": 0.3 * rng.standard_normal((4, 16, 1, 1)).astype(np.float32)}
-    return _quantized(_model(nodes, weights, (2, 3, 30, 21)), fmt=fmt, activations=activations)
+    return _quantized(_model(nodes, weights, (2, 3, 30, 21)), nm, fmt=fmt, activations=activations)
 
 
 def _pool_output(graph) -> str:  # type: ignore[no-untyped-def]
@@ -130,7 +137,7 @@ def test_a_windowed_average_pool_in_another_rounding_mode_is_refused_by_name() -
 # -- element-wise layers with a broadcast operand (squeeze-excite) ---------------------------------
 
 @cache
-def _se_block(kind: str, scale_first: bool):  # type: ignore[no-untyped-def]
+def _se_block(kind: str, scale_first: bool, nm: str | None = None):  # type: ignore[no-untyped-def]
     """conv 3x3 -> relu = r; s = GAP(r) (``add``), relu(conv 1x1(GAP(r))) (``mul``) or
     sigmoid(conv 1x1(GAP(r))) (``sigmoid``, a squeeze-excite gate); r + s or r * s (``scale_first``:
     the 1 x C x 1 x 1 operand first) -> conv 1x1."""
@@ -149,7 +156,7 @@ def _se_block(kind: str, scale_first: bool):  # type: ignore[no-untyped-def]
     op = "Add" if kind == "add" else "Mul"
     nodes += [helper.make_node(op, [scale, "r"] if scale_first else ["r", scale], ["m"], name="se"),
               helper.make_node("Conv", ["m", "w2"], ["y"])]
-    return _quantized(_model(nodes, weights, (1, 3, 20, 14)))
+    return _quantized(_model(nodes, weights, (1, 3, 20, 14)), nm)
 
 
 @pytest.mark.parametrize("scale_first", [False, True], ids=["x-op-s", "s-op-x"])
@@ -253,3 +260,17 @@ def test_a_quantized_sigmoid_in_another_rounding_mode_is_refused_by_name() -> No
     with pytest.raises(ExecutionError, match=r"^Layer 'gate' \(Sigmoid\): a quantized sigmoid is modelled in "
                                              r"float32-half-even mode only, not the design's tflite-double$"):
         execute_graph(graph, plan, feed)
+
+
+# -- pruned 2:4 on sparse-nm -----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("allocator", "spad"), [("none", None), ("greedy", 8192)])
+@pytest.mark.parametrize("block", ["avgpool", "se-add", "se-sigmoid"])
+def test_two_four_pruned_blocks_run_on_packed_tiles_and_equal_onnxruntime(block: str, allocator: str,
+                                                                         spad: int | None) -> None:
+    quantized, graph, feed = (_pool_block("3x3-s2-pad1-include", nm="2:4") if block == "avgpool" else
+                              _se_block(block.removeprefix("se-"), block == "se-add", nm="2:4"))
+    plan = map_graph(graph, _arch("sparse-nm"), MapOptions(allocator=allocator, scratchpad_bytes=spad))
+    assert any(isinstance(c, Compute) and c.sparsity is not None for c in plan.commands)
+    check = check_numerics(quantized, graph, plan, inputs=feed)
+    assert check.equal and not check.float_layers, check
