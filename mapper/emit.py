@@ -44,7 +44,6 @@ from accel.timing import ceil_div, fold_count, steady_follows
 from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision, band_span
 from mapper.layout import (
     PackedTile,
-    broadcast_positions,
     broadcast_span,
     image_tensors,
     make_block,
@@ -589,8 +588,8 @@ class _Emitter:
         if decision.chunk_axis == "elements":
             out = self.graph.tensors[decision.layer.outputs[0]]
             if t.shape != out.shape:  # a broadcast operand: the run of it the chunk's elements read
-                start, end = broadcast_span(broadcast_positions(t.shape, out.shape, image=tensor in self.images,
-                                                                out_image=out.name in self.images), lo, hi)
+                start, end = broadcast_span(t.shape, out.shape, lo, hi, image=tensor in self.images,
+                                            out_image=out.name in self.images)
                 return word * start, None, word * (end - start)
             return word * lo, None, word * (hi - lo)
         if decision.chunk_axis == "rows":

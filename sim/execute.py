@@ -638,11 +638,11 @@ class _Machine:
                     values.append(self._read(*next(streamed), hi - lo).view(_dtype(fmt)).astype(np.int64))
                     continue
                 # a broadcast operand: the run of its storage the chunk reads, indexed by the layer's shapes
-                positions = broadcast_positions(g.tensors[t].shape, out.shape, image=t in self.images,
-                                                out_image=out.name in self.images)
-                start, end = broadcast_span(positions, lo, hi)
+                shapes = (g.tensors[t].shape, out.shape, lo, hi)
+                where = {"image": t in self.images, "out_image": out.name in self.images}
+                start, end = broadcast_span(*shapes, **where)
                 run = self._read(*next(streamed), end - start).view(_dtype(fmt)).astype(np.int64)
-                values.append(run[positions[lo:hi] - start])
+                values.append(run[broadcast_positions(*shapes, **where) - start])
             flat = _elementwise(g, layer, values, self.requant)
         fmt = code_format(out)
         data = flat.astype(_dtype(fmt)).view(np.uint8)

@@ -25,6 +25,7 @@ from accel.commands import Compute, Vector
 from accel.config import load
 from accel.formats import Requantization
 from mapper import MapOptions, map_graph
+from mapper.layout import broadcast_positions, broadcast_span, to_storage
 from sim.execute import ExecutionError, execute_graph
 from sim.oracle import check_numerics, onnxruntime_outputs
 from sim.reference import run_quantized
@@ -179,6 +180,26 @@ def test_an_add_or_multiply_by_a_per_channel_operand_equals_onnxruntime(kind: st
         ours = execute_graph(graph, plan, feed, outputs=["m_QuantizeLinear_Output"])
         assert np.array_equal(ours["m_QuantizeLinear_Output"], expected["m_QuantizeLinear_Output"])
 
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_run_a_chunk_of_a_broadcast_operand_reads_is_what_numpy_broadcasts_onto_it(seed: int) -> None:
+    """broadcast_positions / broadcast_span (found digit by digit, never listing the whole tensor) against
+    numpy's broadcast of the operand's storage positions, over random shapes, storage orders and chunks."""
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        out = tuple(int(d) for d in rng.integers(1, 6, 4))
+        shape = tuple(d if rng.random() < 0.5 else 1 for d in out)[int(rng.integers(0, 3)):]
+        image, out_image = len(shape) == 4 and rng.random() < 0.5, bool(rng.random() < 0.5)
+        count = int(np.prod(shape))
+        position = np.empty(count, dtype=np.int64)
+        position[to_storage(np.arange(count).reshape(shape), image=image)] = np.arange(count)
+        expected = to_storage(np.broadcast_to(position.reshape(shape), out), image=out_image)
+        lo = int(rng.integers(0, expected.size))
+        hi = int(rng.integers(lo + 1, expected.size + 1))
+        where = {"image": image, "out_image": out_image}
+        assert np.array_equal(broadcast_positions(shape, out, lo, hi, **where), expected[lo:hi])
+        assert broadcast_span(shape, out, lo, hi, **where) == (expected[lo:hi].min(), expected[lo:hi].max() + 1)
 
 def _qlinear_binary(op: str, scale_first: bool, small: tuple[int, ...], scales: np.ndarray,
                     zero_points: np.ndarray) -> onnx.ModelProto:
