@@ -45,6 +45,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div
@@ -337,9 +339,15 @@ def _vector_decision(graph: Graph, arch: Accelerator, layer: Layer, budget: int,
         if not chunks:  # not one row's band fits: runs of channels, all pixels of each
             axis, total, chunks = "channels", storage_shape(out.shape)[1], _share_chunks(moved_sizes, half)
     if axis != "bands" and total and moved:
-        # the largest chunk (ceil(total / chunks) of the runs) must fit half the working space
-        per_run = Fraction(moved, total)
-        runs = int(half // per_run) if per_run <= half else 0
+        # the largest chunk (ceil(total / chunks) of the runs, and the whole of each broadcast operand
+        # it reads a run of) must fit half the working space
+        fixed = _broadcast_bytes(graph, layer, streamed_in, size) if axis == "elements" else 0
+        per_run, room = Fraction(moved - fixed, total), half - fixed
+        runs = 0
+        if not per_run and room >= 0:  # only broadcast operands move: any run fits with them
+            runs = total
+        elif 0 < per_run <= room:
+            runs = int(room // per_run)
         chunks = ceil_div(total, runs) if runs else chunks
         if chunks > total or not runs:
             axis, total, chunks = "", 0, _share_chunks(moved_sizes, half)
@@ -380,7 +388,7 @@ def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tu
             return "rows", rows
         return "", 0
     if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION):
-        if any(graph.tensors[t].shape != out.shape for t in inputs):
+        if any(graph.tensors[t].shape != out.shape for t in inputs) and not _broadcast_read(graph, layer, inputs):
             return "", 0
         return "elements", out.elements
     if layer.op is OpKind.POOL or macs:
@@ -391,6 +399,26 @@ def chunking(graph: Graph, layer: Layer, inputs: Sequence[str], macs: int) -> tu
             return "bands", out.shape[0] * out.shape[2]
         return "channels", storage_shape(out.shape)[1]
     return "", 0
+
+
+def _broadcast_read(graph: Graph, layer: Layer, inputs: Sequence[str]) -> bool:
+    """Whether element-wise ``layer`` is a binary add or multiply whose operands broadcast to its output:
+    the vector unit reads a broadcast operand by the layer's shapes, each chunk of output elements the
+    run of it they combine with (:func:`mapper.layout.broadcast_span`)."""
+    if layer.attrs.get("fn") not in ("add", "mul") or len(layer.inputs) != 2:
+        return False
+    out = graph.tensors[layer.outputs[0]].shape
+    try:
+        return all(np.broadcast_shapes(graph.tensors[t].shape, out) == out for t in inputs)
+    except ValueError:
+        return False
+
+
+def _broadcast_bytes(graph: Graph, layer: Layer, tensors: Sequence[str], size: dict[str, int]) -> int:
+    """Bytes of the broadcast operands among ``tensors`` (of an element-wise layer chunked by elements):
+    at most the whole of each, every chunk."""
+    out = graph.tensors[layer.outputs[0]].shape
+    return sum(size[t] for t in tensors if graph.tensors[t].shape != out)
 
 
 def pool_band(layer: Layer, in_shape: Sequence[int], lo: int, hi: int) -> tuple[int, int]:

@@ -44,6 +44,7 @@ from accel.timing import ceil_div, fold_count, steady_follows
 from mapper.decide import ArrayDecision, LayerDecision, VectorDecision, ViewDecision, band_span
 from mapper.layout import (
     PackedTile,
+    broadcast_span,
     image_tensors,
     make_block,
     out_block,
@@ -585,6 +586,11 @@ class _Emitter:
         t = self.graph.tensors[tensor]
         word = total // max(t.elements, 1)
         if decision.chunk_axis == "elements":
+            out = self.graph.tensors[decision.layer.outputs[0]]
+            if t.shape != out.shape:  # a broadcast operand: the run of it the chunk's elements read
+                start, end = broadcast_span(t.shape, out.shape, lo, hi, image=tensor in self.images,
+                                            out_image=out.name in self.images)
+                return word * start, None, word * (end - start)
             return word * lo, None, word * (hi - lo)
         if decision.chunk_axis == "rows":
             _, cols = storage_shape(t.shape, image=tensor in self.images)

@@ -36,6 +36,13 @@ tensor's bytes (attention's head split, ``k^T``) is never copied: its tiles read
 tensor (:func:`matrix_view`, :func:`view_block`), runs along the tile's columns, or, for a second
 operand whose reduction runs along the source's contiguous axis (``x @ y^T``), ``tn`` runs of ``tk``
 that the array takes transposed (a layer setting, as Gemmini's ``b_transpose``).
+
+**Broadcast operands.** An element-wise add or multiply whose activation operand broadcasts to the
+output (a squeeze-excite scale ``1 x C x 1 x 1`` against ``1 x C x H x W``) runs in runs of output
+elements in storage order; each chunk reads the run of the operand's storage that its elements
+combine with (:func:`broadcast_positions`, :func:`broadcast_span`: all ``C`` codes of a per-channel
+scale, for a chunk of whole pixels), which the vector unit indexes as the layer's shapes say (a
+layer setting, as the pool's window geometry).
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ __all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_ban
            "conv_band_pixels", "conv_band_most",
            "dense_k_range", "image_tensors", "make_block", "MatrixView", "matrix_view", "view_block", "row_major",
            "storage_shape",
-           "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block"]
+           "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block", "broadcast_positions",
+           "broadcast_span"]
 
 
 @dataclass(frozen=True)
@@ -310,6 +318,66 @@ def from_storage(flat: np.ndarray, shape: tuple[int, ...], *, image: bool = True
         n, c, h, w = shape
         return flat.reshape(n, h, w, c).transpose(0, 3, 1, 2)
     return flat.reshape(shape)
+
+
+def _broadcast_axes(shape: tuple[int, ...], out_shape: tuple[int, ...], image: bool,
+                    out_image: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The output's axes in storage order (sizes) and, along each, the stride of a broadcast operand of
+    ``shape``'s storage position (0 where it broadcasts): the position is linear in the output's
+    storage multi-index. Raises ``ValueError`` if ``shape`` does not broadcast to ``out_shape``."""
+    if np.broadcast_shapes(shape, out_shape) != tuple(out_shape):
+        raise ValueError(f"shape {shape} does not broadcast to {out_shape}")
+    rank = len(out_shape)
+    padded = (1,) * (rank - len(shape)) + tuple(shape)
+
+    def order(r: int, is_image: bool) -> tuple[int, ...]:  # logical axes in storage order
+        return (0, 2, 3, 1) if r == 4 and is_image else tuple(range(r))
+    stride, strides = 1, [0] * rank
+    for axis in reversed(order(len(shape), image)):  # the operand's own storage strides
+        strides[axis + rank - len(shape)] = stride if padded[axis + rank - len(shape)] > 1 else 0
+        stride *= shape[axis]
+    axes = order(rank, out_image)
+    return tuple(out_shape[a] for a in axes), tuple(strides[a] for a in axes)
+
+
+def broadcast_positions(shape: tuple[int, ...], out_shape: tuple[int, ...], lo: int, hi: int, *, image: bool,
+                        out_image: bool) -> np.ndarray:
+    """For elements ``[lo, hi)`` of an ``out_shape`` tensor in storage order, the storage position of the
+    element of a ``shape`` tensor that broadcasts onto each (numpy broadcasting; ``image`` and
+    ``out_image``: each is stored as an image, :func:`image_tensors`)."""
+    dims, strides = _broadcast_axes(tuple(shape), tuple(out_shape), image, out_image)
+    index = np.unravel_index(np.arange(lo, hi), dims)
+    return sum((i * s for i, s in zip(index, strides, strict=True) if s), np.zeros(hi - lo, dtype=np.int64))
+
+
+def broadcast_span(shape: tuple[int, ...], out_shape: tuple[int, ...], lo: int, hi: int, *, image: bool,
+                   out_image: bool) -> tuple[int, int]:
+    """``[start, end)``: the run of a broadcast operand's storage that output elements ``[lo, hi)`` read
+    (the least and the greatest of :func:`broadcast_positions`, found digit by digit of the output's
+    storage index, without listing them)."""
+    dims, strides = _broadcast_axes(tuple(shape), tuple(out_shape), image, out_image)
+    least, most = _extremes(lo, hi, dims, strides)
+    return least, most + 1
+
+
+def _extremes(lo: int, hi: int, dims: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, int]:
+    """Least and greatest ``sum(stride * digit)`` over the row-major indices ``[lo, hi)`` of ``dims``
+    (non-negative strides): the first and last leading digits' partial runs, and the full ones between."""
+    if not dims:
+        return 0, 0
+    inner = math.prod(dims[1:])
+    first, last = lo // inner, (hi - 1) // inner
+    head = strides[0]
+    if first == last:
+        least, most = _extremes(lo - first * inner, hi - first * inner, dims[1:], strides[1:])
+        return head * first + least, head * first + most
+    a = _extremes(lo - first * inner, inner, dims[1:], strides[1:])
+    b = _extremes(0, hi - last * inner, dims[1:], strides[1:])
+    least, most = min(head * first + a[0], head * last + b[0]), max(head * first + a[1], head * last + b[1])
+    if last - first > 1:  # whole runs of the inner digits between
+        full = sum(s * (d - 1) for d, s in zip(dims[1:], strides[1:], strict=True))
+        least, most = min(least, head * (first + 1)), max(most, head * (last - 1) + full)
+    return least, most
 
 
 def weight_matrix(graph: Graph, layer: Layer, values: np.ndarray) -> np.ndarray:

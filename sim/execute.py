@@ -36,11 +36,17 @@ nothing else:
     setting, as Gemmini's ``b_transpose``): such views are read through, never copied.
 ``Vector``
     the layer's integer operation (:mod:`sim.reference`'s kernels) on its chunk: element-wise adds,
-    multiplies and activations on runs of elements, pools and depthwise convolutions on runs of
-    channels. A constant operand of an add or a multiply (a bias vector over the last axis, a scalar
-    scale; anything that broadcasts to the output) is the layer's configuration, like the
-    requantizer's bias: each element of the chunk is combined with the constant's element at its
-    position in the output.
+    multiplies and activations (a sigmoid through its lookup table: :func:`sim.reference.sigmoid_table`,
+    the layer's configuration) on runs of elements, windowed pools on bands of output rows (the
+    input rows their windows read; an average as onnxruntime's ``QLinearAveragePool``, in float32:
+    :func:`sim.reference.avgpool_codes`), global pools and depthwise convolutions on runs of channels.
+    A constant operand of an add or a multiply (a bias vector over the last axis, a scalar scale;
+    anything that broadcasts to the output) is the layer's configuration, like the requantizer's
+    bias: each element of the chunk is combined with the constant's element at its position in the
+    output. An activation operand of an add or a multiply that broadcasts (a squeeze-excite scale
+    ``1 x C x 1 x 1`` against ``1 x C x H x W``) arrives as the run of its storage the chunk's
+    elements read (:func:`mapper.layout.broadcast_span`), which the vector unit indexes by the
+    layer's shapes, each element combined with the operand's element that broadcasts onto it.
 
 The arithmetic is :mod:`sim.reference`'s, so the result equals :func:`sim.reference.run_quantized` (and,
 in ``float32-half-even`` mode, onnxruntime) exactly when the plan is right; a wrong address, size or
@@ -62,9 +68,10 @@ asks for the integer prefix before them: only those layers' commands compute, an
 tensor must be one the program stores to DRAM); GEMMs and matmuls whose matrices are images (rank-4
 tensors a convolution or pool touches, :func:`mapper.layout.image_tensors`: stored channels-last, not
 as the row-major matrices their tiles read; attention's rank-4 heads are row-major); matmuls whose
-operands broadcast; element-wise layers whose activation operands broadcast; a multiply in a
-requantization mode other than ``float32-half-even`` (an add in ``dyadic``); concatenations other
-than along the storage's columns; views that reorder bytes (any but those a matmul reads through, above).
+operands broadcast; element-wise layers other than a binary add or multiply whose activation
+operands broadcast; a multiply, a sigmoid or a windowed average pool in a requantization mode other than
+``float32-half-even`` (an add in ``dyadic``); concatenations other than along the storage's columns;
+views that reorder bytes (any but those a matmul reads through, above).
 """
 
 from __future__ import annotations
@@ -82,6 +89,8 @@ from mapper.decide import band_images, band_span, chunking
 from mapper.emit import dram_addresses
 from mapper.layout import (
     MatrixView,
+    broadcast_positions,
+    broadcast_span,
     conv_band,
     conv_geometry,
     dense_k_range,
@@ -98,6 +107,7 @@ from sim.numerics import gemm_array, nm_compress, requantize_array
 from sim.reference import (
     ReferenceError,
     add_codes,
+    avgpool_codes,
     code_format,
     concat_part_codes,
     gemm_operands,
@@ -106,6 +116,7 @@ from sim.reference import (
     mul_codes,
     raw_code_matmul,
     run_layer,
+    sigmoid_table,
     supported,
     wrap_int32,
 )
@@ -262,7 +273,7 @@ class _Machine:
                 _check_view(g, layer, self.images)
                 continue
             reason = (_widths_unsupported(g, layer) or _unsupported(g, layer, self.images)
-                      or _mode_unsupported(layer, self.requant))
+                      or _mode_unsupported(g, layer, self.requant))
             if reason:
                 raise ExecutionError(f"Layer {layer.name!r} ({layer.source_op or layer.op.value}): {reason}")
 
@@ -596,10 +607,10 @@ class _Machine:
             # the images' rows from the first band's to the last's; rows no window of [lo, hi) reads
             # stay at the padding's value
             first, count = images[0][0], len(images)
-            x = np.full((count * h, w, c), np.iinfo(np.int64).min, dtype=np.int64)
+            x = np.full((count * h, w, c), self._unread(layer), dtype=np.int64)
             x[start - first * h:end - first * h] = raw.reshape(end - start, w, c)
             x = x.reshape(count, h, w, c).transpose(0, 3, 1, 2)
-            codes = maxpool_codes(layer, x, (count, *out.shape[1:])).transpose(0, 2, 3, 1)  # images x OH x OW x C
+            codes = self._pool(layer, x, (count, *out.shape[1:])).transpose(0, 2, 3, 1)  # images x OH x OW x C
             flat = np.concatenate([codes[i - first, a:b].reshape(-1) for i, a, b in images])
         elif layer.op is OpKind.POOL or layer.gemm is not None:  # per channel: all pixels of channels [lo, hi)
             x_t = g.tensors[ins[0]]
@@ -614,7 +625,7 @@ class _Machine:
             elif layer.attrs.get("global") and layer.attrs["kind"] == "avg":
                 codes = global_avg_codes(g, layer, x, requant=self.requant).reshape(out_shape)
             else:
-                codes = maxpool_codes(layer, x, out_shape)
+                codes = self._pool(layer, x, out_shape)
             flat = codes.transpose(0, 2, 3, 1).reshape(-1)
         else:  # element-wise: elements [lo, hi) in storage order (a constant operand: the layer's configuration)
             values, streamed = [], iter(addrs)
@@ -623,11 +634,34 @@ class _Machine:
                     values.append(self._broadcast_constant(layer, t)[lo:hi])
                     continue
                 fmt = code_format(g.tensors[t])
-                values.append(self._read(*next(streamed), hi - lo).view(_dtype(fmt)).astype(np.int64))
+                if g.tensors[t].shape == out.shape:
+                    values.append(self._read(*next(streamed), hi - lo).view(_dtype(fmt)).astype(np.int64))
+                    continue
+                # a broadcast operand: the run of its storage the chunk reads, indexed by the layer's shapes
+                shapes = (g.tensors[t].shape, out.shape, lo, hi)
+                where = {"image": t in self.images, "out_image": out.name in self.images}
+                start, end = broadcast_span(*shapes, **where)
+                run = self._read(*next(streamed), end - start).view(_dtype(fmt)).astype(np.int64)
+                values.append(run[broadcast_positions(*shapes, **where) - start])
             flat = _elementwise(g, layer, values, self.requant)
         fmt = code_format(out)
         data = flat.astype(_dtype(fmt)).view(np.uint8)
         self.spad[self._spad_offsets(cmd.output_addr, cmd.output_block, data.size)] = data
+
+    def _pool(self, layer: Layer, x: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+        """Windowed pool ``layer`` on ``N x C x H x W`` codes ``x`` (a band's images, or a run of channels)."""
+        if layer.attrs["kind"] == "avg":
+            return avgpool_codes(self.graph, layer, x, out_shape, requant=self.requant)
+        return maxpool_codes(layer, x, out_shape)
+
+    def _unread(self, layer: Layer) -> int:
+        """What a band's rows that no window of the chunk reads hold (only the outputs it discards read
+        them): a value that never wins a max, the input's zero point for an average."""
+        if layer.attrs["kind"] == "avg":
+            q = self.graph.tensors[layer.inputs[0]].quant
+            assert q is not None
+            return int(q.zero_point[0])
+        return int(np.iinfo(np.int64).min)
 
     def _broadcast_constant(self, layer: Layer, name: str) -> np.ndarray:
         """Constant operand ``name`` of element-wise ``layer`` (a bias over the last axis, a scalar) broadcast
@@ -701,6 +735,9 @@ def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Req
         q = graph.tensors[layer.inputs[0]].quant
         assert q is not None
         return np.maximum(values[0], q.zero_point[0])
+    if fn == "sigmoid":  # the layer's lookup table (configuration, as onnxruntime builds it)
+        low = code_format(graph.tensors[layer.inputs[0]]).min_int
+        return sigmoid_table(graph, layer, requant=mode)[values[0] - low]
     if fn in ("identity", "passthrough"):
         return values[0]
     raise ExecutionError(f"Layer {layer.name!r}: element-wise {fn!r} is not modelled on codes")
@@ -746,8 +783,7 @@ def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | No
             return "asymmetric weights (a weight zero point) are not modelled"
         return None
     if layer.op is OpKind.POOL:
-        if layer.attrs.get("kind") not in ("max", "avg") or (layer.attrs.get("kind") == "avg"
-                                                           and not layer.attrs.get("global")):
+        if layer.attrs.get("kind") not in ("max", "avg"):
             return f"{layer.attrs.get('kind')} pooling is not modelled"
         return None
     if layer.op is OpKind.CONCAT:
@@ -758,20 +794,36 @@ def _unsupported(graph: Graph, layer: Layer, images: frozenset[str]) -> str | No
             return (f"a concatenation along axis {int(layer.attrs.get('axis', 1)) % len(out.shape)} of {out.shape} "
                     "is not modelled (only along an image's channels, or the last axis of another tensor)")
         return None
-    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in ("add", "mul", "relu"):
+    if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) and layer.attrs.get("fn") in _VECTOR_FUNCTIONS:
         return _elementwise_unsupported(graph, layer)
     return f"no functional model of {layer.source_op or layer.op.value} yet"
 
 
-def _mode_unsupported(layer: Layer, mode: Requantization) -> str | None:
+_VECTOR_FUNCTIONS = ("add", "mul", "relu", "sigmoid")  # the element-wise functions the vector unit runs on codes
+
+
+def _mode_unsupported(graph: Graph, layer: Layer, mode: Requantization) -> str | None:
     """Why the executor cannot run ``layer`` in requantization ``mode`` (:mod:`sim.reference` models a
     quantized multiply in onnxruntime's mode only, an add in that and the TFLite modes)."""
-    fn = layer.attrs.get("fn") if layer.op is OpKind.ELEMENTWISE else None
+    if _float_average(graph, layer) and mode is not Requantization.FLOAT32_HALF_EVEN:
+        return f"a windowed average pool is modelled in float32-half-even mode only, not the design's {mode.value}"
+    fn = layer.attrs.get("fn") if layer.op in (OpKind.ELEMENTWISE, OpKind.ACTIVATION) else None
+    if fn == "sigmoid" and mode is not Requantization.FLOAT32_HALF_EVEN:
+        return f"a quantized sigmoid is modelled in float32-half-even mode only, not the design's {mode.value}"
     if fn == "mul" and mode is not Requantization.FLOAT32_HALF_EVEN:
         return f"a quantized multiply is modelled in float32-half-even mode only, not the design's {mode.value}"
     if fn == "add" and mode is Requantization.DYADIC:
         return "a quantized add is modelled in the float32-half-even and TFLite modes, not the design's dyadic"
     return None
+
+
+def _float_average(graph: Graph, layer: Layer) -> bool:
+    """Whether ``layer`` is an average pool onnxruntime computes in float32 (a window smaller than its
+    input, or padded; a window over the whole input is the global pool's integer kernel)."""
+    if layer.op is not OpKind.POOL or layer.attrs.get("kind") != "avg" or layer.attrs.get("global"):
+        return False
+    hw = graph.tensors[layer.inputs[0]].shape[2:]
+    return tuple(layer.attrs["padding"]) != (0, 0, 0, 0) or tuple(layer.attrs["kernel"]) != tuple(hw)
 
 
 def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:
@@ -783,23 +835,28 @@ def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:
     out = graph.tensors[layer.outputs[0]]
     for t in (graph.tensors[name] for name in layer.inputs):
         if not t.is_constant:
-            if t.shape != out.shape:
+            if t.shape != out.shape and (fn not in ("add", "mul") or len(layer.inputs) != 2
+                                         or not _broadcasts(t.shape, out.shape)):
                 return (f"an element-wise {fn} whose operand {t.name!r} of shape {t.shape} broadcasts to "
-                        f"{out.shape} is not modelled")
+                        f"{out.shape} is not modelled (only a binary add's or multiply's operand may)")
             continue
-        if fn == "relu":
-            return "a relu with a constant operand is not modelled"
+        if fn in ("relu", "sigmoid"):
+            return f"a {fn} with a constant operand is not modelled"
         if t.value is None:
             return f"its constant operand {t.name!r} has no values"
-        try:
-            fits = np.broadcast_shapes(t.shape, out.shape) == out.shape
-        except ValueError:
-            fits = False
-        if not fits:
+        if not _broadcasts(t.shape, out.shape):
             return f"its constant operand {t.name!r} of shape {t.shape} does not broadcast to {out.shape}"
     if all(graph.tensors[name].is_constant for name in layer.inputs):
         return f"an element-wise {fn} of constants only"
     return None
+
+
+def _broadcasts(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+    """Whether a ``shape`` operand broadcasts to ``out_shape`` (numpy's rules) without widening it."""
+    try:
+        return np.broadcast_shapes(shape, out_shape) == tuple(out_shape)
+    except ValueError:
+        return False
 
 
 def _two_activations(graph: Graph, layer: Layer) -> bool:

@@ -140,6 +140,7 @@ from sim.sparsity import (
 )
 
 __all__ = [
+    "logistic_float32",
     "wrap",
     "saturate",
     "apply_overflow",
@@ -690,6 +691,35 @@ def fma_float32(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike) -> np.ndar
     toward = np.where(error > 0, np.inf, -np.inf)
     total = np.where(inexact_even, np.nextafter(total, toward), total)  # round to odd
     return total.astype(np.float32)
+
+
+#: MLAS's logistic constants (Eigen's rational approximation), as float32: the clamp, p's and q's coefficients.
+_LOGISTIC_RANGE = 18.0
+_LOGISTIC_ALPHA = (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05, 8.51377133304701e-03,
+                   2.48287947061529e-01)
+_LOGISTIC_BETA = (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06, 1.70198817374094e-03,
+                  1.16817656904453e-01, 9.93151921023180e-01)
+
+
+def logistic_float32(x: npt.ArrayLike) -> np.ndarray:
+    """The logistic function ``1 / (1 + exp(-x))`` as onnxruntime's x86-64 MLAS computes it (its FMA3
+    kernel, ``MlasLogisticKernelFma3``), in float32, element-wise.
+
+    ``x`` clamped to ``[-18, 18]``; ``x2 = x * x``; ``p = x * (((a9 x2 + a7) x2 + a5) x2 + a3) x2 + a1)``
+    and ``q = ((((b10 x2 + b8) x2 + b6) x2 + b4) x2 + b2) x2 + b0``, each step one fused multiply-add;
+    ``max(0, p / q + 0.5)``.
+    """
+    value = np.clip(np.asarray(x, dtype=np.float32), np.float32(-_LOGISTIC_RANGE), np.float32(_LOGISTIC_RANGE))
+    squared = value * value
+    alpha, beta = [np.float32(a) for a in _LOGISTIC_ALPHA], [np.float32(b) for b in _LOGISTIC_BETA]
+    p = fma_float32(squared, alpha[0], alpha[1])
+    for a in alpha[2:]:
+        p = fma_float32(squared, p, a)
+    q = fma_float32(squared, beta[0], beta[1])
+    for b in beta[2:]:
+        q = fma_float32(squared, q, b)
+    ratio = (value * p).astype(np.float32) / q
+    return np.maximum(np.float32(0), ratio.astype(np.float32) + np.float32(0.5))
 
 
 def quantize_linear(x: npt.ArrayLike, scale: npt.ArrayLike, zero_point: npt.ArrayLike = 0, *,

@@ -28,14 +28,23 @@ The arithmetic, per layer (``numerics`` ``"integer"`` unless said otherwise), al
 * **add** (``QLinearAdd``): onnxruntime's x86-64 AVX2 kernel (MLAS ``qladd_avx2.cpp``), in float32:
   ``ra = a_scale / y_scale``, ``rb = b_scale / y_scale``, ``fixed = y_zp - fma(ra, a_zp, rb * b_zp)``,
   ``y = saturate(round_half_even(fma(a, ra, fma(b, rb, fixed))))`` on the raw codes (float32-half-even
-  mode only; MLAS's SSE2 and NEON kernels associate or round differently).
+  mode only; MLAS's SSE2 and NEON kernels associate or round differently). An operand that
+  broadcasts as one value per span of the other (:func:`span_scalar`: a per-channel ``1 x C x 1 x 1``
+  against ``1 x C x H x W``) is the kernel's scalar ``b`` (the spans its ``a``, whatever the inputs'
+  order): ``y = saturate(round_half_even(fma(a, ra, fixed + b * rb)))``.
 * **mul** (``QLinearMul``): ``saturate(round_half_even(float32((a - a_zp) (b - b_zp)) * ((a_scale *
   b_scale) / y_scale) + y_zp))`` as MLAS's SSE2 kernel (float32-half-even mode only).
 * **global average pool** (``QLinearGlobalAveragePool``): ``acc = sum(x) - x_zp * HW`` requantized by
-  ``x_scale / (y_scale * HW)``; **max pool**: the maximum of codes (padding never wins);
-  **relu**: ``max(x, zp)``; **concat**: each input requantized to the output's parameters when they
-  differ (``QuantizeLinear(DequantizeLinear(x))``, as onnxruntime's lookup table); **reshape,
-  flatten, transpose, squeeze, identity**: the codes rearranged.
+  ``x_scale / (y_scale * HW)``; **average pool** (``QLinearAveragePool``, windowed), as onnxruntime's
+  kernel, in float32: the window's dequantized codes ``x_scale * (x - x_zp)`` summed in row-major
+  order, divided by the kernel size (``count_include_pad``) or the window's in-image count, then
+  ``saturate(round_half_even(avg / y_scale + y_zp))`` (float32-half-even mode only; a window over the
+  whole unpadded input is the global pool's integer kernel, as onnxruntime falls back to it);
+  **max pool**: the maximum of codes (padding never wins); **relu**: ``max(x, zp)``; **sigmoid**
+  (``QLinearSigmoid``): onnxruntime's lookup table of every code through MLAS's logistic
+  (:func:`sigmoid_table`, float32-half-even mode only); **concat**: each
+  input requantized to the output's parameters when they differ (``QuantizeLinear(DequantizeLinear(x))``,
+  as onnxruntime's lookup table); **reshape, flatten, transpose, squeeze, identity**: the codes rearranged.
 * ``"quantize"``: :func:`~sim.numerics.quantize_linear`; ``"dequantize"``:
   :func:`~sim.numerics.dequantize_linear`.
 
@@ -60,6 +69,7 @@ from sim.numerics import (
     dequantize_linear,
     fma_float32,
     gemm_array,
+    logistic_float32,
     quantize_linear,
     requantize_array,
     tflite_add_codes,
@@ -69,8 +79,8 @@ from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
            "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
-           "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul", "tflite_add_parameters", "wrap_int32",
-           "zero_point_terms"]
+           "avgpool_codes", "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul",
+           "sigmoid_table", "span_scalar", "tflite_add_parameters", "wrap_int32", "zero_point_terms"]
 
 _log = logging.getLogger(__name__)
 
@@ -443,17 +453,38 @@ def add_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
     if mode is not Requantization.FLOAT32_HALF_EVEN:
         a_zp, b_zp, multipliers, y_zp = tflite_add_parameters(graph, layer, requant=mode)
         return tflite_add_codes(a, b, a_zp, b_zp, multipliers, y_zp, mode=mode, out_format=fmt)
+    scalar = span_scalar(graph, layer)
+    if scalar == 0:  # onnxruntime passes the spans as the kernel's first operand, the scalar as its second
+        a, b, aq, bq = b, a, bq, aq
     y_scale = np.float32(yq.scale[0])
     ratio_a = np.float32(aq.scale[0]) / y_scale
     ratio_b = np.float32(bq.scale[0]) / y_scale
     zp = yq.zero_point[0]
     # MLAS's AVX2 kernel: fixed = zc - (ra * za + rb * zb), compiled with the first product fused into the sum
-    # (onnxruntime's x86-64 build contracts it to fma(ra, za, rb * zb)); c = fma(a, ra, fma(b, rb, fixed)).
+    # (onnxruntime's x86-64 build contracts it to fma(ra, za, rb * zb)); c = fma(a, ra, fma(b, rb, fixed)),
+    # or with a scalar b: fixed + b * rb first (rounded product, rounded sum), then c = fma(a, ra, that).
     fixed = np.float32(zp) - fma_float32(ratio_a, np.float32(aq.zero_point[0]),
                                          ratio_b * np.float32(bq.zero_point[0]))
-    total = fma_float32(np.asarray(a).astype(np.float32), ratio_a,
-                        fma_float32(np.asarray(b).astype(np.float32), ratio_b, fixed))
+    a_real, b_real = np.asarray(a).astype(np.float32), np.asarray(b).astype(np.float32)
+    if scalar is None:
+        total = fma_float32(a_real, ratio_a, fma_float32(b_real, ratio_b, fixed))
+    else:
+        total = fma_float32(a_real, ratio_a, fixed + b_real * ratio_b)
     return np.clip(np.rint(total).astype(np.int64), fmt.min_int, fmt.max_int)
+
+
+def span_scalar(graph: Graph, layer: Layer) -> int | None:
+    """Which input of binary ``layer`` onnxruntime's broadcaster hands its kernel as one value per span
+    (``None``: both as spans): the input of size 1 along the output's innermost axis longer than 1,
+    which the other runs along (a per-channel ``1 x C x 1 x 1`` against ``1 x C x H x W``: each
+    channel's ``H x W`` pixels are a span and its scale value the scalar)."""
+    out = graph.tensors[layer.outputs[0]].shape
+    shapes = [(1,) * (len(out) - len(s)) + tuple(s) for s in (graph.tensors[t].shape for t in layer.inputs[:2])]
+    axes = [i for i, size in enumerate(out) if size > 1]
+    if not axes:
+        return None
+    ones = [k for k, shape in enumerate(shapes) if shape[axes[-1]] == 1]
+    return ones[0] if len(ones) == 1 else None
 
 
 def tflite_add_parameters(graph: Graph, layer: Layer, *, requant: Requantization | str = Requantization.TFLITE_DOUBLE
@@ -529,6 +560,86 @@ def maxpool_codes(layer: Layer, x: np.ndarray, out_shape: tuple[int, ...]) -> np
     return result
 
 
+def _avgpool(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    out = graph.tensors[layer.outputs[0]]
+    return [avgpool_codes(graph, layer, get(layer.inputs[0]), out.shape, requant=mode)]
+
+
+def avgpool_codes(graph: Graph, layer: Layer, x: np.ndarray, out_shape: tuple[int, ...], *,
+                  requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
+    """Windowed average pool ``layer`` (``QLinearAveragePool``) on ``N x C x H x W`` codes ``x`` with
+    output ``out_shape`` (any ``C``: a chunk of the channels), as onnxruntime computes it.
+
+    A window that covers the whole input without padding is the global average pool's integer kernel
+    (onnxruntime falls back to it). Otherwise, in float32 (``float32-half-even`` mode only): each code
+    dequantized, ``x_scale * (x - x_zp)``; the window's in-image values summed in row-major order from
+    0; divided by the kernel's size (``count_include_pad``) or the in-image count; then
+    ``saturate(round_half_even(avg / y_scale + y_zp))``. Windows are clipped to the image as
+    onnxruntime's are (``ceil_mode`` windows past the end count only their in-image elements)."""
+    mode = Requantization.parse(requant)
+    x = np.asarray(x).astype(np.int64)
+    kh, kw = layer.attrs["kernel"]
+    sh, sw = layer.attrs["stride"]
+    pt, pl, pb, pr = layer.attrs["padding"]
+    h, w = x.shape[2], x.shape[3]
+    if (kh, kw) == (h, w) and (pt, pl, pb, pr) == (0, 0, 0, 0):
+        return global_avg_codes(graph, layer, x, requant=mode).reshape(out_shape)
+    if mode is not Requantization.FLOAT32_HALF_EVEN:
+        raise ReferenceError(f"Layer {layer.name!r}: a quantized average pool is modelled in float32-half-even mode"
+                             f" only (onnxruntime's), not {mode.value}")
+    xq = _quant(graph, layer.inputs[0], layer)
+    out = graph.tensors[layer.outputs[0]]
+    yq = _quant(graph, out.name, layer)
+    fmt = code_format(out)
+    oh, ow = out_shape[2], out_shape[3]
+    real = np.float32(xq.scale[0]) * (x - xq.zero_point[0]).astype(np.float32)
+    rows, cols = np.arange(oh) * sh - pt, np.arange(ow) * sw - pl  # each window's first row and column
+    total = np.zeros((*x.shape[:2], oh, ow), dtype=np.float32)
+    for i in range(kh):
+        r = rows + i
+        r_in = (r >= 0) & (r < h)
+        for j in range(kw):
+            c = cols + j
+            c_in = (c >= 0) & (c < w)
+            window = real[:, :, np.clip(r, 0, h - 1)][:, :, :, np.clip(c, 0, w - 1)]
+            total += np.where(r_in[:, None] & c_in[None, :], window, np.float32(0))
+    if layer.attrs.get("count_include_pad"):
+        count = np.full((oh, ow), kh * kw)
+    else:
+        count = ((np.minimum(rows + kh, h) - np.maximum(rows, 0))[:, None]
+                 * (np.minimum(cols + kw, w) - np.maximum(cols, 0))[None, :])
+    mean = total / count.astype(np.float32)
+    codes = np.rint(mean / np.float32(yq.scale[0]) + np.float32(yq.zero_point[0]))
+    return np.clip(codes, fmt.min_int, fmt.max_int).astype(np.int64)
+
+
+def sigmoid_table(graph: Graph, layer: Layer, *,
+                  requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
+    """The output code of quantized sigmoid ``layer`` (``QLinearSigmoid``) for each input code, from the
+    format's lowest: the lookup table onnxruntime builds, every code dequantized (``x_scale * (x -
+    x_zp)``), through MLAS's logistic (:func:`sim.numerics.logistic_float32`) and quantized
+    (:func:`sim.numerics.quantize_linear`); float32-half-even mode only."""
+    mode = Requantization.parse(requant)
+    if mode is not Requantization.FLOAT32_HALF_EVEN:
+        raise ReferenceError(f"Layer {layer.name!r}: a quantized sigmoid is modelled in float32-half-even mode only"
+                             f" (onnxruntime's), not {mode.value}")
+    xq = _quant(graph, layer.inputs[0], layer)
+    out = graph.tensors[layer.outputs[0]]
+    yq = _quant(graph, out.name, layer)
+    if xq.per_channel or yq.per_channel:
+        raise ReferenceError(f"Layer {layer.name!r}: a per-channel quantized sigmoid is not supported")
+    codes = np.arange(code_format(graph.tensors[layer.inputs[0]]).min_int,
+                      code_format(graph.tensors[layer.inputs[0]]).max_int + 1)
+    real = dequantize_linear(codes, xq.scale[0], xq.zero_point[0])
+    return quantize_linear(logistic_float32(real), yq.scale[0], yq.zero_point[0], out_format=code_format(out))
+
+
+def _sigmoid(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    x = get(layer.inputs[0]).astype(np.int64)
+    low = code_format(graph.tensors[layer.inputs[0]]).min_int
+    return [sigmoid_table(graph, layer, requant=mode)[x - low]]
+
+
 def _relu(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
     q = _quant(graph, layer.inputs[0], layer)
     rank = len(graph.tensors[layer.inputs[0]].shape)
@@ -581,8 +692,9 @@ def _dequantize(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> l
 
 _KERNELS = {
     "conv": _conv, "gemm": _gemm, "matmul": _matmul, "add": _binary(add_codes), "mul": _binary(mul_codes),
-    "global_avg": _global_avg,
-    "maxpool": _maxpool, "relu": _relu, "concat": _concat, "reshape": _rearrange, "flatten": _rearrange,
+    "global_avg": _global_avg, "avgpool": _avgpool,
+    "maxpool": _maxpool, "relu": _relu, "sigmoid": _sigmoid, "concat": _concat, "reshape": _rearrange,
+    "flatten": _rearrange,
     "transpose": _rearrange, "identity": _identity, "passthrough": _identity, "quantize": _quantize,
     "dequantize": _dequantize,
 }

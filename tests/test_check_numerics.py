@@ -301,23 +301,23 @@ def test_where_the_integer_part_ends_on_chip_the_check_says_so_instead_of_runnin
     from onnxruntime.quantization import QuantFormat
 
     rng = np.random.default_rng(6)
-    model = _float_model("sigmoid", [
+    model = _float_model("tanh", [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-        helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"),
+        helper.make_node("Tanh", ["c"], ["s"], name="tanh"),
         helper.make_node("Conv", ["s", "w2", "b2"], ["y"], name="conv2")], {"x": (1, 3, 8, 8)}, "y",
         {"w": (0.3 * rng.standard_normal((8, 3, 3, 3))).astype(np.float32),
          "b": (0.3 * rng.standard_normal(8)).astype(np.float32),
          "w2": (0.3 * rng.standard_normal((4, 8, 1, 1))).astype(np.float32),
          "b2": (0.3 * rng.standard_normal(4)).astype(np.float32)})
-    path = _quantized_file(tmp_path / "sigmoid.onnx", model, quant_format=QuantFormat.QDQ)
+    path = _quantized_file(tmp_path / "tanh.onnx", model, quant_format=QuantFormat.QDQ)
     argv = ("run", "--workload", str(path), "--check-numerics", "--requant", "float32-half-even", "--json")
     code, out, err = run(capsys, *argv, "--allocator", "none")
     assert code == 0, err
-    assert json.loads(out)["numerics"]["float_layers"] == ["sigmoid"]
+    assert json.loads(out)["numerics"]["float_layers"] == ["tanh"]
     code, _, err = run(capsys, *argv, "--allocator", "greedy")
     assert code == 2 and err.count("\n") == 1, err
-    assert err == ("accel: error: Graph 'sigmoid': its integer part ends at 'c_QuantizeLinear_Output', which float "
-                   "layer(s) sigmoid read, but this plan keeps those codes on chip (no store writes them to DRAM), so "
+    assert err == ("accel: error: Graph 'tanh': its integer part ends at 'c_QuantizeLinear_Output', which float "
+                   "layer(s) tanh read, but this plan keeps those codes on chip (no store writes them to DRAM), so "
                    "there is nothing to compare with onnxruntime; check numerics with --allocator none\n")
 
 

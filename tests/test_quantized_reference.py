@@ -308,19 +308,19 @@ def test_qdq_around_a_float_op_keeps_it_float_and_reports_it() -> None:
     other = numpy_helper.from_array(np.array(0.004, np.float32), "s2")
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q_in"),
              helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq_in"),
-             helper.make_node("Sigmoid", ["xd"], ["y"], name="sigmoid"),
+             helper.make_node("Tanh", ["xd"], ["y"], name="tanh"),
              helper.make_node("QuantizeLinear", ["y", "s2", "z"], ["yq"], name="q_out"),
              helper.make_node("DequantizeLinear", ["yq", "s2", "z"], ["out"], name="dq_out")]
-    graph = helper.make_graph(nodes, "qdq_sigmoid", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 8))],
+    graph = helper.make_graph(nodes, "qdq_tanh", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 8))],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, (1, 8))], [scale, zero, other])
     imported = load_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
     assert [(lay.name, lay.attrs["numerics"]) for lay in imported.layers] == [
-        ("q_in", "quantize"), ("dq_in", "dequantize"), ("sigmoid", "float"), ("q_out", "quantize"),
+        ("q_in", "quantize"), ("dq_in", "dequantize"), ("tanh", "float"), ("q_out", "quantize"),
         ("dq_out", "dequantize")]
-    assert [lay.name for lay in imported.float_layers()] == ["sigmoid"]
+    assert [lay.name for lay in imported.float_layers()] == ["tanh"]
     assert imported.tensors["yq"].quant == QuantParams((0.004,), (128,)) and imported.tensors["yq"].dtype == "uint8"
-    with pytest.raises(ReferenceError, match=r"^Graph 'qdq_sigmoid': 1 layer\(s\) cannot run integer-only: sigmoid "
-                                             r"\(Sigmoid computes in floating point\)$"):
+    with pytest.raises(ReferenceError, match=r"^Graph 'qdq_tanh': 1 layer\(s\) cannot run integer-only: tanh "
+                                             r"\(Tanh computes in floating point\)$"):
         run_quantized(imported, {"x": np.zeros((1, 8), np.float32)})
     assert run_quantized(imported, {"x": np.full((1, 8), 0.12, np.float32)}, outputs=["xq"])["xq"].tolist() == \
         [[130] * 8]  # 0.12 / 0.05 = 2.4 -> 2, + 128

@@ -52,13 +52,13 @@ Quantized models (any ``QuantizeLinear``, ``DequantizeLinear`` or ``QLinear*``/`
   quantization: ``DynamicQuantizeLinear`` is a float vector layer, and the codes it makes have no
   static parameters);
   ``com.microsoft`` ``QLinearAdd``/``QLinearMul`` element-wise layers, ``QLinearGlobalAveragePool``/
-  ``QLinearAveragePool`` pooling layers and ``QLinearConcat`` a concat; ``com.microsoft.MatMulNBits``
-  (block-quantized weights) a GEMM layer whose constants are its packed weight and scales. Scale and zero-point inputs
-  are not layer inputs: they become the :class:`~workloads.graph.QuantParams` of the tensors they
-  describe (per channel along axis 0 of conv weights, along the output-feature axis of GEMM
-  weights), and every constant's data is the tensor's ``value``. Quantized tensors keep their
-  integer dtypes (``uint8``, ``int8``, ``int32`` biases) whatever ``dtype`` says. A tensor described
-  twice with different parameters is an error.
+  ``QLinearAveragePool`` pooling layers, ``QLinearSigmoid`` a sigmoid and ``QLinearConcat`` a concat;
+  ``com.microsoft.MatMulNBits`` (block-quantized weights) a GEMM layer whose constants are its packed
+  weight and scales. Scale and zero-point inputs are not layer inputs: they become the
+  :class:`~workloads.graph.QuantParams` of the tensors they describe (per channel along axis 0 of
+  conv weights, along the output-feature axis of GEMM weights), and every constant's data is the
+  tensor's ``value``. Quantized tensors keep their integer dtypes (``uint8``, ``int8``, ``int32``
+  biases) whatever ``dtype`` says. A tensor described twice with different parameters is an error.
 * ``MaxPool``, ``Relu``, ``Flatten``, ``Reshape``, ``Transpose``, ``Squeeze``, ``Unsqueeze`` and
   ``Identity`` on a quantized tensor keep its parameters.
 * Every layer gets ``attrs["numerics"]``: ``"integer"``, ``"quantize"`` (``QuantizeLinear``),
@@ -1159,6 +1159,17 @@ def _qlinear_pool(op_type: str) -> _Handler:
     return handler
 
 
+def _qlinear_unary(op_type: str) -> _Handler:
+    def handler(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
+        x, xs, xz, ys, yz = (_opt(node, i) for i in range(5))
+        _bind(ctx, name, x, xs, xz)
+        out = _HANDLERS[op_type](ctx, _as(node, op_type, [x], {}), name, {})
+        _bind(ctx, name, out, ys, yz)
+        _label(ctx, node, name, "integer")
+        return out
+    return handler
+
+
 def _qlinear_concat(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     ys, yz = node.input[0], node.input[1]
     triples = list(node.input[2:])
@@ -1314,4 +1325,5 @@ _MS_HANDLERS: dict[str, _Handler] = {
     "QLinearGlobalAveragePool": _qlinear_pool("GlobalAveragePool"),
     "QLinearAveragePool": _qlinear_pool("AveragePool"),
     "QLinearConcat": _qlinear_concat,
+    "QLinearSigmoid": _qlinear_unary("Sigmoid"),
 }

@@ -19,6 +19,7 @@ float op                               replacement
 ``Add``, ``Mul``                       ``com.microsoft.QLinearAdd`` / ``QLinearMul``
 ``GlobalAveragePool``, ``AveragePool`` ``com.microsoft.QLinearGlobalAveragePool`` / ``QLinearAveragePool``
 ``Concat``                             ``com.microsoft.QLinearConcat``
+``Sigmoid``                            ``com.microsoft.QLinearSigmoid``
 ``MaxPool``, ``Relu``, ``Flatten``,    the same op on the integer codes, when the input's and output's
 ``Reshape``, ``Transpose``,            scale and zero point are equal (onnxruntime drops such Q/DQ pairs)
 ``Squeeze``, ``Unsqueeze``,
@@ -48,7 +49,7 @@ _REWRITES = {
     "Conv": ("QLinearConv", ""), "MatMul": ("QLinearMatMul", ""), "Gemm": ("QGemm", _MS),
     "Add": ("QLinearAdd", _MS), "Mul": ("QLinearMul", _MS),
     "GlobalAveragePool": ("QLinearGlobalAveragePool", _MS), "AveragePool": ("QLinearAveragePool", _MS),
-    "Concat": ("QLinearConcat", _MS),
+    "Concat": ("QLinearConcat", _MS), "Sigmoid": ("QLinearSigmoid", _MS),
 }
 #: Ops that commute with an affine quantization of equal input and output parameters.
 _SAME_SCALE = frozenset({"MaxPool", "Relu", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
@@ -184,7 +185,7 @@ def _rewrite(node: onnx.NodeProto, q: onnx.NodeProto, ins: list[_DQ], data: list
         if len(ins) != 2:
             return None
         inputs = [*triples[0], *triples[1], ys, yzp]
-    elif op in ("GlobalAveragePool", "AveragePool"):
+    elif op in ("GlobalAveragePool", "AveragePool", "Sigmoid"):
         inputs = [*triples[0], ys, yzp]
         if op == "GlobalAveragePool":
             attrs = [helper.make_attribute("channels_last", 0)]
