@@ -37,6 +37,19 @@ def test_keep_operands_must_be_true_or_false():
         MapOptions(keep_operands="no")
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("time_limit_s", "10", r"^ILP time limit must be a positive number of seconds, not '10'$"),
+    ("time_limit_s", None, r"^ILP time limit must be a positive number of seconds, not None$"),
+    ("mip_gap", "0.1", r"^ILP MIP gap must be in \[0, 1\), not '0.1'$"),
+    ("mip_gap", None, r"^ILP MIP gap must be in \[0, 1\), not None$"),
+    ("scratchpad_bytes", True, r"^Scratchpad size must be a positive number of bytes, not True$"),
+    ("scratchpad_bytes", "256 KiB", r"^Scratchpad size must be a positive number of bytes, not '256 KiB'$"),
+])
+def test_a_number_of_the_wrong_type_is_a_mapping_error_not_a_type_error(field, value, message):
+    with pytest.raises(MappingError, match=message):
+        MapOptions(**{field: value})
+
+
 @pytest.mark.parametrize(("field", "message"), [
     ("allocator", r"^Allocator must be one of none, greedy, firstfit, ilp, not 'best'$"),
     ("objective", r"^Mapping objective must be one of latency, energy, edp, not 'best'$"),
