@@ -120,3 +120,11 @@ def test_price_tables_stay_bounded():
     clear_caches()
     assert map_graph(graph, arch).layers == before
     assert INFEASIBLE.cycles == float("inf")
+
+
+def test_a_scratchpad_override_the_design_cannot_have_names_the_override():
+    arch = config.load("tpu-v1")  # 96 banks of 256 B words: sizes are multiples of 24576 B
+    with pytest.raises(MappingError, match=r"^Scratchpad size 1000 B \(scratchpad_bytes\) does not suit tpu-v1's "
+                                           r"scratchpad: size_bytes must be a multiple of banks \* word_bytes = "
+                                           r"24576, not 1000$"):
+        mapper.map_graph(zoo.build("alexnet"), arch, MapOptions(scratchpad_bytes=1000))
