@@ -128,3 +128,17 @@ def test_a_scratchpad_override_the_design_cannot_have_names_the_override():
                                            r"scratchpad: size_bytes must be a multiple of banks \* word_bytes = "
                                            r"24576, not 1000$"):
         mapper.map_graph(zoo.build("alexnet"), arch, MapOptions(scratchpad_bytes=1000))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("alexnet", "gemmini"),
+     r"^map_graph's graph must be a workloads\.Graph \(see workloads\.load\), not str 'alexnet'$"),
+    ((None, "gemmini"), r"^map_graph's graph must be a workloads\.Graph \(see workloads\.load\), not NoneType None$"),
+    ((zoo.build("alexnet"), "gemmini"),
+     r"^map_graph's arch must be an accel\.Accelerator \(see accel\.config\.load\), not str 'gemmini'$"),
+    ((zoo.build("alexnet"), config.load("gemmini"), {"allocator": "ilp"}),
+     r"^map_graph's options must be a MapOptions or None, not dict \{'allocator': 'ilp'\}$"),
+])
+def test_map_graph_names_an_argument_of_the_wrong_kind(args, message):
+    with pytest.raises(MappingError, match=message):
+        mapper.map_graph(*args)
