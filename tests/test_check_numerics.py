@@ -95,6 +95,16 @@ def test_given_inputs_are_used_and_checked(capsys, tmp_path, model_file, onnxrun
     assert code == 2 and "no array for graph input 'input.1' (the file has image)" in err
 
 
+
+def test_a_failed_check_leaves_no_report_behind(capsys, tmp_path, model_file):
+    np.savez(tmp_path / "wrong.npz", image=np.zeros((1, 3, 32, 32), dtype=np.float32))
+    out = tmp_path / "report"
+    code, stdout, err = run(capsys, "run", "--workload", str(model_file), "--check-numerics", "--json",
+                            "--inputs", str(tmp_path / "wrong.npz"), "--out", str(out))
+    assert code == 2 and "no array for graph input 'input.1' (the file has image)" in err
+    assert stdout == ""
+    assert not out.exists()
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--workload", "resnet18", "--check-numerics"], "give --workload FILE.onnx, not 'resnet18'"),
     (["--seed", "3"], "--seed concerns --check-numerics, which is not given"),

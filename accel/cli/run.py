@@ -183,6 +183,8 @@ def _run(args: argparse.Namespace) -> int:
     result = sim.simulate(plan, fine=args.fine)
     summary = result.summary()
     _log.info("run: simulated %s cycles", f"{summary['total_cycles']:,}")
+    # before the report: a check that fails (unreadable --inputs, a model onnxruntime cannot run) leaves no files
+    check = _check_numerics(args, graph, plan) if args.check_numerics else None
     if args.out is not None:
         from reports import write_run_report
         from reports.scalesim import write_compute_report
@@ -197,7 +199,6 @@ def _run(args: argparse.Namespace) -> int:
         if args.scalesim_config is not None:
             written["compute_report"] = write_compute_report(result, args.out / "COMPUTE_REPORT.csv")
         summary["files"] = {k: str(v) for k, v in written.items()}
-    check = _check_numerics(args, graph, plan) if args.check_numerics else None
     if check is not None:
         summary["numerics"] = check.to_dict()
     status = 1 if check is not None and not check.equal else 0
