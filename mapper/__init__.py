@@ -36,6 +36,14 @@ __all__ = ["ALLOCATORS", "OBJECTIVES", "Allocator", "Depthwise", "LayerMapping",
 def map_graph(graph, arch, options: MapOptions | None = None) -> Plan:  # noqa: ANN001 - typed in mapper.pipeline
     """Map ``graph`` onto ``arch`` as ``options`` say (default: :class:`MapOptions`'s defaults) and
     return the checked plan (see :mod:`mapper.pipeline`)."""
+    from accel.errors import MappingError
+    from accel.hardware import Accelerator
     from mapper.pipeline import map_graph as _map_graph
+    from workloads.graph import Graph
 
+    for name, value, kind, what in (("graph", graph, Graph, "a workloads.Graph (see workloads.load)"),
+                                    ("arch", arch, Accelerator, "an accel.Accelerator (see accel.config.load)"),
+                                    ("options", options, MapOptions | None, "a MapOptions or None")):
+        if not isinstance(value, kind):
+            raise MappingError(f"map_graph's {name} must be {what}, not {type(value).__name__} {value!r:.60}")
     return _map_graph(graph, arch, options or MapOptions())

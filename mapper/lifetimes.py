@@ -231,6 +231,20 @@ def default_reserved_bytes(layer: Layer, graph: Graph, arch: Accelerator) -> dic
     return {name: 2 * size for name, size in work.items()}
 
 
+def _loaded_constants(graph: Graph, layer: Layer) -> set[str]:
+    """The constant inputs of ``layer`` its commands surely load (:mod:`mapper.decide`): an array layer's
+    weight operand, every input of a concat. The other constants (biases, scales, norm parameters) are the
+    layer's configuration, never loaded, except the bias of a depthwise convolution the vector unit runs,
+    which this leaves out so that the compulsory traffic stays a lower bound wherever it runs."""
+    consts = [t for t in layer.inputs if graph.tensors[t].is_constant]
+    if layer.op is OpKind.CONCAT:
+        return set(consts)
+    if layer.gemm is None or not consts:
+        return set()
+    acts = [t for t in layer.inputs if not graph.tensors[t].is_constant]
+    return {consts[0]} if len(acts) < 2 else set()
+
+
 def _schedule(graph: Graph, order: Sequence[str] | None) -> tuple[Layer, ...]:
     if order is None:
         return graph.layers
@@ -331,7 +345,10 @@ def problem_from_graph(
     for i, layer in enumerate(layers):
         if layer.op.is_view:
             continue
+        kept = _loaded_constants(graph, layer)
         for t in layer.inputs:
+            if graph.tensors[t].is_constant and t not in kept:
+                continue  # the layer's configuration (a bias, a scale, norm parameters): never loaded
             uses.setdefault(find(t), set()).add(i)
     for t in graph.outputs:
         outputs.add(find(t.name))

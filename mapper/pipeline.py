@@ -34,6 +34,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
+from accel.errors import ConfigError, MappingError
 from accel.gcpause import gc_paused
 from accel.hardware import Accelerator
 from mapper.allocate import Allocation
@@ -63,8 +64,7 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
     # path applies join their array layer
     graph = prepared(graph, arch)
     if options.scratchpad_bytes is not None and options.scratchpad_bytes != arch.scratchpad.size_bytes:
-        arch = dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad,
-                                                                        size_bytes=options.scratchpad_bytes))
+        arch = _with_scratchpad(arch, options.scratchpad_bytes)
     if options.allocator is Allocator.NONE:
         plan = build_plan(graph, arch, options)
         checked(plan)
@@ -161,3 +161,13 @@ def _schedule(graph: Graph, arch: Accelerator, working: dict[str, int],
     _log.info("%s: %d candidate orders leave %s B non-compulsory (greedy); taking #%d", graph.name, len(orders),
               scores, best)
     return orders[best], problems[best]
+
+
+def _with_scratchpad(arch: Accelerator, size_bytes: int) -> Accelerator:
+    """``arch`` with a scratchpad of ``size_bytes`` (the options' override), or a :class:`MappingError`
+    naming the override when the scratchpad cannot have that size."""
+    try:
+        return dataclasses.replace(arch, scratchpad=dataclasses.replace(arch.scratchpad, size_bytes=size_bytes))
+    except ConfigError as exc:
+        raise MappingError(f"Scratchpad size {size_bytes} B (scratchpad_bytes) does not suit {arch.name}'s "
+                           f"scratchpad: {exc}") from None

@@ -74,6 +74,7 @@ from simpy.events import NORMAL, PENDING, Timeout
 from simpy.resources.resource import Release, Request
 
 from accel.commands import Command, Compute, Load, Move, Store, Vector
+from accel.errors import MappingError
 from accel.gcpause import gc_paused
 from accel.hardware import Accelerator
 from accel.timing import command_cycles, issue_cycles, late_start_cycles
@@ -352,6 +353,9 @@ def simulate(plan: Plan, *, fine: bool = False) -> Result:
     ``fine=True`` simulates every command one by one; the default coalesces steady runs of identical
     blocks (see the module docstring), with the same result.
     """
+    if not isinstance(plan, Plan):
+        raise MappingError(f"simulate's plan must be a mapper.Plan (see mapper.map_graph), not "
+                           f"{type(plan).__name__} {plan!r:.60}")
     return _Machine(plan, coalesce=not fine).run()
 
 

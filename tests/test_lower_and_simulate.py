@@ -396,3 +396,9 @@ def test_a_paused_block_leaves_a_callers_frozen_objects_frozen():
         assert gc.get_freeze_count() > 0 and many
     finally:
         gc.unfreeze()
+
+
+def test_simulate_names_an_argument_that_is_not_a_plan():
+    with pytest.raises(MappingError, match=r"^simulate's plan must be a mapper\.Plan \(see mapper\.map_graph\), "
+                                           r"not str 'plan\.json'$"):
+        simulate("plan.json")

@@ -37,6 +37,19 @@ def test_keep_operands_must_be_true_or_false():
         MapOptions(keep_operands="no")
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("time_limit_s", "10", r"^ILP time limit must be a positive number of seconds, not '10'$"),
+    ("time_limit_s", None, r"^ILP time limit must be a positive number of seconds, not None$"),
+    ("mip_gap", "0.1", r"^ILP MIP gap must be in \[0, 1\), not '0.1'$"),
+    ("mip_gap", None, r"^ILP MIP gap must be in \[0, 1\), not None$"),
+    ("scratchpad_bytes", True, r"^Scratchpad size must be a positive number of bytes, not True$"),
+    ("scratchpad_bytes", "256 KiB", r"^Scratchpad size must be a positive number of bytes, not '256 KiB'$"),
+])
+def test_a_number_of_the_wrong_type_is_a_mapping_error_not_a_type_error(field, value, message):
+    with pytest.raises(MappingError, match=message):
+        MapOptions(**{field: value})
+
+
 @pytest.mark.parametrize(("field", "message"), [
     ("allocator", r"^Allocator must be one of none, greedy, firstfit, ilp, not 'best'$"),
     ("objective", r"^Mapping objective must be one of latency, energy, edp, not 'best'$"),
@@ -107,3 +120,25 @@ def test_price_tables_stay_bounded():
     clear_caches()
     assert map_graph(graph, arch).layers == before
     assert INFEASIBLE.cycles == float("inf")
+
+
+def test_a_scratchpad_override_the_design_cannot_have_names_the_override():
+    arch = config.load("tpu-v1")  # 96 banks of 256 B words: sizes are multiples of 24576 B
+    with pytest.raises(MappingError, match=r"^Scratchpad size 1000 B \(scratchpad_bytes\) does not suit tpu-v1's "
+                                           r"scratchpad: size_bytes must be a multiple of banks \* word_bytes = "
+                                           r"24576, not 1000$"):
+        mapper.map_graph(zoo.build("alexnet"), arch, MapOptions(scratchpad_bytes=1000))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("alexnet", "gemmini"),
+     r"^map_graph's graph must be a workloads\.Graph \(see workloads\.load\), not str 'alexnet'$"),
+    ((None, "gemmini"), r"^map_graph's graph must be a workloads\.Graph \(see workloads\.load\), not NoneType None$"),
+    ((zoo.build("alexnet"), "gemmini"),
+     r"^map_graph's arch must be an accel\.Accelerator \(see accel\.config\.load\), not str 'gemmini'$"),
+    ((zoo.build("alexnet"), config.load("gemmini"), {"allocator": "ilp"}),
+     r"^map_graph's options must be a MapOptions or None, not dict \{'allocator': 'ilp'\}$"),
+])
+def test_map_graph_names_an_argument_of_the_wrong_kind(args, message):
+    with pytest.raises(MappingError, match=message):
+        mapper.map_graph(*args)

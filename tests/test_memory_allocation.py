@@ -314,3 +314,19 @@ def test_allocation_summary_is_json_ready(small: tuple[MemoryProblem, Allocation
     for key in ("dram_bytes", "compulsory_dram_bytes", "solve_time_s", "objective", "bound", "gap"):
         assert key in summary
     assert isinstance(small[1].tensors["q"], TensorAllocation)
+
+
+def test_only_constants_the_program_loads_are_tensors_of_the_problem(gemmini) -> None:  # noqa: ANN001
+    # a GEMM's bias and a norm's scale and shift are the layer's configuration: the program never loads them
+    names = {t.name for t in problem_from_graph(zoo.build("bert_base_layer"), gemmini).tensors}
+    assert "attention.q.weight" in names and "attention.q.bias" not in names
+    names = {t.name for t in problem_from_graph(zoo.build("mobilenet_v1"), gemmini).tensors}
+    assert "conv1.pw.weight" in names and "conv1.pw.bn.weight" not in names and "conv1.pw.bn.bias" not in names
+
+
+@pytest.mark.parametrize("model", ["mobilenet_v1", "bert_base_layer"])
+def test_compulsory_traffic_is_a_lower_bound_of_the_program_when_everything_fits(model) -> None:  # noqa: ANN001
+    from mapper import MapOptions, map_with_baselines
+
+    document = map_with_baselines(zoo.build(model), load_arch("tpu-v1"), MapOptions(allocator="ilp")).to_dict()
+    assert document["compulsory_dram_bytes"] <= document["tensor_dram_bytes"] <= document["dram_bytes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -38,6 +39,18 @@ def test_sparsify_names_a_missing_or_unfit_layer():
     with pytest.raises(WorkloadError, match=r"^Layer 'maxpool' has no constant weights to make 2:4 sparse$"):
         sparsify(graph, Sparsity(2, 4), layers=["maxpool"])
 
+
+
+@pytest.mark.parametrize("pattern", [None, 5, (2, 4)])
+def test_sparsify_refuses_a_pattern_that_is_neither_a_sparsity_nor_text(pattern):
+    with pytest.raises(WorkloadError, match=r"^N:M pattern must be a Sparsity or a string such as '2:4', not "):
+        sparsify(zoo.build("alexnet"), pattern)
+
+
+def test_a_layer_refuses_a_sparsity_that_is_not_a_pattern():
+    layer = zoo.build("alexnet").layer("conv1")
+    with pytest.raises(WorkloadError, match=r"^Layer 'conv1': N:M sparsity must be a Sparsity or None, not '2:4'$"):
+        replace(layer, sparsity="2:4")
 
 @pytest.mark.parametrize("pattern", [Sparsity(2, 4), Sparsity(1, 4), Sparsity(2, 8)])
 def test_array_does_n_of_m_multiplies_and_loads_compressed_weights(pattern):

@@ -239,6 +239,8 @@ class Layer:
             raise WorkloadError(f"Layer {self.name!r}: a {self.op.value} layer needs its GEMM shape")
         if not self.outputs:
             raise WorkloadError(f"Layer {self.name!r}: needs at least one output")
+        if self.sparsity is not None and not isinstance(self.sparsity, Sparsity):
+            raise WorkloadError(f"Layer {self.name!r}: N:M sparsity must be a Sparsity or None, not {self.sparsity!r}")
         if self.sparsity is not None and self.gemm is None:
             raise WorkloadError(f"Layer {self.name!r}: only conv, GEMM and matmul layers can be N:M sparse, "
                                 f"not a {self.op.value} layer")

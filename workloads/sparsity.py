@@ -27,6 +27,8 @@ def is_weight_bearing(graph: Graph, layer: Layer) -> bool:
 
 def sparsify(graph: Graph, pattern: Sparsity | str, *, layers: Iterable[str] | None = None) -> Graph:
     """``graph`` with ``pattern`` on every weight-bearing layer (or on the named ones)."""
+    if not isinstance(pattern, Sparsity | str):
+        raise WorkloadError(f"N:M pattern must be a Sparsity or a string such as '2:4', not {pattern!r}")
     nm = Sparsity.parse(pattern) if isinstance(pattern, str) else pattern
     wanted = set(layers) if layers is not None else None
     if wanted is not None:
