@@ -263,3 +263,23 @@ def test_long_steps_show_the_latest_library_step():
     with activity("accel run", stream=quiet):
         logging.getLogger("mapper").info("not shown")
     assert quiet.getvalue() == ""
+
+
+# -- RTL and FPGA ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (["fpga", "synth", "--family", "ice40", "--design", "npu", "--max-commands", "1", "--no-pnr"],
+     r"NPU max_commands must be an integer of at least 2, not 1"),
+    (["fpga", "synth", "--family", "ice40", "--design", "npu", "--program-words", "0", "--no-pnr"],
+     r"NPU program_words must be an integer of at least 48, not 0"),
+    (["fpga", "build", "--board", "arty-a7", "--design", "npu", "--max-commands", "-1", "--script-only"],
+     r"NPU max_commands must be an integer of at least 2, not -1"),
+    (["fpga", "build", "--board", "arty-a7", "--design", "npu", "--dram-bytes", "0", "--script-only"],
+     r"NPULink dram_bytes must be a positive multiple of 4 below 2\*\*32, not 0"),
+    (["fpga", "build", "--board", "arty-a7", "--design", "npu", "--clock-mhz", "50", "--script-only"],
+     r"unit 'npu' takes clock_mhz only on ECP5 boards \(their PLL\), not on series7"),
+])
+def test_npu_sizes_a_board_cannot_build_are_one_line_and_leave_no_folder(capsys, tmp_path, argv, match):
+    out = tmp_path / "out"
+    fails(capsys, *argv, "--out", str(out), match=match, seconds=60)
+    assert not out.exists()
