@@ -235,3 +235,17 @@ def test_map_and_run_take_the_joint_schedule(capsys):
 def test_run_refuses_a_schedule_without_an_allocator(capsys):
     code, _, err = run(capsys, "run", "--schedule", "joint")
     assert code == 2 and "--schedule orders the layers for a scratchpad allocator" in err
+
+
+def test_rtl_generate_writes_both_files_or_neither(capsys, tmp_path):
+    """A manifest that cannot be written (a folder of its name is in the way) leaves no Verilog file
+    behind, and an --out that is a file is refused before anything is built."""
+    (tmp_path / "mac_pe.json").mkdir()
+    code, _, err = run(capsys, "rtl", "generate", "pe", "--out", str(tmp_path))
+    assert code == 2 and err == f"accel: error: {tmp_path / 'mac_pe.json'}: is a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mac_pe.json"]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine\n")
+    code, _, err = run(capsys, "rtl", "generate", "pe", "--out", str(a_file))
+    assert code == 2 and err == f"accel: error: --out {a_file}: is a file; expected a folder to write into\n"
+    assert a_file.read_text() == "mine\n"

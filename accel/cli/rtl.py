@@ -46,8 +46,10 @@ def register(subparsers: Any) -> None:
 
 
 def _rtl_generate(args: argparse.Namespace) -> int:
+    from accel.cli._output import folder_for_output
     from rtl.units import generate_unit
 
+    folder_for_output(args.out)
     options: dict[str, object] = {}
     if args.unit == "npu":
         options["arch"] = config.load(args.arch or "fpga-small")
