@@ -54,6 +54,12 @@ def _accel(*argv: str, **kwargs) -> subprocess.CompletedProcess:
     (["info", "gemmini", "--toml", "--json"], r"info: argument --json: not allowed with argument --toml .*"),
     (["sweep", "--samples", "4"], r"--samples N needs --sample random or --sample lhs .*"),
     (["run", "--force"], r"--force concerns --out, which is not given"),
+    (["fpga", "run", "--port", "/dev/ttyUSB0", "--baud", "-9600"],
+     r"fpga run: argument --baud: must be a positive integer, not '-9600' \(see accel fpga run --help\)"),
+    (["fpga", "synth", "--family", "ice40", "--freq", "inf", "--out", "build"],
+     r"fpga synth: argument --freq: must be a positive number of MHz, not 'inf' \(see accel fpga synth --help\)"),
+    (["fpga", "build", "--board", "ulx3s", "--design", "npu", "--clock-mhz", "0"],
+     r"fpga build: argument --clock-mhz: must be a positive number of MHz, not '0' \(see accel fpga build --help\)"),
 ])
 def test_bad_arguments_are_one_line(capsys, argv, match):
     fails(capsys, *argv, match=match)

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from accel.cli._types import positive_int
 from accel.errors import ToolError
 
 __all__ = ["register"]
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
                                        "nextpnr (iCE40, ECP5); writes OUT/report.json and OUT/summary.txt.")
     synth.add_argument("--family", required=True, choices=("ice40", "ecp5", "xilinx"))
     synth.add_argument("--device", help="device of the family (default: the smallest that fits)")
-    synth.add_argument("--freq", type=float, help="nextpnr target frequency in MHz")
+    synth.add_argument("--freq", type=_megahertz, help="nextpnr target frequency in MHz")
     synth.add_argument("--no-pnr", action="store_true", help="stop after synthesis (no Fmax)")
     synth.add_argument("--no-cache", action="store_true", help="rebuild even if a cached report exists")
     _design_arguments(synth)
@@ -76,7 +77,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     run.add_argument("--design", choices=("host_link", "npu"), default="host_link",
                      help="the board's top level: host_link (a WS tile) or npu (the whole NPU)")
-    run.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    run.add_argument("--baud", type=positive_int, default=115200, help="baud rate (default 115200)")
     run.add_argument("--stream", type=int, default=4, help="host_link: activation rows S to send (default 4)")
     run.add_argument("--arch", default="fpga-small",
                      help="npu: the board's hardware description, a preset name or TOML path (default fpga-small)")
@@ -107,10 +108,21 @@ def _design_arguments(parser: argparse.ArgumentParser, *, board: bool = False) -
                              "builds no requantizer and no vector datapath (their multipliers: for a 45F board)")
     if board:
         parser.add_argument("--dram-bytes", type=int, help="npu: bytes of the board's DRAM model (default 16384)")
-        parser.add_argument("--clock-mhz", type=float,
+        parser.add_argument("--clock-mhz", type=_megahertz,
                             help="npu on ECP5 boards: the NPU's clock, made by the FPGA's PLL from the board's "
                                  "(default: rtl.fpga.board.NPU_ECP5_CLOCK_MHZ, 10); the NPU counts its own cycles, "
                                  "so they do not change")
+
+
+def _megahertz(text: str) -> float:
+    """An argparse type for a frequency in MHz: a positive, finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of MHz, not {text!r}")
+    return value
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
