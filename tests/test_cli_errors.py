@@ -289,3 +289,18 @@ def test_npu_sizes_a_board_cannot_build_are_one_line_and_leave_no_folder(capsys,
     out = tmp_path / "out"
     fails(capsys, *argv, "--out", str(out), match=match, seconds=60)
     assert not out.exists()
+
+
+def test_fpga_outputs_that_cannot_be_written_are_refused_before_any_work(capsys, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    utilization = ROOT / "tests" / "fixtures" / "vivado" / "rosebud_kcu_fpga_utilization_placed.rpt"
+    fails(capsys, "fpga", "synth", "--family", "ice40", "--design", "pe", "--no-pnr", "--out", str(a_file),
+          match=rf"--out {a_file}: is a file; expected a folder to write into", seconds=5)
+    fails(capsys, "fpga", "build", "--board", "arty-a7", "--script-only", "--out", str(a_file),
+          match=rf"--out {a_file}: is a file; expected a folder to write into", seconds=5)
+    fails(capsys, "fpga", "build", "--board", "icebreaker", "--design", "pe", "--out", str(a_file / "sub"),
+          match=rf"--out {a_file}/sub: {a_file} is a file, not a folder", seconds=5)
+    fails(capsys, "fpga", "report", "--utilization", str(utilization), "--out", str(a_file),
+          match=rf"--out {a_file}: is a file; expected a folder to write into", seconds=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"] and a_file.read_text() == "x"

@@ -133,8 +133,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from accel.cli._output import folder_for_output
     from rtl.fpga.synth import synthesize_unit
 
+    folder_for_output(args.out)
     report = synthesize_unit(args.design, family=args.family, options=_options(args), device=args.device,
                              freq_mhz=args.freq, place=not args.no_pnr, out_dir=args.out,
                              use_cache=not args.no_cache)
@@ -144,8 +146,10 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from accel.cli._output import folder_for_output
     from rtl.fpga.board import build_bitstream, write_vivado_project
 
+    folder_for_output(args.out)
     if args.script_only:
         written = write_vivado_project(args.board, args.design, options=_options(args), build_dir=args.out)
         for path in written:
@@ -167,8 +171,11 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from accel.cli._output import folder_for_output
     from rtl.fpga.vivado import read_timing, read_utilization, report_json, summary
 
+    if args.out is not None:
+        folder_for_output(args.out)
     # Both reports are read before anything is written: a bad file leaves no report.json behind.
     utilization = read_utilization(args.utilization)
     timing = read_timing(args.timing) if args.timing is not None else None
