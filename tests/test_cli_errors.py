@@ -60,6 +60,14 @@ def _accel(*argv: str, **kwargs) -> subprocess.CompletedProcess:
      r"fpga synth: argument --freq: must be a positive number of MHz, not 'inf' \(see accel fpga synth --help\)"),
     (["fpga", "build", "--board", "ulx3s", "--design", "npu", "--clock-mhz", "0"],
      r"fpga build: argument --clock-mhz: must be a positive number of MHz, not '0' \(see accel fpga build --help\)"),
+    (["fpga", "synth", "--family", "ice40", "--design", "systolic", "--arch", "eyeriss", "--out", "build"],
+     r"--design systolic takes --rows, --cols, --dataflow, not --arch"),
+    (["fpga", "synth", "--family", "ecp5", "--design", "npu", "--rows", "8", "--out", "build"],
+     r"--design npu takes --arch, --max-commands, --program-words, --requant-channels, not --rows"),
+    (["fpga", "build", "--board", "ulx3s", "--design", "pe", "--rows", "8", "--dram-bytes", "64"],
+     r"--design pe takes no unit options, not --rows, --dram-bytes"),
+    (["fpga", "build", "--board", "ulx3s", "--design", "host_link", "--dataflow", "os"],
+     r"--design host_link takes --rows, --cols, not --dataflow"),
 ])
 def test_bad_arguments_are_one_line(capsys, argv, match):
     fails(capsys, *argv, match=match)

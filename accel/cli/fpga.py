@@ -125,11 +125,30 @@ def _megahertz(text: str) -> float:
     return value
 
 
+#: The unit options each --design takes (others are refused in the command line's words).
+_DESIGN_OPTIONS = {"pe": (), "requant": (), "nm_compressor": (), "systolic": ("rows", "cols", "dataflow"),
+                   "sparse_systolic": ("rows", "cols"), "host_link": ("rows", "cols"),
+                   "npu": ("arch", "max_commands", "program_words", "requant_channels", "dram_bytes", "clock_mhz")}
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    """The unit options given on the command line (only those given: each unit has its defaults)."""
+    """The unit options given on the command line (only those given: each unit has its defaults); an
+    option the --design does not take is a :class:`~accel.errors.ConfigError` naming it."""
+    from accel.errors import ConfigError
+
     names = ("rows", "cols", "dataflow", "arch", "max_commands", "program_words", "requant_channels", "dram_bytes",
              "clock_mhz")
-    return {k: v for k in names if (v := getattr(args, k, None)) is not None}
+    given = {k: v for k in names if (v := getattr(args, k, None)) is not None}
+    takes = _DESIGN_OPTIONS.get(args.design)
+    wrong = [name for name in given if takes is not None and name not in takes]
+    if wrong:
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+
+        allowed = [flag(name) for name in takes if hasattr(args, name)]
+        raise ConfigError(f"--design {args.design} takes {', '.join(allowed) if allowed else 'no unit options'}, "
+                          f"not {', '.join(flag(name) for name in wrong)}")
+    return given
 
 
 def _synth(args: argparse.Namespace) -> int:
