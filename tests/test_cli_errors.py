@@ -56,6 +56,8 @@ def _accel(*argv: str, **kwargs) -> subprocess.CompletedProcess:
     (["run", "--force"], r"--force concerns --out, which is not given"),
     (["fpga", "run", "--port", "/dev/ttyUSB0", "--baud", "-9600"],
      r"fpga run: argument --baud: must be a positive integer, not '-9600' \(see accel fpga run --help\)"),
+    (["fpga", "run", "--port", "/dev/ttyUSB0", "--design", "npu", "--seed", "-1"],
+     r"fpga run: argument --seed: must be a non-negative integer, not '-1' \(see accel fpga run --help\)"),
     (["fpga", "synth", "--family", "ice40", "--freq", "inf", "--out", "build"],
      r"fpga synth: argument --freq: must be a positive number of MHz, not 'inf' \(see accel fpga synth --help\)"),
     (["fpga", "build", "--board", "ulx3s", "--design", "npu", "--clock-mhz", "0"],

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from accel.cli._types import positive_int
+from accel.cli._types import non_negative_int, positive_int
 from accel.errors import ToolError
 
 __all__ = ["register"]
@@ -78,7 +78,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--design", choices=("host_link", "npu"), default="host_link",
                      help="the board's top level: host_link (a WS tile) or npu (the whole NPU)")
     run.add_argument("--baud", type=positive_int, default=115200, help="baud rate (default 115200)")
-    run.add_argument("--stream", type=int, default=4, help="host_link: activation rows S to send (default 4)")
+    run.add_argument("--stream", type=positive_int, default=4, help="host_link: activation rows S to send (default 4)")
     run.add_argument("--arch", default="fpga-small",
                      help="npu: the board's hardware description, a preset name or TOML path (default fpga-small)")
     run.add_argument("--layer", default="16x32x16", metavar="MxKxN",
@@ -86,7 +86,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--conv", metavar="CxHxWxO",
                      help="npu: map a 3x3 convolution with padding 1 of a C x H x W input to O channels instead "
                           "of --layer (its computes gather im2col rows through the NPU's input feeder), e.g. 4x6x6x8")
-    run.add_argument("--seed", type=int, default=0, help="seed of the random operands (default 0)")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random operands (default 0)")
     run.set_defaults(handler=_run)
     fpga.set_defaults(handler=lambda args: fpga.print_help() or 2)
 
