@@ -175,10 +175,28 @@ def write(component: wiring.Component, name: str, out_dir: Path | str, *,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     verilog_path = out / manifest.verilog
-    verilog_path.write_text(text)
-    (out / f"{name}.json").write_text(manifest.to_json())
+    _write_both({verilog_path: text, out / f"{name}.json": manifest.to_json()})
     _log.info("wrote %s (%d ports) and its manifest", verilog_path, len(manifest.ports))
     return verilog_path
+
+
+def _write_both(files: Mapping[Path, str]) -> None:
+    """Write every file or none: each goes to a temporary file beside it first, and only when all are
+    written are they renamed into place (a failure removes the temporary files and leaves any earlier
+    files of those names as they were)."""
+    partial: dict[Path, Path] = {}
+    try:
+        for path, content in files.items():
+            partial[path] = path.with_name(f".{path.name}.tmp")
+            partial[path].write_text(content)
+        for path in partial:
+            if path.is_dir():
+                raise IsADirectoryError(21, "Is a directory", str(path))
+        for path, temporary in partial.items():
+            temporary.replace(path)
+    finally:
+        for temporary in partial.values():
+            temporary.unlink(missing_ok=True)
 
 
 def read_manifest(path: Path | str) -> Manifest:

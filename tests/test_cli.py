@@ -172,9 +172,17 @@ def test_rtl_generate_npu_writes_verilog_that_icarus_compiles(capsys, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_rtl_generate_rejects_options_a_unit_does_not_take(capsys, tmp_path):
-    code, _, err = run(capsys, "rtl", "generate", "pe", "--lanes", "2", "--out", str(tmp_path))
-    assert code == 2 and err.startswith("accel: error: RTL unit 'pe' takes options")
+@pytest.mark.parametrize(("argv", "message"), [
+    (["pe", "--lanes", "2"], "accel rtl generate pe takes --arch, --name, --out, not --lanes"),
+    (["npu", "--nm", "2:4", "--rows", "8"], "accel rtl generate npu takes --arch, --name, --out, not --rows, --nm"),
+    (["requant", "--nm", "2:4"], "accel rtl generate requant takes --mode, --lanes, --arch, --name, --out, not --nm"),
+    (["sparse_systolic", "--dataflow", "os"],
+     "accel rtl generate sparse_systolic takes --rows, --cols, --nm, --arch, --name, --out, not --dataflow"),
+])
+def test_rtl_generate_rejects_options_a_unit_does_not_take(capsys, tmp_path, argv, message):
+    code, _, err = run(capsys, "rtl", "generate", *argv, "--out", str(tmp_path / "out"))
+    assert (code, err) == (2, f"accel: error: {message}\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_map_writes_the_plan_and_the_memory_map(capsys, tmp_path):
@@ -235,3 +243,17 @@ def test_map_and_run_take_the_joint_schedule(capsys):
 def test_run_refuses_a_schedule_without_an_allocator(capsys):
     code, _, err = run(capsys, "run", "--schedule", "joint")
     assert code == 2 and "--schedule orders the layers for a scratchpad allocator" in err
+
+
+def test_rtl_generate_writes_both_files_or_neither(capsys, tmp_path):
+    """A manifest that cannot be written (a folder of its name is in the way) leaves no Verilog file
+    behind, and an --out that is a file is refused before anything is built."""
+    (tmp_path / "mac_pe.json").mkdir()
+    code, _, err = run(capsys, "rtl", "generate", "pe", "--out", str(tmp_path))
+    assert code == 2 and err == f"accel: error: {tmp_path / 'mac_pe.json'}: is a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mac_pe.json"]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine\n")
+    code, _, err = run(capsys, "rtl", "generate", "pe", "--out", str(a_file))
+    assert code == 2 and err == f"accel: error: --out {a_file}: is a file; expected a folder to write into\n"
+    assert a_file.read_text() == "mine\n"

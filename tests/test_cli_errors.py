@@ -54,6 +54,22 @@ def _accel(*argv: str, **kwargs) -> subprocess.CompletedProcess:
     (["info", "gemmini", "--toml", "--json"], r"info: argument --json: not allowed with argument --toml .*"),
     (["sweep", "--samples", "4"], r"--samples N needs --sample random or --sample lhs .*"),
     (["run", "--force"], r"--force concerns --out, which is not given"),
+    (["fpga", "run", "--port", "/dev/ttyUSB0", "--baud", "-9600"],
+     r"fpga run: argument --baud: must be a positive integer, not '-9600' \(see accel fpga run --help\)"),
+    (["fpga", "run", "--port", "/dev/ttyUSB0", "--design", "npu", "--seed", "-1"],
+     r"fpga run: argument --seed: must be a non-negative integer, not '-1' \(see accel fpga run --help\)"),
+    (["fpga", "synth", "--family", "ice40", "--freq", "inf", "--out", "build"],
+     r"fpga synth: argument --freq: must be a positive number of MHz, not 'inf' \(see accel fpga synth --help\)"),
+    (["fpga", "build", "--board", "ulx3s", "--design", "npu", "--clock-mhz", "0"],
+     r"fpga build: argument --clock-mhz: must be a positive number of MHz, not '0' \(see accel fpga build --help\)"),
+    (["fpga", "synth", "--family", "ice40", "--design", "systolic", "--arch", "eyeriss", "--out", "build"],
+     r"--design systolic takes --rows, --cols, --dataflow, not --arch"),
+    (["fpga", "synth", "--family", "ecp5", "--design", "npu", "--rows", "8", "--out", "build"],
+     r"--design npu takes --arch, --max-commands, --program-words, --requant-channels, not --rows"),
+    (["fpga", "build", "--board", "ulx3s", "--design", "pe", "--rows", "8", "--dram-bytes", "64"],
+     r"--design pe takes no unit options, not --rows, --dram-bytes"),
+    (["fpga", "build", "--board", "ulx3s", "--design", "host_link", "--dataflow", "os"],
+     r"--design host_link takes --rows, --cols, not --dataflow"),
 ])
 def test_bad_arguments_are_one_line(capsys, argv, match):
     fails(capsys, *argv, match=match)
@@ -263,3 +279,38 @@ def test_long_steps_show_the_latest_library_step():
     with activity("accel run", stream=quiet):
         logging.getLogger("mapper").info("not shown")
     assert quiet.getvalue() == ""
+
+
+# -- RTL and FPGA ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (["fpga", "synth", "--family", "ice40", "--design", "npu", "--max-commands", "1", "--no-pnr"],
+     r"NPU max_commands must be an integer of at least 2, not 1"),
+    (["fpga", "synth", "--family", "ice40", "--design", "npu", "--program-words", "0", "--no-pnr"],
+     r"NPU program_words must be an integer of at least 48, not 0"),
+    (["fpga", "build", "--board", "arty-a7", "--design", "npu", "--max-commands", "-1", "--script-only"],
+     r"NPU max_commands must be an integer of at least 2, not -1"),
+    (["fpga", "build", "--board", "arty-a7", "--design", "npu", "--dram-bytes", "0", "--script-only"],
+     r"NPULink dram_bytes must be a positive multiple of 4 below 2\*\*32, not 0"),
+    (["fpga", "build", "--board", "arty-a7", "--design", "npu", "--clock-mhz", "50", "--script-only"],
+     r"unit 'npu' takes clock_mhz only on ECP5 boards \(their PLL\), not on series7"),
+])
+def test_npu_sizes_a_board_cannot_build_are_one_line_and_leave_no_folder(capsys, tmp_path, argv, match):
+    out = tmp_path / "out"
+    fails(capsys, *argv, "--out", str(out), match=match, seconds=60)
+    assert not out.exists()
+
+
+def test_fpga_outputs_that_cannot_be_written_are_refused_before_any_work(capsys, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    utilization = ROOT / "tests" / "fixtures" / "vivado" / "rosebud_kcu_fpga_utilization_placed.rpt"
+    fails(capsys, "fpga", "synth", "--family", "ice40", "--design", "pe", "--no-pnr", "--out", str(a_file),
+          match=rf"--out {a_file}: is a file; expected a folder to write into", seconds=5)
+    fails(capsys, "fpga", "build", "--board", "arty-a7", "--script-only", "--out", str(a_file),
+          match=rf"--out {a_file}: is a file; expected a folder to write into", seconds=5)
+    fails(capsys, "fpga", "build", "--board", "icebreaker", "--design", "pe", "--out", str(a_file / "sub"),
+          match=rf"--out {a_file}/sub: {a_file} is a file, not a folder", seconds=5)
+    fails(capsys, "fpga", "report", "--utilization", str(utilization), "--out", str(a_file),
+          match=rf"--out {a_file}: is a file; expected a folder to write into", seconds=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"] and a_file.read_text() == "x"

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from accel.cli._types import non_negative_int, positive_int
 from accel.errors import ToolError
 
 __all__ = ["register"]
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
                                        "nextpnr (iCE40, ECP5); writes OUT/report.json and OUT/summary.txt.")
     synth.add_argument("--family", required=True, choices=("ice40", "ecp5", "xilinx"))
     synth.add_argument("--device", help="device of the family (default: the smallest that fits)")
-    synth.add_argument("--freq", type=float, help="nextpnr target frequency in MHz")
+    synth.add_argument("--freq", type=_megahertz, help="nextpnr target frequency in MHz")
     synth.add_argument("--no-pnr", action="store_true", help="stop after synthesis (no Fmax)")
     synth.add_argument("--no-cache", action="store_true", help="rebuild even if a cached report exists")
     _design_arguments(synth)
@@ -76,8 +77,8 @@ def register(subparsers: Any) -> None:
     run.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     run.add_argument("--design", choices=("host_link", "npu"), default="host_link",
                      help="the board's top level: host_link (a WS tile) or npu (the whole NPU)")
-    run.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
-    run.add_argument("--stream", type=int, default=4, help="host_link: activation rows S to send (default 4)")
+    run.add_argument("--baud", type=positive_int, default=115200, help="baud rate (default 115200)")
+    run.add_argument("--stream", type=positive_int, default=4, help="host_link: activation rows S to send (default 4)")
     run.add_argument("--arch", default="fpga-small",
                      help="npu: the board's hardware description, a preset name or TOML path (default fpga-small)")
     run.add_argument("--layer", default="16x32x16", metavar="MxKxN",
@@ -85,7 +86,7 @@ def register(subparsers: Any) -> None:
     run.add_argument("--conv", metavar="CxHxWxO",
                      help="npu: map a 3x3 convolution with padding 1 of a C x H x W input to O channels instead "
                           "of --layer (its computes gather im2col rows through the NPU's input feeder), e.g. 4x6x6x8")
-    run.add_argument("--seed", type=int, default=0, help="seed of the random operands (default 0)")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random operands (default 0)")
     run.set_defaults(handler=_run)
     fpga.set_defaults(handler=lambda args: fpga.print_help() or 2)
 
@@ -107,22 +108,54 @@ def _design_arguments(parser: argparse.ArgumentParser, *, board: bool = False) -
                              "builds no requantizer and no vector datapath (their multipliers: for a 45F board)")
     if board:
         parser.add_argument("--dram-bytes", type=int, help="npu: bytes of the board's DRAM model (default 16384)")
-        parser.add_argument("--clock-mhz", type=float,
+        parser.add_argument("--clock-mhz", type=_megahertz,
                             help="npu on ECP5 boards: the NPU's clock, made by the FPGA's PLL from the board's "
                                  "(default: rtl.fpga.board.NPU_ECP5_CLOCK_MHZ, 10); the NPU counts its own cycles, "
                                  "so they do not change")
 
 
+def _megahertz(text: str) -> float:
+    """An argparse type for a frequency in MHz: a positive, finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of MHz, not {text!r}")
+    return value
+
+
+#: The unit options each --design takes (others are refused in the command line's words).
+_DESIGN_OPTIONS = {"pe": (), "requant": (), "nm_compressor": (), "systolic": ("rows", "cols", "dataflow"),
+                   "sparse_systolic": ("rows", "cols"), "host_link": ("rows", "cols"),
+                   "npu": ("arch", "max_commands", "program_words", "requant_channels", "dram_bytes", "clock_mhz")}
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    """The unit options given on the command line (only those given: each unit has its defaults)."""
+    """The unit options given on the command line (only those given: each unit has its defaults); an
+    option the --design does not take is a :class:`~accel.errors.ConfigError` naming it."""
+    from accel.errors import ConfigError
+
     names = ("rows", "cols", "dataflow", "arch", "max_commands", "program_words", "requant_channels", "dram_bytes",
              "clock_mhz")
-    return {k: v for k in names if (v := getattr(args, k, None)) is not None}
+    given = {k: v for k in names if (v := getattr(args, k, None)) is not None}
+    takes = _DESIGN_OPTIONS.get(args.design)
+    wrong = [name for name in given if takes is not None and name not in takes]
+    if wrong:
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+
+        allowed = [flag(name) for name in takes if hasattr(args, name)]
+        raise ConfigError(f"--design {args.design} takes {', '.join(allowed) if allowed else 'no unit options'}, "
+                          f"not {', '.join(flag(name) for name in wrong)}")
+    return given
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from accel.cli._output import folder_for_output
     from rtl.fpga.synth import synthesize_unit
 
+    folder_for_output(args.out)
     report = synthesize_unit(args.design, family=args.family, options=_options(args), device=args.device,
                              freq_mhz=args.freq, place=not args.no_pnr, out_dir=args.out,
                              use_cache=not args.no_cache)
@@ -132,8 +165,10 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from accel.cli._output import folder_for_output
     from rtl.fpga.board import build_bitstream, write_vivado_project
 
+    folder_for_output(args.out)
     if args.script_only:
         written = write_vivado_project(args.board, args.design, options=_options(args), build_dir=args.out)
         for path in written:
@@ -155,8 +190,11 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from accel.cli._output import folder_for_output
     from rtl.fpga.vivado import read_timing, read_utilization, report_json, summary
 
+    if args.out is not None:
+        folder_for_output(args.out)
     # Both reports are read before anything is written: a bad file leaves no report.json behind.
     utilization = read_utilization(args.utilization)
     timing = read_timing(args.timing) if args.timing is not None else None

@@ -45,9 +45,28 @@ def register(subparsers: Any) -> None:
 
 
 
+#: The unit options each unit takes (``--arch``, ``--name`` and ``--out`` apply to every unit).
+_UNIT_FLAGS = {"pe": (), "systolic": ("rows", "cols", "dataflow"), "requant": ("mode", "lanes"),
+               "nm_compressor": ("nm", "lanes"), "sparse_systolic": ("rows", "cols", "nm"), "npu": ()}
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Refuse, in the words of the command line, an option the unit does not take."""
+    from accel.errors import ConfigError
+
+    wrong = [f"--{name}" for name in ("rows", "cols", "dataflow", "mode", "lanes", "nm")
+             if getattr(args, name) is not None and name not in _UNIT_FLAGS[args.unit]]
+    if wrong:
+        takes = ", ".join(f"--{name}" for name in (*_UNIT_FLAGS[args.unit], "arch", "name", "out"))
+        raise ConfigError(f"accel rtl generate {args.unit} takes {takes}, not {', '.join(wrong)}")
+
+
 def _rtl_generate(args: argparse.Namespace) -> int:
+    from accel.cli._output import folder_for_output
     from rtl.units import generate_unit
 
+    _check_flags(args)
+    folder_for_output(args.out)
     options: dict[str, object] = {}
     if args.unit == "npu":
         options["arch"] = config.load(args.arch or "fpga-small")

@@ -180,14 +180,14 @@ class _NPULinkTop(Elaboratable):
                 raise ConfigError(f"unit 'npu' takes clock_mhz only on ECP5 boards (their PLL), not on {family}")
             pll = ECP5PLLDomain(platform, clock_mhz)
             clock_hz = pll.frequency_hz
-        m = Module()
+        divisor = round(clock_hz / o["baud"])
+        link = NPULink(o["arch"], divisor, dram_bytes=o["dram_bytes"], max_commands=o["max_commands"],
+                       program_words=o["program_words"], requant_channels=o["requant_channels"])
+        m = Module()  # after the link, which refuses bad options: no module is left unused
         if pll is not None:
             m.domains.sync = ClockDomain("sync", reset_less=True)  # the PLL's output, reset by GSR until it locks
             m.submodules.pll = pll
-        divisor = round(clock_hz / o["baud"])
-        m.submodules.link = link = NPULink(o["arch"], divisor, dram_bytes=o["dram_bytes"],
-                                           max_commands=o["max_commands"], program_words=o["program_words"],
-                                           requant_channels=o["requant_channels"])
+        m.submodules.link = link
         uart = platform.request("uart", 0)
         m.d.comb += [link.rx.eq(uart.rx.i), uart.tx.o.eq(link.tx)]
         return m
@@ -303,8 +303,7 @@ def write_vivado_project(board: str, unit: str, *, options: Mapping[str, Any] | 
     name, _ = _datapath(unit, dict(options or {}))
     top = _top(unit, dict(options or {}))
     out = Path(build_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plan = platform.build(top, name=name, do_build=False)
+    plan = platform.build(top, name=name, do_build=False)  # elaborates: bad options fail before out exists
     plan.extract(str(out))
     return sorted(p for p in out.iterdir() if p.is_file())
 

@@ -137,21 +137,26 @@ class NPULink(wiring.Component):
 
     def __init__(self, arch: Accelerator, divisor: int, *, dram_bytes: int = 16384, max_commands: int = 64,
                  program_words: int = 2048, requant_channels: int = REQUANT_CHANNELS) -> None:
-        self.divisor = check_divisor(divisor)
-        if not isinstance(dram_bytes, int) or isinstance(dram_bytes, bool) or dram_bytes <= 0 or dram_bytes % 4 \
-                or dram_bytes >= 1 << 32:
-            raise ConfigError(f"NPULink dram_bytes must be a positive multiple of 4 below 2**32, not {dram_bytes!r}")
-        for name, value, low in (("max_commands", max_commands, 1), ("program_words", program_words, 1),
-                                 ("requant_channels", requant_channels, 0)):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value < 1 << 16:
-                raise ConfigError(f"NPULink {name} must be an integer in {low}..65535, not {value!r}")
-        latency = arch.dram.latency_cycles
-        if not isinstance(latency, int) or not 0 <= latency < 1 << 16:
-            raise ConfigError(f"NPULink needs a whole DRAM latency in cycles below 65536, not {latency!r}")
-        self.arch, self.dram_bytes, self.latency = arch, dram_bytes, latency
-        self.npu = NPU(arch, max_commands=max_commands, program_words=program_words,
-                       requant_channels=requant_channels)
-        self.table_words = table_words(max_commands, requant_channels, Dataflow.OS in arch.array.dataflows)
+        try:
+            self.divisor = check_divisor(divisor)
+            if not isinstance(dram_bytes, int) or isinstance(dram_bytes, bool) or dram_bytes <= 0 or dram_bytes % 4 \
+                    or dram_bytes >= 1 << 32:
+                raise ConfigError("NPULink dram_bytes must be a positive multiple of 4 below 2**32, "
+                                  f"not {dram_bytes!r}")
+            for name, value, low in (("max_commands", max_commands, 2), ("program_words", program_words, 1),
+                                     ("requant_channels", requant_channels, 0)):
+                if not isinstance(value, int) or isinstance(value, bool) or not low <= value < 1 << 16:
+                    raise ConfigError(f"NPULink {name} must be an integer in {low}..65535, not {value!r}")
+            latency = arch.dram.latency_cycles
+            if not isinstance(latency, int) or not 0 <= latency < 1 << 16:
+                raise ConfigError(f"NPULink needs a whole DRAM latency in cycles below 65536, not {latency!r}")
+            self.arch, self.dram_bytes, self.latency = arch, dram_bytes, latency
+            self.npu = NPU(arch, max_commands=max_commands, program_words=program_words,
+                           requant_channels=requant_channels)
+            self.table_words = table_words(max_commands, requant_channels, Dataflow.OS in arch.array.dataflows)
+        except ConfigError:
+            self._MustUse__silence = True  # never built, so do not also warn "created but never used"
+            raise
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     @property

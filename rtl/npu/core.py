@@ -202,7 +202,7 @@ from rtl.sparse_systolic import SparseSystolicArray
 from rtl.systolic import SystolicArray
 from sim.numerics import TFLITE_ADD_LEFT_SHIFT
 
-__all__ = ["NPU", "QUEUES", "refusal"]
+__all__ = ["NPU", "QUEUES", "MIN_PROGRAM_WORDS", "refusal"]
 
 QUEUES = ("dma.load", "dma.store", "array", "vector")
 """The units' in-order queues, by index."""
@@ -339,6 +339,11 @@ def _mbqm(x, multiplier, shift, mode: str):  # noqa: ANN001, ANN202 - Amaranth v
     return ((product_of(x) + (Const(1, 62) << (total - 1)[:6])[:62]) >> total)[:32].as_signed()
 
 
+MIN_PROGRAM_WORDS = (64 + RECORD_BYTES) // 4
+"""The fewest 32-bit words of program memory an NPU may have: a one-command program's image (its
+64-byte header and one record, :mod:`accel.encoding`)."""
+
+
 def _ceil_div(value, divisor: int):  # noqa: ANN001, ANN202 - Amaranth values
     if divisor & (divisor - 1) == 0:
         return (value + divisor - 1) >> (divisor.bit_length() - 1)
@@ -378,6 +383,13 @@ class NPU(wiring.Component):
         if not isinstance(requant_channels, int) or requant_channels < 0:
             self._MustUse__silence = True
             raise ConfigError(f"NPU requant_channels must be a non-negative integer, not {requant_channels!r}")
+        # A one-entry table would have no address bits (Amaranth drops a zero-width port); a program
+        # memory must hold at least the image of a one-command program (its header and one record).
+        for name, value, low in (("max_commands", max_commands, 2), ("program_words", program_words,
+                                                                      MIN_PROGRAM_WORDS)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                self._MustUse__silence = True
+                raise ConfigError(f"NPU {name} must be an integer of at least {low}, not {value!r}")
         self.vector_ops = requant_channels > 0  # the vector datapath (its steps are in the host's table)
         v = arch.vector
         if self.vector_ops and (v.lanes != _BEAT or v.latency_cycles < _VECTOR_LEAD):

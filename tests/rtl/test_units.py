@@ -60,6 +60,19 @@ def test_build_unit_refuses_unknown_names_and_options() -> None:
         build_unit("pe", overflow="clip")
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"max_commands": 1}, r"^NPU max_commands must be an integer of at least 2, not 1$"),
+    ({"max_commands": -1}, r"^NPU max_commands must be an integer of at least 2, not -1$"),
+    ({"program_words": 0}, r"^NPU program_words must be an integer of at least 48, not 0$"),
+    ({"program_words": 47}, r"^NPU program_words must be an integer of at least 48, not 47$"),
+    ({"max_commands": 16.0}, r"^NPU max_commands must be an integer of at least 2, not 16.0$"),
+])
+def test_an_npu_too_small_to_hold_a_program_is_refused(options, message) -> None:
+    """A one-entry command table has no address port and 47 words cannot hold a one-command image."""
+    with pytest.raises(ConfigError, match=message):
+        build_unit("npu", **options)
+
+
 @pytest.mark.rtl
 @pytest.mark.parametrize("key", BUILDS)
 def test_verilog_compiles_with_icarus(key: str, verilog: dict[str, Path], tmp_path: Path) -> None:
