@@ -502,10 +502,7 @@ def mul_codes(graph: Graph, layer: Layer, a: np.ndarray, b: np.ndarray, *,
               requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
     """The codes of quantized multiply ``layer`` on input codes ``a`` and ``b`` (any shapes that broadcast:
     whole tensors or a chunk of them)."""
-    mode = Requantization.parse(requant)
-    if mode is not Requantization.FLOAT32_HALF_EVEN:
-        raise ReferenceError(f"Layer {layer.name!r}: a quantized multiply is modelled in float32-half-even mode only"
-                             f" (onnxruntime's), not {mode.value}")
+    _onnxruntime_only(layer, Requantization.parse(requant), "multiply")
     aq, bq, yq, fmt = _binary_quant(graph, layer, "multiply")
     # MLAS qlmul.cpp (SSE2): the exact int32 product of the shifted codes, float32 scaled by
     # (a_scale * b_scale) / y_scale, plus y_zp, rounded half to even, saturated.
@@ -584,9 +581,7 @@ def avgpool_codes(graph: Graph, layer: Layer, x: np.ndarray, out_shape: tuple[in
     h, w = x.shape[2], x.shape[3]
     if (kh, kw) == (h, w) and (pt, pl, pb, pr) == (0, 0, 0, 0):
         return global_avg_codes(graph, layer, x, requant=mode).reshape(out_shape)
-    if mode is not Requantization.FLOAT32_HALF_EVEN:
-        raise ReferenceError(f"Layer {layer.name!r}: a quantized average pool is modelled in float32-half-even mode"
-                             f" only (onnxruntime's), not {mode.value}")
+    _onnxruntime_only(layer, mode, "average pool")
     xq = _quant(graph, layer.inputs[0], layer)
     out = graph.tensors[layer.outputs[0]]
     yq = _quant(graph, out.name, layer)
@@ -613,16 +608,20 @@ def avgpool_codes(graph: Graph, layer: Layer, x: np.ndarray, out_shape: tuple[in
     return np.clip(codes, fmt.min_int, fmt.max_int).astype(np.int64)
 
 
+def _onnxruntime_only(layer: Layer, mode: Requantization, what: str) -> None:
+    """Refuse a ``mode`` other than onnxruntime's for ``layer``, a quantized ``what`` modelled in it alone."""
+    if mode is not Requantization.FLOAT32_HALF_EVEN:
+        raise ReferenceError(f"Layer {layer.name!r}: a quantized {what} is modelled in float32-half-even mode only"
+                             f" (onnxruntime's), not {mode.value}")
+
+
 def sigmoid_table(graph: Graph, layer: Layer, *,
                   requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
     """The output code of quantized sigmoid ``layer`` (``QLinearSigmoid``) for each input code, from the
     format's lowest: the lookup table onnxruntime builds, every code dequantized (``x_scale * (x -
     x_zp)``), through MLAS's logistic (:func:`sim.numerics.logistic_float32`) and quantized
     (:func:`sim.numerics.quantize_linear`); float32-half-even mode only."""
-    mode = Requantization.parse(requant)
-    if mode is not Requantization.FLOAT32_HALF_EVEN:
-        raise ReferenceError(f"Layer {layer.name!r}: a quantized sigmoid is modelled in float32-half-even mode only"
-                             f" (onnxruntime's), not {mode.value}")
+    _onnxruntime_only(layer, Requantization.parse(requant), "sigmoid")
     xq = _quant(graph, layer.inputs[0], layer)
     out = graph.tensors[layer.outputs[0]]
     yq = _quant(graph, out.name, layer)
