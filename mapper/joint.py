@@ -1403,16 +1403,18 @@ def min_peak(problem: JointProblem, *, reference: Sequence[str] | None = None, b
 
 def schedule(graph: Graph, arch: Accelerator, working: Mapping[str, int], *, time_limit_s: float = 10.0,
              candidates: Sequence[Sequence[str]] = (), reread: Mapping[tuple[str, str], float] | None = None,
-             ) -> tuple[tuple[str, ...], MemoryProblem, JointResult]:
+             weight_bytes: Mapping[str, int] | None = None) -> tuple[tuple[str, ...], MemoryProblem, JointResult]:
     """The operator order for :func:`mapper.map_graph` (``schedule="joint"``): :func:`optimise` on the
     stream-semantics joint problem with the layers' working space ``working``, then the gap model of
-    that order for the allocator (with ``reread`` factors, :func:`mapper.rereads.reread_factors`).
+    that order for the allocator (with ``reread`` factors, :func:`mapper.rereads.reread_factors`, and
+    ``weight_bytes``, :func:`mapper.lifetimes.loaded_weight_bytes`).
     ``candidates`` default to :func:`mapper.order.candidate_orders`."""
     from mapper.order import candidate_orders
 
     problem = joint_problem(graph, arch, reserved=dict(working))
     result = optimise(problem, candidates=list(candidates) or candidate_orders(graph), time_limit_s=time_limit_s)
-    memory = problem_from_graph(graph, arch, order=result.order, reserved=dict(working), reread=reread)
+    memory = problem_from_graph(graph, arch, order=result.order, reserved=dict(working), reread=reread,
+                                weight_bytes=weight_bytes)
     _log.info("%s: joint schedule %d B non-compulsory (%s, bound %.0f) in %.1fs", graph.name,
               result.non_compulsory_bytes, result.status, result.bound, result.time_s)
     return result.order, memory, result

@@ -30,19 +30,29 @@ reserved working space exceeds the capacity (with the default reservation this n
 minimal tile does not fit: one fold of weights plus one input row for array layers, one row of the
 reduced axis for softmax and layer norm, one vector of ``lanes`` elements otherwise, all double-buffered);
 an ``order`` that is not a topological order of the graph's layers.
+
+**N:M weights.** A weight an N:M layer runs sparse is loaded compressed (its kept values and their
+indices, :meth:`~accel.hardware.Sparsity.compressed_bytes`), so the problem sizes it at those bytes
+(``weight_bytes``, from the layers' mappings by :func:`loaded_weight_bytes`); a design without the
+pattern runs the layer dense, and its weight keeps its dense size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from accel.errors import MappingError
 from accel.hardware import Accelerator
-from workloads.graph import Graph, Layer, OpKind, TensorKind
+from workloads.graph import Graph, Layer, OpKind, Tensor, TensorKind
 
-__all__ = ["Gap", "MemoryTensor", "MemoryProblem", "problem_from_graph", "default_reserved_bytes", "view_roots"]
+if TYPE_CHECKING:
+    from mapper.plan import LayerMapping
+
+__all__ = ["Gap", "MemoryTensor", "MemoryProblem", "problem_from_graph", "default_reserved_bytes", "view_roots",
+           "loaded_weight_bytes"]
 
 
 
@@ -245,6 +255,28 @@ def _loaded_constants(graph: Graph, layer: Layer) -> set[str]:
     return {consts[0]} if len(acts) < 2 else set()
 
 
+def loaded_weight_bytes(graph: Graph, arch: Accelerator, mappings: Iterable[LayerMapping]) -> dict[str, int]:
+    """``{weight: bytes}`` of every constant weight its layers all run N:M sparse (``mappings``: the
+    layers' decisions, :attr:`~mapper.plan.LayerMapping.sparsity`): its kept values and their indices,
+    the bytes the program loads for the whole of it (:meth:`mapper.schedules.Operands.w_size`). A
+    weight some layer runs dense is left out (it keeps its dense size)."""
+    value_bits = 8 * arch.array.weight_format.size_bytes
+    root = view_roots(graph)
+    sizes: dict[str, int] = {}
+    dense: set[str] = set()
+    for mapping in mappings:
+        layer = graph.layer(mapping.layer)
+        for w in _loaded_constants(graph, layer):
+            name = root.get(w, w)
+            nm, g = mapping.sparsity, mapping.gemm
+            if nm is None or g is None or layer.op is OpKind.CONCAT:
+                dense.add(name)
+                continue
+            size = nm.compressed_bytes(g.batch * nm.compressed_k(g.k) * g.n, value_bits)
+            sizes[name] = max(size, sizes.get(name, 0))
+    return {name: size for name, size in sizes.items() if name not in dense}
+
+
 def _schedule(graph: Graph, order: Sequence[str] | None) -> tuple[Layer, ...]:
     if order is None:
         return graph.layers
@@ -285,6 +317,7 @@ def problem_from_graph(
     capacity_bytes: int | None = None,
     reserved: int | Mapping[str, int] | Callable[[Layer], int] | None = None,
     reread: Mapping[tuple[str, str], float] | None = None,
+    weight_bytes: Mapping[str, int] | None = None,
 ) -> MemoryProblem:
     """The memory problem of ``graph`` run on ``arch`` in ``order`` (default: the graph's own order).
 
@@ -294,7 +327,8 @@ def problem_from_graph(
     layer. Sizes are element counts times the array's input format (activations, inputs) or weight
     format (constants) in bytes. ``reread`` maps ``(layer, tensor)`` to how many times that layer's
     tiles read the tensor (or a view of it) when it is streamed (:func:`mapper.traffic.reread_factors`);
-    the ILP then prices a use by the plan's reads (:attr:`MemoryTensor.reread`).
+    the ILP then prices a use by the plan's reads (:attr:`MemoryTensor.reread`). ``weight_bytes`` gives
+    constants the bytes the program loads for them instead (N:M weights, :func:`loaded_weight_bytes`).
     """
     capacity = arch.scratchpad.size_bytes if capacity_bytes is None else capacity_bytes
     if not isinstance(capacity, int) or capacity <= 0:
@@ -354,6 +388,7 @@ def problem_from_graph(
         outputs.add(find(t.name))
 
     in_b, w_b = arch.array.input_format.size_bytes, arch.array.weight_format.size_bytes
+    loaded = weight_bytes or {}
     tensors = []
     for name, members in aliases.items():
         t = graph.tensors[name]
@@ -366,10 +401,17 @@ def problem_from_graph(
             factors = tuple(max(1.0, reread.get((layers[u].name, name), 1.0)) for u in steps)
             factors = () if all(f == 1.0 for f in factors) else factors
         tensors.append(MemoryTensor(
-            name=name, size_bytes=t.elements * (w_b if t.is_constant else in_b), kind=t.kind,
+            name=name, size_bytes=_size_bytes(t, in_b, w_b, loaded.get(name)), kind=t.kind,
             producer_step=producer, use_steps=steps,
             graph_output=name in outputs and t.kind is TensorKind.ACTIVATION, aliases=tuple(members),
             reread=factors,
         ))
     return MemoryProblem(name=graph.name, capacity_bytes=capacity, steps=tuple(layer.name for layer in layers),
                          reserved_bytes=tuple(reserved_bytes), tensors=tuple(tensors))
+
+
+def _size_bytes(tensor: Tensor, in_b: int, w_b: int, loaded: int | None) -> int:
+    """A tensor's bytes: its elements in the input or weight format, or ``loaded`` for a constant."""
+    if tensor.is_constant and loaded is not None:
+        return loaded
+    return tensor.elements * (w_b if tensor.is_constant else in_b)

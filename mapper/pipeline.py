@@ -39,7 +39,7 @@ from accel.gcpause import gc_paused
 from accel.hardware import Accelerator
 from mapper.allocate import Allocation
 from mapper.decide import check_command_count, decide_layers, working_space
-from mapper.lifetimes import MemoryProblem
+from mapper.lifetimes import MemoryProblem, loaded_weight_bytes
 from mapper.memory import allocate, check_allocation, problem_from_graph
 from mapper.options import Allocator, MapOptions
 from mapper.order import candidate_orders
@@ -70,16 +70,20 @@ def map_graph(graph: Graph, arch: Accelerator, options: MapOptions) -> Plan:
         checked(plan)
         return plan
     problem_from_graph(graph, arch)  # names a tensor whose smallest tile cannot fit
-    check_command_count(graph, arch, decide_layers(graph, arch, options))  # before searches that scale with it
+    decisions = decide_layers(graph, arch, options)
+    check_command_count(graph, arch, decisions)  # before searches that scale with it
+    # N:M weights the layers run sparse are loaded compressed: sized so in the memory problem
+    weights = loaded_weight_bytes(graph, arch, [d.mapping for d in decisions])
     working = working_space(graph, arch, options, knee=KNEE)
     # the ILP prices uses at the plan's reads; the heuristics do not look at prices
     reread = reread_factors(graph, arch, working, options) if options.allocator is Allocator.ILP else None
     if options.schedule == "joint":
         from mapper.joint import schedule
 
-        order, problem, _ = schedule(graph, arch, working, time_limit_s=options.time_limit_s, reread=reread)
+        order, problem, _ = schedule(graph, arch, working, time_limit_s=options.time_limit_s, reread=reread,
+                                     weight_bytes=weights)
     else:
-        order, problem = _schedule(graph, arch, working, reread)
+        order, problem = _schedule(graph, arch, working, reread, weights)
     allocation = allocate(problem, method=options.allocator.value, time_limit_s=options.time_limit_s,
                           mip_gap=options.mip_gap)
     check_allocation(problem, allocation)
@@ -149,11 +153,13 @@ def _least_plan_traffic(plan: Plan, problem: MemoryProblem, program: Callable[[A
 
 
 def _schedule(graph: Graph, arch: Accelerator, working: dict[str, int],
-              reread: dict[tuple[str, str], float] | None = None) -> tuple[tuple[str, ...], MemoryProblem]:
+              reread: dict[tuple[str, str], float] | None = None,
+              weight_bytes: Mapping[str, int] | None = None) -> tuple[tuple[str, ...], MemoryProblem]:
     """The candidate order (:mod:`mapper.order`) whose greedy allocation leaves the least
     non-compulsory traffic (ties: the earlier candidate, the graph's own order first)."""
     orders = candidate_orders(graph)
-    problems = [problem_from_graph(graph, arch, order=order, reserved=working, reread=reread) for order in orders]
+    problems = [problem_from_graph(graph, arch, order=order, reserved=working, reread=reread,
+                                   weight_bytes=weight_bytes) for order in orders]
     if len(orders) == 1:
         return orders[0], problems[0]
     scores = [allocate(problem, method="greedy").non_compulsory_bytes for problem in problems]

@@ -62,12 +62,14 @@ class MapSummary:
 def map_with_baselines(graph: Graph, arch: Accelerator, options: MapOptions | None = None) -> MapSummary:
     """Map ``graph`` onto ``arch`` as ``options`` say (default: :class:`MapOptions`'s defaults) and
     compare its allocation with the baselines'."""
+    from mapper.lifetimes import loaded_weight_bytes
     from mapper.memory import allocate, problem_from_graph
     from mapper.pipeline import map_graph
 
     options = options or MapOptions()
     plan = map_graph(graph, arch, options)
-    problem = plan.problem or problem_from_graph(graph, plan.arch)
+    problem = plan.problem or problem_from_graph(
+        graph, plan.arch, weight_bytes=loaded_weight_bytes(plan.graph or graph, plan.arch, plan.layers))
     chosen = plan.allocation or allocate(problem, method=Allocator.NONE.value)
     baselines = {m.value: allocate(problem, method=m.value) for m in BASELINES if m is not options.allocator}
     baselines[options.allocator.value] = chosen

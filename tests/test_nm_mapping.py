@@ -9,10 +9,11 @@ import pytest
 
 from accel import config
 from accel.cli import main
-from accel.commands import Compute, Load
+from accel.commands import Compute, Load, Store
 from accel.errors import WorkloadError
 from accel.hardware import Sparsity
-from mapper import map_graph
+from mapper import MapOptions, map_graph, map_with_baselines
+from mapper.emit import dram_addresses
 from sim import simulate
 from workloads import sparsify, zoo
 
@@ -104,3 +105,43 @@ def test_the_mapper_and_the_reference_agree_on_compressed_sizes(k, cols, pattern
 
     nm = Sparsity.parse(pattern)
     assert nm.compressed_bytes(nm.compressed_k(k) * cols, 8) == nm_compressed_bytes(k, cols, nm.n, nm.m, 8)
+
+
+def _tensor_dram_bytes_moved(plan) -> int:  # noqa: ANN001
+    """DRAM bytes the plan's loads and stores move for tensors (not the partial sums' scratch area)."""
+    _, top = dram_addresses(plan.graph, plan.arch)
+    return sum(c.size_bytes for c in plan.commands
+               if isinstance(c, Load | Store) and c.dram_addr < top and not getattr(c, "raw", False))
+
+
+#: sparse-nm with one weight buffer more, a slow one-lane vector unit and byte-wide DMA: gpt2_decode's
+#: tiles then stream little beyond their compressed weights, so dense-sized weights overshoot them
+_TIGHT = replace(SPARSE, array=replace(SPARSE.array, weight_buffers=2),
+                 vector=replace(SPARSE.vector, lanes=1, latency_cycles=30),
+                 dma=replace(SPARSE.dma, burst_bytes=1, latency_cycles=0))
+
+
+@pytest.mark.parametrize("allocator", ["none", "greedy", "ilp"])
+@pytest.mark.parametrize(("workload", "arch"), [("bert_base_layer", SPARSE), ("gpt2_decode", _TIGHT)],
+                         ids=["bert_base_layer", "gpt2_decode"])
+def test_tensor_dram_bytes_of_an_n_of_m_model_never_exceed_what_the_plan_moves(workload, arch, allocator):
+    kwargs = {"batch": 3} if workload == "gpt2_decode" else {}
+    summary = map_with_baselines(sparsify(zoo.build(workload, **kwargs), "2:4"), arch, MapOptions(allocator=allocator))
+    moved = _tensor_dram_bytes_moved(summary.plan)
+    assert summary.allocation.dram_bytes <= moved, (summary.allocation.dram_bytes, moved)  # the plan's tensors
+    assert summary.problem.compulsory_dram_bytes <= moved
+
+
+def test_the_memory_problem_sizes_an_n_of_m_weight_as_the_program_loads_it():
+    graph = sparsify(zoo.build("bert_base_layer"), "2:4")
+    problem = map_with_baselines(graph, SPARSE, MapOptions(allocator="greedy")).problem
+    weight = next(t for t in graph.layer("attention.q").inputs if graph.tensors[t].is_constant)
+    values = 768 // 4 * 2 * 768  # kept values, and a 2-bit index each
+    assert problem.tensor(weight).size_bytes == values + values * 2 // 8
+
+
+def test_a_design_without_the_pattern_sizes_n_of_m_weights_dense():
+    gemmini = config.load("gemmini")
+    sparse = map_with_baselines(sparsify(zoo.build("bert_base_layer"), "2:4"), gemmini, MapOptions(allocator="greedy"))
+    dense = map_with_baselines(zoo.build("bert_base_layer"), gemmini, MapOptions(allocator="greedy"))
+    assert [t.size_bytes for t in sparse.problem.tensors] == [t.size_bytes for t in dense.problem.tensors]
