@@ -120,8 +120,9 @@ def _npu(*, arch: str | Accelerator = "fpga-small", max_commands: int = 256, pro
     from accel.config import load
     from rtl.npu import NPU
 
+    design = None if isinstance(arch, Accelerator) else str(arch)  # errors name the file, not its `name`
     npu = NPU(arch if isinstance(arch, Accelerator) else load(arch), max_commands=max_commands,
-              program_words=program_words, requant_channels=requant_channels)
+              program_words=program_words, requant_channels=requant_channels, design=design)
     return Unit(npu, npu.parameters, "npu", 0)  # latency: a program's cycles are its trace, not one figure
 
 

@@ -185,6 +185,74 @@ def test_rtl_generate_rejects_options_a_unit_does_not_take(capsys, tmp_path, arg
     assert not (tmp_path / "out").exists()
 
 
+def _copy_of_fpga_small(tmp_path, *edits: tuple[str, str]):
+    """A user's design: the fpga-small preset copied to a file (its `name` still says fpga-small), edited."""
+    from importlib import resources
+
+    text = (resources.files("accel") / "presets" / "fpga_small.toml").read_text()
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("design", "argv", "module", "dataflow"), [
+    ("mine", [], "systolic_os_4x4", "os"),               # the design's first dataflow, as the simulator runs it
+    ("mine", ["--dataflow", "ws"], "systolic_ws_4x4", "ws"),  # --dataflow still chooses among those it lists
+    ("eyeriss", [], "systolic_os_12x14", "os"),
+    ("tpu-v1", ["--rows", "2", "--cols", "2"], "systolic_ws_2x2", "ws"),  # its formats, not its 256x256 PEs
+])
+def test_rtl_generate_systolic_takes_the_dataflow_of_arch(capsys, tmp_path, design, argv, module, dataflow):
+    arch = str(_copy_of_fpga_small(tmp_path, ('["ws", "os"]', '["os", "ws"]'))) if design == "mine" else design
+    code, _, err = run(capsys, "rtl", "generate", "systolic", "--arch", arch, *argv, "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / f"{module}.json").read_text())["parameters"]["dataflow"] == dataflow
+
+
+def test_rtl_generate_systolic_refuses_a_dataflow_arch_does_not_list(capsys, tmp_path):
+    mine = _copy_of_fpga_small(tmp_path, ('["ws", "os"]', '["ws"]'))
+    for arch in ("tpu-v1", str(mine)):
+        code, _, err = run(capsys, "rtl", "generate", "systolic", "--arch", arch, "--dataflow", "os",
+                           "--out", str(tmp_path / "out"))
+        assert (code, err) == (2, f"accel: error: --arch {arch} supports dataflows ws, not os\n")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("argv", "module", "nm"), [
+    (["--arch", "sparse-nm", "--rows", "2", "--cols", "2"], "sparse_systolic_2_4_2x2", (2, 4)),
+    (["--arch", "MINE"], "sparse_systolic_1_4_4x4", (1, 4)),  # the design's first pattern
+    (["--arch", "MINE", "--nm", "2:8"], "sparse_systolic_2_8_4x4", (2, 8)),  # --nm still overrides
+    (["--arch", "fpga-small", "--nm", "2:4"], "sparse_systolic_2_4_4x4", (2, 4)),  # a design listing none
+])
+def test_rtl_generate_sparse_systolic_takes_the_pattern_of_arch(capsys, tmp_path, argv, module, nm):
+    mine = _copy_of_fpga_small(tmp_path, ('dataflows = ["ws", "os"]',
+                                          'dataflows = ["ws", "os"]\nsparsity = ["1:4", "2:4"]'))
+    argv = [str(mine) if a == "MINE" else a for a in argv]
+    code, _, err = run(capsys, "rtl", "generate", "sparse_systolic", *argv, "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    parameters = json.loads((tmp_path / "out" / f"{module}.json").read_text())["parameters"]
+    assert (parameters["n"], parameters["m"]) == nm
+
+
+def test_rtl_generate_sparse_systolic_refuses_an_arch_without_a_pattern(capsys, tmp_path):
+    mine = _copy_of_fpga_small(tmp_path)
+    for arch in ("fpga-small", str(mine)):
+        code, _, err = run(capsys, "rtl", "generate", "sparse_systolic", "--arch", arch, "--out", str(tmp_path / "o"))
+        assert (code, err) == (2, f"accel: error: --arch {arch} lists no N:M sparsity (array.sparsity); give the "
+                                  "pattern with --nm\n")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", [["rtl", "generate", "npu"], ["fpga", "synth", "--family", "ecp5",
+                                                                  "--design", "npu", "--no-pnr"]])
+def test_npu_errors_name_the_arch_file_not_the_preset_it_was_copied_from(capsys, tmp_path, command):
+    mine = _copy_of_fpga_small(tmp_path, ("channels = 1", "channels = 2"))
+    code, _, err = run(capsys, *command, "--arch", str(mine), "--out", str(tmp_path / "out"))
+    assert (code, err) == (2, f"accel: error: NPU for {str(mine)!r}: dma.channels must be 1, not 2\n")
+
+
 def test_map_writes_the_plan_and_the_memory_map(capsys, tmp_path):
     plan_path, plot_path = tmp_path / "plan.json", tmp_path / "map.png"
     code, out, _ = run(capsys, "map", "--workload", "mobilenet_v2", "--scratchpad", "256KiB", "--allocator", "ilp",

@@ -31,13 +31,15 @@ def register(subparsers: Any) -> None:
     gen.add_argument("--arch", default=None, help="take number formats (and rows/cols) from this preset or TOML")
     gen.add_argument("--rows", type=positive_int, default=None, help="systolic: array rows (default 4)")
     gen.add_argument("--cols", type=positive_int, default=None, help="systolic: array columns (default 4)")
-    gen.add_argument("--dataflow", choices=["ws", "os"], default=None, help="systolic: dataflow (default ws)")
+    gen.add_argument("--dataflow", choices=["ws", "os"], default=None,
+                     help="systolic: dataflow (default: --arch's first, else ws)")
     gen.add_argument("--mode", choices=["double", "single"], default=None,
                      help="requant: TFLite's double rounding (default) or single rounding")
     gen.add_argument("--lanes", type=positive_int, default=None,
                      help="requant, nm_compressor: values (groups) per cycle (default 1)")
     gen.add_argument("--nm", default=None, metavar="N:M",
-                     help="nm_compressor, sparse_systolic: the sparsity pattern (default 2:4)")
+                     help="nm_compressor, sparse_systolic: the sparsity pattern (default 2:4; sparse_systolic "
+                          "with --arch: its first)")
     gen.add_argument("--name", default=None, help="Verilog module and file name (default: from the unit)")
     gen.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build/)")
     gen.set_defaults(handler=_rtl_generate)
@@ -69,17 +71,9 @@ def _rtl_generate(args: argparse.Namespace) -> int:
     folder_for_output(args.out)
     options: dict[str, object] = {}
     if args.unit == "npu":
-        options["arch"] = config.load(args.arch or "fpga-small")
+        options["arch"] = args.arch or "fpga-small"  # a name, so that its errors name the --arch given
     elif args.arch:
-        array = config.load(args.arch).array
-        formats = {"pe": {"a_format": array.input_format, "b_format": array.weight_format,
-                          "acc_format": array.accumulator_format},
-                   "systolic": {"a_format": array.input_format, "b_format": array.weight_format,
-                                "acc_format": array.accumulator_format, "rows": array.rows, "cols": array.cols},
-                   "requant": {"out_format": array.input_format},
-                   "nm_compressor": {"value_format": array.weight_format}}
-        formats["sparse_systolic"] = formats["systolic"]
-        options.update(formats[args.unit])
+        options.update(_from_arch(args))
     if args.nm:
         nm = Sparsity.parse(args.nm)
         options.update(n=nm.n, m=nm.m)
@@ -91,3 +85,33 @@ def _rtl_generate(args: argparse.Namespace) -> int:
     print(f"wrote {verilog}")
     print(f"wrote {verilog.with_suffix('.json')}")
     return 0
+
+
+def _from_arch(args: argparse.Namespace) -> dict[str, object]:
+    """The unit options --arch's array gives: its number formats and size, and as the simulator runs it,
+    its first dataflow (systolic, unless --dataflow names another it lists) and its first N:M pattern
+    (sparse_systolic, unless --nm is given)."""
+    from accel.errors import ConfigError
+
+    array = config.load(args.arch).array
+    tile = {"a_format": array.input_format, "b_format": array.weight_format,
+            "acc_format": array.accumulator_format, "rows": array.rows, "cols": array.cols}
+    if args.unit == "pe":
+        return {key: tile[key] for key in ("a_format", "b_format", "acc_format")}
+    if args.unit == "requant":
+        return {"out_format": array.input_format}
+    if args.unit == "nm_compressor":
+        return {"value_format": array.weight_format}
+    if args.unit == "systolic":
+        listed = [d.value for d in array.dataflows]
+        if args.dataflow is not None and args.dataflow not in listed:
+            raise ConfigError(f"--arch {args.arch} supports dataflows {', '.join(listed)}, not {args.dataflow}")
+        if args.dataflow is None and listed[0] not in ("ws", "os"):
+            raise ConfigError(f"--arch {args.arch}'s first dataflow is {listed[0]}, which the systolic tile does "
+                              "not run (it runs ws and os); give one with --dataflow")
+        return {**tile, "dataflow": args.dataflow or listed[0]}
+    if args.nm is not None:  # sparse_systolic: --nm's pattern, whether or not the design lists it
+        return tile
+    if not array.sparsity:
+        raise ConfigError(f"--arch {args.arch} lists no N:M sparsity (array.sparsity); give the pattern with --nm")
+    return {**tile, "n": array.sparsity[0].n, "m": array.sparsity[0].m}

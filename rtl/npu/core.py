@@ -367,12 +367,16 @@ class NPU(wiring.Component):
         may configure that many output channels); 0: no table, no requantizer and no vector datapath
         (every accumulator read saturates, every Vector command is timed only, the ``rq_*`` port is
         unused).
+    design:
+        What errors call the design (default ``arch.name``): the preset name or TOML path it was
+        loaded from, so that a file copied from a preset is not mistaken for the preset.
     """
 
     def __init__(self, arch: Accelerator, *, max_commands: int = 64, program_words: int = 2048,
-                 requant_channels: int = 32) -> None:
+                 requant_channels: int = 32, design: str | None = None) -> None:
+        design = arch.name if design is None else str(design)
         try:
-            self._check(arch)
+            self._check(arch, design)
         except ConfigError:
             self._MustUse__silence = True  # never built, so do not also warn "created but never used"
             raise
@@ -394,7 +398,7 @@ class NPU(wiring.Component):
         v = arch.vector
         if self.vector_ops and (v.lanes != _BEAT or v.latency_cycles < _VECTOR_LEAD):
             self._MustUse__silence = True
-            raise ConfigError(f"NPU for {arch.name!r}: the vector unit computes {_BEAT} lanes (one scratchpad beat) "
+            raise ConfigError(f"NPU for {design!r}: the vector unit computes {_BEAT} lanes (one scratchpad beat) "
                               f"a cycle with {_VECTOR_LEAD} cycles from its first read to its first write, so "
                               f"vector.lanes must be {_BEAT} and vector.latency_cycles at least {_VECTOR_LEAD}, not "
                               f"{v.lanes} and {v.latency_cycles} (requant_channels=0 builds no vector datapath)")
@@ -420,7 +424,7 @@ class NPU(wiring.Component):
         })
 
     @staticmethod
-    def _check(arch: Accelerator) -> None:
+    def _check(arch: Accelerator, design: str) -> None:
         a = arch.array
         problems = []
         if arch.dma.channels != 1:
@@ -460,7 +464,7 @@ class NPU(wiring.Component):
             problems.append(f"the scratchpad must read a group of M bytes a cycle (at most {window}) to run "
                             f"{', '.join(str(p) for p in a.sparsity)} sparsity")
         if problems:
-            raise ConfigError(f"NPU for {arch.name!r}: " + "; ".join(problems))
+            raise ConfigError(f"NPU for {design!r}: " + "; ".join(problems))
 
     @property
     def parameters(self) -> dict[str, object]:

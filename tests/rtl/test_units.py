@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -71,6 +72,22 @@ def test_an_npu_too_small_to_hold_a_program_is_refused(options, message) -> None
     """A one-entry command table has no address port and 47 words cannot hold a one-command image."""
     with pytest.raises(ConfigError, match=message):
         build_unit("npu", **options)
+
+
+def test_npu_errors_name_the_file_a_design_came_from(tmp_path: Path) -> None:
+    """A TOML copied from a preset keeps the preset's `name`; the NPU's errors name the file instead
+    (an :class:`~accel.hardware.Accelerator` given as a value is still called by its name)."""
+    from importlib import resources
+
+    from accel.config import load
+
+    text = (resources.files("accel") / "presets" / "fpga_small.toml").read_text()
+    mine = tmp_path / "mine.toml"
+    mine.write_text(text.replace("channels = 1", "channels = 2"))
+    with pytest.raises(ConfigError, match=rf"^NPU for {re.escape(repr(str(mine)))}: dma.channels must be 1, not 2$"):
+        build_unit("npu", arch=str(mine))
+    with pytest.raises(ConfigError, match=r"^NPU for 'fpga-small': dma.channels must be 1, not 2$"):
+        build_unit("npu", arch=load(mine))
 
 
 @pytest.mark.rtl
