@@ -63,7 +63,7 @@ from typing import Any
 
 from accel.commands import Buffer, Command, Compute, Load, Move, Store, Vector
 from accel.errors import ConfigError, unknown_field
-from accel.hardware import Accelerator, Dataflow, Memory, Sparsity
+from accel.hardware import Accelerator, Dataflow, Memory, Sparsity, is_int, is_number
 from accel.timing import ceil_div
 from accel.traffic import product_traffic
 
@@ -130,13 +130,13 @@ class EnergyTable:
             else:
                 object.__setattr__(self, name, curve)
         bits = self.sram_reference_word_bits
-        if not _is_int(bits) or bits < 8 or bits % 8:
+        if not is_int(bits) or bits < 8 or bits % 8:
             problems.append(f"sram_reference_word_bits must be a positive multiple of 8, not {bits!r}")
         for f in dataclasses.fields(self):
             if f.name in _CURVES or f.name == "sram_reference_word_bits":
                 continue
             value = getattr(self, f.name)
-            if not (_is_number(value) and value >= 0):
+            if not (is_number(value) and value >= 0):
                 problems.append(f"{f.name} must be a non-negative number, not {value!r}")
         if problems:
             raise ConfigError("; ".join(problems))
@@ -151,14 +151,6 @@ def _derived(table: EnergyTable) -> dict[tuple, float]:
         derived = {}
         object.__setattr__(table, "_derived", derived)
     return derived
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _as_curve(value: object) -> Curve | None:
@@ -176,7 +168,7 @@ def _as_curve(value: object) -> Curve | None:
         key, energy = item
         if isinstance(key, str) and key.strip().isdigit():  # TOML table keys are strings
             key = int(key)
-        if not (_is_int(key) and key > 0 and _is_number(energy) and energy > 0):
+        if not (is_int(key) and key > 0 and is_number(energy) and energy > 0):
             return None
         pairs.append((key, float(energy)))
     if not pairs or len({k for k, _ in pairs}) != len(pairs):

@@ -40,6 +40,8 @@ __all__ = [
     "ActivationPath",
     "Control",
     "Accelerator",
+    "is_int",
+    "is_number",
 ]
 
 
@@ -68,7 +70,7 @@ class Sparsity:
     m: int
 
     def __post_init__(self) -> None:
-        if not (_is_int(self.n) and _is_int(self.m) and 1 <= self.n < self.m):
+        if not (is_int(self.n) and is_int(self.m) and 1 <= self.n < self.m):
             raise ConfigError(f"N:M sparsity needs integers 1 <= N < M, not {self.n}:{self.m}")
 
     @classmethod
@@ -100,11 +102,13 @@ class Sparsity:
         return f"{self.n}:{self.m}"
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
+    """An integer, not a bool (``True`` is no size): the check of every integer field of a design."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
+    """A finite int or float, not a bool: the check of every numeric field of a design."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -123,7 +127,7 @@ def _positive_ints(obj: object, *names: str, zero_ok: tuple[str, ...] = ()) -> l
     for name in names:
         value = getattr(obj, name)
         lowest = 0 if name in zero_ok else 1
-        if not _is_int(value) or value < lowest:
+        if not is_int(value) or value < lowest:
             kind = "a non-negative" if lowest == 0 else "a positive"
             problems.append(f"{name} must be {kind} integer, not {value!r}")
         elif value > _MAX_INT:
@@ -135,7 +139,7 @@ def _positive_numbers(obj: object, *names: str, zero_ok: tuple[str, ...] = ()) -
     problems = []
     for name in names:
         value = getattr(obj, name)
-        ok = _is_number(value) and (value >= 0 if name in zero_ok else value > 0)
+        ok = is_number(value) and (value >= 0 if name in zero_ok else value > 0)
         if not ok:
             kind = "a non-negative" if name in zero_ok else "a positive"
             problems.append(f"{name} must be {kind} number, not {value!r}")
@@ -169,7 +173,7 @@ class SystolicArray:
         if not isinstance(self.requant, Requantization):
             problems.append(f"requant must be one of {', '.join(repr(r.value) for r in Requantization)}, "
                             f"not {self.requant!r}")
-        if self.weight_buffers not in (1, 2) or not _is_int(self.weight_buffers):
+        if self.weight_buffers not in (1, 2) or not is_int(self.weight_buffers):
             problems.append(f"weight_buffers must be 1 or 2, not {self.weight_buffers!r}")
         if not self.dataflows or not all(isinstance(d, Dataflow) for d in self.dataflows):
             problems.append(f"dataflows must be a non-empty list of 'ws', 'os', 'is', not {self.dataflows!r}")
@@ -183,7 +187,7 @@ class SystolicArray:
         else:
             if len(set(self.sparsity)) != len(self.sparsity):
                 problems.append(f"sparsity must not repeat a pattern, not {[str(s) for s in self.sparsity]!r}")
-            if _is_int(self.rows) and self.rows > 0:
+            if is_int(self.rows) and self.rows > 0:
                 for s in dict.fromkeys(self.sparsity):
                     if self.rows % s.n:  # each row group of the sparse tile holds one group's N kept weights
                         problems.append(f"rows must be a multiple of N to run {s} sparsity, not {self.rows}")

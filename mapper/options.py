@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields
 from enum import Enum, StrEnum
 
 from accel.errors import MappingError
-from accel.hardware import Dataflow
+from accel.hardware import Dataflow, is_int
 
 __all__ = ["ALLOCATORS", "CHOICE_FIELDS", "OBJECTIVES", "Allocator", "Depthwise", "LoopOrder", "MapOptions",
            "Objective", "Schedule"]
@@ -113,11 +113,6 @@ def choice(enum: type[Enum], value: object, what: str) -> Enum:
         raise MappingError(f"{what} must be one of {allowed}, not {value!r}") from None
 
 
-def _is_int(value: object) -> bool:
-    """An integer, not a bool (``True`` is no byte count)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: object) -> bool:
     """An int or float, not a bool or a string (so comparing it cannot raise)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -143,7 +138,7 @@ class MapOptions:
                 object.__setattr__(self, name, choice(enum, value, what))
         if not isinstance(self.keep_operands, bool):
             raise MappingError(f"keep_operands must be true or false, not {self.keep_operands!r}")
-        if self.scratchpad_bytes is not None and (not _is_int(self.scratchpad_bytes) or self.scratchpad_bytes <= 0):
+        if self.scratchpad_bytes is not None and (not is_int(self.scratchpad_bytes) or self.scratchpad_bytes <= 0):
             raise MappingError(f"Scratchpad size must be a positive number of bytes, not {self.scratchpad_bytes!r}")
         if not _is_number(self.time_limit_s) or not self.time_limit_s > 0:
             raise MappingError(f"ILP time limit must be a positive number of seconds, not {self.time_limit_s!r}")
