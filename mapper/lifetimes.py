@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from mapper.plan import LayerMapping
 
 __all__ = ["Gap", "MemoryTensor", "MemoryProblem", "problem_from_graph", "default_reserved_bytes", "view_roots",
-           "loaded_weight_bytes"]
+           "loaded_weight_bytes", "tensor_bytes"]
 
 
 
@@ -269,7 +269,7 @@ def loaded_weight_bytes(graph: Graph, arch: Accelerator, mappings: Iterable[Laye
         for w in _loaded_constants(graph, layer):
             name = root.get(w, w)
             nm, g = mapping.sparsity, mapping.gemm
-            if nm is None or g is None or layer.op is OpKind.CONCAT:
+            if nm is None or g is None:  # (a concat's inputs: no GEMM)
                 dense.add(name)
                 continue
             size = nm.compressed_bytes(g.batch * nm.compressed_k(g.k) * g.n, value_bits)
@@ -387,7 +387,6 @@ def problem_from_graph(
     for t in graph.outputs:
         outputs.add(find(t.name))
 
-    in_b, w_b = arch.array.input_format.size_bytes, arch.array.weight_format.size_bytes
     loaded = weight_bytes or {}
     tensors = []
     for name, members in aliases.items():
@@ -401,7 +400,7 @@ def problem_from_graph(
             factors = tuple(max(1.0, reread.get((layers[u].name, name), 1.0)) for u in steps)
             factors = () if all(f == 1.0 for f in factors) else factors
         tensors.append(MemoryTensor(
-            name=name, size_bytes=_size_bytes(t, in_b, w_b, loaded.get(name)), kind=t.kind,
+            name=name, size_bytes=tensor_bytes(t, arch, loaded.get(name)), kind=t.kind,
             producer_step=producer, use_steps=steps,
             graph_output=name in outputs and t.kind is TensorKind.ACTIVATION, aliases=tuple(members),
             reread=factors,
@@ -410,8 +409,9 @@ def problem_from_graph(
                          reserved_bytes=tuple(reserved_bytes), tensors=tuple(tensors))
 
 
-def _size_bytes(tensor: Tensor, in_b: int, w_b: int, loaded: int | None) -> int:
-    """A tensor's bytes: its elements in the input or weight format, or ``loaded`` for a constant."""
-    if tensor.is_constant and loaded is not None:
-        return loaded
-    return tensor.elements * (w_b if tensor.is_constant else in_b)
+def tensor_bytes(tensor: Tensor, arch: Accelerator, loaded: int | None = None) -> int:
+    """A tensor's bytes in the memory problem: its elements in the array's input format (activations) or
+    weight format (constants), or ``loaded`` for a constant the program loads compressed."""
+    if tensor.is_constant:
+        return tensor.elements * arch.array.weight_format.size_bytes if loaded is None else loaded
+    return tensor.elements * arch.array.input_format.size_bytes

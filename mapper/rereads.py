@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from accel.commands import Buffer, Load
 from accel.hardware import Accelerator
-from mapper.lifetimes import loaded_weight_bytes, view_roots
+from mapper.lifetimes import loaded_weight_bytes, tensor_bytes, view_roots
 from mapper.options import MapOptions
 from workloads.graph import Graph
 
@@ -32,7 +32,6 @@ def reread_factors(graph: Graph, arch: Accelerator, working: Mapping[str, int],
     plan = build_plan(graph, arch, options, working_bytes=dict(working))
     root = view_roots(graph)
     weights = loaded_weight_bytes(graph, arch, plan.layers)  # as the memory problem sizes them
-    in_b, w_b = arch.array.input_format.size_bytes, arch.array.weight_format.size_bytes
     loaded: dict[tuple[str, str], int] = {}
     for c in plan.commands:
         if isinstance(c, Load) and c.buffer is Buffer.SCRATCHPAD:
@@ -40,8 +39,7 @@ def reread_factors(graph: Graph, arch: Accelerator, working: Mapping[str, int],
             loaded[key] = loaded.get(key, 0) + c.size_bytes
     out = {}
     for (layer, name), nbytes in loaded.items():
-        t = graph.tensors[name]
-        size = weights.get(name, t.elements * (w_b if t.is_constant else in_b))
+        size = tensor_bytes(graph.tensors[name], arch, weights.get(name))
         if size and nbytes > size:
             out[(layer, name)] = nbytes / size
     return out
