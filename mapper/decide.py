@@ -45,12 +45,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-import numpy as np
-
 from accel.errors import MappingError
 from accel.hardware import Accelerator, Dataflow
 from accel.timing import ceil_div
-from mapper.layout import MatrixView, conv_geometry, image_tensors, matrix_view, storage_shape
+from mapper.layout import MatrixView, broadcasts, conv_geometry, image_tensors, matrix_view, storage_shape
 from mapper.options import Depthwise, LoopOrder, MapOptions
 from mapper.plan import LayerMapping
 from mapper.residency import Residency
@@ -408,10 +406,7 @@ def _broadcast_read(graph: Graph, layer: Layer, inputs: Sequence[str]) -> bool:
     if layer.attrs.get("fn") not in ("add", "mul") or len(layer.inputs) != 2:
         return False
     out = graph.tensors[layer.outputs[0]].shape
-    try:
-        return all(np.broadcast_shapes(graph.tensors[t].shape, out) == out for t in inputs)
-    except ValueError:
-        return False
+    return all(broadcasts(graph.tensors[t].shape, out) for t in inputs)
 
 
 def _broadcast_bytes(graph: Graph, layer: Layer, tensors: Sequence[str], size: dict[str, int]) -> int:

@@ -64,7 +64,7 @@ __all__ = ["ConvGeometry", "PackedTile", "conv_geometry", "conv_band", "conv_ban
            "dense_k_range", "image_tensors", "make_block", "MatrixView", "matrix_view", "view_block", "row_major",
            "storage_shape",
            "to_storage", "from_storage", "weight_matrix", "x_block", "w_block", "out_block", "broadcast_positions",
-           "broadcast_span"]
+           "broadcast_span", "broadcasts"]
 
 
 @dataclass(frozen=True)
@@ -320,12 +320,20 @@ def from_storage(flat: np.ndarray, shape: tuple[int, ...], *, image: bool = True
     return flat.reshape(shape)
 
 
+def broadcasts(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+    """Whether a ``shape`` operand broadcasts to ``out_shape`` (numpy's rules) without widening it."""
+    try:
+        return np.broadcast_shapes(shape, out_shape) == tuple(out_shape)
+    except ValueError:
+        return False
+
+
 def _broadcast_axes(shape: tuple[int, ...], out_shape: tuple[int, ...], image: bool,
                     out_image: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The output's axes in storage order (sizes) and, along each, the stride of a broadcast operand of
     ``shape``'s storage position (0 where it broadcasts): the position is linear in the output's
     storage multi-index. Raises ``ValueError`` if ``shape`` does not broadcast to ``out_shape``."""
-    if np.broadcast_shapes(shape, out_shape) != tuple(out_shape):
+    if not broadcasts(shape, out_shape):
         raise ValueError(f"shape {shape} does not broadcast to {out_shape}")
     rank = len(out_shape)
     padded = (1,) * (rank - len(shape)) + tuple(shape)

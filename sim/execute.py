@@ -91,6 +91,7 @@ from mapper.layout import (
     MatrixView,
     broadcast_positions,
     broadcast_span,
+    broadcasts,
     conv_band,
     conv_geometry,
     dense_k_range,
@@ -836,7 +837,7 @@ def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:
     for t in (graph.tensors[name] for name in layer.inputs):
         if not t.is_constant:
             if t.shape != out.shape and (fn not in ("add", "mul") or len(layer.inputs) != 2
-                                         or not _broadcasts(t.shape, out.shape)):
+                                         or not broadcasts(t.shape, out.shape)):
                 return (f"an element-wise {fn} whose operand {t.name!r} of shape {t.shape} broadcasts to "
                         f"{out.shape} is not modelled (only a binary add's or multiply's operand may)")
             continue
@@ -844,19 +845,13 @@ def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:
             return f"a {fn} with a constant operand is not modelled"
         if t.value is None:
             return f"its constant operand {t.name!r} has no values"
-        if not _broadcasts(t.shape, out.shape):
+        if not broadcasts(t.shape, out.shape):
             return f"its constant operand {t.name!r} of shape {t.shape} does not broadcast to {out.shape}"
     if all(graph.tensors[name].is_constant for name in layer.inputs):
         return f"an element-wise {fn} of constants only"
     return None
 
 
-def _broadcasts(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
-    """Whether a ``shape`` operand broadcasts to ``out_shape`` (numpy's rules) without widening it."""
-    try:
-        return np.broadcast_shapes(shape, out_shape) == tuple(out_shape)
-    except ValueError:
-        return False
 
 
 def _two_activations(graph: Graph, layer: Layer) -> bool:
