@@ -111,13 +111,14 @@ from sim.reference import (
     avgpool_codes,
     code_format,
     concat_part_codes,
+    float_average,
     gemm_operands,
     global_avg_codes,
     maxpool_codes,
     mul_codes,
     raw_code_matmul,
     run_layer,
-    sigmoid_table,
+    sigmoid_codes,
     supported,
     wrap_int32,
 )
@@ -737,8 +738,7 @@ def _elementwise(graph: Graph, layer: Layer, values: list[np.ndarray], mode: Req
         assert q is not None
         return np.maximum(values[0], q.zero_point[0])
     if fn == "sigmoid":  # the layer's lookup table (configuration, as onnxruntime builds it)
-        low = code_format(graph.tensors[layer.inputs[0]]).min_int
-        return sigmoid_table(graph, layer, requant=mode)[values[0] - low]
+        return sigmoid_codes(graph, layer, values[0], requant=mode)
     if fn in ("identity", "passthrough"):
         return values[0]
     raise ExecutionError(f"Layer {layer.name!r}: element-wise {fn!r} is not modelled on codes")
@@ -823,8 +823,7 @@ def _float_average(graph: Graph, layer: Layer) -> bool:
     input, or padded; a window over the whole input is the global pool's integer kernel)."""
     if layer.op is not OpKind.POOL or layer.attrs.get("kind") != "avg" or layer.attrs.get("global"):
         return False
-    hw = graph.tensors[layer.inputs[0]].shape[2:]
-    return tuple(layer.attrs["padding"]) != (0, 0, 0, 0) or tuple(layer.attrs["kernel"]) != tuple(hw)
+    return float_average(layer, graph.tensors[layer.inputs[0]].shape)
 
 
 def _elementwise_unsupported(graph: Graph, layer: Layer) -> str | None:

@@ -57,7 +57,7 @@ tensors depend on are run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +80,8 @@ from workloads.graph import Graph, Layer, OpKind, QuantParams, Tensor
 __all__ = ["ReferenceError", "GemmOperands", "run_quantized", "run_layer", "gemm_operands", "im2col",
            "accumulators", "requantize_accumulators", "supported", "code_format", "add_codes", "global_avg_codes",
            "avgpool_codes", "maxpool_codes", "mul_codes", "concat_part_codes", "raw_code_matmul",
-           "sigmoid_table", "span_scalar", "tflite_add_parameters", "wrap_int32", "zero_point_terms"]
+           "float_average", "sigmoid_codes", "sigmoid_table", "span_scalar", "tflite_add_parameters", "wrap_int32",
+           "zero_point_terms"]
 
 _log = logging.getLogger(__name__)
 
@@ -577,9 +578,9 @@ def avgpool_codes(graph: Graph, layer: Layer, x: np.ndarray, out_shape: tuple[in
     x = np.asarray(x).astype(np.int64)
     kh, kw = layer.attrs["kernel"]
     sh, sw = layer.attrs["stride"]
-    pt, pl, pb, pr = layer.attrs["padding"]
+    pt, pl, _, _ = layer.attrs["padding"]  # (the ends: windows are clipped to the image)
     h, w = x.shape[2], x.shape[3]
-    if (kh, kw) == (h, w) and (pt, pl, pb, pr) == (0, 0, 0, 0):
+    if not float_average(layer, x.shape):
         return global_avg_codes(graph, layer, x, requant=mode).reshape(out_shape)
     _onnxruntime_only(layer, mode, "average pool")
     xq = _quant(graph, layer.inputs[0], layer)
@@ -608,6 +609,13 @@ def avgpool_codes(graph: Graph, layer: Layer, x: np.ndarray, out_shape: tuple[in
     return np.clip(codes, fmt.min_int, fmt.max_int).astype(np.int64)
 
 
+def float_average(layer: Layer, in_shape: Sequence[int]) -> bool:
+    """Whether onnxruntime computes windowed average pool ``layer`` on an ``N x C x H x W`` input of
+    ``in_shape`` in float32 (a window smaller than the input, or padded); a window over the whole
+    unpadded input is the global pool's integer kernel, which onnxruntime falls back to."""
+    return tuple(layer.attrs["padding"]) != (0, 0, 0, 0) or tuple(layer.attrs["kernel"]) != tuple(in_shape[2:])
+
+
 def _onnxruntime_only(layer: Layer, mode: Requantization, what: str) -> None:
     """Refuse a ``mode`` other than onnxruntime's for ``layer``, a quantized ``what`` modelled in it alone."""
     if mode is not Requantization.FLOAT32_HALF_EVEN:
@@ -627,16 +635,21 @@ def sigmoid_table(graph: Graph, layer: Layer, *,
     yq = _quant(graph, out.name, layer)
     if xq.per_channel or yq.per_channel:
         raise ReferenceError(f"Layer {layer.name!r}: a per-channel quantized sigmoid is not supported")
-    codes = np.arange(code_format(graph.tensors[layer.inputs[0]]).min_int,
-                      code_format(graph.tensors[layer.inputs[0]]).max_int + 1)
-    real = dequantize_linear(codes, xq.scale[0], xq.zero_point[0])
+    in_format = code_format(graph.tensors[layer.inputs[0]])
+    real = dequantize_linear(np.arange(in_format.min_int, in_format.max_int + 1), xq.scale[0], xq.zero_point[0])
     return quantize_linear(logistic_float32(real), yq.scale[0], yq.zero_point[0], out_format=code_format(out))
 
 
-def _sigmoid(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
-    x = get(layer.inputs[0]).astype(np.int64)
+def sigmoid_codes(graph: Graph, layer: Layer, x: np.ndarray, *,
+                  requant: Requantization | str = Requantization.FLOAT32_HALF_EVEN) -> np.ndarray:
+    """The codes of quantized sigmoid ``layer`` on input codes ``x`` (any shape): each looked up in
+    :func:`sigmoid_table`."""
     low = code_format(graph.tensors[layer.inputs[0]]).min_int
-    return [sigmoid_table(graph, layer, requant=mode)[x - low]]
+    return sigmoid_table(graph, layer, requant=requant)[np.asarray(x).astype(np.int64) - low]
+
+
+def _sigmoid(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
+    return [sigmoid_codes(graph, layer, get(layer.inputs[0]), requant=mode)]
 
 
 def _relu(graph: Graph, layer: Layer, get: Any, mode: Requantization) -> list[np.ndarray]:
