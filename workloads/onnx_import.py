@@ -308,6 +308,11 @@ def _initializer_data(init: onnx.TensorProto) -> np.ndarray | None:
 
 # -- nodes ----------------------------------------------------------------------------------------
 
+def _where(ctx: _Context, node: onnx.NodeProto, name: str) -> str:
+    """How an error names a node: ``ONNX file 'PATH': node 'NAME' (OP)``."""
+    return f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type})"
+
+
 def _import_node(ctx: _Context, node: onnx.NodeProto, index: int) -> None:
     b = ctx.builder
     layer_name = _unique_layer_name(ctx, node, index)
@@ -315,12 +320,12 @@ def _import_node(ctx: _Context, node: onnx.NodeProto, index: int) -> None:
     for t in inputs:
         if t in ctx.dropped:
             raise WorkloadError(
-                f"ONNX file {str(ctx.path)!r}: node {layer_name!r} ({node.op_type}) reads {t!r}, an output of "
+                _where(ctx, node, layer_name) + f" reads {t!r}, an output of "
                 f"{ctx.dropped[t]} that the importer does not model"
             )
         if not b.has_tensor(t):
             raise WorkloadError(
-                f"ONNX file {str(ctx.path)!r}: node {layer_name!r} ({node.op_type}) reads tensor {t!r},"
+                _where(ctx, node, layer_name) + f" reads tensor {t!r},"
                 " which no earlier node, input or initializer defines"
             )
     if node.op_type == "Constant" or (node.domain in ("", "ai.onnx") and all(b.is_constant(t) for t in inputs)
@@ -505,7 +510,7 @@ def _window(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any
             kernel: Sequence[int] | None) -> _Window:
     """The window of a ``Conv`` / pooling node on input shape ``xs`` (``kernel``: ``kernel_shape`` or the
     weight's spatial shape); raises :class:`WorkloadError` naming the node when an attribute does not fit."""
-    where = f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type})"
+    where = _where(ctx, node, name)
     if len(xs) < 3:
         raise WorkloadError(f"{where}: input {node.input[0]!r} must be N x C x spatial (3-D or more), not {tuple(xs)}")
     rank = len(xs) - 2
@@ -545,7 +550,7 @@ def _conv(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any])
     bias = node.input[2] if len(node.input) > 2 and node.input[2] else False
     xs, ws = b.shape(x), b.shape(w)
     if len(ws) != len(xs):
-        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): weight {w!r} must have "
+        raise WorkloadError(_where(ctx, node, name) + f": weight {w!r} must have "
                             f"the input's rank {len(xs)} (out channels, in channels / group, kernel), not shape {ws}")
     rank = len(xs) - 2
     window = _window(ctx, node, name, attrs, xs, ws[2:])
@@ -578,7 +583,7 @@ def _gemm(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any])
     trans_a, trans_b = attrs.get("transA", 0), attrs.get("transB", 0)
     sa, sw = b.shape(a), b.shape(w)
     if len(sa) != 2 or len(sw) != 2:
-        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): A and B must be 2-D "
+        raise WorkloadError(_where(ctx, node, name) + f": A and B must be 2-D "
                             f"matrices, not {a!r} of shape {sa} and {w!r} of shape {sw}")
     m, k = (sa[1], sa[0]) if trans_a else (sa[0], sa[1])
     kb, n = (sw[1], sw[0]) if trans_b else (sw[0], sw[1])
@@ -735,7 +740,7 @@ def _softmax(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, An
 
 def _concat(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[str, Any]) -> str:
     if "axis" not in attrs:
-        raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): attribute axis is required")
+        raise WorkloadError(_where(ctx, node, name) + ": attribute axis is required")
     return ctx.builder.concat([t for t in node.input if t], attrs.get("axis", 1), name, out=node.output[0])
 
 
@@ -870,7 +875,7 @@ def _resized_shape(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[s
     scales = ctx.values[scales_name].reshape(-1) if scales_name in ctx.values else attrs.get("scales")
     for what, given in (("sizes", sizes), ("scales", scales)):
         if given is not None and len(given) not in (0, len(axes)):  # empty: not given (opset 11's placeholder)
-            raise WorkloadError(f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type}): "
+            raise WorkloadError(_where(ctx, node, name) + f": "
                                 f"{what} must have one value per resized axis ({len(axes)} for input {xs}), not "
                                 f"{len(given)}")
     if sizes is not None and len(sizes):
@@ -1201,7 +1206,7 @@ def _matmul_nbits(ctx: _Context, node: onnx.NodeProto, name: str, attrs: dict[st
     b = ctx.builder
     a = node.input[0]
     xs = b.shape(a)
-    where = f"ONNX file {str(ctx.path)!r}: node {name!r} ({node.op_type})"
+    where = _where(ctx, node, name)
     if "K" not in attrs or "N" not in attrs:
         raise WorkloadError(f"{where}: attributes K and N are required")
     k, n = int(attrs["K"]), int(attrs["N"])
