@@ -86,7 +86,7 @@ from amaranth.lib.wiring import In, Out
 
 from accel.encoding import FEEDER_STEP_WORDS, VECTOR_STEP_WORDS
 from accel.errors import ConfigError
-from accel.hardware import Accelerator, Dataflow
+from accel.hardware import Accelerator, Dataflow, is_int
 from rtl.fpga.uart import UARTReceiver, UARTTransmitter, check_divisor
 from rtl.npu import NPU
 
@@ -139,13 +139,12 @@ class NPULink(wiring.Component):
                  program_words: int = 2048, requant_channels: int = REQUANT_CHANNELS) -> None:
         try:
             self.divisor = check_divisor(divisor)
-            if not isinstance(dram_bytes, int) or isinstance(dram_bytes, bool) or dram_bytes <= 0 or dram_bytes % 4 \
-                    or dram_bytes >= 1 << 32:
+            if not is_int(dram_bytes) or dram_bytes <= 0 or dram_bytes % 4 or dram_bytes >= 1 << 32:
                 raise ConfigError("NPULink dram_bytes must be a positive multiple of 4 below 2**32, "
                                   f"not {dram_bytes!r}")
             for name, value, low in (("max_commands", max_commands, 2), ("program_words", program_words, 1),
                                      ("requant_channels", requant_channels, 0)):
-                if not isinstance(value, int) or isinstance(value, bool) or not low <= value < 1 << 16:
+                if not is_int(value) or not low <= value < 1 << 16:
                     raise ConfigError(f"NPULink {name} must be an integer in {low}..65535, not {value!r}")
             latency = arch.dram.latency_cycles
             if not isinstance(latency, int) or not 0 <= latency < 1 << 16:

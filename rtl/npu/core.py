@@ -193,7 +193,7 @@ from accel.commands import Command, Compute, Load, Move, Store
 from accel.encoding import RECORD_BYTES, VECTOR_STEP_WORDS
 from accel.errors import ConfigError
 from accel.formats import Overflow, Requantization
-from accel.hardware import Accelerator, Dataflow
+from accel.hardware import Accelerator, Dataflow, is_int
 from accel.timing import fold_overhead, scratchpad_stretch
 from rtl.npu.accumulator import BankedAccumulator
 from rtl.npu.scratchpad import BankedScratchpad
@@ -391,7 +391,7 @@ class NPU(wiring.Component):
         # memory must hold at least the image of a one-command program (its header and one record).
         for name, value, low in (("max_commands", max_commands, 2), ("program_words", program_words,
                                                                       MIN_PROGRAM_WORDS)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            if not is_int(value) or value < low:
                 self._MustUse__silence = True
                 raise ConfigError(f"NPU {name} must be an integer of at least {low}, not {value!r}")
         self.vector_ops = requant_channels > 0  # the vector datapath (its steps are in the host's table)
