@@ -200,25 +200,18 @@ def attention(b: GraphBuilder, node: onnx.NodeProto, name: str, attrs: dict[str,
                             f"weights and num_heads dividing each hidden size, not input {xs}, weights {ws}, "
                             f"qkv_hidden_sizes {sizes} and num_heads {heads}")
     batch, seq, hidden = xs
-    head, head_v = sizes[0] // heads, sizes[2] // heads
-    made = [f"{name}/qkv", f"{name}/split", f"{name}/scores", f"{name}/softmax", name]
-    qkv = b.layer(OpKind.GEMM, [x, w, *([bias] if bias else [])], [(batch, seq, ws[1])], name=made[0],
-                  outs=[made[0]], gemm=GemmShape(m=batch * seq, k=hidden, n=ws[1]),
+    qkv = b.layer(OpKind.GEMM, [x, w, *([bias] if bias else [])], [(batch, seq, ws[1])], name=f"{name}/qkv",
+                  outs=[f"{name}/qkv"], gemm=GemmShape(m=batch * seq, k=hidden, n=ws[1]),
                   attrs={"in_features": hidden, "out_features": ws[1], "weight_layout": "kn"},
                   source_op=node.op_type)[0]
-    q, k, v = b.layer(OpKind.PASSTHROUGH, [qkv], [(batch, seq, size) for size in sizes], name=made[1],
+    q, k, v = b.layer(OpKind.PASSTHROUGH, [qkv], [(batch, seq, size) for size in sizes], name=f"{name}/split",
                       outs=[f"{name}/{part}" for part in "qkv"], attrs={"op": "Split", "axis": 2},
                       source_op=node.op_type)
-    scores = b.layer(OpKind.MATMUL, [q, k], [(batch, heads, seq, seq)], name=made[2], outs=[made[2]],
-                     gemm=GemmShape(m=seq, k=head, n=seq, batch=batch * heads), attrs={"fn": "attention_scores"},
-                     source_op=node.op_type)[0]
-    probs = b.softmax(scores, -1, made[3], out=made[3], source_op=node.op_type)
-    out = b.layer(OpKind.MATMUL, [probs, v], [known_shape(node.output[0]) or (batch, seq, sizes[2])], name=name,
-                  outs=[node.output[0]], gemm=GemmShape(m=seq, k=seq, n=head_v, batch=batch * heads),
-                  attrs={"fn": "attention_context"}, source_op=node.op_type)[0]
-    for lname in made:
-        label(lname)
-    return out
+    label(f"{name}/qkv")
+    label(f"{name}/split")
+    return _attention_products(b, node, name, q, k, v, batch=batch, heads=heads, seq_q=seq, seq_kv=seq,
+                               head=sizes[0] // heads, head_v=sizes[2] // heads,
+                               shape=known_shape(node.output[0]) or (batch, seq, sizes[2]), label=label)
 
 
 def scaled_dot_product_attention(b: GraphBuilder, node: onnx.NodeProto, name: str, attrs: dict[str, Any],
