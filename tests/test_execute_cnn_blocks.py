@@ -201,6 +201,14 @@ def test_the_run_a_chunk_of_a_broadcast_operand_reads_is_what_numpy_broadcasts_o
         assert np.array_equal(broadcast_positions(shape, out, lo, hi, **where), expected[lo:hi])
         assert broadcast_span(shape, out, lo, hi, **where) == (expected[lo:hi].min(), expected[lo:hi].max() + 1)
 
+def _microsoft_model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    """A model of ``graph`` using onnxruntime's ``com.microsoft`` operators (IR 8, as onnxruntime reads)."""
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    return model
+
+
 def _qlinear_binary(op: str, scale_first: bool, small: tuple[int, ...], scales: np.ndarray,
                     zero_points: np.ndarray) -> onnx.ModelProto:
     """``QLinearAdd``/``QLinearMul`` of ``x`` (1 x 256 x 16 x 16 uint8 codes) and ``s`` (``small``)."""
@@ -212,10 +220,7 @@ def _qlinear_binary(op: str, scale_first: bool, small: tuple[int, ...], scales: 
     graph = helper.make_graph([node], "binary", [helper.make_tensor_value_info(n, TensorProto.UINT8, shapes[n])
                                                  for n in (first, second)],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
-    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = 8
-    return model
+    return _microsoft_model(graph)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -252,10 +257,7 @@ def _qlinear_sigmoid(signed: bool, scales: np.ndarray, zero_points: np.ndarray) 
     node = helper.make_node("QLinearSigmoid", ["x", "xs", "xz", "ys", "yz"], ["y"], domain="com.microsoft")
     graph = helper.make_graph([node], "sigmoid", [helper.make_tensor_value_info("x", dtype, (1, 256))],
                               [helper.make_tensor_value_info("y", dtype, None)], inits)
-    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = 8
-    return model
+    return _microsoft_model(graph)
 
 
 @pytest.mark.parametrize("seed", range(6))
